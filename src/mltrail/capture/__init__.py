@@ -1,0 +1,1 @@
+"""Impure collectors: read the machine, return plain JSON-able payloads, never write storage."""

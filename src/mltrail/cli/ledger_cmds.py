@@ -1,0 +1,356 @@
+"""``init``, ``append``, ``log``, ``show``, ``checkpoint``, ``prove``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from mltrail.cli.output import AppState, console, emit_json, json_option, open_from
+from mltrail.core.codec import parse_json
+from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
+from mltrail.errors import InputError
+from mltrail.home import Home, init_home
+
+__all__ = ["COMMANDS"]
+
+
+@click.command()
+@click.option(
+    "--origin",
+    help="Ledger name bound into every checkpoint "
+    "(default: mltrail.local/<random>), e.g. example.com/ml-team-a.",
+)
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Use this existing Ed25519 private key (PEM or OpenSSH) instead of "
+    "generating one. Encrypted keys read MLTRAIL_KEY_PASSWORD.",
+)
+@click.option("--force", is_flag=True, help="Allow a ledger inside a git work tree.")
+@json_option
+@click.pass_context
+def init(
+    ctx: click.Context,
+    origin: str | None,
+    key_path: Path | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Create a ledger at the home with a new signing key and its genesis record.
+
+    Safe to run twice: an existing ledger is left untouched.
+
+    \b
+    Examples:
+      mltrail init
+      MLTRAIL_HOME=/srv/audit mltrail init --origin example.com/credit-models
+      mltrail init --key ~/.ssh/id_ed25519
+    """
+    state: AppState = ctx.obj
+    result = init_home(state.home, origin=origin, key_path=key_path, force=force)
+    if as_json:
+        emit_json(
+            {
+                "home": str(result.home),
+                "created": result.created,
+                "origin": result.origin,
+                "key": result.key_id,
+            }
+        )
+    elif result.created:
+        console.print(
+            f"created ledger {result.origin} at {result.home}\n"
+            f"signing key {result.key_id[:16]}... (keys/, mode 0600)"
+        )
+    else:
+        console.print(
+            f"a ledger already exists at {result.home} ({result.origin}); "
+            "nothing changed"
+        )
+
+
+def _read_body(text: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text("utf-8")
+        except OSError as e:
+            raise InputError(f"cannot read body file {text[1:]}: {e.strerror}") from e
+    body = parse_json(text, what="--body")
+    if not isinstance(body, dict):
+        raise InputError("--body must be a JSON object")
+    return body
+
+
+@click.command()
+@click.option("--kind", required=True, help="Entry kind, e.g. note.")
+@click.option(
+    "--body",
+    "body_text",
+    required=True,
+    help="JSON object; @FILE reads a file, - reads stdin.",
+)
+@click.option("--run", help="Run id the entry belongs to.")
+@click.option(
+    "--attach",
+    "attachments",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Store a file as a blob and list it in body.attachments (repeatable).",
+)
+@json_option
+@click.pass_context
+def append(
+    ctx: click.Context,
+    kind: str,
+    body_text: str,
+    run: str | None,
+    attachments: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Sign and append one entry. All or nothing: bad input writes nothing.
+
+    \b
+    Examples:
+      mltrail append --kind note --body '{"text": "approved for production"}'
+      mltrail append --kind note --body @note.json --attach review.pdf
+      echo '{"text": "from a pipe"}' | mltrail append --kind note --body -
+    """
+    body = _read_body(body_text)
+    home = open_from(ctx, writable=True)
+    if attachments:
+        refs = [
+            {**home.ledger.put_blob(p.read_bytes()), "name": p.name}
+            for p in attachments
+        ]
+        body["attachments"] = [*body.get("attachments", []), *refs]
+    record = home.ledger.append(kind, body, run=run)
+    if as_json:
+        emit_json(record.to_dict())
+    else:
+        console.print(f"appended seq {record.seq} ({kind})")
+
+
+def _summary(record: dict[str, Any]) -> str:
+    body = record["entry"]["body"]
+    text = body.get("text") or body.get("name") or body.get("key") or json.dumps(body)
+    return str(text).replace("\n", " ")[:80]
+
+
+@click.command(name="log")
+@click.option("--kind", help="Only entries of this kind.")
+@click.option("--run", help="Only entries of this run.")
+@click.option(
+    "--from", "start", type=int, default=0, show_default=True, help="First seq."
+)
+@click.option("--limit", type=int, default=None, help="At most this many records.")
+@json_option
+@click.pass_context
+def log_cmd(
+    ctx: click.Context,
+    kind: str | None,
+    run: str | None,
+    start: int,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List records, oldest first.
+
+    \b
+    Examples:
+      mltrail log
+      mltrail log --kind note --json | jq '.[].entry.body.text'
+    """
+    home = open_from(ctx)
+    rows = []
+    for record in home.ledger.records(start):
+        entry = record.entry
+        if (kind and entry.kind != kind) or (run and entry.run != run):
+            continue
+        rows.append(record.to_dict())
+        if limit is not None and len(rows) >= limit:
+            break
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("seq", "time", "kind", "run", "actor", "summary", box=None)
+    for r in rows:
+        e = r["entry"]
+        table.add_row(
+            str(r["seq"]),
+            e["time"][:19] + "Z",
+            e["kind"],
+            e.get("run") or "",
+            e["actor"].get("user", ""),
+            _summary(r),
+        )
+    console.print(table)
+
+
+def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
+    data = home.ledger.get_blob(digest)
+    limit = None if full else 65536
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<binary, {len(data)} bytes>"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return (
+            text
+            if limit is None or len(text) <= limit
+            else text[:limit] + "\n<truncated>"
+        )
+
+
+@click.command()
+@click.argument("seq", type=int)
+@click.option("--full", is_flag=True, help="Do not truncate large text blobs.")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, seq: int, full: bool, as_json: bool) -> None:
+    """Print one record with its blobs resolved.
+
+    \b
+    Example:
+      mltrail show 0
+    """
+    from mltrail.core.codec import find_blob_refs
+
+    home = open_from(ctx)
+    record = home.ledger.record(seq)
+    out = record.to_dict()
+    out["hash"] = record.compute_hash().hex()
+    out["blobs"] = {
+        ref.digest: _resolve_blob(home, ref.digest, full)
+        for ref in find_blob_refs(record.entry.body)
+    }
+    if as_json:
+        emit_json(out)
+    else:
+        console.print_json(json.dumps(out, ensure_ascii=False))
+
+
+@click.command()
+@json_option
+@click.pass_context
+def checkpoint(ctx: click.Context, as_json: bool) -> None:
+    """Sign the current tree head (C2SP tlog-checkpoint) and keep it.
+
+    The checkpoint is also written to the witness file; publish it (or let a
+    witness cosign it) to make rollback of the whole ledger detectable.
+    """
+    home = open_from(ctx, writable=True)
+    signed = home.checkpoint()
+    if as_json:
+        cp = signed.checkpoint
+        emit_json(
+            {
+                "origin": cp.origin,
+                "size": cp.size,
+                "root": cp.root.hex(),
+                "note": signed.to_text(),
+            }
+        )
+    else:
+        click.echo(signed.to_text(), nl=False)
+
+
+def _covering_checkpoint(home: Home, seq: int) -> tuple[int, str]:
+    latest = home.ledger.latest_checkpoint()
+    if latest is None or latest[0] <= seq:
+        raise InputError(
+            f"no checkpoint covers seq {seq} yet", hint="run `mltrail checkpoint` first"
+        )
+    return latest
+
+
+@click.command()
+@click.argument("seq", type=int, required=False)
+@click.option(
+    "--consistency",
+    nargs=2,
+    type=int,
+    metavar="OLD NEW",
+    help="Prove the tree of OLD records is a prefix of the tree of NEW.",
+)
+@json_option
+@click.pass_context
+def prove(
+    ctx: click.Context,
+    seq: int | None,
+    consistency: tuple[int, int] | None,
+    as_json: bool,
+) -> None:
+    """Print an RFC 9162 inclusion proof of SEQ to the latest checkpoint.
+
+    \b
+    Examples:
+      mltrail prove 41                  record 41 is in the signed tree
+      mltrail prove --consistency 10 50 the log of 50 extends the log of 10
+    """
+    home = open_from(ctx)
+    if consistency:
+        out = _consistency_bundle(home, *consistency)
+    elif seq is not None:
+        out = _inclusion_bundle(home, seq)
+    else:
+        raise InputError("give a SEQ, or --consistency OLD NEW")
+    if as_json:
+        emit_json(out)
+    else:
+        for key, value in out.items():
+            if isinstance(value, list):
+                click.echo(f"{key}:")
+                click.echo("".join(f"  {v}\n" for v in value), nl=False)
+            else:
+                click.echo(
+                    f"{key}: {value}" if "\n" not in str(value) else f"{key}:\n{value}"
+                )
+
+
+def _inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
+    from mltrail.core.checkpoint import parse_signed_checkpoint
+
+    size, text = _covering_checkpoint(home, seq)
+    proof = home.ledger.prove_inclusion(seq, size)
+    leaf = home.ledger.leaf_hash(seq)
+    root = parse_signed_checkpoint(text).checkpoint.root
+    verify_inclusion(seq, size, leaf, proof.hashes, root)
+    return {
+        "type": "inclusion",
+        "origin": home.ledger.origin,
+        "seq": seq,
+        "tree_size": size,
+        "leaf_hash": leaf.hex(),
+        "root": root.hex(),
+        "proof": [h.hex() for h in proof.hashes],
+        "checkpoint": text,
+    }
+
+
+def _consistency_bundle(home: Home, old: int, new: int) -> dict[str, Any]:
+    proof = home.ledger.prove_consistency(old, new)
+    node = home.ledger.store.node
+    old_root, new_root = range_root(0, old, node), range_root(0, new, node)
+    verify_consistency(old, new, old_root, new_root, proof.hashes)
+    return {
+        "type": "consistency",
+        "origin": home.ledger.origin,
+        "old_size": old,
+        "new_size": new,
+        "old_root": old_root.hex(),
+        "new_root": new_root.hex(),
+        "proof": [h.hex() for h in proof.hashes],
+    }
+
+
+COMMANDS = (init, append, log_cmd, show, checkpoint, prove)

@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: the app state, JSON output, opening the home."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+
+from mltrail.home import Home, open_home
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "AppState",
+    "console",
+    "emit_json",
+    "err_console",
+    "json_option",
+    "open_from",
+]
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print machine-readable JSON instead of text.",
+)
+
+
+@dataclass
+class AppState:
+    """Options of the top-level group, passed to every command."""
+
+    home: Path | None
+    debug: bool
+
+
+def open_from(ctx: click.Context, *, writable: bool = False) -> Home:
+    """Open the ledger home named by ``--home`` / ``$MLTRAIL_HOME``."""
+    state: AppState = ctx.find_object(AppState) or AppState(None, False)
+    return open_home(state.home, writable=writable)
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))

@@ -1,0 +1,233 @@
+"""The hash chain: sealing signed entries into records, and the key ring.
+
+``seal_entries`` is the only place that assigns ``seq`` and computes ``prev``;
+stores call it under their append lock (see ``Store.append``) and persist what it
+returns, so storage never hashes anything itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mltrail.core.canonical import (
+    ZERO_HASH,
+    canonical_bytes,
+    compute_leaf_hash,
+    compute_record_hash,
+)
+from mltrail.core.codec import parse_time
+from mltrail.core.entry import Entry, compose_record_bytes
+from mltrail.core.merkle import CompactRange
+from mltrail.core.signing import compute_key_id, decode_b64
+from mltrail.errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime, timedelta
+
+__all__ = [
+    "EMPTY_HEAD",
+    "KEY_KINDS",
+    "Batch",
+    "ChainHead",
+    "KeyRing",
+    "KeyState",
+    "SealedRecord",
+    "seal_entries",
+]
+
+KEY_KINDS = ("key.added", "key.revoked")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The state an append needs: size, last record hash and time, Merkle frontier.
+
+    ``key_epoch`` is the seq of the newest key record plus one (0 if none), so an
+    appender can tell whether the key ring changed under it.
+    """
+
+    size: int
+    last_hash: bytes
+    last_time: str | None
+    frontier: tuple[bytes, ...]
+    key_epoch: int = 0
+
+    @property
+    def prev(self) -> str:
+        """The ``prev`` the next record must carry."""
+        return self.last_hash.hex() if self.size else ZERO_HASH
+
+    def compact_range(self) -> CompactRange:
+        """The Merkle frontier as a mutable compact range."""
+        return CompactRange(self.size, self.frontier)
+
+    def root(self) -> bytes:
+        """Merkle root of the ledger at this head."""
+        return self.compact_range().root()
+
+
+EMPTY_HEAD = ChainHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A record ready to store: its bytes plus the columns stores index."""
+
+    seq: int
+    prev: str
+    hash: bytes
+    record_bytes: bytes
+    kind: str
+    run: str | None
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one append writes: records, new Merkle nodes, and the new head."""
+
+    records: tuple[SealedRecord, ...]
+    nodes: tuple[tuple[int, int, bytes], ...]
+    head: ChainHead
+
+
+def seal_entries(
+    head: ChainHead, entries: Sequence[Entry], *, now: datetime, tolerance: timedelta
+) -> Batch:
+    """Chain signed entries after ``head``.
+
+    Raises:
+        InputError: an entry is unsigned, or dated beyond ``tolerance`` in the
+            future or before the previous record.
+    """
+    if not entries:
+        raise InputError("nothing to append: no entries given")
+    tree, nodes, records = head.compact_range(), [], []
+    size, prev, last_time, key_epoch = (
+        head.size,
+        head.prev,
+        head.last_time,
+        head.key_epoch,
+    )
+    for entry in entries:
+        _check_time(entry, last_time, now, tolerance)
+        data = compose_record_bytes(size, prev, _signed_entry_bytes(entry))
+        digest = compute_record_hash(data)
+        nodes.extend(tree.append(compute_leaf_hash(data)))
+        records.append(
+            SealedRecord(size, prev, digest, data, entry.kind, entry.run, entry.time)
+        )
+        key_epoch = size + 1 if entry.kind in KEY_KINDS else key_epoch
+        size, prev, last_time = size + 1, digest.hex(), entry.time
+    new_head = ChainHead(size, bytes.fromhex(prev), last_time, tree.hashes, key_epoch)
+    return Batch(tuple(records), tuple(nodes), new_head)
+
+
+def _signed_entry_bytes(entry: Entry) -> bytes:
+    if entry.sig is None:
+        raise InputError(f"entry of kind {entry.kind} is not signed")
+    return canonical_bytes(entry.to_dict())
+
+
+def _check_time(
+    entry: Entry, last: str | None, now: datetime, tolerance: timedelta
+) -> None:
+    moment = parse_time(entry.time)
+    if moment > now + tolerance:
+        raise InputError(
+            f"entry time {entry.time} is in the future (now {now.isoformat()})",
+            hint="check this machine's clock",
+        )
+    if last is not None and moment < parse_time(last) - tolerance:
+        raise InputError(
+            f"entry time {entry.time} is before the previous record's time {last}",
+            hint="check this machine's clock",
+        )
+
+
+@dataclass(slots=True)
+class KeyState:
+    """A key as the ledger knows it: when it was added and, if so, revoked."""
+
+    public_key: bytes
+    added_seq: int
+    revoked_seq: int | None = None
+
+
+@dataclass(slots=True)
+class KeyRing:
+    """Which key was valid at which seq, built by applying key records in order."""
+
+    keys: dict[str, KeyState] = field(default_factory=dict)
+    genesis_key: str | None = None
+
+    def valid_at(self, key_id: str, seq: int) -> bool:
+        """True when ``key_id`` may sign the record at ``seq``."""
+        state = self.keys.get(key_id)
+        if state is None:
+            return False
+        return state.added_seq < seq and (
+            state.revoked_seq is None or seq < state.revoked_seq
+        )
+
+    def valid_keys(self, seq: int) -> dict[str, bytes]:
+        """Public keys valid for the record at ``seq`` (or a checkpoint of size ``seq``)."""
+        return {k: s.public_key for k, s in self.keys.items() if self.valid_at(k, seq)}
+
+    def signer_problem(self, key_id: str, seq: int) -> str | None:
+        """Why ``key_id`` may not sign the record at ``seq``, or None."""
+        state = self.keys.get(key_id)
+        if state is None:
+            return f"signed by key {key_id[:16]}... which the ledger never added"
+        if state.revoked_seq is not None and seq >= state.revoked_seq:
+            return (
+                f"signed by key {key_id[:16]}... after it was revoked at seq "
+                f"{state.revoked_seq}"
+            )
+        if state.added_seq >= seq:
+            return f"signed by key {key_id[:16]}... before it was added at seq {state.added_seq}"
+        return None
+
+    def apply(
+        self, seq: int, kind: str, body: dict[str, object], signer: str
+    ) -> str | None:
+        """Apply a key record; return a problem or None. Genesis adds its own signer."""
+        if kind == "key.added":
+            return self._add(seq, body, signer)
+        if kind == "key.revoked":
+            return self._revoke(seq, str(body.get("key")))
+        return None
+
+    def _add(self, seq: int, body: dict[str, object], signer: str) -> str | None:
+        try:
+            public_key = decode_b64(str(body.get("public_key")))
+            key_id = compute_key_id(public_key)
+        except ValueError as e:
+            return f"key.added carries an invalid public key: {e}"
+        if key_id != body.get("key"):
+            return "key.added names a key id that is not the hash of its public key"
+        if key_id in self.keys:
+            return f"key {key_id[:16]}... was already added at seq {self.keys[key_id].added_seq}"
+        if seq == 0:
+            if signer != key_id:
+                return "the genesis key.added must be signed by the key it adds"
+            self.genesis_key = key_id
+            self.keys[key_id] = KeyState(public_key, -1)
+            return None
+        self.keys[key_id] = KeyState(public_key, seq)
+        return None
+
+    def _revoke(self, seq: int, key_id: str) -> str | None:
+        state = self.keys.get(key_id)
+        if state is None:
+            return (
+                f"key.revoked names key {key_id[:16]}... which the ledger never added"
+            )
+        if state.revoked_seq is not None:
+            return (
+                f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
+            )
+        state.revoked_seq = seq
+        return None

@@ -1,0 +1,268 @@
+"""The one parser of untrusted bytes: JSON text in, validated entries and records out.
+
+Everything that reads a record from a store, a file, a network or a user goes
+through here, and every failure becomes a :class:`~mltrail.errors.SchemaError`
+chained to its cause.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import (
+    canonical_bytes,
+    canonical_object,
+    compute_record_hash,
+)
+from mltrail.core.entry import Entry, Record, compose_record_bytes
+from mltrail.core.schema import KNOWN_KINDS, kind_validator
+from mltrail.errors import SchemaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+__all__ = [
+    "BlobRef",
+    "DecodedRecord",
+    "decode_record",
+    "find_blob_refs",
+    "format_time",
+    "parse_json",
+    "parse_time",
+    "validate_body",
+    "validate_entry",
+]
+
+
+def parse_json(data: bytes | str, *, what: str = "input") -> Any:
+    """Parse JSON text strictly: no NaN/Infinity, no duplicate object keys.
+
+    Raises:
+        SchemaError: the text is not valid JSON.
+    """
+    try:
+        return json.loads(
+            data,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_int=_parse_int,
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise SchemaError(f"{what} is not valid JSON: {e}") from e
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate object key")
+    return out
+
+
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers beyond 2**53 - 1 are read as floats, as RFC 8785 (I-JSON) writes them.
+
+    A float such as 1e16 is written canonically as ``10000000000000000``; reading it
+    back as a float makes it re-canonicalise to the same bytes.
+    """
+    value = int(text)
+    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an entry time (RFC 3339, UTC, ``Z``) into an aware datetime.
+
+    Raises:
+        SchemaError: not an RFC 3339 UTC time.
+    """
+    if not isinstance(text, str) or not text.endswith("Z"):
+        raise SchemaError(f"time {text!r} is not RFC 3339 UTC ending in Z")
+    head, _, frac = text[:-1].partition(".")
+    try:
+        moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise SchemaError(f"time {text!r} is not a valid RFC 3339 time") from e
+    if frac and (not frac.isdigit() or len(frac) > 9 or not frac.isascii()):
+        raise SchemaError(f"time {text!r} has an invalid fraction of a second")
+    return moment.replace(microsecond=int(frac[:6].ljust(6, "0")) if frac else 0)
+
+
+def format_time(moment: datetime) -> str:
+    """Format an aware datetime as an entry time: UTC, microseconds, ``Z``."""
+    if moment.tzinfo is None:
+        raise ValueError("entry times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _schema_message(error: Any) -> str:
+    path = "/".join(str(p) for p in error.absolute_path)
+    return f"{path or '(top level)'}: {error.message}"
+
+
+def validate_body(kind: str, body: Mapping[str, Any]) -> None:
+    """Check a body against its kind's schema.
+
+    Raises:
+        SchemaError: unknown kind, or the body does not match the schema.
+    """
+    validator = kind_validator(kind)
+    if validator is None:
+        known = ", ".join(sorted(KNOWN_KINDS))
+        raise SchemaError(f"unknown kind {kind!r}; known kinds: {known}")
+    if validator.is_valid(body):
+        return
+    error = next(iter(validator.iter_errors(body)), None)
+    if error is not None:
+        raise SchemaError(
+            f"body of {kind} does not match its schema: {_schema_message(error)}"
+        )
+
+
+_KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SIG_B64 = re.compile(r"[A-Za-z0-9+/]{86}==")
+_SIG_KEYS = frozenset({"alg", "key", "value"})
+
+
+def _envelope_problem(data: Mapping[str, Any]) -> str | None:
+    """The envelope rules of ``schema/entry.json``, checked without jsonschema.
+
+    Verification runs this on every record, where jsonschema would cost more than
+    the signature check; tests prove it agrees with the published schema.
+    """
+    for name in ("v", "kind", "time", "actor", "body"):
+        if name not in data:
+            return f"'{name}' is a required property"
+    if data["v"] != "mltrail/1":
+        return f"v is {data['v']!r}, expected 'mltrail/1'"
+    kind, run = data["kind"], data.get("run", "")
+    if not isinstance(kind, str) or len(kind) > 64 or not _KIND.fullmatch(kind):
+        return f"kind {kind!r} is not a valid kind name"
+    if "run" in data and (not isinstance(run, str) or not 1 <= len(run) <= 128):
+        return "run must be a string of 1 to 128 characters"
+    if not isinstance(data["actor"], dict) or not isinstance(data["body"], dict):
+        return "actor and body must be objects"
+    return _actor_problem(data["actor"]) or _sig_problem(data.get("sig"), "sig" in data)
+
+
+def _actor_problem(actor: Mapping[str, Any]) -> str | None:
+    for name in ("user", "host"):
+        if name in actor and not isinstance(actor[name], str):
+            return f"actor.{name} must be a string"
+    if "ci" in actor and actor["ci"] is not None and not isinstance(actor["ci"], dict):
+        return "actor.ci must be an object or null"
+    return None
+
+
+def _sig_problem(sig: Any, present: bool) -> str | None:
+    if not present:
+        return None
+    if not isinstance(sig, dict) or set(sig) != _SIG_KEYS:
+        return "sig must be an object with exactly alg, key and value"
+    if sig["alg"] != "ed25519":
+        return f"sig.alg {sig['alg']!r} is not supported (ed25519)"
+    key, value = sig["key"], sig["value"]
+    if not isinstance(key, str) or not _HEX64.fullmatch(key):
+        return "sig.key must be 64 lowercase hex characters"
+    if not isinstance(value, str) or not _SIG_B64.fullmatch(value):
+        return "sig.value must be a base64 Ed25519 signature"
+    return None
+
+
+def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) -> None:
+    """Check an entry's JSON form against the envelope and its kind's schema.
+
+    Raises:
+        SchemaError: with the first problem found.
+    """
+    problem = _envelope_problem(data)
+    if problem is not None:
+        raise SchemaError(f"entry does not match the envelope schema: {problem}")
+    parse_time(data["time"])
+    if require_known_kind or data["kind"] in KNOWN_KINDS:
+        validate_body(data["kind"], data["body"])
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRecord:
+    """A record parsed from canonical bytes, with what verification needs."""
+
+    record: Record
+    record_bytes: bytes
+    signing_bytes: bytes
+    hash: bytes
+    known_kind: bool
+
+
+def decode_record(data: bytes) -> DecodedRecord:
+    """Parse and validate a stored record.
+
+    The bytes must be exactly the RFC 8785 canonical form of a record whose entry
+    matches the envelope schema (and its kind's schema when the kind is known).
+
+    Raises:
+        SchemaError: anything malformed, non-canonical or off-schema.
+    """
+    raw = parse_json(data, what="record")
+    if not isinstance(raw, dict) or set(raw) != {"seq", "prev", "entry"}:
+        raise SchemaError("record must be an object with exactly seq, prev and entry")
+    entry_raw = raw["entry"]
+    if not isinstance(entry_raw, dict):
+        raise SchemaError("record entry must be an object")
+    validate_entry(entry_raw, require_known_kind=False)
+    members = {k: canonical_bytes(v) for k, v in entry_raw.items()}
+    unsigned = dict(members)
+    unsigned.pop("sig", None)
+    seq, prev = raw["seq"], raw["prev"]
+    if type(seq) is not int or not isinstance(prev, str):
+        raise SchemaError("record seq must be an integer and prev a string")
+    try:
+        record = Record(seq=seq, prev=prev, entry=Entry.from_dict(entry_raw))
+    except ValueError as e:
+        raise SchemaError(f"record is malformed: {e}") from e
+    expected = compose_record_bytes(seq, prev, canonical_object(members))
+    if expected != data:
+        raise SchemaError("record bytes are not in canonical form (RFC 8785)")
+    return DecodedRecord(
+        record=record,
+        record_bytes=data,
+        signing_bytes=canonical_object(unsigned),
+        hash=compute_record_hash(data),
+        known_kind=entry_raw["kind"] in KNOWN_KINDS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    """A reference to a blob found in a body: where, which digest, what size."""
+
+    path: str
+    digest: str
+    size: int
+
+
+def find_blob_refs(value: Any, path: str = "body") -> Iterator[BlobRef]:
+    """Yield every ``{"blob": "sha256:<hex>", "size": n}`` object inside ``value``."""
+    if isinstance(value, dict):
+        digest, size = value.get("blob"), value.get("size")
+        if (
+            isinstance(digest, str)
+            and digest.startswith("sha256:")
+            and type(size) is int
+        ):
+            yield BlobRef(path=path, digest=digest, size=size)
+        for key, item in value.items():
+            yield from find_blob_refs(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from find_blob_refs(item, f"{path}[{i}]")

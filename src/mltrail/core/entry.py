@@ -1,0 +1,161 @@
+"""Entries (what an author asserts) and records (an entry's place in the ledger).
+
+``Entry.to_dict()`` / ``Entry.from_dict()`` convert to and from plain JSON values;
+the canonical bytes that get signed and hashed come only from
+:mod:`mltrail.core.canonical`. Unknown top-level fields are kept in ``extra`` and
+written back unchanged, so a record written by a newer mltrail re-hashes byte for
+byte in an older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import (
+    ZERO_HASH,
+    canonical_bytes,
+    canonical_object,
+    compute_record_hash,
+)
+from mltrail.core.signing import ALG_ED25519, Signer, encode_b64
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ENTRY_VERSION",
+    "Entry",
+    "Record",
+    "Signature",
+    "compute_signing_bytes",
+    "sign_entry",
+]
+
+ENTRY_VERSION = "mltrail/1"
+_ENVELOPE = ("v", "kind", "run", "time", "actor", "body", "sig")
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """An Ed25519 signature over an entry's canonical bytes without ``sig``."""
+
+    key: str
+    value: str
+    alg: str = ALG_ED25519
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the JSON form ``{"alg", "key", "value"}``."""
+        return {"alg": self.alg, "key": self.key, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What an author asserts: a kind, a time, who, and a body.
+
+    Args:
+        kind: the entry kind, e.g. ``run.params``; each kind has a JSON Schema.
+        time: RFC 3339 UTC time, e.g. ``2026-11-24T17:56:18.123456Z``.
+        actor: who or what wrote it (``user``, ``host``, ``ci``...).
+        body: the kind-specific payload.
+        run: the run this entry belongs to, if any.
+        sig: the signature, once signed.
+        v: the format version.
+        extra: unknown top-level fields, kept and signed as they came.
+    """
+
+    kind: str
+    time: str
+    actor: Mapping[str, Any]
+    body: Mapping[str, Any]
+    run: str | None = None
+    sig: Signature | None = None
+    v: str = ENTRY_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, *, with_sig: bool = True) -> dict[str, Any]:
+        """Return the entry as plain JSON values (``run`` and ``sig`` omitted when absent)."""
+        out: dict[str, Any] = dict(self.extra)
+        out.update(
+            v=self.v, kind=self.kind, time=self.time, actor=self.actor, body=self.body
+        )
+        if self.run is not None:
+            out["run"] = self.run
+        if with_sig and self.sig is not None:
+            out["sig"] = self.sig.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
+        """Build an entry from its JSON form; shape checks are the codec's job."""
+        sig = data.get("sig")
+        return cls(
+            kind=data["kind"],
+            time=data["time"],
+            actor=data["actor"],
+            body=data["body"],
+            run=data.get("run"),
+            sig=Signature(key=sig["key"], value=sig["value"], alg=sig["alg"])
+            if sig is not None
+            else None,
+            v=data["v"],
+            extra={k: v for k, v in data.items() if k not in _ENVELOPE},
+        )
+
+
+def compute_signing_bytes(entry: Entry) -> bytes:
+    """The bytes an entry signature covers: canonical entry without ``sig``."""
+    return canonical_bytes(entry.to_dict(with_sig=False))
+
+
+def sign_entry(entry: Entry, signer: Signer) -> Entry:
+    """Return a copy of ``entry`` signed by ``signer``."""
+    value = encode_b64(signer.sign(compute_signing_bytes(entry)))
+    return Entry(
+        kind=entry.kind,
+        time=entry.time,
+        actor=entry.actor,
+        body=entry.body,
+        run=entry.run,
+        sig=Signature(key=signer.key_id, value=value),
+        v=entry.v,
+        extra=entry.extra,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An entry at its place in the ledger: ``seq`` and the hash of the record before."""
+
+    seq: int
+    prev: str
+    entry: Entry
+
+    def __post_init__(self) -> None:
+        if self.seq < 0:
+            raise ValueError(f"seq must be >= 0, got {self.seq}")
+        if len(self.prev) != 64 or self.prev.strip("0123456789abcdef"):
+            raise ValueError("prev must be 64 lowercase hex characters")
+        if self.seq == 0 and self.prev != ZERO_HASH:
+            raise ValueError("the first record's prev must be 64 zeros")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{"seq", "prev", "entry"}`` as plain JSON values."""
+        return {"seq": self.seq, "prev": self.prev, "entry": self.entry.to_dict()}
+
+    def to_bytes(self) -> bytes:
+        """Canonical bytes of the record (what is stored, hashed and proven)."""
+        return compose_record_bytes(
+            self.seq, self.prev, canonical_bytes(self.entry.to_dict())
+        )
+
+    def compute_hash(self) -> bytes:
+        """SHA-256 of the canonical record bytes."""
+        return compute_record_hash(self.to_bytes())
+
+
+def compose_record_bytes(seq: int, prev: str, entry_bytes: bytes) -> bytes:
+    """Canonical record bytes from the canonical bytes of its entry."""
+    return canonical_object(
+        {"entry": entry_bytes, "prev": canonical_bytes(prev), "seq": str(seq).encode()}
+    )

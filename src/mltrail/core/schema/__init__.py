@@ -1,0 +1,40 @@
+"""Published JSON Schemas: ``entry.json`` (the envelope) and one ``<kind>.json`` per kind."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+__all__ = ["KNOWN_KINDS", "envelope_validator", "kind_validator", "load_schema"]
+
+KNOWN_KINDS: frozenset[str] = frozenset(
+    p.name.removesuffix(".json")
+    for p in resources.files(__name__).iterdir()
+    if p.name.endswith(".json") and p.name != "entry.json"
+)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the parsed schema ``<name>.json`` shipped with mltrail."""
+    text = resources.files(__name__).joinpath(f"{name}.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def envelope_validator() -> jsonschema.protocols.Validator:
+    """Validator of the entry envelope."""
+    return jsonschema.Draft202012Validator(load_schema("entry"))
+
+
+@cache
+def kind_validator(kind: str) -> jsonschema.protocols.Validator | None:
+    """Validator of one kind's body, or None for a kind this mltrail does not know."""
+    if kind not in KNOWN_KINDS:
+        return None
+    return jsonschema.Draft202012Validator(load_schema(kind))

@@ -1,0 +1,108 @@
+"""The one exception tree of mltrail.
+
+Callers can catch broadly (``MltrailError``) or narrowly. The CLI maps each
+branch to an exit code and prints ``str(error)`` plus ``error.hint``::
+
+    MltrailError
+     ├── InputError            exit 2  bad user input (JSON, kind, schema, arguments)
+     │    ├── SchemaError              bytes or objects that do not match the format
+     │    └── ConfigError              missing ledger, key, password, optional extra
+     ├── IntegrityError        exit 3  verification found tampering
+     │    ├── ChainBrokenError         seq / prev chain broken
+     │    ├── ProofError               a Merkle proof does not verify
+     │    └── BadSignatureError        a signature does not verify
+     ├── StoreError            exit 4  storage unavailable, corrupt or refusing
+     │    └── AppendConflictError      the head moved under an append
+     ├── AuthError             exit 5  authentication or role refused
+     └── CaptureError          exit 2  a collector could not read what it needs
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendConflictError",
+    "AuthError",
+    "BadSignatureError",
+    "CaptureError",
+    "ChainBrokenError",
+    "ConfigError",
+    "InputError",
+    "IntegrityError",
+    "MltrailError",
+    "ProofError",
+    "SchemaError",
+    "StorageError",
+    "StoreError",
+]
+
+
+class MltrailError(Exception):
+    """Root of every error mltrail raises on purpose.
+
+    Args:
+        message: one line naming the problem.
+        hint: one line saying what to do about it (optional).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class InputError(MltrailError):
+    """Bad input from the user: nothing was written."""
+
+    exit_code = 2
+
+
+class SchemaError(InputError):
+    """Bytes or values that do not follow the published format."""
+
+
+class ConfigError(InputError):
+    """The ledger, a key, a password or an optional extra is missing or wrong."""
+
+
+class CaptureError(MltrailError):
+    """A collector could not read what it needs from the machine."""
+
+    exit_code = 2
+
+
+class IntegrityError(MltrailError):
+    """Verification found that the ledger was altered."""
+
+    exit_code = 3
+
+
+class ChainBrokenError(IntegrityError):
+    """The seq / prev hash chain is broken."""
+
+
+class ProofError(IntegrityError):
+    """A Merkle inclusion or consistency proof does not verify."""
+
+
+class BadSignatureError(IntegrityError):
+    """A signature does not verify against the key that should have made it."""
+
+
+class StoreError(MltrailError):
+    """The store is unavailable, unreadable, or refused the operation."""
+
+    exit_code = 4
+
+
+StorageError = StoreError
+
+
+class AppendConflictError(StoreError):
+    """The ledger head moved while an append was being prepared."""
+
+
+class AuthError(MltrailError):
+    """Authentication failed or the role does not allow the operation."""
+
+    exit_code = 5

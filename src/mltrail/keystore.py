@@ -1,0 +1,90 @@
+"""Ledger key files: Ed25519 private keys as PKCS#8 PEM, optionally password-protected."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mltrail.core.signing import Ed25519Signer
+from mltrail.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["generate_signer", "load_signer", "save_signer"]
+
+
+def generate_signer() -> Ed25519Signer:
+    """A new random Ed25519 ledger key."""
+    return Ed25519Signer(Ed25519PrivateKey.generate())
+
+
+def save_signer(
+    signer: Ed25519Signer, path: Path, password: bytes | None = None
+) -> None:
+    """Write the private key to ``path`` with mode 0600 (never over an existing file)."""
+    algorithm: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    pem = signer.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_signer(path: Path, password: bytes | None = None) -> Ed25519Signer:
+    """Read an Ed25519 private key file (PKCS#8 PEM or OpenSSH).
+
+    Raises:
+        ConfigError: missing or unreadable file, wrong or missing password, not Ed25519.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"signing key {path} not found",
+            hint="check ledger.json, or pass --key PATH",
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"cannot read signing key {path}: {e.strerror}") from e
+    key = _parse_private_key(path, data, password)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 private key")
+    return Ed25519Signer(key)
+
+
+def _parse_private_key(path: Path, data: bytes, password: bytes | None) -> object:
+    loader = (
+        serialization.load_ssh_private_key
+        if data.startswith(b"-----BEGIN OPENSSH")
+        else serialization.load_pem_private_key
+    )
+    try:
+        return loader(data, password=password)
+    except TypeError as e:
+        if password is None:
+            raise ConfigError(
+                f"signing key {path} is encrypted and no password was given",
+                hint="set MLTRAIL_KEY_PASSWORD",
+            ) from e
+        raise ConfigError(
+            f"signing key {path} is not encrypted; do not pass a password",
+            hint="unset MLTRAIL_KEY_PASSWORD",
+        ) from e
+    except ValueError as e:
+        if password is not None:
+            raise ConfigError(
+                f"wrong password for signing key {path}, or the file is corrupt",
+                hint="check MLTRAIL_KEY_PASSWORD",
+            ) from e
+        raise ConfigError(f"{path} is not a readable private key file: {e}") from e

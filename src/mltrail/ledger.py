@@ -1,0 +1,382 @@
+"""``Ledger``: sign entries, chain them into a store, checkpoint, prove and verify.
+
+Example::
+
+    from mltrail.ledger import Ledger
+    from mltrail.testing import MemoryStore, fixed_signer
+    ledger = Ledger.create(MemoryStore(), fixed_signer(), origin="example.org/demo")
+    ledger.append("note", {"text": "hello"})
+    ledger.checkpoint()
+    assert ledger.verify().ok
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
+from mltrail.core.chain import KEY_KINDS, Batch, ChainHead, KeyRing, seal_entries
+from mltrail.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from mltrail.core.codec import (
+    decode_record,
+    find_blob_refs,
+    format_time,
+    validate_entry,
+)
+from mltrail.core.entry import Entry, Record, sign_entry
+from mltrail.core.merkle import (
+    ConsistencyProof,
+    InclusionProof,
+    consistency_proof,
+    inclusion_proof,
+)
+from mltrail.core.signing import Signer, encode_b64
+from mltrail.errors import AppendConflictError, ConfigError, InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from mltrail.core.verify import VerificationReport
+    from mltrail.storage.base import Store
+
+__all__ = ["Clock", "Draft", "Ledger", "SystemClock"]
+
+DEFAULT_TOLERANCE = timedelta(minutes=5)
+
+
+class Clock(Protocol):
+    """Where entry times come from."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+
+class SystemClock:
+    """The machine's clock, in UTC."""
+
+    def now(self) -> datetime:
+        """The current time in UTC."""
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An entry to append: kind, body and optionally the run it belongs to."""
+
+    kind: str
+    body: Mapping[str, Any]
+    run: str | None = None
+
+
+class _StaleKeysError(AppendConflictError):
+    """The key ring changed under an append; refresh and retry."""
+
+    def __init__(self) -> None:
+        super().__init__("the ledger's keys changed during the append")
+
+
+class Ledger:
+    """A signed, hash-chained, Merkle-tree ledger over a ``Store``.
+
+    Args:
+        store: where records live.
+        signer: the key that signs new entries and checkpoints (None: read-only).
+        origin: the ledger's name, bound into every checkpoint.
+        clock: where entry times come from.
+        actor: who is writing, put into every entry.
+        trusted_key: the genesis key id verification must find (None: any).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer | None,
+        *,
+        origin: str,
+        clock: Clock | None = None,
+        actor: Mapping[str, Any] | None = None,
+        trusted_key: str | None = None,
+        tolerance: timedelta = DEFAULT_TOLERANCE,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = origin
+        self.clock = clock or SystemClock()
+        self.actor = dict(actor or {})
+        self.trusted_key = trusted_key
+        self.tolerance = tolerance
+        self._keyring = KeyRing()
+        self._key_epoch = -1
+
+    @classmethod
+    def create(
+        cls, store: Store, signer: Signer, *, origin: str, **kwargs: Any
+    ) -> Ledger:
+        """Start a new ledger in an empty store: write its genesis ``key.added``."""
+        if store.head().size:
+            raise InputError(f"store {store.location} already holds a ledger")
+        Checkpoint(origin=origin, size=0, root=bytes(32))  # validates the origin
+        store.init_meta({"origin": origin, "format": "mltrail/1"})
+        ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
+        body = _key_body(signer, origin=origin, reason="ledger created")
+        ledger._append_signed([ledger._sign(Draft("key.added", body))])
+        ledger.checkpoint()
+        return ledger
+
+    # -- writing -----------------------------------------------------------
+
+    def append(
+        self, kind: str, body: Mapping[str, Any], *, run: str | None = None
+    ) -> Record:
+        """Validate, sign and append one entry; durable when this returns.
+
+        Raises:
+            InputError: unknown kind, body off-schema, missing blob, bad time.
+        """
+        return self.append_many([Draft(kind, body, run)])[0]
+
+    def append_many(self, drafts: Sequence[Draft]) -> list[Record]:
+        """Append several entries atomically: all of them land, or none."""
+        for draft in drafts:
+            if draft.kind in KEY_KINDS:
+                raise InputError(
+                    f"{draft.kind} entries are written by `mltrail keys`, "
+                    "not appended directly"
+                )
+        return self._append_signed([self._sign(d) for d in drafts])
+
+    def _sign(self, draft: Draft) -> Entry:
+        signer = self._require_signer()
+        entry = Entry(
+            kind=draft.kind,
+            time=format_time(self.clock.now()),
+            actor=self.actor,
+            body=dict(draft.body),
+            run=draft.run,
+        )
+        validate_entry(entry.to_dict(with_sig=False))
+        self._check_blobs(entry)
+        return sign_entry(entry, signer)
+
+    def _check_blobs(self, entry: Entry) -> None:
+        for ref in find_blob_refs(entry.body):
+            data = self.store.get_blob(ref.digest)
+            if data is None or len(data) != ref.size:
+                raise InputError(
+                    f"{ref.path} references blob {ref.digest} "
+                    f"({ref.size} bytes) which is not stored",
+                    hint="store it first with Ledger.put_blob",
+                )
+
+    def _append_signed(self, entries: list[Entry]) -> list[Record]:
+        for _ in range(5):
+            try:
+                batch = self.store.append(lambda head: self._seal(head, entries))
+            except _StaleKeysError:
+                self._refresh_keys()
+                continue
+            return [
+                Record(r.seq, r.prev, e)
+                for r, e in zip(batch.records, entries, strict=True)
+            ]
+        raise AppendConflictError("the ledger's keys kept changing during the append")
+
+    def _seal(self, head: ChainHead, entries: list[Entry]) -> Batch:
+        """Runs under the store's append lock: check signers, then chain."""
+        if head.key_epoch != self._key_epoch:
+            raise _StaleKeysError
+        keyring = copy.deepcopy(self._keyring)
+        for seq, entry in enumerate(entries, start=head.size):
+            assert entry.sig is not None
+            problem = _signer_problem(keyring, seq, entry)
+            if problem:
+                raise ConfigError(
+                    f"cannot append: seq {seq} would be {problem}",
+                    hint="use the ledger's current key (mltrail keys list)",
+                )
+            if entry.kind in KEY_KINDS:
+                problem = keyring.apply(
+                    seq, entry.kind, dict(entry.body), entry.sig.key
+                )
+                if problem:
+                    raise InputError(f"cannot append: {problem}")
+        return seal_entries(
+            head, entries, now=self.clock.now(), tolerance=self.tolerance
+        )
+
+    def _refresh_keys(self) -> None:
+        keyring = KeyRing()
+        epoch = 0
+        for row in self.store.rows_of_kinds(KEY_KINDS):
+            decoded = decode_record(row.data)
+            entry = decoded.record.entry
+            assert entry.sig is not None
+            keyring.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
+            epoch = row.seq + 1
+        self._keyring, self._key_epoch = keyring, epoch
+
+    def _require_signer(self) -> Signer:
+        if self.signer is None:
+            raise ConfigError("this ledger was opened read-only: no signing key")
+        return self.signer
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        """Store bytes content-addressed; return the reference to put in a body."""
+        digest = compute_blob_digest(data)
+        self.store.put_blob(digest, data)
+        return {"blob": digest, "size": len(data)}
+
+    def get_blob(self, digest: str) -> bytes:
+        """A blob's bytes.
+
+        Raises:
+            InputError: the store does not hold it.
+        """
+        data = self.store.get_blob(digest)
+        if data is None:
+            raise InputError(f"blob {digest} is not in this ledger")
+        return data
+
+    # -- keys --------------------------------------------------------------
+
+    def rotate_key(
+        self, new_signer: Signer, *, reason: str = "key rotation"
+    ) -> list[Record]:
+        """Add ``new_signer``'s key and revoke the current one, atomically."""
+        old = self._require_signer()
+        now = format_time(self.clock.now())
+        added = sign_entry(
+            Entry("key.added", now, self.actor, _key_body(new_signer, reason=reason)),
+            old,
+        )
+        revoked = sign_entry(
+            Entry(
+                "key.revoked",
+                now,
+                self.actor,
+                {"key": old.key_id, "reason": reason, "replaced_by": new_signer.key_id},
+            ),
+            new_signer,
+        )
+        records = self._append_signed([added, revoked])
+        self.signer = new_signer
+        return records
+
+    def keys(self) -> KeyRing:
+        """The key ring as of the newest record."""
+        self._refresh_keys()
+        return self._keyring
+
+    # -- reading -----------------------------------------------------------
+
+    def head(self) -> ChainHead:
+        """The current head."""
+        return self.store.head()
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
+        """Records in seq order, decoded and schema-checked (not signature-checked)."""
+        for row in self.store.rows(start, stop):
+            yield decode_record(row.data).record
+
+    def record(self, seq: int) -> Record:
+        """One record by seq.
+
+        Raises:
+            InputError: no such seq.
+        """
+        for record in self.records(seq, seq + 1):
+            return record
+        raise InputError(
+            f"no record with seq {seq} (the ledger has {self.head().size})"
+        )
+
+    # -- checkpoints and proofs -------------------------------------------
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign and keep a checkpoint of the current tree."""
+        head = self.store.head()
+        signed = sign_checkpoint(
+            Checkpoint(origin=self.origin, size=head.size, root=head.root()),
+            self._require_signer(),
+        )
+        self.store.add_checkpoint(head.size, signed.to_text())
+        return signed
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """(size, text) of the newest checkpoint, if any."""
+        cps = self.store.checkpoints()
+        return (cps[-1].size, cps[-1].text) if cps else None
+
+    def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
+        """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
+        size = self.head().size if size is None else size
+        if not 0 <= seq < size:
+            raise InputError(f"seq {seq} is not in a tree of {size} records")
+        hashes = inclusion_proof(seq, size, self.store.node)
+        return InclusionProof(index=seq, size=size, hashes=tuple(hashes))
+
+    def prove_consistency(self, old: int, new: int | None = None) -> ConsistencyProof:
+        """RFC 9162 consistency proof from the tree of ``old`` to ``new`` records."""
+        new = self.head().size if new is None else new
+        if not 0 < old <= new <= self.head().size:
+            raise InputError(
+                f"need 0 < OLD <= NEW <= {self.head().size}, got {old} and {new}"
+            )
+        hashes = consistency_proof(old, new, self.store.node)
+        return ConsistencyProof(size1=old, size2=new, hashes=tuple(hashes))
+
+    def leaf_hash(self, seq: int) -> bytes:
+        """The Merkle leaf hash of record ``seq``."""
+        for row in self.store.rows(seq, seq + 1):
+            return compute_leaf_hash(row.data)
+        raise InputError(f"no record with seq {seq}")
+
+    def verify(
+        self,
+        *,
+        witness: Sequence[tuple[str, int, str]] = (),
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> VerificationReport:
+        """Verify the whole ledger; see :func:`mltrail.verification.verify_store`."""
+        from mltrail.verification import verify_store
+
+        return verify_store(
+            self.store,
+            origin=self.origin,
+            trusted_key=self.trusted_key,
+            witness=witness,
+            progress=progress,
+            workers=workers,
+        )
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+
+def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
+    assert entry.sig is not None
+    if seq == 0:
+        self_signed = (
+            entry.kind == "key.added" and entry.body.get("key") == entry.sig.key
+        )
+        return (
+            None
+            if self_signed
+            else "the genesis record, which must be a self-signed key.added"
+        )
+    return keyring.signer_problem(entry.sig.key, seq)
+
+
+def _key_body(signer: Signer, **extra: str) -> dict[str, Any]:
+    return {
+        "alg": "ed25519",
+        "key": signer.key_id,
+        "public_key": encode_b64(signer.public_key),
+        **extra,
+    }

@@ -1,0 +1,171 @@
+"""The store contract: an append-only home for records, Merkle nodes, blobs, checkpoints.
+
+Backends implement the ``_``-prefixed methods; the public methods here wrap them
+so that a backend's own exceptions (sqlite3, psycopg, botocore...) always reach
+callers as :class:`~mltrail.errors.StoreError`, chained to the cause. Stores hold
+no hashing or signing logic: ``append`` takes the pure ``prepare`` function from
+the core (``seal_entries``) and calls it under the store's append lock with the
+current head, then persists exactly what it returns, all or nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mltrail.errors import MltrailError, StoreError
+
+if TYPE_CHECKING:
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.core.verify import StoredCheckpoint
+
+__all__ = ["Prepare", "Store", "StoredRow"]
+
+Prepare = Callable[["ChainHead"], "Batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A record as a store keeps it: its seq, its hash column and its bytes."""
+
+    seq: int
+    hash: bytes
+    data: bytes
+
+
+@contextmanager
+def _as_store_error(action: str) -> Iterator[None]:
+    try:
+        yield
+    except MltrailError:
+        raise
+    except Exception as e:
+        raise StoreError(f"store failed to {action}: {e}") from e
+
+
+class Store(ABC):
+    """Append-only storage behind one contract (see tests/integration/test_store_contract.py)."""
+
+    location: str = ""
+
+    def append(self, prepare: Prepare) -> Batch:
+        """Atomically append what ``prepare(head)`` returns; durable when this returns."""
+        with _as_store_error("append"):
+            return self._append(prepare)
+
+    def head(self) -> ChainHead:
+        """The current head (size, last hash and time, Merkle frontier, key epoch)."""
+        with _as_store_error("read the head"):
+            return self._head()
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[StoredRow]:
+        """Stored rows with ``start <= seq < stop`` in seq order, streamed."""
+        with _as_store_error("read records"):
+            yield from self._rows(start, stop)
+
+    def rows_of_kinds(self, kinds: Sequence[str]) -> Iterator[StoredRow]:
+        """Stored rows whose kind column is one of ``kinds``, in seq order."""
+        with _as_store_error("read records"):
+            yield from self._rows_of_kinds(tuple(kinds))
+
+    def node(self, level: int, index: int) -> bytes:
+        """The stored Merkle node of the perfect subtree (level, index)."""
+        with _as_store_error("read a Merkle node"):
+            found = self._node(level, index)
+        if found is None:
+            raise StoreError(
+                f"Merkle node ({level}, {index}) is missing from the store"
+            )
+        return found
+
+    def put_blob(self, digest: str, data: bytes) -> bool:
+        """Store a blob under its digest; True if it was new (deduplicated otherwise)."""
+        with _as_store_error("store a blob"):
+            return self._put_blob(digest, data)
+
+    def get_blob(self, digest: str) -> bytes | None:
+        """The blob's bytes, or None when the store does not hold it."""
+        with _as_store_error("read a blob"):
+            return self._get_blob(digest)
+
+    def add_checkpoint(self, size: int, text: str) -> None:
+        """Keep a signed checkpoint of the tree at ``size``."""
+        with _as_store_error("store a checkpoint"):
+            self._add_checkpoint(size, text)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every checkpoint kept, oldest first."""
+        with _as_store_error("read checkpoints"):
+            return self._checkpoints()
+
+    def meta(self) -> dict[str, str]:
+        """Write-once ledger settings (origin, schema version)."""
+        with _as_store_error("read ledger settings"):
+            return self._meta()
+
+    def init_meta(self, values: dict[str, str]) -> None:
+        """Write ledger settings once; existing keys are never changed."""
+        with _as_store_error("write ledger settings"):
+            self._init_meta(values)
+
+    def close(self) -> None:
+        """Release connections."""
+        with _as_store_error("close"):
+            self._close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _append(self, prepare: Prepare) -> Batch: ...
+    @abstractmethod
+    def _head(self) -> ChainHead: ...
+    @abstractmethod
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]: ...
+    @abstractmethod
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]: ...
+    @abstractmethod
+    def _node(self, level: int, index: int) -> bytes | None: ...
+    @abstractmethod
+    def _put_blob(self, digest: str, data: bytes) -> bool: ...
+    @abstractmethod
+    def _get_blob(self, digest: str) -> bytes | None: ...
+    @abstractmethod
+    def _add_checkpoint(self, size: int, text: str) -> None: ...
+    @abstractmethod
+    def _checkpoints(self) -> list[StoredCheckpoint]: ...
+    @abstractmethod
+    def _meta(self) -> dict[str, str]: ...
+    @abstractmethod
+    def _init_meta(self, values: dict[str, str]) -> None: ...
+    @abstractmethod
+    def _close(self) -> None: ...
+
+
+def build_head(
+    size: int,
+    last: tuple[bytes, str] | None,
+    key_epoch: int,
+    node: Callable[[int, int], bytes | None],
+) -> ChainHead:
+    """Assemble a ``ChainHead`` from a backend's last row and its stored frontier nodes."""
+    from mltrail.core.chain import EMPTY_HEAD, ChainHead
+    from mltrail.core.merkle import frontier_positions
+
+    if size == 0 or last is None:
+        return EMPTY_HEAD
+    frontier = []
+    for level, index in frontier_positions(size):
+        found = node(level, index)
+        if found is None:
+            raise StoreError(
+                f"Merkle node ({level}, {index}) is missing: the store is corrupt"
+            )
+        frontier.append(found)
+    return ChainHead(size, last[0], last[1], tuple(frontier), key_epoch)

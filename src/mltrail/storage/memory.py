@@ -1,0 +1,91 @@
+"""An in-memory store with the same contract, for tests, examples and dry runs."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from mltrail.storage.base import Prepare, Store, StoredRow, build_head
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.core.verify import StoredCheckpoint
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(Store):
+    """Everything in dicts and lists, guarded by one lock."""
+
+    def __init__(self) -> None:
+        self.location = ":memory:"
+        self._lock = threading.Lock()
+        self._rows: list[tuple[StoredRow, str]] = []
+        self._key_epoch = 0
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._cps: list[tuple[int, str]] = []
+        self._settings: dict[str, str] = {}
+
+    def _append(self, prepare: Prepare) -> Batch:
+        with self._lock:
+            batch = prepare(self._head())
+            for r in batch.records:
+                self._rows.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
+            self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
+            self._key_epoch = batch.head.key_epoch
+            return batch
+
+    def _head(self) -> ChainHead:
+        last = (self._rows[-1][0].hash, self._rows[-1][1]) if self._rows else None
+        return build_head(len(self._rows), last, self._key_epoch, self._node)
+
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
+        rows = [r for r, _ in self._rows]
+        yield from (
+            r for r in rows if r.seq >= start and (stop is None or r.seq < stop)
+        )
+
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+        from mltrail.core.codec import parse_json
+
+        for row, _ in list(self._rows):
+            if parse_json(row.data)["entry"]["kind"] in kinds:
+                yield row
+
+    def _node(self, level: int, index: int) -> bytes | None:
+        return self._nodes.get((level, index))
+
+    def _put_blob(self, digest: str, data: bytes) -> bool:
+        with self._lock:
+            new = digest not in self._blobs
+            self._blobs.setdefault(digest, data)
+            return new
+
+    def _get_blob(self, digest: str) -> bytes | None:
+        return self._blobs.get(digest)
+
+    def _add_checkpoint(self, size: int, text: str) -> None:
+        with self._lock:
+            self._cps.append((size, text))
+
+    def _checkpoints(self) -> list[StoredCheckpoint]:
+        from mltrail.core.verify import StoredCheckpoint
+
+        return [
+            StoredCheckpoint(f"checkpoint #{i + 1}", s, t)
+            for i, (s, t) in enumerate(self._cps)
+        ]
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._settings)
+
+    def _init_meta(self, values: dict[str, str]) -> None:
+        with self._lock:
+            for k, v in values.items():
+                self._settings.setdefault(k, v)
+
+    def _close(self) -> None:
+        return None
