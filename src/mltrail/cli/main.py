@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
-        cli.main(args=argv, prog_name="mltrail", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mltrail", standalone_mode=False)
     except MltrailError as e:
         if debug:
             raise
@@ -70,3 +70,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    if isinstance(code, int):
+        sys.exit(code)

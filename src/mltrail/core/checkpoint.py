@@ -227,13 +227,17 @@ class SignedCheckpoint:
 
 
 def is_valid_key_name(name: str) -> bool:
-    """Return True for a valid key name: non-empty, no Unicode space, no ``+``."""
+    """Return True for a valid key name: non-empty, no Unicode space, no ``+``.
+
+    Control characters are refused too, since no signed note may hold them.
+    """
     return (
         isinstance(name, str)
         and name != ""
         and "+" not in name
         and _is_utf8(name)
         and _UNICODE_SPACES.isdisjoint(name)
+        and _CONTROL.search(name) is None
     )
 
 

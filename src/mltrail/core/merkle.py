@@ -93,10 +93,7 @@ def _tiling(begin: int, end: int) -> list[tuple[int, int]]:
 
 
 def frontier_positions(size: int) -> list[tuple[int, int]]:
-    """Return the perfect nodes whose concatenation is leaves ``[0, size)``.
-
-    Returns:
-        ``(level, index)`` pairs, largest (leftmost) first; one per set bit.
+    """Return ``(level, index)`` of the perfect nodes tiling ``[0, size)``, left first.
 
     Raises:
         ValueError: ``size`` is negative.
@@ -282,10 +279,8 @@ def _decomp_incl_proof(index: int, size: int) -> tuple[int, int]:
 def _chain_inner(seed: bytes, proof: Sequence[bytes], index: int) -> bytes:
     """Hash ``seed`` up with siblings on either side, as ``index`` says."""
     for i, sibling in enumerate(proof):
-        if (index >> i) & 1:
-            seed = hash_children(sibling, seed)
-        else:
-            seed = hash_children(seed, sibling)
+        pair = (sibling, seed) if (index >> i) & 1 else (seed, sibling)
+        seed = hash_children(*pair)
     return seed
 
 
@@ -407,13 +402,7 @@ def _read_hashes(value: Any, what: str) -> tuple[bytes, ...]:
 
 @dataclass(frozen=True)
 class InclusionProof:
-    """An inclusion proof of leaf ``index`` in the tree of ``size`` leaves.
-
-    Attributes:
-        index: the leaf's index.
-        size: the tree size the proof is for.
-        hashes: sibling hashes, bottom up.
-    """
+    """Inclusion proof of leaf ``index`` in a tree of ``size`` leaves (bottom up)."""
 
     index: int
     size: int
@@ -439,13 +428,7 @@ class InclusionProof:
 
 @dataclass(frozen=True)
 class ConsistencyProof:
-    """A consistency proof between the trees of ``size1`` and ``size2`` leaves.
-
-    Attributes:
-        size1: the older tree size.
-        size2: the newer tree size.
-        hashes: the proof hashes.
-    """
+    """Consistency proof from the tree of ``size1`` leaves to that of ``size2``."""
 
     size1: int
     size2: int

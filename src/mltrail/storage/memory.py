@@ -22,7 +22,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self.location = ":memory:"
         self._lock = threading.Lock()
-        self._rows: list[tuple[StoredRow, str]] = []
+        self._records: list[tuple[StoredRow, str]] = []
         self._key_epoch = 0
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._blobs: dict[str, bytes] = {}
@@ -33,17 +33,19 @@ class MemoryStore(Store):
         with self._lock:
             batch = prepare(self._head())
             for r in batch.records:
-                self._rows.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
+                self._records.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
             self._key_epoch = batch.head.key_epoch
             return batch
 
     def _head(self) -> ChainHead:
-        last = (self._rows[-1][0].hash, self._rows[-1][1]) if self._rows else None
-        return build_head(len(self._rows), last, self._key_epoch, self._node)
+        last = None
+        if self._records:
+            last = (self._records[-1][0].hash, self._records[-1][1])
+        return build_head(len(self._records), last, self._key_epoch, self._node)
 
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
-        rows = [r for r, _ in self._rows]
+        rows = [r for r, _ in self._records]
         yield from (
             r for r in rows if r.seq >= start and (stop is None or r.seq < stop)
         )
@@ -51,7 +53,7 @@ class MemoryStore(Store):
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
         from mltrail.core.codec import parse_json
 
-        for row, _ in list(self._rows):
+        for row, _ in list(self._records):
             if parse_json(row.data)["entry"]["kind"] in kinds:
                 yield row
 

@@ -1,0 +1,5 @@
+"""``python -m mltrail`` runs the CLI."""
+
+from mltrail.cli.main import main
+
+main()
