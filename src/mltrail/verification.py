@@ -66,7 +66,9 @@ def verify_store(
     try:
         total = store.head().size
     except StoreError:
-        total = 0  # e.g. Merkle nodes missing for forged rows: the walk below reports them
+        total = (
+            0  # e.g. Merkle nodes missing for forged rows: the walk below reports them
+        )
     keys = _public_keys(store)
     for done, check in enumerate(_checks(store.rows(), keys, total, workers), start=1):
         verifier.accept(check)

@@ -8,7 +8,8 @@ def test_all_lists_every_public_name():
         name
         for name in vars(mltrail)
         if not name.startswith("_")
-        and name not in {"annotations", "version", "TYPE_CHECKING", "PackageNotFoundError"}
+        and name
+        not in {"annotations", "version", "TYPE_CHECKING", "PackageNotFoundError"}
         and not isinstance(getattr(mltrail, name), type(mltrail))
     )
     assert sorted(set(mltrail.__all__) - {"__version__"}) == public

@@ -122,7 +122,7 @@ def decode_b64(text: str) -> bytes:
     """
     try:
         data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
+    except (binascii.Error, UnicodeEncodeError, AttributeError, TypeError) as e:
         raise ValueError(f"invalid base64: {e}") from e
     if base64.b64encode(data).decode("ascii") != text:
         raise ValueError("base64 is not in canonical form")

@@ -361,8 +361,12 @@ class LedgerVerifier:
         self.report.checkpoints_checked += 1
         keys = list(self.keyring.valid_keys(cp.size).values())
         if not keys:
-            self.problem(cp.size - 1, "checkpoint", f"{cp.label} (size {cp.size}) cannot "
-                         "be checked: the ledger has no valid key at that size")
+            self.problem(
+                cp.size - 1,
+                "checkpoint",
+                f"{cp.label} (size {cp.size}) cannot "
+                "be checked: the ledger has no valid key at that size",
+            )
             return
         try:
             checked = verify_checkpoint(
