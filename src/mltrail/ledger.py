@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
 from mltrail.core.chain import KEY_KINDS, Batch, ChainHead, KeyRing, seal_entries
-from mltrail.core.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from mltrail.core.checkpoint import (
+    Checkpoint,
+    SignedCheckpoint,
+    is_valid_key_name,
+    sign_checkpoint,
+)
 from mltrail.core.codec import (
     decode_record,
     find_blob_refs,
@@ -119,7 +124,7 @@ class Ledger:
         """Start a new ledger in an empty store: write its genesis ``key.added``."""
         if store.head().size:
             raise InputError(f"store {store.location} already holds a ledger")
-        Checkpoint(origin=origin, size=0, root=bytes(32))  # validates the origin
+        _check_origin(origin)
         store.init_meta({"origin": origin, "format": "mltrail/1"})
         ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
         body = _key_body(signer, origin=origin, reason="ledger created")
@@ -189,7 +194,8 @@ class Ledger:
         """Runs under the store's append lock: check signers, then chain."""
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
-        keyring = copy.deepcopy(self._keyring)
+        rotating = any(entry.kind in KEY_KINDS for entry in entries)
+        keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
         for seq, entry in enumerate(entries, start=head.size):
             assert entry.sig is not None
             problem = _signer_problem(keyring, seq, entry)
@@ -371,6 +377,17 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
             else "the genesis record, which must be a self-signed key.added"
         )
     return keyring.signer_problem(entry.sig.key, seq)
+
+
+def _check_origin(origin: str) -> None:
+    """Refuse an origin no checkpoint could carry, before anything is written."""
+    try:
+        Checkpoint(origin=origin, size=0, root=bytes(32))
+    except ValueError as e:
+        raise InputError(f"invalid ledger origin {origin!r}: {e}") from e
+    if not is_valid_key_name(origin):
+        raise InputError(f"invalid ledger origin {origin!r}: it must not contain "
+                         "spaces or '+'", hint="use a name like example.org/team-a")
 
 
 def _key_body(signer: Signer, **extra: str) -> dict[str, Any]:

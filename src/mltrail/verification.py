@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice, pairwise
 from typing import TYPE_CHECKING
@@ -39,6 +40,10 @@ __all__ = ["PARALLEL_THRESHOLD", "verify_store"]
 
 PARALLEL_THRESHOLD = 20_000
 _CHUNK = 2_000
+# fork starts workers in milliseconds and needs no importable __main__ (spawn
+# re-imports it, which fails for scripts read from stdin); workers only compute
+# over the bytes they are sent, never touching the parent's connections.
+_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 def verify_store(
@@ -104,7 +109,7 @@ def _checks(
         for row in rows:
             yield check_record(row.seq, row.hash, row.data, keys)
         return
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_START_METHOD)
     with ProcessPoolExecutor(
         count, mp_context=context, initializer=_init_worker, initargs=(dict(keys),)
     ) as pool:

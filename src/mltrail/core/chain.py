@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import (
     ZERO_HASH,
-    canonical_bytes,
     compute_leaf_hash,
     compute_record_hash,
 )
 from mltrail.core.codec import parse_time
-from mltrail.core.entry import Entry, compose_record_bytes
+from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
 from mltrail.core.merkle import CompactRange
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.errors import InputError
@@ -128,7 +127,7 @@ def seal_entries(
 def _signed_entry_bytes(entry: Entry) -> bytes:
     if entry.sig is None:
         raise InputError(f"entry of kind {entry.kind} is not signed")
-    return canonical_bytes(entry.to_dict())
+    return compute_entry_bytes(entry)
 
 
 def _check_time(

@@ -28,6 +28,7 @@ __all__ = [
     "Entry",
     "Record",
     "Signature",
+    "compute_entry_bytes",
     "compute_signing_bytes",
     "sign_entry",
 ]
@@ -62,6 +63,8 @@ class Entry:
         sig: the signature, once signed.
         v: the format version.
         extra: unknown top-level fields, kept and signed as they came.
+        signed_bytes: cache of the canonical bytes of the signed entry, filled by
+            ``sign_entry`` so appends canonicalise each entry once; never compared.
     """
 
     kind: str
@@ -72,6 +75,7 @@ class Entry:
     sig: Signature | None = None
     v: str = ENTRY_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
+    signed_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self, *, with_sig: bool = True) -> dict[str, Any]:
         """Return the entry as plain JSON values (``run`` and ``sig`` omitted when absent)."""
@@ -108,18 +112,29 @@ def compute_signing_bytes(entry: Entry) -> bytes:
     return canonical_bytes(entry.to_dict(with_sig=False))
 
 
+def compute_entry_bytes(entry: Entry) -> bytes:
+    """Canonical bytes of the whole (signed) entry."""
+    if entry.signed_bytes is not None:
+        return entry.signed_bytes
+    return canonical_bytes(entry.to_dict())
+
+
 def sign_entry(entry: Entry, signer: Signer) -> Entry:
     """Return a copy of ``entry`` signed by ``signer``."""
-    value = encode_b64(signer.sign(compute_signing_bytes(entry)))
+    members = {k: canonical_bytes(v) for k, v in entry.to_dict(with_sig=False).items()}
+    value = encode_b64(signer.sign(canonical_object(members)))
+    sig = Signature(key=signer.key_id, value=value)
+    members["sig"] = canonical_bytes(sig.to_dict())
     return Entry(
         kind=entry.kind,
         time=entry.time,
         actor=entry.actor,
         body=entry.body,
         run=entry.run,
-        sig=Signature(key=signer.key_id, value=value),
+        sig=sig,
         v=entry.v,
         extra=entry.extra,
+        signed_bytes=canonical_object(members),
     )
 
 
