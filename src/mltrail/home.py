@@ -10,6 +10,7 @@ folder) to survive a rollback of the whole home.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ from typing import TYPE_CHECKING
 
 from mltrail.capture.identity import capture_actor
 from mltrail.config import Settings, resolve_home, write_atomic
-from mltrail.core.checkpoint import SignedCheckpoint, parse_signed_checkpoint
+from mltrail.core.checkpoint import (
+    Checkpoint,
+    SignedCheckpoint,
+    parse_signed_checkpoint,
+)
 from mltrail.core.merkle import verify_consistency
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
 from mltrail.keystore import generate_signer, load_signer, save_signer
@@ -74,20 +79,37 @@ class Home:
             ) from e
 
     def _advance_witness(self, signed: SignedCheckpoint) -> None:
-        new = signed.checkpoint
-        old_text = self._read_witness()
-        if old_text is not None:
-            old = parse_signed_checkpoint(old_text).checkpoint
-            if old.size > new.size:
-                raise IntegrityError(
-                    f"the ledger has {new.size} records but this machine saw a checkpoint of "
-                    f"{old.size}: the ledger was rolled back",
-                    hint="run `mltrail verify`",
-                )
-            if old.size > 0:
-                proof = self.ledger.prove_consistency(old.size, new.size)
-                verify_consistency(old.size, new.size, old.root, new.root, proof.hashes)
-        write_atomic(self.witness_path, signed.to_text())
+        """Move the witness to ``signed`` if it is newer, after proving consistency.
+
+        Runs under an exclusive lock on ``<witness>.lock`` so concurrent writers
+        never move it backwards. A newer witness (another writer checkpointed
+        meanwhile) is kept when the ledger is consistent with it.
+        """
+        self.witness_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.witness_path.with_name(self.witness_path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            old_text = self._read_witness()
+            old = parse_signed_checkpoint(old_text).checkpoint if old_text else None
+            if old is None or old.size <= signed.checkpoint.size:
+                self._check_extends(old, signed.checkpoint.size, signed.checkpoint.root)
+                write_atomic(self.witness_path, signed.to_text())
+            else:
+                head = self.ledger.head()
+                self._check_extends(old, head.size, head.root())
+
+    def _check_extends(self, old: Checkpoint | None, size: int, root: bytes) -> None:
+        """Raise unless the tree of ``size`` records with ``root`` extends ``old``."""
+        if old is None or old.size == 0:
+            return
+        if old.size > size:
+            raise IntegrityError(
+                f"the ledger has {size} records but this machine saw a checkpoint of "
+                f"{old.size}: the ledger was rolled back",
+                hint="run `mltrail verify`",
+            )
+        proof = self.ledger.prove_consistency(old.size, size)
+        verify_consistency(old.size, size, old.root, root, proof.hashes)
 
     def close(self) -> None:
         """Close the ledger."""

@@ -319,9 +319,13 @@ class Ledger:
 
     def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
         """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
-        size = self.head().size if size is None else size
-        if not 0 <= seq < size:
-            raise InputError(f"seq {seq} is not in a tree of {size} records")
+        head_size = self.head().size
+        size = head_size if size is None else size
+        if not 0 <= seq < size <= head_size:
+            raise InputError(
+                f"seq {seq} is not in a tree of {size} records "
+                f"(the ledger has {head_size})"
+            )
         hashes = inclusion_proof(seq, size, self.store.node)
         return InclusionProof(index=seq, size=size, hashes=tuple(hashes))
 
@@ -386,8 +390,10 @@ def _check_origin(origin: str) -> None:
     except ValueError as e:
         raise InputError(f"invalid ledger origin {origin!r}: {e}") from e
     if not is_valid_key_name(origin):
-        raise InputError(f"invalid ledger origin {origin!r}: it must not contain "
-                         "spaces or '+'", hint="use a name like example.org/team-a")
+        raise InputError(
+            f"invalid ledger origin {origin!r}: it must not contain spaces or '+'",
+            hint="use a name like example.org/team-a",
+        )
 
 
 def _key_body(signer: Signer, **extra: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_leaf_hash
 from mltrail.core.chain import KEY_KINDS, KeyRing
-from mltrail.core.checkpoint import verify_checkpoint
+from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
 from mltrail.core.merkle import CompactRange
 from mltrail.core.signing import decode_b64, verify_signature
@@ -34,6 +34,9 @@ __all__ = [
     "VerificationReport",
     "check_record",
 ]
+
+
+_MAX_GAP_FILL = 1_000_000
 
 
 class Severity(StrEnum):
@@ -109,11 +112,15 @@ def check_record(
     except MltrailError as e:
         return RecordCheck(row_seq, row_hash, error=str(e))
     entry = decoded.record.entry
-    assert entry.sig is not None
-    signature = decode_b64(entry.sig.value)
+    if entry.sig is None:
+        return RecordCheck(row_seq, row_hash, error="the entry carries no signature")
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        signature = b""
     public_key = public_keys.get(entry.sig.key)
-    status = SigStatus.UNKNOWN_KEY
-    if public_key is not None:
+    status = SigStatus.UNKNOWN_KEY if signature else SigStatus.INVALID
+    if public_key is not None and signature:
         ok = verify_signature(public_key, decoded.signing_bytes, signature)
         status = SigStatus.VALID if ok else SigStatus.INVALID
     unknown = status is SigStatus.UNKNOWN_KEY
@@ -182,7 +189,7 @@ class VerificationReport:
                 f"OK: {self.records_checked} records, {self.checkpoints_checked} "
                 f"checkpoints and {self.blobs_checked} blobs verified; ledger intact"
             )
-        if self.records_checked == 0 and not self.errors:
+        if self.records_checked == 0:
             return "FAILED: the ledger holds no records"
         return (
             f"TAMPERED: {len(self.errors)} problem(s) found in {self.size} records; "
@@ -231,10 +238,31 @@ class LedgerVerifier:
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self._trusted_key = trusted_key
-        self._checkpoints = sorted(checkpoints, key=lambda c: c.size)
+        self._checkpoints = sorted(self._readable(checkpoints), key=lambda c: c.size)
         self._next_cp = 0
         self._prev_hash: bytes | None = None
         self._expected_seq = 0
+
+    def _readable(self, checkpoints: list[StoredCheckpoint]) -> list[StoredCheckpoint]:
+        """Checkpoints whose note parses, scheduled by the size their signed text states."""
+        readable = []
+        for cp in checkpoints:
+            self.report.checkpoints_checked += 1
+            try:
+                size = parse_signed_checkpoint(cp.text).checkpoint.size
+            except MltrailError as e:
+                self.problem(None, "checkpoint", f"{cp.label} is unreadable: {e}")
+                continue
+            if size != cp.size:
+                self.problem(
+                    None,
+                    "checkpoint",
+                    f"{cp.label} is stored as size {cp.size} "
+                    f"but its signed text says {size}",
+                )
+            if size > 0:
+                readable.append(StoredCheckpoint(cp.label, size, cp.text))
+        return readable
 
     def problem(
         self,
@@ -257,6 +285,7 @@ class LedgerVerifier:
                 f"record is missing: the next stored record is seq "
                 f"{check.row_seq}; a record was removed",
             )
+            self._fill_gap(seq, check.row_seq)
             seq = self._expected_seq = check.row_seq
         if check.error is not None:
             self.problem(
@@ -267,6 +296,14 @@ class LedgerVerifier:
         self._check_place(seq, check)
         self._check_signer(seq, check)
         self._advance(seq, check.hash, check.leaf_hash)
+
+    def _fill_gap(self, start: int, stop: int) -> None:
+        """Stand an empty leaf in for each missing seq, so checkpoint sizes still line up."""
+        if stop - start > _MAX_GAP_FILL:
+            return
+        for _ in range(start, stop):
+            self.tree.append(bytes(32))
+            self._check_checkpoints_at(self.tree.size)
 
     def _check_place(self, seq: int, check: RecordCheck) -> None:
         if check.seq != seq:
@@ -326,8 +363,16 @@ class LedgerVerifier:
             self.problem(0, "genesis", "the first record is not the ledger's key.added")
             return
         problem = self.keyring.apply(0, check.kind, check.key_body, check.key_id)
+        origin = check.key_body.get("origin", self.report.origin)
         if problem:
             self.problem(0, "genesis", problem)
+        elif origin != self.report.origin:
+            self.problem(
+                0,
+                "genesis",
+                f"the ledger was created as {origin!r}, not "
+                f"{self.report.origin!r}: it is another ledger",
+            )
         elif self._trusted_key and self.keyring.genesis_key != self._trusted_key:
             self.problem(
                 0,
@@ -358,7 +403,6 @@ class LedgerVerifier:
             self._next_cp += 1
 
     def _check_checkpoint(self, cp: StoredCheckpoint, root: bytes) -> None:
-        self.report.checkpoints_checked += 1
         keys = list(self.keyring.valid_keys(cp.size).values())
         if not keys:
             self.problem(
@@ -392,7 +436,6 @@ class LedgerVerifier:
         """Close the walk: checkpoints beyond the end, ledger size and root."""
         size = self.tree.size
         for cp in self._checkpoints[self._next_cp :]:
-            self.report.checkpoints_checked += 1
             self.problem(
                 size,
                 "truncated",

@@ -1,0 +1,503 @@
+"""The store contract: every backend passes the same suite.
+
+Add a backend by adding a factory to ``STORE_FACTORIES`` (a PostgreSQL store
+would open a fresh schema on a test server there and skip when none is set).
+Backend-specific guarantees (SQLite triggers, WAL, file errors) follow the
+contract suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mltrail.core.chain import Batch, ChainHead, seal_entries
+from mltrail.core.codec import decode_record
+from mltrail.core.entry import Entry, sign_entry
+from mltrail.core.merkle import EMPTY_ROOT, compute_root, hash_leaf
+from mltrail.core.signing import encode_b64
+from mltrail.errors import ConfigError, InputError, StoreError
+from mltrail.storage.base import Store
+from mltrail.storage.sqlite import SQLiteStore
+from mltrail.testing import MemoryStore, fixed_signer
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SIGNER = fixed_signer("store-contract-key")
+OTHER = fixed_signer("store-contract-other")
+
+
+def _sqlite_store(tmp_path: Path) -> Store:
+    return SQLiteStore(tmp_path / "contract.db", create=True)
+
+
+def _memory_store(tmp_path: Path) -> Store:
+    return MemoryStore()
+
+
+STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
+    "sqlite": _sqlite_store,
+    "memory": _memory_store,
+}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made = STORE_FACTORIES[request.param](tmp_path)
+    yield made
+    made.close()  # closing twice is harmless
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _entry(kind: str, body: dict, seconds: int, signer=SIGNER) -> Entry:
+    time = (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return sign_entry(Entry(kind, time, {"user": "contract"}, body), signer)
+
+
+def _genesis() -> Entry:
+    body = {
+        "alg": "ed25519",
+        "key": SIGNER.key_id,
+        "public_key": encode_b64(SIGNER.public_key),
+        "reason": "contract",
+    }
+    return _entry("key.added", body, 0)
+
+
+def _notes(first: int, count: int) -> list[Entry]:
+    return [
+        _entry("note", {"text": f"note {i}"}, i) for i in range(first, first + count)
+    ]
+
+
+def _sealer(entries: list[Entry]) -> Callable[[ChainHead], Batch]:
+    def prepare(head: ChainHead) -> Batch:
+        return seal_entries(
+            head, entries, now=T0 + timedelta(days=1), tolerance=timedelta(minutes=5)
+        )
+
+    return prepare
+
+
+def _fill(store: Store, notes: int) -> list[Batch]:
+    """Genesis, then ``notes`` notes in batches of 1, 2, 3, ... entries."""
+    batches = [store.append(_sealer([_genesis()]))]
+    done = 0
+    size = 1
+    while done < notes:
+        count = min(size, notes - done)
+        batches.append(store.append(_sealer(_notes(done + 1, count))))
+        done += count
+        size += 1
+    return batches
+
+
+def _texts(store: Store) -> list[str]:
+    out = []
+    for row in store.rows():
+        body = decode_record(row.data).record.entry.body
+        out.append(body.get("text", "<key>"))
+    return out
+
+
+# -- append ------------------------------------------------------------------
+
+
+def test_empty_store_has_empty_head(store: Store) -> None:
+    head = store.head()
+    assert head.size == 0
+    assert head.root() == EMPTY_ROOT
+    assert list(store.rows()) == []
+    assert store.checkpoints() == []
+    assert store.meta() == {}
+
+
+def test_append_assigns_seq_and_prev_in_order(store: Store) -> None:
+    _fill(store, 9)
+    rows = list(store.rows())
+    assert [r.seq for r in rows] == list(range(10))
+    prev = "0" * 64
+    for row in rows:
+        record = decode_record(row.data).record
+        assert record.seq == row.seq
+        assert record.prev == prev
+        assert row.hash == hashlib.sha256(row.data).digest()
+        prev = row.hash.hex()
+    assert _texts(store) == ["<key>"] + [f"note {i}" for i in range(1, 10)]
+
+
+def test_append_returns_what_it_persisted(store: Store) -> None:
+    store.append(_sealer([_genesis()]))
+    batch = store.append(_sealer(_notes(1, 3)))
+    assert [r.seq for r in batch.records] == [1, 2, 3]
+    stored = {r.seq: r for r in store.rows()}
+    for sealed in batch.records:
+        assert stored[sealed.seq].data == sealed.record_bytes
+        assert stored[sealed.seq].hash == sealed.hash
+    assert batch.head == store.head()
+
+
+def test_prepare_receives_current_head(store: Store) -> None:
+    _fill(store, 4)
+    seen: list[ChainHead] = []
+    expected = store.head()
+
+    def prepare(head: ChainHead) -> Batch:
+        seen.append(head)
+        return _sealer(_notes(50, 1))(head)
+
+    store.append(prepare)
+    assert seen == [expected]
+
+
+def test_append_is_atomic_when_prepare_raises(store: Store) -> None:
+    _fill(store, 3)
+    before_head = store.head()
+    before_rows = list(store.rows())
+
+    def failing(head: ChainHead) -> Batch:
+        raise InputError("refused by prepare")
+
+    with pytest.raises(InputError, match="refused by prepare"):
+        store.append(failing)
+    assert store.head() == before_head
+    assert list(store.rows()) == before_rows
+    # The store still takes appends afterwards, at the right seq.
+    batch = store.append(_sealer(_notes(10, 2)))
+    assert [r.seq for r in batch.records] == [4, 5]
+
+
+def test_append_is_atomic_for_a_multi_record_batch(store: Store) -> None:
+    """A batch that fails to seal half-way (second entry unsigned) leaves nothing."""
+    _fill(store, 2)
+    before = list(store.rows())
+    unsigned = Entry("note", "2026-01-01T00:00:05.000000Z", {}, {"text": "unsigned"})
+    with pytest.raises(InputError, match="not signed"):
+        store.append(_sealer([*_notes(20, 2), unsigned]))
+    assert list(store.rows()) == before
+    assert store.head().size == 3
+
+
+def test_foreign_exception_in_append_becomes_store_error(store: Store) -> None:
+    _fill(store, 1)
+
+    def broken(head: ChainHead) -> Batch:
+        raise RuntimeError("backend exploded")
+
+    with pytest.raises(StoreError, match="backend exploded") as info:
+        store.append(broken)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert store.head().size == 2
+
+
+def test_head_after_appends(store: Store) -> None:
+    batches = _fill(store, 6)
+    rows = list(store.rows())
+    head = store.head()
+    assert head.size == 7
+    assert head.last_hash == rows[-1].hash
+    assert head.prev == rows[-1].hash.hex()
+    assert head.last_time == decode_record(rows[-1].data).record.entry.time
+    assert head.root() == compute_root([hash_leaf(r.data) for r in rows])
+    assert head == batches[-1].head
+    assert head.key_epoch == 1  # the genesis key.added at seq 0
+
+
+def test_head_key_epoch_follows_key_records(store: Store) -> None:
+    _fill(store, 3)
+    added = {
+        "alg": "ed25519",
+        "key": OTHER.key_id,
+        "public_key": encode_b64(OTHER.public_key),
+        "reason": "rotation",
+    }
+    store.append(_sealer([_entry("key.added", added, 10)]))
+    store.append(_sealer(_notes(11, 2)))
+    assert store.head().key_epoch == 5
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "expected"),
+    [
+        (0, None, list(range(11))),
+        (0, 11, list(range(11))),
+        (3, 7, [3, 4, 5, 6]),
+        (10, None, [10]),
+        (10, 11, [10]),
+        (5, 5, []),
+        (7, 3, []),
+        (11, None, []),
+        (4, 1000, list(range(4, 11))),
+    ],
+)
+def test_rows_ranges(
+    store: Store, start: int, stop: int | None, expected: list[int]
+) -> None:
+    _fill(store, 10)
+    assert [r.seq for r in store.rows(start, stop)] == expected
+
+
+def test_rows_of_kinds(store: Store) -> None:
+    _fill(store, 3)
+    added = {
+        "alg": "ed25519",
+        "key": OTHER.key_id,
+        "public_key": encode_b64(OTHER.public_key),
+        "reason": "rotation",
+    }
+    revoked = {"key": SIGNER.key_id, "reason": "rotation", "replaced_by": OTHER.key_id}
+    store.append(
+        _sealer(
+            [_entry("key.added", added, 10), _entry("key.revoked", revoked, 11, OTHER)]
+        )
+    )
+    store.append(_sealer([_entry("note", {"text": "after"}, 12, OTHER)]))
+    assert [r.seq for r in store.rows_of_kinds(["key.added", "key.revoked"])] == [
+        0,
+        4,
+        5,
+    ]
+    assert [r.seq for r in store.rows_of_kinds(["key.revoked"])] == [5]
+    assert [r.seq for r in store.rows_of_kinds(["note"])] == [1, 2, 3, 6]
+    assert list(store.rows_of_kinds(["run.started"])) == []
+    by_seq = {r.seq: r for r in store.rows()}
+    for row in store.rows_of_kinds(["key.added"]):
+        assert row == by_seq[row.seq]
+
+
+def test_node_returns_every_perfect_node(store: Store) -> None:
+    _fill(store, 12)  # 13 leaves
+    leaves = [hash_leaf(r.data) for r in store.rows()]
+    size = len(leaves)
+    checked = 0
+    level = 0
+    while (1 << level) <= size:
+        for index in range(size >> level):
+            span = leaves[index << level : (index + 1) << level]
+            assert store.node(level, index) == compute_root(span), (level, index)
+            checked += 1
+        level += 1
+    assert checked == 13 + 6 + 3 + 1
+
+
+@pytest.mark.parametrize(
+    ("level", "index"), [(0, 13), (1, 6), (2, 3), (3, 1), (4, 0), (9, 0)]
+)
+def test_node_missing_raises_store_error(store: Store, level: int, index: int) -> None:
+    _fill(store, 12)
+    with pytest.raises(
+        StoreError, match=rf"Merkle node \({level}, {index}\) is missing"
+    ):
+        store.node(level, index)
+
+
+# -- blobs, checkpoints, meta ------------------------------------------------
+
+
+def test_put_blob_dedups_and_get_blob_returns_bytes(store: Store) -> None:
+    data = b"\x00blob bytes\xff" * 100
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert store.get_blob(digest) is None
+    assert store.put_blob(digest, data) is True
+    assert store.put_blob(digest, data) is False
+    assert store.get_blob(digest) == data
+    other = b"another blob"
+    other_digest = "sha256:" + hashlib.sha256(other).hexdigest()
+    assert store.put_blob(other_digest, other) is True
+    assert store.get_blob(other_digest) == other
+    assert store.get_blob(digest) == data
+
+
+def test_put_blob_never_overwrites(store: Store) -> None:
+    data = b"original"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    store.put_blob(digest, data)
+    assert store.put_blob(digest, b"impostor") is False
+    assert store.get_blob(digest) == data
+
+
+def test_empty_blob(store: Store) -> None:
+    digest = "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert store.put_blob(digest, b"") is True
+    assert store.get_blob(digest) == b""
+
+
+def test_checkpoints_kept_oldest_first(store: Store) -> None:
+    _fill(store, 5)
+    texts = [(1, "cp one\n"), (4, "cp two\n"), (6, "cp three\n"), (4, "cp four\n")]
+    for size, text in texts:
+        store.add_checkpoint(size, text)
+    kept = store.checkpoints()
+    assert [(c.size, c.text) for c in kept] == texts
+    assert len({c.label for c in kept}) == 4
+
+
+def test_meta_is_write_once(store: Store) -> None:
+    store.init_meta({"origin": "example.org/one", "format": "mltrail/1"})
+    store.init_meta({"origin": "example.org/two", "extra": "x"})
+    assert store.meta() == {
+        "origin": "example.org/one",
+        "format": "mltrail/1",
+        "extra": "x",
+    }
+    store.init_meta({})
+    assert store.meta()["origin"] == "example.org/one"
+
+
+def test_store_is_a_context_manager(store: Store) -> None:
+    with store as opened:
+        assert opened is store
+        assert opened.head().size == 0
+
+
+# -- SQLite only -------------------------------------------------------------
+
+SQLITE_TABLES = ("records", "merkle_nodes", "blobs", "checkpoints", "meta")
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    with SQLiteStore(path, create=True) as filled:
+        filled.init_meta({"origin": "example.org/sqlite"})
+        _fill(filled, 4)
+        data = b"blob"
+        filled.put_blob("sha256:" + hashlib.sha256(data).hexdigest(), data)
+        filled.add_checkpoint(5, "checkpoint text\n")
+    return path
+
+
+@pytest.mark.parametrize("table", SQLITE_TABLES)
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE {table} SET {column} = {column}", "DELETE FROM {table}"],
+)
+def test_sqlite_tables_refuse_update_and_delete(
+    sqlite_path: Path, table: str, statement: str
+) -> None:
+    conn = sqlite3.connect(sqlite_path)
+    try:
+        column = conn.execute(f"PRAGMA table_info({table})").fetchall()[0][1]
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+        sql = statement.format(table=table, column=column)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+        conn.rollback()
+    finally:
+        conn.close()
+    with SQLiteStore(sqlite_path) as reopened:
+        assert reopened.head().size == 5
+        assert len(reopened.checkpoints()) == 1
+        assert reopened.meta() == {"origin": "example.org/sqlite"}
+
+
+def test_sqlite_append_only_triggers_exist(sqlite_path: Path) -> None:
+    conn = sqlite3.connect(sqlite_path)
+    try:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            )
+        }
+    finally:
+        conn.close()
+    assert names == {
+        f"{t}_no_{op}" for t in SQLITE_TABLES for op in ("UPDATE", "DELETE")
+    }
+
+
+def test_sqlite_wal_and_synchronous_full(sqlite_path: Path) -> None:
+    store = SQLiteStore(sqlite_path)
+    try:
+        conn = store._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        store.close()
+    raw = sqlite3.connect(sqlite_path)
+    try:
+        # WAL is persistent in the file: every later connection sees it.
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    finally:
+        raw.close()
+
+
+def test_sqlite_appends_survive_reopen(sqlite_path: Path) -> None:
+    with SQLiteStore(sqlite_path) as store:
+        before = list(store.rows())
+        head = store.head()
+    with SQLiteStore(sqlite_path) as store:
+        assert list(store.rows()) == before
+        assert store.head() == head
+        store.append(_sealer(_notes(30, 1)))
+    with SQLiteStore(sqlite_path) as store:
+        assert store.head().size == 6
+
+
+def test_sqlite_two_connections_share_one_chain(sqlite_path: Path) -> None:
+    with SQLiteStore(sqlite_path) as one, SQLiteStore(sqlite_path) as two:
+        one.head()
+        two.head()  # both cache the head, then each appends in turn
+        one.append(_sealer(_notes(40, 1)))
+        two.append(_sealer(_notes(41, 1)))
+        one.append(_sealer(_notes(42, 1)))
+        rows = list(two.rows())
+    assert [r.seq for r in rows] == list(range(8))
+    for before, after in itertools.pairwise(rows):
+        assert decode_record(after.data).record.prev == before.hash.hex()
+
+
+def test_sqlite_closed_connection_gives_store_error(sqlite_path: Path) -> None:
+    store = SQLiteStore(sqlite_path)
+    store.close()
+    with pytest.raises(StoreError, match="read the head") as info:
+        store.head()
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+    with pytest.raises(StoreError, match="read records"):
+        list(store.rows())
+    with pytest.raises(StoreError, match="append"):
+        store.append(_sealer(_notes(50, 1)))
+    with pytest.raises(StoreError):
+        store.get_blob("sha256:" + "0" * 64)
+    with pytest.raises(StoreError):
+        store.checkpoints()
+
+
+def test_sqlite_corrupt_file_gives_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not a database, just garbage bytes \x00\xff" * 200)
+    with pytest.raises(StoreError, match="cannot open ledger"):
+        SQLiteStore(path)
+
+
+def test_sqlite_truncated_file_gives_store_error(sqlite_path: Path) -> None:
+    data = sqlite_path.read_bytes()
+    sqlite_path.write_bytes(data[:100] + b"\xde\xad\xbe\xef" * 50)
+    with pytest.raises(StoreError), SQLiteStore(sqlite_path) as store:
+        list(store.rows())
+
+
+def test_sqlite_foreign_database_gives_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE something (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="cannot open ledger") as info:
+        SQLiteStore(path)
+    assert "not an mltrail ledger" in (info.value.hint or "")
+
+
+def test_sqlite_missing_file_gives_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    with pytest.raises(ConfigError, match="no ledger at"):
+        SQLiteStore(path)
+    assert not path.exists()
