@@ -25,7 +25,9 @@ def main() -> None:
         signed = home.checkpoint()
         size, root = signed.checkpoint.size, signed.checkpoint.root
         proof = home.ledger.prove_inclusion(record.seq, size)
-        verify_inclusion(record.seq, size, home.ledger.leaf_hash(record.seq), proof.hashes, root)
+        verify_inclusion(
+            record.seq, size, home.ledger.leaf_hash(record.seq), proof.hashes, root
+        )
         home.close()
         report = mltrail.verify(home_path)
         report.raise_for_failure()
