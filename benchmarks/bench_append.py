@@ -1,0 +1,274 @@
+"""Append throughput: signed durable appends against raw SQLite writes of the same size.
+
+Measures, on SQLite files in a scratch directory (WAL, ``synchronous=FULL``):
+
+(a) ``Ledger.append``: one validated, signed, hash-chained, durable append per
+    call. Target >= 2,500 appends/s. Baseline: raw ``sqlite3`` single-row
+    ``INSERT`` transactions (``BEGIN IMMEDIATE`` / ``INSERT`` / ``COMMIT``) of a
+    blob as large as one stored record, on a database in the same mode.
+(b) ``Ledger.append_many`` with batches of 1,000 drafts (one atomic transaction
+    each). Target >= 10,000 entries/s. Baseline: raw ``executemany`` batches of
+    1,000 rows, one transaction each.
+
+Also prints the raw Ed25519 signing rate (``cryptography``, and PyNaCl, which
+mltrail signs with) for context. Ledger and baseline repetitions are interleaved
+so that machine noise hits both alike; figures are medians of the repetitions.
+
+Run: ``python benchmarks/bench_append.py [--quick] [--reps N] [--profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey
+
+from mltrail.core.codec import decode_record
+from mltrail.ledger import Draft, Ledger
+from mltrail.storage.sqlite import SQLiteStore
+from mltrail.testing import fixed_signer
+
+ORIGIN = "bench.example/x"
+BATCH = 1_000
+TARGET_SINGLE = 2_500
+TARGET_BATCH = 10_000
+
+
+def note_body(i: int) -> dict[str, object]:
+    """A note body of about 300 bytes of JSON, like a short human remark."""
+    text = f"entry {i}: " + "the quick brown fox jumps over the lazy dog " * 6
+    return {"text": text, "refers_to": i}
+
+
+def new_ledger(directory: Path, name: str) -> Ledger:
+    return Ledger.create(
+        SQLiteStore(directory / name, create=True), fixed_signer(), origin=ORIGIN
+    )
+
+
+def record_sizes(ledger: Ledger) -> tuple[int, int]:
+    """(stored record bytes, signed bytes) of the newest record."""
+    size = ledger.head().size
+    data = next(iter(ledger.store.rows(size - 1, size))).data
+    return len(data), len(decode_record(data).signing_bytes)
+
+
+def raw_db(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    assert mode.lower() == "wal", mode
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    return conn
+
+
+def time_ledger_single(
+    directory: Path, n: int, rep: int
+) -> tuple[float, tuple[int, int]]:
+    ledger = new_ledger(directory, f"single-{rep}.db")
+    for i in range(20):  # warm-up: statement cache, schema validators, page cache
+        ledger.append("note", note_body(i))
+    bodies = [note_body(i) for i in range(n)]
+    start = time.perf_counter()
+    for body in bodies:
+        ledger.append("note", body)
+    elapsed = time.perf_counter() - start
+    sizes = record_sizes(ledger)
+    ledger.close()
+    return n / elapsed, sizes
+
+
+def time_raw_single(directory: Path, n: int, blob: bytes, rep: int) -> float:
+    conn = raw_db(directory / f"raw-single-{rep}.db")
+    for i in range(20):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (seq, data) VALUES (?, ?)", (i, blob))
+        conn.execute("COMMIT")
+    start = time.perf_counter()
+    for i in range(20, 20 + n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (seq, data) VALUES (?, ?)", (i, blob))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+def time_schema_single(directory: Path, n: int, blob: bytes, rep: int) -> float:
+    """Context: the same transactions with mltrail's schema and precomputed rows.
+
+    Each commit writes one ``records`` row (two indexes) and its Merkle nodes,
+    exactly as ``SQLiteStore._append`` does, but no hashing, signing or
+    validation: the gap to ``Ledger.append`` is mltrail's Python work.
+    """
+    path = directory / f"schema-single-{rep}.db"
+    SQLiteStore(path, create=True).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    digest, when = bytes(32), "2026-01-01T00:00:00.000000Z"
+    start = time.perf_counter()
+    for i in range(n):
+        nodes, level, index = [(0, i, digest)], 0, i
+        while index & 1:
+            level, index = level + 1, index >> 1
+            nodes.append((level, index, digest))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SELECT max(seq) FROM records").fetchone()
+        conn.execute(
+            "INSERT INTO records (seq, hash, kind, run, time, record) "
+            "VALUES (?,?,?,?,?,?)",
+            (i, digest, "note", None, when, blob),
+        )
+        conn.executemany(
+            "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?,?,?)", nodes
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+def time_ledger_batch(directory: Path, batches: int, rep: int) -> float:
+    ledger = new_ledger(directory, f"batch-{rep}.db")
+    ledger.append_many([Draft("note", note_body(i)) for i in range(BATCH)])  # warm-up
+    drafts = [
+        [Draft("note", note_body(b * BATCH + i)) for i in range(BATCH)]
+        for b in range(batches)
+    ]
+    start = time.perf_counter()
+    for batch in drafts:
+        ledger.append_many(batch)
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    return batches * BATCH / elapsed
+
+
+def time_raw_batch(directory: Path, batches: int, blob: bytes, rep: int) -> float:
+    conn = raw_db(directory / f"raw-batch-{rep}.db")
+    start = time.perf_counter()
+    for b in range(batches):
+        rows = [(b * BATCH + i, blob) for i in range(BATCH)]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO t (seq, data) VALUES (?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return batches * BATCH / elapsed
+
+
+def sign_rates(n: int, message_size: int) -> tuple[float, float]:
+    """(cryptography, PyNaCl) Ed25519 signatures/s over messages of this size."""
+    seed = bytes(range(32))
+    messages = [os.urandom(message_size) for _ in range(n)]
+    ckey = Ed25519PrivateKey.from_private_bytes(seed)
+    start = time.perf_counter()
+    for m in messages:
+        ckey.sign(m)
+    crypto = n / (time.perf_counter() - start)
+    nkey = SigningKey(seed)
+    start = time.perf_counter()
+    for m in messages:
+        nkey.sign(m)
+    nacl = n / (time.perf_counter() - start)
+    return crypto, nacl
+
+
+def profile_single(directory: Path, n: int) -> None:
+    ledger = new_ledger(directory, "profile.db")
+    for i in range(20):
+        ledger.append("note", note_body(i))
+    bodies = [note_body(i) for i in range(n)]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for body in bodies:
+        ledger.append("note", body)
+    profiler.disable()
+    ledger.close()
+    print(f"\ncProfile of {n} Ledger.append calls (times inflated by profiling):")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(30)
+
+
+def verdict(value: float, target: float) -> str:
+    return "PASS" if value >= target else "FAIL"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller run (~5 s)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions (median)")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
+    parser.add_argument("--profile", action="store_true", help="cProfile appends")
+    args = parser.parse_args()
+    singles = 400 if args.quick else 2_000
+    batches = 3 if args.quick else 10
+
+    print(
+        f"bench_append: python {platform.python_version()}, sqlite {sqlite3.sqlite_version}"
+    )
+    print(
+        f"  {args.reps} reps x ({singles} single appends, {batches} batches of {BATCH})"
+    )
+    single, raw_single, schema_single, batch, raw_batch = [], [], [], [], []
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="mltrail-bench-") as tmp:
+        directory = Path(tmp)
+        print(f"  scratch dir: {directory}")
+        for rep in range(args.reps):
+            rate, (size, signed) = time_ledger_single(directory, singles, rep)
+            single.append(rate)
+            blob = os.urandom(size)
+            raw_single.append(time_raw_single(directory, singles, blob, rep))
+            schema_single.append(time_schema_single(directory, singles, blob, rep))
+            batch.append(time_ledger_batch(directory, batches, rep))
+            raw_batch.append(time_raw_batch(directory, batches, blob, rep))
+            print(
+                f"  rep {rep + 1}: append {single[-1]:,.0f}/s (raw {raw_single[-1]:,.0f}/s)"
+                f"  append_many {batch[-1]:,.0f}/s (raw {raw_batch[-1]:,.0f}/s)"
+            )
+        crypto_sign, nacl_sign = sign_rates(5_000 if args.quick else 20_000, signed)
+        if args.profile:
+            profile_single(directory, singles)
+
+    s, rs = statistics.median(single), statistics.median(raw_single)
+    b, rb = statistics.median(batch), statistics.median(raw_batch)
+    print(f"\nrecord size: {size} bytes per stored record (baseline blob size)")
+    print(f"{'metric':<34}{'mltrail':>12}{'baseline':>12}{'ratio':>8}  target")
+    print(
+        f"{'(a) single durable appends/s':<34}{s:>12,.0f}{rs:>12,.0f}{s / rs:>8.2f}"
+        f"  >= {TARGET_SINGLE:,}/s {verdict(s, TARGET_SINGLE)}"
+    )
+    print(
+        f"{'(b) append_many x1000 entries/s':<34}{b:>12,.0f}{rb:>12,.0f}{b / rb:>8.3f}"
+        f"  >= {TARGET_BATCH:,}/s {verdict(b, TARGET_BATCH)}"
+    )
+    print(
+        f"per-append cost: {1e6 / s:.0f} us (raw sqlite txn {1e6 / rs:.0f} us, "
+        f"so {1e6 / s - 1e6 / rs:.0f} us is mltrail's own work)"
+    )
+    ss = statistics.median(schema_single)
+    print(
+        f"context: raw sqlite with mltrail's schema (records + indexes + Merkle "
+        f"nodes, precomputed): {ss:,.0f} txn/s = {1e6 / ss:.0f} us, so storage "
+        f"layout costs {1e6 / ss - 1e6 / rs:.0f} us and Python work "
+        f"{1e6 / s - 1e6 / ss:.0f} us per append"
+    )
+    print(f"per-entry cost in batches: {1e6 / b:.1f} us (raw row {1e6 / rb:.1f} us)")
+    print(
+        f"context: Ed25519 sign rate on {signed}-byte messages: cryptography "
+        f"{crypto_sign:,.0f}/s, PyNaCl {nacl_sign:,.0f}/s (used by mltrail)"
+    )
+
+
+if __name__ == "__main__":
+    main()
