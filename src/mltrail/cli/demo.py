@@ -98,6 +98,11 @@ def _run(workdir: Path) -> None:
     _prove(home, 3)
     _step("4. key rotation: the old key is revoked through the ledger itself")
     new_key = rotate_home_key(home, reason="demo rotation")
+    size = home.ledger.head().size
+    console.print(
+        f"key {new_key[:16]}... added and the old key revoked "
+        f"(seqs {size - 2} and {size - 1})"
+    )
     home.ledger.append("note", {"text": f"now signing with {new_key[:16]}..."})
     home.checkpoint()
     _step("5. verify: every signature, hash, blob, checkpoint and proof")
