@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import compute_blob_digest
 from mltrail.core.chain import KEY_KINDS
-from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import parse_json
 from mltrail.core.merkle import consistency_proof, verify_consistency
 from mltrail.core.signing import compute_key_id, decode_b64
@@ -70,10 +69,10 @@ def verify_store(
     verifier = LedgerVerifier(origin, checkpoints, trusted_key)
     try:
         total = store.head().size
-    except StoreError:
-        total = (
-            0  # e.g. Merkle nodes missing for forged rows: the walk below reports them
-        )
+    except (
+        StoreError
+    ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
+        total = 0
     keys = _public_keys(store)
     for done, check in enumerate(_checks(store.rows(), keys, total, workers), start=1):
         verifier.accept(check)
@@ -81,7 +80,7 @@ def verify_store(
             progress(done, total)
     report = verifier.finish()
     _verify_blobs(store, verifier)
-    _verify_consistency(store, verifier, checkpoints)
+    _verify_consistency(store, verifier)
     return report
 
 
@@ -170,19 +169,10 @@ def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
                 )
 
 
-def _verify_consistency(
-    store: Store, verifier: LedgerVerifier, checkpoints: list[StoredCheckpoint]
-) -> None:
+def _verify_consistency(store: Store, verifier: LedgerVerifier) -> None:
     """Each checkpoint must be consistent with the next, by proofs from stored nodes."""
     size = verifier.report.size
-    heads = []
-    for cp in sorted(checkpoints, key=lambda c: c.size):
-        try:
-            parsed = parse_signed_checkpoint(cp.text).checkpoint
-        except MltrailError:
-            continue  # already reported by the walk
-        if 0 < parsed.size <= size:
-            heads.append((cp.label, parsed.size, parsed.root))
+    heads = sorted((h for h in verifier.heads if h[1] <= size), key=lambda h: h[1])
     for (label1, size1, root1), (label2, size2, root2) in pairwise(heads):
         try:
             proof = consistency_proof(size1, size2, store.node)

@@ -112,3 +112,23 @@ def test_genesis_of_another_origin_is_reported():
     assert any(
         p.code == "genesis" and "another ledger" in p.message for p in report.problems
     )
+
+
+def test_corrupt_merkle_node_table_breaks_checkpoint_consistency():
+    store, ledger = new_ledger()
+    ledger.append("note", {"text": "three"})
+    ledger.checkpoint()
+    for i in range(5):
+        ledger.append("note", {"text": f"more {i}"})
+    ledger.checkpoint()
+    assert verify_store(store, origin=ORIGIN).ok
+    for level, index in list(store._nodes):
+        if level == 0:
+            store._nodes[(level, index)] = bytes(32)
+    report = verify_store(store, origin=ORIGIN)
+    assert {p.code for p in report.problems} == {"consistency"}
+    messages = " | ".join(p.message for p in report.problems)
+    assert (
+        "checkpoint #2 (size 3) and checkpoint #3 (size 8) are not consistent"
+        in messages
+    )

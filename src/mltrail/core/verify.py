@@ -238,6 +238,8 @@ class LedgerVerifier:
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self._trusted_key = trusted_key
+        self.heads: list[tuple[str, int, bytes]] = []
+        """(label, size, root) of every readable checkpoint, as its text states."""
         self._checkpoints = sorted(self._readable(checkpoints), key=lambda c: c.size)
         self._next_cp = 0
         self._prev_hash: bytes | None = None
@@ -249,10 +251,11 @@ class LedgerVerifier:
         for cp in checkpoints:
             self.report.checkpoints_checked += 1
             try:
-                size = parse_signed_checkpoint(cp.text).checkpoint.size
+                parsed = parse_signed_checkpoint(cp.text).checkpoint
             except MltrailError as e:
                 self.problem(None, "checkpoint", f"{cp.label} is unreadable: {e}")
                 continue
+            size = parsed.size
             if size != cp.size:
                 self.problem(
                     None,
@@ -262,6 +265,7 @@ class LedgerVerifier:
                 )
             if size > 0:
                 readable.append(StoredCheckpoint(cp.label, size, cp.text))
+                self.heads.append((cp.label, size, parsed.root))
         return readable
 
     def problem(
