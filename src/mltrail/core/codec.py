@@ -121,11 +121,6 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _schema_message(error: Any) -> str:
-    path = "/".join(str(p) for p in error.absolute_path)
-    return f"{path or '(top level)'}: {error.message}"
-
-
 def validate_body(kind: str, body: Mapping[str, Any]) -> None:
     """Check a body against its kind's schema.
 
@@ -136,13 +131,9 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
     if validator is None:
         known = ", ".join(sorted(KNOWN_KINDS))
         raise SchemaError(f"unknown kind {kind!r}; known kinds: {known}")
-    if validator.is_valid(body):
-        return
-    error = next(iter(validator.iter_errors(body)), None)
-    if error is not None:
-        raise SchemaError(
-            f"body of {kind} does not match its schema: {_schema_message(error)}"
-        )
+    problem = validator.first_error(body)
+    if problem is not None:
+        raise SchemaError(f"body of {kind} does not match its schema: {problem}")
 
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")

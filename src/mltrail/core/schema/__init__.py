@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
+from mltrail.core.schema.subset import SubsetValidator
 
 __all__ = ["KNOWN_KINDS", "envelope_validator", "kind_validator", "load_schema"]
 
@@ -27,14 +27,14 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def envelope_validator() -> jsonschema.protocols.Validator:
+def envelope_validator() -> SubsetValidator:
     """Validator of the entry envelope."""
-    return jsonschema.Draft202012Validator(load_schema("entry"))
+    return SubsetValidator(load_schema("entry"))
 
 
 @cache
-def kind_validator(kind: str) -> jsonschema.protocols.Validator | None:
+def kind_validator(kind: str) -> SubsetValidator | None:
     """Validator of one kind's body, or None for a kind this mltrail does not know."""
     if kind not in KNOWN_KINDS:
         return None
-    return jsonschema.Draft202012Validator(load_schema(kind))
+    return SubsetValidator(load_schema(kind))
