@@ -5,6 +5,7 @@ branch to an exit code and prints ``str(error)`` plus ``error.hint``::
 
     MltrailError
      ├── InputError            exit 2  bad user input (JSON, kind, schema, arguments)
+     │    ├── CommandNotFoundError exit 127/126  the wrapped command cannot start
      │    ├── SchemaError              bytes or objects that do not match the format
      │    └── ConfigError              missing ledger, key, password, optional extra
      ├── IntegrityError        exit 3  verification found tampering
@@ -25,6 +26,7 @@ __all__ = [
     "BadSignatureError",
     "CaptureError",
     "ChainBrokenError",
+    "CommandNotFoundError",
     "ConfigError",
     "InputError",
     "IntegrityError",
@@ -69,6 +71,21 @@ class CaptureError(MltrailError):
     """A collector could not read what it needs from the machine."""
 
     exit_code = 2
+
+
+class CommandNotFoundError(InputError):
+    """The wrapped command cannot be found or executed: nothing was recorded.
+
+    The exit code follows the shell: 127 not found, 126 found but not executable.
+    """
+
+    exit_code = 127
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, code: int = 127
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = code
 
 
 class IntegrityError(MltrailError):
