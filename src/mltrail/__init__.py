@@ -3,22 +3,25 @@
 Example::
 
     import mltrail
-    mltrail.init_home("/tmp/audit")
-    home = mltrail.open_home("/tmp/audit")
-    home.ledger.append("note", {"text": "dataset v2 approved"})
-    home.checkpoint()
-    assert mltrail.verify("/tmp/audit").ok
+
+    with mltrail.start_run(name="baseline", params={"lr": 0.1}) as run:
+        run.log_dataset("data/train.csv", role="train")
+        run.log_metrics({"loss": 0.42}, step=1)
+    assert mltrail.verify().ok
+
+Names are loaded on first use, so ``import mltrail`` stays cheap for scripts that
+only need part of it.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from mltrail.core.entry import Entry, Record
-from mltrail.core.verify import Problem, VerificationReport
 from mltrail.errors import (
     AuthError,
+    CaptureError,
+    CommandNotFoundError,
     ConfigError,
     InputError,
     IntegrityError,
@@ -26,14 +29,21 @@ from mltrail.errors import (
     SchemaError,
     StoreError,
 )
-from mltrail.home import Home, init_home, open_home
-from mltrail.ledger import Draft, Ledger
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mltrail.auto import autolog
+    from mltrail.core.entry import Entry, Record
+    from mltrail.core.verify import Problem, VerificationReport
+    from mltrail.home import Home, init_home, open_home
+    from mltrail.ledger import Draft, Ledger
+    from mltrail.runs import Run, start_run
+
 __all__ = [
     "AuthError",
+    "CaptureError",
+    "CommandNotFoundError",
     "ConfigError",
     "Draft",
     "Entry",
@@ -44,25 +54,55 @@ __all__ = [
     "MltrailError",
     "Problem",
     "Record",
+    "Run",
     "SchemaError",
     "StoreError",
     "VerificationReport",
     "__version__",
+    "autolog",
     "init_home",
     "open_home",
+    "start_run",
     "verify",
 ]
 
-try:
-    __version__ = version("mltrail")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = "0.1.0"
+
+_LAZY = {
+    "autolog": "mltrail.auto",
+    "Entry": "mltrail.core.entry",
+    "Record": "mltrail.core.entry",
+    "Problem": "mltrail.core.verify",
+    "VerificationReport": "mltrail.core.verify",
+    "Home": "mltrail.home",
+    "init_home": "mltrail.home",
+    "open_home": "mltrail.home",
+    "Draft": "mltrail.ledger",
+    "Ledger": "mltrail.ledger",
+    "Run": "mltrail.runs",
+    "start_run": "mltrail.runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mltrail' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def verify(
     home: str | Path | None = None, *, workers: int | None = None
 ) -> VerificationReport:
     """Verify the ledger at ``home`` (default ``$MLTRAIL_HOME`` or ``~/.mltrail``)."""
+    from mltrail.home import open_home
+
     opened = open_home(home, writable=False)
     try:
         return opened.verify(workers=workers)

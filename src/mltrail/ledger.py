@@ -288,6 +288,11 @@ class Ledger:
         for row in self.store.rows(start, stop):
             yield decode_record(row.data).record
 
+    def records_of_kinds(self, kinds: Sequence[str]) -> Iterator[Record]:
+        """Records of the given kinds in seq order, decoded (not signature-checked)."""
+        for row in self.store.rows_of_kinds(kinds):
+            yield decode_record(row.data).record
+
     def record(self, seq: int) -> Record:
         """One record by seq.
 

@@ -1,117 +1,227 @@
-"""``mltrail demo``: the ledger's promises shown on a throwaway ledger, in seconds."""
+"""``mltrail demo``: record a small training project end to end, then catch tampering.
+
+In a temporary folder it builds a credit-default project (generated data, a
+preparation script, a trainer, a YAML config, a git repository), records a data
+preparation and two trainings through ``mltrail run`` (the second after someone
+edits the training data and raises the learning rate), lists the runs, shows what
+changed between the trainings, verifies the ledger, and shows that an edit made
+directly in the SQLite file is caught. It finishes in seconds and touches nothing
+outside the temporary folder, unless ``--home`` names a ledger to record into.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
+from mltrail.cli.demo_project import write_project
 from mltrail.cli.output import console
-from mltrail.core.checkpoint import parse_signed_checkpoint
-from mltrail.core.merkle import verify_inclusion
-from mltrail.home import Home, init_home, open_home, rotate_home_key
+from mltrail.errors import MltrailError
+from mltrail.home import Home, init_home, open_home
+from mltrail.recorder import list_runs
 
 __all__ = ["demo"]
+
+_GIT_ID = ["-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
 
 
 def _step(text: str) -> None:
     console.print(f"\n[bold]== {text}[/bold]")
 
 
-def _record_history(home: Home) -> None:
-    ledger = home.ledger
-    manifest = "\n".join(f"{i:064x}  data/part-{i:03}.csv" for i in range(20)).encode()
-    ref = {**ledger.put_blob(manifest), "name": "train-manifest.txt"}
-    ledger.append(
-        "note",
-        {"text": "raw customer data snapshot 2026-W42 received", "attachments": [ref]},
-    )
-    ledger.append("note", {"text": "cleaning script v3 removed 112 duplicate rows"})
-    ledger.append("note", {"text": "fine-tune approved: lr=2e-5, lora r=16, alpha=32"})
-    record = ledger.append("note", {"text": "model credit-v7 promoted to production"})
-    console.print(f"appended 4 signed entries; the last is seq {record.seq}")
+def _python() -> str:
+    """``python`` when it is this interpreter (as in an activated venv), else its path."""
+    found = shutil.which("python")
+    if found and Path(found).resolve() == Path(sys.executable).resolve():
+        return "python"
+    return sys.executable
 
 
-def _prove(home: Home, seq: int) -> None:
-    signed = home.checkpoint()
-    cp = signed.checkpoint
-    console.print(signed.to_text().rstrip(), markup=False)
-    proof = home.ledger.prove_inclusion(seq, cp.size)
-    verify_inclusion(seq, cp.size, home.ledger.leaf_hash(seq), proof.hashes, cp.root)
-    console.print(
-        f"inclusion proof of seq {seq} in the tree of {cp.size}: "
-        f"{len(proof.hashes)} hashes, verified against the signed root"
+def _git(project: Path, *args: str) -> None:
+    if shutil.which("git") is None:
+        return
+    subprocess.run(  # noqa: S603 - fixed arguments, the demo's own repository
+        ["git", *_GIT_ID, *args],  # noqa: S607 - git from PATH, as a user runs it
+        cwd=project,
+        check=True,
+        capture_output=True,
     )
 
 
-def _verify(home: Home) -> None:
-    report = home.verify()
-    console.print(report.verdict(), style="green" if report.ok else "bold red")
-    for problem in report.problems[:6]:
-        console.print(f"  {problem}", markup=False)
+def _mltrail(project: Path, home: Path, *args: str) -> None:
+    shown = " ".join(shlex.quote(a) for a in args)
+    console.print(f"[dim]$[/dim] mltrail {shown}", markup=True, highlight=False)
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    env.pop("MLTRAIL_RUN_ID", None)
+    sys.stdout.flush()
+    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "mltrail", *args], cwd=project, env=env, check=False
+    )
+    if done.returncode not in (0, 3):
+        raise MltrailError(f"the demo's `mltrail {args[0]}` exited {done.returncode}")
 
 
-def _tamper(source: Path, target: Path) -> None:
+def _train(project: Path, home: Path, name: str, lr: str) -> None:
+    _mltrail(
+        project,
+        home,
+        "run",
+        "--name",
+        name,
+        "--data",
+        "train=data/prepared/train.csv",
+        "--data",
+        "validation=data/prepared/validation.csv",
+        "--output",
+        "model.json",
+        "--",
+        _python(),
+        "train.py",
+        "--config",
+        "config.yaml",
+        "--lr",
+        lr,
+    )
+
+
+def _edit_training_data(project: Path) -> None:
+    path = project / "data/prepared/train.csv"
+    lines = path.read_text().splitlines()
+    for i in (17, 404, 1203):
+        fields = lines[i].split(",")
+        fields[-1] = "1" if fields[-1] == "0" else "0"
+        lines[i] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    console.print("3 labels flipped in data/prepared/train.csv (rows 17, 404, 1203)")
+
+
+def _facts(home: Home, run_id: str) -> dict[str, Any]:
+    """What a run used, flat: params, datasets by role, commit."""
+    facts: dict[str, Any] = {}
+    for record in home.ledger.records():
+        entry = record.entry
+        if entry.run != run_id:
+            continue
+        if entry.kind == "run.params":
+            for key, value in entry.body["params"].items():
+                facts[f"param {key}"] = value
+        elif entry.kind == "run.data":
+            body = entry.body
+            facts[f"data {body['role']}"] = f"{body['dataset'][:16]}... "
+        elif entry.kind == "run.code":
+            facts["code commit"] = (entry.body.get("commit") or "none")[:12]
+        elif entry.kind == "run.metrics":
+            for name, series in entry.body["series"].items():
+                value = series["values"][-1]
+                facts[f"metric {name} (last)"] = (
+                    round(value, 4) if isinstance(value, float) else value
+                )
+    return facts
+
+
+def _compare(home: Home, first: str, second: str) -> None:
+    a, b = _facts(home, first), _facts(home, second)
+    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    for key in changed:
+        console.print(f"  {key}: {a.get(key)} -> {b.get(key)}", markup=False)
+    same = len(a.keys() & b.keys()) - len(changed)
+    console.print(f"  ({same} other recorded facts are the same)")
+
+
+def _tamper(source: Path, target: Path) -> str:
+    """Copy the ledger and change the baseline's learning rate in its record."""
     shutil.copytree(source, target)
     conn = sqlite3.connect(target / "ledger.db")
     conn.execute("DROP TRIGGER records_no_UPDATE")
-    row = conn.execute("SELECT record FROM records WHERE seq = 3").fetchone()
-    forged = bytes(row[0]).replace(b"lr=2e-5", b"lr=9e-5")
-    conn.execute("UPDATE records SET record = ? WHERE seq = 3", (forged,))
+    rows = conn.execute(
+        "SELECT seq, record FROM records WHERE kind = 'run.params' ORDER BY seq"
+    ).fetchall()
+    seq, data = next((s, bytes(r)) for s, r in rows if b'"lr":0.5' in bytes(r))
+    forged = data.replace(b'"lr":0.5', b'"lr":0.1')
+    conn.execute("UPDATE records SET record = ? WHERE seq = ?", (forged, seq))
     conn.commit()
     conn.close()
+    return f"seq {seq}: the baseline's lr 0.5 -> 0.1"
 
 
 @click.command()
 @click.option(
-    "--keep", is_flag=True, help="Keep the demo ledger and print where it is."
+    "--keep", is_flag=True, help="Keep the demo folder and print where it is."
 )
-def demo(keep: bool) -> None:
-    """Show the ledger at work on a throwaway home: append, prove, rotate, tamper.
+@click.option(
+    "--home",
+    "home_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Record the demo runs into this ledger home instead of a throwaway one.",
+)
+def demo(keep: bool, home_path: Path | None) -> None:
+    """Record a small training project end to end, then catch a forged record.
 
-    Nothing outside a temporary folder is touched. It finishes in seconds.
+    Builds a credit-default project in a temporary folder (data, a preparation
+    script, a trainer, a config, a git repository), records a preparation and two
+    trainings with `mltrail run`, lists them, shows what changed between them,
+    verifies the ledger and shows tampering caught. Takes seconds; your own ledger
+    is not touched unless you pass --home.
     """
     workdir = Path(tempfile.mkdtemp(prefix="mltrail-demo-"))
     try:
-        _run(workdir)
+        _run(workdir, (home_path or workdir / "home").resolve())
         if keep:
-            console.print(
-                f"\ndemo ledger kept at {workdir / 'home'} "
-                f"(MLTRAIL_HOME={workdir / 'home'} mltrail log)"
-            )
+            console.print(f"\ndemo project kept at {workdir}")
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(workdir: Path) -> None:
-    _step("1. a new ledger: Ed25519 key, genesis record, first checkpoint")
-    result = init_home(workdir / "home", origin="demo.mltrail.local/credit-team")
-    console.print(f"origin {result.origin}, key {result.key_id[:16]}...")
-    home = open_home(result.home, env={})
-    _step("2. signed, hash-chained entries (a blob holds the data manifest)")
-    _record_history(home)
-    _step("3. a signed checkpoint (C2SP tlog-checkpoint) and an RFC 9162 proof")
-    _prove(home, 3)
-    _step("4. key rotation: the old key is revoked through the ledger itself")
-    new_key = rotate_home_key(home, reason="demo rotation")
-    size = home.ledger.head().size
-    console.print(
-        f"key {new_key[:16]}... added and the old key revoked "
-        f"(seqs {size - 2} and {size - 1})"
+def _run(workdir: Path, home: Path) -> None:
+    project = workdir / "credit-model"
+    _step("1. a credit-default project (generated data, scripts, config, git)")
+    write_project(project)
+    _git(project, "init", "-q")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "credit model: logistic regression")
+    result = init_home(home, origin="demo.mltrail.local/credit-team", env={})
+    console.print(f"project {project}\nledger {result.home} ({result.origin})")
+    _step("2. prepare the data, recorded")
+    _mltrail(
+        project,
+        home,
+        "run",
+        "--name",
+        "prepare",
+        "--data",
+        "raw=data/raw",
+        "--output",
+        "data/prepared",
+        "--",
+        _python(),
+        "prepare.py",
+        "data/raw/applications.csv",
+        "data/prepared",
     )
-    home.ledger.append("note", {"text": f"now signing with {new_key[:16]}..."})
-    home.checkpoint()
-    _step("5. verify: every signature, hash, blob, checkpoint and proof")
-    _verify(home)
-    home.close()
-    _step("6. someone edits seq 3 in the SQLite file directly (lr=2e-5 -> 9e-5)")
-    _tamper(workdir / "home", workdir / "tampered")
-    tampered = open_home(workdir / "tampered", writable=False, env={})
-    _verify(tampered)
-    tampered.close()
-    root = parse_signed_checkpoint((workdir / "home/witness/checkpoint").read_text())
-    console.print(f"\nthe intact ledger's signed root: {root.checkpoint.root.hex()}")
+    _step("3. train a baseline, recorded (no log calls in train.py)")
+    _train(project, home, "baseline", "0.5")
+    _step("4. someone edits the training data and raises the learning rate: worse")
+    _edit_training_data(project)
+    _train(project, home, "retrain", "8.0")
+    _step("5. the runs")
+    _mltrail(project, home, "runs")
+    _step("6. what changed between baseline and retrain, from the ledger")
+    opened = open_home(home, writable=False, env={})
+    runs = {s.name: s.id for s in list_runs(opened)}
+    _compare(opened, runs["baseline"], runs["retrain"])
+    opened.close()
+    _step("7. verify: every signature, hash, blob, checkpoint and proof")
+    _mltrail(project, home, "verify")
+    _step("8. someone edits a record in the SQLite file directly")
+    console.print(_tamper(home, workdir / "tampered"))
+    _mltrail(project, workdir / "tampered", "verify")

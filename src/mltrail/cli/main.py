@@ -7,20 +7,53 @@ code of their branch of the error tree (2 input, 3 tampering, 4 storage, 5 auth)
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
-from mltrail.cli import demo, keys_cmd, ledger_cmds, verify_cmd
-from mltrail.cli.output import AppState
+from mltrail import __version__
+from mltrail.cli.state import AppState
 from mltrail.errors import MltrailError
 
 __all__ = ["cli", "main"]
 
+# Each command's module is imported only when that command runs (or --help lists
+# them), so `mltrail run` does not pay for rich tables or the demo.
+_COMMANDS = {
+    "run": "mltrail.cli.run_cmd:run",
+    "runs": "mltrail.cli.runs_cmd:runs",
+    "init": "mltrail.cli.ledger_cmds:init",
+    "append": "mltrail.cli.ledger_cmds:append",
+    "log": "mltrail.cli.ledger_cmds:log_cmd",
+    "show": "mltrail.cli.ledger_cmds:show",
+    "checkpoint": "mltrail.cli.ledger_cmds:checkpoint",
+    "prove": "mltrail.cli.ledger_cmds:prove",
+    "verify": "mltrail.cli.verify_cmd:verify",
+    "keys": "mltrail.cli.keys_cmd:keys",
+    "demo": "mltrail.cli.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
 
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
     "--home",
@@ -29,13 +62,15 @@ __all__ = ["cli", "main"]
     help="Ledger home (default: $MLTRAIL_HOME, else ~/.mltrail).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.version_option(package_name="mltrail")
+@click.version_option(version=__version__, prog_name="mltrail")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     """mltrail: a tamper-evident, signed audit log of the ML model lifecycle.
 
     \b
     Start here:
+      mltrail run -- python train.py       record a training run, no log calls needed
+      mltrail runs                         list recorded runs
       mltrail init                         create a ledger and its signing key
       mltrail append --kind note --body '{"text": "dataset v2 approved"}'
       mltrail log                          list records
@@ -44,10 +79,6 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail demo                         see it all on a throwaway ledger
     """
     ctx.obj = AppState(home=home, debug=debug)
-
-
-for command in (*ledger_cmds.COMMANDS, verify_cmd.verify, keys_cmd.keys, demo.demo):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

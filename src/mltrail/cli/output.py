@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
 import click
 from rich.console import Console
 
+from mltrail.cli.state import AppState
 from mltrail.home import Home, open_home
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = [
     "AppState",
@@ -23,7 +21,10 @@ __all__ = [
     "open_from",
 ]
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped or redirected output is read by tools or saved: do not cut tables to 80
+# columns there. A terminal gets its own width.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 json_option = click.option(
@@ -32,14 +33,6 @@ json_option = click.option(
     is_flag=True,
     help="Print machine-readable JSON instead of text.",
 )
-
-
-@dataclass
-class AppState:
-    """Options of the top-level group, passed to every command."""
-
-    home: Path | None
-    debug: bool
 
 
 def open_from(ctx: click.Context, *, writable: bool = False) -> Home:

@@ -1,0 +1,138 @@
+"""Record scripts that cannot be wrapped: ``mltrail.autolog()`` and ``python -m mltrail.auto``.
+
+``python -m mltrail.auto [--name NAME] script.py [args ...]`` (or ``-m module``) runs
+the script as ``python`` would, inside a run: the command, code, environment,
+hardware and every ``argparse`` result are recorded, and the run ends with the
+script's exit status. ``mltrail.autolog()`` called at the top of a script does the
+same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
+so an uncaught exception is recorded as failed and any other exit as succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import runpy
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.runs import Run, start_run
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+__all__ = ["autolog", "main"]
+
+_active: Run | None = None
+_depth = threading.local()
+_original_parse = argparse.ArgumentParser.parse_known_args
+
+
+def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
+    """Record this script as a run (joining ``mltrail run``'s when wrapped).
+
+    Parsed ``argparse`` arguments are recorded as ``run.params`` (source
+    ``argparse``); the run ends when the interpreter exits. Calling it again
+    returns the same run.
+    """
+    global _active  # noqa: PLW0603 - one autolog run per process
+    if _active is not None and _active.status is None:
+        return _active
+    _active = start_run(name, home=home, source="autolog")
+    argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
+    previous_hook = sys.excepthook
+    sys.excepthook = _excepthook(previous_hook)
+    atexit.register(_end_at_exit)
+    return _active
+
+
+def _parse_known_args(
+    self: argparse.ArgumentParser, *args: Any, **kwargs: Any
+) -> tuple[argparse.Namespace, list[str]]:
+    depth = getattr(_depth, "value", 0)
+    _depth.value = depth + 1
+    try:
+        namespace, extras = _original_parse(self, *args, **kwargs)
+    finally:
+        _depth.value = depth
+    if depth == 0 and _active is not None and _active.status is None:
+        _active.log_params(namespace)
+    return namespace, extras
+
+
+def _excepthook(previous: Any) -> Any:
+    def hook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        if _active is not None:
+            status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+            _active.end(status, error=f"{kind.__name__}: {value}")
+        previous(kind, value, tb)
+
+    return hook
+
+
+def _end_at_exit() -> None:
+    if _active is not None:
+        _active.end("succeeded")
+    argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
+
+
+def _exit_code(error: SystemExit) -> int:
+    if error.code is None:
+        return 0
+    return error.code if isinstance(error.code, int) else 1
+
+
+_USAGE = (
+    "usage: python -m mltrail.auto [--name NAME] (script.py | -m module) [args ...]"
+)
+
+
+def _parse(argv: Sequence[str]) -> tuple[str | None, bool, str, list[str]]:
+    args = list(argv)
+    name = None
+    if len(args) >= 2 and args[0] == "--name":
+        name, args = args[1], args[2:]
+    module = bool(args) and args[0] == "-m"
+    if module:
+        args = args[1:]
+    if not args or args[0] in ("-h", "--help"):
+        raise SystemExit(_USAGE)
+    return name, module, args[0], args[1:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a script or module as ``__main__`` inside an autolog run."""
+    name, module, target, rest = _parse(sys.argv[1:] if argv is None else argv)
+    sys.argv = [target, *rest]
+    run = autolog(name or Path(target).name)
+    try:
+        if module:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, str(Path(target).resolve().parent))
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as e:
+        code = _exit_code(e)
+        run.end("succeeded" if code == 0 else "failed", exit_code=code)
+        raise
+    except KeyboardInterrupt:
+        run.end("interrupted", error="KeyboardInterrupt", exit_code=130)
+        raise
+    except BaseException as e:
+        run.end("failed", error=f"{type(e).__name__}: {e}", exit_code=1)
+        raise
+    run.end("succeeded", exit_code=0)
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, so a script calling mltrail.autolog() gets
+    # this run rather than a second one.
+    from mltrail import auto  # noqa: PLW0406
+
+    sys.exit(auto.main())

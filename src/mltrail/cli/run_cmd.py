@@ -1,0 +1,196 @@
+"""``mltrail run``: wrap a command and record the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mltrail.errors import InputError
+
+if TYPE_CHECKING:
+    from mltrail.cli.state import AppState
+
+__all__ = ["run"]
+
+_SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a size like 8MiB or 100000")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def _parse_data(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[str, Path]]:
+    pairs = []
+    for value in values:
+        role, sep, path = value.partition("=")
+        if not sep or not role or not path:
+            raise click.BadParameter(
+                f"{value!r} is not ROLE=PATH, e.g. train=data/train"
+            )
+        pairs.append((role, Path(path)))
+    return pairs
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("--name", help="A name to find the run by (default: the program's name).")
+@click.option(
+    "--data",
+    multiple=True,
+    metavar="ROLE=PATH",
+    callback=_parse_data,
+    help="A dataset the command reads, by role (train, validation, test, ...): every "
+    "file's SHA-256 goes into a manifest. Repeatable.",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A config file (YAML, JSON, TOML) to record, flattened to dotted keys. Config "
+    "files named in the command's arguments are found without it. Repeatable.",
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A file or folder the command writes, hashed after it ends. Repeatable.",
+)
+@click.option(
+    "--base-model",
+    type=click.Path(path_type=Path),
+    help="The model a fine-tune starts from (hashed as a dataset, role base_model).",
+)
+@click.option(
+    "--adapter",
+    type=click.Path(path_type=Path),
+    help="An adapter folder the command writes (hashed after it ends).",
+)
+@click.option(
+    "--env",
+    "extra_vars",
+    multiple=True,
+    metavar="NAME",
+    help="Also record this environment variable (secrets are still redacted).",
+)
+@click.option(
+    "--log-limit",
+    default="8MiB",
+    callback=_parse_size,
+    show_default=True,
+    help="How much of stdout and stderr to store (head and tail); all is hashed.",
+)
+@click.option("--force", is_flag=True, help="Allow a ledger inside an output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing of mltrail's own.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the run summary as JSON on stderr (stdout is the command's).",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    name: str | None,
+    data: list[tuple[str, Path]],
+    configs: tuple[Path, ...],
+    outputs: tuple[Path, ...],
+    base_model: Path | None,
+    adapter: Path | None,
+    extra_vars: tuple[str, ...],
+    log_limit: int,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> int:
+    """Run COMMAND and record it: code, environment, hardware, parameters, data,
+    outputs, exit status, and hashes of its output. No log calls needed.
+
+    The command's stdin, stdout and stderr work as without mltrail; Ctrl-C and
+    SIGTERM reach it; mltrail exits with its exit code. Inside it,
+    `mltrail.start_run()` joins this run (through MLTRAIL_RUN_ID). A checkpoint
+    is signed when it ends.
+
+    \b
+    Examples:
+      mltrail run -- python train.py --lr 0.01 --epochs 10
+      mltrail run --name baseline --data train=data/train.csv \\
+          --data validation=data/val.csv --config conf.yaml \\
+          --output model.pt -- python train.py --config conf.yaml
+      mltrail run -- torchrun --nproc-per-node 4 train.py
+    """
+    from mltrail.capture.process import exit_like
+    from mltrail.runs import open_or_create_home
+    from mltrail.wrapper import WrapOptions, record_command
+
+    argv = list(command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise InputError("no command to run", hint="mltrail run -- python train.py")
+    extra_data = [("base_model", base_model)] if base_model else []
+    options = WrapOptions(
+        name=name,
+        data=[*data, *extra_data],
+        configs=configs,
+        outputs=[*outputs, *([adapter] if adapter else [])],
+        extra_vars=extra_vars,
+        log_limit=log_limit,
+        force=force,
+    )
+    state: AppState = ctx.obj
+    home = open_or_create_home(state.home, os.environ)
+    try:
+        result = record_command(home, argv, options)
+    finally:
+        home.close()
+    if not quiet:
+        _summary(result, as_json)
+    return exit_like(result.process)
+
+
+def _summary(result: object, as_json: bool) -> None:
+    from mltrail.wrapper import WrapResult
+
+    assert isinstance(result, WrapResult)
+    process = result.process
+    if as_json:
+        summary = {
+            "run": result.run_id,
+            "status": result.status,
+            "exit_code": process.returncode,
+            "signal": process.signal,
+            "duration_s": round(process.duration_s, 3),
+            "records": result.records,
+            "checkpoint_size": result.checkpoint_size,
+            "closed_stale": result.closed_stale,
+        }
+        print(json.dumps(summary), file=sys.stderr)
+        return
+    for stale in result.closed_stale:
+        click.echo(
+            f"mltrail: recorded run {stale} as aborted (its recorder died)", err=True
+        )
+    how = f"signal {process.signal}" if process.signal else f"exit {process.returncode}"
+    click.echo(
+        f"mltrail: run {result.run_id} {result.status} ({how}) in "
+        f"{process.duration_s:.2f} s; {result.records} records",
+        err=True,
+    )

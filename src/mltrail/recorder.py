@@ -1,0 +1,401 @@
+"""Recording runs: the writer of one run's entries, run context, and open runs.
+
+The wrapper (``mltrail run``) and the Python API (``mltrail.start_run``) both record
+through here, so a run reads the same in the ledger whichever way it was made:
+
+- ``RunWriter`` redacts every body (``capture.redact``), stores the ``Blob`` values
+  collectors left in it, and appends the run's entries atomically.
+- ``capture_context`` collects code, environment and hardware in parallel.
+- ``OpenRun`` is the file ``runs/open/<run id>.json`` in the ledger home that a live
+  recorder keeps locked (``flock``). A recorder that dies (``kill -9``, power loss)
+  leaves it unlocked: ``close_stale_runs`` then records the run as aborted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mltrail.capture.blob import Blob
+from mltrail.capture.data import capture_file_entries
+from mltrail.capture.environment import capture_environment
+from mltrail.capture.git import capture_code
+from mltrail.capture.hardware import capture_hardware
+from mltrail.capture.redact import redact_tree
+from mltrail.core.manifest import MANIFEST_MEDIA_TYPE, compute_manifest
+from mltrail.errors import InputError
+from mltrail.ledger import Draft
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from pathlib import Path
+
+    from mltrail.core.entry import Record
+    from mltrail.home import Home
+    from mltrail.ledger import Ledger
+
+__all__ = [
+    "HOME_ENV",
+    "RUN_ID_ENV",
+    "OpenRun",
+    "RunSummary",
+    "RunWriter",
+    "artifact_body",
+    "capture_context",
+    "capture_rank",
+    "close_run",
+    "close_stale_runs",
+    "dataset_body",
+    "list_runs",
+    "new_run_id",
+    "require_path",
+]
+
+RUN_ID_ENV = "MLTRAIL_RUN_ID"
+HOME_ENV = "MLTRAIL_HOME"
+OPEN_RUNS = "runs/open"
+
+
+def new_run_id() -> str:
+    """A new run id: a UUIDv7 (RFC 9562), time-ordered with 74 random bits."""
+    millis = time.time_ns() // 1_000_000 & (2**48 - 1)
+    rand = secrets.randbits(74)
+    value = (
+        millis << 80
+        | 0x7 << 76
+        | (rand >> 62) << 64
+        | 0b10 << 62
+        | (rand & (2**62 - 1))
+    )
+    return str(uuid.UUID(int=value))
+
+
+def capture_rank(env: Mapping[str, str]) -> dict[str, int] | None:
+    """Distributed-training rank (``RANK``, ``WORLD_SIZE``, ...) or None outside one."""
+    names = {
+        "rank": "RANK",
+        "world_size": "WORLD_SIZE",
+        "local_rank": "LOCAL_RANK",
+        "node_rank": "NODE_RANK",
+    }
+    found: dict[str, int] = {}
+    for key, name in names.items():
+        with contextlib.suppress(KeyError, ValueError):
+            found[key] = int(env[name])
+    if "rank" not in found or found.get("world_size", 0) < 1:
+        return None
+    return found
+
+
+class RunWriter:
+    """Appends the entries of one run: redacted, blobs stored, atomically."""
+
+    def __init__(self, ledger: Ledger, run_id: str) -> None:
+        self.ledger = ledger
+        self.run_id = run_id
+
+    def draft(self, kind: str, body: Mapping[str, Any]) -> Draft:
+        """Redact ``body``, store its blobs, and return the draft to append."""
+        redacted = redact_tree(dict(body)).value
+        return Draft(kind, self._store_blobs(redacted), self.run_id)
+
+    def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
+        """Append ``(kind, body)`` entries of this run, all or nothing."""
+        drafts = [self.draft(kind, body) for kind, body in entries]
+        return self.ledger.append_many(drafts) if drafts else []
+
+    def _store_blobs(self, value: Any) -> Any:
+        if isinstance(value, Blob):
+            ref = self.ledger.put_blob(value.data)
+            if value.media_type:
+                ref["media_type"] = value.media_type
+            return ref
+        if isinstance(value, dict):
+            return {k: self._store_blobs(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._store_blobs(v) for v in value]
+        return value
+
+
+def capture_context(
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    python: str | None = None,
+    extra_vars: Sequence[str] = (),
+) -> list[tuple[str, dict[str, Any]]]:
+    """Code, environment and hardware bodies, collected in parallel."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="mltrail") as pool:
+        code = pool.submit(capture_code, cwd)
+        environment = pool.submit(
+            capture_environment, env, python=python, extra_vars=extra_vars
+        )
+        hardware = pool.submit(capture_hardware, env)
+        return [
+            ("run.code", code.result()),
+            ("run.environment", environment.result()),
+            ("run.hardware", hardware.result()),
+        ]
+
+
+def dataset_body(role: str, path: Path) -> dict[str, Any]:
+    """The ``run.data`` body of the file or folder at ``path``.
+
+    Raises:
+        CaptureError: the path is missing or a file cannot be read.
+    """
+    manifest = compute_manifest(capture_file_entries(path))
+    return {
+        "role": role,
+        "path": str(path),
+        "dataset": manifest.dataset_id,
+        "files": manifest.file_count,
+        "bytes": manifest.total_bytes,
+        "manifest": Blob(manifest.data, MANIFEST_MEDIA_TYPE),
+    }
+
+
+def artifact_body(path: Path, name: str | None = None) -> dict[str, Any]:
+    """The ``run.artifact`` body of an output: a file, a folder, or missing."""
+    body: dict[str, Any] = {"path": str(path), "exists": path.exists()}
+    if name:
+        body["name"] = name
+    if not body["exists"]:
+        return body
+    entries = capture_file_entries(path)
+    if path.is_file():
+        body.update(type="file", size=entries[0].size, sha256=entries[0].sha256)
+        return body
+    manifest = compute_manifest(entries)
+    body.update(
+        type="directory",
+        dataset=manifest.dataset_id,
+        files=manifest.file_count,
+        bytes=manifest.total_bytes,
+        manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
+    )
+    return body
+
+
+@dataclass
+class OpenRun:
+    """A live run's lock file in ``<home>/runs/open``; held while the run is live."""
+
+    path: Path
+    fd: int
+
+    @classmethod
+    def create(cls, home: Path, run_id: str, info: Mapping[str, Any]) -> OpenRun:
+        """Create and lock the file of a new run, with ``info`` (pid, host, ...) in it."""
+        folder = home / OPEN_RUNS
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{run_id}.json"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps(dict(info)).encode())
+        os.fsync(fd)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the file, then drop the lock: the run is no longer open."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self.fd)
+
+    def abandon(self) -> None:
+        """Drop the lock but keep the file: the run is left for ``close_stale_runs``."""
+        os.close(self.fd)
+
+    @staticmethod
+    def is_live(home: Path, run_id: str) -> bool:
+        """Whether a recorder still holds run ``run_id`` open."""
+        return (home / OPEN_RUNS / f"{run_id}.json").exists()
+
+
+def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
+    """Lock a stale run file whose recorder is gone; None when it is live or gone."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if os.fstat(fd).st_nlink == 0:
+        os.close(fd)
+        return None
+    try:
+        info = json.loads(path.read_bytes() or b"{}")
+    except ValueError:
+        info = {}
+    return fd, info if isinstance(info, dict) else {}
+
+
+def _needs_end(ledger: Ledger, run_id: str, since: int) -> bool:
+    """Whether run ``run_id`` started (at or after seq ``since``) and never ended."""
+    kinds = {
+        r.entry.kind for r in ledger.records(max(since, 0)) if r.entry.run == run_id
+    }
+    return "run.started" in kinds and "run.ended" not in kinds
+
+
+def close_stale_runs(home: Home) -> list[str]:
+    """Record as aborted every run whose recorder died; return their ids."""
+    folder = home.path / OPEN_RUNS
+    closed = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        claimed = _claim(path)
+        if claimed is None:
+            continue
+        fd, info = claimed
+        run_id = path.stem
+        try:
+            if _needs_end(home.ledger, run_id, int(info.get("seq", 0))):
+                RunWriter(home.ledger, run_id).write([("run.ended", _aborted(info))])
+                closed.append(run_id)
+        finally:
+            OpenRun(path, fd).release()
+    return closed
+
+
+def _aborted(info: Mapping[str, Any]) -> dict[str, Any]:
+    who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
+    return {
+        "status": "aborted",
+        "exit_code": None,
+        "reason": f"the recorder ({who}) stopped without recording the end",
+    }
+
+
+def require_path(path: Path, what: str) -> Path:
+    """``path`` when it exists.
+
+    Raises:
+        InputError: it does not.
+    """
+    if not path.exists():
+        raise InputError(
+            f"{what} {path} does not exist", hint="check the path; nothing was recorded"
+        )
+    return path
+
+
+@dataclass
+class RunSummary:
+    """One run as ``mltrail runs`` lists it."""
+
+    id: str
+    name: str | None
+    status: str
+    started: str
+    ended: str | None
+    duration_s: float | None
+    exit_code: int | None
+    user: str | None
+    host: str | None
+    command: list[str]
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return dict(self.__dict__)
+
+
+def _liveness(home: Path, run_id: str) -> str:
+    """``running`` while a recorder holds the run's lock, else ``stale``."""
+    claimed = _probe(home / OPEN_RUNS / f"{run_id}.json")
+    return "running" if claimed else "stale"
+
+
+def _probe(path: Path) -> bool:
+    """Whether some process holds the lock of ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def list_runs(home: Home) -> list[RunSummary]:
+    """Every run in the ledger, oldest first, with its status.
+
+    A run without ``run.ended`` is ``running`` while its recorder lives and
+    ``stale`` once it died (``close_stale_runs`` records those as aborted).
+    """
+    runs: dict[str, RunSummary] = {}
+    for record in home.ledger.records_of_kinds(["run.started", "run.ended"]):
+        entry, run_id = record.entry, record.entry.run
+        if run_id is None:
+            continue
+        if entry.kind == "run.started" and run_id not in runs:
+            runs[run_id] = _summary(record)
+        elif entry.kind == "run.ended" and run_id in runs:
+            _apply_end(runs[run_id], record)
+    for summary in runs.values():
+        if summary.status == "open":
+            summary.status = _liveness(home.path, summary.id)
+    return list(runs.values())
+
+
+def _summary(record: Record) -> RunSummary:
+    entry = record.entry
+    body = entry.body
+    return RunSummary(
+        id=str(entry.run),
+        name=body.get("name"),
+        status="open",
+        started=entry.time,
+        ended=None,
+        duration_s=None,
+        exit_code=None,
+        user=entry.actor.get("user"),
+        host=entry.actor.get("host"),
+        command=list(body.get("command", [])),
+        seq=record.seq,
+    )
+
+
+def _apply_end(summary: RunSummary, record: Record) -> None:
+    body = record.entry.body
+    summary.status = str(body.get("status", "ended"))
+    summary.ended = record.entry.time
+    summary.duration_s = body.get("duration_s")
+    summary.exit_code = body.get("exit_code")
+
+
+def close_run(home: Home, run_id: str, *, reason: str) -> None:
+    """Record a run whose recorder is gone as aborted, with ``reason``.
+
+    Raises:
+        InputError: no such run, it has ended, or its recorder is still alive.
+    """
+    found = {s.id: s for s in list_runs(home)}.get(run_id)
+    if found is None:
+        raise InputError(f"no run {run_id} in this ledger", hint="see `mltrail runs`")
+    if found.status == "running":
+        raise InputError(
+            f"run {run_id} is still running",
+            hint="stop its process first; mltrail records the end itself",
+        )
+    if found.status != "stale":
+        raise InputError(f"run {run_id} has already ended ({found.status})")
+    body = {"status": "aborted", "exit_code": None, "reason": reason}
+    RunWriter(home.ledger, run_id).write([("run.ended", body)])
+    with contextlib.suppress(FileNotFoundError):
+        (home.path / OPEN_RUNS / f"{run_id}.json").unlink()

@@ -1,0 +1,332 @@
+"""The Python API of runs: ``mltrail.start_run`` and ``Run``.
+
+Example::
+
+    import mltrail
+
+    with mltrail.start_run(name="baseline", params={"lr": 0.1}) as run:
+        for step in range(100):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        run.log_artifact("model.json")
+
+Started inside ``mltrail run`` (which sets ``MLTRAIL_RUN_ID``), ``start_run`` joins the
+wrapper's run instead of starting another: the wrapper has already recorded the
+command, code, environment and hardware, and it records the end. In a distributed
+job only rank 0 records run-level entries; every other rank adds its own
+``run.hardware`` and ignores the rest.
+
+Metrics are buffered in memory and written in batches (one signed ``run.metrics``
+entry per 10,000 points or 30 seconds, and at the end), so logging from a training
+loop costs microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import dataclasses
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
+from mltrail.capture.redact import redact_argv
+from mltrail.config import SETTINGS_FILE, resolve_home
+from mltrail.errors import InputError
+from mltrail.home import Home, init_home, open_home
+from mltrail.recorder import (
+    HOME_ENV,
+    RUN_ID_ENV,
+    OpenRun,
+    RunWriter,
+    artifact_body,
+    capture_context,
+    capture_rank,
+    close_stale_runs,
+    dataset_body,
+    new_run_id,
+    require_path,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+
+__all__ = ["Run", "open_or_create_home", "start_run"]
+
+FLUSH_POINTS = 10_000
+FLUSH_SECONDS = 30.0
+_NOT_ENDED = "the process exited without ending the run (use `with` or Run.end)"
+_log = logging.getLogger("mltrail")
+
+
+def _number(value: Any) -> int | float | str:
+    """A metric value as JSON: ints stay ints, non-finite floats become strings."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and abs(value) <= 2**53 - 1:
+        return value
+    number = float(value.item() if hasattr(value, "item") else value)
+    if math.isfinite(number):
+        return number
+    return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+
+
+def _params_mapping(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if isinstance(params, argparse.Namespace):
+        return vars(params)
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return dataclasses.asdict(params)
+    if hasattr(params, "items"):
+        return dict(params)
+    if hasattr(params, "__dict__"):
+        return {k: v for k, v in vars(params).items() if not k.startswith("_")}
+    raise InputError(
+        f"cannot read parameters from a {type(params).__name__}",
+        hint="pass a mapping, an argparse.Namespace, a dataclass or an object",
+    )
+
+
+class Run:
+    """One run in the ledger; use ``mltrail.start_run`` to get one."""
+
+    def __init__(
+        self,
+        home: Home,
+        run_id: str,
+        *,
+        name: str | None,
+        joined: bool,
+        rank: Mapping[str, int] | None = None,
+        lock: OpenRun | None = None,
+    ) -> None:
+        self.home = home
+        self.id = run_id
+        self.name = name
+        self.joined = joined
+        self.rank = dict(rank) if rank else None
+        self.status: str | None = None
+        self._writer = RunWriter(home.ledger, run_id)
+        self._lock = lock
+        self._started = time.monotonic()
+        self._buffer: dict[str, tuple[list[int], list[Any]]] = {}
+        self._counters: dict[str, int] = {}
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+        self._mutex = threading.Lock()
+        atexit.register(self._at_exit)
+
+    @property
+    def records_run_level(self) -> bool:
+        """False on ranks > 0 of a distributed run: they only add their hardware."""
+        return self.rank is None or self.rank.get("rank", 0) == 0
+
+    def log_params(self, params: Any = None, /, **more: Any) -> None:
+        """Record hyperparameters: a mapping, ``argparse.Namespace``, dataclass or
+        object, and/or keywords. Nested values are flattened to dotted keys."""
+        values = {**_params_mapping(params), **more}
+        source = "argparse" if isinstance(params, argparse.Namespace) else "api"
+        if values and self.records_run_level:
+            flat = json_safe(flatten(values))
+            self._writer.write([("run.params", {"source": source, "params": flat})])
+
+    def log_metrics(
+        self, metrics: Mapping[str, Any], *, step: int | None = None
+    ) -> None:
+        """Buffer metric values at ``step`` (default: one past the name's last step)."""
+        if not self.records_run_level:
+            return
+        with self._mutex:
+            for name, value in metrics.items():
+                at = self._counters.get(name, 0) if step is None else int(step)
+                steps, values = self._buffer.setdefault(name, ([], []))
+                steps.append(at)
+                values.append(_number(value))
+                self._counters[name] = at + 1
+            self._buffered += len(metrics)
+            due = self._buffered >= FLUSH_POINTS
+            due = due or time.monotonic() - self._last_flush > FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered metrics now."""
+        with self._mutex:
+            buffer, self._buffer, self._buffered = self._buffer, {}, 0
+            self._last_flush = time.monotonic()
+        if buffer:
+            series = {k: {"steps": s, "values": v} for k, (s, v) in buffer.items()}
+            self._writer.write([("run.metrics", {"series": series})])
+
+    def log_dataset(self, path: str | Path, *, role: str = "train") -> str:
+        """Record the manifest of a file or folder the run reads; return its id."""
+        body = dataset_body(role, require_path(Path(path), "dataset"))
+        if self.records_run_level:
+            self._writer.write([("run.data", body)])
+        return str(body["dataset"])
+
+    def log_artifact(
+        self, path: str | Path, *, name: str | None = None
+    ) -> dict[str, Any]:
+        """Record an output file or folder (size and SHA-256, or a manifest)."""
+        body = artifact_body(Path(path), name)
+        if self.records_run_level:
+            self._writer.write([("run.artifact", body)])
+        return {k: v for k, v in body.items() if k != "manifest"}
+
+    def note(self, text: str) -> None:
+        """Record a free-text remark in this run."""
+        self._writer.write([("note", {"text": text})])
+
+    def end(
+        self,
+        status: str = "succeeded",
+        *,
+        error: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Flush metrics and, for a run this process started, record its end.
+
+        ``status`` is one of succeeded, failed, interrupted, aborted. Ending twice
+        does nothing.
+        """
+        if self.status is not None:
+            return
+        self.status = status
+        atexit.unregister(self._at_exit)
+        self.flush()
+        if not self.joined:
+            body: dict[str, Any] = {
+                "status": status,
+                "exit_code": exit_code,
+                "duration_s": round(time.monotonic() - self._started, 6),
+            }
+            if error:
+                body["error"] = error
+            self._writer.write([("run.ended", body)])
+            self.home.checkpoint()
+        if self._lock is not None:
+            self._lock.release()
+
+    def _at_exit(self) -> None:
+        self.end("succeeded" if self.joined else "aborted", error=_NOT_ENDED)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("succeeded")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end("interrupted", error="KeyboardInterrupt")
+        else:
+            self.end("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r}, joined={self.joined})"
+
+
+def open_or_create_home(home: str | Path | None, env: Mapping[str, str]) -> Home:
+    """Open the ledger home, creating it (with a new key) the first time."""
+    if not (resolve_home(home, env) / SETTINGS_FILE).exists():
+        created = init_home(home, env=env)
+        _log.warning(
+            "created a new ledger at %s (key %s)", created.home, created.key_id
+        )
+    return open_home(home, env=env)
+
+
+def start_run(
+    name: str | None = None,
+    *,
+    params: Any = None,
+    data: Mapping[str, str | Path] | None = None,
+    home: str | Path | None = None,
+    capture: bool = True,
+    source: str = "api",
+) -> Run:
+    """Start a run (or join the one ``mltrail run`` started) and return it.
+
+    Args:
+        name: a name to find the run by (default: the script's name).
+        params: hyperparameters, as for ``Run.log_params``.
+        data: datasets by role, e.g. ``{"train": "data/train.csv"}``.
+        home: the ledger home (default: ``$MLTRAIL_HOME``, else ``~/.mltrail``).
+        capture: record code, environment, hardware and ``sys.argv`` parameters.
+        source: what started it (``api`` or ``autolog``), recorded in ``run.started``.
+
+    Raises:
+        InputError: a dataset path does not exist (nothing recorded).
+    """
+    env = dict(os.environ)
+    paths = {role: require_path(Path(p), "dataset") for role, p in (data or {}).items()}
+    joined_id = env.get(RUN_ID_ENV)
+    ledger_home = open_or_create_home(env.get(HOME_ENV) if joined_id else home, env)
+    rank = capture_rank(env)
+    if joined_id:
+        run = Run(ledger_home, joined_id, name=name, joined=True, rank=rank)
+        if not run.records_run_level:
+            run._writer.write([capture_context(cwd=Path.cwd(), env=env)[2]])
+    else:
+        run = _start_new(ledger_home, name, env, rank, capture=capture, source=source)
+    run.log_params(params)
+    for role, path in paths.items():
+        run.log_dataset(path, role=role)
+    return run
+
+
+def _start_new(
+    home: Home,
+    name: str | None,
+    env: Mapping[str, str],
+    rank: Mapping[str, int] | None,
+    *,
+    capture: bool,
+    source: str,
+) -> Run:
+    close_stale_runs(home)
+    run_id = new_run_id()
+    argv = [sys.executable, *sys.argv]
+    name = name or Path(sys.argv[0] or "python").name
+    started: dict[str, Any] = {
+        "source": source,
+        "name": name,
+        "command": redact_argv(argv).value,
+        "program": sys.executable,
+        "cwd": str(Path.cwd()),
+        "pid": os.getpid(),
+    }
+    if rank:
+        started["rank"] = dict(rank)
+    entries: list[tuple[str, Any]] = [("run.started", started)]
+    if capture:
+        entries += capture_context(cwd=Path.cwd(), env=env)
+        parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
+        argv_params = {"params": parsed.params, "positional": parsed.positional}
+        entries.append(("run.params", {"source": "argv", **argv_params}))
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "seq": home.ledger.head().size,
+        "time": time.time(),
+    }
+    lock = OpenRun.create(home.path, run_id, info)
+    try:
+        RunWriter(home.ledger, run_id).write(entries)
+    except BaseException:
+        lock.release()
+        raise
+    return Run(home, run_id, name=name, joined=False, rank=rank, lock=lock)

@@ -1,0 +1,357 @@
+"""``mltrail run``: wrap a command and record the whole run, with no log calls in it.
+
+Order of events, chosen so that nothing is lost on a crash and bad input records
+nothing:
+
+1. Check everything the user named (the command, ``--data``, ``--config``,
+   ``--output`` paths) before writing anything.
+2. Record runs whose recorder died as aborted, take this run's open-run lock.
+3. Capture context (code, environment, hardware in parallel), parameters, data
+   manifests, and append them with ``run.started`` as one atomic batch.
+4. Run the command (``capture.process``): output passed through live and hashed,
+   signals forwarded. It sees ``MLTRAIL_RUN_ID`` and ``MLTRAIL_HOME``, so
+   ``mltrail.start_run()`` inside it joins this run.
+5. Hash the outputs, append ``run.artifact`` entries and ``run.ended`` as one batch,
+   sign a checkpoint, release the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.capture.blob import Blob
+from mltrail.capture.hardware import capture_hardware
+from mltrail.capture.params import load_config, parse_argv, split_command
+from mltrail.capture.process import ProcessResult, resolve_command, run_command
+from mltrail.capture.redact import redact_argv, redact_tree, scrub_text
+from mltrail.errors import ConfigError, InputError
+from mltrail.recorder import (
+    HOME_ENV,
+    RUN_ID_ENV,
+    OpenRun,
+    RunWriter,
+    artifact_body,
+    capture_context,
+    capture_rank,
+    close_stale_runs,
+    dataset_body,
+    new_run_id,
+    require_path,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from mltrail.capture.params import ConfigFile
+    from mltrail.capture.process import StreamCapture
+    from mltrail.home import Home
+
+__all__ = ["WrapOptions", "WrapResult", "record_command"]
+
+_PYTHON = re.compile(r"python[0-9.]*$")
+
+
+@dataclass(frozen=True)
+class WrapOptions:
+    """What ``mltrail run`` was told besides the command."""
+
+    name: str | None = None
+    data: Sequence[tuple[str, Path]] = ()
+    configs: Sequence[Path] = ()
+    outputs: Sequence[Path] = ()
+    extra_vars: Sequence[str] = ()
+    log_limit: int = 8 * 2**20
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class WrapResult:
+    """How the run went: its id, status, the process, and the records written."""
+
+    run_id: str
+    status: str
+    process: ProcessResult
+    records: int
+    checkpoint_size: int | None
+    closed_stale: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    argv: list[str]
+    program: str
+    configs: list[ConfigFile]
+    found_configs: list[ConfigFile | tuple[Path, str]]
+    params: dict[str, Any]
+
+
+def _check_outputs(home: Home, outputs: Sequence[Path], force: bool) -> None:
+    ledger_dir = home.path.resolve()
+    for output in outputs:
+        out = output.resolve()
+        if (ledger_dir == out or out in ledger_dir.parents) and not force:
+            raise ConfigError(
+                f"the ledger {ledger_dir} is inside the output {output}",
+                hint="keep the audit log apart from model weights, or pass --force",
+            )
+
+
+def _plan(
+    argv: Sequence[str], options: WrapOptions, cwd: Path, env: Mapping[str, str]
+) -> _Plan:
+    program = resolve_command(argv, env=env)
+    _, args = split_command(list(argv))
+    parsed = parse_argv(args, cwd=cwd)
+    for _role, path in options.data:
+        require_path(path if path.is_absolute() else cwd / path, "data")
+    explicit = [load_config(_at(cwd, p)) for p in options.configs]
+    named = {Path(c.path).resolve() for c in explicit}
+    found: list[ConfigFile | tuple[Path, str]] = []
+    for path in parsed.config_files:
+        if _at(cwd, path).resolve() not in named:
+            found.append(_try_config(_at(cwd, path)))
+    params = {"params": parsed.params, "positional": parsed.positional}
+    if parsed.removed:
+        params["removed"] = parsed.removed
+    return _Plan(list(argv), program, explicit, found, params)
+
+
+def _at(cwd: Path, path: Path) -> Path:
+    return path if path.is_absolute() else cwd / path
+
+
+def _try_config(path: Path) -> ConfigFile | tuple[Path, str]:
+    try:
+        return load_config(path)
+    except InputError as e:
+        return (path, str(e))
+
+
+def _config_body(config: ConfigFile | tuple[Path, str]) -> dict[str, Any]:
+    if isinstance(config, tuple):
+        path, error = config
+        return {"source": "config", "params": {}, "error": error, "path": str(path)}
+    found = redact_tree(config.params)
+    content = scrub_text(config.data, found.secrets)
+    return {
+        "source": "config",
+        "params": found.value,
+        "file": {
+            "path": config.path,
+            "format": config.format,
+            "sha256": config.sha256,
+            "size": config.size,
+            "content": Blob(content, f"application/{config.format}"),
+            "content_redacted": content != config.data,
+        },
+    }
+
+
+def _interpreter(program: str) -> str | None:
+    """The Python interpreter a command runs in, when it is a Python program."""
+    if _PYTHON.match(Path(program).name):
+        return program
+    try:
+        with open(program, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or b"python" not in first:
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if words and Path(words[0]).name == "env" and len(words) > 1:
+        return shutil.which(words[1])
+    return words[0] if words else None
+
+
+def _default_name(argv: Sequence[str]) -> str:
+    program, _ = split_command(list(argv))
+    return " ".join(Path(p).name if i == 0 else p for i, p in enumerate(program))
+
+
+def _started_body(
+    plan: _Plan, options: WrapOptions, cwd: Path, rank: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": "wrapper",
+        "name": options.name or _default_name(plan.argv),
+        "command": redact_argv(plan.argv).value,
+        "program": plan.program,
+        "cwd": str(cwd),
+        "pid": os.getpid(),
+    }
+    if rank is not None:
+        body["rank"] = rank
+    return body
+
+
+def _start_entries(
+    plan: _Plan, options: WrapOptions, cwd: Path, env: Mapping[str, str], rank: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    entries = [("run.started", _started_body(plan, options, cwd, rank))]
+    entries += capture_context(
+        cwd=cwd,
+        env=env,
+        python=_interpreter(plan.program),
+        extra_vars=options.extra_vars,
+    )
+    entries.append(("run.params", {"source": "argv", **plan.params}))
+    entries += [
+        ("run.params", _config_body(c)) for c in [*plan.configs, *plan.found_configs]
+    ]
+    entries += [
+        ("run.data", dataset_body(role, _at(cwd, p))) for role, p in options.data
+    ]
+    return entries
+
+
+def _stream(capture: StreamCapture) -> dict[str, Any]:
+    stored = capture.stored
+    return {
+        "sha256": capture.sha256,
+        "size": capture.size,
+        "stored": Blob(stored, "application/octet-stream") if stored else None,
+        "truncated": capture.truncated,
+        "omitted": capture.omitted,
+    }
+
+
+def _status(result: ProcessResult) -> str:
+    if result.signal is not None or result.signals_received:
+        return "interrupted"
+    return "succeeded" if result.returncode == 0 else "failed"
+
+
+def _ended_body(result: ProcessResult) -> dict[str, Any]:
+    return {
+        "status": _status(result),
+        "exit_code": result.returncode if result.signal is None else None,
+        "signal": result.signal,
+        "duration_s": round(result.duration_s, 6),
+        "pid": result.pid,
+        "stdout": _stream(result.stdout),
+        "stderr": _stream(result.stderr),
+        "signals_received": list(result.signals_received),
+    }
+
+
+def _child_env(env: Mapping[str, str], home: Home, run_id: str) -> dict[str, str]:
+    return {**env, RUN_ID_ENV: run_id, HOME_ENV: str(home.path.resolve())}
+
+
+def _run_id(env: Mapping[str, str], home: Home, rank: Any) -> str:
+    """The id this wrapper records under.
+
+    Every rank of a distributed run gets the id from ``MLTRAIL_RUN_ID`` (set it
+    before the launcher, or wrap the launcher itself); rank 0 records the run, the
+    others their hardware. Without a rank, a given id not live in this home names
+    the run to start (so a scheduler can choose it); a live one means this wrapper
+    runs inside another run, and it starts a run of its own.
+    """
+    given = env.get(RUN_ID_ENV)
+    if given and (rank is not None or not OpenRun.is_live(home.path, given)):
+        return given
+    return new_run_id()
+
+
+def record_command(
+    home: Home,
+    argv: Sequence[str],
+    options: WrapOptions,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> WrapResult:
+    """Run ``argv`` and record it as one run in ``home``'s ledger.
+
+    Raises:
+        CommandNotFoundError: the command cannot be started (nothing recorded).
+        InputError: a named data, config or output path is wrong (nothing recorded).
+    """
+    env = dict(os.environ if env is None else env)
+    cwd = (cwd or Path.cwd()).resolve()
+    plan = _plan(argv, options, cwd, env)
+    _check_outputs(home, [_at(cwd, p) for p in options.outputs], options.force)
+    rank = capture_rank(env)
+    run_id = _run_id(env, home, rank)
+    if rank is not None and rank["rank"] > 0:
+        return _record_rank(home, plan, options, cwd, env, rank, run_id)
+    closed = close_stale_runs(home)
+    lock = OpenRun.create(home.path, run_id, _lock_info(home))
+    try:
+        result = _record(home, plan, options, cwd, env, rank, run_id, closed)
+    except BaseException:
+        lock.abandon()
+        raise
+    lock.release()
+    return result
+
+
+def _lock_info(home: Home) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "seq": home.ledger.head().size,
+        "time": time.time(),
+    }
+
+
+def _record(
+    home: Home,
+    plan: _Plan,
+    options: WrapOptions,
+    cwd: Path,
+    env: dict[str, str],
+    rank: Any,
+    run_id: str,
+    closed: list[str],
+) -> WrapResult:
+    writer = RunWriter(home.ledger, run_id)
+    started = writer.write(_start_entries(plan, options, cwd, env, rank))
+    result = _run_child(plan, options, cwd, _child_env(env, home, run_id), writer)
+    outputs = [("run.artifact", artifact_body(_at(cwd, p))) for p in options.outputs]
+    ended = writer.write([*outputs, ("run.ended", _ended_body(result))])
+    checkpoint = home.checkpoint()
+    return WrapResult(
+        run_id,
+        _status(result),
+        result,
+        len(started) + len(ended),
+        checkpoint.checkpoint.size,
+        closed,
+    )
+
+
+def _run_child(
+    plan: _Plan, options: WrapOptions, cwd: Path, env: dict[str, str], writer: RunWriter
+) -> ProcessResult:
+    try:
+        return run_command(plan.argv, cwd=cwd, env=env, log_limit=options.log_limit)
+    except BaseException as e:
+        ended = {"status": "interrupted", "exit_code": None, "error": repr(e)}
+        writer.write([("run.ended", ended)])
+        raise
+
+
+def _record_rank(
+    home: Home,
+    plan: _Plan,
+    options: WrapOptions,
+    cwd: Path,
+    env: dict[str, str],
+    rank: Any,
+    run_id: str,
+) -> WrapResult:
+    """A rank > 0 of a distributed run: add this machine's hardware, run, return."""
+    writer = RunWriter(home.ledger, run_id)
+    written = writer.write([("run.hardware", {**capture_hardware(env), "rank": rank})])
+    child_env = _child_env(env, home, run_id)
+    result = run_command(plan.argv, cwd=cwd, env=child_env, log_limit=options.log_limit)
+    return WrapResult(run_id, _status(result), result, len(written), None)
