@@ -18,9 +18,9 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from mltrail.errors import InputError
 from mltrail.ledger import Draft
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
     from mltrail.core.entry import Record
@@ -132,18 +132,38 @@ def capture_context(
     python: str | None = None,
     extra_vars: Sequence[str] = (),
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Code, environment and hardware bodies, collected in parallel."""
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="mltrail") as pool:
-        code = pool.submit(capture_code, cwd)
-        environment = pool.submit(
-            capture_environment, env, python=python, extra_vars=extra_vars
-        )
-        hardware = pool.submit(capture_hardware, env)
-        return [
-            ("run.code", code.result()),
-            ("run.environment", environment.result()),
-            ("run.hardware", hardware.result()),
-        ]
+    """Code, environment and hardware bodies, collected in parallel threads.
+
+    Raises:
+        Exception: whatever a collector raised (they report problems in the body).
+    """
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        "run.code": lambda: capture_code(cwd),
+        "run.environment": lambda: capture_environment(
+            env, python=python, extra_vars=extra_vars
+        ),
+        "run.hardware": lambda: capture_hardware(env),
+    }
+    results: dict[str, Any] = {}
+
+    def work(kind: str, job: Callable[[], dict[str, Any]]) -> None:
+        try:
+            results[kind] = job()
+        except BaseException as e:
+            results[kind] = e
+
+    threads = [
+        threading.Thread(target=work, args=item, name=f"mltrail-{item[0]}", daemon=True)
+        for item in jobs.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for value in results.values():
+        if isinstance(value, BaseException):
+            raise value
+    return [(kind, results[kind]) for kind in jobs]
 
 
 def dataset_body(role: str, path: Path) -> dict[str, Any]:

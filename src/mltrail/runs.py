@@ -16,8 +16,8 @@ job only rank 0 records run-level entries; every other rank adds its own
 ``run.hardware`` and ignores the rest.
 
 Metrics are buffered in memory and written in batches (one signed ``run.metrics``
-entry per 10,000 points or 30 seconds, and at the end), so logging from a training
-loop costs microseconds.
+entry per 10,000 points or 30 seconds, and at the end; the points themselves in a
+JSON blob), so logging from a training loop costs a few microseconds.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from mltrail.capture.blob import Blob
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.capture.redact import redact_argv
 from mltrail.config import SETTINGS_FILE, resolve_home
@@ -68,6 +70,8 @@ _log = logging.getLogger("mltrail")
 
 def _number(value: Any) -> int | float | str:
     """A metric value as JSON: ints stay ints, non-finite floats become strings."""
+    if type(value) is float and math.isfinite(value):  # the common case, fast
+        return value
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) and abs(value) <= 2**53 - 1:
@@ -76,6 +80,18 @@ def _number(value: Any) -> int | float | str:
     if math.isfinite(number):
         return number
     return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+
+
+def _summary(steps: list[int], values: list[Any]) -> dict[str, Any]:
+    numbers = [v for v in values if not isinstance(v, str)]
+    return {
+        "count": len(values),
+        "first_step": steps[0],
+        "last_step": steps[-1],
+        "last": values[-1],
+        "min": min(numbers) if numbers else None,
+        "max": max(numbers) if numbers else None,
+    }
 
 
 def _params_mapping(params: Any) -> dict[str, Any]:
@@ -158,13 +174,23 @@ class Run:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered metrics now."""
+        """Write buffered metrics now: one ``run.metrics`` entry per batch.
+
+        The points go into a JSON blob (fast to write and hash); the entry holds
+        each series' count, step range, last, min and max value.
+        """
         with self._mutex:
             buffer, self._buffer, self._buffered = self._buffer, {}, 0
             self._last_flush = time.monotonic()
-        if buffer:
-            series = {k: {"steps": s, "values": v} for k, (s, v) in buffer.items()}
-            self._writer.write([("run.metrics", {"series": series})])
+        if not buffer:
+            return
+        points = {k: {"steps": s, "values": v} for k, (s, v) in buffer.items()}
+        data = json.dumps(points, separators=(",", ":"), allow_nan=False).encode()
+        body = {
+            "series": {k: _summary(s, v) for k, (s, v) in buffer.items()},
+            "points": Blob(data, "application/json"),
+        }
+        self._writer.write([("run.metrics", body)])
 
     def log_dataset(self, path: str | Path, *, role: str = "train") -> str:
         """Record the manifest of a file or folder the run reads; return its id."""

@@ -282,7 +282,19 @@ def test_encrypted_key_with_wrong_password(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    ["init", "append", "log", "show", "checkpoint", "prove", "verify", "keys", "demo"],
+    [
+        "init",
+        "append",
+        "log",
+        "show",
+        "checkpoint",
+        "prove",
+        "verify",
+        "keys",
+        "demo",
+        "run",
+        "runs",
+    ],
 )
 def test_help_teaches(command, tmp_path):
     proc = run(tmp_path, command, "--help", check=True)
@@ -291,6 +303,19 @@ def test_help_teaches(command, tmp_path):
 
 def test_demo_runs(tmp_path):
     proc = run(tmp_path / "unused", "demo", check=True)
-    assert "OK:" in proc.stdout
-    assert "TAMPERED:" in proc.stdout
+    out = proc.stdout
+    assert "OK:" in out
+    assert "TAMPERED:" in out
+    for name in ("prepare", "baseline", "retrain"):
+        assert f"{name} " in out
+    assert "param lr: 0.5 -> 8" in out
+    assert "data train:" in out
+    assert "succeeded (exit 0)" in proc.stderr
     assert not (tmp_path / "unused").exists()
+
+
+def test_demo_records_into_a_given_home(tmp_path):
+    run(tmp_path / "unused", "demo", "--home", str(tmp_path / "mine"), check=True)
+    listing = json.loads(run(tmp_path / "mine", "runs", "--json", check=True).stdout)
+    assert [r["name"] for r in listing] == ["prepare", "baseline", "retrain"]
+    assert run(tmp_path / "mine", "verify").returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -38,6 +39,14 @@ def bodies(found, kind):
     return [e.body for e in found if e.kind == kind]
 
 
+def points(home, body):
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        return json.loads(opened.ledger.get_blob(body["points"]["blob"]))
+    finally:
+        opened.close()
+
+
 def test_a_run_from_python_is_recorded_and_verifies(tmp_path):
     (tmp_path / "train.csv").write_text("a,b\n1,2\n")
     with mltrail.start_run(
@@ -62,14 +71,19 @@ def test_a_run_from_python_is_recorded_and_verifies(tmp_path):
     assert {"source": "api", "params": {"lr": 0.1, "optim.name": "sgd"}} in params
     assert {"source": "argparse", "params": {"epochs": 3, "amp": False}} in params
     assert bodies(found, "run.data")[0]["role"] == "train"
-    assert bodies(found, "run.metrics") == [
-        {
-            "series": {
-                "loss": {"steps": [0, 1], "values": [0.5, 0.25]},
-                "acc": {"steps": [0], "values": [0.9]},
-            }
-        }
-    ]
+    (metrics,) = bodies(found, "run.metrics")
+    assert points(home, metrics) == {
+        "loss": {"steps": [0, 1], "values": [0.5, 0.25]},
+        "acc": {"steps": [0], "values": [0.9]},
+    }
+    assert metrics["series"]["loss"] == {
+        "count": 2,
+        "first_step": 0,
+        "last_step": 1,
+        "last": 0.25,
+        "min": 0.25,
+        "max": 0.5,
+    }
     assert bodies(found, "note") == [{"text": "looks good"}]
     assert bodies(found, "run.ended")[0]["status"] == "succeeded"
     assert mltrail.verify(home).ok
@@ -89,19 +103,22 @@ def test_metrics_are_written_in_batches(tmp_path, monkeypatch):
         for step in range(2500):
             run.log_metrics({"loss": 1.0 / (step + 1)})
         run.log_metrics({"odd": math.nan, "big": math.inf, "flag": True})
-    batches = bodies(entries(tmp_path / "home", run.id), "run.metrics")
-    assert [len(b["series"].get("loss", {"steps": []})["steps"]) for b in batches] == [
-        1000,
-        1000,
-        500,
-    ]
-    assert batches[-1]["series"]["odd"]["values"] == ["nan"]
-    assert batches[-1]["series"]["big"]["values"] == ["inf"]
-    assert batches[-1]["series"]["flag"]["values"] == [1]
-    steps = [
-        s for b in batches for s in b["series"].get("loss", {"steps": []})["steps"]
-    ]
-    assert steps == list(range(2500))
+    home = tmp_path / "home"
+    batches = [points(home, b) for b in bodies(entries(home, run.id), "run.metrics")]
+    assert [len(b["loss"]["steps"]) for b in batches] == [1000, 1000, 500]
+    assert batches[-1]["odd"]["values"] == ["nan"]
+    assert batches[-1]["big"]["values"] == ["inf"]
+    assert batches[-1]["flag"]["values"] == [1]
+    assert [s for b in batches for s in b["loss"]["steps"]] == list(range(2500))
+    last = bodies(entries(home, run.id), "run.metrics")[-1]["series"]
+    assert last["odd"] == {
+        "count": 1,
+        "first_step": 0,
+        "last_step": 0,
+        "last": "nan",
+        "min": None,
+        "max": None,
+    }
 
 
 @dataclasses.dataclass

@@ -121,7 +121,7 @@ def _facts(home: Home, run_id: str) -> dict[str, Any]:
             facts["code commit"] = (entry.body.get("commit") or "none")[:12]
         elif entry.kind == "run.metrics":
             for name, series in entry.body["series"].items():
-                value = series["values"][-1]
+                value = series["last"]
                 facts[f"metric {name} (last)"] = (
                     round(value, 4) if isinstance(value, float) else value
                 )

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import nacl.exceptions
 import nacl.signing
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "ALG_ED25519",
@@ -62,25 +63,37 @@ def compute_key_id(public_key: bytes) -> str:
 
 
 class Ed25519Signer:
-    """A ``Signer`` over a ``cryptography`` Ed25519 private key."""
+    """A ``Signer`` over an Ed25519 private seed (the RFC 8032 secret key).
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
-        self._public = private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        seed = private_key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        self._nacl = nacl.signing.SigningKey(seed)
+    Signing uses libsodium; ``cryptography`` is loaded only when a key file is
+    written (``private_key``), which keeps it off the path of a wrapped run.
+    """
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
+        self._seed = bytes(seed)
+        self._nacl = nacl.signing.SigningKey(self._seed)
+        self._public = bytes(self._nacl.verify_key)
         self._key_id = compute_key_id(self._public)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Ed25519Signer:
         """Build a signer from a 32-byte private seed (RFC 8032 secret key)."""
-        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+        return cls(seed)
+
+    @classmethod
+    def from_private_key(cls, private_key: Ed25519PrivateKey) -> Ed25519Signer:
+        """Build a signer from a ``cryptography`` Ed25519 private key."""
+        from cryptography.hazmat.primitives import serialization
+
+        return cls(
+            private_key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
 
     @property
     def key_id(self) -> str:
@@ -94,8 +107,12 @@ class Ed25519Signer:
 
     @property
     def private_key(self) -> Ed25519PrivateKey:
-        """The wrapped private key (for key files)."""
-        return self._key
+        """The key as a ``cryptography`` object (to write key files)."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+            Ed25519PrivateKey,
+        )
+
+        return Ed25519PrivateKey.from_private_bytes(self._seed)
 
     def sign(self, message: bytes) -> bytes:
         """Return the 64-byte Ed25519 signature of ``message``.

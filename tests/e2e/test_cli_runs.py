@@ -1,0 +1,98 @@
+"""`mltrail run` and `mltrail runs` as a user types them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def mltrail(home, *args, cwd=None):
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path):
+    path = tmp_path / "home"
+    assert mltrail(path, "init").returncode == 0
+    return path
+
+
+def test_a_first_run_creates_the_ledger(tmp_path):
+    proc = mltrail(tmp_path / "fresh", "run", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "created a new ledger" in proc.stderr
+    assert (tmp_path / "fresh" / "ledger.json").exists()
+
+
+def test_runs_lists_and_filters(home, tmp_path):
+    assert (
+        mltrail(home, "run", "--name", "ok", "--", "true", cwd=tmp_path).returncode == 0
+    )
+    assert (
+        mltrail(home, "run", "--name", "bad", "--", "false", cwd=tmp_path).returncode
+        == 1
+    )
+    listing = json.loads(mltrail(home, "runs", "--json").stdout)
+    assert [(r["name"], r["status"], r["exit_code"]) for r in listing] == [
+        ("ok", "succeeded", 0),
+        ("bad", "failed", 1),
+    ]
+    failed = json.loads(mltrail(home, "runs", "--status", "failed", "--json").stdout)
+    assert [r["name"] for r in failed] == ["bad"]
+    table = mltrail(home, "runs").stdout
+    assert listing[0]["id"] in table
+    assert "failed" in table
+    assert len(json.loads(mltrail(home, "runs", "-n", "1", "--json").stdout)) == 1
+
+
+def test_an_empty_ledger_says_how_to_start(home):
+    proc = mltrail(home, "runs")
+    assert "mltrail run --" in proc.stdout
+
+
+def test_run_json_summary_goes_to_stderr(home, tmp_path):
+    proc = mltrail(home, "run", "--json", "--", "echo", "hi", cwd=tmp_path)
+    assert proc.stdout == "hi\n"
+    summary = json.loads(proc.stderr.splitlines()[-1])
+    assert summary["status"] == "succeeded"
+    assert summary["records"] >= 6
+
+
+def test_closing_runs_by_hand(home, tmp_path):
+    assert mltrail(home, "run", "--", "true", cwd=tmp_path).returncode == 0
+    run_id = json.loads(mltrail(home, "runs", "--json").stdout)[0]["id"]
+    proc = mltrail(home, "runs", "close", run_id)
+    assert proc.returncode == 2
+    assert "already ended" in proc.stderr
+    proc = mltrail(home, "runs", "close", "no-such-run")
+    assert proc.returncode == 2
+    assert "no run no-such-run" in proc.stderr
+    proc = mltrail(home, "runs", "close")
+    assert proc.returncode == 2
+    assert "--stale" in proc.stderr
+    proc = mltrail(home, "runs", "close", "--stale", "--json")
+    assert json.loads(proc.stdout) == {"closed": []}
+
+
+def test_run_help_teaches_with_examples(tmp_path):
+    proc = mltrail(tmp_path, "run", "--help")
+    assert "mltrail run -- python train.py" in proc.stdout
+    assert "--data ROLE=PATH" in proc.stdout
+
+
+def test_run_without_a_command_is_bad_input(home):
+    proc = mltrail(home, "run")
+    assert proc.returncode == 2
