@@ -54,9 +54,11 @@ __all__ = [
     "close_run",
     "close_stale_runs",
     "dataset_body",
+    "distributed_run_id",
     "list_runs",
     "new_run_id",
     "require_path",
+    "with_rank",
 ]
 
 RUN_ID_ENV = "MLTRAIL_RUN_ID"
@@ -93,6 +95,37 @@ def capture_rank(env: Mapping[str, str]) -> dict[str, int] | None:
     if "rank" not in found or found.get("world_size", 0) < 1:
         return None
     return found
+
+
+_LAUNCH_NAMESPACE = uuid.UUID("6f1c2a7e-9d4b-5e0a-8c3f-2b7d1e9a4c60")
+
+
+def distributed_run_id(
+    env: Mapping[str, str], rank: Mapping[str, int] | None
+) -> str | None:
+    """The run id every rank of one distributed launch derives alike, or None.
+
+    From torchrun's ``TORCHELASTIC_RUN_ID`` (set for multi-node rendezvous), else
+    from the master address and port and the launcher's pid, which ranks on one node
+    share. Across nodes without a rendezvous id, set ``MLTRAIL_RUN_ID`` instead.
+    """
+    if rank is None or rank.get("world_size", 1) < 2:
+        return None
+    job = env.get("TORCHELASTIC_RUN_ID", "none")
+    if job in ("", "none"):
+        master = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+        job = f"{master}/launcher-{os.getppid()}"
+    restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return str(uuid.uuid5(_LAUNCH_NAMESPACE, f"{job}/restart-{restart}"))
+
+
+def with_rank(
+    kind: str, body: dict[str, Any], rank: Mapping[str, int] | None
+) -> tuple[str, dict[str, Any]]:
+    """``(kind, body)`` with the rank added to a ``run.hardware`` body."""
+    if kind == "run.hardware" and rank is not None:
+        return kind, {**body, "rank": dict(rank)}
+    return kind, body
 
 
 class RunWriter:

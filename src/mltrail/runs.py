@@ -52,8 +52,10 @@ from mltrail.recorder import (
     capture_rank,
     close_stale_runs,
     dataset_body,
+    distributed_run_id,
     new_run_id,
     require_path,
+    with_rank,
 )
 
 if TYPE_CHECKING:
@@ -299,15 +301,29 @@ def start_run(
     """
     env = dict(os.environ)
     paths = {role: require_path(Path(p), "dataset") for role, p in (data or {}).items()}
-    joined_id = env.get(RUN_ID_ENV)
-    ledger_home = open_or_create_home(env.get(HOME_ENV) if joined_id else home, env)
     rank = capture_rank(env)
+    launch_id = distributed_run_id(env, rank)
+    joined_id = env.get(RUN_ID_ENV) or (
+        launch_id if rank and rank["rank"] > 0 else None
+    )
+    ledger_home = open_or_create_home(
+        env.get(HOME_ENV) or home if joined_id else home, env
+    )
     if joined_id:
         run = Run(ledger_home, joined_id, name=name, joined=True, rank=rank)
         if not run.records_run_level:
-            run._writer.write([capture_context(cwd=Path.cwd(), env=env)[2]])
+            hardware = capture_context(cwd=Path.cwd(), env=env)[2]
+            run._writer.write([with_rank(*hardware, rank)])
     else:
-        run = _start_new(ledger_home, name, env, rank, capture=capture, source=source)
+        run = _start_new(
+            ledger_home,
+            name,
+            env,
+            rank,
+            capture=capture,
+            source=source,
+            run_id=launch_id,
+        )
     run.log_params(params)
     for role, path in paths.items():
         run.log_dataset(path, role=role)
@@ -322,9 +338,10 @@ def _start_new(
     *,
     capture: bool,
     source: str,
+    run_id: str | None = None,
 ) -> Run:
     close_stale_runs(home)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     argv = [sys.executable, *sys.argv]
     name = name or Path(sys.argv[0] or "python").name
     started: dict[str, Any] = {
@@ -339,7 +356,8 @@ def _start_new(
         started["rank"] = dict(rank)
     entries: list[tuple[str, Any]] = [("run.started", started)]
     if capture:
-        entries += capture_context(cwd=Path.cwd(), env=env)
+        context = capture_context(cwd=Path.cwd(), env=env)
+        entries += [with_rank(kind, body, rank) for kind, body in context]
         parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
         argv_params = {"params": parsed.params, "positional": parsed.positional}
         entries.append(("run.params", {"source": "argv", **argv_params}))

@@ -42,8 +42,10 @@ from mltrail.recorder import (
     capture_rank,
     close_stale_runs,
     dataset_body,
+    distributed_run_id,
     new_run_id,
     require_path,
+    with_rank,
 )
 
 if TYPE_CHECKING:
@@ -196,12 +198,13 @@ def _start_entries(
     plan: _Plan, options: WrapOptions, cwd: Path, env: Mapping[str, str], rank: Any
 ) -> list[tuple[str, dict[str, Any]]]:
     entries = [("run.started", _started_body(plan, options, cwd, rank))]
-    entries += capture_context(
+    context = capture_context(
         cwd=cwd,
         env=env,
         python=_interpreter(plan.program),
         extra_vars=options.extra_vars,
     )
+    entries += [with_rank(kind, body, rank) for kind, body in context]
     entries.append(("run.params", {"source": "argv", **plan.params}))
     entries += [
         ("run.params", _config_body(c)) for c in [*plan.configs, *plan.found_configs]
@@ -249,16 +252,16 @@ def _child_env(env: Mapping[str, str], home: Home, run_id: str) -> dict[str, str
 def _run_id(env: Mapping[str, str], home: Home, rank: Any) -> str:
     """The id this wrapper records under.
 
-    Every rank of a distributed run gets the id from ``MLTRAIL_RUN_ID`` (set it
-    before the launcher, or wrap the launcher itself); rank 0 records the run, the
-    others their hardware. Without a rank, a given id not live in this home names
-    the run to start (so a scheduler can choose it); a live one means this wrapper
-    runs inside another run, and it starts a run of its own.
+    Every rank of a distributed run gets the same id: ``MLTRAIL_RUN_ID`` when set,
+    else one derived from the launch (``distributed_run_id``); rank 0 records the
+    run, the others their hardware. Without a rank, a given id not live in this
+    home names the run to start (so a scheduler can choose it); a live one means
+    this wrapper runs inside another run, and it starts a run of its own.
     """
     given = env.get(RUN_ID_ENV)
     if given and (rank is not None or not OpenRun.is_live(home.path, given)):
         return given
-    return new_run_id()
+    return distributed_run_id(env, rank) or new_run_id()
 
 
 def record_command(

@@ -485,3 +485,19 @@ def test_other_ranks_add_only_their_hardware(home, tmp_path):
     found = entries(home, run_id)
     assert [e.kind for e in found] == ["run.hardware"]
     assert found[0].body["rank"] == {"rank": 1, "world_size": 2, "local_rank": 1}
+
+
+def test_ranks_of_one_launch_agree_on_the_run_without_mltrail_run_id(home, tmp_path):
+    launch = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for rank in ("1", "0"):
+        env = {**launch, "RANK": rank, "LOCAL_RANK": rank}
+        proc = mltrail_run(home, tmp_path, "--", "true", env=env)
+        assert proc.returncode == 0, proc.stderr
+    found = entries(home)
+    run_ids = {e.run for e in found if e.kind.startswith("run.")}
+    assert len(run_ids) == 1
+    hardware_ranks = sorted(
+        e.body.get("rank", {}).get("rank") for e in found if e.kind == "run.hardware"
+    )
+    assert hardware_ranks == [0, 1]
+    assert [e.kind for e in found].count("run.started") == 1

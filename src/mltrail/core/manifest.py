@@ -1,8 +1,10 @@
 """Dataset manifests: every file's path, size and SHA-256, and the dataset id over them.
 
-A manifest is one line per file, sorted by path (code-point order, the order of the
-UTF-8 bytes), each line the RFC 8785 canonical JSON object
-``{"path": "train/a.csv", "sha256": "<hex>", "size": 1234}`` followed by ``\\n``.
+A manifest is one line per entry, sorted by path (the order of the paths' bytes:
+code-point order for UTF-8 names), each line the RFC 8785 canonical JSON object
+``{"path": "train/a.csv", "sha256": "<hex>", "size": 1234}`` followed by ``\\n``
+(a symbolic link is ``{"link": "<target>", "path": ...}``, an empty folder
+``{"dir": true, "path": ...}``; a name that is not UTF-8 adds ``path_b64``).
 The dataset id is the RFC 9162 Merkle root over those lines (leaf i hashes line i
 without its newline), so two copies of the same files get the same id wherever they
 live, and one file's inclusion in a dataset can be proved with a short proof::
@@ -17,6 +19,7 @@ live, and one file's inclusion in a dataset can be proved with a short proof::
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from itertools import pairwise
@@ -45,27 +48,67 @@ _MAX_SIZE = 2**53 - 1
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One file of a dataset: path relative to the dataset root (``/``-separated)."""
+    """One entry of a dataset, at a path relative to its root (``/``-separated).
+
+    A regular file has ``size`` and ``sha256``. A symbolic link is recorded as a
+    link (``link``: its target as ``readlink`` gives it), not followed. An empty
+    folder is recorded with ``is_dir`` so that it is not silently lost. A name that
+    is not valid UTF-8 keeps its raw bytes in ``raw_path`` (``path`` then shows it
+    with backslash escapes).
+    """
 
     path: str
-    size: int
-    sha256: str
+    size: int = 0
+    sha256: str | None = None
+    link: str | None = None
+    is_dir: bool = False
+    raw_path: bytes | None = None
 
     def __post_init__(self) -> None:
-        if not self.path or self.path.startswith("/") or "\\" in self.path:
-            raise SchemaError(f"manifest path must be relative with '/': {self.path!r}")
-        if ".." in self.path.split("/") or "" in self.path.split("/"):
-            raise SchemaError(f"manifest path is not normalised: {self.path!r}")
+        _check_path(self.path)
+        if sum((self.sha256 is not None, self.link is not None, self.is_dir)) != 1:
+            raise SchemaError(f"{self.path!r}: an entry is one of file, link or folder")
         if not 0 <= self.size <= _MAX_SIZE or isinstance(self.size, bool):
             raise SchemaError(f"bad size for {self.path!r}: {self.size!r}")
-        if not _HEX64.fullmatch(self.sha256):
+        if self.sha256 is not None and not _HEX64.fullmatch(self.sha256):
             raise SchemaError(f"bad sha256 for {self.path!r}: {self.sha256!r}")
+        if self.sha256 is None and self.size:
+            raise SchemaError(f"{self.path!r}: only files have a size")
+
+    @property
+    def is_file(self) -> bool:
+        """Whether this is a regular file (not a link or a folder)."""
+        return self.sha256 is not None
+
+    @property
+    def sort_key(self) -> bytes:
+        """The raw path bytes entries are sorted by."""
+        return self.raw_path if self.raw_path is not None else self.path.encode()
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON object of this entry's manifest line."""
+        line: dict[str, object] = {"path": self.path}
+        if self.sha256 is not None:
+            line.update(sha256=self.sha256, size=self.size)
+        elif self.link is not None:
+            line["link"] = self.link
+        else:
+            line["dir"] = True
+        if self.raw_path is not None:
+            line["path_b64"] = base64.b64encode(self.raw_path).decode()
+        return line
 
     def to_line(self) -> bytes:
-        """The canonical JSON line (without newline) hashed as this file's leaf."""
-        return canonical_bytes(
-            {"path": self.path, "sha256": self.sha256, "size": self.size}
-        )
+        """The canonical JSON line (without newline) hashed as this entry's leaf."""
+        return canonical_bytes(self.to_dict())
+
+
+def _check_path(path: str) -> None:
+    if not path or path.startswith("/"):
+        raise SchemaError(f"manifest path must be relative: {path!r}")
+    parts = path.split("/")
+    if ".." in parts or "" in parts or "." in parts:
+        raise SchemaError(f"manifest path is not normalised: {path!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +121,13 @@ class DatasetManifest:
 
     @property
     def file_count(self) -> int:
-        """How many files the dataset holds."""
-        return len(self.entries)
+        """How many regular files the dataset holds (links and folders not counted)."""
+        return sum(e.is_file for e in self.entries)
 
     @property
     def total_bytes(self) -> int:
         """The sum of the files' sizes."""
         return sum(e.size for e in self.entries)
-
-
-def _sort_key(entry: FileEntry) -> bytes:
-    return entry.path.encode("utf-8", "surrogatepass")
 
 
 def compute_manifest(entries: Iterable[FileEntry]) -> DatasetManifest:
@@ -97,9 +136,9 @@ def compute_manifest(entries: Iterable[FileEntry]) -> DatasetManifest:
     Raises:
         SchemaError: two entries share a path.
     """
-    ordered = tuple(sorted(entries, key=_sort_key))
+    ordered = tuple(sorted(entries, key=lambda e: e.sort_key))
     for before, after in pairwise(ordered):
-        if before.path == after.path:
+        if before.sort_key == after.sort_key:
             raise SchemaError(f"manifest lists {before.path!r} twice")
     lines = [e.to_line() for e in ordered]
     root = compute_root([hash_leaf(line) for line in lines])
@@ -122,15 +161,28 @@ def parse_manifest(data: bytes) -> DatasetManifest:
     return manifest
 
 
+_LINE_SHAPES = (
+    {"path", "sha256", "size"},
+    {"path", "link"},
+    {"path", "dir"},
+)
+
+
 def _parse_line(n: int, line: bytes) -> FileEntry:
     value = parse_json(line)
-    if not isinstance(value, dict) or set(value) != {"path", "sha256", "size"}:
-        raise SchemaError(f"manifest line {n + 1}: expected path, sha256 and size")
-    path, size, digest = value["path"], value["size"], value["sha256"]
-    if (
-        not isinstance(path, str)
-        or not isinstance(size, int)
-        or not isinstance(digest, str)
-    ):
-        raise SchemaError(f"manifest line {n + 1}: wrong types")
-    return FileEntry(path, size, digest)
+    if not isinstance(value, dict):
+        raise SchemaError(f"manifest line {n + 1}: not an object")
+    raw = value.pop("path_b64", None)
+    if set(value) not in _LINE_SHAPES:
+        raise SchemaError(f"manifest line {n + 1}: unexpected members {sorted(value)}")
+    try:
+        return FileEntry(
+            value["path"],
+            value.get("size", 0),
+            value.get("sha256"),
+            link=value.get("link"),
+            is_dir=value.get("dir") is True,
+            raw_path=None if raw is None else base64.b64decode(raw, validate=True),
+        )
+    except (TypeError, ValueError, AttributeError) as e:
+        raise SchemaError(f"manifest line {n + 1}: {e}") from e
