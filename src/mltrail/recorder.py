@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -58,6 +59,8 @@ __all__ = [
     "list_runs",
     "new_run_id",
     "require_path",
+    "script_body",
+    "step_body",
     "with_rank",
 ]
 
@@ -235,6 +238,55 @@ def artifact_body(path: Path, name: str | None = None) -> dict[str, Any]:
         bytes=manifest.total_bytes,
         manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
     )
+    return body
+
+
+_LINK_KEYS = ("path", "type", "dataset", "files", "bytes", "manifest", "sha256", "size")
+
+
+def _dataset_link(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a step records of an input or output: path and content identity."""
+    return {k: body[k] for k in _LINK_KEYS if k in body} | {
+        "exists": body.get("exists", True)
+    }
+
+
+def script_body(path: Path) -> dict[str, Any]:
+    """A script a step ran: path, SHA-256, size, and its content as a blob.
+
+    Raises:
+        InputError: the script cannot be read.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read script {path}: {e.strerror or e}") from e
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "content": Blob(data, "text/plain"),
+    }
+
+
+def step_body(
+    name: str,
+    *,
+    command: Sequence[str] | None,
+    scripts: Iterable[Path],
+    inputs: Iterable[Mapping[str, Any]],
+    outputs: Iterable[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The ``run.step`` body linking a step's inputs, scripts and outputs."""
+    unique = list(dict.fromkeys(p.resolve() for p in scripts))
+    body: dict[str, Any] = {
+        "name": name,
+        "scripts": [script_body(p) for p in unique],
+        "inputs": [_dataset_link(b) for b in inputs],
+        "outputs": [_dataset_link(b) for b in outputs],
+    }
+    if command is not None:
+        body["command"] = list(command)
     return body
 
 

@@ -55,11 +55,12 @@ from mltrail.recorder import (
     distributed_run_id,
     new_run_id,
     require_path,
+    step_body,
     with_rank,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
 __all__ = ["Run", "open_or_create_home", "start_run"]
@@ -209,6 +210,39 @@ class Run:
         if self.records_run_level:
             self._writer.write([("run.artifact", body)])
         return {k: v for k, v in body.items() if k != "manifest"}
+
+    def log_step(
+        self,
+        name: str,
+        *,
+        inputs: Sequence[str | Path] = (),
+        outputs: Sequence[str | Path] = (),
+        scripts: Sequence[str | Path] = (),
+        params: Mapping[str, Any] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Record a preprocessing step: the scripts it ran and the datasets it read
+        and wrote, each by manifest, so lineage can be followed from raw sources.
+
+        Returns the input and output dataset ids: ``{"inputs": [...], "outputs": [...]}``.
+
+        Raises:
+            InputError: an input or script does not exist (nothing recorded).
+        """
+        reads = [dataset_body("input", require_path(Path(p), "input")) for p in inputs]
+        code = [require_path(Path(p), "script") for p in scripts]
+        writes = [artifact_body(Path(p)) for p in outputs]
+        body = step_body(
+            name, command=command, scripts=code, inputs=reads, outputs=writes
+        )
+        if params:
+            body["params"] = json_safe(flatten(dict(params)))
+        if self.records_run_level:
+            self._writer.write([("run.step", body)])
+        return {
+            "inputs": [b["dataset"] for b in reads],
+            "outputs": [b.get("dataset") or b.get("sha256") for b in writes],
+        }
 
     def note(self, text: str) -> None:
         """Record a free-text remark in this run."""

@@ -45,6 +45,7 @@ from mltrail.recorder import (
     distributed_run_id,
     new_run_id,
     require_path,
+    step_body,
     with_rank,
 )
 
@@ -55,14 +56,22 @@ if TYPE_CHECKING:
     from mltrail.capture.process import StreamCapture
     from mltrail.home import Home
 
-__all__ = ["WrapOptions", "WrapResult", "record_command"]
+__all__ = ["StepSpec", "WrapOptions", "WrapResult", "record_command"]
 
 _PYTHON = re.compile(r"python[0-9.]*$")
 
 
 @dataclass(frozen=True)
+class StepSpec:
+    """A preprocessing step (``mltrail step``): its name and extra script files."""
+
+    name: str | None = None
+    scripts: Sequence[Path] = ()
+
+
+@dataclass(frozen=True)
 class WrapOptions:
-    """What ``mltrail run`` was told besides the command."""
+    """What ``mltrail run`` (or ``mltrail step``) was told besides the command."""
 
     name: str | None = None
     data: Sequence[tuple[str, Path]] = ()
@@ -71,6 +80,7 @@ class WrapOptions:
     extra_vars: Sequence[str] = ()
     log_limit: int = 8 * 2**20
     force: bool = False
+    step: StepSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,31 @@ def _interpreter(program: str) -> str | None:
     if words and Path(words[0]).name == "env" and len(words) > 1:
         return shutil.which(words[1])
     return words[0] if words else None
+
+
+_SCRIPT_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
+
+
+def _scripts_of(plan: _Plan, cwd: Path) -> list[Path]:
+    """The script files a command runs: ``python clean.py``, ``bash prep.sh``, or
+    the program itself when it is a script with a ``#!`` line."""
+    program, _ = split_command(plan.argv)
+    found = [
+        _at(cwd, Path(p))
+        for p in program[1:]
+        if p.lower().endswith(_SCRIPT_SUFFIXES) and _at(cwd, Path(p)).is_file()
+    ]
+    if not found and _is_script(Path(plan.program)):
+        found.append(Path(plan.program))
+    return found
+
+
+def _is_script(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
 
 
 def _default_name(argv: Sequence[str]) -> str:
@@ -317,10 +352,25 @@ def _record(
     closed: list[str],
 ) -> WrapResult:
     writer = RunWriter(home.ledger, run_id)
-    started = writer.write(_start_entries(plan, options, cwd, env, rank))
+    start = _start_entries(plan, options, cwd, env, rank)
+    started = writer.write(start)
     result = _run_child(plan, options, cwd, _child_env(env, home, run_id), writer)
     outputs = [("run.artifact", artifact_body(_at(cwd, p))) for p in options.outputs]
-    ended = writer.write([*outputs, ("run.ended", _ended_body(result))])
+    step = []
+    if options.step is not None:
+        inputs = [body for kind, body in start if kind == "run.data"]
+        body = step_body(
+            options.step.name or _default_name(plan.argv),
+            command=redact_argv(plan.argv).value,
+            scripts=[
+                *_scripts_of(plan, cwd),
+                *(_at(cwd, s) for s in options.step.scripts),
+            ],
+            inputs=inputs,
+            outputs=[body for _, body in outputs],
+        )
+        step = [("run.step", body)]
+    ended = writer.write([*outputs, *step, ("run.ended", _ended_body(result))])
     checkpoint = home.checkpoint()
     return WrapResult(
         run_id,

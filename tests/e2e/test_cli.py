@@ -294,6 +294,7 @@ def test_encrypted_key_with_wrong_password(tmp_path):
         "demo",
         "run",
         "runs",
+        "step",
     ],
 )
 def test_help_teaches(command, tmp_path):

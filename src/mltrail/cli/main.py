@@ -24,6 +24,7 @@ __all__ = ["cli", "main"]
 _COMMANDS = {
     "run": "mltrail.cli.run_cmd:run",
     "runs": "mltrail.cli.runs_cmd:runs",
+    "step": "mltrail.cli.run_cmd:step",
     "init": "mltrail.cli.ledger_cmds:init",
     "append": "mltrail.cli.ledger_cmds:append",
     "log": "mltrail.cli.ledger_cmds:log_cmd",
@@ -70,6 +71,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     \b
     Start here:
       mltrail run -- python train.py       record a training run, no log calls needed
+      mltrail step --in raw --out clean -- python clean.py   record a data step
       mltrail runs                         list recorded runs
       mltrail init                         create a ledger and its signing key
       mltrail append --kind note --body '{"text": "dataset v2 approved"}'

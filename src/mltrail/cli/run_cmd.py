@@ -16,7 +16,7 @@ from mltrail.errors import InputError
 if TYPE_CHECKING:
     from mltrail.cli.state import AppState
 
-__all__ = ["run"]
+__all__ = ["run", "step", "wrap"]
 
 _SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
@@ -136,15 +136,8 @@ def run(
           --output model.pt -- python train.py --config conf.yaml
       mltrail run -- torchrun --nproc-per-node 4 train.py
     """
-    from mltrail.capture.process import exit_like
-    from mltrail.runs import open_or_create_home
-    from mltrail.wrapper import WrapOptions, record_command
+    from mltrail.wrapper import WrapOptions
 
-    argv = list(command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        raise InputError("no command to run", hint="mltrail run -- python train.py")
     extra_data = [("base_model", base_model)] if base_model else []
     options = WrapOptions(
         name=name,
@@ -155,6 +148,28 @@ def run(
         log_limit=log_limit,
         force=force,
     )
+    return wrap(ctx, command, options, quiet=quiet, as_json=as_json)
+
+
+def wrap(
+    ctx: click.Context,
+    command: tuple[str, ...],
+    options: object,
+    *,
+    quiet: bool,
+    as_json: bool,
+) -> int:
+    """Record ``command`` with ``options`` and return the exit code to leave with."""
+    from mltrail.capture.process import exit_like
+    from mltrail.runs import open_or_create_home
+    from mltrail.wrapper import WrapOptions, record_command
+
+    assert isinstance(options, WrapOptions)
+    argv = list(command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise InputError("no command to run", hint="mltrail run -- python train.py")
     state: AppState = ctx.obj
     home = open_or_create_home(state.home, os.environ)
     try:
@@ -194,3 +209,77 @@ def _summary(result: object, as_json: bool) -> None:
         f"{process.duration_s:.2f} s; {result.records} records",
         err=True,
     )
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("--name", help="The step's name (default: the program's name).")
+@click.option(
+    "--in",
+    "inputs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A file or folder the step reads (its manifest is recorded). Repeatable.",
+)
+@click.option(
+    "--out",
+    "outputs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A file or folder the step writes (hashed after it ends). Repeatable.",
+)
+@click.option(
+    "--script",
+    "scripts",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Another script file the step uses; the one the command runs is found "
+    "without it. Repeatable.",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A config file (YAML, JSON, TOML) to record. Repeatable.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing of mltrail's own.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as JSON on stderr."
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def step(
+    ctx: click.Context,
+    name: str | None,
+    inputs: tuple[Path, ...],
+    outputs: tuple[Path, ...],
+    scripts: tuple[Path, ...],
+    configs: tuple[Path, ...],
+    quiet: bool,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> int:
+    """Run a preprocessing step and record it: its scripts (content and SHA-256),
+    command, parameters, and the manifests of what it read and wrote.
+
+    Chained steps (raw ingestion -> cleaning -> augmentation -> training set) link
+    up in the ledger through the dataset ids of their inputs and outputs.
+
+    \b
+    Examples:
+      mltrail step --in data/raw --out data/clean -- python clean.py data/raw data/clean
+      mltrail step --name augment --in data/clean --out data/train \\
+          --script augment_lib.py -- python augment.py --seed 7
+    """
+    from mltrail.wrapper import StepSpec, WrapOptions
+
+    options = WrapOptions(
+        name=name,
+        data=[("input", p) for p in inputs],
+        configs=configs,
+        outputs=outputs,
+        step=StepSpec(name=name, scripts=scripts),
+    )
+    return wrap(ctx, command, options, quiet=quiet, as_json=as_json)
