@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -26,12 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.blob import Blob
-from mltrail.capture.data import capture_file_entries
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.redact import redact_tree
-from mltrail.core.manifest import MANIFEST_MEDIA_TYPE, compute_manifest
 from mltrail.errors import InputError
 from mltrail.ledger import Draft
 
@@ -49,18 +46,13 @@ __all__ = [
     "OpenRun",
     "RunSummary",
     "RunWriter",
-    "artifact_body",
     "capture_context",
     "capture_rank",
     "close_run",
     "close_stale_runs",
-    "dataset_body",
     "distributed_run_id",
     "list_runs",
     "new_run_id",
-    "require_path",
-    "script_body",
-    "step_body",
     "with_rank",
 ]
 
@@ -202,94 +194,6 @@ def capture_context(
     return [(kind, results[kind]) for kind in jobs]
 
 
-def dataset_body(role: str, path: Path) -> dict[str, Any]:
-    """The ``run.data`` body of the file or folder at ``path``.
-
-    Raises:
-        CaptureError: the path is missing or a file cannot be read.
-    """
-    manifest = compute_manifest(capture_file_entries(path))
-    return {
-        "role": role,
-        "path": str(path),
-        "dataset": manifest.dataset_id,
-        "files": manifest.file_count,
-        "bytes": manifest.total_bytes,
-        "manifest": Blob(manifest.data, MANIFEST_MEDIA_TYPE),
-    }
-
-
-def artifact_body(path: Path, name: str | None = None) -> dict[str, Any]:
-    """The ``run.artifact`` body of an output: a file, a folder, or missing."""
-    body: dict[str, Any] = {"path": str(path), "exists": path.exists()}
-    if name:
-        body["name"] = name
-    if not body["exists"]:
-        return body
-    entries = capture_file_entries(path)
-    if path.is_file():
-        body.update(type="file", size=entries[0].size, sha256=entries[0].sha256)
-        return body
-    manifest = compute_manifest(entries)
-    body.update(
-        type="directory",
-        dataset=manifest.dataset_id,
-        files=manifest.file_count,
-        bytes=manifest.total_bytes,
-        manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
-    )
-    return body
-
-
-_LINK_KEYS = ("path", "type", "dataset", "files", "bytes", "manifest", "sha256", "size")
-
-
-def _dataset_link(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a step records of an input or output: path and content identity."""
-    return {k: body[k] for k in _LINK_KEYS if k in body} | {
-        "exists": body.get("exists", True)
-    }
-
-
-def script_body(path: Path) -> dict[str, Any]:
-    """A script a step ran: path, SHA-256, size, and its content as a blob.
-
-    Raises:
-        InputError: the script cannot be read.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read script {path}: {e.strerror or e}") from e
-    return {
-        "path": str(path),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-        "content": Blob(data, "text/plain"),
-    }
-
-
-def step_body(
-    name: str,
-    *,
-    command: Sequence[str] | None,
-    scripts: Iterable[Path],
-    inputs: Iterable[Mapping[str, Any]],
-    outputs: Iterable[Mapping[str, Any]],
-) -> dict[str, Any]:
-    """The ``run.step`` body linking a step's inputs, scripts and outputs."""
-    unique = list(dict.fromkeys(p.resolve() for p in scripts))
-    body: dict[str, Any] = {
-        "name": name,
-        "scripts": [script_body(p) for p in unique],
-        "inputs": [_dataset_link(b) for b in inputs],
-        "outputs": [_dataset_link(b) for b in outputs],
-    }
-    if command is not None:
-        body["command"] = list(command)
-    return body
-
-
 @dataclass
 class OpenRun:
     """A live run's lock file in ``<home>/runs/open``; held while the run is live."""
@@ -380,19 +284,6 @@ def _aborted(info: Mapping[str, Any]) -> dict[str, Any]:
         "exit_code": None,
         "reason": f"the recorder ({who}) stopped without recording the end",
     }
-
-
-def require_path(path: Path, what: str) -> Path:
-    """``path`` when it exists.
-
-    Raises:
-        InputError: it does not.
-    """
-    if not path.exists():
-        raise InputError(
-            f"{what} {path} does not exist", hint="check the path; nothing was recorded"
-        )
-    return path
 
 
 @dataclass

@@ -37,9 +37,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from mltrail.capture.blob import Blob
+from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.capture.redact import redact_argv
 from mltrail.config import SETTINGS_FILE, resolve_home
+from mltrail.datasets import (
+    artifact_body,
+    check_data,
+    dataset_body,
+    require_path,
+    step_body,
+)
 from mltrail.errors import InputError
 from mltrail.home import Home, init_home, open_home
 from mltrail.recorder import (
@@ -47,20 +55,16 @@ from mltrail.recorder import (
     RUN_ID_ENV,
     OpenRun,
     RunWriter,
-    artifact_body,
     capture_context,
     capture_rank,
     close_stale_runs,
-    dataset_body,
     distributed_run_id,
     new_run_id,
-    require_path,
-    step_body,
     with_rank,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
 __all__ = ["Run", "open_or_create_home", "start_run"]
@@ -195,18 +199,43 @@ class Run:
         }
         self._writer.write([("run.metrics", body)])
 
-    def log_dataset(self, path: str | Path, *, role: str = "train") -> str:
-        """Record the manifest of a file or folder the run reads; return its id."""
-        body = dataset_body(role, require_path(Path(path), "dataset"))
+    def log_dataset(
+        self,
+        path: str | Path,
+        *,
+        role: str = "train",
+        describe: bool = False,
+        label: str | None = None,
+    ) -> str:
+        """Record the manifest of a file, folder or fsspec URL the run reads; return
+        its dataset id. ``describe`` (or a ``label`` column) adds split statistics
+        of tabular data. Local files go through the home's hash cache."""
+        location = check_data(path if isinstance(path, str) else Path(path), "dataset")
+        body = self._with_cache(
+            lambda cache: dataset_body(
+                role, location, cache=cache, describe=describe, label=label
+            )
+        )
         if self.records_run_level:
             self._writer.write([("run.data", body)])
         return str(body["dataset"])
+
+    def _with_cache(
+        self, work: Callable[[HashCache], dict[str, Any]]
+    ) -> dict[str, Any]:
+        cache = HashCache(default_cache_path(self.home.path))
+        try:
+            return work(cache)
+        finally:
+            cache.close()
 
     def log_artifact(
         self, path: str | Path, *, name: str | None = None
     ) -> dict[str, Any]:
         """Record an output file or folder (size and SHA-256, or a manifest)."""
-        body = artifact_body(Path(path), name)
+        body = self._with_cache(
+            lambda cache: artifact_body(Path(path), name, cache=cache)
+        )
         if self.records_run_level:
             self._writer.write([("run.artifact", body)])
         return {k: v for k, v in body.items() if k != "manifest"}
@@ -334,7 +363,10 @@ def start_run(
         InputError: a dataset path does not exist (nothing recorded).
     """
     env = dict(os.environ)
-    paths = {role: require_path(Path(p), "dataset") for role, p in (data or {}).items()}
+    paths = {
+        role: check_data(p if isinstance(p, str) else Path(p), "dataset")
+        for role, p in (data or {}).items()
+    }
     rank = capture_rank(env)
     launch_id = distributed_run_id(env, rank)
     joined_id = env.get(RUN_ID_ENV) or (

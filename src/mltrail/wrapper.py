@@ -28,24 +28,28 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.blob import Blob
 from mltrail.capture.hardware import capture_hardware
+from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import load_config, parse_argv, split_command
 from mltrail.capture.process import ProcessResult, resolve_command, run_command
 from mltrail.capture.redact import redact_argv, redact_tree, scrub_text
+from mltrail.datasets import (
+    add_overlaps,
+    artifact_body,
+    check_data,
+    dataset_body,
+    step_body,
+)
 from mltrail.errors import ConfigError, InputError
 from mltrail.recorder import (
     HOME_ENV,
     RUN_ID_ENV,
     OpenRun,
     RunWriter,
-    artifact_body,
     capture_context,
     capture_rank,
     close_stale_runs,
-    dataset_body,
     distributed_run_id,
     new_run_id,
-    require_path,
-    step_body,
     with_rank,
 )
 
@@ -74,13 +78,15 @@ class WrapOptions:
     """What ``mltrail run`` (or ``mltrail step``) was told besides the command."""
 
     name: str | None = None
-    data: Sequence[tuple[str, Path]] = ()
+    data: Sequence[tuple[str, str | Path]] = ()
     configs: Sequence[Path] = ()
     outputs: Sequence[Path] = ()
     extra_vars: Sequence[str] = ()
     log_limit: int = 8 * 2**20
     force: bool = False
     step: StepSpec | None = None
+    describe: bool = False
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class WrapResult:
     records: int
     checkpoint_size: int | None
     closed_stale: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,8 @@ def _plan(
     program = resolve_command(argv, env=env)
     _, args = split_command(list(argv))
     parsed = parse_argv(args, cwd=cwd)
-    for _role, path in options.data:
-        require_path(path if path.is_absolute() else cwd / path, "data")
+    for _role, location in options.data:
+        check_data(location, "data", cwd)
     explicit = [load_config(_at(cwd, p)) for p in options.configs]
     named = {Path(c.path).resolve() for c in explicit}
     found: list[ConfigFile | tuple[Path, str]] = []
@@ -230,7 +237,13 @@ def _started_body(
 
 
 def _start_entries(
-    plan: _Plan, options: WrapOptions, cwd: Path, env: Mapping[str, str], rank: Any
+    plan: _Plan,
+    options: WrapOptions,
+    cwd: Path,
+    env: Mapping[str, str],
+    rank: Any,
+    cache: HashCache,
+    warnings: list[str],
 ) -> list[tuple[str, dict[str, Any]]]:
     entries = [("run.started", _started_body(plan, options, cwd, rank))]
     context = capture_context(
@@ -244,9 +257,18 @@ def _start_entries(
     entries += [
         ("run.params", _config_body(c)) for c in [*plan.configs, *plan.found_configs]
     ]
-    entries += [
-        ("run.data", dataset_body(role, _at(cwd, p))) for role, p in options.data
+    data = [
+        dataset_body(
+            role,
+            check_data(location, "data", cwd),
+            cache=cache,
+            describe=options.describe,
+            label=options.label,
+        )
+        for role, location in options.data
     ]
+    warnings += add_overlaps(data)
+    entries += [("run.data", body) for body in data]
     return entries
 
 
@@ -352,10 +374,18 @@ def _record(
     closed: list[str],
 ) -> WrapResult:
     writer = RunWriter(home.ledger, run_id)
-    start = _start_entries(plan, options, cwd, env, rank)
-    started = writer.write(start)
-    result = _run_child(plan, options, cwd, _child_env(env, home, run_id), writer)
-    outputs = [("run.artifact", artifact_body(_at(cwd, p))) for p in options.outputs]
+    warnings: list[str] = []
+    cache = HashCache(default_cache_path(home.path))
+    try:
+        start = _start_entries(plan, options, cwd, env, rank, cache, warnings)
+        started = writer.write(start)
+        result = _run_child(plan, options, cwd, _child_env(env, home, run_id), writer)
+        outputs = [
+            ("run.artifact", artifact_body(_at(cwd, p), cache=cache))
+            for p in options.outputs
+        ]
+    finally:
+        cache.close()
     step = []
     if options.step is not None:
         inputs = [body for kind, body in start if kind == "run.data"]
@@ -379,6 +409,7 @@ def _record(
         len(started) + len(ended),
         checkpoint.checkpoint.size,
         closed,
+        warnings,
     )
 
 

@@ -25,6 +25,7 @@ _COMMANDS = {
     "run": "mltrail.cli.run_cmd:run",
     "runs": "mltrail.cli.runs_cmd:runs",
     "step": "mltrail.cli.run_cmd:step",
+    "data": "mltrail.cli.data_cmd:data",
     "init": "mltrail.cli.ledger_cmds:init",
     "append": "mltrail.cli.ledger_cmds:append",
     "log": "mltrail.cli.ledger_cmds:log_cmd",

@@ -32,7 +32,7 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int
 
 def _parse_data(
     _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-) -> list[tuple[str, Path]]:
+) -> list[tuple[str, str]]:
     pairs = []
     for value in values:
         role, sep, path = value.partition("=")
@@ -40,7 +40,7 @@ def _parse_data(
             raise click.BadParameter(
                 f"{value!r} is not ROLE=PATH, e.g. train=data/train"
             )
-        pairs.append((role, Path(path)))
+        pairs.append((role, path))
     return pairs
 
 
@@ -53,8 +53,18 @@ def _parse_data(
     multiple=True,
     metavar="ROLE=PATH",
     callback=_parse_data,
-    help="A dataset the command reads, by role (train, validation, test, ...): every "
-    "file's SHA-256 goes into a manifest. Repeatable.",
+    help="A dataset the command reads, by role (train, validation, test, ...): a file, "
+    "a folder or an fsspec URL (s3://, https://, ...); every file's SHA-256 goes into "
+    "a manifest. Repeatable.",
+)
+@click.option(
+    "--label",
+    help="Label column of tabular --data (CSV, TSV, JSONL, Parquet): record each "
+    "split's rows, columns, label distribution and numeric summaries, and warn about "
+    "rows shared between splits.",
+)
+@click.option(
+    "--describe", is_flag=True, help="Record split statistics without a label column."
 )
 @click.option(
     "--config",
@@ -108,7 +118,9 @@ def _parse_data(
 def run(
     ctx: click.Context,
     name: str | None,
-    data: list[tuple[str, Path]],
+    data: list[tuple[str, str]],
+    label: str | None,
+    describe: bool,
     configs: tuple[Path, ...],
     outputs: tuple[Path, ...],
     base_model: Path | None,
@@ -138,7 +150,7 @@ def run(
     """
     from mltrail.wrapper import WrapOptions
 
-    extra_data = [("base_model", base_model)] if base_model else []
+    extra_data = [("base_model", str(base_model))] if base_model else []
     options = WrapOptions(
         name=name,
         data=[*data, *extra_data],
@@ -147,6 +159,8 @@ def run(
         extra_vars=extra_vars,
         log_limit=log_limit,
         force=force,
+        describe=describe,
+        label=label,
     )
     return wrap(ctx, command, options, quiet=quiet, as_json=as_json)
 
@@ -196,9 +210,12 @@ def _summary(result: object, as_json: bool) -> None:
             "records": result.records,
             "checkpoint_size": result.checkpoint_size,
             "closed_stale": result.closed_stale,
+            "warnings": result.warnings,
         }
         print(json.dumps(summary), file=sys.stderr)
         return
+    for warning in result.warnings:
+        click.echo(f"mltrail: warning: {warning}", err=True)
     for stale in result.closed_stale:
         click.echo(
             f"mltrail: recorded run {stale} as aborted (its recorder died)", err=True
@@ -219,8 +236,8 @@ def _summary(result: object, as_json: bool) -> None:
     "--in",
     "inputs",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="A file or folder the step reads (its manifest is recorded). Repeatable.",
+    help="A file, folder or fsspec URL the step reads (its manifest is recorded). "
+    "Repeatable.",
 )
 @click.option(
     "--out",
@@ -253,7 +270,7 @@ def _summary(result: object, as_json: bool) -> None:
 def step(
     ctx: click.Context,
     name: str | None,
-    inputs: tuple[Path, ...],
+    inputs: tuple[str, ...],
     outputs: tuple[Path, ...],
     scripts: tuple[Path, ...],
     configs: tuple[Path, ...],

@@ -1,0 +1,234 @@
+"""A cache of files' SHA-256, so that re-hashing an unchanged dataset reads no content.
+
+The cache lives at ``$MLTRAIL_HOME/cache/hashes.db`` (:func:`default_cache_path`), a
+SQLite file (WAL, ``synchronous=NORMAL``: losing the last writes of a cache on a power
+cut only costs re-hashing). A file's hash is found by what ``stat`` says of it::
+
+    (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) -> sha256
+
+and a lookup hits only when all five match. ``ctime_ns`` is in the key because users
+cannot set it: ``touch -d`` or ``os.utime`` can put back a file's old mtime after
+changing it, but any change of content or metadata moves ctime to the present. What
+the key cannot see is a change made within the file system's timestamp granularity of
+the previous one (a few milliseconds on ext4, two seconds on FAT), so a hash is stored
+only for a file whose mtime and ctime were at least ``racy_window_s`` (default 2 s)
+older than the moment it was hashed (git calls such files "racily clean"): a fresh
+file is simply hashed again next time. Clock steps backwards (NTP) and raw writes to
+the block device are outside what a stat cache can see.
+
+The keys are stored grouped by the folder the files were listed in (one row per
+folder: its files' packed keys and their hashes), because one query and one
+``struct.iter_unpack`` per folder is several times faster than a row per file, and
+the warm path (nothing changed) is bound by that work. A file moved to another folder
+is therefore hashed again; one whose folder is walked again is rewritten with it, so
+rows do not fill up with deleted files.
+
+A cache must never fail a capture: a corrupt file is moved aside and recreated, and
+any other SQLite trouble (a locked or read-only file) turns the cache off for the
+rest of the run. Both log a warning on the ``mltrail.capture`` logger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+import struct
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+__all__ = ["FolderKey", "HashCache", "StatKey", "default_cache_path", "stat_key"]
+
+StatKey = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
+FolderKey = tuple[int, int]
+"""``(st_dev, st_ino)`` of the folder a file was listed in."""
+
+SCHEMA_VERSION = 1
+LOOKUP_CHUNK = 500
+_KEY = struct.Struct("<QQQqq")
+_HEX = re.compile("[0-9a-f]*").fullmatch
+_T = TypeVar("_T")
+_log = logging.getLogger("mltrail.capture")
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS folders (
+    folder TEXT PRIMARY KEY,  -- "<dev hex>:<ino hex>"
+    keys BLOB NOT NULL,       -- n packed StatKeys, little-endian <QQQqq
+    hashes TEXT NOT NULL      -- n SHA-256 hex digests, concatenated
+) WITHOUT ROWID
+"""
+_LOOKUP = (
+    "SELECT folder, keys, hashes FROM folders"
+    " WHERE folder IN (SELECT value FROM json_each(?))"
+)
+_SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
+
+
+class _StaleCacheError(Exception):
+    """The file is a database, but not a hash cache this version can read."""
+
+
+def default_cache_path(home: Path) -> Path:
+    """Where the hash cache of the ledger home ``home`` lives."""
+    return home / "cache" / "hashes.db"
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The cache key of a file's ``stat`` result."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _name(folder: FolderKey) -> str:
+    return f"{folder[0]:x}:{folder[1]:x}"
+
+
+def _unpack(keys: bytes, hashes: str) -> dict[StatKey, str]:
+    """A folder row's ``{key: sha256}``; raises if the row is damaged."""
+    count = len(keys) // _KEY.size
+    if len(keys) != count * _KEY.size or len(hashes) != 64 * count or not _HEX(hashes):
+        raise _StaleCacheError("a folder row is damaged")
+    digests = [hashes[i : i + 64] for i in range(0, len(hashes), 64)]
+    return dict(zip(_KEY.iter_unpack(keys), digests, strict=True))  # type: ignore[arg-type]
+
+
+class HashCache:
+    """SHA-256 of files by :data:`StatKey`, in a SQLite file; use from one thread.
+
+    Args:
+        path: the SQLite file (created with its folder if missing).
+        racy_window_s: how much older than the moment it was hashed a file's mtime
+            and ctime must be for its hash to be stored (see the module docstring).
+    """
+
+    def __init__(self, path: Path, *, racy_window_s: float = 2.0) -> None:
+        self.path = Path(path)
+        self._window_ns = int(racy_window_s * 1e9)
+        self._db: sqlite3.Connection | None = None
+        self._guard(self._open, None)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise _StaleCacheError(f"unknown cache schema version {version}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    @property
+    def enabled(self) -> bool:
+        """False once an error turned the cache off for this run."""
+        return self._db is not None
+
+    def load(self, folders: Iterable[FolderKey]) -> dict[FolderKey, dict[StatKey, str]]:
+        """The known hashes of the files listed in each of ``folders``."""
+        wanted = {_name(f): f for f in folders}
+        names = list(wanted)
+        found: dict[FolderKey, dict[StatKey, str]] = {}
+        for start in range(0, len(names) if self._db else 0, LOOKUP_CHUNK):
+            chunk = json.dumps(names[start : start + LOOKUP_CHUNK])
+            rows = self._guard(lambda c=chunk: self._fetch(c), [])
+            found.update((wanted[name], table) for name, table in rows)
+        return found
+
+    def _fetch(self, names: str) -> list[tuple[str, dict[StatKey, str]]]:
+        assert self._db is not None  # checked by load
+        rows = self._db.execute(_LOOKUP, (names,)).fetchall()
+        return [(name, _unpack(keys, hashes)) for name, keys, hashes in rows]
+
+    def save(
+        self,
+        hashed: Mapping[FolderKey, Sequence[tuple[StatKey, str, int]]],
+        *,
+        merge: bool = False,
+    ) -> None:
+        """Store the hashes of the files of each folder, in one transaction.
+
+        Args:
+            hashed: for each folder, ``(key, sha256 hex, when it was hashed in
+                time.time_ns())`` of its files; files too fresh to trust are left out.
+            merge: keep the folder's other stored files (when not all of its files
+                were listed); otherwise the folder's row is replaced.
+        """
+        rows = []
+        current = self.load(hashed) if merge else {}
+        for folder, items in hashed.items():
+            table = current.get(folder, {})
+            table.update(
+                (key, sha)
+                for key, sha, hashed_at in items
+                if hashed_at - max(key[3], key[4]) >= self._window_ns
+            )
+            if table:
+                keys = b"".join(_KEY.pack(*key) for key in table)
+                rows.append((_name(folder), keys, "".join(table.values())))
+        if rows and self._db is not None:
+            self._guard(lambda: self._write(rows), None)
+
+    def _write(self, rows: list[tuple[str, bytes, str]]) -> None:
+        assert self._db is not None  # checked by save
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_SAVE, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._close_quietly()
+
+    def __enter__(self) -> HashCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _guard(self, action: Callable[[], _T], fallback: _T) -> _T:
+        """Run ``action``; on SQLite trouble repair or turn off the cache, never raise."""
+        try:
+            return action()
+        except (sqlite3.Error, OSError, _StaleCacheError) as e:
+            self._close_quietly()
+            corrupt = getattr(e, "sqlite_errorname", None) in _CORRUPT
+            if corrupt or isinstance(e, _StaleCacheError):
+                self._recreate(e)
+            else:
+                _log.warning("hash cache %s turned off: %s", self.path, e)
+            return fallback
+
+    def _recreate(self, error: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+        _log.warning(
+            "hash cache %s is corrupt (%s): moved to %s", self.path, error, aside
+        )
+        try:
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self._open()
+        except (sqlite3.Error, OSError) as e:
+            self._close_quietly()
+            _log.warning("hash cache %s turned off: %s", self.path, e)
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None

@@ -1,0 +1,182 @@
+"""`mltrail data` and data options of `mltrail run`, as a user runs them."""
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import mltrail
+
+
+def mltrail_cmd(home, *args, cwd=None):
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "a.csv").write_bytes(b"x,y\n1,0\n2,1\n")
+    (root / "train" / "with space.csv").write_bytes(b"x,y\n3,0\n")
+    (root / "train" / "back\\slash.csv").write_bytes(b"odd name\n")
+    (root / os.fsdecode(b"caf\xff.bin")).write_bytes(b"\x00\x01")
+    (root / "empty.txt").write_bytes(b"")
+    return root
+
+
+def test_data_hash_prints_what_sha256sum_prints(tmp_path, dataset):
+    proc = mltrail_cmd(tmp_path / "home", "data", "hash", "data", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(
+        os.path.relpath(os.path.join(d, f), tmp_path)
+        for d, _, names in os.walk(dataset)
+        for f in names
+    )
+    expected = subprocess.run(
+        [shutil.which("sha256sum"), *files],
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines())
+    assert b"dataset " in proc.stderr
+    check = subprocess.run(
+        ["sha256sum", "-c"], input=proc.stdout, cwd=tmp_path, capture_output=True
+    )
+    assert check.returncode == 0, check.stdout
+
+
+def test_data_hash_json_and_manifest(tmp_path, dataset):
+    out = tmp_path / "manifest.jsonl"
+    proc = mltrail_cmd(
+        tmp_path / "home",
+        "data",
+        "hash",
+        str(dataset),
+        "--json",
+        "--manifest",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert result["files"] == 5
+    from mltrail.core.manifest import parse_manifest
+
+    manifest = parse_manifest(out.read_bytes())
+    assert manifest.dataset_id == result["dataset"]
+    assert any(e.raw_path == b"caf\xff.bin" for e in manifest.entries)
+
+
+def test_a_missing_path_is_a_clear_error(tmp_path):
+    proc = mltrail_cmd(tmp_path / "home", "data", "hash", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert b"nope" in proc.stderr
+
+
+def test_describe_warns_about_leakage_and_exits_1(tmp_path):
+    (tmp_path / "train.csv").write_text("id,f,y\n1,0.5,a\n2,0.7,b\n3,0.1,a\n")
+    (tmp_path / "test.csv").write_text('id,f,y\n"3",0.1,a\n4,0.9,b\n')
+    proc = mltrail_cmd(
+        tmp_path / "home",
+        "data",
+        "describe",
+        "train=train.csv",
+        "test=test.csv",
+        "--label",
+        "y",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["splits"]["train"]["label"]["counts"] == {"a": 2, "b": 1}
+    assert report["warnings"] == [
+        "1 row of test also appears in train: possible leakage"
+    ]
+
+
+def test_run_records_split_statistics_overlaps_and_dvc(tmp_path):
+    home = tmp_path / "home"
+    (tmp_path / "train.csv").write_text("f,y\n1,a\n2,b\n")
+    (tmp_path / "val.csv").write_text("f,y\n2,b\n3,a\n")
+    (tmp_path / "train.csv.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 12\n  hash: md5\n"
+        "  path: train.csv\n"
+    )
+    proc = mltrail_cmd(
+        home,
+        "run",
+        "--label",
+        "y",
+        "--data",
+        "train=train.csv",
+        "--data",
+        "validation=val.csv",
+        "--",
+        "true",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"1 row of validation also appears in train" in proc.stderr
+    opened = mltrail.open_home(home, writable=False, env={})
+    data = {
+        r.entry.body["role"]: r.entry.body
+        for r in opened.ledger.records()
+        if r.entry.kind == "run.data"
+    }
+    opened.close()
+    assert data["train"]["table"]["rows"] == 2
+    assert data["train"]["overlaps"] == [{"role": "validation", "rows": 1}]
+    assert data["train"]["dvc"]["md5"] == "0123456789abcdef0123456789abcdef"
+    assert "dvc" not in data["validation"]
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(root)
+    )
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_run_with_remote_data_over_http(tmp_path, http_root):
+    root, base = http_root
+    (root / "train.csv").write_bytes(b"x\n1\n")
+    home = tmp_path / "home"
+    proc = mltrail_cmd(
+        home, "run", "--data", f"train={base}/train.csv", "--", "true", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    opened = mltrail.open_home(home, writable=False, env={})
+    (body,) = [
+        r.entry.body for r in opened.ledger.records() if r.entry.kind == "run.data"
+    ]
+    opened.close()
+    assert body["url"] == f"{base}/train.csv"
+    assert body["checksums"] == {"store": 0, "streamed": 1}
+    local = mltrail_cmd(home, "data", "hash", str(root / "train.csv"), "--json")
+    assert json.loads(local.stdout)[0]["dataset"] == body["dataset"]
