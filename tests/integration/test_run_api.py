@@ -17,14 +17,7 @@ import pytest
 import mltrail
 from mltrail import runs as runs_module
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    for name in ("MLTRAIL_RUN_ID", "RANK", "WORLD_SIZE", "MLTRAIL_WITNESS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
 def entries(home, run_id):

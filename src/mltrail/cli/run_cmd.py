@@ -44,6 +44,16 @@ def _parse_data(
     return pairs
 
 
+_config_option = click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A config file (YAML, JSON, TOML) to record, flattened to dotted keys. Config "
+    "files named in the command's arguments are found without it. Repeatable.",
+)
+
+
 @click.command(
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
@@ -66,14 +76,7 @@ def _parse_data(
 @click.option(
     "--describe", is_flag=True, help="Record split statistics without a label column."
 )
-@click.option(
-    "--config",
-    "configs",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A config file (YAML, JSON, TOML) to record, flattened to dotted keys. Config "
-    "files named in the command's arguments are found without it. Repeatable.",
-)
+@_config_option
 @click.option(
     "--output",
     "outputs",
@@ -254,13 +257,7 @@ def _summary(result: object, as_json: bool) -> None:
     help="Another script file the step uses; the one the command runs is found "
     "without it. Repeatable.",
 )
-@click.option(
-    "--config",
-    "configs",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A config file (YAML, JSON, TOML) to record. Repeatable.",
-)
+@_config_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing of mltrail's own.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the summary as JSON on stderr."
