@@ -109,6 +109,21 @@ def test_one_worker_and_many_workers_agree(tree: Path):
         hash_tree(tree, workers=-1)
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"INLINE_BELOW": 0, "MAX_QUEUED": 1, "BATCH_FILES": 1, "BATCH_BYTES": 1},
+        {"INLINE_BELOW": 1 << 40, "LOOKUP_BATCH": 1},
+    ],
+    ids=["all-in-workers-one-at-a-time", "all-in-the-calling-thread"],
+)
+def test_queue_limits_and_lanes_do_not_change_the_result(tree, monkeypatch, limits):
+    expected = compute_manifest(hash_tree(tree))
+    for name, value in limits.items():
+        monkeypatch.setattr(hashing, name, value)
+    assert compute_manifest(hash_tree(tree, workers=2)) == expected
+
+
 def test_a_file_root_is_listed_under_its_name(tree: Path):
     assert hash_tree(tree / "a.csv") == [FileEntry("a.csv", 8, sha(b"a,b\n1,2\n"))]
     assert capture_file_entries(tree / "a.csv") == hash_tree(tree / "a.csv")

@@ -44,7 +44,14 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["FolderKey", "HashCache", "StatKey", "default_cache_path", "stat_key"]
+__all__ = [
+    "CacheWriter",
+    "FolderKey",
+    "HashCache",
+    "StatKey",
+    "default_cache_path",
+    "stat_key",
+]
 
 StatKey = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
@@ -232,3 +239,73 @@ class HashCache:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+
+
+_Row = tuple[StatKey, str, int]  # key, sha256 hex, when it was hashed (time.time_ns)
+
+
+class CacheWriter:
+    """Hashes on their way into a :class:`HashCache`, a folder row at a time.
+
+    A folder's row is written (replacing the old one) once the hashes of all the
+    files listed in it are known, in transactions of at least ``save_every`` files:
+    memory holds only the folders still being hashed, and a run cut short keeps most
+    of its work. What :meth:`flush` finds unfinished (after a failure) is merged
+    into the rows the cache had.
+
+    Args:
+        cache: where the rows go; its :meth:`~HashCache.load` is offered here too.
+        save_every: files per transaction, at least.
+    """
+
+    def __init__(self, cache: HashCache, *, save_every: int) -> None:
+        self.cache = cache
+        self.load = cache.load
+        self.save_every = save_every
+        self.merge = False  # set when not all of a folder's files are listed
+        self._open: dict[FolderKey, list[_Row]] = {}
+        self._waiting: dict[FolderKey, int] = {}
+        self._whole: dict[FolderKey, list[_Row]] = {}
+        self._whole_count = 0
+
+    def expect(
+        self,
+        folder: FolderKey,
+        table: Mapping[StatKey, str],
+        keys: Sequence[StatKey],
+        misses: int,
+    ) -> None:
+        """Announce a folder whose row will be rewritten.
+
+        Its files are ``keys``: those found in ``table`` are known now, ``misses``
+        more hashes will come through :meth:`add`.
+        """
+        now = time.time_ns()  # hits were old enough when stored: they still are
+        rows = self._open.setdefault(folder, [])  # twice if links lead to it twice
+        rows.extend((k, table[k], now) for k in keys if k in table)
+        self._waiting[folder] = self._waiting.get(folder, 0) + misses
+        if not misses:
+            self._close(folder)
+
+    def add(self, folder: FolderKey, key: StatKey, sha256: str, hashed_at: int) -> None:
+        """One of the hashes :meth:`expect` announced."""
+        self._open[folder].append((key, sha256, hashed_at))
+        self._waiting[folder] -= 1
+        if not self._waiting[folder]:
+            self._close(folder)
+
+    def _close(self, folder: FolderKey) -> None:
+        del self._waiting[folder]
+        rows = self._whole[folder] = self._open.pop(folder)
+        self._whole_count += len(rows)
+        if self._whole_count >= self.save_every:
+            self.cache.save(self._whole, merge=self.merge)
+            self._whole, self._whole_count = {}, 0
+
+    def flush(self) -> None:
+        """Save the whole folders; merge the unfinished ones (after a failure)."""
+        if self._whole:
+            self.cache.save(self._whole, merge=self.merge)
+        if self._open:
+            self.cache.save(self._open, merge=True)
+        self._whole, self._whole_count, self._open = {}, 0, {}

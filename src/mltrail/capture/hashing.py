@@ -17,15 +17,23 @@ What it does with each hard case:
 
 How it is fast (``benchmarks/bench_hash.py`` has the measurements):
 
-- the walk and the cache lookups run in the calling thread, one folder at a time:
-  they are bound by the interpreter, and listing folders in other threads made the
-  warm path (nothing changed) slower, not faster, as the threads fight for the GIL;
-- the files the cache does not know are hashed by a pool of threads, largest first,
-  small files in batches. SHA-256 is sequential, so one file is hashed by one thread;
-  ``hashlib`` and ``read`` release the GIL for the bulk of the work, so threads scale
-  across cores without the pickling and start-up of processes;
+- the walk and the cache lookups run in the calling thread: they are bound by the
+  interpreter, and listing folders in other threads made the warm path (nothing
+  changed) slower, not faster, as the threads fought for the GIL;
+- small files (under :data:`INLINE_BELOW`) are hashed in the calling thread too:
+  for them opening, reading and stat-ing cost more than hashing, and that work
+  holds the GIL, so threads only take turns at it (two threads made a million
+  files of 1 B-4 KiB twice as slow as one);
+- larger files go, as the walk finds them, to a few threads (one per core): large
+  ones alone, largest known first, the others in batches. SHA-256 is sequential,
+  so one file is hashed by one thread; ``hashlib`` and ``read`` release the GIL
+  for the bulk of the work, so threads scale across cores without the pickling
+  and start-up of processes. Half the threads start on large files and half on
+  the others (see :class:`_Work`); entries are made in the calling thread;
 - memory stays bounded whatever the files' sizes: each worker streams its files
-  through one :data:`BUFFER_SIZE` buffer.
+  through one :data:`BUFFER_SIZE` buffer, and at most :data:`MAX_QUEUED` files wait
+  for a worker. What grows with the number of files is the list returned (about
+  300 bytes per entry).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, NamedTuple
 
-from mltrail.capture.hashcache import FolderKey, StatKey, stat_key
+from mltrail.capture.hashcache import CacheWriter, FolderKey, StatKey, stat_key
 from mltrail.core.manifest import FileEntry
 from mltrail.errors import CaptureError
 
@@ -57,8 +65,9 @@ BUFFER_SIZE = 1 << 20
 BATCH_BYTES = 8 << 20
 BATCH_FILES = 256
 LOOKUP_BATCH = 4_000
-SAVE_EVERY = 20_000
-QUEUED_PER_WORKER = 8
+SAVE_EVERY = 20_000  # files per cache transaction
+INLINE_BELOW = 32 << 10
+MAX_QUEUED = 1 << 16  # files waiting for a worker, at most (a few tens of MB)
 MAX_TRIES = 3
 PROGRESS_DELAY_S = 1.0
 PROGRESS_EVERY_S = 0.1
@@ -285,26 +294,26 @@ class _Work:
     workers take large files first and half small ones, so that threads hashing
     large files (which hardly need the GIL) run beside those hashing small files
     (which need it for every open, read and stat), rather than all of them taking
-    turns at the GIL on small files at the end. At most ``limit`` tasks wait: the
-    walk waits for the workers rather than holding the whole tree in memory.
+    turns at the GIL on small files at the end. At most MAX_QUEUED files wait: then
+    the walk waits for the workers rather than holding the whole tree in memory.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self) -> None:
+        self.queued = 0
         self.ready = threading.Condition()
         self.large: list[tuple[int, int, list[_File]]] = []  # heap: (-size, n, [file])
         self.small: deque[list[_File]] = deque()
         self.batch: list[_File] = []
-        self.batch_size = self.size = self.tasks = 0
+        self.batch_size = self.tasks = 0
         self.closed = False
 
     def add(self, file: _File) -> None:
         size = file.key[2]
-        self.size += size
         if size >= BATCH_BYTES:
             self.tasks += 1
             with self.ready:
                 heapq.heappush(self.large, (-size, self.tasks, [file]))
+                self.queued += 1
                 self.ready.notify()
             return
         if not self.batch:
@@ -318,6 +327,7 @@ class _Work:
         with self.ready:
             if self.batch:
                 self.small.append(self.batch)
+                self.queued += len(self.batch)
                 self.ready.notify()
             self.batch, self.batch_size = [], 0
 
@@ -329,74 +339,22 @@ class _Work:
             self.ready.notify_all()
 
     def full(self) -> bool:
-        return len(self.large) + len(self.small) >= self.limit
+        return self.queued >= MAX_QUEUED
 
     def take(self, large_first: bool) -> list[_File] | None:
         """The next batch (waiting for one), or None once closed and empty."""
         with self.ready:
             while True:
                 if self.large and (large_first or not self.small):
+                    self.queued -= 1
                     return heapq.heappop(self.large)[2]
                 if self.small:
-                    return self.small.popleft()
+                    batch = self.small.popleft()
+                    self.queued -= len(batch)
+                    return batch
                 if self.closed:
                     return None
                 self.ready.wait()
-
-
-class _Saver:
-    """Hashes to store in the cache, one folder row at a time, once the folder is whole.
-
-    A folder's row is written (replacing the old one) once the hashes of all its
-    files are known, in transactions of at least SAVE_EVERY files, so that memory
-    holds only the folders still being hashed and a run cut short keeps most of its
-    work. What is left when a run fails is merged into the rows it had.
-    """
-
-    def __init__(self, cache: HashCache) -> None:
-        self.cache = cache
-        self.load = cache.load
-        self.merge = False
-        self.open: dict[FolderKey, list[tuple[StatKey, str, int]]] = {}
-        self.waiting: dict[FolderKey, int] = {}
-        self.whole: dict[FolderKey, list[tuple[StatKey, str, int]]] = {}
-        self.whole_count = 0
-
-    def expect(
-        self,
-        folder: FolderKey,
-        table: dict[StatKey, str],
-        keys: list[StatKey],
-        misses: int,
-    ) -> None:
-        """A folder's row will be rewritten: its hits now, ``misses`` hashes to come."""
-        now = time.time_ns()  # hits were old enough when stored: they still are
-        self.open[folder] = [(k, table[k], now) for k in keys if k in table]
-        self.waiting[folder] = self.waiting.get(folder, 0) + misses
-        if not misses:
-            self._close(folder)
-
-    def add(self, folder: FolderKey, key: StatKey, sha: str, hashed_at: int) -> None:
-        self.open[folder].append((key, sha, hashed_at))
-        self.waiting[folder] -= 1
-        if not self.waiting[folder]:
-            self._close(folder)
-
-    def _close(self, folder: FolderKey) -> None:
-        del self.waiting[folder]
-        rows = self.whole[folder] = self.open.pop(folder)
-        self.whole_count += len(rows)
-        if self.whole_count >= SAVE_EVERY:
-            self.cache.save(self.whole, merge=self.merge)
-            self.whole, self.whole_count = {}, 0
-
-    def save_all(self) -> None:
-        """Save what is whole; merge what is not (after a failure)."""
-        if self.whole:
-            self.cache.save(self.whole, merge=self.merge)
-        if self.open:
-            self.cache.save(self.open, merge=True)
-        self.whole, self.whole_count, self.open = {}, 0, {}
 
 
 class _Engine:
@@ -412,16 +370,22 @@ class _Engine:
         self.workers = workers
         self.walker = _Walker(follow_links)
         self.restat = os.stat if follow_links else os.lstat
-        self.cache = _Saver(cache) if cache is not None and cache.enabled else None
+        self.cache = (
+            CacheWriter(cache, save_every=SAVE_EVERY)
+            if cache is not None and cache.enabled
+            else None
+        )
         self.reporter = _Reporter(progress)
         self.stop = threading.Event()
-        self.work = _Work(limit=QUEUED_PER_WORKER * workers)
+        self.work = _Work()
         self.results: SimpleQueue[list[_Hashed] | BaseException | None] = SimpleQueue()
         self.threads: list[threading.Thread] = []
         self.running = 0
         self.meters: list[_Meter] = []
+        self.inline: list[_File] = []
+        self.main_meter: _Meter | None = None
         self.entries: list[FileEntry] = []
-        self.found = self.done = 0
+        self.found = self.done = self.to_read = 0
         self.files_total: int | None = None
 
     def snapshot(self) -> HashProgress:
@@ -429,7 +393,7 @@ class _Engine:
             self.done,
             sum(m.done for m in self.meters),
             self.files_total,
-            None if self.files_total is None else self.work.size,
+            None if self.files_total is None else self.to_read,
             self.found,
             time.monotonic() - self.reporter.start,
         )
@@ -499,6 +463,12 @@ class _Engine:
     # -- hash -------------------------------------------------------------------
     def _queue(self, file: _File) -> None:
         """Hand ``file`` to the workers; take in their results meanwhile."""
+        self.to_read += file.key[2]
+        if file.key[2] < INLINE_BELOW:
+            self.inline.append(file)
+            if len(self.inline) >= BATCH_FILES:
+                self._hash_inline()
+            return
         self.work.add(file)
         if len(self.threads) < min(self.workers, self.work.tasks):  # one per task
             large_first = len(self.threads) % 2 == 0
@@ -512,14 +482,25 @@ class _Engine:
         while self.work.full() or not self.results.empty():
             self._take(self._next())
 
+    def _hash_inline(self) -> None:
+        """Hash the small files gathered so far here, in the calling thread."""
+        if self.main_meter is None:
+            self.main_meter = _Meter(self.stop)
+            self.meters.append(self.main_meter)
+        batch, self.inline = self.inline, []
+        self._take([self._hash_one(file, self.main_meter) for file in batch])
+        while not self.results.empty():
+            self._take(self.results.get())
+
     def finish(self) -> None:
         """Wait for the workers; save the hashes."""
+        self._hash_inline()
         self.work.close()
         self.files_total = self.found
         while self.running:
             self._take(self._next())
         if self.cache is not None:
-            self.cache.save_all()
+            self.cache.flush()
         self.reporter.report(self.snapshot(), final=True)
 
     def _take(self, item: list[_Hashed] | BaseException | None) -> None:
@@ -661,7 +642,7 @@ def hash_tree(
     except BaseException:
         engine.close()
         if engine.cache is not None:
-            engine.cache.save_all()  # what was hashed is right: keep it for next time
+            engine.cache.flush()  # what was hashed is right: keep it for next time
         raise
     engine.close()
     return engine.entries
