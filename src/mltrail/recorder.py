@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -202,14 +203,24 @@ class OpenRun:
     fd: int
 
     @classmethod
-    def create(cls, home: Path, run_id: str, info: Mapping[str, Any]) -> OpenRun:
-        """Create and lock the file of a new run, with ``info`` (pid, host, ...) in it."""
+    def create(cls, home: Path, run_id: str, *, seq: int) -> OpenRun:
+        """Create and lock the file of a new run starting at ledger size ``seq``.
+
+        The file says which process holds it (pid, host) and from which seq on its
+        records are, so ``close_stale_runs`` looks no further back.
+        """
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "seq": seq,
+            "time": time.time(),
+        }
         folder = home / OPEN_RUNS
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / f"{run_id}.json"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, json.dumps(dict(info)).encode())
+        os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
         return cls(path, fd)
 

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -427,13 +426,7 @@ def _start_new(
         parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
         argv_params = {"params": parsed.params, "positional": parsed.positional}
         entries.append(("run.params", {"source": "argv", **argv_params}))
-    info = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "seq": home.ledger.head().size,
-        "time": time.time(),
-    }
-    lock = OpenRun.create(home.path, run_id, info)
+    lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
     try:
         RunWriter(home.ledger, run_id).write(entries)
     except BaseException:

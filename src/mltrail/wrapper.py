@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +107,7 @@ class _Plan:
     configs: list[ConfigFile]
     found_configs: list[ConfigFile | tuple[Path, str]]
     params: dict[str, Any]
+    data: list[tuple[str, str | Path]]
 
 
 def _check_outputs(home: Home, outputs: Sequence[Path], force: bool) -> None:
@@ -128,8 +127,7 @@ def _plan(
     program = resolve_command(argv, env=env)
     _, args = split_command(list(argv))
     parsed = parse_argv(args, cwd=cwd)
-    for _role, location in options.data:
-        check_data(location, "data", cwd)
+    data = [(role, check_data(loc, "data", cwd)) for role, loc in options.data]
     explicit = [load_config(_at(cwd, p)) for p in options.configs]
     named = {Path(c.path).resolve() for c in explicit}
     found: list[ConfigFile | tuple[Path, str]] = []
@@ -139,7 +137,7 @@ def _plan(
     params = {"params": parsed.params, "positional": parsed.positional}
     if parsed.removed:
         params["removed"] = parsed.removed
-    return _Plan(list(argv), program, explicit, found, params)
+    return _Plan(list(argv), program, explicit, found, params, data)
 
 
 def _at(cwd: Path, path: Path) -> Path:
@@ -260,12 +258,12 @@ def _start_entries(
     data = [
         dataset_body(
             role,
-            check_data(location, "data", cwd),
+            location,
             cache=cache,
             describe=options.describe,
             label=options.label,
         )
-        for role, location in options.data
+        for role, location in plan.data
     ]
     warnings += add_overlaps(data)
     entries += [("run.data", body) for body in data]
@@ -344,7 +342,7 @@ def record_command(
     if rank is not None and rank["rank"] > 0:
         return _record_rank(home, plan, options, cwd, env, rank, run_id)
     closed = close_stale_runs(home)
-    lock = OpenRun.create(home.path, run_id, _lock_info(home))
+    lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
     try:
         result = _record(home, plan, options, cwd, env, rank, run_id, closed)
     except BaseException:
@@ -352,15 +350,6 @@ def record_command(
         raise
     lock.release()
     return result
-
-
-def _lock_info(home: Home) -> dict[str, Any]:
-    return {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "seq": home.ledger.head().size,
-        "time": time.time(),
-    }
 
 
 def _record(
