@@ -54,6 +54,7 @@ __all__ = [
     "distributed_run_id",
     "list_runs",
     "new_run_id",
+    "run_liveness",
     "with_rank",
 ]
 
@@ -318,7 +319,7 @@ class RunSummary:
         return dict(self.__dict__)
 
 
-def _liveness(home: Path, run_id: str) -> str:
+def run_liveness(home: Path, run_id: str) -> str:
     """``running`` while a recorder holds the run's lock, else ``stale``."""
     claimed = _probe(home / OPEN_RUNS / f"{run_id}.json")
     return "running" if claimed else "stale"
@@ -356,7 +357,7 @@ def list_runs(home: Home) -> list[RunSummary]:
             _apply_end(runs[run_id], record)
     for summary in runs.values():
         if summary.status == "open":
-            summary.status = _liveness(home.path, summary.id)
+            summary.status = run_liveness(home.path, summary.id)
     return list(runs.values())
 
 

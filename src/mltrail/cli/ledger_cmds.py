@@ -212,20 +212,50 @@ def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
 
 
 @click.command()
-@click.argument("seq", type=int)
+@click.argument("target", metavar="RUN|SEQ")
 @click.option("--full", is_flag=True, help="Do not truncate large text blobs.")
 @json_option
 @click.pass_context
-def show(ctx: click.Context, seq: int, full: bool, as_json: bool) -> None:
-    """Print one record with its blobs resolved.
+def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
+    """Show a run in full, or one record with its blobs resolved.
+
+    RUN is a run id, a prefix of 4+ characters, or a run name (its latest run):
+    who started it and when, code, environment, hardware, params, data
+    manifests, steps, fine-tune, outputs, metrics and exit status. A number
+    is a record's seq.
 
     \b
-    Example:
-      mltrail show 0
+    Examples:
+      mltrail show baseline
+      mltrail show 01a21107-c022 --json
+      mltrail show 0                       # record 0, blobs inlined
     """
+    home = open_from(ctx)
+    try:
+        if target.isdigit() and int(target) < home.ledger.head().size:
+            _show_record(home, int(target), full, as_json)
+        else:
+            _show_run(home, target, as_json)
+    finally:
+        home.close()
+
+
+def _show_run(home: Home, ref: str, as_json: bool) -> None:
+    from mltrail.cli.show_run import render_run, run_to_dict
+    from mltrail.index import open_index
+    from mltrail.query import load_run, resolve_run
+
+    index = open_index(home)
+    view = load_run(home, index, resolve_run(index, ref))
+    if as_json:
+        emit_json(run_to_dict(view))
+    else:
+        render_run(view)
+
+
+def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
     from mltrail.core.codec import find_blob_refs
 
-    home = open_from(ctx)
     record = home.ledger.record(seq)
     out = record.to_dict()
     out["hash"] = record.compute_hash().hex()

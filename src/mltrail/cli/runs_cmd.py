@@ -7,7 +7,9 @@ from rich.table import Table
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.errors import InputError
-from mltrail.recorder import RunSummary, close_run, close_stale_runs, list_runs
+from mltrail.index import open_index
+from mltrail.query import RunFilter, TimeWindow, parse_when, search_runs
+from mltrail.recorder import RunSummary, close_run, close_stale_runs
 
 __all__ = ["runs"]
 
@@ -49,8 +51,44 @@ def _table(found: list[RunSummary]) -> Table:
     return table
 
 
+def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise InputError(
+                f"--param {text!r} is not KEY=VALUE", hint="e.g. --param lr=0.001"
+            )
+        pairs.append((key, value))
+    return pairs
+
+
+def _window(since: str | None, until: str | None, week: str | None) -> TimeWindow:
+    if week is not None:
+        if since or until:
+            raise InputError("--week cannot be combined with --since/--until")
+        return TimeWindow(parse_when(week), parse_when(week, end=True))
+    return TimeWindow(
+        None if since is None else parse_when(since),
+        None if until is None else parse_when(until, end=True),
+    )
+
+
 @click.group(invoke_without_command=True)
-@click.option("--status", help="Only runs with this status (succeeded, failed, ...).")
+@click.option("--since", metavar="WHEN", help="Started at or after (date, time, 7d).")
+@click.option("--until", metavar="WHEN", help="Started before the end of (date, time).")
+@click.option("--week", metavar="YYYY-Www", help="Started in this ISO week (2026-W42).")
+@click.option("--user", help="Started by this user.")
+@click.option(
+    "--status", help="succeeded, failed, interrupted, aborted, running, stale."
+)
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="With this parameter."
+)
+@click.option(
+    "--dataset", metavar="ID", help="Read or wrote this dataset (id or prefix)."
+)
+@click.option("--name", metavar="GLOB", help="Run name matches this glob (train-*).")
 @click.option(
     "-n",
     "--limit",
@@ -60,8 +98,25 @@ def _table(found: list[RunSummary]) -> Table:
 )
 @json_option
 @click.pass_context
-def runs(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+def runs(
+    ctx: click.Context,
+    since: str | None,
+    until: str | None,
+    week: str | None,
+    user: str | None,
+    status: str | None,
+    params: tuple[str, ...],
+    dataset: str | None,
+    name: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List runs, newest last: status, start, duration, exit code, who and where.
+
+    Filters combine (all must hold). Times are UTC: a date (2026-03-14), a time
+    (2026-03-14T09:30Z), an ISO week (2026-W42) or an age (7d, 12h). --param
+    matches values as typed: --param lr=0.5 finds 0.5 whether it came from the
+    command line, a config file or the API.
 
     A run is `running` while its recorder lives; `stale` when the recorder died
     before recording the end (`mltrail runs close --stale` records those as
@@ -70,26 +125,50 @@ def runs(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> N
     \b
     Examples:
       mltrail runs
+      mltrail runs --week 2026-W42 --name 'loan-*'
+      mltrail runs --since 2026-03-01 --until 2026-03-14 --user alice
+      mltrail runs --param temperature=0.7 --dataset 3f2a9c
       mltrail runs --status failed -n 0 --json
       mltrail runs close --stale
     """
     if ctx.invoked_subcommand is not None:
         return
+    spec = RunFilter(
+        window=_window(since, until, week),
+        user=user,
+        status=status,
+        params=_param(params),
+        dataset=dataset,
+        name=name,
+        limit=limit + 1 if limit > 0 else None,
+    )
     home = open_from(ctx)
     try:
-        found = [s for s in list_runs(home) if status is None or s.status == status]
+        found = search_runs(home, open_index(home), spec)
     finally:
         home.close()
-    shown = found[-limit:] if limit > 0 else found
+    more = limit > 0 and len(found) > limit
+    shown = found[1:] if more else found
     if as_json:
         emit_json([s.to_dict() for s in shown])
         return
     if not shown:
-        console.print("no runs yet: record one with `mltrail run -- <command>`")
+        console.print(
+            "no runs match"
+            if _filtered(spec)
+            else "no runs yet: record one with `mltrail run -- <command>`"
+        )
         return
     console.print(_table(shown))
-    if len(shown) < len(found):
-        console.print(f"({len(found) - len(shown)} older runs not shown; -n 0 for all)")
+    if more:
+        console.print(f"(older runs not shown; -n 0 for all, -n {2 * limit} for more)")
+
+
+def _filtered(spec: RunFilter) -> bool:
+    return any(
+        (spec.window.start, spec.window.end, spec.user, spec.status, spec.params,
+         spec.dataset, spec.name)
+    )  # fmt: skip
 
 
 @runs.command()

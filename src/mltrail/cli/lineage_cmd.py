@@ -1,0 +1,214 @@
+"""``mltrail lineage`` and ``mltrail trace``: where things came from, what uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
+from mltrail.index import open_index
+from mltrail.trace import build_lineage, resolve_node
+
+if TYPE_CHECKING:
+    from mltrail.core.lineage import LineageGraph
+    from mltrail.home import Home
+    from mltrail.index import Index
+
+__all__ = ["lineage", "trace"]
+
+_FORMATS = ("tree", "json", "dot", "mermaid", "openlineage")
+
+
+@click.command()
+@click.argument("node", metavar="NODE")
+@click.option(
+    "--up", "direction", flag_value="up", default=True, help="Where it came from."
+)
+@click.option("--down", "direction", flag_value="down", help="What was made from it.")
+@click.option("--depth", type=click.IntRange(min=1), help="Stop after N hops.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_FORMATS),
+    default="tree",
+    show_default=True,
+    help="tree for people; dot (Graphviz), mermaid, openlineage (run events), json.",
+)
+@json_option
+@click.pass_context
+def lineage(
+    ctx: click.Context,
+    node: str,
+    direction: str,
+    depth: int | None,
+    fmt: str,
+    as_json: bool,
+) -> None:
+    """Follow lineage from NODE: raw source -> dataset -> step -> dataset -> run ->
+    model -> fine-tune run -> model.
+
+    NODE is a file or folder (matched by content), a model, dataset or run id
+    (or 4+ hex digits of one; typed ids like data:3f2a... also work), a
+    registered source's name, an output's file name, or a run name.
+
+    \b
+    Examples:
+      mltrail lineage model.safetensors             # where it came from
+      mltrail lineage data/raw --down               # everything made from it
+      mltrail lineage baseline --format mermaid > lineage.mmd
+      mltrail lineage baseline --format dot | dot -Tsvg > lineage.svg
+      mltrail lineage baseline --format openlineage # OpenLineage RunEvents (JSON)
+    """
+    home = open_from(ctx)
+    try:
+        index = open_index(home)
+        start = resolve_node(index, node, cwd=Path.cwd())
+        graph = build_lineage(index, start, upstream=direction == "up", depth=depth)
+        _print_graph(
+            home, graph, "json" if as_json else fmt, upstream=direction == "up"
+        )
+    finally:
+        home.close()
+
+
+def _print_graph(home: Home, graph: LineageGraph, fmt: str, *, upstream: bool) -> None:
+    if fmt == "json":
+        emit_json(graph.to_dict())
+    elif fmt == "dot":
+        click.echo(to_dot(graph))
+    elif fmt == "mermaid":
+        click.echo(to_mermaid(graph))
+    elif fmt == "openlineage":
+        emit_json(to_openlineage(graph, namespace=home.settings.origin))
+    else:
+        for line in to_tree(graph, upstream=upstream):
+            console.print(line, markup=False)
+
+
+@click.command()
+@click.argument("model", metavar="MODEL")
+@json_option
+@click.pass_context
+def trace(ctx: click.Context, model: str, as_json: bool) -> None:
+    """Answer "what exactly made this model?".
+
+    MODEL is a model file or folder (matched by content), its fingerprint or
+    content id (or 4+ hex digits), or an output's name. The answer: the run that
+    wrote it, who ran it and when, its hyperparameters, data snapshots, base
+    model, code commit and environment, then back through preprocessing steps
+    to the raw sources.
+
+    \b
+    Examples:
+      mltrail trace out/model.safetensors
+      mltrail trace 9f3c2a1b --json
+      mltrail model history --at 2026-03-14     # which model was live, then trace it
+    """
+    home = open_from(ctx)
+    try:
+        index = open_index(home)
+        start = resolve_node(index, model, cwd=Path.cwd())
+        graph = build_lineage(index, start, upstream=True)
+        answer = _answer(home, index, start, graph)
+    finally:
+        home.close()
+    if as_json:
+        emit_json(answer)
+        return
+    _print_answer(answer, graph)
+
+
+def _answer(
+    home: Home, index: Index, start: str, graph: LineageGraph
+) -> dict[str, Any]:
+    from mltrail.query import load_run
+
+    producers = [p for p in graph.parents(start) if graph.nodes[p].type == "run"]
+    runs = []
+    for run_node in producers:
+        view = load_run(home, index, run_node.removeprefix("run:"))
+        runs.append(
+            {
+                "run": view.summary.to_dict(),
+                "params": {k: v for k, (v, _) in sorted(view.params().items())},
+                "data": [
+                    {k: b.get(k) for k in ("role", "dataset", "files", "bytes", "path")}
+                    for b in view.bodies("run.data")
+                ],
+                "code": _pick(view.body("run.code"), ("commit", "branch", "dirty")),
+                "environment": _environment(view.body("run.environment")),
+                "finetune": view.bodies("run.finetune"),
+            }
+        )
+    return {
+        "node": graph.nodes[start].to_dict(),
+        "made_by": runs,
+        "lineage": graph.to_dict(),
+    }
+
+
+def _pick(body: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    return None if body is None else {k: body.get(k) for k in keys}
+
+
+def _environment(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    if body is None:
+        return None
+    packages = body.get("packages") or {}
+    return {
+        "python": (body.get("python") or {}).get("version"),
+        "packages": packages.get("count") if isinstance(packages, dict) else None,
+        "packages_sha256": packages.get("sha256")
+        if isinstance(packages, dict)
+        else None,
+        "container": (body.get("container") or {}).get("image"),
+        "cuda": body.get("cuda"),
+    }
+
+
+def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
+    node = answer["node"]
+    console.print(f"[bold]{node['type']} {node['label']}[/bold]", markup=True)
+    if not answer["made_by"]:
+        console.print("no recorded run wrote this (an input from outside the ledger)")
+    for made in answer["made_by"]:
+        run = made["run"]
+        console.print(
+            f"\n[bold]made by run {run['id']}[/bold] ({run['name'] or 'unnamed'}), "
+            f"{run['status']}, started {run['started']} by {run['user']}@{run['host']}"
+        )
+        console.print(f"  command: {' '.join(run['command'])}", markup=False)
+        code = made["code"] or {}
+        console.print(
+            f"  code: {code.get('commit') or 'no git'}"
+            + (" (dirty)" if code.get("dirty") else ""),
+            markup=False,
+        )
+        env = made["environment"] or {}
+        console.print(
+            f"  environment: python {env.get('python')}, {env.get('packages')} packages",
+            markup=False,
+        )
+        for key, value in made["params"].items():
+            console.print(f"  param {key} = {json.dumps(value)}", markup=False)
+        for data in made["data"]:
+            console.print(
+                f"  data {data['role']}: {data['dataset']} ({data['files']} files, "
+                f"{data['bytes']} bytes) {data['path']}",
+                markup=False,
+            )
+        for tune in made["finetune"]:
+            base = (tune.get("base") or {}).get("model")
+            adapter = tune.get("adapter") or {}
+            console.print(
+                f"  fine-tune: base {base}, {adapter.get('method', '')} "
+                f"r={adapter.get('r')} alpha={adapter.get('lora_alpha')}",
+                markup=False,
+            )
+    console.print("\n[bold]lineage[/bold] (newest first, back to the raw sources)")
+    for line in to_tree(graph, upstream=True):
+        console.print(line, markup=False)

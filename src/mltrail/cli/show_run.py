@@ -1,0 +1,315 @@
+"""``mltrail show RUN``: one run in full, section by section."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from mltrail.cli.output import console
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mltrail.query import RunView
+
+__all__ = ["render_run", "run_to_dict"]
+
+_SECTIONS = (
+    ("run.code", "code"),
+    ("run.environment", "environment"),
+    ("run.hardware", "hardware"),
+    ("run.params", "params"),
+    ("run.data", "data"),
+    ("run.step", "steps"),
+    ("run.finetune", "finetune"),
+    ("run.artifact", "outputs"),
+    ("run.metrics", "metrics"),
+    ("run.ended", "ended"),
+)
+
+
+def run_to_dict(view: RunView) -> dict[str, Any]:
+    """The run as JSON: its summary, then every entry body by section."""
+    out: dict[str, Any] = {"run": view.summary.to_dict()}
+    started = view.body("run.started")
+    out["started"] = started
+    for kind, section in _SECTIONS:
+        bodies = view.bodies(kind)
+        out[section] = (
+            bodies if kind not in _SINGLE else (bodies[0] if bodies else None)
+        )
+    out["notes"] = view.bodies("note")
+    out["records"] = [
+        {"seq": r.seq, "kind": r.entry.kind, "time": r.entry.time} for r in view.records
+    ]
+    return out
+
+
+_SINGLE = {"run.code", "run.environment", "run.ended"}
+
+
+def render_run(view: RunView) -> None:
+    """Print the run for a person."""
+    s = view.summary
+    console.rule(f"[bold]run {s.id}[/bold]" + (f"  {s.name}" if s.name else ""))
+    _pairs(
+        [
+            (
+                "status",
+                s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
+            ),
+            ("started", f"{s.started} by {s.user or '?'}@{s.host or '?'}"),
+            ("ended", s.ended or "-"),
+            ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
+            ("command", " ".join(s.command)),
+            ("cwd", (view.body("run.started") or {}).get("cwd", "-")),
+        ]
+    )
+    for renderer in (_code, _environment, _hardware, _params, _data, _steps,
+                     _finetune, _outputs, _metrics, _ended):  # fmt: skip
+        renderer(view)
+    seqs = [r.seq for r in view.records]
+    console.print(f"\n[dim]records {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
+                  f"`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it[/dim]")  # fmt: skip
+
+
+def _heading(title: str) -> None:
+    console.print(f"\n[bold]{title}[/bold]")
+
+
+def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+def _code(view: RunView) -> None:
+    body = view.body("run.code")
+    if body is None:
+        return
+    _heading("code")
+    if not body.get("commit"):
+        _pairs([("git", body.get("note") or "not a git work tree")])
+        return
+    dirty = "dirty" if body.get("dirty") else "clean"
+    rows = [
+        ("commit", f"{body['commit']} ({body.get('branch') or 'detached'}, {dirty})"),
+        ("describe", body.get("describe") or "-"),
+    ]
+    if body.get("dirty"):
+        rows.append(("diff", f"{body.get('diff_size', 0)} bytes, sha256 "
+                             f"{str(body.get('diff_sha256', ''))[:16]}"))  # fmt: skip
+    if body.get("remote"):
+        rows.append(("remote", str(body["remote"])))
+    _pairs(rows)
+
+
+def _environment(view: RunView) -> None:
+    body = view.body("run.environment")
+    if body is None:
+        return
+    _heading("environment")
+    python = body.get("python") or {}
+    system = body.get("os") or {}
+    container = body.get("container") or {}
+    cuda = body.get("cuda") or {}
+    packages = body.get("packages")
+    _pairs(
+        [
+            ("python", f"{python.get('implementation', '')} {python.get('version', '?')}"),
+            ("os", f"{system.get('distribution') or system.get('system', '?')}, "
+                   f"{system.get('libc') or ''}"),
+            ("container", container.get("image") or container.get("runtime") or "none"),
+            ("cuda", cuda.get("version") or cuda.get("driver") or "none"
+             if isinstance(cuda, dict) else str(cuda)),
+            ("packages", f"{packages.get('count', '?')} (list sha256 "
+                         f"{str(packages.get('sha256', ''))[:16]})"
+             if isinstance(packages, dict) else "-"),
+        ]
+    )  # fmt: skip
+
+
+def _hardware(view: RunView) -> None:
+    bodies = view.bodies("run.hardware")
+    if not bodies:
+        return
+    _heading("hardware")
+    rows = []
+    for body in bodies:
+        cpu = body.get("cpu") or {}
+        memory = body.get("memory") or {}
+        gpus = body.get("gpus") or []
+        rank = body.get("rank")
+        label = "host" if rank is None else f"rank {rank.get('rank', '?')}"
+        gpu_text = ", ".join(str(g.get("name", "?")) for g in gpus) or body.get(
+            "gpu_note", "no GPU"
+        )
+        rows.append((label, f"{cpu.get('model', '?')} x{cpu.get('logical_cores', '?')}, "
+                            f"{_gib(memory.get('total_bytes'))} RAM; {gpu_text}"))  # fmt: skip
+    _pairs(rows)
+
+
+def _gib(value: Any) -> str:
+    return "?" if not isinstance(value, int) else f"{value / 2**30:.1f} GiB"
+
+
+def _params(view: RunView) -> None:
+    params = view.params()
+    if not params:
+        return
+    _heading("params")
+    table = Table(box=None, pad_edge=False)
+    for column in ("key", "value", "from"):
+        table.add_column(column, overflow="fold")
+    for key in sorted(params):
+        value, source = params[key]
+        table.add_row(key, json.dumps(value), source)
+    console.print(table)
+
+
+def _data(view: RunView) -> None:
+    bodies = view.bodies("run.data")
+    if not bodies:
+        return
+    _heading("data")
+    table = Table(box=None, pad_edge=False)
+    for column in ("role", "dataset", "files", "bytes", "path"):
+        table.add_column(column, overflow="fold")
+    for body in bodies:
+        table.add_row(
+            str(body.get("role", "")),
+            str(body.get("dataset", ""))[:16],
+            str(body.get("files", "")),
+            str(body.get("bytes", "")),
+            str(body.get("path") or body.get("url") or ""),
+        )
+    console.print(table)
+    for body in bodies:
+        stats = body.get("table") or {}
+        label = stats.get("label") or {}
+        if stats:
+            console.print(
+                f"  {body.get('role')}: {stats.get('rows')} rows ({stats.get('format')})"
+                + (f", {label.get('column')}: {label.get('counts')}" if label else "")
+            )
+        for overlap in body.get("overlaps") or []:
+            console.print(f"  [yellow]leakage: {overlap.get('rows')} rows also in "
+                          f"{overlap.get('role')}[/yellow]")  # fmt: skip
+
+
+def _steps(view: RunView) -> None:
+    for body in view.bodies("run.step"):
+        _heading(f"step {body.get('name')}")
+        scripts = ", ".join(
+            f"{s.get('path')} ({str(s.get('sha256', ''))[:12]})"
+            for s in body.get("scripts") or []
+        )
+        _pairs(
+            [
+                ("scripts", scripts or "-"),
+                ("inputs", _links(body.get("inputs"))),
+                ("outputs", _links(body.get("outputs"))),
+            ]
+        )
+
+
+def _links(links: Any) -> str:
+    return (
+        "; ".join(
+            f"{link.get('path')} ({str(link.get('dataset') or link.get('sha256') or '-')[:12]})"
+            for link in links or []
+        )
+        or "-"
+    )
+
+
+def _finetune(view: RunView) -> None:
+    for body in view.bodies("run.finetune"):
+        _heading("fine-tune")
+        rows = []
+        for role in ("base", "model"):
+            part = body.get(role)
+            if isinstance(part, dict):
+                rows.append((role, _model_line(part)))
+        adapter = body.get("adapter")
+        if isinstance(adapter, dict):
+            rows.append(("adapter", f"{adapter.get('method', '?')} r={adapter.get('r')} "
+                                    f"alpha={adapter.get('lora_alpha')} targets="
+                                    f"{adapter.get('target_modules')}"))  # fmt: skip
+        delta = body.get("delta")
+        if isinstance(delta, dict):
+            rows.append(
+                ("delta", f"{delta.get('share_changed')} of parameters changed")
+            )
+        if body.get("generation"):
+            rows.append(("generation", json.dumps(body["generation"], sort_keys=True)))
+        _pairs(rows)
+
+
+def _model_line(part: dict[str, Any]) -> str:
+    return (
+        f"{str(part.get('model', ''))[:16]} {part.get('format', '')} "
+        f"{part.get('parameters', '?')} params  {part.get('path', '')}"
+    )
+
+
+def _outputs(view: RunView) -> None:
+    bodies = view.bodies("run.artifact")
+    if not bodies:
+        return
+    _heading("outputs")
+    table = Table(box=None, pad_edge=False)
+    for column in ("path", "content id", "size"):
+        table.add_column(column, overflow="fold")
+    for body in bodies:
+        ident = (
+            body.get("model") or body.get("dataset") or body.get("sha256") or "missing"
+        )
+        size = body.get("bytes", body.get("size", ""))
+        table.add_row(str(body.get("path")), str(ident)[:16], str(size))
+    console.print(table)
+
+
+def _metrics(view: RunView) -> None:
+    series: dict[str, dict[str, Any]] = {}
+    for body in view.bodies("run.metrics"):
+        for name, summary in (body.get("series") or {}).items():
+            series[name] = summary
+    if not series:
+        return
+    _heading("metrics")
+    table = Table(box=None, pad_edge=False)
+    for column in ("series", "last", "min", "max", "points"):
+        table.add_column(column)
+    for name in sorted(series):
+        s = series[name]
+        table.add_row(name, _num(s.get("last")), _num(s.get("min")), _num(s.get("max")),
+                      str(s.get("count", "")))  # fmt: skip
+    console.print(table)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _ended(view: RunView) -> None:
+    body = view.body("run.ended")
+    if body is None:
+        return
+    _heading("ended")
+    rows = [("status", str(body.get("status")))]
+    if body.get("signal"):
+        rows.append(("signal", str(body["signal"])))
+    for stream in ("stdout", "stderr"):
+        info = body.get(stream)
+        if isinstance(info, dict):
+            rows.append((stream, f"{info.get('size')} bytes, sha256 "
+                                 f"{str(info.get('sha256', ''))[:16]}"))  # fmt: skip
+    if body.get("error") or body.get("reason"):
+        rows.append(("why", str(body.get("error") or body.get("reason"))))
+    _pairs(rows)

@@ -1,0 +1,206 @@
+"""``mltrail sources`` (register, check upstream data) and ``mltrail flags``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.index import open_index
+from mltrail.sources import (
+    check_sources,
+    clear_flag,
+    list_flags,
+    list_sources,
+    register_source,
+)
+
+__all__ = ["flags", "sources"]
+
+
+@click.group()
+def sources() -> None:
+    """Watch upstream data: which models are affected when a source changes?
+
+    \b
+    Examples:
+      mltrail sources add applications data/raw/applications.csv
+      mltrail sources add bureau s3://bank-data/bureau/
+      mltrail sources add crm postgresql://auditor@db/crm \\
+          --query 'SELECT * FROM customers ORDER BY id'
+      mltrail sources check            # exit 1 when a source changed
+      mltrail flags                    # models awaiting re-audit
+    """
+
+
+@sources.command("add")
+@click.argument("name")
+@click.argument("location", metavar="PATH|URL")
+@click.option("--query", help="For a database URL: the SQL whose result is the source.")
+@click.option("--note", help="Why it is watched, who owns it.")
+@json_option
+@click.pass_context
+def add(
+    ctx: click.Context,
+    name: str,
+    location: str,
+    query: str | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
+    """Register a source under NAME and record its fingerprint.
+
+    PATH|URL is a file or folder, an fsspec URL (s3://, gs://, hf://, https://)
+    or a database URL (sqlite:///file.db, postgresql://user@host/db) with
+    --query. Passwords in database URLs are not stored: give them the usual
+    way (PGPASSWORD, ~/.pgpass).
+    """
+    home = open_from(ctx, writable=True)
+    try:
+        body = register_source(
+            home,
+            open_index(home),
+            name,
+            location,
+            query=query,
+            note=note,
+            cwd=Path.cwd(),
+        )
+    finally:
+        home.close()
+    if as_json:
+        emit_json({k: v for k, v in body.items() if k != "manifest"})
+        return
+    size = f"{body['rows']} rows" if "rows" in body else f"{body.get('files')} files"
+    console.print(
+        f"source {name}: {body['location']} ({size}), fingerprint {body['fingerprint']}"
+    )
+
+
+@sources.command("list")
+@json_option
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List registered sources with their latest fingerprint."""
+    home = open_from(ctx)
+    try:
+        found = list_sources(open_index(home))
+    finally:
+        home.close()
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        console.print("no sources yet: `mltrail sources add NAME PATH|URL`")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "type", "location", "fingerprint", "checked (UTC)"):
+        table.add_column(column, overflow="fold")
+    for s in found:
+        table.add_row(
+            s["name"],
+            s["type"],
+            s["location"],
+            s["fingerprint"][:16],
+            s["checked"][:19],
+        )
+    console.print(table)
+
+
+@sources.command("check")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@json_option
+@click.pass_context
+def check(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Re-fingerprint sources; flag every model downstream of one that changed.
+
+    Writes source.checked for each source and model.flagged for each affected
+    model. Exits 1 when any source changed (or could not be read), so it can
+    gate a CI job or a cron.
+    """
+    home = open_from(ctx, writable=True)
+    try:
+        results = check_sources(home, open_index(home), list(names) or None)
+    finally:
+        home.close()
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            _print_check(r.name, r.changed, r.error, r.flagged, r.changes)
+    if any(r.changed or r.error for r in results):
+        sys.exit(1)
+
+
+def _print_check(
+    name: str, changed: bool, error: str | None, flagged: list[str], changes: dict
+) -> None:
+    if error:
+        console.print(f"[red]{name}: could not be checked: {error}[/red]")
+        return
+    if not changed:
+        console.print(f"{name}: unchanged")
+        return
+    summary = ", ".join(
+        f"{changes[k]} {k}" for k in ("added", "removed", "changed") if k in changes
+    )
+    console.print(
+        f"[yellow]{name}: CHANGED[/yellow]" + (f" ({summary})" if summary else "")
+    )
+    for line in changes.get("sample", []):
+        console.print(f"  {line}", markup=False)
+    for node in flagged:
+        console.print(f"  flagged for re-audit: {node}", markup=False)
+    if not flagged:
+        console.print("  no recorded model depends on it")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Include cleared flags.")
+@json_option
+@click.pass_context
+def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List models awaiting re-audit because an upstream source changed.
+
+    \b
+    Examples:
+      mltrail flags
+      mltrail flags clear out/model.safetensors --note "re-validated, AUC unchanged"
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    home = open_from(ctx)
+    try:
+        found = list_flags(open_index(home), include_cleared=show_all)
+    finally:
+        home.close()
+    if as_json:
+        emit_json([f.to_dict() for f in found])
+        return
+    if not found:
+        console.print("no models awaiting re-audit")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("flagged (UTC)", "model", "source", "run", "state"):
+        table.add_column(column, overflow="fold")
+    for f in found:
+        state = "open" if f.cleared_seq is None else f"cleared (seq {f.cleared_seq})"
+        table.add_row(f.time[:19], f.model, f.source or "", (f.run or "")[:13], state)
+    console.print(table)
+
+
+@flags.command("clear")
+@click.argument("model", metavar="MODEL")
+@click.option("--note", required=True, help="What the review found.")
+@click.pass_context
+def clear(ctx: click.Context, model: str, note: str) -> None:
+    """Record that a flagged MODEL was reviewed (its flags are cleared)."""
+    home = open_from(ctx, writable=True)
+    try:
+        node = clear_flag(home, open_index(home), model, note=note, cwd=Path.cwd())
+    finally:
+        home.close()
+    console.print(f"{node}: flag cleared", markup=False)

@@ -1,0 +1,268 @@
+"""Lineage graphs: what came from what, and how to print it.
+
+Nodes are typed ids: ``source:<name>``, ``data:<dataset id>``, ``file:<sha256>``,
+``run:<run id>`` and ``model:<id>``. Edges point the way data flows: a run reads
+a dataset (``data -> run``), writes one (``run -> data``), starts from a base
+model (``model -> run``); a folder a run wrote contains the file another run read
+(``data -> file``); a registered source feeds the datasets read from it.
+
+The graph is plain values; the service that builds it from the index lives in
+``mltrail.trace``. Renderers here are pure: text tree, Graphviz DOT, Mermaid and
+OpenLineage run events.
+
+    >>> g = LineageGraph()
+    >>> g.add_node(Node("data:ab", "data", "raw.csv"))
+    >>> g.add_node(Node("run:1", "run", "clean"))
+    >>> g.add_edge("data:ab", "run:1", "read")
+    >>> print(to_mermaid(g))
+    flowchart LR
+      n0[("raw.csv")]
+      n1["clean"]
+      n0 -->|read| n1
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Edge",
+    "LineageGraph",
+    "Node",
+    "to_dot",
+    "to_mermaid",
+    "to_openlineage",
+    "to_tree",
+]
+
+NODE_TYPES = ("source", "data", "file", "run", "model")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One thing in the lineage: its typed id, type, a label and details."""
+
+    id: str
+    type: str
+    label: str
+    details: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "label": self.label,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A flow from ``source`` to ``target`` (``read``, ``wrote``, ``base``, ...)."""
+
+    source: str
+    target: str
+    relation: str
+
+
+@dataclass
+class LineageGraph:
+    """Nodes and edges, in the order they were found."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    root: str | None = None
+    _seen: set[Edge] = field(default_factory=set, repr=False, compare=False)
+
+    def add_node(self, node: Node) -> None:
+        """Add ``node`` (the first one added under an id wins)."""
+        self.nodes.setdefault(node.id, node)
+        if self.root is None:
+            self.root = node.id
+
+    def add_edge(self, source: str, target: str, relation: str) -> None:
+        """Add an edge once."""
+        edge = Edge(source, target, relation)
+        if edge not in self._seen:
+            self._seen.add(edge)
+            self.edges.append(edge)
+
+    def parents(self, node_id: str) -> list[str]:
+        """Nodes with an edge into ``node_id``."""
+        return [e.source for e in self.edges if e.target == node_id]
+
+    def children(self, node_id: str) -> list[str]:
+        """Nodes ``node_id`` has an edge to."""
+        return [e.target for e in self.edges if e.source == node_id]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: root, nodes and edges."""
+        return {
+            "root": self.root,
+            "nodes": [n.to_dict() for n in self.nodes.values()],
+            "edges": [
+                {"from": e.source, "to": e.target, "relation": e.relation}
+                for e in self.edges
+            ],
+        }
+
+
+# -- renderers ---------------------------------------------------------------
+
+
+def to_tree(graph: LineageGraph, *, upstream: bool = True) -> list[str]:
+    """Indented lines from the root, following parents (``upstream``) or children.
+
+    A node reached twice is printed once in full and then as ``(see above)``.
+    """
+    if graph.root is None:
+        return []
+    lines: list[str] = []
+    seen: set[str] = set()
+
+    def walk(node_id: str, depth: int, relation: str) -> None:
+        node = graph.nodes[node_id]
+        arrow = f"<-{relation}- " if upstream else f"-{relation}-> "
+        prefix = "  " * depth + (arrow if depth else "")
+        if node_id in seen:
+            lines.append(f"{prefix}{node.type} {node.label} (see above)")
+            return
+        seen.add(node_id)
+        lines.append(f"{prefix}{node.type} {node.label}")
+        nexts = _next_edges(graph, node_id, upstream=upstream)
+        for other, rel in nexts:
+            walk(other, depth + 1, rel)
+
+    walk(graph.root, 0, "")
+    return lines
+
+
+def _next_edges(
+    graph: LineageGraph, node_id: str, *, upstream: bool
+) -> list[tuple[str, str]]:
+    if upstream:
+        return [(e.source, e.relation) for e in graph.edges if e.target == node_id]
+    return [(e.target, e.relation) for e in graph.edges if e.source == node_id]
+
+
+_SHAPES = {
+    "source": ("[(", ")]"),
+    "data": ("[(", ")]"),
+    "file": ("[/", "/]"),
+    "run": ("[", "]"),
+    "model": ("{{", "}}"),
+}
+_DOT_SHAPES = {
+    "source": "cylinder",
+    "data": "cylinder",
+    "file": "note",
+    "run": "box",
+    "model": "hexagon",
+}
+
+
+def to_mermaid(graph: LineageGraph) -> str:
+    """A Mermaid ``flowchart LR`` of the graph."""
+    ids = {node_id: f"n{i}" for i, node_id in enumerate(graph.nodes)}
+    lines = ["flowchart LR"]
+    for node_id, node in graph.nodes.items():
+        left, right = _SHAPES.get(node.type, ("[", "]"))
+        lines.append(f'  {ids[node_id]}{left}"{_mermaid_text(node.label)}"{right}')
+    lines.extend(
+        f"  {ids[e.source]} -->|{e.relation}| {ids[e.target]}"
+        for e in graph.edges
+        if e.source in ids and e.target in ids
+    )
+    return "\n".join(lines)
+
+
+def _mermaid_text(text: str) -> str:
+    return re.sub(r'["<>{}\[\]|]', "_", text)
+
+
+def to_dot(graph: LineageGraph) -> str:
+    """A Graphviz DOT digraph of the graph."""
+    lines = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="Helvetica"];']
+    for node_id, node in graph.nodes.items():
+        shape = _DOT_SHAPES.get(node.type, "box")
+        lines.append(
+            f"  {_dot_id(node_id)} [label={_dot_id(node.type + ': ' + node.label)}, "
+            f"shape={shape}];"
+        )
+    lines.extend(
+        f"  {_dot_id(e.source)} -> {_dot_id(e.target)} [label={_dot_id(e.relation)}];"
+        for e in graph.edges
+    )
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _dot_id(text: str) -> str:
+    return json.dumps(text)  # a DOT double-quoted string: " and \ escaped
+
+
+_PRODUCER = "urn:mltrail"
+_SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+_FACET_SCHEMA = "urn:mltrail:facets:content"
+
+
+def to_openlineage(graph: LineageGraph, *, namespace: str) -> list[dict[str, Any]]:
+    """One OpenLineage ``COMPLETE`` RunEvent per run node, with its inputs and outputs.
+
+    ``namespace`` names the ledger (its origin); datasets are named by their
+    content id, so the same bytes are the same dataset across runs.
+    """
+    events = []
+    for node_id, node in graph.nodes.items():
+        if node.type != "run":
+            continue
+        details = dict(node.details)
+        events.append(
+            {
+                "eventType": _event_type(details.get("status")),
+                "eventTime": details.get("ended") or details.get("started"),
+                "producer": _PRODUCER,
+                "schemaURL": _SCHEMA_URL,
+                "run": {"runId": node_id.removeprefix("run:")},
+                "job": {
+                    "namespace": namespace,
+                    "name": details.get("name") or node.label,
+                },
+                "inputs": [
+                    _ol_dataset(graph.nodes[e.source], namespace)
+                    for e in graph.edges
+                    if e.target == node_id and e.source in graph.nodes
+                ],
+                "outputs": [
+                    _ol_dataset(graph.nodes[e.target], namespace)
+                    for e in graph.edges
+                    if e.source == node_id and e.target in graph.nodes
+                ],
+            }
+        )
+    return events
+
+
+def _event_type(status: Any) -> str:
+    if status == "succeeded":
+        return "COMPLETE"
+    if status in ("running", "open", "stale", None):
+        return "RUNNING"
+    return "FAIL" if status == "failed" else "ABORT"
+
+
+def _ol_dataset(node: Node, namespace: str) -> dict[str, Any]:
+    details = dict(node.details)
+    facets: dict[str, Any] = {}
+    if details.get("path"):
+        facets["mltrail"] = {
+            "_producer": _PRODUCER,
+            "_schemaURL": _FACET_SCHEMA,
+            "path": details["path"],
+            "type": node.type,
+        }
+    return {"namespace": namespace, "name": node.id, "facets": facets}

@@ -1,0 +1,34 @@
+"""The derived index: tables rebuilt from the ledger, for fast questions.
+
+>>> from mltrail.index import open_index   # doctest: +SKIP
+>>> index = open_index(home)               # caught up with the ledger
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from mltrail.index.db import INDEX_FILE, Index
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mltrail.home import Home
+
+__all__ = ["INDEX_FILE", "Index", "open_index"]
+
+
+def open_index(
+    home: Home, *, progress: Callable[[int, int], None] | None = None
+) -> Index:
+    """The home's index, caught up with its ledger.
+
+    The index is kept in ``index.db`` beside the ledger; where the home is not
+    writable (an auditor's read-only copy) it is built in memory instead.
+    """
+    path = home.path / INDEX_FILE
+    writable = os.access(path if path.exists() else home.path, os.W_OK)
+    index = Index(path if writable else None, home.ledger)
+    index.sync(progress)
+    return index

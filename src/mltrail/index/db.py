@@ -1,0 +1,184 @@
+"""The index database: open, catch up with the ledger, rebuild.
+
+The index lives beside the ledger (``$MLTRAIL_HOME/index.db``) and remembers the
+last record it ingested and that record's hash. Opening it catches up with new
+records; a ledger that no longer holds that record with that hash (another
+ledger, a restore from backup) or an index of another version is rebuilt from
+scratch. Deleting the file is always safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import StoreError
+from mltrail.index.ingest import ingest_entry
+from mltrail.index.tables import INDEX_VERSION, SCHEMA
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from mltrail.ledger import Ledger
+
+__all__ = ["INDEX_FILE", "Index"]
+
+INDEX_FILE = "index.db"
+_BATCH = 5_000
+
+
+class Index:
+    """A derived, rebuildable view of one ledger, in SQLite.
+
+    Args:
+        path: the index file, or ``None`` for an in-memory index (rebuilt each time).
+        ledger: the ledger it mirrors.
+    """
+
+    def __init__(self, path: Path | None, ledger: Ledger) -> None:
+        self.path = path
+        self.ledger = ledger
+        self.conn = _connect(path)
+        self.conn.executescript(SCHEMA)
+
+    # -- catching up ----------------------------------------------------------
+
+    def sync(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Ingest the records added since the last sync; return how many.
+
+        Rebuilds first when the index was made by another version or for a
+        ledger this one does not extend.
+        """
+        head = self.ledger.head()
+        if not self._current(head.size):
+            self._clear()
+        start = self.last_seq + 1
+        if start >= head.size:
+            return 0
+        return self._ingest(start, head.size, progress)
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Drop every row and ingest the whole ledger again; return the record count."""
+        self._clear()
+        return self.sync(progress)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last ingested record (-1 when empty)."""
+        value = self._meta("last_seq")
+        return -1 if value is None else int(value)
+
+    def _current(self, size: int) -> bool:
+        if self._meta("version") != INDEX_VERSION:
+            return False
+        if self._meta("origin") not in (None, self.ledger.origin):
+            return False
+        last = self.last_seq
+        if last < 0:
+            return True
+        if last >= size:
+            return False
+        rows = list(self.ledger.store.rows(last, last + 1))
+        return bool(rows) and rows[0].hash.hex() == self._meta("last_hash")
+
+    def _ingest(
+        self, start: int, stop: int, progress: Callable[[int, int], None] | None
+    ) -> int:
+        get_blob = self.ledger.store.get_blob
+        cur = self.conn.cursor()
+        done = 0
+        with _transaction(self.conn):
+            if self.last_seq + 1 != start:  # another process caught up meanwhile
+                return 0
+            last_hash = None
+            for row in self.ledger.store.rows(start, stop):
+                entry = json.loads(row.data)["entry"]
+                ingest_entry(cur, get_blob, row.seq, entry)
+                last_hash, done = row.hash, done + 1
+                if progress is not None and done % _BATCH == 0:
+                    progress(done, stop - start)
+            if last_hash is not None:
+                self._set_meta(
+                    version=INDEX_VERSION,
+                    origin=self.ledger.origin,
+                    last_seq=str(start + done - 1),
+                    last_hash=last_hash.hex(),
+                )
+        if progress is not None:
+            progress(done, stop - start)
+        return done
+
+    def _clear(self) -> None:
+        with _transaction(self.conn):
+            tables = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            ]
+            for table in tables:
+                self.conn.execute(f"DELETE FROM {table}")  # noqa: S608 (our own names)
+
+    # -- meta -----------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, **values: str) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
+        )
+
+    # -- reading --------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        """Rows of a read query.
+
+        Raises:
+            StoreError: the index cannot be read (locked for too long, corrupt).
+        """
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as e:
+            raise StoreError(
+                f"cannot read the index {self.path or '(in memory)'}: {e}",
+                hint="`mltrail reindex` rebuilds it from the ledger",
+            ) from e
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
+
+
+def _connect(path: Path | None) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(
+            ":memory:" if path is None else path, isolation_level=None, timeout=60.0
+        )
+        conn.execute("PRAGMA busy_timeout = 60000")
+        if path is not None:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as e:
+        raise StoreError(
+            f"cannot open the index {path}: {e}",
+            hint="delete it (it is rebuilt from the ledger) or check permissions",
+        ) from e
+    return conn
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

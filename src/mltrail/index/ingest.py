@@ -1,0 +1,334 @@
+"""Turning records into index rows, one handler per entry kind.
+
+Handlers read the entry as the store holds it (plain JSON) and never fail on a
+body they do not understand: the ledger is validated on append and by
+``mltrail verify``; the index only has to be a faithful, rebuildable view.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import canonical_bytes
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Mapping
+
+__all__ = ["ingest_entry", "param_value", "parse_time"]
+
+_MAX_EXPLODE = 2_000_000  # files of one output manifest kept for content links
+
+
+def parse_time(value: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time (0.0 when unreadable)."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return 0.0
+
+
+def param_value(value: Any) -> str:
+    """The canonical JSON text a parameter value is stored and matched as."""
+    return canonical_bytes(value).decode()
+
+
+def _digest(ref: Any) -> str | None:
+    if isinstance(ref, dict) and isinstance(ref.get("blob"), str):
+        return str(ref["blob"])
+    return None
+
+
+class _Ingest:
+    """The handlers, bound to one cursor and one blob reader."""
+
+    def __init__(
+        self, cur: sqlite3.Cursor, get_blob: Callable[[str], bytes | None]
+    ) -> None:
+        self.cur = cur
+        self.get_blob = get_blob
+
+    def run_started(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, actor = entry["body"], entry.get("actor") or {}
+        self.cur.execute(
+            "INSERT OR IGNORE INTO runs (id, seq, name, source, status, started, "
+            "started_ts, user, host, command, program, cwd) "
+            "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry["run"], seq, body.get("name"), _text(body.get("source")),
+                entry["time"], parse_time(entry["time"]), actor.get("user"),
+                actor.get("host"), json.dumps(body.get("command") or []),
+                body.get("program"), body.get("cwd"),
+            ),
+        )  # fmt: skip
+
+    def run_ended(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self.cur.execute(
+            "UPDATE runs SET status = ?, ended = ?, ended_ts = ?, duration_s = ?, "
+            "exit_code = ? WHERE id = ? AND ended IS NULL",
+            (
+                str(body.get("status", "ended")), entry["time"],
+                parse_time(entry["time"]), body.get("duration_s"),
+                body.get("exit_code"), entry["run"],
+            ),
+        )  # fmt: skip
+
+    def run_code(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self.cur.execute(
+            "UPDATE runs SET git_commit = ?, git_branch = ?, git_dirty = ? "
+            "WHERE id = ? AND git_commit IS NULL",
+            (
+                body.get("commit"), body.get("branch"),
+                None if body.get("dirty") is None else int(bool(body["dirty"])),
+                entry["run"],
+            ),
+        )  # fmt: skip
+
+    def run_params(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        params = body.get("params") or {}
+        where = (
+            body.get("file", {}).get("path")
+            if isinstance(body.get("file"), dict)
+            else None
+        )
+        source = where or _text(body.get("source"))
+        self.cur.executemany(
+            "INSERT INTO params (run, seq, key, value, source) VALUES (?, ?, ?, ?, ?)",
+            [
+                (entry["run"], seq, str(k), param_value(v), source)
+                for k, v in params.items()
+            ],
+        )
+
+    def run_data(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self._data(entry["run"], seq, "in", body.get("role"), body)
+
+    def run_artifact(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        if body.get("exists") is False:
+            return
+        self._data(entry["run"], seq, "out", body.get("name"), body)
+        if body.get("model"):
+            self._model(entry["run"], seq, "output", body, body["model"])
+
+    def run_step(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, run = entry["body"], entry["run"]
+        self.cur.execute(
+            "UPDATE runs SET step = coalesce(step, ?) WHERE id = ?",
+            (body.get("name"), run),
+        )
+        for direction, links in (
+            ("in", body.get("inputs")),
+            ("out", body.get("outputs")),
+        ):
+            for link in links or []:
+                if isinstance(link, dict) and not self._has(run, direction, link):
+                    self._data(run, seq, direction, f"step:{body.get('name')}", link)
+
+    def run_finetune(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, run = entry["body"], entry["run"]
+        base = body.get("base") if isinstance(body.get("base"), dict) else None
+        base_id = base.get("model") if base else None
+        if base and base_id:
+            self._model(run, seq, "base", base, base_id)
+        for role in ("model", "adapter"):
+            part = body.get(role)
+            if isinstance(part, dict) and part.get("model"):
+                name = "output" if role == "model" else "adapter"
+                self._model(run, seq, name, part, part["model"], base=base_id)
+
+    def model_promoted(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self.cur.execute(
+            "INSERT INTO promotions (seq, model, run, stage, action, time, ts, user, note) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq, _node(body), body.get("run"), body.get("stage"),
+                body.get("action", "enter"), entry["time"], parse_time(entry["time"]),
+                (entry.get("actor") or {}).get("user"), body.get("note"),
+            ),
+        )  # fmt: skip
+
+    def source_registered(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self.cur.execute(
+            "INSERT OR REPLACE INTO sources (name, seq, location, kind, fingerprint, "
+            "checked_seq, checked) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                body.get("name"), seq, body.get("location"), body.get("type"),
+                body.get("fingerprint"), seq, entry["time"],
+            ),
+        )  # fmt: skip
+        self._print(body)
+
+    def source_checked(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        self.cur.execute(
+            "UPDATE sources SET fingerprint = ?, checked_seq = ?, checked = ? WHERE name = ?",
+            (body.get("fingerprint"), seq, entry["time"], body.get("name")),
+        )
+        self._print(body)
+
+    def _print(self, body: Mapping[str, Any]) -> None:
+        if body.get("name") and body.get("fingerprint"):
+            self.cur.execute(
+                "INSERT OR IGNORE INTO source_prints (name, fingerprint) VALUES (?, ?)",
+                (body["name"], body["fingerprint"]),
+            )
+
+    def model_flagged(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        if body.get("status") == "cleared":
+            self.cur.execute(
+                "UPDATE flags SET cleared_seq = ? WHERE model = ? AND cleared_seq IS NULL",
+                (seq, _node(body)),
+            )
+            return
+        self.cur.execute(
+            "INSERT INTO flags (seq, model, run, source, reason, time, user) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq, _node(body), body.get("run"), body.get("source"),
+                body.get("reason"), entry["time"], (entry.get("actor") or {}).get("user"),
+            ),
+        )  # fmt: skip
+
+    # -- helpers ------------------------------------------------------------
+
+    def _data(
+        self, run: str, seq: int, direction: str, role: Any, body: Mapping[str, Any]
+    ) -> None:
+        manifest = _digest(body.get("manifest"))
+        sha = body.get("sha256")
+        files = body.get("files")
+        if sha is None and manifest and files == 1:
+            sha = self._single_file_sha(manifest)
+        self.cur.execute(
+            "INSERT INTO data (run, seq, direction, role, path, dataset, sha256, files, "
+            "bytes, manifest, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run, seq, direction, _text(role), body.get("path") or body.get("url"),
+                body.get("dataset"), sha, files if files is not None else (1 if sha else None),
+                body.get("bytes", body.get("size")), manifest, body.get("model"),
+            ),
+        )  # fmt: skip
+        if direction == "out" and manifest and body.get("dataset"):
+            self._explode(body["dataset"], manifest)
+
+    def _has(self, run: str, direction: str, link: Mapping[str, Any]) -> bool:
+        row = self.cur.execute(
+            "SELECT 1 FROM data WHERE run = ? AND direction = ? AND "
+            "(dataset = ? OR sha256 = ?)",
+            (run, direction, link.get("dataset"), link.get("sha256")),
+        ).fetchone()
+        return row is not None
+
+    def _model(
+        self,
+        run: str,
+        seq: int,
+        role: str,
+        part: Mapping[str, Any],
+        model: str,
+        *,
+        base: str | None = None,
+    ) -> None:
+        self.cur.execute(
+            "INSERT INTO models (model, run, seq, role, path, format, name, base) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                model, run, seq, role, part.get("path"),
+                part.get("format") or part.get("model_format"), part.get("name"), base,
+            ),
+        )  # fmt: skip
+
+    def _single_file_sha(self, digest: str) -> str | None:
+        data = self.get_blob(digest)
+        if not data:
+            return None
+        try:
+            line = json.loads(data.split(b"\n", 1)[0])
+        except ValueError:
+            return None
+        sha = line.get("sha256") if isinstance(line, dict) else None
+        return sha if isinstance(sha, str) else None
+
+    def _explode(self, dataset: str, digest: str) -> None:
+        """Index a written dataset's files by content (once per dataset)."""
+        cur = self.cur
+        if cur.execute(
+            "SELECT 1 FROM exploded WHERE dataset = ?", (dataset,)
+        ).fetchone():
+            return
+        cur.execute("INSERT INTO exploded (dataset) VALUES (?)", (dataset,))
+        data = self.get_blob(digest)
+        if not data:
+            return
+        shas = set()
+        for line in data.splitlines()[:_MAX_EXPLODE]:
+            try:
+                sha = json.loads(line).get("sha256")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(sha, str):
+                shas.add(sha)
+        cur.executemany(
+            "INSERT OR IGNORE INTO output_files (dataset, sha256) VALUES (?, ?)",
+            [(dataset, s) for s in shas],
+        )
+
+
+def _node(body: Mapping[str, Any]) -> str:
+    """The lineage node id of the model a promotion or flag names."""
+    return f"{body.get('model_type', 'model')}:{body.get('model')}"
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+_HANDLERS = {
+    "run.started": "run_started",
+    "run.ended": "run_ended",
+    "run.code": "run_code",
+    "run.params": "run_params",
+    "run.data": "run_data",
+    "run.artifact": "run_artifact",
+    "run.step": "run_step",
+    "run.finetune": "run_finetune",
+    "model.promoted": "model_promoted",
+    "source.registered": "source_registered",
+    "source.checked": "source_checked",
+    "model.flagged": "model_flagged",
+}
+
+
+def ingest_entry(
+    cur: sqlite3.Cursor,
+    get_blob: Callable[[str], bytes | None],
+    seq: int,
+    entry: Mapping[str, Any],
+) -> None:
+    """Add one record's rows to the index (inside the caller's transaction)."""
+    actor = entry.get("actor") or {}
+    cur.execute(
+        "INSERT INTO records (seq, run, kind, time, ts, user) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            seq, entry.get("run"), entry["kind"], entry["time"],
+            parse_time(entry["time"]), actor.get("user"),
+        ),
+    )  # fmt: skip
+    name = _HANDLERS.get(entry["kind"])
+    if name is None:
+        return
+    if entry["kind"].startswith("run.") and not entry.get("run"):
+        return
+    getattr(_Ingest(cur, get_blob), name)(seq, entry)

@@ -1,0 +1,96 @@
+"""The derived index's tables: everything here can be rebuilt from the ledger.
+
+The index answers questions (which runs, which data, which model, what came
+from what) without replaying the ledger each time. It is never a source of
+truth: ``mltrail reindex`` drops it and rebuilds it from the records, and a
+ledger that no longer extends what the index saw triggers the same rebuild.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INDEX_VERSION", "SCHEMA"]
+
+# Bump whenever a table or what ingest puts into it changes: an index built by
+# another version is rebuilt on open.
+INDEX_VERSION = "4"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+-- one row per record: where a run's records are, and what happened when
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY, run TEXT, kind TEXT NOT NULL, time TEXT NOT NULL,
+    ts REAL NOT NULL, user TEXT
+);
+CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_kind_ts ON records (kind, ts);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, name TEXT, source TEXT,
+    status TEXT NOT NULL, started TEXT NOT NULL, started_ts REAL NOT NULL,
+    ended TEXT, ended_ts REAL, duration_s REAL, exit_code INTEGER,
+    user TEXT, host TEXT, command TEXT NOT NULL, program TEXT, cwd TEXT,
+    git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
+CREATE INDEX IF NOT EXISTS runs_user ON runs (user, started_ts);
+CREATE INDEX IF NOT EXISTS runs_name ON runs (name, started_ts);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_ts);
+
+-- every parameter value, as canonical JSON, from every run.params entry
+CREATE TABLE IF NOT EXISTS params (
+    run TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    source TEXT
+);
+CREATE INDEX IF NOT EXISTS params_key ON params (key, value);
+CREATE INDEX IF NOT EXISTS params_run ON params (run);
+
+-- datasets a run read (direction 'in') or wrote (direction 'out'); a single file
+-- also has its sha256, so a file written by one run and read by another links
+CREATE TABLE IF NOT EXISTS data (
+    run TEXT NOT NULL, seq INTEGER NOT NULL, direction TEXT NOT NULL,
+    role TEXT, path TEXT, dataset TEXT, sha256 TEXT, files INTEGER, bytes INTEGER,
+    manifest TEXT, model TEXT
+);
+CREATE INDEX IF NOT EXISTS data_run ON data (run, seq);
+CREATE INDEX IF NOT EXISTS data_dataset ON data (dataset, direction);
+CREATE INDEX IF NOT EXISTS data_sha ON data (sha256, direction);
+CREATE INDEX IF NOT EXISTS data_path ON data (path);
+
+-- the files of every dataset a run wrote (by content), so an input that is one
+-- file of a produced folder still links back to the run that produced it
+CREATE TABLE IF NOT EXISTS output_files (
+    dataset TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (sha256, dataset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exploded (dataset TEXT PRIMARY KEY) WITHOUT ROWID;
+
+-- models by fingerprint id: the base a fine-tune started from, what it wrote
+CREATE TABLE IF NOT EXISTS models (
+    model TEXT NOT NULL, run TEXT NOT NULL, seq INTEGER NOT NULL, role TEXT NOT NULL,
+    path TEXT, format TEXT, name TEXT, base TEXT
+);
+CREATE INDEX IF NOT EXISTS models_model ON models (model, role);
+CREATE INDEX IF NOT EXISTS models_run ON models (run);
+
+CREATE TABLE IF NOT EXISTS promotions (
+    seq INTEGER PRIMARY KEY, model TEXT NOT NULL, run TEXT, stage TEXT NOT NULL,
+    action TEXT NOT NULL, time TEXT NOT NULL, ts REAL NOT NULL, user TEXT, note TEXT
+);
+CREATE INDEX IF NOT EXISTS promotions_stage ON promotions (stage, ts);
+
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY, seq INTEGER NOT NULL, location TEXT NOT NULL,
+    kind TEXT, fingerprint TEXT, checked_seq INTEGER, checked TEXT
+) WITHOUT ROWID;
+
+-- every fingerprint a source has had, so data read from an older snapshot links too
+CREATE TABLE IF NOT EXISTS source_prints (
+    name TEXT NOT NULL, fingerprint TEXT NOT NULL, PRIMARY KEY (fingerprint, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS flags (
+    seq INTEGER PRIMARY KEY, model TEXT NOT NULL, run TEXT, source TEXT,
+    reason TEXT, time TEXT NOT NULL, user TEXT, cleared_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS flags_model ON flags (model);
+"""

@@ -1,0 +1,123 @@
+"""SQL-query sources over real databases: SQLite files and PostgreSQL.
+
+PostgreSQL is found at $MLTRAIL_TEST_POSTGRES (default
+postgresql://postgres@127.0.0.1:5432/test). Without one these tests skip, saying
+how to enable them; under CI (CI=true) a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from mltrail.errors import InputError
+from mltrail.sources import _query_fingerprint, _without_password
+
+PG_URL = os.environ.get(
+    "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def cli(cwd, home, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", "--home", str(home), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def postgres():
+    """A connection to the test PostgreSQL, or a skip (a failure under CI)."""
+    psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[postgres]'")
+    try:
+        conn = psycopg.connect(PG_URL, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs PostgreSQL at {PG_URL}: {e}")
+        pytest.skip(
+            f"no PostgreSQL at {PG_URL} ({e}); start one or set MLTRAIL_TEST_POSTGRES"
+        )
+    table = f"apps_{uuid.uuid4().hex[:8]}"
+    conn.execute(
+        f"CREATE TABLE {table} (id int PRIMARY KEY, income numeric, seen date)"
+    )
+    conn.execute(
+        f"INSERT INTO {table} SELECT g, g * 1.5, DATE '2026-01-01' + g "
+        "FROM generate_series(1, 500) g"
+    )
+    try:
+        yield conn, table
+    finally:
+        conn.execute(f"DROP TABLE {table}")
+        conn.close()
+
+
+def test_passwords_never_reach_the_location():
+    assert _without_password("postgresql://u:s3cret@db:5433/x?sslmode=require") == (
+        "postgresql://u@db:5433/x?sslmode=require"
+    )
+    assert _without_password("postgresql://db/x") == "postgresql://db/x"
+
+
+def test_a_sqlite_query_source_changes_when_its_rows_do(tmp_path):
+    db = tmp_path / "crm.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE customers (id INTEGER, name TEXT, score REAL, raw BLOB)")
+    conn.executemany(
+        "INSERT INTO customers VALUES (?, ?, ?, ?)",
+        [(i, f"c{i}", i / 3, bytes([i])) for i in range(50)],
+    )
+    conn.commit()
+    home = tmp_path / "home"
+    assert cli(tmp_path, home, "init").returncode == 0
+    url = f"sqlite:///{db}"
+    query = "SELECT * FROM customers ORDER BY id"
+    added = cli(
+        tmp_path, home, "sources", "add", "crm", url, "--query", query, "--json"
+    )
+    assert added.returncode == 0, added.stderr
+    body = json.loads(added.stdout)
+    assert body["type"] == "sql"
+    assert body["rows"] == 50
+    assert cli(tmp_path, home, "sources", "check").returncode == 0
+    conn.execute("UPDATE customers SET score = 99 WHERE id = 7")
+    conn.commit()
+    conn.close()
+    changed = cli(tmp_path, home, "sources", "check", "--json")
+    assert changed.returncode == 1
+    assert json.loads(changed.stdout)[0]["changed"] is True
+    bad = cli(
+        tmp_path, home, "sources", "add", "bad", url, "--query", "SELECT * FROM nope"
+    )
+    assert bad.returncode == 2
+    assert "no such table" in bad.stderr
+
+
+def test_a_postgres_query_source(postgres, tmp_path, monkeypatch):
+    conn, table = postgres
+    query = f"SELECT * FROM {table} ORDER BY id"
+    first = _query_fingerprint(PG_URL, query)
+    assert first["rows"] == 500
+    assert _query_fingerprint(PG_URL, query) == first  # deterministic
+    conn.execute(f"UPDATE {table} SET income = 0 WHERE id = 250")
+    assert _query_fingerprint(PG_URL, query)["fingerprint"] != first["fingerprint"]
+    home = tmp_path / "home"
+    assert cli(tmp_path, home, "init").returncode == 0
+    added = cli(
+        tmp_path, home, "sources", "add", "apps", PG_URL, "--query", query, "--json"
+    )
+    assert added.returncode == 0, added.stderr
+    assert cli(tmp_path, home, "sources", "check").returncode == 0
+    conn.execute(f"DELETE FROM {table} WHERE id = 1")
+    assert cli(tmp_path, home, "sources", "check").returncode == 1
+
+
+def test_an_unreachable_database_is_an_input_error():
+    with pytest.raises(InputError, match="failed"):
+        _query_fingerprint("postgresql://nobody@127.0.0.1:1/none", "SELECT 1")
