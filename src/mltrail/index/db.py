@@ -42,28 +42,46 @@ class Index:
         self.path = path
         self.ledger = ledger
         self.conn = _connect(path)
-        self.conn.executescript(SCHEMA)
+        if self._stored_version() in (None, INDEX_VERSION):
+            self.conn.executescript(SCHEMA)
+        else:  # made by another version: its tables may not even fit the schema
+            with _transaction(self.conn):
+                self._reset()
+
+    def _stored_version(self) -> str | None:
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        return self._meta("version") if exists else None
 
     # -- catching up ----------------------------------------------------------
 
-    def sync(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def sync(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        rebuild: bool = False,
+    ) -> int:
         """Ingest the records added since the last sync; return how many.
 
-        Rebuilds first when the index was made by another version or for a
-        ledger this one does not extend.
+        Starts over (in the same transaction, so readers never see a half-built
+        index) when ``rebuild`` is set, the index was made by another version,
+        or for a ledger this one does not extend.
         """
         head = self.ledger.head()
-        if not self._current(head.size):
-            self._clear()
-        start = self.last_seq + 1
-        if start >= head.size:
+        if not rebuild and self._current(head.size) and self.last_seq + 1 >= head.size:
             return 0
-        return self._ingest(start, head.size, progress)
+        with _transaction(self.conn):
+            if rebuild or not self._current(head.size):
+                self._reset()
+            start = self.last_seq + 1
+            if start >= head.size:
+                return 0  # another process caught up meanwhile
+            return self._ingest(start, head.size, progress)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Drop every row and ingest the whole ledger again; return the record count."""
-        self._clear()
-        return self.sync(progress)
+        return self.sync(progress, rebuild=True)
 
     @property
     def last_seq(self) -> int:
@@ -89,38 +107,37 @@ class Index:
     ) -> int:
         get_blob = self.ledger.store.get_blob
         cur = self.conn.cursor()
-        done = 0
-        with _transaction(self.conn):
-            if self.last_seq + 1 != start:  # another process caught up meanwhile
-                return 0
-            last_hash = None
-            for row in self.ledger.store.rows(start, stop):
-                entry = json.loads(row.data)["entry"]
-                ingest_entry(cur, get_blob, row.seq, entry)
-                last_hash, done = row.hash, done + 1
-                if progress is not None and done % _BATCH == 0:
-                    progress(done, stop - start)
-            if last_hash is not None:
-                self._set_meta(
-                    version=INDEX_VERSION,
-                    origin=self.ledger.origin,
-                    last_seq=str(start + done - 1),
-                    last_hash=last_hash.hex(),
-                )
+        done, last_hash = 0, None
+        for row in self.ledger.store.rows(start, stop):
+            ingest_entry(cur, get_blob, row.seq, json.loads(row.data)["entry"])
+            last_hash, done = row.hash, done + 1
+            if progress is not None and done % _BATCH == 0:
+                progress(done, stop - start)
+        if last_hash is not None:
+            self._set_meta(
+                version=INDEX_VERSION,
+                origin=self.ledger.origin,
+                last_seq=str(start + done - 1),
+                last_hash=last_hash.hex(),
+            )
         if progress is not None:
             progress(done, stop - start)
         return done
 
-    def _clear(self) -> None:
-        with _transaction(self.conn):
-            tables = [
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
-                )
-            ]
-            for table in tables:
-                self.conn.execute(f"DELETE FROM {table}")  # noqa: S608 (our own names)
+    def _reset(self) -> None:
+        """Drop every table and create them again (inside the caller's transaction)."""
+        tables = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            self.conn.execute(f"DROP TABLE {table}")  # our own names
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)
 
     # -- meta -----------------------------------------------------------------
 

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS params (
 CREATE INDEX IF NOT EXISTS params_key ON params (key, value);
 CREATE INDEX IF NOT EXISTS params_run ON params (run);
 
--- datasets a run read (direction 'in') or wrote (direction 'out'); a single file
+-- datasets a run read (direction 'in') or wrote (direction 'out'), a single file
 -- also has its sha256, so a file written by one run and read by another links
 CREATE TABLE IF NOT EXISTS data (
     run TEXT NOT NULL, seq INTEGER NOT NULL, direction TEXT NOT NULL,

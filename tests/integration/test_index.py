@@ -1,0 +1,123 @@
+"""The derived index on real SQLite files: catching up, rebuilding, concurrency."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+from mltrail.home import init_home, open_home
+from mltrail.index import INDEX_FILE, Index, open_index
+from mltrail.index.tables import INDEX_VERSION
+from mltrail.ledger import Draft
+
+
+def _runs(home, first, count):
+    drafts = []
+    for i in range(first, first + count):
+        run = f"run-{i:05d}"
+        drafts += [
+            Draft("run.started", {"source": "api", "name": f"n{i % 3}"}, run),
+            Draft("run.params", {"source": "api", "params": {"i": i, "lr": 0.1}}, run),
+            Draft("run.ended", {"status": "succeeded", "exit_code": 0}, run),
+        ]
+    home.ledger.append_many(drafts)
+
+
+def _home(tmp_path):
+    init_home(tmp_path / "home", origin="test.mltrail.local/index")
+    return open_home(tmp_path / "home")
+
+
+def test_sync_ingests_only_what_is_new(tmp_path):
+    home = _home(tmp_path)
+    _runs(home, 0, 10)
+    index = open_index(home)
+    assert index.query("SELECT count(*) FROM runs")[0][0] == 10
+    assert index.sync() == 0
+    _runs(home, 10, 5)
+    assert index.sync() == 15
+    assert index.query("SELECT count(*) FROM runs")[0][0] == 15
+    assert index.query("SELECT count(*) FROM params WHERE key = 'lr'")[0][0] == 15
+    assert index.last_seq == home.ledger.head().size - 1
+    home.close()
+
+
+def test_an_index_of_another_version_or_ledger_is_rebuilt(tmp_path):
+    home = _home(tmp_path)
+    _runs(home, 0, 4)
+    open_index(home).close()
+    db = sqlite3.connect(tmp_path / "home" / INDEX_FILE)
+    db.execute("DROP TABLE data")
+    db.execute("CREATE TABLE data (run TEXT)")  # an older layout
+    db.execute("UPDATE meta SET value = '0' WHERE key = 'version'")
+    db.commit()
+    db.close()
+    index = open_index(home)
+    assert index.query("SELECT value FROM meta WHERE key = 'version'") == [
+        (INDEX_VERSION,)
+    ]
+    assert index.query("SELECT count(*) FROM runs")[0][0] == 4
+    # a last record whose hash differs (a restored backup, another ledger)
+    index.conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'last_hash'", ("00" * 32,)
+    )
+    assert index.sync() == home.ledger.head().size
+    assert index.query("SELECT count(*) FROM runs")[0][0] == 4
+    # a ledger shorter than what the index saw
+    index.conn.execute("UPDATE meta SET value = '999' WHERE key = 'last_seq'")
+    assert index.sync() == home.ledger.head().size
+    home.close()
+
+
+def test_a_read_only_home_gets_an_index_in_memory(tmp_path, monkeypatch):
+    home = _home(tmp_path)
+    _runs(home, 0, 3)
+    monkeypatch.setattr("mltrail.index.os.access", lambda *_: False)
+    index = open_index(home)
+    assert index.path is None
+    assert index.query("SELECT count(*) FROM runs")[0][0] == 3
+    assert not (tmp_path / "home" / INDEX_FILE).exists()
+    home.close()
+
+
+def test_concurrent_readers_agree(tmp_path):
+    home = _home(tmp_path)
+    _runs(home, 0, 300)
+    home.close()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mltrail",
+                "--home",
+                str(tmp_path / "home"),
+                "runs",
+                "-n",
+                "0",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert len({out for out, _ in outputs}) == 1
+    assert outputs[0][0].count('"id"') == 300
+
+
+def test_rebuild_gives_the_same_rows(tmp_path):
+    home = _home(tmp_path)
+    _runs(home, 0, 20)
+    index = Index(tmp_path / "home" / INDEX_FILE, home.ledger)
+    index.sync()
+    before = index.query("SELECT * FROM params ORDER BY run, key")
+    seen = []
+    assert index.rebuild(lambda done, total: seen.append((done, total))) == 61
+    assert seen[-1] == (61, 61)
+    assert index.query("SELECT * FROM params ORDER BY run, key") == before
+    home.close()
