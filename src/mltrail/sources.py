@@ -383,7 +383,7 @@ def clear_flag(
     Raises:
         InputError: the model has no open flag.
     """
-    from mltrail.trace import resolve_node
+    from mltrail.refs import resolve_node
 
     open_nodes = {f.model for f in list_flags(index)}
     node = ref if ref in open_nodes else resolve_node(index, ref, cwd=cwd)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
-from mltrail.trace import resolve_node
+from mltrail.refs import resolve_node
 
 if TYPE_CHECKING:
     from pathlib import Path

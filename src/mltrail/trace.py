@@ -11,37 +11,36 @@ to the raw sources costs a handful of lookups whatever the size of the ledger.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.lineage import LineageGraph, Node
-from mltrail.errors import InputError
+from mltrail.query import load_run
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mltrail.home import Home
     from mltrail.index import Index
 
 __all__ = [
+    "DATA_COLUMNS",
     "MAX_NODES",
     "build_lineage",
+    "data_node_id",
     "downstream_models",
-    "node_for_path",
-    "resolve_node",
+    "explain",
 ]
 
 MAX_NODES = 2_000
-_HEX = re.compile(r"[0-9a-f]{4,64}")
-_TYPED = re.compile(r"(source|data|file|run|model):(.+)")
-_DATA_COLUMNS = "run, role, path, dataset, sha256, files, bytes, model, direction, seq"
+DATA_COLUMNS = "run, role, path, dataset, sha256, files, bytes, model, direction, seq"
 
 
 # -- nodes ---------------------------------------------------------------------
 
 
-def _data_node_id(row: Any) -> str:
+def data_node_id(row: Any) -> str:
     dataset, sha, files, model = row[3], row[4], row[5], row[7]
     if model:
         return f"model:{model}"
@@ -52,7 +51,7 @@ def _data_node_id(row: Any) -> str:
 
 def _data_node(row: Any) -> Node:
     role, path, files, size = row[1], row[2], row[5], row[6]
-    node_id = _data_node_id(row)
+    node_id = data_node_id(row)
     kind, _, ident = node_id.partition(":")
     name = Path(path).name if path else (role or "")
     details = (
@@ -129,7 +128,7 @@ def _node(index: Index, node_id: str) -> Node:
         return _source_node(index, ident)
     column = "dataset" if kind == "data" else "sha256"
     rows = index.query(
-        f"SELECT {_DATA_COLUMNS} FROM data WHERE {column} = ? "  # noqa: S608
+        f"SELECT {DATA_COLUMNS} FROM data WHERE {column} = ? "  # noqa: S608
         "ORDER BY direction DESC, seq DESC LIMIT 1",
         (ident,),
     )
@@ -174,11 +173,11 @@ def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
         for row in index.query(
-            f"SELECT {_DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'in' "  # noqa: S608
+            f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'in' "  # noqa: S608
             "ORDER BY seq",
             (ident,),
         ):
-            yield _data_node_id(row), "read", _data_node(row)
+            yield data_node_id(row), "read", _data_node(row)
         for (model,) in index.query(
             "SELECT DISTINCT model FROM models WHERE run = ? AND role = 'base'",
             (ident,),
@@ -242,11 +241,11 @@ def _children(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
         for row in index.query(
-            f"SELECT {_DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'out' "  # noqa: S608
+            f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'out' "  # noqa: S608
             "ORDER BY seq",
             (ident,),
         ):
-            yield _data_node_id(row), "wrote", _data_node(row)
+            yield data_node_id(row), "wrote", _data_node(row)
         for (model,) in index.query(
             "SELECT DISTINCT model FROM models WHERE run = ? AND role IN ('output', 'adapter')",
             (ident,),
@@ -300,14 +299,63 @@ def _source_children(index: Index, name: str) -> Iterator[tuple[str, str, Any]]:
     )}  # fmt: skip
     seen: set[str] = set()
     for row in index.query(
-        f"SELECT {_DATA_COLUMNS} FROM data WHERE direction = 'in' ORDER BY seq"  # noqa: S608
+        f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'in' ORDER BY seq"  # noqa: S608
     ):
         path, dataset, sha = row[2], row[3], row[4]
         if dataset in prints or sha in prints or (path and _under(path, location)):
-            node_id = _data_node_id(row)
+            node_id = data_node_id(row)
             if node_id not in seen:
                 seen.add(node_id)
                 yield node_id, "snapshot", _data_node(row)
+
+
+def explain(
+    home: Home, index: Index, start: str, graph: LineageGraph
+) -> dict[str, Any]:
+    """What made ``start``: each run that wrote it, with its parameters, data, code,
+    environment and fine-tune, and the upstream ``graph`` as JSON."""
+
+    producers = [p for p in graph.parents(start) if graph.nodes[p].type == "run"]
+    runs = []
+    for run_node in producers:
+        view = load_run(home, index, run_node.removeprefix("run:"))
+        runs.append(
+            {
+                "run": view.summary.to_dict(),
+                "params": {k: v for k, (v, _) in sorted(view.params().items())},
+                "data": [
+                    {k: b.get(k) for k in ("role", "dataset", "files", "bytes", "path")}
+                    for b in view.bodies("run.data")
+                ],
+                "code": _pick(view.body("run.code"), ("commit", "branch", "dirty")),
+                "environment": _environment(view.body("run.environment")),
+                "finetune": view.bodies("run.finetune"),
+            }
+        )
+    return {
+        "node": graph.nodes[start].to_dict(),
+        "made_by": runs,
+        "lineage": graph.to_dict(),
+    }
+
+
+def _pick(body: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    return None if body is None else {k: body.get(k) for k in keys}
+
+
+def _environment(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    if body is None:
+        return None
+    packages = body.get("packages") or {}
+    return {
+        "python": (body.get("python") or {}).get("version"),
+        "packages": packages.get("count") if isinstance(packages, dict) else None,
+        "packages_sha256": packages.get("sha256")
+        if isinstance(packages, dict)
+        else None,
+        "container": (body.get("container") or {}).get("image"),
+        "cuda": body.get("cuda"),
+    }
 
 
 # -- models downstream ---------------------------------------------------------------
@@ -336,151 +384,3 @@ def _written_by_training(graph: LineageGraph, node_id: str) -> bool:
         if node.type == "run" and not dict(node.details).get("step"):
             return True
     return False
-
-
-# -- resolving what the user typed ------------------------------------------------------
-
-
-def resolve_node(index: Index, ref: str, *, cwd: Path | None = None) -> str:
-    """The lineage node a reference names.
-
-    A typed id (``run:...``, ``model:...``, ``data:...``, ``file:...``,
-    ``source:...``), an existing file or folder (matched by content), a hex id
-    or prefix of 4+ digits (model, dataset, file or run), a registered source's
-    name, an output's name or file name (its latest), or a run name.
-
-    Raises:
-        InputError: nothing matches, or a prefix matches several things.
-    """
-    if m := _TYPED.fullmatch(ref):
-        return _typed(index, m[1], m[2])
-    path = Path(ref) if cwd is None else cwd / ref
-    if path.exists():
-        return node_for_path(index, path)
-    if _HEX.fullmatch(ref):
-        return _by_hex(index, ref)
-    for finder in (_by_source, _by_output_name, _by_run):
-        found = finder(index, ref)
-        if found:
-            return found
-    raise InputError(
-        f"nothing in the ledger is named {ref!r}",
-        hint="give a file or folder, a model/dataset/run id (or 4+ hex digits of "
-        "one), an output or run name; see `mltrail runs` and `mltrail show RUN`",
-    )
-
-
-def _typed(index: Index, kind: str, ident: str) -> str:
-    if kind == "source":
-        return f"source:{ident}"
-    if kind == "run":
-        from mltrail.query import resolve_run
-
-        return f"run:{resolve_run(index, ident)}"
-    return _by_hex(index, ident, only=kind)
-
-
-def _by_hex(index: Index, prefix: str, only: str | None = None) -> str:
-    low, high = prefix, prefix + "g"
-    candidates: set[str] = set()
-    queries = {
-        "model": "SELECT 'model:' || model FROM models WHERE model >= ? AND model < ? "
-        "UNION SELECT 'model:' || model FROM data WHERE model >= ? AND model < ?",
-        "data": "SELECT coalesce(CASE WHEN files = 1 THEN 'file:' || sha256 END, "
-        "'data:' || dataset) FROM data WHERE dataset >= ? AND dataset < ? "
-        "UNION SELECT 'data:' || dataset FROM output_files "
-        "WHERE dataset >= ? AND dataset < ?",
-        "file": "SELECT 'file:' || sha256 FROM data WHERE sha256 >= ? AND sha256 < ? "
-        "UNION SELECT 'file:' || sha256 FROM output_files "
-        "WHERE sha256 >= ? AND sha256 < ?",
-    }
-    for kind, sql in queries.items():
-        if only in (None, kind):
-            candidates.update(v for (v,) in index.query(sql, (low, high) * 2) if v)
-    if only is None:
-        candidates.update(
-            f"run:{v}"
-            for (v,) in index.query(
-                "SELECT id FROM runs WHERE id >= ? AND id < ?", (low, high)
-            )
-        )
-    return _one(candidates, prefix)
-
-
-def _one(candidates: set[str], ref: str) -> str:
-    if len(candidates) == 1:
-        return candidates.pop()
-    if not candidates:
-        raise InputError(f"no model, dataset, file or run id starts with {ref!r}")
-    shown = ", ".join(sorted(candidates)[:5])
-    raise InputError(
-        f"{ref!r} matches several things: {shown}", hint="give more digits"
-    )
-
-
-def _by_source(index: Index, ref: str) -> str | None:
-    rows = index.query("SELECT name FROM sources WHERE name = ?", (ref,))
-    return f"source:{ref}" if rows else None
-
-
-def _by_output_name(index: Index, ref: str) -> str | None:
-    rows = index.query(
-        f"SELECT {_DATA_COLUMNS} FROM data WHERE direction = 'out' AND "  # noqa: S608
-        "(role = ? OR path = ? OR path LIKE ? ESCAPE '\\') ORDER BY seq DESC LIMIT 1",
-        (ref, ref, "%/" + _like(ref)),
-    )
-    if rows:
-        return _data_node_id(rows[0])
-    rows = index.query(
-        "SELECT model FROM models WHERE name = ? ORDER BY seq DESC LIMIT 1", (ref,)
-    )
-    return f"model:{rows[0][0]}" if rows else None
-
-
-def _like(text: str) -> str:
-    return re.sub(r"([\\%_])", r"\\\1", text)
-
-
-def _by_run(index: Index, ref: str) -> str | None:
-    from mltrail.query import resolve_run
-
-    try:
-        return f"run:{resolve_run(index, ref)}"
-    except InputError:
-        return None
-
-
-def node_for_path(index: Index, path: Path) -> str:
-    """The node of a file or folder on disk, found by its content.
-
-    Raises:
-        InputError: the ledger has never seen this content.
-    """
-    from mltrail.capture.data import capture_file_entries, hash_file
-    from mltrail.core.manifest import compute_manifest
-
-    if path.is_file():
-        _, sha = hash_file(path)
-        if index.query("SELECT 1 FROM data WHERE sha256 = ? LIMIT 1", (sha,)):
-            model = index.query(
-                "SELECT model FROM data WHERE sha256 = ? AND model IS NOT NULL LIMIT 1",
-                (sha,),
-            )
-            return f"model:{model[0][0]}" if model else f"file:{sha}"
-        if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
-            return f"file:{sha}"
-        raise InputError(
-            f"the ledger has no record of {path} (sha256 {sha[:16]}...)",
-            hint="was it changed since it was recorded? `mltrail data hash` shows its hash",
-        )
-    manifest = compute_manifest(capture_file_entries(path))
-    rows = index.query(
-        "SELECT model FROM data WHERE dataset = ? ORDER BY model IS NULL LIMIT 1",
-        (manifest.dataset_id,),
-    )
-    if not rows:
-        raise InputError(
-            f"the ledger has no record of {path} (dataset {manifest.dataset_id[:16]}...)",
-            hint="was it changed since it was recorded? `mltrail data hash` shows its id",
-        )
-    return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"

@@ -11,12 +11,12 @@ import click
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
 from mltrail.index import open_index
-from mltrail.trace import build_lineage, resolve_node
+from mltrail.refs import resolve_node
+from mltrail.trace import build_lineage, explain
 
 if TYPE_CHECKING:
     from mltrail.core.lineage import LineageGraph
     from mltrail.home import Home
-    from mltrail.index import Index
 
 __all__ = ["lineage", "trace"]
 
@@ -113,61 +113,13 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
         index = open_index(home)
         start = resolve_node(index, model, cwd=Path.cwd())
         graph = build_lineage(index, start, upstream=True)
-        answer = _answer(home, index, start, graph)
+        answer = explain(home, index, start, graph)
     finally:
         home.close()
     if as_json:
         emit_json(answer)
         return
     _print_answer(answer, graph)
-
-
-def _answer(
-    home: Home, index: Index, start: str, graph: LineageGraph
-) -> dict[str, Any]:
-    from mltrail.query import load_run
-
-    producers = [p for p in graph.parents(start) if graph.nodes[p].type == "run"]
-    runs = []
-    for run_node in producers:
-        view = load_run(home, index, run_node.removeprefix("run:"))
-        runs.append(
-            {
-                "run": view.summary.to_dict(),
-                "params": {k: v for k, (v, _) in sorted(view.params().items())},
-                "data": [
-                    {k: b.get(k) for k in ("role", "dataset", "files", "bytes", "path")}
-                    for b in view.bodies("run.data")
-                ],
-                "code": _pick(view.body("run.code"), ("commit", "branch", "dirty")),
-                "environment": _environment(view.body("run.environment")),
-                "finetune": view.bodies("run.finetune"),
-            }
-        )
-    return {
-        "node": graph.nodes[start].to_dict(),
-        "made_by": runs,
-        "lineage": graph.to_dict(),
-    }
-
-
-def _pick(body: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    return None if body is None else {k: body.get(k) for k in keys}
-
-
-def _environment(body: dict[str, Any] | None) -> dict[str, Any] | None:
-    if body is None:
-        return None
-    packages = body.get("packages") or {}
-    return {
-        "python": (body.get("python") or {}).get("version"),
-        "packages": packages.get("count") if isinstance(packages, dict) else None,
-        "packages_sha256": packages.get("sha256")
-        if isinstance(packages, dict)
-        else None,
-        "container": (body.get("container") or {}).get("image"),
-        "cuda": body.get("cuda"),
-    }
 
 
 def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
