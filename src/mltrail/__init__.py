@@ -33,6 +33,7 @@ from mltrail.errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mltrail.audit import Audit, audit
     from mltrail.auto import autolog
     from mltrail.core.entry import Entry, Record
     from mltrail.core.verify import Problem, VerificationReport
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from mltrail.runs import Run, start_run
 
 __all__ = [
+    "Audit",
     "AuthError",
     "CaptureError",
     "CommandNotFoundError",
@@ -59,6 +61,7 @@ __all__ = [
     "StoreError",
     "VerificationReport",
     "__version__",
+    "audit",
     "autolog",
     "init_home",
     "open_home",
@@ -69,6 +72,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Audit": "mltrail.audit",
+    "audit": "mltrail.audit",
     "autolog": "mltrail.auto",
     "Entry": "mltrail.core.entry",
     "Record": "mltrail.core.entry",
