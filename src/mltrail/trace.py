@@ -294,19 +294,20 @@ def _source_children(index: Index, name: str) -> Iterator[tuple[str, str, Any]]:
     if not rows:
         return
     location = rows[0][0]
-    prints = {p for (p,) in index.query(
-        "SELECT fingerprint FROM source_prints WHERE name = ?", (name,)
-    )}  # fmt: skip
+    folder = location.rstrip("/") + "/"
+    rows = index.query(
+        f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'in' AND ("  # noqa: S608
+        "dataset IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
+        "sha256 IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
+        "path = ? OR (path >= ? AND path < ?)) ORDER BY seq",
+        (name, name, location.rstrip("/"), folder, folder[:-1] + "0"),
+    )
     seen: set[str] = set()
-    for row in index.query(
-        f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'in' ORDER BY seq"  # noqa: S608
-    ):
-        path, dataset, sha = row[2], row[3], row[4]
-        if dataset in prints or sha in prints or (path and _under(path, location)):
-            node_id = data_node_id(row)
-            if node_id not in seen:
-                seen.add(node_id)
-                yield node_id, "snapshot", _data_node(row)
+    for row in rows:
+        node_id = data_node_id(row)
+        if node_id not in seen:
+            seen.add(node_id)
+            yield node_id, "snapshot", _data_node(row)
 
 
 def explain(
