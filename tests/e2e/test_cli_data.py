@@ -180,3 +180,83 @@ def test_run_with_remote_data_over_http(tmp_path, http_root):
     assert body["checksums"] == {"store": 0, "streamed": 1}
     local = mltrail_cmd(home, "data", "hash", str(root / "train.csv"), "--json")
     assert json.loads(local.stdout)[0]["dataset"] == body["dataset"]
+
+
+_BAR_AT_ONCE = (
+    "import mltrail.capture.progress as p; p.PROGRESS_DELAY_S = 0.0; "
+    "from mltrail.cli.main import main; main()"
+)
+
+
+def run_on_a_terminal(home, *args, cwd):
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe), the progress
+    bar's one-second delay removed; return (exit code, stdout, what the terminal got)."""
+    import pty
+
+    env = {**os.environ, "MLTRAIL_HOME": str(home), "COLUMNS": "120"}
+    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
+        env.pop(name, None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BAR_AT_ONCE, *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(slave)
+    screen = bytearray()
+    reader = threading.Thread(target=_drain, args=(master, screen))
+    reader.start()
+    stdout, _ = proc.communicate(timeout=120)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, stdout, bytes(screen)
+
+
+def _drain(fd, into):
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every writer closed
+            return
+        if not chunk:
+            return
+        into += chunk
+
+
+@pytest.mark.parametrize("command", ["run", "step"])
+def test_run_and_step_show_a_hashing_bar_on_a_terminal_only(tmp_path, dataset, command):
+    data_option = ["--data", "train=data"] if command == "run" else ["--in", "data"]
+    out_option = "--output" if command == "run" else "--out"
+    write = "open('out.txt', 'w').write('y' * 100_000); print('hello')"
+    child = [sys.executable, "-c", write]
+    args = [command, *data_option, out_option, "out.txt", "--", *child]
+    code, stdout, screen = run_on_a_terminal(tmp_path / "home", *args, cwd=tmp_path)
+    assert code == 0, screen
+    assert stdout == b"hello\n"  # the command's output alone
+    role = "train" if command == "run" else "input"
+    assert f"hashing {role} {tmp_path / 'data'}".encode() in screen
+    assert b"hashing output " in screen
+    assert b"files" in screen
+    for quiet in ("-q", "--json"):
+        code, stdout, screen = run_on_a_terminal(
+            tmp_path / "home", command, quiet, *args[1:], cwd=tmp_path
+        )
+        assert code == 0, screen
+        assert stdout == b"hello\n"
+        assert b"hashing" not in screen
+    piped = mltrail_cmd(tmp_path / "home", *args, cwd=tmp_path)
+    assert piped.returncode == 0
+    assert b"hashing" not in piped.stderr
+
+
+def test_data_hash_shows_its_bar_on_a_terminal(tmp_path, dataset):
+    code, stdout, screen = run_on_a_terminal(
+        tmp_path / "home", "data", "hash", "data", cwd=tmp_path
+    )
+    assert code == 0, screen
+    assert b"hashing data" in screen
+    assert b"dataset " in screen
+    assert b"hashing" not in stdout

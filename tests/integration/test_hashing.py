@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import hashing
+from mltrail.capture import hash_queue, hashing, progress
 from mltrail.capture.data import capture_file_entries, hash_file
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.hashing import HashProgress, hash_tree
@@ -120,7 +120,9 @@ def test_one_worker_and_many_workers_agree(tree: Path):
 def test_queue_limits_and_lanes_do_not_change_the_result(tree, monkeypatch, limits):
     expected = compute_manifest(hash_tree(tree))
     for name, value in limits.items():
-        monkeypatch.setattr(hashing, name, value)
+        for module in (hashing, hash_queue):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
     assert compute_manifest(hash_tree(tree, workers=2)) == expected
 
 
@@ -364,11 +366,34 @@ def test_non_utf8_names_keep_their_bytes_and_round_trip(tmp_path: Path):
     assert hash_tree(Path(os.fsdecode(raw_root)))[0].raw_path == b"caf\xff.csv"
 
 
+def test_link_targets_that_are_not_utf8_keep_their_bytes(tmp_path: Path):
+    root = os.fsencode(tmp_path)
+    os.symlink(b"caf\xff.csv", os.path.join(root, b"odd"))
+    os.symlink(b"../d\xe9j\xe0/\xff", os.path.join(root, b"l\xff"))
+    os.symlink(b"plain.csv", os.path.join(root, b"plain"))
+    entries = by_path(hash_tree(tmp_path))
+    assert entries["odd"] == FileEntry(
+        "odd", link="caf\\xff.csv", raw_link=b"caf\xff.csv"
+    )
+    assert entries["l\\xff"] == FileEntry(
+        "l\\xff",
+        link="../d\\xe9j\\xe0/\\xff",
+        raw_path=b"l\xff",
+        raw_link=b"../d\xe9j\xe0/\xff",
+    )
+    assert entries["plain"] == FileEntry("plain", link="plain.csv")
+    manifest = compute_manifest(entries.values())
+    assert b'"link_b64":"Y2Fm/y5jc3Y="' in manifest.data
+    assert parse_manifest(manifest.data) == manifest
+    parsed = {e.path: e for e in parse_manifest(manifest.data).entries}
+    assert os.readlink(os.path.join(root, b"odd")) == parsed["odd"].raw_link
+
+
 # -- progress ------------------------------------------------------------------------
 
 
 def test_progress_is_reported_from_the_calling_thread(tree: Path, monkeypatch):
-    monkeypatch.setattr(hashing, "PROGRESS_DELAY_S", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_DELAY_S", 0.0)
     seen: list[tuple[HashProgress, int]] = []
     hash_tree(tree, progress=lambda p: seen.append((p, threading.get_ident())))
     assert seen

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import pytest
 
+from mltrail.capture import columns
 from mltrail.capture import splits as splits_module
 from mltrail.capture.splits import (
     TOP_LABELS,
@@ -366,7 +367,7 @@ def test_label_counts_keep_the_top_values_and_sum_the_rest(tmp_path):
 
 
 def test_label_values_beyond_the_tracking_cap_go_to_other(tmp_path, monkeypatch):
-    monkeypatch.setattr(splits_module, "MAX_TRACKED_LABELS", 5)
+    monkeypatch.setattr(columns, "MAX_TRACKED_LABELS", 5)
     path = write_jsonl(tmp_path / "l.jsonl", [{"y": i % 8} for i in range(16)])
     label = describe_table(path, label="y")["label"]
     assert label["counts"] == {str(i): 2 for i in range(5)}

@@ -103,3 +103,80 @@ def test_manifests_round_trip_and_ids_ignore_input_order(files):
     backward = compute_manifest(list(reversed(entries)))
     assert forward == backward
     assert parse_manifest(forward.data) == forward
+
+
+def test_a_link_target_that_is_not_utf8_keeps_its_bytes():
+    link = FileEntry("l", link="caf\\xff", raw_link=b"caf\xff")
+    manifest = compute_manifest([link, FileEntry("a", 1, H)])
+    assert manifest.data.splitlines()[1] == (
+        b'{"link":"caf\\\\xff","link_b64":"Y2Fm/w==","path":"l"}'
+    )
+    assert parse_manifest(manifest.data).entries[1] == link
+    assert link.to_dict()["link_b64"] == "Y2Fm/w=="
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FileEntry("l", link="caf", raw_link=b"caf"),  # UTF-8: no raw bytes
+        lambda: FileEntry("l", link="other", raw_link=b"caf\xff"),  # not its bytes
+        lambda: FileEntry("f", 1, H, raw_link=b"caf\xff"),  # only links have one
+        lambda: FileEntry("caf", 1, H, raw_path=b"caf"),
+        lambda: FileEntry("x", 1, H, raw_path=b"caf\xff"),
+        lambda: FileEntry("l", link="caf\\xff", raw_link="caf\xff"),  # not bytes
+    ],
+)
+def test_raw_bytes_must_be_needed_and_shown(make):
+    with pytest.raises(SchemaError):
+        make()
+
+
+LINK = '{"link":"caf\\\\xff","link_b64":"%s","path":"l"}\n'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        (LINK % "Y2Fm/w").encode(),  # padding missing
+        (LINK % "Y2Fm/w=\n=").encode(),  # not base64
+        (LINK % "Y2Fm").encode(),  # UTF-8 bytes
+        (LINK % "ZG9n/w==").encode(),  # bytes that link does not show
+        f'{{"link_b64":"Y2Fm/w==","path":"a","sha256":"{H}","size":1}}\n'.encode(),
+        b'{"dir":true,"link_b64":"Y2Fm/w==","path":"a"}\n',
+        b'{"link":"caf\\\\xff","link_b64":1,"path":"l"}\n',
+    ],
+)
+def test_link_b64_is_parsed_strictly(data):
+    with pytest.raises(SchemaError):
+        parse_manifest(data)
+
+
+TEXT = st.text(
+    alphabet=st.characters(blacklist_characters="/", blacklist_categories=("Cs",)),
+    min_size=1,
+)
+
+
+@given(st.lists(TEXT.filter(lambda n: n not in (".", "..")), min_size=1, max_size=3))
+def test_fast_file_lines_are_the_canonical_lines(parts):
+    from mltrail.core.canonical import canonical_bytes
+
+    entry = FileEntry("/".join(parts), 2**53 - 1, H)
+    assert entry.to_line() == canonical_bytes(entry.to_dict())
+
+
+def test_known_files_equal_checked_ones():
+    known = FileEntry.known_file("a/caf\\xff", 3, H, b"a/caf\xff")
+    assert known == FileEntry("a/caf\\xff", 3, H, raw_path=b"a/caf\xff")
+    assert (
+        known.to_line()
+        == FileEntry("a/caf\\xff", 3, H, raw_path=b"a/caf\xff").to_line()
+    )
+
+
+@pytest.mark.parametrize("n", [*range(40), 63, 64, 65, 127, 1000])
+def test_the_dataset_id_is_the_rfc9162_root_for_every_size(n):
+    entries = [FileEntry(f"f{i:04d}", i, H) for i in range(n)]
+    manifest = compute_manifest(entries)
+    leaves = [hash_leaf(line) for line in manifest.data.splitlines()]
+    assert manifest.dataset_id == compute_root(leaves).hex()

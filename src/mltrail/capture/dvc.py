@@ -22,25 +22,21 @@ What DVC hashes (checked against dvc-data 3.x, ``dvc_data/hashfile/hash.py`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from mltrail.capture.dvc_md5 import dvc_md5
 from mltrail.errors import CaptureError, InputError
 
 __all__ = ["dvc_md5", "find_dvc_hashes"]
 
-_CHUNK = 1 << 20  # dvc-data fobj_md5 chunk size
-_TEXT_PROBE = 512  # dvc-data istextfile DEFAULT_CHUNK_SIZE
-_TEXT_CHARS = bytes(range(32, 127)) + b"\n\r\t\f\b"
 _MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _FILE_MD5 = re.compile(r"[0-9a-f]{32}")
 _LEGACY = "md5-dos2unix"
 _FIX_HINT = "fix the file or regenerate it with dvc (dvc add / dvc repro)"
-_SKIP_DIRS = frozenset({".git", ".hg", ".dvc"})
 
 # (the record returned, the output it came from, the .dvc or dvc.lock file)
 _Found = tuple[dict[str, Any], dict[str, Any], Path]
@@ -79,75 +75,6 @@ def find_dvc_hashes(path: Path) -> dict[str, Any] | None:
     if files is not None:
         record["files"] = files
     return record
-
-
-def dvc_md5(path: Path, *, legacy: bool = False) -> str:
-    """DVC's md5 of a file (``<hex>``) or folder (``<hex>.dir``), to match a DVC record.
-
-    Args:
-        path: a local file or folder. Folders are walked like DVC does (symbolic
-            links to files followed, ``.git``/``.hg``/``.dvc`` folders skipped, empty
-            folders ignored) but ``.dvcignore`` patterns are not applied.
-        legacy: hash like DVC 2 (``md5-dos2unix``: CRLF normalised in text chunks),
-            for records without ``hash: md5``.
-
-    Raises:
-        CaptureError: ``path`` does not exist or cannot be read.
-    """
-    if path.is_dir():
-        return _dir_md5(path, legacy=legacy)
-    return _file_md5(path, legacy=legacy)
-
-
-# --- md5 -------------------------------------------------------------------------
-
-
-def _file_md5(path: Path, *, legacy: bool) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                if legacy and _is_text(chunk[:_TEXT_PROBE]):
-                    chunk = chunk.replace(b"\r\n", b"\n")
-                digest.update(chunk)
-    except OSError as e:
-        raise CaptureError(
-            f"cannot read {path}: {e.strerror or e}",
-            hint="check the path and its permissions",
-        ) from e
-    return digest.hexdigest()
-
-
-def _is_text(block: bytes) -> bool:
-    if not block:
-        return True
-    if b"\x00" in block:
-        return False
-    return len(block.translate(None, _TEXT_CHARS)) / len(block) <= 0.30
-
-
-def _dir_md5(folder: Path, *, legacy: bool) -> str:
-    listing = [
-        {"md5": _file_md5(file, legacy=legacy), "relpath": rel}
-        for rel, file in _walk(folder)
-    ]
-    listing.sort(key=lambda item: item["relpath"])
-    data = json.dumps(listing, sort_keys=True).encode("utf-8")
-    return hashlib.md5(data, usedforsecurity=False).hexdigest() + ".dir"
-
-
-def _walk(folder: Path) -> list[tuple[str, Path]]:
-    def fail(error: OSError) -> None:
-        raise CaptureError(f"cannot list {error.filename}: {error.strerror}")
-
-    found = []
-    for here, dirs, files in os.walk(folder, onerror=fail):
-        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
-        for name in files:
-            file = Path(here, name)
-            if file.is_file():
-                found.append((file.relative_to(folder).as_posix(), file))
-    return found
 
 
 # --- locating records ----------------------------------------------------------------

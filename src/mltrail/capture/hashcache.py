@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 import sqlite3
 import struct
@@ -63,7 +62,6 @@ LOOKUP_CHUNK = 500
 _KEY = struct.Struct("<QQQqq")
 _HEX = re.compile("[0-9a-f]*").fullmatch
 _T = TypeVar("_T")
-_log = logging.getLogger("mltrail.capture")
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -77,6 +75,13 @@ _LOOKUP = (
     " WHERE folder IN (SELECT value FROM json_each(?))"
 )
 _SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a warning on ``mltrail.capture`` (logging is loaded only when needed)."""
+    import logging
+
+    logging.getLogger("mltrail.capture").warning(message, *args)
 
 
 class _StaleCacheError(Exception):
@@ -217,14 +222,12 @@ class HashCache:
             if corrupt or isinstance(e, _StaleCacheError):
                 self._recreate(e)
             else:
-                _log.warning("hash cache %s turned off: %s", self.path, e)
+                _warn("hash cache %s turned off: %s", self.path, e)
             return fallback
 
     def _recreate(self, error: Exception) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
-        _log.warning(
-            "hash cache %s is corrupt (%s): moved to %s", self.path, error, aside
-        )
+        _warn("hash cache %s is corrupt (%s): moved to %s", self.path, error, aside)
         try:
             self.path.replace(aside)
             for suffix in ("-wal", "-shm"):
@@ -232,7 +235,7 @@ class HashCache:
             self._open()
         except (sqlite3.Error, OSError) as e:
             self._close_quietly()
-            _log.warning("hash cache %s turned off: %s", self.path, e)
+            _warn("hash cache %s turned off: %s", self.path, e)
 
     def _close_quietly(self) -> None:
         if self._db is not None:

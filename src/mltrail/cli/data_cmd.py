@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from mltrail.cli.output import emit_json, err_console, json_option
+from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.config import resolve_home
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from mltrail.capture.hashing import HashProgress
+    from mltrail.capture.progress import ProgressCallback
     from mltrail.cli.state import AppState
-    from mltrail.core.manifest import DatasetManifest, FileEntry
+    from mltrail.core.manifest import DatasetManifest
 
 __all__ = ["data"]
+
+# As mltrail.cli.output's json_option: not imported from there, because that module
+# loads rich and the ledger, which `mltrail data hash` does not need (start-up time
+# is most of the time of re-hashing an unchanged dataset).
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print machine-readable JSON instead of text.",
+)
 
 
 @click.group()
@@ -43,83 +51,67 @@ def _sum_line(digest: str, name: bytes) -> bytes:
     return digest.encode() + b"  " + name + b"\n"
 
 
-def _display(root: str, entry: FileEntry, is_file_root: bool) -> bytes:
+def _sum_lines(root: str, manifest: DatasetManifest, is_file_root: bool) -> bytes:
+    """The sha256sum lines of the files of ``manifest``, named as under ``root``."""
     if is_file_root:
-        return os.fsencode(root)
-    name = entry.raw_path if entry.raw_path is not None else entry.path.encode()
-    if root in (".", ""):
-        return name
-    return os.fsencode(root.rstrip("/")) + b"/" + name
+        (entry,) = manifest.entries
+        return _sum_line(entry.sha256 or "", os.fsencode(root))
+    prefix = "" if root in (".", "") else root.rstrip("/") + "/"
+    raw_prefix = os.fsencode(prefix)
+    if (
+        "\\" in prefix
+        or "\n" in prefix
+        or raw_prefix != prefix.encode("utf-8", "replace")  # not UTF-8
+        or any(e.raw_path is not None for e in manifest.entries)
+    ):
+        return _sum_lines_bytes(raw_prefix, manifest)
+    lines = []  # the common case: text names, joined and encoded once
+    for entry in manifest.entries:
+        sha, path = entry.sha256, entry.path
+        if sha is None:  # links and folders are not printed
+            continue
+        if "\\" in path or "\n" in path:
+            lines.append(_sum_line(sha, (prefix + path).encode()).decode())
+        else:
+            lines.append(f"{sha}  {prefix}{path}\n")
+    return "".join(lines).encode()
 
 
-class _Bar:
-    """A progress bar on stderr that appears only when hashing takes over a second."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.start = time.monotonic()
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __call__(self, p: HashProgress) -> None:
-        if self.progress is None:
-            if time.monotonic() - self.start < 1.0 or not err_console.is_terminal:
-                return
-            self._open()
-        self.progress.update(
-            self.task,
-            completed=p.bytes_done,
-            total=p.bytes_total,
-            files=f"{p.files_done:,}"
-            + (f"/{p.files_total:,}" if p.files_total else ""),
-        )
-
-    def _open(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[files]} files"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.task = self.progress.add_task(self.label, total=None, files="0")
-        self.progress.start()
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _sum_lines_bytes(prefix: bytes, manifest: DatasetManifest) -> bytes:
+    lines = []
+    for entry in manifest.entries:
+        if entry.sha256 is not None:
+            raw = entry.raw_path
+            name = prefix + (entry.path.encode() if raw is None else raw)
+            lines.append(_sum_line(entry.sha256, name))
+    return b"".join(lines)
 
 
 def _hash_one(
     path: str, cache: Any, follow_links: bool
 ) -> tuple[DatasetManifest, bool]:
     from mltrail.capture.data import capture_file_entries
-    from mltrail.capture.remote import hash_remote, is_remote
+    from mltrail.capture.urls import is_remote
     from mltrail.core.manifest import compute_manifest
 
-    if is_remote(path):
-        return compute_manifest(hash_remote(path).entries), False
-    bar = _Bar(f"hashing {path}")
-    progress: Callable[[HashProgress], None] = bar
-    try:
+    factory = hash_bar_factory()
+    bar = factory(f"hashing {path}") if factory else contextlib.nullcontext(None)
+    with bar as progress:
+        if is_remote(path):
+            return _hash_remote(path, progress), False
         entries = capture_file_entries(
             Path(path), cache=cache, progress=progress, follow_links=follow_links
         )
-    finally:
-        bar.close()
     return compute_manifest(entries), Path(path).is_file()
+
+
+def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifest:
+    from mltrail.capture.progress import count_progress
+    from mltrail.capture.remote import hash_remote
+    from mltrail.core.manifest import compute_manifest
+
+    listing = hash_remote(path, progress=count_progress(progress))
+    return compute_manifest(listing.entries)
 
 
 def _open_cache(ctx: click.Context, enabled: bool) -> Any:
@@ -182,6 +174,8 @@ def hash_cmd(
     if manifest_out is not None:
         manifest_out.write_bytes(results[0][1].data)
     if as_json:
+        from mltrail.cli.output import emit_json
+
         emit_json([_as_json(path, m) for path, m, _ in results])
         return
     _print_sums(results)
@@ -200,9 +194,7 @@ def _as_json(path: str, manifest: DatasetManifest) -> dict[str, Any]:
 def _print_sums(results: list[tuple[str, DatasetManifest, bool]]) -> None:
     out = sys.stdout.buffer
     for path, manifest, is_file in results:
-        for entry in manifest.entries:
-            if entry.is_file and entry.sha256 is not None:
-                out.write(_sum_line(entry.sha256, _display(path, entry, is_file)))
+        out.write(_sum_lines(path, manifest, is_file))
         click.echo(
             f"dataset {manifest.dataset_id}  {path}: {manifest.file_count:,} files, "
             f"{manifest.total_bytes:,} bytes",
@@ -244,6 +236,7 @@ def describe(splits: tuple[str, ...], label: str | None, as_json: bool) -> int:
       mltrail data describe data/*.parquet --json
     """
     from mltrail.capture.splits import describe_splits
+    from mltrail.cli.output import emit_json
 
     report = describe_splits(_parse_splits(splits), label=label)
     if as_json:
@@ -256,7 +249,7 @@ def describe(splits: tuple[str, ...], label: str | None, as_json: bool) -> int:
 def _print_report(report: dict[str, Any], label: str | None) -> None:
     from rich.table import Table
 
-    from mltrail.cli.output import console
+    from mltrail.cli.output import console, err_console
 
     table = Table(box=None, pad_edge=False)
     for column in ("split", "format", "rows", "columns", "label distribution"):

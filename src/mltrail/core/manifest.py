@@ -4,7 +4,8 @@ A manifest is one line per entry, sorted by path (the order of the paths' bytes:
 code-point order for UTF-8 names), each line the RFC 8785 canonical JSON object
 ``{"path": "train/a.csv", "sha256": "<hex>", "size": 1234}`` followed by ``\\n``
 (a symbolic link is ``{"link": "<target>", "path": ...}``, an empty folder
-``{"dir": true, "path": ...}``; a name that is not UTF-8 adds ``path_b64``).
+``{"dir": true, "path": ...}``; a name that is not UTF-8 adds ``path_b64``, a link
+target that is not UTF-8 ``link_b64``).
 The dataset id is the RFC 9162 Merkle root over those lines (leaf i hashes line i
 without its newline), so two copies of the same files get the same id wherever they
 live, and one file's inclusion in a dataset can be proved with a short proof::
@@ -20,14 +21,15 @@ live, and one file's inclusion in a dataset can be proved with a short proof::
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from itertools import pairwise
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import canonical_bytes
-from mltrail.core.codec import parse_json
-from mltrail.core.merkle import compute_root, hash_leaf
+from mltrail.core.merkle import EMPTY_ROOT
 from mltrail.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ __all__ = [
 MANIFEST_MEDIA_TYPE = "application/x-mltrail-manifest+jsonl"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_SIZE = 2**53 - 1
+# a string RFC 8785 writes as it is, between quotes: no quote, backslash, control
+# character or lone surrogate (those are escaped)
+_VERBATIM = re.compile(r'[^"\\\x00-\x1f\ud800-\udfff]*').fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,7 @@ class FileEntry:
     link (``link``: its target as ``readlink`` gives it), not followed. An empty
     folder is recorded with ``is_dir`` so that it is not silently lost. A name that
     is not valid UTF-8 keeps its raw bytes in ``raw_path`` (``path`` then shows it
-    with backslash escapes).
+    with ``\\xNN`` escapes); so does a link target in ``raw_link`` (and ``link``).
     """
 
     path: str
@@ -63,17 +68,42 @@ class FileEntry:
     link: str | None = None
     is_dir: bool = False
     raw_path: bytes | None = None
+    raw_link: bytes | None = None
 
     def __post_init__(self) -> None:
         _check_path(self.path)
         if sum((self.sha256 is not None, self.link is not None, self.is_dir)) != 1:
             raise SchemaError(f"{self.path!r}: an entry is one of file, link or folder")
+        _check_raw(self.path, self.raw_path, "path")
+        if self.raw_link is not None:
+            _check_raw(self.link, self.raw_link, f"link {self.path!r}")
         if not 0 <= self.size <= _MAX_SIZE or isinstance(self.size, bool):
             raise SchemaError(f"bad size for {self.path!r}: {self.size!r}")
         if self.sha256 is not None and not _HEX64.fullmatch(self.sha256):
             raise SchemaError(f"bad sha256 for {self.path!r}: {self.sha256!r}")
         if self.sha256 is None and self.size:
             raise SchemaError(f"{self.path!r}: only files have a size")
+
+    @classmethod
+    def known_file(
+        cls, path: str, size: int, sha256: str, raw_path: bytes | None = None
+    ) -> FileEntry:
+        """A regular file's entry, built without the checks of the constructor.
+
+        Only for values that are right by construction: a relative path made of
+        names a folder listing gave, a size from ``stat``, a SHA-256 hex digest
+        from ``hashlib`` or from a hash cache that checked it. It is several times
+        cheaper, which matters when a million unchanged files are listed.
+        """
+        entry = _new_entry(cls)
+        _set_path(entry, path)
+        _set_size(entry, size)
+        _set_sha256(entry, sha256)
+        _set_link(entry, None)
+        _set_is_dir(entry, False)
+        _set_raw_path(entry, raw_path)
+        _set_raw_link(entry, None)
+        return entry
 
     @property
     def is_file(self) -> bool:
@@ -96,11 +126,43 @@ class FileEntry:
             line["dir"] = True
         if self.raw_path is not None:
             line["path_b64"] = base64.b64encode(self.raw_path).decode()
+        if self.raw_link is not None:
+            line["link_b64"] = base64.b64encode(self.raw_link).decode()
         return line
 
     def to_line(self) -> bytes:
         """The canonical JSON line (without newline) hashed as this entry's leaf."""
+        path = self.path
+        if self.sha256 is not None and self.raw_path is None and _VERBATIM(path):
+            # what canonical_bytes gives, written directly (ten times faster)
+            sha, size = self.sha256, self.size
+            return f'{{"path":"{path}","sha256":"{sha}","size":{size}}}'.encode()
         return canonical_bytes(self.to_dict())
+
+
+_new_entry = object.__new__
+_set_path = FileEntry.path.__set__  # type: ignore[attr-defined]
+_set_size = FileEntry.size.__set__  # type: ignore[attr-defined]
+_set_sha256 = FileEntry.sha256.__set__  # type: ignore[attr-defined]
+_set_link = FileEntry.link.__set__  # type: ignore[attr-defined]
+_set_is_dir = FileEntry.is_dir.__set__  # type: ignore[attr-defined]
+_set_raw_path = FileEntry.raw_path.__set__  # type: ignore[attr-defined]
+_set_raw_link = FileEntry.raw_link.__set__  # type: ignore[attr-defined]
+
+
+def _check_raw(shown: str | None, raw: bytes | None, what: str) -> None:
+    """``raw`` bytes are kept only when not UTF-8, and ``shown`` must escape them."""
+    if raw is None:
+        return
+    if not isinstance(raw, bytes):
+        raise SchemaError(f"raw {what} must be bytes: {raw!r}")
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        if shown == raw.decode("utf-8", "backslashreplace"):
+            return
+        raise SchemaError(f"{what} {shown!r} does not show its raw bytes") from None
+    raise SchemaError(f"raw {what} is UTF-8: give it as text only")
 
 
 def _check_path(path: str) -> None:
@@ -136,14 +198,38 @@ def compute_manifest(entries: Iterable[FileEntry]) -> DatasetManifest:
     Raises:
         SchemaError: two entries share a path.
     """
-    ordered = tuple(sorted(entries, key=lambda e: e.sort_key))
-    for before, after in pairwise(ordered):
-        if before.sort_key == after.sort_key:
-            raise SchemaError(f"manifest lists {before.path!r} twice")
+    entries = list(entries)
+    if any(e.raw_path is not None for e in entries):
+        keyed = [(e.sort_key, e) for e in entries]
+    else:  # code-point order of str is the order of their UTF-8 bytes
+        keyed = [(e.path, e) for e in entries]
+    keyed.sort(key=itemgetter(0))
+    for (key, entry), (after, _) in pairwise(keyed):
+        if key == after:
+            raise SchemaError(f"manifest lists {entry.path!r} twice")
+    ordered = tuple(entry for _, entry in keyed)
     lines = [e.to_line() for e in ordered]
-    root = compute_root([hash_leaf(line) for line in lines])
-    data = b"".join(line + b"\n" for line in lines)
-    return DatasetManifest(ordered, data, root.hex())
+    lines.append(b"")  # the newline after the last line
+    data = b"\n".join(lines)
+    del lines[-1]
+    return DatasetManifest(ordered, data, _merkle_root(lines).hex())
+
+
+def _merkle_root(lines: list[bytes]) -> bytes:
+    """The RFC 9162 root over ``lines`` as leaves: what
+    ``compute_root([hash_leaf(line) for line in lines])`` gives, computed a level
+    at a time (pairs hashed, an odd last node carried up unchanged), which makes
+    the same left-balanced tree with half the Python calls per leaf."""
+    sha256 = hashlib.sha256
+    level = [sha256(b"\x00" + line).digest() for line in lines]
+    if not level:
+        return EMPTY_ROOT
+    while len(level) > 1:
+        carry = level[-1:] if len(level) % 2 else []
+        pairs = zip(level[0::2], level[1::2], strict=False)  # the odd last one: carry
+        level = [sha256(b"\x01" + left + right).digest() for left, right in pairs]
+        level += carry
+    return level[0]
 
 
 def parse_manifest(data: bytes) -> DatasetManifest:
@@ -169,11 +255,15 @@ _LINE_SHAPES = (
 
 
 def _parse_line(n: int, line: bytes) -> FileEntry:
+    from mltrail.core.codec import parse_json  # not at import: it loads much
+
     value = parse_json(line)
     if not isinstance(value, dict):
         raise SchemaError(f"manifest line {n + 1}: not an object")
     raw = value.pop("path_b64", None)
-    if set(value) not in _LINE_SHAPES:
+    raw_link = value.pop("link_b64", None)
+    shape = set(value)
+    if shape not in _LINE_SHAPES or (raw_link is not None and "link" not in shape):
         raise SchemaError(f"manifest line {n + 1}: unexpected members {sorted(value)}")
     try:
         return FileEntry(
@@ -182,7 +272,20 @@ def _parse_line(n: int, line: bytes) -> FileEntry:
             value.get("sha256"),
             link=value.get("link"),
             is_dir=value.get("dir") is True,
-            raw_path=None if raw is None else base64.b64decode(raw, validate=True),
+            raw_path=_b64(raw),
+            raw_link=_b64(raw_link),
         )
     except (TypeError, ValueError, AttributeError) as e:
         raise SchemaError(f"manifest line {n + 1}: {e}") from e
+
+
+def _b64(value: object) -> bytes | None:
+    """Strict base64 (canonical padding, no other characters), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"base64 must be a string, not {value!r}")
+    raw = base64.b64decode(value, validate=True)
+    if base64.b64encode(raw).decode() != value:
+        raise ValueError(f"not canonical base64: {value!r}")
+    return raw
