@@ -195,12 +195,16 @@ def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @flags.command("clear")
 @click.argument("model", metavar="MODEL")
 @click.option("--note", required=True, help="What the review found.")
+@json_option
 @click.pass_context
-def clear(ctx: click.Context, model: str, note: str) -> None:
+def clear(ctx: click.Context, model: str, note: str, as_json: bool) -> None:
     """Record that a flagged MODEL was reviewed (its flags are cleared)."""
     home = open_from(ctx, writable=True)
     try:
         node = clear_flag(home, open_index(home), model, note=note, cwd=Path.cwd())
     finally:
         home.close()
+    if as_json:
+        emit_json({"model": node, "status": "cleared", "note": note})
+        return
     console.print(f"{node}: flag cleared", markup=False)
