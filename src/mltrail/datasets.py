@@ -9,6 +9,7 @@ asked, split statistics of tabular data and the rows shared between splits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from mltrail.capture.blob import Blob
 from mltrail.capture.data import capture_file_entries
 from mltrail.capture.dvc import find_dvc_hashes
+from mltrail.capture.fingerprint import capture_model_fields
+from mltrail.capture.progress import count_progress
 from mltrail.capture.remote import hash_remote, is_remote
 from mltrail.capture.splits import describe_table, find_overlaps
 from mltrail.capture.tables import detect_format, table_files
@@ -24,8 +27,10 @@ from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from contextlib import AbstractContextManager
 
     from mltrail.capture.hashcache import HashCache
+    from mltrail.capture.progress import ProgressCallback, ProgressFactory
 
 __all__ = [
     "DataSpec",
@@ -90,17 +95,23 @@ def dataset_body(
     cache: HashCache | None = None,
     describe: bool = False,
     label: str | None = None,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """The ``run.data`` body of a local file or folder, or of a remote URL.
+
+    ``progress`` (a progress bar, say) is told how the hashing goes.
 
     Raises:
         InputError: a path or URL is missing, or a table cannot be described.
         CaptureError: something under it cannot be read.
     """
     if isinstance(location, str) and is_remote(location):
-        return _remote_body(role, location)
+        with _hashing(progress, f"hashing {role} {location}") as callback:
+            return _remote_body(role, location, callback)
     path = Path(location)
-    manifest = compute_manifest(capture_file_entries(path, cache=cache))
+    with _hashing(progress, f"hashing {role} {path}") as callback:
+        entries = capture_file_entries(path, cache=cache, progress=callback)
+    manifest = compute_manifest(entries)
     body: dict[str, Any] = {
         "role": role,
         "path": str(path),
@@ -117,8 +128,16 @@ def dataset_body(
     return body
 
 
-def _remote_body(role: str, url: str) -> dict[str, Any]:
-    listing = hash_remote(url)
+def _hashing(
+    progress: ProgressFactory | None, label: str
+) -> AbstractContextManager[ProgressCallback | None]:
+    return progress(label) if progress is not None else contextlib.nullcontext()
+
+
+def _remote_body(
+    role: str, url: str, progress: ProgressCallback | None
+) -> dict[str, Any]:
+    listing = hash_remote(url, progress=count_progress(progress))
     manifest = compute_manifest(listing.entries)
     sources = list(listing.checksum_source.values())
     return {
@@ -166,7 +185,11 @@ def add_overlaps(bodies: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def artifact_body(
-    path: Path, name: str | None = None, *, cache: HashCache | None = None
+    path: Path,
+    name: str | None = None,
+    *,
+    cache: HashCache | None = None,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """The ``run.artifact`` body of an output: a file, a folder, or missing."""
     body: dict[str, Any] = {"path": str(path), "exists": path.exists()}
@@ -174,10 +197,11 @@ def artifact_body(
         body["name"] = name
     if not body["exists"]:
         return body
-    entries = capture_file_entries(path, cache=cache)
+    with _hashing(progress, f"hashing output {path}") as callback:
+        entries = capture_file_entries(path, cache=cache, progress=callback)
     if path.is_file():
         body.update(type="file", size=entries[0].size, sha256=entries[0].sha256)
-        return body
+        return body | capture_model_fields(path)
     manifest = compute_manifest(entries)
     body.update(
         type="directory",
@@ -186,7 +210,7 @@ def artifact_body(
         bytes=manifest.total_bytes,
         manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
     )
-    return body
+    return body | capture_model_fields(path)
 
 
 _LINK_KEYS = ("path", "type", "dataset", "files", "bytes", "manifest", "sha256", "size")

@@ -239,6 +239,34 @@ class Run:
             self._writer.write([("run.artifact", body)])
         return {k: v for k, v in body.items() if k != "manifest"}
 
+    def log_finetune(
+        self,
+        *,
+        base: str | Path | None = None,
+        adapter: str | Path | None = None,
+        model: str | Path | None = None,
+        top: int = 10,
+    ) -> dict[str, Any]:
+        """Record a fine-tune (``run.finetune``): the ``base`` checkpoint's model id,
+        a PEFT ``adapter`` folder's settings and effective rank, the fine-tuned or
+        merged ``model``, and the weight delta against the base. Returns the body
+        without its blobs (``body["model"]["model"]`` is the fine-tuned model's id).
+
+        Raises:
+            InputError: a path holds no readable checkpoint (nothing recorded).
+        """
+        from mltrail.finetune import finetune_body, without_blobs
+
+        body = finetune_body(
+            base=_opt_path(base),
+            adapter=_opt_path(adapter),
+            model=_opt_path(model),
+            top=top,
+        )
+        if self.records_run_level:
+            self._writer.write([("run.finetune", body)])
+        return without_blobs(body)
+
     def log_step(
         self,
         name: str,
@@ -327,6 +355,10 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, joined={self.joined})"
+
+
+def _opt_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def open_or_create_home(home: str | Path | None, env: Mapping[str, str]) -> Home:

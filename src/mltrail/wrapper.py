@@ -38,6 +38,7 @@ from mltrail.datasets import (
     step_body,
 )
 from mltrail.errors import ConfigError, InputError
+from mltrail.finetune import ScannedModel, finetune_body, scan_model
 from mltrail.recorder import (
     HOME_ENV,
     RUN_ID_ENV,
@@ -56,9 +57,10 @@ if TYPE_CHECKING:
 
     from mltrail.capture.params import ConfigFile
     from mltrail.capture.process import StreamCapture
+    from mltrail.capture.progress import ProgressFactory
     from mltrail.home import Home
 
-__all__ = ["StepSpec", "WrapOptions", "WrapResult", "record_command"]
+__all__ = ["FinetuneSpec", "StepSpec", "WrapOptions", "WrapResult", "record_command"]
 
 _PYTHON = re.compile(r"python[0-9.]*$")
 
@@ -85,6 +87,21 @@ class WrapOptions:
     step: StepSpec | None = None
     describe: bool = False
     label: str | None = None
+    progress: ProgressFactory | None = None
+    """Shows how hashing goes (a progress bar): inputs before the command, outputs
+    after it, never while it runs."""
+    finetune: FinetuneSpec | None = None
+    """A fine-tune: base model (fingerprinted before the command runs), adapter and
+    fine-tuned model (after it), recorded as ``run.finetune``."""
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """What ``mltrail run --base-model/--adapter/--model-out`` named."""
+
+    base: Path | None = None
+    adapter: Path | None = None
+    model: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +279,7 @@ def _start_entries(
             cache=cache,
             describe=options.describe,
             label=options.label,
+            progress=options.progress,
         )
         for role, location in plan.data
     ]
@@ -367,10 +385,14 @@ def _record(
     cache = HashCache(default_cache_path(home.path))
     try:
         start = _start_entries(plan, options, cwd, env, rank, cache, warnings)
+        base = _scan_base(options, cwd)
         started = writer.write(start)
         result = _run_child(plan, options, cwd, _child_env(env, home, run_id), writer)
         outputs = [
-            ("run.artifact", artifact_body(_at(cwd, p), cache=cache))
+            (
+                "run.artifact",
+                artifact_body(_at(cwd, p), cache=cache, progress=options.progress),
+            )
             for p in options.outputs
         ]
     finally:
@@ -389,7 +411,8 @@ def _record(
             outputs=[body for _, body in outputs],
         )
         step = [("run.step", body)]
-    ended = writer.write([*outputs, *step, ("run.ended", _ended_body(result))])
+    tune = _finetune_entries(options, cwd, base, warnings)
+    ended = writer.write([*outputs, *tune, *step, ("run.ended", _ended_body(result))])
     checkpoint = home.checkpoint()
     return WrapResult(
         run_id,
@@ -400,6 +423,39 @@ def _record(
         closed,
         warnings,
     )
+
+
+def _scan_base(options: WrapOptions, cwd: Path) -> ScannedModel | None:
+    """The base model's fingerprint, taken before the command can change it."""
+    spec = options.finetune
+    if spec is None or spec.base is None:
+        return None
+    return scan_model(_at(cwd, spec.base), what="base", progress=options.progress)
+
+
+def _finetune_entries(
+    options: WrapOptions, cwd: Path, base: ScannedModel | None, warnings: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``run.finetune`` entry, after the command wrote the adapter or model.
+
+    An adapter or model that cannot be read then (the command failed, say) does
+    not lose the run: the entry keeps the base and says what went wrong.
+    """
+    spec = options.finetune
+    if spec is None:
+        return []
+    adapter = _at(cwd, spec.adapter) if spec.adapter else None
+    model = _at(cwd, spec.model) if spec.model else None
+    try:
+        body = finetune_body(
+            base=base, adapter=adapter, model=model, progress=options.progress
+        )
+    except InputError as e:
+        warnings.append(f"fine-tune not fully recorded: {e}")
+        if base is None:
+            return []
+        body = {"base": base.part, "error": str(e)}
+    return [("run.finetune", body)]
 
 
 def _run_child(

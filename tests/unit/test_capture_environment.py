@@ -411,6 +411,8 @@ def fake_torch_site(tmp_path, monkeypatch) -> Path:
         "__version__ = '2.3.0+cu121'\ncuda: Optional[str] = '12.1'\n"
     )
     monkeypatch.syspath_prepend(str(site))
+    # other test modules may have imported the real torch (mltrail[finetune])
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
     return site
 
 
@@ -438,7 +440,10 @@ def test_cuda_is_none_without_nvidia_smi_or_torch(no_tools):
     assert capture_environment(no_tools)["cuda"] is None
 
 
-def test_cuda_from_nvidia_smi_alone(tmp_path):
+def test_cuda_from_nvidia_smi_alone(tmp_path, monkeypatch):
+    # no torch on the path, even where the dev extras installed one
+    kept = [p for p in sys.path if "site-packages" not in p]
+    monkeypatch.setattr(sys, "path", kept)
     env = {"PATH": str(fake_nvidia_smi(tmp_path))}
     assert capture_environment(env)["cuda"] == {
         "driver": "550.54.15",

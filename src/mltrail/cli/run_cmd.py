@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -87,12 +88,21 @@ _config_option = click.option(
 @click.option(
     "--base-model",
     type=click.Path(path_type=Path),
-    help="The model a fine-tune starts from (hashed as a dataset, role base_model).",
+    help="The checkpoint a fine-tune starts from (safetensors file or shards, Hugging "
+    "Face folder, .bin/.pt): its model id is taken before the command runs, and the "
+    "run is recorded as a fine-tune (run.finetune).",
 )
 @click.option(
     "--adapter",
     type=click.Path(path_type=Path),
-    help="An adapter folder the command writes (hashed after it ends).",
+    help="A PEFT adapter folder the command writes: its settings (rank, alpha, "
+    "targets), effective rank and LoRA update norms are recorded after it ends.",
+)
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    help="The fine-tuned (or merged) model the command writes: its model id and "
+    "weight delta against --base-model are recorded after it ends.",
 )
 @click.option(
     "--env",
@@ -128,6 +138,7 @@ def run(
     outputs: tuple[Path, ...],
     base_model: Path | None,
     adapter: Path | None,
+    model_out: Path | None,
     extra_vars: tuple[str, ...],
     log_limit: int,
     force: bool,
@@ -150,15 +161,21 @@ def run(
           --data validation=data/val.csv --config conf.yaml \\
           --output model.pt -- python train.py --config conf.yaml
       mltrail run -- torchrun --nproc-per-node 4 train.py
+      mltrail run --base-model ./base --adapter ./lora --model-out ./merged \\
+          --data train=data/sft.jsonl -- python finetune.py
     """
-    from mltrail.wrapper import WrapOptions
+    from mltrail.wrapper import FinetuneSpec, WrapOptions
 
-    extra_data = [("base_model", str(base_model))] if base_model else []
+    tune = None
+    if base_model or adapter or model_out:
+        tune = FinetuneSpec(base=base_model, adapter=adapter, model=model_out)
+    written = [p for p in (adapter, model_out) if p is not None and p not in outputs]
     options = WrapOptions(
         name=name,
-        data=[*data, *extra_data],
+        data=data,
         configs=configs,
-        outputs=[*outputs, *([adapter] if adapter else [])],
+        outputs=[*outputs, *written],
+        finetune=tune,
         extra_vars=extra_vars,
         log_limit=log_limit,
         force=force,
@@ -178,10 +195,14 @@ def wrap(
 ) -> int:
     """Record ``command`` with ``options`` and return the exit code to leave with."""
     from mltrail.capture.process import exit_like
+    from mltrail.cli.hash_bar import hash_bar_factory
     from mltrail.runs import open_or_create_home
     from mltrail.wrapper import WrapOptions, record_command
 
     assert isinstance(options, WrapOptions)
+    if options.progress is None:
+        bar = hash_bar_factory(quiet=quiet or as_json)
+        options = dataclasses.replace(options, progress=bar)
     argv = list(command)
     if argv and argv[0] == "--":
         argv = argv[1:]
