@@ -5,6 +5,7 @@
     ...     for run in audit.runs(week="2026-W42", name="loan-*"):
     ...         print(run.id, run.name, run.status)
     ...     made = audit.trace("model.safetensors")["made_by"][0]
+    ...     changed = audit.diff("baseline", "retrain").to_dict()
     ...     live = audit.stage_holders(at="2026-03-14T09:30Z")["production"]
 
 Answers come from the derived index (caught up when the ``Audit`` opens); the
@@ -27,6 +28,7 @@ from mltrail.query import (
     search_runs,
 )
 from mltrail.refs import resolve_node
+from mltrail.reproduce import compare_runs
 from mltrail.sources import list_flags, list_sources
 from mltrail.stages import stage_history, stage_holders
 from mltrail.trace import build_lineage, downstream_models, explain
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from mltrail.core.diff import RunDiff
     from mltrail.core.lineage import LineageGraph, Node
     from mltrail.home import Home
     from mltrail.query import RunView
@@ -92,6 +95,13 @@ class Audit:
     def run(self, ref: str) -> RunView:
         """One run in full: an id, a 4+ character prefix, or a name (its latest run)."""
         return load_run(self.home, self.index, resolve_run(self.index, ref))
+
+    def diff(self, a: str, b: str, *, everything: bool = False) -> RunDiff:
+        """What changed from run ``a`` to run ``b`` (``mltrail diff``): params, data
+        file by file, code, environment, hardware, fine-tune, metrics."""
+        first = load_run(self.home, self.index, resolve_run(self.index, a))
+        second = load_run(self.home, self.index, resolve_run(self.index, b))
+        return compare_runs(self.home, first, second, everything=everything)
 
     def trace(self, model: str | Path) -> dict[str, Any]:
         """What made ``model`` (a path, an id or prefix, an output name): the same

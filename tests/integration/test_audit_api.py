@@ -52,3 +52,11 @@ def test_affected_models(recorded):
     with mltrail.audit() as audit:
         affected = audit.affected_models(recorded / "raw.csv")
     assert sorted(n.label.split(" ")[0] for n in affected) == ["model.bin", "model.bin"]
+
+
+def test_diff(recorded):
+    with mltrail.audit() as audit:
+        changed = audit.diff("first", "second")
+    out = changed.to_dict()
+    assert not changed.is_empty
+    assert [c["key"] for c in out["sections"]["params"]] == ["lr"]

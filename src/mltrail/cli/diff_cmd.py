@@ -1,0 +1,202 @@
+"""``mltrail diff RUN_A RUN_B``: what changed between two runs, section by section."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.text import Text
+
+from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
+from mltrail.index import open_index
+from mltrail.query import load_run, resolve_run
+from mltrail.reproduce import compare_runs
+
+if TYPE_CHECKING:
+    from mltrail.core.diff import Change, DatasetDiff, RunDiff
+    from mltrail.core.diff_data import FileChange
+    from mltrail.query import RunView
+
+__all__ = ["diff"]
+
+_HEX = re.compile(r"(sha256:)?([0-9a-f]{64})")
+_MARKER = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+_STYLE = {"-": "red", "+": "green", " ": "dim"}
+
+
+@click.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--all", "everything", is_flag=True, help="Show unchanged values too.")
+@click.option(
+    "--files",
+    "max_files",
+    default=20,
+    show_default=True,
+    help="List at most N differing files per dataset (0: all).",
+)
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 when the runs differ, 0 when they do not (like `git diff --exit-code`).",
+)
+@json_option
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    run_a: str,
+    run_b: str,
+    everything: bool,
+    max_files: int,
+    exit_code: bool,
+    as_json: bool,
+) -> None:
+    """Show what changed from RUN_A to RUN_B: code, environment, hardware,
+    parameters, data (file by file), fine-tuning, outputs and metrics.
+
+    A run is named by its id, a prefix of 4+ characters, or its name (its latest
+    run). Lines starting with - are RUN_A's, + RUN_B's. Numbers compare by value
+    (8 equals 8.0). Not compared: start and end times, process ids, free memory,
+    stdout/stderr digests and redacted secrets. Exits 0 whether or not the runs
+    differ, unless --exit-code is given. --json gives every differing file.
+
+    \b
+    Examples:
+      mltrail diff baseline retrain
+      mltrail diff 0193a0c4 0193a0d9 --files 100
+      mltrail diff baseline retrain --all
+      mltrail diff baseline retrain --json | jq '.sections.params'
+      mltrail diff nightly-1 nightly-2 --exit-code || echo "runs differ"
+    """
+    home = open_from(ctx)
+    try:
+        index = open_index(home)
+        a = load_run(home, index, resolve_run(index, run_a))
+        b = load_run(home, index, resolve_run(index, run_b))
+        result = compare_runs(home, a, b, everything=everything)
+    finally:
+        home.close()
+    if as_json:
+        out = result.to_dict()
+        out["names"] = {"a": a.summary.name, "b": b.summary.name}
+        emit_json(out)
+    else:
+        _print(result, a, b, everything, max_files)
+    if exit_code and not result.is_empty:
+        ctx.exit(1)
+
+
+def _label(view: RunView) -> str:
+    return f"{view.summary.name or 'unnamed'} ({view.id[:13]})"
+
+
+def _print(
+    result: RunDiff, a: RunView, b: RunView, everything: bool, max_files: int
+) -> None:
+    console.print(Text(f"- {_label(a)}", style="red"))
+    console.print(Text(f"+ {_label(b)}", style="green"))
+    for name in SECTIONS:
+        if name == "data":
+            if result.data:
+                console.print(Text("\ndata", style="bold"))
+            for dataset in result.data:
+                _print_dataset(dataset, max_files)
+        elif changes := result.section(name):
+            console.print(Text(f"\n{name}", style="bold"))
+            for change in changes:
+                _print_change(change)
+    if result.is_empty:
+        console.print(
+            "\nno differences" + ("" if everything else " (--all shows every value)")
+        )
+    console.print(Text(f"\nnot compared: {', '.join(IGNORED)}", style="dim"))
+
+
+def _print_change(change: Change, indent: str = "  ") -> None:
+    source = f"  ({change.source})" if change.source else ""
+    note = f"  {change.note}" if change.note else ""
+    old, new = _show(change.old), _show(change.new)
+    if old == new and change.kind != "same":  # rounded alike: show every digit
+        old, new = repr(change.old), repr(change.new)
+    if change.kind == "same":
+        _line(" ", f"{indent}{change.key}: {old}{source}")
+        return
+    if change.old is not ABSENT:
+        _line("-", f"{indent}{change.key}: {old}{source}")
+    if change.new is not ABSENT:
+        _line("+", f"{indent}{change.key}: {new}{source}{note}")
+
+
+def _line(sign: str, text: str) -> None:
+    console.print(Text(f"{sign}{text}", style=_STYLE[sign]))
+
+
+def _print_dataset(dataset: DatasetDiff, max_files: int) -> None:
+    ids = f"{_short(dataset.old)} -> {_short(dataset.new)}"
+    console.print(Text(f"  {dataset.role}: {dataset.kind}, dataset {ids}"))
+    for change in dataset.fields:
+        _print_change(change, indent="    ")
+    files = dataset.files
+    if files is None:
+        return
+    console.print(
+        f"    by file: {files.count('changed')} changed, {files.count('added')} added, "
+        f"{files.count('removed')} removed, {files.unchanged} unchanged"
+    )
+    shown = files.changes if max_files <= 0 else files.changes[:max_files]
+    for change in shown:
+        _print_file(change)
+    if len(shown) < len(files.changes):
+        more = len(files.changes) - len(shown)
+        console.print(f"    ... and {more} more (--files N lists more, --json all)")
+
+
+def _print_file(change: FileChange) -> None:
+    old, new = _file(change.old), _file(change.new)
+    if change.kind == "changed":
+        _line("-", f"    {change.path}  {old}")
+        _line("+", f"    {change.path}  {new}")
+    elif change.kind == "added":
+        _line("+", f"    {change.path}  {new}")
+    else:
+        _line("-", f"    {change.path}  {old}")
+
+
+def _file(facts: dict[str, Any] | None) -> str:
+    if not facts:
+        return ""
+    if "sha256" in facts:
+        return f"{facts['sha256'][:12]} ({facts.get('size', 0):,} bytes)"
+    if "link" in facts:
+        return f"link -> {facts['link']}"
+    return "empty folder"
+
+
+def _short(value: str | None) -> str:
+    return "none" if not value else value[:12]
+
+
+def _show(value: Any) -> str:
+    """A value on one line: hashes shortened, secrets as ``<redacted>``, commands
+    as shell words."""
+    if value is ABSENT:
+        return "(absent)"
+    if isinstance(value, dict) and set(value) == {"redacted", "salt"}:
+        return "<redacted>"
+    if isinstance(value, str):
+        return _show_text(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return shlex.join(_MARKER.sub("<redacted>", v) for v in value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _show_text(value: str) -> str:
+    if m := _HEX.fullmatch(value):
+        return f"{m[1] or ''}{m[2][:12]}"
+    return _MARKER.sub("<redacted>", value)

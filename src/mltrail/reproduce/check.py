@@ -1,0 +1,212 @@
+"""Does this machine hold what a run used? Data, code, config files and packages.
+
+``check_reproduction`` re-hashes every recorded local dataset (with the hash cache,
+so unchanged files are not read again), reads the git commit and the config files,
+captures the installed packages, and lists every difference from the record.
+Remote datasets are not re-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.capture.data import capture_file_entries
+from mltrail.capture.environment import capture_environment
+from mltrail.capture.git import capture_code
+from mltrail.capture.hashcache import HashCache, default_cache_path
+from mltrail.core.diff_data import diff_manifests, parse_packages
+from mltrail.core.manifest import compute_manifest
+from mltrail.errors import MltrailError
+from mltrail.reproduce.facts import read_blob
+from mltrail.reproduce.write import local_path
+
+if TYPE_CHECKING:
+    from mltrail.home import Home
+    from mltrail.query import RunView
+
+__all__ = ["Mismatch", "check_reproduction"]
+
+MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One thing that is not as the run recorded it.
+
+    ``kind`` is ``data``, ``code``, ``config`` or ``environment``; ``what`` names it
+    (a dataset role and file, ``commit``, a config path, ``package numpy``).
+    """
+
+    kind: str
+    what: str
+    recorded: Any
+    current: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return {
+            "kind": self.kind,
+            "what": self.what,
+            "recorded": self.recorded,
+            "current": self.current,
+        }
+
+
+def check_reproduction(
+    home: Home, view: RunView, cwd: Path | None = None, *, environment: bool = True
+) -> list[Mismatch]:
+    """Every difference between the record of ``view``'s run and this machine.
+
+    Paths recorded under the run's working directory are looked for under ``cwd``
+    (default: that same recorded directory), so a fresh clone elsewhere can be
+    checked.
+    """
+    started = view.body("run.started") or {}
+    recorded_cwd = str(started.get("cwd") or Path.cwd())
+    here = Path(recorded_cwd) if cwd is None else cwd
+    found = _check_code(view, here)
+    found += _check_configs(view, recorded_cwd, cwd)
+    found += _check_data(home, view, recorded_cwd, cwd)
+    if environment:
+        found += _check_environment(home, view)
+    return found
+
+
+def _check_code(view: RunView, here: Path) -> list[Mismatch]:
+    code = view.body("run.code")
+    if not code or not code.get("commit"):
+        return []
+    try:
+        now = capture_code(here)
+    except MltrailError as e:
+        return [Mismatch("code", "commit", code["commit"], f"unreadable: {e}")]
+    if not now.get("commit"):
+        reason = now.get("reason") or "no commit"
+        return [Mismatch("code", "commit", code["commit"], f"none ({reason})")]
+    found = []
+    if now["commit"] != code["commit"]:
+        found.append(Mismatch("code", "commit", code["commit"], now["commit"]))
+    was, is_now = _uncommitted(code), _uncommitted(now)
+    if was != is_now:
+        found.append(Mismatch("code", "uncommitted changes (diff sha256)", was, is_now))
+    return found
+
+
+def _uncommitted(code: dict[str, Any]) -> str:
+    """The digest of the uncommitted diff of tracked files, or ``none``."""
+    return str(code.get("diff_sha256")) if code.get("diff_size") else "none"
+
+
+def _check_configs(
+    view: RunView, recorded_cwd: str, cwd: Path | None
+) -> list[Mismatch]:
+    found = []
+    for body in view.bodies("run.params"):
+        file = body.get("file")
+        if not isinstance(file, dict):
+            continue
+        path = local_path(str(file.get("path", "")), recorded_cwd, cwd)
+        try:
+            current = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            current = MISSING
+        if current != file.get("sha256"):
+            found.append(Mismatch("config", str(path), file.get("sha256"), current))
+    return found
+
+
+def _open_cache(home: Home) -> HashCache | None:
+    try:
+        return HashCache(default_cache_path(home.path))
+    except (MltrailError, OSError):
+        return None
+
+
+def _check_data(
+    home: Home, view: RunView, recorded_cwd: str, cwd: Path | None
+) -> list[Mismatch]:
+    found: list[Mismatch] = []
+    cache = _open_cache(home)
+    try:
+        for body in view.bodies("run.data"):
+            if not body.get("url"):
+                found += _check_dataset(home, body, recorded_cwd, cwd, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    return found
+
+
+def _check_dataset(
+    home: Home,
+    body: dict[str, Any],
+    recorded_cwd: str,
+    cwd: Path | None,
+    cache: HashCache | None,
+) -> list[Mismatch]:
+    role = str(body.get("role", "?"))
+    path = local_path(str(body.get("path", "")), recorded_cwd, cwd)
+    if not path.exists() and not path.is_symlink():
+        return [Mismatch("data", f"{role} {path}", body.get("dataset"), MISSING)]
+    try:
+        manifest = compute_manifest(capture_file_entries(path, cache=cache))
+    except MltrailError as e:
+        return [
+            Mismatch("data", f"{role} {path}", body.get("dataset"), f"unreadable: {e}")
+        ]
+    if manifest.dataset_id == body.get("dataset"):
+        return []
+    found = [
+        Mismatch("data", f"{role} dataset id", body.get("dataset"), manifest.dataset_id)
+    ]
+    recorded = read_blob(home, body.get("manifest"))
+    if recorded is not None:
+        for change in diff_manifests(recorded, manifest.data).changes:
+            found.append(
+                Mismatch(
+                    "data",
+                    f"{role} {change.path}",
+                    _file_state(change.old),
+                    _file_state(change.new),
+                )
+            )
+    return found
+
+
+def _file_state(facts: dict[str, Any] | None) -> Any:
+    if facts is None:
+        return MISSING
+    return facts.get("sha256") or facts
+
+
+def _check_environment(home: Home, view: RunView) -> list[Mismatch]:
+    recorded = view.body("run.environment")
+    if not recorded:
+        return []
+    python = (recorded.get("python") or {}).get("executable")
+    exists = isinstance(python, str) and Path(python).exists()
+    now = capture_environment(python=python if exists else None)
+    found = []
+    old_version = (recorded.get("python") or {}).get("version")
+    new_version = (now.get("python") or {}).get("version")
+    if old_version != new_version:
+        found.append(Mismatch("environment", "python", old_version, new_version))
+    old = read_blob(home, (recorded.get("packages") or {}).get("list"))
+    if old is not None:
+        found += _package_mismatches(old, now["packages"]["list"].data)
+    return found
+
+
+def _package_mismatches(old: bytes, new: bytes) -> list[Mismatch]:
+    a, b = parse_packages(old), parse_packages(new)
+    found = []
+    for key in sorted(a.keys() | b.keys()):
+        was = a[key][1] if key in a else MISSING
+        now = b[key][1] if key in b else MISSING
+        if was != now:
+            name = (a.get(key) or b[key])[0]
+            found.append(Mismatch("environment", f"package {name}", was, now))
+    return found

@@ -1,0 +1,105 @@
+"""A run's recorded facts for :func:`mltrail.core.diff.diff_runs`, read from the ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.diff import RunDiff, RunFacts, diff_runs
+from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from mltrail.home import Home
+    from mltrail.query import RunView
+
+__all__ = ["compare_runs", "read_blob", "run_facts"]
+
+
+def read_blob(home: Home, ref: Any) -> bytes | None:
+    """The bytes of a blob reference (``{"blob": "sha256:..."}``), or None when the
+    reference is missing or the blob is not held (purged, say)."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
+        return None
+    try:
+        return home.ledger.get_blob(ref["blob"])
+    except MltrailError:
+        return None
+
+
+def run_facts(home: Home, view: RunView, *, manifests: bool = False) -> RunFacts:
+    """What ``view``'s run recorded, with its package list (and, with ``manifests``,
+    every dataset manifest) read from the ledger's blobs."""
+    environment = view.body("run.environment")
+    facts = RunFacts(
+        view.id,
+        run=_run_summary(view),
+        code=view.body("run.code"),
+        environment=environment,
+        packages=read_blob(
+            home, ((environment or {}).get("packages") or {}).get("list")
+        ),
+        hardware=view.body("run.hardware"),
+        params=view.params(),
+        data=view.bodies("run.data"),
+        finetune=_merged(view.bodies("run.finetune")),
+        outputs=view.bodies("run.artifact"),
+        metrics=_series(view.bodies("run.metrics")),
+    )
+    if manifests:
+        _load_manifests(home, facts, facts.data)
+    return facts
+
+
+def _run_summary(view: RunView) -> dict[str, Any]:
+    s = view.summary
+    started = view.body("run.started") or {}
+    ended = view.body("run.ended") or {}
+    return {
+        "name": s.name,
+        "status": s.status,
+        "exit_code": s.exit_code,
+        "signal": ended.get("signal"),
+        "duration_s": s.duration_s,
+        "command": s.command,
+        "cwd": started.get("cwd"),
+        "user": s.user,
+        "host": s.host,
+    }
+
+
+def _merged(bodies: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several ``run.finetune`` bodies as one (later keys win)."""
+    if not bodies:
+        return None
+    merged: dict[str, Any] = {}
+    for body in bodies:
+        merged.update(body)
+    return merged
+
+
+def _series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for body in bodies:
+        found.update(body.get("series") or {})
+    return found
+
+
+def _load_manifests(home: Home, facts: RunFacts, bodies: list[dict[str, Any]]) -> None:
+    for body in bodies:
+        ref = body.get("manifest")
+        data = read_blob(home, ref)
+        if data is not None:
+            facts.manifests[str(ref["blob"])] = data
+
+
+def compare_runs(
+    home: Home, a: RunView, b: RunView, *, everything: bool = False
+) -> RunDiff:
+    """The differences between two runs; the manifests of only those datasets whose
+    ids differ are read."""
+    first, second = run_facts(home, a), run_facts(home, b)
+    old_ids = {d.get("role"): d.get("dataset") for d in first.data}
+    new_ids = {d.get("role"): d.get("dataset") for d in second.data}
+    differ = {r for r in old_ids.keys() & new_ids.keys() if old_ids[r] != new_ids[r]}
+    _load_manifests(home, first, [d for d in first.data if d.get("role") in differ])
+    _load_manifests(home, second, [d for d in second.data if d.get("role") in differ])
+    return diff_runs(first, second, everything=everything)
