@@ -217,6 +217,8 @@ UNREADABLE_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from mltrail.capture.hashing import hash_tree
+    import hashlib  # hash_tree loads these on first use
+    from mltrail.core import manifest
     from mltrail.errors import CaptureError
     if os.geteuid() == 0:  # after the imports: the interpreter may live under /root
         os.setgid(65534)

@@ -23,6 +23,10 @@ the warm path (nothing changed) is bound by that work. A file moved to another f
 is therefore hashed again; one whose folder is walked again is rewritten with it, so
 rows do not fill up with deleted files.
 
+A second table, ``trees``, holds whole results (see :mod:`mltrail.capture.treecache`):
+for a folder, a digest of every entry's stat key with the manifest and its dataset id,
+so that an unchanged folder is answered without a lookup per file.
+
 A cache must never fail a capture: a corrupt file is moved aside and recreated, and
 any other SQLite trouble (a locked or read-only file) turns the cache off for the
 rest of the run. Both log a warning on the ``mltrail.capture`` logger.
@@ -37,7 +41,7 @@ import sqlite3
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import os
@@ -48,6 +52,7 @@ __all__ = [
     "FolderKey",
     "HashCache",
     "StatKey",
+    "StoredTree",
     "default_cache_path",
     "stat_key",
 ]
@@ -61,6 +66,7 @@ SCHEMA_VERSION = 1
 LOOKUP_CHUNK = 500
 _KEY = struct.Struct("<QQQqq")
 _HEX = re.compile("[0-9a-f]*").fullmatch
+_HEX64 = re.compile("[0-9a-f]{64}").fullmatch
 _T = TypeVar("_T")
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SCHEMA = """
@@ -75,6 +81,38 @@ _LOOKUP = (
     " WHERE folder IN (SELECT value FROM json_each(?))"
 )
 _SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
+_TREE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trees (
+    root BLOB PRIMARY KEY,    -- the resolved folder, b"\\0", how links were treated
+    digest BLOB NOT NULL,     -- of every entry's name and stat key, in walk order
+    files INTEGER NOT NULL,   -- regular files
+    bytes INTEGER NOT NULL,   -- their total size
+    dataset TEXT NOT NULL,    -- the dataset id (Merkle root) of the manifest
+    manifest BLOB NOT NULL,   -- the manifest bytes
+    view_key BLOB NOT NULL,   -- what the caller's rendering depends on
+    view BLOB NOT NULL        -- the caller's rendering (e.g. sha256sum lines)
+)
+"""
+_TREE_DIGEST = "SELECT digest, files FROM trees WHERE root = ?"
+_TREE_LOAD = (
+    "SELECT digest, files, bytes, dataset,"
+    " CASE WHEN ?1 OR view_key != ?2 THEN manifest END,"
+    " view_key, CASE WHEN view_key = ?2 THEN view END"
+    " FROM trees WHERE root = ?3 AND digest = ?4"
+)
+_TREE_SAVE = "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class StoredTree(NamedTuple):
+    """A folder's whole result, as :meth:`HashCache.save_tree` stored it."""
+
+    digest: bytes
+    files: int
+    bytes: int
+    dataset_id: str
+    manifest: bytes | None  # None: not read (see HashCache.load_tree)
+    view_key: bytes
+    view: bytes | None  # None: not read
 
 
 def _warn(message: str, *args: object) -> None:
@@ -133,14 +171,24 @@ class HashCache:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise _StaleCacheError(f"unknown cache schema version {version}")
+            # a new file gets pages of 16 KiB: a tree row's large values then read
+            # in a quarter of the page reads (a no-op for an existing file)
+            db.execute("PRAGMA page_size=16384")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute(_TREE_SCHEMA)  # a no-op, but in files of before the table
+            if version != SCHEMA_VERSION:  # not written on every open
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.close()
             raise
         self._db = db
+
+    @property
+    def racy_window_ns(self) -> int:
+        """How much older than its hashing a file must be for its hash to be kept."""
+        return self._window_ns
 
     @property
     def enabled(self) -> bool:
@@ -201,6 +249,50 @@ class HashCache:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def tree_digest(self, root: bytes) -> tuple[bytes, int] | None:
+        """The digest and file count stored for the folder ``root``, if any."""
+        if self._db is None:
+            return None
+        return self._guard(lambda: self._one(_TREE_DIGEST, (root,)), None)
+
+    def load_tree(
+        self, root: bytes, digest: bytes, *, manifest: bool, view_key: bytes
+    ) -> StoredTree | None:
+        """The result stored for ``root`` if its digest is ``digest``.
+
+        Its large values are read only when wanted (else they are None): the view
+        if it was stored under ``view_key``, the manifest if ``manifest`` or if not.
+        """
+        if self._db is None:
+            return None
+        args = (manifest, view_key, root, digest)
+        row = self._guard(lambda: self._one(_TREE_LOAD, args), None)
+        if row is None:
+            return None
+        tree = StoredTree(*row)
+        blobs = (tree.manifest, tree.view)
+        if (
+            (tree.manifest is None and (manifest or tree.view is None))
+            or not all(b is None or isinstance(b, bytes) for b in blobs)
+            or not all(type(n) is int and n >= 0 for n in (tree.files, tree.bytes))
+            or not (isinstance(tree.dataset_id, str) and _HEX64(tree.dataset_id))
+        ):
+            return None  # damaged: a miss, and the row is replaced after hashing
+        return tree
+
+    def _one(self, query: str, args: tuple[object, ...]) -> Any:
+        assert self._db is not None  # checked by the callers
+        return self._db.execute(query, args).fetchone()
+
+    def save_tree(self, root: bytes, tree: StoredTree) -> None:
+        """Store (replacing) the whole result of the folder ``root``."""
+        if self._db is not None:
+            self._guard(lambda: self._write_tree(root, tree), None)
+
+    def _write_tree(self, root: bytes, tree: StoredTree) -> None:
+        assert self._db is not None  # checked by save_tree
+        self._db.execute(_TREE_SAVE, (root, *tree))
 
     def close(self) -> None:
         """Close the file."""

@@ -17,6 +17,11 @@ What it does with each hard case:
 
 How it is fast (``benchmarks/bench_hash.py`` has the measurements):
 
+- :func:`hash_tree_unless` takes a :class:`~mltrail.capture.treecache.TreeProbe`:
+  when the walk matches a folder's stored result, nothing is looked up or read
+  (``mltrail data hash`` of an unchanged folder is then bound by the ``lstat``
+  calls and start-up); ``hashlib`` and the manifest module are loaded only when
+  a file is hashed or an entry made;
 - the walk and the cache lookups run in the calling thread: they are bound by the
   interpreter, and listing folders in other threads made the warm path (nothing
   changed) slower, not faster, as the threads fought for the GIL;
@@ -39,13 +44,12 @@ How it is fast (``benchmarks/bench_hash.py`` has the measurements):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
 import time
+from _queue import Empty, SimpleQueue  # as queue has them, without its imports
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
 from mltrail.capture import hash_queue
@@ -53,6 +57,7 @@ from mltrail.capture.hash_queue import File, WorkQueue
 from mltrail.capture.hashcache import CacheWriter, FolderKey, StatKey, stat_key
 from mltrail.capture.progress import PROGRESS_EVERY_S, HashProgress, Reporter
 from mltrail.capture.walk import (
+    KEYS,
     NOTHING_RECORDED,
     Folder,
     Walker,
@@ -61,16 +66,17 @@ from mltrail.capture.walk import (
     show,
     unreadable,
 )
-from mltrail.core.manifest import FileEntry
 from mltrail.errors import CaptureError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mltrail.capture.hashcache import HashCache
+    from mltrail.capture.treecache import TreeProbe
     from mltrail.capture.walk import Listing
+    from mltrail.core.manifest import FileEntry
 
-__all__ = ["BUFFER_SIZE", "HashProgress", "hash_file", "hash_tree"]
+__all__ = ["BUFFER_SIZE", "HashProgress", "hash_file", "hash_tree", "hash_tree_unless"]
 
 BUFFER_SIZE = 1 << 20
 LOOKUP_BATCH = 4_000
@@ -89,6 +95,9 @@ class _Meter:
     """One worker's read buffer and byte count (written by that worker only)."""
 
     def __init__(self, stop: threading.Event) -> None:
+        import hashlib  # not at import: a folder found unchanged reads no file
+
+        self.sha256 = hashlib.sha256
         self.buffer = bytearray(BUFFER_SIZE)
         self.view = memoryview(self.buffer)
         self.stop = stop
@@ -97,7 +106,7 @@ class _Meter:
 
 def _hash_fd(fd: int, meter: _Meter) -> tuple[str, int]:
     """SHA-256 hex and length of what ``fd`` reads until end of file."""
-    digest = hashlib.sha256()
+    digest = meter.sha256()
     buffers, view, total = [meter.buffer], meter.view, 0
     while n := os.readv(fd, buffers):
         digest.update(view[:n])
@@ -150,30 +159,44 @@ class _Engine:
         )
 
     # -- walk -------------------------------------------------------------------
-    def walk(self, root: Folder) -> None:
-        """List every folder under ``root``; look its files up in the cache."""
+    def walk(self, root: Folder, probe: TreeProbe | None = None) -> bool:
+        """List every folder under ``root``; look its files up in the cache.
+
+        With a ``probe``, the lookups wait (while it says so) until the whole tree
+        is listed; if the probe then matches, none are made and True is returned.
+        """
         stack, unresolved, count = [root], [], 0
         while stack:
             listing = self.walker.list_dir(stack.pop())
             stack.extend(listing.dirs)
             self.entries.extend(listing.entries)
             self.found += len(listing.names)
+            if probe is not None:
+                probe.add(listing)
             unresolved.append(listing)
             count += len(listing.names)
-            if count >= LOOKUP_BATCH:
+            if count >= LOOKUP_BATCH and not (probe and probe.waits(self.found)):
                 self._resolve(unresolved)
                 unresolved, count = [], 0
             if self.reporter.due():
                 self.reporter.report(self.snapshot())
+        if probe is not None and probe.matches():
+            self.done = self.found
+            return True
         self._resolve(unresolved)
+        return False
 
     def _resolve(self, listings: list[Listing]) -> None:
         """Entries for the files the cache knows; the others to the workers."""
         tables = {}
         if self.cache is not None:
             tables = self.cache.load(x.folder.ident for x in listings if x.names)
+        from mltrail.core.manifest import FileEntry  # not needed by a matched probe
+
         entries, known = self.entries, FileEntry.known_file
-        for folder, names, keys, _, _ in listings:
+        unpack = KEYS.iter_unpack
+        for folder, names, packed, _, _ in listings:
+            keys: list[StatKey] = list(unpack(b"".join(packed)))  # type: ignore[arg-type]
             table = tables.get(folder.ident, {})
             misses = []
             for name, key in zip(names, keys, strict=True):
@@ -207,6 +230,8 @@ class _Engine:
             self.cache.expect(file.folder, {}, [], 1)
             self._queue(file)
             return
+        from mltrail.core.manifest import FileEntry
+
         path, raw = entry_name(file.rel)
         self.entries.append(FileEntry(path, file.key[2], sha, raw_path=raw))
         self.done = 1
@@ -235,11 +260,13 @@ class _Engine:
 
     def _hash_inline(self) -> None:
         """Hash the small files gathered so far here, in the calling thread."""
-        if self.main_meter is None:
+        if self.inline and self.main_meter is None:
             self.main_meter = _Meter(self.stop)
             self.meters.append(self.main_meter)
         batch, self.inline = self.inline, []
-        self._take([self._hash_one(file, self.main_meter) for file in batch])
+        if batch:
+            assert self.main_meter is not None
+            self._take([self._hash_one(file, self.main_meter) for file in batch])
         while not self.results.empty():
             self._take(self.results.get())
 
@@ -261,8 +288,12 @@ class _Engine:
             return
         if isinstance(item, BaseException):
             raise item
+        if not item:
+            return
         # entries are made here rather than in the workers: validating them is pure
         # Python, and the workers would take turns at the GIL for it
+        from mltrail.core.manifest import FileEntry
+
         known = FileEntry.known_file  # names from a listing, sha from hashlib
         for rel, sha, key, folder, hashed_at in item:
             path, raw = entry_name(rel)
@@ -381,6 +412,33 @@ def hash_tree(
         CaptureError: ``root`` is missing; a file or folder cannot be read, is not a
             regular file, or kept changing while it was hashed; links form a loop.
     """
+    entries = hash_tree_unless(
+        root,
+        None,
+        cache=cache,
+        workers=workers,
+        follow_links=follow_links,
+        progress=progress,
+    )
+    assert entries is not None  # only a probe stops it
+    return entries
+
+
+def hash_tree_unless(
+    root: Path,
+    probe: TreeProbe | None,
+    *,
+    cache: HashCache | None = None,
+    workers: int | None = None,
+    follow_links: bool = False,
+    progress: Callable[[HashProgress], None] | None = None,
+) -> list[FileEntry] | None:
+    """:func:`hash_tree`, unless the walk of the folder ``root`` matches ``probe``.
+
+    The probe (:class:`~mltrail.capture.treecache.TreeProbe`) sees every folder's
+    listing; when it matches at the end of the walk, nothing is looked up or read
+    and None is returned. A file ``root`` is never probed.
+    """
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     raw_root = os.fsencode(root)
@@ -391,7 +449,10 @@ def hash_tree(
     engine = _Engine(workers or _default_workers(), follow_links, cache, progress)
     try:
         if stat.S_ISDIR(st.st_mode):
-            engine.walk(Folder(real, b"", (((st.st_dev, st.st_ino), b""),)))
+            top = Folder(real, b"", (((st.st_dev, st.st_ino), b""),))
+            if engine.walk(top, probe):
+                engine.finish()
+                return None
         else:
             parent = _stat(os.path.dirname(real))
             name = os.fsencode(Path(root).name)

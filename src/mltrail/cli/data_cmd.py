@@ -14,6 +14,7 @@ from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.config import resolve_home
 
 if TYPE_CHECKING:
+    from mltrail.capture.hashcache import StoredTree
     from mltrail.capture.progress import ProgressCallback
     from mltrail.cli.state import AppState
     from mltrail.core.manifest import DatasetManifest
@@ -87,22 +88,98 @@ def _sum_lines_bytes(prefix: bytes, manifest: DatasetManifest) -> bytes:
     return b"".join(lines)
 
 
+class _Result:
+    """One PATH's result: reused from the tree cache, or a manifest computed now."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        manifest: DatasetManifest | None = None,
+        is_file: bool = False,
+        stored: StoredTree | None = None,
+    ) -> None:
+        self.path = path
+        self.is_file = is_file
+        self.reused = stored is not None  # from the tree cache
+        self._manifest = manifest
+        self._data: bytes | None = None
+        self._sums: bytes | None = None
+        if manifest is not None:
+            self.dataset_id = manifest.dataset_id
+            self.file_count = manifest.file_count
+            self.total_bytes = manifest.total_bytes
+        else:
+            assert stored is not None
+            self.dataset_id = stored.dataset_id
+            self.file_count, self.total_bytes = stored.files, stored.bytes
+            self._data, self._sums = stored.manifest, stored.view
+
+    @property
+    def data(self) -> bytes:
+        """The manifest bytes."""
+        if self._data is None:
+            self._data = self.manifest.data
+        return self._data
+
+    @property
+    def manifest(self) -> DatasetManifest:
+        if self._manifest is None:
+            from mltrail.core.manifest import parse_manifest
+
+            assert self._data is not None  # loaded when the sums were not
+            self._manifest = parse_manifest(self._data)
+        return self._manifest
+
+    def sums(self) -> bytes:
+        """The sha256sum lines of its files."""
+        if self._sums is None:
+            self._sums = _sum_lines(self.path, self.manifest, self.is_file)
+        return self._sums
+
+
+def _view_key(path: str) -> bytes:
+    """What the sha256sum lines stored with a folder's tree result depend on: the
+    PATH as given, and how they are written (bump the 1 if `_sum_lines` changes)."""
+    return b"sha256sum/1\0" + os.fsencode(path)
+
+
 def _hash_one(
-    path: str, cache: Any, follow_links: bool
-) -> tuple[DatasetManifest, bool]:
-    from mltrail.capture.data import capture_file_entries
+    path: str, cache: Any, follow_links: bool, *, need_manifest: bool = True
+) -> _Result:
+    from mltrail.capture.treecache import capture_tree
     from mltrail.capture.urls import is_remote
-    from mltrail.core.manifest import compute_manifest
 
     factory = hash_bar_factory()
     bar = factory(f"hashing {path}") if factory else contextlib.nullcontext(None)
     with bar as progress:
         if is_remote(path):
-            return _hash_remote(path, progress), False
-        entries = capture_file_entries(
-            Path(path), cache=cache, progress=progress, follow_links=follow_links
+            return _Result(path, manifest=_hash_remote(path, progress))
+        found = capture_tree(
+            Path(path),
+            cache=cache,
+            progress=progress,
+            follow_links=follow_links,
+            manifest=need_manifest,
+            view_key=_view_key(path),
         )
-    return compute_manifest(entries), Path(path).is_file()
+    if found.stored is not None:  # nothing changed since the tree was stored
+        return _Result(path, stored=found.stored)
+    from mltrail.core.manifest import compute_manifest
+
+    assert found.entries is not None
+    manifest = compute_manifest(found.entries)
+    result = _Result(path, manifest=manifest, is_file=Path(path).is_file())
+    if found.probe is not None and not result.is_file:
+        view = (_view_key(path), result.sums())
+        found.probe.save(
+            manifest.data,
+            manifest.dataset_id,
+            manifest.file_count,
+            manifest.total_bytes,
+            view,
+        )
+    return result
 
 
 def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifest:
@@ -166,17 +243,17 @@ def hash_cmd(
     results = []
     try:
         for path in paths:
-            manifest, is_file = _hash_one(path, cache, follow_links)
-            results.append((path, manifest, is_file))
+            need = as_json or manifest_out is not None
+            results.append(_hash_one(path, cache, follow_links, need_manifest=need))
     finally:
         if cache is not None:
             cache.close()
     if manifest_out is not None:
-        manifest_out.write_bytes(results[0][1].data)
+        manifest_out.write_bytes(results[0].data)
     if as_json:
         from mltrail.cli.output import emit_json
 
-        emit_json([_as_json(path, m) for path, m, _ in results])
+        emit_json([_as_json(r.path, r.manifest) for r in results])
         return
     _print_sums(results)
 
@@ -191,13 +268,13 @@ def _as_json(path: str, manifest: DatasetManifest) -> dict[str, Any]:
     }
 
 
-def _print_sums(results: list[tuple[str, DatasetManifest, bool]]) -> None:
+def _print_sums(results: list[_Result]) -> None:
     out = sys.stdout.buffer
-    for path, manifest, is_file in results:
-        out.write(_sum_lines(path, manifest, is_file))
+    for r in results:
+        out.write(r.sums())
         click.echo(
-            f"dataset {manifest.dataset_id}  {path}: {manifest.file_count:,} files, "
-            f"{manifest.total_bytes:,} bytes",
+            f"dataset {r.dataset_id}  {r.path}: {r.file_count:,} files, "
+            f"{r.total_bytes:,} bytes",
             err=True,
         )
     out.flush()
