@@ -309,8 +309,12 @@ def test_demo_runs(tmp_path):
     assert "TAMPERED:" in out
     for name in ("prepare", "baseline", "retrain"):
         assert f"{name} " in out
-    assert "param lr: 0.5 -> 8" in out
-    assert "data train:" in out
+    assert "-  lr: 0.5  (argv)" in out
+    assert "+  lr: 8  (argv)" in out
+    assert "train: changed" in out
+    assert "by file: 1 changed, 0 added, 0 removed, 0 unchanged" in out
+    assert "now holds production" in out
+    assert "<-wrote- run prepare" in out
     assert "succeeded (exit 0)" in proc.stderr
     assert not (tmp_path / "unused").exists()
 

@@ -4,7 +4,8 @@ In a temporary folder it builds a credit-default project (generated data, a
 preparation script, a trainer, a YAML config, a git repository), records a data
 preparation and two trainings through ``mltrail run`` (the second after someone
 edits the training data and raises the learning rate), lists the runs, shows what
-changed between the trainings, verifies the ledger, and shows that an edit made
+changed between the trainings (`mltrail diff`), traces the promoted model back to
+the raw data (`mltrail trace`), verifies the ledger, and shows that an edit made
 directly in the SQLite file is caught. It finishes in seconds and touches nothing
 outside the temporary folder, unless ``--home`` names a ledger to record into.
 """
@@ -19,15 +20,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 
 from mltrail.cli.demo_project import write_project
 from mltrail.cli.output import console
 from mltrail.errors import MltrailError
-from mltrail.home import Home, init_home, open_home
-from mltrail.recorder import list_runs
+from mltrail.home import init_home
 
 __all__ = ["demo"]
 
@@ -102,39 +101,6 @@ def _edit_training_data(project: Path) -> None:
         lines[i] = ",".join(fields)
     path.write_text("\n".join(lines) + "\n")
     console.print("3 labels flipped in data/prepared/train.csv (rows 17, 404, 1203)")
-
-
-def _facts(home: Home, run_id: str) -> dict[str, Any]:
-    """What a run used, flat: params, datasets by role, commit."""
-    facts: dict[str, Any] = {}
-    for record in home.ledger.records():
-        entry = record.entry
-        if entry.run != run_id:
-            continue
-        if entry.kind == "run.params":
-            for key, value in entry.body["params"].items():
-                facts[f"param {key}"] = value
-        elif entry.kind == "run.data":
-            body = entry.body
-            facts[f"data {body['role']}"] = f"{body['dataset'][:16]}... "
-        elif entry.kind == "run.code":
-            facts["code commit"] = (entry.body.get("commit") or "none")[:12]
-        elif entry.kind == "run.metrics":
-            for name, series in entry.body["series"].items():
-                value = series["last"]
-                facts[f"metric {name} (last)"] = (
-                    round(value, 4) if isinstance(value, float) else value
-                )
-    return facts
-
-
-def _compare(home: Home, first: str, second: str) -> None:
-    a, b = _facts(home, first), _facts(home, second)
-    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-    for key in changed:
-        console.print(f"  {key}: {a.get(key)} -> {b.get(key)}", markup=False)
-    same = len(a.keys() & b.keys()) - len(changed)
-    console.print(f"  ({same} other recorded facts are the same)")
 
 
 def _tamper(source: Path, target: Path) -> str:
@@ -215,13 +181,17 @@ def _run(workdir: Path, home: Path) -> None:
     _train(project, home, "retrain", "8.0")
     _step("5. the runs")
     _mltrail(project, home, "runs")
-    _step("6. what changed between baseline and retrain, from the ledger")
-    opened = open_home(home, writable=False, env={})
-    runs = {s.name: s.id for s in list_runs(opened)}
-    _compare(opened, runs["baseline"], runs["retrain"])
-    opened.close()
-    _step("7. verify: every signature, hash, blob, checkpoint and proof")
+    _step("6. why did it get worse? what changed between baseline and retrain")
+    _mltrail(project, home, "diff", "baseline", "retrain")
+    _step("7. what exactly made the model in production? back to the raw data")
+    _mltrail(project, home, "model", "promote", "model.json", "--stage", "production")
+    _mltrail(project, home, "trace", "model.json")
+    console.print(
+        "validation.csv comes from the `prepare` run; the edited train.csv was "
+        "written by no recorded run: that is where to look."
+    )
+    _step("8. verify: every signature, hash, blob, checkpoint and proof")
     _mltrail(project, home, "verify")
-    _step("8. someone edits a record in the SQLite file directly")
+    _step("9. someone edits a record in the SQLite file directly")
     console.print(_tamper(home, workdir / "tampered"))
     _mltrail(project, workdir / "tampered", "verify")

@@ -26,6 +26,7 @@ _COMMANDS = {
     "runs": "mltrail.cli.runs_cmd:runs",
     "step": "mltrail.cli.run_cmd:step",
     "data": "mltrail.cli.data_cmd:data",
+    "model": "mltrail.cli.model_group:model",
     "init": "mltrail.cli.ledger_cmds:init",
     "append": "mltrail.cli.ledger_cmds:append",
     "log": "mltrail.cli.ledger_cmds:log_cmd",
@@ -40,6 +41,8 @@ _COMMANDS = {
     "verify": "mltrail.cli.verify_cmd:verify",
     "keys": "mltrail.cli.keys_cmd:keys",
     "demo": "mltrail.cli.demo:demo",
+    "diff": "mltrail.cli.diff_cmd:diff",
+    "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
 }
 
 
@@ -75,15 +78,24 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     """mltrail: a tamper-evident, signed audit log of the ML model lifecycle.
 
     \b
-    Start here:
+    Record:
       mltrail run -- python train.py       record a training run, no log calls needed
       mltrail step --in raw --out clean -- python clean.py   record a data step
-      mltrail runs                         list recorded runs
-      mltrail init                         create a ledger and its signing key
-      mltrail append --kind note --body '{"text": "dataset v2 approved"}'
-      mltrail log                          list records
-      mltrail checkpoint                   sign the current tree head
+      mltrail data hash data/              dataset manifest and id (sha256sum-compatible)
+    \b
+    Ask:
+      mltrail runs --week 2026-W42         runs, filtered by time, user, param, dataset
+      mltrail show RUN                     one run in full
+      mltrail diff RUN_A RUN_B             what changed: params, data files, code, packages
+      mltrail reproduce RUN --check        does this machine still match the run?
+      mltrail trace model.safetensors      what exactly made this model
+      mltrail lineage data/raw --down      what was made from this
+      mltrail model history --at DATE      which model was in production then
+      mltrail sources check                which models an upstream change affects
+    \b
+    Trust:
       mltrail verify                       check every signature, hash and proof
+      mltrail prove SEQ                    an inclusion proof for one record
       mltrail demo                         see it all on a throwaway ledger
     """
     ctx.obj = AppState(home=home, debug=debug)
