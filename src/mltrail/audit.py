@@ -21,11 +21,11 @@ from mltrail.home import open_home
 from mltrail.index import open_index
 from mltrail.query import (
     RunFilter,
-    TimeWindow,
     load_run,
     parse_when,
     resolve_run,
     search_runs,
+    time_window,
 )
 from mltrail.refs import resolve_node
 from mltrail.reproduce import compare_runs
@@ -74,15 +74,8 @@ class Audit:
         ISO week such as ``2026-W42``. ``params`` values match as typed on the
         command line (``{"lr": 0.5}`` or ``{"lr": "0.5"}``).
         """
-        if week is not None:
-            window = TimeWindow(parse_when(week), parse_when(week, end=True))
-        else:
-            window = TimeWindow(
-                None if since is None else parse_when(since),
-                None if until is None else parse_when(until, end=True),
-            )
         spec = RunFilter(
-            window=window,
+            window=time_window(since, until, week),
             user=user,
             status=status,
             params=[(k, _typed(v)) for k, v in (params or {}).items()],

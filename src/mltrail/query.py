@@ -36,6 +36,7 @@ __all__ = [
     "parse_when",
     "resolve_run",
     "search_runs",
+    "time_window",
 ]
 
 _MIN_PREFIX = 4
@@ -88,6 +89,25 @@ def parse_when(text: str, *, now: datetime | None = None, end: bool = False) -> 
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def time_window(
+    since: str | None = None, until: str | None = None, week: str | None = None
+) -> TimeWindow:
+    """The window of ``--since``/``--until`` (``until`` includes its whole day) or of
+    an ISO ``--week``.
+
+    Raises:
+        InputError: a time cannot be read, or ``week`` is combined with the others.
+    """
+    if week is not None:
+        if since or until:
+            raise InputError("--week cannot be combined with --since/--until")
+        return TimeWindow(parse_when(week), parse_when(week, end=True))
+    return TimeWindow(
+        None if since is None else parse_when(since),
+        None if until is None else parse_when(until, end=True),
+    )
 
 
 def _day(day: date) -> float:

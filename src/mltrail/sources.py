@@ -26,11 +26,11 @@ from mltrail.capture.blob import Blob
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.remote import is_remote
 from mltrail.core.canonical import canonical_bytes
-from mltrail.core.manifest import parse_manifest
+from mltrail.core.diff_data import diff_manifests
 from mltrail.datasets import dataset_body
 from mltrail.errors import InputError
 from mltrail.ledger import Draft
-from mltrail.trace import downstream_models
+from mltrail.trace import downstream_models, latest_writer
 
 if TYPE_CHECKING:
     from mltrail.home import Home
@@ -295,24 +295,13 @@ def _latest_body(home: Home, index: Index, name: str) -> dict[str, Any]:
 def _changes(home: Home, old_ref: Any, new_ref: Any) -> dict[str, Any]:
     if not isinstance(old_ref, dict) or not isinstance(new_ref, dict):
         return {}
-    old = {e.path: (e.sha256, e.size, e.link) for e in
-           parse_manifest(home.ledger.get_blob(old_ref["blob"])).entries}  # fmt: skip
-    new = {e.path: (e.sha256, e.size, e.link) for e in
-           parse_manifest(home.ledger.get_blob(new_ref["blob"])).entries}  # fmt: skip
-    added = sorted(new.keys() - old.keys())
-    removed = sorted(old.keys() - new.keys())
-    changed = sorted(p for p in new.keys() & old.keys() if new[p] != old[p])
-    sample = (
-        [f"+{p}" for p in added]
-        + [f"-{p}" for p in removed]
-        + [f"~{p}" for p in changed]
+    files = diff_manifests(
+        home.ledger.get_blob(old_ref["blob"]), home.ledger.get_blob(new_ref["blob"])
     )
-    return {
-        "added": len(added),
-        "removed": len(removed),
-        "changed": len(changed),
-        "sample": sample[:_SAMPLE],
-    }
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    sample = [f"{marks[kind]}{c.path}" for kind in marks for c in files.changes
+              if c.kind == kind]  # fmt: skip
+    return {kind: files.count(kind) for kind in marks} | {"sample": sample[:_SAMPLE]}
 
 
 def _flags(index: Index, name: str, result: CheckResult) -> list[Draft]:
@@ -327,19 +316,14 @@ def _flags(index: Index, name: str, result: CheckResult) -> list[Draft]:
         if node.id in open_flags:
             continue
         kind, _, ident = node.id.partition(":")
-        details = dict(node.details)
-        runs = index.query(
-            "SELECT run FROM data WHERE direction = 'out' AND "
-            "(sha256 = ? OR dataset = ? OR model = ?) ORDER BY seq DESC LIMIT 1",
-            (ident, ident, ident),
-        ) or index.query("SELECT run FROM models WHERE model = ? LIMIT 1", (ident,))
+        run, _ = latest_writer(index, node.id)
         body = {
             "model": ident,
             "model_type": kind,
             "status": "open",
             "source": name,
-            "run": runs[0][0] if runs else None,
-            "path": details.get("path"),
+            "run": run,
+            "path": dict(node.details).get("path"),
             "reason": f"source {name} changed: {result.previous} -> {result.fingerprint}",
         }
         drafts.append(Draft("model.flagged", body))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 from mltrail.refs import resolve_node
+from mltrail.trace import latest_writer, run_outputs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,15 +55,7 @@ def _model_node(index: Index, ref: str, cwd: Path | None) -> str:
     if kind in ("model", "file", "data"):
         return node
     if kind == "run":
-        outputs = {
-            r[0]
-            for r in index.query(
-                "SELECT coalesce('model:' || model, CASE WHEN sha256 IS NOT NULL "
-                "AND (files IS NULL OR files = 1) THEN 'file:' || sha256 END, "
-                "'data:' || dataset) FROM data WHERE run = ? AND direction = 'out'",
-                (ident,),
-            )
-        }
+        outputs = run_outputs(index, ident)
         if len(outputs) == 1:
             return outputs.pop()
         raise InputError(
@@ -70,24 +63,6 @@ def _model_node(index: Index, ref: str, cwd: Path | None) -> str:
             hint="give the model file, its id, or its output name",
         )
     raise InputError(f"{ref!r} names a {kind}, not a model")
-
-
-def _producer(index: Index, node: str) -> tuple[str | None, str | None]:
-    kind, _, ident = node.partition(":")
-    if kind == "model":
-        sql = (
-            "SELECT run, path FROM models WHERE model = ? AND role IN ('output', 'adapter') "
-            "UNION ALL SELECT run, path FROM data WHERE model = ? AND direction = 'out'"
-        )
-        rows = index.query(sql, (ident, ident))
-    else:
-        column = "sha256" if kind == "file" else "dataset"
-        rows = index.query(
-            f"SELECT run, path FROM data WHERE {column} = ? AND direction = 'out' "  # noqa: S608
-            "ORDER BY seq DESC LIMIT 1",
-            (ident,),
-        )
-    return (rows[0][0], rows[0][1]) if rows else (None, None)
 
 
 def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promotion]:
@@ -122,12 +97,20 @@ def stage_history(
     return [Promotion(*row) for row in index.query(sql + " ORDER BY seq", args)]
 
 
-def _check_stage(stage: str) -> None:
+def _model_and_holder(
+    index: Index, ref: str, stage: str, cwd: Path | None
+) -> tuple[str, Promotion | None]:
+    """The model node ``ref`` names and what holds ``stage`` now.
+
+    Raises:
+        InputError: ``stage`` is not a name, or ``ref`` names no model.
+    """
     if not _STAGE.fullmatch(stage):
         raise InputError(
             f"stage {stage!r} is not a name (letters, digits, . _ -)",
             hint="e.g. production, staging, shadow",
         )
+    return _model_node(index, ref, cwd), stage_holders(index).get(stage)
 
 
 def promote(
@@ -140,9 +123,7 @@ def promote(
     cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Record that the model ``ref`` names now holds ``stage``; return the body."""
-    _check_stage(stage)
-    node = _model_node(index, ref, cwd)
-    current = stage_holders(index).get(stage)
+    node, current = _model_and_holder(index, ref, stage, cwd)
     if current is not None and current.model == node:
         raise InputError(f"{node} already holds {stage} (since {current.time})")
     body = _body(index, node, ref, stage, "enter", note)
@@ -161,9 +142,7 @@ def demote(
     cwd: Path | None = None,
 ) -> dict[str, Any]:
     """Record that the model ``ref`` names left ``stage``; return the body."""
-    _check_stage(stage)
-    node = _model_node(index, ref, cwd)
-    current = stage_holders(index).get(stage)
+    node, current = _model_and_holder(index, ref, stage, cwd)
     if current is None or current.model != node:
         holder = "nothing" if current is None else current.model
         raise InputError(f"{node} does not hold {stage} ({holder} does)")
@@ -176,7 +155,7 @@ def _body(
     index: Index, node: str, ref: str, stage: str, action: str, note: str | None
 ) -> dict[str, Any]:
     kind, _, ident = node.partition(":")
-    run, path = _producer(index, node)
+    run, path = latest_writer(index, node)
     body: dict[str, Any] = {
         "model": ident,
         "model_type": kind,

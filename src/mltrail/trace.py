@@ -31,6 +31,8 @@ __all__ = [
     "data_node_id",
     "downstream_models",
     "explain",
+    "latest_writer",
+    "run_outputs",
 ]
 
 MAX_NODES = 2_000
@@ -169,20 +171,59 @@ def build_lineage(
     return graph
 
 
+def _run_edges(
+    index: Index, run: str, direction: str, roles: tuple[str, ...], relation: str
+) -> Iterator[tuple[str, str, Any]]:
+    """The data a run read (``in``) or wrote (``out``), then its models in ``roles``."""
+    for row in index.query(
+        f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = ? "  # noqa: S608
+        "ORDER BY seq",
+        (run, direction),
+    ):
+        yield (
+            data_node_id(row),
+            ("read" if direction == "in" else "wrote"),
+            _data_node(row),
+        )
+    if not roles:
+        return
+    marks = ", ".join("?" * len(roles))
+    for (model,) in index.query(
+        f"SELECT DISTINCT model FROM models WHERE run = ? AND role IN ({marks})",  # noqa: S608
+        (run, *roles),
+    ):
+        yield f"model:{model}", relation, lambda m=model: _model_node(index, m)
+
+
+def run_outputs(index: Index, run: str) -> set[str]:
+    """The nodes of the outputs a run wrote (its ``run.artifact`` entries)."""
+    return {node for node, _, _ in _run_edges(index, run, "out", (), "wrote")}
+
+
+def latest_writer(index: Index, node_id: str) -> tuple[str | None, str | None]:
+    """The run that last wrote the model, file or dataset ``node_id``, and the path."""
+    kind, _, ident = node_id.partition(":")
+    rows = []
+    if kind == "model":
+        rows = index.query(
+            "SELECT run, path FROM models WHERE model = ? AND role IN ('output', 'adapter') "
+            "ORDER BY seq DESC LIMIT 1",
+            (ident,),
+        )
+    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    if not rows and column is not None:
+        rows = index.query(
+            f"SELECT run, path FROM data WHERE {column} = ? AND direction = 'out' "  # noqa: S608
+            "ORDER BY seq DESC LIMIT 1",
+            (ident,),
+        )
+    return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+
 def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
-        for row in index.query(
-            f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'in' "  # noqa: S608
-            "ORDER BY seq",
-            (ident,),
-        ):
-            yield data_node_id(row), "read", _data_node(row)
-        for (model,) in index.query(
-            "SELECT DISTINCT model FROM models WHERE run = ? AND role = 'base'",
-            (ident,),
-        ):
-            yield f"model:{model}", "base", lambda m=model: _model_node(index, m)
+        yield from _run_edges(index, ident, "in", ("base",), "base")
         return
     if kind == "source":
         return
@@ -240,17 +281,7 @@ def _under(path: str, location: str) -> bool:
 def _children(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
-        for row in index.query(
-            f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = 'out' "  # noqa: S608
-            "ORDER BY seq",
-            (ident,),
-        ):
-            yield data_node_id(row), "wrote", _data_node(row)
-        for (model,) in index.query(
-            "SELECT DISTINCT model FROM models WHERE run = ? AND role IN ('output', 'adapter')",
-            (ident,),
-        ):
-            yield f"model:{model}", "wrote", lambda m=model: _model_node(index, m)
+        yield from _run_edges(index, ident, "out", ("output", "adapter"), "wrote")
         return
     if kind == "source":
         yield from _source_children(index, ident)

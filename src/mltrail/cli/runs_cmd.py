@@ -8,7 +8,7 @@ from rich.table import Table
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.errors import InputError
 from mltrail.index import open_index
-from mltrail.query import RunFilter, TimeWindow, parse_when, search_runs
+from mltrail.query import RunFilter, search_runs, time_window
 from mltrail.recorder import RunSummary, close_run, close_stale_runs
 
 __all__ = ["runs"]
@@ -61,17 +61,6 @@ def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
             )
         pairs.append((key, value))
     return pairs
-
-
-def _window(since: str | None, until: str | None, week: str | None) -> TimeWindow:
-    if week is not None:
-        if since or until:
-            raise InputError("--week cannot be combined with --since/--until")
-        return TimeWindow(parse_when(week), parse_when(week, end=True))
-    return TimeWindow(
-        None if since is None else parse_when(since),
-        None if until is None else parse_when(until, end=True),
-    )
 
 
 @click.group(invoke_without_command=True)
@@ -134,7 +123,7 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     spec = RunFilter(
-        window=_window(since, until, week),
+        window=time_window(since, until, week),
         user=user,
         status=status,
         params=_param(params),
