@@ -12,3 +12,20 @@ def isolated_home(monkeypatch, tmp_path):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
+
+
+@pytest.fixture
+def isolated_git(tmp_path, monkeypatch):
+    """No user or system git config, main as the first branch, a fixed identity,
+    no repository discovery above tmp_path, no git or run variables inherited."""
+    config = tmp_path / "gitconfig"
+    config.write_text("[init]\n\tdefaultBranch = main\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "MLTRAIL_RUN_ID", "RANK",
+                 "WORLD_SIZE", "LOCAL_RANK", "MLTRAIL_WITNESS"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)

@@ -22,19 +22,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 TOKEN = "ghp_s3cretT0ken"
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path, monkeypatch):
-    """No user or system git config, fixed identity, no discovery above tmp_path."""
-    config = tmp_path / "gitconfig"
-    config.write_text("[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def git(repo: Path, *args: str) -> bytes:

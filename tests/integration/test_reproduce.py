@@ -15,18 +15,7 @@ import mltrail
 TRAIN = "import sys\nprint('training', *sys.argv[1:])\n"
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path, monkeypatch):
-    config = tmp_path / "gitconfig"
-    config.write_text("[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
-    for name in ("MLTRAIL_RUN_ID", "RANK", "WORLD_SIZE", "MLTRAIL_WITNESS"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 def git(repo: Path, *args: str) -> str:

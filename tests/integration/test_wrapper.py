@@ -18,25 +18,7 @@ import mltrail
 from mltrail.capture.redact import check_commitment
 from mltrail.core.manifest import FileEntry, compute_manifest, parse_manifest
 
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path, monkeypatch):
-    config = tmp_path / "gitconfig"
-    config.write_text("[init]\n\tdefaultBranch = main\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
-    for name in (
-        "MLTRAIL_RUN_ID",
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MLTRAIL_WITNESS",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @pytest.fixture
