@@ -1,119 +1,151 @@
-"""A ledger home on disk: create it, open it, and keep its witness checkpoint.
+"""A ledger home on disk: create it, open it, verify it against trust anchors.
 
-The witness is the newest checkpoint this machine has seen, kept outside the
-store. Every new checkpoint must be consistent with it (an RFC 9162 proof is
-checked before it is replaced) and verification checks the store against it,
-so a store rolled back to an older copy, or forked, is caught. Point
-``MLTRAIL_WITNESS`` at a path outside the home (another disk, a synced
-folder) to survive a rollback of the whole home.
+The home holds the store, the signing key and (by default) the witness file;
+see :mod:`mltrail.witness`. Anything inside the home can be replaced by someone
+who can write it, so verification says which anchors it used and warns when
+none lies outside the home: a key pinned with ``--trust-key``, a checkpoint the
+auditor kept (``--trust-checkpoint``), or a witness file elsewhere
+(``MLTRAIL_WITNESS``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mltrail.capture.identity import capture_actor
-from mltrail.config import Settings, resolve_home, write_atomic
-from mltrail.core.checkpoint import (
-    Checkpoint,
-    SignedCheckpoint,
-    parse_signed_checkpoint,
+from mltrail.config import Settings, resolve_home
+from mltrail.core.checkpoint import parse_signed_checkpoint
+from mltrail.core.codec import is_newer_version, parse_json
+from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
+from mltrail.errors import ConfigError, MltrailError
+from mltrail.keystore import (
+    destroy_key_file,
+    generate_signer,
+    load_signer,
+    move_key_file,
+    save_signer,
 )
-from mltrail.core.merkle import verify_consistency
-from mltrail.errors import ConfigError, IntegrityError, MltrailError
-from mltrail.keystore import generate_signer, load_signer, save_signer
 from mltrail.ledger import Ledger
 from mltrail.storage.sqlite import SQLiteStore
+from mltrail.witness import Witness
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
-    from mltrail.core.verify import VerificationReport
+    from mltrail.core.checkpoint import SignedCheckpoint
+    from mltrail.core.report import VerificationReport
 
-__all__ = ["Home", "InitResult", "init_home", "open_home", "rotate_home_key"]
+__all__ = [
+    "Home",
+    "InitResult",
+    "RotationResult",
+    "init_home",
+    "open_home",
+    "rotate_home_key",
+]
 
 
 @dataclass
 class Home:
-    """An opened ledger home: its path, settings and ledger."""
+    """An opened ledger home: its path, settings, ledger and witness."""
 
     path: Path
     settings: Settings
     ledger: Ledger
-    witness_path: Path
+    witness: Witness
+    _synced: int = field(default=-1, repr=False)
 
-    def checkpoint(self) -> SignedCheckpoint:
-        """Write a checkpoint and move the witness forward (after a consistency proof)."""
-        signed = self.ledger.checkpoint()
-        self._advance_witness(signed)
+    @property
+    def witness_path(self) -> Path:
+        """Where the witness checkpoint is kept."""
+        return self.witness.path
+
+    def checkpoint(self, *, adopt: bool = False) -> SignedCheckpoint:
+        """The checked checkpoint of the whole ledger; the witness moves to it.
+
+        See :meth:`mltrail.ledger.Ledger.checkpoint` (``adopt`` covers records
+        an older mltrail left uncovered, after verifying the whole ledger).
+        """
+        signed = self.ledger.checkpoint(adopt=adopt)
+        self.witness.advance(self.ledger, signed)
+        self._synced = signed.checkpoint.size
         return signed
 
-    def witnessed(self) -> list[tuple[str, int, str]]:
-        """The witness checkpoint as (label, size, text), if there is one."""
-        text = self._read_witness()
-        if text is None:
-            return []
-        try:
-            size = parse_signed_checkpoint(text).checkpoint.size
-        except MltrailError:
-            size = 0
-        return [(f"witnessed checkpoint ({self.witness_path})", size, text)]
+    def verify(
+        self,
+        *,
+        trust_keys: Collection[str] = (),
+        trust_checkpoints: Sequence[tuple[str, str]] = (),
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> VerificationReport:
+        """Verify the ledger against its own checkpoints and every anchor given.
 
-    def verify(self, **kwargs: object) -> VerificationReport:
-        """Verify the ledger against its own checkpoints and the witness."""
-        return self.ledger.verify(witness=self.witnessed(), **kwargs)  # type: ignore[arg-type]
-
-    def _read_witness(self) -> str | None:
-        try:
-            return self.witness_path.read_text("utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise ConfigError(
-                f"cannot read witness {self.witness_path}: {e.strerror}"
-            ) from e
-
-    def _advance_witness(self, signed: SignedCheckpoint) -> None:
-        """Move the witness to ``signed`` if it is newer, after proving consistency.
-
-        Runs under an exclusive lock on ``<witness>.lock`` so concurrent writers
-        never move it backwards. A newer witness (another writer checkpointed
-        meanwhile) is kept when the ledger is consistent with it.
+        Args:
+            trust_keys: key ids to trust instead of the genesis key named in
+                ledger.json (which lies inside the home).
+            trust_checkpoints: (where it came from, text) of checkpoints kept
+                outside the home; the ledger must extend each of them.
+            progress: called with (records done, total).
+            workers: processes for signature checks.
         """
-        self.witness_path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.witness_path.with_name(self.witness_path.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            old_text = self._read_witness()
-            old = parse_signed_checkpoint(old_text).checkpoint if old_text else None
-            if old is None or old.size <= signed.checkpoint.size:
-                self._check_extends(old, signed.checkpoint.size, signed.checkpoint.root)
-                write_atomic(self.witness_path, signed.to_text())
-            else:
-                head = self.ledger.head()
-                self._check_extends(old, head.size, head.root())
-
-    def _check_extends(self, old: Checkpoint | None, size: int, root: bytes) -> None:
-        """Raise unless the tree of ``size`` records with ``root`` extends ``old``."""
-        if old is None or old.size == 0:
-            return
-        if old.size > size:
-            raise IntegrityError(
-                f"the ledger has {size} records but this machine saw a checkpoint of "
-                f"{old.size}: the ledger was rolled back",
-                hint="run `mltrail verify`",
+        kept, notes = self.witness.for_verification()
+        kept += [
+            StoredCheckpoint(
+                f"trusted checkpoint ({where})", _size_of(text), text, True
             )
-        proof = self.ledger.prove_consistency(old.size, size)
-        verify_consistency(old.size, size, old.root, root, proof.hashes)
+            for where, text in trust_checkpoints
+        ]
+        keys = tuple(trust_keys) or (self.settings.trusted_key,)
+        report = self.ledger.verify(
+            trusted_keys=keys, witness=kept, progress=progress, workers=workers
+        )
+        report.anchors.insert(0, _key_anchor(keys, pinned=bool(trust_keys)))
+        report.problems.extend(notes)
+        if not report.external_anchors:
+            report.problems.append(_inside_only_warning())
+        return report
 
     def close(self) -> None:
-        """Close the ledger."""
-        self.ledger.close()
+        """Move the witness to the newest checkpoint if this session wrote, then close."""
+        try:
+            if self.ledger.writes and self._synced != self.ledger.head().size:
+                self.checkpoint()
+        finally:
+            self.ledger.close()
+
+
+def _size_of(text: str) -> int:
+    try:
+        return parse_signed_checkpoint(text).checkpoint.size
+    except MltrailError:
+        return 0  # the verifier reports it unreadable
+
+
+def _key_anchor(keys: Sequence[str], *, pinned: bool) -> Anchor:
+    names = ", ".join(f"{k[:16]}..." for k in keys)
+    if pinned:
+        return Anchor("key", f"key {names} (pinned with --trust-key)", True)
+    return Anchor(
+        "key", f"genesis key {names} named in ledger.json (inside the home)", False
+    )
+
+
+def _inside_only_warning() -> Problem:
+    return Problem(
+        None,
+        "anchors",
+        "every trust anchor used lies inside the ledger home, so someone able to "
+        "write the home could have replaced the ledger, or cut records from its "
+        "end, without this being seen; verify with --trust-key (printed by "
+        "`mltrail keys export`) or a checkpoint kept elsewhere (--trust-checkpoint, "
+        "MLTRAIL_WITNESS)",
+        Severity.WARNING,
+    )
 
 
 @dataclass(frozen=True)
@@ -169,12 +201,14 @@ def init_home(
             hint="keep the audit log apart from code and weights, or pass --force",
         )
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    origin = origin or f"mltrail.local/{secrets.token_hex(8)}"
+    witness = _witness(path, Settings(origin, "", "", ""), env)
+    _refuse_foreign_witness(witness, origin)
     pw = _password(env, password)
     signer = load_signer(key_path, pw) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
     if not key_path:
         save_signer(signer, path / key_file, pw)
-    origin = origin or f"mltrail.local/{secrets.token_hex(8)}"
     store = SQLiteStore(path / "ledger.db", create=True)
     if store.head().size:
         store.close()
@@ -190,26 +224,41 @@ def init_home(
         trusted_key=signer.key_id,
     )
     ledger = Ledger.create(store, signer, origin=origin, actor=capture_actor(env))
-    home_obj = Home(path, settings, ledger, _witness_path(path, settings, env))
-    home_obj._advance_witness(_latest(ledger))
+    Home(path, settings, ledger, witness).checkpoint()
     settings.save(path)
     ledger.close()
     return InitResult(path, True, origin, signer.key_id)
 
 
-def _latest(ledger: Ledger) -> SignedCheckpoint:
-    latest = ledger.latest_checkpoint()
-    assert latest is not None
-    return parse_signed_checkpoint(latest[1])
-
-
-def _witness_path(home: Path, settings: Settings, env: Mapping[str, str]) -> Path:
+def _witness(home: Path, settings: Settings, env: Mapping[str, str]) -> Witness:
     override = env.get("MLTRAIL_WITNESS")
-    return (
+    path = (
         Path(override).expanduser()
         if override
         else settings.path(home, settings.witness)
     )
+    return Witness(path, configured=bool(override), external=not _inside(path, home))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _refuse_foreign_witness(witness: Witness, origin: str) -> None:
+    """Before creating a ledger: its witness file must not be another ledger's."""
+    text = witness.read()
+    if text is None:
+        return
+    try:
+        found = parse_signed_checkpoint(text).checkpoint.origin
+    except MltrailError:
+        found = None
+    if found != origin:
+        raise ConfigError(
+            f"the witness file {witness.path} already holds a checkpoint of "
+            f"{found or 'something else'!r}; refusing to overwrite it",
+            hint="point MLTRAIL_WITNESS at a file of this ledger's own",
+        )
 
 
 def open_home(
@@ -221,8 +270,14 @@ def open_home(
 ) -> Home:
     """Open an existing ledger home (with its signing key when ``writable``).
 
+    A writable home is checked before anything can be written: the ledger must
+    extend its witness checkpoint (else it was rolled back or forked) and must
+    not hold records of a newer mltrail.
+
     Raises:
-        ConfigError: no ledger there, or the key cannot be loaded.
+        ConfigError: no ledger there, the key cannot be loaded, or the ledger
+            was written by a newer mltrail (when ``writable``).
+        IntegrityError: the ledger does not extend the witness (when ``writable``).
         StoreError: the store cannot be opened.
     """
     env = os.environ if env is None else env
@@ -234,29 +289,127 @@ def open_home(
             settings.path(path, settings.signing_key), _password(env, password)
         )
     store = SQLiteStore(settings.path(path, settings.store))
-    meta_origin = store.meta().get("origin")
-    if meta_origin is not None and meta_origin != settings.origin:
-        store.close()
-        raise ConfigError(
-            f"ledger.json says origin {settings.origin} but the store holds "
-            f"{meta_origin}"
+    try:
+        meta_origin = store.meta().get("origin")
+        if meta_origin is not None and meta_origin != settings.origin:
+            raise ConfigError(
+                f"ledger.json says origin {settings.origin} but the store holds "
+                f"{meta_origin}"
+            )
+        ledger = Ledger(
+            store,
+            signer,
+            origin=settings.origin,
+            actor=capture_actor(env),
+            trusted_key=settings.trusted_key,
         )
-    ledger = Ledger(
-        store,
-        signer,
-        origin=settings.origin,
-        actor=capture_actor(env),
-        trusted_key=settings.trusted_key,
-    )
-    return Home(path, settings, ledger, _witness_path(path, settings, env))
+        opened = Home(path, settings, ledger, _witness(path, settings, env))
+        if writable:
+            _refuse_newer_format(ledger)
+            opened.witness.check(ledger)
+    except BaseException:
+        store.close()
+        raise
+    return opened
 
 
-def rotate_home_key(home: Home, *, reason: str, password: bytes | None = None) -> str:
-    """Rotate the ledger key: new key file, key.added + key.revoked, settings updated."""
+def _refuse_newer_format(ledger: Ledger) -> None:
+    """A ledger a newer mltrail wrote can be read and verified, never written."""
+    found = ledger.store.meta().get("format")
+    size = ledger.head().size
+    if not is_newer_version(found) and size:
+        for row in ledger.store.rows(size - 1, size):
+            try:
+                found = parse_json(row.data)["entry"]["v"]
+            except (MltrailError, KeyError, TypeError):
+                found = None
+    if is_newer_version(found):
+        raise ConfigError(
+            f"this ledger was written by a newer mltrail (format {found}): this "
+            "version can read and verify it, but will not write to it",
+            hint="upgrade mltrail (pip install -U mltrail)",
+        )
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What ``rotate_home_key`` did, and what became of the revoked private key."""
+
+    added: str
+    revoked: str
+    old_key_file: Path
+    disposal: str
+    """``destroyed``, ``moved`` (to ``moved_to``) or ``outside`` (left where it was,
+    outside the home, for its owner to destroy)."""
+    moved_to: Path | None = None
+    swept: tuple[Path, ...] = ()
+    """Private keys of keys revoked earlier, found in keys/ and destroyed."""
+
+
+def rotate_home_key(
+    home: Home,
+    *,
+    reason: str,
+    password: bytes | None = None,
+    move_old_key_to: Path | None = None,
+) -> RotationResult:
+    """Rotate the ledger key, then get the revoked private key out of the home.
+
+    A new key file is written, ``key.added`` + ``key.revoked`` are appended in one
+    batch and ledger.json names the new key. Whoever holds a revoked private key
+    can rewrite history before the rotation as far as that key reaches, so the
+    old key file is overwritten and deleted (or, with ``move_old_key_to``, moved
+    there). A key file outside the home (``init --key``) is left to its owner.
+
+    Raises:
+        ConfigError: ``move_old_key_to`` exists or lies inside the home.
+    """
+    old = home.ledger.signer
+    old_file = home.settings.path(home.path, home.settings.signing_key)
+    if move_old_key_to is not None:
+        _check_destination(move_old_key_to, home.path)
     new = generate_signer()
     key_file = f"keys/{new.key_id}.key"
     save_signer(new, home.path / key_file, password)
     home.ledger.rotate_key(new, reason=reason)
     home.settings = Settings(**{**home.settings.__dict__, "signing_key": key_file})
     home.settings.save(home.path)
-    return new.key_id
+    if move_old_key_to is not None:
+        move_key_file(old_file, move_old_key_to)
+        disposal = "moved"
+    elif _inside(old_file, home.path):
+        destroy_key_file(old_file)
+        disposal = "destroyed"
+    else:
+        disposal = "outside"
+    swept = _sweep_revoked_keys(home)
+    return RotationResult(
+        added=new.key_id,
+        revoked=old.key_id if old else "",
+        old_key_file=old_file,
+        disposal=disposal,
+        moved_to=move_old_key_to,
+        swept=swept,
+    )
+
+
+def _check_destination(target: Path, home: Path) -> None:
+    if target.exists():
+        raise ConfigError(f"{target} already exists; refusing to overwrite it")
+    if _inside(target, home):
+        raise ConfigError(
+            f"{target} lies inside the ledger home: the revoked key must leave it",
+            hint="choose a path on another disk or an offline medium",
+        )
+
+
+def _sweep_revoked_keys(home: Home) -> tuple[Path, ...]:
+    """Destroy private key files in keys/ whose key the ledger has revoked."""
+    ring = home.ledger.keys()
+    revoked = {k for k, state in ring.keys.items() if state.revoked_seq is not None}
+    swept = []
+    for path in sorted((home.path / "keys").glob("*.key")):
+        if path.stem in revoked:
+            destroy_key_file(path)
+            swept.append(path)
+    return tuple(swept)

@@ -14,7 +14,13 @@ from mltrail.errors import ConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["generate_signer", "load_signer", "save_signer"]
+__all__ = [
+    "destroy_key_file",
+    "generate_signer",
+    "load_signer",
+    "move_key_file",
+    "save_signer",
+]
 
 
 def generate_signer() -> Ed25519Signer:
@@ -119,3 +125,46 @@ def _parse_private_key(path: Path, data: bytes, password: bytes | None) -> objec
                 hint="check MLTRAIL_KEY_PASSWORD",
             ) from e
         raise ConfigError(f"{path} is not a readable private key file: {e}") from e
+
+
+def destroy_key_file(path: Path) -> None:
+    """Overwrite a private key file with zeros, flush it, and delete it.
+
+    This removes the key from the file system as far as a program can; copies
+    in backups, snapshots, or blocks a copy-on-write file system or an SSD
+    keeps aside are beyond its reach.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    with open(path, "r+b") as f:
+        f.write(bytes(size))
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+    _fsync_dir(path.parent)
+
+
+def move_key_file(source: Path, target: Path) -> None:
+    """Move a private key file to ``target`` (another disk is fine), durably.
+
+    The copy is written and flushed before the original is destroyed.
+    """
+    data = source.read_bytes()
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(target.parent)
+    destroy_key_file(source)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

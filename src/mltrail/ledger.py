@@ -13,17 +13,26 @@ Example::
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
-from mltrail.core.chain import KEY_KINDS, Batch, ChainHead, KeyRing, seal_entries
+from mltrail.core.chain import (
+    KEY_KINDS,
+    TIME_TOLERANCE,
+    Batch,
+    ChainHead,
+    KeyRing,
+    seal_entries,
+)
 from mltrail.core.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
     is_valid_key_name,
+    parse_signed_checkpoint,
     sign_checkpoint,
+    verify_checkpoint,
 )
 from mltrail.core.codec import (
     decode_record,
@@ -39,17 +48,23 @@ from mltrail.core.merkle import (
     inclusion_proof,
 )
 from mltrail.core.signing import Signer, encode_b64
-from mltrail.errors import AppendConflictError, ConfigError, InputError
+from mltrail.errors import (
+    AppendConflictError,
+    ConfigError,
+    InputError,
+    IntegrityError,
+    MltrailError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-    from mltrail.core.verify import VerificationReport
+    from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.storage.base import Store
 
-__all__ = ["Clock", "Draft", "Ledger", "SystemClock"]
+__all__ = ["Clock", "Draft", "Ledger", "SystemClock", "UncoveredRecordsError"]
 
-DEFAULT_TOLERANCE = timedelta(minutes=5)
+DEFAULT_TOLERANCE = TIME_TOLERANCE
 
 
 class Clock(Protocol):
@@ -84,6 +99,14 @@ class _StaleKeysError(AppendConflictError):
         super().__init__("the ledger's keys changed during the append")
 
 
+class UncoveredRecordsError(IntegrityError):
+    """Records at the end of the ledger are not covered by a signed checkpoint.
+
+    Every append stores a checkpoint of its batch in the same transaction, so an
+    uncovered tail was written without the ledger key (or by mltrail 0.1).
+    """
+
+
 class Ledger:
     """A signed, hash-chained, Merkle-tree ledger over a ``Store``.
 
@@ -116,6 +139,10 @@ class Ledger:
         self.tolerance = tolerance
         self._keyring = KeyRing()
         self._key_epoch = -1
+        self._trusted_head: tuple[int, bytes] | None = None
+        """(size, root) of a head this object checked or wrote: covered and signed."""
+        self.writes = 0
+        """Appends (and adopted checkpoints) this object has written."""
 
     @classmethod
     def create(
@@ -129,7 +156,6 @@ class Ledger:
         ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
         body = _key_body(signer, origin=origin, reason="ledger created")
         ledger._append_signed([ledger._sign(Draft("key.added", body))])
-        ledger.checkpoint()
         return ledger
 
     # -- writing -----------------------------------------------------------
@@ -177,23 +203,33 @@ class Ledger:
                     hint="store it first with Ledger.put_blob",
                 )
 
-    def _append_signed(self, entries: list[Entry]) -> list[Record]:
+    def _append_signed(
+        self, entries: list[Entry], checkpoint_signer: Signer | None = None
+    ) -> list[Record]:
         for _ in range(5):
             try:
-                batch = self.store.append(lambda head: self._seal(head, entries))
+                batch = self.store.append(
+                    lambda head: self._seal(head, entries, checkpoint_signer)
+                )
             except _StaleKeysError:
                 self._refresh_keys()
                 continue
+            self._trusted_head = (batch.head.size, batch.head.root())
+            self.writes += 1
             return [
                 Record(r.seq, r.prev, e)
                 for r, e in zip(batch.records, entries, strict=True)
             ]
         raise AppendConflictError("the ledger's keys kept changing during the append")
 
-    def _seal(self, head: ChainHead, entries: list[Entry]) -> Batch:
-        """Runs under the store's append lock: check signers, then chain."""
+    def _seal(
+        self, head: ChainHead, entries: list[Entry], checkpoint_signer: Signer | None
+    ) -> Batch:
+        """Runs under the store's append lock: check the head and signers, chain,
+        then sign the checkpoint of the new head (stored with the records)."""
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
+        self._check_head(head)
         rotating = any(entry.kind in KEY_KINDS for entry in entries)
         keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
         for seq, entry in enumerate(entries, start=head.size):
@@ -210,9 +246,82 @@ class Ledger:
                 )
                 if problem:
                     raise InputError(f"cannot append: {problem}")
-        return seal_entries(
+        batch = seal_entries(
             head, entries, now=self.clock.now(), tolerance=self.tolerance
         )
+        text = self._sign_head(batch.head, keyring, checkpoint_signer)
+        return replace(
+            batch, head=replace(batch.head, checkpoint=text), checkpoint=text
+        )
+
+    def _sign_head(
+        self, head: ChainHead, keyring: KeyRing, signer: Signer | None = None
+    ) -> str:
+        signer = signer or self._require_signer()
+        problem = keyring.signer_problem(signer.key_id, head.size)
+        if problem:
+            raise ConfigError(
+                f"cannot sign a checkpoint of {head.size} records: the key "
+                f"{signer.key_id[:16]}... is {problem.removeprefix('signed by ')}",
+                hint="the signing key file is not a current key of this ledger "
+                "(mltrail keys list)",
+            )
+        checkpoint = Checkpoint(origin=self.origin, size=head.size, root=head.root())
+        return sign_checkpoint(checkpoint, signer).to_text()
+
+    def _check_head(self, head: ChainHead) -> None:
+        """Refuse to build on a head that no valid signed checkpoint covers.
+
+        Raises:
+            UncoveredRecordsError: records after the newest checkpoint.
+            IntegrityError: the checkpoint is bad, or the cached Merkle nodes do
+                not give its root, or records were cut from the end.
+        """
+        if head.size == 0:
+            return
+        root = head.root()
+        if self._trusted_head == (head.size, root):
+            return
+        text = head.checkpoint
+        try:
+            parsed = parse_signed_checkpoint(text).checkpoint if text else None
+        except MltrailError as e:
+            raise IntegrityError(
+                f"refusing to write: the newest stored checkpoint is unreadable: {e}",
+                hint="run `mltrail verify`",
+            ) from e
+        covered = 0 if parsed is None else parsed.size
+        if covered < head.size:
+            raise UncoveredRecordsError(
+                f"refusing to write: records seq {covered} to {head.size - 1} are not "
+                "covered by a signed checkpoint, so they were written without the "
+                "ledger key (or by mltrail 0.1)",
+                hint="run `mltrail verify`; if the records are genuine, "
+                "`mltrail checkpoint --adopt` covers them",
+            )
+        if covered > head.size:
+            raise IntegrityError(
+                f"refusing to write: the newest checkpoint covers {covered} records "
+                f"but the ledger holds {head.size}: records were cut from the end",
+                hint="run `mltrail verify`",
+            )
+        keys = list(self._keyring.valid_keys(head.size).values())
+        try:
+            verify_checkpoint(text or "", origin=self.origin, public_keys=keys)
+        except MltrailError as e:
+            raise IntegrityError(
+                "refusing to write: the newest checkpoint is not signed by a valid "
+                f"key of this ledger: {e}",
+                hint="run `mltrail verify`",
+            ) from e
+        if parsed is not None and parsed.root != root:
+            raise IntegrityError(
+                "refusing to write: the stored Merkle nodes do not give the root of "
+                f"the newest signed checkpoint (size {head.size}): the cached tree "
+                "was altered",
+                hint="run `mltrail verify`",
+            )
+        self._trusted_head = (head.size, root)
 
     def _refresh_keys(self) -> None:
         keyring = KeyRing()
@@ -268,7 +377,7 @@ class Ledger:
             ),
             new_signer,
         )
-        records = self._append_signed([added, revoked])
+        records = self._append_signed([added, revoked], checkpoint_signer=new_signer)
         self.signer = new_signer
         return records
 
@@ -307,15 +416,56 @@ class Ledger:
 
     # -- checkpoints and proofs -------------------------------------------
 
-    def checkpoint(self) -> SignedCheckpoint:
-        """Sign and keep a checkpoint of the current tree."""
-        head = self.store.head()
-        signed = sign_checkpoint(
-            Checkpoint(origin=self.origin, size=head.size, root=head.root()),
-            self._require_signer(),
-        )
-        self.store.add_checkpoint(head.size, signed.to_text())
-        return signed
+    def checkpoint(self, *, adopt: bool = False) -> SignedCheckpoint:
+        """The signed checkpoint of the whole ledger, checked before it is returned.
+
+        Every append stores one, so this normally returns the newest stored
+        checkpoint after checking that it covers every record, is signed by a
+        key valid at its size, and that the cached Merkle nodes give its root.
+        Nothing is signed over a head that fails those checks.
+
+        Args:
+            adopt: when records at the end are not covered (a ledger written by
+                mltrail 0.1), verify the whole ledger and, if nothing but the
+                missing coverage is wrong, sign a checkpoint of the recomputed
+                root.
+
+        Raises:
+            UncoveredRecordsError: records are not covered and ``adopt`` is False.
+            IntegrityError: the head cannot be trusted (see ``_check_head``).
+        """
+        self._refresh_keys()
+        latest = self.store.latest_checkpoint()
+        head = replace(self.store.head(), checkpoint=latest.text if latest else None)
+        try:
+            self._check_head(head)
+        except UncoveredRecordsError:
+            if not adopt:
+                raise
+            return self._adopt(head)
+        if head.size == 0 or head.checkpoint is None:
+            raise InputError("the ledger holds no records")
+        return parse_signed_checkpoint(head.checkpoint)
+
+    def _adopt(self, head: ChainHead) -> SignedCheckpoint:
+        report = self.verify()
+        problems = [p for p in report.errors if p.code != "uncovered"]
+        if problems:
+            raise IntegrityError(
+                f"refusing to adopt uncovered records: {report.verdict()}: "
+                f"{problems[0]}",
+                hint="run `mltrail verify` to see every problem",
+            )
+        if (report.size, report.root) != (head.size, head.root()):
+            raise IntegrityError(
+                "refusing to adopt: the stored Merkle nodes do not match the records",
+                hint="run `mltrail verify`",
+            )
+        text = self._sign_head(head, self._keyring)
+        self.store.add_checkpoint(head.size, text)
+        self._trusted_head = (head.size, head.root())
+        self.writes += 1
+        return parse_signed_checkpoint(text)
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """(size, text) of the newest checkpoint, if any."""
@@ -353,17 +503,23 @@ class Ledger:
     def verify(
         self,
         *,
-        witness: Sequence[tuple[str, int, str]] = (),
+        trusted_keys: Collection[str] | None = None,
+        witness: Sequence[StoredCheckpoint] = (),
         progress: Callable[[int, int], None] | None = None,
         workers: int | None = None,
     ) -> VerificationReport:
-        """Verify the whole ledger; see :func:`mltrail.verification.verify_store`."""
+        """Verify the whole ledger; see :func:`mltrail.verification.verify_store`.
+
+        ``trusted_keys`` defaults to the genesis key this ledger was opened with.
+        """
         from mltrail.verification import verify_store
 
+        if trusted_keys is None:
+            trusted_keys = (self.trusted_key,) if self.trusted_key else ()
         return verify_store(
             self.store,
             origin=self.origin,
-            trusted_key=self.trusted_key,
+            trusted_keys=trusted_keys,
             witness=witness,
             progress=progress,
             workers=workers,

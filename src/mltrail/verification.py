@@ -2,9 +2,12 @@
 
 Per-record work (parsing, canonical form, schema, Ed25519) runs in worker
 processes on large ledgers; the sequential checks (seq, prev chain, key validity,
-Merkle roots against checkpoints) run here on their results. Then every
-referenced blob is re-hashed, and successive checkpoints are checked for
-consistency with RFC 9162 proofs built from the store's Merkle nodes.
+times, Merkle roots against checkpoints, coverage) run here on their results.
+The Merkle nodes the store keeps (which proofs and appends use) are compared
+with the ones recomputed from the records as the walk goes. Then every
+referenced blob is re-hashed. (Every checkpoint's root is compared with the root
+recomputed from the records at its size, so checkpoints that pass are
+consistent with each other by construction.)
 """
 
 from __future__ import annotations
@@ -12,33 +15,40 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from itertools import islice, pairwise
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import compute_blob_digest
 from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import parse_json
-from mltrail.core.merkle import consistency_proof, verify_consistency
+from mltrail.core.record_check import RecordCheck, check_record
+from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
-from mltrail.core.verify import (
-    LedgerVerifier,
-    RecordCheck,
-    StoredCheckpoint,
-    VerificationReport,
-    check_record,
-)
+from mltrail.core.verify import LedgerVerifier
 from mltrail.errors import MltrailError, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import (
+        Callable,
+        Collection,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
+    from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.storage.base import Store, StoredRow
 
-__all__ = ["PARALLEL_THRESHOLD", "verify_store"]
+__all__ = ["MAX_WORKERS", "PARALLEL_THRESHOLD", "verify_store"]
 
 PARALLEL_THRESHOLD = 20_000
+MAX_WORKERS = 64
 _CHUNK = 2_000
+_NODE_BATCH = 4_096
+_MAX_NODE_REPORTS = 5
 # fork starts workers in milliseconds and needs no importable __main__ (spawn
 # re-imports it, which fails for scripts read from stdin); workers only compute
 # over the bytes they are sent, never touching the parent's connections.
@@ -49,8 +59,8 @@ def verify_store(
     store: Store,
     *,
     origin: str,
-    trusted_key: str | None = None,
-    witness: Sequence[tuple[str, int, str]] = (),
+    trusted_keys: Collection[str] = (),
+    witness: Sequence[StoredCheckpoint] = (),
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> VerificationReport:
@@ -59,14 +69,15 @@ def verify_store(
     Args:
         store: the store to check.
         origin: the origin every checkpoint must name.
-        trusted_key: the genesis key id to insist on (None: whatever genesis says).
-        witness: checkpoints kept outside the store, as (label, size, text), e.g. the
-            one this machine saw last; a store rolled back behind them fails.
+        trusted_keys: key ids to trust (empty: whatever the genesis record says).
+        witness: checkpoints kept outside the store (the one this machine saw
+            last, an auditor's copy); a store rolled back behind them fails.
         progress: called with (records done, total) as the walk advances.
-        workers: processes for per-record checks (default: all cores on large ledgers).
+        workers: processes for per-record checks (default: all cores on large
+            ledgers, at most ``MAX_WORKERS``).
     """
-    checkpoints = store.checkpoints() + [StoredCheckpoint(*w) for w in witness]
-    verifier = LedgerVerifier(origin, checkpoints, trusted_key)
+    checkpoints = store.checkpoints() + list(witness)
+    verifier = LedgerVerifier(origin, checkpoints, trusted_keys)
     try:
         total = store.head().size
     except (
@@ -74,14 +85,73 @@ def verify_store(
     ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
         total = 0
     keys = _public_keys(store)
+    nodes = _NodeComparison(store, verifier)
     for done, check in enumerate(_checks(store.rows(), keys, total, workers), start=1):
         verifier.accept(check)
+        if len(verifier.nodes) >= _NODE_BATCH:
+            nodes.compare()
         if progress is not None and (done % 1000 == 0 or done == total):
             progress(done, total)
+    nodes.compare()
     report = verifier.finish()
+    nodes.summarise()
     _verify_blobs(store, verifier)
-    _verify_consistency(store, verifier)
     return report
+
+
+class _NodeComparison:
+    """Compares the Merkle nodes the walk recomputed with the ones the store keeps."""
+
+    def __init__(self, store: Store, verifier: LedgerVerifier) -> None:
+        self._store = store
+        self._verifier = verifier
+        self._bad: list[tuple[int, int]] = []
+
+    def compare(self) -> None:
+        verifier = self._verifier
+        completed, verifier.nodes = verifier.nodes, []
+        if not verifier.nodes_comparable:
+            return
+        by_level: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+        for level, index, digest in completed:
+            by_level[level].append((index, digest))
+        for level, items in by_level.items():
+            stored = self._store.node_range(level, items[0][0], items[-1][0] + 1)
+            for index, digest in items:
+                verifier.report.nodes_checked += 1
+                if stored.get(index) != digest:
+                    self._bad.append((level, index))
+
+    def summarise(self) -> None:
+        """Report mismatching nodes: each (up to a few) when the records are intact,
+        else one warning, since altered records explain them."""
+        if not self._bad:
+            return
+        if self._verifier.report.errors:
+            self._verifier.problem(
+                None,
+                "merkle-node",
+                f"{len(self._bad)} stored Merkle nodes do not match the records "
+                "(a consequence of the changes above)",
+                Severity.WARNING,
+            )
+            return
+        for level, index in self._bad[:_MAX_NODE_REPORTS]:
+            last_leaf = ((index + 1) << level) - 1
+            self._verifier.problem(
+                last_leaf,
+                "merkle-node",
+                f"the stored Merkle node (level {level}, index {index}) does not "
+                "match the records: the store's tree cache was altered, so proofs "
+                "and appends built on it would be wrong",
+            )
+        if len(self._bad) > _MAX_NODE_REPORTS:
+            self._verifier.problem(
+                None,
+                "merkle-node",
+                f"{len(self._bad) - _MAX_NODE_REPORTS} more stored Merkle nodes do "
+                "not match the records",
+            )
 
 
 def _public_keys(store: Store) -> dict[str, bytes]:
@@ -104,6 +174,7 @@ def _checks(
     workers: int | None,
 ) -> Iterator[RecordCheck]:
     count = workers if workers is not None else (os.cpu_count() or 1)
+    count = min(count, MAX_WORKERS)
     if count <= 1 or (workers is None and total < PARALLEL_THRESHOLD):
         for row in rows:
             yield check_record(row.seq, row.hash, row.data, keys)
@@ -167,20 +238,3 @@ def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
                     f"blob {digest} at {ref.path} has "
                     f"{len(data)} bytes, the entry says {ref.size}",
                 )
-
-
-def _verify_consistency(store: Store, verifier: LedgerVerifier) -> None:
-    """Each checkpoint must be consistent with the next, by proofs from stored nodes."""
-    size = verifier.report.size
-    heads = sorted((h for h in verifier.heads if h[1] <= size), key=lambda h: h[1])
-    for (label1, size1, root1), (label2, size2, root2) in pairwise(heads):
-        try:
-            proof = consistency_proof(size1, size2, store.node)
-            verify_consistency(size1, size2, root1, root2, proof)
-        except MltrailError as e:
-            verifier.problem(
-                size2 - 1,
-                "consistency",
-                f"{label1} (size {size1}) and {label2} "
-                f"(size {size2}) are not consistent: {e}",
-            )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.core.checkpoint import SignedCheckpoint
+from mltrail.core.checkpoint import SignedCheckpoint, parse_signed_checkpoint
 from mltrail.home import Home, init_home, open_home
 
 ORIGIN = "example.org/crash-test"
@@ -230,15 +230,16 @@ def test_concurrent_checkpoints_are_not_a_rollback(
         a.ledger.append("note", {"text": "by a"})
         sign_only = a.ledger.checkpoint
 
-        def raced() -> SignedCheckpoint:
-            signed = sign_only()
+        def raced(*, adopt: bool = False) -> SignedCheckpoint:
+            signed = sign_only(adopt=adopt)
             b.ledger.append("note", {"text": "by b"})
             b.checkpoint()
             return signed
 
         monkeypatch.setattr(a.ledger, "checkpoint", raced)
         a.checkpoint()
-        assert a.witnessed()[0][1] == 3
+        witnessed = parse_signed_checkpoint(a.witness.read() or "").checkpoint
+        assert witnessed.size == 3
         assert a.verify().ok
     finally:
         a.close()

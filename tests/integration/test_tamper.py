@@ -5,19 +5,20 @@ rotation, checkpoints in the middle and at the end); every test edits a fresh
 copy of it directly through SQLite (dropping the append-only triggers first)
 and checks that ``Home.verify()`` names the problem, where, and what happened.
 
-Golden layout::
+Golden layout (every append stores the checkpoint of its batch)::
 
     seq 0        key.added (genesis, key A)         checkpoint size 1 (init)
-    seq 1..10    notes; 3, 6, 9 carry a blob         checkpoint size 11
-    seq 11       key.added (key B, signed by A)
-    seq 12       key.revoked (key A, signed by B)
-    seq 13..29   notes; 15, 18, 21, 24, 27 blobs     checkpoint size 30 (+ witness)
+    seq 1..10    notes; 3, 6, 9 carry a blob         checkpoints sizes 2..11
+    seq 11       key.added (key B, signed by A)     one batch: checkpoint size 13
+    seq 12       key.revoked (key A, signed by B)     (signed by B)
+    seq 13..29   notes; 15, 18, 21, 24, 27 blobs     checkpoints 14..30 (+ witness)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -60,6 +61,7 @@ class Golden:
     key_a: str
     key_b: str
     blobs: dict[int, str]  # seq -> digest of its attachment
+    key_a_file: bytes  # the revoked key's file, as an attacker who copied it has it
 
 
 def _note_body(home: Home, seq: int) -> dict:
@@ -84,7 +86,11 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
                 blobs[seq] = body["attachments"][0]["blob"]
         home.checkpoint()
         key_a = home.ledger.signer.key_id
-        key_b = rotate_home_key(home, reason="scheduled rotation")
+        key_a_file = (path / "keys" / f"{key_a}.key").read_bytes()
+        rotation = rotate_home_key(home, reason="scheduled rotation")
+        assert rotation.disposal == "destroyed"
+        assert not (path / "keys" / f"{key_a}.key").exists()
+        key_b = rotation.added
         for seq in range(13, SIZE):
             body = _note_body(home, seq)
             assert home.ledger.append("note", body).seq == seq
@@ -94,7 +100,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
     finally:
         home.close()
     assert not Path(f"{path}/ledger.db-wal").exists()  # closed cleanly: one file
-    return Golden(path, key_a, key_b, blobs)
+    return Golden(path, key_a, key_b, blobs, key_a_file)
 
 
 @pytest.fixture
@@ -136,7 +142,8 @@ def _verify(home_dir: Path) -> VerificationReport:
 
 
 def _codes_at(report: VerificationReport, seq: int | None) -> set[str]:
-    return {p.code for p in report.problems if p.seq == seq}
+    """Codes of the errors at ``seq`` (warnings, e.g. about anchors, left out)."""
+    return {p.code for p in report.errors if p.seq == seq}
 
 
 def _problem(report: VerificationReport, code: str, seq: int | None) -> str:
@@ -206,10 +213,16 @@ def _resign(data: bytes, signer, **changes: object) -> bytes:
 def test_untampered_ledger_verifies(home_dir: Path, golden: Golden) -> None:
     report = _verify(home_dir)
     assert report.ok, [str(p) for p in report.problems]
-    assert report.problems == []
+    # the only remark: every anchor (ledger.json, the witness) lies in the home
+    assert [(p.code, str(p.severity)) for p in report.problems] == [
+        ("anchors", "warning")
+    ]
     assert report.size == SIZE
+    assert report.covered == SIZE
     assert report.records_checked == SIZE
-    assert report.checkpoints_checked == 4  # sizes 1, 11, 30 and the witness
+    assert report.checkpoints_checked == 30  # 29 batches and the witness
+    # every stored Merkle node: 30 leaves, then 15, 7, 3 and 1 above them
+    assert report.nodes_checked == sum(SIZE >> level for level in range(5)) == 56
     assert report.blobs_checked == len(BLOB_SEQS)
     assert report.first_bad_seq is None
     assert report.verdict().startswith("OK")
@@ -226,8 +239,10 @@ def test_golden_layout(home_dir: Path, golden: Golden) -> None:
             "key.revoked",
             "note",
         ]
-        assert [c.size for c in home.ledger.store.checkpoints()] == [1, 11, SIZE]
-        assert home.witnessed()[0][1] == SIZE
+        sizes = [c.size for c in home.ledger.store.checkpoints()]
+        assert sizes == [*range(1, 12), *range(13, SIZE + 1)]
+        witnessed = parse_signed_checkpoint(home.witness.read() or "")
+        assert witnessed.checkpoint.size == SIZE
     finally:
         home.close()
 
@@ -245,7 +260,10 @@ def test_changed_body_byte(home_dir: Path) -> None:
     assert "the record was changed" in _problem(report, "hash-column", 5)
     assert "altered after it was signed" in _problem(report, "signature", 5)
     assert "prev hash does not match seq 5" in _problem(report, "prev", 6)
-    assert "records up to seq 10 were changed" in _problem(report, "root", 10)
+    # the batch checkpoint of size 6 names the first record that changed
+    assert "records up to seq 5 were changed" in _problem(report, "root", 5)
+    later = _problem(report, "root", None)
+    assert "23 later checkpoint(s) (sizes 7 to 30) do not match" in later
 
 
 def test_changed_body_byte_with_recomputed_hash(home_dir: Path) -> None:
@@ -254,7 +272,7 @@ def test_changed_body_byte_with_recomputed_hash(home_dir: Path) -> None:
         _write(conn, 5, data.replace(b"note 05 alpha", b"note 05 omega"), rehash=True)
     report = _verify(home_dir)
     _assert_tampered(report, 5)
-    assert _codes_at(report, 5) == {"signature"}
+    assert _codes_at(report, 5) == {"signature", "root"}
     assert "altered after it was signed" in _problem(report, "signature", 5)
     assert "a record was changed or removed" in _problem(report, "prev", 6)
 
@@ -267,9 +285,11 @@ def test_changed_body_byte_and_rechained(home_dir: Path) -> None:
         _rechain(conn, 21)
     report = _verify(home_dir)
     _assert_tampered(report, 20)
-    assert _codes_at(report, 20) == {"signature"}
-    assert {p.code for p in report.problems} == {"signature", "root"}
-    assert "does not match the records' root" in _problem(report, "root", SIZE - 1)
+    assert _codes_at(report, 20) == {"signature", "root"}
+    assert {p.code for p in report.errors} == {"signature", "root"}
+    assert "does not match the records' root" in _problem(report, "root", 20)
+    # the witness is reported on its own, the other stored checkpoints summarised
+    assert "witnessed checkpoint" in _problem(report, "root", SIZE - 1)
 
 
 def test_unparseable_record_bytes(home_dir: Path) -> None:
@@ -308,9 +328,14 @@ def test_changed_timestamp(home_dir: Path, rehash: bool) -> None:
         _write(conn, 16, forged, rehash=rehash)
     report = _verify(home_dir)
     _assert_tampered(report, 16)
-    expected = {"signature", "hash-column"} if not rehash else {"signature"}
+    expected = {"signature", "time", "root"} | (
+        {"hash-column"} if not rehash else set()
+    )
     assert _codes_at(report, 16) == expected
     assert "altered after it was signed" in _problem(report, "signature", 16)
+    assert re.search(
+        r"dated \S+, [23] days before seq 15", _problem(report, "time", 16)
+    )
     assert "prev" in _codes_at(report, 17)
 
 
@@ -338,10 +363,11 @@ def test_truncated_tail_detected_against_checkpoint(home_dir: Path) -> None:
     report = _verify(home_dir)
     _assert_tampered(report, SIZE - 3)
     assert report.size == SIZE - 3
-    message = _problem(report, "truncated", SIZE - 3)
+    labels = [p.message for p in report.problems if p.code == "truncated"]
+    assert len(labels) == 4  # the checkpoints of sizes 28, 29, 30 and the witness
+    message = next(m for m in labels if m.startswith("witnessed"))
     assert f"covers {SIZE} records but the ledger has only {SIZE - 3}" in message
     assert "removed from the end" in message
-    labels = [p.message for p in report.problems if p.code == "truncated"]
     assert any(m.startswith("checkpoint #") for m in labels)  # the stored one
     assert any(m.startswith("witnessed checkpoint") for m in labels)
 
@@ -376,7 +402,7 @@ def test_swapped_records(home_dir: Path) -> None:
     assert "stored at seq 17 says it is seq 18" in message
     assert "moved or swapped" in message
     assert "says it is seq 17" in _problem(report, "misplaced", 18)
-    assert "signature" not in {p.code for p in report.problems}
+    assert "signature" not in {p.code for p in report.errors}
 
 
 def _insert_forged(conn: sqlite3.Connection, seq: int, *, rechain: bool) -> None:
@@ -428,9 +454,9 @@ def test_inserted_record_with_rechained_tail(home_dir: Path) -> None:
         _insert_forged(conn, 22, rechain=True)
     report = _verify(home_dir)
     _assert_tampered(report, 22)
-    assert _codes_at(report, 22) == {"signer"}
+    assert _codes_at(report, 22) == {"signer", "root"}
     assert f"signed by key {ATTACKER.key_id[:16]}" in _problem(report, "signer", 22)
-    assert {p.code for p in report.problems} == {"signer", "root"}
+    assert {p.code for p in report.errors} == {"signer", "root"}
 
 
 def test_record_appended_by_attacker_key(home_dir: Path) -> None:
@@ -448,8 +474,11 @@ def test_record_appended_by_attacker_key(home_dir: Path) -> None:
         )
     report = _verify(home_dir)
     _assert_tampered(report, SIZE)
-    assert _codes_at(report, SIZE) == {"signer"}
+    assert _codes_at(report, SIZE) == {"signer", "uncovered"}
     assert "never added" in _problem(report, "signer", SIZE)
+    assert f"records seq {SIZE} to {SIZE} are not covered" in _problem(
+        report, "uncovered", SIZE
+    )
 
 
 # -- blobs ----------------------------------------------------------------------
@@ -468,7 +497,7 @@ def test_blob_replaced(home_dir: Path, golden: Golden) -> None:
         conn.execute("UPDATE blobs SET data = ? WHERE digest = ?", (forged, digest))
     report = _verify(home_dir)
     _assert_tampered(report, 6)
-    assert [p.seq for p in report.problems] == [6]
+    assert [p.seq for p in report.errors] == [6]
     message = _problem(report, "blob-altered", 6)
     assert digest in message
     assert "was replaced" in message
@@ -495,21 +524,24 @@ def test_entry_resigned_with_unknown_key(home_dir: Path) -> None:
         _rechain(conn, 6)
     report = _verify(home_dir)
     _assert_tampered(report, 5)
-    assert _codes_at(report, 5) == {"signer"}
+    assert _codes_at(report, 5) == {"signer", "root"}
     message = _problem(report, "signer", 5)
     assert (
         f"signed by key {ATTACKER.key_id[:16]}... which the ledger never added"
         in message
     )
-    # Later records stay chained and signed; only the checkpoints' roots disagree.
-    assert {p.code for p in report.problems} == {"signer", "root"}
-    assert {p.seq for p in report.problems if p.code == "root"} == {10, SIZE - 1}
+    # Later records stay chained and signed; only the checkpoints' roots disagree:
+    # the first (size 6), the witness (size 30), and a summary of the others.
+    assert {p.code for p in report.errors} == {"signer", "root"}
+    assert {p.seq for p in report.errors if p.code == "root"} == {5, SIZE - 1, None}
 
 
 def test_entry_signed_by_revoked_key_after_revocation(
     home_dir: Path, golden: Golden
 ) -> None:
-    old = load_signer(home_dir / "keys" / f"{golden.key_a}.key")
+    stolen = home_dir.parent / "stolen.key"
+    stolen.write_bytes(golden.key_a_file)
+    old = load_signer(stolen)
     assert old.key_id == golden.key_a
     store = SQLiteStore(home_dir / "ledger.db")
     try:
@@ -523,7 +555,7 @@ def test_entry_signed_by_revoked_key_after_revocation(
         store.close()
     report = _verify(home_dir)
     _assert_tampered(report, SIZE)
-    assert _codes_at(report, SIZE) == {"signer"}
+    assert _codes_at(report, SIZE) == {"signer", "uncovered"}
     assert "after it was revoked at seq 12" in _problem(report, "signer", SIZE)
 
 
@@ -548,7 +580,7 @@ def test_ledger_holding_the_old_key_is_refused_at_append(home_dir: Path) -> None
     fresh = open_home(home_dir, env=ENV)
     try:
         stale.ledger.append("note", {"text": "before the second rotation"})
-        fresh_key = rotate_home_key(fresh, reason="suspected leak")
+        fresh_key = rotate_home_key(fresh, reason="suspected leak").added
         with pytest.raises(ConfigError, match="after it was revoked at seq 32"):
             stale.ledger.append("note", {"text": "with the revoked key"})
         size = fresh.ledger.head().size
@@ -657,8 +689,9 @@ def test_checkpoint_for_another_origin(home_dir: Path, golden: Golden) -> None:
             (SIZE, other.to_text()),
         )
     report = _verify(home_dir)
-    _assert_tampered(report, SIZE - 1)
-    assert "example.org/other-ledger" in _problem(report, "checkpoint", SIZE - 1)
+    _assert_tampered(report, None)
+    message = _problem(report, "foreign-checkpoint", None)
+    assert "is a checkpoint of another ledger ('example.org/other-ledger'" in message
 
 
 # -- whole-ledger attacks -----------------------------------------------------------
@@ -685,7 +718,7 @@ def test_rollback_to_older_copy_caught_by_witness(home_dir: Path) -> None:
 
     report = _verify(home_dir)
     _assert_tampered(report, SIZE)
-    [problem] = report.problems
+    [problem] = report.errors
     assert problem.code == "truncated"
     assert problem.message.startswith("witnessed checkpoint")
     assert (
@@ -693,12 +726,9 @@ def test_rollback_to_older_copy_caught_by_witness(home_dir: Path) -> None:
     )
     assert "rolled back" in problem.message
 
-    home = open_home(home_dir, env=ENV)
-    try:
-        with pytest.raises(IntegrityError, match="rolled back"):
-            home.checkpoint()
-    finally:
-        home.close()
+    # nothing can be written onto the rolled-back copy: opening it to write fails
+    with pytest.raises(IntegrityError, match="rolled back"):
+        open_home(home_dir, env=ENV)
 
 
 def _forge_ledger(path: Path, notes: int) -> None:
@@ -727,7 +757,7 @@ def test_full_rewrite_with_attacker_key(home_dir: Path, keep_witness: bool) -> N
     assert f"started by key {ATTACKER.key_id[:16]}" in message
     assert "not the ledger you trust, or it was rewritten" in message
     if not keep_witness:
-        assert {p.code for p in report.problems} == {"genesis"}
+        assert {p.code for p in report.errors} == {"genesis"}
     else:
         assert "witnessed checkpoint" in _problem(report, "checkpoint", SIZE - 1)
 

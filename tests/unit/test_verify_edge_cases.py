@@ -7,6 +7,7 @@ from mltrail.core.canonical import (
 )
 from mltrail.core.chain import Batch, ChainHead, SealedRecord
 from mltrail.core.entry import compose_record_bytes
+from mltrail.core.report import StoredCheckpoint
 from mltrail.ledger import Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 from mltrail.verification import verify_store
@@ -59,7 +60,10 @@ def test_record_without_signature_is_malformed_not_a_crash():
     append_raw(store, entry)
     report = verify_store(store, origin=ORIGIN)
     assert not report.ok
-    assert [p.code for p in report.problems if p.seq == 2] == ["malformed"]
+    assert [p.code for p in report.problems if p.seq == 2] == [
+        "malformed",
+        "uncovered",  # no checkpoint signed by the ledger key covers it
+    ]
     assert "no signature" in report.problems[0].message
 
 
@@ -73,14 +77,17 @@ def test_non_canonical_base64_signature_is_a_bad_signature():
     }
     append_raw(store, entry)
     report = verify_store(store, origin=ORIGIN)
-    assert [p.code for p in report.problems if p.seq == 2] == ["signature"]
+    assert [p.code for p in report.problems if p.seq == 2] == [
+        "signature",
+        "uncovered",
+    ]
 
 
 def test_unreadable_checkpoint_is_reported_and_others_still_checked():
     store, ledger = new_ledger()
     ledger.checkpoint()
     report = verify_store(
-        store, origin=ORIGIN, witness=[("witness file", 0, "garbage\n")]
+        store, origin=ORIGIN, witness=[StoredCheckpoint("witness file", 0, "garbage\n")]
     )
     codes = [p.code for p in report.problems]
     assert codes == ["checkpoint"]
@@ -92,7 +99,7 @@ def test_checkpoint_size_column_must_match_its_text():
     store, ledger = new_ledger()
     signed = ledger.checkpoint()
     report = verify_store(
-        store, origin=ORIGIN, witness=[("forged", 1, signed.to_text())]
+        store, origin=ORIGIN, witness=[StoredCheckpoint("forged", 1, signed.to_text())]
     )
     assert any(
         "stored as size 1 but its signed text says 2" in p.message
@@ -114,7 +121,7 @@ def test_genesis_of_another_origin_is_reported():
     )
 
 
-def test_corrupt_merkle_node_table_breaks_checkpoint_consistency():
+def test_corrupt_merkle_node_table_is_named():
     store, ledger = new_ledger()
     ledger.append("note", {"text": "three"})
     ledger.checkpoint()
@@ -126,9 +133,8 @@ def test_corrupt_merkle_node_table_breaks_checkpoint_consistency():
         if level == 0:
             store._nodes[(level, index)] = bytes(32)
     report = verify_store(store, origin=ORIGIN)
-    assert {p.code for p in report.problems} == {"consistency"}
-    messages = " | ".join(p.message for p in report.problems)
-    assert (
-        "checkpoint #2 (size 3) and checkpoint #3 (size 8) are not consistent"
-        in messages
-    )
+    assert {p.code for p in report.problems} == {"merkle-node"}
+    first = report.problems[0]
+    assert first.seq == 0
+    assert "stored Merkle node (level 0, index 0) does not match" in first.message
+    assert "3 more stored Merkle nodes" in report.problems[-1].message

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 from rich.table import Table
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
-from mltrail.home import rotate_home_key
+from mltrail.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    json_option,
+    open_from,
+)
+from mltrail.home import RotationResult, rotate_home_key
 
 __all__ = ["keys"]
 
@@ -55,23 +62,78 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="Why the key is rotated (recorded in the ledger).",
 )
+@click.option(
+    "--move-old-key",
+    "move_old_key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Move the revoked private key to this file (outside the home) instead "
+    "of destroying it.",
+)
 @json_option
 @click.pass_context
-def rotate(ctx: click.Context, reason: str, as_json: bool) -> None:
+def rotate(
+    ctx: click.Context, reason: str, move_old_key: Path | None, as_json: bool
+) -> None:
     """Add a new signing key and revoke the current one, in one atomic append.
 
     Entries signed before the rotation keep verifying; anything signed by the old
     key afterwards fails verification. The new key is written to keys/ (mode 0600,
     encrypted with MLTRAIL_KEY_PASSWORD when set) and becomes the signing key.
+
+    Whoever holds a revoked private key could rewrite the history it signed, so
+    the old key file is overwritten and deleted (or moved out of the home with
+    --move-old-key). Private keys of keys revoked earlier that are still in
+    keys/ are destroyed too. A key file outside the home (init --key) is left to
+    you, with a warning.
+
+    \b
+    Examples:
+      mltrail keys rotate --reason "laptop lost"
+      mltrail keys rotate --move-old-key /media/offline/old-ledger.key
     """
     home = open_from(ctx, writable=True)
     password = os.environ.get("MLTRAIL_KEY_PASSWORD")
-    old = home.ledger.signer.key_id if home.ledger.signer else ""
-    new = rotate_home_key(
-        home, reason=reason, password=password.encode() if password else None
+    result = rotate_home_key(
+        home,
+        reason=reason,
+        password=password.encode() if password else None,
+        move_old_key_to=move_old_key,
     )
     home.checkpoint()
     if as_json:
-        emit_json({"revoked": old, "added": new})
+        emit_json(
+            {
+                "revoked": result.revoked,
+                "added": result.added,
+                "old_key_file": str(result.old_key_file),
+                "old_key": result.disposal,
+                "moved_to": str(result.moved_to) if result.moved_to else None,
+                "swept": [str(p) for p in result.swept],
+            }
+        )
+        return
+    console.print(
+        f"revoked {result.revoked[:16]}...; new signing key {result.added[:16]}..."
+    )
+    _say_disposal(result)
+
+
+def _say_disposal(result: RotationResult) -> None:
+    old = result.old_key_file
+    if result.disposal == "destroyed":
+        err_console.print(f"the revoked private key {old} was overwritten and deleted")
+    elif result.disposal == "moved":
+        err_console.print(
+            f"warning: the revoked private key was moved to {result.moved_to}; whoever "
+            "holds it can rewrite the history it signed: keep it offline, or destroy it",
+            style="yellow",
+        )
     else:
-        console.print(f"revoked {old[:16]}...; new signing key {new[:16]}...")
+        err_console.print(
+            f"warning: the revoked private key {old} lies outside the home and was "
+            "left there; destroy it (whoever holds it can rewrite the history it "
+            "signed)",
+            style="yellow",
+        )
+    for path in result.swept:
+        err_console.print(f"also destroyed {path}, the private key of a revoked key")

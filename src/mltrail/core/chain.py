@@ -8,6 +8,7 @@ returns, so storage never hashes anything itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import (
@@ -15,7 +16,7 @@ from mltrail.core.canonical import (
     compute_leaf_hash,
     compute_record_hash,
 )
-from mltrail.core.codec import parse_time
+from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
 from mltrail.core.merkle import CompactRange
 from mltrail.core.signing import compute_key_id, decode_b64
@@ -23,20 +24,29 @@ from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
 __all__ = [
+    "CLOCK_RESET_KIND",
     "EMPTY_HEAD",
     "KEY_KINDS",
+    "TIME_TOLERANCE",
     "Batch",
     "ChainHead",
     "KeyRing",
     "KeyState",
     "SealedRecord",
+    "check_entry_time",
+    "next_floor",
     "seal_entries",
 ]
 
 KEY_KINDS = ("key.added", "key.revoked")
+CLOCK_RESET_KIND = "clock.reset"
+
+TIME_TOLERANCE = timedelta(minutes=5)
+"""How far an entry's time may lie before the ledger's newest time, or after the
+appending machine's clock. Part of the format: verification applies it too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +54,10 @@ class ChainHead:
     """The state an append needs: size, last record hash and time, Merkle frontier.
 
     ``key_epoch`` is the seq of the newest key record plus one (0 if none), so an
-    appender can tell whether the key ring changed under it.
+    appender can tell whether the key ring changed under it. ``floor_time`` is the
+    newest entry time since the last ``clock.reset`` (no entry may be dated more
+    than ``TIME_TOLERANCE`` before it). ``checkpoint`` is the text of the newest
+    stored checkpoint, which must cover the head before anything is appended.
     """
 
     size: int
@@ -52,6 +65,8 @@ class ChainHead:
     last_time: str | None
     frontier: tuple[bytes, ...]
     key_epoch: int = 0
+    floor_time: str | None = field(default=None, compare=False)
+    checkpoint: str | None = field(default=None, compare=False)
 
     @property
     def prev(self) -> str:
@@ -85,33 +100,36 @@ class SealedRecord:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one append writes: records, new Merkle nodes, and the new head."""
+    """What one append writes: records, new Merkle nodes, the new head, and the
+    signed checkpoint of the new head (stored in the same transaction)."""
 
     records: tuple[SealedRecord, ...]
     nodes: tuple[tuple[int, int, bytes], ...]
     head: ChainHead
+    checkpoint: str | None = None
 
 
 def seal_entries(
-    head: ChainHead, entries: Sequence[Entry], *, now: datetime, tolerance: timedelta
+    head: ChainHead,
+    entries: Sequence[Entry],
+    *,
+    now: datetime,
+    tolerance: timedelta = TIME_TOLERANCE,
 ) -> Batch:
-    """Chain signed entries after ``head``.
+    """Chain signed entries after ``head`` (the batch carries no checkpoint yet).
 
     Raises:
-        InputError: an entry is unsigned, or dated beyond ``tolerance`` in the
-            future or before the previous record.
+        InputError: an entry is unsigned, dated beyond ``tolerance`` in the
+            future, or dated more than ``tolerance`` before the ledger's newest
+            time (only a ``clock.reset`` entry may go back).
     """
     if not entries:
         raise InputError("nothing to append: no entries given")
     tree, nodes, records = head.compact_range(), [], []
-    size, prev, last_time, key_epoch = (
-        head.size,
-        head.prev,
-        head.last_time,
-        head.key_epoch,
-    )
+    size, prev, key_epoch = head.size, head.prev, head.key_epoch
+    floor = head.floor_time
     for entry in entries:
-        _check_time(entry, last_time, now, tolerance)
+        check_entry_time(entry, floor, now, tolerance)
         data = compose_record_bytes(size, prev, _signed_entry_bytes(entry))
         digest = compute_record_hash(data)
         nodes.extend(tree.append(compute_leaf_hash(data)))
@@ -119,9 +137,28 @@ def seal_entries(
             SealedRecord(size, prev, digest, data, entry.kind, entry.run, entry.time)
         )
         key_epoch = size + 1 if entry.kind in KEY_KINDS else key_epoch
-        size, prev, last_time = size + 1, digest.hex(), entry.time
-    new_head = ChainHead(size, bytes.fromhex(prev), last_time, tree.hashes, key_epoch)
+        floor = next_floor(floor, entry.kind, entry.time)
+        size, prev = size + 1, digest.hex()
+    new_head = ChainHead(
+        size,
+        bytes.fromhex(prev),
+        entries[-1].time,
+        tree.hashes,
+        key_epoch,
+        floor_time=floor,
+    )
     return Batch(tuple(records), tuple(nodes), new_head)
+
+
+def next_floor(floor: str | None, kind: str, time: str) -> str:
+    """The ledger's newest time after a record of ``kind`` dated ``time``.
+
+    A ``clock.reset`` sets the floor to its own time: the entries before it that
+    were dated ahead of it no longer hold later appends back.
+    """
+    if kind == CLOCK_RESET_KIND or floor is None:
+        return time
+    return time if parse_time(time) > parse_time(floor) else floor
 
 
 def _signed_entry_bytes(entry: Entry) -> bytes:
@@ -130,20 +167,43 @@ def _signed_entry_bytes(entry: Entry) -> bytes:
     return compute_entry_bytes(entry)
 
 
-def _check_time(
-    entry: Entry, last: str | None, now: datetime, tolerance: timedelta
+def check_entry_time(
+    entry: Entry, floor: str | None, now: datetime, tolerance: timedelta
 ) -> None:
+    """Refuse an entry dated in the future, or back-dated before ``floor``.
+
+    Raises:
+        InputError: with what to do about it.
+    """
     moment = parse_time(entry.time)
     if moment > now + tolerance:
         raise InputError(
-            f"entry time {entry.time} is in the future (now {now.isoformat()})",
-            hint="check this machine's clock",
+            f"entry time {entry.time} is in the future (this machine's clock says "
+            f"{format_time(now)})",
+            hint="entries are dated by this machine's clock; check it",
         )
-    if last is not None and moment < parse_time(last) - tolerance:
+    if floor is None or entry.kind == CLOCK_RESET_KIND:
+        return
+    newest = parse_time(floor)
+    if moment < newest - tolerance:
+        ahead = _describe_gap(newest - moment)
         raise InputError(
-            f"entry time {entry.time} is before the previous record's time {last}",
-            hint="check this machine's clock",
+            f"refusing an entry dated {entry.time}: the ledger already holds an "
+            f"entry dated {floor}, {ahead} later (times may go back at most "
+            f"{_describe_gap(tolerance)})",
+            hint="if this machine's clock is right and a writer's clock was ahead, "
+            "record that with `mltrail clock reset --reason TEXT`; otherwise fix "
+            "this machine's clock",
         )
+
+
+def _describe_gap(gap: timedelta) -> str:
+    seconds = int(gap.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 @dataclass(slots=True)

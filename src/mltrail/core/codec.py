@@ -18,7 +18,7 @@ from mltrail.core.canonical import (
     canonical_object,
     compute_record_hash,
 )
-from mltrail.core.entry import Entry, Record, compose_record_bytes
+from mltrail.core.entry import ENTRY_VERSION, Entry, Record, compose_record_bytes
 from mltrail.core.schema import KNOWN_KINDS, kind_validator
 from mltrail.errors import SchemaError
 
@@ -31,6 +31,7 @@ __all__ = [
     "decode_record",
     "find_blob_refs",
     "format_time",
+    "is_newer_version",
     "parse_json",
     "parse_time",
     "validate_body",
@@ -136,6 +137,20 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
         raise SchemaError(f"body of {kind} does not match its schema: {problem}")
 
 
+_VERSION = re.compile(r"mltrail/([1-9][0-9]{0,5})")
+
+
+def is_newer_version(value: object) -> bool:
+    """True for a format version of a later mltrail (``mltrail/2`` and up).
+
+    Records in a newer format keep the invariants every version shares (RFC 8785
+    bytes, the signature over the entry without ``sig``, the chain and the tree),
+    so they can be verified that far; their bodies cannot be checked here.
+    """
+    match = _VERSION.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and int(match.group(1)) > 1
+
+
 _KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SIG_B64 = re.compile(r"[A-Za-z0-9+/]{86}==")
@@ -151,8 +166,8 @@ def _envelope_problem(data: Mapping[str, Any]) -> str | None:
     for name in ("v", "kind", "time", "actor", "body"):
         if name not in data:
             return f"'{name}' is a required property"
-    if data["v"] != "mltrail/1":
-        return f"v is {data['v']!r}, expected 'mltrail/1'"
+    if data["v"] != ENTRY_VERSION and not is_newer_version(data["v"]):
+        return f"v is {data['v']!r}, expected {ENTRY_VERSION!r}"
     kind, run = data["kind"], data.get("run", "")
     if not isinstance(kind, str) or len(kind) > 64 or not _KIND.fullmatch(kind):
         return f"kind {kind!r} is not a valid kind name"
@@ -197,6 +212,13 @@ def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) 
     if problem is not None:
         raise SchemaError(f"entry does not match the envelope schema: {problem}")
     parse_time(data["time"])
+    if data["v"] != ENTRY_VERSION:
+        if require_known_kind:
+            raise SchemaError(
+                f"entry is in format {data['v']}, written by a newer mltrail",
+                hint="upgrade mltrail to write entries in this format",
+            )
+        return
     if require_known_kind or data["kind"] in KNOWN_KINDS:
         validate_body(data["kind"], data["body"])
 
@@ -210,6 +232,8 @@ class DecodedRecord:
     signing_bytes: bytes
     hash: bytes
     known_kind: bool
+    newer: bool = False
+    """Written in a newer format (``mltrail/2`` and up): the body was not checked."""
 
 
 def decode_record(data: bytes) -> DecodedRecord:
@@ -247,6 +271,7 @@ def decode_record(data: bytes) -> DecodedRecord:
         signing_bytes=canonical_object(unsigned),
         hash=compute_record_hash(data),
         known_kind=entry_raw["kind"] in KNOWN_KINDS,
+        newer=entry_raw["v"] != ENTRY_VERSION,
     )
 
 

@@ -1,30 +1,49 @@
-"""Verification: per-record checks (parallelisable) and the sequential ledger walk.
+"""The sequential ledger walk: what needs records in order.
 
-``check_record`` is a pure function of one stored row, safe to run in worker
-processes. ``LedgerVerifier`` consumes its results in seq order and checks what
-needs order: seq continuity, the prev chain, key validity, Merkle roots against
-checkpoints. Problems are collected into a ``VerificationReport``; nothing is
-raised until the caller asks with ``raise_for_failure()``.
+``LedgerVerifier`` consumes :func:`~mltrail.core.record_check.check_record`
+results in seq order and checks seq continuity, the prev chain, key validity,
+entry times, Merkle roots against checkpoints, and that the newest record is
+covered by a valid checkpoint signed by a trusted key. Problems are collected
+into a :class:`~mltrail.core.report.VerificationReport`; nothing is raised
+until the caller asks with ``raise_for_failure()``.
+
+Trust: ``trusted_keys`` are the keys the verifier was told to trust (pinned by
+an auditor, or the genesis key named in the home's settings). A key added by a
+``key.added`` record signed by a trusted key is trusted in turn. Every record
+must be covered by a checkpoint that verifies under a trusted key, so records
+appended, replayed, reordered or removed without such a key are named.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING
 
-from mltrail.core.canonical import compute_leaf_hash
-from mltrail.core.chain import KEY_KINDS, KeyRing
+from mltrail.core.chain import (
+    CLOCK_RESET_KIND,
+    TIME_TOLERANCE,
+    KeyRing,
+)
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
-from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
+from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.merkle import CompactRange
-from mltrail.core.signing import decode_b64, verify_signature
-from mltrail.errors import IntegrityError, MltrailError
+from mltrail.core.record_check import RecordCheck, SigStatus, check_record
+from mltrail.core.report import (
+    Anchor,
+    Problem,
+    Severity,
+    StoredCheckpoint,
+    VerificationReport,
+)
+from mltrail.core.signing import verify_signature
+from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection
+    from datetime import datetime, timedelta
 
 __all__ = [
+    "Anchor",
     "LedgerVerifier",
     "Problem",
     "RecordCheck",
@@ -33,189 +52,21 @@ __all__ = [
     "StoredCheckpoint",
     "VerificationReport",
     "check_record",
+    "describe_gap",
 ]
 
 
 _MAX_GAP_FILL = 1_000_000
 
 
-class Severity(StrEnum):
-    """How bad a problem is: errors mean tampering, warnings do not."""
-
-    ERROR = "error"
-    WARNING = "warning"
-
-
-class SigStatus(StrEnum):
-    """Outcome of a record's signature check in a worker."""
-
-    VALID = "valid"
-    INVALID = "invalid"
-    UNKNOWN_KEY = "unknown-key"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing verification found wrong, at a seq (or None for ledger-wide)."""
-
-    seq: int | None
-    code: str
-    message: str
-    severity: Severity = Severity.ERROR
-
-    def __str__(self) -> str:
-        where = f"seq {self.seq}" if self.seq is not None else "ledger"
-        return f"{where}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "seq": self.seq,
-            "code": self.code,
-            "message": self.message,
-            "severity": str(self.severity),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RecordCheck:
-    """What a worker learned from one stored row."""
-
-    row_seq: int
-    row_hash: bytes
-    error: str | None = None
-    seq: int = -1
-    prev: str = ""
-    hash: bytes = b""
-    leaf_hash: bytes = b""
-    kind: str = ""
-    key_id: str = ""
-    sig: SigStatus = SigStatus.INVALID
-    key_body: dict[str, Any] | None = None
-    blob_refs: tuple[BlobRef, ...] = ()
-    known_kind: bool = True
-    signing_bytes: bytes = b""
-    signature: bytes = b""
-
-
-def check_record(
-    row_seq: int, row_hash: bytes, data: bytes, public_keys: Mapping[str, bytes]
-) -> RecordCheck:
-    """Decode one stored row and check its signature against ``public_keys``.
-
-    ``public_keys`` maps key ids to raw public keys; since a key id is the hash
-    of its key, the map may come from anywhere. Whether the key was *valid*
-    at this seq is decided later, in order, by ``LedgerVerifier``.
-    """
-    try:
-        decoded = decode_record(data)
-    except MltrailError as e:
-        return RecordCheck(row_seq, row_hash, error=str(e))
-    entry = decoded.record.entry
-    if entry.sig is None:
-        return RecordCheck(row_seq, row_hash, error="the entry carries no signature")
-    try:
-        signature = decode_b64(entry.sig.value)
-    except ValueError:
-        signature = b""
-    public_key = public_keys.get(entry.sig.key)
-    status = SigStatus.UNKNOWN_KEY if signature else SigStatus.INVALID
-    if public_key is not None and signature:
-        ok = verify_signature(public_key, decoded.signing_bytes, signature)
-        status = SigStatus.VALID if ok else SigStatus.INVALID
-    unknown = status is SigStatus.UNKNOWN_KEY
-    return RecordCheck(
-        row_seq=row_seq,
-        row_hash=row_hash,
-        seq=decoded.record.seq,
-        prev=decoded.record.prev,
-        hash=decoded.hash,
-        leaf_hash=compute_leaf_hash(data),
-        kind=entry.kind,
-        key_id=entry.sig.key,
-        sig=status,
-        key_body=dict(entry.body) if entry.kind in KEY_KINDS else None,
-        blob_refs=tuple(find_blob_refs(entry.body)),
-        known_kind=decoded.known_kind,
-        signing_bytes=decoded.signing_bytes if unknown else b"",
-        signature=signature if unknown else b"",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
-    """A checkpoint as kept by a store (or a witness): where it came from and its text."""
-
-    label: str
-    size: int
-    text: str
-
-
-@dataclass
-class VerificationReport:
-    """The outcome of verifying a ledger; falsy when tampering was found."""
-
-    origin: str
-    size: int = 0
-    root: bytes | None = None
-    records_checked: int = 0
-    checkpoints_checked: int = 0
-    blobs_checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        """Problems that mean the ledger was altered."""
-        return [p for p in self.problems if p.severity is Severity.ERROR]
-
-    @property
-    def ok(self) -> bool:
-        """True when no error was found (warnings allowed) and there was something to check."""
-        return not self.errors and self.records_checked > 0
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    @property
-    def first_bad_seq(self) -> int | None:
-        """The lowest seq with an error, if any."""
-        seqs = [p.seq for p in self.errors if p.seq is not None]
-        return min(seqs) if seqs else None
-
-    def verdict(self) -> str:
-        """One line for humans."""
-        if self.ok:
-            return (
-                f"OK: {self.records_checked} records, {self.checkpoints_checked} "
-                f"checkpoints and {self.blobs_checked} blobs verified; ledger intact"
-            )
-        if self.records_checked == 0:
-            return "FAILED: the ledger holds no records"
-        return (
-            f"TAMPERED: {len(self.errors)} problem(s) found in {self.size} records; "
-            f"first bad seq {self.first_bad_seq}"
-        )
-
-    def raise_for_failure(self) -> None:
-        """Raise ``IntegrityError`` naming the first problem unless the ledger is intact."""
-        if not self.ok:
-            first = self.errors[0] if self.errors else "the ledger holds no records"
-            raise IntegrityError(f"{self.verdict()}: {first}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "ok": self.ok,
-            "verdict": self.verdict(),
-            "origin": self.origin,
-            "size": self.size,
-            "root": self.root.hex() if self.root else None,
-            "records_checked": self.records_checked,
-            "checkpoints_checked": self.checkpoints_checked,
-            "blobs_checked": self.blobs_checked,
-            "first_bad_seq": self.first_bad_seq,
-            "problems": [p.to_dict() for p in self.problems],
-        }
+def describe_gap(gap: timedelta) -> str:
+    """A duration in its largest whole unit: ``3 days``, ``1 hour``, ``42 seconds``."""
+    seconds = int(gap.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 class LedgerVerifier:
@@ -223,30 +74,47 @@ class LedgerVerifier:
 
     Args:
         origin: the ledger's origin, bound into every checkpoint.
-        checkpoints: checkpoints to check against the recomputed roots.
-        trusted_key: the genesis key id this verifier trusts (None: accept any).
+        checkpoints: checkpoints to check against the recomputed roots (the
+            store's own, and any kept elsewhere, marked ``external``).
+        trusted_keys: key ids to trust (empty: trust the ledger's own genesis).
+        tolerance: how far entry times may go back (part of the format).
     """
 
     def __init__(
         self,
         origin: str,
         checkpoints: list[StoredCheckpoint],
-        trusted_key: str | None = None,
+        trusted_keys: Collection[str] = (),
+        *,
+        tolerance: timedelta = TIME_TOLERANCE,
     ) -> None:
         self.report = VerificationReport(origin=origin)
         self.keyring = KeyRing()
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
-        self._trusted_key = trusted_key
+        self.nodes: list[tuple[int, int, bytes]] = []
+        """Merkle nodes the walk completed, for the caller to compare with the store."""
+        self.nodes_comparable = True
+        """False once a record was missing or unreadable: stored nodes then differ."""
         self.heads: list[tuple[str, int, bytes]] = []
         """(label, size, root) of every readable checkpoint, as its text states."""
+        self._pins = frozenset(trusted_keys)
+        self._trusted: set[str] = set(self._pins)
+        self._tolerance = tolerance
         self._checkpoints = sorted(self._readable(checkpoints), key=lambda c: c.size)
         self._next_cp = 0
         self._prev_hash: bytes | None = None
         self._expected_seq = 0
+        self._floor: tuple[datetime, int, str] | None = None
+        self._newer: list[int] = []
+        self._failed_sizes: list[int] = []
+        """Sizes of checkpoints that failed (bad signature or root)."""
+        self._root_reported = False
+        self._more_roots: list[int] = []
+        """Sizes of later stored checkpoints whose root also differs (summarised)."""
 
     def _readable(self, checkpoints: list[StoredCheckpoint]) -> list[StoredCheckpoint]:
-        """Checkpoints whose note parses, scheduled by the size their signed text states."""
+        """Checkpoints of this ledger whose note parses, scheduled by their signed size."""
         readable = []
         for cp in checkpoints:
             self.report.checkpoints_checked += 1
@@ -255,17 +123,25 @@ class LedgerVerifier:
             except MltrailError as e:
                 self.problem(None, "checkpoint", f"{cp.label} is unreadable: {e}")
                 continue
-            size = parsed.size
-            if size != cp.size:
+            if parsed.origin != self.report.origin:
+                self.problem(
+                    None,
+                    "foreign-checkpoint",
+                    f"{cp.label} is a checkpoint of another ledger "
+                    f"({parsed.origin!r}, not {self.report.origin!r}): it proves "
+                    "nothing about this one",
+                )
+                continue
+            if parsed.size != cp.size:
                 self.problem(
                     None,
                     "checkpoint",
                     f"{cp.label} is stored as size {cp.size} "
-                    f"but its signed text says {size}",
+                    f"but its signed text says {parsed.size}",
                 )
-            if size > 0:
-                readable.append(StoredCheckpoint(cp.label, size, cp.text))
-                self.heads.append((cp.label, size, parsed.root))
+            if parsed.size > 0:
+                readable.append(dataclasses.replace(cp, size=parsed.size))
+                self.heads.append((cp.label, parsed.size, parsed.root))
         return readable
 
     def problem(
@@ -277,6 +153,8 @@ class LedgerVerifier:
     ) -> None:
         """Record a problem."""
         self.report.problems.append(Problem(seq, code, message, severity))
+
+    # -- the walk ---------------------------------------------------------------
 
     def accept(self, check: RecordCheck) -> None:
         """Take the next stored row's check, in order."""
@@ -299,10 +177,14 @@ class LedgerVerifier:
             return
         self._check_place(seq, check)
         self._check_signer(seq, check)
+        self._check_time(seq, check)
+        if check.newer:
+            self._newer.append(seq)
         self._advance(seq, check.hash, check.leaf_hash)
 
     def _fill_gap(self, start: int, stop: int) -> None:
         """Stand an empty leaf in for each missing seq, so checkpoint sizes still line up."""
+        self.nodes_comparable = False
         if stop - start > _MAX_GAP_FILL:
             return
         for _ in range(start, stop):
@@ -332,7 +214,7 @@ class LedgerVerifier:
                 "prev",
                 f"prev hash does not match {before}: a record was changed or removed",
             )
-        if not check.known_kind:
+        if not check.known_kind and not check.newer:
             self.problem(
                 seq,
                 "unknown-kind",
@@ -347,6 +229,7 @@ class LedgerVerifier:
         if seq == 0:
             self._check_genesis(check)
         problem = self.keyring.signer_problem(check.key_id, seq)
+        valid = False
         if problem is not None:
             self.problem(seq, "signer", problem)
         elif not self._signature_valid(check):
@@ -355,12 +238,16 @@ class LedgerVerifier:
                 "signature",
                 "signature does not verify: the entry was altered after it was signed",
             )
-        if check.key_body is not None and seq > 0:
+        else:
+            valid = True
+        if check.kind.startswith("key.") and check.key_body is not None and seq > 0:
             key_problem = self.keyring.apply(
                 seq, check.kind, check.key_body, check.key_id
             )
             if key_problem:
                 self.problem(seq, "key", key_problem)
+            elif valid and check.kind == "key.added" and check.key_id in self._trusted:
+                self._trusted.add(str(check.key_body.get("key")))
 
     def _check_genesis(self, check: RecordCheck) -> None:
         if check.kind != "key.added" or check.key_body is None:
@@ -377,14 +264,8 @@ class LedgerVerifier:
                 f"the ledger was created as {origin!r}, not "
                 f"{self.report.origin!r}: it is another ledger",
             )
-        elif self._trusted_key and self.keyring.genesis_key != self._trusted_key:
-            self.problem(
-                0,
-                "genesis",
-                f"ledger was started by key {check.key_id[:16]}... "
-                f"but the trusted key is {self._trusted_key[:16]}...: this is not "
-                "the ledger you trust, or it was rewritten",
-            )
+        elif not self._pins:
+            self._trusted.add(check.key_id)
 
     def _signature_valid(self, check: RecordCheck) -> bool:
         if check.sig is not SigStatus.UNKNOWN_KEY:
@@ -392,11 +273,46 @@ class LedgerVerifier:
         state = self.keyring.keys[check.key_id]
         return verify_signature(state.public_key, check.signing_bytes, check.signature)
 
+    def _check_time(self, seq: int, check: RecordCheck) -> None:
+        """Entry times may not go back more than the tolerance, except at a reset."""
+        moment = parse_time(check.time)
+        floor = self._floor
+        if check.kind == CLOCK_RESET_KIND and floor is not None:
+            if moment < floor[0]:
+                reason = (check.key_body or {}).get("reason", "")
+                self.problem(
+                    seq,
+                    "clock-reset",
+                    f"clock reset recorded ({reason!r}): entries from here on are "
+                    f"dated up to {describe_gap(floor[0] - moment)} before seq "
+                    f"{floor[1]} ({floor[2]}); a writer's clock was ahead, or this "
+                    "one is behind",
+                    Severity.WARNING,
+                )
+            self._floor = (moment, seq, check.time)
+        elif floor is not None and moment < floor[0] - self._tolerance:
+            self.problem(
+                seq,
+                "time",
+                f"dated {check.time}, {describe_gap(floor[0] - moment)} before seq "
+                f"{floor[1]} ({floor[2]}): entry times may go back at most "
+                f"{describe_gap(self._tolerance)}; the entry was back-dated, or a "
+                "clock was wrong and no `mltrail clock reset` was recorded",
+            )
+        elif floor is None or moment > floor[0]:
+            self._floor = (moment, seq, check.time)
+
     def _advance(self, seq: int, record_hash: bytes, leaf_hash: bytes | None) -> None:
         self._prev_hash = record_hash
         self._expected_seq = seq + 1
-        self.tree.append(leaf_hash if leaf_hash is not None else bytes(32))
+        if leaf_hash is None:
+            self.nodes_comparable = False
+        completed = self.tree.append(leaf_hash if leaf_hash is not None else bytes(32))
+        if self.nodes_comparable:
+            self.nodes.extend(completed)
         self._check_checkpoints_at(self.tree.size)
+
+    # -- checkpoints ------------------------------------------------------------
 
     def _check_checkpoints_at(self, size: int) -> None:
         while (
@@ -407,7 +323,7 @@ class LedgerVerifier:
             self._next_cp += 1
 
     def _check_checkpoint(self, cp: StoredCheckpoint, root: bytes) -> None:
-        keys = list(self.keyring.valid_keys(cp.size).values())
+        keys = self.keyring.valid_keys(cp.size)
         if not keys:
             self.problem(
                 cp.size - 1,
@@ -418,9 +334,10 @@ class LedgerVerifier:
             return
         try:
             checked = verify_checkpoint(
-                cp.text, origin=self.report.origin, public_keys=keys
+                cp.text, origin=self.report.origin, public_keys=list(keys.values())
             )
         except MltrailError as e:
+            self._failed_sizes.append(cp.size)
             self.problem(
                 cp.size - 1,
                 "checkpoint",
@@ -428,16 +345,43 @@ class LedgerVerifier:
             )
             return
         if checked.root != root:
+            self._failed_sizes.append(cp.size)
+            if self._root_reported and cp.in_store:
+                self._more_roots.append(cp.size)
+                return
+            self._root_reported = True
             self.problem(
                 cp.size - 1,
                 "root",
                 f"{cp.label} (size {cp.size}) root "
                 f"{checked.root.hex()[:16]}... does not match the records' root "
-                f"{root.hex()[:16]}...: records up to seq {cp.size - 1} were changed",
+                f"{root.hex()[:16]}...: records up to seq {cp.size - 1} were changed, "
+                "removed, reordered or replaced",
             )
+            return
+        if self._signed_by_trusted(cp, keys):
+            self.report.covered = max(self.report.covered, cp.size)
+            if cp.external:
+                self.report.anchors.append(
+                    Anchor("checkpoint", f"{cp.label}, size {cp.size}", True)
+                )
+
+    def _signed_by_trusted(self, cp: StoredCheckpoint, keys: dict[str, bytes]) -> bool:
+        trusted = [pub for key_id, pub in keys.items() if key_id in self._trusted]
+        if not trusted:
+            return False
+        if len(trusted) == len(keys):
+            return True
+        try:
+            verify_checkpoint(cp.text, origin=self.report.origin, public_keys=trusted)
+        except MltrailError:
+            return False
+        return True
+
+    # -- the end ----------------------------------------------------------------
 
     def finish(self) -> VerificationReport:
-        """Close the walk: checkpoints beyond the end, ledger size and root."""
+        """Close the walk: checkpoints beyond the end, coverage, ledger size and root."""
         size = self.tree.size
         for cp in self._checkpoints[self._next_cp :]:
             self.problem(
@@ -449,6 +393,63 @@ class LedgerVerifier:
             )
         if size == 0:
             self.problem(None, "empty", "the ledger holds no records")
+        if self._more_roots:
+            sizes = self._more_roots
+            self.problem(
+                None,
+                "root",
+                f"{len(sizes)} later checkpoint(s) (sizes {sizes[0]} to {sizes[-1]}) "
+                "do not match the records either",
+            )
+        if self._check_pins():
+            self._check_coverage(size)
+        if self._newer:
+            self.problem(
+                self._newer[0],
+                "newer-format",
+                f"{len(self._newer)} record(s) from seq {self._newer[0]} on were "
+                "written by a newer mltrail: their signatures, chain and tree "
+                "positions were checked, their bodies were not; upgrade mltrail to "
+                "check them fully",
+                Severity.WARNING,
+            )
         self.report.size = size
         self.report.root = self.tree.root()
         return self.report
+
+    def _check_pins(self) -> bool:
+        """False (and a problem) when no trusted key is a key of this ledger."""
+        if not self._pins or self._pins & set(self.keyring.keys):
+            return True
+        genesis = self.keyring.genesis_key or "?"
+        pinned = ", ".join(f"{k[:16]}..." for k in sorted(self._pins))
+        self.problem(
+            0,
+            "genesis",
+            f"ledger was started by key {genesis[:16]}... and none of the trusted "
+            f"keys ({pinned}) is a key of it: this is not the ledger you trust, "
+            "or it was rewritten",
+        )
+        return False
+
+    def _check_coverage(self, size: int) -> None:
+        covered = self.report.covered
+        if size == 0 or covered >= size:
+            return
+        if any(failed > covered for failed in self._failed_sizes):
+            return  # a checkpoint beyond ``covered`` failed: that is the finding
+        by = "a key you trust" if self._pins else "a valid key"
+        if covered == 0:
+            message = (
+                f"no checkpoint signed by {by} covers the ledger: records seq 0 to "
+                f"{size - 1} were written without the ledger key, or the "
+                "checkpoints were deleted"
+            )
+        else:
+            message = (
+                f"records seq {covered} to {size - 1} are not covered by a "
+                f"checkpoint signed by {by} (the newest covers {covered}): they were "
+                "appended, replayed or reordered without the ledger key, or the "
+                "checkpoints covering them were deleted"
+            )
+        self.problem(covered, "uncovered", message)

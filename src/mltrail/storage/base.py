@@ -52,12 +52,21 @@ class Store(ABC):
     location: str = ""
 
     def append(self, prepare: Prepare) -> Batch:
-        """Atomically append what ``prepare(head)`` returns; durable when this returns."""
+        """Atomically append what ``prepare(head)`` returns; durable when this returns.
+
+        ``prepare`` runs under the store's append lock and gets the full head
+        (with ``floor_time`` and the newest ``checkpoint``); the records, Merkle
+        nodes and the batch's checkpoint are persisted all together, or nothing.
+        """
         with _as_store_error("append"):
             return self._append(prepare)
 
     def head(self) -> ChainHead:
-        """The current head (size, last hash and time, Merkle frontier, key epoch)."""
+        """The current head (size, last hash and time, Merkle frontier, key epoch).
+
+        Only appends need ``floor_time`` and ``checkpoint``; this head leaves them
+        None so that reads never pay for them.
+        """
         with _as_store_error("read the head"):
             return self._head()
 
@@ -70,6 +79,16 @@ class Store(ABC):
         """Stored rows whose kind column is one of ``kinds``, in seq order."""
         with _as_store_error("read records"):
             yield from self._rows_of_kinds(tuple(kinds))
+
+    def node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        """Stored Merkle nodes at ``level`` with ``start <= index < stop``, by index."""
+        with _as_store_error("read Merkle nodes"):
+            return self._node_range(level, start, stop)
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The most recently stored checkpoint, if any."""
+        with _as_store_error("read checkpoints"):
+            return self._latest_checkpoint()
 
     def node(self, level: int, index: int) -> bytes:
         """The stored Merkle node of the perfect subtree (level, index)."""
@@ -133,6 +152,10 @@ class Store(ABC):
     @abstractmethod
     def _node(self, level: int, index: int) -> bytes | None: ...
     @abstractmethod
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]: ...
+    @abstractmethod
+    def _latest_checkpoint(self) -> StoredCheckpoint | None: ...
+    @abstractmethod
     def _put_blob(self, digest: str, data: bytes) -> bool: ...
     @abstractmethod
     def _get_blob(self, digest: str) -> bytes | None: ...
@@ -153,6 +176,9 @@ def build_head(
     last: tuple[bytes, str] | None,
     key_epoch: int,
     node: Callable[[int, int], bytes | None],
+    *,
+    floor_time: str | None = None,
+    checkpoint: str | None = None,
 ) -> ChainHead:
     """Assemble a ``ChainHead`` from a backend's last row and its stored frontier nodes."""
     from mltrail.core.chain import EMPTY_HEAD, ChainHead
@@ -168,4 +194,12 @@ def build_head(
                 f"Merkle node ({level}, {index}) is missing: the store is corrupt"
             )
         frontier.append(found)
-    return ChainHead(size, last[0], last[1], tuple(frontier), key_epoch)
+    return ChainHead(
+        size,
+        last[0],
+        last[1],
+        tuple(frontier),
+        key_epoch,
+        floor_time=floor_time,
+        checkpoint=checkpoint,
+    )

@@ -24,6 +24,7 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
         self._records: list[tuple[StoredRow, str]] = []
         self._key_epoch = 0
+        self._floor: str | None = None
         self._nodes: dict[tuple[int, int], bytes] = {}
         self._blobs: dict[str, bytes] = {}
         self._cps: list[tuple[int, str]] = []
@@ -31,18 +32,31 @@ class MemoryStore(Store):
 
     def _append(self, prepare: Prepare) -> Batch:
         with self._lock:
-            batch = prepare(self._head())
+            batch = prepare(self._head(full=True))
             for r in batch.records:
                 self._records.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
             self._key_epoch = batch.head.key_epoch
+            self._floor = batch.head.floor_time
+            if batch.checkpoint is not None:
+                self._cps.append((batch.head.size, batch.checkpoint))
             return batch
 
-    def _head(self) -> ChainHead:
+    def _head(self, *, full: bool = False) -> ChainHead:
         last = None
         if self._records:
             last = (self._records[-1][0].hash, self._records[-1][1])
-        return build_head(len(self._records), last, self._key_epoch, self._node)
+        floor, checkpoint = (None, None)
+        if full:
+            floor, checkpoint = self._floor, (self._cps[-1][1] if self._cps else None)
+        return build_head(
+            len(self._records),
+            last,
+            self._key_epoch,
+            self._node,
+            floor_time=floor,
+            checkpoint=checkpoint,
+        )
 
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         rows = [r for r, _ in self._records]
@@ -59,6 +73,21 @@ class MemoryStore(Store):
 
     def _node(self, level: int, index: int) -> bytes | None:
         return self._nodes.get((level, index))
+
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        return {
+            i: h
+            for (lvl, i), h in list(self._nodes.items())
+            if lvl == level and start <= i < stop
+        }
+
+    def _latest_checkpoint(self) -> StoredCheckpoint | None:
+        from mltrail.core.verify import StoredCheckpoint
+
+        if not self._cps:
+            return None
+        size, text = self._cps[-1]
+        return StoredCheckpoint(f"checkpoint #{len(self._cps)}", size, text)
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
         with self._lock:

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, seq);
 CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_time ON records (time);
 CREATE TABLE IF NOT EXISTS merkle_nodes (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)
@@ -53,6 +54,8 @@ CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op} ON {table}
 BEGIN SELECT RAISE(ABORT, 'mltrail ledger tables are append-only: {op} refused'); END;
 """
 _KEY_KINDS = "('key.added', 'key.revoked')"
+# Added after the first release: created by the first append on older files.
+_MIGRATIONS = "CREATE INDEX IF NOT EXISTS records_time ON records (time)"
 
 
 class SQLiteStore(Store):
@@ -72,6 +75,7 @@ class SQLiteStore(Store):
             )
         self._conn = self._connect(create)
         self._cached: ChainHead | None = None
+        self._migrated = False
 
     def _connect(self, create: bool) -> sqlite3.Connection:
         try:
@@ -106,7 +110,10 @@ class SQLiteStore(Store):
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            batch = prepare(self._head_in_txn())
+            if not self._migrated:
+                conn.execute(_MIGRATIONS)
+                self._migrated = True
+            batch = prepare(self._head_in_txn(full=True))
             conn.executemany(
                 "INSERT INTO records (seq, hash, kind, run, time, record) VALUES (?,?,?,?,?,?)",
                 [
@@ -118,6 +125,11 @@ class SQLiteStore(Store):
                 "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?,?,?)",
                 batch.nodes,
             )
+            if batch.checkpoint is not None:
+                conn.execute(
+                    "INSERT INTO checkpoints (size, note) VALUES (?, ?)",
+                    (batch.head.size, batch.checkpoint),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -126,11 +138,16 @@ class SQLiteStore(Store):
         self._cached = batch.head
         return batch
 
-    def _head_in_txn(self) -> ChainHead:
+    def _head_in_txn(self, *, full: bool = False) -> ChainHead:
         row = self._conn.execute("SELECT max(seq) FROM records").fetchone()
         size = 0 if row[0] is None else row[0] + 1
-        if self._cached is not None and self._cached.size == size:
-            return self._cached
+        cached = self._cached
+        if (
+            cached is not None
+            and cached.size == size
+            and (not full or cached.checkpoint is not None)
+        ):
+            return cached
         last = self._conn.execute(
             "SELECT hash, time FROM records WHERE seq = ?", (size - 1,)
         ).fetchone()
@@ -138,11 +155,33 @@ class SQLiteStore(Store):
             f"SELECT max(seq) FROM records WHERE kind IN {_KEY_KINDS}"  # noqa: S608
         ).fetchone()[0]
         key_epoch = 0 if epoch is None else epoch + 1
+        floor, checkpoint = self._append_state() if full else (None, None)
         head = build_head(
-            size, (bytes(last[0]), last[1]) if last else None, key_epoch, self._node
+            size,
+            (bytes(last[0]), last[1]) if last else None,
+            key_epoch,
+            self._node,
+            floor_time=floor,
+            checkpoint=checkpoint,
         )
         self._cached = head
         return head
+
+    def _append_state(self) -> tuple[str | None, str | None]:
+        """(newest entry time since the last clock.reset, newest checkpoint note)."""
+        reset = self._conn.execute(
+            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
+        ).fetchone()[0]
+        floor = self._conn.execute(
+            "SELECT time FROM records INDEXED BY records_time WHERE seq >= ? "
+            "ORDER BY time DESC LIMIT 1",
+            (reset or 0,),
+        ).fetchone()
+        latest = self._latest_checkpoint()
+        return (
+            floor[0] if floor else None,
+            latest.text if latest is not None else None,
+        )
 
     def _head(self) -> ChainHead:
         self._conn.execute("BEGIN")
@@ -178,6 +217,24 @@ class SQLiteStore(Store):
             "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        rows = self._conn.execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx >= ? "
+            "AND idx < ?",
+            (level, start, stop),
+        )
+        return {i: bytes(h) for i, h in rows.fetchall()}
+
+    def _latest_checkpoint(self) -> StoredCheckpoint | None:
+        from mltrail.core.verify import StoredCheckpoint
+
+        row = self._conn.execute(
+            "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return (
+            None if row is None else StoredCheckpoint(f"checkpoint #{row[0]}", *row[1:])
+        )
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
         cursor = self._conn.execute(

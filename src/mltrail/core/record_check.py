@@ -1,0 +1,108 @@
+"""Per-record verification: a pure function of one stored row, run in workers.
+
+``check_record`` decodes a row and checks its signature; whether the key was
+*valid* at that seq, and everything that needs order, is decided later by
+:class:`mltrail.core.verify.LedgerVerifier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import compute_leaf_hash
+from mltrail.core.chain import CLOCK_RESET_KIND, KEY_KINDS
+from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
+from mltrail.core.signing import decode_b64, verify_signature
+from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["RecordCheck", "SigStatus", "check_record"]
+
+
+class SigStatus(StrEnum):
+    """Outcome of a record's signature check in a worker."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    UNKNOWN_KEY = "unknown-key"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCheck:
+    """What a worker learned from one stored row."""
+
+    row_seq: int
+    row_hash: bytes
+    error: str | None = None
+    seq: int = -1
+    prev: str = ""
+    hash: bytes = b""
+    leaf_hash: bytes = b""
+    kind: str = ""
+    key_id: str = ""
+    sig: SigStatus = SigStatus.INVALID
+    key_body: dict[str, Any] | None = None
+    """The body of key and clock-reset records, which the walk reads."""
+    blob_refs: tuple[BlobRef, ...] = ()
+    known_kind: bool = True
+    signing_bytes: bytes = b""
+    signature: bytes = b""
+    time: str = ""
+    version: str = ""
+    newer: bool = False
+
+
+_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND)
+
+
+def check_record(
+    row_seq: int, row_hash: bytes, data: bytes, public_keys: Mapping[str, bytes]
+) -> RecordCheck:
+    """Decode one stored row and check its signature against ``public_keys``.
+
+    ``public_keys`` maps key ids to raw public keys; since a key id is the hash
+    of its key, the map may come from anywhere. Whether the key was *valid*
+    at this seq is decided later, in order, by ``LedgerVerifier``.
+    """
+    try:
+        decoded = decode_record(data)
+    except MltrailError as e:
+        return RecordCheck(row_seq, row_hash, error=str(e))
+    except RecursionError:
+        return RecordCheck(row_seq, row_hash, error="the record is nested too deeply")
+    entry = decoded.record.entry
+    if entry.sig is None:
+        return RecordCheck(row_seq, row_hash, error="the entry carries no signature")
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        signature = b""
+    public_key = public_keys.get(entry.sig.key)
+    status = SigStatus.UNKNOWN_KEY if signature else SigStatus.INVALID
+    if public_key is not None and signature:
+        ok = verify_signature(public_key, decoded.signing_bytes, signature)
+        status = SigStatus.VALID if ok else SigStatus.INVALID
+    unknown = status is SigStatus.UNKNOWN_KEY
+    return RecordCheck(
+        row_seq=row_seq,
+        row_hash=row_hash,
+        seq=decoded.record.seq,
+        prev=decoded.record.prev,
+        hash=decoded.hash,
+        leaf_hash=compute_leaf_hash(data),
+        kind=entry.kind,
+        key_id=entry.sig.key,
+        sig=status,
+        key_body=dict(entry.body) if entry.kind in _BODY_KINDS else None,
+        blob_refs=tuple(find_blob_refs(entry.body)),
+        known_kind=decoded.known_kind,
+        signing_bytes=decoded.signing_bytes if unknown else b"",
+        signature=signature if unknown else b"",
+        time=entry.time,
+        version=entry.v,
+        newer=decoded.newer,
+    )
