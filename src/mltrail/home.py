@@ -58,6 +58,7 @@ class Home:
     ledger: Ledger
     witness: Witness
     _synced: int = field(default=-1, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     @property
     def witness_path(self) -> Path:
@@ -96,7 +97,11 @@ class Home:
         kept, notes = self.witness.for_verification()
         kept += [
             StoredCheckpoint(
-                f"trusted checkpoint ({where})", _size_of(text), text, True
+                f"trusted checkpoint ({where})",
+                _size_of(text),
+                text,
+                external=True,
+                in_store=False,
             )
             for where, text in trust_checkpoints
         ]
@@ -111,7 +116,13 @@ class Home:
         return report
 
     def close(self) -> None:
-        """Move the witness to the newest checkpoint if this session wrote, then close."""
+        """Move the witness to the newest checkpoint if this session wrote, then close.
+
+        Closing twice is harmless.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.ledger.writes and self._synced != self.ledger.head().size:
                 self.checkpoint()
@@ -270,9 +281,10 @@ def open_home(
 ) -> Home:
     """Open an existing ledger home (with its signing key when ``writable``).
 
-    A writable home is checked before anything can be written: the ledger must
-    extend its witness checkpoint (else it was rolled back or forked) and must
-    not hold records of a newer mltrail.
+    A writable home is checked before anything can be written: its head must
+    be covered by a valid checkpoint whose root the stored tree gives, the
+    ledger must extend its witness checkpoint (else it was rolled back or
+    forked), and it must not hold records of a newer mltrail.
 
     Raises:
         ConfigError: no ledger there, the key cannot be loaded, or the ledger
@@ -306,6 +318,7 @@ def open_home(
         opened = Home(path, settings, ledger, _witness(path, settings, env))
         if writable:
             _refuse_newer_format(ledger)
+            ledger.check_head()
             opened.witness.check(ledger)
     except BaseException:
         store.close()

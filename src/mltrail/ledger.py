@@ -356,6 +356,28 @@ class Ledger:
             raise InputError(f"blob {digest} is not in this ledger")
         return data
 
+    def reset_clock(self, reason: str) -> Record:
+        """Record that the ledger's newest entries were dated ahead of this clock.
+
+        A writer whose clock ran ahead leaves entries no correct clock may be
+        dated before (by more than the tolerance), so every later append is
+        refused. This signed ``clock.reset`` entry says so, names the newest time
+        it overrides, and lets later entries be checked against this clock.
+        Verification reports every reset.
+
+        Raises:
+            InputError: the ledger is not dated ahead of this clock.
+        """
+        floor = self.store.time_floor()
+        if floor is None:
+            raise InputError("no clock reset is needed: the ledger holds no records")
+        body = {"reason": reason, "newest_time": floor[0], "newest_seq": floor[1]}
+        return self.append("clock.reset", body)
+
+    def time_floor(self) -> tuple[str, int] | None:
+        """(time, seq) of the newest-dated entry since the last clock reset."""
+        return self.store.time_floor()
+
     # -- keys --------------------------------------------------------------
 
     def rotate_key(
@@ -434,20 +456,39 @@ class Ledger:
             UncoveredRecordsError: records are not covered and ``adopt`` is False.
             IntegrityError: the head cannot be trusted (see ``_check_head``).
         """
+        head = self._checked_head_or_uncovered()
+        if isinstance(head, UncoveredRecordsError):
+            if not adopt:
+                raise head
+            return self._adopt(self.store.head())
+        if head.size == 0 or head.checkpoint is None:
+            raise InputError("the ledger holds no records")
+        return parse_signed_checkpoint(head.checkpoint)
+
+    def check_head(self) -> None:
+        """Check the head as an append would, before anything is written.
+
+        Records not covered by a checkpoint (a ledger from mltrail 0.1) are let
+        through here: appends refuse them, ``checkpoint(adopt=True)`` covers them.
+
+        Raises:
+            IntegrityError: the newest checkpoint is bad, records were cut from
+                the end, or the cached Merkle nodes do not give its root.
+        """
+        self._checked_head_or_uncovered()
+
+    def _checked_head_or_uncovered(self) -> ChainHead | UncoveredRecordsError:
         self._refresh_keys()
         latest = self.store.latest_checkpoint()
         head = replace(self.store.head(), checkpoint=latest.text if latest else None)
         try:
             self._check_head(head)
-        except UncoveredRecordsError:
-            if not adopt:
-                raise
-            return self._adopt(head)
-        if head.size == 0 or head.checkpoint is None:
-            raise InputError("the ledger holds no records")
-        return parse_signed_checkpoint(head.checkpoint)
+        except UncoveredRecordsError as e:
+            return e
+        return head
 
     def _adopt(self, head: ChainHead) -> SignedCheckpoint:
+        self._refresh_keys()
         report = self.verify()
         problems = [p for p in report.errors if p.code != "uncovered"]
         if problems:

@@ -98,7 +98,11 @@ class Witness:
             size = parse_signed_checkpoint(text).checkpoint.size
         except MltrailError:
             size = 0  # the verifier reports it unreadable
-        return [StoredCheckpoint(self.label, size, text, self.external, False)], []
+        return [
+            StoredCheckpoint(
+                self.label, size, text, external=self.external, in_store=False
+            )
+        ], []
 
     def check(self, ledger: Ledger) -> None:
         """Raise unless the ledger extends the witness (before anything is written).

@@ -15,6 +15,7 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
+from mltrail.errors import InputError
 from mltrail.home import RotationResult, rotate_home_key
 
 __all__ = ["keys"]
@@ -53,6 +54,76 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
             r["status"],
         )
     console.print(table)
+
+
+@keys.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "id", "vkey", "base64", "pem"]),
+    default="text",
+    show_default=True,
+    help="text: every form below with labels; id, vkey, base64, pem: that form only.",
+)
+@json_option
+@click.pass_context
+def export(ctx: click.Context, fmt: str, as_json: bool) -> None:
+    """Print the ledger's current public key, for auditors to pin.
+
+    An auditor keeps this outside the ledger home and verifies with it:
+    `mltrail verify --trust-key KEY` then needs nothing from the home to know
+    which ledger it is (someone able to write the home could replace the key
+    named in ledger.json, never this copy). Keys rotated in later stay trusted:
+    the pinned key signs the records that add them. Export it right after
+    `mltrail init`, and hand it over out of band.
+
+    The forms, all accepted by --trust-key: the key id (hex SHA-256 of the
+    public key), the C2SP signed-note verifier key (what witnesses and Go's
+    sumdb tools read), the raw public key in base64, and a PEM public key.
+
+    \b
+    Examples:
+      mltrail keys export
+      mltrail keys export --format vkey > ledger.vkey
+      mltrail verify --trust-key "$(cat ledger.vkey)"
+    """
+    from mltrail.core.checkpoint import format_verifier_key
+    from mltrail.core.signing import encode_b64
+    from mltrail.core.trust import format_public_pem
+
+    home = open_from(ctx)
+    ring = home.ledger.keys()
+    size = home.ledger.head().size
+    valid = ring.valid_keys(size)
+    if not valid:
+        raise InputError("the ledger has no valid key", hint="mltrail verify")
+    rows = [
+        {
+            "key": key_id,
+            "vkey": format_verifier_key(home.ledger.origin, public),
+            "base64": encode_b64(public),
+            "pem": format_public_pem(public),
+            "origin": home.ledger.origin,
+            "added_seq": max(ring.keys[key_id].added_seq, 0),
+        }
+        for key_id, public in valid.items()
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        if fmt == "text":
+            click.echo(
+                f"ledger:       {row['origin']}\n"
+                f"key id:       {row['key']}\n"
+                f"verifier key: {row['vkey']}\n"
+                f"public key:   {row['base64']} (Ed25519, base64)\n"
+                f"{row['pem']}",
+                nl=False,
+            )
+        else:
+            field = {"id": "key", "vkey": "vkey", "base64": "base64", "pem": "pem"}
+            click.echo(str(row[field[fmt]]).rstrip("\n"))
 
 
 @keys.command()

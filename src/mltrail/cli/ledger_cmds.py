@@ -270,16 +270,31 @@ def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
 
 
 @click.command()
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="For a ledger written by mltrail 0.1: verify the whole ledger and, if "
+    "only the coverage of its newest records is missing, sign a checkpoint of them.",
+)
 @json_option
 @click.pass_context
-def checkpoint(ctx: click.Context, as_json: bool) -> None:
-    """Sign the current tree head (C2SP tlog-checkpoint) and keep it.
+def checkpoint(ctx: click.Context, adopt: bool, as_json: bool) -> None:
+    """Print the signed checkpoint (C2SP tlog-checkpoint) of the whole ledger.
 
-    The checkpoint is also written to the witness file; publish it (or let a
-    witness cosign it) to make rollback of the whole ledger detectable.
+    Every append stores the checkpoint of its batch; this prints the newest one
+    after checking it (signed by a valid key, covering every record, its root
+    matching the stored tree) and moves the witness file to it. Keep a copy
+    outside the home (`mltrail verify --trust-checkpoint FILE` checks the ledger
+    still extends it), publish it, or let a witness cosign it: that is what makes
+    cutting records from the end, or rolling the whole home back, detectable.
+
+    \b
+    Examples:
+      mltrail checkpoint > checkpoints/$(date +%F).cp
+      mltrail checkpoint --adopt          once, on a ledger from mltrail 0.1
     """
     home = open_from(ctx, writable=True)
-    signed = home.checkpoint()
+    signed = home.checkpoint(adopt=adopt)
     if as_json:
         cp = signed.checkpoint
         emit_json(

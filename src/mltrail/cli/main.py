@@ -40,6 +40,7 @@ _COMMANDS = {
     "prove": "mltrail.cli.ledger_cmds:prove",
     "verify": "mltrail.cli.verify_cmd:verify",
     "keys": "mltrail.cli.keys_cmd:keys",
+    "clock": "mltrail.cli.clock_cmd:clock",
     "demo": "mltrail.cli.demo:demo",
     "diff": "mltrail.cli.diff_cmd:diff",
     "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
@@ -94,7 +95,8 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail sources check                which models an upstream change affects
     \b
     Trust:
-      mltrail verify                       check every signature, hash and proof
+      mltrail verify --trust-key KEY       check every signature, hash and proof
+      mltrail keys export                  the key an auditor pins (--trust-key)
       mltrail prove SEQ                    an inclusion proof for one record
       mltrail demo                         see it all on a throwaway ledger
     """

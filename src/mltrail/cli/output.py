@@ -36,9 +36,15 @@ json_option = click.option(
 
 
 def open_from(ctx: click.Context, *, writable: bool = False) -> Home:
-    """Open the ledger home named by ``--home`` / ``$MLTRAIL_HOME``."""
+    """Open the ledger home named by ``--home`` / ``$MLTRAIL_HOME``.
+
+    It is closed when the command ends (a writing command moves the witness
+    checkpoint forward then).
+    """
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
-    return open_home(state.home, writable=writable)
+    home = open_home(state.home, writable=writable)
+    ctx.call_on_close(home.close)
+    return home
 
 
 def emit_json(value: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -16,6 +17,7 @@ from rich.progress import (
 )
 
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
+from mltrail.errors import InputError, SchemaError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -46,6 +48,24 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 @click.command()
 @click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Trust this key instead of the one named in ledger.json (inside the home): "
+    "a key id, verifier key, base64 or PEM public key, or a file holding one, as "
+    "`mltrail keys export` prints. Repeatable.",
+)
+@click.option(
+    "--trust-checkpoint",
+    "trust_checkpoints",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="A checkpoint kept outside the home (e.g. saved from `mltrail checkpoint`): "
+    "the ledger must extend it. Repeatable.",
+)
+@click.option(
     "--workers",
     type=int,
     default=None,
@@ -54,31 +74,111 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, workers: int | None, quiet: bool, as_json: bool) -> None:
+def verify(
+    ctx: click.Context,
+    trust_keys: tuple[str, ...],
+    trust_checkpoints: tuple[Path, ...],
+    workers: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Check the whole ledger; exit 0 when intact, 3 when tampering is found.
 
     \b
     Checks, for every record: schema, seq continuity, the prev hash chain, the
     signature against the key valid at that point (key.added / key.revoked),
-    every referenced blob; then the Merkle root against every checkpoint (and the
-    witness checkpoint this machine saw last), and consistency proofs between
-    successive checkpoints.
+    that entry times never go back more than 5 minutes, every referenced blob;
+    then the Merkle root against every checkpoint (each append stores one, and
+    the newest must cover every record), the stored Merkle nodes against the
+    recomputed ones, and the witness checkpoint this machine saw last.
+
+    \b
+    Anything inside the home can be replaced by whoever can write it, so say
+    what you trust from elsewhere: the ledger key (--trust-key, printed by
+    `mltrail keys export`) and checkpoints you kept (--trust-checkpoint, or a
+    witness file outside the home via MLTRAIL_WITNESS). The report names the
+    anchors it used, and warns when all of them lie inside the home.
 
     \b
     Examples:
       mltrail verify
+      mltrail verify --trust-key ledger.vkey --trust-checkpoint 2026-03-31.cp
       mltrail verify --json | jq .problems
     """
     home = open_from(ctx)
+    keys = resolve_trusted_keys(trust_keys, home.ledger.origin)
+    kept = [(str(p), read_checkpoint_file(p)) for p in trust_checkpoints]
     show_bar = not as_json and not quiet and sys.stderr.isatty()
     with _progress(show_bar) as progress:
-        report = home.verify(progress=progress, workers=workers)
+        report = home.verify(
+            trust_keys=keys,
+            trust_checkpoints=kept,
+            progress=progress,
+            workers=workers,
+        )
     if as_json:
         emit_json(report.to_dict())
     else:
         style = "green" if report.ok else "bold red"
         console.print(report.verdict(), style=style)
         if not quiet:
+            for anchor in report.anchors:
+                where = "outside the home" if anchor.external else "inside the home"
+                console.print(f"  anchor ({where}): {anchor.description}", markup=False)
             for problem in report.problems:
                 console.print(f"  {problem.severity}: {problem}", markup=False)
     ctx.exit(0 if report.ok else 3)
+
+
+def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...]:
+    """Key ids from --trust-key values (each the key itself, or a file holding it).
+
+    Raises:
+        InputError: a value is neither, or names another ledger.
+    """
+    from mltrail.core.trust import parse_trusted_key
+
+    ids = []
+    for value in values:
+        text = value
+        path = Path(value)
+        if "\n" not in value and path.is_file():
+            text = _read_small(path, "trusted key")
+        try:
+            key = parse_trusted_key(text)
+        except SchemaError as e:
+            raise InputError(f"--trust-key {value[:80]!r}: {e}", hint=e.hint) from e
+        if key.name is not None and key.name != origin:
+            raise InputError(
+                f"--trust-key is a verifier key of the ledger {key.name!r}, "
+                f"not of this one ({origin!r})",
+                hint="export the key of this ledger (mltrail keys export)",
+            )
+        ids.append(key.key_id)
+    return tuple(ids)
+
+
+def read_checkpoint_file(path: Path) -> str:
+    """A checkpoint file's text (bounded, UTF-8).
+
+    Raises:
+        InputError: unreadable, too large, or not UTF-8.
+    """
+    return _read_small(path, "checkpoint")
+
+
+_MAX_SMALL_FILE = 64 * 1024
+
+
+def _read_small(path: Path, what: str) -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_SMALL_FILE + 1)
+    except OSError as e:
+        raise InputError(f"cannot read {what} file {path}: {e.strerror}") from e
+    if len(data) > _MAX_SMALL_FILE:
+        raise InputError(f"{what} file {path} is larger than {_MAX_SMALL_FILE} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{what} file {path} is not UTF-8 text") from e

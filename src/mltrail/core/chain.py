@@ -37,6 +37,7 @@ __all__ = [
     "KeyState",
     "SealedRecord",
     "check_entry_time",
+    "describe_gap",
     "next_floor",
     "seal_entries",
 ]
@@ -182,22 +183,43 @@ def check_entry_time(
             f"{format_time(now)})",
             hint="entries are dated by this machine's clock; check it",
         )
-    if floor is None or entry.kind == CLOCK_RESET_KIND:
+    if entry.kind == CLOCK_RESET_KIND:
+        _check_reset(entry, floor, moment, tolerance)
+        return
+    if floor is None:
         return
     newest = parse_time(floor)
     if moment < newest - tolerance:
-        ahead = _describe_gap(newest - moment)
+        ahead = describe_gap(newest - moment)
         raise InputError(
             f"refusing an entry dated {entry.time}: the ledger already holds an "
             f"entry dated {floor}, {ahead} later (times may go back at most "
-            f"{_describe_gap(tolerance)})",
+            f"{describe_gap(tolerance)})",
             hint="if this machine's clock is right and a writer's clock was ahead, "
             "record that with `mltrail clock reset --reason TEXT`; otherwise fix "
             "this machine's clock",
         )
 
 
-def _describe_gap(gap: timedelta) -> str:
+def _check_reset(
+    entry: Entry, floor: str | None, moment: datetime, tolerance: timedelta
+) -> None:
+    """A clock reset is only for a ledger dated ahead of the clock writing it."""
+    if floor is None or moment >= parse_time(floor) - tolerance:
+        raise InputError(
+            "no clock reset is needed: the ledger's newest entry is dated "
+            f"{floor}, not ahead of this machine's clock ({entry.time})",
+        )
+    if entry.body.get("newest_time") != floor:
+        raise InputError(
+            f"the clock reset names {entry.body.get('newest_time')} as the newest "
+            f"entry time, but the ledger's is {floor}",
+            hint="read it again (mltrail clock status) and retry",
+        )
+
+
+def describe_gap(gap: timedelta) -> str:
+    """A duration in its largest whole unit: ``3 days``, ``1 hour``, ``42 seconds``."""
     seconds = int(gap.total_seconds())
     for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
         if seconds >= size:

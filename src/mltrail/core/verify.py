@@ -23,6 +23,7 @@ from mltrail.core.chain import (
     CLOCK_RESET_KIND,
     TIME_TOLERANCE,
     KeyRing,
+    describe_gap,
 )
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import BlobRef, parse_time
@@ -52,21 +53,10 @@ __all__ = [
     "StoredCheckpoint",
     "VerificationReport",
     "check_record",
-    "describe_gap",
 ]
 
 
 _MAX_GAP_FILL = 1_000_000
-
-
-def describe_gap(gap: timedelta) -> str:
-    """A duration in its largest whole unit: ``3 days``, ``1 hour``, ``42 seconds``."""
-    seconds = int(gap.total_seconds())
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 class LedgerVerifier:
@@ -361,9 +351,9 @@ class LedgerVerifier:
             return
         if self._signed_by_trusted(cp, keys):
             self.report.covered = max(self.report.covered, cp.size)
-            if cp.external:
+            if not cp.in_store:
                 self.report.anchors.append(
-                    Anchor("checkpoint", f"{cp.label}, size {cp.size}", True)
+                    Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
 
     def _signed_by_trusted(self, cp: StoredCheckpoint, keys: dict[str, bytes]) -> bool:
@@ -438,7 +428,7 @@ class LedgerVerifier:
             return
         if any(failed > covered for failed in self._failed_sizes):
             return  # a checkpoint beyond ``covered`` failed: that is the finding
-        by = "a key you trust" if self._pins else "a valid key"
+        by = "a trusted key" if self._pins else "a valid key"
         if covered == 0:
             message = (
                 f"no checkpoint signed by {by} covers the ledger: records seq 0 to "

@@ -85,6 +85,11 @@ class Store(ABC):
         with _as_store_error("read Merkle nodes"):
             return self._node_range(level, start, stop)
 
+    def time_floor(self) -> tuple[str, int] | None:
+        """(time, seq) of the newest-dated record since the last ``clock.reset``."""
+        with _as_store_error("read records"):
+            return self._time_floor()
+
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The most recently stored checkpoint, if any."""
         with _as_store_error("read checkpoints"):
@@ -153,6 +158,8 @@ class Store(ABC):
     def _node(self, level: int, index: int) -> bytes | None: ...
     @abstractmethod
     def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]: ...
+    @abstractmethod
+    def _time_floor(self) -> tuple[str, int] | None: ...
     @abstractmethod
     def _latest_checkpoint(self) -> StoredCheckpoint | None: ...
     @abstractmethod

@@ -81,6 +81,19 @@ class MemoryStore(Store):
             if lvl == level and start <= i < stop
         }
 
+    def _time_floor(self) -> tuple[str, int] | None:
+        from mltrail.core.codec import parse_json
+
+        newest: tuple[str, int] | None = None
+        for row, time in list(self._records):
+            if (
+                newest is None
+                or parse_json(row.data)["entry"]["kind"] == "clock.reset"
+                or time > newest[0]
+            ):
+                newest = (time, row.seq)
+        return newest
+
     def _latest_checkpoint(self) -> StoredCheckpoint | None:
         from mltrail.core.verify import StoredCheckpoint
 

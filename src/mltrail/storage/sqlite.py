@@ -169,19 +169,26 @@ class SQLiteStore(Store):
 
     def _append_state(self) -> tuple[str | None, str | None]:
         """(newest entry time since the last clock.reset, newest checkpoint note)."""
-        reset = self._conn.execute(
-            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
-        ).fetchone()[0]
-        floor = self._conn.execute(
-            "SELECT time FROM records INDEXED BY records_time WHERE seq >= ? "
-            "ORDER BY time DESC LIMIT 1",
-            (reset or 0,),
-        ).fetchone()
+        floor = self._time_floor(indexed=True)
         latest = self._latest_checkpoint()
         return (
             floor[0] if floor else None,
             latest.text if latest is not None else None,
         )
+
+    def _time_floor(self, *, indexed: bool = False) -> tuple[str, int] | None:
+        # Appends run the migration that creates records_time first; readers of
+        # an older file may not have it and scan instead.
+        hint = "INDEXED BY records_time " if indexed else ""
+        reset = self._conn.execute(
+            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
+        ).fetchone()[0]
+        row = self._conn.execute(
+            f"SELECT time, seq FROM records {hint}WHERE seq >= ? "  # noqa: S608
+            "ORDER BY time DESC, seq LIMIT 1",
+            (reset or 0,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def _head(self) -> ChainHead:
         self._conn.execute("BEGIN")
