@@ -29,6 +29,7 @@ from mltrail.capture.blob import Blob
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hardware import capture_hardware
+from mltrail.capture.identity import describe_user
 from mltrail.capture.redact import redact_tree
 from mltrail.errors import InputError
 from mltrail.ledger import Draft
@@ -313,10 +314,16 @@ class RunSummary:
     host: str | None
     command: list[str]
     seq: int
+    claimed_user: str | None = None
+    """The user name ``$LOGNAME``/``$USER`` claimed, when not ``user`` (the account)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
         return dict(self.__dict__)
+
+    def who(self) -> str:
+        """``user@host``, with the claimed name shown: ``root (claims alice)@gpu1``."""
+        return f"{describe_user(self.user, self.claimed_user)}@{self.host or '?'}"
 
 
 def run_liveness(home: Path, run_id: str) -> str:
@@ -376,6 +383,7 @@ def _summary(record: Record) -> RunSummary:
         host=entry.actor.get("host"),
         command=list(body.get("command", [])),
         seq=record.seq,
+        claimed_user=entry.actor.get("claimed_user"),
     )
 
 

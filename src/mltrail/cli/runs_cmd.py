@@ -46,7 +46,7 @@ def _table(found: list[RunSummary]) -> Table:
             s.started[:16].replace("T", " "),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),
-            f"{s.user or '?'}@{s.host or '?'}",
+            s.who(),
         )
     return table
 

@@ -60,7 +60,7 @@ def render_run(view: RunView) -> None:
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", f"{s.started} by {s.user or '?'}@{s.host or '?'}"),
+            ("started", f"{s.started} by {s.who()}"),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
             ("command", " ".join(s.command)),
