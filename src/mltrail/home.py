@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Home", "InitResult", "init_home", "open_home", "rotate_home_key"]
 
+DEFAULT_BUSY_TIMEOUT_S = 60.0
+
 
 @dataclass
 class Home:
@@ -46,6 +48,30 @@ class Home:
     settings: Settings
     ledger: Ledger
     witness_path: Path
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S
+    """Seconds a write waits for another process's lock on the store; a run's end
+    is retried for as long again (``MLTRAIL_BUSY_TIMEOUT``)."""
+
+    def reload_signer(
+        self, *, password: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> bool:
+        """Load the signing key ``ledger.json`` names now; True when it changed.
+
+        Another process may have rotated the key (``mltrail keys rotate``) since
+        this home was opened: appends signed by the old key are then refused.
+
+        Raises:
+            ConfigError: ledger.json or the key cannot be read.
+        """
+        env = os.environ if env is None else env
+        settings = Settings.load(self.path)
+        signer = load_signer(
+            settings.path(self.path, settings.signing_key), _password(env, password)
+        )
+        old = self.ledger.signer
+        self.settings = settings
+        self.ledger.signer = signer
+        return old is None or old.key_id != signer.key_id
 
     def checkpoint(self) -> SignedCheckpoint:
         """Write a checkpoint and move the witness forward (after a consistency proof)."""
@@ -233,7 +259,8 @@ def open_home(
         signer = load_signer(
             settings.path(path, settings.signing_key), _password(env, password)
         )
-    store = SQLiteStore(settings.path(path, settings.store))
+    busy = _busy_timeout(env)
+    store = SQLiteStore(settings.path(path, settings.store), busy_timeout=busy)
     meta_origin = store.meta().get("origin")
     if meta_origin is not None and meta_origin != settings.origin:
         store.close()
@@ -248,7 +275,28 @@ def open_home(
         actor=capture_actor(env),
         trusted_key=settings.trusted_key,
     )
-    return Home(path, settings, ledger, _witness_path(path, settings, env))
+    return Home(path, settings, ledger, _witness_path(path, settings, env), busy)
+
+
+def _busy_timeout(env: Mapping[str, str]) -> float:
+    """``MLTRAIL_BUSY_TIMEOUT`` (seconds), else the default.
+
+    Raises:
+        ConfigError: it is not a positive number.
+    """
+    text = env.get("MLTRAIL_BUSY_TIMEOUT")
+    if not text:
+        return DEFAULT_BUSY_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10**6:
+        raise ConfigError(
+            f"MLTRAIL_BUSY_TIMEOUT={text!r} is not a number of seconds",
+            hint="e.g. MLTRAIL_BUSY_TIMEOUT=60",
+        )
+    return value
 
 
 def rotate_home_key(home: Home, *, reason: str, password: bytes | None = None) -> str:

@@ -312,4 +312,9 @@ def _ended(view: RunView) -> None:
                                  f"{str(info.get('sha256', ''))[:16]}"))  # fmt: skip
     if body.get("error") or body.get("reason"):
         rows.append(("why", str(body.get("error") or body.get("reason"))))
+    outcome = body.get("outcome")
+    if isinstance(outcome, dict):  # what a recorder saw but could not record
+        how = outcome.get("signal") or f"exit {outcome.get('exit_code')}"
+        rows.append(("outcome", f"{outcome.get('status')} ({how}), as the "
+                                "recorder saw it"))  # fmt: skip
     _pairs(rows)
