@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "dataset_body",
     "require_path",
     "script_body",
+    "special_file_type",
     "step_body",
 ]
 
@@ -191,12 +193,22 @@ def artifact_body(
     cache: HashCache | None = None,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """The ``run.artifact`` body of an output: a file, a folder, or missing."""
+    """The ``run.artifact`` body of an output: a file, a folder, or missing.
+
+    A FIFO, socket or device is recorded by its type and never opened (reading
+    a FIFO would block, a device may never end).
+
+    Raises:
+        CaptureError: something under it cannot be read.
+    """
     body: dict[str, Any] = {"path": str(path), "exists": path.exists()}
     if name:
         body["name"] = name
     if not body["exists"]:
         return body
+    special = special_file_type(path)
+    if special is not None:
+        return body | {"type": special}
     with _hashing(progress, f"hashing output {path}") as callback:
         entries = capture_file_entries(path, cache=cache, progress=callback)
     if path.is_file():
@@ -211,6 +223,26 @@ def artifact_body(
         manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
     )
     return body | capture_model_fields(path)
+
+
+_SPECIAL_TYPES = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char-device",
+    stat.S_IFBLK: "block-device",
+}
+
+
+def special_file_type(path: Path) -> str | None:
+    """``fifo``, ``socket``, ``char-device``, ``block-device`` or ``other`` for a path
+    (links followed) that is neither a regular file nor a folder, else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return _SPECIAL_TYPES.get(stat.S_IFMT(mode), "other")
 
 
 _LINK_KEYS = ("path", "type", "dataset", "files", "bytes", "manifest", "sha256", "size")

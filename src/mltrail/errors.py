@@ -74,7 +74,10 @@ class CaptureError(MltrailError):
 
 
 class CommandNotFoundError(InputError):
-    """The wrapped command cannot be found or executed: nothing was recorded.
+    """The wrapped command cannot be found or executed.
+
+    Found missing before the run starts, nothing is recorded; when only the
+    ``exec`` fails (a missing ``#!`` interpreter), the run is recorded as failed.
 
     The exit code follows the shell: 127 not found, 126 found but not executable.
     """

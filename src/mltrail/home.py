@@ -48,6 +48,8 @@ __all__ = [
     "rotate_home_key",
 ]
 
+DEFAULT_BUSY_TIMEOUT_S = 60.0
+
 
 @dataclass
 class Home:
@@ -57,8 +59,33 @@ class Home:
     settings: Settings
     ledger: Ledger
     witness: Witness
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S
+    """Seconds a write waits for another process's lock on the store; a run's end
+    is retried for as long again (``MLTRAIL_BUSY_TIMEOUT``)."""
+
     _synced: int = field(default=-1, repr=False)
     _closed: bool = field(default=False, repr=False)
+
+    def reload_signer(
+        self, *, password: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> bool:
+        """Load the signing key ``ledger.json`` names now; True when it changed.
+
+        Another process may have rotated the key (``mltrail keys rotate``) since
+        this home was opened: appends signed by the old key are then refused.
+
+        Raises:
+            ConfigError: ledger.json or the key cannot be read.
+        """
+        env = os.environ if env is None else env
+        settings = Settings.load(self.path)
+        signer = load_signer(
+            settings.path(self.path, settings.signing_key), _password(env, password)
+        )
+        old = self.ledger.signer
+        self.settings = settings
+        self.ledger.signer = signer
+        return old is None or old.key_id != signer.key_id
 
     @property
     def witness_path(self) -> Path:
@@ -300,7 +327,8 @@ def open_home(
         signer = load_signer(
             settings.path(path, settings.signing_key), _password(env, password)
         )
-    store = SQLiteStore(settings.path(path, settings.store))
+    busy = _busy_timeout(env)
+    store = SQLiteStore(settings.path(path, settings.store), busy_timeout=busy)
     try:
         meta_origin = store.meta().get("origin")
         if meta_origin is not None and meta_origin != settings.origin:
@@ -315,7 +343,7 @@ def open_home(
             actor=capture_actor(env),
             trusted_key=settings.trusted_key,
         )
-        opened = Home(path, settings, ledger, _witness(path, settings, env))
+        opened = Home(path, settings, ledger, _witness(path, settings, env), busy)
         if writable:
             _refuse_newer_format(ledger)
             ledger.check_head()
@@ -324,6 +352,27 @@ def open_home(
         store.close()
         raise
     return opened
+
+
+def _busy_timeout(env: Mapping[str, str]) -> float:
+    """``MLTRAIL_BUSY_TIMEOUT`` (seconds), else the default.
+
+    Raises:
+        ConfigError: it is not a positive number.
+    """
+    text = env.get("MLTRAIL_BUSY_TIMEOUT")
+    if not text:
+        return DEFAULT_BUSY_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10**6:
+        raise ConfigError(
+            f"MLTRAIL_BUSY_TIMEOUT={text!r} is not a number of seconds",
+            hint="e.g. MLTRAIL_BUSY_TIMEOUT=60",
+        )
+    return value
 
 
 def _refuse_newer_format(ledger: Ledger) -> None:

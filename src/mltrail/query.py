@@ -149,7 +149,8 @@ def search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
 
 
 _COLUMNS = (
-    "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq"
+    "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq, "
+    "claimed_user"
 )
 
 
@@ -204,9 +205,10 @@ def _check_hex(value: str, what: str) -> None:
 
 
 def _summary(home: Home, row: Any) -> RunSummary:
-    run_id, name, status, started, ended, duration, exit_code, user, host, cmd, seq = (
-        row
-    )
+    run_id, name, status, started, ended, duration, exit_code, user, host, cmd = row[
+        :10
+    ]
+    seq, claimed = row[10:]
     if status == "open":
         status = run_liveness(home.path, run_id)
     return RunSummary(
@@ -221,6 +223,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
         host=host,
         command=json.loads(cmd),
         seq=seq,
+        claimed_user=claimed,
     )
 
 

@@ -1,14 +1,15 @@
-"""Recording runs: the writer of one run's entries, run context, and open runs.
+"""Recording runs: the writer of one run's entries, run ids, run context, run lists.
 
 The wrapper (``mltrail run``) and the Python API (``mltrail.start_run``) both record
 through here, so a run reads the same in the ledger whichever way it was made:
 
 - ``RunWriter`` redacts every body (``capture.redact``), stores the ``Blob`` values
   collectors left in it, and appends the run's entries atomically.
+  ``SpoolWriter`` does the same for a process that joined a wrapper's run, which
+  cannot sign: its batches go to the wrapper's spool (``mltrail.spool``).
+- ``check_new_run_id`` keeps a run id to one run.
 - ``capture_context`` collects code, environment and hardware in parallel.
-- ``OpenRun`` is the file ``runs/open/<run id>.json`` in the ledger home that a live
-  recorder keeps locked (``flock``). A recorder that dies (``kill -9``, power loss)
-  leaves it unlocked: ``close_stale_runs`` then records the run as aborted.
+- Live runs and their lock files are in ``mltrail.open_runs``.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.blob import Blob
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hardware import capture_hardware
+from mltrail.capture.identity import describe_user
 from mltrail.capture.redact import redact_tree
+from mltrail.core.codec import decode_record, format_time, validate_entry
+from mltrail.core.entry import Entry
 from mltrail.errors import InputError
 from mltrail.ledger import Draft
+from mltrail.spool import SPOOLED_KINDS, write_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,18 +49,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOME_ENV",
+    "OPEN_RUNS",
     "RUN_ID_ENV",
-    "OpenRun",
     "RunSummary",
     "RunWriter",
+    "SpoolWriter",
     "capture_context",
     "capture_rank",
-    "close_run",
-    "close_stale_runs",
+    "check_new_run_id",
+    "check_run_id",
     "distributed_run_id",
     "list_runs",
     "new_run_id",
     "run_liveness",
+    "run_started_seq",
     "with_rank",
 ]
 
@@ -75,6 +83,50 @@ def new_run_id() -> str:
         | (rand & (2**62 - 1))
     )
     return str(uuid.UUID(int=value))
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it can name a run (and its files in the home).
+
+    Raises:
+        InputError: it is empty, too long, or holds characters other than
+            letters, digits and ``._:-`` (a ``/`` would lead out of the home).
+    """
+    if not _RUN_ID.fullmatch(run_id):
+        raise InputError(
+            f"run id {run_id!r} is not 1 to 128 letters, digits and ._:- "
+            "(starting with a letter or digit)",
+            hint="check MLTRAIL_RUN_ID, or unset it for a fresh id",
+        )
+    return run_id
+
+
+def run_started_seq(ledger: Ledger, run_id: str) -> int | None:
+    """The seq of run ``run_id``'s ``run.started``, or None when it never started."""
+    needle = f'"run":{json.dumps(run_id)}'.encode()
+    for row in ledger.store.rows_of_kinds(["run.started"]):
+        if needle in row.data and decode_record(row.data).record.entry.run == run_id:
+            return row.seq
+    return None
+
+
+def check_new_run_id(ledger: Ledger, run_id: str, source: str) -> str:
+    """``run_id`` when no run in ``ledger`` has it yet: a run id names one run.
+
+    Raises:
+        InputError: a run with this id has already started (nothing recorded).
+    """
+    seq = run_started_seq(ledger, check_run_id(run_id))
+    if seq is not None:
+        raise InputError(
+            f"run id {run_id} ({source}) already names the run started at seq "
+            f"{seq}: a run id names one run; nothing was recorded",
+            hint="unset MLTRAIL_RUN_ID for a fresh id, or give an unused one",
+        )
+    return run_id
 
 
 def capture_rank(env: Mapping[str, str]) -> dict[str, int] | None:
@@ -155,6 +207,39 @@ class RunWriter:
         return value
 
 
+class SpoolWriter(RunWriter):
+    """The writer of a process that joined a wrapper's run without its key.
+
+    It checks, redacts and stores blobs like ``RunWriter``, then hands each batch
+    to the wrapper's spool (``mltrail.spool``), which signs and appends it.
+    """
+
+    def __init__(self, ledger: Ledger, run_id: str, spool: Path) -> None:
+        super().__init__(ledger, run_id)
+        self.spool = spool
+
+    def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
+        """Spool ``(kind, body)`` entries as one batch; nothing is appended yet.
+
+        Raises:
+            InputError: a kind a joined process may not add, or a body off-schema.
+        """
+        drafts = [self.draft(kind, body) for kind, body in entries]
+        for draft in drafts:
+            self._check(draft)
+        if drafts:
+            batch = [{"kind": d.kind, "body": dict(d.body)} for d in drafts]
+            write_batch(self.spool, batch)
+        return []
+
+    def _check(self, draft: Draft) -> None:
+        if draft.kind not in SPOOLED_KINDS:
+            raise InputError(f"a process joined to a run may not add {draft.kind}")
+        now = format_time(datetime.now(UTC))
+        entry = Entry(draft.kind, now, self.ledger.actor, dict(draft.body), self.run_id)
+        validate_entry(entry.to_dict(with_sig=False))
+
+
 def capture_context(
     *,
     cwd: Path,
@@ -197,108 +282,6 @@ def capture_context(
 
 
 @dataclass
-class OpenRun:
-    """A live run's lock file in ``<home>/runs/open``; held while the run is live."""
-
-    path: Path
-    fd: int
-
-    @classmethod
-    def create(cls, home: Path, run_id: str, *, seq: int) -> OpenRun:
-        """Create and lock the file of a new run starting at ledger size ``seq``.
-
-        The file says which process holds it (pid, host) and from which seq on its
-        records are, so ``close_stale_runs`` looks no further back.
-        """
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "seq": seq,
-            "time": time.time(),
-        }
-        folder = home / OPEN_RUNS
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{run_id}.json"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, json.dumps(info).encode())
-        os.fsync(fd)
-        return cls(path, fd)
-
-    def release(self) -> None:
-        """Remove the file, then drop the lock: the run is no longer open."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        os.close(self.fd)
-
-    def abandon(self) -> None:
-        """Drop the lock but keep the file: the run is left for ``close_stale_runs``."""
-        os.close(self.fd)
-
-    @staticmethod
-    def is_live(home: Path, run_id: str) -> bool:
-        """Whether a recorder still holds run ``run_id`` open."""
-        return (home / OPEN_RUNS / f"{run_id}.json").exists()
-
-
-def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
-    """Lock a stale run file whose recorder is gone; None when it is live or gone."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    if os.fstat(fd).st_nlink == 0:
-        os.close(fd)
-        return None
-    try:
-        info = json.loads(path.read_bytes() or b"{}")
-    except ValueError:
-        info = {}
-    return fd, info if isinstance(info, dict) else {}
-
-
-def _needs_end(ledger: Ledger, run_id: str, since: int) -> bool:
-    """Whether run ``run_id`` started (at or after seq ``since``) and never ended."""
-    kinds = {
-        r.entry.kind for r in ledger.records(max(since, 0)) if r.entry.run == run_id
-    }
-    return "run.started" in kinds and "run.ended" not in kinds
-
-
-def close_stale_runs(home: Home) -> list[str]:
-    """Record as aborted every run whose recorder died; return their ids."""
-    folder = home.path / OPEN_RUNS
-    closed = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        claimed = _claim(path)
-        if claimed is None:
-            continue
-        fd, info = claimed
-        run_id = path.stem
-        try:
-            if _needs_end(home.ledger, run_id, int(info.get("seq", 0))):
-                RunWriter(home.ledger, run_id).write([("run.ended", _aborted(info))])
-                closed.append(run_id)
-        finally:
-            OpenRun(path, fd).release()
-    return closed
-
-
-def _aborted(info: Mapping[str, Any]) -> dict[str, Any]:
-    who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
-    return {
-        "status": "aborted",
-        "exit_code": None,
-        "reason": f"the recorder ({who}) stopped without recording the end",
-    }
-
-
-@dataclass
 class RunSummary:
     """One run as ``mltrail runs`` lists it."""
 
@@ -313,10 +296,16 @@ class RunSummary:
     host: str | None
     command: list[str]
     seq: int
+    claimed_user: str | None = None
+    """The user name ``$LOGNAME``/``$USER`` claimed, when not ``user`` (the account)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
         return dict(self.__dict__)
+
+    def who(self) -> str:
+        """``user@host``, with the claimed name shown: ``root (claims alice)@gpu1``."""
+        return f"{describe_user(self.user, self.claimed_user)}@{self.host or '?'}"
 
 
 def run_liveness(home: Path, run_id: str) -> str:
@@ -376,6 +365,7 @@ def _summary(record: Record) -> RunSummary:
         host=entry.actor.get("host"),
         command=list(body.get("command", [])),
         seq=record.seq,
+        claimed_user=entry.actor.get("claimed_user"),
     )
 
 
@@ -385,25 +375,3 @@ def _apply_end(summary: RunSummary, record: Record) -> None:
     summary.ended = record.entry.time
     summary.duration_s = body.get("duration_s")
     summary.exit_code = body.get("exit_code")
-
-
-def close_run(home: Home, run_id: str, *, reason: str) -> None:
-    """Record a run whose recorder is gone as aborted, with ``reason``.
-
-    Raises:
-        InputError: no such run, it has ended, or its recorder is still alive.
-    """
-    found = {s.id: s for s in list_runs(home)}.get(run_id)
-    if found is None:
-        raise InputError(f"no run {run_id} in this ledger", hint="see `mltrail runs`")
-    if found.status == "running":
-        raise InputError(
-            f"run {run_id} is still running",
-            hint="stop its process first; mltrail records the end itself",
-        )
-    if found.status != "stale":
-        raise InputError(f"run {run_id} has already ended ({found.status})")
-    body = {"status": "aborted", "exit_code": None, "reason": reason}
-    RunWriter(home.ledger, run_id).write([("run.ended", body)])
-    with contextlib.suppress(FileNotFoundError):
-        (home.path / OPEN_RUNS / f"{run_id}.json").unlink()

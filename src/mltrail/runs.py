@@ -9,11 +9,19 @@ Example::
             run.log_metrics({"loss": 1 / (step + 1)}, step=step)
         run.log_artifact("model.json")
 
-Started inside ``mltrail run`` (which sets ``MLTRAIL_RUN_ID``), ``start_run`` joins the
-wrapper's run instead of starting another: the wrapper has already recorded the
-command, code, environment and hardware, and it records the end. In a distributed
-job only rank 0 records run-level entries; every other rank adds its own
-``run.hardware`` and ignores the rest.
+Started inside ``mltrail run`` (which sets ``MLTRAIL_RUN_ID`` and ``MLTRAIL_SPOOL``),
+``start_run`` joins the wrapper's run instead of starting another: the wrapper has
+already recorded the command, code, environment and hardware, and it records the
+end. The joined process is not given the key's password, so it does not sign: its
+entries go through the wrapper's spool (``mltrail.spool``) and the wrapper appends
+them. In a distributed job only rank 0 records run-level entries; every other
+rank adds its own ``run.hardware`` and ignores the rest. A run id names one run:
+``MLTRAIL_RUN_ID`` naming a run that started earlier and is not live is refused.
+
+Ending a run never hides the caller's own exception: if the end cannot be written
+(after retries, see ``mltrail.persist``), the run is left stale with its outcome
+for ``close_stale_runs``, the problem is logged and added as a note to that
+exception.
 
 Metrics are buffered in memory and written in batches (one signed ``run.metrics``
 entry per 10,000 points or 30 seconds, and at the end; the points themselves in a
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -47,20 +56,24 @@ from mltrail.datasets import (
     require_path,
     step_body,
 )
-from mltrail.errors import InputError
+from mltrail.errors import InputError, MltrailError
 from mltrail.home import Home, init_home, open_home
+from mltrail.open_runs import OpenRun, close_stale_runs
+from mltrail.persist import write_durably
 from mltrail.recorder import (
     HOME_ENV,
     RUN_ID_ENV,
-    OpenRun,
     RunWriter,
+    SpoolWriter,
     capture_context,
     capture_rank,
-    close_stale_runs,
+    check_new_run_id,
+    check_run_id,
     distributed_run_id,
     new_run_id,
     with_rank,
 )
+from mltrail.spool import spool_from_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -129,6 +142,7 @@ class Run:
         joined: bool,
         rank: Mapping[str, int] | None = None,
         lock: OpenRun | None = None,
+        writer: RunWriter | None = None,
     ) -> None:
         self.home = home
         self.id = run_id
@@ -136,7 +150,7 @@ class Run:
         self.joined = joined
         self.rank = dict(rank) if rank else None
         self.status: str | None = None
-        self._writer = RunWriter(home.ledger, run_id)
+        self._writer = writer or RunWriter(home.ledger, run_id)
         self._lock = lock
         self._started = time.monotonic()
         self._buffer: dict[str, tuple[list[int], list[Any]]] = {}
@@ -185,18 +199,24 @@ class Run:
         The points go into a JSON blob (fast to write and hash); the entry holds
         each series' count, step range, last, min and max value.
         """
+        entries = self._take_metrics()
+        if entries:
+            self._writer.write(entries)
+
+    def _take_metrics(self) -> list[tuple[str, dict[str, Any]]]:
+        """The buffered metrics as a ``run.metrics`` entry (none when empty)."""
         with self._mutex:
             buffer, self._buffer, self._buffered = self._buffer, {}, 0
             self._last_flush = time.monotonic()
         if not buffer:
-            return
+            return []
         points = {k: {"steps": s, "values": v} for k, (s, v) in buffer.items()}
         data = json.dumps(points, separators=(",", ":"), allow_nan=False).encode()
         body = {
             "series": {k: _summary(s, v) for k, (s, v) in buffer.items()},
             "points": Blob(data, "application/json"),
         }
-        self._writer.write([("run.metrics", body)])
+        return [("run.metrics", body)]
 
     def log_dataset(
         self,
@@ -314,28 +334,65 @@ class Run:
         """Flush metrics and, for a run this process started, record its end.
 
         ``status`` is one of succeeded, failed, interrupted, aborted. Ending twice
-        does nothing.
+        does nothing. The buffered metrics and ``run.ended`` are one batch, retried
+        through a rotated key and a locked or full store (``write_durably``).
+
+        Raises:
+            MltrailError: the end could not be written; the run is left stale,
+                its outcome kept for ``close_stale_runs`` (the message says so).
         """
         if self.status is not None:
             return
         self.status = status
         atexit.unregister(self._at_exit)
-        self.flush()
+        entries = self._take_metrics()
+        body: dict[str, Any] = {
+            "status": status,
+            "exit_code": exit_code,
+            "duration_s": round(time.monotonic() - self._started, 6),
+        }
+        if error:
+            body["error"] = error
         if not self.joined:
-            body: dict[str, Any] = {
-                "status": status,
-                "exit_code": exit_code,
-                "duration_s": round(time.monotonic() - self._started, 6),
-            }
-            if error:
-                body["error"] = error
-            self._writer.write([("run.ended", body)])
-            self.home.checkpoint()
+            entries.append(("run.ended", body))
+        try:
+            if entries:
+                write_durably(self.home, functools.partial(self._writer.write, entries))
+        except MltrailError as e:
+            raise self._left_stale(body, e) from e
         if self._lock is not None:
             self._lock.release()
+        if not self.joined:
+            self._checkpoint()
+
+    def _left_stale(self, body: Mapping[str, Any], error: MltrailError) -> MltrailError:
+        """Keep the outcome in the lock file; the error, saying what was lost."""
+        outcome = {k: body[k] for k in ("status", "exit_code", "duration_s")}
+        if self._lock is not None:
+            self._lock.abandon(outcome, problem=str(error))
+        if self.joined:
+            text = f"run {self.id}: its buffered metrics were not recorded ({error})"
+        else:
+            text = (
+                f"run {self.id}: its start was recorded but its end was not "
+                f"({error}); it is left stale, for `mltrail runs close --stale` to "
+                "record as aborted"
+            )
+        return type(error)(text, hint=error.hint)
+
+    def _checkpoint(self) -> None:
+        try:
+            write_durably(self.home, self.home.checkpoint)
+        except MltrailError as e:
+            _log.warning(
+                "mltrail: run %s ended, but no checkpoint was signed: %s", self.id, e
+            )
 
     def _at_exit(self) -> None:
-        self.end("succeeded" if self.joined else "aborted", error=_NOT_ENDED)
+        try:
+            self.end("succeeded" if self.joined else "aborted", error=_NOT_ENDED)
+        except MltrailError as e:
+            _log.error("mltrail: %s", e)
 
     def __enter__(self) -> Self:
         return self
@@ -348,10 +405,15 @@ class Run:
     ) -> None:
         if exc is None:
             self.end("succeeded")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.end("interrupted", error="KeyboardInterrupt")
-        else:
-            self.end("failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            status, error = "interrupted", "KeyboardInterrupt"
+        try:
+            self.end(status, error=error)
+        except MltrailError as e:  # the caller's exception goes on, with a note
+            _log.error("mltrail: %s", e)
+            exc.add_note(f"mltrail: {e}")
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, joined={self.joined})"
@@ -390,8 +452,13 @@ def start_run(
         capture: record code, environment, hardware and ``sys.argv`` parameters.
         source: what started it (``api`` or ``autolog``), recorded in ``run.started``.
 
+    A legitimate join is the command ``mltrail run`` wraps (``MLTRAIL_SPOOL``),
+    a process of a run whose recorder is live, or a rank > 0 of a distributed run.
+    Otherwise a given or launch-derived id names the run to start.
+
     Raises:
-        InputError: a dataset path does not exist (nothing recorded).
+        InputError: a dataset path does not exist, or ``MLTRAIL_RUN_ID`` names a
+            run that already started and is not live (nothing recorded).
     """
     env = dict(os.environ)
     paths = {
@@ -399,32 +466,52 @@ def start_run(
         for role, p in (data or {}).items()
     }
     rank = capture_rank(env)
-    launch_id = distributed_run_id(env, rank)
-    joined_id = env.get(RUN_ID_ENV) or (
-        launch_id if rank and rank["rank"] > 0 else None
-    )
-    ledger_home = open_or_create_home(
-        env.get(HOME_ENV) or home if joined_id else home, env
-    )
-    if joined_id:
-        run = Run(ledger_home, joined_id, name=name, joined=True, rank=rank)
-        if not run.records_run_level:
-            hardware = capture_context(cwd=Path.cwd(), env=env)[2]
-            run._writer.write([with_rank(*hardware, rank)])
-    else:
-        run = _start_new(
-            ledger_home,
-            name,
-            env,
-            rank,
-            capture=capture,
-            source=source,
-            run_id=launch_id,
-        )
+    run = _join_or_start(env, rank, name, home, capture=capture, source=source)
+    if run.joined and not run.records_run_level:
+        hardware = capture_context(cwd=Path.cwd(), env=env)[2]
+        run._writer.write([with_rank(*hardware, rank)])
     run.log_params(params)
     for role, path in paths.items():
         run.log_dataset(path, role=role)
     return run
+
+
+def _join_or_start(
+    env: Mapping[str, str],
+    rank: Mapping[str, int] | None,
+    name: str | None,
+    home: str | Path | None,
+    *,
+    capture: bool,
+    source: str,
+) -> Run:
+    launch_id = distributed_run_id(env, rank)
+    given = env.get(RUN_ID_ENV)
+    other_rank = rank is not None and rank["rank"] > 0
+    joined_id = given or (launch_id if other_rank else None)
+    spool = spool_from_env(env)
+    if given and spool is not None:
+        joined = open_home(env.get(HOME_ENV) or home, writable=False, env=env)
+        writer = SpoolWriter(joined.ledger, check_run_id(given), spool)
+        return Run(joined, given, name=name, joined=True, rank=rank, writer=writer)
+    if joined_id:
+        check_run_id(joined_id)
+    ledger_home = open_or_create_home(
+        env.get(HOME_ENV) or home if joined_id else home, env
+    )
+    if joined_id and (other_rank or OpenRun.is_live(ledger_home.path, joined_id)):
+        return Run(ledger_home, joined_id, name=name, joined=True, rank=rank)
+    run_id = given or launch_id
+    if run_id:
+        origin = "from MLTRAIL_RUN_ID" if given else "derived from the launch"
+        try:
+            check_new_run_id(ledger_home.ledger, run_id, origin)
+        except InputError:
+            ledger_home.close()
+            raise
+    return _start_new(
+        ledger_home, name, env, rank, capture=capture, source=source, run_id=run_id
+    )
 
 
 def _start_new(
@@ -460,7 +547,9 @@ def _start_new(
         entries.append(("run.params", {"source": "argv", **argv_params}))
     lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
     try:
-        RunWriter(home.ledger, run_id).write(entries)
+        write_durably(
+            home, functools.partial(RunWriter(home.ledger, run_id).write, entries)
+        )
     except BaseException:
         lock.release()
         raise

@@ -96,3 +96,28 @@ def test_run_help_teaches_with_examples(tmp_path):
 def test_run_without_a_command_is_bad_input(home):
     proc = mltrail(home, "run")
     assert proc.returncode == 2
+
+
+def test_the_account_is_recorded_and_filtered_on_not_what_user_claims(home, tmp_path):
+    import pwd
+
+    account = pwd.getpwuid(os.getuid()).pw_name
+    claim = "not-" + account
+    env = {**os.environ, "MLTRAIL_HOME": str(home), "USER": claim, "LOGNAME": claim}
+    env.pop("MLTRAIL_RUN_ID", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "run", "--name", "claimed", "--", "true"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = json.loads(mltrail(home, "runs", "--json").stdout)
+    assert (run["user"], run["claimed_user"]) == (account, claim)
+    assert f"{account} (claims {claim})" in mltrail(home, "runs").stdout
+    assert f"{account} (claims {claim})" in mltrail(home, "show", run["id"]).stdout
+    assert json.loads(mltrail(home, "runs", "--user", claim, "--json").stdout) == []
+    mine = json.loads(mltrail(home, "runs", "--user", account, "--json").stdout)
+    assert [r["id"] for r in mine] == [run["id"]]

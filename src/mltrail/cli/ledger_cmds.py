@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from mltrail.capture.identity import describe_user
 from mltrail.cli.output import AppState, console, emit_json, json_option, open_from
 from mltrail.core.codec import parse_json
 from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
@@ -188,7 +189,7 @@ def log_cmd(
             e["time"][:19] + "Z",
             e["kind"],
             e.get("run") or "",
-            e["actor"].get("user", ""),
+            describe_user(e["actor"].get("user"), e["actor"].get("claimed_user")),
             _summary(r),
         )
     console.print(table)

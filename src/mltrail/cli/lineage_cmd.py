@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mltrail.capture.identity import describe_user
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
 from mltrail.index import open_index
@@ -131,7 +132,7 @@ def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
         run = made["run"]
         console.print(
             f"\n[bold]made by run {run['id']}[/bold] ({run['name'] or 'unnamed'}), "
-            f"{run['status']}, started {run['started']} by {run['user']}@{run['host']}"
+            f"{run['status']}, started {run['started']} by {_who(run)}"
         )
         console.print(f"  command: {' '.join(run['command'])}", markup=False)
         code = made["code"] or {}
@@ -164,3 +165,8 @@ def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
     console.print("\n[bold]lineage[/bold] (newest first, back to the raw sources)")
     for line in to_tree(graph, upstream=True):
         console.print(line, markup=False)
+
+
+def _who(run: dict[str, Any]) -> str:
+    user = describe_user(run.get("user"), run.get("claimed_user"))
+    return f"{user}@{run.get('host') or '?'}"

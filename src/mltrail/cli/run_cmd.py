@@ -150,9 +150,12 @@ def run(
     outputs, exit status, and hashes of its output. No log calls needed.
 
     The command's stdin, stdout and stderr work as without mltrail; Ctrl-C and
-    SIGTERM reach it; mltrail exits with its exit code. Inside it,
-    `mltrail.start_run()` joins this run (through MLTRAIL_RUN_ID). A checkpoint
-    is signed when it ends.
+    SIGTERM reach it; mltrail exits with its exit code, even when mltrail itself
+    fails to record the end (that is said on stderr as `error:` lines). Inside it,
+    `mltrail.start_run()` joins this run (through MLTRAIL_RUN_ID); the command is
+    not given MLTRAIL_KEY_PASSWORD, and what it logs is signed by mltrail. A
+    checkpoint is signed when it ends. A given MLTRAIL_RUN_ID must not name a run
+    that already started.
 
     \b
     Examples:
@@ -214,6 +217,8 @@ def wrap(
         result = record_command(home, argv, options)
     finally:
         home.close()
+    for problem in result.problems:  # mltrail's own; the exit code is the command's
+        click.echo(f"error: {problem}", err=True)
     if not quiet:
         _summary(result, as_json)
     return exit_like(result.process)
@@ -235,6 +240,7 @@ def _summary(result: object, as_json: bool) -> None:
             "checkpoint_size": result.checkpoint_size,
             "closed_stale": result.closed_stale,
             "warnings": result.warnings,
+            "problems": result.problems,
         }
         print(json.dumps(summary), file=sys.stderr)
         return

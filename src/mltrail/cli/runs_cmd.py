@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.table import Table
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.errors import InputError
 from mltrail.index import open_index
+from mltrail.open_runs import close_run, close_stale_runs
 from mltrail.query import RunFilter, search_runs, time_window
-from mltrail.recorder import RunSummary, close_run, close_stale_runs
+
+if TYPE_CHECKING:
+    from mltrail.recorder import RunSummary
 
 __all__ = ["runs"]
 
@@ -46,7 +51,7 @@ def _table(found: list[RunSummary]) -> Table:
             s.started[:16].replace("T", " "),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),
-            f"{s.user or '?'}@{s.host or '?'}",
+            s.who(),
         )
     return table
 

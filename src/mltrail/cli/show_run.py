@@ -60,7 +60,7 @@ def render_run(view: RunView) -> None:
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", f"{s.started} by {s.user or '?'}@{s.host or '?'}"),
+            ("started", f"{s.started} by {s.who()}"),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
             ("command", " ".join(s.command)),
@@ -312,4 +312,9 @@ def _ended(view: RunView) -> None:
                                  f"{str(info.get('sha256', ''))[:16]}"))  # fmt: skip
     if body.get("error") or body.get("reason"):
         rows.append(("why", str(body.get("error") or body.get("reason"))))
+    outcome = body.get("outcome")
+    if isinstance(outcome, dict):  # what a recorder saw but could not record
+        how = outcome.get("signal") or f"exit {outcome.get('exit_code')}"
+        rows.append(("outcome", f"{outcome.get('status')} ({how}), as the "
+                                "recorder saw it"))  # fmt: skip
     _pairs(rows)

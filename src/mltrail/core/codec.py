@@ -179,9 +179,12 @@ def _envelope_problem(data: Mapping[str, Any]) -> str | None:
 
 
 def _actor_problem(actor: Mapping[str, Any]) -> str | None:
-    for name in ("user", "host"):
+    for name in ("user", "host", "claimed_user"):
         if name in actor and not isinstance(actor[name], str):
             return f"actor.{name} must be a string"
+    uid = actor.get("uid", 0)
+    if not isinstance(uid, int) or isinstance(uid, bool) or uid < 0:
+        return "actor.uid must be a non-negative integer"
     if "ci" in actor and actor["ci"] is not None and not isinstance(actor["ci"], dict):
         return "actor.ci must be an object or null"
     return None

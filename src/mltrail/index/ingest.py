@@ -54,13 +54,14 @@ class _Ingest:
         body, actor = entry["body"], entry.get("actor") or {}
         self.cur.execute(
             "INSERT OR IGNORE INTO runs (id, seq, name, source, status, started, "
-            "started_ts, user, host, command, program, cwd) "
-            "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+            "started_ts, user, claimed_user, host, command, program, cwd) "
+            "VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 entry["run"], seq, body.get("name"), _text(body.get("source")),
                 entry["time"], parse_time(entry["time"]), actor.get("user"),
-                actor.get("host"), json.dumps(body.get("command") or []),
-                body.get("program"), body.get("cwd"),
+                _text(actor.get("claimed_user")), actor.get("host"),
+                json.dumps(body.get("command") or []), body.get("program"),
+                body.get("cwd"),
             ),
         )  # fmt: skip
 

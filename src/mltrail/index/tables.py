@@ -12,7 +12,7 @@ __all__ = ["INDEX_VERSION", "SCHEMA"]
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "4"
+INDEX_VERSION = "5"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, name TEXT, source TEXT,
     status TEXT NOT NULL, started TEXT NOT NULL, started_ts REAL NOT NULL,
     ended TEXT, ended_ts REAL, duration_s REAL, exit_code INTEGER,
-    user TEXT, host TEXT, command TEXT NOT NULL, program TEXT, cwd TEXT,
-    git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
+    user TEXT, claimed_user TEXT, host TEXT, command TEXT NOT NULL, program TEXT,
+    cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
 CREATE INDEX IF NOT EXISTS runs_user ON runs (user, started_ts);

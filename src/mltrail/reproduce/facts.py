@@ -62,6 +62,7 @@ def _run_summary(view: RunView) -> dict[str, Any]:
         "command": s.command,
         "cwd": started.get("cwd"),
         "user": s.user,
+        "claimed_user": s.claimed_user,
         "host": s.host,
     }
 

@@ -51,7 +51,7 @@ def command_script(
     out = [
         "#!/bin/sh",
         f"# Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),",
-        f"# recorded {view.summary.started} by {view.summary.user}@{view.summary.host}.",
+        f"# recorded {view.summary.started} by {view.summary.who()}.",
         "# See README.md. Stops at the first step that does not match the record.",
         "set -eu",
         'here=$(cd "$(dirname "$0")" && pwd)',
@@ -116,7 +116,7 @@ def readme(view: RunView, plan: ReproPlan) -> str:
         f"# Reproduce run {view.id}",
         "",
         f"Run `{view.summary.name or 'unnamed'}`, {view.summary.status}, started "
-        f"{view.summary.started} by {view.summary.user}@{view.summary.host}.",
+        f"{view.summary.started} by {view.summary.who()}.",
         "Everything here was read from the signed ledger (see `run.json`).",
         "",
         "## Steps",

@@ -64,23 +64,28 @@ class SQLiteStore(Store):
     Args:
         path: the database file.
         create: create the file and schema if missing (else a missing file is an error).
+        busy_timeout: seconds to wait for another process's lock before failing.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = False, busy_timeout: float = 60.0
+    ) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         if not create and not self.path.exists():
             raise ConfigError(
                 f"no ledger at {self.path}", hint="run `mltrail init` to create one"
             )
+        self._busy_timeout = busy_timeout
         self._conn = self._connect(create)
         self._cached: ChainHead | None = None
         self._migrated = False
 
     def _connect(self, create: bool) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60.0)
-            conn.execute("PRAGMA busy_timeout = 60000")
+            timeout = self._busy_timeout
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = FULL")
             if create:
