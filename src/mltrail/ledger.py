@@ -139,8 +139,8 @@ class Ledger:
         self.tolerance = tolerance
         self._keyring = KeyRing()
         self._key_epoch = -1
-        self._trusted_head: tuple[int, bytes] | None = None
-        """(size, root) of a head this object checked or wrote: covered and signed."""
+        self._trusted_head: tuple[int, tuple[bytes, ...]] | None = None
+        """(size, frontier) of a head this object checked or wrote: covered and signed."""
         self.writes = 0
         """Appends (and adopted checkpoints) this object has written."""
 
@@ -214,7 +214,7 @@ class Ledger:
             except _StaleKeysError:
                 self._refresh_keys()
                 continue
-            self._trusted_head = (batch.head.size, batch.head.root())
+            self._trusted_head = (batch.head.size, batch.head.frontier)
             self.writes += 1
             return [
                 Record(r.seq, r.prev, e)
@@ -277,11 +277,9 @@ class Ledger:
             IntegrityError: the checkpoint is bad, or the cached Merkle nodes do
                 not give its root, or records were cut from the end.
         """
-        if head.size == 0:
+        if head.size == 0 or self._trusted_head == (head.size, head.frontier):
             return
         root = head.root()
-        if self._trusted_head == (head.size, root):
-            return
         text = head.checkpoint
         try:
             parsed = parse_signed_checkpoint(text).checkpoint if text else None
@@ -321,7 +319,7 @@ class Ledger:
                 "was altered",
                 hint="run `mltrail verify`",
             )
-        self._trusted_head = (head.size, root)
+        self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
         keyring = KeyRing()
@@ -504,7 +502,7 @@ class Ledger:
             )
         text = self._sign_head(head, self._keyring)
         self.store.add_checkpoint(head.size, text)
-        self._trusted_head = (head.size, head.root())
+        self._trusted_head = (head.size, head.frontier)
         self.writes += 1
         return parse_signed_checkpoint(text)
 
