@@ -307,6 +307,7 @@ def test_demo_runs(tmp_path):
     out = proc.stdout
     assert "OK:" in out
     assert "TAMPERED:" in out
+    assert "anchor (outside the home): key" in out  # the auditor's pinned key
     for name in ("prepare", "baseline", "retrain"):
         assert f"{name} " in out
     assert "-  lr: 0.5  (argv)" in out

@@ -69,6 +69,30 @@ def _mltrail(project: Path, home: Path, *args: str) -> None:
         raise MltrailError(f"the demo's `mltrail {args[0]}` exited {done.returncode}")
 
 
+def _export_key(project: Path, home: Path, target: Path) -> Path:
+    """``mltrail keys export --format vkey > target``, shown as the user would type it."""
+    console.print(
+        f"[dim]$[/dim] mltrail keys export --format vkey > {target.parent.name}/"
+        f"{target.name}",
+        markup=True,
+        highlight=False,
+    )
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+        [sys.executable, "-m", "mltrail", "keys", "export", "--format", "vkey"],
+        cwd=project,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise MltrailError(f"the demo's `mltrail keys export` failed: {done.stderr}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(done.stdout)
+    return target
+
+
 def _train(project: Path, home: Path, name: str, lr: str) -> None:
     _mltrail(
         project,
@@ -190,8 +214,9 @@ def _run(workdir: Path, home: Path) -> None:
         "validation.csv comes from the `prepare` run; the edited train.csv was "
         "written by no recorded run: that is where to look."
     )
-    _step("8. verify: every signature, hash, blob, checkpoint and proof")
-    _mltrail(project, home, "verify")
+    _step("8. an auditor verifies, trusting only the key they were given")
+    vkey = _export_key(project, home, workdir / "auditor" / "ledger.vkey")
+    _mltrail(project, home, "verify", "--trust-key", str(vkey))
     _step("9. someone edits a record in the SQLite file directly")
     console.print(_tamper(home, workdir / "tampered"))
-    _mltrail(project, workdir / "tampered", "verify")
+    _mltrail(project, workdir / "tampered", "verify", "--trust-key", str(vkey))
