@@ -1,8 +1,10 @@
 """Full-ledger verification throughput against the bare Ed25519 verification rate.
 
 Builds a SQLite ledger of N note records (default 100,000; ``--quick`` 20,000)
-with about 300 bytes of JSON body each, quickly, through ``append_many``
-batches of 1,000, then times ``Ledger.verify()`` with ``workers=1`` and
+with about 300 bytes of JSON body each, through ``append_many`` batches of
+``--batch`` records (default 1,000; every batch stores a signed checkpoint, so
+``--batch 1`` is a ledger of single appends, one checkpoint per record, the
+worst case for verification), then times ``Ledger.verify()`` with ``workers=1`` and
 ``workers=2`` (the default uses all cores on ledgers of 20,000 records or more).
 Target: >= 10,000 records/s with the default workers.
 
@@ -50,18 +52,17 @@ def note_body(i: int) -> dict[str, object]:
     return {"text": text, "refers_to": i}
 
 
-def build_ledger(path: Path, n: int) -> tuple[Ledger, float]:
-    """A ledger of ``n`` records (genesis included), checkpointed at the end."""
+def build_ledger(path: Path, n: int, batch: int) -> tuple[Ledger, float]:
+    """A ledger of ``n`` records (genesis included), in batches of ``batch``."""
     ledger = Ledger.create(
         SQLiteStore(path, create=True), fixed_signer(), origin=ORIGIN
     )
     start = time.perf_counter()
     done = ledger.head().size
     while done < n:
-        count = min(BATCH, n - done)
+        count = min(batch, n - done)
         ledger.append_many([Draft("note", note_body(done + i)) for i in range(count)])
         done += count
-    ledger.checkpoint()
     return ledger, time.perf_counter() - start
 
 
@@ -128,16 +129,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (median)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
     parser.add_argument("--profile", action="store_true", help="cProfile workers=1")
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help="records per append (one checkpoint)"
+    )
     args = parser.parse_args()
     n = args.n or (20_000 if args.quick else 100_000)
     cores = os.cpu_count() or 1
 
     print(f"bench_verify: python {platform.python_version()}, {cores} cores")
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="mltrail-bench-") as tmp:
-        ledger, build_s = build_ledger(Path(tmp) / "verify.db", n)
+        ledger, build_s = build_ledger(Path(tmp) / "verify.db", n, args.batch)
         stored, signed = sample_sizes(ledger)
+        checkpoints = len(ledger.store.checkpoints())
         print(
-            f"  built {n:,} records in {build_s:.1f} s ({n / build_s:,.0f}/s); "
+            f"  built {n:,} records in {build_s:.1f} s ({n / build_s:,.0f}/s), "
+            f"batches of {args.batch} ({checkpoints:,} checkpoints); "
             f"{stored} bytes stored, {signed} bytes signed per record"
         )
         public_key, pairs = make_signatures(n, signed)

@@ -17,13 +17,20 @@ import os
 import sys
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import compute_blob_digest
 from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import parse_json
-from mltrail.core.record_check import RecordCheck, check_record
+from mltrail.core.record_check import (
+    CheckpointCheck,
+    RecordCheck,
+    check_checkpoint_text,
+    check_record,
+)
 from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.core.verify import LedgerVerifier
@@ -77,7 +84,6 @@ def verify_store(
             ledgers, at most ``MAX_WORKERS``).
     """
     checkpoints = store.checkpoints() + list(witness)
-    verifier = LedgerVerifier(origin, checkpoints, trusted_keys)
     try:
         total = store.head().size
     except (
@@ -85,18 +91,49 @@ def verify_store(
     ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
         total = 0
     keys = _public_keys(store)
-    nodes = _NodeComparison(store, verifier)
-    for done, check in enumerate(_checks(store.rows(), keys, total, workers), start=1):
-        verifier.accept(check)
-        if len(verifier.nodes) >= _NODE_BATCH:
-            nodes.compare()
-        if progress is not None and (done % 1000 == 0 or done == total):
-            progress(done, total)
+    with _pool(keys, _worker_count(workers, total)) as pool:
+        checks = _checkpoint_checks(checkpoints, keys, pool)
+        verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
+        nodes = _NodeComparison(store, verifier)
+        rows = _record_checks(store.rows(), keys, pool)
+        for done, check in enumerate(rows, start=1):
+            verifier.accept(check)
+            if len(verifier.nodes) >= _NODE_BATCH:
+                nodes.compare()
+            if progress is not None and (done % 1000 == 0 or done == total):
+                progress(done, total)
     nodes.compare()
     report = verifier.finish()
     nodes.summarise()
     _verify_blobs(store, verifier)
     return report
+
+
+def _worker_count(workers: int | None, total: int) -> int:
+    if workers is not None:
+        return max(1, min(workers, MAX_WORKERS))
+    if total < PARALLEL_THRESHOLD:
+        return 1
+    return min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+@contextmanager
+def _pool(keys: Mapping[str, bytes], count: int) -> Iterator[_Pool | None]:
+    """Worker processes that know every public key, or None to work in-process."""
+    if count <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context(_START_METHOD)
+    with ProcessPoolExecutor(
+        count, mp_context=context, initializer=_init_worker, initargs=(dict(keys),)
+    ) as executor:
+        yield _Pool(executor, count)
+
+
+@dataclass(frozen=True)
+class _Pool:
+    executor: ProcessPoolExecutor
+    count: int
 
 
 class _NodeComparison:
@@ -167,30 +204,39 @@ def _public_keys(store: Store) -> dict[str, bytes]:
     return keys
 
 
-def _checks(
-    rows: Iterable[StoredRow],
+def _checkpoint_checks(
+    checkpoints: Sequence[StoredCheckpoint],
     keys: Mapping[str, bytes],
-    total: int,
-    workers: int | None,
+    pool: _Pool | None,
+) -> list[CheckpointCheck]:
+    """Parse every checkpoint and check its signatures, in the workers when many."""
+    texts = [cp.text for cp in checkpoints]
+    if pool is None or len(texts) < _CHUNK:
+        return [check_checkpoint_text(text, keys) for text in texts]
+    chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+    return [
+        check
+        for done in pool.executor.map(_check_checkpoint_chunk, chunks)
+        for check in done
+    ]
+
+
+def _record_checks(
+    rows: Iterable[StoredRow], keys: Mapping[str, bytes], pool: _Pool | None
 ) -> Iterator[RecordCheck]:
-    count = workers if workers is not None else (os.cpu_count() or 1)
-    count = min(count, MAX_WORKERS)
-    if count <= 1 or (workers is None and total < PARALLEL_THRESHOLD):
+    if pool is None:
         for row in rows:
             yield check_record(row.seq, row.hash, row.data, keys)
         return
-    context = multiprocessing.get_context(_START_METHOD)
-    with ProcessPoolExecutor(
-        count, mp_context=context, initializer=_init_worker, initargs=(dict(keys),)
-    ) as pool:
-        chunks = _chunked(rows)
-        pending = [pool.submit(_check_chunk, c) for c in islice(chunks, count * 2)]
-        while pending:
-            results = pending.pop(0).result()
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.append(pool.submit(_check_chunk, nxt))
-            yield from results
+    chunks = _chunked(rows)
+    submit = pool.executor.submit
+    pending = [submit(_check_chunk, c) for c in islice(chunks, pool.count * 2)]
+    while pending:
+        results = pending.pop(0).result()
+        nxt = next(chunks, None)
+        if nxt is not None:
+            pending.append(submit(_check_chunk, nxt))
+        yield from results
 
 
 def _chunked(rows: Iterable[StoredRow]) -> Iterator[list[tuple[int, bytes, bytes]]]:
@@ -204,6 +250,10 @@ _WORKER_KEYS: dict[str, bytes] = {}
 
 def _init_worker(keys: dict[str, bytes]) -> None:
     _WORKER_KEYS.update(keys)
+
+
+def _check_checkpoint_chunk(texts: list[str]) -> list[CheckpointCheck]:
+    return [check_checkpoint_text(text, _WORKER_KEYS) for text in texts]
 
 
 def _check_chunk(chunk: list[tuple[int, bytes, bytes]]) -> list[RecordCheck]:

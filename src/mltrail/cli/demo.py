@@ -78,7 +78,7 @@ def _export_key(project: Path, home: Path, target: Path) -> Path:
         highlight=False,
     )
     env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    done = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
+    done = subprocess.run(
         [sys.executable, "-m", "mltrail", "keys", "export", "--format", "vkey"],
         cwd=project,
         env=env,

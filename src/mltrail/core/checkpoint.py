@@ -60,6 +60,7 @@ __all__ = [
     "NoteSignature",
     "SignedCheckpoint",
     "add_signature",
+    "check_note_signatures",
     "compute_note_key_hash",
     "format_verifier_key",
     "is_valid_key_name",
@@ -384,6 +385,30 @@ def verify_note(
             hint="check the verifier key and the key name the note is signed under",
         )
     return verified
+
+
+def check_note_signatures(
+    note: Note, *, name: str, public_keys: Sequence[bytes]
+) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """Which of ``public_keys`` signed ``note``: (good, bad).
+
+    A key is good when it has at least one signature line (named ``name``, with
+    its key hash) and every such line verifies; bad when one of its lines does
+    not. Keys with no line are in neither. ``verify_note`` over a set of keys
+    passes exactly when none of them is bad and at least one is good.
+    """
+    good: set[bytes] = set()
+    bad: set[bytes] = set()
+    for key in set(public_keys):
+        key_hash = compute_note_key_hash(name, key)
+        lines = [s for s in note.signatures if (s.name, s.key_hash) == (name, key_hash)]
+        if not lines:
+            continue
+        if all(verify_signature(key, note.body, s.signature) for s in lines):
+            good.add(key)
+        else:
+            bad.add(key)
+    return frozenset(good), frozenset(bad)
 
 
 def open_note(text: str | bytes, name: str, public_key: bytes) -> bytes:

@@ -13,6 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_leaf_hash
 from mltrail.core.chain import CLOCK_RESET_KIND, KEY_KINDS
+from mltrail.core.checkpoint import (
+    check_note_signatures,
+    is_valid_key_name,
+    parse_checkpoint_body,
+    parse_note,
+)
 from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
 from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
@@ -20,7 +26,13 @@ from mltrail.errors import MltrailError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["RecordCheck", "SigStatus", "check_record"]
+__all__ = [
+    "CheckpointCheck",
+    "RecordCheck",
+    "SigStatus",
+    "check_checkpoint_text",
+    "check_record",
+]
 
 
 class SigStatus(StrEnum):
@@ -105,4 +117,46 @@ def check_record(
         time=entry.time,
         version=entry.v,
         newer=decoded.newer,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCheck:
+    """What a worker learned from one checkpoint text: what it states, who signed it.
+
+    ``good`` are the key ids whose every signature line verifies, ``bad`` those
+    with a line that does not (see ``check_note_signatures``); whether those
+    keys were valid at ``size`` is decided in the walk.
+    """
+
+    error: str | None = None
+    origin: str = ""
+    size: int = 0
+    root: bytes = b""
+    good: frozenset[str] = frozenset()
+    bad: frozenset[str] = frozenset()
+
+
+def check_checkpoint_text(
+    text: str, public_keys: Mapping[str, bytes]
+) -> CheckpointCheck:
+    """Parse a signed checkpoint and check its signatures by every key given."""
+    try:
+        note = parse_note(text)
+        checkpoint = parse_checkpoint_body(note.body)
+    except MltrailError as e:
+        return CheckpointCheck(error=str(e))
+    by_key = {public: key_id for key_id, public in public_keys.items()}
+    good: frozenset[bytes] = frozenset()
+    bad: frozenset[bytes] = frozenset()
+    if by_key and is_valid_key_name(checkpoint.origin):
+        good, bad = check_note_signatures(
+            note, name=checkpoint.origin, public_keys=list(by_key)
+        )
+    return CheckpointCheck(
+        origin=checkpoint.origin,
+        size=checkpoint.size,
+        root=checkpoint.root,
+        good=frozenset(by_key[k] for k in good),
+        bad=frozenset(by_key[k] for k in bad),
     )

@@ -25,10 +25,15 @@ from mltrail.core.chain import (
     KeyRing,
     describe_gap,
 )
-from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.merkle import CompactRange
-from mltrail.core.record_check import RecordCheck, SigStatus, check_record
+from mltrail.core.record_check import (
+    CheckpointCheck,
+    RecordCheck,
+    SigStatus,
+    check_checkpoint_text,
+    check_record,
+)
 from mltrail.core.report import (
     Anchor,
     Problem,
@@ -37,10 +42,9 @@ from mltrail.core.report import (
     VerificationReport,
 )
 from mltrail.core.signing import verify_signature
-from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
     from datetime import datetime, timedelta
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "SigStatus",
     "StoredCheckpoint",
     "VerificationReport",
+    "check_checkpoint_text",
     "check_record",
 ]
 
@@ -66,6 +71,8 @@ class LedgerVerifier:
         origin: the ledger's origin, bound into every checkpoint.
         checkpoints: checkpoints to check against the recomputed roots (the
             store's own, and any kept elsewhere, marked ``external``).
+        checks: ``check_checkpoint_text`` of each checkpoint, in the same order
+            (signatures are checked up front, in parallel, by the caller).
         trusted_keys: key ids to trust (empty: trust the ledger's own genesis).
         tolerance: how far entry times may go back (part of the format).
     """
@@ -73,7 +80,8 @@ class LedgerVerifier:
     def __init__(
         self,
         origin: str,
-        checkpoints: list[StoredCheckpoint],
+        checkpoints: Sequence[StoredCheckpoint],
+        checks: Sequence[CheckpointCheck],
         trusted_keys: Collection[str] = (),
         *,
         tolerance: timedelta = TIME_TOLERANCE,
@@ -86,12 +94,12 @@ class LedgerVerifier:
         """Merkle nodes the walk completed, for the caller to compare with the store."""
         self.nodes_comparable = True
         """False once a record was missing or unreadable: stored nodes then differ."""
-        self.heads: list[tuple[str, int, bytes]] = []
-        """(label, size, root) of every readable checkpoint, as its text states."""
         self._pins = frozenset(trusted_keys)
         self._trusted: set[str] = set(self._pins)
         self._tolerance = tolerance
-        self._checkpoints = sorted(self._readable(checkpoints), key=lambda c: c.size)
+        self._checkpoints = sorted(
+            self._readable(checkpoints, checks), key=lambda c: c[0].size
+        )
         self._next_cp = 0
         self._prev_hash: bytes | None = None
         self._expected_seq = 0
@@ -103,35 +111,36 @@ class LedgerVerifier:
         self._more_roots: list[int] = []
         """Sizes of later stored checkpoints whose root also differs (summarised)."""
 
-    def _readable(self, checkpoints: list[StoredCheckpoint]) -> list[StoredCheckpoint]:
+    def _readable(
+        self, checkpoints: Sequence[StoredCheckpoint], checks: Sequence[CheckpointCheck]
+    ) -> list[tuple[StoredCheckpoint, CheckpointCheck]]:
         """Checkpoints of this ledger whose note parses, scheduled by their signed size."""
         readable = []
-        for cp in checkpoints:
+        for cp, check in zip(checkpoints, checks, strict=True):
             self.report.checkpoints_checked += 1
-            try:
-                parsed = parse_signed_checkpoint(cp.text).checkpoint
-            except MltrailError as e:
-                self.problem(None, "checkpoint", f"{cp.label} is unreadable: {e}")
+            if check.error is not None:
+                self.problem(
+                    None, "checkpoint", f"{cp.label} is unreadable: {check.error}"
+                )
                 continue
-            if parsed.origin != self.report.origin:
+            if check.origin != self.report.origin:
                 self.problem(
                     None,
                     "foreign-checkpoint",
                     f"{cp.label} is a checkpoint of another ledger "
-                    f"({parsed.origin!r}, not {self.report.origin!r}): it proves "
+                    f"({check.origin!r}, not {self.report.origin!r}): it proves "
                     "nothing about this one",
                 )
                 continue
-            if parsed.size != cp.size:
+            if check.size != cp.size:
                 self.problem(
                     None,
                     "checkpoint",
                     f"{cp.label} is stored as size {cp.size} "
-                    f"but its signed text says {parsed.size}",
+                    f"but its signed text says {check.size}",
                 )
-            if parsed.size > 0:
-                readable.append(dataclasses.replace(cp, size=parsed.size))
-                self.heads.append((cp.label, parsed.size, parsed.root))
+            if check.size > 0:
+                readable.append((dataclasses.replace(cp, size=check.size), check))
         return readable
 
     def problem(
@@ -307,34 +316,24 @@ class LedgerVerifier:
     def _check_checkpoints_at(self, size: int) -> None:
         while (
             self._next_cp < len(self._checkpoints)
-            and self._checkpoints[self._next_cp].size == size
+            and self._checkpoints[self._next_cp][0].size == size
         ):
-            self._check_checkpoint(self._checkpoints[self._next_cp], self.tree.root())
+            cp, check = self._checkpoints[self._next_cp]
+            self._check_checkpoint(cp, check, self.tree.root())
             self._next_cp += 1
 
-    def _check_checkpoint(self, cp: StoredCheckpoint, root: bytes) -> None:
-        keys = self.keyring.valid_keys(cp.size)
-        if not keys:
-            self.problem(
-                cp.size - 1,
-                "checkpoint",
-                f"{cp.label} (size {cp.size}) cannot "
-                "be checked: the ledger has no valid key at that size",
-            )
-            return
-        try:
-            checked = verify_checkpoint(
-                cp.text, origin=self.report.origin, public_keys=list(keys.values())
-            )
-        except MltrailError as e:
+    def _check_checkpoint(
+        self, cp: StoredCheckpoint, check: CheckpointCheck, root: bytes
+    ) -> None:
+        valid = set(self.keyring.valid_keys(cp.size))
+        problem = _signature_problem(check, valid, self.report.origin)
+        if problem is not None:
             self._failed_sizes.append(cp.size)
             self.problem(
-                cp.size - 1,
-                "checkpoint",
-                f"{cp.label} (size {cp.size}) is not valid: {e}",
+                cp.size - 1, "checkpoint", f"{cp.label} (size {cp.size}) {problem}"
             )
             return
-        if checked.root != root:
+        if check.root != root:
             self._failed_sizes.append(cp.size)
             if self._root_reported and cp.in_store:
                 self._more_roots.append(cp.size)
@@ -344,36 +343,24 @@ class LedgerVerifier:
                 cp.size - 1,
                 "root",
                 f"{cp.label} (size {cp.size}) root "
-                f"{checked.root.hex()[:16]}... does not match the records' root "
+                f"{check.root.hex()[:16]}... does not match the records' root "
                 f"{root.hex()[:16]}...: records up to seq {cp.size - 1} were changed, "
                 "removed, reordered or replaced",
             )
             return
-        if self._signed_by_trusted(cp, keys):
+        if check.good & valid & self._trusted:
             self.report.covered = max(self.report.covered, cp.size)
             if not cp.in_store:
                 self.report.anchors.append(
                     Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
 
-    def _signed_by_trusted(self, cp: StoredCheckpoint, keys: dict[str, bytes]) -> bool:
-        trusted = [pub for key_id, pub in keys.items() if key_id in self._trusted]
-        if not trusted:
-            return False
-        if len(trusted) == len(keys):
-            return True
-        try:
-            verify_checkpoint(cp.text, origin=self.report.origin, public_keys=trusted)
-        except MltrailError:
-            return False
-        return True
-
     # -- the end ----------------------------------------------------------------
 
     def finish(self) -> VerificationReport:
         """Close the walk: checkpoints beyond the end, coverage, ledger size and root."""
         size = self.tree.size
-        for cp in self._checkpoints[self._next_cp :]:
+        for cp, _ in self._checkpoints[self._next_cp :]:
             self.problem(
                 size,
                 "truncated",
@@ -443,3 +430,24 @@ class LedgerVerifier:
                 "checkpoints covering them were deleted"
             )
         self.problem(covered, "uncovered", message)
+
+
+def _signature_problem(
+    check: CheckpointCheck, valid: set[str], origin: str
+) -> str | None:
+    """Why a checkpoint is not validly signed at its size, or None."""
+    if not valid:
+        return "cannot be checked: the ledger has no valid key at that size"
+    bad = check.bad & valid
+    if bad:
+        key = sorted(bad)[0]
+        return (
+            f"is not valid: invalid signature for key {key[:16]}...: the checkpoint "
+            "was altered after signing, or the signature is forged"
+        )
+    if not check.good & valid:
+        return (
+            f"is not valid: note has no signature by a trusted key named {origin!r} "
+            "(no key valid at that size signed it)"
+        )
+    return None
