@@ -25,9 +25,10 @@ from mltrail.core.checkpoint import (
     parse_signed_checkpoint,
 )
 from mltrail.core.merkle import verify_consistency
-from mltrail.errors import ConfigError, IntegrityError, MltrailError
+from mltrail.errors import ConfigError, IntegrityError, MltrailError, StoreError
 from mltrail.keystore import generate_signer, load_signer, save_signer
 from mltrail.ledger import Ledger
+from mltrail.storage.readonly import can_write
 from mltrail.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -221,19 +222,31 @@ def open_home(
 ) -> Home:
     """Open an existing ledger home (with its signing key when ``writable``).
 
+    A home this process may not write (a read-only mount, a ``chmod -R a-w`` copy,
+    another account's folder) opens for reading and nothing is written into it.
+
     Raises:
         ConfigError: no ledger there, or the key cannot be loaded.
-        StoreError: the store cannot be opened.
+        StoreError: the store cannot be opened, or ``writable`` and the home is
+            read-only.
     """
     env = os.environ if env is None else env
     path = resolve_home(home, env)
     settings = Settings.load(path)
+    db = settings.path(path, settings.store)
+    read_only = db.exists() and not can_write(db)
+    if writable and read_only:
+        raise StoreError(
+            f"the ledger home is read-only: {path}",
+            hint="recording needs write access to it; reading commands (verify, "
+            "log, show, runs, trace, ...) work as it is",
+        )
     signer = None
     if writable:
         signer = load_signer(
             settings.path(path, settings.signing_key), _password(env, password)
         )
-    store = SQLiteStore(settings.path(path, settings.store))
+    store = SQLiteStore(db, read_only=read_only)
     meta_origin = store.meta().get("origin")
     if meta_origin is not None and meta_origin != settings.origin:
         store.close()

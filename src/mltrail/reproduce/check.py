@@ -22,6 +22,7 @@ from mltrail.core.manifest import compute_manifest
 from mltrail.errors import MltrailError
 from mltrail.reproduce.facts import read_blob
 from mltrail.reproduce.write import local_path
+from mltrail.storage.readonly import can_write
 
 if TYPE_CHECKING:
     from mltrail.home import Home
@@ -119,8 +120,11 @@ def _check_configs(
 
 
 def _open_cache(home: Home) -> HashCache | None:
+    path = default_cache_path(home.path)
+    if home.ledger.store.read_only or not can_write(path):
+        return None  # nothing is written into a read-only home
     try:
-        return HashCache(default_cache_path(home.path))
+        return HashCache(path)
     except (MltrailError, OSError):
         return None
 
