@@ -341,6 +341,10 @@ def test_every_reading_command_works_and_writes_nothing(reader, source):
     proc = reader.run("data", "hash", "{model}")  # its hash cache is in the home
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] == hashlib.sha256(b"w2").hexdigest()
+    proc = reader.run("reproduce", "train", "--check", "--json")  # hashes the data
+    assert proc.returncode in (0, 1), proc.stderr  # 1: the account cannot read it
+    assert not proc.stderr
+    assert json.loads(proc.stdout)["ok"] is (proc.returncode == 0)
     assert _listing(reader.watched) == before
 
 
