@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from mltrail.home import open_home
+from optional_extras import in_ci
 
 UNPRIVILEGED = "nobody"
 ORIGIN = "test.mltrail.local/read-only"
@@ -68,13 +69,9 @@ WRITES = [
 ]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def _unavailable(reason: str) -> None:
     """Skip with ``reason``; under CI fail instead: CI must run these tests."""
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"{reason} (CI=true: this test must run in CI, not skip)")
     pytest.skip(reason)
 
