@@ -21,7 +21,7 @@ from mltrail.config import Settings, resolve_home
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import is_newer_version, parse_json
 from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
-from mltrail.errors import ConfigError, MltrailError
+from mltrail.errors import ConfigError, MltrailError, StoreError
 from mltrail.keystore import (
     destroy_key_file,
     generate_signer,
@@ -30,6 +30,7 @@ from mltrail.keystore import (
     save_signer,
 )
 from mltrail.ledger import Ledger
+from mltrail.storage.readonly import can_write
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.witness import Witness
 
@@ -311,24 +312,35 @@ def open_home(
     A writable home is checked before anything can be written: its head must
     be covered by a valid checkpoint whose root the stored tree gives, the
     ledger must extend its witness checkpoint (else it was rolled back or
-    forked), and it must not hold records of a newer mltrail.
+    forked), and it must not hold records of a newer mltrail. A home this
+    process may not write (a read-only mount, a ``chmod -R a-w`` copy, another
+    account's folder) opens for reading and nothing is written into it.
 
     Raises:
         ConfigError: no ledger there, the key cannot be loaded, or the ledger
             was written by a newer mltrail (when ``writable``).
         IntegrityError: the ledger does not extend the witness (when ``writable``).
-        StoreError: the store cannot be opened.
+        StoreError: the store cannot be opened, or ``writable`` and the home is
+            read-only.
     """
     env = os.environ if env is None else env
     path = resolve_home(home, env)
     settings = Settings.load(path)
+    db = settings.path(path, settings.store)
+    read_only = db.exists() and not can_write(db)
+    if writable and read_only:
+        raise StoreError(
+            f"the ledger home is read-only: {path}",
+            hint="recording needs write access to it; reading commands (verify, "
+            "log, show, runs, trace, ...) work as it is",
+        )
     signer = None
     if writable:
         signer = load_signer(
             settings.path(path, settings.signing_key), _password(env, password)
         )
     busy = _busy_timeout(env)
-    store = SQLiteStore(settings.path(path, settings.store), busy_timeout=busy)
+    store = SQLiteStore(db, busy_timeout=busy, read_only=read_only)
     try:
         meta_origin = store.meta().get("origin")
         if meta_origin is not None and meta_origin != settings.origin:

@@ -6,9 +6,9 @@ import math
 import pytest
 
 from mltrail.cli.main import main
+from optional_extras import require_extra
 
-np = pytest.importorskip("numpy", reason="pip install -e '.[models]'")
-st_numpy = pytest.importorskip("safetensors.numpy", reason="pip install -e '.[models]'")
+np, st_numpy = require_extra("models", "numpy", "safetensors.numpy")
 
 
 @pytest.fixture

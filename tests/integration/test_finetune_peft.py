@@ -15,10 +15,9 @@ import pytest
 
 import mltrail
 from mltrail.finetune import scan_model
+from optional_extras import require_extra
 
-torch = pytest.importorskip("torch", reason="pip install -e '.[finetune]'")
-pytest.importorskip("peft", reason="pip install -e '.[finetune]'")
-pytest.importorskip("transformers", reason="pip install -e '.[finetune]'")
+torch, _, _ = require_extra("finetune", "torch", "peft", "transformers")
 
 MAKE_BASE = """
 import torch

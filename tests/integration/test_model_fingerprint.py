@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-np = pytest.importorskip("numpy", reason="pip install -e '.[models]'")
-st_numpy = pytest.importorskip("safetensors.numpy", reason="pip install -e '.[models]'")
+from optional_extras import require_extra
+
+np, st_numpy = require_extra("models", "numpy", "safetensors.numpy")
 
 from mltrail.capture.delta import capture_delta  # noqa: E402
 from mltrail.capture.fingerprint import capture_fingerprint, capture_model_fields  # noqa: E402
@@ -327,8 +328,7 @@ def test_an_output_checkpoint_gets_its_model_id(tmp_path):
 
 
 def test_torch_dtypes_and_state_dicts(tmp_path):
-    torch = pytest.importorskip("torch", reason="pip install -e '.[finetune]'")
-    st_torch = pytest.importorskip("safetensors.torch")
+    torch, st_torch = require_extra("finetune", "torch", "safetensors.torch")
     torch.manual_seed(0)
     state = {
         "w.bf16": torch.randn(8, 4).to(torch.bfloat16),
@@ -382,7 +382,7 @@ class _RunsCode:
 
 
 def test_a_pickle_that_runs_code_is_refused_unrun(tmp_path):
-    torch = pytest.importorskip("torch", reason="pip install -e '.[finetune]'")
+    (torch,) = require_extra("finetune", "torch")
     marker = tmp_path / "pwned"
     torch.save(
         {"w": torch.zeros(2), "evil": _RunsCode(str(marker))}, tmp_path / "evil.bin"

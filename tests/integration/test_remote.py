@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import importlib
-import os
 import socket
 import sys
 import threading
@@ -28,36 +26,7 @@ from mltrail.capture.remote import RemoteListing, hash_remote, is_remote, public
 from mltrail.capture.remote_checksums import _b64_sha256, _hf_sha256, _http_sha256
 from mltrail.core.manifest import FileEntry, compute_manifest
 from mltrail.errors import CaptureError, ConfigError, InputError
-
-
-def require(*modules: str, extra: str) -> None:
-    """Skip when a module is missing, but fail under CI=true, naming the extra."""
-    missing = [m for m in modules if not _importable(m)]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not installed: pip install 'mltrail[{extra}]'"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-def test_require_skips_locally_and_fails_under_ci(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mltrail_absent", None)
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match=r"mltrail_absent not installed"):
-        require("mltrail_absent", extra="remote")
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=r"pip install 'mltrail\[remote\]'"):
-        require("mltrail_absent", extra="remote")
-    require("json", extra="remote")  # present: neither
+from optional_extras import require_extra
 
 
 def sha256(data: bytes) -> str:
@@ -96,12 +65,12 @@ def pseudo_random(size: int, seed: bytes = b"seed") -> bytes:
     ],
 )
 def test_is_remote(location, expected):
-    require("fsspec", extra="remote")
+    require_extra("remote", "fsspec")
     assert is_remote(location) is expected
 
 
 def test_is_remote_rejects_an_unknown_scheme():
-    require("fsspec", extra="remote")
+    require_extra("remote", "fsspec")
     assert not is_remote("nosuchproto://host/x")
 
 
@@ -233,7 +202,7 @@ class Handler(SimpleHTTPRequestHandler):
 @pytest.fixture
 def server(site):
     """Base URL of an http.server on 127.0.0.1 serving ``site``."""
-    require("fsspec", "aiohttp", extra="remote")
+    require_extra("remote", "fsspec", "aiohttp")
     httpd = ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Handler, directory=str(site))
     )
@@ -324,7 +293,7 @@ def test_credentials_never_reach_the_record_or_the_error(server):
 
 
 def test_unreachable_host():
-    require("fsspec", "aiohttp", extra="remote")
+    require_extra("remote", "fsspec", "aiohttp")
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -335,7 +304,7 @@ def test_unreachable_host():
 
 
 def test_missing_backend_names_the_extra(monkeypatch):
-    require("fsspec", extra="remote")
+    require_extra("remote", "fsspec")
     monkeypatch.setitem(sys.modules, "gcsfs", None)
     with pytest.raises(ConfigError, match="gcsfs") as caught:
         hash_remote("gs://bucket/data.csv")
@@ -348,8 +317,8 @@ def test_missing_backend_names_the_extra(monkeypatch):
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     """A moto S3 server on 127.0.0.1, and the storage options that reach it."""
-    require("s3fs", extra="remote")
-    require("moto.server", "boto3", extra="dev")
+    require_extra("remote", "s3fs")
+    require_extra("test", "moto.server", "boto3")
     from moto.server import ThreadedMotoServer
 
     home = tmp_path_factory.mktemp("aws")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from optional_extras import require_extra
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -20,13 +21,7 @@ class Quiet(SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def served(tmp_path):
-    try:
-        import aiohttp  # noqa: F401
-        import fsspec  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI installs the remote extra: pip install -e '.[remote]'")
-        pytest.skip("URL sources need pip install -e '.[remote]'")
+    require_extra("remote", "aiohttp", "fsspec")
     root = tmp_path / "site"
     (root / "bureau").mkdir(parents=True)
     for i in range(5):

@@ -18,6 +18,7 @@ import pytest
 
 from mltrail.errors import InputError
 from mltrail.sources import _query_fingerprint, _without_password
+from optional_extras import require_extra
 
 PG_URL = os.environ.get(
     "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -34,7 +35,7 @@ def cli(cwd, home, *args):
 @pytest.fixture
 def postgres():
     """A connection to the test PostgreSQL, or a skip (a failure under CI)."""
-    psycopg = pytest.importorskip("psycopg", reason="pip install -e '.[postgres]'")
+    (psycopg,) = require_extra("postgres", "psycopg")
     try:
         conn = psycopg.connect(PG_URL, connect_timeout=3, autocommit=True)
     except psycopg.OperationalError as e:

@@ -26,6 +26,7 @@ from mltrail.capture.splits import (
 )
 from mltrail.capture.tables import detect_format, open_table, parse_cell
 from mltrail.errors import ConfigError, InputError
+from optional_extras import require_extra
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -182,8 +183,7 @@ def test_jsonl_number_too_large_for_a_float_is_null(tmp_path):
 
 
 def test_parquet_types_from_the_schema(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa, pq = require_extra("parquet", "pyarrow", "pyarrow.parquet")
     table = pa.table(
         {
             "i": pa.array([1, 2, None, 4], pa.int64()),
@@ -231,8 +231,7 @@ def test_parquet_types_from_the_schema(tmp_path):
 
 
 def test_parquet_rows_hash_like_csv_rows(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa, pq = require_extra("parquet", "pyarrow", "pyarrow.parquet")
     pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), tmp_path / "p.parquet")
     write(tmp_path / "c.csv", "b,a\nx,1.0\nz,3\n")
     overlap = find_overlaps({"p": tmp_path / "p.parquet", "c": tmp_path / "c.csv"})
@@ -249,7 +248,7 @@ def test_missing_pyarrow_is_a_config_error_naming_the_extra(tmp_path, monkeypatc
 
 
 def test_corrupt_parquet_is_an_input_error(tmp_path):
-    pytest.importorskip("pyarrow")
+    require_extra("parquet", "pyarrow")
     path = write(tmp_path / "t.parquet", "a,b\n1,2\n")
     with pytest.raises(InputError, match=r"t\.parquet"):
         describe_table(path)

@@ -48,3 +48,20 @@ def test_schema_is_valid_draft_2020_12(source):
     schema = json.loads(source.read_text("utf-8"))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_format_lists_every_kind_once_with_its_schema():
+    text = (ROOT / "docs" / "format.md").read_text("utf-8")
+    kinds = [p.stem for p in SOURCES if p.name != "entry.json"]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    listed = [r.split("`")[1] for r in rows if "](schema/" in r]
+    assert sorted(listed) == sorted(kinds)
+    for kind in kinds:
+        row = next(r for r in rows if r.startswith(f"| `{kind}` |"))
+        assert f"(schema/{kind}.json)" in row, row
+
+
+def test_format_does_not_say_the_genesis_origin_is_unchecked():
+    text = " ".join((ROOT / "docs" / "format.md").read_text("utf-8").split())
+    assert "does not compare the genesis body's `origin`" not in text
+    assert "compares the genesis body's `origin`" in text

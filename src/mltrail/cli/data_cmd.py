@@ -195,10 +195,11 @@ def _open_cache(ctx: click.Context, enabled: bool) -> Any:
     if not enabled:
         return None
     from mltrail.capture.hashcache import HashCache, default_cache_path
+    from mltrail.storage.readonly import can_write
 
     state: AppState = ctx.obj
-    home = resolve_home(state.home, os.environ)
-    return HashCache(default_cache_path(home))
+    path = default_cache_path(resolve_home(state.home, os.environ))
+    return HashCache(path) if can_write(path) else None  # a read-only home: no cache
 
 
 @data.command("hash")

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from mltrail.index.db import INDEX_FILE, Index
+from mltrail.storage.readonly import can_write
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,10 +25,11 @@ def open_index(
     """The home's index, caught up with its ledger.
 
     The index is kept in ``index.db`` beside the ledger; where the home is not
-    writable (an auditor's read-only copy) it is built in memory instead.
+    writable (an auditor's read-only copy, whoever opens it) it is built in memory
+    instead, and nothing is written into the home.
     """
     path = home.path / INDEX_FILE
-    writable = os.access(path if path.exists() else home.path, os.W_OK)
+    writable = not home.ledger.store.read_only and can_write(path)
     index = Index(path if writable else None, home.ledger)
     index.sync(progress)
     return index

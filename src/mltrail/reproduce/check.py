@@ -9,6 +9,7 @@ Remote datasets are not re-read.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from mltrail.core.manifest import compute_manifest
 from mltrail.errors import MltrailError
 from mltrail.reproduce.facts import read_blob
 from mltrail.reproduce.write import local_path
+from mltrail.storage.readonly import can_write
 
 if TYPE_CHECKING:
     from mltrail.home import Home
@@ -119,8 +121,11 @@ def _check_configs(
 
 
 def _open_cache(home: Home) -> HashCache | None:
+    path = default_cache_path(home.path)
+    if home.ledger.store.read_only or not can_write(path):
+        return None  # nothing is written into a read-only home
     try:
-        return HashCache(default_cache_path(home.path))
+        return HashCache(path)
     except (MltrailError, OSError):
         return None
 
@@ -149,8 +154,14 @@ def _check_dataset(
 ) -> list[Mismatch]:
     role = str(body.get("role", "?"))
     path = local_path(str(body.get("path", "")), recorded_cwd, cwd)
-    if not path.exists() and not path.is_symlink():
-        return [Mismatch("data", f"{role} {path}", body.get("dataset"), MISSING)]
+    try:
+        present = path.exists() or path.is_symlink()
+    except OSError as e:  # a folder above it is closed to this account
+        present, missing = False, f"unreadable: {e.strerror}"
+    else:
+        missing = MISSING
+    if not present:
+        return [Mismatch("data", f"{role} {path}", body.get("dataset"), missing)]
     try:
         manifest = compute_manifest(capture_file_entries(path, cache=cache))
     except MltrailError as e:
@@ -187,8 +198,10 @@ def _check_environment(home: Home, view: RunView) -> list[Mismatch]:
     if not recorded:
         return []
     python = (recorded.get("python") or {}).get("executable")
-    exists = isinstance(python, str) and Path(python).exists()
-    now = capture_environment(python=python if exists else None)
+    # os.access, not Path.exists: an interpreter this account may not run (in
+    # another user's home) raises PermissionError there
+    runnable = isinstance(python, str) and os.access(python, os.X_OK)
+    now = capture_environment(python=python if runnable else None)
     found = []
     old_version = (recorded.get("python") or {}).get("version")
     new_version = (now.get("python") or {}).get("version")

@@ -50,6 +50,7 @@ class Store(ABC):
     """Append-only storage behind one contract (see tests/integration/test_store_contract.py)."""
 
     location: str = ""
+    read_only: bool = False
 
     def append(self, prepare: Prepare) -> Batch:
         """Atomically append what ``prepare(head)`` returns; durable when this returns.

@@ -1,5 +1,8 @@
 """The default store: one SQLite file, WAL, ``synchronous=FULL``, append-only by triggers.
 
+A store opened ``read_only`` (a home this process may not write) writes nothing,
+not even SQLite's ``-wal`` and ``-shm`` files: see :mod:`mltrail.storage.readonly`.
+
 Appends run in ``BEGIN IMMEDIATE`` transactions, so several processes appending
 to one file are serialised by SQLite's write lock: seq and prev never fork, and
 an append either lands whole or not at all. Triggers abort every UPDATE and
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mltrail.errors import ConfigError, StoreError
 from mltrail.storage.base import Prepare, Store, StoredRow, build_head
+from mltrail.storage.readonly import ReadOnlyConnection, connect_read_only
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,19 +69,28 @@ class SQLiteStore(Store):
         path: the database file.
         create: create the file and schema if missing (else a missing file is an error).
         busy_timeout: seconds to wait for another process's lock before failing.
+        read_only: only read, writing nothing into the file's folder (for a
+            ledger this process may not write; appends then fail).
     """
 
     def __init__(
-        self, path: str | Path, *, create: bool = False, busy_timeout: float = 60.0
+        self,
+        path: str | Path,
+        *,
+        create: bool = False,
+        busy_timeout: float = 60.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.location = str(self.path)
+        self.read_only = read_only
         if not create and not self.path.exists():
             raise ConfigError(
                 f"no ledger at {self.path}", hint="run `mltrail init` to create one"
             )
         self._busy_timeout = busy_timeout
-        self._conn = self._connect(create)
+        self._reader: ReadOnlyConnection | None = None
+        self._conn = self._connect_read_only() if read_only else self._connect(create)
         self._cached: ChainHead | None = None
         self._migrated = False
 
@@ -101,6 +114,19 @@ class SQLiteStore(Store):
                 f"ledger {self.path} could not be put in WAL mode ({mode})"
             )
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        try:
+            self._reader = connect_read_only(self.path)
+            self._reader.conn.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError as e:
+            if self._reader is not None:
+                self._reader.close()
+            raise StoreError(
+                f"cannot open ledger {self.path}: {e}",
+                hint="the file is not an mltrail ledger, is corrupt, or is not readable",
+            ) from e
+        return self._reader.conn
 
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
@@ -284,4 +310,7 @@ class SQLiteStore(Store):
         )
 
     def _close(self) -> None:
-        self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+        else:
+            self._conn.close()

@@ -1,0 +1,108 @@
+"""Reading a SQLite ledger that may not be written, writing nothing: the store level.
+
+The CLI end to end, as an unprivileged account and through a read-only mount, is
+in tests/e2e/test_read_only_home.py. Here, real files as root (who passes every
+permission check, so nothing but mltrail's own care keeps it from writing): a
+``chmod -R a-w`` copy of a home taken while a writer had it open, with its log
+(``-wal``) and wal-index (``-shm``), or with the log alone. Records that are only
+in the log must be read, and no file may change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mltrail.home import init_home, open_home
+from mltrail.storage.readonly import can_write
+
+ENV: dict[str, str] = {}  # never pick up the caller's MLTRAIL_* settings
+NOTES = 5
+
+
+def _listing(root: Path) -> dict[str, tuple[object, ...]]:
+    found = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        found[str(path.relative_to(root))] = (
+            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
+        )  # fmt: skip
+    return found
+
+
+@pytest.fixture
+def live_copy(tmp_path: Path) -> Path:
+    """A copy of a home taken while its writer is connected, then ``chmod -R a-w``:
+    the last records are only in ``ledger.db-wal``."""
+    original, copy = tmp_path / "home", tmp_path / "copy"
+    init_home(original, origin="test.mltrail.local/live", env=ENV)
+    home = open_home(original, env=ENV)
+    try:
+        for i in range(NOTES):
+            home.ledger.append("note", {"text": f"n{i}"})
+        assert (original / "ledger.db-wal").stat().st_size > 0
+        shutil.copytree(original, copy)
+    finally:
+        home.close()
+    subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
+    yield copy
+    subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+
+
+def _read_all(path: Path) -> int:
+    home = open_home(path, writable=False, env=ENV)
+    try:
+        assert home.ledger.store.read_only
+        report = home.verify()
+        assert report.ok, report.verdict()
+        texts = [r.entry.body.get("text") for r in home.ledger.records()]
+        assert texts[-NOTES:] == [f"n{i}" for i in range(NOTES)]
+        return report.records_checked
+    finally:
+        home.close()
+
+
+@pytest.fixture
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: root passes permission checks, which is the point")
+
+
+@pytest.mark.usefixtures("as_root")
+def test_a_copy_with_its_log_and_wal_index_is_read_whole(live_copy: Path) -> None:
+    before = _listing(live_copy)
+    assert _read_all(live_copy) == NOTES + 1
+    assert _listing(live_copy) == before
+
+
+@pytest.mark.usefixtures("as_root")
+def test_a_copy_with_its_log_but_no_wal_index_is_read_whole(live_copy: Path) -> None:
+    subprocess.run(["chmod", "u+w", str(live_copy)], check=True)
+    (live_copy / "ledger.db-shm").unlink()
+    subprocess.run(["chmod", "a-w", str(live_copy)], check=True)
+    before = _listing(live_copy)
+    assert _read_all(live_copy) == NOTES + 1
+    assert _listing(live_copy) == before
+
+
+def test_can_write_tries(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "file").write_text("x")
+    assert can_write(folder)
+    assert can_write(folder / "file")
+    assert can_write(folder / "not" / "yet")  # made in a folder we may write
+    (folder / "file").chmod(0o444)
+    assert not can_write(folder / "file")  # root too: no one may write it
+    folder.chmod(0o555)
+    try:
+        assert not can_write(folder)
+        assert not can_write(folder / "new")
+    finally:
+        folder.chmod(0o755)
