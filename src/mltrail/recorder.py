@@ -30,7 +30,8 @@ from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.redact import redact_tree
-from mltrail.errors import InputError
+from mltrail.core.limits import run_id_problem, value_problem
+from mltrail.errors import InputError, SchemaError
 from mltrail.ledger import Draft
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "RunWriter",
     "capture_context",
     "capture_rank",
+    "check_run_id",
     "close_run",
     "close_stale_runs",
     "distributed_run_id",
@@ -75,6 +77,34 @@ def new_run_id() -> str:
         | (rand & (2**62 - 1))
     )
     return str(uuid.UUID(int=value))
+
+
+def check_run_id(run_id: str, *, source: str = "run id") -> str:
+    """``run_id`` itself when it follows the run id grammar (``core.limits``).
+
+    Raises:
+        InputError: it does not; the message names ``source`` (e.g. ``MLTRAIL_RUN_ID``).
+    """
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        raise InputError(
+            f"{source}: {problem}",
+            hint="use letters, digits and . _ : - only, e.g. a UUID",
+        )
+    return run_id
+
+
+def _open_run_file(home: Path, run_id: str) -> Path:
+    """``<home>/runs/open/<run id>.json``, never anywhere else.
+
+    Raises:
+        InputError: ``run_id`` is not a valid run id.
+    """
+    folder = home / OPEN_RUNS
+    path = folder / f"{check_run_id(run_id)}.json"
+    if path.parent != folder:  # the grammar already excludes this
+        raise InputError(f"run id {run_id!r} cannot name a file")
+    return path
 
 
 def capture_rank(env: Mapping[str, str]) -> dict[str, int] | None:
@@ -133,7 +163,14 @@ class RunWriter:
         self.run_id = run_id
 
     def draft(self, kind: str, body: Mapping[str, Any]) -> Draft:
-        """Redact ``body``, store its blobs, and return the draft to append."""
+        """Redact ``body``, store its blobs, and return the draft to append.
+
+        Raises:
+            SchemaError: ``body`` nests too deep to be walked (see ``core.limits``).
+        """
+        problem = value_problem(dict(body), "body", exact_ints=False)
+        if problem is not None:  # the append would refuse it; redacting would recurse
+            raise SchemaError(f"cannot append: {problem}")
         redacted = redact_tree(dict(body)).value
         return Draft(kind, self._store_blobs(redacted), self.run_id)
 
@@ -216,9 +253,8 @@ class OpenRun:
             "seq": seq,
             "time": time.time(),
         }
-        folder = home / OPEN_RUNS
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{run_id}.json"
+        path = _open_run_file(home, run_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, json.dumps(info).encode())
@@ -238,7 +274,9 @@ class OpenRun:
     @staticmethod
     def is_live(home: Path, run_id: str) -> bool:
         """Whether a recorder still holds run ``run_id`` open."""
-        return (home / OPEN_RUNS / f"{run_id}.json").exists()
+        if run_id_problem(run_id) is not None:
+            return False
+        return _open_run_file(home, run_id).exists()
 
 
 def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
@@ -321,8 +359,9 @@ class RunSummary:
 
 def run_liveness(home: Path, run_id: str) -> str:
     """``running`` while a recorder holds the run's lock, else ``stale``."""
-    claimed = _probe(home / OPEN_RUNS / f"{run_id}.json")
-    return "running" if claimed else "stale"
+    if run_id_problem(run_id) is not None:  # written by an older version
+        return "stale"
+    return "running" if _probe(_open_run_file(home, run_id)) else "stale"
 
 
 def _probe(path: Path) -> bool:
@@ -406,4 +445,4 @@ def close_run(home: Home, run_id: str, *, reason: str) -> None:
     body = {"status": "aborted", "exit_code": None, "reason": reason}
     RunWriter(home.ledger, run_id).write([("run.ended", body)])
     with contextlib.suppress(FileNotFoundError):
-        (home.path / OPEN_RUNS / f"{run_id}.json").unlink()
+        _open_run_file(home.path, run_id).unlink()

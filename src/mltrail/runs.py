@@ -40,6 +40,7 @@ from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.capture.redact import redact_argv
 from mltrail.config import SETTINGS_FILE, resolve_home
+from mltrail.core.limits import value_problem
 from mltrail.datasets import (
     artifact_body,
     check_data,
@@ -47,7 +48,7 @@ from mltrail.datasets import (
     require_path,
     step_body,
 )
-from mltrail.errors import InputError
+from mltrail.errors import InputError, SchemaError
 from mltrail.home import Home, init_home, open_home
 from mltrail.recorder import (
     HOME_ENV,
@@ -56,6 +57,7 @@ from mltrail.recorder import (
     RunWriter,
     capture_context,
     capture_rank,
+    check_run_id,
     close_stale_runs,
     distributed_run_id,
     new_run_id,
@@ -98,6 +100,10 @@ def _summary(steps: list[int], values: list[Any]) -> dict[str, Any]:
         "min": min(numbers) if numbers else None,
         "max": max(numbers) if numbers else None,
     }
+
+
+_MAX_PARAMS_DEPTH = 200
+"""Params nest at most this deep before they are flattened (as config files do)."""
 
 
 def _params_mapping(params: Any) -> dict[str, Any]:
@@ -155,6 +161,9 @@ class Run:
         """Record hyperparameters: a mapping, ``argparse.Namespace``, dataclass or
         object, and/or keywords. Nested values are flattened to dotted keys."""
         values = {**_params_mapping(params), **more}
+        problem = value_problem(values, "params", _MAX_PARAMS_DEPTH, exact_ints=False)
+        if problem is not None:
+            raise SchemaError(f"cannot log params: {problem}")
         source = "argparse" if isinstance(params, argparse.Namespace) else "api"
         if values and self.records_run_level:
             flat = json_safe(flatten(values))
@@ -400,6 +409,8 @@ def start_run(
     }
     rank = capture_rank(env)
     launch_id = distributed_run_id(env, rank)
+    if env.get(RUN_ID_ENV):
+        check_run_id(env[RUN_ID_ENV], source=RUN_ID_ENV)
     joined_id = env.get(RUN_ID_ENV) or (
         launch_id if rank and rank["rank"] > 0 else None
     )

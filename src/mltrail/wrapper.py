@@ -46,6 +46,7 @@ from mltrail.recorder import (
     RunWriter,
     capture_context,
     capture_rank,
+    check_run_id,
     close_stale_runs,
     distributed_run_id,
     new_run_id,
@@ -332,6 +333,8 @@ def _run_id(env: Mapping[str, str], home: Home, rank: Any) -> str:
     this wrapper runs inside another run, and it starts a run of its own.
     """
     given = env.get(RUN_ID_ENV)
+    if given:
+        check_run_id(given, source=RUN_ID_ENV)
     if given and (rank is not None or not OpenRun.is_live(home.path, given)):
         return given
     return distributed_run_id(env, rank) or new_run_id()

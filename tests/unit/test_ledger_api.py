@@ -158,7 +158,7 @@ def test_body_off_schema(
 
 
 def test_run_id_checked(ledger: Ledger, unchanged: Callable[[], None]) -> None:
-    with pytest.raises(SchemaError, match="run must be a string of 1 to 128"):
+    with pytest.raises(SchemaError, match="is not 1 to 128 characters"):
         ledger.append("note", {"text": "x"}, run="r" * 129)
     unchanged()
 
