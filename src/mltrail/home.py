@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mltrail.capture.identity import capture_actor
+from mltrail.capture.userfiles import read_user_file
 from mltrail.config import Settings, resolve_home, write_atomic
 from mltrail.core.checkpoint import (
     Checkpoint,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from mltrail.core.verify import VerificationReport
 
 __all__ = ["Home", "InitResult", "init_home", "open_home", "rotate_home_key"]
+
+_MAX_WITNESS = 64 * 2**10  # a checkpoint note, even with many cosignatures, is far less
 
 
 @dataclass
@@ -69,13 +72,18 @@ class Home:
         return self.ledger.verify(witness=self.witnessed(), **kwargs)  # type: ignore[arg-type]
 
     def _read_witness(self) -> str | None:
-        try:
-            return self.witness_path.read_text("utf-8")
-        except FileNotFoundError:
+        if not self.witness_path.exists():
             return None
-        except OSError as e:
+        data = read_user_file(
+            self.witness_path, what="witness", limit=_MAX_WITNESS, error=ConfigError
+        )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
             raise ConfigError(
-                f"cannot read witness {self.witness_path}: {e.strerror}"
+                f"witness {self.witness_path} is damaged: not UTF-8 text "
+                f"({e.reason} at byte {e.start})",
+                hint="restore it from a copy, or point MLTRAIL_WITNESS at a good one",
             ) from e
 
     def _advance_witness(self, signed: SignedCheckpoint) -> None:
@@ -130,7 +138,7 @@ def _password(env: Mapping[str, str], password: bytes | None) -> bytes | None:
     if password is not None:
         return password
     value = env.get("MLTRAIL_KEY_PASSWORD")
-    return value.encode() if value else None
+    return value.encode("utf-8", "surrogateescape") if value else None
 
 
 def _inside_git_work_tree(path: Path) -> Path | None:
@@ -168,12 +176,18 @@ def init_home(
             f"refusing to create a ledger inside the git work tree {work_tree}",
             hint="keep the audit log apart from code and weights, or pass --force",
         )
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     pw = _password(env, password)
     signer = load_signer(key_path, pw) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
-    if not key_path:
-        save_signer(signer, path / key_file, pw)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not key_path:
+            save_signer(signer, path / key_file, pw)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the ledger home {path}: {e.strerror or e}",
+            hint="point MLTRAIL_HOME (or --home) at a folder you can create and write",
+        ) from e
     origin = origin or f"mltrail.local/{secrets.token_hex(8)}"
     store = SQLiteStore(path / "ledger.db", create=True)
     if store.head().size:
