@@ -15,7 +15,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
+from mltrail.cli.output import (
+    WORKERS,
+    console,
+    emit_json,
+    err_console,
+    json_option,
+    open_from,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -47,7 +54,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 @click.command()
 @click.option(
     "--workers",
-    type=int,
+    type=WORKERS,
     default=None,
     help="Processes for signature checks (default: all cores on large ledgers).",
 )
