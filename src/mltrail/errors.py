@@ -7,14 +7,14 @@ branch to an exit code and prints ``str(error)`` plus ``error.hint``::
      ├── InputError            exit 2  bad user input (JSON, kind, schema, arguments)
      │    ├── CommandNotFoundError exit 127/126  the wrapped command cannot start
      │    ├── SchemaError              bytes or objects that do not match the format
-     │    └── ConfigError              missing ledger, key, password, optional extra
+     │    └── ConfigError              missing ledger or key, optional extra
      ├── IntegrityError        exit 3  verification found tampering
      │    ├── ChainBrokenError         seq / prev chain broken
      │    ├── ProofError               a Merkle proof does not verify
      │    └── BadSignatureError        a signature does not verify
-     ├── StoreError            exit 4  storage unavailable, corrupt or refusing
+     ├── StoreError            exit 4  storage unavailable, corrupt, full or refusing
      │    └── AppendConflictError      the head moved under an append
-     ├── AuthError             exit 5  authentication or role refused
+     ├── AuthError             exit 5  wrong key password; authentication or role refused
      └── CaptureError          exit 2  a collector could not read what it needs
 """
 
@@ -64,7 +64,7 @@ class SchemaError(InputError):
 
 
 class ConfigError(InputError):
-    """The ledger, a key, a password or an optional extra is missing or wrong."""
+    """The ledger, a key or an optional extra is missing or wrong."""
 
 
 class CaptureError(MltrailError):

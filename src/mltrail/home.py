@@ -201,7 +201,7 @@ def _password(env: Mapping[str, str], password: bytes | None) -> bytes | None:
     if password is not None:
         return password
     value = env.get("MLTRAIL_KEY_PASSWORD")
-    return value.encode() if value else None
+    return value.encode("utf-8", "surrogateescape") if value else None
 
 
 def _inside_git_work_tree(path: Path) -> Path | None:
@@ -239,15 +239,21 @@ def init_home(
             f"refusing to create a ledger inside the git work tree {work_tree}",
             hint="keep the audit log apart from code and weights, or pass --force",
         )
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     origin = origin or f"mltrail.local/{secrets.token_hex(8)}"
     witness = _witness(path, Settings(origin, "", "", ""), env)
     _refuse_foreign_witness(witness, origin)
     pw = _password(env, password)
     signer = load_signer(key_path, pw) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
-    if not key_path:
-        save_signer(signer, path / key_file, pw)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not key_path:
+            save_signer(signer, path / key_file, pw)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the ledger home {path}: {e.strerror or e}",
+            hint="point MLTRAIL_HOME (or --home) at a folder you can create and write",
+        ) from e
     store = SQLiteStore(path / "ledger.db", create=True)
     if store.head().size:
         store.close()

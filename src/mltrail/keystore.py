@@ -8,19 +8,24 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
+from mltrail.capture.userfiles import read_user_file
 from mltrail.core.signing import Ed25519Signer
-from mltrail.errors import ConfigError
+from mltrail.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "MAX_KEY_FILE_BYTES",
     "destroy_key_file",
     "generate_signer",
     "load_signer",
     "move_key_file",
     "save_signer",
 ]
+
+MAX_KEY_FILE_BYTES = 16 * 2**10
+"""A key file is read only up to this size (an Ed25519 key file is well under 1 KiB)."""
 
 
 def generate_signer() -> Ed25519Signer:
@@ -54,17 +59,18 @@ def load_signer(path: Path, password: bytes | None = None) -> Ed25519Signer:
     """Read an Ed25519 private key file (PKCS#8 PEM or OpenSSH).
 
     Raises:
-        ConfigError: missing or unreadable file, wrong or missing password, not Ed25519.
+        ConfigError: missing, unreadable, not a regular file, larger than
+            ``MAX_KEY_FILE_BYTES``, not a key, or not Ed25519.
+        AuthError: the key is encrypted and the password is wrong or missing.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
+    if not path.exists():
         raise ConfigError(
             f"signing key {path} not found",
             hint="check ledger.json, or pass --key PATH",
-        ) from e
-    except OSError as e:
-        raise ConfigError(f"cannot read signing key {path}: {e.strerror}") from e
+        )
+    data = read_user_file(
+        path, what="signing key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+    )
     seed = _plain_pkcs8_seed(data) if password is None else None
     if seed is not None:
         return Ed25519Signer(seed)
@@ -110,7 +116,7 @@ def _parse_private_key(path: Path, data: bytes, password: bytes | None) -> objec
         return loader(data, password=password)
     except TypeError as e:
         if password is None:
-            raise ConfigError(
+            raise AuthError(
                 f"signing key {path} is encrypted and no password was given",
                 hint="set MLTRAIL_KEY_PASSWORD",
             ) from e
@@ -120,7 +126,7 @@ def _parse_private_key(path: Path, data: bytes, password: bytes | None) -> objec
         ) from e
     except ValueError as e:
         if password is not None:
-            raise ConfigError(
+            raise AuthError(
                 f"wrong password for signing key {path}, or the file is corrupt",
                 hint="check MLTRAIL_KEY_PASSWORD",
             ) from e

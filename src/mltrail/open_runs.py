@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.limits import run_id_problem
 from mltrail.errors import ConfigError, InputError
 from mltrail.persist import write_durably
-from mltrail.recorder import OPEN_RUNS, RunWriter, list_runs
+from mltrail.recorder import OPEN_RUNS, RunWriter, list_runs, open_run_file
 from mltrail.spool import read_batches, remove_spool
 
 if TYPE_CHECKING:
@@ -61,9 +62,8 @@ class OpenRun:
         }
         if spool:
             info["spool"] = spool
-        folder = home / OPEN_RUNS
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{run_id}.json"
+        path = open_run_file(home, run_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, json.dumps(info).encode())
@@ -112,7 +112,9 @@ class OpenRun:
     @staticmethod
     def is_live(home: Path, run_id: str) -> bool:
         """Whether a recorder still holds run ``run_id`` open."""
-        return (home / OPEN_RUNS / f"{run_id}.json").exists()
+        if run_id_problem(run_id) is not None:
+            return False
+        return open_run_file(home, run_id).exists()
 
 
 def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
@@ -187,7 +189,7 @@ def close_run(home: Home, run_id: str, *, reason: str) -> None:
         )
     if found.status != "stale":
         raise InputError(f"run {run_id} has already ended ({found.status})")
-    path = home.path / OPEN_RUNS / f"{run_id}.json"
+    path = open_run_file(home.path, run_id)
     _close(home, run_id, _read_info(path), reason)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

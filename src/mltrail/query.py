@@ -70,6 +70,17 @@ def parse_when(text: str, *, now: datetime | None = None, end: bool = False) -> 
             return (now - timedelta(**{_UNITS[m[2]]: int(m[1])})).timestamp()
         except OverflowError as e:
             raise InputError(f"{text!r} reaches too far back") from e
+    try:
+        return _parse_moment(text, end)
+    except OverflowError as e:  # e.g. the day after 9999-12-31
+        raise InputError(
+            f"{text!r} is out of the range of dates mltrail handles",
+            hint="use a date from 0001-01-01 to 9999-12-30",
+        ) from e
+
+
+def _parse_moment(text: str, end: bool) -> float:
+    """Epoch seconds of a date, a time or an ISO week (see ``parse_when``)."""
     if m := _WEEK.fullmatch(text):
         try:
             monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import secrets
 import threading
 import time
@@ -35,7 +34,8 @@ from mltrail.capture.identity import describe_user
 from mltrail.capture.redact import redact_tree
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
-from mltrail.errors import InputError
+from mltrail.core.limits import run_id_problem, value_problem
+from mltrail.errors import InputError, SchemaError
 from mltrail.ledger import Draft
 from mltrail.spool import SPOOLED_KINDS, write_batch
 
@@ -61,6 +61,7 @@ __all__ = [
     "distributed_run_id",
     "list_runs",
     "new_run_id",
+    "open_run_file",
     "run_liveness",
     "run_started_seq",
     "with_rank",
@@ -85,23 +86,32 @@ def new_run_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-
-def check_run_id(run_id: str) -> str:
-    """``run_id`` when it can name a run (and its files in the home).
+def check_run_id(run_id: str, *, source: str = "run id") -> str:
+    """``run_id`` itself when it follows the run id grammar (``core.limits``).
 
     Raises:
-        InputError: it is empty, too long, or holds characters other than
-            letters, digits and ``._:-`` (a ``/`` would lead out of the home).
+        InputError: it does not; the message names ``source`` (e.g. ``MLTRAIL_RUN_ID``).
     """
-    if not _RUN_ID.fullmatch(run_id):
+    problem = run_id_problem(run_id)
+    if problem is not None:
         raise InputError(
-            f"run id {run_id!r} is not 1 to 128 letters, digits and ._:- "
-            "(starting with a letter or digit)",
-            hint="check MLTRAIL_RUN_ID, or unset it for a fresh id",
+            f"{source}: {problem}",
+            hint="use letters, digits and . _ : - only, e.g. a UUID",
         )
     return run_id
+
+
+def open_run_file(home: Path, run_id: str) -> Path:
+    """``<home>/runs/open/<run id>.json``, never anywhere else.
+
+    Raises:
+        InputError: ``run_id`` is not a valid run id.
+    """
+    folder = home / OPEN_RUNS
+    path = folder / f"{check_run_id(run_id)}.json"
+    if path.parent != folder:  # the grammar already excludes this
+        raise InputError(f"run id {run_id!r} cannot name a file")
+    return path
 
 
 def run_started_seq(ledger: Ledger, run_id: str) -> int | None:
@@ -185,7 +195,14 @@ class RunWriter:
         self.run_id = run_id
 
     def draft(self, kind: str, body: Mapping[str, Any]) -> Draft:
-        """Redact ``body``, store its blobs, and return the draft to append."""
+        """Redact ``body``, store its blobs, and return the draft to append.
+
+        Raises:
+            SchemaError: ``body`` nests too deep to be walked (see ``core.limits``).
+        """
+        problem = value_problem(dict(body), "body", exact_ints=False)
+        if problem is not None:  # the append would refuse it; redacting would recurse
+            raise SchemaError(f"cannot append: {problem}")
         redacted = redact_tree(dict(body)).value
         return Draft(kind, self._store_blobs(redacted), self.run_id)
 
@@ -310,8 +327,9 @@ class RunSummary:
 
 def run_liveness(home: Path, run_id: str) -> str:
     """``running`` while a recorder holds the run's lock, else ``stale``."""
-    claimed = _probe(home / OPEN_RUNS / f"{run_id}.json")
-    return "running" if claimed else "stale"
+    if run_id_problem(run_id) is not None:  # written by an older version
+        return "stale"
+    return "running" if _probe(open_run_file(home, run_id)) else "stale"
 
 
 def _probe(path: Path) -> bool:

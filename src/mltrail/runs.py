@@ -49,6 +49,7 @@ from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.capture.redact import redact_argv
 from mltrail.config import SETTINGS_FILE, resolve_home
+from mltrail.core.limits import value_problem
 from mltrail.datasets import (
     artifact_body,
     check_data,
@@ -56,7 +57,7 @@ from mltrail.datasets import (
     require_path,
     step_body,
 )
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError, MltrailError, SchemaError
 from mltrail.home import Home, init_home, open_home
 from mltrail.open_runs import OpenRun, close_stale_runs
 from mltrail.persist import write_durably
@@ -111,6 +112,10 @@ def _summary(steps: list[int], values: list[Any]) -> dict[str, Any]:
         "min": min(numbers) if numbers else None,
         "max": max(numbers) if numbers else None,
     }
+
+
+_MAX_PARAMS_DEPTH = 200
+"""Params nest at most this deep before they are flattened (as config files do)."""
 
 
 def _params_mapping(params: Any) -> dict[str, Any]:
@@ -169,6 +174,9 @@ class Run:
         """Record hyperparameters: a mapping, ``argparse.Namespace``, dataclass or
         object, and/or keywords. Nested values are flattened to dotted keys."""
         values = {**_params_mapping(params), **more}
+        problem = value_problem(values, "params", _MAX_PARAMS_DEPTH, exact_ints=False)
+        if problem is not None:
+            raise SchemaError(f"cannot log params: {problem}")
         source = "argparse" if isinstance(params, argparse.Namespace) else "api"
         if values and self.records_run_level:
             flat = json_safe(flatten(values))
@@ -489,10 +497,12 @@ def _join_or_start(
     given = env.get(RUN_ID_ENV)
     other_rank = rank is not None and rank["rank"] > 0
     joined_id = given or (launch_id if other_rank else None)
+    if given:
+        check_run_id(given, source=RUN_ID_ENV)
     spool = spool_from_env(env)
     if given and spool is not None:
         joined = open_home(env.get(HOME_ENV) or home, writable=False, env=env)
-        writer = SpoolWriter(joined.ledger, check_run_id(given), spool)
+        writer = SpoolWriter(joined.ledger, given, spool)
         return Run(joined, given, name=name, joined=True, rank=rank, writer=writer)
     if joined_id:
         check_run_id(joined_id)

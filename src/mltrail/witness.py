@@ -15,6 +15,7 @@ import fcntl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mltrail.capture.userfiles import read_user_file
 from mltrail.config import write_atomic
 from mltrail.core.checkpoint import (
     Checkpoint,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from mltrail.ledger import Ledger
 
 __all__ = ["Witness"]
+
+_MAX_WITNESS = 64 * 2**10  # a checkpoint note, even with many cosignatures, is far less
 
 
 @dataclass(frozen=True)
@@ -60,26 +63,27 @@ class Witness:
         Raises:
             ConfigError: the file exists but cannot be read as UTF-8 text.
         """
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        if not self.path.exists():
             return None
-        except OSError as e:
-            raise ConfigError(f"cannot read witness {self.path}: {e.strerror}") from e
+        data = read_user_file(
+            self.path, what="witness", limit=_MAX_WITNESS, error=ConfigError
+        )
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(
-                f"witness {self.path} is not a checkpoint (not UTF-8 text)",
-                hint="move it aside; `mltrail checkpoint` writes a new one",
+                f"witness {self.path} is damaged: not UTF-8 text "
+                f"({e.reason} at byte {e.start})",
+                hint="restore it from a copy, or point MLTRAIL_WITNESS at a good one",
             ) from e
 
     def for_verification(self) -> tuple[list[StoredCheckpoint], list[Problem]]:
-        """The witness as a checkpoint to verify against, or a warning saying why not."""
-        try:
-            text = self.read()
-        except ConfigError as e:
-            return [], [Problem(None, "witness", str(e))]
+        """The witness as a checkpoint to verify against, or a warning saying why not.
+
+        Raises:
+            ConfigError: the file exists but is no readable text.
+        """
+        text = self.read()
         if text is None:
             where = (
                 f"MLTRAIL_WITNESS points to {self.path}, which does not exist"

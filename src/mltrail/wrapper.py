@@ -124,7 +124,7 @@ def _run_id(env: Mapping[str, str], home: Home, rank: Any) -> str:
     """
     given = env.get(RUN_ID_ENV)
     if given:
-        check_run_id(given)
+        check_run_id(given, source=RUN_ID_ENV)
     launch = distributed_run_id(env, rank)
     if rank is not None and rank["rank"] > 0:  # another rank: joins, never starts
         return given or launch or new_run_id()

@@ -251,7 +251,13 @@ def test_missing_key_file(tmp_path):
     assert "not found" in proc.stderr
 
 
-def test_encrypted_key_with_wrong_password(tmp_path):
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [("wrong", "wrong password"), (None, "encrypted and no password")],
+)
+def test_encrypted_key_with_wrong_or_no_password_is_an_auth_error(
+    tmp_path, password, message
+):
     home = tmp_path / "h"
     env = {**os.environ, "MLTRAIL_HOME": str(home), "MLTRAIL_KEY_PASSWORD": "right"}
     subprocess.run(
@@ -260,7 +266,9 @@ def test_encrypted_key_with_wrong_password(tmp_path):
         check=True,
         capture_output=True,
     )
-    env["MLTRAIL_KEY_PASSWORD"] = "wrong"
+    env.pop("MLTRAIL_KEY_PASSWORD")
+    if password is not None:
+        env["MLTRAIL_KEY_PASSWORD"] = password
     proc = subprocess.run(
         [
             sys.executable,
@@ -276,8 +284,10 @@ def test_encrypted_key_with_wrong_password(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 2
-    assert "wrong password" in proc.stderr
+    assert proc.returncode == 5
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert count(home) == 1
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,7 @@ def test_a_run_id_that_would_leave_the_home_is_refused(home, tmp_path):
     proc = run_cli(home, tmp_path, "run", "--", "true",
                    env={"MLTRAIL_RUN_ID": "../../escape"})  # fmt: skip
     assert proc.returncode == 2
-    assert "is not 1 to 128 letters" in proc.stderr
+    assert "is not 1 to 128 characters of letters" in proc.stderr
     assert started_ids(home) == []
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.merkle import verify_consistency, verify_inclusion
-from mltrail.errors import ConfigError, InputError, ProofError, SchemaError, StoreError
+from mltrail.errors import (
+    AuthError,
+    ConfigError,
+    InputError,
+    ProofError,
+    SchemaError,
+    StoreError,
+)
 from mltrail.home import init_home, open_home
 from mltrail.ledger import Draft, Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
@@ -158,7 +165,7 @@ def test_body_off_schema(
 
 
 def test_run_id_checked(ledger: Ledger, unchanged: Callable[[], None]) -> None:
-    with pytest.raises(SchemaError, match="run must be a string of 1 to 128"):
+    with pytest.raises(SchemaError, match="is not 1 to 128 characters"):
         ledger.append("note", {"text": "x"}, run="r" * 129)
     unchanged()
 
@@ -522,12 +529,12 @@ def test_key_password(tmp_path: Path) -> None:
     home = tmp_path / "home"
     init_home(home, origin=ORIGIN, password=b"pw", env={})
     assert b"ENCRYPTED" in next((home / "keys").iterdir()).read_bytes()
-    with pytest.raises(ConfigError, match="wrong password") as info:
+    with pytest.raises(AuthError, match="wrong password") as info:
         open_home(home, env={"MLTRAIL_KEY_PASSWORD": "bad"})
     assert "MLTRAIL_KEY_PASSWORD" in info.value.hint
-    with pytest.raises(ConfigError, match="encrypted and no password"):
+    with pytest.raises(AuthError, match="encrypted and no password"):
         open_home(home, env={})
-    with pytest.raises(ConfigError, match="wrong password"):
+    with pytest.raises(AuthError, match="wrong password"):
         open_home(home, password=b"also bad", env={})
     for opened in (
         open_home(home, env={"MLTRAIL_KEY_PASSWORD": "pw"}),

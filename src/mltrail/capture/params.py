@@ -32,12 +32,14 @@ from datetime import date, time
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal
 
+from mltrail.capture.userfiles import read_user_file
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
     "ConfigFile",
     "ParsedArgs",
     "coerce_value",
@@ -457,6 +459,8 @@ def _config_files(texts: list[str], cwd: Path) -> list[Path]:
 
 _MAX_NODES = 1_000_000  # YAML aliases can expand a small file into billions of values
 _MAX_DEPTH = 200
+MAX_CONFIG_BYTES = 8 * 2**20
+"""Config files are read only up to this size (their params go inline in an entry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,13 +513,12 @@ def load_config(path: Path) -> ConfigFile:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(
-            f"cannot read config file {path}: {e.strerror or e}",
-            hint="check the path and its permissions",
-        ) from e
+    return read_user_file(
+        path,
+        what="config file",
+        limit=MAX_CONFIG_BYTES,
+        hint="record a large file as --data, not --config",
+    )
 
 
 def _parse(path: Path, fmt: str, data: bytes) -> dict[str, Any]:

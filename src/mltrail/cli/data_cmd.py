@@ -12,6 +12,7 @@ import click
 
 from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.config import resolve_home
+from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from mltrail.capture.hashcache import StoredTree
@@ -202,6 +203,16 @@ def _open_cache(ctx: click.Context, enabled: bool) -> Any:
     return HashCache(path) if can_write(path) else None  # a read-only home: no cache
 
 
+def _write_manifest(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise InputError(
+            f"cannot write the manifest to {path}: {e.strerror or e}",
+            hint="name a file in a folder that exists and can be written",
+        ) from e
+
+
 @data.command("hash")
 @click.argument("paths", nargs=-1, required=True)
 @click.option(
@@ -250,7 +261,7 @@ def hash_cmd(
         if cache is not None:
             cache.close()
     if manifest_out is not None:
-        manifest_out.write_bytes(results[0].data)
+        _write_manifest(manifest_out, results[0].data)
     if as_json:
         from mltrail.cli.output import emit_json
 

@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.text import Text
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.output import (
+    COUNT,
+    console,
+    emit_json,
+    json_option,
+    open_from,
+    open_index,
+)
 from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
-from mltrail.index import open_index
 from mltrail.query import load_run, resolve_run
 from mltrail.reproduce import compare_runs
 
@@ -35,6 +41,7 @@ _STYLE = {"-": "red", "+": "green", " ": "dim"}
 @click.option(
     "--files",
     "max_files",
+    type=COUNT,
     default=20,
     show_default=True,
     help="List at most N differing files per dataset (0: all).",

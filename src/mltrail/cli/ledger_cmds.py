@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,16 @@ import click
 from rich.table import Table
 
 from mltrail.capture.identity import describe_user
-from mltrail.cli.output import AppState, console, emit_json, json_option, open_from
-from mltrail.core.codec import parse_json
+from mltrail.cli.body import read_attachment, read_body
+from mltrail.cli.output import (
+    COUNT,
+    AppState,
+    console,
+    emit_json,
+    json_option,
+    open_from,
+    open_index,
+)
 from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
 from mltrail.errors import InputError
 from mltrail.home import Home, init_home
@@ -76,20 +83,6 @@ def init(
         )
 
 
-def _read_body(text: str) -> Any:
-    if text == "-":
-        text = sys.stdin.read()
-    elif text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text("utf-8")
-        except OSError as e:
-            raise InputError(f"cannot read body file {text[1:]}: {e.strerror}") from e
-    body = parse_json(text, what="--body")
-    if not isinstance(body, dict):
-        raise InputError("--body must be a JSON object")
-    return body
-
-
 @click.command()
 @click.option("--kind", required=True, help="Entry kind, e.g. note.")
 @click.option(
@@ -124,11 +117,11 @@ def append(
       mltrail append --kind note --body @note.json --attach review.pdf
       echo '{"text": "from a pipe"}' | mltrail append --kind note --body -
     """
-    body = _read_body(body_text)
+    body = read_body(body_text)
     home = open_from(ctx, writable=True)
     if attachments:
         refs = [
-            {**home.ledger.put_blob(p.read_bytes()), "name": p.name}
+            {**home.ledger.put_blob(read_attachment(p)), "name": p.name}
             for p in attachments
         ]
         body["attachments"] = [*body.get("attachments", []), *refs]
@@ -149,9 +142,16 @@ def _summary(record: dict[str, Any]) -> str:
 @click.option("--kind", help="Only entries of this kind.")
 @click.option("--run", help="Only entries of this run.")
 @click.option(
-    "--from", "start", type=int, default=0, show_default=True, help="First seq."
+    "--from",
+    "start",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="First seq.",
 )
-@click.option("--limit", type=int, default=None, help="At most this many records.")
+@click.option(
+    "--limit", type=click.IntRange(1, COUNT.max), help="At most this many records."
+)
 @json_option
 @click.pass_context
 def log_cmd(
@@ -243,7 +243,6 @@ def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
 
 def _show_run(home: Home, ref: str, as_json: bool) -> None:
     from mltrail.cli.show_run import render_run, run_to_dict
-    from mltrail.index import open_index
     from mltrail.query import load_run, resolve_run
 
     index = open_index(home)

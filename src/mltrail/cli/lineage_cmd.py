@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mltrail.capture.identity import describe_user
-from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
-from mltrail.index import open_index
 from mltrail.refs import resolve_node
 from mltrail.trace import build_lineage, explain
 

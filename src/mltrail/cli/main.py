@@ -10,12 +10,16 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mltrail import __version__
 from mltrail.cli.state import AppState
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["cli", "main"]
 
@@ -103,11 +107,32 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     ctx.obj = AppState(home=home, debug=debug)
 
 
+def _check_arguments(args: Sequence[str]) -> None:
+    """Refuse arguments that are not UTF-8 (Python keeps such bytes as surrogates).
+
+    Everything mltrail records is UTF-8 JSON, so such text could not be written,
+    and a name to look up could match nothing.
+    """
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode(
+                "utf-8", "backslashreplace"
+            )
+            raise InputError(
+                f"argument '{shown[:200]}' is not valid UTF-8 text",
+                hint="re-encode it as UTF-8 (e.g. with iconv), or rename the file",
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
-    debug = "--debug" in (argv if argv is not None else sys.argv)
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     try:
-        code = cli.main(args=argv, prog_name="mltrail", standalone_mode=False)
+        _check_arguments(args)
+        code = cli.main(args=args, prog_name="mltrail", standalone_mode=False)
     except MltrailError as e:
         if debug:
             raise

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mltrail.cli.hash_bar import hash_bar_factory
-from mltrail.cli.output import console, emit_json, json_option
+from mltrail.cli.output import COUNT, console, emit_json, json_option
 
 if TYPE_CHECKING:
     from mltrail.finetune import ScannedModel
@@ -105,7 +105,9 @@ def _print_fingerprint(info: dict[str, Any], scanned: ScannedModel | None) -> No
     help="A PEFT adapter folder trained on BASE: record its settings and the norm "
     "of each LoRA update, ||(alpha/r) B A||.",
 )
-@click.option("--top", default=10, show_default=True, help="How many tensors to list.")
+@click.option(
+    "--top", type=COUNT, default=10, show_default=True, help="How many tensors to list."
+)
 @json_option
 def delta(
     base: Path, tuned: Path | None, adapter: Path | None, top: int, as_json: bool

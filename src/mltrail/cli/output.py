@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -12,13 +13,19 @@ from rich.console import Console
 from mltrail.cli.state import AppState
 from mltrail.home import Home, open_home
 
+if TYPE_CHECKING:
+    from mltrail.index import Index
+
 __all__ = [
+    "COUNT",
+    "WORKERS",
     "AppState",
     "console",
     "emit_json",
     "err_console",
     "json_option",
     "open_from",
+    "open_index",
 ]
 
 # Piped or redirected output is read by tools or saved: do not cut tables to 80
@@ -26,6 +33,12 @@ __all__ = [
 _WIDTH = None if sys.stdout.isatty() else 160
 console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+COUNT = click.IntRange(0, 10**9)
+"""How many things to show or keep: a bounded, non-negative integer."""
+
+WORKERS = click.IntRange(1, max(64, 4 * (os.cpu_count() or 1)))
+"""How many processes to start: at least one, at most 4 per core (64 on small machines)."""
 
 json_option = click.option(
     "--json",
@@ -50,3 +63,21 @@ def open_from(ctx: click.Context, *, writable: bool = False) -> Home:
 def emit_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def open_index(home: Home) -> Index:
+    """The home's index, caught up; warns on stderr of records left out of it."""
+    from mltrail.index import open_index as open_caught_up
+
+    index = open_caught_up(home)
+    if skipped := index.skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (
+            ", ..." if len(skipped) > 10 else ""
+        )
+        err_console.print(
+            f"warning: record(s) {shown} cannot be read and are left out of the "
+            "answer; run `mltrail verify`",
+            style="yellow",
+            markup=False,
+        )
+    return index

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 import click
 from rich.text import Text
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.errors import InputError
-from mltrail.index import open_index
 from mltrail.query import load_run, resolve_run
 from mltrail.reproduce import check_reproduction, write_reproduction
 

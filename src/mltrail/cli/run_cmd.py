@@ -21,6 +21,8 @@ __all__ = ["run", "step", "wrap"]
 
 _SIZE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+MAX_LOG_LIMIT = 512 * 2**20
+"""The most of each output stream a run may keep (stored as one blob, in memory first)."""
 
 
 def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -28,7 +30,10 @@ def _parse_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int
     if match is None:
         raise click.BadParameter(f"{value!r} is not a size like 8MiB or 100000")
     unit = (match.group(2) or "").lower()[:1]
-    return int(match.group(1)) * _UNITS[unit]
+    size = int(match.group(1)) * _UNITS[unit]
+    if size > MAX_LOG_LIMIT:
+        raise click.BadParameter(f"{value!r} is more than the most allowed, 512MiB")
+    return size
 
 
 def _parse_data(

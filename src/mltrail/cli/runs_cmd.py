@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.output import (
+    COUNT,
+    console,
+    emit_json,
+    json_option,
+    open_from,
+    open_index,
+)
 from mltrail.errors import InputError
-from mltrail.index import open_index
 from mltrail.open_runs import close_run, close_stale_runs
 from mltrail.query import RunFilter, search_runs, time_window
 
@@ -86,6 +92,7 @@ def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
 @click.option(
     "-n",
     "--limit",
+    type=COUNT,
     default=20,
     show_default=True,
     help="Show the newest N runs (0: all).",

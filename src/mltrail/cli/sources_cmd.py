@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
-from mltrail.index import open_index
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.sources import (
     check_sources,
     clear_flag,

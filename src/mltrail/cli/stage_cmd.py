@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from mltrail.cli.output import console, emit_json, json_option, open_from
-from mltrail.index import open_index
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.query import parse_when
 from mltrail.stages import demote as record_demote
 from mltrail.stages import promote as record_promote

@@ -16,7 +16,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
+from mltrail.cli.output import (
+    WORKERS,
+    console,
+    emit_json,
+    err_console,
+    json_option,
+    open_from,
+)
 from mltrail.errors import InputError, SchemaError
 
 if TYPE_CHECKING:
@@ -67,7 +74,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 )
 @click.option(
     "--workers",
-    type=int,
+    type=WORKERS,
     default=None,
     help="Processes for signature checks (default: all cores on large ledgers).",
 )

@@ -19,6 +19,15 @@ from mltrail.core.canonical import (
     compute_record_hash,
 )
 from mltrail.core.entry import ENTRY_VERSION, Entry, Record, compose_record_bytes
+from mltrail.core.limits import (
+    MAX_ENTRY_BYTES,
+    MAX_RECORD_DEPTH,
+    MAX_SAFE_INT,
+    exceeds_text_depth,
+    inexact_int_message,
+    run_id_problem,
+    value_problem,
+)
 from mltrail.core.schema import KNOWN_KINDS, kind_validator
 from mltrail.errors import SchemaError
 
@@ -39,19 +48,37 @@ __all__ = [
 ]
 
 
-def parse_json(data: bytes | str, *, what: str = "input") -> Any:
+def parse_json(
+    data: bytes | str,
+    *,
+    what: str = "input",
+    max_depth: int = MAX_RECORD_DEPTH,
+    exact_ints: bool = False,
+) -> Any:
     """Parse JSON text strictly: no NaN/Infinity, no duplicate object keys.
 
+    Text nesting deeper than ``max_depth`` objects and arrays is refused before it
+    is parsed. Integers beyond +-(2**53 - 1) are read as floats, as RFC 8785
+    writes them (right for stored canonical bytes); with ``exact_ints`` (text a
+    user typed) they are refused instead of being silently rounded.
+
     Raises:
-        SchemaError: the text is not valid JSON.
+        SchemaError: the text is not valid JSON, nests too deep, or (with
+            ``exact_ints``) holds an integer JSON cannot carry exactly.
     """
+    if exceeds_text_depth(data, max_depth):
+        raise SchemaError(
+            f"{what} nests deeper than {max_depth} levels of objects and arrays"
+        )
     try:
         return json.loads(
             data,
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constant,
-            parse_int=_parse_int,
+            parse_int=_exact_int if exact_ints else _parse_int,
         )
+    except _InexactIntError as e:
+        raise SchemaError(f"{what}: {e}") from e
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise SchemaError(f"{what} is not valid JSON: {e}") from e
 
@@ -63,9 +90,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_MAX_SAFE_INT = 2**53 - 1
-
-
 def _parse_int(text: str) -> int | float:
     """Integers beyond 2**53 - 1 are read as floats, as RFC 8785 (I-JSON) writes them.
 
@@ -73,7 +97,18 @@ def _parse_int(text: str) -> int | float:
     back as a float makes it re-canonicalise to the same bytes.
     """
     value = int(text)
-    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+    return value if -MAX_SAFE_INT <= value <= MAX_SAFE_INT else float(value)
+
+
+class _InexactIntError(ValueError):
+    pass
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise _InexactIntError(inexact_int_message(value))
+    return value
 
 
 def _no_constant(name: str) -> Any:
@@ -206,11 +241,35 @@ def _sig_problem(sig: Any, present: bool) -> str | None:
 
 
 def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) -> None:
-    """Check an entry's JSON form against the envelope and its kind's schema.
+    """Check a new entry (without ``sig``) before it is signed and appended.
+
+    Every append goes through here: the limits of ``core.limits`` (nesting depth,
+    exact integers, a valid run id, the canonical size) first, then the envelope
+    and the kind's schema (an unknown kind passes when ``require_known_kind`` is
+    false).
 
     Raises:
         SchemaError: with the first problem found.
     """
+    for name, value in data.items():
+        problem = value_problem(value, f"entry {name}" if name != "body" else "body")
+        if problem is not None:
+            raise SchemaError(f"cannot append: {problem}")
+    if "run" in data and (problem := run_id_problem(data["run"])) is not None:
+        raise SchemaError(f"cannot append: {problem}")
+    _check_envelope(data, require_known_kind=require_known_kind)
+    size = len(canonical_bytes(data))
+    if size > MAX_ENTRY_BYTES:
+        raise SchemaError(
+            f"cannot append: the entry is {size:,} bytes of canonical JSON, "
+            f"more than the limit of {MAX_ENTRY_BYTES:,} ({MAX_ENTRY_BYTES >> 20} MiB)",
+            hint="store large payloads as blobs (Ledger.put_blob, --attach) "
+            "and reference them from the body",
+        )
+
+
+def _check_envelope(data: Mapping[str, Any], *, require_known_kind: bool) -> None:
+    """The envelope schema, the time, and the kind's schema (what readers check)."""
     problem = _envelope_problem(data)
     if problem is not None:
         raise SchemaError(f"entry does not match the envelope schema: {problem}")
@@ -254,7 +313,7 @@ def decode_record(data: bytes) -> DecodedRecord:
     entry_raw = raw["entry"]
     if not isinstance(entry_raw, dict):
         raise SchemaError("record entry must be an object")
-    validate_entry(entry_raw, require_known_kind=False)
+    _check_envelope(entry_raw, require_known_kind=False)
     members = {k: canonical_bytes(v) for k, v in entry_raw.items()}
     unsigned = dict(members)
     unsigned.pop("sig", None)

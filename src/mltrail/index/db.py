@@ -14,6 +14,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.limits import MAX_RECORD_DEPTH, exceeds_text_depth
 from mltrail.errors import StoreError
 from mltrail.index.ingest import ingest_entry
 from mltrail.index.tables import INDEX_VERSION, SCHEMA
@@ -89,6 +90,16 @@ class Index:
         value = self._meta("last_seq")
         return -1 if value is None else int(value)
 
+    @property
+    def skipped(self) -> list[int]:
+        """Seqs of records that cannot be read, left out of the index.
+
+        Only a damaged ledger, or one written by an older version beyond today's
+        limits, has any; ``mltrail verify`` reports them as malformed.
+        """
+        value = self._meta("skipped")
+        return [int(seq) for seq in value.split(",")] if value else []
+
     def _current(self, size: int) -> bool:
         if self._meta("version") != INDEX_VERSION:
             return False
@@ -107,9 +118,13 @@ class Index:
     ) -> int:
         get_blob = self.ledger.store.get_blob
         cur = self.conn.cursor()
-        done, last_hash = 0, None
+        done, last_hash, skipped = 0, None, self.skipped
         for row in self.ledger.store.rows(start, stop):
-            ingest_entry(cur, get_blob, row.seq, json.loads(row.data)["entry"])
+            entry = _readable_entry(row.data)
+            if entry is None:
+                skipped.append(row.seq)
+            else:
+                ingest_entry(cur, get_blob, row.seq, entry)
             last_hash, done = row.hash, done + 1
             if progress is not None and done % _BATCH == 0:
                 progress(done, stop - start)
@@ -119,6 +134,7 @@ class Index:
                 origin=self.ledger.origin,
                 last_seq=str(start + done - 1),
                 last_hash=last_hash.hex(),
+                skipped=",".join(map(str, skipped)),
             )
         if progress is not None:
             progress(done, stop - start)
@@ -171,6 +187,21 @@ class Index:
     def close(self) -> None:
         """Close the database."""
         self.conn.close()
+
+
+def _readable_entry(data: bytes) -> dict[str, Any] | None:
+    """A stored record's entry, or None when its bytes cannot be parsed.
+
+    Plain ``json.loads`` (fast; integers as written), after the codec's depth limit.
+    """
+    if exceeds_text_depth(data, MAX_RECORD_DEPTH):
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    entry = record.get("entry") if isinstance(record, dict) else None
+    return entry if isinstance(entry, dict) else None
 
 
 def _connect(path: Path | None) -> sqlite3.Connection:

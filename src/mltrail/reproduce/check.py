@@ -18,9 +18,10 @@ from mltrail.capture.data import capture_file_entries
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hashcache import HashCache, default_cache_path
+from mltrail.capture.userfiles import read_user_file
 from mltrail.core.diff_data import diff_manifests, parse_packages
 from mltrail.core.manifest import compute_manifest
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, MltrailError
 from mltrail.reproduce.facts import read_blob
 from mltrail.reproduce.write import local_path
 from mltrail.storage.readonly import can_write
@@ -112,8 +113,9 @@ def _check_configs(
             continue
         path = local_path(str(file.get("path", "")), recorded_cwd, cwd)
         try:
-            current = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
+            data = read_user_file(path, what="config file", limit=None)
+            current = hashlib.sha256(data).hexdigest()
+        except InputError:  # missing, unreadable, or a pipe or device now
             current = MISSING
         if current != file.get("sha256"):
             found.append(Mismatch("config", str(path), file.get("sha256"), current))

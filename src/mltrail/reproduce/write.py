@@ -62,8 +62,19 @@ def write_reproduction(
     """Write the files that rerun ``view``'s run into ``dest``.
 
     Raises:
-        InputError: ``dest`` is a file, or a folder with files in it and not ``force``.
+        InputError: ``dest`` is a file, a folder with files in it and not
+            ``force``, or cannot be created or written.
     """
+    try:
+        return _write_all(home, view, dest, force)
+    except OSError as e:
+        raise InputError(
+            f"cannot write the reproduction into {dest}: {e.strerror or e}",
+            hint="name a folder that can be created and written (--out DIR)",
+        ) from e
+
+
+def _write_all(home: Home, view: RunView, dest: Path, force: bool) -> ReproPlan:
     _prepare(dest, force)
     plan = ReproPlan(view.id, dest)
     started = view.body("run.started") or {}
@@ -93,6 +104,11 @@ def _prepare(dest: Path, force: bool) -> None:
 
 
 def _write(plan: ReproPlan, name: str, data: bytes) -> Path:
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or not relative.name:
+        raise InputError(
+            f"refusing to write {name!r}: it is not a file inside {plan.dest}"
+        )
     target = plan.dest / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
@@ -128,7 +144,12 @@ def _relative(recorded: str, recorded_cwd: str) -> str | None:
 
 def _config_name(recorded: str, cwd: str) -> str:
     relative = _relative(recorded, cwd)
-    if relative is None or relative in _GENERATED or relative.startswith("data-"):
+    if (
+        relative is None
+        or ".." in PurePosixPath(relative).parts
+        or relative in _GENERATED
+        or relative.startswith("data-")
+    ):
         return f"configs/{PurePosixPath(recorded).name}"
     return relative
 

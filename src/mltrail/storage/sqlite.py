@@ -162,9 +162,15 @@ class SQLiteStore(Store):
                     (batch.head.size, batch.checkpoint),
                 )
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as e:
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                conn.execute("ROLLBACK")
             self._cached = None
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise StoreError(
+                    f"the disk holding ledger {self.path} is full: nothing was written",
+                    hint="free some space and run the command again",
+                ) from e
             raise
         self._cached = batch.head
         return batch

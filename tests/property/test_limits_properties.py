@@ -1,0 +1,108 @@
+"""The limit checks agree with naive recursive references on any JSON value or text."""
+
+import contextlib
+import json
+import re
+import string
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mltrail.core.codec import parse_json
+from mltrail.core.limits import (
+    MAX_RUN_ID,
+    MAX_SAFE_INT,
+    exceeds_text_depth,
+    run_id_problem,
+    value_problem,
+)
+from mltrail.errors import SchemaError
+
+TRICKY_TEXT = st.text(alphabet='[]{}"\\:,ab\n\u00e9\U0001f600', max_size=12)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TRICKY_TEXT
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(TRICKY_TEXT, inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+def depth(value):
+    """Levels of objects and arrays, by the definition (the reference)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+def inexact_ints(value):
+    if isinstance(value, dict):
+        return any(map(inexact_ints, value.values()))
+    if isinstance(value, list):
+        return any(map(inexact_ints, value))
+    return type(value) is int and abs(value) > MAX_SAFE_INT
+
+
+@given(JSON, st.integers(0, 8), st.booleans())
+def test_text_depth_agrees_with_the_reference(value, limit, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    expected = depth(value) > limit
+    assert exceeds_text_depth(text, limit) == expected
+    assert exceeds_text_depth(text.encode(), limit) == expected
+
+
+@given(JSON, st.integers(0, 8))
+def test_value_problem_agrees_with_the_reference(value, limit):
+    problem = value_problem(value, "body", limit)
+    if depth(value) > limit:
+        assert problem is not None
+    elif inexact_ints(value):
+        assert problem is not None
+        assert "integer" in problem
+    else:
+        assert problem is None
+    assert (value_problem(value, "body", limit, exact_ints=False) is None) == (
+        depth(value) <= limit
+    )
+
+
+@given(JSON.filter(lambda v: not inexact_ints(v) and depth(v) <= 6))
+def test_parse_json_reads_back_what_canonical_json_writes(value):
+    data = rfc8785.dumps(value)
+    assert rfc8785.dumps(parse_json(data, max_depth=6)) == data
+    big_float = re.search(r"[0-9]{17}", data.decode())  # 2**53 or more, written whole
+    if big_float is None:
+        assert rfc8785.dumps(parse_json(data, max_depth=6, exact_ints=True)) == data
+    else:  # a user's is refused: it may stand for an integer JSON cannot carry
+        with pytest.raises(SchemaError, match="cannot be stored exactly"):
+            parse_json(data, max_depth=6, exact_ints=True)
+
+
+@given(st.text(alphabet='[]{}"\\:,0123456789.e-', max_size=40))
+def test_parse_json_fails_only_with_schema_error(text):
+    with contextlib.suppress(SchemaError):
+        parse_json(text, what="--body", max_depth=3, exact_ints=True)
+
+
+RUN_ID_CHARS = string.ascii_letters + string.digits + "._:-"
+
+
+@given(st.text(alphabet=RUN_ID_CHARS + "/\\ \x00\u00e9.", max_size=MAX_RUN_ID + 3))
+def test_run_id_grammar_agrees_with_the_reference(text):
+    valid = (
+        1 <= len(text) <= MAX_RUN_ID
+        and all(c in RUN_ID_CHARS for c in text)
+        and text not in (".", "..")
+    )
+    assert (run_id_problem(text) is None) == valid
