@@ -242,6 +242,8 @@ def init_home(
     origin = origin or f"mltrail.local/{secrets.token_hex(8)}"
     witness = _witness(path, Settings(origin, "", "", ""), env)
     _refuse_foreign_witness(witness, origin)
+    if witness.external:
+        witness.check_writable()
     pw = _password(env, password)
     signer = load_signer(key_path, pw) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"

@@ -384,19 +384,19 @@ class Ledger:
         """Add ``new_signer``'s key and revoke the current one, atomically."""
         old = self._require_signer()
         now = format_time(self.clock.now())
-        added = sign_entry(
-            Entry("key.added", now, self.actor, _key_body(new_signer, reason=reason)),
-            old,
+        added_entry = Entry(
+            "key.added", now, self.actor, _key_body(new_signer, reason=reason)
         )
-        revoked = sign_entry(
-            Entry(
-                "key.revoked",
-                now,
-                self.actor,
-                {"key": old.key_id, "reason": reason, "replaced_by": new_signer.key_id},
-            ),
-            new_signer,
+        revoked_entry = Entry(
+            "key.revoked",
+            now,
+            self.actor,
+            {"key": old.key_id, "reason": reason, "replaced_by": new_signer.key_id},
         )
+        for entry in (added_entry, revoked_entry):
+            validate_entry(entry.to_dict(with_sig=False))
+        added = sign_entry(added_entry, old)
+        revoked = sign_entry(revoked_entry, new_signer)
         records = self._append_signed([added, revoked], checkpoint_signer=new_signer)
         self.signer = new_signer
         return records

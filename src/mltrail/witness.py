@@ -12,6 +12,7 @@ folder, a file the auditor keeps), where it is a real trust anchor.
 from __future__ import annotations
 
 import fcntl
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,25 @@ class Witness:
                 hint="restore it from a copy, or point MLTRAIL_WITNESS at a good one",
             ) from e
 
+    def check_writable(self) -> None:
+        """Raise unless the witness file can be created or replaced.
+
+        Raises:
+            ConfigError: its folder cannot be created or written.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the witness {self.path}: {e.strerror or e}",
+                hint="point MLTRAIL_WITNESS at a file in a folder you can write",
+            ) from e
+        if not os.access(self.path.parent, os.W_OK):
+            raise ConfigError(
+                f"cannot write the witness {self.path}: its folder is not writable",
+                hint="point MLTRAIL_WITNESS at a file in a folder you can write",
+            )
+
     def for_verification(self) -> tuple[list[StoredCheckpoint], list[Problem]]:
         """The witness as a checkpoint to verify against, or a warning saying why not.
 
@@ -129,9 +149,16 @@ class Witness:
         never move it backwards. A newer witness (another writer checkpointed
         meanwhile) is kept when the ledger is consistent with it.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a")  # noqa: SIM115 - closed by the with below
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the witness {self.path}: {e.strerror or e}",
+                hint="point MLTRAIL_WITNESS at a file in a folder you can write",
+            ) from e
+        with lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             old_text = self.read()
             old = self._trusted(ledger, old_text) if old_text else None

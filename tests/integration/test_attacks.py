@@ -598,3 +598,22 @@ def test_future_format_record_is_read_verified_and_never_written(home: Path) -> 
     proc = mltrail(home, "append", "--kind", "note", "--body", '{"text": "x"}')
     assert proc.returncode == 2
     assert "written by a newer mltrail (format mltrail/2)" in proc.stderr
+
+
+def test_a_witness_that_cannot_be_written(home: Path, tmp_path: Path) -> None:
+    nowhere = {"MLTRAIL_WITNESS": "/proc/no-such-folder/witness.cp"}
+    fresh = tmp_path / "fresh"
+    proc = mltrail(fresh, "init", env=nowhere)
+    assert proc.returncode == 2
+    assert "cannot write the witness /proc/no-such-folder/witness.cp" in proc.stderr
+    assert not fresh.exists()  # refused before anything was created
+    size = len(_entries(home))
+    proc = mltrail(
+        home, "append", "--kind", "note", "--body", '{"text": "x"}', env=nowhere
+    )
+    assert proc.returncode == 0, proc.stderr  # the record is in, and covered
+    assert "warning: cannot write the witness" in proc.stderr
+    assert len(_entries(home)) == size + 1
+    proc = mltrail(home, "checkpoint", env=nowhere)  # its whole job: an error
+    assert proc.returncode == 2
+    assert "error: cannot write the witness" in proc.stderr

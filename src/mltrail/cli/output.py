@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from mltrail.cli.state import AppState
+from mltrail.errors import MltrailError
 from mltrail.home import Home, open_home
 
 if TYPE_CHECKING:
@@ -56,8 +57,21 @@ def open_from(ctx: click.Context, *, writable: bool = False) -> Home:
     """
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
     home = open_home(state.home, writable=writable)
-    ctx.call_on_close(home.close)
+    ctx.call_on_close(lambda: _close(home))
     return home
+
+
+def _close(home: Home) -> None:
+    """Close the home; a witness that cannot be moved forward is a warning here.
+
+    What the command wrote is in the ledger by then, so its outcome stands.
+    """
+    try:
+        home.close()
+    except MltrailError as e:
+        err_console.print(f"warning: {e}", style="yellow", markup=False)
+        if e.hint:
+            err_console.print(f"hint: {e.hint}", markup=False)
 
 
 def emit_json(value: Any) -> None:

@@ -83,12 +83,12 @@ def check_record(
     try:
         decoded = decode_record(data)
     except MltrailError as e:
-        return RecordCheck(row_seq, row_hash, error=str(e))
+        return _unreadable(row_seq, row_hash, data, str(e))
     except RecursionError:
-        return RecordCheck(row_seq, row_hash, error="the record is nested too deeply")
+        return _unreadable(row_seq, row_hash, data, "the record is nested too deeply")
     entry = decoded.record.entry
     if entry.sig is None:
-        return RecordCheck(row_seq, row_hash, error="the entry carries no signature")
+        return _unreadable(row_seq, row_hash, data, "the entry carries no signature")
     try:
         signature = decode_b64(entry.sig.value)
     except ValueError:
@@ -117,6 +117,14 @@ def check_record(
         time=entry.time,
         version=entry.v,
         newer=decoded.newer,
+    )
+
+
+def _unreadable(row_seq: int, row_hash: bytes, data: bytes, error: str) -> RecordCheck:
+    """A row that does not decode: its leaf is still that of its stored bytes, so
+    checkpoints over it fail only if those bytes were changed after signing."""
+    return RecordCheck(
+        row_seq, row_hash, error=error, leaf_hash=compute_leaf_hash(data)
     )
 
 

@@ -172,7 +172,7 @@ class LedgerVerifier:
             self.problem(
                 seq, "malformed", f"record is unreadable or altered: {check.error}"
             )
-            self._advance(seq, check.row_hash, None)
+            self._advance(seq, check.row_hash, check.leaf_hash)
             return
         self._check_place(seq, check)
         self._check_signer(seq, check)
