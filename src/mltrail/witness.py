@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mltrail.capture.userfiles import read_user_file
+from mltrail.capture.userfiles import read_user_text
 from mltrail.config import write_atomic
 from mltrail.core.checkpoint import (
     Checkpoint,
@@ -66,17 +66,14 @@ class Witness:
         """
         if not self.path.exists():
             return None
-        data = read_user_file(
-            self.path, what="witness", limit=_MAX_WITNESS, error=ConfigError
+        return read_user_text(
+            self.path,
+            what="witness",
+            limit=_MAX_WITNESS,
+            error=ConfigError,
+            hint="the witness is damaged: restore it from a copy, or point "
+            "MLTRAIL_WITNESS at a good one",
         )
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(
-                f"witness {self.path} is damaged: not UTF-8 text "
-                f"({e.reason} at byte {e.start})",
-                hint="restore it from a copy, or point MLTRAIL_WITNESS at a good one",
-            ) from e
 
     def check_writable(self) -> None:
         """Raise unless the witness file can be created or replaced.

@@ -18,7 +18,7 @@ from mltrail.errors import InputError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["read_limited", "read_user_file"]
+__all__ = ["decode_user_text", "read_limited", "read_user_file", "read_user_text"]
 
 _CHUNK = 1 << 20
 _KINDS = (
@@ -75,6 +75,43 @@ def read_user_file(
         raise error(f"cannot read {what} {path}: {e.strerror or e}") from e
     finally:
         os.close(fd)
+
+
+def read_user_text(
+    path: Path,
+    *,
+    what: str,
+    limit: int,
+    error: type[InputError] = InputError,
+    hint: str | None = "save it as UTF-8 (e.g. iconv -t UTF-8)",
+) -> str:
+    """The text of a small file the user named, bounded and UTF-8.
+
+    Raises:
+        InputError: (or ``error``) as ``read_user_file``, or the bytes are not UTF-8.
+    """
+    data = read_user_file(path, what=what, limit=limit, error=error)
+    return decode_user_text(data, f"{what} {path}", error=error, hint=hint)
+
+
+def decode_user_text(
+    data: bytes,
+    what: str,
+    *,
+    error: type[InputError] = InputError,
+    hint: str | None = "save it as UTF-8 (e.g. iconv -t UTF-8)",
+) -> str:
+    """``data`` as UTF-8 text, or one error naming ``what`` and where it breaks.
+
+    Raises:
+        InputError: (or ``error``) the bytes are not UTF-8.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(
+            f"{what} is not UTF-8 text ({e.reason} at byte {e.start})", hint=hint
+        ) from e
 
 
 def read_limited(

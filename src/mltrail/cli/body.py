@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mltrail.capture.userfiles import read_limited, read_user_file
+from mltrail.capture.userfiles import decode_user_text, read_limited, read_user_file
 from mltrail.core.codec import parse_json
 from mltrail.core.limits import MAX_DEPTH, MAX_ENTRY_BYTES
 from mltrail.errors import InputError
@@ -28,27 +28,17 @@ def read_body(text: str) -> dict[str, Any]:
     limit = MAX_ENTRY_BYTES
     if text == "-":
         data = read_limited(sys.stdin.buffer, limit, what="stdin", hint=_BODY_HINT)
-        text = _utf8(data, "stdin")
+        text = decode_user_text(data, "stdin")
     elif text.startswith("@"):
         path = Path(text[1:])
         data = read_user_file(
             path, what="body file", limit=limit, regular_only=False, hint=_BODY_HINT
         )
-        text = _utf8(data, f"body file {path}")
+        text = decode_user_text(data, f"body file {path}")
     body = parse_json(text, what="--body", max_depth=MAX_DEPTH, exact_ints=True)
     if not isinstance(body, dict):
         raise InputError("--body must be a JSON object")
     return body
-
-
-def _utf8(data: bytes, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"{what} is not UTF-8 text ({e.reason} at byte {e.start})",
-            hint="save it as UTF-8 (e.g. iconv -t UTF-8)",
-        ) from e
 
 
 def read_attachment(path: Path) -> bytes:

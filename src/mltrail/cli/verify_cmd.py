@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mltrail.capture.userfiles import read_user_text
 from mltrail.cli.output import (
     WORKERS,
     console,
@@ -150,7 +151,7 @@ def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...
         text = value
         path = Path(value)
         if "\n" not in value and path.is_file():
-            text = _read_small(path, "trusted key")
+            text = read_user_text(path, what="trusted key file", limit=_MAX_SMALL_FILE)
         try:
             key = parse_trusted_key(text)
         except SchemaError as e:
@@ -169,23 +170,9 @@ def read_checkpoint_file(path: Path) -> str:
     """A checkpoint file's text (bounded, UTF-8).
 
     Raises:
-        InputError: unreadable, too large, or not UTF-8.
+        InputError: unreadable, not a regular file, too large, or not UTF-8.
     """
-    return _read_small(path, "checkpoint")
+    return read_user_text(path, what="checkpoint file", limit=_MAX_SMALL_FILE)
 
 
 _MAX_SMALL_FILE = 64 * 1024
-
-
-def _read_small(path: Path, what: str) -> str:
-    try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_SMALL_FILE + 1)
-    except OSError as e:
-        raise InputError(f"cannot read {what} file {path}: {e.strerror}") from e
-    if len(data) > _MAX_SMALL_FILE:
-        raise InputError(f"{what} file {path} is larger than {_MAX_SMALL_FILE} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{what} file {path} is not UTF-8 text") from e
