@@ -617,3 +617,42 @@ def test_a_witness_that_cannot_be_written(home: Path, tmp_path: Path) -> None:
     proc = mltrail(home, "checkpoint", env=nowhere)  # its whole job: an error
     assert proc.returncode == 2
     assert "error: cannot write the witness" in proc.stderr
+
+
+# -- a ledger from mltrail 0.1 ---------------------------------------------------------
+
+
+def test_adopting_the_uncovered_tail_of_an_old_ledger(home: Path) -> None:
+    """mltrail 0.1 signed checkpoints only at a run's end and on demand: a ledger it
+    wrote may end in records no checkpoint covers. Nothing is written on top of
+    them until the owner adopts them, after a full verification."""
+    size = len(_entries(home))
+    with _db(home) as conn:  # as 0.1 left it: the last run uncovered
+        conn.execute("DELETE FROM checkpoints WHERE size > ?", (size - 2,))
+    (home / "witness" / "checkpoint").unlink()
+    covered = max(_batch_ends(home))
+    assert covered < size
+    report = verify(home)
+    assert report["exit"] == 3
+    assert errors(report) == [(covered, "uncovered")]
+    assert "mltrail checkpoint --adopt" in message(report, "uncovered")
+    note = ["append", "--kind", "note", "--body", '{"text": "x"}']
+    for args in (note, ["checkpoint"]):
+        proc = mltrail(home, *args)
+        assert proc.returncode == 3, proc.stderr
+        assert "hint: run `mltrail verify`; if the records are genuine" in proc.stderr
+    proc = mltrail(home, "checkpoint", "--adopt")
+    assert proc.returncode == 0, proc.stderr
+    assert parse_signed_checkpoint(proc.stdout).checkpoint.size == size
+    assert verify(home)["exit"] == 0
+    append(home, "writing again")
+
+
+def test_adopt_refuses_a_ledger_with_anything_else_wrong(home: Path) -> None:
+    entries = _entries(home)
+    forged = dataclass_replace_sig(entries[3], ATTACKER, {"text": "forged"})
+    _rewrite(home, [*entries[:3], forged, *entries[4:]], keep_checkpoints_upto=3)
+    proc = mltrail(home, "checkpoint", "--adopt")
+    assert proc.returncode == 3
+    assert "refusing to adopt uncovered records: TAMPERED" in proc.stderr
+    assert "which the ledger never added" in proc.stderr

@@ -427,7 +427,8 @@ class LedgerVerifier:
                 f"records seq {covered} to {size - 1} are not covered by a "
                 f"checkpoint signed by {by} (the newest covers {covered}): they were "
                 "appended, replayed or reordered without the ledger key, or the "
-                "checkpoints covering them were deleted"
+                "checkpoints covering them were deleted (a ledger last written by "
+                "mltrail 0.1: `mltrail checkpoint --adopt`)"
             )
         self.problem(covered, "uncovered", message)
 
