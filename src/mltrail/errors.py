@@ -9,6 +9,7 @@ branch to an exit code and prints ``str(error)`` plus ``error.hint``::
      │    ├── SchemaError              bytes or objects that do not match the format
      │    └── ConfigError              missing ledger or key, optional extra
      ├── IntegrityError        exit 3  verification found tampering
+     │    ├── UncoveredRecordsError    records no signed checkpoint covers
      │    ├── ChainBrokenError         seq / prev chain broken
      │    ├── ProofError               a Merkle proof does not verify
      │    └── BadSignatureError        a signature does not verify
@@ -35,6 +36,7 @@ __all__ = [
     "SchemaError",
     "StorageError",
     "StoreError",
+    "UncoveredRecordsError",
 ]
 
 
@@ -95,6 +97,14 @@ class IntegrityError(MltrailError):
     """Verification found that the ledger was altered."""
 
     exit_code = 3
+
+
+class UncoveredRecordsError(IntegrityError):
+    """Records at the end of the ledger are not covered by a signed checkpoint.
+
+    Every append stores a checkpoint of its batch in the same transaction, so an
+    uncovered tail was written without the ledger key (or by mltrail 0.1).
+    """
 
 
 class ChainBrokenError(IntegrityError):

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from mltrail.core.chain import (
     Batch,
     ChainHead,
     KeyRing,
+    check_head,
     seal_entries,
 )
 from mltrail.core.checkpoint import (
@@ -32,7 +34,6 @@ from mltrail.core.checkpoint import (
     is_valid_key_name,
     parse_signed_checkpoint,
     sign_checkpoint,
-    verify_checkpoint,
 )
 from mltrail.core.codec import (
     decode_record,
@@ -53,7 +54,7 @@ from mltrail.errors import (
     ConfigError,
     InputError,
     IntegrityError,
-    MltrailError,
+    UncoveredRecordsError,
 )
 
 if TYPE_CHECKING:
@@ -97,14 +98,6 @@ class _StaleKeysError(AppendConflictError):
 
     def __init__(self) -> None:
         super().__init__("the ledger's keys changed during the append")
-
-
-class UncoveredRecordsError(IntegrityError):
-    """Records at the end of the ledger are not covered by a signed checkpoint.
-
-    Every append stores a checkpoint of its batch in the same transaction, so an
-    uncovered tail was written without the ledger key (or by mltrail 0.1).
-    """
 
 
 class Ledger:
@@ -270,55 +263,11 @@ class Ledger:
         return sign_checkpoint(checkpoint, signer).to_text()
 
     def _check_head(self, head: ChainHead) -> None:
-        """Refuse to build on a head that no valid signed checkpoint covers.
-
-        Raises:
-            UncoveredRecordsError: records after the newest checkpoint.
-            IntegrityError: the checkpoint is bad, or the cached Merkle nodes do
-                not give its root, or records were cut from the end.
-        """
+        """Refuse to build on a head no valid signed checkpoint covers (see
+        ``core.chain.check_head``); a head this object checked or wrote passes."""
         if head.size == 0 or self._trusted_head == (head.size, head.frontier):
             return
-        root = head.root()
-        text = head.checkpoint
-        try:
-            parsed = parse_signed_checkpoint(text).checkpoint if text else None
-        except MltrailError as e:
-            raise IntegrityError(
-                f"refusing to write: the newest stored checkpoint is unreadable: {e}",
-                hint="run `mltrail verify`",
-            ) from e
-        covered = 0 if parsed is None else parsed.size
-        if covered < head.size:
-            raise UncoveredRecordsError(
-                f"refusing to write: records seq {covered} to {head.size - 1} are not "
-                "covered by a signed checkpoint, so they were written without the "
-                "ledger key (or by mltrail 0.1)",
-                hint="run `mltrail verify`; if the records are genuine, "
-                "`mltrail checkpoint --adopt` covers them",
-            )
-        if covered > head.size:
-            raise IntegrityError(
-                f"refusing to write: the newest checkpoint covers {covered} records "
-                f"but the ledger holds {head.size}: records were cut from the end",
-                hint="run `mltrail verify`",
-            )
-        keys = list(self._keyring.valid_keys(head.size).values())
-        try:
-            verify_checkpoint(text or "", origin=self.origin, public_keys=keys)
-        except MltrailError as e:
-            raise IntegrityError(
-                "refusing to write: the newest checkpoint is not signed by a valid "
-                f"key of this ledger: {e}",
-                hint="run `mltrail verify`",
-            ) from e
-        if parsed is not None and parsed.root != root:
-            raise IntegrityError(
-                "refusing to write: the stored Merkle nodes do not give the root of "
-                f"the newest signed checkpoint (size {head.size}): the cached tree "
-                "was altered",
-                hint="run `mltrail verify`",
-            )
+        check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
         self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
@@ -454,10 +403,11 @@ class Ledger:
             UncoveredRecordsError: records are not covered and ``adopt`` is False.
             IntegrityError: the head cannot be trusted (see ``_check_head``).
         """
-        head = self._checked_head_or_uncovered()
-        if isinstance(head, UncoveredRecordsError):
+        try:
+            head = self._checked_head()
+        except UncoveredRecordsError:
             if not adopt:
-                raise head
+                raise
             return self._adopt(self.store.head())
         if head.size == 0 or head.checkpoint is None:
             raise InputError("the ledger holds no records")
@@ -473,16 +423,14 @@ class Ledger:
             IntegrityError: the newest checkpoint is bad, records were cut from
                 the end, or the cached Merkle nodes do not give its root.
         """
-        self._checked_head_or_uncovered()
+        with contextlib.suppress(UncoveredRecordsError):
+            self._checked_head()
 
-    def _checked_head_or_uncovered(self) -> ChainHead | UncoveredRecordsError:
+    def _checked_head(self) -> ChainHead:
         self._refresh_keys()
         latest = self.store.latest_checkpoint()
         head = replace(self.store.head(), checkpoint=latest.text if latest else None)
-        try:
-            self._check_head(head)
-        except UncoveredRecordsError as e:
-            return e
+        self._check_head(head)
         return head
 
     def _adopt(self, head: ChainHead) -> SignedCheckpoint:

@@ -16,7 +16,7 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.errors import InputError
-from mltrail.home import RotationResult, rotate_home_key
+from mltrail.rotation import RotationResult, rotate_home_key
 
 __all__ = ["keys"]
 

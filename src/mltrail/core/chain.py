@@ -16,14 +16,20 @@ from mltrail.core.canonical import (
     compute_leaf_hash,
     compute_record_hash,
 )
+from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
 from mltrail.core.merkle import CompactRange
 from mltrail.core.signing import compute_key_id, decode_b64
-from mltrail.errors import InputError
+from mltrail.errors import (
+    InputError,
+    IntegrityError,
+    MltrailError,
+    UncoveredRecordsError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "KeyState",
     "SealedRecord",
     "check_entry_time",
+    "check_head",
     "describe_gap",
     "next_floor",
     "seal_entries",
@@ -149,6 +156,61 @@ def seal_entries(
         floor_time=floor,
     )
     return Batch(tuple(records), tuple(nodes), new_head)
+
+
+def check_head(head: ChainHead, *, origin: str, keys: Mapping[str, bytes]) -> None:
+    """Refuse to build on a head that no valid signed checkpoint covers.
+
+    ``head.checkpoint`` (the newest stored checkpoint) must cover exactly
+    ``head.size`` records, be signed for ``origin`` by one of ``keys`` (those
+    valid at that size), and have the root the head's frontier gives.
+
+    Raises:
+        UncoveredRecordsError: records after the newest checkpoint.
+        IntegrityError: the checkpoint is unreadable or badly signed, records
+            were cut from the end, or the cached Merkle nodes were altered.
+    """
+    if head.size == 0:
+        return
+    try:
+        parsed = (
+            parse_signed_checkpoint(head.checkpoint).checkpoint
+            if head.checkpoint
+            else None
+        )
+    except MltrailError as e:
+        raise _refusal(f"the newest stored checkpoint is unreadable: {e}") from e
+    covered = 0 if parsed is None else parsed.size
+    if covered < head.size:
+        raise UncoveredRecordsError(
+            f"refusing to write: records seq {covered} to {head.size - 1} are not "
+            "covered by a signed checkpoint, so they were written without the "
+            "ledger key (or by mltrail 0.1)",
+            hint="run `mltrail verify`; if the records are genuine, "
+            "`mltrail checkpoint --adopt` covers them",
+        )
+    if covered > head.size:
+        raise _refusal(
+            f"the newest checkpoint covers {covered} records but the ledger holds "
+            f"{head.size}: records were cut from the end"
+        )
+    try:
+        verify_checkpoint(
+            head.checkpoint or "", origin=origin, public_keys=list(keys.values())
+        )
+    except (MltrailError, ValueError) as e:
+        raise _refusal(
+            f"the newest checkpoint is not signed by a valid key of this ledger: {e}"
+        ) from e
+    if parsed is not None and parsed.root != head.root():
+        raise _refusal(
+            "the stored Merkle nodes do not give the root of the newest signed "
+            f"checkpoint (size {head.size}): the cached tree was altered"
+        )
+
+
+def _refusal(why: str) -> IntegrityError:
+    return IntegrityError(f"refusing to write: {why}", hint="run `mltrail verify`")
 
 
 def next_floor(floor: str | None, kind: str, time: str) -> str:
