@@ -14,6 +14,7 @@ from mltrail.core.codec import parse_json
 from mltrail.core.limits import (
     MAX_RUN_ID,
     MAX_SAFE_INT,
+    canonical_size_bound,
     exceeds_text_depth,
     run_id_problem,
     value_problem,
@@ -81,8 +82,10 @@ def test_value_problem_agrees_with_the_reference(value, limit):
 def test_parse_json_reads_back_what_canonical_json_writes(value):
     data = rfc8785.dumps(value)
     assert rfc8785.dumps(parse_json(data, max_depth=6)) == data
-    big_float = re.search(r"[0-9]{17}", data.decode())  # 2**53 or more, written whole
-    if big_float is None:
+    # a float of 2**53 or more is written as a whole number: read as user input,
+    # it may stand for an integer JSON cannot carry
+    whole = re.findall(r"(?<![0-9.eE+-])-?[0-9]+(?![0-9.eE])", data.decode())
+    if all(abs(int(n)) <= MAX_SAFE_INT for n in whole):
         assert rfc8785.dumps(parse_json(data, max_depth=6, exact_ints=True)) == data
     else:  # a user's is refused: it may stand for an integer JSON cannot carry
         with pytest.raises(SchemaError, match="cannot be stored exactly"):
@@ -106,3 +109,27 @@ def test_run_id_grammar_agrees_with_the_reference(text):
         and text not in (".", "..")
     )
     assert (run_id_problem(text) is None) == valid
+
+
+EXACT_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+    | st.text(alphabet='\x00\x01\x1f"\\\u2028\U0001f600', max_size=20)
+)
+EXACT_JSON = st.recursive(
+    EXACT_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@given(EXACT_JSON)
+def test_canonical_size_bound_is_an_upper_bound(value):
+    """validate_entry skips the exact canonical size whenever this bound allows."""
+    assert canonical_size_bound(value) >= len(rfc8785.dumps(value))

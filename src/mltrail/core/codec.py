@@ -23,6 +23,7 @@ from mltrail.core.limits import (
     MAX_ENTRY_BYTES,
     MAX_RECORD_DEPTH,
     MAX_SAFE_INT,
+    canonical_size_bound,
     exceeds_text_depth,
     inexact_int_message,
     run_id_problem,
@@ -258,6 +259,8 @@ def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) 
     if "run" in data and (problem := run_id_problem(data["run"])) is not None:
         raise SchemaError(f"cannot append: {problem}")
     _check_envelope(data, require_known_kind=require_known_kind)
+    if canonical_size_bound(data) <= MAX_ENTRY_BYTES:
+        return
     size = len(canonical_bytes(data))
     if size > MAX_ENTRY_BYTES:
         raise SchemaError(

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_RECORD_DEPTH",
     "MAX_RUN_ID",
     "MAX_SAFE_INT",
+    "canonical_size_bound",
     "exceeds_text_depth",
     "inexact_int_message",
     "run_id_problem",
@@ -101,6 +102,29 @@ def value_problem(
             path = parent if key is None else f"{parent}.{key}"
             return inexact_int_message(node, _short(path))
     return None
+
+
+def canonical_size_bound(value: Any) -> int:
+    """An upper bound of the length of ``value``'s RFC 8785 bytes, without making them.
+
+    A code point takes at most 6 bytes in canonical JSON (a ``\\u00XX`` escape; UTF-8
+    needs at most 4), a number at most 32, a literal 5. When the bound is under a
+    limit, the exact (and far costlier) canonical size need not be computed.
+    """
+    total, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            total += 6 * len(node) + 2
+        elif isinstance(node, dict):
+            total += 2 + sum(6 * len(str(k)) + 4 for k in node)
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            total += 2 + len(node)
+            stack.extend(node)
+        else:
+            total += 32
+    return total
 
 
 def _short(path: str) -> str:
