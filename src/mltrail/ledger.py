@@ -242,9 +242,8 @@ class Ledger:
         batch = seal_entries(
             head, entries, now=self.clock.now(), tolerance=self.tolerance
         )
-        text = self._sign_head(batch.head, keyring, checkpoint_signer)
-        return replace(
-            batch, head=replace(batch.head, checkpoint=text), checkpoint=text
+        return batch.with_checkpoint(
+            self._sign_head(batch.head, keyring, checkpoint_signer)
         )
 
     def _sign_head(

@@ -116,6 +116,20 @@ class Batch:
     head: ChainHead
     checkpoint: str | None = None
 
+    def with_checkpoint(self, text: str) -> Batch:
+        """This batch carrying ``text``, the signed checkpoint of its head."""
+        h = self.head
+        head = ChainHead(
+            h.size,
+            h.last_hash,
+            h.last_time,
+            h.frontier,
+            h.key_epoch,
+            h.floor_time,
+            text,
+        )
+        return Batch(self.records, self.nodes, head, text)
+
 
 def seal_entries(
     head: ChainHead,
@@ -221,7 +235,21 @@ def next_floor(floor: str | None, kind: str, time: str) -> str:
     """
     if kind == CLOCK_RESET_KIND or floor is None:
         return time
-    return time if parse_time(time) > parse_time(floor) else floor
+    return time if _later(time, floor) else floor
+
+
+def _later(a: str, b: str) -> bool:
+    """Whether entry time ``a`` is after ``b``.
+
+    Times mltrail writes have one fixed width (``YYYY-MM-DDTHH:MM:SS.ffffffZ``),
+    so they compare as text; any other form is parsed.
+    """
+    if len(a) == len(b) == _FIXED_WIDTH and a[19] == b[19] == ".":
+        return a > b
+    return parse_time(a) > parse_time(b)
+
+
+_FIXED_WIDTH = len("2026-01-01T00:00:00.000000Z")
 
 
 def _signed_entry_bytes(entry: Entry) -> bytes:
@@ -248,7 +276,7 @@ def check_entry_time(
     if entry.kind == CLOCK_RESET_KIND:
         _check_reset(entry, floor, moment, tolerance)
         return
-    if floor is None:
+    if floor is None or not _later(floor, entry.time):
         return
     newest = parse_time(floor)
     if moment < newest - tolerance:
