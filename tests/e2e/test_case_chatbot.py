@@ -3,7 +3,8 @@
 A routine update changed the sampling temperature (0.7 -> 1.2) and slipped one
 contaminated sample into one of 2,000 training files. `mltrail diff` of the two
 fine-tunes names exactly those two changes (and the new commit); `mltrail reproduce`
-writes the previous configuration back and `--check` confirms the rollback.
+reruns the stable fine-tune in a copy of the code (the checkout untouched), then with
+`--in-place` rolls the checkout back, and `--check` confirms both.
 Every step runs the CLI as a user would, as subprocesses.
 """
 
@@ -153,11 +154,19 @@ def test_diff_report_for_people(chatbot):
     mltrail(project, home, "diff", stable, stable, "--exit-code", code=0)
 
 
+def repo_state(repo: Path) -> tuple[str, str, str]:
+    return (
+        git(repo, "symbolic-ref", "-q", "HEAD"),
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+    )
+
+
 def test_reproduce_rolls_back_to_the_stable_run(chatbot, tmp_path):
     project, home, stable, _ = chatbot
     out = tmp_path / "stable"
     mltrail(project, home, "reproduce", stable, "--out", str(out))
-    assert "temperature: 0.7" in (out / "cfg.yaml").read_text()
+    assert "temperature: 0.7" in (out / "configs" / "cfg.yaml").read_text()
     check = json.loads(
         mltrail(project, home, "reproduce", stable, "--check", "--json", code=1).stdout
     )
@@ -167,8 +176,33 @@ def test_reproduce_rolls_back_to_the_stable_run(chatbot, tmp_path):
         ("data", "train dataset id"),
         ("data", f"train {CONTAMINATED}"),
     }
+    regressed = repo_state(project)
+
+    # by default the stable run is rerun in a copy: the checkout is not touched
     rerun = subprocess.run(["sh", str(out / "command.sh")], capture_output=True, text=True,
                            env=os.environ, check=False)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    copy = out / "src"
+    assert "temperature: 0.7" in (copy / "cfg.yaml").read_text()
+    assert "cheese" not in (copy / "data" / CONTAMINATED).read_text()
+    assert repo_state(project) == regressed
+    assert "temperature: 1.2" in (project / "cfg.yaml").read_text()
+    ok = mltrail(project, home, "reproduce", stable, "--check", "--cwd", str(copy))
+    assert ok.stdout.startswith("OK")
+    in_copy = record(copy, home)
+    diff = json.loads(mltrail(project, home, "diff", stable, in_copy, "--json").stdout)
+    assert diff["sections"]["params"] == []
+    (train,) = diff["sections"]["data"]  # the same files, read from the copy
+    assert train["old"] == train["new"]
+    assert [(c["key"], c["new"]) for c in train["fields"]] == [
+        ("path", str(copy / "data"))
+    ]
+    code = {c["key"]: c["new"] for c in diff["sections"]["code"]}
+    assert code == {"branch": None, "detached": True, "root": str(copy)}
+
+    # --in-place rolls the checkout itself back, and says how to undo that
+    rerun = subprocess.run(["sh", str(out / "command.sh"), "--in-place"], capture_output=True,
+                           text=True, env=os.environ, check=False)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     assert "temperature: 0.7" in (project / "cfg.yaml").read_text()
     assert "cheese" not in (project / "data" / CONTAMINATED).read_text()
@@ -182,3 +216,6 @@ def test_reproduce_rolls_back_to_the_stable_run(chatbot, tmp_path):
     assert diff["sections"]["data"] == []
     # the same commit, checked out detached by command.sh
     assert {c["key"] for c in diff["sections"]["code"]} == {"branch", "detached"}
+    (back,) = [x for x in rerun.stderr.splitlines() if x.startswith("to get back: ")]
+    subprocess.run(back.removeprefix("to get back: "), shell=True, check=True)
+    assert repo_state(project) == regressed

@@ -62,8 +62,13 @@ def test_reproduce_writes_the_config_requirements_data_lists_and_script(
     proc = mltrail_cli(home, project, "reproduce", "base", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert (out / "conf.yaml").read_text() == "lr: 0.01\nbatch: 32\n"
-    assert plan["configs"] == {"conf.yaml": str(project / "conf.yaml")}
+    assert (out / "configs" / "conf.yaml").read_text() == "lr: 0.01\nbatch: 32\n"
+    (config,) = plan["configs"]
+    assert config["file"] == "configs/conf.yaml"
+    assert config["recorded"] == str(project / "conf.yaml")
+    assert config["ready"] is True
+    assert config["argument"] == 3  # python train.py --config conf.yaml: rewritten
+    assert not (project / "configs").exists()
     assert any(
         line.startswith("mltrail==")
         for line in (out / "requirements.txt").read_text().splitlines()
@@ -83,10 +88,15 @@ def test_reproduce_writes_the_config_requirements_data_lists_and_script(
         "source": str(project / "conf.yaml"),
     }
     script = (out / "command.sh").read_text()
-    assert f"git checkout --quiet {run['commit']}" in script
+    assert f"commit={run['commit']}" in script
+    assert plan["code"]["commit"] == run["commit"]
+    assert plan["code"]["copy"] == str(out / "src")
     assert "sk-live" not in script
-    assert plan["secrets"] == ["MLTRAIL_SECRET_1"]
+    assert [(s["name"], s["what"], s["set"]) for s in plan["secrets"]] == [
+        ("MLTRAIL_SECRET_1", "argument 5 of the command (--api-key)", False)
+    ]
     assert '"${MLTRAIL_SECRET_1}"' in script
+    assert '--config "$here"/configs/conf.yaml' in script
     assert "README.md" in plan["files"]
 
 
@@ -120,7 +130,8 @@ def test_the_script_needs_the_redacted_secret(recorded, tmp_path):
     ran = subprocess.run(["sh", str(out / "command.sh")], capture_output=True, text=True,
                          env=env, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout == "training --config conf.yaml --api-key sk-live-abc123XYZ789\n"
+    config = out / "configs" / "conf.yaml"
+    assert ran.stdout == f"training --config {config} --api-key sk-live-abc123XYZ789\n"
 
 
 def test_check_passes_on_the_unchanged_tree(recorded):

@@ -39,7 +39,12 @@ SECRET_KEYS = st.sampled_from(
         "private_key",
     ]
 )
-SECRETS = st.text(string.ascii_uppercase + "!#%&*ÄÖÜ", min_size=4, max_size=16)
+# Upper-case like the names in the env form (HF_TOKEN=...): a secret that is part
+# of its own variable's name (TOKE, PASS) would be "found" in the kept name.
+_NAME_TEXT = "API_KEY PASSWORD HF_TOKEN DB_PASSWORD SECRET"
+SECRETS = st.text(string.ascii_uppercase + "!#%&*ÄÖÜ", min_size=4, max_size=16).filter(
+    lambda s: s not in _NAME_TEXT
+)
 PLAIN_KEYS = st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
     lambda k: not is_secret_name(k)
 )

@@ -47,6 +47,7 @@ __all__ = [
     "json_safe",
     "load_config",
     "parse_argv",
+    "parse_config",
     "split_command",
 ]
 
@@ -499,17 +500,27 @@ def load_config(path: Path) -> ConfigFile:
             hint="name a YAML, JSON or TOML file",
         )
     data = _read(path)
-    top = {} if not data.strip() else _parse(path, fmt, data)
-    _check_size(path, top)
-    params = {k: json_safe(v) for k, v in flatten(top).items()}
     return ConfigFile(
         path=str(path),
         format=fmt,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
-        params=params,
+        params=parse_config(data, fmt, path=path),
         data=data,
     )
+
+
+def parse_config(data: bytes, fmt: str, *, path: Path) -> dict[str, Any]:
+    """The flat params of a config file's content ``data`` in format ``fmt``
+    (``yaml``, ``json`` or ``toml``), as :func:`load_config` reads them; ``path``
+    only names the file in errors.
+
+    Raises:
+        InputError: as :func:`load_config`, for the content.
+    """
+    top = {} if not data.strip() else _parse(path, fmt, data)
+    _check_size(path, top)
+    return {k: json_safe(v) for k, v in flatten(top).items()}
 
 
 def _read(path: Path) -> bytes:

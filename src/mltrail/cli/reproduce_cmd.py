@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from mltrail.reproduce import check_reproduction, write_reproduction
 
 if TYPE_CHECKING:
     from mltrail.reproduce import Mismatch, ReproPlan
+    from mltrail.reproduce.secrets import Secret
 
 __all__ = ["reproduce"]
 
@@ -54,11 +56,19 @@ def reproduce(
 ) -> None:
     """Rerun a recorded run, or check that this machine still matches it.
 
-    Without --check, writes into a folder: command.sh (cd, git checkout of the
-    recorded commit, config files put back, `sha256sum -c` of every data file, the
-    recorded command; secrets redacted at record time become variables to set),
-    the config files as they were, requirements.txt, data-<role>.manifest.jsonl
-    and data-<role>.sha256, params.json, environment.json, run.json and README.md.
+    Without --check, writes into a folder, and nowhere else: command.sh, the
+    config files as they were (configs/), the run's uncommitted changes
+    (code.diff), requirements.txt, data-<role>.manifest.jsonl and
+    data-<role>.sha256, params.json, environment.json, run.json and README.md.
+    command.sh checks the recorded commit out into a copy (src/, a git worktree;
+    your checkout is not touched), passes the command its config files from
+    configs/, checks every data file with `sha256sum -c` and runs the recorded
+    command. Values redacted when recorded become variables MLTRAIL_SECRET_<n>
+    that it refuses to run without; set them when running reproduce too and each
+    is checked against the recorded commitment. It never writes over a config
+    file that differs (--force-config: after a backup); --in-place checks the
+    commit out in your repository and says how to get back. Prints where
+    everything went, what you must supply and how to undo it.
 
     With --check, re-hashes the recorded data (the hash cache skips unchanged
     files), reads the git commit, the config files and the installed packages,
@@ -83,7 +93,11 @@ def reproduce(
             found = check_reproduction(home, view, cwd, environment=not no_env)
         else:
             plan = write_reproduction(
-                home, view, out or Path(f"repro-{view.id[:8]}"), force=force
+                home,
+                view,
+                out or Path(f"repro-{view.id[:8]}"),
+                force=force,
+                env=os.environ,
             )
     finally:
         home.close()
@@ -121,13 +135,78 @@ def _report_plan(plan: ReproPlan, as_json: bool) -> None:
     if as_json:
         emit_json(plan.to_dict())
         return
-    console.print(f"wrote {len(plan.files)} files to {plan.dest}:", markup=False)
-    for name in plan.files:
-        console.print(f"  {name}", markup=False)
+    say = console.print
+    say(f"run {plan.run}: {len(plan.files)} files written to {plan.dest}", markup=False)
+    for line in _code_lines(plan) + _config_lines(plan) + _data_lines(plan):
+        say(line, markup=False)
     for warning in plan.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
-    for name in plan.secrets:
-        console.print(
-            Text(f"set {name} before running (redacted when recorded)", style="yellow")
+        say(Text(f"warning: {warning}", style="yellow"))
+    if plan.secrets:
+        say(
+            "values to supply, redacted when recorded (set them, or put them in a file"
+            " for command.sh --secrets FILE; it refuses to run without them):",
+            markup=False,
         )
-    console.print(f"next: sh {plan.dest}/command.sh", markup=False)
+    for secret in plan.secrets:
+        say(Text(f"  {secret.name}: {secret.what} ({_state(secret)})", style="yellow"))
+    for n, command in enumerate(plan.undo()):
+        say(("undo: " if n == 0 else "      ") + command, markup=False)
+    say(f"next: {plan.next_step()}", markup=False)
+
+
+def _code_lines(plan: ReproPlan) -> list[str]:
+    code = plan.code
+    if code is None:
+        return [
+            "code: no git commit recorded; command.sh runs in the recorded directory"
+        ]
+    lines = [
+        f"code: commit {code['commit']} of {code['repo']} (recorded on branch "
+        f"{code['branch'] or '(none)'}): command.sh checks it out into {code['copy']} "
+        "(a git worktree; your checkout is not touched; --in-place checks it out there)"
+    ]
+    if code["diff"]:
+        lines.append(
+            "code: the run's uncommitted changes are in code.diff "
+            "(command.sh --apply-diff applies them to the copy)"
+        )
+    return lines
+
+
+def _config_lines(plan: ReproPlan) -> list[str]:
+    lines = []
+    for c in plan.configs:
+        if not c.in_ledger:
+            continue  # a warning says so
+        if c.redacted:
+            what = (
+                f"{c.template}, {len(c.secrets)} value(s) redacted "
+                f"({', '.join(s.name for s in c.secrets)}); command.sh writes {c.name}"
+            )
+        else:
+            what = c.name
+        if c.argument is not None:
+            use = "the command reads it there (its command line is rewritten)"
+        else:
+            use = f"command.sh puts it at {c.target} unless a different file is there"
+        lines.append(f"config {c.recorded}: {what}; {use}")
+    return lines
+
+
+def _data_lines(plan: ReproPlan) -> list[str]:
+    return [
+        f"data {role}: {name} (command.sh checks every file)"
+        for role, name in sorted(plan.data.items())
+    ]
+
+
+def _state(secret: Secret) -> str:
+    if not secret.set:
+        return "not set"
+    if secret.matches is None:
+        return "set; checked by command.sh with the whole file"
+    return (
+        "set, matches the record"
+        if secret.matches
+        else "set, does NOT match the record"
+    )

@@ -1,37 +1,51 @@
 """The text of ``command.sh`` and ``README.md`` for a reproduction folder.
 
-Redacted values of the command (secrets are stored only as salted commitments) become
-shell variables ``MLTRAIL_SECRET_<n>`` that the script refuses to run without.
+Redacted values (the ledger keeps secrets only as commitments) become shell variables
+``MLTRAIL_SECRET_<n>`` that the script refuses to run without. The script checks the
+code out into a copy (``src/``, a git worktree) unless told ``--in-place``, never
+writes a config over a different file unless told ``--force-config`` (and then after a
+backup), and passes the command its config files from the folder.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mltrail.reproduce.secrets import MARKER, Secret, variable
+from mltrail.reproduce.shell import OPTIONS, helpers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mltrail.query import RunView
+    from mltrail.reproduce.configs import ConfigCopy
     from mltrail.reproduce.write import ReproPlan
 
-__all__ = ["command_script", "quote_command", "readme"]
+__all__ = ["argv_secrets", "command_script", "quote_command", "readme"]
 
-_MARKER = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+_HERE = '"$here"/'
+_TREE = '"$tree"/'
 
 
-def quote_command(argv: list[str]) -> tuple[str, list[tuple[str, str]]]:
+def quote_command(
+    argv: list[str], rewrites: Mapping[int, str] | None = None
+) -> tuple[str, list[tuple[str, str]]]:
     """``argv`` as a shell command line, each redaction marker replaced by a
-    variable; returns the line and ``(variable, marker)`` pairs."""
+    variable, and each element ``i`` of ``rewrites`` by that file of the folder
+    (``--config=x.yaml`` keeps its ``--config=``); returns the line and
+    ``(variable, marker)`` pairs."""
     secrets: list[tuple[str, str]] = []
     words = []
-    for arg in argv:
+    for i, arg in enumerate(argv):
+        if rewrites and i in rewrites:
+            words.append(_rewritten(arg, rewrites[i]))
+            continue
         parts, last = [], 0
-        for m in _MARKER.finditer(arg):
+        for m in MARKER.finditer(arg):
             if m.start() > last:
                 parts.append(shlex.quote(arg[last : m.start()]))
-            name = f"MLTRAIL_SECRET_{len(secrets) + 1}"
+            name = variable(len(secrets) + 1)
             secrets.append((name, m[0]))
             parts.append(f'"${{{name}}}"')
             last = m.end()
@@ -41,72 +55,142 @@ def quote_command(argv: list[str]) -> tuple[str, list[tuple[str, str]]]:
     return " ".join(words), secrets
 
 
-def command_script(
-    view: RunView, configs: Mapping[str, str], data: Mapping[str, str]
-) -> tuple[str, list[str]]:
-    """``command.sh``, and the names of the variables it needs set."""
+def _rewritten(arg: str, name: str) -> str:
+    """``arg`` naming the folder's file ``name`` instead (``--config=`` kept)."""
+    option, eq, _ = arg.partition("=")
+    prefix = shlex.quote(option + eq) if arg.startswith("-") and eq else ""
+    return prefix + _HERE + shlex.quote(name)
+
+
+def argv_secrets(argv: list[str]) -> list[Secret]:
+    """One :class:`Secret` per redacted value of the command line, in order."""
+    found = []
+    n = 0
+    for i, arg in enumerate(argv):
+        for m in MARKER.finditer(arg):
+            n += 1
+            what = f"argument {i} of the command"
+            option = arg[: m.start()].rstrip("=") if arg.startswith("-") else ""
+            if not option and i > 1 and argv[i - 1].startswith("-"):
+                option = argv[i - 1]
+            found.append(
+                Secret(variable(n), f"{what} ({option})" if option else what, m[0])
+            )
+    return found
+
+
+def command_script(view: RunView, plan: ReproPlan) -> str:
+    """``command.sh``."""
     started = view.body("run.started") or {}
-    code = view.body("run.code") or {}
-    line, secrets = quote_command(list(view.summary.command))
-    out = [
+    code = plan.code
+    head = [
         "#!/bin/sh",
         f"# Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),",
         f"# recorded {view.summary.started} by {view.summary.who()}.",
-        "# See README.md. Stops at the first step that does not match the record.",
+        "# See README.md. Stops at the first step that does not match the record, and",
+        "# writes nothing over your files or your checkout unless told to.",
+        "#",
+        OPTIONS,
         "set -eu",
         'here=$(cd "$(dirname "$0")" && pwd)',
-        "",
+        f"run={shlex.quote(view.id)}",
     ]
-    for name, marker in secrets:
-        out.append(f': "${{{name}:?set {name}: the value recorded as {marker}}}"')
-    if secrets:
-        out.append("")
-    cwd = shlex.quote(str(started.get("cwd", ".")))
-    out += ["# 1. the recorded working directory", f"cd {cwd}"]
-    out += _code_steps(code)
-    out += _config_steps(configs)
-    out += _data_steps(data)
-    out += ["", "# 5. the command, as recorded", line, ""]
-    return "\n".join(out), [name for name, _ in secrets]
-
-
-def _code_steps(code: Mapping[str, Any]) -> list[str]:
-    commit = code.get("commit")
-    if not commit:
-        return [
-            "",
-            f"# 2. code: not a git repository when recorded ({code.get('reason', '')})",
+    if code is not None:
+        head += [
+            f"commit={shlex.quote(code['commit'])}",
+            f"repo={shlex.quote(code['repo'])}",
+            f"diff_file={shlex.quote(code['diff'] or '')}",
         ]
-    steps = [
-        "",
-        f"# 2. the code: commit {commit} (branch {code.get('branch') or 'detached'})",
-        'if [ -n "$(git status --porcelain --untracked-files=no)" ]; then',
-        '  echo "uncommitted changes here: commit or stash them first" >&2',
-        "  exit 1",
-        "fi",
-        f"git checkout --quiet {commit}",
+    sections = [
+        _secret_steps(plan.secrets),
+        _fill_steps(plan.configs),
+        _code_steps(plan, str(started.get("cwd", "."))),
+        _config_steps(plan.configs),
+        _data_steps(plan.data),
+        _command_steps(view, plan.configs),
     ]
-    if code.get("dirty"):
-        steps.append(
-            f"# the run had uncommitted changes (diff sha256 {code.get('diff_sha256')}, "
-            f"{code.get('diff_size', 0)} bytes): `mltrail show RUN --json` names the "
-            "blob that holds them; apply it with `git apply`"
+    out = [*head, helpers()]
+    number = 0
+    for title, lines in sections:
+        if lines:
+            number += 1
+            out += ["", f"# {number}. {title}", *lines]
+    return "\n".join(out) + "\n"
+
+
+def _secret_steps(secrets: list[Secret]) -> tuple[str, list[str]]:
+    lines = [f"need {s.name} {shlex.quote(s.what)}" for s in secrets]
+    return "the values redacted when the run was recorded", lines + [
+        "check_needed"
+    ] * bool(lines)
+
+
+def _fill_steps(configs: list[ConfigCopy]) -> tuple[str, list[str]]:
+    lines = [
+        " ".join(
+            [
+                "fill_config",
+                shlex.quote(c.name),
+                shlex.quote(c.sha256 or ""),
+                *(s.name for s in c.secrets),
+            ]
         )
-    return steps
+        for c in configs
+        if c.redacted
+    ]
+    return "config files with redacted values, filled in with them", lines
 
 
-def _config_steps(configs: Mapping[str, str]) -> list[str]:
-    steps = ["", "# 3. the config files, as they were"]
-    for name, recorded in sorted(configs.items()):
-        steps.append(f'cp "$here"/{shlex.quote(name)} {shlex.quote(recorded)}')
-    return steps
+def _code_steps(plan: ReproPlan, cwd: str) -> tuple[str, list[str]]:
+    code = plan.code
+    if code is None:
+        return "the recorded working directory (no git commit recorded)", [
+            f"cd {shlex.quote(cwd)}"
+        ]
+    title = f"the code: commit {code['commit']} (recorded on branch {code['branch'] or '(none)'})"
+    lines = ['if [ "$in_place" = 1 ]; then check_out_in_place; else check_out_copy; fi']
+    lines += [f"link_data {shlex.quote(path)}" for path in plan.links]
+    workdir = code["workdir"]
+    lines.append(
+        f'cd "$tree"/{shlex.quote(workdir)}' if workdir != "." else 'cd "$tree"'
+    )
+    return title, lines
 
 
-def _data_steps(data: Mapping[str, str]) -> list[str]:
-    steps = ["", "# 4. the data: every file's SHA-256 as recorded"]
-    for role, name in sorted(data.items()):
-        steps.append(f'sha256sum --quiet -c "$here"/{shlex.quote(name)}  # {role}')
-    return steps
+def _target(config: ConfigCopy) -> str:
+    target = str(config.target)
+    return _TREE + shlex.quote(target) if config.in_tree else shlex.quote(target)
+
+
+def _config_steps(configs: list[ConfigCopy]) -> tuple[str, list[str]]:
+    lines = []
+    for c in configs:
+        if not c.in_ledger:
+            lines.append(f"check_config {_target(c)} {shlex.quote(c.sha256 or '')}")
+        elif c.argument is None:
+            lines.append(
+                f"place_config {shlex.quote(c.name)} {_target(c)} {int(c.in_tree)}"
+            )
+    return "config files the program reads from a fixed path", lines
+
+
+def _data_steps(data: Mapping[str, str]) -> tuple[str, list[str]]:
+    lines = [
+        f"sha256sum --quiet -c {_HERE}{shlex.quote(name)}  # {role}"
+        for role, name in sorted(data.items())
+    ]
+    return "the data: every file's SHA-256 as recorded", lines
+
+
+def _command_steps(view: RunView, configs: list[ConfigCopy]) -> tuple[str, list[str]]:
+    rewrites = {
+        c.argument: c.name for c in configs if c.in_ledger and c.argument is not None
+    }
+    line, _ = quote_command(list(view.summary.command), rewrites)
+    title = "the command, as recorded"
+    if rewrites:
+        title += " (reading its config files from this folder)"
+    return title, [line]
 
 
 def readme(view: RunView, plan: ReproPlan) -> str:
@@ -123,9 +207,19 @@ def readme(view: RunView, plan: ReproPlan) -> str:
         "",
         f"1. Python {python or '(unknown)'}: `python -m pip install -r requirements.txt`"
         " (versions as recorded; CUDA and container image in `environment.json`).",
-        "2. `sh command.sh`: checks out the recorded commit, puts the config files back,",
-        "   checks every data file with `sha256sum -c` and runs the recorded command.",
-        f"3. Check the result against the record: `mltrail reproduce {view.id} --check`.",
+        "2. `sh command.sh` (`--help` lists its options): checks that every redacted value"
+        " is supplied, fills the config files in, checks the recorded commit out into"
+        " `src/` (a git worktree: your checkout is not touched), checks every data file"
+        " with `sha256sum -c` and runs the recorded command in the copy, its config"
+        " files read from `configs/`.",
+        f"3. Check the result against the record: `mltrail reproduce {view.id} --check"
+        " --cwd src` (the copy) or without `--cwd` (your checkout).",
+        "",
+        "Nothing is written over your files: a config file the program reads from a fixed"
+        " path is put there only if missing or the same; `--force-config` replaces a"
+        " different one after saving a backup (its path is printed). `--in-place` checks"
+        " the commit out in your repository instead (refused with uncommitted changes) and"
+        " prints the command that gets you back.",
         "",
         "## Files",
         "",
@@ -133,13 +227,34 @@ def readme(view: RunView, plan: ReproPlan) -> str:
         "- `data-<role>.manifest.jsonl`: dataset manifests; `data-<role>.sha256`: "
         "`sha256sum -c` lists",
     ]
-    lines += [
-        f"- `{name}`: config file, recorded at `{rec}`"
-        for name, rec in plan.configs.items()
-    ]
+    if plan.code is not None and plan.code["diff"]:
+        lines.append(
+            "- `code.diff`: the run's uncommitted changes (`sh command.sh --apply-diff`"
+            " applies them to the copy)"
+        )
+    lines += [_config_line(c) for c in plan.configs]
     if plan.secrets:
-        lines += ["", "## Secrets", "", "Redacted when recorded; set before running:"]
-        lines += [f"- `{name}`" for name in plan.secrets]
+        lines += [
+            "",
+            "## Values to supply",
+            "",
+            "Redacted when recorded (the ledger holds only commitments); set each"
+            " before running `command.sh`, or put them in a file (`NAME='value'`"
+            " lines) and pass `--secrets FILE`:",
+            "",
+        ]
+        lines += [f"- `{s.name}`: {s.what}" for s in plan.secrets]
     if plan.warnings:
         lines += ["", "## Not restored", ""] + [f"- {w}" for w in plan.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _config_line(c: ConfigCopy) -> str:
+    if not c.in_ledger:
+        return f"- config `{c.recorded}`: not in the ledger"
+    if c.redacted:
+        return (
+            f"- `{c.template}`: config file recorded at `{c.recorded}`, with"
+            f" {len(c.secrets)} redacted value(s); `command.sh` writes `{c.name}`"
+        )
+    return f"- `{c.name}`: config file, recorded at `{c.recorded}`"

@@ -1,72 +1,131 @@
 """Write what a run needs to be run again: its command, configs, packages, data lists.
 
 ``write_reproduction`` fills a folder from the ledger alone (the run's records and
-blobs): ``command.sh``, the config files as they were, ``requirements.txt``, each
-dataset's manifest and a ``sha256sum -c`` list, ``params.json``,
-``environment.json``, ``run.json`` and a ``README.md`` that says what to do.
+blobs): ``command.sh``, the config files as they were (under ``configs/``; see
+:mod:`mltrail.reproduce.configs`), the run's uncommitted changes (``code.diff``),
+``requirements.txt``, each dataset's manifest and a ``sha256sum -c`` list,
+``params.json``, ``environment.json``, ``run.json`` and a ``README.md`` that says what
+to do. Nothing is written outside the folder: ``command.sh`` checks the code out into
+a copy (``src/``, a git worktree), never over the user's checkout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from mltrail.core.manifest import parse_manifest
 from mltrail.errors import InputError, MltrailError
+from mltrail.reproduce.configs import (
+    PLACEHOLDER,
+    ConfigCopy,
+    argument_index,
+    redacted_slots,
+    relative_to,
+)
+from mltrail.reproduce.contents import (
+    environment_json,
+    params_json,
+    run_json,
+    sum_lines,
+)
 from mltrail.reproduce.facts import read_blob
-from mltrail.reproduce.script import command_script, readme
+from mltrail.reproduce.script import argv_secrets, command_script, readme
+from mltrail.reproduce.secrets import Secret, check_supplied
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mltrail.home import Home
     from mltrail.query import RunView
 
 __all__ = ["ReproPlan", "local_path", "write_reproduction"]
 
-_GENERATED = {
-    "command.sh",
-    "requirements.txt",
-    "params.json",
-    "environment.json",
-    "run.json",
-    "README.md",
-}
+COPY = "src"
+"""The folder, inside the reproduction, that ``command.sh`` checks the code out into."""
 
 
 @dataclass
 class ReproPlan:
-    """What :func:`write_reproduction` wrote, and what it could not restore."""
+    """What :func:`write_reproduction` wrote, and what ``command.sh`` will do.
+
+    ``code`` is None when the run was not in a git repository with a commit; else it
+    holds ``commit``, ``repo`` (the recorded root), ``branch``, ``workdir`` (the
+    recorded working directory under the root), ``copy`` (where ``command.sh``
+    checks the commit out) and ``diff`` (``code.diff`` when the run's uncommitted
+    changes are at hand). ``links`` are datasets under the root, linked into the
+    copy when the commit does not hold them.
+    """
 
     run: str
     dest: Path
     files: list[str] = field(default_factory=list)
-    configs: dict[str, str] = field(
-        default_factory=dict
-    )  # written name -> recorded path
+    code: dict[str, Any] | None = None
+    configs: list[ConfigCopy] = field(default_factory=list)
     data: dict[str, str] = field(default_factory=dict)  # role -> sha256 list name
-    secrets: list[str] = field(default_factory=list)  # variables to set
+    links: list[str] = field(default_factory=list)
+    secrets: list[Secret] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def undo(self) -> list[str]:
+        """The commands that take away what the reproduction made, in order."""
+        found = []
+        folder = shlex.quote(os.path.abspath(self.dest))
+        if self.code is not None:
+            found.append(
+                f"git -C {shlex.quote(self.code['repo'])} worktree remove --force "
+                f"{shlex.quote(self.code['copy'])}"
+            )
+        return [*found, f"rm -rf {folder}"]
+
+    def next_step(self) -> str:
+        """How to run ``command.sh``, with the variables it needs."""
+        needed = " ".join(f"{s.name}=..." for s in self.secrets)
+        script = shlex.quote(str(self.dest / "command.sh"))
+        return f"{needed} sh {script}" if needed else f"sh {script}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
-        out = dict(self.__dict__)
-        out["dest"] = str(self.dest)
-        return out
+        return {
+            "run": self.run,
+            "dest": str(self.dest),
+            "files": self.files,
+            "code": self.code,
+            "configs": [c.to_dict() for c in self.configs],
+            "data": self.data,
+            "links": self.links,
+            "secrets": [s.to_dict() for s in self.secrets],
+            "warnings": self.warnings,
+            "undo": self.undo(),
+            "next": self.next_step(),
+        }
 
 
 def write_reproduction(
-    home: Home, view: RunView, dest: Path, *, force: bool = False
+    home: Home,
+    view: RunView,
+    dest: Path,
+    *,
+    force: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> ReproPlan:
     """Write the files that rerun ``view``'s run into ``dest``.
+
+    ``env`` holds the values the user supplies for redacted ones
+    (``MLTRAIL_SECRET_<n>``): each is checked against the recorded commitment and
+    the outcome noted in the plan; none is written anywhere.
 
     Raises:
         InputError: ``dest`` is a file, a folder with files in it and not
             ``force``, or cannot be created or written.
     """
     try:
-        return _write_all(home, view, dest, force)
+        return _write_all(home, view, dest, force, env or {})
     except OSError as e:
         raise InputError(
             f"cannot write the reproduction into {dest}: {e.strerror or e}",
@@ -74,20 +133,24 @@ def write_reproduction(
         ) from e
 
 
-def _write_all(home: Home, view: RunView, dest: Path, force: bool) -> ReproPlan:
+def _write_all(
+    home: Home, view: RunView, dest: Path, force: bool, env: Mapping[str, str]
+) -> ReproPlan:
     _prepare(dest, force)
     plan = ReproPlan(view.id, dest)
     started = view.body("run.started") or {}
     cwd = str(started.get("cwd") or ".")
+    plan.code = _write_code(home, view, cwd, plan)
+    plan.secrets = argv_secrets(list(view.summary.command))
     _write_configs(home, view, cwd, plan)
     _write_requirements(home, view, plan)
     for body in view.bodies("run.data"):
         _write_data(home, body, cwd, plan)
-    _write_json(plan, "params.json", _params(view))
-    _write_json(plan, "environment.json", _environment(view))
-    _write_json(plan, "run.json", _run_json(home, view))
-    script, plan.secrets = command_script(view, plan.configs, plan.data)
-    _write(plan, "command.sh", script.encode()).chmod(0o755)
+    _write_json(plan, "params.json", params_json(view))
+    _write_json(plan, "environment.json", environment_json(view))
+    _write_json(plan, "run.json", run_json(home, view))
+    check_supplied(plan.secrets, env)
+    _write(plan, "command.sh", command_script(view, plan).encode()).chmod(0o755)
     _write(plan, "README.md", readme(view, plan).encode())
     return plan
 
@@ -125,52 +188,126 @@ def local_path(recorded: str, recorded_cwd: str, cwd: Path | None = None) -> Pat
     """Where a recorded absolute path is now: the same place, or, given ``cwd``,
     the place under ``cwd`` that it had under the recorded working directory."""
     path = Path(recorded)
-    relative = _relative(recorded, recorded_cwd)
+    relative = relative_to(recorded, recorded_cwd)
     if cwd is None or relative is None:
         return path if path.is_absolute() else Path(recorded_cwd) / path
     return cwd / relative
 
 
-def _relative(recorded: str, recorded_cwd: str) -> str | None:
-    """``recorded`` relative to the recorded working directory, if it lies under it."""
-    path = PurePosixPath(recorded)
-    if not path.is_absolute():
-        return None if ".." in path.parts else str(path)
-    try:
-        return str(path.relative_to(recorded_cwd))
-    except ValueError:
+def _write_code(
+    home: Home, view: RunView, cwd: str, plan: ReproPlan
+) -> dict[str, Any] | None:
+    """Where the code comes from, and ``code.diff`` when the run's uncommitted
+    changes are at hand whole and unmasked."""
+    code = view.body("run.code") or {}
+    commit = code.get("commit")
+    if not commit:
         return None
+    root = str(code.get("root") or cwd)
+    workdir = relative_to(cwd, root)
+    if workdir is None:
+        plan.warnings.append(
+            f"the working directory {cwd} is not under the repository {root}: "
+            "command.sh runs the command at the top of the copy"
+        )
+    info = {
+        "commit": commit,
+        "repo": root,
+        "branch": code.get("branch"),
+        "workdir": workdir or ".",
+        "copy": os.path.join(os.path.abspath(plan.dest), COPY),
+        "diff": None,
+    }
+    if code.get("diff_size"):
+        info["diff"] = _write_diff(home, code, plan)
+    if code.get("untracked_count"):
+        plan.warnings.append(
+            f"the run's tree had {code['untracked_count']} untracked file(s): their "
+            "content is not recorded (see `mltrail show RUN`)"
+        )
+    return info
 
 
-def _config_name(recorded: str, cwd: str) -> str:
-    relative = _relative(recorded, cwd)
-    if (
-        relative is None
-        or ".." in PurePosixPath(relative).parts
-        or relative in _GENERATED
-        or relative.startswith("data-")
-    ):
-        return f"configs/{PurePosixPath(recorded).name}"
-    return relative
+def _write_diff(home: Home, code: dict[str, Any], plan: ReproPlan) -> str | None:
+    data = read_blob(home, code.get("diff"))
+    problem = None
+    if data is None:
+        problem = "is not in the ledger"
+    elif hashlib.sha256(data).hexdigest() != code.get("diff_sha256"):
+        problem = "was cut short or masked when stored"
+    elif PLACEHOLDER in data:
+        problem = "holds redacted values"
+    if problem is not None:
+        plan.warnings.append(
+            f"the run's uncommitted changes ({code.get('diff_size')} bytes): the diff "
+            f"{problem}; code.diff not written, the copy has the commit only"
+        )
+        return None
+    _write(plan, "code.diff", data or b"")
+    return "code.diff"
+
+
+def _config_name(recorded: str, cwd: str, taken: set[str]) -> str:
+    """``configs/<path under the working directory>``, or ``configs/<file name>``
+    (numbered when taken) for a file outside it."""
+    relative = relative_to(recorded, cwd)
+    if relative is None or ".." in PurePosixPath(relative).parts:
+        relative = PurePosixPath(recorded).name or "config"
+    name, n = f"configs/{relative}", 1
+    while name in taken:
+        n += 1
+        name = f"configs/{n}/{relative}"
+    taken.add(name)
+    return name
 
 
 def _write_configs(home: Home, view: RunView, cwd: str, plan: ReproPlan) -> None:
+    argv = list(view.summary.command)
+    taken: set[str] = set()
     for body in view.bodies("run.params"):
         file = body.get("file")
         if not isinstance(file, dict):
             continue
         recorded = str(file.get("path", ""))
-        data = read_blob(home, file.get("content"))
-        if data is None:
-            plan.warnings.append(f"config {recorded}: its content is not in the ledger")
-            continue
-        if file.get("content_redacted"):
-            plan.warnings.append(
-                f"config {recorded}: secrets in it were redacted; put them back by hand"
-            )
-        name = _config_name(recorded, cwd)
-        _write(plan, name, data)
-        plan.configs[name] = recorded
+        absolute = os.path.join(cwd, recorded)
+        copy = ConfigCopy(
+            recorded, _config_name(recorded, cwd, taken), file.get("sha256")
+        )
+        copy.argument = argument_index(argv, absolute, cwd)
+        root = plan.code["repo"] if plan.code else None
+        under_root = relative_to(absolute, root) if root else None
+        copy.in_tree = under_root is not None
+        copy.target = under_root if under_root is not None else absolute
+        _write_config(home, file, body.get("params") or {}, copy, plan)
+        plan.configs.append(copy)
+
+
+def _write_config(
+    home: Home,
+    file: dict[str, Any],
+    params: dict[str, Any],
+    copy: ConfigCopy,
+    plan: ReproPlan,
+) -> None:
+    data = read_blob(home, file.get("content"))
+    if data is None:
+        copy.in_ledger = False
+        plan.warnings.append(
+            f"config {copy.recorded}: its content is not in the ledger; command.sh "
+            "checks that the file there is the one the run used"
+        )
+        return
+    if not (file.get("content_redacted") and PLACEHOLDER in data):
+        _write(plan, copy.name, data)
+        return
+    _write(plan, copy.template, data)
+    for n, piece in enumerate(data.split(PLACEHOLDER), start=1):
+        _write(plan, f"{copy.name}.parts/{n}", piece)
+        copy.parts.append(f"{copy.name}.parts/{n}")
+    fmt = str(file.get("format") or "")
+    first = len(plan.secrets) + 1
+    copy.secrets = redacted_slots(data, fmt, params, copy.name, first)
+    plan.secrets += copy.secrets
 
 
 def _write_requirements(home: Home, view: RunView, plan: ReproPlan) -> None:
@@ -188,6 +325,12 @@ def _safe_role(role: str) -> str:
 
 def _write_data(home: Home, body: dict[str, Any], cwd: str, plan: ReproPlan) -> None:
     role = _safe_role(str(body.get("role", "data")))
+    if plan.code is not None and not body.get("url"):
+        linked = relative_to(
+            os.path.join(cwd, str(body.get("path", ""))), plan.code["repo"]
+        )
+        if linked is not None and linked not in (".", *plan.links):
+            plan.links.append(linked)
     data = read_blob(home, body.get("manifest"))
     if data is None:
         plan.warnings.append(f"data {role}: its manifest is not in the ledger")
@@ -197,68 +340,9 @@ def _write_data(home: Home, body: dict[str, Any], cwd: str, plan: ReproPlan) -> 
         plan.warnings.append(f"data {role}: remote ({body['url']}); no sha256sum list")
         return
     try:
-        lines = _sum_lines(data, str(body.get("path", "")), cwd)
+        lines = sum_lines(data, str(body.get("path", "")), cwd)
     except MltrailError as e:
         plan.warnings.append(f"data {role}: manifest unreadable ({e})")
         return
     _write(plan, f"data-{role}.sha256", lines)
     plan.data[role] = f"data-{role}.sha256"
-
-
-def _sum_lines(manifest: bytes, root: str, cwd: str) -> bytes:
-    """``sha256sum`` lines of a dataset's files, named relative to the working
-    directory when the dataset lies under it (absolute otherwise)."""
-    entries = parse_manifest(manifest).entries
-    shown = _relative(root, cwd) or root
-    single = len(entries) == 1 and entries[0].path == PurePosixPath(root).name
-    out = []
-    for entry in entries:
-        if entry.sha256 is None:
-            continue  # links and empty folders: sha256sum cannot check them
-        name = shown if single else f"{shown.rstrip('/')}/{entry.path}"
-        out.append(_sum_line(entry.sha256, name))
-    return "".join(out).encode("utf-8", "surrogateescape")
-
-
-def _sum_line(digest: str, name: str) -> str:
-    """One line as ``sha256sum`` prints it (a name with ``\\`` or a newline escaped)."""
-    if "\\" in name or "\n" in name:
-        escaped = name.replace("\\", "\\\\").replace("\n", "\\n")
-        return f"\\{digest}  {escaped}\n"
-    return f"{digest}  {name}\n"
-
-
-def _params(view: RunView) -> dict[str, Any]:
-    return {k: {"value": v, "source": s} for k, (v, s) in sorted(view.params().items())}
-
-
-def _environment(view: RunView) -> dict[str, Any]:
-    body = view.body("run.environment") or {}
-    python = body.get("python") or {}
-    return {
-        "python": {
-            k: python.get(k) for k in ("version", "implementation", "executable")
-        },
-        "packages": (body.get("packages") or {}).get("count"),
-        "cuda": body.get("cuda"),
-        "container": body.get("container"),
-        "conda": body.get("conda"),
-        "os": body.get("os"),
-        "hardware": view.body("run.hardware"),
-    }
-
-
-def _run_json(home: Home, view: RunView) -> dict[str, Any]:
-    code = view.body("run.code") or {}
-    return {
-        "run": view.id,
-        "name": view.summary.name,
-        "origin": home.ledger.origin,
-        "status": view.summary.status,
-        "started": view.summary.started,
-        "ended": view.summary.ended,
-        "command": view.summary.command,
-        "commit": code.get("commit"),
-        "seqs": [r.seq for r in view.records],
-        "reproduce": f"mltrail reproduce {view.id} --check",
-    }

@@ -1,0 +1,190 @@
+"""The fixed part of ``command.sh``: its options and the shell functions its steps call.
+
+POSIX ``sh`` plus ``git``, ``sha256sum``, ``cmp``, ``diff`` and ``sed``. Every message
+goes to stderr, so the command's own output is all that reaches stdout.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OPTIONS", "helpers"]
+
+OPTIONS = """\
+# Options:
+#   --secrets FILE   set the MLTRAIL_SECRET_<n> values from FILE (lines NAME='value')
+#   --in-place       check the commit out in your repository instead of a copy in src/
+#                    (refused when it has uncommitted changes; says how to get back)
+#   --apply-diff     apply the run's uncommitted changes (code.diff) to the copy
+#   --force-config   replace a config file that differs from the run's, after a backup
+#   --repo DIR       the git repository that holds the commit (a clone elsewhere)"""
+
+_HELPERS = r"""
+say() { printf '%s\n' "$*" >&2; }
+die() { say "command.sh: $*"; exit 1; }
+q() {  # a word as the shell reads it back, quoted only when needed (as shlex.quote)
+  case $1 in
+    '' | *[!A-Za-z0-9_@%+=:,./-]*) printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\"'\"'/g")" ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+notes=
+note() { notes="$notes$*
+"; }
+trap '[ -z "$notes" ] || printf "%s" "$notes" >&2' EXIT
+
+in_place=0 apply_diff=0 force_config=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --in-place) in_place=1 ;;
+    --apply-diff) apply_diff=1 ;;
+    --force-config) force_config=1 ;;
+    --secrets | --repo)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      if [ "$1" = --repo ]; then
+        repo=$(cd "$2" 2>/dev/null && pwd) || die "--repo $2: no such folder"
+      else
+        case $2 in */*) secrets=$2 ;; *) secrets=./$2 ;; esac
+        [ -f "$secrets" ] || die "--secrets $2: no such file"
+        set -a; . "$secrets"; set +a
+      fi
+      shift ;;
+    -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+
+missing=
+need() {  # VARIABLE WHAT: a value redacted when recorded, to be supplied
+  eval "value=\${$1:-}"
+  [ -n "$value" ] || missing="$missing
+  $1: $2"
+}
+check_needed() {
+  [ -z "$missing" ] || die "set these values, redacted when the run was recorded \
+(or pass --secrets FILE):$missing"
+}
+
+sha256() { sha256sum < "$1" | cut -d' ' -f1; }
+
+fill_config() {  # NAME SHA256 VARIABLE...: the config from its pieces and the values
+  name=$1 sum=$2; shift 2
+  was=$(umask); umask 077
+  cat "$here/$name.parts/1" > "$here/$name.tmp"
+  n=1
+  for var in "$@"; do
+    eval "printf '%s' \"\$$var\"" >> "$here/$name.tmp"
+    n=$((n + 1))
+    cat "$here/$name.parts/$n" >> "$here/$name.tmp"
+  done
+  umask "$was"
+  if [ -n "$sum" ] && [ "$(sha256 "$here/$name.tmp")" != "$sum" ]; then
+    rm -f "$here/$name.tmp"
+    die "$name filled in with $* does not match the file the run used \
+(its SHA-256): one of the values is wrong. \`mltrail reproduce $run --out DIR\` \
+with them set says which."
+  fi
+  mv -f "$here/$name.tmp" "$here/$name"
+}
+
+git_ok() { git -C "$repo" rev-parse --git-dir > /dev/null 2>&1 \
+  || die "no git repository at $repo: pass --repo DIR (a clone that holds $commit)"
+  git -C "$repo" cat-file -e "$commit^{commit}" 2> /dev/null \
+  || die "commit $commit is not in $repo: fetch it, or pass --repo DIR"
+}
+
+check_out_in_place() {
+  [ "$apply_diff" = 0 ] || die "--apply-diff applies the run's changes to a copy \
+only: leave out --in-place"
+  git_ok
+  [ -z "$(git -C "$repo" status --porcelain --untracked-files=no)" ] \
+  || die "uncommitted changes in $repo: commit or stash them first, or leave out \
+--in-place (the code is then checked out into a copy)"
+  was_branch=$(git -C "$repo" symbolic-ref -q --short HEAD || true)
+  was_commit=$(git -C "$repo" rev-parse -q --verify HEAD || true)
+  tree=$repo fresh=0
+  if [ "$was_commit" = "$commit" ]; then
+    say "code: $repo is at commit $commit already"
+    return 0
+  fi
+  git -C "$repo" checkout --quiet --detach "$commit" \
+  || die "git could not check out $commit in $repo (see above)"
+  if [ -n "$was_branch" ]; then
+    say "checked out commit $commit in $repo (detached HEAD); it was on branch $was_branch"
+    note "to get back: git -C $(q "$repo") switch $(q "$was_branch")"
+  else
+    say "checked out commit $commit in $repo (detached HEAD); it was at commit $was_commit"
+    note "to get back: git -C $(q "$repo") checkout --quiet --detach $was_commit"
+  fi
+}
+
+check_out_copy() {
+  tree=$here/src fresh=0
+  if [ -e "$tree" ]; then
+    [ "$(git -C "$tree" rev-parse -q --verify HEAD 2> /dev/null || true)" = "$commit" ] \
+    || die "$tree is there and is not a checkout of $commit: remove it first"
+    say "code: $tree (commit $commit), made by an earlier run of command.sh"
+  else
+    git_ok
+    git -C "$repo" worktree add --quiet --detach "$tree" "$commit" \
+    || die "git could not check out $commit into $tree (see above)"
+    fresh=1
+    say "code: commit $commit checked out into $tree, a git worktree of $repo" \
+      "(your checkout is untouched)"
+  fi
+  note "to remove the copy: git -C $(q "$repo") worktree remove --force $(q "$tree")"
+  if [ "$apply_diff" = 1 ]; then
+    [ -n "$diff_file" ] || die "--apply-diff: no usable diff of the run's changes (see README.md)"
+    [ "$fresh" = 1 ] || die "--apply-diff: the diff goes only into a new copy; remove $tree first"
+    git -C "$tree" apply --whitespace=nowarn "$here/$diff_file" \
+    || die "git could not apply $diff_file to the copy"
+    say "code: the run's uncommitted changes ($diff_file) applied to the copy"
+  elif [ -n "$diff_file" ]; then
+    say "code: the run had uncommitted changes; not applied" \
+      "(--apply-diff applies $diff_file to the copy)"
+  fi
+}
+
+link_data() {  # PATH: data the run read from inside the repository, not in the commit
+  [ "$in_place" = 0 ] && [ ! -e "$tree/$1" ] && [ ! -L "$tree/$1" ] \
+  && [ -e "$repo/$1" ] || return 0
+  mkdir -p "$(dirname "$tree/$1")"
+  ln -s "$repo/$1" "$tree/$1"
+  say "data $1: not in the commit; linked from $repo/$1"
+}
+
+place_config() {  # NAME TARGET IN_TREE: put the run's config where the program reads it
+  if [ ! -e "$2" ]; then
+    mkdir -p "$(dirname "$2")"
+    cp "$here/$1" "$2"
+    say "config $2: written as the run had it"
+  elif cmp -s "$here/$1" "$2"; then
+    return 0
+  elif [ "$3" = 1 ] && [ "$fresh" = 1 ]; then
+    cp "$here/$1" "$2"
+    say "config $2: the copy now has the version the run used, not the commit's"
+  elif [ "$force_config" = 1 ]; then
+    backup=$2.mltrail-backup-$(date +%Y%m%dT%H%M%S)
+    [ ! -e "$backup" ] || backup=$backup-$$
+    cp -p "$2" "$backup"
+    cp "$here/$1" "$2"
+    say "config $2: replaced by the version the run used; backup: $backup"
+  else
+    say "command.sh: $2 differs from the config file the run used ($1)."
+    say "Keys on the lines that differ (values not shown):"
+    diff "$here/$1" "$2" | sed -n 's/^[<>][[:space:]]*\([^:=[:space:]][^:=]*\)[:=].*/  \1/p' \
+      | sed 's/[[:space:]]*$//' | sort -u >&2 || true
+    die "not overwritten. Run with --force-config to replace it (a backup is made \
+first), or make it the same yourself."
+  fi
+}
+
+check_config() {  # TARGET SHA256: a config not in the ledger must be there as it was
+  [ -f "$1" ] && [ "$(sha256 "$1")" = "$2" ] \
+  || die "$1 is not the config file the run used, and the ledger does not hold it"
+}
+"""
+
+
+def helpers() -> str:
+    """The shell functions and option handling, placed after ``here=``."""
+    return _HELPERS.strip("\n")
