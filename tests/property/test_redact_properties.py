@@ -39,9 +39,9 @@ SECRET_KEYS = st.sampled_from(
         "private_key",
     ]
 )
-# Upper-case like the names in the env form (HF_TOKEN=...): a secret that is part
+# Upper-case like the upper-case names (HF_TOKEN, and the env form): a secret that is part
 # of its own variable's name (TOKE, PASS) would be "found" in the kept name.
-_NAME_TEXT = "API_KEY PASSWORD HF_TOKEN DB_PASSWORD SECRET"
+_NAME_TEXT = "API_KEY PASSWORD HF_TOKEN DB_PASSWORD SECRET AWS_SECRET_ACCESS_KEY"
 SECRETS = st.text(string.ascii_uppercase + "!#%&*ÄÖÜ", min_size=4, max_size=16).filter(
     lambda s: s not in _NAME_TEXT
 )
