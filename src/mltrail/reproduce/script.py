@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["command_script", "quote_command", "readme"]
 
-_MARKER = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+_MARKER = re.compile(
+    r"<redacted (?:hmac-)?sha256:[0-9a-f]{64} salt:[0-9a-f]*(?: key:[0-9a-f]{16})?>"
+)
 
 
 def quote_command(argv: list[str]) -> tuple[str, list[tuple[str, str]]]:
