@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.mask import MIN_MASK_LENGTH, MaskSet
-from mltrail.capture.redact import credential_matches
+from mltrail.capture.redact import credential_matches, is_secret_name
 from mltrail.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,6 +65,10 @@ _PEM = re.compile(
     re.DOTALL,
 )
 _PEM_LINE = re.compile(r"[A-Za-z0-9+/=]{6,}")
+_NAMED = re.compile(
+    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\s*(?:=|:|:=|=>)\s*"
+    r"[\"']?([^\s\"',;]{8,256})"
+)
 _MIN_GROUP = 8
 _lock = threading.Lock()
 
@@ -232,7 +236,29 @@ def find_credentials(
     for value in credential_matches("\n".join(tokens + assigned)):
         if not _benign("", value, allow):
             found.setdefault(value, "Credential")
+    for value in _named_values(assigned):
+        if not _benign("", value, allow):
+            found.setdefault(value, "Named Secret")
     return _extended(text, found)
+
+
+def _named_values(lines: list[str]) -> list[str]:
+    """Values assigned to a secret name in free text (``DB_PASS=…``,
+    ``password: …``), quoted or not, when they look like a credential: letters
+    and digits mixed (so ``key: train_loss`` is left alone)."""
+    return [
+        m[2]
+        for line in lines
+        for m in _NAMED.finditer(line)
+        if is_secret_name(m[1]) and _mixed(m[2])
+    ]
+
+
+def _mixed(value: str) -> bool:
+    kinds = (str.islower, str.isupper, str.isdigit)
+    return sum(any(test(c) for c in value) for test in kinds) >= 2 and any(
+        c.isdigit() for c in value
+    )
 
 
 def _pem_lines(text: str) -> list[str]:
