@@ -55,6 +55,8 @@ _TOKEN = re.compile(r"(?<![A-Za-z0-9+/_.\-])[A-Za-z0-9+/_.\-]{16,}={0,2}")
 _HEXISH = re.compile(r"[0-9a-fA-F.:_\-]*")
 _WORDS = re.compile(r"pass|pwd|secret|key|token|auth|cred|private|bearer|basic|@")
 _ASSIGNS = re.compile(r"[=:>]")
+_UPPER, _LOWER, _DIGIT = re.compile("[A-Z]"), re.compile("[a-z]"), re.compile("[0-9]")
+_DIGIT_OR_UPPER = re.compile("[A-Z0-9]")
 _TOKEN_TAIL = r"[A-Za-z0-9_\-.+/=]*"  # noqa: S105 - a pattern, not a password
 _UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I
@@ -120,13 +122,12 @@ def _candidate_lines(text: str) -> tuple[list[str], list[str]]:
 
 
 def _random_token(token: str) -> bool:
-    if _HEXISH.fullmatch(token):
+    if _HEXISH.fullmatch(token) or not _DIGIT_OR_UPPER.search(token):
         return False
-    has_upper = any(c.isupper() for c in token)
-    has_lower = any(c.islower() for c in token)
-    return (has_upper and (has_lower or any(c.isdigit() for c in token))) or (
-        len(token) >= 32 and has_lower and any(c.isdigit() for c in token)
-    )
+    upper = _UPPER.search(token) is not None
+    lower = _LOWER.search(token) is not None
+    digit = _DIGIT.search(token) is not None
+    return (upper and (lower or digit)) or (len(token) >= 32 and lower and digit)
 
 
 def _add_line(lines: dict[int, str], text: str, start: int, end: int) -> None:

@@ -296,7 +296,7 @@ def _packages_body(dists: Mapping[str, _Dist]) -> dict[str, Any]:
     )
     return {
         "count": len(dists),
-        "list": Blob(lines, media_type="text/plain", text=True),
+        "list": Blob(lines, media_type="text/plain"),
         "sha256": hashlib.sha256(lines).hexdigest(),
     }
 
