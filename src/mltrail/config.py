@@ -48,6 +48,9 @@ class Settings:
     trusted_key: str
     witness: str = "witness/checkpoint"
     version: int = 1
+    store_logs: bool = True
+    """False: ``mltrail run`` stores no byte of stdout or stderr (only their
+    masked hash and size), as ``--log-limit 0`` or ``MLTRAIL_STORE_LOGS=0``."""
 
     @classmethod
     def load(cls, home: Path) -> Settings:
@@ -69,7 +72,10 @@ class Settings:
 
     def save(self, home: Path) -> None:
         """Write ``home/ledger.json`` atomically."""
-        write_atomic(home / SETTINGS_FILE, json.dumps(asdict(self), indent=2) + "\n")
+        data = asdict(self)
+        if self.store_logs:  # the default is not written: older readers stay happy
+            del data["store_logs"]
+        write_atomic(home / SETTINGS_FILE, json.dumps(data, indent=2) + "\n")
 
     def path(self, home: Path, relative: str) -> Path:
         """Resolve a path from the settings against the home."""

@@ -269,7 +269,7 @@ def script_body(path: Path) -> dict[str, Any]:
         "path": str(path),
         "sha256": hashlib.sha256(data).hexdigest(),
         "size": len(data),
-        "content": Blob(data, "text/plain"),
+        "content": Blob(data, "text/plain", text=True, name=path.name),
     }
 
 

@@ -98,7 +98,7 @@ def _adapter_part(
     config = read_adapter_config(path)
     scanned = scan_model(path, what="adapter", progress=progress)
     part = {"path": str(path), **config.fields}
-    part["config"] = Blob(config.raw, "application/json")
+    part["config"] = Blob(config.raw, "application/json", text=True, name="config.json")
     for key in ("model", "format", "tensors", "parameters", "bytes", "fingerprint"):
         part[key] = scanned.part[key]
     return ScannedModel(part, scanned.source, scanned.fingerprint), config

@@ -8,6 +8,7 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
+from mltrail.capture.commitment import CommitmentKey
 from mltrail.capture.userfiles import read_user_file
 from mltrail.core.signing import Ed25519Signer
 from mltrail.errors import AuthError, ConfigError
@@ -16,9 +17,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "COMMITMENT_KEY_FILE",
     "MAX_KEY_FILE_BYTES",
     "destroy_key_file",
     "generate_signer",
+    "load_commitment_key",
     "load_signer",
     "move_key_file",
     "save_signer",
@@ -174,3 +177,51 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+COMMITMENT_KEY_FILE = "keys/commitment.hmac-key"
+"""The commitment key's file in a home (``capture.commitment``): 32 raw bytes, 0600."""
+
+
+def load_commitment_key(home: Path, *, create: bool = True) -> CommitmentKey:
+    """The home's commitment key, created on first need (mode 0600, never in a
+    bundle: only the private ``keys/`` folder holds it).
+
+    Raises:
+        ConfigError: it is missing (and not to be created) or malformed, or it
+            cannot be written.
+    """
+    path = home / COMMITMENT_KEY_FILE
+    if create and not path.exists():
+        _create_commitment_key(path)
+    if not path.exists():
+        raise ConfigError(
+            f"no commitment key at {path}",
+            hint="commitments made with a lost key can no longer be checked; "
+            "a new key is made by the next recording command",
+        )
+    data = read_user_file(
+        path, what="commitment key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+    )
+    try:
+        return CommitmentKey(data)
+    except ValueError as e:
+        raise ConfigError(f"{path}: not a commitment key ({len(data)} bytes)") from e
+
+
+def _create_commitment_key(path: Path) -> None:
+    key = CommitmentKey.generate()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the commitment key {path}: {e.strerror or e}"
+        ) from e
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.secret)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)

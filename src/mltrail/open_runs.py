@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from mltrail.core.limits import run_id_problem
 from mltrail.errors import ConfigError, InputError
 from mltrail.persist import write_durably
-from mltrail.recorder import OPEN_RUNS, RunWriter, list_runs, open_run_file
+from mltrail.recorder import (
+    OPEN_RUNS,
+    RunWriter,
+    list_runs,
+    open_run_file,
+    secret_guard,
+)
 from mltrail.spool import read_batches, remove_spool
 
 if TYPE_CHECKING:
@@ -199,7 +205,7 @@ def _close(
     home: Home, run_id: str, info: Mapping[str, Any], reason: str | None = None
 ) -> None:
     """Append the run's spooled entries, then its ``run.ended`` as aborted."""
-    writer = RunWriter(home.ledger, run_id)
+    writer = RunWriter(home.ledger, run_id, secret_guard(home.path, os.environ))
     spool = _spool_path(home, info)
     if spool is not None:
         ingest_spool(home, writer, spool)

@@ -3,8 +3,10 @@
 The wrapper (``mltrail run``) and the Python API (``mltrail.start_run``) both record
 through here, so a run reads the same in the ledger whichever way it was made:
 
-- ``RunWriter`` redacts every body (``capture.redact``), stores the ``Blob`` values
-  collectors left in it, and appends the run's entries atomically.
+- ``RunWriter`` cleans every body of secrets (``capture.guard``: keyed
+  commitments, masking, detection), stores the ``Blob`` values collectors left in
+  it, and appends the run's entries atomically. ``secret_guard`` makes the guard
+  of a run: the home's commitment key, the run's mask set, the allow-list.
   ``SpoolWriter`` does the same for a process that joined a wrapper's run, which
   cannot sign: its batches go to the wrapper's spool (``mltrail.spool``).
 - ``check_new_run_id`` keeps a run id to one run.
@@ -26,16 +28,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.allowlist import load_allow_list
 from mltrail.capture.blob import Blob
+from mltrail.capture.commitment import Committer
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
+from mltrail.capture.guard import SecretGuard
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.identity import describe_user
-from mltrail.capture.redact import redact_tree
+from mltrail.capture.mask_sources import collect_mask_set
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import run_id_problem, value_problem
 from mltrail.errors import InputError, SchemaError
+from mltrail.keystore import load_commitment_key
 from mltrail.ledger import Draft
 from mltrail.spool import SPOOLED_KINDS, write_batch
 
@@ -64,6 +70,7 @@ __all__ = [
     "open_run_file",
     "run_liveness",
     "run_started_seq",
+    "secret_guard",
     "with_rank",
 ]
 
@@ -187,15 +194,45 @@ def with_rank(
     return kind, body
 
 
-class RunWriter:
-    """Appends the entries of one run: redacted, blobs stored, atomically."""
+def secret_guard(
+    home: Path,
+    env: Mapping[str, str],
+    *,
+    argv: Sequence[str] = (),
+    params: Iterable[Mapping[str, Any]] = (),
+    create_key: bool = True,
+) -> SecretGuard:
+    """The secret guard of a run recorded into ``home``: its commitment key (made
+    on first need), the mask set of ``env``, ``argv`` and config ``params``, and
+    the allow-list.
 
-    def __init__(self, ledger: Ledger, run_id: str) -> None:
+    Raises:
+        ConfigError: the commitment key cannot be read or made, or the allow-list
+            is malformed.
+    """
+    allow = load_allow_list(home, env)
+    key = load_commitment_key(home, create=create_key)
+    masks = collect_mask_set(env=env, argv=argv, params=params, allow=allow)
+    return SecretGuard(Committer(key), masks, allow=allow)
+
+
+class RunWriter:
+    """Appends the entries of one run: secrets cleaned, blobs stored, atomically.
+
+    Without a ``guard``, commitments are made under a key nobody keeps (they can
+    never be checked) and only what the detector finds is masked: recording
+    paths pass the guard of their home (``secret_guard``).
+    """
+
+    def __init__(
+        self, ledger: Ledger, run_id: str, guard: SecretGuard | None = None
+    ) -> None:
         self.ledger = ledger
         self.run_id = run_id
+        self.guard = guard or SecretGuard()
 
     def draft(self, kind: str, body: Mapping[str, Any]) -> Draft:
-        """Redact ``body``, store its blobs, and return the draft to append.
+        """Clean ``body`` of secrets, store its blobs, and return the draft.
 
         Raises:
             SchemaError: ``body`` nests too deep to be walked (see ``core.limits``).
@@ -203,8 +240,8 @@ class RunWriter:
         problem = value_problem(dict(body), "body", exact_ints=False)
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
-        redacted = redact_tree(dict(body)).value
-        return Draft(kind, self._store_blobs(redacted), self.run_id)
+        cleaned = self.guard.clean(body)
+        return Draft(kind, self._store_blobs(cleaned), self.run_id)
 
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
         """Append ``(kind, body)`` entries of this run, all or nothing."""
@@ -231,8 +268,14 @@ class SpoolWriter(RunWriter):
     to the wrapper's spool (``mltrail.spool``), which signs and appends it.
     """
 
-    def __init__(self, ledger: Ledger, run_id: str, spool: Path) -> None:
-        super().__init__(ledger, run_id)
+    def __init__(
+        self,
+        ledger: Ledger,
+        run_id: str,
+        spool: Path,
+        guard: SecretGuard | None = None,
+    ) -> None:
+        super().__init__(ledger, run_id, guard)
         self.spool = spool
 
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:

@@ -44,10 +44,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
-from mltrail.capture.redact import redact_argv
 from mltrail.config import SETTINGS_FILE, resolve_home
 from mltrail.core.limits import value_problem
 from mltrail.datasets import (
@@ -72,6 +72,7 @@ from mltrail.recorder import (
     check_run_id,
     distributed_run_id,
     new_run_id,
+    secret_guard,
     with_rank,
 )
 from mltrail.spool import spool_from_env
@@ -155,7 +156,7 @@ class Run:
         self.joined = joined
         self.rank = dict(rank) if rank else None
         self.status: str | None = None
-        self._writer = writer or RunWriter(home.ledger, run_id)
+        self._writer = writer or RunWriter(home.ledger, run_id, _guard(home.path))
         self._lock = lock
         self._started = time.monotonic()
         self._buffer: dict[str, tuple[list[int], list[Any]]] = {}
@@ -427,6 +428,15 @@ class Run:
         return f"Run(id={self.id!r}, name={self.name!r}, joined={self.joined})"
 
 
+def _argv() -> list[str]:
+    return [sys.executable, *sys.argv]
+
+
+def _guard(home: Path, env: Mapping[str, str] | None = None) -> Any:
+    """The secret guard of this process's run (its environment and command)."""
+    return secret_guard(home, os.environ if env is None else env, argv=_argv())
+
+
 def _opt_path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
@@ -502,7 +512,7 @@ def _join_or_start(
     spool = spool_from_env(env)
     if given and spool is not None:
         joined = open_home(env.get(HOME_ENV) or home, writable=False, env=env)
-        writer = SpoolWriter(joined.ledger, given, spool)
+        writer = SpoolWriter(joined.ledger, given, spool, _guard(joined.path, env))
         return Run(joined, given, name=name, joined=True, rank=rank, writer=writer)
     if joined_id:
         check_run_id(joined_id)
@@ -536,12 +546,14 @@ def _start_new(
 ) -> Run:
     close_stale_runs(home)
     run_id = run_id or new_run_id()
-    argv = [sys.executable, *sys.argv]
+    argv = _argv()
+    guard = _guard(home.path, env)
     name = name or Path(sys.argv[0] or "python").name
+    command = redact_argv(argv, committer=guard.committer)
     started: dict[str, Any] = {
         "source": source,
         "name": name,
-        "command": redact_argv(argv).value,
+        "command": command.value,
         "program": sys.executable,
         "cwd": str(Path.cwd()),
         "pid": os.getpid(),
@@ -553,14 +565,19 @@ def _start_new(
         context = capture_context(cwd=Path.cwd(), env=env)
         entries += [with_rank(kind, body, rank) for kind, body in context]
         parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
-        argv_params = {"params": parsed.params, "positional": parsed.positional}
+        values = {
+            k: guard.committer.commit(str(v)) if k in command.options else v
+            for k, v in parsed.params.items()
+        }
+        argv_params = {"params": values, "positional": parsed.positional}
         entries.append(("run.params", {"source": "argv", **argv_params}))
     lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
+    writer = RunWriter(home.ledger, run_id, guard)
     try:
-        write_durably(
-            home, functools.partial(RunWriter(home.ledger, run_id).write, entries)
-        )
+        write_durably(home, functools.partial(writer.write, entries))
     except BaseException:
         lock.release()
         raise
-    return Run(home, run_id, name=name, joined=False, rank=rank, lock=lock)
+    return Run(
+        home, run_id, name=name, joined=False, rank=rank, lock=lock, writer=writer
+    )

@@ -78,13 +78,17 @@ def outcome_of(result: ProcessResult) -> dict[str, Any]:
 
 def _stream(capture: StreamCapture) -> dict[str, Any]:
     stored = capture.stored
-    return {
+    blob = Blob(stored, "application/octet-stream", text=True, scanned=True)
+    body = {
         "sha256": capture.sha256,
         "size": capture.size,
-        "stored": Blob(stored, "application/octet-stream") if stored else None,
+        "stored": blob if stored else None,
         "truncated": capture.truncated,
         "omitted": capture.omitted,
     }
+    if capture.masked:
+        body["masked"] = capture.masked
+    return body
 
 
 def ended_body(result: ProcessResult) -> dict[str, Any]:

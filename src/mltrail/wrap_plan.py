@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
 from mltrail.capture.params import load_config, parse_argv, split_command
 from mltrail.capture.process import resolve_command
-from mltrail.capture.redact import redact_argv, redact_tree, scrub_text
+from mltrail.capture.redact import commit_secret
 from mltrail.datasets import add_overlaps, check_data, dataset_body
 from mltrail.errors import ConfigError, InputError
 from mltrail.recorder import capture_context, with_rank
@@ -35,6 +36,7 @@ __all__ = [
     "Plan",
     "StepSpec",
     "WrapOptions",
+    "argv_params",
     "at",
     "check_outputs",
     "config_body",
@@ -96,6 +98,13 @@ class Plan:
     found_configs: list[ConfigFile | tuple[Path, str]]
     params: dict[str, Any]
     data: list[tuple[str, str | Path]]
+    secret_options: frozenset[str] = frozenset()
+    """Options whose values are secrets though their names do not say so (``-p``)."""
+
+    def config_params(self) -> list[dict[str, Any]]:
+        """The flat params of every config file read (for the mask set)."""
+        found = [c for c in self.found_configs if not isinstance(c, tuple)]
+        return [c.params for c in [*self.configs, *found]]
 
 
 def check_outputs(home: Home, outputs: Sequence[Path], force: bool) -> None:
@@ -125,7 +134,8 @@ def make_plan(
     params = {"params": parsed.params, "positional": parsed.positional}
     if parsed.removed:
         params["removed"] = parsed.removed
-    return Plan(list(argv), program, explicit, found, params, data)
+    secret = frozenset(redact_argv(list(argv)).options)
+    return Plan(list(argv), program, explicit, found, params, data, secret)
 
 
 def at(cwd: Path, path: Path) -> Path:
@@ -143,20 +153,31 @@ def config_body(config: ConfigFile | tuple[Path, str]) -> dict[str, Any]:
     if isinstance(config, tuple):
         path, error = config
         return {"source": "config", "params": {}, "error": error, "path": str(path)}
-    found = redact_tree(config.params)
-    content = scrub_text(config.data, found.secrets)
+    name = Path(config.path).name
     return {
         "source": "config",
-        "params": found.value,
+        "params": config.params,
         "file": {
             "path": config.path,
             "format": config.format,
             "sha256": config.sha256,
             "size": config.size,
-            "content": Blob(content, f"application/{config.format}"),
-            "content_redacted": content != config.data,
+            "content": Blob(
+                config.data, f"application/{config.format}", text=True, name=name
+            ),
+            "content_redacted": False,  # the recorder masks it (capture.guard)
         },
     }
+
+
+def argv_params(plan: Plan) -> dict[str, Any]:
+    """The ``run.params`` body of the command's arguments; the values of options
+    whose values are secrets (``-p``) as commitments."""
+    params = {
+        key: commit_secret(str(value)) if key in plan.secret_options else value
+        for key, value in plan.params["params"].items()
+    }
+    return {"source": "argv", **plan.params, "params": params}
 
 
 def interpreter(program: str) -> str | None:
@@ -241,7 +262,7 @@ def start_entries(
         extra_vars=options.extra_vars,
     )
     entries += [with_rank(kind, body, rank) for kind, body in context]
-    entries.append(("run.params", {"source": "argv", **plan.params}))
+    entries.append(("run.params", argv_params(plan)))
     entries += [
         ("run.params", config_body(c)) for c in [*plan.configs, *plan.found_configs]
     ]

@@ -20,16 +20,19 @@ nothing:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.hashcache import HashCache, default_cache_path
+from mltrail.capture.log_capture import LogMasking
 from mltrail.capture.process import ProcessResult, run_command
-from mltrail.capture.redact import redact_argv
+from mltrail.capture.redact import committing_with
 from mltrail.datasets import step_body
 from mltrail.errors import CommandNotFoundError, InputError, MltrailError
 from mltrail.finetune import ScannedModel, finetune_body, scan_model
@@ -45,6 +48,7 @@ from mltrail.recorder import (
     check_run_id,
     distributed_run_id,
     new_run_id,
+    secret_guard,
 )
 from mltrail.spool import SPOOL_ENV, create_spool, remove_spool
 from mltrail.wrap_end import (
@@ -70,6 +74,7 @@ from mltrail.wrap_plan import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from mltrail.capture.guard import SecretGuard
     from mltrail.home import Home
 
 __all__ = ["FinetuneSpec", "StepSpec", "WrapOptions", "WrapResult", "record_command"]
@@ -107,6 +112,20 @@ def child_env(
     kept = {k: v for k, v in env.items() if not _is_mltrail_secret(k)}
     joined = {RUN_ID_ENV: run_id, HOME_ENV: str(home.path.resolve())}
     return {**kept, **joined, SPOOL_ENV: str(spool)}
+
+
+STORE_LOGS_ENV = "MLTRAIL_STORE_LOGS"
+
+
+def _log_setting(
+    options: WrapOptions, home: Home, env: Mapping[str, str]
+) -> WrapOptions:
+    """``options`` with ``log_limit`` 0 when logs must not be stored at all:
+    ``MLTRAIL_STORE_LOGS=0`` or ``"store_logs": false`` in ledger.json."""
+    off = env.get(STORE_LOGS_ENV, "").strip().lower() in ("0", "false", "no", "off")
+    if off or not home.settings.store_logs:
+        return dataclasses.replace(options, log_limit=0)
+    return options
 
 
 def _run_id(env: Mapping[str, str], home: Home, rank: Any) -> str:
@@ -161,10 +180,12 @@ def record_command(
     cwd = (cwd or Path.cwd()).resolve()
     plan = make_plan(argv, options, cwd, env)
     check_outputs(home, [at(cwd, p) for p in options.outputs], options.force)
+    options = _log_setting(options, home, env)
+    guard = secret_guard(home.path, env, argv=plan.argv, params=plan.config_params())
     rank = capture_rank(env)
     run_id = _run_id(env, home, rank)
     if rank is not None and rank["rank"] > 0:
-        return _record_rank(home, plan, options, cwd, env, rank, run_id)
+        return _record_rank(home, plan, options, cwd, env, rank, run_id, guard)
     try:
         closed = close_stale_runs(home)
     except MltrailError as e:
@@ -174,7 +195,9 @@ def record_command(
     lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size, spool=name)
     try:
         spool = create_spool(home.path / OPEN_RUNS / name)
-        return _record(home, plan, options, cwd, env, rank, run_id, closed, lock, spool)
+        return _record(
+            home, plan, options, cwd, env, rank, run_id, closed, lock, spool, guard
+        )
     except BaseException:
         lock.abandon()
         raise
@@ -191,17 +214,20 @@ def _record(
     closed: list[str],
     lock: OpenRun,
     spool: Path,
+    guard: SecretGuard,
 ) -> WrapResult:
-    writer = RunWriter(home.ledger, run_id)
+    writer = RunWriter(home.ledger, run_id, guard)
     warnings: list[str] = []
     cache = HashCache(default_cache_path(home.path))
     try:
-        start = start_entries(plan, options, cwd, env, rank, cache, warnings)
+        with committing_with(guard.committer):
+            start = start_entries(plan, options, cwd, env, rank, cache, warnings)
         base = _scan_base(options, cwd)
         started = _write_start(home, writer, start)
         early_end = functools.partial(_early_end, home, writer, lock, spool)
         child = child_env(env, home, run_id, spool)
-        result = _run_child(plan, options, cwd, child, early_end)
+        masking = LogMasking(guard.masks, guard.allow)
+        result = _run_child(plan, options, cwd, child, early_end, masking)
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings
         )
@@ -215,7 +241,7 @@ def _record(
         started=started,
         result=result,
         entries=functools.partial(
-            _end_entries, plan, options, cwd, start, base, outputs
+            _end_entries, plan, options, cwd, start, base, outputs, guard
         ),
     )
     return WrapResult(
@@ -255,15 +281,17 @@ def _end_entries(
     start: list[tuple[str, dict[str, Any]]],
     base: ScannedModel | None,
     outputs: list[tuple[str, dict[str, Any]]],
+    guard: SecretGuard,
     warnings: list[str],
 ) -> list[tuple[str, dict[str, Any]]]:
     """Outputs, fine-tune and step entries; one that cannot be read is a warning."""
     tune = guarded(
         "fine-tune", lambda: _finetune_entries(options, cwd, base, warnings), warnings
     )
-    step = guarded(
-        "step", lambda: _step_entries(plan, options, cwd, start, outputs), warnings
-    )
+    with committing_with(guard.committer):
+        step = guarded(
+            "step", lambda: _step_entries(plan, options, cwd, start, outputs), warnings
+        )
     return [*outputs, *tune, *step]
 
 
@@ -325,11 +353,18 @@ def _run_child(
     cwd: Path,
     env: dict[str, str],
     end: Callable[[dict[str, Any]], str],
+    masking: LogMasking,
 ) -> ProcessResult:
     """Run the command; if it cannot start or the wrapper is interrupted, record
     that end (``end``) before the error goes on."""
     try:
-        return run_command(plan.argv, cwd=cwd, env=env, log_limit=options.log_limit)
+        return run_command(
+            plan.argv,
+            cwd=cwd,
+            env=env,
+            log_limit=options.log_limit,
+            masking=masking,
+        )
     except CommandNotFoundError as e:
         recorded = end({"status": "failed", "exit_code": e.exit_code, "error": str(e)})
         hint = f"{e.hint}; the run {recorded}" if e.hint else f"the run {recorded}"
@@ -361,17 +396,24 @@ def _record_rank(
     env: dict[str, str],
     rank: Any,
     run_id: str,
+    guard: SecretGuard,
 ) -> WrapResult:
     """A rank > 0 of a distributed run: add this machine's hardware, run, then
     append what the command logged through its spool."""
-    writer = RunWriter(home.ledger, run_id)
+    writer = RunWriter(home.ledger, run_id, guard)
     hardware = [("run.hardware", {**capture_hardware(env), "rank": rank})]
     written = len(write_durably(home, functools.partial(writer.write, hardware)))
     name = f"{run_id}.{os.getpid()}.spool"
     spool = create_spool(home.path / OPEN_RUNS / name)
     try:
         child = child_env(env, home, run_id, spool)
-        result = run_command(plan.argv, cwd=cwd, env=child, log_limit=options.log_limit)
+        result = run_command(
+            plan.argv,
+            cwd=cwd,
+            env=child,
+            log_limit=options.log_limit,
+            masking=LogMasking(guard.masks, guard.allow),
+        )
     except BaseException:
         remove_spool(spool)
         raise

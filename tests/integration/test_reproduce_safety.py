@@ -157,13 +157,16 @@ def test_a_wrong_value_is_refused_before_anything_runs(recorded, tmp_path):
 
 
 def test_reproduce_checks_a_supplied_value_against_the_commitment(recorded, tmp_path):
-    from mltrail.capture.redact import check_commitment
+    from mltrail.capture.commitment import check_commitment
+    from mltrail.keystore import load_commitment_key
 
     project, home = recorded
     shown = json.loads(mltrail_cli(home, project, "show", "base", "--json").stdout)
     (config,) = [p for p in shown["params"] if p.get("file")]
     commitment = config["params"]["db.password"]
-    assert check_commitment(PASSWORD, commitment)
+    assert not check_commitment(PASSWORD, commitment)  # keyed: not without the key
+    key = load_commitment_key(home, create=False)
+    assert check_commitment(PASSWORD, commitment, key)
 
     for value, matches in ((PASSWORD, True), ("hunter3", False)):
         out = tmp_path / f"repro-{matches}"

@@ -117,7 +117,7 @@ def test_a_joined_child_logs_through_the_wrapper_with_an_encrypted_key(
     params = [e.body for e in entries(encrypted_home, child["id"])]
     assert {"source": "api", "params": {"seed": 7}} in params
     token = next(b for b in params if "api_token" in b.get("params", {}))
-    assert set(token["params"]["api_token"]) == {"redacted", "salt"}
+    assert set(token["params"]["api_token"]) == {"redacted", "salt", "key"}
     stored = (encrypted_home / "ledger.db").read_bytes()
     assert b"sk-live-0123456789abcdef" not in stored
     assert not list((encrypted_home / "runs" / "open").iterdir())

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import mltrail
-from mltrail.capture.redact import check_commitment
+from mltrail.capture.commitment import check_commitment
 from mltrail.core.manifest import FileEntry, compute_manifest, parse_manifest
+from mltrail.keystore import load_commitment_key
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
@@ -382,12 +383,14 @@ def test_secrets_never_reach_the_ledger_in_clear(home, tmp_path):
         assert secret.encode() not in stored, secret
     found = entries(home, last_run(home))
     variables = by_kind(found, "run.environment")[0]["variables"]
-    assert check_commitment(SECRETS["hf"], variables["HF_TOKEN"])
-    assert check_commitment(SECRETS["password"], variables["MY_SERVICE_PASSWORD"])
+    key = load_commitment_key(home, create=False)
+    assert check_commitment(SECRETS["hf"], variables["HF_TOKEN"], key)
+    assert check_commitment(SECRETS["password"], variables["MY_SERVICE_PASSWORD"], key)
     config = next(p for p in by_kind(found, "run.params") if p["source"] == "config")
-    assert check_commitment(SECRETS["password"], config["params"]["db.password"])
+    assert check_commitment(SECRETS["password"], config["params"]["db.password"], key)
+    assert not check_commitment(SECRETS["password"], config["params"]["db.password"])
     assert config["file"]["content_redacted"] is True
-    assert b"<redacted>" in blob(home, config["file"]["content"])
+    assert b"password: [MASKED:" in blob(home, config["file"]["content"])
 
 
 def test_a_killed_wrapper_leaves_the_run_open_until_closed(home, tmp_path):

@@ -9,21 +9,44 @@ import json
 
 import pytest
 
+from mltrail.capture import commitment as keyed
+from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
+from mltrail.capture.commitment import CommitmentKey, Committer
+from mltrail.capture.mask import MaskSet
 from mltrail.capture.redact import (
     Redacted,
-    check_commitment,
-    check_marker,
     commit_secret,
+    committing_with,
     is_secret_name,
     looks_like_secret,
-    redact_argv,
     redact_env,
     redact_tree,
     redact_url,
     redaction_marker,
-    scrub_text,
 )
+
+KEY = CommitmentKey(bytes(range(32)))
+
+
+@pytest.fixture(autouse=True)
+def _commitment_key():
+    with committing_with(Committer(KEY)):
+        yield
+
+
+def check_commitment(value, commitment):
+    return keyed.check_commitment(value, commitment, KEY)
+
+
+def check_marker(value, marker):
+    return keyed.check_marker(value, marker, KEY)
+
+
+def scrub_text(data, secrets):
+    """The old scrubbing, now masking: each secret becomes ``[MASKED:s]``."""
+    return MaskSet.build(("s", v) for v in secrets).mask(data)[0]
+
 
 GITHUB = "ghp" + "_" + "A1b2C3d4" * 5
 OPENAI = "sk" + "-" + "Ab3De6Gh9Jk2Mn5Pq8St1Vw4Yz7" * 2
@@ -206,21 +229,28 @@ def test_ml_vocabulary_is_not_secret(name):
 
 def test_commitment_format_and_check():
     c = commit_secret("hunter22")
-    assert set(c) == {"redacted", "salt"}
-    assert c["redacted"].startswith("sha256:")
-    assert len(c["redacted"]) == len("sha256:") + 64
+    assert set(c) == {"redacted", "salt", "key"}
+    assert c["redacted"].startswith("hmac-sha256:")
+    assert len(c["redacted"]) == len("hmac-sha256:") + 64
+    assert c["key"] == KEY.key_id
     assert len(bytes.fromhex(c["salt"])) == 16
     assert check_commitment("hunter22", c)
     assert not check_commitment("hunter23", c)
     assert not check_commitment("", c)
 
 
-def test_commitment_is_salted_sha256():
+def test_commitment_is_keyed_hmac_sha256():
     import hashlib
+    import hmac
 
     c = commit_secret("héllo", salt=b"\x01" * 16)
-    expected = hashlib.sha256(b"\x01" * 16 + "héllo".encode()).hexdigest()
-    assert c == {"redacted": "sha256:" + expected, "salt": "01" * 16}
+    message = b"mltrail/commitment/v1\0" + b"\x01" * 16 + "héllo".encode()
+    expected = hmac.new(KEY.secret, message, hashlib.sha256).hexdigest()
+    assert c == {
+        "redacted": "hmac-sha256:" + expected,
+        "salt": "01" * 16,
+        "key": KEY.key_id,
+    }
 
 
 def test_commitments_differ_by_salt():
@@ -243,7 +273,7 @@ def test_malformed_commitments_never_match(commitment):
 
 def test_marker_round_trip():
     marker = redaction_marker("p@ss word")
-    assert marker.startswith("<redacted sha256:")
+    assert marker.startswith("<redacted hmac-sha256:")
     assert " salt:" in marker
     assert marker.endswith(">")
     assert check_marker("p@ss word", marker)
@@ -256,7 +286,7 @@ def test_marker_round_trip():
 
 def test_url_password_only_is_redacted():
     out = redact_url("postgres://alice:s3cret@db.example.com:5432/runs?sslmode=require")
-    assert out.startswith("postgres://alice:<redacted sha256:")
+    assert out.startswith("postgres://alice:<redacted hmac-sha256:")
     assert out.endswith(">@db.example.com:5432/runs?sslmode=require")
     assert "s3cret" not in out
     assert check_marker("s3cret", out[len("postgres://alice:") : out.index("@")])
@@ -288,7 +318,7 @@ def test_url_secret_query_values_are_redacted(name):
     assert "abc123xyz" not in out
     assert "page=2" in out
     assert "lang=en" in out
-    assert f"{name}=<redacted sha256:" in out
+    assert f"{name}=<redacted hmac-sha256:" in out
 
 
 def test_url_fragment_tokens_are_redacted():
@@ -320,7 +350,7 @@ def test_long_inputs_are_scanned_in_linear_time(text):
 
 def test_very_long_url_password_is_still_redacted():
     out = redact_tree(["x://u:" + "p" * 300 + "@h"]).value[0]
-    assert out.startswith("x://u:<redacted sha256:")
+    assert out.startswith("x://u:<redacted hmac-sha256:")
     assert out.endswith("@h")
 
 
@@ -433,7 +463,7 @@ def test_argv_forms(argv, index, prefix, secret):
     out = result.value
     assert isinstance(out, list)
     assert len(out) == len(argv)
-    assert out[index].startswith(prefix + "<redacted sha256:")
+    assert out[index].startswith(prefix + "<redacted hmac-sha256:")
     assert check_marker(secret, out[index][len(prefix) :])
     assert secret in result.secrets
     assert [a for n, a in enumerate(out) if n != index] == [
@@ -447,8 +477,28 @@ def test_argv_url_keeps_everything_but_the_password():
     assert out[2].endswith("@h/db")
 
 
-def test_argv_single_letter_options_are_not_redacted_by_name():
-    assert redact_argv(["-p", "8080", "-k", "5"]).value == ["-p", "8080", "-k", "5"]
+def test_argv_single_letter_options_other_than_p_are_not_redacted_by_name():
+    assert redact_argv(["-k", "5", "-n", "3"]).value == ["-k", "5", "-n", "3"]
+
+
+def test_argv_p_of_a_script_is_committed_a_port_loses_only_readability():
+    out = redact_argv(["python", "train.py", "-p", "8080"])
+    assert out.value[:3] == ["python", "train.py", "-p"]
+    assert check_marker("8080", out.value[3])
+    assert out.options == ("p",)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mkdir", "-p", "out/dir"],
+        ["psql", "-h", "db", "-p", "5432"],
+        ["ssh", "-p", "2222", "host"],
+        ["docker", "run", "-p", "8080:80", "image"],
+    ],
+)
+def test_argv_p_is_kept_for_tools_where_it_is_no_secret(argv):
+    assert redact_argv(argv).value == argv
 
 
 def test_argv_secret_flag_followed_by_an_option_redacts_nothing():
@@ -511,7 +561,7 @@ def test_env_redacts_secret_names_and_values():
 def test_scrub_replaces_every_occurrence_longest_first():
     data = b"password: hunter22\nagain: hunter22\nprefix: hunter\n"
     out = scrub_text(data, ["hunter", "hunter22"])
-    assert out == b"password: <redacted>\nagain: <redacted>\nprefix: <redacted>\n"
+    assert out == b"password: [MASKED:s]\nagain: [MASKED:s]\nprefix: [MASKED:s]\n"
 
 
 def test_scrub_skips_short_secrets_and_handles_none():
@@ -520,36 +570,33 @@ def test_scrub_skips_short_secrets_and_handles_none():
 
 
 def test_scrub_handles_utf8_and_percent_encoding():
-    data = "url: postgres://u:p%C3%A9ss%40@h/db\nraw: péss@\n".encode()
-    out = scrub_text(data, ["péss@"])
+    data = "url: postgres://u:p%C3%A9ss%40wd@h/db\nraw: péss@wd\n".encode()
+    out = scrub_text(data, ["péss@wd"])
     assert "péss".encode() not in out
     assert b"p%C3%A9ss" not in out
-    assert out.count(b"<redacted>") == 2
+    assert out.count(b"[MASKED:s]") == 2
 
 
 def test_scrub_does_not_rescan_its_own_replacements():
-    assert scrub_text(b"dacted x", ["dacted", "redacted"]) == b"<redacted> x"
+    assert scrub_text(b"dacted x", ["dacted", "redacted"]) == b"[MASKED:s] x"
 
 
 def test_tree_secrets_scrub_the_config_text():
     text = b"wandb:\n  api_key: 0123456789abcdef\nlr: 0.1\n"
     result = redact_tree({"wandb": {"api_key": "0123456789abcdef"}, "lr": 0.1})
     assert (
-        scrub_text(text, result.secrets) == b"wandb:\n  api_key: <redacted>\nlr: 0.1\n"
+        scrub_text(text, result.secrets) == b"wandb:\n  api_key: [MASKED:s]\nlr: 0.1\n"
     )
 
 
 def test_undecodable_argv_bytes_are_committed_as_their_bytes():
-    import hashlib
     import os
 
-    secret = os.fsdecode(b"pa\xffss")  # a lone surrogate, as Python decodes argv
+    secret = os.fsdecode(b"pa\xffssword")  # a lone surrogate, as Python decodes argv
     marker = redact_argv(["--password=" + secret]).value[0][len("--password=") :]
     assert check_marker(secret, marker)
     c = commit_secret(secret, salt=b"\x00" * 16)
-    assert (
-        c["redacted"]
-        == "sha256:" + hashlib.sha256(b"\x00" * 16 + b"pa\xffss").hexdigest()
-    )
+    assert check_commitment(b"pa\xffssword", c)
     assert check_commitment("\ud800x", commit_secret("\ud800x"))
-    assert scrub_text(b"a pa\xffss b pa%FFss", [secret]) == b"a <redacted> b <redacted>"
+    data = b"a pa\xffssword b pa%FFssword"
+    assert scrub_text(data, [secret]) == b"a [MASKED:s] b [MASKED:s]"

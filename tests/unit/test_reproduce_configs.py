@@ -1,7 +1,8 @@
 """Which key each redacted value of a stored config file belongs to, and its check.
 
-Configs go through the same path as `mltrail run` (load_config, redact_tree,
-scrub_text in `config_body`), so a change there that breaks reproduce shows here.
+Configs go through the same path as `mltrail run` (load_config, `config_body`,
+then the recorder's SecretGuard, which commits and masks), so a change there that
+breaks reproduce shows here.
 """
 
 from __future__ import annotations
@@ -10,11 +11,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mltrail.capture.commitment import CommitmentKey, Committer
+from mltrail.capture.guard import SecretGuard
+from mltrail.capture.mask import MASKED_PATTERN, masked_marker
 from mltrail.capture.params import load_config
-from mltrail.capture.redact import scrub_text
-from mltrail.reproduce.configs import PLACEHOLDER, argument_index, redacted_slots
+from mltrail.reproduce.configs import (
+    argument_index,
+    is_masked,
+    redacted_slots,
+    split_masked,
+)
 from mltrail.reproduce.secrets import Secret, check_supplied
 from mltrail.wrap_plan import config_body
+
+KEY = CommitmentKey(bytes(range(32)))
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,12 +33,15 @@ if TYPE_CHECKING:
 def stored(tmp_path: Path, name: str, text: str) -> tuple[bytes, dict, str]:
     path = tmp_path / name
     path.write_text(text)
-    body = config_body(load_config(path))
+    body = SecretGuard(Committer(KEY)).clean(config_body(load_config(path)))
     return body["file"]["content"].data, body["params"], body["file"]["format"]
 
 
-def test_the_placeholder_is_what_scrub_text_writes():
-    assert scrub_text(b"a hunter22 b", ["hunter22"]) == b"a " + PLACEHOLDER + b" b"
+def test_the_masked_values_are_what_the_recorder_writes(tmp_path):
+    data, _, _ = stored(tmp_path, "c.yaml", "api_key: hunter22-long\nlr: 0.1\n")
+    assert data == b"api_key: " + masked_marker("secret") + b"\nlr: 0.1\n"
+    assert is_masked(data)
+    assert split_masked(data) == [b"api_key: ", b"\nlr: 0.1\n"]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +61,7 @@ def test_the_placeholder_is_what_scrub_text_writes():
 def test_each_value_is_named_by_its_key_and_checked(tmp_path, name, text):
     data, params, fmt = stored(tmp_path, name, text)
     slots = redacted_slots(data, fmt, params, f"configs/{name}", first=3)
-    assert data.count(PLACEHOLDER) == len(slots) == 2
+    assert len(MASKED_PATTERN.findall(data)) == len(slots) == 2
     found = {s.what: s for s in slots}
     assert set(found) == {
         f"db.password in configs/{name}",
@@ -57,12 +70,12 @@ def test_each_value_is_named_by_its_key_and_checked(tmp_path, name, text):
     assert sorted(s.name for s in slots) == ["MLTRAIL_SECRET_3", "MLTRAIL_SECRET_4"]
     password = found[f"db.password in configs/{name}"]
     api_key = found[f"api_key in configs/{name}"]
-    check_supplied(slots, {password.name: "pw-one-1", api_key.name: "wrong"})
+    check_supplied(slots, {password.name: "pw-one-1", api_key.name: "wrong"}, KEY)
     assert (password.set, password.matches) == (True, True)
     assert (api_key.set, api_key.matches) == (True, False)
     # joining the pieces with the values gives the file back, byte for byte
     values = {password.name: "pw-one-1", api_key.name: "key-two-2"}
-    pieces = data.split(PLACEHOLDER)
+    pieces = split_masked(data)
     joined = pieces[0] + b"".join(
         values[s.name].encode() + p for s, p in zip(slots, pieces[1:], strict=True)
     )
@@ -80,13 +93,15 @@ def test_a_password_inside_a_url_and_a_value_in_a_comment(tmp_path):
         "line 2 of configs/c.yaml",
     ]
     assert slots[1].commitment is None  # checked only with the whole file's SHA-256
-    check_supplied(slots, {"MLTRAIL_SECRET_1": "s3cret-pw", "MLTRAIL_SECRET_2": "x"})
+    check_supplied(
+        slots, {"MLTRAIL_SECRET_1": "s3cret-pw", "MLTRAIL_SECRET_2": "x"}, KEY
+    )
     assert slots[0].matches is True
     assert slots[1].matches is None
 
 
 def test_an_unparsable_template_names_lines(tmp_path):
-    data = b"a: 1\n{{ broken\nkey: " + PLACEHOLDER + b"\n"
+    data = b"a: 1\n{{ broken\nkey: " + masked_marker("secret") + b"\n"
     (slot,) = redacted_slots(data, "yaml", {}, "configs/c.yaml", first=1)
     assert slot.what == "line 3 of configs/c.yaml"
 

@@ -212,7 +212,7 @@ def _read_diff(cwd: Path, base: str, limit: int) -> dict[str, Any]:
     args = ("diff", base, *_DIFF_OPTIONS, "--")
     kept, digest, size = _stream_git(cwd, args, limit)
     return {
-        "diff": Blob(kept, media_type="text/x-diff") if size else None,
+        "diff": Blob(kept, media_type="text/x-diff", text=True) if size else None,
         "diff_sha256": digest,
         "diff_size": size,
         "diff_truncated": size > limit,

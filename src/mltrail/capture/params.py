@@ -468,8 +468,8 @@ MAX_CONFIG_BYTES = 8 * 2**20
 class ConfigFile:
     """One config file: where, what format, its SHA-256 and size, and its flat params.
 
-    ``data`` is the raw content; scrub it (:func:`~mltrail.capture.redact.scrub_text`)
-    before storing it as a blob.
+    ``data`` is the raw content; the recorder masks it (``capture.guard``) before
+    storing it as a blob.
     """
 
     path: str

@@ -53,7 +53,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import resource
 import selectors
@@ -64,10 +63,10 @@ import sys
 import termios
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mltrail.capture.log_capture import LogCapture, LogMasking, StreamCapture
 from mltrail.errors import CommandNotFoundError, InputError
 
 if TYPE_CHECKING:
@@ -95,32 +94,6 @@ _CORE_SIGNALS = frozenset(
     {signal.SIGQUIT, signal.SIGILL, signal.SIGABRT, signal.SIGFPE, signal.SIGSEGV}
     | {signal.SIGBUS, signal.SIGSYS, signal.SIGTRAP, signal.SIGXCPU, signal.SIGXFSZ}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StreamCapture:
-    """What one output stream carried: hash and size of all of it, head and tail kept.
-
-    ``head`` is the first ``log_limit // 2`` bytes and ``tail`` the last
-    ``log_limit // 2`` bytes after the head (they never overlap); ``omitted``
-    bytes in between were hashed and passed through but not kept.
-    """
-
-    sha256: str
-    size: int
-    head: bytes
-    tail: bytes
-    omitted: int
-
-    @property
-    def stored(self) -> bytes:
-        """The bytes kept: the whole stream unless ``truncated``."""
-        return self.head + self.tail
-
-    @property
-    def truncated(self) -> bool:
-        """Whether bytes were left out between head and tail."""
-        return self.omitted > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +191,7 @@ def run_command(
     env: Mapping[str, str] | None = None,
     log_limit: int = DEFAULT_LOG_LIMIT,
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
+    masking: LogMasking | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion as described in the module docstring.
 
@@ -227,6 +201,9 @@ def run_command(
         env: the child's whole environment (default: the wrapper's).
         log_limit: bytes of each stream to keep, half head and half tail.
         drain_timeout_s: how long to wait for end of output after the child exits.
+        masking: the secrets to mask in what is kept and hashed of the output
+            (``capture.log_capture``); the wrapper's own stdout and stderr get
+            the bytes as written.
 
     Raises:
         CommandNotFoundError: the command cannot be found (127) or run (126).
@@ -243,7 +220,8 @@ def run_command(
         forwarder = stack.enter_context(_forwarding(channels))
         start = time.monotonic()
         proc = _spawn(argv, program, cwd, env, channels)
-        return _supervise(proc, start, channels, forwarder, log_limit, drain_timeout_s)
+        captures = [LogCapture(log_limit, masking) for _ in channels]
+        return _supervise(proc, start, channels, forwarder, captures, drain_timeout_s)
 
 
 def exit_like(result: ProcessResult) -> int:
@@ -326,38 +304,6 @@ def _flush_python_streams() -> None:
             stream.flush()
 
 
-class _Capture:
-    """Running SHA-256, size, head and tail of one stream, in bounded memory."""
-
-    def __init__(self, limit: int) -> None:
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._head = bytearray()
-        self._head_cap = limit // 2
-        self._tail: deque[bytes] = deque()
-        self._tail_len = 0
-        self._tail_cap = limit // 2
-
-    def update(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._size += len(data)
-        room = self._head_cap - len(self._head)
-        if room > 0:
-            self._head += data[:room]
-            data = data[room:]
-        if data and self._tail_cap:
-            self._tail.append(data)
-            self._tail_len += len(data)
-            while self._tail_len - len(self._tail[0]) >= self._tail_cap:
-                self._tail_len -= len(self._tail.popleft())
-
-    def result(self) -> StreamCapture:
-        tail = b"".join(self._tail)[-self._tail_cap :] if self._tail_cap else b""
-        head = bytes(self._head)
-        omitted = self._size - len(head) - len(tail)
-        return StreamCapture(self._hash.hexdigest(), self._size, head, tail, omitted)
-
-
 class _Passthrough:
     """Writes everything to the wrapper's fd until that fd fails, then nothing."""
 
@@ -392,17 +338,17 @@ def _read(fd: int) -> bytes:
 
 
 class _Pump(threading.Thread):
-    """Copies one channel to the wrapper's fd and into a ``_Capture``.
+    """Copies one channel to the wrapper's fd and into a ``LogCapture``.
 
     If that fails unexpectedly, the error is kept for the main thread and the
     channel is still drained, so the child never blocks on a full pipe.
     """
 
     def __init__(
-        self, channel: _Channel, limit: int, stop_fd: int, grace: float
+        self, channel: _Channel, capture: LogCapture, stop_fd: int, grace: float
     ) -> None:
         super().__init__(name=f"mltrail-pump-{channel.wrapper_fd}", daemon=True)
-        self.capture = _Capture(limit)
+        self.capture = capture
         self.error: BaseException | None = None
         self._out = _Passthrough(channel.wrapper_fd)
         self._source = channel.read_fd
@@ -612,12 +558,15 @@ def _supervise(
     start: float,
     channels: Sequence[_Channel],
     forwarder: _Forwarder,
-    log_limit: int,
+    captures: Sequence[LogCapture],
     drain_timeout_s: float,
 ) -> ProcessResult:
     send, close_sender = _sender(proc.pid)
     stop_r, stop_w = os.pipe()
-    pumps = [_Pump(c, log_limit, stop_r, drain_timeout_s) for c in channels]
+    pumps = [
+        _Pump(c, capture, stop_r, drain_timeout_s)
+        for c, capture in zip(channels, captures, strict=True)
+    ]
     try:
         returncode = _wait(proc, pumps, forwarder, send)
         duration = time.monotonic() - start

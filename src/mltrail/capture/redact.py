@@ -2,22 +2,27 @@
 
 What the ledger holds is permanent, so a leaked secret could never be removed. Every
 collector passes what it captured through this module first. A secret is found by
-its *name* (:func:`is_secret_name`: ``HF_TOKEN``, ``--db-password``, ``apiKey``) or
-by its *shape* (:func:`looks_like_secret`: ``ghp_…``, ``AKIA…``, JWTs, PEM private
-keys, ``scheme://user:pass@host``). It is replaced by a salted SHA-256 commitment
-that can be checked later against a candidate value without revealing it::
+its *name* (:func:`is_secret_name`: ``HF_TOKEN``, ``--db-password``, ``apiKey``,
+``PGPASSWORD``) or by its *shape* (:func:`looks_like_secret`: ``ghp_…``, ``AKIA…``,
+JWTs, PEM private keys, ``scheme://user:pass@host``, ``AccountKey=…`` in a
+connection string). It is replaced by a keyed commitment
+(:mod:`mltrail.capture.commitment`) that the holder of the commitment key can check
+later against a candidate value, and nobody else can::
 
-    >>> c = commit_secret("hunter22")
-    >>> check_commitment("hunter22", c), check_commitment("hunter23", c)
-    (True, False)
-    >>> r = redact_tree({"lr": 0.1, "wandb_api_key": "0123456789abcdef"})
+    >>> from mltrail.capture.commitment import CommitmentKey, Committer
+    >>> key = CommitmentKey(bytes(32))
+    >>> with committing_with(Committer(key)):
+    ...     r = redact_tree({"lr": 0.1, "wandb_api_key": "0123456789abcdef"})
     >>> r.value["lr"], sorted(r.value["wandb_api_key"]), r.secrets
-    (0.1, ['redacted', 'salt'], ('0123456789abcdef',))
+    (0.1, ['key', 'redacted', 'salt'], ('0123456789abcdef',))
+    >>> check_commitment("0123456789abcdef", r.value["wandb_api_key"], key)
+    True
 
 Where a value must stay a string (argv elements, URLs, text) the commitment is
-written as a marker ``<redacted sha256:<hex> salt:<hex>>``. The clear secrets found
-are returned in :attr:`Redacted.secrets` so that the caller can :func:`scrub_text`
-the same strings out of files it stores; they must never be stored themselves.
+written as a marker ``<redacted hmac-sha256:<hex> salt:<hex> key:<id>>``. The clear
+secrets found are returned in :attr:`Redacted.secrets` so that the caller can mask
+the same strings out of text it stores (``mltrail.capture.mask``); they must never
+be stored themselves. Command lines are in :mod:`mltrail.capture.argv_secrets`.
 
 When in doubt this module redacts: a readable hyperparameter lost to over-redaction
 is a nuisance, a credential written to the ledger is permanent.
@@ -27,127 +32,43 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import os
 import re
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from mltrail.capture.blob import Blob
+from mltrail.capture.commitment import (
+    MARKER_PATTERN,
+    Committer,
+    check_commitment,
+    check_marker,
+    ephemeral_committer,
+    is_commitment,
+)
+from mltrail.capture.secret_names import SECRET_QUERY_NAMES, is_secret_name
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterator
 
 __all__ = [
     "Redacted",
     "check_commitment",
     "check_marker",
     "commit_secret",
+    "committing_with",
+    "connection_string_secrets",
+    "credential_matches",
     "is_secret_name",
     "looks_like_secret",
-    "redact_argv",
     "redact_env",
     "redact_tree",
     "redact_url",
     "redaction_marker",
-    "scrub_text",
 ]
-
-# --- names ------------------------------------------------------------------------
-#
-# A name is split into lowercase words on non-alphanumerics and camelCase boundaries
-# (``HF_TOKEN`` -> hf token, ``apiKey`` -> api key, ``--db-password`` -> db password);
-# digit-only words are dropped (``api_key_2`` -> api key). The name is secret when:
-#
-# 1. any word is in _SECRET_WORDS (wherever it sits: ``password_file`` is redacted
-#    too; safe beats readable), or
-# 2. two adjacent words form one of _SECRET_PAIRS (``private_key_path``,
-#    ``access_token_url``, ``session_id``), or
-# 3. the last word is in _SECRET_LAST_WORDS, unless the word before it says the
-#    name is ML vocabulary: a tokenizer setting before ``token`` (``bos_token``,
-#    ``pad_token``) or a data-field word before ``key`` (``label_key``, ``rng_key``).
-#
-# ``token`` counts only as the last word, so ``token_type_ids``, ``bos_token_id``,
-# ``token_count``, ``max_tokens`` and ``tokenizer`` stay readable; ``auth`` anywhere
-# still catches ``use_auth_token``. ``session`` alone is not secret (the env var
-# ``DBUS_SESSION_BUS_ADDRESS``), only with ``id``/``key``/``token``. ``signature`` is
-# secret only as the last word (``X-Amz-Signature``, not ``signature_version``).
-# The exact name ``PWD`` is the shell's working directory, not a password.
-
-_SECRET_WORDS = frozenset(
-    {
-        "password", "passwd", "pwd", "passphrase", "secret", "secrets",
-        "credential", "credentials", "creds", "auth", "authorization", "bearer",
-        "cookie", "cookies", "dsn", "apikey", "apikeys", "apitoken", "accesskey",
-        "accesstoken", "authtoken", "privatekey", "secretkey", "sessionid",
-        "sessiontoken",
-    }
-)  # fmt: skip
-_SECRET_PAIRS = frozenset(
-    {
-        ("api", "key"), ("api", "keys"), ("api", "token"), ("private", "key"),
-        ("access", "key"), ("access", "token"), ("session", "id"),
-        ("session", "key"), ("session", "token"),
-    }
-)  # fmt: skip
-_SECRET_LAST_WORDS = frozenset({"key", "token", "signature"})
-_TOKENIZER_WORDS = frozenset(
-    {
-        "bos", "eos", "pad", "unk", "sep", "cls", "mask", "sos", "eot", "eod",
-        "start", "end", "stop", "special", "image", "audio", "video", "default",
-    }
-)  # fmt: skip
-_DATA_KEY_WORDS = frozenset(
-    {
-        # dataset columns and lookup keys
-        "label", "text", "image", "input", "target", "sort", "group", "join",
-        "primary", "partition", "dict", "cache",
-        # more columns and metric names seen in ML configs
-        "audio", "video", "column", "feature", "output", "prompt", "metric",
-        "monitor", "index", "foreign", "hash", "lookup",
-        # JAX / numpy random keys are seeds, not credentials
-        "rng", "prng", "random", "seed",
-    }
-)  # fmt: skip
-# Query parameters that carry a credential without a secret-looking name.
-_SECRET_QUERY_NAMES = frozenset({"sig"})
-_NOT_SECRET_NAMES = frozenset({"PWD"})
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-
-
-def _words(name: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(name) if not w.isdigit()]
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a key, option or variable called ``name`` holds a secret.
-
-    The rules are data: see the comment above ``_SECRET_WORDS`` in this module.
-    """
-    if name in _NOT_SECRET_NAMES:
-        return False
-    words = _words(name)
-    if not words:
-        return False
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    if any(pair in _SECRET_PAIRS for pair in pairwise(words)):
-        return True
-    return words[-1] in _SECRET_LAST_WORDS and not _ml_vocabulary(words)
-
-
-def _ml_vocabulary(words: list[str]) -> bool:
-    if len(words) < 2:
-        return False
-    before, last = words[-2], words[-1]
-    return (last == "token" and before in _TOKENIZER_WORDS) or (
-        last == "key" and before in _DATA_KEY_WORDS
-    )
-
 
 # --- values -----------------------------------------------------------------------
 
@@ -198,7 +119,7 @@ def _basic_credentials(b64: str) -> bool:
         return False
 
 
-def _credential_matches(value: str) -> list[str]:
+def credential_matches(value: str) -> list[str]:
     """Every substring of ``value`` that has the shape of a known credential."""
     found = [m.group(0) for p in _CREDENTIAL_SHAPES for m in p.finditer(value)]
     found += [m.group(0) for m in _OPENAI.finditer(value) if _random_looking(m[1])]
@@ -225,63 +146,50 @@ def looks_like_secret(value: str) -> bool:
     URLs with a password. Only shapes with a recognisable prefix are flagged, so hex
     digests, git commits, UUIDs, paths and numbers are not.
     """
-    return bool(_credential_matches(value))
+    return bool(credential_matches(value))
 
 
 # --- commitments ------------------------------------------------------------------
 
-_SALT_BYTES = 16
-_MARKER = re.compile(r"<redacted sha256:([0-9a-f]{64}) salt:([0-9a-f]*)>")
+_CURRENT: ContextVar[Committer | None] = ContextVar("mltrail_committer", default=None)
+_MARKER = re.compile(MARKER_PATTERN)
+
+
+def _committer() -> Committer:
+    return _CURRENT.get() or ephemeral_committer()
+
+
+@contextmanager
+def committing_with(committer: Committer | None) -> Iterator[None]:
+    """Make the commitments of this block (in this thread) under ``committer``'s key.
+
+    Without one, commitments use :func:`~mltrail.capture.commitment.ephemeral_committer`:
+    nobody can ever check them, and nobody can guess them either.
+    """
+    if committer is None:
+        yield
+        return
+    token = _CURRENT.set(committer)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def commit_secret(value: str, *, salt: bytes | None = None) -> dict[str, str]:
-    """A salted SHA-256 commitment to ``value``: ``{"redacted", "salt"}``.
+    """A keyed commitment to ``value``: ``{"redacted", "salt", "key"}``.
 
-    ``redacted`` is ``sha256:<hex of sha256(salt || utf-8 value)>``; the salt is 16
-    random bytes unless given (tests pass one to get fixed output). Undecodable argv
-    bytes (lone surrogates from ``surrogateescape``) are hashed as the original bytes.
+    ``redacted`` is ``hmac-sha256:<hex>`` under the commitment key in force (see
+    :func:`committing_with`); the salt is 16 random bytes unless given. Undecodable
+    argv bytes (lone surrogates from ``surrogateescape``) are committed as the
+    original bytes.
     """
-    salt = os.urandom(_SALT_BYTES) if salt is None else salt
-    digest = hashlib.sha256(salt + _utf8(value)).hexdigest()
-    return {"redacted": "sha256:" + digest, "salt": salt.hex()}
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of ``text``; lone surrogates as the bytes they escape, if any."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that escapes no byte
-        return text.encode("utf-8", "surrogatepass")
-
-
-def check_commitment(value: str, commitment: Mapping[str, str]) -> bool:
-    """Whether ``value`` is the secret behind ``commitment`` (constant-time compare).
-
-    A malformed commitment is simply not matched.
-    """
-    try:
-        salt = bytes.fromhex(commitment["salt"])
-        expected = commitment["redacted"]
-    except (KeyError, TypeError, ValueError):
-        return False
-    if not isinstance(expected, str):
-        return False
-    actual = commit_secret(value, salt=salt)["redacted"]
-    return hmac.compare_digest(actual.encode(), expected.encode("utf-8", "replace"))
+    return _committer().commit(value, salt=salt)
 
 
 def redaction_marker(value: str, *, salt: bytes | None = None) -> str:
-    """A commitment to ``value`` as one string: ``<redacted sha256:<hex> salt:<hex>>``."""
-    c = commit_secret(value, salt=salt)
-    return f"<redacted {c['redacted']} salt:{c['salt']}>"
-
-
-def check_marker(value: str, marker: str) -> bool:
-    """Whether ``value`` is the secret behind a :func:`redaction_marker` string."""
-    m = _MARKER.fullmatch(marker)
-    if m is None:
-        return False
-    return check_commitment(value, {"redacted": "sha256:" + m[1], "salt": m[2]})
+    """A commitment to ``value`` as one string: ``<redacted hmac-sha256:… salt:… key:…>``."""
+    return _committer().marker(value, salt=salt)
 
 
 def _is_marker(text: str) -> bool:
@@ -289,15 +197,11 @@ def _is_marker(text: str) -> bool:
 
 
 def _is_marker_part(text: str) -> bool:
-    return text.startswith("<redacted sha256:")
+    return text.startswith("<redacted ")
 
 
 def _is_commitment(obj: object) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and set(obj) == {"redacted", "salt"}
-        and all(isinstance(v, str) for v in obj.values())
-    )
+    return is_commitment(obj)
 
 
 # --- URLs -------------------------------------------------------------------------
@@ -306,14 +210,15 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _URL_USERINFO = re.compile(r"([^:/?#@\s]*):(\S+)@(?=[^@]*$)")
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, committer: Committer | None = None) -> str:
     """``url`` with its password and secret-named query/fragment values as markers.
 
     ``https://u:p@host/x?token=t&page=2`` keeps ``u``, the host, the path and
     ``page=2``. A password holding an unencoded ``@``, ``/`` or ``#`` is still caught
     whole (everything up to the last ``@``). Anything not a URL is returned as is.
     """
-    return _redact_url(url, [])
+    with committing_with(committer):
+        return _redact_url(url, [])
 
 
 def _redact_url(url: str, found: list[str]) -> str:
@@ -342,6 +247,7 @@ def _redact_userinfo(rest: str, found: list[str]) -> str:
     if not password or _is_marker_part(password):
         return rest
     found += [password, unquote(password)]  # userinfo: "+" is a plain "+"
+    found.append(_basic_auth(unquote(user), unquote(password)))
     return f"{user}:{redaction_marker(unquote(password))}{tail}"
 
 
@@ -352,26 +258,72 @@ def _redact_params(params: str, found: list[str]) -> str:
 def _redact_param(part: str, found: list[str]) -> str:
     name, eq, value = part.partition("=")
     plain = unquote_plus(name)
-    secret = is_secret_name(plain) or plain.lower() in _SECRET_QUERY_NAMES
+    secret = is_secret_name(plain) or plain.lower() in SECRET_QUERY_NAMES
     if not (eq and value and secret) or _is_marker(value):
         return part
     found += [value, unquote_plus(value)]
     return f"{name}={redaction_marker(unquote_plus(value))}"
 
 
-# --- trees, argv, env -------------------------------------------------------------
+def _basic_auth(user: str, password: str) -> str:
+    """``user:password`` as an HTTP Basic ``Authorization`` value carries it."""
+    raw = f"{user}:{password}".encode("utf-8", "surrogateescape")
+    return base64.b64encode(raw).decode("ascii")
+
+
+# --- connection strings -----------------------------------------------------------
+
+# ``AccountName=a;AccountKey=k;EndpointSuffix=…`` (Azure), ``Server=s;Password=p;``
+# (ADO.NET, ODBC): ``;``-separated ``name=value`` pairs, a secret-named value inside.
+_PAIR = re.compile(r"(?:(?<=;)|^)\s*([A-Za-z][A-Za-z0-9 _.-]{0,63}?)\s*=([^;]*)")
+_CONNECTION_SECRET_NAMES = frozenset(
+    {"pwd", "password", "accountkey", "sharedaccesskey", "sharedaccesssignature"}
+)
+
+
+def _secret_pair(name: str) -> bool:
+    plain = name.replace(" ", "").lower()
+    return plain in _CONNECTION_SECRET_NAMES or is_secret_name(name)
+
+
+def connection_string_secrets(text: str) -> list[str]:
+    """The secret values in a ``name=value;name=value`` connection string."""
+    if ";" not in text or "=" not in text:
+        return []
+    return [m[2] for m in _PAIR.finditer(text) if m[2].strip() and _secret_pair(m[1])]
+
+
+def _redact_connection_string(text: str, found: list[str]) -> str:
+    secrets = [s for s in connection_string_secrets(text) if not _is_marker(s)]
+    if not secrets:
+        return text
+    found += secrets
+    return _PAIR.sub(_commit_pair, text)
+
+
+def _commit_pair(m: re.Match[str]) -> str:
+    value = m[2]
+    if not value.strip() or not _secret_pair(m[1]) or _is_marker(value):
+        return m[0]
+    return m[0][: m.start(2) - m.start(0)] + redaction_marker(value)
+
+
+# --- trees and env -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Redacted:
     """A redacted copy of some input and the clear secrets that were taken out.
 
-    ``secrets`` exists so callers can :func:`scrub_text` the same strings out of
-    files; never store it (it is left out of ``repr``).
+    ``secrets`` exists so callers can mask the same strings out of text
+    (``mltrail.capture.mask``); never store it (it is left out of ``repr``).
     """
 
     value: Any
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    options: tuple[str, ...] = ()
+    """Command lines only: the options whose values were committed, as
+    ``parse_argv`` names them (``api-key``, ``p``)."""
 
 
 def _clean_string(value: str, found: list[str]) -> str | None:
@@ -379,7 +331,8 @@ def _clean_string(value: str, found: list[str]) -> str | None:
     if _is_marker(value):
         return value
     text = _redact_url(value, found) if _URL.fullmatch(value) else value
-    matches = _credential_matches(text)
+    text = _redact_connection_string(text, found)
+    matches = credential_matches(text)
     if matches:
         found += [value, *matches]
         return None
@@ -439,7 +392,7 @@ def _unique(found: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in found if s))
 
 
-def redact_tree(obj: Any) -> Redacted:
+def redact_tree(obj: Any, *, committer: Committer | None = None) -> Redacted:
     """A copy of ``obj`` (dicts, lists, scalars) with every secret committed.
 
     A value under a secret-named key (and every scalar nested under one) becomes
@@ -448,101 +401,21 @@ def redact_tree(obj: Any) -> Redacted:
     (:func:`redact_url`), credential-shaped strings are committed whole; a dict key
     with a credential shape becomes a marker. ``Blob`` objects and existing
     commitments are left alone, so redacting twice changes nothing. Tuples stay
-    tuples; sets become lists. The input is never mutated.
+    tuples; sets become lists. The input is never mutated. Commitments are made
+    under ``committer`` (default: the one in force, see :func:`committing_with`).
     """
     found: list[str] = []
-    value = _walk(obj, False, found)
+    with committing_with(committer):
+        value = _walk(obj, False, found)
     return Redacted(value, _unique(found))
 
 
-_ASSIGNMENT = re.compile(
-    r"(?P<prefix>--|-|\+\+|\+|~)?(?P<name>[A-Za-z_][A-Za-z0-9_.\-/@]*)=(?P<value>.*)",
-    re.DOTALL,
-)
-_OPTION = re.compile(r"(?:--|-(?=[A-Za-z][A-Za-z0-9]))(?P<name>[A-Za-z][\w.\-]*)")
-
-
-def _named_by_secret(prefix: str | None, name: str) -> bool:
-    """Single-letter options (``-p``) are ambiguous (port? patience?): never by name."""
-    single_letter = prefix == "-" and len(name) == 1
-    return not single_letter and is_secret_name(name)
-
-
-def _redact_element(arg: str, found: list[str]) -> str:
-    m = _ASSIGNMENT.fullmatch(arg)
-    if m is None:
-        cleaned = _clean_string(arg, found)
-        return redaction_marker(arg) if cleaned is None else cleaned
-    keep, value = arg[: m.start("value")], m["value"]
-    if not value or _is_marker(value):
-        return arg
-    if _named_by_secret(m["prefix"], m["name"]):
-        found.append(value)
-        return keep + redaction_marker(value)
-    cleaned = _clean_string(value, found)
-    return keep + (redaction_marker(value) if cleaned is None else cleaned)
-
-
-def _commit_arg(arg: str, found: list[str]) -> str:
-    if _is_marker(arg):
-        return arg
-    found.append(arg)
-    return redaction_marker(arg)
-
-
-def redact_argv(argv: Sequence[str]) -> Redacted:
-    """A command line (value: ``list[str]``) with secret arguments as markers.
-
-    Handled: ``--api-key=X`` and ``-api-key=X``; ``--api-key X`` (the next element,
-    unless it starts with ``--``); ``NAME=X`` env-assignment prefixes and Hydra
-    overrides (``password=X``, ``+db.password=X``, ``++a.token=X``); any element or
-    option value that is a URL with credentials or looks like a secret. Option names
-    are kept: ``--api-key=<redacted sha256:… salt:…>``. Single-letter options
-    (``-p X``) are not redacted by name: the letter could mean anything.
-    """
-    found: list[str] = []
-    out: list[str] = []
-    value_next = False
-    for arg in argv:
-        if value_next and not arg.startswith("--"):
-            value_next = False
-            out.append(_commit_arg(arg, found))
-            continue
-        m = _OPTION.fullmatch(arg)
-        value_next = m is not None and is_secret_name(m["name"])
-        out.append(_redact_element(arg, found))
-    return Redacted(out, _unique(found))
-
-
-def redact_env(env: Mapping[str, str]) -> Redacted:
+def redact_env(
+    env: Mapping[str, str], *, committer: Committer | None = None
+) -> Redacted:
     """Environment variables (value: ``dict``) with secrets replaced by commitments.
 
     Secret-named variables and credential-shaped values are committed; URLs with a
     password keep everything but the password (like :func:`redact_tree`).
     """
-    return redact_tree(dict(env))
-
-
-_MIN_SCRUB = 4
-_SCRUBBED = b"<redacted>"
-
-
-def scrub_text(data: bytes, secrets: Iterable[str]) -> bytes:
-    """``data`` with every occurrence of each secret replaced by ``<redacted>``.
-
-    Each secret is matched UTF-8 encoded and, when different, percent-encoded (a
-    password inside a URL); longest first, in one pass, so replacements are never
-    re-scanned. Secrets shorter than 4 characters are skipped: they would match
-    everywhere.
-    """
-    variants = {
-        form
-        for s in secrets
-        if len(s) >= _MIN_SCRUB
-        for form in (_utf8(s), quote(_utf8(s), safe="").encode("ascii"))
-    }
-    if not variants:
-        return data
-    ordered = sorted(variants, key=lambda b: (-len(b), b))
-    pattern = re.compile(b"|".join(re.escape(v) for v in ordered))
-    return pattern.sub(_SCRUBBED, data)
+    return redact_tree(dict(env), committer=committer)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["diff"]
 
 _HEX = re.compile(r"(sha256:)?([0-9a-f]{64})")
-_MARKER = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+_MARKER = re.compile(
+    r"<redacted (?:hmac-)?sha256:[0-9a-f]{64} salt:[0-9a-f]*(?: key:[0-9a-f]{16})?>"
+)
 _STYLE = {"-": "red", "+": "green", " ": "dim"}
 
 
@@ -192,7 +194,10 @@ def _show(value: Any) -> str:
     as shell words."""
     if value is ABSENT:
         return "(absent)"
-    if isinstance(value, dict) and set(value) == {"redacted", "salt"}:
+    if isinstance(value, dict) and set(value) in (
+        {"redacted", "salt"},
+        {"redacted", "salt", "key"},
+    ):
         return "<redacted>"
     if isinstance(value, str):
         return _show_text(value)

@@ -44,6 +44,7 @@ _COMMANDS = {
     "prove": "mltrail.cli.ledger_cmds:prove",
     "verify": "mltrail.cli.verify_cmd:verify",
     "keys": "mltrail.cli.keys_cmd:keys",
+    "secrets": "mltrail.cli.secrets_cmd:secrets",
     "clock": "mltrail.cli.clock_cmd:clock",
     "demo": "mltrail.cli.demo:demo",
     "diff": "mltrail.cli.diff_cmd:diff",

@@ -68,7 +68,9 @@ IGNORED = (
     "redacted secrets (salted commitments)",
 )
 _VOLATILE_HARDWARE = frozenset({"memory.available_bytes"})
-_REDACTED = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+_REDACTED = re.compile(
+    r"<redacted (?:hmac-)?sha256:[0-9a-f]{64} salt:[0-9a-f]*(?: key:[0-9a-f]{16})?>"
+)
 
 
 class _Absent:
@@ -236,7 +238,10 @@ def same_value(old: Any, new: Any) -> bool:
 def _redacted(value: Any) -> bool:
     if isinstance(value, str):
         return _REDACTED.fullmatch(value) is not None
-    return isinstance(value, dict) and set(value) == {"redacted", "salt"}
+    return isinstance(value, dict) and set(value) in (
+        {"redacted", "salt"},
+        {"redacted", "salt", "key"},
+    )
 
 
 def flatten_body(body: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:

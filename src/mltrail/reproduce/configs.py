@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.mask import MASKED_PATTERN
 from mltrail.capture.params import parse_config
-from mltrail.capture.redact import scrub_text
 from mltrail.errors import InputError
 from mltrail.reproduce.secrets import MARKER, Secret, variable
 
@@ -29,17 +29,24 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
-    "PLACEHOLDER",
     "ConfigCopy",
     "argument_index",
+    "is_masked",
     "redacted_slots",
     "relative_to",
+    "split_masked",
 ]
 
-_PROBE = "\0" * 8
-PLACEHOLDER = scrub_text(_PROBE.encode(), [_PROBE])
-"""What a secret is replaced by in a stored config file: asked of
-:func:`~mltrail.capture.redact.scrub_text` itself, so the two cannot drift apart."""
+
+def is_masked(data: bytes) -> bool:
+    """Whether a stored copy holds masked values (``[MASKED:<name>]``, written by
+    :func:`~mltrail.capture.mask.masked_marker`, so the two cannot drift apart)."""
+    return MASKED_PATTERN.search(data) is not None
+
+
+def split_masked(data: bytes) -> list[bytes]:
+    """The pieces of a stored copy between its masked values."""
+    return MASKED_PATTERN.split(data)
 
 
 @dataclass
@@ -62,6 +69,9 @@ class ConfigCopy:
     argument: int | None = None
     target: str | None = None
     in_tree: bool = False
+    keyed: bool = False
+    """The original file is recorded only as a keyed commitment (it was masked):
+    ``command.sh`` checks the filled-in file with ``mltrail secrets check``."""
 
     @property
     def redacted(self) -> bool:
@@ -133,7 +143,7 @@ def redacted_slots(
     """One :class:`Secret` for each placeholder in ``template``, in order, numbered
     from ``first``: which key it is the value of (read by parsing the template with
     each placeholder made unique), and the commitment ``params`` holds for it."""
-    pieces = template.split(PLACEHOLDER)
+    pieces = split_masked(template)
     tokens = [f"<redacted-slot-{i}>" for i in range(len(pieces) - 1)]
     marked = pieces[0] + b"".join(
         t.encode() + p for t, p in zip(tokens, pieces[1:], strict=True)

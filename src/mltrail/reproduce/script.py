@@ -94,6 +94,7 @@ def command_script(view: RunView, plan: ReproPlan) -> str:
         "set -eu",
         'here=$(cd "$(dirname "$0")" && pwd)',
         f"run={shlex.quote(view.id)}",
+        f"ledger_home={shlex.quote(str(plan.home or ''))}",
     ]
     if code is not None:
         head += [
@@ -131,7 +132,7 @@ def _fill_steps(configs: list[ConfigCopy]) -> tuple[str, list[str]]:
             [
                 "fill_config",
                 shlex.quote(c.name),
-                shlex.quote(c.sha256 or ""),
+                "keyed" if c.keyed else shlex.quote(c.sha256 or ""),
                 *(s.name for s in c.secrets),
             ]
         )

@@ -12,14 +12,20 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.redact import check_commitment, check_marker
+from mltrail.capture.commitment import (
+    MARKER_PATTERN,
+    CommitmentKey,
+    check_commitment,
+    is_guessable,
+    marker_commitment,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["MARKER", "Secret", "check_supplied", "variable"]
 
-MARKER = re.compile(r"<redacted sha256:[0-9a-f]{64} salt:[0-9a-f]*>")
+MARKER = re.compile(MARKER_PATTERN)
 """A commitment written into a string (:func:`~mltrail.capture.redact.redaction_marker`)."""
 
 
@@ -54,18 +60,20 @@ class Secret:
         }
 
 
-def check_supplied(secrets: list[Secret], env: Mapping[str, str]) -> None:
+def check_supplied(
+    secrets: list[Secret], env: Mapping[str, str], key: CommitmentKey | None = None
+) -> None:
     """Note, for each secret, whether ``env`` sets its variable and whether the value
-    matches the recorded commitment (None: not set, or nothing to check it against)."""
+    matches the recorded commitment (None: not set, or nothing to check it against:
+    a keyed commitment needs the home's commitment ``key``)."""
     for secret in secrets:
         value = env.get(secret.name) or ""
         secret.set = bool(value)
         secret.matches = None
-        if value and secret.commitment is not None:
-            secret.matches = _matches(value, secret.commitment)
-
-
-def _matches(value: str, commitment: Mapping[str, Any] | str) -> bool:
-    if isinstance(commitment, str):
-        return check_marker(value, commitment)
-    return check_commitment(value, commitment)
+        commitment = secret.commitment
+        if not value or commitment is None:
+            continue
+        if isinstance(commitment, str):
+            commitment = marker_commitment(commitment)
+        if commitment is not None and (key is not None or is_guessable(commitment)):
+            secret.matches = check_commitment(value, commitment, key)

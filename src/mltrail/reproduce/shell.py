@@ -77,13 +77,39 @@ fill_config() {  # NAME SHA256 VARIABLE...: the config from its pieces and the v
     cat "$here/$name.parts/$n" >> "$here/$name.tmp"
   done
   umask "$was"
-  if [ -n "$sum" ] && [ "$(sha256 "$here/$name.tmp")" != "$sum" ]; then
+  if [ "$sum" = keyed ]; then
+    check_keyed "$name" "$@"
+  elif [ -n "$sum" ] && [ "$(sha256 "$here/$name.tmp")" != "$sum" ]; then
     rm -f "$here/$name.tmp"
     die "$name filled in with $* does not match the file the run used \
 (its SHA-256): one of the values is wrong. \`mltrail reproduce $run --out DIR\` \
 with them set says which."
   fi
   mv -f "$here/$name.tmp" "$here/$name"
+}
+
+check_keyed() {  # NAME VARIABLE...: the filled-in file against the run's keyed
+  # commitment of the original (only the ledger's commitment key can tell)
+  name=$1; shift
+  if ! command -v mltrail > /dev/null 2>&1 || [ ! -d "$ledger_home" ]; then
+    say "command.sh: cannot check $name filled in with $*: mltrail or the ledger \
+home $ledger_home is not here (the run recorded the file only as a keyed commitment)"
+    return 0
+  fi
+  set +e
+  MLTRAIL_HOME="$ledger_home" mltrail secrets check --run "$run" \
+    --file "$here/$name.tmp" > /dev/null 2>&1
+  rc=$?
+  set -e
+  case $rc in
+    0) ;;
+    1) rm -f "$here/$name.tmp"
+       die "$name filled in with $* does not match the file the run used (its \
+keyed commitment): one of the values is wrong. \`mltrail reproduce $run --out DIR\` \
+with them set says which." ;;
+    *) say "command.sh: cannot check $name filled in with $*: the ledger's \
+commitment key is not at hand (\`mltrail secrets check\` exited $rc)" ;;
+  esac
 }
 
 git_ok() { git -C "$repo" rev-parse --git-dir > /dev/null 2>&1 \

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import ConfigError, InputError, MltrailError
+from mltrail.keystore import load_commitment_key
 from mltrail.reproduce.configs import (
-    PLACEHOLDER,
     ConfigCopy,
     argument_index,
+    is_masked,
     redacted_slots,
     relative_to,
+    split_masked,
 )
 from mltrail.reproduce.contents import (
     environment_json,
@@ -41,6 +43,7 @@ from mltrail.reproduce.secrets import Secret, check_supplied
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from mltrail.capture.commitment import CommitmentKey
     from mltrail.home import Home
     from mltrail.query import RunView
 
@@ -64,6 +67,9 @@ class ReproPlan:
 
     run: str
     dest: Path
+    home: Path | None = None
+    """The ledger home the run was read from (``command.sh`` checks keyed
+    commitments against it)."""
     files: list[str] = field(default_factory=list)
     code: dict[str, Any] | None = None
     configs: list[ConfigCopy] = field(default_factory=list)
@@ -137,7 +143,7 @@ def _write_all(
     home: Home, view: RunView, dest: Path, force: bool, env: Mapping[str, str]
 ) -> ReproPlan:
     _prepare(dest, force)
-    plan = ReproPlan(view.id, dest)
+    plan = ReproPlan(view.id, dest, home.path.resolve())
     started = view.body("run.started") or {}
     cwd = str(started.get("cwd") or ".")
     plan.code = _write_code(home, view, cwd, plan)
@@ -149,10 +155,18 @@ def _write_all(
     _write_json(plan, "params.json", params_json(view))
     _write_json(plan, "environment.json", environment_json(view))
     _write_json(plan, "run.json", run_json(home, view))
-    check_supplied(plan.secrets, env)
+    check_supplied(plan.secrets, env, _commitment_key(home))
     _write(plan, "command.sh", command_script(view, plan).encode()).chmod(0o755)
     _write(plan, "README.md", readme(view, plan).encode())
     return plan
+
+
+def _commitment_key(home: Home) -> CommitmentKey | None:
+    """The home's commitment key, to check supplied values (None: not there)."""
+    try:
+        return load_commitment_key(home.path, create=False)
+    except ConfigError:
+        return None
 
 
 def _prepare(dest: Path, force: bool) -> None:
@@ -234,9 +248,9 @@ def _write_diff(home: Home, code: dict[str, Any], plan: ReproPlan) -> str | None
     if data is None:
         problem = "is not in the ledger"
     elif hashlib.sha256(data).hexdigest() != code.get("diff_sha256"):
-        problem = "was cut short or masked when stored"
-    elif PLACEHOLDER in data:
-        problem = "holds redacted values"
+        problem = "was cut short when stored"
+    elif is_masked(data) or code.get("diff_sha256_original"):
+        problem = "holds masked values"
     if problem is not None:
         plan.warnings.append(
             f"the run's uncommitted changes ({code.get('diff_size')} bytes): the diff "
@@ -297,11 +311,15 @@ def _write_config(
             "checks that the file there is the one the run used"
         )
         return
-    if not (file.get("content_redacted") and PLACEHOLDER in data):
+    if not (file.get("content_redacted") and is_masked(data)):
         _write(plan, copy.name, data)
         return
+    # the recorded sha256 is of the masked copy; the original's is a keyed
+    # commitment, which only the ledger's commitment key can check
+    copy.sha256 = None
+    copy.keyed = bool(file.get("sha256_original"))
     _write(plan, copy.template, data)
-    for n, piece in enumerate(data.split(PLACEHOLDER), start=1):
+    for n, piece in enumerate(split_masked(data), start=1):
         _write(plan, f"{copy.name}.parts/{n}", piece)
         copy.parts.append(f"{copy.name}.parts/{n}")
     fmt = str(file.get("format") or "")

@@ -28,6 +28,12 @@ import termios
 from mltrail.capture.process import exit_like, run_command
 
 
+def _load_secret_detector() -> None:
+    from mltrail.capture import detect
+
+    detect._plugins()
+
+
 def peak_rss_kib() -> int:
     """This process's peak RSS in KiB.
 
@@ -63,6 +69,7 @@ def main() -> int:
         signal.signal(signal.Signals[name], signal.SIG_IGN)
     if args.ctty:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    _load_secret_detector()  # its modules are no output held in memory
     rss_before = peak_rss_kib()
     result = run_command(
         args.command, log_limit=args.log_limit, drain_timeout_s=args.drain
