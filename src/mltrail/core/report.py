@@ -2,16 +2,20 @@
 
 A ``VerificationReport`` is falsy when tampering was found (any error), or when
 there was nothing to check. Warnings (a newer format, a recorded clock reset,
-anchors that all lie inside the ledger home) never make it fail.
+anchors that all lie inside the ledger home, a blob purged by policy) never make
+it fail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from mltrail.core.erasure import PurgeNote
 
 __all__ = ["Anchor", "Problem", "Severity", "StoredCheckpoint", "VerificationReport"]
 
@@ -96,6 +100,8 @@ class VerificationReport:
     """Records covered by a valid checkpoint signed by a trusted key."""
     anchors: list[Anchor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    purged: list[PurgeNote] = field(default_factory=list)
+    """Blobs erased by a valid ``blob.purged`` record (their bytes are gone)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -129,9 +135,15 @@ class VerificationReport:
     def verdict(self) -> str:
         """One line for humans."""
         if self.ok:
+            purged = len(self.purged)
             return (
                 f"OK: {self.records_checked} records, {self.checkpoints_checked} "
                 f"checkpoints and {self.blobs_checked} blobs verified; ledger intact"
+                + (
+                    f"; {purged} blob{'s' * (purged != 1)} purged by policy"
+                    if purged
+                    else ""
+                )
             )
         if self.records_checked == 0:
             return "FAILED: the ledger holds no records"
@@ -162,4 +174,5 @@ class VerificationReport:
             "first_bad_seq": self.first_bad_seq,
             "anchors": [a.to_dict() for a in self.anchors],
             "problems": [p.to_dict() for p in self.problems],
+            "purged": [p.to_dict() for p in self.purged],
         }
