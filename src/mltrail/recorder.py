@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.blob import Blob
+from mltrail.capture.blob import Blob, spill_text
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.hardware import capture_hardware
@@ -178,6 +178,9 @@ def distributed_run_id(
     return str(uuid.uuid5(_LAUNCH_NAMESPACE, f"{job}/restart-{restart}"))
 
 
+_PARAM_KINDS = ("run.params", "run.step")
+
+
 def with_rank(
     kind: str, body: dict[str, Any], rank: Mapping[str, int] | None
 ) -> tuple[str, dict[str, Any]]:
@@ -204,6 +207,8 @@ class RunWriter:
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
         redacted = redact_tree(dict(body)).value
+        if kind in _PARAM_KINDS and "params" in redacted:  # long text is content
+            redacted = {**redacted, "params": spill_text(redacted["params"])}
         return Draft(kind, self._store_blobs(redacted), self.run_id)
 
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
