@@ -135,15 +135,10 @@ class VerificationReport:
     def verdict(self) -> str:
         """One line for humans."""
         if self.ok:
-            purged = len(self.purged)
             return (
                 f"OK: {self.records_checked} records, {self.checkpoints_checked} "
                 f"checkpoints and {self.blobs_checked} blobs verified; ledger intact"
-                + (
-                    f"; {purged} blob{'s' * (purged != 1)} purged by policy"
-                    if purged
-                    else ""
-                )
+                + self._purged_note()
             )
         if self.records_checked == 0:
             return "FAILED: the ledger holds no records"
@@ -151,6 +146,12 @@ class VerificationReport:
             f"TAMPERED: {len(self.errors)} problem(s) found in {self.size} records; "
             f"first bad seq {self.first_bad_seq}"
         )
+
+    def _purged_note(self) -> str:
+        count = len(self.purged)
+        if not count:
+            return ""
+        return f"; {count} blob{'s' if count > 1 else ''} purged by policy"
 
     def raise_for_failure(self) -> None:
         """Raise ``IntegrityError`` naming the first problem unless the ledger is intact."""
