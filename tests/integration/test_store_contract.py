@@ -541,6 +541,13 @@ def test_sqlite_erasure_leaves_no_copy_in_the_file(tmp_path: Path) -> None:
         assert Path(f"{path}-wal").stat().st_size == 0
 
 
+def test_sqlite_writes_with_secure_delete(sqlite_path: Path) -> None:
+    """Freed pages (a deleted blob's overflow pages too) are zeroed as they are
+    freed, so the WAL never carries them before the file is rebuilt."""
+    with SQLiteStore(sqlite_path) as store:
+        assert store._conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
 def _residue(data: bytes, raw: bytes) -> bool:
     """Whether any 24-byte window of ``data`` (at a 24-byte stride) is in ``raw``."""
     return any(data[i : i + 24] in raw for i in range(0, len(data) - 23, 24))
