@@ -10,17 +10,20 @@ auditor kept (``--trust-checkpoint``), or a witness file elsewhere
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mltrail.capture.hashcache import default_cache_path
 from mltrail.capture.identity import capture_actor
 from mltrail.config import Settings, resolve_home
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import is_newer_version, parse_json
 from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
+from mltrail.erasure import PurgeResult, finish_purges, purge_blob
 from mltrail.errors import ConfigError, MltrailError, StoreError
 from mltrail.keystore import (
     generate_signer,
@@ -99,6 +102,23 @@ class Home:
         self.witness.advance(self.ledger, signed)
         self._synced = signed.checkpoint.size
         return signed
+
+    def purge_blob(
+        self, blob: str, *, reason: str, policy: str | None = None
+    ) -> PurgeResult:
+        """Erase a blob's bytes after a signed ``blob.purged`` record says why.
+
+        See :func:`mltrail.erasure.purge_blob`: ``blob`` is a digest or a unique
+        prefix of 8+ hex digits; the hash cache's copies go too.
+        """
+        cache = default_cache_path(self.path)
+        return purge_blob(
+            self.ledger, blob, reason=reason, policy=policy, cache_path=cache
+        )
+
+    def finish_purges(self) -> list[PurgeResult]:
+        """Finish the purges whose erasure was interrupted (``mltrail purge --resume``)."""
+        return finish_purges(self.ledger, cache_path=default_cache_path(self.path))
 
     def verify(
         self,
@@ -313,13 +333,16 @@ def open_home(
     writable: bool = True,
     password: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    finish_purges: bool = True,
 ) -> Home:
     """Open an existing ledger home (with its signing key when ``writable``).
 
     A writable home is checked before anything can be written: its head must
     be covered by a valid checkpoint whose root the stored tree gives, the
     ledger must extend its witness checkpoint (else it was rolled back or
-    forked), and it must not hold records of a newer mltrail. A home this
+    forked), and it must not hold records of a newer mltrail. A purge left
+    unfinished (its record written, its bytes not yet erased) is finished then,
+    unless ``finish_purges`` is False. A home this
     process may not write (a read-only mount, a ``chmod -R a-w`` copy, another
     account's folder) opens for reading and nothing is written into it.
 
@@ -367,10 +390,23 @@ def open_home(
             _refuse_newer_format(ledger)
             ledger.check_head()
             opened.witness.check(ledger)
+            if finish_purges:
+                _finish_purges_quietly(opened)
     except BaseException:
         store.close()
         raise
     return opened
+
+
+def _finish_purges_quietly(home: Home) -> None:
+    """Finish interrupted purges; one that still cannot be finished is logged,
+    not raised (the write goes on; verification reports the purge as pending)."""
+    if all(p.erased for p in home.ledger.store.purges()):
+        return
+    try:
+        home.finish_purges()
+    except StoreError as e:
+        logging.getLogger("mltrail").warning("%s", e)
 
 
 def _busy_timeout(env: Mapping[str, str]) -> float:

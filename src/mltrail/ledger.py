@@ -42,6 +42,7 @@ from mltrail.core.codec import (
     validate_entry,
 )
 from mltrail.core.entry import Entry, Record, sign_entry
+from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -63,7 +64,14 @@ if TYPE_CHECKING:
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.storage.base import Store
 
-__all__ = ["Clock", "Draft", "Ledger", "SystemClock", "UncoveredRecordsError"]
+__all__ = [
+    "BlobPurgedError",
+    "Clock",
+    "Draft",
+    "Ledger",
+    "SystemClock",
+    "UncoveredRecordsError",
+]
 
 DEFAULT_TOLERANCE = TIME_TOLERANCE
 
@@ -98,6 +106,19 @@ class _StaleKeysError(AppendConflictError):
 
     def __init__(self) -> None:
         super().__init__("the ledger's keys changed during the append")
+
+
+class BlobPurgedError(InputError):
+    """The blob asked for was purged: a ``blob.purged`` record (``seq``) erased it."""
+
+    def __init__(self, digest: str, seq: int) -> None:
+        super().__init__(
+            f"blob {digest} was purged (seq {seq}): its bytes were erased, the "
+            "records that referenced it keep its hash",
+            hint=f"`mltrail show {seq}` says who purged it, when and why",
+        )
+        self.digest = digest
+        self.seq = seq
 
 
 class Ledger:
@@ -166,12 +187,18 @@ class Ledger:
     def append_many(self, drafts: Sequence[Draft]) -> list[Record]:
         """Append several entries atomically: all of them land, or none."""
         for draft in drafts:
-            if draft.kind in KEY_KINDS:
+            if draft.kind in KEY_KINDS or draft.kind == PURGE_KIND:
+                command = "purge" if draft.kind == PURGE_KIND else "keys"
                 raise InputError(
-                    f"{draft.kind} entries are written by `mltrail keys`, "
+                    f"{draft.kind} entries are written by `mltrail {command}`, "
                     "not appended directly"
                 )
         return self._append_signed([self._sign(d) for d in drafts])
+
+    def record_purge(self, body: Mapping[str, Any]) -> Record:
+        """Append a ``blob.purged`` entry (see :mod:`mltrail.erasure`, which then
+        erases the blob); the store learns of the purge in the same transaction."""
+        return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
 
     def _sign(self, draft: Draft) -> Entry:
         signer = self._require_signer()
@@ -189,6 +216,8 @@ class Ledger:
     def _check_blobs(self, entry: Entry) -> None:
         for ref in find_blob_refs(entry.body):
             data = self.store.get_blob(ref.digest)
+            if data is None and self._purged_size(ref.digest) == ref.size:
+                continue  # the same bytes again: they stay erased
             if data is None or len(data) != ref.size:
                 raise InputError(
                     f"{ref.path} references blob {ref.digest} "
@@ -295,12 +324,24 @@ class Ledger:
         """A blob's bytes.
 
         Raises:
+            BlobPurgedError: it was purged.
             InputError: the store does not hold it.
         """
         data = self.store.get_blob(digest)
         if data is None:
-            raise InputError(f"blob {digest} is not in this ledger")
+            purge = self.store.purge_of(digest)
+            if purge is not None:
+                raise BlobPurgedError(digest, purge.seq)
+            raise InputError(
+                f"blob {digest} is not in this ledger",
+                hint="run `mltrail verify`: a referenced blob that is not stored "
+                "was deleted without a purge",
+            )
         return data
+
+    def _purged_size(self, digest: str) -> int | None:
+        purge = self.store.purge_of(digest)
+        return None if purge is None else purge.size
 
     def reset_clock(self, reason: str) -> Record:
         """Record that the ledger's newest entries were dated ahead of this clock.

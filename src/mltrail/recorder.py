@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.allowlist import load_allow_list
-from mltrail.capture.blob import Blob
+from mltrail.capture.blob import Blob, spill_text
 from mltrail.capture.commitment import Committer
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
@@ -185,6 +185,9 @@ def distributed_run_id(
     return str(uuid.uuid5(_LAUNCH_NAMESPACE, f"{job}/restart-{restart}"))
 
 
+_PARAM_KINDS = ("run.params", "run.step")
+
+
 def with_rank(
     kind: str, body: dict[str, Any], rank: Mapping[str, int] | None
 ) -> tuple[str, dict[str, Any]]:
@@ -241,6 +244,10 @@ class RunWriter:
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
         cleaned = self.guard.clean(body)
+        if kind in _PARAM_KINDS and "params" in cleaned:  # long text is content
+            # a blob now, so masked and scanned by the guard like every text blob
+            spilled = {**cleaned, "params": spill_text(cleaned["params"])}
+            cleaned = self.guard.clean(spilled)
         return Draft(kind, self._store_blobs(cleaned), self.run_id)
 
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:

@@ -128,6 +128,11 @@ def _by_run(index: Index, ref: str) -> str | None:
         return None
 
 
+def _purges(index: Index) -> bool:
+    """Whether blobs were purged: a file listed only in a purged manifest is unknown."""
+    return bool(index.ledger.store.purges())
+
+
 def node_for_path(index: Index, path: Path) -> str:
     """The node of a file or folder on disk, found by its content.
 
@@ -147,9 +152,11 @@ def node_for_path(index: Index, path: Path) -> str:
             return f"model:{model[0][0]}" if model else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
+        purged = " or was the manifest listing it purged?" if _purges(index) else ""
         raise InputError(
             f"the ledger has no record of {path} (sha256 {sha[:16]}...)",
-            hint="was it changed since it was recorded? `mltrail data hash` shows its hash",
+            hint=f"was it changed since it was recorded{purged}? "
+            "`mltrail data hash` shows its hash",
         )
     manifest = compute_manifest(capture_file_entries(path))
     rows = index.query(

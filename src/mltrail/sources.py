@@ -292,12 +292,20 @@ def _latest_body(home: Home, index: Index, name: str) -> dict[str, Any]:
     return body
 
 
+def _manifest_bytes(home: Home, ref: dict[str, Any]) -> bytes | None:
+    try:
+        return home.ledger.get_blob(str(ref.get("blob")))
+    except InputError:  # purged (or missing: verify names it)
+        return None
+
+
 def _changes(home: Home, old_ref: Any, new_ref: Any) -> dict[str, Any]:
     if not isinstance(old_ref, dict) or not isinstance(new_ref, dict):
         return {}
-    files = diff_manifests(
-        home.ledger.get_blob(old_ref["blob"]), home.ledger.get_blob(new_ref["blob"])
-    )
+    old, new = _manifest_bytes(home, old_ref), _manifest_bytes(home, new_ref)
+    if old is None or new is None:  # a manifest was purged: no file-level summary
+        return {}
+    files = diff_manifests(old, new)
     marks = {"added": "+", "removed": "-", "changed": "~"}
     sample = [f"{marks[kind]}{c.path}" for kind in marks for c in files.changes
               if c.kind == kind]  # fmt: skip

@@ -5,7 +5,8 @@ processes on large ledgers; the sequential checks (seq, prev chain, key validity
 times, Merkle roots against checkpoints, coverage) run here on their results.
 The Merkle nodes the store keeps (which proofs and appends use) are compared
 with the ones recomputed from the records as the walk goes. Then every
-referenced blob is re-hashed. (Every checkpoint's root is compared with the root
+referenced blob is re-hashed, unless a valid ``blob.purged`` record erased it
+(reported as purged by policy, a warning). (Every checkpoint's root is compared with the root
 recomputed from the records at its size, so checkpoints that pass are
 consistent with each other by construction.)
 """
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
         Sequence,
     )
 
+    from mltrail.core.codec import BlobRef
+    from mltrail.core.erasure import PurgeNote
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.storage.base import Store, StoredRow
 
@@ -265,13 +268,19 @@ def _check_chunk(chunk: list[tuple[int, bytes, bytes]]) -> list[RecordCheck]:
 def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
     for digest, refs in verifier.blob_refs.items():
         data = store.get_blob(digest)
+        purge = verifier.trusted_purge(digest)
+        if purge is not None:
+            _report_purge(verifier, purge, held=data is not None, refs=refs)
+            if data is None:
+                continue
         verifier.report.blobs_checked += 1
         for seq, ref in refs:
             if data is None:
                 verifier.problem(
                     seq,
                     "blob-missing",
-                    f"blob {digest} referenced at {ref.path} is missing from the store",
+                    f"blob {digest} referenced at {ref.path} is missing from the "
+                    "store, and no valid blob.purged record names it",
                 )
             elif compute_blob_digest(data) != digest:
                 verifier.problem(
@@ -288,3 +297,40 @@ def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
                     f"blob {digest} at {ref.path} has "
                     f"{len(data)} bytes, the entry says {ref.size}",
                 )
+    for digest in verifier.purges.keys() - verifier.blob_refs.keys():
+        purge = verifier.trusted_purge(digest)
+        if purge is not None:  # a blob no record referenced
+            held = store.get_blob(digest) is not None
+            _report_purge(verifier, purge, held=held, refs=[])
+
+
+def _report_purge(
+    verifier: LedgerVerifier,
+    purge: PurgeNote,
+    *,
+    held: bool,
+    refs: Sequence[tuple[int, BlobRef]],
+) -> None:
+    """A blob a valid ``blob.purged`` record names: purged by policy, or (bytes
+    still stored) a purge that was interrupted."""
+    where = sorted({seq for seq, _ in refs})
+    shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
+    if held:
+        verifier.problem(
+            purge.seq,
+            "purge-pending",
+            f"blob {purge.digest} was purged ({purge.describe()}) but its bytes are "
+            "still stored: the purge was interrupted; `mltrail purge --resume` "
+            "finishes it",
+            Severity.WARNING,
+        )
+        return
+    verifier.report.purged.append(purge)
+    kept = f"; record(s) {shown} keep its hash" if where else ""
+    verifier.problem(
+        purge.seq,
+        "blob-purged",
+        f"blob {purge.digest} ({purge.size} bytes) was purged by policy "
+        f"({purge.describe()}){kept}",
+        Severity.WARNING,
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.merkle import EMPTY_ROOT, compute_root, hash_leaf
 from mltrail.core.signing import encode_b64
 from mltrail.errors import ConfigError, InputError, StoreError
-from mltrail.storage.base import Store
+from mltrail.storage.base import Store, StoredPurge
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import MemoryStore, fixed_signer
 
@@ -357,19 +359,79 @@ def test_store_is_a_context_manager(store: Store) -> None:
         assert opened.head().size == 0
 
 
+# -- purges: the one deletion allowed ---------------------------------------
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _purge_entry(digest: str, size: int, seconds: int) -> Entry:
+    body = {"digest": digest, "size": size, "reason": "test", "referenced_by": []}
+    return _entry("blob.purged", body, seconds)
+
+
+def test_a_blob_is_erased_only_after_a_stored_purge_names_it(store: Store) -> None:
+    _fill(store, 2)
+    data, other = b"personal data", b"kept"
+    store.put_blob(_digest(data), data)
+    store.put_blob(_digest(other), other)
+    with pytest.raises(StoreError, match=r"no stored blob\.purged record names it"):
+        store.erase_blob(_digest(data))
+    assert store.get_blob(_digest(data)) == data
+    assert store.purges() == []
+    batch = store.append(_sealer([_purge_entry(_digest(data), len(data), 10)]))
+    seq = batch.records[0].seq
+    assert store.purge_of(_digest(data)) == StoredPurge(_digest(data), 13, seq, False)
+    assert store.erase_blob(_digest(data)) is True
+    assert store.get_blob(_digest(data)) is None
+    assert store.get_blob(_digest(other)) == other
+    assert store.purges() == [StoredPurge(_digest(data), 13, seq, True)]
+    assert store.erase_blob(_digest(data)) is False  # repeating is harmless
+
+
+def test_a_purged_digest_is_never_stored_again(store: Store) -> None:
+    _fill(store, 1)
+    data = b"erased for good"
+    store.put_blob(_digest(data), data)
+    store.append(_sealer([_purge_entry(_digest(data), len(data), 10)]))
+    store.erase_blob(_digest(data))
+    assert store.put_blob(_digest(data), data) is False
+    assert store.get_blob(_digest(data)) is None
+
+
+def test_find_blobs_by_prefix(store: Store) -> None:
+    blobs = [b"a", b"b", b"c"]
+    for data in blobs:
+        store.put_blob(_digest(data), data)
+    wanted = _digest(b"b")
+    assert store.find_blobs(wanted[:15]) == [(wanted, 1)]
+    assert store.find_blobs(wanted) == [(wanted, 1)]
+    assert len(store.find_blobs("sha256:")) == 3
+    assert len(store.find_blobs("sha256:", limit=2)) == 2
+    assert store.find_blobs("sha256:" + "g" * 8) == []
+
+
 # -- SQLite only -------------------------------------------------------------
 
-SQLITE_TABLES = ("records", "merkle_nodes", "blobs", "checkpoints", "meta")
+SQLITE_TABLES = (
+    "records", "merkle_nodes", "blobs", "checkpoints", "meta", "purges", "erasures",
+)  # fmt: skip
+PURGE_DATA = b"purged blob"
 
 
 @pytest.fixture
 def sqlite_path(tmp_path: Path) -> Path:
+    """Every table holds a row: a blob kept, one purged and erased."""
     path = tmp_path / "ledger.db"
     with SQLiteStore(path, create=True) as filled:
         filled.init_meta({"origin": "example.org/sqlite"})
-        _fill(filled, 4)
+        _fill(filled, 3)
         data = b"blob"
-        filled.put_blob("sha256:" + hashlib.sha256(data).hexdigest(), data)
+        filled.put_blob(_digest(data), data)
+        filled.put_blob(_digest(PURGE_DATA), PURGE_DATA)
+        filled.append(_sealer([_purge_entry(_digest(PURGE_DATA), 11, 10)]))
+        filled.erase_blob(_digest(PURGE_DATA))
         filled.add_checkpoint(5, "checkpoint text\n")
     return path
 
@@ -396,6 +458,7 @@ def test_sqlite_tables_refuse_update_and_delete(
         assert reopened.head().size == 5
         assert len(reopened.checkpoints()) == 1
         assert reopened.meta() == {"origin": "example.org/sqlite"}
+        assert len(reopened.purges()) == 1
 
 
 def test_sqlite_append_only_triggers_exist(sqlite_path: Path) -> None:
@@ -411,7 +474,115 @@ def test_sqlite_append_only_triggers_exist(sqlite_path: Path) -> None:
         conn.close()
     assert names == {
         f"{t}_no_{op}" for t in SQLITE_TABLES for op in ("UPDATE", "DELETE")
-    }
+    } | {"records_purge", "purges_need_record", "erasures_need_purge"}
+
+
+def test_sqlite_deletes_only_a_blob_a_stored_purge_names(sqlite_path: Path) -> None:
+    kept = PURGE_DATA + b" again"
+    with SQLiteStore(sqlite_path) as store:
+        store.put_blob(_digest(kept), kept)
+    conn = sqlite3.connect(sqlite_path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM blobs WHERE digest = ?", (_digest(kept),))
+        conn.rollback()
+        # a purge row is added only by storing its blob.purged record
+        with pytest.raises(sqlite3.DatabaseError, match=r"blob\.purged record"):
+            conn.execute(
+                "INSERT INTO purges (digest, size, seq) VALUES (?, 17, 1)",
+                (_digest(kept),),
+            )
+        conn.rollback()
+        with pytest.raises(sqlite3.DatabaseError, match="whose bytes are gone"):
+            conn.execute("INSERT INTO erasures (digest) VALUES (?)", (_digest(kept),))
+        conn.rollback()
+    finally:
+        conn.close()
+    with SQLiteStore(sqlite_path) as store:
+        assert store.get_blob(_digest(kept)) == kept
+        with pytest.raises(StoreError, match=r"no stored blob\.purged record"):
+            store.erase_blob(_digest(kept))
+
+
+def test_sqlite_erasure_leaves_no_copy_in_the_file(tmp_path: Path) -> None:
+    """b-tree rebalancing leaves stale copies of cells in pages (secure_delete
+    never sees them, since nothing was deleted): erasure rebuilds the file."""
+    path = tmp_path / "ledger.db"
+    rng = random.Random(1)
+    blobs = [rng.randbytes(rng.choice([100, 500, 1500])) for _ in range(300)]
+    with SQLiteStore(path, create=True) as store:
+        _fill(store, 1)
+        for data in blobs:
+            store.put_blob(_digest(data), data)
+    raw = path.read_bytes()  # closed: the WAL is folded in and removed
+    twice = [data for data in blobs if raw.count(data[:24]) > 1]
+    assert twice, "this SQLite left no stale copy: pick another seed"
+    victims = [*twice, blobs[0], blobs[-1]]
+    # secure_delete alone (what a plain DELETE would do) leaves the stale copies
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(path, copy)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("DROP TRIGGER blobs_no_DELETE")
+    for victim in victims:
+        conn.execute("DELETE FROM blobs WHERE digest = ?", (_digest(victim),))
+    conn.close()
+    assert any(_residue(victim, copy.read_bytes()) for victim in victims)
+    with SQLiteStore(path) as store:
+        purges = [
+            _purge_entry(_digest(v), len(v), 10 + i) for i, v in enumerate(victims)
+        ]
+        store.append(_sealer(purges))
+        for victim in victims:
+            assert store.erase_blob(_digest(victim)) is True
+        raw = _raw(path)
+        assert not [v for v in victims if _residue(v, raw)]
+        assert all(data[:24] in raw for data in blobs if data not in victims)
+        assert Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_sqlite_writes_with_secure_delete(sqlite_path: Path) -> None:
+    """Freed pages (a deleted blob's overflow pages too) are zeroed as they are
+    freed, so the WAL never carries them before the file is rebuilt."""
+    with SQLiteStore(sqlite_path) as store:
+        assert store._conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def _residue(data: bytes, raw: bytes) -> bool:
+    """Whether any 24-byte window of ``data`` (at a 24-byte stride) is in ``raw``."""
+    return any(data[i : i + 24] in raw for i in range(0, len(data) - 23, 24))
+
+
+def _raw(path: Path) -> bytes:
+    wal = Path(f"{path}-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_sqlite_file_of_an_older_version_gains_purges(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with SQLiteStore(path, create=True) as store:
+        _fill(store, 1)
+        store.put_blob(_digest(b"old"), b"old")
+    conn = sqlite3.connect(path)  # as mltrail 0.1 left it
+    for name in ("records_purge", "purges_need_record", "erasures_need_purge",
+                 "purges_no_UPDATE", "purges_no_DELETE", "erasures_no_UPDATE",
+                 "erasures_no_DELETE", "blobs_no_DELETE"):  # fmt: skip
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE purges")
+    conn.execute("DROP TABLE erasures")
+    conn.execute(
+        "CREATE TRIGGER blobs_no_DELETE BEFORE DELETE ON blobs BEGIN SELECT "
+        "RAISE(ABORT, 'mltrail ledger tables are append-only: DELETE refused'); END"
+    )
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path, read_only=True) as reader:
+        assert reader.purges() == []
+    with SQLiteStore(path) as store:
+        assert store.purges() == []
+        store.append(_sealer([_purge_entry(_digest(b"old"), 3, 10)]))
+        assert store.erase_blob(_digest(b"old")) is True
+        assert store.get_blob(_digest(b"old")) is None
 
 
 def test_sqlite_wal_and_synchronous_full(sqlite_path: Path) -> None:

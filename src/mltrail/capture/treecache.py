@@ -35,7 +35,9 @@ did, a batch at a time while the walk goes on.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -49,7 +51,7 @@ except ImportError:  # pragma: no cover - another Python implementation
     from hashlib import blake2b
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from pathlib import Path
 
     from mltrail.capture.hashcache import HashCache
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from mltrail.capture.walk import Listing
     from mltrail.core.manifest import FileEntry
 
-__all__ = ["TreeProbe", "TreeResult", "capture_tree"]
+__all__ = ["TreeProbe", "TreeResult", "capture_tree", "erase_cached_trees"]
 
 _COUNTS = struct.Struct("<QQQ")
 FORMAT = b"mltrail-tree/1"
@@ -210,3 +212,43 @@ def _link_bytes(entry: FileEntry) -> bytes:
     return b"L" + (
         entry.raw_link if entry.raw_link is not None else entry.link.encode()
     )
+
+
+def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
+    """Erase the stored results whose manifest is a purged blob; return how many.
+
+    ``digests`` are blob digests (``sha256:<hex>``); a stored manifest holds the
+    same bytes as the ``run.data`` manifest blob made from it. Matching rows are
+    deleted with ``secure_delete`` on, then the file is rebuilt (``VACUUM``: a
+    replaced row may have left a stale copy in a page) and its WAL truncated, so
+    no copy is left in the file. A missing cache is left missing; the folder is
+    simply hashed again (from the per-file cache) next time.
+
+    Raises:
+        sqlite3.Error, OSError: the cache could not be cleaned (it is locked).
+    """
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+    try:
+        db.execute("PRAGMA secure_delete = ON")
+        if not db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'trees'"
+        ).fetchone():
+            return 0
+        wanted = set(digests)
+        doomed = [
+            (root,)
+            for root, manifest in db.execute("SELECT root, manifest FROM trees")
+            if isinstance(manifest, bytes)
+            and f"sha256:{hashlib.sha256(manifest).hexdigest()}" in wanted
+        ]
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("DELETE FROM trees WHERE root = ?", doomed)
+        db.execute("COMMIT")
+        db.execute("VACUUM")
+        if db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            raise sqlite3.OperationalError(f"the hash cache {path} is in use")
+        return len(doomed)
+    finally:
+        db.close()

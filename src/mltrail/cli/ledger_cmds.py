@@ -134,7 +134,13 @@ def append(
 
 def _summary(record: dict[str, Any]) -> str:
     body = record["entry"]["body"]
-    text = body.get("text") or body.get("name") or body.get("key") or json.dumps(body)
+    text = (
+        body.get("text")
+        or body.get("name")
+        or body.get("key")
+        or body.get("reason")
+        or json.dumps(body)
+    )
     return str(text).replace("\n", " ")[:80]
 
 
@@ -196,7 +202,17 @@ def log_cmd(
 
 
 def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
-    data = home.ledger.get_blob(digest)
+    from mltrail.erasure import purge_note
+    from mltrail.ledger import BlobPurgedError
+
+    try:
+        data = home.ledger.get_blob(digest)
+    except BlobPurgedError as e:
+        note = purge_note(home.ledger, digest)
+        why = f" ({note.describe()})" if note is not None else ""
+        return f"<purged by policy at seq {e.seq}{why}: its bytes were erased>"
+    except InputError:
+        return "<missing: not in the store and no purge names it; run `mltrail verify`>"
     limit = None if full else 65536
     try:
         text = data.decode("utf-8")

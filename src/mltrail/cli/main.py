@@ -42,6 +42,7 @@ _COMMANDS = {
     "flags": "mltrail.cli.sources_cmd:flags",
     "checkpoint": "mltrail.cli.ledger_cmds:checkpoint",
     "prove": "mltrail.cli.ledger_cmds:prove",
+    "purge": "mltrail.cli.purge_cmd:purge",
     "verify": "mltrail.cli.verify_cmd:verify",
     "keys": "mltrail.cli.keys_cmd:keys",
     "secrets": "mltrail.cli.secrets_cmd:secrets",
@@ -103,6 +104,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail verify --trust-key KEY       check every signature, hash and proof
       mltrail keys export                  the key an auditor pins (--trust-key)
       mltrail prove SEQ                    an inclusion proof for one record
+      mltrail purge BLOB --reason TEXT     erase a blob's bytes, recorded and signed
       mltrail demo                         see it all on a throwaway ledger
     """
     ctx.obj = AppState(home=home, debug=debug)

@@ -49,14 +49,17 @@ json_option = click.option(
 )
 
 
-def open_from(ctx: click.Context, *, writable: bool = False) -> Home:
+def open_from(
+    ctx: click.Context, *, writable: bool = False, finish_purges: bool = True
+) -> Home:
     """Open the ledger home named by ``--home`` / ``$MLTRAIL_HOME``.
 
     It is closed when the command ends (a writing command moves the witness
-    checkpoint forward then).
+    checkpoint forward then). A writable home finishes interrupted purges first
+    unless ``finish_purges`` is False.
     """
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
-    home = open_home(state.home, writable=writable)
+    home = open_home(state.home, writable=writable, finish_purges=finish_purges)
     ctx.call_on_close(lambda: _close(home))
     return home
 

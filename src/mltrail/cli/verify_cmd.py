@@ -95,10 +95,12 @@ def verify(
     \b
     Checks, for every record: schema, seq continuity, the prev hash chain, the
     signature against the key valid at that point (key.added / key.revoked),
-    that entry times never go back more than 5 minutes, every referenced blob;
-    then the Merkle root against every checkpoint (each append stores one, and
-    the newest must cover every record), the stored Merkle nodes against the
-    recomputed ones, and the witness checkpoint this machine saw last.
+    that entry times never go back more than 5 minutes, every referenced blob
+    (one erased by a valid signed blob.purged record is reported as purged by
+    policy, not as missing); then the Merkle root against every checkpoint
+    (each append stores one, and the newest must cover every record), the stored
+    Merkle nodes against the recomputed ones, and the witness checkpoint this
+    machine saw last.
 
     \b
     Anything inside the home can be replaced by whoever can write it, so say

@@ -20,6 +20,7 @@ from mltrail.core.checkpoint import (
     parse_note,
 )
 from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
+from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
 
@@ -58,7 +59,7 @@ class RecordCheck:
     key_id: str = ""
     sig: SigStatus = SigStatus.INVALID
     key_body: dict[str, Any] | None = None
-    """The body of key and clock-reset records, which the walk reads."""
+    """The body of key, clock-reset and blob.purged records, which the walk reads."""
     blob_refs: tuple[BlobRef, ...] = ()
     known_kind: bool = True
     signing_bytes: bytes = b""
@@ -68,7 +69,7 @@ class RecordCheck:
     newer: bool = False
 
 
-_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND)
+_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND)
 
 
 def check_record(

@@ -2,16 +2,20 @@
 
 A ``VerificationReport`` is falsy when tampering was found (any error), or when
 there was nothing to check. Warnings (a newer format, a recorded clock reset,
-anchors that all lie inside the ledger home) never make it fail.
+anchors that all lie inside the ledger home, a blob purged by policy) never make
+it fail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from mltrail.core.erasure import PurgeNote
 
 __all__ = ["Anchor", "Problem", "Severity", "StoredCheckpoint", "VerificationReport"]
 
@@ -96,6 +100,8 @@ class VerificationReport:
     """Records covered by a valid checkpoint signed by a trusted key."""
     anchors: list[Anchor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    purged: list[PurgeNote] = field(default_factory=list)
+    """Blobs erased by a valid ``blob.purged`` record (their bytes are gone)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -132,6 +138,7 @@ class VerificationReport:
             return (
                 f"OK: {self.records_checked} records, {self.checkpoints_checked} "
                 f"checkpoints and {self.blobs_checked} blobs verified; ledger intact"
+                + self._purged_note()
             )
         if self.records_checked == 0:
             return "FAILED: the ledger holds no records"
@@ -139,6 +146,12 @@ class VerificationReport:
             f"TAMPERED: {len(self.errors)} problem(s) found in {self.size} records; "
             f"first bad seq {self.first_bad_seq}"
         )
+
+    def _purged_note(self) -> str:
+        count = len(self.purged)
+        if not count:
+            return ""
+        return f"; {count} blob{'s' if count > 1 else ''} purged by policy"
 
     def raise_for_failure(self) -> None:
         """Raise ``IntegrityError`` naming the first problem unless the ledger is intact."""
@@ -162,4 +175,5 @@ class VerificationReport:
             "first_bad_seq": self.first_bad_seq,
             "anchors": [a.to_dict() for a in self.anchors],
             "problems": [p.to_dict() for p in self.problems],
+            "purged": [p.to_dict() for p in self.purged],
         }

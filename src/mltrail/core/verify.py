@@ -26,6 +26,7 @@ from mltrail.core.chain import (
     describe_gap,
 )
 from mltrail.core.codec import BlobRef, parse_time
+from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.core.merkle import CompactRange
 from mltrail.core.record_check import (
     CheckpointCheck,
@@ -90,6 +91,8 @@ class LedgerVerifier:
         self.keyring = KeyRing()
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
+        self.purges: dict[str, PurgeNote] = {}
+        """The first validly signed ``blob.purged`` record of each digest."""
         self.nodes: list[tuple[int, int, bytes]] = []
         """Merkle nodes the walk completed, for the caller to compare with the store."""
         self.nodes_comparable = True
@@ -239,6 +242,10 @@ class LedgerVerifier:
             )
         else:
             valid = True
+        if valid and check.kind == PURGE_KIND and check.key_body is not None:
+            note = PurgeNote.from_body(seq, check.key_body)
+            if note is not None:
+                self.purges.setdefault(note.digest, note)
         if check.kind.startswith("key.") and check.key_body is not None and seq > 0:
             key_problem = self.keyring.apply(
                 seq, check.kind, check.key_body, check.key_id
@@ -354,6 +361,17 @@ class LedgerVerifier:
                 self.report.anchors.append(
                     Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
+
+    def trusted_purge(self, digest: str) -> PurgeNote | None:
+        """The ``blob.purged`` record of ``digest`` if it can be believed (after
+        ``finish``): validly signed, covered by a checkpoint signed by a trusted
+        key, and with no error at its seq. A blob missing without one is tampering."""
+        note = self.purges.get(digest)
+        if note is None or note.seq >= self.report.covered:
+            return None
+        if any(p.seq == note.seq for p in self.report.errors):
+            return None
+        return note
 
     # -- the end ----------------------------------------------------------------
 

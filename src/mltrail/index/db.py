@@ -5,6 +5,12 @@ last record it ingested and that record's hash. Opening it catches up with new
 records; a ledger that no longer holds that record with that hash (another
 ledger, a restore from backup) or an index of another version is rebuilt from
 scratch. Deleting the file is always safe.
+
+A blob purged since the index was built (``mltrail purge``) may have fed it (a
+written dataset's file hashes come from its manifest), so the index remembers
+how many purges the store held and is rebuilt when that changes, then its file
+is rewritten (``VACUUM``, ``secure_delete``) and its WAL emptied, so nothing
+read from the purged blob is left in it.
 """
 
 from __future__ import annotations
@@ -70,15 +76,32 @@ class Index:
         or for a ledger this one does not extend.
         """
         head = self.ledger.head()
-        if not rebuild and self._current(head.size) and self.last_seq + 1 >= head.size:
+        purges = str(len(self.ledger.store.purges()))
+        purged = (self._meta("purges") or "0") != purges
+        fresh = not (rebuild or purged) and self._current(head.size)
+        if fresh and self.last_seq + 1 >= head.size:
             return 0
         with _transaction(self.conn):
-            if rebuild or not self._current(head.size):
+            if rebuild or purged or not self._current(head.size):
                 self._reset()
             start = self.last_seq + 1
-            if start >= head.size:
-                return 0  # another process caught up meanwhile
-            return self._ingest(start, head.size, progress)
+            done = 0 if start >= head.size else self._ingest(start, head.size, progress)
+            self._set_meta(purges=purges)
+        if purged and self.path is not None:
+            self._erase_stale_pages()
+        return done
+
+    def _erase_stale_pages(self) -> None:
+        """Rewrite the file and empty its WAL: no copy of a dropped row is left."""
+        self.conn.execute("PRAGMA secure_delete = ON")
+        self.conn.execute("VACUUM")
+        busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            raise StoreError(
+                f"the index {self.path} was rebuilt after a purge, but another "
+                "process kept its write-ahead log from being emptied",
+                hint="run `mltrail reindex` when no other mltrail process is running",
+            )
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Drop every row and ingest the whole ledger again; return the record count."""

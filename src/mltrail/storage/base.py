@@ -1,5 +1,11 @@
 """The store contract: an append-only home for records, Merkle nodes, blobs, checkpoints.
 
+Nothing is ever updated or deleted, with one exception: the bytes of a blob that
+a stored ``blob.purged`` record names may be erased (``erase_blob``). A store
+learns of a purge when it stores that record, in the same transaction; from
+then on the digest is never stored again (``put_blob`` keeps nothing), and the
+bytes are erased from the store's files, not just unlinked from a table.
+
 Backends implement the ``_``-prefixed methods; the public methods here wrap them
 so that a backend's own exceptions (sqlite3, psycopg, botocore...) always reach
 callers as :class:`~mltrail.errors.StoreError`, chained to the cause. Stores hold
@@ -22,7 +28,7 @@ if TYPE_CHECKING:
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
 
-__all__ = ["Prepare", "Store", "StoredRow"]
+__all__ = ["Prepare", "Store", "StoredPurge", "StoredRow"]
 
 Prepare = Callable[["ChainHead"], "Batch"]
 
@@ -34,6 +40,18 @@ class StoredRow:
     seq: int
     hash: bytes
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPurge:
+    """A purge a store knows of: a ``blob.purged`` record stored at ``seq`` names
+    the blob ``digest`` of ``size`` bytes; ``erased`` once its bytes are gone from
+    the store's files (False: the purge was interrupted, see ``erase_blob``)."""
+
+    digest: str
+    size: int
+    seq: int
+    erased: bool
 
 
 @contextmanager
@@ -107,7 +125,11 @@ class Store(ABC):
         return found
 
     def put_blob(self, digest: str, data: bytes) -> bool:
-        """Store a blob under its digest; True if it was new (deduplicated otherwise)."""
+        """Store a blob under its digest; True if it was new (deduplicated otherwise).
+
+        A digest a stored purge names is not stored again (False): the same bytes
+        stay erased, and a new reference to them reads as purged.
+        """
         with _as_store_error("store a blob"):
             return self._put_blob(digest, data)
 
@@ -115,6 +137,37 @@ class Store(ABC):
         """The blob's bytes, or None when the store does not hold it."""
         with _as_store_error("read a blob"):
             return self._get_blob(digest)
+
+    def find_blobs(self, prefix: str, limit: int = 10) -> list[tuple[str, int]]:
+        """(digest, size) of stored blobs whose digest starts with ``prefix``
+        (``sha256:`` and hex digits), in digest order, at most ``limit``."""
+        with _as_store_error("read blobs"):
+            return self._find_blobs(prefix, limit)
+
+    def purges(self) -> list[StoredPurge]:
+        """Every purge the store knows of, in seq order."""
+        with _as_store_error("read purges"):
+            return self._purges(None)
+
+    def purge_of(self, digest: str) -> StoredPurge | None:
+        """The purge that names ``digest``, if one is stored."""
+        with _as_store_error("read purges"):
+            found = self._purges(digest)
+        return found[0] if found else None
+
+    def erase_blob(self, digest: str) -> bool:
+        """Erase the bytes of a blob that a stored ``blob.purged`` record names.
+
+        They leave the store's files too (no copy in free pages or a log), and
+        the purge is marked erased. Safe to repeat (an interrupted erasure is
+        finished). Returns whether the bytes were still held.
+
+        Raises:
+            StoreError: no stored purge names ``digest``, or the files could
+                not be rewritten (the purge then stays unerased).
+        """
+        with _as_store_error("erase a blob"):
+            return self._erase_blob(digest)
 
     def add_checkpoint(self, size: int, text: str) -> None:
         """Keep a signed checkpoint of the tree at ``size``."""
@@ -167,6 +220,12 @@ class Store(ABC):
     def _put_blob(self, digest: str, data: bytes) -> bool: ...
     @abstractmethod
     def _get_blob(self, digest: str) -> bytes | None: ...
+    @abstractmethod
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]: ...
+    @abstractmethod
+    def _purges(self, digest: str | None) -> list[StoredPurge]: ...
+    @abstractmethod
+    def _erase_blob(self, digest: str) -> bool: ...
     @abstractmethod
     def _add_checkpoint(self, size: int, text: str) -> None: ...
     @abstractmethod

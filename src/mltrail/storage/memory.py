@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from mltrail.storage.base import Prepare, Store, StoredRow, build_head
+from mltrail.core.erasure import PURGE_KIND
+from mltrail.errors import StoreError
+from mltrail.storage.base import Prepare, Store, StoredPurge, StoredRow, build_head
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,12 +31,16 @@ class MemoryStore(Store):
         self._blobs: dict[str, bytes] = {}
         self._cps: list[tuple[int, str]] = []
         self._settings: dict[str, str] = {}
+        self._purged: dict[str, tuple[int, int]] = {}  # digest -> (size, seq)
+        self._erased: set[str] = set()
 
     def _append(self, prepare: Prepare) -> Batch:
         with self._lock:
             batch = prepare(self._head(full=True))
             for r in batch.records:
                 self._records.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
+                if r.kind == PURGE_KIND:
+                    self._note_purge(r.seq, r.record_bytes)
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
             self._key_epoch = batch.head.key_epoch
             self._floor = batch.head.floor_time
@@ -102,14 +108,43 @@ class MemoryStore(Store):
         size, text = self._cps[-1]
         return StoredCheckpoint(f"checkpoint #{len(self._cps)}", size, text)
 
+    def _note_purge(self, seq: int, data: bytes) -> None:
+        from mltrail.core.codec import parse_json
+
+        body = parse_json(data)["entry"]["body"]
+        self._purged.setdefault(body["digest"], (body["size"], seq))
+
     def _put_blob(self, digest: str, data: bytes) -> bool:
         with self._lock:
-            new = digest not in self._blobs
-            self._blobs.setdefault(digest, data)
+            new = digest not in self._blobs and digest not in self._purged
+            if new:
+                self._blobs[digest] = data
             return new
 
     def _get_blob(self, digest: str) -> bytes | None:
         return self._blobs.get(digest)
+
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        found = sorted(d for d in list(self._blobs) if d.startswith(prefix))
+        return [(d, len(self._blobs[d])) for d in found[:limit]]
+
+    def _purges(self, digest: str | None) -> list[StoredPurge]:
+        found = [
+            StoredPurge(d, size, seq, d in self._erased)
+            for d, (size, seq) in list(self._purged.items())
+            if digest is None or d == digest
+        ]
+        return sorted(found, key=lambda p: p.seq)
+
+    def _erase_blob(self, digest: str) -> bool:
+        with self._lock:
+            if digest not in self._purged:
+                raise StoreError(
+                    f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                    "record names it"
+                )
+            self._erased.add(digest)
+            return self._blobs.pop(digest, None) is not None
 
     def _add_checkpoint(self, size: int, text: str) -> None:
         with self._lock:

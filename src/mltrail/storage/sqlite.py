@@ -7,59 +7,49 @@ Appends run in ``BEGIN IMMEDIATE`` transactions, so several processes appending
 to one file are serialised by SQLite's write lock: seq and prev never fork, and
 an append either lands whole or not at all. Triggers abort every UPDATE and
 DELETE on the ledger tables, whoever issues them through SQLite.
+
+The one deletion allowed is a purged blob's. Storing a ``blob.purged`` record
+adds a row to ``purges`` in the same transaction (a trigger on ``records``); the
+trigger on ``blobs`` lets a blob be deleted only when such a row names it, and
+``purges`` rows can never be changed, deleted or added without their record.
+Erasing then deletes the bytes with ``secure_delete`` on, rebuilds the file
+(``VACUUM``: b-tree rebalancing can leave stale copies of cells in pages that
+``secure_delete`` never frees) and truncates the WAL, before marking the purge
+done in ``erasures``. Someone able to write the file can still drop the triggers;
+verification, not the store, decides whether a missing blob was purged.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import ConfigError, StoreError
-from mltrail.storage.base import Prepare, Store, StoredRow, build_head
+from mltrail.storage.base import Prepare, Store, StoredPurge, StoredRow, build_head
 from mltrail.storage.readonly import ReadOnlyConnection, connect_read_only
+from mltrail.storage.sqlite_schema import (
+    MIGRATIONS,
+    PURGE_SCHEMA,
+    PURGES_QUERY,
+    SCHEMA,
+    TABLES,
+    TRIGGER,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
+T = TypeVar("T")
+
 SCHEMA_VERSION = "1"
-_TABLES = ("records", "merkle_nodes", "blobs", "checkpoints", "meta")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    run TEXT,
-    time TEXT NOT NULL,
-    record BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_kind ON records (kind, seq);
-CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_time ON records (time);
-CREATE TABLE IF NOT EXISTS merkle_nodes (
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blobs (
-    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, note TEXT NOT NULL
-);
-"""
-_TRIGGER = """
-CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op} ON {table}
-BEGIN SELECT RAISE(ABORT, 'mltrail ledger tables are append-only: {op} refused'); END;
-"""
 _KEY_KINDS = "('key.added', 'key.revoked')"
-# Added after the first release: created by the first append on older files.
-_MIGRATIONS = "CREATE INDEX IF NOT EXISTS records_time ON records (time)"
 
 
 class SQLiteStore(Store):
@@ -92,6 +82,7 @@ class SQLiteStore(Store):
         self._reader: ReadOnlyConnection | None = None
         self._conn = self._connect_read_only() if read_only else self._connect(create)
         self._cached: ChainHead | None = None
+        self._purge_schema = self._has_purges()
         self._migrated = False
 
     def _connect(self, create: bool) -> sqlite3.Connection:
@@ -101,6 +92,7 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")
             if create:
                 self._create_schema(conn)
             conn.execute("SELECT count(*) FROM meta").fetchone()
@@ -130,20 +122,39 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
-        script = _SCHEMA + "".join(
-            _TRIGGER.format(table=t, op=op)
-            for t in _TABLES
-            for op in ("UPDATE", "DELETE")
-        )
-        conn.executescript("BEGIN IMMEDIATE;" + script + "COMMIT;")
+        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        conn.execute("BEGIN IMMEDIATE")
+        SQLiteStore._add_purge_schema(conn)
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _add_purge_schema(conn: sqlite3.Connection) -> None:
+        """Purge tables and every append-only trigger (inside a write transaction)."""
+        for statement in PURGE_SCHEMA:
+            conn.execute(statement)
+        for table in TABLES:
+            for op in ("UPDATE", "DELETE"):
+                conn.execute(TRIGGER.format(table=table, op=op))
+
+    def _has_purges(self) -> bool:
+        found = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'records_purge'"
+        ).fetchone()
+        return found is not None
+
+    def _migrate(self) -> None:
+        """Bring an older file up to date (inside a write transaction)."""
+        if not self._migrated:
+            self._conn.execute(MIGRATIONS)
+            if not self._has_purges():
+                self._add_purge_schema(self._conn)
+            self._migrated = self._purge_schema = True
 
     def _append(self, prepare: Prepare) -> Batch:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._migrated:
-                conn.execute(_MIGRATIONS)
-                self._migrated = True
+            self._migrate()
             batch = prepare(self._head_in_txn(full=True))
             conn.executemany(
                 "INSERT INTO records (seq, hash, kind, run, time, record) VALUES (?,?,?,?,?,?)",
@@ -281,11 +292,73 @@ class SQLiteStore(Store):
         )
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
+        if not self._purge_schema:
+            self._write(self._migrate)
         cursor = self._conn.execute(
-            "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?, ?, ?)",
-            (digest, len(data), data),
+            "INSERT OR IGNORE INTO blobs (digest, size, data) SELECT ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM purges WHERE digest = ?)",
+            (digest, len(data), data, digest),
         )
         return cursor.rowcount == 1
+
+    def _write(self, action: Callable[[], T]) -> T:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = action()
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        rows = self._conn.execute(
+            "SELECT digest, size FROM blobs WHERE digest >= ? AND digest < ? "
+            "ORDER BY digest LIMIT ?",
+            (prefix, prefix + "~", limit),
+        )
+        return [(d, s) for d, s in rows.fetchall()]
+
+    def _purges(self, digest: str | None) -> list[StoredPurge]:
+        if not self._purge_schema and not self._has_purges():
+            return []  # an older file no one has written to since
+        if digest is None:
+            rows = self._conn.execute(PURGES_QUERY + " ORDER BY p.seq")
+        else:
+            rows = self._conn.execute(PURGES_QUERY + " WHERE p.digest = ?", (digest,))
+        return [StoredPurge(d, s, q, bool(e)) for d, s, q, e in rows.fetchall()]
+
+    def _erase_blob(self, digest: str) -> bool:
+        def delete() -> bool:
+            self._migrate()
+            if not self._purges(digest):
+                raise StoreError(
+                    f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                    "record names it",
+                    hint="blobs are erased by `mltrail purge`",
+                )
+            cursor = self._conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+            return cursor.rowcount == 1
+
+        held = self._write(delete)
+        self._conn.execute("VACUUM")  # no stale copy of a cell left in any page
+        self._truncate_wal(required=True)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO erasures (digest) VALUES (?)", (digest,)
+        )
+        self._truncate_wal(required=False)
+        return held
+
+    def _truncate_wal(self, *, required: bool) -> None:
+        busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy and required:
+            raise StoreError(
+                f"the blob was deleted, but readers of {self.path} kept its "
+                "write-ahead log from being emptied, which may still hold its bytes",
+                hint="close other mltrail processes and run `mltrail purge --resume`",
+            )
 
     def _get_blob(self, digest: str) -> bytes | None:
         row = self._conn.execute(

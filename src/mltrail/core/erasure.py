@@ -1,0 +1,98 @@
+"""Erasure: what a ``blob.purged`` record says, and when verification believes it.
+
+A blob's bytes may be erased (the right to erasure, a secret that got through)
+after a signed ``blob.purged`` record names it: who (the entry's actor), when
+(its time), why (``reason``), under which ``policy``, the blob's digest and size,
+and the seqs of the records that referenced it. Those records are not touched:
+they keep the blob's hash, so their hashes, signatures and the Merkle tree still
+verify. Only a blob's bytes can be erased; a value inline in a body cannot, which
+is why everything that may need erasing is stored as a blob.
+
+Verification reads a missing blob as *purged by policy* only when a valid
+``blob.purged`` record names it: signed by a key valid at its seq, covered by a
+checkpoint signed by a trusted key, with no error at its seq. A blob deleted any
+other way (someone who can write the database drops the triggers and deletes
+it) stays ``blob-missing``, which is tampering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = ["MAX_LISTED_REFERENCES", "PURGE_KIND", "PurgeNote", "purge_body"]
+
+PURGE_KIND = "blob.purged"
+MAX_LISTED_REFERENCES = 10_000
+"""``referenced_by`` lists at most this many seqs (``references`` counts them all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeNote:
+    """A ``blob.purged`` record as verification and readers use it."""
+
+    seq: int
+    digest: str
+    size: int
+    reason: str
+    policy: str | None = None
+    referenced_by: tuple[int, ...] = ()
+
+    @classmethod
+    def from_body(cls, seq: int, body: Mapping[str, Any]) -> PurgeNote | None:
+        """The note of a schema-valid body (None for anything else)."""
+        digest, size, reason = body.get("digest"), body.get("size"), body.get("reason")
+        if not (
+            isinstance(digest, str) and type(size) is int and isinstance(reason, str)
+        ):
+            return None
+        policy = body.get("policy")
+        refs = body.get("referenced_by")
+        return cls(
+            seq,
+            digest,
+            size,
+            reason,
+            policy if isinstance(policy, str) else None,
+            tuple(r for r in refs if type(r) is int) if isinstance(refs, list) else (),
+        )
+
+    def describe(self) -> str:
+        """``policy 'GDPR Art. 17', reason 'subject request #12'`` (for messages)."""
+        policy = f"policy {self.policy!r}" if self.policy else "no policy named"
+        return f"{policy}, reason {self.reason!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "seq": self.seq,
+            "digest": self.digest,
+            "size": self.size,
+            "reason": self.reason,
+            "policy": self.policy,
+            "referenced_by": list(self.referenced_by),
+        }
+
+
+def purge_body(
+    digest: str,
+    size: int,
+    *,
+    reason: str,
+    policy: str | None,
+    referenced_by: Sequence[int],
+) -> dict[str, Any]:
+    """The body of a ``blob.purged`` entry (``referenced_by`` listed up to a bound)."""
+    body: dict[str, Any] = {
+        "digest": digest,
+        "size": size,
+        "reason": reason,
+        "referenced_by": list(referenced_by[:MAX_LISTED_REFERENCES]),
+        "references": len(referenced_by),
+    }
+    if policy:
+        body["policy"] = policy
+    return body
