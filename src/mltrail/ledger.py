@@ -30,18 +30,25 @@ from mltrail.core.chain import (
 )
 from mltrail.core.checkpoint import (
     Checkpoint,
+    CheckpointSigner,
     SignedCheckpoint,
     is_valid_key_name,
     parse_signed_checkpoint,
-    sign_checkpoint,
 )
 from mltrail.core.codec import (
+    check_entry_size,
     decode_record,
     find_blob_refs,
     format_time,
     validate_entry,
 )
-from mltrail.core.entry import Entry, Record, sign_entry
+from mltrail.core.entry import (
+    SIG_MEMBER_BYTES,
+    Entry,
+    Record,
+    compute_entry_bytes,
+    sign_entry,
+)
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.merkle import (
     ConsistencyProof,
@@ -157,6 +164,7 @@ class Ledger:
         """(size, frontier) of a head this object checked or wrote: covered and signed."""
         self.writes = 0
         """Appends (and adopted checkpoints) this object has written."""
+        self._checkpoint_signer: CheckpointSigner | None = None
 
     @classmethod
     def create(
@@ -209,9 +217,11 @@ class Ledger:
             body=dict(draft.body),
             run=draft.run,
         )
-        validate_entry(entry.to_dict(with_sig=False))
+        validate_entry(entry.to_dict(with_sig=False), check_size=False)
         self._check_blobs(entry)
-        return sign_entry(entry, signer)
+        signed = sign_entry(entry, signer)
+        check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
+        return signed
 
     def _check_blobs(self, entry: Entry) -> None:
         for ref in find_blob_refs(entry.body):
@@ -287,8 +297,10 @@ class Ledger:
                 hint="the signing key file is not a current key of this ledger "
                 "(mltrail keys list)",
             )
-        checkpoint = Checkpoint(origin=self.origin, size=head.size, root=head.root())
-        return sign_checkpoint(checkpoint, signer).to_text()
+        cached = self._checkpoint_signer
+        if cached is None or cached.signer is not signer:
+            cached = self._checkpoint_signer = CheckpointSigner(self.origin, signer)
+        return cached.sign(head.size, head.root())
 
     def _check_head(self, head: ChainHead) -> None:
         """Refuse to build on a head no valid signed checkpoint covers (see

@@ -3,6 +3,7 @@
 import json
 import math
 
+import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,3 +133,28 @@ def test_floats_round_trip_exactly(f):
 
 def _reject_constant(name: str):
     raise AssertionError(f"non-standard JSON constant {name} in canonical output")
+
+
+NO_FLOATS = st.recursive(
+    st.none() | st.booleans() | INTS | TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | INTS | FLOATS | TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(NO_FLOATS, ANY_JSON))
+def test_the_fast_path_writes_exactly_what_rfc8785_writes(value):
+    """canonical_bytes takes the C json encoder for float-free values whose keys
+    sort alike by code point and UTF-16 code unit: the bytes must be RFC 8785's,
+    keys beyond the BMP, U+E000..U+FFFF, escapes and U+2028 included."""
+    assert canonical_bytes(value) == rfc8785.dumps(value)

@@ -19,7 +19,7 @@ from mltrail.core.canonical import (
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
-from mltrail.core.merkle import CompactRange
+from mltrail.core.merkle import CompactRange, frontier_root
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.errors import (
     InputError,
@@ -87,7 +87,7 @@ class ChainHead:
 
     def root(self) -> bytes:
         """Merkle root of the ledger at this head."""
-        return self.compact_range().root()
+        return frontier_root(self.frontier)
 
 
 EMPTY_HEAD = ChainHead(size=0, last_hash=bytes(32), last_time=None, frontier=())

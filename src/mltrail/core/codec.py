@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BlobRef",
     "DecodedRecord",
+    "check_entry_size",
     "decode_record",
     "find_blob_refs",
     "format_time",
@@ -241,13 +242,19 @@ def _sig_problem(sig: Any, present: bool) -> str | None:
     return None
 
 
-def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) -> None:
+def validate_entry(
+    data: Mapping[str, Any],
+    *,
+    require_known_kind: bool = True,
+    check_size: bool = True,
+) -> None:
     """Check a new entry (without ``sig``) before it is signed and appended.
 
     Every append goes through here: the limits of ``core.limits`` (nesting depth,
     exact integers, a valid run id, the canonical size) first, then the envelope
     and the kind's schema (an unknown kind passes when ``require_known_kind`` is
-    false).
+    false). A caller about to make the canonical bytes anyway (signing) passes
+    ``check_size=False`` and checks them with :func:`check_entry_size`.
 
     Raises:
         SchemaError: with the first problem found.
@@ -259,9 +266,16 @@ def validate_entry(data: Mapping[str, Any], *, require_known_kind: bool = True) 
     if "run" in data and (problem := run_id_problem(data["run"])) is not None:
         raise SchemaError(f"cannot append: {problem}")
     _check_envelope(data, require_known_kind=require_known_kind)
-    if canonical_size_bound(data) <= MAX_ENTRY_BYTES:
-        return
-    size = len(canonical_bytes(data))
+    if check_size and canonical_size_bound(data) > MAX_ENTRY_BYTES:
+        check_entry_size(len(canonical_bytes(data)))
+
+
+def check_entry_size(size: int) -> None:
+    """Refuse an entry whose canonical bytes (without ``sig``) are ``size`` long.
+
+    Raises:
+        SchemaError: more than ``MAX_ENTRY_BYTES``.
+    """
     if size > MAX_ENTRY_BYTES:
         raise SchemaError(
             f"cannot append: the entry is {size:,} bytes of canonical JSON, "

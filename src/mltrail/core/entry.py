@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_VERSION",
+    "SIG_MEMBER_BYTES",
     "Entry",
     "Record",
     "Signature",
@@ -117,6 +118,13 @@ def compute_entry_bytes(entry: Entry) -> bytes:
     if entry.signed_bytes is not None:
         return entry.signed_bytes
     return canonical_bytes(entry.to_dict())
+
+
+SIG_MEMBER_BYTES = len(
+    b',"sig":'
+    + canonical_bytes({"alg": ALG_ED25519, "key": "0" * 64, "value": "A" * 86 + "=="})
+)
+"""How much ``sig`` adds to an entry's canonical bytes: always the same."""
 
 
 def sign_entry(entry: Entry, signer: Signer) -> Entry:

@@ -33,6 +33,7 @@ __all__ = [
     "compute_root",
     "consistency_proof",
     "frontier_positions",
+    "frontier_root",
     "hash_children",
     "hash_leaf",
     "inclusion_proof",
@@ -176,6 +177,11 @@ class CompactRange:
 
     def __repr__(self) -> str:
         return f"CompactRange(size={self._size}, root={self.root().hex()})"
+
+
+def frontier_root(hashes: Sequence[bytes]) -> bytes:
+    """The RFC 9162 root of a tree from its frontier (``CompactRange.hashes``)."""
+    return _fold(hashes) if hashes else EMPTY_ROOT
 
 
 def compute_root(leaf_hashes: Sequence[bytes]) -> bytes:

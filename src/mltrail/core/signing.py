@@ -17,6 +17,7 @@ import binascii
 import hashlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -73,8 +74,7 @@ class Ed25519Signer:
         if len(seed) != 32:
             raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
         self._seed = bytes(seed)
-        self._nacl = nacl.signing.SigningKey(self._seed)
-        self._public = bytes(self._nacl.verify_key)
+        self._public, self._secret = nacl.bindings.crypto_sign_seed_keypair(self._seed)
         self._key_id = compute_key_id(self._public)
 
     @classmethod
@@ -120,7 +120,7 @@ class Ed25519Signer:
         Ed25519 is deterministic, so libsodium (faster here) and ``cryptography``
         give identical signatures; the RFC 8032 vectors check both.
         """
-        return self._nacl.sign(message).signature
+        return nacl.bindings.crypto_sign(message, self._secret)[:64]
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(key_id={self._key_id[:16]}...)"

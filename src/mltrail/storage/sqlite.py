@@ -145,7 +145,9 @@ class SQLiteStore(Store):
     def _migrate(self) -> None:
         """Bring an older file up to date (inside a write transaction)."""
         if not self._migrated:
-            self._conn.execute(MIGRATIONS)
+            columns = self._conn.execute("PRAGMA table_info(checkpoints)").fetchall()
+            if "floor" not in {c[1] for c in columns}:
+                self._conn.execute(MIGRATIONS)
             if not self._has_purges():
                 self._add_purge_schema(self._conn)
             self._migrated = self._purge_schema = True
@@ -169,8 +171,8 @@ class SQLiteStore(Store):
             )
             if batch.checkpoint is not None:
                 conn.execute(
-                    "INSERT INTO checkpoints (size, note) VALUES (?, ?)",
-                    (batch.head.size, batch.checkpoint),
+                    "INSERT INTO checkpoints (size, note, floor) VALUES (?, ?, ?)",
+                    (batch.head.size, batch.checkpoint, batch.head.floor_time),
                 )
             conn.execute("COMMIT")
         except BaseException as e:
@@ -203,7 +205,7 @@ class SQLiteStore(Store):
             f"SELECT max(seq) FROM records WHERE kind IN {_KEY_KINDS}"  # noqa: S608
         ).fetchone()[0]
         key_epoch = 0 if epoch is None else epoch + 1
-        floor, checkpoint = self._append_state() if full else (None, None)
+        floor, checkpoint = self._append_state(size) if full else (None, None)
         head = build_head(
             size,
             (bytes(last[0]), last[1]) if last else None,
@@ -215,25 +217,27 @@ class SQLiteStore(Store):
         self._cached = head
         return head
 
-    def _append_state(self) -> tuple[str | None, str | None]:
-        """(newest entry time since the last clock.reset, newest checkpoint note)."""
-        floor = self._time_floor(indexed=True)
-        latest = self._latest_checkpoint()
-        return (
-            floor[0] if floor else None,
-            latest.text if latest is not None else None,
-        )
+    def _append_state(self, size: int) -> tuple[str | None, str | None]:
+        """(newest entry time since the last clock.reset, newest checkpoint note).
 
-    def _time_floor(self, *, indexed: bool = False) -> tuple[str, int] | None:
-        # Appends run the migration that creates records_time first; readers of
-        # an older file may not have it and scan instead.
-        hint = "INDEXED BY records_time " if indexed else ""
+        The newest checkpoint row keeps the floor as of its size; only when it does
+        not cover the head (a file from mltrail 0.1) are the records scanned.
+        """
+        row = self._conn.execute(
+            "SELECT size, note, floor FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is not None and row[0] == size and row[2] is not None:
+            return row[2], row[1]
+        floor = self._time_floor()
+        return (floor[0] if floor else None, row[1] if row is not None else None)
+
+    def _time_floor(self) -> tuple[str, int] | None:
         reset = self._conn.execute(
             "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
         ).fetchone()[0]
         row = self._conn.execute(
-            f"SELECT time, seq FROM records {hint}WHERE seq >= ? "  # noqa: S608
-            "ORDER BY time DESC, seq LIMIT 1",
+            "SELECT time, seq FROM records WHERE seq >= ? ORDER BY time DESC, seq "
+            "LIMIT 1",
             (reset or 0,),
         ).fetchone()
         return None if row is None else (row[0], row[1])

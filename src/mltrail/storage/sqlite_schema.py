@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_kind ON records (kind, seq);
 CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_time ON records (time);
 CREATE TABLE IF NOT EXISTS merkle_nodes (
     level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)
@@ -48,15 +47,17 @@ CREATE TABLE IF NOT EXISTS blobs (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, note TEXT NOT NULL
+    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, note TEXT NOT NULL, floor TEXT
 );
 """
 TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op} ON {table}
 BEGIN SELECT RAISE(ABORT, 'mltrail ledger tables are append-only: {op} refused'); END;
 """
-# Added after the first release: created by the first write on older files.
-MIGRATIONS = "CREATE INDEX IF NOT EXISTS records_time ON records (time)"
+# Added after the first release, by the first write on older files: the newest
+# entry time since the last clock.reset as of each checkpoint (a cache: appends
+# read it instead of scanning records; verification recomputes it).
+MIGRATIONS = "ALTER TABLE checkpoints ADD COLUMN floor TEXT"
 PURGE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS purges (
         digest TEXT PRIMARY KEY, size INTEGER NOT NULL, seq INTEGER NOT NULL
