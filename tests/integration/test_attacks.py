@@ -656,3 +656,40 @@ def test_adopt_refuses_a_ledger_with_anything_else_wrong(home: Path) -> None:
     assert proc.returncode == 3
     assert "refusing to adopt uncovered records: TAMPERED" in proc.stderr
     assert "which the ledger never added" in proc.stderr
+
+
+# -- the time floor kept with each checkpoint ---------------------------------------------
+
+
+def test_an_older_file_gains_the_floor_column_on_its_first_write(home: Path) -> None:
+    with _db(home) as conn:  # as files written before the column existed
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN floor")
+    append(home, "first write with the column back")
+    with _db(home) as conn:
+        columns = {c[1] for c in conn.execute("PRAGMA table_info(checkpoints)")}
+        newest = conn.execute(
+            "SELECT floor FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+    assert "floor" in columns
+    assert newest == _entries(home)[-1].time
+    assert verify(home)["exit"] == 0
+
+
+def test_a_poisoned_floor_cache_is_caught_by_verify(home: Path) -> None:
+    """The floor in a checkpoint row only spares appends a scan: an attacker who
+    lowers it lets a back-dated append through, and verify still names it."""
+    with _db(home) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET floor = '2000-01-01T00:00:00.000000Z' "
+            "WHERE id = (SELECT max(id) FROM checkpoints)"
+        )
+    size = len(_entries(home))
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) - timedelta(days=21))
+        opened.ledger.append("note", {"text": "dated three weeks back"})
+    finally:
+        opened.close()
+    report = verify(home)
+    assert report["exit"] == 3
+    assert errors(report) == [(size, "time")]

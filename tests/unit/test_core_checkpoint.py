@@ -4,6 +4,8 @@ import hashlib
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mltrail.core.checkpoint import (
     MAX_NOTE_SIGNATURES,
@@ -28,6 +30,7 @@ from mltrail.core.checkpoint import (
 )
 from mltrail.core.signing import Ed25519Signer, encode_b64
 from mltrail.errors import BadSignatureError, IntegrityError, SchemaError
+from mltrail.testing import fixed_signer
 
 ORIGIN = "example.com/log42"
 ROOT = hashlib.sha256(b"root").digest()
@@ -590,3 +593,17 @@ BAD_NOTE_VALUES = {
 def test_note_values_refuse_bad_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@given(
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.binary(min_size=32, max_size=32),
+    st.sampled_from(["example.org/log", "a", "x.test/with-dash_and.dots"]),
+)
+def test_checkpoint_signer_writes_the_text_sign_checkpoint_writes(size, root, origin):
+    """Appends sign through CheckpointSigner: it must not drift from the spec path."""
+    from mltrail.core.checkpoint import CheckpointSigner
+
+    signer = fixed_signer("checkpoint-signer")
+    expected = sign_checkpoint(Checkpoint(origin, size, root), signer).to_text()
+    assert CheckpointSigner(origin, signer).sign(size, root) == expected
