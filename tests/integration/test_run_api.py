@@ -15,17 +15,10 @@ import textwrap
 import pytest
 
 import mltrail
+from ledger_reading import entries
 from mltrail import runs as runs_module
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
-
-
-def entries(home, run_id):
-    opened = mltrail.open_home(home, writable=False, env={})
-    try:
-        return [r.entry for r in opened.ledger.records() if r.entry.run == run_id]
-    finally:
-        opened.close()
 
 
 def bodies(found, kind):

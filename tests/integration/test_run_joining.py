@@ -18,6 +18,7 @@ import textwrap
 import pytest
 
 import mltrail
+from ledger_reading import entries
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
@@ -54,15 +55,6 @@ def run_cli(home, cwd, *args, env=None, timeout=60):
         timeout=timeout,
         check=False,
     )
-
-
-def entries(home, run_id=None):
-    opened = mltrail.open_home(home, writable=False, env={})
-    try:
-        found = [r.entry for r in opened.ledger.records()]
-    finally:
-        opened.close()
-    return [e for e in found if run_id is None or e.run == run_id]
 
 
 def kinds(home, run_id):

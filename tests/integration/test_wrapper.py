@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import mltrail
+from ledger_reading import entries
 from mltrail.capture.commitment import check_commitment
 from mltrail.core.manifest import FileEntry, compute_manifest, parse_manifest
 from mltrail.keystore import load_commitment_key
@@ -59,15 +60,6 @@ def mltrail_run(home, cwd, *args, env=None, stdin=None, timeout=60):
         input=stdin,
         timeout=timeout,
     )
-
-
-def entries(home, run_id=None):
-    opened = mltrail.open_home(home, writable=False, env={})
-    try:
-        found = [r.entry for r in opened.ledger.records()]
-    finally:
-        opened.close()
-    return [e for e in found if run_id is None or e.run == run_id]
 
 
 def last_run(home):
