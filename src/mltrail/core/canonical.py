@@ -24,6 +24,8 @@ __all__ = [
     "compute_blob_digest",
     "compute_leaf_hash",
     "compute_record_hash",
+    "fast_canonical_bytes",
+    "json_compatible",
 ]
 
 ZERO_HASH = "0" * 64
@@ -44,15 +46,29 @@ def canonical_bytes(value: Any) -> bytes:
             (NaN, infinities, integers beyond 2**53 - 1, non-string keys,
             nesting deeper than Python's recursion limit).
     """
-    if _json_compatible(value):
-        try:
-            return _dumps(value).encode("utf-8")
-        except (UnicodeEncodeError, RecursionError, ValueError):
-            pass  # a lone surrogate, or a cycle: rfc8785 says what is wrong
+    fast = fast_canonical_bytes(value)
+    if fast is not None:
+        return fast
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
         raise SchemaError(f"value cannot be written as canonical JSON: {e}") from e
+
+
+def fast_canonical_bytes(value: Any, *, checked: bool = False) -> bytes | None:
+    """The RFC 8785 bytes of ``value`` from the C ``json`` encoder, or None when
+    that encoder might write something else (floats, keys from U+D800 on, a lone
+    surrogate): then :func:`canonical_bytes` goes through ``rfc8785``.
+
+    ``checked`` says :func:`json_compatible` already holds for ``value`` (say, a
+    part of a value that was checked whole).
+    """
+    if not checked and not json_compatible(value):
+        return None
+    try:
+        return _dumps(value).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return None  # a lone surrogate, or a cycle: rfc8785 says what is wrong
 
 
 _dumps = json.JSONEncoder(
@@ -60,14 +76,17 @@ _dumps = json.JSONEncoder(
 ).encode
 _MAX_EXACT = 2**53 - 1
 _UTF16_SAFE = "\ud800"  # below it, code point order is UTF-16 code unit order
-_MAX_WALK_DEPTH = 500
+_MAX_CONTAINERS = 1 << 22  # more objects and arrays than any entry may hold: a cycle
 
 
-def _json_compatible(value: Any) -> bool:
-    """Whether the C ``json`` encoder writes ``value`` exactly as RFC 8785 does."""
-    stack = [(value, 0)]
+def json_compatible(value: Any) -> bool:
+    """Whether the C ``json`` encoder writes ``value`` exactly as RFC 8785 does:
+    only objects (keys all below U+D800, where code point order is UTF-16 order),
+    arrays, strings, exact integers, booleans and null."""
+    stack = [value]
+    budget = _MAX_CONTAINERS
     while stack:
-        node, depth = stack.pop()
+        node = stack.pop()
         kind = type(node)
         if kind is str or kind is bool or node is None:
             continue
@@ -75,15 +94,19 @@ def _json_compatible(value: Any) -> bool:
             if -_MAX_EXACT <= node <= _MAX_EXACT:
                 continue
             return False
-        if depth > _MAX_WALK_DEPTH:
-            return False  # a cycle, or nesting beyond any limit: rfc8785 says so
+        budget -= 1
+        if budget < 0:
+            return False
         if kind is dict:
-            for key in node:
-                if type(key) is not str or (key and max(key) >= _UTF16_SAFE):
-                    return False
-            stack.extend((item, depth + 1) for item in node.values())
+            try:
+                keys = "".join(node)
+            except TypeError:
+                return False  # a key that is not a string
+            if keys and max(keys) >= _UTF16_SAFE:
+                return False
+            stack.extend(node.values())
         elif kind is list or kind is tuple:
-            stack.extend((item, depth + 1) for item in node)
+            stack.extend(node)
         else:
             return False  # floats (ES6 number form), and anything else
     return True

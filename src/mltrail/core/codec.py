@@ -17,6 +17,8 @@ from mltrail.core.canonical import (
     canonical_bytes,
     canonical_object,
     compute_record_hash,
+    fast_canonical_bytes,
+    json_compatible,
 )
 from mltrail.core.entry import ENTRY_VERSION, Entry, Record, compose_record_bytes
 from mltrail.core.limits import (
@@ -331,9 +333,6 @@ def decode_record(data: bytes) -> DecodedRecord:
     if not isinstance(entry_raw, dict):
         raise SchemaError("record entry must be an object")
     _check_envelope(entry_raw, require_known_kind=False)
-    members = {k: canonical_bytes(v) for k, v in entry_raw.items()}
-    unsigned = dict(members)
-    unsigned.pop("sig", None)
     seq, prev = raw["seq"], raw["prev"]
     if type(seq) is not int or not isinstance(prev, str):
         raise SchemaError("record seq must be an integer and prev a string")
@@ -341,17 +340,34 @@ def decode_record(data: bytes) -> DecodedRecord:
         record = Record(seq=seq, prev=prev, entry=Entry.from_dict(entry_raw))
     except ValueError as e:
         raise SchemaError(f"record is malformed: {e}") from e
-    expected = compose_record_bytes(seq, prev, canonical_object(members))
+    expected, signing_bytes = _canonical_record(seq, prev, entry_raw)
     if expected != data:
         raise SchemaError("record bytes are not in canonical form (RFC 8785)")
     return DecodedRecord(
         record=record,
         record_bytes=data,
-        signing_bytes=canonical_object(unsigned),
+        signing_bytes=signing_bytes,
         hash=compute_record_hash(data),
         known_kind=entry_raw["kind"] in KNOWN_KINDS,
         newer=entry_raw["v"] != ENTRY_VERSION,
     )
+
+
+def _canonical_record(
+    seq: int, prev: str, entry_raw: Mapping[str, Any]
+) -> tuple[bytes, bytes]:
+    """(canonical record bytes, canonical entry bytes without ``sig``)."""
+    record = {"entry": entry_raw, "prev": prev, "seq": seq}
+    if json_compatible(record):
+        unsigned = {k: v for k, v in entry_raw.items() if k != "sig"}
+        whole = fast_canonical_bytes(record, checked=True)
+        signing = fast_canonical_bytes(unsigned, checked=True)
+        if whole is not None and signing is not None:
+            return whole, signing
+    members = {k: canonical_bytes(v) for k, v in entry_raw.items()}
+    expected = compose_record_bytes(seq, prev, canonical_object(members))
+    members.pop("sig", None)
+    return expected, canonical_object(members)
 
 
 @dataclass(frozen=True, slots=True)
