@@ -45,6 +45,7 @@ __all__ = [
     "check_entry_time",
     "check_head",
     "describe_gap",
+    "is_later",
     "next_floor",
     "seal_entries",
 ]
@@ -235,10 +236,10 @@ def next_floor(floor: str | None, kind: str, time: str) -> str:
     """
     if kind == CLOCK_RESET_KIND or floor is None:
         return time
-    return time if _later(time, floor) else floor
+    return time if is_later(time, floor) else floor
 
 
-def _later(a: str, b: str) -> bool:
+def is_later(a: str, b: str) -> bool:
     """Whether entry time ``a`` is after ``b``.
 
     Times mltrail writes have one fixed width (``YYYY-MM-DDTHH:MM:SS.ffffffZ``),
@@ -276,7 +277,7 @@ def check_entry_time(
     if entry.kind == CLOCK_RESET_KIND:
         _check_reset(entry, floor, moment, tolerance)
         return
-    if floor is None or not _later(floor, entry.time):
+    if floor is None or not is_later(floor, entry.time):
         return
     newest = parse_time(floor)
     if moment < newest - tolerance:

@@ -24,6 +24,7 @@ from mltrail.core.chain import (
     TIME_TOLERANCE,
     KeyRing,
     describe_gap,
+    is_later,
 )
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
@@ -106,7 +107,8 @@ class LedgerVerifier:
         self._next_cp = 0
         self._prev_hash: bytes | None = None
         self._expected_seq = 0
-        self._floor: tuple[datetime, int, str] | None = None
+        self._floor: tuple[datetime | None, int, str] | None = None
+        """(parsed time or None, seq, time) of the newest entry so far."""
         self._newer: list[int] = []
         self._failed_sizes: list[int] = []
         """Sizes of checkpoints that failed (bad signature or root)."""
@@ -281,32 +283,36 @@ class LedgerVerifier:
 
     def _check_time(self, seq: int, check: RecordCheck) -> None:
         """Entry times may not go back more than the tolerance, except at a reset."""
-        moment = parse_time(check.time)
         floor = self._floor
-        if check.kind == CLOCK_RESET_KIND and floor is not None:
-            if moment < floor[0]:
+        if check.kind != CLOCK_RESET_KIND and (
+            floor is None or not is_later(floor[2], check.time)
+        ):
+            self._floor = (None, seq, check.time)  # the newest so far: nothing to parse
+            return
+        assert floor is not None
+        moment, newest = parse_time(check.time), floor[0] or parse_time(floor[2])
+        if check.kind == CLOCK_RESET_KIND:
+            if moment < newest:
                 reason = (check.key_body or {}).get("reason", "")
                 self.problem(
                     seq,
                     "clock-reset",
                     f"clock reset recorded ({reason!r}): entries from here on are "
-                    f"dated up to {describe_gap(floor[0] - moment)} before seq "
+                    f"dated up to {describe_gap(newest - moment)} before seq "
                     f"{floor[1]} ({floor[2]}); a writer's clock was ahead, or this "
                     "one is behind",
                     Severity.WARNING,
                 )
             self._floor = (moment, seq, check.time)
-        elif floor is not None and moment < floor[0] - self._tolerance:
+        elif moment < newest - self._tolerance:
             self.problem(
                 seq,
                 "time",
-                f"dated {check.time}, {describe_gap(floor[0] - moment)} before seq "
+                f"dated {check.time}, {describe_gap(newest - moment)} before seq "
                 f"{floor[1]} ({floor[2]}): entry times may go back at most "
                 f"{describe_gap(self._tolerance)}; the entry was back-dated, or a "
                 "clock was wrong and no `mltrail clock reset` was recorded",
             )
-        elif floor is None or moment > floor[0]:
-            self._floor = (moment, seq, check.time)
 
     def _advance(self, seq: int, record_hash: bytes, leaf_hash: bytes | None) -> None:
         self._prev_hash = record_hash
