@@ -51,6 +51,12 @@ class Settings:
     store_logs: bool = True
     """False: ``mltrail run`` stores no byte of stdout or stderr (only their
     masked hash and size), as ``--log-limit 0`` or ``MLTRAIL_STORE_LOGS=0``."""
+    tsa_url: str | None = None
+    """RFC 3161 TSA that stamps every run's end checkpoint (``MLTRAIL_TSA_URL``
+    overrides it)."""
+    tsa_ca: str | None = None
+    """CA certificate(s) ``mltrail verify`` checks timestamp tokens against
+    (``MLTRAIL_TSA_CA``, ``--tsa-ca`` override it)."""
 
     @classmethod
     def load(cls, home: Path) -> Settings:
@@ -75,6 +81,9 @@ class Settings:
         data = asdict(self)
         if self.store_logs:  # the default is not written: older readers stay happy
             del data["store_logs"]
+        for name in ("tsa_url", "tsa_ca"):
+            if data[name] is None:
+                del data[name]
         write_atomic(home / SETTINGS_FILE, json.dumps(data, indent=2) + "\n")
 
     def path(self, home: Path, relative: str) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,11 @@ from mltrail.core.codec import is_newer_version, parse_json
 from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
 from mltrail.erasure import PurgeResult, finish_purges, purge_blob
 from mltrail.errors import ConfigError, MltrailError, StoreError
+from mltrail.evidence import (
+    EvidencePolicy,
+    check_ledger_evidence,
+    evidence_checkpoints,
+)
 from mltrail.keystore import (
     generate_signer,
     load_signer,
@@ -127,6 +132,7 @@ class Home:
         trust_checkpoints: Sequence[tuple[str, str]] = (),
         progress: Callable[[int, int], None] | None = None,
         workers: int | None = None,
+        evidence: EvidencePolicy | None = None,
     ) -> VerificationReport:
         """Verify the ledger against its own checkpoints and every anchor given.
 
@@ -137,8 +143,12 @@ class Home:
                 outside the home; the ledger must extend each of them.
             progress: called with (records done, total).
             workers: processes for signature checks.
+            evidence: the TSA CAs and witness keys to check the store's
+                timestamps and cosignatures against (see
+                :mod:`mltrail.evidence`; none: token times are unverified).
         """
         kept, notes = self.witness.for_verification()
+        kept += evidence_checkpoints(self.ledger.store)
         kept += [
             StoredCheckpoint(
                 f"trusted checkpoint ({where})",
@@ -155,6 +165,10 @@ class Home:
         )
         report.anchors.insert(0, _key_anchor(keys, pinned=bool(trust_keys)))
         report.problems.extend(notes)
+        policy = evidence or EvidencePolicy()
+        if trust_checkpoints and policy.witness_keys:
+            policy = replace(policy, notes=tuple(trust_checkpoints))
+        check_ledger_evidence(self.ledger.store, report, policy)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
         return report

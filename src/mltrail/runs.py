@@ -76,6 +76,7 @@ from mltrail.recorder import (
     with_rank,
 )
 from mltrail.spool import spool_from_env
+from mltrail.wrap_end import timestamp_end
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -391,11 +392,14 @@ class Run:
 
     def _checkpoint(self) -> None:
         try:
-            write_durably(self.home, self.home.checkpoint)
+            signed = write_durably(self.home, self.home.checkpoint)
         except MltrailError as e:
             _log.warning(
                 "mltrail: run %s ended, but no checkpoint was signed: %s", self.id, e
             )
+            return
+        for warning in timestamp_end(self.home, signed.checkpoint.size):
+            _log.warning("mltrail: run %s: %s", self.id, warning)
 
     def _at_exit(self) -> None:
         try:

@@ -15,6 +15,7 @@ a line in ``Ending.problems`` that says exactly what was and was not recorded.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "outcome_of",
     "output_bodies",
     "run_status",
+    "timestamp_end",
 ]
 
 Entries = list[tuple[str, dict[str, Any]]]
@@ -174,7 +176,19 @@ def finish_run(
             f"signed: {e} (`mltrail checkpoint` signs one)"
         )
     lock.release()
+    ending.warnings += timestamp_end(home, ending.checkpoint_size)
     return ending
+
+
+def timestamp_end(home: Home, size: int | None) -> list[str]:
+    """Stamp the run's end checkpoint when a TSA is set (``MLTRAIL_TSA_URL`` or
+    ``tsa_url``); a warning when the TSA fails (the stamp is left pending)."""
+    if not (home.settings.tsa_url or os.environ.get("MLTRAIL_TSA_URL")):
+        return []
+    from mltrail.timestamps import stamp_run_end
+
+    warning = stamp_run_end(home, size)
+    return [warning] if warning else []
 
 
 def _write_end(run: _Run, end: Entries, warnings: list[str]) -> int:

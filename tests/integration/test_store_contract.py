@@ -412,10 +412,23 @@ def test_find_blobs_by_prefix(store: Store) -> None:
     assert store.find_blobs("sha256:" + "g" * 8) == []
 
 
+def test_checkpoint_evidence_is_kept_in_order(store: Store) -> None:
+    assert store.evidence() == []
+    store.add_evidence("rfc3161", 3, "cp\n", b"\x00token", "2026-01-01T00:00:00Z")
+    store.add_evidence("cosignature", 5, "cp5\n", b"note", "2026-01-02T00:00:00Z")
+    rows = store.evidence()
+    assert [(r.id, r.kind, r.size, r.checkpoint, r.data) for r in rows] == [
+        (1, "rfc3161", 3, "cp\n", b"\x00token"),
+        (2, "cosignature", 5, "cp5\n", b"note"),
+    ]
+    assert rows[0].added == "2026-01-01T00:00:00Z"
+
+
 # -- SQLite only -------------------------------------------------------------
 
 SQLITE_TABLES = (
     "records", "merkle_nodes", "blobs", "checkpoints", "meta", "purges", "erasures",
+    "checkpoint_evidence",
 )  # fmt: skip
 PURGE_DATA = b"purged blob"
 
@@ -433,6 +446,7 @@ def sqlite_path(tmp_path: Path) -> Path:
         filled.append(_sealer([_purge_entry(_digest(PURGE_DATA), 11, 10)]))
         filled.erase_blob(_digest(PURGE_DATA))
         filled.add_checkpoint(5, "checkpoint text\n")
+        filled.add_evidence("rfc3161", 5, "checkpoint text\n", b"t", "2026-01-01")
     return path
 
 
@@ -475,6 +489,33 @@ def test_sqlite_append_only_triggers_exist(sqlite_path: Path) -> None:
     assert names == {
         f"{t}_no_{op}" for t in SQLITE_TABLES for op in ("UPDATE", "DELETE")
     } | {"records_purge", "purges_need_record", "erasures_need_purge"}
+
+
+def test_sqlite_file_without_evidence_table_gains_it_on_first_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "older.db"
+    with SQLiteStore(path, create=True) as made:
+        _fill(made, 2)
+    conn = sqlite3.connect(path)  # as written before checkpoint evidence existed
+    conn.executescript(
+        "DROP TRIGGER checkpoint_evidence_no_UPDATE;"
+        "DROP TRIGGER checkpoint_evidence_no_DELETE;"
+        "DROP TABLE checkpoint_evidence;"
+    )
+    conn.close()
+    with SQLiteStore(path, read_only=True) as reader:
+        assert reader.evidence() == []
+    with SQLiteStore(path) as writer:
+        assert writer.evidence() == []
+        writer.add_evidence("rfc3161", 3, "cp\n", b"t", "2026-01-01")
+        assert [r.kind for r in writer.evidence()] == ["rfc3161"]
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM checkpoint_evidence")
+    finally:
+        conn.close()
 
 
 def test_sqlite_deletes_only_a_blob_a_stored_purge_names(sqlite_path: Path) -> None:

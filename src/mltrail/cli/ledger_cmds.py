@@ -292,9 +292,27 @@ def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
     help="For a ledger written by mltrail 0.1: verify the whole ledger and, if "
     "only the coverage of its newest records is missing, sign a checkpoint of them.",
 )
+@click.option(
+    "--tsa",
+    metavar="URL",
+    help="Also get an RFC 3161 timestamp of it from this TSA and keep it.",
+)
+@click.option(
+    "--cosigned",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    metavar="FILE",
+    help="Store a witness's cosignatures of one of this ledger's checkpoints "
+    "(the cosigned note, or the lines a witness answered with; - reads stdin).",
+)
 @json_option
 @click.pass_context
-def checkpoint(ctx: click.Context, adopt: bool, as_json: bool) -> None:
+def checkpoint(
+    ctx: click.Context,
+    adopt: bool,
+    tsa: str | None,
+    cosigned: Path | None,
+    as_json: bool,
+) -> None:
     """Print the signed checkpoint (C2SP tlog-checkpoint) of the whole ledger.
 
     Every append stores the checkpoint of its batch; this prints the newest one
@@ -303,24 +321,32 @@ def checkpoint(ctx: click.Context, adopt: bool, as_json: bool) -> None:
     outside the home (`mltrail verify --trust-checkpoint FILE` checks the ledger
     still extends it), publish it, or let a witness cosign it: that is what makes
     cutting records from the end, or rolling the whole home back, detectable.
+    --tsa URL has a TSA stamp it (proof of when, see `mltrail timestamp`);
+    --cosigned FILE keeps a witness's cosignature (see `mltrail witness`).
 
     \b
     Examples:
       mltrail checkpoint > checkpoints/$(date +%F).cp
+      mltrail checkpoint --tsa https://freetsa.org/tsr
+      mltrail checkpoint --cosigned cosigned.cp
       mltrail checkpoint --adopt          once, on a ledger from mltrail 0.1
     """
+    from mltrail.cli import evidence_cmds
+
     home = open_from(ctx, writable=True)
+    if cosigned is not None:
+        evidence_cmds.import_cosigned_file(home, cosigned)
     signed = home.checkpoint(adopt=adopt)
+    stamp = evidence_cmds.stamp_newest_checkpoint(home, tsa) if tsa else None
     if as_json:
         cp = signed.checkpoint
-        emit_json(
-            {
-                "origin": cp.origin,
-                "size": cp.size,
-                "root": cp.root.hex(),
-                "note": signed.to_text(),
-            }
-        )
+        out = {
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": cp.root.hex(),
+            "note": signed.to_text(),
+        }
+        emit_json({**out, "timestamp": stamp} if stamp else out)
     else:
         click.echo(signed.to_text(), nl=False)
 

@@ -50,6 +50,8 @@ _COMMANDS = {
     "demo": "mltrail.cli.demo:demo",
     "diff": "mltrail.cli.diff_cmd:diff",
     "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
+    "timestamp": "mltrail.cli.evidence_cmds:timestamp",
+    "witness": "mltrail.cli.evidence_cmds:witness",
 }
 
 

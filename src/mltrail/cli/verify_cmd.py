@@ -74,6 +74,22 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     "the ledger must extend it. Repeatable.",
 )
 @click.option(
+    "--tsa-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="CA certificate(s) (PEM) a TSA must chain to for its timestamps to count "
+    "(default: MLTRAIL_TSA_CA, or tsa_ca in ledger.json); without one, token "
+    "times are reported unverified.",
+)
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="Require a checkpoint of this ledger cosigned by this witness (C2SP "
+    "verifier key, or a file holding it). Repeatable.",
+)
+@click.option(
     "--workers",
     type=WORKERS,
     default=None,
@@ -86,6 +102,8 @@ def verify(
     ctx: click.Context,
     trust_keys: tuple[str, ...],
     trust_checkpoints: tuple[Path, ...],
+    tsa_ca: Path | None,
+    witness_keys: tuple[str, ...],
     workers: int | None,
     quiet: bool,
     as_json: bool,
@@ -100,7 +118,8 @@ def verify(
     policy, not as missing); then the Merkle root against every checkpoint
     (each append stores one, and the newest must cover every record), the stored
     Merkle nodes against the recomputed ones, and the witness checkpoint this
-    machine saw last.
+    machine saw last; then every RFC 3161 timestamp kept (against --tsa-ca) and
+    the cosignatures of the witnesses named by --witness-key.
 
     \b
     Anything inside the home can be replaced by whoever can write it, so say
@@ -113,10 +132,14 @@ def verify(
     Examples:
       mltrail verify
       mltrail verify --trust-key ledger.vkey --trust-checkpoint 2026-03-31.cp
+      mltrail verify --tsa-ca tsa-root.pem --witness-key "$(cat w1.vkey)"
       mltrail verify --json | jq .problems
     """
+    from mltrail.cli.evidence_cmds import evidence_policy
+
     home = open_from(ctx)
     keys = resolve_trusted_keys(trust_keys, home.ledger.origin)
+    policy = evidence_policy(home, tsa_ca, witness_keys)
     kept = [(str(p), read_checkpoint_file(p)) for p in trust_checkpoints]
     show_bar = not as_json and not quiet and sys.stderr.isatty()
     with _progress(show_bar) as progress:
@@ -125,6 +148,7 @@ def verify(
             trust_checkpoints=kept,
             progress=progress,
             workers=workers,
+            evidence=policy,
         )
     if as_json:
         emit_json(report.to_dict())

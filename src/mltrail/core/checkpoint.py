@@ -69,6 +69,7 @@ __all__ = [
     "parse_checkpoint_body",
     "parse_note",
     "parse_signed_checkpoint",
+    "parse_typed_verifier_key",
     "parse_verifier_key",
     "sign_checkpoint",
     "sign_note",
@@ -243,30 +244,36 @@ def is_valid_key_name(name: str) -> bool:
     )
 
 
-def compute_note_key_hash(name: str, public_key: bytes) -> bytes:
+def compute_note_key_hash(
+    name: str, public_key: bytes, sig_type: int = SIG_TYPE_ED25519
+) -> bytes:
     """Return the 4-byte key hash of an Ed25519 key under ``name``.
 
-    ``SHA-256(name || 0x0A || 0x01 || public_key)[:4]``, per c2sp.org/signed-note.
+    ``SHA-256(name || 0x0A || sig_type || public_key)[:4]``, per c2sp.org/signed-note;
+    ``sig_type`` is 0x01 for note signatures, 0x04 for c2sp.org/tlog-cosignature
+    (cosignature/v1) keys.
 
     Raises:
         ValueError: the name is not a valid key name or the key is not 32 bytes.
     """
     _require_key_name(name)
     _require_ed25519_key(public_key)
-    return _key_hash(name, bytes([SIG_TYPE_ED25519]) + public_key)
+    return _key_hash(name, bytes([sig_type]) + public_key)
 
 
-def format_verifier_key(name: str, public_key: bytes) -> str:
-    """Return the verifier key ``name+hexkeyhash+base64(0x01 || public_key)``.
+def format_verifier_key(
+    name: str, public_key: bytes, sig_type: int = SIG_TYPE_ED25519
+) -> str:
+    """Return the verifier key ``name+hexkeyhash+base64(sig_type || public_key)``.
 
     This is the string Go's ``note.NewVerifier`` reads and ``note.GenerateKey``
-    writes.
+    writes (``sig_type`` 0x01); witnesses publish theirs with 0x04.
 
     Raises:
         ValueError: the name is not a valid key name or the key is not 32 bytes.
     """
-    key_hash = compute_note_key_hash(name, public_key)
-    encoded = encode_b64(bytes([SIG_TYPE_ED25519]) + public_key)
+    key_hash = compute_note_key_hash(name, public_key, sig_type)
+    encoded = encode_b64(bytes([sig_type]) + public_key)
     return f"{name}+{key_hash.hex()}+{encoded}"
 
 
@@ -277,6 +284,16 @@ def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
         SchemaError: the string is malformed, its key hash does not match its
             name and key, or the key is not an Ed25519 key.
     """
+    return parse_typed_verifier_key(vkey, SIG_TYPE_ED25519)
+
+
+def parse_typed_verifier_key(vkey: str, sig_type: int) -> tuple[str, bytes]:
+    """Parse a verifier key of signature type ``sig_type`` over an Ed25519 key.
+
+    Raises:
+        SchemaError: the string is malformed, its key hash does not match its
+            name and key, or its type is not ``sig_type``.
+    """
     name, _, rest = vkey.partition("+")
     hash_hex, _, key_b64 = rest.partition("+")
     if not is_valid_key_name(name):
@@ -286,10 +303,10 @@ def parse_verifier_key(vkey: str) -> tuple[str, bytes]:
     encoded = _decode_verifier_key_data(key_b64)
     if bytes.fromhex(hash_hex) != _key_hash(name, encoded):
         raise SchemaError("verifier key hash does not match its name and key")
-    if encoded[0] != SIG_TYPE_ED25519:
+    if encoded[0] != sig_type:
         raise SchemaError(
             f"verifier key has signature type 0x{encoded[0]:02x}; "
-            "only Ed25519 (0x01) is supported"
+            f"0x{sig_type:02x} is expected here"
         )
     if len(encoded) != 1 + _ED25519_KEY_SIZE:
         raise SchemaError(f"Ed25519 verifier key must be {_ED25519_KEY_SIZE} bytes")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
 
-__all__ = ["Prepare", "Store", "StoredPurge", "StoredRow"]
+__all__ = ["Prepare", "Store", "StoredEvidence", "StoredPurge", "StoredRow"]
 
 Prepare = Callable[["ChainHead"], "Batch"]
 
@@ -52,6 +52,21 @@ class StoredPurge:
     size: int
     seq: int
     erased: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvidence:
+    """Evidence about a checkpoint kept beside it (see :mod:`mltrail.core.evidence`):
+    a timestamp token, a cosigned note, or a marker that a stamp is pending."""
+
+    id: int
+    kind: str
+    size: int
+    checkpoint: str
+    """The signed checkpoint note text the evidence is about."""
+    data: bytes
+    added: str
+    """When it was stored, by this machine's clock (informational only)."""
 
 
 @contextmanager
@@ -179,6 +194,21 @@ class Store(ABC):
         with _as_store_error("read checkpoints"):
             return self._checkpoints()
 
+    def add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        """Keep evidence about the checkpoint ``checkpoint`` (of ``size`` records).
+
+        Append-only like everything else: evidence is never changed or removed.
+        """
+        with _as_store_error("store checkpoint evidence"):
+            self._add_evidence(kind, size, checkpoint, data, added)
+
+    def evidence(self) -> list[StoredEvidence]:
+        """Every piece of checkpoint evidence kept, oldest first."""
+        with _as_store_error("read checkpoint evidence"):
+            return self._evidence()
+
     def meta(self) -> dict[str, str]:
         """Write-once ledger settings (origin, schema version)."""
         with _as_store_error("read ledger settings"):
@@ -230,6 +260,12 @@ class Store(ABC):
     def _add_checkpoint(self, size: int, text: str) -> None: ...
     @abstractmethod
     def _checkpoints(self) -> list[StoredCheckpoint]: ...
+    @abstractmethod
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None: ...
+    @abstractmethod
+    def _evidence(self) -> list[StoredEvidence]: ...
     @abstractmethod
     def _meta(self) -> dict[str, str]: ...
     @abstractmethod

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import StoreError
-from mltrail.storage.base import Prepare, Store, StoredPurge, StoredRow, build_head
+from mltrail.storage.base import (
+    Prepare,
+    Store,
+    StoredEvidence,
+    StoredPurge,
+    StoredRow,
+    build_head,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,6 +40,7 @@ class MemoryStore(Store):
         self._settings: dict[str, str] = {}
         self._purged: dict[str, tuple[int, int]] = {}  # digest -> (size, seq)
         self._erased: set[str] = set()
+        self._evidence_rows: list[StoredEvidence] = []
 
     def _append(self, prepare: Prepare) -> Batch:
         with self._lock:
@@ -149,6 +157,17 @@ class MemoryStore(Store):
     def _add_checkpoint(self, size: int, text: str) -> None:
         with self._lock:
             self._cps.append((size, text))
+
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        with self._lock:
+            row_id = len(self._evidence_rows) + 1
+            row = StoredEvidence(row_id, kind, size, checkpoint, bytes(data), added)
+            self._evidence_rows.append(row)
+
+    def _evidence(self) -> list[StoredEvidence]:
+        return list(self._evidence_rows)
 
     def _checkpoints(self) -> list[StoredCheckpoint]:
         from mltrail.core.verify import StoredCheckpoint

@@ -27,9 +27,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import ConfigError, StoreError
-from mltrail.storage.base import Prepare, Store, StoredPurge, StoredRow, build_head
+from mltrail.storage.base import (
+    Prepare,
+    Store,
+    StoredEvidence,
+    StoredPurge,
+    StoredRow,
+    build_head,
+)
 from mltrail.storage.readonly import ReadOnlyConnection, connect_read_only
 from mltrail.storage.sqlite_schema import (
+    EVIDENCE_SCHEMA,
     MIGRATIONS,
     PURGE_SCHEMA,
     PURGES_QUERY,
@@ -125,7 +133,20 @@ class SQLiteStore(Store):
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         conn.execute("BEGIN IMMEDIATE")
         SQLiteStore._add_purge_schema(conn)
+        SQLiteStore._add_evidence_schema(conn)
         conn.execute("COMMIT")
+
+    @staticmethod
+    def _add_evidence_schema(conn: sqlite3.Connection) -> None:
+        """The checkpoint evidence table and its triggers (in a write transaction)."""
+        for statement in EVIDENCE_SCHEMA:
+            conn.execute(statement)
+
+    def _has_table(self, name: str) -> bool:
+        found = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
 
     @staticmethod
     def _add_purge_schema(conn: sqlite3.Connection) -> None:
@@ -382,6 +403,28 @@ class SQLiteStore(Store):
         return [
             StoredCheckpoint(f"checkpoint #{i}", s, n) for i, s, n in rows.fetchall()
         ]
+
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        def insert() -> None:
+            self._add_evidence_schema(self._conn)  # older files gain the table
+            self._conn.execute(
+                "INSERT INTO checkpoint_evidence (kind, size, checkpoint, data, added) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (kind, size, checkpoint, bytes(data), added),
+            )
+
+        self._write(insert)
+
+    def _evidence(self) -> list[StoredEvidence]:
+        if not self._has_table("checkpoint_evidence"):
+            return []  # a file no mltrail with evidence has written to
+        rows = self._conn.execute(
+            "SELECT id, kind, size, checkpoint, data, added FROM checkpoint_evidence "
+            "ORDER BY id"
+        )
+        return [StoredEvidence(i, k, s, c, bytes(d), a) for i, k, s, c, d, a in rows]
 
     def _meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())

@@ -10,6 +10,7 @@ names the digest; ``erasures`` marks a purge whose bytes have left the file.
 from __future__ import annotations
 
 __all__ = [
+    "EVIDENCE_SCHEMA",
     "MIGRATIONS",
     "PURGES_QUERY",
     "PURGE_SCHEMA",
@@ -86,6 +87,18 @@ PURGE_SCHEMA = (
     WHEN NOT EXISTS (SELECT 1 FROM purges WHERE digest = NEW.digest)
     OR EXISTS (SELECT 1 FROM blobs WHERE digest = NEW.digest)
     BEGIN SELECT RAISE(ABORT, 'only a purged blob whose bytes are gone is erased'); END""",
+)
+# Added with RFC 3161 timestamps and witness cosignatures (ADR 0015): evidence
+# about a checkpoint, signed by its issuer (a TSA, a witness), kept beside it.
+EVIDENCE_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS checkpoint_evidence (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL,
+        checkpoint TEXT NOT NULL, data BLOB NOT NULL, added TEXT NOT NULL
+    )""",
+    *(
+        TRIGGER.format(table="checkpoint_evidence", op=op)
+        for op in ("UPDATE", "DELETE")
+    ),
 )
 PURGES_QUERY = (
     "SELECT p.digest, p.size, p.seq, e.digest IS NOT NULL FROM purges p "

@@ -1,0 +1,230 @@
+"""RFC 3161 timestamps over checkpoints: what is stamped, and checking a token.
+
+A time-stamping authority (TSA) signs ``(hash of a message, its own time)``.
+mltrail stamps a checkpoint by its *signed note text exactly as the store keeps
+it* (origin, size, root, the blank line and the ledger's signature line, UTF-8),
+hashed with SHA-256: the token then proves that this signed tree head, so every
+record it covers, existed before the TSA's time.
+
+What is kept is the TSA's whole ``TimeStampResp`` (DER, as received: a status
+and the ``timeStampToken``, a CMS SignedData). Checking one is pure and offline:
+
+- its ``messageImprint`` is the hash of the checkpoint text (:func:`check_imprint`);
+- its CMS signature verifies and its signing certificate (extendedKeyUsage
+  timeStamping, critical) chains to a CA the verifier trusts, valid at the
+  stamped time (:func:`verify_timestamp`).
+
+Parsing and CMS verification come from ``rfc3161-client`` (the
+``mltrail[timestamps]`` extra), imported on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import BadSignatureError, ConfigError, IntegrityError, SchemaError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from cryptography.x509 import Certificate
+
+__all__ = [
+    "MAX_TOKEN_SIZE",
+    "TimestampInfo",
+    "check_imprint",
+    "load_rfc3161_client",
+    "load_tsa_roots",
+    "parse_timestamp",
+    "timestamp_digest",
+    "timestamp_message",
+    "verify_timestamp",
+]
+
+MAX_TOKEN_SIZE = 64 * 1024
+"""Largest TSA reply accepted (a token with a certificate chain is a few KiB)."""
+
+_HASHES = {
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+_EXTRA_HINT = "pip install 'mltrail[timestamps]' (it brings rfc3161-client)"
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampInfo:
+    """What a token says: the TSA's time and name, and the hash it signed."""
+
+    time: datetime
+    """``genTime``: the TSA's time, UTC."""
+    digest: bytes
+    hash_name: str
+    tsa: str
+    """The TSA's name in the token, else its signing certificate's issuer."""
+    serial: int
+    policy: str
+    nonce: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "time": self.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "hash": self.hash_name,
+            "digest": self.digest.hex(),
+            "tsa": self.tsa,
+            "serial": self.serial,
+            "policy": self.policy,
+        }
+
+
+def timestamp_message(checkpoint_text: str) -> bytes:
+    """The bytes a checkpoint's timestamp covers: its signed note text, UTF-8."""
+    return checkpoint_text.encode("utf-8")
+
+
+def timestamp_digest(checkpoint_text: str) -> bytes:
+    """SHA-256 of :func:`timestamp_message`: the ``messageImprint`` requested."""
+    return hashlib.sha256(timestamp_message(checkpoint_text)).digest()
+
+
+def load_rfc3161_client() -> Any:
+    """The ``rfc3161_client`` module, or a ConfigError naming the extra."""
+    try:
+        import rfc3161_client
+    except ImportError as e:
+        raise ConfigError(
+            "RFC 3161 timestamps need the rfc3161-client package", hint=_EXTRA_HINT
+        ) from e
+    return rfc3161_client
+
+
+def _decode(data: bytes) -> Any:
+    if len(data) > MAX_TOKEN_SIZE:
+        raise SchemaError(f"timestamp reply is larger than {MAX_TOKEN_SIZE} bytes")
+    rfc3161 = load_rfc3161_client()
+    try:
+        response = rfc3161.decode_timestamp_response(bytes(data))
+        granted = int(response.status) in (0, 1)  # granted, grantedWithMods
+    except (ValueError, TypeError) as e:
+        raise SchemaError(f"timestamp token is not a valid RFC 3161 reply: {e}") from e
+    if not granted:
+        raise SchemaError(
+            f"the TSA refused the request (status {response.status}): "
+            f"{' '.join(response.status_string) or 'no reason given'}"
+        )
+    return response
+
+
+def parse_timestamp(data: bytes) -> TimestampInfo:
+    """Read a TSA reply (DER ``TimeStampResp``); nothing is verified.
+
+    Raises:
+        SchemaError: not a granted, well-formed RFC 3161 reply.
+        ConfigError: rfc3161-client is not installed.
+    """
+    response = _decode(data)
+    return _info(response)
+
+
+def _info(response: Any) -> TimestampInfo:
+    tst = response.tst_info
+    imprint = tst.message_imprint
+    oid = imprint.hash_algorithm.dotted_string
+    name = getattr(tst.name, "value", None)
+    tsa = name.rfc4514_string() if hasattr(name, "rfc4514_string") else str(name or "")
+    if not tsa:
+        tsa = next(
+            (s.issuer.rfc4514_string() for s in response.signed_data.signer_infos), "?"
+        )
+    return TimestampInfo(
+        time=tst.gen_time,
+        digest=bytes(imprint.message),
+        hash_name=_HASHES.get(oid, oid),
+        tsa=tsa,
+        serial=int(tst.serial_number),
+        policy=tst.policy.dotted_string if tst.policy is not None else "",
+        nonce=tst.nonce,
+    )
+
+
+def check_imprint(data: bytes, checkpoint_text: str) -> TimestampInfo:
+    """Parse a reply and check it stamps ``checkpoint_text``; no signature checked.
+
+    Raises:
+        SchemaError: not a granted, well-formed reply, or an unknown hash.
+        IntegrityError: the token stamps something else.
+        ConfigError: rfc3161-client is not installed.
+    """
+    info = parse_timestamp(data)
+    if info.hash_name not in _HASHES.values():
+        raise SchemaError(f"timestamp token uses an unsupported hash {info.hash_name}")
+    expected = hashlib.new(info.hash_name, timestamp_message(checkpoint_text)).digest()
+    if info.digest != expected:
+        raise IntegrityError(
+            "the timestamp token stamps another message, not this checkpoint "
+            f"(imprint {info.digest.hex()[:16]}..., the checkpoint hashes to "
+            f"{expected.hex()[:16]}...)",
+            hint="the token belongs to another checkpoint, or was altered",
+        )
+    return info
+
+
+def load_tsa_roots(data: bytes) -> list[Certificate]:
+    """The CA certificates in a PEM bundle (or one DER certificate).
+
+    Raises:
+        SchemaError: no certificate could be read.
+    """
+    from cryptography import x509
+
+    try:
+        if b"-----BEGIN" in data:
+            roots = x509.load_pem_x509_certificates(data)
+        else:
+            roots = [x509.load_der_x509_certificate(data)]
+    except ValueError as e:
+        raise SchemaError(f"not a PEM or DER certificate: {e}") from e
+    if not roots:
+        raise SchemaError("no certificate found")
+    return roots
+
+
+def verify_timestamp(
+    data: bytes, checkpoint_text: str, roots: Sequence[Certificate]
+) -> TimestampInfo:
+    """Check a reply stamps ``checkpoint_text`` and is signed by a trusted TSA.
+
+    The TSA's certificate must carry a critical extendedKeyUsage of
+    timeStamping and chain to one of ``roots``, valid at the stamped time.
+
+    Raises:
+        SchemaError: not a granted, well-formed reply.
+        IntegrityError: the token stamps another message.
+        BadSignatureError: the signature or the certificate chain does not
+            verify against ``roots``.
+        ConfigError: rfc3161-client is not installed.
+        ValueError: ``roots`` is empty.
+    """
+    if not roots:
+        raise ValueError("verify_timestamp needs at least one trusted CA certificate")
+    info = check_imprint(data, checkpoint_text)
+    rfc3161 = load_rfc3161_client()
+    response = _decode(data)
+    builder = rfc3161.VerifierBuilder()
+    for root in roots:
+        builder = builder.add_root_certificate(root)
+    try:
+        builder.build().verify(response, info.digest)
+    except (rfc3161.VerificationError, ValueError) as e:
+        reason = " ".join(str(e).split())[:160]
+        raise BadSignatureError(
+            f"the timestamp token by {info.tsa} does not verify against the trusted "
+            f"TSA CA: {reason}",
+            hint="the token was altered, or was issued by a TSA whose CA is not "
+            "the one given (--tsa-ca)",
+        ) from e
+    return info

@@ -1,0 +1,272 @@
+"""Checkpoint evidence kept by a store: read it, hand it out, check it in ``verify``.
+
+The store keeps, beside the checkpoints, evidence their issuers signed (see
+:mod:`mltrail.core.evidence` and ADR 0015): RFC 3161 tokens (``rfc3161``),
+witness-cosigned notes (``cosignature``), and markers that a run's end
+checkpoint still waits for its timestamp (``rfc3161-pending``).
+
+For verification, the checkpoint each piece is about takes part in the walk
+like a stored checkpoint (so a token over a checkpoint of records since cut or
+rewritten is ``truncated`` or ``root``), then :func:`check_ledger_evidence`
+checks every token and the cosignatures of the witnesses the verifier names,
+and reports what they prove as anchors: the time before which a checkpoint
+existed, and the size up to which a witness vouches that the log only grew.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mltrail.core.checkpoint import parse_signed_checkpoint
+from mltrail.core.evidence import (
+    COSIGNATURE,
+    RFC3161,
+    Evidence,
+    EvidenceCheck,
+    EvidenceStatus,
+    verify_evidence,
+)
+from mltrail.core.merkle import range_root
+from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
+from mltrail.errors import ConfigError, MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cryptography.x509 import Certificate
+
+    from mltrail.core.cosignature import WitnessKey
+    from mltrail.core.report import VerificationReport
+    from mltrail.storage.base import Store, StoredEvidence
+
+__all__ = [
+    "PENDING",
+    "EvidencePolicy",
+    "check_ledger_evidence",
+    "evidence_checkpoints",
+    "evidence_for",
+    "pending_checkpoints",
+]
+
+PENDING = "rfc3161-pending"
+"""A run's end checkpoint whose timestamp could not be had (the TSA was down)."""
+
+
+@dataclass(frozen=True)
+class EvidencePolicy:
+    """What the verifier trusts from outside: TSA CAs and witness keys.
+
+    Args:
+        tsa_roots: CA certificates a TSA must chain to (none: token times are
+            reported as unverified).
+        tsa_source: where they came from, for the report.
+        tsa_external: whether that file lies outside the ledger home.
+        witness_keys: witnesses whose cosignature some checkpoint must carry.
+        notes: cosigned checkpoint notes kept elsewhere (``--trust-checkpoint``).
+    """
+
+    tsa_roots: Sequence[Certificate] = ()
+    tsa_source: str = ""
+    tsa_external: bool = True
+    witness_keys: Sequence[WitnessKey] = ()
+    notes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+
+def evidence_for(store: Store, checkpoint_text: str) -> list[Evidence]:
+    """Every token and cosigned note the store keeps about ``checkpoint_text``.
+
+    For proof bundles: ``[e.to_dict() for e in evidence_for(...)]`` goes beside
+    the checkpoint, and :func:`mltrail.core.evidence.verify_evidence` checks it
+    offline.
+    """
+    return [
+        Evidence(row.kind, row.checkpoint, row.data)
+        for row in store.evidence()
+        if row.kind in (RFC3161, COSIGNATURE) and row.checkpoint == checkpoint_text
+    ]
+
+
+def pending_checkpoints(store: Store) -> list[tuple[int, str]]:
+    """(size, text) of checkpoints marked pending that no token stamps yet."""
+    rows = store.evidence()
+    stamped = {r.checkpoint for r in rows if r.kind == RFC3161}
+    pending: dict[str, int] = {}
+    for row in rows:
+        if row.kind == PENDING and row.checkpoint not in stamped:
+            pending.setdefault(row.checkpoint, row.size)
+    return sorted(((size, text) for text, size in pending.items()), key=lambda p: p[0])
+
+
+def evidence_checkpoints(store: Store) -> list[StoredCheckpoint]:
+    """The checkpoints evidence is about, where the store no longer holds them.
+
+    They join the walk, so a stamped or cosigned checkpoint of records since
+    removed, cut or rewritten is reported (``truncated``, ``root``).
+    """
+    held = {cp.text for cp in store.checkpoints()}
+    found: dict[str, StoredCheckpoint] = {}
+    for row in store.evidence():
+        if row.checkpoint in held or row.checkpoint in found:
+            continue
+        found[row.checkpoint] = StoredCheckpoint(
+            f"the checkpoint {row.kind} evidence #{row.id} is about",
+            _size(row.checkpoint),
+            row.checkpoint,
+        )
+    return list(found.values())
+
+
+def check_ledger_evidence(
+    store: Store, report: VerificationReport, policy: EvidencePolicy
+) -> None:
+    """Check the store's evidence (and ``policy.notes``); add anchors and problems."""
+    rows = store.evidence()
+    try:
+        _check_tokens(store, report, policy, [r for r in rows if r.kind == RFC3161])
+    except ConfigError as e:  # rfc3161-client missing
+        report.problems.append(
+            Problem(
+                None,
+                "timestamp-unchecked",
+                f"timestamp tokens were not checked: {e} ({e.hint})",
+                Severity.WARNING,
+            )
+        )
+    for size, _ in pending_checkpoints(store):
+        report.problems.append(
+            Problem(
+                size - 1,
+                "timestamp-pending",
+                f"the checkpoint of size {size} was to be timestamped but the TSA "
+                "could not be reached; `mltrail timestamp --pending` stamps it",
+                Severity.WARNING,
+            )
+        )
+    if policy.witness_keys:
+        _check_witnesses(
+            store, report, policy, [r for r in rows if r.kind == COSIGNATURE]
+        )
+
+
+def _check_tokens(
+    store: Store,
+    report: VerificationReport,
+    policy: EvidencePolicy,
+    rows: Sequence[StoredEvidence],
+) -> None:
+    for row in rows:
+        item = Evidence(RFC3161, row.checkpoint, row.data)
+        check = verify_evidence(row.checkpoint, [item], tsa_roots=policy.tsa_roots)[0]
+        where = f"timestamp #{row.id} of the checkpoint of size {row.size}"
+        if check.status is EvidenceStatus.FAILED:
+            report.problems.append(
+                Problem(row.size - 1, "timestamp", f"{where}: {check.message}")
+            )
+        elif check.status is EvidenceStatus.UNVERIFIED:
+            report.problems.append(
+                Problem(
+                    row.size - 1,
+                    "timestamp-unverified",
+                    f"{where}: {check.message} (--tsa-ca FILE checks it)",
+                    Severity.WARNING,
+                )
+            )
+        elif _holds(store, row.checkpoint):
+            report.anchors.append(_time_anchor(row.size, check, policy))
+
+
+def _time_anchor(size: int, check: EvidenceCheck, policy: EvidencePolicy) -> Anchor:
+    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    return Anchor(
+        "timestamp",
+        f"records 0 to {size - 1} existed before {when}: the checkpoint of size "
+        f"{size} is stamped by {check.issuer} (RFC 3161, TSA CA {policy.tsa_source})",
+        policy.tsa_external,
+    )
+
+
+def _check_witnesses(
+    store: Store,
+    report: VerificationReport,
+    policy: EvidencePolicy,
+    rows: Sequence[StoredEvidence],
+) -> None:
+    notes = [(f"cosigned checkpoint #{r.id}", r.checkpoint, r.data) for r in rows]
+    notes += [(where, text, text.encode()) for where, text in policy.notes]
+    for key in policy.witness_keys:
+        best: tuple[int, EvidenceCheck] | None = None
+        for where, checkpoint, data in notes:
+            item = Evidence(COSIGNATURE, checkpoint, data)
+            for check in verify_evidence(checkpoint, [item], witness_keys=[key]):
+                size = _size(checkpoint)
+                if check.status is EvidenceStatus.FAILED:
+                    report.problems.append(
+                        Problem(
+                            max(size - 1, 0), "cosignature", f"{where}: {check.message}"
+                        )
+                    )
+                elif _holds(store, checkpoint) and (best is None or size > best[0]):
+                    best = (size, check)
+        _report_witness(report, key, best)
+
+
+def _report_witness(
+    report: VerificationReport, key: WitnessKey, best: tuple[int, EvidenceCheck] | None
+) -> None:
+    if best is None:
+        report.problems.append(
+            Problem(
+                None,
+                "witness-missing",
+                f"no checkpoint of this ledger carries a valid cosignature by witness "
+                f"{key.short()}: nobody without the ledger key vouches that it only "
+                "grew (`mltrail checkpoint --cosigned FILE` stores one)",
+            )
+        )
+        return
+    size, check = best
+    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    report.anchors.append(
+        Anchor(
+            "cosignature",
+            f"witness {key.short()} cosigned the checkpoint of size {size} at {when}: "
+            f"records 0 to {size - 1} are as that witness saw them, and the log "
+            "only grew before it",
+            True,
+        )
+    )
+    if size < report.size:
+        report.problems.append(
+            Problem(
+                size,
+                "unwitnessed",
+                f"{_records(size, report.size)} newer than the newest checkpoint "
+                f"witness {key.short()} cosigned",
+                Severity.WARNING,
+            )
+        )
+
+
+def _records(start: int, stop: int) -> str:
+    if stop - start == 1:
+        return f"record {start} is"
+    return f"records {start} to {stop - 1} are"
+
+
+def _holds(store: Store, checkpoint_text: str) -> bool:
+    """Whether the store's tree at that size has the checkpoint's root."""
+    try:
+        checkpoint = parse_signed_checkpoint(checkpoint_text).checkpoint
+        if not 0 < checkpoint.size <= store.head().size:
+            return False
+        return range_root(0, checkpoint.size, store.node) == checkpoint.root
+    except MltrailError:
+        return False
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_signed_checkpoint(text).checkpoint.size
+    except MltrailError:
+        return 0

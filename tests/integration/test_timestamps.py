@@ -1,0 +1,286 @@
+"""RFC 3161 timestamps on checkpoints, against a real TSA on 127.0.0.1.
+
+The TSA is ``openssl ts -reply`` behind HTTP (tests/tsa_server.py) with a root
+CA and a TSA certificate made here. Everything runs through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from optional_extras import require_extra
+from tsa_server import TsaServer, closed_port_url, make_tsa_ca
+
+require_extra("timestamps", "rfc3161_client")
+
+
+def mltrail(home, *args, env=None, stdin=None):
+    full = {**os.environ, "MLTRAIL_HOME": str(home), **(env or {})}
+    for name in (
+        "MLTRAIL_WITNESS",
+        "MLTRAIL_TSA_URL",
+        "MLTRAIL_TSA_CA",
+        "MLTRAIL_RUN_ID",
+    ):
+        if name not in (env or {}):
+            full.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def verify_json(home, *args):
+    proc = mltrail(home, "verify", "--json", *args)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def codes(report, severity=None):
+    return [p["code"] for p in report["problems"] if severity in (None, p["severity"])]
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return make_tsa_ca(tmp_path_factory.mktemp("tsa"))
+
+
+@pytest.fixture(scope="module")
+def tsa(ca):
+    with TsaServer(ca) as server:
+        yield server
+
+
+@pytest.fixture
+def home(tmp_path):
+    path = tmp_path / "home"
+    ok(mltrail(path, "init", "--origin", "test.mltrail.local/tsa"))
+    ok(mltrail(path, "append", "--kind", "note", "--body", '{"text": "a"}'))
+    return path
+
+
+def _note(home, text):
+    ok(mltrail(home, "append", "--kind", "note", "--body", json.dumps({"text": text})))
+
+
+def test_stamp_then_verify_with_the_ca(home, tsa, ca):
+    proc = ok(mltrail(home, "checkpoint", "--tsa", tsa.url, "--json"))
+    out = json.loads(proc.stdout)
+    assert out["timestamp"]["new"] is True
+    assert out["timestamp"]["size"] == out["size"] == 2
+    assert "existed before" in proc.stderr
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    stamps = [a for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 1
+    assert stamps[0]["external"] is True
+    assert "records 0 to 1 existed before" in stamps[0]["description"]
+    assert "anchors" not in codes(report)  # the TSA is an anchor outside the home
+
+
+def test_stamping_twice_keeps_the_first_token(home, tsa):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    before = tsa.requests
+    proc = ok(mltrail(home, "timestamp", "--tsa", tsa.url, "--json"))
+    assert json.loads(proc.stdout)[0]["new"] is False
+    assert tsa.requests == before
+
+
+def test_without_a_ca_the_time_is_unverified(home, tsa):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    code, report = verify_json(home)
+    assert code == 0
+    assert codes(report, "warning").count("timestamp-unverified") == 1
+    assert not [a for a in report["anchors"] if a["kind"] == "timestamp"]
+
+
+def test_a_ca_named_by_the_environment_is_used(home, tsa, ca):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    proc = mltrail(home, "verify", "--json", env={"MLTRAIL_TSA_CA": str(ca.ca_pem)})
+    report = json.loads(proc.stdout)
+    assert [a["kind"] for a in report["anchors"]].count("timestamp") == 1
+
+
+def test_another_ca_fails(home, tsa, tmp_path):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    code, report = verify_json(home, "--tsa-ca", str(other.ca_pem))
+    assert code == 3
+    bad = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert len(bad) == 1
+    assert "does not verify against the trusted TSA CA" in bad[0]["message"]
+    assert bad[0]["seq"] == 1
+
+
+def _evidence(home):
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        return conn.execute(
+            "SELECT id, kind, size, checkpoint, data, added FROM checkpoint_evidence"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def _insert(home, kind, size, checkpoint, data):
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        conn.execute(
+            "INSERT INTO checkpoint_evidence (kind, size, checkpoint, data, added) "
+            "VALUES (?, ?, ?, ?, '2026-01-01T00:00:00Z')",
+            (kind, size, checkpoint, data),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_token_of_another_checkpoint_fails(home, tsa, ca):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    _note(home, "b")
+    newest = ok(mltrail(home, "checkpoint")).stdout
+    token = _evidence(home)[0][4]
+    _insert(home, "rfc3161", 3, newest, token)  # the size-2 token, filed under size 3
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    bad = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert [p["seq"] for p in bad] == [2]
+    assert "stamps another message" in bad[0]["message"]
+
+
+def test_a_tampered_token_fails(home, tsa, ca):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        conn.execute("DROP TRIGGER checkpoint_evidence_no_UPDATE")
+        data = bytearray(
+            conn.execute("SELECT data FROM checkpoint_evidence").fetchone()[0]
+        )
+        data[-20] ^= 0x01  # inside the CMS signature
+        conn.execute("UPDATE checkpoint_evidence SET data = ?", (bytes(data),))
+        conn.commit()
+    finally:
+        conn.close()
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    assert codes(report, "error") == ["timestamp"]
+    assert not [a for a in report["anchors"] if a["kind"] == "timestamp"]
+
+
+def test_evidence_rows_are_append_only(home, tsa):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        for sql in (
+            "DELETE FROM checkpoint_evidence",
+            "UPDATE checkpoint_evidence SET size = 9",
+        ):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_tsa_down_during_a_run_then_stamped_later(home, tsa, ca, tmp_path):
+    down = {"MLTRAIL_TSA_URL": closed_port_url()}
+    proc = mltrail(
+        home, "run", "--", sys.executable, "-c", "print('trained')", env=down
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "was not timestamped" in proc.stderr
+    assert "mltrail timestamp --pending" in proc.stderr
+    code, report = verify_json(home)
+    assert code == 0
+    assert "timestamp-pending" in codes(report, "warning")
+    # the run's outcome is recorded in full
+    log = json.loads(ok(mltrail(home, "log", "--json")).stdout)
+    assert log[-1]["entry"]["kind"] == "run.ended"
+    assert log[-1]["entry"]["body"]["status"] == "succeeded"
+    # later, the TSA is back
+    proc = ok(mltrail(home, "timestamp", "--pending", "--tsa", tsa.url, "--json"))
+    stamped = json.loads(proc.stdout)
+    assert [s["size"] for s in stamped] == [len(log)]
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    assert "timestamp-pending" not in codes(report)
+    assert [a["kind"] for a in report["anchors"]].count("timestamp") == 1
+    again = ok(mltrail(home, "timestamp", "--pending", "--tsa", tsa.url))
+    assert "no checkpoint waits" in again.stdout
+
+
+def test_a_configured_tsa_stamps_every_run_end(home, tsa, ca):
+    env = {"MLTRAIL_TSA_URL": tsa.url}
+    for _ in range(2):
+        ok(mltrail(home, "run", "--", sys.executable, "-c", "pass", env=env))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0
+    assert [a["kind"] for a in report["anchors"]].count("timestamp") == 2
+
+
+def test_the_setting_in_ledger_json_stamps_runs_of_the_python_api(home, tsa, ca):
+    settings = json.loads((home / "ledger.json").read_text())
+    (home / "ledger.json").write_text(json.dumps({**settings, "tsa_url": tsa.url}))
+    script = "import mltrail\nwith mltrail.start_run(name='api'):\n    pass\n"
+    ok(mltrail(home, "log"))  # ledger.json still reads
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0
+    assert [a["kind"] for a in report["anchors"]].count("timestamp") == 1
+
+
+def test_a_stamped_checkpoint_catches_records_cut_afterwards(home, tsa, ca):
+    _note(home, "b")
+    _note(home, "c")
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))  # size 4, stamped
+    shutil.rmtree(home / "witness")  # the attacker removes the local witness too
+    conn = sqlite3.connect(home / "ledger.db")
+    try:  # roll back to size 2: records, nodes and checkpoints of the cut go
+        for table in ("records", "merkle_nodes", "checkpoints"):
+            conn.execute(f"DROP TRIGGER {table}_no_DELETE")
+        conn.execute("DELETE FROM records WHERE seq >= 2")
+        conn.execute("DELETE FROM checkpoints WHERE size > 2")
+        conn.execute("DELETE FROM merkle_nodes WHERE (idx + 1) << level > 2")
+        conn.commit()
+    finally:
+        conn.close()
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    truncated = [p for p in report["problems"] if p["code"] == "truncated"]
+    assert len(truncated) == 1
+    assert "evidence #1" in truncated[0]["message"]
+    assert not [a for a in report["anchors"] if a["kind"] == "timestamp"]
+
+
+def test_a_bad_tsa_url_is_an_input_error(home):
+    proc = mltrail(home, "checkpoint", "--tsa", "ftp://example.invalid/tsr")
+    assert proc.returncode == 2
+    assert "not an http:// or https:// URL" in proc.stderr
+
+
+def test_a_tsa_that_is_down_fails_the_command_not_the_ledger(home):
+    proc = mltrail(home, "timestamp", "--tsa", closed_port_url())
+    assert proc.returncode == 4
+    assert "could not be reached" in proc.stderr
+    assert verify_json(home)[0] == 0
