@@ -51,6 +51,7 @@ _COMMANDS = {
     "demo": "mltrail.cli.demo:demo",
     "diff": "mltrail.cli.diff_cmd:diff",
     "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
+    "report": "mltrail.cli.report_cmd:report",
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
 }
@@ -100,6 +101,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail diff RUN_A RUN_B             what changed: params, data files, code, packages
       mltrail reproduce RUN --check        does this machine still match the run?
       mltrail trace model.safetensors      what exactly made this model
+      mltrail report MODEL -o report.pdf   its documentation (Annex IV, SR 11-7)
       mltrail lineage data/raw --down      what was made from this
       mltrail model history --at DATE      which model was in production then
       mltrail sources check                which models an upstream change affects
