@@ -54,7 +54,7 @@ from mltrail.core.rows import MAX_ROWS, RowFile, encode_row_digests
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from mltrail.capture.tables import Table
 
@@ -266,22 +266,42 @@ def describe_table_rows(
 def _describe(
     path: Path, label: str | None, fmt: str | None, *, keep_rows: bool
 ) -> tuple[dict[str, Any], bytes | None]:
-    files: dict[Path | None, RowFile] = {}
+    files: dict[Path | None, tuple[RowFile, _Positions]] = {}
     with open_table(path, fmt) as table:
         summary = _Summary(table, path, label)
         where = table.position
         for row in table.rows:
             summary.add(row)
             if keep_rows and summary.rows <= MAX_ROWS:
-                rows = files.get(where.file)
-                if rows is None:
-                    name = _relative(where.file or path, path)
-                    rows = files[where.file] = RowFile(name, where.unit)
-                rows.rows.append((where.line, row_digest(row)))
+                found = files.get(where.file)
+                if found is None:
+                    name, kept = _relative(where.file or path, path), _Positions()
+                    found = files[where.file] = (RowFile(name, where.unit, kept), kept)
+                found[1].add(where.line, row_digest(row))
     result = summary.result()
     if not keep_rows or summary.rows > MAX_ROWS:
         return result, None
-    return result, encode_row_digests(list(files.values()))
+    return result, encode_row_digests([f for f, _ in files.values()])
+
+
+class _Positions:
+    """``(line, digest)`` pairs in two arrays: 12 bytes a row, not a tuple each."""
+
+    def __init__(self) -> None:
+        self.lines, self.digests = array("I"), array("Q")
+
+    def add(self, line: int, digest: int) -> None:
+        self.lines.append(line)
+        self.digests.append(digest)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.lines, self.digests, strict=True)
+
+    def __contains__(self, item: object) -> bool:
+        return item in set(self)
 
 
 def _relative(file: Path, root: Path) -> str:

@@ -32,10 +32,13 @@ import struct
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.codec import parse_json
 from mltrail.errors import SchemaError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 __all__ = [
     "MAX_ROWS",
@@ -62,11 +65,11 @@ _UNITS = ("line", "row")
 @dataclass(slots=True)
 class RowFile:
     """One file of a table: its path, ``line`` or ``row`` numbering, and its rows
-    as ``(line, digest)`` in file order."""
+    as ``(line, digest)`` in file order (any sized iterable when encoding)."""
 
     path: str
     unit: str
-    rows: list[tuple[int, int]] = field(default_factory=list)
+    rows: Collection[tuple[int, int]] = field(default_factory=list)
 
 
 def encode_row_digests(files: list[RowFile]) -> bytes:
@@ -204,7 +207,9 @@ def diff_rows(old: bytes, new: bytes) -> RowsDiff:
     for path in sorted(before.keys() | after.keys()):
         a, b = before.get(path), after.get(path)
         unit = (b or a).unit  # type: ignore[union-attr]
-        gone, came, same = _surplus(a.rows if a else [], b.rows if b else [])
+        gone, came, same = _surplus(
+            list(a.rows) if a else [], list(b.rows) if b else []
+        )
         unchanged += same
         changes.extend(_pair(path, unit, gone, came))
     return RowsDiff(tuple(changes), unchanged)
