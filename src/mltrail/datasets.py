@@ -21,9 +21,10 @@ from mltrail.capture.dvc import find_dvc_hashes
 from mltrail.capture.fingerprint import capture_model_fields
 from mltrail.capture.progress import count_progress
 from mltrail.capture.remote import hash_remote, is_remote
-from mltrail.capture.splits import describe_table, find_overlaps
+from mltrail.capture.splits import describe_table_rows, find_overlaps
 from mltrail.capture.tables import detect_format, table_files
 from mltrail.core.manifest import MANIFEST_MEDIA_TYPE, compute_manifest
+from mltrail.core.rows import ROWS_MEDIA_TYPE
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
@@ -126,7 +127,9 @@ def dataset_body(
     if dvc is not None:
         body["dvc"] = dvc
     if (describe or label) and _is_table(path):
-        body["table"] = describe_table(path, label=label)
+        body["table"], rows = describe_table_rows(path, label=label)
+        if rows is not None:
+            body["row_digests"] = Blob(rows, ROWS_MEDIA_TYPE)
     return body
 
 

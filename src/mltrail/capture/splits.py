@@ -50,10 +50,11 @@ from mltrail.capture.columns import (
     column_type,
 )
 from mltrail.capture.tables import open_table
+from mltrail.core.rows import MAX_ROWS, RowFile, encode_row_digests
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from mltrail.capture.tables import Table
 
@@ -64,6 +65,7 @@ __all__ = [
     "TOP_LABELS",
     "describe_splits",
     "describe_table",
+    "describe_table_rows",
     "find_overlaps",
     "row_digest",
 ]
@@ -249,12 +251,63 @@ def describe_table(
         ConfigError: Parquet without pyarrow (``pip install 'mltrail[parquet]'``).
         CaptureError: a file cannot be read.
     """
-    path = Path(path)
+    return _describe(Path(path), label, fmt, keep_rows=False)[0]
+
+
+def describe_table_rows(
+    path: Path, *, label: str | None = None, fmt: str | None = None
+) -> tuple[dict[str, Any], bytes | None]:
+    """:func:`describe_table`, and the row-digest blob of the table
+    (:mod:`mltrail.core.rows`: each row's digest with its file, relative to
+    ``path`` when it is a folder, and line), or None beyond ``MAX_ROWS`` rows."""
+    return _describe(Path(path), label, fmt, keep_rows=True)
+
+
+def _describe(
+    path: Path, label: str | None, fmt: str | None, *, keep_rows: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    files: dict[Path | None, tuple[RowFile, _Positions]] = {}
     with open_table(path, fmt) as table:
         summary = _Summary(table, path, label)
+        where = table.position
         for row in table.rows:
             summary.add(row)
-    return summary.result()
+            if keep_rows and summary.rows <= MAX_ROWS:
+                found = files.get(where.file)
+                if found is None:
+                    name, kept = _relative(where.file or path, path), _Positions()
+                    found = files[where.file] = (RowFile(name, where.unit, kept), kept)
+                found[1].add(where.line, row_digest(row))
+    result = summary.result()
+    if not keep_rows or summary.rows > MAX_ROWS:
+        return result, None
+    return result, encode_row_digests([f for f, _ in files.values()])
+
+
+class _Positions:
+    """``(line, digest)`` pairs in two arrays: 12 bytes a row, not a tuple each."""
+
+    def __init__(self) -> None:
+        self.lines, self.digests = array("I"), array("Q")
+
+    def add(self, line: int, digest: int) -> None:
+        self.lines.append(line)
+        self.digests.append(digest)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.lines, self.digests, strict=True)
+
+    def __contains__(self, item: object) -> bool:
+        return item in set(self)
+
+
+def _relative(file: Path, root: Path) -> str:
+    if file == root or not root.is_dir():
+        return file.name
+    return file.relative_to(root).as_posix()
 
 
 def find_overlaps(

@@ -63,6 +63,7 @@ __all__ = [
     "NULL_TOKENS",
     "PARQUET_BATCH_ROWS",
     "PARQUET_EXTRA",
+    "Position",
     "Table",
     "detect_format",
     "normalize",
@@ -97,6 +98,15 @@ _READ_ERRORS = (csv.Error, UnicodeDecodeError, EOFError, zlib.error, OSError)
 
 
 @dataclass
+class Position:
+    """Where the row last read starts: its file and line (Parquet: row number)."""
+
+    file: Path | None = None
+    line: int = 0
+    unit: str = "line"
+
+
+@dataclass
 class Table:
     """One table being read: its format, files, known columns and a row stream.
 
@@ -110,6 +120,7 @@ class Table:
     columns: list[str]
     types: dict[str, str]
     rows: Iterator[dict[str, Any]]
+    position: Position = field(default_factory=Position)
 
 
 @dataclass
@@ -261,11 +272,15 @@ def _delimited_rows(
     columns: list[str],
     path: Path,
     line: Callable[[], int],
+    position: Position,
 ) -> Iterator[dict[str, Any]]:
     width = len(columns)
+    before = line()
     for record in records:
+        start, before = before + 1, line()
         if not record:
             continue
+        position.line = start
         if len(record) > width:
             raise InputError(
                 f"{path}: line {line()}: {len(record)} fields, the header has {width}",
@@ -277,7 +292,10 @@ def _delimited_rows(
 
 
 @contextmanager
-def _read_delimited(path: Path, dialect: str) -> Iterator[_FileTable]:
+def _read_delimited(
+    path: Path, dialect: str, position: Position
+) -> Iterator[_FileTable]:
+    position.file, position.unit = path, "line"
     with _open_text(path, newline="") as stream:
         reader = csv.reader(stream, dialect=dialect)
         records = _guarded(reader, path, lambda: reader.line_num)
@@ -286,7 +304,8 @@ def _read_delimited(path: Path, dialect: str) -> Iterator[_FileTable]:
             first = next(records, None)
         columns = _header(first, path)
         yield _FileTable(
-            columns, _delimited_rows(records, columns, path, lambda: reader.line_num)
+            columns,
+            _delimited_rows(records, columns, path, lambda: reader.line_num, position),
         )
 
 
@@ -307,44 +326,55 @@ def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
     return {name: normalize(item) for name, item in value.items()}
 
 
-def _jsonl_rows(stream: IO[str], path: Path) -> Iterator[dict[str, Any]]:
+def _jsonl_rows(
+    stream: IO[str], path: Path, position: Position
+) -> Iterator[dict[str, Any]]:
     number = 0
     try:
         for number, line in enumerate(stream, 1):
             if line.strip():
+                position.line = number
                 yield _json_object(line, path, number)
     except _READ_ERRORS as e:
         raise _read_error(e, path, number + 1) from e
 
 
 @contextmanager
-def _read_jsonl(path: Path) -> Iterator[_FileTable]:
+def _read_jsonl(path: Path, position: Position) -> Iterator[_FileTable]:
+    position.file, position.unit = path, "line"
     with _open_text(path, newline=None) as stream:
-        yield _FileTable([], _jsonl_rows(stream, path))
+        yield _FileTable([], _jsonl_rows(stream, path, position))
+
+
+def _numbered(rows: Iterator[dict[str, Any]], position: Position) -> Iterator[Any]:
+    for number, row in enumerate(rows, 1):
+        position.line = number
+        yield row
 
 
 @contextmanager
-def _read_parquet(path: Path) -> Iterator[_FileTable]:
+def _read_parquet(path: Path, position: Position) -> Iterator[_FileTable]:
     from mltrail.capture.parquet import read_parquet  # pyarrow: only for Parquet
 
+    position.file, position.unit = path, "row"
     with read_parquet(path) as (columns, rows, types):
-        yield _FileTable(columns, rows, types)
+        yield _FileTable(columns, _numbered(rows, position), types)
 
 
-_READERS = {
-    "csv": lambda path: _read_delimited(path, "excel"),
-    "tsv": lambda path: _read_delimited(path, "excel-tab"),
+_READERS: dict[str, Callable[[Path, Position], Any]] = {
+    "csv": lambda path, position: _read_delimited(path, "excel", position),
+    "tsv": lambda path, position: _read_delimited(path, "excel-tab", position),
     "jsonl": _read_jsonl,
     "parquet": _read_parquet,
 }
 
 
 def _more_files(
-    first: _FileTable, files: list[Path], fmt: str
+    first: _FileTable, files: list[Path], fmt: str, position: Position
 ) -> Iterator[dict[str, Any]]:
     yield from first.rows
     for path in files:
-        with _READERS[fmt](path) as part:
+        with _READERS[fmt](path, position) as part:
             if first.columns and part.columns and part.columns != first.columns:
                 raise InputError(
                     f"{path}: columns {part.columns} differ from {first.columns}",
@@ -364,9 +394,10 @@ def open_table(path: Path, fmt: str | None = None) -> Iterator[Table]:
         CaptureError: a file cannot be read.
     """
     found, files = table_files(path, fmt)
-    with _READERS[found](files[0]) as first:
-        rows = _more_files(first, files[1:], found)
+    position = Position()
+    with _READERS[found](files[0], position) as first:
+        rows = _more_files(first, files[1:], found, position)
         try:
-            yield Table(found, files, first.columns, first.types, rows)
+            yield Table(found, files, first.columns, first.types, rows, position)
         finally:
             rows.close()

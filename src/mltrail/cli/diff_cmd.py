@@ -25,6 +25,7 @@ from mltrail.reproduce import compare_runs
 if TYPE_CHECKING:
     from mltrail.core.diff import Change, DatasetDiff, RunDiff
     from mltrail.core.diff_data import FileChange
+    from mltrail.core.rows import RowsDiff
     from mltrail.query import RunView
 
 __all__ = ["diff"]
@@ -33,7 +34,7 @@ _HEX = re.compile(r"(sha256:)?([0-9a-f]{64})")
 _MARKER = re.compile(
     r"<redacted (?:hmac-)?sha256:[0-9a-f]{64} salt:[0-9a-f]*(?: key:[0-9a-f]{16})?>"
 )
-_STYLE = {"-": "red", "+": "green", " ": "dim"}
+_STYLE = {"-": "red", "+": "green", "~": "yellow", " ": "dim"}
 
 
 @click.command()
@@ -46,7 +47,7 @@ _STYLE = {"-": "red", "+": "green", " ": "dim"}
     type=COUNT,
     default=20,
     show_default=True,
-    help="List at most N differing files per dataset (0: all).",
+    help="List at most N differing files (and rows) per dataset (0: all).",
 )
 @click.option(
     "--exit-code",
@@ -69,8 +70,10 @@ def diff(
 
     A run is named by its id, a prefix of 4+ characters, or its name (its latest
     run). Lines starting with - are RUN_A's, + RUN_B's. Numbers compare by value
-    (8 equals 8.0). Not compared: start and end times, process ids, free memory,
-    stdout/stderr digests and redacted secrets. Exits 0 whether or not the runs
+    (8 equals 8.0). A dataset described when both runs read it (--describe or
+    --label) names its rows that differ, by file and line. Not compared: start
+    and end times, process ids, free memory, stdout/stderr digests and redacted
+    secrets. Exits 0 whether or not the runs
     differ, unless --exit-code is given. --json gives every differing file.
 
     \b
@@ -149,6 +152,8 @@ def _print_dataset(dataset: DatasetDiff, max_files: int) -> None:
     console.print(Text(f"  {dataset.role}: {dataset.kind}, dataset {ids}"))
     for change in dataset.fields:
         _print_change(change, indent="    ")
+    if dataset.rows is not None:
+        _print_rows(dataset.rows, max_files)
     files = dataset.files
     if files is None:
         return
@@ -162,6 +167,22 @@ def _print_dataset(dataset: DatasetDiff, max_files: int) -> None:
     if len(shown) < len(files.changes):
         more = len(files.changes) - len(shown)
         console.print(f"    ... and {more} more (--files N lists more, --json all)")
+
+
+def _print_rows(rows: RowsDiff, max_rows: int) -> None:
+    console.print(
+        f"    by row: {rows.count('changed')} changed, {rows.count('added')} added, "
+        f"{rows.count('removed')} removed, {rows.unchanged:,} unchanged"
+    )
+    shown = rows.changes if max_rows <= 0 else rows.changes[:max_rows]
+    for change in shown:
+        sign = {"changed": "~", "added": "+", "removed": "-"}[change.kind]
+        _line(sign, f"    {change.where()}  {change.kind}")
+    if len(shown) < len(rows.changes):
+        more = len(rows.changes) - len(shown)
+        console.print(
+            f"    ... and {more} more rows (--files N lists more, --json all)"
+        )
 
 
 def _print_file(change: FileChange) -> None:

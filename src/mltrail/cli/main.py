@@ -35,6 +35,7 @@ _COMMANDS = {
     "append": "mltrail.cli.ledger_cmds:append",
     "log": "mltrail.cli.ledger_cmds:log_cmd",
     "show": "mltrail.cli.ledger_cmds:show",
+    "logs": "mltrail.cli.logs_cmd:logs",
     "reindex": "mltrail.cli.index_cmd:reindex",
     "trace": "mltrail.cli.lineage_cmd:trace",
     "lineage": "mltrail.cli.lineage_cmd:lineage",
@@ -50,6 +51,7 @@ _COMMANDS = {
     "demo": "mltrail.cli.demo:demo",
     "diff": "mltrail.cli.diff_cmd:diff",
     "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
+    "report": "mltrail.cli.report_cmd:report",
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
 }
@@ -95,9 +97,11 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     Ask:
       mltrail runs --week 2026-W42         runs, filtered by time, user, param, dataset
       mltrail show RUN                     one run in full
+      mltrail logs RUN                     what it printed (stdout, stderr)
       mltrail diff RUN_A RUN_B             what changed: params, data files, code, packages
       mltrail reproduce RUN --check        does this machine still match the run?
       mltrail trace model.safetensors      what exactly made this model
+      mltrail report MODEL -o report.pdf   its documentation (Annex IV, SR 11-7)
       mltrail lineage data/raw --down      what was made from this
       mltrail model history --at DATE      which model was in production then
       mltrail sources check                which models an upstream change affects

@@ -30,6 +30,7 @@ from mltrail.core.diff_data import (
     diff_manifests,
     parse_packages,
 )
+from mltrail.core.rows import RowsDiff, diff_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -124,7 +125,9 @@ class Change:
 class DatasetDiff:
     """One data role in both runs: dataset ids, recorded facts, differing files.
 
-    ``files`` is None when the dataset ids match or a manifest is not at hand.
+    ``files`` is None when the dataset ids match or a manifest is not at hand;
+    ``rows`` (the rows added, removed or changed, by file and line) when both
+    versions were described and kept their row digests.
     """
 
     role: str
@@ -132,6 +135,7 @@ class DatasetDiff:
     new: str | None
     fields: tuple[Change, ...] = ()
     files: FilesDiff | None = None
+    rows: RowsDiff | None = None
 
     @property
     def kind(self) -> str:
@@ -152,6 +156,7 @@ class DatasetDiff:
             "new": self.new,
             "fields": [c.to_dict() for c in self.fields],
             "files": None if self.files is None else self.files.to_dict(),
+            "rows": None if self.rows is None else self.rows.to_dict(),
         }
 
 
@@ -198,7 +203,8 @@ class RunFacts:
 
     ``run`` holds the run's summary facts (name, status, exit_code, duration_s,
     command, cwd, user, host, signal); ``packages`` the bytes of the package list
-    blob; ``manifests`` the manifest bytes by blob digest (``sha256:<hex>``);
+    blob; ``manifests`` the manifest and row-digest bytes by blob digest
+    (``sha256:<hex>``);
     ``metrics`` each series' summary by name.
     """
 
@@ -393,11 +399,12 @@ def diff_datasets(
     for role in sorted(old.keys() | new.keys()):
         x, y = old.get(role), new.get(role)
         fields = diff_values(_data_facts(x), _data_facts(y), everything=everything)
-        files = None
+        files = rows = None
         if x and y and x.get("dataset") != y.get("dataset"):
             files = _files(x, y, a.manifests, b.manifests)
+            rows = _rows(x, y, a.manifests, b.manifests)
         diff = DatasetDiff(
-            role, _dataset_id(x), _dataset_id(y), fields if x and y else (), files
+            role, _dataset_id(x), _dataset_id(y), fields if x and y else (), files, rows
         )
         if everything or diff.kind != "same":
             found.append(diff)
@@ -421,7 +428,7 @@ def _dataset_id(body: Mapping[str, Any] | None) -> str | None:
 
 
 def _data_facts(body: Mapping[str, Any] | None) -> dict[str, Any]:
-    return flatten_body(_without(body, "role", "dataset", "manifest"))
+    return flatten_body(_without(body, "role", "dataset", "manifest", "row_digests"))
 
 
 def _files(
@@ -435,6 +442,19 @@ def _files(
     if a is None or b is None:
         return None
     return diff_manifests(a, b)
+
+
+def _rows(
+    x: Mapping[str, Any],
+    y: Mapping[str, Any],
+    old: Mapping[str, bytes],
+    new: Mapping[str, bytes],
+) -> RowsDiff | None:
+    a = old.get(_blob_digest(x.get("row_digests")))
+    b = new.get(_blob_digest(y.get("row_digests")))
+    if a is None or b is None:
+        return None
+    return diff_rows(a, b)
 
 
 def _blob_digest(ref: Any) -> str:

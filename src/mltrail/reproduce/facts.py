@@ -86,10 +86,10 @@ def _series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _load_manifests(home: Home, facts: RunFacts, bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
-        ref = body.get("manifest")
-        data = read_blob(home, ref)
-        if data is not None:
-            facts.manifests[str(ref["blob"])] = data
+        for ref in (body.get("manifest"), body.get("row_digests")):
+            data = read_blob(home, ref)
+            if data is not None:
+                facts.manifests[str(ref["blob"])] = data
 
 
 def compare_runs(

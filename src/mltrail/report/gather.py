@@ -1,0 +1,367 @@
+"""What a model report says, gathered from the ledger as plain JSON values.
+
+Sections follow the EU AI Act's Annex IV (technical documentation) and the
+Federal Reserve's SR 11-7 (model risk management): description and intended
+purpose, owner and risk tier, development process and code, data and data
+governance, training choices, fine-tuning, validation, approvals, promotions,
+open flags, and record-keeping (the verification verdict and its anchors).
+
+Entries of kinds the index does not know (``model.described``,
+``model.approved``, ``model.sealed``) are read from the ledger by kind, so the
+report works whichever engineer's writer made them. Every value is the ledger's
+and untrusted: the renderers escape it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.codec import parse_json
+from mltrail.errors import MltrailError
+from mltrail.query import load_run
+from mltrail.trace import build_lineage, latest_writer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.core.report import VerificationReport
+    from mltrail.home import Home
+    from mltrail.index import Index
+    from mltrail.query import RunView
+
+__all__ = ["MAX_FILES", "MODEL_KINDS", "bundle_facts", "gather_report"]
+
+MAX_FILES = 200
+"""Files listed per dataset (the manifest blob holds them all)."""
+
+MODEL_KINDS = (
+    "model.described",
+    "model.approved",
+    "model.promoted",
+    "model.flagged",
+    "model.sealed",
+)
+_DESCRIBED = ("purpose", "owner", "risk_tier", "limitations")
+
+
+def gather_report(
+    home: Home,
+    index: Index,
+    node: str,
+    *,
+    verification: VerificationReport | None,
+    bundle: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every section of the report of the model (or file) ``node`` as JSON values."""
+    kind, _, ident = node.partition(":")
+    graph = build_lineage(index, node, upstream=True)
+    run_id, path = latest_writer(index, node)
+    view = load_run(home, index, run_id) if run_id else None
+    entries = _model_entries(home, ident)
+    report: dict[str, Any] = {
+        "model": {
+            "id": ident,
+            "type": kind,
+            "label": graph.nodes[node].label,
+            "path": path,
+        },
+        "description": _description(entries["model.described"]),
+        "development": _development(view),
+        "data": _data(home, view),
+        "preprocessing": _preprocessing(home, index, graph, run_id),
+        "training": _training(view),
+        "finetune": _finetune(view),
+        "validation": _validation(view),
+        "approvals": [
+            _event(r, ("stage", "decision", "note", "run"))
+            for r in entries["model.approved"]
+        ],
+        "promotions": [
+            _event(r, ("stage", "action", "note", "run", "replaces"))
+            for r in entries["model.promoted"]
+        ],
+        "flags": _flags(entries["model.flagged"]),
+        "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
+        "lineage": graph.to_dict(),
+        "record_keeping": _record_keeping(home, verification, bundle),
+    }
+    return report
+
+
+def bundle_facts(path: Path) -> dict[str, Any]:
+    """The SHA-256 and size of a proof bundle file (streamed).
+
+    Raises:
+        OSError: it cannot be read.
+    """
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"path": str(path), "sha256": digest.hexdigest(), "size": size}
+
+
+# -- entries about the model -------------------------------------------------------
+
+
+def _model_entries(home: Home, ident: str) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {k: [] for k in MODEL_KINDS}
+    for record in home.ledger.records_of_kinds(MODEL_KINDS):
+        if record.entry.body.get("model") == ident:
+            found[record.entry.kind].append(record)
+    return found
+
+
+def _event(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    entry = record.entry
+    body = entry.body
+    actor = entry.actor or {}
+    out = {
+        "seq": record.seq,
+        "time": entry.time,
+        "user": actor.get("user"),
+        "key": entry.sig.key if entry.sig else None,
+    }
+    return out | {k: body.get(k) for k in keys if body.get(k) is not None}
+
+
+def _description(records: list[Any]) -> dict[str, Any]:
+    """The newest value of each field, with the seq that set it."""
+    found: dict[str, Any] = {}
+    for record in records:
+        for name in _DESCRIBED:
+            value = record.entry.body.get(name)
+            if value is not None:
+                found[name] = {
+                    "value": value,
+                    "seq": record.seq,
+                    "time": record.entry.time,
+                }
+    return found
+
+
+def _flags(records: list[Any]) -> list[dict[str, Any]]:
+    """Flags raised and not cleared since (a cleared flag clears every open one)."""
+    open_flags: list[dict[str, Any]] = []
+    for record in records:
+        if record.entry.body.get("status") == "cleared":
+            open_flags = []
+        else:
+            open_flags.append(_event(record, ("source", "reason", "run", "note")))
+    return open_flags
+
+
+# -- the run that made it -------------------------------------------------------------
+
+
+def _development(view: RunView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    started = view.body("run.started") or {}
+    code = view.body("run.code") or {}
+    environment = view.body("run.environment") or {}
+    packages = environment.get("packages") or {}
+    return {
+        "run": view.summary.to_dict(),
+        "command": started.get("command"),
+        "program": started.get("program"),
+        "cwd": started.get("cwd"),
+        "code": {
+            k: code.get(k)
+            for k in (
+                "vcs",
+                "commit",
+                "branch",
+                "remote",
+                "dirty",
+                "diff_sha256",
+                "reason",
+            )
+            if k in code
+        },
+        "scripts": [
+            {"path": s.get("path"), "sha256": s.get("sha256"), "size": s.get("size")}
+            for step in view.bodies("run.step")
+            for s in step.get("scripts") or []
+        ],
+        "environment": {
+            "python": (environment.get("python") or {}).get("version"),
+            "platform": (environment.get("platform") or {}).get("system")
+            if isinstance(environment.get("platform"), dict)
+            else environment.get("platform"),
+            "packages": packages.get("count") if isinstance(packages, dict) else None,
+            "packages_sha256": packages.get("sha256")
+            if isinstance(packages, dict)
+            else None,
+        },
+    }
+
+
+def _data(home: Home, view: RunView | None) -> list[dict[str, Any]]:
+    if view is None:
+        return []
+    found = []
+    for body in view.bodies("run.data"):
+        item = {
+            k: body.get(k)
+            for k in (
+                "role",
+                "path",
+                "url",
+                "dataset",
+                "files",
+                "bytes",
+                "table",
+                "overlaps",
+            )
+            if body.get(k) is not None
+        }
+        item["file_hashes"], item["manifest"] = _manifest(home, body.get("manifest"))
+        found.append(item)
+    return found
+
+
+def _manifest(home: Home, ref: Any) -> tuple[list[dict[str, Any]], str]:
+    """The first ``MAX_FILES`` files of a manifest, and what became of the rest."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
+        return [], "no manifest"
+    try:
+        data = home.ledger.get_blob(ref["blob"])
+    except MltrailError as e:
+        return [], str(e)
+    files = []
+    lines = data.split(b"\n")
+    for line in lines[:MAX_FILES]:
+        if not line:
+            continue
+        try:
+            value = parse_json(line, what="manifest line")
+        except MltrailError:
+            continue
+        if isinstance(value, dict):
+            files.append({k: value.get(k) for k in ("path", "sha256", "size")})
+    rest = len([line for line in lines if line]) - len(files)
+    return files, f"{ref['blob']}" + (f" ({rest} more files)" if rest > 0 else "")
+
+
+def _preprocessing(
+    home: Home, index: Index, graph: Any, made_by: str | None
+) -> list[dict[str, Any]]:
+    """The steps upstream of the model (other runs in its lineage), oldest first."""
+    steps = []
+    for node in graph.nodes.values():
+        if node.type != "run" or node.id == f"run:{made_by}":
+            continue
+        view = load_run(home, index, node.id.removeprefix("run:"))
+        for body in view.bodies("run.step") or [{}]:
+            steps.append(
+                {
+                    "run": view.id,
+                    "name": body.get("name") or view.summary.name,
+                    "started": view.summary.started,
+                    "user": view.summary.user,
+                    "command": body.get("command") or view.summary.command,
+                    "scripts": [
+                        {"path": s.get("path"), "sha256": s.get("sha256")}
+                        for s in body.get("scripts") or []
+                    ],
+                    "inputs": [_link(i) for i in body.get("inputs") or []],
+                    "outputs": [_link(o) for o in body.get("outputs") or []],
+                }
+            )
+    return sorted(steps, key=lambda s: str(s["started"]))
+
+
+def _link(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": body.get("path"),
+        "id": body.get("dataset") or body.get("sha256"),
+    }
+
+
+def _training(view: RunView | None) -> list[dict[str, Any]]:
+    if view is None:
+        return []
+    return [
+        {"name": k, "value": v, "source": source}
+        for k, (v, source) in sorted(view.params().items())
+    ]
+
+
+def _finetune(view: RunView | None) -> dict[str, Any] | None:
+    if view is None or not view.bodies("run.finetune"):
+        return None
+    merged: dict[str, Any] = {}
+    for body in view.bodies("run.finetune"):
+        merged.update(body)
+    base, model = merged.get("base") or {}, merged.get("model") or {}
+    return {
+        "base": {
+            k: base.get(k)
+            for k in ("path", "model", "format", "parameters")
+            if k in base
+        },
+        "model": {
+            k: model.get(k)
+            for k in ("path", "model", "format", "parameters")
+            if k in model
+        },
+        "adapter": {
+            k: (merged.get("adapter") or {}).get(k)
+            for k in ("method", "r", "lora_alpha", "target_modules", "model")
+            if k in (merged.get("adapter") or {})
+        },
+        "delta": merged.get("delta"),
+    }
+
+
+def _validation(view: RunView | None) -> list[dict[str, Any]]:
+    if view is None:
+        return []
+    series: dict[str, Any] = {}
+    for body in view.bodies("run.metrics"):
+        series.update(body.get("series") or {})
+    return [{"name": k, **_summary(v)} for k, v in sorted(series.items())]
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {
+            k: value.get(k)
+            for k in ("last", "min", "max", "count", "step")
+            if k in value
+        }
+    return {"last": value}
+
+
+# -- record-keeping ---------------------------------------------------------------------
+
+
+def _record_keeping(
+    home: Home, verification: VerificationReport | None, bundle: dict[str, Any] | None
+) -> dict[str, Any]:
+    store = home.ledger.store
+    checkpoints = store.checkpoints()
+    newest = checkpoints[-1] if checkpoints else None
+    stamps = [
+        {"id": e.id, "size": e.size, "added": e.added}
+        for e in store.evidence()
+        if e.kind == "rfc3161"
+    ]
+    out: dict[str, Any] = {
+        "origin": home.ledger.origin,
+        "records": home.ledger.head().size,
+        "checkpoint": None
+        if newest is None
+        else {"size": newest.size, "text": newest.text},
+        "timestamps": stamps,
+        "bundle": bundle,
+    }
+    if verification is not None:
+        out["verdict"] = verification.verdict()
+        out["ok"] = verification.ok
+        out["anchors"] = [a.to_dict() for a in verification.anchors]
+        out["warnings"] = [str(p) for p in verification.problems]
+    return out
