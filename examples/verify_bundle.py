@@ -144,8 +144,8 @@ def inclusion_root(index: int, size: int, leaf: bytes, proof: list[bytes]) -> by
 
 
 def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, bytes]:
-    """(size, root) of a checkpoint signed under the name ``origin`` by a key
-    valid at its size (``keys``: id -> [public key, added at, revoked at])."""
+    """(size, root) of a checkpoint of ``origin``; with ``keys`` (id -> [public
+    key, added at, revoked at]) also check it is signed by a key valid at its size."""
     body, sep, sigs = text.rpartition("\n\n")
     if not sep or not sigs.endswith("\n"):
         raise BundleError("the checkpoint is not a signed note")
@@ -159,6 +159,8 @@ def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, by
         for k, v in keys.items()
         if v[1] < size and (v[2] is None or size < v[2])
     }
+    if not keys:
+        return size, root
     signed = False
     for line in sigs[:-1].split("\n"):
         name, _, b64 = line.removeprefix("\u2014 ").partition(" ")
@@ -231,6 +233,11 @@ def key_history(records: dict[int, tuple[bytes, dict[str, Any]]]) -> dict[str, A
 def check_record(
     seq: int, data: bytes, record: dict[str, Any], ctx: dict[str, Any]
 ) -> None:
+    proof = [bytes.fromhex(h) for h in ctx["proofs"][seq]]
+    if inclusion_root(seq, ctx["size"], leaf_hash(data), proof) != ctx["root"]:
+        raise BundleError(
+            f"record {seq}: not proven in the checkpoint (inclusion proof)"
+        )
     entry = record["entry"]
     sig = entry["sig"]
     public, added, revoked = ctx["keys"].get(sig["key"], (None, 0, None))
@@ -243,11 +250,6 @@ def check_record(
         raise BundleError("record 0: prev is not zeros")
     if before and hashlib.sha256(before[0]).hexdigest() != record["prev"]:
         raise BundleError(f"record {seq}: prev is not the hash of record {seq - 1}")
-    proof = [bytes.fromhex(h) for h in ctx["proofs"][seq]]
-    if inclusion_root(seq, ctx["size"], leaf_hash(data), proof) != ctx["root"]:
-        raise BundleError(
-            f"record {seq}: not proven in the checkpoint (inclusion proof)"
-        )
 
 
 def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
@@ -289,7 +291,7 @@ def verify(path: Path) -> str:
     records = read_records(bundle)
     keys = key_history(records)
     origin = bundle["origin"]
-    size, root = checkpoint_of(bundle["checkpoint"], origin, keys)
+    size, root = checkpoint_of(bundle["checkpoint"], origin, {})
     ctx = {
         "keys": keys,
         "records": records,
@@ -299,6 +301,7 @@ def verify(path: Path) -> str:
     }
     for seq, (data, record) in sorted(records.items()):
         check_record(seq, data, record, ctx)
+    checkpoint_of(bundle["checkpoint"], origin, keys)
     carried = check_blobs(bundle, records)
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]

@@ -1,6 +1,6 @@
 """Export a proof bundle: a run or a model, its lineage, and the proofs of it all.
 
-    >>> export_bundle(ledger, index, "model:9f3c...", ref="m.pt")  # doctest: +SKIP
+    >>> export_bundle(ledger, index, "model:9f3c...")  # doctest: +SKIP
 
 What belongs to the subject is found through the index (see :mod:`mltrail.trace`):
 the runs of its upstream lineage (data steps, the runs that made its base
@@ -51,7 +51,7 @@ ABOUT_KINDS = (
 
 
 def export_bundle(
-    ledger: Ledger, index: Index, node: str, *, ref: str, blobs: bool = True
+    ledger: Ledger, index: Index, node: str, *, blobs: bool = True
 ) -> dict[str, Any]:
     """The bundle (JSON form) of the lineage node ``node`` (``run:...``, ``model:...``).
 
@@ -76,7 +76,7 @@ def export_bundle(
     ]
     return compose_bundle(
         origin=ledger.origin,
-        subject={"ref": ref, "node": node},
+        subject={"node": node},
         checkpoint=text,
         records=records,
         blobs=list(_blobs(ledger, chosen.values(), carry=blobs)),

@@ -62,7 +62,7 @@ def export(
     index = open_index(home)
     try:
         node = resolve_node(index, ref)
-        bundle = export_bundle(home.ledger, index, node, ref=ref, blobs=not no_blobs)
+        bundle = export_bundle(home.ledger, index, node, blobs=not no_blobs)
     finally:
         index.close()
     data = canonical_bytes(bundle)

@@ -22,6 +22,7 @@ from mltrail.core.bundle_checks import (
     check_checkpoint,
     check_evidence,
     check_records,
+    check_subject,
 )
 from mltrail.core.canonical import canonical_bytes, compute_record_hash
 from mltrail.core.codec import parse_json
@@ -69,7 +70,8 @@ def compose_bundle(
 
     Args:
         origin: the ledger's origin.
-        subject: ``{"ref", "node"}``: what was asked for, as the lineage node.
+        subject: ``{"node"}``: what was asked for, as a lineage node
+            (``run:<id>``, ``model:<hex>``, ``file:<hex>``, ``data:<hex>``).
         checkpoint: the signed checkpoint note every proof leads to.
         records: ``(seq, canonical record bytes, inclusion proof)``.
         blobs: ``(digest, size, bytes or None)``, None where not carried.
@@ -216,6 +218,7 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
     if not check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
         return report
     check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
+    check_subject(ctx, bundle["subject"]["node"])
     check_blobs(ctx, bundle["blobs"])
     check_evidence(ctx, bundle["evidence"])
     return report
@@ -239,8 +242,9 @@ def _shape_problem(bundle: Any) -> str | None:
     rules = (
         (isinstance(subject, dict) and isinstance(subject.get("seqs"), list),
          "subject must be an object with a seqs list"),
-        (isinstance(subject, dict) and isinstance(subject.get("node", ""), str),
-         "subject.node must be a string"),
+        (isinstance(subject, dict) and set(subject) == {"node", "seqs"}
+         and isinstance(subject["node"], str),
+         "subject must be an object with exactly node and seqs"),
         (isinstance(subject, dict) and isinstance(subject.get("seqs"), list)
          and all(type(s) is int for s in subject["seqs"]),
          "subject.seqs must hold integers"),

@@ -41,6 +41,7 @@ __all__ = [
     "check_checkpoint",
     "check_evidence",
     "check_records",
+    "check_subject",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -274,6 +275,22 @@ def _check_link(ctx: BundleContext, seq: int) -> None:
     if before is not None and before.hash.hex() != prev:
         ctx.problem(
             seq, "chain", f"record {seq}'s prev is not the hash of record {seq - 1}"
+        )
+
+
+def check_subject(ctx: BundleContext, node: str) -> None:
+    """The subject is a run with records in the bundle, or an id one of them names."""
+    kind, _, ident = node.partition(":")
+    entries = [d.record.entry for d in ctx.records.values()]
+    if kind == "run":
+        found = any(e.run == ident for e in entries)
+    else:
+        found = len(ident) == 64 and any(
+            ident in d.record_bytes.decode("utf-8") for d in ctx.records.values()
+        )
+    if not found:
+        ctx.problem(
+            None, "subject", f"no record of the bundle is of its subject {node[:80]!r}"
         )
 
 

@@ -104,7 +104,7 @@ def build_bundle() -> bytes:
     index = Index(None, ledger)
     index.sync()
     try:
-        bundle = export_bundle(ledger, index, f"model:{model}", ref="model.safetensors")
+        bundle = export_bundle(ledger, index, f"model:{model}")
     finally:
         index.close()
     return canonical_bytes(bundle)
