@@ -257,10 +257,18 @@ def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
     wanted = set()
     for _, record in records.values():
         wanted |= set(blob_refs(record["entry"]["body"]))
+    purged = {
+        r["entry"]["body"]["digest"]
+        for _, r in records.values()
+        if r["entry"]["kind"] == "blob.purged"
+    }
+    some = any(blob["data"] is not None for blob in bundle["blobs"])
     carried = 0
     for blob in bundle["blobs"]:
         if blob["digest"] not in wanted:
             raise BundleError(f"blob {blob['digest']} is referenced by no record")
+        if blob["data"] is None and some and blob["digest"] not in purged:
+            raise BundleError(f"blob {blob['digest']}: its content is missing")
         if blob["data"] is not None:
             data = _b64(blob["data"])
             if "sha256:" + hashlib.sha256(data).hexdigest() != blob["digest"]:
@@ -290,6 +298,10 @@ def verify(path: Path) -> str:
         raise BundleError("not an mltrail-bundle/1 file")
     records = read_records(bundle)
     keys = key_history(records)
+    node = bundle["subject"]["node"]
+    ident = node.partition(":")[2]
+    if not ident or not any(ident in data.decode() for data, _ in records.values()):
+        raise BundleError(f"no record of the bundle is of its subject {node!r}")
     origin = bundle["origin"]
     size, root = checkpoint_of(bundle["checkpoint"], origin, {})
     ctx = {
@@ -306,7 +318,8 @@ def verify(path: Path) -> str:
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
     return (
-        f"intact: {len(records)} records of {origin} in its checkpoint of size {size}, "
+        f"intact: {len(records)} records of {origin} ({node}) in its checkpoint of "
+        f"size {size}, "
         f"{carried} blob(s) checked; genesis key {genesis} (from the bundle); "
         f"digest sha256:{digest}"
     )

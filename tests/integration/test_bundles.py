@@ -316,3 +316,47 @@ def test_a_verifier_key_of_another_ledger_fails(world, tmp_path):
     )
     assert proc.returncode in (2, 3), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- timestamps ------------------------------------------------------------------------
+
+
+def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    fill(tmp_path / "home")
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=tmp_path / "home"))
+    ok(mltrail("append", "--kind", "note", "--body", '{"text": "later"}',
+               home=tmp_path / "home"))  # fmt: skip
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    bundle = json.loads(out.read_bytes())
+    [group] = bundle["evidence"]
+    assert group["consistency"]  # the stamped checkpoint is older than the bundle's
+    assert [i["kind"] for i in group["items"]] == ["rfc3161"]
+
+    proc = ok(
+        mltrail("verify-bundle", out, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path)
+    )
+    report = json.loads(proc.stdout)
+    assert [e["status"] for e in report["evidence"]] == ["verified"]
+    assert "rfc3161" in [a["kind"] for a in report["anchors"]]
+
+    unverified = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
+    assert "rfc3161-unverified" in [p["code"] for p in unverified["problems"]]
+
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    proc = mltrail("verify-bundle", out, "--tsa-ca", other.ca_pem, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+
+    token = base64.b64decode(group["items"][0]["token"])
+    group["items"][0]["token"] = base64.b64encode(token[:-40] + bytes(40)).decode()
+    path = tmp_path / "bad-token.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout

@@ -318,8 +318,25 @@ def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
         elif digest not in refs:
             ctx.problem(None, "blob", f"blob {digest} is referenced by no record")
         listed[digest] = item
+    carried = any(item.get("data") is not None for item in listed.values())
     for digest, users in sorted(refs.items()):
-        _check_blob(ctx, digest, users, listed.get(digest), digest in purged)
+        item = listed.get(digest)
+        if (
+            carried
+            and item is not None
+            and item["data"] is None
+            and digest not in purged
+        ):
+            seq, ref = users[0]
+            ctx.problem(
+                seq,
+                "blob-missing",
+                f"blob {digest[:19]}... (record {seq}, {ref.path}): the bundle carries "
+                "the other blobs' bytes but not this one's, and no blob.purged record "
+                "names it",
+            )
+            continue
+        _check_blob(ctx, digest, users, item, digest in purged)
 
 
 def _check_blob(
