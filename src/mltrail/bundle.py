@@ -13,6 +13,7 @@ record. The bundle format and its checks live in :mod:`mltrail.core.bundle`.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.bundle import compose_bundle
@@ -70,8 +71,9 @@ def export_bundle(
     text = latest[1]
     store = ledger.store
     chosen = select_records(ledger, index, node)
+    nodes = cache(store.node)  # proofs of neighbours share most of their nodes
     records = [
-        (seq, decoded.record_bytes, inclusion_proof(seq, size, store.node))
+        (seq, decoded.record_bytes, inclusion_proof(seq, size, nodes))
         for seq, decoded in sorted(chosen.items())
     ]
     return compose_bundle(
@@ -148,7 +150,11 @@ def _decoded(ledger: Ledger, seqs: list[int]) -> Iterator[tuple[int, DecodedReco
 def _decoded_kinds(
     ledger: Ledger, kinds: tuple[str, ...]
 ) -> Iterator[tuple[int, DecodedRecord]]:
+    """Records of ``kinds``; a note is read only when it refers to a record (notes
+    of a run are found through the index), since most ledgers hold many."""
     for row in ledger.store.rows_of_kinds(kinds):
+        if b'"kind":"note"' in row.data and b'"refers_to":' not in row.data:
+            continue
         yield row.seq, decode_record(row.data)
 
 

@@ -51,3 +51,12 @@ def test_the_standalone_example_runs_with_no_arguments():
     assert "(model:" in proc.stdout
     report = verify_bundle_bytes(BUNDLE.read_bytes(), BundlePolicy())
     assert report.digest in proc.stdout
+
+
+def test_the_example_matches_the_published_schema():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "schema" / "bundle.json").read_text("utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(json.loads(BUNDLE.read_bytes()))
