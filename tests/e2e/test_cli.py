@@ -300,6 +300,8 @@ def test_encrypted_key_with_wrong_or_no_password_is_an_auth_error(
         "checkpoint",
         "prove",
         "verify",
+        "export",
+        "verify-bundle",
         "keys",
         "demo",
         "run",

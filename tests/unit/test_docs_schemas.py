@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = ROOT / "src" / "mltrail" / "core" / "schema"
 DOCS_DIR = ROOT / "docs" / "schema"
-SOURCES = sorted(SOURCE_DIR.glob("*.json"))
+KINDS = sorted(SOURCE_DIR.glob("*.json"))
+# Formats that are not entry kinds (the proof bundle): published beside them.
+SOURCES = KINDS + sorted((SOURCE_DIR / "formats").glob("*.json"))
 
 
 def test_there_are_schemas():
@@ -24,8 +26,9 @@ def test_there_are_schemas():
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_docs_copy_is_identical(source):
     copy = DOCS_DIR / source.name
+    source_name = source.relative_to(SOURCE_DIR)
     assert copy.is_file(), (
-        f"docs/schema/{source.name} is missing: copy it from {source}"
+        f"docs/schema/{source.name} is missing: copy it from {source_name}"
     )
     assert copy.read_bytes() == source.read_bytes(), (
         f"docs/schema/{source.name} differs from {source}: copy it again"
@@ -52,7 +55,7 @@ def test_schema_is_valid_draft_2020_12(source):
 
 def test_format_lists_every_kind_once_with_its_schema():
     text = (ROOT / "docs" / "format.md").read_text("utf-8")
-    kinds = [p.stem for p in SOURCES if p.name != "entry.json"]
+    kinds = [p.stem for p in KINDS if p.name != "entry.json"]
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     listed = [r.split("`")[1] for r in rows if "](schema/" in r]
     assert sorted(listed) == sorted(kinds)

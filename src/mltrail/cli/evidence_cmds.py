@@ -18,6 +18,9 @@ from mltrail.cli.output import console, emit_json, err_console, json_option, ope
 from mltrail.errors import ConfigError, InputError, SchemaError
 
 if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
+
+    from mltrail.core.cosignature import WitnessKey
     from mltrail.evidence import EvidencePolicy
     from mltrail.home import Home
     from mltrail.timestamps import Stamp
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "evidence_policy",
     "import_cosigned_file",
+    "load_tsa_ca",
+    "parse_witness_keys",
     "stamp_newest_checkpoint",
     "timestamp",
     "witness",
@@ -96,13 +101,35 @@ def evidence_policy(
     Raises:
         InputError: a CA file or witness key cannot be read.
     """
-    from mltrail.core.cosignature import parse_witness_key
-    from mltrail.core.timestamp import load_tsa_roots
     from mltrail.evidence import EvidencePolicy
     from mltrail.home import inside_folder
 
+    keys = parse_witness_keys(witness_keys)
+    path = tsa_ca
+    if path is None and os.environ.get("MLTRAIL_TSA_CA"):
+        path = Path(os.environ["MLTRAIL_TSA_CA"])
+    if path is None and home.settings.tsa_ca:
+        path = home.settings.path(home.path, home.settings.tsa_ca)
+    if path is None:
+        return EvidencePolicy(witness_keys=keys)
+    return EvidencePolicy(
+        tsa_roots=load_tsa_ca(path),
+        tsa_source=str(path),
+        tsa_external=not inside_folder(path, home.path),
+        witness_keys=keys,
+    )
+
+
+def parse_witness_keys(values: tuple[str, ...]) -> list[WitnessKey]:
+    """Witness verifier keys from ``--witness-key`` values (each a key, or a file).
+
+    Raises:
+        InputError: a value is neither.
+    """
+    from mltrail.core.cosignature import parse_witness_key
+
     keys = []
-    for value in witness_keys:
+    for value in values:
         text = value
         if "+" not in value and Path(value).is_file():
             text = read_user_text(Path(value), what="witness key file", limit=4096)
@@ -113,25 +140,23 @@ def evidence_policy(
                 f"--witness-key {value[:80]!r}: {e}",
                 hint="a witness verifier key: name+keyhash+base64(0x04 || key)",
             ) from e
-    path = tsa_ca
-    if path is None and os.environ.get("MLTRAIL_TSA_CA"):
-        path = Path(os.environ["MLTRAIL_TSA_CA"])
-    if path is None and home.settings.tsa_ca:
-        path = home.settings.path(home.path, home.settings.tsa_ca)
-    if path is None:
-        return EvidencePolicy(witness_keys=keys)
+    return keys
+
+
+def load_tsa_ca(path: Path) -> list[Certificate]:
+    """The CA certificates (PEM) in ``path``.
+
+    Raises:
+        InputError: the file cannot be read or holds no certificate.
+    """
+    from mltrail.core.timestamp import load_tsa_roots
+
     try:
-        roots = load_tsa_roots(
-            read_user_file(path, what="TSA CA file", limit=_MAX_NOTE)
+        return list(
+            load_tsa_roots(read_user_file(path, what="TSA CA file", limit=_MAX_NOTE))
         )
     except SchemaError as e:
         raise InputError(f"TSA CA file {path}: {e}") from e
-    return EvidencePolicy(
-        tsa_roots=roots,
-        tsa_source=str(path),
-        tsa_external=not inside_folder(path, home.path),
-        witness_keys=keys,
-    )
 
 
 @click.command()

@@ -45,6 +45,8 @@ _COMMANDS = {
     "prove": "mltrail.cli.ledger_cmds:prove",
     "purge": "mltrail.cli.purge_cmd:purge",
     "verify": "mltrail.cli.verify_cmd:verify",
+    "export": "mltrail.cli.bundle_cmd:export",
+    "verify-bundle": "mltrail.cli.bundle_cmd:verify_bundle",
     "keys": "mltrail.cli.keys_cmd:keys",
     "secrets": "mltrail.cli.secrets_cmd:secrets",
     "clock": "mltrail.cli.clock_cmd:clock",
@@ -110,6 +112,8 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail verify --trust-key KEY       check every signature, hash and proof
       mltrail keys export                  the key an auditor pins (--trust-key)
       mltrail prove SEQ                    an inclusion proof for one record
+      mltrail export MODEL -o b.json       a proof bundle anyone can check offline
+      mltrail verify-bundle b.json         check one, with no ledger
       mltrail purge BLOB --reason TEXT     erase a blob's bytes, recorded and signed
       mltrail demo                         see it all on a throwaway ledger
     """

@@ -1,0 +1,345 @@
+"""Check an mltrail proof bundle without mltrail: the standard library and `cryptography`.
+
+    python examples/verify_bundle.py                  # the example bundle in examples/data
+    python examples/verify_bundle.py bundle.json      # any mltrail-bundle/1 file
+
+It checks what a bundle proves, from the specifications alone: each record's
+bytes are its RFC 8785 canonical JSON (re-serialised here and compared) and
+their SHA-256 chains to its neighbour's ``prev``; each entry's Ed25519 signature
+over its canonical bytes without ``sig``, by a key the bundle's key.added /
+key.revoked records make valid at that seq; each RFC 9162 inclusion proof to
+the checkpoint; the checkpoint's C2SP signed-note signature; every carried
+blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
+(``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
+record named. The keys come from the bundle: compare the genesis key printed
+with the one the ledger's owner published.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+EXAMPLE = Path(__file__).parent / "data" / "bundle.json"
+ZERO = "0" * 64
+
+
+class BundleError(Exception):
+    """The bundle is not intact."""
+
+
+# -- RFC 8785 (JCS) ------------------------------------------------------------
+
+
+def canonical(value: Any) -> str:
+    """RFC 8785 text: keys sorted by UTF-16 code units, ES6 numbers, minimal escapes."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return es6_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        return (
+            "{" + ",".join(f"{canonical(k)}:{canonical(value[k])}" for k in keys) + "}"
+        )
+    raise BundleError(f"not JSON: {type(value).__name__}")
+
+
+def es6_number(value: float) -> str:
+    """ECMAScript's Number.prototype.toString for a finite double (RFC 8785 3.2.2.3)."""
+    if not math.isfinite(value):
+        raise BundleError("NaN and infinities are not JSON")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = repr(abs(value)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    every = whole + frac
+    zeros = len(every) - len(every.lstrip("0"))
+    digits = every.lstrip("0").rstrip("0")
+    n = len(whole) + int(exp or 0) - zeros  # ES6's n: value = 0.digits * 10**n
+    k = len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    tail = "." + digits[1:] if k > 1 else ""
+    return f"{sign}{digits[0]}{tail}e{'+' if e > 0 else '-'}{abs(e)}"
+
+
+def _int_or_float(text: str) -> int | float:
+    value = int(text)
+    return value if abs(value) <= 2**53 - 1 else float(value)  # as RFC 8785 reads it
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise BundleError("duplicate key in JSON")
+    return dict(pairs)
+
+
+def parse(text: str | bytes) -> Any:
+    """Strict JSON: no duplicate keys, no NaN; big integers as RFC 8785 reads them."""
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=_int_or_float,
+            parse_constant=lambda c: (_ for _ in ()).throw(BundleError(c)),
+        )
+    except (ValueError, RecursionError) as e:
+        raise BundleError(f"not valid JSON: {e}") from e
+
+
+# -- RFC 9162 inclusion ----------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def inclusion_root(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:
+    """The root an RFC 9162 inclusion proof leads to (section 2.1.3.2)."""
+    if not 0 <= index < size:
+        raise BundleError(f"index {index} is outside a tree of {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise BundleError("the inclusion proof is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while (fn & 1) == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise BundleError("the inclusion proof is too short")
+    return r
+
+
+# -- C2SP signed note ----------------------------------------------------------------
+
+
+def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, bytes]:
+    """(size, root) of a checkpoint of ``origin``; with ``keys`` (id -> [public
+    key, added at, revoked at]) also check it is signed by a key valid at its size."""
+    body, sep, sigs = text.rpartition("\n\n")
+    if not sep or not sigs.endswith("\n"):
+        raise BundleError("the checkpoint is not a signed note")
+    body += "\n"
+    lines = body[:-1].split("\n")
+    if len(lines) < 3 or lines[0] != origin:
+        raise BundleError(f"the checkpoint is not of the ledger {origin!r}")
+    size, root = int(lines[1]), _b64(lines[2])
+    keys = {
+        k: v[0]
+        for k, v in keys.items()
+        if v[1] < size and (v[2] is None or size < v[2])
+    }
+    if not keys:
+        return size, root
+    signed = False
+    for line in sigs[:-1].split("\n"):
+        name, _, b64 = line.removeprefix("\u2014 ").partition(" ")
+        raw = _b64(b64)
+        for public in keys.values():
+            key_hash = hashlib.sha256(origin.encode() + b"\n\x01" + public).digest()[:4]
+            if name == origin and raw[:4] == key_hash:
+                _verify(public, raw[4:], body.encode(), "the checkpoint's signature")
+                signed = True
+    if not signed:
+        raise BundleError("the checkpoint carries no signature by a key of the ledger")
+    return size, root
+
+
+# -- the bundle -----------------------------------------------------------------------
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise BundleError(f"not base64: {e}") from e
+
+
+def _verify(public: bytes, signature: bytes, message: bytes, what: str) -> None:
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError) as e:
+        raise BundleError(f"{what} does not verify") from e
+
+
+def read_records(bundle: dict[str, Any]) -> dict[int, tuple[bytes, dict[str, Any]]]:
+    """seq -> (canonical bytes, parsed record); every record's bytes re-serialised."""
+    records = {}
+    for item in bundle["records"]:
+        seq, data = item["seq"], item["record"].encode("utf-8")
+        record = parse(data)
+        if canonical(record).encode("utf-8") != data:
+            raise BundleError(
+                f"record {seq}: its bytes are not RFC 8785 canonical JSON"
+            )
+        if record["seq"] != seq or seq in records:
+            raise BundleError(f"record {seq}: listed under another seq, or twice")
+        records[seq] = (data, record)
+    if sorted(records) != sorted(bundle["subject"]["seqs"]):
+        missing = sorted(set(bundle["subject"]["seqs"]) ^ set(records))
+        raise BundleError(
+            f"record {missing[0]} is missing or not listed in the contents"
+        )
+    return records
+
+
+def key_history(records: dict[int, tuple[bytes, dict[str, Any]]]) -> dict[str, Any]:
+    """key id -> [public key, added at, revoked at], from the key records in order."""
+    keys: dict[str, Any] = {}
+    for seq in sorted(records):
+        entry = records[seq][1]["entry"]
+        if entry["kind"] == "key.added":
+            public = _b64(entry["body"]["public_key"])
+            if hashlib.sha256(public).hexdigest() != entry["body"]["key"]:
+                raise BundleError(f"record {seq}: the key id is not its key's hash")
+            keys[entry["body"]["key"]] = [public, -1 if seq == 0 else seq, None]
+        elif entry["kind"] == "key.revoked":
+            keys[entry["body"]["key"]][2] = seq
+    if 0 not in records:
+        raise BundleError("record 0 (the ledger's genesis key) is missing")
+    return keys
+
+
+def check_record(
+    seq: int, data: bytes, record: dict[str, Any], ctx: dict[str, Any]
+) -> None:
+    proof = [bytes.fromhex(h) for h in ctx["proofs"][seq]]
+    if inclusion_root(seq, ctx["size"], leaf_hash(data), proof) != ctx["root"]:
+        raise BundleError(
+            f"record {seq}: not proven in the checkpoint (inclusion proof)"
+        )
+    entry = record["entry"]
+    sig = entry["sig"]
+    public, added, revoked = ctx["keys"].get(sig["key"], (None, 0, None))
+    if public is None or not added < seq or (revoked is not None and seq >= revoked):
+        raise BundleError(f"record {seq}: signed by a key not valid at seq {seq}")
+    unsigned = canonical({k: v for k, v in entry.items() if k != "sig"}).encode("utf-8")
+    _verify(public, _b64(sig["value"]), unsigned, f"record {seq}: the signature")
+    before = ctx["records"].get(seq - 1)
+    if seq == 0 and record["prev"] != ZERO:
+        raise BundleError("record 0: prev is not zeros")
+    if before and hashlib.sha256(before[0]).hexdigest() != record["prev"]:
+        raise BundleError(f"record {seq}: prev is not the hash of record {seq - 1}")
+
+
+def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
+    """Every carried blob's SHA-256; returns how many were carried."""
+    wanted = set()
+    for _, record in records.values():
+        wanted |= set(blob_refs(record["entry"]["body"]))
+    purged = {
+        r["entry"]["body"]["digest"]
+        for _, r in records.values()
+        if r["entry"]["kind"] == "blob.purged"
+    }
+    some = any(blob["data"] is not None for blob in bundle["blobs"])
+    carried = 0
+    for blob in bundle["blobs"]:
+        if blob["digest"] not in wanted:
+            raise BundleError(f"blob {blob['digest']} is referenced by no record")
+        if blob["data"] is None and some and blob["digest"] not in purged:
+            raise BundleError(f"blob {blob['digest']}: its content is missing")
+        if blob["data"] is not None:
+            data = _b64(blob["data"])
+            if "sha256:" + hashlib.sha256(data).hexdigest() != blob["digest"]:
+                raise BundleError(
+                    f"blob {blob['digest']}: content does not match its hash"
+                )
+            carried += 1
+    return carried
+
+
+def blob_refs(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [d for v in value for d in blob_refs(v)]
+    if not isinstance(value, dict):
+        return []
+    found = [d for v in value.values() for d in blob_refs(v)]
+    if isinstance(value.get("blob"), str) and type(value.get("size")) is int:
+        found.append(value["blob"])
+    return found
+
+
+def verify(path: Path) -> str:
+    """Check the bundle at ``path``; return a one-line summary or raise BundleError."""
+    raw = path.read_bytes()
+    bundle = parse(raw)
+    if bundle.get("format") != "mltrail-bundle/1":
+        raise BundleError("not an mltrail-bundle/1 file")
+    records = read_records(bundle)
+    keys = key_history(records)
+    node = bundle["subject"]["node"]
+    ident = node.partition(":")[2]
+    if not ident or not any(ident in data.decode() for data, _ in records.values()):
+        raise BundleError(f"no record of the bundle is of its subject {node!r}")
+    origin = bundle["origin"]
+    size, root = checkpoint_of(bundle["checkpoint"], origin, {})
+    ctx = {
+        "keys": keys,
+        "records": records,
+        "size": size,
+        "root": root,
+        "proofs": {item["seq"]: item["inclusion"] for item in bundle["records"]},
+    }
+    for seq, (data, record) in sorted(records.items()):
+        check_record(seq, data, record, ctx)
+    checkpoint_of(bundle["checkpoint"], origin, keys)
+    carried = check_blobs(bundle, records)
+    digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
+    genesis = records[0][1]["entry"]["body"]["key"]
+    return (
+        f"intact: {len(records)} records of {origin} ({node}) in its checkpoint of "
+        f"size {size}, "
+        f"{carried} blob(s) checked; genesis key {genesis} (from the bundle); "
+        f"digest sha256:{digest}"
+    )
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[1]) if len(argv) > 1 else EXAMPLE
+    try:
+        print(verify(path))
+    except BundleError as e:
+        print(f"NOT intact: {e}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        print(
+            f"NOT intact: the bundle is malformed ({type(e).__name__}: {e})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

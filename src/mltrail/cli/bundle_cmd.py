@@ -1,0 +1,203 @@
+"""``mltrail export`` and ``mltrail verify-bundle``: offline proof bundles (ADR 0016)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.errors import InputError
+
+__all__ = ["export", "verify_bundle"]
+
+_MAX_BUNDLE = 2 << 30
+"""Largest bundle file read (2 GiB): blobs make bundles large, not unbounded."""
+
+
+@click.command()
+@click.argument("ref", metavar="RUN|MODEL")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    metavar="FILE",
+    help="Where to write the bundle (JSON, canonical bytes).",
+)
+@click.option(
+    "--no-blobs",
+    is_flag=True,
+    help="Carry only the blobs' hashes and sizes, not their bytes.",
+)
+@json_option
+@click.pass_context
+def export(
+    ctx: click.Context, ref: str, output: Path, no_blobs: bool, as_json: bool
+) -> None:
+    """Write a self-contained proof bundle of a run or a model and its lineage.
+
+    \b
+    The bundle holds the records of the run (or of the runs that made the model),
+    its whole upstream lineage (data steps, base models), the promotions,
+    approvals, descriptions, flags and notes about them, the ledger's key
+    records, the blobs they reference (or only their hashes with --no-blobs),
+    an inclusion proof of each record to the newest signed checkpoint, and the
+    RFC 3161 timestamps and witness cosignatures kept about it. Anyone can
+    check it without the ledger: `mltrail verify-bundle FILE`, or the
+    standalone examples/verify_bundle.py. Its digest is printed: quote it.
+
+    \b
+    Examples:
+      mltrail export model.safetensors -o model-proof.json
+      mltrail export run:7f3e2a... -o run.json --no-blobs
+      mltrail export train-v2 -o bundle.json --json
+    """
+    from mltrail.bundle import export_bundle
+    from mltrail.core.bundle import compute_bundle_digest
+    from mltrail.core.canonical import canonical_bytes
+    from mltrail.refs import resolve_node
+
+    home = open_from(ctx)
+    index = open_index(home)
+    try:
+        node = resolve_node(index, ref)
+        bundle = export_bundle(home.ledger, index, node, blobs=not no_blobs)
+    finally:
+        index.close()
+    data = canonical_bytes(bundle)
+    try:
+        output.write_bytes(data)
+    except OSError as e:
+        raise InputError(f"cannot write {output}: {e.strerror or e}") from e
+    digest = compute_bundle_digest(bundle)
+    summary = {
+        "path": str(output),
+        "digest": digest,
+        "subject": node,
+        "records": len(bundle["records"]),
+        "blobs": len(bundle["blobs"]),
+        "blobs_carried": sum(b["data"] is not None for b in bundle["blobs"]),
+        "evidence": sum(len(e["items"]) for e in bundle["evidence"]),
+        "bytes": len(data),
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(
+        f"wrote {output}: {summary['records']} record(s) of {node}, "
+        f"{summary['blobs_carried']}/{summary['blobs']} blob(s) carried, "
+        f"{summary['evidence']} timestamp(s)/cosignature(s), {len(data):,} bytes",
+        markup=False,
+    )
+    console.print(f"digest {digest}", markup=False)
+
+
+@click.command(name="verify-bundle")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    metavar="KEY",
+    help="The ledger key to trust (key id, verifier key, base64 or PEM public key, "
+    "or a file holding one, as `mltrail keys export` prints). Repeatable. "
+    "Without it the keys come from the bundle itself.",
+)
+@click.option(
+    "--tsa-ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="CA certificate(s) (PEM) the TSA of a timestamp must chain to.",
+)
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="Require a cosignature by this witness (C2SP verifier key, or a file). "
+    "Repeatable.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
+@json_option
+@click.pass_context
+def verify_bundle(
+    ctx: click.Context,
+    path: Path,
+    trust_keys: tuple[str, ...],
+    tsa_ca: Path | None,
+    witness_keys: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Check a proof bundle with no ledger; exit 0 when intact, 3 when not.
+
+    \b
+    Checks every record's canonical bytes, its signature by a key valid at its
+    seq (the bundle's key.added / key.revoked records), the prev links between
+    neighbouring records, each inclusion proof to the checkpoint, the
+    checkpoint's signature and origin, every blob's hash, and the RFC 3161
+    timestamps (against --tsa-ca) and cosignatures (of --witness-key) with the
+    consistency proof of the checkpoint they are about. Any edit fails, naming
+    the record. Needs no MLTRAIL_HOME and writes nothing.
+
+    \b
+    Examples:
+      mltrail verify-bundle model-proof.json --trust-key ledger.vkey
+      mltrail verify-bundle bundle.json --tsa-ca tsa-root.pem --json
+    """
+    from mltrail.capture.userfiles import read_user_file
+    from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
+    from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
+
+    data = read_user_file(path, what="bundle", limit=_MAX_BUNDLE)
+    keys, origins = _trusted(trust_keys)
+    policy = BundlePolicy(
+        trusted_keys=keys,
+        trusted_origins=origins,
+        tsa_roots=load_tsa_ca(tsa_ca) if tsa_ca else (),
+        witness_keys=parse_witness_keys(witness_keys),
+    )
+    report = verify_bundle_bytes(data, policy)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        style = "green" if report.ok else "bold red"
+        if report.digest:
+            console.print(f"digest {report.digest}", markup=False)
+        console.print(report.verdict(), style=style, markup=False)
+        if not quiet:
+            for anchor in report.anchors:
+                where = "outside the bundle" if anchor.external else "from the bundle"
+                console.print(f"  anchor ({where}): {anchor.description}", markup=False)
+            for problem in report.problems:
+                where = f"record {problem.seq}" if problem.seq is not None else "bundle"
+                console.print(
+                    f"  {problem.severity}: {where}: {problem.message}", markup=False
+                )
+    ctx.exit(0 if report.ok else 3)
+
+
+def _trusted(values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(key ids, ledger origins named by verifier keys) from --trust-key values.
+
+    Raises:
+        InputError: a value is no key this can read.
+    """
+    from mltrail.capture.userfiles import read_user_text
+    from mltrail.core.trust import parse_trusted_key
+    from mltrail.errors import SchemaError
+
+    ids, origins = [], []
+    for value in values:
+        text = value
+        if "\n" not in value and Path(value).is_file():
+            text = read_user_text(Path(value), what="trusted key file", limit=64 * 1024)
+        try:
+            key = parse_trusted_key(text)
+        except SchemaError as e:
+            raise InputError(f"--trust-key {value[:80]!r}: {e}", hint=e.hint) from e
+        ids.append(key.key_id)
+        if key.name is not None:
+            origins.append(key.name)
+    return tuple(ids), tuple(origins)

@@ -1,0 +1,467 @@
+"""The checks :func:`mltrail.core.bundle.verify_bundle` runs, one part of a bundle each.
+
+Each adds problems to the report and never raises on what the bundle holds; a
+problem names the record (its seq) or the blob or checkpoint it is about.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import (
+    ZERO_HASH,
+    compute_blob_digest,
+    compute_leaf_hash,
+)
+from mltrail.core.chain import KEY_KINDS, KeyRing
+from mltrail.core.checkpoint import (
+    check_note_signatures,
+    is_valid_key_name,
+    parse_checkpoint_body,
+    parse_note,
+)
+from mltrail.core.codec import BlobRef, DecodedRecord, decode_record, find_blob_refs
+from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.evidence import COSIGNATURE, Evidence, EvidenceStatus, verify_evidence
+from mltrail.core.merkle import verify_consistency, verify_inclusion
+from mltrail.core.report import Anchor, Problem, Severity
+from mltrail.core.signing import decode_b64, verify_signature
+from mltrail.errors import ConfigError, MltrailError
+
+if TYPE_CHECKING:
+    from mltrail.core.bundle import BundlePolicy, BundleReport
+
+__all__ = [
+    "BundleContext",
+    "check_blobs",
+    "check_checkpoint",
+    "check_evidence",
+    "check_records",
+    "check_subject",
+]
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class BundleContext:
+    """What the checks share: the report, the policy, and what was learned so far."""
+
+    report: BundleReport
+    policy: BundlePolicy
+    note_text: str = ""
+    note_signers: dict[str, bytes] = field(default_factory=dict)
+    """Key hash lines of the checkpoint, checked once the key ring is known."""
+    records: dict[int, DecodedRecord] = field(default_factory=dict)
+    keyring: KeyRing = field(default_factory=KeyRing)
+    bad_seqs: set[int] = field(default_factory=set)
+
+    def problem(self, seq: int | None, code: str, message: str) -> None:
+        self.report.problems.append(Problem(seq, code, message))
+        if seq is not None:
+            self.bad_seqs.add(seq)
+
+    def warn(self, seq: int | None, code: str, message: str) -> None:
+        self.report.problems.append(Problem(seq, code, message, Severity.WARNING))
+
+
+# -- the checkpoint ------------------------------------------------------------
+
+
+def check_checkpoint(ctx: BundleContext, text: str, origin: str) -> bool:
+    """Parse the checkpoint (its signature is checked once the keys are known)."""
+    try:
+        checkpoint = parse_checkpoint_body(parse_note(text).body)
+    except MltrailError as e:
+        ctx.problem(None, "checkpoint", f"the checkpoint is unreadable: {e}")
+        return False
+    if checkpoint.origin != origin:
+        ctx.problem(
+            None,
+            "origin",
+            f"the checkpoint is of the ledger {checkpoint.origin!r}, but the bundle "
+            f"says {origin!r}: it was taken from another ledger",
+        )
+        return False
+    pinned = set(ctx.policy.trusted_origins)
+    if pinned and origin not in pinned:
+        ctx.problem(
+            None,
+            "origin",
+            f"the bundle is of the ledger {origin!r}, but the trusted key is of "
+            f"{', '.join(sorted(pinned))}",
+        )
+        return False
+    if not is_valid_key_name(origin) or checkpoint.size == 0:
+        ctx.problem(None, "checkpoint", "the checkpoint names no valid ledger or tree")
+        return False
+    ctx.note_text = text
+    ctx.report.size, ctx.report.root = checkpoint.size, checkpoint.root
+    return True
+
+
+def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> bool:
+    """Whether a key valid at ``size`` signed ``text`` and no such key's line fails."""
+    valid = ctx.keyring.valid_keys(size)
+    try:
+        note = parse_note(text)
+    except MltrailError as e:
+        ctx.problem(None, "checkpoint", f"{what} is unreadable: {e}")
+        return False
+    good, bad = check_note_signatures(
+        note, name=ctx.report.origin, public_keys=list(valid.values())
+    )
+    if bad or not good:
+        why = "a signature line does not verify" if bad else "no key of the ledger"
+        ctx.problem(
+            None,
+            "checkpoint-signature",
+            f"{what} is not signed by a key valid at size {size}: {why} "
+            "(the checkpoint was altered, or signed by another key)",
+        )
+        return False
+    return True
+
+
+# -- records -------------------------------------------------------------------
+
+
+def check_records(ctx: BundleContext, items: list[Any], listed: list[int]) -> None:
+    """Decode each record, prove it in the checkpoint, then keys, signatures, links."""
+    for i, item in enumerate(items):
+        _check_one(ctx, i, item)
+    seqs = set(ctx.records)
+    for seq in sorted(set(listed) - seqs):
+        ctx.problem(
+            seq, "missing", f"record {seq} is in the bundle's contents but missing"
+        )
+    for seq in sorted(seqs - set(listed)):
+        ctx.problem(seq, "unlisted", f"record {seq} is not in the bundle's contents")
+    _build_keyring(ctx)
+    _check_pins(ctx)
+    signed = _check_note_signed(
+        ctx, ctx.note_text, ctx.report.size, "the bundle's checkpoint"
+    )
+    if signed:
+        ctx.report.anchors.append(_key_anchor(ctx))
+    for seq in sorted(ctx.records):
+        _check_signature(ctx, ctx.records[seq])
+        _check_link(ctx, seq)
+    ctx.report.records_checked = len(ctx.records) if signed else 0
+
+
+def _check_one(ctx: BundleContext, i: int, item: Any) -> None:
+    if not isinstance(item, dict) or set(item) != {"seq", "record", "inclusion"}:
+        ctx.problem(None, "record", f"records[{i}] is not {{seq, record, inclusion}}")
+        return
+    seq, text, proof = item["seq"], item["record"], item["inclusion"]
+    if type(seq) is not int or not isinstance(text, str) or not isinstance(proof, list):
+        ctx.problem(None, "record", f"records[{i}] has a member of the wrong type")
+        return
+    if seq in ctx.records:
+        ctx.problem(seq, "duplicate", f"record {seq} is in the bundle twice")
+        return
+    try:
+        data = text.encode("utf-8")
+        decoded = decode_record(data)
+    except (MltrailError, UnicodeEncodeError, RecursionError) as e:
+        ctx.problem(seq, "record", f"record {seq} is unreadable: {e}")
+        return
+    if decoded.record.seq != seq:
+        ctx.problem(seq, "seq", f"record {seq} says it is record {decoded.record.seq}")
+        return
+    if not _proven(ctx, seq, compute_leaf_hash(data), proof):
+        return
+    ctx.records[seq] = decoded
+
+
+def _proven(ctx: BundleContext, seq: int, leaf: bytes, proof: list[Any]) -> bool:
+    hashes = _hashes(proof)
+    root, size = ctx.report.root, ctx.report.size
+    try:
+        if hashes is None or root is None:
+            raise MltrailError("the proof is not a list of SHA-256 hashes in hex")
+        verify_inclusion(seq, size, leaf, hashes, root)
+    except MltrailError as e:
+        ctx.problem(
+            seq,
+            "inclusion",
+            f"record {seq} is not proven in the checkpoint of size {size} "
+            f"(the record or its proof was altered): {e}",
+        )
+        return False
+    return True
+
+
+def _hashes(items: Any) -> list[bytes] | None:
+    if not isinstance(items, list):
+        return None
+    if not all(isinstance(h, str) and _HEX.fullmatch(h) for h in items):
+        return None
+    return [bytes.fromhex(h) for h in items]
+
+
+def _build_keyring(ctx: BundleContext) -> None:
+    if 0 not in ctx.records:
+        ctx.problem(
+            0, "genesis", "the bundle lacks record 0 (the key that started the ledger)"
+        )
+    for seq in sorted(ctx.records):
+        entry = ctx.records[seq].record.entry
+        if entry.kind in KEY_KINDS and entry.sig is not None:
+            why = ctx.keyring.apply(seq, entry.kind, dict(entry.body), entry.sig.key)
+            if why is not None:
+                ctx.problem(seq, "key", f"record {seq}: {why}")
+
+
+def _check_pins(ctx: BundleContext) -> None:
+    pins = set(ctx.policy.trusted_keys)
+    if not pins or pins & set(ctx.keyring.keys):
+        return
+    genesis = ctx.keyring.genesis_key or "?"
+    ctx.problem(
+        0,
+        "trust-key",
+        f"the bundle's ledger was started by key {genesis[:16]}... and none of the "
+        "trusted keys is a key of it: it is not of the ledger you trust, or it was "
+        "re-signed",
+    )
+
+
+def _key_anchor(ctx: BundleContext) -> Anchor:
+    if ctx.policy.trusted_keys:
+        names = ", ".join(f"{k[:16]}..." for k in sorted(ctx.policy.trusted_keys))
+        return Anchor("key", f"key {names} (pinned with --trust-key)", True)
+    genesis = ctx.keyring.genesis_key or "?"
+    ctx.warn(
+        None,
+        "unpinned",
+        f"the keys came from the bundle itself (unpinned; genesis key {genesis[:16]}...):"
+        " anyone can make a bundle that verifies this way; pass --trust-key with "
+        "the ledger's key (`mltrail keys export`) to prove whose ledger it is",
+    )
+    return Anchor(
+        "key", f"genesis key {genesis[:16]}... from the bundle (unpinned)", False
+    )
+
+
+def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
+    seq, entry = decoded.record.seq, decoded.record.entry
+    if entry.sig is None:
+        ctx.problem(seq, "signature", f"record {seq} carries no signature")
+        return
+    why = ctx.keyring.signer_problem(entry.sig.key, seq)
+    if why is not None:
+        ctx.problem(seq, "signer", f"record {seq}: {why}")
+        return
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        signature = b""
+    public_key = ctx.keyring.keys[entry.sig.key].public_key
+    if not verify_signature(public_key, decoded.signing_bytes, signature):
+        ctx.problem(seq, "signature", f"record {seq}: the signature does not verify")
+
+
+def _check_link(ctx: BundleContext, seq: int) -> None:
+    prev = ctx.records[seq].record.prev
+    if seq == 0 and prev != ZERO_HASH:
+        ctx.problem(0, "chain", "record 0 does not start the chain (prev is not zeros)")
+    before = ctx.records.get(seq - 1)
+    if before is not None and before.hash.hex() != prev:
+        ctx.problem(
+            seq, "chain", f"record {seq}'s prev is not the hash of record {seq - 1}"
+        )
+
+
+def check_subject(ctx: BundleContext, node: str) -> None:
+    """The subject is a run with records in the bundle, or an id one of them names."""
+    kind, _, ident = node.partition(":")
+    entries = [d.record.entry for d in ctx.records.values()]
+    if kind == "run":
+        found = any(e.run == ident for e in entries)
+    else:
+        found = len(ident) == 64 and any(
+            ident in d.record_bytes.decode("utf-8") for d in ctx.records.values()
+        )
+    if not found:
+        ctx.problem(
+            None, "subject", f"no record of the bundle is of its subject {node[:80]!r}"
+        )
+
+
+# -- blobs ---------------------------------------------------------------------
+
+
+def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
+    """Every blob a record references is listed; those carried match their hash."""
+    refs: dict[str, list[tuple[int, BlobRef]]] = {}
+    purged: set[str] = set()
+    for seq, decoded in ctx.records.items():
+        entry = decoded.record.entry
+        if entry.kind == PURGE_KIND:
+            purged.add(str(entry.body.get("digest")))
+        for ref in find_blob_refs(entry.body):
+            refs.setdefault(ref.digest, []).append((seq, ref))
+    listed: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"digest", "size", "data"}:
+            ctx.problem(None, "blob", f"blobs[{i}] is not {{digest, size, data}}")
+            continue
+        digest = str(item["digest"])
+        if digest in listed:
+            ctx.problem(None, "blob", f"blob {digest} is listed twice")
+        elif digest not in refs:
+            ctx.problem(None, "blob", f"blob {digest} is referenced by no record")
+        listed[digest] = item
+    carried = any(item.get("data") is not None for item in listed.values())
+    for digest, users in sorted(refs.items()):
+        item = listed.get(digest)
+        if (
+            carried
+            and item is not None
+            and item["data"] is None
+            and digest not in purged
+        ):
+            seq, ref = users[0]
+            ctx.problem(
+                seq,
+                "blob-missing",
+                f"blob {digest[:19]}... (record {seq}, {ref.path}): the bundle carries "
+                "the other blobs' bytes but not this one's, and no blob.purged record "
+                "names it",
+            )
+            continue
+        _check_blob(ctx, digest, users, item, digest in purged)
+
+
+def _check_blob(
+    ctx: BundleContext,
+    digest: str,
+    users: list[tuple[int, BlobRef]],
+    item: dict[str, Any] | None,
+    purged: bool,
+) -> None:
+    seq, ref = users[0]
+    where = f"blob {digest[:19]}... (record {seq}, {ref.path})"
+    if item is None:
+        ctx.problem(seq, "blob-missing", f"{where} is not in the bundle")
+        return
+    if item["size"] != ref.size:
+        ctx.problem(
+            seq, "blob", f"{where}: listed as {item['size']!r} bytes, not {ref.size}"
+        )
+        return
+    if item["data"] is None:
+        if purged:
+            ctx.warn(
+                seq, "blob-purged", f"{where} was purged by a signed blob.purged record"
+            )
+        ctx.report.blobs_absent += 1
+        return
+    data = _base64(item["data"])
+    if data is None or len(data) != ref.size or compute_blob_digest(data) != digest:
+        ctx.problem(seq, "blob", f"{where}: its content does not match its hash")
+        return
+    ctx.report.blobs_checked += 1
+
+
+def _base64(text: Any) -> bytes | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# -- evidence ------------------------------------------------------------------
+
+
+def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
+    """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends."""
+    witnessed: set[str] = set()
+    for i, group in enumerate(groups):
+        text = _evidence_checkpoint(ctx, i, group)
+        if text is None:
+            continue
+        for check in _checks(ctx, i, text, group["items"]):
+            ctx.report.evidence.append(check)
+            if check.status is EvidenceStatus.FAILED:
+                ctx.problem(None, check.kind, f"evidence[{i}]: {check.message}")
+            elif check.status is EvidenceStatus.UNVERIFIED:
+                ctx.warn(
+                    None, f"{check.kind}-unverified", f"evidence[{i}]: {check.message}"
+                )
+            else:
+                witnessed.add(check.issuer)
+                ctx.report.anchors.append(Anchor(check.kind, check.message, True))
+    for key in ctx.policy.witness_keys:
+        if key.short() not in witnessed:
+            ctx.problem(
+                None,
+                "witness-missing",
+                f"the bundle carries no valid cosignature by witness {key.short()}",
+            )
+
+
+def _evidence_checkpoint(ctx: BundleContext, i: int, group: Any) -> str | None:
+    if not isinstance(group, dict) or set(group) != {
+        "checkpoint",
+        "consistency",
+        "items",
+    }:
+        ctx.problem(
+            None, "evidence", f"evidence[{i}] is not {{checkpoint, consistency, items}}"
+        )
+        return None
+    text, proof = group["checkpoint"], _hashes(group["consistency"])
+    try:
+        if not isinstance(text, str) or proof is None:
+            raise MltrailError("its checkpoint or consistency proof is malformed")
+        checkpoint = parse_checkpoint_body(parse_note(text).body)
+        if checkpoint.origin != ctx.report.origin:
+            raise MltrailError(f"its checkpoint is of the ledger {checkpoint.origin!r}")
+        root, size = ctx.report.root or b"", ctx.report.size
+        verify_consistency(checkpoint.size, size, checkpoint.root, root, proof)
+    except MltrailError as e:
+        ctx.problem(None, "evidence", f"evidence[{i}]: {e}")
+        return None
+    if not isinstance(group["items"], list) or not _check_note_signed(
+        ctx, text, checkpoint.size, f"the checkpoint of evidence[{i}]"
+    ):
+        return None
+    return text
+
+
+def _checks(ctx: BundleContext, i: int, text: str, items: list[Any]) -> list[Any]:
+    try:
+        evidence = [Evidence.from_dict(_mapping(item), text) for item in items]
+        if not ctx.policy.witness_keys and any(e.kind == COSIGNATURE for e in evidence):
+            ctx.warn(
+                None,
+                "cosignature-unchecked",
+                f"evidence[{i}] holds cosignatures; --witness-key names the "
+                "witnesses whose cosignatures count",
+            )
+        return verify_evidence(
+            text,
+            evidence,
+            tsa_roots=ctx.policy.tsa_roots,
+            witness_keys=ctx.policy.witness_keys,
+        )
+    except ConfigError as e:
+        ctx.warn(None, "timestamp-unchecked", f"evidence[{i}] was not checked: {e}")
+    except (MltrailError, ValueError) as e:
+        ctx.problem(None, "evidence", f"evidence[{i}] is malformed: {e}")
+    return []
+
+
+def _mapping(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise MltrailError("an evidence item is not an object")
+    return item

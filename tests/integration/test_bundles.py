@@ -1,0 +1,362 @@
+"""Proof bundles on a real home: export, verify with no ledger, and every edit caught.
+
+The CLI runs as a real subprocess; `verify-bundle` and the standalone
+examples/verify_bundle.py run with no MLTRAIL_HOME and HOME pointing at an
+empty folder, which must stay empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mltrail.core.bundle import BundlePolicy, verify_bundle
+from mltrail.core.canonical import canonical_bytes
+from mltrail.home import init_home, open_home
+from mltrail.ledger import Draft
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "verify_bundle.py"
+
+
+def _id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+MODEL, BASE = _id("model"), _id("base-model")
+
+
+def mltrail(*args, home=None, cwd=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    if home is not None:
+        env["MLTRAIL_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
+    )  # fmt: skip
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def fill(path: Path, origin: str = "test.mltrail.local/bundles") -> None:
+    """A data step, a base model's run, a fine-tune, an unrelated run, and records
+    about the model (promotion, flag, notes)."""
+    init_home(path, origin=origin)
+    home = open_home(path)
+    ledger = home.ledger
+    raw = ledger.put_blob(b"raw manifest\n")
+    clean = ledger.put_blob(b"clean manifest\n")
+    fingerprint = ledger.put_blob(b"base fingerprint\n")
+    ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "prepare"}, "run-prep"),
+        Draft("run.data", {"role": "raw", "path": "raw", "dataset": _id("raw"),
+                           "files": 2, "bytes": 9, "manifest": raw}, "run-prep"),
+        Draft("run.artifact", {"path": "clean", "exists": True, "type": "directory",
+                               "dataset": _id("clean"), "files": 1, "bytes": 5,
+                               "manifest": clean}, "run-prep"),
+        Draft("run.ended", {"status": "succeeded"}, "run-prep"),
+        Draft("run.started", {"source": "api", "name": "pretrain"}, "run-base"),
+        Draft("run.artifact", {"path": "base.safetensors", "exists": True,
+                               "type": "file", "sha256": _id("bw"), "size": 4,
+                               "model": BASE}, "run-base"),
+        Draft("run.ended", {"status": "succeeded"}, "run-base"),
+        Draft("run.started", {"source": "api", "name": "other"}, "run-other"),
+        Draft("run.ended", {"status": "failed"}, "run-other"),
+    ])  # fmt: skip
+    ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "finetune"}, "run-tune"),
+        Draft("run.data", {"role": "train", "path": "clean", "dataset": _id("clean"),
+                           "files": 1, "bytes": 5, "manifest": clean}, "run-tune"),
+        Draft("run.finetune", {"base": {"path": "base.safetensors", "model": BASE,
+                                        "tensors": 1, "parameters": 4, "bytes": 4,
+                                        "fingerprint": fingerprint}}, "run-tune"),
+        Draft("run.artifact", {"path": "model.safetensors", "exists": True,
+                               "type": "file", "sha256": _id("mw"), "size": 4,
+                               "model": MODEL}, "run-tune"),
+        Draft("run.ended", {"status": "succeeded"}, "run-tune"),
+    ])  # fmt: skip
+    promoted = ledger.append(
+        "model.promoted",
+        {"model": MODEL, "model_type": "model", "stage": "production",
+         "action": "enter", "run": "run-tune"},
+    )  # fmt: skip
+    ledger.append("note", {"text": "reviewed", "refers_to": promoted.seq})
+    ledger.append("note", {"text": "unrelated"})
+    home.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bundles")
+    fill(base / "home")
+    ok(mltrail("export", f"model:{MODEL[:12]}", "-o", base / "model.json",
+               home=base / "home"))  # fmt: skip
+    return base
+
+
+@pytest.fixture
+def clean_env(tmp_path, monkeypatch):
+    """No ledger anywhere: HOME is an empty folder that must stay empty."""
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    monkeypatch.setenv("HOME", str(empty))
+    for name in list(os.environ):
+        if name.startswith("MLTRAIL_"):
+            monkeypatch.delenv(name)
+    yield empty
+    assert not list(empty.iterdir()), "verify-bundle created files in HOME"
+
+
+def kinds(bundle):
+    return [json.loads(r["record"])["entry"]["kind"] for r in bundle["records"]]
+
+
+def runs(bundle):
+    return {json.loads(r["record"])["entry"].get("run") for r in bundle["records"]}
+
+
+# -- export and verify -------------------------------------------------------------
+
+
+def test_a_model_bundle_holds_its_lineage_and_verifies_offline(world, clean_env):
+    bundle = json.loads((world / "model.json").read_bytes())
+    assert bundle["format"] == "mltrail-bundle/1"
+    assert runs(bundle) - {None} == {"run-prep", "run-base", "run-tune"}
+    assert {"model.promoted", "note", "key.added", "run.finetune"} <= set(kinds(bundle))
+    texts = [r["record"] for r in bundle["records"]]
+    assert not [t for t in texts if "unrelated" in t or "run-other" in t]
+    assert [b["data"] is not None for b in bundle["blobs"]] == [True] * 3
+    proc = ok(mltrail("verify-bundle", world / "model.json", cwd=clean_env))
+    assert "bundle intact" in proc.stdout
+    assert "unpinned" in proc.stdout
+    digest = "sha256:" + hashlib.sha256((world / "model.json").read_bytes()).hexdigest()
+    assert f"digest {digest}" in proc.stdout
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, world / "model.json"], capture_output=True, text=True
+    )
+    assert standalone.returncode == 0, standalone.stderr
+    assert digest in standalone.stdout
+
+
+def test_export_prints_the_digest_and_a_run_bundle_has_its_outputs(world):
+    out = world / "run.json"
+    proc = ok(
+        mltrail("export", "run:run-tune", "-o", out, "--json", home=world / "home")
+    )
+    summary = json.loads(proc.stdout)
+    assert summary["digest"] == "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
+    bundle = json.loads(out.read_bytes())
+    assert bundle["subject"]["node"] == "run:run-tune"
+    assert "model.promoted" in kinds(bundle)  # about the model the run wrote
+    assert "run-other" not in runs(bundle)
+    report = verify_bundle(bundle, BundlePolicy())
+    assert report.ok, report.problems
+
+
+def test_no_blobs_carries_hashes_only(world, clean_env):
+    out = world / "hashes.json"
+    ok(
+        mltrail(
+            "export", f"model:{MODEL}", "-o", out, "--no-blobs", home=world / "home"
+        )
+    )
+    bundle = json.loads(out.read_bytes())
+    assert bundle["blobs"]
+    assert all(b["data"] is None for b in bundle["blobs"])
+    proc = ok(mltrail("verify-bundle", out, "--json", cwd=clean_env))
+    report = json.loads(proc.stdout)
+    assert report["blobs_checked"] == 0
+    assert report["blobs_absent"] == 3
+
+
+def test_unknown_subject_is_a_clean_input_error(world):
+    proc = mltrail("export", "nothing-like-this", "-o", world / "x.json",
+                   home=world / "home")  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+# -- tampering -----------------------------------------------------------------------
+
+
+def _seq_of(bundle, kind):
+    return next(
+        r["seq"] for r in bundle["records"] if f'"kind":"{kind}"' in r["record"]
+    )
+
+
+def _record(bundle, seq):
+    return next(r for r in bundle["records"] if r["seq"] == seq)
+
+
+def edit_body(b):
+    seq = _seq_of(b, "model.promoted")
+    r = _record(b, seq)
+    r["record"] = r["record"].replace('"production"', '"producti0n"')
+    return f"record {seq}"
+
+
+def edit_sig(b):
+    seq = _seq_of(b, "run.finetune")
+    r = _record(b, seq)
+    head, _, tail = r["record"].partition('"value":"')
+    flipped = "B" if tail[0] == "A" else "A"
+    r["record"] = head + '"value":"' + flipped + tail[1:]
+    return f"record {seq}"
+
+
+def edit_proof(b):
+    r = b["records"][3]
+    r["inclusion"][0] = "00" * 32
+    return f"record {r['seq']}"
+
+
+def edit_blob(b):
+    b["blobs"][0]["data"] = base64.b64encode(b"not the manifest\n").decode()
+    return "blob"
+
+
+def edit_checkpoint(b):
+    lines = b["checkpoint"].split("\n")
+    lines[2] = base64.b64encode(b"\x01" * 32).decode()
+    b["checkpoint"] = "\n".join(lines)
+    return "checkpoint"
+
+
+def drop_record(b):
+    seq = _seq_of(b, "run.data")
+    b["records"] = [r for r in b["records"] if r["seq"] != seq]
+    return f"record {seq}"
+
+
+def swap_keys(b, other):
+    b["records"][0] = other["records"][0]  # another ledger's genesis key record
+    return "record 0"
+
+
+def other_origin(b, other):
+    b["origin"] = other["origin"]
+    return "ledger"
+
+
+TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record]
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory, world):
+    base = tmp_path_factory.mktemp("other")
+    fill(base / "home", origin="test.mltrail.local/another")
+    ok(mltrail("export", f"model:{MODEL}", "-o", base / "b.json", home=base / "home"))
+    return json.loads((base / "b.json").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "tamper", [*TAMPERS, swap_keys, other_origin], ids=lambda t: t.__name__
+)
+def test_every_edit_fails_naming_what_was_edited(world, other, tamper, tmp_path):
+    bundle = json.loads((world / "model.json").read_bytes())
+    args = (bundle, other) if tamper in (swap_keys, other_origin) else (bundle,)
+    named = tamper(*args)
+    path = tmp_path / "tampered.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert not report["ok"]
+    text = json.dumps(report["problems"])
+    if named.startswith("record "):
+        seq = int(named.split()[1])
+        assert seq in [p["seq"] for p in report["problems"]], text
+        assert named in text
+    else:
+        assert named in text or (named == "ledger" and "another ledger" in text), text
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, path], capture_output=True, text=True
+    )
+    assert standalone.returncode == 1, standalone.stdout
+    if named.startswith("record ") or named in ("blob", "checkpoint"):
+        assert named in standalone.stderr, standalone.stderr
+
+
+def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_path):
+    """The other ledger holds the same entries under its own key: unpinned it
+    verifies (the report says the keys came from the bundle); pinned it fails."""
+    path = tmp_path / "resigned.json"
+    path.write_bytes(canonical_bytes(other))
+    ok(mltrail("verify-bundle", path, cwd=tmp_path))
+    home = open_home(world / "home")
+    key_id = home.ledger.keys().genesis_key
+    home.close()
+    proc = mltrail("verify-bundle", path, "--trust-key", key_id, "--json", cwd=tmp_path)
+    assert proc.returncode == 3
+    problems = json.loads(proc.stdout)["problems"]
+    assert [p["seq"] for p in problems if p["code"] == "trust-key"] == [0]
+    pinned = ok(mltrail("verify-bundle", world / "model.json", "--trust-key", key_id,
+                        "--json", cwd=tmp_path))  # fmt: skip
+    report = json.loads(pinned.stdout)
+    assert "unpinned" not in [p["code"] for p in report["problems"]]
+    assert report["anchors"][0]["external"] is True
+
+
+def test_a_verifier_key_of_another_ledger_fails(world, tmp_path):
+    vkey = ok(mltrail("keys", "export", "--format", "vkey", home=world / "home"))
+    text = vkey.stdout.strip().replace("test.mltrail.local/bundles", "x.example/other")
+    proc = mltrail(
+        "verify-bundle", world / "model.json", "--trust-key", text, cwd=tmp_path
+    )
+    assert proc.returncode in (2, 3), proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# -- timestamps ------------------------------------------------------------------------
+
+
+def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    fill(tmp_path / "home")
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=tmp_path / "home"))
+    ok(mltrail("append", "--kind", "note", "--body", '{"text": "later"}',
+               home=tmp_path / "home"))  # fmt: skip
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    bundle = json.loads(out.read_bytes())
+    [group] = bundle["evidence"]
+    assert group["consistency"]  # the stamped checkpoint is older than the bundle's
+    assert [i["kind"] for i in group["items"]] == ["rfc3161"]
+
+    proc = ok(
+        mltrail("verify-bundle", out, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path)
+    )
+    report = json.loads(proc.stdout)
+    assert [e["status"] for e in report["evidence"]] == ["verified"]
+    assert "rfc3161" in [a["kind"] for a in report["anchors"]]
+
+    unverified = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
+    assert "rfc3161-unverified" in [p["code"] for p in unverified["problems"]]
+
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    proc = mltrail("verify-bundle", out, "--tsa-ca", other.ca_pem, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+
+    token = base64.b64decode(group["items"][0]["token"])
+    group["items"][0]["token"] = base64.b64encode(token[:-40] + bytes(40)).decode()
+    path = tmp_path / "bad-token.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
