@@ -43,6 +43,8 @@ _COMMANDS = {
     "checkpoint": "mltrail.cli.ledger_cmds:checkpoint",
     "prove": "mltrail.cli.ledger_cmds:prove",
     "purge": "mltrail.cli.purge_cmd:purge",
+    "seal": "mltrail.cli.seal_cmd:seal",
+    "hold": "mltrail.cli.hold_cmd:hold",
     "verify": "mltrail.cli.verify_cmd:verify",
     "keys": "mltrail.cli.keys_cmd:keys",
     "secrets": "mltrail.cli.secrets_cmd:secrets",
@@ -107,6 +109,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail keys export                  the key an auditor pins (--trust-key)
       mltrail prove SEQ                    an inclusion proof for one record
       mltrail purge BLOB --reason TEXT     erase a blob's bytes, recorded and signed
+      mltrail seal --to s3://B/P --retain 7y   copy the ledger to write-once storage
       mltrail demo                         see it all on a throwaway ledger
     """
     ctx.obj = AppState(home=home, debug=debug)
