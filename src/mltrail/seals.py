@@ -254,7 +254,7 @@ def _write_segment(
         files[EVIDENCE_FILE] = existing
     prev = _prev_hash(ledger, start)
     frontier = [
-        range_root(b, e, ledger.store.node) for b, e in frontier_positions(start)
+        ledger.store.node(level, index) for level, index in frontier_positions(start)
     ]
     manifest = build_manifest(
         origin=ledger.origin,
@@ -429,7 +429,9 @@ def _walk_at(ledger: Ledger, size: int) -> SealWalk:
             entry = decode_record(row.data).record.entry
             if entry.sig is not None:
                 keys.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
-    hashes = [range_root(b, e, ledger.store.node) for b, e in frontier_positions(size)]
+    hashes = [
+        ledger.store.node(level, index) for level, index in frontier_positions(size)
+    ]
     return SealWalk(
         ledger.origin,
         size=size,
@@ -481,10 +483,9 @@ def _check_state(home: Home, worm: WormStore, check: SealCheck) -> None:
             Problem(
                 check.sealed_size,
                 "seal-missing",
-                f"this home sealed up to record {end - 1} (last segment {name}), "
-                f"but the segments at {worm.url} end at record "
-                f"{check.sealed_size - 1}: segment(s) were removed underneath the "
-                "storage",
+                f"the segments holding records {check.sealed_size} to {end - 1} "
+                f"(the last of them {name}, as this home sealed it) are missing from "
+                f"{worm.url}: removed underneath the storage",
             )
         )
 
