@@ -57,6 +57,11 @@ class Settings:
     tsa_ca: str | None = None
     """CA certificate(s) ``mltrail verify`` checks timestamp tokens against
     (``MLTRAIL_TSA_CA``, ``--tsa-ca`` override it)."""
+    seal_target: str | None = None
+    """Where ``mltrail seal`` writes sealed segments: ``s3://bucket/prefix`` or a
+    folder (``--to`` overrides it)."""
+    seal_retain: str | None = None
+    """How long sealed objects are kept, e.g. ``7y`` (at least six months)."""
 
     @classmethod
     def load(cls, home: Path) -> Settings:
@@ -81,7 +86,7 @@ class Settings:
         data = asdict(self)
         if self.store_logs:  # the default is not written: older readers stay happy
             del data["store_logs"]
-        for name in ("tsa_url", "tsa_ca"):
+        for name in ("tsa_url", "tsa_ca", "seal_target", "seal_retain"):
             if data[name] is None:
                 del data[name]
         write_atomic(home / SETTINGS_FILE, json.dumps(data, indent=2) + "\n")

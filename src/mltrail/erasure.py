@@ -27,6 +27,7 @@ from mltrail.capture.treecache import erase_cached_trees
 from mltrail.core.codec import decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote, purge_body
 from mltrail.errors import InputError, MltrailError, StoreError
+from mltrail.holds import blob_hold
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,11 +124,20 @@ def purge_blob(
         cache_path: the home's hash cache, whose copies of the content go too.
 
     Raises:
-        InputError: no such blob, or it was already purged.
+        InputError: no such blob, it was already purged, or a legal hold covers
+            it (see :mod:`mltrail.holds`).
         StoreError: the record is written but the bytes could not be erased yet
             (finish with :func:`finish_purges`).
     """
     digest = resolve_blob(ledger, blob)
+    hold = blob_hold(ledger, digest)
+    if hold is not None:
+        raise InputError(
+            f"blob {digest} is under legal hold: {hold.describe()}; it cannot be "
+            "purged while the hold stands",
+            hint=f"`mltrail hold release {hold.target}:{hold.id} --reason ...` "
+            "lifts it, if the hold may end",
+        )
     stored = ledger.store.purge_of(digest)
     if stored is not None:
         if stored.erased:

@@ -50,6 +50,7 @@ from mltrail.core.entry import (
     sign_entry,
 )
 from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
 from mltrail.core.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -262,6 +263,7 @@ class Ledger:
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
         self._check_head(head)
+        self._check_locks(entries)
         rotating = any(entry.kind in KEY_KINDS for entry in entries)
         keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
         for seq, entry in enumerate(entries, start=head.size):
@@ -284,6 +286,14 @@ class Ledger:
         return batch.with_checkpoint(
             self._sign_head(batch.head, keyring, checkpoint_signer)
         )
+
+    def _check_locks(self, entries: list[Entry]) -> None:
+        """Under the append lock: refuse entries amending a run a
+        ``model.sealed`` record locked (see :mod:`mltrail.core.lock`)."""
+        if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
+            return
+        rows = self.store.rows_of_kinds((LOCK_KIND,))
+        check_not_locked(entries, compute_locks((r.seq, r.data) for r in rows))
 
     def _sign_head(
         self, head: ChainHead, keyring: KeyRing, signer: Signer | None = None

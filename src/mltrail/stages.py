@@ -168,3 +168,59 @@ def _body(
     if note:
         body["note"] = note
     return body
+
+
+def model_writers(index: Index, node: str) -> list[str]:
+    """Every run that wrote the model, file or dataset ``node``, oldest first."""
+    kind, _, ident = node.partition(":")
+    rows = []
+    if kind == "model":
+        rows = index.query(
+            "SELECT run, min(seq) FROM models WHERE model = ? AND role IN "
+            "('output', 'adapter') AND run IS NOT NULL GROUP BY run",
+            (ident,),
+        )
+    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    if column is not None:
+        rows += index.query(
+            f"SELECT run, min(seq) FROM data WHERE {column} = ? AND direction = 'out' "  # noqa: S608
+            "AND run IS NOT NULL GROUP BY run",
+            (ident,),
+        )
+    first: dict[str, int] = {}
+    for run, seq in rows:
+        first[run] = min(seq, first.get(run, seq))
+    return sorted(first, key=first.__getitem__)
+
+
+def lock_model(
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    reason: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Finalise the audit of the model ``ref`` names: a signed ``model.sealed``
+    entry naming the runs that made it, which then take no more entries but
+    notes (see :mod:`mltrail.core.lock`). Returns the body.
+
+    Raises:
+        InputError: ``ref`` names no model, or it is locked already.
+    """
+    node = _model_node(index, ref, cwd)
+    kind, _, ident = node.partition(":")
+    for record in home.ledger.records_of_kinds(("model.sealed",)):
+        if record.entry.body.get("model") == ident:
+            raise InputError(
+                f"{node} is locked already (model.sealed at seq {record.seq})"
+            )
+    body: dict[str, Any] = {
+        "model": ident,
+        "model_type": kind,
+        "runs": model_writers(index, node),
+    }
+    if reason:
+        body["reason"] = reason
+    home.ledger.append("model.sealed", body)
+    return body

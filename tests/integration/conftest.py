@@ -29,3 +29,16 @@ def isolated_git(tmp_path, monkeypatch):
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "MLTRAIL_RUN_ID", "RANK",
                  "WORLD_SIZE", "LOCAL_RANK", "MLTRAIL_WITNESS"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server with Object Lock (SeaweedFS) on free 127.0.0.1 ports, for
+    the whole session; skipped (failing under CI=true) without weed or boto3."""
+    from optional_extras import require_extra
+    from seaweedfs_server import SeaweedFS, find_weed
+
+    require_extra("seal", "boto3")
+    find_weed()
+    with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

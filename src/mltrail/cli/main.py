@@ -44,6 +44,8 @@ _COMMANDS = {
     "checkpoint": "mltrail.cli.ledger_cmds:checkpoint",
     "prove": "mltrail.cli.ledger_cmds:prove",
     "purge": "mltrail.cli.purge_cmd:purge",
+    "seal": "mltrail.cli.seal_cmd:seal",
+    "hold": "mltrail.cli.hold_cmd:hold",
     "verify": "mltrail.cli.verify_cmd:verify",
     "export": "mltrail.cli.bundle_cmd:export",
     "verify-bundle": "mltrail.cli.bundle_cmd:verify_bundle",
@@ -115,6 +117,7 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
       mltrail export MODEL -o b.json       a proof bundle anyone can check offline
       mltrail verify-bundle b.json         check one, with no ledger
       mltrail purge BLOB --reason TEXT     erase a blob's bytes, recorded and signed
+      mltrail seal --to s3://B/P --retain 7y   copy the ledger to write-once storage
       mltrail demo                         see it all on a throwaway ledger
     """
     ctx.obj = AppState(home=home, debug=debug)

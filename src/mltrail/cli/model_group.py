@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mltrail.cli.model_cmd import model
-from mltrail.cli.stage_cmd import demote, history, promote
+from mltrail.cli.stage_cmd import demote, history, lock, promote
 
 __all__ = ["model"]
 
-for command in (promote, demote, history):
+for command in (promote, demote, history, lock):
     model.add_command(command)

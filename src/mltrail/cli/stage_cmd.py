@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -10,10 +11,10 @@ from rich.table import Table
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.query import parse_when
 from mltrail.stages import demote as record_demote
+from mltrail.stages import lock_model, stage_history, stage_holders
 from mltrail.stages import promote as record_promote
-from mltrail.stages import stage_history, stage_holders
 
-__all__ = ["demote", "history", "promote"]
+__all__ = ["demote", "history", "lock", "promote"]
 
 _stage_option = click.option(
     "--stage", required=True, help="The stage: production, staging, shadow, ..."
@@ -130,3 +131,44 @@ def history(
     console.print(table)
     if at is not None:
         console.print("[dim]`mltrail trace MODEL` shows what made each of them[/dim]")
+
+
+@click.command()
+@click.argument("model", metavar="MODEL")
+@click.option("--reason", help="Why the audit is final (recorded in the entry).")
+@json_option
+@click.pass_context
+def lock(ctx: click.Context, model: str, reason: str | None, as_json: bool) -> None:
+    """Finalise MODEL's audit: a signed model.sealed entry, then a seal.
+
+    After it the ledger refuses entries that would amend the runs that made
+    MODEL (their run id), except notes. When a seal target is configured
+    (`mltrail seal configure`), the ledger is sealed right away.
+
+    \b
+    Examples:
+      mltrail model lock out/model.safetensors --reason "released as v2.1"
+      mltrail model lock 5e88a1f0 --json
+    """
+    from mltrail.seals import configured_target, seal_ledger
+
+    home = open_from(ctx, writable=True)
+    try:
+        body = lock_model(home, open_index(home), model, reason=reason, cwd=Path.cwd())
+        sealed = None
+        if home.settings.seal_target or os.environ.get("MLTRAIL_SEAL_TARGET"):
+            home.checkpoint()
+            worm, retention = configured_target(home, None, None)
+            sealed = seal_ledger(home, worm, retention).to_dict()
+    finally:
+        home.close()
+    if as_json:
+        emit_json({**body, "seal": sealed})
+        return
+    runs = ", ".join(body["runs"]) or "none recorded"
+    console.print(f"{body['model_type']}:{body['model']} locked (runs: {runs})")
+    if sealed is not None:
+        console.print(
+            f"sealed to {sealed['url']}: records 0 to {sealed['sealed_size'] - 1}",
+            markup=False,
+        )

@@ -30,6 +30,9 @@ from mltrail.errors import InputError, SchemaError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from mltrail.core.report import VerificationReport
+    from mltrail.home import Home
+
 __all__ = ["verify"]
 
 
@@ -95,6 +98,19 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     default=None,
     help="Processes for signature checks (default: all cores on large ledgers).",
 )
+@click.option(
+    "--against-seals",
+    is_flag=True,
+    help="Also check the ledger against its write-once seals: every sealed record "
+    "byte for byte, the ledger extending the last sealed checkpoint, no segment "
+    "missing.",
+)
+@click.option(
+    "--seals",
+    metavar="URL",
+    help="Where the seals are (default: MLTRAIL_SEAL_TARGET, else seal_target in "
+    "ledger.json); implies --against-seals.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
 @json_option
 @click.pass_context
@@ -105,6 +121,8 @@ def verify(
     tsa_ca: Path | None,
     witness_keys: tuple[str, ...],
     workers: int | None,
+    against_seals: bool,
+    seals: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -133,6 +151,7 @@ def verify(
       mltrail verify
       mltrail verify --trust-key ledger.vkey --trust-checkpoint 2026-03-31.cp
       mltrail verify --tsa-ca tsa-root.pem --witness-key "$(cat w1.vkey)"
+      mltrail verify --against-seals --seals s3://audit-worm/team-a
       mltrail verify --json | jq .problems
     """
     from mltrail.cli.evidence_cmds import evidence_policy
@@ -150,6 +169,8 @@ def verify(
             workers=workers,
             evidence=policy,
         )
+    if against_seals or seals:
+        _check_seals(home, report, seals)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -162,6 +183,17 @@ def verify(
             for problem in report.problems:
                 console.print(f"  {problem.severity}: {problem}", markup=False)
     ctx.exit(0 if report.ok else 3)
+
+
+def _check_seals(home: Home, report: VerificationReport, url: str | None) -> None:
+    """Add what checking against the seals found to ``report``."""
+    from mltrail.seals import check_against_seals, seal_store
+
+    check = check_against_seals(home, seal_store(home, url))
+    report.problems.extend(check.problems)
+    if check.anchor is not None:
+        report.anchors.append(check.anchor)
+        report.problems[:] = [p for p in report.problems if p.code != "anchors"]
 
 
 def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...]:

@@ -1,0 +1,373 @@
+"""Sealed segments: their names, manifests and retention, and walking them.
+
+A *segment* is the records ``start`` to ``end - 1`` of a ledger, sealed to
+write-once storage with the signed checkpoint of size ``end`` (and the
+timestamp and cosignature evidence kept about it). It is four files under
+``segments/<start:012d>-<end:012d>/``:
+
+    records.jsonl    each record's canonical bytes, one per line
+    checkpoint.txt   the signed checkpoint note of size ``end``
+    evidence.json    the evidence about that checkpoint (``[]`` when none)
+    manifest.json    written last: origin, range, the files' SHA-256 and sizes,
+                     the record hash and Merkle frontier before ``start``
+
+A segment without its manifest is unfinished and counts for nothing. Segments
+follow each other: the first starts at 0, each next one where the last ended,
+so walking them from the first (:class:`SealWalk`) rebuilds the chain, the key
+ring and the Merkle tree, and checks each checkpoint's root and signature with
+nothing but the sealed bytes.
+
+Everything here is pure: bytes in, values or :class:`SealError` out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import (
+    canonical_bytes,
+    compute_leaf_hash,
+    compute_record_hash,
+)
+from mltrail.core.chain import KEY_KINDS, KeyRing
+from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
+from mltrail.core.codec import decode_record, parse_json
+from mltrail.core.merkle import CompactRange
+from mltrail.errors import InputError, MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "EVIDENCE_FILE",
+    "FORMAT",
+    "MANIFEST_FILE",
+    "MIN_RETENTION_MONTHS",
+    "RECORDS_FILE",
+    "Manifest",
+    "Retention",
+    "SealError",
+    "SealWalk",
+    "SealedSegment",
+    "build_manifest",
+    "parse_manifest",
+    "parse_retention",
+    "parse_segment_name",
+    "segment_name",
+]
+
+FORMAT = "mltrail-seal/1"
+RECORDS_FILE = "records.jsonl"
+CHECKPOINT_FILE = "checkpoint.txt"
+EVIDENCE_FILE = "evidence.json"
+MANIFEST_FILE = "manifest.json"
+DATA_FILES = (RECORDS_FILE, CHECKPOINT_FILE, EVIDENCE_FILE)
+MIN_RETENTION_MONTHS = 6
+"""EU AI Act Art. 19(1) and 26(6): logs are kept at least six months."""
+
+_NAME = re.compile(r"([0-9]{12})-([0-9]{12})")
+_RETENTION = re.compile(r"([1-9][0-9]{0,3})([dwmy])")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_SIZE = 10**15
+
+
+class SealError(MltrailError):
+    """A sealed segment is malformed, does not follow the one before, or does not
+    verify. The message names the segment."""
+
+
+def segment_name(start: int, end: int) -> str:
+    """The folder name of the segment of records ``start`` to ``end - 1``."""
+    return f"{start:012d}-{end:012d}"
+
+
+def parse_segment_name(name: str) -> tuple[int, int] | None:
+    """(start, end) of a segment folder name, or None if it is not one."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2])
+    return (start, end) if start < end else None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long sealed objects are kept: calendar months plus days."""
+
+    months: int
+    days: int
+    text: str
+
+    def until(self, now: datetime) -> datetime:
+        """The retain-until time of an object sealed at ``now`` (a day's end
+        past the last month is clamped to the month's last day)."""
+        total = now.year * 12 + now.month - 1 + self.months
+        year, month = divmod(total, 12)
+        day = min(now.day, _days_in_month(year, month + 1))
+        return now.replace(year=year, month=month + 1, day=day) + timedelta(
+            days=self.days
+        )
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 12:
+        return 31
+    return (datetime(year, month + 1, 1) - datetime(year, month, 1)).days
+
+
+def parse_retention(text: str) -> Retention:
+    """A retention period: ``<n>d``, ``<n>w``, ``<n>m`` (months) or ``<n>y``.
+
+    Raises:
+        InputError: malformed, or shorter than the six months the EU AI Act
+            asks logs to be kept.
+    """
+    match = _RETENTION.fullmatch(text.strip().lower())
+    if match is None:
+        raise InputError(
+            f"retention {text!r} is not a period",
+            hint="give a number and a unit: 7y, 18m, 400d, 30w",
+        )
+    n, unit = int(match[1]), match[2]
+    months, days = {"d": (0, n), "w": (0, 7 * n), "m": (n, 0), "y": (12 * n, 0)}[unit]
+    if (months and months < MIN_RETENTION_MONTHS) or (not months and days < 183):
+        raise InputError(
+            f"retention {text} is shorter than six months: the EU AI Act "
+            "(Art. 19 and 26(6)) asks that the logs of a high-risk AI system be "
+            "kept at least six months",
+            hint="give 6m or more (e.g. --retain 7y)",
+        )
+    return Retention(months, days, match[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a segment's ``manifest.json`` says."""
+
+    origin: str
+    start: int
+    end: int
+    prev: str
+    """Hex record hash of record ``start - 1`` (64 zeros for the first segment)."""
+    frontier: tuple[str, ...]
+    """Hex Merkle frontier of the tree of ``start`` records."""
+    files: Mapping[str, tuple[str, int]]
+    """File name -> (hex SHA-256, size)."""
+    sealed_at: str
+    retain_until: str | None
+
+
+def build_manifest(
+    *,
+    origin: str,
+    start: int,
+    end: int,
+    prev: bytes,
+    frontier: Sequence[bytes],
+    files: Mapping[str, bytes],
+    sealed_at: str,
+    retain_until: str | None,
+) -> bytes:
+    """The canonical bytes of a segment's manifest."""
+    value: dict[str, Any] = {
+        "format": FORMAT,
+        "origin": origin,
+        "start": start,
+        "end": end,
+        "prev": prev.hex(),
+        "frontier": [h.hex() for h in frontier],
+        "files": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in sorted(files.items())
+        },
+        "sealed_at": sealed_at,
+        "retain_until": retain_until,
+    }
+    return canonical_bytes(value)
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Read a manifest (untrusted bytes).
+
+    Raises:
+        SealError: not a manifest of this format.
+    """
+    try:
+        raw = parse_json(data, what="seal manifest")
+        return _manifest(raw)
+    except SealError:
+        raise
+    except (MltrailError, TypeError, KeyError, ValueError) as e:
+        raise SealError(f"unreadable manifest: {e}") from e
+
+
+def _manifest(raw: Any) -> Manifest:
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise SealError(f"not a {FORMAT} manifest")
+    start, end = _uint(raw["start"]), _uint(raw["end"])
+    if not start < end:
+        raise SealError(f"manifest range {start} to {end} is empty")
+    frontier = tuple(_hex64(h) for h in raw["frontier"])
+    if len(frontier) != start.bit_count():
+        raise SealError("manifest frontier does not fit its start")
+    files = {}
+    for name, info in dict(raw["files"]).items():
+        if name not in DATA_FILES or not isinstance(info, dict):
+            raise SealError(f"manifest names an unknown file {str(name)[:40]!r}")
+        files[name] = (_hex64(info["sha256"]), _uint(info["size"]))
+    if RECORDS_FILE not in files or CHECKPOINT_FILE not in files:
+        raise SealError("manifest lacks records or checkpoint")
+    retain = raw.get("retain_until")
+    return Manifest(
+        origin=_text(raw["origin"]),
+        start=start,
+        end=end,
+        prev=_hex64(raw["prev"]),
+        frontier=frontier,
+        files=files,
+        sealed_at=_text(raw["sealed_at"]),
+        retain_until=None if retain is None else _text(retain),
+    )
+
+
+def _uint(value: Any) -> int:
+    if type(value) is not int or not 0 <= value < _MAX_SIZE:
+        raise SealError(f"{str(value)[:40]!r} is not a count")
+    return value
+
+
+def _hex64(value: Any) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise SealError(f"{str(value)[:70]!r} is not a hex SHA-256")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 1000:
+        raise SealError("manifest text field is not a short string")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSegment:
+    """A segment that verified: its range, manifest and record lines."""
+
+    name: str
+    manifest: Manifest
+    records: tuple[bytes, ...]
+    checkpoint: str
+    root: bytes
+
+
+@dataclass
+class SealWalk:
+    """Walks an origin's segments in order, from record 0, checking each.
+
+    Example::
+
+        walk = SealWalk("example.org/demo")
+        for name, files in segments:       # in order of start
+            segment = walk.accept(name, files)
+    """
+
+    origin: str
+    size: int = 0
+    last_hash: bytes = bytes(32)
+    tree: CompactRange = field(default_factory=CompactRange)
+    keys: KeyRing = field(default_factory=KeyRing)
+
+    def accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
+        """Check the segment ``name`` (its files by name) and move past it.
+
+        Raises:
+            SealError: it is unfinished, malformed, does not follow the segment
+                before it, or does not verify.
+        """
+        try:
+            return self._accept(name, files)
+        except SealError as e:
+            raise SealError(f"segment {name}: {e}") from e
+
+    def _accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
+        if MANIFEST_FILE not in files:
+            raise SealError("unfinished: it has no manifest")
+        manifest = parse_manifest(files[MANIFEST_FILE])
+        self._check_place(name, manifest)
+        for file, (digest, size) in manifest.files.items():
+            data = files.get(file)
+            if data is None:
+                raise SealError(f"{file} is missing")
+            if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+                raise SealError(f"{file} does not match the manifest's SHA-256")
+        lines = _lines(files[RECORDS_FILE], manifest.end - manifest.start)
+        try:
+            for line in lines:
+                self._accept_record(line)
+        except MltrailError as e:
+            raise SealError(f"record {self.size}: {e}") from e
+        text = files[CHECKPOINT_FILE].decode("utf-8", "replace")
+        root = self._check_checkpoint(text)
+        return SealedSegment(name, manifest, lines, text, root)
+
+    def _check_place(self, name: str, manifest: Manifest) -> None:
+        if manifest.origin != self.origin:
+            raise SealError(f"it belongs to the ledger {manifest.origin!r}")
+        if parse_segment_name(name) != (manifest.start, manifest.end):
+            raise SealError("its name and its manifest's range differ")
+        if manifest.start != self.size:
+            raise SealError(
+                f"it starts at record {manifest.start}, but the segments before "
+                f"it end at {self.size}"
+            )
+        frontier = tuple(h.hex() for h in self.tree.hashes)
+        if manifest.prev != self.last_hash.hex() or manifest.frontier != frontier:
+            raise SealError("its manifest does not continue the segment before it")
+
+    def _accept_record(self, line: bytes) -> None:
+        decoded = decode_record(line)
+        record = decoded.record
+        if record.seq != self.size:
+            raise SealError(f"holds seq {record.seq} at this place")
+        if record.prev != self.last_hash.hex():
+            raise SealError("its prev is not the hash of the record before it")
+        entry = record.entry
+        if entry.kind in KEY_KINDS and entry.sig is not None:
+            problem = self.keys.apply(
+                record.seq, entry.kind, dict(entry.body), entry.sig.key
+            )
+            if problem:
+                raise SealError(problem)
+        self.tree.append(compute_leaf_hash(line))
+        self.last_hash = compute_record_hash(line)
+        self.size += 1
+
+    def _check_checkpoint(self, text: str) -> bytes:
+        try:
+            checkpoint = parse_signed_checkpoint(text).checkpoint
+            if checkpoint.size != self.size:
+                raise SealError(
+                    f"its checkpoint is of size {checkpoint.size}, not {self.size}"
+                )
+            if checkpoint.root != self.tree.root():
+                raise SealError("its checkpoint's root is not its records' root")
+            keys = list(self.keys.valid_keys(self.size).values())
+            verify_checkpoint(text, origin=self.origin, public_keys=keys)
+        except SealError:
+            raise
+        except (MltrailError, ValueError) as e:
+            raise SealError(f"its checkpoint does not verify: {e}") from e
+        return checkpoint.root
+
+
+def _lines(data: bytes, count: int) -> tuple[bytes, ...]:
+    if not data.endswith(b"\n"):
+        raise SealError(f"{RECORDS_FILE} does not end with a newline")
+    lines = tuple(data[:-1].split(b"\n"))
+    if len(lines) != count:
+        raise SealError(f"{RECORDS_FILE} holds {len(lines)} records, not {count}")
+    return lines

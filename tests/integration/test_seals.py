@@ -1,0 +1,372 @@
+"""Write-once seals, judged against a real S3 server with Object Lock.
+
+SeaweedFS (``weed mini``, tests/seaweedfs_server.py) runs on 127.0.0.1 for the
+session; each test seals a real SQLite home into its own bucket through the
+`mltrail` command, then acts as someone who wants to change history: deletes
+or shortens the retention of sealed objects through S3 (the storage refuses),
+removes a segment beneath S3 through the filer, or rewrites the whole ledger
+with the ledger's own key. The same runs against a local folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mltrail.core.seal import segment_name
+from mltrail.errors import InputError
+from mltrail.home import init_home, open_home
+from mltrail.ledger import Draft
+from mltrail.seals import seal_ledger
+from mltrail.storage.worm import open_worm
+
+ORIGIN = "example.org/seals"
+_buckets = itertools.count()
+
+
+def mltrail(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "MLTRAIL_SEAL_TARGET", "RANK"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc.stdout
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(ok(proc))
+
+
+def make_home(
+    path: Path, notes: int, *, key: Path | None = None, text: str = "n"
+) -> Path:
+    init_home(path, origin=ORIGIN, key_path=key, env={})
+    add_notes(path, notes, text=text)
+    return path
+
+
+def add_notes(path: Path, count: int, *, text: str = "n") -> None:
+    home = open_home(path, env={})
+    try:
+        for i in range(count):
+            home.ledger.append("note", {"text": f"{text} {i}"})
+    finally:
+        home.close()
+
+
+def verify_seals(home: Path, url: str) -> tuple[int, dict[str, Any]]:
+    proc = mltrail(home, "verify", "--seals", url, "--json")
+    assert proc.returncode in (0, 3), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def codes(report: dict[str, Any]) -> set[str]:
+    return {p["code"] for p in report["problems"]}
+
+
+@pytest.fixture
+def s3(seaweedfs, monkeypatch):
+    """A fresh Object Lock bucket; the S3 client settings in the environment."""
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = seaweedfs.make_bucket(f"seals-{os.getpid()}-{next(_buckets)}")
+    return seaweedfs, bucket, f"s3://{bucket}/team-a"
+
+
+@pytest.fixture(params=["s3", "folder"])
+def target(request, tmp_path):
+    """A seal target URL: an S3 bucket with Object Lock, or a local folder."""
+    if request.param == "folder":
+        return str(tmp_path / "worm")
+    return request.getfixturevalue("s3")[2]
+
+
+def test_the_storage_itself_refuses_to_delete_or_shorten_a_sealed_object(s3, tmp_path):
+    server, bucket, url = s3
+    home = make_home(tmp_path / "home", 3)
+    result = as_json(mltrail(home, "seal", "--to", url, "--retain", "7y", "--json"))
+    client = server.client()
+    key = f"team-a/segments/{result['written'][0]}/records.jsonl"
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    retention = client.get_object_retention(Bucket=bucket, Key=key)["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    assert retention["RetainUntilDate"].year >= datetime.datetime.now().year + 6
+    from botocore.exceptions import ClientError
+
+    attempts = [
+        lambda: client.delete_object(Bucket=bucket, Key=key, VersionId=version),
+        lambda: client.delete_object(
+            Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True
+        ),
+        lambda: client.put_object_retention(
+            Bucket=bucket,
+            Key=key,
+            VersionId=version,
+            Retention={
+                "Mode": "COMPLIANCE",
+                "RetainUntilDate": datetime.datetime.now(datetime.UTC)
+                + datetime.timedelta(days=1),
+            },
+        ),
+        lambda: client.put_object_retention(
+            Bucket=bucket,
+            Key=key,
+            VersionId=version,
+            Retention={
+                "Mode": "GOVERNANCE",
+                "RetainUntilDate": retention["RetainUntilDate"],
+            },
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ClientError) as caught:
+            attempt()
+        assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    body = client.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
+    assert body.count(b"\n") == result["records"]
+
+
+def test_seal_is_incremental_and_idempotent(target, tmp_path):
+    home = make_home(tmp_path / "home", 5)
+    first = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))
+    assert first["written"] == [segment_name(0, 6)]
+    again = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))
+    assert again["written"] == []
+    assert again["sealed_size"] == 6
+    add_notes(home, 4)
+    third = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))
+    assert third["written"] == [segment_name(6, 10)]
+    assert third["records"] == 4
+    status = as_json(mltrail(home, "seal", "status", "--to", target, "--json"))
+    assert status["segments"] == 2
+    assert status["sealed_size"] == 10
+    assert status["unsealed_records"] == 0
+    assert status["unfinished"] == []
+    code, report = verify_seals(home, target)
+    assert code == 0, report["problems"]
+    seal_anchor = [a for a in report["anchors"] if a["kind"] == "seal"]
+    assert seal_anchor
+    assert "records 0 to 9" in seal_anchor[0]["description"]
+
+
+def test_the_configured_target_is_used_without_to(target, tmp_path):
+    home = make_home(tmp_path / "home", 2)
+    ok(mltrail(home, "seal", "configure", "--to", target, "--retain", "1y"))
+    assert as_json(mltrail(home, "seal", "--json"))["sealed_size"] == 3
+    assert mltrail(home, "verify", "--against-seals", "-q").returncode == 0
+
+
+def test_retention_under_six_months_is_refused(tmp_path):
+    home = make_home(tmp_path / "home", 1)
+    proc = mltrail(home, "seal", "--to", str(tmp_path / "w"), "--retain", "90d")
+    assert proc.returncode == 2
+    assert "shorter than six months" in proc.stderr
+    assert "EU AI Act" in proc.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_interrupted_seal_misleads_nobody_and_a_rerun_finishes_it(target, tmp_path):
+    home_path = make_home(tmp_path / "home", 4)
+    ok(mltrail(home_path, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home_path, 3)
+    home = open_home(home_path, writable=False, env={})
+    worm = open_worm(target)
+    real_put = worm._put
+
+    def crash_before_manifest(key, data, until, hold):
+        if key.endswith("manifest.json"):
+            raise KeyboardInterrupt  # as if killed
+        real_put(key, data, until, hold)
+
+    worm._put = crash_before_manifest
+    from mltrail.core.seal import parse_retention
+
+    with pytest.raises(KeyboardInterrupt):
+        seal_ledger(home, worm, parse_retention("7y"))
+    home.close()
+    unfinished = segment_name(5, 8)
+    status = as_json(mltrail(home_path, "seal", "status", "--to", target, "--json"))
+    assert status["unfinished"] == [unfinished]
+    assert status["sealed_size"] == 5
+    code, report = verify_seals(home_path, target)
+    assert code == 0
+    assert "seal-unfinished" in codes(report)
+    assert any("records 0 to 4 " in a["description"] for a in report["anchors"])
+    add_notes(home_path, 2)
+    rerun = as_json(
+        mltrail(home_path, "seal", "--to", target, "--retain", "7y", "--json")
+    )
+    assert rerun["resumed"] == unfinished
+    assert rerun["written"] == [unfinished, segment_name(8, 10)]
+    code, report = verify_seals(home_path, target)
+    assert code == 0
+    assert "seal-unfinished" not in codes(report)
+
+
+def test_a_segment_removed_beneath_s3_is_named(s3, tmp_path):
+    server, bucket, url = s3
+    home = make_home(tmp_path / "home", 2)
+    names = []
+    for _ in range(3):
+        names += as_json(
+            mltrail(home, "seal", "--to", url, "--retain", "7y", "--json")
+        )["written"]
+        add_notes(home, 2)
+    assert len(names) == 3
+    client = server.client()
+    for name in (names[1], names[2]):
+        key = f"team-a/segments/{name}/records.jsonl"
+        version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+        with pytest.raises(Exception, match="AccessDenied"):  # S3 itself refuses
+            client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    server.delete_beneath(bucket, f"team-a/segments/{names[1]}")
+    code, report = verify_seals(home, url)
+    assert code == 3
+    missing = [p for p in report["problems"] if p["code"] == "seal-missing"]
+    assert missing
+    assert names[1] in missing[0]["message"]
+    server.delete_beneath(bucket, f"team-a/segments/{names[2]}")
+    code, report = verify_seals(home, url)
+    messages = " ".join(p["message"] for p in report["problems"])
+    assert code == 3
+    assert names[2] in messages
+    assert "records 3 to 6" in messages
+
+
+def test_a_ledger_rewritten_with_its_own_key_is_caught(target, tmp_path):
+    home = make_home(tmp_path / "home", 6, text="approved")
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    key = next((home / "keys").glob("*.key"))
+    forged = make_home(tmp_path / "forged", 6, key=key, text="rejected")
+    for name in ("ledger.db-wal", "ledger.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    shutil.copyfile(forged / "ledger.db", home / "ledger.db")
+    shutil.copyfile(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
+    plain = as_json(mltrail(home, "verify", "--json"))
+    assert plain["ok"], "the forgery passes a plain verify: only the seal catches it"
+    code, report = verify_seals(home, target)
+    assert code == 3
+    differs = [p for p in report["problems"] if p["code"] == "seal-differs"]
+    assert differs
+    assert differs[0]["seq"] == 0
+    assert "rewritten after sealing" in differs[0]["message"]
+    proc = mltrail(home, "seal", "--to", target, "--retain", "7y")
+    assert proc.returncode == 3
+    assert "no longer extends" in proc.stderr
+
+
+def _home_with_run(path: Path) -> tuple[Path, str, str]:
+    """A home with one run that wrote a file and stored a blob."""
+    init_home(path, origin=ORIGIN, env={})
+    home = open_home(path, env={})
+    try:
+        ref = home.ledger.put_blob(b"training log line, subject 4711")
+        run, sha = "run-a", "ab" * 32
+        home.ledger.append_many(
+            [
+                Draft("run.started", {"source": "api", "name": "train"}, run),
+                Draft(
+                    "run.artifact",
+                    {
+                        "path": "/m/a.bin",
+                        "exists": True,
+                        "type": "file",
+                        "sha256": sha,
+                        "size": 3,
+                    },
+                    run,
+                ),
+                Draft("note", {"text": "log", "attachments": [ref]}, run),
+                Draft("run.ended", {"status": "succeeded"}, run),
+            ]
+        )
+        home.ledger.append("note", {"text": "unrelated"})
+    finally:
+        home.close()
+    return path, run, ref["blob"]
+
+
+def test_legal_holds_reach_the_sealed_objects_and_block_purges(s3, tmp_path):
+    server, bucket, url = s3
+    home, run, blob = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "seal", "configure", "--to", url, "--retain", "7y"))
+    [name] = as_json(mltrail(home, "seal", "--json"))["written"]
+    client = server.client()
+    key = f"team-a/segments/{name}/records.jsonl"
+    hold_of = lambda: client.get_object_legal_hold(Bucket=bucket, Key=key)["LegalHold"]  # noqa: E731
+    assert hold_of()["Status"] == "OFF"
+    added = as_json(
+        mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7", "--json")
+    )
+    assert added["storage"]["on"] == [name]
+    assert hold_of()["Status"] == "ON"
+    proc = mltrail(home, "purge", blob, "--reason", "erasure request")
+    assert proc.returncode == 2
+    assert "legal hold" in proc.stderr
+    assert "case L-7" in proc.stderr
+    add_notes(home, 1)
+    later = as_json(mltrail(home, "seal", "--json"))
+    assert later["held"] == [], "a segment of records outside the hold is not held"
+    released = as_json(
+        mltrail(home, "hold", "release", f"run:{run}", "--reason", "closed", "--json")
+    )
+    assert released["storage"]["off"] == [name]
+    assert hold_of()["Status"] == "OFF"
+    ok(mltrail(home, "hold", "add", f"blob:{blob}", "--reason", "inquiry 9"))
+    assert mltrail(home, "purge", blob, "--reason", "x").returncode == 2
+    ok(mltrail(home, "hold", "release", f"blob:{blob}", "--reason", "done"))
+    ok(mltrail(home, "purge", blob, "--reason", "erasure request"))
+    assert mltrail(home, "verify", "--against-seals", "-q").returncode == 0
+
+
+def test_a_locked_models_runs_take_nothing_but_notes(tmp_path):
+    home_path, run, _ = _home_with_run(tmp_path / "home")
+    worm = tmp_path / "worm"
+    ok(mltrail(home_path, "seal", "configure", "--to", str(worm), "--retain", "7y"))
+    locked = as_json(
+        mltrail(home_path, "model", "lock", "ab" * 32, "--reason", "released", "--json")
+    )
+    assert locked["runs"] == [run]
+    assert locked["model_type"] == "file"
+    assert locked["seal"]["sealed_size"] == 7, "the lock is sealed at once"
+    home = open_home(home_path, env={})
+    try:
+        with pytest.raises(
+            InputError, match=r"run run-a: the run is locked by model.sealed at seq 6"
+        ):
+            home.ledger.append("run.ended", {"status": "failed"}, run=run)
+        with pytest.raises(InputError, match="locked"):
+            home.ledger.append_many(
+                [
+                    Draft("note", {"text": "fine"}, run),
+                    Draft("run.ended", {"status": "failed"}, run),
+                ]
+            )
+        home.ledger.append("note", {"text": "a correction"}, run=run)
+        home.ledger.append(
+            "run.started", {"source": "api", "name": "next"}, run="run-b"
+        )
+    finally:
+        home.close()
+    proc = mltrail(home_path, "model", "lock", "ab" * 32)
+    assert proc.returncode == 2
+    assert "locked already" in proc.stderr
