@@ -45,6 +45,7 @@ __all__ = [
     "approve_model",
     "check_stage",
     "describe_model",
+    "governance_of",
     "model_card",
     "promotion_refusals",
     "required_approvals",
@@ -407,3 +408,24 @@ def _code_refusals(home: Home, index: Index, node: str) -> list[tuple[str, str]]
             "commit (or .gitignore) the changes and retrain",
         )]  # fmt: skip
     return []
+
+
+def governance_of(home: Home, index: Index, nodes: list[str]) -> dict[str, Any]:
+    """For each model node: its card fields set, its open flags, its approvals.
+
+    What ``trace``, ``show`` and ``model history`` print beside a model; nodes
+    with none of the three are left out.
+    """
+    from mltrail.flags import open_flags_of
+
+    found: dict[str, Any] = {}
+    for node in dict.fromkeys(nodes):
+        if node.partition(":")[0] not in ("model", "file", "data"):
+            continue
+        card = {k: v for k, v in model_card(home, node, index=index).items()
+                if k != "model" and v is not None}  # fmt: skip
+        flags = [f.to_dict() for f in open_flags_of(index, node)]
+        decisions = _approvals(index, node, None)
+        if card or flags or decisions:
+            found[node] = {"card": card, "open_flags": flags, "approvals": decisions}
+    return found
