@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.errors import InputError
 from mltrail.home import open_home
 from mltrail.index import open_index
 from mltrail.query import (
@@ -31,7 +32,8 @@ from mltrail.refs import resolve_node
 from mltrail.reproduce import compare_runs
 from mltrail.sources import list_flags, list_sources
 from mltrail.stages import stage_history, stage_holders
-from mltrail.trace import build_lineage, downstream_models, explain
+from mltrail.trace import build_lineage, explain
+from mltrail.upstream import downstream_model_outputs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -111,9 +113,18 @@ class Audit:
         return build_lineage(self.index, start, upstream=not down, depth=depth)
 
     def affected_models(self, node: str | Path) -> list[Node]:
-        """The models downstream of ``node`` (a source, a dataset, a file, a run)."""
+        """The models downstream of ``node`` (a source, a dataset, a file, a run):
+        fingerprinted checkpoints, promoted outputs, and weight files that final
+        runs wrote (not their metrics or reports)."""
         start = resolve_node(self.index, str(node), cwd=Path.cwd())
-        return downstream_models(self.index, start)
+
+        def get_blob(digest: str) -> bytes | None:
+            try:
+                return self.home.ledger.get_blob(digest)
+            except InputError:  # purged or missing: verify names it
+                return None
+
+        return downstream_model_outputs(self.index, [start], get_blob)
 
     def stage_holders(self, *, at: str | None = None) -> dict[str, Promotion]:
         """The model holding each stage now, or at ``at`` (a date or a time)."""

@@ -5,8 +5,8 @@ database URL (``sqlite:///path.db``, ``postgresql://user@host/db``). Its
 fingerprint is a dataset id (the Merkle root of its manifest) or, for a query,
 the SHA-256 of the result's canonical JSON lines. ``check_sources`` writes
 ``source.checked`` for each source and, for each one that changed,
-``model.flagged`` for every model downstream of it (through the lineage the
-ledger records), all in one atomic append.
+``model.flagged`` for every model downstream of a run that read a file that
+changed (see :mod:`mltrail.upstream`), all in one atomic append.
 
 Database passwords are never stored: the URL is recorded without one, and the
 driver finds it where it normally does (``PGPASSWORD``, ``~/.pgpass``).
@@ -29,10 +29,13 @@ from mltrail.core.canonical import canonical_bytes
 from mltrail.core.diff_data import diff_manifests
 from mltrail.datasets import dataset_body
 from mltrail.errors import InputError
+from mltrail.flags import Flag, clear_flag, list_flags
 from mltrail.ledger import Draft
-from mltrail.trace import downstream_models, latest_writer
+from mltrail.trace import latest_writer
+from mltrail.upstream import downstream_model_outputs, runs_reading_changes
 
 if TYPE_CHECKING:
+    from mltrail.core.diff_data import FileChange
     from mltrail.home import Home
     from mltrail.index import Index
 
@@ -270,9 +273,12 @@ def _check_one(
     result = CheckResult(
         name, fields["fingerprint"] != previous, fields["fingerprint"], previous
     )
+    files: tuple[FileChange, ...] | None = None
     if result.changed:
-        result.changes = _changes(home, spec.get("manifest"), fields.get("manifest"))
-    drafts = _flags(index, name, result) if result.changed else []
+        result.changes, files = _changes(
+            home, spec.get("manifest"), fields.get("manifest")
+        )
+    drafts = _flags(home, index, source, result, files) if result.changed else []
     body = {"name": name, "previous": previous, "changed": result.changed, **fields}
     if result.changes:
         body["changes"] = result.changes
@@ -299,89 +305,58 @@ def _manifest_bytes(home: Home, ref: dict[str, Any]) -> bytes | None:
         return None
 
 
-def _changes(home: Home, old_ref: Any, new_ref: Any) -> dict[str, Any]:
+def _changes(
+    home: Home, old_ref: Any, new_ref: Any
+) -> tuple[dict[str, Any], tuple[FileChange, ...] | None]:
+    """A summary of the files that differ, and the differences (None: unknown)."""
     if not isinstance(old_ref, dict) or not isinstance(new_ref, dict):
-        return {}
+        return {}, None
     old, new = _manifest_bytes(home, old_ref), _manifest_bytes(home, new_ref)
     if old is None or new is None:  # a manifest was purged: no file-level summary
-        return {}
+        return {}, None
     files = diff_manifests(old, new)
     marks = {"added": "+", "removed": "-", "changed": "~"}
     sample = [f"{marks[kind]}{c.path}" for kind in marks for c in files.changes
               if c.kind == kind]  # fmt: skip
-    return {kind: files.count(kind) for kind in marks} | {"sample": sample[:_SAMPLE]}
+    summary = {kind: files.count(kind) for kind in marks} | {"sample": sample[:_SAMPLE]}
+    return summary, files.changes
 
 
-def _flags(index: Index, name: str, result: CheckResult) -> list[Draft]:
+def _flags(
+    home: Home,
+    index: Index,
+    source: dict[str, Any],
+    result: CheckResult,
+    files: tuple[FileChange, ...] | None,
+) -> list[Draft]:
+    """``model.flagged`` for each model made from a file of the source that changed."""
+    name = source["name"]
     open_flags = {
         row[0]
         for row in index.query(
             "SELECT model FROM flags WHERE source = ? AND cleared_seq IS NULL", (name,)
         )
     }
+
+    def get_blob(digest: str) -> bytes | None:
+        return _manifest_bytes(home, {"blob": digest})
+
+    runs = runs_reading_changes(index, get_blob, name, source["location"], files)
     drafts = []
-    for node in downstream_models(index, f"source:{name}"):
+    for node in downstream_model_outputs(index, (f"run:{r}" for r in runs), get_blob):
         if node.id in open_flags:
             continue
         kind, _, ident = node.id.partition(":")
-        run, _ = latest_writer(index, node.id)
+        run, path = latest_writer(index, node.id)
         body = {
             "model": ident,
             "model_type": kind,
             "status": "open",
             "source": name,
             "run": run,
-            "path": dict(node.details).get("path"),
+            "path": dict(node.details).get("path") or path,
             "reason": f"source {name} changed: {result.previous} -> {result.fingerprint}",
         }
         drafts.append(Draft("model.flagged", body))
         result.flagged.append(node.id)
     return drafts
-
-
-# -- flags --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A model awaiting re-audit."""
-
-    seq: int
-    model: str
-    run: str | None
-    source: str | None
-    reason: str | None
-    time: str
-    cleared_seq: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values."""
-        return dict(self.__dict__)
-
-
-def list_flags(index: Index, *, include_cleared: bool = False) -> list[Flag]:
-    """Flags, oldest first; open ones only unless ``include_cleared``."""
-    sql = "SELECT seq, model, run, source, reason, time, cleared_seq FROM flags"
-    if not include_cleared:
-        sql += " WHERE cleared_seq IS NULL"
-    return [Flag(*row) for row in index.query(sql + " ORDER BY seq")]
-
-
-def clear_flag(
-    home: Home, index: Index, ref: str, *, note: str, cwd: Path | None = None
-) -> str:
-    """Record that a flagged model was reviewed; return its node id.
-
-    Raises:
-        InputError: the model has no open flag.
-    """
-    from mltrail.refs import resolve_node
-
-    open_nodes = {f.model for f in list_flags(index)}
-    node = ref if ref in open_nodes else resolve_node(index, ref, cwd=cwd)
-    if node not in open_nodes:
-        raise InputError(f"{node} has no open flag", hint="see `mltrail flags`")
-    kind, _, ident = node.partition(":")
-    body = {"model": ident, "model_type": kind, "status": "cleared", "note": note}
-    home.ledger.append("model.flagged", body)
-    return node

@@ -3,7 +3,12 @@
 A stage (``production``, ``staging``, any name) holds one model at a time.
 ``promote`` records ``model.promoted`` with ``action: enter`` (replacing the
 model that held the stage), ``demote`` records ``action: leave``. The ledger is
-the history, so "which model was deciding on 14 March?" is a lookup:
+the history, so "which model was deciding on 14 March?" is a lookup.
+
+``promote`` refuses a flagged model, a model from uncommitted or unrecorded code
+and a promotion without a note, unless ``override`` gives a reason (recorded in
+the entry with what it overrode); and it refuses, whatever the override, a model
+that lacks the approvals the stage's gate requires (see :mod:`mltrail.governance`):
 
     >>> promote(home, index, "model.safetensors", stage="production")  # doctest: +SKIP
     >>> stage_history(index, at=parse_when("2026-03-14"))              # doctest: +SKIP
@@ -11,13 +16,17 @@ the history, so "which model was deciding on 14 March?" is a lookup:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
-from mltrail.refs import resolve_node
-from mltrail.trace import latest_writer, run_outputs
+from mltrail.governance import (
+    approval_status,
+    check_stage,
+    promotion_refusals,
+    resolve_model,
+)
+from mltrail.trace import latest_writer
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,8 +35,6 @@ if TYPE_CHECKING:
     from mltrail.index import Index
 
 __all__ = ["Promotion", "demote", "promote", "stage_history", "stage_holders"]
-
-_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -46,23 +53,6 @@ class Promotion:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
         return dict(self.__dict__)
-
-
-def _model_node(index: Index, ref: str, cwd: Path | None) -> str:
-    """The model node ``ref`` names; a run with exactly one output names that output."""
-    node = resolve_node(index, ref, cwd=cwd)
-    kind, _, ident = node.partition(":")
-    if kind in ("model", "file", "data"):
-        return node
-    if kind == "run":
-        outputs = run_outputs(index, ident)
-        if len(outputs) == 1:
-            return outputs.pop()
-        raise InputError(
-            f"run {ident} wrote {len(outputs)} outputs; name the model itself",
-            hint="give the model file, its id, or its output name",
-        )
-    raise InputError(f"{ref!r} names a {kind}, not a model")
 
 
 def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promotion]:
@@ -105,12 +95,8 @@ def _model_and_holder(
     Raises:
         InputError: ``stage`` is not a name, or ``ref`` names no model.
     """
-    if not _STAGE.fullmatch(stage):
-        raise InputError(
-            f"stage {stage!r} is not a name (letters, digits, . _ -)",
-            hint="e.g. production, staging, shadow",
-        )
-    return _model_node(index, ref, cwd), stage_holders(index).get(stage)
+    check_stage(stage)
+    return resolve_model(index, ref, cwd), stage_holders(index).get(stage)
 
 
 def promote(
@@ -120,16 +106,67 @@ def promote(
     *,
     stage: str,
     note: str | None = None,
+    override: str | None = None,
     cwd: Path | None = None,
 ) -> dict[str, Any]:
-    """Record that the model ``ref`` names now holds ``stage``; return the body."""
+    """Record that the model ``ref`` names now holds ``stage``; return the body.
+
+    Raises:
+        InputError: a bad stage or model, the model already holds the stage, a
+            refusal ``override`` does not lift (each named with its fix), or the
+            stage's approval gate is not met.
+    """
     node, current = _model_and_holder(index, ref, stage, cwd)
     if current is not None and current.model == node:
         raise InputError(f"{node} already holds {stage} (since {current.time})")
+    if override is not None and not override.strip():
+        raise InputError(
+            "--override needs a reason", hint='e.g. --override "hotfix INC-7"'
+        )
+    refused = promotion_refusals(home, index, node, note)
+    if refused and override is None:
+        reasons = "; ".join(reason for reason, _ in refused)
+        fixes = "; ".join(fix for _, fix in refused)
+        raise InputError(
+            f"promotion refused: {reasons}",
+            hint=f"{fixes}; or pass --override REASON (recorded in the entry)",
+        )
+    gate = approval_status(index, node, stage)
+    _require_gate(node, stage, gate)
     body = _body(index, node, ref, stage, "enter", note)
     body["replaces"] = current.model if current else None
+    if override is not None:
+        body["override"] = {"reason": override, "refused": [r for r, _ in refused]}
+    if gate["required"] or gate["approvers"]:
+        body["approvals"] = {
+            "required": gate["required"],
+            "approvers": gate["approvers"],
+            "trainers": gate["trainers"],
+        }
     home.ledger.append("model.promoted", body)
     return body
+
+
+def _require_gate(node: str, stage: str, gate: dict[str, Any]) -> None:
+    """Raise unless nobody rejects ``node`` for ``stage`` and enough approve."""
+    if gate["rejected_by"]:
+        [first, *_] = gate["rejections"]
+        raise InputError(
+            f"{', '.join(gate['rejected_by'])} rejected {node} for {stage} "
+            f"(seq {first['seq']}: {first['note']})",
+            hint="a rejection stands until the same person records an approval "
+            "(`mltrail model approve MODEL --stage STAGE --note ...`); "
+            "--override does not lift it",
+        )
+    if len(gate["approvers"]) < gate["required"]:
+        made_by = ", ".join(gate["trainers"]) or "unknown"
+        have = ", ".join(gate["approvers"]) or "none"
+        raise InputError(
+            f"{stage} requires {gate['required']} approval(s) of {node} by people other "
+            f"than who trained it ({made_by}); it has {len(gate['approvers'])} ({have})",
+            hint="another account runs `mltrail model approve MODEL --stage "
+            f"{stage} --note ...`; --override does not lift a gate",
+        )
 
 
 def demote(
@@ -208,7 +245,7 @@ def lock_model(
     Raises:
         InputError: ``ref`` names no model, or it is locked already.
     """
-    node = _model_node(index, ref, cwd)
+    node = resolve_model(index, ref, cwd)
     kind, _, ident = node.partition(":")
     for record in home.ledger.records_of_kinds(("model.sealed",)):
         if record.entry.body.get("model") == ident:

@@ -29,7 +29,6 @@ __all__ = [
     "MAX_NODES",
     "build_lineage",
     "data_node_id",
-    "downstream_models",
     "explain",
     "latest_writer",
     "run_outputs",
@@ -388,31 +387,3 @@ def _environment(body: dict[str, Any] | None) -> dict[str, Any] | None:
         "container": (body.get("container") or {}).get("image"),
         "cuda": body.get("cuda"),
     }
-
-
-# -- models downstream ---------------------------------------------------------------
-
-
-def downstream_models(index: Index, start: str) -> list[Node]:
-    """The models that depend on ``start``: fingerprinted models, and the final
-    outputs (read by no later run) of the non-step runs downstream of it."""
-    graph = build_lineage(index, start, upstream=False)
-    found = []
-    for node_id, node in graph.nodes.items():
-        if node_id == start:
-            continue
-        if node.type == "model" or (
-            node.type in ("file", "data")
-            and not graph.children(node_id)
-            and _written_by_training(graph, node_id)
-        ):
-            found.append(node)
-    return found
-
-
-def _written_by_training(graph: LineageGraph, node_id: str) -> bool:
-    for parent in graph.parents(node_id):
-        node = graph.nodes[parent]
-        if node.type == "run" and not dict(node.details).get("step"):
-            return True
-    return False

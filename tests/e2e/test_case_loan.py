@@ -4,8 +4,9 @@ A customer asks why their loan was refused on 14 March. The auditor starts from
 the date, not from a model id: which model was deciding then, which run made it,
 with which hyperparameters and exactly which snapshot of customer data.
 
-Four weekly fine-tunes are recorded through the CLI, each promoted to production
-(the recording runs in-process with the ledger's clock moved week by week; every
+Four weekly fine-tunes are recorded through the CLI from a committed git checkout
+(data and weights git-ignored), each described and promoted to production (the
+recording runs in-process with the ledger's clock moved week by week; every
 question is then asked as a user would, through `mltrail` subprocesses).
 """
 
@@ -66,14 +67,26 @@ def weekly(tmp_path_factory):
     project.mkdir()
     (project / "finetune.py").write_text(textwrap.dedent(FINETUNE))
     (project / "finetune.yaml").write_text("epochs: 3\nbatch_size: 64\n")
+    (project / ".gitignore").write_text("data/\nmodel/\n")
     now = {"t": datetime(2026, 3, 2, 8, 0, tzinfo=UTC)}
     patch = pytest.MonkeyPatch()
     patch.setattr(SystemClock, "now", lambda self: now["t"])
     patch.setenv("MLTRAIL_HOME", str(home))
     patch.setenv("GIT_CEILING_DIRECTORIES", str(base))
+    patch.setenv("GIT_CONFIG_GLOBAL", str(base / "gitconfig"))
+    patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for role in ("AUTHOR", "COMMITTER"):
+        patch.setenv(f"GIT_{role}_NAME", "Loan Team")
+        patch.setenv(f"GIT_{role}_EMAIL", "loan-team@bank.example")
     patch.chdir(project)
     snapshots = {}
     try:
+        for args in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["commit", "-qm", "loan fine-tune"],
+        ):
+            subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
         mltrail_in_process("init", "--origin", "bank.example/loan-team")
         for week, lr in WEEKS.items():
             now["t"] = datetime.fromisocalendar(2026, week, 1).replace(
@@ -91,6 +104,10 @@ def weekly(tmp_path_factory):
                 "--config", "finetune.yaml",
             )  # fmt: skip
             now["t"] += timedelta(hours=2)
+            mltrail_in_process(
+                "model", "describe", "model/weights.bin", "--purpose",
+                "retail loan decisions", "--owner", "loan-team", "--risk-tier", "high",
+            )  # fmt: skip
             mltrail_in_process(
                 "model", "promote", "model/weights.bin", "--stage", "production",
                 "--note", f"weekly release {week}",
@@ -124,6 +141,10 @@ def test_which_model_decided_on_14_march_and_what_made_it(weekly):
     # 2. the model -> the run, its hyperparameters and its exact data snapshot
     answer = json.loads(mltrail(project, home, "trace", model, "--json").stdout)
     [made] = answer["made_by"]
+    [card] = [g["card"] for g in answer["governance"].values()]
+    assert card["risk_tier"]["value"] == "high"
+    assert card["purpose"]["value"] == "retail loan decisions"
+    assert made["code"]["dirty"] is False
     run = made["run"]
     assert run["name"] == "loan-finetune"
     assert run["started"].startswith("2026-03-09T09:00")

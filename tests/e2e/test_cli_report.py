@@ -87,6 +87,7 @@ def recorded(tmp_path_factory):
     (project / "raw" / "loans.csv").write_text(
         "income,debt,label\n" + "\n".join(rows) + "\n"
     )
+    (project / ".gitignore").write_text("clean/\nmodel/\n")
     git(project, "init", "-q")
     git(project, "add", ".")
     git(project, "commit", "-qm", "loan model")
@@ -98,24 +99,18 @@ def recorded(tmp_path_factory):
                    "--data", "train=clean/train.csv", "--data", "test=clean/test.csv",
                    "--label", "label", "--output", "model", "--",
                    sys.executable, "train.py", "--lr", "0.01", "--tag", XSS))  # fmt: skip
+    ok(mltrail_cli(home, project, "model", "describe", "model/weights.bin",
+                   "--purpose", "Score consumer loan applications",
+                   "--owner", "credit-risk@bank.example", "--risk-tier", "high",
+                   "--limitations", XSS))  # fmt: skip
+    ok(mltrail_cli(home, project, "model", "approve", "model/weights.bin",
+                   "--stage", "production", "--note", "validated by MRM"))  # fmt: skip
     ok(mltrail_cli(home, project, "model", "promote", "model/weights.bin",
                    "--stage", "production", "--note", "first release"))  # fmt: skip
     trace = json.loads(ok(mltrail_cli(home, project, "trace", "model/weights.bin",
                                       "--json")).stdout)  # fmt: skip
     node = trace["node"]
-    model_type, model_id = node["type"], node["details"]["id"]
-    opened = open_home(home, writable=True)
-    try:
-        described = {"model": model_id, "model_type": model_type,
-                     "purpose": "Score consumer loan applications",
-                     "owner": "credit-risk@bank.example",
-                     "risk_tier": "high", "limitations": XSS}  # fmt: skip
-        opened.ledger.append("model.described", described)
-        approved = {"model": model_id, "model_type": model_type, "stage": "production",
-                    "decision": "approve", "note": "validated by MRM", "run": None}  # fmt: skip
-        opened.ledger.append("model.approved", approved)
-    finally:
-        opened.close()
+    model_id = node["details"]["id"]
     bundle = base / "proof.json"
     bundle.write_text('{"bundle": "example"}\n')
     return project, home, model_id, commit, bundle

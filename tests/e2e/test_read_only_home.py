@@ -234,7 +234,8 @@ def _record(home: Path, project: Path) -> str:
     for name, weights in (("train", "w1"), ("retrain", "w2")):
         ok("run", "--name", name, "--data", "train=clean.csv", "--output", "model.bin",
            "--", sys.executable, "-c", write, "model.bin", weights)  # fmt: skip
-    ok("model", "promote", "model.bin", "--stage", "production", "--note", "approved")
+    ok("model", "promote", "model.bin", "--stage", "production", "--note", "approved",
+       "--override", "the fixture has no git repository")  # fmt: skip
     ok("append", "--kind", "note", "--body", '{"text": "reviewed"}')
     return _leave_stale_run(home, project)
 

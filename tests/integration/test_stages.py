@@ -13,6 +13,7 @@ from mltrail.ledger import Draft, SystemClock
 from mltrail.stages import demote, promote, stage_history, stage_holders
 
 SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc")}
+CLEAN_CODE = {"vcs": "git", "commit": "f" * 40, "branch": "main", "dirty": False}
 
 
 class Clock:
@@ -33,6 +34,7 @@ def home(tmp_path, monkeypatch):
         run = f"run-{name}"
         opened.ledger.append_many([
             Draft("run.started", {"source": "api", "name": f"train-{name}"}, run),
+            Draft("run.code", CLEAN_CODE, run),
             Draft("run.artifact", {"path": f"/m/{name}.bin", "exists": True,
                                    "type": "file", "sha256": sha, "size": 3}, run),
             Draft("run.ended", {"status": "succeeded"}, run),
@@ -67,10 +69,12 @@ def test_a_stage_holds_one_model_at_a_time(home):
     assert body["replaces"] is None
     step(home, 9)
     body = promote(
-        home, open_index(home), "train-bbb", stage="production"
+        home, open_index(home), "train-bbb", stage="production", note="v2"
     )  # a run name
     assert body["replaces"] == f"file:{SHA['aaa']}"
-    promote(home, open_index(home), "/m/ccc.bin", stage="staging")  # by output path
+    promote(
+        home, open_index(home), "/m/ccc.bin", stage="staging", note="try"
+    )  # by output path
     step(home, 16)
     demote(home, open_index(home), "bbbb", stage="production", note="rolled back")
     index = open_index(home)
@@ -83,7 +87,7 @@ def test_a_stage_holds_one_model_at_a_time(home):
     history = stage_history(index, stage="production")
     assert [(p.action, p.note) for p in history] == [
         ("enter", "v1"),
-        ("enter", None),
+        ("enter", "v2"),
         ("leave", "rolled back"),
     ]
     assert home.verify().ok
@@ -106,9 +110,9 @@ def test_bad_promotions_record_nothing(home, ref, stage, message):
 
 
 def test_promoting_twice_or_demoting_what_does_not_hold_is_refused(home):
-    promote(home, open_index(home), "aaaa", stage="production")
+    promote(home, open_index(home), "aaaa", stage="production", note="v1")
     with pytest.raises(InputError, match="already holds"):
-        promote(home, open_index(home), "aaaa", stage="production")
+        promote(home, open_index(home), "aaaa", stage="production", note="v1")
     with pytest.raises(InputError, match="does not hold"):
         demote(home, open_index(home), "bbbb", stage="production")
     with pytest.raises(InputError, match="does not hold"):

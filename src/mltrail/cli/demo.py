@@ -208,7 +208,8 @@ def _run(workdir: Path, home: Path) -> None:
     _step("6. why did it get worse? what changed between baseline and retrain")
     _mltrail(project, home, "diff", "baseline", "retrain")
     _step("7. what exactly made the model in production? back to the raw data")
-    _mltrail(project, home, "model", "promote", "model.json", "--stage", "production")
+    _mltrail(project, home, "model", "promote", "model.json", "--stage", "production",
+             "--note", "release 2 (the demo's)")  # fmt: skip
     _mltrail(project, home, "trace", "model.json")
     console.print(
         "validation.csv comes from the `prepare` run; the edited train.csv was "

@@ -238,8 +238,9 @@ def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
 
     RUN is a run id, a prefix of 4+ characters, or a run name (its latest run):
     who started it and when, code, environment, hardware, params, data
-    manifests, steps, fine-tune, outputs, metrics and exit status. A number
-    is a record's seq.
+    manifests, steps, fine-tune, outputs, metrics and exit status, then the
+    model card, open flags and approvals of its outputs. A number is a
+    record's seq.
 
     \b
     Examples:
@@ -258,15 +259,20 @@ def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
 
 
 def _show_run(home: Home, ref: str, as_json: bool) -> None:
+    from mltrail.cli.governance_view import print_governance
     from mltrail.cli.show_run import render_run, run_to_dict
+    from mltrail.governance import governance_of
     from mltrail.query import load_run, resolve_run
+    from mltrail.trace import run_outputs
 
     index = open_index(home)
     view = load_run(home, index, resolve_run(index, ref))
+    found = governance_of(home, index, sorted(run_outputs(index, view.summary.id)))
     if as_json:
-        emit_json(run_to_dict(view))
+        emit_json(run_to_dict(view) | {"governance": found})
     else:
         render_run(view)
+        print_governance(found)
 
 
 def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:

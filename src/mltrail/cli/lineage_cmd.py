@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mltrail.capture.identity import describe_user
+from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
+from mltrail.governance import governance_of
 from mltrail.refs import resolve_node
 from mltrail.trace import build_lineage, explain
 
@@ -100,7 +102,7 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
     content id (or 4+ hex digits), or an output's name. The answer: the run that
     wrote it, who ran it and when, its hyperparameters, data snapshots, base
     model, code commit and environment, then back through preprocessing steps
-    to the raw sources.
+    to the raw sources; and its model card, open flags and approvals.
 
     \b
     Examples:
@@ -114,12 +116,14 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
         start = resolve_node(index, model, cwd=Path.cwd())
         graph = build_lineage(index, start, upstream=True)
         answer = explain(home, index, start, graph)
+        answer["governance"] = governance_of(home, index, [start])
     finally:
         home.close()
     if as_json:
         emit_json(answer)
         return
     _print_answer(answer, graph)
+    print_governance(answer["governance"])
 
 
 def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:

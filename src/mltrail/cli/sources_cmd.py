@@ -9,13 +9,8 @@ import click
 from rich.table import Table
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.sources import (
-    check_sources,
-    clear_flag,
-    list_flags,
-    list_sources,
-    register_source,
-)
+from mltrail.flags import clear_flag, list_flags
+from mltrail.sources import check_sources, list_sources, register_source
 
 __all__ = ["flags", "sources"]
 
@@ -183,11 +178,18 @@ def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         console.print("no models awaiting re-audit")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("flagged (UTC)", "model", "source", "run", "state"):
+    for column in ("flagged (UTC)", "model", "path", "source", "run", "state"):
         table.add_column(column, overflow="fold")
     for f in found:
         state = "open" if f.cleared_seq is None else f"cleared (seq {f.cleared_seq})"
-        table.add_row(f.time[:19], f.model, f.source or "", (f.run or "")[:13], state)
+        kind, _, ident = f.model.partition(":")
+        run = (
+            f"{f.run_name} ({(f.run or '')[:8]})" if f.run_name else (f.run or "")[:13]
+        )
+        table.add_row(
+            f.time[:19].replace("T", " "), f"{f.name} ({kind}:{ident[:12]})",
+            f.path or "", f.source or "", run, state,
+        )  # fmt: skip
     console.print(table)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
+from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.governance import governance_of
 from mltrail.query import parse_when
 from mltrail.stages import demote as record_demote
 from mltrail.stages import lock_model, stage_history, stage_holders
@@ -26,10 +29,22 @@ _note_option = click.option("--note", help="Why (recorded in the entry).")
 @click.argument("model", metavar="MODEL")
 @_stage_option
 @_note_option
+@click.option(
+    "--override",
+    metavar="REASON",
+    help="Promote despite an open flag, uncommitted or unrecorded code, or no "
+    "--note; the reason and what it lifted are recorded. Does not lift an "
+    "approval gate or a rejection.",
+)
 @json_option
 @click.pass_context
 def promote(
-    ctx: click.Context, model: str, stage: str, note: str | None, as_json: bool
+    ctx: click.Context,
+    model: str,
+    stage: str,
+    note: str | None,
+    override: str | None,
+    as_json: bool,
 ) -> None:
     """Record that MODEL now holds a stage (replacing the model that held it).
 
@@ -37,16 +52,30 @@ def promote(
     name, or a run that wrote exactly one output. Who and when come from the
     signed entry; no model registry is written to.
 
+    Refused (exit 2, naming the fix) without --note, for a model with an open
+    flag (`mltrail flags`), and for a model whose run used uncommitted code, no
+    git, or was not recorded, unless --override REASON. A stage gated with
+    `mltrail model gate STAGE --require-approval N` also needs N approvals by
+    people other than whoever trained the model, and no standing rejection.
+
     \b
     Examples:
       mltrail model promote out/model.safetensors --stage production \\
-          --note "approved by risk committee, ticket RISK-142"
+          --note "validation VR-31 passed, ticket RISK-142"
+      mltrail model promote out/model.safetensors --stage staging \\
+          --note "smoke test" --override "notebook experiment, no git yet"
       mltrail model history --stage production
     """
     home = open_from(ctx, writable=True)
     try:
         body = record_promote(
-            home, open_index(home), model, stage=stage, note=note, cwd=Path.cwd()
+            home,
+            open_index(home),
+            model,
+            stage=stage,
+            note=note,
+            override=override,
+            cwd=Path.cwd(),
         )
     finally:
         home.close()
@@ -55,6 +84,9 @@ def promote(
         return
     replaced = f" (replacing {body['replaces']})" if body.get("replaces") else ""
     console.print(f"{body['model_type']}:{body['model']} now holds {stage}{replaced}")
+    if body.get("override", {}).get("refused"):
+        lifted = "; ".join(body["override"]["refused"])
+        console.print(f"[yellow]overridden:[/yellow] {lifted}", highlight=False)
 
 
 @click.command()
@@ -97,6 +129,8 @@ def history(
 
     This is the loan-inquiry question: the audit starts from a decision's date.
     From the model it names, `mltrail trace` tells what data and settings made it.
+    Each model's card (`mltrail model describe`), open flags and approvals follow
+    the table (in --json: `card`, `open_flags` and `approvals` of each event).
 
     \b
     Examples:
@@ -112,10 +146,11 @@ def history(
             events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
         else:
             events = stage_history(index, stage=stage)
+        found = governance_of(home, index, [e.model for e in events])
     finally:
         home.close()
     if as_json:
-        emit_json([e.to_dict() for e in events])
+        emit_json([_with_governance(e.to_dict(), found) for e in events])
         return
     if not events:
         console.print("no stage held then" if at else "no promotions recorded yet")
@@ -129,6 +164,7 @@ def history(
             (e.run or "")[:13], e.user or "", e.note or "",
         )  # fmt: skip
     console.print(table)
+    print_governance(found)
     if at is not None:
         console.print("[dim]`mltrail trace MODEL` shows what made each of them[/dim]")
 
@@ -172,3 +208,12 @@ def lock(ctx: click.Context, model: str, reason: str | None, as_json: bool) -> N
             f"sealed to {sealed['url']}: records 0 to {sealed['sealed_size'] - 1}",
             markup=False,
         )
+
+
+def _with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    facts = found.get(event["model"]) or {}
+    return event | {
+        "card": facts.get("card", {}),
+        "open_flags": facts.get("open_flags", []),
+        "approvals": facts.get("approvals", []),
+    }

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Mapping
 
-__all__ = ["ingest_entry", "param_value", "parse_time"]
+__all__ = ["DESCRIBED_FIELDS", "ingest_entry", "param_value", "parse_time"]
 
+# the model card fields of model.described, in the order they are shown
+DESCRIBED_FIELDS = ("purpose", "owner", "risk_tier", "limitations")
 _MAX_EXPLODE = 2_000_000  # files of one output manifest kept for content links
 
 
@@ -192,12 +194,50 @@ class _Ingest:
             )
             return
         self.cur.execute(
-            "INSERT INTO flags (seq, model, run, source, reason, time, user) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO flags (seq, model, run, source, reason, time, user, path) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq, _node(body), body.get("run"), body.get("source"),
                 body.get("reason"), entry["time"], (entry.get("actor") or {}).get("user"),
+                _text(body.get("path")),
             ),
+        )  # fmt: skip
+
+    def model_approved(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, actor = entry["body"], entry.get("actor") or {}
+        self.cur.execute(
+            "INSERT INTO approvals (seq, model, stage, decision, note, run, time, user, "
+            "claimed_user, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq, _node(body), _text(body.get("stage")), _text(body.get("decision")),
+                _text(body.get("note")), _text(body.get("run")), entry["time"],
+                _text(actor.get("user")), _text(actor.get("claimed_user")),
+                _text((entry.get("sig") or {}).get("key")),
+            ),
+        )  # fmt: skip
+
+    def model_described(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, actor = entry["body"], entry.get("actor") or {}
+        self.cur.executemany(
+            "INSERT OR IGNORE INTO descriptions (seq, model, field, value, time, user) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (seq, _node(body), field, _text(body[field]), entry["time"],
+                 _text(actor.get("user")))
+                for field in DESCRIBED_FIELDS if body.get(field) is not None
+            ],
+        )  # fmt: skip
+
+    def stage_gated(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body, actor = entry["body"], entry.get("actor") or {}
+        required = body.get("require_approval")
+        if not isinstance(required, int) or not isinstance(body.get("stage"), str):
+            return
+        self.cur.execute(
+            "INSERT INTO gates (seq, stage, required, note, time, user) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, body["stage"], required, _text(body.get("note")), entry["time"],
+             _text(actor.get("user"))),
         )  # fmt: skip
 
     # -- helpers ------------------------------------------------------------
@@ -309,6 +349,9 @@ _HANDLERS = {
     "source.registered": "source_registered",
     "source.checked": "source_checked",
     "model.flagged": "model_flagged",
+    "model.approved": "model_approved",
+    "model.described": "model_described",
+    "stage.gated": "stage_gated",
 }
 
 

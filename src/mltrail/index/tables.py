@@ -12,7 +12,7 @@ __all__ = ["INDEX_VERSION", "SCHEMA"]
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "5"
+INDEX_VERSION = "6"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -90,7 +90,29 @@ CREATE TABLE IF NOT EXISTS source_prints (
 
 CREATE TABLE IF NOT EXISTS flags (
     seq INTEGER PRIMARY KEY, model TEXT NOT NULL, run TEXT, source TEXT,
-    reason TEXT, time TEXT NOT NULL, user TEXT, cleared_seq INTEGER
+    reason TEXT, time TEXT NOT NULL, user TEXT, cleared_seq INTEGER, path TEXT
 );
 CREATE INDEX IF NOT EXISTS flags_model ON flags (model);
+
+-- model.approved: who approved (or rejected) which model for which stage
+CREATE TABLE IF NOT EXISTS approvals (
+    seq INTEGER PRIMARY KEY, model TEXT NOT NULL, stage TEXT NOT NULL,
+    decision TEXT NOT NULL, note TEXT, run TEXT, time TEXT NOT NULL, user TEXT,
+    claimed_user TEXT, key TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_model ON approvals (model, stage);
+
+-- model.described: one row per model card field set
+CREATE TABLE IF NOT EXISTS descriptions (
+    seq INTEGER NOT NULL, model TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
+    time TEXT NOT NULL, user TEXT, PRIMARY KEY (seq, field)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS descriptions_model ON descriptions (model, field);
+
+-- stage.gated: the approvals each stage requires from then on
+CREATE TABLE IF NOT EXISTS gates (
+    seq INTEGER PRIMARY KEY, stage TEXT NOT NULL, required INTEGER NOT NULL,
+    note TEXT, time TEXT NOT NULL, user TEXT
+);
+CREATE INDEX IF NOT EXISTS gates_stage ON gates (stage, seq);
 """

@@ -1,0 +1,37 @@
+"""Printing a model's governance (card, open flags, approvals) beside other output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mltrail.cli.output import console
+
+__all__ = ["print_governance"]
+
+
+def print_governance(found: dict[str, Any], *, indent: str = "") -> None:
+    """Model card fields, open flags (in yellow) and approvals of each model."""
+    for node, facts in found.items():
+        console.print(f"\n{indent}[bold]model {node}[/bold]")
+        for field, value in facts["card"].items():
+            console.print(
+                f"{indent}  {field.replace('_', ' ')}: {value['value']} "
+                f"(by {value['user']}, {value['time'][:10]})",
+                markup=False,
+            )
+        for flag in facts["open_flags"]:
+            console.print(
+                f"{indent}  [yellow]OPEN FLAG[/yellow] since {flag['time'][:19]}: "
+                f"upstream source {flag['source']} changed "
+                f"(`mltrail flags clear {node} --note ...` after review)",
+                highlight=False,
+            )
+        for a in facts["approvals"]:
+            counted = (
+                "" if a["counts"] else (" (self, not counted)" if a["self"] else "")
+            )
+            console.print(
+                f"{indent}  {a['decision']} for {a['stage']} by {a['user']}{counted}, "
+                f"{a['time'][:10]}: {a['note']}",
+                markup=False,
+            )

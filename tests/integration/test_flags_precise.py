@@ -1,0 +1,131 @@
+"""Upstream flags name exactly the models whose runs read a file that changed.
+
+A source folder holds one sub-folder per week; each weekly training reads only its
+own week and writes a model (``model.bin``) and its metrics (``metrics.json``).
+Recorded through the real CLI (in-process, the training command a real subprocess).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mltrail.cli.main import main
+
+TRAIN = """
+import hashlib, json, pathlib, sys
+data = pathlib.Path(sys.argv[1])
+digest = hashlib.sha256(sys.argv[1].encode())
+for f in sorted(data.glob("*.csv")):
+    digest.update(f.read_bytes())
+pathlib.Path("model.bin").write_bytes(digest.digest() * 8)
+pathlib.Path("metrics.json").write_text(json.dumps({"auc": digest.digest()[0] / 255}))
+"""
+WEEKS = (1, 2, 3)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("MLTRAIL_RUN_ID", raising=False)
+    monkeypatch.delenv("MLTRAIL_WITNESS", raising=False)
+    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
+
+    def run(*args: str, code: int = 0) -> str:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            got = 0
+        except SystemExit as e:
+            got = e.code or 0
+        out, err = capsys.readouterr()
+        assert got == code, (args, got, out, err)
+        return out
+
+    return run
+
+
+@pytest.fixture
+def weekly(cli, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    (project / "train.py").write_text(textwrap.dedent(TRAIN))
+    for week in WEEKS:
+        folder = project / "data" / f"week-{week}"
+        folder.mkdir(parents=True)
+        (folder / "customers.csv").write_text(f"id,week\n1,{week}\n2,{week}\n")
+    cli("init", "--origin", "test.mltrail.local/flags")
+    cli("sources", "add", "customers", "data")
+    for week in WEEKS:
+        cli("run", "-q", "--name", f"train-w{week}", "--data", f"train=data/week-{week}",
+            "--output", "model.bin", "--output", "metrics.json", "--",
+            sys.executable, "train.py", f"data/week-{week}")  # fmt: skip
+    return project
+
+
+def check(cli) -> dict:
+    [result] = json.loads(cli("sources", "check", "customers", "--json", code=1))
+    assert result["changed"] is True
+    return result
+
+
+def open_flags(cli) -> list[dict]:
+    return json.loads(cli("flags", "--json"))
+
+
+def flagged(cli) -> set[tuple[str, str]]:
+    """(run name, output file name) of each open flag, read from the runs' records."""
+    runs = {r["id"]: r["name"] for r in json.loads(cli("runs", "--json"))}
+    found = set()
+    for flag in open_flags(cli):
+        outputs = json.loads(cli("show", flag["run"], "--json"))["outputs"]
+        [path] = [o["path"] for o in outputs if flag["model"].endswith(o.get("sha256"))]
+        found.add((runs[flag["run"]], Path(path).name))
+    return found
+
+
+def test_a_file_only_week_3_read_flags_week_3_alone(cli, weekly):
+    (weekly / "data" / "week-3" / "customers.csv").write_text("id,week\n1,3\n2,99\n")
+    check(cli)
+    assert {run for run, _ in flagged(cli)} == {"train-w3"}
+
+
+def test_a_new_file_nobody_read_flags_nothing(cli, weekly):
+    (weekly / "data" / "week-4").mkdir()
+    (weekly / "data" / "week-4" / "customers.csv").write_text("id,week\n1,4\n")
+    (weekly / "data" / "README.md").write_text("weekly customer extracts\n")
+    result = check(cli)
+    assert result["changes"]["added"] == 2
+    assert result["flagged"] == []
+    assert open_flags(cli) == []
+
+
+def test_metrics_files_are_not_models(cli, weekly):
+    (weekly / "data" / "week-2" / "customers.csv").unlink()  # removed: week 2 read it
+    check(cli)
+    assert {name for _, name in flagged(cli)} == {"model.bin"}
+
+
+def test_flags_show_names_and_a_cleared_flag_is_not_raised_again(cli, weekly):
+    (weekly / "data" / "week-1" / "customers.csv").write_text("id,week\n1,1\n2,0\n")
+    check(cli)
+    text = cli("flags")
+    assert "train-w1" in text
+    assert "model.bin" in text
+    [flag] = open_flags(cli)
+    assert (flag["run_name"], flag["name"], flag["source"]) == (
+        "train-w1",
+        "model.bin",
+        "customers",
+    )
+    assert flag["path"].endswith("model.bin")
+    cli("flags", "clear", flag["model"], "--note", "re-validated on the corrected rows")
+    assert open_flags(cli) == []
+    (weekly / "data" / "week-3" / "customers.csv").write_text("id,week\n1,3\n2,0\n")
+    check(cli)
+    assert flagged(cli) == {("train-w3", "model.bin")}
