@@ -68,7 +68,7 @@ def render_run(view: RunView) -> None:
         ]
     )
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
-                     _finetune, _outputs, _metrics, _ended):  # fmt: skip
+                     _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
     seqs = [r.seq for r in view.records]
     console.print(f"\n[dim]records {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
@@ -318,3 +318,17 @@ def _ended(view: RunView) -> None:
         rows.append(("outcome", f"{outcome.get('status')} ({how}), as the "
                                 "recorder saw it"))  # fmt: skip
     _pairs(rows)
+
+
+def _notes(view: RunView) -> None:
+    notes = view.all("note")
+    if not notes:
+        return
+    _heading("notes")
+    _pairs(
+        (
+            f"seq {r.seq}",
+            f"{r.entry.time}  {r.entry.body.get('text') or json.dumps(dict(r.entry.body))}",
+        )
+        for r in notes
+    )
