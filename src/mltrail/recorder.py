@@ -37,6 +37,7 @@ from mltrail.capture.guard import SecretGuard
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.identity import describe_user
 from mltrail.capture.mask_sources import collect_mask_set
+from mltrail.capture.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import run_id_problem, value_problem
@@ -313,14 +314,19 @@ def capture_context(
     env: Mapping[str, str],
     python: str | None = None,
     extra_vars: Sequence[str] = (),
+    argv: Sequence[str] = (),
+    program: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Code, environment and hardware bodies, collected in parallel threads.
+
+    The code is the git state of ``cwd`` plus the files command ``argv`` runs
+    (``program`` is its resolved executable): see ``capture.program``.
 
     Raises:
         Exception: whatever a collector raised (they report problems in the body).
     """
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
-        "run.code": lambda: capture_code(cwd),
+        "run.code": lambda: capture_code_files(capture_code(cwd), argv, cwd, program),
         "run.environment": lambda: capture_environment(
             env, python=python, extra_vars=extra_vars
         ),

@@ -566,8 +566,10 @@ def _start_new(
         started["rank"] = dict(rank)
     entries: list[tuple[str, Any]] = [("run.started", started)]
     if capture:
-        context = capture_context(cwd=Path.cwd(), env=env)
+        context = capture_context(cwd=Path.cwd(), env=env, argv=argv)
         entries += [with_rank(kind, body, rank) for kind, body in context]
+        if warning := dict(context)["run.code"].get("warning"):
+            _log.warning("mltrail: warning: %s", warning)
         parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
         values = {
             k: guard.committer.commit(str(v)) if k in command.options else v

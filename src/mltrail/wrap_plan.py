@@ -18,6 +18,7 @@ from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
 from mltrail.capture.params import load_config, parse_argv, split_command
 from mltrail.capture.process import resolve_command
+from mltrail.capture.program import program_files
 from mltrail.capture.redact import commit_secret
 from mltrail.datasets import add_overlaps, check_data, dataset_body
 from mltrail.errors import ConfigError, InputError
@@ -197,29 +198,10 @@ def interpreter(program: str) -> str | None:
     return words[0] if words else None
 
 
-_SCRIPT_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
-
-
 def scripts_of(plan: Plan, cwd: Path) -> list[Path]:
-    """The script files a command runs: ``python clean.py``, ``bash prep.sh``, or
-    the program itself when it is a script with a ``#!`` line."""
-    program, _ = split_command(plan.argv)
-    found = [
-        at(cwd, Path(p))
-        for p in program[1:]
-        if p.lower().endswith(_SCRIPT_SUFFIXES) and at(cwd, Path(p)).is_file()
-    ]
-    if not found and _is_script(Path(plan.program)):
-        found.append(Path(plan.program))
-    return found
-
-
-def _is_script(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(2) == b"#!"
-    except OSError:
-        return False
+    """The script files a command runs: ``python clean.py``, ``python -m pkg.mod``,
+    ``bash prep.sh``, or the program itself when it is a script with a ``#!`` line."""
+    return program_files(plan.argv, cwd, plan.program)
 
 
 def default_name(argv: Sequence[str]) -> str:
@@ -260,8 +242,13 @@ def start_entries(
         env=env,
         python=interpreter(plan.program),
         extra_vars=options.extra_vars,
+        argv=plan.argv,
+        program=plan.program,
     )
     entries += [with_rank(kind, body, rank) for kind, body in context]
+    code = dict(context)["run.code"]
+    if code.get("warning"):
+        warnings.append(str(code["warning"]))
     entries.append(("run.params", argv_params(plan)))
     entries += [
         ("run.params", config_body(c)) for c in [*plan.configs, *plan.found_configs]
