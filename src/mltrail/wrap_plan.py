@@ -47,6 +47,7 @@ __all__ = [
     "scripts_of",
     "start_entries",
     "started_body",
+    "try_config",
 ]
 
 _PYTHON = re.compile(r"python[0-9.]*$")
@@ -131,7 +132,7 @@ def make_plan(
     found: list[ConfigFile | tuple[Path, str]] = []
     for path in parsed.config_files:
         if at(cwd, path).resolve() not in named:
-            found.append(_try_config(at(cwd, path)))
+            found.append(try_config(at(cwd, path)))
     params = {"params": parsed.params, "positional": parsed.positional}
     if parsed.removed:
         params["removed"] = parsed.removed
@@ -143,7 +144,8 @@ def at(cwd: Path, path: Path) -> Path:
     return path if path.is_absolute() else cwd / path
 
 
-def _try_config(path: Path) -> ConfigFile | tuple[Path, str]:
+def try_config(path: Path) -> ConfigFile | tuple[Path, str]:
+    """The config file at ``path``, or ``(path, why it cannot be read)``."""
     try:
         return load_config(path)
     except InputError as e:
