@@ -3,7 +3,10 @@
 ``python -m mltrail.auto [--name NAME] script.py [args ...]`` (or ``-m module``) runs
 the script as ``python`` would, inside a run: the command, code, environment,
 hardware and every ``argparse`` result are recorded, and the run ends with the
-script's exit status. ``mltrail.autolog()`` called at the top of a script does the
+script's exit status. Config files named in its arguments are recorded as for
+``mltrail run``. A ``mltrail.start_run()`` inside the script joins this run (one
+process, one run: ``recorder.active_run``), so what it logs lands here and its
+end does not end the run. ``mltrail.autolog()`` called at the top of a script does the
 same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
 so an uncaught exception is recorded as failed and any other exit as succeeded.
 """
@@ -108,8 +111,9 @@ def _parse(argv: Sequence[str]) -> tuple[str | None, bool, str, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a script or module as ``__main__`` inside an autolog run."""
     name, module, target, rest = _parse(sys.argv[1:] if argv is None else argv)
+    sys.argv = ["-m", target, *rest] if module else [target, *rest]
+    run = autolog(name or Path(target).name)  # records `python -m target` as run
     sys.argv = [target, *rest]
-    run = autolog(name or Path(target).name)
     try:
         if module:
             runpy.run_module(target, run_name="__main__", alter_sys=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.blob import Blob
-from mltrail.capture.data import capture_file_entries
+from mltrail.capture.data import capture_file_entries, hash_dataset
 from mltrail.capture.dvc import find_dvc_hashes
 from mltrail.capture.fingerprint import capture_model_fields
 from mltrail.capture.progress import count_progress
@@ -113,15 +113,14 @@ def dataset_body(
             return _remote_body(role, location, callback)
     path = Path(location)
     with _hashing(progress, f"hashing {role} {path}") as callback:
-        entries = capture_file_entries(path, cache=cache, progress=callback)
-    manifest = compute_manifest(entries)
+        hashed = hash_dataset(path, cache=cache, progress=callback)
     body: dict[str, Any] = {
         "role": role,
         "path": str(path),
-        "dataset": manifest.dataset_id,
-        "files": manifest.file_count,
-        "bytes": manifest.total_bytes,
-        "manifest": Blob(manifest.data, MANIFEST_MEDIA_TYPE),
+        "dataset": hashed.dataset_id,
+        "files": hashed.files,
+        "bytes": hashed.bytes,
+        "manifest": Blob(hashed.data, MANIFEST_MEDIA_TYPE),
     }
     dvc = find_dvc_hashes(path)
     if dvc is not None:
@@ -212,18 +211,19 @@ def artifact_body(
     special = special_file_type(path)
     if special is not None:
         return body | {"type": special}
-    with _hashing(progress, f"hashing output {path}") as callback:
-        entries = capture_file_entries(path, cache=cache, progress=callback)
     if path.is_file():
+        with _hashing(progress, f"hashing output {path}") as callback:
+            entries = capture_file_entries(path, cache=cache, progress=callback)
         body.update(type="file", size=entries[0].size, sha256=entries[0].sha256)
         return body | capture_model_fields(path)
-    manifest = compute_manifest(entries)
+    with _hashing(progress, f"hashing output {path}") as callback:
+        hashed = hash_dataset(path, cache=cache, progress=callback)
     body.update(
         type="directory",
-        dataset=manifest.dataset_id,
-        files=manifest.file_count,
-        bytes=manifest.total_bytes,
-        manifest=Blob(manifest.data, MANIFEST_MEDIA_TYPE),
+        dataset=hashed.dataset_id,
+        files=hashed.files,
+        bytes=hashed.bytes,
+        manifest=Blob(hashed.data, MANIFEST_MEDIA_TYPE),
     )
     return body | capture_model_fields(path)
 

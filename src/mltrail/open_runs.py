@@ -34,13 +34,13 @@ from mltrail.recorder import (
 from mltrail.spool import read_batches, remove_spool
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
     from mltrail.home import Home
     from mltrail.ledger import Ledger
 
-__all__ = ["OpenRun", "close_run", "close_stale_runs", "ingest_spool"]
+__all__ = ["OpenRun", "close_run", "close_stale_runs", "closing_lock", "ingest_spool"]
 
 
 @dataclass
@@ -156,11 +156,33 @@ def _needs_end(ledger: Ledger, run_id: str, since: int) -> bool:
     return "run.started" in kinds and "run.ended" not in kinds
 
 
+@contextlib.contextmanager
+def closing_lock(home: Path) -> Iterator[None]:
+    """Held by whoever records the end of a run it did not record itself
+    (``close_stale_runs``, ``close_run``): one closer at a time, so two of them
+    never both find a run unended and write two ``run.ended``."""
+    folder = (home / OPEN_RUNS).parent  # beside runs/open, never a run's file
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(folder / "closing.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def close_stale_runs(home: Home) -> list[str]:
     """Record as aborted every run whose recorder died; return their ids."""
     folder = home.path / OPEN_RUNS
+    if not folder.is_dir():
+        return []
+    with closing_lock(home.path):
+        return _close_stale(home, folder)
+
+
+def _close_stale(home: Home, folder: Path) -> list[str]:
     closed = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in sorted(folder.glob("*.json")):
         claimed = _claim(path)
         if claimed is None:
             continue
@@ -185,6 +207,11 @@ def close_run(home: Home, run_id: str, *, reason: str) -> None:
     Raises:
         InputError: no such run, it has ended, or its recorder is still alive.
     """
+    with closing_lock(home.path):
+        _close_one(home, run_id, reason)
+
+
+def _close_one(home: Home, run_id: str, reason: str) -> None:
     found = {s.id: s for s in list_runs(home)}.get(run_id)
     if found is None:
         raise InputError(f"no run {run_id} in this ledger", hint="see `mltrail runs`")

@@ -10,6 +10,7 @@ ledger's own records (the source of truth).
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "RunFilter",
     "RunView",
     "TimeWindow",
+    "close_runs",
     "load_run",
     "parse_when",
     "resolve_run",
@@ -269,10 +271,19 @@ def resolve_run(index: Index, ref: str) -> str:
     )
     if named:
         return str(named[0][0])
+    close = close_runs(index, ref)
     raise InputError(
-        f"no run {ref!r} in this ledger",
+        f"no run {ref!r} in this ledger"
+        + (f"; did you mean {' or '.join(close)}?" if close else ""),
         hint="give a run id, a prefix of one, or a run name; see `mltrail runs`",
     )
+
+
+def close_runs(index: Index, ref: str, limit: int = 3) -> list[str]:
+    """Run ids and names that look like ``ref`` (a mistyped one), closest first."""
+    rows = index.query("SELECT id, name FROM runs")
+    known = {str(v) for row in rows for v in row if v}
+    return difflib.get_close_matches(ref, sorted(known), n=limit, cutoff=0.6)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from mltrail.capture.guard import SecretGuard
 from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.identity import describe_user
 from mltrail.capture.mask_sources import collect_mask_set
+from mltrail.capture.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import run_id_problem, value_problem
@@ -60,14 +61,18 @@ __all__ = [
     "RunSummary",
     "RunWriter",
     "SpoolWriter",
+    "active_run",
     "capture_context",
     "capture_rank",
     "check_new_run_id",
     "check_run_id",
     "distributed_run_id",
+    "enter_run",
+    "leave_run",
     "list_runs",
     "new_run_id",
     "open_run_file",
+    "other_rank",
     "run_liveness",
     "run_started_seq",
     "secret_guard",
@@ -144,6 +149,45 @@ def check_new_run_id(ledger: Ledger, run_id: str, source: str) -> str:
             hint="unset MLTRAIL_RUN_ID for a fresh id, or give an unused one",
         )
     return run_id
+
+
+_ACTIVE: list[Any] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def active_run() -> Any | None:
+    """The run this process records into (started by ``start_run``, autolog or
+    ``python -m mltrail.auto``) while it has not ended, else None.
+
+    One process makes one run: a nested ``start_run()`` gets a handle on this one
+    (``Run.nested``), whose end flushes its metrics and leaves the run open.
+    """
+    with _ACTIVE_LOCK:
+        live = [r for r in _ACTIVE if getattr(r, "status", None) is None]
+        _ACTIVE[:] = live
+        return live[0] if live else None
+
+
+def enter_run(run: Any) -> None:
+    """Make ``run`` the run of this process (see ``active_run``)."""
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(run)
+
+
+def leave_run(run: Any) -> None:
+    """``run`` ended: it is no longer the run of this process."""
+    with _ACTIVE_LOCK:
+        _ACTIVE[:] = [r for r in _ACTIVE if r is not run]
+
+
+def other_rank(env: Mapping[str, str]) -> bool:
+    """Whether this process is a rank above 0 (``RANK`` or ``LOCAL_RANK`` > 0):
+    it adds only what is its own (hardware, rank), never the code or packages."""
+    for name in ("RANK", "LOCAL_RANK"):
+        with contextlib.suppress(KeyError, ValueError):
+            if int(env[name]) > 0:
+                return True
+    return False
 
 
 def capture_rank(env: Mapping[str, str]) -> dict[str, int] | None:
@@ -313,14 +357,19 @@ def capture_context(
     env: Mapping[str, str],
     python: str | None = None,
     extra_vars: Sequence[str] = (),
+    argv: Sequence[str] = (),
+    program: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Code, environment and hardware bodies, collected in parallel threads.
+
+    The code is the git state of ``cwd`` plus the files command ``argv`` runs
+    (``program`` is its resolved executable): see ``capture.program``.
 
     Raises:
         Exception: whatever a collector raised (they report problems in the body).
     """
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
-        "run.code": lambda: capture_code(cwd),
+        "run.code": lambda: capture_code_files(capture_code(cwd), argv, cwd, program),
         "run.environment": lambda: capture_environment(
             env, python=python, extra_vars=extra_vars
         ),

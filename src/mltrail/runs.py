@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
+from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.config import SETTINGS_FILE, resolve_home
@@ -66,17 +67,22 @@ from mltrail.recorder import (
     RUN_ID_ENV,
     RunWriter,
     SpoolWriter,
+    active_run,
     capture_context,
     capture_rank,
     check_new_run_id,
     check_run_id,
     distributed_run_id,
+    enter_run,
+    leave_run,
     new_run_id,
+    other_rank,
     secret_guard,
     with_rank,
 )
 from mltrail.spool import spool_from_env
 from mltrail.wrap_end import timestamp_end
+from mltrail.wrap_plan import at, config_body, try_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -354,6 +360,7 @@ class Run:
         if self.status is not None:
             return
         self.status = status
+        leave_run(self)
         atexit.unregister(self._at_exit)
         entries = self._take_metrics()
         body: dict[str, Any] = {
@@ -374,6 +381,14 @@ class Run:
             self._lock.release()
         if not self.joined:
             self._checkpoint()
+
+    def nested(self, name: str | None = None) -> Run:
+        """A handle on this same run for a nested ``start_run()``: what it logs
+        goes into this run, and its end flushes its metrics without ending it."""
+        return Run(
+            self.home, self.id, name=name or self.name, joined=True,
+            rank=self.rank, writer=self._writer,
+        )  # fmt: skip
 
     def _left_stale(self, body: Mapping[str, Any], error: MltrailError) -> MltrailError:
         """Keep the outcome in the lock file; the error, saying what was lost."""
@@ -487,11 +502,16 @@ def start_run(
         role: check_data(p if isinstance(p, str) else Path(p), "dataset")
         for role, p in (data or {}).items()
     }
-    rank = capture_rank(env)
-    run = _join_or_start(env, rank, name, home, capture=capture, source=source)
-    if run.joined and not run.records_run_level:
-        hardware = capture_context(cwd=Path.cwd(), env=env)[2]
-        run._writer.write([with_rank(*hardware, rank)])
+    outer = active_run()
+    if outer is not None:  # one process, one run: join it
+        run = outer.nested(name)
+    else:
+        rank = capture_rank(env)
+        run = _join_or_start(env, rank, name, home, capture=capture, source=source)
+        if run.joined and (not run.records_run_level or other_rank(env)):
+            hardware = ("run.hardware", capture_hardware(env))
+            run._writer.write([with_rank(*hardware, rank)])
+        enter_run(run)
     run.log_params(params)
     for role, path in paths.items():
         run.log_dataset(path, role=role)
@@ -509,8 +529,8 @@ def _join_or_start(
 ) -> Run:
     launch_id = distributed_run_id(env, rank)
     given = env.get(RUN_ID_ENV)
-    other_rank = rank is not None and rank["rank"] > 0
-    joined_id = given or (launch_id if other_rank else None)
+    above_zero = rank is not None and rank["rank"] > 0
+    joined_id = given or (launch_id if above_zero else None)
     if given:
         check_run_id(given, source=RUN_ID_ENV)
     spool = spool_from_env(env)
@@ -523,7 +543,7 @@ def _join_or_start(
     ledger_home = open_or_create_home(
         env.get(HOME_ENV) or home if joined_id else home, env
     )
-    if joined_id and (other_rank or OpenRun.is_live(ledger_home.path, joined_id)):
+    if joined_id and (above_zero or OpenRun.is_live(ledger_home.path, joined_id)):
         return Run(ledger_home, joined_id, name=name, joined=True, rank=rank)
     run_id = given or launch_id
     if run_id:
@@ -566,8 +586,10 @@ def _start_new(
         started["rank"] = dict(rank)
     entries: list[tuple[str, Any]] = [("run.started", started)]
     if capture:
-        context = capture_context(cwd=Path.cwd(), env=env)
+        context = capture_context(cwd=Path.cwd(), env=env, argv=argv)
         entries += [with_rank(kind, body, rank) for kind, body in context]
+        if warning := dict(context)["run.code"].get("warning"):
+            _log.warning("mltrail: warning: %s", warning)
         parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
         values = {
             k: guard.committer.commit(str(v)) if k in command.options else v
@@ -575,6 +597,10 @@ def _start_new(
         }
         argv_params = {"params": values, "positional": parsed.positional}
         entries.append(("run.params", {"source": "argv", **argv_params}))
+        entries += [
+            ("run.params", config_body(try_config(at(Path.cwd(), Path(p)))))
+            for p in parsed.config_files
+        ]
     lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
     writer = RunWriter(home.ledger, run_id, guard)
     try:

@@ -118,6 +118,8 @@ def output_bodies(
         except (MltrailError, OSError) as e:
             warnings.append(f"output {path} not hashed: {_reason(e)}")
             body = {"path": str(path), "exists": True, "error": _reason(e)}
+        if not body["exists"]:
+            warnings.append(f"output {path} was declared but never written")
         entries.append(("run.artifact", body))
     return entries
 
@@ -152,16 +154,25 @@ def finish_run(
     started: int,
     result: ProcessResult,
     entries: Callable[[list[str]], Entries],
+    warnings: Sequence[str] = (),
 ) -> Ending:
     """Append the spooled entries, ``entries(warnings)`` and ``run.ended``; sign a
-    checkpoint; release the lock. Never raises an ``Exception``."""
+    checkpoint; release the lock. Never raises an ``Exception``.
+
+    ``warnings`` (the wrapper's so far) and those found here are recorded in
+    ``run.ended`` too, so the ledger says what the person was warned about.
+    """
     run = _Run(home, writer)
     ending = Ending(records=started)
     try:
         spooled, warned = ingest_spool(home, writer, spool)
         ending.records += spooled
         ending.warnings += warned
-        end = [*entries(ending.warnings), ("run.ended", ended_body(result))]
+        extra = entries(ending.warnings)
+        body = ended_body(result)
+        if said := [*warnings, *ending.warnings]:
+            body["warnings"] = said
+        end = [*extra, ("run.ended", body)]
         ending.records += _write_end(run, end, ending.warnings)
     except Exception as e:  # the outcome must survive mltrail's own failure
         ending.problems += _not_recorded(run, ending.records, result, e)

@@ -18,6 +18,7 @@ from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
 from mltrail.capture.params import load_config, parse_argv, split_command
 from mltrail.capture.process import resolve_command
+from mltrail.capture.program import program_files
 from mltrail.capture.redact import commit_secret
 from mltrail.datasets import add_overlaps, check_data, dataset_body
 from mltrail.errors import ConfigError, InputError
@@ -46,6 +47,7 @@ __all__ = [
     "scripts_of",
     "start_entries",
     "started_body",
+    "try_config",
 ]
 
 _PYTHON = re.compile(r"python[0-9.]*$")
@@ -130,7 +132,7 @@ def make_plan(
     found: list[ConfigFile | tuple[Path, str]] = []
     for path in parsed.config_files:
         if at(cwd, path).resolve() not in named:
-            found.append(_try_config(at(cwd, path)))
+            found.append(try_config(at(cwd, path)))
     params = {"params": parsed.params, "positional": parsed.positional}
     if parsed.removed:
         params["removed"] = parsed.removed
@@ -142,7 +144,8 @@ def at(cwd: Path, path: Path) -> Path:
     return path if path.is_absolute() else cwd / path
 
 
-def _try_config(path: Path) -> ConfigFile | tuple[Path, str]:
+def try_config(path: Path) -> ConfigFile | tuple[Path, str]:
+    """The config file at ``path``, or ``(path, why it cannot be read)``."""
     try:
         return load_config(path)
     except InputError as e:
@@ -197,29 +200,10 @@ def interpreter(program: str) -> str | None:
     return words[0] if words else None
 
 
-_SCRIPT_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
-
-
 def scripts_of(plan: Plan, cwd: Path) -> list[Path]:
-    """The script files a command runs: ``python clean.py``, ``bash prep.sh``, or
-    the program itself when it is a script with a ``#!`` line."""
-    program, _ = split_command(plan.argv)
-    found = [
-        at(cwd, Path(p))
-        for p in program[1:]
-        if p.lower().endswith(_SCRIPT_SUFFIXES) and at(cwd, Path(p)).is_file()
-    ]
-    if not found and _is_script(Path(plan.program)):
-        found.append(Path(plan.program))
-    return found
-
-
-def _is_script(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(2) == b"#!"
-    except OSError:
-        return False
+    """The script files a command runs: ``python clean.py``, ``python -m pkg.mod``,
+    ``bash prep.sh``, or the program itself when it is a script with a ``#!`` line."""
+    return program_files(plan.argv, cwd, plan.program)
 
 
 def default_name(argv: Sequence[str]) -> str:
@@ -260,8 +244,13 @@ def start_entries(
         env=env,
         python=interpreter(plan.program),
         extra_vars=options.extra_vars,
+        argv=plan.argv,
+        program=plan.program,
     )
     entries += [with_rank(kind, body, rank) for kind, body in context]
+    code = dict(context)["run.code"]
+    if code.get("warning"):
+        warnings.append(str(code["warning"]))
     entries.append(("run.params", argv_params(plan)))
     entries += [
         ("run.params", config_body(c)) for c in [*plan.configs, *plan.found_configs]

@@ -243,6 +243,7 @@ def _record(
         entries=functools.partial(
             _end_entries, plan, options, cwd, start, base, outputs, guard
         ),
+        warnings=warnings,
     )
     return WrapResult(
         run_id,

@@ -239,7 +239,7 @@ def test_printing_reads_only_the_stored_lines(tree, cache_path, monkeypatch):
         same = data_cmd._hash_one(str(tree), cache, False, need_manifest=False)
         other = data_cmd._hash_one("./data", cache, False, need_manifest=False)
     assert same.reused
-    assert same._data is None  # the manifest was not read
+    assert same.hashed._data is None  # the manifest was not read
     assert same.sums() == first[0]
     assert other.reused
     assert other.sums() == fresh("./data")[0]  # from the manifest, read for it

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 from mltrail.capture.blob import Blob
 
-__all__ = ["capture_code", "strip_credentials"]
+__all__ = ["capture_code", "strip_credentials", "tracked_paths"]
 
 _TIMEOUT_S = 10
 _UNTRACKED_CAP = 1000
@@ -87,6 +87,21 @@ def capture_code(cwd: Path, *, diff_limit: int = 50 * 2**20) -> dict[str, Any]:
     except _GitError as e:
         body["reason"] = str(e)
     return body
+
+
+def tracked_paths(root: Path, paths: list[Path]) -> set[Path]:
+    """Those of ``paths`` (absolute, resolved) that git tracks in the work tree
+    at ``root``; none when git cannot say."""
+    inside = [p for p in paths if p.is_relative_to(root)]
+    if not inside:
+        return set()
+    names = [os.fsencode(p.relative_to(root)).decode("utf-8", "surrogateescape")
+             for p in inside]  # fmt: skip
+    try:
+        raw = _git(root, "ls-files", "-z", "--", *names) or b""
+    except _GitError:
+        return set()
+    return {root / os.fsdecode(n) for n in raw.split(b"\0") if n}
 
 
 def _read_repository(cwd: Path, body: dict[str, Any], diff_limit: int) -> None:

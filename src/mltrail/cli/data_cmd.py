@@ -15,7 +15,7 @@ from mltrail.config import resolve_home
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from mltrail.capture.hashcache import StoredTree
+    from mltrail.capture.data import HashedData
     from mltrail.capture.progress import ProgressCallback
     from mltrail.cli.state import AppState
     from mltrail.core.manifest import DatasetManifest
@@ -98,39 +98,26 @@ class _Result:
         *,
         manifest: DatasetManifest | None = None,
         is_file: bool = False,
-        stored: StoredTree | None = None,
+        hashed: HashedData | None = None,
     ) -> None:
+        from mltrail.capture.data import HashedData
+
         self.path = path
         self.is_file = is_file
-        self.reused = stored is not None  # from the tree cache
-        self._manifest = manifest
-        self._data: bytes | None = None
-        self._sums: bytes | None = None
-        if manifest is not None:
-            self.dataset_id = manifest.dataset_id
-            self.file_count = manifest.file_count
-            self.total_bytes = manifest.total_bytes
-        else:
-            assert stored is not None
-            self.dataset_id = stored.dataset_id
-            self.file_count, self.total_bytes = stored.files, stored.bytes
-            self._data, self._sums = stored.manifest, stored.view
+        self.hashed = hashed or HashedData(manifest=manifest)
+        self.reused = self.hashed.reused  # from the tree cache
+        self.dataset_id = self.hashed.dataset_id
+        self.file_count, self.total_bytes = self.hashed.files, self.hashed.bytes
+        self._sums = self.hashed.view or None
 
     @property
     def data(self) -> bytes:
         """The manifest bytes."""
-        if self._data is None:
-            self._data = self.manifest.data
-        return self._data
+        return self.hashed.data
 
     @property
     def manifest(self) -> DatasetManifest:
-        if self._manifest is None:
-            from mltrail.core.manifest import parse_manifest
-
-            assert self._data is not None  # loaded when the sums were not
-            self._manifest = parse_manifest(self._data)
-        return self._manifest
+        return self.hashed.manifest
 
     def sums(self) -> bytes:
         """The sha256sum lines of its files."""
@@ -148,7 +135,7 @@ def _view_key(path: str) -> bytes:
 def _hash_one(
     path: str, cache: Any, follow_links: bool, *, need_manifest: bool = True
 ) -> _Result:
-    from mltrail.capture.treecache import capture_tree
+    from mltrail.capture.data import hash_dataset
     from mltrail.capture.urls import is_remote
 
     factory = hash_bar_factory()
@@ -156,31 +143,17 @@ def _hash_one(
     with bar as progress:
         if is_remote(path):
             return _Result(path, manifest=_hash_remote(path, progress))
-        found = capture_tree(
+        is_file = Path(path).is_file()
+        hashed = hash_dataset(
             Path(path),
             cache=cache,
             progress=progress,
             follow_links=follow_links,
-            manifest=need_manifest,
+            need_manifest=need_manifest,
             view_key=_view_key(path),
+            view=lambda m: _sum_lines(path, m, is_file),
         )
-    if found.stored is not None:  # nothing changed since the tree was stored
-        return _Result(path, stored=found.stored)
-    from mltrail.core.manifest import compute_manifest
-
-    assert found.entries is not None
-    manifest = compute_manifest(found.entries)
-    result = _Result(path, manifest=manifest, is_file=Path(path).is_file())
-    if found.probe is not None and not result.is_file:
-        view = (_view_key(path), result.sums())
-        found.probe.save(
-            manifest.data,
-            manifest.dataset_id,
-            manifest.file_count,
-            manifest.total_bytes,
-            view,
-        )
-    return result
+    return _Result(path, hashed=hashed, is_file=is_file)
 
 
 def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifest:

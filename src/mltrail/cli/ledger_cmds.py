@@ -91,7 +91,11 @@ def init(
     required=True,
     help="JSON object; @FILE reads a file, - reads stdin.",
 )
-@click.option("--run", help="Run id the entry belongs to.")
+@click.option(
+    "--run",
+    help="The run the entry belongs to: its id, a unique prefix of 4+ characters, "
+    "or its name (the latest run of that name). It must exist.",
+)
 @click.option(
     "--attach",
     "attachments",
@@ -116,9 +120,12 @@ def append(
       mltrail append --kind note --body '{"text": "approved for production"}'
       mltrail append --kind note --body @note.json --attach review.pdf
       echo '{"text": "from a pipe"}' | mltrail append --kind note --body -
+      mltrail append --kind note --run baseline --body '{"text": "lr too high"}'
     """
     body = read_body(body_text)
     home = open_from(ctx, writable=True)
+    if run is not None:
+        run = _existing_run(home, run)
     if attachments:
         refs = [
             {**home.ledger.put_blob(read_attachment(p)), "name": p.name}
@@ -130,6 +137,23 @@ def append(
         emit_json(record.to_dict())
     else:
         console.print(f"appended seq {record.seq} ({kind})")
+
+
+def _existing_run(home: Home, ref: str) -> str:
+    """The id of the run ``ref`` names (id, prefix or name).
+
+    Raises:
+        InputError: no such run (the message names close ids and names).
+    """
+    from mltrail.query import resolve_run
+    from mltrail.recorder import check_run_id
+
+    try:
+        return resolve_run(open_index(home), ref)
+    except InputError as e:
+        check_run_id(ref, source="--run")  # a malformed id says so first
+        e.hint = "nothing was appended; " + (e.hint or "see `mltrail runs`")
+        raise
 
 
 def _summary(record: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -50,6 +51,50 @@ def _parse_data(
     return pairs
 
 
+class WrapCommand(click.Command):
+    """A command that wraps another: options first, then ``--`` and the command.
+
+    Click leaves an unknown option in the wrapped command (``--nmae x -- cmd``
+    would run ``--nmae``); here an unknown option before the command is an error
+    naming the closest known option.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        check_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+def check_options(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """Raise on the first unknown option before the wrapped command starts.
+
+    Raises:
+        InputError: an argument before the command looks like an option mltrail
+            does not have; the message suggests the closest ones.
+    """
+    takes_value: dict[str, bool] = dict.fromkeys(ctx.help_option_names, False)
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                takes_value[name] = not (param.is_flag or param.count)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            return
+        name = arg.partition("=")[0]
+        if name not in takes_value:
+            close = difflib.get_close_matches(
+                name, sorted(takes_value), n=3, cutoff=0.7
+            )
+            mean = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise InputError(
+                f"mltrail {command.name}: no such option {name}{mean}",
+                hint="mltrail's options go before `--`, the command after it: "
+                f"mltrail {command.name} [OPTIONS] -- COMMAND",
+            )
+        i += 2 if takes_value[name] and "=" not in arg else 1
+
+
 _config_option = click.option(
     "--config",
     "configs",
@@ -61,7 +106,8 @@ _config_option = click.option(
 
 
 @click.command(
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+    cls=WrapCommand,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.option("--name", help="A name to find the run by (default: the program's name).")
 @click.option(
@@ -264,7 +310,8 @@ def _summary(result: object, as_json: bool) -> None:
 
 
 @click.command(
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+    cls=WrapCommand,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.option("--name", help="The step's name (default: the program's name).")
 @click.option(

@@ -68,7 +68,7 @@ def render_run(view: RunView) -> None:
         ]
     )
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
-                     _finetune, _outputs, _metrics, _ended):  # fmt: skip
+                     _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
     seqs = [r.seq for r in view.records]
     console.print(f"\n[dim]records {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
@@ -93,8 +93,15 @@ def _code(view: RunView) -> None:
     if body is None:
         return
     _heading("code")
+    files = [
+        (f"file{' (untracked)' if f.get('tracked') is False else ''}",
+         f"{f.get('path')} ({f.get('size', '?')} bytes, sha256 "
+         f"{str(f.get('sha256') or f.get('error', ''))[:16]})")
+        for f in body.get("files") or []
+    ]  # fmt: skip
     if not body.get("commit"):
-        _pairs([("git", body.get("note") or "not a git work tree")])
+        why = body.get("warning") or body.get("reason") or "not a git work tree"
+        _pairs([("git", str(why)), *files])
         return
     dirty = "dirty" if body.get("dirty") else "clean"
     rows = [
@@ -104,9 +111,11 @@ def _code(view: RunView) -> None:
     if body.get("dirty"):
         rows.append(("diff", f"{body.get('diff_size', 0)} bytes, sha256 "
                              f"{str(body.get('diff_sha256', ''))[:16]}"))  # fmt: skip
+    if body.get("untracked_count"):
+        rows.append(("untracked", f"{body['untracked_count']} files"))
     if body.get("remote"):
         rows.append(("remote", str(body["remote"])))
-    _pairs(rows)
+    _pairs([*rows, *files])
 
 
 def _environment(view: RunView) -> None:
@@ -318,3 +327,17 @@ def _ended(view: RunView) -> None:
         rows.append(("outcome", f"{outcome.get('status')} ({how}), as the "
                                 "recorder saw it"))  # fmt: skip
     _pairs(rows)
+
+
+def _notes(view: RunView) -> None:
+    notes = view.all("note")
+    if not notes:
+        return
+    _heading("notes")
+    _pairs(
+        (
+            f"seq {r.seq}",
+            f"{r.entry.time}  {r.entry.body.get('text') or json.dumps(dict(r.entry.body))}",
+        )
+        for r in notes
+    )

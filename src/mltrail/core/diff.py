@@ -305,7 +305,7 @@ def diff_runs(a: RunFacts, b: RunFacts, *, everything: bool = False) -> RunDiff:
     """
     flat = {
         "run": lambda f: dict(f.run),
-        "code": lambda f: flatten_body(_without(f.code, "diff")),
+        "code": _code,
         "environment": _environment,
         "hardware": _hardware,
         "finetune": lambda f: flatten_body(f.finetune),
@@ -325,6 +325,23 @@ def diff_runs(a: RunFacts, b: RunFacts, *, everything: bool = False) -> RunDiff:
             changes["environment"], diff_packages(a.packages, b.packages, everything)
         )
     return RunDiff(a.id, b.id, changes, diff_datasets(a, b, everything=everything))
+
+
+def _code(facts: Any) -> dict[str, Any]:
+    """The code, with each recorded file (``run.code`` files) named by its path
+    under the work tree (or the run's folder) and known by its digest, so the same
+    file read from a fresh clone elsewhere is no change."""
+    code = _without(facts.code, "diff")
+    files = code.pop("files", None) if isinstance(code, dict) else None
+    flat = flatten_body(code)
+    base = str((facts.code or {}).get("root") or "")
+    for file in files if isinstance(files, list) else []:
+        if isinstance(file, dict):
+            path = str(file.get("path", ""))
+            if base and path.startswith(base.rstrip("/") + "/"):
+                path = path[len(base.rstrip("/")) + 1 :]
+            flat[f"files.{path}"] = file.get("sha256") or file.get("error")
+    return flat
 
 
 def _without(body: Mapping[str, Any] | None, *keys: str) -> dict[str, Any]:

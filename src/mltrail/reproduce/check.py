@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.commitment import CommitmentKey, check_commitment
 from mltrail.capture.data import capture_file_entries
 from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
@@ -22,6 +23,7 @@ from mltrail.capture.userfiles import read_user_file
 from mltrail.core.diff_data import diff_manifests, parse_packages
 from mltrail.core.manifest import compute_manifest
 from mltrail.errors import InputError, MltrailError
+from mltrail.keystore import load_commitment_key
 from mltrail.reproduce.facts import read_blob
 from mltrail.reproduce.write import local_path
 from mltrail.storage.readonly import can_write
@@ -71,6 +73,7 @@ def check_reproduction(
     recorded_cwd = str(started.get("cwd") or Path.cwd())
     here = Path(recorded_cwd) if cwd is None else cwd
     found = _check_code(view, here)
+    found += _check_code_files(home, view, recorded_cwd, cwd)
     found += _check_configs(view, recorded_cwd, cwd)
     found += _check_data(home, view, recorded_cwd, cwd)
     if environment:
@@ -96,6 +99,43 @@ def _check_code(view: RunView, here: Path) -> list[Mismatch]:
     if was != is_now:
         found.append(Mismatch("code", "uncommitted changes (diff sha256)", was, is_now))
     return found
+
+
+def _check_code_files(
+    home: Home, view: RunView, recorded_cwd: str, cwd: Path | None
+) -> list[Mismatch]:
+    """The untracked program and files the run recorded (``run.code`` files),
+    hashed again; a file whose recorded digest is of masked content matches
+    through the keyed commitment of its original bytes."""
+    code = view.body("run.code") or {}
+    found = []
+    key = None
+    for file in code.get("files") or []:
+        if not isinstance(file, dict) or "sha256" not in file or file.get("tracked"):
+            continue  # a tracked file is checked by the commit and the diff
+        path = local_path(str(file.get("path", "")), recorded_cwd, cwd)
+        try:
+            data = read_user_file(path, what="code file", limit=None)
+        except InputError:
+            found.append(Mismatch("code", f"file {path}", file["sha256"], MISSING))
+            continue
+        current = hashlib.sha256(data).hexdigest()
+        original = file.get("sha256_original")
+        if current == file["sha256"]:
+            continue
+        if isinstance(original, dict):
+            key = key or _commitment_key(home)
+            if check_commitment(data, original, key):
+                continue
+        found.append(Mismatch("code", f"file {path}", file["sha256"], current))
+    return found
+
+
+def _commitment_key(home: Home) -> CommitmentKey | None:
+    try:
+        return load_commitment_key(home.path, create=False)
+    except MltrailError:
+        return None
 
 
 def _uncommitted(code: dict[str, Any]) -> str:
