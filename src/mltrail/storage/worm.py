@@ -304,7 +304,10 @@ def _boto3_client() -> Any:
             "sealing to S3 needs boto3",
             hint="pip install 'mltrail[seal]'",
         ) from e
-    return boto3.client("s3")
+    # A session of its own: boto3's default session caches the credentials it
+    # resolved first, so a process that used S3 before (another bucket, other
+    # keys) would sign with those instead of what the environment says now.
+    return boto3.session.Session().client("s3")
 
 
 def open_worm(url: str) -> WormStore:
