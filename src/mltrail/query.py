@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.params import coerce_value
 from mltrail.errors import InputError
 from mltrail.index.ingest import param_value
-from mltrail.recorder import RunSummary, run_liveness
+from mltrail.run_status import RunSummary, run_liveness
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -186,6 +185,8 @@ def _conditions(spec: RunFilter) -> tuple[list[str], list[Any]]:
     if spec.name:
         where.append("name GLOB ?")
         args.append(spec.name)
+    if spec.params:  # the parameter parser (tomllib, yaml) only when asked
+        from mltrail.capture.params import coerce_value
     for key, value in spec.params:
         where.append("id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?))")
         args.extend([key, param_value(coerce_value(value)), param_value(value)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.query import parse_when
@@ -119,6 +118,8 @@ def history(
     if not events:
         console.print("no stage held then" if at else "no promotions recorded yet")
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("time (UTC)", "stage", "action", "model", "run", "by", "note"):
         table.add_column(column, overflow="fold")
