@@ -10,41 +10,29 @@ auditor kept (``--trust-checkpoint``), or a witness file elsewhere
 
 from __future__ import annotations
 
-import logging
 import os
-import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mltrail.capture.hashcache import default_cache_path
 from mltrail.capture.identity import capture_actor
 from mltrail.config import Settings, resolve_home
-from mltrail.core.checkpoint import parse_signed_checkpoint
-from mltrail.core.codec import is_newer_version, parse_json
-from mltrail.core.report import Anchor, Problem, Severity, StoredCheckpoint
-from mltrail.erasure import PurgeResult, finish_purges, purge_blob
 from mltrail.errors import ConfigError, MltrailError, StoreError
-from mltrail.evidence import (
-    EvidencePolicy,
-    check_ledger_evidence,
-    evidence_checkpoints,
-)
-from mltrail.keystore import (
-    generate_signer,
-    load_signer,
-    save_signer,
-)
 from mltrail.ledger import Ledger
 from mltrail.storage.readonly import can_write
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.witness import Witness
 
+# What only writing, purging or verifying needs (keys, erasure, evidence,
+# checkpoint parsing) is imported where it is used: a reading command such as
+# `mltrail runs` starts in tens of milliseconds and pays for none of it.
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
 
     from mltrail.core.checkpoint import SignedCheckpoint
-    from mltrail.core.report import VerificationReport
+    from mltrail.core.report import Anchor, Problem, VerificationReport
+    from mltrail.erasure import PurgeResult
+    from mltrail.evidence import EvidencePolicy
 
 __all__ = [
     "Home",
@@ -82,6 +70,8 @@ class Home:
         Raises:
             ConfigError: ledger.json or the key cannot be read.
         """
+        from mltrail.keystore import load_signer
+
         env = os.environ if env is None else env
         settings = Settings.load(self.path)
         signer = load_signer(
@@ -116,6 +106,9 @@ class Home:
         See :func:`mltrail.erasure.purge_blob`: ``blob`` is a digest or a unique
         prefix of 8+ hex digits; the hash cache's copies go too.
         """
+        from mltrail.capture.hashcache import default_cache_path
+        from mltrail.erasure import purge_blob
+
         cache = default_cache_path(self.path)
         return purge_blob(
             self.ledger, blob, reason=reason, policy=policy, cache_path=cache
@@ -123,6 +116,9 @@ class Home:
 
     def finish_purges(self) -> list[PurgeResult]:
         """Finish the purges whose erasure was interrupted (``mltrail purge --resume``)."""
+        from mltrail.capture.hashcache import default_cache_path
+        from mltrail.erasure import finish_purges
+
         return finish_purges(self.ledger, cache_path=default_cache_path(self.path))
 
     def verify(
@@ -147,6 +143,13 @@ class Home:
                 timestamps and cosignatures against (see
                 :mod:`mltrail.evidence`; none: token times are unverified).
         """
+        from mltrail.core.report import StoredCheckpoint
+        from mltrail.evidence import (
+            EvidencePolicy,
+            check_ledger_evidence,
+            evidence_checkpoints,
+        )
+
         kept, notes = self.witness.for_verification()
         kept += evidence_checkpoints(self.ledger.store)
         kept += [
@@ -189,6 +192,8 @@ class Home:
 
 
 def _size_of(text: str) -> int:
+    from mltrail.core.checkpoint import parse_signed_checkpoint
+
     try:
         return parse_signed_checkpoint(text).checkpoint.size
     except MltrailError:
@@ -196,6 +201,8 @@ def _size_of(text: str) -> int:
 
 
 def _key_anchor(keys: Sequence[str], *, pinned: bool) -> Anchor:
+    from mltrail.core.report import Anchor
+
     names = ", ".join(f"{k[:16]}..." for k in keys)
     if pinned:
         return Anchor("key", f"key {names} (pinned with --trust-key)", True)
@@ -205,6 +212,8 @@ def _key_anchor(keys: Sequence[str], *, pinned: bool) -> Anchor:
 
 
 def _inside_only_warning() -> Problem:
+    from mltrail.core.report import Problem, Severity
+
     return Problem(
         None,
         "anchors",
@@ -258,6 +267,10 @@ def init_home(
         ConfigError: the home is inside a git work tree (unless ``force``), or the key
             cannot be read.
     """
+    import secrets
+
+    from mltrail.keystore import generate_signer, load_signer, save_signer
+
     env = os.environ if env is None else env
     path = resolve_home(home, env).resolve()
     if (path / "ledger.json").exists():
@@ -326,6 +339,8 @@ def inside_folder(path: Path, folder: Path) -> bool:
 
 def _refuse_foreign_witness(witness: Witness, origin: str) -> None:
     """Before creating a ledger: its witness file must not be another ledger's."""
+    from mltrail.core.checkpoint import parse_signed_checkpoint
+
     text = witness.read()
     if text is None:
         return
@@ -380,6 +395,8 @@ def open_home(
         )
     signer = None
     if writable:
+        from mltrail.keystore import load_signer
+
         signer = load_signer(
             settings.path(path, settings.signing_key), _password(env, password)
         )
@@ -415,6 +432,8 @@ def open_home(
 def _finish_purges_quietly(home: Home) -> None:
     """Finish interrupted purges; one that still cannot be finished is logged,
     not raised (the write goes on; verification reports the purge as pending)."""
+    import logging
+
     if all(p.erased for p in home.ledger.store.purges()):
         return
     try:
@@ -446,6 +465,8 @@ def _busy_timeout(env: Mapping[str, str]) -> float:
 
 def _refuse_newer_format(ledger: Ledger) -> None:
     """A ledger a newer mltrail wrote can be read and verified, never written."""
+    from mltrail.core.codec import is_newer_version, parse_json
+
     found = ledger.store.meta().get("format")
     size = ledger.head().size
     if not is_newer_version(found) and size:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.params import coerce_value
 from mltrail.errors import InputError
 from mltrail.index.ingest import param_value
-from mltrail.recorder import RunSummary, run_liveness
+from mltrail.run_status import RunSummary, run_liveness
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -145,7 +144,7 @@ class RunFilter:
 
 def search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
     """Runs matching ``spec``, oldest first (the newest ``limit`` of them when set)."""
-    where, args = _conditions(spec)
+    where, args = _conditions(spec, index)
     sql = f"SELECT {_COLUMNS} FROM runs"  # noqa: S608 (fixed column list)
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -167,7 +166,42 @@ _COLUMNS = (
 )
 
 
-def _conditions(spec: RunFilter) -> tuple[list[str], list[Any]]:
+# A parameter value held by at least this many runs is matched run by run, newest
+# first, stopping at the limit (~3 us a run); a rarer one by the list of its runs
+# (~6 us each, then sorted). At 100,000 runs, lr=0.05 held by 14,286 of them: 2.5
+# ms against 86 ms; a value no run holds: 0.1 ms against 310 ms.
+_COMMON_PARAM = 2_000
+_BY_LIST = "id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?))"
+_BY_RUN = (
+    "EXISTS (SELECT 1 FROM params WHERE params.run = runs.id AND key = ? "
+    "AND value IN (?, ?))"
+)
+
+
+def _param_condition(index: Index | None, limit: int | None, args: list[Any]) -> str:
+    if index is None or limit is None or limit > _COMMON_PARAM // 4:
+        return _BY_LIST
+    (count,) = index.conn.execute(
+        "SELECT count(*) FROM params WHERE key = ? AND value IN (?, ?)", args
+    ).fetchone()
+    return _BY_RUN if count >= _COMMON_PARAM else _BY_LIST
+
+
+def _name_condition(index: Index | None, limit: int | None, pattern: str) -> str:
+    """A name glob many runs match is checked run by run, newest first (``+name``
+    keeps SQLite from walking the name index and sorting every match): at 100,000
+    runs, 'train-4*' (22,000 runs): 128 ms -> 0.2 ms."""
+    if index is None or limit is None or limit > _COMMON_PARAM // 4:
+        return "name GLOB ?"
+    (count,) = index.conn.execute(
+        "SELECT count(*) FROM runs WHERE name GLOB ?", (pattern,)
+    ).fetchone()
+    return "+name GLOB ?" if count >= _COMMON_PARAM else "name GLOB ?"
+
+
+def _conditions(
+    spec: RunFilter, index: Index | None = None
+) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     args: list[Any] = []
     if spec.window.start is not None:
@@ -186,11 +220,14 @@ def _conditions(spec: RunFilter) -> tuple[list[str], list[Any]]:
             where.append("status = ?")
             args.append(spec.status)
     if spec.name:
-        where.append("name GLOB ?")
+        where.append(_name_condition(index, spec.limit, spec.name))
         args.append(spec.name)
+    if spec.params:  # the parameter parser (tomllib, yaml) only when asked
+        from mltrail.capture.params import coerce_value
     for key, value in spec.params:
-        where.append("id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?))")
-        args.extend([key, param_value(coerce_value(value)), param_value(value)])
+        matched = [key, param_value(coerce_value(value)), param_value(value)]
+        where.append(_param_condition(index, spec.limit, matched))
+        args.extend(matched)
     if spec.dataset:
         _check_hex(spec.dataset, "dataset id")
         where.append(

@@ -17,14 +17,12 @@ through here, so a run reads the same in the ledger whichever way it was made:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,15 +33,21 @@ from mltrail.capture.environment import capture_environment
 from mltrail.capture.git import capture_code
 from mltrail.capture.guard import SecretGuard
 from mltrail.capture.hardware import capture_hardware
-from mltrail.capture.identity import describe_user
 from mltrail.capture.mask_sources import collect_mask_set
 from mltrail.capture.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
-from mltrail.core.limits import run_id_problem, value_problem
+from mltrail.core.limits import value_problem
 from mltrail.errors import InputError, SchemaError
 from mltrail.keystore import load_commitment_key
 from mltrail.ledger import Draft
+from mltrail.run_status import (
+    OPEN_RUNS,
+    RunSummary,
+    check_run_id,
+    open_run_file,
+    run_liveness,
+)
 from mltrail.spool import SPOOLED_KINDS, write_batch
 
 if TYPE_CHECKING:
@@ -81,7 +85,6 @@ __all__ = [
 
 RUN_ID_ENV = "MLTRAIL_RUN_ID"
 HOME_ENV = "MLTRAIL_HOME"
-OPEN_RUNS = "runs/open"
 
 
 def new_run_id() -> str:
@@ -96,34 +99,6 @@ def new_run_id() -> str:
         | (rand & (2**62 - 1))
     )
     return str(uuid.UUID(int=value))
-
-
-def check_run_id(run_id: str, *, source: str = "run id") -> str:
-    """``run_id`` itself when it follows the run id grammar (``core.limits``).
-
-    Raises:
-        InputError: it does not; the message names ``source`` (e.g. ``MLTRAIL_RUN_ID``).
-    """
-    problem = run_id_problem(run_id)
-    if problem is not None:
-        raise InputError(
-            f"{source}: {problem}",
-            hint="use letters, digits and . _ : - only, e.g. a UUID",
-        )
-    return run_id
-
-
-def open_run_file(home: Path, run_id: str) -> Path:
-    """``<home>/runs/open/<run id>.json``, never anywhere else.
-
-    Raises:
-        InputError: ``run_id`` is not a valid run id.
-    """
-    folder = home / OPEN_RUNS
-    path = folder / f"{check_run_id(run_id)}.json"
-    if path.parent != folder:  # the grammar already excludes this
-        raise InputError(f"run id {run_id!r} cannot name a file")
-    return path
 
 
 def run_started_seq(ledger: Ledger, run_id: str) -> int | None:
@@ -395,55 +370,6 @@ def capture_context(
         if isinstance(value, BaseException):
             raise value
     return [(kind, results[kind]) for kind in jobs]
-
-
-@dataclass
-class RunSummary:
-    """One run as ``mltrail runs`` lists it."""
-
-    id: str
-    name: str | None
-    status: str
-    started: str
-    ended: str | None
-    duration_s: float | None
-    exit_code: int | None
-    user: str | None
-    host: str | None
-    command: list[str]
-    seq: int
-    claimed_user: str | None = None
-    """The user name ``$LOGNAME``/``$USER`` claimed, when not ``user`` (the account)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values."""
-        return dict(self.__dict__)
-
-    def who(self) -> str:
-        """``user@host``, with the claimed name shown: ``root (claims alice)@gpu1``."""
-        return f"{describe_user(self.user, self.claimed_user)}@{self.host or '?'}"
-
-
-def run_liveness(home: Path, run_id: str) -> str:
-    """``running`` while a recorder holds the run's lock, else ``stale``."""
-    if run_id_problem(run_id) is not None:  # written by an older version
-        return "stale"
-    return "running" if _probe(open_run_file(home, run_id)) else "stale"
-
-
-def _probe(path: Path) -> bool:
-    """Whether some process holds the lock of ``path``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def list_runs(home: Home) -> list[RunSummary]:

@@ -129,3 +129,62 @@ def test_rebuild_gives_the_same_rows(tmp_path):
     assert seen[-1] == (61, 61)
     assert index.query("SELECT * FROM params ORDER BY run, key") == before
     home.close()
+
+
+def test_runs_by_parameter_match_alike_however_the_query_is_driven(
+    tmp_path, monkeypatch
+):
+    """A common value (or name glob) is matched run by run (newest first, up to the
+    limit), a rare one through its index: both give the same runs, in order."""
+    from mltrail import query
+    from mltrail.query import RunFilter, TimeWindow, search_runs
+
+    home = _home(tmp_path)
+    _runs(home, 0, 60)
+    index = open_index(home)
+    started = sorted(r[0] for r in index.query("SELECT started_ts FROM runs"))
+    specs = [
+        RunFilter(params=[("lr", "0.1")], limit=7),
+        RunFilter(params=[("lr", "0.1")], limit=None),
+        RunFilter(params=[("lr", "0.1"), ("i", "12")], limit=5),
+        RunFilter(params=[("i", "12")], limit=3),
+        RunFilter(params=[("lr", "0.2")], limit=3),
+        RunFilter(
+            params=[("lr", "0.1")],
+            window=TimeWindow(started[10], started[40]),
+            limit=4,
+        ),
+        RunFilter(name="n1*", limit=3),
+        RunFilter(name="n1", window=TimeWindow(started[10], None), limit=2),
+        RunFilter(name="x*", limit=3),
+    ]
+    answers = []
+    for threshold in (1, 10**9):
+        monkeypatch.setattr(query, "_COMMON_PARAM", threshold)
+        answers.append([[s.id for s in search_runs(home, index, f)] for f in specs])
+    assert answers[0] == answers[1]
+    assert answers[0][0] == [f"run-{i:05d}" for i in range(53, 60)]
+    assert answers[0][2] == ["run-00012"]
+    assert answers[0][4] == []
+    assert answers[0][5] == [f"run-{i:05d}" for i in range(36, 40)]
+    assert answers[0][6] == ["run-00052", "run-00055", "run-00058"]
+    assert answers[0][7] == ["run-00055", "run-00058"]
+    assert answers[0][8] == []
+    index.close()
+    home.close()
+
+
+def test_trace_by_model_prefix_uses_an_index(tmp_path):
+    """Model ids and written datasets are looked up by prefix through indexes."""
+    home = _home(tmp_path)
+    _runs(home, 0, 2)
+    index = open_index(home)
+    for sql in (
+        "SELECT model FROM data WHERE model >= 'ab' AND model < 'abg'",
+        "SELECT dataset FROM output_files WHERE dataset >= 'ab' AND dataset < 'abg'",
+    ):
+        plan = " ".join(str(r[3]) for r in index.query(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "SCAN" not in plan, plan
+        assert "INDEX" in plan, plan
+    index.close()
+    home.close()

@@ -57,7 +57,7 @@ class HashBar:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=err_console,
+            console=err_console.get(),
             transient=True,
         )
         self.task = self.progress.add_task(self.label, total=None, files="0")

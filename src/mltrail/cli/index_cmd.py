@@ -41,7 +41,7 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=err_console,
+            console=err_console.get(),
             transient=True,
             disable=not show_bar,
         ) as bar:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from mltrail.capture.identity import describe_user
 from mltrail.cli.body import read_attachment, read_body
@@ -211,6 +210,8 @@ def log_cmd(
     if as_json:
         emit_json(rows)
         return
+    from rich.table import Table
+
     table = Table("seq", "time", "kind", "run", "actor", "summary", box=None)
     for r in rows:
         e = r["entry"]

@@ -8,13 +8,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from mltrail.cli.state import AppState
 from mltrail.errors import MltrailError
-from mltrail.home import Home, open_home
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mltrail.home import Home
     from mltrail.index import Index
 
 __all__ = [
@@ -32,8 +33,30 @@ __all__ = [
 # Piped or redirected output is read by tools or saved: do not cut tables to 80
 # columns there. A terminal gets its own width.
 _WIDTH = None if sys.stdout.isatty() else 160
-console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class LazyConsole:
+    """A ``rich`` console made on first use: rich costs tens of milliseconds to
+    import, which a command printing JSON (or nothing) should not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The console itself (for rich objects that need a real one)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console = LazyConsole(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 COUNT = click.IntRange(0, 10**9)
 """How many things to show or keep: a bounded, non-negative integer."""
@@ -58,6 +81,8 @@ def open_from(
     checkpoint forward then). A writable home finishes interrupted purges first
     unless ``finish_purges`` is False.
     """
+    from mltrail.home import open_home
+
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
     home = open_home(state.home, writable=writable, finish_purges=finish_purges)
     ctx.call_on_close(lambda: _close(home))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from mltrail.cli.output import (
     COUNT,
@@ -16,10 +15,11 @@ from mltrail.cli.output import (
     open_index,
 )
 from mltrail.errors import InputError
-from mltrail.open_runs import close_run, close_stale_runs
 from mltrail.query import RunFilter, search_runs, time_window
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from mltrail.recorder import RunSummary
 
 __all__ = ["runs"]
@@ -44,6 +44,8 @@ def _duration(summary: RunSummary) -> str:
 
 
 def _table(found: list[RunSummary]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=36)
     for column in ("name", "status", "started (UTC)", "took", "exit", "by"):
@@ -198,6 +200,8 @@ def close(
     """
     if not run_ids and not stale:
         raise InputError("name runs to close, or pass --stale", hint="mltrail runs")
+    from mltrail.open_runs import close_run, close_stale_runs
+
     home = open_from(ctx, writable=True)
     try:
         closed = close_stale_runs(home) if stale else []

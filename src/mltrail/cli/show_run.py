@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from mltrail.cli.output import console
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from rich.table import Table
 
     from mltrail.query import RunView
 
@@ -28,6 +28,13 @@ _SECTIONS = (
     ("run.metrics", "metrics"),
     ("run.ended", "ended"),
 )
+
+
+def _new_table(**options: Any) -> Table:
+    """A rich table (rich is imported only when text is printed)."""
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def run_to_dict(view: RunView) -> dict[str, Any]:
@@ -80,7 +87,7 @@ def _heading(title: str) -> None:
 
 
 def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
-    table = Table(box=None, show_header=False, pad_edge=False)
+    table = _new_table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="dim", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
@@ -172,7 +179,7 @@ def _params(view: RunView) -> None:
     if not params:
         return
     _heading("params")
-    table = Table(box=None, pad_edge=False)
+    table = _new_table(box=None, pad_edge=False)
     for column in ("key", "value", "from"):
         table.add_column(column, overflow="fold")
     for key in sorted(params):
@@ -186,7 +193,7 @@ def _data(view: RunView) -> None:
     if not bodies:
         return
     _heading("data")
-    table = Table(box=None, pad_edge=False)
+    table = _new_table(box=None, pad_edge=False)
     for column in ("role", "dataset", "files", "bytes", "path"):
         table.add_column(column, overflow="fold")
     for body in bodies:
@@ -272,7 +279,7 @@ def _outputs(view: RunView) -> None:
     if not bodies:
         return
     _heading("outputs")
-    table = Table(box=None, pad_edge=False)
+    table = _new_table(box=None, pad_edge=False)
     for column in ("path", "content id", "size"):
         table.add_column(column, overflow="fold")
     for body in bodies:
@@ -292,7 +299,7 @@ def _metrics(view: RunView) -> None:
     if not series:
         return
     _heading("metrics")
-    table = Table(box=None, pad_edge=False)
+    table = _new_table(box=None, pad_edge=False)
     for column in ("series", "last", "min", "max", "points"):
         table.add_column(column)
     for name in sorted(series):

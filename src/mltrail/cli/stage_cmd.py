@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
@@ -155,6 +154,8 @@ def history(
     if not events:
         console.print("no stage held then" if at else "no promotions recorded yet")
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("time (UTC)", "stage", "action", "model", "run", "by", "note"):
         table.add_column(column, overflow="fold")

@@ -48,7 +48,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         TextColumn("records"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console.get(), transient=True) as bar:
         task = bar.add_task("verify", total=None)
 
         def update(done: int, total: int) -> None:

@@ -15,14 +15,28 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-import nacl.bindings
-import nacl.exceptions
-import nacl.signing
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# libsodium's binding is loaded on the first signature made or checked: a
+# reading command (`mltrail runs`, `show`, ...) checks none and starts faster.
+_SODIUM: Any = None
+_BAD: tuple[type[BaseException], ...] = ()
+
+
+def _sodium() -> Any:
+    """``nacl.bindings``, imported once."""
+    global _SODIUM, _BAD  # noqa: PLW0603 (a lazily loaded module)
+    if _SODIUM is None:
+        import nacl.bindings
+        import nacl.exceptions
+
+        _BAD = (nacl.exceptions.BadSignatureError, ValueError, TypeError)
+        _SODIUM = nacl.bindings
+    return _SODIUM
+
 
 __all__ = [
     "ALG_ED25519",
@@ -74,7 +88,9 @@ class Ed25519Signer:
         if len(seed) != 32:
             raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
         self._seed = bytes(seed)
-        self._public, self._secret = nacl.bindings.crypto_sign_seed_keypair(self._seed)
+        sodium = _sodium()
+        self._public, self._secret = sodium.crypto_sign_seed_keypair(self._seed)
+        self._crypto_sign = sodium.crypto_sign
         self._key_id = compute_key_id(self._public)
 
     @classmethod
@@ -120,7 +136,7 @@ class Ed25519Signer:
         Ed25519 is deterministic, so libsodium (faster here) and ``cryptography``
         give identical signatures; the RFC 8032 vectors check both.
         """
-        return nacl.bindings.crypto_sign(message, self._secret)[:64]
+        return self._crypto_sign(message, self._secret)[:64]
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(key_id={self._key_id[:16]}...)"
@@ -130,9 +146,12 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     """Return True when ``signature`` is a valid Ed25519 signature of ``message``."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
+    sodium = _SODIUM or _sodium()
     try:
-        nacl.signing.VerifyKey(public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        # what nacl.signing.VerifyKey(public_key).verify(message, signature) does,
+        # without making a key object per signature
+        sodium.crypto_sign_open(signature + message, public_key)
+    except _BAD:
         return False
     return True
 

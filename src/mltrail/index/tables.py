@@ -56,12 +56,16 @@ CREATE INDEX IF NOT EXISTS data_run ON data (run, seq);
 CREATE INDEX IF NOT EXISTS data_dataset ON data (dataset, direction);
 CREATE INDEX IF NOT EXISTS data_sha ON data (sha256, direction);
 CREATE INDEX IF NOT EXISTS data_path ON data (path);
+-- a model id (or prefix) found among the data rows: without it `mltrail trace
+-- <model>` scanned every data row (58 ms at 100,000 runs)
+CREATE INDEX IF NOT EXISTS data_model ON data (model) WHERE model IS NOT NULL;
 
 -- the files of every dataset a run wrote (by content), so an input that is one
 -- file of a produced folder still links back to the run that produced it
 CREATE TABLE IF NOT EXISTS output_files (
     dataset TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (sha256, dataset)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS output_files_dataset ON output_files (dataset);
 CREATE TABLE IF NOT EXISTS exploded (dataset TEXT PRIMARY KEY) WITHOUT ROWID;
 
 -- models by fingerprint id: the base a fine-tune started from, what it wrote

@@ -32,13 +32,15 @@ writer checkpointing meanwhile would tear what is read. Hence, in that order:
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import stat
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mltrail.errors import StoreError
+
+if TYPE_CHECKING:
+    import tempfile
 
 __all__ = ["ReadOnlyConnection", "can_write", "connect_read_only"]
 
@@ -171,6 +173,9 @@ def _open(db: Path, **params: int) -> sqlite3.Connection:
 
 def _snapshot(db: Path) -> ReadOnlyConnection:
     """Copy ``db`` (and its ``-wal``) into a private folder and open the copy there."""
+    import shutil  # only a snapshot needs these (start-up time of readers)
+    import tempfile
+
     for _ in range(_SNAPSHOT_TRIES):
         before = _state(db)
         folder = tempfile.TemporaryDirectory(prefix="mltrail-snapshot-")
