@@ -52,6 +52,7 @@ _COMMANDS = {
     "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
+    "db": "mltrail.cli.db_cmd:db",
 }
 
 
