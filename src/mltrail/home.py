@@ -20,7 +20,14 @@ from mltrail.config import Settings, resolve_home
 from mltrail.errors import ConfigError, MltrailError, StoreError
 from mltrail.ledger import Ledger
 from mltrail.storage.readonly import can_write
-from mltrail.storage.sqlite import SQLiteStore
+from mltrail.storage.registry import (
+    StoreOptions,
+    check_storable_url,
+    display_url,
+    is_file_store,
+    open_store,
+    sqlite_path,
+)
 from mltrail.witness import Witness
 
 # What only writing, purging or verifying needs (keys, erasure, evidence,
@@ -234,6 +241,8 @@ class InitResult:
     created: bool
     origin: str
     key_id: str
+    store: str = "ledger.db"
+    """Where the ledger lives (a path in the home, or a URL without password)."""
 
 
 def _password(env: Mapping[str, str], password: bytes | None) -> bytes | None:
@@ -258,24 +267,34 @@ def init_home(
     password: bytes | None = None,
     force: bool = False,
     env: Mapping[str, str] | None = None,
+    store: str | None = None,
 ) -> InitResult:
     """Create a ledger home with a new (or given) key and its genesis record.
 
-    Safe to run twice: an existing ledger is left as it is.
+    Safe to run twice: an existing ledger is left as it is. The ledger lives in
+    the store ``store`` names (a URL, see :mod:`mltrail.storage.registry`; else
+    ``MLTRAIL_STORE_URL``, else ``ledger.db`` in the home); keys, settings and
+    caches stay in the home either way.
 
     Raises:
         ConfigError: the home is inside a git work tree (unless ``force``), or the key
             cannot be read.
+        InputError: ``store`` carries a password, or names an unknown kind of store.
     """
     import secrets
 
     from mltrail.keystore import generate_signer, load_signer, save_signer
 
     env = os.environ if env is None else env
+    if store is not None:
+        check_storable_url(store)
+    url = store or env.get("MLTRAIL_STORE_URL") or "ledger.db"
     path = resolve_home(home, env).resolve()
     if (path / "ledger.json").exists():
         settings = Settings.load(path)
-        return InitResult(path, False, settings.origin, settings.trusted_key)
+        return InitResult(
+            path, False, settings.origin, settings.trusted_key, settings.store
+        )
     work_tree = _inside_git_work_tree(path)
     if work_tree is not None and not force:
         raise ConfigError(
@@ -299,25 +318,26 @@ def init_home(
             f"cannot create the ledger home {path}: {e.strerror or e}",
             hint="point MLTRAIL_HOME (or --home) at a folder you can create and write",
         ) from e
-    store = SQLiteStore(path / "ledger.db", create=True)
-    if store.head().size:
-        store.close()
+    opened = open_store(url, StoreOptions(create=True, base=path))
+    if opened.head().size:
+        opened.close()
         raise ConfigError(
-            f"{path / 'ledger.db'} already holds records but ledger.json is "
-            "missing: an earlier init was interrupted",
-            hint="move ledger.db aside and run `mltrail init` again",
+            f"{opened.location} already holds records but {path / 'ledger.json'} "
+            "is missing: an earlier init was interrupted, or another home uses it",
+            hint="move the ledger aside (or use another database or schema) and "
+            "run `mltrail init` again",
         )
     settings = Settings(
         origin=origin,
-        store="ledger.db",
+        store=display_url(url),
         signing_key=key_file,
         trusted_key=signer.key_id,
     )
-    ledger = Ledger.create(store, signer, origin=origin, actor=capture_actor(env))
+    ledger = Ledger.create(opened, signer, origin=origin, actor=capture_actor(env))
     Home(path, settings, ledger, witness).checkpoint()
     settings.save(path)
     ledger.close()
-    return InitResult(path, True, origin, signer.key_id)
+    return InitResult(path, True, origin, signer.key_id, settings.store)
 
 
 def _witness(home: Path, settings: Settings, env: Mapping[str, str]) -> Witness:
@@ -385,8 +405,11 @@ def open_home(
     env = os.environ if env is None else env
     path = resolve_home(home, env)
     settings = Settings.load(path)
-    db = settings.path(path, settings.store)
-    read_only = db.exists() and not can_write(db)
+    url = env.get("MLTRAIL_STORE_URL") or settings.store
+    read_only = False
+    if is_file_store(url):
+        db = sqlite_path(url, path)
+        read_only = db.exists() and not can_write(db)
     if writable and read_only:
         raise StoreError(
             f"the ledger home is read-only: {path}",
@@ -401,7 +424,9 @@ def open_home(
             settings.path(path, settings.signing_key), _password(env, password)
         )
     busy = _busy_timeout(env)
-    store = SQLiteStore(db, busy_timeout=busy, read_only=read_only)
+    store = open_store(
+        url, StoreOptions(busy_timeout=busy, read_only=read_only, base=path)
+    )
     try:
         meta_origin = store.meta().get("origin")
         if meta_origin is not None and meta_origin != settings.origin:

@@ -491,7 +491,13 @@ class Ledger:
     def _checked_head(self) -> ChainHead:
         self._refresh_keys()
         latest = self.store.latest_checkpoint()
-        head = replace(self.store.head(), checkpoint=latest.text if latest else None)
+        for _ in range(10):  # another process may append between the two reads
+            head = self.store.head()
+            again = self.store.latest_checkpoint()
+            if again == latest:
+                break
+            latest = again
+        head = replace(head, checkpoint=latest.text if latest else None)
         self._check_head(head)
         return head
 

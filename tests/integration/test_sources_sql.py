@@ -8,7 +8,6 @@ how to enable them; under CI (CI=true) a missing server is a failure.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -18,11 +17,7 @@ import pytest
 
 from mltrail.errors import InputError
 from mltrail.sources import _query_fingerprint, _without_password
-from optional_extras import require_extra
-
-PG_URL = os.environ.get(
-    "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
+from postgres_db import PG_URL, admin_connection
 
 
 def cli(cwd, home, *args):
@@ -35,15 +30,7 @@ def cli(cwd, home, *args):
 @pytest.fixture
 def postgres():
     """A connection to the test PostgreSQL, or a skip (a failure under CI)."""
-    (psycopg,) = require_extra("postgres", "psycopg")
-    try:
-        conn = psycopg.connect(PG_URL, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs PostgreSQL at {PG_URL}: {e}")
-        pytest.skip(
-            f"no PostgreSQL at {PG_URL} ({e}); start one or set MLTRAIL_TEST_POSTGRES"
-        )
+    conn = admin_connection()
     table = f"apps_{uuid.uuid4().hex[:8]}"
     conn.execute(
         f"CREATE TABLE {table} (id int PRIMARY KEY, income numeric, seen date)"

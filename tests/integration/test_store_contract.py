@@ -1,9 +1,11 @@
 """The store contract: every backend passes the same suite.
 
-Add a backend by adding a factory to ``STORE_FACTORIES`` (a PostgreSQL store
-would open a fresh schema on a test server there and skip when none is set).
-Backend-specific guarantees (SQLite triggers, WAL, file errors) follow the
-contract suite.
+Add a backend by adding a factory to ``STORE_FACTORIES``. The PostgreSQL
+store opens a fresh schema of one throwaway database per test session on the
+test server (tests/postgres_db.py: skipped, saying how to enable it, where none
+answers; a failure under CI=true). Backend-specific guarantees (SQLite
+triggers, WAL, file errors) follow the contract suite; PostgreSQL's are in
+test_postgres_store.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mltrail.errors import ConfigError, InputError, StoreError
 from mltrail.storage.base import Store, StoredPurge
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import MemoryStore, fixed_signer
+from postgres_db import throwaway_database, throwaway_schema
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SIGNER = fixed_signer("store-contract-key")
@@ -42,14 +45,37 @@ def _memory_store(tmp_path: Path) -> Store:
     return MemoryStore()
 
 
+def _postgres_store(schema_url: str) -> Store:
+    from mltrail.storage.postgres import PostgresStore
+
+    return PostgresStore(schema_url, create=True)
+
+
 STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
     "sqlite": _sqlite_store,
     "memory": _memory_store,
 }
+# Factories given the URL of a fresh schema on the test PostgreSQL.
+DATABASE_FACTORIES: dict[str, Callable[[str], Store]] = {
+    "postgres": _postgres_store,
+}
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture(params=sorted([*STORE_FACTORIES, *DATABASE_FACTORIES]))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param in DATABASE_FACTORIES:
+        database = request.getfixturevalue("postgres_database")
+        with throwaway_schema(database) as url:
+            made = DATABASE_FACTORIES[request.param](url)
+            yield made
+            made.close()
+        return
     made = STORE_FACTORIES[request.param](tmp_path)
     yield made
     made.close()  # closing twice is harmless

@@ -40,6 +40,13 @@ __all__ = ["COMMANDS"]
     "generating one. Encrypted keys read MLTRAIL_KEY_PASSWORD.",
 )
 @click.option("--force", is_flag=True, help="Allow a ledger inside a git work tree.")
+@click.option(
+    "--store",
+    "store_url",
+    help="Keep the ledger in this store (default: $MLTRAIL_STORE_URL, else "
+    "ledger.db in the home): sqlite:///FILE or postgresql://USER@HOST/DB (set up "
+    "by `mltrail db init`; no password in the URL). Keys stay in the home.",
+)
 @json_option
 @click.pass_context
 def init(
@@ -47,6 +54,7 @@ def init(
     origin: str | None,
     key_path: Path | None,
     force: bool,
+    store_url: str | None,
     as_json: bool,
 ) -> None:
     """Create a ledger at the home with a new signing key and its genesis record.
@@ -58,9 +66,12 @@ def init(
       mltrail init
       MLTRAIL_HOME=/srv/audit mltrail init --origin example.com/credit-models
       mltrail init --key ~/.ssh/id_ed25519
+      mltrail init --store postgresql://mltrail_app@db.example.com/audit
     """
     state: AppState = ctx.obj
-    result = init_home(state.home, origin=origin, key_path=key_path, force=force)
+    result = init_home(
+        state.home, origin=origin, key_path=key_path, force=force, store=store_url
+    )
     if as_json:
         emit_json(
             {
@@ -68,12 +79,14 @@ def init(
                 "created": result.created,
                 "origin": result.origin,
                 "key": result.key_id,
+                "store": result.store,
             }
         )
     elif result.created:
         console.print(
             f"created ledger {result.origin} at {result.home}\n"
             f"signing key {result.key_id[:16]}... (keys/, mode 0600)"
+            + ("" if result.store == "ledger.db" else f"\nstore {result.store}")
         )
     else:
         console.print(

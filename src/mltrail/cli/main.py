@@ -58,6 +58,7 @@ _COMMANDS = {
     "report": "mltrail.cli.report_cmd:report",
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
+    "db": "mltrail.cli.db_cmd:db",
 }
 
 

@@ -1,0 +1,545 @@
+"""A ledger in PostgreSQL (``mltrail[postgres]``, psycopg 3): the team's shared store.
+
+``postgresql://user@host:5432/db`` opens the tables in the connection's current
+schema (``?options=-csearch_path%3Dteam_a`` picks another one). The tables,
+triggers and migrations are in :mod:`mltrail.storage.postgres_schema`;
+``mltrail db init`` applies them and sets up a role that may only SELECT and
+INSERT (:func:`init_database`).
+
+Appends run in one READ COMMITTED transaction that first takes a transaction
+advisory lock of this schema: appenders in every process and on every host queue
+on it, each reads the head only once it holds the lock, so seq and prev never
+fork, and the primary key on seq refuses a writer that skipped the lock. The
+commit waits for the WAL flush (``synchronous_commit`` is raised to ``on`` if the
+server has it off), so an append is durable when it returns.
+
+As in SQLite, the one deletion allowed is a purged blob's (a trigger checks it
+for everyone; the application role reaches it only through
+``mltrail_erase_blob``). PostgreSQL keeps a deleted row's bytes in the table's
+files until vacuum reuses the space, and in WAL archives and backups until they
+expire; see ADR 0022.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from mltrail.core.chain import KEY_KINDS
+from mltrail.core.erasure import PURGE_KIND
+from mltrail.errors import ConfigError, InputError, StoreError
+from mltrail.storage.base import (
+    Prepare,
+    Store,
+    StoredEvidence,
+    StoredPurge,
+    StoredRow,
+    build_head,
+)
+from mltrail.storage.postgres_schema import (
+    APPEND_ONLY_TABLES,
+    MIGRATIONS,
+    VERSION_TABLE,
+)
+from mltrail.storage.registry import display_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.core.verify import StoredCheckpoint
+
+__all__ = ["SCHEMA_VERSION", "DatabaseInit", "PostgresStore", "init_database"]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_APPEND_LOCK = 0x6D6C7431  # advisory lock class ids ("mlt1", "mlt2"); the schema's
+_MIGRATE_LOCK = 0x6D6C7432  # hashtext is the object id
+_COPY_FROM = 16  # rows; fewer go as INSERTs
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_PURGES_QUERY = (
+    "SELECT p.digest, p.size, p.seq, e.digest IS NOT NULL FROM purges p "
+    "LEFT JOIN erasures e ON e.digest = p.digest"
+)
+
+
+def connect(url: str, *, busy_timeout: float = 60.0) -> psycopg.Connection[Any]:
+    """An autocommit connection for a store, durable commits, bounded lock waits.
+
+    Raises:
+        StoreError: the server cannot be reached or refuses the login.
+    """
+    try:
+        conn = psycopg.connect(
+            url, autocommit=True, connect_timeout=10, application_name="mltrail"
+        )
+    except psycopg.Error as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {display_url(url)}: {reason}",
+            hint="check the URL, that the server runs, and the login "
+            "(PGPASSWORD or ~/.pgpass for a password)",
+        ) from e
+    conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+    if conn.execute("SHOW synchronous_commit").fetchone()[0] in ("off", "local"):
+        conn.execute("SET synchronous_commit = on")
+    return conn
+
+
+def _schema_of(conn: psycopg.Connection[Any], url: str) -> str:
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    if schema is None:
+        raise ConfigError(
+            f"the search_path of {display_url(url)} names no existing schema",
+            hint="create the schema, or fix options=-csearch_path=... in the URL",
+        )
+    return schema
+
+
+def _version(conn: psycopg.Connection[Any], schema: str) -> int:
+    table = f"{sql.Identifier(schema).as_string(conn)}.mltrail_schema"
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        return 0
+    found = conn.execute(f"SELECT max(version) FROM {table}").fetchone()[0]  # noqa: S608
+    return found or 0
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
+    """Apply the migrations this schema lacks, in one transaction; the versions applied.
+
+    Re-runnable: a schema already at :data:`SCHEMA_VERSION` gets no DDL at all
+    (so an application role without CREATE may open it).
+    """
+    if _version(conn, schema) >= SCHEMA_VERSION:
+        return []
+    quoted = sql.Identifier(schema).as_string(conn)
+    applied = []
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_MIGRATE_LOCK, schema)
+        )
+        current = _version(conn, schema)
+        if current == 0:
+            conn.execute(VERSION_TABLE.replace("{s}", quoted))
+        for version, description, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            script = ";\n".join(statements).replace("{s}", quoted)
+            conn.execute(script.encode())  # one round trip (no parameters)
+            conn.execute(
+                f"INSERT INTO {quoted}.mltrail_schema (version, description) "  # noqa: S608
+                "VALUES (%s, %s)",
+                (version, description),
+            )
+            applied.append(version)
+    return applied
+
+
+def _insert(
+    cur: psycopg.Cursor[Any], target: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    """INSERT rows (COPY for many: the same privilege and triggers, fewer round trips)."""
+    if len(rows) > _COPY_FROM:
+        with cur.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif rows:
+        columns = target.split("(", 1)[1]
+        marks = ", ".join(["%s"] * (columns.count(",") + 1))
+        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)  # noqa: S608
+
+
+class PostgresStore(Store):
+    """A ledger in a PostgreSQL schema.
+
+    Args:
+        url: a ``postgresql://`` URL (libpq's; a password is best left to
+            PGPASSWORD or ~/.pgpass).
+        create: apply missing migrations (needs CREATE on the schema); else a
+            schema without the ledger tables is an error.
+        busy_timeout: seconds to wait for another appender's lock.
+    """
+
+    def __init__(
+        self, url: str, *, create: bool = False, busy_timeout: float = 60.0
+    ) -> None:
+        self.location = display_url(url)
+        self._conn = connect(url, busy_timeout=busy_timeout)
+        try:
+            self.schema = _schema_of(self._conn, url)
+            self._open_schema(create)
+        except psycopg.Error as e:
+            self._conn.close()
+            raise StoreError(f"cannot open ledger {self.location}: {e}") from e
+        except BaseException:
+            self._conn.close()
+            raise
+        self._cached: ChainHead | None = None
+
+    def _open_schema(self, create: bool) -> None:
+        if create:
+            migrate(self._conn, self.schema)
+        found = _version(self._conn, self.schema)
+        if found == 0:
+            raise ConfigError(
+                f"no mltrail ledger in {self.location} (schema {self.schema})",
+                hint=f"run `mltrail db init --db {self.location}` first",
+            )
+        if found < SCHEMA_VERSION:
+            raise StoreError(
+                f"the ledger tables in {self.location} are at schema version "
+                f"{found}, this mltrail needs {SCHEMA_VERSION}",
+                hint=f"run `mltrail db init --db {self.location}` as their owner",
+            )
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        """One snapshot for several reads."""
+        with self._conn.transaction():
+            self._conn.execute(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+            )
+            yield self._conn
+
+    def _append(self, prepare: Prepare) -> Batch:
+        conn = self._conn
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (_APPEND_LOCK, self.schema),
+                )
+                batch = prepare(self._head_in_txn(full=True))
+                self._write_batch(batch)
+        except BaseException:
+            self._cached = None
+            raise
+        self._cached = batch.head
+        return batch
+
+    def _write_batch(self, batch: Batch) -> None:
+        records = [
+            (r.seq, r.hash, r.kind, r.run, r.time, r.record_bytes)
+            for r in batch.records
+        ]
+        with self._conn.cursor() as cur:
+            _insert(cur, "records (seq, hash, kind, run, time, record)", records)
+            _insert(cur, "merkle_nodes (level, idx, hash)", batch.nodes)
+            if batch.checkpoint is not None:
+                cur.execute(
+                    "INSERT INTO checkpoints (size, note, floor) VALUES (%s, %s, %s)",
+                    (batch.head.size, batch.checkpoint, batch.head.floor_time),
+                )
+
+    def _head_in_txn(self, *, full: bool = False) -> ChainHead:
+        conn = self._conn
+        found = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
+        size = 0 if found is None else found + 1
+        cached = self._cached
+        if (
+            cached is not None
+            and cached.size == size
+            and (not full or cached.checkpoint is not None)
+        ):
+            return cached
+        last = conn.execute(
+            "SELECT hash, time FROM records WHERE seq = %s", (size - 1,)
+        ).fetchone()
+        epoch = conn.execute(
+            "SELECT max(seq) FROM records WHERE kind = ANY(%s)", (list(KEY_KINDS),)
+        ).fetchone()[0]
+        floor, checkpoint = self._append_state(size) if full else (None, None)
+        nodes = self._frontier(size)
+        head = build_head(
+            size,
+            (bytes(last[0]), last[1]) if last else None,
+            0 if epoch is None else epoch + 1,
+            lambda level, index: nodes.get((level, index)),
+            floor_time=floor,
+            checkpoint=checkpoint,
+        )
+        self._cached = head
+        return head
+
+    def _frontier(self, size: int) -> dict[tuple[int, int], bytes]:
+        """The stored nodes of the head's frontier, read in one query."""
+        from mltrail.core.merkle import frontier_positions
+
+        wanted = frontier_positions(size)
+        if not wanted:
+            return {}
+        rows = self._conn.execute(
+            "SELECT level, idx, hash FROM merkle_nodes "
+            "WHERE (level, idx) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
+            ([lvl for lvl, _ in wanted], [idx for _, idx in wanted]),
+        ).fetchall()
+        return {(lvl, idx): bytes(h) for lvl, idx, h in rows}
+
+    def _append_state(self, size: int) -> tuple[str | None, str | None]:
+        """(newest entry time since the last clock.reset, newest checkpoint note)."""
+        row = self._conn.execute(
+            "SELECT size, note, floor FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is not None and row[0] == size and row[2] is not None:
+            return row[2], row[1]
+        floor = self._time_floor_now()
+        return (floor[0] if floor else None, row[1] if row is not None else None)
+
+    def _time_floor_now(self) -> tuple[str, int] | None:
+        reset = self._conn.execute(
+            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
+        ).fetchone()[0]
+        row = self._conn.execute(
+            "SELECT time, seq FROM records WHERE seq >= %s ORDER BY time DESC, seq "
+            "LIMIT 1",
+            (reset or 0,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _time_floor(self) -> tuple[str, int] | None:
+        with self._read():
+            return self._time_floor_now()
+
+    def _head(self) -> ChainHead:
+        with self._read():
+            return self._head_in_txn()
+
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
+        stop = (1 << 62) if stop is None else stop
+        while start < stop:
+            batch = self._conn.execute(
+                "SELECT seq, hash, record FROM records WHERE seq >= %s AND seq < %s "
+                "ORDER BY seq LIMIT 2000",
+                (start, stop),
+            ).fetchall()
+            if not batch:
+                return
+            yield from (StoredRow(s, bytes(h), bytes(d)) for s, h, d in batch)
+            start = batch[-1][0] + 1
+
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+        rows = self._conn.execute(
+            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) ORDER BY seq",
+            (list(kinds),),
+        ).fetchall()
+        for s, h, d in rows:
+            yield StoredRow(s, bytes(h), bytes(d))
+
+    def _node(self, level: int, index: int) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT hash FROM merkle_nodes WHERE level = %s AND idx = %s",
+            (level, index),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        rows = self._conn.execute(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = %s AND idx >= %s "
+            "AND idx < %s",
+            (level, start, stop),
+        ).fetchall()
+        return {i: bytes(h) for i, h in rows}
+
+    def _latest_checkpoint(self) -> StoredCheckpoint | None:
+        from mltrail.core.verify import StoredCheckpoint
+
+        row = self._conn.execute(
+            "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return (
+            None if row is None else StoredCheckpoint(f"checkpoint #{row[0]}", *row[1:])
+        )
+
+    def _put_blob(self, digest: str, data: bytes) -> bool:
+        cursor = self._conn.execute(
+            "INSERT INTO blobs (digest, size, data) SELECT %s, %s, %s "
+            "WHERE NOT EXISTS (SELECT 1 FROM purges WHERE digest = %s) "
+            "ON CONFLICT (digest) DO NOTHING",
+            (digest, len(data), bytes(data), digest),
+        )
+        return cursor.rowcount == 1
+
+    def _get_blob(self, digest: str) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT data FROM blobs WHERE digest = %s", (digest,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        rows = self._conn.execute(
+            "SELECT digest, size FROM blobs WHERE digest >= %s AND digest < %s "
+            "ORDER BY digest LIMIT %s",
+            (prefix, prefix + "~", limit),
+        ).fetchall()
+        return [(d, s) for d, s in rows]
+
+    def _purges(self, digest: str | None) -> list[StoredPurge]:
+        if digest is None:
+            rows = self._conn.execute(_PURGES_QUERY + " ORDER BY p.seq")
+        else:
+            rows = self._conn.execute(_PURGES_QUERY + " WHERE p.digest = %s", (digest,))
+        return [StoredPurge(d, s, q, bool(e)) for d, s, q, e in rows.fetchall()]
+
+    def _erase_blob(self, digest: str) -> bool:
+        if not self._purges(digest):
+            raise StoreError(
+                f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                "record names it",
+                hint="blobs are erased by `mltrail purge`",
+            )
+        with self._conn.transaction():
+            held = self._conn.execute(
+                "SELECT mltrail_erase_blob(%s)", (digest,)
+            ).fetchone()[0]
+            self._conn.execute(
+                "INSERT INTO erasures (digest) VALUES (%s) ON CONFLICT DO NOTHING",
+                (digest,),
+            )
+        return bool(held)
+
+    def _add_checkpoint(self, size: int, text: str) -> None:
+        self._conn.execute(
+            "INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (size, text)
+        )
+
+    def _checkpoints(self) -> list[StoredCheckpoint]:
+        from mltrail.core.verify import StoredCheckpoint
+
+        rows = self._conn.execute(
+            "SELECT id, size, note FROM checkpoints ORDER BY id"
+        ).fetchall()
+        return [StoredCheckpoint(f"checkpoint #{i}", s, n) for i, s, n in rows]
+
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO checkpoint_evidence (kind, size, checkpoint, data, added) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (kind, size, checkpoint, bytes(data), added),
+        )
+
+    def _evidence(self) -> list[StoredEvidence]:
+        rows = self._conn.execute(
+            "SELECT id, kind, size, checkpoint, data, added FROM checkpoint_evidence "
+            "ORDER BY id"
+        ).fetchall()
+        return [StoredEvidence(i, k, s, c, bytes(d), a) for i, k, s, c, d, a in rows]
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _init_meta(self, values: dict[str, str]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                sorted(values.items()),
+            )
+
+    def _close(self) -> None:
+        self._conn.close()
+
+
+# -- mltrail db init -----------------------------------------------------------
+
+
+class DatabaseInit:
+    """What :func:`init_database` did."""
+
+    def __init__(
+        self,
+        location: str,
+        schema: str,
+        version: int,
+        applied: list[int],
+        role: str | None,
+    ) -> None:
+        self.location = location
+        self.schema = schema
+        self.version = version
+        self.applied = applied
+        self.role = role
+        self.role_created = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-able values."""
+        return {
+            "db": self.location,
+            "schema": self.schema,
+            "version": self.version,
+            "applied": self.applied,
+            "role": self.role,
+            "role_created": self.role_created,
+            "role_privileges": ["SELECT", "INSERT"] if self.role else [],
+        }
+
+
+def check_role_name(role: str) -> str:
+    """A role name mltrail will create: lower-case letters, digits, underscores.
+
+    Raises:
+        InputError: anything else.
+    """
+    if not _ROLE_NAME.fullmatch(role):
+        raise InputError(
+            f"role name {role!r} is not a plain lower-case identifier",
+            hint="use letters a-z, digits and _ (at most 63), e.g. mltrail_app",
+        )
+    return role
+
+
+def init_database(url: str, *, role: str | None = "mltrail_app") -> DatabaseInit:
+    """Apply the migrations and grant ``role`` SELECT and INSERT only (created if missing).
+
+    Re-runnable. Run it as the owner of the schema (it creates the tables,
+    triggers and the erasure function); the application connects as ``role``.
+
+    Raises:
+        InputError: a bad role name, or ``role`` is the connecting user.
+        StoreError: the database cannot be reached or refuses a statement.
+    """
+    if role is not None:
+        check_role_name(role)
+    conn = connect(url)
+    try:
+        schema = _schema_of(conn, url)
+        applied = migrate(conn, schema)
+        result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
+        if role is not None:
+            result.role_created = _grant_app_role(conn, schema, role)
+        return result
+    except psycopg.Error as e:
+        raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
+    finally:
+        conn.close()
+
+
+def _grant_app_role(conn: psycopg.Connection[Any], schema: str, role: str) -> bool:
+    if conn.execute("SELECT current_user").fetchone()[0] == role:
+        raise InputError(
+            f"the role {role} is the one connecting: it owns the tables",
+            hint="connect as the owner and name another role for the application",
+        )
+    s, r = sql.Identifier(schema), sql.Identifier(role)
+    tables = sql.SQL(", ").join(
+        sql.SQL("{}.{}").format(s, sql.Identifier(t)) for t in APPEND_ONLY_TABLES
+    )
+    with conn.transaction():
+        exists = conn.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(r))
+        for statement in (
+            "GRANT USAGE ON SCHEMA {s} TO {r}",
+            "REVOKE CREATE ON SCHEMA {s} FROM {r}",
+            "REVOKE ALL ON {tables} FROM {r}",
+            "GRANT SELECT, INSERT ON {tables} TO {r}",
+            "REVOKE INSERT ON {s}.mltrail_schema FROM {r}",
+            "GRANT EXECUTE ON FUNCTION {s}.mltrail_erase_blob(text) TO {r}",
+        ):
+            conn.execute(sql.SQL(statement).format(s=s, r=r, tables=tables))
+    return not exists

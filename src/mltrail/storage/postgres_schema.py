@@ -1,0 +1,172 @@
+"""The PostgreSQL ledger's tables, triggers and migrations (see :mod:`mltrail.storage.postgres`).
+
+The same tables as SQLite's (:mod:`mltrail.storage.sqlite_schema`), in the
+connection's current schema (``search_path``). Every table refuses UPDATE,
+DELETE and TRUNCATE by trigger, whoever issues them, the owner included, with
+the one exception SQLite makes: a row of ``blobs`` may be deleted once a row of
+``purges`` names its digest. ``purges`` rows are added only by the trigger on
+``records`` that fires when a ``blob.purged`` record is stored (same
+transaction) and only when that record names the digest; ``erasures`` marks a
+purge whose bytes are gone. The application role (``mltrail db init --role``)
+holds SELECT and INSERT only; it erases a blob through one function,
+``mltrail_erase_blob``, that runs as the owner and deletes only a purged digest.
+
+Migrations are numbered; ``mltrail_schema`` holds one row per migration applied.
+``{s}`` in a statement stands for the quoted schema name.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND_ONLY_TABLES", "MIGRATIONS", "VERSION_TABLE"]
+
+VERSION_TABLE = """CREATE TABLE {s}.mltrail_schema (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied timestamptz NOT NULL DEFAULT now()
+)"""
+
+APPEND_ONLY_TABLES = (
+    "records",
+    "merkle_nodes",
+    "blobs",
+    "checkpoints",
+    "meta",
+    "purges",
+    "erasures",
+    "checkpoint_evidence",
+    "mltrail_schema",
+)
+
+_TABLES = """
+CREATE TABLE {s}.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
+CREATE TABLE {s}.records (
+    seq bigint PRIMARY KEY CHECK (seq >= 0),
+    hash bytea NOT NULL,
+    kind text COLLATE "C" NOT NULL,
+    run text COLLATE "C",
+    time text COLLATE "C" NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX records_kind ON {s}.records (kind, seq);
+CREATE INDEX records_run ON {s}.records (run, seq) WHERE run IS NOT NULL;
+CREATE TABLE {s}.merkle_nodes (
+    level integer NOT NULL, idx bigint NOT NULL, hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE {s}.blobs (
+    digest text COLLATE "C" PRIMARY KEY, size bigint NOT NULL, data bytea NOT NULL
+);
+CREATE TABLE {s}.checkpoints (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    size bigint NOT NULL, note text NOT NULL, floor text COLLATE "C"
+);
+CREATE TABLE {s}.purges (
+    digest text COLLATE "C" PRIMARY KEY, size bigint NOT NULL, seq bigint NOT NULL
+);
+CREATE TABLE {s}.erasures (digest text COLLATE "C" PRIMARY KEY);
+CREATE TABLE {s}.checkpoint_evidence (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind text NOT NULL, size bigint NOT NULL, checkpoint text NOT NULL,
+    data bytea NOT NULL, added text NOT NULL
+);
+"""
+
+_FUNCTIONS = (
+    """CREATE FUNCTION {s}.mltrail_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'mltrail ledger tables are append-only: % refused on %',
+            TG_OP, TG_TABLE_NAME;
+    END $$""",
+    """CREATE FUNCTION {s}.mltrail_blob_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM {s}.purges WHERE digest = OLD.digest) THEN
+            RAISE EXCEPTION 'mltrail ledger tables are append-only: DELETE refused '
+                '(a blob is erased only after a blob.purged record names it)';
+        END IF;
+        RETURN OLD;
+    END $$""",
+    # json, not jsonb: the record is kept as it is (jsonb refuses \\u0000)
+    """CREATE FUNCTION {s}.mltrail_note_purge() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE body json := convert_from(NEW.record, 'UTF8')::json -> 'entry' -> 'body';
+    BEGIN
+        INSERT INTO {s}.purges (digest, size, seq)
+        VALUES (body ->> 'digest', (body ->> 'size')::bigint, NEW.seq)
+        ON CONFLICT (digest) DO NOTHING;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION {s}.mltrail_purge_needs_record() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM {s}.records r WHERE r.seq = NEW.seq
+            AND r.kind = 'blob.purged'
+            AND convert_from(r.record, 'UTF8')::json -> 'entry' -> 'body' ->> 'digest'
+                = NEW.digest
+        ) THEN
+            RAISE EXCEPTION 'a purge needs its stored blob.purged record';
+        END IF;
+        RETURN NEW;
+    END $$""",
+    """CREATE FUNCTION {s}.mltrail_erasure_needs_purge() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM {s}.purges WHERE digest = NEW.digest)
+           OR EXISTS (SELECT 1 FROM {s}.blobs WHERE digest = NEW.digest) THEN
+            RAISE EXCEPTION 'only a purged blob whose bytes are gone is erased';
+        END IF;
+        RETURN NEW;
+    END $$""",
+    # The application role's one way to delete: a purged blob's row, nothing else.
+    """CREATE FUNCTION {s}.mltrail_erase_blob(wanted text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE gone integer;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM {s}.purges WHERE digest = wanted) THEN
+            RAISE EXCEPTION 'refusing to delete blob %: no stored blob.purged '
+                'record names it', wanted;
+        END IF;
+        DELETE FROM {s}.blobs WHERE digest = wanted;
+        GET DIAGNOSTICS gone = ROW_COUNT;
+        RETURN gone = 1;
+    END $$""",
+    "REVOKE ALL ON FUNCTION {s}.mltrail_erase_blob(text) FROM PUBLIC",
+)
+
+
+def _refusals() -> tuple[str, ...]:
+    out = []
+    for table in APPEND_ONLY_TABLES:
+        ops = "UPDATE" if table == "blobs" else "UPDATE OR DELETE"
+        out += [
+            f"CREATE TRIGGER {table}_append_only BEFORE {ops} ON {{s}}.{table} "
+            "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_refuse()",
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {{s}}.{table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION {s}.mltrail_refuse()",
+        ]
+    return tuple(out)
+
+
+_TRIGGERS = (
+    "CREATE TRIGGER blobs_no_delete BEFORE DELETE ON {s}.blobs "
+    "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_blob_delete()",
+    "CREATE TRIGGER records_purge AFTER INSERT ON {s}.records FOR EACH ROW "
+    "WHEN (NEW.kind = 'blob.purged') EXECUTE FUNCTION {s}.mltrail_note_purge()",
+    "CREATE TRIGGER purges_need_record BEFORE INSERT ON {s}.purges "
+    "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_purge_needs_record()",
+    "CREATE TRIGGER erasures_need_purge BEFORE INSERT ON {s}.erasures "
+    "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_erasure_needs_purge()",
+    *_refusals(),
+)
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "ledger tables, append-only triggers, purges and checkpoint evidence",
+        (
+            *(s.strip() for s in _TABLES.split(";") if s.strip()),
+            *_FUNCTIONS,
+            *_TRIGGERS,
+        ),
+    ),
+)
+"""(version, description, statements), applied in order, each once."""

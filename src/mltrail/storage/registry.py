@@ -1,0 +1,181 @@
+"""Stores chosen by URL: a scheme -> factory registry.
+
+    sqlite:///relative.db     a SQLite file (relative to the ledger home)
+    sqlite:////abs/path.db    a SQLite file at an absolute path
+    ledger.db, /abs/path.db   a plain path: a SQLite file (what ledger.json has always held)
+    postgresql://user@host/db a PostgreSQL database (``mltrail[postgres]``)
+    https://server            reserved for the mltrail server (not yet supported)
+
+A backend registers a factory taking the URL and :class:`StoreOptions`; the
+factory imports its driver lazily, so choosing SQLite never loads psycopg.
+Passwords never belong in a stored URL: :func:`display_url` drops them from
+anything shown, and :func:`check_storable_url` refuses them where a URL is
+written into a home's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from mltrail.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mltrail.storage.base import Store
+
+__all__ = [
+    "StoreOptions",
+    "check_storable_url",
+    "display_url",
+    "is_file_store",
+    "open_store",
+    "register_store",
+    "require_postgres",
+    "sqlite_path",
+    "store_scheme",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """How to open a store, whatever its backend."""
+
+    create: bool = False
+    """Create the store (SQLite file, PostgreSQL tables) if missing."""
+    busy_timeout: float = 60.0
+    """Seconds a write waits for another writer's lock."""
+    read_only: bool = False
+    """Only read (SQLite: write nothing into the file's folder)."""
+    base: Path | None = None
+    """Folder a relative SQLite path is resolved against (the ledger home)."""
+
+
+_FACTORIES: dict[str, Callable[[str, StoreOptions], Store]] = {}
+_RESERVED = {
+    "https": "the mltrail server",
+    "http": "the mltrail server",
+}
+
+
+def register_store(scheme: str, factory: Callable[[str, StoreOptions], Store]) -> None:
+    """Open URLs of ``scheme`` (lower case, no ``://``) with ``factory``."""
+    _FACTORIES[scheme] = factory
+
+
+def store_scheme(url: str) -> str:
+    """The URL's scheme (``sqlite`` for a plain path)."""
+    if "://" not in url:
+        return "sqlite"
+    return url.split("://", 1)[0].lower()
+
+
+def is_file_store(url: str) -> bool:
+    """Whether the store is a local SQLite file (read-only checks apply to it)."""
+    return store_scheme(url) == "sqlite"
+
+
+def sqlite_path(url: str, base: Path | None = None) -> Path:
+    """The file of a SQLite URL or plain path, relative ones against ``base``.
+
+    SQLAlchemy's form: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``.
+    """
+    raw = url.split("://", 1)[1].removeprefix("/") if "://" in url else url
+    if not raw:
+        raise InputError(
+            f"store URL {url!r} names no file", hint="e.g. sqlite:///ledger.db"
+        )
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+def display_url(url: str) -> str:
+    """The URL without a password, fit to show or log."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def check_storable_url(url: str) -> None:
+    """Refuse a URL that carries a password (it would be written into the home).
+
+    Raises:
+        InputError: it does.
+    """
+    if "://" in url and urlsplit(url).password is not None:
+        raise InputError(
+            f"the store URL {display_url(url)} carries a password, which mltrail "
+            "never stores",
+            hint="drop it from the URL; PostgreSQL finds it in PGPASSWORD or "
+            "~/.pgpass (or pass the whole URL in MLTRAIL_STORE_URL each time)",
+        )
+
+
+def open_store(url: str, options: StoreOptions | None = None) -> Store:
+    """Open the store ``url`` names.
+
+    Raises:
+        InputError: an unknown or not yet supported scheme.
+        ConfigError: the backend's extra is not installed, or there is no store
+            there (and not ``create``).
+        StoreError: the store cannot be reached or opened.
+    """
+    options = options or StoreOptions()
+    scheme = store_scheme(url)
+    factory = _FACTORIES.get(scheme)
+    if factory is not None:
+        return factory(url, options)
+    if scheme in _RESERVED:
+        raise InputError(
+            f"{scheme}:// stores ({_RESERVED[scheme]}) are not yet supported",
+            hint="use a sqlite:/// or postgresql:// store for now",
+        )
+    known = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
+    raise InputError(
+        f"unknown store URL scheme {scheme!r} in {display_url(url)}",
+        hint=f"use one of {known}",
+    )
+
+
+def _open_sqlite(url: str, options: StoreOptions) -> Store:
+    from mltrail.storage.sqlite import SQLiteStore
+
+    return SQLiteStore(
+        sqlite_path(url, options.base),
+        create=options.create,
+        busy_timeout=options.busy_timeout,
+        read_only=options.read_only,
+    )
+
+
+def require_postgres() -> None:
+    """Raise ConfigError naming the extra when psycopg is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(
+            "a PostgreSQL store needs psycopg, which is not installed",
+            hint="pip install 'mltrail[postgres]'",
+        )
+
+
+def _open_postgres(url: str, options: StoreOptions) -> Store:
+    require_postgres()
+    from mltrail.storage.postgres import PostgresStore
+
+    return PostgresStore(url, create=options.create, busy_timeout=options.busy_timeout)
+
+
+register_store("sqlite", _open_sqlite)
+register_store("postgresql", _open_postgres)
+register_store("postgres", _open_postgres)
