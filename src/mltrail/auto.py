@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.lifecycle import ended_by
 from mltrail.runs import Run, start_run
 
 if TYPE_CHECKING:
@@ -71,8 +72,7 @@ def _excepthook(previous: Any) -> Any:
         kind: type[BaseException], value: BaseException, tb: TracebackType | None
     ) -> None:
         if _active is not None:
-            status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
-            _active.end(status, error=f"{kind.__name__}: {value}")
+            _active.end_after(value)
         previous(kind, value, tb)
 
     return hook
@@ -82,12 +82,6 @@ def _end_at_exit() -> None:
     if _active is not None:
         _active.end("succeeded")
     argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
-
-
-def _exit_code(error: SystemExit) -> int:
-    if error.code is None:
-        return 0
-    return error.code if isinstance(error.code, int) else 1
 
 
 _USAGE = (
@@ -120,18 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.path.insert(0, str(Path(target).resolve().parent))
             runpy.run_path(target, run_name="__main__")
-    except SystemExit as e:
-        code = _exit_code(e)
-        run.end("succeeded" if code == 0 else "failed", exit_code=code)
-        raise
-    except KeyboardInterrupt:
-        run.end("interrupted", error="KeyboardInterrupt", exit_code=130)
-        raise
     except BaseException as e:
-        run.end("failed", error=f"{type(e).__name__}: {e}", exit_code=1)
+        _end(run, e)
         raise
-    run.end("succeeded", exit_code=0)
+    _end(run, None)
     return 0
+
+
+def _end(run: Run, error: BaseException | None) -> None:
+    """End the run as the script ended (``lifecycle.ended_by``, exit code known)."""
+    ended = ended_by(error, whole_process=True)
+    run.end(ended.status, error=ended.error, exit_code=ended.exit_code)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from mltrail.capture.argv_secrets import redact_argv
 from mltrail.capture.blob import Blob
-from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.params import flatten, json_safe, parse_argv, split_command
 from mltrail.config import SETTINGS_FILE, resolve_home
@@ -60,7 +59,8 @@ from mltrail.datasets import (
 )
 from mltrail.errors import InputError, MltrailError, SchemaError
 from mltrail.home import Home, init_home, open_home
-from mltrail.open_runs import OpenRun, close_stale_runs
+from mltrail.lifecycle import LiveRun, ended_by, rank_entries
+from mltrail.open_runs import OpenRun
 from mltrail.persist import write_durably
 from mltrail.recorder import (
     HOME_ENV,
@@ -81,12 +81,13 @@ from mltrail.recorder import (
     with_rank,
 )
 from mltrail.spool import spool_from_env
-from mltrail.wrap_end import timestamp_end
 from mltrail.wrap_plan import at, config_body, try_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
+
+    from mltrail.capture.guard import SecretGuard
 
 __all__ = ["Run", "open_or_create_home", "start_run"]
 
@@ -154,7 +155,7 @@ class Run:
         name: str | None,
         joined: bool,
         rank: Mapping[str, int] | None = None,
-        lock: OpenRun | None = None,
+        live: LiveRun | None = None,
         writer: RunWriter | None = None,
     ) -> None:
         self.home = home
@@ -164,7 +165,7 @@ class Run:
         self.rank = dict(rank) if rank else None
         self.status: str | None = None
         self._writer = writer or RunWriter(home.ledger, run_id, _guard(home.path))
-        self._lock = lock
+        self._live = live
         self._started = time.monotonic()
         self._buffer: dict[str, tuple[list[int], list[Any]]] = {}
         self._counters: dict[str, int] = {}
@@ -350,8 +351,10 @@ class Run:
         """Flush metrics and, for a run this process started, record its end.
 
         ``status`` is one of succeeded, failed, interrupted, aborted. Ending twice
-        does nothing. The buffered metrics and ``run.ended`` are one batch, retried
-        through a rotated key and a locked or full store (``write_durably``).
+        does nothing. The buffered metrics and ``run.ended`` are one batch, written
+        by the one run lifecycle (``LiveRun.finish``, as ``mltrail run`` ends its
+        runs): retried through a rotated key and a locked or full store, then a
+        checkpoint signed and the run's lock released.
 
         Raises:
             MltrailError: the end could not be written; the run is left stale,
@@ -370,17 +373,40 @@ class Run:
         }
         if error:
             body["error"] = error
-        if not self.joined:
-            entries.append(("run.ended", body))
+        if self.joined or self._live is None:
+            self._write_joined(body, entries)
+            return
+        ending = self._live.finish(body, before=entries)
+        for line in ending.problems:
+            _log.warning("mltrail: %s", line)
+        for warning in ending.warnings:
+            _log.warning("mltrail: run %s: %s", self.id, warning)
+        if isinstance(ending.error, MltrailError):
+            raise self._left_stale(ending.error) from ending.error
+        if ending.error is not None:
+            raise ending.error
+
+    def end_after(self, error: BaseException | None) -> None:
+        """End the run as the code it recorded ended: returned (``error`` None,
+        succeeded), raised ``SystemExit`` (its code), ``KeyboardInterrupt``
+        (interrupted) or another exception (failed, with it as the error). For a
+        framework callback's end or exception hook (``lifecycle.ended_by``).
+
+        Raises:
+            MltrailError: the end could not be written (see ``end``).
+        """
+        ended = ended_by(error)
+        self.end(ended.status, error=ended.error, exit_code=ended.exit_code)
+
+    def _write_joined(
+        self, body: Mapping[str, Any], entries: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """A joined run's end: only its buffered metrics are written."""
         try:
             if entries:
                 write_durably(self.home, functools.partial(self._writer.write, entries))
         except MltrailError as e:
-            raise self._left_stale(body, e) from e
-        if self._lock is not None:
-            self._lock.release()
-        if not self.joined:
-            self._checkpoint()
+            raise self._left_stale(e) from e
 
     def nested(self, name: str | None = None) -> Run:
         """A handle on this same run for a nested ``start_run()``: what it logs
@@ -390,11 +416,9 @@ class Run:
             rank=self.rank, writer=self._writer,
         )  # fmt: skip
 
-    def _left_stale(self, body: Mapping[str, Any], error: MltrailError) -> MltrailError:
-        """Keep the outcome in the lock file; the error, saying what was lost."""
-        outcome = {k: body[k] for k in ("status", "exit_code", "duration_s")}
-        if self._lock is not None:
-            self._lock.abandon(outcome, problem=str(error))
+    def _left_stale(self, error: MltrailError) -> MltrailError:
+        """The error, saying what was lost (the lifecycle kept the outcome in the
+        run's lock file for ``close_stale_runs``)."""
         if self.joined:
             text = f"run {self.id}: its buffered metrics were not recorded ({error})"
         else:
@@ -404,17 +428,6 @@ class Run:
                 "record as aborted"
             )
         return type(error)(text, hint=error.hint)
-
-    def _checkpoint(self) -> None:
-        try:
-            signed = write_durably(self.home, self.home.checkpoint)
-        except MltrailError as e:
-            _log.warning(
-                "mltrail: run %s ended, but no checkpoint was signed: %s", self.id, e
-            )
-            return
-        for warning in timestamp_end(self.home, signed.checkpoint.size):
-            _log.warning("mltrail: run %s: %s", self.id, warning)
 
     def _at_exit(self) -> None:
         try:
@@ -431,16 +444,12 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.end("succeeded")
-            return
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, KeyboardInterrupt):
-            status, error = "interrupted", "KeyboardInterrupt"
         try:
-            self.end(status, error=error)
-        except MltrailError as e:  # the caller's exception goes on, with a note
-            _log.error("mltrail: %s", e)
+            self.end_after(exc)
+        except MltrailError as e:
+            if exc is None:
+                raise
+            _log.error("mltrail: %s", e)  # the caller's exception goes on, noted
             exc.add_note(f"mltrail: {e}")
 
     def __repr__(self) -> str:
@@ -509,8 +518,7 @@ def start_run(
         rank = capture_rank(env)
         run = _join_or_start(env, rank, name, home, capture=capture, source=source)
         if run.joined and (not run.records_run_level or other_rank(env)):
-            hardware = ("run.hardware", capture_hardware(env))
-            run._writer.write([with_rank(*hardware, rank)])
+            run._writer.write(rank_entries(env, rank))
         enter_run(run)
     run.log_params(params)
     for role, path in paths.items():
@@ -568,11 +576,34 @@ def _start_new(
     source: str,
     run_id: str | None = None,
 ) -> Run:
-    close_stale_runs(home)
-    run_id = run_id or new_run_id()
-    argv = _argv()
     guard = _guard(home.path, env)
+    live = LiveRun.open(home, run_id or new_run_id(), guard)
     name = name or Path(sys.argv[0] or "python").name
+    try:
+        live.start(
+            _start_entries(name, env, rank, guard, capture=capture, source=source)
+        )
+    except BaseException:
+        live.give_up()
+        raise
+    return Run(
+        home, live.run_id, name=name, joined=False, rank=rank, live=live,
+        writer=live.writer,
+    )  # fmt: skip
+
+
+def _start_entries(
+    name: str,
+    env: Mapping[str, str],
+    rank: Mapping[str, int] | None,
+    guard: SecretGuard,
+    *,
+    capture: bool,
+    source: str,
+) -> list[tuple[str, Any]]:
+    """``run.started`` of this process and, with ``capture``, its code,
+    environment, hardware, ``sys.argv`` parameters and the config files named."""
+    argv = _argv()
     command = redact_argv(argv, committer=guard.committer)
     started: dict[str, Any] = {
         "source": source,
@@ -585,29 +616,21 @@ def _start_new(
     if rank:
         started["rank"] = dict(rank)
     entries: list[tuple[str, Any]] = [("run.started", started)]
-    if capture:
-        context = capture_context(cwd=Path.cwd(), env=env, argv=argv)
-        entries += [with_rank(kind, body, rank) for kind, body in context]
-        if warning := dict(context)["run.code"].get("warning"):
-            _log.warning("mltrail: warning: %s", warning)
-        parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
-        values = {
-            k: guard.committer.commit(str(v)) if k in command.options else v
-            for k, v in parsed.params.items()
-        }
-        argv_params = {"params": values, "positional": parsed.positional}
-        entries.append(("run.params", {"source": "argv", **argv_params}))
-        entries += [
-            ("run.params", config_body(try_config(at(Path.cwd(), Path(p)))))
-            for p in parsed.config_files
-        ]
-    lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size)
-    writer = RunWriter(home.ledger, run_id, guard)
-    try:
-        write_durably(home, functools.partial(writer.write, entries))
-    except BaseException:
-        lock.release()
-        raise
-    return Run(
-        home, run_id, name=name, joined=False, rank=rank, lock=lock, writer=writer
-    )
+    if not capture:
+        return entries
+    context = capture_context(cwd=Path.cwd(), env=env, argv=argv)
+    entries += [with_rank(kind, body, rank) for kind, body in context]
+    if warning := dict(context)["run.code"].get("warning"):
+        _log.warning("mltrail: warning: %s", warning)
+    parsed = parse_argv(split_command(argv)[1], cwd=Path.cwd())
+    values = {
+        k: guard.committer.commit(str(v)) if k in command.options else v
+        for k, v in parsed.params.items()
+    }
+    argv_params = {"params": values, "positional": parsed.positional}
+    entries.append(("run.params", {"source": "argv", **argv_params}))
+    entries += [
+        ("run.params", config_body(try_config(at(Path.cwd(), Path(p)))))
+        for p in parsed.config_files
+    ]
+    return entries

@@ -5,7 +5,9 @@ nothing:
 
 1. Check everything the user named (the command, ``--data``, ``--config``,
    ``--output`` paths, a given run id) before writing anything.
-2. Record runs whose recorder died as aborted, take this run's open-run lock.
+2. Record runs whose recorder died as aborted, take this run's open-run lock
+   (``LiveRun.open``: the one run lifecycle of ``mltrail.lifecycle``, which
+   ``mltrail.start_run`` goes through too).
 3. Capture context (code, environment, hardware in parallel), parameters, data
    manifests, and append them with ``run.started`` as one atomic batch.
 4. Run the command (``capture.process``): output passed through live and hashed,
@@ -15,7 +17,8 @@ nothing:
    what it logs goes through the spool and the wrapper signs it.
 5. Hash the outputs, append the spooled entries, then ``run.artifact`` entries
    and ``run.ended`` as one batch, sign a checkpoint, release the lock
-   (``wrap_end``: from here on the command's exit code always passes through).
+   (``LiveRun.finish`` through ``wrap_end``: from here on the command's exit
+   code always passes through).
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mltrail.capture.argv_secrets import redact_argv
-from mltrail.capture.hardware import capture_hardware
 from mltrail.capture.hashcache import HashCache, default_cache_path
 from mltrail.capture.log_capture import LogMasking
 from mltrail.capture.process import ProcessResult, run_command
@@ -36,7 +38,8 @@ from mltrail.capture.redact import committing_with
 from mltrail.datasets import step_body
 from mltrail.errors import CommandNotFoundError, InputError, MltrailError
 from mltrail.finetune import ScannedModel, finetune_body, scan_model
-from mltrail.open_runs import OpenRun, close_stale_runs, ingest_spool
+from mltrail.lifecycle import Ending, LiveRun, rank_entries
+from mltrail.open_runs import OpenRun, ingest_spool
 from mltrail.persist import write_durably
 from mltrail.recorder import (
     HOME_ENV,
@@ -52,7 +55,6 @@ from mltrail.recorder import (
 )
 from mltrail.spool import SPOOL_ENV, create_spool, remove_spool
 from mltrail.wrap_end import (
-    Ending,
     finish_run,
     guarded,
     output_bodies,
@@ -187,45 +189,36 @@ def record_command(
     if rank is not None and rank["rank"] > 0:
         return _record_rank(home, plan, options, cwd, env, rank, run_id, guard)
     try:
-        closed = close_stale_runs(home)
+        live = LiveRun.open(home, run_id, guard, spool=True)
     except MltrailError as e:
         _not_run(e)
         raise
-    name = f"{run_id}.{os.getpid()}.spool"
-    lock = OpenRun.create(home.path, run_id, seq=home.ledger.head().size, spool=name)
     try:
-        spool = create_spool(home.path / OPEN_RUNS / name)
-        return _record(
-            home, plan, options, cwd, env, rank, run_id, closed, lock, spool, guard
-        )
+        return _record(live, plan, options, cwd, env, rank, guard)
     except BaseException:
-        lock.abandon()
+        live.lock.abandon()
         raise
 
 
 def _record(
-    home: Home,
+    live: LiveRun,
     plan: Plan,
     options: WrapOptions,
     cwd: Path,
     env: dict[str, str],
     rank: Any,
-    run_id: str,
-    closed: list[str],
-    lock: OpenRun,
-    spool: Path,
     guard: SecretGuard,
 ) -> WrapResult:
-    writer = RunWriter(home.ledger, run_id, guard)
+    home = live.home
     warnings: list[str] = []
     cache = HashCache(default_cache_path(home.path))
     try:
         with committing_with(guard.committer):
             start = start_entries(plan, options, cwd, env, rank, cache, warnings)
         base = _scan_base(options, cwd)
-        started = _write_start(home, writer, start)
-        early_end = functools.partial(_early_end, home, writer, lock, spool)
-        child = child_env(env, home, run_id, spool)
+        _write_start(live, start)
+        early_end = functools.partial(_early_end, live)
+        child = child_env(env, home, live.run_id, cast("Path", live.spool))
         masking = LogMasking(guard.masks, guard.allow)
         result = _run_child(plan, options, cwd, child, early_end, masking)
         outputs = output_bodies(
@@ -234,11 +227,7 @@ def _record(
     finally:
         cache.close()
     ending = finish_run(
-        home,
-        writer,
-        lock,
-        spool,
-        started=started,
+        live,
         result=result,
         entries=functools.partial(
             _end_entries, plan, options, cwd, start, base, outputs, guard
@@ -246,24 +235,22 @@ def _record(
         warnings=warnings,
     )
     return WrapResult(
-        run_id,
+        live.run_id,
         run_status(result),
         result,
         ending.records,
         ending.checkpoint_size,
-        closed,
+        live.closed,
         warnings + ending.warnings,
         ending.problems,
     )
 
 
-def _write_start(
-    home: Home, writer: RunWriter, start: list[tuple[str, dict[str, Any]]]
-) -> int:
+def _write_start(live: LiveRun, start: list[tuple[str, dict[str, Any]]]) -> int:
     """Append the start batch (retried like the end); raise saying nothing was
     recorded and the command was not run."""
     try:
-        return len(write_durably(home, functools.partial(writer.write, start)))
+        return live.start(start)
     except MltrailError as e:
         _not_run(e)
         raise
@@ -375,17 +362,12 @@ def _run_child(
         raise
 
 
-def _early_end(
-    home: Home, writer: RunWriter, lock: OpenRun, spool: Path, body: dict[str, Any]
-) -> str:
+def _early_end(live: LiveRun, body: dict[str, Any]) -> str:
     """Record ``body`` as the end of a run whose command did not run to its end,
     after what it spooled; say what happened."""
-    try:
-        ingest_spool(home, writer, spool)
-        writer.write([("run.ended", body)])
-    except MltrailError as e:
-        return f"started but its end is not recorded ({e}); it is left stale"
-    lock.release()
+    ending = live.finish(body)
+    if ending.error is not None:
+        return f"started but its end is not recorded ({ending.error}); it is left stale"
     return f"was recorded as {body['status']}"
 
 
@@ -402,7 +384,7 @@ def _record_rank(
     """A rank > 0 of a distributed run: add this machine's hardware, run, then
     append what the command logged through its spool."""
     writer = RunWriter(home.ledger, run_id, guard)
-    hardware = [("run.hardware", {**capture_hardware(env), "rank": rank})]
+    hardware = rank_entries(env, rank)
     written = len(write_durably(home, functools.partial(writer.write, hardware)))
     name = f"{run_id}.{os.getpid()}.spool"
     spool = create_spool(home.path / OPEN_RUNS / name)

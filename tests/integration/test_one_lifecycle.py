@@ -189,3 +189,40 @@ def test_a_rank_above_zero_does_not_read_git_again(home, tmp_path):
         e for e in entries(home, run_id) if e.body.get("rank", {}).get("rank") == 1
     ]
     assert [e.kind for e in added] == ["run.hardware"]
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "exit_code"),
+    [("raise SystemExit(0)", "succeeded", 0), ("raise SystemExit(3)", "failed", 3)],
+)
+def test_the_api_and_auto_end_a_system_exit_alike(
+    home, tmp_path, how, status, exit_code
+):
+    """One lifecycle: ``with start_run()`` and ``python -m mltrail.auto`` map an
+    exit the same way (``lifecycle.ended_by``)."""
+    (tmp_path / "api.py").write_text(
+        f"import mltrail\nwith mltrail.start_run('api'):\n    {how}\n"
+    )
+    (tmp_path / "plain.py").write_text(f"{how}\n")
+    assert _python(home, tmp_path, "api.py").returncode == exit_code
+    assert _python(home, tmp_path, "-m", "mltrail.auto", "plain.py").returncode == (
+        exit_code
+    )
+    ended = [e.body for e in entries(home) if e.kind == "run.ended"]
+    assert [(b["status"], b["exit_code"]) for b in ended] == [(status, exit_code)] * 2
+
+
+def test_a_callback_ends_the_run_as_its_exception_says(home, tmp_path):
+    code = textwrap.dedent("""
+        import mltrail
+        run = mltrail.start_run("callback")
+        run.log_metrics({"loss": 0.5})
+        run.end_after(KeyboardInterrupt())  # a framework's on_exception hook
+        run.end_after(None)  # ending twice does nothing
+    """)
+    proc = _python(home, tmp_path, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    _, run_entries = _one_run(home)
+    assert _metric_names(run_entries) == {"loss"}
+    assert run_entries[-1].body["status"] == "interrupted"
+    assert not list((home / "runs" / "open").glob("*"))

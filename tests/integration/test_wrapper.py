@@ -163,7 +163,9 @@ def test_detached_head_and_no_repository(home, repo, tmp_path):
     plain.mkdir()
     assert mltrail_run(home, plain, "--", "true").returncode == 0
     code = by_kind(entries(home, last_run(home)), "run.code")[0]
+    warning = code.pop("warning")  # said plainly outside git (run.code files)
     assert code == {"vcs": None, "reason": "not inside a git repository"}
+    assert "not in a git repository" in warning
 
 
 @pytest.mark.parametrize(

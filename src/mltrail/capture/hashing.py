@@ -78,7 +78,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BUFFER_SIZE", "HashProgress", "hash_file", "hash_tree", "hash_tree_unless"]
 
-BUFFER_SIZE = 1 << 20
+BUFFER_SIZE = 1 << 17
+"""Bytes read per call: 128 KiB stays in a core's L2 cache between the copy from
+the page cache and the hashing; 1 MiB spilled it and doubled the system time
+(benchmarks/README.md, bench_data_small)."""
 LOOKUP_BATCH = 4_000
 SAVE_EVERY = 20_000  # files per cache transaction
 INLINE_BELOW = 32 << 10
