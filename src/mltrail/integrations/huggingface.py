@@ -93,6 +93,7 @@ class MltrailCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         self._last_flush = 0
         self._saved: dict[int, Path] = {}
         self._eval_recorded = False
+        self.last_run_id: str | None = None
 
     @property
     def run(self) -> Run | None:
@@ -104,6 +105,7 @@ class MltrailCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-
         if not state.is_world_process_zero:
             return
         self._handle = open_run(self._given, name=self._name, home=self._home)
+        self.last_run_id = self._handle.run.id
         self._last_flush = state.global_step
         params: dict[str, Any] = {"trainer": training_arguments(args)}
         params |= _model_params(kw.get("model"))
