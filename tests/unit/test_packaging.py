@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[2]
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
     "optional-dependencies"
 ]
-HEAVY = {"torch", "transformers", "peft"}
+HEAVY = {"torch", "transformers", "peft", "accelerate", "lightning"}
 
 
 def _reqs(extra: str) -> dict[str, Requirement]:
@@ -41,11 +41,13 @@ def test_test_has_every_light_extra_and_no_torch():
     assert not HEAVY & set(_reqs("test"))
 
 
-def test_dev_is_test_plus_finetune():
+def test_dev_is_test_plus_finetune_and_the_frameworks():
+    heavy = ("finetune", "huggingface", "lightning")
     _covers("dev", "test")
-    _covers("dev", "finetune")
+    for extra in heavy:
+        _covers("dev", extra)
     _covers("finetune", "models")
-    assert set(_reqs("dev")) == set(_reqs("test")) | set(_reqs("finetune"))
+    assert set(_reqs("dev")) == set(_reqs("test")).union(*map(_reqs, heavy))
 
 
 def test_ci_installs_what_the_readme_test_command_installs():

@@ -1,4 +1,5 @@
-"""Find a checkpoint's tensors and side files: safetensors, shards, HF folders, torch.
+"""Find a checkpoint's tensors and side files: safetensors, shards, HF folders, torch,
+Lightning ``.ckpt`` files (the tensors of their ``state_dict``).
 
 :func:`locate_model` takes a file or folder and says what it is (``format``), where
 every tensor's bytes lie (:class:`TensorRef`), which small files come with the
@@ -42,6 +43,7 @@ FINETUNE_EXTRA = "pip install 'mltrail[finetune]'"
 SAFE_INDEX = "model.safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 _TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+LIGHTNING_SUFFIX = ".ckpt"
 _WEIGHT_SUFFIXES = (".safetensors", *_TORCH_SUFFIXES)
 _SIDE_FILE_LIMIT = 64 * 2**20
 
@@ -81,7 +83,9 @@ def _refs(spans: list[TensorSpan]) -> list[TensorRef]:
 def is_model_path(path: Path) -> bool:
     """Whether ``path`` looks like a checkpoint (cheap: names only, nothing read)."""
     if path.is_file():
-        return path.suffix == ".safetensors" or path.name == SAFE_INDEX
+        return (
+            path.suffix in (".safetensors", LIGHTNING_SUFFIX) or path.name == SAFE_INDEX
+        )
     if not path.is_dir():
         return False
     names = ("model.safetensors", SAFE_INDEX, "adapter_model.safetensors")
@@ -146,6 +150,8 @@ def _weights_of_file(path: Path) -> tuple[str, list[TensorRef]]:
         return "safetensors-sharded", _refs(read_sharded(path)[0])
     if path.suffix in _TORCH_SUFFIXES:
         return "pytorch", _torch_file(path)
+    if path.suffix == LIGHTNING_SUFFIX:  # the weights are its state_dict
+        return "lightning-checkpoint", _torch_file(path, key="state_dict")
     return "safetensors", _refs(read_safetensors(path)[0])
 
 
@@ -224,7 +230,9 @@ def _torch() -> Any:
     return torch
 
 
-def _torch_file(path: Path) -> list[TensorRef]:
+def _torch_file(path: Path, *, key: str | None = None) -> list[TensorRef]:
+    """The tensors of a state dict (of ``state[key]`` when given: a Lightning
+    checkpoint's weights, without its optimizer state)."""
     torch = _torch()
     try:
         state = _torch_load(torch, path)
@@ -239,6 +247,10 @@ def _torch_file(path: Path) -> list[TensorRef]:
             f"{path} is not a readable PyTorch checkpoint: {e}",
             hint="the file may be truncated or corrupt; nothing was recorded",
         ) from None
+    if key is not None:
+        if not isinstance(state, dict) or not isinstance(state.get(key), dict):
+            raise InputError(f"{path} holds no {key!r} of tensors")
+        state = state[key]
     refs = list(_flatten(torch, state, ""))
     if not refs:
         raise InputError(f"{path} holds no tensors")
