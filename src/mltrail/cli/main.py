@@ -47,7 +47,7 @@ _COMMANDS = {
     "seal": "mltrail.cli.seal_cmd:seal",
     "hold": "mltrail.cli.hold_cmd:hold",
     "verify": "mltrail.cli.verify_cmd:verify",
-    "export": "mltrail.cli.bundle_cmd:export",
+    "export": "mltrail.cli.export_cmd:export",
     "verify-bundle": "mltrail.cli.bundle_cmd:verify_bundle",
     "keys": "mltrail.cli.keys_cmd:keys",
     "secrets": "mltrail.cli.secrets_cmd:secrets",
