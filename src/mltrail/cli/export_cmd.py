@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from mltrail.cli.bundle_cmd import export as bundle
-from mltrail.cli.export_formats import intoto
+from mltrail.cli.export_formats import intoto, openlineage
 
 __all__ = ["export"]
 
@@ -44,3 +44,4 @@ def export() -> None:
 
 export.add_command(bundle, name="bundle")
 export.add_command(intoto)
+export.add_command(openlineage)
