@@ -42,11 +42,15 @@ def test_test_has_every_light_extra_and_no_torch():
     assert not HEAVY & set(_reqs("test"))
 
 
-def test_dev_is_test_plus_finetune():
+def test_dev_is_test_plus_finetune_and_mlflow():
     _covers("dev", "test")
     _covers("dev", "finetune")
+    _covers("dev", "mlflow")
     _covers("finetune", "models")
-    assert set(_reqs("dev")) == set(_reqs("test")) | set(_reqs("finetune"))
+    assert set(_reqs("dev")) == set(_reqs("test")) | set(_reqs("finetune")) | set(
+        _reqs("mlflow")
+    )
+    assert not set(_reqs("mlflow")) & set(_reqs("test"))
 
 
 def test_ci_installs_what_the_readme_test_command_installs():

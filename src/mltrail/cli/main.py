@@ -49,6 +49,7 @@ _COMMANDS = {
     "verify": "mltrail.cli.verify_cmd:verify",
     "export": "mltrail.cli.export_cmd:export",
     "verify-bundle": "mltrail.cli.bundle_cmd:verify_bundle",
+    "import": "mltrail.cli.import_cmd:import_group",
     "keys": "mltrail.cli.keys_cmd:keys",
     "secrets": "mltrail.cli.secrets_cmd:secrets",
     "clock": "mltrail.cli.clock_cmd:clock",
