@@ -36,18 +36,20 @@ def test_no_extra_names_the_project_itself():
 
 
 def test_test_has_every_light_extra_and_no_torch():
-    for extra in ("parquet", "remote", "models", "postgres", "timestamps", "report"):
+    for extra in ("parquet", "remote", "models", "postgres", "timestamps", "report",
+                  "intoto", "openlineage"):  # fmt: skip
         _covers("test", extra)
     assert not HEAVY & set(_reqs("test"))
 
 
-def test_dev_is_test_plus_finetune_and_the_frameworks():
-    heavy = ("finetune", "huggingface", "lightning")
+def test_dev_is_test_plus_finetune_the_frameworks_and_mlflow():
+    heavy = ("finetune", "huggingface", "lightning", "mlflow")
     _covers("dev", "test")
     for extra in heavy:
         _covers("dev", extra)
     _covers("finetune", "models")
     assert set(_reqs("dev")) == set(_reqs("test")).union(*map(_reqs, heavy))
+    assert not set(_reqs("mlflow")) & set(_reqs("test"))
 
 
 def test_ci_installs_what_the_readme_test_command_installs():

@@ -1,0 +1,71 @@
+"""``mltrail import``: runs recorded by other trackers, into the ledger (ADR 0024)."""
+
+from __future__ import annotations
+
+import click
+
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+
+__all__ = ["import_group"]
+
+
+@click.group(name="import")
+def import_group() -> None:
+    """Import runs recorded by another tracker (MLflow), marked as imported.
+
+    \b
+    Examples:
+      mltrail import mlflow --tracking-uri sqlite:///mlflow.db
+      mltrail import mlflow --tracking-uri http://mlflow:5000 --experiment churn
+    """
+
+
+@import_group.command()
+@click.option("--tracking-uri", required=True, metavar="URI",
+              help="The MLflow tracking URI (sqlite:///mlflow.db, http://HOST:5000, "
+              "a folder of mlruns).")  # fmt: skip
+@click.option("--experiment", "experiments", multiple=True, metavar="E",
+              help="Only this experiment (name or id). Repeatable; default: all.")  # fmt: skip
+@json_option
+@click.pass_context
+def mlflow(
+    ctx: click.Context, tracking_uri: str, experiments: tuple[str, ...], as_json: bool
+) -> None:
+    """Import MLflow runs: params, metric histories, tags, git commit, artifacts.
+
+    \b
+    Each MLflow run becomes one mltrail run, written atomically and marked
+    `imported` in its run.started (MLflow run id, experiment, user, start and
+    end times, status, tags). Artifacts on this machine are hashed
+    (run.artifact). Importing again adds nothing: runs already imported are
+    skipped. Needs pip install 'mltrail[mlflow]'.
+
+    \b
+    Examples:
+      mltrail import mlflow --tracking-uri sqlite:///mlflow.db
+      mltrail import mlflow --tracking-uri sqlite:///mlflow.db --experiment churn --json
+    """
+    from mltrail.integrations.mlflow import import_mlflow, imported_run_id
+
+    home = open_from(ctx, writable=True)
+    index = open_index(home)
+    try:
+        result = import_mlflow(home, index, tracking_uri, experiments=experiments)
+    finally:
+        index.close()
+    if as_json:
+        emit_json(
+            {
+                "imported": [
+                    {"mlflow_run_id": r, "run": imported_run_id(r)}
+                    for r in result.imported
+                ],
+                "skipped": result.skipped,
+            }
+        )
+        return
+    console.print(
+        f"imported {len(result.imported)} MLflow run(s), "
+        f"{len(result.skipped)} already imported",
+        markup=False,
+    )

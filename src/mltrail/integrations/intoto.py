@@ -1,0 +1,297 @@
+"""A run as an in-toto Statement v1 with a SLSA provenance v1 predicate, in DSSE.
+
+    >>> envelope = export_intoto(home, index, "baseline")        # doctest: +SKIP
+
+The statement's subjects are the files the run wrote (each output's files with
+their SHA-256, read from its manifest); the predicate says how they were made:
+
+* ``buildDefinition.externalParameters``: the command line, the run's name and
+  its hyperparameters (every ``run.params`` key, later entries winning);
+* ``buildDefinition.resolvedDependencies``: the data it read (per file when the
+  dataset is one file, else the dataset id), the base model of a fine-tune,
+  the code (git commit, or the program's and untracked files' SHA-256), the
+  container image and the package list;
+* ``runDetails``: the builder (``mltrail run`` on the ledger's origin), the run
+  id as invocation id, start and end times, and the ledger records it came from.
+
+Digests use the in-toto names (``sha256``, ``gitCommit``); mltrail's own ids
+(dataset and model Merkle roots) go under ``mltrailDataset`` / ``mltrailModel``.
+The envelope is signed with the ledger's Ed25519 key, key id = the mltrail key
+id, so ``mltrail keys export`` gives what a verifier pins. Nothing optional is
+needed to write it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.manifest import parse_manifest
+from mltrail.errors import ConfigError, InputError, MltrailError
+from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from mltrail.query import load_run, resolve_run
+
+if TYPE_CHECKING:
+    from mltrail.home import Home
+    from mltrail.index import Index
+    from mltrail.query import RunView
+
+__all__ = [
+    "BUILD_TYPE",
+    "PREDICATE_TYPE",
+    "STATEMENT_TYPE",
+    "compute_statement",
+    "export_intoto",
+]
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "https://mltrail.dev/slsa/run/v1"
+BUILDER_ID = "https://mltrail.dev/builder/mltrail-run"
+
+
+def export_intoto(
+    home: Home, index: Index, ref: str, *, version: str = "unknown"
+) -> dict[str, Any]:
+    """The DSSE envelope of run ``ref``'s provenance, signed with the ledger key
+    (``version``: mltrail's, named as the builder's version).
+
+    Raises:
+        InputError: no such run, or it has no outputs with a digest to attest.
+        ConfigError: the ledger's signing key cannot be loaded.
+    """
+    view = load_run(home, index, resolve_run(index, ref))
+    statement = compute_statement(home, view, version=version)
+    if not statement["subject"]:
+        raise InputError(
+            f"run {view.id} recorded no output with a SHA-256 to attest",
+            hint="declare what it writes: mltrail run --output PATH -- ...",
+        )
+    if home.ledger.signer is None:
+        home.reload_signer()
+    signer = home.ledger.signer
+    if signer is None:  # reload_signer loads it or raises
+        raise ConfigError("the ledger's signing key is not loaded")
+    payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
+    return sign_envelope(payload, INTOTO_PAYLOAD_TYPE, signer)
+
+
+def compute_statement(
+    home: Home, view: RunView, *, version: str = "unknown"
+) -> dict[str, Any]:
+    """The in-toto Statement (SLSA provenance v1) of one run."""
+    started = view.body("run.started") or {}
+    cwd = str(started.get("cwd") or "")
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": _subjects(home, view, cwd),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": _external(view, started),
+                "internalParameters": {"cwd": cwd, "source": started.get("source")},
+                "resolvedDependencies": _dependencies(home, view, cwd),
+            },
+            "runDetails": _run_details(home, view, version),
+        },
+    }
+
+
+def _external(view: RunView, started: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "command": list(started.get("command") or []),
+        "name": view.summary.name,
+        "hyperparameters": {k: v for k, (v, _) in sorted(view.params().items())},
+    }
+
+
+def _run_details(home: Home, view: RunView, version: str) -> dict[str, Any]:
+    summary = view.summary
+    metadata = {"invocationId": view.id, "startedOn": summary.started}
+    if summary.ended:
+        metadata["finishedOn"] = summary.ended
+    first = view.records[0] if view.records else None
+    return {
+        "builder": {
+            "id": BUILDER_ID,
+            "version": {"mltrail": version},
+            "builderDependencies": [
+                {"name": "ledger", "uri": f"mltrail://{home.ledger.origin}"}
+            ],
+        },
+        "metadata": metadata,
+        "byproducts": [
+            {
+                "name": "ledger-records",
+                "uri": f"mltrail://{home.ledger.origin}/runs/{view.id}",
+                "annotations": {
+                    "seqs": [r.seq for r in view.records],
+                    "status": summary.status,
+                    "exit_code": summary.exit_code,
+                    "user": summary.user,
+                    "host": summary.host,
+                    "signer": first.entry.sig.key
+                    if first and first.entry.sig
+                    else None,
+                },
+            }
+        ],
+    }
+
+
+# --- subjects ---------------------------------------------------------------------------
+
+
+def _subjects(home: Home, view: RunView, cwd: str) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for body in view.bodies("run.artifact"):
+        if body.get("exists") is False or "path" not in body:
+            continue
+        name = _relative(str(body["path"]), cwd)
+        for sub in _files_of(home, body, name):
+            found[sub["name"]] = sub
+    return [found[k] for k in sorted(found)]
+
+
+def _files_of(home: Home, body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """One subject per file of an output (a single file: its own digest)."""
+    if body.get("type") != "directory" and body.get("sha256"):
+        return [{"name": name, "digest": {"sha256": body["sha256"]}}]
+    entries = _manifest(home, body)
+    if entries is None:
+        if body.get("dataset"):
+            return [{"name": name, "digest": {"mltrailDataset": body["dataset"]}}]
+        return []
+    if body.get("type") != "directory" and len(entries) == 1:
+        return [{"name": name, "digest": {"sha256": entries[0][1]}}]
+    return [
+        {"name": str(PurePosixPath(name) / path), "digest": {"sha256": sha}}
+        for path, sha in entries
+    ]
+
+
+def _manifest(home: Home, body: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """(path, sha256) of each file in a body's manifest; None when it is unreadable."""
+    ref = body.get("manifest")
+    if not isinstance(ref, dict) or "blob" not in ref:
+        return None
+    try:
+        manifest = parse_manifest(home.ledger.get_blob(str(ref["blob"])))
+    except MltrailError:  # purged, or missing (verify names it)
+        return None
+    return [(e.path, e.sha256) for e in manifest.entries if e.sha256 is not None]
+
+
+def _relative(path: str, cwd: str) -> str:
+    """``path`` relative to the run's folder when inside it, else as recorded."""
+    if cwd and path.startswith(cwd.rstrip("/") + "/"):
+        return path[len(cwd.rstrip("/")) + 1 :]
+    return path
+
+
+# --- resolved dependencies -------------------------------------------------------------
+
+
+def _dependencies(home: Home, view: RunView, cwd: str) -> list[dict[str, Any]]:
+    deps = [_data_dep(home, b, cwd) for b in view.bodies("run.data")]
+    deps += [
+        _model_dep(b["base"], cwd) for b in view.bodies("run.finetune") if b.get("base")
+    ]
+    deps += _code_deps(view.body("run.code") or {}, cwd)
+    deps += _environment_deps(view.body("run.environment") or {})
+    return deps
+
+
+def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
+    location = str(body.get("url") or body.get("path") or "")
+    digest: dict[str, str] = {"mltrailDataset": str(body["dataset"])}
+    entries = _manifest(home, body) if body.get("files") == 1 else None
+    if entries and len(entries) == 1:
+        digest["sha256"] = entries[0][1]
+    if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
+        digest["md5"] = str(body["dvc"]["md5"]).removesuffix(".dir")
+    dep: dict[str, Any] = {
+        "name": _relative(location, cwd),
+        "uri": _uri(location),
+        "digest": digest,
+        "annotations": {
+            "role": body.get("role"),
+            "files": body.get("files"),
+            "bytes": body.get("bytes"),
+        },
+    }
+    return dep
+
+
+def _model_dep(base: dict[str, Any], cwd: str) -> dict[str, Any]:
+    path = str(base.get("path") or base.get("name") or "base-model")
+    return {
+        "name": _relative(path, cwd),
+        "uri": _uri(path),
+        "digest": {"mltrailModel": str(base["model"])},
+        "annotations": {"role": "base-model", "format": base.get("format")},
+    }
+
+
+def _code_deps(code: dict[str, Any], cwd: str) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = []
+    if code.get("vcs") == "git" and code.get("commit"):
+        remote = code.get("remote") or code.get("root") or ""
+        ref = f"@refs/heads/{code['branch']}" if code.get("branch") else ""
+        deps.append(
+            {
+                "name": "code",
+                "uri": f"git+{remote}{ref}",
+                "digest": {"gitCommit": code["commit"]},
+                "annotations": {
+                    "dirty": code.get("dirty"),
+                    "diff_sha256": code.get("diff_sha256"),
+                },
+            }
+        )
+    for item in code.get("files") or []:
+        if item.get("sha256"):
+            deps.append(
+                {
+                    "name": _relative(str(item["path"]), cwd),
+                    "uri": _uri(str(item["path"])),
+                    "digest": {"sha256": item["sha256"]},
+                    "annotations": {"role": "program"},
+                }
+            )
+    return deps
+
+
+def _environment_deps(env: dict[str, Any]) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = []
+    container = env.get("container") or {}
+    if container.get("image"):
+        dep: dict[str, Any] = {
+            "name": "container-image",
+            "uri": str(container["image"]),
+        }
+        algo, _, hexa = str(container.get("digest") or "").partition(":")
+        if hexa:
+            dep["digest"] = {algo: hexa}
+        deps.append(dep)
+    packages = env.get("packages") or {}
+    if packages.get("sha256"):
+        deps.append(
+            {
+                "name": "python-packages",
+                "digest": {"sha256": packages["sha256"]},
+                "annotations": {
+                    "count": packages.get("count"),
+                    "python": (env.get("python") or {}).get("version"),
+                },
+            }
+        )
+    return deps
+
+
+def _uri(location: str) -> str:
+    if "://" in location:
+        return location
+    return "file://" + location if location.startswith("/") else location

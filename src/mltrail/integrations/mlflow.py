@@ -1,0 +1,328 @@
+"""MLflow: import its runs into the ledger, and mirror ``mlflow.log_*`` into mltrail.
+
+    >>> import_mlflow(home, index, "sqlite:///mlflow.db")          # doctest: +SKIP
+    >>> mirror()   # mlflow.log_param(s)/log_metric(s) also reach the active run
+
+An imported run is written as one atomic batch: ``run.started`` (with
+``imported``: where it came from, its MLflow run id, experiment, user, times,
+status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
+``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
+artifact folder, hashed, when it is on this machine) and ``run.ended``. The
+entries are dated when they are imported (a ledger's time only moves forward);
+MLflow's own start and end times are in ``imported``. The mltrail run id is a
+UUID5 of the MLflow run id, so importing again adds nothing: a run already in
+the index is skipped. Needs ``pip install 'mltrail[mlflow]'`` (mlflow-skinny,
+SQLAlchemy and Alembic are enough for a ``sqlite:///`` store).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from mltrail.capture.blob import Blob
+from mltrail.capture.redact import redact_tree
+from mltrail.datasets import artifact_body
+from mltrail.errors import ConfigError, InputError
+from mltrail.ledger import Draft
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from mltrail.home import Home
+    from mltrail.index import Index
+
+__all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
+
+_NAMESPACE = uuid.UUID("6f1c9e2a-4d0b-5c8e-9a7f-3b2d1e0c4a5f")
+_STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "aborted"}
+_PAGE = 1000
+
+
+def _mlflow() -> Any:
+    try:
+        import mlflow
+    except ImportError as e:
+        raise ConfigError(
+            "MLflow is not installed",
+            hint="pip install 'mltrail[mlflow]'",
+        ) from e
+    return mlflow
+
+
+def imported_run_id(mlflow_run_id: str) -> str:
+    """The mltrail run id an MLflow run is imported as (the same every time)."""
+    return str(uuid.uuid5(_NAMESPACE, f"mlflow:{mlflow_run_id}"))
+
+
+@dataclass
+class ImportResult:
+    """What an import did: runs written, runs already there, and their ids."""
+
+    imported: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def import_mlflow(
+    home: Home,
+    index: Index,
+    tracking_uri: str,
+    *,
+    experiments: tuple[str, ...] = (),
+    on_run: Callable[[str, bool], None] | None = None,
+) -> ImportResult:
+    """Import every run of ``experiments`` (names or ids; all when empty).
+
+    Raises:
+        ConfigError: MLflow is not installed.
+        InputError: an experiment does not exist.
+    """
+    from mlflow.tracking import MlflowClient
+
+    _mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    ids = _experiment_ids(client, experiments)
+    result = ImportResult()
+    for run in _runs(client, ids):
+        run_id = imported_run_id(run.info.run_id)
+        if index.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
+            result.skipped.append(run.info.run_id)
+        else:
+            drafts = _drafts(home, client, run, run_id, tracking_uri)
+            home.ledger.append_many(drafts)
+            result.imported.append(run.info.run_id)
+        if on_run is not None:
+            on_run(run.info.run_id, run.info.run_id in result.skipped)
+    return result
+
+
+def _experiment_ids(client: Any, names: tuple[str, ...]) -> list[str]:
+    if not names:
+        return [e.experiment_id for e in client.search_experiments()]
+    ids = []
+    for name in names:
+        found = client.get_experiment_by_name(name)
+        if found is None and name.isdigit():
+            found = client.get_experiment(name)
+        if found is None:
+            raise InputError(
+                f"no MLflow experiment {name!r} at this tracking URI",
+                hint="give an experiment name or id (mlflow experiments search)",
+            )
+        ids.append(found.experiment_id)
+    return ids
+
+
+def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
+    """Every run, oldest first, page by page."""
+    token = None
+    while True:
+        page = client.search_runs(
+            experiment_ids, max_results=_PAGE, order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )  # fmt: skip
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _drafts(
+    home: Home, client: Any, run: Any, run_id: str, tracking_uri: str
+) -> list[Draft]:
+    info, data = run.info, run.data
+    tags = redact_tree(dict(data.tags)).value
+    source = str(
+        tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
+    )
+    started = {
+        "source": "api",
+        "name": info.run_name or tags.get("mlflow.runName"),
+        "command": [source] if source else ["mlflow"],
+        "imported": {
+            "from": "mlflow",
+            "run_id": info.run_id,
+            "experiment_id": str(info.experiment_id),
+            "tracking_uri": _without_credentials(tracking_uri),
+            "user": info.user_id or tags.get("mlflow.user"),
+            "start_time": _time(info.start_time),
+            "end_time": _time(info.end_time),
+            "status": info.status,
+            "tags": tags,
+        },
+    }
+    drafts = [
+        Draft("run.started", started, run_id),
+        Draft("run.code", _code(tags), run_id),
+    ]
+    if data.params:
+        params = redact_tree(dict(data.params)).value
+        drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
+    if data.metrics:
+        drafts.append(
+            Draft("run.metrics", _metrics(home, client, info.run_id, data), run_id)
+        )
+    if (artifacts := _local(info.artifact_uri)) is not None and artifacts.exists():
+        body = _stored(home, artifact_body(artifacts, "mlflow-artifacts"))
+        drafts.append(Draft("run.artifact", body, run_id))
+    ended = {"status": _STATUS.get(info.status, "aborted"), "exit_code": None}
+    if info.end_time and info.start_time:
+        ended["duration_s"] = max(0.0, (info.end_time - info.start_time) / 1000)
+    drafts.append(Draft("run.ended", ended, run_id))
+    return drafts
+
+
+def _code(tags: dict[str, Any]) -> dict[str, Any]:
+    commit = tags.get("mlflow.source.git.commit")
+    if isinstance(commit, str) and len(commit) in (40, 64):
+        body: dict[str, Any] = {"vcs": "git", "commit": commit.lower()}
+        if tags.get("mlflow.source.git.repoURL"):
+            body["remote"] = str(tags["mlflow.source.git.repoURL"])
+        if tags.get("mlflow.source.git.branch"):
+            body["branch"] = str(tags["mlflow.source.git.branch"])
+        return body
+    return {"vcs": None, "reason": "imported from MLflow without a git commit tag"}
+
+
+def _metrics(home: Home, client: Any, run_id: str, data: Any) -> dict[str, Any]:
+    points: dict[str, dict[str, list[Any]]] = {}
+    series: dict[str, Any] = {}
+    for key in sorted(data.metrics):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        steps = [int(m.step) for m in history]
+        values = [_finite(m.value) for m in history]
+        points[key] = {"steps": steps, "values": values}
+        numbers = [v for v in values if isinstance(v, float)]
+        series[key] = {
+            "count": len(history), "first_step": steps[0], "last_step": steps[-1],
+            "last": values[-1], "min": min(numbers, default=None),
+            "max": max(numbers, default=None),
+        }  # fmt: skip
+    blob = json.dumps(points, separators=(",", ":"), allow_nan=False).encode()
+    ref = home.ledger.put_blob(blob) | {"media_type": "application/json"}
+    return {"series": series, "points": ref}
+
+
+def _finite(value: float) -> float | str:
+    number = float(value)
+    return number if math.isfinite(number) else str(number)
+
+
+def _stored(home: Home, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with its Blob values stored and replaced by references."""
+    out = {}
+    for key, value in body.items():
+        if isinstance(value, Blob):
+            out[key] = home.ledger.put_blob(value.data) | {
+                "media_type": value.media_type
+            }
+        else:
+            out[key] = value
+    return out
+
+
+def _local(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if not parts.scheme or (len(parts.scheme) == 1 and uri[1:2] == ":"):
+        return Path(uri)
+    return None
+
+
+def _time(millis: int | None) -> str | None:
+    if not millis:
+        return None
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _without_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+# --- mirror ---------------------------------------------------------------------------
+
+_MIRRORED: dict[str, Any] = {}
+
+
+def mirror() -> None:
+    """Make ``mlflow.log_param/log_params/log_metric/log_metrics`` also log to the
+    active mltrail run (the one ``mltrail.start_run`` or ``mltrail run`` opened);
+    with no active run they only reach MLflow. Idempotent; ``unmirror()`` undoes it.
+
+    Raises:
+        ConfigError: MLflow is not installed.
+    """
+    mlflow = _mlflow()
+    if _MIRRORED:
+        return
+    for name in ("log_param", "log_params", "log_metric", "log_metrics"):
+        original = getattr(mlflow, name)
+        _MIRRORED[name] = original
+        setattr(mlflow, name, _mirrored(name, original))
+
+
+def unmirror() -> None:
+    """Restore MLflow's own ``log_*`` functions."""
+    if not _MIRRORED:
+        return
+    mlflow = _mlflow()
+    for name, original in _MIRRORED.items():
+        setattr(mlflow, name, original)
+    _MIRRORED.clear()
+
+
+def _mirrored(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        _to_mltrail(name, args, kwargs)
+        return result
+
+    wrapper.__name__ = name
+    wrapper.__doc__ = original.__doc__
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _to_mltrail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from mltrail.recorder import active_run
+
+    run = active_run()
+    if run is None:
+        return
+    if name == "log_param":
+        key, value = _two(args, kwargs, "key", "value")
+        run.log_params({key: value})
+    elif name == "log_params":
+        run.log_params(dict(args[0] if args else kwargs["params"]))
+    else:
+        if name == "log_metric":
+            key, value = _two(args, kwargs, "key", "value")
+            metrics = {key: value}
+        else:
+            metrics = dict(args[0] if args else kwargs["metrics"])
+        step = args[2 if name == "log_metric" else 1] if len(args) > (
+            2 if name == "log_metric" else 1
+        ) else kwargs.get("step")  # fmt: skip
+        run.log_metrics(metrics, step=step)
+
+
+def _two(
+    args: tuple[Any, ...], kwargs: dict[str, Any], a: str, b: str
+) -> tuple[Any, Any]:
+    values = list(args[:2])
+    for key in (a, b)[len(values) :]:
+        values.append(kwargs[key])
+    return values[0], values[1]

@@ -1,0 +1,159 @@
+"""MLflow interop against a real MLflow store (SQLite backend) made here: import
+(values equal MLflow's own, idempotent) and the mirror of ``mlflow.log_*``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from optional_extras import require_extra
+
+(mlflow,) = require_extra("mlflow", "mlflow")
+
+import mltrail  # noqa: E402
+from mltrail.home import open_home  # noqa: E402
+from mltrail.index import open_index  # noqa: E402
+from mltrail.integrations.mlflow import imported_run_id, mirror, unmirror  # noqa: E402
+from mltrail.query import load_run  # noqa: E402
+
+COMMIT = "a" * 40
+# MLflow's SQLAlchemy store uses loader options SQLAlchemy 2.1 deprecates
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def mltrail_cli(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "MLTRAIL_RUN_ID"}
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def store(tmp_path, isolated_home):
+    """A SQLite MLflow store with two runs in experiment 'churn' and one elsewhere."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    churn = client.create_experiment("churn", artifact_location=str(tmp_path / "art"))
+    other = client.create_experiment("other", artifact_location=str(tmp_path / "art2"))
+    good = client.create_run(churn, run_name="good", tags={
+        "mlflow.source.git.commit": COMMIT, "mlflow.user": "alice", "team": "risk"})  # fmt: skip
+    client.log_param(good.info.run_id, "lr", "0.01")
+    client.log_param(good.info.run_id, "api_key", "sk-live-0123456789abcdefABCDEF")
+    for step, loss in enumerate([0.9, 0.5, 0.25]):
+        client.log_metric(good.info.run_id, "loss", loss, step=step)
+    client.log_text(good.info.run_id, "weights", "model.txt")
+    client.set_terminated(good.info.run_id, "FINISHED")
+    bad = client.create_run(churn, run_name="bad")
+    client.set_terminated(bad.info.run_id, "FAILED")
+    lone = client.create_run(other, run_name="lone")
+    client.set_terminated(lone.info.run_id, "FINISHED")
+    ok(mltrail_cli("init", cwd=tmp_path))
+    return uri, client, good.info.run_id, bad.info.run_id, lone.info.run_id
+
+
+def _head(home_path):
+    home = open_home(home_path, writable=False)
+    try:
+        return home.ledger.head().size
+    finally:
+        home.close()
+
+
+def test_import_matches_mlflow_and_is_idempotent(store, isolated_home, tmp_path):
+    uri, client, good, bad, lone = store
+    out = ok(mltrail_cli("import", "mlflow", "--tracking-uri", uri, "--experiment", "churn",
+                         "--json", cwd=tmp_path)).stdout  # fmt: skip
+    assert {r["mlflow_run_id"] for r in json.loads(out)["imported"]} == {good, bad}
+    size = _head(isolated_home)
+    proc = mltrail_cli("import", "mlflow", "--tracking-uri", uri, "--experiment", "churn",
+                       "--json", cwd=tmp_path)  # fmt: skip
+    again = json.loads(ok(proc).stdout)
+    assert again["imported"] == []
+    assert set(again["skipped"]) == {good, bad}
+    assert _head(isolated_home) == size
+    home = open_home(isolated_home, writable=False)
+    index = open_index(home)
+    try:
+        view = load_run(home, index, imported_run_id(good))
+        theirs = client.get_run(good)
+        started = view.body("run.started")
+        assert started["imported"]["run_id"] == good
+        assert started["imported"]["user"] == theirs.info.user_id
+        assert started["imported"]["status"] == "FINISHED"
+        assert started["imported"]["tags"]["team"] == "risk"
+        assert started["name"] == "good"
+        assert view.body("run.code")["commit"] == COMMIT
+        params = {k: v for k, (v, _) in view.params().items()}
+        assert params["lr"] == "0.01"
+        assert "sk-live" not in json.dumps(params)
+        metrics = view.body("run.metrics")
+        assert metrics["series"]["loss"]["count"] == 3
+        assert metrics["series"]["loss"]["last"] == 0.25
+        points = json.loads(home.ledger.get_blob(metrics["points"]["blob"]))
+        history = client.get_metric_history(good, "loss")
+        assert points["loss"]["values"] == [m.value for m in history]
+        artifact = view.body("run.artifact")
+        assert artifact["files"] == 1
+        assert view.body("run.ended")["status"] == "succeeded"
+        assert (
+            load_run(home, index, imported_run_id(bad)).body("run.ended")["status"]
+            == "failed"
+        )
+        assert not index.query(
+            "SELECT 1 FROM runs WHERE id = ?", (imported_run_id(lone),)
+        )
+    finally:
+        index.close()
+        home.close()
+    ok(mltrail_cli("verify", cwd=tmp_path))
+
+
+def test_unknown_experiment_is_an_input_error(store, tmp_path):
+    uri = store[0]
+    proc = mltrail_cli("import", "mlflow", "--tracking-uri", uri, "--experiment", "nope",
+                       cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no MLflow experiment 'nope'")
+
+
+def test_mirror_sends_mlflow_logs_to_the_active_run(store, isolated_home):
+    uri = store[0]
+    mlflow.set_tracking_uri(uri)
+    mirror()
+    try:
+        with mltrail.start_run(name="mirrored") as run, mlflow.start_run():
+            mlflow.log_param("lr", 0.1)
+            mlflow.log_params({"epochs": 3, "opt": "adam"})
+            mlflow.log_metric("loss", 0.5, step=1)
+            mlflow.log_metrics({"loss": 0.25, "acc": 0.9}, step=2)
+            run_id = run.id
+    finally:
+        unmirror()
+    home = open_home(isolated_home, writable=False)
+    index = open_index(home)
+    try:
+        view = load_run(home, index, run_id)
+        params = {k: v for k, (v, _) in view.params().items()}
+        # (pytest's own argv is captured too: compare the mirrored keys)
+        assert {k: params[k] for k in ("lr", "epochs", "opt")} == {
+            "lr": 0.1, "epochs": 3, "opt": "adam"
+        }  # fmt: skip
+        series = {}
+        for body in view.bodies("run.metrics"):
+            series.update(body["series"])
+        assert series["loss"]["last"] == 0.25
+        assert series["loss"]["last_step"] == 2
+        assert series["acc"]["last"] == 0.9
+    finally:
+        index.close()
+        home.close()
