@@ -137,6 +137,8 @@ def test_markdown_report_has_every_section(recorded):
     assert hashlib.sha256(bundle.read_bytes()).hexdigest() in md
     train = (project / "clean" / "train.csv").read_bytes()
     assert hashlib.sha256(train).hexdigest() in md
+    program = (project / "train.py").read_bytes()  # the program run.code hashed
+    assert hashlib.sha256(program).hexdigest() in md
     assert "OK:" in md
     assert "ledger intact" in md
     assert "<script>" not in md  # markup in ledger values is inert

@@ -178,13 +178,21 @@ def _development(view: RunView | None) -> dict[str, Any] | None:
                 "dirty",
                 "diff_sha256",
                 "reason",
+                "warning",
             )
             if k in code
         },
         "scripts": [
             {"path": s.get("path"), "sha256": s.get("sha256"), "size": s.get("size")}
-            for step in view.bodies("run.step")
-            for s in step.get("scripts") or []
+            for s in [
+                *(f for f in code.get("files") or [] if isinstance(f, dict)),
+                *(
+                    s
+                    for step in view.bodies("run.step")
+                    for s in step.get("scripts") or []
+                    if isinstance(s, dict)
+                ),
+            ]
         ],
         "environment": {
             "python": (environment.get("python") or {}).get("version"),

@@ -149,6 +149,8 @@ def _development(r: dict[str, Any]) -> list[str]:
             ("Package list SHA-256", env.get("packages_sha256")),
         ]
     )
+    if code.get("warning"):
+        out += [f"**Code warning:** {_md(code['warning'])}", ""]
     if dev["scripts"]:
         out += _table(
             ["script", "SHA-256", "bytes"],
