@@ -11,6 +11,7 @@ to the raw sources costs a handful of lookups whatever the size of the ledger.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,8 @@ def _node(index: Index, node_id: str) -> Node:
         return _model_node(index, ident)
     if kind == "source":
         return _source_node(index, ident)
+    if kind == "stage":
+        return _stage_node(index, ident)
     column = "dataset" if kind == "data" else "sha256"
     rows = index.query(
         f"SELECT {DATA_COLUMNS} FROM data WHERE {column} = ? "  # noqa: S608
@@ -137,6 +140,50 @@ def _node(index: Index, node_id: str) -> Node:
         node = _data_node(rows[0])
         return Node(node_id, kind, node.label, node.details)
     return Node(node_id, kind, ident[:12], (("id", ident),))
+
+
+def _stage_node(index: Index, ident: str) -> Node:
+    """A DVC stage run inside a run: ``stage:<run id>/<stage name>``."""
+    run, _, name = ident.partition("/")
+    rows = index.query("SELECT name FROM runs WHERE id = ?", (run,))
+    label = f"{name} (in {rows[0][0] if rows and rows[0][0] else run[:13]})"
+    return Node(f"stage:{ident}", "stage", label, (("run", run), ("stage", name)))
+
+
+def _stage_edges(
+    index: Index, ident: str, direction: str
+) -> Iterator[tuple[str, str, Any]]:
+    """The files a DVC stage read (``in``) or wrote (``out``)."""
+    run, _, name = ident.partition("/")
+    for row in index.query(
+        f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND role = ? "  # noqa: S608
+        "AND direction = ? ORDER BY seq",
+        (run, f"stage:{name}", direction),
+    ):
+        relation = "read" if direction == "in" else "wrote"
+        yield data_node_id(row), relation, _data_node(row)
+
+
+def _writers(
+    index: Index, rows: list[Any], relation: str
+) -> Iterator[tuple[str, str, Any]]:
+    """The runs, or the DVC stages within them, of ``(run, role)`` rows."""
+    seen: set[str] = set()
+    for run, role in rows:
+        if isinstance(role, str) and role.startswith(_STAGE):
+            stage = f"{run}/{role.removeprefix(_STAGE)}"
+            node_id, make = (
+                f"stage:{stage}",
+                functools.partial(_stage_node, index, stage),
+            )
+        else:
+            node_id, make = f"run:{run}", functools.partial(_run_node, index, run)
+        if node_id not in seen:
+            seen.add(node_id)
+            yield node_id, relation, make
+
+
+_STAGE = "stage:"
 
 
 # -- growing the graph -------------------------------------------------------------
@@ -176,7 +223,7 @@ def _run_edges(
     """The data a run read (``in``) or wrote (``out``), then its models in ``roles``."""
     for row in index.query(
         f"SELECT {DATA_COLUMNS} FROM data WHERE run = ? AND direction = ? "  # noqa: S608
-        "ORDER BY seq",
+        "AND (role IS NULL OR role NOT LIKE 'stage:%') ORDER BY seq",
         (run, direction),
     ):
         yield (
@@ -224,6 +271,11 @@ def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     if kind == "run":
         yield from _run_edges(index, ident, "in", ("base",), "base")
         return
+    if kind == "stage":
+        yield from _stage_edges(index, ident, "in")
+        run = ident.partition("/")[0]
+        yield f"run:{run}", "ran", lambda: _run_node(index, run)
+        return
     if kind == "source":
         return
     yield from _producers(index, kind, ident)
@@ -240,11 +292,13 @@ def _producers(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str, 
     else:
         column = "dataset" if kind == "data" else "sha256"
         runs = index.query(
-            f"SELECT DISTINCT run FROM data WHERE {column} = ? AND direction = 'out'",  # noqa: S608
+            f"SELECT DISTINCT run, role FROM data WHERE {column} = ? "  # noqa: S608
+            "AND direction = 'out'",
             (ident,),
         )
-    for (run,) in runs:
-        yield f"run:{run}", "wrote", lambda r=run: _run_node(index, r)
+    yield from _writers(
+        index, [(r[0], r[1] if len(r) > 1 else None) for r in runs], "wrote"
+    )
     if kind == "file":
         for (dataset,) in index.query(
             "SELECT dataset FROM output_files WHERE sha256 = ?", (ident,)
@@ -281,6 +335,15 @@ def _children(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
         yield from _run_edges(index, ident, "out", ("output", "adapter"), "wrote")
+        for (role,) in index.query(
+            "SELECT DISTINCT role FROM data WHERE run = ? AND role LIKE 'stage:%'",
+            (ident,),
+        ):
+            stage = f"{ident}/{role.removeprefix(_STAGE)}"
+            yield f"stage:{stage}", "ran", lambda s=stage: _stage_node(index, s)
+        return
+    if kind == "stage":
+        yield from _stage_edges(index, ident, "out")
         return
     if kind == "source":
         yield from _source_children(index, ident)
@@ -305,11 +368,15 @@ def _consumers(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str, 
             yield f"run:{run}", relation, lambda r=run: _run_node(index, r)
         return
     column = "dataset" if kind == "data" else "sha256"
-    for (run,) in index.query(
-        f"SELECT DISTINCT run FROM data WHERE {column} = ? AND direction = 'in'",  # noqa: S608
-        (ident,),
-    ):
-        yield f"run:{run}", "read", lambda r=run: _run_node(index, r)
+    yield from _writers(
+        index,
+        index.query(
+            f"SELECT DISTINCT run, role FROM data WHERE {column} = ? "  # noqa: S608
+            "AND direction = 'in'",
+            (ident,),
+        ),
+        "read",
+    )
     if kind == "data":
         for (sha,) in index.query(
             "SELECT DISTINCT o.sha256 FROM output_files o JOIN data i "
@@ -346,7 +413,7 @@ def explain(
     """What made ``start``: each run that wrote it, with its parameters, data, code,
     environment and fine-tune, and the upstream ``graph`` as JSON."""
 
-    producers = [p for p in graph.parents(start) if graph.nodes[p].type == "run"]
+    producers = list(dict.fromkeys(_producer_runs(graph, start)))
     runs = []
     for run_node in producers:
         view = load_run(home, index, run_node.removeprefix("run:"))
@@ -368,6 +435,16 @@ def explain(
         "made_by": runs,
         "lineage": graph.to_dict(),
     }
+
+
+def _producer_runs(graph: LineageGraph, start: str) -> Iterator[str]:
+    """The runs that wrote ``start``, directly or through a DVC stage they ran."""
+    for parent in graph.parents(start):
+        node = graph.nodes[parent]
+        if node.type == "run":
+            yield parent
+        elif node.type == "stage":
+            yield f"run:{dict(node.details)['run']}"
 
 
 def _pick(body: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:

@@ -15,8 +15,10 @@ nothing:
    ``MLTRAIL_SPOOL``, so ``mltrail.start_run()`` inside it joins this run, and
    never the key's password (``MLTRAIL_KEY_PASSWORD``) or other mltrail secrets:
    what it logs goes through the spool and the wrapper signs it.
-5. Hash the outputs, append the spooled entries, then ``run.artifact`` entries
-   and ``run.ended`` as one batch, sign a checkpoint, release the lock
+5. Hash the outputs (after ``dvc repro`` also each DVC stage's files, as
+   ``run.step`` entries: ``mltrail.dvc_steps``), append the spooled entries, then
+   ``run.artifact`` entries and ``run.ended`` as one batch, sign a checkpoint,
+   release the lock
    (``LiveRun.finish`` through ``wrap_end``: from here on the command's exit
    code always passes through).
 """
@@ -36,6 +38,7 @@ from mltrail.capture.log_capture import LogMasking
 from mltrail.capture.process import ProcessResult, run_command
 from mltrail.capture.redact import committing_with
 from mltrail.datasets import step_body
+from mltrail.dvc_steps import dvc_stage_entries
 from mltrail.errors import CommandNotFoundError, InputError, MltrailError
 from mltrail.finetune import ScannedModel, finetune_body, scan_model
 from mltrail.lifecycle import Ending, LiveRun, rank_entries
@@ -224,13 +227,20 @@ def _record(
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings
         )
+        stages = guarded(
+            "DVC stages",
+            lambda: dvc_stage_entries(
+                plan.argv, cwd, cache, warnings, options.progress
+            ),
+            warnings,
+        )
     finally:
         cache.close()
     ending = finish_run(
         live,
         result=result,
         entries=functools.partial(
-            _end_entries, plan, options, cwd, start, base, outputs, guard
+            _end_entries, plan, options, cwd, start, base, outputs, guard, stages
         ),
         warnings=warnings,
     )
@@ -270,9 +280,11 @@ def _end_entries(
     base: ScannedModel | None,
     outputs: list[tuple[str, dict[str, Any]]],
     guard: SecretGuard,
+    stages: list[tuple[str, dict[str, Any]]],
     warnings: list[str],
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Outputs, fine-tune and step entries; one that cannot be read is a warning."""
+    """Outputs, fine-tune, step and DVC stage entries; one that cannot be read is a
+    warning."""
     tune = guarded(
         "fine-tune", lambda: _finetune_entries(options, cwd, base, warnings), warnings
     )
@@ -280,7 +292,7 @@ def _end_entries(
         step = guarded(
             "step", lambda: _step_entries(plan, options, cwd, start, outputs), warnings
         )
-    return [*outputs, *tune, *step]
+    return [*outputs, *tune, *step, *stages]
 
 
 def _step_entries(

@@ -61,12 +61,61 @@ _CI_SYSTEMS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+# The same facts under one name whatever the system: job, pipeline, commit,
+# repository, url (of the job's page), actor.
+_GITHUB_FIELDS = {
+    "job": "GITHUB_JOB",
+    "pipeline": "GITHUB_RUN_ID",
+    "attempt": "GITHUB_RUN_ATTEMPT",
+    "workflow": "GITHUB_WORKFLOW",
+    "commit": "GITHUB_SHA",
+    "ref": "GITHUB_REF",
+    "repository": "GITHUB_REPOSITORY",
+    "actor": "GITHUB_ACTOR",
+}
+_GITLAB_FIELDS = {
+    "job": "CI_JOB_ID",
+    "job_name": "CI_JOB_NAME",
+    "pipeline": "CI_PIPELINE_ID",
+    "commit": "CI_COMMIT_SHA",
+    "ref": "CI_COMMIT_REF_NAME",
+    "repository": "CI_PROJECT_PATH",
+    "actor": "GITLAB_USER_LOGIN",
+    "url": "CI_JOB_URL",
+}
+
+
+def _github_url(env: Mapping[str, str]) -> str | None:
+    repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    if not (repo and run):
+        return None
+    server = env.get("GITHUB_SERVER_URL") or "https://github.com"
+    url = f"{server.rstrip('/')}/{repo}/actions/runs/{run}"
+    attempt = env.get("GITHUB_RUN_ATTEMPT")
+    return f"{url}/attempts/{attempt}" if attempt else url
+
+
+def _common_fields(system: str, env: Mapping[str, str]) -> dict[str, str]:
+    names = {"github-actions": _GITHUB_FIELDS, "gitlab-ci": _GITLAB_FIELDS}.get(system)
+    fields = {k: env[v] for k, v in (names or {}).items() if env.get(v)}
+    if system == "github-actions" and (url := _github_url(env)):
+        fields["url"] = url
+    return fields
+
+
 def capture_ci(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """The CI system running this process and its run identifiers, or None."""
+    """The CI system running this process and its run identifiers, or None.
+
+    Besides the system's own variables (lower-cased), GitHub Actions and GitLab CI
+    give ``job``, ``pipeline``, ``commit``, ``ref``, ``repository``, ``actor`` and
+    ``url`` (the job's page), so a reader need not know either system. These come
+    from the environment: a claim, like ``claimed_user``, not a proof.
+    """
     env = os.environ if env is None else env
     for name, marker, keys in _CI_SYSTEMS:
         if env.get(marker):
-            return {"system": name, **{k.lower(): env[k] for k in keys if env.get(k)}}
+            raw = {k.lower(): env[k] for k in keys if env.get(k)}
+            return {"system": name, **raw, **_common_fields(name, env)}
     if env.get("CI", "").lower() in ("true", "1", "yes"):
         return {"system": "generic"}
     return None

@@ -1,7 +1,8 @@
 """Lineage graphs: what came from what, and how to print it.
 
 Nodes are typed ids: ``source:<name>``, ``data:<dataset id>``, ``file:<sha256>``,
-``run:<run id>`` and ``model:<id>``. Edges point the way data flows: a run reads
+``run:<run id>``, ``stage:<run id>/<name>`` (a DVC stage within a run) and
+``model:<id>``. Edges point the way data flows: a run reads
 a dataset (``data -> run``), writes one (``run -> data``), starts from a base
 model (``model -> run``); a folder a run wrote contains the file another run read
 (``data -> file``); a registered source feeds the datasets read from it.
@@ -38,7 +39,7 @@ __all__ = [
     "to_tree",
 ]
 
-NODE_TYPES = ("source", "data", "file", "run", "model")
+NODE_TYPES = ("source", "data", "file", "run", "stage", "model")
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ _SHAPES = {
     "data": ("[(", ")]"),
     "file": ("[/", "/]"),
     "run": ("[", "]"),
+    "stage": ("[[", "]]"),
     "model": ("{{", "}}"),
 }
 _DOT_SHAPES = {
@@ -161,6 +163,7 @@ _DOT_SHAPES = {
     "data": "cylinder",
     "file": "note",
     "run": "box",
+    "stage": "component",
     "model": "hexagon",
 }
 
@@ -235,16 +238,21 @@ def to_openlineage(graph: LineageGraph, *, namespace: str) -> list[dict[str, Any
                 "inputs": [
                     _ol_dataset(graph.nodes[e.source], namespace)
                     for e in graph.edges
-                    if e.target == node_id and e.source in graph.nodes
+                    if e.target == node_id and _is_dataset(graph, e.source)
                 ],
                 "outputs": [
                     _ol_dataset(graph.nodes[e.target], namespace)
                     for e in graph.edges
-                    if e.source == node_id and e.target in graph.nodes
+                    if e.source == node_id and _is_dataset(graph, e.target)
                 ],
             }
         )
     return events
+
+
+def _is_dataset(graph: LineageGraph, node_id: str) -> bool:
+    node = graph.nodes.get(node_id)
+    return node is not None and node.type not in ("run", "stage")
 
 
 def _event_type(status: Any) -> str:

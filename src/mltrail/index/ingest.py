@@ -122,6 +122,9 @@ class _Ingest:
 
     def run_step(self, seq: int, entry: Mapping[str, Any]) -> None:
         body, run = entry["body"], entry["run"]
+        if isinstance(body.get("dvc"), dict):  # one stage of a DVC pipeline run
+            self._stage_links(run, seq, body)
+            return
         self.cur.execute(
             "UPDATE runs SET step = coalesce(step, ?) WHERE id = ?",
             (body.get("name"), run),
@@ -133,6 +136,20 @@ class _Ingest:
             for link in links or []:
                 if isinstance(link, dict) and not self._has(run, direction, link):
                     self._data(run, seq, direction, f"step:{body.get('name')}", link)
+
+    def _stage_links(self, run: str, seq: int, body: Mapping[str, Any]) -> None:
+        """A DVC stage's files, under role ``stage:<name>`` so lineage can follow
+        stage to stage within the one run (see ``mltrail.trace``)."""
+        role = f"stage:{body.get('name')}"
+        for direction, links in (
+            ("in", body.get("inputs")),
+            ("out", body.get("outputs")),
+        ):
+            for link in links or []:
+                if isinstance(link, dict) and (
+                    link.get("sha256") or link.get("dataset")
+                ):
+                    self._data(run, seq, direction, role, link)
 
     def run_finetune(self, seq: int, entry: Mapping[str, Any]) -> None:
         body, run = entry["body"], entry["run"]
