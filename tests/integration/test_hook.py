@@ -151,3 +151,26 @@ def test_install_outside_a_venv_is_an_input_error(env_python, project, tmp_path)
     assert done.returncode == 2, done.stderr
     assert "no active virtual environment" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["install"], ["remove"], ["status"]])
+def test_help_has_examples(args):
+    from click.testing import CliRunner
+
+    from mltrail.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["hook", *args, "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output
+
+
+def test_status_names_a_hook_left_by_another_version(tmp_path):
+    from mltrail.hook import MODULE_NAME, hook_status, install_hook
+
+    site_dir = tmp_path / "site"
+    installed = install_hook([tmp_path], site_dir=site_dir, home=tmp_path / "h")
+    assert installed.current
+    assert installed.home == str((tmp_path / "h").resolve())
+    module = site_dir / MODULE_NAME
+    module.write_text("# older\n" + module.read_text())
+    assert hook_status(site_dir).current is False
