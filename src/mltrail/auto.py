@@ -8,7 +8,8 @@ script's exit status. Config files named in its arguments are recorded as for
 process, one run: ``recorder.active_run``), so what it logs lands here and its
 end does not end the run. ``mltrail.autolog()`` called at the top of a script does the
 same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
-so an uncaught exception is recorded as failed and any other exit as succeeded.
+so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``
+with its status (the last call's), and any other exit as succeeded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = ["autolog", "main"]
 _active: Run | None = None
 _depth = threading.local()
 _original_parse = argparse.ArgumentParser.parse_known_args
+_original_exit = sys.exit
+_exit_seen: list[SystemExit] = []
 
 
 def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
@@ -49,6 +52,7 @@ def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
     argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(previous_hook)
+    sys.exit = _exit
     atexit.register(_end_at_exit)
     return _active
 
@@ -78,10 +82,21 @@ def _excepthook(previous: Any) -> Any:
     return hook
 
 
+def _exit(status: Any = None) -> None:
+    """``sys.exit`` that remembers the status for the run's end."""
+    error = SystemExit(status)
+    _exit_seen[:] = [error]
+    raise error
+
+
 def _end_at_exit() -> None:
     if _active is not None:
-        _active.end("succeeded")
+        if _exit_seen:
+            _end(_active, _exit_seen[0])
+        else:
+            _active.end("succeeded")
     argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
+    sys.exit = _original_exit
 
 
 _USAGE = (

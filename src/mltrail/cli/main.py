@@ -60,6 +60,7 @@ _COMMANDS = {
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
     "db": "mltrail.cli.db_cmd:db",
+    "hook": "mltrail.cli.hook_cmd:hook",
 }
 
 

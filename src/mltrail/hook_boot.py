@@ -1,0 +1,64 @@
+"""The start-up hook ``mltrail hook install`` copies into site-packages.
+
+``mltrail hook install`` writes this file's source as ``_mltrail_hook.py`` beside
+``zz-mltrail-hook.pth`` (one line, ``import _mltrail_hook``), after a header that
+sets ``PROJECTS``, ``HOME`` and ``MLTRAIL_PATH``. Python imports it at every
+start-up, so it imports nothing but ``os`` and ``sys`` (both loaded already)
+until it knows the script lies in a chosen project folder; only then does it
+import mltrail and record the script as ``python -m mltrail.auto`` would
+(``mltrail.auto.autolog``). It never stops Python: any error becomes one
+stderr line and the script runs unrecorded.
+"""
+
+import os
+import sys
+
+PROJECTS: tuple[str, ...] = ()
+HOME: str | None = None
+MLTRAIL_PATH: str | None = None
+OFF_ENV = "MLTRAIL_HOOK"
+
+
+def hooked_script(argv: list[str], projects: tuple[str, ...]) -> str | None:
+    """The script this interpreter runs when it lies in a project folder, else None.
+
+    Not for ``-c``, ``-m``, stdin or an interactive session (``sys.argv[0]`` is
+    then ``-c``, ``-m``, ``-`` or empty), nor for scripts inside Python's own
+    prefixes (pip, the ``mltrail`` command and other console scripts of a
+    virtual environment kept in the project).
+    """
+    first = argv[0] if argv else ""
+    if first in ("", "-", "-c", "-m") or not projects:
+        return None
+    script = os.path.realpath(first)
+    if not any(script.startswith(p + os.sep) for p in projects):
+        return None
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for prefix in prefixes:
+        if script.startswith(os.path.realpath(prefix) + os.sep):
+            return None
+    return script
+
+
+def boot() -> None:
+    """Start recording this script when it is hooked; never raise."""
+    try:
+        if os.environ.get(OFF_ENV) == "0":
+            return
+        script = hooked_script(list(getattr(sys, "argv", [])), PROJECTS)
+        if script is not None:
+            _record(script)
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        sys.stderr.write(f"mltrail hook: not recording this script: {reason}\n")
+
+
+def _record(script: str) -> None:
+    try:
+        from mltrail.hook_run import start_hooked
+    except ImportError:
+        if MLTRAIL_PATH is None or MLTRAIL_PATH in sys.path:
+            raise
+        sys.path.append(MLTRAIL_PATH)
+        from mltrail.hook_run import start_hooked
+    start_hooked(script, HOME)

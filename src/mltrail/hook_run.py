@@ -1,0 +1,29 @@
+"""What the start-up hook does once a script lies in a chosen folder.
+
+``mltrail hook install`` (``mltrail.hook``) leaves a module in site-packages
+(``mltrail.hook_boot``) that calls ``start_hooked`` for a ``python script.py``
+in a chosen project folder. The script is recorded as ``python -m mltrail.auto``
+records it (``mltrail.auto.autolog``: run started now, ended at exit with the
+status of an uncaught exception or ``sys.exit``), and ``MLTRAIL_RUN_ID`` and
+``MLTRAIL_HOME`` are exported so that a child ``python`` of the run joins it
+instead of starting a run of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mltrail.auto import autolog
+from mltrail.recorder import HOME_ENV, RUN_ID_ENV
+
+__all__ = ["start_hooked"]
+
+
+def start_hooked(script: str, home: str | None = None) -> str:
+    """Record this process's script as a run and return the run id."""
+    run = autolog(Path(script).name, home=home)
+    if not run.joined:
+        os.environ[RUN_ID_ENV] = run.id
+        os.environ[HOME_ENV] = str(run.home.path)
+    return run.id

@@ -1,0 +1,176 @@
+"""``mltrail hook``: a real virtual environment whose python records scripts in a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.fixture(scope="module")
+def env_python(tmp_path_factory):
+    """A venv (no pip) that sees this interpreter's packages, as a user's would."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.create(root, system_site_packages=True, with_pip=False, symlinks=True)
+    python = root / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    # The packages this test runs with (mltrail's dependencies) seen from the venv.
+    ours = [p for p in sys.path if p.endswith("-packages") and Path(p).is_dir()]
+    Path(purelib, "deps.pth").write_text("\n".join(ours) + "\n")
+    return python
+
+
+@pytest.fixture
+def project(tmp_path, env_python, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", SRC)
+    monkeypatch.delenv("MLTRAIL_RUN_ID", raising=False)
+    monkeypatch.delenv("MLTRAIL_HOOK", raising=False)
+    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    yield proj
+    _mltrail(env_python, "hook", "remove")
+
+
+def _mltrail(
+    python: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [python, "-m", "mltrail", *args], capture_output=True, text=True, check=check
+    )
+
+
+def _runs(python: Path, home: Path) -> list[dict]:
+    if not home.exists():
+        return []
+    out = _mltrail(python, "--home", str(home), "runs", "--json").stdout
+    return json.loads(out)
+
+
+def _script(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_install_records_scripts_in_the_folder_only(env_python, project, tmp_path):
+    home = tmp_path / "home"
+    out = _mltrail(env_python, "hook", "install", "--project", str(project), "--json")
+    installed = json.loads(out.stdout)
+    assert installed["installed"]
+    assert installed["projects"] == [str(project.resolve())]
+    train = _script(project, "train.py", "import sys\nprint('trained')\nsys.exit(3)\n")
+    done = subprocess.run(
+        [env_python, train, "--lr", "0.1"], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (3, "trained\n")
+    assert "mltrail hook" not in done.stderr
+    assert "Traceback" not in done.stderr
+    [run] = _runs(env_python, home)
+    assert (run["name"], run["status"], run["exit_code"]) == ("train.py", "failed", 3)
+    assert run["command"][1:] == [str(train), "--lr", "0.1"]
+
+    elsewhere = _script(tmp_path, "other.py", "print('elsewhere')\n")
+    subprocess.run([env_python, elsewhere], check=True, cwd=project)
+    subprocess.run([env_python, "-c", "pass"], check=True, cwd=project)
+    subprocess.run([env_python, "-m", "json.tool", "--help"], check=True,
+                   capture_output=True, cwd=project)  # fmt: skip
+    off = subprocess.run([env_python, train], env={**os.environ, "MLTRAIL_HOOK": "0"})
+    assert off.returncode == 3
+    assert len(_runs(env_python, home)) == 1
+
+    removed = json.loads(_mltrail(env_python, "hook", "remove", "--json").stdout)
+    assert removed["installed"] is False
+    subprocess.run([env_python, train], capture_output=True)
+    assert len(_runs(env_python, home)) == 1
+
+
+def test_a_child_python_joins_the_hooked_run(env_python, project, tmp_path):
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    _script(project, "child.py", """\
+        import mltrail
+        with mltrail.start_run() as run:
+            run.log_metrics({"acc": 0.9})
+    """)  # fmt: skip
+    parent = _script(project, "parent.py", """\
+        import subprocess, sys
+        from pathlib import Path
+        subprocess.run([sys.executable, Path(__file__).with_name("child.py")], check=True)
+    """)  # fmt: skip
+    subprocess.run([env_python, parent], check=True)
+    [run] = _runs(env_python, tmp_path / "home")
+    assert (run["name"], run["status"]) == ("parent.py", "succeeded")
+    shown = _mltrail(env_python, "--home", str(tmp_path / "home"), "show", run["id"])
+    assert "acc" in shown.stdout
+
+
+def test_a_broken_home_does_not_stop_the_script(env_python, project, tmp_path):
+    not_a_folder = tmp_path / "home-file"
+    not_a_folder.write_text("not a ledger")
+    _mltrail(env_python, "hook", "install", "--project", str(project),
+             "--home", str(tmp_path / "home"))  # fmt: skip
+    train = _script(project, "train.py", "print('still trained')\n")
+    env = {**os.environ, "MLTRAIL_HOME": str(not_a_folder)}
+    # The installed --home is made unusable too: a file where the folder should be.
+    (tmp_path / "home").write_text("not a ledger")
+    done = subprocess.run([env_python, train], capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stdout) == (0, "still trained\n")
+    [line] = done.stderr.splitlines()
+    assert line.startswith("mltrail hook: not recording this script: ")
+
+
+def test_status_says_when_no_hook_is_installed(env_python, project):
+    status = json.loads(_mltrail(env_python, "hook", "status", "--json").stdout)
+    assert status["installed"] is False
+    assert status["site_dir"].endswith("site-packages")
+
+
+def test_install_outside_a_venv_is_an_input_error(env_python, project, tmp_path):
+    base = subprocess.run(
+        [env_python, "-c", "import sys; print(sys.base_prefix)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    real = Path(base) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if not real.exists():
+        pytest.skip(f"no base interpreter at {real}")
+    done = subprocess.run(
+        [real, "-m", "mltrail", "hook", "install", "--project", str(project)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "no active virtual environment" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["install"], ["remove"], ["status"]])
+def test_help_has_examples(args):
+    from click.testing import CliRunner
+
+    from mltrail.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["hook", *args, "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output
+
+
+def test_status_names_a_hook_left_by_another_version(tmp_path):
+    from mltrail.hook import MODULE_NAME, hook_status, install_hook
+
+    site_dir = tmp_path / "site"
+    installed = install_hook([tmp_path], site_dir=site_dir, home=tmp_path / "h")
+    assert installed.current
+    assert installed.home == str((tmp_path / "h").resolve())
+    module = site_dir / MODULE_NAME
+    module.write_text("# older\n" + module.read_text())
+    assert hook_status(site_dir).current is False

@@ -1,0 +1,31 @@
+"""Which interpreter start-ups the hook records (``mltrail.hook_boot.hooked_script``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from mltrail.hook_boot import hooked_script
+
+
+@pytest.mark.parametrize("first", ["", "-", "-c", "-m"])
+def test_no_script_is_never_hooked(first, tmp_path):
+    assert hooked_script([first, "x"], (str(tmp_path),)) is None
+
+
+def test_a_script_is_hooked_only_under_a_project(tmp_path):
+    proj, other = tmp_path / "proj", tmp_path / "proj-2"
+    (proj / "sub").mkdir(parents=True)
+    other.mkdir()
+    script = proj / "sub" / "train.py"
+    assert hooked_script([str(script)], (str(proj),)) == os.path.realpath(script)
+    assert hooked_script([str(other / "train.py")], (str(proj),)) is None
+    assert hooked_script([str(script)], ()) is None
+
+
+def test_pythons_own_scripts_are_not_hooked():
+    prefix = os.path.realpath(sys.prefix)
+    pip = os.path.join(prefix, "bin", "pip")
+    assert hooked_script([pip], (os.path.dirname(prefix),)) is None
