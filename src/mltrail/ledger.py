@@ -47,6 +47,7 @@ from mltrail.core.entry import (
     Entry,
     Record,
     compute_entry_bytes,
+    compute_signing_bytes,
     sign_entry,
 )
 from mltrail.core.erasure import PURGE_KIND
@@ -57,7 +58,7 @@ from mltrail.core.merkle import (
     consistency_proof,
     inclusion_proof,
 )
-from mltrail.core.signing import Signer, encode_b64
+from mltrail.core.signing import Signer, decode_b64, encode_b64, verify_signature
 from mltrail.errors import (
     AppendConflictError,
     ConfigError,
@@ -204,6 +205,37 @@ class Ledger:
                 )
         return self._append_signed([self._sign(d) for d in drafts])
 
+    def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
+        """Append entries an author signed elsewhere (a server's client), atomically.
+
+        This is the seam between signing and sequencing (ADR 0004): the author
+        signs its entry with its own key; the ledger checks it (schema, size,
+        blobs, the signature, and under the append lock that the key may sign it
+        at that seq), assigns seq and prev and signs the checkpoint with its own
+        key. Key and purge entries are written by their own commands only.
+
+        Raises:
+            InputError: off-schema, unsigned, oversized, missing blob, a key or
+                purge kind, or a signature that does not verify.
+            ConfigError: the signing key may not sign at that seq.
+        """
+        checked: list[Entry] = []
+        for entry in entries:
+            if entry.kind in KEY_KINDS or entry.kind == PURGE_KIND:
+                raise InputError(
+                    f"{entry.kind} entries cannot be appended by an author; "
+                    "they are written by the ledger's own commands"
+                )
+            if entry.sig is None:
+                raise InputError(f"cannot append an unsigned {entry.kind} entry")
+            validate_entry(entry.to_dict(with_sig=False))
+            self._check_blobs(entry)
+            data = compute_entry_bytes(entry)
+            check_entry_size(len(data) - SIG_MEMBER_BYTES)
+            checked.append(replace(entry, signed_bytes=data))
+        self._refresh_keys()
+        return self._append_signed(checked, foreign=True)
+
     def record_purge(self, body: Mapping[str, Any]) -> Record:
         """Append a ``blob.purged`` entry (see :mod:`mltrail.erasure`, which then
         erases the blob); the store learns of the purge in the same transaction."""
@@ -237,12 +269,16 @@ class Ledger:
                 )
 
     def _append_signed(
-        self, entries: list[Entry], checkpoint_signer: Signer | None = None
+        self,
+        entries: list[Entry],
+        checkpoint_signer: Signer | None = None,
+        *,
+        foreign: bool = False,
     ) -> list[Record]:
         for _ in range(5):
             try:
                 batch = self.store.append(
-                    lambda head: self._seal(head, entries, checkpoint_signer)
+                    lambda head: self._seal(head, entries, checkpoint_signer, foreign)
                 )
             except _StaleKeysError:
                 self._refresh_keys()
@@ -256,7 +292,11 @@ class Ledger:
         raise AppendConflictError("the ledger's keys kept changing during the append")
 
     def _seal(
-        self, head: ChainHead, entries: list[Entry], checkpoint_signer: Signer | None
+        self,
+        head: ChainHead,
+        entries: list[Entry],
+        checkpoint_signer: Signer | None,
+        foreign: bool = False,
     ) -> Batch:
         """Runs under the store's append lock: check the head and signers, chain,
         then sign the checkpoint of the new head (stored with the records)."""
@@ -274,6 +314,8 @@ class Ledger:
                     f"cannot append: seq {seq} would be {problem}",
                     hint="use the ledger's current key (mltrail keys list)",
                 )
+            if foreign:
+                _check_signature(keyring, entry)
             if entry.kind in KEY_KINDS:
                 problem = keyring.apply(
                     seq, entry.kind, dict(entry.body), entry.sig.key
@@ -597,6 +639,23 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
             else "the genesis record, which must be a self-signed key.added"
         )
     return keyring.signer_problem(entry.sig.key, seq)
+
+
+def _check_signature(keyring: KeyRing, entry: Entry) -> None:
+    """Refuse an entry signed elsewhere whose signature does not verify."""
+    assert entry.sig is not None
+    state = keyring.keys.get(entry.sig.key)
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        signature = b""
+    if state is None or not verify_signature(
+        state.public_key, compute_signing_bytes(entry), signature
+    ):
+        raise InputError(
+            f"cannot append {entry.kind}: its signature does not verify with key "
+            f"{entry.sig.key[:16]}..."
+        )
 
 
 def _check_origin(origin: str) -> None:
