@@ -26,7 +26,9 @@ MAX_NODES = 100_000
 
 @router.get("")
 def ledger_info(ctx: Reader) -> dict[str, Any]:
-    """The ledger's name, origin, size, genesis key and current log keys."""
+    """The ledger's name, origin, size, genesis key and current log keys, and who
+    the caller's token says it is (``identity``, ``role``: a client writes the
+    identity as its entries' ``actor.user``)."""
     handle = ctx.handle
     with handle.reader() as ledger:
         size = ledger.store.head().size
@@ -40,6 +42,8 @@ def ledger_info(ctx: Reader) -> dict[str, Any]:
         "size": size,
         "genesis_key": handle.genesis_key,
         "log_keys": log_keys,
+        "identity": ctx.principal.name,
+        "role": ctx.principal.role,
     }
 
 
