@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import decode_record
+from mltrail.core.lock import LOCK_KIND
 from mltrail.ledger import Ledger
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
+from mltrail.storage.base import StoredRow
 from mltrail.storage.postgres import PostgresStore
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore"]
 
 T = TypeVar("T")
+_CACHED_KINDS = (tuple(KEY_KINDS), (LOCK_KIND,))
 READERS_PER_LEDGER = 8
 CONTROL_CONNECTIONS = 8
 
@@ -113,6 +116,25 @@ class ServerStore(PostgresStore):
 
     on_write: Callable[[psycopg.Connection[Any], Batch], None] | None = None
     last_batch: Batch | None = None
+    _kind_cache: dict[tuple[str, ...], list[StoredRow]] | None = None
+
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+        """Key and lock records, which every append reads, are cached and only
+        the newer ones fetched (records are never updated or deleted)."""
+        if kinds not in _CACHED_KINDS:
+            yield from super()._rows_of_kinds(kinds)
+            return
+        if self._kind_cache is None:
+            self._kind_cache = {}
+        rows = self._kind_cache.setdefault(kinds, [])
+        after = rows[-1].seq if rows else -1
+        fresh = self._conn.execute(
+            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) AND seq > %s "
+            "ORDER BY seq",
+            (list(kinds), after),
+        ).fetchall()
+        rows.extend(StoredRow(q, bytes(h), bytes(d)) for q, h, d in fresh)
+        yield from list(rows)
 
     def _write_batch(self, batch: Batch) -> None:
         super()._write_batch(batch)
