@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
 import uuid
 
@@ -105,8 +106,8 @@ ROUTES = [
     ("POST", _revoke_path, None, ADMIN, 200),
 ]
 CALLERS = (
-    "anonymous", "malformed", "expired", "revoked", "other-ledger-writer",
-    "writer", "approver", "auditor", "admin",
+    "anonymous", "malformed", "wrong-secret", "expired", "revoked",
+    "other-ledger-writer", "writer", "approver", "auditor", "admin",
 )  # fmt: skip
 
 
@@ -115,6 +116,8 @@ def _token(server, caller):
         return None
     if caller == "malformed":
         return "mlt_nothex_" + "x" * 43
+    if caller == "wrong-secret":
+        return server.token("admin")[:-4] + "AAAA"
     if caller == "expired":
         return server.expired_token("admin")
     if caller == "revoked":
@@ -143,7 +146,7 @@ def test_every_route_answers_each_caller_as_the_contract_says(server, route):
         elif body is not None:
             payload = body(server, name)
         status, answer = server.call(method, where, token, payload, raw=raw)
-        if caller in ("anonymous", "malformed", "expired", "revoked"):
+        if caller in ("anonymous", "malformed", "wrong-secret", "expired", "revoked"):
             want = 401
         elif caller == "other-ledger-writer":
             want = 403
@@ -275,6 +278,19 @@ def test_bad_bodies_are_refused_before_anything_is_stored(server, body, status):
     )  # fmt: skip
     assert got == status, answer
     assert _size(server) == before
+
+
+def test_a_declared_oversized_blob_is_refused_before_its_bytes_are_read(server):
+    digest = "sha256:" + "1" * 64
+    head = (
+        f"PUT /api/v1{A}/blobs/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.token('writer')}\r\n"
+        f"Content-Length: {257 * 2**20}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"x" * 10)  # and never the rest
+        assert sock.recv(200).startswith(b"HTTP/1.1 413 ")
+    assert server.call("GET", f"{A}/blobs/{digest}", server.token("writer"))[0] == 404
 
 
 def test_a_blob_whose_bytes_do_not_match_the_digest_is_refused(server):

@@ -150,3 +150,24 @@ def test_server_without_control_tables_says_to_run_db_init():
         done = mltrail("server", "--db", url, "--port", "1")
     assert done.returncode == 2, done.stderr
     assert "mltrail db init" in done.stderr
+
+
+def test_server_commands_teach_with_examples_and_never_import_the_web_framework():
+    script = """
+import sys
+from click.testing import CliRunner
+from mltrail.cli.main import cli
+for args in (["--help"], ["server", "--help"], ["tokens", "create", "--help"],
+             ["tokens", "list", "--help"], ["tokens", "revoke", "--help"],
+             ["db", "init", "--help"]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert args == ["--help"] or "Examples" in result.output, args
+print(sorted(m for m in ("fastapi", "uvicorn", "starlette") if m in sys.modules))
+"""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
