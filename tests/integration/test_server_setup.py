@@ -171,3 +171,25 @@ print(sorted(m for m in ("fastapi", "uvicorn", "starlette") if m in sys.modules)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_tokens_cli_through_the_api_with_an_admin_token(team_server, monkeypatch):
+    monkeypatch.setenv(
+        "MLTRAIL_URL", f"http://127.0.0.1:{team_server.port}/ledgers/team-a"
+    )
+    monkeypatch.setenv("MLTRAIL_TOKEN", team_server.token("admin"))
+    monkeypatch.delenv("MLTRAIL_SERVER_DB", raising=False)
+    made = mltrail("tokens", "create", "--role", "writer", "--name", "dave", "--json")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)
+    assert token["ledger"] == "team-a"
+    assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 200
+    listed = mltrail("tokens", "list", "--json")
+    assert token["id"] in listed.stdout
+    assert mltrail("tokens", "revoke", token["id"], "--json").returncode == 0
+    assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 401
+    monkeypatch.setenv("MLTRAIL_TOKEN", team_server.token("writer"))
+    refused = mltrail("tokens", "list")
+    assert refused.returncode == 5
+    assert "role writer may not do this" in refused.stderr
+    assert "Traceback" not in refused.stderr
