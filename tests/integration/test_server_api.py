@@ -318,6 +318,66 @@ def test_an_idempotent_retry_adds_nothing_and_a_changed_body_is_a_conflict(serve
     assert _size(server) == size
 
 
+def test_an_idempotency_key_of_another_token_is_a_conflict(server):
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    alice = {"entries": [server.entry("alice", "note", {"text": "alice's"})]}
+    first = server.call(
+        "POST", f"{A}/entries", server.token("writer", "alice"), alice, headers=key
+    )
+    assert first[0] == 201
+    bob = {"entries": [server.entry("bob", "note", {"text": "bob's"})]}
+    status, _ = server.call(
+        "POST", f"{A}/entries", server.token("writer", "bob"), bob, headers=key
+    )
+    assert status == 409
+
+
+def test_ledgers_are_apart(server):
+    b = "/ledgers/team-b"
+    before = _size(server)
+    token = server.token("writer", "erin", ledger="team-b")
+    entry = server.entry("erin", "note", {"text": "in b"}, ledger="team-b")
+    status, answer = server.call("POST", f"{b}/entries", token, {"entries": [entry]})
+    assert status == 201, answer
+    assert answer["checkpoint"].startswith("test.example/team-b\n")
+    assert _size(server) == before
+    status, report = server.call(
+        "POST", f"{b}/verify", server.token("auditor", ledger="team-b")
+    )
+    assert report["ok"], report
+
+
+def test_only_an_admin_registers_a_key_for_another_identity(server):
+    status, answer = server.call(
+        "POST", f"{A}/keys", server.token("writer"), _key(server, "somebody-else")
+    )
+    assert status == 403
+    assert "another identity" in answer["error"]["message"]
+    status, _ = server.call(
+        "POST", f"{A}/keys", server.token("admin"), _key(server, "frank")
+    )
+    assert status == KEY_STATUS
+
+
+def test_records_of_kinds_page_on(server):
+    token = server.token("auditor")
+    status, first = server.call(
+        "GET", f"{A}/records?kinds=note,key.added&limit=2", token
+    )
+    assert status == 200
+    assert len(first["records"]) == 2
+    assert first["next"] == first["records"][1]["seq"] + 1
+    _, second = server.call(
+        "GET", f"{A}/records?kinds=note,key.added&limit=2&start={first['next']}", token
+    )
+    kinds = {
+        json.loads(base64.b64decode(r["data"]))["entry"]["kind"]
+        for r in second["records"]
+    }
+    assert kinds <= {"note", "key.added"}
+    assert second["records"][0]["seq"] >= first["next"]
+
+
 def test_concurrent_identical_retries_append_once(server):
     token = server.token("writer", "alice")
     key = {"Idempotency-Key": uuid.uuid4().hex}

@@ -130,7 +130,12 @@ class Appender:
                     break
                 group.append(nxt)
                 count += len(nxt.entries)
-            self._serve(group)
+            try:
+                self._serve(group)
+            except BaseException as e:  # a bug must not kill the thread
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(e)
             if later:
                 return
 

@@ -146,6 +146,17 @@ class ServerStore(PostgresStore):
         self.last_batch = batch
         return batch
 
+    def rows_of_kinds_page(
+        self, kinds: tuple[str, ...], start: int, stop: int, limit: int
+    ) -> list[StoredRow]:
+        """At most ``limit`` rows of ``kinds`` with ``start <= seq < stop``, in order."""
+        rows = self._conn.execute(
+            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) AND seq >= %s "
+            "AND seq < %s ORDER BY seq LIMIT %s",
+            (list(kinds), start, stop, limit),
+        ).fetchall()
+        return [StoredRow(q, bytes(h), bytes(d)) for q, h, d in rows]
+
     def full_head(self) -> ChainHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
         with self._read():
