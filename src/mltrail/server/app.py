@@ -7,6 +7,7 @@ Every route is under ``/api/v1``; every route but ``/health`` needs
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/v1"
+_log = logging.getLogger("mltrail.server")
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -211,6 +213,8 @@ def app_from_env() -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
+        if exc.status >= 500:
+            _log.error("%s %s: %s", request.method, request.url.path, exc.message)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -227,9 +231,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def mltrail_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MltrailError)
-        return raise_for(exc, refused=400).response()
+        error = raise_for(exc, refused=400)
+        if error.status >= 500:
+            _log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error.response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return ApiError(500, "internal server error").response()
 
     app.add_exception_handler(ApiError, api_error)
