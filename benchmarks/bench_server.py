@@ -257,7 +257,7 @@ def main() -> None:
         "--baseline", type=int, default=300, help="single-client appends"
     )
     parser.add_argument(
-        "--server-workers", type=int, default=2, help="mltrail server --workers"
+        "--server-workers", type=int, default=1, help="mltrail server --workers"
     )
     args = parser.parse_args()
     if args.quick:

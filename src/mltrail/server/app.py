@@ -39,9 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_PREFIX",
+    "BEARER",
     "ApiError",
     "Ctx",
     "app_from_env",
+    "authorize",
+    "bearer_token",
     "create_app",
     "need",
     "raise_for",
@@ -126,7 +129,34 @@ class Ctx:
         return self.state.control.borrow()
 
 
-_bearer = HTTPBearer(auto_error=False, description="mlt_<id>_<secret>")
+BEARER = HTTPBearer(auto_error=False, description="mlt_<id>_<secret>")
+
+
+def authorize(
+    state: ServerState, ledger: str, token: str | None, roles: Collection[str]
+) -> Ctx:
+    """The context of a request with bearer ``token`` on ``ledger``, if its role is
+    one of ``roles`` (401, 403, 404 otherwise). Blocking: one query."""
+    if not token:
+        raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
+    with state.control.borrow() as control:
+        found = control.authenticate(token)
+    if isinstance(found, str):
+        raise ApiError(401, found, hint="ask the ledger's admin for a token")
+    if found.ledger != ledger:
+        raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
+    if found.role not in roles:
+        raise ApiError(403, f"role {found.role} may not do this")
+    handle = state.handle(ledger)
+    if handle is None:
+        raise ApiError(404, f"no ledger {ledger!r}")
+    return Ctx(found, handle, state)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def need(roles: Collection[str]) -> Callable[..., Ctx]:
@@ -135,23 +165,10 @@ def need(roles: Collection[str]) -> Callable[..., Ctx]:
     def check(
         request: Request,
         ledger: str,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> Ctx:
-        state: ServerState = request.app.state.mltrail
-        if credentials is None:
-            raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
-        with state.control.borrow() as control:
-            found = control.authenticate(credentials.credentials)
-        if isinstance(found, str):
-            raise ApiError(401, found, hint="ask the ledger's admin for a token")
-        if found.ledger != ledger:
-            raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
-        if found.role not in roles:
-            raise ApiError(403, f"role {found.role} may not do this")
-        handle = state.handle(ledger)
-        if handle is None:
-            raise ApiError(404, f"no ledger {ledger!r}")
-        return Ctx(found, handle, state)
+        token = None if credentials is None else credentials.credentials
+        return authorize(request.app.state.mltrail, ledger, token, roles)
 
     return check
 
@@ -190,9 +207,10 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
         """Liveness: no token needed."""
         return {"status": "ok", "version": __version__}
 
-    root.include_router(routes_read.router)
-    root.include_router(routes_write.router)
     app.include_router(root)
+    # appends first: the hot route is matched before the others
+    app.include_router(routes_write.router, prefix=API_PREFIX)
+    app.include_router(routes_read.router, prefix=API_PREFIX)
     return app
 
 

@@ -78,10 +78,13 @@ class Appender:
         key: str | None = None,
         token_id: str = "",
         request_sha256: bytes = b"",
-    ) -> dict[str, Any]:
-        """Append one request's entries (grouped with others); its response body."""
+    ) -> Future[dict[str, Any]]:
+        """Queue one request's entries (grouped with others); the future of its
+        response body (or of the error that refused it)."""
         job = Job(entries, key, token_id, request_sha256)
-        return self._submit(job)
+        self._ensure_started()
+        self._queue.put(job)
+        return job.future
 
     def call(self, fn: Callable[[Ledger], Any]) -> Any:
         """Run ``fn(ledger)`` on the appender thread (key registration), alone."""
