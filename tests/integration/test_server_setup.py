@@ -193,3 +193,12 @@ def test_tokens_cli_through_the_api_with_an_admin_token(team_server, monkeypatch
     assert refused.returncode == 5
     assert "role writer may not do this" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_server_refuses_to_start_without_a_ledgers_log_key(team_server, tmp_path):
+    done = mltrail(
+        "server", "--db", team_server.app_url, "--keys", str(tmp_path), "--port", "1"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "team-a.key not found" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -72,7 +72,7 @@ def server(
     require_server_extra()
     import uvicorn
 
-    from mltrail.server.control import Control, default_keys_dir
+    from mltrail.server.control import Control, default_keys_dir, load_log_key
 
     keys = keys or default_keys_dir()
     control = Control(url)
@@ -85,6 +85,8 @@ def server(
         ) from e
     finally:
         control.close()
+    for row in served:  # fail now, not at the first request: key missing or locked
+        load_log_key(keys, row.name)
     os.environ["MLTRAIL_SERVER_DB"] = url
     os.environ["MLTRAIL_SERVER_KEYS"] = str(keys)
     names = ", ".join(r.name for r in served) or "none yet"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import decode_record
 from mltrail.core.lock import LOCK_KIND
+from mltrail.errors import MltrailError, StoreError
 from mltrail.ledger import Ledger
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
@@ -251,7 +252,11 @@ class ServerState:
         with self._lock:
             found = self._handles.get(name)
             if found is None:
-                found = self._handles[name] = LedgerHandle(row, self.url, self.keys)
+                try:
+                    found = LedgerHandle(row, self.url, self.keys)
+                except MltrailError as e:
+                    raise StoreError(f"ledger {name} cannot be served: {e}") from e
+                self._handles[name] = found
         return found
 
     def close(self) -> None:
