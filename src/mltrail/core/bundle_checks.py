@@ -210,12 +210,13 @@ def _build_keyring(ctx: BundleContext) -> None:
         ctx.problem(
             0, "genesis", "the bundle lacks record 0 (the key that started the ledger)"
         )
+    ctx.keyring.origin = ctx.report.origin or None
     for seq in sorted(ctx.records):
         entry = ctx.records[seq].record.entry
         if entry.kind in KEY_KINDS and entry.sig is not None:
             why = ctx.keyring.apply(seq, entry.kind, dict(entry.body), entry.sig.key)
             if why is not None:
-                ctx.problem(seq, "key", f"record {seq}: {why}")
+                ctx.problem(seq, why.code, f"record {seq}: {why}")
 
 
 def _check_pins(ctx: BundleContext) -> None:
@@ -254,9 +255,11 @@ def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
     if entry.sig is None:
         ctx.problem(seq, "signature", f"record {seq} carries no signature")
         return
-    why = ctx.keyring.signer_problem(entry.sig.key, seq)
+    why = ctx.keyring.signer_problem(
+        entry.sig.key, seq, entry.kind, entry.actor.get("user")
+    )
     if why is not None:
-        ctx.problem(seq, "signer", f"record {seq}: {why}")
+        ctx.problem(seq, why.code, f"record {seq}: {why}")
         return
     try:
         signature = decode_b64(entry.sig.value)

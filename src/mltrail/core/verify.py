@@ -89,7 +89,7 @@ class LedgerVerifier:
         tolerance: timedelta = TIME_TOLERANCE,
     ) -> None:
         self.report = VerificationReport(origin=origin)
-        self.keyring = KeyRing()
+        self.keyring = KeyRing(origin=origin)
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self.purges: dict[str, PurgeNote] = {}
@@ -232,10 +232,10 @@ class LedgerVerifier:
     def _check_signer(self, seq: int, check: RecordCheck) -> None:
         if seq == 0:
             self._check_genesis(check)
-        problem = self.keyring.signer_problem(check.key_id, seq)
+        problem = self.keyring.signer_problem(check.key_id, seq, check.kind, check.user)
         valid = False
         if problem is not None:
-            self.problem(seq, "signer", problem)
+            self.problem(seq, problem.code, str(problem))
         elif not self._signature_valid(check):
             self.problem(
                 seq,
@@ -253,7 +253,7 @@ class LedgerVerifier:
                 seq, check.kind, check.key_body, check.key_id
             )
             if key_problem:
-                self.problem(seq, "key", key_problem)
+                self.problem(seq, key_problem.code, str(key_problem))
             elif valid and check.kind == "key.added" and check.key_id in self._trusted:
                 self._trusted.add(str(check.key_body.get("key")))
 
