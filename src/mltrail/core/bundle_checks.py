@@ -117,14 +117,29 @@ def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> b
     )
     if bad or not good:
         why = "a signature line does not verify" if bad else "no key of the ledger"
+        author = _author_signature(ctx, note, size)
         ctx.problem(
             None,
-            "checkpoint-signature",
+            "author-checkpoint" if author else "checkpoint-signature",
             f"{what} is not signed by a key valid at size {size}: {why} "
-            "(the checkpoint was altered, or signed by another key)",
+            f"(the checkpoint was altered, or signed by another key){author}",
         )
         return False
     return True
+
+
+def _author_signature(ctx: BundleContext, note: Any, size: int) -> str:
+    """``"; it is signed by author key ..."`` when an author key signed it, else ""."""
+    for key_id, state in ctx.keyring.keys.items():
+        if state.identity is None:
+            continue
+        good, _ = check_note_signatures(
+            note, name=ctx.report.origin, public_keys=[state.public_key]
+        )
+        problem = ctx.keyring.signer_problem(key_id, size)
+        if good and problem is not None and problem.code == "author-checkpoint":
+            return f"; it is {problem}"
+    return ""
 
 
 # -- records -------------------------------------------------------------------

@@ -342,9 +342,11 @@ class LedgerVerifier:
         problem = _signature_problem(check, valid, self.report.origin)
         if problem is not None:
             self._failed_sizes.append(cp.size)
-            self.problem(
-                cp.size - 1, "checkpoint", f"{cp.label} (size {cp.size}) {problem}"
+            code, problem = self._author_signed(check, cp.size) or (
+                "checkpoint",
+                problem,
             )
+            self.problem(cp.size - 1, code, f"{cp.label} (size {cp.size}) {problem}")
             return
         if check.root != root:
             self._failed_sizes.append(cp.size)
@@ -367,6 +369,16 @@ class LedgerVerifier:
                 self.report.anchors.append(
                     Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
+
+    def _author_signed(
+        self, check: CheckpointCheck, size: int
+    ) -> tuple[str, str] | None:
+        """("author-checkpoint", why) when an author key signed the checkpoint."""
+        for key_id in sorted(check.good):
+            problem = self.keyring.signer_problem(key_id, size)
+            if problem is not None and problem.code == "author-checkpoint":
+                return problem.code, f"is not valid: {problem}"
+        return None
 
     def trusted_purge(self, digest: str) -> PurgeNote | None:
         """The ``blob.purged`` record of ``digest`` if it can be believed (after
