@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from mltrail.core.bundle import BundlePolicy, verify_bundle
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
-from mltrail.core.checkpoint import Checkpoint, sign_checkpoint
+from mltrail.core.checkpoint import Checkpoint, parse_signed_checkpoint, sign_checkpoint
 from mltrail.core.codec import decode_record, format_time
 from mltrail.core.entry import Entry, Record, sign_entry
 from mltrail.core.merkle import CompactRange
@@ -237,3 +238,24 @@ def test_records_bob_signed_carry_his_identity_in_the_key_record(
     body = decode_record(bytes(data)).record.entry.body
     assert body["identity"] == "bob"
     assert body["key"] == world["bob"].key_id
+
+
+def test_a_bundle_checkpoint_signed_by_an_author_key_is_named(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    good = world["base"] / "good.json"
+    if not good.exists():
+        ok(mltrail(world["home"], "export", "run:run-bob", "-o", good))
+    bundle = json.loads(good.read_text())
+    signed = parse_signed_checkpoint(bundle["checkpoint"]).checkpoint
+    bundle["checkpoint"] = sign_checkpoint(signed, world["bob"]).to_text()
+    report = verify_bundle(bundle, BundlePolicy())
+    assert [(p.seq, p.code) for p in report.errors] == [(None, "author-checkpoint")]
+    assert "author key" in report.errors[0].message
+    out = tmp_path / "resigned.json"
+    out.write_text(json.dumps(bundle))
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, out], capture_output=True, text=True, check=False
+    )
+    assert standalone.returncode == 1
+    assert "no signature by a key of the ledger" in standalone.stderr
