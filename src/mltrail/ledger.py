@@ -51,6 +51,7 @@ from mltrail.core.entry import (
     sign_entry,
 )
 from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.keyring import compute_key_proof_message, identity_problem
 from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
 from mltrail.core.merkle import (
     ConsistencyProof,
@@ -58,7 +59,13 @@ from mltrail.core.merkle import (
     consistency_proof,
     inclusion_proof,
 )
-from mltrail.core.signing import Signer, decode_b64, encode_b64, verify_signature
+from mltrail.core.signing import (
+    Signer,
+    compute_key_id,
+    decode_b64,
+    encode_b64,
+    verify_signature,
+)
 from mltrail.errors import (
     AppendConflictError,
     ConfigError,
@@ -179,7 +186,7 @@ class Ledger:
         self.actor = dict(actor or {})
         self.trusted_key = trusted_key
         self.tolerance = tolerance
-        self._keyring = KeyRing()
+        self._keyring = KeyRing(origin=origin)
         self._key_epoch = -1
         self._trusted_head: tuple[int, tuple[bytes, ...]] | None = None
         """(size, frontier) of a head this object checked or wrote: covered and signed."""
@@ -368,6 +375,12 @@ class Ledger:
         for seq, entry in enumerate(entries, start=head.size):
             assert entry.sig is not None
             problem = _signer_problem(keyring, seq, entry)
+            if problem and getattr(problem, "code", "").startswith("author-"):
+                raise InputError(
+                    f"cannot append {entry.kind}: seq {seq} would be {problem}",
+                    hint="an author key signs only entries of its own identity; "
+                    "key records, clock resets and purges need the log key",
+                )
             if problem:
                 raise ConfigError(
                     f"cannot append: seq {seq} would be {problem}",
@@ -422,7 +435,7 @@ class Ledger:
         self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
-        keyring = KeyRing()
+        keyring = KeyRing(origin=self.origin)
         epoch = 0
         for row in self.store.rows_of_kinds(KEY_KINDS):
             decoded = decode_record(row.data)
@@ -512,6 +525,81 @@ class Ledger:
         records = self._append_signed([added, revoked], checkpoint_signer=new_signer)
         self.signer = new_signer
         return records
+
+    def register_key(
+        self,
+        public_key: bytes,
+        identity: str,
+        proof: bytes,
+        *,
+        reason: str = "registered",
+    ) -> Record:
+        """Register an AUTHOR key: ``public_key`` may then sign entries whose
+        ``actor.user`` is ``identity`` (and nothing else; see ADR 0025).
+
+        ``proof`` is the key's signature over ``compute_key_proof_message(origin,
+        identity, key_id)``: its holder asked for it. The ``key.added`` record is
+        signed by this ledger's own key, which must be a log key.
+
+        Raises:
+            InputError: a bad identity or public key, a proof that does not
+                verify, or a key the ledger already added.
+        """
+        bad = identity_problem(identity)
+        if bad:
+            raise InputError(f"cannot register the key: {bad}")
+        try:
+            key_id = compute_key_id(public_key)
+        except ValueError as e:
+            raise InputError(f"cannot register the key: {e}") from e
+        message = compute_key_proof_message(self.origin, identity, key_id)
+        if not verify_signature(public_key, message, proof):
+            raise InputError(
+                f"cannot register key {key_id[:16]}...: the proof does not verify "
+                f"(it must be that key's signature for identity {identity!r} in "
+                f"ledger {self.origin!r})",
+                hint="make it with mltrail.core.keyring.compute_key_proof_message",
+            )
+        known = self.keys().keys.get(key_id)
+        if known is not None:
+            raise InputError(
+                f"key {key_id[:16]}... is already a key of this ledger (added at "
+                f"seq {max(known.added_seq, 0)})"
+            )
+        body = {
+            "alg": "ed25519",
+            "key": key_id,
+            "public_key": encode_b64(public_key),
+            "identity": identity,
+            "proof": encode_b64(proof),
+            "reason": reason,
+        }
+        return self._append_signed([self._sign(Draft("key.added", body))])[0]
+
+    def revoke_key(self, key_id: str, *, reason: str) -> Record:
+        """Revoke an author key: entries it signs from here on are refused.
+
+        Raises:
+            InputError: unknown or already revoked key, or a log key (those are
+                replaced with ``rotate_key``).
+        """
+        state = self.keys().keys.get(key_id)
+        if state is None:
+            raise InputError(
+                f"key {key_id[:16]}... is not a key of this ledger",
+                hint="mltrail keys list",
+            )
+        if state.identity is None:
+            raise InputError(
+                f"key {key_id[:16]}... is a log key, not an author key",
+                hint="replace the ledger's own key with `mltrail keys rotate`",
+            )
+        if state.revoked_seq is not None:
+            raise InputError(
+                f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
+            )
+        body = {"key": key_id, "reason": reason}
+        return self._append_signed([self._sign(Draft("key.revoked", body))])[0]
 
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
@@ -697,7 +785,9 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
             if self_signed
             else "the genesis record, which must be a self-signed key.added"
         )
-    return keyring.signer_problem(entry.sig.key, seq)
+    return keyring.signer_problem(
+        entry.sig.key, seq, entry.kind, entry.actor.get("user")
+    )
 
 
 def _answered_records(

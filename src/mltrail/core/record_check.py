@@ -59,6 +59,8 @@ class RecordCheck:
     key_id: str = ""
     sig: SigStatus = SigStatus.INVALID
     key_body: dict[str, Any] | None = None
+    user: object = None
+    """The entry's ``actor.user`` (an author key may sign only its own)."""
     """The body of key, clock-reset and blob.purged records, which the walk reads."""
     blob_refs: tuple[BlobRef, ...] = ()
     known_kind: bool = True
@@ -111,6 +113,7 @@ def check_record(
         key_id=entry.sig.key,
         sig=status,
         key_body=dict(entry.body) if entry.kind in _BODY_KINDS else None,
+        user=entry.actor.get("user"),
         blob_refs=tuple(find_blob_refs(entry.body)),
         known_kind=decoded.known_kind,
         signing_bytes=decoded.signing_bytes if unknown else b"",

@@ -89,7 +89,7 @@ class LedgerVerifier:
         tolerance: timedelta = TIME_TOLERANCE,
     ) -> None:
         self.report = VerificationReport(origin=origin)
-        self.keyring = KeyRing()
+        self.keyring = KeyRing(origin=origin)
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self.purges: dict[str, PurgeNote] = {}
@@ -232,10 +232,10 @@ class LedgerVerifier:
     def _check_signer(self, seq: int, check: RecordCheck) -> None:
         if seq == 0:
             self._check_genesis(check)
-        problem = self.keyring.signer_problem(check.key_id, seq)
+        problem = self.keyring.signer_problem(check.key_id, seq, check.kind, check.user)
         valid = False
         if problem is not None:
-            self.problem(seq, "signer", problem)
+            self.problem(seq, problem.code, str(problem))
         elif not self._signature_valid(check):
             self.problem(
                 seq,
@@ -253,7 +253,7 @@ class LedgerVerifier:
                 seq, check.kind, check.key_body, check.key_id
             )
             if key_problem:
-                self.problem(seq, "key", key_problem)
+                self.problem(seq, key_problem.code, str(key_problem))
             elif valid and check.kind == "key.added" and check.key_id in self._trusted:
                 self._trusted.add(str(check.key_body.get("key")))
 
@@ -342,9 +342,11 @@ class LedgerVerifier:
         problem = _signature_problem(check, valid, self.report.origin)
         if problem is not None:
             self._failed_sizes.append(cp.size)
-            self.problem(
-                cp.size - 1, "checkpoint", f"{cp.label} (size {cp.size}) {problem}"
+            code, problem = self._author_signed(check, cp.size) or (
+                "checkpoint",
+                problem,
             )
+            self.problem(cp.size - 1, code, f"{cp.label} (size {cp.size}) {problem}")
             return
         if check.root != root:
             self._failed_sizes.append(cp.size)
@@ -367,6 +369,16 @@ class LedgerVerifier:
                 self.report.anchors.append(
                     Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
+
+    def _author_signed(
+        self, check: CheckpointCheck, size: int
+    ) -> tuple[str, str] | None:
+        """("author-checkpoint", why) when an author key signed the checkpoint."""
+        for key_id in sorted(check.good):
+            problem = self.keyring.signer_problem(key_id, size)
+            if problem is not None and problem.code == "author-checkpoint":
+                return problem.code, f"is not valid: {problem}"
+        return None
 
     def trusted_purge(self, digest: str) -> PurgeNote | None:
         """The ``blob.purged`` record of ``digest`` if it can be believed (after
