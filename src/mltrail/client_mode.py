@@ -31,10 +31,8 @@ if TYPE_CHECKING:
     from mltrail.storage.http import HttpStore
 
 __all__ = [
-    "KEY_PROOF_CONTEXT",
     "RemoteLedger",
     "client_settings",
-    "key_proof_message",
     "open_remote_ledger",
     "server_url",
 ]
@@ -42,7 +40,6 @@ __all__ = [
 URL_ENV = "MLTRAIL_URL"
 TRUST_KEY_ENV = "MLTRAIL_TRUST_KEY"
 CACHE_DIR = "server-cache"
-KEY_PROOF_CONTEXT = b"mltrail-key-register/1\n"
 
 
 def server_url(env: Mapping[str, str], settings: Settings | None = None) -> str | None:
@@ -57,12 +54,6 @@ def server_url(env: Mapping[str, str], settings: Settings | None = None) -> str 
     if settings is not None and is_server_url(settings.store):
         return settings.store
     return None
-
-
-def key_proof_message(origin: str, identity: str, key_id: str) -> bytes:
-    """What an author key signs to be registered to ``identity`` (proof of
-    possession, bound to the ledger's origin)."""
-    return KEY_PROOF_CONTEXT + f"{origin}\n{identity}\n{key_id}\n".encode()
 
 
 @dataclass
