@@ -61,7 +61,8 @@ def _registered_home(tmp_path, served):
     home = open_home(env=env)
     proof = make_key_proof(home.ledger.signer, ORIGIN, "alice")
     home.ledger.register_key(home.ledger.signer.public_key, "alice", proof)
-    assert created.created and created.origin == ORIGIN
+    assert created.created
+    assert created.origin == ORIGIN
     return env, home
 
 
@@ -72,7 +73,7 @@ def test_server_urls_split_into_api_and_ledger():
 
 
 def test_round_trip_signs_with_the_users_key_and_keeps_the_checkpoint(tmp_path, served):
-    env, home = _registered_home(tmp_path, served)
+    _, home = _registered_home(tmp_path, served)
     record = home.ledger.append("note", {"text": "hello from alice"})
     home.close()
     assert record.entry.actor["user"] == "alice"
@@ -98,7 +99,8 @@ def test_a_lost_answer_is_retried_under_the_same_key_and_appends_once(tmp_path, 
     posts = [r for r in fake.requests if r.url.path.endswith("/entries")]
     assert len(posts) == 2
     assert posts[0].headers["idempotency-key"] == posts[1].headers["idempotency-key"]
-    assert fake.ledger.head().size == before + 1 and fake.appends == 1
+    assert fake.ledger.head().size == before + 1
+    assert fake.appends == 1
 
 
 def test_a_server_that_keeps_failing_is_a_store_error(tmp_path, served):
@@ -145,7 +147,8 @@ def test_trust_key_pins_only_the_given_key(tmp_path, served):
         open_home(writable=False, env=_env(tmp_path, MLTRAIL_TRUST_KEY=wrong))
     right = served["current"].ledger.signer.key_id
     home = open_home(writable=False, env=_env(tmp_path, MLTRAIL_TRUST_KEY=right))
-    assert home.trust is not None and home.trust.pinned_by == "--trust-key"
+    assert home.trust is not None
+    assert home.trust.pinned_by == "--trust-key"
 
 
 def test_an_auditor_token_may_not_append(tmp_path, served):
