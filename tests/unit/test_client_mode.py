@@ -182,3 +182,22 @@ def test_writing_needs_a_home_with_a_key(tmp_path, served):
     with pytest.raises(ConfigError, match="no signing key") as info:
         open_home(env=_env(tmp_path))
     assert "mltrail init" in (info.value.hint or "")
+
+
+def test_the_python_api_records_a_run_through_the_server(
+    tmp_path, served, monkeypatch
+):
+    import mltrail
+
+    env, home = _registered_home(tmp_path, served)
+    home.close()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with mltrail.start_run("api-run", params={"lr": 0.1}, capture=False) as run:
+        run.log_metrics({"auc": 0.9})
+    server = served["current"].ledger
+    kinds = [r.entry.kind for r in server.records() if r.entry.run == run.id]
+    assert kinds[0] == "run.started"
+    assert "run.metrics" in kinds
+    assert kinds[-1] == "run.ended"
+    assert all(r.entry.actor["user"] == "alice" for r in server.records(2))
