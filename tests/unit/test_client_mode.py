@@ -184,9 +184,7 @@ def test_writing_needs_a_home_with_a_key(tmp_path, served):
     assert "mltrail init" in (info.value.hint or "")
 
 
-def test_the_python_api_records_a_run_through_the_server(
-    tmp_path, served, monkeypatch
-):
+def test_the_python_api_records_a_run_through_the_server(tmp_path, served, monkeypatch):
     import mltrail
 
     env, home = _registered_home(tmp_path, served)
