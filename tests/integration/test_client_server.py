@@ -88,7 +88,7 @@ def test_two_people_and_an_auditor_through_the_server(server, people):
     mltrail(people, "bob", "model", "approve", "model.bin", "--stage", "production",
             "--note", "validation report reviewed")  # fmt: skip
     mltrail(people, "alice", "model", "promote", "model.bin", "--stage", "production",
-            "--note", "no git in this test")  # fmt: skip
+            "--override", "no git in this test")  # fmt: skip
     assert (
         "approve for production by bob"
         in mltrail(people, "carol", "trace", "model.bin").stdout
@@ -146,25 +146,25 @@ def test_the_same_idempotency_key_twice_appends_once(server):
 def _forged_ledger(server, name: str, origin: str, notes: int) -> None:
     """As the database owner: another ledger with the same origin and log key
     as team-a (what a server rewriting its history would show)."""
-    from mltrail.server.control import schema_url
+    import psycopg
 
     from mltrail.ledger import Ledger
+    from mltrail.server.control import schema_url
     from mltrail.storage.postgres import PostgresStore, init_database
 
     role = server.app_url.split("://", 1)[1].split("@", 1)[0]
     schema = "ledger_" + name.replace("-", "_")
-    with PostgresStore(server.owner_url) as owner:
-        owner._conn.execute(f'CREATE SCHEMA "{schema}"')
+    with psycopg.connect(server.owner_url, autocommit=True) as owner:
+        owner.execute(f'CREATE SCHEMA "{schema}"')
     url = schema_url(server.owner_url, schema)
     init_database(url, role=role)
-    log = server.log_signer("team-a")
     shutil.copy(server.keys / "team-a.key", server.keys / f"{name}.key")
     with PostgresStore(url) as store:
-        ledger = Ledger.create(store, log, origin=origin)
+        ledger = Ledger.create(store, server.log_signer("team-a"), origin=origin)
         for n in range(notes):
             ledger.append("note", {"text": f"another history {n}"})
-    with PostgresStore(server.owner_url) as owner:
-        owner._conn.execute(
+    with psycopg.connect(server.owner_url, autocommit=True) as owner:
+        owner.execute(
             "INSERT INTO mltrail_server.ledgers (name, schema, origin) "
             "VALUES (%s, %s, %s)",
             (name, schema, origin),
