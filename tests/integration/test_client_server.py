@@ -20,9 +20,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from server_fixture import running_server
 
 from optional_extras import require_extra
+from server_fixture import running_server
 
 require_extra("client", "httpx2")
 
