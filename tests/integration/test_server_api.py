@@ -328,6 +328,8 @@ def test_concurrent_identical_retries_append_once(server):
 def test_concurrent_writers_make_no_fork_or_gap_and_the_ledger_verifies(server):
     writers = [f"w{i}" for i in range(6)]
     tokens = {w: server.token("writer", w) for w in writers}
+    for w in writers:  # with per-user keys, registering one appends a key.added
+        server.signer_for("team-a", w)
     before = _size(server)
     seqs: list[int] = []
     lock = threading.Lock()
