@@ -129,6 +129,8 @@ class HttpStore(Store):
         headers = {"User-Agent": "mltrail"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if transport is None and self.server.api.startswith("http://"):
+            transport = httpx.HTTPTransport(verify=False)  # no TLS: skip its context
         self._client = httpx.Client(
             headers=headers, timeout=timeout, transport=transport
         )
