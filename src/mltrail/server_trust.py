@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     from mltrail.core.report import StoredCheckpoint
@@ -117,14 +118,7 @@ class ServerTrust:
                 f"this client pinned for {trust.ledger}",
                 hint=f"move {path} aside to pin the server again",
             )
-        latest = store.latest_checkpoint()
-        if latest is not None:
-            trust.accept(latest.text)
-        elif trust.checkpoint is not None:
-            raise IntegrityError(
-                f"the server shows no checkpoint of {trust.ledger}, but this client "
-                f"saw one of {_size(trust.checkpoint)} records: the log was emptied"
-            )
+        trust.refresh()
         return trust
 
     @classmethod
@@ -197,31 +191,72 @@ class ServerTrust:
 
     # -- checking what the server gives --------------------------------------
 
+    def refresh(self) -> Checkpoint | None:
+        """Fetch the server's latest checkpoint, check it and keep it if newest.
+
+        It is fetched after the kept one is read (under the trust file's lock),
+        so it can never honestly be older: one that is means the log shrank.
+
+        Raises:
+            IntegrityError: see :meth:`accept`; or the server shows no
+                checkpoint at all after this client saw one.
+        """
+        assert self._store is not None
+        with self._locked():
+            kept = self._kept()
+            latest = self._store.latest_checkpoint()
+            if latest is None:
+                if kept is None:
+                    return None
+                raise IntegrityError(
+                    f"the server shows no checkpoint of {self.ledger}, but this "
+                    f"client saw one of {kept[1].size} records: the log was emptied"
+                )
+            return self._take(latest.text, kept, older_ok=False)
+
     def accept(self, text: str) -> Checkpoint:
-        """Check a checkpoint the server gave and keep it if it is the newest.
+        """Check a checkpoint the server answered an append with; keep it if newest.
 
         It must be signed by a pinned log key, carry the ledger's origin, and be
-        consistent with the kept checkpoint (the server's consistency proof);
-        a smaller tree than the kept one means the log shrank.
+        consistent with the kept checkpoint (the server's consistency proof, in
+        whichever direction: another process of this home may have kept a newer
+        one meanwhile).
 
         Raises:
             IntegrityError: any of that fails.
         """
-        new = self._verified(text, "the server's checkpoint")
+        with self._locked():
+            return self._take(text, self._kept(), older_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
         lock = self.path.with_name(self.path.name + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(lock, "a") as held:
             fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-            kept_text = self._load(self.path).checkpoint if self.path.exists() else None
-            kept_text = kept_text or self.checkpoint
-            if kept_text is not None:
-                kept = self._verified(kept_text, f"the checkpoint kept in {self.path}")
-                self._check_extends(kept, new)
-            if kept_text is None or new.size > _size(kept_text):
-                self.checkpoint = text
-                self._save()
-            else:
-                self.checkpoint = kept_text
+            yield
+
+    def _kept(self) -> tuple[str, Checkpoint] | None:
+        """The newest kept checkpoint (the file's, which other processes move)."""
+        text = self._load(self.path).checkpoint if self.path.exists() else None
+        text = text or self.checkpoint
+        if text is None:
+            return None
+        return text, self._verified(text, f"the checkpoint kept in {self.path}")
+
+    def _take(
+        self, text: str, kept: tuple[str, Checkpoint] | None, *, older_ok: bool
+    ) -> Checkpoint:
+        new = self._verified(text, "the server's checkpoint")
+        if kept is not None and new.size < kept[1].size and older_ok:
+            self._check_extends(new, kept[1])  # the kept one extends it
+        elif kept is not None:
+            self._check_extends(kept[1], new)
+        if kept is None or new.size > kept[1].size:
+            self.checkpoint = text
+            self._save()
+        else:
+            self.checkpoint = kept[0]
         return new
 
     def check_inclusion(self, seq: int, leaf: bytes, checkpoint: Checkpoint) -> None:

@@ -199,3 +199,17 @@ def test_the_python_api_records_a_run_through_the_server(tmp_path, served, monke
     assert "run.metrics" in kinds
     assert kinds[-1] == "run.ended"
     assert all(r.entry.actor["user"] == "alice" for r in server.records(2))
+
+
+def test_an_older_answer_consistent_with_the_kept_checkpoint_is_accepted(
+    tmp_path, served
+):
+    """Another process of the home may keep a newer checkpoint between an
+    append and the check of its answer: that is no shrink."""
+    _, home = _registered_home(tmp_path, served)
+    home.ledger.append("note", {"text": "first"})
+    older = served["current"].ledger.store.latest_checkpoint().text
+    home.ledger.append("note", {"text": "second"})
+    newer = home.trust.checkpoint
+    assert home.trust.accept(older).size == home.trust.accept(newer).size - 1
+    assert home.trust.checkpoint == newer
