@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     from mltrail.core.report import StoredCheckpoint, VerificationReport
+    from mltrail.remote_append import RemoteTrust
     from mltrail.storage.base import Store
 
 __all__ = [
@@ -97,20 +98,6 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware."""
-        ...
-
-
-class RemoteTrust(Protocol):
-    """What a client trusts of the server that sequences a remote store (see
-    :class:`mltrail.server_trust.ServerTrust`)."""
-
-    def accept(self, text: str) -> Checkpoint:
-        """Check a checkpoint the server gave (pinned key, consistent with the
-        newest one seen), keep it if newest, and return it verified."""
-        ...
-
-    def check_inclusion(self, seq: int, leaf: bytes, checkpoint: Checkpoint) -> None:
-        """Check the server's proof that leaf ``seq`` is in ``checkpoint``'s tree."""
         ...
 
 
@@ -322,10 +309,10 @@ class Ledger:
     def _post_signed(
         self, entries: list[Entry], checkpoint_signer: Signer | None
     ) -> list[Record]:
-        """Post signed entries to the server that sequences the store, then check
-        its answer: the records chain onto each other, the new checkpoint is
-        signed by a pinned log key and extends the newest one this client saw,
-        and it includes the first and last record as they were sent."""
+        """Post signed entries to the server that sequences the store and check
+        its answer (see :func:`mltrail.remote_append.post_entries`)."""
+        from mltrail.remote_append import post_entries
+
         if checkpoint_signer is not None or any(
             e.kind in KEY_KINDS or e.kind == PURGE_KIND for e in entries
         ):
@@ -334,26 +321,7 @@ class Ledger:
                 "the server admin's work, not a client's",
                 hint="ask the server's admin; `mltrail keys register` adds your own key",
             )
-        trust = self.remote_trust
-        if trust is None:
-            raise ConfigError(
-                "appending to a ledger kept by an mltrail server needs the server's "
-                "pinned log keys",
-                hint="open it with mltrail.open_home in client mode (MLTRAIL_URL and "
-                "MLTRAIL_TOKEN set)",
-            )
-        answer = self.store.append_entries(  # type: ignore[attr-defined]
-            [e.to_dict() for e in entries]
-        )
-        records, leaves = _answered_records(answer, entries)
-        checkpoint = trust.accept(str(answer.get("checkpoint") or ""))
-        if checkpoint.size <= records[-1].seq:
-            raise IntegrityError(
-                f"the server's checkpoint of {checkpoint.size} records does not "
-                f"cover record {records[-1].seq} it just appended"
-            )
-        for seq, leaf in {(records[0].seq, leaves[0]), (records[-1].seq, leaves[-1])}:
-            trust.check_inclusion(seq, leaf, checkpoint)
+        records = post_entries(self.store, self.remote_trust, entries, self.origin)
         self.writes += 1
         return records
 
@@ -791,49 +759,6 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
     return keyring.signer_problem(
         entry.sig.key, seq, entry.kind, entry.actor.get("user")
     )
-
-
-def _answered_records(
-    answer: Mapping[str, Any], entries: Sequence[Entry]
-) -> tuple[list[Record], list[bytes]]:
-    """The records a server says it appended (and their leaf hashes), once each
-    hash is recomputed from what was sent and every ``prev`` chains on.
-
-    Raises:
-        IntegrityError: the answer does not fit the entries sent.
-    """
-    from mltrail.core.canonical import compute_record_hash
-
-    try:
-        placed = [
-            (int(r["seq"]), str(r["prev"]), str(r["hash"])) for r in answer["records"]
-        ]
-        if len(placed) != len(entries):
-            raise ValueError(f"{len(placed)} records for {len(entries)} entries")
-        records = [
-            Record(seq, prev, e)
-            for (seq, prev, _), e in zip(placed, entries, strict=True)
-        ]
-    except (KeyError, TypeError, ValueError) as e:
-        raise IntegrityError(
-            f"the server's answer to an append is malformed: {e}"
-        ) from e
-    leaves = []
-    for n, (record, (_, _, claimed)) in enumerate(zip(records, placed, strict=True)):
-        data = record.to_bytes()
-        digest = compute_record_hash(data).hex()
-        following = records[n + 1] if n + 1 < len(records) else None
-        if digest != claimed or (
-            following is not None
-            and (following.prev != digest or following.seq != record.seq + 1)
-        ):
-            raise IntegrityError(
-                f"the server's answer for record {record.seq} does not match the "
-                "entries sent (hash, prev or seq)",
-                hint="report it to the server's admin",
-            )
-        leaves.append(compute_leaf_hash(data))
-    return records, leaves
 
 
 def _check_signature(keyring: KeyRing, entry: Entry) -> None:

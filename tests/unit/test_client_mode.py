@@ -213,3 +213,14 @@ def test_an_older_answer_consistent_with_the_kept_checkpoint_is_accepted(
     newer = home.trust.checkpoint
     assert home.trust.accept(older).size == home.trust.accept(newer).size - 1
     assert home.trust.checkpoint == newer
+
+
+def test_an_unregistered_key_is_named_with_the_command_that_registers_it(
+    tmp_path, served
+):
+    env = _env(tmp_path)
+    init_home(env=env)
+    home = open_home(env=env)
+    with pytest.raises(ConfigError, match="is not registered") as info:
+        home.ledger.append("note", {"text": "too early"})
+    assert "mltrail keys register" in (info.value.hint or "")
