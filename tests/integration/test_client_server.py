@@ -84,6 +84,12 @@ def test_two_people_and_an_auditor_through_the_server(server, people):
             "--", sys.executable, "-c", TRAIN)  # fmt: skip
     (run,) = js(people, "alice", "runs")
     assert (run["name"], run["status"], run["user"]) == ("train", "succeeded", "alice")
+    retrain = TRAIN.replace("model.bin", "model2.bin")
+    mltrail(
+        people, "alice", "run", "--name", "retrain", "--", sys.executable, "-c", retrain
+    )
+    changed = js(people, "carol", "diff", "train", "retrain")
+    assert any(c["key"] == "command" for c in changed["sections"]["run"]), changed
     assert "train" in mltrail(people, "alice", "show", "train").stdout
     mltrail(people, "bob", "model", "approve", "model.bin", "--stage", "production",
             "--note", "validation report reviewed")  # fmt: skip
