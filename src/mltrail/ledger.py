@@ -225,11 +225,14 @@ class Ledger:
         signs its entry with its own key; the ledger checks it (schema, size,
         blobs, the signature, and under the append lock that the key may sign it
         at that seq), assigns seq and prev and signs the checkpoint with its own
-        key. Key and purge entries are written by their own commands only.
+        key. An AUTHOR key (``register_key``) may sign only entries whose
+        ``actor.user`` is its identity, and no ``clock.reset``. Key and purge
+        entries are written by their own commands only.
 
         Raises:
             InputError: off-schema, unsigned, oversized, missing blob, a key or
-                purge kind, or a signature that does not verify.
+                purge kind, a signature that does not verify, or an author key
+                signing another user's entry or a kind only a log key signs.
             ConfigError: the signing key may not sign at that seq.
         """
         checked: list[Entry] = []
