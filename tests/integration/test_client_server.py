@@ -198,3 +198,41 @@ def test_a_shrunk_or_forked_log_is_refused(server, people):
         MLTRAIL_TOKEN=server.token("auditor", "carol", ledger="team-d"),
     )  # fmt: skip
     assert "forked or rewritten" in forked.stderr
+
+
+def test_the_http_store_reads_what_the_database_holds(server, monkeypatch):
+    """The read contract, differentially: HttpStore over the API and the
+    PostgreSQL store under it give the same answers (small pages, to page)."""
+    from mltrail.server.control import schema_url
+    from mltrail.storage import http
+    from mltrail.storage.postgres import PostgresStore
+
+    monkeypatch.setattr(http, "PAGE", 7)
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    blob = b"a blob through the API"
+    digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+    with (
+        http.HttpStore(url, server.token("writer", "bea")) as remote,
+        PostgresStore(schema_url(server.owner_url, "ledger_team_a")) as local,
+    ):
+        assert remote.put_blob(digest, blob) in (True, False)
+        notes = [server.entry("bea", "note", {"text": f"page {n}"}) for n in range(9)]
+        remote.append_entries(notes)
+        size = local.head().size
+        assert remote.head() == local.head()
+        assert list(remote.rows()) == list(local.rows())
+        assert list(remote.rows(3, size - 2)) == list(local.rows(3, size - 2))
+        kinds = ("key.added", "note")
+        assert list(remote.rows_of_kinds(kinds)) == list(local.rows_of_kinds(kinds))
+        assert remote.node_range(0, 0, size) == local.node_range(0, 0, size)
+        assert remote.node(1, 0) == local.node(1, 0)
+        assert [c.text for c in remote.checkpoints()] == [
+            c.text for c in local.checkpoints()
+        ]
+        assert remote.latest_checkpoint().text == local.latest_checkpoint().text
+        assert remote.time_floor() == local.time_floor()
+        assert remote.meta() == local.meta()
+        assert remote.get_blob(digest) == blob == local.get_blob(digest)
+        assert remote.find_blobs(digest[:15]) == local.find_blobs(digest[:15])
+        assert remote.get_blob("sha256:" + "0" * 64) is None
+        assert remote.purges() == local.purges()
