@@ -73,8 +73,9 @@ class RemoteLedger:
 
     @property
     def witness_file(self) -> str:
-        """Where the home's witness would be (client mode keeps the trust file)."""
-        return f"{TRUST_DIR}/{self.trust.ledger}.json"
+        """A witness path no one writes: client mode keeps the newest checkpoint
+        in the trust file instead (``Home`` checks ``trust`` first)."""
+        return f"{TRUST_DIR}/{self.trust.ledger}.no-witness"
 
 
 def open_remote_ledger(
