@@ -5,6 +5,8 @@ shrunk log refused, retries that append once, roles mapped to AuthError."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -224,3 +226,24 @@ def test_an_unregistered_key_is_named_with_the_command_that_registers_it(
     with pytest.raises(ConfigError, match="is not registered") as info:
         home.ledger.append("note", {"text": "too early"})
     assert "mltrail keys register" in (info.value.hint or "")
+
+
+def test_an_embedded_home_never_loads_the_http_client(tmp_path):
+    code = (
+        "import sys; from mltrail.home import init_home, open_home; "
+        f"init_home({str(tmp_path / 'h')!r}, env={{}}); "
+        f"h = open_home({str(tmp_path / 'h')!r}, env={{}}); "
+        "h.ledger.append('note', {'text': 'x'}); h.close(); "
+        "print('httpx2' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_missing_http_client_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "httpx2", None)
+    with pytest.raises(ConfigError, match="needs httpx2") as info:
+        HttpStore("http://h/ledgers/a", "t")
+    assert "mltrail[client]" in (info.value.hint or "")
