@@ -149,8 +149,10 @@ class HttpStore(Store):
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
+        retry: bool = True,
     ) -> Any:
-        """Send a request to the ledger's API; retry what is safe to retry.
+        """Send a request to the ledger's API; retry what is safe to retry
+        (``retry``: reads, blob uploads and keyed appends; not key registrations).
 
         Returns the response (its status is 2xx or one of ``allow``).
 
@@ -160,8 +162,9 @@ class HttpStore(Store):
             StoreError: a 5xx after the retries, or the server is unreachable.
         """
         url = self.server.ledger_api + path
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        tries = self.retries + 1 if retry else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
             try:
                 response = self._client.request(
                     method,
@@ -218,7 +221,7 @@ class HttpStore(Store):
             "identity": identity,
             "proof": base64.b64encode(proof).decode(),
         }
-        return dict(_json(self.request("POST", "/keys", json=body)))
+        return dict(_json(self.request("POST", "/keys", json=body, retry=False)))
 
     def list_keys(self) -> list[dict[str, Any]]:
         """``GET /keys``: every key of the ledger with its identity and validity."""
