@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     from mltrail.core.report import StoredCheckpoint, VerificationReport
+    from mltrail.remote_append import RemoteTrust
     from mltrail.storage.base import Store
 
 __all__ = [
@@ -147,6 +148,9 @@ class Ledger:
         clock: where entry times come from.
         actor: who is writing, put into every entry.
         trusted_key: the genesis key id verification must find (None: any).
+        remote_trust: for a store an mltrail server sequences (``store.remote``):
+            the pinned keys and newest checkpoint every append's answer is
+            checked against.
     """
 
     def __init__(
@@ -159,8 +163,10 @@ class Ledger:
         actor: Mapping[str, Any] | None = None,
         trusted_key: str | None = None,
         tolerance: timedelta = DEFAULT_TOLERANCE,
+        remote_trust: RemoteTrust | None = None,
     ) -> None:
         self.store = store
+        self.remote_trust = remote_trust
         self.signer = signer
         self.origin = origin
         self.clock = clock or SystemClock()
@@ -285,6 +291,8 @@ class Ledger:
         *,
         foreign: bool = False,
     ) -> list[Record]:
+        if getattr(self.store, "remote", False):
+            return self._post_signed(entries, checkpoint_signer)
         for _ in range(5):
             try:
                 batch = self.store.append(
@@ -300,6 +308,25 @@ class Ledger:
                 for r, e in zip(batch.records, entries, strict=True)
             ]
         raise AppendConflictError("the ledger's keys kept changing during the append")
+
+    def _post_signed(
+        self, entries: list[Entry], checkpoint_signer: Signer | None
+    ) -> list[Record]:
+        """Post signed entries to the server that sequences the store and check
+        its answer (see :func:`mltrail.remote_append.post_entries`)."""
+        from mltrail.remote_append import post_entries
+
+        if checkpoint_signer is not None or any(
+            e.kind in KEY_KINDS or e.kind == PURGE_KIND for e in entries
+        ):
+            raise ConfigError(
+                "key rotation and purges on a ledger kept by an mltrail server are "
+                "the server admin's work, not a client's",
+                hint="ask the server's admin; `mltrail keys register` adds your own key",
+            )
+        records = post_entries(self.store, self.remote_trust, entries, self.origin)
+        self.writes += 1
+        return records
 
     def _seal(
         self,
@@ -510,6 +537,9 @@ class Ledger:
                 f"key {key_id[:16]}... is already a key of this ledger (added at "
                 f"seq {max(known.added_seq, 0)})"
             )
+        if getattr(self.store, "remote", False):  # the server's log key signs it
+            answer = self.store.register_key(public_key, identity, proof)  # type: ignore[attr-defined]
+            return self.record(int(answer["seq"]))
         body = {
             "alg": "ed25519",
             "key": key_id,

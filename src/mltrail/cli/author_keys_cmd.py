@@ -67,15 +67,14 @@ def new_key(out: Path, as_json: bool) -> None:
 @click.option(
     "--key-file",
     "key_file",
-    required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="The author's private key file (`mltrail keys new`); only its public key "
-    "and a proof signed with it go into the ledger.",
+    "and a proof signed with it go into the ledger. Client mode: the home's key.",
 )
 @click.option(
     "--identity",
-    required=True,
-    help="The author's name as entries carry it in actor.user (1 to 200 characters).",
+    help="The author's name as entries carry it in actor.user (1 to 200 "
+    "characters). Client mode: the token's name.",
 )
 @click.option(
     "--reason",
@@ -86,7 +85,11 @@ def new_key(out: Path, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def register(
-    ctx: click.Context, key_file: Path, identity: str, reason: str, as_json: bool
+    ctx: click.Context,
+    key_file: Path | None,
+    identity: str | None,
+    reason: str,
+    as_json: bool,
 ) -> None:
     """Register a person's or CI job's key as an AUTHOR key of the ledger.
 
@@ -96,17 +99,30 @@ def register(
     resets, purges or checkpoints. Verification names any entry it signs for
     another user.
 
+    In client mode (MLTRAIL_URL and MLTRAIL_TOKEN set) it posts the home's own
+    key with its proof to the server, for the identity the token names; the
+    server's log key signs the key.added.
+
     \b
     Examples:
       mltrail keys new --out bob.key
       mltrail keys register --key-file bob.key --identity bob
       mltrail keys register --key-file ci.key --identity ci-nightly --json
+      MLTRAIL_URL=https://host/ledgers/team-a mltrail keys register
     """
     from mltrail.core.keyring import make_key_proof
     from mltrail.keystore import load_signer
 
-    author = load_signer(key_file, _password())
+    author = load_signer(key_file, _password()) if key_file else None
     home = open_from(ctx, writable=True)
+    if home.trust is None and (author is None or identity is None):
+        raise InputError(
+            "--key-file and --identity are needed (outside client mode)",
+            hint="mltrail keys register --key-file bob.key --identity bob",
+        )
+    author = author or home.ledger.signer
+    identity = identity or str(home.ledger.actor.get("user", ""))
+    assert author is not None
     proof = make_key_proof(author, home.ledger.origin, identity)
     record = home.ledger.register_key(author.public_key, identity, proof, reason=reason)
     home.checkpoint()

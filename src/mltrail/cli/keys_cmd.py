@@ -187,7 +187,7 @@ def rotate(
       mltrail keys rotate --reason "laptop lost"
       mltrail keys rotate --move-old-key /media/offline/old-ledger.key
     """
-    home = open_from(ctx, writable=True)
+    home = open_from(ctx, writable=True, local_only="keys rotate")
     password = os.environ.get("MLTRAIL_KEY_PASSWORD")
     result = rotate_home_key(
         home,

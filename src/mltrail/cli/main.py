@@ -60,6 +60,8 @@ _COMMANDS = {
     "timestamp": "mltrail.cli.evidence_cmds:timestamp",
     "witness": "mltrail.cli.evidence_cmds:witness",
     "db": "mltrail.cli.db_cmd:db",
+    "server": "mltrail.cli.server_cmd:server",
+    "tokens": "mltrail.cli.tokens_cmd:tokens",
     "hook": "mltrail.cli.hook_cmd:hook",
 }
 

@@ -110,13 +110,18 @@ def _version(conn: psycopg.Connection[Any], schema: str) -> int:
     return found or 0
 
 
-def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
+def migrate(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    migrations: Sequence[tuple[int, str, tuple[str, ...]]] = MIGRATIONS,
+) -> list[int]:
     """Apply the migrations this schema lacks, in one transaction; the versions applied.
 
-    Re-runnable: a schema already at :data:`SCHEMA_VERSION` gets no DDL at all
-    (so an application role without CREATE may open it).
+    Re-runnable: a schema already at its newest version gets no DDL at all (so an
+    application role without CREATE may open it). ``migrations`` defaults to the
+    ledger tables' (the team server passes its control tables').
     """
-    if _version(conn, schema) >= SCHEMA_VERSION:
+    if _version(conn, schema) >= migrations[-1][0]:
         return []
     quoted = sql.Identifier(schema).as_string(conn)
     applied = []
@@ -127,7 +132,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
         current = _version(conn, schema)
         if current == 0:
             conn.execute(VERSION_TABLE.replace("{s}", quoted))
-        for version, description, statements in MIGRATIONS:
+        for version, description, statements in migrations:
             if version <= current:
                 continue
             script = ";\n".join(statements).replace("{s}", quoted)

@@ -1,0 +1,231 @@
+"""The FastAPI application: errors, authentication, and the route modules.
+
+Every route is under ``/api/v1``; every route but ``/health`` needs
+``Authorization: Bearer mlt_<id>_<secret>``. Errors are JSON
+``{"error": {"code", "message", "hint"}}`` (see docs/server.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mltrail import __version__
+from mltrail.errors import (
+    AppendConflictError,
+    AuthError,
+    InputError,
+    IntegrityError,
+    MltrailError,
+    SchemaError,
+    StoreError,
+)
+from mltrail.server.ledgers import LedgerHandle, ServerState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Collection
+    from contextlib import AbstractContextManager
+
+    from mltrail.server.control import Control
+    from mltrail.server.tokens import Principal
+
+__all__ = [
+    "API_PREFIX",
+    "ApiError",
+    "Ctx",
+    "app_from_env",
+    "create_app",
+    "need",
+    "raise_for",
+]
+
+API_PREFIX = "/api/v1"
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    422: "refused",
+    500: "internal",
+    501: "not_implemented",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with the contract's JSON body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _STATUS_CODES.get(status, "error")
+        self.message = message
+        self.hint = hint
+        self.extra = extra or {}
+
+    def response(self) -> JSONResponse:
+        """The JSON response of this error."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        body.update(self.extra)
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+
+
+def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
+    """The ApiError for an mltrail error (``refused``: the status of InputError)."""
+    if isinstance(error, SchemaError):
+        status = 400
+    elif isinstance(error, AuthError):
+        status = 403
+    elif isinstance(error, InputError):
+        status = refused
+    elif isinstance(error, (StoreError, AppendConflictError)):
+        status = 503
+    elif isinstance(error, IntegrityError):
+        status = 500
+    else:
+        status = 500
+    return ApiError(status, str(error), hint=error.hint)
+
+
+class Ctx:
+    """A request's authenticated principal, its ledger, and the server's state."""
+
+    def __init__(
+        self, principal: Principal, handle: LedgerHandle, state: ServerState
+    ) -> None:
+        self.principal = principal
+        self.handle = handle
+        self.state = state
+
+    def handle_control(self) -> AbstractContextManager[Control]:
+        """Borrow a control-table connection."""
+        return self.state.control.borrow()
+
+
+_bearer = HTTPBearer(auto_error=False, description="mlt_<id>_<secret>")
+
+
+def need(roles: Collection[str]) -> Callable[..., Ctx]:
+    """A dependency: a valid token of ``ledger`` whose role is one of ``roles``."""
+
+    def check(
+        request: Request,
+        ledger: str,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Ctx:
+        state: ServerState = request.app.state.mltrail
+        if credentials is None:
+            raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
+        with state.control.borrow() as control:
+            found = control.authenticate(credentials.credentials)
+        if isinstance(found, str):
+            raise ApiError(401, found, hint="ask the ledger's admin for a token")
+        if found.ledger != ledger:
+            raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
+        if found.role not in roles:
+            raise ApiError(403, f"role {found.role} may not do this")
+        handle = state.handle(ledger)
+        if handle is None:
+            raise ApiError(404, f"no ledger {ledger!r}")
+        return Ctx(found, handle, state)
+
+    return check
+
+
+def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
+    """The application over the database ``url`` (default ``$MLTRAIL_SERVER_DB``)
+    with log keys in ``keys`` (default ``$MLTRAIL_SERVER_KEYS``)."""
+    from contextlib import asynccontextmanager
+
+    from mltrail.server import routes_read, routes_write
+    from mltrail.server.control import default_keys_dir
+
+    url = url or os.environ["MLTRAIL_SERVER_DB"]
+    keys = keys or Path(os.environ.get("MLTRAIL_SERVER_KEYS") or default_keys_dir())
+    state = ServerState(url, keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="mltrail team server",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.mltrail = state
+    _install_error_handlers(app)
+    root = APIRouter(prefix=API_PREFIX)
+
+    @root.get("/health", tags=["server"])
+    def health() -> dict[str, str]:
+        """Liveness: no token needed."""
+        return {"status": "ok", "version": __version__}
+
+    root.include_router(routes_read.router)
+    root.include_router(routes_write.router)
+    app.include_router(root)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The application configured by ``MLTRAIL_SERVER_DB`` and ``MLTRAIL_SERVER_KEYS``
+    (what ``mltrail server`` sets for uvicorn's workers)."""
+    return create_app()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return ApiError(exc.status_code, str(exc.detail)).response()
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+            for e in exc.errors()[:5]
+        ]
+        return ApiError(400, "; ".join(problems) or "bad request").response()
+
+    async def mltrail_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, MltrailError)
+        return raise_for(exc, refused=400).response()
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return ApiError(500, "internal server error").response()
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(MltrailError, mltrail_error)
+    app.add_exception_handler(Exception, unexpected)

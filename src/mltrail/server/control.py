@@ -1,0 +1,379 @@
+"""The server's control tables at work: ledgers, tokens, revocations, idempotency keys.
+
+Needs psycopg only (``mltrail db init`` and ``mltrail tokens`` run without
+FastAPI). Each ledger lives in its own PostgreSQL schema (``ledger_<name>``,
+hyphens as underscores) of the one database; its log key, which signs
+checkpoints and key records, is the file ``<keys>/<name>.key`` and never
+enters the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from mltrail.errors import InputError, StoreError
+from mltrail.server.control_schema import (
+    CONTROL_MIGRATIONS,
+    CONTROL_SCHEMA,
+    CONTROL_TABLES,
+)
+from mltrail.server.tokens import (
+    ROLES,
+    Principal,
+    new_token,
+    parse_token,
+    secrets_match,
+)
+from mltrail.storage.postgres import (
+    check_role_name,
+    connect,
+    init_database,
+    migrate,
+)
+from mltrail.storage.registry import display_url
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.core.signing import Ed25519Signer
+
+__all__ = [
+    "Control",
+    "LedgerRow",
+    "check_ledger_name",
+    "default_keys_dir",
+    "init_control",
+    "init_ledger",
+    "key_password",
+    "load_log_key",
+    "schema_url",
+]
+
+_LEDGER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
+_C = CONTROL_SCHEMA
+MAX_TOKEN_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One served ledger: its name, PostgreSQL schema and origin."""
+
+    name: str
+    schema: str
+    origin: str
+
+
+def check_ledger_name(name: str) -> str:
+    """A ledger name: lower-case letters, digits and hyphens, at most 48.
+
+    Raises:
+        InputError: anything else.
+    """
+    if not _LEDGER_NAME.fullmatch(name):
+        raise InputError(
+            f"ledger name {name!r} is not lower-case letters, digits and hyphens",
+            hint="e.g. team-a (at most 48 characters, starting with a letter or digit)",
+        )
+    return name
+
+
+def schema_url(url: str, schema: str) -> str:
+    """``url`` with its search_path set to ``schema`` (libpq ``options``)."""
+    parts = urlsplit(url)
+    option = "options=" + quote(f"-csearch_path={schema}")
+    query = f"{parts.query}&{option}" if parts.query else option
+    return urlunsplit(parts._replace(query=query))
+
+
+def default_keys_dir() -> Path:
+    """``$MLTRAIL_HOME/server-keys`` (``~/.mltrail/server-keys``)."""
+    from mltrail.config import resolve_home
+
+    return resolve_home() / "server-keys"
+
+
+def key_password() -> bytes | None:
+    """The log keys' password, from ``MLTRAIL_KEY_PASSWORD`` (None: unencrypted)."""
+    value = os.environ.get("MLTRAIL_KEY_PASSWORD")
+    return value.encode() if value else None
+
+
+def load_log_key(keys: Path, ledger: str) -> Ed25519Signer:
+    """The log key of ``ledger`` from ``keys/<ledger>.key``."""
+    from mltrail.keystore import load_signer
+
+    return load_signer(keys / f"{ledger}.key", key_password())
+
+
+def init_control(conn: psycopg.Connection[Any], role: str | None) -> list[int]:
+    """Create or upgrade schema ``mltrail_server``; grant ``role`` SELECT, INSERT."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(_C)))
+    applied = migrate(conn, _C, CONTROL_MIGRATIONS)
+    if role is not None:
+        s, r = sql.Identifier(_C), sql.Identifier(check_role_name(role))
+        tables = sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(s, sql.Identifier(t)) for t in CONTROL_TABLES
+        )
+        with conn.transaction():
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(r))
+            for statement in (
+                "GRANT USAGE ON SCHEMA {s} TO {r}",
+                "REVOKE CREATE ON SCHEMA {s} FROM {r}",
+                "REVOKE ALL ON {tables} FROM {r}",
+                "GRANT SELECT, INSERT ON {tables} TO {r}",
+                "REVOKE INSERT ON {s}.mltrail_schema FROM {r}",
+            ):
+                conn.execute(sql.SQL(statement).format(s=s, r=r, tables=tables))
+    return applied
+
+
+def init_ledger(
+    url: str,
+    ledger: str,
+    origin: str,
+    keys: Path,
+    *,
+    role: str | None = "mltrail_app",
+) -> dict[str, Any]:
+    """Set up (or re-check) a served ledger: control tables, schema, log key, genesis.
+
+    Re-runnable: an existing ledger keeps its key and genesis; its tables and
+    grants are brought up to date.
+
+    Raises:
+        InputError: a bad name, or the ledger exists with another origin.
+        ConfigError: the ledger exists but its key file is missing.
+        StoreError: the database refuses.
+    """
+    from mltrail.keystore import generate_signer, save_signer
+    from mltrail.ledger import Ledger
+    from mltrail.storage.postgres import PostgresStore
+
+    check_ledger_name(ledger)
+    schema = "ledger_" + ledger.replace("-", "_")
+    conn = connect(url)
+    try:
+        applied = init_control(conn, role)
+        row = conn.execute(
+            f"SELECT origin FROM {_C}.ledgers WHERE name = %s",  # noqa: S608
+            (ledger,),
+        ).fetchone()
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+        )
+    except psycopg.Error as e:
+        raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
+    finally:
+        conn.close()
+    if row is not None and row[0] != origin:
+        raise InputError(
+            f"ledger {ledger} exists with origin {row[0]!r}, not {origin!r}",
+            hint="an origin never changes; pick another ledger name",
+        )
+    ledger_url = schema_url(url, schema)
+    tables = init_database(ledger_url, role=role)
+    key_path = keys / f"{ledger}.key"
+    created = False
+    if row is None:
+        with PostgresStore(ledger_url) as store:
+            if store.head().size == 0:
+                signer = generate_signer()
+                save_signer(signer, key_path, key_password())
+                Ledger.create(
+                    store, signer, origin=origin, actor={"user": "mltrail-server"}
+                )
+                created = True
+            else:
+                load_log_key(
+                    keys, ledger
+                )  # a half-done earlier run: the key must exist
+        conn = connect(url)
+        try:
+            conn.execute(
+                f"INSERT INTO {_C}.ledgers (name, schema, origin) VALUES (%s, %s, %s) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                (ledger, schema, origin),
+            )
+        finally:
+            conn.close()
+    else:
+        load_log_key(keys, ledger)
+    return {
+        "db": display_url(url),
+        "ledger": ledger,
+        "schema": schema,
+        "origin": origin,
+        "key_file": str(key_path),
+        "created": created,
+        "control_applied": applied,
+        "ledger_applied": tables.applied,
+        "role": role,
+    }
+
+
+class Control:
+    """Queries on the control tables over one connection (not thread-safe)."""
+
+    def __init__(self, url: str) -> None:
+        self.location = display_url(url)
+        self.conn = connect(url)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def ledger(self, name: str) -> LedgerRow | None:
+        """The ledger ``name``, or None."""
+        row = self.conn.execute(
+            f"SELECT name, schema, origin FROM {_C}.ledgers WHERE name = %s",  # noqa: S608
+            (name,),
+        ).fetchone()
+        return None if row is None else LedgerRow(*row)
+
+    def ledgers(self) -> list[LedgerRow]:
+        """Every served ledger, by name."""
+        rows = self.conn.execute(
+            f"SELECT name, schema, origin FROM {_C}.ledgers ORDER BY name"  # noqa: S608
+        ).fetchall()
+        return [LedgerRow(*r) for r in rows]
+
+    def create_token(
+        self,
+        ledger: str,
+        name: str,
+        role: str,
+        *,
+        expires_days: float | None,
+        created_by: str,
+    ) -> dict[str, Any]:
+        """Add a token; the result carries the token text, shown this once.
+
+        Raises:
+            InputError: unknown ledger or role, bad name or expiry.
+        """
+        if role not in ROLES:
+            raise InputError(
+                f"unknown role {role!r}", hint=f"one of {', '.join(ROLES)}"
+            )
+        if not name or len(name) > MAX_TOKEN_NAME or not name.isprintable():
+            raise InputError("a token's name is 1 to 200 printable characters")
+        if expires_days is not None and not 0 < expires_days <= 3660:
+            raise InputError("expiry must be between 0 and 3660 days")
+        if self.ledger(ledger) is None:
+            raise InputError(f"no ledger {ledger!r} on this server")
+        token_id, text, digest = new_token()
+        expires = (
+            None
+            if expires_days is None
+            else datetime.now(UTC) + timedelta(days=expires_days)
+        )
+        self.conn.execute(
+            f"INSERT INTO {_C}.tokens (id, ledger, name, role, secret_sha256, expires, "  # noqa: S608
+            "created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (token_id, ledger, name, role, digest, expires, created_by),
+        )
+        return {
+            "id": token_id,
+            "token": text,
+            "ledger": ledger,
+            "name": name,
+            "role": role,
+            "expires": None if expires is None else _iso(expires),
+        }
+
+    def list_tokens(self, ledger: str | None = None) -> list[dict[str, Any]]:
+        """Tokens (no secrets), oldest first; only ``ledger``'s when given."""
+        query = (
+            f"SELECT t.id, t.ledger, t.name, t.role, t.created, t.expires, "  # noqa: S608
+            f"t.created_by, r.revoked, r.by FROM {_C}.tokens t "
+            f"LEFT JOIN {_C}.token_revocations r ON r.id = t.id"
+        )
+        if ledger is None:
+            rows = self.conn.execute(query + " ORDER BY t.created, t.id").fetchall()
+        else:
+            rows = self.conn.execute(
+                query + " WHERE t.ledger = %s ORDER BY t.created, t.id", (ledger,)
+            ).fetchall()
+        return [
+            {
+                "id": i,
+                "ledger": lg,
+                "name": n,
+                "role": ro,
+                "created": _iso(c),
+                "expires": None if e is None else _iso(e),
+                "created_by": cb,
+                "revoked": None if rv is None else _iso(rv),
+                "revoked_by": by,
+            }
+            for i, lg, n, ro, c, e, cb, rv, by in rows
+        ]
+
+    def revoke_token(
+        self, token_id: str, by: str, *, ledger: str | None = None
+    ) -> bool:
+        """Revoke a token (False: it was revoked already).
+
+        Raises:
+            InputError: no such token (on ``ledger``, when given).
+        """
+        row = self.conn.execute(
+            f"SELECT ledger FROM {_C}.tokens WHERE id = %s",  # noqa: S608
+            (token_id,),
+        ).fetchone()
+        if row is None or (ledger is not None and row[0] != ledger):
+            raise InputError(
+                f"no token {token_id!r}" + (f" on {ledger}" if ledger else "")
+            )
+        cursor = self.conn.execute(
+            f"INSERT INTO {_C}.token_revocations (id, by) VALUES (%s, %s) "  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            (token_id, by),
+        )
+        return cursor.rowcount == 1
+
+    def authenticate(self, text: str) -> Principal | str:
+        """The principal a bearer token stands for, or why it is refused."""
+        parsed = parse_token(text)
+        if parsed is None:
+            return "malformed token"
+        row = self.conn.execute(
+            f"SELECT t.ledger, t.name, t.role, t.secret_sha256, t.expires, "  # noqa: S608
+            f"r.id IS NOT NULL FROM {_C}.tokens t "
+            f"LEFT JOIN {_C}.token_revocations r ON r.id = t.id WHERE t.id = %s",
+            (parsed.id,),
+        ).fetchone()
+        if row is None or not secrets_match(parsed.secret, row[3]):
+            return "unknown token"
+        ledger, name, role, _, expires, revoked = row
+        if revoked:
+            return "token revoked"
+        if expires is not None and expires <= datetime.now(UTC):
+            return "token expired"
+        return Principal(parsed.id, ledger, name, role, expires)
+
+    def idempotent_response(
+        self, ledger: str, key: str
+    ) -> tuple[str, bytes, Any] | None:
+        """(token id, request SHA-256, response) stored for an idempotency key."""
+        row = self.conn.execute(
+            f"SELECT token_id, request_sha256, response FROM {_C}.idempotency "  # noqa: S608
+            "WHERE ledger = %s AND key = %s",
+            (ledger, key),
+        ).fetchone()
+        return None if row is None else (row[0], bytes(row[1]), row[2])
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,216 @@
+"""Per-ledger server state: pooled read connections and one appender.
+
+``Ledger`` and store objects are not thread-safe, so each request borrows one
+from a small pool (one PostgreSQL connection each) and returns it; every write
+to the chain goes through the ledger's one :class:`~mltrail.server.appender.Appender`
+thread. Blob uploads are plain inserts and use a pooled connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from mltrail.core.chain import KEY_KINDS
+from mltrail.core.codec import decode_record
+from mltrail.ledger import Ledger
+from mltrail.server.appender import Appender
+from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
+from mltrail.storage.postgres import PostgresStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    import psycopg
+
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.storage.base import Prepare
+
+__all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore"]
+
+T = TypeVar("T")
+READERS_PER_LEDGER = 8
+CONTROL_CONNECTIONS = 8
+
+
+class Pool(Generic[T]):
+    """At most ``size`` objects made on demand, each lent to one thread at a time."""
+
+    def __init__(
+        self, make: Callable[[], T], close: Callable[[T], None], size: int
+    ) -> None:
+        self._make, self._close, self._size = make, close, size
+        self._idle: queue.LifoQueue[T] = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def borrow(self) -> Iterator[T]:
+        """Lend an object; one that raised a non-mltrail error is closed, not reused."""
+        from mltrail.errors import MltrailError
+
+        item = self._take()
+        try:
+            yield item
+        except MltrailError:
+            self._idle.put(item)
+            raise
+        except BaseException:
+            self._discard(item)
+            raise
+        self._idle.put(item)
+
+    def _take(self) -> T:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            make = self._made < self._size
+            if make:
+                self._made += 1
+        if make:
+            try:
+                return self._make()
+            except BaseException:
+                with self._lock:
+                    self._made -= 1
+                raise
+        return self._idle.get(timeout=60)
+
+    def _discard(self, item: T) -> None:
+        with self._lock:
+            self._made -= 1
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
+            self._close(item)
+
+    def close(self) -> None:
+        """Close every idle object."""
+        while True:
+            try:
+                self._close(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+
+class ServerStore(PostgresStore):
+    """The PostgreSQL store with two hooks the server needs.
+
+    ``on_write(conn, batch)`` runs inside the append transaction, after the
+    records (idempotency rows commit with the records they answer), and
+    ``last_batch`` is what the latest append wrote (seqs, hashes, checkpoint).
+    """
+
+    on_write: Callable[[psycopg.Connection[Any], Batch], None] | None = None
+    last_batch: Batch | None = None
+
+    def _write_batch(self, batch: Batch) -> None:
+        super()._write_batch(batch)
+        if self.on_write is not None:
+            self.on_write(self._conn, batch)
+
+    def _append(self, prepare: Prepare) -> Batch:
+        batch = super()._append(prepare)
+        self.last_batch = batch
+        return batch
+
+    def full_head(self) -> ChainHead:
+        """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
+        with self._read():
+            return self._head_in_txn(full=True)
+
+
+class LedgerHandle:
+    """One served ledger: origin, log key, readers and the appender."""
+
+    def __init__(self, row: LedgerRow, url: str, keys: Path) -> None:
+        self.row = row
+        self.url = schema_url(url, row.schema)
+        self.signer = load_log_key(keys, row.name)
+        with ServerStore(self.url) as store:
+            first = next(iter(store.rows(0, 1)), None)
+        genesis = None if first is None else decode_record(first.data).record.entry
+        self.genesis_key = (
+            None if genesis is None or genesis.sig is None else genesis.sig.key
+        )
+        self._readers: Pool[Ledger] = Pool(
+            lambda: self._open(None), Ledger.close, READERS_PER_LEDGER
+        )
+        self.appender = Appender(row.name, lambda: self._open(self.signer))
+
+    def _open(self, signer: Any) -> Ledger:
+        return Ledger(
+            ServerStore(self.url),
+            signer,
+            origin=self.row.origin,
+            trusted_key=self.genesis_key,
+            actor={"user": "mltrail-server"},
+        )
+
+    @contextmanager
+    def reader(self) -> Iterator[Ledger]:
+        """A read-only ledger (its store a :class:`ServerStore`) for this thread."""
+        with self._readers.borrow() as ledger:
+            yield ledger
+
+    def keys(self, ledger: Ledger) -> list[dict[str, Any]]:
+        """Every key the ledger ever added, with identity, added and revoked seqs."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in ledger.store.rows_of_kinds(KEY_KINDS):
+            entry = decode_record(row.data).record.entry
+            body = dict(entry.body)
+            if entry.kind == "key.added":
+                out[str(body.get("key"))] = {
+                    "key": body.get("key"),
+                    "public_key": body.get("public_key"),
+                    "identity": body.get("identity"),
+                    "added_seq": row.seq,
+                    "revoked_seq": None,
+                }
+            elif str(body.get("key")) in out:
+                out[str(body["key"])]["revoked_seq"] = row.seq
+        return list(out.values())
+
+    def close(self) -> None:
+        """Stop the appender and close the connections."""
+        self.appender.stop()
+        self._readers.close()
+
+
+class ServerState:
+    """What the application holds: the database URL, key folder, control
+    connections and the ledgers opened so far."""
+
+    def __init__(self, url: str, keys: Path) -> None:
+        self.url = url
+        self.keys = keys
+        self.control: Pool[Control] = Pool(
+            lambda: Control(url), Control.close, CONTROL_CONNECTIONS
+        )
+        self._handles: dict[str, LedgerHandle] = {}
+        self._lock = threading.Lock()
+
+    def handle(self, name: str) -> LedgerHandle | None:
+        """The ledger ``name`` (opened on first use), or None when not served."""
+        found = self._handles.get(name)
+        if found is not None:
+            return found
+        with self.control.borrow() as control:
+            row = control.ledger(name)
+        if row is None:
+            return None
+        with self._lock:
+            found = self._handles.get(name)
+            if found is None:
+                found = self._handles[name] = LedgerHandle(row, self.url, self.keys)
+        return found
+
+    def close(self) -> None:
+        """Close every ledger and control connection."""
+        for handle in self._handles.values():
+            handle.close()
+        self.control.close()

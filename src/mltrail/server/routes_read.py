@@ -1,0 +1,263 @@
+"""Read routes: ledger, head, records, Merkle nodes, checkpoints, blobs, proofs, keys,
+verification. Every role may read its own ledger."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from mltrail.server.app import ApiError, Ctx, need
+from mltrail.server.tokens import READ_ROLES
+
+__all__ = ["DIGEST", "router"]
+
+router = APIRouter(prefix="/ledgers/{ledger}", tags=["read"])
+Reader = Annotated[Ctx, Depends(need(READ_ROLES))]
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_MAX_SEQ = 2**62
+Seq = Annotated[int, Query(ge=0, le=_MAX_SEQ)]
+MAX_RECORDS = 5000
+MAX_NODES = 100_000
+
+
+@router.get("")
+def ledger_info(ctx: Reader) -> dict[str, Any]:
+    """The ledger's name, origin, size, genesis key and current log keys, and who
+    the caller's token says it is (``identity``, ``role``: a client writes the
+    identity as its entries' ``actor.user``)."""
+    handle = ctx.handle
+    with handle.reader() as ledger:
+        size = ledger.store.head().size
+        keys = handle.keys(ledger)
+    log_keys = [
+        k["key"] for k in keys if k["identity"] is None and k["revoked_seq"] is None
+    ]
+    return {
+        "name": handle.row.name,
+        "origin": handle.row.origin,
+        "size": size,
+        "genesis_key": handle.genesis_key,
+        "log_keys": log_keys,
+        "identity": ctx.principal.name,
+        "role": ctx.principal.role,
+    }
+
+
+@router.get("/head")
+def head(ctx: Reader) -> dict[str, Any]:
+    """The head: size, last hash and time, key epoch, time floor, frontier, checkpoint."""
+    with ctx.handle.reader() as ledger:
+        h = ledger.store.full_head()  # type: ignore[attr-defined]
+    return {
+        "size": h.size,
+        "last_hash": h.last_hash.hex(),
+        "last_time": h.last_time,
+        "key_epoch": h.key_epoch,
+        "floor_time": h.floor_time,
+        "frontier": [f.hex() for f in h.frontier],
+        "checkpoint": h.checkpoint,
+    }
+
+
+@router.get("/records")
+def records(
+    ctx: Reader,
+    start: Seq = 0,
+    stop: Annotated[int | None, Query(ge=0, le=_MAX_SEQ)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RECORDS)] = 1000,
+    kinds: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    """Stored records (base64 canonical bytes) from ``start``; ``next`` pages on."""
+    end = _MAX_SEQ if stop is None else stop
+    with ctx.handle.reader() as ledger:
+        if kinds:
+            wanted = tuple(k for k in kinds.split(",") if k)
+            rows = []
+            for row in ledger.store.rows_of_kinds(wanted):
+                if start <= row.seq < end:
+                    rows.append(row)
+                    if len(rows) > limit:
+                        break
+        else:
+            rows = list(ledger.store.rows(start, min(end, start + limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "records": [
+            {"seq": r.seq, "data": base64.b64encode(r.data).decode()} for r in rows
+        ],
+        "next": rows[-1].seq + 1 if more else None,
+    }
+
+
+@router.get("/nodes")
+def nodes(
+    ctx: Reader,
+    level: Annotated[int, Query(ge=0, le=63)],
+    start: Seq,
+    stop: Seq,
+) -> dict[str, Any]:
+    """Stored Merkle nodes at ``level`` with ``start <= index < stop``."""
+    if not 0 <= stop - start <= MAX_NODES:
+        raise ApiError(400, f"need start <= stop <= start + {MAX_NODES}")
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.node_range(level, start, stop)
+    return {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+
+
+@router.get("/nodes/{level}/{index}")
+def node(ctx: Reader, level: int, index: int) -> dict[str, str]:
+    """One stored Merkle node."""
+    if not (0 <= level <= 63 and 0 <= index <= _MAX_SEQ):
+        raise ApiError(400, "level is 0..63 and index 0..2^62")
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.node_range(level, index, index + 1)
+    if index not in found:
+        raise ApiError(404, f"no Merkle node ({level}, {index})")
+    return {"hash": found[index].hex()}
+
+
+@router.get("/checkpoints")
+def checkpoints(ctx: Reader) -> dict[str, Any]:
+    """Every stored checkpoint, oldest first."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.checkpoints()
+    return {"checkpoints": [{"size": c.size, "text": c.text} for c in found]}
+
+
+@router.get("/checkpoints/latest")
+def latest_checkpoint(ctx: Reader) -> dict[str, Any]:
+    """The newest stored checkpoint."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.latest_checkpoint()
+    if found is None:
+        raise ApiError(404, "no checkpoint stored")
+    return {"size": found.size, "text": found.text}
+
+
+@router.get("/time-floor")
+def time_floor(ctx: Reader) -> dict[str, Any]:
+    """The newest entry time since the last clock.reset, and its seq."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.time_floor()
+    return {"time": None} if found is None else {"time": found[0], "seq": found[1]}
+
+
+@router.get("/meta")
+def meta(ctx: Reader) -> dict[str, str]:
+    """The ledger's meta values (origin, format)."""
+    with ctx.handle.reader() as ledger:
+        return ledger.store.meta()
+
+
+@router.get("/evidence")
+def evidence(ctx: Reader) -> list[dict[str, Any]]:
+    """Checkpoint evidence (timestamps, cosignatures), data in base64."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.evidence()
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "size": e.size,
+            "checkpoint": e.checkpoint,
+            "data": base64.b64encode(e.data).decode(),
+            "added": e.added,
+        }
+        for e in found
+    ]
+
+
+@router.get("/purges")
+def purges(ctx: Reader) -> list[dict[str, Any]]:
+    """Purged blobs: digest, size, the purge record's seq, whether erased."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.purges()
+    return [
+        {"digest": p.digest, "seq": p.seq, "size": p.size, "erased": p.erased}
+        for p in found
+    ]
+
+
+@router.get("/blobs")
+def find_blobs(
+    ctx: Reader,
+    prefix: Annotated[
+        str, Query(max_length=71, pattern=r"^(sha256:[0-9a-f]{0,64})?$")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Stored blobs whose digest starts with ``prefix``: [[digest, size]]."""
+    with ctx.handle.reader() as ledger:
+        found = ledger.store.find_blobs(prefix or "sha256:", limit)
+    return {"blobs": [[d, s] for d, s in found]}
+
+
+@router.api_route(
+    "/blobs/{digest}",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_blob(ctx: Reader, digest: str) -> Response:
+    """A blob's bytes; 410 (naming the purge seq) once purged."""
+    if not DIGEST.fullmatch(digest):
+        raise ApiError(400, "a digest is sha256:<64 lowercase hex>")
+    with ctx.handle.reader() as ledger:
+        data = ledger.store.get_blob(digest)
+        purge = ledger.store.purge_of(digest) if data is None else None
+    if data is None:
+        if purge is not None:
+            raise ApiError(
+                410,
+                f"blob {digest} was purged (seq {purge.seq})",
+                extra={"seq": purge.seq},
+            )
+        raise ApiError(404, f"no blob {digest}")
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get("/proofs/inclusion")
+def prove_inclusion(
+    ctx: Reader, seq: Seq, size: Annotated[int, Query(ge=1, le=_MAX_SEQ)]
+) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
+    with ctx.handle.reader() as ledger:
+        have = ledger.store.head().size
+        if not seq < size <= have:
+            raise ApiError(
+                404, f"seq {seq} is not in a tree of {size} (the ledger has {have})"
+            )
+        return ledger.prove_inclusion(seq, size).to_dict()
+
+
+@router.get("/proofs/consistency")
+def prove_consistency(
+    ctx: Reader,
+    old: Annotated[int, Query(ge=1, le=_MAX_SEQ)],
+    new: Annotated[int, Query(ge=1, le=_MAX_SEQ)],
+) -> dict[str, Any]:
+    """RFC 9162 consistency proof from the tree of ``old`` to ``new`` records."""
+    with ctx.handle.reader() as ledger:
+        have = ledger.store.head().size
+        if not old <= new <= have:
+            raise ApiError(404, f"need 1 <= old <= new <= {have}")
+        return ledger.prove_consistency(old, new).to_dict()
+
+
+@router.post("/verify")
+def verify(ctx: Reader) -> dict[str, Any]:
+    """Verify the whole ledger: the report ``mltrail verify --json`` prints."""
+    with ctx.handle.reader() as ledger:
+        return ledger.verify().to_dict()
+
+
+@router.get("/keys")
+def keys(ctx: Reader) -> dict[str, Any]:
+    """Every key the ledger added: log keys (identity null) and author keys."""
+    with ctx.handle.reader() as ledger:
+        return {"keys": ctx.handle.keys(ledger)}

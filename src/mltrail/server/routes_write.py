@@ -1,0 +1,239 @@
+"""Write routes: blobs, entries (group-committed), author keys, tokens.
+
+Request bodies are read as raw bytes with a size limit (413 past it, before
+anything is parsed or stored) and parsed with mltrail's own untrusted-JSON
+parser (:func:`mltrail.core.codec.parse_json`: depth and duplicate-key limits),
+never with pydantic models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from mltrail.core.codec import parse_json, validate_entry
+from mltrail.core.entry import Entry
+from mltrail.core.limits import MAX_DEPTH
+from mltrail.core.signing import decode_b64
+from mltrail.errors import MltrailError, SchemaError
+from mltrail.server.app import ApiError, Ctx, need, raise_for
+from mltrail.server.appender import IdempotencyConflictError
+from mltrail.server.routes_read import DIGEST
+from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
+
+__all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
+
+router = APIRouter(prefix="/ledgers/{ledger}", tags=["write"])
+Writer = Annotated[Ctx, Depends(need(UPLOAD_ROLES))]
+Admin = Annotated[Ctx, Depends(need(("admin",)))]
+MAX_ENTRIES_BYTES = 16 * 2**20
+MAX_BLOB_BYTES = 256 * 2**20
+MAX_ENTRIES = 1000
+MAX_SMALL_BODY = 64 * 2**10
+_SIG_KEYS = {"alg", "key", "value"}
+_JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(body: bytes, what: str, depth: int = 8) -> Any:
+    try:
+        return parse_json(body, what=what, max_depth=depth, exact_ints=True)
+    except SchemaError as e:
+        raise ApiError(400, str(e)) from e
+
+
+@router.put(
+    "/blobs/{digest}",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}
+                }
+            },
+        }
+    },
+)
+async def put_blob(ctx: Writer, digest: str, request: Request) -> dict[str, bool]:
+    """Store bytes under their SHA-256 digest (``stored``: false if already there)."""
+    if not DIGEST.fullmatch(digest):
+        raise ApiError(400, "a digest is sha256:<64 lowercase hex>")
+    data = await read_body(request, MAX_BLOB_BYTES)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise ApiError(400, "the body's SHA-256 is not the digest named")
+
+    def store() -> bool:
+        with ctx.handle.reader() as ledger:
+            return ledger.store.put_blob(digest, data)
+
+    return {"stored": await run_in_threadpool(store)}
+
+
+@router.post("/entries", status_code=201, openapi_extra=_JSON_BODY)
+async def post_entries(
+    ctx: Writer,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Append entries their authors signed, atomically (group-committed)."""
+    body = await read_body(request, MAX_ENTRIES_BYTES)
+    answer = await run_in_threadpool(_append, ctx, body, idempotency_key)
+    return JSONResponse(answer, status_code=201)
+
+
+def _append(ctx: Ctx, body: bytes, key: str | None) -> dict[str, Any]:
+    data = _json(body, "the request body", depth=MAX_DEPTH + 4)
+    if not isinstance(data, dict) or set(data) != {"entries"}:
+        raise ApiError(400, 'the body is {"entries": [entry, ...]}')
+    items = data["entries"]
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ENTRIES:
+        raise ApiError(400, f"entries is a list of 1 to {MAX_ENTRIES} entries")
+    entries = [_entry(ctx, i, item) for i, item in enumerate(items)]
+    try:
+        return ctx.handle.appender.append(
+            entries,
+            key=key,
+            token_id=ctx.principal.token_id,
+            request_sha256=hashlib.sha256(body).digest(),
+        )
+    except IdempotencyConflictError as e:
+        raise ApiError(409, str(e), hint=e.hint) from e
+    except MltrailError as e:
+        raise raise_for(e) from e
+
+
+def _entry(ctx: Ctx, index: int, item: Any) -> Entry:
+    """Check one entry before it is queued: shape, schema, role, actor."""
+    where = f"entries[{index}]"
+    if not isinstance(item, dict):
+        raise ApiError(400, f"{where} is not an object")
+    sig = item.get("sig")
+    if not isinstance(sig, dict) or set(sig) != _SIG_KEYS:
+        raise ApiError(400, f"{where} needs sig {{alg, key, value}}")
+    kind, actor = item.get("kind"), item.get("actor")
+    if not isinstance(kind, str) or not isinstance(actor, dict):
+        raise ApiError(400, f"{where} needs kind (a string) and actor (an object)")
+    if not kind_allowed(ctx.principal.role, kind):
+        raise ApiError(403, f"{where}: role {ctx.principal.role} may not append {kind}")
+    if actor.get("user") != ctx.principal.name:
+        raise ApiError(
+            403,
+            f"{where}: actor.user {actor.get('user')!r} is not this token's name "
+            f"{ctx.principal.name!r}",
+        )
+    try:
+        validate_entry({k: v for k, v in item.items() if k != "sig"})
+    except SchemaError as e:
+        raise ApiError(400, f"{where}: {e}") from e
+    try:
+        return Entry.from_dict(item)
+    except (KeyError, TypeError) as e:
+        raise ApiError(400, f"{where}: {e}") from e
+
+
+@router.post("/keys", status_code=201, openapi_extra=_JSON_BODY)
+async def register_key(ctx: Writer, request: Request) -> dict[str, Any]:
+    """Register an author key for an identity; the log key signs its key.added."""
+    data = _json(await read_body(request, MAX_SMALL_BODY), "the request body")
+    if not isinstance(data, dict) or set(data) != {"public_key", "identity", "proof"}:
+        raise ApiError(400, 'the body is {"public_key", "identity", "proof"}')
+    identity = data["identity"]
+    if not all(isinstance(data[k], str) for k in data):
+        raise ApiError(400, "public_key, identity and proof are strings")
+    if identity != ctx.principal.name and ctx.principal.role != "admin":
+        raise ApiError(403, "only an admin registers a key for another identity")
+    try:
+        public_key, proof = decode_b64(data["public_key"]), decode_b64(data["proof"])
+    except ValueError as e:
+        raise ApiError(400, f"public_key and proof are base64: {e}") from e
+
+    def register(ledger: Any) -> Any:
+        method = getattr(ledger, "register_key", None)
+        if method is None:
+            raise ApiError(501, "this mltrail has no per-user keys yet")
+        return method(public_key, identity, proof)
+
+    try:
+        record = await run_in_threadpool(ctx.handle.appender.call, register)
+    except MltrailError as e:
+        raise raise_for(e) from e
+    return {"seq": record.seq, "key": record.entry.body["key"]}
+
+
+@router.post("/tokens", status_code=201, openapi_extra=_JSON_BODY, tags=["admin"])
+async def create_token(ctx: Admin, request: Request) -> dict[str, Any]:
+    """Make a token for this ledger; the text is in this answer only."""
+    data = _json(await read_body(request, MAX_SMALL_BODY), "the request body")
+    if not isinstance(data, dict) or not {"name", "role"} <= set(data) <= {
+        "name",
+        "role",
+        "expires_days",
+    }:
+        raise ApiError(400, 'the body is {"name", "role", "expires_days"}')
+    days = data.get("expires_days", 90)
+    if not isinstance(data["name"], str) or not isinstance(data["role"], str):
+        raise ApiError(400, "name and role are strings")
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, (int, float))
+    ):
+        raise ApiError(400, "expires_days is a number of days or null")
+
+    def create() -> dict[str, Any]:
+        with ctx.handle_control() as control:
+            return control.create_token(
+                ctx.handle.row.name,
+                data["name"],
+                data["role"],
+                expires_days=days,
+                created_by=ctx.principal.name,
+            )
+
+    try:
+        made = await run_in_threadpool(create)
+    except MltrailError as e:
+        raise raise_for(e, refused=400) from e
+    return {k: made[k] for k in ("id", "token", "expires", "name", "role")}
+
+
+@router.get("/tokens", tags=["admin"])
+def list_tokens(ctx: Admin) -> dict[str, Any]:
+    """This ledger's tokens, without secrets."""
+    with ctx.handle_control() as control:
+        return {"tokens": control.list_tokens(ctx.handle.row.name)}
+
+
+@router.post("/tokens/{token_id}/revoke", tags=["admin"])
+def revoke_token(ctx: Admin, token_id: str) -> dict[str, Any]:
+    """Revoke a token of this ledger (at once: the next request with it is refused)."""
+    with ctx.handle_control() as control:
+        try:
+            newly = control.revoke_token(
+                token_id, ctx.principal.name, ledger=ctx.handle.row.name
+            )
+        except MltrailError as e:
+            raise ApiError(404, str(e)) from e
+    return {"id": token_id, "revoked": True, "already": not newly}
