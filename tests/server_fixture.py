@@ -358,8 +358,8 @@ def running_server(*extra: str) -> Iterator[TestServer]:
             server = TestServer(
                 owner_url, app_url, keys, free_port(), Path(tmp) / "server.log"
             )
-            server.start(*extra)
             try:
+                server.start(*extra)
                 yield server
             finally:
                 server.stop()

@@ -42,3 +42,16 @@ def seaweedfs(tmp_path_factory):
     find_weed()
     with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def team_server():
+    """A running `mltrail server` (ledgers team-a and team-b) in a throwaway
+    database, for the whole session; see tests/server_fixture.py. Skipped
+    (failing under CI=true) without PostgreSQL or mltrail[server]."""
+    from optional_extras import require_extra
+    from server_fixture import running_server
+
+    require_extra("server", "fastapi", "uvicorn", "psycopg")
+    with running_server() as server:
+        yield server

@@ -22,7 +22,6 @@ require_extra("server", "fastapi", "uvicorn", "psycopg")
 
 from mltrail.core.canonical import compute_record_hash  # noqa: E402
 from mltrail.ledger import Ledger  # noqa: E402
-from server_fixture import running_server  # noqa: E402
 
 A = "/ledgers/team-a"
 BLOB = b"server test blob"
@@ -31,13 +30,11 @@ HAS_AUTHOR_KEYS = hasattr(Ledger, "register_key")
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_server() as s:
-        status, _ = s.call(
-            "PUT", f"{A}/blobs/{BLOB_DIGEST}", s.token("admin"), raw=BLOB
-        )
-        assert status == 201
-        yield s
+def server(team_server):
+    s = team_server
+    status, _ = s.call("PUT", f"{A}/blobs/{BLOB_DIGEST}", s.token("admin"), raw=BLOB)
+    assert status == 201
+    return s
 
 
 def _size(server) -> int:

@@ -41,28 +41,34 @@ class Pool(Generic[T]):
     """At most ``size`` objects made on demand, each lent to one thread at a time."""
 
     def __init__(
-        self, make: Callable[[], T], close: Callable[[T], None], size: int
+        self,
+        make: Callable[[], T],
+        close: Callable[[T], None],
+        size: int,
+        broken: Callable[[T], bool] = lambda item: False,
     ) -> None:
         self._make, self._close, self._size = make, close, size
+        self._broken = broken
         self._idle: queue.LifoQueue[T] = queue.LifoQueue()
         self._made = 0
         self._lock = threading.Lock()
 
     @contextmanager
     def borrow(self) -> Iterator[T]:
-        """Lend an object; one that raised a non-mltrail error is closed, not reused."""
-        from mltrail.errors import MltrailError
-
+        """Lend an object; one left broken (a lost connection) is closed, not reused."""
         item = self._take()
         try:
             yield item
-        except MltrailError:
-            self._idle.put(item)
-            raise
         except BaseException:
-            self._discard(item)
+            self._give_back(item)
             raise
-        self._idle.put(item)
+        self._give_back(item)
+
+    def _give_back(self, item: T) -> None:
+        if self._broken(item):
+            self._discard(item)
+        else:
+            self._idle.put(item)
 
     def _take(self) -> T:
         try:
@@ -138,7 +144,10 @@ class LedgerHandle:
             None if genesis is None or genesis.sig is None else genesis.sig.key
         )
         self._readers: Pool[Ledger] = Pool(
-            lambda: self._open(None), Ledger.close, READERS_PER_LEDGER
+            lambda: self._open(None),
+            Ledger.close,
+            READERS_PER_LEDGER,
+            lambda ledger: ledger.store._conn.closed,  # type: ignore[attr-defined]
         )
         self.appender = Appender(row.name, lambda: self._open(self.signer))
 
@@ -189,7 +198,10 @@ class ServerState:
         self.url = url
         self.keys = keys
         self.control: Pool[Control] = Pool(
-            lambda: Control(url), Control.close, CONTROL_CONNECTIONS
+            lambda: Control(url),
+            Control.close,
+            CONTROL_CONNECTIONS,
+            lambda control: control.conn.closed,
         )
         self._handles: dict[str, LedgerHandle] = {}
         self._lock = threading.Lock()

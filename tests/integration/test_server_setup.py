@@ -1,0 +1,152 @@
+"""Setting up the team server: `db init --ledger`, `mltrail tokens`, the control
+tables' refusals, and `mltrail server` without them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from optional_extras import require_extra
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+
+from server_fixture import SRC  # noqa: E402
+
+TABLES = ("ledgers", "tokens", "token_revocations", "idempotency", "mltrail_schema")
+
+
+def mltrail(*args):
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("MLTRAIL_KEY_PASSWORD", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+def test_db_init_of_a_ledger_is_rerunnable_and_keeps_its_key(team_server):
+    key = team_server.keys / "team-a.key"
+    before = key.read_bytes()
+    again = mltrail("db", "init", "--db", team_server.owner_url, "--ledger", "team-a",
+                    "--origin", "test.example/team-a", "--keys", str(team_server.keys),
+                    "--no-role", "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    body = json.loads(again.stdout)
+    assert body["created"] is False
+    assert body["control_applied"] == []
+    assert body["ledger_applied"] == []
+    assert key.read_bytes() == before
+    assert key.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ledger", "team-a", "--origin", "other.example/a"), "exists with origin"),
+        (("--ledger", "Team A; DROP", "--origin", "x.example/a"), "ledger name"),
+        (("--ledger", "team-c"), "both --ledger and --origin"),
+    ],
+)
+def test_db_init_refuses_bad_ledgers_in_one_line(team_server, args, message):
+    done = mltrail("db", "init", "--db", team_server.owner_url, *args,
+                   "--keys", str(team_server.keys))  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_control_tables_refuse_update_delete_truncate_even_for_the_owner(
+    team_server, table
+):
+    import psycopg
+
+    team_server.revoked_token("auditor")  # a row in every table
+    entry = team_server.entry("writer", "note", {"text": "row"})
+    status, _ = team_server.call(
+        "POST", "/ledgers/team-a/entries", team_server.token("writer"),
+        {"entries": [entry]}, headers={"Idempotency-Key": f"setup-{table}"},
+    )  # fmt: skip
+    assert status == 201
+    with psycopg.connect(team_server.owner_url, autocommit=True) as conn:
+        count = conn.execute(f"SELECT count(*) FROM mltrail_server.{table}").fetchone()[
+            0
+        ]
+        column = {"ledgers": "origin", "tokens": "role", "token_revocations": "by",
+                  "idempotency": "key", "mltrail_schema": "description"}[table]  # fmt: skip
+        for statement in (
+            f"UPDATE mltrail_server.{table} SET {column} = {column}",
+            f"DELETE FROM mltrail_server.{table}",
+            f"TRUNCATE mltrail_server.{table} CASCADE",
+        ):
+            with pytest.raises(psycopg.Error, match="insert-only"):
+                conn.execute(statement)
+        after = conn.execute(f"SELECT count(*) FROM mltrail_server.{table}").fetchone()[
+            0
+        ]
+        assert after == count
+
+
+def test_the_application_role_may_only_select_and_insert(team_server):
+    import psycopg
+
+    with psycopg.connect(team_server.app_url, autocommit=True) as conn:
+        for statement in (
+            "UPDATE mltrail_server.tokens SET role = 'admin'",
+            "DELETE FROM mltrail_server.token_revocations",
+            "INSERT INTO mltrail_server.mltrail_schema (version, description) VALUES (9, 'x')",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_tokens_cli_prints_the_token_once_lists_without_secrets_and_revokes(
+    team_server,
+):
+    db = ("--db", team_server.owner_url)
+    made = mltrail("tokens", "create", *db, "--ledger", "team-a", "--role", "auditor",
+                   "--name", "carol", "--expires", "7d", "--json")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)
+    assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 200
+    listed = mltrail("tokens", "list", *db, "--ledger", "team-a", "--json")
+    assert token["id"] in listed.stdout
+    assert token["token"].rsplit("_", 1)[1] not in listed.stdout
+    revoked = mltrail("tokens", "revoke", *db, token["id"], "--json")
+    assert json.loads(revoked.stdout) == {
+        "id": token["id"],
+        "revoked": True,
+        "already": False,
+    }
+    status, answer = team_server.call("GET", "/ledgers/team-a/head", token["token"])
+    assert status == 401
+    assert answer["error"]["message"] == "token revoked"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--ledger", "team-a", "--role", "root", "--name", "x"),
+        ("--ledger", "nope", "--role", "admin", "--name", "x"),
+        ("--ledger", "team-a", "--role", "admin", "--name", "x", "--expires", "soon"),
+    ],
+)
+def test_tokens_create_refuses_bad_input(team_server, args):
+    done = mltrail("tokens", "create", "--db", team_server.owner_url, *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+def test_server_without_control_tables_says_to_run_db_init():
+    from postgres_db import throwaway_database
+
+    with throwaway_database() as url:
+        done = mltrail("server", "--db", url, "--port", "1")
+    assert done.returncode == 2, done.stderr
+    assert "mltrail db init" in done.stderr
