@@ -68,15 +68,18 @@ def laptop(server, tmp_path_factory):
     return base, offline, auditor
 
 
-def cli(base: Path, env: dict[str, str], *args: str, offline: bool = False):
-    """Run the CLI (its clock two days back when ``offline``); its stdout."""
+def cli(
+    base: Path, env: dict[str, str], *args: str, offline: bool = False, code: int = 0
+):
+    """Run the CLI (its clock two days back when ``offline``); its stdout, or
+    its stderr when ``code`` is not 0."""
     program = [str(base / "offline.py")] if offline else ["-m", "mltrail"]
     proc = subprocess.run(
         [sys.executable, *program, *args], cwd=base / "project", env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-    return proc.stdout
+    assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+    return proc.stdout if code == 0 else proc.stderr
 
 
 def js(base: Path, env: dict[str, str], *args: str, **kw: bool):
@@ -155,3 +158,16 @@ def test_an_interrupted_push_resumes_where_it_stopped(server, laptop):
     assert all(landed.count(sig) == 1 for sig in sent)
     assert js(base, auditor, "verify")["ok"]
     assert js(base, offline, "push")["pushed"] == 0
+
+
+def test_a_token_of_another_user_or_no_server_is_refused_in_one_line(server, laptop):
+    base, offline, _ = laptop
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
+    record_offline(base, offline, "third")
+    alice = offline | {"MLTRAIL_TOKEN": server.token("writer", "alice")}
+    refused = cli(base, alice, "push", code=2)
+    assert "the server takes entries of the token's user only" in refused
+    assert "Traceback" not in refused
+    nowhere = {k: v for k, v in offline.items() if k != "MLTRAIL_PUSH_URL"}
+    assert "no server to push to" in cli(base, nowhere, "push", code=2)
