@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -171,3 +172,26 @@ def test_a_token_of_another_user_or_no_server_is_refused_in_one_line(server, lap
     assert "Traceback" not in refused
     nowhere = {k: v for k, v in offline.items() if k != "MLTRAIL_PUSH_URL"}
     assert "no server to push to" in cli(base, nowhere, "push", code=2)
+
+
+def test_a_local_ledger_that_fails_verification_is_not_pushed(server, laptop):
+    base, offline, auditor = laptop
+    env = offline | {"MLTRAIL_HOME": str(base / "tampered")}
+    js(base, env, "init")
+    cli(base, env, "append", "--kind", "note", "--body", '{"text": "lr 0.1"}')
+    conn = sqlite3.connect(base / "tampered" / "ledger.db", isolation_level=None)
+    try:
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'"
+        ):
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute(
+            "UPDATE records SET record = "
+            "CAST(replace(CAST(record AS TEXT), '0.1', '0.2') AS BLOB)"
+        )
+    finally:
+        conn.close()
+    before = js(base, auditor, "log")
+    refused = cli(base, env, "push", code=3)
+    assert "refusing to push: the local ledger fails verification" in refused
+    assert js(base, auditor, "log") == before
