@@ -23,15 +23,16 @@ cannot both land the same batch (the second is refused, HTTP 409).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.chain import is_later
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import decode_record, find_blob_refs, format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.keyring import make_key_proof
 from mltrail.core.pushed import NOT_PUSHED_KINDS, PUSHED_KIND
-from mltrail.errors import ConfigError, InputError
+from mltrail.errors import ConfigError, InputError, IntegrityError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -68,7 +69,6 @@ class PushResult:
     checkpoint: str | None = None
     """The server's checkpoint after the last batch (None: nothing pushed)."""
     dry_run: bool = False
-    done: int = field(default=0, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` answer of ``mltrail push``."""
@@ -115,7 +115,8 @@ def push_ledger(
             after this machine's clock, or was signed by a key other than the
             home's.
         ConfigError: the home has no checkpoint covering its records.
-        IntegrityError: the server's answer does not check out (see
+        IntegrityError: the server holds more of this ledger than the home, or
+            its answer does not check out (see
             :func:`mltrail.remote_append.post_entries`).
         AuthError, StoreError: the server refused or failed.
     """
@@ -132,6 +133,14 @@ def push_ledger(
             hint="run `mltrail verify`, then `mltrail checkpoint`",
         )
     start = _pushed_to(remote, ledger.origin, genesis)
+    if start > size:
+        raise IntegrityError(
+            f"the server holds records pushed from {ledger.origin} up to local seq "
+            f"{start - 1}, but this ledger has only {size} records: it was rolled "
+            "back or replaced since",
+            hint="run `mltrail verify`; compare with the server's ledger.pushed "
+            "records (mltrail log in client mode)",
+        )
     result = PushResult(ledger.origin, genesis, start, size, dry_run=dry_run)
     identity = str(remote.identity or "")
     batches = list(_batches(ledger.records(start), size, batch_size, result))
@@ -204,7 +213,7 @@ def _check_entries(batches: list[_Batch], identity: str, key: str, now: Any) -> 
                     "home's current key: entries signed before a key rotation "
                     "cannot be pushed",
                 )
-            if entry.time > newest:
+            if is_later(entry.time, newest):
                 raise InputError(
                     f"{where} is after this machine's clock ({newest}): pushed "
                     "entries must be older than the push",
