@@ -41,10 +41,16 @@ class RemoteTrust(Protocol):
 
 
 def post_entries(
-    store: Any, trust: RemoteTrust | None, entries: Sequence[Entry], origin: str
+    store: Any,
+    trust: RemoteTrust | None,
+    entries: Sequence[Entry],
+    origin: str,
+    *,
+    key: str | None = None,
 ) -> list[Record]:
     """Post ``entries`` (signed) to the server behind ``store``; return their
-    records once the answer is checked against ``trust``.
+    records once the answer is checked against ``trust``. ``key`` is the
+    request's idempotency key (None: a new one).
 
     Raises:
         ConfigError: no trust to check against, or the signing key is not
@@ -61,7 +67,7 @@ def post_entries(
             "MLTRAIL_TOKEN set)",
         )
     try:
-        answer = store.append_entries([e.to_dict() for e in entries])
+        answer = store.append_entries([e.to_dict() for e in entries], key=key)
     except InputError:
         _refuse_unregistered(store, entries, origin)
         raise

@@ -21,6 +21,7 @@ from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
 from mltrail.core.keyring import KeyRing, KeyState
 from mltrail.core.merkle import CompactRange, frontier_root
+from mltrail.core.pushed import PushWindow, open_window
 from mltrail.errors import (
     InputError,
     IntegrityError,
@@ -141,18 +142,23 @@ def seal_entries(
 ) -> Batch:
     """Chain signed entries after ``head`` (the batch carries no checkpoint yet).
 
+    The entries a ``ledger.pushed`` header announces follow the rule of
+    :mod:`mltrail.core.pushed` and must all be in this append.
+
     Raises:
         InputError: an entry is unsigned, dated beyond ``tolerance`` in the
             future, or dated more than ``tolerance`` before the ledger's newest
-            time (only a ``clock.reset`` entry may go back).
+            time (only a ``clock.reset`` entry, or a pushed one, may go back);
+            a pushed entry breaks its window's rule, or a header announces more
+            entries than the append holds.
     """
     if not entries:
         raise InputError("nothing to append: no entries given")
     tree, nodes, records = head.compact_range(), [], []
     size, prev, key_epoch = head.size, head.prev, head.key_epoch
-    floor = head.floor_time
+    floor, window = head.floor_time, None
     for entry in entries:
-        check_entry_time(entry, floor, now, tolerance)
+        check_entry_time(entry, floor, now, tolerance, window)
         data = compose_record_bytes(size, prev, _signed_entry_bytes(entry))
         digest = compute_record_hash(data)
         nodes.extend(tree.append(compute_leaf_hash(data)))
@@ -160,8 +166,18 @@ def seal_entries(
             SealedRecord(size, prev, digest, data, entry.kind, entry.run, entry.time)
         )
         key_epoch = size + 1 if entry.kind in KEY_KINDS else key_epoch
-        floor = next_floor(floor, entry.kind, entry.time)
+        if window is not None:
+            window = window.after(entry.time)  # a pushed entry leaves the floor
+        else:
+            floor = next_floor(floor, entry.kind, entry.time)
+            window = open_window(size, entry.kind, entry.body, entry.time)
         size, prev = size + 1, digest.hex()
+    if window is not None:
+        raise InputError(
+            f"refusing the append: {window.overrun('the append')}",
+            hint="a ledger.pushed record and the entries it announces are "
+            "appended together",
+        )
     new_head = ChainHead(
         size,
         bytes.fromhex(prev),
@@ -260,9 +276,14 @@ def _signed_entry_bytes(entry: Entry) -> bytes:
 
 
 def check_entry_time(
-    entry: Entry, floor: str | None, now: datetime, tolerance: timedelta
+    entry: Entry,
+    floor: str | None,
+    now: datetime,
+    tolerance: timedelta,
+    window: PushWindow | None = None,
 ) -> None:
-    """Refuse an entry dated in the future, or back-dated before ``floor``.
+    """Refuse an entry dated in the future, or back-dated before ``floor``
+    (inside a ``window`` a ``ledger.pushed`` opened: one breaking its rule).
 
     Raises:
         InputError: with what to do about it.
@@ -274,6 +295,11 @@ def check_entry_time(
             f"{format_time(now)})",
             hint="entries are dated by this machine's clock; check it",
         )
+    if window is not None:
+        problem = window.problem(entry.kind, entry.time, tolerance)
+        if problem is not None:
+            raise InputError(f"refusing the append: {problem}")
+        return
     if entry.kind == CLOCK_RESET_KIND:
         _check_reset(entry, floor, moment, tolerance)
         return

@@ -29,6 +29,7 @@ from mltrail.core.chain import (
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.core.merkle import CompactRange
+from mltrail.core.pushed import PushWindow, open_window
 from mltrail.core.record_check import (
     CheckpointCheck,
     RecordCheck,
@@ -109,6 +110,8 @@ class LedgerVerifier:
         self._expected_seq = 0
         self._floor: tuple[datetime | None, int, str] | None = None
         """(parsed time or None, seq, time) of the newest entry so far."""
+        self._window: PushWindow | None = None
+        """The rest of the window a ``ledger.pushed`` record opened, if any."""
         self._newer: list[int] = []
         self._failed_sizes: list[int] = []
         """Sizes of checkpoints that failed (bad signature or root)."""
@@ -177,6 +180,7 @@ class LedgerVerifier:
             self.problem(
                 seq, "malformed", f"record is unreadable or altered: {check.error}"
             )
+            self._window = self._window and self._window.after(None)
             self._advance(seq, check.row_hash, check.leaf_hash)
             return
         self._check_place(seq, check)
@@ -282,7 +286,16 @@ class LedgerVerifier:
         return verify_signature(state.public_key, check.signing_bytes, check.signature)
 
     def _check_time(self, seq: int, check: RecordCheck) -> None:
-        """Entry times may not go back more than the tolerance, except at a reset."""
+        """Entry times may not go back more than the tolerance, except at a reset
+        or inside a pushed window (see :mod:`mltrail.core.pushed`)."""
+        window = self._window
+        if window is not None:
+            problem = window.problem(check.kind, check.time, self._tolerance)
+            if problem is not None:
+                self.problem(seq, "pushed-time", f"{problem}")
+            self._window = window.after(check.time)
+            return
+        self._window = open_window(seq, check.kind, check.key_body, check.time)
         floor = self._floor
         if check.kind != CLOCK_RESET_KIND and (
             floor is None or not is_later(floor[2], check.time)
@@ -406,6 +419,13 @@ class LedgerVerifier:
             )
         if size == 0:
             self.problem(None, "empty", "the ledger holds no records")
+        if self._window is not None:
+            self.problem(
+                self._window.header_seq,
+                "pushed-count",
+                f"{self._window.overrun('the ledger')}: records were removed from "
+                "the end, or the header's count is wrong",
+            )
         if self._more_roots:
             sizes = self._more_roots
             self.problem(
