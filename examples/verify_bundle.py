@@ -7,7 +7,10 @@ It checks what a bundle proves, from the specifications alone: each record's
 bytes are its RFC 8785 canonical JSON (re-serialised here and compared) and
 their SHA-256 chains to its neighbour's ``prev``; each entry's Ed25519 signature
 over its canonical bytes without ``sig``, by a key the bundle's key.added /
-key.revoked records make valid at that seq; each RFC 9162 inclusion proof to
+key.revoked records make valid at that seq (an author key, one added with an
+``identity``, must carry a valid proof and signs only entries whose
+``actor.user`` is that identity, never key records, clock resets, purges or
+checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof to
 the checkpoint; the checkpoint's C2SP signed-note signature; every carried
 blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
 (``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
@@ -154,10 +157,10 @@ def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, by
     if len(lines) < 3 or lines[0] != origin:
         raise BundleError(f"the checkpoint is not of the ledger {origin!r}")
     size, root = int(lines[1]), _b64(lines[2])
-    keys = {
+    keys = {  # log keys only: an author key never signs a checkpoint
         k: v[0]
         for k, v in keys.items()
-        if v[1] < size and (v[2] is None or size < v[2])
+        if v[1] < size and (v[2] is None or size < v[2]) and v[3] is None
     }
     if not keys:
         return size, root
@@ -213,18 +216,40 @@ def read_records(bundle: dict[str, Any]) -> dict[int, tuple[bytes, dict[str, Any
     return records
 
 
-def key_history(records: dict[int, tuple[bytes, dict[str, Any]]]) -> dict[str, Any]:
-    """key id -> [public key, added at, revoked at], from the key records in order."""
+AUTHOR_FORBIDDEN = {"key.added", "key.revoked", "clock.reset", "blob.purged"}
+
+
+def key_history(
+    records: dict[int, tuple[bytes, dict[str, Any]]], origin: str
+) -> dict[str, Any]:
+    """key id -> [public key, added at, revoked at, identity], from the key records
+    in order (identity None: a log key). Key records must be signed by a log key;
+    an author key's proof must verify."""
     keys: dict[str, Any] = {}
     for seq in sorted(records):
         entry = records[seq][1]["entry"]
-        if entry["kind"] == "key.added":
-            public = _b64(entry["body"]["public_key"])
-            if hashlib.sha256(public).hexdigest() != entry["body"]["key"]:
-                raise BundleError(f"record {seq}: the key id is not its key's hash")
-            keys[entry["body"]["key"]] = [public, -1 if seq == 0 else seq, None]
-        elif entry["kind"] == "key.revoked":
-            keys[entry["body"]["key"]][2] = seq
+        if entry["kind"] not in ("key.added", "key.revoked"):
+            continue
+        signer = keys.get(entry["sig"]["key"])
+        if seq > 0 and (signer is None or signer[3] is not None):
+            raise BundleError(f"record {seq}: a key record not signed by a log key")
+        body = entry["body"]
+        if entry["kind"] == "key.revoked":
+            keys[body["key"]][2] = seq
+            continue
+        public = _b64(body["public_key"])
+        if hashlib.sha256(public).hexdigest() != body["key"]:
+            raise BundleError(f"record {seq}: the key id is not its key's hash")
+        identity = body.get("identity")
+        if identity is not None:
+            if seq == 0 or not isinstance(identity, str) or "proof" not in body:
+                raise BundleError(f"record {seq}: an author key without a valid proof")
+            message = "mltrail-key-register/1\n" + "\n".join(
+                (origin, identity, body["key"], "")
+            )
+            proof = _b64(body["proof"])
+            _verify(public, proof, message.encode(), f"record {seq}: the key's proof")
+        keys[body["key"]] = [public, -1 if seq == 0 else seq, None, identity]
     if 0 not in records:
         raise BundleError("record 0 (the ledger's genesis key) is missing")
     return keys
@@ -240,9 +265,15 @@ def check_record(
         )
     entry = record["entry"]
     sig = entry["sig"]
-    public, added, revoked = ctx["keys"].get(sig["key"], (None, 0, None))
+    public, added, revoked, identity = ctx["keys"].get(sig["key"], (None, 0, 0, 0))
     if public is None or not added < seq or (revoked is not None and seq >= revoked):
         raise BundleError(f"record {seq}: signed by a key not valid at seq {seq}")
+    if identity is not None and entry["kind"] in AUTHOR_FORBIDDEN:
+        raise BundleError(f"record {seq}: an author key signed a {entry['kind']}")
+    if identity is not None and entry.get("actor", {}).get("user") != identity:
+        raise BundleError(
+            f"record {seq}: author key of {identity!r} signed another user's entry"
+        )
     unsigned = canonical({k: v for k, v in entry.items() if k != "sig"}).encode("utf-8")
     _verify(public, _b64(sig["value"]), unsigned, f"record {seq}: the signature")
     before = ctx["records"].get(seq - 1)
@@ -297,7 +328,7 @@ def verify(path: Path) -> str:
     if bundle.get("format") != "mltrail-bundle/1":
         raise BundleError("not an mltrail-bundle/1 file")
     records = read_records(bundle)
-    keys = key_history(records)
+    keys = key_history(records, bundle["origin"])
     node = bundle["subject"]["node"]
     ident = node.partition(":")[2]
     if not ident or not any(ident in data.decode() for data, _ in records.values()):

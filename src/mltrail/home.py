@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mltrail.core.report import Anchor, Problem, VerificationReport
     from mltrail.erasure import PurgeResult
     from mltrail.evidence import EvidencePolicy
+    from mltrail.server_trust import ServerTrust
 
 __all__ = [
     "Home",
@@ -62,6 +63,12 @@ class Home:
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S
     """Seconds a write waits for another process's lock on the store; a run's end
     is retried for as long again (``MLTRAIL_BUSY_TIMEOUT``)."""
+
+    trust: ServerTrust | None = None
+    """Client mode: the server's pinned log keys and the newest checkpoint seen
+    (the ledger lives on an mltrail server, see :mod:`mltrail.client_mode`)."""
+    index_file: str = "index.db"
+    """The derived index's file in the home (a per-ledger cache in client mode)."""
 
     _synced: int = field(default=-1, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -100,8 +107,11 @@ class Home:
         See :meth:`mltrail.ledger.Ledger.checkpoint` (``adopt`` covers records
         an older mltrail left uncovered, after verifying the whole ledger).
         """
-        signed = self.ledger.checkpoint(adopt=adopt)
-        self.witness.advance(self.ledger, signed)
+        signed = self.ledger.checkpoint(adopt=adopt and self.trust is None)
+        if self.trust is not None:
+            self.trust.accept(signed.to_text())
+        else:
+            self.witness.advance(self.ledger, signed)
         self._synced = signed.checkpoint.size
         return signed
 
@@ -157,7 +167,10 @@ class Home:
             evidence_checkpoints,
         )
 
-        kept, notes = self.witness.for_verification()
+        if self.trust is not None:
+            kept, notes = self.trust.for_verification(), []
+        else:
+            kept, notes = self.witness.for_verification()
         kept += evidence_checkpoints(self.ledger.store)
         kept += [
             StoredCheckpoint(
@@ -173,7 +186,8 @@ class Home:
         report = self.ledger.verify(
             trusted_keys=keys, witness=kept, progress=progress, workers=workers
         )
-        report.anchors.insert(0, _key_anchor(keys, pinned=bool(trust_keys)))
+        pinned = bool(trust_keys)
+        report.anchors.insert(0, _key_anchor(keys, pinned=pinned, client=self.trust))
         report.problems.extend(notes)
         policy = evidence or EvidencePolicy()
         if trust_checkpoints and policy.witness_keys:
@@ -207,10 +221,19 @@ def _size_of(text: str) -> int:
         return 0  # the verifier reports it unreadable
 
 
-def _key_anchor(keys: Sequence[str], *, pinned: bool) -> Anchor:
+def _key_anchor(
+    keys: Sequence[str], *, pinned: bool, client: ServerTrust | None = None
+) -> Anchor:
     from mltrail.core.report import Anchor
 
     names = ", ".join(f"{k[:16]}..." for k in keys)
+    if client is not None and not pinned:
+        return Anchor(
+            "key",
+            f"genesis key {names} pinned by this client ({client.pinned_by}) in "
+            f"{client.path}, outside the server",
+            True,
+        )
     if pinned:
         return Anchor("key", f"key {names} (pinned with --trust-key)", True)
     return Anchor(
@@ -288,6 +311,13 @@ def init_home(
     env = os.environ if env is None else env
     if store is not None:
         check_storable_url(store)
+    from mltrail.client_mode import server_url
+
+    remote = server_url({**env, "MLTRAIL_STORE_URL": store or ""})
+    if remote is not None:
+        return _init_client_home(
+            home, remote, key_path, pw=password, env=env, force=force
+        )
     url = store or env.get("MLTRAIL_STORE_URL") or "ledger.db"
     path = resolve_home(home, env).resolve()
     if (path / "ledger.json").exists():
@@ -338,6 +368,50 @@ def init_home(
     settings.save(path)
     ledger.close()
     return InitResult(path, True, origin, signer.key_id, settings.store)
+
+
+def _init_client_home(
+    home: str | Path | None,
+    url: str,
+    key_path: Path | None,
+    *,
+    pw: bytes | None,
+    env: Mapping[str, str],
+    force: bool,
+) -> InitResult:
+    """Client mode: a home holding only the user's key and settings; the server's
+    log keys are pinned on this first contact (nothing is written to the server:
+    `mltrail keys register` registers the key)."""
+    from mltrail.client_mode import client_settings, open_remote_ledger
+    from mltrail.keystore import generate_signer, load_signer, save_signer
+
+    path = resolve_home(home, env).resolve()
+    if (path / "ledger.json").exists():
+        settings = Settings.load(path)
+        signer = load_signer(
+            settings.path(path, settings.signing_key), _password(env, pw)
+        )
+        return InitResult(path, False, settings.origin, signer.key_id, settings.store)
+    work_tree = _inside_git_work_tree(path)
+    if work_tree is not None and not force:
+        raise ConfigError(
+            f"refusing to create a ledger home inside the git work tree {work_tree}",
+            hint="keep keys apart from code and weights, or pass --force",
+        )
+    password = _password(env, pw)
+    signer = load_signer(key_path, password) if key_path else generate_signer()
+    key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
+    remote = open_remote_ledger(path, url, env, None)
+    try:
+        settings = replace(
+            client_settings(path, url, remote.trust), signing_key=key_file
+        )
+        if not key_path:
+            save_signer(signer, path / key_file, password)
+        settings.save(path)
+    finally:
+        remote.ledger.close()
+    return InitResult(path, True, settings.origin, signer.key_id, settings.store)
 
 
 def _witness(home: Path, settings: Settings, env: Mapping[str, str]) -> Witness:
@@ -404,6 +478,12 @@ def open_home(
     """
     env = os.environ if env is None else env
     path = resolve_home(home, env)
+    from mltrail.client_mode import server_url
+
+    has_settings = (path / "ledger.json").exists()
+    remote = server_url(env, Settings.load(path) if has_settings else None)
+    if remote is not None:
+        return _open_client_home(path, remote, writable=writable, pw=password, env=env)
     settings = Settings.load(path)
     url = env.get("MLTRAIL_STORE_URL") or settings.store
     read_only = False
@@ -450,6 +530,49 @@ def open_home(
                 _finish_purges_quietly(opened)
     except BaseException:
         store.close()
+        raise
+    return opened
+
+
+def _open_client_home(
+    path: Path, url: str, *, writable: bool, pw: bytes | None, env: Mapping[str, str]
+) -> Home:
+    """Client mode (see :mod:`mltrail.client_mode`): the home's key and caches,
+    the server's ledger, checked against the pinned keys and kept checkpoint."""
+    from mltrail.client_mode import client_settings, open_remote_ledger
+
+    signer = None
+    if writable:
+        from mltrail.keystore import load_signer
+
+        if not (path / "ledger.json").exists():
+            raise ConfigError(
+                f"no signing key in {path} for writing to the server's ledger",
+                hint="run `mltrail init` (with MLTRAIL_URL set, it makes a home "
+                "holding only your key), then `mltrail keys register`",
+            )
+        settings = Settings.load(path)
+        signer = load_signer(
+            settings.path(path, settings.signing_key), _password(env, pw)
+        )
+    remote = open_remote_ledger(path, url, env, signer)
+    try:
+        settings = client_settings(path, url, remote.trust)
+        witness = Witness(path / remote.witness_file)
+        opened = Home(
+            path,
+            settings,
+            remote.ledger,
+            witness,
+            _busy_timeout(env),
+            trust=remote.trust,
+            index_file=remote.index_file,
+        )
+        if writable:
+            _refuse_newer_format(remote.ledger)
+            remote.ledger.check_head()
+    except BaseException:
+        remote.ledger.close()
         raise
     return opened
 

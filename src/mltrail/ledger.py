@@ -51,6 +51,7 @@ from mltrail.core.entry import (
     sign_entry,
 )
 from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.keyring import compute_key_proof_message, identity_problem
 from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
 from mltrail.core.merkle import (
     ConsistencyProof,
@@ -58,7 +59,13 @@ from mltrail.core.merkle import (
     consistency_proof,
     inclusion_proof,
 )
-from mltrail.core.signing import Signer, decode_b64, encode_b64, verify_signature
+from mltrail.core.signing import (
+    Signer,
+    compute_key_id,
+    decode_b64,
+    encode_b64,
+    verify_signature,
+)
 from mltrail.errors import (
     AppendConflictError,
     ConfigError,
@@ -71,6 +78,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     from mltrail.core.report import StoredCheckpoint, VerificationReport
+    from mltrail.remote_append import RemoteTrust
     from mltrail.storage.base import Store
 
 __all__ = [
@@ -140,6 +148,9 @@ class Ledger:
         clock: where entry times come from.
         actor: who is writing, put into every entry.
         trusted_key: the genesis key id verification must find (None: any).
+        remote_trust: for a store an mltrail server sequences (``store.remote``):
+            the pinned keys and newest checkpoint every append's answer is
+            checked against.
     """
 
     def __init__(
@@ -152,15 +163,17 @@ class Ledger:
         actor: Mapping[str, Any] | None = None,
         trusted_key: str | None = None,
         tolerance: timedelta = DEFAULT_TOLERANCE,
+        remote_trust: RemoteTrust | None = None,
     ) -> None:
         self.store = store
+        self.remote_trust = remote_trust
         self.signer = signer
         self.origin = origin
         self.clock = clock or SystemClock()
         self.actor = dict(actor or {})
         self.trusted_key = trusted_key
         self.tolerance = tolerance
-        self._keyring = KeyRing()
+        self._keyring = KeyRing(origin=origin)
         self._key_epoch = -1
         self._trusted_head: tuple[int, tuple[bytes, ...]] | None = None
         """(size, frontier) of a head this object checked or wrote: covered and signed."""
@@ -212,11 +225,14 @@ class Ledger:
         signs its entry with its own key; the ledger checks it (schema, size,
         blobs, the signature, and under the append lock that the key may sign it
         at that seq), assigns seq and prev and signs the checkpoint with its own
-        key. Key and purge entries are written by their own commands only.
+        key. An AUTHOR key (``register_key``) may sign only entries whose
+        ``actor.user`` is its identity, and no ``clock.reset``. Key and purge
+        entries are written by their own commands only.
 
         Raises:
             InputError: off-schema, unsigned, oversized, missing blob, a key or
-                purge kind, or a signature that does not verify.
+                purge kind, a signature that does not verify, or an author key
+                signing another user's entry or a kind only a log key signs.
             ConfigError: the signing key may not sign at that seq.
         """
         checked: list[Entry] = []
@@ -275,6 +291,8 @@ class Ledger:
         *,
         foreign: bool = False,
     ) -> list[Record]:
+        if getattr(self.store, "remote", False):
+            return self._post_signed(entries, checkpoint_signer)
         for _ in range(5):
             try:
                 batch = self.store.append(
@@ -290,6 +308,25 @@ class Ledger:
                 for r, e in zip(batch.records, entries, strict=True)
             ]
         raise AppendConflictError("the ledger's keys kept changing during the append")
+
+    def _post_signed(
+        self, entries: list[Entry], checkpoint_signer: Signer | None
+    ) -> list[Record]:
+        """Post signed entries to the server that sequences the store and check
+        its answer (see :func:`mltrail.remote_append.post_entries`)."""
+        from mltrail.remote_append import post_entries
+
+        if checkpoint_signer is not None or any(
+            e.kind in KEY_KINDS or e.kind == PURGE_KIND for e in entries
+        ):
+            raise ConfigError(
+                "key rotation and purges on a ledger kept by an mltrail server are "
+                "the server admin's work, not a client's",
+                hint="ask the server's admin; `mltrail keys register` adds your own key",
+            )
+        records = post_entries(self.store, self.remote_trust, entries, self.origin)
+        self.writes += 1
+        return records
 
     def _seal(
         self,
@@ -309,6 +346,12 @@ class Ledger:
         for seq, entry in enumerate(entries, start=head.size):
             assert entry.sig is not None
             problem = _signer_problem(keyring, seq, entry)
+            if problem and getattr(problem, "code", "").startswith("author-"):
+                raise InputError(
+                    f"cannot append {entry.kind}: seq {seq} would be {problem}",
+                    hint="an author key signs only entries of its own identity; "
+                    "key records, clock resets and purges need the log key",
+                )
             if problem:
                 raise ConfigError(
                     f"cannot append: seq {seq} would be {problem}",
@@ -363,7 +406,7 @@ class Ledger:
         self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
-        keyring = KeyRing()
+        keyring = KeyRing(origin=self.origin)
         epoch = 0
         for row in self.store.rows_of_kinds(KEY_KINDS):
             decoded = decode_record(row.data)
@@ -453,6 +496,84 @@ class Ledger:
         records = self._append_signed([added, revoked], checkpoint_signer=new_signer)
         self.signer = new_signer
         return records
+
+    def register_key(
+        self,
+        public_key: bytes,
+        identity: str,
+        proof: bytes,
+        *,
+        reason: str = "registered",
+    ) -> Record:
+        """Register an AUTHOR key: ``public_key`` may then sign entries whose
+        ``actor.user`` is ``identity`` (and nothing else; see ADR 0025).
+
+        ``proof`` is the key's signature over ``compute_key_proof_message(origin,
+        identity, key_id)``: its holder asked for it. The ``key.added`` record is
+        signed by this ledger's own key, which must be a log key.
+
+        Raises:
+            InputError: a bad identity or public key, a proof that does not
+                verify, or a key the ledger already added.
+        """
+        bad = identity_problem(identity)
+        if bad:
+            raise InputError(f"cannot register the key: {bad}")
+        try:
+            key_id = compute_key_id(public_key)
+        except ValueError as e:
+            raise InputError(f"cannot register the key: {e}") from e
+        message = compute_key_proof_message(self.origin, identity, key_id)
+        if not verify_signature(public_key, message, proof):
+            raise InputError(
+                f"cannot register key {key_id[:16]}...: the proof does not verify "
+                f"(it must be that key's signature for identity {identity!r} in "
+                f"ledger {self.origin!r})",
+                hint="make it with mltrail.core.keyring.compute_key_proof_message",
+            )
+        known = self.keys().keys.get(key_id)
+        if known is not None:
+            raise InputError(
+                f"key {key_id[:16]}... is already a key of this ledger (added at "
+                f"seq {max(known.added_seq, 0)})"
+            )
+        if getattr(self.store, "remote", False):  # the server's log key signs it
+            answer = self.store.register_key(public_key, identity, proof)  # type: ignore[attr-defined]
+            return self.record(int(answer["seq"]))
+        body = {
+            "alg": "ed25519",
+            "key": key_id,
+            "public_key": encode_b64(public_key),
+            "identity": identity,
+            "proof": encode_b64(proof),
+            "reason": reason,
+        }
+        return self._append_signed([self._sign(Draft("key.added", body))])[0]
+
+    def revoke_key(self, key_id: str, *, reason: str) -> Record:
+        """Revoke an author key: entries it signs from here on are refused.
+
+        Raises:
+            InputError: unknown or already revoked key, or a log key (those are
+                replaced with ``rotate_key``).
+        """
+        state = self.keys().keys.get(key_id)
+        if state is None:
+            raise InputError(
+                f"key {key_id[:16]}... is not a key of this ledger",
+                hint="mltrail keys list",
+            )
+        if state.identity is None:
+            raise InputError(
+                f"key {key_id[:16]}... is a log key, not an author key",
+                hint="replace the ledger's own key with `mltrail keys rotate`",
+            )
+        if state.revoked_seq is not None:
+            raise InputError(
+                f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
+            )
+        body = {"key": key_id, "reason": reason}
+        return self._append_signed([self._sign(Draft("key.revoked", body))])[0]
 
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
@@ -638,7 +759,9 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
             if self_signed
             else "the genesis record, which must be a self-signed key.added"
         )
-    return keyring.signer_problem(entry.sig.key, seq)
+    return keyring.signer_problem(
+        entry.sig.key, seq, entry.kind, entry.actor.get("user")
+    )
 
 
 def _check_signature(keyring: KeyRing, entry: Entry) -> None:

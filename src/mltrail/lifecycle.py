@@ -155,7 +155,13 @@ class LiveRun:
         closed = close_stale_runs(home)
         name = f"{run_id}.{os.getpid()}.spool" if spool else None
         seq = home.ledger.head().size
-        lock = OpenRun.create(home.path, run_id, seq=seq, spool=name)
+        hold = home.ledger.store.hold_run(run_id)
+        try:
+            lock = OpenRun.create(home.path, run_id, seq=seq, spool=name, hold=hold)
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
         try:
             folder = create_spool(home.path / OPEN_RUNS / name) if name else None
         except BaseException:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from mltrail.home import Home
     from mltrail.ledger import Ledger
+    from mltrail.storage.base import RunHold
 
 __all__ = ["OpenRun", "close_run", "close_stale_runs", "closing_lock", "ingest_spool"]
 
@@ -49,10 +50,18 @@ class OpenRun:
 
     path: Path
     fd: int
+    hold: RunHold | None = None
+    """The run held live in a store other hosts share (``Store.hold_run``)."""
 
     @classmethod
     def create(
-        cls, home: Path, run_id: str, *, seq: int, spool: str | None = None
+        cls,
+        home: Path,
+        run_id: str,
+        *,
+        seq: int,
+        spool: str | None = None,
+        hold: RunHold | None = None,
     ) -> OpenRun:
         """Create and lock the file of a new run starting at ledger size ``seq``.
 
@@ -74,7 +83,7 @@ class OpenRun:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
-        return cls(path, fd)
+        return cls(path, fd, hold)
 
     def release(self) -> None:
         """Remove the file, then drop the lock: the run is no longer open.
@@ -89,7 +98,11 @@ class OpenRun:
 
     def _close(self) -> None:
         fd, self.fd = self.fd, -1
-        os.close(fd)
+        try:
+            os.close(fd)
+        finally:
+            if self.hold is not None:
+                self.hold.release()
 
     def abandon(
         self, outcome: Mapping[str, Any] | None = None, problem: str | None = None

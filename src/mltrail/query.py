@@ -260,7 +260,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
     ]
     seq, claimed = row[10:]
     if status == "open":
-        status = run_liveness(home.path, run_id)
+        status = run_liveness(home.path, run_id, home.ledger.store)
     return RunSummary(
         id=run_id,
         name=name,

@@ -389,7 +389,7 @@ def list_runs(home: Home) -> list[RunSummary]:
             _apply_end(runs[run_id], record)
     for summary in runs.values():
         if summary.status == "open":
-            summary.status = run_liveness(home.path, summary.id)
+            summary.status = run_liveness(home.path, summary.id, home.ledger.store)
     return list(runs.values())
 
 

@@ -19,6 +19,8 @@ from mltrail.errors import InputError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mltrail.storage.base import Store
+
 __all__ = [
     "OPEN_RUNS",
     "RunSummary",
@@ -87,11 +89,18 @@ class RunSummary:
         return f"{describe_user(self.user, self.claimed_user)}@{self.host or '?'}"
 
 
-def run_liveness(home: Path, run_id: str) -> str:
-    """``running`` while a recorder holds the run's lock, else ``stale``."""
+def run_liveness(home: Path, run_id: str, store: Store | None = None) -> str:
+    """``running`` while a recorder holds the run's lock, else ``stale``.
+
+    The lock is the run's file in this home or, in a store several hosts share
+    (PostgreSQL), the hold its recorder keeps there (``Store.hold_run``).
+    """
     if run_id_problem(run_id) is not None:  # written by an older version
         return "stale"
-    return "running" if _probe(open_run_file(home, run_id)) else "stale"
+    if _probe(open_run_file(home, run_id)):
+        return "running"
+    live = store.live_runs([run_id]) if store is not None else None
+    return "running" if live else "stale"
 
 
 def _probe(path: Path) -> bool:

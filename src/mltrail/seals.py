@@ -423,7 +423,7 @@ def _walk_at(ledger: Ledger, size: int) -> SealWalk:
     """A walk resumed at ``size`` from the live ledger (after a gap or a bad
     segment), so later segments are still checked."""
     size = min(size, ledger.head().size)
-    keys = KeyRing()
+    keys = KeyRing(origin=ledger.origin)
     for row in ledger.store.rows_of_kinds(KEY_KINDS):
         if row.seq < size:
             entry = decode_record(row.data).record.entry

@@ -307,6 +307,7 @@ def test_encrypted_key_with_wrong_or_no_password_is_an_auth_error(
         "run",
         "runs",
         "step",
+        "push",
     ],
 )
 def test_help_teaches(command, tmp_path):

@@ -348,3 +348,46 @@ def psycopg_connect(url):
     import psycopg
 
     return psycopg.connect(url, autocommit=True)
+
+
+def test_a_run_live_on_one_host_is_running_on_another_until_it_dies(home, tmp_path):
+    """Liveness through the shared store: a second home on the same ledger (a
+    second host) sees the run running while its recorder lives, stale once it
+    was killed, without any lock file of its own."""
+    import contextlib
+    import os
+    import shutil
+    import signal
+
+    other = tmp_path / "other-host"
+    shutil.copytree(home, other)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mltrail", "run", "--name", "live-elsewhere", "--",
+         sys.executable, "-c", "import time; time.sleep(120)"],
+        cwd=home.parent, env={**_base_env(), "MLTRAIL_HOME": str(home)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _status_on(other, "live-elsewhere", "running", until=60) == "running"
+        assert not list((other / "runs" / "open").glob("*.json"))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _status_on(other, "live-elsewhere", "stale", until=30) == "stale"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _status_on(home: Path, name: str, wanted: str, *, until: float) -> str | None:
+    import time
+
+    deadline = time.monotonic() + until
+    status = None
+    while time.monotonic() < deadline:
+        listed = json.loads(cli(home.parent, "runs", "--json", env_home=home).stdout)
+        runs = listed["runs"] if isinstance(listed, dict) else listed
+        status = next((r["status"] for r in runs if r.get("name") == name), None)
+        if status == wanted:
+            return status
+        time.sleep(0.5)
+    return status

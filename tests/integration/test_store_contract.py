@@ -739,3 +739,19 @@ def test_sqlite_missing_file_gives_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no ledger at"):
         SQLiteStore(path)
     assert not path.exists()
+
+
+def test_a_held_run_is_live_until_released(store: Store) -> None:
+    """A store several hosts share says which runs a recorder holds; one a
+    single home owns has no holds (its lock files say) and answers None."""
+    hold = store.hold_run("run-a")
+    if hold is None:
+        assert store.live_runs(["run-a"]) is None
+        return
+    try:
+        assert store.live_runs(["run-a", "run-b"]) == {"run-a"}
+        assert store.live_runs([]) == set()
+    finally:
+        hold.release()
+    hold.release()  # twice is harmless
+    assert store.live_runs(["run-a"]) == set()

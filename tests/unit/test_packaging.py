@@ -37,7 +37,7 @@ def test_no_extra_names_the_project_itself():
 
 def test_test_has_every_light_extra_and_no_torch():
     for extra in ("parquet", "remote", "models", "postgres", "timestamps", "report",
-                  "intoto", "openlineage", "server"):  # fmt: skip
+                  "intoto", "openlineage", "client", "server"):  # fmt: skip
         _covers("test", extra)
     assert not HEAVY & set(_reqs("test"))
 

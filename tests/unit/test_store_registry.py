@@ -42,10 +42,13 @@ def test_sqlite_paths_follow_sqlalchemy():
         sqlite_path("sqlite:///", home)
 
 
-def test_the_server_scheme_is_reserved():
-    for url in ("https://ledger.example.com", "http://127.0.0.1:8080"):
-        with pytest.raises(InputError, match="not yet supported"):
+def test_a_server_url_must_name_a_ledger():
+    for url in ("https://ledger.example.com", "http://127.0.0.1:8080/x"):
+        with pytest.raises(InputError, match="names no ledger"):
             open_store(url)
+    with pytest.raises(InputError, match="must not carry credentials") as info:
+        open_store("https://u:s3cret@h/ledgers/a")
+    assert "s3cret" not in str(info.value)
 
 
 def test_unknown_scheme_names_the_known_ones():

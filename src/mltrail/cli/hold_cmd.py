@@ -48,7 +48,7 @@ def hold() -> None:
 def add(ctx: click.Context, target: str, reason: str, as_json: bool) -> None:
     """Place a legal hold on TARGET (a signed hold.added entry)."""
     kind, ident = parse_hold_target(target)
-    home = open_from(ctx, writable=True)
+    home = open_from(ctx, writable=True, local_only="hold")
     record = add_hold(home.ledger, kind, ident, reason.strip())
     _report(home, record.seq, f"hold placed on {kind} {ident}", as_json)
 
@@ -61,7 +61,7 @@ def add(ctx: click.Context, target: str, reason: str, as_json: bool) -> None:
 def release(ctx: click.Context, target: str, reason: str, as_json: bool) -> None:
     """Lift the legal hold on TARGET (a signed hold.released entry)."""
     kind, ident = parse_hold_target(target)
-    home = open_from(ctx, writable=True)
+    home = open_from(ctx, writable=True, local_only="hold")
     record = release_hold(home.ledger, kind, ident, reason.strip())
     _report(home, record.seq, f"hold on {kind} {ident} released", as_json)
 
@@ -71,7 +71,7 @@ def release(ctx: click.Context, target: str, reason: str, as_json: bool) -> None
 @click.pass_context
 def list_holds(ctx: click.Context, as_json: bool) -> None:
     """The legal holds that stand."""
-    home = open_from(ctx)
+    home = open_from(ctx, local_only="hold")
     holds = load_holds(home.ledger)
     if as_json:
         emit_json([h.to_dict() for h in holds.standing.values()])

@@ -7,7 +7,7 @@ import time
 import click
 
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
-from mltrail.index import INDEX_FILE, Index
+from mltrail.index import Index
 
 __all__ = ["reindex"]
 
@@ -33,7 +33,7 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     home = open_from(ctx)
     started = time.perf_counter()
     try:
-        index = Index(home.path / INDEX_FILE, home.ledger)
+        index = Index(home.path / home.index_file, home.ledger)
         total = home.ledger.head().size
         show_bar = not as_json and err_console.is_terminal and total > 50_000
         with Progress(

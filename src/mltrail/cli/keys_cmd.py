@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from mltrail.cli.author_keys_cmd import new_key, register, revoke
 from mltrail.cli.output import (
     console,
     emit_json,
@@ -23,19 +24,40 @@ __all__ = ["keys"]
 
 @click.group()
 def keys() -> None:
-    """Signing keys: which were valid when, and rotation."""
+    """Signing keys: which were valid when, rotation, and author keys.
+
+    The ledger's LOG key signs checkpoints and key records; AUTHOR keys (one
+    per person or CI job, registered to an identity) sign only their own
+    entries.
+
+    \b
+    Examples:
+      mltrail keys list
+      mltrail keys new --out bob.key
+      mltrail keys register --key-file bob.key --identity bob
+    """
 
 
 @keys.command(name="list")
 @json_option
 @click.pass_context
 def list_keys(ctx: click.Context, as_json: bool) -> None:
-    """List every key the ledger added, with the seqs it was valid for."""
+    """List every key the ledger added, with the seqs it was valid for.
+
+    Identity is empty for a log key and names the user an author key signs for.
+
+    \b
+    Examples:
+      mltrail keys list
+      mltrail keys list --json
+    """
     home = open_from(ctx)
     ring = home.ledger.keys()
     rows = [
         {
             "key": k,
+            "identity": s.identity,
+            "role": "log" if s.identity is None else "author",
             "added_seq": max(s.added_seq, 0),
             "revoked_seq": s.revoked_seq,
             "status": "valid" if s.revoked_seq is None else "revoked",
@@ -45,10 +67,13 @@ def list_keys(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("key id", "added at seq", "revoked at seq", "status", box=None)
+    table = Table(
+        "key id", "identity", "added at seq", "revoked at seq", "status", box=None
+    )
     for r in rows:
         table.add_row(
             r["key"],
+            r["identity"] or "(log key)",
             str(r["added_seq"]),
             "" if r["revoked_seq"] is None else str(r["revoked_seq"]),
             r["status"],
@@ -162,7 +187,7 @@ def rotate(
       mltrail keys rotate --reason "laptop lost"
       mltrail keys rotate --move-old-key /media/offline/old-ledger.key
     """
-    home = open_from(ctx, writable=True)
+    home = open_from(ctx, writable=True, local_only="keys rotate")
     password = os.environ.get("MLTRAIL_KEY_PASSWORD")
     result = rotate_home_key(
         home,
@@ -208,3 +233,8 @@ def _say_disposal(result: RotationResult) -> None:
         )
     for path in result.swept:
         err_console.print(f"also destroyed {path}, the private key of a revoked key")
+
+
+keys.add_command(new_key)
+keys.add_command(register)
+keys.add_command(revoke)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mltrail.cli.output import (
 from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
 from mltrail.errors import InputError
 from mltrail.home import Home, init_home
+from mltrail.storage.registry import is_server_url
 
 __all__ = ["COMMANDS"]
 
@@ -45,7 +47,16 @@ __all__ = ["COMMANDS"]
     "store_url",
     help="Keep the ledger in this store (default: $MLTRAIL_STORE_URL, else "
     "ledger.db in the home): sqlite:///FILE or postgresql://USER@HOST/DB (set up "
-    "by `mltrail db init`; no password in the URL). Keys stay in the home.",
+    "by `mltrail db init`; no password in the URL). Keys stay in the home. "
+    "An mltrail server's https://HOST/ledgers/NAME (or MLTRAIL_URL) makes a "
+    "client-mode home holding only your key.",
+)
+@click.option(
+    "--trust-key",
+    "trust_key",
+    help="Client mode: pin this log key id of the server (from its admin) "
+    "instead of trusting the keys it names on first contact "
+    "(MLTRAIL_TRUST_KEY; comma-separated for several).",
 )
 @json_option
 @click.pass_context
@@ -55,6 +66,7 @@ def init(
     key_path: Path | None,
     force: bool,
     store_url: str | None,
+    trust_key: str | None,
     as_json: bool,
 ) -> None:
     """Create a ledger at the home with a new signing key and its genesis record.
@@ -67,10 +79,17 @@ def init(
       MLTRAIL_HOME=/srv/audit mltrail init --origin example.com/credit-models
       mltrail init --key ~/.ssh/id_ed25519
       mltrail init --store postgresql://mltrail_app@db.example.com/audit
+      MLTRAIL_URL=https://mltrail.example.com/ledgers/team-a mltrail init
     """
     state: AppState = ctx.obj
+    env = {**os.environ, "MLTRAIL_TRUST_KEY": trust_key} if trust_key else None
     result = init_home(
-        state.home, origin=origin, key_path=key_path, force=force, store=store_url
+        state.home,
+        origin=origin,
+        key_path=key_path,
+        force=force,
+        store=store_url,
+        env=env,
     )
     if as_json:
         emit_json(
@@ -81,6 +100,12 @@ def init(
                 "key": result.key_id,
                 "store": result.store,
             }
+        )
+    elif result.created and is_server_url(result.store):
+        console.print(
+            f"joined ledger {result.origin} kept by {result.store}\n"
+            f"your key {result.key_id[:16]}... is in {result.home}/keys (mode 0600); "
+            "register it with `mltrail keys register`"
         )
     elif result.created:
         console.print(

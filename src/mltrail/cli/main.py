@@ -62,6 +62,7 @@ _COMMANDS = {
     "db": "mltrail.cli.db_cmd:db",
     "server": "mltrail.cli.server_cmd:server",
     "tokens": "mltrail.cli.tokens_cmd:tokens",
+    "push": "mltrail.cli.push_cmd:push",
     "hook": "mltrail.cli.hook_cmd:hook",
 }
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mltrail.cli.state import AppState
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,20 +73,43 @@ json_option = click.option(
 
 
 def open_from(
-    ctx: click.Context, *, writable: bool = False, finish_purges: bool = True
+    ctx: click.Context,
+    *,
+    writable: bool = False,
+    finish_purges: bool = True,
+    local_only: str | None = None,
 ) -> Home:
     """Open the ledger home named by ``--home`` / ``$MLTRAIL_HOME``.
 
     It is closed when the command ends (a writing command moves the witness
     checkpoint forward then). A writable home finishes interrupted purges first
-    unless ``finish_purges`` is False.
+    unless ``finish_purges`` is False. ``local_only`` names a command that
+    cannot work on a ledger kept by an mltrail server (client mode): it is
+    refused with one line.
     """
     from mltrail.home import open_home
 
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
+    if local_only is not None:
+        _refuse_client_mode(state, local_only)
     home = open_home(state.home, writable=writable, finish_purges=finish_purges)
     ctx.call_on_close(lambda: _close(home))
     return home
+
+
+def _refuse_client_mode(state: AppState, command: str) -> None:
+    """Raise before anything is opened when the home works against a server."""
+    from mltrail.client_mode import server_url
+    from mltrail.config import SETTINGS_FILE, Settings, resolve_home
+
+    path = resolve_home(state.home)
+    settings = Settings.load(path) if (path / SETTINGS_FILE).exists() else None
+    if server_url(os.environ, settings) is not None:
+        raise InputError(
+            f"`mltrail {command}` works on a ledger kept in this home, not on one "
+            "kept by an mltrail server (MLTRAIL_URL)",
+            hint="the server's admin does this on the server",
+        )
 
 
 def _close(home: Home) -> None:

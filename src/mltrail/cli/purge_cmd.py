@@ -65,7 +65,7 @@ def purge(
         raise InputError("give a BLOB to purge, or --resume (not both)")
     if not resume and not (reason or "").strip():
         raise InputError("--reason is required: say why the bytes must go")
-    home = open_from(ctx, writable=True, finish_purges=False)
+    home = open_from(ctx, writable=True, finish_purges=False, local_only="purge")
     if blob is None:
         results = home.finish_purges()
     else:

@@ -66,7 +66,9 @@ def seal(
         return
     from mltrail.seals import configured_target, seal_ledger
 
-    home = open_from(ctx)  # read-only: sealing writes nothing into the ledger
+    home = open_from(
+        ctx, local_only="seal"
+    )  # read-only: sealing writes nothing into the ledger
     worm, retention = configured_target(home, url, retain)
     result = seal_ledger(home, worm, retention)
     if as_json:
@@ -105,7 +107,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """
     from mltrail.seals import seal_status, seal_store
 
-    home = open_from(ctx)
+    home = open_from(ctx, local_only="seal")
     worm = seal_store(home, url)
     info = seal_status(home, worm)
     if as_json:
@@ -147,7 +149,7 @@ def configure(ctx: click.Context, url: str, retain: str, as_json: bool) -> None:
 
     parse_retention(retain)
     worm = open_worm(url)
-    home = open_from(ctx, writable=True)
+    home = open_from(ctx, writable=True, local_only="seal")
     settings = replace(
         Settings.load(home.path), seal_target=worm.url, seal_retain=retain
     )

@@ -117,14 +117,29 @@ def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> b
     )
     if bad or not good:
         why = "a signature line does not verify" if bad else "no key of the ledger"
+        author = _author_signature(ctx, note, size)
         ctx.problem(
             None,
-            "checkpoint-signature",
+            "author-checkpoint" if author else "checkpoint-signature",
             f"{what} is not signed by a key valid at size {size}: {why} "
-            "(the checkpoint was altered, or signed by another key)",
+            f"(the checkpoint was altered, or signed by another key){author}",
         )
         return False
     return True
+
+
+def _author_signature(ctx: BundleContext, note: Any, size: int) -> str:
+    """``"; it is signed by author key ..."`` when an author key signed it, else ""."""
+    for key_id, state in ctx.keyring.keys.items():
+        if state.identity is None:
+            continue
+        good, _ = check_note_signatures(
+            note, name=ctx.report.origin, public_keys=[state.public_key]
+        )
+        problem = ctx.keyring.signer_problem(key_id, size)
+        if good and problem is not None and problem.code == "author-checkpoint":
+            return f"; it is {problem}"
+    return ""
 
 
 # -- records -------------------------------------------------------------------
@@ -210,12 +225,13 @@ def _build_keyring(ctx: BundleContext) -> None:
         ctx.problem(
             0, "genesis", "the bundle lacks record 0 (the key that started the ledger)"
         )
+    ctx.keyring.origin = ctx.report.origin or None
     for seq in sorted(ctx.records):
         entry = ctx.records[seq].record.entry
         if entry.kind in KEY_KINDS and entry.sig is not None:
             why = ctx.keyring.apply(seq, entry.kind, dict(entry.body), entry.sig.key)
             if why is not None:
-                ctx.problem(seq, "key", f"record {seq}: {why}")
+                ctx.problem(seq, why.code, f"record {seq}: {why}")
 
 
 def _check_pins(ctx: BundleContext) -> None:
@@ -254,9 +270,11 @@ def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
     if entry.sig is None:
         ctx.problem(seq, "signature", f"record {seq} carries no signature")
         return
-    why = ctx.keyring.signer_problem(entry.sig.key, seq)
+    why = ctx.keyring.signer_problem(
+        entry.sig.key, seq, entry.kind, entry.actor.get("user")
+    )
     if why is not None:
-        ctx.problem(seq, "signer", f"record {seq}: {why}")
+        ctx.problem(seq, why.code, f"record {seq}: {why}")
         return
     try:
         signature = decode_b64(entry.sig.value)

@@ -19,8 +19,9 @@ from mltrail.core.canonical import (
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
+from mltrail.core.keyring import KeyRing, KeyState
 from mltrail.core.merkle import CompactRange, frontier_root
-from mltrail.core.signing import compute_key_id, decode_b64
+from mltrail.core.pushed import PushWindow, open_window
 from mltrail.errors import (
     InputError,
     IntegrityError,
@@ -141,18 +142,23 @@ def seal_entries(
 ) -> Batch:
     """Chain signed entries after ``head`` (the batch carries no checkpoint yet).
 
+    The entries a ``ledger.pushed`` header announces follow the rule of
+    :mod:`mltrail.core.pushed` and must all be in this append.
+
     Raises:
         InputError: an entry is unsigned, dated beyond ``tolerance`` in the
             future, or dated more than ``tolerance`` before the ledger's newest
-            time (only a ``clock.reset`` entry may go back).
+            time (only a ``clock.reset`` entry, or a pushed one, may go back);
+            a pushed entry breaks its window's rule, or a header announces more
+            entries than the append holds.
     """
     if not entries:
         raise InputError("nothing to append: no entries given")
     tree, nodes, records = head.compact_range(), [], []
     size, prev, key_epoch = head.size, head.prev, head.key_epoch
-    floor = head.floor_time
+    floor, window = head.floor_time, None
     for entry in entries:
-        check_entry_time(entry, floor, now, tolerance)
+        check_entry_time(entry, floor, now, tolerance, window)
         data = compose_record_bytes(size, prev, _signed_entry_bytes(entry))
         digest = compute_record_hash(data)
         nodes.extend(tree.append(compute_leaf_hash(data)))
@@ -160,8 +166,18 @@ def seal_entries(
             SealedRecord(size, prev, digest, data, entry.kind, entry.run, entry.time)
         )
         key_epoch = size + 1 if entry.kind in KEY_KINDS else key_epoch
-        floor = next_floor(floor, entry.kind, entry.time)
+        if window is not None:
+            window = window.after(entry.time)  # a pushed entry leaves the floor
+        else:
+            floor = next_floor(floor, entry.kind, entry.time)
+            window = open_window(size, entry.kind, entry.body, entry.time)
         size, prev = size + 1, digest.hex()
+    if window is not None:
+        raise InputError(
+            f"refusing the append: {window.overrun('the append')}",
+            hint="a ledger.pushed record and the entries it announces are "
+            "appended together",
+        )
     new_head = ChainHead(
         size,
         bytes.fromhex(prev),
@@ -260,9 +276,14 @@ def _signed_entry_bytes(entry: Entry) -> bytes:
 
 
 def check_entry_time(
-    entry: Entry, floor: str | None, now: datetime, tolerance: timedelta
+    entry: Entry,
+    floor: str | None,
+    now: datetime,
+    tolerance: timedelta,
+    window: PushWindow | None = None,
 ) -> None:
-    """Refuse an entry dated in the future, or back-dated before ``floor``.
+    """Refuse an entry dated in the future, or back-dated before ``floor``
+    (inside a ``window`` a ``ledger.pushed`` opened: one breaking its rule).
 
     Raises:
         InputError: with what to do about it.
@@ -274,6 +295,11 @@ def check_entry_time(
             f"{format_time(now)})",
             hint="entries are dated by this machine's clock; check it",
         )
+    if window is not None:
+        problem = window.problem(entry.kind, entry.time, tolerance)
+        if problem is not None:
+            raise InputError(f"refusing the append: {problem}")
+        return
     if entry.kind == CLOCK_RESET_KIND:
         _check_reset(entry, floor, moment, tolerance)
         return
@@ -317,89 +343,3 @@ def describe_gap(gap: timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
-@dataclass(slots=True)
-class KeyState:
-    """A key as the ledger knows it: when it was added and, if so, revoked."""
-
-    public_key: bytes
-    added_seq: int
-    revoked_seq: int | None = None
-
-
-@dataclass(slots=True)
-class KeyRing:
-    """Which key was valid at which seq, built by applying key records in order."""
-
-    keys: dict[str, KeyState] = field(default_factory=dict)
-    genesis_key: str | None = None
-
-    def valid_at(self, key_id: str, seq: int) -> bool:
-        """True when ``key_id`` may sign the record at ``seq``."""
-        state = self.keys.get(key_id)
-        if state is None:
-            return False
-        return state.added_seq < seq and (
-            state.revoked_seq is None or seq < state.revoked_seq
-        )
-
-    def valid_keys(self, seq: int) -> dict[str, bytes]:
-        """Public keys valid for the record at ``seq`` (or a checkpoint of size ``seq``)."""
-        return {k: s.public_key for k, s in self.keys.items() if self.valid_at(k, seq)}
-
-    def signer_problem(self, key_id: str, seq: int) -> str | None:
-        """Why ``key_id`` may not sign the record at ``seq``, or None."""
-        state = self.keys.get(key_id)
-        if state is None:
-            return f"signed by key {key_id[:16]}... which the ledger never added"
-        if state.revoked_seq is not None and seq >= state.revoked_seq:
-            return (
-                f"signed by key {key_id[:16]}... after it was revoked at seq "
-                f"{state.revoked_seq}"
-            )
-        if state.added_seq >= seq:
-            return f"signed by key {key_id[:16]}... before it was added at seq {state.added_seq}"
-        return None
-
-    def apply(
-        self, seq: int, kind: str, body: dict[str, object], signer: str
-    ) -> str | None:
-        """Apply a key record; return a problem or None. Genesis adds its own signer."""
-        if kind == "key.added":
-            return self._add(seq, body, signer)
-        if kind == "key.revoked":
-            return self._revoke(seq, str(body.get("key")))
-        return None
-
-    def _add(self, seq: int, body: dict[str, object], signer: str) -> str | None:
-        try:
-            public_key = decode_b64(str(body.get("public_key")))
-            key_id = compute_key_id(public_key)
-        except ValueError as e:
-            return f"key.added carries an invalid public key: {e}"
-        if key_id != body.get("key"):
-            return "key.added names a key id that is not the hash of its public key"
-        if key_id in self.keys:
-            return f"key {key_id[:16]}... was already added at seq {self.keys[key_id].added_seq}"
-        if seq == 0:
-            if signer != key_id:
-                return "the genesis key.added must be signed by the key it adds"
-            self.genesis_key = key_id
-            self.keys[key_id] = KeyState(public_key, -1)
-            return None
-        self.keys[key_id] = KeyState(public_key, seq)
-        return None
-
-    def _revoke(self, seq: int, key_id: str) -> str | None:
-        state = self.keys.get(key_id)
-        if state is None:
-            return (
-                f"key.revoked names key {key_id[:16]}... which the ledger never added"
-            )
-        if state.revoked_seq is not None:
-            return (
-                f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
-            )
-        state.revoked_seq = seq
-        return None

@@ -21,6 +21,7 @@ from mltrail.core.checkpoint import (
 )
 from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.pushed import PUSHED_KIND
 from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
 
@@ -59,7 +60,10 @@ class RecordCheck:
     key_id: str = ""
     sig: SigStatus = SigStatus.INVALID
     key_body: dict[str, Any] | None = None
-    """The body of key, clock-reset and blob.purged records, which the walk reads."""
+    user: object = None
+    """The entry's ``actor.user`` (an author key may sign only its own)."""
+    """The body of key, clock-reset, blob.purged and ledger.pushed records, which
+    the walk reads."""
     blob_refs: tuple[BlobRef, ...] = ()
     known_kind: bool = True
     signing_bytes: bytes = b""
@@ -69,7 +73,7 @@ class RecordCheck:
     newer: bool = False
 
 
-_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND)
+_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND)
 
 
 def check_record(
@@ -111,6 +115,7 @@ def check_record(
         key_id=entry.sig.key,
         sig=status,
         key_body=dict(entry.body) if entry.kind in _BODY_KINDS else None,
+        user=entry.actor.get("user"),
         blob_refs=tuple(find_blob_refs(entry.body)),
         known_kind=decoded.known_kind,
         signing_bytes=decoded.signing_bytes if unknown else b"",

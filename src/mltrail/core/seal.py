@@ -281,6 +281,10 @@ class SealWalk:
     tree: CompactRange = field(default_factory=CompactRange)
     keys: KeyRing = field(default_factory=KeyRing)
 
+    def __post_init__(self) -> None:
+        if self.keys.origin is None:  # to check author keys' proofs
+            self.keys.origin = self.origin
+
     def accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
         """Check the segment ``name`` (its files by name) and move past it.
 

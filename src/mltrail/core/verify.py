@@ -29,6 +29,7 @@ from mltrail.core.chain import (
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.core.merkle import CompactRange
+from mltrail.core.pushed import PushWindow, open_window
 from mltrail.core.record_check import (
     CheckpointCheck,
     RecordCheck,
@@ -89,7 +90,7 @@ class LedgerVerifier:
         tolerance: timedelta = TIME_TOLERANCE,
     ) -> None:
         self.report = VerificationReport(origin=origin)
-        self.keyring = KeyRing()
+        self.keyring = KeyRing(origin=origin)
         self.tree = CompactRange()
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self.purges: dict[str, PurgeNote] = {}
@@ -109,6 +110,8 @@ class LedgerVerifier:
         self._expected_seq = 0
         self._floor: tuple[datetime | None, int, str] | None = None
         """(parsed time or None, seq, time) of the newest entry so far."""
+        self._window: PushWindow | None = None
+        """The rest of the window a ``ledger.pushed`` record opened, if any."""
         self._newer: list[int] = []
         self._failed_sizes: list[int] = []
         """Sizes of checkpoints that failed (bad signature or root)."""
@@ -177,6 +180,7 @@ class LedgerVerifier:
             self.problem(
                 seq, "malformed", f"record is unreadable or altered: {check.error}"
             )
+            self._window = self._window and self._window.after(None)
             self._advance(seq, check.row_hash, check.leaf_hash)
             return
         self._check_place(seq, check)
@@ -232,10 +236,10 @@ class LedgerVerifier:
     def _check_signer(self, seq: int, check: RecordCheck) -> None:
         if seq == 0:
             self._check_genesis(check)
-        problem = self.keyring.signer_problem(check.key_id, seq)
+        problem = self.keyring.signer_problem(check.key_id, seq, check.kind, check.user)
         valid = False
         if problem is not None:
-            self.problem(seq, "signer", problem)
+            self.problem(seq, problem.code, str(problem))
         elif not self._signature_valid(check):
             self.problem(
                 seq,
@@ -253,7 +257,7 @@ class LedgerVerifier:
                 seq, check.kind, check.key_body, check.key_id
             )
             if key_problem:
-                self.problem(seq, "key", key_problem)
+                self.problem(seq, key_problem.code, str(key_problem))
             elif valid and check.kind == "key.added" and check.key_id in self._trusted:
                 self._trusted.add(str(check.key_body.get("key")))
 
@@ -282,7 +286,16 @@ class LedgerVerifier:
         return verify_signature(state.public_key, check.signing_bytes, check.signature)
 
     def _check_time(self, seq: int, check: RecordCheck) -> None:
-        """Entry times may not go back more than the tolerance, except at a reset."""
+        """Entry times may not go back more than the tolerance, except at a reset
+        or inside a pushed window (see :mod:`mltrail.core.pushed`)."""
+        window = self._window
+        if window is not None:
+            problem = window.problem(check.kind, check.time, self._tolerance)
+            if problem is not None:
+                self.problem(seq, "pushed-time", f"{problem}")
+            self._window = window.after(check.time)
+            return
+        self._window = open_window(seq, check.kind, check.key_body, check.time)
         floor = self._floor
         if check.kind != CLOCK_RESET_KIND and (
             floor is None or not is_later(floor[2], check.time)
@@ -342,9 +355,11 @@ class LedgerVerifier:
         problem = _signature_problem(check, valid, self.report.origin)
         if problem is not None:
             self._failed_sizes.append(cp.size)
-            self.problem(
-                cp.size - 1, "checkpoint", f"{cp.label} (size {cp.size}) {problem}"
+            code, problem = self._author_signed(check, cp.size) or (
+                "checkpoint",
+                problem,
             )
+            self.problem(cp.size - 1, code, f"{cp.label} (size {cp.size}) {problem}")
             return
         if check.root != root:
             self._failed_sizes.append(cp.size)
@@ -367,6 +382,16 @@ class LedgerVerifier:
                 self.report.anchors.append(
                     Anchor("checkpoint", f"{cp.label}, size {cp.size}", cp.external)
                 )
+
+    def _author_signed(
+        self, check: CheckpointCheck, size: int
+    ) -> tuple[str, str] | None:
+        """("author-checkpoint", why) when an author key signed the checkpoint."""
+        for key_id in sorted(check.good):
+            problem = self.keyring.signer_problem(key_id, size)
+            if problem is not None and problem.code == "author-checkpoint":
+                return problem.code, f"is not valid: {problem}"
+        return None
 
     def trusted_purge(self, digest: str) -> PurgeNote | None:
         """The ``blob.purged`` record of ``digest`` if it can be believed (after
@@ -394,6 +419,13 @@ class LedgerVerifier:
             )
         if size == 0:
             self.problem(None, "empty", "the ledger holds no records")
+        if self._window is not None:
+            self.problem(
+                self._window.header_seq,
+                "pushed-count",
+                f"{self._window.overrun('the ledger')}: records were removed from "
+                "the end, or the header's count is wrong",
+            )
         if self._more_roots:
             sizes = self._more_roots
             self.problem(

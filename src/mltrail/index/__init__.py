@@ -28,7 +28,7 @@ def open_index(
     writable (an auditor's read-only copy, whoever opens it) it is built in memory
     instead, and nothing is written into the home.
     """
-    path = home.path / INDEX_FILE
+    path = home.path / home.index_file
     writable = not home.ledger.store.read_only and can_write(path)
     index = Index(path if writable else None, home.ledger)
     index.sync(progress)

@@ -6,8 +6,9 @@ padding. The server stores only the id and SHA-256 of the secret and compares
 in constant time. A token belongs to one ledger and has one role:
 
 =========  ================================================================
-writer     reads; appends run, data, source and model-lifecycle entries;
-           uploads blobs; registers its own key
+writer     reads; appends run, data, source and model-lifecycle entries
+           (and ``ledger.pushed``: ``mltrail push``); uploads blobs;
+           registers its own key
 approver   reads; appends ``model.approved``, ``stage.gated`` and ``note``;
            uploads blobs; registers its own key
 auditor    reads, proofs, verification; no writes
@@ -49,7 +50,14 @@ _TOKEN = re.compile(r"mlt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 _WRITER_PREFIXES = ("run.", "source.")
 _WRITER_KINDS = frozenset(
-    {"note", "model.promoted", "model.flagged", "model.described", "model.sealed"}
+    {
+        "note",
+        "model.promoted",
+        "model.flagged",
+        "model.described",
+        "model.sealed",
+        "ledger.pushed",
+    }
 )
 _APPROVER_KINDS = frozenset({"model.approved", "stage.gated", "note"})
 _LEDGER_ONLY = frozenset({"key.added", "key.revoked", "blob.purged"})

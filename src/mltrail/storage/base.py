@@ -17,10 +17,10 @@ current head, then persists exactly what it returns, all or nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mltrail.errors import MltrailError, StoreError
 
@@ -28,9 +28,24 @@ if TYPE_CHECKING:
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
 
-__all__ = ["Prepare", "Store", "StoredEvidence", "StoredPurge", "StoredRow"]
+__all__ = [
+    "Prepare",
+    "RunHold",
+    "Store",
+    "StoredEvidence",
+    "StoredPurge",
+    "StoredRow",
+]
 
 Prepare = Callable[["ChainHead"], "Batch"]
+
+
+class RunHold(Protocol):
+    """A run held live in a shared store, for as long as its recorder lives."""
+
+    def release(self) -> None:
+        """Let the run go (idempotent)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +233,26 @@ class Store(ABC):
         """Write ledger settings once; existing keys are never changed."""
         with _as_store_error("write ledger settings"):
             self._init_meta(values)
+
+    def hold_run(self, run_id: str) -> RunHold | None:
+        """Mark run ``run_id`` live to every host that shares this store, until
+        the hold is released or this process dies; None for a store one home
+        owns (the home's lock files say which runs live, see ``open_runs``).
+        """
+        with _as_store_error("hold a live run"):
+            return self._hold_run(run_id)
+
+    def live_runs(self, run_ids: Collection[str]) -> set[str] | None:
+        """Which of ``run_ids`` some process on any host holds (``hold_run``);
+        None for a store without holds."""
+        with _as_store_error("read live runs"):
+            return self._live_runs(run_ids)
+
+    def _hold_run(self, run_id: str) -> RunHold | None:
+        return None
+
+    def _live_runs(self, run_ids: Collection[str]) -> set[str] | None:
+        return None
 
     def close(self) -> None:
         """Release connections."""

@@ -22,6 +22,8 @@ expire; see ADR 0022.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -48,10 +50,11 @@ from mltrail.storage.postgres_schema import (
 from mltrail.storage.registry import display_url
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Collection, Iterator, Sequence
 
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
+    from mltrail.storage.base import RunHold
 
 __all__ = ["SCHEMA_VERSION", "DatabaseInit", "PostgresStore", "init_database"]
 
@@ -172,6 +175,7 @@ class PostgresStore(Store):
         self, url: str, *, create: bool = False, busy_timeout: float = 60.0
     ) -> None:
         self.location = display_url(url)
+        self._url = url
         self._conn = connect(url, busy_timeout=busy_timeout)
         try:
             self.schema = _schema_of(self._conn, url)
@@ -444,8 +448,77 @@ class PostgresStore(Store):
                 sorted(values.items()),
             )
 
+    def _hold_run(self, run_id: str) -> RunHold:
+        """A session advisory lock on a connection of its own: PostgreSQL drops
+        it when the holder closes it, exits or its host stops answering TCP
+        keepalives (about a minute), so other hosts then see the run stale."""
+        conn = connect(self._url)
+        try:
+            for name, value in _KEEPALIVES:
+                conn.execute(f"SET {name} = {value}")
+            conn.execute("SET idle_session_timeout = 0")
+            conn.execute(
+                "SELECT pg_advisory_lock(%s, %s)", _run_lock_key(self.schema, run_id)
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return _PostgresRunHold(conn)
+
+    def _live_runs(self, run_ids: Collection[str]) -> set[str]:
+        if not run_ids:
+            return set()
+        keys = {_run_lock_key(self.schema, run): run for run in run_ids}
+        classes = sorted({k[0] & 0xFFFFFFFF for k in keys})
+        rows = self._conn.execute(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = "
+            "'advisory' AND objsubid = 2 AND granted AND database = (SELECT oid "
+            "FROM pg_database WHERE datname = current_database()) "
+            "AND classid::bigint = ANY(%s)",
+            (classes,),
+        ).fetchall()
+        held = {(c, o) for c, o in rows}
+        return {
+            run
+            for (k1, k2), run in keys.items()
+            if (k1 & 0xFFFFFFFF, k2 & 0xFFFFFFFF) in held
+        }
+
     def _close(self) -> None:
         self._conn.close()
+
+
+_KEEPALIVES = (
+    ("tcp_keepalives_idle", 20),
+    ("tcp_keepalives_interval", 10),
+    ("tcp_keepalives_count", 3),
+)
+"""How soon the server notices a holder's host is gone: about a minute."""
+
+
+def _int32(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big", signed=True)
+
+
+def _run_lock_key(schema: str, run_id: str) -> tuple[int, int]:
+    """The two-int advisory lock key of a live run: (ledger schema, run id).
+
+    Two run ids may share a key (32 bits): one would then look live while the
+    other runs, never the reverse."""
+    return _int32(f"mltrail-run:{schema}".encode()), _int32(run_id.encode())
+
+
+class _PostgresRunHold:
+    """A live run's advisory lock and the connection that holds it."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn: psycopg.Connection[Any] | None = conn
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
 
 # -- mltrail db init -----------------------------------------------------------

@@ -4,7 +4,8 @@
     sqlite:////abs/path.db    a SQLite file at an absolute path
     ledger.db, /abs/path.db   a plain path: a SQLite file (what ledger.json has always held)
     postgresql://user@host/db a PostgreSQL database (``mltrail[postgres]``)
-    https://server            reserved for the mltrail server (not yet supported)
+    https://host/ledgers/NAME a ledger kept by an mltrail server (``mltrail[client]``;
+                              the token comes from ``MLTRAIL_TOKEN``)
 
 A backend registers a factory taking the URL and :class:`StoreOptions`; the
 factory imports its driver lazily, so choosing SQLite never loads psycopg.
@@ -32,6 +33,7 @@ __all__ = [
     "check_storable_url",
     "display_url",
     "is_file_store",
+    "is_server_url",
     "open_store",
     "register_store",
     "require_postgres",
@@ -52,13 +54,11 @@ class StoreOptions:
     """Only read (SQLite: write nothing into the file's folder)."""
     base: Path | None = None
     """Folder a relative SQLite path is resolved against (the ledger home)."""
+    token: str | None = None
+    """Bearer token for an mltrail server (None: ``MLTRAIL_TOKEN``)."""
 
 
 _FACTORIES: dict[str, Callable[[str, StoreOptions], Store]] = {}
-_RESERVED = {
-    "https": "the mltrail server",
-    "http": "the mltrail server",
-}
 
 
 def register_store(scheme: str, factory: Callable[[str, StoreOptions], Store]) -> None:
@@ -125,7 +125,7 @@ def open_store(url: str, options: StoreOptions | None = None) -> Store:
     """Open the store ``url`` names.
 
     Raises:
-        InputError: an unknown or not yet supported scheme.
+        InputError: an unknown scheme, or a server URL that names no ledger.
         ConfigError: the backend's extra is not installed, or there is no store
             there (and not ``create``).
         StoreError: the store cannot be reached or opened.
@@ -135,11 +135,6 @@ def open_store(url: str, options: StoreOptions | None = None) -> Store:
     factory = _FACTORIES.get(scheme)
     if factory is not None:
         return factory(url, options)
-    if scheme in _RESERVED:
-        raise InputError(
-            f"{scheme}:// stores ({_RESERVED[scheme]}) are not yet supported",
-            hint="use a sqlite:/// or postgresql:// store for now",
-        )
     known = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
     raise InputError(
         f"unknown store URL scheme {scheme!r} in {display_url(url)}",
@@ -176,6 +171,22 @@ def _open_postgres(url: str, options: StoreOptions) -> Store:
     return PostgresStore(url, create=options.create, busy_timeout=options.busy_timeout)
 
 
+def _open_http(url: str, options: StoreOptions) -> Store:
+    import os
+
+    from mltrail.storage.http import TOKEN_ENV, HttpStore
+
+    token = options.token or os.environ.get(TOKEN_ENV)
+    return HttpStore(url, token, timeout=options.busy_timeout)
+
+
+def is_server_url(url: str) -> bool:
+    """Whether the store is a ledger kept by an mltrail server (client mode)."""
+    return store_scheme(url) in ("http", "https")
+
+
 register_store("sqlite", _open_sqlite)
+register_store("http", _open_http)
+register_store("https", _open_http)
 register_store("postgresql", _open_postgres)
 register_store("postgres", _open_postgres)

@@ -1,0 +1,439 @@
+"""``HttpStore``: the Store read contract over an mltrail server's API (v1).
+
+A URL names one ledger of a server: ``http://127.0.0.1:8080/ledgers/team-a`` or
+``https://host/prefix/ledgers/team-a`` (the API lives under ``/api/v1`` of the
+part before ``/ledgers/``). The token (``MLTRAIL_TOKEN``) is sent as a bearer
+token and never appears in a message, a log line or a stored setting.
+
+A remote store is sequenced by the server: :meth:`HttpStore.append` is refused;
+:meth:`HttpStore.append_entries` posts entries the author signed, under one
+``Idempotency-Key`` for the logical append, reused when a connection error or a
+5xx answer makes it retry (bounded backoff), so a retry never appends twice.
+What the answer says (seq, prev, the new checkpoint) is checked by the ledger,
+not here: stores hold no hashing or signing logic beyond a row's hash column.
+
+HTTP answers map onto the error tree: 401/403 -> ``AuthError`` (exit 5), any
+other 4xx -> ``InputError`` (exit 2), 5xx and unreachable servers ->
+``StoreError`` (exit 4). ``httpx2`` (extra ``mltrail[client]``) is imported
+when the first store is opened, so an embedded home never loads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mltrail.core.canonical import compute_record_hash
+from mltrail.errors import AuthError, ConfigError, InputError, StoreError
+from mltrail.storage.base import Store, StoredEvidence, StoredPurge, StoredRow
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.core.verify import StoredCheckpoint
+    from mltrail.storage.base import Prepare
+
+__all__ = ["HttpStore", "ServerLocation", "parse_server_url"]
+
+PAGE = 1000
+"""Records asked for per request (the server allows up to 5000)."""
+NODE_SPAN = 100_000
+"""Merkle nodes asked for per request (the server's limit)."""
+TOKEN_ENV = "MLTRAIL_TOKEN"  # noqa: S105 - the name of a variable
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+
+
+class ServerLocation:
+    """Where a ledger lives on a server: the API base and the ledger's name."""
+
+    def __init__(self, api: str, ledger: str, url: str) -> None:
+        self.api = api
+        self.ledger = ledger
+        self.url = url
+
+    @property
+    def ledger_api(self) -> str:
+        """The API path of the ledger (``.../api/v1/ledgers/<name>``)."""
+        return f"{self.api}/ledgers/{self.ledger}"
+
+
+def parse_server_url(url: str) -> ServerLocation:
+    """Split ``http(s)://host[:port][/prefix]/ledgers/<name>`` into API base and name.
+
+    Raises:
+        InputError: not such a URL (no ledger named, credentials in it, a query).
+    """
+    parts = urlsplit(url)
+    hint = "e.g. MLTRAIL_URL=https://mltrail.example.org/ledgers/team-a"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"{url!r} is not an http(s) URL of a ledger", hint=hint)
+    if parts.username or parts.password:
+        raise InputError(
+            "the server URL must not carry credentials",
+            hint="put the token in MLTRAIL_TOKEN",
+        )
+    path = parts.path.rstrip("/")
+    prefix, sep, name = path.rpartition("/ledgers/")
+    if not sep or not name or "/" in name:
+        raise InputError(f"{url!r} names no ledger of the server", hint=hint)
+    prefix = prefix.removesuffix("/api/v1")
+    base = urlunsplit((parts.scheme, parts.netloc, prefix + "/api/v1", "", ""))
+    shown = urlunsplit((parts.scheme, parts.netloc, f"{prefix}/ledgers/{name}", "", ""))
+    return ServerLocation(base, name, shown)
+
+
+def _httpx() -> Any:
+    try:
+        import httpx2
+    except ImportError as e:
+        raise ConfigError(
+            "talking to an mltrail server needs httpx2, which is not installed",
+            hint="pip install 'mltrail[client]'",
+        ) from e
+    return httpx2
+
+
+class HttpStore(Store):
+    """A ledger kept by an mltrail server, read (and appended to) over its API.
+
+    Args:
+        url: the ledger's URL (see :func:`parse_server_url`).
+        token: the bearer token (``mlt_<id>_<secret>``); None sends none.
+        timeout: seconds per request.
+        retries: further tries after a connection error or a 5xx answer.
+        backoff: seconds before the first retry (doubled each time).
+        transport: an ``httpx2`` transport (tests: ``MockTransport``).
+    """
+
+    remote = True
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.25,
+        transport: Any = None,
+    ) -> None:
+        self.server = parse_server_url(url)
+        self.location = self.server.url
+        self.retries = retries
+        self.backoff = backoff
+        httpx = _httpx()
+        headers = {"User-Agent": "mltrail"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if transport is None and self.server.api.startswith("http://"):
+            transport = httpx.HTTPTransport(verify=False)  # no TLS: skip its context
+        self._client = httpx.Client(
+            headers=headers, timeout=timeout, transport=transport
+        )
+        self._network_errors = (httpx.TransportError,)
+        self._info: dict[str, Any] | None = None
+
+    # -- the wire ------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow: tuple[int, ...] = (),
+        retry: bool = True,
+    ) -> Any:
+        """Send a request to the ledger's API; retry what is safe to retry
+        (``retry``: reads, blob uploads and keyed appends; not key registrations).
+
+        Returns the response (its status is 2xx or one of ``allow``).
+
+        Raises:
+            AuthError: 401 or 403.
+            InputError: another 4xx.
+            StoreError: a 5xx after the retries, or the server is unreachable.
+        """
+        url = self.server.ledger_api + path
+        tries = self.retries + 1 if retry else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            try:
+                response = self._client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                )
+            except self._network_errors as e:
+                if last:
+                    raise StoreError(
+                        f"cannot reach the mltrail server at {self.location}: "
+                        f"{type(e).__name__}: {e}",
+                        hint="check MLTRAIL_URL and that the server is running",
+                    ) from e
+            else:
+                if response.status_code not in _RETRY_STATUSES or last:
+                    return _checked(response, self.location, allow)
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """GET ``path`` of the ledger's API and parse its JSON answer."""
+        return _json(self.request("GET", path, params=params or None))
+
+    def info(self) -> dict[str, Any]:
+        """``GET /ledgers/<name>``: name, origin, size, genesis key, log keys and
+        (servers that say so) the caller's identity and role; cached."""
+        if self._info is None:
+            self._info = _json(self.request("GET", ""))
+        return self._info
+
+    # -- appending through the server ----------------------------------------
+
+    def append_entries(
+        self, entries: Sequence[Mapping[str, Any]], *, key: str | None = None
+    ) -> dict[str, Any]:
+        """Post signed entries (their JSON, ``sig`` included); the server appends
+        them atomically and answers ``{"records": [{"seq","prev","hash"}],
+        "size", "checkpoint"}``. One idempotency key (``key``, else a new uuid4)
+        covers every retry, so the entries land once."""
+        headers = {"Idempotency-Key": key or str(uuid.uuid4())}
+        body = {"entries": list(entries)}
+        response = self.request("POST", "/entries", json=body, headers=headers)
+        return dict(_json(response))
+
+    def register_key(
+        self, public_key: bytes, identity: str, proof: bytes
+    ) -> dict[str, Any]:
+        """``POST /keys``: register an author key; returns ``{"seq", "key"}``."""
+        body = {
+            "public_key": base64.b64encode(public_key).decode(),
+            "identity": identity,
+            "proof": base64.b64encode(proof).decode(),
+        }
+        return dict(_json(self.request("POST", "/keys", json=body, retry=False)))
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """``GET /keys``: every key of the ledger with its identity and validity."""
+        return list(self.get_json("/keys")["keys"])
+
+    def consistency_hashes(self, old: int, new: int) -> list[bytes]:
+        """The server's RFC 9162 consistency proof from ``old`` to ``new`` records."""
+        found = self.get_json("/proofs/consistency", old=old, new=new)
+        return [_hex(h) for h in found["hashes"]]
+
+    def inclusion_hashes(self, seq: int, size: int) -> list[bytes]:
+        """The server's RFC 9162 inclusion proof of ``seq`` in ``size`` records."""
+        found = self.get_json("/proofs/inclusion", seq=seq, size=size)
+        return [_hex(h) for h in found["hashes"]]
+
+    def _append(self, prepare: Prepare) -> Batch:
+        raise StoreError(
+            f"{self.location} is a ledger kept by an mltrail server: the server "
+            "assigns seq and prev, so entries are posted with append_entries"
+        )
+
+    # -- reading -------------------------------------------------------------
+
+    def _head(self) -> ChainHead:
+        from mltrail.core.chain import EMPTY_HEAD, ChainHead
+
+        found = self.get_json("/head")
+        if not found["size"]:
+            return EMPTY_HEAD
+        return ChainHead(
+            int(found["size"]),
+            _hex(found["last_hash"]),
+            found.get("last_time"),
+            tuple(_hex(h) for h in found.get("frontier") or ()),
+            int(found.get("key_epoch") or 0),
+            floor_time=found.get("floor_time"),
+            checkpoint=found.get("checkpoint"),
+        )
+
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
+        yield from self._pages({"start": start, "stop": stop})
+
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+        if kinds:
+            yield from self._pages({"start": 0, "kinds": ",".join(kinds)})
+
+    def _pages(self, params: dict[str, Any]) -> Iterator[StoredRow]:
+        start: int | None = params["start"]
+        while start is not None:
+            query = {k: v for k, v in params.items() if v is not None and k != "start"}
+            found = self.get_json("/records", start=start, limit=PAGE, **query)
+            for item in found["records"]:
+                data = base64.b64decode(item["data"])
+                yield StoredRow(int(item["seq"]), compute_record_hash(data), data)
+            start = found.get("next")
+
+    def _node(self, level: int, index: int) -> bytes | None:
+        response = self.request("GET", f"/nodes/{level}/{index}", allow=(404,))
+        return None if response.status_code == 404 else _hex(_json(response)["hash"])
+
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        nodes: dict[int, bytes] = {}
+        for begin in range(start, stop, NODE_SPAN):
+            end = min(stop, begin + NODE_SPAN)
+            found = self.get_json("/nodes", level=level, start=begin, stop=end)
+            nodes.update({int(i): _hex(h) for i, h in found["nodes"].items()})
+        return nodes
+
+    def _time_floor(self) -> tuple[str, int] | None:
+        found = self.get_json("/time-floor")
+        return None if found.get("time") is None else (found["time"], found["seq"])
+
+    def _latest_checkpoint(self) -> StoredCheckpoint | None:
+        response = self.request("GET", "/checkpoints/latest", allow=(404,))
+        if response.status_code == 404:
+            return None
+        return _checkpoint(_json(response))
+
+    def _checkpoints(self) -> list[StoredCheckpoint]:
+        return [_checkpoint(c) for c in self.get_json("/checkpoints")["checkpoints"]]
+
+    def _put_blob(self, digest: str, data: bytes) -> bool:
+        headers = {"Content-Type": "application/octet-stream"}
+        response = self.request(
+            "PUT", f"/blobs/{digest}", content=data, headers=headers
+        )
+        return bool(_json(response).get("stored", True))
+
+    def _get_blob(self, digest: str) -> bytes | None:
+        response = self.request("GET", f"/blobs/{digest}", allow=(404, 410))
+        return None if response.status_code in (404, 410) else bytes(response.content)
+
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        found = self.get_json("/blobs", prefix=prefix, limit=limit)
+        return [(str(d), int(s)) for d, s in found["blobs"]]
+
+    def _purges(self, digest: str | None) -> list[StoredPurge]:
+        purges = [
+            StoredPurge(
+                str(p["digest"]),
+                int(p["size"]),
+                int(p["seq"]),
+                bool(p.get("erased", True)),
+            )
+            for p in self.get_json("/purges")
+        ]
+        return [p for p in purges if digest is None or p.digest == digest]
+
+    def _evidence(self) -> list[StoredEvidence]:
+        return [
+            StoredEvidence(
+                int(e.get("id", n)),
+                str(e["kind"]),
+                int(e["size"]),
+                str(e["checkpoint"]),
+                base64.b64decode(e["data"]),
+                str(e.get("added", "")),
+            )
+            for n, e in enumerate(self.get_json("/evidence"))
+        ]
+
+    def _meta(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.get_json("/meta").items()}
+
+    # -- what only the server does ---------------------------------------------
+
+    def _refuse(self, what: str) -> StoreError:
+        return StoreError(
+            f"{what} on a ledger kept by an mltrail server is the server admin's "
+            "work, not a client's",
+            hint="ask the server's admin (mltrail server commands, --db URL)",
+        )
+
+    def _erase_blob(self, digest: str) -> bool:
+        raise self._refuse("erasing a blob")
+
+    def _add_checkpoint(self, size: int, text: str) -> None:
+        raise self._refuse("storing a checkpoint")
+
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        raise self._refuse("storing checkpoint evidence")
+
+    def _init_meta(self, values: dict[str, str]) -> None:
+        raise self._refuse("creating a ledger")
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+def _checkpoint(found: Mapping[str, Any]) -> StoredCheckpoint:
+    from mltrail.core.report import StoredCheckpoint
+
+    size = int(found["size"])
+    return StoredCheckpoint(f"server checkpoint of {size}", size, str(found["text"]))
+
+
+def _hex(value: Any) -> bytes:
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError as e:
+        raise StoreError(f"the server sent a malformed hash: {value!r}") from e
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError as e:
+        raise StoreError(
+            f"the server answered {response.request.method} "
+            f"{response.request.url.path} with something that is not JSON"
+        ) from e
+
+
+def _checked(response: Any, where: str, allow: tuple[int, ...]) -> Any:
+    """The response when it is a success (or allowed), else the mapped error."""
+    status = response.status_code
+    if status < 300 or status in allow:
+        return response
+    message, hint = _server_error(response)
+    what = f"the mltrail server refused {response.request.method} {_path(response)}"
+    if status in (401, 403):
+        raise AuthError(
+            f"{what}: {message} (HTTP {status})",
+            hint=hint
+            or (
+                "set MLTRAIL_TOKEN to a valid token of this ledger"
+                if status == 401
+                else "this token's role may not do that: ask the ledger's admin "
+                "for a token with the right role (writer, approver, auditor, admin)"
+            ),
+        )
+    if 400 <= status < 500:
+        raise InputError(f"{what}: {message} (HTTP {status})", hint=hint)
+    raise StoreError(
+        f"the mltrail server at {where} failed: {message} (HTTP {status})",
+        hint=hint or "try again later, or ask the server's admin",
+    )
+
+
+def _path(response: Any) -> str:
+    path = str(response.request.url.path)
+    return path.split("/api/v1", 1)[-1] or "/"
+
+
+def _server_error(response: Any) -> tuple[str, str | None]:
+    """The ``{"error": {"message", "hint"}}`` of an answer (or its reason)."""
+    try:
+        error = response.json().get("error") or {}
+        message = str(error.get("message") or response.reason_phrase)
+        hint = error.get("hint")
+    except (ValueError, AttributeError):
+        return str(response.reason_phrase or "error"), None
+    return message[:500], (str(hint)[:500] if hint else None)

@@ -1,0 +1,238 @@
+"""Client mode against a real `mltrail server` subprocess (tests/server_fixture.py).
+
+Two people and an auditor, each with their own home and token: alice (writer)
+trains with `mltrail run`, bob (approver) approves the model, alice promotes it,
+carol (auditor, no key) verifies the ledger and exports and checks a bundle;
+every record names its author and is signed by that author's key. Then the
+refusals: a token without the role (exit 5, one line), a server that shows a
+shrunk or forked log under the same origin and log key (exit 3), and an
+idempotent retry that appends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from optional_extras import require_extra
+from server_fixture import running_server
+
+require_extra("client", "httpx2")
+
+TRAIN = "import pathlib; pathlib.Path('model.bin').write_bytes(b'weights v1')"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def people(server, tmp_path_factory):
+    """Env of each person: their home, the server URL and their token."""
+    base = tmp_path_factory.mktemp("client")
+    (base / "project").mkdir()
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    tokens = {
+        "alice": server.token("writer", "alice"),
+        "bob": server.token("approver", "bob"),
+        "carol": server.token("auditor", "carol"),
+        "dave": server.token("auditor", "dave"),
+    }
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    return base, {
+        name: keep
+        | {
+            "MLTRAIL_HOME": str(base / name),
+            "MLTRAIL_URL": url,
+            "MLTRAIL_TOKEN": token,
+            "GIT_CEILING_DIRECTORIES": str(base),
+        }
+        for name, token in tokens.items()
+    }
+
+
+def mltrail(people, user: str, *args: str, code: int = 0, **env: str):
+    base, envs = people
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", *args], cwd=base / "project",
+        env=envs[user] | env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+    return proc
+
+
+def js(people, user: str, *args: str, **kw):
+    return json.loads(mltrail(people, user, *args, "--json", **kw).stdout)
+
+
+def test_two_people_and_an_auditor_through_the_server(server, people):
+    keys = {}
+    for user in ("alice", "bob"):
+        keys[user] = js(people, user, "init")["key"]
+        assert js(people, user, "keys", "register")["identity"] == user
+    mltrail(people, "alice", "run", "--name", "train", "--output", "model.bin",
+            "--", sys.executable, "-c", TRAIN)  # fmt: skip
+    (run,) = js(people, "alice", "runs")
+    assert (run["name"], run["status"], run["user"]) == ("train", "succeeded", "alice")
+    retrain = TRAIN.replace("model.bin", "model2.bin")
+    mltrail(
+        people, "alice", "run", "--name", "retrain", "--", sys.executable, "-c", retrain
+    )
+    changed = js(people, "carol", "diff", "train", "retrain")
+    assert any(c["key"] == "command" for c in changed["sections"]["run"]), changed
+    assert "train" in mltrail(people, "alice", "show", "train").stdout
+    mltrail(people, "bob", "model", "approve", "model.bin", "--stage", "production",
+            "--note", "validation report reviewed")  # fmt: skip
+    mltrail(people, "alice", "model", "promote", "model.bin", "--stage", "production",
+            "--override", "no git in this test")  # fmt: skip
+    assert (
+        "approve for production by bob"
+        in mltrail(people, "carol", "trace", "model.bin").stdout
+    )
+
+    report = js(people, "carol", "verify")
+    assert report["ok"], report
+    records = js(people, "carol", "log")
+    authors = {r["entry"]["kind"]: r["entry"] for r in records}
+    for kind, user in (("run.started", "alice"), ("run.ended", "alice"),
+                       ("model.approved", "bob"), ("model.promoted", "alice")):  # fmt: skip
+        assert authors[kind]["actor"]["user"] == user, kind
+        assert authors[kind]["sig"]["key"] == keys[user], kind
+    seq = next(r["seq"] for r in records if r["entry"]["kind"] == "model.approved")
+    assert js(people, "carol", "prove", str(seq))["seq"] == seq
+
+    genesis = next(r["entry"]["sig"]["key"] for r in records if r["seq"] == 0)
+    mltrail(people, "carol", "export", "model.bin", "-o", "bundle.json")
+    checked = mltrail(people, "carol", "verify-bundle", "bundle.json",
+                      "--trust-key", genesis)  # fmt: skip
+    assert "bundle intact" in checked.stdout
+    base, _ = people
+    assert not (base / "carol" / "ledger.db").exists()
+    assert not (base / "alice" / "ledger.db").exists()
+
+
+def test_a_token_without_the_role_is_refused_in_one_line(people):
+    js(people, "dave", "init")
+    proc = mltrail(people, "dave", "keys", "register", code=5)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error:"), proc.stderr
+    assert "HTTP 403" in lines[0]
+    assert len(lines) <= 2  # the line and its hint
+    assert "Traceback" not in proc.stderr
+    _, envs = people
+    assert envs["dave"]["MLTRAIL_TOKEN"] not in proc.stderr + proc.stdout
+    unknown = mltrail(people, "carol", "runs", code=5, MLTRAIL_TOKEN="mlt_0_x")
+    assert "HTTP 401" in unknown.stderr
+
+
+def test_the_same_idempotency_key_twice_appends_once(server):
+    from mltrail.storage.http import HttpStore
+
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    entry = server.entry("erin", "note", {"text": "exactly once"})
+    with HttpStore(url, server.token("writer", "erin")) as store:
+        before = store.head().size
+        key = str(uuid.uuid4())
+        first = store.append_entries([entry], key=key)
+        again = store.append_entries([entry], key=key)
+        assert again == first
+        assert store.head().size == before + 1
+
+
+def _forged_ledger(server, name: str, origin: str, notes: int) -> None:
+    """As the database owner: another ledger with the same origin and log key
+    as team-a (what a server rewriting its history would show)."""
+    import psycopg
+
+    from mltrail.ledger import Ledger
+    from mltrail.server.control import schema_url
+    from mltrail.storage.postgres import PostgresStore, init_database
+
+    role = server.app_url.split("://", 1)[1].split("@", 1)[0]
+    schema = "ledger_" + name.replace("-", "_")
+    with psycopg.connect(server.owner_url, autocommit=True) as owner:
+        owner.execute(f'CREATE SCHEMA "{schema}"')
+    url = schema_url(server.owner_url, schema)
+    init_database(url, role=role)
+    shutil.copy(server.keys / "team-a.key", server.keys / f"{name}.key")
+    with PostgresStore(url) as store:
+        ledger = Ledger.create(store, server.log_signer("team-a"), origin=origin)
+        for n in range(notes):
+            ledger.append("note", {"text": f"another history {n}"})
+    with psycopg.connect(server.owner_url, autocommit=True) as owner:
+        owner.execute(
+            "INSERT INTO mltrail_server.ledgers (name, schema, origin) "
+            "VALUES (%s, %s, %s)",
+            (name, schema, origin),
+        )
+
+
+def test_a_shrunk_or_forked_log_is_refused(server, people):
+    _, envs = people
+    js(people, "carol", "runs")  # carol has pinned team-a and kept its checkpoint
+    size = js(people, "carol", "verify")["size"]
+    origin = "test.example/team-a"
+    _forged_ledger(server, "team-c", origin, notes=0)
+    trust = Path(envs["carol"]["MLTRAIL_HOME"]) / "server-trust"
+    shutil.copy(trust / "team-a.json", trust / "team-c.json")
+    forged = envs["carol"]["MLTRAIL_URL"].replace("team-a", "team-c")
+    token = server.token("auditor", "carol", ledger="team-c")
+    shrunk = mltrail(people, "carol", "runs", code=3, MLTRAIL_URL=forged,
+                     MLTRAIL_TOKEN=token)  # fmt: skip
+    assert "shrank or was rolled back" in shrunk.stderr
+    _forged_ledger(server, "team-d", origin, notes=size + 2)
+    shutil.copy(trust / "team-a.json", trust / "team-d.json")
+    forked = mltrail(
+        people, "carol", "runs", code=3,
+        MLTRAIL_URL=forged.replace("team-c", "team-d"),
+        MLTRAIL_TOKEN=server.token("auditor", "carol", ledger="team-d"),
+    )  # fmt: skip
+    assert "forked or rewritten" in forked.stderr
+
+
+def test_the_http_store_reads_what_the_database_holds(server, monkeypatch):
+    """The read contract, differentially: HttpStore over the API and the
+    PostgreSQL store under it give the same answers (small pages, to page)."""
+    from mltrail.server.control import schema_url
+    from mltrail.storage import http
+    from mltrail.storage.postgres import PostgresStore
+
+    monkeypatch.setattr(http, "PAGE", 7)
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    blob = b"a blob through the API"
+    digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
+    with (
+        http.HttpStore(url, server.token("writer", "bea")) as remote,
+        PostgresStore(schema_url(server.owner_url, "ledger_team_a")) as local,
+    ):
+        assert remote.put_blob(digest, blob) in (True, False)
+        notes = [server.entry("bea", "note", {"text": f"page {n}"}) for n in range(9)]
+        remote.append_entries(notes)
+        size = local.head().size
+        assert remote.head() == local.head()
+        assert list(remote.rows()) == list(local.rows())
+        assert list(remote.rows(3, size - 2)) == list(local.rows(3, size - 2))
+        kinds = ("key.added", "note")
+        assert list(remote.rows_of_kinds(kinds)) == list(local.rows_of_kinds(kinds))
+        assert remote.node_range(0, 0, size) == local.node_range(0, 0, size)
+        assert remote.node(1, 0) == local.node(1, 0)
+        assert [c.text for c in remote.checkpoints()] == [
+            c.text for c in local.checkpoints()
+        ]
+        assert remote.latest_checkpoint().text == local.latest_checkpoint().text
+        assert remote.time_floor() == local.time_floor()
+        assert remote.meta() == local.meta()
+        assert remote.get_blob(digest) == blob == local.get_blob(digest)
+        assert remote.find_blobs(digest[:15]) == local.find_blobs(digest[:15])
+        assert remote.get_blob("sha256:" + "0" * 64) is None
+        assert remote.purges() == local.purges()

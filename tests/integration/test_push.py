@@ -1,0 +1,197 @@
+"""``mltrail push`` against a real `mltrail server` subprocess (ADR 0031).
+
+A training machine records runs offline into its embedded home, its clock
+two days behind the server's entries (the CLI runs with ``SystemClock``
+shifted back, see ``OFFLINE``), so the pushed entries are dated far before
+the server ledger's newest time. Then ``mltrail push`` uploads them: client
+mode shows the runs with their original times and author, the server's ledger
+verifies, pushing again adds nothing, and a push stopped after one batch
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from optional_extras import require_extra
+from server_fixture import running_server
+
+require_extra("client", "httpx2")
+
+OFFLINE = """
+import sys
+from datetime import timedelta
+import mltrail.ledger as ledger
+real = ledger.SystemClock.now
+ledger.SystemClock.now = lambda self: real(self) - timedelta(days=2)
+from mltrail.cli.main import main
+main(sys.argv[1:])
+"""
+TRAIN = "import pathlib; pathlib.Path('model.bin').write_bytes(b'weights ' * 1000)"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def laptop(server, tmp_path_factory):
+    """(base folder, env of the offline machine's home, env of a client-mode auditor)."""
+    from mltrail.capture.identity import os_account
+
+    base = tmp_path_factory.mktemp("push")
+    (base / "project").mkdir()
+    (base / "offline.py").write_text(OFFLINE)
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    keep["GIT_CEILING_DIRECTORIES"] = str(base)
+    user = os_account(os.getuid())
+    offline = keep | {
+        "MLTRAIL_HOME": str(base / "laptop"),
+        "MLTRAIL_PUSH_URL": url,
+        "MLTRAIL_TOKEN": server.token("writer", user),
+    }
+    auditor = keep | {
+        "MLTRAIL_HOME": str(base / "auditor"),
+        "MLTRAIL_URL": url,
+        "MLTRAIL_TOKEN": server.token("auditor", "carol"),
+    }
+    return base, offline, auditor
+
+
+def cli(
+    base: Path, env: dict[str, str], *args: str, offline: bool = False, code: int = 0
+):
+    """Run the CLI (its clock two days back when ``offline``); its stdout, or
+    its stderr when ``code`` is not 0."""
+    program = [str(base / "offline.py")] if offline else ["-m", "mltrail"]
+    proc = subprocess.run(
+        [sys.executable, *program, *args], cwd=base / "project", env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+    return proc.stdout if code == 0 else proc.stderr
+
+
+def js(base: Path, env: dict[str, str], *args: str, **kw: bool):
+    return json.loads(cli(base, env, *args, "--json", **kw))
+
+
+def record_offline(base: Path, env: dict[str, str], name: str) -> None:
+    cli(base, env, "run", "--name", name, "--output", "model.bin", "--",
+        sys.executable, "-c", TRAIN, offline=True)  # fmt: skip
+
+
+def test_push_uploads_offline_runs_with_their_times_once(server, laptop):
+    base, offline, auditor = laptop
+    js(base, offline, "init", offline=True)
+    record_offline(base, offline, "offline-train")
+    server.call(
+        "POST",
+        "/ledgers/team-a/entries",
+        server.token("writer", "alice"),
+        {"entries": [server.entry("alice", "note", {"text": "the team works on"})]},
+    )
+    dry = js(base, offline, "push", "--dry-run")
+    assert dry["dry_run"]
+    assert dry["pushed"] > 0
+    pushed = js(base, offline, "push")
+    assert (pushed["pushed"], pushed["batches"]) == (dry["pushed"], 1)
+    assert pushed["key_registered"]
+    assert pushed["blobs"] > 0  # the environment's package list, the logs...
+    assert pushed["skipped"] == 1  # the embedded ledger's genesis key.added
+
+    (run,) = [r for r in js(base, auditor, "runs") if r["name"] == "offline-train"]
+    local = js(base, offline, "runs")[0]
+    assert (run["id"], run["user"], run["started"], run["status"]) == (
+        local["id"],
+        local["user"],
+        local["started"],
+        "succeeded",
+    )
+    started = datetime.fromisoformat(run["started"].replace("Z", "+00:00"))
+    assert started < datetime.now(UTC) - timedelta(days=1)
+    assert "offline-train" in cli(base, auditor, "show", "offline-train")
+    assert js(base, auditor, "verify")["ok"]
+
+    again = js(base, offline, "push")
+    assert (again["pushed"], again["batches"]) == (0, 0)
+    assert again["server_size"] == pushed["server_size"]
+
+
+def test_an_interrupted_push_resumes_where_it_stopped(server, laptop):
+    from mltrail.client_mode import open_remote_ledger
+    from mltrail.home import open_home
+    from mltrail.push import push_ledger
+
+    base, offline, auditor = laptop
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
+    record_offline(base, offline, "second")
+    home = open_home(offline["MLTRAIL_HOME"], env=offline)
+    try:
+        remote = open_remote_ledger(
+            home.path, offline["MLTRAIL_PUSH_URL"], offline, home.ledger.signer
+        )
+        first = push_ledger(home, remote, batch_size=3, max_batches=1)
+        remote.ledger.close()
+    finally:
+        home.close()
+    assert (first.pushed, first.batches) == (3, 1)
+    rest = js(base, offline, "push")
+    assert rest["from"] > first.start
+    assert rest["pushed"] > 0
+
+    records = js(base, auditor, "log")
+    local = js(base, offline, "log")
+    sent = [r["entry"]["sig"]["value"] for r in local if r["seq"] > 0]
+    landed = [r["entry"]["sig"]["value"] for r in records]
+    assert all(landed.count(sig) == 1 for sig in sent)
+    assert js(base, auditor, "verify")["ok"]
+    assert js(base, offline, "push")["pushed"] == 0
+
+
+def test_a_token_of_another_user_or_no_server_is_refused_in_one_line(server, laptop):
+    base, offline, _ = laptop
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
+    record_offline(base, offline, "third")
+    alice = offline | {"MLTRAIL_TOKEN": server.token("writer", "alice")}
+    refused = cli(base, alice, "push", code=2)
+    assert "the server takes entries of the token's user only" in refused
+    assert "Traceback" not in refused
+    nowhere = {k: v for k, v in offline.items() if k != "MLTRAIL_PUSH_URL"}
+    assert "no server to push to" in cli(base, nowhere, "push", code=2)
+
+
+def test_a_local_ledger_that_fails_verification_is_not_pushed(server, laptop):
+    base, offline, auditor = laptop
+    env = offline | {"MLTRAIL_HOME": str(base / "tampered")}
+    js(base, env, "init")
+    cli(base, env, "append", "--kind", "note", "--body", '{"text": "lr 0.1"}')
+    conn = sqlite3.connect(base / "tampered" / "ledger.db", isolation_level=None)
+    try:
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'"
+        ):
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute(
+            "UPDATE records SET record = "
+            "CAST(replace(CAST(record AS TEXT), '0.1', '0.2') AS BLOB)"
+        )
+    finally:
+        conn.close()
+    before = js(base, auditor, "log")
+    refused = cli(base, env, "push", code=3)
+    assert "refusing to push: the local ledger fails verification" in refused
+    assert js(base, auditor, "log") == before

@@ -1,0 +1,165 @@
+"""The time rule of pushed windows (ADR 0031): appends and verification.
+
+Forged ledgers are written through ``Store.append`` with the time checks
+switched off, as a writer holding the store and the key could; verification
+must then name the record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mltrail.core import chain
+from mltrail.core.checkpoint import CheckpointSigner
+from mltrail.core.codec import format_time
+from mltrail.core.entry import Entry, sign_entry
+from mltrail.errors import InputError
+from mltrail.ledger import Ledger
+from mltrail.testing import FixedClock, MemoryStore, fixed_signer
+
+ORIGIN = "example.org/pushed"
+LOG = fixed_signer("log")
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def _ledger() -> Ledger:
+    return Ledger.create(
+        MemoryStore(), LOG, origin=ORIGIN, clock=FixedClock(NOW), actor={"user": "a"}
+    )
+
+
+def _entry(kind: str, when: datetime, **body: Any) -> Entry:
+    return sign_entry(
+        Entry(kind, format_time(when), {"user": "a"}, body or {"text": "x"}), LOG
+    )
+
+
+def _header(count: int, when: datetime = NOW) -> Entry:
+    return _entry(
+        "ledger.pushed",
+        when + timedelta(seconds=30),
+        origin="example.org/laptop",
+        key="ab" * 32,
+        checkpoint="example.org/laptop\n3\nAAAA\n",
+        count=count,
+        to=count + 1,
+        **{"from": 1},
+    )
+
+
+def _old(days: float, minutes: float = 0) -> datetime:
+    return NOW - days * DAY + timedelta(minutes=minutes)
+
+
+def _forge(
+    ledger: Ledger, entries: list[Entry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Append ``entries`` with the time rule switched off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(chain, "check_entry_time", lambda *a, **k: None)
+        patch.setattr(chain, "open_window", lambda *a, **k: None)
+
+        def prepare(head: Any) -> Any:
+            batch = chain.seal_entries(head, entries, now=NOW + DAY)
+            text = CheckpointSigner(ORIGIN, LOG).sign(
+                batch.head.size, batch.head.root()
+            )
+            return batch.with_checkpoint(text)
+
+        ledger.store.append(prepare)
+
+
+def _errors(ledger: Ledger) -> list[tuple[int | None, str]]:
+    return [(p.seq, p.code) for p in ledger.verify().errors]
+
+
+def test_a_header_lets_its_entries_keep_times_days_old() -> None:
+    ledger = _ledger()
+    ledger.append("note", {"text": "now"})
+    pushed = [_entry("note", _old(3, n)) for n in range(3)]
+    records = ledger.append_entries([_header(3), *pushed])
+    assert [r.entry.time for r in records[1:]] == [e.time for e in pushed]
+    assert ledger.verify().ok
+
+
+def test_the_window_does_not_move_the_floor() -> None:
+    ledger = _ledger()
+    ledger.append_entries([_header(1), _entry("note", _old(3))])
+    floor = ledger.time_floor()
+    assert floor is not None
+    assert floor[0] == format_time(NOW + timedelta(seconds=30))
+    ledger.append_entries([_entry("note", NOW - timedelta(minutes=4))])
+    with pytest.raises(
+        InputError, match="already holds an entry dated 2026-06-01T00:00:30"
+    ):
+        ledger.append_entries([_entry("note", NOW - timedelta(minutes=5))])
+
+
+def test_an_entry_after_the_window_is_not_back_dated() -> None:
+    ledger = _ledger()
+    with pytest.raises(InputError, match="the ledger already holds"):
+        ledger.append_entries(
+            [_header(1), _entry("note", _old(3)), _entry("note", _old(3))]
+        )
+    assert ledger.head().size == 1
+
+
+def test_a_header_announcing_more_than_the_append_holds_is_refused() -> None:
+    ledger = _ledger()
+    with pytest.raises(InputError, match="announces 1 more pushed entries"):
+        ledger.append_entries([_header(2), _entry("note", _old(3))])
+    assert ledger.head().size == 1
+
+
+@pytest.mark.parametrize(
+    ("pushed", "match"),
+    [
+        ([_old(0, 2)], "after its header"),
+        ([_old(3, 10), _old(3)], "before the previous pushed entry"),
+    ],
+)
+def test_the_window_keeps_order_and_is_older_than_the_push(
+    pushed: list[datetime], match: str
+) -> None:
+    ledger = _ledger()
+    entries = [_entry("note", t) for t in pushed]
+    with pytest.raises(InputError, match=match):
+        ledger.append_entries([_header(len(entries)), *entries])
+
+
+def test_a_clock_reset_is_never_pushed() -> None:
+    ledger = _ledger()
+    reset = _entry("clock.reset", _old(3), reason="r", newest_time=format_time(NOW))
+    with pytest.raises(InputError, match="never pushed"):
+        chain.seal_entries(ledger.store.head(), [_header(1), reset], now=NOW)
+
+
+def test_verify_names_a_back_dated_entry_after_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = _ledger()
+    entries = [_header(1), _entry("note", _old(3)), _entry("note", _old(3))]
+    _forge(ledger, entries, monkeypatch)
+    assert _errors(ledger) == [(3, "time")]
+
+
+def test_verify_names_a_window_out_of_order_and_one_after_its_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = _ledger()
+    late = _entry("note", NOW + timedelta(minutes=2))
+    entries = [_header(3), _entry("note", _old(3, 10)), _entry("note", _old(3)), late]
+    _forge(ledger, entries, monkeypatch)
+    assert _errors(ledger) == [(3, "pushed-time"), (4, "pushed-time")]
+
+
+def test_verify_names_a_header_whose_entries_the_ledger_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = _ledger()
+    _forge(ledger, [_header(3), _entry("note", _old(3))], monkeypatch)
+    assert _errors(ledger) == [(1, "pushed-count")]
