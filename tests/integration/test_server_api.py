@@ -215,6 +215,34 @@ def test_an_entry_of_another_user_is_refused(server):
     assert "actor.user" in answer["error"]["message"]
 
 
+@pytest.mark.skipif(
+    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
+)
+def test_an_entry_signed_by_another_users_key_is_refused(server):
+    server.token("writer", "gina")
+    bobs_key = server.signer_for("team-a", "bob")
+    entry = server.entry("gina", "note", {"text": "signed by bob"}, signer=bobs_key)
+    before = _size(server)
+    status, answer = server.call(
+        "POST", f"{A}/entries", server.token("writer", "gina"), {"entries": [entry]}
+    )
+    assert status == 422, answer
+    assert _size(server) == before
+
+
+@pytest.mark.skipif(
+    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
+)
+def test_a_registered_key_is_listed_with_its_identity(server):
+    signer = server.signer_for("team-a", "alice")
+    _, listed = server.call("GET", f"{A}/keys", server.token("auditor"))
+    found = {k["key"]: k for k in listed["keys"]}
+    assert found[signer.key_id]["identity"] == "alice"
+    assert found[signer.key_id]["revoked_seq"] is None
+    _, info = server.call("GET", A, server.token("auditor"))
+    assert signer.key_id not in info["log_keys"]
+
+
 def test_a_bad_signature_is_refused_and_stores_nothing(server):
     entry = server.entry("alice", "note", {"text": "signed"})
     entry["body"]["text"] = "changed after signing"
