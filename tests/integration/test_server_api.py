@@ -186,6 +186,17 @@ def test_an_append_returns_seqs_hashes_and_a_checkpoint_that_match_the_ledger(se
     assert answer["records"][1]["prev"] == answer["records"][0]["hash"]
 
 
+def test_a_request_of_many_entries_lands_whole_and_verifies(server):
+    token = server.token("writer", "alice")
+    entries = [server.entry("alice", "note", {"text": f"bulk {i}"}) for i in range(300)]
+    before = _size(server)
+    status, answer = server.call("POST", f"{A}/entries", token, {"entries": entries})
+    assert status == 201, answer
+    assert [r["seq"] for r in answer["records"]] == list(range(before, before + 300))
+    status, report = server.call("POST", f"{A}/verify", server.token("auditor"))
+    assert report["ok"], report
+
+
 @pytest.mark.parametrize(
     ("role", "kind", "body", "why"),
     [
