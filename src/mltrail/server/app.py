@@ -214,9 +214,10 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The application configured by ``MLTRAIL_SERVER_DB`` and ``MLTRAIL_SERVER_KEYS``
-    (what ``mltrail server`` sets for uvicorn's workers).
+def app_from_env() -> Any:
+    """The ASGI application configured by ``MLTRAIL_SERVER_DB`` and
+    ``MLTRAIL_SERVER_KEYS`` (what ``mltrail server`` sets for uvicorn's workers):
+    :func:`create_app` behind :class:`~mltrail.server.fast_append.FastAppend`.
 
     The interpreter's thread switch interval drops from 5 ms to 0.5 ms: the
     appender thread waits on PostgreSQL with the GIL released, and with the
@@ -224,8 +225,10 @@ def app_from_env() -> FastAPI:
     """
     import sys
 
+    from mltrail.server.fast_append import FastAppend
+
     sys.setswitchinterval(0.0005)
-    return create_app()
+    return FastAppend(create_app())
 
 
 def _install_error_handlers(app: FastAPI) -> None:

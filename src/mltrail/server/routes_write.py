@@ -26,7 +26,6 @@ from mltrail.server.app import (
     ApiError,
     Ctx,
     authorize,
-    bearer_token,
     need,
     raise_for,
 )
@@ -35,6 +34,7 @@ from mltrail.server.routes_read import DIGEST
 from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
     from concurrent.futures import Future
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
@@ -58,16 +58,23 @@ _JSON_BODY = {
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
+    return await read_chunks(
+        request.headers.get("content-length", ""), request.stream(), limit
+    )
+
+
+async def read_chunks(declared: str, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """A body from its chunks: 413 when ``declared`` (Content-Length) or the bytes
+    read pass ``limit``, before the rest is read."""
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _json(body: bytes, what: str, depth: int = 8) -> Any:
@@ -130,24 +137,39 @@ async def post_entries(ledger: str, request: Request) -> JSONResponse:
     the entries (role, actor, schema), and the appender's answer is awaited
     without holding a thread.
     """
-    token = bearer_token(request)
-    if token is None:
+    state = request.app.state.mltrail
+    return JSONResponse(
+        await append_request(state, ledger, request.headers.get, request.stream()),
+        status_code=201,
+    )
+
+
+async def append_request(
+    state: Any,
+    ledger: str,
+    header: Callable[[str], str | None],
+    chunks: AsyncIterator[bytes],
+) -> dict[str, Any]:
+    """``POST /entries`` from its headers and body chunks to the answer's body
+    (raising ApiError); shared by the route and :mod:`~mltrail.server.fast_append`."""
+    scheme, _, token = (header("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
-    key = request.headers.get("idempotency-key")
+    key = header("idempotency-key")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(
             400, f"Idempotency-Key is at most {MAX_IDEMPOTENCY_KEY} characters"
         )
-    body = await read_body(request, MAX_ENTRIES_BYTES)
-    state = request.app.state.mltrail
-    future = await run_in_threadpool(_queue_append, state, ledger, token, body, key)
+    body = await read_chunks(header("content-length") or "", chunks, MAX_ENTRIES_BYTES)
+    future = await run_in_threadpool(
+        _queue_append, state, ledger, token.strip(), body, key
+    )
     try:
-        answer = await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(future)
     except IdempotencyConflictError as e:
         raise ApiError(409, str(e), hint=e.hint) from e
     except MltrailError as e:
         raise raise_for(e) from e
-    return JSONResponse(answer, status_code=201)
 
 
 def _queue_append(
