@@ -150,7 +150,7 @@ class ServerStore(PostgresStore):
         levels, indexes, hashes = (
             zip(*batch.nodes, strict=True) if batch.nodes else ((), (), ())
         )
-        self._conn.execute(
+        self._conn.cursor(binary=True).execute(  # bytea arrays as bytes, not hex
             "WITH r AS (INSERT INTO records (seq, hash, kind, run, time, record) "
             "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::text[], "
             "%s::text[], %s::bytea[])), "
