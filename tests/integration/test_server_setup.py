@@ -202,3 +202,41 @@ def test_server_refuses_to_start_without_a_ledgers_log_key(team_server, tmp_path
     assert done.returncode == 2, done.stderr
     assert "team-a.key not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_server_json_says_where_it_listens_before_serving(team_server):
+    from server_fixture import free_port
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mltrail",
+            "server",
+            "--db",
+            team_server.app_url,
+            "--keys",
+            str(team_server.keys),
+            "--port",
+            str(port),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        out = b""
+        while b"}" not in out:
+            chunk = process.stdout.read1(1000)
+            assert chunk, "mltrail server exited before saying where it listens"
+            out += chunk
+        said = json.loads(out)
+        assert said["listening"] == f"http://127.0.0.1:{port}/api/v1"
+        assert {"team-a", "team-b"} <= set(said["ledgers"])
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        process.stdout.close()
