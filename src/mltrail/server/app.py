@@ -159,7 +159,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     with log keys in ``keys`` (default ``$MLTRAIL_SERVER_KEYS``)."""
     from contextlib import asynccontextmanager
 
-    from mltrail.server import routes_read, routes_write
+    from mltrail.server import routes_read, routes_runs, routes_write
     from mltrail.server.control import default_keys_dir
 
     url = url or os.environ["MLTRAIL_SERVER_DB"]
@@ -190,6 +190,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
 
     root.include_router(routes_read.router)
     root.include_router(routes_write.router)
+    root.include_router(routes_runs.router)
     app.include_router(root)
     return app
 
