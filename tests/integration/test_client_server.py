@@ -236,3 +236,43 @@ def test_the_http_store_reads_what_the_database_holds(server, monkeypatch):
         assert remote.find_blobs(digest[:15]) == local.find_blobs(digest[:15])
         assert remote.get_blob("sha256:" + "0" * 64) is None
         assert remote.purges() == local.purges()
+
+
+def test_a_run_through_the_server_is_running_for_others_until_it_dies(server, people):
+    """Liveness over HTTP (ADR 0029): alice's recorder keeps a hold request
+    open; carol, on her own home, sees the run running, then stale once the
+    recorder was killed."""
+    import signal
+
+    base, envs = people
+    if not (base / "alice" / "ledger.json").exists():
+        js(people, "alice", "init")
+        js(people, "alice", "keys", "register")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mltrail", "run", "--name", "held-elsewhere", "--",
+         sys.executable, "-c", "import time; time.sleep(120)"],
+        cwd=base / "project", env=envs["alice"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert _status_of(people, "held-elsewhere", "running") == "running"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _status_of(people, "held-elsewhere", "stale") == "stale"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _status_of(people, name: str, wanted: str, until: float = 45.0) -> str | None:
+    import time
+
+    deadline, status = time.monotonic() + until, None
+    while time.monotonic() < deadline:
+        runs = js(people, "carol", "runs")
+        status = next((r["status"] for r in runs if r["name"] == name), None)
+        if status == wanted:
+            return status
+        time.sleep(0.5)
+    return status

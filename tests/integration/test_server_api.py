@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from mltrail.core.limits import run_id_problem
 from optional_extras import require_extra
 
 require_extra("server", "fastapi", "uvicorn", "psycopg")
@@ -104,6 +105,8 @@ ROUTES = [
     ),
     ("GET", f"{A}/tokens", None, ADMIN, 200),
     ("POST", _revoke_path, None, ADMIN, 200),
+    ("POST", f"{A}/runs/r-1/hold?lease=0.2", None, UPLOAD, 200),
+    ("GET", f"{A}/runs/live?runs=r-1,r-2", None, READ, 200),
 ]
 CALLERS = (
     "anonymous", "malformed", "wrong-secret", "expired", "revoked",
@@ -503,10 +506,13 @@ def test_hostile_query_and_path_strings_give_4xx_and_change_nothing(server, evil
         ("GET", f"{A}/proofs/inclusion?seq={q}&size=1"),
         ("GET", f"{A}/proofs/consistency?old={q}&new=1"),
         ("POST", f"{A}/tokens/{q}/revoke"),
+        ("POST", f"{A}/runs/{q}/hold?lease=0.2"),
+        ("GET", f"{A}/runs/live?runs={q}"),
     ]
     for method, path in paths:
         status, answer = server.call(method, path, token)
         assert status < 500, (path, status, answer)
-        if "kinds=" not in path:
+        run_path = "/runs/" in path and run_id_problem(evil) is None  # a real id
+        if "kinds=" not in path and not run_path:
             assert 400 <= status < 500, (path, status, answer)
     assert server.call("GET", f"{A}/head", token)[1] == before

@@ -21,7 +21,13 @@ def test_no_route_answers_5xx(team_server):
     schema = schemathesis.openapi.from_url(f"{team_server.base}/openapi.json")
     token = team_server.token("admin", "fuzz-admin")
     base_url = f"http://127.0.0.1:{team_server.port}"
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The run hold streams for as long as its lease (up to a day, by design):
+    # the access table (test_server_api.py) calls it with a short lease.
+    operations = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if not op.path.endswith("/hold")
+    ]
     assert len(operations) >= 25
     for operation in operations:
 

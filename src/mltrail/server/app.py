@@ -178,7 +178,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     with log keys in ``keys`` (default ``$MLTRAIL_SERVER_KEYS``)."""
     from contextlib import asynccontextmanager
 
-    from mltrail.server import routes_read, routes_write
+    from mltrail.server import routes_read, routes_runs, routes_write
     from mltrail.server.control import default_keys_dir
 
     url = url or os.environ["MLTRAIL_SERVER_DB"]
@@ -211,6 +211,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     # appends first: the hot route is matched before the others
     app.include_router(routes_write.router, prefix=API_PREFIX)
     app.include_router(routes_read.router, prefix=API_PREFIX)
+    app.include_router(routes_runs.router, prefix=API_PREFIX)
     return app
 
 

@@ -31,11 +31,11 @@ from mltrail.errors import AuthError, ConfigError, InputError, StoreError
 from mltrail.storage.base import Store, StoredEvidence, StoredPurge, StoredRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Collection, Iterator, Mapping, Sequence
 
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.verify import StoredCheckpoint
-    from mltrail.storage.base import Prepare
+    from mltrail.storage.base import Prepare, RunHold
 
 __all__ = ["HttpStore", "ServerLocation", "parse_server_url"]
 
@@ -129,13 +129,44 @@ class HttpStore(Store):
         headers = {"User-Agent": "mltrail"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        if transport is None and self.server.api.startswith("http://"):
-            transport = httpx.HTTPTransport(verify=False)  # no TLS: skip its context
-        self._client = httpx.Client(
-            headers=headers, timeout=timeout, transport=transport
-        )
+        self._given_transport = transport
+        self._headers = headers
+        self._client = self._new_client(timeout)
         self._network_errors = (httpx.TransportError,)
         self._info: dict[str, Any] | None = None
+
+    def _new_client(self, timeout: Any) -> Any:
+        httpx = _httpx()
+        transport = self._given_transport
+        if transport is None and self.server.api.startswith("http://"):
+            transport = httpx.HTTPTransport(verify=False)  # no TLS: skip its context
+        return httpx.Client(headers=self._headers, timeout=timeout, transport=transport)
+
+    # -- run liveness (ADR 0029) ---------------------------------------------
+
+    def _hold_run(self, run_id: str) -> RunHold | None:
+        """Ask the server to hold the run live while a request stays open; an
+        unheld run (an older server, a refusal) is still recorded."""
+        from mltrail.storage.http_hold import HttpRunHold
+
+        httpx = _httpx()
+        client = self._new_client(httpx.Timeout(10.0, read=None))
+        url = f"{self.server.ledger_api}/runs/{run_id}/hold"
+        hold = HttpRunHold.start(client, url)
+        if not hold.held:
+            hold.release()
+            return None
+        return hold
+
+    def _live_runs(self, run_ids: Collection[str]) -> set[str] | None:
+        if not run_ids:
+            return set()
+        response = self.request(
+            "GET", "/runs/live", params={"runs": ",".join(run_ids)}, allow=(404,)
+        )
+        if response.status_code == 404:
+            return None  # a server without holds
+        return {str(run) for run in _json(response).get("live", [])}
 
     # -- the wire ------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""A run held live through an mltrail server: a request kept open for the run's life.
+
+The recorder of a run in client mode has no database session to hold its run
+with, so it asks the server to hold it (``POST /ledgers/{l}/runs/{run}/hold``,
+see ``mltrail.server.routes_runs``) and keeps that request open on a thread of
+its own until the run ends. Closing it, or the recorder's process dying, ends
+the server's hold, and every host sees the run ``stale``.
+
+Liveness is advisory: a server that cannot hold runs (an older one), a refused
+request or a network error leaves the run unheld (other hosts show it ``stale``)
+and never stops the run from being recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+__all__ = ["HttpRunHold"]
+
+HELD = "held"
+WAIT_SECONDS = 10.0
+MAX_PAUSE = 30.0
+
+
+class HttpRunHold:
+    """A hold on one run, kept by a thread reading the server's held stream."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._client = client
+        self._url = url
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._response: Any = None
+        self.held = False
+        self.problem: str | None = None
+        self._thread = threading.Thread(
+            target=self._keep, name="mltrail-run-hold", daemon=True
+        )
+
+    @classmethod
+    def start(cls, client: Any, url: str, *, wait: float = WAIT_SECONDS) -> HttpRunHold:
+        """Ask the server to hold the run; return once it says ``held`` (or
+        could not, see ``held`` and ``problem``) or after ``wait`` seconds."""
+        hold = cls(client, url)
+        hold._thread.start()
+        hold._ready.wait(wait)
+        return hold
+
+    def _keep(self) -> None:
+        try:
+            with self._client.stream("POST", self._url) as response:
+                self._response = response
+                if response.status_code != 200:
+                    self.problem = f"the server answered {response.status_code}"
+                    return
+                for line in response.iter_lines():
+                    if line.strip() == HELD:
+                        self.held = True
+                        self._ready.set()
+                    if self._stop.is_set():
+                        return
+        except Exception as e:
+            if not self._stop.is_set():
+                self.problem = f"{type(e).__name__}: {e}"
+        finally:
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def release(self) -> None:
+        """End the hold: close the request (idempotent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.close()
+        with contextlib.suppress(Exception):
+            self._client.close()
+        self._thread.join(timeout=5.0)
