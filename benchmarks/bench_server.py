@@ -157,7 +157,9 @@ class RawClient:
         self.buffer = b""
 
     @staticmethod
-    def request(path: str, token: str, body: bytes) -> bytes:
+    def request(path: str, token: str, body: bytes | None) -> bytes:
+        if body is None:
+            return f"GET /api/v1{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         head = (
             f"POST /api/v1{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
@@ -189,15 +191,17 @@ class RawClient:
 
 
 def run_writers(
-    port: int, jobs: list[tuple[str, list[bytes]]]
+    port: int,
+    jobs: list[tuple[str, list[bytes | None]]],
+    path: str = f"/ledgers/{LEDGER}/entries",
+    ok: int = 201,
 ) -> tuple[float, list[float]]:
     latencies: list[float] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(jobs) + 1)
     errors: list[str] = []
-    path = f"/ledgers/{LEDGER}/entries"
 
-    def work(token: str, bodies: list[bytes]) -> None:
+    def work(token: str, bodies: list[bytes | None]) -> None:
         client = RawClient(port)
         requests = [RawClient.request(path, token, body) for body in bodies]
         mine = []
@@ -206,7 +210,7 @@ def run_writers(
             t0 = time.perf_counter()
             status, answer = client.send(request)
             mine.append(time.perf_counter() - t0)
-            if status != 201:
+            if status != ok:
                 errors.append(f"{status} {answer[:300]!r}")
         with lock:
             latencies.extend(mine)
@@ -225,11 +229,17 @@ def run_writers(
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children so far (Linux)."""
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) of a process and its worker processes (Linux)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if proc.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
@@ -247,7 +257,7 @@ def main() -> None:
         "--baseline", type=int, default=300, help="single-client appends"
     )
     parser.add_argument(
-        "--server-workers", type=int, default=2, help="mltrail server --workers"
+        "--server-workers", type=int, default=1, help="mltrail server --workers"
     )
     args = parser.parse_args()
     if args.quick:
@@ -310,6 +320,15 @@ def main() -> None:
             client = Client(
                 port
             )  # the idle one was closed by the server's keep-alive limit
+            health_s, health_lat = run_writers(
+                port,
+                [("", [None] * args.each) for _ in range(args.writers)],
+                "/health",
+                200,
+            )
+            print(f"(c) {args.writers} clients, GET /health (the HTTP stack alone): "
+                  f"{n / health_s:.0f} requests/s, p99 {pct(health_lat, .99):.1f} ms; "
+                  f"(b) is {conc_rate / (n / health_s):.2f}x that")  # fmt: skip
             print(f"    server CPU {server_cpu / n * 1000:.2f} ms per append "
                   f"({server_cpu / conc_s * 100:.0f}% of one core)")  # fmt: skip
             status, report = client.call("POST", f"/ledgers/{LEDGER}/verify", admin)

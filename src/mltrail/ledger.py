@@ -249,7 +249,8 @@ class Ledger:
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
             checked.append(replace(entry, signed_bytes=data))
-        self._refresh_keys()
+        if self._key_epoch < 0:  # a later key change is caught under the lock (_seal)
+            self._refresh_keys()
         return self._append_signed(checked, foreign=True)
 
     def record_purge(self, body: Mapping[str, Any]) -> Record:

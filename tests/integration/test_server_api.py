@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
 import uuid
 
@@ -108,8 +109,8 @@ ROUTES = [
     ("GET", f"{A}/runs/live?runs=r-1,r-2", None, READ, 200),
 ]
 CALLERS = (
-    "anonymous", "malformed", "expired", "revoked", "other-ledger-writer",
-    "writer", "approver", "auditor", "admin",
+    "anonymous", "malformed", "wrong-secret", "expired", "revoked",
+    "other-ledger-writer", "writer", "approver", "auditor", "admin",
 )  # fmt: skip
 
 
@@ -118,6 +119,8 @@ def _token(server, caller):
         return None
     if caller == "malformed":
         return "mlt_nothex_" + "x" * 43
+    if caller == "wrong-secret":
+        return server.token("admin")[:-4] + "AAAA"
     if caller == "expired":
         return server.expired_token("admin")
     if caller == "revoked":
@@ -146,7 +149,7 @@ def test_every_route_answers_each_caller_as_the_contract_says(server, route):
         elif body is not None:
             payload = body(server, name)
         status, answer = server.call(method, where, token, payload, raw=raw)
-        if caller in ("anonymous", "malformed", "expired", "revoked"):
+        if caller in ("anonymous", "malformed", "wrong-secret", "expired", "revoked"):
             want = 401
         elif caller == "other-ledger-writer":
             want = 403
@@ -186,6 +189,17 @@ def test_an_append_returns_seqs_hashes_and_a_checkpoint_that_match_the_ledger(se
     assert answer["records"][1]["prev"] == answer["records"][0]["hash"]
 
 
+def test_a_request_of_many_entries_lands_whole_and_verifies(server):
+    token = server.token("writer", "alice")
+    entries = [server.entry("alice", "note", {"text": f"bulk {i}"}) for i in range(300)]
+    before = _size(server)
+    status, answer = server.call("POST", f"{A}/entries", token, {"entries": entries})
+    assert status == 201, answer
+    assert [r["seq"] for r in answer["records"]] == list(range(before, before + 300))
+    status, report = server.call("POST", f"{A}/verify", server.token("auditor"))
+    assert report["ok"], report
+
+
 @pytest.mark.parametrize(
     ("role", "kind", "body", "why"),
     [
@@ -213,6 +227,34 @@ def test_an_entry_of_another_user_is_refused(server):
     )
     assert status == 403
     assert "actor.user" in answer["error"]["message"]
+
+
+@pytest.mark.skipif(
+    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
+)
+def test_an_entry_signed_by_another_users_key_is_refused(server):
+    server.token("writer", "gina")
+    bobs_key = server.signer_for("team-a", "bob")
+    entry = server.entry("gina", "note", {"text": "signed by bob"}, signer=bobs_key)
+    before = _size(server)
+    status, answer = server.call(
+        "POST", f"{A}/entries", server.token("writer", "gina"), {"entries": [entry]}
+    )
+    assert status == 422, answer
+    assert _size(server) == before
+
+
+@pytest.mark.skipif(
+    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
+)
+def test_a_registered_key_is_listed_with_its_identity(server):
+    signer = server.signer_for("team-a", "alice")
+    _, listed = server.call("GET", f"{A}/keys", server.token("auditor"))
+    found = {k["key"]: k for k in listed["keys"]}
+    assert found[signer.key_id]["identity"] == "alice"
+    assert found[signer.key_id]["revoked_seq"] is None
+    _, info = server.call("GET", A, server.token("auditor"))
+    assert signer.key_id not in info["log_keys"]
 
 
 def test_a_bad_signature_is_refused_and_stores_nothing(server):
@@ -280,6 +322,19 @@ def test_bad_bodies_are_refused_before_anything_is_stored(server, body, status):
     assert _size(server) == before
 
 
+def test_a_declared_oversized_blob_is_refused_before_its_bytes_are_read(server):
+    digest = "sha256:" + "1" * 64
+    head = (
+        f"PUT /api/v1{A}/blobs/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.token('writer')}\r\n"
+        f"Content-Length: {257 * 2**20}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b"x" * 10)  # and never the rest
+        assert sock.recv(200).startswith(b"HTTP/1.1 413 ")
+    assert server.call("GET", f"{A}/blobs/{digest}", server.token("writer"))[0] == 404
+
+
 def test_a_blob_whose_bytes_do_not_match_the_digest_is_refused(server):
     digest = "sha256:" + "0" * 64
     status, _ = server.call(
@@ -303,6 +358,66 @@ def test_an_idempotent_retry_adds_nothing_and_a_changed_body_is_a_conflict(serve
     status, answer = server.call("POST", f"{A}/entries", token, other, headers=key)
     assert status == 409, answer
     assert _size(server) == size
+
+
+def test_an_idempotency_key_of_another_token_is_a_conflict(server):
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    alice = {"entries": [server.entry("alice", "note", {"text": "alice's"})]}
+    first = server.call(
+        "POST", f"{A}/entries", server.token("writer", "alice"), alice, headers=key
+    )
+    assert first[0] == 201
+    bob = {"entries": [server.entry("bob", "note", {"text": "bob's"})]}
+    status, _ = server.call(
+        "POST", f"{A}/entries", server.token("writer", "bob"), bob, headers=key
+    )
+    assert status == 409
+
+
+def test_ledgers_are_apart(server):
+    b = "/ledgers/team-b"
+    before = _size(server)
+    token = server.token("writer", "erin", ledger="team-b")
+    entry = server.entry("erin", "note", {"text": "in b"}, ledger="team-b")
+    status, answer = server.call("POST", f"{b}/entries", token, {"entries": [entry]})
+    assert status == 201, answer
+    assert answer["checkpoint"].startswith("test.example/team-b\n")
+    assert _size(server) == before
+    status, report = server.call(
+        "POST", f"{b}/verify", server.token("auditor", ledger="team-b")
+    )
+    assert report["ok"], report
+
+
+def test_only_an_admin_registers_a_key_for_another_identity(server):
+    status, answer = server.call(
+        "POST", f"{A}/keys", server.token("writer"), _key(server, "somebody-else")
+    )
+    assert status == 403
+    assert "another identity" in answer["error"]["message"]
+    status, _ = server.call(
+        "POST", f"{A}/keys", server.token("admin"), _key(server, "frank")
+    )
+    assert status == KEY_STATUS
+
+
+def test_records_of_kinds_page_on(server):
+    token = server.token("auditor")
+    status, first = server.call(
+        "GET", f"{A}/records?kinds=note,key.added&limit=2", token
+    )
+    assert status == 200
+    assert len(first["records"]) == 2
+    assert first["next"] == first["records"][1]["seq"] + 1
+    _, second = server.call(
+        "GET", f"{A}/records?kinds=note,key.added&limit=2&start={first['next']}", token
+    )
+    kinds = {
+        json.loads(base64.b64decode(r["data"]))["entry"]["kind"]
+        for r in second["records"]
+    }
+    assert kinds <= {"note", "key.added"}
+    assert second["records"][0]["seq"] >= first["next"]
 
 
 def test_concurrent_identical_retries_append_once(server):

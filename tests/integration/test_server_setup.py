@@ -117,7 +117,7 @@ def test_tokens_cli_prints_the_token_once_lists_without_secrets_and_revokes(
     assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 200
     listed = mltrail("tokens", "list", *db, "--ledger", "team-a", "--json")
     assert token["id"] in listed.stdout
-    assert token["token"].rsplit("_", 1)[1] not in listed.stdout
+    assert token["token"].split("_", 2)[2] not in listed.stdout  # the secret
     revoked = mltrail("tokens", "revoke", *db, token["id"], "--json")
     assert json.loads(revoked.stdout) == {
         "id": token["id"],
@@ -150,3 +150,93 @@ def test_server_without_control_tables_says_to_run_db_init():
         done = mltrail("server", "--db", url, "--port", "1")
     assert done.returncode == 2, done.stderr
     assert "mltrail db init" in done.stderr
+
+
+def test_server_commands_teach_with_examples_and_never_import_the_web_framework():
+    script = """
+import sys
+from click.testing import CliRunner
+from mltrail.cli.main import cli
+for args in (["--help"], ["server", "--help"], ["tokens", "create", "--help"],
+             ["tokens", "list", "--help"], ["tokens", "revoke", "--help"],
+             ["db", "init", "--help"]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert args == ["--help"] or "Examples" in result.output, args
+print(sorted(m for m in ("fastapi", "uvicorn", "starlette") if m in sys.modules))
+"""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_tokens_cli_through_the_api_with_an_admin_token(team_server, monkeypatch):
+    monkeypatch.setenv(
+        "MLTRAIL_URL", f"http://127.0.0.1:{team_server.port}/ledgers/team-a"
+    )
+    monkeypatch.setenv("MLTRAIL_TOKEN", team_server.token("admin"))
+    monkeypatch.delenv("MLTRAIL_SERVER_DB", raising=False)
+    made = mltrail("tokens", "create", "--role", "writer", "--name", "dave", "--json")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)
+    assert token["ledger"] == "team-a"
+    assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 200
+    listed = mltrail("tokens", "list", "--json")
+    assert token["id"] in listed.stdout
+    assert mltrail("tokens", "revoke", token["id"], "--json").returncode == 0
+    assert team_server.call("GET", "/ledgers/team-a/head", token["token"])[0] == 401
+    monkeypatch.setenv("MLTRAIL_TOKEN", team_server.token("writer"))
+    refused = mltrail("tokens", "list")
+    assert refused.returncode == 5
+    assert "role writer may not do this" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_server_refuses_to_start_without_a_ledgers_log_key(team_server, tmp_path):
+    done = mltrail(
+        "server", "--db", team_server.app_url, "--keys", str(tmp_path), "--port", "1"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "team-a.key not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_server_json_says_where_it_listens_before_serving(team_server):
+    from server_fixture import free_port
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mltrail",
+            "server",
+            "--db",
+            team_server.app_url,
+            "--keys",
+            str(team_server.keys),
+            "--port",
+            str(port),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        out = b""
+        while b"}" not in out:
+            chunk = process.stdout.read1(1000)
+            assert chunk, "mltrail server exited before saying where it listens"
+            out += chunk
+        said = json.loads(out)
+        assert said["listening"] == f"http://127.0.0.1:{port}/api/v1"
+        assert {"team-a", "team-b"} <= set(said["ledgers"])
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        process.stdout.close()

@@ -70,3 +70,27 @@ def test_a_batch_is_all_or_nothing() -> None:
     with pytest.raises(InputError):
         ledger.append_entries([good, bad])
     assert ledger.head().size == 1
+
+
+def test_a_key_change_made_by_another_writer_is_seen_by_the_next_append() -> None:
+    """append_entries keeps its key ring between calls; the key epoch checked
+    under the append lock catches a key revoked or added meanwhile elsewhere."""
+    from mltrail.core.keyring import make_key_proof
+    from mltrail.core.signing import Ed25519Signer
+
+    store = MemoryStore()
+    server = Ledger.create(
+        store, fixed_signer(), origin="example.org/t", clock=FixedClock()
+    )
+    other = Ledger(store, fixed_signer(), origin="example.org/t", clock=FixedClock())
+    alice = Ed25519Signer(bytes(range(32)))
+    other.register_key(
+        alice.public_key, "alice", make_key_proof(alice, "example.org/t", "alice")
+    )
+    server.append_entries(
+        [sign_entry(_note(server, "one"), alice)]
+    )  # added elsewhere: seen
+    other.revoke_key(alice.key_id, reason="left")
+    with pytest.raises((ConfigError, InputError), match="revoked"):
+        server.append_entries([sign_entry(_note(server, "two"), alice)])
+    assert server.verify().ok

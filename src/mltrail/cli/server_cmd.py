@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
+from mltrail.cli.output import emit_json, json_option
 from mltrail.errors import ConfigError
 
 __all__ = ["require_server_extra", "server"]
@@ -36,7 +38,13 @@ def require_server_extra() -> None:
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
 )
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--keys",
     type=click.Path(file_okay=False, path_type=Path),
@@ -53,8 +61,15 @@ def require_server_extra() -> None:
 )
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
+@json_option
 def server(
-    url: str, host: str, port: int, keys: Path | None, workers: int, log_level: str
+    url: str,
+    host: str,
+    port: int,
+    keys: Path | None,
+    workers: int,
+    log_level: str,
+    as_json: bool,
 ) -> None:
     """Run the team server: the API of docs/server.md under /api/v1.
 
@@ -72,7 +87,7 @@ def server(
     require_server_extra()
     import uvicorn
 
-    from mltrail.server.control import Control, default_keys_dir
+    from mltrail.server.control import Control, default_keys_dir, load_log_key
 
     keys = keys or default_keys_dir()
     control = Control(url)
@@ -85,12 +100,17 @@ def server(
         ) from e
     finally:
         control.close()
+    for row in served:  # fail now, not at the first request: key missing or locked
+        load_log_key(keys, row.name)
     os.environ["MLTRAIL_SERVER_DB"] = url
     os.environ["MLTRAIL_SERVER_KEYS"] = str(keys)
-    names = ", ".join(r.name for r in served) or "none yet"
-    click.echo(
-        f"mltrail server on http://{host}:{port}/api/v1 (ledgers: {names})", err=True
-    )
+    address = f"http://{host}:{port}/api/v1"
+    if as_json:  # where it listens, as JSON on stdout, before the server's log
+        emit_json({"listening": address, "ledgers": [r.name for r in served]})
+        sys.stdout.flush()
+    else:
+        names = ", ".join(r.name for r in served) or "none yet"
+        click.echo(f"mltrail server on {address} (ledgers: {names})", err=True)
     uvicorn.run(
         "mltrail.server.app:app_from_env",
         factory=True,

@@ -78,10 +78,13 @@ class Appender:
         key: str | None = None,
         token_id: str = "",
         request_sha256: bytes = b"",
-    ) -> dict[str, Any]:
-        """Append one request's entries (grouped with others); its response body."""
+    ) -> Future[dict[str, Any]]:
+        """Queue one request's entries (grouped with others); the future of its
+        response body (or of the error that refused it)."""
         job = Job(entries, key, token_id, request_sha256)
-        return self._submit(job)
+        self._ensure_started()
+        self._queue.put(job)
+        return job.future
 
     def call(self, fn: Callable[[Ledger], Any]) -> Any:
         """Run ``fn(ledger)`` on the appender thread (key registration), alone."""
@@ -130,7 +133,12 @@ class Appender:
                     break
                 group.append(nxt)
                 count += len(nxt.entries)
-            self._serve(group)
+            try:
+                self._serve(group)
+            except BaseException as e:  # a bug must not kill the thread
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(e)
             if later:
                 return
 

@@ -76,12 +76,7 @@ def records(
     with ctx.handle.reader() as ledger:
         if kinds:
             wanted = tuple(k for k in kinds.split(",") if k)
-            rows = []
-            for row in ledger.store.rows_of_kinds(wanted):
-                if start <= row.seq < end:
-                    rows.append(row)
-                    if len(rows) > limit:
-                        break
+            rows = ledger.store.rows_of_kinds_page(wanted, start, end, limit + 1)  # type: ignore[attr-defined]
         else:
             rows = list(ledger.store.rows(start, min(end, start + limit + 1)))
     more = len(rows) > limit

@@ -8,10 +8,11 @@ never with pydantic models.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -20,10 +21,21 @@ from mltrail.core.entry import Entry
 from mltrail.core.limits import MAX_DEPTH
 from mltrail.core.signing import decode_b64
 from mltrail.errors import MltrailError, SchemaError
-from mltrail.server.app import ApiError, Ctx, need, raise_for
+from mltrail.server.app import (
+    BEARER,
+    ApiError,
+    Ctx,
+    authorize,
+    need,
+    raise_for,
+)
 from mltrail.server.appender import IdempotencyConflictError
 from mltrail.server.routes_read import DIGEST
 from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from concurrent.futures import Future
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
 
@@ -34,6 +46,7 @@ MAX_ENTRIES_BYTES = 16 * 2**20
 MAX_BLOB_BYTES = 256 * 2**20
 MAX_ENTRIES = 1000
 MAX_SMALL_BODY = 64 * 2**10
+MAX_IDEMPOTENCY_KEY = 200
 _SIG_KEYS = {"alg", "key", "value"}
 _JSON_BODY = {
     "requestBody": {
@@ -45,16 +58,23 @@ _JSON_BODY = {
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
+    return await read_chunks(
+        request.headers.get("content-length", ""), request.stream(), limit
+    )
+
+
+async def read_chunks(declared: str, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """A body from its chunks: 413 when ``declared`` (Content-Length) or the bytes
+    read pass ``limit``, before the rest is read."""
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _json(body: bytes, what: str, depth: int = 8) -> Any:
@@ -93,19 +113,69 @@ async def put_blob(ctx: Writer, digest: str, request: Request) -> dict[str, bool
     return {"stored": await run_in_threadpool(store)}
 
 
-@router.post("/entries", status_code=201, openapi_extra=_JSON_BODY)
-async def post_entries(
-    ctx: Writer,
-    request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JSONResponse:
-    """Append entries their authors signed, atomically (group-committed)."""
-    body = await read_body(request, MAX_ENTRIES_BYTES)
-    answer = await run_in_threadpool(_append, ctx, body, idempotency_key)
-    return JSONResponse(answer, status_code=201)
+@router.post(
+    "/entries",
+    status_code=201,
+    dependencies=[Depends(BEARER)],
+    openapi_extra={
+        **_JSON_BODY,
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            }
+        ],
+    },
+)
+async def post_entries(ledger: str, request: Request) -> JSONResponse:
+    """Append entries their authors signed, atomically (group-committed).
+
+    The hot route, kept lean: no token, no body is read (401); then the body
+    (413 past the limit), then in one worker thread the token is checked and
+    the entries (role, actor, schema), and the appender's answer is awaited
+    without holding a thread.
+    """
+    state = request.app.state.mltrail
+    return JSONResponse(
+        await append_request(state, ledger, request.headers.get, request.stream()),
+        status_code=201,
+    )
 
 
-def _append(ctx: Ctx, body: bytes, key: str | None) -> dict[str, Any]:
+async def append_request(
+    state: Any,
+    ledger: str,
+    header: Callable[[str], str | None],
+    chunks: AsyncIterator[bytes],
+) -> dict[str, Any]:
+    """``POST /entries`` from its headers and body chunks to the answer's body
+    (raising ApiError); shared by the route and :mod:`~mltrail.server.fast_append`."""
+    scheme, _, token = (header("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
+    key = header("idempotency-key")
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400, f"Idempotency-Key is at most {MAX_IDEMPOTENCY_KEY} characters"
+        )
+    body = await read_chunks(header("content-length") or "", chunks, MAX_ENTRIES_BYTES)
+    future = await run_in_threadpool(
+        _queue_append, state, ledger, token.strip(), body, key
+    )
+    try:
+        return await asyncio.wrap_future(future)
+    except IdempotencyConflictError as e:
+        raise ApiError(409, str(e), hint=e.hint) from e
+    except MltrailError as e:
+        raise raise_for(e) from e
+
+
+def _queue_append(
+    state: Any, ledger: str, token: str, body: bytes, key: str | None
+) -> Future[dict[str, Any]]:
+    ctx = authorize(state, ledger, token, UPLOAD_ROLES)
     data = _json(body, "the request body", depth=MAX_DEPTH + 4)
     if not isinstance(data, dict) or set(data) != {"entries"}:
         raise ApiError(400, 'the body is {"entries": [entry, ...]}')
@@ -113,17 +183,12 @@ def _append(ctx: Ctx, body: bytes, key: str | None) -> dict[str, Any]:
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ENTRIES:
         raise ApiError(400, f"entries is a list of 1 to {MAX_ENTRIES} entries")
     entries = [_entry(ctx, i, item) for i, item in enumerate(items)]
-    try:
-        return ctx.handle.appender.append(
-            entries,
-            key=key,
-            token_id=ctx.principal.token_id,
-            request_sha256=hashlib.sha256(body).digest(),
-        )
-    except IdempotencyConflictError as e:
-        raise ApiError(409, str(e), hint=e.hint) from e
-    except MltrailError as e:
-        raise raise_for(e) from e
+    return ctx.handle.appender.append(
+        entries,
+        key=key,
+        token_id=ctx.principal.token_id,
+        request_sha256=hashlib.sha256(body).digest(),
+    )
 
 
 def _entry(ctx: Ctx, index: int, item: Any) -> Entry:
