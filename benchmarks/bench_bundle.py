@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mltrail.bundle import export_bundle
 from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
 from mltrail.core.canonical import canonical_bytes
-from mltrail.home import init_home, open_home
+from mltrail.evidence.bundle import export_bundle
 from mltrail.index import open_index
-from mltrail.ledger import Draft
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 
 BATCH = 2_000
 

@@ -137,7 +137,7 @@ def _cpu_model() -> str:
 def _create_db(env: dict[str, str]) -> float:
     code = (
         "import sys, time; t = time.perf_counter()\n"
-        "from mltrail.capture.hashcache import HashCache\n"
+        "from mltrail.capture.data.hashcache import HashCache\n"
         "HashCache(sys.argv[1]).close()\n"
         "print(time.perf_counter() - t)"
     )

@@ -35,8 +35,8 @@ from mltrail.core.manifest import (
     compute_manifest,
     parse_manifest,
 )
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 
 MANIFEST_TARGET_S = 1.0
 CLI_TARGET_S = 2.0

@@ -16,7 +16,7 @@ repetitions interleaved so that machine noise hits both sides alike, medians:
   fresh interpreter (start-up and imports included, as a CLI would pay), against
   ``dvc status`` and, for context, a bare ``os.walk`` + ``lstat``; and
   ``mltrail data hash DIR`` as a fresh process, after a first one stored the
-  folder's whole result (``capture/treecache.py``). Targets: >= 60,000 files/s
+  folder's whole result (``capture/data/treecache.py``). Targets: >= 60,000 files/s
   and >= 8x ``dvc status``.
 - peak memory (VmHWM) of a fresh interpreter hashing the whole dataset cold.
   Target < 200 MB.
@@ -49,8 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mltrail.capture.hashcache import HashCache
-from mltrail.capture.hashing import hash_tree
+from mltrail.capture.data.hashcache import HashCache
+from mltrail.capture.data.hashing import hash_tree
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 MB = 1e6
@@ -65,7 +65,7 @@ REFERENCE = {"dvc add": 23.7, "dvc status": 2.5, "hashlib walk": 2.3, "stat walk
 MEMORY_SCRIPT = """
 import sys, time
 from pathlib import Path
-from mltrail.capture.hashing import hash_tree
+from mltrail.capture.data.hashing import hash_tree
 
 def hwm():
     for line in open("/proc/self/status"):
@@ -80,8 +80,8 @@ print(len(entries), time.perf_counter() - start, before, hwm())
 WARM_SCRIPT = """
 import sys
 from pathlib import Path
-from mltrail.capture.hashcache import HashCache
-from mltrail.capture.hashing import hash_tree
+from mltrail.capture.data.hashcache import HashCache
+from mltrail.capture.data.hashing import hash_tree
 
 with HashCache(Path(sys.argv[2])) as cache:
     print(len(hash_tree(Path(sys.argv[1]), cache=cache)))

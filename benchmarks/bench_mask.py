@@ -59,8 +59,8 @@ def secret_env(count: int) -> dict[str, str]:
 
 _WORKER = """
 import os, resource, sys, time
-from mltrail.capture.log_capture import LogCapture, LogMasking
-from mltrail.capture.mask_sources import collect_mask_set
+from mltrail.capture.run.log_capture import LogCapture, LogMasking
+from mltrail.capture.run.mask_sources import collect_mask_set
 sys.path.insert(0, {bench!r})
 from bench_mask import log_chunk
 what, size = sys.argv[1], int(sys.argv[2])

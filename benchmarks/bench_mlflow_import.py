@@ -24,9 +24,9 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 def main() -> None:
     import mlflow
 
-    from mltrail.home import init_home, open_home
     from mltrail.index import open_index
     from mltrail.integrations.mlflow import import_mlflow
+    from mltrail.ledger.home import init_home, open_home
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,9 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mltrail.capture.delta import capture_delta
-from mltrail.capture.fingerprint import _MEMO, capture_fingerprint, default_workers
-from mltrail.capture.model_files import locate_model
+from mltrail.capture.model.delta import capture_delta
+from mltrail.capture.model.fingerprint import (
+    _MEMO,
+    capture_fingerprint,
+    default_workers,
+)
+from mltrail.capture.model.model_files import locate_model
 
 ROWS, COLS = 4096, 4096  # 32 MiB per bf16 tensor
 
@@ -96,7 +100,7 @@ def openssl_time(path: Path, reps: int) -> float:
 CHILD = """
 import re, sys, time
 from pathlib import Path
-from mltrail.finetune import finetune_body
+from mltrail.record.finetune import finetune_body
 start = time.perf_counter()
 body = finetune_body(base=Path(sys.argv[1]), model=Path(sys.argv[2]))
 took = time.perf_counter() - start

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from mltrail.core.codec import decode_record
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.storage.postgres import PostgresStore
 from mltrail.testing import fixed_signer
 

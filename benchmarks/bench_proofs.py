@@ -37,7 +37,7 @@ from mltrail.core.merkle import (
     verify_inclusion,
 )
 from mltrail.errors import MltrailError
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 

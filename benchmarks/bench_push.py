@@ -23,11 +23,11 @@ from pathlib import Path
 
 from machine import describe
 
-from mltrail.capture.identity import os_account
-from mltrail.client_mode import open_remote_ledger
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
-from mltrail.push import push_ledger
+from mltrail.capture.machine.identity import os_account
+from mltrail.ledger.client_mode import open_remote_ledger
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
+from mltrail.ledger.push import push_ledger
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 

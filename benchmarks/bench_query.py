@@ -37,8 +37,8 @@ from pathlib import Path
 from machine import describe
 
 from mltrail.core.codec import parse_time
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft, SystemClock
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft, SystemClock
 
 TARGET_MS = 80.0
 BATCH = 500

@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from mltrail.core.seal import parse_retention
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
-from mltrail.seals import check_against_seals, seal_ledger
+from mltrail.evidence.seals import check_against_seals, seal_ledger
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 from mltrail.storage.worm import open_worm
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))

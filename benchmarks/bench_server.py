@@ -43,8 +43,8 @@ from machine import describe
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.signing import encode_b64
-from mltrail.keystore import generate_signer, load_signer
-from mltrail.ledger import Ledger
+from mltrail.ledger.keystore import generate_signer, load_signer
+from mltrail.ledger.ledger import Ledger
 from mltrail.server.control import Control, init_ledger
 
 PG = os.environ.get(

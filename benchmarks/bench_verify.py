@@ -39,7 +39,7 @@ from machine import all_core_rate, describe
 from nacl.signing import SigningKey
 
 from mltrail.core.codec import decode_record
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 

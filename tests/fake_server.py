@@ -21,7 +21,7 @@ import httpx2
 from mltrail.core.entry import Entry
 from mltrail.core.signing import decode_b64
 from mltrail.errors import MltrailError
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
 
 WRITE_ROLES = {"writer", "approver", "admin"}
 

@@ -141,7 +141,7 @@ class TestServer:
 
     def log_signer(self, ledger: str = "team-a") -> Any:
         """The ledger's log key (the server's key file)."""
-        from mltrail.keystore import load_signer
+        from mltrail.ledger.keystore import load_signer
 
         return load_signer(self.keys / f"{ledger}.key")
 
@@ -156,8 +156,8 @@ class TestServer:
             return self._signers.setdefault((ledger, name), signer)
 
     def _register(self, ledger: str, name: str) -> Any:
-        from mltrail.keystore import generate_signer
-        from mltrail.ledger import Ledger
+        from mltrail.ledger.keystore import generate_signer
+        from mltrail.ledger.ledger import Ledger
 
         if not hasattr(Ledger, "register_key"):
             return self.log_signer(ledger)

@@ -33,13 +33,13 @@ from mltrail.errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mltrail.audit import Audit, audit
+    from mltrail.audit.api import Audit, audit
     from mltrail.auto import autolog
     from mltrail.core.entry import Entry, Record
     from mltrail.core.verify import Problem, VerificationReport
-    from mltrail.home import Home, init_home, open_home
-    from mltrail.ledger import Draft, Ledger
-    from mltrail.runs import Run, start_run
+    from mltrail.ledger.home import Home, init_home, open_home
+    from mltrail.ledger.ledger import Draft, Ledger
+    from mltrail.record.runs import Run, start_run
 
 __all__ = [
     "Audit",
@@ -79,13 +79,13 @@ _LAZY = {
     "Record": "mltrail.core.entry",
     "Problem": "mltrail.core.verify",
     "VerificationReport": "mltrail.core.verify",
-    "Home": "mltrail.home",
-    "init_home": "mltrail.home",
-    "open_home": "mltrail.home",
+    "Home": "mltrail.ledger.home",
+    "init_home": "mltrail.ledger.home",
+    "open_home": "mltrail.ledger.home",
     "Draft": "mltrail.ledger",
     "Ledger": "mltrail.ledger",
-    "Run": "mltrail.runs",
-    "start_run": "mltrail.runs",
+    "Run": "mltrail.record.runs",
+    "start_run": "mltrail.record.runs",
 }
 
 
@@ -106,7 +106,7 @@ def verify(
     home: str | Path | None = None, *, workers: int | None = None
 ) -> VerificationReport:
     """Verify the ledger at ``home`` (default ``$MLTRAIL_HOME`` or ``~/.mltrail``)."""
-    from mltrail.home import open_home
+    from mltrail.ledger.home import open_home
 
     opened = open_home(home, writable=False)
     try:

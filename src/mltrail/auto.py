@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.lifecycle import ended_by
-from mltrail.runs import Run, start_run
+from mltrail.record.lifecycle import ended_by
+from mltrail.record.runs import Run, start_run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,6 +1,6 @@
 """What the start-up hook does once a script lies in a chosen folder.
 
-``mltrail hook install`` (``mltrail.hook``) leaves a module in site-packages
+``mltrail hook install`` (``mltrail.record.hook``) leaves a module in site-packages
 (``mltrail.hook_boot``) that calls ``start_hooked`` for a ``python script.py``
 in a chosen project folder. The script is recorded as ``python -m mltrail.auto``
 records it (``mltrail.auto.autolog``: run started now, ended at exit with the
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from mltrail.auto import autolog
-from mltrail.recorder import HOME_ENV, RUN_ID_ENV
+from mltrail.record.recorder import HOME_ENV, RUN_ID_ENV
 
 __all__ = ["start_hooked"]
 

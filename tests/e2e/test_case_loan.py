@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mltrail.cli.main import main
-from mltrail.ledger import SystemClock
+from mltrail.ledger.ledger import SystemClock
 
 FINETUNE = """
 import argparse, hashlib, pathlib

@@ -12,7 +12,7 @@ import pytest
 
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
-from mltrail.home import open_home
+from mltrail.ledger.home import open_home
 
 NOTE = json.dumps({"text": "fine"})
 

@@ -183,7 +183,7 @@ def test_run_with_remote_data_over_http(tmp_path, http_root):
 
 
 _BAR_AT_ONCE = (
-    "import mltrail.capture.progress as p; p.PROGRESS_DELAY_S = 0.0; "
+    "import mltrail.capture.data.progress as p; p.PROGRESS_DELAY_S = 0.0; "
     "from mltrail.cli.main import main; main()"
 )
 

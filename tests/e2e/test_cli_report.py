@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import mltrail
-from mltrail.home import open_home
+from mltrail.ledger.home import open_home
 from optional_extras import in_ci, require_extra
 
 XSS = "<script>alert('x')</script><img src=x onerror=alert(1)>"

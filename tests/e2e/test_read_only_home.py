@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.home import open_home
+from mltrail.ledger.home import open_home
 from optional_extras import in_ci
 
 UNPRIVILEGED = "nobody"

@@ -38,8 +38,8 @@ from mltrail.core.codec import decode_record, format_time
 from mltrail.core.entry import Entry, Record, sign_entry
 from mltrail.core.merkle import CompactRange, frontier_positions
 from mltrail.errors import InputError
-from mltrail.home import open_home
-from mltrail.keystore import load_signer
+from mltrail.ledger.home import open_home
+from mltrail.ledger.keystore import load_signer
 from mltrail.testing import FixedClock, fixed_signer
 
 ORIGIN = "example.org/attacks"

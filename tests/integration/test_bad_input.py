@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import mltrail
-from mltrail.capture.params import load_config
-from mltrail.capture.userfiles import read_user_file
+from mltrail.capture.run.params import load_config
+from mltrail.capture.run.userfiles import read_user_file
 from mltrail.errors import ConfigError, InputError, SchemaError
-from mltrail.keystore import load_signer
+from mltrail.ledger.keystore import load_signer
 
 # -- read_user_file ------------------------------------------------------------------
 

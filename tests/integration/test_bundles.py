@@ -19,8 +19,8 @@ import pytest
 
 from mltrail.core.bundle import BundlePolicy, verify_bundle
 from mltrail.core.canonical import canonical_bytes
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "verify_bundle.py"

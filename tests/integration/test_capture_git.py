@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture import git as git_capture
-from mltrail.capture.blob import Blob
-from mltrail.capture.git import capture_code, strip_credentials
+from mltrail.capture.run import git as git_capture
+from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.git import capture_code, strip_credentials
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 TOKEN = "ghp_s3cretT0ken"

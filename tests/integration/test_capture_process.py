@@ -1,4 +1,4 @@
-"""``mltrail.capture.process``: the wrapped command runs as it would without us.
+"""``mltrail.capture.run.process``: the wrapped command runs as it would without us.
 
 Real subprocesses throughout. Where the wrapper's own fds 0/1/2 matter (pass-through,
 signals, terminals) the runner runs inside ``helpers/process_driver.py``, a small
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from mltrail.capture.process import (
+from mltrail.capture.run.process import (
     ProcessResult,
     exit_like,
     resolve_command,

@@ -154,7 +154,7 @@ def _forged_ledger(server, name: str, origin: str, notes: int) -> None:
     as team-a (what a server rewriting its history would show)."""
     import psycopg
 
-    from mltrail.ledger import Ledger
+    from mltrail.ledger.ledger import Ledger
     from mltrail.server.control import schema_url
     from mltrail.storage.postgres import PostgresStore, init_database
 

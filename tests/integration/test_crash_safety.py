@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mltrail.core.checkpoint import SignedCheckpoint, parse_signed_checkpoint
-from mltrail.home import Home, init_home, open_home
+from mltrail.ledger.home import Home, init_home, open_home
 
 ORIGIN = "example.org/crash-test"
 ROUNDS = 25
@@ -30,7 +30,7 @@ MAX_PER_ROUND = 500  # keeps verification after each round cheap on fast machine
 WRITER = r"""
 import sys
 import time
-from mltrail.home import open_home
+from mltrail.ledger.home import open_home
 
 home_dir, tag = sys.argv[1], sys.argv[2]
 limit, every, cap = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

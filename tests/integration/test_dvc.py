@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture.dvc import dvc_md5, find_dvc_hashes
+from mltrail.capture.data.dvc import dvc_md5, find_dvc_hashes
 from mltrail.errors import CaptureError, InputError
 
 # `printf 'a,b\r\n1,2\r\n' > data/crlf.csv; dvc add data/crlf.csv`

@@ -14,7 +14,7 @@ import warnings
 import pytest
 
 import mltrail
-from mltrail.finetune import scan_model
+from mltrail.record.finetune import scan_model
 from optional_extras import require_extra
 
 torch, _, _ = require_extra("finetune", "torch", "peft", "transformers")

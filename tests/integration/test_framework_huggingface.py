@@ -22,9 +22,9 @@ torch, transformers, _ = require_extra(
     "huggingface", "torch", "transformers", "accelerate"
 )
 
-from mltrail.capture.fingerprint import capture_fingerprint  # noqa: E402
-from mltrail.capture.model_files import locate_model  # noqa: E402
-from mltrail.capture.params import flatten  # noqa: E402
+from mltrail.capture.model.fingerprint import capture_fingerprint  # noqa: E402
+from mltrail.capture.model.model_files import locate_model  # noqa: E402
+from mltrail.capture.run.params import flatten  # noqa: E402
 from mltrail.integrations.huggingface import MltrailCallback  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("isolated_home")

@@ -16,8 +16,8 @@ from optional_extras import require_extra
 
 torch, L = require_extra("lightning", "torch", "lightning.pytorch")
 
-from mltrail.capture.fingerprint import capture_fingerprint  # noqa: E402
-from mltrail.capture.model_files import locate_model  # noqa: E402
+from mltrail.capture.model.fingerprint import capture_fingerprint  # noqa: E402
+from mltrail.capture.model.model_files import locate_model  # noqa: E402
 from mltrail.integrations.lightning import MltrailLogger  # noqa: E402
 
 pytestmark = [

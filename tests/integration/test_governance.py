@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from mltrail.errors import InputError
-from mltrail.governance import (
+from mltrail.audit.governance import (
     approval_status,
     approvals,
     approve_model,
@@ -19,10 +18,11 @@ from mltrail.governance import (
     model_card,
     set_gate,
 )
-from mltrail.home import init_home, open_home
+from mltrail.errors import InputError
 from mltrail.index import open_index
-from mltrail.ledger import Draft
-from mltrail.stages import promote
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
+from mltrail.record.stages import promote
 
 SHA = {"clean": "a" * 64, "dirty": "b" * 64, "nogit": "c" * 64, "bare": "d" * 64}
 CODE = {
@@ -117,7 +117,7 @@ def test_a_flagged_model_is_refused_until_cleared(home):
     with pytest.raises(InputError, match=r"1 open flag.*customers changed") as caught:
         promote_clean(home, note="weekly")
     assert "flags clear" in caught.value.hint
-    from mltrail.flags import clear_flag
+    from mltrail.audit.flags import clear_flag
 
     clear_flag(home, open_index(home), MODEL, note="re-validated")
     assert promote_clean(home, note="weekly")["model"] == SHA["clean"]

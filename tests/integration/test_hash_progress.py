@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import progress
-from mltrail.capture.progress import HashProgress, count_progress
+from mltrail.capture.data import progress
+from mltrail.capture.data.progress import HashProgress, count_progress
 from mltrail.cli import hash_bar
-from mltrail.datasets import artifact_body, dataset_body
+from mltrail.record.datasets import artifact_body, dataset_body
 
 
 class Recorder:
@@ -86,8 +86,8 @@ def test_quick_hashing_reports_nothing(data: Path):
 def test_inputs_are_hashed_before_the_command_and_outputs_after(
     tmp_path: Path, data: Path, no_delay, isolated_home
 ):
-    from mltrail.runs import open_or_create_home
-    from mltrail.wrapper import WrapOptions, record_command
+    from mltrail.record.runs import open_or_create_home
+    from mltrail.record.wrapper import WrapOptions, record_command
 
     log = tmp_path / "events.log"
     out = tmp_path / "out"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import hash_queue, hashing, progress
-from mltrail.capture.data import capture_file_entries, hash_file
-from mltrail.capture.hashcache import HashCache, default_cache_path
-from mltrail.capture.hashing import HashProgress, hash_tree
+from mltrail.capture.data import hash_queue, hashing, progress
+from mltrail.capture.data.files import capture_file_entries, hash_file
+from mltrail.capture.data.hashcache import HashCache, default_cache_path
+from mltrail.capture.data.hashing import HashProgress, hash_tree
 from mltrail.core.manifest import FileEntry, compute_manifest, parse_manifest
 from mltrail.errors import CaptureError
 
@@ -216,7 +216,7 @@ UNREADABLE_SCRIPT = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from mltrail.capture.hashing import hash_tree
+    from mltrail.capture.data.hashing import hash_tree
     import hashlib  # hash_tree loads these on first use
     from mltrail.core import manifest
     from mltrail.errors import CaptureError
@@ -617,7 +617,7 @@ HWM_SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from mltrail.capture.hashing import hash_tree
+    from mltrail.capture.data.hashing import hash_tree
 
     def hwm_kib():
         for line in open("/proc/self/status"):

@@ -165,7 +165,7 @@ def test_help_has_examples(args):
 
 
 def test_status_names_a_hook_left_by_another_version(tmp_path):
-    from mltrail.hook import MODULE_NAME, hook_status, install_hook
+    from mltrail.record.hook import MODULE_NAME, hook_status, install_hook
 
     site_dir = tmp_path / "site"
     installed = install_hook([tmp_path], site_dir=site_dir, home=tmp_path / "h")

@@ -6,10 +6,10 @@ import sqlite3
 import subprocess
 import sys
 
-from mltrail.home import init_home, open_home
 from mltrail.index import INDEX_FILE, Index, open_index
 from mltrail.index.tables import INDEX_VERSION
-from mltrail.ledger import Draft
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 
 
 def _runs(home, first, count):
@@ -136,8 +136,8 @@ def test_runs_by_parameter_match_alike_however_the_query_is_driven(
 ):
     """A common value (or name glob) is matched run by run (newest first, up to the
     limit), a rare one through its index: both give the same runs, in order."""
-    from mltrail import query
-    from mltrail.query import RunFilter, TimeWindow, search_runs
+    from mltrail.audit import query
+    from mltrail.audit.query import RunFilter, TimeWindow, search_runs
 
     home = _home(tmp_path)
     _runs(home, 0, 60)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from mltrail.home import init_home
+from mltrail.ledger.home import init_home
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

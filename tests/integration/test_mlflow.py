@@ -15,10 +15,10 @@ from optional_extras import require_extra
 (mlflow,) = require_extra("mlflow", "mlflow")
 
 import mltrail  # noqa: E402
-from mltrail.home import open_home  # noqa: E402
+from mltrail.audit.query import load_run  # noqa: E402
 from mltrail.index import open_index  # noqa: E402
 from mltrail.integrations.mlflow import imported_run_id, mirror, unmirror  # noqa: E402
-from mltrail.query import load_run  # noqa: E402
+from mltrail.ledger.home import open_home  # noqa: E402
 
 COMMIT = "a" * 40
 # MLflow's SQLAlchemy store uses loader options SQLAlchemy 2.1 deprecates

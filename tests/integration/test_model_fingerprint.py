@@ -12,12 +12,12 @@ from optional_extras import require_extra
 
 np, st_numpy = require_extra("models", "numpy", "safetensors.numpy")
 
-from mltrail.capture.delta import capture_delta  # noqa: E402
-from mltrail.capture.fingerprint import capture_fingerprint, capture_model_fields  # noqa: E402
-from mltrail.capture.model_files import locate_model  # noqa: E402
-from mltrail.datasets import artifact_body  # noqa: E402
+from mltrail.capture.model.delta import capture_delta  # noqa: E402
+from mltrail.capture.model.fingerprint import capture_fingerprint, capture_model_fields  # noqa: E402
+from mltrail.capture.model.model_files import locate_model  # noqa: E402
 from mltrail.errors import InputError  # noqa: E402
-from mltrail.finetune import finetune_body, scan_model  # noqa: E402
+from mltrail.record.datasets import artifact_body  # noqa: E402
+from mltrail.record.finetune import finetune_body, scan_model  # noqa: E402
 
 
 def tensors(seed=0):
@@ -276,7 +276,7 @@ def test_delta_numbers_equal_numpy(tmp_path):
 
 
 def test_delta_streams_large_tensors_in_chunks(tmp_path, monkeypatch):
-    import mltrail.capture.delta as delta_module
+    import mltrail.capture.model.delta as delta_module
 
     monkeypatch.setattr(delta_module, "CHUNK_ELEMENTS", 1000)
     rng = np.random.default_rng(2)

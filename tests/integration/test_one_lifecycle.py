@@ -139,7 +139,7 @@ def test_threads_closing_by_hand_and_stale_cleanup_write_one_end(home, tmp_path)
     import threading
 
     from mltrail.errors import InputError
-    from mltrail.open_runs import close_run, close_stale_runs
+    from mltrail.record.open_runs import close_run, close_stale_runs
 
     code = "import os, mltrail\nprint(mltrail.start_run('dies').id)\nos._exit(0)\n"
     run_id = _python(home, tmp_path, "-c", code).stdout.split()[0]

@@ -22,7 +22,7 @@ from optional_extras import require_extra
 
 import jsonschema  # noqa: E402
 
-from mltrail.home import open_home  # noqa: E402
+from mltrail.ledger.home import open_home  # noqa: E402
 
 VECTOR = Path(__file__).parents[1] / "vectors" / "openlineage" / "OpenLineage.json"
 

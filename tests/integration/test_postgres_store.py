@@ -124,8 +124,8 @@ def _a_column(conn, table):
 
 def _fill_every_table(app_url):
     """As the application role: a ledger with a purged blob, a kept blob, evidence."""
-    from mltrail.erasure import purge_blob
-    from mltrail.ledger import Ledger
+    from mltrail.ledger.erasure import purge_blob
+    from mltrail.ledger.ledger import Ledger
     from mltrail.storage.postgres import PostgresStore
     from mltrail.testing import fixed_signer
 
@@ -220,7 +220,7 @@ _WRITER = textwrap.dedent(
 
 def test_concurrent_appenders_neither_fork_nor_leave_gaps(home, tmp_path):
     from mltrail.core.codec import decode_record
-    from mltrail.home import open_home
+    from mltrail.ledger.home import open_home
 
     before = _size(home)
     writers, each = 4, 15
@@ -256,7 +256,7 @@ def test_concurrent_appenders_neither_fork_nor_leave_gaps(home, tmp_path):
 
 
 def _size(home: Path) -> int:
-    from mltrail.home import open_home
+    from mltrail.ledger.home import open_home
 
     opened = open_home(home, writable=False, env={})
     try:
@@ -283,7 +283,7 @@ def test_a_run_on_a_postgres_home_verifies_and_purges(home):
 
 
 def _some_blob(home: Path) -> str:
-    from mltrail.home import open_home
+    from mltrail.ledger.home import open_home
 
     opened = open_home(home, writable=False, env={})
     try:

@@ -28,8 +28,8 @@ from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, Record, sign_entry
 from mltrail.core.merkle import CompactRange
 from mltrail.errors import StoreError
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 

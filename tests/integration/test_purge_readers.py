@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture.hashcache import HashCache, default_cache_path
+from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.cli import data_cmd
-from mltrail.home import init_home
+from mltrail.ledger.home import init_home
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

@@ -29,7 +29,7 @@ require_extra("client", "httpx2")
 OFFLINE = """
 import sys
 from datetime import timedelta
-import mltrail.ledger as ledger
+import mltrail.ledger.ledger as ledger
 real = ledger.SystemClock.now
 ledger.SystemClock.now = lambda self: real(self) - timedelta(days=2)
 from mltrail.cli.main import main
@@ -47,7 +47,7 @@ def server():
 @pytest.fixture(scope="module")
 def laptop(server, tmp_path_factory):
     """(base folder, env of the offline machine's home, env of a client-mode auditor)."""
-    from mltrail.capture.identity import os_account
+    from mltrail.capture.machine.identity import os_account
 
     base = tmp_path_factory.mktemp("push")
     (base / "project").mkdir()
@@ -130,9 +130,9 @@ def test_push_uploads_offline_runs_with_their_times_once(server, laptop):
 
 
 def test_an_interrupted_push_resumes_where_it_stopped(server, laptop):
-    from mltrail.client_mode import open_remote_ledger
-    from mltrail.home import open_home
-    from mltrail.push import push_ledger
+    from mltrail.ledger.client_mode import open_remote_ledger
+    from mltrail.ledger.home import open_home
+    from mltrail.ledger.push import push_ledger
 
     base, offline, auditor = laptop
     if not (base / "laptop" / "ledger.json").exists():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.home import init_home, open_home
+from mltrail.ledger.home import init_home, open_home
 from mltrail.storage.readonly import can_write
 
 ENV: dict[str, str] = {}  # never pick up the caller's MLTRAIL_* settings

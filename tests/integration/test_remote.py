@@ -21,9 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture.data import capture_file_entries
-from mltrail.capture.remote import RemoteListing, hash_remote, is_remote, public_url
-from mltrail.capture.remote_checksums import _b64_sha256, _hf_sha256, _http_sha256
+from mltrail.capture.data.files import capture_file_entries
+from mltrail.capture.data.remote import (
+    RemoteListing,
+    hash_remote,
+    is_remote,
+    public_url,
+)
+from mltrail.capture.data.remote_checksums import _b64_sha256, _hf_sha256, _http_sha256
 from mltrail.core.manifest import FileEntry, compute_manifest
 from mltrail.errors import CaptureError, ConfigError, InputError
 from optional_extras import require_extra

@@ -181,8 +181,8 @@ def test_check_a_fresh_clone_elsewhere_with_cwd(recorded, tmp_path):
 
 
 def test_check_reports_a_changed_package(recorded, monkeypatch):
+    from mltrail.audit.query import load_run, resolve_run
     from mltrail.index import open_index
-    from mltrail.query import load_run, resolve_run
     from mltrail.reproduce import check as check_module
     from mltrail.reproduce import check_reproduction
 

@@ -157,8 +157,8 @@ def test_a_wrong_value_is_refused_before_anything_runs(recorded, tmp_path):
 
 
 def test_reproduce_checks_a_supplied_value_against_the_commitment(recorded, tmp_path):
-    from mltrail.capture.commitment import check_commitment
-    from mltrail.keystore import load_commitment_key
+    from mltrail.capture.run.commitment import check_commitment
+    from mltrail.ledger.keystore import load_commitment_key
 
     project, home = recorded
     shown = json.loads(mltrail_cli(home, project, "show", "base", "--json").stdout)

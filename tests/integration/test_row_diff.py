@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from mltrail.capture.splits import describe_table, describe_table_rows
+from mltrail.capture.data.splits import describe_table, describe_table_rows
 from mltrail.core.rows import (
     ROWS_MAGIC,
     RowFile,

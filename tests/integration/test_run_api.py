@@ -16,7 +16,7 @@ import pytest
 
 import mltrail
 from ledger_reading import entries
-from mltrail import runs as runs_module
+from mltrail.record import runs as runs_module
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
 

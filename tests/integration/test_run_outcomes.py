@@ -19,8 +19,8 @@ import time
 import pytest
 
 import mltrail
-from mltrail.open_runs import close_stale_runs
-from mltrail.wrapper import WrapOptions, record_command
+from mltrail.record.open_runs import close_stale_runs
+from mltrail.record.wrapper import WrapOptions, record_command
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

@@ -24,9 +24,9 @@ import pytest
 
 from mltrail.core.seal import segment_name
 from mltrail.errors import InputError
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft
-from mltrail.seals import seal_ledger
+from mltrail.evidence.seals import seal_ledger
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
 from mltrail.storage.worm import open_worm
 
 ORIGIN = "example.org/seals"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import mltrail
-from mltrail.capture.commitment import check_commitment
-from mltrail.commitments import commitments_in
-from mltrail.keystore import COMMITMENT_KEY_FILE, load_commitment_key
+from mltrail.capture.run.commitment import check_commitment
+from mltrail.ledger.keystore import COMMITMENT_KEY_FILE, load_commitment_key
+from mltrail.record.commitments import commitments_in
 
 WORDS = ["123456", "password", "letmein", "hunter2", "qwerty", "dragon", "monkey"]
 

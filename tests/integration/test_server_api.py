@@ -23,7 +23,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 
 from mltrail.core.canonical import compute_record_hash  # noqa: E402
-from mltrail.ledger import Ledger  # noqa: E402
+from mltrail.ledger.ledger import Ledger  # noqa: E402
 
 A = "/ledgers/team-a"
 BLOB = b"server test blob"
@@ -56,7 +56,7 @@ def _note(server, name):
 
 def _key(server, name):
     from mltrail.core.signing import encode_b64
-    from mltrail.keystore import generate_signer
+    from mltrail.ledger.keystore import generate_signer
 
     signer = generate_signer()
     message = f"mltrail-key-register/1\ntest.example/team-a\n{name}\n{signer.key_id}\n"

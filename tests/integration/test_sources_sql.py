@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from mltrail.errors import InputError
-from mltrail.sources import _query_fingerprint, _without_password
+from mltrail.record.sources import _query_fingerprint, _without_password
 from postgres_db import PG_URL, admin_connection
 
 

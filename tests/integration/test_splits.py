@@ -1,4 +1,4 @@
-"""Split distributions and overlaps (mltrail.capture.splits) on real files in tmp_path."""
+"""Split distributions and overlaps (mltrail.capture.data.splits) on real files in tmp_path."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from decimal import Decimal
 
 import pytest
 
-from mltrail.capture import columns
-from mltrail.capture import splits as splits_module
-from mltrail.capture.splits import (
+from mltrail.capture.data import columns
+from mltrail.capture.data import splits as splits_module
+from mltrail.capture.data.splits import (
     TOP_LABELS,
     describe_splits,
     describe_table,
     find_overlaps,
     row_digest,
 )
-from mltrail.capture.tables import detect_format, open_table, parse_cell
+from mltrail.capture.data.tables import detect_format, open_table, parse_cell
 from mltrail.errors import ConfigError, InputError
 from optional_extras import require_extra
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from mltrail.errors import InputError
-from mltrail.home import init_home, open_home
 from mltrail.index import open_index
-from mltrail.ledger import Draft, SystemClock
-from mltrail.stages import demote, promote, stage_history, stage_holders
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft, SystemClock
+from mltrail.record.stages import demote, promote, stage_history, stage_holders
 
 SHA = {name: name[0] * 64 for name in ("aaa", "bbb", "ccc")}
 CLEAN_CODE = {"vcs": "git", "commit": "f" * 40, "branch": "main", "dirty": False}

@@ -42,10 +42,10 @@ from mltrail.core.entry import Entry, Record, compose_record_bytes, sign_entry
 from mltrail.core.merkle import compute_root
 from mltrail.core.verify import VerificationReport
 from mltrail.errors import ConfigError, IntegrityError
-from mltrail.home import Home, init_home, open_home
-from mltrail.keystore import load_signer
-from mltrail.ledger import Draft, Ledger
-from mltrail.rotation import rotate_home_key
+from mltrail.ledger.home import Home, init_home, open_home
+from mltrail.ledger.keystore import load_signer
+from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.rotation import rotate_home_key
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 

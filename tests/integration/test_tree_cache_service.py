@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from mltrail.capture.data import hash_dataset
-from mltrail.capture.hashcache import HashCache
-from mltrail.datasets import artifact_body, dataset_body
+from mltrail.capture.data.files import hash_dataset
+from mltrail.capture.data.hashcache import HashCache
+from mltrail.record.datasets import artifact_body, dataset_body
 
 
 def _tree(tmp_path):

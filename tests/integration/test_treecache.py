@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import hashing
-from mltrail.capture.hashcache import HashCache
-from mltrail.capture.treecache import capture_tree
+from mltrail.capture.data import hashing
+from mltrail.capture.data.hashcache import HashCache
+from mltrail.capture.data.treecache import capture_tree
 from mltrail.cli import data_cmd
 
 NOT_UTF8 = os.fsdecode(b"caf\xff.bin")
@@ -260,7 +260,7 @@ def test_lookups_resume_once_the_walk_outgrows_the_stored_tree(
 
 
 def test_a_new_format_or_a_huge_result_is_not_reused(tree, cache_path, monkeypatch):
-    from mltrail.capture import treecache
+    from mltrail.capture.data import treecache
 
     run(tree, cache_path)
     monkeypatch.setattr(treecache, "FORMAT", b"mltrail-tree/99")

@@ -16,9 +16,9 @@ import pytest
 
 import mltrail
 from ledger_reading import entries
-from mltrail.capture.commitment import check_commitment
+from mltrail.capture.run.commitment import check_commitment
 from mltrail.core.manifest import FileEntry, compute_manifest, parse_manifest
-from mltrail.keystore import load_commitment_key
+from mltrail.ledger.keystore import load_commitment_key
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture.dvc_lock import (
+from mltrail.capture.data.dvc_lock import (
     DvcStage,
     is_dvc_pipeline,
     parse_dvc_lock,

@@ -7,7 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture.safetensors_io import parse_header
+from mltrail.capture.model.safetensors_io import parse_header
 from mltrail.core.model import (
     DTYPE_SIZES,
     TensorEntry,

@@ -1,4 +1,4 @@
-"""Property tests for argv parsing, flatten and json_safe (mltrail.capture.params)."""
+"""Property tests for argv parsing, flatten and json_safe (mltrail.capture.run.params)."""
 
 import json
 import string
@@ -7,7 +7,7 @@ from datetime import UTC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture.params import coerce_value, flatten, json_safe, parse_argv
+from mltrail.capture.run.params import coerce_value, flatten, json_safe, parse_argv
 from mltrail.core.canonical import canonical_bytes
 
 MAX_SAFE_INT = 2**53 - 1

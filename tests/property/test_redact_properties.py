@@ -1,4 +1,4 @@
-"""Property tests for secret redaction (mltrail.capture.redact).
+"""Property tests for secret redaction (mltrail.capture.run.redact).
 
 Secrets are drawn from an alphabet (uppercase letters and a few symbols) that nothing
 else in the generated input or in a commitment uses, so "the secret does not appear
@@ -12,12 +12,12 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture import commitment as keyed
-from mltrail.capture.argv_secrets import redact_argv
-from mltrail.capture.commitment import CommitmentKey, Committer
-from mltrail.capture.mask import MIN_MASK_LENGTH, MaskSet
-from mltrail.capture.redact import is_secret_name
-from mltrail.capture.redact import redact_tree as _redact_tree
+from mltrail.capture.run import commitment as keyed
+from mltrail.capture.run.argv_secrets import redact_argv
+from mltrail.capture.run.commitment import CommitmentKey, Committer
+from mltrail.capture.run.mask import MIN_MASK_LENGTH, MaskSet
+from mltrail.capture.run.redact import is_secret_name
+from mltrail.capture.run.redact import redact_tree as _redact_tree
 
 KEY = CommitmentKey(bytes(range(32)))
 COMMITTER = Committer(KEY)

@@ -1,4 +1,4 @@
-"""Property tests for split descriptions and overlaps (mltrail.capture.splits).
+"""Property tests for split descriptions and overlaps (mltrail.capture.data.splits).
 
 Small tables are generated, written as CSV (with a random quoting style) or JSONL,
 and read back: the row count, label counts and numeric summaries must agree with
@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture.splits import describe_table, find_overlaps
-from mltrail.capture.tables import NULL_TOKENS, parse_cell
+from mltrail.capture.data.splits import describe_table, find_overlaps
+from mltrail.capture.data.tables import NULL_TOKENS, parse_cell
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -22,7 +22,7 @@ from mltrail.core.keyring import (
 )
 from mltrail.core.signing import Signer, encode_b64
 from mltrail.errors import ConfigError, InputError
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/authors"

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import environment, hardware
-from mltrail.capture.blob import Blob
-from mltrail.capture.environment import (
+from mltrail.capture.machine import environment, hardware
+from mltrail.capture.machine.environment import (
     capture_environment,
     is_recorded_variable,
     read_torch_version_file,
 )
+from mltrail.capture.run.blob import Blob
 
 SMI_HEADER = """\
 +-----------------------------------------------------------------------------+

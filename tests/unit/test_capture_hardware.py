@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture import hardware
-from mltrail.capture.hardware import (
+from mltrail.capture.machine import hardware
+from mltrail.capture.machine.hardware import (
     capture_hardware,
     capture_nvidia_smi,
     parse_cpuinfo,

@@ -6,7 +6,7 @@ import pwd
 
 import pytest
 
-from mltrail.capture.identity import capture_actor, describe_user, os_account
+from mltrail.capture.machine.identity import capture_actor, describe_user, os_account
 from mltrail.core.codec import validate_entry
 
 ACCOUNT = pwd.getpwuid(os.getuid()).pw_name

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mltrail.capture.allowlist import AllowList, load_allow_list
-from mltrail.capture.argv_secrets import redact_argv
-from mltrail.capture.detect import detected_masks, find_credentials
-from mltrail.capture.log_capture import LogCapture, LogMasking
-from mltrail.capture.mask import MIN_MASK_LENGTH, MaskSet, mask_window
-from mltrail.capture.mask_sources import named_secrets
-from mltrail.capture.redact import connection_string_secrets, redact_tree
-from mltrail.capture.secret_names import is_secret_name
+from mltrail.capture.run.allowlist import AllowList, load_allow_list
+from mltrail.capture.run.argv_secrets import redact_argv
+from mltrail.capture.run.detect import detected_masks, find_credentials
+from mltrail.capture.run.log_capture import LogCapture, LogMasking
+from mltrail.capture.run.mask import MIN_MASK_LENGTH, MaskSet, mask_window
+from mltrail.capture.run.mask_sources import named_secrets
+from mltrail.capture.run.redact import connection_string_secrets, redact_tree
+from mltrail.capture.run.secret_names import is_secret_name
 from mltrail.errors import ConfigError
 
 GITHUB = "ghp" + "_" + "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5"
@@ -242,9 +242,13 @@ def test_a_bad_allow_list_pattern_is_a_config_error(tmp_path):
 
 
 def test_the_guard_replaces_the_digest_of_a_masked_file():
-    from mltrail.capture.blob import Blob
-    from mltrail.capture.commitment import CommitmentKey, Committer, check_commitment
-    from mltrail.capture.guard import SecretGuard
+    from mltrail.capture.run.blob import Blob
+    from mltrail.capture.run.commitment import (
+        CommitmentKey,
+        Committer,
+        check_commitment,
+    )
+    from mltrail.capture.run.guard import SecretGuard
 
     key = CommitmentKey(bytes(32))
     guard = SecretGuard(Committer(key), MaskSet.build([("PW", "hunter22")]))
@@ -269,7 +273,7 @@ def test_the_guard_replaces_the_digest_of_a_masked_file():
 
 
 def test_the_guard_learns_secrets_from_bodies():
-    from mltrail.capture.guard import SecretGuard
+    from mltrail.capture.run.guard import SecretGuard
 
     guard = SecretGuard()
     guard.clean({"db_password": "s3cret-99"})

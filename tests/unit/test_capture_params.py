@@ -1,4 +1,4 @@
-"""Hyperparameters from argv and config files (mltrail.capture.params)."""
+"""Hyperparameters from argv and config files (mltrail.capture.run.params)."""
 
 import json
 import math
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.capture.params import (
+from mltrail.capture.run.params import (
     ConfigFile,
     ParsedArgs,
     coerce_value,

@@ -1,4 +1,4 @@
-"""Secret redaction (mltrail.capture.redact): names, shapes, commitments, argv, env, trees.
+"""Secret redaction (mltrail.capture.run.redact): names, shapes, commitments, argv, env, trees.
 
 Credential-shaped fixtures are assembled at run time from pieces so that secret
 scanners do not flag this file.
@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from mltrail.capture import commitment as keyed
-from mltrail.capture.argv_secrets import redact_argv
-from mltrail.capture.blob import Blob
-from mltrail.capture.commitment import CommitmentKey, Committer
-from mltrail.capture.mask import MaskSet
-from mltrail.capture.redact import (
+from mltrail.capture.run import commitment as keyed
+from mltrail.capture.run.argv_secrets import redact_argv
+from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.commitment import CommitmentKey, Committer
+from mltrail.capture.run.mask import MaskSet
+from mltrail.capture.run.redact import (
     Redacted,
     commit_secret,
     committing_with,

@@ -13,9 +13,9 @@ import pytest
 from fake_server import FakeServer
 from mltrail.core.keyring import make_key_proof
 from mltrail.errors import AuthError, ConfigError, IntegrityError, StoreError
-from mltrail.home import init_home, open_home
-from mltrail.keystore import generate_signer
-from mltrail.ledger import Ledger
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.keystore import generate_signer
+from mltrail.ledger.ledger import Ledger
 from mltrail.storage import registry
 from mltrail.storage.http import HttpStore, parse_server_url
 from mltrail.testing import MemoryStore
@@ -230,7 +230,7 @@ def test_an_unregistered_key_is_named_with_the_command_that_registers_it(
 
 def test_an_embedded_home_never_loads_the_http_client(tmp_path):
     code = (
-        "import sys; from mltrail.home import init_home, open_home; "
+        "import sys; from mltrail.ledger.home import init_home, open_home; "
         f"init_home({str(tmp_path / 'h')!r}, env={{}}); "
         f"h = open_home({str(tmp_path / 'h')!r}, env={{}}); "
         "h.ledger.append('note', {'text': 'x'}); h.close(); "

@@ -15,8 +15,8 @@ from mltrail.core.limits import (
     value_problem,
 )
 from mltrail.errors import SchemaError
-from mltrail.ledger import Draft, Ledger
-from mltrail.recorder import RunWriter
+from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.record.recorder import RunWriter
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 TIME = "2026-11-24T17:56:18.123456Z"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from mltrail.core.erasure import MAX_LISTED_REFERENCES, PurgeNote, purge_body
-from mltrail.erasure import purge_blob, referencing_seqs, resolve_blob
 from mltrail.errors import InputError
-from mltrail.ledger import BlobPurgedError, Ledger
+from mltrail.ledger.erasure import purge_blob, referencing_seqs, resolve_blob
+from mltrail.ledger.ledger import BlobPurgedError, Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/unit-erasure"
@@ -160,7 +160,7 @@ def test_the_purge_body_lists_a_bounded_number_of_references() -> None:
 
 
 def test_long_or_multiline_parameter_text_becomes_a_blob() -> None:
-    from mltrail.capture.blob import MAX_INLINE_TEXT, Blob, spill_text
+    from mltrail.capture.run.blob import MAX_INLINE_TEXT, Blob, spill_text
 
     short, long = "adam", "x" * (MAX_INLINE_TEXT + 1)
     spilled = spill_text(

@@ -21,8 +21,8 @@ from mltrail.errors import (
     SchemaError,
     StoreError,
 )
-from mltrail.home import init_home, open_home
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/unit-ledger"

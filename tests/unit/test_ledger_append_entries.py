@@ -8,7 +8,7 @@ import pytest
 
 from mltrail.core.entry import Entry, Signature, sign_entry
 from mltrail.errors import ConfigError, InputError
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 

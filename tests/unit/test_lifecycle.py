@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mltrail.lifecycle import Ended, ended_by
+from mltrail.record.lifecycle import Ended, ended_by
 
 
 @pytest.mark.parametrize(

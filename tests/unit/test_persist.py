@@ -3,7 +3,7 @@
 import pytest
 
 from mltrail.errors import ConfigError, InputError, StoreError
-from mltrail.persist import MAX_WAIT_S, write_durably
+from mltrail.ledger.persist import MAX_WAIT_S, write_durably
 
 
 class FakeHome:

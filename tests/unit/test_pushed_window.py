@@ -17,7 +17,7 @@ from mltrail.core.checkpoint import CheckpointSigner
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.errors import InputError
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/pushed"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mltrail.audit.query import parse_when
 from mltrail.errors import InputError
-from mltrail.query import parse_when
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mltrail.capture.commitment import CommitmentKey, Committer
-from mltrail.capture.guard import SecretGuard
-from mltrail.capture.mask import MASKED_PATTERN, masked_marker
-from mltrail.capture.params import load_config
+from mltrail.capture.run.commitment import CommitmentKey, Committer
+from mltrail.capture.run.guard import SecretGuard
+from mltrail.capture.run.mask import MASKED_PATTERN, masked_marker
+from mltrail.capture.run.params import load_config
+from mltrail.record.wrap_plan import config_body
 from mltrail.reproduce.configs import (
     argument_index,
     is_masked,
@@ -22,7 +23,6 @@ from mltrail.reproduce.configs import (
     split_masked,
 )
 from mltrail.reproduce.secrets import Secret, check_supplied
-from mltrail.wrap_plan import config_body
 
 KEY = CommitmentKey(bytes(range(32)))
 

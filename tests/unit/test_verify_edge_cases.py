@@ -8,9 +8,9 @@ from mltrail.core.canonical import (
 from mltrail.core.chain import Batch, ChainHead, SealedRecord
 from mltrail.core.entry import compose_record_bytes
 from mltrail.core.report import StoredCheckpoint
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.verification import verify_store
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
-from mltrail.verification import verify_store
 
 ORIGIN = "test.mltrail.local/edge"
 

@@ -10,8 +10,8 @@ from mltrail.core.chain import seal_entries
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import decode_record
 from mltrail.core.merkle import verify_consistency, verify_inclusion
+from mltrail.ledger.verification import verify_store
 from mltrail.storage.memory import MemoryStore
-from mltrail.verification import verify_store
 
 GOLDEN = Path(__file__).parent / "ledger_v1"
 ORIGIN = "golden.mltrail.local/ledger-v1"

@@ -46,7 +46,7 @@ def new_key(out: Path, as_json: bool) -> None:
       mltrail keys new --out ci.key --json
     """
     from mltrail.core.signing import encode_b64
-    from mltrail.keystore import generate_signer, save_signer
+    from mltrail.ledger.keystore import generate_signer, save_signer
 
     if out.exists():
         raise InputError(f"{out} already exists", hint="choose another --out path")
@@ -111,7 +111,7 @@ def register(
       MLTRAIL_URL=https://host/ledgers/team-a mltrail keys register
     """
     from mltrail.core.keyring import make_key_proof
-    from mltrail.keystore import load_signer
+    from mltrail.ledger.keystore import load_signer
 
     author = load_signer(key_file, _password()) if key_file else None
     home = open_from(ctx, writable=True)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mltrail.capture.userfiles import decode_user_text, read_limited, read_user_file
+from mltrail.capture.run.userfiles import decode_user_text, read_limited, read_user_file
 from mltrail.core.codec import parse_json
 from mltrail.core.limits import MAX_DEPTH, MAX_ENTRY_BYTES
 from mltrail.errors import InputError

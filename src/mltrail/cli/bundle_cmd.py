@@ -53,10 +53,10 @@ def export(
       mltrail export run:7f3e2a... -o run.json --no-blobs
       mltrail export train-v2 -o bundle.json --json
     """
-    from mltrail.bundle import export_bundle
+    from mltrail.audit.refs import resolve_node
     from mltrail.core.bundle import compute_bundle_digest
     from mltrail.core.canonical import canonical_bytes
-    from mltrail.refs import resolve_node
+    from mltrail.evidence.bundle import export_bundle
 
     home = open_from(ctx)
     index = open_index(home)
@@ -146,7 +146,7 @@ def verify_bundle(
       mltrail verify-bundle model-proof.json --trust-key ledger.vkey
       mltrail verify-bundle bundle.json --tsa-ca tsa-root.pem --json
     """
-    from mltrail.capture.userfiles import read_user_file
+    from mltrail.capture.run.userfiles import read_user_file
     from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
     from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
 
@@ -184,7 +184,7 @@ def _trusted(values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]
     Raises:
         InputError: a value is no key this can read.
     """
-    from mltrail.capture.userfiles import read_user_text
+    from mltrail.capture.run.userfiles import read_user_text
     from mltrail.core.trust import parse_trusted_key
     from mltrail.errors import SchemaError
 

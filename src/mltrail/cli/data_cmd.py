@@ -15,8 +15,8 @@ from mltrail.config import resolve_home
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from mltrail.capture.data import HashedData
-    from mltrail.capture.progress import ProgressCallback
+    from mltrail.capture.data.files import HashedData
+    from mltrail.capture.data.progress import ProgressCallback
     from mltrail.cli.state import AppState
     from mltrail.core.manifest import DatasetManifest
 
@@ -100,7 +100,7 @@ class _Result:
         is_file: bool = False,
         hashed: HashedData | None = None,
     ) -> None:
-        from mltrail.capture.data import HashedData
+        from mltrail.capture.data.files import HashedData
 
         self.path = path
         self.is_file = is_file
@@ -135,8 +135,8 @@ def _view_key(path: str) -> bytes:
 def _hash_one(
     path: str, cache: Any, follow_links: bool, *, need_manifest: bool = True
 ) -> _Result:
-    from mltrail.capture.data import hash_dataset
-    from mltrail.capture.urls import is_remote
+    from mltrail.capture.data.files import hash_dataset
+    from mltrail.capture.data.urls import is_remote
 
     factory = hash_bar_factory()
     bar = factory(f"hashing {path}") if factory else contextlib.nullcontext(None)
@@ -157,8 +157,8 @@ def _hash_one(
 
 
 def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifest:
-    from mltrail.capture.progress import count_progress
-    from mltrail.capture.remote import hash_remote
+    from mltrail.capture.data.progress import count_progress
+    from mltrail.capture.data.remote import hash_remote
     from mltrail.core.manifest import compute_manifest
 
     listing = hash_remote(path, progress=count_progress(progress))
@@ -168,7 +168,7 @@ def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifes
 def _open_cache(ctx: click.Context, enabled: bool) -> Any:
     if not enabled:
         return None
-    from mltrail.capture.hashcache import HashCache, default_cache_path
+    from mltrail.capture.data.hashcache import HashCache, default_cache_path
     from mltrail.storage.readonly import can_write
 
     state: AppState = ctx.obj
@@ -297,7 +297,7 @@ def describe(splits: tuple[str, ...], label: str | None, as_json: bool) -> int:
       mltrail data describe train=data/train.csv validation=data/val.csv --label y
       mltrail data describe data/*.parquet --json
     """
-    from mltrail.capture.splits import describe_splits
+    from mltrail.capture.data.splits import describe_splits
     from mltrail.cli.output import emit_json
 
     report = describe_splits(_parse_splits(splits), label=label)

@@ -26,7 +26,7 @@ import click
 from mltrail.cli.demo_project import write_project
 from mltrail.cli.output import console
 from mltrail.errors import MltrailError
-from mltrail.home import init_home
+from mltrail.ledger.home import init_home
 
 __all__ = ["demo"]
 

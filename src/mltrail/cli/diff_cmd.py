@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.text import Text
 
+from mltrail.audit.query import load_run, resolve_run
 from mltrail.cli.output import (
     COUNT,
     console,
@@ -19,14 +20,13 @@ from mltrail.cli.output import (
     open_index,
 )
 from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
-from mltrail.query import load_run, resolve_run
 from mltrail.reproduce import compare_runs
 
 if TYPE_CHECKING:
+    from mltrail.audit.query import RunView
     from mltrail.core.diff import Change, DatasetDiff, RunDiff
     from mltrail.core.diff_data import FileChange
     from mltrail.core.rows import RowsDiff
-    from mltrail.query import RunView
 
 __all__ = ["diff"]
 

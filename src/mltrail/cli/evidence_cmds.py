@@ -1,7 +1,7 @@
 """``timestamp`` and ``witness``: time and cosignatures from outside the ledger.
 
 Also the pieces ``checkpoint --tsa/--cosigned`` and ``verify --tsa-ca/--witness-key``
-use (see :mod:`mltrail.timestamps`, :mod:`mltrail.cosigner`, ADR 0015).
+use (see :mod:`mltrail.evidence.timestamps`, :mod:`mltrail.evidence.cosigner`, ADR 0015).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mltrail.capture.userfiles import read_user_file, read_user_text
+from mltrail.capture.run.userfiles import read_user_file, read_user_text
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
 from mltrail.errors import ConfigError, InputError, SchemaError
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from cryptography.x509 import Certificate
 
     from mltrail.core.cosignature import WitnessKey
-    from mltrail.evidence import EvidencePolicy
-    from mltrail.home import Home
-    from mltrail.timestamps import Stamp
+    from mltrail.evidence.policy import EvidencePolicy
+    from mltrail.evidence.timestamps import Stamp
+    from mltrail.ledger.home import Home
 
 __all__ = [
     "evidence_policy",
@@ -39,7 +39,7 @@ _MAX_NOTE = 64 * 1024
 
 
 def _tsa_url(home: Home, given: str | None) -> str:
-    from mltrail.timestamps import configured_tsa
+    from mltrail.evidence.timestamps import configured_tsa
 
     url = given or configured_tsa(home)
     if not url:
@@ -66,7 +66,7 @@ def _print_stamp(stamp: Stamp) -> None:
 
 def stamp_newest_checkpoint(home: Home, url: str | None) -> dict[str, Any]:
     """Stamp the newest checkpoint (``checkpoint --tsa``); say so on stderr."""
-    from mltrail.timestamps import stamp_newest
+    from mltrail.evidence.timestamps import stamp_newest
 
     stamp = stamp_newest(home, _tsa_url(home, url))
     _print_stamp(stamp)
@@ -75,7 +75,7 @@ def stamp_newest_checkpoint(home: Home, url: str | None) -> dict[str, Any]:
 
 def import_cosigned_file(home: Home, path: Path) -> tuple[int, int]:
     """Store the cosigned checkpoint in ``path`` (``-``: stdin) (``checkpoint --cosigned``)."""
-    from mltrail.cosigner import import_cosigned
+    from mltrail.evidence.cosigner import import_cosigned
 
     text = _read_note(path, "cosigned checkpoint")
     size, lines = import_cosigned(home, text)
@@ -101,8 +101,8 @@ def evidence_policy(
     Raises:
         InputError: a CA file or witness key cannot be read.
     """
-    from mltrail.evidence import EvidencePolicy
-    from mltrail.home import inside_folder
+    from mltrail.evidence.policy import EvidencePolicy
+    from mltrail.ledger.home import inside_folder
 
     keys = parse_witness_keys(witness_keys)
     path = tsa_ca
@@ -190,7 +190,7 @@ def timestamp(
       mltrail timestamp --tsa https://freetsa.org/tsr
       MLTRAIL_TSA_URL=https://tsa.example/tsr mltrail timestamp --pending
     """
-    from mltrail.timestamps import stamp_newest, stamp_pending
+    from mltrail.evidence.timestamps import stamp_newest, stamp_pending
 
     home = open_from(ctx, writable=True)
     target = _tsa_url(home, url)
@@ -240,7 +240,7 @@ def keygen(name: str, path: Path) -> None:
     """Make a witness key; print its verifier key (what verifiers pass to --witness-key)."""
     from mltrail.core.checkpoint import is_valid_key_name
     from mltrail.core.cosignature import WitnessKey
-    from mltrail.keystore import generate_signer, save_signer
+    from mltrail.ledger.keystore import generate_signer, save_signer
 
     if not is_valid_key_name(name):
         raise InputError(f"invalid witness name {name!r}: no spaces or '+'")
@@ -303,9 +303,9 @@ def cosign(
     checkpoint not signed by the log's key, smaller than, or forking from, the
     one cosigned last.
     """
-    from mltrail.cosigner import cosign as cosign_request
-    from mltrail.cosigner import parse_add_checkpoint
-    from mltrail.keystore import load_signer
+    from mltrail.evidence.cosigner import cosign as cosign_request
+    from mltrail.evidence.cosigner import parse_add_checkpoint
+    from mltrail.ledger.keystore import load_signer
 
     request = parse_add_checkpoint(_read_note(checkpoint_path, "checkpoint file"))
     text = cosign_request(
@@ -379,7 +379,7 @@ def request(ctx: click.Context, old_size: int) -> None:
     witness cosign`): the witness answers with cosignature lines, which
     `mltrail checkpoint --cosigned -` stores.
     """
-    from mltrail.cosigner import format_add_checkpoint
+    from mltrail.evidence.cosigner import format_add_checkpoint
 
     home = open_from(ctx)
     latest = home.ledger.store.latest_checkpoint()

@@ -136,8 +136,8 @@ def openlineage(
     import os
 
     from mltrail import __version__
+    from mltrail.audit.query import RunFilter, resolve_run, search_runs, time_window
     from mltrail.integrations.openlineage import compute_events, post_events
-    from mltrail.query import RunFilter, resolve_run, search_runs, time_window
 
     if url and output:
         raise InputError("give either -o FILE or --url, not both")

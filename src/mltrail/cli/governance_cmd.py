@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.governance import (
+from mltrail.audit.governance import (
     approval_status,
     approve_model,
     describe_model,
@@ -16,6 +15,7 @@ from mltrail.governance import (
     set_gate,
     stage_gates,
 )
+from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 
 __all__ = ["approve", "describe", "gate"]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from mltrail.capture.progress import HashProgress, ProgressFactory
+    from mltrail.capture.data.progress import HashProgress, ProgressFactory
 
 __all__ = ["HashBar", "hash_bar", "hash_bar_factory"]
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import click
 
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
-from mltrail.holds import add_hold, load_holds, parse_hold_target, release_hold
+from mltrail.ledger.holds import add_hold, load_holds, parse_hold_target, release_hold
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
+    from mltrail.ledger.home import Home
 
 __all__ = ["hold"]
 
@@ -97,7 +97,7 @@ def _report(home: Home, seq: int, what: str, as_json: bool) -> None:
 def _sync_storage(home: Home) -> dict[str, list[str]] | None:
     """Mirror the holds onto the configured seal storage, if any."""
     from mltrail.errors import MltrailError
-    from mltrail.seals import apply_legal_holds, seal_store
+    from mltrail.evidence.seals import apply_legal_holds, seal_store
 
     if not (os.environ.get("MLTRAIL_SEAL_TARGET") or home.settings.seal_target):
         return None

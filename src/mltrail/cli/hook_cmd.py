@@ -59,7 +59,7 @@ def install(
       mltrail hook install --project .
       mltrail hook install --project src --project experiments --home ~/audit
     """
-    from mltrail.hook import install_hook
+    from mltrail.record.hook import install_hook
 
     status = install_hook(list(projects), site_dir=site_dir, home=home)
     if as_json:
@@ -81,7 +81,7 @@ def remove(site_dir: Path | None, as_json: bool) -> None:
       mltrail hook remove
       mltrail hook remove --site-dir .venv/lib/python3.11/site-packages
     """
-    from mltrail.hook import remove_hook
+    from mltrail.record.hook import remove_hook
 
     status = remove_hook(site_dir)
     if as_json:
@@ -101,7 +101,7 @@ def status(site_dir: Path | None, as_json: bool) -> None:
       mltrail hook status
       mltrail hook status --json
     """
-    from mltrail.hook import hook_status
+    from mltrail.record.hook import hook_status
 
     found = hook_status(site_dir)
     if as_json:

@@ -17,7 +17,7 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.errors import InputError
-from mltrail.rotation import RotationResult, rotate_home_key
+from mltrail.ledger.rotation import RotationResult, rotate_home_key
 
 __all__ = ["keys"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mltrail.capture.identity import describe_user
+from mltrail.capture.machine.identity import describe_user
 from mltrail.cli.body import read_attachment, read_body
 from mltrail.cli.output import (
     COUNT,
@@ -22,7 +22,7 @@ from mltrail.cli.output import (
 )
 from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
 from mltrail.errors import InputError
-from mltrail.home import Home, init_home
+from mltrail.ledger.home import Home, init_home
 from mltrail.storage.registry import is_server_url
 
 __all__ = ["COMMANDS"]
@@ -182,8 +182,8 @@ def _existing_run(home: Home, ref: str) -> str:
     Raises:
         InputError: no such run (the message names close ids and names).
     """
-    from mltrail.query import resolve_run
-    from mltrail.recorder import check_run_id
+    from mltrail.audit.query import resolve_run
+    from mltrail.record.recorder import check_run_id
 
     try:
         return resolve_run(open_index(home), ref)
@@ -265,8 +265,8 @@ def log_cmd(
 
 
 def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
-    from mltrail.erasure import purge_note
-    from mltrail.ledger import BlobPurgedError
+    from mltrail.ledger.erasure import purge_note
+    from mltrail.ledger.ledger import BlobPurgedError
 
     try:
         data = home.ledger.get_blob(digest)
@@ -322,11 +322,11 @@ def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
 
 
 def _show_run(home: Home, ref: str, as_json: bool) -> None:
+    from mltrail.audit.governance import governance_of
+    from mltrail.audit.query import load_run, resolve_run
+    from mltrail.audit.trace import run_outputs
     from mltrail.cli.governance_view import print_governance
     from mltrail.cli.show_run import render_run, run_to_dict
-    from mltrail.governance import governance_of
-    from mltrail.query import load_run, resolve_run
-    from mltrail.trace import run_outputs
 
     index = open_index(home)
     view = load_run(home, index, resolve_run(index, ref))

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mltrail.capture.identity import describe_user
+from mltrail.audit.governance import governance_of
+from mltrail.audit.refs import resolve_node
+from mltrail.audit.trace import build_lineage, explain
+from mltrail.capture.machine.identity import describe_user
 from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
-from mltrail.governance import governance_of
-from mltrail.refs import resolve_node
-from mltrail.trace import build_lineage, explain
 
 if TYPE_CHECKING:
     from mltrail.core.lineage import LineageGraph
-    from mltrail.home import Home
+    from mltrail.ledger.home import Home
 
 __all__ = ["lineage", "trace"]
 

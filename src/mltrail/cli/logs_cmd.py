@@ -19,7 +19,7 @@ from mltrail.cli.output import emit_json, json_option, open_from, open_index
 from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
+    from mltrail.ledger.home import Home
 
 __all__ = ["StoredStream", "logs", "read_stream"]
 
@@ -51,8 +51,8 @@ class StoredStream:
 
 def read_stream(home: Home, name: str, facts: dict[str, Any]) -> StoredStream:
     """The stored bytes of one stream, or why there are none."""
-    from mltrail.erasure import purge_note
-    from mltrail.ledger import BlobPurgedError
+    from mltrail.ledger.erasure import purge_note
+    from mltrail.ledger.ledger import BlobPurgedError
 
     ref = facts.get("stored")
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
@@ -79,7 +79,7 @@ def read_stream(home: Home, name: str, facts: dict[str, Any]) -> StoredStream:
 
 
 def _ended(home: Home, ref: str) -> tuple[str, dict[str, Any]]:
-    from mltrail.query import load_run, resolve_run
+    from mltrail.audit.query import load_run, resolve_run
 
     index = open_index(home)
     view = load_run(home, index, resolve_run(index, ref))

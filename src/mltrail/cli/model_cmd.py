@@ -11,7 +11,7 @@ from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.cli.output import COUNT, console, emit_json, json_option
 
 if TYPE_CHECKING:
-    from mltrail.finetune import ScannedModel
+    from mltrail.record.finetune import ScannedModel
 
 __all__ = ["model"]
 
@@ -61,7 +61,7 @@ def fingerprint(path: Path, show_tensors: bool, as_json: bool) -> None:
       mltrail model fingerprint model.safetensors --json
       mltrail model fingerprint ./model --tensors
     """
-    from mltrail.finetune import scan_model, without_blobs
+    from mltrail.record.finetune import scan_model, without_blobs
 
     scanned = scan_model(path, progress=hash_bar_factory(quiet=as_json))
     info = without_blobs(scanned.part)
@@ -124,7 +124,7 @@ def delta(
       mltrail model delta ./base --adapter ./lora
     """
     from mltrail.errors import InputError
-    from mltrail.finetune import finetune_body, without_blobs
+    from mltrail.record.finetune import finetune_body, without_blobs
 
     if tuned is None and adapter is None:
         raise InputError(

@@ -15,8 +15,8 @@ from mltrail.errors import InputError, MltrailError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mltrail.home import Home
     from mltrail.index import Index
+    from mltrail.ledger.home import Home
 
 __all__ = [
     "COUNT",
@@ -87,7 +87,7 @@ def open_from(
     cannot work on a ledger kept by an mltrail server (client mode): it is
     refused with one line.
     """
-    from mltrail.home import open_home
+    from mltrail.ledger.home import open_home
 
     state: AppState = ctx.find_object(AppState) or AppState(None, False)
     if local_only is not None:
@@ -99,8 +99,8 @@ def open_from(
 
 def _refuse_client_mode(state: AppState, command: str) -> None:
     """Raise before anything is opened when the home works against a server."""
-    from mltrail.client_mode import server_url
     from mltrail.config import SETTINGS_FILE, Settings, resolve_home
+    from mltrail.ledger.client_mode import server_url
 
     path = resolve_home(state.home)
     settings = Settings.load(path) if (path / SETTINGS_FILE).exists() else None

@@ -11,8 +11,8 @@ from mltrail.errors import InputError
 from mltrail.index import INDEX_FILE
 
 if TYPE_CHECKING:
-    from mltrail.erasure import PurgeResult
-    from mltrail.home import Home
+    from mltrail.ledger.erasure import PurgeResult
+    from mltrail.ledger.home import Home
 
 __all__ = ["purge"]
 

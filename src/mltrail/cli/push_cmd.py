@@ -15,8 +15,8 @@ from mltrail.errors import InputError, IntegrityError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from mltrail.home import Home
-    from mltrail.push import PushResult
+    from mltrail.ledger.home import Home
+    from mltrail.ledger.push import PushResult
 
 __all__ = ["push"]
 
@@ -75,8 +75,8 @@ def push(
       MLTRAIL_TOKEN=mlt_... mltrail push --to https://mltrail.example.org/ledgers/team-a
       mltrail push --dry-run --json
     """
-    from mltrail.client_mode import open_remote_ledger
-    from mltrail.push import push_ledger
+    from mltrail.ledger.client_mode import open_remote_ledger
+    from mltrail.ledger.push import push_ledger
 
     target = url or os.environ.get(PUSH_URL_ENV)
     if not target:

@@ -88,9 +88,9 @@ def report(
       mltrail report model/weights.bin > report.md
       mltrail report model/weights.bin --json | jq .record_keeping.verdict
     """
+    from mltrail.audit.refs import resolve_node
     from mltrail.cli.evidence_cmds import evidence_policy
     from mltrail.cli.verify_cmd import resolve_trusted_keys
-    from mltrail.refs import resolve_node
     from mltrail.report import (
         bundle_facts,
         gather_report,

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import click
 from rich.text import Text
 
+from mltrail.audit.query import load_run, resolve_run
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.errors import InputError
-from mltrail.query import load_run, resolve_run
 from mltrail.reproduce import check_reproduction, write_reproduction
 
 if TYPE_CHECKING:

@@ -218,7 +218,7 @@ def run(
       mltrail run --base-model ./base --adapter ./lora --model-out ./merged \\
           --data train=data/sft.jsonl -- python finetune.py
     """
-    from mltrail.wrapper import FinetuneSpec, WrapOptions
+    from mltrail.record.wrapper import FinetuneSpec, WrapOptions
 
     tune = None
     if base_model or adapter or model_out:
@@ -248,10 +248,10 @@ def wrap(
     as_json: bool,
 ) -> int:
     """Record ``command`` with ``options`` and return the exit code to leave with."""
-    from mltrail.capture.process import exit_like
+    from mltrail.capture.run.process import exit_like
     from mltrail.cli.hash_bar import hash_bar_factory
-    from mltrail.runs import open_or_create_home
-    from mltrail.wrapper import WrapOptions, record_command
+    from mltrail.record.runs import open_or_create_home
+    from mltrail.record.wrapper import WrapOptions, record_command
 
     assert isinstance(options, WrapOptions)
     if options.progress is None:
@@ -276,7 +276,7 @@ def wrap(
 
 
 def _summary(result: object, as_json: bool) -> None:
-    from mltrail.wrapper import WrapResult
+    from mltrail.record.wrapper import WrapResult
 
     assert isinstance(result, WrapResult)
     process = result.process
@@ -366,7 +366,7 @@ def step(
       mltrail step --name augment --in data/clean --out data/train \\
           --script augment_lib.py -- python augment.py --seed 7
     """
-    from mltrail.wrapper import StepSpec, WrapOptions
+    from mltrail.record.wrapper import StepSpec, WrapOptions
 
     options = WrapOptions(
         name=name,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mltrail.audit.query import RunFilter, search_runs, time_window
 from mltrail.cli.output import (
     COUNT,
     console,
@@ -15,12 +16,11 @@ from mltrail.cli.output import (
     open_index,
 )
 from mltrail.errors import InputError
-from mltrail.query import RunFilter, search_runs, time_window
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from mltrail.recorder import RunSummary
+    from mltrail.record.recorder import RunSummary
 
 __all__ = ["runs"]
 
@@ -200,7 +200,7 @@ def close(
     """
     if not run_ids and not stale:
         raise InputError("name runs to close, or pass --stale", hint="mltrail runs")
-    from mltrail.open_runs import close_run, close_stale_runs
+    from mltrail.record.open_runs import close_run, close_stale_runs
 
     home = open_from(ctx, writable=True)
     try:

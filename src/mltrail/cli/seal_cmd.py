@@ -64,7 +64,7 @@ def seal(
                 hint=f"mltrail seal {ctx.invoked_subcommand} --help",
             )
         return
-    from mltrail.seals import configured_target, seal_ledger
+    from mltrail.evidence.seals import configured_target, seal_ledger
 
     home = open_from(
         ctx, local_only="seal"
@@ -105,7 +105,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
       mltrail seal status
       mltrail seal status --to s3://audit-worm/team-a --json
     """
-    from mltrail.seals import seal_status, seal_store
+    from mltrail.evidence.seals import seal_status, seal_store
 
     home = open_from(ctx, local_only="seal")
     worm = seal_store(home, url)

@@ -54,7 +54,7 @@ def check(
       printf %s "$DB_PASSWORD" | mltrail secrets check --run RUN_ID
       mltrail secrets check --seq 12 --file conf.yaml
     """
-    from mltrail.commitments import check_value
+    from mltrail.record.commitments import check_value
 
     value = _read_value(file)
     home = open_from(ctx)
@@ -75,7 +75,7 @@ def check(
 
 def _read_value(file: Path | None) -> bytes:
     if file is not None:
-        from mltrail.capture.userfiles import read_user_file
+        from mltrail.capture.run.userfiles import read_user_file
 
         return read_user_file(file, what="file", limit=64 * _MAX_VALUE)
     data = sys.stdin.buffer.read(_MAX_VALUE + 1)
@@ -85,7 +85,7 @@ def _read_value(file: Path | None) -> bytes:
 
 
 def _print(matches: object) -> None:
-    from mltrail.commitments import Matches
+    from mltrail.record.commitments import Matches
 
     assert isinstance(matches, Matches)
     for m in matches.found:

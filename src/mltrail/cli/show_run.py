@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from rich.table import Table
 
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
 
 __all__ = ["render_run", "run_to_dict"]
 

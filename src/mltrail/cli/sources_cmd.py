@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from mltrail.audit.flags import clear_flag, list_flags
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.flags import clear_flag, list_flags
-from mltrail.sources import check_sources, list_sources, register_source
+from mltrail.record.sources import check_sources, list_sources, register_source
 
 __all__ = ["flags", "sources"]
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
+from mltrail.audit.governance import governance_of
+from mltrail.audit.query import parse_when
 from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.governance import governance_of
-from mltrail.query import parse_when
-from mltrail.stages import demote as record_demote
-from mltrail.stages import lock_model, stage_history, stage_holders
-from mltrail.stages import promote as record_promote
+from mltrail.record.stages import demote as record_demote
+from mltrail.record.stages import lock_model, stage_history, stage_holders
+from mltrail.record.stages import promote as record_promote
 
 __all__ = ["demote", "history", "lock", "promote"]
 
@@ -187,7 +187,7 @@ def lock(ctx: click.Context, model: str, reason: str | None, as_json: bool) -> N
       mltrail model lock out/model.safetensors --reason "released as v2.1"
       mltrail model lock 5e88a1f0 --json
     """
-    from mltrail.seals import configured_target, seal_ledger
+    from mltrail.evidence.seals import configured_target, seal_ledger
 
     home = open_from(ctx, writable=True)
     try:

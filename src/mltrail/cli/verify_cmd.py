@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mltrail.capture.userfiles import read_user_text
+from mltrail.capture.run.userfiles import read_user_text
 from mltrail.cli.output import (
     WORKERS,
     console,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from mltrail.core.report import VerificationReport
-    from mltrail.home import Home
+    from mltrail.ledger.home import Home
 
 __all__ = ["verify"]
 
@@ -187,7 +187,7 @@ def verify(
 
 def _check_seals(home: Home, report: VerificationReport, url: str | None) -> None:
     """Add what checking against the seals found to ``report``."""
-    from mltrail.seals import check_against_seals, seal_store
+    from mltrail.evidence.seals import check_against_seals, seal_store
 
     check = check_against_seals(home, seal_store(home, url))
     report.problems.extend(check.problems)

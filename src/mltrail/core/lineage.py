@@ -8,7 +8,7 @@ model (``model -> run``); a folder a run wrote contains the file another run rea
 (``data -> file``); a registered source feeds the datasets read from it.
 
 The graph is plain values; the service that builds it from the index lives in
-``mltrail.trace``. Renderers here are pure: text tree, Graphviz DOT, Mermaid and
+``mltrail.audit.trace``. Renderers here are pure: text tree, Graphviz DOT, Mermaid and
 OpenLineage run events.
 
     >>> g = LineageGraph()

@@ -1,7 +1,7 @@
 """Row digests of a table and the rows that differ between two of them (pure).
 
 When a dataset is described (``--describe`` / ``--label``), every row's 64-bit
-digest (:func:`mltrail.capture.splits.row_digest`) is kept with where the row
+digest (:func:`mltrail.capture.data.splits.row_digest`) is kept with where the row
 starts: its file (relative to the dataset path) and line (CSV, TSV, JSONL; a
 quoted CSV field may span lines, the first counts) or row number (Parquet). Two
 such lists name the rows added, removed or changed between two versions of a

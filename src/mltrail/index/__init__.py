@@ -14,7 +14,7 @@ from mltrail.storage.readonly import can_write
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mltrail.home import Home
+    from mltrail.ledger.home import Home
 
 __all__ = ["INDEX_FILE", "Index", "open_index"]
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from mltrail.ledger import Ledger
+    from mltrail.ledger.ledger import Ledger
 
 __all__ = ["INDEX_FILE", "Index"]
 

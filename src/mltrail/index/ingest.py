@@ -139,7 +139,7 @@ class _Ingest:
 
     def _stage_links(self, run: str, seq: int, body: Mapping[str, Any]) -> None:
         """A DVC stage's files, under role ``stage:<name>`` so lineage can follow
-        stage to stage within the one run (see ``mltrail.trace``)."""
+        stage to stage within the one run (see ``mltrail.audit.trace``)."""
         role = f"stage:{body.get('name')}"
         for direction, links in (
             ("in", body.get("inputs")),

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import ModuleType
 
-    from mltrail.runs import Run
+    from mltrail.record.runs import Run
 
 __all__ = ["RunHandle", "number_items", "open_run", "require"]
 
@@ -60,7 +60,7 @@ def open_run(
     """``run`` itself, else the run ``mltrail.start_run`` joins or starts."""
     if run is not None:
         return RunHandle(run, owned=False)
-    from mltrail.runs import start_run
+    from mltrail.record.runs import start_run
 
     return RunHandle(start_run(name, home=home), owned=True)
 

@@ -43,7 +43,7 @@ from mltrail.integrations.fingerprints import MAX_ITEMS, dataset_facts
 
 if TYPE_CHECKING:
     from mltrail.integrations._common import RunHandle
-    from mltrail.runs import Run
+    from mltrail.record.runs import Run
 
 _transformers = require("transformers", "huggingface")
 

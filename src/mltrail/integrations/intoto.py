@@ -27,15 +27,15 @@ import json
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from mltrail.audit.query import load_run, resolve_run
 from mltrail.core.manifest import parse_manifest
 from mltrail.errors import ConfigError, InputError, MltrailError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
-from mltrail.query import load_run, resolve_run
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
+    from mltrail.audit.query import RunView
     from mltrail.index import Index
-    from mltrail.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = [
     "BUILD_TYPE",

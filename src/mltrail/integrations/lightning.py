@@ -38,7 +38,7 @@ from mltrail.integrations.pytorch import optimizer_params, scheduler_params
 
 if TYPE_CHECKING:
     from mltrail.integrations._common import RunHandle
-    from mltrail.runs import Run
+    from mltrail.record.runs import Run
 
 _pl = require("lightning.pytorch", "lightning")
 _rank_zero_only = _pl.utilities.rank_zero_only

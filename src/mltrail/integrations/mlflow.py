@@ -26,17 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from mltrail.capture.blob import Blob
-from mltrail.capture.redact import redact_tree
-from mltrail.datasets import artifact_body
+from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.redact import redact_tree
 from mltrail.errors import ConfigError, InputError
-from mltrail.ledger import Draft
+from mltrail.ledger.ledger import Draft
+from mltrail.record.datasets import artifact_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from mltrail.home import Home
     from mltrail.index import Index
+    from mltrail.ledger.home import Home
 
 __all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
 
@@ -297,7 +297,7 @@ def _mirrored(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _to_mltrail(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    from mltrail.recorder import active_run
+    from mltrail.record.recorder import active_run
 
     run = active_run()
     if run is None:

@@ -26,16 +26,16 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from mltrail.audit.query import load_run
 from mltrail.errors import InputError, StoreError
-from mltrail.query import load_run
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from mltrail.audit.query import RunView
     from mltrail.core.entry import Record
-    from mltrail.home import Home
     from mltrail.index import Index
-    from mltrail.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = ["FACET_SCHEMA", "SCHEMA_URL", "compute_events", "post_events", "run_events"]
 

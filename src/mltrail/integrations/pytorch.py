@@ -26,7 +26,7 @@ from mltrail.errors import InputError
 from mltrail.integrations._common import number_items
 
 if TYPE_CHECKING:
-    from mltrail.runs import Run
+    from mltrail.record.runs import Run
 
 __all__ = ["log_optimizer", "optimizer_params", "scheduler_params"]
 
@@ -67,8 +67,8 @@ def log_optimizer(
     if run is not None:
         run.log_params(params)
         return params
-    from mltrail.recorder import RUN_ID_ENV, active_run
-    from mltrail.runs import start_run
+    from mltrail.record.recorder import RUN_ID_ENV, active_run
+    from mltrail.record.runs import start_run
 
     if active_run() is None and not os.environ.get(RUN_ID_ENV):
         raise InputError(

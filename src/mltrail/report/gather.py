@@ -17,18 +17,18 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from mltrail.audit.query import load_run
+from mltrail.audit.trace import build_lineage, latest_writer
 from mltrail.core.codec import parse_json
 from mltrail.errors import MltrailError
-from mltrail.query import load_run
-from mltrail.trace import build_lineage, latest_writer
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mltrail.audit.query import RunView
     from mltrail.core.report import VerificationReport
-    from mltrail.home import Home
     from mltrail.index import Index
-    from mltrail.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = ["MAX_FILES", "MODEL_KINDS", "bundle_facts", "gather_report"]
 

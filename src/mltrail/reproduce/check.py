@@ -14,23 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.commitment import CommitmentKey, check_commitment
-from mltrail.capture.data import capture_file_entries
-from mltrail.capture.environment import capture_environment
-from mltrail.capture.git import capture_code
-from mltrail.capture.hashcache import HashCache, default_cache_path
-from mltrail.capture.userfiles import read_user_file
+from mltrail.capture.data.files import capture_file_entries
+from mltrail.capture.data.hashcache import HashCache, default_cache_path
+from mltrail.capture.machine.environment import capture_environment
+from mltrail.capture.run.commitment import CommitmentKey, check_commitment
+from mltrail.capture.run.git import capture_code
+from mltrail.capture.run.userfiles import read_user_file
 from mltrail.core.diff_data import diff_manifests, parse_packages
 from mltrail.core.manifest import compute_manifest
 from mltrail.errors import InputError, MltrailError
-from mltrail.keystore import load_commitment_key
+from mltrail.ledger.keystore import load_commitment_key
 from mltrail.reproduce.facts import read_blob
 from mltrail.reproduce.write import local_path
 from mltrail.storage.readonly import can_write
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = ["Mismatch", "check_reproduction"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.mask import MASKED_PATTERN
-from mltrail.capture.params import parse_config
+from mltrail.capture.run.mask import MASKED_PATTERN
+from mltrail.capture.run.params import parse_config
 from mltrail.errors import InputError
 from mltrail.reproduce.secrets import MARKER, Secret, variable
 
@@ -40,7 +40,7 @@ __all__ = [
 
 def is_masked(data: bytes) -> bool:
     """Whether a stored copy holds masked values (``[MASKED:<name>]``, written by
-    :func:`~mltrail.capture.mask.masked_marker`, so the two cannot drift apart)."""
+    :func:`~mltrail.capture.run.mask.masked_marker`, so the two cannot drift apart)."""
     return MASKED_PATTERN.search(data) is not None
 
 

@@ -10,8 +10,8 @@ from mltrail.core.manifest import parse_manifest
 from mltrail.reproduce.configs import relative_to
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = ["environment_json", "params_json", "run_json", "sum_lines"]
 

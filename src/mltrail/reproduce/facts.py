@@ -8,8 +8,8 @@ from mltrail.core.diff import RunDiff, RunFacts, diff_runs
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from mltrail.home import Home
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
+    from mltrail.ledger.home import Home
 
 __all__ = ["compare_runs", "read_blob", "run_facts"]
 

@@ -18,7 +18,7 @@ from mltrail.reproduce.shell import OPTIONS, helpers
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
     from mltrail.reproduce.configs import ConfigCopy
     from mltrail.reproduce.write import ReproPlan
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.commitment import (
+from mltrail.capture.run.commitment import (
     MARKER_PATTERN,
     CommitmentKey,
     check_commitment,
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["MARKER", "Secret", "check_supplied", "variable"]
 
 MARKER = re.compile(MARKER_PATTERN)
-"""A commitment written into a string (:func:`~mltrail.capture.redact.redaction_marker`)."""
+"""A commitment written into a string (:func:`~mltrail.capture.run.redact.redaction_marker`)."""
 
 
 def variable(n: int) -> str:

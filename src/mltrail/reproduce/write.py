@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import ConfigError, InputError, MltrailError
-from mltrail.keystore import load_commitment_key
+from mltrail.ledger.keystore import load_commitment_key
 from mltrail.reproduce.configs import (
     ConfigCopy,
     argument_index,
@@ -43,9 +43,9 @@ from mltrail.reproduce.secrets import Secret, check_supplied
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from mltrail.capture.commitment import CommitmentKey
-    from mltrail.home import Home
-    from mltrail.query import RunView
+    from mltrail.audit.query import RunView
+    from mltrail.capture.run.commitment import CommitmentKey
+    from mltrail.ledger.home import Home
 
 __all__ = ["ReproPlan", "local_path", "write_reproduction"]
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from mltrail.core.chain import Batch
     from mltrail.core.entry import Entry
-    from mltrail.ledger import Ledger
+    from mltrail.ledger.ledger import Ledger
 
 __all__ = ["Appender", "IdempotencyConflictError", "Job"]
 

@@ -108,7 +108,7 @@ def key_password() -> bytes | None:
 
 def load_log_key(keys: Path, ledger: str) -> Ed25519Signer:
     """The log key of ``ledger`` from ``keys/<ledger>.key``."""
-    from mltrail.keystore import load_signer
+    from mltrail.ledger.keystore import load_signer
 
     return load_signer(keys / f"{ledger}.key", key_password())
 
@@ -156,8 +156,8 @@ def init_ledger(
         ConfigError: the ledger exists but its key file is missing.
         StoreError: the database refuses.
     """
-    from mltrail.keystore import generate_signer, save_signer
-    from mltrail.ledger import Ledger
+    from mltrail.ledger.keystore import generate_signer, save_signer
+    from mltrail.ledger.ledger import Ledger
     from mltrail.storage.postgres import PostgresStore
 
     check_ledger_name(ledger)

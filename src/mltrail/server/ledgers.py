@@ -19,7 +19,7 @@ from mltrail.core.codec import decode_record
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
 from mltrail.errors import MltrailError, StoreError
-from mltrail.ledger import Ledger
+from mltrail.ledger.ledger import Ledger
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
 from mltrail.storage.base import StoredRow

@@ -1,4 +1,4 @@
-"""Run ``mltrail.capture.process.run_command`` as a wrapper would, for tests.
+"""Run ``mltrail.capture.run.process.run_command`` as a wrapper would, for tests.
 
 Usage: ``process_driver.py RESULT.json [options] -- COMMAND...``
 
@@ -25,11 +25,11 @@ import signal
 import sys
 import termios
 
-from mltrail.capture.process import exit_like, run_command
+from mltrail.capture.run.process import exit_like, run_command
 
 
 def _load_secret_detector() -> None:
-    from mltrail.capture import detect
+    from mltrail.capture.run import detect
 
     detect._plugins()
 

@@ -15,12 +15,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mltrail.bundle import export_bundle
 from mltrail.core.canonical import canonical_bytes
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.cosignature import cosign_checkpoint
+from mltrail.evidence.bundle import export_bundle
 from mltrail.index.db import Index
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "bundle.mltrail.local/example"

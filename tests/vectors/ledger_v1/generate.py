@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mltrail.core.merkle import range_root
-from mltrail.ledger import Draft, Ledger
+from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "golden.mltrail.local/ledger-v1"

@@ -1,0 +1,431 @@
+"""Model governance: model cards, approvals, stage gates and promotion checks.
+
+SR 11-7's "effective challenge" and the four-eyes rule, as signed entries:
+
+- ``model.described`` records model card fields (purpose, owner, risk tier,
+  limitations); the newest value of each field wins.
+- ``model.approved`` records one person's decision (approve or reject) on a model
+  for a stage. The person is the entry's actor: the OS account of the process
+  (never ``$USER``, which is kept apart as ``claimed_user`` and never counted).
+- ``stage.gated`` records how many approvals a stage requires from then on.
+
+A promotion needs that many distinct approvers other than whoever trained the
+model (the users who started the runs that wrote it); any standing rejection
+blocks it. Neither can be overridden: only more approvals, the rejecter's own
+approval, or a new, signed ``stage.gated`` entry change the outcome.
+
+The report reads the same facts::
+
+    >>> model_card(home, "file:5727bc...")   # doctest: +SKIP
+    {'model': 'file:5727bc...', 'purpose': {'value': 'credit scoring', 'user': 'ana', ...}, ...}
+    >>> approvals(home, "file:5727bc...")    # doctest: +SKIP
+    [{'stage': 'production', 'decision': 'approve', 'user': 'bob', 'counts': True, ...}]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from mltrail.audit.refs import resolve_node
+from mltrail.audit.trace import latest_writer, run_outputs
+from mltrail.errors import InputError
+from mltrail.index.ingest import DESCRIBED_FIELDS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.index import Index
+    from mltrail.ledger.home import Home
+
+__all__ = [
+    "DESCRIBED_FIELDS",
+    "approval_status",
+    "approvals",
+    "approve_model",
+    "check_stage",
+    "describe_model",
+    "governance_of",
+    "model_card",
+    "promotion_refusals",
+    "required_approvals",
+    "resolve_model",
+    "set_gate",
+    "stage_gates",
+    "trainers",
+]
+
+_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_NODE = re.compile(r"(model|file|data):[0-9a-f]{64}")
+_MAX_APPROVALS = 100
+
+
+def check_stage(stage: str) -> str:
+    """``stage`` when it is a stage name.
+
+    Raises:
+        InputError: it is not (letters, digits, . _ -; at most 100).
+    """
+    if not _STAGE.fullmatch(stage):
+        raise InputError(
+            f"stage {stage!r} is not a name (letters, digits, . _ -)",
+            hint="e.g. production, staging, shadow",
+        )
+    return stage
+
+
+def resolve_model(index: Index, ref: str, cwd: Path | None = None) -> str:
+    """The model node ``ref`` names; a run with exactly one output names that output.
+
+    Raises:
+        InputError: ``ref`` names nothing, a source, or a run with several outputs.
+    """
+    if _NODE.fullmatch(ref):
+        return ref
+    node = resolve_node(index, ref, cwd=cwd)
+    kind, _, ident = node.partition(":")
+    if kind in ("model", "file", "data"):
+        return node
+    if kind == "run":
+        outputs = run_outputs(index, ident)
+        if len(outputs) == 1:
+            return outputs.pop()
+        raise InputError(
+            f"run {ident} wrote {len(outputs)} outputs; name the model itself",
+            hint="give the model file, its id, or its output name",
+        )
+    raise InputError(f"{ref!r} names a {kind}, not a model")
+
+
+def _identity(index: Index, ref: str, cwd: Path | None) -> tuple[str, str, str]:
+    node = resolve_model(index, ref, cwd)
+    kind, _, ident = node.partition(":")
+    return node, kind, ident
+
+
+# -- model cards -------------------------------------------------------------------
+
+
+def describe_model(
+    home: Home,
+    index: Index,
+    ref: str,
+    fields: dict[str, str | None],
+    *,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Record ``model.described`` with the given card fields; return the body.
+
+    Raises:
+        InputError: no field given, an unknown field, or ``ref`` names no model.
+    """
+    given = {k: v for k, v in fields.items() if v is not None}
+    unknown = set(given) - set(DESCRIBED_FIELDS)
+    if unknown:
+        raise InputError(f"unknown model card field(s): {', '.join(sorted(unknown))}")
+    if not given or not any(str(v).strip() for v in given.values()):
+        raise InputError(
+            "say what to record: --purpose, --owner, --risk-tier or --limitations",
+            hint='e.g. mltrail model describe MODEL --purpose "retail credit scoring"',
+        )
+    _, kind, ident = _identity(index, ref, cwd)
+    body: dict[str, Any] = {"model": ident, "model_type": kind, **given}
+    home.ledger.append("model.described", body)
+    return body
+
+
+def model_card(
+    home: Home, model_id: str, *, index: Index | None = None
+) -> dict[str, Any]:
+    """The newest value of each model card field, with who set it and when.
+
+    ``model_id`` is a node id (``file:<sha>``), a model id or prefix, a path or
+    an output name. Each field maps to ``{"value", "user", "time", "seq"}`` or None.
+    """
+    index = index or _open_index(home)
+    node = resolve_model(index, model_id)
+    card: dict[str, Any] = {"model": node}
+    for field in DESCRIBED_FIELDS:
+        rows = index.query(
+            "SELECT value, user, time, seq FROM descriptions WHERE model = ? AND "
+            "field = ? ORDER BY seq DESC LIMIT 1",
+            (node, field),
+        )
+        card[field] = (
+            dict(zip(("value", "user", "time", "seq"), rows[0], strict=True))
+            if rows
+            else None
+        )
+    return card
+
+
+def _open_index(home: Home) -> Index:
+    from mltrail.index import open_index
+
+    return open_index(home)
+
+
+# -- approvals ---------------------------------------------------------------------
+
+
+def approve_model(
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    stage: str,
+    note: str,
+    reject: bool = False,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Record ``model.approved`` (decision approve, or reject); return the body.
+
+    Raises:
+        InputError: a bad stage, no note, or ``ref`` names no model.
+    """
+    check_stage(stage)
+    if not note or not note.strip():
+        raise InputError(
+            "an approval needs --note saying what was checked",
+            hint='e.g. --note "validation report VR-31 reviewed, AUC 0.81"',
+        )
+    node, kind, ident = _identity(index, ref, cwd)
+    run, _ = latest_writer(index, node)
+    body: dict[str, Any] = {
+        "model": ident,
+        "model_type": kind,
+        "stage": stage,
+        "decision": "reject" if reject else "approve",
+        "note": note,
+        "run": run,
+    }
+    home.ledger.append("model.approved", body)
+    return body
+
+
+def trainers(index: Index, node: str) -> list[str]:
+    """The OS accounts that started the runs that wrote the model ``node``."""
+    kind, _, ident = node.partition(":")
+    column = {"model": "model", "file": "sha256", "data": "dataset"}[kind]
+    sql = (  # column is one of three names
+        "SELECT DISTINCT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
+        "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter') "
+        f"UNION SELECT run FROM data WHERE {column} = ? AND direction = 'out')"
+    )
+    rows = index.query(sql, (ident if kind == "model" else "", ident))
+    return sorted(user for (user,) in rows)
+
+
+def approvals(
+    home: Home, model_id: str, *, stage: str | None = None, index: Index | None = None
+) -> list[dict[str, Any]]:
+    """Every approval or rejection of a model, oldest first.
+
+    Each is ``{"seq", "stage", "decision", "note", "user", "claimed_user",
+    "time", "run", "key", "self", "counts"}``: ``self`` when the approver trained
+    the model, ``counts`` when it is that person's standing approval and counts
+    toward a gate (self-approvals never do).
+    """
+    index = index or _open_index(home)
+    node = resolve_model(index, model_id)
+    return _approvals(index, node, stage)
+
+
+def _approvals(index: Index, node: str, stage: str | None) -> list[dict[str, Any]]:
+    sql = (
+        "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "
+        "FROM approvals WHERE model = ?"
+    )
+    args: list[Any] = [node]
+    if stage is not None:
+        sql += " AND stage = ?"
+        args.append(stage)
+    keys = (
+        "seq",
+        "stage",
+        "decision",
+        "note",
+        "user",
+        "claimed_user",
+        "time",
+        "run",
+        "key",
+    )
+    found = [
+        dict(zip(keys, row, strict=True))
+        for row in index.query(sql + " ORDER BY seq", args)
+    ]
+    made_by = set(trainers(index, node))
+    latest = {(a["stage"], a["user"]): a["seq"] for a in found}
+    for a in found:
+        a["self"] = a["user"] in made_by
+        standing = latest[(a["stage"], a["user"])] == a["seq"]
+        a["counts"] = standing and a["decision"] == "approve" and not a["self"]
+    return found
+
+
+def approval_status(index: Index, node: str, stage: str) -> dict[str, Any]:
+    """What the gate of ``stage`` says about ``node``: required, counted, blocked.
+
+    ``approvers`` are the distinct accounts whose standing decision is approve and
+    who did not train the model; ``rejected_by`` the accounts whose standing
+    decision is reject; ``ok`` when nobody rejects and enough approve.
+    """
+    found = _approvals(index, node, stage)
+    standing: dict[str, dict[str, Any]] = {}
+    for a in found:
+        standing[a["user"]] = a
+    required = required_approvals(index, stage)
+    approvers = sorted(u for u, a in standing.items() if a["counts"])
+    rejected = sorted(u for u, a in standing.items() if a["decision"] == "reject")
+    return {
+        "stage": stage,
+        "required": required,
+        "approvers": approvers,
+        "rejected_by": rejected,
+        "self_approved": sorted(
+            u for u, a in standing.items() if a["self"] and a["decision"] == "approve"
+        ),
+        "trainers": trainers(index, node),
+        "rejections": [standing[u] for u in rejected],
+        "ok": not rejected and len(approvers) >= required,
+    }
+
+
+# -- gates -------------------------------------------------------------------------
+
+
+def set_gate(
+    home: Home, index: Index, stage: str, *, require_approval: int, note: str | None
+) -> dict[str, Any]:
+    """Record ``stage.gated``: ``stage`` needs ``require_approval`` approvals from now.
+
+    Raises:
+        InputError: a bad stage or count, no change, or a lowered gate without a note.
+    """
+    check_stage(stage)
+    if not 0 <= require_approval <= _MAX_APPROVALS:
+        raise InputError(f"--require-approval must be 0 to {_MAX_APPROVALS}")
+    previous = required_approvals(index, stage)
+    if previous == require_approval:
+        raise InputError(f"{stage} already requires {previous} approval(s)")
+    if require_approval < previous and not (note and note.strip()):
+        raise InputError(
+            f"lowering the gate of {stage} ({previous} -> {require_approval}) needs "
+            "--note saying why",
+            hint="the change is a signed entry; the note is what an auditor reads",
+        )
+    body: dict[str, Any] = {
+        "stage": stage,
+        "require_approval": require_approval,
+        "previous": previous,
+    }
+    if note:
+        body["note"] = note
+    home.ledger.append("stage.gated", body)
+    return body
+
+
+def required_approvals(index: Index, stage: str) -> int:
+    """How many approvals ``stage`` requires now (0 when it was never gated)."""
+    rows = index.query(
+        "SELECT required FROM gates WHERE stage = ? ORDER BY seq DESC LIMIT 1", (stage,)
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def stage_gates(index: Index, *, history: bool = False) -> list[dict[str, Any]]:
+    """Each stage's gate now (or, with ``history``, every change), by stage."""
+    keys = ("seq", "stage", "require_approval", "note", "time", "user")
+    rows = index.query(
+        "SELECT seq, stage, required, note, time, user FROM gates ORDER BY stage, seq"
+    )
+    gates = [dict(zip(keys, row, strict=True)) for row in rows]
+    if history:
+        return gates
+    return list({g["stage"]: g for g in gates}.values())
+
+
+# -- what a promotion must satisfy -------------------------------------------------
+
+
+def promotion_refusals(
+    home: Home, index: Index, node: str, note: str | None
+) -> list[tuple[str, str]]:
+    """The (reason, fix) pairs that refuse promoting ``node``; ``--override`` lifts them.
+
+    A model with an open flag, a model whose run's code is not a clean, recorded
+    commit (or with no recorded run at all), and a promotion without a note.
+    """
+    from mltrail.audit.flags import open_flags_of
+
+    found: list[tuple[str, str]] = []
+    flags = open_flags_of(index, node)
+    if flags:
+        sources = ", ".join(sorted({f.source or "?" for f in flags}))
+        found.append((
+            f"{node} has {len(flags)} open flag(s): upstream source {sources} changed",
+            "review it, then `mltrail flags clear MODEL --note ...`",
+        ))  # fmt: skip
+    found.extend(_code_refusals(home, index, node))
+    if not note or not note.strip():
+        found.append((
+            "a promotion needs --note saying why",
+            'add --note "validation VR-31 passed, ticket RISK-142"',
+        ))  # fmt: skip
+    return found
+
+
+def _code_refusals(home: Home, index: Index, node: str) -> list[tuple[str, str]]:
+    run, _ = latest_writer(index, node)
+    if run is None:
+        return [(
+            f"no recorded run made {node}: its code is unrecorded",
+            "train it under `mltrail run` (or mltrail.start_run) from a git commit",
+        )]  # fmt: skip
+    rows = index.query(
+        "SELECT seq FROM records WHERE run = ? AND kind = 'run.code' ORDER BY seq LIMIT 1",
+        (run,),
+    )
+    if not rows:
+        return [(
+            f"run {run} that made {node} has no code record",
+            "retrain under `mltrail run` from a git commit",
+        )]  # fmt: skip
+    code = home.ledger.record(rows[0][0]).entry.body
+    if code.get("vcs") != "git" or not code.get("commit"):
+        why = code.get("reason") or "no git commit"
+        return [(
+            f"run {run} that made {node} did not run from a git commit ({why})",
+            "commit the code to git and retrain",
+        )]  # fmt: skip
+    if code.get("dirty"):
+        untracked = code.get("untracked_count") or 0
+        extra = f", {untracked} untracked file(s)" if untracked else ""
+        return [(
+            f"run {run} that made {node} ran on uncommitted code "
+            f"(commit {str(code['commit'])[:12]} with changes{extra})",
+            "commit (or .gitignore) the changes and retrain",
+        )]  # fmt: skip
+    return []
+
+
+def governance_of(home: Home, index: Index, nodes: list[str]) -> dict[str, Any]:
+    """For each model node: its card fields set, its open flags, its approvals.
+
+    What ``trace``, ``show`` and ``model history`` print beside a model; nodes
+    with none of the three are left out.
+    """
+    from mltrail.audit.flags import open_flags_of
+
+    found: dict[str, Any] = {}
+    for node in dict.fromkeys(nodes):
+        if node.partition(":")[0] not in ("model", "file", "data"):
+            continue
+        card = {k: v for k, v in model_card(home, node, index=index).items()
+                if k != "model" and v is not None}  # fmt: skip
+        flags = [f.to_dict() for f in open_flags_of(index, node)]
+        decisions = _approvals(index, node, None)
+        if card or flags or decisions:
+            found[node] = {"card": card, "open_flags": flags, "approvals": decisions}
+    return found

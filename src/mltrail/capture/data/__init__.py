@@ -1,0 +1,1 @@
+"""Data on disk and remote: hashing, caches, walks, tables, splits, DVC."""

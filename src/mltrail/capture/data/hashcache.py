@@ -1,0 +1,406 @@
+"""A cache of files' SHA-256, so that re-hashing an unchanged dataset reads no content.
+
+The cache lives at ``$MLTRAIL_HOME/cache/hashes.db`` (:func:`default_cache_path`), a
+SQLite file (WAL, ``synchronous=NORMAL``: losing the last writes of a cache on a power
+cut only costs re-hashing). A file's hash is found by what ``stat`` says of it::
+
+    (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) -> sha256
+
+and a lookup hits only when all five match. ``ctime_ns`` is in the key because users
+cannot set it: ``touch -d`` or ``os.utime`` can put back a file's old mtime after
+changing it, but any change of content or metadata moves ctime to the present. What
+the key cannot see is a change made within the file system's timestamp granularity of
+the previous one (a few milliseconds on ext4, two seconds on FAT), so a hash is stored
+only for a file whose mtime and ctime were at least ``racy_window_s`` (default 2 s)
+older than the moment it was hashed (git calls such files "racily clean"): a fresh
+file is simply hashed again next time. Clock steps backwards (NTP) and raw writes to
+the block device are outside what a stat cache can see.
+
+The keys are stored grouped by the folder the files were listed in (one row per
+folder: its files' packed keys and their hashes), because one query and one
+``struct.iter_unpack`` per folder is several times faster than a row per file, and
+the warm path (nothing changed) is bound by that work. A file moved to another folder
+is therefore hashed again; one whose folder is walked again is rewritten with it, so
+rows do not fill up with deleted files.
+
+A second table, ``trees``, holds whole results (see :mod:`mltrail.capture.data.treecache`):
+for a folder, a digest of every entry's stat key with the manifest and its dataset id,
+so that an unchanged folder is answered without a lookup per file.
+
+A cache must never fail a capture: a corrupt file is moved aside and recreated, and
+any other SQLite trouble (a locked or read-only file) turns the cache off for the
+rest of the run. Both log a warning on the ``mltrail.capture`` logger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import struct
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+__all__ = [
+    "CacheWriter",
+    "FolderKey",
+    "HashCache",
+    "StatKey",
+    "StoredTree",
+    "default_cache_path",
+    "stat_key",
+]
+
+StatKey = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file."""
+FolderKey = tuple[int, int]
+"""``(st_dev, st_ino)`` of the folder a file was listed in."""
+
+SCHEMA_VERSION = 1
+LOOKUP_CHUNK = 500
+_KEY = struct.Struct("<QQQqq")
+_HEX = re.compile("[0-9a-f]*").fullmatch
+_HEX64 = re.compile("[0-9a-f]{64}").fullmatch
+_T = TypeVar("_T")
+_CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS folders (
+    folder TEXT PRIMARY KEY,  -- "<dev hex>:<ino hex>"
+    keys BLOB NOT NULL,       -- n packed StatKeys, little-endian <QQQqq
+    hashes TEXT NOT NULL      -- n SHA-256 hex digests, concatenated
+) WITHOUT ROWID
+"""
+_LOOKUP = (
+    "SELECT folder, keys, hashes FROM folders"
+    " WHERE folder IN (SELECT value FROM json_each(?))"
+)
+_SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
+_TREE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trees (
+    root BLOB PRIMARY KEY,    -- the resolved folder, b"\\0", how links were treated
+    digest BLOB NOT NULL,     -- of every entry's name and stat key, in walk order
+    files INTEGER NOT NULL,   -- regular files
+    bytes INTEGER NOT NULL,   -- their total size
+    dataset TEXT NOT NULL,    -- the dataset id (Merkle root) of the manifest
+    manifest BLOB NOT NULL,   -- the manifest bytes
+    view_key BLOB NOT NULL,   -- what the caller's rendering depends on
+    view BLOB NOT NULL        -- the caller's rendering (e.g. sha256sum lines)
+)
+"""
+_TREE_DIGEST = "SELECT digest, files FROM trees WHERE root = ?"
+_TREE_LOAD = (
+    "SELECT digest, files, bytes, dataset,"
+    " CASE WHEN ?1 OR view_key != ?2 THEN manifest END,"
+    " view_key, CASE WHEN view_key = ?2 THEN view END"
+    " FROM trees WHERE root = ?3 AND digest = ?4"
+)
+_TREE_SAVE = "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class StoredTree(NamedTuple):
+    """A folder's whole result, as :meth:`HashCache.save_tree` stored it."""
+
+    digest: bytes
+    files: int
+    bytes: int
+    dataset_id: str
+    manifest: bytes | None  # None: not read (see HashCache.load_tree)
+    view_key: bytes
+    view: bytes | None  # None: not read
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a warning on ``mltrail.capture`` (logging is loaded only when needed)."""
+    import logging
+
+    logging.getLogger("mltrail.capture").warning(message, *args)
+
+
+class _StaleCacheError(Exception):
+    """The file is a database, but not a hash cache this version can read."""
+
+
+def default_cache_path(home: Path) -> Path:
+    """Where the hash cache of the ledger home ``home`` lives."""
+    return home / "cache" / "hashes.db"
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The cache key of a file's ``stat`` result."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _name(folder: FolderKey) -> str:
+    return f"{folder[0]:x}:{folder[1]:x}"
+
+
+def _unpack(keys: bytes, hashes: str) -> dict[StatKey, str]:
+    """A folder row's ``{key: sha256}``; raises if the row is damaged."""
+    count = len(keys) // _KEY.size
+    if len(keys) != count * _KEY.size or len(hashes) != 64 * count or not _HEX(hashes):
+        raise _StaleCacheError("a folder row is damaged")
+    digests = [hashes[i : i + 64] for i in range(0, len(hashes), 64)]
+    return dict(zip(_KEY.iter_unpack(keys), digests, strict=True))  # type: ignore[arg-type]
+
+
+class HashCache:
+    """SHA-256 of files by :data:`StatKey`, in a SQLite file; use from one thread.
+
+    Args:
+        path: the SQLite file (created with its folder if missing).
+        racy_window_s: how much older than the moment it was hashed a file's mtime
+            and ctime must be for its hash to be stored (see the module docstring).
+    """
+
+    def __init__(self, path: Path, *, racy_window_s: float = 2.0) -> None:
+        self.path = Path(path)
+        self._window_ns = int(racy_window_s * 1e9)
+        self._db: sqlite3.Connection | None = None
+        self._guard(self._open, None)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise _StaleCacheError(f"unknown cache schema version {version}")
+            # a new file gets pages of 16 KiB: a tree row's large values then read
+            # in a quarter of the page reads (a no-op for an existing file)
+            db.execute("PRAGMA page_size=16384")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            db.execute(_TREE_SCHEMA)  # a no-op, but in files of before the table
+            if version != SCHEMA_VERSION:  # not written on every open
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    @property
+    def racy_window_ns(self) -> int:
+        """How much older than its hashing a file must be for its hash to be kept."""
+        return self._window_ns
+
+    @property
+    def enabled(self) -> bool:
+        """False once an error turned the cache off for this run."""
+        return self._db is not None
+
+    def load(self, folders: Iterable[FolderKey]) -> dict[FolderKey, dict[StatKey, str]]:
+        """The known hashes of the files listed in each of ``folders``."""
+        wanted = {_name(f): f for f in folders}
+        names = list(wanted)
+        found: dict[FolderKey, dict[StatKey, str]] = {}
+        for start in range(0, len(names) if self._db else 0, LOOKUP_CHUNK):
+            chunk = json.dumps(names[start : start + LOOKUP_CHUNK])
+            rows = self._guard(lambda c=chunk: self._fetch(c), [])
+            found.update((wanted[name], table) for name, table in rows)
+        return found
+
+    def _fetch(self, names: str) -> list[tuple[str, dict[StatKey, str]]]:
+        assert self._db is not None  # checked by load
+        rows = self._db.execute(_LOOKUP, (names,)).fetchall()
+        return [(name, _unpack(keys, hashes)) for name, keys, hashes in rows]
+
+    def save(
+        self,
+        hashed: Mapping[FolderKey, Sequence[tuple[StatKey, str, int]]],
+        *,
+        merge: bool = False,
+    ) -> None:
+        """Store the hashes of the files of each folder, in one transaction.
+
+        Args:
+            hashed: for each folder, ``(key, sha256 hex, when it was hashed in
+                time.time_ns())`` of its files; files too fresh to trust are left out.
+            merge: keep the folder's other stored files (when not all of its files
+                were listed); otherwise the folder's row is replaced.
+        """
+        rows = []
+        current = self.load(hashed) if merge else {}
+        for folder, items in hashed.items():
+            table = current.get(folder, {})
+            table.update(
+                (key, sha)
+                for key, sha, hashed_at in items
+                if hashed_at - max(key[3], key[4]) >= self._window_ns
+            )
+            if table:
+                keys = b"".join(_KEY.pack(*key) for key in table)
+                rows.append((_name(folder), keys, "".join(table.values())))
+        if rows and self._db is not None:
+            self._guard(lambda: self._write(rows), None)
+
+    def _write(self, rows: list[tuple[str, bytes, str]]) -> None:
+        assert self._db is not None  # checked by save
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(_SAVE, rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def tree_digest(self, root: bytes) -> tuple[bytes, int] | None:
+        """The digest and file count stored for the folder ``root``, if any."""
+        if self._db is None:
+            return None
+        return self._guard(lambda: self._one(_TREE_DIGEST, (root,)), None)
+
+    def load_tree(
+        self, root: bytes, digest: bytes, *, manifest: bool, view_key: bytes
+    ) -> StoredTree | None:
+        """The result stored for ``root`` if its digest is ``digest``.
+
+        Its large values are read only when wanted (else they are None): the view
+        if it was stored under ``view_key``, the manifest if ``manifest`` or if not.
+        """
+        if self._db is None:
+            return None
+        args = (manifest, view_key, root, digest)
+        row = self._guard(lambda: self._one(_TREE_LOAD, args), None)
+        if row is None:
+            return None
+        tree = StoredTree(*row)
+        blobs = (tree.manifest, tree.view)
+        if (
+            (tree.manifest is None and (manifest or tree.view is None))
+            or not all(b is None or isinstance(b, bytes) for b in blobs)
+            or not all(type(n) is int and n >= 0 for n in (tree.files, tree.bytes))
+            or not (isinstance(tree.dataset_id, str) and _HEX64(tree.dataset_id))
+        ):
+            return None  # damaged: a miss, and the row is replaced after hashing
+        return tree
+
+    def _one(self, query: str, args: tuple[object, ...]) -> Any:
+        assert self._db is not None  # checked by the callers
+        return self._db.execute(query, args).fetchone()
+
+    def save_tree(self, root: bytes, tree: StoredTree) -> None:
+        """Store (replacing) the whole result of the folder ``root``."""
+        if self._db is not None:
+            self._guard(lambda: self._write_tree(root, tree), None)
+
+    def _write_tree(self, root: bytes, tree: StoredTree) -> None:
+        assert self._db is not None  # checked by save_tree
+        self._db.execute(_TREE_SAVE, (root, *tree))
+
+    def close(self) -> None:
+        """Close the file."""
+        self._close_quietly()
+
+    def __enter__(self) -> HashCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _guard(self, action: Callable[[], _T], fallback: _T) -> _T:
+        """Run ``action``; on SQLite trouble repair or turn off the cache, never raise."""
+        try:
+            return action()
+        except (sqlite3.Error, OSError, _StaleCacheError) as e:
+            self._close_quietly()
+            corrupt = getattr(e, "sqlite_errorname", None) in _CORRUPT
+            if corrupt or isinstance(e, _StaleCacheError):
+                self._recreate(e)
+            else:
+                _warn("hash cache %s turned off: %s", self.path, e)
+            return fallback
+
+    def _recreate(self, error: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+        _warn("hash cache %s is corrupt (%s): moved to %s", self.path, error, aside)
+        try:
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self._open()
+        except (sqlite3.Error, OSError) as e:
+            self._close_quietly()
+            _warn("hash cache %s turned off: %s", self.path, e)
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
+_Row = tuple[StatKey, str, int]  # key, sha256 hex, when it was hashed (time.time_ns)
+
+
+class CacheWriter:
+    """Hashes on their way into a :class:`HashCache`, a folder row at a time.
+
+    A folder's row is written (replacing the old one) once the hashes of all the
+    files listed in it are known, in transactions of at least ``save_every`` files:
+    memory holds only the folders still being hashed, and a run cut short keeps most
+    of its work. What :meth:`flush` finds unfinished (after a failure) is merged
+    into the rows the cache had.
+
+    Args:
+        cache: where the rows go; its :meth:`~HashCache.load` is offered here too.
+        save_every: files per transaction, at least.
+    """
+
+    def __init__(self, cache: HashCache, *, save_every: int) -> None:
+        self.cache = cache
+        self.load = cache.load
+        self.save_every = save_every
+        self.merge = False  # set when not all of a folder's files are listed
+        self._open: dict[FolderKey, list[_Row]] = {}
+        self._waiting: dict[FolderKey, int] = {}
+        self._whole: dict[FolderKey, list[_Row]] = {}
+        self._whole_count = 0
+
+    def expect(
+        self,
+        folder: FolderKey,
+        table: Mapping[StatKey, str],
+        keys: Sequence[StatKey],
+        misses: int,
+    ) -> None:
+        """Announce a folder whose row will be rewritten.
+
+        Its files are ``keys``: those found in ``table`` are known now, ``misses``
+        more hashes will come through :meth:`add`.
+        """
+        now = time.time_ns()  # hits were old enough when stored: they still are
+        rows = self._open.setdefault(folder, [])  # twice if links lead to it twice
+        rows.extend((k, table[k], now) for k in keys if k in table)
+        self._waiting[folder] = self._waiting.get(folder, 0) + misses
+        if not misses:
+            self._close(folder)
+
+    def add(self, folder: FolderKey, key: StatKey, sha256: str, hashed_at: int) -> None:
+        """One of the hashes :meth:`expect` announced."""
+        self._open[folder].append((key, sha256, hashed_at))
+        self._waiting[folder] -= 1
+        if not self._waiting[folder]:
+            self._close(folder)
+
+    def _close(self, folder: FolderKey) -> None:
+        del self._waiting[folder]
+        rows = self._whole[folder] = self._open.pop(folder)
+        self._whole_count += len(rows)
+        if self._whole_count >= self.save_every:
+            self.cache.save(self._whole, merge=self.merge)
+            self._whole, self._whole_count = {}, 0
+
+    def flush(self) -> None:
+        """Save the whole folders; merge the unfinished ones (after a failure)."""
+        if self._whole:
+            self.cache.save(self._whole, merge=self.merge)
+        if self._open:
+            self.cache.save(self._open, merge=True)
+        self._whole, self._whole_count, self._open = {}, 0, {}

@@ -1,0 +1,1 @@
+"""The machine a run used: software environment, hardware, identity."""

@@ -1,0 +1,1 @@
+"""Model files: tensor fingerprints, weight deltas, safetensors, adapters."""

@@ -1,0 +1,1 @@
+"""The run itself: process, program, parameters, git, logs and secrets."""

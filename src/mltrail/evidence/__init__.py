@@ -1,0 +1,1 @@
+"""Evidence from outside: timestamps, cosignatures, write-once seals, proof bundles."""

@@ -1,0 +1,227 @@
+"""Ledger key files: Ed25519 private keys as PKCS#8 PEM, optionally password-protected."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+from mltrail.capture.run.commitment import CommitmentKey
+from mltrail.capture.run.userfiles import read_user_file
+from mltrail.core.signing import Ed25519Signer
+from mltrail.errors import AuthError, ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "COMMITMENT_KEY_FILE",
+    "MAX_KEY_FILE_BYTES",
+    "destroy_key_file",
+    "generate_signer",
+    "load_commitment_key",
+    "load_signer",
+    "move_key_file",
+    "save_signer",
+]
+
+MAX_KEY_FILE_BYTES = 16 * 2**10
+"""A key file is read only up to this size (an Ed25519 key file is well under 1 KiB)."""
+
+
+def generate_signer() -> Ed25519Signer:
+    """A new random Ed25519 ledger key."""
+    return Ed25519Signer(secrets.token_bytes(32))
+
+
+def save_signer(
+    signer: Ed25519Signer, path: Path, password: bytes | None = None
+) -> None:
+    """Write the private key to ``path`` with mode 0600 (never over an existing file)."""
+    from cryptography.hazmat.primitives import serialization
+
+    algorithm: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    pem = signer.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_signer(path: Path, password: bytes | None = None) -> Ed25519Signer:
+    """Read an Ed25519 private key file (PKCS#8 PEM or OpenSSH).
+
+    Raises:
+        ConfigError: missing, unreadable, not a regular file, larger than
+            ``MAX_KEY_FILE_BYTES``, not a key, or not Ed25519.
+        AuthError: the key is encrypted and the password is wrong or missing.
+    """
+    if not path.exists():
+        raise ConfigError(
+            f"signing key {path} not found",
+            hint="check ledger.json, or pass --key PATH",
+        )
+    data = read_user_file(
+        path, what="signing key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+    )
+    seed = _plain_pkcs8_seed(data) if password is None else None
+    if seed is not None:
+        return Ed25519Signer(seed)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = _parse_private_key(path, data, password)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 private key")
+    return Ed25519Signer.from_private_key(key)
+
+
+# An unencrypted PKCS#8 Ed25519 key (RFC 8410) is always these 16 DER bytes and the
+# 32-byte seed. Reading it directly keeps `cryptography` (~50 ms to import) off the
+# path of every wrapped run; any other file goes through `cryptography`.
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BEGIN = b"-----BEGIN PRIVATE KEY-----"
+_PEM_END = b"-----END PRIVATE KEY-----"
+
+
+def _plain_pkcs8_seed(data: bytes) -> bytes | None:
+    text = data.strip()
+    if not (text.startswith(_PEM_BEGIN) and text.endswith(_PEM_END)):
+        return None
+    body = b"".join(text[len(_PEM_BEGIN) : -len(_PEM_END)].split())
+    try:
+        der = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        return None
+    if len(der) != 48 or not der.startswith(_PKCS8_ED25519_PREFIX):
+        return None
+    return der[16:]
+
+
+def _parse_private_key(path: Path, data: bytes, password: bytes | None) -> object:
+    from cryptography.hazmat.primitives import serialization
+
+    loader = (
+        serialization.load_ssh_private_key
+        if data.startswith(b"-----BEGIN OPENSSH")
+        else serialization.load_pem_private_key
+    )
+    try:
+        return loader(data, password=password)
+    except TypeError as e:
+        if password is None:
+            raise AuthError(
+                f"signing key {path} is encrypted and no password was given",
+                hint="set MLTRAIL_KEY_PASSWORD",
+            ) from e
+        raise ConfigError(
+            f"signing key {path} is not encrypted; do not pass a password",
+            hint="unset MLTRAIL_KEY_PASSWORD",
+        ) from e
+    except ValueError as e:
+        if password is not None:
+            raise AuthError(
+                f"wrong password for signing key {path}, or the file is corrupt",
+                hint="check MLTRAIL_KEY_PASSWORD",
+            ) from e
+        raise ConfigError(f"{path} is not a readable private key file: {e}") from e
+
+
+def destroy_key_file(path: Path) -> None:
+    """Overwrite a private key file with zeros, flush it, and delete it.
+
+    This removes the key from the file system as far as a program can; copies
+    in backups, snapshots, or blocks a copy-on-write file system or an SSD
+    keeps aside are beyond its reach.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    with open(path, "r+b") as f:
+        f.write(bytes(size))
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+    _fsync_dir(path.parent)
+
+
+def move_key_file(source: Path, target: Path) -> None:
+    """Move a private key file to ``target`` (another disk is fine), durably.
+
+    The copy is written and flushed before the original is destroyed.
+    """
+    data = source.read_bytes()
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(target.parent)
+    destroy_key_file(source)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+COMMITMENT_KEY_FILE = "keys/commitment.hmac-key"
+"""The commitment key's file in a home (``capture.commitment``): 32 raw bytes, 0600."""
+
+
+def load_commitment_key(home: Path, *, create: bool = True) -> CommitmentKey:
+    """The home's commitment key, created on first need (mode 0600, never in a
+    bundle: only the private ``keys/`` folder holds it).
+
+    Raises:
+        ConfigError: it is missing (and not to be created) or malformed, or it
+            cannot be written.
+    """
+    path = home / COMMITMENT_KEY_FILE
+    if create and not path.exists():
+        _create_commitment_key(path)
+    if not path.exists():
+        raise ConfigError(
+            f"no commitment key at {path}",
+            hint="commitments made with a lost key can no longer be checked; "
+            "a new key is made by the next recording command",
+        )
+    data = read_user_file(
+        path, what="commitment key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+    )
+    try:
+        return CommitmentKey(data)
+    except ValueError as e:
+        raise ConfigError(f"{path}: not a commitment key ({len(data)} bytes)") from e
+
+
+def _create_commitment_key(path: Path) -> None:
+    key = CommitmentKey.generate()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the commitment key {path}: {e.strerror or e}"
+        ) from e
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.secret)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)

@@ -1,0 +1,804 @@
+"""``Ledger``: sign entries, chain them into a store, checkpoint, prove and verify.
+
+Example::
+
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.testing import MemoryStore, fixed_signer
+    ledger = Ledger.create(MemoryStore(), fixed_signer(), origin="example.org/demo")
+    ledger.append("note", {"text": "hello"})
+    ledger.checkpoint()
+    assert ledger.verify().ok
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
+from mltrail.core.chain import (
+    KEY_KINDS,
+    TIME_TOLERANCE,
+    Batch,
+    ChainHead,
+    KeyRing,
+    check_head,
+    seal_entries,
+)
+from mltrail.core.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    SignedCheckpoint,
+    is_valid_key_name,
+    parse_signed_checkpoint,
+)
+from mltrail.core.codec import (
+    check_entry_size,
+    decode_record,
+    find_blob_refs,
+    format_time,
+    validate_entry,
+)
+from mltrail.core.entry import (
+    SIG_MEMBER_BYTES,
+    Entry,
+    Record,
+    compute_entry_bytes,
+    compute_signing_bytes,
+    sign_entry,
+)
+from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.keyring import compute_key_proof_message, identity_problem
+from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
+from mltrail.core.merkle import (
+    ConsistencyProof,
+    InclusionProof,
+    consistency_proof,
+    inclusion_proof,
+)
+from mltrail.core.signing import (
+    Signer,
+    compute_key_id,
+    decode_b64,
+    encode_b64,
+    verify_signature,
+)
+from mltrail.errors import (
+    AppendConflictError,
+    ConfigError,
+    InputError,
+    IntegrityError,
+    UncoveredRecordsError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+
+    from mltrail.core.report import StoredCheckpoint, VerificationReport
+    from mltrail.ledger.remote_append import RemoteTrust
+    from mltrail.storage.base import Store
+
+__all__ = [
+    "BlobPurgedError",
+    "Clock",
+    "Draft",
+    "Ledger",
+    "SystemClock",
+    "UncoveredRecordsError",
+]
+
+DEFAULT_TOLERANCE = TIME_TOLERANCE
+
+
+class Clock(Protocol):
+    """Where entry times come from."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+
+class SystemClock:
+    """The machine's clock, in UTC."""
+
+    def now(self) -> datetime:
+        """The current time in UTC."""
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An entry to append: kind, body and optionally the run it belongs to."""
+
+    kind: str
+    body: Mapping[str, Any]
+    run: str | None = None
+
+
+class _StaleKeysError(AppendConflictError):
+    """The key ring changed under an append; refresh and retry."""
+
+    def __init__(self) -> None:
+        super().__init__("the ledger's keys changed during the append")
+
+
+class BlobPurgedError(InputError):
+    """The blob asked for was purged: a ``blob.purged`` record (``seq``) erased it."""
+
+    def __init__(self, digest: str, seq: int) -> None:
+        super().__init__(
+            f"blob {digest} was purged (seq {seq}): its bytes were erased, the "
+            "records that referenced it keep its hash",
+            hint=f"`mltrail show {seq}` says who purged it, when and why",
+        )
+        self.digest = digest
+        self.seq = seq
+
+
+class Ledger:
+    """A signed, hash-chained, Merkle-tree ledger over a ``Store``.
+
+    Args:
+        store: where records live.
+        signer: the key that signs new entries and checkpoints (None: read-only).
+        origin: the ledger's name, bound into every checkpoint.
+        clock: where entry times come from.
+        actor: who is writing, put into every entry.
+        trusted_key: the genesis key id verification must find (None: any).
+        remote_trust: for a store an mltrail server sequences (``store.remote``):
+            the pinned keys and newest checkpoint every append's answer is
+            checked against.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer | None,
+        *,
+        origin: str,
+        clock: Clock | None = None,
+        actor: Mapping[str, Any] | None = None,
+        trusted_key: str | None = None,
+        tolerance: timedelta = DEFAULT_TOLERANCE,
+        remote_trust: RemoteTrust | None = None,
+    ) -> None:
+        self.store = store
+        self.remote_trust = remote_trust
+        self.signer = signer
+        self.origin = origin
+        self.clock = clock or SystemClock()
+        self.actor = dict(actor or {})
+        self.trusted_key = trusted_key
+        self.tolerance = tolerance
+        self._keyring = KeyRing(origin=origin)
+        self._key_epoch = -1
+        self._trusted_head: tuple[int, tuple[bytes, ...]] | None = None
+        """(size, frontier) of a head this object checked or wrote: covered and signed."""
+        self.writes = 0
+        """Appends (and adopted checkpoints) this object has written."""
+        self._checkpoint_signer: CheckpointSigner | None = None
+
+    @classmethod
+    def create(
+        cls, store: Store, signer: Signer, *, origin: str, **kwargs: Any
+    ) -> Ledger:
+        """Start a new ledger in an empty store: write its genesis ``key.added``."""
+        if store.head().size:
+            raise InputError(f"store {store.location} already holds a ledger")
+        _check_origin(origin)
+        store.init_meta({"origin": origin, "format": "mltrail/1"})
+        ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
+        body = _key_body(signer, origin=origin, reason="ledger created")
+        ledger._append_signed([ledger._sign(Draft("key.added", body))])
+        return ledger
+
+    # -- writing -----------------------------------------------------------
+
+    def append(
+        self, kind: str, body: Mapping[str, Any], *, run: str | None = None
+    ) -> Record:
+        """Validate, sign and append one entry; durable when this returns.
+
+        Raises:
+            InputError: unknown kind, body off-schema, missing blob, bad time.
+        """
+        return self.append_many([Draft(kind, body, run)])[0]
+
+    def append_many(self, drafts: Sequence[Draft]) -> list[Record]:
+        """Append several entries atomically: all of them land, or none."""
+        for draft in drafts:
+            if draft.kind in KEY_KINDS or draft.kind == PURGE_KIND:
+                command = "purge" if draft.kind == PURGE_KIND else "keys"
+                raise InputError(
+                    f"{draft.kind} entries are written by `mltrail {command}`, "
+                    "not appended directly"
+                )
+        return self._append_signed([self._sign(d) for d in drafts])
+
+    def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
+        """Append entries an author signed elsewhere (a server's client), atomically.
+
+        This is the seam between signing and sequencing (ADR 0004): the author
+        signs its entry with its own key; the ledger checks it (schema, size,
+        blobs, the signature, and under the append lock that the key may sign it
+        at that seq), assigns seq and prev and signs the checkpoint with its own
+        key. An AUTHOR key (``register_key``) may sign only entries whose
+        ``actor.user`` is its identity, and no ``clock.reset``. Key and purge
+        entries are written by their own commands only.
+
+        Raises:
+            InputError: off-schema, unsigned, oversized, missing blob, a key or
+                purge kind, a signature that does not verify, or an author key
+                signing another user's entry or a kind only a log key signs.
+            ConfigError: the signing key may not sign at that seq.
+        """
+        checked: list[Entry] = []
+        for entry in entries:
+            if entry.kind in KEY_KINDS or entry.kind == PURGE_KIND:
+                raise InputError(
+                    f"{entry.kind} entries cannot be appended by an author; "
+                    "they are written by the ledger's own commands"
+                )
+            if entry.sig is None:
+                raise InputError(f"cannot append an unsigned {entry.kind} entry")
+            validate_entry(entry.to_dict(with_sig=False))
+            self._check_blobs(entry)
+            data = compute_entry_bytes(entry)
+            check_entry_size(len(data) - SIG_MEMBER_BYTES)
+            checked.append(replace(entry, signed_bytes=data))
+        if self._key_epoch < 0:  # a later key change is caught under the lock (_seal)
+            self._refresh_keys()
+        return self._append_signed(checked, foreign=True)
+
+    def record_purge(self, body: Mapping[str, Any]) -> Record:
+        """Append a ``blob.purged`` entry (see :mod:`mltrail.ledger.erasure`, which then
+        erases the blob); the store learns of the purge in the same transaction."""
+        return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
+
+    def _sign(self, draft: Draft) -> Entry:
+        signer = self._require_signer()
+        entry = Entry(
+            kind=draft.kind,
+            time=format_time(self.clock.now()),
+            actor=self.actor,
+            body=dict(draft.body),
+            run=draft.run,
+        )
+        validate_entry(entry.to_dict(with_sig=False), check_size=False)
+        self._check_blobs(entry)
+        signed = sign_entry(entry, signer)
+        check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
+        return signed
+
+    def _check_blobs(self, entry: Entry) -> None:
+        for ref in find_blob_refs(entry.body):
+            data = self.store.get_blob(ref.digest)
+            if data is None and self._purged_size(ref.digest) == ref.size:
+                continue  # the same bytes again: they stay erased
+            if data is None or len(data) != ref.size:
+                raise InputError(
+                    f"{ref.path} references blob {ref.digest} "
+                    f"({ref.size} bytes) which is not stored",
+                    hint="store it first with Ledger.put_blob",
+                )
+
+    def _append_signed(
+        self,
+        entries: list[Entry],
+        checkpoint_signer: Signer | None = None,
+        *,
+        foreign: bool = False,
+    ) -> list[Record]:
+        if getattr(self.store, "remote", False):
+            return self._post_signed(entries, checkpoint_signer)
+        for _ in range(5):
+            try:
+                batch = self.store.append(
+                    lambda head: self._seal(head, entries, checkpoint_signer, foreign)
+                )
+            except _StaleKeysError:
+                self._refresh_keys()
+                continue
+            self._trusted_head = (batch.head.size, batch.head.frontier)
+            self.writes += 1
+            return [
+                Record(r.seq, r.prev, e)
+                for r, e in zip(batch.records, entries, strict=True)
+            ]
+        raise AppendConflictError("the ledger's keys kept changing during the append")
+
+    def _post_signed(
+        self, entries: list[Entry], checkpoint_signer: Signer | None
+    ) -> list[Record]:
+        """Post signed entries to the server that sequences the store and check
+        its answer (see :func:`mltrail.ledger.remote_append.post_entries`)."""
+        from mltrail.ledger.remote_append import post_entries
+
+        if checkpoint_signer is not None or any(
+            e.kind in KEY_KINDS or e.kind == PURGE_KIND for e in entries
+        ):
+            raise ConfigError(
+                "key rotation and purges on a ledger kept by an mltrail server are "
+                "the server admin's work, not a client's",
+                hint="ask the server's admin; `mltrail keys register` adds your own key",
+            )
+        records = post_entries(self.store, self.remote_trust, entries, self.origin)
+        self.writes += 1
+        return records
+
+    def _seal(
+        self,
+        head: ChainHead,
+        entries: list[Entry],
+        checkpoint_signer: Signer | None,
+        foreign: bool = False,
+    ) -> Batch:
+        """Runs under the store's append lock: check the head and signers, chain,
+        then sign the checkpoint of the new head (stored with the records)."""
+        if head.key_epoch != self._key_epoch:
+            raise _StaleKeysError
+        self._check_head(head)
+        self._check_locks(entries)
+        rotating = any(entry.kind in KEY_KINDS for entry in entries)
+        keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
+        for seq, entry in enumerate(entries, start=head.size):
+            assert entry.sig is not None
+            problem = _signer_problem(keyring, seq, entry)
+            if problem and getattr(problem, "code", "").startswith("author-"):
+                raise InputError(
+                    f"cannot append {entry.kind}: seq {seq} would be {problem}",
+                    hint="an author key signs only entries of its own identity; "
+                    "key records, clock resets and purges need the log key",
+                )
+            if problem:
+                raise ConfigError(
+                    f"cannot append: seq {seq} would be {problem}",
+                    hint="use the ledger's current key (mltrail keys list)",
+                )
+            if foreign:
+                _check_signature(keyring, entry)
+            if entry.kind in KEY_KINDS:
+                problem = keyring.apply(
+                    seq, entry.kind, dict(entry.body), entry.sig.key
+                )
+                if problem:
+                    raise InputError(f"cannot append: {problem}")
+        batch = seal_entries(
+            head, entries, now=self.clock.now(), tolerance=self.tolerance
+        )
+        return batch.with_checkpoint(
+            self._sign_head(batch.head, keyring, checkpoint_signer)
+        )
+
+    def _check_locks(self, entries: list[Entry]) -> None:
+        """Under the append lock: refuse entries amending a run a
+        ``model.sealed`` record locked (see :mod:`mltrail.core.lock`)."""
+        if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
+            return
+        rows = self.store.rows_of_kinds((LOCK_KIND,))
+        check_not_locked(entries, compute_locks((r.seq, r.data) for r in rows))
+
+    def _sign_head(
+        self, head: ChainHead, keyring: KeyRing, signer: Signer | None = None
+    ) -> str:
+        signer = signer or self._require_signer()
+        problem = keyring.signer_problem(signer.key_id, head.size)
+        if problem:
+            raise ConfigError(
+                f"cannot sign a checkpoint of {head.size} records: the key "
+                f"{signer.key_id[:16]}... is {problem.removeprefix('signed by ')}",
+                hint="the signing key file is not a current key of this ledger "
+                "(mltrail keys list)",
+            )
+        cached = self._checkpoint_signer
+        if cached is None or cached.signer is not signer:
+            cached = self._checkpoint_signer = CheckpointSigner(self.origin, signer)
+        return cached.sign(head.size, head.root())
+
+    def _check_head(self, head: ChainHead) -> None:
+        """Refuse to build on a head no valid signed checkpoint covers (see
+        ``core.chain.check_head``); a head this object checked or wrote passes."""
+        if head.size == 0 or self._trusted_head == (head.size, head.frontier):
+            return
+        check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
+        self._trusted_head = (head.size, head.frontier)
+
+    def _refresh_keys(self) -> None:
+        keyring = KeyRing(origin=self.origin)
+        epoch = 0
+        for row in self.store.rows_of_kinds(KEY_KINDS):
+            decoded = decode_record(row.data)
+            entry = decoded.record.entry
+            assert entry.sig is not None
+            keyring.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
+            epoch = row.seq + 1
+        self._keyring, self._key_epoch = keyring, epoch
+
+    def _require_signer(self) -> Signer:
+        if self.signer is None:
+            raise ConfigError("this ledger was opened read-only: no signing key")
+        return self.signer
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        """Store bytes content-addressed; return the reference to put in a body."""
+        digest = compute_blob_digest(data)
+        self.store.put_blob(digest, data)
+        return {"blob": digest, "size": len(data)}
+
+    def get_blob(self, digest: str) -> bytes:
+        """A blob's bytes.
+
+        Raises:
+            BlobPurgedError: it was purged.
+            InputError: the store does not hold it.
+        """
+        data = self.store.get_blob(digest)
+        if data is None:
+            purge = self.store.purge_of(digest)
+            if purge is not None:
+                raise BlobPurgedError(digest, purge.seq)
+            raise InputError(
+                f"blob {digest} is not in this ledger",
+                hint="run `mltrail verify`: a referenced blob that is not stored "
+                "was deleted without a purge",
+            )
+        return data
+
+    def _purged_size(self, digest: str) -> int | None:
+        purge = self.store.purge_of(digest)
+        return None if purge is None else purge.size
+
+    def reset_clock(self, reason: str) -> Record:
+        """Record that the ledger's newest entries were dated ahead of this clock.
+
+        A writer whose clock ran ahead leaves entries no correct clock may be
+        dated before (by more than the tolerance), so every later append is
+        refused. This signed ``clock.reset`` entry says so, names the newest time
+        it overrides, and lets later entries be checked against this clock.
+        Verification reports every reset.
+
+        Raises:
+            InputError: the ledger is not dated ahead of this clock.
+        """
+        floor = self.store.time_floor()
+        if floor is None:
+            raise InputError("no clock reset is needed: the ledger holds no records")
+        body = {"reason": reason, "newest_time": floor[0], "newest_seq": floor[1]}
+        return self.append("clock.reset", body)
+
+    def time_floor(self) -> tuple[str, int] | None:
+        """(time, seq) of the newest-dated entry since the last clock reset."""
+        return self.store.time_floor()
+
+    # -- keys --------------------------------------------------------------
+
+    def rotate_key(
+        self, new_signer: Signer, *, reason: str = "key rotation"
+    ) -> list[Record]:
+        """Add ``new_signer``'s key and revoke the current one, atomically."""
+        old = self._require_signer()
+        now = format_time(self.clock.now())
+        added_entry = Entry(
+            "key.added", now, self.actor, _key_body(new_signer, reason=reason)
+        )
+        revoked_entry = Entry(
+            "key.revoked",
+            now,
+            self.actor,
+            {"key": old.key_id, "reason": reason, "replaced_by": new_signer.key_id},
+        )
+        for entry in (added_entry, revoked_entry):
+            validate_entry(entry.to_dict(with_sig=False))
+        added = sign_entry(added_entry, old)
+        revoked = sign_entry(revoked_entry, new_signer)
+        records = self._append_signed([added, revoked], checkpoint_signer=new_signer)
+        self.signer = new_signer
+        return records
+
+    def register_key(
+        self,
+        public_key: bytes,
+        identity: str,
+        proof: bytes,
+        *,
+        reason: str = "registered",
+    ) -> Record:
+        """Register an AUTHOR key: ``public_key`` may then sign entries whose
+        ``actor.user`` is ``identity`` (and nothing else; see ADR 0025).
+
+        ``proof`` is the key's signature over ``compute_key_proof_message(origin,
+        identity, key_id)``: its holder asked for it. The ``key.added`` record is
+        signed by this ledger's own key, which must be a log key.
+
+        Raises:
+            InputError: a bad identity or public key, a proof that does not
+                verify, or a key the ledger already added.
+        """
+        bad = identity_problem(identity)
+        if bad:
+            raise InputError(f"cannot register the key: {bad}")
+        try:
+            key_id = compute_key_id(public_key)
+        except ValueError as e:
+            raise InputError(f"cannot register the key: {e}") from e
+        message = compute_key_proof_message(self.origin, identity, key_id)
+        if not verify_signature(public_key, message, proof):
+            raise InputError(
+                f"cannot register key {key_id[:16]}...: the proof does not verify "
+                f"(it must be that key's signature for identity {identity!r} in "
+                f"ledger {self.origin!r})",
+                hint="make it with mltrail.core.keyring.compute_key_proof_message",
+            )
+        known = self.keys().keys.get(key_id)
+        if known is not None:
+            raise InputError(
+                f"key {key_id[:16]}... is already a key of this ledger (added at "
+                f"seq {max(known.added_seq, 0)})"
+            )
+        if getattr(self.store, "remote", False):  # the server's log key signs it
+            answer = self.store.register_key(public_key, identity, proof)  # type: ignore[attr-defined]
+            return self.record(int(answer["seq"]))
+        body = {
+            "alg": "ed25519",
+            "key": key_id,
+            "public_key": encode_b64(public_key),
+            "identity": identity,
+            "proof": encode_b64(proof),
+            "reason": reason,
+        }
+        return self._append_signed([self._sign(Draft("key.added", body))])[0]
+
+    def revoke_key(self, key_id: str, *, reason: str) -> Record:
+        """Revoke an author key: entries it signs from here on are refused.
+
+        Raises:
+            InputError: unknown or already revoked key, or a log key (those are
+                replaced with ``rotate_key``).
+        """
+        state = self.keys().keys.get(key_id)
+        if state is None:
+            raise InputError(
+                f"key {key_id[:16]}... is not a key of this ledger",
+                hint="mltrail keys list",
+            )
+        if state.identity is None:
+            raise InputError(
+                f"key {key_id[:16]}... is a log key, not an author key",
+                hint="replace the ledger's own key with `mltrail keys rotate`",
+            )
+        if state.revoked_seq is not None:
+            raise InputError(
+                f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
+            )
+        body = {"key": key_id, "reason": reason}
+        return self._append_signed([self._sign(Draft("key.revoked", body))])[0]
+
+    def keys(self) -> KeyRing:
+        """The key ring as of the newest record."""
+        self._refresh_keys()
+        return self._keyring
+
+    # -- reading -----------------------------------------------------------
+
+    def head(self) -> ChainHead:
+        """The current head."""
+        return self.store.head()
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
+        """Records in seq order, decoded and schema-checked (not signature-checked)."""
+        for row in self.store.rows(start, stop):
+            yield decode_record(row.data).record
+
+    def records_of_kinds(self, kinds: Sequence[str]) -> Iterator[Record]:
+        """Records of the given kinds in seq order, decoded (not signature-checked)."""
+        for row in self.store.rows_of_kinds(kinds):
+            yield decode_record(row.data).record
+
+    def record(self, seq: int) -> Record:
+        """One record by seq.
+
+        Raises:
+            InputError: no such seq.
+        """
+        for record in self.records(seq, seq + 1):
+            return record
+        raise InputError(
+            f"no record with seq {seq} (the ledger has {self.head().size})"
+        )
+
+    # -- checkpoints and proofs -------------------------------------------
+
+    def checkpoint(self, *, adopt: bool = False) -> SignedCheckpoint:
+        """The signed checkpoint of the whole ledger, checked before it is returned.
+
+        Every append stores one, so this normally returns the newest stored
+        checkpoint after checking that it covers every record, is signed by a
+        key valid at its size, and that the cached Merkle nodes give its root.
+        Nothing is signed over a head that fails those checks.
+
+        Args:
+            adopt: when records at the end are not covered (a ledger written by
+                mltrail 0.1), verify the whole ledger and, if nothing but the
+                missing coverage is wrong, sign a checkpoint of the recomputed
+                root.
+
+        Raises:
+            UncoveredRecordsError: records are not covered and ``adopt`` is False.
+            IntegrityError: the head cannot be trusted (see ``_check_head``).
+        """
+        try:
+            head = self._checked_head()
+        except UncoveredRecordsError:
+            if not adopt:
+                raise
+            return self._adopt(self.store.head())
+        if head.size == 0 or head.checkpoint is None:
+            raise InputError("the ledger holds no records")
+        return parse_signed_checkpoint(head.checkpoint)
+
+    def check_head(self) -> None:
+        """Check the head as an append would, before anything is written.
+
+        Records not covered by a checkpoint (a ledger from mltrail 0.1) are let
+        through here: appends refuse them, ``checkpoint(adopt=True)`` covers them.
+
+        Raises:
+            IntegrityError: the newest checkpoint is bad, records were cut from
+                the end, or the cached Merkle nodes do not give its root.
+        """
+        with contextlib.suppress(UncoveredRecordsError):
+            self._checked_head()
+
+    def _checked_head(self) -> ChainHead:
+        self._refresh_keys()
+        latest = self.store.latest_checkpoint()
+        for _ in range(10):  # another process may append between the two reads
+            head = self.store.head()
+            again = self.store.latest_checkpoint()
+            if again == latest:
+                break
+            latest = again
+        head = replace(head, checkpoint=latest.text if latest else None)
+        self._check_head(head)
+        return head
+
+    def _adopt(self, head: ChainHead) -> SignedCheckpoint:
+        self._refresh_keys()
+        report = self.verify()
+        problems = [p for p in report.errors if p.code != "uncovered"]
+        if problems:
+            raise IntegrityError(
+                f"refusing to adopt uncovered records: {report.verdict()}: "
+                f"{problems[0]}",
+                hint="run `mltrail verify` to see every problem",
+            )
+        if (report.size, report.root) != (head.size, head.root()):
+            raise IntegrityError(
+                "refusing to adopt: the stored Merkle nodes do not match the records",
+                hint="run `mltrail verify`",
+            )
+        text = self._sign_head(head, self._keyring)
+        self.store.add_checkpoint(head.size, text)
+        self._trusted_head = (head.size, head.frontier)
+        self.writes += 1
+        return parse_signed_checkpoint(text)
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """(size, text) of the newest checkpoint, if any."""
+        cps = self.store.checkpoints()
+        return (cps[-1].size, cps[-1].text) if cps else None
+
+    def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
+        """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
+        head_size = self.head().size
+        size = head_size if size is None else size
+        if not 0 <= seq < size <= head_size:
+            raise InputError(
+                f"seq {seq} is not in a tree of {size} records "
+                f"(the ledger has {head_size})"
+            )
+        hashes = inclusion_proof(seq, size, self.store.node)
+        return InclusionProof(index=seq, size=size, hashes=tuple(hashes))
+
+    def prove_consistency(self, old: int, new: int | None = None) -> ConsistencyProof:
+        """RFC 9162 consistency proof from the tree of ``old`` to ``new`` records."""
+        new = self.head().size if new is None else new
+        if not 0 < old <= new <= self.head().size:
+            raise InputError(
+                f"need 0 < OLD <= NEW <= {self.head().size}, got {old} and {new}"
+            )
+        hashes = consistency_proof(old, new, self.store.node)
+        return ConsistencyProof(size1=old, size2=new, hashes=tuple(hashes))
+
+    def leaf_hash(self, seq: int) -> bytes:
+        """The Merkle leaf hash of record ``seq``."""
+        for row in self.store.rows(seq, seq + 1):
+            return compute_leaf_hash(row.data)
+        raise InputError(f"no record with seq {seq}")
+
+    def verify(
+        self,
+        *,
+        trusted_keys: Collection[str] | None = None,
+        witness: Sequence[StoredCheckpoint] = (),
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> VerificationReport:
+        """Verify the whole ledger; see :func:`mltrail.ledger.verification.verify_store`.
+
+        ``trusted_keys`` defaults to the genesis key this ledger was opened with.
+        """
+        from mltrail.ledger.verification import verify_store
+
+        if trusted_keys is None:
+            trusted_keys = (self.trusted_key,) if self.trusted_key else ()
+        return verify_store(
+            self.store,
+            origin=self.origin,
+            trusted_keys=trusted_keys,
+            witness=witness,
+            progress=progress,
+            workers=workers,
+        )
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+
+def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
+    assert entry.sig is not None
+    if seq == 0:
+        self_signed = (
+            entry.kind == "key.added" and entry.body.get("key") == entry.sig.key
+        )
+        return (
+            None
+            if self_signed
+            else "the genesis record, which must be a self-signed key.added"
+        )
+    return keyring.signer_problem(
+        entry.sig.key, seq, entry.kind, entry.actor.get("user")
+    )
+
+
+def _check_signature(keyring: KeyRing, entry: Entry) -> None:
+    """Refuse an entry signed elsewhere whose signature does not verify."""
+    assert entry.sig is not None
+    state = keyring.keys.get(entry.sig.key)
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        signature = b""
+    if state is None or not verify_signature(
+        state.public_key, compute_signing_bytes(entry), signature
+    ):
+        raise InputError(
+            f"cannot append {entry.kind}: its signature does not verify with key "
+            f"{entry.sig.key[:16]}..."
+        )
+
+
+def _check_origin(origin: str) -> None:
+    """Refuse an origin no checkpoint could carry, before anything is written."""
+    try:
+        Checkpoint(origin=origin, size=0, root=bytes(32))
+    except ValueError as e:
+        raise InputError(f"invalid ledger origin {origin!r}: {e}") from e
+    if not is_valid_key_name(origin):
+        raise InputError(
+            f"invalid ledger origin {origin!r}: it must not contain spaces or '+'",
+            hint="use a name like example.org/team-a",
+        )
+
+
+def _key_body(signer: Signer, **extra: str) -> dict[str, Any]:
+    return {
+        "alg": "ed25519",
+        "key": signer.key_id,
+        "public_key": encode_b64(signer.public_key),
+        **extra,
+    }

@@ -1,0 +1,1 @@
+"""Recording runs: one lifecycle for the wrapper, the API and hooks; datasets, stages, sources."""

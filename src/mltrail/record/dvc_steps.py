@@ -1,0 +1,114 @@
+"""The stages of a DVC pipeline run under ``mltrail run -- dvc repro``, as steps.
+
+After a wrapped ``dvc repro`` or ``dvc exp run`` ends, ``dvc_stage_entries``
+reads the ``dvc.lock`` it left in the working folder and returns one ``run.step``
+entry per stage: the stage's command, its deps as inputs and outs as outputs (each
+with DVC's md5 under ``dvc`` and, when the path exists, our SHA-256 or dataset id
+through the hash cache), and its params. Since each stage names its own inputs and
+outputs, the index links them, so ``mltrail trace model.pkl`` follows the model
+back through ``train`` to the ``prepare`` stage that made its input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from mltrail.capture.data.dvc_lock import is_dvc_pipeline, parse_dvc_lock, stage_wdirs
+from mltrail.errors import CaptureError
+from mltrail.record.datasets import artifact_body, step_body
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.capture.data.dvc_lock import DvcFile, DvcStage
+    from mltrail.capture.data.hashcache import HashCache
+    from mltrail.capture.data.progress import ProgressFactory
+
+__all__ = ["dvc_stage_entries"]
+
+_LOCK = "dvc.lock"
+
+
+def dvc_stage_entries(
+    argv: list[str],
+    cwd: Path,
+    cache: HashCache,
+    warnings: list[str],
+    progress: ProgressFactory | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """One ``run.step`` per stage of ``cwd/dvc.lock`` when ``argv`` ran a DVC
+    pipeline; nothing for another command or when there is no ``dvc.lock``.
+
+    Raises:
+        InputError: ``dvc.lock`` or ``dvc.yaml`` is malformed.
+        CaptureError: one of them cannot be read.
+    """
+    if not is_dvc_pipeline(argv):
+        return []
+    lock = cwd / _LOCK
+    if not lock.is_file():
+        warnings.append(
+            f"the DVC pipeline left no {_LOCK} in {cwd}: no stages recorded"
+        )
+        return []
+    data = _read(lock)
+    stages = parse_dvc_lock(data.decode("utf-8", errors="replace"))
+    yaml_file = cwd / "dvc.yaml"
+    wdirs = (
+        stage_wdirs(_read(yaml_file).decode("utf-8", errors="replace"))
+        if yaml_file.is_file()
+        else {}
+    )
+    source = {"lock": _LOCK, "lock_sha256": hashlib.sha256(data).hexdigest()}
+    return [
+        ("run.step", _stage_body(stage, cwd, wdirs, source, cache, progress))
+        for stage in stages
+    ]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CaptureError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _stage_body(
+    stage: DvcStage,
+    cwd: Path,
+    wdirs: dict[str, str],
+    source: dict[str, str],
+    cache: HashCache,
+    progress: ProgressFactory | None,
+) -> dict[str, Any]:
+    wdir = cwd / wdirs.get(stage.name.partition("@")[0], ".")
+    body = step_body(
+        stage.name,
+        command=stage.command,
+        scripts=[],
+        inputs=[_link(f, wdir, cache, progress) for f in stage.deps],
+        outputs=[_link(f, wdir, cache, progress) for f in stage.outs],
+    )
+    for links, files in ((body["inputs"], stage.deps), (body["outputs"], stage.outs)):
+        for link, file in zip(links, files, strict=True):
+            link["dvc"] = file.to_dict()
+    body["dvc"] = {"stage": stage.name, **source}
+    if stage.params:
+        body["params"] = stage.params
+    return body
+
+
+def _link(
+    file: DvcFile, wdir: Path, cache: HashCache, progress: ProgressFactory | None
+) -> dict[str, Any]:
+    """What the path holds now (hashed through the cache), or only that it is missing."""
+    if "://" in file.path:  # an external dep or out (s3://...): DVC's record only
+        return {"path": file.path, "exists": False}
+    path = wdir / file.path
+    try:
+        body = artifact_body(path, cache=cache, progress=progress)
+    except OSError as e:
+        raise CaptureError(f"cannot hash {path}: {e.strerror or e}") from e
+    body["path"] = file.path
+    return body

@@ -1,0 +1,362 @@
+"""Upstream sources: register them, re-fingerprint them, flag the models they feed.
+
+A source is a local file or folder, an fsspec URL, or a SQL query's result over a
+database URL (``sqlite:///path.db``, ``postgresql://user@host/db``). Its
+fingerprint is a dataset id (the Merkle root of its manifest) or, for a query,
+the SHA-256 of the result's canonical JSON lines. ``check_sources`` writes
+``source.checked`` for each source and, for each one that changed,
+``model.flagged`` for every model downstream of a run that read a file that
+changed (see :mod:`mltrail.record.upstream`), all in one atomic append.
+
+Database passwords are never stored: the URL is recorded without one, and the
+driver finds it where it normally does (``PGPASSWORD``, ``~/.pgpass``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mltrail.audit.flags import Flag, clear_flag, list_flags
+from mltrail.audit.trace import latest_writer
+from mltrail.capture.data.hashcache import HashCache, default_cache_path
+from mltrail.capture.data.remote import is_remote
+from mltrail.capture.run.blob import Blob
+from mltrail.core.canonical import canonical_bytes
+from mltrail.core.diff_data import diff_manifests
+from mltrail.errors import InputError
+from mltrail.ledger.ledger import Draft
+from mltrail.record.datasets import dataset_body
+from mltrail.record.upstream import downstream_model_outputs, runs_reading_changes
+
+if TYPE_CHECKING:
+    from mltrail.core.diff_data import FileChange
+    from mltrail.index import Index
+    from mltrail.ledger.home import Home
+
+__all__ = [
+    "CheckResult",
+    "Flag",
+    "check_sources",
+    "clear_flag",
+    "list_flags",
+    "list_sources",
+    "register_source",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
+_SAMPLE = 10
+
+
+@dataclass
+class CheckResult:
+    """What one source check found."""
+
+    name: str
+    changed: bool
+    fingerprint: str | None
+    previous: str | None
+    flagged: list[str] = field(default_factory=list)
+    changes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return dict(self.__dict__)
+
+
+# -- fingerprints ----------------------------------------------------------------
+
+
+def _kind(location: str, query: str | None) -> str:
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    if scheme.split("+")[0] in _SQL_SCHEMES:
+        if not query:
+            raise InputError(
+                f"{location} is a database: say which rows with --query",
+                hint="e.g. --query 'SELECT * FROM applications ORDER BY id'",
+            )
+        return "sql"
+    if query:
+        raise InputError("--query applies to database URLs (sqlite://, postgresql://)")
+    return "url" if is_remote(location) else "path"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def _fingerprint(
+    home: Home, kind: str, location: str, query: str | None
+) -> dict[str, Any]:
+    """The fingerprint fields of a source's body (manifest as a stored blob)."""
+    if kind == "sql":
+        return _query_fingerprint(location, query or "")
+    cache = HashCache(default_cache_path(home.path))
+    try:
+        body = dataset_body("source", location, cache=cache)
+    finally:
+        cache.close()
+    manifest = body["manifest"]
+    ref = manifest
+    if isinstance(manifest, Blob):
+        ref = {**home.ledger.put_blob(manifest.data), "media_type": manifest.media_type}
+    return {
+        "fingerprint": body["dataset"],
+        "files": body.get("files"),
+        "bytes": body.get("bytes"),
+        "manifest": ref,
+    }
+
+
+def _query_fingerprint(location: str, query: str) -> dict[str, Any]:
+    rows = _run_query(location, query)
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(canonical_bytes(row) + b"\n")
+    return {"fingerprint": digest.hexdigest(), "rows": len(rows)}
+
+
+def _run_query(location: str, query: str) -> list[list[Any]]:
+    scheme = location.split("://", 1)[0].lower().split("+")[0]
+    try:
+        if scheme == "sqlite":
+            return _sqlite_rows(location, query)
+        return _postgres_rows(location, query)
+    except InputError:
+        raise
+    except Exception as e:  # any driver error is the user's to fix
+        raise InputError(
+            f"the query on {location} failed: {type(e).__name__}: {e}",
+            hint="check the URL, the query, and that the database is reachable",
+        ) from e
+
+
+def _sqlite_rows(location: str, query: str) -> list[list[Any]]:
+    import sqlite3
+
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute/path.db
+    path = location.split("://", 1)[1].removeprefix("/")
+    if not Path(path).exists():
+        raise InputError(f"no SQLite database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [[_json_value(v) for v in row] for row in conn.execute(query)]
+    finally:
+        conn.close()
+
+
+def _postgres_rows(location: str, query: str) -> list[list[Any]]:
+    try:
+        import psycopg
+    except ImportError as e:
+        raise InputError(
+            "PostgreSQL sources need psycopg", hint="pip install 'mltrail[postgres]'"
+        ) from e
+    url = location.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, connect_timeout=10) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return [[_json_value(v) for v in row] for row in cur.fetchall()]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)  # dates, decimals, uuids: their text form
+
+
+# -- register, check --------------------------------------------------------------
+
+
+def register_source(
+    home: Home,
+    index: Index,
+    name: str,
+    location: str,
+    *,
+    query: str | None = None,
+    note: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Fingerprint a source and record ``source.registered``; return the body.
+
+    Raises:
+        InputError: a bad name, a name already taken, a missing path, a failing query.
+    """
+    if not _NAME.fullmatch(name):
+        raise InputError(f"source name {name!r}: use letters, digits, . _ - (max 100)")
+    if index.query("SELECT 1 FROM sources WHERE name = ?", (name,)):
+        raise InputError(f"a source named {name!r} is already registered")
+    kind = _kind(location, query)
+    if kind == "path":
+        path = Path(location) if cwd is None else cwd / location
+        if not path.exists():
+            raise InputError(f"source {location} does not exist")
+        location = str(path.resolve())
+    elif kind == "sql":
+        location = _without_password(location)
+    body: dict[str, Any] = {"name": name, "location": location, "type": kind}
+    if query:
+        body["query"] = query
+    body.update(_fingerprint(home, kind, location, query))
+    if note:
+        body["note"] = note
+    home.ledger.append("source.registered", body)
+    return body
+
+
+def list_sources(index: Index) -> list[dict[str, Any]]:
+    """Every registered source with its latest fingerprint."""
+    rows = index.query(
+        "SELECT name, location, kind, fingerprint, checked FROM sources ORDER BY name"
+    )
+    keys = ("name", "location", "type", "fingerprint", "checked")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def check_sources(
+    home: Home, index: Index, names: list[str] | None = None
+) -> list[CheckResult]:
+    """Re-fingerprint sources; record the checks and flag downstream models.
+
+    Raises:
+        InputError: a named source is not registered.
+    """
+    sources = {s["name"]: s for s in list_sources(index)}
+    for name in names or []:
+        if name not in sources:
+            raise InputError(
+                f"no source named {name!r}", hint="see `mltrail sources list`"
+            )
+    results, drafts = [], []
+    for name in names or sorted(sources):
+        result, entries = _check_one(home, index, sources[name])
+        results.append(result)
+        drafts.extend(entries)
+    if drafts:
+        home.ledger.append_many(drafts)
+    return results
+
+
+def _check_one(
+    home: Home, index: Index, source: dict[str, Any]
+) -> tuple[CheckResult, list[Draft]]:
+    name, previous = source["name"], source["fingerprint"]
+    spec = _latest_body(home, index, name)
+    try:
+        fields = _fingerprint(
+            home, source["type"], source["location"], spec.get("query")
+        )
+    except InputError as e:
+        body = {"name": name, "fingerprint": None, "previous": previous,
+                "changed": False, "error": str(e)}  # fmt: skip
+        return CheckResult(name, False, None, previous, error=str(e)), [
+            Draft("source.checked", body)
+        ]
+    result = CheckResult(
+        name, fields["fingerprint"] != previous, fields["fingerprint"], previous
+    )
+    files: tuple[FileChange, ...] | None = None
+    if result.changed:
+        result.changes, files = _changes(
+            home, spec.get("manifest"), fields.get("manifest")
+        )
+    drafts = _flags(home, index, source, result, files) if result.changed else []
+    body = {"name": name, "previous": previous, "changed": result.changed, **fields}
+    if result.changes:
+        body["changes"] = result.changes
+    body["flagged"] = result.flagged
+    return result, [Draft("source.checked", body), *drafts]
+
+
+def _latest_body(home: Home, index: Index, name: str) -> dict[str, Any]:
+    """The body of the source's registration, with the manifest of its latest check."""
+    rows = index.query("SELECT seq, checked_seq FROM sources WHERE name = ?", (name,))
+    seq, checked = rows[0]
+    body = dict(home.ledger.record(seq).entry.body)
+    if checked is not None and checked != seq:
+        latest = home.ledger.record(checked).entry.body
+        if latest.get("manifest"):
+            body["manifest"] = latest["manifest"]
+    return body
+
+
+def _manifest_bytes(home: Home, ref: dict[str, Any]) -> bytes | None:
+    try:
+        return home.ledger.get_blob(str(ref.get("blob")))
+    except InputError:  # purged (or missing: verify names it)
+        return None
+
+
+def _changes(
+    home: Home, old_ref: Any, new_ref: Any
+) -> tuple[dict[str, Any], tuple[FileChange, ...] | None]:
+    """A summary of the files that differ, and the differences (None: unknown)."""
+    if not isinstance(old_ref, dict) or not isinstance(new_ref, dict):
+        return {}, None
+    old, new = _manifest_bytes(home, old_ref), _manifest_bytes(home, new_ref)
+    if old is None or new is None:  # a manifest was purged: no file-level summary
+        return {}, None
+    files = diff_manifests(old, new)
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    sample = [f"{marks[kind]}{c.path}" for kind in marks for c in files.changes
+              if c.kind == kind]  # fmt: skip
+    summary = {kind: files.count(kind) for kind in marks} | {"sample": sample[:_SAMPLE]}
+    return summary, files.changes
+
+
+def _flags(
+    home: Home,
+    index: Index,
+    source: dict[str, Any],
+    result: CheckResult,
+    files: tuple[FileChange, ...] | None,
+) -> list[Draft]:
+    """``model.flagged`` for each model made from a file of the source that changed."""
+    name = source["name"]
+    open_flags = {
+        row[0]
+        for row in index.query(
+            "SELECT model FROM flags WHERE source = ? AND cleared_seq IS NULL", (name,)
+        )
+    }
+
+    def get_blob(digest: str) -> bytes | None:
+        return _manifest_bytes(home, {"blob": digest})
+
+    runs = runs_reading_changes(index, get_blob, name, source["location"], files)
+    drafts = []
+    for node in downstream_model_outputs(index, (f"run:{r}" for r in runs), get_blob):
+        if node.id in open_flags:
+            continue
+        kind, _, ident = node.id.partition(":")
+        run, path = latest_writer(index, node.id)
+        body = {
+            "model": ident,
+            "model_type": kind,
+            "status": "open",
+            "source": name,
+            "run": run,
+            "path": dict(node.details).get("path") or path,
+            "reason": f"source {name} changed: {result.previous} -> {result.fingerprint}",
+        }
+        drafts.append(Draft("model.flagged", body))
+        result.flagged.append(node.id)
+    return drafts

@@ -1,0 +1,263 @@
+"""Model stages: who moved which model into or out of production, and when.
+
+A stage (``production``, ``staging``, any name) holds one model at a time.
+``promote`` records ``model.promoted`` with ``action: enter`` (replacing the
+model that held the stage), ``demote`` records ``action: leave``. The ledger is
+the history, so "which model was deciding on 14 March?" is a lookup.
+
+``promote`` refuses a flagged model, a model from uncommitted or unrecorded code
+and a promotion without a note, unless ``override`` gives a reason (recorded in
+the entry with what it overrode); and it refuses, whatever the override, a model
+that lacks the approvals the stage's gate requires (see :mod:`mltrail.audit.governance`):
+
+    >>> promote(home, index, "model.safetensors", stage="production")  # doctest: +SKIP
+    >>> stage_history(index, at=parse_when("2026-03-14"))              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mltrail.audit.governance import (
+    approval_status,
+    check_stage,
+    promotion_refusals,
+    resolve_model,
+)
+from mltrail.audit.trace import latest_writer
+from mltrail.errors import InputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.index import Index
+    from mltrail.ledger.home import Home
+
+__all__ = ["Promotion", "demote", "promote", "stage_history", "stage_holders"]
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One ``model.promoted`` record as the index holds it."""
+
+    seq: int
+    model: str
+    run: str | None
+    stage: str
+    action: str
+    time: str
+    user: str | None
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return dict(self.__dict__)
+
+
+def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promotion]:
+    """The model holding each stage now (or at epoch second ``at``)."""
+    sql = "SELECT seq, model, run, stage, action, time, user, note FROM promotions"
+    args: tuple[Any, ...] = ()
+    if at is not None:
+        sql += " WHERE ts <= ?"
+        args = (at,)
+    holders: dict[str, Promotion] = {}
+    for row in index.query(sql + " ORDER BY seq", args):
+        event = Promotion(*row)
+        if event.action == "enter":
+            holders[event.stage] = event
+        elif event.stage in holders and holders[event.stage].model == event.model:
+            del holders[event.stage]
+    return holders
+
+
+def stage_history(
+    index: Index, *, stage: str | None = None, since: float | None = None
+) -> list[Promotion]:
+    """Every promotion and demotion, oldest first."""
+    sql = "SELECT seq, model, run, stage, action, time, user, note FROM promotions WHERE 1"
+    args: list[Any] = []
+    if stage is not None:
+        sql += " AND stage = ?"
+        args.append(stage)
+    if since is not None:
+        sql += " AND ts >= ?"
+        args.append(since)
+    return [Promotion(*row) for row in index.query(sql + " ORDER BY seq", args)]
+
+
+def _model_and_holder(
+    index: Index, ref: str, stage: str, cwd: Path | None
+) -> tuple[str, Promotion | None]:
+    """The model node ``ref`` names and what holds ``stage`` now.
+
+    Raises:
+        InputError: ``stage`` is not a name, or ``ref`` names no model.
+    """
+    check_stage(stage)
+    return resolve_model(index, ref, cwd), stage_holders(index).get(stage)
+
+
+def promote(
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    stage: str,
+    note: str | None = None,
+    override: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Record that the model ``ref`` names now holds ``stage``; return the body.
+
+    Raises:
+        InputError: a bad stage or model, the model already holds the stage, a
+            refusal ``override`` does not lift (each named with its fix), or the
+            stage's approval gate is not met.
+    """
+    node, current = _model_and_holder(index, ref, stage, cwd)
+    if current is not None and current.model == node:
+        raise InputError(f"{node} already holds {stage} (since {current.time})")
+    if override is not None and not override.strip():
+        raise InputError(
+            "--override needs a reason", hint='e.g. --override "hotfix INC-7"'
+        )
+    refused = promotion_refusals(home, index, node, note)
+    if refused and override is None:
+        reasons = "; ".join(reason for reason, _ in refused)
+        fixes = "; ".join(fix for _, fix in refused)
+        raise InputError(
+            f"promotion refused: {reasons}",
+            hint=f"{fixes}; or pass --override REASON (recorded in the entry)",
+        )
+    gate = approval_status(index, node, stage)
+    _require_gate(node, stage, gate)
+    body = _body(index, node, ref, stage, "enter", note)
+    body["replaces"] = current.model if current else None
+    if override is not None:
+        body["override"] = {"reason": override, "refused": [r for r, _ in refused]}
+    if gate["required"] or gate["approvers"]:
+        body["approvals"] = {
+            "required": gate["required"],
+            "approvers": gate["approvers"],
+            "trainers": gate["trainers"],
+        }
+    home.ledger.append("model.promoted", body)
+    return body
+
+
+def _require_gate(node: str, stage: str, gate: dict[str, Any]) -> None:
+    """Raise unless nobody rejects ``node`` for ``stage`` and enough approve."""
+    if gate["rejected_by"]:
+        [first, *_] = gate["rejections"]
+        raise InputError(
+            f"{', '.join(gate['rejected_by'])} rejected {node} for {stage} "
+            f"(seq {first['seq']}: {first['note']})",
+            hint="a rejection stands until the same person records an approval "
+            "(`mltrail model approve MODEL --stage STAGE --note ...`); "
+            "--override does not lift it",
+        )
+    if len(gate["approvers"]) < gate["required"]:
+        made_by = ", ".join(gate["trainers"]) or "unknown"
+        have = ", ".join(gate["approvers"]) or "none"
+        raise InputError(
+            f"{stage} requires {gate['required']} approval(s) of {node} by people other "
+            f"than who trained it ({made_by}); it has {len(gate['approvers'])} ({have})",
+            hint="another account runs `mltrail model approve MODEL --stage "
+            f"{stage} --note ...`; --override does not lift a gate",
+        )
+
+
+def demote(
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    stage: str,
+    note: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Record that the model ``ref`` names left ``stage``; return the body."""
+    node, current = _model_and_holder(index, ref, stage, cwd)
+    if current is None or current.model != node:
+        holder = "nothing" if current is None else current.model
+        raise InputError(f"{node} does not hold {stage} ({holder} does)")
+    body = _body(index, node, ref, stage, "leave", note)
+    home.ledger.append("model.promoted", body)
+    return body
+
+
+def _body(
+    index: Index, node: str, ref: str, stage: str, action: str, note: str | None
+) -> dict[str, Any]:
+    kind, _, ident = node.partition(":")
+    run, path = latest_writer(index, node)
+    body: dict[str, Any] = {
+        "model": ident,
+        "model_type": kind,
+        "stage": stage,
+        "action": action,
+        "run": run,
+        "path": path,
+        "ref": ref,
+    }
+    if note:
+        body["note"] = note
+    return body
+
+
+def model_writers(index: Index, node: str) -> list[str]:
+    """Every run that wrote the model, file or dataset ``node``, oldest first."""
+    kind, _, ident = node.partition(":")
+    rows = []
+    if kind == "model":
+        rows = index.query(
+            "SELECT run, min(seq) FROM models WHERE model = ? AND role IN "
+            "('output', 'adapter') AND run IS NOT NULL GROUP BY run",
+            (ident,),
+        )
+    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    if column is not None:
+        rows += index.query(
+            f"SELECT run, min(seq) FROM data WHERE {column} = ? AND direction = 'out' "  # noqa: S608
+            "AND run IS NOT NULL GROUP BY run",
+            (ident,),
+        )
+    first: dict[str, int] = {}
+    for run, seq in rows:
+        first[run] = min(seq, first.get(run, seq))
+    return sorted(first, key=first.__getitem__)
+
+
+def lock_model(
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    reason: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Finalise the audit of the model ``ref`` names: a signed ``model.sealed``
+    entry naming the runs that made it, which then take no more entries but
+    notes (see :mod:`mltrail.core.lock`). Returns the body.
+
+    Raises:
+        InputError: ``ref`` names no model, or it is locked already.
+    """
+    node = resolve_model(index, ref, cwd)
+    kind, _, ident = node.partition(":")
+    for record in home.ledger.records_of_kinds(("model.sealed",)):
+        if record.entry.body.get("model") == ident:
+            raise InputError(
+                f"{node} is locked already (model.sealed at seq {record.seq})"
+            )
+    body: dict[str, Any] = {
+        "model": ident,
+        "model_type": kind,
+        "runs": model_writers(index, node),
+    }
+    if reason:
+        body["reason"] = reason
+    home.ledger.append("model.sealed", body)
+    return body
