@@ -56,3 +56,40 @@ def test_verify_function_checks_a_real_home(tmp_path):
     report = mltrail.verify(tmp_path / "home")
     assert report.ok
     assert report.records_checked == 2
+
+
+def test_ledger_package_exports_the_ledger_names_on_first_use():
+    code = (
+        "import sys, mltrail.ledger.keystore; "
+        "print('mltrail.ledger.ledger' in sys.modules); "
+        "from mltrail.ledger import (BlobPurgedError, Clock, Draft, Ledger, "  # regroup: keep
+        "SystemClock, UncoveredRecordsError); "
+        "print(Ledger.__module__, Draft.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [
+        "False",
+        "mltrail.ledger.ledger",
+        "mltrail.ledger.ledger",
+    ]
+
+
+def test_audit_stays_callable_once_its_package_is_imported(tmp_path):
+    # Importing any module of mltrail/audit/ binds the package to mltrail.audit,
+    # the name of the function that opens an Audit.
+    mltrail.init_home(tmp_path / "home", env={})
+    code = (
+        "import sys, mltrail, mltrail.audit.query\n"
+        "print(type(mltrail.audit).__name__)\n"
+        "with mltrail.audit(sys.argv[1]) as a:\n"
+        "    print(type(a).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "home")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["_CallablePackage", "Audit"]
