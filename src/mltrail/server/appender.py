@@ -205,6 +205,7 @@ class Appender:
                 .fetchone()
             )
         except BaseException as e:
+            self._reset_if_broken()  # the database restarted: reconnect next time
             job.future.set_exception(e)
             return True
         if found is None:
