@@ -76,14 +76,14 @@ def with_database(
 @contextmanager
 def throwaway_database() -> Iterator[str]:
     """A new, empty database with a unique name; dropped afterwards (connections too)."""
-    conn = admin_connection()
     name = f"mltrail_test_{uuid.uuid4().hex[:12]}"
-    conn.execute(f'CREATE DATABASE "{name}"')
+    with admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield with_database(PG_URL, name)
-    finally:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    finally:  # a connection of its own: the server may have restarted meanwhile
+        with admin_connection() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

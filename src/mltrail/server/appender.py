@@ -16,6 +16,7 @@ seen before is answered from there (or refused, 409, when the request differs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 from mltrail.server.control_schema import CONTROL_SCHEMA
+from mltrail.storage.postgres import connection_lost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -143,6 +145,11 @@ class Appender:
                 return
 
     def _ledger_now(self) -> Ledger:
+        ledger = self._ledger
+        if ledger is not None and connection_lost(ledger.store._conn):  # type: ignore[attr-defined]
+            self._ledger = None  # lost while idle: the database restarted
+            with contextlib.suppress(Exception):
+                ledger.close()
         if self._ledger is None:
             self._ledger = self._open()
         return self._ledger
@@ -186,7 +193,7 @@ class Appender:
     def _reset_if_broken(self) -> None:
         """Drop the ledger whose connection broke; the next job opens another."""
         ledger = self._ledger
-        if ledger is not None and ledger.store._conn.closed:  # type: ignore[attr-defined]
+        if ledger is not None and connection_lost(ledger.store._conn):  # type: ignore[attr-defined]
             self._ledger = None
             ledger.close()
 

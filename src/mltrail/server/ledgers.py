@@ -22,8 +22,8 @@ from mltrail.errors import MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
-from mltrail.storage.base import StoredRow
-from mltrail.storage.postgres import PostgresStore
+from mltrail.storage.base import StoredRow, _as_store_error
+from mltrail.storage.postgres import PostgresStore, connection_lost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -76,10 +76,14 @@ class Pool(Generic[T]):
             self._idle.put(item)
 
     def _take(self) -> T:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
+        while True:
+            try:
+                item = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if not self._broken(item):
+                return item
+            self._discard(item)  # lost while idle (the database restarted)
         with self._lock:
             make = self._made < self._size
             if make:
@@ -186,16 +190,17 @@ class ServerStore(PostgresStore):
         self, kinds: tuple[str, ...], start: int, stop: int, limit: int
     ) -> list[StoredRow]:
         """At most ``limit`` rows of ``kinds`` with ``start <= seq < stop``, in order."""
-        rows = self._conn.execute(
-            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) AND seq >= %s "
-            "AND seq < %s ORDER BY seq LIMIT %s",
-            (list(kinds), start, stop, limit),
-        ).fetchall()
+        with _as_store_error("read records"):
+            rows = self._conn.execute(
+                "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) AND "
+                "seq >= %s AND seq < %s ORDER BY seq LIMIT %s",
+                (list(kinds), start, stop, limit),
+            ).fetchall()
         return [StoredRow(q, bytes(h), bytes(d)) for q, h, d in rows]
 
     def full_head(self) -> ChainHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
-        with self._read():
+        with _as_store_error("read the head"), self._read():
             return self._head_in_txn(full=True)
 
 
@@ -216,7 +221,7 @@ class LedgerHandle:
             lambda: self._open(None),
             Ledger.close,
             READERS_PER_LEDGER,
-            lambda ledger: ledger.store._conn.closed,  # type: ignore[attr-defined]
+            lambda ledger: connection_lost(ledger.store._conn),  # type: ignore[attr-defined]
         )
         self.appender = Appender(row.name, lambda: self._open(self.signer))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import select
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,13 @@ if TYPE_CHECKING:
     from mltrail.core.verify import StoredCheckpoint
     from mltrail.storage.base import RunHold
 
-__all__ = ["SCHEMA_VERSION", "DatabaseInit", "PostgresStore", "init_database"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DatabaseInit",
+    "PostgresStore",
+    "connection_lost",
+    "init_database",
+]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _APPEND_LOCK = 0x6D6C7431  # advisory lock class ids ("mlt1", "mlt2"); the schema's
@@ -90,6 +97,19 @@ def connect(url: str, *, busy_timeout: float = 60.0) -> psycopg.Connection[Any]:
     if conn.execute("SHOW synchronous_commit").fetchone()[0] in ("off", "local"):
         conn.execute("SET synchronous_commit = on")
     return conn
+
+
+def connection_lost(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection is gone: closed, or its socket has something
+    to read although no query runs (the server said it is terminating it, for
+    example when PostgreSQL restarted). Costs one ``select`` with no wait."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def _schema_of(conn: psycopg.Connection[Any], url: str) -> str:
