@@ -136,13 +136,17 @@ def authorize(
     state: ServerState, ledger: str, token: str | None, roles: Collection[str]
 ) -> Ctx:
     """The context of a request with bearer ``token`` on ``ledger``, if its role is
-    one of ``roles`` (401, 403, 404 otherwise). Blocking: one query."""
+    one of ``roles`` (401, 403, 404 otherwise). Blocking: one query, unless the
+    token was authenticated less than a second ago (``RecentTokens``)."""
     if not token:
         raise ApiError(401, "a bearer token is required", hint="set MLTRAIL_TOKEN")
-    with state.control.borrow() as control:
-        found = control.authenticate(token)
-    if isinstance(found, str):
-        raise ApiError(401, found, hint="ask the ledger's admin for a token")
+    found = state.recent_tokens.get(token)
+    if found is None:
+        with state.control.borrow() as control:
+            found = control.authenticate(token)
+        if isinstance(found, str):
+            raise ApiError(401, found, hint="ask the ledger's admin for a token")
+        state.recent_tokens.put(token, found)
     if found.ledger != ledger:
         raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
     if found.role not in roles:

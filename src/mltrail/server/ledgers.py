@@ -9,9 +9,12 @@ thread. Blob uploads are plain inserts and use a pooled connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import queue
 import threading
+import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mltrail.core.chain import KEY_KINDS
@@ -264,6 +267,47 @@ class LedgerHandle:
         self._readers.close()
 
 
+class RecentTokens:
+    """Tokens authenticated in the last ``ttl`` seconds, so a busy writer's
+    requests do not each query the token tables. A revocation or expiry takes
+    effect within ``ttl`` (1 s) on every server process; a revocation through
+    this process's API at once (``forget``). Keyed by the SHA-256 of the whole
+    token, so the cache holds no secret."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._found: dict[bytes, tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, token: str) -> Any | None:
+        """The principal of ``token`` if it was authenticated moments ago."""
+        found = self._found.get(self._key(token))
+        if found is None or found[1] < time.monotonic():
+            return None
+        expires = getattr(found[0], "expires", None)
+        if expires is not None and expires <= datetime.now(UTC):
+            return None
+        return found[0]
+
+    def put(self, token: str, principal: Any) -> None:
+        """Remember an authenticated token for ``ttl`` seconds."""
+        with self._lock:
+            if len(self._found) >= self.size:
+                self._found.clear()
+            self._found[self._key(token)] = (principal, time.monotonic() + self.ttl)
+
+    def forget(self, token_id: str) -> None:
+        """Drop every cached token with this id (it was just revoked)."""
+        with self._lock:
+            for key, (principal, _) in list(self._found.items()):
+                if getattr(principal, "token_id", None) == token_id:
+                    del self._found[key]
+
+
 class ServerState:
     """What the application holds: the database URL, key folder, control
     connections and the ledgers opened so far."""
@@ -275,10 +319,11 @@ class ServerState:
             lambda: Control(url),
             Control.close,
             CONTROL_CONNECTIONS,
-            lambda control: control.conn.closed,
+            lambda control: connection_lost(control.conn),
         )
         self._handles: dict[str, LedgerHandle] = {}
         self._lock = threading.Lock()
+        self.recent_tokens = RecentTokens()
 
     def handle(self, name: str) -> LedgerHandle | None:
         """The ledger ``name`` (opened on first use), or None when not served."""

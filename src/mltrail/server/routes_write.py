@@ -293,7 +293,8 @@ def list_tokens(ctx: Admin) -> dict[str, Any]:
 
 @router.post("/tokens/{token_id}/revoke", tags=["admin"])
 def revoke_token(ctx: Admin, token_id: str) -> dict[str, Any]:
-    """Revoke a token of this ledger (at once: the next request with it is refused)."""
+    """Revoke a token of this ledger: refused at once by this server process, and
+    within a second by others (they reuse an authentication for 1 s)."""
     with ctx.handle_control() as control:
         try:
             newly = control.revoke_token(
@@ -301,4 +302,5 @@ def revoke_token(ctx: Admin, token_id: str) -> dict[str, Any]:
             )
         except MltrailError as e:
             raise ApiError(404, str(e)) from e
+    ctx.state.recent_tokens.forget(token_id)
     return {"id": token_id, "revoked": True, "already": not newly}
