@@ -516,3 +516,42 @@ def test_hostile_query_and_path_strings_give_4xx_and_change_nothing(server, evil
         if "kinds=" not in path and not run_path:
             assert 400 <= status < 500, (path, status, answer)
     assert server.call("GET", f"{A}/head", token)[1] == before
+
+
+def test_a_held_run_cannot_be_held_twice_and_holds_are_bounded(server):
+    import http.client
+
+    token = server.token("writer")
+    first = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    first.request(
+        "POST", f"{server.prefix}{A}/runs/twice-1/hold?lease=30",
+        headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    response = first.getresponse()
+    try:
+        assert response.status == 200
+        assert response.readline().strip() == b"held"
+        status, answer = server.call("POST", f"{A}/runs/twice-1/hold?lease=0.2", token)
+        assert status == 409, answer
+        live = server.call("GET", f"{A}/runs/live?runs=twice-1", token)[1]
+        assert live == {"live": ["twice-1"]}
+    finally:
+        first.close()
+
+
+def test_hold_slots_bound_each_token_and_the_process():
+    from mltrail.server.app import ApiError
+    from mltrail.server.ledgers import HoldSlots
+
+    slots = HoldSlots(total=3, per_token=2)
+    a1, a2 = slots.take("a"), slots.take("a")
+    with pytest.raises(ApiError, match="this token holds 2"):
+        slots.take("a")
+    b1 = slots.take("b")
+    with pytest.raises(ApiError, match="this server holds 3"):
+        slots.take("c")
+    a1()
+    a1()  # giving back twice is harmless
+    slots.take("c")
+    for give_back in (a2, b1):
+        give_back()

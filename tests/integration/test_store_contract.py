@@ -755,3 +755,20 @@ def test_a_held_run_is_live_until_released(store: Store) -> None:
         hold.release()
     hold.release()  # twice is harmless
     assert store.live_runs(["run-a"]) == set()
+
+
+def test_a_run_is_held_by_one_process_at_a_time(store: Store) -> None:
+    """A second hold of a held run is refused (a run id used twice), not queued."""
+    from mltrail.errors import InputError
+
+    hold = store.hold_run("run-twice")
+    if hold is None:
+        return  # a store a single home owns: its lock files say
+    try:
+        with pytest.raises(InputError, match="held live by another process"):
+            store.hold_run("run-twice")
+    finally:
+        hold.release()
+    again = store.hold_run("run-twice")
+    assert again is not None
+    again.release()

@@ -308,6 +308,48 @@ class RecentTokens:
                     del self._found[key]
 
 
+class HoldSlots:
+    """Bounds on live-run holds, each a database connection held open: at most
+    ``per_token`` for one token and ``total`` in this process (503 beyond), so
+    no writer can use up the database's connections."""
+
+    def __init__(self, total: int = 64, per_token: int = 16) -> None:
+        self.total, self.per_token = total, per_token
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, token_id: str) -> Callable[[], None]:
+        """A slot for ``token_id``; call what it returns once to give it back.
+
+        Raises:
+            ApiError: 503 when this process or this token holds its maximum.
+        """
+        from mltrail.server.app import ApiError
+
+        with self._lock:
+            if sum(self._held.values()) >= self.total:
+                raise ApiError(503, f"this server holds {self.total} live runs already")
+            if self._held.get(token_id, 0) >= self.per_token:
+                raise ApiError(
+                    503, f"this token holds {self.per_token} live runs already"
+                )
+            self._held[token_id] = self._held.get(token_id, 0) + 1
+        given = threading.Event()
+
+        def give_back() -> None:
+            if given.is_set():
+                return
+            given.set()
+            with self._lock:
+                left = self._held.get(token_id, 1) - 1
+                if left:
+                    self._held[token_id] = left
+                else:
+                    self._held.pop(token_id, None)
+
+        return give_back
+
+
 class ServerState:
     """What the application holds: the database URL, key folder, control
     connections and the ledgers opened so far."""
@@ -324,6 +366,7 @@ class ServerState:
         self._handles: dict[str, LedgerHandle] = {}
         self._lock = threading.Lock()
         self.recent_tokens = RecentTokens()
+        self.hold_slots = HoldSlots()
 
     def handle(self, name: str) -> LedgerHandle | None:
         """The ledger ``name`` (opened on first use), or None when not served."""

@@ -28,7 +28,7 @@ from mltrail.server.app import ApiError, Ctx, need
 from mltrail.server.tokens import READ_ROLES, UPLOAD_ROLES
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from mltrail.storage.base import RunHold
 
@@ -68,21 +68,33 @@ async def hold_run(
 ) -> StreamingResponse:
     """Hold run ``run`` live while this request stays open, ``lease`` seconds at most."""
     _check_run(run)
-    hold = await run_in_threadpool(_take_hold, ctx, run)
+    slot = ctx.state.hold_slots.take(ctx.principal.token_id)
+    try:
+        hold = await run_in_threadpool(_take_hold, ctx, run)
+    except BaseException:
+        slot()
+        raise
     return StreamingResponse(
-        _held(hold, request, lease), media_type="text/plain; charset=utf-8"
+        _held(hold, request, lease, slot), media_type="text/plain; charset=utf-8"
     )
 
 
 def _take_hold(ctx: Ctx, run: str) -> RunHold:
-    with ctx.handle.reader() as ledger:
-        hold = ledger.store.hold_run(run)
+    from mltrail.storage.postgres import RunHeldError
+
+    try:
+        with ctx.handle.reader() as ledger:
+            hold = ledger.store.hold_run(run)
+    except RunHeldError as e:
+        raise ApiError(409, str(e), hint=e.hint) from e
     if hold is None:  # pragma: no cover - the server's stores always hold
         raise ApiError(501, "this ledger's store cannot hold runs")
     return hold
 
 
-async def _held(hold: RunHold, request: Request, lease: float) -> AsyncIterator[bytes]:
+async def _held(
+    hold: RunHold, request: Request, lease: float, slot: Callable[[], None]
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     ends = loop.time() + lease
     try:
@@ -96,6 +108,7 @@ async def _held(hold: RunHold, request: Request, lease: float) -> AsyncIterator[
             yield b"\n"
     finally:
         hold.release()  # also when the stream is cancelled: closing is quick
+        slot()
 
 
 async def _forever() -> None:

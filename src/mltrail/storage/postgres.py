@@ -61,6 +61,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "DatabaseInit",
     "PostgresStore",
+    "RunHeldError",
     "connection_lost",
     "init_database",
 ]
@@ -477,12 +478,16 @@ class PostgresStore(Store):
             for name, value in _KEEPALIVES:
                 conn.execute(f"SET {name} = {value}")
             conn.execute("SET idle_session_timeout = 0")
-            conn.execute(
-                "SELECT pg_advisory_lock(%s, %s)", _run_lock_key(self.schema, run_id)
-            )
+            taken = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)",
+                _run_lock_key(self.schema, run_id),
+            ).fetchone()[0]
         except BaseException:
             conn.close()
             raise
+        if not taken:
+            conn.close()
+            raise RunHeldError(run_id)
         return _PostgresRunHold(conn)
 
     def _live_runs(self, run_ids: Collection[str]) -> set[str]:
@@ -526,6 +531,17 @@ def _run_lock_key(schema: str, run_id: str) -> tuple[int, int]:
     Two run ids may share a key (32 bits): one would then look live while the
     other runs, never the reverse."""
     return _int32(f"mltrail-run:{schema}".encode()), _int32(run_id.encode())
+
+
+class RunHeldError(InputError):
+    """Another live process holds this run already (a run id used twice)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id} is held live by another process already",
+            hint="run ids are unique: start a new run instead of reusing this id",
+        )
+        self.run_id = run_id
 
 
 class _PostgresRunHold:
