@@ -220,7 +220,8 @@ class Ledger:
                     f"{draft.kind} entries are written by `mltrail {command}`, "
                     "not appended directly"
                 )
-        return self._append_signed([self._sign(d) for d in drafts])
+        template = self._template()  # the actor's and key's bytes: once per batch
+        return self._append_signed([self._sign(d, template) for d in drafts])
 
     def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
         """Append entries an author signed elsewhere (a server's client), atomically.
@@ -262,8 +263,8 @@ class Ledger:
         erases the blob); the store learns of the purge in the same transaction."""
         return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
 
-    def _sign(self, draft: Draft) -> Entry:
-        template = self._template()
+    def _sign(self, draft: Draft, template: TemplateSigner | None = None) -> Entry:
+        template = template or self._template()
         time = format_time(self.clock.now())
         body = dict(draft.body)
         data = {"v": ENTRY_VERSION, "kind": draft.kind, "time": time, "body": body}
