@@ -580,3 +580,23 @@ def test_open_home_with_corrupt_store(tmp_path: Path) -> None:
     (tmp_path / "home" / "ledger.db").write_bytes(b"garbage" * 1000)
     with pytest.raises(StoreError, match="cannot open ledger"):
         open_home(tmp_path / "home", env={})
+
+
+def test_entries_carry_the_actor_as_it_is_at_each_append(ledger: Ledger) -> None:
+    """The actor's bytes are made once per signer and actor (issue 16): a changed
+    actor, whether replaced or changed in place, is seen and checked again."""
+    ledger.append("note", {"text": "first"})
+    ledger.actor["user"] = "changed-in-place"
+    second = ledger.append("note", {"text": "second"})
+    ledger.actor = {"user": "replaced", "uid": 7}
+    third = ledger.append("note", {"text": "third"})
+    assert second.entry.actor == {"user": "changed-in-place"}
+    assert third.entry.actor == {"user": "replaced", "uid": 7}
+    ledger.actor = {"user": "replaced", "uid": True}  # equal in Python, not in JSON
+    with pytest.raises(SchemaError, match="uid"):
+        ledger.append("note", {"text": "refused"})
+    ledger.actor["uid"] = 2**60
+    with pytest.raises(SchemaError, match="integer"):
+        ledger.append("note", {"text": "refused"})
+    assert ledger.verify().ok
+    assert ledger.head().size == 4

@@ -40,12 +40,15 @@ from mltrail.core.codec import (
     decode_record,
     find_blob_refs,
     format_time,
+    validate_actor,
     validate_entry,
 )
 from mltrail.core.entry import (
+    ENTRY_VERSION,
     SIG_MEMBER_BYTES,
     Entry,
     Record,
+    TemplateSigner,
     compute_entry_bytes,
     compute_signing_bytes,
     sign_entry,
@@ -180,6 +183,7 @@ class Ledger:
         self.writes = 0
         """Appends (and adopted checkpoints) this object has written."""
         self._checkpoint_signer: CheckpointSigner | None = None
+        self._template_signer: tuple[Signer, str, TemplateSigner] | None = None
 
     @classmethod
     def create(
@@ -216,7 +220,8 @@ class Ledger:
                     f"{draft.kind} entries are written by `mltrail {command}`, "
                     "not appended directly"
                 )
-        return self._append_signed([self._sign(d) for d in drafts])
+        template = self._template()  # the actor's and key's bytes: once per batch
+        return self._append_signed([self._sign(d, template) for d in drafts])
 
     def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
         """Append entries an author signed elsewhere (a server's client), atomically.
@@ -245,7 +250,7 @@ class Ledger:
             if entry.sig is None:
                 raise InputError(f"cannot append an unsigned {entry.kind} entry")
             validate_entry(entry.to_dict(with_sig=False))
-            self._check_blobs(entry)
+            self._check_blobs(entry.body)
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
             checked.append(replace(entry, signed_bytes=data))
@@ -258,23 +263,36 @@ class Ledger:
         erases the blob); the store learns of the purge in the same transaction."""
         return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
 
-    def _sign(self, draft: Draft) -> Entry:
-        signer = self._require_signer()
-        entry = Entry(
-            kind=draft.kind,
-            time=format_time(self.clock.now()),
-            actor=self.actor,
-            body=dict(draft.body),
-            run=draft.run,
-        )
-        validate_entry(entry.to_dict(with_sig=False), check_size=False)
-        self._check_blobs(entry)
-        signed = sign_entry(entry, signer)
+    def _sign(self, draft: Draft, template: TemplateSigner | None = None) -> Entry:
+        template = template or self._template()
+        time = format_time(self.clock.now())
+        body = dict(draft.body)
+        data = {"v": ENTRY_VERSION, "kind": draft.kind, "time": time, "body": body}
+        if draft.run is not None:
+            data["run"] = draft.run
+        # the actor was checked once, when the template was made: {} stands in
+        validate_entry(data | {"actor": {}}, check_size=False)
+        self._check_blobs(body)
+        signed = template.sign(draft.kind, time, body, draft.run)
         check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
         return signed
 
-    def _check_blobs(self, entry: Entry) -> None:
-        for ref in find_blob_refs(entry.body):
+    def _template(self) -> TemplateSigner:
+        """The entry signer of this key and actor, made again when either changes
+        (``repr`` tells a changed actor: it differs for any changed JSON value)."""
+        signer = self._require_signer()
+        shown = repr(self.actor)
+        cached = self._template_signer
+        if cached is not None and cached[0] is signer and cached[1] == shown:
+            return cached[2]
+        actor = copy.deepcopy(self.actor)
+        validate_actor(actor)
+        template = TemplateSigner(signer, actor)
+        self._template_signer = (signer, shown, template)
+        return template
+
+    def _check_blobs(self, body: Mapping[str, Any]) -> None:
+        for ref in find_blob_refs(body):
             data = self.store.get_blob(ref.digest)
             if data is None and self._purged_size(ref.digest) == ref.size:
                 continue  # the same bytes again: they stay erased

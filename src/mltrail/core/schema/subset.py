@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    _Check = Callable[[dict[str, Any], Any, str], str | None]
 
 __all__ = ["SUPPORTED_KEYWORDS", "SubsetValidator"]
 
@@ -83,6 +88,8 @@ class SubsetValidator:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
         self._check_vocabulary(schema)
+        self._plans: dict[int, tuple[dict[str, Any], tuple[_Check, ...]]] = {}
+        """id of a schema node -> (the node, the checks its keywords call for)."""
 
     def _check_vocabulary(self, node: Any) -> None:
         if not isinstance(node, dict):
@@ -118,19 +125,37 @@ class SubsetValidator:
             return None
         if schema is False:
             return f"{path or '(top level)'}: no value is allowed here"
-        for check in (
-            self._check_ref,
-            _check_type,
-            _check_values,
-            _check_string,
-            self._check_object,
-            self._check_array,
-            self._check_one_of,
-        ):
+        plan = self._plans.get(id(schema))
+        checks = (
+            plan[1] if plan is not None and plan[0] is schema else self._plan(schema)
+        )
+        for check in checks:
             problem = check(schema, value, path)
             if problem is not None:
                 return problem
         return None
+
+    def _plan(self, schema: dict[str, Any]) -> tuple[_Check, ...]:
+        """The checks whose keywords ``schema`` holds, in the order they run (a
+        check whose keywords are all absent finds nothing: it is left out)."""
+        checks = tuple(
+            check
+            for check, keywords in (
+                (self._check_ref, ("$ref",)),
+                (_check_type, ("type",)),
+                (_check_values, ("const", "enum", "minimum")),
+                (_check_string, ("minLength", "maxLength", "pattern")),
+                (
+                    self._check_object,
+                    ("required", "properties", "additionalProperties"),
+                ),
+                (self._check_array, ("items",)),
+                (self._check_one_of, ("oneOf",)),
+            )
+            if any(k in schema for k in keywords)
+        )
+        self._plans[id(schema)] = (schema, checks)
+        return checks
 
     def _check_ref(self, schema: dict[str, Any], value: Any, path: str) -> str | None:
         ref = schema.get("$ref")
