@@ -16,12 +16,10 @@ from mltrail.core.canonical import (
     compute_leaf_hash,
     compute_record_hash,
 )
-from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
 from mltrail.core.keyring import KeyRing, KeyState
 from mltrail.core.merkle import CompactRange, frontier_root
-from mltrail.core.pushed import PushWindow, open_window
 from mltrail.errors import (
     InputError,
     IntegrityError,
@@ -29,9 +27,13 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 
+# Checkpoint parsing and pushed windows are imported where a head is checked or
+# entries are sealed: a reader building a head needs neither.
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
+
+    from mltrail.core.pushed import PushWindow
 
 __all__ = [
     "CLOCK_RESET_KIND",
@@ -154,6 +156,8 @@ def seal_entries(
     """
     if not entries:
         raise InputError("nothing to append: no entries given")
+    from mltrail.core.pushed import open_window  # (reading a head needs none of it)
+
     tree, nodes, records = head.compact_range(), [], []
     size, prev, key_epoch = head.size, head.prev, head.key_epoch
     floor, window = head.floor_time, None
@@ -203,6 +207,8 @@ def check_head(head: ChainHead, *, origin: str, keys: Mapping[str, bytes]) -> No
     """
     if head.size == 0:
         return
+    from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
+
     try:
         parsed = (
             parse_signed_checkpoint(head.checkpoint).checkpoint

@@ -28,13 +28,6 @@ from mltrail.core.chain import (
     check_head,
     seal_entries,
 )
-from mltrail.core.checkpoint import (
-    Checkpoint,
-    CheckpointSigner,
-    SignedCheckpoint,
-    is_valid_key_name,
-    parse_signed_checkpoint,
-)
 from mltrail.core.codec import (
     check_entry_size,
     decode_record,
@@ -52,7 +45,6 @@ from mltrail.core.entry import (
 )
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.keyring import compute_key_proof_message, identity_problem
-from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
 from mltrail.core.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -74,9 +66,12 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 
+# Checkpoint signing and parsing and run locks are imported where they are used:
+# a home opened for reading (`mltrail runs`) needs none of them.
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
+    from mltrail.core.checkpoint import CheckpointSigner, SignedCheckpoint
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
     from mltrail.storage.base import Store
@@ -376,6 +371,13 @@ class Ledger:
     def _check_locks(self, entries: list[Entry]) -> None:
         """Under the append lock: refuse entries amending a run a
         ``model.sealed`` record locked (see :mod:`mltrail.core.lock`)."""
+        from mltrail.core.lock import (
+            ALLOWED_KINDS,
+            LOCK_KIND,
+            check_not_locked,
+            compute_locks,
+        )
+
         if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
             return
         rows = self.store.rows_of_kinds((LOCK_KIND,))
@@ -395,6 +397,8 @@ class Ledger:
             )
         cached = self._checkpoint_signer
         if cached is None or cached.signer is not signer:
+            from mltrail.core.checkpoint import CheckpointSigner
+
             cached = self._checkpoint_signer = CheckpointSigner(self.origin, signer)
         return cached.sign(head.size, head.root())
 
@@ -637,6 +641,8 @@ class Ledger:
             return self._adopt(self.store.head())
         if head.size == 0 or head.checkpoint is None:
             raise InputError("the ledger holds no records")
+        from mltrail.core.checkpoint import parse_signed_checkpoint
+
         return parse_signed_checkpoint(head.checkpoint)
 
     def check_head(self) -> None:
@@ -684,12 +690,14 @@ class Ledger:
         self.store.add_checkpoint(head.size, text)
         self._trusted_head = (head.size, head.frontier)
         self.writes += 1
+        from mltrail.core.checkpoint import parse_signed_checkpoint
+
         return parse_signed_checkpoint(text)
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """(size, text) of the newest checkpoint, if any."""
-        cps = self.store.checkpoints()
-        return (cps[-1].size, cps[-1].text) if cps else None
+        latest = self.store.latest_checkpoint()  # one row, not every checkpoint
+        return None if latest is None else (latest.size, latest.text)
 
     def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
         """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
@@ -784,6 +792,8 @@ def _check_signature(keyring: KeyRing, entry: Entry) -> None:
 
 def _check_origin(origin: str) -> None:
     """Refuse an origin no checkpoint could carry, before anything is written."""
+    from mltrail.core.checkpoint import Checkpoint, is_valid_key_name
+
     try:
         Checkpoint(origin=origin, size=0, root=bytes(32))
     except ValueError as e:
