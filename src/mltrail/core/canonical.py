@@ -10,8 +10,6 @@ import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import rfc8785
-
 from mltrail.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -49,6 +47,8 @@ def canonical_bytes(value: Any) -> bytes:
     fast = fast_canonical_bytes(value)
     if fast is not None:
         return fast
+    import rfc8785  # the slow path only: a reader that never gets here skips ~3 ms
+
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
