@@ -19,32 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
-from mltrail.core.chain import (
-    KEY_KINDS,
-    TIME_TOLERANCE,
-    Batch,
-    ChainHead,
-    KeyRing,
-    check_head,
-    seal_entries,
-)
-from mltrail.core.codec import (
-    check_entry_size,
-    decode_record,
-    find_blob_refs,
-    format_time,
-    validate_entry,
-)
-from mltrail.core.entry import (
-    SIG_MEMBER_BYTES,
-    Entry,
-    Record,
-    compute_entry_bytes,
-    compute_signing_bytes,
-    sign_entry,
-)
 from mltrail.core.erasure import PURGE_KIND
-from mltrail.core.keyring import compute_key_proof_message, identity_problem
+from mltrail.core.head import KEY_KINDS, TIME_TOLERANCE
+from mltrail.core.keyring import KeyRing, compute_key_proof_message, identity_problem
 from mltrail.core.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -66,12 +43,15 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 
-# Checkpoint signing and parsing and run locks are imported where they are used:
-# a home opened for reading (`mltrail runs`) needs none of them.
+# Sealing, checkpoint signing and parsing, run locks, entry signing and record
+# decoding are imported where they are used: a home opened for reading needs
+# none of them until it reads a record (`mltrail runs` reads none).
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
+    from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.checkpoint import CheckpointSigner, SignedCheckpoint
+    from mltrail.core.entry import Entry, Record
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
     from mltrail.storage.base import Store
@@ -230,6 +210,9 @@ class Ledger:
                 signing another user's entry or a kind only a log key signs.
             ConfigError: the signing key may not sign at that seq.
         """
+        from mltrail.core.codec import check_entry_size, validate_entry
+        from mltrail.core.entry import SIG_MEMBER_BYTES, compute_entry_bytes
+
         checked: list[Entry] = []
         for entry in entries:
             if entry.kind in KEY_KINDS or entry.kind == PURGE_KIND:
@@ -254,6 +237,14 @@ class Ledger:
         return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
 
     def _sign(self, draft: Draft) -> Entry:
+        from mltrail.core.codec import check_entry_size, format_time, validate_entry
+        from mltrail.core.entry import (
+            SIG_MEMBER_BYTES,
+            Entry,
+            compute_entry_bytes,
+            sign_entry,
+        )
+
         signer = self._require_signer()
         entry = Entry(
             kind=draft.kind,
@@ -269,6 +260,8 @@ class Ledger:
         return signed
 
     def _check_blobs(self, entry: Entry) -> None:
+        from mltrail.core.codec import find_blob_refs
+
         for ref in find_blob_refs(entry.body):
             data = self.store.get_blob(ref.digest)
             if data is None and self._purged_size(ref.digest) == ref.size:
@@ -287,6 +280,8 @@ class Ledger:
         *,
         foreign: bool = False,
     ) -> list[Record]:
+        from mltrail.core.entry import Record
+
         if getattr(self.store, "remote", False):
             return self._post_signed(entries, checkpoint_signer)
         for _ in range(5):
@@ -333,6 +328,8 @@ class Ledger:
     ) -> Batch:
         """Runs under the store's append lock: check the head and signers, chain,
         then sign the checkpoint of the new head (stored with the records)."""
+        from mltrail.core.chain import seal_entries
+
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
         self._check_head(head)
@@ -405,12 +402,16 @@ class Ledger:
     def _check_head(self, head: ChainHead) -> None:
         """Refuse to build on a head no valid signed checkpoint covers (see
         ``core.chain.check_head``); a head this object checked or wrote passes."""
+        from mltrail.core.chain import check_head
+
         if head.size == 0 or self._trusted_head == (head.size, head.frontier):
             return
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
         self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
+        from mltrail.core.codec import decode_record
+
         keyring = KeyRing(origin=self.origin)
         epoch = 0
         for row in self.store.rows_of_kinds(KEY_KINDS):
@@ -483,6 +484,9 @@ class Ledger:
         self, new_signer: Signer, *, reason: str = "key rotation"
     ) -> list[Record]:
         """Add ``new_signer``'s key and revoke the current one, atomically."""
+        from mltrail.core.codec import format_time, validate_entry
+        from mltrail.core.entry import Entry, sign_entry
+
         old = self._require_signer()
         now = format_time(self.clock.now())
         added_entry = Entry(
@@ -593,11 +597,15 @@ class Ledger:
 
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
         """Records in seq order, decoded and schema-checked (not signature-checked)."""
+        from mltrail.core.codec import decode_record
+
         for row in self.store.rows(start, stop):
             yield decode_record(row.data).record
 
     def records_of_kinds(self, kinds: Sequence[str]) -> Iterator[Record]:
         """Records of the given kinds in seq order, decoded (not signature-checked)."""
+        from mltrail.core.codec import decode_record
+
         for row in self.store.rows_of_kinds(kinds):
             yield decode_record(row.data).record
 
@@ -775,6 +783,8 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
 
 def _check_signature(keyring: KeyRing, entry: Entry) -> None:
     """Refuse an entry signed elsewhere whose signature does not verify."""
+    from mltrail.core.entry import compute_signing_bytes
+
     assert entry.sig is not None
     state = keyring.keys.get(entry.sig.key)
     try:
