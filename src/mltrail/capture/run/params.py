@@ -25,14 +25,12 @@ import hashlib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal
 
-from mltrail.capture.run.userfiles import read_user_file
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
@@ -524,6 +522,8 @@ def parse_config(data: bytes, fmt: str, *, path: Path) -> dict[str, Any]:
 
 
 def _read(path: Path) -> bytes:
+    from mltrail.capture.run.userfiles import read_user_file
+
     return read_user_file(
         path,
         what="config file",
@@ -533,6 +533,8 @@ def _read(path: Path) -> bytes:
 
 
 def _parse(path: Path, fmt: str, data: bytes) -> dict[str, Any]:
+    import tomllib  # here: `runs --param` coerces values with this module
+
     import yaml
 
     try:
