@@ -47,10 +47,18 @@ from mltrail.errors import (
 # decoding are imported where they are used: a home opened for reading needs
 # none of them until it reads a record (`mltrail runs` reads none).
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from collections.abc import (
+        Callable,
+        Collection,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.checkpoint import CheckpointSigner, SignedCheckpoint
+    from mltrail.core.codec import BlobRef
     from mltrail.core.entry import Entry, Record
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
@@ -167,7 +175,7 @@ class Ledger:
         store.init_meta({"origin": origin, "format": "mltrail/1"})
         ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
         body = _key_body(signer, origin=origin, reason="ledger created")
-        ledger._append_signed([ledger._sign(Draft("key.added", body))])
+        ledger._append_signed(ledger._sign([Draft("key.added", body)]))
         return ledger
 
     # -- writing -----------------------------------------------------------
@@ -191,7 +199,7 @@ class Ledger:
                     f"{draft.kind} entries are written by `mltrail {command}`, "
                     "not appended directly"
                 )
-        return self._append_signed([self._sign(d) for d in drafts])
+        return self._append_signed(self._sign(drafts))
 
     def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
         """Append entries an author signed elsewhere (a server's client), atomically.
@@ -210,7 +218,7 @@ class Ledger:
                 signing another user's entry or a kind only a log key signs.
             ConfigError: the signing key may not sign at that seq.
         """
-        from mltrail.core.codec import check_entry_size, validate_entry
+        from mltrail.core.codec import check_entry_size, find_blob_refs, validate_entry
         from mltrail.core.entry import SIG_MEMBER_BYTES, compute_entry_bytes
 
         checked: list[Entry] = []
@@ -223,7 +231,7 @@ class Ledger:
             if entry.sig is None:
                 raise InputError(f"cannot append an unsigned {entry.kind} entry")
             validate_entry(entry.to_dict(with_sig=False))
-            self._check_blobs(entry)
+            self._check_blobs(find_blob_refs(entry.body))
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
             checked.append(replace(entry, signed_bytes=data))
@@ -234,10 +242,17 @@ class Ledger:
     def record_purge(self, body: Mapping[str, Any]) -> Record:
         """Append a ``blob.purged`` entry (see :mod:`mltrail.ledger.erasure`, which then
         erases the blob); the store learns of the purge in the same transaction."""
-        return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
+        return self._append_signed(self._sign([Draft(PURGE_KIND, body)]))[0]
 
-    def _sign(self, draft: Draft) -> Entry:
-        from mltrail.core.codec import check_entry_size, format_time, validate_entry
+    def _sign(self, drafts: Sequence[Draft]) -> list[Entry]:
+        """Validate, blob-check and sign each draft (the writing code is imported
+        here, once per append, not per entry)."""
+        from mltrail.core.codec import (
+            check_entry_size,
+            find_blob_refs,
+            format_time,
+            validate_entry,
+        )
         from mltrail.core.entry import (
             SIG_MEMBER_BYTES,
             Entry,
@@ -246,23 +261,24 @@ class Ledger:
         )
 
         signer = self._require_signer()
-        entry = Entry(
-            kind=draft.kind,
-            time=format_time(self.clock.now()),
-            actor=self.actor,
-            body=dict(draft.body),
-            run=draft.run,
-        )
-        validate_entry(entry.to_dict(with_sig=False), check_size=False)
-        self._check_blobs(entry)
-        signed = sign_entry(entry, signer)
-        check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
-        return signed
+        signed_entries = []
+        for draft in drafts:
+            entry = Entry(
+                kind=draft.kind,
+                time=format_time(self.clock.now()),
+                actor=self.actor,
+                body=dict(draft.body),
+                run=draft.run,
+            )
+            validate_entry(entry.to_dict(with_sig=False), check_size=False)
+            self._check_blobs(find_blob_refs(entry.body))
+            signed = sign_entry(entry, signer)
+            check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
+            signed_entries.append(signed)
+        return signed_entries
 
-    def _check_blobs(self, entry: Entry) -> None:
-        from mltrail.core.codec import find_blob_refs
-
-        for ref in find_blob_refs(entry.body):
+    def _check_blobs(self, refs: Iterable[BlobRef]) -> None:
+        for ref in refs:
             data = self.store.get_blob(ref.digest)
             if data is None and self._purged_size(ref.digest) == ref.size:
                 continue  # the same bytes again: they stay erased
@@ -402,10 +418,10 @@ class Ledger:
     def _check_head(self, head: ChainHead) -> None:
         """Refuse to build on a head no valid signed checkpoint covers (see
         ``core.chain.check_head``); a head this object checked or wrote passes."""
-        from mltrail.core.chain import check_head
-
         if head.size == 0 or self._trusted_head == (head.size, head.frontier):
             return
+        from mltrail.core.chain import check_head
+
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
         self._trusted_head = (head.size, head.frontier)
 
@@ -557,7 +573,7 @@ class Ledger:
             "proof": encode_b64(proof),
             "reason": reason,
         }
-        return self._append_signed([self._sign(Draft("key.added", body))])[0]
+        return self._append_signed(self._sign([Draft("key.added", body)]))[0]
 
     def revoke_key(self, key_id: str, *, reason: str) -> Record:
         """Revoke an author key: entries it signs from here on are refused.
@@ -582,7 +598,7 @@ class Ledger:
                 f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
             )
         body = {"key": key_id, "reason": reason}
-        return self._append_signed([self._sign(Draft("key.revoked", body))])[0]
+        return self._append_signed(self._sign([Draft("key.revoked", body)]))[0]
 
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
