@@ -132,6 +132,7 @@ _NOT_FOR_READING = (
     "tomllib",
     "yaml",
     "nacl",
+    "hashlib",  # OpenSSL: nothing is hashed
     "mltrail.core.chain",  # sealing; a head comes from core.head
     "mltrail.core.codec",  # `runs` answers from the index, decoding no record
     "mltrail.core.checkpoint",

@@ -21,7 +21,6 @@ here redacts: pass the results through :mod:`mltrail.capture.run.redact` before 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import re
@@ -497,6 +496,8 @@ def load_config(path: Path) -> ConfigFile:
             f"{path}: not a config file (expected .yaml, .yml, .json or .toml)",
             hint="name a YAML, JSON or TOML file",
         )
+    import hashlib  # (not for `runs --param`, which only coerces values)
+
     data = _read(path)
     return ConfigFile(
         path=str(path),
