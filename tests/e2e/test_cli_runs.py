@@ -121,3 +121,40 @@ def test_the_account_is_recorded_and_filtered_on_not_what_user_claims(home, tmp_
     assert json.loads(mltrail(home, "runs", "--user", claim, "--json").stdout) == []
     mine = json.loads(mltrail(home, "runs", "--user", account, "--json").stdout)
     assert [r["id"] for r in mine] == [run["id"]]
+
+
+# Modules a reading command does not need (ADR 0021): a new top-level import on
+# the read path that pulls one of them in makes every read command slower.
+_NOT_FOR_READING = (
+    "rich",  # printing JSON
+    "socket",  # the actor's host
+    "rfc8785",  # canonical JSON of floats: nothing is written or decoded
+    "tomllib",
+    "yaml",
+    "nacl",
+    "hashlib",  # OpenSSL: nothing is hashed
+    "mltrail.core.chain",  # sealing; a head comes from core.head
+    "mltrail.core.codec",  # `runs` answers from the index, decoding no record
+    "mltrail.core.checkpoint",
+    "mltrail.core.report",
+    "mltrail.index.ingest",  # the index is caught up already
+    "mltrail.ledger.server_trust",
+)
+
+
+def test_runs_json_imports_nothing_it_does_not_need(home):
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    code = (
+        "import atexit, runpy, sys\n"
+        f"names = {_NOT_FOR_READING!r}\n"
+        "atexit.register(lambda: print('loaded:', sorted(n for n in names "
+        "if n in sys.modules), file=sys.stderr))\n"
+        f"sys.argv = ['mltrail', '--home', {str(home)!r}, 'runs', '--json']\n"
+        "runpy.run_module('mltrail', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+    assert "loaded: []" in proc.stderr.splitlines()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.audit.refs import resolve_node
 from mltrail.audit.trace import latest_writer, run_outputs
 from mltrail.errors import InputError
-from mltrail.index.ingest import DESCRIBED_FIELDS
+from mltrail.index.tables import DESCRIBED_FIELDS
 
 if TYPE_CHECKING:
     from pathlib import Path

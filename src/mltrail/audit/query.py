@@ -10,7 +10,6 @@ ledger's own records (the source of truth).
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
-from mltrail.index.ingest import param_value
+from mltrail.index.tables import param_value
 from mltrail.record.run_status import RunSummary, run_liveness
 
 if TYPE_CHECKING:
@@ -320,6 +319,8 @@ def close_runs(index: Index, ref: str, limit: int = 3) -> list[str]:
     """Run ids and names that look like ``ref`` (a mistyped one), closest first."""
     rows = index.query("SELECT id, name FROM runs")
     known = {str(v) for row in rows for v in row if v}
+    import difflib  # only for a ref that names nothing
+
     return difflib.get_close_matches(ref, sorted(known), n=limit, cutoff=0.6)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from mltrail.audit.governance import (
     approval_status,
@@ -221,6 +220,8 @@ def _print_gates(gates: list[dict]) -> None:
             "no stage is gated: `mltrail model gate STAGE --require-approval N`"
         )
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("stage", "approvals", "since (UTC)", "by", "note"):
         table.add_column(column, overflow="fold")

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from mltrail.capture.machine.identity import describe_user
-from mltrail.cli.body import read_attachment, read_body
 from mltrail.cli.output import (
     COUNT,
     AppState,
@@ -159,6 +158,8 @@ def append(
       echo '{"text": "from a pipe"}' | mltrail append --kind note --body -
       mltrail append --kind note --run baseline --body '{"text": "lr too high"}'
     """
+    from mltrail.cli.body import read_attachment, read_body  # (not for reading)
+
     body = read_body(body_text)
     home = open_from(ctx, writable=True)
     if run is not None:

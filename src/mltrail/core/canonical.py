@@ -5,12 +5,9 @@ Every byte that is signed or hashed in mltrail is produced here and nowhere else
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-
-import rfc8785
 
 from mltrail.errors import SchemaError
 
@@ -49,6 +46,8 @@ def canonical_bytes(value: Any) -> bytes:
     fast = fast_canonical_bytes(value)
     if fast is not None:
         return fast
+    import rfc8785  # the slow path only: a reader that never gets here skips ~3 ms
+
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as e:
@@ -136,16 +135,28 @@ def _member_name(key: str) -> bytes:
     return canonical_bytes(key) + b":"
 
 
+def _sha256(data: bytes) -> Any:
+    """``hashlib.sha256(data)``. hashlib loads OpenSSL (~3 ms), which a reading
+    command that hashes nothing should not pay: the first call imports it and
+    rebinds this name to ``hashlib.sha256`` itself, so later calls cost nothing
+    extra."""
+    global _sha256  # noqa: PLW0603 (a lazily bound function)
+    from hashlib import sha256
+
+    _sha256 = sha256
+    return sha256(data)
+
+
 def compute_record_hash(record_bytes: bytes) -> bytes:
     """SHA-256 of the canonical bytes of a whole record (the ``prev`` of the next)."""
-    return hashlib.sha256(record_bytes).digest()
+    return _sha256(record_bytes).digest()
 
 
 def compute_leaf_hash(record_bytes: bytes) -> bytes:
     """RFC 9162 leaf hash of a record: SHA-256(0x00 || canonical record bytes)."""
-    return hashlib.sha256(b"\x00" + record_bytes).digest()
+    return _sha256(b"\x00" + record_bytes).digest()
 
 
 def compute_blob_digest(data: bytes) -> str:
     """Content address of a blob: ``sha256:<hex>``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + _sha256(data).hexdigest()

@@ -7,20 +7,14 @@ returns, so storage never hashes anything itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mltrail.core.canonical import (
-    ZERO_HASH,
-    compute_leaf_hash,
-    compute_record_hash,
-)
-from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
+from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
+from mltrail.core.head import EMPTY_HEAD, KEY_KINDS, TIME_TOLERANCE, ChainHead
 from mltrail.core.keyring import KeyRing, KeyState
-from mltrail.core.merkle import CompactRange, frontier_root
 from mltrail.core.pushed import PushWindow, open_window
 from mltrail.errors import (
     InputError,
@@ -29,9 +23,10 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 
+# Checkpoint parsing is imported where a head is checked.
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
 __all__ = [
     "CLOCK_RESET_KIND",
@@ -51,48 +46,7 @@ __all__ = [
     "seal_entries",
 ]
 
-KEY_KINDS = ("key.added", "key.revoked")
 CLOCK_RESET_KIND = "clock.reset"
-
-TIME_TOLERANCE = timedelta(minutes=5)
-"""How far an entry's time may lie before the ledger's newest time, or after the
-appending machine's clock. Part of the format: verification applies it too."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    """The state an append needs: size, last record hash and time, Merkle frontier.
-
-    ``key_epoch`` is the seq of the newest key record plus one (0 if none), so an
-    appender can tell whether the key ring changed under it. ``floor_time`` is the
-    newest entry time since the last ``clock.reset`` (no entry may be dated more
-    than ``TIME_TOLERANCE`` before it). ``checkpoint`` is the text of the newest
-    stored checkpoint, which must cover the head before anything is appended.
-    """
-
-    size: int
-    last_hash: bytes
-    last_time: str | None
-    frontier: tuple[bytes, ...]
-    key_epoch: int = 0
-    floor_time: str | None = field(default=None, compare=False)
-    checkpoint: str | None = field(default=None, compare=False)
-
-    @property
-    def prev(self) -> str:
-        """The ``prev`` the next record must carry."""
-        return self.last_hash.hex() if self.size else ZERO_HASH
-
-    def compact_range(self) -> CompactRange:
-        """The Merkle frontier as a mutable compact range."""
-        return CompactRange(self.size, self.frontier)
-
-    def root(self) -> bytes:
-        """Merkle root of the ledger at this head."""
-        return frontier_root(self.frontier)
-
-
-EMPTY_HEAD = ChainHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +157,8 @@ def check_head(head: ChainHead, *, origin: str, keys: Mapping[str, bytes]) -> No
     """
     if head.size == 0:
         return
+    from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
+
     try:
         parsed = (
             parse_signed_checkpoint(head.checkpoint).checkpoint

@@ -15,7 +15,6 @@ rejected, equal sizes need an empty proof and equal roots).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,8 +45,10 @@ __all__ = [
 HASH_SIZE = 32
 """Bytes in every node hash (SHA-256)."""
 
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-"""MTH of the empty tree."""
+EMPTY_ROOT = bytes.fromhex(
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+)
+"""MTH of the empty tree: SHA-256 of no bytes."""
 
 NodeReader = Callable[[int, int], bytes]
 """``node(level, index)``: the hash of the perfect subtree at that position."""
@@ -55,14 +56,26 @@ NodeReader = Callable[[int, int], bytes]
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 
+def _sha256(data: bytes) -> Any:
+    """``hashlib.sha256(data)``. hashlib loads OpenSSL (~3 ms), which a reading
+    command that hashes nothing should not pay: the first call imports it and
+    rebinds this name to ``hashlib.sha256`` itself, so later calls cost nothing
+    extra."""
+    global _sha256  # noqa: PLW0603 (a lazily bound function)
+    from hashlib import sha256
+
+    _sha256 = sha256
+    return sha256(data)
+
+
 def hash_leaf(data: bytes) -> bytes:
     """Return the RFC 9162 leaf hash ``SHA-256(0x00 || data)``."""
-    return hashlib.sha256(b"\x00" + data).digest()
+    return _sha256(b"\x00" + data).digest()
 
 
 def hash_children(left: bytes, right: bytes) -> bytes:
     """Return the RFC 9162 interior hash ``SHA-256(0x01 || left || right)``."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
+    return _sha256(b"\x01" + left + right).digest()
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ def compute_key_id(public_key: bytes) -> str:
     """Return the key id of a raw Ed25519 public key."""
     if len(public_key) != 32:
         raise ValueError(f"Ed25519 public key must be 32 bytes, got {len(public_key)}")
+    import hashlib  # (see core.canonical._sha256)
+
     return hashlib.sha256(public_key).hexdigest()
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.core.limits import MAX_RECORD_DEPTH, exceeds_text_depth
 from mltrail.errors import StoreError
-from mltrail.index.ingest import ingest_entry
 from mltrail.index.tables import INDEX_VERSION, SCHEMA
 
 if TYPE_CHECKING:
@@ -139,6 +138,8 @@ class Index:
     def _ingest(
         self, start: int, stop: int, progress: Callable[[int, int], None] | None
     ) -> int:
+        from mltrail.index.ingest import ingest_entry  # only when catching up
+
         get_blob = self.ledger.store.get_blob
         cur = self.conn.cursor()
         done, last_hash, skipped = 0, None, self.skipped

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mltrail.core.canonical import canonical_bytes
+from mltrail.index.tables import DESCRIBED_FIELDS, param_value
 
 if TYPE_CHECKING:
     import sqlite3
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DESCRIBED_FIELDS", "ingest_entry", "param_value", "parse_time"]
 
-# the model card fields of model.described, in the order they are shown
-DESCRIBED_FIELDS = ("purpose", "owner", "risk_tier", "limitations")
 _MAX_EXPLODE = 2_000_000  # files of one output manifest kept for content links
 
 
@@ -30,11 +28,6 @@ def parse_time(value: str) -> float:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except (ValueError, AttributeError):
         return 0.0
-
-
-def param_value(value: Any) -> str:
-    """The canonical JSON text a parameter value is stored and matched as."""
-    return canonical_bytes(value).decode()
 
 
 def _digest(ref: Any) -> str | None:

@@ -8,7 +8,20 @@ ledger that no longer extends what the index saw triggers the same rebuild.
 
 from __future__ import annotations
 
-__all__ = ["INDEX_VERSION", "SCHEMA"]
+from typing import Any
+
+__all__ = ["DESCRIBED_FIELDS", "INDEX_VERSION", "SCHEMA", "param_value"]
+
+# the model card fields of model.described, in the order they are shown
+DESCRIBED_FIELDS = ("purpose", "owner", "risk_tier", "limitations")
+
+
+def param_value(value: Any) -> str:
+    """The canonical JSON text a parameter value is stored and matched as."""
+    from mltrail.core.canonical import canonical_bytes
+
+    return canonical_bytes(value).decode()
+
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.

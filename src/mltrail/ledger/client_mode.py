@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 from mltrail.capture.machine.identity import capture_actor
 from mltrail.config import SETTINGS_FILE, Settings
 from mltrail.errors import ConfigError
-from mltrail.ledger.ledger import Ledger
-from mltrail.ledger.server_trust import TRUST_DIR, ServerTrust, parse_trust_keys
 from mltrail.storage.registry import StoreOptions, is_server_url, open_store
 
+# `server_url` is asked on every open of a home: the ledger and the server trust
+# are imported where a server's ledger is opened.
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
     from mltrail.core.signing import Signer
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.ledger.server_trust import ServerTrust
     from mltrail.storage.http import HttpStore
 
 __all__ = [
@@ -75,6 +77,8 @@ class RemoteLedger:
     def witness_file(self) -> str:
         """A witness path no one writes: client mode keeps the newest checkpoint
         in the trust file instead (``Home`` checks ``trust`` first)."""
+        from mltrail.ledger.server_trust import TRUST_DIR
+
         return f"{TRUST_DIR}/{self.trust.ledger}.no-witness"
 
 
@@ -97,6 +101,9 @@ def open_remote_ledger(
         ConfigError: ``signer`` is given but the server does not say who the
             token belongs to.
     """
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.ledger.server_trust import ServerTrust, parse_trust_keys
+
     token = token or env.get("MLTRAIL_TOKEN")
     if not token:
         from mltrail.errors import AuthError

@@ -19,43 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
-from mltrail.core.chain import (
-    KEY_KINDS,
-    TIME_TOLERANCE,
-    Batch,
-    ChainHead,
-    KeyRing,
-    check_head,
-    seal_entries,
-)
-from mltrail.core.checkpoint import (
-    Checkpoint,
-    CheckpointSigner,
-    SignedCheckpoint,
-    is_valid_key_name,
-    parse_signed_checkpoint,
-)
-from mltrail.core.codec import (
-    check_entry_size,
-    decode_record,
-    find_blob_refs,
-    format_time,
-    validate_actor,
-    validate_entry,
-)
-from mltrail.core.entry import (
-    ENTRY_VERSION,
-    SIG_MEMBER_BYTES,
-    Entry,
-    Record,
-    TemplateSigner,
-    compute_entry_bytes,
-    compute_signing_bytes,
-    sign_entry,
-)
 from mltrail.core.erasure import PURGE_KIND
-from mltrail.core.keyring import compute_key_proof_message, identity_problem
-from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, check_not_locked, compute_locks
+from mltrail.core.head import KEY_KINDS, TIME_TOLERANCE
+from mltrail.core.keyring import KeyRing, compute_key_proof_message, identity_problem
 from mltrail.core.merkle import (
     ConsistencyProof,
     InclusionProof,
@@ -77,9 +43,23 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 
+# Sealing, checkpoint signing and parsing, run locks, entry signing and record
+# decoding are imported where they are used: a home opened for reading needs
+# none of them until it reads a record (`mltrail runs` reads none).
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from collections.abc import (
+        Callable,
+        Collection,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
+    from mltrail.core.chain import Batch, ChainHead
+    from mltrail.core.checkpoint import CheckpointSigner, SignedCheckpoint
+    from mltrail.core.codec import BlobRef
+    from mltrail.core.entry import Entry, Record, TemplateSigner
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
     from mltrail.storage.base import Store
@@ -196,7 +176,7 @@ class Ledger:
         store.init_meta({"origin": origin, "format": "mltrail/1"})
         ledger = cls(store, signer, origin=origin, trusted_key=signer.key_id, **kwargs)
         body = _key_body(signer, origin=origin, reason="ledger created")
-        ledger._append_signed([ledger._sign(Draft("key.added", body))])
+        ledger._append_signed(ledger._sign([Draft("key.added", body)]))
         return ledger
 
     # -- writing -----------------------------------------------------------
@@ -220,8 +200,7 @@ class Ledger:
                     f"{draft.kind} entries are written by `mltrail {command}`, "
                     "not appended directly"
                 )
-        template = self._template()  # the actor's and key's bytes: once per batch
-        return self._append_signed([self._sign(d, template) for d in drafts])
+        return self._append_signed(self._sign(drafts))
 
     def append_entries(self, entries: Sequence[Entry]) -> list[Record]:
         """Append entries an author signed elsewhere (a server's client), atomically.
@@ -240,6 +219,9 @@ class Ledger:
                 signing another user's entry or a kind only a log key signs.
             ConfigError: the signing key may not sign at that seq.
         """
+        from mltrail.core.codec import check_entry_size, find_blob_refs, validate_entry
+        from mltrail.core.entry import SIG_MEMBER_BYTES, compute_entry_bytes
+
         checked: list[Entry] = []
         for entry in entries:
             if entry.kind in KEY_KINDS or entry.kind == PURGE_KIND:
@@ -250,7 +232,7 @@ class Ledger:
             if entry.sig is None:
                 raise InputError(f"cannot append an unsigned {entry.kind} entry")
             validate_entry(entry.to_dict(with_sig=False))
-            self._check_blobs(entry.body)
+            self._check_blobs(find_blob_refs(entry.body))
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
             checked.append(replace(entry, signed_bytes=data))
@@ -261,25 +243,46 @@ class Ledger:
     def record_purge(self, body: Mapping[str, Any]) -> Record:
         """Append a ``blob.purged`` entry (see :mod:`mltrail.ledger.erasure`, which then
         erases the blob); the store learns of the purge in the same transaction."""
-        return self._append_signed([self._sign(Draft(PURGE_KIND, body))])[0]
+        return self._append_signed(self._sign([Draft(PURGE_KIND, body)]))[0]
 
-    def _sign(self, draft: Draft, template: TemplateSigner | None = None) -> Entry:
-        template = template or self._template()
-        time = format_time(self.clock.now())
-        body = dict(draft.body)
-        data = {"v": ENTRY_VERSION, "kind": draft.kind, "time": time, "body": body}
-        if draft.run is not None:
-            data["run"] = draft.run
-        # the actor was checked once, when the template was made: {} stands in
-        validate_entry(data | {"actor": {}}, check_size=False)
-        self._check_blobs(body)
-        signed = template.sign(draft.kind, time, body, draft.run)
-        check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
-        return signed
+    def _sign(self, drafts: Sequence[Draft]) -> list[Entry]:
+        """Validate, blob-check and sign each draft; the actor's and key's bytes are
+        made once per signer and actor (``_template``), and the writing code is
+        imported here, once per append, not per entry (reading never loads it)."""
+        from mltrail.core.codec import (
+            check_entry_size,
+            find_blob_refs,
+            format_time,
+            validate_entry,
+        )
+        from mltrail.core.entry import (
+            ENTRY_VERSION,
+            SIG_MEMBER_BYTES,
+            compute_entry_bytes,
+        )
+
+        template = self._template()
+        signed_entries = []
+        for draft in drafts:
+            time = format_time(self.clock.now())
+            body = dict(draft.body)
+            data = {"v": ENTRY_VERSION, "kind": draft.kind, "time": time, "body": body}
+            if draft.run is not None:
+                data["run"] = draft.run
+            # the actor was checked once, when the template was made: {} stands in
+            validate_entry(data | {"actor": {}}, check_size=False)
+            self._check_blobs(find_blob_refs(body))
+            signed = template.sign(draft.kind, time, body, draft.run)
+            check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
+            signed_entries.append(signed)
+        return signed_entries
 
     def _template(self) -> TemplateSigner:
         """The entry signer of this key and actor, made again when either changes
         (``repr`` tells a changed actor: it differs for any changed JSON value)."""
+        from mltrail.core.codec import validate_actor
+        from mltrail.core.entry import TemplateSigner
+
         signer = self._require_signer()
         shown = repr(self.actor)
         cached = self._template_signer
@@ -291,8 +294,8 @@ class Ledger:
         self._template_signer = (signer, shown, template)
         return template
 
-    def _check_blobs(self, body: Mapping[str, Any]) -> None:
-        for ref in find_blob_refs(body):
+    def _check_blobs(self, refs: Iterable[BlobRef]) -> None:
+        for ref in refs:
             data = self.store.get_blob(ref.digest)
             if data is None and self._purged_size(ref.digest) == ref.size:
                 continue  # the same bytes again: they stay erased
@@ -310,6 +313,8 @@ class Ledger:
         *,
         foreign: bool = False,
     ) -> list[Record]:
+        from mltrail.core.entry import Record
+
         if getattr(self.store, "remote", False):
             return self._post_signed(entries, checkpoint_signer)
         for _ in range(5):
@@ -356,6 +361,8 @@ class Ledger:
     ) -> Batch:
         """Runs under the store's append lock: check the head and signers, chain,
         then sign the checkpoint of the new head (stored with the records)."""
+        from mltrail.core.chain import seal_entries
+
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
         self._check_head(head)
@@ -394,6 +401,13 @@ class Ledger:
     def _check_locks(self, entries: list[Entry]) -> None:
         """Under the append lock: refuse entries amending a run a
         ``model.sealed`` record locked (see :mod:`mltrail.core.lock`)."""
+        from mltrail.core.lock import (
+            ALLOWED_KINDS,
+            LOCK_KIND,
+            check_not_locked,
+            compute_locks,
+        )
+
         if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
             return
         rows = self.store.rows_of_kinds((LOCK_KIND,))
@@ -413,6 +427,8 @@ class Ledger:
             )
         cached = self._checkpoint_signer
         if cached is None or cached.signer is not signer:
+            from mltrail.core.checkpoint import CheckpointSigner
+
             cached = self._checkpoint_signer = CheckpointSigner(self.origin, signer)
         return cached.sign(head.size, head.root())
 
@@ -421,10 +437,14 @@ class Ledger:
         ``core.chain.check_head``); a head this object checked or wrote passes."""
         if head.size == 0 or self._trusted_head == (head.size, head.frontier):
             return
+        from mltrail.core.chain import check_head
+
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
         self._trusted_head = (head.size, head.frontier)
 
     def _refresh_keys(self) -> None:
+        from mltrail.core.codec import decode_record
+
         keyring = KeyRing(origin=self.origin)
         epoch = 0
         for row in self.store.rows_of_kinds(KEY_KINDS):
@@ -497,6 +517,9 @@ class Ledger:
         self, new_signer: Signer, *, reason: str = "key rotation"
     ) -> list[Record]:
         """Add ``new_signer``'s key and revoke the current one, atomically."""
+        from mltrail.core.codec import format_time, validate_entry
+        from mltrail.core.entry import Entry, sign_entry
+
         old = self._require_signer()
         now = format_time(self.clock.now())
         added_entry = Entry(
@@ -567,7 +590,7 @@ class Ledger:
             "proof": encode_b64(proof),
             "reason": reason,
         }
-        return self._append_signed([self._sign(Draft("key.added", body))])[0]
+        return self._append_signed(self._sign([Draft("key.added", body)]))[0]
 
     def revoke_key(self, key_id: str, *, reason: str) -> Record:
         """Revoke an author key: entries it signs from here on are refused.
@@ -592,7 +615,7 @@ class Ledger:
                 f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}"
             )
         body = {"key": key_id, "reason": reason}
-        return self._append_signed([self._sign(Draft("key.revoked", body))])[0]
+        return self._append_signed(self._sign([Draft("key.revoked", body)]))[0]
 
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
@@ -607,11 +630,15 @@ class Ledger:
 
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
         """Records in seq order, decoded and schema-checked (not signature-checked)."""
+        from mltrail.core.codec import decode_record
+
         for row in self.store.rows(start, stop):
             yield decode_record(row.data).record
 
     def records_of_kinds(self, kinds: Sequence[str]) -> Iterator[Record]:
         """Records of the given kinds in seq order, decoded (not signature-checked)."""
+        from mltrail.core.codec import decode_record
+
         for row in self.store.rows_of_kinds(kinds):
             yield decode_record(row.data).record
 
@@ -655,6 +682,8 @@ class Ledger:
             return self._adopt(self.store.head())
         if head.size == 0 or head.checkpoint is None:
             raise InputError("the ledger holds no records")
+        from mltrail.core.checkpoint import parse_signed_checkpoint
+
         return parse_signed_checkpoint(head.checkpoint)
 
     def check_head(self) -> None:
@@ -702,12 +731,14 @@ class Ledger:
         self.store.add_checkpoint(head.size, text)
         self._trusted_head = (head.size, head.frontier)
         self.writes += 1
+        from mltrail.core.checkpoint import parse_signed_checkpoint
+
         return parse_signed_checkpoint(text)
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """(size, text) of the newest checkpoint, if any."""
-        cps = self.store.checkpoints()
-        return (cps[-1].size, cps[-1].text) if cps else None
+        latest = self.store.latest_checkpoint()  # one row, not every checkpoint
+        return None if latest is None else (latest.size, latest.text)
 
     def prove_inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
         """RFC 9162 inclusion proof of record ``seq`` in the tree of ``size`` records."""
@@ -785,6 +816,8 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
 
 def _check_signature(keyring: KeyRing, entry: Entry) -> None:
     """Refuse an entry signed elsewhere whose signature does not verify."""
+    from mltrail.core.entry import compute_signing_bytes
+
     assert entry.sig is not None
     state = keyring.keys.get(entry.sig.key)
     try:
@@ -802,6 +835,8 @@ def _check_signature(keyring: KeyRing, entry: Entry) -> None:
 
 def _check_origin(origin: str) -> None:
     """Refuse an origin no checkpoint could carry, before anything is written."""
+    from mltrail.core.checkpoint import Checkpoint, is_valid_key_name
+
     try:
         Checkpoint(origin=origin, size=0, root=bytes(32))
     except ValueError as e:

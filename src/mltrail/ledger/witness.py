@@ -16,21 +16,15 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mltrail.capture.run.userfiles import read_user_text
-from mltrail.config import write_atomic
-from mltrail.core.checkpoint import (
-    Checkpoint,
-    SignedCheckpoint,
-    parse_signed_checkpoint,
-    verify_checkpoint,
-)
-from mltrail.core.merkle import verify_consistency
-from mltrail.core.report import Problem, Severity, StoredCheckpoint
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
 
+# Every home holds a Witness; what reading, checking and moving it needs is
+# imported where it is done, so a reading command pays for none of it.
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mltrail.core.checkpoint import Checkpoint, SignedCheckpoint
+    from mltrail.core.report import Problem, StoredCheckpoint
     from mltrail.ledger.ledger import Ledger
 
 __all__ = ["Witness"]
@@ -66,6 +60,8 @@ class Witness:
         """
         if not self.path.exists():
             return None
+        from mltrail.capture.run.userfiles import read_user_text
+
         return read_user_text(
             self.path,
             what="witness",
@@ -100,6 +96,9 @@ class Witness:
         Raises:
             ConfigError: the file exists but is no readable text.
         """
+        from mltrail.core.checkpoint import parse_signed_checkpoint
+        from mltrail.core.report import Problem, Severity, StoredCheckpoint
+
         text = self.read()
         if text is None:
             where = (
@@ -162,6 +161,8 @@ class Witness:
             new = signed.checkpoint
             if old is None or old.size <= new.size:
                 self._check_extends(ledger, old, new.size, new.root)
+                from mltrail.config import write_atomic
+
                 write_atomic(self.path, signed.to_text())
             else:
                 head = ledger.head()
@@ -169,6 +170,8 @@ class Witness:
 
     def _trusted(self, ledger: Ledger, text: str) -> Checkpoint:
         """The witness checkpoint, once its origin and signature are checked."""
+        from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
+
         try:
             parsed = parse_signed_checkpoint(text).checkpoint
         except MltrailError as e:
@@ -214,6 +217,8 @@ class Witness:
                     hint="run `mltrail verify`",
                 )
             return
+        from mltrail.core.merkle import verify_consistency
+
         proof = ledger.prove_consistency(old.size, size)
         try:
             verify_consistency(old.size, size, old.root, root, proof.hashes)

@@ -319,7 +319,7 @@ def build_head(
     checkpoint: str | None = None,
 ) -> ChainHead:
     """Assemble a ``ChainHead`` from a backend's last row and its stored frontier nodes."""
-    from mltrail.core.chain import EMPTY_HEAD, ChainHead
+    from mltrail.core.head import EMPTY_HEAD, ChainHead
     from mltrail.core.merkle import frontier_positions
 
     if size == 0 or last is None:

@@ -277,7 +277,7 @@ class HttpStore(Store):
     # -- reading -------------------------------------------------------------
 
     def _head(self) -> ChainHead:
-        from mltrail.core.chain import EMPTY_HEAD, ChainHead
+        from mltrail.core.head import EMPTY_HEAD, ChainHead
 
         found = self.get_json("/head")
         if not found["size"]:

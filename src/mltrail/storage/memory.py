@@ -109,7 +109,7 @@ class MemoryStore(Store):
         return newest
 
     def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         if not self._cps:
             return None
@@ -170,7 +170,7 @@ class MemoryStore(Store):
         return list(self._evidence_rows)
 
     def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         return [
             StoredCheckpoint(f"checkpoint #{i + 1}", s, t)

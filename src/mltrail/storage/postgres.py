@@ -374,7 +374,7 @@ class PostgresStore(Store):
         return {i: bytes(h) for i, h in rows}
 
     def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         row = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
@@ -436,7 +436,7 @@ class PostgresStore(Store):
         )
 
     def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         rows = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id"

@@ -307,7 +307,7 @@ class SQLiteStore(Store):
         return {i: bytes(h) for i, h in rows.fetchall()}
 
     def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         row = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
@@ -397,7 +397,7 @@ class SQLiteStore(Store):
         )
 
     def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.verify import StoredCheckpoint
+        from mltrail.core.report import StoredCheckpoint
 
         rows = self._conn.execute("SELECT id, size, note FROM checkpoints ORDER BY id")
         return [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -161,7 +160,9 @@ def capture_actor(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     actor: dict[str, Any] = {
         "user": os_account(uid),
         "uid": uid,
-        "host": socket.gethostname(),
+        # what socket.gethostname() returns on POSIX (the kernel's node name),
+        # without importing socket on every open of a home
+        "host": os.uname().nodename,
     }
     claim = claimed_user(env, actor["user"])
     if claim is not None:

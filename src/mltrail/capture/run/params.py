@@ -21,18 +21,15 @@ here redacts: pass the results through :mod:`mltrail.capture.run.redact` before 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal
 
-from mltrail.capture.run.userfiles import read_user_file
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
@@ -499,6 +496,8 @@ def load_config(path: Path) -> ConfigFile:
             f"{path}: not a config file (expected .yaml, .yml, .json or .toml)",
             hint="name a YAML, JSON or TOML file",
         )
+    import hashlib  # (not for `runs --param`, which only coerces values)
+
     data = _read(path)
     return ConfigFile(
         path=str(path),
@@ -524,6 +523,8 @@ def parse_config(data: bytes, fmt: str, *, path: Path) -> dict[str, Any]:
 
 
 def _read(path: Path) -> bytes:
+    from mltrail.capture.run.userfiles import read_user_file
+
     return read_user_file(
         path,
         what="config file",
@@ -533,6 +534,8 @@ def _read(path: Path) -> bytes:
 
 
 def _parse(path: Path, fmt: str, data: bytes) -> dict[str, Any]:
+    import tomllib  # here: `runs --param` coerces values with this module
+
     import yaml
 
     try:

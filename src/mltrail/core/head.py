@@ -1,0 +1,58 @@
+"""The head of a ledger: what an append builds on and what a reader asks first.
+
+Split from :mod:`mltrail.core.chain` (which re-exports all of it) so that a
+store can build a head, and a reading command open a ledger, without importing
+the sealing and checking code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from mltrail.core.canonical import ZERO_HASH
+from mltrail.core.merkle import CompactRange, frontier_root
+
+__all__ = ["EMPTY_HEAD", "KEY_KINDS", "TIME_TOLERANCE", "ChainHead"]
+
+KEY_KINDS = ("key.added", "key.revoked")
+
+TIME_TOLERANCE = timedelta(minutes=5)
+"""How far an entry's time may lie before the ledger's newest time, or after the
+appending machine's clock. Part of the format: verification applies it too."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The state an append needs: size, last record hash and time, Merkle frontier.
+
+    ``key_epoch`` is the seq of the newest key record plus one (0 if none), so an
+    appender can tell whether the key ring changed under it. ``floor_time`` is the
+    newest entry time since the last ``clock.reset`` (no entry may be dated more
+    than ``TIME_TOLERANCE`` before it). ``checkpoint`` is the text of the newest
+    stored checkpoint, which must cover the head before anything is appended.
+    """
+
+    size: int
+    last_hash: bytes
+    last_time: str | None
+    frontier: tuple[bytes, ...]
+    key_epoch: int = 0
+    floor_time: str | None = field(default=None, compare=False)
+    checkpoint: str | None = field(default=None, compare=False)
+
+    @property
+    def prev(self) -> str:
+        """The ``prev`` the next record must carry."""
+        return self.last_hash.hex() if self.size else ZERO_HASH
+
+    def compact_range(self) -> CompactRange:
+        """The Merkle frontier as a mutable compact range."""
+        return CompactRange(self.size, self.frontier)
+
+    def root(self) -> bytes:
+        """Merkle root of the ledger at this head."""
+        return frontier_root(self.frontier)
+
+
+EMPTY_HEAD = ChainHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
