@@ -38,13 +38,23 @@ def _entry(kind: str, when: datetime, **body: Any) -> Entry:
     )
 
 
-def _header(count: int, when: datetime = NOW) -> Entry:
+LAPTOP = "example.org/laptop"
+
+
+def _laptop_checkpoint(size: int, signer: Any = LOG, origin: str = LAPTOP) -> str:
+    """A checkpoint of the pushed (laptop) ledger, signed by the key that pushes."""
+    return CheckpointSigner(origin, signer).sign(size, bytes(32))
+
+
+def _header(
+    count: int, when: datetime = NOW, *, checkpoint: str | None = None, key: str = ""
+) -> Entry:
     return _entry(
         "ledger.pushed",
         when + timedelta(seconds=30),
-        origin="example.org/laptop",
-        key="ab" * 32,
-        checkpoint="example.org/laptop\n3\nAAAA\n",
+        origin=LAPTOP,
+        key=key or LOG.key_id,
+        checkpoint=checkpoint or _laptop_checkpoint(count + 1),
         count=count,
         to=count + 1,
         **{"from": 1},
@@ -163,3 +173,26 @@ def test_verify_names_a_header_whose_entries_the_ledger_lacks(
     ledger = _ledger()
     _forge(ledger, [_header(3), _entry("note", _old(3))], monkeypatch)
     assert _errors(ledger) == [(1, "pushed-count")]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "key", "why"),
+    [
+        (lambda: _laptop_checkpoint(2), "", "covers 2 records"),
+        (lambda: _laptop_checkpoint(4, fixed_signer("other")), "", "does not verify"),
+        (lambda: _laptop_checkpoint(4, origin="example.org/x"), "", "does not verify"),
+        (lambda: "not a checkpoint", "", "does not verify"),
+        (lambda: _laptop_checkpoint(4), "cd" * 32, "never added"),
+    ],
+)
+def test_verify_names_a_header_whose_checkpoint_does_not_vouch_for_it(
+    checkpoint: Any, key: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _ledger()
+    header = _header(3, checkpoint=checkpoint(), key=key)
+    _forge(
+        ledger, [header, *(_entry("note", _old(3, n)) for n in range(3))], monkeypatch
+    )
+    problems = [p for p in ledger.verify().errors if p.code == "pushed-checkpoint"]
+    assert [p.seq for p in problems] == [1]
+    assert why in problems[0].message

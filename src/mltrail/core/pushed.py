@@ -25,14 +25,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.checkpoint import verify_checkpoint
 from mltrail.core.codec import parse_time
 from mltrail.core.keyring import AUTHOR_FORBIDDEN_KINDS
+from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import timedelta
 
-__all__ = ["NOT_PUSHED_KINDS", "PUSHED_KIND", "PushWindow", "open_window"]
+    from mltrail.core.keyring import KeyRing
+
+__all__ = [
+    "NOT_PUSHED_KINDS",
+    "PUSHED_KIND",
+    "PushWindow",
+    "open_window",
+    "pushed_checkpoint_problem",
+]
 
 PUSHED_KIND = "ledger.pushed"
 NOT_PUSHED_KINDS = AUTHOR_FORBIDDEN_KINDS | {PUSHED_KIND}
@@ -110,3 +120,31 @@ def open_window(
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         return None
     return PushWindow(seq, time, count)
+
+
+def pushed_checkpoint_problem(body: Mapping[str, Any], keyring: KeyRing) -> str | None:
+    """Why a ``ledger.pushed`` header's ``checkpoint`` does not vouch for its window,
+    or None: it must be a checkpoint of the pushed ledger (its ``origin``) signed by
+    the key the header names, which this ledger must hold (the pushing author's key,
+    registered before the push), and cover at least ``to`` records."""
+    key_id, origin, text = body.get("key"), body.get("origin"), body.get("checkpoint")
+    state = keyring.keys.get(key_id) if isinstance(key_id, str) else None
+    if state is None:
+        return (
+            f"the header names key {str(key_id)[:16]}..., which this ledger never added"
+        )
+    if not isinstance(origin, str) or not isinstance(text, str):
+        return "the header carries no origin or checkpoint text"
+    try:
+        checkpoint = verify_checkpoint(
+            text, origin=origin, public_keys=[state.public_key]
+        )
+    except (ValueError, MltrailError) as e:
+        return f"its checkpoint of {origin} does not verify with that key: {e}"
+    to = body.get("to")
+    if not isinstance(to, int) or checkpoint.size < to:
+        return (
+            f"its checkpoint of {origin} covers {checkpoint.size} records, "
+            f"the header pushed up to {to}"
+        )
+    return None

@@ -17,7 +17,7 @@ appended, replayed, reordered or removed without such a key are named.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.chain import (
     CLOCK_RESET_KIND,
@@ -29,7 +29,7 @@ from mltrail.core.chain import (
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.core.merkle import CompactRange
-from mltrail.core.pushed import PushWindow, open_window
+from mltrail.core.pushed import PushWindow, open_window, pushed_checkpoint_problem
 from mltrail.core.record_check import (
     CheckpointCheck,
     RecordCheck,
@@ -47,7 +47,7 @@ from mltrail.core.report import (
 from mltrail.core.signing import verify_signature
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime, timedelta
 
 __all__ = [
@@ -285,6 +285,14 @@ class LedgerVerifier:
         state = self.keyring.keys[check.key_id]
         return verify_signature(state.public_key, check.signing_bytes, check.signature)
 
+    def _check_pushed_checkpoint(self, seq: int, body: Mapping[str, Any]) -> None:
+        """A push header's ``checkpoint`` must be signed by the key it names (a key
+        this ledger holds) for the pushed ledger's origin, and cover ``to``: so the
+        pushed entries are shown to come from that ledger as far as it had grown."""
+        problem = pushed_checkpoint_problem(body, self.keyring)
+        if problem is not None:
+            self.problem(seq, "pushed-checkpoint", problem)
+
     def _check_time(self, seq: int, check: RecordCheck) -> None:
         """Entry times may not go back more than the tolerance, except at a reset
         or inside a pushed window (see :mod:`mltrail.core.pushed`)."""
@@ -296,6 +304,8 @@ class LedgerVerifier:
             self._window = window.after(check.time)
             return
         self._window = open_window(seq, check.kind, check.key_body, check.time)
+        if self._window is not None:
+            self._check_pushed_checkpoint(seq, check.key_body or {})
         floor = self._floor
         if check.kind != CLOCK_RESET_KIND and (
             floor is None or not is_later(floor[2], check.time)
