@@ -3,8 +3,7 @@
 Starts ``mltrail server`` (a subprocess, 127.0.0.1 only) on a throwaway database
 of the PostgreSQL at $MLTRAIL_TEST_POSTGRES (default
 postgresql://postgres@127.0.0.1:5432/test), makes W writer tokens (each writer
-its own author key when this mltrail has per-user keys, else entries signed by
-the log key), signs every entry beforehand (signing is the client's cost, not
+its own registered author key), signs every entry beforehand (signing is the client's cost, not
 the server's), then:
 
 (a) baseline: one client, one entry per ``POST /entries``, one after another;
@@ -42,9 +41,9 @@ from machine import describe
 
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
+from mltrail.core.keyring import make_key_proof
 from mltrail.core.signing import encode_b64
-from mltrail.ledger.keystore import generate_signer, load_signer
-from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.keystore import generate_signer
 from mltrail.server.control import Control, init_ledger
 
 PG = os.environ.get(
@@ -115,15 +114,12 @@ def start_server(
     raise SystemExit(f"server did not start: {log.read_text()[-2000:]}")
 
 
-def signer_for(client: Client, admin: str, name: str, keys: Path):
-    if not hasattr(Ledger, "register_key"):
-        return load_signer(keys / f"{LEDGER}.key")
+def signer_for(client: Client, admin: str, name: str):
     signer = generate_signer()
-    message = f"mltrail-key-register/1\n{ORIGIN}\n{name}\n{signer.key_id}\n".encode()
     body = {
         "public_key": encode_b64(signer.public_key),
         "identity": name,
-        "proof": encode_b64(signer.sign(message)),
+        "proof": encode_b64(make_key_proof(signer, ORIGIN, name)),
     }
     status, answer = client.call(
         "POST", f"/ledgers/{LEDGER}/keys", admin, json.dumps(body).encode()
@@ -299,10 +295,10 @@ def main() -> None:
             )
             client = Client(port)
             solo_bodies = signed_bodies(
-                "solo", signer_for(client, admin, "solo", keys), args.baseline
+                "solo", signer_for(client, admin, "solo"), args.baseline
             )
             jobs = [
-                (token, signed_bodies(w, signer_for(client, admin, w, keys), args.each))
+                (token, signed_bodies(w, signer_for(client, admin, w), args.each))
                 for w, token in writers
             ]
             groups0 = client.call("GET", f"/ledgers/{LEDGER}/head", admin)[1]["size"]

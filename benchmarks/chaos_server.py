@@ -111,7 +111,7 @@ def run(server, args) -> dict:
     stop.set()
     for thread in threads:
         thread.join()
-    stored, texts = read_back(server)
+    stored, texts = server.stored_notes()
     status, report = server.call("POST", f"{A}/verify", server.token("admin"))
     gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
     return {
@@ -122,32 +122,6 @@ def run(server, args) -> dict:
         "twice": len(texts) - len(set(texts)),
         "ok": status == 200 and report.get("ok") is True,
     }
-
-
-def read_back(server) -> tuple[dict[int, str], list[str]]:
-    import base64
-
-    from mltrail.core.canonical import compute_record_hash
-    from mltrail.core.codec import decode_record
-
-    admin = server.token("admin")
-    stored: dict[int, str] = {}
-    texts: list[str] = []
-    start = 0
-    while True:
-        status, page = server.call(
-            "GET", f"{A}/records?start={start}&limit=1000", admin
-        )
-        assert status == 200, page
-        for row in page["records"]:
-            data = base64.b64decode(row["data"])
-            stored[row["seq"]] = compute_record_hash(data).hex()
-            entry = decode_record(data).record.entry
-            if entry.kind == "note" and entry.body.get("text"):
-                texts.append(entry.body["text"])
-        if page["next"] is None:
-            return stored, texts
-        start = page["next"]
 
 
 if __name__ == "__main__":

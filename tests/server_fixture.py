@@ -156,26 +156,18 @@ class TestServer:
             return self._signers.setdefault((ledger, name), signer)
 
     def _register(self, ledger: str, name: str) -> Any:
-        from mltrail.ledger.keystore import generate_signer
-        from mltrail.ledger.ledger import Ledger
-
-        if not hasattr(Ledger, "register_key"):
-            return self.log_signer(ledger)
+        from mltrail.core.keyring import make_key_proof
         from mltrail.core.signing import encode_b64
+        from mltrail.ledger.keystore import generate_signer
 
         signer = generate_signer()
         origin = self.call(
             "GET", f"/ledgers/{ledger}", self.token("admin", ledger=ledger)
         )[1]["origin"]
-        message = (
-            b"mltrail-key-register/1\n"
-            + "\n".join((origin, name, signer.key_id)).encode()
-            + b"\n"
-        )
         body = {
             "public_key": encode_b64(signer.public_key),
             "identity": name,
-            "proof": encode_b64(signer.sign(message)),
+            "proof": encode_b64(make_key_proof(signer, origin, name)),
         }
         status, answer = self.call(
             "POST", f"/ledgers/{ledger}/keys", self.token("admin", ledger=ledger), body
@@ -207,6 +199,30 @@ class TestServer:
         return sign_entry(entry, signer or self.signer_for(ledger, user)).to_dict()
 
     # -- HTTP -------------------------------------------------------------------
+
+    def stored_notes(self, ledger: str = "team-a") -> tuple[dict[int, str], list[str]]:
+        """Every record read back through the API: (seq -> record hash, the text of
+        every note in seq order), as an auditor sees them."""
+        from mltrail.core.canonical import compute_record_hash
+        from mltrail.core.codec import decode_record
+
+        admin = self.token("admin", ledger=ledger)
+        stored: dict[int, str] = {}
+        texts: list[str] = []
+        start: int | None = 0
+        while start is not None:
+            status, page = self.call(
+                "GET", f"/ledgers/{ledger}/records?start={start}&limit=1000", admin
+            )
+            assert status == 200, page
+            for row in page["records"]:
+                data = base64.b64decode(row["data"])
+                stored[row["seq"]] = compute_record_hash(data).hex()
+                entry = decode_record(data).record.entry
+                if entry.kind == "note" and entry.body.get("text"):
+                    texts.append(entry.body["text"])
+            start = page["next"]
+        return stored, texts
 
     def call(
         self,

@@ -23,12 +23,10 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 
 from mltrail.core.canonical import compute_record_hash  # noqa: E402
-from mltrail.ledger.ledger import Ledger  # noqa: E402
 
 A = "/ledgers/team-a"
 BLOB = b"server test blob"
 BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
-HAS_AUTHOR_KEYS = hasattr(Ledger, "register_key")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +69,6 @@ def _revoke_path(server, name):
     return f"{A}/tokens/{server.new_token('auditor', 'to-revoke')['id']}/revoke"
 
 
-KEY_STATUS = 201 if HAS_AUTHOR_KEYS else 501
 ROUTES = [
     # (method, path or path(server, name), body(server, name) or None, roles, status)
     ("GET", A, None, READ, 200),
@@ -95,7 +92,7 @@ ROUTES = [
     ("GET", f"{A}/keys", None, READ, 200),
     ("PUT", f"{A}/blobs/{BLOB_DIGEST}", "blob", UPLOAD, 201),
     ("POST", f"{A}/entries", _note, UPLOAD, 201),
-    ("POST", f"{A}/keys", _key, UPLOAD, KEY_STATUS),
+    ("POST", f"{A}/keys", _key, UPLOAD, 201),
     (
         "POST",
         f"{A}/tokens",
@@ -229,9 +226,6 @@ def test_an_entry_of_another_user_is_refused(server):
     assert "actor.user" in answer["error"]["message"]
 
 
-@pytest.mark.skipif(
-    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
-)
 def test_an_entry_signed_by_another_users_key_is_refused(server):
     server.token("writer", "gina")
     bobs_key = server.signer_for("team-a", "bob")
@@ -244,9 +238,6 @@ def test_an_entry_signed_by_another_users_key_is_refused(server):
     assert _size(server) == before
 
 
-@pytest.mark.skipif(
-    not HAS_AUTHOR_KEYS, reason="needs per-user keys (Ledger.register_key)"
-)
 def test_a_registered_key_is_listed_with_its_identity(server):
     signer = server.signer_for("team-a", "alice")
     _, listed = server.call("GET", f"{A}/keys", server.token("auditor"))
@@ -398,7 +389,7 @@ def test_only_an_admin_registers_a_key_for_another_identity(server):
     status, _ = server.call(
         "POST", f"{A}/keys", server.token("admin"), _key(server, "frank")
     )
-    assert status == KEY_STATUS
+    assert status == 201
 
 
 def test_records_of_kinds_page_on(server):

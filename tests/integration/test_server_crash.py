@@ -113,30 +113,13 @@ def test_every_acknowledged_append_survives(server, fault):
         for thread in threads:
             thread.join(timeout=120)
 
-    admin = server.token("admin")
-    stored: dict[int, str] = {}
-    texts: list[str] = []
-    start = 0
-    while True:
-        status, page = server.call(
-            "GET", f"{A}/records?start={start}&limit=1000", admin
-        )
-        assert status == 200, page
-        for row in page["records"]:
-            record = _decode(row["data"])
-            stored[row["seq"]] = _hash(row["data"])
-            text = record["entry"]["body"].get("text")
-            if record["entry"]["kind"] == "note" and text:
-                texts.append(text)
-        if page["next"] is None:
-            break
-        start = page["next"]
+    stored, texts = server.stored_notes()
     for text, (seq, digest) in acked.items():
         assert stored.get(seq) == digest, (text, seq)
     if fault is _kill_and_restart:
         assert failed, "the kill did not interrupt any request"
     assert len(texts) == len(set(texts)), "a note was stored twice"
-    status, report = server.call("POST", f"{A}/verify", admin)
+    status, report = server.call("POST", f"{A}/verify", server.token("admin"))
     assert status == 200, report
     assert report["ok"], report
 
@@ -146,19 +129,3 @@ def _wait_for(condition, timeout: float = 120.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the writers made no progress"
         time.sleep(0.05)
-
-
-def _decode(data: str) -> dict:
-    import base64
-
-    from mltrail.core.codec import decode_record
-
-    return decode_record(base64.b64decode(data)).record.to_dict()
-
-
-def _hash(data: str) -> str:
-    import base64
-
-    from mltrail.core.canonical import compute_record_hash
-
-    return compute_record_hash(base64.b64decode(data)).hex()
