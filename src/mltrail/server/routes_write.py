@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from concurrent.futures import Future
 
+    from mltrail.core.entry import Record
+    from mltrail.ledger.ledger import Ledger
+
 __all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
 
 router = APIRouter(prefix="/ledgers/{ledger}", tags=["write"])
@@ -236,11 +239,8 @@ async def register_key(ctx: Writer, request: Request) -> dict[str, Any]:
     except ValueError as e:
         raise ApiError(400, f"public_key and proof are base64: {e}") from e
 
-    def register(ledger: Any) -> Any:
-        method = getattr(ledger, "register_key", None)
-        if method is None:
-            raise ApiError(501, "this mltrail has no per-user keys yet")
-        return method(public_key, identity, proof)
+    def register(ledger: Ledger) -> Record:
+        return ledger.register_key(public_key, identity, proof)
 
     try:
         record = await run_in_threadpool(ctx.handle.appender.call, register)
