@@ -165,6 +165,9 @@ class Ledger:
         """Appends (and adopted checkpoints) this object has written."""
         self._checkpoint_signer: CheckpointSigner | None = None
         self._template_signer: tuple[Signer, str, TemplateSigner] | None = None
+        self._written: tuple[StoreHead, ChainHead] | None = None
+        """The store's head after this object's last append, and the same head
+        as the core's: a store that hands it back is not converted again."""
 
     @classmethod
     def create(
@@ -321,9 +324,13 @@ class Ledger:
         sealed: list[Batch] = []
 
         def prepare(head: StoreHead) -> NewBatch:
-            batch = self._seal(chain_head(head), entries, checkpoint_signer, foreign)
+            written = self._written
+            core = written[1] if written and written[0] is head else chain_head(head)
+            batch = self._seal(core, entries, checkpoint_signer, foreign)
             sealed.append(batch)
-            return new_batch(batch)
+            plain = new_batch(batch)
+            self._written = (plain.head, batch.head)
+            return plain
 
         for _ in range(5):
             try:

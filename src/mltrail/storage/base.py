@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mltrail.errors import MltrailError, StoreError
 
@@ -100,10 +100,12 @@ class StoreHead:
 EMPTY_STORE_HEAD = StoreHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
 
 
-@dataclass(frozen=True, slots=True)
-class NewRecord:
+class NewRecord(NamedTuple):
     """A record to store: its seq, ``prev`` (hex, as its bytes say), hash and
-    bytes, and the columns a store indexes (kind, run, time)."""
+    bytes, and the columns a store indexes (kind, run, time).
+
+    A named tuple, not a frozen dataclass: one is made per appended record, and
+    a frozen dataclass takes several times as long to build (ADR 0032)."""
 
     seq: int
     prev: str
@@ -114,8 +116,7 @@ class NewRecord:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewBatch:
+class NewBatch(NamedTuple):
     """What one append writes: records, new Merkle nodes ``(level, index,
     hash)``, the head after them, and the checkpoint text of that head (stored
     with them when not None)."""
