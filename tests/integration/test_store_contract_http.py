@@ -629,7 +629,8 @@ def test_a_run_held_by_one_client_is_live_to_another_and_held_once(store, server
         try:
             assert other.live_runs([run, "not-held"]) == {run}
             assert other.live_runs([]) == set()
-            assert other.hold_run(run) is None  # refused (409), not queued
+            with pytest.raises(InputError, match="held live by another process"):
+                other.hold_run(run)  # refused (409), not queued
             assert other.live_runs([run]) == {run}
         finally:
             hold.release()
