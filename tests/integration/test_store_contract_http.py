@@ -458,7 +458,7 @@ BAD_ENTRIES = {
     "in-the-future": (
         lambda s: _dated(s, timedelta(hours=1)),
         InputError,
-        "is in the future",
+        r"is in the future \(the clock of the machine appending it says",
     ),
     "long-before": (
         lambda s: _dated(s, -timedelta(days=1)),
