@@ -207,3 +207,19 @@ def test_a_rotated_log_key_is_pinned_once_the_log_proves_it(tmp_path):
                 old_key,
                 new_key,
             }
+
+
+def test_rotating_a_server_key_needs_a_postgresql_url_and_a_served_ledger(
+    server, tmp_path
+):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env["MLTRAIL_HOME"] = str(tmp_path / "admin")
+    alone = cli(env, "keys", "rotate", "--ledger", "team-a", code=2)
+    assert "needs --db postgresql://... and --ledger" in alone.stderr
+    sqlite = cli(env, "keys", "rotate", "--db", "sqlite:///x.db", "--ledger", "a",
+                 code=2)  # fmt: skip
+    assert "needs --db postgresql://" in sqlite.stderr
+    unknown = cli(env, "keys", "rotate", "--db", server.owner_url, "--ledger",
+                  "team-z", "--keys", str(server.keys), code=2)  # fmt: skip
+    assert "serves no ledger team-z" in unknown.stderr
+    assert sorted(p.name for p in server.keys.iterdir()) == ["team-a.key", "team-b.key"]
