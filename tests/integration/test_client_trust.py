@@ -223,3 +223,34 @@ def test_rotating_a_server_key_needs_a_postgresql_url_and_a_served_ledger(
                   "team-z", "--keys", str(server.keys), code=2)  # fmt: skip
     assert "serves no ledger team-z" in unknown.stderr
     assert sorted(p.name for p in server.keys.iterdir()) == ["team-a.key", "team-b.key"]
+
+
+def test_a_running_server_signs_with_the_key_its_admin_rotated_in(tmp_path):
+    """No restart: the server loads the new key file before its next write, and
+    a client that slept through two rotations follows the chain of them."""
+    with running_server() as srv:
+        writer = _env(tmp_path / "alice", srv, "writer", "alice")
+        auditor = _env(tmp_path / "carol", srv, "auditor", "carol")
+        cli(writer, "init")
+        cli(writer, "keys", "register")
+        cli(auditor, "runs")
+        admin = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+        rotate = ("keys", "rotate", "--db", srv.owner_url, "--ledger", "team-a",
+                  "--keys", str(srv.keys), "--json")  # fmt: skip
+        first = json.loads(cli(admin, *rotate).stdout)
+        cli(writer, "keys", "list")  # the writer pins the first new key
+        second = json.loads(cli(admin, *rotate).stdout)
+        assert second["revoked"] == first["added"]
+        note = cli(writer, "run", "--name", "after", "--", sys.executable, "-c",
+                   "pass", cwd=tmp_path)  # fmt: skip
+        assert f"pinned {second['added'][:16]}..." in note.stderr
+        seen = cli(auditor, "runs").stderr
+        assert (
+            f"pinned {first['added'][:16]}... (key.added at seq {first['seq']})" in seen
+        )
+        assert f"{second['added'][:16]}... (key.added at seq {second['seq']})" in seen
+        (pinned,) = _trust_files(tmp_path / "carol")
+        seqs = json.loads(pinned.read_text())["key_seqs"]
+        assert seqs[first["added"]] == [first["seq"], second["seq"] + 1]
+        assert seqs[second["added"]] == [second["seq"], None]
+        assert json.loads(cli(auditor, "verify", "--json").stdout)["ok"]

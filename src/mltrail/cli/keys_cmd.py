@@ -211,9 +211,9 @@ def rotate(
           --keys /etc/mltrail/keys
 
     With --db and --ledger it rotates the log key of a team server's ledger
-    (the key file <keys>/<ledger>.key): restart `mltrail server` afterwards so
-    it signs with the new key. Clients pin the new key by themselves: the log
-    proves the rotation (its key.added is signed by the old key).
+    (the key file <keys>/<ledger>.key); a running `mltrail server` signs with
+    the new key from its next write on. Clients pin the new key by themselves:
+    the log proves the rotation (its key.added is signed by the old key).
     """
     if db_url is not None or ledger is not None:
         _rotate_server_key(db_url, ledger, keys_dir, reason, move_old_key, as_json)
@@ -283,8 +283,8 @@ def _rotate_server_key(
         f"{result['added'][:16]}... in {result['key_file']}"
     )
     err_console.print(
-        "restart `mltrail server` so it signs with the new key; clients pin it "
-        "when they next contact the server"
+        "a running server signs with the new key from its next write on; clients "
+        "pin it when they next contact the server"
     )
     if move_old_key is not None:
         err_console.print(

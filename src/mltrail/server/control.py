@@ -238,7 +238,7 @@ def rotate_log_key(
     The new key is written to ``<keys>/<ledger>.key.new`` first and takes the
     place of ``<ledger>.key`` once the rotation is stored; the old key file is
     then overwritten and deleted, or moved to ``move_old_key_to``. A running
-    server keeps signing with the key it loaded: restart it.
+    server loads the new key file before its next write.
 
     Raises:
         InputError: no such ledger, or ``move_old_key_to`` exists.
