@@ -1,16 +1,21 @@
 """What a client trusts of an mltrail server: its pinned log keys and the newest
-checkpoint it has seen (``server-trust/<ledger>.json`` in the client's home).
+checkpoint it has seen, one file per server ledger URL and origin
+(``server-trust/<ledger>@<hash>.json`` in the client's home; ADR 0028).
 
 On first contact the client pins the server's log key(s): the keys ``GET
 /ledgers/<name>`` names, each public key checked against its id; or only the
 ones given with ``--trust-key``/``MLTRAIL_TRUST_KEY`` (key ids printed by the
 server's admin), which is the only way not to trust the first answer. From
-then on every checkpoint the server gives (on each open, and after each
-append) must be signed by a pinned key and extend the kept checkpoint: an RFC
-9162 consistency proof from the server, checked here. A log that shrank, or
-whose tree differs from one the client saw, is refused (``IntegrityError``),
-and the newest checkpoint is kept, so the server can never show this client
-two histories.
+then on the URL must answer for the origin pinned there, and every checkpoint
+the server gives (on each open, and after each append) must be signed by a
+pinned key valid at its size and extend the kept checkpoint: an RFC 9162
+consistency proof from the server, checked here. A log that shrank, or whose
+tree differs from one the client saw, is refused (``IntegrityError``), and the
+newest checkpoint is kept, so the server can never show this client two
+histories. A checkpoint signed by a key the client has not pinned is taken
+only when the log proves the key was rotated in (its ``key.added`` signed by a
+pinned key and included in the tree); the key is then pinned, the old one kept
+for older checkpoints.
 """
 
 from __future__ import annotations
