@@ -2,7 +2,8 @@
 
 Errors become one line on stderr (``error: ...`` and ``hint: ...``) and the exit
 code of their branch of the error tree (2 input, 3 tampering, 4 storage, 5 auth);
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. :mod:`mltrail.cli.main` (the entry
+point) imports this module for every command but the plain ``data hash``.
 """
 
 from __future__ import annotations
@@ -10,18 +11,16 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 import click
 
 from mltrail import __version__
+from mltrail.cli.main import check_arguments
 from mltrail.cli.state import AppState
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import MltrailError
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-__all__ = ["cli", "main"]
+__all__ = ["aborted", "cli", "fail", "main"]
 
 # Each command's module is imported only when that command runs (or --help lists
 # them), so `mltrail run` does not pay for rich tables or the demo.
@@ -129,42 +128,19 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     ctx.obj = AppState(home=home, debug=debug)
 
 
-def _check_arguments(args: Sequence[str]) -> None:
-    """Refuse arguments that are not UTF-8 (Python keeps such bytes as surrogates).
-
-    Everything mltrail records is UTF-8 JSON, so such text could not be written,
-    and a name to look up could match nothing.
-    """
-    for arg in args:
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = arg.encode("utf-8", "surrogateescape").decode(
-                "utf-8", "backslashreplace"
-            )
-            raise InputError(
-                f"argument '{shown[:200]}' is not valid UTF-8 text",
-                hint="re-encode it as UTF-8 (e.g. with iconv), or rename the file",
-            ) from None
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        _check_arguments(args)
+        check_arguments(args)
         code = cli.main(args=args, prog_name="mltrail", standalone_mode=False)
     except MltrailError as e:
         if debug:
             raise
-        click.echo(f"error: {e}", err=True)
-        if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
-        sys.exit(e.exit_code)
+        fail(e)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        aborted()
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -172,3 +148,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     if isinstance(code, int):
         sys.exit(code)
+
+
+def fail(error: MltrailError) -> NoReturn:
+    """Print ``error`` (and its hint) on stderr; exit with its code."""
+    click.echo(f"error: {error}", err=True)
+    if error.hint:
+        click.echo(f"hint: {error.hint}", err=True)
+    sys.exit(error.exit_code)
+
+
+def aborted() -> NoReturn:
+    """Ctrl-C: say so on stderr; exit 130."""
+    click.echo("aborted", err=True)
+    sys.exit(130)

@@ -35,7 +35,6 @@ did, a batch at a time while the walk goes on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import struct
@@ -229,6 +228,8 @@ def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
     """
     if not path.exists():
         return 0
+    import hashlib  # not at import: a warm `data hash` needs no OpenSSL
+
     db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
     try:
         db.execute("PRAGMA secure_delete = ON")
