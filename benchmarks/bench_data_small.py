@@ -112,13 +112,16 @@ def writes():  # the rows a cold run writes: every file's key and hash, per fold
         rows = tables.setdefault(key, [])
         for f in files:
             s = os.lstat(os.path.join(top, f))
-            rows.append(((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns), "0" * 64, time.time_ns()))
+            key = (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+            rows.append((key, "0" * 64, time.time_ns()))
     t = time.perf_counter(); cache.save(tables); return time.perf_counter() - t
 out["cache writes: folder rows (one transaction)"] = writes()
 from mltrail.capture.data.treecache import TreeProbe
 probe = TreeProbe(cache, os.fsencode(os.path.realpath(root)) + b"\0", look=False)
 probe.started = time.time_ns() + 10**12; probe.listed = True; probe.newest = 0
-lap("cache writes: tree row", lambda: probe.save(manifest.data, manifest.dataset_id, manifest.file_count, manifest.total_bytes, (b"k", sums)))
+m = manifest
+lap("cache writes: tree row",
+    lambda: probe.save(m.data, m.dataset_id, m.file_count, m.total_bytes, (b"k", sums)))
 lap("cache db: close", cache.close)
 with open(os.devnull, "wb") as f:
     lap("output (write the lines)", lambda: (f.write(sums), f.flush()))
@@ -140,7 +143,10 @@ def build(size: str) -> Path:
         sub.mkdir(parents=True, exist_ok=True)
         _write(sub / f"f{i:05d}.bin", rng.randbytes(rng.randint(1024, 65536)))
     for i in range(large):
-        _write(root / f"large{i}.bin", rng.randbytes(mib * 2**20))
+        with (root / f"large{i}.bin").open("wb") as f:
+            for _ in range(mib):  # randbytes takes at most 256 MiB at once
+                f.write(rng.randbytes(2**20))
+            os.fsync(f.fileno())
     os.sync()
     time.sleep(SETTLE_S)
     done.touch()
@@ -166,9 +172,7 @@ def timed_together(cmds: list[list[str]], env: dict[str, str]) -> float:
     """Wall time of ``cmds`` run at once (the all-core limit)."""
     quiet = subprocess.DEVNULL
     start = time.perf_counter()
-    running = [
-        subprocess.Popen(c, env=env, stdout=quiet, stderr=quiet) for c in cmds
-    ]
+    running = [subprocess.Popen(c, env=env, stdout=quiet, stderr=quiet) for c in cmds]
     for p in running:
         if p.wait():
             raise subprocess.CalledProcessError(p.returncode, p.args)
@@ -214,13 +218,17 @@ def stages(data: Path, env: dict[str, str]) -> dict[str, float]:
             [sys.executable, "-c", STAGES, str(data), f"{tmp}/hashes.db"],
             check=True, env=env, capture_output=True, text=True,
         )  # fmt: skip
-    return {k: float(v) for k, v in (line.split("\t") for line in out.stdout.splitlines())}
+    return {
+        k: float(v) for k, v in (line.split("\t") for line in out.stdout.splitlines())
+    }
 
 
 def importtime(cmd: list[str], env: dict[str, str]) -> list[tuple[float, str]]:
     """Modules whose import took over 2 ms (cumulative) in ``cmd``."""
     env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
-    err = subprocess.run(cmd, env=env, capture_output=True, text=True).stderr
+    err = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, check=False
+    ).stderr
     found = []
     for line in err.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -323,7 +331,9 @@ def main() -> None:
 def _breakdown(
     data: Path, env: dict[str, str], mltrail: list[str], start_s: float
 ) -> None:
-    print("\nwhere a cold run's time goes (one fresh process, step by step, medians of 3):")
+    print(
+        "\nwhere a cold run's time goes (one fresh process, step by step, medians of 3):"
+    )
     runs = [stages(data, env) for _ in range(3)]
     print(f"  {'interpreter start (python -c pass)':44s} {start_s * 1000:8.1f} ms")
     for key in runs[0]:
