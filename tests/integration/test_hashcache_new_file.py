@@ -145,3 +145,24 @@ def test_a_file_rewritten_within_the_timestamp_granularity_is_hashed_again(
     assert reads
     assert first.sha256 != second.sha256
     assert second.sha256 == __import__("hashlib").sha256(b"b" * 4096).hexdigest()
+
+
+def test_a_purge_deletes_a_new_cache_file_left_by_a_crash(cache_path: Path):
+    """A process dying between storing a tree result and linking its new file in
+    leaves a manifest there: `erase_cached_trees` (purge) deletes the file."""
+    code = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from mltrail.capture.data.hashcache import HashCache, StoredTree
+        HashCache._publish = lambda self: os._exit(0)  # dies before the link
+        cache = HashCache(Path({str(cache_path)!r}))
+        tree = StoredTree(b"d" * 32, 1, 0, "0" * 64, b"secret manifest", b"", b"")
+        cache.save_tree(b"/data\\0", tree)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    [left] = _aside(cache_path)
+    assert b"secret manifest" in left.read_bytes()
+    assert erase_cached_trees(cache_path, {"sha256:" + "0" * 64}) == 0
+    assert _aside(cache_path) == []

@@ -58,6 +58,7 @@ __all__ = [
     "StatKey",
     "StoredTree",
     "default_cache_path",
+    "remove_abandoned",
     "stat_key",
 ]
 
@@ -130,7 +131,7 @@ def _warn(message: str, *args: object) -> None:
     logging.getLogger("mltrail.capture").warning(message, *args)
 
 
-def _remove_abandoned(path: Path) -> None:
+def remove_abandoned(path: Path) -> None:
     """Delete the new cache files (``_open_new``) of processes that died first."""
     for aside in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
         pid = aside.name[len(path.name) + 5 :].partition("-")[0]
@@ -223,7 +224,7 @@ class HashCache:
         no other process made one meanwhile). A crash leaves no cache, never a
         torn one: the file is complete on disk before it gets its name.
         """
-        _remove_abandoned(self.path)
+        remove_abandoned(self.path)
         new = self.path.with_name(
             f"{self.path.name}.new-{os.getpid()}-{time.time_ns()}"
         )

@@ -41,7 +41,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from mltrail.capture.data.hashcache import StoredTree
+from mltrail.capture.data.hashcache import StoredTree, remove_abandoned
 from mltrail.capture.data.hashing import hash_tree_unless
 
 try:  # what hashlib.blake2b is, without loading OpenSSL (milliseconds at start-up)
@@ -221,11 +221,13 @@ def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
     deleted with ``secure_delete`` on, then the file is rebuilt (``VACUUM``: a
     replaced row may have left a stale copy in a page) and its WAL truncated, so
     no copy is left in the file. A missing cache is left missing; the folder is
-    simply hashed again (from the per-file cache) next time.
+    simply hashed again (from the per-file cache) next time. New cache files that
+    a process which died left beside it (``HashCache._open_new``) are deleted.
 
     Raises:
         sqlite3.Error, OSError: the cache could not be cleaned (it is locked).
     """
+    remove_abandoned(path)  # a new cache file left by a crash may hold one
     if not path.exists():
         return 0
     import hashlib  # not at import: a warm `data hash` needs no OpenSSL
