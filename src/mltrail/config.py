@@ -14,28 +14,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mltrail.errors import ConfigError
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from mltrail.home_dir import resolve_home
 
 __all__ = ["SETTINGS_FILE", "Settings", "resolve_home", "write_atomic"]
 
 SETTINGS_FILE = "ledger.json"
-
-
-def resolve_home(
-    home: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> Path:
-    """The ledger home: explicit argument, else ``$MLTRAIL_HOME``, else ``~/.mltrail``."""
-    env = os.environ if env is None else env
-    if home is not None:
-        return Path(home).expanduser()
-    if env.get("MLTRAIL_HOME"):
-        return Path(env["MLTRAIL_HOME"]).expanduser()
-    return Path.home() / ".mltrail"
 
 
 @dataclass(frozen=True)

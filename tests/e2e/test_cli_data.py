@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -260,3 +261,88 @@ def test_data_hash_shows_its_bar_on_a_terminal(tmp_path, dataset):
     assert b"hashing data" in screen
     assert b"dataset " in screen
     assert b"hashing" not in stdout
+
+
+SETTLE_S = 2.1  # past the CLI's racy window: files newer are hashed every time
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [(), ("--no-cache",), ("--follow-links",), ("--no-cache", "--follow-links")],
+)
+def test_plain_data_hash_prints_what_the_click_command_prints(tmp_path, dataset, flags):
+    """`data hash PATH...` runs without click (ADR 0035); `--home H data hash`
+    goes through the click group: the same bytes, cold and warm."""
+    (dataset / "dätä").mkdir()
+    (dataset / "dätä" / "ü.txt").write_bytes(b"not ASCII\n")
+    (dataset / "link").symlink_to("empty.txt")
+    if "--no-cache" not in flags:
+        time.sleep(SETTLE_S)  # so that the warm run uses a stored tree result
+    home = tmp_path / "home"
+    args = ["data", "hash", "data", "data/train/a.csv", *flags]
+    for _ in range(2):  # cold, then warm (a stored tree result)
+        plain = mltrail_cmd(home / "plain", *args, cwd=tmp_path)
+        clicked = mltrail_cmd(
+            home / "plain", "--home", home / "click", *args, cwd=tmp_path
+        )
+        assert plain.returncode == clicked.returncode == 0, plain.stderr
+        assert plain.stdout == clicked.stdout
+        assert plain.stderr == clicked.stderr
+    assert b"d\xc3\xa4t\xc3\xa4/\xc3\xbc.txt" in plain.stdout
+    assert (home / "plain" / "cache" / "hashes.db").exists() == (
+        "--no-cache" not in flags
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("data", "hash", "missing"),
+        ("data", "hash", "data", "missing"),
+        ("data", "hash", os.fsdecode(b"caf\xff")),
+    ],
+)
+def test_plain_data_hash_fails_as_the_click_command_fails(tmp_path, dataset, args):
+    home = tmp_path / "home"
+    plain = mltrail_cmd(home, *args, cwd=tmp_path)
+    clicked = mltrail_cmd(home, "--home", home, *args, cwd=tmp_path)
+    assert plain.returncode == clicked.returncode != 0
+    assert plain.stdout == clicked.stdout
+    assert plain.stderr == clicked.stderr
+    assert plain.stderr.startswith(b"error: ")
+
+
+def test_plain_data_hash_loads_no_click(tmp_path, dataset):
+    """Cold: no click, no mltrail.config; warm (a stored tree result): not even
+    dataclasses or the manifest module."""
+    code = (
+        "import sys; from mltrail.cli.main import main; main(); "
+        "import os; unwanted = os.environ['UNWANTED'].split(','); "
+        "loaded = set(sys.modules).intersection(unwanted); "
+        "assert not loaded, loaded"
+    )
+    env = {**os.environ, "MLTRAIL_HOME": str(tmp_path / "home")}
+    time.sleep(SETTLE_S)  # so that the warm run uses a stored tree result
+    cold = "click,mltrail.config,mltrail.cli.app"
+    warm = cold + ",dataclasses,mltrail.core.manifest,hashlib"
+    for unwanted in (cold, warm):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "data", "hash", "data"],
+            capture_output=True, env={**env, "UNWANTED": unwanted}, cwd=tmp_path,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert b"dataset " in proc.stderr
+
+
+def test_options_beyond_the_plain_form_still_go_through_click(tmp_path, dataset):
+    home = tmp_path / "home"
+    as_json = mltrail_cmd(home, "data", "hash", "data", "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["files"] == 5
+    usage = mltrail_cmd(home, "data", "hash", cwd=tmp_path)
+    assert usage.returncode == 2
+    assert b"Missing argument 'PATHS...'" in usage.stderr
+    helped = mltrail_cmd(home, "data", "hash", "--help", cwd=tmp_path)
+    assert helped.returncode == 0
+    assert b"sha256sum" in helped.stdout

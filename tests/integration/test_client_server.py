@@ -178,6 +178,17 @@ def _forged_ledger(server, name: str, origin: str, notes: int) -> None:
         )
 
 
+def _pinned_as(trust: Path, url: str) -> None:
+    """Make the home's pin of team-a also the pin of ``url`` (what a client sees
+    when the server at ``url`` shows team-a's log, rewritten)."""
+    from mltrail.ledger.server_trust import server_id
+
+    (pinned,) = trust.glob("team-a@*.json")
+    data = json.loads(pinned.read_text())
+    data["servers"] = [server_id(url)]
+    (trust / f"copy-{uuid.uuid4().hex[:8]}@0.json").write_text(json.dumps(data))
+
+
 def test_a_shrunk_or_forked_log_is_refused(server, people):
     _, envs = people
     js(people, "carol", "runs")  # carol has pinned team-a and kept its checkpoint
@@ -185,14 +196,14 @@ def test_a_shrunk_or_forked_log_is_refused(server, people):
     origin = "test.example/team-a"
     _forged_ledger(server, "team-c", origin, notes=0)
     trust = Path(envs["carol"]["MLTRAIL_HOME"]) / "server-trust"
-    shutil.copy(trust / "team-a.json", trust / "team-c.json")
     forged = envs["carol"]["MLTRAIL_URL"].replace("team-a", "team-c")
+    _pinned_as(trust, forged)
     token = server.token("auditor", "carol", ledger="team-c")
     shrunk = mltrail(people, "carol", "runs", code=3, MLTRAIL_URL=forged,
                      MLTRAIL_TOKEN=token)  # fmt: skip
     assert "shrank or was rolled back" in shrunk.stderr
     _forged_ledger(server, "team-d", origin, notes=size + 2)
-    shutil.copy(trust / "team-a.json", trust / "team-d.json")
+    _pinned_as(trust, forged.replace("team-c", "team-d"))
     forked = mltrail(
         people, "carol", "runs", code=3,
         MLTRAIL_URL=forged.replace("team-c", "team-d"),

@@ -195,3 +195,68 @@ def test_a_local_ledger_that_fails_verification_is_not_pushed(server, laptop):
     refused = cli(base, env, "push", code=3)
     assert "refusing to push: the local ledger fails verification" in refused
     assert js(base, auditor, "log") == before
+
+
+def _laptop_checkpoint(signer, size: int, origin: str = "laptop.example/pia") -> str:
+    from mltrail.core.checkpoint import CheckpointSigner
+
+    return CheckpointSigner(origin, signer).sign(size, bytes(32))
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "key", "status", "why"),
+    [
+        (lambda pia, other: _laptop_checkpoint(pia, 5), "pia", 201, None),
+        (lambda pia, other: _laptop_checkpoint(pia, 2), "pia", 422, "covers 2"),
+        (lambda pia, other: _laptop_checkpoint(other, 5), "pia", 422, "not verify"),
+        (
+            lambda pia, other: _laptop_checkpoint(pia, 5, "laptop.example/x"),
+            "pia",
+            422,
+            "does not verify",
+        ),
+        (lambda pia, other: "not a checkpoint", "pia", 422, "does not verify"),
+        (lambda pia, other: _laptop_checkpoint(other, 5), "other", 422, "never added"),
+    ],
+    ids=["vouches", "short", "other-key", "other-origin", "garbage", "unknown-key"],
+)
+def test_the_server_refuses_a_push_header_whose_checkpoint_does_not_vouch(
+    server, checkpoint, key, status, why
+):
+    """A ``ledger.pushed`` header's checkpoint is checked when it is appended
+    (as verify's pushed-checkpoint does): refused with 422, nothing stored."""
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+    from mltrail.ledger.keystore import generate_signer
+
+    b = "/ledgers/team-b"  # team-a holds the pushes of the tests above
+    pia, other = server.signer_for("team-b", "pia"), generate_signer()
+    now = datetime.now(UTC)
+    body = {
+        "origin": "laptop.example/pia",
+        "key": {"pia": pia, "other": other}[key].key_id,
+        "from": 1,
+        "to": 4,
+        "count": 1,
+        "checkpoint": checkpoint(pia, other),
+    }
+    entries = [
+        Entry("ledger.pushed", format_time(now), {"user": "pia"}, body),
+        Entry("note", format_time(now - timedelta(days=2)), {"user": "pia"},
+              {"text": "recorded offline"}),
+    ]  # fmt: skip
+    token = server.token("writer", "pia", ledger="team-b")
+    auditor = server.token("auditor", ledger="team-b")
+    before = server.call("GET", f"{b}/head", auditor)[1]["size"]
+    sent = {"entries": [sign_entry(e, pia).to_dict() for e in entries]}
+    got, answer = server.call("POST", f"{b}/entries", token, sent)
+    assert got == status, answer
+    after = server.call("GET", f"{b}/head", auditor)[1]["size"]
+    if why is None:
+        assert after == before + 2
+    else:
+        assert "ledger.pushed header at seq" in answer["error"]["message"]
+        assert why in answer["error"]["message"]
+        assert after == before
+    _, report = server.call("POST", f"{b}/verify", auditor)
+    assert report["ok"], report

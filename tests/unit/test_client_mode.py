@@ -82,7 +82,8 @@ def test_round_trip_signs_with_the_users_key_and_keeps_the_checkpoint(tmp_path, 
     assert record.entry.sig.key == home.ledger.signer.key_id
     server = served["current"].ledger
     assert server.record(record.seq).entry == record.entry
-    trust = json.loads((tmp_path / "home/server-trust/team-a.json").read_text())
+    (trust_file,) = (tmp_path / "home/server-trust").glob("team-a@*.json")
+    trust = json.loads(trust_file.read_text())
     assert f"\n{record.seq + 1}\n" in trust["checkpoint"]
     assert list(trust["log_keys"]) == [server.signer.key_id]
     reader = open_home(writable=False, env=_env(tmp_path, "tok-carol"))

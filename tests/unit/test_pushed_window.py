@@ -176,16 +176,16 @@ def test_verify_names_a_header_whose_entries_the_ledger_lacks(
     assert _errors(ledger) == [(1, "pushed-count")]
 
 
-@pytest.mark.parametrize(
-    ("checkpoint", "key", "why"),
-    [
-        (lambda: _laptop_checkpoint(2), "", "covers 2 records"),
-        (lambda: _laptop_checkpoint(4, fixed_signer("other")), "", "does not verify"),
-        (lambda: _laptop_checkpoint(4, origin="example.org/x"), "", "does not verify"),
-        (lambda: "not a checkpoint", "", "does not verify"),
-        (lambda: _laptop_checkpoint(4), "cd" * 32, "never added"),
-    ],
-)
+BAD_CHECKPOINTS = [
+    (lambda: _laptop_checkpoint(2), "", "covers 2 records"),
+    (lambda: _laptop_checkpoint(4, fixed_signer("other")), "", "does not verify"),
+    (lambda: _laptop_checkpoint(4, origin="example.org/x"), "", "does not verify"),
+    (lambda: "not a checkpoint", "", "does not verify"),
+    (lambda: _laptop_checkpoint(4), "cd" * 32, "never added"),
+]
+
+
+@pytest.mark.parametrize(("checkpoint", "key", "why"), BAD_CHECKPOINTS)
 def test_verify_names_a_header_whose_checkpoint_does_not_vouch_for_it(
     checkpoint: Any, key: str, why: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,3 +197,16 @@ def test_verify_names_a_header_whose_checkpoint_does_not_vouch_for_it(
     problems = [p for p in ledger.verify().errors if p.code == "pushed-checkpoint"]
     assert [p.seq for p in problems] == [1]
     assert why in problems[0].message
+
+
+@pytest.mark.parametrize(("checkpoint", "key", "why"), BAD_CHECKPOINTS)
+def test_an_append_refuses_a_header_whose_checkpoint_does_not_vouch_for_it(
+    checkpoint: Any, key: str, why: str
+) -> None:
+    ledger = _ledger()
+    header = _header(3, checkpoint=checkpoint(), key=key)
+    pushed = [_entry("note", _old(3, n)) for n in range(3)]
+    with pytest.raises(InputError, match=f"ledger.pushed header at seq 1: .*{why}"):
+        ledger.append_entries([header, *pushed])
+    assert ledger.head().size == 1
+    assert ledger.verify().ok

@@ -165,10 +165,31 @@ def export(ctx: click.Context, fmt: str, as_json: bool) -> None:
     help="Move the revoked private key to this file (outside the home) instead "
     "of destroying it.",
 )
+@click.option(
+    "--db",
+    "db_url",
+    help="Rotate the log key of a team server's ledger instead (with --ledger): "
+    "the postgresql:// URL its admin sets it up with.",
+)
+@click.option("--ledger", help="The server's ledger whose log key is rotated.")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MLTRAIL_SERVER_KEYS",
+    help="Where the server's log keys <ledger>.key are (default: $MLTRAIL_HOME/"
+    "server-keys).",
+)
 @json_option
 @click.pass_context
 def rotate(
-    ctx: click.Context, reason: str, move_old_key: Path | None, as_json: bool
+    ctx: click.Context,
+    reason: str,
+    move_old_key: Path | None,
+    db_url: str | None,
+    ledger: str | None,
+    keys_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Add a new signing key and revoke the current one, in one atomic append.
 
@@ -186,7 +207,17 @@ def rotate(
     Examples:
       mltrail keys rotate --reason "laptop lost"
       mltrail keys rotate --move-old-key /media/offline/old-ledger.key
+      mltrail keys rotate --db postgresql://postgres@db/audit --ledger team-a \\
+          --keys /etc/mltrail/keys
+
+    With --db and --ledger it rotates the log key of a team server's ledger
+    (the key file <keys>/<ledger>.key); a running `mltrail server` signs with
+    the new key from its next write on. Clients pin the new key by themselves:
+    the log proves the rotation (its key.added is signed by the old key).
     """
+    if db_url is not None or ledger is not None:
+        _rotate_server_key(db_url, ledger, keys_dir, reason, move_old_key, as_json)
+        return
     home = open_from(ctx, writable=True, local_only="keys rotate")
     password = os.environ.get("MLTRAIL_KEY_PASSWORD")
     result = rotate_home_key(
@@ -212,6 +243,56 @@ def rotate(
         f"revoked {result.revoked[:16]}...; new signing key {result.added[:16]}..."
     )
     _say_disposal(result)
+
+
+def _rotate_server_key(
+    db_url: str | None,
+    ledger: str | None,
+    keys_dir: Path | None,
+    reason: str,
+    move_old_key: Path | None,
+    as_json: bool,
+) -> None:
+    from mltrail.storage.registry import require_postgres, store_scheme
+
+    if (
+        not db_url
+        or not ledger
+        or store_scheme(db_url) not in ("postgresql", "postgres")
+    ):
+        raise InputError(
+            "rotating a server ledger's log key needs --db postgresql://... and --ledger",
+            hint="e.g. mltrail keys rotate --db postgresql://postgres@db/audit "
+            "--ledger team-a",
+        )
+    require_postgres()
+    from mltrail.server.control import default_keys_dir, rotate_log_key
+
+    result = rotate_log_key(
+        db_url,
+        ledger,
+        keys_dir or default_keys_dir(),
+        reason=reason,
+        move_old_key_to=move_old_key,
+    )
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"ledger {ledger}: revoked log key {result['revoked'][:16]}...; new log key "
+        f"{result['added'][:16]}... in {result['key_file']}"
+    )
+    err_console.print(
+        "a running server signs with the new key from its next write on; clients "
+        "pin it when they next contact the server"
+    )
+    if move_old_key is not None:
+        err_console.print(
+            f"warning: the revoked log key was moved to {move_old_key}; whoever "
+            "holds it can sign what clients will refuse only once they saw the "
+            "rotation: keep it offline, or destroy it",
+            style="yellow",
+        )
 
 
 def _say_disposal(result: RotationResult) -> None:

@@ -1,135 +1,42 @@
-"""The ``mltrail`` command: one group, one module per command group.
+"""The ``mltrail`` entry point (the console script and ``python -m mltrail``).
 
-Errors become one line on stderr (``error: ...`` and ``hint: ...``) and the exit
-code of their branch of the error tree (2 input, 3 tampering, 4 storage, 5 auth);
-``--debug`` shows the traceback instead.
+Every command runs through the click group of :mod:`mltrail.cli.app`, except the
+plain form of ``mltrail data hash PATH...`` (paths, ``--no-cache``,
+``--follow-links``: see :func:`mltrail.cli.data_hash.run_plain`), which does not
+import click at all: re-hashing an unchanged dataset takes tens of
+milliseconds, and click and its imports cost about as much again (ADR 0035).
+Its output, errors and exit codes are those of the click command.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import click
-
-from mltrail import __version__
-from mltrail.cli.state import AppState
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["cli", "main"]
+    from mltrail.cli.app import cli
 
-# Each command's module is imported only when that command runs (or --help lists
-# them), so `mltrail run` does not pay for rich tables or the demo.
-_COMMANDS = {
-    "run": "mltrail.cli.run_cmd:run",
-    "runs": "mltrail.cli.runs_cmd:runs",
-    "step": "mltrail.cli.run_cmd:step",
-    "data": "mltrail.cli.data_cmd:data",
-    "model": "mltrail.cli.model_group:model",
-    "init": "mltrail.cli.ledger_cmds:init",
-    "append": "mltrail.cli.ledger_cmds:append",
-    "log": "mltrail.cli.ledger_cmds:log_cmd",
-    "show": "mltrail.cli.ledger_cmds:show",
-    "logs": "mltrail.cli.logs_cmd:logs",
-    "reindex": "mltrail.cli.index_cmd:reindex",
-    "trace": "mltrail.cli.lineage_cmd:trace",
-    "lineage": "mltrail.cli.lineage_cmd:lineage",
-    "sources": "mltrail.cli.sources_cmd:sources",
-    "flags": "mltrail.cli.sources_cmd:flags",
-    "checkpoint": "mltrail.cli.ledger_cmds:checkpoint",
-    "prove": "mltrail.cli.ledger_cmds:prove",
-    "purge": "mltrail.cli.purge_cmd:purge",
-    "seal": "mltrail.cli.seal_cmd:seal",
-    "hold": "mltrail.cli.hold_cmd:hold",
-    "verify": "mltrail.cli.verify_cmd:verify",
-    "export": "mltrail.cli.export_cmd:export",
-    "verify-bundle": "mltrail.cli.bundle_cmd:verify_bundle",
-    "import": "mltrail.cli.import_cmd:import_group",
-    "keys": "mltrail.cli.keys_cmd:keys",
-    "secrets": "mltrail.cli.secrets_cmd:secrets",
-    "clock": "mltrail.cli.clock_cmd:clock",
-    "demo": "mltrail.cli.demo:demo",
-    "diff": "mltrail.cli.diff_cmd:diff",
-    "reproduce": "mltrail.cli.reproduce_cmd:reproduce",
-    "report": "mltrail.cli.report_cmd:report",
-    "timestamp": "mltrail.cli.evidence_cmds:timestamp",
-    "witness": "mltrail.cli.evidence_cmds:witness",
-    "db": "mltrail.cli.db_cmd:db",
-    "server": "mltrail.cli.server_cmd:server",
-    "tokens": "mltrail.cli.tokens_cmd:tokens",
-    "push": "mltrail.cli.push_cmd:push",
-    "hook": "mltrail.cli.hook_cmd:hook",
-}
+__all__ = ["check_arguments", "cli", "main"]
 
 
-class LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and map errors to exit codes."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:2] == ["data", "hash"]:
+        from mltrail.cli.data_hash import run_plain
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_COMMANDS)
+        if run_plain(args[2:]):
+            return
+    from mltrail.cli.app import main as run
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, _, attr = target.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
-        return command
+    run(args)
 
 
-@click.group(
-    cls=LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.option(
-    "--home",
-    type=click.Path(path_type=Path),
-    envvar="MLTRAIL_HOME",
-    help="Ledger home (default: $MLTRAIL_HOME, else ~/.mltrail).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.version_option(version=__version__, prog_name="mltrail")
-@click.pass_context
-def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
-    """mltrail: a tamper-evident, signed audit log of the ML model lifecycle.
-
-    \b
-    Record:
-      mltrail run -- python train.py       record a training run, no log calls needed
-      mltrail step --in raw --out clean -- python clean.py   record a data step
-      mltrail data hash data/              dataset manifest and id (sha256sum-compatible)
-    \b
-    Ask:
-      mltrail runs --week 2026-W42         runs, filtered by time, user, param, dataset
-      mltrail show RUN                     one run in full
-      mltrail logs RUN                     what it printed (stdout, stderr)
-      mltrail diff RUN_A RUN_B             what changed: params, data files, code, packages
-      mltrail reproduce RUN --check        does this machine still match the run?
-      mltrail trace model.safetensors      what exactly made this model
-      mltrail report MODEL -o report.pdf   its documentation (Annex IV, SR 11-7)
-      mltrail lineage data/raw --down      what was made from this
-      mltrail model history --at DATE      which model was in production then
-      mltrail sources check                which models an upstream change affects
-    \b
-    Trust:
-      mltrail verify --trust-key KEY       check every signature, hash and proof
-      mltrail keys export                  the key an auditor pins (--trust-key)
-      mltrail prove SEQ                    an inclusion proof for one record
-      mltrail export MODEL -o b.json       a proof bundle anyone can check offline
-      mltrail verify-bundle b.json         check one, with no ledger
-      mltrail purge BLOB --reason TEXT     erase a blob's bytes, recorded and signed
-      mltrail seal --to s3://B/P --retain 7y   copy the ledger to write-once storage
-      mltrail demo                         see it all on a throwaway ledger
-    """
-    ctx.obj = AppState(home=home, debug=debug)
-
-
-def _check_arguments(args: Sequence[str]) -> None:
+def check_arguments(args: Sequence[str]) -> None:
     """Refuse arguments that are not UTF-8 (Python keeps such bytes as surrogates).
 
     Everything mltrail records is UTF-8 JSON, so such text could not be written,
@@ -148,27 +55,10 @@ def _check_arguments(args: Sequence[str]) -> None:
             ) from None
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and map errors to exit codes."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    try:
-        _check_arguments(args)
-        code = cli.main(args=args, prog_name="mltrail", standalone_mode=False)
-    except MltrailError as e:
-        if debug:
-            raise
-        click.echo(f"error: {e}", err=True)
-        if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    if isinstance(code, int):
-        sys.exit(code)
+def __getattr__(name: str) -> Any:
+    """``cli`` (the click group), imported when asked for."""
+    if name == "cli":
+        from mltrail.cli.app import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

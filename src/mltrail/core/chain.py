@@ -251,9 +251,11 @@ def check_entry_time(
     moment = parse_time(entry.time)
     if moment > now + tolerance:
         raise InputError(
-            f"entry time {entry.time} is in the future (this machine's clock says "
-            f"{format_time(now)})",
-            hint="entries are dated by this machine's clock; check it",
+            f"entry time {entry.time} is in the future (the clock of the machine "
+            f"appending it says {format_time(now)})",
+            hint="entries are dated by the clock of the machine that signs them and "
+            "checked against the one that appends them (an mltrail server's, in "
+            "client mode): check both",
         )
     if window is not None:
         problem = window.problem(entry.kind, entry.time, tolerance)

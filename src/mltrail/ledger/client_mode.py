@@ -3,9 +3,10 @@
 With ``MLTRAIL_URL`` (``https://host/ledgers/team-a``) and ``MLTRAIL_TOKEN``
 set, or a home whose ``ledger.json`` names such a URL as its store, the home
 keeps the user's own signing key, settings, the derived index (a cache synced
-from the server's records, ``server-cache/<ledger>.index.db``) and the server
-trust (``server-trust/<ledger>.json``: pinned log keys and the newest checkpoint
-seen, see :mod:`mltrail.ledger.server_trust`). The ledger's store is an
+from the server's records, ``server-cache/<ledger>@<origin hash>.index.db``) and
+the server trust (``server-trust/<ledger>@<origin hash>.json``: pinned log keys,
+the server URLs that serve the log and the newest checkpoint seen, see
+:mod:`mltrail.ledger.server_trust`). The ledger's store is an
 :class:`~mltrail.storage.http.HttpStore`; its origin comes from the server, and
 the actor's ``user`` is the identity the token names (the server refuses any
 other). The OS account is kept beside it as ``actor.os_user``.
@@ -71,8 +72,9 @@ class RemoteLedger:
 
     @property
     def index_file(self) -> str:
-        """The home's cache of the derived index of this ledger."""
-        return f"{CACHE_DIR}/{self.trust.ledger}.index.db"
+        """The home's cache of the derived index of this log (one per trust
+        file: two servers' ledgers of one name never share a cache)."""
+        return f"{CACHE_DIR}/{self.trust.path.stem}.index.db"
 
     @property
     def witness_file(self) -> str:

@@ -376,6 +376,7 @@ class Ledger:
         """Runs under the store's append lock: check the head and signers, chain,
         then sign the checkpoint of the new head (stored with the records)."""
         from mltrail.core.chain import seal_entries
+        from mltrail.core.pushed import PUSHED_KIND
 
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
@@ -399,6 +400,8 @@ class Ledger:
                 )
             if foreign:
                 _check_signature(keyring, entry)
+            if entry.kind == PUSHED_KIND:
+                _check_pushed_checkpoint(keyring, seq, entry)
             if entry.kind in KEY_KINDS:
                 problem = keyring.apply(
                     seq, entry.kind, dict(entry.body), entry.sig.key
@@ -844,6 +847,21 @@ def _check_signature(keyring: KeyRing, entry: Entry) -> None:
         raise InputError(
             f"cannot append {entry.kind}: its signature does not verify with key "
             f"{entry.sig.key[:16]}..."
+        )
+
+
+def _check_pushed_checkpoint(keyring: KeyRing, seq: int, entry: Entry) -> None:
+    """Refuse a ``ledger.pushed`` header whose checkpoint does not vouch for its
+    window (what verify reports as ``pushed-checkpoint``), before it is stored."""
+    from mltrail.core.pushed import pushed_checkpoint_problem
+
+    problem = pushed_checkpoint_problem(entry.body, keyring)
+    if problem is not None:
+        raise InputError(
+            f"cannot append the ledger.pushed header at seq {seq}: {problem}",
+            hint="a push header carries a checkpoint of the pushed ledger, signed "
+            "by the key it names (registered here), of at least `to` records; "
+            "`mltrail push` writes one",
         )
 
 

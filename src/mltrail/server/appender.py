@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from mltrail.core.entry import Entry
+    from mltrail.core.signing import Signer
     from mltrail.ledger.ledger import Ledger
     from mltrail.storage.base import NewBatch
 
@@ -63,9 +64,17 @@ class Job:
 class Appender:
     """The one writer of a ledger (in this process): a thread draining a queue."""
 
-    def __init__(self, name: str, open_ledger: Callable[[], Ledger]) -> None:
+    def __init__(
+        self,
+        name: str,
+        open_ledger: Callable[[], Ledger],
+        fresh_signer: Callable[[], Signer | None] | None = None,
+    ) -> None:
         self.name = name
         self._open = open_ledger
+        self._fresh_signer = fresh_signer
+        """Called before each write: a new log key to sign with (the admin
+        rotated it), or None."""
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -152,6 +161,10 @@ class Appender:
                 ledger.close()
         if self._ledger is None:
             self._ledger = self._open()
+        if self._fresh_signer is not None:
+            signer = self._fresh_signer()
+            if signer is not None:
+                self._ledger.signer = signer
         return self._ledger
 
     def _serve(self, group: list[Job]) -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "init_ledger",
     "key_password",
     "load_log_key",
+    "rotate_log_key",
     "schema_url",
 ]
 
@@ -220,6 +221,92 @@ def init_ledger(
         "control_applied": applied,
         "ledger_applied": tables.applied,
         "role": role,
+    }
+
+
+def rotate_log_key(
+    url: str,
+    ledger: str,
+    keys: Path,
+    *,
+    reason: str = "scheduled rotation",
+    move_old_key_to: Path | None = None,
+) -> dict[str, Any]:
+    """Rotate a served ledger's log key, as its admin: a new key file, then
+    ``key.added`` (signed by the old key) and ``key.revoked`` of the old key
+    (signed by the new one) in one append, its checkpoint signed by the new key.
+
+    The new key is written to ``<keys>/<ledger>.key.new`` first and takes the
+    place of ``<ledger>.key`` once the rotation is stored; the old key file is
+    then overwritten and deleted, or moved to ``move_old_key_to``. A running
+    server loads the new key file before its next write.
+
+    Raises:
+        InputError: no such ledger, or ``move_old_key_to`` exists.
+        ConfigError: the ledger's key file is missing or unreadable.
+        StoreError: the database refuses.
+    """
+    from mltrail.core.codec import decode_record
+    from mltrail.errors import ConfigError
+    from mltrail.ledger.keystore import (
+        destroy_key_file,
+        generate_signer,
+        move_key_file,
+        save_signer,
+    )
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.storage.postgres import PostgresStore
+
+    check_ledger_name(ledger)
+    control = Control(url)
+    try:
+        row = control.ledger(ledger)
+    finally:
+        control.close()
+    if row is None:
+        raise InputError(
+            f"{display_url(url)} serves no ledger {ledger}",
+            hint="set one up with mltrail db init --db URL --ledger NAME --origin ORIGIN",
+        )
+    if move_old_key_to is not None and move_old_key_to.exists():
+        raise InputError(f"{move_old_key_to} already exists; refusing to overwrite it")
+    key_path = keys / f"{ledger}.key"
+    old = load_log_key(keys, ledger)
+    new_path = key_path.with_name(key_path.name + ".new")
+    if new_path.exists():
+        raise ConfigError(
+            f"{new_path} exists: an earlier rotation did not finish",
+            hint="compare its key id with `mltrail keys list` on the ledger: if the "
+            "ledger added it, put it in place of the key file; else delete it",
+        )
+    new = generate_signer()
+    save_signer(new, new_path, key_password())
+    with PostgresStore(schema_url(url, row.schema)) as store:
+        first = next(iter(store.rows(0, 1)), None)
+        genesis = None if first is None else decode_record(first.data).record.entry
+        ledger_obj = Ledger(
+            store,
+            old,
+            origin=row.origin,
+            trusted_key=None
+            if genesis is None or genesis.sig is None
+            else genesis.sig.key,
+            actor={"user": "mltrail-server"},
+        )
+        records = ledger_obj.rotate_key(new, reason=reason)
+    if move_old_key_to is not None:
+        move_key_file(key_path, move_old_key_to)
+    else:
+        destroy_key_file(key_path)
+    new_path.replace(key_path)
+    return {
+        "ledger": ledger,
+        "revoked": old.key_id,
+        "added": new.key_id,
+        "seq": records[0].seq,
+        "key_file": str(key_path),
+        "old_key": "moved" if move_old_key_to is not None else "destroyed",
+        "moved_to": str(move_old_key_to) if move_old_key_to is not None else None,
     }
 
 

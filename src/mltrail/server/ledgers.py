@@ -217,6 +217,8 @@ class LedgerHandle:
     def __init__(self, row: LedgerRow, url: str, keys: Path) -> None:
         self.row = row
         self.url = schema_url(url, row.schema)
+        self._keys_dir = keys
+        self._key_stat = self._stat_key()
         self.signer = load_log_key(keys, row.name)
         with ServerStore(self.url) as store:
             first = next(iter(store.rows(0, 1)), None)
@@ -230,7 +232,30 @@ class LedgerHandle:
             READERS_PER_LEDGER,
             lambda ledger: connection_lost(ledger.store._conn),  # type: ignore[attr-defined]
         )
-        self.appender = Appender(row.name, lambda: self._open(self.signer))
+        self.appender = Appender(
+            row.name, lambda: self._open(self.signer), self._fresh_signer
+        )
+
+    def _stat_key(self) -> tuple[int, int] | None:
+        try:
+            found = (self._keys_dir / f"{self.row.name}.key").stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns
+
+    def _fresh_signer(self) -> Any:
+        """The log key file's key when the file changed since it was loaded (the
+        admin rotated it with `mltrail keys rotate --db ... --ledger ...`), else
+        None. A file missing or unreadable mid-rotation is tried again next time."""
+        now = self._stat_key()
+        if now is None or now == self._key_stat:
+            return None
+        try:
+            signer = load_log_key(self._keys_dir, self.row.name)
+        except (MltrailError, OSError, ValueError):
+            return None
+        self._key_stat, self.signer = now, signer
+        return signer
 
     def _open(self, signer: Any) -> Ledger:
         return Ledger(

@@ -158,7 +158,13 @@ class HttpStore(Store):
 
     def _hold_run(self, run_id: str) -> RunHold | None:
         """Ask the server to hold the run live while a request stays open; an
-        unheld run (an older server, a refusal) is still recorded."""
+        unheld run (an older server, no slot left, a network error) is still
+        recorded, but a run another process holds is refused, as by every
+        store that holds runs.
+
+        Raises:
+            InputError: the server holds the run for another process (409).
+        """
         from mltrail.storage.http_hold import HttpRunHold
 
         httpx = _httpx()
@@ -167,6 +173,12 @@ class HttpStore(Store):
         hold = HttpRunHold.start(client, url)
         if not hold.held:
             hold.release()
+            if hold.status == 409:
+                raise InputError(
+                    f"the mltrail server refused to hold run {run_id}: {hold.problem}",
+                    hint="run ids are unique: start a new run instead of "
+                    "reusing this id",
+                )
             return None
         return hold
 

@@ -34,6 +34,8 @@ class HttpRunHold:
         self._stop = threading.Event()
         self._response: Any = None
         self.held = False
+        self.status: int | None = None
+        """The server's status when it refused the hold (409: held already)."""
         self.problem: str | None = None
         self._thread = threading.Thread(
             target=self._keep, name="mltrail-run-hold", daemon=True
@@ -53,7 +55,8 @@ class HttpRunHold:
             with self._client.stream("POST", self._url) as response:
                 self._response = response
                 if response.status_code != 200:
-                    self.problem = f"the server answered {response.status_code}"
+                    self.status = response.status_code
+                    self.problem = _refusal(response)
                     return
                 for line in response.iter_lines():
                     if line.strip() == HELD:
@@ -81,3 +84,14 @@ class HttpRunHold:
         with contextlib.suppress(Exception):
             self._client.close()
         self._thread.join(timeout=5.0)
+
+
+def _refusal(response: Any) -> str:
+    """What the server said when it refused a hold (its error message)."""
+    status = response.status_code
+    try:
+        response.read()
+        message = str(response.json()["error"]["message"])[:500]
+    except Exception:  # not our server's error body: the status says enough
+        return f"the server answered {status}"
+    return f"{message} (HTTP {status})"

@@ -103,7 +103,6 @@ def hash_dataset(
         CaptureError: ``path`` does not exist, or something under it cannot be read.
     """
     from mltrail.capture.data.treecache import capture_tree
-    from mltrail.core.manifest import compute_manifest
 
     found = capture_tree(
         path,
@@ -116,6 +115,8 @@ def hash_dataset(
     if found.stored is not None:
         return HashedData(stored=found.stored)
     assert found.entries is not None
+    from mltrail.core.manifest import compute_manifest  # not for a stored result
+
     manifest = compute_manifest(found.entries)
     rendered = view(manifest) if view is not None else None
     if found.probe is not None and not path.is_file():

@@ -2,7 +2,11 @@
 
 The cache lives at ``$MLTRAIL_HOME/cache/hashes.db`` (:func:`default_cache_path`), a
 SQLite file (WAL, ``synchronous=NORMAL``: losing the last writes of a cache on a power
-cut only costs re-hashing). A file's hash is found by what ``stat`` says of it::
+cut only costs re-hashing). A cache that does not exist yet is written in a file of
+its own beside it, without journal or ``fsync``, and gets its name once synced
+(:meth:`HashCache._open_new`): the first run into a new cache pays one ``fsync``
+instead of SQLite's six, and a crash before then leaves no cache, never a torn one.
+A file's hash is found by what ``stat`` says of it::
 
     (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) -> sha256
 
@@ -35,7 +39,8 @@ rest of the run. Both log a warning on the ``mltrail.capture`` logger.
 from __future__ import annotations
 
 import contextlib
-import json
+import glob
+import os
 import re
 import sqlite3
 import struct
@@ -44,7 +49,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "StatKey",
     "StoredTree",
     "default_cache_path",
+    "remove_abandoned",
     "stat_key",
 ]
 
@@ -101,6 +106,10 @@ _TREE_LOAD = (
     " FROM trees WHERE root = ?3 AND digest = ?4"
 )
 _TREE_SAVE = "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_MERGE = (
+    "INSERT OR REPLACE INTO main.folders SELECT * FROM new.folders",
+    "INSERT OR REPLACE INTO main.trees SELECT * FROM new.trees",
+)
 
 
 class StoredTree(NamedTuple):
@@ -120,6 +129,19 @@ def _warn(message: str, *args: object) -> None:
     import logging
 
     logging.getLogger("mltrail.capture").warning(message, *args)
+
+
+def remove_abandoned(path: Path) -> None:
+    """Delete the new cache files (``_open_new``) of processes that died first."""
+    for aside in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
+        pid = aside.name[len(path.name) + 5 :].partition("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                aside.unlink()
+        except (ValueError, OSError):  # not ours, or alive under another user
+            continue
 
 
 class _StaleCacheError(Exception):
@@ -162,10 +184,17 @@ class HashCache:
         self.path = Path(path)
         self._window_ns = int(racy_window_s * 1e9)
         self._db: sqlite3.Connection | None = None
+        self._new: Path | None = None  # a new file, made aside (see _open_new)
         self._guard(self._open, None)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._open_new()
+            return
+        self._open_usual()
+
+    def _open_usual(self) -> None:
         db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -185,10 +214,90 @@ class HashCache:
             raise
         self._db = db
 
+    def _open_new(self) -> None:
+        """Start a cache that does not exist yet in a file of its own beside it.
+
+        SQLite makes a new WAL database with four ``fsync`` calls, and a checkpoint
+        of two more when it is closed; this process is the only one to see the new
+        file, so it is written without journal or ``fsync`` until :meth:`close`
+        syncs it once and links it in under :attr:`path` (atomically, and only if
+        no other process made one meanwhile). A crash leaves no cache, never a
+        torn one: the file is complete on disk before it gets its name.
+        """
+        remove_abandoned(self.path)
+        new = self.path.with_name(
+            f"{self.path.name}.new-{os.getpid()}-{time.time_ns()}"
+        )
+        db = sqlite3.connect(new, isolation_level=None)
+        try:
+            db.execute("PRAGMA page_size=16384")
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(_SCHEMA)
+            db.execute(_TREE_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            new.unlink(missing_ok=True)
+            raise
+        self._db, self._new = db, new
+
+    def _publish(self) -> None:
+        """Give the new file made by :meth:`_open_new` its name; leave it closed.
+
+        If another process made the cache meanwhile (or the file system has no
+        hard links), the new file's rows are copied into that one instead.
+        """
+        assert self._db is not None
+        assert self._new is not None
+        new, db = self._new, self._db
+        self._db = None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # as _open leaves a file
+            db.close()
+            fd = os.open(new, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(new, self.path)
+            except OSError:  # there is one now, or no hard links here: merge
+                self._open_usual()
+                self._merge(new)
+                self._close_quietly()
+        finally:
+            self._new = None
+            for name in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
+                with contextlib.suppress(OSError):
+                    name.unlink()
+
+    def _merge(self, new: Path) -> None:
+        """Copy the rows of the cache file ``new`` into this one (one transaction)."""
+        assert self._db is not None  # opened by the caller
+        self._db.execute("ATTACH DATABASE ? AS new", (str(new),))
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for copy in _MERGE:
+                    self._db.execute(copy)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            self._db.execute("DETACH DATABASE new")
+
     @property
     def racy_window_ns(self) -> int:
         """How much older than its hashing a file must be for its hash to be kept."""
         return self._window_ns
+
+    @property
+    def is_new(self) -> bool:
+        """Whether this is a new cache file not yet named (see :meth:`_open_new`):
+        it holds only what this process stored in it."""
+        return self._new is not None
 
     @property
     def enabled(self) -> bool:
@@ -197,6 +306,8 @@ class HashCache:
 
     def load(self, folders: Iterable[FolderKey]) -> dict[FolderKey, dict[StatKey, str]]:
         """The known hashes of the files listed in each of ``folders``."""
+        import json  # not at import: a matched tree result looks nothing up
+
         wanted = {_name(f): f for f in folders}
         names = list(wanted)
         found: dict[FolderKey, dict[StatKey, str]] = {}
@@ -286,16 +397,26 @@ class HashCache:
         return self._db.execute(query, args).fetchone()
 
     def save_tree(self, root: bytes, tree: StoredTree) -> None:
-        """Store (replacing) the whole result of the folder ``root``."""
+        """Store (replacing) the whole result of the folder ``root``.
+
+        A new cache file (:meth:`_open_new`) gets its name now, so that nothing
+        stored for a folder waits for :meth:`close` (``erase_cached_trees`` must
+        find it), and is opened again as usual.
+        """
         if self._db is not None:
             self._guard(lambda: self._write_tree(root, tree), None)
+        if self._new is not None and self._db is not None:
+            self._guard(self._publish, None)
+            self._guard(self._open, None)
 
     def _write_tree(self, root: bytes, tree: StoredTree) -> None:
         assert self._db is not None  # checked by save_tree
         self._db.execute(_TREE_SAVE, (root, *tree))
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (a new one gets its name now: see :meth:`_open_new`)."""
+        if self._new is not None and self._db is not None:
+            self._guard(self._publish, None)
         self._close_quietly()
 
     def __enter__(self) -> HashCache:
@@ -334,6 +455,10 @@ class HashCache:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        if self._new is not None:  # a new file that will not be published
+            with contextlib.suppress(OSError):
+                self._new.unlink()
+            self._new = None
 
 
 _Row = tuple[StatKey, str, int]  # key, sha256 hex, when it was hashed (time.time_ns)

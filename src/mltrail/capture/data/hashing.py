@@ -169,6 +169,9 @@ class _Engine:
         is listed; if the probe then matches, none are made and True is returned.
         """
         stack, unresolved, count = [root], [], 0
+        # nothing to look up (no cache, or one made by this run): each folder's
+        # files go to the workers as soon as it is listed
+        batch = LOOKUP_BATCH if self.cache and not self.cache.cache.is_new else 1
         while stack:
             listing = self.walker.list_dir(stack.pop())
             stack.extend(listing.dirs)
@@ -178,7 +181,7 @@ class _Engine:
                 probe.add(listing)
             unresolved.append(listing)
             count += len(listing.names)
-            if count >= LOOKUP_BATCH and not (probe and probe.waits(self.found)):
+            if count >= batch and not (probe and probe.waits(self.found)):
                 self._resolve(unresolved)
                 unresolved, count = [], 0
             if self.reporter.due():
@@ -194,10 +197,8 @@ class _Engine:
         tables = {}
         if self.cache is not None:
             tables = self.cache.load(x.folder.ident for x in listings if x.names)
-        from mltrail.core.manifest import FileEntry  # not needed by a matched probe
-
-        entries, known = self.entries, FileEntry.known_file
-        unpack = KEYS.iter_unpack
+        known = _known_file() if tables else _no_hit  # loaded when first needed
+        entries, unpack = self.entries, KEYS.iter_unpack
         for folder, names, packed, _, _ in listings:
             keys: list[StatKey] = list(unpack(b"".join(packed)))  # type: ignore[arg-type]
             table = tables.get(folder.ident, {})
@@ -350,6 +351,18 @@ class _Engine:
                 raise _changed(file.full, ": it is no longer a regular file")
             key = stat_key(st)
         raise _changed(file.full, f" ({MAX_TRIES} tries)")
+
+
+def _known_file() -> Callable[..., FileEntry]:
+    """``FileEntry.known_file``: the manifest module is imported on first use (a
+    matched probe needs none; a cold run imports it while the workers hash)."""
+    from mltrail.core.manifest import FileEntry
+
+    return FileEntry.known_file
+
+
+def _no_hit(*args: object) -> FileEntry:
+    raise AssertionError("a cache hit without a cache table")  # pragma: no cover
 
 
 def _changed(path: bytes, how: str) -> CaptureError:

@@ -35,14 +35,13 @@ did, a batch at a time while the walk goes on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import struct
 import time
 from typing import TYPE_CHECKING
 
-from mltrail.capture.data.hashcache import StoredTree
+from mltrail.capture.data.hashcache import StoredTree, remove_abandoned
 from mltrail.capture.data.hashing import hash_tree_unless
 
 try:  # what hashlib.blake2b is, without loading OpenSSL (milliseconds at start-up)
@@ -222,13 +221,17 @@ def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
     deleted with ``secure_delete`` on, then the file is rebuilt (``VACUUM``: a
     replaced row may have left a stale copy in a page) and its WAL truncated, so
     no copy is left in the file. A missing cache is left missing; the folder is
-    simply hashed again (from the per-file cache) next time.
+    simply hashed again (from the per-file cache) next time. New cache files that
+    a process which died left beside it (``HashCache._open_new``) are deleted.
 
     Raises:
         sqlite3.Error, OSError: the cache could not be cleaned (it is locked).
     """
+    remove_abandoned(path)  # a new cache file left by a crash may hold one
     if not path.exists():
         return 0
+    import hashlib  # not at import: a warm `data hash` needs no OpenSSL
+
     db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
     try:
         db.execute("PRAGMA secure_delete = ON")
