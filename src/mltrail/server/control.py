@@ -281,7 +281,7 @@ def rotate_log_key(
         )
     new = generate_signer()
     save_signer(new, new_path, key_password())
-    with PostgresStore(schema_url(url, row.schema)) as store:
+    with PostgresStore(schema_url(url, row.schema), roles=KIND_ROLES) as store:
         first = next(iter(store.rows(0, 1)), None)
         genesis = None if first is None else decode_record(first.data).record.entry
         ledger_obj = Ledger(
