@@ -40,6 +40,7 @@ from nacl.signing import SigningKey
 from mltrail.core.codec import decode_record
 from mltrail.ledger.home import init_home, open_home
 from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 
@@ -59,7 +60,9 @@ def new_ledger(directory: Path, name: str, home: bool = False) -> Ledger:
         init_home(directory / name, origin=ORIGIN)
         return open_home(directory / name).ledger
     return Ledger.create(
-        SQLiteStore(directory / name, create=True), fixed_signer(), origin=ORIGIN
+        SQLiteStore(directory / name, roles=KIND_ROLES, create=True),
+        fixed_signer(),
+        origin=ORIGIN,
     )
 
 
@@ -119,7 +122,7 @@ def time_schema_single(directory: Path, n: int, blob: bytes, rep: int) -> float:
     validation: the gap to ``Ledger.append`` is mltrail's Python work.
     """
     path = directory / f"schema-single-{rep}.db"
-    SQLiteStore(path, create=True).close()
+    SQLiteStore(path, roles=KIND_ROLES, create=True).close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")

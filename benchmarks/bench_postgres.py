@@ -30,6 +30,7 @@ import psycopg
 
 from mltrail.core.codec import decode_record
 from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.storage.postgres import PostgresStore
 from mltrail.testing import fixed_signer
 
@@ -57,7 +58,7 @@ def schema_url(db: str, schema: str) -> str:
 def new_ledger(db: str, schema: str) -> Ledger:
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    store = PostgresStore(schema_url(db, schema), create=True)
+    store = PostgresStore(schema_url(db, schema), roles=KIND_ROLES, create=True)
     return Ledger.create(store, fixed_signer(), origin=ORIGIN)
 
 

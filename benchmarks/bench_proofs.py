@@ -38,6 +38,7 @@ from mltrail.core.merkle import (
 )
 from mltrail.errors import MltrailError
 from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 
@@ -60,7 +61,7 @@ def cached_ok(path: Path, n: int) -> bool:
     if not path.exists():
         return False
     try:
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, roles=KIND_ROLES)
     except MltrailError:
         return False
     try:
@@ -76,7 +77,9 @@ def build(path: Path, n: int) -> None:
     partial = path.with_name(path.name + ".partial")
     _remove(partial)
     ledger = Ledger.create(
-        SQLiteStore(partial, create=True), fixed_signer(), origin=ORIGIN
+        SQLiteStore(partial, roles=KIND_ROLES, create=True),
+        fixed_signer(),
+        origin=ORIGIN,
     )
     start = time.perf_counter()
     done = ledger.head().size
@@ -98,7 +101,7 @@ def build(path: Path, n: int) -> None:
 
 
 def open_ledger(path: Path) -> Ledger:
-    return Ledger(SQLiteStore(path), None, origin=ORIGIN)
+    return Ledger(SQLiteStore(path, roles=KIND_ROLES), None, origin=ORIGIN)
 
 
 def p99(values: list[float]) -> float:

@@ -40,6 +40,7 @@ from nacl.signing import SigningKey
 
 from mltrail.core.codec import decode_record
 from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 
@@ -57,7 +58,7 @@ def note_body(i: int) -> dict[str, object]:
 def build_ledger(path: Path, n: int, batch: int) -> tuple[Ledger, float]:
     """A ledger of ``n`` records (genesis included), in batches of ``batch``."""
     ledger = Ledger.create(
-        SQLiteStore(path, create=True), fixed_signer(), origin=ORIGIN
+        SQLiteStore(path, roles=KIND_ROLES, create=True), fixed_signer(), origin=ORIGIN
     )
     start = time.perf_counter()
     done = ledger.head().size

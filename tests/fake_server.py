@@ -183,7 +183,12 @@ class FakeServer:
             rows = list(self.ledger.store.rows(start, stop))
         page, more = rows[:limit], rows[limit:]
         records = [
-            {"seq": r.seq, "data": base64.b64encode(r.data).decode()} for r in page
+            {
+                "seq": r.seq,
+                "hash": r.hash.hex(),
+                "data": base64.b64encode(r.data).decode(),
+            }
+            for r in page
         ]
         return _ok({"records": records, "next": more[0].seq if more else None})
 

@@ -9,9 +9,17 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from mltrail.core.signing import Ed25519Signer
-from mltrail.storage.memory import MemoryStore
+from mltrail.ledger.stored import KIND_ROLES
+from mltrail.storage import memory
 
 __all__ = ["FixedClock", "MemoryStore", "fixed_signer"]
+
+
+class MemoryStore(memory.MemoryStore):
+    """The in-memory store, opened with the ledger's kind roles."""
+
+    def __init__(self) -> None:
+        super().__init__(roles=KIND_ROLES)
 
 
 def fixed_signer(name: str = "mltrail-test-key-1") -> Ed25519Signer:

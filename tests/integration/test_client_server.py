@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from mltrail.ledger.stored import KIND_ROLES
 from optional_extras import require_extra
 from server_fixture import running_server
 
@@ -163,9 +164,9 @@ def _forged_ledger(server, name: str, origin: str, notes: int) -> None:
     with psycopg.connect(server.owner_url, autocommit=True) as owner:
         owner.execute(f'CREATE SCHEMA "{schema}"')
     url = schema_url(server.owner_url, schema)
-    init_database(url, role=role)
+    init_database(url, roles=KIND_ROLES, role=role)
     shutil.copy(server.keys / "team-a.key", server.keys / f"{name}.key")
-    with PostgresStore(url) as store:
+    with PostgresStore(url, roles=KIND_ROLES) as store:
         ledger = Ledger.create(store, server.log_signer("team-a"), origin=origin)
         for n in range(notes):
             ledger.append("note", {"text": f"another history {n}"})
@@ -224,7 +225,9 @@ def test_the_http_store_reads_what_the_database_holds(server, monkeypatch):
     digest = "sha256:" + __import__("hashlib").sha256(blob).hexdigest()
     with (
         http.HttpStore(url, server.token("writer", "bea")) as remote,
-        PostgresStore(schema_url(server.owner_url, "ledger_team_a")) as local,
+        PostgresStore(
+            schema_url(server.owner_url, "ledger_team_a"), roles=KIND_ROLES
+        ) as local,
     ):
         assert remote.put_blob(digest, blob) in (True, False)
         notes = [server.entry("bea", "note", {"text": f"page {n}"}) for n in range(9)]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from mltrail.ledger.stored import KIND_ROLES
 from postgres_db import admin_connection, throwaway_database, with_database
 
 
@@ -129,7 +130,7 @@ def _fill_every_table(app_url):
     from mltrail.storage.postgres import PostgresStore
     from mltrail.testing import fixed_signer
 
-    store = PostgresStore(app_url)
+    store = PostgresStore(app_url, roles=KIND_ROLES)
     ledger = Ledger.create(store, fixed_signer(), origin="example.org/pg-triggers")
     try:
         for data in (b"personal data", b"kept"):
@@ -150,7 +151,7 @@ def test_changes_are_refused_by_privileges_and_by_triggers():
     with throwaway_database() as owner_url:
         name = owner_url.rsplit("/", 1)[1]
         try:
-            init_database(owner_url, role=role)
+            init_database(owner_url, roles=KIND_ROLES, role=role)
             app_url = with_database(owner_url, name, user=role)
             gone = _fill_every_table(app_url)
             _check_refusals(owner_url, app_url, gone)
@@ -303,7 +304,7 @@ def test_a_home_without_db_init_says_what_to_run(tmp_path):
         from mltrail.storage.postgres import PostgresStore
 
         with pytest.raises(ConfigError, match="no mltrail ledger") as info:
-            PostgresStore(empty)
+            PostgresStore(empty, roles=KIND_ROLES)
         assert "mltrail db init" in (info.value.hint or "")
 
 
@@ -323,7 +324,9 @@ def test_a_password_never_reaches_the_home(database, tmp_path):
     name = app_url.rsplit("/", 1)[1]
     with psycopg_connect(owner_url) as conn:
         conn.execute("CREATE SCHEMA team_b")
-    init_database(with_database(owner_url, name, schema="team_b"), role=role)
+    init_database(
+        with_database(owner_url, name, schema="team_b"), roles=KIND_ROLES, role=role
+    )
     team_b = with_database(app_url, name, schema="team_b")
     env = {
         **_base_env(),

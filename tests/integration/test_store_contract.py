@@ -18,18 +18,35 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mltrail.core.chain import Batch, ChainHead, seal_entries
+from mltrail.core.chain import seal_entries
 from mltrail.core.codec import decode_record
 from mltrail.core.entry import Entry, sign_entry
-from mltrail.core.merkle import EMPTY_ROOT, compute_root, hash_leaf
+from mltrail.core.merkle import (
+    EMPTY_ROOT,
+    compute_root,
+    frontier_positions,
+    frontier_root,
+    hash_leaf,
+)
 from mltrail.core.signing import encode_b64
 from mltrail.errors import ConfigError, InputError, StoreError
-from mltrail.storage.base import Store, StoredPurge
+from mltrail.ledger.stored import KIND_ROLES, chain_head, new_batch
+from mltrail.storage.base import (
+    KindRoles,
+    NewBatch,
+    Prepare,
+    Store,
+    StoredPurge,
+    StoreHead,
+    frontier_nodes,
+)
+from mltrail.storage.memory import MemoryStore
 from mltrail.storage.sqlite import SQLiteStore
-from mltrail.testing import MemoryStore, fixed_signer
+from mltrail.testing import fixed_signer
 from postgres_db import throwaway_database, throwaway_schema
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,26 +54,31 @@ SIGNER = fixed_signer("store-contract-key")
 OTHER = fixed_signer("store-contract-other")
 
 
-def _sqlite_store(tmp_path: Path) -> Store:
-    return SQLiteStore(tmp_path / "contract.db", create=True)
+def _sqlite(path: Path, **options: Any) -> SQLiteStore:
+    """A SQLite store opened as the ledger layer opens it (its kind roles)."""
+    return SQLiteStore(path, roles=options.pop("roles", KIND_ROLES), **options)
 
 
-def _memory_store(tmp_path: Path) -> Store:
-    return MemoryStore()
+def _sqlite_store(tmp_path: Path, roles: KindRoles = KIND_ROLES) -> Store:
+    return _sqlite(tmp_path / "contract.db", roles=roles, create=True)
 
 
-def _postgres_store(schema_url: str) -> Store:
+def _memory_store(tmp_path: Path, roles: KindRoles = KIND_ROLES) -> Store:
+    return MemoryStore(roles=roles)
+
+
+def _postgres_store(schema_url: str, roles: KindRoles = KIND_ROLES) -> Store:
     from mltrail.storage.postgres import PostgresStore
 
-    return PostgresStore(schema_url, create=True)
+    return PostgresStore(schema_url, roles=roles, create=True)
 
 
-STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
+STORE_FACTORIES: dict[str, Callable[..., Store]] = {
     "sqlite": _sqlite_store,
     "memory": _memory_store,
 }
 # Factories given the URL of a fresh schema on the test PostgreSQL.
-DATABASE_FACTORIES: dict[str, Callable[[str], Store]] = {
+DATABASE_FACTORIES: dict[str, Callable[..., Store]] = {
     "postgres": _postgres_store,
 }
 
@@ -67,18 +89,35 @@ def postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=sorted([*STORE_FACTORIES, *DATABASE_FACTORIES]))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def _open(
+    request: pytest.FixtureRequest, tmp_path: Path, roles: KindRoles
+) -> Iterator[Store]:
     if request.param in DATABASE_FACTORIES:
         database = request.getfixturevalue("postgres_database")
         with throwaway_schema(database) as url:
-            made = DATABASE_FACTORIES[request.param](url)
+            made = DATABASE_FACTORIES[request.param](url, roles)
             yield made
             made.close()
         return
-    made = STORE_FACTORIES[request.param](tmp_path)
+    made = STORE_FACTORIES[request.param](tmp_path, roles)
     yield made
     made.close()  # closing twice is harmless
+
+
+@pytest.fixture(params=sorted([*STORE_FACTORIES, *DATABASE_FACTORIES]))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from _open(request, tmp_path, KIND_ROLES)
+
+
+OTHER_ROLES = KindRoles(
+    epoch_kinds=("note",), reset_kind="model.flagged", purge_kind="run.ended"
+)
+"""Roles no ledger uses: a store follows whatever roles its opener gives."""
+
+
+@pytest.fixture(params=sorted([*STORE_FACTORIES, *DATABASE_FACTORIES]))
+def other_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from _open(request, tmp_path, OTHER_ROLES)
 
 
 # -- helpers -----------------------------------------------------------------
@@ -105,16 +144,23 @@ def _notes(first: int, count: int) -> list[Entry]:
     ]
 
 
-def _sealer(entries: list[Entry]) -> Callable[[ChainHead], Batch]:
-    def prepare(head: ChainHead) -> Batch:
-        return seal_entries(
-            head, entries, now=T0 + timedelta(days=1), tolerance=timedelta(minutes=5)
+def _sealer(entries: list[Entry]) -> Prepare:
+    """A ``prepare`` sealing ``entries`` with the core, in plain values (what the
+    ledger layer hands a store)."""
+
+    def prepare(head: StoreHead) -> NewBatch:
+        sealed = seal_entries(
+            chain_head(head),
+            entries,
+            now=T0 + timedelta(days=1),
+            tolerance=timedelta(minutes=5),
         )
+        return new_batch(sealed)
 
     return prepare
 
 
-def _fill(store: Store, notes: int) -> list[Batch]:
+def _fill(store: Store, notes: int) -> list[NewBatch]:
     """Genesis, then ``notes`` notes in batches of 1, 2, 3, ... entries."""
     batches = [store.append(_sealer([_genesis()]))]
     done = 0
@@ -141,7 +187,8 @@ def _texts(store: Store) -> list[str]:
 def test_empty_store_has_empty_head(store: Store) -> None:
     head = store.head()
     assert head.size == 0
-    assert head.root() == EMPTY_ROOT
+    assert head.frontier == ()
+    assert frontier_root(head.frontier) == EMPTY_ROOT
     assert list(store.rows()) == []
     assert store.checkpoints() == []
     assert store.meta() == {}
@@ -167,17 +214,17 @@ def test_append_returns_what_it_persisted(store: Store) -> None:
     assert [r.seq for r in batch.records] == [1, 2, 3]
     stored = {r.seq: r for r in store.rows()}
     for sealed in batch.records:
-        assert stored[sealed.seq].data == sealed.record_bytes
+        assert stored[sealed.seq].data == sealed.data
         assert stored[sealed.seq].hash == sealed.hash
     assert batch.head == store.head()
 
 
 def test_prepare_receives_current_head(store: Store) -> None:
     _fill(store, 4)
-    seen: list[ChainHead] = []
+    seen: list[StoreHead] = []
     expected = store.head()
 
-    def prepare(head: ChainHead) -> Batch:
+    def prepare(head: StoreHead) -> NewBatch:
         seen.append(head)
         return _sealer(_notes(50, 1))(head)
 
@@ -190,7 +237,7 @@ def test_append_is_atomic_when_prepare_raises(store: Store) -> None:
     before_head = store.head()
     before_rows = list(store.rows())
 
-    def failing(head: ChainHead) -> Batch:
+    def failing(head: StoreHead) -> NewBatch:
         raise InputError("refused by prepare")
 
     with pytest.raises(InputError, match="refused by prepare"):
@@ -216,7 +263,7 @@ def test_append_is_atomic_for_a_multi_record_batch(store: Store) -> None:
 def test_foreign_exception_in_append_becomes_store_error(store: Store) -> None:
     _fill(store, 1)
 
-    def broken(head: ChainHead) -> Batch:
+    def broken(head: StoreHead) -> NewBatch:
         raise RuntimeError("backend exploded")
 
     with pytest.raises(StoreError, match="backend exploded") as info:
@@ -231,9 +278,10 @@ def test_head_after_appends(store: Store) -> None:
     head = store.head()
     assert head.size == 7
     assert head.last_hash == rows[-1].hash
-    assert head.prev == rows[-1].hash.hex()
     assert head.last_time == decode_record(rows[-1].data).record.entry.time
-    assert head.root() == compute_root([hash_leaf(r.data) for r in rows])
+    assert frontier_root(head.frontier) == compute_root(
+        [hash_leaf(r.data) for r in rows]
+    )
     assert head == batches[-1].head
     assert head.key_epoch == 1  # the genesis key.added at seq 0
 
@@ -324,6 +372,51 @@ def test_node_missing_raises_store_error(store: Store, level: int, index: int) -
         StoreError, match=rf"Merkle node \({level}, {index}\) is missing"
     ):
         store.node(level, index)
+
+
+# -- kind roles: the opener's, not the store's -------------------------------
+
+
+def _time(seconds: int) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_store_follows_the_kind_roles_it_was_opened_with(other_store: Store) -> None:
+    """No kind is the store's own: the key epoch, the time floor and purges
+    follow the roles its opener gave (here notes set the key epoch, a
+    ``model.flagged`` record resets the floor and ``run.ended`` purges)."""
+    store = other_store
+    store.append(_sealer([_genesis()]))
+    assert store.head().key_epoch == 0  # key.added plays no role here
+    store.append(_sealer(_notes(1, 2)))
+    assert store.head().key_epoch == 3
+    data = b"personal data"
+    store.put_blob(_digest(data), data)
+    with pytest.raises(StoreError, match=r"no stored run\.ended record names it"):
+        store.erase_blob(_digest(data))
+    store.append(_sealer([_purge_entry(_digest(data), len(data), 5)]))
+    assert store.purges() == []  # blob.purged plays no role here
+    named = {"digest": _digest(data), "size": len(data)}
+    batch = store.append(_sealer([_entry("run.ended", named, 6)]))
+    seq = batch.records[0].seq
+    assert store.purge_of(_digest(data)) == StoredPurge(_digest(data), 13, seq, False)
+    assert store.erase_blob(_digest(data)) is True
+    assert store.get_blob(_digest(data)) is None
+    store.append(_sealer([_entry("note", {"text": "late"}, 100)]))
+    assert store.time_floor() == (_time(100), 5)
+    store.append(_sealer([_entry("model.flagged", {"text": "reset"}, 90)]))
+    assert store.time_floor() == (_time(90), 6)
+    assert store.head().key_epoch == 6  # the newest note, at seq 5
+
+
+def test_the_head_frontier_is_the_stored_nodes_tiling_the_tree(store: Store) -> None:
+    batches = _fill(store, 12)
+    head = store.head()
+    assert frontier_nodes(head.size) == frontier_positions(head.size)
+    assert head.frontier == tuple(
+        store.node(level, index) for level, index in frontier_nodes(head.size)
+    )
+    assert head == batches[-1].head
 
 
 # -- blobs, checkpoints, meta ------------------------------------------------
@@ -463,7 +556,7 @@ PURGE_DATA = b"purged blob"
 def sqlite_path(tmp_path: Path) -> Path:
     """Every table holds a row: a blob kept, one purged and erased."""
     path = tmp_path / "ledger.db"
-    with SQLiteStore(path, create=True) as filled:
+    with _sqlite(path, create=True) as filled:
         filled.init_meta({"origin": "example.org/sqlite"})
         _fill(filled, 3)
         data = b"blob"
@@ -494,7 +587,7 @@ def test_sqlite_tables_refuse_update_and_delete(
         conn.rollback()
     finally:
         conn.close()
-    with SQLiteStore(sqlite_path) as reopened:
+    with _sqlite(sqlite_path) as reopened:
         assert reopened.head().size == 5
         assert len(reopened.checkpoints()) == 1
         assert reopened.meta() == {"origin": "example.org/sqlite"}
@@ -521,7 +614,7 @@ def test_sqlite_file_without_evidence_table_gains_it_on_first_write(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "older.db"
-    with SQLiteStore(path, create=True) as made:
+    with _sqlite(path, create=True) as made:
         _fill(made, 2)
     conn = sqlite3.connect(path)  # as written before checkpoint evidence existed
     conn.executescript(
@@ -530,9 +623,9 @@ def test_sqlite_file_without_evidence_table_gains_it_on_first_write(
         "DROP TABLE checkpoint_evidence;"
     )
     conn.close()
-    with SQLiteStore(path, read_only=True) as reader:
+    with _sqlite(path, read_only=True) as reader:
         assert reader.evidence() == []
-    with SQLiteStore(path) as writer:
+    with _sqlite(path) as writer:
         assert writer.evidence() == []
         writer.add_evidence("rfc3161", 3, "cp\n", b"t", "2026-01-01")
         assert [r.kind for r in writer.evidence()] == ["rfc3161"]
@@ -546,7 +639,7 @@ def test_sqlite_file_without_evidence_table_gains_it_on_first_write(
 
 def test_sqlite_deletes_only_a_blob_a_stored_purge_names(sqlite_path: Path) -> None:
     kept = PURGE_DATA + b" again"
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         store.put_blob(_digest(kept), kept)
     conn = sqlite3.connect(sqlite_path)
     try:
@@ -565,7 +658,7 @@ def test_sqlite_deletes_only_a_blob_a_stored_purge_names(sqlite_path: Path) -> N
         conn.rollback()
     finally:
         conn.close()
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         assert store.get_blob(_digest(kept)) == kept
         with pytest.raises(StoreError, match=r"no stored blob\.purged record"):
             store.erase_blob(_digest(kept))
@@ -577,7 +670,7 @@ def test_sqlite_erasure_leaves_no_copy_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     rng = random.Random(1)
     blobs = [rng.randbytes(rng.choice([100, 500, 1500])) for _ in range(300)]
-    with SQLiteStore(path, create=True) as store:
+    with _sqlite(path, create=True) as store:
         _fill(store, 1)
         for data in blobs:
             store.put_blob(_digest(data), data)
@@ -595,7 +688,7 @@ def test_sqlite_erasure_leaves_no_copy_in_the_file(tmp_path: Path) -> None:
         conn.execute("DELETE FROM blobs WHERE digest = ?", (_digest(victim),))
     conn.close()
     assert any(_residue(victim, copy.read_bytes()) for victim in victims)
-    with SQLiteStore(path) as store:
+    with _sqlite(path) as store:
         purges = [
             _purge_entry(_digest(v), len(v), 10 + i) for i, v in enumerate(victims)
         ]
@@ -611,7 +704,7 @@ def test_sqlite_erasure_leaves_no_copy_in_the_file(tmp_path: Path) -> None:
 def test_sqlite_writes_with_secure_delete(sqlite_path: Path) -> None:
     """Freed pages (a deleted blob's overflow pages too) are zeroed as they are
     freed, so the WAL never carries them before the file is rebuilt."""
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         assert store._conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
@@ -627,7 +720,7 @@ def _raw(path: Path) -> bytes:
 
 def test_sqlite_file_of_an_older_version_gains_purges(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with SQLiteStore(path, create=True) as store:
+    with _sqlite(path, create=True) as store:
         _fill(store, 1)
         store.put_blob(_digest(b"old"), b"old")
     conn = sqlite3.connect(path)  # as mltrail 0.1 left it
@@ -643,9 +736,9 @@ def test_sqlite_file_of_an_older_version_gains_purges(tmp_path: Path) -> None:
     )
     conn.commit()
     conn.close()
-    with SQLiteStore(path, read_only=True) as reader:
+    with _sqlite(path, read_only=True) as reader:
         assert reader.purges() == []
-    with SQLiteStore(path) as store:
+    with _sqlite(path) as store:
         assert store.purges() == []
         store.append(_sealer([_purge_entry(_digest(b"old"), 3, 10)]))
         assert store.erase_blob(_digest(b"old")) is True
@@ -653,7 +746,7 @@ def test_sqlite_file_of_an_older_version_gains_purges(tmp_path: Path) -> None:
 
 
 def test_sqlite_wal_and_synchronous_full(sqlite_path: Path) -> None:
-    store = SQLiteStore(sqlite_path)
+    store = _sqlite(sqlite_path)
     try:
         conn = store._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
@@ -669,19 +762,19 @@ def test_sqlite_wal_and_synchronous_full(sqlite_path: Path) -> None:
 
 
 def test_sqlite_appends_survive_reopen(sqlite_path: Path) -> None:
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         before = list(store.rows())
         head = store.head()
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         assert list(store.rows()) == before
         assert store.head() == head
         store.append(_sealer(_notes(30, 1)))
-    with SQLiteStore(sqlite_path) as store:
+    with _sqlite(sqlite_path) as store:
         assert store.head().size == 6
 
 
 def test_sqlite_two_connections_share_one_chain(sqlite_path: Path) -> None:
-    with SQLiteStore(sqlite_path) as one, SQLiteStore(sqlite_path) as two:
+    with _sqlite(sqlite_path) as one, _sqlite(sqlite_path) as two:
         one.head()
         two.head()  # both cache the head, then each appends in turn
         one.append(_sealer(_notes(40, 1)))
@@ -694,7 +787,7 @@ def test_sqlite_two_connections_share_one_chain(sqlite_path: Path) -> None:
 
 
 def test_sqlite_closed_connection_gives_store_error(sqlite_path: Path) -> None:
-    store = SQLiteStore(sqlite_path)
+    store = _sqlite(sqlite_path)
     store.close()
     with pytest.raises(StoreError, match="read the head") as info:
         store.head()
@@ -713,13 +806,13 @@ def test_sqlite_corrupt_file_gives_store_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     path.write_bytes(b"this is not a database, just garbage bytes \x00\xff" * 200)
     with pytest.raises(StoreError, match="cannot open ledger"):
-        SQLiteStore(path)
+        _sqlite(path)
 
 
 def test_sqlite_truncated_file_gives_store_error(sqlite_path: Path) -> None:
     data = sqlite_path.read_bytes()
     sqlite_path.write_bytes(data[:100] + b"\xde\xad\xbe\xef" * 50)
-    with pytest.raises(StoreError), SQLiteStore(sqlite_path) as store:
+    with pytest.raises(StoreError), _sqlite(sqlite_path) as store:
         list(store.rows())
 
 
@@ -730,14 +823,14 @@ def test_sqlite_foreign_database_gives_store_error(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="cannot open ledger") as info:
-        SQLiteStore(path)
+        _sqlite(path)
     assert "not an mltrail ledger" in (info.value.hint or "")
 
 
 def test_sqlite_missing_file_gives_config_error(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(ConfigError, match="no ledger at"):
-        SQLiteStore(path)
+        _sqlite(path)
     assert not path.exists()
 
 

@@ -46,6 +46,7 @@ from mltrail.ledger.home import Home, init_home, open_home
 from mltrail.ledger.keystore import load_signer
 from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.ledger.rotation import rotate_home_key
+from mltrail.ledger.stored import KIND_ROLES, chain_head, new_batch
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
 
@@ -544,13 +545,17 @@ def test_entry_signed_by_revoked_key_after_revocation(
     stolen.write_bytes(golden.key_a_file)
     old = load_signer(stolen)
     assert old.key_id == golden.key_a
-    store = SQLiteStore(home_dir / "ledger.db")
+    store = SQLiteStore(home_dir / "ledger.db", roles=KIND_ROLES)
     try:
         head = store.head()
         now = parse_time(head.last_time) + timedelta(seconds=1)
         entry = sign_entry(Entry("note", format_time(now), {}, {"text": "late"}), old)
         store.append(
-            lambda h: seal_entries(h, [entry], now=now, tolerance=timedelta(minutes=5))
+            lambda h: new_batch(
+                seal_entries(
+                    chain_head(h), [entry], now=now, tolerance=timedelta(minutes=5)
+                )
+            )
         )
     finally:
         store.close()
@@ -598,8 +603,12 @@ def test_ledger_holding_the_old_key_is_refused_at_append(home_dir: Path) -> None
 def test_ledger_object_with_revoked_signer_writes_nothing(tmp_path: Path) -> None:
     old, new = fixed_signer("rotation-old"), fixed_signer("rotation-new")
     path = tmp_path / "ledger.db"
-    writer = Ledger.create(SQLiteStore(path, create=True), old, origin=ORIGIN)
-    other = Ledger(SQLiteStore(path), old, origin=ORIGIN, trusted_key=old.key_id)
+    writer = Ledger.create(
+        SQLiteStore(path, roles=KIND_ROLES, create=True), old, origin=ORIGIN
+    )
+    other = Ledger(
+        SQLiteStore(path, roles=KIND_ROLES), old, origin=ORIGIN, trusted_key=old.key_id
+    )
     try:
         other.append("note", {"text": "fine while the key is valid"})
         writer.rotate_key(new)
@@ -621,7 +630,7 @@ def test_ledger_object_with_revoked_signer_writes_nothing(tmp_path: Path) -> Non
 
 
 def _root_at(home_dir: Path, size: int) -> bytes:
-    store = SQLiteStore(home_dir / "ledger.db")
+    store = SQLiteStore(home_dir / "ledger.db", roles=KIND_ROLES)
     try:
         return compute_root([compute_leaf_hash(r.data) for r in store.rows(0, size)])
     finally:
@@ -733,7 +742,7 @@ def test_rollback_to_older_copy_caught_by_witness(home_dir: Path) -> None:
 
 
 def _forge_ledger(path: Path, notes: int) -> None:
-    store = SQLiteStore(path, create=True)
+    store = SQLiteStore(path, roles=KIND_ROLES, create=True)
     ledger = Ledger.create(store, ATTACKER, origin=ORIGIN)
     try:
         for i in range(notes):

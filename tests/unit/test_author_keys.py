@@ -23,6 +23,7 @@ from mltrail.core.keyring import (
 from mltrail.core.signing import Signer, encode_b64
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import chain_head, new_batch
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/authors"
@@ -51,11 +52,11 @@ def _forge(ledger: Ledger, entries: list[Entry], checkpoint_key: Signer = LOG) -
     """Append ``entries`` with no check at all, the checkpoint signed by ``checkpoint_key``."""
 
     def prepare(head: Any) -> Any:
-        batch = seal_entries(head, entries, now=ledger.clock.now())
+        batch = seal_entries(chain_head(head), entries, now=ledger.clock.now())
         text = CheckpointSigner(ORIGIN, checkpoint_key).sign(
             batch.head.size, batch.head.root()
         )
-        return batch.with_checkpoint(text)
+        return new_batch(batch.with_checkpoint(text))
 
     ledger.store.append(prepare)
 

@@ -18,6 +18,7 @@ from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.errors import InputError
 from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import chain_head, new_batch
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "example.org/pushed"
@@ -74,11 +75,11 @@ def _forge(
         patch.setattr(chain, "open_window", lambda *a, **k: None)
 
         def prepare(head: Any) -> Any:
-            batch = chain.seal_entries(head, entries, now=NOW + DAY)
+            batch = chain.seal_entries(chain_head(head), entries, now=NOW + DAY)
             text = CheckpointSigner(ORIGIN, LOG).sign(
                 batch.head.size, batch.head.root()
             )
-            return batch.with_checkpoint(text)
+            return new_batch(batch.with_checkpoint(text))
 
         ledger.store.append(prepare)
 
@@ -145,7 +146,7 @@ def test_a_clock_reset_is_never_pushed() -> None:
     ledger = _ledger()
     reset = _entry("clock.reset", _old(3), reason="r", newest_time=format_time(NOW))
     with pytest.raises(InputError, match="never pushed"):
-        chain.seal_entries(ledger.store.head(), [_header(1), reset], now=NOW)
+        chain.seal_entries(ledger.head(), [_header(1), reset], now=NOW)
 
 
 def test_verify_names_a_back_dated_entry_after_the_window(

@@ -9,7 +9,9 @@ from mltrail.core.chain import Batch, ChainHead, SealedRecord
 from mltrail.core.entry import compose_record_bytes
 from mltrail.core.report import StoredCheckpoint
 from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import chain_head, new_batch
 from mltrail.ledger.verification import verify_store
+from mltrail.storage.base import NewBatch, StoreHead
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
 
 ORIGIN = "test.mltrail.local/edge"
@@ -25,7 +27,8 @@ def new_ledger():
 def append_raw(store, entry_dict):
     """Append a crafted entry, bypassing signing and validation (an attacker's write)."""
 
-    def prepare(head: ChainHead) -> Batch:
+    def prepare(stored: StoreHead) -> NewBatch:
+        head = chain_head(stored)
         data = compose_record_bytes(head.size, head.prev, canonical_bytes(entry_dict))
         tree = head.compact_range()
         nodes = tree.append(compute_leaf_hash(data))
@@ -42,7 +45,7 @@ def append_raw(store, entry_dict):
         new = ChainHead(
             head.size + 1, digest, entry_dict["time"], tree.hashes, head.key_epoch
         )
-        return Batch((record,), tuple(nodes), new)
+        return new_batch(Batch((record,), tuple(nodes), new))
 
     store.append(prepare)
 

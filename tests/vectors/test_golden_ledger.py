@@ -10,8 +10,9 @@ from mltrail.core.chain import seal_entries
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.codec import decode_record
 from mltrail.core.merkle import verify_consistency, verify_inclusion
+from mltrail.ledger.stored import chain_head, new_batch
 from mltrail.ledger.verification import verify_store
-from mltrail.storage.memory import MemoryStore
+from mltrail.testing import MemoryStore
 
 GOLDEN = Path(__file__).parent / "ledger_v1"
 ORIGIN = "golden.mltrail.local/ledger-v1"
@@ -48,8 +49,10 @@ def load_into_store():
     for line in golden_records():
         entry = decode_record(line).record.entry
         store.append(
-            lambda head, e=entry: seal_entries(
-                head, [e], now=_far_future(), tolerance=_no_tolerance()
+            lambda head, e=entry: new_batch(
+                seal_entries(
+                    chain_head(head), [e], now=_far_future(), tolerance=_no_tolerance()
+                )
             )
         )
     for path in sorted(GOLDEN.glob("checkpoint-*.txt")):

@@ -95,9 +95,10 @@ def init(
     if ledger is not None or origin is not None:
         _init_ledger(url, ledger, origin, keys, None if no_role else role, as_json)
         return
+    from mltrail.ledger.stored import KIND_ROLES
     from mltrail.storage.postgres import init_database
 
-    result = init_database(url, role=None if no_role else role)
+    result = init_database(url, roles=KIND_ROLES, role=None if no_role else role)
     if as_json:
         emit_json(result.to_dict())
         return

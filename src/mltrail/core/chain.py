@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.codec import format_time, parse_time
 from mltrail.core.entry import Entry, compose_record_bytes, compute_entry_bytes
-from mltrail.core.head import EMPTY_HEAD, KEY_KINDS, TIME_TOLERANCE, ChainHead
+from mltrail.core.head import (
+    CLOCK_RESET_KIND,
+    EMPTY_HEAD,
+    KEY_KINDS,
+    TIME_TOLERANCE,
+    ChainHead,
+)
 from mltrail.core.keyring import KeyRing, KeyState
 from mltrail.core.pushed import PushWindow, open_window
 from mltrail.errors import (
@@ -45,8 +51,6 @@ __all__ = [
     "next_floor",
     "seal_entries",
 ]
-
-CLOCK_RESET_KIND = "clock.reset"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ from datetime import timedelta
 from mltrail.core.canonical import ZERO_HASH
 from mltrail.core.merkle import CompactRange, frontier_root
 
-__all__ = ["EMPTY_HEAD", "KEY_KINDS", "TIME_TOLERANCE", "ChainHead"]
+__all__ = ["CLOCK_RESET_KIND", "EMPTY_HEAD", "KEY_KINDS", "TIME_TOLERANCE", "ChainHead"]
 
 KEY_KINDS = ("key.added", "key.revoked")
+CLOCK_RESET_KIND = "clock.reset"
 
 TIME_TOLERANCE = timedelta(minutes=5)
 """How far an entry's time may lie before the ledger's newest time, or after the

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from mltrail.capture.machine.identity import capture_actor
 from mltrail.config import SETTINGS_FILE, Settings
 from mltrail.errors import ConfigError
-from mltrail.storage.registry import StoreOptions, is_server_url, open_store
+from mltrail.ledger.stored import store_options
+from mltrail.storage.registry import is_server_url, open_store
 
 # `server_url` is asked on every open of a home: the ledger and the server trust
 # are imported where a server's ledger is opened.
@@ -115,7 +116,7 @@ def open_remote_ledger(
             hint="ask the ledger's admin for a token (mltrail tokens create) and "
             "export MLTRAIL_TOKEN",
         )
-    store: HttpStore = open_store(url, StoreOptions(token=token))  # type: ignore[assignment]
+    store: HttpStore = open_store(url, store_options(token=token))  # type: ignore[assignment]
     try:
         keys = parse_trust_keys(trust_keys or env.get(TRUST_KEY_ENV))
         home.mkdir(parents=True, exist_ok=True, mode=0o700)

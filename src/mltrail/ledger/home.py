@@ -19,10 +19,10 @@ from mltrail.capture.machine.identity import capture_actor
 from mltrail.config import Settings, resolve_home
 from mltrail.errors import ConfigError, MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import store_options
 from mltrail.ledger.witness import Witness
 from mltrail.storage.readonly import can_write
 from mltrail.storage.registry import (
-    StoreOptions,
     check_storable_url,
     display_url,
     is_file_store,
@@ -348,7 +348,7 @@ def init_home(
             f"cannot create the ledger home {path}: {e.strerror or e}",
             hint="point MLTRAIL_HOME (or --home) at a folder you can create and write",
         ) from e
-    opened = open_store(url, StoreOptions(create=True, base=path))
+    opened = open_store(url, store_options(create=True, base=path))
     if opened.head().size:
         opened.close()
         raise ConfigError(
@@ -505,7 +505,7 @@ def open_home(
         )
     busy = _busy_timeout(env)
     store = open_store(
-        url, StoreOptions(busy_timeout=busy, read_only=read_only, base=path)
+        url, store_options(busy_timeout=busy, read_only=read_only, base=path)
     )
     try:
         meta_origin = store.meta().get("origin")

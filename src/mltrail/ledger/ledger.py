@@ -42,6 +42,7 @@ from mltrail.errors import (
     IntegrityError,
     UncoveredRecordsError,
 )
+from mltrail.ledger.stored import chain_head, new_batch
 
 # Sealing, checkpoint signing and parsing, run locks, entry signing and record
 # decoding are imported where they are used: a home opened for reading needs
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from mltrail.core.entry import Entry, Record, TemplateSigner
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
-    from mltrail.storage.base import Store
+    from mltrail.storage.base import NewBatch, Store, StoreHead
 
 __all__ = [
     "BlobPurgedError",
@@ -164,6 +165,9 @@ class Ledger:
         """Appends (and adopted checkpoints) this object has written."""
         self._checkpoint_signer: CheckpointSigner | None = None
         self._template_signer: tuple[Signer, str, TemplateSigner] | None = None
+        self._written: tuple[StoreHead, ChainHead] | None = None
+        """The store's head after this object's last append, and the same head
+        as the core's: a store that hands it back is not converted again."""
 
     @classmethod
     def create(
@@ -317,14 +321,24 @@ class Ledger:
 
         if getattr(self.store, "remote", False):
             return self._post_signed(entries, checkpoint_signer)
+        sealed: list[Batch] = []
+
+        def prepare(head: StoreHead) -> NewBatch:
+            written = self._written
+            core = written[1] if written and written[0] is head else chain_head(head)
+            batch = self._seal(core, entries, checkpoint_signer, foreign)
+            sealed.append(batch)
+            plain = new_batch(batch)
+            self._written = (plain.head, batch.head)
+            return plain
+
         for _ in range(5):
             try:
-                batch = self.store.append(
-                    lambda head: self._seal(head, entries, checkpoint_signer, foreign)
-                )
+                self.store.append(prepare)
             except _StaleKeysError:
                 self._refresh_keys()
                 continue
+            batch = sealed[-1]
             self._trusted_head = (batch.head.size, batch.head.frontier)
             self.writes += 1
             return [
@@ -629,7 +643,7 @@ class Ledger:
 
     def head(self) -> ChainHead:
         """The current head."""
-        return self.store.head()
+        return chain_head(self.store.head())
 
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[Record]:
         """Records in seq order, decoded and schema-checked (not signature-checked)."""
@@ -682,7 +696,7 @@ class Ledger:
         except UncoveredRecordsError:
             if not adopt:
                 raise
-            return self._adopt(self.store.head())
+            return self._adopt(chain_head(self.store.head()))
         if head.size == 0 or head.checkpoint is None:
             raise InputError("the ledger holds no records")
         from mltrail.core.checkpoint import parse_signed_checkpoint
@@ -706,12 +720,12 @@ class Ledger:
         self._refresh_keys()
         latest = self.store.latest_checkpoint()
         for _ in range(10):  # another process may append between the two reads
-            head = self.store.head()
+            stored = self.store.head()
             again = self.store.latest_checkpoint()
             if again == latest:
                 break
             latest = again
-        head = replace(head, checkpoint=latest.text if latest else None)
+        head = replace(chain_head(stored), checkpoint=latest.text if latest else None)
         self._check_head(head)
         return head
 

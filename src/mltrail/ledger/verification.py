@@ -36,6 +36,7 @@ from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.core.verify import LedgerVerifier
 from mltrail.errors import MltrailError, StoreError
+from mltrail.ledger.stored import stored_checkpoints
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -86,7 +87,7 @@ def verify_store(
         workers: processes for per-record checks (default: all cores on large
             ledgers, at most ``MAX_WORKERS``).
     """
-    checkpoints = store.checkpoints() + list(witness)
+    checkpoints = stored_checkpoints(store.checkpoints()) + list(witness)
     try:
         total = store.head().size
     except (

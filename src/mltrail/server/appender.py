@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
     import psycopg
 
-    from mltrail.core.chain import Batch
     from mltrail.core.entry import Entry
     from mltrail.core.signing import Signer
     from mltrail.ledger.ledger import Ledger
+    from mltrail.storage.base import NewBatch
 
 __all__ = ["Appender", "IdempotencyConflictError", "Job"]
 
@@ -248,7 +248,7 @@ class Appender:
         store = ledger.store
         answers: list[dict[str, Any]] = []
 
-        def on_write(conn: psycopg.Connection[Any], batch: Batch) -> None:
+        def on_write(conn: psycopg.Connection[Any], batch: NewBatch) -> None:
             answers[:] = _responses(jobs, batch)
             rows = [
                 (self.name, j.key, j.token_id, j.request_sha256, json.dumps(a))
@@ -273,7 +273,7 @@ class Appender:
             job.future.set_result(answer)
 
 
-def _responses(jobs: list[Job], batch: Batch) -> list[dict[str, Any]]:
+def _responses(jobs: list[Job], batch: NewBatch) -> list[dict[str, Any]]:
     out, at = [], 0
     for job in jobs:
         records = batch.records[at : at + len(job.entries)]

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from mltrail.errors import InputError, StoreError
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.control_schema import (
     CONTROL_MIGRATIONS,
     CONTROL_SCHEMA,
@@ -183,11 +184,11 @@ def init_ledger(
             hint="an origin never changes; pick another ledger name",
         )
     ledger_url = schema_url(url, schema)
-    tables = init_database(ledger_url, role=role)
+    tables = init_database(ledger_url, roles=KIND_ROLES, role=role)
     key_path = keys / f"{ledger}.key"
     created = False
     if row is None:
-        with PostgresStore(ledger_url) as store:
+        with PostgresStore(ledger_url, roles=KIND_ROLES) as store:
             if store.head().size == 0:
                 signer = generate_signer()
                 save_signer(signer, key_path, key_password())
@@ -280,7 +281,7 @@ def rotate_log_key(
         )
     new = generate_signer()
     save_signer(new, new_path, key_password())
-    with PostgresStore(schema_url(url, row.schema)) as store:
+    with PostgresStore(schema_url(url, row.schema), roles=KIND_ROLES) as store:
         first = next(iter(store.rows(0, 1)), None)
         genesis = None if first is None else decode_record(first.data).record.entry
         ledger_obj = Ledger(

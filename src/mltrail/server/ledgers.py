@@ -23,6 +23,7 @@ from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
 from mltrail.errors import MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
 from mltrail.storage.base import StoredRow, _as_store_error
@@ -34,8 +35,7 @@ if TYPE_CHECKING:
 
     import psycopg
 
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.storage.base import Prepare
+    from mltrail.storage.base import NewBatch, Prepare, StoreHead
 
 __all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore"]
 
@@ -116,16 +116,20 @@ class Pool(Generic[T]):
 
 
 class ServerStore(PostgresStore):
-    """The PostgreSQL store with two hooks the server needs.
+    """The PostgreSQL store with two hooks the server needs, opened with the
+    ledger's kind roles.
 
     ``on_write(conn, batch)`` runs inside the append transaction, after the
     records (idempotency rows commit with the records they answer), and
     ``last_batch`` is what the latest append wrote (seqs, hashes, checkpoint).
     """
 
-    on_write: Callable[[psycopg.Connection[Any], Batch], None] | None = None
-    last_batch: Batch | None = None
+    on_write: Callable[[psycopg.Connection[Any], NewBatch], None] | None = None
+    last_batch: NewBatch | None = None
     _kind_cache: dict[tuple[str, ...], list[StoredRow]] | None = None
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, roles=KIND_ROLES, **options)
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
         """Key and lock records, which every append reads, are cached and only
@@ -145,7 +149,7 @@ class ServerStore(PostgresStore):
         rows.extend(StoredRow(q, bytes(h), bytes(d)) for q, h, d in fresh)
         yield from list(rows)
 
-    def _write_batch(self, batch: Batch) -> None:
+    def _write_batch(self, batch: NewBatch) -> None:
         """Records, Merkle nodes and the checkpoint in one statement (one round
         trip instead of three; the same rows, privileges and triggers)."""
         rows = batch.records
@@ -171,7 +175,7 @@ class ServerStore(PostgresStore):
                 [r.kind for r in rows],
                 [r.run for r in rows],
                 [r.time for r in rows],
-                [r.record_bytes for r in rows],
+                [r.data for r in rows],
                 list(levels),
                 list(indexes),
                 list(hashes),
@@ -184,7 +188,7 @@ class ServerStore(PostgresStore):
         if self.on_write is not None:
             self.on_write(self._conn, batch)
 
-    def _append(self, prepare: Prepare) -> Batch:
+    def _append(self, prepare: Prepare) -> NewBatch:
         batch = super()._append(prepare)
         self.last_batch = batch
         return batch
@@ -201,7 +205,7 @@ class ServerStore(PostgresStore):
             ).fetchall()
         return [StoredRow(q, bytes(h), bytes(d)) for q, h, d in rows]
 
-    def full_head(self) -> ChainHead:
+    def full_head(self) -> StoreHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
         with _as_store_error("read the head"), self._read():
             return self._head_in_txn(full=True)

@@ -71,7 +71,8 @@ def records(
     limit: Annotated[int, Query(ge=1, le=MAX_RECORDS)] = 1000,
     kinds: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> dict[str, Any]:
-    """Stored records (base64 canonical bytes) from ``start``; ``next`` pages on."""
+    """Stored records (base64 canonical bytes, and the stored hash, hex) from
+    ``start``; ``next`` pages on."""
     end = _MAX_SEQ if stop is None else stop
     with ctx.handle.reader() as ledger:
         if kinds:
@@ -83,7 +84,12 @@ def records(
     rows = rows[:limit]
     return {
         "records": [
-            {"seq": r.seq, "data": base64.b64encode(r.data).decode()} for r in rows
+            {
+                "seq": r.seq,
+                "hash": r.hash.hex(),
+                "data": base64.b64encode(r.data).decode(),
+            }
+            for r in rows
         ],
         "next": rows[-1].seq + 1 if more else None,
     }

@@ -1,43 +1,143 @@
 """The store contract: an append-only home for records, Merkle nodes, blobs, checkpoints.
 
+The contract speaks plain values (bytes, hashes, sizes, texts), never the core's
+types, and knows no entry kinds: a record's kind is an opaque label a store keeps
+in an indexed column (``rows_of_kinds``). The three kinds whose records change
+what a store keeps are given to it as data by whoever opens it
+(:class:`KindRoles`): the key kinds whose newest seq is the head's key epoch,
+the kind that restarts the time floor, and the purge kind.
+
 Nothing is ever updated or deleted, with one exception: the bytes of a blob that
-a stored ``blob.purged`` record names may be erased (``erase_blob``). A store
-learns of a purge when it stores that record, in the same transaction; from
-then on the digest is never stored again (``put_blob`` keeps nothing), and the
-bytes are erased from the store's files, not just unlinked from a table.
+a stored purge record names may be erased (``erase_blob``). A store learns of a
+purge when it stores that record, in the same transaction; from then on the
+digest is never stored again (``put_blob`` keeps nothing), and the bytes are
+erased from the store's files, not just unlinked from a table.
 
 Backends implement the ``_``-prefixed methods; the public methods here wrap them
 so that a backend's own exceptions (sqlite3, psycopg, botocore...) always reach
 callers as :class:`~mltrail.errors.StoreError`, chained to the cause. Stores hold
-no hashing or signing logic: ``append`` takes the pure ``prepare`` function from
-the core (``seal_entries``) and calls it under the store's append lock with the
-current head, then persists exactly what it returns, all or nothing.
+no hashing or signing logic: ``append`` takes a ``prepare`` function (the ledger
+layer's, which seals entries with the core) and calls it under the store's
+append lock with the current :class:`StoreHead`, then persists exactly the
+:class:`NewBatch` it returns, all or nothing.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from mltrail.errors import MltrailError, StoreError
 
-if TYPE_CHECKING:
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.verify import StoredCheckpoint
-
 __all__ = [
+    "EMPTY_STORE_HEAD",
+    "CheckpointRow",
+    "KindRoles",
+    "NewBatch",
+    "NewRecord",
     "Prepare",
     "RunHold",
     "Store",
+    "StoreHead",
     "StoredEvidence",
     "StoredPurge",
     "StoredRow",
+    "build_head",
+    "frontier_nodes",
+    "head_after",
 ]
 
-Prepare = Callable[["ChainHead"], "Batch"]
+_KIND = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class KindRoles:
+    """The record kinds a store treats specially, given by whoever opens it.
+
+    ``epoch_kinds``: the newest stored record of one of them, plus one, is the
+    head's ``key_epoch`` (0 if none). ``reset_kind``: a record of it restarts the
+    time floor (``time_floor``, the head's ``floor_time``). ``purge_kind``: a
+    stored record of it names a blob (``entry.body.digest`` and ``size`` in its
+    bytes) whose bytes may then be erased; SQL stores write it into the trigger
+    text of a schema they create. Kinds are checked to be plain dotted names,
+    so they can never change the meaning of that text.
+    """
+
+    epoch_kinds: tuple[str, ...]
+    reset_kind: str
+    purge_kind: str
+
+    def __post_init__(self) -> None:
+        for kind in (*self.epoch_kinds, self.reset_kind, self.purge_kind):
+            if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+                raise ValueError(f"not a plain dotted kind name: {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHead:
+    """What a store knows of its newest record: size, last hash and time, the
+    stored Merkle nodes of its frontier (``frontier_nodes(size)``, left first),
+    the key epoch (see :class:`KindRoles`).
+
+    ``floor_time`` (the newest entry time since the last reset record) and
+    ``checkpoint`` (the text of the newest stored checkpoint) are filled only
+    for the head an append's ``prepare`` gets.
+    """
+
+    size: int
+    last_hash: bytes
+    last_time: str | None
+    frontier: tuple[bytes, ...]
+    key_epoch: int = 0
+    floor_time: str | None = field(default=None, compare=False)
+    checkpoint: str | None = field(default=None, compare=False)
+
+
+EMPTY_STORE_HEAD = StoreHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
+
+
+class NewRecord(NamedTuple):
+    """A record to store: its seq, ``prev`` (hex, as its bytes say), hash and
+    bytes, and the columns a store indexes (kind, run, time).
+
+    A named tuple, not a frozen dataclass: one is made per appended record, and
+    a frozen dataclass takes several times as long to build (ADR 0032)."""
+
+    seq: int
+    prev: str
+    hash: bytes
+    kind: str
+    run: str | None
+    time: str
+    data: bytes
+
+
+class NewBatch(NamedTuple):
+    """What one append writes: records, new Merkle nodes ``(level, index,
+    hash)``, the head after them, and the checkpoint text of that head (stored
+    with them when not None)."""
+
+    records: tuple[NewRecord, ...]
+    nodes: tuple[tuple[int, int, bytes], ...]
+    head: StoreHead
+    checkpoint: str | None = None
+
+
+Prepare = Callable[[StoreHead], NewBatch]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """A checkpoint a store keeps: where it is kept (``label``), the tree size it
+    covers and its signed note text."""
+
+    label: str
+    size: int
+    text: str
 
 
 class RunHold(Protocol):
@@ -59,7 +159,7 @@ class StoredRow:
 
 @dataclass(frozen=True, slots=True)
 class StoredPurge:
-    """A purge a store knows of: a ``blob.purged`` record stored at ``seq`` names
+    """A purge a store knows of: a purge record stored at ``seq`` names
     the blob ``digest`` of ``size`` bytes; ``erased`` once its bytes are gone from
     the store's files (False: the purge was interrupted, see ``erase_blob``)."""
 
@@ -100,17 +200,18 @@ class Store(ABC):
     location: str = ""
     read_only: bool = False
 
-    def append(self, prepare: Prepare) -> Batch:
+    def append(self, prepare: Prepare) -> NewBatch:
         """Atomically append what ``prepare(head)`` returns; durable when this returns.
 
         ``prepare`` runs under the store's append lock and gets the full head
         (with ``floor_time`` and the newest ``checkpoint``); the records, Merkle
         nodes and the batch's checkpoint are persisted all together, or nothing.
+        Returns the batch ``prepare`` returned.
         """
         with _as_store_error("append"):
             return self._append(prepare)
 
-    def head(self) -> ChainHead:
+    def head(self) -> StoreHead:
         """The current head (size, last hash and time, Merkle frontier, key epoch).
 
         Only appends need ``floor_time`` and ``checkpoint``; this head leaves them
@@ -135,11 +236,12 @@ class Store(ABC):
             return self._node_range(level, start, stop)
 
     def time_floor(self) -> tuple[str, int] | None:
-        """(time, seq) of the newest-dated record since the last ``clock.reset``."""
+        """(time, seq) of the newest-dated record since the last reset record
+        (``KindRoles.reset_kind``), None for an empty store."""
         with _as_store_error("read records"):
             return self._time_floor()
 
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
+    def latest_checkpoint(self) -> CheckpointRow | None:
         """The most recently stored checkpoint, if any."""
         with _as_store_error("read checkpoints"):
             return self._latest_checkpoint()
@@ -186,7 +288,7 @@ class Store(ABC):
         return found[0] if found else None
 
     def erase_blob(self, digest: str) -> bool:
-        """Erase the bytes of a blob that a stored ``blob.purged`` record names.
+        """Erase the bytes of a blob that a stored purge record names.
 
         They leave the store's files too (no copy in free pages or a log), and
         the purge is marked erased. Safe to repeat (an interrupted erasure is
@@ -204,7 +306,7 @@ class Store(ABC):
         with _as_store_error("store a checkpoint"):
             self._add_checkpoint(size, text)
 
-    def checkpoints(self) -> list[StoredCheckpoint]:
+    def checkpoints(self) -> list[CheckpointRow]:
         """Every checkpoint kept, oldest first."""
         with _as_store_error("read checkpoints"):
             return self._checkpoints()
@@ -266,9 +368,9 @@ class Store(ABC):
         self.close()
 
     @abstractmethod
-    def _append(self, prepare: Prepare) -> Batch: ...
+    def _append(self, prepare: Prepare) -> NewBatch: ...
     @abstractmethod
-    def _head(self) -> ChainHead: ...
+    def _head(self) -> StoreHead: ...
     @abstractmethod
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]: ...
     @abstractmethod
@@ -280,7 +382,7 @@ class Store(ABC):
     @abstractmethod
     def _time_floor(self) -> tuple[str, int] | None: ...
     @abstractmethod
-    def _latest_checkpoint(self) -> StoredCheckpoint | None: ...
+    def _latest_checkpoint(self) -> CheckpointRow | None: ...
     @abstractmethod
     def _put_blob(self, digest: str, data: bytes) -> bool: ...
     @abstractmethod
@@ -294,7 +396,7 @@ class Store(ABC):
     @abstractmethod
     def _add_checkpoint(self, size: int, text: str) -> None: ...
     @abstractmethod
-    def _checkpoints(self) -> list[StoredCheckpoint]: ...
+    def _checkpoints(self) -> list[CheckpointRow]: ...
     @abstractmethod
     def _add_evidence(
         self, kind: str, size: int, checkpoint: str, data: bytes, added: str
@@ -309,6 +411,46 @@ class Store(ABC):
     def _close(self) -> None: ...
 
 
+def frontier_nodes(size: int) -> list[tuple[int, int]]:
+    """``(level, index)`` of the stored Merkle nodes that tile ``[0, size)``, left
+    first: the perfect subtrees the head's ``frontier`` holds, largest first.
+
+    How a store addresses the nodes it keeps (``merkle_nodes``), the same
+    tiling as RFC 9162's compact ranges; ``mltrail.core.merkle`` computes the
+    same positions (``frontier_positions``, cross-checked by a unit test).
+    """
+    positions, begin = [], 0
+    while begin < size:
+        level = (size - begin).bit_length() - 1
+        positions.append((level, begin >> level))
+        begin += 1 << level
+    return positions
+
+
+def head_after(
+    before: StoreHead, batch: NewBatch, epoch_kinds: tuple[str, ...]
+) -> StoreHead:
+    """The head a store keeps after storing ``batch`` on ``before``: the batch's,
+    with the key epoch the store itself derives from the kinds it stored (so a
+    head read back from a cache is the head a fresh read would give)."""
+    epoch = before.key_epoch
+    for record in batch.records:
+        if record.kind in epoch_kinds:
+            epoch = record.seq + 1
+    head = batch.head
+    if head.key_epoch == epoch:
+        return head
+    return StoreHead(
+        head.size,
+        head.last_hash,
+        head.last_time,
+        head.frontier,
+        epoch,
+        floor_time=head.floor_time,
+        checkpoint=head.checkpoint,
+    )
+
+
 def build_head(
     size: int,
     last: tuple[bytes, str] | None,
@@ -317,22 +459,19 @@ def build_head(
     *,
     floor_time: str | None = None,
     checkpoint: str | None = None,
-) -> ChainHead:
-    """Assemble a ``ChainHead`` from a backend's last row and its stored frontier nodes."""
-    from mltrail.core.head import EMPTY_HEAD, ChainHead
-    from mltrail.core.merkle import frontier_positions
-
+) -> StoreHead:
+    """Assemble a head from a backend's last row and its stored frontier nodes."""
     if size == 0 or last is None:
-        return EMPTY_HEAD
+        return EMPTY_STORE_HEAD
     frontier = []
-    for level, index in frontier_positions(size):
+    for level, index in frontier_nodes(size):
         found = node(level, index)
         if found is None:
             raise StoreError(
                 f"Merkle node ({level}, {index}) is missing: the store is corrupt"
             )
         frontier.append(found)
-    return ChainHead(
+    return StoreHead(
         size,
         last[0],
         last[1],

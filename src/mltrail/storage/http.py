@@ -10,7 +10,10 @@ A remote store is sequenced by the server: :meth:`HttpStore.append` is refused;
 ``Idempotency-Key`` for the logical append, reused when a connection error or a
 5xx answer makes it retry (bounded backoff), so a retry never appends twice.
 What the answer says (seq, prev, the new checkpoint) is checked by the ledger,
-not here: stores hold no hashing or signing logic beyond a row's hash column.
+not here: stores hold no hashing or signing logic. A row's hash is the one the
+opener derives from the bytes the server sent (``row_hash``, the ledger layer's
+record hash: the client does not take the server's word for it), else the hash
+column the server sends with each record.
 
 HTTP answers map onto the error tree: 401/403 -> ``AuthError`` (exit 5), any
 other 4xx -> ``InputError`` (exit 2), 5xx and unreachable servers ->
@@ -26,16 +29,21 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mltrail.core.canonical import compute_record_hash
 from mltrail.errors import AuthError, ConfigError, InputError, StoreError
-from mltrail.storage.base import Store, StoredEvidence, StoredPurge, StoredRow
+from mltrail.storage.base import (
+    EMPTY_STORE_HEAD,
+    CheckpointRow,
+    Store,
+    StoredEvidence,
+    StoredPurge,
+    StoredRow,
+    StoreHead,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.verify import StoredCheckpoint
-    from mltrail.storage.base import Prepare, RunHold
+    from mltrail.storage.base import NewBatch, Prepare, RunHold
 
 __all__ = ["HttpStore", "ServerLocation", "parse_server_url"]
 
@@ -107,6 +115,8 @@ class HttpStore(Store):
         retries: further tries after a connection error or a 5xx answer.
         backoff: seconds before the first retry (doubled each time).
         transport: an ``httpx2`` transport (tests: ``MockTransport``).
+        row_hash: derives a record's hash from its bytes (the ledger layer's
+            record hash); None: take the hash the server sends with it.
     """
 
     remote = True
@@ -120,8 +130,10 @@ class HttpStore(Store):
         retries: int = 4,
         backoff: float = 0.25,
         transport: Any = None,
+        row_hash: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.server = parse_server_url(url)
+        self._row_hash = row_hash
         self.location = self.server.url
         self.retries = retries
         self.backoff = backoff
@@ -280,7 +292,7 @@ class HttpStore(Store):
         found = self.get_json("/proofs/inclusion", seq=seq, size=size)
         return [_hex(h) for h in found["hashes"]]
 
-    def _append(self, prepare: Prepare) -> Batch:
+    def _append(self, prepare: Prepare) -> NewBatch:
         raise StoreError(
             f"{self.location} is a ledger kept by an mltrail server: the server "
             "assigns seq and prev, so entries are posted with append_entries"
@@ -288,13 +300,11 @@ class HttpStore(Store):
 
     # -- reading -------------------------------------------------------------
 
-    def _head(self) -> ChainHead:
-        from mltrail.core.head import EMPTY_HEAD, ChainHead
-
+    def _head(self) -> StoreHead:
         found = self.get_json("/head")
         if not found["size"]:
-            return EMPTY_HEAD
-        return ChainHead(
+            return EMPTY_STORE_HEAD
+        return StoreHead(
             int(found["size"]),
             _hex(found["last_hash"]),
             found.get("last_time"),
@@ -318,8 +328,18 @@ class HttpStore(Store):
             found = self.get_json("/records", start=start, limit=PAGE, **query)
             for item in found["records"]:
                 data = base64.b64decode(item["data"])
-                yield StoredRow(int(item["seq"]), compute_record_hash(data), data)
+                yield StoredRow(int(item["seq"]), self._hash_of(item, data), data)
             start = found.get("next")
+
+    def _hash_of(self, item: Mapping[str, Any], data: bytes) -> bytes:
+        if self._row_hash is not None:
+            return self._row_hash(data)
+        if "hash" not in item:
+            raise StoreError(
+                f"the server of {self.location} sent a record without its hash",
+                hint="open the store with a row_hash, or upgrade the server",
+            )
+        return _hex(item["hash"])
 
     def _node(self, level: int, index: int) -> bytes | None:
         response = self.request("GET", f"/nodes/{level}/{index}", allow=(404,))
@@ -337,13 +357,13 @@ class HttpStore(Store):
         found = self.get_json("/time-floor")
         return None if found.get("time") is None else (found["time"], found["seq"])
 
-    def _latest_checkpoint(self) -> StoredCheckpoint | None:
+    def _latest_checkpoint(self) -> CheckpointRow | None:
         response = self.request("GET", "/checkpoints/latest", allow=(404,))
         if response.status_code == 404:
             return None
         return _checkpoint(_json(response))
 
-    def _checkpoints(self) -> list[StoredCheckpoint]:
+    def _checkpoints(self) -> list[CheckpointRow]:
         return [_checkpoint(c) for c in self.get_json("/checkpoints")["checkpoints"]]
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
@@ -416,11 +436,9 @@ class HttpStore(Store):
         self._client.close()
 
 
-def _checkpoint(found: Mapping[str, Any]) -> StoredCheckpoint:
-    from mltrail.core.report import StoredCheckpoint
-
+def _checkpoint(found: Mapping[str, Any]) -> CheckpointRow:
     size = int(found["size"])
-    return StoredCheckpoint(f"server checkpoint of {size}", size, str(found["text"]))
+    return CheckpointRow(f"server checkpoint of {size}", size, str(found["text"]))
 
 
 def _hex(value: Any) -> bytes:

@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import TYPE_CHECKING
 
-from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import StoreError
 from mltrail.storage.base import (
+    CheckpointRow,
+    KindRoles,
+    NewBatch,
     Prepare,
     Store,
     StoredEvidence,
     StoredPurge,
     StoredRow,
+    StoreHead,
     build_head,
+    head_after,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.verify import StoredCheckpoint
-
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore(Store):
-    """Everything in dicts and lists, guarded by one lock."""
+    """Everything in dicts and lists, guarded by one lock.
 
-    def __init__(self) -> None:
+    Args:
+        roles: the kinds of records that set the key epoch, reset the time
+            floor and purge a blob (the ledger's, see ``KindRoles``).
+    """
+
+    def __init__(self, *, roles: KindRoles) -> None:
         self.location = ":memory:"
+        self.roles = roles
         self._lock = threading.Lock()
-        self._records: list[tuple[StoredRow, str]] = []
+        self._records: list[tuple[StoredRow, str, str]] = []  # row, time, kind
         self._key_epoch = 0
         self._floor: str | None = None
         self._nodes: dict[tuple[int, int], bytes] = {}
@@ -42,21 +50,25 @@ class MemoryStore(Store):
         self._erased: set[str] = set()
         self._evidence_rows: list[StoredEvidence] = []
 
-    def _append(self, prepare: Prepare) -> Batch:
+    def _append(self, prepare: Prepare) -> NewBatch:
         with self._lock:
-            batch = prepare(self._head(full=True))
+            before = self._head(full=True)
+            batch = prepare(before)
+            purge_kind = self.roles.purge_kind
             for r in batch.records:
-                self._records.append((StoredRow(r.seq, r.hash, r.record_bytes), r.time))
-                if r.kind == PURGE_KIND:
-                    self._note_purge(r.seq, r.record_bytes)
+                self._records.append((StoredRow(r.seq, r.hash, r.data), r.time, r.kind))
+                if r.kind == purge_kind:
+                    self._note_purge(r.seq, r.data)
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
-            self._key_epoch = batch.head.key_epoch
+            self._key_epoch = head_after(
+                before, batch, self.roles.epoch_kinds
+            ).key_epoch
             self._floor = batch.head.floor_time
             if batch.checkpoint is not None:
                 self._cps.append((batch.head.size, batch.checkpoint))
             return batch
 
-    def _head(self, *, full: bool = False) -> ChainHead:
+    def _head(self, *, full: bool = False) -> StoreHead:
         last = None
         if self._records:
             last = (self._records[-1][0].hash, self._records[-1][1])
@@ -73,16 +85,14 @@ class MemoryStore(Store):
         )
 
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
-        rows = [r for r, _ in self._records]
+        rows = [r for r, _, _ in self._records]
         yield from (
             r for r in rows if r.seq >= start and (stop is None or r.seq < stop)
         )
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
-        from mltrail.core.codec import parse_json
-
-        for row, _ in list(self._records):
-            if parse_json(row.data)["entry"]["kind"] in kinds:
+        for row, _, kind in list(self._records):
+            if kind in kinds:
                 yield row
 
     def _node(self, level: int, index: int) -> bytes | None:
@@ -96,30 +106,23 @@ class MemoryStore(Store):
         }
 
     def _time_floor(self) -> tuple[str, int] | None:
-        from mltrail.core.codec import parse_json
-
         newest: tuple[str, int] | None = None
-        for row, time in list(self._records):
-            if (
-                newest is None
-                or parse_json(row.data)["entry"]["kind"] == "clock.reset"
-                or time > newest[0]
-            ):
+        reset_kind = self.roles.reset_kind
+        for row, time, kind in list(self._records):
+            if newest is None or kind == reset_kind or time > newest[0]:
                 newest = (time, row.seq)
         return newest
 
-    def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _latest_checkpoint(self) -> CheckpointRow | None:
         if not self._cps:
             return None
         size, text = self._cps[-1]
-        return StoredCheckpoint(f"checkpoint #{len(self._cps)}", size, text)
+        return CheckpointRow(f"checkpoint #{len(self._cps)}", size, text)
 
     def _note_purge(self, seq: int, data: bytes) -> None:
-        from mltrail.core.codec import parse_json
-
-        body = parse_json(data)["entry"]["body"]
+        """What the SQL stores' purge trigger does: read ``entry.body.digest``
+        and ``size`` from the stored bytes."""
+        body = json.loads(data)["entry"]["body"]
         self._purged.setdefault(body["digest"], (body["size"], seq))
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
@@ -148,7 +151,7 @@ class MemoryStore(Store):
         with self._lock:
             if digest not in self._purged:
                 raise StoreError(
-                    f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                    f"refusing to delete blob {digest}: no stored {self.roles.purge_kind} "
                     "record names it"
                 )
             self._erased.add(digest)
@@ -169,11 +172,9 @@ class MemoryStore(Store):
     def _evidence(self) -> list[StoredEvidence]:
         return list(self._evidence_rows)
 
-    def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _checkpoints(self) -> list[CheckpointRow]:
         return [
-            StoredCheckpoint(f"checkpoint #{i + 1}", s, t)
+            CheckpointRow(f"checkpoint #{i + 1}", s, t)
             for i, (s, t) in enumerate(self._cps)
         ]
 

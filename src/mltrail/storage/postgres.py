@@ -32,29 +32,32 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from mltrail.core.chain import KEY_KINDS
-from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import ConfigError, InputError, StoreError
 from mltrail.storage.base import (
+    CheckpointRow,
+    KindRoles,
+    NewBatch,
     Prepare,
     Store,
     StoredEvidence,
     StoredPurge,
     StoredRow,
+    StoreHead,
     build_head,
+    frontier_nodes,
+    head_after,
 )
 from mltrail.storage.postgres_schema import (
     APPEND_ONLY_TABLES,
-    MIGRATIONS,
+    SCHEMA_VERSION,
     VERSION_TABLE,
+    ledger_migrations,
 )
 from mltrail.storage.registry import display_url
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
 
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.verify import StoredCheckpoint
     from mltrail.storage.base import RunHold
 
 __all__ = [
@@ -66,7 +69,6 @@ __all__ = [
     "init_database",
 ]
 
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 _APPEND_LOCK = 0x6D6C7431  # advisory lock class ids ("mlt1", "mlt2"); the schema's
 _MIGRATE_LOCK = 0x6D6C7432  # hashtext is the object id
 _COPY_FROM = 16  # rows; fewer go as INSERTs
@@ -134,13 +136,13 @@ def _version(conn: psycopg.Connection[Any], schema: str) -> int:
 def migrate(
     conn: psycopg.Connection[Any],
     schema: str,
-    migrations: Sequence[tuple[int, str, tuple[str, ...]]] = MIGRATIONS,
+    migrations: Sequence[tuple[int, str, tuple[str, ...]]],
 ) -> list[int]:
     """Apply the migrations this schema lacks, in one transaction; the versions applied.
 
     Re-runnable: a schema already at its newest version gets no DDL at all (so an
-    application role without CREATE may open it). ``migrations`` defaults to the
-    ledger tables' (the team server passes its control tables').
+    application role without CREATE may open it). ``migrations``: the ledger
+    tables' (``ledger_migrations``) or the team server's control tables'.
     """
     if _version(conn, schema) >= migrations[-1][0]:
         return []
@@ -187,15 +189,24 @@ class PostgresStore(Store):
     Args:
         url: a ``postgresql://`` URL (libpq's; a password is best left to
             PGPASSWORD or ~/.pgpass).
+        roles: the kinds of records that set the key epoch, reset the time
+            floor and purge a blob (the ledger's, see ``KindRoles``).
         create: apply missing migrations (needs CREATE on the schema); else a
             schema without the ledger tables is an error.
         busy_timeout: seconds to wait for another appender's lock.
     """
 
     def __init__(
-        self, url: str, *, create: bool = False, busy_timeout: float = 60.0
+        self,
+        url: str,
+        *,
+        roles: KindRoles,
+        create: bool = False,
+        busy_timeout: float = 60.0,
     ) -> None:
         self.location = display_url(url)
+        self.roles = roles
+        self._epoch_kinds = list(roles.epoch_kinds)
         self._url = url
         self._conn = connect(url, busy_timeout=busy_timeout)
         try:
@@ -207,11 +218,11 @@ class PostgresStore(Store):
         except BaseException:
             self._conn.close()
             raise
-        self._cached: ChainHead | None = None
+        self._cached: StoreHead | None = None
 
     def _open_schema(self, create: bool) -> None:
         if create:
-            migrate(self._conn, self.schema)
+            migrate(self._conn, self.schema, ledger_migrations(self.roles.purge_kind))
         found = _version(self._conn, self.schema)
         if found == 0:
             raise ConfigError(
@@ -234,7 +245,7 @@ class PostgresStore(Store):
             )
             yield self._conn
 
-    def _append(self, prepare: Prepare) -> Batch:
+    def _append(self, prepare: Prepare) -> NewBatch:
         conn = self._conn
         try:
             with conn.transaction():
@@ -242,18 +253,18 @@ class PostgresStore(Store):
                     "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                     (_APPEND_LOCK, self.schema),
                 )
-                batch = prepare(self._head_in_txn(full=True))
+                before = self._head_in_txn(full=True)
+                batch = prepare(before)
                 self._write_batch(batch)
         except BaseException:
             self._cached = None
             raise
-        self._cached = batch.head
+        self._cached = head_after(before, batch, self.roles.epoch_kinds)
         return batch
 
-    def _write_batch(self, batch: Batch) -> None:
+    def _write_batch(self, batch: NewBatch) -> None:
         records = [
-            (r.seq, r.hash, r.kind, r.run, r.time, r.record_bytes)
-            for r in batch.records
+            (r.seq, r.hash, r.kind, r.run, r.time, r.data) for r in batch.records
         ]
         with self._conn.cursor() as cur:
             _insert(cur, "records (seq, hash, kind, run, time, record)", records)
@@ -264,7 +275,7 @@ class PostgresStore(Store):
                     (batch.head.size, batch.checkpoint, batch.head.floor_time),
                 )
 
-    def _head_in_txn(self, *, full: bool = False) -> ChainHead:
+    def _head_in_txn(self, *, full: bool = False) -> StoreHead:
         conn = self._conn
         found = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
         size = 0 if found is None else found + 1
@@ -279,7 +290,7 @@ class PostgresStore(Store):
             "SELECT hash, time FROM records WHERE seq = %s", (size - 1,)
         ).fetchone()
         epoch = conn.execute(
-            "SELECT max(seq) FROM records WHERE kind = ANY(%s)", (list(KEY_KINDS),)
+            "SELECT max(seq) FROM records WHERE kind = ANY(%s)", (self._epoch_kinds,)
         ).fetchone()[0]
         floor, checkpoint = self._append_state(size) if full else (None, None)
         nodes = self._frontier(size)
@@ -296,9 +307,7 @@ class PostgresStore(Store):
 
     def _frontier(self, size: int) -> dict[tuple[int, int], bytes]:
         """The stored nodes of the head's frontier, read in one query."""
-        from mltrail.core.merkle import frontier_positions
-
-        wanted = frontier_positions(size)
+        wanted = frontier_nodes(size)
         if not wanted:
             return {}
         rows = self._conn.execute(
@@ -309,7 +318,7 @@ class PostgresStore(Store):
         return {(lvl, idx): bytes(h) for lvl, idx, h in rows}
 
     def _append_state(self, size: int) -> tuple[str | None, str | None]:
-        """(newest entry time since the last clock.reset, newest checkpoint note)."""
+        """(newest entry time since the last reset record, newest checkpoint note)."""
         row = self._conn.execute(
             "SELECT size, note, floor FROM checkpoints ORDER BY id DESC LIMIT 1"
         ).fetchone()
@@ -320,7 +329,7 @@ class PostgresStore(Store):
 
     def _time_floor_now(self) -> tuple[str, int] | None:
         reset = self._conn.execute(
-            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
+            "SELECT max(seq) FROM records WHERE kind = %s", (self.roles.reset_kind,)
         ).fetchone()[0]
         row = self._conn.execute(
             "SELECT time, seq FROM records WHERE seq >= %s ORDER BY time DESC, seq "
@@ -333,7 +342,7 @@ class PostgresStore(Store):
         with self._read():
             return self._time_floor_now()
 
-    def _head(self) -> ChainHead:
+    def _head(self) -> StoreHead:
         with self._read():
             return self._head_in_txn()
 
@@ -373,15 +382,11 @@ class PostgresStore(Store):
         ).fetchall()
         return {i: bytes(h) for i, h in rows}
 
-    def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _latest_checkpoint(self) -> CheckpointRow | None:
         row = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return (
-            None if row is None else StoredCheckpoint(f"checkpoint #{row[0]}", *row[1:])
-        )
+        return None if row is None else CheckpointRow(f"checkpoint #{row[0]}", *row[1:])
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
         cursor = self._conn.execute(
@@ -416,7 +421,7 @@ class PostgresStore(Store):
     def _erase_blob(self, digest: str) -> bool:
         if not self._purges(digest):
             raise StoreError(
-                f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                f"refusing to delete blob {digest}: no stored {self.roles.purge_kind} "
                 "record names it",
                 hint="blobs are erased by `mltrail purge`",
             )
@@ -435,13 +440,11 @@ class PostgresStore(Store):
             "INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (size, text)
         )
 
-    def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _checkpoints(self) -> list[CheckpointRow]:
         rows = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id"
         ).fetchall()
-        return [StoredCheckpoint(f"checkpoint #{i}", s, n) for i, s, n in rows]
+        return [CheckpointRow(f"checkpoint #{i}", s, n) for i, s, n in rows]
 
     def _add_evidence(
         self, kind: str, size: int, checkpoint: str, data: bytes, added: str
@@ -605,8 +608,13 @@ def check_role_name(role: str) -> str:
     return role
 
 
-def init_database(url: str, *, role: str | None = "mltrail_app") -> DatabaseInit:
+def init_database(
+    url: str, *, roles: KindRoles, role: str | None = "mltrail_app"
+) -> DatabaseInit:
     """Apply the migrations and grant ``role`` SELECT and INSERT only (created if missing).
+
+    ``roles`` are the ledger's record kinds (see ``KindRoles``): a schema
+    created here gets triggers for its purge kind.
 
     Re-runnable. Run it as the owner of the schema (it creates the tables,
     triggers and the erasure function); the application connects as ``role``.
@@ -620,7 +628,7 @@ def init_database(url: str, *, role: str | None = "mltrail_app") -> DatabaseInit
     conn = connect(url)
     try:
         schema = _schema_of(conn, url)
-        applied = migrate(conn, schema)
+        applied = migrate(conn, schema, ledger_migrations(roles.purge_kind))
         result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)

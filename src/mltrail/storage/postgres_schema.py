@@ -5,19 +5,23 @@ connection's current schema (``search_path``). Every table refuses UPDATE,
 DELETE and TRUNCATE by trigger, whoever issues them, the owner included, with
 the one exception SQLite makes: a row of ``blobs`` may be deleted once a row of
 ``purges`` names its digest. ``purges`` rows are added only by the trigger on
-``records`` that fires when a ``blob.purged`` record is stored (same
-transaction) and only when that record names the digest; ``erasures`` marks a
-purge whose bytes are gone. The application role (``mltrail db init --role``)
-holds SELECT and INSERT only; it erases a blob through one function,
+``records`` that fires when a purge record is stored (same transaction) and
+only when that record names the digest; ``erasures`` marks a purge whose bytes
+are gone. The purge kind is the opener's
+(:class:`~mltrail.storage.base.KindRoles`): :func:`ledger_migrations` writes it
+into the functions and triggers of a schema it creates, and a schema keeps the
+ones it was given. The application role (``mltrail db init --role``) holds
+SELECT and INSERT only; it erases a blob through one function,
 ``mltrail_erase_blob``, that runs as the owner and deletes only a purged digest.
 
 Migrations are numbered; ``mltrail_schema`` holds one row per migration applied.
-``{s}`` in a statement stands for the quoted schema name.
+``{s}`` in a statement stands for the quoted schema name, ``{purge_kind}`` for
+the purge kind.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPEND_ONLY_TABLES", "MIGRATIONS", "VERSION_TABLE"]
+__all__ = ["APPEND_ONLY_TABLES", "SCHEMA_VERSION", "VERSION_TABLE", "ledger_migrations"]
 
 VERSION_TABLE = """CREATE TABLE {s}.mltrail_schema (
     version integer PRIMARY KEY,
@@ -81,7 +85,7 @@ _FUNCTIONS = (
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM {s}.purges WHERE digest = OLD.digest) THEN
             RAISE EXCEPTION 'mltrail ledger tables are append-only: DELETE refused '
-                '(a blob is erased only after a blob.purged record names it)';
+                '(a blob is erased only after a {purge_kind} record names it)';
         END IF;
         RETURN OLD;
     END $$""",
@@ -99,11 +103,11 @@ _FUNCTIONS = (
     BEGIN
         IF NOT EXISTS (
             SELECT 1 FROM {s}.records r WHERE r.seq = NEW.seq
-            AND r.kind = 'blob.purged'
+            AND r.kind = '{purge_kind}'
             AND convert_from(r.record, 'UTF8')::json -> 'entry' -> 'body' ->> 'digest'
                 = NEW.digest
         ) THEN
-            RAISE EXCEPTION 'a purge needs its stored blob.purged record';
+            RAISE EXCEPTION 'a purge needs its stored {purge_kind} record';
         END IF;
         RETURN NEW;
     END $$""",
@@ -122,7 +126,7 @@ _FUNCTIONS = (
     DECLARE gone integer;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM {s}.purges WHERE digest = wanted) THEN
-            RAISE EXCEPTION 'refusing to delete blob %: no stored blob.purged '
+            RAISE EXCEPTION 'refusing to delete blob %: no stored {purge_kind} '
                 'record names it', wanted;
         END IF;
         DELETE FROM {s}.blobs WHERE digest = wanted;
@@ -150,7 +154,7 @@ _TRIGGERS = (
     "CREATE TRIGGER blobs_no_delete BEFORE DELETE ON {s}.blobs "
     "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_blob_delete()",
     "CREATE TRIGGER records_purge AFTER INSERT ON {s}.records FOR EACH ROW "
-    "WHEN (NEW.kind = 'blob.purged') EXECUTE FUNCTION {s}.mltrail_note_purge()",
+    "WHEN (NEW.kind = '{purge_kind}') EXECUTE FUNCTION {s}.mltrail_note_purge()",
     "CREATE TRIGGER purges_need_record BEFORE INSERT ON {s}.purges "
     "FOR EACH ROW EXECUTE FUNCTION {s}.mltrail_purge_needs_record()",
     "CREATE TRIGGER erasures_need_purge BEFORE INSERT ON {s}.erasures "
@@ -158,7 +162,7 @@ _TRIGGERS = (
     *_refusals(),
 )
 
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
         1,
         "ledger tables, append-only triggers, purges and checkpoint evidence",
@@ -169,4 +173,18 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         ),
     ),
 )
-"""(version, description, statements), applied in order, each once."""
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
+def ledger_migrations(purge_kind: str) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """(version, description, statements) of the ledger tables, applied in order,
+    each once, for records of ``purge_kind`` (a plain dotted name, see
+    ``KindRoles``)."""
+    return tuple(
+        (
+            version,
+            description,
+            tuple(s.replace("{purge_kind}", purge_kind) for s in statements),
+        )
+        for version, description, statements in _MIGRATIONS
+    )

@@ -8,7 +8,9 @@
                               the token comes from ``MLTRAIL_TOKEN``)
 
 A backend registers a factory taking the URL and :class:`StoreOptions`; the
-factory imports its driver lazily, so choosing SQLite never loads psycopg.
+factory imports its driver lazily, so choosing SQLite never loads psycopg. The
+options carry what the opener knows of the ledger's format as plain data: the
+kind roles a SQL store needs, the record hash a server's client derives.
 Passwords never belong in a stored URL: :func:`display_url` drops them from
 anything shown, and :func:`check_storable_url` refuses them where a URL is
 written into a home's settings.
@@ -26,7 +28,7 @@ from mltrail.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mltrail.storage.base import Store
+    from mltrail.storage.base import KindRoles, Store
 
 __all__ = [
     "StoreOptions",
@@ -56,6 +58,20 @@ class StoreOptions:
     """Folder a relative SQLite path is resolved against (the ledger home)."""
     token: str | None = None
     """Bearer token for an mltrail server (None: ``MLTRAIL_TOKEN``)."""
+    roles: KindRoles | None = None
+    """The ledger's kind roles (see ``KindRoles``): needed by SQLite and PostgreSQL."""
+    row_hash: Callable[[bytes], bytes] | None = None
+    """A record's hash from its bytes, for a server's client (None: the server's)."""
+
+
+def _roles(url: str, options: StoreOptions) -> KindRoles:
+    if options.roles is None:
+        raise ConfigError(
+            f"the store {display_url(url)} was opened without its ledger's kind "
+            "roles (StoreOptions.roles)",
+            hint="open stores through mltrail.ledger (its KIND_ROLES)",
+        )
+    return options.roles
 
 
 _FACTORIES: dict[str, Callable[[str, StoreOptions], Store]] = {}
@@ -147,6 +163,7 @@ def _open_sqlite(url: str, options: StoreOptions) -> Store:
 
     return SQLiteStore(
         sqlite_path(url, options.base),
+        roles=_roles(url, options),
         create=options.create,
         busy_timeout=options.busy_timeout,
         read_only=options.read_only,
@@ -168,7 +185,12 @@ def _open_postgres(url: str, options: StoreOptions) -> Store:
     require_postgres()
     from mltrail.storage.postgres import PostgresStore
 
-    return PostgresStore(url, create=options.create, busy_timeout=options.busy_timeout)
+    return PostgresStore(
+        url,
+        roles=_roles(url, options),
+        create=options.create,
+        busy_timeout=options.busy_timeout,
+    )
 
 
 def _open_http(url: str, options: StoreOptions) -> Store:
@@ -177,7 +199,9 @@ def _open_http(url: str, options: StoreOptions) -> Store:
     from mltrail.storage.http import TOKEN_ENV, HttpStore
 
     token = options.token or os.environ.get(TOKEN_ENV)
-    return HttpStore(url, token, timeout=options.busy_timeout)
+    return HttpStore(
+        url, token, timeout=options.busy_timeout, row_hash=options.row_hash
+    )
 
 
 def is_server_url(url: str) -> bool:

@@ -8,10 +8,11 @@ to one file are serialised by SQLite's write lock: seq and prev never fork, and
 an append either lands whole or not at all. Triggers abort every UPDATE and
 DELETE on the ledger tables, whoever issues them through SQLite.
 
-The one deletion allowed is a purged blob's. Storing a ``blob.purged`` record
-adds a row to ``purges`` in the same transaction (a trigger on ``records``); the
-trigger on ``blobs`` lets a blob be deleted only when such a row names it, and
-``purges`` rows can never be changed, deleted or added without their record.
+The one deletion allowed is a purged blob's. Storing a purge record (of the kind
+``KindRoles.purge_kind`` names) adds a row to ``purges`` in the same transaction
+(a trigger on ``records``); the trigger on ``blobs`` lets a blob be deleted only
+when such a row names it, and ``purges`` rows can never be changed, deleted or
+added without their record.
 Erasing then deletes the bytes with ``secure_delete`` on, rebuilds the file
 (``VACUUM``: b-tree rebalancing can leave stale copies of cells in pages that
 ``secure_delete`` never frees) and truncates the WAL, before marking the purge
@@ -25,39 +26,39 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from mltrail.core.erasure import PURGE_KIND
 from mltrail.errors import ConfigError, StoreError
 from mltrail.storage.base import (
+    CheckpointRow,
+    KindRoles,
+    NewBatch,
     Prepare,
     Store,
     StoredEvidence,
     StoredPurge,
     StoredRow,
+    StoreHead,
     build_head,
+    head_after,
 )
 from mltrail.storage.readonly import ReadOnlyConnection, connect_read_only
 from mltrail.storage.sqlite_schema import (
     EVIDENCE_SCHEMA,
     MIGRATIONS,
-    PURGE_SCHEMA,
     PURGES_QUERY,
     SCHEMA,
     TABLES,
     TRIGGER,
+    purge_schema,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-    from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.verify import StoredCheckpoint
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1"
-_KEY_KINDS = "('key.added', 'key.revoked')"
 
 
 class SQLiteStore(Store):
@@ -65,6 +66,8 @@ class SQLiteStore(Store):
 
     Args:
         path: the database file.
+        roles: the kinds of records that set the key epoch, reset the time
+            floor and purge a blob (the ledger's, see ``KindRoles``).
         create: create the file and schema if missing (else a missing file is an error).
         busy_timeout: seconds to wait for another process's lock before failing.
         read_only: only read, writing nothing into the file's folder (for a
@@ -75,12 +78,15 @@ class SQLiteStore(Store):
         self,
         path: str | Path,
         *,
+        roles: KindRoles,
         create: bool = False,
         busy_timeout: float = 60.0,
         read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.location = str(self.path)
+        self.roles = roles
+        self._epoch_marks = ",".join("?" * len(roles.epoch_kinds))
         self.read_only = read_only
         if not create and not self.path.exists():
             raise ConfigError(
@@ -89,7 +95,7 @@ class SQLiteStore(Store):
         self._busy_timeout = busy_timeout
         self._reader: ReadOnlyConnection | None = None
         self._conn = self._connect_read_only() if read_only else self._connect(create)
-        self._cached: ChainHead | None = None
+        self._cached: StoreHead | None = None
         self._purge_schema = self._has_purges()
         self._migrated = False
 
@@ -128,12 +134,11 @@ class SQLiteStore(Store):
             ) from e
         return self._reader.conn
 
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
         conn.execute("BEGIN IMMEDIATE")
-        SQLiteStore._add_purge_schema(conn)
-        SQLiteStore._add_evidence_schema(conn)
+        self._add_purge_schema(conn)
+        self._add_evidence_schema(conn)
         conn.execute("COMMIT")
 
     @staticmethod
@@ -148,10 +153,9 @@ class SQLiteStore(Store):
         ).fetchone()
         return found is not None
 
-    @staticmethod
-    def _add_purge_schema(conn: sqlite3.Connection) -> None:
+    def _add_purge_schema(self, conn: sqlite3.Connection) -> None:
         """Purge tables and every append-only trigger (inside a write transaction)."""
-        for statement in PURGE_SCHEMA:
+        for statement in purge_schema(self.roles.purge_kind):
             conn.execute(statement)
         for table in TABLES:
             for op in ("UPDATE", "DELETE"):
@@ -173,18 +177,16 @@ class SQLiteStore(Store):
                 self._add_purge_schema(self._conn)
             self._migrated = self._purge_schema = True
 
-    def _append(self, prepare: Prepare) -> Batch:
+    def _append(self, prepare: Prepare) -> NewBatch:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._migrate()
-            batch = prepare(self._head_in_txn(full=True))
+            before = self._head_in_txn(full=True)
+            batch = prepare(before)
             conn.executemany(
                 "INSERT INTO records (seq, hash, kind, run, time, record) VALUES (?,?,?,?,?,?)",
-                [
-                    (r.seq, r.hash, r.kind, r.run, r.time, r.record_bytes)
-                    for r in batch.records
-                ],
+                [(r.seq, r.hash, r.kind, r.run, r.time, r.data) for r in batch.records],
             )
             conn.executemany(
                 "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?,?,?)",
@@ -206,10 +208,10 @@ class SQLiteStore(Store):
                     hint="free some space and run the command again",
                 ) from e
             raise
-        self._cached = batch.head
+        self._cached = head_after(before, batch, self.roles.epoch_kinds)
         return batch
 
-    def _head_in_txn(self, *, full: bool = False) -> ChainHead:
+    def _head_in_txn(self, *, full: bool = False) -> StoreHead:
         row = self._conn.execute("SELECT max(seq) FROM records").fetchone()
         size = 0 if row[0] is None else row[0] + 1
         cached = self._cached
@@ -223,7 +225,8 @@ class SQLiteStore(Store):
             "SELECT hash, time FROM records WHERE seq = ?", (size - 1,)
         ).fetchone()
         epoch = self._conn.execute(
-            f"SELECT max(seq) FROM records WHERE kind IN {_KEY_KINDS}"  # noqa: S608
+            f"SELECT max(seq) FROM records WHERE kind IN ({self._epoch_marks})",  # noqa: S608
+            self.roles.epoch_kinds,
         ).fetchone()[0]
         key_epoch = 0 if epoch is None else epoch + 1
         floor, checkpoint = self._append_state(size) if full else (None, None)
@@ -239,7 +242,7 @@ class SQLiteStore(Store):
         return head
 
     def _append_state(self, size: int) -> tuple[str | None, str | None]:
-        """(newest entry time since the last clock.reset, newest checkpoint note).
+        """(newest entry time since the last reset record, newest checkpoint note).
 
         The newest checkpoint row keeps the floor as of its size; only when it does
         not cover the head (a file from mltrail 0.1) are the records scanned.
@@ -254,7 +257,7 @@ class SQLiteStore(Store):
 
     def _time_floor(self) -> tuple[str, int] | None:
         reset = self._conn.execute(
-            "SELECT max(seq) FROM records WHERE kind = 'clock.reset'"
+            "SELECT max(seq) FROM records WHERE kind = ?", (self.roles.reset_kind,)
         ).fetchone()[0]
         row = self._conn.execute(
             "SELECT time, seq FROM records WHERE seq >= ? ORDER BY time DESC, seq "
@@ -263,7 +266,7 @@ class SQLiteStore(Store):
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def _head(self) -> ChainHead:
+    def _head(self) -> StoreHead:
         self._conn.execute("BEGIN")
         try:
             return self._head_in_txn()
@@ -306,15 +309,11 @@ class SQLiteStore(Store):
         )
         return {i: bytes(h) for i, h in rows.fetchall()}
 
-    def _latest_checkpoint(self) -> StoredCheckpoint | None:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _latest_checkpoint(self) -> CheckpointRow | None:
         row = self._conn.execute(
             "SELECT id, size, note FROM checkpoints ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return (
-            None if row is None else StoredCheckpoint(f"checkpoint #{row[0]}", *row[1:])
-        )
+        return None if row is None else CheckpointRow(f"checkpoint #{row[0]}", *row[1:])
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
         if not self._purge_schema:
@@ -360,7 +359,7 @@ class SQLiteStore(Store):
             self._migrate()
             if not self._purges(digest):
                 raise StoreError(
-                    f"refusing to delete blob {digest}: no stored {PURGE_KIND} "
+                    f"refusing to delete blob {digest}: no stored {self.roles.purge_kind} "
                     "record names it",
                     hint="blobs are erased by `mltrail purge`",
                 )
@@ -396,13 +395,9 @@ class SQLiteStore(Store):
             "INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, text)
         )
 
-    def _checkpoints(self) -> list[StoredCheckpoint]:
-        from mltrail.core.report import StoredCheckpoint
-
+    def _checkpoints(self) -> list[CheckpointRow]:
         rows = self._conn.execute("SELECT id, size, note FROM checkpoints ORDER BY id")
-        return [
-            StoredCheckpoint(f"checkpoint #{i}", s, n) for i, s, n in rows.fetchall()
-        ]
+        return [CheckpointRow(f"checkpoint #{i}", s, n) for i, s, n in rows.fetchall()]
 
     def _add_evidence(
         self, kind: str, size: int, checkpoint: str, data: bytes, added: str

@@ -2,9 +2,12 @@
 
 Every table refuses UPDATE and DELETE by trigger, with one exception: a row of
 ``blobs`` may be deleted once a row of ``purges`` names its digest. A ``purges``
-row is added only by the trigger on ``records`` that fires when a
-``blob.purged`` record is stored (same transaction), and only when that record
-names the digest; ``erasures`` marks a purge whose bytes have left the file.
+row is added only by the trigger on ``records`` that fires when a purge record
+is stored (same transaction), and only when that record names the digest;
+``erasures`` marks a purge whose bytes have left the file. The purge kind is the
+opener's (:class:`~mltrail.storage.base.KindRoles`): :func:`purge_schema` writes
+it into the triggers of a file it creates or brings up to date, and a file keeps
+the triggers it was given.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ __all__ = [
     "EVIDENCE_SCHEMA",
     "MIGRATIONS",
     "PURGES_QUERY",
-    "PURGE_SCHEMA",
     "SCHEMA",
     "TABLES",
     "TRIGGER",
+    "purge_schema",
 ]
 
 TABLES = (
@@ -56,10 +59,10 @@ CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op} ON {table}
 BEGIN SELECT RAISE(ABORT, 'mltrail ledger tables are append-only: {op} refused'); END;
 """
 # Added after the first release, by the first write on older files: the newest
-# entry time since the last clock.reset as of each checkpoint (a cache: appends
+# entry time since the last reset record as of each checkpoint (a cache: appends
 # read it instead of scanning records; verification recomputes it).
 MIGRATIONS = "ALTER TABLE checkpoints ADD COLUMN floor TEXT"
-PURGE_SCHEMA = (
+_PURGE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS purges (
         digest TEXT PRIMARY KEY, size INTEGER NOT NULL, seq INTEGER NOT NULL
     ) WITHOUT ROWID""",
@@ -69,9 +72,9 @@ PURGE_SCHEMA = (
     """CREATE TRIGGER blobs_no_DELETE BEFORE DELETE ON blobs
     WHEN NOT EXISTS (SELECT 1 FROM purges WHERE digest = OLD.digest)
     BEGIN SELECT RAISE(ABORT, 'mltrail ledger tables are append-only: DELETE refused
-    (a blob is erased only after a blob.purged record names it)'); END""",
+    (a blob is erased only after a {purge_kind} record names it)'); END""",
     """CREATE TRIGGER IF NOT EXISTS records_purge AFTER INSERT ON records
-    WHEN NEW.kind = 'blob.purged'
+    WHEN NEW.kind = '{purge_kind}'
     BEGIN INSERT OR IGNORE INTO purges (digest, size, seq) VALUES (
         json_extract(CAST(NEW.record AS TEXT), '$.entry.body.digest'),
         json_extract(CAST(NEW.record AS TEXT), '$.entry.body.size'),
@@ -79,15 +82,25 @@ PURGE_SCHEMA = (
     ); END""",
     """CREATE TRIGGER IF NOT EXISTS purges_need_record BEFORE INSERT ON purges
     WHEN NOT EXISTS (
-        SELECT 1 FROM records r WHERE r.seq = NEW.seq AND r.kind = 'blob.purged'
+        SELECT 1 FROM records r WHERE r.seq = NEW.seq AND r.kind = '{purge_kind}'
         AND json_extract(CAST(r.record AS TEXT), '$.entry.body.digest') = NEW.digest
     )
-    BEGIN SELECT RAISE(ABORT, 'a purge needs its stored blob.purged record'); END""",
+    BEGIN SELECT RAISE(ABORT, 'a purge needs its stored {purge_kind} record'); END""",
     """CREATE TRIGGER IF NOT EXISTS erasures_need_purge BEFORE INSERT ON erasures
     WHEN NOT EXISTS (SELECT 1 FROM purges WHERE digest = NEW.digest)
     OR EXISTS (SELECT 1 FROM blobs WHERE digest = NEW.digest)
     BEGIN SELECT RAISE(ABORT, 'only a purged blob whose bytes are gone is erased'); END""",
 )
+
+
+def purge_schema(purge_kind: str) -> tuple[str, ...]:
+    """The purge tables and triggers, for records of ``purge_kind`` (a plain
+    dotted name, see ``KindRoles``)."""
+    return tuple(
+        statement.replace("{purge_kind}", purge_kind) for statement in _PURGE_SCHEMA
+    )
+
+
 # Added with RFC 3161 timestamps and witness cosignatures (ADR 0015): evidence
 # about a checkpoint, signed by its issuer (a TSA, a witness), kept beside it.
 EVIDENCE_SCHEMA = (
