@@ -195,7 +195,9 @@ def lightning_parts(work: Path) -> None:
             enable_model_summary=False, enable_checkpointing=False,
             accelerator="cpu", default_root_dir=str(work / "pl"),
         )  # fmt: skip
-        dispatch.append(fastest(lambda t=trainer: hook(t, "on_before_zero_grad"), 5000))
+        dispatch.append(
+            fastest(lambda t=trainer: hook(t, "on_before_zero_grad", None), 5000)
+        )
     print(
         f"lightning parts: (a) log_metrics + save {per_call * 1e6:.1f} us/call; "
         f"(b) one write of 100 steps {per_write * 1e3:.2f} ms; (c) one callback "
