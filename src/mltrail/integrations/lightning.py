@@ -19,10 +19,6 @@ SHA-256 and the model id of its ``state_dict``). As a callback (pass it in
 classes, the optimizers' param groups and schedulers' settings
 (``mltrail.torch``), and the fingerprints of the train and validation datasets
 (``dataset.train.*``, ``dataset.val.*``, see ``mltrail.integrations.fingerprints``).
-Having nothing to do per step, it then steps out of ``trainer.callbacks`` (so
-Lightning stops calling its six empty per-step hooks) until Lightning finalizes
-the logger, when it steps back in at its place (``on_train_start`` of a next
-``fit`` records again).
 
 It records into the run it is given, else joins the run of this process or of
 ``mltrail run``, else starts one, which it ends when Lightning finalizes the
@@ -87,7 +83,6 @@ class MltrailLogger(_pl.loggers.Logger, _pl.Callback):  # type: ignore[misc,name
         self._handle: RunHandle | None = None
         self._calls = 0
         self._written = time.monotonic()
-        self._aside: tuple[Any, int] | None = None  # (trainer, index in its callbacks)
         self._recorded: set[tuple[str, int]] = set()
         self._run_id: str | None = None
 
@@ -148,35 +143,18 @@ class MltrailLogger(_pl.loggers.Logger, _pl.Callback):  # type: ignore[misc,name
                 self._recorded.add(key)
                 self.run.log_artifact(path, name=path.name)
 
-    def finalize(self, status: str) -> None:
-        """Write the metrics; end the run when this logger started it; step back
-        into the trainer's callbacks."""
-        if self._aside is not None:
-            (trainer, at), self._aside = self._aside, None
-            callbacks = list(trainer.callbacks)
-            if _index_of(self, callbacks) is None:
-                trainer.callbacks = [*callbacks[:at], self, *callbacks[at:]]
-        self._end(status)
-
     @_rank_zero_only  # type: ignore[misc]
-    def _end(self, status: str) -> None:
+    def finalize(self, status: str) -> None:
+        """Write the metrics; end the run when this logger started it."""
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.end(_STATUS.get(status, "succeeded"))
 
     # ---- Callback ----------------------------------------------------------
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Record the classes, optimizers, schedulers and dataset fingerprints;
-        then step out of ``trainer.callbacks`` until ``finalize``."""
-        self._record_start(trainer, pl_module)
-        at = _index_of(self, trainer.callbacks)
-        if at is not None:  # a new list: Lightning is iterating the old one
-            self._aside = (trainer, at)
-            trainer.callbacks = [c for c in trainer.callbacks if c is not self]
-
     @_rank_zero_only  # type: ignore[misc]
-    def _record_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Record the classes, optimizers, schedulers and dataset fingerprints."""
         params: dict[str, Any] = {"lightning": {"module": _class_name(pl_module)}}
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None:
@@ -195,10 +173,6 @@ class MltrailLogger(_pl.loggers.Logger, _pl.Callback):  # type: ignore[misc,name
             if ds is not None
         }
         self.run.log_params(params)
-
-
-def _index_of(item: Any, items: list[Any]) -> int | None:
-    return next((n for n, each in enumerate(items) if each is item), None)
 
 
 def _dataset_of(loaders: Any) -> Any:
