@@ -153,3 +153,83 @@ def test_the_logger_joins_an_open_run(isolated_home):
         assert run.status is None
     found = entries(isolated_home, run.id)
     assert [e.kind for e in found].count("run.ended") == 1
+
+
+class Recording(L.loggers.Logger):
+    """A second logger keeping every value Lightning gives its loggers."""
+
+    name, version = "recording", "0"
+
+    def __init__(self):
+        super().__init__()
+        self.points = {}
+
+    def log_hyperparams(self, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        for key, value in metrics.items():
+            steps, values = self.points.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(value)
+
+
+def recorded_points(home, run_id):
+    """Every metric point of the run, batches joined in order: {name: (steps, values)}."""
+    opened = mltrail.open_home(home, writable=False, env={})
+    points, batches = {}, 0
+    try:
+        for e in (r.entry for r in opened.ledger.records()):
+            if e.run == run_id and e.kind == "run.metrics":
+                batches += 1
+                blob = json.loads(opened.ledger.get_blob(e.body["points"]["blob"]))
+                for key, series in blob.items():
+                    steps, values = points.setdefault(key, ([], []))
+                    steps += series["steps"]
+                    values += series["values"]
+    finally:
+        opened.close()
+    return points, batches
+
+
+def test_every_metric_value_is_the_one_lightning_logged(isolated_home):
+    """Written in several batches (no time floor), the points are exactly what
+    Lightning handed its loggers."""
+    tracker, seen = MltrailLogger(flush_every=3, min_flush_seconds=0), Recording()
+    marker = L.callbacks.LearningRateMonitor()
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        max_epochs=2, logger=[tracker, seen], callbacks=[marker, tracker],
+        accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+        log_every_n_steps=1, default_root_dir="out",
+    )  # fmt: skip
+    trainer.fit(Net(), datamodule=Data())
+
+    points, batches = recorded_points(isolated_home, tracker.version)
+    assert batches > 3  # several flushes, not only the final one
+    assert set(points) == set(seen.points)
+    for key, (steps, values) in seen.points.items():
+        assert points[key] == (steps, values), key
+    assert len(points["train_loss"][0]) == trainer.global_step
+
+
+def test_a_failing_fit_ends_the_run_failed_with_the_steps_before(isolated_home):
+    class Failing(Net):
+        def training_step(self, batch, index):
+            if self.global_step == 3:
+                raise RuntimeError("boom")
+            return super().training_step(batch, index)
+
+    tracker = MltrailLogger()
+    trainer = L.Trainer(
+        max_epochs=1, logger=tracker, callbacks=[tracker], accelerator="cpu",
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+        default_root_dir="out",
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(Failing(), datamodule=Data())
+    found = entries(isolated_home, tracker.version)
+    assert found[-1].kind == "run.ended"
+    assert found[-1].body["status"] == "failed"
+    points, _ = recorded_points(isolated_home, tracker.version)
+    assert points["train_loss"][0] == [0, 1, 2]  # the steps before the failure

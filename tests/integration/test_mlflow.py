@@ -17,7 +17,13 @@ from optional_extras import require_extra
 import mltrail  # noqa: E402
 from mltrail.audit.query import load_run  # noqa: E402
 from mltrail.index import open_index  # noqa: E402
-from mltrail.integrations.mlflow import imported_run_id, mirror, unmirror  # noqa: E402
+from mltrail.integrations import mlflow as mlflow_integration  # noqa: E402
+from mltrail.integrations.mlflow import (  # noqa: E402
+    import_mlflow,
+    imported_run_id,
+    mirror,
+    unmirror,
+)
 from mltrail.ledger.home import open_home  # noqa: E402
 
 COMMIT = "a" * 40
@@ -116,6 +122,90 @@ def test_import_matches_mlflow_and_is_idempotent(store, isolated_home, tmp_path)
         index.close()
         home.close()
     ok(mltrail_cli("verify", cwd=tmp_path))
+
+
+def _points_of(home_path, mlflow_run_id):
+    """The metric points the ledger holds for an imported run, by name."""
+    home = open_home(home_path, writable=False)
+    try:
+        run = imported_run_id(mlflow_run_id)
+        bodies = [
+            r.entry.body for r in home.ledger.records()
+            if r.entry.run == run and r.entry.kind == "run.metrics"
+        ]  # fmt: skip
+        if not bodies:
+            return {}
+        (body,) = bodies
+        return json.loads(home.ledger.get_blob(body["points"]["blob"]))
+    finally:
+        home.close()
+
+
+def _import_in_process(home_path, uri, **options):
+    seen = []
+    home = open_home(home_path)
+    index = open_index(home)
+    try:
+        result = import_mlflow(
+            home, index, uri, on_run=lambda r, skipped: seen.append((r, skipped)),
+            **options,
+        )  # fmt: skip
+    finally:
+        index.close()
+        home.close()
+    return result, seen
+
+
+@pytest.mark.parametrize("reader", ["bulk", "bulk over its limit", "run by run"])
+def test_batched_import_keeps_every_point_as_mlflow_has_it(
+    tmp_path, isolated_home, monkeypatch, reader
+):
+    """Runs written a few per append, histories read for a batch at once (or one
+    run at a time): every point of every run equals MLflow's own history."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("many", artifact_location=str(tmp_path / "art"))
+    ids = []
+    for n in range(7):
+        rid = client.create_run(exp, run_name=f"r{n}").info.run_id
+        ids.append(rid)
+        client.log_param(rid, "n", str(n))
+        for step in range(n):  # run 0 logs no metric at all
+            client.log_metric(rid, "loss", 1 / (step + 1) + n, step=step, timestamp=10)
+            if step % 2 == 0:
+                client.log_metric(rid, "acc", step * 0.1, step=step)
+        if n == 5:  # a step logged twice, and a value that is not a number
+            client.log_metric(rid, "loss", 42.0, step=1, timestamp=5)
+            client.log_metric(rid, "acc", float("nan"), step=9)
+        client.set_terminated(rid, "FINISHED")
+    ok(mltrail_cli("init", cwd=tmp_path))
+    monkeypatch.setattr(mlflow_integration, "_BATCH", 3)
+    if reader == "bulk over its limit":
+        monkeypatch.setattr(mlflow_integration, "_BULK_POINTS", 4)
+    elif reader == "run by run":
+        monkeypatch.setattr(mlflow_integration, "_bulk_reader", lambda client: None)
+
+    first, seen = _import_in_process(isolated_home, uri, experiments=("many",))
+
+    assert first.imported == [r for r, _ in seen]
+    assert first.skipped == []
+    assert set(first.imported) == set(ids)
+    for rid in ids:
+        expected = {}
+        for key in client.get_run(rid).data.metrics:
+            history = sorted(client.get_metric_history(rid, key), key=lambda m: m.step)
+            expected[key] = {
+                "steps": [m.step for m in history],
+                "values": [m.value if m.value == m.value else "nan" for m in history],
+            }
+        assert _points_of(isolated_home, rid) == expected, rid
+    # step 1 twice: the earlier-dated value first, as get_metric_history gives them
+    assert _points_of(isolated_home, ids[5])["loss"]["values"][1:3] == [42.0, 5.5]
+    again, seen = _import_in_process(isolated_home, uri)
+    assert again.imported == []
+    assert sorted(again.skipped) == sorted(ids)
+    assert [r for r, skipped in seen if skipped] == again.skipped
+    assert mltrail.verify(isolated_home).ok
 
 
 def test_unknown_experiment_is_an_input_error(store, tmp_path):

@@ -519,6 +519,22 @@ def test_a_purged_digest_is_never_stored_again(store: Store) -> None:
     assert store.get_blob(_digest(data)) is None
 
 
+def test_put_blobs_stores_each_like_put_blob(store: Store) -> None:
+    _fill(store, 1)
+    kept, erased, fresh = b"already here", b"erased for good", b"new"
+    store.put_blob(_digest(kept), kept)
+    store.put_blob(_digest(erased), erased)
+    store.append(_sealer([_purge_entry(_digest(erased), len(erased), 10)]))
+    store.erase_blob(_digest(erased))
+    batch = [(_digest(d), d) for d in (kept, erased, fresh, b"", fresh)]
+    assert store.put_blobs(batch) == [False, False, True, True, False]
+    assert store.get_blob(_digest(kept)) == kept
+    assert store.get_blob(_digest(erased)) is None  # a purged digest stays erased
+    assert store.get_blob(_digest(fresh)) == fresh
+    assert store.get_blob(_digest(b"")) == b""
+    assert store.put_blobs([]) == []
+
+
 def test_find_blobs_by_prefix(store: Store) -> None:
     blobs = [b"a", b"b", b"c"]
     for data in blobs:

@@ -70,6 +70,9 @@ def number_items(values: dict[str, Any]) -> dict[str, float | int]:
     scalars included); text and other values are left out."""
     found: dict[str, float | int] = {}
     for key, raw in values.items():
+        if type(raw) is float or type(raw) is int:  # the common case, fast
+            found[key] = raw
+            continue
         value = raw
         if hasattr(raw, "numel"):  # a torch tensor
             if raw.numel() != 1:

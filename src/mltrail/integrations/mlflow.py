@@ -3,7 +3,8 @@
     >>> import_mlflow(home, index, "sqlite:///mlflow.db")          # doctest: +SKIP
     >>> mirror()   # mlflow.log_param(s)/log_metric(s) also reach the active run
 
-An imported run is written as one atomic batch: ``run.started`` (with
+An imported run is written in one atomic append (with up to 99 other runs:
+a batch lands whole or not at all): ``run.started`` (with
 ``imported``: where it came from, its MLflow run id, experiment, user, times,
 status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
 ``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
@@ -43,6 +44,10 @@ __all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
 _NAMESPACE = uuid.UUID("6f1c9e2a-4d0b-5c8e-9a7f-3b2d1e0c4a5f")
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "aborted"}
 _PAGE = 1000
+_BATCH = 100
+"""Runs written per atomic append (and whose histories are read together)."""
+_BULK_POINTS = 200_000
+"""Most points of one metric name a bulk read holds; past it, run by run."""
 
 
 def _mlflow() -> Any:
@@ -79,6 +84,10 @@ def import_mlflow(
 ) -> ImportResult:
     """Import every run of ``experiments`` (names or ids; all when empty).
 
+    Runs are read a page at a time and written ``_BATCH`` at a time: the metric
+    histories of a batch in one query per metric name (where the store can),
+    its blobs together, its entries in one atomic ``append_many``.
+
     Raises:
         ConfigError: MLflow is not installed.
         InputError: an experiment does not exist.
@@ -89,17 +98,93 @@ def import_mlflow(
     client = MlflowClient(tracking_uri=tracking_uri)
     ids = _experiment_ids(client, experiments)
     result = ImportResult()
-    for run in _runs(client, ids):
-        run_id = imported_run_id(run.info.run_id)
-        if index.query("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
-            result.skipped.append(run.info.run_id)
-        else:
-            drafts = _drafts(home, client, run, run_id, tracking_uri)
-            home.ledger.append_many(drafts)
-            result.imported.append(run.info.run_id)
-        if on_run is not None:
-            on_run(run.info.run_id, run.info.run_id in result.skipped)
+    for batch in _batches(_runs(client, ids), _BATCH):
+        known = _already_imported(index, batch)
+        new = [run for run in batch if run.info.run_id not in known]
+        histories = _histories(client, new)
+        drafts = [
+            draft
+            for run in new
+            for draft in _drafts(run, histories[run.info.run_id], tracking_uri)
+        ]
+        if drafts:
+            home.ledger.append_many(_blobs_stored(home, drafts))
+        for run in batch:
+            skipped = run.info.run_id in known
+            (result.skipped if skipped else result.imported).append(run.info.run_id)
+            if on_run is not None:
+                on_run(run.info.run_id, skipped)
     return result
+
+
+def _batches(runs: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for run in runs:
+        batch.append(run)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _already_imported(index: Index, runs: list[Any]) -> set[str]:
+    """The MLflow run ids of ``runs`` whose mltrail run the index already has."""
+    by_id = {imported_run_id(run.info.run_id): run.info.run_id for run in runs}
+    marks = ",".join("?" * len(by_id))
+    rows = index.query(f"SELECT id FROM runs WHERE id IN ({marks})", list(by_id))  # noqa: S608
+    return {by_id[row[0]] for row in rows}
+
+
+def _histories(client: Any, runs: list[Any]) -> dict[str, dict[str, list[Any]]]:
+    """Every metric's history of each run: ``{run id: {key: [Metric]}}``.
+
+    A SQL store reads them with one query per metric name for all the runs
+    (``get_metric_history_bulk``: ``Metric``s with their run id, each run's in
+    the order ``get_metric_history`` gives); other stores, and a name with more
+    than ``_BULK_POINTS`` points in all, are read one run at a time.
+    """
+    found: dict[str, dict[str, list[Any]]] = {run.info.run_id: {} for run in runs}
+    bulk = _bulk_reader(client)
+    names = sorted({key for run in runs for key in run.data.metrics})
+    for key in names:
+        having = [run.info.run_id for run in runs if key in run.data.metrics]
+        rows = bulk(having, key, _BULK_POINTS + 1) if bulk is not None else None
+        if rows is not None and len(rows) <= _BULK_POINTS:
+            for row in rows:
+                found[row.run_id].setdefault(key, []).append(row)
+        for run_id in having:
+            if key not in found[run_id]:
+                found[run_id][key] = client.get_metric_history(run_id, key)
+    return found
+
+
+def _bulk_reader(client: Any) -> Callable[[list[str], str, int], list[Any]] | None:
+    """The store's ``get_metric_history_bulk`` (SQL stores), else None: it is not
+    on ``MlflowClient``, so it is reached through the client's store."""
+    tracking = getattr(client, "_tracking_client", None)
+    store = getattr(tracking, "store", None)
+    return getattr(store, "get_metric_history_bulk", None)
+
+
+def _blobs_stored(home: Home, drafts: list[Draft]) -> list[Draft]:
+    """``drafts`` with their ``Blob`` values stored (together) and replaced by
+    references."""
+    blobs = [v for d in drafts for v in d.body.values() if isinstance(v, Blob)]
+    refs = iter(home.ledger.put_blobs([blob.data for blob in blobs]))
+    return [
+        Draft(
+            draft.kind,
+            {
+                key: next(refs) | {"media_type": value.media_type}
+                if isinstance(value, Blob)
+                else value
+                for key, value in draft.body.items()
+            },
+            draft.run,
+        )
+        for draft in drafts
+    ]
 
 
 def _experiment_ids(client: Any, names: tuple[str, ...]) -> list[str]:
@@ -134,9 +219,10 @@ def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
 
 
 def _drafts(
-    home: Home, client: Any, run: Any, run_id: str, tracking_uri: str
+    run: Any, histories: dict[str, list[Any]], tracking_uri: str
 ) -> list[Draft]:
     info, data = run.info, run.data
+    run_id = imported_run_id(info.run_id)
     tags = redact_tree(dict(data.tags)).value
     source = str(
         tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
@@ -165,11 +251,9 @@ def _drafts(
         params = redact_tree(dict(data.params)).value
         drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
     if data.metrics:
-        drafts.append(
-            Draft("run.metrics", _metrics(home, client, info.run_id, data), run_id)
-        )
+        drafts.append(Draft("run.metrics", _metrics(histories, data), run_id))
     if (artifacts := _local(info.artifact_uri)) is not None and artifacts.exists():
-        body = _stored(home, artifact_body(artifacts, "mlflow-artifacts"))
+        body = artifact_body(artifacts, "mlflow-artifacts")
         drafts.append(Draft("run.artifact", body, run_id))
     ended = {"status": _STATUS.get(info.status, "aborted"), "exit_code": None}
     if info.end_time and info.start_time:
@@ -190,11 +274,11 @@ def _code(tags: dict[str, Any]) -> dict[str, Any]:
     return {"vcs": None, "reason": "imported from MLflow without a git commit tag"}
 
 
-def _metrics(home: Home, client: Any, run_id: str, data: Any) -> dict[str, Any]:
+def _metrics(histories: dict[str, list[Any]], data: Any) -> dict[str, Any]:
     points: dict[str, dict[str, list[Any]]] = {}
     series: dict[str, Any] = {}
     for key in sorted(data.metrics):
-        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        history = sorted(histories[key], key=lambda m: m.step)
         steps = [int(m.step) for m in history]
         values = [_finite(m.value) for m in history]
         points[key] = {"steps": steps, "values": values}
@@ -205,26 +289,12 @@ def _metrics(home: Home, client: Any, run_id: str, data: Any) -> dict[str, Any]:
             "max": max(numbers, default=None),
         }  # fmt: skip
     blob = json.dumps(points, separators=(",", ":"), allow_nan=False).encode()
-    ref = home.ledger.put_blob(blob) | {"media_type": "application/json"}
-    return {"series": series, "points": ref}
+    return {"series": series, "points": Blob(blob, "application/json")}
 
 
 def _finite(value: float) -> float | str:
     number = float(value)
     return number if math.isfinite(number) else str(number)
-
-
-def _stored(home: Home, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` with its Blob values stored and replaced by references."""
-    out = {}
-    for key, value in body.items():
-        if isinstance(value, Blob):
-            out[key] = home.ledger.put_blob(value.data) | {
-                "media_type": value.media_type
-            }
-        else:
-            out[key] = value
-    return out
 
 
 def _local(uri: str | None) -> Path | None:

@@ -483,6 +483,16 @@ class Ledger:
         self.store.put_blob(digest, data)
         return {"blob": digest, "size": len(data)}
 
+    def put_blobs(self, blobs: Sequence[bytes]) -> list[dict[str, Any]]:
+        """``put_blob`` for each of ``blobs``, written together (one disk sync on
+        SQLite, where each ``put_blob`` is one); their references, in order."""
+        digests = [compute_blob_digest(data) for data in blobs]
+        self.store.put_blobs(list(zip(digests, blobs, strict=True)))
+        return [
+            {"blob": d, "size": len(data)}
+            for d, data in zip(digests, blobs, strict=True)
+        ]
+
     def get_blob(self, digest: str) -> bytes:
         """A blob's bytes.
 

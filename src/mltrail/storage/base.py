@@ -265,6 +265,12 @@ class Store(ABC):
         with _as_store_error("store a blob"):
             return self._put_blob(digest, data)
 
+    def put_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """``put_blob`` for each ``(digest, data)``, in one write where the backend
+        can (SQLite: one transaction, so one sync of the disk for them all)."""
+        with _as_store_error("store blobs"):
+            return self._put_blobs(blobs)
+
     def get_blob(self, digest: str) -> bytes | None:
         """The blob's bytes, or None when the store does not hold it."""
         with _as_store_error("read a blob"):
@@ -385,6 +391,10 @@ class Store(ABC):
     def _latest_checkpoint(self) -> CheckpointRow | None: ...
     @abstractmethod
     def _put_blob(self, digest: str, data: bytes) -> bool: ...
+
+    def _put_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        return [self._put_blob(digest, data) for digest, data in blobs]
+
     @abstractmethod
     def _get_blob(self, digest: str) -> bytes | None: ...
     @abstractmethod

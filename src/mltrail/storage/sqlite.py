@@ -52,7 +52,7 @@ from mltrail.storage.sqlite_schema import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -324,6 +324,11 @@ class SQLiteStore(Store):
             (digest, len(data), data, digest),
         )
         return cursor.rowcount == 1
+
+    def _put_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        if not self._purge_schema:
+            self._write(self._migrate)  # before: _put_blob would nest a transaction
+        return self._write(lambda: [self._put_blob(d, data) for d, data in blobs])
 
     def _write(self, action: Callable[[], T]) -> T:
         conn = self._conn
