@@ -116,7 +116,8 @@ def check_record(
         sig=status,
         key_body=dict(entry.body) if entry.kind in _BODY_KINDS else None,
         user=entry.actor.get("user"),
-        blob_refs=tuple(find_blob_refs(entry.body)),
+        # canonical bytes name a "blob" member as exactly this: none, no reference
+        blob_refs=tuple(find_blob_refs(entry.body)) if b'"blob":' in data else (),
         known_kind=decoded.known_kind,
         signing_bytes=decoded.signing_bytes if unknown else b"",
         signature=signature if unknown else b"",
