@@ -152,6 +152,10 @@ def _duplicate_sig(data: bytes) -> bytes:
     [
         _duplicate_sig,
         lambda d: d.replace(b'"refers_to":5', b'"refers_to":5.0'),
+        lambda d: d.replace(b'"refers_to":5', b'"refers_to":5e-7'),
+        lambda d: d.replace(b'"refers_to":5', b'"refers_to":0.00001'),
+        lambda d: d.replace(b'"refers_to":5', b'"refers_to":-0.0'),
+        lambda d: d.replace(b'"refers_to":5', b'"refers_to":10000000000000000'),
         lambda d: d.replace(b'"refers_to":5', b'"refers_to":9007199254740993'),
         lambda d: d.replace(b'"refers_to":5', b'"refers_to":NaN'),
         lambda d: d.replace(b'"text":', b'"text" :'),
@@ -175,3 +179,19 @@ def test_a_newer_format_agrees():
     plain = record_bytes("note", {"text": "t"}, {}, None, 4)
     assert plain is not None
     agree(reserialised(plain, lambda v: v["entry"].update(v="mltrail/2")))
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=1e-8, max_value=1e22)
+    | st.floats(min_value=-1e22, max_value=-1e-8)
+)
+def test_floats_agree(value):
+    """Floats take the fast path only where ``repr`` writes them as RFC 8785 does."""
+    data = record_bytes("note", {"text": "t", "x": value}, {}, None, 5)
+    assert data is not None
+    agree(data)
+    written = data.split(b'"x":')[1].split(b"}")[0].decode()
+    if written == repr(value) and "e" not in written and not written.endswith(".0"):
+        assert _decode_fast(data) is not None, written  # written alike by both

@@ -422,14 +422,32 @@ _ENVELOPE_KEYS = frozenset({"v", "kind", "run", "time", "actor", "body", "sig"})
 
 
 class _NotFastError(Exception):
-    """Raised by the fast parser's hooks: a float or a NaN/Infinity constant."""
+    """Raised by the fast parser's hooks: a NaN/Infinity constant, or a number
+    whose canonical form the C encoder does not write."""
 
 
 def _not_fast(_: str) -> Any:
     raise _NotFastError
 
 
-_fast_loads = json.JSONDecoder(parse_float=_not_fast, parse_constant=_not_fast).decode
+def _fast_float(text: str) -> float:
+    """A number with a fraction, read as ``parse_json`` reads it; one with an
+    exponent or a zero fraction is left to the full path.
+
+    The C encoder writes a float as ``repr`` does, RFC 8785 as ECMAScript does:
+    both the shortest digits that read back to the same float, positioned the
+    same way unless the float is integral (``1.0`` / ``1``) or has an exponent
+    (``repr`` from 1e16 and below 1e-4, ECMAScript from 1e21 and below 1e-6, and
+    written differently). So when the record's bytes equal the C encoder's (the
+    fast path's check), every float in it was written with neither: exactly as
+    RFC 8785 writes it.
+    """
+    if "e" in text or "E" in text or text.endswith(".0"):
+        raise _NotFastError
+    return float(text)
+
+
+_fast_loads = json.JSONDecoder(parse_float=_fast_float, parse_constant=_not_fast).decode
 _dumps = json.JSONEncoder(  # canonical.fast_canonical_bytes' encoder
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
 ).encode
@@ -462,11 +480,12 @@ def _decode_fast(data: bytes) -> DecodedRecord | None:
     What it accepts, :func:`_decode_full` accepts with the same result (a
     property test checks it on records and altered records):
 
-    - parsed without hooks (no Python call per object or number), it holds no
-      float or constant (the hooks bail out), no integer beyond 2**53 - 1 and no
-      key from U+D800 on (``_fast_doubt`` on the bytes), and it nests no deeper
-      than the limit: so ``json_compatible`` holds, the C encoder writes its RFC
-      8785 bytes, and ``parse_json`` would read the same value;
+    - parsed without hooks on objects or integers (only on fractions and
+      constants, which are rare), it holds no constant, no float with an
+      exponent or a zero fraction (the hooks bail out, see ``_fast_float``), no
+      integer beyond 2**53 - 1 and no key from U+D800 on (``_fast_doubt`` on the
+      bytes), and it nests no deeper than the limit: so the C encoder writes its
+      RFC 8785 bytes, and ``parse_json`` would read the same value;
     - those bytes equal ``data``: the record is canonical, and no object had a
       duplicate key (the bytes would then hold a member the value lacks);
     - the same envelope, schema and record checks run as on the full path;
