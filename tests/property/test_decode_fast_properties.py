@@ -13,7 +13,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mltrail.core.codec import _decode_fast, _decode_full, decode_record
+from mltrail.core.codec import (
+    _check_time,
+    _decode_fast,
+    _decode_full,
+    decode_record,
+    parse_time,
+)
 from mltrail.core.entry import Entry, Record, sign_entry
 from mltrail.errors import SchemaError
 from mltrail.testing import fixed_signer
@@ -195,3 +201,31 @@ def test_floats_agree(value):
     written = data.split(b'"x":')[1].split(b"}")[0].decode()
     if written == repr(value) and "e" not in written and not written.endswith(".0"):
         assert _decode_fast(data) is not None, written  # written alike by both
+
+
+def _outcome(check, text):
+    try:
+        check(text)
+    except SchemaError as e:
+        return str(e)
+    return "ok"
+
+
+@settings(max_examples=500)
+@given(
+    st.builds(
+        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}{}Z".format,
+        st.integers(0, 9999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.integers(0, 61),
+        st.sampled_from(["", ".1", ".123456", ".123456789", ".1234567890"]),
+    )
+    | st.text(max_size=30)
+)
+def test_the_envelope_time_check_agrees_with_parse_time(text):
+    """The envelope's time check (no datetime made when surely valid) accepts and
+    refuses exactly what parse_time does, with its message."""
+    assert _outcome(_check_time, text) == _outcome(parse_time, text)

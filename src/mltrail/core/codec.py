@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import (
@@ -153,6 +154,36 @@ def parse_time(text: str) -> datetime:
         )
     except ValueError as e:
         raise SchemaError(f"time {text!r} is not a valid date and time: {e}") from e
+
+
+def _check_time(text: str) -> None:
+    """:func:`parse_time`'s checks, without making the datetime when the time is
+    surely valid: the pattern matches, the day is a real one (each day is checked
+    once) and hour, minute and second are in range. Anything else goes to
+    ``parse_time``, which raises with its message (or accepts).
+
+    Raises:
+        SchemaError: not an RFC 3339 UTC time, or not a valid date and time.
+    """
+    if (
+        type(text) is not str
+        or _TIME.fullmatch(text) is None
+        or text[11:13] > "23"
+        or text[14:16] > "59"
+        or text[17:19] > "59"
+        or not _is_day(text[:10])
+    ):
+        parse_time(text)
+
+
+@lru_cache(maxsize=4096)
+def _is_day(text: str) -> bool:
+    """Whether ``YYYY-MM-DD`` (digits) names a day of the Gregorian calendar."""
+    try:
+        date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return True
 
 
 def format_time(moment: datetime) -> str:
@@ -313,7 +344,7 @@ def _check_envelope(data: Mapping[str, Any], *, require_known_kind: bool) -> Non
     problem = _envelope_problem(data)
     if problem is not None:
         raise SchemaError(f"entry does not match the envelope schema: {problem}")
-    parse_time(data["time"])
+    _check_time(data["time"])
     if data["v"] != ENTRY_VERSION:
         if require_known_kind:
             raise SchemaError(
