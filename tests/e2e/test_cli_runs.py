@@ -158,3 +158,33 @@ def test_runs_json_imports_nothing_it_does_not_need(home):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
     assert "loaded: []" in proc.stderr.splitlines()
+
+
+def _loaded(home, names, *args):
+    """Which of ``names`` a fresh ``mltrail --home HOME ARGS`` process loads."""
+    code = (
+        "import atexit, runpy, sys\n"
+        f"names = {names!r}\n"
+        "atexit.register(lambda: print('loaded:', sorted(n for n in names "
+        "if n in sys.modules), file=sys.stderr))\n"
+        f"sys.argv = ['mltrail', '--home', {str(home)!r}, *{list(args)!r}]\n"
+        "runpy.run_module('mltrail', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr.splitlines()
+
+
+def test_show_json_decodes_records_with_floats_without_rfc8785(home, tmp_path):
+    """Records whose floats are written alike by repr and RFC 8785 (a fraction, no
+    exponent) take the codec's fast path (ADR 0036): `show --json` loads neither
+    rfc8785 nor rich."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.05", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    stdout, stderr = _loaded(home, ("rfc8785", "rich"), "show", "p", "--json")
+    shown = json.loads(stdout)
+    assert shown["params"][0]["params"] == {"lr": 0.05}
+    assert "loaded: []" in stderr

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import (
@@ -153,6 +154,36 @@ def parse_time(text: str) -> datetime:
         )
     except ValueError as e:
         raise SchemaError(f"time {text!r} is not a valid date and time: {e}") from e
+
+
+def _check_time(text: str) -> None:
+    """:func:`parse_time`'s checks, without making the datetime when the time is
+    surely valid: the pattern matches, the day is a real one (each day is checked
+    once) and hour, minute and second are in range. Anything else goes to
+    ``parse_time``, which raises with its message (or accepts).
+
+    Raises:
+        SchemaError: not an RFC 3339 UTC time, or not a valid date and time.
+    """
+    if (
+        type(text) is not str
+        or _TIME.fullmatch(text) is None
+        or text[11:13] > "23"
+        or text[14:16] > "59"
+        or text[17:19] > "59"
+        or not _is_day(text[:10])
+    ):
+        parse_time(text)
+
+
+@lru_cache(maxsize=4096)
+def _is_day(text: str) -> bool:
+    """Whether ``YYYY-MM-DD`` (digits) names a day of the Gregorian calendar."""
+    try:
+        date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return True
 
 
 def format_time(moment: datetime) -> str:
@@ -313,7 +344,7 @@ def _check_envelope(data: Mapping[str, Any], *, require_known_kind: bool) -> Non
     problem = _envelope_problem(data)
     if problem is not None:
         raise SchemaError(f"entry does not match the envelope schema: {problem}")
-    parse_time(data["time"])
+    _check_time(data["time"])
     if data["v"] != ENTRY_VERSION:
         if require_known_kind:
             raise SchemaError(
@@ -344,9 +375,21 @@ def decode_record(data: bytes) -> DecodedRecord:
     The bytes must be exactly the RFC 8785 canonical form of a record whose entry
     matches the envelope schema (and its kind's schema when the kind is known).
 
+    Most records take :func:`_decode_fast`; whatever it is not sure of (and every
+    record it would refuse) goes through the full path below, so what is refused,
+    and with which message, is decided there alone.
+
     Raises:
         SchemaError: anything malformed, non-canonical or off-schema.
     """
+    fast = _decode_fast(data)
+    if fast is not None:
+        return fast
+    return _decode_full(data)
+
+
+def _decode_full(data: bytes) -> DecodedRecord:
+    """:func:`decode_record` the long way: every check, and its exact message."""
     raw = parse_json(data, what="record")
     if not isinstance(raw, dict) or set(raw) != {"seq", "prev", "entry"}:
         raise SchemaError("record must be an object with exactly seq, prev and entry")
@@ -364,6 +407,145 @@ def decode_record(data: bytes) -> DecodedRecord:
     expected, signing_bytes = _canonical_record(seq, prev, entry_raw)
     if expected != data:
         raise SchemaError("record bytes are not in canonical form (RFC 8785)")
+    return DecodedRecord(
+        record=record,
+        record_bytes=data,
+        signing_bytes=signing_bytes,
+        hash=compute_record_hash(data),
+        known_kind=entry_raw["kind"] in KNOWN_KINDS,
+        newer=entry_raw["v"] != ENTRY_VERSION,
+    )
+
+
+# Bytes that send a record the full way, even inside a string: from 0xED on,
+# UTF-8 encodes code points from U+D000 (keys from U+D800 sort differently by code
+# point and by UTF-16 code unit); a number of 16 digits or more (after ``:``, ``,``
+# or ``[``, where canonical JSON puts numbers) may be beyond 2**53 - 1, which
+# ``parse_json`` reads as a float. One C-speed ``translate`` maps the bytes to
+# classes (``!`` high, ``0`` digit, ``:`` before a number, ``-``, ``x`` the rest)
+# and substring searches find either.
+_FAST_CLASSES = bytes(
+    ord(
+        "!"
+        if b >= 0xED
+        else "0"
+        if 0x30 <= b <= 0x39
+        else ":"
+        if b in b":,["
+        else "-"
+        if b == 0x2D
+        else "x"
+    )
+    for b in range(256)
+)
+_LONG_NUMBER = b":" + b"0" * 16
+_LONG_NEGATIVE = b":-" + b"0" * 16
+
+
+def _fast_doubt(data: bytes) -> bool:
+    """Whether ``data`` holds a byte from 0xED on or a number of 16+ digits."""
+    classes = data.translate(_FAST_CLASSES)
+    return b"!" in classes or _LONG_NUMBER in classes or _LONG_NEGATIVE in classes
+
+
+_FAST_KEYS = frozenset({"seq", "prev", "entry"})
+_ENVELOPE_KEYS = frozenset({"v", "kind", "run", "time", "actor", "body", "sig"})
+
+
+class _NotFastError(Exception):
+    """Raised by the fast parser's hooks: a NaN/Infinity constant, or a number
+    whose canonical form the C encoder does not write."""
+
+
+def _not_fast(_: str) -> Any:
+    raise _NotFastError
+
+
+def _fast_float(text: str) -> float:
+    """A number with a fraction, read as ``parse_json`` reads it; one with an
+    exponent or a zero fraction is left to the full path.
+
+    The C encoder writes a float as ``repr`` does, RFC 8785 as ECMAScript does:
+    both the shortest digits that read back to the same float, positioned the
+    same way unless the float is integral (``1.0`` / ``1``) or has an exponent
+    (``repr`` from 1e16 and below 1e-4, ECMAScript from 1e21 and below 1e-6, and
+    written differently). So when the record's bytes equal the C encoder's (the
+    fast path's check), every float in it was written with neither: exactly as
+    RFC 8785 writes it.
+    """
+    if "e" in text or "E" in text or text.endswith(".0"):
+        raise _NotFastError
+    return float(text)
+
+
+_fast_loads = json.JSONDecoder(parse_float=_fast_float, parse_constant=_not_fast).decode
+_dumps = json.JSONEncoder(  # canonical.fast_canonical_bytes' encoder
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _fast_value(data: bytes) -> dict[str, Any] | None:
+    """The record's value, parsed without hooks, when it has the record's shape
+    (``seq`` an integer, ``prev`` a string, an entry of envelope members with a
+    ``sig`` object) and nothing that sends it the full way; else None."""
+    if _fast_doubt(data) or exceeds_text_depth(data, MAX_RECORD_DEPTH):
+        return None
+    try:
+        raw = _fast_loads(data.decode("utf-8"))
+    except (_NotFastError, ValueError, RecursionError):
+        return None
+    if type(raw) is not dict or raw.keys() != _FAST_KEYS:
+        return None
+    entry = raw["entry"]
+    if type(entry) is not dict or not entry.keys() <= _ENVELOPE_KEYS:
+        return None
+    if type(raw["seq"]) is not int or type(raw["prev"]) is not str:
+        return None
+    return raw if type(entry.get("sig")) is dict else None
+
+
+def _decode_fast(data: bytes) -> DecodedRecord | None:
+    """The common record, decoded with one parse and one serialisation; None for
+    anything this is not sure of, or would refuse (the full path then decides).
+
+    What it accepts, :func:`_decode_full` accepts with the same result (a
+    property test checks it on records and altered records):
+
+    - parsed without hooks on objects or integers (only on fractions and
+      constants, which are rare), it holds no constant, no float with an
+      exponent or a zero fraction (the hooks bail out, see ``_fast_float``), no
+      integer beyond 2**53 - 1 and no key from U+D800 on (``_fast_doubt`` on the
+      bytes), and it nests no deeper than the limit: so the C encoder writes its
+      RFC 8785 bytes, and ``parse_json`` would read the same value;
+    - those bytes equal ``data``: the record is canonical, and no object had a
+      duplicate key (the bytes would then hold a member the value lacks);
+    - the same envelope, schema and record checks run as on the full path;
+    - the signed bytes are the entry's bytes less its ``sig`` member, which in
+      an entry of envelope members only is followed by ``time`` and ``v`` alone.
+    """
+    raw = _fast_value(data)
+    if raw is None:
+        return None
+    entry_raw, seq, prev = raw["entry"], raw["seq"], raw["prev"]
+    sig = entry_raw["sig"]
+    try:
+        _check_envelope(entry_raw, require_known_kind=False)
+        record = Record(seq=seq, prev=prev, entry=Entry.from_dict(entry_raw))
+        whole = _dumps(raw).encode("utf-8")
+    except (SchemaError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if whole != data:
+        return None
+    # time, v and sig passed the envelope's patterns: ASCII with nothing to escape
+    time_v = f',"time":"{entry_raw["time"]}","v":"{entry_raw["v"]}"}}'.encode()
+    sig_member = (
+        f',"sig":{{"alg":"ed25519","key":"{sig["key"]}","value":"{sig["value"]}"}}'
+    ).encode() + time_v
+    tail = b',"prev":"' + prev.encode("ascii") + b'","seq":' + str(seq).encode() + b"}"
+    entry_bytes = data[9 : len(data) - len(tail)]  # after b'{"entry":'
+    if not entry_bytes.endswith(sig_member) or not data.endswith(tail):
+        return None
+    signing_bytes = entry_bytes[: len(entry_bytes) - len(sig_member)] + time_v
     return DecodedRecord(
         record=record,
         record_bytes=data,

@@ -22,17 +22,18 @@ if TYPE_CHECKING:
 # libsodium's binding is loaded on the first signature made or checked: a
 # reading command (`mltrail runs`, `show`, ...) checks none and starts faster.
 _SODIUM: Any = None
-_BAD: tuple[type[BaseException], ...] = ()
+_OPEN: Any = None
+_NULL: Any = None
 
 
 def _sodium() -> Any:
     """``nacl.bindings``, imported once."""
-    global _SODIUM, _BAD  # noqa: PLW0603 (a lazily loaded module)
+    global _SODIUM, _OPEN, _NULL  # noqa: PLW0603 (a lazily loaded module)
     if _SODIUM is None:
         import nacl.bindings
-        import nacl.exceptions
+        from nacl._sodium import ffi, lib  # PyNaCl's own cffi binding of libsodium
 
-        _BAD = (nacl.exceptions.BadSignatureError, ValueError, TypeError)
+        _OPEN, _NULL = lib.crypto_sign_open, ffi.NULL
         _SODIUM = nacl.bindings
     return _SODIUM
 
@@ -147,14 +148,16 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     """Return True when ``signature`` is a valid Ed25519 signature of ``message``."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
-    sodium = _SODIUM or _sodium()
+    if _OPEN is None:
+        _sodium()
+    # what nacl.signing.VerifyKey(public_key).verify(message, signature) does
+    # (libsodium's crypto_sign_open), without a key object per signature and
+    # without copying the message out: libsodium takes NULL for the output
     try:
-        # what nacl.signing.VerifyKey(public_key).verify(message, signature) does,
-        # without making a key object per signature
-        sodium.crypto_sign_open(signature + message, public_key)
-    except _BAD:
+        signed = bytes(signature) + bytes(message)
+        return _OPEN(_NULL, _NULL, signed, len(signed), bytes(public_key)) == 0
+    except (TypeError, ValueError):
         return False
-    return True
 
 
 def encode_b64(data: bytes) -> str:
