@@ -188,3 +188,55 @@ def test_show_json_decodes_records_with_floats_without_rfc8785(home, tmp_path):
     shown = json.loads(stdout)
     assert shown["params"][0]["params"] == {"lr": 0.05}
     assert "loaded: []" in stderr
+
+
+def test_runs_param_reads_the_value_without_the_argv_and_config_parsers(home, tmp_path):
+    """`--param` needs `coerce_value` only (`capture.run.values`, ADR 0021)."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.05", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    names = ("mltrail.capture.run.params", "yaml", "rich")
+    stdout, stderr = _loaded(home, names, "runs", "--param", "lr=0.05", "--json")
+    assert [r["name"] for r in json.loads(stdout)] == ["p"]
+    assert "loaded: []" in stderr
+    stdout, _ = _loaded(home, (), "runs", "--param", "lr=0.5", "--json")
+    assert json.loads(stdout) == []
+
+
+# Modules of commands other than the one run: the top-level group and the
+# `model` group import a subcommand's module only when it runs (ADR 0021).
+_OTHER_COMMANDS = (
+    "mltrail.cli.run_cmd",
+    "mltrail.cli.runs_cmd",
+    "mltrail.cli.lineage_cmd",
+    "mltrail.cli.verify_cmd",
+    "mltrail.cli.demo",
+    "mltrail.cli.model_group",
+    "mltrail.cli.model_cmd",
+    "mltrail.cli.governance_cmd",
+    "mltrail.cli.hash_bar",
+)
+
+
+def test_read_commands_load_only_their_own_command_modules(home):
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "show", "0", "--json")
+    assert json.loads(stdout)["seq"] == 0
+    assert "loaded: []" in stderr
+    history = ("mltrail.cli.stage_cmd", *_OTHER_COMMANDS)
+    stdout, stderr = _loaded(home, history, "model", "history", "--json")
+    assert json.loads(stdout) == []
+    loaded = stderr[-1]
+    assert loaded == "loaded: ['mltrail.cli.model_group', 'mltrail.cli.stage_cmd']"
+
+
+def test_model_help_lists_every_subcommand(home):
+    proc = mltrail(home, "model", "--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("Commands:")[1].split()
+    names = [w for w in listed if w.islower() and w.isalpha()]
+    for name in ("approve", "delta", "demote", "describe", "fingerprint", "gate",
+                 "history", "lock", "promote"):  # fmt: skip
+        assert name in names
+    assert mltrail(home, "model", "fingerprint", "--help").returncode == 0
+    assert mltrail(home, "model", "nosuch").returncode == 2
