@@ -211,7 +211,6 @@ _OTHER_COMMANDS = (
     "mltrail.cli.lineage_cmd",
     "mltrail.cli.verify_cmd",
     "mltrail.cli.demo",
-    "mltrail.cli.model_group",
     "mltrail.cli.model_cmd",
     "mltrail.cli.governance_cmd",
     "mltrail.cli.hash_bar",
@@ -220,14 +219,36 @@ _OTHER_COMMANDS = (
 
 def test_read_commands_load_only_their_own_command_modules(home):
     assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
-    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "show", "0", "--json")
-    assert json.loads(stdout)["seq"] == 0
-    assert "loaded: []" in stderr
-    history = ("mltrail.cli.stage_cmd", *_OTHER_COMMANDS)
-    stdout, stderr = _loaded(home, history, "model", "history", "--json")
-    assert json.loads(stdout) == []
-    loaded = stderr[-1]
-    assert loaded == "loaded: ['mltrail.cli.model_group', 'mltrail.cli.stage_cmd']"
+    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "show", "0")  # through click
+    assert '"seq": 0' in stdout
+    assert stderr[-1] == "loaded: []"
+    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "model", "history")
+    assert stdout == "no promotions recorded yet\n"
+    assert stderr[-1] == "loaded: []"
+
+
+def test_plain_json_reads_do_not_import_click(home, tmp_path):
+    """The plain `--json` forms run without click (`cli.reads`, ADR 0021); other
+    forms, help included, still go through it."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(mltrail(home, "runs", "--json").stdout)[0]["id"]
+    names = ("click", "mltrail.cli.app", "mltrail.cli.output", *_OTHER_COMMANDS)
+    for args in (
+        ("show", "p", "--json"),
+        ("show", "0", "--full", "--json"),
+        ("runs", "--param", "lr=0.5", "-n", "5", "--json"),
+        ("runs", "--json", "--since", "2000-01-01", "--name", "p*"),
+        ("model", "history", "--at", "2026-01-01", "--json"),
+    ):
+        stdout, stderr = _loaded(home, names, *args)
+        assert stderr[-1] == "loaded: []", args
+        assert stdout == mltrail(home, "--debug", *args).stdout  # click's path
+    stdout, _ = _loaded(home, names, "show", "p", "--json")
+    assert json.loads(stdout)["run"]["id"] == run_id
+    for args in (("show", "p", "--json", "--help"), ("runs", "--limit=5", "--json")):
+        _, stderr = _loaded(home, ("click",), *args)
+        assert stderr[-1] == "loaded: ['click']", args
 
 
 def test_model_help_lists_every_subcommand(home):
