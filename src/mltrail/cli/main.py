@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if run_plain(args[2:]):
             return
-    elif "--json" in args:
+    elif "--json" in args and _read_command(args):
         from mltrail.cli.reads import run_plain as run_read
 
         if run_read(args):
@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     from mltrail.cli.app import main as run
 
     run(args)
+
+
+def _read_command(args: list[str]) -> bool:
+    """Whether ``args`` name a command :func:`mltrail.cli.reads.run_plain` may run."""
+    command = args[2:3] if args[:1] == ["--home"] else args[:1]
+    return command in (["show"], ["trace"], ["runs"], ["model"])
 
 
 def check_arguments(args: Sequence[str]) -> None:

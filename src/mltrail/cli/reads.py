@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.printing import close_home, console, emit_json, open_index
 from mltrail.errors import InputError, MltrailError
@@ -213,14 +213,22 @@ def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
 # --- the plain forms, without click -----------------------------------------------------
 
 
-class _Form(NamedTuple):
-    """What a command accepts on the plain path."""
+class _Form:
+    """What a command accepts on the plain path (a plain class: a named tuple
+    costs more to create at import than this module's whole parsing)."""
 
-    positional: int
-    flags: tuple[str, ...]
-    options: tuple[str, ...]  # taking one text value each
-    multiple: tuple[str, ...] = ()  # may be given more than once: a tuple
-    counts: tuple[str, ...] = ()  # a count, 0 to 10**9 (`COUNT`)
+    __slots__ = ("counts", "flags", "multiple", "options", "positional")
+
+    def __init__(
+        self,
+        positional: int,
+        flags: tuple[str, ...],
+        options: tuple[str, ...] = (),  # taking one text value each
+        multiple: tuple[str, ...] = (),  # may be given more than once: a tuple
+        counts: tuple[str, ...] = (),  # a count, 0 to 10**9 (`COUNT`)
+    ) -> None:
+        self.positional, self.flags, self.options = positional, flags, options
+        self.multiple, self.counts = multiple, counts
 
 
 _RUNS_OPTIONS = ("--since", "--until", "--week", "--user", "--status", "--dataset",
