@@ -188,3 +188,76 @@ def test_show_json_decodes_records_with_floats_without_rfc8785(home, tmp_path):
     shown = json.loads(stdout)
     assert shown["params"][0]["params"] == {"lr": 0.05}
     assert "loaded: []" in stderr
+
+
+def test_runs_param_reads_the_value_without_the_argv_and_config_parsers(home, tmp_path):
+    """`--param` needs `coerce_value` only (`capture.run.values`, ADR 0021)."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.05", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    names = ("mltrail.capture.run.params", "yaml", "rich")
+    stdout, stderr = _loaded(home, names, "runs", "--param", "lr=0.05", "--json")
+    assert [r["name"] for r in json.loads(stdout)] == ["p"]
+    assert "loaded: []" in stderr
+    stdout, _ = _loaded(home, (), "runs", "--param", "lr=0.5", "--json")
+    assert json.loads(stdout) == []
+
+
+# Modules of commands other than the one run: the top-level group and the
+# `model` group import a subcommand's module only when it runs (ADR 0021).
+_OTHER_COMMANDS = (
+    "mltrail.cli.run_cmd",
+    "mltrail.cli.runs_cmd",
+    "mltrail.cli.lineage_cmd",
+    "mltrail.cli.verify_cmd",
+    "mltrail.cli.demo",
+    "mltrail.cli.model_cmd",
+    "mltrail.cli.governance_cmd",
+    "mltrail.cli.hash_bar",
+)
+
+
+def test_read_commands_load_only_their_own_command_modules(home):
+    assert mltrail(home, "runs", "--json").returncode == 0  # catches the index up
+    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "show", "0")  # through click
+    assert '"seq": 0' in stdout
+    assert stderr[-1] == "loaded: []"
+    stdout, stderr = _loaded(home, _OTHER_COMMANDS, "model", "history")
+    assert stdout == "no promotions recorded yet\n"
+    assert stderr[-1] == "loaded: []"
+
+
+def test_plain_json_reads_do_not_import_click(home, tmp_path):
+    """The plain `--json` forms run without click (`cli.reads`, ADR 0021); other
+    forms, help included, still go through it."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(mltrail(home, "runs", "--json").stdout)[0]["id"]
+    names = ("click", "mltrail.cli.app", "mltrail.cli.output", *_OTHER_COMMANDS)
+    for args in (
+        ("show", "p", "--json"),
+        ("show", "0", "--full", "--json"),
+        ("runs", "--param", "lr=0.5", "-n", "5", "--json"),
+        ("runs", "--json", "--since", "2000-01-01", "--name", "p*"),
+        ("model", "history", "--at", "2026-01-01", "--json"),
+    ):
+        stdout, stderr = _loaded(home, names, *args)
+        assert stderr[-1] == "loaded: []", args
+        assert stdout == mltrail(home, "--debug", *args).stdout  # click's path
+    stdout, _ = _loaded(home, names, "show", "p", "--json")
+    assert json.loads(stdout)["run"]["id"] == run_id
+    for args in (("show", "p", "--json", "--help"), ("runs", "--limit=5", "--json")):
+        _, stderr = _loaded(home, ("click",), *args)
+        assert stderr[-1] == "loaded: ['click']", args
+
+
+def test_model_help_lists_every_subcommand(home):
+    proc = mltrail(home, "model", "--help")
+    assert proc.returncode == 0, proc.stderr
+    listed = proc.stdout.split("Commands:")[1].split()
+    names = [w for w in listed if w.islower() and w.isalpha()]
+    for name in ("approve", "delta", "demote", "describe", "fingerprint", "gate",
+                 "history", "lock", "promote"):  # fmt: skip
+        assert name in names
+    assert mltrail(home, "model", "fingerprint", "--help").returncode == 0
+    assert mltrail(home, "model", "nosuch").returncode == 2

@@ -222,7 +222,7 @@ def _conditions(
         where.append(_name_condition(index, spec.limit, spec.name))
         args.append(spec.name)
     if spec.params:  # the parameter parser (tomllib, yaml) only when asked
-        from mltrail.capture.run.params import coerce_value
+        from mltrail.capture.run.values import coerce_value
     for key, value in spec.params:
         matched = [key, param_value(coerce_value(value)), param_value(value)]
         where.append(_param_condition(index, spec.limit, matched))

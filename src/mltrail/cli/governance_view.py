@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltrail.cli.output import console
+from mltrail.cli.printing import console
 
 __all__ = ["print_governance"]
 

@@ -19,6 +19,7 @@ from mltrail.cli.output import (
     open_from,
     open_index,
 )
+from mltrail.cli.reads import show_target
 from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
 from mltrail.errors import InputError
 from mltrail.ledger.home import Home, init_home
@@ -265,33 +266,6 @@ def log_cmd(
     console.print(table)
 
 
-def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
-    from mltrail.ledger.erasure import purge_note
-    from mltrail.ledger.ledger import BlobPurgedError
-
-    try:
-        data = home.ledger.get_blob(digest)
-    except BlobPurgedError as e:
-        note = purge_note(home.ledger, digest)
-        why = f" ({note.describe()})" if note is not None else ""
-        return f"<purged by policy at seq {e.seq}{why}: its bytes were erased>"
-    except InputError:
-        return "<missing: not in the store and no purge names it; run `mltrail verify`>"
-    limit = None if full else 65536
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<binary, {len(data)} bytes>"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return (
-            text
-            if limit is None or len(text) <= limit
-            else text[:limit] + "\n<truncated>"
-        )
-
-
 @click.command()
 @click.argument("target", metavar="RUN|SEQ")
 @click.option("--full", is_flag=True, help="Do not truncate large text blobs.")
@@ -312,47 +286,7 @@ def show(ctx: click.Context, target: str, full: bool, as_json: bool) -> None:
       mltrail show 01a21107-c022 --json
       mltrail show 0                       # record 0, blobs inlined
     """
-    home = open_from(ctx)
-    try:
-        if target.isdigit() and int(target) < home.ledger.head().size:
-            _show_record(home, int(target), full, as_json)
-        else:
-            _show_run(home, target, as_json)
-    finally:
-        home.close()
-
-
-def _show_run(home: Home, ref: str, as_json: bool) -> None:
-    from mltrail.audit.governance import governance_of
-    from mltrail.audit.query import load_run, resolve_run
-    from mltrail.audit.trace import run_outputs
-    from mltrail.cli.governance_view import print_governance
-    from mltrail.cli.show_run import render_run, run_to_dict
-
-    index = open_index(home)
-    view = load_run(home, index, resolve_run(index, ref))
-    found = governance_of(home, index, sorted(run_outputs(index, view.summary.id)))
-    if as_json:
-        emit_json(run_to_dict(view) | {"governance": found})
-    else:
-        render_run(view)
-        print_governance(found)
-
-
-def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
-    from mltrail.core.codec import find_blob_refs
-
-    record = home.ledger.record(seq)
-    out = record.to_dict()
-    out["hash"] = record.compute_hash().hex()
-    out["blobs"] = {
-        ref.digest: _resolve_blob(home, ref.digest, full)
-        for ref in find_blob_refs(record.entry.body)
-    }
-    if as_json:
-        emit_json(out)
-    else:
-        console.print_json(json.dumps(out, ensure_ascii=False))
+    show_target(lambda: open_from(ctx), target, full, as_json)
 
 
 @click.command()

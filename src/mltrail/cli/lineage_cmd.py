@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mltrail.audit.governance import governance_of
 from mltrail.audit.refs import resolve_node
-from mltrail.audit.trace import build_lineage, explain
+from mltrail.audit.trace import build_lineage
 from mltrail.capture.machine.identity import describe_user
 from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.reads import trace_model
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
 
 if TYPE_CHECKING:
@@ -110,15 +110,7 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
       mltrail trace 9f3c2a1b --json
       mltrail model history --at 2026-03-14     # which model was live, then trace it
     """
-    home = open_from(ctx)
-    try:
-        index = open_index(home)
-        start = resolve_node(index, model, cwd=Path.cwd())
-        graph = build_lineage(index, start, upstream=True)
-        answer = explain(home, index, start, graph)
-        answer["governance"] = governance_of(home, index, [start])
-    finally:
-        home.close()
+    answer, graph = trace_model(lambda: open_from(ctx), model)
     if as_json:
         emit_json(answer)
         return

@@ -5,7 +5,9 @@ plain form of ``mltrail data hash PATH...`` (paths, ``--no-cache``,
 ``--follow-links``: see :func:`mltrail.cli.data_hash.run_plain`), which does not
 import click at all: re-hashing an unchanged dataset takes tens of
 milliseconds, and click and its imports cost about as much again (ADR 0035).
-Its output, errors and exit codes are those of the click command.
+Its output, errors and exit codes are those of the click command. Nor do the
+plain ``--json`` forms of ``show``, ``trace``, ``runs`` and ``model history``
+(:func:`mltrail.cli.reads.run_plain`, ADR 0021).
 """
 
 from __future__ import annotations
@@ -31,9 +33,20 @@ def main(argv: list[str] | None = None) -> None:
 
         if run_plain(args[2:]):
             return
+    elif "--json" in args and _read_command(args):
+        from mltrail.cli.reads import run_plain as run_read
+
+        if run_read(args):
+            return
     from mltrail.cli.app import main as run
 
     run(args)
+
+
+def _read_command(args: list[str]) -> bool:
+    """Whether ``args`` name a command :func:`mltrail.cli.reads.run_plain` may run."""
+    command = args[2:3] if args[:1] == ["--home"] else args[:1]
+    return command in (["show"], ["trace"], ["runs"], ["model"])
 
 
 def check_arguments(args: Sequence[str]) -> None:

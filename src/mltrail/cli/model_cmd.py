@@ -13,22 +13,9 @@ from mltrail.cli.output import COUNT, console, emit_json, json_option
 if TYPE_CHECKING:
     from mltrail.record.finetune import ScannedModel
 
-__all__ = ["model"]
+__all__ = ["delta", "fingerprint"]
 
 _PATH = click.Path(exists=True, path_type=Path)
-
-
-@click.group()
-def model() -> None:
-    """Model fingerprints (model ids over tensor bytes) and weight deltas.
-
-    \b
-    Examples:
-      mltrail model fingerprint ./llama-7b                 # id, tensors, dtypes
-      mltrail model fingerprint model.safetensors --tensors
-      mltrail model delta ./base ./merged --top 5          # what fine-tuning changed
-      mltrail model delta ./base --adapter ./lora --json   # LoRA update norms
-    """
 
 
 def _human(n: int) -> str:
@@ -44,7 +31,7 @@ def _settings(values: dict[str, Any]) -> str:
     return "  ".join(f"{k}={v}" for k, v in values.items())
 
 
-@model.command()
+@click.command()
 @click.argument("path", type=_PATH)
 @click.option("--tensors", "show_tensors", is_flag=True, help="List every tensor.")
 @json_option
@@ -96,7 +83,7 @@ def _print_fingerprint(info: dict[str, Any], scanned: ScannedModel | None) -> No
         console.print(table)
 
 
-@model.command()
+@click.command()
 @click.argument("base", type=_PATH)
 @click.argument("tuned", type=_PATH, required=False)
 @click.option(

@@ -1,27 +1,34 @@
-"""Shared CLI plumbing: the app state, JSON output, opening the home."""
+"""Shared CLI plumbing: the app state, JSON output, opening the home.
+
+What needs no click lives in :mod:`mltrail.cli.printing` and is re-exported here.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from mltrail.cli.printing import (
+    LazyConsole,
+    close_home,
+    console,
+    emit_json,
+    err_console,
+    open_index,
+)
 from mltrail.cli.state import AppState
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from mltrail.index import Index
     from mltrail.ledger.home import Home
 
 __all__ = [
     "COUNT",
     "WORKERS",
     "AppState",
+    "LazyConsole",
     "console",
     "emit_json",
     "err_console",
@@ -29,34 +36,6 @@ __all__ = [
     "open_from",
     "open_index",
 ]
-
-# Piped or redirected output is read by tools or saved: do not cut tables to 80
-# columns there. A terminal gets its own width.
-_WIDTH = None if sys.stdout.isatty() else 160
-
-
-class LazyConsole:
-    """A ``rich`` console made on first use: rich costs tens of milliseconds to
-    import, which a command printing JSON (or nothing) should not pay."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    def get(self) -> Console:
-        """The console itself (for rich objects that need a real one)."""
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return self._console
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.get(), name)
-
-
-console = LazyConsole(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 COUNT = click.IntRange(0, 10**9)
 """How many things to show or keep: a bounded, non-negative integer."""
@@ -93,7 +72,7 @@ def open_from(
     if local_only is not None:
         _refuse_client_mode(state, local_only)
     home = open_home(state.home, writable=writable, finish_purges=finish_purges)
-    ctx.call_on_close(lambda: _close(home))
+    ctx.call_on_close(lambda: close_home(home))
     return home
 
 
@@ -110,39 +89,3 @@ def _refuse_client_mode(state: AppState, command: str) -> None:
             "kept by an mltrail server (MLTRAIL_URL)",
             hint="the server's admin does this on the server",
         )
-
-
-def _close(home: Home) -> None:
-    """Close the home; a witness that cannot be moved forward is a warning here.
-
-    What the command wrote is in the ledger by then, so its outcome stands.
-    """
-    try:
-        home.close()
-    except MltrailError as e:
-        err_console.print(f"warning: {e}", style="yellow", markup=False)
-        if e.hint:
-            err_console.print(f"hint: {e.hint}", markup=False)
-
-
-def emit_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def open_index(home: Home) -> Index:
-    """The home's index, caught up; warns on stderr of records left out of it."""
-    from mltrail.index import open_index as open_caught_up
-
-    index = open_caught_up(home)
-    if skipped := index.skipped:
-        shown = ", ".join(map(str, skipped[:10])) + (
-            ", ..." if len(skipped) > 10 else ""
-        )
-        err_console.print(
-            f"warning: record(s) {shown} cannot be read and are left out of the "
-            "answer; run `mltrail verify`",
-            style="yellow",
-            markup=False,
-        )
-    return index

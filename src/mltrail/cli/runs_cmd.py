@@ -6,20 +6,20 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mltrail.audit.query import RunFilter, search_runs, time_window
 from mltrail.cli.output import (
     COUNT,
     console,
     emit_json,
     json_option,
     open_from,
-    open_index,
 )
+from mltrail.cli.reads import find_runs
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from mltrail.audit.query import RunFilter
     from mltrail.record.recorder import RunSummary
 
 __all__ = ["runs"]
@@ -62,18 +62,6 @@ def _table(found: list[RunSummary]) -> Table:
             s.who(),
         )
     return table
-
-
-def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
-    pairs = []
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise InputError(
-                f"--param {text!r} is not KEY=VALUE", hint="e.g. --param lr=0.001"
-            )
-        pairs.append((key, value))
-    return pairs
 
 
 @click.group(invoke_without_command=True)
@@ -136,22 +124,9 @@ def runs(
     """
     if ctx.invoked_subcommand is not None:
         return
-    spec = RunFilter(
-        window=time_window(since, until, week),
-        user=user,
-        status=status,
-        params=_param(params),
-        dataset=dataset,
-        name=name,
-        limit=limit + 1 if limit > 0 else None,
-    )
-    home = open_from(ctx)
-    try:
-        found = search_runs(home, open_index(home), spec)
-    finally:
-        home.close()
-    more = limit > 0 and len(found) > limit
-    shown = found[1:] if more else found
+    filters = {"since": since, "until": until, "week": week, "user": user,
+               "status": status, "params": params, "dataset": dataset, "name": name}  # fmt: skip
+    spec, shown, more = find_runs(lambda: open_from(ctx), filters, limit)
     if as_json:
         emit_json([s.to_dict() for s in shown])
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.output import console
+from mltrail.cli.printing import console
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

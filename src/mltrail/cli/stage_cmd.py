@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
-from mltrail.audit.governance import governance_of
-from mltrail.audit.query import parse_when
 from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.reads import model_history, with_governance
 from mltrail.record.stages import demote as record_demote
-from mltrail.record.stages import lock_model, stage_history, stage_holders
+from mltrail.record.stages import lock_model
 from mltrail.record.stages import promote as record_promote
 
 __all__ = ["demote", "history", "lock", "promote"]
@@ -137,19 +135,9 @@ def history(
       mltrail model history --stage production --at 2026-03-14T09:30Z
       mltrail model history --at 2026-03-14 --json
     """
-    home = open_from(ctx)
-    try:
-        index = open_index(home)
-        if at is not None:
-            holders = stage_holders(index, at=parse_when(at, end=len(at) == 10))
-            events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
-        else:
-            events = stage_history(index, stage=stage)
-        found = governance_of(home, index, [e.model for e in events])
-    finally:
-        home.close()
+    events, found = model_history(lambda: open_from(ctx), stage, at)
     if as_json:
-        emit_json([_with_governance(e.to_dict(), found) for e in events])
+        emit_json([with_governance(e.to_dict(), found) for e in events])
         return
     if not events:
         console.print("no stage held then" if at else "no promotions recorded yet")
@@ -209,12 +197,3 @@ def lock(ctx: click.Context, model: str, reason: str | None, as_json: bool) -> N
             f"sealed to {sealed['url']}: records 0 to {sealed['sealed_size'] - 1}",
             markup=False,
         )
-
-
-def _with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
-    facts = found.get(event["model"]) or {}
-    return event | {
-        "card": facts.get("card", {}),
-        "open_flags": facts.get("open_flags", []),
-        "approvals": facts.get("approvals", []),
-    }

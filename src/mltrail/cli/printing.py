@@ -1,0 +1,118 @@
+"""CLI output that needs no click: the lazy rich consoles, JSON on stdout, the
+caught-up index and closing a home with a warning.
+
+:mod:`mltrail.cli.output` re-exports all of it beside its click parts, and
+:mod:`mltrail.cli.reads` (the JSON forms of the read commands, run without
+click: ADR 0021) uses it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mltrail.index import Index
+    from mltrail.ledger.home import Home
+
+__all__ = [
+    "LazyConsole",
+    "close_home",
+    "console",
+    "emit_json",
+    "err_console",
+    "open_index",
+]
+
+# Piped or redirected output is read by tools or saved: do not cut tables to 80
+# columns there. A terminal gets its own width.
+_WIDTH = None if sys.stdout.isatty() else 160
+
+
+class LazyConsole:
+    """A ``rich`` console made on first use: rich costs tens of milliseconds to
+    import, which a command printing JSON (or nothing) should not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The console itself (for rich objects that need a real one)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console = LazyConsole(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout.
+
+    The bytes are those of ``click.echo``: on a UTF-8 text stream (what Python
+    opens stdout as) click writes the text and a newline as they are and
+    flushes (its removal of ANSI codes finds none: JSON escapes control
+    characters); any other stream goes through ``click.echo`` itself.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    out = sys.stdout
+    if _is_utf8_text(out):
+        out.write(text)
+        out.flush()
+        return
+    import click
+
+    click.echo(text, nl=False)
+
+
+def _is_utf8_text(stream: Any) -> bool:
+    import io
+
+    return (
+        type(stream) is io.TextIOWrapper
+        and stream.errors is not None
+        and stream.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    )
+
+
+def close_home(home: Home) -> None:
+    """Close the home; a witness that cannot be moved forward is a warning here.
+
+    What the command wrote is in the ledger by then, so its outcome stands.
+    """
+    try:
+        home.close()
+    except MltrailError as e:
+        err_console.print(f"warning: {e}", style="yellow", markup=False)
+        if e.hint:
+            err_console.print(f"hint: {e.hint}", markup=False)
+
+
+def open_index(home: Home) -> Index:
+    """The home's index, caught up; warns on stderr of records left out of it."""
+    from mltrail.index import open_index as open_caught_up
+
+    index = open_caught_up(home)
+    if skipped := index.skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (
+            ", ..." if len(skipped) > 10 else ""
+        )
+        err_console.print(
+            f"warning: record(s) {shown} cannot be read and are left out of the "
+            "answer; run `mltrail verify`",
+            style="yellow",
+            markup=False,
+        )
+    return index

@@ -1,0 +1,380 @@
+"""The read commands' work (``show``, ``trace``, ``runs``, ``model history``),
+without click, and :func:`run_plain`: their ``--json`` forms run straight from
+:mod:`mltrail.cli.main` without importing click (ADR 0021).
+
+Click and what it loads (uuid, platform, gettext, its types) cost about a
+tenth of a read command's start-up. The click commands call the same
+functions, so both print the same bytes; :func:`run_plain` accepts only the
+plain forms (the options each command lists, each given once, as ``--opt
+VALUE``, with ``--json``) and leaves everything else to click: help, errors
+of usage, ``--debug``, ``--opt=VALUE``, ``--``, text output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.cli.printing import close_home, console, emit_json, open_index
+from mltrail.errors import InputError, MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mltrail.audit.query import RunFilter
+    from mltrail.core.lineage import LineageGraph
+    from mltrail.ledger.home import Home
+    from mltrail.record.run_status import RunSummary
+
+__all__ = [
+    "find_runs",
+    "model_history",
+    "run_plain",
+    "show_target",
+    "trace_model",
+    "with_governance",
+]
+
+# --- the commands' work ----------------------------------------------------------------
+
+
+def show_target(
+    open_home: Callable[[], Home], target: str, full: bool, as_json: bool
+) -> None:
+    """``mltrail show``: a run in full, or a record (a number below the size)."""
+    home = open_home()
+    try:
+        if target.isdigit() and int(target) < home.ledger.head().size:
+            _show_record(home, int(target), full, as_json)
+        else:
+            _show_run(home, target, as_json)
+    finally:
+        home.close()
+
+
+def _show_run(home: Home, ref: str, as_json: bool) -> None:
+    from mltrail.audit.governance import governance_of
+    from mltrail.audit.query import load_run, resolve_run
+    from mltrail.audit.trace import run_outputs
+    from mltrail.cli.show_run import run_to_dict
+
+    index = open_index(home)
+    view = load_run(home, index, resolve_run(index, ref))
+    found = governance_of(home, index, sorted(run_outputs(index, view.summary.id)))
+    if as_json:
+        emit_json(run_to_dict(view) | {"governance": found})
+    else:
+        from mltrail.cli.governance_view import print_governance
+        from mltrail.cli.show_run import render_run
+
+        render_run(view)
+        print_governance(found)
+
+
+def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
+    import json
+
+    from mltrail.core.codec import find_blob_refs
+
+    record = home.ledger.record(seq)
+    out = record.to_dict()
+    out["hash"] = record.compute_hash().hex()
+    out["blobs"] = {
+        ref.digest: _resolve_blob(home, ref.digest, full)
+        for ref in find_blob_refs(record.entry.body)
+    }
+    if as_json:
+        emit_json(out)
+    else:
+        console.print_json(json.dumps(out, ensure_ascii=False))
+
+
+def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
+    import json
+
+    from mltrail.ledger.erasure import purge_note
+    from mltrail.ledger.ledger import BlobPurgedError
+
+    try:
+        data = home.ledger.get_blob(digest)
+    except BlobPurgedError as e:
+        note = purge_note(home.ledger, digest)
+        why = f" ({note.describe()})" if note is not None else ""
+        return f"<purged by policy at seq {e.seq}{why}: its bytes were erased>"
+    except InputError:
+        return "<missing: not in the store and no purge names it; run `mltrail verify`>"
+    limit = None if full else 65536
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<binary, {len(data)} bytes>"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return (
+            text
+            if limit is None or len(text) <= limit
+            else text[:limit] + "\n<truncated>"
+        )
+
+
+def trace_model(
+    open_home: Callable[[], Home], model: str
+) -> tuple[dict[str, Any], LineageGraph]:
+    """``mltrail trace``: what made ``model``, and the lineage graph behind it."""
+    from mltrail.audit.governance import governance_of
+    from mltrail.audit.refs import resolve_node
+    from mltrail.audit.trace import build_lineage, explain
+
+    home = open_home()
+    try:
+        index = open_index(home)
+        start = resolve_node(index, model, cwd=Path.cwd())
+        graph = build_lineage(index, start, upstream=True)
+        answer = explain(home, index, start, graph)
+        answer["governance"] = governance_of(home, index, [start])
+    finally:
+        home.close()
+    return answer, graph
+
+
+def model_history(
+    open_home: Callable[[], Home], stage: str | None, at: str | None
+) -> tuple[list[Any], dict[str, Any]]:
+    """``mltrail model history``: the stage events (or holders at ``at``) and the
+    governance of their models."""
+    from mltrail.audit.governance import governance_of
+    from mltrail.audit.query import parse_when
+    from mltrail.record.stages import stage_history, stage_holders
+
+    home = open_home()
+    try:
+        index = open_index(home)
+        if at is not None:
+            holders = stage_holders(index, at=parse_when(at, end=len(at) == 10))
+            events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
+        else:
+            events = stage_history(index, stage=stage)
+        found = governance_of(home, index, [e.model for e in events])
+    finally:
+        home.close()
+    return events, found
+
+
+def with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    """A stage event with its model's card, open flags and approvals."""
+    facts = found.get(event["model"]) or {}
+    return event | {
+        "card": facts.get("card", {}),
+        "open_flags": facts.get("open_flags", []),
+        "approvals": facts.get("approvals", []),
+    }
+
+
+def find_runs(
+    open_home: Callable[[], Home], filters: dict[str, Any], limit: int
+) -> tuple[RunFilter, list[RunSummary], bool]:
+    """``mltrail runs``: the filter, the runs shown (newest ``limit``, 0: all) and
+    whether older ones were left out."""
+    from mltrail.audit.query import RunFilter, search_runs, time_window
+
+    spec = RunFilter(
+        window=time_window(filters["since"], filters["until"], filters["week"]),
+        user=filters["user"],
+        status=filters["status"],
+        params=_param(filters["params"]),
+        dataset=filters["dataset"],
+        name=filters["name"],
+        limit=limit + 1 if limit > 0 else None,
+    )
+    home = open_home()
+    try:
+        found = search_runs(home, open_index(home), spec)
+    finally:
+        home.close()
+    more = limit > 0 and len(found) > limit
+    return spec, found[1:] if more else found, more
+
+
+def _param(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise InputError(
+                f"--param {text!r} is not KEY=VALUE", hint="e.g. --param lr=0.001"
+            )
+        pairs.append((key, value))
+    return pairs
+
+
+# --- the plain forms, without click -----------------------------------------------------
+
+
+class _Form:
+    """What a command accepts on the plain path (a plain class: a named tuple
+    costs more to create at import than this module's whole parsing)."""
+
+    __slots__ = ("counts", "flags", "multiple", "options", "positional")
+
+    def __init__(
+        self,
+        positional: int,
+        flags: tuple[str, ...],
+        options: tuple[str, ...] = (),  # taking one text value each
+        multiple: tuple[str, ...] = (),  # may be given more than once: a tuple
+        counts: tuple[str, ...] = (),  # a count, 0 to 10**9 (`COUNT`)
+    ) -> None:
+        self.positional, self.flags, self.options = positional, flags, options
+        self.multiple, self.counts = multiple, counts
+
+
+_RUNS_OPTIONS = ("--since", "--until", "--week", "--user", "--status", "--dataset",
+                 "--name")  # fmt: skip
+_FORMS = {
+    ("show",): _Form(1, ("--json", "--full"), ()),
+    ("trace",): _Form(1, ("--json",), ()),
+    ("runs",): _Form(0, ("--json",), _RUNS_OPTIONS, ("--param",), ("-n", "--limit")),
+    ("model", "history"): _Form(0, ("--json",), ("--stage", "--at")),
+}
+
+
+def run_plain(args: list[str]) -> bool:
+    """Run a read command's ``--json`` form given as ``args`` (``[--home H] COMMAND
+    ...``) if it is a plain one; return False (nothing done) otherwise, for click.
+
+    Errors are printed and exit as click's path does (``error:``/``hint:`` lines,
+    the error's exit code; 130 on Ctrl-C).
+    """
+    parsed = _parse(args)
+    if parsed is None:
+        return False
+    command, home, values = parsed
+    opened: list[Home] = []
+
+    def open_home() -> Home:
+        from mltrail.ledger.home import open_home as open_it
+
+        opened.append(open_it(home, writable=False))
+        return opened[-1]
+
+    try:
+        from mltrail.cli.main import check_arguments
+
+        check_arguments(args)
+        try:
+            _run(command, open_home, values)
+        finally:
+            for h in opened:
+                close_home(h)
+    except MltrailError as e:
+        from mltrail.cli.app import fail
+
+        fail(e)
+    except (EOFError, KeyboardInterrupt):
+        from mltrail.cli.app import aborted
+
+        sys.stderr.write("\n")  # as click does before its Abort
+        sys.stderr.flush()
+        aborted()
+    except OSError as e:
+        import errno
+
+        if e.errno != errno.EPIPE:
+            raise
+        from click.utils import PacifyFlushWrapper  # as click's main does
+
+        sys.stdout = PacifyFlushWrapper(sys.stdout)  # type: ignore[assignment]
+        sys.stderr = PacifyFlushWrapper(sys.stderr)  # type: ignore[assignment]
+        sys.exit(1)
+    return True
+
+
+def _run(
+    command: tuple[str, ...], open_home: Callable[[], Home], v: dict[str, Any]
+) -> None:
+    if command == ("show",):
+        show_target(open_home, v["target"], v["--full"], True)
+    elif command == ("trace",):
+        emit_json(trace_model(open_home, v["target"])[0])
+    elif command == ("model", "history"):
+        events, found = model_history(open_home, v["--stage"], v["--at"])
+        emit_json([with_governance(e.to_dict(), found) for e in events])
+    else:
+        filters = {name[2:]: v[name] for name in _RUNS_OPTIONS}
+        filters["params"] = v["--param"]
+        limit = v["--limit"] if v["--limit"] is not None else v["-n"]
+        _, shown, _ = find_runs(open_home, filters, 20 if limit is None else limit)
+        emit_json([s.to_dict() for s in shown])
+
+
+def _parse(
+    args: list[str],
+) -> tuple[tuple[str, ...], Path | None, dict[str, Any]] | None:
+    """(command, home, values) of a plain ``--json`` form; None for click."""
+    rest = list(args)
+    home_text: str | None = None
+    if rest[:1] == ["--home"]:
+        if len(rest) < 2 or rest[1].startswith("-"):
+            return None
+        home_text, rest = rest[1], rest[2:]
+    command = tuple(rest[:2]) if rest[:1] == ["model"] else tuple(rest[:1])
+    form = _FORMS.get(command)
+    if form is None or "--json" not in rest:
+        return None
+    values = _values(form, rest[len(command) :])
+    home = _home(home_text)
+    if values is None or home is False:
+        return None
+    return command, home, values
+
+
+def _values(form: _Form, tokens: list[str]) -> dict[str, Any] | None:
+    """The command's arguments as click would give them; None where click
+    alone decides (an unknown token, a repeated option, a value like an option)."""
+    values: dict[str, Any] = dict.fromkeys((*form.options, *form.counts))
+    values |= dict.fromkeys(form.flags, False) | dict.fromkeys(form.multiple, ())
+    positional: list[str] = []
+    seen: set[str] = set()
+    taking = (*form.options, *form.multiple, *form.counts)
+    stream = iter(tokens)
+    for token in stream:
+        if not token.startswith("-"):
+            positional.append(token)
+            continue
+        if token in form.flags:
+            values[token] = True
+            continue
+        value = next(stream, None) if token in taking else None
+        if value is None or value.startswith("-") or token in seen - set(form.multiple):
+            return None  # --help, --, --opt=value, unknown, click's "last wins"
+        seen.add(token)
+        if token in form.multiple:
+            values[token] = (*values[token], value)
+        elif token not in form.counts:
+            values[token] = value
+        elif value.isascii() and value.isdigit() and int(value) <= 10**9:
+            values[token] = int(value)
+        else:
+            return None
+    if len(positional) != form.positional or {"-n", "--limit"} <= seen:
+        return None
+    if positional:
+        values["target"] = positional[0]
+    return values
+
+
+def _home(text: str | None) -> Path | bool | None:
+    """``--home`` (else ``$MLTRAIL_HOME`` when not empty) as click's ``Path`` type
+    gives it; False when click would refuse it (unreadable)."""
+    if text is None:
+        text = os.environ.get("MLTRAIL_HOME") or None
+        if text is None:
+            return None
+    try:
+        os.stat(text)
+    except OSError:
+        return Path(text)
+    return Path(text) if os.access(text, os.R_OK) else False
