@@ -3,7 +3,13 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mltrail.core.entry import Entry, TemplateSigner, sign_entry
+from mltrail.core.canonical import canonical_bytes, canonical_object
+from mltrail.core.entry import (
+    Entry,
+    TemplateSigner,
+    compose_record_bytes,
+    sign_entry,
+)
 from mltrail.testing import fixed_signer
 
 SIGNER = fixed_signer()
@@ -47,3 +53,18 @@ def test_template_bytes_are_sign_entry_bytes(actor, kind, time, body, run):
     expected = sign_entry(Entry(kind, time, actor, body, run), SIGNER)
     assert made == expected
     assert made.signed_bytes == expected.signed_bytes
+
+
+@given(
+    seq=st.integers(min_value=0, max_value=2**53 - 1),
+    prev=st.one_of(st.text("0123456789abcdef", min_size=64, max_size=64), TEXT),
+    entry=OBJECTS,
+)
+def test_record_bytes_are_the_canonical_object(seq, prev, entry):
+    entry_bytes = canonical_bytes(entry)
+    members = {
+        "entry": entry_bytes,
+        "prev": canonical_bytes(prev),
+        "seq": canonical_bytes(seq),
+    }
+    assert compose_record_bytes(seq, prev, entry_bytes) == canonical_object(members)
