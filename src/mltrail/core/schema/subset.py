@@ -208,9 +208,14 @@ def _check_type(schema: dict[str, Any], value: Any, path: str) -> str | None:
     wanted = schema.get("type")
     if wanted is None:
         return None
-    names = [wanted] if isinstance(wanted, str) else wanted
-    if any(_TYPES[name](value) for name in names):
-        return None
+    if isinstance(wanted, str):
+        if _TYPES[wanted](value):  # one type, the common case: no list made
+            return None
+        names = [wanted]
+    else:
+        names = wanted
+        if any(_TYPES[name](value) for name in names):
+            return None
     kinds = ", ".join(repr(name) for name in names)
     return f"{path or '(top level)'}: {value!r:.60} is not of type {kinds}"
 
