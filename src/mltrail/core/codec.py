@@ -129,11 +129,19 @@ _TIME = re.compile(
 def parse_time(text: str) -> datetime:
     """Parse an entry time (RFC 3339, UTC, ``Z``) into an aware datetime.
 
-    Fractions beyond microseconds are accepted and truncated.
+    Fractions beyond microseconds are accepted and truncated. An append parses
+    each entry's time twice (checking the entry, then dating it against the
+    ledger's newest time), so recent answers are kept (datetimes are immutable).
 
     Raises:
         SchemaError: not an RFC 3339 UTC time.
     """
+    if type(text) is str:
+        return _parse_time_cached(text)
+    return _parse_time(text)
+
+
+def _parse_time(text: str) -> datetime:
     match = _TIME.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise SchemaError(
@@ -186,11 +194,20 @@ def _is_day(text: str) -> bool:
     return True
 
 
+# a batch of appends parses up to 2 x its size before asking again; errors are
+# raised, never kept
+_parse_time_cached = lru_cache(maxsize=4096)(_parse_time)
+
+
 def format_time(moment: datetime) -> str:
     """Format an aware datetime as an entry time: UTC, microseconds, ``Z``."""
     if moment.tzinfo is None:
         raise ValueError("entry times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat pads the year to 4 digits, strftime does not
+        # the same text as the strftime below, made in C (+00:00 becomes Z)
+        return utc.isoformat(timespec="microseconds")[:-6] + "Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def validate_body(kind: str, body: Mapping[str, Any]) -> None:
@@ -294,7 +311,7 @@ def validate_entry(
         SchemaError: with the first problem found.
     """
     for name, value in data.items():
-        if type(value) is str:
+        if type(value) is str or (type(value) is dict and not value):
             continue  # nothing value_problem looks for: no nesting, no integer
         problem = value_problem(value, f"entry {name}" if name != "body" else "body")
         if problem is not None:
@@ -593,7 +610,9 @@ def find_blob_refs(value: Any, path: str = "body") -> Iterator[BlobRef]:
         ):
             yield BlobRef(path=path, digest=digest, size=size)
         for key, item in value.items():
-            yield from find_blob_refs(item, f"{path}.{key}")
+            if isinstance(item, dict | list):  # a leaf holds no reference
+                yield from find_blob_refs(item, f"{path}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from find_blob_refs(item, f"{path}[{i}]")
+            if isinstance(item, dict | list):
+                yield from find_blob_refs(item, f"{path}[{i}]")

@@ -160,7 +160,7 @@ class TemplateSigner:
     made here. Checking the entry is the caller's work, as for ``sign_entry``.
     """
 
-    __slots__ = ("_actor", "_sig_start", "_tail", "actor", "signer")
+    __slots__ = ("_actor", "_kinds", "_sig_start", "_tail", "actor", "signer")
 
     def __init__(self, signer: Signer, actor: Mapping[str, Any]) -> None:
         self.signer = signer
@@ -169,15 +169,22 @@ class TemplateSigner:
         self._tail = b',"v":' + canonical_bytes(ENTRY_VERSION) + b"}"
         empty = canonical_bytes(Signature(key=signer.key_id, value="").to_dict())
         self._sig_start = b',"sig":' + empty[:-2]  # up to the value's opening quote
+        self._kinds: dict[str, bytes] = {}
 
     def sign(
         self, kind: str, time: str, body: Mapping[str, Any], run: str | None = None
     ) -> Entry:
         """The signed entry (``actor`` the one given), its bytes cached."""
-        head = self._actor + canonical_bytes(body) + b',"kind":' + canonical_bytes(kind)
+        kinds = self._kinds
+        kind_bytes = kinds.get(kind)
+        if kind_bytes is None:
+            kind_bytes = b',"kind":' + _string_bytes(kind)
+            if len(kinds) < 64:
+                kinds[kind] = kind_bytes
+        head = self._actor + canonical_bytes(body) + kind_bytes
         if run is not None:
-            head += b',"run":' + canonical_bytes(run)
-        tail = b',"time":' + canonical_bytes(time) + self._tail
+            head += b',"run":' + _string_bytes(run)
+        tail = b',"time":' + _string_bytes(time) + self._tail
         value = encode_b64(self.signer.sign(head + tail))
         return Entry(
             kind=kind,
@@ -188,6 +195,21 @@ class TemplateSigner:
             sig=Signature(key=self.signer.key_id, value=value),
             signed_bytes=head + self._sig_start + value.encode("ascii") + b'"}' + tail,
         )
+
+
+def _string_bytes(text: Any) -> bytes:
+    """``canonical_bytes(text)``, made directly for a printable ASCII string with
+    no quote or backslash (entry kinds, times, run ids): RFC 8785 writes such a
+    string between quotes as it is. Anything else goes through ``canonical_bytes``."""
+    if (
+        type(text) is str
+        and text.isascii()
+        and text.isprintable()
+        and '"' not in text
+        and "\\" not in text
+    ):
+        return b'"' + text.encode("ascii") + b'"'
+    return canonical_bytes(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +244,17 @@ class Record:
 
 
 def compose_record_bytes(seq: int, prev: str, entry_bytes: bytes) -> bytes:
-    """Canonical record bytes from the canonical bytes of its entry."""
-    return canonical_object(
-        {"entry": entry_bytes, "prev": canonical_bytes(prev), "seq": str(seq).encode()}
+    """Canonical record bytes from the canonical bytes of its entry.
+
+    The members in RFC 8785 order (``entry``, ``prev``, ``seq``), joined
+    directly: what ``canonical_object`` makes of them (a test checks it).
+    """
+    return (
+        b'{"entry":'
+        + entry_bytes
+        + b',"prev":'
+        + _string_bytes(prev)
+        + b',"seq":'
+        + str(seq).encode()
+        + b"}"
     )
