@@ -8,7 +8,6 @@ point) imports this module for every command but the plain ``data hash``.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +15,7 @@ from typing import NoReturn
 import click
 
 from mltrail import __version__
+from mltrail.cli.lazy_group import LazyGroup
 from mltrail.cli.main import check_arguments
 from mltrail.cli.state import AppState
 from mltrail.errors import MltrailError
@@ -66,23 +66,9 @@ _COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, _, attr = target.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
-        return command
-
-
 @click.group(
     cls=LazyGroup,
+    lazy_commands=_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(

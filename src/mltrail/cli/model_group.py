@@ -7,9 +7,9 @@ does not load the fingerprint, delta or approval commands (ADR 0021).
 
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from mltrail.cli.lazy_group import LazyGroup
 
 __all__ = ["model"]
 
@@ -27,22 +27,7 @@ _COMMANDS = {
 """Subcommand name -> ``module:attribute``, sorted as click lists them."""
 
 
-class _LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, _, attr = target.partition(":")
-        command: click.Command = getattr(importlib.import_module(module), attr)
-        return command
-
-
-@click.group(cls=_LazyGroup)
+@click.group(cls=LazyGroup, lazy_commands=_COMMANDS, sort_commands=True)
 def model() -> None:
     """Model fingerprints (model ids over tensor bytes) and weight deltas.
 
