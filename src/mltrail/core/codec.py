@@ -424,6 +424,13 @@ def _decode_full(data: bytes) -> DecodedRecord:
     expected, signing_bytes = _canonical_record(seq, prev, entry_raw)
     if expected != data:
         raise SchemaError("record bytes are not in canonical form (RFC 8785)")
+    return _decoded(record, data, signing_bytes, entry_raw)
+
+
+def _decoded(
+    record: Record, data: bytes, signing_bytes: bytes, entry_raw: Mapping[str, Any]
+) -> DecodedRecord:
+    """The answer of both decoding paths for a record they accepted."""
     return DecodedRecord(
         record=record,
         record_bytes=data,
@@ -563,14 +570,7 @@ def _decode_fast(data: bytes) -> DecodedRecord | None:
     if not entry_bytes.endswith(sig_member) or not data.endswith(tail):
         return None
     signing_bytes = entry_bytes[: len(entry_bytes) - len(sig_member)] + time_v
-    return DecodedRecord(
-        record=record,
-        record_bytes=data,
-        signing_bytes=signing_bytes,
-        hash=compute_record_hash(data),
-        known_kind=entry_raw["kind"] in KNOWN_KINDS,
-        newer=entry_raw["v"] != ENTRY_VERSION,
-    )
+    return _decoded(record, data, signing_bytes, entry_raw)
 
 
 def _canonical_record(
