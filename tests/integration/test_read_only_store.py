@@ -114,8 +114,9 @@ def test_a_killed_writers_stale_wal_index_does_not_hide_its_commits(
     the ``-wal`` holds commits the ``-shm`` left behind does not index (here an
     older copy of it put back). With no connection attached, SQLite reads the log
     itself rather than trust that wal-index (``readonly_shm``), so every commit
-    is read, and nothing is written. (Not the ctime: SQLite run by root
-    ``fchown``s the ``-wal`` and ``-shm`` it opens to the database's owner.)
+    is read, and nothing is written. (The ctime aside: ``can_write`` is made to
+    say no here, and SQLite run by root ``fchown``s the ``-wal`` and ``-shm`` it
+    opens; a root reader takes this path only where that fails, a read-only mount.)
     """
     home_dir = tmp_path / "home"
     init_home(home_dir, origin="test.mltrail.local/killed", env=ENV)
