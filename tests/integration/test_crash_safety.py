@@ -61,15 +61,38 @@ def _child_env() -> dict[str, str]:
 
 def _start(
     home_dir: Path, tag: str, *, limit: int = 0, every: int = 0, cap: int = 0
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     args = [str(home_dir), tag, str(limit), str(every), str(cap)]
+    return _spawn(WRITER, *args)
+
+
+def _spawn(script: str, *args: str) -> subprocess.Popen[bytes]:
+    """A Python process running ``script``, its output read unbuffered.
+
+    ``_line`` and ``_output`` read the same pipe: a buffered reader's
+    ``readline`` reads whatever the pipe holds, and ``communicate`` reads the
+    pipe itself, not that buffer, so lines printed before the first was read
+    (the writer is quick, the test late on a loaded machine) would be lost.
+    """
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, *args],
+        [sys.executable, "-c", script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_child_env(),
-        text=True,
+        bufsize=0,
     )
+
+
+def _line(proc: subprocess.Popen[bytes]) -> str:
+    """The next line ``proc`` printed (one byte at a time: nothing read past it)."""
+    assert proc.stdout is not None
+    return proc.stdout.readline().decode()
+
+
+def _output(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str, str]:
+    """Everything ``proc`` printed after the lines ``_line`` read, once it ended."""
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return stdout.decode(), stderr.decode(errors="replace")
 
 
 def _printed(stdout: str) -> list[tuple[int, str]]:
@@ -112,13 +135,13 @@ def test_writers_killed_at_random_moments_lose_nothing_acknowledged(
         proc = _start(home_dir, f"r{round_no}", every=every, cap=MAX_PER_ROUND)
         # Mostly kill while appending; now and then while still starting up.
         if rng.random() < 0.85:
-            ready = proc.stdout.readline()
+            ready = _line(proc)
             assert ready == "ready\n", (
-                f"{where}: writer did not start: {proc.stderr.read()}"
+                f"{where}: writer did not start: {_output(proc, 30)[1]}"
             )
         time.sleep(rng.uniform(0, MAX_KILL_DELAY))
         proc.send_signal(signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = _output(proc, 30)
         assert proc.returncode == -signal.SIGKILL, f"{where}: {stderr}"
         printed = _printed(stdout)
         seqs = [seq for seq, _ in printed]
@@ -154,12 +177,32 @@ def test_writers_killed_at_random_moments_lose_nothing_acknowledged(
     assert time.monotonic() - started < 120
 
 
+def test_lines_printed_before_the_first_is_read_are_kept() -> None:
+    """The writer may print its first acknowledgements before the test reads
+    "ready" (a loaded machine): they must reach ``_printed`` all the same.
+
+    Reading "ready" through a buffered pipe lost them (``communicate`` reads the
+    pipe, not the buffer): the next round then saw the writer's first seq past
+    the ledger's size, "unexpected seqs", though no record was missing.
+    """
+    script = (
+        "import os, time\n"
+        "os.write(1, b'ready\\n1 r0-0\\n2 r0-1\\n')  # one write: one read gets all\n"
+        "time.sleep(60)\n"
+    )
+    proc = _spawn(script)
+    assert _line(proc) == "ready\n"
+    proc.send_signal(signal.SIGKILL)
+    stdout, _ = _output(proc, 30)
+    assert _printed(stdout) == [(1, "r0-0"), (2, "r0-1")]
+
+
 def test_killed_writer_leaves_home_appendable(home_dir: Path) -> None:
     proc = _start(home_dir, "first", every=3)
-    assert proc.stdout.readline() == "ready\n"
-    assert proc.stdout.readline() == "1 first-0\n"
+    assert _line(proc) == "ready\n"
+    assert _line(proc) == "1 first-0\n"
     proc.send_signal(signal.SIGKILL)
-    stdout, _ = proc.communicate(timeout=30)
+    stdout, _ = _output(proc, 30)
     first = [(1, "first-0"), *_printed(stdout)]
     home = _open(home_dir)
     try:
@@ -169,7 +212,7 @@ def test_killed_writer_leaves_home_appendable(home_dir: Path) -> None:
     assert size >= len(first) + 1
 
     proc = _start(home_dir, "second", limit=5, every=2)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = _output(proc, 60)
     assert proc.returncode == 0, stderr
     second = _printed(stdout)
     assert [seq for seq, _ in second] == list(range(size, size + 5))
@@ -188,7 +231,7 @@ def test_concurrent_writers_never_fork_the_chain(home_dir: Path) -> None:
     procs = [_start(home_dir, f"w{n}", limit=per_writer) for n in range(writers)]
     results = []
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = _output(proc, 120)
         assert proc.returncode == 0, stderr
         assert stdout.endswith("done\n")
         results.append(_printed(stdout))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,63 @@ def test_a_copy_with_its_log_but_no_wal_index_is_read_whole(live_copy: Path) -> 
     before = _listing(live_copy)
     assert _read_all(live_copy) == NOTES + 1
     assert _listing(live_copy) == before
+
+
+KILLED_WRITER = r"""
+import os, shutil, signal, sys
+from mltrail.ledger.home import open_home
+
+home = open_home(sys.argv[1], env={})
+home.ledger.append("note", {"text": "n0"})
+db = home.path / "ledger.db"
+shutil.copyfile(f"{db}-shm", f"{db}-shm.old")
+for i in range(1, 4):
+    home.ledger.append("note", {"text": f"n{i}"})
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_writers_stale_wal_index_does_not_hide_its_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auditor's view of a home someone may write, after its writer was killed:
+    the ``-wal`` holds commits the ``-shm`` left behind does not index (here an
+    older copy of it put back). With no connection attached, SQLite reads the log
+    itself rather than trust that wal-index (``readonly_shm``), so every commit
+    is read, and nothing is written. (The ctime aside: ``can_write`` is made to
+    say no here, and SQLite run by root ``fchown``s the ``-wal`` and ``-shm`` it
+    opens; a root reader takes this path only where that fails, a read-only mount.)
+    """
+    home_dir = tmp_path / "home"
+    init_home(home_dir, origin="test.mltrail.local/killed", env=ENV)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(home_dir)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    db = home_dir / "ledger.db"
+    stale = Path(f"{db}-shm.old")
+    assert stale.read_bytes() != Path(f"{db}-shm").read_bytes()  # it lags the log
+    os.replace(stale, f"{db}-shm")
+    monkeypatch.setattr("mltrail.ledger.home.can_write", lambda _: False)
+    before = _contents(home_dir)
+    home = open_home(home_dir, writable=False, env=ENV)
+    try:
+        assert home.ledger.store.read_only
+        assert home.verify().ok
+        texts = [r.entry.body.get("text") for r in home.ledger.records(1)]
+    finally:
+        home.close()
+    assert texts == ["n0", "n1", "n2", "n3"]
+    assert _contents(home_dir) == before
+
+
+def _contents(root: Path) -> dict[str, tuple[object, ...]]:
+    """``_listing`` without the ctime."""
+    return {name: (*v[:3], v[4]) for name, v in _listing(root).items()}
 
 
 def test_can_write_tries(tmp_path: Path) -> None:
