@@ -128,7 +128,6 @@ def test_writers_killed_at_random_moments_lose_nothing_acknowledged(
     rng = random.Random(seed)
     acknowledged: dict[int, str] = {}
     size = 1  # the genesis record
-    started = time.monotonic()
     for round_no in range(ROUNDS):
         where = f"round {round_no} (seed {seed})"
         every = rng.choice([0, 7, 25])
@@ -174,7 +173,6 @@ def test_writers_killed_at_random_moments_lose_nothing_acknowledged(
     assert len(stored) == size
     for seq, text in acknowledged.items():
         assert stored[seq] == text, f"seq {seq} lost or changed (seed {seed})"
-    assert time.monotonic() - started < 120
 
 
 def test_lines_printed_before_the_first_is_read_are_kept() -> None:

@@ -60,5 +60,7 @@ def test_ci_installs_what_the_readme_test_command_installs():
     install = re.search(r"pip install (.*?) &&", test_command)
     assert install is not None
     assert f"python -m pip install -q {install[1]}\n" in ci
-    assert "python -m pytest" in ci
+    pytest_args = test_command.partition("python -m pytest")[2]
+    assert pytest_args == " -n logical"  # parallel on every core (pytest-xdist)
+    assert f"python -m pytest -q{pytest_args}\n" in ci
     assert "--upgrade pip" not in ci  # the README's fresh venv keeps its own pip
