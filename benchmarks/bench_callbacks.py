@@ -18,6 +18,15 @@ Each step is timed by the wall clock and by the CPU time of the training thread
 (``time.thread_time``): on a shared machine the wall clock moves by more than the
 effect, while the thread's CPU time only counts what that thread did (with
 ``--threads 1`` torch does a step's work on it too). Target: < 2 % per step.
+
+Each repetition runs the baseline twice (with, without, without again): the two
+baseline fits run the same code, so how far they differ is the noise floor of
+the comparison, printed beside it. On a virtual machine whole fits of the same
+code differ by 5-20 % from one to the next (every step of a fit is slower or
+faster together), more than the target. For Lightning the benchmark also adds up
+what the logger does per step from its parts, each timed in a tight loop (the
+``log_metrics`` call, Lightning's dispatch of six hooks to one more callback, a
+write spread over the steps between two writes): the figure chance moves least.
 Models this small make the overhead look larger than it would on any real model
 (a step here takes a few milliseconds).
 
@@ -145,7 +154,7 @@ def lightning_pair(steps: int, work: Path):
     return once
 
 
-def lightning_parts(work: Path) -> None:
+def lightning_parts(work: Path, step_s: float) -> None:
     """What the Lightning logger costs, part by part, in tight loops (fastest of
     5: such loops are far less moved by other processes than a training step).
 
@@ -198,11 +207,22 @@ def lightning_parts(work: Path) -> None:
         dispatch.append(
             fastest(lambda t=trainer: hook(t, "on_before_zero_grad", None), 5000)
         )
+    per_hook = dispatch[1] - dispatch[0]
     print(
         f"lightning parts: (a) log_metrics + save {per_call * 1e6:.1f} us/call; "
         f"(b) one write of 100 steps {per_write * 1e3:.2f} ms; (c) one callback "
-        f"in the per-step hooks {(dispatch[1] - dispatch[0]) * 1e6:.2f} us/hook, "
+        f"in the per-step hooks {per_hook * 1e6:.2f} us/hook, "
         f"x 6 hooks per step"
+    )
+    # A write happens at most once every min_flush_seconds (5 s): spread over the
+    # steps of 5 s, or over 100 steps when steps are slower than 50 ms.
+    steps_per_write = max(100, 5.0 / step_s)
+    added = per_call + 6 * per_hook + per_write / steps_per_write
+    share = added / step_s * 100
+    print(
+        f"lightning, added work per step by its parts: {added * 1e6:.1f} us = "
+        f"{share:.2f} % of a {step_s * 1e3:.3f} ms step "
+        f"[{'PASS' if share < 2 else 'FAIL'}, target < 2 %]"
     )
 
 
@@ -220,10 +240,14 @@ def _per_step(times: list[tuple[float, float]]) -> tuple[float, float]:
     )
 
 
-def measure(name: str, once, reps: int) -> None:
+def measure(name: str, once, reps: int) -> float:
+    """Interleaved repetitions with, without and, as a control, without again
+    (the same code twice: how far two fits differ by chance); returns the median
+    step time without the adapter (seconds)."""
     once(True)  # warm-up: imports, the ledger's creation
     once(False)
-    with_steps, without_steps, with_totals, without_totals = [], [], [], []
+    with_steps, without_steps, control_steps = [], [], []
+    with_totals, without_totals = [], []
     for _ in range(reps):
         step, total = once(True)
         with_steps.append(step)
@@ -231,13 +255,16 @@ def measure(name: str, once, reps: int) -> None:
         step, total = once(False)
         without_steps.append(step)
         without_totals.append(total)
+        control_steps.append(once(False)[0])
     for clock, at in (("wall", 0), ("CPU of the training thread", 1)):
         a = statistics.median(s[at] for s in with_steps)
         b = statistics.median(s[at] for s in without_steps)
         # each repetition's pair ran back to back, under the same load
-        paired = statistics.median(
-            (w[at] - wo[at]) / wo[at] * 100
-            for w, wo in zip(with_steps, without_steps, strict=True)
+        paired = _paired(with_steps, without_steps, at)
+        control = _paired(control_steps, without_steps, at)
+        spread = statistics.median(
+            abs(c[at] - wo[at]) / wo[at] * 100
+            for c, wo in zip(control_steps, without_steps, strict=True)
         )
         fastest = min(s[at] for s in with_steps) / min(s[at] for s in without_steps)
         verdict = "PASS" if paired < 2 else "FAIL"
@@ -248,9 +275,22 @@ def measure(name: str, once, reps: int) -> None:
             f"pairs {paired:+.2f} % [{verdict}, target < 2 %]; fastest of each "
             f"{(fastest - 1) * 100:+.2f} %"
         )
+        print(
+            f"  control, the same code twice (without, without): median of the "
+            f"pairs {control:+.2f} %, a pair differs by {spread:.2f} % (median): "
+            f"differences smaller than that are chance"
+        )
     print(
         f"{name}: whole fit {statistics.median(with_totals):.2f} s vs "
         f"{statistics.median(without_totals):.2f} s (run start, end, checkpoint)"
+    )
+    return statistics.median(s[0] for s in without_steps)
+
+
+def _paired(first: list, second: list, at: int) -> float:
+    """Median of the repetitions' differences, first against second, in %."""
+    return statistics.median(
+        (f[at] - s[at]) / s[at] * 100 for f, s in zip(first, second, strict=True)
     )
 
 
@@ -276,8 +316,8 @@ def main() -> None:
         if opts.only != "lightning":
             measure("hf-trainer", hf_pair(opts.steps, work), opts.reps)
         if opts.only != "hf":
-            measure("lightning", lightning_pair(opts.steps, work), opts.reps)
-            lightning_parts(work)
+            step_s = measure("lightning", lightning_pair(opts.steps, work), opts.reps)
+            lightning_parts(work, step_s)
 
 
 if __name__ == "__main__":
