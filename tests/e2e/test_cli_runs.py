@@ -241,13 +241,19 @@ def test_plain_json_reads_do_not_import_click(home, tmp_path):
         ("runs", "--param", "lr=0.5", "-n", "5", "--json"),
         ("runs", "--json", "--since", "2000-01-01", "--name", "p*"),
         ("model", "history", "--at", "2026-01-01", "--json"),
+        ("prove", "0", "--json"),
     ):
         stdout, stderr = _loaded(home, names, *args)
         assert stderr[-1] == "loaded: []", args
         assert stdout == mltrail(home, "--debug", *args).stdout  # click's path
     stdout, _ = _loaded(home, names, "show", "p", "--json")
     assert json.loads(stdout)["run"]["id"] == run_id
-    for args in (("show", "p", "--json", "--help"), ("runs", "--limit=5", "--json")):
+    for args in (
+        ("show", "p", "--json", "--help"),
+        ("runs", "--limit=5", "--json"),
+        ("prove", "+0", "--json"),  # click's int, not plain digits
+        ("prove", "--consistency", "1", "2", "--json"),
+    ):
         _, stderr = _loaded(home, ("click",), *args)
         assert stderr[-1] == "loaded: ['click']", args
 
@@ -266,6 +272,7 @@ def test_plain_json_reads_create_no_dataclass(home, tmp_path):
         ("runs", "--param", "lr=0.5", "--json"),
         ("trace", run_id, "--json"),
         ("model", "history", "--json"),
+        ("prove", "0", "--json"),
     ):
         _, stderr = _loaded(home, names, *args)
         assert stderr[-1] == "loaded: []", args
