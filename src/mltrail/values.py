@@ -19,7 +19,11 @@ the dataclass left out of comparisons or ``repr`` is left out of
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Frozen", "Value", "replace"]
 
@@ -34,19 +38,32 @@ class Value:
     _compared: ClassVar[tuple[str, ...]] = ()
     _shown: ClassVar[tuple[str, ...]] = ()
 
+    _key: ClassVar[Callable[[Any], tuple[Any, ...]]] = staticmethod(lambda _: ())
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "_compared" not in cls.__dict__:
-            cls._compared = cls.__match_args__
-        if "_shown" not in cls.__dict__:
-            cls._shown = cls.__match_args__
-
-    def _key(self) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in self._compared])
+        own = cls.__dict__
+        if "__match_args__" in own:  # a subclass that adds no fields keeps its parent's
+            if "_compared" not in own:
+                cls._compared = cls.__match_args__
+            if "_shown" not in own:
+                cls._shown = cls.__match_args__
+        if "_compared" in cls.__dict__:
+            # the compared fields as a tuple, read in C (attrgetter of two names or
+            # more gives one; a single field is wrapped as a dataclass's (x,) is)
+            compared = cls._compared
+            if len(compared) > 1:
+                cls._key = attrgetter(*compared)  # type: ignore[assignment]
+            elif compared:
+                one = attrgetter(compared[0])
+                cls._key = staticmethod(lambda value: (one(value),))  # type: ignore[assignment]
+            else:
+                cls._key = staticmethod(lambda _: ())  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            return self._key() == other._key()  # type: ignore[attr-defined]
+            key = self._key
+            return key(self) == key(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable: as a dataclass with eq
@@ -67,7 +84,7 @@ class Frozen(Value):
     __slots__ = ()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._key(self))
 
     def __setattr__(self, name: str, value: object) -> None:
         from dataclasses import FrozenInstanceError  # only on this error path

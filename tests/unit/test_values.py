@@ -143,3 +143,10 @@ def test_subclasses_declare_their_fields():
     assert Pair._shown == ("a", "b")
     assert Box([1]) == Box([1])
     assert Box(1) != Pair(1)
+
+    class Head(ChainHead):  # adds no field: compares what its parent compares
+        __slots__ = ()
+
+    assert Head(1, b"h", None, (), floor_time="a") == Head(1, b"h", None, ())
+    assert repr(Head(1, b"h", None, ())).endswith("Head(size=1, last_hash=b'h', "
+        "last_time=None, frontier=(), key_epoch=0, floor_time=None, checkpoint=None)")  # fmt: skip
