@@ -12,41 +12,71 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mltrail.errors import ConfigError
 from mltrail.home_dir import resolve_home
+from mltrail.values import Frozen
 
 __all__ = ["SETTINGS_FILE", "Settings", "resolve_home", "write_atomic"]
 
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 SETTINGS_FILE = "ledger.json"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Frozen):
     """What ``ledger.json`` says. Relative paths are relative to the home."""
 
+    __match_args__ = (
+        "origin", "store", "signing_key", "trusted_key", "witness", "version",
+        "store_logs", "tsa_url", "tsa_ca", "seal_target", "seal_retain",
+    )  # fmt: skip
     origin: str
     store: str
     signing_key: str
     trusted_key: str
-    witness: str = "witness/checkpoint"
-    version: int = 1
-    store_logs: bool = True
+    witness: str
+    version: int
+    store_logs: bool
     """False: ``mltrail run`` stores no byte of stdout or stderr (only their
     masked hash and size), as ``--log-limit 0`` or ``MLTRAIL_STORE_LOGS=0``."""
-    tsa_url: str | None = None
+    tsa_url: str | None
     """RFC 3161 TSA that stamps every run's end checkpoint (``MLTRAIL_TSA_URL``
     overrides it)."""
-    tsa_ca: str | None = None
+    tsa_ca: str | None
     """CA certificate(s) ``mltrail verify`` checks timestamp tokens against
     (``MLTRAIL_TSA_CA``, ``--tsa-ca`` override it)."""
-    seal_target: str | None = None
+    seal_target: str | None
     """Where ``mltrail seal`` writes sealed segments: ``s3://bucket/prefix`` or a
     folder (``--to`` overrides it)."""
-    seal_retain: str | None = None
+    seal_retain: str | None
     """How long sealed objects are kept, e.g. ``7y`` (at least six months)."""
+
+    def __init__(
+        self,
+        origin: str,
+        store: str,
+        signing_key: str,
+        trusted_key: str,
+        witness: str = "witness/checkpoint",
+        version: int = 1,
+        store_logs: bool = True,
+        tsa_url: str | None = None,
+        tsa_ca: str | None = None,
+        seal_target: str | None = None,
+        seal_retain: str | None = None,
+    ) -> None:
+        _set(self, "origin", origin)
+        _set(self, "store", store)
+        _set(self, "signing_key", signing_key)
+        _set(self, "trusted_key", trusted_key)
+        _set(self, "witness", witness)
+        _set(self, "version", version)
+        _set(self, "store_logs", store_logs)
+        _set(self, "tsa_url", tsa_url)
+        _set(self, "tsa_ca", tsa_ca)
+        _set(self, "seal_target", seal_target)
+        _set(self, "seal_retain", seal_retain)
 
     @classmethod
     def load(cls, home: Path) -> Settings:
@@ -58,7 +88,7 @@ class Settings:
         path = home / SETTINGS_FILE
         try:
             data = json.loads(path.read_text("utf-8"))
-            return cls(**{k: data[k] for k in data if k in cls.__dataclass_fields__})
+            return cls(**{k: data[k] for k in data if k in cls.__match_args__})
         except FileNotFoundError as e:
             raise ConfigError(
                 f"no ledger at {home}", hint="run `mltrail init`, or set MLTRAIL_HOME"
@@ -68,7 +98,7 @@ class Settings:
 
     def save(self, home: Path) -> None:
         """Write ``home/ledger.json`` atomically."""
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__match_args__}
         if self.store_logs:  # the default is not written: older readers stay happy
             del data["store_logs"]
         for name in ("tsa_url", "tsa_ca", "seal_target", "seal_retain"):

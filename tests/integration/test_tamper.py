@@ -49,6 +49,7 @@ from mltrail.ledger.rotation import rotate_home_key
 from mltrail.ledger.stored import KIND_ROLES, chain_head, new_batch
 from mltrail.storage.sqlite import SQLiteStore
 from mltrail.testing import fixed_signer
+from mltrail.values import replace
 
 ORIGIN = "example.org/tamper-test"
 ENV: dict[str, str] = {}  # never pick up the caller's MLTRAIL_* settings
@@ -205,7 +206,7 @@ def _rechain(conn: sqlite3.Connection, start: int) -> None:
 
 def _resign(data: bytes, signer, **changes: object) -> bytes:
     record = decode_record(data).record
-    entry = dataclasses.replace(record.entry, sig=None, **changes)
+    entry = replace(record.entry, sig=None, **changes)
     return Record(record.seq, record.prev, sign_entry(entry, signer)).to_bytes()
 
 
@@ -324,7 +325,7 @@ def test_changed_timestamp(home_dir: Path, rehash: bool) -> None:
         data = _read(conn, 16)
         record = decode_record(data).record
         earlier = format_time(parse_time(record.entry.time) - timedelta(days=3))
-        entry = dataclasses.replace(record.entry, time=earlier)
+        entry = replace(record.entry, time=earlier)
         forged = Record(record.seq, record.prev, entry).to_bytes()
         assert forged != data
         _write(conn, 16, forged, rehash=rehash)

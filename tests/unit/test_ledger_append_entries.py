@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mltrail.core.entry import Entry, Signature, sign_entry
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Ledger
 from mltrail.testing import FixedClock, MemoryStore, fixed_signer
+from mltrail.values import replace
 
 
 def _ledger() -> Ledger:
@@ -35,7 +34,7 @@ def test_a_signed_entry_from_a_valid_key_is_appended_byte_for_byte() -> None:
 def test_an_entry_whose_signature_does_not_verify_is_refused() -> None:
     ledger = _ledger()
     entry = sign_entry(_note(ledger), fixed_signer())
-    forged = dataclasses.replace(entry, body={"text": "changed"}, signed_bytes=None)
+    forged = replace(entry, body={"text": "changed"}, signed_bytes=None)
     with pytest.raises(InputError, match="signature does not verify"):
         ledger.append_entries([forged])
     assert ledger.head().size == 1
@@ -52,7 +51,7 @@ def test_unsigned_and_key_kinds_are_refused() -> None:
     ledger = _ledger()
     with pytest.raises(InputError, match="unsigned"):
         ledger.append_entries([_note(ledger)])
-    key = dataclasses.replace(
+    key = replace(
         _note(ledger), kind="key.revoked", sig=Signature("0" * 64, "A" * 86 + "==")
     )
     with pytest.raises(InputError, match="cannot be appended by an author"):
@@ -62,7 +61,7 @@ def test_unsigned_and_key_kinds_are_refused() -> None:
 def test_a_batch_is_all_or_nothing() -> None:
     ledger = _ledger()
     good = sign_entry(_note(ledger), fixed_signer())
-    bad = dataclasses.replace(
+    bad = replace(
         sign_entry(_note(ledger, "b"), fixed_signer()),
         body={"text": "x"},
         signed_bytes=None,

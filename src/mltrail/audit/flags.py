@@ -11,11 +11,11 @@ run's name, not only their hashes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from mltrail.index import Index
@@ -31,10 +31,13 @@ _COLUMNS = (
 _FROM = " FROM flags f LEFT JOIN runs r ON r.id = f.run"
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(Frozen):
     """A model awaiting re-audit (or reviewed, when ``cleared_seq`` is set)."""
 
+    __match_args__ = (
+        "seq", "model", "run", "source", "reason", "time", "cleared_seq", "path",
+        "run_name", "model_name",
+    )  # fmt: skip
     seq: int
     model: str
     run: str | None
@@ -42,9 +45,33 @@ class Flag:
     reason: str | None
     time: str
     cleared_seq: int | None
-    path: str | None = None
-    run_name: str | None = None
-    model_name: str | None = None
+    path: str | None
+    run_name: str | None
+    model_name: str | None
+
+    def __init__(
+        self,
+        seq: int,
+        model: str,
+        run: str | None,
+        source: str | None,
+        reason: str | None,
+        time: str,
+        cleared_seq: int | None,
+        path: str | None = None,
+        run_name: str | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "run", run)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "time", time)
+        object.__setattr__(self, "cleared_seq", cleared_seq)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "run_name", run_name)
+        object.__setattr__(self, "model_name", model_name)
 
     @property
     def name(self) -> str:

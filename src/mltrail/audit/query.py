@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 from mltrail.index.tables import param_value
 from mltrail.record.run_status import RunSummary, run_liveness
+from mltrail.values import Frozen, Value
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -45,12 +45,16 @@ _WEEK = re.compile(r"(\d{4})-?W(\d{1,2})")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-@dataclass(frozen=True)
-class TimeWindow:
+class TimeWindow(Frozen):
     """A half-open window ``[start, end)`` in epoch seconds (either may be open)."""
 
-    start: float | None = None
-    end: float | None = None
+    __match_args__ = ("start", "end")
+    start: float | None
+    end: float | None
+
+    def __init__(self, start: float | None = None, end: float | None = None) -> None:
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
 
 
 def parse_when(text: str, *, now: datetime | None = None, end: bool = False) -> float:
@@ -128,17 +132,35 @@ def _day(day: date) -> float:
 # -- finding runs ------------------------------------------------------------
 
 
-@dataclass
-class RunFilter:
+class RunFilter(Value):
     """What ``mltrail runs`` narrows by; every field optional, all must hold."""
 
-    window: TimeWindow = field(default_factory=TimeWindow)
-    user: str | None = None
-    status: str | None = None
-    params: Sequence[tuple[str, str]] = ()
-    dataset: str | None = None
-    name: str | None = None
-    limit: int | None = None
+    __match_args__ = ("window", "user", "status", "params", "dataset", "name", "limit")
+    window: TimeWindow
+    user: str | None
+    status: str | None
+    params: Sequence[tuple[str, str]]
+    dataset: str | None
+    name: str | None
+    limit: int | None
+
+    def __init__(
+        self,
+        window: TimeWindow | None = None,
+        user: str | None = None,
+        status: str | None = None,
+        params: Sequence[tuple[str, str]] = (),
+        dataset: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self.window = TimeWindow() if window is None else window
+        self.user = user
+        self.status = status
+        self.params = params
+        self.dataset = dataset
+        self.name = name
+        self.limit = limit
 
 
 def search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
@@ -324,13 +346,23 @@ def close_runs(index: Index, ref: str, limit: int = 3) -> list[str]:
     return difflib.get_close_matches(ref, sorted(known), n=limit, cutoff=0.6)
 
 
-@dataclass
-class RunView:
+class RunView(Value):
     """Everything the ledger holds about one run, in seq order."""
 
+    __match_args__ = ("id", "summary", "records")
     id: str
     summary: RunSummary
     records: list[Record]
+
+    def __init__(
+        self,
+        id: str,
+        summary: RunSummary,
+        records: list[Record],
+    ) -> None:
+        self.id = id
+        self.summary = summary
+        self.records = records
 
     def all(self, kind: str) -> list[Record]:
         """The run's records of ``kind``."""

@@ -19,8 +19,8 @@ from mltrail.cli.output import (
     open_from,
     open_index,
 )
-from mltrail.cli.reads import show_target
-from mltrail.core.merkle import range_root, verify_consistency, verify_inclusion
+from mltrail.cli.reads import inclusion_bundle, show_target
+from mltrail.core.merkle import range_root, verify_consistency
 from mltrail.errors import InputError
 from mltrail.ledger.home import Home, init_home
 from mltrail.storage.registry import is_server_url
@@ -355,15 +355,6 @@ def checkpoint(
         click.echo(signed.to_text(), nl=False)
 
 
-def _covering_checkpoint(home: Home, seq: int) -> tuple[int, str]:
-    latest = home.ledger.latest_checkpoint()
-    if latest is None or latest[0] <= seq:
-        raise InputError(
-            f"no checkpoint covers seq {seq} yet", hint="run `mltrail checkpoint` first"
-        )
-    return latest
-
-
 @click.command()
 @click.argument("seq", type=int, required=False)
 @click.option(
@@ -392,7 +383,7 @@ def prove(
     if consistency:
         out = _consistency_bundle(home, *consistency)
     elif seq is not None:
-        out = _inclusion_bundle(home, seq)
+        out = inclusion_bundle(home, seq)
     else:
         raise InputError("give a SEQ, or --consistency OLD NEW")
     if as_json:
@@ -406,26 +397,6 @@ def prove(
                 click.echo(
                     f"{key}: {value}" if "\n" not in str(value) else f"{key}:\n{value}"
                 )
-
-
-def _inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
-    from mltrail.core.checkpoint import parse_signed_checkpoint
-
-    size, text = _covering_checkpoint(home, seq)
-    proof = home.ledger.prove_inclusion(seq, size)
-    leaf = home.ledger.leaf_hash(seq)
-    root = parse_signed_checkpoint(text).checkpoint.root
-    verify_inclusion(seq, size, leaf, proof.hashes, root)
-    return {
-        "type": "inclusion",
-        "origin": home.ledger.origin,
-        "seq": seq,
-        "tree_size": size,
-        "leaf_hash": leaf.hex(),
-        "root": root.hex(),
-        "proof": [h.hex() for h in proof.hashes],
-        "checkpoint": text,
-    }
 
 
 def _consistency_bundle(home: Home, old: int, new: int) -> dict[str, Any]:

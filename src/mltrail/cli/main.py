@@ -6,7 +6,8 @@ plain form of ``mltrail data hash PATH...`` (paths, ``--no-cache``,
 import click at all: re-hashing an unchanged dataset takes tens of
 milliseconds, and click and its imports cost about as much again (ADR 0035).
 Its output, errors and exit codes are those of the click command. Nor do the
-plain ``--json`` forms of ``show``, ``trace``, ``runs`` and ``model history``
+plain ``--json`` forms of ``show``, ``trace``, ``runs``, ``model history`` and
+``prove``
 (:func:`mltrail.cli.reads.run_plain`, ADR 0021).
 """
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 def _read_command(args: list[str]) -> bool:
     """Whether ``args`` name a command :func:`mltrail.cli.reads.run_plain` may run."""
     command = args[2:3] if args[:1] == ["--home"] else args[:1]
-    return command in (["show"], ["trace"], ["runs"], ["model"])
+    return command in (["show"], ["trace"], ["runs"], ["model"], ["prove"])
 
 
 def check_arguments(args: Sequence[str]) -> None:

@@ -1,6 +1,6 @@
-"""The read commands' work (``show``, ``trace``, ``runs``, ``model history``),
-without click, and :func:`run_plain`: their ``--json`` forms run straight from
-:mod:`mltrail.cli.main` without importing click (ADR 0021).
+"""The read commands' work (``show``, ``trace``, ``runs``, ``model history``,
+``prove``), without click, and :func:`run_plain`: their ``--json`` forms run
+straight from :mod:`mltrail.cli.main` without importing click (ADR 0021).
 
 Click and what it loads (uuid, platform, gettext, its types) cost about a
 tenth of a read command's start-up. The click commands call the same
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "find_runs",
+    "inclusion_bundle",
     "model_history",
     "run_plain",
     "show_target",
@@ -163,6 +164,34 @@ def model_history(
     return events, found
 
 
+def inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
+    """``mltrail prove SEQ``: record ``seq``'s inclusion proof to the newest
+    checkpoint, checked against the checkpoint's root before it is shown."""
+    from mltrail.core.checkpoint import parse_signed_checkpoint
+    from mltrail.core.merkle import verify_inclusion
+
+    latest = home.ledger.latest_checkpoint()
+    if latest is None or latest[0] <= seq:
+        raise InputError(
+            f"no checkpoint covers seq {seq} yet", hint="run `mltrail checkpoint` first"
+        )
+    size, text = latest
+    proof = home.ledger.prove_inclusion(seq, size)
+    leaf = home.ledger.leaf_hash(seq)
+    root = parse_signed_checkpoint(text).checkpoint.root
+    verify_inclusion(seq, size, leaf, proof.hashes, root)
+    return {
+        "type": "inclusion",
+        "origin": home.ledger.origin,
+        "seq": seq,
+        "tree_size": size,
+        "leaf_hash": leaf.hex(),
+        "root": root.hex(),
+        "proof": [h.hex() for h in proof.hashes],
+        "checkpoint": text,
+    }
+
+
 def with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
     """A stage event with its model's card, open flags and approvals."""
     facts = found.get(event["model"]) or {}
@@ -238,6 +267,7 @@ _FORMS = {
     ("trace",): _Form(1, ("--json",), ()),
     ("runs",): _Form(0, ("--json",), _RUNS_OPTIONS, ("--param",), ("-n", "--limit")),
     ("model", "history"): _Form(0, ("--json",), ("--stage", "--at")),
+    ("prove",): _Form(1, ("--json",), ()),  # SEQ in digits; --consistency: click
 }
 
 
@@ -299,6 +329,8 @@ def _run(
         show_target(open_home, v["target"], v["--full"], True)
     elif command == ("trace",):
         emit_json(trace_model(open_home, v["target"])[0])
+    elif command == ("prove",):
+        emit_json(inclusion_bundle(open_home(), int(v["target"])))
     elif command == ("model", "history"):
         events, found = model_history(open_home, v["--stage"], v["--at"])
         emit_json([with_governance(e.to_dict(), found) for e in events])
@@ -325,10 +357,17 @@ def _parse(
     if form is None or "--json" not in rest:
         return None
     values = _values(form, rest[len(command) :])
+    if values is None or (command == ("prove",) and not _is_seq(values["target"])):
+        return None
     home = _home(home_text)
-    if values is None or home is False:
+    if home is False:
         return None
     return command, home, values
+
+
+def _is_seq(text: str) -> bool:
+    """A SEQ in plain digits (click's ``int`` takes more: signs, ``_``, spaces)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _values(form: _Form, tokens: list[str]) -> dict[str, Any] | None:

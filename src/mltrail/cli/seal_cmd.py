@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
 from mltrail.core.seal import parse_retention
 from mltrail.errors import InputError
 from mltrail.storage.worm import open_worm
+from mltrail.values import replace
 
 __all__ = ["seal"]
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from mltrail.values import Value
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -11,9 +12,13 @@ if TYPE_CHECKING:
 __all__ = ["AppState"]
 
 
-@dataclass
-class AppState:
+class AppState(Value):
     """Options of the top-level group, passed to every command."""
 
+    __match_args__ = ("home", "debug")
     home: Path | None
     debug: bool
+
+    def __init__(self, home: Path | None, debug: bool) -> None:
+        self.home = home
+        self.debug = debug

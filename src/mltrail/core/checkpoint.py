@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mltrail.core.signing import Signer, decode_b64, encode_b64, verify_signature
 from mltrail.errors import BadSignatureError, IntegrityError, SchemaError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -104,8 +104,7 @@ _KEY_HASH_HEX = re.compile(r"[0-9a-fA-F]{8}")
 # --- values -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(Frozen):
     """A log's signed tree head: origin, tree size, root hash, extension lines.
 
     Args:
@@ -120,10 +119,20 @@ class Checkpoint:
         ValueError: an argument breaks the rules above.
     """
 
+    __slots__ = __match_args__ = ("origin", "size", "root", "extensions")
     origin: str
     size: int
     root: bytes
-    extensions: tuple[str, ...] = ()
+    extensions: tuple[str, ...]
+
+    def __init__(
+        self, origin: str, size: int, root: bytes, extensions: Sequence[str] = ()
+    ) -> None:
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "extensions", extensions)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", tuple(self.extensions))
@@ -141,8 +150,7 @@ class Checkpoint:
         return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
-@dataclass(frozen=True, slots=True)
-class NoteSignature:
+class NoteSignature(Frozen):
     """One signature line of a note, verified or not.
 
     Args:
@@ -154,9 +162,16 @@ class NoteSignature:
         ValueError: an argument breaks the rules above.
     """
 
+    __slots__ = __match_args__ = ("name", "key_hash", "signature")
     name: str
     key_hash: bytes
     signature: bytes
+
+    def __init__(self, name: str, key_hash: bytes, signature: bytes) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "key_hash", key_hash)
+        object.__setattr__(self, "signature", signature)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _require_key_name(self.name)
@@ -171,8 +186,7 @@ class NoteSignature:
         return f"{SIGNATURE_PREFIX}{self.name} {encoded}\n"
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(Frozen):
     """A note body and its signature lines, as parsed (nothing verified yet).
 
     Args:
@@ -184,8 +198,14 @@ class Note:
         ValueError: an argument breaks the rules above.
     """
 
+    __slots__ = __match_args__ = ("body", "signatures")
     body: bytes
     signatures: tuple[NoteSignature, ...]
+
+    def __init__(self, body: bytes, signatures: Sequence[NoteSignature]) -> None:
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "signatures", signatures)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signatures", tuple(self.signatures))
@@ -198,8 +218,7 @@ class Note:
         return f"{self.body.decode('utf-8')}\n{lines}"
 
 
-@dataclass(frozen=True, slots=True)
-class SignedCheckpoint:
+class SignedCheckpoint(Frozen):
     """A checkpoint and the signature lines of its note.
 
     Args:
@@ -210,8 +229,16 @@ class SignedCheckpoint:
         ValueError: no signatures, or too many.
     """
 
+    __slots__ = __match_args__ = ("checkpoint", "signatures")
     checkpoint: Checkpoint
     signatures: tuple[NoteSignature, ...]
+
+    def __init__(
+        self, checkpoint: Checkpoint, signatures: Sequence[NoteSignature]
+    ) -> None:
+        object.__setattr__(self, "checkpoint", checkpoint)
+        object.__setattr__(self, "signatures", signatures)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signatures", tuple(self.signatures))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from mltrail.core.limits import (
 )
 from mltrail.core.schema import KNOWN_KINDS, kind_validator
 from mltrail.errors import SchemaError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -373,17 +373,35 @@ def _check_envelope(data: Mapping[str, Any], *, require_known_kind: bool) -> Non
         validate_body(data["kind"], data["body"])
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
+class DecodedRecord(Frozen):
     """A record parsed from canonical bytes, with what verification needs."""
 
+    __slots__ = __match_args__ = (
+        "record", "record_bytes", "signing_bytes", "hash", "known_kind", "newer"
+    )  # fmt: skip
     record: Record
     record_bytes: bytes
     signing_bytes: bytes
     hash: bytes
     known_kind: bool
-    newer: bool = False
+    newer: bool
     """Written in a newer format (``mltrail/2`` and up): the body was not checked."""
+
+    def __init__(
+        self,
+        record: Record,
+        record_bytes: bytes,
+        signing_bytes: bytes,
+        hash: bytes,
+        known_kind: bool,
+        newer: bool = False,
+    ) -> None:
+        object.__setattr__(self, "record", record)
+        object.__setattr__(self, "record_bytes", record_bytes)
+        object.__setattr__(self, "signing_bytes", signing_bytes)
+        object.__setattr__(self, "hash", hash)
+        object.__setattr__(self, "known_kind", known_kind)
+        object.__setattr__(self, "newer", newer)
 
 
 def decode_record(data: bytes) -> DecodedRecord:
@@ -590,13 +608,18 @@ def _canonical_record(
     return expected, canonical_object(members)
 
 
-@dataclass(frozen=True, slots=True)
-class BlobRef:
+class BlobRef(Frozen):
     """A reference to a blob found in a body: where, which digest, what size."""
 
+    __slots__ = __match_args__ = ("path", "digest", "size")
     path: str
     digest: str
     size: int
+
+    def __init__(self, path: str, digest: str, size: int) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "digest", digest)
+        object.__setattr__(self, "size", size)
 
 
 def find_blob_refs(value: Any, path: str = "body") -> Iterator[BlobRef]:

@@ -9,7 +9,6 @@ byte in an older one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import (
@@ -19,6 +18,7 @@ from mltrail.core.canonical import (
     compute_record_hash,
 )
 from mltrail.core.signing import ALG_ED25519, Signer, encode_b64
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -37,23 +37,28 @@ __all__ = [
 
 ENTRY_VERSION = "mltrail/1"
 _ENVELOPE = ("v", "kind", "run", "time", "actor", "body", "sig")
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(Frozen):
     """An Ed25519 signature over an entry's canonical bytes without ``sig``."""
 
+    __slots__ = __match_args__ = ("key", "value", "alg")
     key: str
     value: str
-    alg: str = ALG_ED25519
+    alg: str
+
+    def __init__(self, key: str, value: str, alg: str = ALG_ED25519) -> None:
+        _set(self, "key", key)
+        _set(self, "value", value)
+        _set(self, "alg", alg)
 
     def to_dict(self) -> dict[str, str]:
         """Return the JSON form ``{"alg", "key", "value"}``."""
         return {"alg": self.alg, "key": self.key, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(Frozen):
     """What an author asserts: a kind, a time, who, and a body.
 
     Args:
@@ -69,15 +74,41 @@ class Entry:
             ``sign_entry`` so appends canonicalise each entry once; never compared.
     """
 
+    __slots__ = __match_args__ = (
+        "kind", "time", "actor", "body", "run", "sig", "v", "extra", "signed_bytes"
+    )  # fmt: skip
+    _compared = _shown = __match_args__[:8]  # not signed_bytes
     kind: str
     time: str
     actor: Mapping[str, Any]
     body: Mapping[str, Any]
-    run: str | None = None
-    sig: Signature | None = None
-    v: str = ENTRY_VERSION
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    signed_bytes: bytes | None = field(default=None, compare=False, repr=False)
+    run: str | None
+    sig: Signature | None
+    v: str
+    extra: Mapping[str, Any]
+    signed_bytes: bytes | None
+
+    def __init__(
+        self,
+        kind: str,
+        time: str,
+        actor: Mapping[str, Any],
+        body: Mapping[str, Any],
+        run: str | None = None,
+        sig: Signature | None = None,
+        v: str = ENTRY_VERSION,
+        extra: Mapping[str, Any] | None = None,
+        signed_bytes: bytes | None = None,
+    ) -> None:
+        _set(self, "kind", kind)
+        _set(self, "time", time)
+        _set(self, "actor", actor)
+        _set(self, "body", body)
+        _set(self, "run", run)
+        _set(self, "sig", sig)
+        _set(self, "v", v)
+        _set(self, "extra", {} if extra is None else extra)  # a new dict each time
+        _set(self, "signed_bytes", signed_bytes)
 
     def to_dict(self, *, with_sig: bool = True) -> dict[str, Any]:
         """Return the entry as plain JSON values (``run`` and ``sig`` omitted when absent)."""
@@ -212,20 +243,23 @@ def _string_bytes(text: Any) -> bytes:
     return canonical_bytes(text)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(Frozen):
     """An entry at its place in the ledger: ``seq`` and the hash of the record before."""
 
+    __slots__ = __match_args__ = ("seq", "prev", "entry")
     seq: int
     prev: str
     entry: Entry
 
-    def __post_init__(self) -> None:
-        if self.seq < 0:
-            raise ValueError(f"seq must be >= 0, got {self.seq}")
-        if len(self.prev) != 64 or self.prev.strip("0123456789abcdef"):
+    def __init__(self, seq: int, prev: str, entry: Entry) -> None:
+        _set(self, "seq", seq)
+        _set(self, "prev", prev)
+        _set(self, "entry", entry)
+        if seq < 0:
+            raise ValueError(f"seq must be >= 0, got {seq}")
+        if len(prev) != 64 or prev.strip("0123456789abcdef"):
             raise ValueError("prev must be 64 lowercase hex characters")
-        if self.seq == 0 and self.prev != ZERO_HASH:
+        if seq == 0 and prev != ZERO_HASH:
             raise ValueError("the first record's prev must be 64 zeros")
 
     def to_dict(self) -> dict[str, Any]:

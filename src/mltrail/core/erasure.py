@@ -17,29 +17,49 @@ it) stays ``blob-missing``, which is tampering.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = ["MAX_LISTED_REFERENCES", "PURGE_KIND", "PurgeNote", "purge_body"]
 
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 PURGE_KIND = "blob.purged"
 MAX_LISTED_REFERENCES = 10_000
 """``referenced_by`` lists at most this many seqs (``references`` counts them all)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PurgeNote:
+class PurgeNote(Frozen):
     """A ``blob.purged`` record as verification and readers use it."""
 
+    __slots__ = __match_args__ = (
+        "seq", "digest", "size", "reason", "policy", "referenced_by"
+    )  # fmt: skip
     seq: int
     digest: str
     size: int
     reason: str
-    policy: str | None = None
-    referenced_by: tuple[int, ...] = ()
+    policy: str | None
+    referenced_by: tuple[int, ...]
+
+    def __init__(
+        self,
+        seq: int,
+        digest: str,
+        size: int,
+        reason: str,
+        policy: str | None = None,
+        referenced_by: tuple[int, ...] = (),
+    ) -> None:
+        _set(self, "seq", seq)
+        _set(self, "digest", digest)
+        _set(self, "size", size)
+        _set(self, "reason", reason)
+        _set(self, "policy", policy)
+        _set(self, "referenced_by", referenced_by)
 
     @classmethod
     def from_body(cls, seq: int, body: Mapping[str, Any]) -> PurgeNote | None:

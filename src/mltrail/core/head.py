@@ -7,24 +7,24 @@ the sealing and checking code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mltrail.core.canonical import ZERO_HASH
 from mltrail.core.merkle import CompactRange, frontier_root
+from mltrail.values import Frozen
 
 __all__ = ["CLOCK_RESET_KIND", "EMPTY_HEAD", "KEY_KINDS", "TIME_TOLERANCE", "ChainHead"]
 
 KEY_KINDS = ("key.added", "key.revoked")
 CLOCK_RESET_KIND = "clock.reset"
 
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 TIME_TOLERANCE = timedelta(minutes=5)
 """How far an entry's time may lie before the ledger's newest time, or after the
 appending machine's clock. Part of the format: verification applies it too."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChainHead:
+class ChainHead(Frozen):
     """The state an append needs: size, last record hash and time, Merkle frontier.
 
     ``key_epoch`` is the seq of the newest key record plus one (0 if none), so an
@@ -34,13 +34,36 @@ class ChainHead:
     stored checkpoint, which must cover the head before anything is appended.
     """
 
+    __slots__ = __match_args__ = (
+        "size", "last_hash", "last_time", "frontier", "key_epoch", "floor_time",
+        "checkpoint",
+    )  # fmt: skip
+    _compared = __match_args__[:5]  # not floor_time, checkpoint
     size: int
     last_hash: bytes
     last_time: str | None
     frontier: tuple[bytes, ...]
-    key_epoch: int = 0
-    floor_time: str | None = field(default=None, compare=False)
-    checkpoint: str | None = field(default=None, compare=False)
+    key_epoch: int
+    floor_time: str | None
+    checkpoint: str | None
+
+    def __init__(
+        self,
+        size: int,
+        last_hash: bytes,
+        last_time: str | None,
+        frontier: tuple[bytes, ...],
+        key_epoch: int = 0,
+        floor_time: str | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        _set(self, "size", size)
+        _set(self, "last_hash", last_hash)
+        _set(self, "last_time", last_time)
+        _set(self, "frontier", frontier)
+        _set(self, "key_epoch", key_epoch)
+        _set(self, "floor_time", floor_time)
+        _set(self, "checkpoint", checkpoint)
 
     @property
     def prev(self) -> str:

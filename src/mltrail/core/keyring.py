@@ -15,10 +15,10 @@ So a record signed by an author key proves which person or job wrote it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mltrail.core.signing import compute_key_id, decode_b64, verify_signature
+from mltrail.values import Value
 
 if TYPE_CHECKING:
     from mltrail.core.signing import Signer
@@ -105,17 +105,29 @@ class KeyProblem(str):
         return problem
 
 
-@dataclass(slots=True)
-class KeyState:
+class KeyState(Value):
     """A key as the ledger knows it: when it was added and, if so, revoked.
 
     ``identity`` is the ``actor.user`` an author key signs for; None for a log key.
     """
 
+    __slots__ = __match_args__ = ("public_key", "added_seq", "revoked_seq", "identity")
     public_key: bytes
     added_seq: int
-    revoked_seq: int | None = None
-    identity: str | None = None
+    revoked_seq: int | None
+    identity: str | None
+
+    def __init__(
+        self,
+        public_key: bytes,
+        added_seq: int,
+        revoked_seq: int | None = None,
+        identity: str | None = None,
+    ) -> None:
+        self.public_key = public_key
+        self.added_seq = added_seq
+        self.revoked_seq = revoked_seq
+        self.identity = identity
 
     @property
     def is_log_key(self) -> bool:
@@ -123,17 +135,27 @@ class KeyState:
         return self.identity is None
 
 
-@dataclass(slots=True)
-class KeyRing:
+class KeyRing(Value):
     """Which key was valid at which seq, built by applying key records in order.
 
     ``origin`` checks the proofs of author keys; None: taken from the genesis
     record's ``origin``.
     """
 
-    keys: dict[str, KeyState] = field(default_factory=dict)
-    genesis_key: str | None = None
-    origin: str | None = None
+    __slots__ = __match_args__ = ("keys", "genesis_key", "origin")
+    keys: dict[str, KeyState]
+    genesis_key: str | None
+    origin: str | None
+
+    def __init__(
+        self,
+        keys: dict[str, KeyState] | None = None,
+        genesis_key: str | None = None,
+        origin: str | None = None,
+    ) -> None:
+        self.keys = {} if keys is None else keys
+        self.genesis_key = genesis_key
+        self.origin = origin
 
     def valid_at(self, key_id: str, seq: int) -> bool:
         """True when ``key_id`` (log or author key) is valid at ``seq``."""

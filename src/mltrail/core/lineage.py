@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from mltrail.values import Frozen, Value
 
 __all__ = [
     "Edge",
@@ -42,14 +43,26 @@ __all__ = [
 NODE_TYPES = ("source", "data", "file", "run", "stage", "model")
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Frozen):
     """One thing in the lineage: its typed id, type, a label and details."""
 
+    __match_args__ = ("id", "type", "label", "details")
     id: str
     type: str
     label: str
-    details: tuple[tuple[str, Any], ...] = ()
+    details: tuple[tuple[str, Any], ...]
+
+    def __init__(
+        self,
+        id: str,
+        type: str,
+        label: str,
+        details: tuple[tuple[str, Any], ...] = (),
+    ) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "details", details)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -61,23 +74,41 @@ class Node:
         }
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(Frozen):
     """A flow from ``source`` to ``target`` (``read``, ``wrote``, ``base``, ...)."""
 
+    __match_args__ = ("source", "target", "relation")
     source: str
     target: str
     relation: str
 
+    def __init__(self, source: str, target: str, relation: str) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "relation", relation)
 
-@dataclass
-class LineageGraph:
+
+class LineageGraph(Value):
     """Nodes and edges, in the order they were found."""
 
-    nodes: dict[str, Node] = field(default_factory=dict)
-    edges: list[Edge] = field(default_factory=list)
-    root: str | None = None
-    _seen: set[Edge] = field(default_factory=set, repr=False, compare=False)
+    __match_args__ = ("nodes", "edges", "root", "_seen")
+    _compared = _shown = __match_args__[:3]  # not _seen
+    nodes: dict[str, Node]
+    edges: list[Edge]
+    root: str | None
+    _seen: set[Edge]
+
+    def __init__(
+        self,
+        nodes: dict[str, Node] | None = None,
+        edges: list[Edge] | None = None,
+        root: str | None = None,
+        _seen: set[Edge] | None = None,
+    ) -> None:
+        self.nodes = {} if nodes is None else nodes
+        self.edges = [] if edges is None else edges
+        self.root = root
+        self._seen = set() if _seen is None else _seen
 
     def add_node(self, node: Node) -> None:
         """Add ``node`` (the first one added under an id wins)."""

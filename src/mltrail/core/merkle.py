@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mltrail.errors import ProofError, SchemaError
+from mltrail.values import Frozen
 
 __all__ = [
     "EMPTY_ROOT",
@@ -419,16 +419,18 @@ def _read_hashes(value: Any, what: str) -> tuple[bytes, ...]:
     return tuple(bytes.fromhex(item) for item in value)
 
 
-@dataclass(frozen=True)
-class InclusionProof:
+class InclusionProof(Frozen):
     """Inclusion proof of leaf ``index`` in a tree of ``size`` leaves (bottom up)."""
 
+    __match_args__ = ("index", "size", "hashes")
     index: int
     size: int
     hashes: tuple[bytes, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hashes", tuple(bytes(h) for h in self.hashes))
+    def __init__(self, index: int, size: int, hashes: Sequence[bytes]) -> None:
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "hashes", tuple(bytes(h) for h in hashes))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form: ``{"index", "size", "hashes": [hex, ...]}``."""
@@ -445,16 +447,18 @@ class InclusionProof:
         return cls(*_parse_proof(data, ("index", "size"), "inclusion proof"))
 
 
-@dataclass(frozen=True)
-class ConsistencyProof:
+class ConsistencyProof(Frozen):
     """Consistency proof from the tree of ``size1`` leaves to that of ``size2``."""
 
+    __match_args__ = ("size1", "size2", "hashes")
     size1: int
     size2: int
     hashes: tuple[bytes, ...]
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hashes", tuple(bytes(h) for h in self.hashes))
+    def __init__(self, size1: int, size2: int, hashes: Sequence[bytes]) -> None:
+        object.__setattr__(self, "size1", size1)
+        object.__setattr__(self, "size2", size2)
+        object.__setattr__(self, "hashes", tuple(bytes(h) for h in hashes))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form: ``{"size1", "size2", "hashes": [hex, ...]}``."""

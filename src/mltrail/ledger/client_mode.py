@@ -14,7 +14,6 @@ other). The OS account is kept beside it as ``actor.os_user``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.machine.identity import capture_actor
@@ -22,6 +21,7 @@ from mltrail.config import SETTINGS_FILE, Settings
 from mltrail.errors import ConfigError
 from mltrail.ledger.stored import store_options
 from mltrail.storage.registry import is_server_url, open_store
+from mltrail.values import Value, replace
 
 # `server_url` is asked on every open of a home: the ledger and the server trust
 # are imported where a server's ledger is opened.
@@ -60,15 +60,29 @@ def server_url(env: Mapping[str, str], settings: Settings | None = None) -> str 
     return None
 
 
-@dataclass
-class RemoteLedger:
+class RemoteLedger(Value):
     """A server's ledger opened for this client, with what was pinned for it."""
 
+    __match_args__ = ("ledger", "trust", "store", "identity", "role")
     ledger: Ledger
     trust: ServerTrust
     store: HttpStore
     identity: str | None
     role: str | None
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        trust: ServerTrust,
+        store: HttpStore,
+        identity: str | None,
+        role: str | None,
+    ) -> None:
+        self.ledger = ledger
+        self.trust = trust
+        self.store = store
+        self.identity = identity
+        self.role = role
 
     @property
     def index_file(self) -> str:
@@ -159,8 +173,6 @@ def client_settings(home: Path, url: str, trust: ServerTrust) -> Settings:
     """The settings of a client-mode home: the home's own (its key, options)
     with the server's origin, URL and genesis key; a home with no
     ``ledger.json`` (an auditor who only reads) gets them alone."""
-    from dataclasses import replace
-
     from mltrail.storage.http import parse_server_url
 
     shown = parse_server_url(url).url

@@ -11,7 +11,6 @@ auditor kept (``--trust-checkpoint``), or a witness file elsewhere
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from mltrail.storage.registry import (
     open_store,
     sqlite_path,
 )
+from mltrail.values import Frozen, Value, replace
 
 # What only writing, purging or verifying needs (keys, erasure, evidence,
 # checkpoint parsing) is imported where it is used: a reading command such as
@@ -52,26 +52,52 @@ __all__ = [
 DEFAULT_BUSY_TIMEOUT_S = 60.0
 
 
-@dataclass
-class Home:
+class Home(Value):
     """An opened ledger home: its path, settings, ledger and witness."""
 
+    __match_args__ = (
+        "path", "settings", "ledger", "witness", "busy_timeout", "trust", "index_file",
+        "_synced", "_closed",
+    )  # fmt: skip
+    _shown = __match_args__[:7]  # not _synced, _closed
     path: Path
     settings: Settings
     ledger: Ledger
     witness: Witness
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S
+    busy_timeout: float
     """Seconds a write waits for another process's lock on the store; a run's end
     is retried for as long again (``MLTRAIL_BUSY_TIMEOUT``)."""
 
-    trust: ServerTrust | None = None
+    trust: ServerTrust | None
     """Client mode: the server's pinned log keys and the newest checkpoint seen
     (the ledger lives on an mltrail server, see :mod:`mltrail.ledger.client_mode`)."""
-    index_file: str = "index.db"
+    index_file: str
     """The derived index's file in the home (a per-ledger cache in client mode)."""
 
-    _synced: int = field(default=-1, repr=False)
-    _closed: bool = field(default=False, repr=False)
+    _synced: int
+    _closed: bool
+
+    def __init__(
+        self,
+        path: Path,
+        settings: Settings,
+        ledger: Ledger,
+        witness: Witness,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        trust: ServerTrust | None = None,
+        index_file: str = "index.db",
+        _synced: int = -1,
+        _closed: bool = False,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self.ledger = ledger
+        self.witness = witness
+        self.busy_timeout = busy_timeout
+        self.trust = trust
+        self.index_file = index_file
+        self._synced = _synced
+        self._closed = _closed
 
     def reload_signer(
         self, *, password: bytes | None = None, env: Mapping[str, str] | None = None
@@ -191,7 +217,9 @@ class Home:
         report.problems.extend(notes)
         policy = evidence or EvidencePolicy()
         if trust_checkpoints and policy.witness_keys:
-            policy = replace(policy, notes=tuple(trust_checkpoints))
+            from dataclasses import replace as replace_field  # EvidencePolicy
+
+            policy = replace_field(policy, notes=tuple(trust_checkpoints))
         check_ledger_evidence(self.ledger.store, report, policy)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
@@ -256,16 +284,30 @@ def _inside_only_warning() -> Problem:
     )
 
 
-@dataclass(frozen=True)
-class InitResult:
+class InitResult(Frozen):
     """What ``init_home`` did."""
 
+    __match_args__ = ("home", "created", "origin", "key_id", "store")
     home: Path
     created: bool
     origin: str
     key_id: str
-    store: str = "ledger.db"
+    store: str
     """Where the ledger lives (a path in the home, or a URL without password)."""
+
+    def __init__(
+        self,
+        home: Path,
+        created: bool,
+        origin: str,
+        key_id: str,
+        store: str = "ledger.db",
+    ) -> None:
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "created", created)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "key_id", key_id)
+        object.__setattr__(self, "store", store)
 
 
 def _password(env: Mapping[str, str], password: bytes | None) -> bytes | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +42,7 @@ from mltrail.errors import (
     UncoveredRecordsError,
 )
 from mltrail.ledger.stored import chain_head, new_batch
+from mltrail.values import Frozen, replace
 
 # Sealing, checkpoint signing and parsing, run locks, entry signing and record
 # decoding are imported where they are used: a home opened for reading needs
@@ -93,13 +93,20 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
+class Draft(Frozen):
     """An entry to append: kind, body and optionally the run it belongs to."""
 
+    __slots__ = __match_args__ = ("kind", "body", "run")
     kind: str
     body: Mapping[str, Any]
-    run: str | None = None
+    run: str | None
+
+    def __init__(
+        self, kind: str, body: Mapping[str, Any], run: str | None = None
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "run", run)
 
 
 class _StaleKeysError(AppendConflictError):

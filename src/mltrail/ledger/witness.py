@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
+from mltrail.values import Frozen
 
 # Every home holds a Witness; what reading, checking and moving it needs is
 # imported where it is done, so a reading command pays for none of it.
@@ -32,8 +32,7 @@ __all__ = ["Witness"]
 _MAX_WITNESS = 64 * 2**10  # a checkpoint note, even with many cosignatures, is far less
 
 
-@dataclass(frozen=True)
-class Witness:
+class Witness(Frozen):
     """A witness file and where it lies.
 
     Args:
@@ -43,9 +42,20 @@ class Witness:
         external: outside the ledger home.
     """
 
+    __match_args__ = ("path", "configured", "external")
     path: Path
-    configured: bool = False
-    external: bool = False
+    configured: bool
+    external: bool
+
+    def __init__(
+        self,
+        path: Path,
+        configured: bool = False,
+        external: bool = False,
+    ) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "configured", configured)
+        object.__setattr__(self, "external", external)
 
     @property
     def label(self) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.limits import run_id_problem
 from mltrail.errors import InputError
+from mltrail.values import Value
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,10 +60,13 @@ def open_run_file(home: Path, run_id: str) -> Path:
     return path
 
 
-@dataclass
-class RunSummary:
+class RunSummary(Value):
     """One run as ``mltrail runs`` lists it."""
 
+    __match_args__ = (
+        "id", "name", "status", "started", "ended", "duration_s", "exit_code", "user",
+        "host", "command", "seq", "claimed_user",
+    )  # fmt: skip
     id: str
     name: str | None
     status: str
@@ -75,8 +78,36 @@ class RunSummary:
     host: str | None
     command: list[str]
     seq: int
-    claimed_user: str | None = None
+    claimed_user: str | None
     """The user name ``$LOGNAME``/``$USER`` claimed, when not ``user`` (the account)."""
+
+    def __init__(
+        self,
+        id: str,
+        name: str | None,
+        status: str,
+        started: str,
+        ended: str | None,
+        duration_s: float | None,
+        exit_code: int | None,
+        user: str | None,
+        host: str | None,
+        command: list[str],
+        seq: int,
+        claimed_user: str | None = None,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.status = status
+        self.started = started
+        self.ended = ended
+        self.duration_s = duration_s
+        self.exit_code = exit_code
+        self.user = user
+        self.host = host
+        self.command = command
+        self.seq = seq
+        self.claimed_user = claimed_user
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""

@@ -16,7 +16,6 @@ that lacks the approvals the stage's gate requires (see :mod:`mltrail.audit.gove
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.governance import (
@@ -27,6 +26,7 @@ from mltrail.audit.governance import (
 )
 from mltrail.audit.trace import latest_writer
 from mltrail.errors import InputError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["Promotion", "demote", "promote", "stage_history", "stage_holders"]
 
 
-@dataclass(frozen=True)
-class Promotion:
+class Promotion(Frozen):
     """One ``model.promoted`` record as the index holds it."""
 
+    __match_args__ = ("seq", "model", "run", "stage", "action", "time", "user", "note")
     seq: int
     model: str
     run: str | None
@@ -49,6 +49,26 @@ class Promotion:
     time: str
     user: str | None
     note: str | None
+
+    def __init__(
+        self,
+        seq: int,
+        model: str,
+        run: str | None,
+        stage: str,
+        action: str,
+        time: str,
+        user: str | None,
+        note: str | None,
+    ) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "run", run)
+        object.__setattr__(self, "stage", stage)
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "time", time)
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "note", note)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""

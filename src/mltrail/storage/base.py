@@ -28,10 +28,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from mltrail.errors import MltrailError, StoreError
+from mltrail.values import Frozen
 
 __all__ = [
     "EMPTY_STORE_HEAD",
@@ -51,11 +51,11 @@ __all__ = [
     "head_after",
 ]
 
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 _KIND = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*")
 
 
-@dataclass(frozen=True, slots=True)
-class KindRoles:
+class KindRoles(Frozen):
     """The record kinds a store treats specially, given by whoever opens it.
 
     ``epoch_kinds``: the newest stored record of one of them, plus one, is the
@@ -67,18 +67,23 @@ class KindRoles:
     so they can never change the meaning of that text.
     """
 
+    __slots__ = __match_args__ = ("epoch_kinds", "reset_kind", "purge_kind")
     epoch_kinds: tuple[str, ...]
     reset_kind: str
     purge_kind: str
 
-    def __post_init__(self) -> None:
-        for kind in (*self.epoch_kinds, self.reset_kind, self.purge_kind):
+    def __init__(
+        self, epoch_kinds: tuple[str, ...], reset_kind: str, purge_kind: str
+    ) -> None:
+        _set(self, "epoch_kinds", epoch_kinds)
+        _set(self, "reset_kind", reset_kind)
+        _set(self, "purge_kind", purge_kind)
+        for kind in (*epoch_kinds, reset_kind, purge_kind):
             if not isinstance(kind, str) or not _KIND.fullmatch(kind):
                 raise ValueError(f"not a plain dotted kind name: {kind!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class StoreHead:
+class StoreHead(Frozen):
     """What a store knows of its newest record: size, last hash and time, the
     stored Merkle nodes of its frontier (``frontier_nodes(size)``, left first),
     the key epoch (see :class:`KindRoles`).
@@ -88,13 +93,36 @@ class StoreHead:
     for the head an append's ``prepare`` gets.
     """
 
+    __slots__ = __match_args__ = (
+        "size", "last_hash", "last_time", "frontier", "key_epoch", "floor_time",
+        "checkpoint",
+    )  # fmt: skip
+    _compared = __match_args__[:5]  # not floor_time, checkpoint
     size: int
     last_hash: bytes
     last_time: str | None
     frontier: tuple[bytes, ...]
-    key_epoch: int = 0
-    floor_time: str | None = field(default=None, compare=False)
-    checkpoint: str | None = field(default=None, compare=False)
+    key_epoch: int
+    floor_time: str | None
+    checkpoint: str | None
+
+    def __init__(
+        self,
+        size: int,
+        last_hash: bytes,
+        last_time: str | None,
+        frontier: tuple[bytes, ...],
+        key_epoch: int = 0,
+        floor_time: str | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        _set(self, "size", size)
+        _set(self, "last_hash", last_hash)
+        _set(self, "last_time", last_time)
+        _set(self, "frontier", frontier)
+        _set(self, "key_epoch", key_epoch)
+        _set(self, "floor_time", floor_time)
+        _set(self, "checkpoint", checkpoint)
 
 
 EMPTY_STORE_HEAD = StoreHead(size=0, last_hash=bytes(32), last_time=None, frontier=())
@@ -130,14 +158,19 @@ class NewBatch(NamedTuple):
 Prepare = Callable[[StoreHead], NewBatch]
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointRow:
+class CheckpointRow(Frozen):
     """A checkpoint a store keeps: where it is kept (``label``), the tree size it
     covers and its signed note text."""
 
+    __slots__ = __match_args__ = ("label", "size", "text")
     label: str
     size: int
     text: str
+
+    def __init__(self, label: str, size: int, text: str) -> None:
+        _set(self, "label", label)
+        _set(self, "size", size)
+        _set(self, "text", text)
 
 
 class RunHold(Protocol):
@@ -148,32 +181,43 @@ class RunHold(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRow:
+class StoredRow(Frozen):
     """A record as a store keeps it: its seq, its hash column and its bytes."""
 
+    __slots__ = __match_args__ = ("seq", "hash", "data")
     seq: int
     hash: bytes
     data: bytes
 
+    def __init__(self, seq: int, hash: bytes, data: bytes) -> None:
+        _set(self, "seq", seq)
+        _set(self, "hash", hash)
+        _set(self, "data", data)
 
-@dataclass(frozen=True, slots=True)
-class StoredPurge:
+
+class StoredPurge(Frozen):
     """A purge a store knows of: a purge record stored at ``seq`` names
     the blob ``digest`` of ``size`` bytes; ``erased`` once its bytes are gone from
     the store's files (False: the purge was interrupted, see ``erase_blob``)."""
 
+    __slots__ = __match_args__ = ("digest", "size", "seq", "erased")
     digest: str
     size: int
     seq: int
     erased: bool
 
+    def __init__(self, digest: str, size: int, seq: int, erased: bool) -> None:
+        _set(self, "digest", digest)
+        _set(self, "size", size)
+        _set(self, "seq", seq)
+        _set(self, "erased", erased)
 
-@dataclass(frozen=True, slots=True)
-class StoredEvidence:
+
+class StoredEvidence(Frozen):
     """Evidence about a checkpoint kept beside it (see :mod:`mltrail.core.evidence`):
     a timestamp token, a cosigned note, or a marker that a stamp is pending."""
 
+    __slots__ = __match_args__ = ("id", "kind", "size", "checkpoint", "data", "added")
     id: int
     kind: str
     size: int
@@ -182,6 +226,22 @@ class StoredEvidence:
     data: bytes
     added: str
     """When it was stored, by this machine's clock (informational only)."""
+
+    def __init__(
+        self,
+        id: int,
+        kind: str,
+        size: int,
+        checkpoint: str,
+        data: bytes,
+        added: str,
+    ) -> None:
+        _set(self, "id", id)
+        _set(self, "kind", kind)
+        _set(self, "size", size)
+        _set(self, "checkpoint", checkpoint)
+        _set(self, "data", data)
+        _set(self, "added", added)
 
 
 @contextmanager

@@ -18,12 +18,12 @@ written into a home's settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from mltrail.errors import ConfigError, InputError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,24 +44,47 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
+class StoreOptions(Frozen):
     """How to open a store, whatever its backend."""
 
-    create: bool = False
+    __slots__ = __match_args__ = (
+        "create", "busy_timeout", "read_only", "base", "token", "roles", "row_hash"
+    )  # fmt: skip
+    create: bool
     """Create the store (SQLite file, PostgreSQL tables) if missing."""
-    busy_timeout: float = 60.0
+    busy_timeout: float
     """Seconds a write waits for another writer's lock."""
-    read_only: bool = False
+    read_only: bool
     """Only read (SQLite: write nothing into the file's folder)."""
-    base: Path | None = None
+    base: Path | None
     """Folder a relative SQLite path is resolved against (the ledger home)."""
-    token: str | None = None
+    token: str | None
     """Bearer token for an mltrail server (None: ``MLTRAIL_TOKEN``)."""
-    roles: KindRoles | None = None
+    roles: KindRoles | None
     """The ledger's kind roles (see ``KindRoles``): needed by SQLite and PostgreSQL."""
-    row_hash: Callable[[bytes], bytes] | None = None
+    row_hash: Callable[[bytes], bytes] | None
     """A record's hash from its bytes, for a server's client (None: the server's)."""
+
+    def __init__(
+        self,
+        create: bool = False,
+        busy_timeout: float = 60.0,
+        read_only: bool = False,
+        base: Path | None = None,
+        token: str | None = None,
+        roles: KindRoles | None = None,
+        row_hash: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        _set(self, "create", create)
+        _set(self, "busy_timeout", busy_timeout)
+        _set(self, "read_only", read_only)
+        _set(self, "base", base)
+        _set(self, "token", token)
+        _set(self, "roles", roles)
+        _set(self, "row_hash", row_hash)
+
+
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 
 
 def _roles(url: str, options: StoreOptions) -> KindRoles:
