@@ -150,3 +150,60 @@ def test_subclasses_declare_their_fields():
     assert Head(1, b"h", None, (), floor_time="a") == Head(1, b"h", None, ())
     assert repr(Head(1, b"h", None, ())).endswith("Head(size=1, last_hash=b'h', "
         "last_time=None, frontier=(), key_epoch=0, floor_time=None, checkpoint=None)")  # fmt: skip
+
+
+def _value_classes() -> list[type[Value]]:
+    """Every class of the mltrail package built on Value (modules needing an
+    extra that is not installed are left out)."""
+    import importlib
+    import pkgutil
+
+    import mltrail
+
+    for info in pkgutil.walk_packages(mltrail.__path__, "mltrail."):
+        if info.name.endswith("__main__"):
+            continue  # runs the command line
+        try:
+            importlib.import_module(info.name)
+        except ImportError:
+            continue
+    found, todo = [], [Value]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("mltrail.") and sub is not Frozen:
+                found.append(sub)
+    return found
+
+
+def _fields(cls: type) -> list[str]:
+    """The annotated instance fields of ``cls`` and its bases, in order."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        for name, note in vars(klass).get("__annotations__", {}).items():
+            classvar = str(note).startswith(("ClassVar", "typing.ClassVar"))
+            if not classvar and name not in names:
+                names.append(name)
+    return names
+
+
+def test_every_value_class_lists_each_field_it_annotates_and_takes():
+    """A field left out of ``__match_args__`` would be ignored by ``==``, ``repr``,
+    ``replace``, copies and pickles without a word: each class's annotations,
+    ``__match_args__`` and ``__init__`` parameters must name the same fields, in
+    the same order (as a dataclass's would)."""
+    import inspect
+
+    classes = _value_classes()
+    assert len(classes) >= 38
+    for cls in classes:
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        assert list(cls.__match_args__) == _fields(cls), where
+        params = list(inspect.signature(cls.__init__).parameters)[1:]
+        assert params == list(cls.__match_args__), where
+        assert set(cls._compared) <= set(cls.__match_args__), where
+        assert set(cls._shown) <= set(cls.__match_args__), where
+        bases = [k for k in cls.__mro__ if k is not object]
+        if all("__slots__" in vars(k) for k in bases):  # instances have no __dict__
+            slots = {name for k in bases for name in vars(k)["__slots__"]}
+            assert set(cls.__match_args__) <= slots, where
