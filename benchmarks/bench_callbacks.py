@@ -26,7 +26,9 @@ code differ by 5-20 % from one to the next (every step of a fit is slower or
 faster together), more than the target. For Lightning the benchmark also adds up
 what the logger does per step from its parts, each timed in a tight loop (the
 ``log_metrics`` call, Lightning's dispatch of six hooks to one more callback, a
-write spread over the steps between two writes): the figure chance moves least.
+write spread over the steps between two writes), and for Hugging Face likewise
+(``on_log`` and ``on_step_end``, the Trainer's dispatch of five events to one
+more callback, a write every 100 steps): the figures chance moves least.
 Models this small make the overhead look larger than it would on any real model
 (a step here takes a few milliseconds).
 
@@ -94,6 +96,82 @@ def hf_pair(steps: int, work: Path) -> tuple[float, float, float]:
         return _per_step(clock.times), total
 
     return once
+
+
+def hf_parts(work: Path, step_s: float) -> None:
+    """What the Hugging Face callback costs per step, part by part, in tight loops
+    (fastest of 5), as ``lightning_parts`` does: (a) ``on_log`` with the four
+    numbers the Trainer logs each step, and ``on_step_end``; (b) one metrics write
+    of 100 steps, spread over the ``flush_every`` (100) steps between two writes;
+    (c) the Trainer's dispatch of one event to one more callback, x 5 events per
+    step (``on_step_begin``, ``on_pre_optimizer_step``, ``on_optimizer_step``,
+    ``on_step_end``, ``on_log``)."""
+    import transformers
+    from transformers.trainer_callback import (
+        CallbackHandler,
+        DefaultFlowCallback,
+        TrainerControl,
+    )
+
+    from mltrail.integrations.huggingface import MltrailCallback
+
+    args = transformers.TrainingArguments(
+        output_dir=str(work / "parts"), report_to=[], use_cpu=True
+    )
+    state, control = transformers.TrainerState(), TrainerControl()
+    callback = MltrailCallback(save_final=False, flush_every=10**9)
+    callback.on_train_begin(args, state, control)
+    logs = {"loss": 0.5, "grad_norm": 1.25, "learning_rate": 5e-05, "epoch": 0.01}
+
+    def step() -> None:
+        state.global_step += 1
+        callback.on_log(args, state, control, logs=dict(logs))
+        callback.on_step_end(args, state, control)
+
+    per_step = _fastest(step, 2000)
+    run = callback.run
+
+    def write() -> None:
+        for _ in range(100):
+            step()
+        run.flush()
+
+    per_write = _fastest(write, 4) - 100 * per_step
+    callback.on_train_end(args, state, control)
+    dispatch = []
+    flow = DefaultFlowCallback()  # the Trainer's own, which it always has
+    for callbacks in ([flow], [flow, transformers.TrainerCallback()]):
+        handler = CallbackHandler(callbacks, None, None, None, None)
+        dispatch.append(
+            _fastest(
+                lambda h=handler: h.call_event("on_step_end", args, state, control),
+                5000,
+            )
+        )
+    per_event = dispatch[1] - dispatch[0]
+    added = per_step + per_write / 100 + 5 * per_event
+    share = added / step_s * 100
+    print(
+        f"hf-trainer parts: (a) on_log + on_step_end {per_step * 1e6:.1f} us/step; "
+        f"(b) one write of 100 steps {per_write * 1e3:.2f} ms; (c) one callback in "
+        f"an event {per_event * 1e6:.2f} us, x 5 events per step"
+    )
+    print(
+        f"hf-trainer, added work per step by its parts: {added * 1e6:.1f} us = "
+        f"{share:.2f} % of a {step_s * 1e3:.3f} ms step "
+        f"[{'PASS' if share < 2 else 'FAIL'}, target < 2 %]"
+    )
+
+
+def _fastest(work, n: int) -> float:
+    """Seconds per call of ``work``, fastest of 5 loops of ``n`` calls."""
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n):
+            work()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
 
 
 def lightning_pair(steps: int, work: Path):
@@ -168,15 +246,6 @@ def lightning_parts(work: Path, step_s: float) -> None:
 
     from mltrail.integrations.lightning import MltrailLogger
 
-    def fastest(work, n: int) -> float:
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(n):
-                work()
-            best = min(best, (time.perf_counter() - start) / n)
-        return best
-
     try:
         logger = MltrailLogger(flush_every=10**9, min_flush_seconds=1e9)
     except TypeError:  # before min_flush_seconds
@@ -187,7 +256,7 @@ def lightning_parts(work: Path, step_s: float) -> None:
         logger.log_metrics({"train_loss": 0.25, "epoch": 0}, step=next(step))
         logger.save()
 
-    per_call = fastest(log, 2000)
+    per_call = _fastest(log, 2000)
     run = logger.run
 
     def write() -> None:
@@ -195,7 +264,7 @@ def lightning_parts(work: Path, step_s: float) -> None:
             log()
         run.flush()
 
-    per_write = fastest(write, 4) - 100 * per_call
+    per_write = _fastest(write, 4) - 100 * per_call
     logger.finalize("success")
     dispatch, hook = [], call._call_callback_hooks
     for callbacks in ([], [lightning.Callback()]):
@@ -205,7 +274,7 @@ def lightning_parts(work: Path, step_s: float) -> None:
             accelerator="cpu", default_root_dir=str(work / "pl"),
         )  # fmt: skip
         dispatch.append(
-            fastest(lambda t=trainer: hook(t, "on_before_zero_grad", None), 5000)
+            _fastest(lambda t=trainer: hook(t, "on_before_zero_grad", None), 5000)
         )
     per_hook = dispatch[1] - dispatch[0]
     print(
@@ -314,7 +383,8 @@ def main() -> None:
         os.environ["MLTRAIL_HOME"] = str(work / "audit")
         os.chdir(work)
         if opts.only != "lightning":
-            measure("hf-trainer", hf_pair(opts.steps, work), opts.reps)
+            step_s = measure("hf-trainer", hf_pair(opts.steps, work), opts.reps)
+            hf_parts(work, step_s)
         if opts.only != "hf":
             step_s = measure("lightning", lightning_pair(opts.steps, work), opts.reps)
             lightning_parts(work, step_s)
