@@ -9,10 +9,11 @@ side with the obvious baseline: `python -c pass` (the floor any Python CLI pays)
 and a full scan of the ledger's records (what answering without an index costs).
 
 Goal (issue 16): every read command answers in < 80 ms over `python -c pass`,
-medians of interleaved repetitions. Then it appends ``--burst`` more runs through
-``open_home`` (timed) and times the first `mltrail runs` after them: catching the
-index up must cost less than the writes did (incremental, not a rescan). Each
-benchmark run so grows the cached ledger by the burst.
+medians of interleaved repetitions. Then, three times, it appends 1,000 more runs
+through ``open_home`` (timed) and times the first `mltrail runs` after them against
+the same command right after it: catching the index up must cost less than the
+writes did (incremental, not a rescan; the median of the three). Each benchmark
+run so grows the cached ledger by 3,000 runs.
 
 The ledger is built once (~2 min, ~750 MB with its index) into
 ``$TMPDIR/mltrail-bench-query-<runs>`` (a home may not live inside the git work
