@@ -35,10 +35,10 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mltrail.errors import StoreError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import tempfile
 

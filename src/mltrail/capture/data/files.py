@@ -7,10 +7,9 @@ that are not UTF-8 with their raw bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mltrail.capture.data.hashing import HashProgress, hash_file, hash_tree
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path

@@ -38,18 +38,21 @@ rest of the run. Both log a warning on the ``mltrail.capture`` logger.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import re
 import sqlite3
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from mltrail.tuples import NamedTuple
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 __all__ = [
     "CacheWriter",
@@ -72,7 +75,6 @@ LOOKUP_CHUNK = 500
 _KEY = struct.Struct("<QQQqq")
 _HEX = re.compile("[0-9a-f]*").fullmatch
 _HEX64 = re.compile("[0-9a-f]{64}").fullmatch
-_T = TypeVar("_T")
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -133,6 +135,9 @@ def _warn(message: str, *args: object) -> None:
 
 def remove_abandoned(path: Path) -> None:
     """Delete the new cache files (``_open_new``) of processes that died first."""
+    import contextlib  # not at import: a warm run never gets here (nor below)
+    import glob
+
     for aside in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
         pid = aside.name[len(path.name) + 5 :].partition("-")[0]
         try:
@@ -267,6 +272,8 @@ class HashCache:
                 self._merge(new)
                 self._close_quietly()
         finally:
+            import contextlib
+
             self._new = None
             for name in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
                 with contextlib.suppress(OSError):
@@ -452,10 +459,14 @@ class HashCache:
 
     def _close_quietly(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
+            try:  # noqa: SIM105 (contextlib.suppress: a warm run need not import it)
                 self._db.close()
+            except sqlite3.Error:
+                pass
             self._db = None
         if self._new is not None:  # a new file that will not be published
+            import contextlib
+
             with contextlib.suppress(OSError):
                 self._new.unlink()
             self._new = None

@@ -50,7 +50,6 @@ import threading
 import time
 from _queue import Empty, SimpleQueue  # as queue has them, without its imports
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mltrail.capture.data import hash_queue
 from mltrail.capture.data.hash_queue import File, WorkQueue
@@ -68,6 +67,7 @@ from mltrail.capture.data.walk import (
 )
 from mltrail.errors import CaptureError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
