@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.errors import MltrailError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
     from mltrail.capture.data.files import HashedData
@@ -75,11 +75,11 @@ def open_cache(home: Path | None, enabled: bool) -> Any:
     ``~/.mltrail``); None when ``enabled`` is false or the home is read-only."""
     if not enabled:
         return None
-    from mltrail.capture.data.hashcache import HashCache, default_cache_path
-    from mltrail.home_dir import resolve_home
+    from mltrail.capture.data.hashcache import HashCache, cache_file
+    from mltrail.home_dir import home_folder
     from mltrail.storage.readonly import can_write
 
-    path = default_cache_path(resolve_home(home, os.environ))
+    path = cache_file(home_folder(home, os.environ))  # str: pathlib is not imported
     return HashCache(path) if can_write(path) else None  # a read-only home: no cache
 
 
@@ -216,9 +216,9 @@ def _hash_with(
 
     if "://" in path and _is_remote(path):
         return _Result(path, manifest=_hash_remote(path, progress))
-    is_file = Path(path).is_file()
+    is_file = os.path.isfile(path)
     hashed = hash_dataset(
-        Path(path),
+        path,
         cache=cache,
         progress=progress,
         follow_links=follow_links,

@@ -43,13 +43,13 @@ import re
 import sqlite3
 import struct
 import time
-from pathlib import Path
 
 from mltrail.tuples import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
     from typing import Any, TypeVar
 
     _T = TypeVar("_T")
@@ -60,6 +60,7 @@ __all__ = [
     "HashCache",
     "StatKey",
     "StoredTree",
+    "cache_file",
     "default_cache_path",
     "remove_abandoned",
     "stat_key",
@@ -158,6 +159,12 @@ def default_cache_path(home: Path) -> Path:
     return home / "cache" / "hashes.db"
 
 
+def cache_file(home: str) -> str:
+    """:func:`default_cache_path` as a ``str`` (a warm ``data hash`` imports no
+    :mod:`pathlib`, ADR 0035)."""
+    return os.path.join(home, "cache", "hashes.db")
+
+
 def stat_key(st: os.stat_result) -> StatKey:
     """The cache key of a file's ``stat`` result."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -185,22 +192,29 @@ class HashCache:
             and ctime must be for its hash to be stored (see the module docstring).
     """
 
-    def __init__(self, path: Path, *, racy_window_s: float = 2.0) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, racy_window_s: float = 2.0) -> None:
+        self._file = os.fspath(path)  # what the usual open needs: no pathlib
         self._window_ns = int(racy_window_s * 1e9)
         self._db: sqlite3.Connection | None = None
         self._new: Path | None = None  # a new file, made aside (see _open_new)
         self._guard(self._open, None)
 
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        from pathlib import Path
+
+        return Path(self._file)
+
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
+        os.makedirs(os.path.dirname(self._file) or ".", exist_ok=True)
+        if not os.path.exists(self._file):
             self._open_new()
             return
         self._open_usual()
 
     def _open_usual(self) -> None:
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        db = sqlite3.connect(self._file, timeout=5.0, isolation_level=None)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
@@ -273,6 +287,7 @@ class HashCache:
                 self._close_quietly()
         finally:
             import contextlib
+            from pathlib import Path
 
             self._new = None
             for name in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
@@ -446,6 +461,8 @@ class HashCache:
             return fallback
 
     def _recreate(self, error: Exception) -> None:
+        from pathlib import Path
+
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
         _warn("hash cache %s is corrupt (%s): moved to %s", self.path, error, aside)
         try:

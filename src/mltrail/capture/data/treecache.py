@@ -161,7 +161,7 @@ class TreeResult:
 
 
 def capture_tree(
-    path: Path,
+    path: str | Path,
     *,
     cache: HashCache | None,
     progress: Callable[[HashProgress], None] | None = None,
