@@ -15,9 +15,6 @@ only need part of it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from mltrail.errors import (
     AuthError,
     CaptureError,
@@ -30,8 +27,10 @@ from mltrail.errors import (
     StoreError,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from mltrail.audit.api import Audit, audit
     from mltrail.auto import autolog
@@ -93,6 +92,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mltrail' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -314,7 +314,7 @@ def test_plain_data_hash_fails_as_the_click_command_fails(tmp_path, dataset, arg
 
 def test_plain_data_hash_loads_no_click(tmp_path, dataset):
     """Cold: no click, no mltrail.config; warm (a stored tree result): not even
-    dataclasses or the manifest module."""
+    dataclasses, the manifest module, typing, contextlib or pathlib (ADR 0035)."""
     code = (
         "import sys; from mltrail.cli.main import main; main(); "
         "import os; unwanted = os.environ['UNWANTED'].split(','); "
@@ -325,6 +325,7 @@ def test_plain_data_hash_loads_no_click(tmp_path, dataset):
     time.sleep(SETTLE_S)  # so that the warm run uses a stored tree result
     cold = "click,mltrail.config,mltrail.cli.app"
     warm = cold + ",dataclasses,mltrail.core.manifest,hashlib"
+    warm += ",typing,contextlib,pathlib,urllib.parse"
     for unwanted in (cold, warm):
         proc = subprocess.run(
             [sys.executable, "-c", code, "data", "hash", "data"],

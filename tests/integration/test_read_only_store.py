@@ -165,3 +165,23 @@ def test_can_write_tries(tmp_path: Path) -> None:
         assert not can_write(folder / "new")
     finally:
         folder.chmod(0o755)
+
+
+def test_can_write_takes_relative_and_str_paths(tmp_path: Path, monkeypatch) -> None:
+    """Written with os alone (a warm `data hash` imports no pathlib): a relative
+    `str` gets the answers its Path gets."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    for name in ("f", "f/", "f/file", "f/not/yet", "f/./not", "new", "./new"):
+        assert can_write(name), name
+        assert can_write(Path(name)), name
+    (folder / "file").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        for name in ("f", "f/file", "f/new", "f/new/deeper", "f//new/"):
+            assert not can_write(name), name
+            assert not can_write(Path(name)), name
+    finally:
+        folder.chmod(0o755)

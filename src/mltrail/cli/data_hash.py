@@ -10,16 +10,17 @@ Both print the same bytes and exit with the same codes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.hash_bar import hash_bar_factory
 from mltrail.errors import MltrailError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from mltrail.capture.data.files import HashedData
     from mltrail.capture.data.progress import ProgressCallback
     from mltrail.core.manifest import DatasetManifest
@@ -74,11 +75,11 @@ def open_cache(home: Path | None, enabled: bool) -> Any:
     ``~/.mltrail``); None when ``enabled`` is false or the home is read-only."""
     if not enabled:
         return None
-    from mltrail.capture.data.hashcache import HashCache, default_cache_path
-    from mltrail.home_dir import resolve_home
+    from mltrail.capture.data.hashcache import HashCache, cache_file
+    from mltrail.home_dir import home_folder
     from mltrail.storage.readonly import can_write
 
-    path = default_cache_path(resolve_home(home, os.environ))
+    path = cache_file(home_folder(home, os.environ))  # str: pathlib is not imported
     return HashCache(path) if can_write(path) else None  # a read-only home: no cache
 
 
@@ -197,23 +198,34 @@ def _view_key(path: str) -> bytes:
 def _hash_one(
     path: str, cache: Any, follow_links: bool, *, need_manifest: bool = True
 ) -> _Result:
+    factory = hash_bar_factory()
+    if factory is None:  # no bar (contextlib.nullcontext: not imported for it)
+        return _hash_with(path, cache, follow_links, need_manifest, None)
+    with factory(f"hashing {path}") as progress:
+        return _hash_with(path, cache, follow_links, need_manifest, progress)
+
+
+def _hash_with(
+    path: str,
+    cache: Any,
+    follow_links: bool,
+    need_manifest: bool,
+    progress: ProgressCallback | None,
+) -> _Result:
     from mltrail.capture.data.files import hash_dataset
 
-    factory = hash_bar_factory()
-    bar = factory(f"hashing {path}") if factory else contextlib.nullcontext(None)
-    with bar as progress:
-        if "://" in path and _is_remote(path):
-            return _Result(path, manifest=_hash_remote(path, progress))
-        is_file = Path(path).is_file()
-        hashed = hash_dataset(
-            Path(path),
-            cache=cache,
-            progress=progress,
-            follow_links=follow_links,
-            need_manifest=need_manifest,
-            view_key=_view_key(path),
-            view=lambda m: _sum_lines(path, m, is_file),
-        )
+    if "://" in path and _is_remote(path):
+        return _Result(path, manifest=_hash_remote(path, progress))
+    is_file = os.path.isfile(path)
+    hashed = hash_dataset(
+        path,
+        cache=cache,
+        progress=progress,
+        follow_links=follow_links,
+        need_manifest=need_manifest,
+        view_key=_view_key(path),
+        view=lambda m: _sum_lines(path, m, is_file),
+    )
     return _Result(path, hashed=hashed, is_file=is_file)
 
 

@@ -14,12 +14,13 @@ plain ``--json`` forms of ``show``, ``trace``, ``runs``, ``model history`` and
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from mltrail.cli.app import cli
 

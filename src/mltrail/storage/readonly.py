@@ -34,13 +34,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mltrail.errors import StoreError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import tempfile
+    from pathlib import Path
 
 __all__ = ["ReadOnlyConnection", "can_write", "connect_read_only"]
 
@@ -48,7 +48,7 @@ _NO_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _SNAPSHOT_TRIES = 3
 
 
-def can_write(path: Path) -> bool:
+def can_write(path: str | os.PathLike[str]) -> bool:
     """Whether this process may write ``path``: a folder, an existing file and the
     folder it is in, or a file still to be made (in its nearest existing folder).
 
@@ -58,9 +58,13 @@ def can_write(path: Path) -> bool:
     and ACLs). Root passes permission checks, so a file or folder without any
     write bit (``chmod -R a-w``) counts as read-only for root too: someone made
     it so on purpose.
+
+    Written with :mod:`os` alone: a warm ``mltrail data hash`` asks it of the hash
+    cache without importing :mod:`pathlib` (ADR 0035).
     """
+    path = os.fspath(path)
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         folder = _nearest_folder(path)
         return folder is not None and _folder_writable(folder)
@@ -68,7 +72,7 @@ def can_write(path: Path) -> bool:
         return False
     if stat.S_ISDIR(st.st_mode):
         return _folder_writable(path)
-    if st.st_mode & _NO_WRITE_BITS == 0 or not _folder_writable(path.parent):
+    if st.st_mode & _NO_WRITE_BITS == 0 or not _folder_writable(_parent(path)):
         return False
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -78,12 +82,20 @@ def can_write(path: Path) -> bool:
     return True
 
 
-def _nearest_folder(path: Path) -> Path | None:
+def _parent(path: str) -> str:
+    """The folder ``path`` is in (the same folder as ``Path(path).parent``)."""
+    head = os.path.dirname(path.rstrip("/"))
+    return head or ("/" if path.startswith("/") else ".")
+
+
+def _nearest_folder(path: str) -> str | None:
     """The nearest existing folder above ``path`` (None: one above is closed to us)."""
-    for parent in path.parents:
+    parent, last = _parent(path), path
+    while parent != last:
         try:
-            parent.stat()
+            os.stat(parent)
         except FileNotFoundError:
+            parent, last = _parent(parent), parent
             continue
         except OSError:
             return None
@@ -91,9 +103,9 @@ def _nearest_folder(path: Path) -> Path | None:
     return None
 
 
-def _folder_writable(folder: Path) -> bool:
+def _folder_writable(folder: str) -> bool:
     try:
-        if folder.stat().st_mode & _NO_WRITE_BITS == 0:
+        if os.stat(folder).st_mode & _NO_WRITE_BITS == 0:
             return False
     except OSError:
         return False
@@ -175,6 +187,7 @@ def _snapshot(db: Path) -> ReadOnlyConnection:
     """Copy ``db`` (and its ``-wal``) into a private folder and open the copy there."""
     import shutil  # only a snapshot needs these (start-up time of readers)
     import tempfile
+    from pathlib import Path
 
     for _ in range(_SNAPSHOT_TRIES):
         before = _state(db)

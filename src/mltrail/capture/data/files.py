@@ -7,10 +7,11 @@ that are not UTF-8 with their raw bytes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
 
 from mltrail.capture.data.hashing import HashProgress, hash_file, hash_tree
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
@@ -84,7 +85,7 @@ class HashedData:
 
 
 def hash_dataset(
-    path: Path,
+    path: str | Path,
     *,
     cache: HashCache | None,
     progress: Callable[[HashProgress], None] | None = None,
@@ -119,7 +120,7 @@ def hash_dataset(
 
     manifest = compute_manifest(found.entries)
     rendered = view(manifest) if view is not None else None
-    if found.probe is not None and not path.is_file():
+    if found.probe is not None and not os.path.isfile(path):
         found.probe.save(
             manifest.data,
             manifest.dataset_id,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple
 
+from mltrail.tuples import NamedTuple
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mltrail.capture.data.hashcache import FolderKey, StatKey
 

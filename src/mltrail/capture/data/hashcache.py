@@ -38,18 +38,21 @@ rest of the run. Both log a warning on the ``mltrail.capture`` logger.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import re
 import sqlite3
 import struct
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from mltrail.tuples import NamedTuple
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 __all__ = [
     "CacheWriter",
@@ -57,6 +60,7 @@ __all__ = [
     "HashCache",
     "StatKey",
     "StoredTree",
+    "cache_file",
     "default_cache_path",
     "remove_abandoned",
     "stat_key",
@@ -72,7 +76,6 @@ LOOKUP_CHUNK = 500
 _KEY = struct.Struct("<QQQqq")
 _HEX = re.compile("[0-9a-f]*").fullmatch
 _HEX64 = re.compile("[0-9a-f]{64}").fullmatch
-_T = TypeVar("_T")
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -133,6 +136,9 @@ def _warn(message: str, *args: object) -> None:
 
 def remove_abandoned(path: Path) -> None:
     """Delete the new cache files (``_open_new``) of processes that died first."""
+    import contextlib  # not at import: a warm run never gets here (nor below)
+    import glob
+
     for aside in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
         pid = aside.name[len(path.name) + 5 :].partition("-")[0]
         try:
@@ -151,6 +157,12 @@ class _StaleCacheError(Exception):
 def default_cache_path(home: Path) -> Path:
     """Where the hash cache of the ledger home ``home`` lives."""
     return home / "cache" / "hashes.db"
+
+
+def cache_file(home: str) -> str:
+    """:func:`default_cache_path` as a ``str`` (a warm ``data hash`` imports no
+    :mod:`pathlib`, ADR 0035)."""
+    return os.path.join(home, "cache", "hashes.db")
 
 
 def stat_key(st: os.stat_result) -> StatKey:
@@ -180,22 +192,29 @@ class HashCache:
             and ctime must be for its hash to be stored (see the module docstring).
     """
 
-    def __init__(self, path: Path, *, racy_window_s: float = 2.0) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, racy_window_s: float = 2.0) -> None:
+        self._file = os.fspath(path)  # what the usual open needs: no pathlib
         self._window_ns = int(racy_window_s * 1e9)
         self._db: sqlite3.Connection | None = None
         self._new: Path | None = None  # a new file, made aside (see _open_new)
         self._guard(self._open, None)
 
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        from pathlib import Path
+
+        return Path(self._file)
+
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
+        os.makedirs(os.path.dirname(self._file) or ".", exist_ok=True)
+        if not os.path.exists(self._file):
             self._open_new()
             return
         self._open_usual()
 
     def _open_usual(self) -> None:
-        db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        db = sqlite3.connect(self._file, timeout=5.0, isolation_level=None)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
@@ -267,6 +286,9 @@ class HashCache:
                 self._merge(new)
                 self._close_quietly()
         finally:
+            import contextlib
+            from pathlib import Path
+
             self._new = None
             for name in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
                 with contextlib.suppress(OSError):
@@ -439,6 +461,8 @@ class HashCache:
             return fallback
 
     def _recreate(self, error: Exception) -> None:
+        from pathlib import Path
+
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
         _warn("hash cache %s is corrupt (%s): moved to %s", self.path, error, aside)
         try:
@@ -452,10 +476,14 @@ class HashCache:
 
     def _close_quietly(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
+            try:  # noqa: SIM105 (contextlib.suppress: a warm run need not import it)
                 self._db.close()
+            except sqlite3.Error:
+                pass
             self._db = None
         if self._new is not None:  # a new file that will not be published
+            import contextlib
+
             with contextlib.suppress(OSError):
                 self._new.unlink()
             self._new = None

@@ -49,8 +49,6 @@ import stat
 import threading
 import time
 from _queue import Empty, SimpleQueue  # as queue has them, without its imports
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mltrail.capture.data import hash_queue
 from mltrail.capture.data.hash_queue import File, WorkQueue
@@ -68,8 +66,10 @@ from mltrail.capture.data.walk import (
 )
 from mltrail.errors import CaptureError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from mltrail.capture.data.hashcache import HashCache
     from mltrail.capture.data.treecache import TreeProbe
@@ -441,7 +441,7 @@ def hash_tree(
 
 
 def hash_tree_unless(
-    root: Path,
+    root: str | Path,
     probe: TreeProbe | None,
     *,
     cache: HashCache | None = None,
@@ -471,6 +471,8 @@ def hash_tree_unless(
                 return None
         else:
             parent = _stat(os.path.dirname(real))
+            from pathlib import Path  # not at import: a folder needs none
+
             name = os.fsencode(Path(root).name)
             folder = (parent.st_dev, parent.st_ino)
             engine.add_file(File(real, name, stat_key(st), folder))

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import NamedTuple
+
+from mltrail.tuples import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
 
 __all__ = [
     "HashProgress",
@@ -53,7 +57,7 @@ class HashProgress(NamedTuple):
 
 ProgressCallback = Callable[[HashProgress], None]
 """Called with a :class:`HashProgress`."""
-ProgressFactory = Callable[[str], AbstractContextManager[ProgressCallback]]
+ProgressFactory = Callable[[str], "AbstractContextManager[ProgressCallback]"]
 """Given a label (``hashing train data/train``), a context manager whose value is the
 callback for that one piece of work; leaving it must remove what it showed."""
 

@@ -39,7 +39,6 @@ import os
 import sqlite3
 import struct
 import time
-from typing import TYPE_CHECKING
 
 from mltrail.capture.data.hashcache import StoredTree, remove_abandoned
 from mltrail.capture.data.hashing import hash_tree_unless
@@ -49,6 +48,7 @@ try:  # what hashlib.blake2b is, without loading OpenSSL (milliseconds at start-
 except ImportError:  # pragma: no cover - another Python implementation
     from hashlib import blake2b
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from pathlib import Path
@@ -161,7 +161,7 @@ class TreeResult:
 
 
 def capture_tree(
-    path: Path,
+    path: str | Path,
     *,
     cache: HashCache | None,
     progress: Callable[[HashProgress], None] | None = None,

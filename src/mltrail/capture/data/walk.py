@@ -15,12 +15,15 @@ import os
 import stat
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mltrail.capture.data.hashcache import FolderKey, stat_key
 from mltrail.errors import CaptureError
+from mltrail.tuples import NamedTuple
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from mltrail.core.manifest import FileEntry
 
 __all__ = [
