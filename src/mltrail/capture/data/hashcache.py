@@ -156,12 +156,14 @@ class _StaleCacheError(Exception):
 
 def default_cache_path(home: Path) -> Path:
     """Where the hash cache of the ledger home ``home`` lives."""
-    return home / "cache" / "hashes.db"
+    from pathlib import Path
+
+    return Path(cache_file(os.fspath(home)))
 
 
 def cache_file(home: str) -> str:
     """:func:`default_cache_path` as a ``str`` (a warm ``data hash`` imports no
-    :mod:`pathlib`, ADR 0035)."""
+    :mod:`pathlib`, ADR 0035): the one place that names the file."""
     return os.path.join(home, "cache", "hashes.db")
 
 
