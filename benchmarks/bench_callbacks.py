@@ -129,14 +129,7 @@ def hf_parts(work: Path, step_s: float) -> None:
         callback.on_step_end(args, state, control)
 
     per_step = _fastest(step, 2000)
-    run = callback.run
-
-    def write() -> None:
-        for _ in range(100):
-            step()
-        run.flush()
-
-    per_write = _fastest(write, 4) - 100 * per_step
+    per_write = _write_cost(step, per_step, callback.run)
     callback.on_train_end(args, state, control)
     dispatch = []
     flow = DefaultFlowCallback()  # the Trainer's own, which it always has
@@ -149,15 +142,31 @@ def hf_parts(work: Path, step_s: float) -> None:
             )
         )
     per_event = dispatch[1] - dispatch[0]
-    added = per_step + per_write / 100 + 5 * per_event
-    share = added / step_s * 100
     print(
         f"hf-trainer parts: (a) on_log + on_step_end {per_step * 1e6:.1f} us/step; "
         f"(b) one write of 100 steps {per_write * 1e3:.2f} ms; (c) one callback in "
         f"an event {per_event * 1e6:.2f} us, x 5 events per step"
     )
+    _added_verdict("hf-trainer", per_step + per_write / 100 + 5 * per_event, step_s)
+
+
+def _write_cost(step, per_step: float, run) -> float:
+    """Seconds one metrics write of 100 steps adds (``Run.flush``: a blob and a
+    signed entry, both synced), less the 100 steps' own calls."""
+
+    def write() -> None:
+        for _ in range(100):
+            step()
+        run.flush()
+
+    return _fastest(write, 4) - 100 * per_step
+
+
+def _added_verdict(name: str, added: float, step_s: float) -> None:
+    """Print what an adapter adds per step, by its parts, against the step time."""
+    share = added / step_s * 100
     print(
-        f"hf-trainer, added work per step by its parts: {added * 1e6:.1f} us = "
+        f"{name}, added work per step by its parts: {added * 1e6:.1f} us = "
         f"{share:.2f} % of a {step_s * 1e3:.3f} ms step "
         f"[{'PASS' if share < 2 else 'FAIL'}, target < 2 %]"
     )
@@ -257,14 +266,7 @@ def lightning_parts(work: Path, step_s: float) -> None:
         logger.save()
 
     per_call = _fastest(log, 2000)
-    run = logger.run
-
-    def write() -> None:
-        for _ in range(100):
-            log()
-        run.flush()
-
-    per_write = _fastest(write, 4) - 100 * per_call
+    per_write = _write_cost(log, per_call, logger.run)
     logger.finalize("success")
     dispatch, hook = [], call._call_callback_hooks
     for callbacks in ([], [lightning.Callback()]):
@@ -287,12 +289,7 @@ def lightning_parts(work: Path, step_s: float) -> None:
     # steps of 5 s, or over 100 steps when steps are slower than 50 ms.
     steps_per_write = max(100, 5.0 / step_s)
     added = per_call + 6 * per_hook + per_write / steps_per_write
-    share = added / step_s * 100
-    print(
-        f"lightning, added work per step by its parts: {added * 1e6:.1f} us = "
-        f"{share:.2f} % of a {step_s * 1e3:.3f} ms step "
-        f"[{'PASS' if share < 2 else 'FAIL'}, target < 2 %]"
-    )
+    _added_verdict("lightning", added, step_s)
 
 
 def _now() -> tuple[float, float]:
