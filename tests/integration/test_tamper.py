@@ -793,3 +793,43 @@ def test_genesis_record_made_unreadable(home_dir: Path) -> None:
     report = _verify(home_dir)
     _assert_tampered(report, 0)
     assert "malformed" in _codes_at(report, 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "CAST(replace(CAST(record AS TEXT), '\"seq\":8', '\"seq\":9') AS TEXT)",
+        "42",
+        "4.5",
+    ],
+    ids=["text", "integer", "real"],
+)
+def test_record_stored_as_another_sqlite_type(home_dir: Path, value: str) -> None:
+    """SQLite keeps any type in any column: an insider editing the file can store
+    a record as TEXT or a number (the column refuses NULL). Verification must still read it and name
+    the seq, not stop on a type error."""
+    with _attacker_db(home_dir) as conn:
+        conn.execute(f"UPDATE records SET record = {value} WHERE seq = 8")
+        assert (
+            conn.execute("SELECT typeof(record) FROM records WHERE seq = 8").fetchone()[
+                0
+            ]
+            != "blob"
+        )
+    report = _verify(home_dir)
+    _assert_tampered(report, 8)
+    assert _codes_at(report, 8)
+
+
+def test_record_and_hash_stored_as_text_unchanged_still_verify(home_dir: Path) -> None:
+    """The same bytes stored as TEXT are the same record: nothing was altered."""
+    with _attacker_db(home_dir) as conn:
+        conn.execute("UPDATE records SET record = CAST(record AS TEXT) WHERE seq = 8")
+    assert _verify(home_dir).ok
+
+
+def test_hash_stored_as_text_is_named(home_dir: Path) -> None:
+    with _attacker_db(home_dir) as conn:
+        conn.execute("UPDATE records SET hash = hex(hash) WHERE seq = 8")
+    report = _verify(home_dir)
+    _assert_tampered(report, 8)

@@ -60,6 +60,11 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = "1"
 
+# SQLite keeps a value of any type in any column: someone editing the file can
+# store a record or a hash as TEXT or a number. Blob columns are read through
+# CAST(... AS BLOB), the value's bytes whatever its type, so verification
+# compares them and names the altered seq instead of the read failing on a type.
+
 
 class SQLiteStore(Store):
     """A ledger in one SQLite file.
@@ -222,7 +227,7 @@ class SQLiteStore(Store):
         ):
             return cached
         last = self._conn.execute(
-            "SELECT hash, time FROM records WHERE seq = ?", (size - 1,)
+            "SELECT CAST(hash AS BLOB), time FROM records WHERE seq = ?", (size - 1,)
         ).fetchone()
         epoch = self._conn.execute(
             f"SELECT max(seq) FROM records WHERE kind IN ({self._epoch_marks})",  # noqa: S608
@@ -277,7 +282,8 @@ class SQLiteStore(Store):
         stop = (1 << 62) if stop is None else stop
         while start < stop:
             batch = self._conn.execute(
-                "SELECT seq, hash, record FROM records WHERE seq >= ? AND seq < ? "
+                "SELECT seq, CAST(hash AS BLOB), CAST(record AS BLOB) FROM records "
+                "WHERE seq >= ? AND seq < ? "
                 "ORDER BY seq LIMIT 2000",
                 (start, stop),
             ).fetchall()
@@ -289,7 +295,8 @@ class SQLiteStore(Store):
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
         marks = ",".join("?" * len(kinds))
         cursor = self._conn.execute(
-            f"SELECT seq, hash, record FROM records WHERE kind IN ({marks}) ORDER BY seq",  # noqa: S608
+            "SELECT seq, CAST(hash AS BLOB), CAST(record AS BLOB) FROM records "  # noqa: S608
+            f"WHERE kind IN ({marks}) ORDER BY seq",
             kinds,
         )
         for s, h, d in cursor.fetchall():
@@ -297,13 +304,14 @@ class SQLiteStore(Store):
 
     def _node(self, level: int, index: int) -> bytes | None:
         row = self._conn.execute(
-            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, index)
+            "SELECT CAST(hash AS BLOB) FROM merkle_nodes WHERE level = ? AND idx = ?",
+            (level, index),
         ).fetchone()
         return None if row is None else bytes(row[0])
 
     def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
         rows = self._conn.execute(
-            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx >= ? "
+            "SELECT idx, CAST(hash AS BLOB) FROM merkle_nodes WHERE level = ? AND idx >= ? "
             "AND idx < ?",
             (level, start, stop),
         )
@@ -391,7 +399,7 @@ class SQLiteStore(Store):
 
     def _get_blob(self, digest: str) -> bytes | None:
         row = self._conn.execute(
-            "SELECT data FROM blobs WHERE digest = ?", (digest,)
+            "SELECT CAST(data AS BLOB) FROM blobs WHERE digest = ?", (digest,)
         ).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -421,7 +429,8 @@ class SQLiteStore(Store):
         if not self._has_table("checkpoint_evidence"):
             return []  # a file no mltrail with evidence has written to
         rows = self._conn.execute(
-            "SELECT id, kind, size, checkpoint, data, added FROM checkpoint_evidence "
+            "SELECT id, kind, size, checkpoint, CAST(data AS BLOB), added "
+            "FROM checkpoint_evidence "
             "ORDER BY id"
         )
         return [StoredEvidence(i, k, s, c, bytes(d), a) for i, k, s, c, d, a in rows]
