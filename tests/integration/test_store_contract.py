@@ -881,3 +881,16 @@ def test_a_run_is_held_by_one_process_at_a_time(store: Store) -> None:
     again = store.hold_run("run-twice")
     assert again is not None
     again.release()
+
+
+def test_a_released_run_is_free_the_moment_release_returns(store: Store) -> None:
+    """release() ends the hold before it returns, every time: closing the
+    holder's PostgreSQL connection alone ends its lock only once the server's
+    backend has exited, a moment later, and a loaded CI runner saw the run
+    still live in that moment."""
+    for _ in range(40):
+        hold = store.hold_run("run-quick")
+        if hold is None:
+            return  # a store a single home owns: its lock files say
+        hold.release()
+        assert store.live_runs(["run-quick"]) == set()

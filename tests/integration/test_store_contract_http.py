@@ -613,9 +613,12 @@ class _LoseFirstAnswer:
 def test_an_append_whose_answer_was_lost_is_retried_and_lands_once(server):
     transport = _LoseFirstAnswer()
     token = server.token("writer", USER)
+    # The notes first: the first note signed by USER registers USER's key, an
+    # entry of its own, when no earlier test on this worker has done so.
+    notes = _notes(server, 70, 3)
     with HttpStore(_url(server), token, backoff=0.01, transport=transport) as lossy:
         before = lossy.head().size
-        answer = lossy.append_entries(_notes(server, 70, 3))
+        answer = lossy.append_entries(notes)
         assert [r["seq"] for r in answer["records"]] == list(range(before, before + 3))
         assert lossy.head().size == before + 3
     assert len(transport.posts) == 2

@@ -554,8 +554,13 @@ class _PostgresRunHold:
         self._conn: psycopg.Connection[Any] | None = conn
 
     def release(self) -> None:
+        """Unlock, then close: closing alone ends the server's backend, and so
+        its lock, only some time after the client has gone, and meanwhile
+        other hosts would still see the run live."""
         conn, self._conn = self._conn, None
         if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock_all()")
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
