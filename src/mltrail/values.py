@@ -20,14 +20,15 @@ the dataclass left out of comparisons or ``repr`` is left out of
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+TYPE_CHECKING = False  # not typing's: a cold `data hash` imports no typing
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any, ClassVar, TypeVar
+
+    V = TypeVar("V", bound="Value")
 
 __all__ = ["Frozen", "Value", "replace"]
-
-V = TypeVar("V", bound="Value")
 
 
 class Value:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import SchemaError
 
+TYPE_CHECKING = False  # not typing's: a cold `data hash` imports no typing
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
 __all__ = [
     "ZERO_HASH",

@@ -20,18 +20,17 @@ live, and one file's inclusion in a dataset can be proved with a short proof::
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
-from dataclasses import dataclass
 from itertools import pairwise
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import canonical_bytes
 from mltrail.core.merkle import EMPTY_ROOT
 from mltrail.errors import SchemaError
+from mltrail.values import Frozen
 
+TYPE_CHECKING = False  # not typing's: a cold `data hash` imports no typing
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -51,8 +50,7 @@ _MAX_SIZE = 2**53 - 1
 _VERBATIM = re.compile(r'[^"\\\x00-\x1f\ud800-\udfff]*').fullmatch
 
 
-@dataclass(frozen=True, slots=True)
-class FileEntry:
+class FileEntry(Frozen):
     """One entry of a dataset, at a path relative to its root (``/``-separated).
 
     A regular file has ``size`` and ``sha256``. A symbolic link is recorded as a
@@ -62,27 +60,46 @@ class FileEntry:
     with ``\\xNN`` escapes); so does a link target in ``raw_link`` (and ``link``).
     """
 
+    __slots__ = __match_args__ = (
+        "path", "size", "sha256", "link", "is_dir", "raw_path", "raw_link",
+    )  # fmt: skip
     path: str
-    size: int = 0
-    sha256: str | None = None
-    link: str | None = None
-    is_dir: bool = False
-    raw_path: bytes | None = None
-    raw_link: bytes | None = None
+    size: int
+    sha256: str | None
+    link: str | None
+    is_dir: bool
+    raw_path: bytes | None
+    raw_link: bytes | None
 
-    def __post_init__(self) -> None:
-        _check_path(self.path)
-        if sum((self.sha256 is not None, self.link is not None, self.is_dir)) != 1:
-            raise SchemaError(f"{self.path!r}: an entry is one of file, link or folder")
-        _check_raw(self.path, self.raw_path, "path")
-        if self.raw_link is not None:
-            _check_raw(self.link, self.raw_link, f"link {self.path!r}")
-        if not 0 <= self.size <= _MAX_SIZE or isinstance(self.size, bool):
-            raise SchemaError(f"bad size for {self.path!r}: {self.size!r}")
-        if self.sha256 is not None and not _HEX64.fullmatch(self.sha256):
-            raise SchemaError(f"bad sha256 for {self.path!r}: {self.sha256!r}")
-        if self.sha256 is None and self.size:
-            raise SchemaError(f"{self.path!r}: only files have a size")
+    def __init__(
+        self,
+        path: str,
+        size: int = 0,
+        sha256: str | None = None,
+        link: str | None = None,
+        is_dir: bool = False,
+        raw_path: bytes | None = None,
+        raw_link: bytes | None = None,
+    ) -> None:
+        _set_path(self, path)
+        _set_size(self, size)
+        _set_sha256(self, sha256)
+        _set_link(self, link)
+        _set_is_dir(self, is_dir)
+        _set_raw_path(self, raw_path)
+        _set_raw_link(self, raw_link)
+        _check_path(path)
+        if sum((sha256 is not None, link is not None, is_dir)) != 1:
+            raise SchemaError(f"{path!r}: an entry is one of file, link or folder")
+        _check_raw(path, raw_path, "path")
+        if raw_link is not None:
+            _check_raw(link, raw_link, f"link {path!r}")
+        if not 0 <= size <= _MAX_SIZE or isinstance(size, bool):
+            raise SchemaError(f"bad size for {path!r}: {size!r}")
+        if sha256 is not None and not _HEX64.fullmatch(sha256):
+            raise SchemaError(f"bad sha256 for {path!r}: {sha256!r}")
+        if sha256 is None and size:
+            raise SchemaError(f"{path!r}: only files have a size")
 
     @classmethod
     def known_file(
@@ -124,10 +141,13 @@ class FileEntry:
             line["link"] = self.link
         else:
             line["dir"] = True
-        if self.raw_path is not None:
-            line["path_b64"] = base64.b64encode(self.raw_path).decode()
-        if self.raw_link is not None:
-            line["link_b64"] = base64.b64encode(self.raw_link).decode()
+        if self.raw_path is not None or self.raw_link is not None:
+            import base64  # names that are not UTF-8 only
+
+            if self.raw_path is not None:
+                line["path_b64"] = base64.b64encode(self.raw_path).decode()
+            if self.raw_link is not None:
+                line["link_b64"] = base64.b64encode(self.raw_link).decode()
         return line
 
     def to_line(self) -> bytes:
@@ -140,6 +160,7 @@ class FileEntry:
         return canonical_bytes(self.to_dict())
 
 
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 _new_entry = object.__new__
 _set_path = FileEntry.path.__set__  # type: ignore[attr-defined]
 _set_size = FileEntry.size.__set__  # type: ignore[attr-defined]
@@ -173,13 +194,20 @@ def _check_path(path: str) -> None:
         raise SchemaError(f"manifest path is not normalised: {path!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class DatasetManifest:
+class DatasetManifest(Frozen):
     """A sorted manifest, its bytes (stored as a blob) and its id (the Merkle root)."""
 
+    __slots__ = __match_args__ = ("entries", "data", "dataset_id")
     entries: tuple[FileEntry, ...]
     data: bytes
     dataset_id: str
+
+    def __init__(
+        self, entries: tuple[FileEntry, ...], data: bytes, dataset_id: str
+    ) -> None:
+        _set(self, "entries", entries)
+        _set(self, "data", data)
+        _set(self, "dataset_id", dataset_id)
 
     @property
     def file_count(self) -> int:
@@ -285,6 +313,8 @@ def _b64(value: object) -> bytes | None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"base64 must be a string, not {value!r}")
+    import base64  # names that are not UTF-8 only
+
     raw = base64.b64decode(value, validate=True)
     if base64.b64encode(raw).decode() != value:
         raise ValueError(f"not canonical base64: {value!r}")

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from mltrail.errors import ProofError, SchemaError
 from mltrail.values import Frozen
+
+TYPE_CHECKING = False  # not typing's: a cold `data hash` imports no typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "EMPTY_ROOT",

@@ -134,20 +134,31 @@ def _warn(message: str, *args: object) -> None:
     logging.getLogger("mltrail.capture").warning(message, *args)
 
 
-def remove_abandoned(path: Path) -> None:
+def remove_abandoned(path: str | Path) -> None:
     """Delete the new cache files (``_open_new``) of processes that died first."""
-    import contextlib  # not at import: a warm run never gets here (nor below)
-    import glob
-
-    for aside in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
-        pid = aside.name[len(path.name) + 5 :].partition("-")[0]
+    folder, name = os.path.split(os.fspath(path))  # no pathlib: a cold run's path
+    prefix = f"{name}.new-"
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for aside in names:
+        if not aside.startswith(prefix):
+            continue
+        pid = aside[len(prefix) :].partition("-")[0]
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                aside.unlink()
+            _unlink_quietly(os.path.join(folder, aside))
         except (ValueError, OSError):  # not ours, or alive under another user
             continue
+
+
+def _unlink_quietly(name: str) -> None:
+    try:  # noqa: SIM105 (contextlib.suppress: a cold run need not import it)
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 class _StaleCacheError(Exception):
@@ -198,7 +209,7 @@ class HashCache:
         self._file = os.fspath(path)  # what the usual open needs: no pathlib
         self._window_ns = int(racy_window_s * 1e9)
         self._db: sqlite3.Connection | None = None
-        self._new: Path | None = None  # a new file, made aside (see _open_new)
+        self._new: str | None = None  # a new file, made aside (see _open_new)
         self._guard(self._open, None)
 
     @property
@@ -245,10 +256,8 @@ class HashCache:
         no other process made one meanwhile). A crash leaves no cache, never a
         torn one: the file is complete on disk before it gets its name.
         """
-        remove_abandoned(self.path)
-        new = self.path.with_name(
-            f"{self.path.name}.new-{os.getpid()}-{time.time_ns()}"
-        )
+        remove_abandoned(self._file)
+        new = f"{self._file}.new-{os.getpid()}-{time.time_ns()}"
         db = sqlite3.connect(new, isolation_level=None)
         try:
             db.execute("PRAGMA page_size=16384")
@@ -282,24 +291,20 @@ class HashCache:
             finally:
                 os.close(fd)
             try:
-                os.link(new, self.path)
+                os.link(new, self._file)
             except OSError:  # there is one now, or no hard links here: merge
                 self._open_usual()
                 self._merge(new)
                 self._close_quietly()
         finally:
-            import contextlib
-            from pathlib import Path
-
             self._new = None
-            for name in (new, Path(f"{new}-wal"), Path(f"{new}-shm")):
-                with contextlib.suppress(OSError):
-                    name.unlink()
+            for name in (new, f"{new}-wal", f"{new}-shm"):
+                _unlink_quietly(name)
 
-    def _merge(self, new: Path) -> None:
+    def _merge(self, new: str) -> None:
         """Copy the rows of the cache file ``new`` into this one (one transaction)."""
         assert self._db is not None  # opened by the caller
-        self._db.execute("ATTACH DATABASE ? AS new", (str(new),))
+        self._db.execute("ATTACH DATABASE ? AS new", (new,))
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -484,10 +489,7 @@ class HashCache:
                 pass
             self._db = None
         if self._new is not None:  # a new file that will not be published
-            import contextlib
-
-            with contextlib.suppress(OSError):
-                self._new.unlink()
+            _unlink_quietly(self._new)
             self._new = None
 
 
