@@ -318,6 +318,67 @@ def test_a_verifier_key_of_another_ledger_fails(world, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_forger_who_adds_the_trusted_public_key_to_own_ledger_fails(world, tmp_path):
+    """A public key is public: a forger starts a ledger of their own (same origin),
+    adds the trusted key to it as a log key (a key.added needs no private key of
+    the key it adds), writes what they like and exports. Every record and the
+    checkpoint are signed by the forger's key, none by the trusted one."""
+    home = open_home(world / "home")
+    state = home.ledger.keys()
+    victim = state.genesis_key
+    public_key = state.keys[victim].public_key
+    home.close()
+    init_home(tmp_path / "forged", origin="test.mltrail.local/bundles")
+    forged = open_home(tmp_path / "forged")
+    ledger = forged.ledger
+    body = {"alg": "ed25519", "key": victim, "reason": "key rotation",
+            "public_key": base64.b64encode(public_key).decode()}  # fmt: skip
+    # what a forger's own copy of mltrail does (append refuses key kinds)
+    ledger._append_signed(ledger._sign([Draft("key.added", body)]))
+    ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "finetune"}, "run-tune"),
+        Draft("run.artifact", {"path": "model.safetensors", "exists": True,
+                               "type": "file", "sha256": _id("mw"), "size": 4,
+                               "model": MODEL}, "run-tune"),
+        Draft("run.ended", {"status": "succeeded"}, "run-tune"),
+    ])  # fmt: skip
+    forged.close()
+    out = tmp_path / "forged.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "forged"))
+    vkey = ok(mltrail("keys", "export", "--format", "vkey", home=world / "home"))
+    for pin in (victim, vkey.stdout.strip()):
+        proc = mltrail("verify-bundle", out, "--trust-key", pin, "--json", cwd=tmp_path)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        assert not report["ok"]
+        [problem] = [p for p in report["problems"] if p["severity"] == "error"]
+        assert problem["code"] == "checkpoint-untrusted", problem
+        assert "neither a trusted key" in problem["message"]
+    text = mltrail("verify-bundle", out, "--trust-key", victim, cwd=tmp_path)
+    assert text.returncode == 3
+    assert "bundle NOT intact" in text.stdout
+    assert "pinned with --trust-key" not in text.stdout
+    # the genuine bundle, pinned the same ways, still verifies
+    for pin in (victim, vkey.stdout.strip()):
+        ok(mltrail("verify-bundle", world / "model.json", "--trust-key", pin))
+
+
+def test_a_rotated_ledger_verifies_pinned_to_its_old_or_new_key(tmp_path):
+    """Trust passes along key.added records a trusted key signed: pinning the
+    genesis key trusts the key it rotated to, and the new key alone suffices."""
+    fill(tmp_path / "home")
+    old = ok(mltrail("keys", "export", "--format", "vkey", home=tmp_path / "home"))
+    ok(mltrail("keys", "rotate", "--reason", "test", home=tmp_path / "home"))
+    new = ok(mltrail("keys", "export", "--format", "vkey", home=tmp_path / "home"))
+    old, new = old.stdout.strip(), new.stdout.strip()
+    assert old != new
+    out = tmp_path / "rotated.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    for pin in (old, new):
+        proc = ok(mltrail("verify-bundle", out, "--trust-key", pin, "--json"))
+        assert json.loads(proc.stdout)["anchors"][0]["external"] is True
+
+
 # -- timestamps ------------------------------------------------------------------------
 
 

@@ -104,8 +104,17 @@ def check_checkpoint(ctx: BundleContext, text: str, origin: str) -> bool:
     return True
 
 
-def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> bool:
-    """Whether a key valid at ``size`` signed ``text`` and no such key's line fails."""
+def _check_note_signed(
+    ctx: BundleContext,
+    text: str,
+    size: int,
+    what: str,
+    trusted: set[str] | None = None,
+) -> bool:
+    """Whether a key valid at ``size`` signed ``text`` and no such key's line fails.
+
+    With ``trusted`` (key ids), one of the keys that signed it must be among them.
+    """
     valid = ctx.keyring.valid_keys(size)
     try:
         note = parse_note(text)
@@ -115,6 +124,18 @@ def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> b
     good, bad = check_note_signatures(
         note, name=ctx.report.origin, public_keys=list(valid.values())
     )
+    if not bad and good and trusted is not None:
+        signers = sorted(k for k, key in valid.items() if key in good)
+        if not set(signers) & trusted:
+            ctx.problem(
+                None,
+                "checkpoint-untrusted",
+                f"{what} is signed by key {signers[0][:16]}..., which is neither a "
+                "trusted key (--trust-key) nor a key one of them added: the bundle "
+                "was made or re-signed by someone else, who made the trusted key "
+                "one of their own ledger's keys",
+            )
+            return False
     if bad or not good:
         why = "a signature line does not verify" if bad else "no key of the ledger"
         author = _author_signature(ctx, note, size)
@@ -157,9 +178,12 @@ def check_records(ctx: BundleContext, items: list[Any], listed: list[int]) -> No
     for seq in sorted(seqs - set(listed)):
         ctx.problem(seq, "unlisted", f"record {seq} is not in the bundle's contents")
     _build_keyring(ctx)
-    _check_pins(ctx)
-    signed = _check_note_signed(
-        ctx, ctx.note_text, ctx.report.size, "the bundle's checkpoint"
+    signed = _check_pins(ctx) and _check_note_signed(
+        ctx,
+        ctx.note_text,
+        ctx.report.size,
+        "the bundle's checkpoint",
+        trusted=_trusted_keys(ctx) if ctx.policy.trusted_keys else None,
     )
     if signed:
         ctx.report.anchors.append(_key_anchor(ctx))
@@ -234,10 +258,11 @@ def _build_keyring(ctx: BundleContext) -> None:
                 ctx.problem(seq, why.code, f"record {seq}: {why}")
 
 
-def _check_pins(ctx: BundleContext) -> None:
+def _check_pins(ctx: BundleContext) -> bool:
+    """False (and a problem) when no pinned key is a key of the bundle's ledger."""
     pins = set(ctx.policy.trusted_keys)
     if not pins or pins & set(ctx.keyring.keys):
-        return
+        return True
     genesis = ctx.keyring.genesis_key or "?"
     ctx.problem(
         0,
@@ -246,6 +271,30 @@ def _check_pins(ctx: BundleContext) -> None:
         "trusted keys is a key of it: it is not of the ledger you trust, or it was "
         "re-signed",
     )
+    return False
+
+
+def _trusted_keys(ctx: BundleContext) -> set[str]:
+    """The pinned keys and, in seq order, the keys a trusted key added.
+
+    Being a key of the bundle's ledger is not enough: anyone can make a ledger of
+    their own and add a published public key to it, with no need of its private
+    key. Trust passes only along ``key.added`` records a trusted key signed (as
+    ``mltrail verify --trust-key`` does).
+    """
+    trusted = set(ctx.policy.trusted_keys)
+    for seq in sorted(ctx.records):
+        decoded = ctx.records[seq]
+        entry = decoded.record.entry
+        if (
+            entry.kind == "key.added"
+            and entry.sig is not None
+            and entry.sig.key in trusted
+            and seq not in ctx.bad_seqs
+            and _signature_problem(ctx, decoded) is None
+        ):
+            trusted.add(str(entry.body.get("key")))
+    return trusted
 
 
 def _key_anchor(ctx: BundleContext) -> Anchor:
@@ -266,23 +315,32 @@ def _key_anchor(ctx: BundleContext) -> Anchor:
 
 
 def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
+    why = _signature_problem(ctx, decoded)
+    if why is not None:
+        seq = decoded.record.seq
+        ctx.problem(seq, why[0], f"record {seq}: {why[1]}")
+
+
+def _signature_problem(
+    ctx: BundleContext, decoded: DecodedRecord
+) -> tuple[str, str] | None:
+    """(code, why) when the record is not validly signed by a key valid at its seq."""
     seq, entry = decoded.record.seq, decoded.record.entry
     if entry.sig is None:
-        ctx.problem(seq, "signature", f"record {seq} carries no signature")
-        return
+        return "signature", "it carries no signature"
     why = ctx.keyring.signer_problem(
         entry.sig.key, seq, entry.kind, entry.actor.get("user")
     )
     if why is not None:
-        ctx.problem(seq, why.code, f"record {seq}: {why}")
-        return
+        return why.code, str(why)
     try:
         signature = decode_b64(entry.sig.value)
     except ValueError:
         signature = b""
     public_key = ctx.keyring.keys[entry.sig.key].public_key
     if not verify_signature(public_key, decoded.signing_bytes, signature):
-        ctx.problem(seq, "signature", f"record {seq}: the signature does not verify")
+        return "signature", "the signature does not verify"
+    return None
 
 
 def _check_link(ctx: BundleContext, seq: int) -> None:
