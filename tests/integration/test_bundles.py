@@ -186,6 +186,41 @@ def test_unknown_subject_is_a_clean_input_error(world):
     assert "Traceback" not in proc.stderr
 
 
+def test_source_and_folder_file_bundles_verify_and_show_their_subject(tmp_path):
+    """Subjects named by a source.registered record, and by a line of an output
+    folder's manifest (no record holds that file's hash), verify; the subject
+    is shown with the verdict."""
+    home = tmp_path / "home"
+    fill(home)
+    (tmp_path / "raw.csv").write_text("a,b\n")
+    ok(mltrail("sources", "add", "rawsrc", tmp_path / "raw.csv", home=home))
+    script = (
+        "import pathlib; d = pathlib.Path('outdir'); d.mkdir(); "
+        "(d / 'a.txt').write_text('aaa'); (d / 'b.txt').write_text('bbb')"
+    )
+    ok(mltrail("run", "-q", "--output", "outdir", "--", sys.executable, "-c", script,
+               home=home, cwd=tmp_path))  # fmt: skip
+    ok(mltrail("checkpoint", home=home))
+    sha = hashlib.sha256(b"aaa").hexdigest()
+    for node in ("source:rawsrc", f"file:{sha}"):
+        out = tmp_path / "b.json"
+        ok(mltrail("export", node, "-o", out, home=home))
+        assert sha not in "".join(
+            r["record"] for r in json.loads(out.read_bytes())["records"]
+        ) or node.startswith("source")
+        proc = ok(mltrail("verify-bundle", out, cwd=tmp_path))
+        assert f"subject {node}" in proc.stdout
+        standalone = subprocess.run(
+            [sys.executable, EXAMPLE, out], capture_output=True, text=True
+        )
+        assert standalone.returncode == 0, standalone.stderr
+        assert f"({node})" in standalone.stdout
+    ok(mltrail("export", f"file:{sha}", "-o", out, "--no-blobs", home=home))
+    proc = mltrail("verify-bundle", out, cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "a manifest the bundle carries by hash only may list it" in proc.stdout
+
+
 # -- tampering -----------------------------------------------------------------------
 
 
@@ -249,7 +284,27 @@ def other_origin(b, other):
     return "ledger"
 
 
-TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record]
+def subject_is_a_key_id(b):
+    """The subject is what the reader is told the bundle is about: a signed record
+    must name it as such, not merely hold its digits (here: the genesis key id)."""
+    key = json.loads(_record(b, 0)["record"])["entry"]["body"]["key"]
+    b["subject"]["node"] = f"model:{key}"
+    return "subject"
+
+
+def subject_is_a_dataset_called_a_model(b):
+    b["subject"]["node"] = f"model:{_id('clean')}"
+    return "subject"
+
+
+def subject_of_no_kind(b):
+    b["subject"]["node"] = f"thing:{MODEL}"
+    return "subject"
+
+
+TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record,
+           subject_is_a_key_id, subject_is_a_dataset_called_a_model,
+           subject_of_no_kind]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

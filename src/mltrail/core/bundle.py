@@ -218,8 +218,8 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
     if not check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
         return report
     check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
-    check_subject(ctx, bundle["subject"]["node"])
     check_blobs(ctx, bundle["blobs"])
+    check_subject(ctx, bundle["subject"]["node"])
     check_evidence(ctx, bundle["evidence"])
     return report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,13 @@ from mltrail.core.checkpoint import (
     parse_checkpoint_body,
     parse_note,
 )
-from mltrail.core.codec import BlobRef, DecodedRecord, decode_record, find_blob_refs
+from mltrail.core.codec import (
+    BlobRef,
+    DecodedRecord,
+    decode_record,
+    find_blob_refs,
+    parse_json,
+)
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.evidence import COSIGNATURE, Evidence, EvidenceStatus, verify_evidence
 from mltrail.core.merkle import verify_consistency, verify_inclusion
@@ -59,6 +66,8 @@ class BundleContext:
     records: dict[int, DecodedRecord] = field(default_factory=dict)
     keyring: KeyRing = field(default_factory=KeyRing)
     bad_seqs: set[int] = field(default_factory=set)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    """Carried blobs whose bytes match their digest."""
 
     def problem(self, seq: int | None, code: str, message: str) -> None:
         self.report.problems.append(Problem(seq, code, message))
@@ -354,20 +363,80 @@ def _check_link(ctx: BundleContext, seq: int) -> None:
         )
 
 
+_SUBJECT_FIELDS = {
+    "model": ("model",),
+    "data": ("dataset", "model"),
+    "file": ("sha256", "model"),
+}
+"""The body members (at any depth) a record names a model, dataset or file by (a
+promotion names a dataset or file as its ``model``, with ``model_type``)."""
+
+
 def check_subject(ctx: BundleContext, node: str) -> None:
-    """The subject is a run with records in the bundle, or an id one of them names."""
+    """A signed record names the subject: a run with records in the bundle, a source
+    a ``source.*`` record is of, or a model, file or dataset id a record's body
+    gives as its ``model``, ``sha256`` or ``dataset``, or a file a carried manifest
+    lists (not any text that holds the id: the subject is what the reader is
+    told the bundle is about). Runs after :func:`check_blobs`."""
     kind, _, ident = node.partition(":")
     entries = [d.record.entry for d in ctx.records.values()]
     if kind == "run":
-        found = any(e.run == ident for e in entries)
+        found = bool(ident) and any(e.run == ident for e in entries)
+    elif kind == "source":
+        found = any(
+            e.kind.startswith("source.") and e.body.get("name") == ident
+            for e in entries
+        )
+    elif kind in _SUBJECT_FIELDS and _HEX.fullmatch(ident):
+        members = _SUBJECT_FIELDS[kind]
+        found = any(ident in _named(e.body, members) for e in entries) or (
+            kind == "file" and any(_lists_file(b, ident) for b in ctx.blobs.values())
+        )
     else:
-        found = len(ident) == 64 and any(
-            ident in d.record_bytes.decode("utf-8") for d in ctx.records.values()
-        )
+        found = False
     if not found:
+        unseen = ""
+        if kind == "file" and ctx.report.blobs_absent:
+            unseen = "; a manifest the bundle carries by hash only may list it"
         ctx.problem(
-            None, "subject", f"no record of the bundle is of its subject {node[:80]!r}"
+            None,
+            "subject",
+            f"no record of the bundle is of its subject {node[:80]!r} (a signed "
+            f"record must name it as a run, source, model, file or dataset{unseen})",
         )
+
+
+def _lists_file(manifest: bytes, sha: str) -> bool:
+    """Whether a manifest (JSON lines) lists a file of content ``sha``."""
+    needle = sha.encode()
+    return any(
+        needle in line and _line_sha(line) == sha for line in manifest.splitlines()
+    )
+
+
+def _line_sha(line: bytes) -> object:
+    try:
+        item = parse_json(line, what="manifest line")
+    except MltrailError:
+        return None
+    return item.get("sha256") if isinstance(item, dict) else None
+
+
+def _named(value: Any, members: tuple[str, ...]) -> set[str]:
+    """The strings ``value`` holds under the keys ``members``, at any depth."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                if key in members and isinstance(inner, str):
+                    found.add(inner)
+                else:
+                    stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
 
 
 # -- blobs ---------------------------------------------------------------------
@@ -444,6 +513,7 @@ def _check_blob(
         ctx.problem(seq, "blob", f"{where}: its content does not match its hash")
         return
     ctx.report.blobs_checked += 1
+    ctx.blobs[digest] = data
 
 
 def _base64(text: Any) -> bytes | None:
