@@ -307,6 +307,33 @@ TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_rec
            subject_of_no_kind]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((b"reviewed", b"reviewed\\ud800"), "no canonical form"),  # in a record
+        ((b'"node":"model:', b'"node":"\\udc00model:'), "no canonical form"),
+        ((b'"size":13', b'"size":1e400'), "no canonical form"),
+        ((b'"evidence":[]', b'"evidence":[{"checkpoint":CHECKPOINT,'
+                            b'"consistency":[],"items":"x"}]'), "items are not a list"),
+    ],
+    ids=["surrogate-in-record", "surrogate-in-subject", "number-out-of-range",
+         "evidence-items-not-a-list"],
+)  # fmt: skip
+def test_malformed_json_values_are_reported_not_raised(world, tmp_path, edit, message):
+    """Values JSON can spell but no canonical bundle holds: an unpaired surrogate
+    escape, a number beyond a double; and evidence whose items are no list."""
+    raw = (world / "model.json").read_bytes()
+    assert edit[0] in raw
+    path = tmp_path / "odd.json"
+    checkpoint = json.dumps(json.loads(raw)["checkpoint"]).encode()
+    path.write_bytes(raw.replace(edit[0], edit[1].replace(b"CHECKPOINT", checkpoint)))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert not report["ok"]
+    assert message in json.dumps(report["problems"])
+
+
 @pytest.fixture(scope="module")
 def other(tmp_path_factory, world):
     base = tmp_path_factory.mktemp("other")

@@ -209,8 +209,15 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
     problem = _shape_problem(bundle)
     if problem is not None:
         return _broken(problem)
+    try:
+        digest = compute_bundle_digest(bundle)
+    except MltrailError as e:  # an unpaired surrogate escape, a number out of range
+        return _broken(
+            f"the bundle has no canonical form (RFC 8785), which every bundle "
+            f"export writes has: {e}"
+        )
     report = BundleReport(
-        digest=compute_bundle_digest(bundle),
+        digest=digest,
         origin=bundle["origin"],
         subject=str(bundle["subject"].get("node", "")),
     )

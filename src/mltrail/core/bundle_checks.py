@@ -577,7 +577,10 @@ def _evidence_checkpoint(ctx: BundleContext, i: int, group: Any) -> str | None:
     except MltrailError as e:
         ctx.problem(None, "evidence", f"evidence[{i}]: {e}")
         return None
-    if not isinstance(group["items"], list) or not _check_note_signed(
+    if not isinstance(group["items"], list):
+        ctx.problem(None, "evidence", f"evidence[{i}]: its items are not a list")
+        return None
+    if not _check_note_signed(
         ctx, text, checkpoint.size, f"the checkpoint of evidence[{i}]"
     ):
         return None
