@@ -376,6 +376,10 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
     path = tmp_path / "resigned.json"
     path.write_bytes(canonical_bytes(other))
     ok(mltrail("verify-bundle", path, cwd=tmp_path))
+    for flag in ("--quiet", "--json"):  # the verdict alone says so too
+        quiet = ok(mltrail("verify-bundle", path, flag, cwd=tmp_path)).stdout
+        verdict = json.loads(quiet)["verdict"] if flag == "--json" else quiet
+        assert "keys came from the bundle itself (unpinned" in verdict, verdict
     home = open_home(world / "home")
     key_id = home.ledger.keys().genesis_key
     home.close()
@@ -387,6 +391,7 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
                         "--json", cwd=tmp_path))  # fmt: skip
     report = json.loads(pinned.stdout)
     assert "unpinned" not in [p["code"] for p in report["problems"]]
+    assert "unpinned" not in report["verdict"]
     assert report["anchors"][0]["external"] is True
 
 

@@ -169,9 +169,16 @@ class BundleReport:
             blobs = f"{self.blobs_checked} blob(s)"
             if self.blobs_absent:
                 blobs += f" ({self.blobs_absent} more by hash only)"
+            unpinned = any(a.kind == "key" and not a.external for a in self.anchors)
+            whose = (
+                "; its keys came from the bundle itself (unpinned: anyone can make "
+                "such a bundle; pass --trust-key)"
+                if unpinned
+                else ""
+            )
             return (
                 f"bundle intact: {self.records_checked} record(s) of {self.origin} "
-                f"proven in its checkpoint of size {self.size}, {blobs} checked"
+                f"proven in its checkpoint of size {self.size}, {blobs} checked{whose}"
             )
         first = self.errors[0] if self.errors else "no record was checked"
         return f"bundle NOT intact: {len(self.errors) or 1} error(s); first: {first}"
