@@ -334,6 +334,23 @@ def test_malformed_json_values_are_reported_not_raised(world, tmp_path, edit, me
     assert message in json.dumps(report["problems"])
 
 
+def test_a_reformatted_bundle_says_its_digest_is_not_the_files(world, tmp_path):
+    """The digest is of the canonical form: a pretty-printed copy of the same
+    content verifies with the same digest, and the report says the file's own
+    SHA-256 differs (what a `sha256sum` of the file would show)."""
+    raw = (world / "model.json").read_bytes()
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(json.loads(raw), indent=2))
+    report = json.loads(ok(mltrail("verify-bundle", path, "--json")).stdout)
+    assert report["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    [warning] = [p for p in report["problems"] if p["code"] == "not-canonical"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in warning["message"]
+    clean = json.loads(
+        ok(mltrail("verify-bundle", world / "model.json", "--json")).stdout
+    )
+    assert "not-canonical" not in [p["code"] for p in clean["problems"]]
+
+
 @pytest.fixture(scope="module")
 def other(tmp_path_factory, world):
     base = tmp_path_factory.mktemp("other")

@@ -208,7 +208,20 @@ def verify_bundle_bytes(data: bytes, policy: BundlePolicy) -> BundleReport:
         bundle = parse_json(data, what="bundle", max_depth=MAX_BUNDLE_DEPTH)
     except MltrailError as e:
         return _broken(str(e))
-    return verify_bundle(bundle, policy)
+    report = verify_bundle(bundle, policy)
+    actual = "sha256:" + compute_record_hash(data).hex()
+    if report.digest and report.digest != actual:
+        report.problems.append(
+            Problem(
+                None,
+                "not-canonical",
+                f"the file is not the canonical bytes export writes (its SHA-256 is "
+                f"{actual}): the digest shown is of its canonical form, the same for "
+                "any re-formatting of the same content; compare that one",
+                Severity.WARNING,
+            )
+        )
+    return report
 
 
 def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
