@@ -233,8 +233,8 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         digest = compute_bundle_digest(bundle)
     except MltrailError as e:  # an unpaired surrogate escape, a number out of range
         return _broken(
-            f"the bundle has no canonical form (RFC 8785), which every bundle "
-            f"export writes has: {e}"
+            f"the bundle has no canonical form (RFC 8785), which every exported "
+            f"bundle has: {e}"
         )
     report = BundleReport(
         digest=digest,
