@@ -283,8 +283,8 @@ def check_record(
         raise BundleError(f"record {seq}: prev is not the hash of record {seq - 1}")
 
 
-def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
-    """Every carried blob's SHA-256; returns how many were carried."""
+def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> dict[str, bytes]:
+    """Every carried blob's SHA-256; returns the carried blobs' bytes by digest."""
     wanted = set()
     for _, record in records.values():
         wanted |= set(blob_refs(record["entry"]["body"]))
@@ -294,7 +294,7 @@ def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
         if r["entry"]["kind"] == "blob.purged"
     }
     some = any(blob["data"] is not None for blob in bundle["blobs"])
-    carried = 0
+    carried = {}
     for blob in bundle["blobs"]:
         if blob["digest"] not in wanted:
             raise BundleError(f"blob {blob['digest']} is referenced by no record")
@@ -306,8 +306,56 @@ def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> int:
                 raise BundleError(
                     f"blob {blob['digest']}: content does not match its hash"
                 )
-            carried += 1
+            carried[blob["digest"]] = data
     return carried
+
+
+SUBJECT_MEMBERS = {"model": {"model"}, "data": {"dataset", "model"},
+                   "file": {"sha256", "model"}}  # fmt: skip
+
+
+def check_subject(node: str, records: dict[int, Any], blobs: dict[str, bytes]) -> None:
+    """A signed record names the subject: its run, source, or a body member
+    ``model`` / ``dataset`` / ``sha256`` (a file also: a carried manifest's line)."""
+    kind, _, ident = node.partition(":")
+    entries = [record["entry"] for _, record in records.values()]
+    if kind == "run":
+        found = any(ident and e.get("run") == ident for e in entries)
+    elif kind == "source":
+        found = any(e["kind"].startswith("source.") and e["body"].get("name") == ident
+                    for e in entries)  # fmt: skip
+    else:
+        members = SUBJECT_MEMBERS.get(kind, set())
+        found = any(ident in named(e["body"], members) for e in entries)
+        lines = [line for d in blobs.values() for line in d.splitlines()]
+        found = found or (
+            kind == "file"
+            and any(ident.encode() in line and listed(line) == ident for line in lines)
+        )
+    if not found:
+        raise BundleError(f"no record of the bundle is of its subject {node!r}")
+
+
+def listed(line: bytes) -> Any:
+    """The ``sha256`` a manifest line (a JSON object) gives, or None."""
+    try:
+        item = parse(line)
+    except BundleError:
+        return None
+    return item.get("sha256") if isinstance(item, dict) else None
+
+
+def named(value: Any, members: set[str]) -> list[str]:
+    """The strings ``value`` holds under a key in ``members``, at any depth."""
+    if isinstance(value, list):
+        return [n for v in value for n in named(v, members)]
+    if not isinstance(value, dict):
+        return []
+    return [
+        n
+        for k, v in value.items()
+        for n in ([v] if k in members and isinstance(v, str) else named(v, members))
+    ]
 
 
 def blob_refs(value: Any) -> list[str]:
@@ -330,9 +378,6 @@ def verify(path: Path) -> str:
     records = read_records(bundle)
     keys = key_history(records, bundle["origin"])
     node = bundle["subject"]["node"]
-    ident = node.partition(":")[2]
-    if not ident or not any(ident in data.decode() for data, _ in records.values()):
-        raise BundleError(f"no record of the bundle is of its subject {node!r}")
     origin = bundle["origin"]
     size, root = checkpoint_of(bundle["checkpoint"], origin, {})
     ctx = {
@@ -345,13 +390,14 @@ def verify(path: Path) -> str:
     for seq, (data, record) in sorted(records.items()):
         check_record(seq, data, record, ctx)
     checkpoint_of(bundle["checkpoint"], origin, keys)
-    carried = check_blobs(bundle, records)
+    blobs = check_blobs(bundle, records)
+    check_subject(node, records, blobs)
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
     return (
         f"intact: {len(records)} records of {origin} ({node}) in its checkpoint of "
         f"size {size}, "
-        f"{carried} blob(s) checked; genesis key {genesis} (from the bundle); "
+        f"{len(blobs)} blob(s) checked; genesis key {genesis} (from the bundle); "
         f"digest sha256:{digest}"
     )
 

@@ -186,6 +186,41 @@ def test_unknown_subject_is_a_clean_input_error(world):
     assert "Traceback" not in proc.stderr
 
 
+def test_source_and_folder_file_bundles_verify_and_show_their_subject(tmp_path):
+    """Subjects named by a source.registered record, and by a line of an output
+    folder's manifest (no record holds that file's hash), verify; the subject
+    is shown with the verdict."""
+    home = tmp_path / "home"
+    fill(home)
+    (tmp_path / "raw.csv").write_text("a,b\n")
+    ok(mltrail("sources", "add", "rawsrc", tmp_path / "raw.csv", home=home))
+    script = (
+        "import pathlib; d = pathlib.Path('outdir'); d.mkdir(); "
+        "(d / 'a.txt').write_text('aaa'); (d / 'b.txt').write_text('bbb')"
+    )
+    ok(mltrail("run", "-q", "--output", "outdir", "--", sys.executable, "-c", script,
+               home=home, cwd=tmp_path))  # fmt: skip
+    ok(mltrail("checkpoint", home=home))
+    sha = hashlib.sha256(b"aaa").hexdigest()
+    for node in ("source:rawsrc", f"file:{sha}"):
+        out = tmp_path / "b.json"
+        ok(mltrail("export", node, "-o", out, home=home))
+        assert sha not in "".join(
+            r["record"] for r in json.loads(out.read_bytes())["records"]
+        ) or node.startswith("source")
+        proc = ok(mltrail("verify-bundle", out, cwd=tmp_path))
+        assert f"subject {node}" in proc.stdout
+        standalone = subprocess.run(
+            [sys.executable, EXAMPLE, out], capture_output=True, text=True
+        )
+        assert standalone.returncode == 0, standalone.stderr
+        assert f"({node})" in standalone.stdout
+    ok(mltrail("export", f"file:{sha}", "-o", out, "--no-blobs", home=home))
+    proc = mltrail("verify-bundle", out, cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "a manifest the bundle carries by hash only may list it" in proc.stdout
+
+
 # -- tampering -----------------------------------------------------------------------
 
 
@@ -249,7 +284,71 @@ def other_origin(b, other):
     return "ledger"
 
 
-TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record]
+def subject_is_a_key_id(b):
+    """The subject is what the reader is told the bundle is about: a signed record
+    must name it as such, not merely hold its digits (here: the genesis key id)."""
+    key = json.loads(_record(b, 0)["record"])["entry"]["body"]["key"]
+    b["subject"]["node"] = f"model:{key}"
+    return "subject"
+
+
+def subject_is_a_dataset_called_a_model(b):
+    b["subject"]["node"] = f"model:{_id('clean')}"
+    return "subject"
+
+
+def subject_of_no_kind(b):
+    b["subject"]["node"] = f"thing:{MODEL}"
+    return "subject"
+
+
+TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record,
+           subject_is_a_key_id, subject_is_a_dataset_called_a_model,
+           subject_of_no_kind]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ((b"reviewed", b"reviewed\\ud800"), "no canonical form"),  # in a record
+        ((b'"node":"model:', b'"node":"\\udc00model:'), "no canonical form"),
+        ((b'"size":13', b'"size":1e400'), "no canonical form"),
+        ((b'"evidence":[]', b'"evidence":[{"checkpoint":CHECKPOINT,'
+                            b'"consistency":[],"items":"x"}]'), "items are not a list"),
+    ],
+    ids=["surrogate-in-record", "surrogate-in-subject", "number-out-of-range",
+         "evidence-items-not-a-list"],
+)  # fmt: skip
+def test_malformed_json_values_are_reported_not_raised(world, tmp_path, edit, message):
+    """Values JSON can spell but no canonical bundle holds: an unpaired surrogate
+    escape, a number beyond a double; and evidence whose items are no list."""
+    raw = (world / "model.json").read_bytes()
+    assert edit[0] in raw
+    path = tmp_path / "odd.json"
+    checkpoint = json.dumps(json.loads(raw)["checkpoint"]).encode()
+    path.write_bytes(raw.replace(edit[0], edit[1].replace(b"CHECKPOINT", checkpoint)))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert not report["ok"]
+    assert message in json.dumps(report["problems"])
+
+
+def test_a_reformatted_bundle_says_its_digest_is_not_the_files(world, tmp_path):
+    """The digest is of the canonical form: a pretty-printed copy of the same
+    content verifies with the same digest, and the report says the file's own
+    SHA-256 differs (what a `sha256sum` of the file would show)."""
+    raw = (world / "model.json").read_bytes()
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(json.loads(raw), indent=2))
+    report = json.loads(ok(mltrail("verify-bundle", path, "--json")).stdout)
+    assert report["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    [warning] = [p for p in report["problems"] if p["code"] == "not-canonical"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in warning["message"]
+    clean = json.loads(
+        ok(mltrail("verify-bundle", world / "model.json", "--json")).stdout
+    )
+    assert "not-canonical" not in [p["code"] for p in clean["problems"]]
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +393,10 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
     path = tmp_path / "resigned.json"
     path.write_bytes(canonical_bytes(other))
     ok(mltrail("verify-bundle", path, cwd=tmp_path))
+    for flag in ("--quiet", "--json"):  # the verdict alone says so too
+        quiet = ok(mltrail("verify-bundle", path, flag, cwd=tmp_path)).stdout
+        verdict = json.loads(quiet)["verdict"] if flag == "--json" else quiet
+        assert "keys came from the bundle itself (unpinned" in verdict, verdict
     home = open_home(world / "home")
     key_id = home.ledger.keys().genesis_key
     home.close()
@@ -305,6 +408,7 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
                         "--json", cwd=tmp_path))  # fmt: skip
     report = json.loads(pinned.stdout)
     assert "unpinned" not in [p["code"] for p in report["problems"]]
+    assert "unpinned" not in report["verdict"]
     assert report["anchors"][0]["external"] is True
 
 
@@ -316,6 +420,67 @@ def test_a_verifier_key_of_another_ledger_fails(world, tmp_path):
     )
     assert proc.returncode in (2, 3), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_forger_who_adds_the_trusted_public_key_to_own_ledger_fails(world, tmp_path):
+    """A public key is public: a forger starts a ledger of their own (same origin),
+    adds the trusted key to it as a log key (a key.added needs no private key of
+    the key it adds), writes what they like and exports. Every record and the
+    checkpoint are signed by the forger's key, none by the trusted one."""
+    home = open_home(world / "home")
+    state = home.ledger.keys()
+    victim = state.genesis_key
+    public_key = state.keys[victim].public_key
+    home.close()
+    init_home(tmp_path / "forged", origin="test.mltrail.local/bundles")
+    forged = open_home(tmp_path / "forged")
+    ledger = forged.ledger
+    body = {"alg": "ed25519", "key": victim, "reason": "key rotation",
+            "public_key": base64.b64encode(public_key).decode()}  # fmt: skip
+    # what a forger's own copy of mltrail does (append refuses key kinds)
+    ledger._append_signed(ledger._sign([Draft("key.added", body)]))
+    ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "finetune"}, "run-tune"),
+        Draft("run.artifact", {"path": "model.safetensors", "exists": True,
+                               "type": "file", "sha256": _id("mw"), "size": 4,
+                               "model": MODEL}, "run-tune"),
+        Draft("run.ended", {"status": "succeeded"}, "run-tune"),
+    ])  # fmt: skip
+    forged.close()
+    out = tmp_path / "forged.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "forged"))
+    vkey = ok(mltrail("keys", "export", "--format", "vkey", home=world / "home"))
+    for pin in (victim, vkey.stdout.strip()):
+        proc = mltrail("verify-bundle", out, "--trust-key", pin, "--json", cwd=tmp_path)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        assert not report["ok"]
+        [problem] = [p for p in report["problems"] if p["severity"] == "error"]
+        assert problem["code"] == "checkpoint-untrusted", problem
+        assert "neither a trusted key" in problem["message"]
+    text = mltrail("verify-bundle", out, "--trust-key", victim, cwd=tmp_path)
+    assert text.returncode == 3
+    assert "bundle NOT intact" in text.stdout
+    assert "pinned with --trust-key" not in text.stdout
+    # the genuine bundle, pinned the same ways, still verifies
+    for pin in (victim, vkey.stdout.strip()):
+        ok(mltrail("verify-bundle", world / "model.json", "--trust-key", pin))
+
+
+def test_a_rotated_ledger_verifies_pinned_to_its_old_or_new_key(tmp_path):
+    """Trust passes along key.added records a trusted key signed: pinning the
+    genesis key trusts the key it rotated to, and the new key alone suffices."""
+    fill(tmp_path / "home")
+    old = ok(mltrail("keys", "export", "--format", "vkey", home=tmp_path / "home"))
+    ok(mltrail("keys", "rotate", "--reason", "test", home=tmp_path / "home"))
+    new = ok(mltrail("keys", "export", "--format", "vkey", home=tmp_path / "home"))
+    old, new = old.stdout.strip(), new.stdout.strip()
+    assert old != new
+    out = tmp_path / "rotated.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    for pin in (old, new):
+        proc = ok(mltrail("verify-bundle", out, "--trust-key", pin, "--json"))
+        assert json.loads(proc.stdout)["anchors"][0]["external"] is True
 
 
 # -- timestamps ------------------------------------------------------------------------

@@ -141,3 +141,28 @@ def test_the_standalone_example_never_crashes(tmp_path, path, value):
     target.write_bytes(canonical_bytes(bundle))
     code = EXAMPLE.main(["verify_bundle.py", str(target)])
     assert code == 1 or path[0] not in ("records", "checkpoint", "origin", "format")
+
+
+ALL_PATHS = [p for p in _paths(BUNDLE) if p]
+raw_json = st.one_of(
+    st.text().map(json.dumps),  # unpaired surrogates too, as \ud800 escapes
+    st.sampled_from(["1e400", "-1e400", "1e-400", "-0.0", "12345678901234567890123"]),
+    replacement.map(json.dumps),
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ALL_PATHS), raw_json)
+def test_any_json_text_anywhere_is_a_report_never_an_exception(path, text):
+    """Text a JSON parser accepts but no canonical bundle holds (an unpaired
+    surrogate, a number beyond a double) is a problem of the report."""
+    bundle = json.loads(DATA)
+    parent = bundle
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = "\x00placeholder\x00"
+    data = json.dumps(bundle).replace('"\\u0000placeholder\\u0000"', text).encode()
+    report = verify_bundle_bytes(data, BundlePolicy())
+    assert isinstance(report, BundleReport)
+    if path[0] != "evidence" and json.loads(data) != BUNDLE:
+        assert not report.ok, (path, text)

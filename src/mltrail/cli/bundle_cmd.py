@@ -165,6 +165,8 @@ def verify_bundle(
         style = "green" if report.ok else "bold red"
         if report.digest:
             console.print(f"digest {report.digest}", markup=False)
+        if report.subject:
+            console.print(f"subject {report.subject}", markup=False)
         console.print(report.verdict(), style=style, markup=False)
         if not quiet:
             for anchor in report.anchors:

@@ -169,9 +169,16 @@ class BundleReport:
             blobs = f"{self.blobs_checked} blob(s)"
             if self.blobs_absent:
                 blobs += f" ({self.blobs_absent} more by hash only)"
+            unpinned = any(a.kind == "key" and not a.external for a in self.anchors)
+            whose = (
+                "; its keys came from the bundle itself (unpinned: anyone can make "
+                "such a bundle; pass --trust-key)"
+                if unpinned
+                else ""
+            )
             return (
                 f"bundle intact: {self.records_checked} record(s) of {self.origin} "
-                f"proven in its checkpoint of size {self.size}, {blobs} checked"
+                f"proven in its checkpoint of size {self.size}, {blobs} checked{whose}"
             )
         first = self.errors[0] if self.errors else "no record was checked"
         return f"bundle NOT intact: {len(self.errors) or 1} error(s); first: {first}"
@@ -201,7 +208,20 @@ def verify_bundle_bytes(data: bytes, policy: BundlePolicy) -> BundleReport:
         bundle = parse_json(data, what="bundle", max_depth=MAX_BUNDLE_DEPTH)
     except MltrailError as e:
         return _broken(str(e))
-    return verify_bundle(bundle, policy)
+    report = verify_bundle(bundle, policy)
+    actual = "sha256:" + compute_record_hash(data).hex()
+    if report.digest and report.digest != actual:
+        report.problems.append(
+            Problem(
+                None,
+                "not-canonical",
+                f"the file is not the canonical bytes export writes (its SHA-256 is "
+                f"{actual}): the digest shown is of its canonical form, the same for "
+                "any re-formatting of the same content; compare that one",
+                Severity.WARNING,
+            )
+        )
+    return report
 
 
 def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
@@ -209,8 +229,15 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
     problem = _shape_problem(bundle)
     if problem is not None:
         return _broken(problem)
+    try:
+        digest = compute_bundle_digest(bundle)
+    except MltrailError as e:  # an unpaired surrogate escape, a number out of range
+        return _broken(
+            f"the bundle has no canonical form (RFC 8785), which every exported "
+            f"bundle has: {e}"
+        )
     report = BundleReport(
-        digest=compute_bundle_digest(bundle),
+        digest=digest,
         origin=bundle["origin"],
         subject=str(bundle["subject"].get("node", "")),
     )
@@ -218,8 +245,8 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
     if not check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
         return report
     check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
-    check_subject(ctx, bundle["subject"]["node"])
     check_blobs(ctx, bundle["blobs"])
+    check_subject(ctx, bundle["subject"]["node"])
     check_evidence(ctx, bundle["evidence"])
     return report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,13 @@ from mltrail.core.checkpoint import (
     parse_checkpoint_body,
     parse_note,
 )
-from mltrail.core.codec import BlobRef, DecodedRecord, decode_record, find_blob_refs
+from mltrail.core.codec import (
+    BlobRef,
+    DecodedRecord,
+    decode_record,
+    find_blob_refs,
+    parse_json,
+)
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.evidence import COSIGNATURE, Evidence, EvidenceStatus, verify_evidence
 from mltrail.core.merkle import verify_consistency, verify_inclusion
@@ -59,6 +66,8 @@ class BundleContext:
     records: dict[int, DecodedRecord] = field(default_factory=dict)
     keyring: KeyRing = field(default_factory=KeyRing)
     bad_seqs: set[int] = field(default_factory=set)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    """Carried blobs whose bytes match their digest."""
 
     def problem(self, seq: int | None, code: str, message: str) -> None:
         self.report.problems.append(Problem(seq, code, message))
@@ -104,8 +113,17 @@ def check_checkpoint(ctx: BundleContext, text: str, origin: str) -> bool:
     return True
 
 
-def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> bool:
-    """Whether a key valid at ``size`` signed ``text`` and no such key's line fails."""
+def _check_note_signed(
+    ctx: BundleContext,
+    text: str,
+    size: int,
+    what: str,
+    trusted: set[str] | None = None,
+) -> bool:
+    """Whether a key valid at ``size`` signed ``text`` and no such key's line fails.
+
+    With ``trusted`` (key ids), one of the keys that signed it must be among them.
+    """
     valid = ctx.keyring.valid_keys(size)
     try:
         note = parse_note(text)
@@ -115,6 +133,18 @@ def _check_note_signed(ctx: BundleContext, text: str, size: int, what: str) -> b
     good, bad = check_note_signatures(
         note, name=ctx.report.origin, public_keys=list(valid.values())
     )
+    if not bad and good and trusted is not None:
+        signers = sorted(k for k, key in valid.items() if key in good)
+        if not set(signers) & trusted:
+            ctx.problem(
+                None,
+                "checkpoint-untrusted",
+                f"{what} is signed by key {signers[0][:16]}..., which is neither a "
+                "trusted key (--trust-key) nor a key one of them added: the bundle "
+                "was made or re-signed by someone else, who made the trusted key "
+                "one of their own ledger's keys",
+            )
+            return False
     if bad or not good:
         why = "a signature line does not verify" if bad else "no key of the ledger"
         author = _author_signature(ctx, note, size)
@@ -157,9 +187,12 @@ def check_records(ctx: BundleContext, items: list[Any], listed: list[int]) -> No
     for seq in sorted(seqs - set(listed)):
         ctx.problem(seq, "unlisted", f"record {seq} is not in the bundle's contents")
     _build_keyring(ctx)
-    _check_pins(ctx)
-    signed = _check_note_signed(
-        ctx, ctx.note_text, ctx.report.size, "the bundle's checkpoint"
+    signed = _check_pins(ctx) and _check_note_signed(
+        ctx,
+        ctx.note_text,
+        ctx.report.size,
+        "the bundle's checkpoint",
+        trusted=_trusted_keys(ctx) if ctx.policy.trusted_keys else None,
     )
     if signed:
         ctx.report.anchors.append(_key_anchor(ctx))
@@ -234,10 +267,11 @@ def _build_keyring(ctx: BundleContext) -> None:
                 ctx.problem(seq, why.code, f"record {seq}: {why}")
 
 
-def _check_pins(ctx: BundleContext) -> None:
+def _check_pins(ctx: BundleContext) -> bool:
+    """False (and a problem) when no pinned key is a key of the bundle's ledger."""
     pins = set(ctx.policy.trusted_keys)
     if not pins or pins & set(ctx.keyring.keys):
-        return
+        return True
     genesis = ctx.keyring.genesis_key or "?"
     ctx.problem(
         0,
@@ -246,6 +280,30 @@ def _check_pins(ctx: BundleContext) -> None:
         "trusted keys is a key of it: it is not of the ledger you trust, or it was "
         "re-signed",
     )
+    return False
+
+
+def _trusted_keys(ctx: BundleContext) -> set[str]:
+    """The pinned keys and, in seq order, the keys a trusted key added.
+
+    Being a key of the bundle's ledger is not enough: anyone can make a ledger of
+    their own and add a published public key to it, with no need of its private
+    key. Trust passes only along ``key.added`` records a trusted key signed (as
+    ``mltrail verify --trust-key`` does).
+    """
+    trusted = set(ctx.policy.trusted_keys)
+    for seq in sorted(ctx.records):
+        decoded = ctx.records[seq]
+        entry = decoded.record.entry
+        if (
+            entry.kind == "key.added"
+            and entry.sig is not None
+            and entry.sig.key in trusted
+            and seq not in ctx.bad_seqs
+            and _signature_problem(ctx, decoded) is None
+        ):
+            trusted.add(str(entry.body.get("key")))
+    return trusted
 
 
 def _key_anchor(ctx: BundleContext) -> Anchor:
@@ -266,23 +324,32 @@ def _key_anchor(ctx: BundleContext) -> Anchor:
 
 
 def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
+    why = _signature_problem(ctx, decoded)
+    if why is not None:
+        seq = decoded.record.seq
+        ctx.problem(seq, why[0], f"record {seq}: {why[1]}")
+
+
+def _signature_problem(
+    ctx: BundleContext, decoded: DecodedRecord
+) -> tuple[str, str] | None:
+    """(code, why) when the record is not validly signed by a key valid at its seq."""
     seq, entry = decoded.record.seq, decoded.record.entry
     if entry.sig is None:
-        ctx.problem(seq, "signature", f"record {seq} carries no signature")
-        return
+        return "signature", "it carries no signature"
     why = ctx.keyring.signer_problem(
         entry.sig.key, seq, entry.kind, entry.actor.get("user")
     )
     if why is not None:
-        ctx.problem(seq, why.code, f"record {seq}: {why}")
-        return
+        return why.code, str(why)
     try:
         signature = decode_b64(entry.sig.value)
     except ValueError:
         signature = b""
     public_key = ctx.keyring.keys[entry.sig.key].public_key
     if not verify_signature(public_key, decoded.signing_bytes, signature):
-        ctx.problem(seq, "signature", f"record {seq}: the signature does not verify")
+        return "signature", "the signature does not verify"
+    return None
 
 
 def _check_link(ctx: BundleContext, seq: int) -> None:
@@ -296,20 +363,80 @@ def _check_link(ctx: BundleContext, seq: int) -> None:
         )
 
 
+_SUBJECT_FIELDS = {
+    "model": ("model",),
+    "data": ("dataset", "model"),
+    "file": ("sha256", "model"),
+}
+"""The body members (at any depth) a record names a model, dataset or file by (a
+promotion names a dataset or file as its ``model``, with ``model_type``)."""
+
+
 def check_subject(ctx: BundleContext, node: str) -> None:
-    """The subject is a run with records in the bundle, or an id one of them names."""
+    """A signed record names the subject: a run with records in the bundle, a source
+    a ``source.*`` record is of, or a model, file or dataset id a record's body
+    gives as its ``model``, ``sha256`` or ``dataset``, or a file a carried manifest
+    lists (not any text that holds the id: the subject is what the reader is
+    told the bundle is about). Runs after :func:`check_blobs`."""
     kind, _, ident = node.partition(":")
     entries = [d.record.entry for d in ctx.records.values()]
     if kind == "run":
-        found = any(e.run == ident for e in entries)
+        found = bool(ident) and any(e.run == ident for e in entries)
+    elif kind == "source":
+        found = any(
+            e.kind.startswith("source.") and e.body.get("name") == ident
+            for e in entries
+        )
+    elif kind in _SUBJECT_FIELDS and _HEX.fullmatch(ident):
+        members = _SUBJECT_FIELDS[kind]
+        found = any(ident in _named(e.body, members) for e in entries) or (
+            kind == "file" and any(_lists_file(b, ident) for b in ctx.blobs.values())
+        )
     else:
-        found = len(ident) == 64 and any(
-            ident in d.record_bytes.decode("utf-8") for d in ctx.records.values()
-        )
+        found = False
     if not found:
+        unseen = ""
+        if kind == "file" and ctx.report.blobs_absent:
+            unseen = "; a manifest the bundle carries by hash only may list it"
         ctx.problem(
-            None, "subject", f"no record of the bundle is of its subject {node[:80]!r}"
+            None,
+            "subject",
+            f"no record of the bundle is of its subject {node[:80]!r} (a signed "
+            f"record must name it as a run, source, model, file or dataset{unseen})",
         )
+
+
+def _lists_file(manifest: bytes, sha: str) -> bool:
+    """Whether a manifest (JSON lines) lists a file of content ``sha``."""
+    needle = sha.encode()
+    return any(
+        needle in line and _line_sha(line) == sha for line in manifest.splitlines()
+    )
+
+
+def _line_sha(line: bytes) -> object:
+    try:
+        item = parse_json(line, what="manifest line")
+    except MltrailError:
+        return None
+    return item.get("sha256") if isinstance(item, dict) else None
+
+
+def _named(value: Any, members: tuple[str, ...]) -> set[str]:
+    """The strings ``value`` holds under the keys ``members``, at any depth."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                if key in members and isinstance(inner, str):
+                    found.add(inner)
+                else:
+                    stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
 
 
 # -- blobs ---------------------------------------------------------------------
@@ -386,6 +513,7 @@ def _check_blob(
         ctx.problem(seq, "blob", f"{where}: its content does not match its hash")
         return
     ctx.report.blobs_checked += 1
+    ctx.blobs[digest] = data
 
 
 def _base64(text: Any) -> bytes | None:
@@ -449,7 +577,10 @@ def _evidence_checkpoint(ctx: BundleContext, i: int, group: Any) -> str | None:
     except MltrailError as e:
         ctx.problem(None, "evidence", f"evidence[{i}]: {e}")
         return None
-    if not isinstance(group["items"], list) or not _check_note_signed(
+    if not isinstance(group["items"], list):
+        ctx.problem(None, "evidence", f"evidence[{i}]: its items are not a list")
+        return None
+    if not _check_note_signed(
         ctx, text, checkpoint.size, f"the checkpoint of evidence[{i}]"
     ):
         return None
