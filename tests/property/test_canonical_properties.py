@@ -158,3 +158,12 @@ def test_the_fast_path_writes_exactly_what_rfc8785_writes(value):
     sort alike by code point and UTF-16 code unit: the bytes must be RFC 8785's,
     keys beyond the BMP, U+E000..U+FFFF, escapes and U+2028 included."""
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_parameter_float_is_stored_as_rfc8785_writes_it(value):
+    """`param_value` writes a plain float with repr (no rfc8785 import): the same
+    text RFC 8785 gives, whatever the float."""
+    from mltrail.index.tables import param_value
+
+    assert param_value(value) == rfc8785.dumps(value).decode()

@@ -88,11 +88,23 @@ class Flag(Frozen):
 
 
 def list_flags(index: Index, *, include_cleared: bool = False) -> list[Flag]:
-    """Flags, oldest first; open ones only unless ``include_cleared``."""
+    """Flags, oldest first; open ones only unless ``include_cleared``.
+
+    Each row is checked against its record (and the one that cleared it) first;
+    on a difference the index is rebuilt and read again.
+    """
+    from mltrail.index.check import repaired, runs_differ, seqs_differ
+
     sql = f"SELECT {_COLUMNS}{_FROM}"
     if not include_cleared:
         sql += " WHERE f.cleared_seq IS NULL"
-    return [Flag(*row) for row in index.query(sql + " ORDER BY f.seq")]
+    found = [Flag(*row) for row in index.query(sql + " ORDER BY f.seq")]
+    problem = seqs_differ(index, [f.seq for f in found]) or runs_differ(
+        index, [f.run for f in found if f.run]
+    )
+    if repaired(index, problem):
+        found = [Flag(*row) for row in index.query(sql + " ORDER BY f.seq")]
+    return found
 
 
 def open_flags_of(index: Index, nodes: str | list[str]) -> list[Flag]:

@@ -414,9 +414,13 @@ def governance_of(home: Home, index: Index, nodes: list[str]) -> dict[str, Any]:
     """For each model node: its card fields set, its open flags, its approvals.
 
     What ``trace``, ``show`` and ``model history`` print beside a model; nodes
-    with none of the three are left out.
+    with none of the three are left out. Their rows are checked against their
+    records first (the index is rebuilt on a difference).
     """
     from mltrail.audit.flags import open_flags_of
+    from mltrail.index.check import node_rows_differ, repaired
+
+    repaired(index, node_rows_differ(index, nodes))
 
     found: dict[str, Any] = {}
     for node in dict.fromkeys(nodes):

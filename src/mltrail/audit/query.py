@@ -164,7 +164,21 @@ class RunFilter(Value):
 
 
 def search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
-    """Runs matching ``spec``, oldest first (the newest ``limit`` of them when set)."""
+    """Runs matching ``spec``, oldest first (the newest ``limit`` of them when set).
+
+    The rows of every run listed are checked against its records first (a run
+    the index wrongly says matches); on a difference the index is rebuilt and
+    the search done again (see ``mltrail.index.check``).
+    """
+    from mltrail.index.check import repaired, runs_differ
+
+    found = _search_runs(home, index, spec)
+    if repaired(index, runs_differ(index, [s.id for s in found])):
+        found = _search_runs(home, index, spec)
+    return found
+
+
+def _search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
     where, args = _conditions(spec, index)
     sql = f"SELECT {_COLUMNS} FROM runs"  # noqa: S608 (fixed column list)
     if where:
@@ -308,6 +322,15 @@ def resolve_run(index: Index, ref: str) -> str:
     Raises:
         InputError: no such run, or the prefix is ambiguous.
     """
+    from mltrail.index.check import repaired, runs_differ
+
+    found = _resolve_run(index, ref)
+    if repaired(index, runs_differ(index, [found])):
+        found = _resolve_run(index, ref)
+    return found
+
+
+def _resolve_run(index: Index, ref: str) -> str:
     ref = ref.strip()
     if index.query("SELECT 1 FROM runs WHERE id = ?", (ref,)):
         return ref
@@ -394,6 +417,9 @@ def load_run(home: Home, index: Index, run_id: str) -> RunView:
     Raises:
         InputError: no such run.
     """
+    from mltrail.index.check import repaired, runs_differ
+
+    repaired(index, runs_differ(index, [run_id]))
     rows = index.query(f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (run_id,))  # noqa: S608
     if not rows:
         raise InputError(f"no run {run_id!r} in this ledger", hint="see `mltrail runs`")

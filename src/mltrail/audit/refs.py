@@ -31,9 +31,38 @@ def resolve_node(index: Index, ref: str, *, cwd: Path | None = None) -> str:
     or prefix of 4+ digits (model, dataset, file or run), a registered source's
     name, an output's name or file name (its latest), or a run name.
 
+    The runs that wrote the node found (whose rows gave it) are checked against
+    their records; on a difference the index is rebuilt and ``ref`` resolved
+    again (see ``mltrail.index.check``).
+
     Raises:
         InputError: nothing matches, or a prefix matches several things.
     """
+    from mltrail.index.check import repaired, runs_differ
+
+    found = _resolve(index, ref, cwd)
+    if repaired(index, runs_differ(index, _writer_runs(index, found))):
+        found = _resolve(index, ref, cwd)
+    return found
+
+
+def _writer_runs(index: Index, node: str) -> set[str]:
+    """The runs whose rows say they wrote ``node``."""
+    kind, _, ident = node.partition(":")
+    sql = {
+        "model": "SELECT run FROM models WHERE model = ? UNION "
+        "SELECT run FROM data WHERE model = ?",
+        "file": "SELECT run FROM data WHERE sha256 = ? AND direction = 'out' UNION "
+        "SELECT run FROM data WHERE sha256 = ? AND model IS NOT NULL",
+        "data": "SELECT run FROM data WHERE dataset = ? AND direction = 'out' UNION "
+        "SELECT run FROM data WHERE dataset = ? AND model IS NOT NULL",
+    }.get(kind)
+    if sql is None:
+        return set()
+    return {r for (r,) in index.query(sql, (ident, ident))}
+
+
+def _resolve(index: Index, ref: str, cwd: Path | None) -> str:
     if m := _TYPED.fullmatch(ref):
         return _typed(index, m[1], m[2])
     path = Path(ref) if cwd is None else cwd / ref

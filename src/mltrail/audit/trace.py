@@ -197,7 +197,82 @@ def build_lineage(
     depth: int | None = None,
     max_nodes: int = MAX_NODES,
 ) -> LineageGraph:
-    """The graph reachable from ``start`` going up (where from) or down (what uses it)."""
+    """The graph reachable from ``start`` going up (where from) or down (what uses it).
+
+    Every edge comes from rows of the runs in the graph (what each read and
+    wrote), of the datasets' files and of the sources; they are checked against
+    the records before the graph is returned, and on a difference the index is
+    rebuilt and the graph grown again (see ``mltrail.index.check``).
+    """
+    from mltrail.index.check import repaired
+
+    graph = _grow(index, start, upstream=upstream, depth=depth, max_nodes=max_nodes)
+    if repaired(index, graph_differs(index, graph)):
+        graph = _grow(index, start, upstream=upstream, depth=depth, max_nodes=max_nodes)
+    return graph
+
+
+def graph_differs(index: Index, graph: LineageGraph) -> str | None:
+    """Whether the rows behind ``graph`` disagree with the records (see
+    ``build_lineage``): its runs' rows, its sources' rows, and each ``contains``
+    edge (a file listed in a written dataset's manifest)."""
+    from mltrail.index.check import runs_differ, sources_differ
+
+    runs, sources = set(), set()
+    for node in graph.nodes.values():
+        if node.type == "run":
+            runs.add(node.id.removeprefix("run:"))
+        elif node.type == "stage":
+            runs.add(str(dict(node.details)["run"]))
+        elif node.type == "source":
+            sources.add(node.id.removeprefix("source:"))
+    problem = runs_differ(index, runs)
+    if problem is None and sources:
+        problem = sources_differ(index, sources)
+    return problem or _contains_differ(index, graph)
+
+
+def _contains_differ(index: Index, graph: LineageGraph) -> str | None:
+    """Whether each ``data -contains-> file`` edge is a file of that dataset's
+    manifest, as written by a run (the manifest named by the run's own rows)."""
+    import json
+
+    for edge in graph.edges:
+        if edge.relation != "contains":
+            continue
+        dataset, sha = edge.source.removeprefix("data:"), edge.target
+        if not edge.source.startswith("data:"):
+            dataset, sha = edge.target.removeprefix("data:"), edge.source
+        sha = sha.removeprefix("file:")
+        rows = index.query(
+            "SELECT manifest FROM data WHERE dataset = ? AND direction = 'out' "
+            "AND manifest IS NOT NULL LIMIT 1",
+            (dataset,),
+        )
+        blob = index.ledger.store.get_blob(rows[0][0]) if rows else None
+        if not blob:
+            continue  # nothing to check against (a purged manifest)
+        found = False
+        for line in blob.splitlines():
+            try:
+                found = json.loads(line).get("sha256") == sha
+            except (ValueError, AttributeError):
+                continue
+            if found:
+                break
+        if not found:
+            return f"output_files says dataset {dataset[:16]} holds file {sha[:16]}"
+    return None
+
+
+def _grow(
+    index: Index,
+    start: str,
+    *,
+    upstream: bool,
+    depth: int | None,
+    max_nodes: int,
+) -> LineageGraph:
     graph = LineageGraph()
     graph.add_node(_node(index, start))
     queue: deque[tuple[str, int]] = deque([(start, 0)])

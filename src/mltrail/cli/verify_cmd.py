@@ -171,6 +171,8 @@ def verify(
         )
     if against_seals or seals:
         _check_seals(home, report, seals)
+    if report.ok:
+        _check_index(home, report)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -183,6 +185,36 @@ def verify(
             for problem in report.problems:
                 console.print(f"  {problem.severity}: {problem}", markup=False)
     ctx.exit(0 if report.ok else 3)
+
+
+def _check_index(home: Home, report: VerificationReport) -> None:
+    """Warn where the derived index (``index.db``) differs from one rebuilt in
+    memory from the records: rows edited, added or deleted by hand, which no
+    answer can see (a run deleted from it is simply never listed). The ledger's
+    verdict stands: the index is derived, and `mltrail reindex` rebuilds it."""
+    from mltrail.core.report import Problem, Severity
+    from mltrail.index import open_index
+    from mltrail.index.check import index_differences
+
+    if not (home.path / home.index_file).exists():
+        return
+    # caught up first: records added since it was last opened are not a difference
+    index = open_index(home)
+    try:
+        found = [] if index.path is None else index_differences(index)
+    finally:
+        index.close()
+    report.problems.extend(
+        Problem(
+            None,
+            "index",
+            f"the derived index {home.index_file} disagrees with the records "
+            f"({line}); answers read through it may be wrong: `mltrail reindex` "
+            "rebuilds it",
+            Severity.WARNING,
+        )
+        for line in found
+    )
 
 
 def _check_seals(home: Home, report: VerificationReport, url: str | None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import sys
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.limits import MAX_RECORD_DEPTH, exceeds_text_depth
@@ -48,6 +49,10 @@ class Index:
         self.path = path
         self.ledger = ledger
         self.conn = _connect(path)
+        # runs whose rows were found to agree with their records (index.check)
+        self.checked_runs: set[str] = set()
+        # where a warning about this index goes (the CLI sets its stderr console)
+        self.warn: Callable[[str], None] = _stderr
         if self._stored_version() in (None, INDEX_VERSION):
             self.conn.executescript(SCHEMA)
         else:  # made by another version: its tables may not even fit the schema
@@ -78,6 +83,14 @@ class Index:
         purges = str(len(self.ledger.store.purges()))
         purged = (self._meta("purges") or "0") != purges
         fresh = not (rebuild or purged) and self._current(head.size)
+        if fresh and not self._ends_where_it_says():
+            self.warn(
+                f"warning: the index ({self.path}) says it holds records up to seq "
+                f"{self.last_seq} but its last record row is another; it is "
+                "rebuilt from the ledger. Someone or something changed index.db"
+            )
+            rebuild, fresh = True, False
+        self.checked_runs.clear()
         if fresh and self.last_seq + 1 >= head.size:
             return 0
         with _transaction(self.conn):
@@ -134,6 +147,17 @@ class Index:
             return False
         rows = list(self.ledger.store.rows(last, last + 1))
         return bool(rows) and rows[0].hash.hex() == self._meta("last_hash")
+
+    def _ends_where_it_says(self) -> bool:
+        """Whether the last ``records`` row is the last seq the index remembers
+        (or one left out as unreadable): an index told it ingested records it
+        never did would hide them from every answer."""
+        last = self.last_seq
+        (top,) = self.conn.execute("SELECT max(seq) FROM records").fetchone()
+        if top == last or (top is None and last < 0):
+            return True
+        skipped = self.skipped
+        return bool(skipped) and skipped[-1] == last and (top is None or top < last)
 
     def _ingest(
         self, start: int, stop: int, progress: Callable[[int, int], None] | None
@@ -211,6 +235,11 @@ class Index:
     def close(self) -> None:
         """Close the database."""
         self.conn.close()
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def _readable_entry(data: bytes) -> dict[str, Any] | None:

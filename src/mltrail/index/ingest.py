@@ -40,10 +40,14 @@ class _Ingest:
     """The handlers, bound to one cursor and one blob reader."""
 
     def __init__(
-        self, cur: sqlite3.Cursor, get_blob: Callable[[str], bytes | None]
+        self,
+        cur: sqlite3.Cursor,
+        get_blob: Callable[[str], bytes | None],
+        links: bool = True,
     ) -> None:
         self.cur = cur
         self.get_blob = get_blob
+        self.links = links
 
     def run_started(self, seq: int, entry: Mapping[str, Any]) -> None:
         body, actor = entry["body"], entry.get("actor") or {}
@@ -269,7 +273,7 @@ class _Ingest:
                 body.get("bytes", body.get("size")), manifest, body.get("model"),
             ),
         )  # fmt: skip
-        if direction == "out" and manifest and body.get("dataset"):
+        if direction == "out" and manifest and body.get("dataset") and self.links:
             self._explode(body["dataset"], manifest)
 
     def _has(self, run: str, direction: str, link: Mapping[str, Any]) -> bool:
@@ -370,8 +374,15 @@ def ingest_entry(
     get_blob: Callable[[str], bytes | None],
     seq: int,
     entry: Mapping[str, Any],
+    *,
+    links: bool = True,
 ) -> None:
-    """Add one record's rows to the index (inside the caller's transaction)."""
+    """Add one record's rows to the index (inside the caller's transaction).
+
+    ``links=False`` leaves out the files of written datasets (``output_files``,
+    read from their manifests): the answer-time checks of ``mltrail.index.check``
+    derive one run's rows, not the content links between runs.
+    """
     actor = entry.get("actor") or {}
     cur.execute(
         "INSERT INTO records (seq, run, kind, time, ts, user) VALUES (?, ?, ?, ?, ?, ?)",
@@ -385,4 +396,4 @@ def ingest_entry(
         return
     if entry["kind"].startswith("run.") and not entry.get("run"):
         return
-    getattr(_Ingest(cur, get_blob), name)(seq, entry)
+    getattr(_Ingest(cur, get_blob, links), name)(seq, entry)

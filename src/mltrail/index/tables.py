@@ -8,6 +8,7 @@ ledger that no longer extends what the index saw triggers the same rebuild.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["DESCRIBED_FIELDS", "INDEX_VERSION", "SCHEMA", "param_value"]
@@ -17,10 +18,23 @@ DESCRIBED_FIELDS = ("purpose", "owner", "risk_tier", "limitations")
 
 
 def param_value(value: Any) -> str:
-    """The canonical JSON text a parameter value is stored and matched as."""
+    """The canonical JSON text a parameter value is stored and matched as.
+
+    A float with a fraction and no exponent (``0.05``) is written by ``repr``
+    exactly as RFC 8785 writes it (see ``mltrail.core.codec._fast_float``), so
+    the common parameter needs no ``rfc8785`` import: the answer-time checks of
+    ``mltrail.index.check`` derive a run's parameters on every read command.
+    """
+    if type(value) is float:
+        text = repr(value)
+        if _PLAIN_FLOAT.fullmatch(text):
+            return text
     from mltrail.core.canonical import canonical_bytes
 
     return canonical_bytes(value).decode()
+
+
+_PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*[1-9]")
 
 
 # Bump whenever a table or what ingest puts into it changes: an index built by

@@ -223,7 +223,12 @@ def register_source(
 
 
 def list_sources(index: Index) -> list[dict[str, Any]]:
-    """Every registered source with its latest fingerprint."""
+    """Every registered source with its latest fingerprint (the rows checked
+    against the records that registered and last checked each one first; on a
+    difference the index is rebuilt)."""
+    from mltrail.index.check import repaired, sources_differ
+
+    repaired(index, sources_differ(index))
     rows = index.query(
         "SELECT name, location, kind, fingerprint, checked FROM sources ORDER BY name"
     )
@@ -330,13 +335,14 @@ def _flags(
     files: tuple[FileChange, ...] | None,
 ) -> list[Draft]:
     """``model.flagged`` for each model made from a file of the source that changed."""
+    from mltrail.index.check import repaired, seqs_differ
+
     name = source["name"]
-    open_flags = {
-        row[0]
-        for row in index.query(
-            "SELECT model FROM flags WHERE source = ? AND cleared_seq IS NULL", (name,)
-        )
-    }
+    sql = "SELECT model, seq FROM flags WHERE source = ? AND cleared_seq IS NULL"
+    rows = index.query(sql, (name,))
+    if repaired(index, seqs_differ(index, [seq for _, seq in rows])):
+        rows = index.query(sql, (name,))
+    open_flags = {model for model, _ in rows}
 
     def get_blob(digest: str) -> bytes | None:
         return _manifest_bytes(home, {"blob": digest})

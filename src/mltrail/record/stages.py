@@ -76,7 +76,34 @@ class Promotion(Frozen):
 
 
 def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promotion]:
-    """The model holding each stage now (or at epoch second ``at``)."""
+    """The model holding each stage now (or at epoch second ``at``).
+
+    The rows that decide it are checked against their records first: each
+    holder's, every later one up to the first after ``at`` (one of them moved
+    to another stage, another time or another model would change the answer).
+    On a difference the index is rebuilt and the answer found again.
+    """
+    from mltrail.index.check import repaired, seqs_differ
+
+    holders = _holders(index, at)
+    first = min((p.seq for p in holders.values()), default=None)
+    after = None
+    if at is not None:
+        after = index.query("SELECT min(seq) FROM promotions WHERE ts > ?", (at,))[0][0]
+    seqs = {p.seq for p in holders.values()} | ({after} if after is not None else set())
+    if first is not None:
+        sql = "SELECT seq FROM promotions WHERE seq > ?"
+        args: tuple[Any, ...] = (first,)
+        if after is not None:
+            sql += " AND seq <= ?"
+            args = (first, after)
+        seqs.update(s for (s,) in index.query(sql, args))
+    if repaired(index, seqs_differ(index, seqs, ("promotions",))):
+        holders = _holders(index, at)
+    return holders
+
+
+def _holders(index: Index, at: float | None) -> dict[str, Promotion]:
     sql = "SELECT seq, model, run, stage, action, time, user, note FROM promotions"
     args: tuple[Any, ...] = ()
     if at is not None:
@@ -95,7 +122,17 @@ def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promoti
 def stage_history(
     index: Index, *, stage: str | None = None, since: float | None = None
 ) -> list[Promotion]:
-    """Every promotion and demotion, oldest first."""
+    """Every promotion and demotion, oldest first (each row checked against its
+    record first; on a difference the index is rebuilt and read again)."""
+    from mltrail.index.check import repaired, seqs_differ
+
+    found = _history(index, stage, since)
+    if repaired(index, seqs_differ(index, [p.seq for p in found], ("promotions",))):
+        found = _history(index, stage, since)
+    return found
+
+
+def _history(index: Index, stage: str | None, since: float | None) -> list[Promotion]:
     sql = "SELECT seq, model, run, stage, action, time, user, note FROM promotions WHERE 1"
     args: list[Any] = []
     if stage is not None:
