@@ -325,3 +325,36 @@ def test_an_index_told_it_holds_records_it_never_ingested(case):
     report = _json(cli("verify", "--json"))
     index = [p["message"] for p in report["problems"] if p["code"] == "index"]
     assert any("runs:" in m and "hidden" in m for m in index)
+
+
+def test_a_long_answer_checks_its_first_and_last_runs_and_verify_the_rest(
+    case, monkeypatch
+):
+    """An answer of more runs than MAX_CHECKED_RUNS checks the first and last
+    ones shown (a listing of every run of a large ledger would otherwise rebuild
+    the index per answer); a lie in the middle is left to `mltrail verify`."""
+    from mltrail.audit.query import RunFilter, search_runs
+    from mltrail.index import check, open_index
+    from mltrail.ledger.home import open_home
+
+    _, edit, facts, home = case
+    runs = facts["runs"]
+    monkeypatch.setattr(check, "MAX_CHECKED_RUNS", 2)
+    lie = "UPDATE runs SET status = 'failed' WHERE id = '{}'"
+    edit(lie.format(runs["ft-0.5"]))  # the middle one of three, oldest first
+    opened = open_home(home)
+    index = open_index(opened)
+    warnings: list[str] = []
+    index.warn = warnings.append
+    try:
+        shown = search_runs(opened, index, RunFilter())
+        assert [s.name for s in shown] == ["ft-0.2", "ft-0.5", "ft-0.7"]
+        assert warnings == []  # not checked: the middle of a long answer
+        edit(lie.format(runs["ft-0.7"]))  # the last one shown is checked
+        index.checked_runs.clear()
+        search_runs(opened, index, RunFilter())
+        assert len(warnings) == 1
+        assert WARNING in warnings[0]
+    finally:
+        index.close()
+        opened.close()
