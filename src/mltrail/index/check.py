@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.ledger import Ledger
 
 __all__ = [
+    "MAX_CHECKED_ROWS",
     "MAX_CHECKED_RUNS",
     "index_differences",
     "node_rows_differ",
@@ -52,6 +53,8 @@ __all__ = [
 _CHUNK = 400  # ids or seqs per IN (...) list, well under SQLite's 32,766 variables
 MAX_CHECKED_RUNS = 50
 """Runs of one answer checked against their records at most (~0.2 ms each)."""
+MAX_CHECKED_ROWS = 100
+"""Single-record rows (promotions, flags, ...) of one answer checked at most."""
 # tables whose rows belong to one run (``run`` is the record's own run id)
 _RUN_TABLES = {"records": "run", "runs": "id", "params": "run", "data": "run",
                "models": "run"}  # fmt: skip
@@ -124,9 +127,17 @@ def seqs_differ(
     index: Index, seqs: Iterable[int], tables: tuple[str, ...] = _SEQ_TABLES
 ) -> str | None:
     """What differs between the rows of these records in ``tables`` and the
-    records themselves (a flag row is derived with the record that cleared it)."""
-    wanted = {int(s) for s in seqs if s is not None}
-    if not wanted or index.path is None:
+    records themselves (a flag row is derived with the record that cleared it).
+
+    Of more than :data:`MAX_CHECKED_ROWS` seqs (given in the order shown), the
+    first and last halves are checked, as :func:`runs_differ` does."""
+    if index.path is None:
+        return None
+    shown = list(dict.fromkeys(int(s) for s in seqs if s is not None))
+    if len(shown) > MAX_CHECKED_ROWS:  # the first and last rows shown
+        shown = shown[: MAX_CHECKED_ROWS // 2] + shown[-(MAX_CHECKED_ROWS // 2) :]
+    wanted = set(shown)
+    if not wanted:
         return None
     for chunk in _chunks(sorted(wanted)):
         marks = ", ".join("?" * len(chunk))
