@@ -6,7 +6,8 @@ inside a sentence, a JDBC URL, a token as a URL's user name, webhook URLs and bo
 tokens (in arguments, a config file and a recorded environment variable),
 ``Authorization: token …`` and ``X-Api-Key: …`` headers, a JSON object given as
 an argument or a param, ``--pw``, ``curl -u user:password`` (also in a step's
-command), ``DB_PASSWORD=…`` in a note. Each is a random value, searched for in
+command), ``DB_PASSWORD=…`` in a note; and the secret of a source URL echoed by
+``mltrail sources add``'s error message. Each is a random value, searched for in
 every file of the home and in what ``mltrail show``, ``logs``, ``log`` and the
 exports print.
 """
@@ -162,3 +163,17 @@ def test_no_secret_a_user_has_lying_around_is_stored(tmp_path, isolated_git):
     assert "Authorization: token <redacted hmac-sha256:" in shown
     assert "@github.com/o/r.git" in shown
     assert "service_account" in shown
+
+
+def test_an_error_message_does_not_echo_the_secret_of_a_url(tmp_path):
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    password = secret()
+    url = f"sqlite:///{tmp_path}/missing.db?password={password}"
+    done = cli(home, tmp_path, "sources", "add", "crm", url, "--query", "SELECT 1")
+    assert done.returncode != 0
+    assert b"missing.db" in done.stderr  # the error still says what is wrong
+    assert password.encode() not in done.stdout + done.stderr
+    debug = cli(home, tmp_path, "--debug", "sources", "add", "crm", url, "--query", "x")
+    assert debug.returncode != 0
+    assert password.encode() not in debug.stdout + debug.stderr
