@@ -6,6 +6,7 @@ scanners do not flag this file.
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -452,7 +453,13 @@ ARGV_CASES = [
     (["HF_TOKEN=abc123", "python", "train.py"], 0, "HF_TOKEN=", "abc123"),
     (["train.py", "--push", GITHUB], 2, "", GITHUB),
     (["train.py", "--hub=" + GITHUB], 1, "--hub=", GITHUB),
-    (["curl", "-H", "Authorization: Bearer abc123DEF456ghi789"], 2, "", None),
+    # the header's name and scheme are kept, the token committed in place
+    (
+        ["curl", "-H", "Authorization: Bearer abc123DEF456ghi789"],
+        2,
+        "Authorization: Bearer ",
+        "abc123DEF456ghi789",
+    ),
 ]
 
 
@@ -600,3 +607,114 @@ def test_undecodable_argv_bytes_are_committed_as_their_bytes():
     assert check_commitment("\ud800x", commit_secret("\ud800x"))
     data = b"a pa\xffssword b pa%FFssword"
     assert scrub_text(data, [secret]) == b"a [MASKED:s] b [MASKED:s]"
+
+
+# --- secrets found by attacking real runs (ADR 0013, amendment 2026-12-07) ---------
+
+# Assembled from pieces so that secret scanners do not flag this file.
+SLACK_HOOK = (
+    "https://hooks."
+    + "slack.com/services/T0ABC1234/B0ABC1234/"
+    + "4zGtSnovm14TUOizwd1iaeOV"
+)
+DISCORD_HOOK = (
+    "https://discord.com/api/"
+    + "webhooks/123456789012345678/"
+    + "4qBkdfQ1y3GQsMpSscDlkrCaqx9v"
+)
+TELEGRAM = "123456789:" + "H2WjQ5TY4MyWuUFjsUNPjc01T5GOBUSZGi6"
+TEAMS_HOOK = (
+    "https://acme.webhook."
+    + "office.com/webhookb2/"
+    + "a1b2c3d4-e5f6@x/IncomingWebhook/9f8e7d6c"
+)
+
+
+def _only_commitments(text):
+    return re.sub(r"<redacted hmac-sha256:[0-9a-f]{64} salt:[0-9a-f]{32} key:[0-9a-f]{16}>",
+                  "<R>", text)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "kept", "secret"),
+    [
+        # URLs anywhere in a string, not only a string that is one URL
+        ("got https://h.example.com/f?token=Qx81hsT7kLm2&page=2 ok",
+         "got https://h.example.com/f?token=<R>&page=2 ok", "Qx81hsT7kLm2"),
+        ("from https://u:Pw9xZq7Lm2Kd@h.example.com/x today",
+         "from https://u:<R>@h.example.com/x today", "Pw9xZq7Lm2Kd"),
+        # JDBC: a scheme before the scheme
+        ("jdbc:postgresql://h:5432/db?user=u&password=Pw9xZq7Lm2Kd",
+         "jdbc:postgresql://h:5432/db?user=u&password=<R>", "Pw9xZq7Lm2Kd"),
+        # a token given as the URL's user name
+        ("https://072014b3ce107f80e222f828767efc2f91624a89@github.com/o/r.git",
+         "https://<R>@github.com/o/r.git", "072014b3ce107f80e222f828767efc2f91624a89"),
+        # Authorization headers of any scheme, API-key headers, NAME=value in text
+        ("Authorization: token d1QsO7jprBGumXxY9B4bZWOz648JJn",
+         "Authorization: token <R>", "d1QsO7jprBGumXxY9B4bZWOz648JJn"),
+        ("X-Api-Key: Ufd7UACNWiP3sFd67JikEAvstqVVPq",
+         "X-Api-Key: <R>", "Ufd7UACNWiP3sFd67JikEAvstqVVPq"),
+        ("rerun with DB_PASSWORD=a8FRCztUjAwyuh1vau please",
+         "rerun with DB_PASSWORD=<R> please", "a8FRCztUjAwyuh1vau"),
+    ],
+)  # fmt: skip
+def test_secrets_inside_free_text_are_committed_in_place(value, kept, secret):
+    out = redact_tree({"note": value})
+    assert secret not in json.dumps(out.value)
+    assert _only_commitments(out.value["note"]) == kept
+    assert secret in out.secrets
+    assert redact_tree(out.value).value == out.value  # idempotent
+
+
+@pytest.mark.parametrize("hook", [SLACK_HOOK, DISCORD_HOOK, TEAMS_HOOK,
+                                  "https://api.telegram.org/bot" + TELEGRAM + "/send"])  # fmt: skip
+def test_webhook_urls_and_bot_tokens_are_committed(hook):
+    out = redact_tree({"notify": hook, "env": {"HF_HUB_WEBHOOK": hook}})
+    assert check_commitment(hook, out.value["notify"])
+    assert check_commitment(hook, out.value["env"]["HF_HUB_WEBHOOK"])
+    assert looks_like_secret(hook)
+
+
+def test_json_in_a_string_is_redacted_as_a_tree_and_stays_json():
+    text = json.dumps({"type": "service_account", "private_key_id": "e737443e2104719",
+                       "hub": {"hub_token": "Zq7Zq7Zq7Zq7Zq7"}, "lr": 0.1})  # fmt: skip
+    out = redact_tree({"gcp": text})
+    back = json.loads(out.value["gcp"])
+    assert back["type"] == "service_account"
+    assert back["lr"] == 0.1
+    assert check_commitment("e737443e2104719", back["private_key_id"])
+    assert check_commitment("Zq7Zq7Zq7Zq7Zq7", back["hub"]["hub_token"])
+    assert redact_tree(out.value).value == out.value
+    assert redact_tree({"plain": '{"lr": 0.1}'}).value == {"plain": '{"lr": 0.1}'}
+
+
+def test_plain_text_urls_and_assignments_are_unchanged():
+    for text in ("see https://example.com/docs?page=2#top", "git@github.com:o/r.git",
+                 "https://alice@example.com/x", "key: train_loss", "token: 50256",
+                 "lr=0.1 epochs=3", "https://pypi.org/simple/torch/"):  # fmt: skip
+        assert redact_tree({"t": text}).value == {"t": text}
+
+
+def test_pw_names_and_plural_token_names_are_secret():
+    assert is_secret_name("--pw")
+    assert is_secret_name("DB_PW")
+    assert not is_secret_name("pw_conv")
+    assert is_secret_name("api_tokens")
+    assert is_secret_name("access_keys")
+
+
+@pytest.mark.parametrize(
+    ("argv", "secret"),
+    [
+        (["curl", "-u", "admin:Pw9xZq7Lm2Kd", "https://h/x"], "admin:Pw9xZq7Lm2Kd"),
+        (["curl", "--user", "admin:Pw9xZq7Lm2Kd", "https://h/x"], "admin:Pw9xZq7Lm2Kd"),
+        (["curl", "--user=admin:Pw9xZq7Lm2Kd", "https://h/x"], "admin:Pw9xZq7Lm2Kd"),
+        (["sh", "-c", "curl -u admin:Pw9xZq7Lm2Kd https://h/x"], "admin:Pw9xZq7Lm2Kd"),
+        (["python", "t.py", "--pw", "Pw9xZq7Lm2Kd"], "Pw9xZq7Lm2Kd"),
+    ],
+)
+def test_argv_http_client_logins_are_committed(argv, secret):
+    out = redact_argv(argv)
+    assert secret not in " ".join(out.value)
+    assert secret in out.secrets
+    assert redact_argv(out.value).value == out.value

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from mltrail import __version__
+from mltrail.cli.error_text import masked
 from mltrail.cli.lazy_group import LazyGroup
 from mltrail.cli.main import check_arguments
 from mltrail.cli.state import AppState
 from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["aborted", "cli", "fail", "main"]
 
@@ -123,11 +127,14 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="mltrail", standalone_mode=False)
     except MltrailError as e:
         if debug:
+            e.args = tuple(masked(a, args) if isinstance(a, str) else a for a in e.args)
+            e.hint = masked(e.hint, args) if e.hint else e.hint
             raise
-        fail(e)
+        fail(e, args)
     except click.exceptions.Abort:
         aborted()
     except click.ClickException as e:
+        e.message = masked(e.message, args)
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
@@ -136,11 +143,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
-def fail(error: MltrailError) -> NoReturn:
-    """Print ``error`` (and its hint) on stderr; exit with its code."""
-    click.echo(f"error: {error}", err=True)
+def fail(error: MltrailError, args: Sequence[str] | None = None) -> NoReturn:
+    """Print ``error`` (and its hint) on stderr, with the secrets of the command
+    line ``args`` (default: ``sys.argv``), the environment and the message itself
+    masked (:mod:`mltrail.cli.error_text`); exit with its code."""
+    args = sys.argv[1:] if args is None else args
+    click.echo(f"error: {masked(str(error), args)}", err=True)
     if error.hint:
-        click.echo(f"hint: {error.hint}", err=True)
+        click.echo(f"hint: {masked(error.hint, args)}", err=True)
     sys.exit(error.exit_code)
 
 

@@ -325,6 +325,9 @@ class Run:
         reads = [dataset_body("input", require_path(Path(p), "input")) for p in inputs]
         code = [require_path(Path(p), "script") for p in scripts]
         writes = [artifact_body(Path(p)) for p in outputs]
+        if command is not None:  # read as a command line: ``-p X``, ``curl -u``…
+            guard = self._writer.guard
+            command = redact_argv(list(command), committer=guard.committer).value
         body = step_body(
             name, command=command, scripts=code, inputs=reads, outputs=writes
         )

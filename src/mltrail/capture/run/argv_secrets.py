@@ -18,7 +18,8 @@ Single-letter options are ambiguous: ``-p`` is a password for ``mysql`` and
 * ``-pVALUE`` (attached) is committed for the MySQL family, whose password takes
   that form;
 * other letters are committed only for the programs known to take a password
-  with them (``redis-cli -a``).
+  with them (``redis-cli -a``, ``curl -u USER:PASSWORD``), and so are a few long
+  options whose names do not say so (``curl --user``).
 
 A string holding a shell command (``sh -c '…'``, or any argument with spaces) is
 split like a shell would and its words redacted the same way, so
@@ -69,6 +70,14 @@ _MONGO = frozenset(
 _SECRET_LETTERS: dict[str, frozenset[str]] = {
     **dict.fromkeys(_MYSQL | _MONGO | {"sshpass"}, frozenset("p")),
     "redis-cli": frozenset("a"),
+    # HTTP clients: -u/-U USER:PASSWORD, the server's and the proxy's login
+    "curl": frozenset("uU"),
+}
+# Long options whose value carries a password for one program, though their names
+# do not say so (``curl --user admin:pw``).
+_SECRET_OPTIONS: dict[str, frozenset[str]] = {
+    "curl": frozenset({"user", "proxy-user"}),
+    "wget": frozenset({"user", "http-user", "ftp-user", "proxy-user"}),
 }
 _LOGIN_TOOLS = frozenset({"docker", "podman", "nerdctl", "helm", "buildah", "skopeo"})
 _P_NOT_SECRET = frozenset(
@@ -86,6 +95,7 @@ _PREFIXES = frozenset({"env", "sudo", "time", "nohup", "exec", "nice", "command"
 _OPERATORS = frozenset({";", "&&", "||", "|", "&", "|&", "(", ")", ";;"})
 _MARKERS = re.compile(MARKER_PATTERN)
 _MAX_DEPTH = 3
+_COMMITTED = "MLTRAIL_COMMITTED_VALUE"  # a marker's stand-in while a string is split
 _MIN_INLINE = 4  # a shorter secret is not replaced inside a shell string: all of it is
 
 
@@ -154,7 +164,10 @@ class _Reader:
         if not value or _is_marker(value):
             return arg
         single = m["prefix"] == "-" and len(m["name"]) == 1
-        if not single and is_secret_name(m["name"]):
+        own = m["prefix"] == "--" and m["name"] in _SECRET_OPTIONS.get(
+            program, frozenset()
+        )
+        if not single and (is_secret_name(m["name"]) or own):
             return keep + self.commit(value, m["name"])
         return keep + self._free(value, program)
 
@@ -175,11 +188,13 @@ class _Reader:
     def _shell_string(self, text: str) -> str | None:
         """``text`` with the secrets of the shell command it holds as markers, or
         None when it holds no secret that way."""
-        words = _shell_words(text)
+        # a marker already there is one word (``-u <redacted …>`` stays as it is)
+        words = _shell_words(_MARKERS.sub(_COMMITTED, text))
         if len(words) < 2:
             return None
         inner = _Reader(self.depth + 1)
         redacted = [inner.command(part) for part in _commands(words)]
+        inner.found = [s for s in inner.found if _COMMITTED not in s]
         if not inner.found:
             return None
         self.found += inner.found
@@ -211,7 +226,10 @@ class _Reader:
 def _secret_option(arg: str, program: str, words: frozenset[str]) -> str | None:
     """The option name, when ``arg`` is an option whose next argument is a secret."""
     m = _OPTION.fullmatch(arg)
-    if m is not None and is_secret_name(m["name"]):
+    if m is not None and (
+        is_secret_name(m["name"])
+        or m["name"] in _SECRET_OPTIONS.get(program, frozenset())
+    ):
         return m["name"]
     short = _SHORT.fullmatch(arg)
     if short and not short["attached"] and _letter_is_secret(program, words, arg[1]):

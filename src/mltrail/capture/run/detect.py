@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.run.mask import MIN_MASK_LENGTH, MaskSet
-from mltrail.capture.run.redact import credential_matches, is_secret_name
+from mltrail.capture.run.redact import credential_matches, named_values
 from mltrail.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,10 +67,6 @@ _PEM = re.compile(
     re.DOTALL,
 )
 _PEM_LINE = re.compile(r"[A-Za-z0-9+/=]{6,}")
-_NAMED = re.compile(
-    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\s*(?:=|:|:=|=>)\s*"
-    r"[\"']?([^\s\"',;]{8,256})"
-)
 _MIN_GROUP = 8
 _lock = threading.Lock()
 
@@ -244,27 +240,10 @@ def find_credentials(
 
 
 def _named_values(lines: list[str]) -> list[str]:
-    """Values assigned to a secret name in free text (``DB_PASS=…``,
-    ``password: …``), quoted or not, when they look like a credential: letters
-    and digits mixed (so ``key: train_loss`` is left alone), and not a fragment of
-    code (``password: ")[1].strip()`` in a script or a diff)."""
-    return [
-        m[2]
-        for line in lines
-        for m in _NAMED.finditer(line)
-        if is_secret_name(m[1]) and _mixed(m[2]) and not _CODE.search(m[2])
-    ]
-
-
-# Two or more brackets, or one leading the value: a call or an index, not a password.
-_CODE = re.compile(r"^[()\[\]{}]|[()\[\]{}].*[()\[\]{}]")
-
-
-def _mixed(value: str) -> bool:
-    kinds = (str.islower, str.isupper, str.isdigit)
-    return sum(any(test(c) for c in value) for test in kinds) >= 2 and any(
-        c.isdigit() for c in value
-    )
+    """Values assigned to a secret name in free text (``DB_PASS=…``, ``password:
+    …``) and ``Authorization`` header credentials: see
+    :func:`mltrail.capture.run.redact.named_values`."""
+    return [value for line in lines for value in named_values(line)]
 
 
 def _pem_lines(text: str) -> list[str]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ __all__ = [
     "credential_matches",
     "is_secret_name",
     "looks_like_secret",
+    "named_values",
     "redact_env",
     "redact_tree",
     "redact_url",
@@ -86,6 +88,12 @@ _CREDENTIAL_SHAPES: tuple[re.Pattern[str], ...] = tuple(
         _B + r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}" + _E,  # Stripe
         _B + r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}" + _E,  # JWT
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",  # PEM / PGP
+        # URLs whose path is the credential: webhooks, bot tokens
+        r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{20,}",
+        r"https?://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/"
+        r"[A-Za-z0-9_-]{20,}",
+        r"https?://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s\"'<>]{20,}",
+        r"(?:(?<=/bot)|(?<![A-Za-z0-9_-]))\d{8,10}:[A-Za-z0-9_-]{35}" + _E,  # Telegram
     )
 )
 # Shapes that need a second look to keep false positives down.
@@ -100,6 +108,20 @@ _URL_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/?#@\s]{0,256}:([^@\s]{1,256})@"
 )
 _PORT_THEN_PATH = re.compile(r"\d{1,5}/")
+# ``Authorization: token X``, ``Proxy-Authorization: Basic X``: any scheme word.
+_AUTH_HEADER = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+    r"(?:[A-Za-z][A-Za-z0-9_-]{0,15}\s+)?([^\s\"',;]{8,256})"
+)
+# A value assigned to a secret name in free text: ``DB_PASS=…``, ``X-Api-Key: …``.
+_NAMED = re.compile(
+    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\s*(?:=|:|:=|=>)\s*"
+    r"[\"']?([^\s\"',;]{8,256})"
+)
+# ``key:<id>``, the end of a commitment marker split into words (``sh -c`` strings)
+_MARKER_TAIL = re.compile(r"[0-9a-f]{16}>?")
+# Two or more brackets, or one leading the value: a call or an index, not a password.
+_CODE = re.compile(r"^[()\[\]{}]|[()\[\]{}].*[()\[\]{}]")
 
 
 def _mixed_case(text: str) -> bool:
@@ -130,6 +152,38 @@ def credential_matches(value: str) -> list[str]:
         m[1]
         for m in _URL_PASSWORD.finditer(value)
         if not _PORT_THEN_PATH.match(m[1]) and not _is_marker_part(m[1])
+    ]
+    return found
+
+
+def _mixed(value: str) -> bool:
+    kinds = (str.islower, str.isupper, str.isdigit)
+    return sum(any(test(c) for c in value) for test in kinds) >= 2 and any(
+        c.isdigit() for c in value
+    )
+
+
+def named_values(text: str) -> list[str]:
+    """Values assigned to a secret name in free text (``DB_PASS=…``, ``password:
+    …``, ``X-Api-Key: …``), quoted or not, when they look like a credential:
+    letters and digits mixed (so ``key: train_loss`` is left alone), and not a
+    fragment of code (``password: ")[1].strip()``); and the credential of an
+    ``Authorization`` header, whatever its scheme (``Authorization: token …``).
+    Commitment markers already in ``text`` are skipped."""
+    text = _MARKER.sub(" ", text) if "<redacted " in text else text
+    found = [
+        m[2]
+        for m in _NAMED.finditer(text)
+        if is_secret_name(m[1])
+        and _mixed(m[2])
+        and not _CODE.search(m[2])
+        and not m[2].startswith("[MASKED:")
+        and not (m[1] == "key" and _MARKER_TAIL.fullmatch(m[2]))
+    ]
+    found += [
+        m[1]
+        for m in _AUTH_HEADER.finditer(text)
+        if _bearer_token(m[1]) and not m[1].startswith("[MASKED:")
     ]
     return found
 
@@ -207,6 +261,8 @@ def _is_commitment(obj: object) -> bool:
 # --- URLs -------------------------------------------------------------------------
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://\S+")
+_TOKEN_USER = re.compile(r"[A-Za-z0-9_-]{20,}")
 _URL_USERINFO = re.compile(r"([^:/?#@\s]*):(\S+)@(?=[^@]*$)")
 
 
@@ -239,6 +295,9 @@ def _redact_userinfo(rest: str, found: list[str]) -> str:
     if at and ":" in user_info:  # the RFC 3986 reading
         user, _, password = user_info.partition(":")
         tail = rest[len(user_info) :]
+    elif at and _token_user(user_info):  # https://<token>@github.com/o/r.git
+        found.append(user_info)
+        return redaction_marker(user_info) + rest[len(user_info) :]
     else:  # a password with unencoded / ? #: up to the last @
         m = _URL_USERINFO.match(rest)
         if m is None or _PORT_THEN_PATH.match(m[2]):
@@ -249,6 +308,18 @@ def _redact_userinfo(rest: str, found: list[str]) -> str:
     found += [password, unquote(password)]  # userinfo: "+" is a plain "+"
     found.append(_basic_auth(unquote(user), unquote(password)))
     return f"{user}:{redaction_marker(unquote(password))}{tail}"
+
+
+def _token_user(user: str) -> bool:
+    """Whether a URL's user name, given without a password, is a token: 20 or more
+    token characters with letters and digits (``https://<token>@host``, as GitHub
+    and others accept); a plain name (``git``, ``alice``) is not."""
+    return (
+        _TOKEN_USER.fullmatch(user) is not None
+        and any(c.isdigit() for c in user)
+        and any(c.isalpha() for c in user)
+        and not _is_marker_part(user)
+    )
 
 
 def _redact_params(params: str, found: list[str]) -> str:
@@ -327,15 +398,63 @@ class Redacted:
 
 
 def _clean_string(value: str, found: list[str]) -> str | None:
-    """``value`` with URL credentials redacted, or None when it must be committed."""
+    """``value`` with its secrets redacted, or None when it must be committed whole.
+
+    A JSON object or array in a string is redacted as a tree and written back; the
+    credentials of every URL in it (not only of a string that is one URL), the
+    secret parts of a connection string and the values assigned to secret names
+    in free text (``DB_PASS=…``, ``Authorization: token …``) become markers in
+    place; any other credential shape commits the whole string.
+    """
     if _is_marker(value):
         return value
-    text = _redact_url(value, found) if _URL.fullmatch(value) else value
+    tree = _redact_json(value, found)
+    if tree is not None:  # every string inside was cleaned by the tree walk
+        return tree
+    text = _urls_in_text(value, found) if "://" in value else value
     text = _redact_connection_string(text, found)
+    text = _redact_named(text, found)
     matches = credential_matches(text)
     if matches:
         found += [value, *matches]
         return None
+    return text
+
+
+def _redact_json(value: str, found: list[str]) -> str | None:
+    """``value`` cleaned as the JSON object or array it holds
+    (``--deepspeed '{"hub_token": …}'``): rewritten with its secrets committed,
+    or as it was when it holds none; None when it is not JSON."""
+    if not value.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        tree = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(tree, dict | list):
+        return None
+    inner: list[str] = []
+    redacted = _walk(tree, False, inner)
+    if not inner:
+        return value
+    found += inner
+    return json.dumps(redacted, ensure_ascii=False)
+
+
+def _urls_in_text(text: str, found: list[str]) -> str:
+    """``text`` with the credentials of every URL in it as markers; markers
+    already there are kept as they are (a URL is not read across one)."""
+    parts = _MARKER.split(text) if "<redacted " in text else [text]
+    markers = _MARKER.findall(text) if len(parts) > 1 else []
+    out = [_URL_IN_TEXT.sub(lambda m: _redact_url(m[0], found), p) for p in parts]
+    return "".join(p + m for p, m in zip(out, [*markers, ""], strict=True))
+
+
+def _redact_named(text: str, found: list[str]) -> str:
+    values = [v for v in named_values(text) if not _is_marker_part(v)]
+    for value in sorted(set(values), key=len, reverse=True):
+        found.append(value)
+        text = text.replace(value, redaction_marker(value))
     return text
 
 

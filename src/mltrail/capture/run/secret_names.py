@@ -10,12 +10,13 @@ digit-only words are dropped (``api_key_2`` -> api key). The name is secret when
    ``adminpassword``, ``clientsecret``), or ``cred`` not followed by ``it``
    (``AZURE_CREDS``, ``MYCRED``; not ``credit_score``), or
 3. two adjacent words form one of ``_SECRET_PAIRS`` (``private_key_path``,
-   ``access_token_url``, ``session_id``, ``connection_string``), or
+   ``access_token_url``, ``session_id``, ``connection_string``, ``api_tokens``), or
 4. the last word is in ``_SECRET_LAST_WORDS`` (``key``, ``token``, ``signature``,
-   ``pass``: ``DB_PASS``, ``--db-pass``), unless the word before it says the name
-   is ML vocabulary: a tokenizer setting before ``token`` (``bos_token``), a
-   data-field word before ``key`` (``label_key``, ``rng_key``) or a counting word
-   before ``pass`` (``forward_pass``, ``num_pass``).
+   ``pass``, ``pw``: ``DB_PASS``, ``--db-pass``, ``--pw``; not ``pw_conv``),
+   unless the word before it says the name is ML vocabulary: a tokenizer setting
+   before ``token`` (``bos_token``), a data-field word before ``key``
+   (``label_key``, ``rng_key``) or a counting word before ``pass``
+   (``forward_pass``, ``num_pass``).
 
 ``token`` counts only as the last word, so ``token_type_ids``, ``bos_token_id``,
 ``token_count``, ``max_tokens`` and ``tokenizer`` stay readable; ``auth`` anywhere
@@ -52,9 +53,11 @@ _SECRET_PAIRS = frozenset(
         ("access", "key"), ("access", "token"), ("session", "id"),
         ("session", "key"), ("session", "token"), ("connection", "string"),
         ("connection", "str"), ("conn", "str"), ("conn", "string"),
+        ("api", "tokens"), ("access", "keys"), ("access", "tokens"),
+        ("private", "keys"), ("session", "tokens"), ("session", "keys"),
     }
 )  # fmt: skip
-_SECRET_LAST_WORDS = frozenset({"key", "token", "signature", "pass"})
+_SECRET_LAST_WORDS = frozenset({"key", "token", "signature", "pass", "pw"})
 _TOKENIZER_WORDS = frozenset(
     {
         "bos", "eos", "pad", "unk", "sep", "cls", "mask", "sos", "eot", "eod",

@@ -1,0 +1,179 @@
+"""Secrets a user has lying around, through real runs: none is stored, shown or
+printed by mltrail (ADR 0013, amendment 2026-12-07).
+
+Each secret reached the ledger in clear before that amendment: a token in a URL
+inside a sentence, a JDBC URL, a token as a URL's user name, webhook URLs and bot
+tokens (in arguments, a config file and a recorded environment variable),
+``Authorization: token …`` and ``X-Api-Key: …`` headers, a JSON object given as
+an argument or a param, ``--pw``, ``curl -u user:password`` (also in a step's
+command), ``DB_PASSWORD=…`` in a note; and the secret of a source URL echoed by
+``mltrail sources add``'s error message. Each is a random value, searched for in
+every file of the home and in what ``mltrail show``, ``logs``, ``log`` and the
+exports print.
+"""
+
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import mltrail
+
+RNG = random.Random(20261207)
+
+
+def secret(n: int = 18) -> str:
+    while True:
+        text = "".join(
+            RNG.choice(string.ascii_letters + string.digits) for _ in range(n)
+        )
+        if not text.isalpha() and not text.isdigit() and text != text.lower():
+            return text
+
+
+def hexdigits(n: int) -> str:
+    return "".join(RNG.choice("0123456789abcdef") for _ in range(n))
+
+
+def cli(home: Path, cwd: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "MLTRAIL_HOME": str(home), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args], cwd=cwd, env=full,
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def leaks(secrets: dict[str, str], outputs: dict[str, bytes]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in secrets.items():
+        forms = {value.encode(), quote(value, safe="").encode()}
+        for where, data in outputs.items():
+            if any(form in data for form in forms):
+                found.setdefault(name, []).append(where)
+    return found
+
+
+def stored(home: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(home)): p.read_bytes()
+        for p in sorted(home.rglob("*"))
+        if p.is_file()
+    }
+
+
+S: dict[str, str] = {
+    "url_in_text": secret(),
+    "jdbc": secret(),
+    "token_user": hexdigits(40),
+    "slack": secret(24),
+    "discord": secret(68),
+    "telegram": secret(35),
+    "auth_header": secret(30),
+    "api_key_header": secret(30),
+    "json_arg": hexdigits(40),
+    "pw": secret(),
+    "curl": secret(),
+    "config_webhook": secret(24),
+    "env_webhook": secret(24),
+}
+API: dict[str, str] = {
+    "api_url_in_text": secret(),
+    "api_json_param": secret(),
+    "api_note": secret(),
+    "api_step_curl": secret(),
+}
+HOOK = "https://hooks.slack.com/services/T0ABC1234/B0ABC1234/"
+
+
+def args() -> list[str]:
+    return [
+        "--data", f"fetch https://h.example.com/x?token={S['url_in_text']}&page=2",
+        "--jdbc", f"jdbc:postgresql://h:5432/db?user=u&password={S['jdbc']}",
+        "--repo", f"https://{S['token_user']}@github.com/o/r.git",
+        "--webhook", HOOK + S["slack"],
+        "--discord", f"https://discord.com/api/webhooks/123456789012345678/{S['discord']}",
+        "--tg", f"https://api.telegram.org/bot123456789:{S['telegram']}/sendMessage",
+        "--header", f"Authorization: token {S['auth_header']}",
+        "--header2", f"X-Api-Key: {S['api_key_header']}",
+        "--gcp-sa", json.dumps({"type": "service_account", "private_key_id": S["json_arg"]}),
+        "--pw", S["pw"],
+        "--config", "conf.json",
+    ]  # fmt: skip
+
+
+API_SCRIPT = """\
+import json, os
+import mltrail
+s = json.loads(os.environ["ATTACK_VALUES"])  # a name mltrail neither records nor masks
+run = mltrail.start_run("api")
+run.log_params(desc=f"pulled from https://h.example.com/f?token={s['api_url_in_text']} ok",
+               extra=json.dumps({"hub_token": s["api_json_param"]}))
+run.note(f"rerun with DB_PASSWORD={s['api_note']}")
+run.log_step("fetch", command=["curl", "-u", f"admin:{s['api_step_curl']}", "https://h/x"])
+run.end()
+"""
+
+
+def test_no_secret_a_user_has_lying_around_is_stored(tmp_path, isolated_git):
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('training')\n")
+    (repo / "api.py").write_text(API_SCRIPT)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    (repo / "conf.json").write_text(json.dumps({"notify": HOOK + S["config_webhook"]}))
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    env = {"HF_HUB_WEBHOOK": HOOK + S["env_webhook"]}  # HF_* is recorded
+
+    ran = cli(home, repo, "run", "--", sys.executable, "train.py", *args(), env=env)
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    shell = f"curl -u admin:{S['curl']} http://127.0.0.1:9/ || true"
+    shelled = cli(home, repo, "run", "--", "sh", "-c", shell)
+    assert shelled.returncode == 0, shelled.stderr.decode()[-2000:]
+    api_env = {"ATTACK_VALUES": json.dumps(API)}
+    api = cli(home, repo, "run", "--", sys.executable, "api.py", env=api_env)
+    assert api.returncode == 0, api.stderr.decode()[-2000:]
+
+    outputs = stored(home)
+    outputs["run stderr"] = ran.stderr + shelled.stderr + api.stderr
+    runs = json.loads(cli(home, repo, "runs", "--json").stdout)
+    assert len(runs) == 3
+    for run in runs:
+        for command in (["show", run["id"], "--json", "--full"], ["logs", run["id"]],
+                        ["export", "bundle", run["id"], "-o", "-"],
+                        ["export", "intoto", run["id"], "-o", "-"]):  # fmt: skip
+            done = cli(home, repo, *command)
+            outputs[" ".join(command[:2])] = done.stdout + done.stderr
+    outputs["log"] = cli(home, repo, "log", "--json").stdout
+    assert leaks({**S, **API}, outputs) == {}
+
+    # what is recorded stays useful: names, hosts and the fact a secret was there
+    shown = cli(home, repo, "show", runs[0]["id"], "--json", "--full").stdout.decode()
+    assert "jdbc:postgresql://h:5432/db?user=u&password=<redacted hmac-sha256:" in shown
+    assert "Authorization: token <redacted hmac-sha256:" in shown
+    assert "@github.com/o/r.git" in shown
+    assert "service_account" in shown
+
+
+def test_an_error_message_does_not_echo_the_secret_of_a_url(tmp_path):
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    password = secret()
+    url = f"sqlite:///{tmp_path}/missing.db?password={password}"
+    done = cli(home, tmp_path, "sources", "add", "crm", url, "--query", "SELECT 1")
+    assert done.returncode != 0
+    assert b"missing.db" in done.stderr  # the error still says what is wrong
+    assert password.encode() not in done.stdout + done.stderr
+    debug = cli(home, tmp_path, "--debug", "sources", "add", "crm", url, "--query", "x")
+    assert debug.returncode != 0
+    assert password.encode() not in debug.stdout + debug.stderr
