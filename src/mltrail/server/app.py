@@ -45,6 +45,7 @@ __all__ = [
     "app_from_env",
     "authorize",
     "bearer_token",
+    "check_access",
     "create_app",
     "need",
     "raise_for",
@@ -147,14 +148,19 @@ def authorize(
         if isinstance(found, str):
             raise ApiError(401, found, hint="ask the ledger's admin for a token")
         state.recent_tokens.put(token, found)
-    if found.ledger != ledger:
-        raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
-    if found.role not in roles:
-        raise ApiError(403, f"role {found.role} may not do this")
+    check_access(found, ledger, roles)
     handle = state.handle(ledger)
     if handle is None:
         raise ApiError(404, f"no ledger {ledger!r}")
     return Ctx(found, handle, state)
+
+
+def check_access(found: Principal, ledger: str, roles: Collection[str]) -> None:
+    """403 unless ``found`` is a token of ``ledger`` with one of ``roles``."""
+    if found.ledger != ledger:
+        raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
+    if found.role not in roles:
+        raise ApiError(403, f"role {found.role} may not do this")
 
 
 def bearer_token(request: Request) -> str | None:

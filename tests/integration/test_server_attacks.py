@@ -1,0 +1,78 @@
+"""Attacks on a running team server (real ``mltrail server`` subprocess, real
+PostgreSQL) that found weaknesses, each kept as a regression test.
+
+- An append's body was read (up to 16 MiB, buffered) before its token was
+  checked: anyone who could reach the port could hold that much memory per
+  connection with ``Authorization: Bearer x``.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from optional_extras import require_extra
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+
+A = "/ledgers/team-a"
+UNKNOWN = "mlt_0123456789abcdef_" + "A" * 43
+
+
+def _status_before_the_body(server, token: str | None, ledger: str = "team-a") -> int:
+    """Send an append's headers (a 4 MiB body declared) and none of its body;
+    the status the server answers with. A server that waits for the body first
+    sends nothing, and the read times out."""
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    head = (
+        f"POST {server.prefix}/ledgers/{ledger}/entries HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {4 * 2**20}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pytest.fail("the server waited for the body of a request it must refuse")
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("caller", "want"),
+    [
+        ("unknown", 401),
+        ("revoked", 401),
+        ("expired", 401),
+        ("auditor", 403),
+        ("other-ledger-writer", 403),
+    ],
+)
+def test_an_append_is_refused_before_its_body_is_read(team_server, caller, want):
+    s = team_server
+    token = {
+        "unknown": lambda: UNKNOWN,
+        "revoked": lambda: s.revoked_token("writer"),
+        "expired": lambda: s.expired_token("writer"),
+        "auditor": lambda: s.token("auditor"),
+        "other-ledger-writer": lambda: s.token("writer", ledger="team-b"),
+    }[caller]()
+    assert _status_before_the_body(s, token) == want
+    # twice: the second check of a known token comes from the server's cache
+    assert _status_before_the_body(s, token) == want
+
+
+def test_a_writer_still_appends_after_the_early_check(team_server):
+    s = team_server
+    token = s.token("writer", "early-check")
+    entry = s.entry("early-check", "note", {"text": "after the early check"})
+    for _ in range(2):  # the first authenticates, the second uses the cache
+        status, answer = s.call("POST", f"{A}/entries", token, {"entries": [entry]})
+        assert status == 201, answer
+        entry = s.entry("early-check", "note", {"text": "again"})
