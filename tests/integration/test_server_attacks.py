@@ -4,11 +4,15 @@ PostgreSQL) that found weaknesses, each kept as a regression test.
 - An append's body was read (up to 16 MiB, buffered) before its token was
   checked: anyone who could reach the port could hold that much memory per
   connection with ``Authorization: Bearer x``.
+- A store error's text went to the client as is: the database URL (with a
+  ``?password=`` parameter, which ``display_url`` kept) reached any token
+  holder and the server's log.
 """
 
 from __future__ import annotations
 
 import socket
+import uuid
 
 import pytest
 
@@ -76,3 +80,47 @@ def test_a_writer_still_appends_after_the_early_check(team_server):
         status, answer = s.call("POST", f"{A}/entries", token, {"entries": [entry]})
         assert status == 201, answer
         entry = s.entry("early-check", "note", {"text": "again"})
+
+
+def test_a_database_password_reaches_neither_clients_nor_the_log(tmp_path):
+    """A second server on the same database, its URL carrying a password both
+    ways libpq takes one (trust authentication ignores it); its role then may
+    not connect again, so the next requests that need a connection fail."""
+    from postgres_db import admin_connection
+    from server_fixture import TestServer, free_port, running_server
+
+    secret_user, secret_query = "pw-in-user-" + uuid.uuid4().hex, uuid.uuid4().hex
+    with running_server() as s:
+        base, _, database = s.app_url.rpartition("/")
+        scheme, _, rest = base.partition("://")
+        role, _, host = rest.partition("@")
+        url = (
+            f"{scheme}://{role}:{secret_user}@{host}/{database}?password={secret_query}"
+        )
+        other = TestServer(s.owner_url, url, s.keys, free_port(), tmp_path / "b.log")
+        entry = s.entry("writer", "note", {"text": "x"}, ledger="team-b")
+        writer_a, writer_b = s.token("writer"), s.token("writer", ledger="team-b")
+        auditor_a = s.token("auditor")
+        other.start()
+        conn = admin_connection()
+        try:
+            assert other.call("GET", f"{A}/head", auditor_a)[0] == 200
+            conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 0')
+            answers = [
+                other.call("POST", f"{A}/runs/r-1/hold?lease=0.2", writer_a),
+                other.call("GET", "/ledgers/team-b/head", s.token("auditor", ledger="team-b")),
+                other.call("POST", "/ledgers/team-b/entries", writer_b, {"entries": [entry]}),
+            ]  # fmt: skip
+        finally:
+            conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT -1')
+            conn.close()
+            other.stop()
+    for status, answer in answers:
+        assert status == 503, answer
+        text = str(answer)
+        for leak in (secret_user, secret_query, database, "postgresql://"):
+            assert leak not in text, answer
+    log = (tmp_path / "b.log").read_text(errors="replace")
+    assert "too many connections" in log  # the reason is logged ...
+    assert secret_user not in log  # ... never the password
+    assert secret_query not in log

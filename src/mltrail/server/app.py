@@ -80,6 +80,7 @@ class ApiError(Exception):
         code: str | None = None,
         hint: str | None = None,
         extra: dict[str, Any] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -87,6 +88,13 @@ class ApiError(Exception):
         self.message = message
         self.hint = hint
         self.extra = extra or {}
+        self.detail = detail
+        """What the server's log says instead of ``message`` (never sent)."""
+
+    @property
+    def logged(self) -> str:
+        """The text the server logs for this error."""
+        return self.detail or self.message
 
     def response(self) -> JSONResponse:
         """The JSON response of this error."""
@@ -99,15 +107,26 @@ class ApiError(Exception):
 
 
 def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
-    """The ApiError for an mltrail error (``refused``: the status of InputError)."""
+    """The ApiError for an mltrail error (``refused``: the status of InputError).
+
+    A store's failure (other than an append conflict) is answered 503 with a
+    message of its own: what the store said (the database's location, its
+    error text) goes to the server's log only."""
     if isinstance(error, SchemaError):
         status = 400
     elif isinstance(error, AuthError):
         status = 403
     elif isinstance(error, InputError):
         status = refused
-    elif isinstance(error, (StoreError, AppendConflictError)):
+    elif isinstance(error, AppendConflictError):
         status = 503
+    elif isinstance(error, StoreError):
+        return ApiError(
+            503,
+            "the server's database failed or cannot be reached",
+            hint="try again; the server's log says why",
+            detail=str(error),
+        )
     elif isinstance(error, IntegrityError):
         status = 500
     else:
@@ -246,7 +265,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            _log.error("%s %s: %s", request.method, request.url.path, exc.message)
+            _log.error("%s %s: %s", request.method, request.url.path, exc.logged)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
