@@ -124,3 +124,41 @@ def test_a_database_password_reaches_neither_clients_nor_the_log(tmp_path):
     assert "too many connections" in log  # the reason is logged ...
     assert secret_user not in log  # ... never the password
     assert secret_query not in log
+
+
+def _hold(server, run: str, token: str, lease: float = 0.2) -> tuple[int, bytes]:
+    """Hold ``run`` for ``lease`` seconds: (status, the whole answer)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            f"{server.prefix}{A}/runs/{run}/hold?lease={lease}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_writer_holds_only_runs_it_started(team_server):
+    """Bob held Alice's started run: it looked live after Alice's recorder
+    died, and Alice's own hold (a lease renewed) was refused, 409."""
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    alice, bob = s.token("writer", "hold-alice"), s.token("writer", "hold-bob")
+    run = new_run_id()
+    started = s.entry("hold-alice", "run.started", {"source": "wrapper"}, run=run)
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [started]})
+    assert status == 201, answer
+
+    status, answer = _hold(s, run, bob)
+    assert status == 403, answer
+    assert b"hold-alice" in answer
+    assert s.call("GET", f"{A}/runs/live?runs={run}", bob)[1] == {"live": []}
+    assert _hold(s, run, alice)[0] == 200  # its recorder
+    assert _hold(s, run, s.token("admin"))[0] == 200  # the ledger's admin
+    assert _hold(s, new_run_id(), bob)[0] == 200  # a run not started yet

@@ -66,7 +66,8 @@ async def hold_run(
     request: Request,
     lease: Annotated[float, Query(ge=0.1, le=MAX_LEASE_SECONDS)] = LEASE_SECONDS,
 ) -> StreamingResponse:
-    """Hold run ``run`` live while this request stays open, ``lease`` seconds at most."""
+    """Hold run ``run`` live while this request stays open, ``lease`` seconds at
+    most: a run not started yet, or one started by this token's name."""
     _check_run(run)
     slot = ctx.state.hold_slots.take(ctx.principal.token_id)
     try:
@@ -80,10 +81,20 @@ async def hold_run(
 
 
 def _take_hold(ctx: Ctx, run: str) -> RunHold:
+    """The run's hold; 403 when the run started as another user's (an admin
+    holds any run), 409 when it is held already."""
     from mltrail.storage.postgres import RunHeldError
 
     try:
         with ctx.handle.reader() as ledger:
+            starter = ledger.store.run_starter(run)  # type: ignore[attr-defined]
+            name = ctx.principal.name
+            if starter not in (None, name) and ctx.principal.role != "admin":
+                raise ApiError(
+                    403,
+                    f"run {run} is {starter!r}'s, not {name!r}'s: only its "
+                    "recorder holds it live",
+                )
             hold = ledger.store.hold_run(run)
     except RunHeldError as e:
         raise ApiError(409, str(e), hint=e.hint) from e
