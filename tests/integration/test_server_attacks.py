@@ -162,3 +162,26 @@ def test_a_writer_holds_only_runs_it_started(team_server):
     assert _hold(s, run, alice)[0] == 200  # its recorder
     assert _hold(s, run, s.token("admin"))[0] == 200  # the ledger's admin
     assert _hold(s, new_run_id(), bob)[0] == 200  # a run not started yet
+
+
+def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_path):
+    """``?token=`` is no way to authenticate (401), and the access log of a
+    server at ``--log-level info`` must not keep the secret of such a URL."""
+    from server_fixture import TestServer, free_port
+
+    s = team_server
+    log = tmp_path / "info.log"
+    other = TestServer(s.owner_url, s.app_url, s.keys, free_port(), log)
+    other.start("--log-level", "info")
+    token = s.new_token("writer", "url-token")
+    try:
+        for query in ("token", "access_token"):
+            status, _ = other.call("GET", f"{A}/head?{query}={token['token']}")
+            assert status == 401
+        assert other.call("GET", f"{A}/head", token["token"])[0] == 200
+    finally:
+        other.stop()
+    text = log.read_text(errors="replace")
+    assert "401" in text  # the access log is on
+    assert token["token"].removeprefix(f"mlt_{token['id']}_") not in text
+    assert f"mlt_{token['id']}_***" in text

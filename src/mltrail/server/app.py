@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "BEARER",
     "ApiError",
     "Ctx",
+    "RedactTokens",
     "app_from_env",
     "authorize",
     "bearer_token",
@@ -49,10 +51,13 @@ __all__ = [
     "create_app",
     "need",
     "raise_for",
+    "redact_tokens_in_logs",
 ]
 
 API_PREFIX = "/api/v1"
 _log = logging.getLogger("mltrail.server")
+_TOKEN_TEXT = re.compile(r"(mlt_[0-9a-f]{16}_)[A-Za-z0-9_-]{43}")
+_REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "mltrail.server")
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -213,6 +218,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     url = url or os.environ["MLTRAIL_SERVER_DB"]
     keys = keys or Path(os.environ.get("MLTRAIL_SERVER_KEYS") or default_keys_dir())
     state = ServerState(url, keys)
+    redact_tokens_in_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -242,6 +248,30 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     app.include_router(routes_read.router, prefix=API_PREFIX)
     app.include_router(routes_runs.router, prefix=API_PREFIX)
     return app
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the secret of any token in a log record by ``***``: a client
+    that puts its token in the URL (``?token=...``, refused, 401) would
+    otherwise leave it in the access log (``--log-level info``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_TEXT.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Add :class:`RedactTokens` to the server's and uvicorn's loggers (once)."""
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 def app_from_env() -> Any:
