@@ -185,3 +185,37 @@ def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_pat
     assert "401" in text  # the access log is on
     assert token["token"].removeprefix(f"mlt_{token['id']}_") not in text
     assert f"mlt_{token['id']}_***" in text
+
+
+def test_a_revoked_tokens_hold_ends_within_a_heartbeat(team_server):
+    """A hold is one long request: revoking its token must end it, not leave
+    the run held (and a database connection taken) for the rest of its lease
+    (up to a day)."""
+    import http.client
+
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    made, run = s.new_token("writer", "hold-revoked"), new_run_id()
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            f"{s.prefix}{A}/runs/{run}/hold?lease=120",
+            headers={"Authorization": f"Bearer {made['token']}"},
+        )
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.readline() == b"held\n"
+        auditor = s.token("auditor")
+        assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == [run]
+        path = f"{A}/tokens/{made['id']}/revoke"
+        assert s.call("POST", path, s.token("admin"))[0] == 200
+        for _ in range(3):  # heartbeats, 5 s apart: the stream must end first
+            if not response.readline():
+                break
+        else:
+            pytest.fail("the hold outlived its token's revocation")
+    finally:
+        conn.close()
+    assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == []
