@@ -66,3 +66,37 @@ def test_passwords_are_never_shown_or_stored():
         check_storable_url(url)
     assert "s3cret" not in str(info.value)
     check_storable_url("postgresql://u@db/x")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u@db/x?password=s3cret&sslmode=require",
+            "postgresql://u@db/x?sslmode=require",
+        ),
+        (
+            "postgresql://u:s3cret@db/x?sslmode=require&sslpassword=s3cret",
+            "postgresql://u@db/x?sslmode=require",
+        ),
+        ("postgresql://u@db/x?pass%77ord=s3cret", "postgresql://u@db/x"),
+        ("host=db password=s3cret dbname=x", "host=db password=*** dbname=x"),
+        ("host=db password = 's3 cret' dbname=x", "host=db password = *** dbname=x"),
+    ],
+)
+def test_a_password_in_the_query_or_a_connection_string_is_never_shown(url, shown):
+    """libpq also takes a password as a URL parameter or a conninfo key."""
+    assert display_url(url) == shown
+    with pytest.raises(InputError, match="carries a password") as info:
+        check_storable_url(url)
+    assert "s3cret" not in str(info.value)
+
+
+def test_paths_and_other_parameters_are_shown_as_they_are():
+    for url in (
+        "postgresql://u@db/x?options=-csearch_path%3Dledger_a",
+        "/data/password=1/ledger.db",
+        "sqlite:///ledger.db",
+    ):
+        assert display_url(url) == url
+        check_storable_url(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,16 +43,21 @@ __all__ = [
     "BEARER",
     "ApiError",
     "Ctx",
+    "RedactTokens",
     "app_from_env",
     "authorize",
     "bearer_token",
+    "check_access",
     "create_app",
     "need",
     "raise_for",
+    "redact_tokens_in_logs",
 ]
 
 API_PREFIX = "/api/v1"
 _log = logging.getLogger("mltrail.server")
+_TOKEN_TEXT = re.compile(r"(mlt_[0-9a-f]{16}_)[A-Za-z0-9_-]{43}")
+_REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "mltrail.server")
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -79,6 +85,7 @@ class ApiError(Exception):
         code: str | None = None,
         hint: str | None = None,
         extra: dict[str, Any] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -86,6 +93,13 @@ class ApiError(Exception):
         self.message = message
         self.hint = hint
         self.extra = extra or {}
+        self.detail = detail
+        """What the server's log says instead of ``message`` (never sent)."""
+
+    @property
+    def logged(self) -> str:
+        """The text the server logs for this error."""
+        return self.detail or self.message
 
     def response(self) -> JSONResponse:
         """The JSON response of this error."""
@@ -98,15 +112,26 @@ class ApiError(Exception):
 
 
 def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
-    """The ApiError for an mltrail error (``refused``: the status of InputError)."""
+    """The ApiError for an mltrail error (``refused``: the status of InputError).
+
+    A store's failure (other than an append conflict) is answered 503 with a
+    message of its own: what the store said (the database's location, its
+    error text) goes to the server's log only."""
     if isinstance(error, SchemaError):
         status = 400
     elif isinstance(error, AuthError):
         status = 403
     elif isinstance(error, InputError):
         status = refused
-    elif isinstance(error, (StoreError, AppendConflictError)):
+    elif isinstance(error, AppendConflictError):
         status = 503
+    elif isinstance(error, StoreError):
+        return ApiError(
+            503,
+            "the server's database failed or cannot be reached",
+            hint="try again; the server's log says why",
+            detail=str(error),
+        )
     elif isinstance(error, IntegrityError):
         status = 500
     else:
@@ -147,14 +172,19 @@ def authorize(
         if isinstance(found, str):
             raise ApiError(401, found, hint="ask the ledger's admin for a token")
         state.recent_tokens.put(token, found)
-    if found.ledger != ledger:
-        raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
-    if found.role not in roles:
-        raise ApiError(403, f"role {found.role} may not do this")
+    check_access(found, ledger, roles)
     handle = state.handle(ledger)
     if handle is None:
         raise ApiError(404, f"no ledger {ledger!r}")
     return Ctx(found, handle, state)
+
+
+def check_access(found: Principal, ledger: str, roles: Collection[str]) -> None:
+    """403 unless ``found`` is a token of ``ledger`` with one of ``roles``."""
+    if found.ledger != ledger:
+        raise ApiError(403, f"this token is for another ledger, not {ledger!r}")
+    if found.role not in roles:
+        raise ApiError(403, f"role {found.role} may not do this")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -188,6 +218,7 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     url = url or os.environ["MLTRAIL_SERVER_DB"]
     keys = keys or Path(os.environ.get("MLTRAIL_SERVER_KEYS") or default_keys_dir())
     state = ServerState(url, keys)
+    redact_tokens_in_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -219,6 +250,30 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
     return app
 
 
+class RedactTokens(logging.Filter):
+    """Replaces the secret of any token in a log record by ``***``: a client
+    that puts its token in the URL (``?token=...``, refused, 401) would
+    otherwise leave it in the access log (``--log-level info``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_TEXT.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Add :class:`RedactTokens` to the server's and uvicorn's loggers (once)."""
+    for name in _REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+
 def app_from_env() -> Any:
     """The ASGI application configured by ``MLTRAIL_SERVER_DB`` and
     ``MLTRAIL_SERVER_KEYS`` (what ``mltrail server`` sets for uvicorn's workers):
@@ -240,7 +295,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            _log.error("%s %s: %s", request.method, request.url.path, exc.message)
+            _log.error("%s %s: %s", request.method, request.url.path, exc.logged)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

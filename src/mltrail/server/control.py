@@ -431,6 +431,14 @@ class Control:
         )
         return cursor.rowcount == 1
 
+    def revoked(self, token_id: str) -> bool:
+        """Was token ``token_id`` revoked?"""
+        row = self.conn.execute(
+            f"SELECT 1 FROM {_C}.token_revocations WHERE id = %s",  # noqa: S608
+            (token_id,),
+        ).fetchone()
+        return row is not None
+
     def authenticate(self, text: str) -> Principal | str:
         """The principal a bearer token stands for, or why it is refused."""
         parsed = parse_token(text)

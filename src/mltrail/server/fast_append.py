@@ -63,7 +63,7 @@ class FastAppend:
             error = e if isinstance(e, ApiError) else raise_for(e, refused=400)
             answer, status = _error(error), error.status
             if status >= 500:
-                _log.error("POST %s: %s", scope["path"], error.message)
+                _log.error("POST %s: %s", scope["path"], error.logged)
         except Exception as e:
             _log.error("POST %s failed", scope["path"], exc_info=e)
             answer, status = _error(ApiError(500, "internal server error")), 500

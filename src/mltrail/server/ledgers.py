@@ -205,6 +205,20 @@ class ServerStore(PostgresStore):
             ).fetchall()
         return [StoredRow(q, bytes(h), bytes(d)) for q, h, d in rows]
 
+    def run_starter(self, run: str) -> str | None:
+        """The ``actor.user`` of run ``run``'s first ``run.started``, or None when
+        the run has not started (one index look-up: ``records (run, seq)``)."""
+        with _as_store_error("read the run's start"):
+            row = self._conn.execute(
+                "SELECT record FROM records WHERE run = %s AND kind = 'run.started' "
+                "ORDER BY seq LIMIT 1",
+                (run,),
+            ).fetchone()
+        if row is None:
+            return None
+        user = decode_record(bytes(row[0])).record.entry.actor.get("user")
+        return user if isinstance(user, str) else ""
+
     def full_head(self) -> StoreHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
         with _as_store_error("read the head"), self._read():

@@ -9,7 +9,8 @@ client keeps the request open or until its ``lease`` (seconds, default an hour)
 ends, when the client asks again (so no proxy's request limit cuts a long run).
 When the client closes it, exits or its host goes away, the stream ends (a write
 fails, or the disconnect is seen) and the hold is released, so every host sees
-the run ``stale``.
+the run ``stale``; so it does, within a heartbeat, once the client's token is
+revoked or expires.
 ``GET /ledgers/{ledger}/runs/live?runs=a,b`` says which of the runs are held.
 """
 
@@ -28,7 +29,7 @@ from mltrail.server.app import ApiError, Ctx, need
 from mltrail.server.tokens import READ_ROLES, UPLOAD_ROLES
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from mltrail.storage.base import RunHold
 
@@ -66,7 +67,8 @@ async def hold_run(
     request: Request,
     lease: Annotated[float, Query(ge=0.1, le=MAX_LEASE_SECONDS)] = LEASE_SECONDS,
 ) -> StreamingResponse:
-    """Hold run ``run`` live while this request stays open, ``lease`` seconds at most."""
+    """Hold run ``run`` live while this request stays open, ``lease`` seconds at
+    most: a run not started yet, or one started by this token's name."""
     _check_run(run)
     slot = ctx.state.hold_slots.take(ctx.principal.token_id)
     try:
@@ -75,15 +77,45 @@ async def hold_run(
         slot()
         raise
     return StreamingResponse(
-        _held(hold, request, lease, slot), media_type="text/plain; charset=utf-8"
+        _held(hold, request, lease, slot, lambda: _token_valid(ctx)),
+        media_type="text/plain; charset=utf-8",
     )
 
 
+async def _token_valid(ctx: Ctx) -> bool:
+    """Is the hold's token still unexpired and unrevoked? (One query by key; a
+    database that does not answer leaves the hold as it is.)"""
+    from datetime import UTC, datetime
+
+    principal = ctx.principal
+    if principal.expires is not None and principal.expires <= datetime.now(UTC):
+        return False
+
+    def revoked() -> bool:
+        with ctx.handle_control() as control:
+            return control.revoked(principal.token_id)
+
+    try:
+        return not await run_in_threadpool(revoked)
+    except Exception:  # the database is away: the hold's own session says more
+        return True
+
+
 def _take_hold(ctx: Ctx, run: str) -> RunHold:
+    """The run's hold; 403 when the run started as another user's (an admin
+    holds any run), 409 when it is held already."""
     from mltrail.storage.postgres import RunHeldError
 
     try:
         with ctx.handle.reader() as ledger:
+            starter = ledger.store.run_starter(run)  # type: ignore[attr-defined]
+            name = ctx.principal.name
+            if starter not in (None, name) and ctx.principal.role != "admin":
+                raise ApiError(
+                    403,
+                    f"run {run} is {starter!r}'s, not {name!r}'s: only its "
+                    "recorder holds it live",
+                )
             hold = ledger.store.hold_run(run)
     except RunHeldError as e:
         raise ApiError(409, str(e), hint=e.hint) from e
@@ -93,8 +125,14 @@ def _take_hold(ctx: Ctx, run: str) -> RunHold:
 
 
 async def _held(
-    hold: RunHold, request: Request, lease: float, slot: Callable[[], None]
+    hold: RunHold,
+    request: Request,
+    lease: float,
+    slot: Callable[[], None],
+    token_valid: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[bytes]:
+    """``held``, then a newline each heartbeat until the client goes, the lease
+    ends, or the token is revoked or expires (checked each heartbeat)."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + lease
     try:
@@ -105,6 +143,8 @@ async def _held(
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(_forever(), min(HEARTBEAT_SECONDS, left))
+            if not await token_valid():
+                return
             yield b"\n"
     finally:
         hold.release()  # also when the stream is cancelled: closing is quick

@@ -18,9 +18,10 @@ written into a home's settings.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mltrail.errors import ConfigError, InputError
 from mltrail.values import Frozen
@@ -131,18 +132,43 @@ def sqlite_path(url: str, base: Path | None = None) -> Path:
     return path if path.is_absolute() or base is None else base / path
 
 
-def display_url(url: str) -> str:
-    """The URL without a password, fit to show or log."""
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+_CONNINFO_SECRET = re.compile(
+    r"(?<!\S)(password|sslpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", re.IGNORECASE
+)
+
+
+def _secret_param(segment: str) -> bool:
+    """Is ``name=value`` (a URL query's part) a libpq password parameter?"""
+    return unquote(segment.partition("=")[0]).strip().lower() in _SECRET_PARAMS
+
+
+def _has_password(url: str) -> bool:
     if "://" not in url:
-        return url
+        return _CONNINFO_SECRET.search(url) is not None
     parts = urlsplit(url)
-    if parts.password is None:
+    return parts.password is not None or any(
+        _secret_param(s) for s in parts.query.split("&") if s
+    )
+
+
+def display_url(url: str) -> str:
+    """The URL without a password, fit to show or log: none in the user part,
+    no ``password`` or ``sslpassword`` query parameter (libpq takes both), and
+    in a ``key=value`` connection string the values of those keys masked."""
+    if not _has_password(url):
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
+    if "://" not in url:
+        return _CONNINFO_SECRET.sub(r"\1\2***", url)
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+    query = "&".join(s for s in parts.query.split("&") if s and not _secret_param(s))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def check_storable_url(url: str) -> None:
@@ -151,7 +177,7 @@ def check_storable_url(url: str) -> None:
     Raises:
         InputError: it does.
     """
-    if "://" in url and urlsplit(url).password is not None:
+    if _has_password(url):
         raise InputError(
             f"the store URL {display_url(url)} carries a password, which mltrail "
             "never stores",

@@ -1,0 +1,221 @@
+"""Attacks on a running team server (real ``mltrail server`` subprocess, real
+PostgreSQL) that found weaknesses, each kept as a regression test.
+
+- An append's body was read (up to 16 MiB, buffered) before its token was
+  checked: anyone who could reach the port could hold that much memory per
+  connection with ``Authorization: Bearer x``.
+- A store error's text went to the client as is: the database URL (with a
+  ``?password=`` parameter, which ``display_url`` kept) reached any token
+  holder and the server's log.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from optional_extras import require_extra
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+
+A = "/ledgers/team-a"
+UNKNOWN = "mlt_0123456789abcdef_" + "A" * 43
+
+
+def _status_before_the_body(server, token: str | None, ledger: str = "team-a") -> int:
+    """Send an append's headers (a 4 MiB body declared) and none of its body;
+    the status the server answers with. A server that waits for the body first
+    sends nothing, and the read times out."""
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    head = (
+        f"POST {server.prefix}/ledgers/{ledger}/entries HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {4 * 2**20}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pytest.fail("the server waited for the body of a request it must refuse")
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("caller", "want"),
+    [
+        ("unknown", 401),
+        ("revoked", 401),
+        ("expired", 401),
+        ("auditor", 403),
+        ("other-ledger-writer", 403),
+    ],
+)
+def test_an_append_is_refused_before_its_body_is_read(team_server, caller, want):
+    s = team_server
+    token = {
+        "unknown": lambda: UNKNOWN,
+        "revoked": lambda: s.revoked_token("writer"),
+        "expired": lambda: s.expired_token("writer"),
+        "auditor": lambda: s.token("auditor"),
+        "other-ledger-writer": lambda: s.token("writer", ledger="team-b"),
+    }[caller]()
+    assert _status_before_the_body(s, token) == want
+    # twice: the second check of a known token comes from the server's cache
+    assert _status_before_the_body(s, token) == want
+
+
+def test_a_writer_still_appends_after_the_early_check(team_server):
+    s = team_server
+    token = s.token("writer", "early-check")
+    entry = s.entry("early-check", "note", {"text": "after the early check"})
+    for _ in range(2):  # the first authenticates, the second uses the cache
+        status, answer = s.call("POST", f"{A}/entries", token, {"entries": [entry]})
+        assert status == 201, answer
+        entry = s.entry("early-check", "note", {"text": "again"})
+
+
+def test_a_database_password_reaches_neither_clients_nor_the_log(tmp_path):
+    """A second server on the same database, its URL carrying a password both
+    ways libpq takes one (trust authentication ignores it); its role then may
+    not connect again, so the next requests that need a connection fail."""
+    from postgres_db import admin_connection
+    from server_fixture import TestServer, free_port, running_server
+
+    secret_user, secret_query = "pw-in-user-" + uuid.uuid4().hex, uuid.uuid4().hex
+    with running_server() as s:
+        base, _, database = s.app_url.rpartition("/")
+        scheme, _, rest = base.partition("://")
+        role, _, host = rest.partition("@")
+        url = (
+            f"{scheme}://{role}:{secret_user}@{host}/{database}?password={secret_query}"
+        )
+        other = TestServer(s.owner_url, url, s.keys, free_port(), tmp_path / "b.log")
+        entry = s.entry("writer", "note", {"text": "x"}, ledger="team-b")
+        writer_a, writer_b = s.token("writer"), s.token("writer", ledger="team-b")
+        auditor_a = s.token("auditor")
+        other.start()
+        conn = admin_connection()
+        try:
+            assert other.call("GET", f"{A}/head", auditor_a)[0] == 200
+            conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT 0')
+            answers = [
+                other.call("POST", f"{A}/runs/r-1/hold?lease=0.2", writer_a),
+                other.call("GET", "/ledgers/team-b/head", s.token("auditor", ledger="team-b")),
+                other.call("POST", "/ledgers/team-b/entries", writer_b, {"entries": [entry]}),
+            ]  # fmt: skip
+        finally:
+            conn.execute(f'ALTER ROLE "{role}" CONNECTION LIMIT -1')
+            conn.close()
+            other.stop()
+    for status, answer in answers:
+        assert status == 503, answer
+        text = str(answer)
+        for leak in (secret_user, secret_query, database, "postgresql://"):
+            assert leak not in text, answer
+    log = (tmp_path / "b.log").read_text(errors="replace")
+    assert "too many connections" in log  # the reason is logged ...
+    assert secret_user not in log  # ... never the password
+    assert secret_query not in log
+
+
+def _hold(server, run: str, token: str, lease: float = 0.2) -> tuple[int, bytes]:
+    """Hold ``run`` for ``lease`` seconds: (status, the whole answer)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            f"{server.prefix}{A}/runs/{run}/hold?lease={lease}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_writer_holds_only_runs_it_started(team_server):
+    """Bob held Alice's started run: it looked live after Alice's recorder
+    died, and Alice's own hold (a lease renewed) was refused, 409."""
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    alice, bob = s.token("writer", "hold-alice"), s.token("writer", "hold-bob")
+    run = new_run_id()
+    started = s.entry("hold-alice", "run.started", {"source": "wrapper"}, run=run)
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [started]})
+    assert status == 201, answer
+
+    status, answer = _hold(s, run, bob)
+    assert status == 403, answer
+    assert b"hold-alice" in answer
+    assert s.call("GET", f"{A}/runs/live?runs={run}", bob)[1] == {"live": []}
+    assert _hold(s, run, alice)[0] == 200  # its recorder
+    assert _hold(s, run, s.token("admin"))[0] == 200  # the ledger's admin
+    assert _hold(s, new_run_id(), bob)[0] == 200  # a run not started yet
+
+
+def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_path):
+    """``?token=`` is no way to authenticate (401), and the access log of a
+    server at ``--log-level info`` must not keep the secret of such a URL."""
+    from server_fixture import TestServer, free_port
+
+    s = team_server
+    log = tmp_path / "info.log"
+    other = TestServer(s.owner_url, s.app_url, s.keys, free_port(), log)
+    other.start("--log-level", "info")
+    token = s.new_token("writer", "url-token")
+    try:
+        for query in ("token", "access_token"):
+            status, _ = other.call("GET", f"{A}/head?{query}={token['token']}")
+            assert status == 401
+        assert other.call("GET", f"{A}/head", token["token"])[0] == 200
+    finally:
+        other.stop()
+    text = log.read_text(errors="replace")
+    assert "401" in text  # the access log is on
+    assert token["token"].removeprefix(f"mlt_{token['id']}_") not in text
+    assert f"mlt_{token['id']}_***" in text
+
+
+def test_a_revoked_tokens_hold_ends_within_a_heartbeat(team_server):
+    """A hold is one long request: revoking its token must end it, not leave
+    the run held (and a database connection taken) for the rest of its lease
+    (up to a day)."""
+    import http.client
+
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    made, run = s.new_token("writer", "hold-revoked"), new_run_id()
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            f"{s.prefix}{A}/runs/{run}/hold?lease=120",
+            headers={"Authorization": f"Bearer {made['token']}"},
+        )
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.readline() == b"held\n"
+        auditor = s.token("auditor")
+        assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == [run]
+        path = f"{A}/tokens/{made['id']}/revoke"
+        assert s.call("POST", path, s.token("admin"))[0] == 200
+        for _ in range(3):  # heartbeats, 5 s apart: the stream must end first
+            if not response.readline():
+                break
+        else:
+            pytest.fail("the hold outlived its token's revocation")
+    finally:
+        conn.close()
+    assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == []
