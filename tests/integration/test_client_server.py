@@ -190,7 +190,14 @@ def _pinned_as(trust: Path, url: str) -> None:
 
 
 def test_a_shrunk_or_forked_log_is_refused(server, people):
+    from mltrail.storage import http
+
     _, envs = people
+    # team-a holds more than its first record whichever tests ran before (alone,
+    # or first on an xdist worker, it would hold one, as the forged log below)
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    with http.HttpStore(url, server.token("writer", "bea")) as remote:
+        remote.append_entries([server.entry("bea", "note", {"text": "grown"})])
     js(people, "carol", "runs")  # carol has pinned team-a and kept its checkpoint
     size = js(people, "carol", "verify")["size"]
     origin = "test.example/team-a"
