@@ -76,14 +76,27 @@ def js(people, user: str, *args: str, **kw):
     return json.loads(mltrail(people, user, *args, "--json", **kw).stdout)
 
 
-def test_two_people_and_an_auditor_through_the_server(server, people):
-    keys = {}
-    for user in ("alice", "bob"):
-        keys[user] = js(people, user, "init")["key"]
+_JOINED: dict[tuple[str, str], str] = {}
+
+
+def _joined(people, user: str) -> str:
+    """``user``'s key, their home made and the key registered with the server
+    once per module, by whichever test needs it first (tests run in any order,
+    and on several workers)."""
+    base, _ = people
+    key = _JOINED.get((str(base), user))
+    if key is None:
+        key = js(people, user, "init")["key"]
         assert js(people, user, "keys", "register")["identity"] == user
+        _JOINED[(str(base), user)] = key
+    return key
+
+
+def test_two_people_and_an_auditor_through_the_server(server, people):
+    keys = {user: _joined(people, user) for user in ("alice", "bob")}
     mltrail(people, "alice", "run", "--name", "train", "--output", "model.bin",
             "--", sys.executable, "-c", TRAIN)  # fmt: skip
-    (run,) = js(people, "alice", "runs")
+    (run,) = [r for r in js(people, "alice", "runs") if r["name"] == "train"]
     assert (run["name"], run["status"], run["user"]) == ("train", "succeeded", "alice")
     retrain = TRAIN.replace("model.bin", "model2.bin")
     mltrail(
@@ -266,9 +279,7 @@ def test_a_run_through_the_server_is_running_for_others_until_it_dies(server, pe
     import signal
 
     base, envs = people
-    if not (base / "alice" / "ledger.json").exists():
-        js(people, "alice", "init")
-        js(people, "alice", "keys", "register")
+    _joined(people, "alice")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mltrail", "run", "--name", "held-elsewhere", "--",
          sys.executable, "-c", "import time; time.sleep(120)"],

@@ -92,9 +92,16 @@ def record_offline(base: Path, env: dict[str, str], name: str) -> None:
         sys.executable, "-c", TRAIN, offline=True)  # fmt: skip
 
 
+_PUSHED: set[str] = set()
+"""The laptops (base folders) that pushed once: their key is registered since.
+Tests run in any order, and on several workers."""
+
+
 def test_push_uploads_offline_runs_with_their_times_once(server, laptop):
     base, offline, auditor = laptop
-    js(base, offline, "init", offline=True)
+    first = str(base) not in _PUSHED
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
     record_offline(base, offline, "offline-train")
     server.call(
         "POST",
@@ -106,13 +113,16 @@ def test_push_uploads_offline_runs_with_their_times_once(server, laptop):
     assert dry["dry_run"]
     assert dry["pushed"] > 0
     pushed = js(base, offline, "push")
+    _PUSHED.add(str(base))
     assert (pushed["pushed"], pushed["batches"]) == (dry["pushed"], 1)
-    assert pushed["key_registered"]
-    assert pushed["blobs"] > 0  # the environment's package list, the logs...
-    assert pushed["skipped"] == 1  # the embedded ledger's genesis key.added
+    assert pushed["key_registered"] == first
+    if first:  # a later push finds the server holding the same blobs already
+        assert pushed["blobs"] > 0  # the environment's package list, the logs...
+    # the embedded ledger's genesis key.added, when this is the first push
+    assert pushed["skipped"] == (1 if first else 0)
 
     (run,) = [r for r in js(base, auditor, "runs") if r["name"] == "offline-train"]
-    local = js(base, offline, "runs")[0]
+    (local,) = [r for r in js(base, offline, "runs") if r["name"] == "offline-train"]
     assert (run["id"], run["user"], run["started"], run["status"]) == (
         local["id"],
         local["user"],
@@ -144,6 +154,7 @@ def test_an_interrupted_push_resumes_where_it_stopped(server, laptop):
             home.path, offline["MLTRAIL_PUSH_URL"], offline, home.ledger.signer
         )
         first = push_ledger(home, remote, batch_size=3, max_batches=1)
+        _PUSHED.add(str(base))
         remote.ledger.close()
     finally:
         home.close()
