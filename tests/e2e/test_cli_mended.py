@@ -6,27 +6,11 @@ option before `--` is an error instead of the command to run.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from tests.ledger_reading import entries
 
-
-def mltrail(home, *args, cwd=None):
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+from cli_runner import mltrail
 
 
 @pytest.fixture

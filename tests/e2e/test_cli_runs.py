@@ -7,20 +7,7 @@ import sys
 
 import pytest
 
-
-def mltrail(home, *args, cwd=None):
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+from cli_runner import mltrail
 
 
 @pytest.fixture

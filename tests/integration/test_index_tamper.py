@@ -11,14 +11,14 @@ stderr that the index disagreed and was rebuilt (ADR 0010, amendment of
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 from datetime import UTC, datetime
 
 import pytest
+
+from cli_runner import mltrail
 
 WARNING = "disagreed with the signed records"
 
@@ -31,21 +31,6 @@ os.makedirs("model", exist_ok=True)
 with open("model/model.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(header)) + header + struct.pack("<4f", *[lr] * 4))
 """
-
-
-def mltrail(home, *args, cwd):
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "RANK", "WORLD_SIZE"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from cli_runner import mltrail
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, Record, sign_entry
@@ -39,21 +40,6 @@ SMALL = b"subject 4711, Jane Roe, 1970-01-01: " + random.Random(1).randbytes(300
 LARGE = random.Random(2).randbytes(200_000)  # spans overflow pages
 KEPT = random.Random(3).randbytes(500)
 SMALL_AT, LARGE_AT, KEPT_AT = (10, 500), (20,), (30,)
-
-
-def mltrail(home: Path, *args: str, cwd: Path | None = None):
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "MLTRAIL_KEY_PASSWORD", "RANK"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
 
 
 def verify(home: Path) -> dict[str, Any]:
