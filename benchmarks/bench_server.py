@@ -128,14 +128,22 @@ def signer_for(client: Client, admin: str, name: str):
     return signer
 
 
-def signed_bodies(name: str, signer, n: int) -> list[bytes]:
+def signed_bodies(name: str, signer, n: int, in_run: bool = False) -> list[bytes]:
+    """``n`` one-entry append bodies: notes; with ``in_run``, a ``run.started``
+    then ``run.params`` of that one run (each checked against the run's owner)."""
     out = []
+    run = str(uuid.uuid4())
     for i in range(n):
+        kind, body = "note", {"text": f"{name} note {i}", "refers_to": i}
+        if in_run:
+            kind = "run.params" if i else "run.started"
+            body = {"source": "api", "params": {"i": i}} if i else {"source": "api"}
         entry = Entry(
-            kind="note",
+            kind=kind,
             time=format_time(datetime.now(UTC)),
             actor={"user": name},
-            body={"text": f"{name} note {i}", "refers_to": i},
+            body=body,
+            run=run if in_run else None,
         )
         out.append(
             json.dumps({"entries": [sign_entry(entry, signer).to_dict()]}).encode()
@@ -255,6 +263,12 @@ def main() -> None:
     parser.add_argument(
         "--server-workers", type=int, default=1, help="mltrail server --workers"
     )
+    parser.add_argument(
+        "--in-runs",
+        action="store_true",
+        help="each client appends to a run of its own (run.started, then "
+        "run.params), not notes: the run-owner check's path",
+    )
     args = parser.parse_args()
     if args.quick:
         args.each, args.baseline = 40, 100
@@ -295,10 +309,15 @@ def main() -> None:
             )
             client = Client(port)
             solo_bodies = signed_bodies(
-                "solo", signer_for(client, admin, "solo"), args.baseline
+                "solo", signer_for(client, admin, "solo"), args.baseline, args.in_runs
             )
             jobs = [
-                (token, signed_bodies(w, signer_for(client, admin, w), args.each))
+                (
+                    token,
+                    signed_bodies(
+                        w, signer_for(client, admin, w), args.each, args.in_runs
+                    ),
+                )
                 for w, token in writers
             ]
             groups0 = client.call("GET", f"/ledgers/{LEDGER}/head", admin)[1]["size"]

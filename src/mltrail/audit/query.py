@@ -400,6 +400,13 @@ class RunView(Value):
         found = self.bodies(kind)
         return found[0] if found else None
 
+    def added_by_others(self) -> dict[str, Any] | None:
+        """The run's records (notes aside) signed by another user than the one
+        who started it, or None (see :func:`mltrail.core.run_owner.added_by_others`)."""
+        from mltrail.core.run_owner import added_by_others
+
+        return added_by_others(self.records)
+
     def params(self) -> dict[str, tuple[Any, str]]:
         """Every parameter with the source it came from (later entries win)."""
         merged: dict[str, tuple[Any, str]] = {}

@@ -486,7 +486,8 @@ def explain(
     home: Home, index: Index, start: str, graph: LineageGraph
 ) -> dict[str, Any]:
     """What made ``start``: each run that wrote it, with its parameters, data, code,
-    environment and fine-tune, and the upstream ``graph`` as JSON."""
+    environment and fine-tune (and ``added_by_others``: the run's records another
+    user than its starter signed, or None), and the upstream ``graph`` as JSON."""
 
     producers = list(dict.fromkeys(_producer_runs(graph, start)))
     runs = []
@@ -503,6 +504,7 @@ def explain(
                 "code": _pick(view.body("run.code"), ("commit", "branch", "dirty")),
                 "environment": _environment(view.body("run.environment")),
                 "finetune": view.bodies("run.finetune"),
+                "added_by_others": view.added_by_others(),
             }
         )
     return {

@@ -15,6 +15,7 @@ from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.cli.reads import trace_model
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
+from mltrail.core.run_owner import describe_others
 
 if TYPE_CHECKING:
     from mltrail.core.lineage import LineageGraph
@@ -129,6 +130,9 @@ def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
             f"\n[bold]made by run {run['id']}[/bold] ({run['name'] or 'unnamed'}), "
             f"{run['status']}, started {run['started']} by {_who(run)}"
         )
+        others = made.get("added_by_others")
+        for line in describe_others(others) if others else ():
+            console.print(f"  note: {line}", markup=False)
         console.print(f"  command: {' '.join(run['command'])}", markup=False)
         code = made["code"] or {}
         console.print(

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.printing import console
+from mltrail.core.run_owner import describe_others, run_owner
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from mltrail.audit.query import RunView
+    from mltrail.core.entry import Record
 
 __all__ = ["render_run", "run_to_dict"]
 
@@ -38,7 +40,9 @@ def _new_table(**options: Any) -> Table:
 
 
 def run_to_dict(view: RunView) -> dict[str, Any]:
-    """The run as JSON: its summary, then every entry body by section."""
+    """The run as JSON: its summary, then every entry body by section, and
+    ``added_by_others``: the records (notes aside) another user than the run's
+    starter signed (see :func:`mltrail.core.run_owner.added_by_others`), or null."""
     out: dict[str, Any] = {"run": view.summary.to_dict()}
     started = view.body("run.started")
     out["started"] = started
@@ -48,6 +52,7 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
             bodies if kind not in _SINGLE else (bodies[0] if bodies else None)
         )
     out["notes"] = view.bodies("note")
+    out["added_by_others"] = view.added_by_others()
     out["records"] = [
         {"seq": r.seq, "kind": r.entry.kind, "time": r.entry.time} for r in view.records
     ]
@@ -74,6 +79,9 @@ def render_run(view: RunView) -> None:
             ("cwd", (view.body("run.started") or {}).get("cwd", "-")),
         ]
     )
+    others = view.added_by_others()
+    for line in describe_others(others) if others else ():
+        console.print(f"[bold yellow]note:[/bold yellow] {line}", highlight=False)
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
                      _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
@@ -341,10 +349,18 @@ def _notes(view: RunView) -> None:
     if not notes:
         return
     _heading("notes")
+    owner = run_owner(view.records)
     _pairs(
         (
             f"seq {r.seq}",
-            f"{r.entry.time}  {r.entry.body.get('text') or json.dumps(dict(r.entry.body))}",
+            f"{r.entry.time}  {_by(r, owner)}"
+            f"{r.entry.body.get('text') or json.dumps(dict(r.entry.body))}",
         )
         for r in notes
     )
+
+
+def _by(record: Record, owner: str | None) -> str:
+    """``by USER  `` for a note another user than the run's starter wrote."""
+    user = record.entry.actor.get("user")
+    return "" if owner is None or user == owner else f"by {user}  "

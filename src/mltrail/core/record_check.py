@@ -74,6 +74,8 @@ class RecordCheck(NamedTuple):
     time: str = ""
     version: str = ""
     newer: bool = False
+    run: str | None = None
+    """The entry's ``run`` (the walk names records of a run another user added)."""
 
 
 _BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND)
@@ -127,6 +129,7 @@ def check_record(
         time=entry.time,
         version=entry.v,
         newer=decoded.newer,
+        run=entry.run,
     )
 
 

@@ -44,6 +44,7 @@ from mltrail.core.report import (
     StoredCheckpoint,
     VerificationReport,
 )
+from mltrail.core.run_owner import RunOwners
 from mltrail.core.signing import verify_signature
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ class LedgerVerifier:
         """Sizes of checkpoints that failed (bad signature or root)."""
         self._root_reported = False
         self._more_roots: list[int] = []
+        self._runs = RunOwners()
+        """Whose each run is, and records of it other users added (warnings)."""
         """Sizes of later stored checkpoints whose root also differs (summarised)."""
 
     def _readable(
@@ -186,6 +189,8 @@ class LedgerVerifier:
         self._check_place(seq, check)
         self._check_signer(seq, check)
         self._check_time(seq, check)
+        if check.run is not None:
+            self._runs.add(seq, check.run, check.kind, check.user)
         if check.newer:
             self._newer.append(seq)
         self._advance(seq, check.hash, check.leaf_hash)
@@ -456,6 +461,8 @@ class LedgerVerifier:
                 "check them fully",
                 Severity.WARNING,
             )
+        for seq, message in self._runs.warnings():
+            self.problem(seq, "run-added-by-other", message, Severity.WARNING)
         self.report.size = size
         self.report.root = self.tree.root()
         return self.report

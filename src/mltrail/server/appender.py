@@ -5,9 +5,11 @@ Request threads check their entries first (JSON, schema, role, actor) and hand
 them over as a :class:`Job`; the appender takes every job waiting (up to
 ``MAX_GROUP_ENTRIES`` entries) and appends them with one
 ``Ledger.append_entries`` call: one lock, one insert of records and nodes, one
-signed checkpoint, one WAL flush. When the group fails (one entry's key is not
-valid, its time is off...) each job is retried alone, so a bad request is
-answered with its own error and never fails the others.
+signed checkpoint, one WAL flush; under its lock, the check that no entry names
+another user's run (:mod:`~mltrail.server.run_owners`). When the group fails
+(one entry's key is not valid, its time is off, it names another user's
+run...) each job is retried alone, so a bad request is answered with its own
+error and never fails the others.
 
 A job with an ``Idempotency-Key`` stores its response in
 ``mltrail_server.idempotency`` in the same transaction as its records; a key
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 from mltrail.server.control_schema import CONTROL_SCHEMA
+from mltrail.server.run_owners import RunOwners
 from mltrail.storage.postgres import connection_lost
 
 if TYPE_CHECKING:
@@ -58,6 +61,8 @@ class Job:
     token_id: str = ""
     request_sha256: bytes = b""
     call: Callable[[Ledger], Any] | None = None
+    admin: bool = False
+    """Sent with an admin's token: may add records to another user's run."""
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -79,6 +84,7 @@ class Appender:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._ledger: Ledger | None = None
+        self._owners = RunOwners()
         self.groups = 0
         """Transactions written (for the benchmark: requests / groups)."""
 
@@ -89,10 +95,12 @@ class Appender:
         key: str | None = None,
         token_id: str = "",
         request_sha256: bytes = b"",
+        admin: bool = False,
     ) -> Future[dict[str, Any]]:
         """Queue one request's entries (grouped with others); the future of its
-        response body (or of the error that refused it)."""
-        job = Job(entries, key, token_id, request_sha256)
+        response body (or of the error that refused it). ``admin``: sent with an
+        admin's token (see :mod:`~mltrail.server.run_owners`)."""
+        job = Job(entries, key, token_id, request_sha256, admin=admin)
         self._ensure_started()
         self._queue.put(job)
         return job.future
@@ -263,11 +271,17 @@ class Appender:
                         rows,
                     )
 
+        def before_write() -> None:
+            self._owners.check(store, [(j.entries, j.admin) for j in jobs])
+
         store.on_write = on_write  # type: ignore[attr-defined]
+        store.before_write = before_write  # type: ignore[attr-defined]
         try:
             ledger.append_entries([e for j in jobs for e in j.entries])
         finally:
             store.on_write = None  # type: ignore[attr-defined]
+            store.before_write = None  # type: ignore[attr-defined]
+        self._owners.committed()
         self.groups += 1
         for job, answer in zip(jobs, answers, strict=True):
             job.future.set_result(answer)

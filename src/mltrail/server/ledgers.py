@@ -21,6 +21,7 @@ from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import decode_record
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
+from mltrail.core.run_owner import ANYONE_KINDS, START_KIND
 from mltrail.errors import MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
@@ -119,12 +120,15 @@ class ServerStore(PostgresStore):
     """The PostgreSQL store with two hooks the server needs, opened with the
     ledger's kind roles.
 
-    ``on_write(conn, batch)`` runs inside the append transaction, after the
-    records (idempotency rows commit with the records they answer), and
+    ``before_write()`` runs inside the append transaction, under the append
+    lock, before the batch is made (the run owners' check, which must see what
+    other processes appended); ``on_write(conn, batch)`` runs inside it after
+    the records (idempotency rows commit with the records they answer), and
     ``last_batch`` is what the latest append wrote (seqs, hashes, checkpoint).
     """
 
     on_write: Callable[[psycopg.Connection[Any], NewBatch], None] | None = None
+    before_write: Callable[[], None] | None = None
     last_batch: NewBatch | None = None
     _kind_cache: dict[tuple[str, ...], list[StoredRow]] | None = None
 
@@ -189,7 +193,14 @@ class ServerStore(PostgresStore):
             self.on_write(self._conn, batch)
 
     def _append(self, prepare: Prepare) -> NewBatch:
-        batch = super()._append(prepare)
+        check = self.before_write
+
+        def checked(head: StoreHead) -> NewBatch:
+            if check is not None:
+                check()  # under the append lock, in the append's transaction
+            return prepare(head)
+
+        batch = super()._append(checked)
         self.last_batch = batch
         return batch
 
@@ -218,6 +229,28 @@ class ServerStore(PostgresStore):
             return None
         user = decode_record(bytes(row[0])).record.entry.actor.get("user")
         return user if isinstance(user, str) else ""
+
+    def run_owner(self, run: str) -> tuple[str, bool] | None:
+        """Whose run ``run`` is, as stored: ``(user, True)`` from its first
+        ``run.started``; ``(user, False)`` from its first record other than a
+        note when it has not started (a rank of a distributed run may write
+        before rank 0's start); None when no such record names it. Usually one
+        index look-up (``records (run, seq)``): a run's first record is its start.
+        """
+        with _as_store_error("read the run's owner"):
+            row = self._conn.execute(
+                "SELECT kind, record FROM records WHERE run = %s AND kind <> ALL(%s) "
+                "ORDER BY seq LIMIT 1",
+                (run, list(ANYONE_KINDS)),
+            ).fetchone()
+        if row is None:
+            return None
+        if row[0] != START_KIND:
+            starter = self.run_starter(run)
+            if starter is not None:
+                return starter, True
+        user = decode_record(bytes(row[1])).record.entry.actor.get("user")
+        return (user if isinstance(user, str) else ""), row[0] == START_KIND
 
     def full_head(self) -> StoreHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""

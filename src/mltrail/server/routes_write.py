@@ -202,6 +202,7 @@ def _queue_append(
         key=key,
         token_id=ctx.principal.token_id,
         request_sha256=hashlib.sha256(body).digest(),
+        admin=ctx.principal.role == "admin",
     )
 
 
