@@ -19,6 +19,7 @@ from mltrail.cli.output import (
     open_from,
     open_index,
 )
+from mltrail.cli.shown import terminal_text
 from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
 from mltrail.reproduce import compare_runs
 
@@ -103,7 +104,7 @@ def diff(
 
 
 def _label(view: RunView) -> str:
-    return f"{view.summary.name or 'unnamed'} ({view.id[:13]})"
+    return f"{terminal_text(view.summary.name or 'unnamed')} ({view.id[:13]})"
 
 
 def _print(

@@ -45,6 +45,7 @@ def _duration(summary: RunSummary) -> str:
 
 def _table(found: list[RunSummary]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=36)
@@ -55,7 +56,7 @@ def _table(found: list[RunSummary]) -> Table:
         table.add_row(
             s.id,
             s.name or "",
-            f"[{style}]{s.status}[/{style}]" if style else s.status,
+            Text(s.status, style=style),
             s.started[:16].replace("T", " "),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),

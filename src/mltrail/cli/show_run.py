@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.printing import console
+from mltrail.cli.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -60,7 +61,10 @@ _SINGLE = {"run.code", "run.environment", "run.ended"}
 def render_run(view: RunView) -> None:
     """Print the run for a person."""
     s = view.summary
-    console.rule(f"[bold]run {s.id}[/bold]" + (f"  {s.name}" if s.name else ""))
+    from rich.text import Text
+
+    name = f"  {terminal_text(s.name)}" if s.name else ""
+    console.rule(Text.assemble((f"run {s.id}", "bold"), name))
     _pairs(
         [
             (
@@ -70,7 +74,7 @@ def render_run(view: RunView) -> None:
             ("started", f"{s.started} by {s.who()}"),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
-            ("command", " ".join(s.command)),
+            ("command", terminal_text(" ".join(s.command))),
             ("cwd", (view.body("run.started") or {}).get("cwd", "-")),
         ]
     )
@@ -78,12 +82,13 @@ def render_run(view: RunView) -> None:
                      _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
     seqs = [r.seq for r in view.records]
-    console.print(f"\n[dim]records {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
-                  f"`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it[/dim]")  # fmt: skip
+    console.print(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
+                  "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
+                  style="dim")  # fmt: skip
 
 
 def _heading(title: str) -> None:
-    console.print(f"\n[bold]{title}[/bold]")
+    console.print(f"\n{title}", style="bold")
 
 
 def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
@@ -214,8 +219,8 @@ def _data(view: RunView) -> None:
                 + (f", {label.get('column')}: {label.get('counts')}" if label else "")
             )
         for overlap in body.get("overlaps") or []:
-            console.print(f"  [yellow]leakage: {overlap.get('rows')} rows also in "
-                          f"{overlap.get('role')}[/yellow]")  # fmt: skip
+            console.print(f"  leakage: {overlap.get('rows')} rows also in "
+                          f"{overlap.get('role')}", style="yellow")  # fmt: skip
 
 
 def _steps(view: RunView) -> None:

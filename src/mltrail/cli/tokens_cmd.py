@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from mltrail.cli.output import console, emit_json, json_option
+from mltrail.cli.shown import terminal_text
 from mltrail.errors import AuthError, InputError, StoreError
 
 if TYPE_CHECKING:
@@ -210,7 +211,8 @@ def list_cmd(url: str | None, ledger: str | None, as_json: bool) -> None:
             if t["revoked"]
             else f"expires {t['expires'] or 'never'}"
         )
-        click.echo(f"{t['id']}  {t['ledger']}  {t['role']:<8}  {t['name']}  ({state})")
+        name = terminal_text(t["name"])
+        click.echo(f"{t['id']}  {t['ledger']}  {t['role']:<8}  {name}  ({state})")
 
 
 @tokens.command(name="revoke")
