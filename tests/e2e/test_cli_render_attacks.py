@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from optional_extras import in_ci, require_extra
 from terminal import run_on_terminal
 
 ERASE = "\x1b[2K\r"
@@ -189,3 +191,82 @@ def test_an_error_quoting_a_value_shows_it_as_text(tmp_path):
     assert code != 0
     _inert(out)
     assert b"nope\\x1b[2K" in out
+
+
+# -- the model report ------------------------------------------------------------
+
+# Would mark the page if it ran: the DOM Chromium dumps shows whether it did.
+RUNS_SCRIPT = (
+    "<script>document.documentElement.dataset.pwned='script'</script>"
+    '"><img src=x onerror="document.documentElement.dataset.pwned=\'img\'">'
+)
+REPORT_VALUE = f"{RUNS_SCRIPT}{ERASE}\u202eok"
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    require_extra("report", "jinja2")
+    base = tmp_path_factory.mktemp("report")
+    project, home = base / "project", base / "home"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / FILE).write_text("a,b\n1,2\n")
+    (project / "train.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path('model').mkdir(exist_ok=True)\n"
+        "pathlib.Path('model/weights.bin').write_bytes(b'w' * 64)\n"
+    )
+    _cli(home, "init")
+    _cli(home, "run", "--name", REPORT_VALUE, "--data", "train=data",
+         "--output", "model", "--", sys.executable, "train.py",
+         "--tag", REPORT_VALUE, cwd=project)  # fmt: skip
+    _cli(home, "model", "describe", "model/weights.bin", "--purpose", REPORT_VALUE,
+         "--limitations", REPORT_VALUE, cwd=project)  # fmt: skip
+    _cli(home, "model", "promote", "model/weights.bin", "--stage", "staging",
+         "--note", REPORT_VALUE, "--override", REPORT_VALUE,
+         cwd=project)  # fmt: skip
+    pages = {}
+    for kind in ("html", "md"):
+        page = base / f"report.{kind}"
+        _cli(home, "report", "model/weights.bin", "-o", str(page), cwd=project)
+        pages[kind] = page
+    return pages
+
+
+def test_report_shows_hostile_values_as_inert_text(reported):
+    html = reported["html"].read_text(encoding="utf-8")
+    md = reported["md"].read_text(encoding="utf-8")
+    for text in (html, md):
+        assert "\x1b" not in text
+        assert "\u202e" not in text
+        assert "\\x1b" in text.replace("\\\\", "\\")  # Markdown escapes "\"
+    assert "<script>document" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;document" in html
+    assert "\\u202eok" in html
+
+
+def test_chromium_runs_no_recorded_script_in_the_report(reported, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        message = "chromium not installed: apt-get install -y chromium (.ci/run does)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+         "--virtual-time-budget=2000", "--dump-dom", reported["html"].as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'id="verdict"' in dom.stdout
+    assert "data-pwned" not in dom.stdout
+    assert "&lt;script&gt;document" in dom.stdout  # the payload, as text
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import unicodedata
 
-from mltrail.cli.shown import UNSAFE, UNSAFE_MULTILINE, terminal_text
+from mltrail.shown import UNSAFE, UNSAFE_MULTILINE, terminal_text
 
 
 def test_escape_sequences_and_overwrites_are_shown_not_acted_on():

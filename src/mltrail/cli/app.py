@@ -147,7 +147,7 @@ def fail(error: MltrailError, args: Sequence[str] | None = None) -> NoReturn:
     """Print ``error`` (and its hint) on stderr, with the secrets of the command
     line ``args`` (default: ``sys.argv``), the environment and the message itself
     masked (:mod:`mltrail.cli.error_text`); exit with its code."""
-    from mltrail.cli.shown import terminal_text
+    from mltrail.shown import terminal_text
 
     args = sys.argv[1:] if args is None else args
     # a message may quote recorded values: shown, not acted on (ADR 0040)

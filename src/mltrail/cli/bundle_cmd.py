@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.cli.shown import terminal_text
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 __all__ = ["export", "verify_bundle"]
 

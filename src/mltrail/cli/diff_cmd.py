@@ -19,9 +19,9 @@ from mltrail.cli.output import (
     open_from,
     open_index,
 )
-from mltrail.cli.shown import terminal_text
 from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
 from mltrail.reproduce import compare_runs
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.audit.query import RunView

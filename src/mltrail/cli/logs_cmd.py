@@ -162,7 +162,7 @@ def _for_output(data: bytes, raw: bool) -> bytes:
     escaped (invalid UTF-8 as ``\\xNN``)."""
     if raw:
         return data
-    from mltrail.cli.shown import terminal_text
+    from mltrail.shown import terminal_text
 
     text = data.decode("utf-8", "backslashreplace")
     return terminal_text(text, multiline=True).encode("utf-8")

@@ -12,8 +12,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.shown import json_visible
 from mltrail.errors import MltrailError
+from mltrail.shown import json_visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -76,7 +76,7 @@ def _safe_console(**options: Any) -> Console:
     from rich.console import Console
     from rich.segment import Segment
 
-    from mltrail.cli.shown import UNSAFE_MULTILINE, terminal_text
+    from mltrail.shown import UNSAFE_MULTILINE, terminal_text
 
     class SafeConsole(Console):
         def render_str(self, text: str, **kwargs: Any) -> Any:

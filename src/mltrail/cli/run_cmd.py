@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mltrail.cli.shown import terminal_text
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.cli.state import AppState

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from mltrail.cli.output import emit_json, json_option, open_from
-from mltrail.cli.shown import terminal_text
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 __all__ = ["secrets"]
 

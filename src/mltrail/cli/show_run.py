@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.printing import console
-from mltrail.cli.shown import terminal_text
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from mltrail.cli.output import console, emit_json, json_option
-from mltrail.cli.shown import terminal_text
 from mltrail.errors import AuthError, InputError, StoreError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.server.control import Control

@@ -25,8 +25,8 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
-from mltrail.cli.shown import terminal_text
 from mltrail.errors import InputError, SchemaError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
