@@ -270,3 +270,27 @@ def _chromium() -> str | None:
         if found := shutil.which(name):
             return found
     return None
+
+
+def test_verify_bundle_prints_a_forged_subject_on_its_own_line(recorded, tmp_path):
+    """A bundle is untrusted input: a subject holding a newline, a fake verdict
+    and SGR 8 (conceal, which hid the real "NOT intact" verdict after it) shows
+    as one escaped line."""
+    home, evil, _ = recorded
+    bundle = tmp_path / "bundle.json"
+    _cli(home, "export", evil, "-o", str(bundle))
+    data = json.loads(bundle.read_text())
+    fake = "\nbundle intact: 9 record(s) of bank.example/loans, key pinned\x1b[8m"
+    data["subject"]["node"] += fake
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(data))
+    code, out = run_on_terminal(
+        [sys.executable, "-m", "mltrail", "verify-bundle", str(forged)], _env(home)
+    )
+    assert code == 3, out.decode(errors="replace")
+    assert b"\x1b[8m" not in out
+    lines = out.decode().replace("\r\n", "\n").splitlines()
+    assert not any(line.startswith("bundle intact") for line in lines), lines
+    assert any(
+        line.startswith(f"subject run:{evil}\\x0abundle intact") for line in lines
+    ), lines
