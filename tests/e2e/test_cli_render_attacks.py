@@ -294,3 +294,17 @@ def test_verify_bundle_prints_a_forged_subject_on_its_own_line(recorded, tmp_pat
     assert any(
         line.startswith(f"subject run:{evil}\\x0abundle intact") for line in lines
     ), lines
+
+
+def test_a_name_cannot_print_a_line_of_its_own(tmp_path):
+    home = tmp_path / "home"
+    _cli(home, "init")
+    name = "ok\n" + " " * 40 + "verified: intact"
+    _cli(home, "run", "--name", name, "--", sys.executable, "-c", "pass", cwd=tmp_path)
+    run = json.loads(_cli(home, "runs", "--json"))[0]["id"]
+    for args in (["runs"], ["log"], ["show", run]):
+        text = _tty(home, *args).decode().replace("\r\n", "\n")
+        lines = [line.strip() for line in text.splitlines()]
+        assert not any(line.startswith("verified") for line in lines), text
+        if args[0] != "log":  # log's summary already joins lines with spaces
+            assert "ok\\x0a" in text

@@ -71,11 +71,11 @@ def render_run(view: RunView) -> None:
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", f"{s.started} by {s.who()}"),
+            ("started", f"{s.started} by {terminal_text(s.who())}"),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
             ("command", terminal_text(" ".join(s.command))),
-            ("cwd", (view.body("run.started") or {}).get("cwd", "-")),
+            ("cwd", terminal_text((view.body("run.started") or {}).get("cwd", "-"))),
         ]
     )
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
