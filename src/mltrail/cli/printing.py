@@ -64,9 +64,9 @@ err_console = LazyConsole(
 def _safe_console(**options: Any) -> Console:
     """A rich console that shows recorded text as text (ADR 0040).
 
-    Markup and emoji codes are off unless a call asks for markup (its values
-    then go through ``rich.markup.escape``): a value like ``[bold red]TAMPERED``
-    or ``[link=...]`` prints as written. Every string it is given
+    Markup and emoji codes are off: a value like ``[bold red]TAMPERED`` or
+    ``[link=...]`` prints as written; the CLI's own emphasis is ``style=`` or
+    ``Text`` parts (only the demo's fixed lines still ask for markup). Every string it is given
     (``render_str``: printed strings, table cells, rule titles) has its control,
     format and invisible characters shown as escapes (:func:`terminal_text`)
     before it is measured; the segments it writes are checked again, so that a
