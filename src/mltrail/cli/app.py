@@ -147,10 +147,15 @@ def fail(error: MltrailError, args: Sequence[str] | None = None) -> NoReturn:
     """Print ``error`` (and its hint) on stderr, with the secrets of the command
     line ``args`` (default: ``sys.argv``), the environment and the message itself
     masked (:mod:`mltrail.cli.error_text`); exit with its code."""
+    from mltrail.shown import terminal_text
+
     args = sys.argv[1:] if args is None else args
-    click.echo(f"error: {masked(str(error), args)}", err=True)
+    # a message may quote recorded values: shown, not acted on (ADR 0040)
+    text = terminal_text(masked(str(error), args), multiline=True)
+    click.echo(f"error: {text}", err=True)
     if error.hint:
-        click.echo(f"hint: {masked(error.hint, args)}", err=True)
+        hint = terminal_text(masked(error.hint, args), multiline=True)
+        click.echo(f"hint: {hint}", err=True)
     sys.exit(error.exit_code)
 
 

@@ -8,6 +8,7 @@ import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 __all__ = ["export", "verify_bundle"]
 
@@ -166,16 +167,19 @@ def verify_bundle(
         if report.digest:
             console.print(f"digest {report.digest}", markup=False)
         if report.subject:
-            console.print(f"subject {report.subject}", markup=False)
-        console.print(report.verdict(), style=style, markup=False)
+            console.print(f"subject {terminal_text(report.subject)}")
+        # the bundle is untrusted input: one line each, whatever it holds (ADR 0040)
+        console.print(terminal_text(report.verdict()), style=style)
         if not quiet:
             for anchor in report.anchors:
                 where = "outside the bundle" if anchor.external else "from the bundle"
-                console.print(f"  anchor ({where}): {anchor.description}", markup=False)
+                console.print(
+                    f"  anchor ({where}): {terminal_text(anchor.description)}"
+                )
             for problem in report.problems:
                 where = f"record {problem.seq}" if problem.seq is not None else "bundle"
                 console.print(
-                    f"  {problem.severity}: {where}: {problem.message}", markup=False
+                    f"  {problem.severity}: {where}: {terminal_text(problem.message)}"
                 )
     ctx.exit(0 if report.ok else 3)
 

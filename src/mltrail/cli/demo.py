@@ -34,7 +34,7 @@ _GIT_ID = ["-c", "user.name=Demo", "-c", "user.email=demo@example.com"]
 
 
 def _step(text: str) -> None:
-    console.print(f"\n[bold]== {text}[/bold]")
+    console.print(f"\n== {text}", style="bold")
 
 
 def _python() -> str:

@@ -21,6 +21,7 @@ from mltrail.cli.output import (
 )
 from mltrail.core.diff import ABSENT, IGNORED, SECTIONS
 from mltrail.reproduce import compare_runs
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.audit.query import RunView
@@ -103,7 +104,7 @@ def diff(
 
 
 def _label(view: RunView) -> str:
-    return f"{view.summary.name or 'unnamed'} ({view.id[:13]})"
+    return f"{terminal_text(view.summary.name or 'unnamed')} ({view.id[:13]})"
 
 
 def _print(

@@ -61,8 +61,8 @@ def approve(
     console.print(f"{user} {verb} {node} for {stage}", markup=False)
     if user in status["trainers"] and not reject:
         console.print(
-            "[yellow]you trained this model: your approval does not count toward "
-            "a gate[/yellow]"
+            "you trained this model: your approval does not count toward a gate",
+            style="yellow",
         )
     console.print(
         f"{stage}: {len(status['approvers'])} of {status['required']} approval(s) "

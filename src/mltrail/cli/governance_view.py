@@ -11,8 +11,10 @@ __all__ = ["print_governance"]
 
 def print_governance(found: dict[str, Any], *, indent: str = "") -> None:
     """Model card fields, open flags (in yellow) and approvals of each model."""
+    from rich.text import Text
+
     for node, facts in found.items():
-        console.print(f"\n{indent}[bold]model {node}[/bold]")
+        console.print(Text.assemble(f"\n{indent}", (f"model {node}", "bold")))
         for field, value in facts["card"].items():
             console.print(
                 f"{indent}  {field.replace('_', ' ')}: {value['value']} "
@@ -21,10 +23,12 @@ def print_governance(found: dict[str, Any], *, indent: str = "") -> None:
             )
         for flag in facts["open_flags"]:
             console.print(
-                f"{indent}  [yellow]OPEN FLAG[/yellow] since {flag['time'][:19]}: "
-                f"upstream source {flag['source']} changed "
-                f"(`mltrail flags clear {node} --note ...` after review)",
-                highlight=False,
+                Text.assemble(
+                    f"{indent}  ",
+                    ("OPEN FLAG", "yellow"),
+                    f" since {flag['time'][:19]}: upstream source {flag['source']} "
+                    f"changed (`mltrail flags clear {node} --note ...` after review)",
+                )
             )
         for a in facts["approvals"]:
             counted = (

@@ -50,7 +50,7 @@ class HashBar:
         from mltrail.cli.output import err_console
 
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TextColumn("{task.fields[files]} files"),
             DownloadColumn(),

@@ -252,6 +252,8 @@ def log_cmd(
         return
     from rich.table import Table
 
+    from mltrail.shown import terminal_text
+
     table = Table("seq", "time", "kind", "run", "actor", "summary", box=None)
     for r in rows:
         e = r["entry"]
@@ -260,8 +262,11 @@ def log_cmd(
             e["time"][:19] + "Z",
             e["kind"],
             e.get("run") or "",
-            describe_user(e["actor"].get("user"), e["actor"].get("claimed_user")),
-            _summary(r),
+            # one line each: a value cannot add a row (ADR 0040)
+            terminal_text(
+                describe_user(e["actor"].get("user"), e["actor"].get("claimed_user"))
+            ),
+            terminal_text(_summary(r)),
         )
     console.print(table)
 

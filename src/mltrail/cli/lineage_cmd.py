@@ -120,15 +120,21 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
 
 
 def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
+    from rich.text import Text
+
     node = answer["node"]
-    console.print(f"[bold]{node['type']} {node['label']}[/bold]", markup=True)
+    console.print(f"{node['type']} {node['label']}", style="bold")
     if not answer["made_by"]:
         console.print("no recorded run wrote this (an input from outside the ledger)")
     for made in answer["made_by"]:
         run = made["run"]
         console.print(
-            f"\n[bold]made by run {run['id']}[/bold] ({run['name'] or 'unnamed'}), "
-            f"{run['status']}, started {run['started']} by {_who(run)}"
+            Text.assemble(
+                "\n",
+                (f"made by run {run['id']}", "bold"),
+                f" ({run['name'] or 'unnamed'}), {run['status']}, "
+                f"started {run['started']} by {_who(run)}",
+            )
         )
         others = made.get("added_by_others")
         for line in describe_others(others) if others else ():
@@ -161,7 +167,11 @@ def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
                 f"r={adapter.get('r')} alpha={adapter.get('lora_alpha')}",
                 markup=False,
             )
-    console.print("\n[bold]lineage[/bold] (newest first, back to the raw sources)")
+    console.print(
+        Text.assemble(
+            "\n", ("lineage", "bold"), " (newest first, back to the raw sources)"
+        )
+    )
     for line in to_tree(graph, upstream=True):
         console.print(line, markup=False)
 

@@ -5,6 +5,13 @@ logs are kept out (``--log-limit 0``, ``store_logs: false``), the masked bytes a
 blob (head and tail when the stream was longer than the limit). This prints those
 bytes: secrets stay masked as they were stored; a purged blob, a stream that was
 not kept and a run that has not ended are each named on stderr.
+
+The bytes are the run's: a progress bar's carriage returns, colours, but also any
+escape sequence the script chose to print (erase a line, move the cursor, set the
+title, write the clipboard). On a terminal they are shown, not acted on: control
+and invisible characters print as escapes (``\x1b[2K``, ``\x0d``), bytes that
+are not UTF-8 as ``\xff``. Piped or redirected output, and ``--raw``, gets the
+bytes as stored (ADR 0040).
 """
 
 from __future__ import annotations
@@ -96,9 +103,16 @@ def _ended(home: Home, ref: str) -> tuple[str, dict[str, Any]]:
 @click.argument("run", metavar="RUN")
 @click.option("--stdout", "only", flag_value="stdout", help="Only stdout.")
 @click.option("--stderr", "only", flag_value="stderr", help="Only stderr.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Write the bytes as stored to a terminal too (escape sequences act).",
+)
 @json_option
 @click.pass_context
-def logs(ctx: click.Context, run: str, only: str | None, as_json: bool) -> None:
+def logs(
+    ctx: click.Context, run: str, only: str | None, raw: bool, as_json: bool
+) -> None:
     """Print the stdout and stderr that RUN printed, as the ledger stores them.
 
     RUN is a run id, a prefix of 4+ characters, or a run name (its latest run).
@@ -107,6 +121,10 @@ def logs(ctx: click.Context, run: str, only: str | None, as_json: bool) -> None:
     bytes alone (for pipes). A stream longer than the log limit was stored as its
     head and tail; a purged or unstored stream is named on stderr (exit 2 when
     the one stream asked for has no bytes).
+
+    On a terminal, control characters and escape sequences the run printed are
+    shown as escapes (\\x1b[2K), not acted on; piped output and --raw get the
+    bytes as stored.
 
     \b
     Examples:
@@ -124,29 +142,48 @@ def logs(ctx: click.Context, run: str, only: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"run": run_id, "streams": {s.name: s.to_dict() for s in streams}})
         return
+    shown = raw or not _stdout_is_terminal()
     if only:
-        _print_alone(streams[0])
+        _print_alone(streams[0], shown)
     else:
         for stream in streams:
-            _print_headed(stream)
+            _print_headed(stream, shown)
 
 
-def _print_alone(stream: StoredStream) -> None:
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+def _for_output(data: bytes, raw: bool) -> bytes:
+    """The bytes to write: as stored, or with what a terminal would act on
+    escaped (invalid UTF-8 as ``\\xNN``)."""
+    if raw:
+        return data
+    from mltrail.shown import terminal_text
+
+    text = data.decode("utf-8", "backslashreplace")
+    return terminal_text(text, multiline=True).encode("utf-8")
+
+
+def _print_alone(stream: StoredStream, raw: bool) -> None:
     if stream.data is None:
         raise InputError(str(stream.missing))
-    sys.stdout.buffer.write(stream.data)
+    sys.stdout.buffer.write(_for_output(stream.data, raw))
     sys.stdout.flush()
     _note_cut(stream)
 
 
-def _print_headed(stream: StoredStream) -> None:
+def _print_headed(stream: StoredStream, raw: bool) -> None:
     size = stream.facts.get("size", 0)
     click.echo(f"== {stream.name} ({size:,} bytes) ==")
     if stream.data is None:
         click.echo(f"<{stream.missing}>")
         return
     sys.stdout.flush()
-    sys.stdout.buffer.write(stream.data)
+    sys.stdout.buffer.write(_for_output(stream.data, raw))
     if stream.data and not stream.data.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()

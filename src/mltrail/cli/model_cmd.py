@@ -138,6 +138,7 @@ def _fmt(value: float | None) -> str:
 
 def _print_delta(result: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console.print(f"base        {result['base']['model']}")
     for part in ("adapter", "model"):
@@ -150,7 +151,11 @@ def _print_delta(result: dict[str, Any]) -> None:
             f"alpha={adapter.get('lora_alpha')} targets={adapter.get('target_modules')}"
         )
         for row in adapter.get("rank_mismatch", []):
-            console.print(f"[yellow]warning[/]: rank of {row['module']}: {row}")
+            console.print(
+                Text.assemble(
+                    ("warning", "yellow"), f": rank of {row['module']}: {row}"
+                )
+            )
     found = result.get("delta", {})
     if "tensors_changed" in found:
         changed, same = found["tensors_changed"], found["tensors_unchanged"]

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import MltrailError
+from mltrail.shown import json_visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,21 +46,60 @@ class LazyConsole:
     def get(self) -> Console:
         """The console itself (for rich objects that need a real one)."""
         if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
+            self._console = _safe_console(**self._options)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.get(), name)
 
 
-console = LazyConsole(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+console = LazyConsole(
+    highlight=False, soft_wrap=True, width=_WIDTH, markup=False, emoji=False
+)
+err_console = LazyConsole(
+    stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False
+)
+
+
+def _safe_console(**options: Any) -> Console:
+    """A rich console that shows recorded text as text (ADR 0040).
+
+    Markup and emoji codes are off: a value like ``[bold red]TAMPERED`` or
+    ``[link=...]`` prints as written; the CLI's own emphasis is ``style=`` or
+    ``Text`` parts (only the demo's fixed lines still ask for markup). Every string it is given
+    (``render_str``: printed strings, table cells, rule titles) has its control,
+    format and invisible characters shown as escapes (:func:`terminal_text`)
+    before it is measured; the segments it writes are checked again, so that a
+    ``Text`` made elsewhere cannot carry an escape sequence through either.
+    Rich's own control segments (a progress bar's cursor moves) are left alone.
+    """
+    from rich.console import Console
+    from rich.segment import Segment
+
+    from mltrail.shown import UNSAFE_MULTILINE, terminal_text
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(terminal_text(text, multiline=True), **kwargs)
+
+        def render(self, renderable: Any, options: Any = None) -> Any:
+            for segment in super().render(renderable, options):
+                if segment.control is None and UNSAFE_MULTILINE.search(segment.text):
+                    text = terminal_text(segment.text, multiline=True)
+                    yield Segment(text, segment.style)
+                else:
+                    yield segment
+
+    return SafeConsole(**options)
 
 
 def emit_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout.
+
+    Strings keep their values: a character a terminal would act on or not show
+    (bidi overrides, zero-width characters, C1 controls, which JSON need not
+    escape) is written as its JSON escape (``\\u202e``), as control characters
+    always are (ADR 0040).
 
     The bytes are those of ``click.echo``: on a UTF-8 text stream (what Python
     opens stdout as) click writes the text and a newline as they are and
@@ -67,6 +107,7 @@ def emit_json(value: Any) -> None:
     characters); any other stream goes through ``click.echo`` itself.
     """
     text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    text = json_visible(text)
     out = sys.stdout
     if _is_utf8_text(out):
         out.write(text)

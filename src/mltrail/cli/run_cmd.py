@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.cli.state import AppState
@@ -269,7 +270,7 @@ def wrap(
     finally:
         home.close()
     for problem in result.problems:  # mltrail's own; the exit code is the command's
-        click.echo(f"error: {problem}", err=True)
+        click.echo(f"error: {terminal_text(problem, multiline=True)}", err=True)
     if not quiet:
         _summary(result, as_json)
     return exit_like(result.process)
@@ -296,7 +297,10 @@ def _summary(result: object, as_json: bool) -> None:
         print(json.dumps(summary), file=sys.stderr)
         return
     for warning in result.warnings:
-        click.echo(f"mltrail: warning: {warning}", err=True)
+        # warnings name files and values of the run (ADR 0040)
+        click.echo(
+            f"mltrail: warning: {terminal_text(warning, multiline=True)}", err=True
+        )
     for stale in result.closed_stale:
         click.echo(
             f"mltrail: recorded run {stale} as aborted (its recorder died)", err=True

@@ -45,6 +45,9 @@ def _duration(summary: RunSummary) -> str:
 
 def _table(found: list[RunSummary]) -> Table:
     from rich.table import Table
+    from rich.text import Text
+
+    from mltrail.shown import terminal_text
 
     table = Table(box=None, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=36)
@@ -54,12 +57,12 @@ def _table(found: list[RunSummary]) -> Table:
         style = _STYLE.get(s.status, "")
         table.add_row(
             s.id,
-            s.name or "",
-            f"[{style}]{s.status}[/{style}]" if style else s.status,
+            terminal_text(s.name or ""),  # one line: a name cannot add a row
+            Text(s.status, style=style),
             s.started[:16].replace("T", " "),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),
-            s.who(),
+            terminal_text(s.who()),
         )
     return table
 

@@ -9,6 +9,7 @@ import click
 
 from mltrail.cli.output import emit_json, json_option, open_from
 from mltrail.errors import InputError
+from mltrail.shown import terminal_text
 
 __all__ = ["secrets"]
 
@@ -90,7 +91,7 @@ def _print(matches: object) -> None:
     assert isinstance(matches, Matches)
     for m in matches.found:
         how = "guessable: an old salted SHA-256 commitment" if m.guessable else "keyed"
-        click.echo(f"matches seq {m.seq} {m.path} ({how})")
+        click.echo(f"matches seq {m.seq} {terminal_text(m.path)} ({how})")
     if not matches.found:
         click.echo(f"no commitment matches ({matches.checked} checked)")
     if matches.keyed_unchecked:

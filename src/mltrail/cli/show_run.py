@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.printing import console
 from mltrail.core.run_owner import describe_others, run_owner
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -65,33 +66,37 @@ _SINGLE = {"run.code", "run.environment", "run.ended"}
 def render_run(view: RunView) -> None:
     """Print the run for a person."""
     s = view.summary
-    console.rule(f"[bold]run {s.id}[/bold]" + (f"  {s.name}" if s.name else ""))
+    from rich.text import Text
+
+    name = f"  {terminal_text(s.name)}" if s.name else ""
+    console.rule(Text.assemble((f"run {s.id}", "bold"), name))
     _pairs(
         [
             (
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", f"{s.started} by {s.who()}"),
+            ("started", f"{s.started} by {terminal_text(s.who())}"),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
-            ("command", " ".join(s.command)),
-            ("cwd", (view.body("run.started") or {}).get("cwd", "-")),
+            ("command", terminal_text(" ".join(s.command))),
+            ("cwd", terminal_text((view.body("run.started") or {}).get("cwd", "-"))),
         ]
     )
     others = view.added_by_others()
     for line in describe_others(others) if others else ():
-        console.print(f"[bold yellow]note:[/bold yellow] {line}", highlight=False)
+        console.print(Text.assemble(("note:", "bold yellow"), f" {line}"))
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
                      _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
     seqs = [r.seq for r in view.records]
-    console.print(f"\n[dim]records {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
-                  f"`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it[/dim]")  # fmt: skip
+    console.print(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
+                  "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
+                  style="dim")  # fmt: skip
 
 
 def _heading(title: str) -> None:
-    console.print(f"\n[bold]{title}[/bold]")
+    console.print(f"\n{title}", style="bold")
 
 
 def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
@@ -222,8 +227,8 @@ def _data(view: RunView) -> None:
                 + (f", {label.get('column')}: {label.get('counts')}" if label else "")
             )
         for overlap in body.get("overlaps") or []:
-            console.print(f"  [yellow]leakage: {overlap.get('rows')} rows also in "
-                          f"{overlap.get('role')}[/yellow]")  # fmt: skip
+            console.print(f"  leakage: {overlap.get('rows')} rows also in "
+                          f"{overlap.get('role')}", style="yellow")  # fmt: skip
 
 
 def _steps(view: RunView) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from mltrail.audit.flags import clear_flag, list_flags
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
@@ -133,7 +134,7 @@ def _print_check(
     name: str, changed: bool, error: str | None, flagged: list[str], changes: dict
 ) -> None:
     if error:
-        console.print(f"[red]{name}: could not be checked: {error}[/red]")
+        console.print(f"{name}: could not be checked: {error}", style="red")
         return
     if not changed:
         console.print(f"{name}: unchanged")
@@ -142,7 +143,9 @@ def _print_check(
         f"{changes[k]} {k}" for k in ("added", "removed", "changed") if k in changes
     )
     console.print(
-        f"[yellow]{name}: CHANGED[/yellow]" + (f" ({summary})" if summary else "")
+        Text.assemble(
+            (f"{name}: CHANGED", "yellow"), f" ({summary})" if summary else ""
+        )
     )
     for line in changes.get("sample", []):
         console.print(f"  {line}", markup=False)

@@ -83,7 +83,9 @@ def promote(
     console.print(f"{body['model_type']}:{body['model']} now holds {stage}{replaced}")
     if body.get("override", {}).get("refused"):
         lifted = "; ".join(body["override"]["refused"])
-        console.print(f"[yellow]overridden:[/yellow] {lifted}", highlight=False)
+        from rich.text import Text
+
+        console.print(Text.assemble(("overridden:", "yellow"), f" {lifted}"))
 
 
 @click.command()
@@ -155,7 +157,7 @@ def history(
     console.print(table)
     print_governance(found)
     if at is not None:
-        console.print("[dim]`mltrail trace MODEL` shows what made each of them[/dim]")
+        console.print("`mltrail trace MODEL` shows what made each of them", style="dim")
 
 
 @click.command()

@@ -11,6 +11,7 @@ import click
 
 from mltrail.cli.output import console, emit_json, json_option
 from mltrail.errors import AuthError, InputError, StoreError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from mltrail.server.control import Control
@@ -210,7 +211,8 @@ def list_cmd(url: str | None, ledger: str | None, as_json: bool) -> None:
             if t["revoked"]
             else f"expires {t['expires'] or 'never'}"
         )
-        click.echo(f"{t['id']}  {t['ledger']}  {t['role']:<8}  {t['name']}  ({state})")
+        name = terminal_text(t["name"])
+        click.echo(f"{t['id']}  {t['ledger']}  {t['role']:<8}  {name}  ({state})")
 
 
 @tokens.command(name="revoke")

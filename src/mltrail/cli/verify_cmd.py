@@ -26,6 +26,7 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.errors import InputError, SchemaError
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -194,9 +195,11 @@ def verify(
         if not quiet:
             for anchor in report.anchors:
                 where = "outside the home" if anchor.external else "inside the home"
-                console.print(f"  anchor ({where}): {anchor.description}", markup=False)
+                console.print(
+                    f"  anchor ({where}): {terminal_text(anchor.description)}"
+                )
             for problem in report.problems:
-                console.print(f"  {problem.severity}: {problem}", markup=False)
+                console.print(f"  {problem.severity}: {terminal_text(problem)}")
     ctx.exit(0 if report.ok else 3)
 
 

@@ -3,7 +3,10 @@
 Jinja2 and WeasyPrint are the optional extra ``mltrail[report]``, imported only
 here. Every value comes from the ledger and is untrusted: the HTML template
 escapes everything it prints (autoescape); Markdown escapes the characters that
-would start markup, HTML or a table cell; the SVG escapes its labels.
+would start markup, HTML or a table cell; the SVG escapes its labels. In all
+three, control, bidi and invisible characters are shown as escapes (``\x1b``,
+``\u202e``: :func:`mltrail.shown.terminal_text`), so a value cannot reorder or
+hide text in a browser, a PDF or a terminal (ADR 0040).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
+from mltrail.shown import terminal_text
 
 __all__ = ["FORMATS", "REPORT_EXTRA", "render_html", "render_markdown", "render_pdf"]
 
@@ -36,12 +40,24 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
     """The report as one self-contained HTML page (inline CSS and SVG); ``version``
     (mltrail's) goes in its generator tag."""
     jinja2 = _jinja()
+    markup = jinja2.utils.markupsafe.Markup
+
+    def visible(value: Any) -> Any:
+        """Every ``{{ value }}`` printed: a string's control, bidi and invisible
+        characters as escapes (then autoescaped); Markup (the SVG) as it is."""
+        if isinstance(value, str) and not isinstance(value, markup):
+            return terminal_text(value, multiline=True)
+        return value
+
     env = jinja2.Environment(
-        autoescape=True, undefined=jinja2.ChainableUndefined, keep_trailing_newline=True
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        keep_trailing_newline=True,
+        finalize=visible,
     )
     source = resources.files("mltrail.report").joinpath("templates/model.html.j2")
     template = env.from_string(source.read_text(encoding="utf-8"))
-    svg = jinja2.utils.markupsafe.Markup(lineage_svg(report["lineage"]))
+    svg = markup(lineage_svg(report["lineage"]))
     return template.render(r=report, svg=svg, version=version)
 
 
@@ -70,7 +86,7 @@ def _md(value: Any) -> str:
         return "_not recorded_"
     if isinstance(value, (dict, list)):
         value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    text = " ".join(str(value).split())
+    text = terminal_text(" ".join(str(value).split()))
     text = text.replace("&", "&amp;")
     return _MARKUP.sub(r"\\\1", text)
 

@@ -3,14 +3,17 @@
 Layered left to right: a node's column is the length of the longest path from a
 node with no parents to it; nodes keep the order they were found in within a
 column. Edges are straight lines with an arrowhead, labelled with their relation.
-Every label is XML-escaped: they come from the ledger.
+Every label is XML-escaped, its control, bidi and invisible characters shown as
+escapes first: they come from the ledger (ADR 0040).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from html import escape
+from html import escape as _xml
 from typing import Any
+
+from mltrail.shown import terminal_text
 
 __all__ = ["lineage_svg"]
 
@@ -44,6 +47,11 @@ def _columns(graph: dict[str, Any]) -> dict[str, int]:
             if waiting[child] == 0:
                 ready.append(child)
     return column
+
+
+def escape(value: str) -> str:
+    """``value`` as SVG text: escapes shown, then XML-escaped."""
+    return _xml(terminal_text(value))
 
 
 def _cut(text: str) -> str:
