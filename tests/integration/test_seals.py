@@ -370,3 +370,110 @@ def test_a_locked_models_runs_take_nothing_but_notes(tmp_path):
     proc = mltrail(home_path, "model", "lock", "ab" * 32)
     assert proc.returncode == 2
     assert "locked already" in proc.stderr
+
+
+# -- an insider against the storage: new versions, delete markers, weak locks --
+#
+# Object Lock protects object *versions*, not keys: in an Object Lock bucket
+# (always versioned) anyone allowed to put objects can put a new version over a
+# sealed key, or a delete marker, and a plain GET then returns the newcomer.
+
+
+def _forge(tmp_path: Path, home: Path, notes: int) -> Path:
+    """The ledger rebuilt with its own key and other records, put in its place."""
+    key = next((home / "keys").glob("*.key"))
+    forged = make_home(tmp_path / "forged", notes, key=key, text="rejected")
+    for name in ("ledger.db-wal", "ledger.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    shutil.copyfile(forged / "ledger.db", home / "ledger.db")
+    shutil.copyfile(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
+    return forged
+
+
+def _put_over(client, bucket: str, folder: Path, prefix: str, **extra: Any) -> None:
+    """Put every file of a folder seal over the same keys in the bucket."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), **extra)
+
+
+def _problems(report: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    return [p for p in report["problems"] if p["code"] == code]
+
+
+def test_sealed_objects_overwritten_by_new_versions_are_caught(s3, tmp_path):
+    server, bucket, url = s3
+    home = make_home(tmp_path / "home", 4, text="approved")
+    ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    forged = _forge(tmp_path, home, 4)
+    ok(mltrail(forged, "seal", "--to", str(tmp_path / "worm"), "--retain", "7y"))
+    # a plain PutObject over each sealed key: S3 keeps the locked version and
+    # makes the forged one the current version
+    _put_over(server.client(), bucket, tmp_path / "worm", "team-a")
+    code, report = verify_seals(home, url)
+    assert code == 3
+    assert not [a for a in report["anchors"] if a["kind"] == "seal"]
+    differs = _problems(report, "seal-differs")
+    assert differs
+    assert differs[0]["seq"] == 0
+    overwritten = _problems(report, "seal-overwritten")
+    assert len(overwritten) == 4  # records, checkpoint, evidence, manifest
+    assert (
+        "newer version(s) were put over the sealed object"
+        in (overwritten[0]["message"])
+    )
+    # sealing again neither takes the forgery for the seal nor writes over it
+    proc = mltrail(home, "seal", "--to", url, "--retain", "7y")
+    assert proc.returncode == 3
+    assert "no longer extends" in proc.stderr
+
+
+def test_a_last_segment_hidden_by_delete_markers_is_still_checked(s3, tmp_path):
+    server, bucket, url = s3
+    home = make_home(tmp_path / "home", 2)
+    ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 2)
+    last = as_json(mltrail(home, "seal", "--to", url, "--retain", "7y", "--json"))
+    client = server.client()
+    prefix = f"team-a/segments/{last['written'][0]}/"
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        client.delete_object(Bucket=bucket, Key=obj["Key"])  # a delete marker
+    (home / "seals.json").unlink()  # the insider holds the home too
+    code, report = verify_seals(home, url)
+    assert code == 3
+    deleted = _problems(report, "seal-deleted")
+    assert len(deleted) == 4
+    assert last["written"][0] in deleted[0]["message"]
+    assert report["size"] == 5
+    assert not _problems(report, "seal-differs")
+
+
+@pytest.mark.parametrize(
+    ("lock", "code", "words"),
+    [
+        ({"ObjectLockMode": "GOVERNANCE"}, "seal-unlocked", "GOVERNANCE"),
+        ({}, "seal-unlocked", "no lock"),
+        ({"ObjectLockMode": "COMPLIANCE"}, "seal-retention", "locked only until"),
+    ],
+)
+def test_objects_not_locked_as_a_seal_locks_them_are_named(
+    s3, tmp_path, lock, code, words
+):
+    server, bucket, url = s3
+    home = make_home(tmp_path / "home", 3)
+    # sealed by hand (or by a changed mltrail) with a weaker lock than it claims
+    ok(mltrail(home, "seal", "--to", str(tmp_path / "worm"), "--retain", "7y"))
+    if lock:
+        lock = {
+            **lock,
+            "ObjectLockRetainUntilDate": datetime.datetime.now(datetime.UTC)
+            + datetime.timedelta(days=2),
+        }
+    _put_over(server.client(), bucket, tmp_path / "worm", "team-a", **lock)
+    result, report = verify_seals(home, url)
+    assert result == 3
+    found = _problems(report, code)
+    assert found, report["problems"]
+    assert words in found[0]["message"]
+    assert not [a for a in report["anchors"] if a["kind"] == "seal"]

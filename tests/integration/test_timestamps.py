@@ -284,3 +284,25 @@ def test_a_tsa_that_is_down_fails_the_command_not_the_ledger(home):
     assert proc.returncode == 4
     assert "could not be reached" in proc.stderr
     assert verify_json(home)[0] == 0
+
+
+# -- an insider who holds the home and its key against the timestamps ---------
+
+
+def test_a_token_filed_under_a_larger_size_backdates_nothing(home, tsa, ca):
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))  # size 2, stamped
+    stamped = _evidence(home)[0]
+    for text in ("b", "c", "d"):
+        _note(home, text)
+    ok(mltrail(home, "checkpoint"))
+    # the stamped checkpoint and its token filed again, as if of size 5
+    _insert(home, "rfc3161", 5, stamped[3], stamped[4])
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert stamps
+    assert all("records 0 to 1 existed before" in d for d in stamps), stamps
+    bad = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert len(bad) == 1
+    assert "is filed under size 5: it stamps records 0 to 1 only" in bad[0]["message"]
+    assert bad[0]["seq"] == 1

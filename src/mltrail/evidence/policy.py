@@ -94,7 +94,7 @@ def pending_checkpoints(store: Store) -> list[tuple[int, str]]:
     pending: dict[str, int] = {}
     for row in rows:
         if row.kind == PENDING and row.checkpoint not in stamped:
-            pending.setdefault(row.checkpoint, row.size)
+            pending.setdefault(row.checkpoint, _size(row.checkpoint) or row.size)
     return sorted(((size, text) for text, size in pending.items()), key=lambda p: p[0])
 
 
@@ -158,22 +158,34 @@ def _check_tokens(
     for row in rows:
         item = Evidence(RFC3161, row.checkpoint, row.data)
         check = verify_evidence(row.checkpoint, [item], tsa_roots=policy.tsa_roots)[0]
-        where = f"timestamp #{row.id} of the checkpoint of size {row.size}"
+        # the size the checkpoint signs, never the row's own size column: a row
+        # filed under a larger size would stretch the token over later records
+        size = _size(row.checkpoint)
+        where = f"timestamp #{row.id} of the checkpoint of size {size}"
+        if row.size != size:
+            report.problems.append(
+                Problem(
+                    max(size, 1) - 1,
+                    "timestamp",
+                    f"{where} is filed under size {row.size}: it stamps records 0 "
+                    f"to {size - 1} only (evidence rows were added by hand)",
+                )
+            )
         if check.status is EvidenceStatus.FAILED:
             report.problems.append(
-                Problem(row.size - 1, "timestamp", f"{where}: {check.message}")
+                Problem(max(size, 1) - 1, "timestamp", f"{where}: {check.message}")
             )
         elif check.status is EvidenceStatus.UNVERIFIED:
             report.problems.append(
                 Problem(
-                    row.size - 1,
+                    max(size, 1) - 1,
                     "timestamp-unverified",
                     f"{where}: {check.message} (--tsa-ca FILE checks it)",
                     Severity.WARNING,
                 )
             )
         elif _holds(store, row.checkpoint):
-            report.anchors.append(_time_anchor(row.size, check, policy))
+            report.anchors.append(_time_anchor(size, check, policy))
 
 
 def _time_anchor(size: int, check: EvidenceCheck, policy: EvidencePolicy) -> Anchor:

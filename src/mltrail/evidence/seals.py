@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mltrail.config import write_atomic
@@ -64,7 +64,13 @@ if TYPE_CHECKING:
     from mltrail.core.seal import Retention
     from mltrail.ledger.home import Home
     from mltrail.ledger.ledger import Ledger
-    from mltrail.storage.worm import WormStore
+    from mltrail.storage.worm import SealedObject, WormStore
+
+_MIN_RETENTION = parse_retention("6m")
+_SLACK = timedelta(days=1)
+"""Between the retain-until date computed and the object's write time."""
+_SLACK_SECONDS = timedelta(seconds=1)
+"""S3 keeps retain-until dates to the second; a manifest, too."""
 
 __all__ = [
     "STATE_FILE",
@@ -358,7 +364,7 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
         if start > walk.size:
             check.problems.append(_missing(worm, walk.size, start))
             walk = _walk_at(ledger, start)
-        files = _read(worm, name, found[name])
+        files = _read(worm, name, found[name], start, check)
         try:
             segment = walk.accept(name, files)
         except SealError as e:
@@ -391,13 +397,117 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
     return check
 
 
-def _read(worm: WormStore, name: str, files: set[str]) -> dict[str, bytes]:
-    read = {}
-    for file in files:
-        data = worm.get(f"{_DIR}{name}/{file}")
-        if data is not None:
-            read[file] = data
+def _read(
+    worm: WormStore, name: str, files: set[str], start: int, check: SealCheck
+) -> dict[str, bytes]:
+    """The sealed bytes of a segment's files; what the storage says about each
+    key beside them (later versions, delete markers, locks) goes to ``check``."""
+    read: dict[str, bytes] = {}
+    objects: dict[str, SealedObject] = {}
+    for file in sorted(files):
+        found = worm.read(f"{_DIR}{name}/{file}")
+        if found is not None:
+            read[file], objects[file] = found.data, found
+    claimed = _claimed_until(read.get(MANIFEST_FILE))
+    now = datetime.now(UTC)
+    for file, found in objects.items():
+        where = f"{_DIR}{name}/{file} at {worm.url}"
+        until = claimed if file == MANIFEST_FILE else None
+        check.problems += _storage_problems(where, found, start, until, now)
     return read
+
+
+def _claimed_until(manifest: bytes | None) -> datetime | None:
+    """The retain-until date a manifest claims (None: none, or unreadable)."""
+    try:
+        text = parse_manifest(manifest).retain_until if manifest else None
+        return datetime.fromisoformat(text) if text else None
+    except (MltrailError, ValueError):
+        return None  # the walk reports an unreadable manifest
+
+
+def _storage_problems(
+    where: str,
+    found: SealedObject,
+    start: int,
+    claimed: datetime | None,
+    now: datetime,
+) -> list[Problem]:
+    """What makes a sealed S3 object less than write-once (ADR 0017, amendment)."""
+    if not found.locks:
+        return []
+    problems = []
+    if found.later_versions:
+        problems.append(
+            Problem(
+                start,
+                "seal-overwritten",
+                f"{where}: {found.later_versions} newer version(s) were put over "
+                "the sealed object, and a plain read returns the newest; the sealed "
+                "(first) version is the one checked here",
+            )
+        )
+    if found.delete_markers:
+        problems.append(
+            Problem(
+                start,
+                "seal-deleted",
+                f"{where} was deleted through S3 (a delete marker hides it from a "
+                "plain read); the sealed version is still there and is the one "
+                "checked here",
+            )
+        )
+    mode, until = found.lock_mode, found.retain_until
+    if mode != "COMPLIANCE":
+        how = (
+            "GOVERNANCE retention gives way to anyone allowed "
+            "s3:BypassGovernanceRetention"
+            if mode == "GOVERNANCE"
+            else "without a retention it can be deleted"
+        )
+        problems.append(
+            Problem(
+                start,
+                "seal-unlocked",
+                f"{where} is not locked in COMPLIANCE mode ({mode or 'no lock'}): "
+                f"{how}, so it is not write-once",
+            )
+        )
+    elif until is not None:
+        floor = (
+            _MIN_RETENTION.until(found.written) - _SLACK
+            if found.written is not None
+            else None
+        )
+        if claimed is not None and until < claimed - _SLACK_SECONDS:
+            problems.append(
+                Problem(
+                    start,
+                    "seal-retention",
+                    f"{where} is locked only until {_time(until)}, not until "
+                    f"{_time(claimed)} as the manifest says",
+                )
+            )
+        elif floor is not None and until < floor:
+            problems.append(
+                Problem(
+                    start,
+                    "seal-retention",
+                    f"{where} is locked only until {_time(until)}: less than the "
+                    f"six months every seal keeps (written {_time(found.written)})",
+                )
+            )
+        elif until <= now:
+            problems.append(
+                Problem(
+                    start,
+                    "seal-expired",
+                    f"{where}: its retention ended {_time(until)}; it can now be "
+                    "deleted",
+                    Severity.WARNING,
+                )
+            )
+    return problems
 
 
 def _unfinished(name: str, start: int) -> Problem:

@@ -8,7 +8,12 @@ segment format, hashes, signatures) is :mod:`mltrail.core.seal`'s business.
 - ``s3://bucket/prefix``: objects are put with Object Lock in COMPLIANCE mode
   until the retain-until date given, so nobody, the bucket's owner included,
   can delete them or shorten their retention before then; legal holds map to
-  S3 legal holds. The bucket must have Object Lock enabled. boto3 (``pip
+  S3 legal holds. The bucket must have Object Lock enabled. Object Lock locks
+  *versions*, not keys: anyone allowed to put objects can still put a newer
+  version over a sealed key, or a delete marker, and a plain GET then returns
+  that. So a key is read as its *first* version (the one sealed and locked),
+  found through the version listing, and :meth:`WormStore.read` says what else
+  the key holds and how the sealed version is locked. boto3 (``pip
   install 'mltrail[seal]'``) reads credentials, region and endpoint the usual
   way (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL_S3``, profiles...).
 - a folder (``/mnt/worm/ledger`` or ``file:///...``): files are written under a
@@ -26,6 +31,7 @@ import os
 import stat
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
-__all__ = ["LocalWorm", "S3Worm", "WormStore", "open_worm"]
+__all__ = ["LocalWorm", "S3Worm", "SealedObject", "WormStore", "open_worm"]
 
 
 @contextlib.contextmanager
@@ -46,6 +52,28 @@ def _as_store_error(action: str, where: str) -> Iterator[None]:
         raise
     except Exception as e:
         raise StoreError(f"seal storage {where} failed to {action}: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class SealedObject:
+    """A sealed object's bytes and what the storage says about its key."""
+
+    data: bytes
+    """The bytes of the sealed (first) version."""
+    locks: bool = False
+    """Whether the storage reports object locks (S3): the fields below mean
+    something only then."""
+    lock_mode: str | None = None
+    """The sealed version's Object Lock mode (``COMPLIANCE``, ``GOVERNANCE``),
+    None when it has none."""
+    retain_until: datetime | None = None
+    """The sealed version's retain-until date, None when it has none."""
+    later_versions: int = 0
+    """Versions put over the sealed one since (what a plain GET returns)."""
+    delete_markers: int = 0
+    """Delete markers put on the key (a plain GET then finds nothing)."""
+    written: datetime | None = None
+    """When the sealed version was written, as the storage says."""
 
 
 class WormStore(ABC):
@@ -93,8 +121,14 @@ class WormStore(ABC):
         with _as_store_error(f"read {key}", self.url):
             return self._get(key)
 
+    def read(self, key: str) -> SealedObject | None:
+        """The sealed object at ``key`` with its lock and later versions, or None."""
+        with _as_store_error(f"read {key}", self.url):
+            return self._read(key)
+
     def keys(self, prefix: str = "") -> list[str]:
-        """Every key starting with ``prefix``, sorted."""
+        """Every key starting with ``prefix`` that holds a sealed object, sorted
+        (one hidden by a delete marker included)."""
         with _as_store_error("list objects", self.url):
             return sorted(self._keys(prefix))
 
@@ -127,6 +161,10 @@ class WormStore(ABC):
 
     @abstractmethod
     def _keys(self, prefix: str) -> list[str]: ...
+
+    def _read(self, key: str) -> SealedObject | None:
+        data = self._get(key)
+        return None if data is None else SealedObject(data)
 
     def _set_legal_hold(self, key: str, on: bool) -> None:
         raise NotImplementedError
@@ -263,37 +301,87 @@ class S3Worm(WormStore):
             ChecksumAlgorithm="SHA256",
         )
 
-    def _get(self, key: str) -> bytes | None:
+    def _versions(self, key: str) -> tuple[list[str], int]:
+        """The version ids of ``key``, newest first, and its delete markers."""
+        full = self._key(key)
+        versions: list[str] = []
+        markers = 0
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=full
+        )
+        for page in pages:
+            versions += [
+                v["VersionId"] for v in page.get("Versions", []) if v["Key"] == full
+            ]
+            markers += sum(m["Key"] == full for m in page.get("DeleteMarkers", []))
+        return versions, markers
+
+    def _sealed_version(self, key: str) -> str | None:
+        """The first version put at ``key``: the one sealed (and locked)."""
+        versions, _ = self._versions(key)
+        return versions[-1] if versions else None
+
+    def _read(self, key: str) -> SealedObject | None:
         from botocore.exceptions import ClientError
 
+        versions, markers = self._versions(key)
+        if not versions:
+            return None
         try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            reply = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), **_version(versions[-1])
+            )
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "NoSuchVersion", "404"):
                 return None
             raise
-        data: bytes = reply["Body"].read()
-        return data
+        return SealedObject(
+            data=reply["Body"].read(),
+            locks=True,
+            lock_mode=reply.get("ObjectLockMode") or None,
+            retain_until=reply.get("ObjectLockRetainUntilDate"),
+            later_versions=len(versions) - 1,
+            delete_markers=markers,
+            written=reply.get("LastModified"),
+        )
+
+    def _get(self, key: str) -> bytes | None:
+        found = self._read(key)
+        return None if found is None else found.data
 
     def _keys(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
+        pages = self.client.get_paginator("list_object_versions").paginate(
             Bucket=self.bucket, Prefix=self._key(prefix)
         )
         cut = len(self.prefix) + 1 if self.prefix else 0
-        return [obj["Key"][cut:] for page in pages for obj in page.get("Contents", [])]
+        return list(
+            {v["Key"][cut:] for page in pages for v in page.get("Versions", [])}
+        )
 
     def _set_legal_hold(self, key: str, on: bool) -> None:
         self.client.put_object_legal_hold(
             Bucket=self.bucket,
             Key=self._key(key),
+            **_version(self._sealed_version(key)),
             LegalHold={"Status": "ON" if on else "OFF"},
         )
 
     def _legal_hold(self, key: str) -> bool:
         reply = self.client.get_object_legal_hold(
-            Bucket=self.bucket, Key=self._key(key)
+            Bucket=self.bucket,
+            Key=self._key(key),
+            **_version(self._sealed_version(key)),
         )
         return bool(reply.get("LegalHold", {}).get("Status") == "ON")
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    """The ``VersionId`` argument naming one version (none in an unversioned
+    bucket, which lists its objects as version ``null``)."""
+    if version_id is None or version_id == "null":
+        return {}
+    return {"VersionId": version_id}
 
 
 def _boto3_client() -> Any:
