@@ -588,6 +588,35 @@ def test_a_forged_signature_on_a_key_record_adds_no_key(home: Path) -> None:
     assert ATTACKER.key_id not in mltrail(home, "keys", "list").stdout
 
 
+def test_a_fork_by_a_leaked_key_is_named_as_a_limit_and_caught_by_a_checkpoint(
+    home: Path, tmp_path: Path
+) -> None:
+    """The leaked key forks the ledger before its revocation and extends the
+    fork: nothing in the fork shows the revocation, so the pinned key alone
+    cannot tell; verify says so, and a checkpoint kept since the rotation
+    catches the fork."""
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    [key_file] = (home / "keys").glob("*.key")
+    leaked = load_signer(key_file)
+    fork = tmp_path / "fork"
+    shutil.copytree(home, fork)
+    assert mltrail(home, "keys", "rotate", "--reason", "leaked").returncode == 0
+    kept = tmp_path / "kept.cp"
+    kept.write_text(mltrail(home, "checkpoint").stdout)
+    _append_forged(fork, [_note(leaked, "a history that never happened")], leaked)
+    alone = verify(fork, "--trust-key", key_id)
+    assert alone["exit"] == 0  # the limit: a fork without the revocation
+    warning = message(alone, "anchors")
+    assert "not that this is the ledger's newest state" in warning
+    assert "fork it before the revocation" in warning
+    anchored = verify(fork, "--trust-key", key_id, "--trust-checkpoint", str(kept))
+    assert anchored["exit"] == 3
+    assert not [p for p in anchored["problems"] if p["code"] == "anchors"]
+    genuine = verify(home, "--trust-key", key_id, "--trust-checkpoint", str(kept))
+    assert genuine["exit"] == 0, genuine["problems"]
+    assert not [p for p in genuine["problems"] if p["code"] == "anchors"]
+
+
 SMALL_ORDER_KEYS = {"identity": bytes([1]) + bytes(31), "all zeros": bytes(32)}
 
 
