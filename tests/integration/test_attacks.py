@@ -35,7 +35,7 @@ import pytest
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.checkpoint import Checkpoint, parse_signed_checkpoint, sign_checkpoint
 from mltrail.core.codec import decode_record, format_time
-from mltrail.core.entry import Entry, Record, sign_entry
+from mltrail.core.entry import Entry, Record, Signature, sign_entry
 from mltrail.core.merkle import CompactRange, frontier_positions
 from mltrail.errors import InputError
 from mltrail.ledger.home import open_home
@@ -482,6 +482,156 @@ def test_rotation_destroys_the_revoked_key_and_history_stays_safe(
 def dataclass_replace_sig(entry: Entry, signer, body: dict[str, Any]) -> Entry:
     unsigned = Entry(entry.kind, entry.time, entry.actor, body, run=entry.run)
     return sign_entry(unsigned, signer)
+
+
+def _append_forged(home: Path, entries: list[Entry], checkpoint_signer) -> int:
+    """Append ``entries`` as the store would, with a checkpoint signed by
+    ``checkpoint_signer``, bypassing every check of the ledger; their first seq."""
+    from mltrail.core.chain import seal_entries
+    from mltrail.ledger.stored import KIND_ROLES, chain_head, new_batch
+    from mltrail.storage.sqlite import SQLiteStore
+
+    store = SQLiteStore(home / "ledger.db", roles=KIND_ROLES)
+    try:
+        first = store.head().size
+
+        def batch(head):
+            sealed = seal_entries(
+                chain_head(head),
+                entries,
+                now=datetime.now(UTC),
+                tolerance=timedelta(minutes=5),
+            )
+            tree = CompactRange(sealed.head.size, list(sealed.head.frontier))
+            cp = Checkpoint(ORIGIN, sealed.head.size, tree.root())
+            text = sign_checkpoint(cp, checkpoint_signer).to_text()
+            return new_batch(sealed.with_checkpoint(text))
+
+        store.append(batch)
+    finally:
+        store.close()
+    return first
+
+
+def _key_added(signer, public_key: bytes, key_id: str | None = None) -> Entry:
+    from mltrail.core.signing import compute_key_id, encode_b64
+
+    body = {
+        "alg": "ed25519",
+        "key": key_id or compute_key_id(public_key),
+        "public_key": encode_b64(public_key),
+    }
+    return sign_entry(
+        Entry("key.added", format_time(datetime.now(UTC)), {}, body), signer
+    )
+
+
+def _note(signer, text: str) -> Entry:
+    entry = Entry("note", format_time(datetime.now(UTC)), {}, {"text": text})
+    return sign_entry(entry, signer)
+
+
+def test_a_revoked_key_cannot_add_a_key_of_its_own(home: Path, tmp_path: Path) -> None:
+    """The leaked key, revoked by a rotation, signs a key.added for the
+    attacker's key, which then signs a note and the checkpoint: the key record
+    changes no key, so neither verify nor the next append takes the attacker's
+    key for a key of the ledger."""
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    [key_file] = (home / "keys").glob("*.key")
+    stolen = tmp_path / "stolen.key"
+    shutil.copy(key_file, stolen)
+    assert mltrail(home, "keys", "rotate", "--reason", "leaked").returncode == 0
+    leaked = load_signer(stolen)
+    seq = _append_forged(
+        home,
+        [_key_added(leaked, ATTACKER.public_key), _note(ATTACKER, "by the attacker")],
+        ATTACKER,
+    )
+    report = verify(home, "--trust-key", key_id)
+    assert report["exit"] == 3
+    found = errors(report)
+    assert (seq, "signer") in found
+    assert (seq, "key-signer") in found
+    assert (seq + 1, "signer") in found  # the attacker's key was never added
+    assert "it was not applied" in message(report, "key-signer")
+    proc = mltrail(
+        home, "append", "--kind", "note", "--body", json.dumps({"text": "next"})
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "refusing to write" in proc.stderr
+    assert ATTACKER.key_id not in mltrail(home, "keys", "list").stdout
+
+
+def test_a_forged_signature_on_a_key_record_adds_no_key(home: Path) -> None:
+    """Without any key: a key.added naming the ledger's own key as its signer,
+    with the attacker's signature, then the attacker's note and checkpoint."""
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    own = _key_added(ATTACKER, ATTACKER.public_key)
+    assert own.sig is not None
+    claimed = Entry(
+        own.kind,
+        own.time,
+        own.actor,
+        own.body,
+        sig=Signature(key_id, own.sig.value),
+    )
+    seq = _append_forged(home, [claimed, _note(ATTACKER, "by the attacker")], ATTACKER)
+    report = verify(home, "--trust-key", key_id)
+    assert report["exit"] == 3
+    assert (seq, "signature") in errors(report)
+    assert (seq + 1, "signer") in errors(report)
+    proc = mltrail(
+        home, "append", "--kind", "note", "--body", json.dumps({"text": "next"})
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "refusing to write" in proc.stderr
+    assert ATTACKER.key_id not in mltrail(home, "keys", "list").stdout
+
+
+def test_a_fork_by_a_leaked_key_is_named_as_a_limit_and_caught_by_a_checkpoint(
+    home: Path, tmp_path: Path
+) -> None:
+    """The leaked key forks the ledger before its revocation and extends the
+    fork: nothing in the fork shows the revocation, so the pinned key alone
+    cannot tell; verify says so, and a checkpoint kept since the rotation
+    catches the fork."""
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    [key_file] = (home / "keys").glob("*.key")
+    leaked = load_signer(key_file)
+    fork = tmp_path / "fork"
+    shutil.copytree(home, fork)
+    assert mltrail(home, "keys", "rotate", "--reason", "leaked").returncode == 0
+    kept = tmp_path / "kept.cp"
+    kept.write_text(mltrail(home, "checkpoint").stdout)
+    _append_forged(fork, [_note(leaked, "a history that never happened")], leaked)
+    alone = verify(fork, "--trust-key", key_id)
+    assert alone["exit"] == 0  # the limit: a fork without the revocation
+    warning = message(alone, "anchors")
+    assert "not that this is the ledger's newest state" in warning
+    assert "fork it before the revocation" in warning
+    anchored = verify(fork, "--trust-key", key_id, "--trust-checkpoint", str(kept))
+    assert anchored["exit"] == 3
+    assert not [p for p in anchored["problems"] if p["code"] == "anchors"]
+    genuine = verify(home, "--trust-key", key_id, "--trust-checkpoint", str(kept))
+    assert genuine["exit"] == 0, genuine["problems"]
+    assert not [p for p in genuine["problems"] if p["code"] == "anchors"]
+
+
+SMALL_ORDER_KEYS = {"identity": bytes([1]) + bytes(31), "all zeros": bytes(32)}
+
+
+@pytest.mark.parametrize("weak", SMALL_ORDER_KEYS.values(), ids=SMALL_ORDER_KEYS.keys())
+def test_a_small_order_public_key_is_never_added(home: Path, weak: bytes) -> None:
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    [key_file] = (home / "keys").glob("*.key")
+    genuine = load_signer(key_file)
+    # the holder of the genuine key writes it (the API adds only keys it holds
+    # the private key of, or that sign a proof: never a small-order one)
+    seq = _append_forged(home, [_key_added(genuine, weak)], genuine)
+    report = verify(home, "--trust-key", key_id)
+    assert report["exit"] == 3
+    assert errors(report) == [(seq, "key")]
+    assert "not a valid Ed25519 key" in message(report, "key")
 
 
 # -- trust anchors ---------------------------------------------------------------------

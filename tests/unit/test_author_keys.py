@@ -20,7 +20,7 @@ from mltrail.core.keyring import (
     compute_key_proof_message,
     make_key_proof,
 )
-from mltrail.core.signing import Signer, encode_b64
+from mltrail.core.signing import Signer, compute_key_id, encode_b64
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import chain_head, new_batch
@@ -155,10 +155,14 @@ def test_an_author_key_needs_a_proof_for_its_identity_and_ledger(
 def test_a_proof_needs_the_origin_and_genesis_is_a_log_key() -> None:
     proof = encode_b64(make_key_proof(BOB, ORIGIN, "bob"))
     body = _key_body(BOB, identity="bob", proof=proof)
-    problem = KeyRing().apply(1, "key.added", body, LOG.key_id)
+    unknown = KeyRing()  # a genesis that names no origin
+    assert unknown.apply(0, "key.added", _key_body(LOG), LOG.key_id) is None
+    problem = unknown.apply(1, "key.added", body, LOG.key_id)
     assert problem is not None
     assert "origin is unknown" in problem
-    assert KeyRing(origin=ORIGIN).apply(1, "key.added", body, LOG.key_id) is None
+    known = KeyRing(origin=ORIGIN)
+    assert known.apply(0, "key.added", _key_body(LOG), LOG.key_id) is None
+    assert known.apply(1, "key.added", body, LOG.key_id) is None
     genesis = _key_body(BOB, identity="bob", proof=proof, origin=ORIGIN)
     assert "log key" in str(KeyRing().apply(0, "key.added", genesis, BOB.key_id))
 
@@ -175,6 +179,47 @@ def test_key_records_signed_by_an_author_key_change_nothing() -> None:
     assert revoked.code == "key-signer"
     assert CAROL.key_id not in ring.keys
     assert ring.keys[LOG.key_id].revoked_seq is None
+
+
+def test_key_records_by_a_key_not_valid_at_their_seq_change_nothing() -> None:
+    """A key unknown to the ledger, revoked, or not yet added may not add or
+    revoke a key: else a leaked, revoked key (or a key named without a valid
+    signature) adds a key of its own."""
+    ring = _ring()
+    assert ring.apply(1, "key.added", _key_body(CAROL), LOG.key_id) is None
+    assert ring.apply(2, "key.revoked", {"key": LOG.key_id}, CAROL.key_id) is None
+    revoked = ring.apply(3, "key.added", _key_body(BOB), LOG.key_id)
+    unknown = ring.apply(4, "key.revoked", {"key": CAROL.key_id}, BOB.key_id)
+    assert revoked is not None
+    assert revoked.code == "key-signer"
+    assert "after it was revoked at seq 2" in revoked
+    assert unknown is not None
+    assert unknown.code == "key-signer"
+    assert "never added" in unknown
+    assert BOB.key_id not in ring.keys
+    assert ring.keys[CAROL.key_id].revoked_seq is None
+    early = _ring()
+    assert early.apply(1, "key.added", _key_body(CAROL), LOG.key_id) is None
+    problem = early.apply(1, "key.added", _key_body(BOB), CAROL.key_id)
+    assert problem is not None
+    assert "before it was added" in problem
+
+
+@pytest.mark.parametrize(
+    "weak", [bytes([1]) + bytes(31), bytes(32)], ids=["identity", "all-zeros"]
+)
+def test_a_small_order_key_is_never_added(weak: bytes) -> None:
+    ring = _ring()
+    body = {
+        "alg": "ed25519",
+        "key": compute_key_id(weak),
+        "public_key": encode_b64(weak),
+    }
+    problem = ring.apply(1, "key.added", body, LOG.key_id)
+    assert problem is not None
+    assert problem.code == "key"
+    assert "not a valid Ed25519 key" in problem
+    assert compute_key_id(weak) not in ring.keys
 
 
 def test_the_proof_message_is_the_documented_bytes() -> None:

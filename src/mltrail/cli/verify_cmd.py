@@ -157,7 +157,10 @@ def verify(
     what you trust from elsewhere: the ledger key (--trust-key, printed by
     `mltrail keys export`) and checkpoints you kept (--trust-checkpoint, or a
     witness file outside the home via MLTRAIL_WITNESS). The report names the
-    anchors it used, and warns when all of them lie inside the home.
+    anchors it used, and warns when all of them lie inside the home, or when
+    the only one outside is a key: a key says who signed, not that this is the
+    newest state (a holder of a leaked key can fork the ledger before its
+    revocation); only a checkpoint kept elsewhere rules that out.
 
     \b
     Examples:

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mltrail.core.signing import compute_key_id, decode_b64, verify_signature
+from mltrail.core.signing import (
+    compute_key_id,
+    decode_b64,
+    is_valid_public_key,
+    verify_signature,
+)
 from mltrail.values import Value
 
 if TYPE_CHECKING:
@@ -250,6 +255,16 @@ class KeyRing(Value):
                     "it was not applied",
                     "key-signer",
                 )
+            invalid = self._validity_problem(signer, seq, state)
+            if invalid is not None:
+                # a key unknown, revoked or not yet added may not change the keys:
+                # applied, it would let whoever holds it (a leaked, revoked key)
+                # or whoever names it (no key at all) add a key of their own
+                return KeyProblem(
+                    f"{kind} {invalid}: key records are signed by a valid log "
+                    "key; it was not applied",
+                    "key-signer",
+                )
         if kind == "key.added":
             return self._add(seq, body, signer)
         if kind == "key.revoked":
@@ -257,16 +272,10 @@ class KeyRing(Value):
         return None
 
     def _add(self, seq: int, body: dict[str, object], signer: str) -> KeyProblem | None:
-        try:
-            public_key = decode_b64(str(body.get("public_key")))
-            key_id = compute_key_id(public_key)
-        except ValueError as e:
-            return KeyProblem(f"key.added carries an invalid public key: {e}", "key")
-        if key_id != body.get("key"):
-            return KeyProblem(
-                "key.added names a key id that is not the hash of its public key",
-                "key",
-            )
+        decoded = _public_key(body)
+        if isinstance(decoded, KeyProblem):
+            return decoded
+        public_key, key_id = decoded
         if key_id in self.keys:
             return KeyProblem(
                 f"key {key_id[:16]}... was already added at seq "
@@ -350,3 +359,24 @@ class KeyRing(Value):
             )
         state.revoked_seq = seq
         return None
+
+
+def _public_key(body: dict[str, object]) -> tuple[bytes, str] | KeyProblem:
+    """A ``key.added`` body's public key and key id, or why they are refused."""
+    try:
+        public_key = decode_b64(str(body.get("public_key")))
+        key_id = compute_key_id(public_key)
+    except ValueError as e:
+        return KeyProblem(f"key.added carries an invalid public key: {e}", "key")
+    if not is_valid_public_key(public_key):
+        return KeyProblem(
+            "key.added carries a public key that is not a valid Ed25519 key "
+            "(a small-order or non-canonical point, such as the identity or all "
+            "zeros, that no signature can be checked against); it was not applied",
+            "key",
+        )
+    if key_id != body.get("key"):
+        return KeyProblem(
+            "key.added names a key id that is not the hash of its public key", "key"
+        )
+    return public_key, key_id

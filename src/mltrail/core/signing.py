@@ -45,6 +45,7 @@ __all__ = [
     "compute_key_id",
     "decode_b64",
     "encode_b64",
+    "is_valid_public_key",
     "verify_signature",
 ]
 
@@ -193,6 +194,19 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
         return _OPEN(_NULL, _NULL, signed, len(signed), bytes(public_key)) == 0
     except (TypeError, ValueError):
         return False
+
+
+def is_valid_public_key(public_key: bytes) -> bool:
+    """Whether ``public_key`` is 32 bytes encoding an Ed25519 point libsodium
+    accepts as a key: canonical, on the curve, in the main subgroup and not of
+    small order (the identity ``01 00 .. 00`` and all zeros are refused).
+
+    libsodium refuses every signature under any other key, so such a key signs
+    nothing; a ledger must not add one either.
+    """
+    if len(public_key) != 32:
+        return False
+    return bool(_sodium().crypto_core_ed25519_is_valid_point(bytes(public_key)))
 
 
 def encode_b64(data: bytes) -> str:

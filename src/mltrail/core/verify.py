@@ -257,7 +257,12 @@ class LedgerVerifier:
             note = PurgeNote.from_body(seq, check.key_body)
             if note is not None:
                 self.purges.setdefault(note.digest, note)
-        if check.kind.startswith("key.") and check.key_body is not None and seq > 0:
+        # a key record whose signature does not verify changes no key; one signed
+        # by a key that may not sign it is refused by the key ring (`key-signer`):
+        # else whoever holds a revoked key, or forges a signature, could add a key
+        # of their own and sign what follows with it
+        forged = problem is None and not valid
+        if seq > 0 and check.kind.startswith("key.") and check.key_body and not forged:
             key_problem = self.keyring.apply(
                 seq, check.kind, check.key_body, check.key_id
             )

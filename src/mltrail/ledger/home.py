@@ -223,6 +223,12 @@ class Home(Value):
         check_ledger_evidence(self.ledger.store, report, policy)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
+        elif (
+            all(a.kind == "key" for a in report.external_anchors)
+            and not any(cp.external for cp in kept)
+            and not policy.witness_keys
+        ):  # no checkpoint from elsewhere was given (one that fails is an error)
+            report.problems.append(_key_only_warning())
         return report
 
     def close(self) -> None:
@@ -280,6 +286,23 @@ def _inside_only_warning() -> Problem:
         "end, without this being seen; verify with --trust-key (printed by "
         "`mltrail keys export`) or a checkpoint kept elsewhere (--trust-checkpoint, "
         "MLTRAIL_WITNESS)",
+        Severity.WARNING,
+    )
+
+
+def _key_only_warning() -> Problem:
+    from mltrail.core.report import Problem, Severity
+
+    return Problem(
+        None,
+        "anchors",
+        "the only trust anchor kept outside the home is a key: it proves which key "
+        "signed these records, not that this is the ledger's newest state; whoever "
+        "holds that key, or held it before it was revoked (a leaked key), can cut "
+        "the ledger's end or fork it before the revocation and the copy verifies, "
+        "since a copy that never holds the revocation cannot show it; pass a "
+        "checkpoint kept elsewhere since the last rotation (--trust-checkpoint, "
+        "MLTRAIL_WITNESS, --witness-key) to rule that out",
         Severity.WARNING,
     )
 

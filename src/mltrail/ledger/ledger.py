@@ -475,7 +475,12 @@ class Ledger:
             decoded = decode_record(row.data)
             entry = decoded.record.entry
             assert entry.sig is not None
-            keyring.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
+            # a key record changes the keys only if its signature verifies (the
+            # key ring refuses one by a key that may not sign it): else anyone who
+            # can write the store could add a key of their own, sign a checkpoint
+            # with it, and have this ledger build on what they wrote
+            if _key_record_signed(keyring, row.seq, entry, decoded.signing_bytes):
+                keyring.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
             epoch = row.seq + 1
         self._keyring, self._key_epoch = keyring, epoch
 
@@ -846,6 +851,29 @@ def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
     return keyring.signer_problem(
         entry.sig.key, seq, entry.kind, entry.actor.get("user")
     )
+
+
+def _key_record_signed(
+    keyring: KeyRing, seq: int, entry: Entry, signing_bytes: bytes
+) -> bool:
+    """Whether the key record ``entry`` at ``seq`` carries a signature that
+    verifies with its signer's key (at seq 0, with the key it adds)."""
+    assert entry.sig is not None
+    if seq == 0:
+        try:
+            public_key = decode_b64(str(entry.body.get("public_key")))
+        except ValueError:
+            return False
+    else:
+        state = keyring.keys.get(entry.sig.key)
+        if state is None:
+            return False
+        public_key = state.public_key
+    try:
+        signature = decode_b64(entry.sig.value)
+    except ValueError:
+        return False
+    return verify_signature(public_key, signing_bytes, signature)
 
 
 def _check_signature(keyring: KeyRing, entry: Entry) -> None:
