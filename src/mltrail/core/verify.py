@@ -118,9 +118,9 @@ class LedgerVerifier:
         """Sizes of checkpoints that failed (bad signature or root)."""
         self._root_reported = False
         self._more_roots: list[int] = []
+        """Sizes of later stored checkpoints whose root also differs (summarised)."""
         self._runs = RunOwners()
         """Whose each run is, and records of it other users added (warnings)."""
-        """Sizes of later stored checkpoints whose root also differs (summarised)."""
 
     def _readable(
         self, checkpoints: Sequence[StoredCheckpoint], checks: Sequence[CheckpointCheck]

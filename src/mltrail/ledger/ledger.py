@@ -869,6 +869,13 @@ def _key_record_signed(
         if state is None:
             return False
         public_key = state.public_key
+    return _signature_verifies(public_key, entry, signing_bytes)
+
+
+def _signature_verifies(public_key: bytes, entry: Entry, signing_bytes: bytes) -> bool:
+    """Whether ``entry``'s signature (base64) verifies ``signing_bytes`` with
+    ``public_key``; a signature that is not base64 does not."""
+    assert entry.sig is not None
     try:
         signature = decode_b64(entry.sig.value)
     except ValueError:
@@ -882,12 +889,8 @@ def _check_signature(keyring: KeyRing, entry: Entry) -> None:
 
     assert entry.sig is not None
     state = keyring.keys.get(entry.sig.key)
-    try:
-        signature = decode_b64(entry.sig.value)
-    except ValueError:
-        signature = b""
-    if state is None or not verify_signature(
-        state.public_key, compute_signing_bytes(entry), signature
+    if state is None or not _signature_verifies(
+        state.public_key, entry, compute_signing_bytes(entry)
     ):
         raise InputError(
             f"cannot append {entry.kind}: its signature does not verify with key "
