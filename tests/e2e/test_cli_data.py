@@ -314,8 +314,8 @@ def test_plain_data_hash_fails_as_the_click_command_fails(tmp_path, dataset, arg
 
 def test_plain_data_hash_loads_no_click(tmp_path, dataset):
     """Cold: no click, no mltrail.config, nor dataclasses, typing, contextlib or
-    pathlib; warm (a stored tree result): not even the manifest module or
-    hashlib (ADR 0035 and its amendments)."""
+    pathlib; warm (a stored tree result): not even the manifest module,
+    hashlib, sqlite3 or re (ADR 0035 and its amendments)."""
     code = (
         "import sys; from mltrail.cli.main import main; main(); "
         "import os; unwanted = os.environ['UNWANTED'].split(','); "
@@ -326,7 +326,7 @@ def test_plain_data_hash_loads_no_click(tmp_path, dataset):
     time.sleep(SETTLE_S)  # so that the warm run uses a stored tree result
     cold = "click,mltrail.config,mltrail.cli.app"
     cold += ",dataclasses,inspect,typing,contextlib,pathlib,urllib.parse"
-    warm = cold + ",mltrail.core.manifest,hashlib"
+    warm = cold + ",mltrail.core.manifest,hashlib,sqlite3,re"
     for unwanted in (cold, warm):
         proc = subprocess.run(
             [sys.executable, "-c", code, "data", "hash", "data"],

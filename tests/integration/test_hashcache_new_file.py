@@ -18,6 +18,7 @@ from mltrail.capture.data import hashing
 from mltrail.capture.data.hashcache import HashCache, StoredTree, default_cache_path
 from mltrail.capture.data.hashing import hash_tree
 from mltrail.capture.data.treecache import erase_cached_trees
+from mltrail.capture.data.treefiles import trees_folder
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -38,8 +39,10 @@ def _row(n: int) -> dict:
 def test_a_new_cache_gets_its_name_when_closed(cache_path: Path):
     cache = HashCache(cache_path, racy_window_s=0)
     assert not cache_path.exists()
-    [aside] = _aside(cache_path)
+    assert _aside(cache_path) == []  # opened when first needed
+    assert cache.is_new
     cache.save(_row(1))
+    [aside] = _aside(cache_path)
     assert cache.load([(1, 1)]) == {(1, 1): {(1, 1001, 0, 5, 5): EMPTY}}
     cache.close()
     assert not aside.exists()
@@ -52,18 +55,22 @@ def test_a_new_cache_gets_its_name_when_closed(cache_path: Path):
         assert again.load([(1, 1)]) == {(1, 1): {(1, 1001, 0, 5, 5): EMPTY}}
 
 
-def test_a_new_cache_gets_its_name_as_soon_as_a_tree_is_saved(cache_path: Path):
-    """A stored manifest must be where `erase_cached_trees` (purge) looks."""
+def test_a_saved_tree_is_where_a_purge_looks_at_once(cache_path: Path):
+    """A stored manifest must be where `erase_cached_trees` (purge) looks, before
+    the cache is closed (and without the SQLite file)."""
     manifest = b'{"path":"a","sha256":"' + EMPTY.encode() + b'","size":0}\n'
     tree = StoredTree(b"d" * 32, 1, 0, "0" * 64, manifest, b"", b"")
+    other = StoredTree(b"e" * 32, 1, 0, "0" * 64, b"another", b"", b"")
     with HashCache(cache_path) as cache:
         cache.save_tree(b"/data\0", tree)
-        assert cache_path.exists()
-        assert _aside(cache_path) == []
+        cache.save_tree(b"/other\0", other)
+        assert not cache_path.exists()  # no per-file hash was stored
         assert cache.enabled
         assert cache.tree_digest(b"/data\0") == (b"d" * 32, 1)
         digest = "sha256:" + __import__("hashlib").sha256(manifest).hexdigest()
-    assert erase_cached_trees(cache_path, {digest}) == 1
+        assert erase_cached_trees(cache_path, {digest}) == 1
+        assert cache.tree_digest(b"/data\0") is None
+        assert cache.tree_digest(b"/other\0") == (b"e" * 32, 1)
 
 
 def test_two_new_caches_at_once_keep_both_rows(cache_path: Path):
@@ -147,22 +154,68 @@ def test_a_file_rewritten_within_the_timestamp_granularity_is_hashed_again(
     assert second.sha256 == __import__("hashlib").sha256(b"b" * 4096).hexdigest()
 
 
-def test_a_purge_deletes_a_new_cache_file_left_by_a_crash(cache_path: Path):
-    """A process dying between storing a tree result and linking its new file in
-    leaves a manifest there: `erase_cached_trees` (purge) deletes the file."""
+def test_a_purge_deletes_a_tree_file_left_half_written_by_a_crash(cache_path: Path):
+    """A process dying between writing a tree result aside and renaming it into
+    place leaves a manifest there: `erase_cached_trees` (purge) deletes the file."""
     code = textwrap.dedent(
         f"""
         import os
         from pathlib import Path
         from mltrail.capture.data.hashcache import HashCache, StoredTree
-        HashCache._publish = lambda self: os._exit(0)  # dies before the link
+        os.replace = lambda *args: os._exit(0)  # dies before the rename
         cache = HashCache(Path({str(cache_path)!r}))
         tree = StoredTree(b"d" * 32, 1, 0, "0" * 64, b"secret manifest", b"", b"")
         cache.save_tree(b"/data\\0", tree)
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    [left] = _aside(cache_path)
+    folder = Path(trees_folder(str(cache_path)))
+    [left] = folder.iterdir()
+    assert ".new-" in left.name
     assert b"secret manifest" in left.read_bytes()
     assert erase_cached_trees(cache_path, {"sha256:" + "0" * 64}) == 0
+    assert list(folder.iterdir()) == []
+
+
+def test_a_purge_deletes_a_new_cache_file_left_by_a_crash(cache_path: Path):
+    """A process dying before linking its new SQLite file in leaves it beside the
+    cache; `erase_cached_trees` (purge) deletes it."""
+    code = textwrap.dedent(
+        f"""
+        import os, time
+        from pathlib import Path
+        from mltrail.capture.data.hashcache import HashCache
+        HashCache._publish = lambda self: os._exit(0)  # dies before the link
+        cache = HashCache(Path({str(cache_path)!r}), racy_window_s=0)
+        cache.save({{(1, 1): [((1, 1001, 0, 5, 5), {EMPTY!r}, time.time_ns())]}})
+        cache.close()
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert len(_aside(cache_path)) == 1
+    assert erase_cached_trees(cache_path, {"sha256:" + "0" * 64}) == 0
     assert _aside(cache_path) == []
+
+
+def test_a_purge_still_clears_the_trees_table_of_a_cache_of_before(cache_path: Path):
+    """Caches written before the tree files kept results in a `trees` table."""
+    cache_path.parent.mkdir(parents=True)
+    manifest = b"a manifest of before"
+    db = sqlite3.connect(cache_path)
+    db.execute(
+        "CREATE TABLE trees (root BLOB PRIMARY KEY, digest BLOB, files INTEGER,"
+        " bytes INTEGER, dataset TEXT, manifest BLOB, view_key BLOB, view BLOB)"
+    )
+    db.execute(
+        "INSERT INTO trees VALUES (?, ?, 1, 0, ?, ?, ?, ?)",
+        (b"/old\0", b"d" * 32, "0" * 64, manifest, b"", b""),
+    )
+    db.commit()
+    db.close()
+    digest = "sha256:" + __import__("hashlib").sha256(manifest).hexdigest()
+    assert erase_cached_trees(cache_path, {digest}) == 1
+    assert manifest not in cache_path.read_bytes()
+    with HashCache(cache_path) as cache:  # still opens: the table is ignored
+        assert cache.tree_digest(b"/old\0") is None
+        assert cache.load([(1, 1)]) == {}
+        assert cache.enabled

@@ -533,7 +533,8 @@ def test_a_cache_of_another_schema_is_recreated(cache_path: Path, caplog):
     with sqlite3.connect(cache_path) as db:
         db.execute("PRAGMA user_version=99")
     with caplog.at_level(logging.WARNING, "mltrail.capture"):
-        cache = HashCache(cache_path)
+        cache = HashCache(cache_path)  # opened when first needed
+        assert cache.load([(1, 2)]) == {}
     assert cache.enabled
     assert "unknown cache schema version 99" in caplog.text
     cache.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
+from mltrail.capture.data.treefiles import trees_folder
 from mltrail.cli import data_cmd
 from mltrail.ledger.home import init_home
 
@@ -42,11 +43,15 @@ def git(repo: Path, *args: str) -> None:
 
 
 def raw(*paths: Path) -> bytes:
-    """The bytes of SQLite files and their WALs, as a disk reader sees them."""
+    """The bytes of SQLite files and their WALs, as a disk reader sees them, and
+    of the hash cache's tree files beside them."""
     out = b""
     for path in paths:
         for name in (path, Path(f"{path}-wal")):
             out += name.read_bytes() if name.exists() else b""
+        trees = Path(trees_folder(str(path)))
+        if trees.is_dir():
+            out += b"".join(f.read_bytes() for f in sorted(trees.iterdir()))
     return out
 
 

@@ -4,7 +4,6 @@ under the folder changed, and then byte for byte what hashing it again prints.""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from mltrail.capture.data import hashing
 from mltrail.capture.data.hashcache import HashCache
 from mltrail.capture.data.treecache import capture_tree
+from mltrail.capture.data.treefiles import trees_folder
 from mltrail.cli import data_cmd
 
 NOT_UTF8 = os.fsdecode(b"caf\xff.bin")
@@ -189,24 +189,51 @@ def test_following_links_is_stored_apart(tree, cache_path):
     assert any(e.path == "train/up/inside" for e in followed.entries)
 
 
-def test_a_damaged_row_is_a_miss_and_replaced(tree, cache_path):
+def _stored(cache_path: Path) -> list[Path]:
+    folder = Path(trees_folder(str(cache_path)))
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:-1],  # torn at the end
+        lambda data: data[:100],  # torn in the header
+        lambda data: data + b"x",  # grown
+        lambda data: b"\0" * len(data),  # zeros, as a crash can leave
+        lambda data: data.replace(b"\n", b"\r", 1),  # the magic
+        lambda data: data[:-1] + bytes([data[-1] ^ 1]),  # the manifest's last byte
+        lambda data: data[:200] + bytes([data[200] ^ 1]) + data[201:],  # the header
+    ],
+    ids=["torn", "torn-header", "grown", "zeros", "magic", "manifest", "header"],
+)
+def test_a_damaged_tree_file_is_a_miss_and_replaced(tree, cache_path, damage):
     first = run(tree, cache_path)
-    db = sqlite3.connect(cache_path)
-    db.execute("UPDATE trees SET dataset = 'not hex'")
-    db.commit()
-    db.close()
+    [stored] = _stored(cache_path)
+    stored.write_bytes(damage(stored.read_bytes()))
     again = run(tree, cache_path)
     assert again == (*first[:3], 0)
     assert run(tree, cache_path) == (*first[:3], 1)
+    assert _stored(cache_path) == [stored]
+
+
+def test_a_tree_file_of_another_folder_is_not_used(tree, cache_path, tmp_path):
+    """Another folder's result copied over a folder's file: the walk digest differs."""
+    other = write(tmp_path / "other" / "x" / "y.txt", b"y").parent.parent
+    run(tree, cache_path)
+    [tree_file] = _stored(cache_path)
+    run(other, cache_path)
+    [other_file] = set(_stored(cache_path)) - {tree_file}
+    other_file.write_bytes(tree_file.read_bytes())
+    assert run(other, cache_path) == (*fresh(other), 0)
+    assert run(other, cache_path) == (*fresh(other), 1)
 
 
 def test_a_file_root_is_not_stored(tree, cache_path):
     run(tree / "a.csv", cache_path)
     run(tree / "a.csv", cache_path)
     assert run(tree / "a.csv", cache_path)[:3] == fresh(tree / "a.csv")
-    db = sqlite3.connect(cache_path)
-    assert db.execute("SELECT count(*) FROM trees").fetchone() == (0,)
-    db.close()
+    assert _stored(cache_path) == []
 
 
 def test_the_cli_with_and_without_the_cache(tree, tmp_path):
@@ -226,10 +253,7 @@ def test_the_cli_with_and_without_the_cache(tree, tmp_path):
     for _ in range(2):
         assert cli("data").stdout == nocache.stdout
     assert cli("data").stderr == nocache.stderr
-    db = sqlite3.connect(tmp_path / "home" / "cache" / "hashes.db")
-    rows = db.execute("SELECT count(*) FROM trees").fetchone()
-    db.close()
-    assert rows == (0,)  # the files are too fresh to store
+    assert _stored(tmp_path / "home" / "cache" / "hashes.db") == []  # too fresh
 
 
 def test_printing_reads_only_the_stored_lines(tree, cache_path, monkeypatch):

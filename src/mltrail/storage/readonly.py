@@ -32,13 +32,13 @@ writer checkpointing meanwhile would tear what is read. Hence, in that order:
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 
 from mltrail.errors import StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     import tempfile
     from pathlib import Path
 
@@ -138,6 +138,8 @@ def connect_read_only(db: Path) -> ReadOnlyConnection:
         sqlite3.Error: SQLite cannot read it.
         StoreError: a snapshot could not be taken (it kept changing, or a copy failed).
     """
+    import sqlite3  # not at import: `can_write` is asked by a warm `data hash`
+
     wal, shm = _sidecar(db, "-wal"), _sidecar(db, "-shm")
     frozen = _nobody_can_write(db)
     if wal.exists() and shm.exists() and not frozen:
@@ -166,6 +168,8 @@ def _nobody_can_write(db: Path) -> bool:
 
 
 def _open(db: Path, **params: int) -> sqlite3.Connection:
+    import sqlite3
+
     query = "&".join(["mode=ro", *(f"{k}={v}" for k, v in params.items())])
     conn = sqlite3.connect(
         f"{db.absolute().as_uri()}?{query}",

@@ -27,9 +27,13 @@ the warm path (nothing changed) is bound by that work. A file moved to another f
 is therefore hashed again; one whose folder is walked again is rewritten with it, so
 rows do not fill up with deleted files.
 
-A second table, ``trees``, holds whole results (see :mod:`mltrail.capture.data.treecache`):
-for a folder, a digest of every entry's stat key with the manifest and its dataset id,
-so that an unchanged folder is answered without a lookup per file.
+Whole results (see :mod:`mltrail.capture.data.treecache`: for a folder, a digest of
+every entry's stat key with the manifest and its dataset id, so that an unchanged
+folder is answered without a lookup per file) are files beside it, in
+``cache/hashes.trees/`` (:mod:`mltrail.capture.data.treefiles`): reading one needs no
+SQLite, so the database is opened (and :mod:`sqlite3` imported) only when a file is
+looked up or stored. Files of before kept them in a ``trees`` table, which is no
+longer read or written (``erase_cached_trees`` still clears it).
 
 A cache must never fail a capture: a corrupt file is moved aside and recreated, and
 any other SQLite trouble (a locked or read-only file) turns the cache off for the
@@ -39,18 +43,19 @@ rest of the run. Both log a warning on the ``mltrail.capture`` logger.
 from __future__ import annotations
 
 import os
-import re
-import sqlite3
 import struct
+import sys
 import time
 
+from mltrail.capture.data.treefiles import TreeFiles, trees_folder
 from mltrail.tuples import NamedTuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
-    from typing import Any, TypeVar
+    from sqlite3 import Connection
+    from typing import TypeVar
 
     _T = TypeVar("_T")
 
@@ -74,8 +79,7 @@ FolderKey = tuple[int, int]
 SCHEMA_VERSION = 1
 LOOKUP_CHUNK = 500
 _KEY = struct.Struct("<QQQqq")
-_HEX = re.compile("[0-9a-f]*").fullmatch
-_HEX64 = re.compile("[0-9a-f]{64}").fullmatch
+_HEX_DIGITS = "0123456789abcdef"
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS folders (
@@ -89,30 +93,7 @@ _LOOKUP = (
     " WHERE folder IN (SELECT value FROM json_each(?))"
 )
 _SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
-_TREE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trees (
-    root BLOB PRIMARY KEY,    -- the resolved folder, b"\\0", how links were treated
-    digest BLOB NOT NULL,     -- of every entry's name and stat key, in walk order
-    files INTEGER NOT NULL,   -- regular files
-    bytes INTEGER NOT NULL,   -- their total size
-    dataset TEXT NOT NULL,    -- the dataset id (Merkle root) of the manifest
-    manifest BLOB NOT NULL,   -- the manifest bytes
-    view_key BLOB NOT NULL,   -- what the caller's rendering depends on
-    view BLOB NOT NULL        -- the caller's rendering (e.g. sha256sum lines)
-)
-"""
-_TREE_DIGEST = "SELECT digest, files FROM trees WHERE root = ?"
-_TREE_LOAD = (
-    "SELECT digest, files, bytes, dataset,"
-    " CASE WHEN ?1 OR view_key != ?2 THEN manifest END,"
-    " view_key, CASE WHEN view_key = ?2 THEN view END"
-    " FROM trees WHERE root = ?3 AND digest = ?4"
-)
-_TREE_SAVE = "INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_MERGE = (
-    "INSERT OR REPLACE INTO main.folders SELECT * FROM new.folders",
-    "INSERT OR REPLACE INTO main.trees SELECT * FROM new.trees",
-)
+_MERGE = "INSERT OR REPLACE INTO main.folders SELECT * FROM new.folders"
 
 
 class StoredTree(NamedTuple):
@@ -190,7 +171,11 @@ def _name(folder: FolderKey) -> str:
 def _unpack(keys: bytes, hashes: str) -> dict[StatKey, str]:
     """A folder row's ``{key: sha256}``; raises if the row is damaged."""
     count = len(keys) // _KEY.size
-    if len(keys) != count * _KEY.size or len(hashes) != 64 * count or not _HEX(hashes):
+    if (
+        len(keys) != count * _KEY.size
+        or len(hashes) != 64 * count
+        or hashes.strip(_HEX_DIGITS)  # a character that is not a hex digit
+    ):
         raise _StaleCacheError("a folder row is damaged")
     digests = [hashes[i : i + 64] for i in range(0, len(hashes), 64)]
     return dict(zip(_KEY.iter_unpack(keys), digests, strict=True))  # type: ignore[arg-type]
@@ -198,6 +183,9 @@ def _unpack(keys: bytes, hashes: str) -> dict[StatKey, str]:
 
 class HashCache:
     """SHA-256 of files by :data:`StatKey`, in a SQLite file; use from one thread.
+
+    The database is opened when first needed: a folder answered from its stored
+    whole result (:mod:`mltrail.capture.data.treefiles`) never opens it.
 
     Args:
         path: the SQLite file (created with its folder if missing).
@@ -208,9 +196,12 @@ class HashCache:
     def __init__(self, path: str | Path, *, racy_window_s: float = 2.0) -> None:
         self._file = os.fspath(path)  # what the usual open needs: no pathlib
         self._window_ns = int(racy_window_s * 1e9)
-        self._db: sqlite3.Connection | None = None
+        self._db: Connection | None = None
         self._new: str | None = None  # a new file, made aside (see _open_new)
-        self._guard(self._open, None)
+        self._off = False  # turned off by an error, or closed
+        self._existed = False
+        self._trees = TreeFiles(trees_folder(self._file), _warn)
+        self._guard(self._prepare, None)
 
     @property
     def path(self) -> Path:
@@ -218,6 +209,20 @@ class HashCache:
         from pathlib import Path
 
         return Path(self._file)
+
+    def _prepare(self) -> None:
+        """Make the cache's folder (a path that cannot be one turns the cache off)."""
+        os.makedirs(os.path.dirname(self._file) or ".", exist_ok=True)
+        self._existed = os.path.exists(self._file)
+
+    def _connected(self) -> Connection:
+        """The database, opened now if it is not yet (inside :meth:`_guard`)."""
+        if self._db is None:
+            if self._off:
+                raise _StaleCacheError("the cache is closed")  # pragma: no cover
+            self._open()
+        assert self._db is not None  # _open sets it or raises
+        return self._db
 
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self._file) or ".", exist_ok=True)
@@ -227,18 +232,19 @@ class HashCache:
         self._open_usual()
 
     def _open_usual(self) -> None:
+        import sqlite3
+
         db = sqlite3.connect(self._file, timeout=5.0, isolation_level=None)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise _StaleCacheError(f"unknown cache schema version {version}")
-            # a new file gets pages of 16 KiB: a tree row's large values then read
-            # in a quarter of the page reads (a no-op for an existing file)
+            # a new file gets pages of 16 KiB: a folder row's large values then
+            # read in a quarter of the page reads (a no-op for an existing file)
             db.execute("PRAGMA page_size=16384")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
-            db.execute(_TREE_SCHEMA)  # a no-op, but in files of before the table
             if version != SCHEMA_VERSION:  # not written on every open
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -256,6 +262,8 @@ class HashCache:
         no other process made one meanwhile). A crash leaves no cache, never a
         torn one: the file is complete on disk before it gets its name.
         """
+        import sqlite3
+
         remove_abandoned(self._file)
         new = f"{self._file}.new-{os.getpid()}-{time.time_ns()}"
         db = sqlite3.connect(new, isolation_level=None)
@@ -264,11 +272,10 @@ class HashCache:
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute(_SCHEMA)
-            db.execute(_TREE_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.close()
-            new.unlink(missing_ok=True)
+            _unlink_quietly(new)
             raise
         self._db, self._new = db, new
 
@@ -308,8 +315,7 @@ class HashCache:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for copy in _MERGE:
-                    self._db.execute(copy)
+                self._db.execute(_MERGE)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -324,14 +330,14 @@ class HashCache:
 
     @property
     def is_new(self) -> bool:
-        """Whether this is a new cache file not yet named (see :meth:`_open_new`):
-        it holds only what this process stored in it."""
-        return self._new is not None
+        """Whether this is a new cache file not yet named (see :meth:`_open_new`),
+        or none yet: it holds only what this process stored in it."""
+        return self._new is not None or (self._db is None and not self._existed)
 
     @property
     def enabled(self) -> bool:
-        """False once an error turned the cache off for this run."""
-        return self._db is not None
+        """False once an error turned the cache off for this run (or it is closed)."""
+        return not self._off
 
     def load(self, folders: Iterable[FolderKey]) -> dict[FolderKey, dict[StatKey, str]]:
         """The known hashes of the files listed in each of ``folders``."""
@@ -340,15 +346,14 @@ class HashCache:
         wanted = {_name(f): f for f in folders}
         names = list(wanted)
         found: dict[FolderKey, dict[StatKey, str]] = {}
-        for start in range(0, len(names) if self._db else 0, LOOKUP_CHUNK):
+        for start in range(0, len(names) if self.enabled else 0, LOOKUP_CHUNK):
             chunk = json.dumps(names[start : start + LOOKUP_CHUNK])
             rows = self._guard(lambda c=chunk: self._fetch(c), [])
             found.update((wanted[name], table) for name, table in rows)
         return found
 
     def _fetch(self, names: str) -> list[tuple[str, dict[StatKey, str]]]:
-        assert self._db is not None  # checked by load
-        rows = self._db.execute(_LOOKUP, (names,)).fetchall()
+        rows = self._connected().execute(_LOOKUP, (names,)).fetchall()
         return [(name, _unpack(keys, hashes)) for name, keys, hashes in rows]
 
     def save(
@@ -377,24 +382,22 @@ class HashCache:
             if table:
                 keys = b"".join(_KEY.pack(*key) for key in table)
                 rows.append((_name(folder), keys, "".join(table.values())))
-        if rows and self._db is not None:
+        if rows and self.enabled:
             self._guard(lambda: self._write(rows), None)
 
     def _write(self, rows: list[tuple[str, bytes, str]]) -> None:
-        assert self._db is not None  # checked by save
-        self._db.execute("BEGIN IMMEDIATE")
+        db = self._connected()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(_SAVE, rows)
+            db.executemany(_SAVE, rows)
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
     def tree_digest(self, root: bytes) -> tuple[bytes, int] | None:
         """The digest and file count stored for the folder ``root``, if any."""
-        if self._db is None:
-            return None
-        return self._guard(lambda: self._one(_TREE_DIGEST, (root,)), None)
+        return self._trees.digest(root) if self.enabled else None
 
     def load_tree(
         self, root: bytes, digest: bytes, *, manifest: bool, view_key: bytes
@@ -403,50 +406,24 @@ class HashCache:
 
         Its large values are read only when wanted (else they are None): the view
         if it was stored under ``view_key``, the manifest if ``manifest`` or if not.
+        A damaged result is a miss (replaced after hashing).
         """
-        if self._db is None:
+        if not self.enabled:
             return None
-        args = (manifest, view_key, root, digest)
-        row = self._guard(lambda: self._one(_TREE_LOAD, args), None)
-        if row is None:
-            return None
-        tree = StoredTree(*row)
-        blobs = (tree.manifest, tree.view)
-        if (
-            (tree.manifest is None and (manifest or tree.view is None))
-            or not all(b is None or isinstance(b, bytes) for b in blobs)
-            or not all(type(n) is int and n >= 0 for n in (tree.files, tree.bytes))
-            or not (isinstance(tree.dataset_id, str) and _HEX64(tree.dataset_id))
-        ):
-            return None  # damaged: a miss, and the row is replaced after hashing
-        return tree
-
-    def _one(self, query: str, args: tuple[object, ...]) -> Any:
-        assert self._db is not None  # checked by the callers
-        return self._db.execute(query, args).fetchone()
+        return self._trees.load(root, digest, manifest=manifest, view_key=view_key)
 
     def save_tree(self, root: bytes, tree: StoredTree) -> None:
-        """Store (replacing) the whole result of the folder ``root``.
-
-        A new cache file (:meth:`_open_new`) gets its name now, so that nothing
-        stored for a folder waits for :meth:`close` (``erase_cached_trees`` must
-        find it), and is opened again as usual.
-        """
-        if self._db is not None:
-            self._guard(lambda: self._write_tree(root, tree), None)
-        if self._new is not None and self._db is not None:
-            self._guard(self._publish, None)
-            self._guard(self._open, None)
-
-    def _write_tree(self, root: bytes, tree: StoredTree) -> None:
-        assert self._db is not None  # checked by save_tree
-        self._db.execute(_TREE_SAVE, (root, *tree))
+        """Store (replacing) the whole result of the folder ``root`` (at once: its
+        file is where ``erase_cached_trees`` looks, whatever happens next)."""
+        if self.enabled:
+            self._trees.save(root, tree)
 
     def close(self) -> None:
         """Close the file (a new one gets its name now: see :meth:`_open_new`)."""
         if self._new is not None and self._db is not None:
             self._guard(self._publish, None)
         self._close_quietly()
+        self._off = True
 
     def __enter__(self) -> HashCache:
         return self
@@ -458,16 +435,23 @@ class HashCache:
         """Run ``action``; on SQLite trouble repair or turn off the cache, never raise."""
         try:
             return action()
-        except (sqlite3.Error, OSError, _StaleCacheError) as e:
+        except Exception as e:
+            sqlite3 = sys.modules.get("sqlite3")  # not imported by a warm run
+            if not isinstance(e, (OSError, _StaleCacheError)) and not (
+                sqlite3 is not None and isinstance(e, sqlite3.Error)
+            ):
+                raise
             self._close_quietly()
             corrupt = getattr(e, "sqlite_errorname", None) in _CORRUPT
             if corrupt or isinstance(e, _StaleCacheError):
                 self._recreate(e)
             else:
+                self._off = True
                 _warn("hash cache %s turned off: %s", self.path, e)
             return fallback
 
     def _recreate(self, error: Exception) -> None:
+        import sqlite3
         from pathlib import Path
 
         aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
@@ -479,10 +463,13 @@ class HashCache:
             self._open()
         except (sqlite3.Error, OSError) as e:
             self._close_quietly()
+            self._off = True
             _warn("hash cache %s turned off: %s", self.path, e)
 
     def _close_quietly(self) -> None:
         if self._db is not None:
+            import sqlite3  # loaded already: there is a connection
+
             try:  # noqa: SIM105 (contextlib.suppress: a warm run need not import it)
                 self._db.close()
             except sqlite3.Error:

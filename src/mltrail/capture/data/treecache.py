@@ -3,8 +3,9 @@
 Re-hashing an unchanged dataset must still ``lstat`` every entry (that is how a
 change is seen), but it need not look every file up in the hash cache, make an
 entry object per file, sort them and compute the Merkle root again. After a folder
-is hashed, the ``trees`` table of the :class:`~mltrail.capture.data.hashcache.HashCache`
-keeps, for the resolved folder (and whether links were followed):
+is hashed, the :class:`~mltrail.capture.data.hashcache.HashCache` keeps, for the
+resolved folder (and whether links were followed), in a file of its own
+(:mod:`mltrail.capture.data.treefiles`):
 
 - a BLAKE2b **digest of the walk**: every folder listed, in walk order, with the
   names and stat keys ``(dev, ino, size, mtime_ns, ctime_ns)`` of its files, its
@@ -24,7 +25,7 @@ the cache's racy window older than the start of the run that hashed it (a file
 changed within the file system's timestamp granularity of being hashed could
 change again unseen), and is not used if any file is inside that window now.
 Any difference simply means the folder is hashed as usual (from the per-file
-cache) and its row replaced. The row is found by the resolved path, but only the
+cache) and its file replaced. The file is found by the resolved path, but only the
 digest decides: another folder at that path would have to hold the same inodes.
 
 Where a result is stored, the per-file lookups wait for the end of the walk (while
@@ -36,12 +37,12 @@ did, a batch at a time while the walk goes on.
 from __future__ import annotations
 
 import os
-import sqlite3
 import struct
 import time
 
 from mltrail.capture.data.hashcache import StoredTree, remove_abandoned
 from mltrail.capture.data.hashing import hash_tree_unless
+from mltrail.capture.data.treefiles import TreeFiles, trees_folder
 
 try:  # what hashlib.blake2b is, without loading OpenSSL (milliseconds at start-up)
     from _blake2 import blake2b
@@ -217,34 +218,45 @@ def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
     """Erase the stored results whose manifest is a purged blob; return how many.
 
     ``digests`` are blob digests (``sha256:<hex>``); a stored manifest holds the
-    same bytes as the ``run.data`` manifest blob made from it. Matching rows are
-    deleted with ``secure_delete`` on, then the file is rebuilt (``VACUUM``: a
-    replaced row may have left a stale copy in a page) and its WAL truncated, so
-    no copy is left in the file. A missing cache is left missing; the folder is
-    simply hashed again (from the per-file cache) next time. New cache files that
-    a process which died left beside it (``HashCache._open_new``) are deleted.
+    same bytes as the ``run.data`` manifest blob made from it. Matching tree files
+    (:mod:`mltrail.capture.data.treefiles`) are deleted, and so are damaged ones
+    and those a crashed writer left. A cache file of before the tree files may
+    still hold results in its ``trees`` table: matching rows are deleted with
+    ``secure_delete`` on, then the file is rebuilt (``VACUUM``: a replaced row may
+    have left a stale copy in a page) and its WAL truncated, so no copy is left in
+    the file. A missing cache is left missing; the folder is simply hashed again
+    (from the per-file cache) next time. New cache files that a process which died
+    left beside it (``HashCache._open_new``) are deleted.
 
     Raises:
         sqlite3.Error, OSError: the cache could not be cleaned (it is locked).
     """
+    import hashlib  # not at import: a warm `data hash` needs no OpenSSL
+    import sqlite3
+
+    wanted = set(digests)
+
+    def purged(manifest: object) -> bool:
+        return (
+            isinstance(manifest, bytes)
+            and f"sha256:{hashlib.sha256(manifest).hexdigest()}" in wanted
+        )
+
+    erased = TreeFiles(trees_folder(os.fspath(path)), _no_warning).erase(purged)
     remove_abandoned(path)  # a new cache file left by a crash may hold one
     if not path.exists():
-        return 0
-    import hashlib  # not at import: a warm `data hash` needs no OpenSSL
-
+        return erased
     db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
     try:
         db.execute("PRAGMA secure_delete = ON")
         if not db.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'trees'"
         ).fetchone():
-            return 0
-        wanted = set(digests)
+            return erased
         doomed = [
             (root,)
             for root, manifest in db.execute("SELECT root, manifest FROM trees")
-            if isinstance(manifest, bytes)
-            and f"sha256:{hashlib.sha256(manifest).hexdigest()}" in wanted
+            if purged(manifest)
         ]
         db.execute("BEGIN IMMEDIATE")
         db.executemany("DELETE FROM trees WHERE root = ?", doomed)
@@ -252,6 +264,10 @@ def erase_cached_trees(path: Path, digests: Collection[str]) -> int:
         db.execute("VACUUM")
         if db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
             raise sqlite3.OperationalError(f"the hash cache {path} is in use")
-        return len(doomed)
+        return erased + len(doomed)
     finally:
         db.close()
+
+
+def _no_warning(*_: object) -> None:
+    """Erasing stores nothing, so it has nothing to warn about."""
