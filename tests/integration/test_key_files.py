@@ -183,7 +183,7 @@ def test_a_link_to_an_open_key_is_refused_naming_the_link(tmp_path: Path) -> Non
         load_signer(link, env={})
 
 
-@pytest.mark.parametrize("mode", [0o770, 0o777, 0o722], ids=oct)
+@pytest.mark.parametrize("mode", [0o777, 0o702, 0o757], ids=oct)
 def test_a_key_in_a_folder_others_can_write_is_refused(
     tmp_path: Path, mode: int
 ) -> None:
@@ -196,7 +196,20 @@ def test_a_key_in_a_folder_others_can_write_is_refused(
         f"(mode {mode:04o}): they can swap the key"
     )
     assert caught.value.hint is not None
-    assert caught.value.hint.startswith(f"chmod go-w {key.parent}")
+    assert caught.value.hint.startswith(f"chmod o-w,g-w {key.parent}")
+
+
+def test_a_key_in_a_folder_its_group_can_write_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = _key(tmp_path / "keys")
+    os.chmod(key.parent, 0o770)  # what umask 002 makes
+    with caplog.at_level(logging.WARNING, logger="mltrail"):
+        assert load_signer(key, env={}).key_id
+    assert f"lies in {key.parent}, which its group can write (mode 0770)" in (
+        caplog.text
+    )
+    assert f"chmod g-w {key.parent}" in caplog.text
 
 
 def test_a_sticky_folder_like_tmp_is_accepted(tmp_path: Path) -> None:
