@@ -170,7 +170,9 @@ def destroy_key_file(path: Path) -> None:
     if path.is_symlink():
         _remove(path)  # never write through a link
         return
-    flags = os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    # O_NOFOLLOW: a link put there since the check is not followed; O_NONBLOCK: a
+    # FIFO without a reader fails at once (neither exists on Windows)
+    flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
