@@ -20,9 +20,11 @@ __all__ = ["INHERITED_NOT", "mltrail"]
 
 INHERITED_NOT = (
     "MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "MLTRAIL_KEY_PASSWORD", "RANK", "WORLD_SIZE",
+    "MLTRAIL_ALLOW_UNSAFE_KEY_FILE",
 )  # fmt: skip
 """Variables of the test process that would change what the command does: an
-outer run to join, a witness file, a key password, a distributed rank."""
+outer run to join, a witness file, a key password, a distributed rank, the
+escape hatch for unsafe key files."""
 
 
 def mltrail(

@@ -12,8 +12,15 @@ does not say ("verified: intact", another run's name).
 
 :func:`terminal_text` replaces each such character by a visible Python-style
 escape (``\\x1b``, ``\\u202e``, ``\\U000e0041``), so what is shown is what is
-recorded, in printable characters. JSON output is not passed through it: it keeps
-values as recorded (JSON escapes control characters; ADR 0040).
+recorded, in printable characters. In a string it escapes, and in one that holds
+text that reads like such an escape, a backslash is shown as ``\\\\``: two
+different strings never look the same (a literal ``\\x1b`` and an ESC), while
+ordinary text with backslashes (``C:\\Users\\me``) is shown as it is. JSON output
+is not passed through it: it keeps values as recorded (JSON escapes control
+characters; ADR 0040).
+
+Apply it once: its output is not meant to be escaped again (a second pass would
+double the backslashes of the first one's escapes).
 
 No import beyond :mod:`re`: read commands use it on their plain path (ADR 0021).
 """
@@ -47,7 +54,16 @@ UNSAFE_MULTILINE = re.compile(
 (a note, captured output) keeps."""
 
 
+# What an escape of terminal_text looks like (either case: a reader takes \\x1B for
+# one too). Text holding one is escaped in full, its backslashes doubled.
+_LOOKS_ESCAPED = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+_ESCAPED = re.compile(r"\\|" + UNSAFE.pattern)
+_ESCAPED_MULTILINE = re.compile(r"\\|" + UNSAFE_MULTILINE.pattern)
+
+
 def _escape(match: re.Match[str]) -> str:
+    if match.group() == "\\":
+        return "\\\\"
     code = ord(match.group())
     if code <= 0xFF:
         return f"\\x{code:02x}"
@@ -56,19 +72,35 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\U{code:08x}"
 
 
-def terminal_text(value: object, *, multiline: bool = False) -> str:
+def terminal_text(
+    value: object, *, multiline: bool = False, backslashes: bool = True
+) -> str:
     """``str(value)`` with every control, format and invisible character shown as
     an escape.
 
     Single-line values (names, parameters, paths) escape newlines and tabs too,
     so that a value cannot start a line of its own; ``multiline`` keeps ``\\n``,
     ``\\t`` and the ``\\r`` of ``\\r\\n``.
+
+    A string with something to escape, or with text that reads like an escape
+    (``\\x1b``, ``\\u202e``, ``\\U000e0041`` written out), has every backslash
+    shown as ``\\\\`` too; any other string is returned as it is. So two
+    different strings are never shown alike: an escaped string always holds an
+    escape or a ``\\\\`` before one, which a string returned as it is cannot.
+
+    ``backslashes=False`` leaves backslashes alone: for mltrail's own error and
+    hint lines, which quote values with ``repr`` (already unambiguous: a second
+    escaping would make ``'\\x1b'`` read as a literal backslash).
     """
     text = value if isinstance(value, str) else str(value)
     pattern = UNSAFE_MULTILINE if multiline else UNSAFE
-    if pattern.search(text) is None:
+    if pattern.search(text) is None and (
+        not backslashes or "\\" not in text or _LOOKS_ESCAPED.search(text) is None
+    ):
         return text
-    return pattern.sub(_escape, text)
+    if not backslashes:
+        return pattern.sub(_escape, text)
+    return (_ESCAPED_MULTILINE if multiline else _ESCAPED).sub(_escape, text)
 
 
 # Outside C0 (which JSON escapes itself), what can only stand inside a string.

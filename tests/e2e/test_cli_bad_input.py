@@ -320,6 +320,7 @@ def test_a_key_file_that_never_ends(tmp_path):
     one_error(proc, 2, "signing key /dev/zero is a character device")
     big = tmp_path / "big.key"
     big.write_bytes(b"-" * (64 * 2**10))
+    big.chmod(0o600)
     one_error(mltrail(tmp_path / "home", "init", "--key", str(big)), 2, "larger than")
     assert not (tmp_path / "home").exists()
 

@@ -181,6 +181,27 @@ def test_logs_piped_or_raw_keep_the_bytes_the_run_printed(recorded):
     _inert(shown)
 
 
+def test_a_literal_escape_is_not_shown_as_the_character(tmp_path):
+    """A run named with the text ``\\x1b[31m`` (a backslash, x, 1, b, ...) is not
+    shown as the one named with ESC: its backslash is shown doubled. A plain
+    Windows path is shown as it is, and --json keeps every name as recorded."""
+    home = tmp_path / "home"
+    _cli(home, "init")
+    real, literal, path = "red\x1b[31m", "red\\x1b[31m", "C:\\Users\\me"
+    for name in (real, literal, path):
+        _cli(home, "run", "--name", name, "--", sys.executable, "-c", "pass")
+    runs = json.loads(_cli(home, "runs", "--json"))
+    ids = {r["name"]: r["id"] for r in runs}
+    assert set(ids) == {real, literal, path}
+    for args in (["runs"], ["log"], ["show", ids[literal]]):
+        out = _tty(home, *args)
+        _inert(out)
+        assert b"red\\\\x1b[31m" in out  # the literal text: red\\x1b[31m
+        if args[0] != "show":
+            assert b"red\\x1b[31m" in out  # ESC: red\x1b[31m
+            assert b"C:\\Users\\me" in out
+
+
 def test_an_error_quoting_a_value_shows_it_as_text(tmp_path):
     home = tmp_path / "home"
     _cli(home, "init")

@@ -544,6 +544,7 @@ def test_entry_signed_by_revoked_key_after_revocation(
 ) -> None:
     stolen = home_dir.parent / "stolen.key"
     stolen.write_bytes(golden.key_a_file)
+    stolen.chmod(0o600)  # a private key file (ADR 0003: others' access refused)
     old = load_signer(stolen)
     assert old.key_id == golden.key_a
     store = SQLiteStore(home_dir / "ledger.db", roles=KIND_ROLES)

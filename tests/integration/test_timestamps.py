@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -306,3 +307,58 @@ def test_a_token_filed_under_a_larger_size_backdates_nothing(home, tsa, ca):
     assert len(bad) == 1
     assert "is filed under size 5: it stamps records 0 to 1 only" in bad[0]["message"]
     assert bad[0]["seq"] == 1
+
+
+def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_path):
+    """The report's listing takes a token's size from the checkpoint it stamps
+    (ADR 0015): an evidence row whose size column was edited does not show its
+    edited size, and a token filed with a checkpoint it does not stamp is
+    listed as unverified, with no size."""
+    require_extra("report", "jinja2")
+    project = tmp_path / "project"
+    project.mkdir()
+    write = "import pathlib; pathlib.Path('model').mkdir(); "
+    write += "pathlib.Path('model/weights.bin').write_bytes(b'w')"
+    run = [sys.executable, "-c", write]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "run", "--output", "model", "--", *run],
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stamped = ok(mltrail(home, "checkpoint", "--tsa", tsa.url, "--json")).stdout
+    size = json.loads(stamped)["size"]
+    _note(home, "later")
+    newest = ok(mltrail(home, "checkpoint")).stdout
+    conn = sqlite3.connect(home / "ledger.db")
+    try:  # the insider edits the row's size, and files the token again elsewhere
+        conn.execute("DROP TRIGGER checkpoint_evidence_no_UPDATE")
+        conn.execute("UPDATE checkpoint_evidence SET size = 77")
+        conn.commit()
+    finally:
+        conn.close()
+    token = _evidence(home)[0][4]
+    _insert(home, "rfc3161", 88, newest, token)
+    model = str(project / "model" / "weights.bin")
+    for fmt in ("md", "html"):
+        out = tmp_path / f"report.{fmt}"
+        args = ("report", model, "-o", str(out), "--tsa-ca", str(ca.ca_pem))
+        proc = mltrail(home, *args)
+        assert proc.returncode == 0, proc.stderr
+        text = out.read_text().replace("\\", "")  # Markdown's escapes
+        listing = re.findall(r"RFC 3161 token #[^\n<]*", text)
+        assert len(listing) == 2, text
+        assert f"token #1 on the checkpoint of size {size} (size from the" in listing[0]
+        assert "(checked against the TSA CA)" in listing[0]
+        assert "token #2: unverified, its size cannot be derived" in listing[1]
+        assert not [line for line in listing if "size 77" in line or "size 88" in line]
+        assert "is filed under size 77" in text  # verify's warning names it
+    proc = ok(mltrail(home, "report", model, "--json", "--tsa-ca", str(ca.ca_pem)))
+    stamps = json.loads(proc.stdout)["record_keeping"]["timestamps"]
+    assert [(s["id"], s["size"], s["token"]) for s in stamps] == [
+        (1, size, "verified"),
+        (2, None, "failed"),
+    ]

@@ -43,3 +43,13 @@ def test_ranges_cover_every_control_format_and_separator_character():
     ]
     assert missing == []
     assert UNSAFE_MULTILINE.search("a\nb\tc\r\n") is None
+
+
+def test_backslashes_are_doubled_only_where_they_could_be_misread():
+    assert terminal_text("C:\\Users\\me") == "C:\\Users\\me"
+    assert terminal_text("lit\\x1b[31m") == "lit\\\\x1b[31m"
+    assert terminal_text("esc\x1b[31m") == "esc\\x1b[31m"
+    assert terminal_text("both\\d\x1b") == "both\\\\d\\x1b"
+    # mltrail's own messages quote values with repr: left as they are
+    assert terminal_text("no run 'a\\x1b'", backslashes=False) == "no run 'a\\x1b'"
+    assert terminal_text("a\\d\x1b", backslashes=False) == "a\\d\\x1b"

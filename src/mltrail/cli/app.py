@@ -150,11 +150,14 @@ def fail(error: MltrailError, args: Sequence[str] | None = None) -> NoReturn:
     from mltrail.shown import terminal_text
 
     args = sys.argv[1:] if args is None else args
-    # a message may quote recorded values: shown, not acted on (ADR 0040)
-    text = terminal_text(masked(str(error), args), multiline=True)
+    # a message may quote recorded values: shown, not acted on (ADR 0040); it
+    # quotes them with repr, whose backslashes are not to be escaped again
+    text = terminal_text(masked(str(error), args), multiline=True, backslashes=False)
     click.echo(f"error: {text}", err=True)
     if error.hint:
-        hint = terminal_text(masked(error.hint, args), multiline=True)
+        hint = terminal_text(
+            masked(error.hint, args), multiline=True, backslashes=False
+        )
         click.echo(f"hint: {hint}", err=True)
     sys.exit(error.exit_code)
 

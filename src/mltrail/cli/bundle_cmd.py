@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.printing import one_line
 from mltrail.errors import InputError
-from mltrail.shown import terminal_text
 
 __all__ = ["export", "verify_bundle"]
 
@@ -163,23 +163,27 @@ def verify_bundle(
     if as_json:
         emit_json(report.to_dict())
     else:
+        from rich.text import Text
+
         style = "green" if report.ok else "bold red"
         if report.digest:
             console.print(f"digest {report.digest}", markup=False)
         if report.subject:
-            console.print(f"subject {terminal_text(report.subject)}")
+            console.print(Text.assemble("subject ", one_line(report.subject)))
         # the bundle is untrusted input: one line each, whatever it holds (ADR 0040)
-        console.print(terminal_text(report.verdict()), style=style)
+        console.print(one_line(report.verdict(), style))
         if not quiet:
             for anchor in report.anchors:
                 where = "outside the bundle" if anchor.external else "from the bundle"
                 console.print(
-                    f"  anchor ({where}): {terminal_text(anchor.description)}"
+                    Text.assemble(f"  anchor ({where}): ", one_line(anchor.description))
                 )
             for problem in report.problems:
                 where = f"record {problem.seq}" if problem.seq is not None else "bundle"
                 console.print(
-                    f"  {problem.severity}: {where}: {terminal_text(problem.message)}"
+                    Text.assemble(
+                        f"  {problem.severity}: {where}: ", one_line(problem.message)
+                    )
                 )
     ctx.exit(0 if report.ok else 3)
 

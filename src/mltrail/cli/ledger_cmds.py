@@ -252,7 +252,7 @@ def log_cmd(
         return
     from rich.table import Table
 
-    from mltrail.shown import terminal_text
+    from mltrail.cli.printing import one_line
 
     table = Table("seq", "time", "kind", "run", "actor", "summary", box=None)
     for r in rows:
@@ -263,10 +263,10 @@ def log_cmd(
             e["kind"],
             e.get("run") or "",
             # one line each: a value cannot add a row (ADR 0040)
-            terminal_text(
+            one_line(
                 describe_user(e["actor"].get("user"), e["actor"].get("claimed_user"))
             ),
-            terminal_text(_summary(r)),
+            one_line(_summary(r)),
         )
     console.print(table)
 

@@ -17,6 +17,7 @@ from mltrail.shown import json_visible
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from mltrail.index import Index
     from mltrail.ledger.home import Home
@@ -27,6 +28,7 @@ __all__ = [
     "console",
     "emit_json",
     "err_console",
+    "one_line",
     "open_index",
 ]
 
@@ -91,6 +93,22 @@ def _safe_console(**options: Any) -> Console:
                     yield segment
 
     return SafeConsole(**options)
+
+
+def one_line(value: object, style: str = "") -> Text:
+    """A recorded value shown on one line (``terminal_text``: newlines and tabs
+    escaped too), as rich ``Text``, which the console prints as it is.
+
+    A string given to the console is escaped by it (ADR 0040); the output of
+    ``terminal_text`` must not be escaped a second time (its escapes would show
+    with doubled backslashes), so a value escaped here travels as ``Text``
+    (in a table cell, or joined with the CLI's own words by ``Text.assemble``).
+    """
+    from rich.text import Text
+
+    from mltrail.shown import terminal_text
+
+    return Text(terminal_text(value), style=style)
 
 
 def emit_json(value: Any) -> None:

@@ -116,13 +116,14 @@ def report(
                 f"{model!r} names a {node.partition(':')[0]}, not a model",
                 hint="give the model file, its id, or an output's name",
             )
+        policy = evidence_policy(home, tsa_ca, ())
         verification = home.verify(
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
-            evidence=evidence_policy(home, tsa_ca, ()),
+            evidence=policy,
         )
         facts = bundle_facts(bundle) if bundle is not None else None
         found = gather_report(
-            home, index, node, verification=verification, bundle=facts
+            home, index, node, verification=verification, bundle=facts, evidence=policy
         )
     finally:
         home.close()

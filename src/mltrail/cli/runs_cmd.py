@@ -47,7 +47,7 @@ def _table(found: list[RunSummary]) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    from mltrail.shown import terminal_text
+    from mltrail.cli.printing import one_line
 
     table = Table(box=None, pad_edge=False)
     table.add_column("run", no_wrap=True, min_width=36)
@@ -57,12 +57,12 @@ def _table(found: list[RunSummary]) -> Table:
         style = _STYLE.get(s.status, "")
         table.add_row(
             s.id,
-            terminal_text(s.name or ""),  # one line: a name cannot add a row
+            one_line(s.name or ""),  # one line: a name cannot add a row
             Text(s.status, style=style),
             s.started[:16].replace("T", " "),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),
-            terminal_text(s.who()),
+            one_line(s.who()),
         )
     return table
 

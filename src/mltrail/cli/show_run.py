@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.printing import console
+from mltrail.cli.printing import console, one_line
 from mltrail.core.run_owner import describe_others, run_owner
 from mltrail.shown import terminal_text
 
@@ -76,11 +76,11 @@ def render_run(view: RunView) -> None:
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", f"{s.started} by {terminal_text(s.who())}"),
+            ("started", Text.assemble(f"{s.started} by ", one_line(s.who()))),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
-            ("command", terminal_text(" ".join(s.command))),
-            ("cwd", terminal_text((view.body("run.started") or {}).get("cwd", "-"))),
+            ("command", one_line(" ".join(s.command))),
+            ("cwd", one_line((view.body("run.started") or {}).get("cwd", "-"))),
         ]
     )
     others = view.added_by_others()
@@ -100,11 +100,14 @@ def _heading(title: str) -> None:
 
 
 def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
+    from rich.text import Text
+
     table = _new_table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="dim", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        shown = value if isinstance(value, str | Text) else json.dumps(value)
+        table.add_row(key, shown)
     console.print(table)
 
 

@@ -15,6 +15,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from mltrail.capture.run.userfiles import read_user_text
 from mltrail.cli.output import (
@@ -25,8 +26,8 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
+from mltrail.cli.printing import one_line
 from mltrail.errors import InputError, SchemaError
-from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -199,10 +200,12 @@ def verify(
             for anchor in report.anchors:
                 where = "outside the home" if anchor.external else "inside the home"
                 console.print(
-                    f"  anchor ({where}): {terminal_text(anchor.description)}"
+                    Text.assemble(f"  anchor ({where}): ", one_line(anchor.description))
                 )
             for problem in report.problems:
-                console.print(f"  {problem.severity}: {terminal_text(problem)}")
+                console.print(
+                    Text.assemble(f"  {problem.severity}: ", one_line(problem))
+                )
     ctx.exit(0 if report.ok else 3)
 
 

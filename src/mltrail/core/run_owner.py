@@ -24,7 +24,7 @@ __all__ = [
     "ANYONE_KINDS",
     "MAX_RUN_WARNINGS",
     "START_KIND",
-    "RunOwners",
+    "RunAuthorship",
     "added_by_others",
     "describe_others",
     "run_owner",
@@ -34,7 +34,7 @@ START_KIND = "run.started"
 ANYONE_KINDS = frozenset({"note"})
 """Kinds any user may add to another user's run."""
 MAX_RUN_WARNINGS = 20
-"""Runs named one by one by ``RunOwners.warnings``; the rest are counted."""
+"""Runs named one by one by ``RunAuthorship.warnings``; the rest are counted."""
 
 
 def _user(record: Record) -> str:
@@ -96,9 +96,15 @@ def describe_others(found: dict[str, Any]) -> list[str]:
     return lines
 
 
-class RunOwners:
+class RunAuthorship:
     """The records of each run another user than its starter added, gathered in
-    one walk of a ledger in seq order (``mltrail verify``'s warnings)."""
+    one walk of a ledger in seq order (``mltrail verify``'s warnings).
+
+    It looks back over records already stored: records before a run's start are
+    compared with the user who eventually starts it. Not to be confused with
+    :class:`mltrail.server.run_owners.AppendOwnerCheck`, the server's refusal at
+    append time, for which a run not started yet is its first writer's.
+    """
 
     def __init__(self) -> None:
         self._owner: dict[str, str] = {}

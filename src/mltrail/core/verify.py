@@ -44,7 +44,7 @@ from mltrail.core.report import (
     StoredCheckpoint,
     VerificationReport,
 )
-from mltrail.core.run_owner import RunOwners
+from mltrail.core.run_owner import RunAuthorship
 from mltrail.core.signing import verify_signature
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class LedgerVerifier:
         self._root_reported = False
         self._more_roots: list[int] = []
         """Sizes of later stored checkpoints whose root also differs (summarised)."""
-        self._runs = RunOwners()
+        self._runs = RunAuthorship()
         """Whose each run is, and records of it other users added (warnings)."""
 
     def _readable(

@@ -16,7 +16,7 @@ existed, and the size up to which a witness vouches that the log only grew.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.checkpoint import parse_signed_checkpoint
 from mltrail.core.evidence import (
@@ -46,6 +46,7 @@ __all__ = [
     "check_ledger_evidence",
     "evidence_checkpoints",
     "evidence_for",
+    "list_timestamps",
     "pending_checkpoints",
 ]
 
@@ -85,6 +86,44 @@ def evidence_for(store: Store, checkpoint_text: str) -> list[Evidence]:
         for row in store.evidence()
         if row.kind in (RFC3161, COSIGNATURE) and row.checkpoint == checkpoint_text
     ]
+
+
+def list_timestamps(
+    store: Store, policy: EvidencePolicy | None = None
+) -> list[dict[str, Any]]:
+    """The store's RFC 3161 tokens, each with what can be re-derived about it.
+
+    ``size`` is the size the stamped checkpoint signs, given only when the
+    token stamps that checkpoint and the store's records have its root; never
+    the evidence row's own ``size`` column, which whoever stores a row writes
+    (ADR 0015). Otherwise ``size`` is None: the row is unverified. ``token``
+    says whether the token chains to one of ``policy.tsa_roots`` (``verified``),
+    stamps the checkpoint but no CA was given (``unverified``), or neither
+    (``failed``); ``time`` is its ``genTime`` as the token claims it.
+    """
+    roots = policy.tsa_roots if policy is not None else ()
+    listed = []
+    for row in store.evidence():
+        if row.kind != RFC3161:
+            continue
+        item = Evidence(RFC3161, row.checkpoint, row.data)
+        check = verify_evidence(row.checkpoint, [item], tsa_roots=roots)[0]
+        derived = check.ok and _holds(store, row.checkpoint)
+        listed.append(
+            {
+                "id": row.id,
+                "size": _size(row.checkpoint) if derived else None,
+                "token": str(check.status),
+                "issuer": check.issuer if check.ok else None,
+                "time": _utc(check) if check.ok else None,
+                "added": row.added,
+            }
+        )
+    return listed
+
+
+def _utc(check: EvidenceCheck) -> str | None:
+    return check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else None
 
 
 def pending_checkpoints(store: Store) -> list[tuple[int, str]]:
@@ -189,7 +228,7 @@ def _check_tokens(
 
 
 def _time_anchor(size: int, check: EvidenceCheck, policy: EvidencePolicy) -> Anchor:
-    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    when = _utc(check) or "?"
     return Anchor(
         "timestamp",
         f"records 0 to {size - 1} existed before {when}: the checkpoint of size "
@@ -238,7 +277,7 @@ def _report_witness(
         )
         return
     size, check = best
-    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    when = _utc(check) or "?"
     report.anchors.append(
         Anchor(
             "cosignature",

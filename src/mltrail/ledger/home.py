@@ -115,7 +115,9 @@ class Home(Value):
         env = os.environ if env is None else env
         settings = Settings.load(self.path)
         signer = load_signer(
-            settings.path(self.path, settings.signing_key), _password(env, password)
+            settings.path(self.path, settings.signing_key),
+            _password(env, password),
+            env=env,
         )
         old = self.ledger.signer
         self.settings = settings
@@ -402,7 +404,7 @@ def init_home(
     if witness.external:
         witness.check_writable()
     pw = _password(env, password)
-    signer = load_signer(key_path, pw) if key_path else generate_signer()
+    signer = load_signer(key_path, pw, env=env) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -454,7 +456,7 @@ def _init_client_home(
     if (path / "ledger.json").exists():
         settings = Settings.load(path)
         signer = load_signer(
-            settings.path(path, settings.signing_key), _password(env, pw)
+            settings.path(path, settings.signing_key), _password(env, pw), env=env
         )
         return InitResult(path, False, settings.origin, signer.key_id, settings.store)
     work_tree = _inside_git_work_tree(path)
@@ -464,7 +466,7 @@ def _init_client_home(
             hint="keep keys apart from code and weights, or pass --force",
         )
     password = _password(env, pw)
-    signer = load_signer(key_path, password) if key_path else generate_signer()
+    signer = load_signer(key_path, password, env=env) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
     remote = open_remote_ledger(path, url, env, None)
     try:
@@ -566,7 +568,7 @@ def open_home(
         from mltrail.ledger.keystore import load_signer
 
         signer = load_signer(
-            settings.path(path, settings.signing_key), _password(env, password)
+            settings.path(path, settings.signing_key), _password(env, password), env=env
         )
     busy = _busy_timeout(env)
     store = open_store(
@@ -618,7 +620,7 @@ def _open_client_home(
             )
         settings = Settings.load(path)
         signer = load_signer(
-            settings.path(path, settings.signing_key), _password(env, pw)
+            settings.path(path, settings.signing_key), _password(env, pw), env=env
         )
     remote = open_remote_ledger(path, url, env, signer)
     try:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import secrets
+import stat
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mltrail.capture.run.commitment import CommitmentKey
 from mltrail.capture.run.userfiles import read_user_file
 from mltrail.core.signing import Ed25519Signer
 from mltrail.errors import AuthError, ConfigError
+from mltrail.ledger.private_files import check_private_file
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 __all__ = [
@@ -58,12 +63,22 @@ def save_signer(
         os.fsync(f.fileno())
 
 
-def load_signer(path: Path, password: bytes | None = None) -> Ed25519Signer:
+def load_signer(
+    path: Path,
+    password: bytes | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Ed25519Signer:
     """Read an Ed25519 private key file (PKCS#8 PEM or OpenSSH).
 
+    The file, encrypted or not, must be safe from other users
+    (:func:`mltrail.ledger.private_files.check_private_file`, looking up its
+    escape hatch in ``env``, default the process environment).
+
     Raises:
-        ConfigError: missing, unreadable, not a regular file, larger than
-            ``MAX_KEY_FILE_BYTES``, not a key, or not Ed25519.
+        ConfigError: missing, unreadable, not a regular file, readable or
+            replaceable by other users, larger than ``MAX_KEY_FILE_BYTES``, not
+            a key, or not Ed25519.
         AuthError: the key is encrypted and the password is wrong or missing.
     """
     if not path.exists():
@@ -72,7 +87,11 @@ def load_signer(path: Path, password: bytes | None = None) -> Ed25519Signer:
             hint="check ledger.json, or pass --key PATH",
         )
     data = read_user_file(
-        path, what="signing key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+        path,
+        what="signing key",
+        limit=MAX_KEY_FILE_BYTES,
+        error=ConfigError,
+        check=partial(check_private_file, path, what="signing key", env=env),
     )
     seed = _plain_pkcs8_seed(data) if password is None else None
     if seed is not None:
@@ -142,15 +161,37 @@ def destroy_key_file(path: Path) -> None:
     This removes the key from the file system as far as a program can; copies
     in backups, snapshots, or blocks a copy-on-write file system or an SSD
     keeps aside are beyond its reach.
+
+    Only a regular file with no other name is overwritten: a symbolic link, a
+    hard link or anything else found in its place is removed without writing
+    through it, so a link planted in ``keys/`` cannot turn a rotation into the
+    overwriting of another file.
     """
+    if path.is_symlink():
+        _remove(path)  # never write through a link
+        return
+    # O_NOFOLLOW: a link put there since the check is not followed; O_NONBLOCK: a
+    # FIFO without a reader fails at once (neither exists on Windows)
+    flags = os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        size = path.stat().st_size
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return
-    with open(path, "r+b") as f:
-        f.write(bytes(size))
-        f.flush()
-        os.fsync(f.fileno())
+    except OSError as e:  # a link put there since, or a FIFO without a reader
+        if e.errno not in (errno.ELOOP, errno.ENXIO):
+            raise
+        _remove(path)
+        return
+    with os.fdopen(fd, "wb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            f.write(bytes(st.st_size))
+            f.flush()
+            os.fsync(fd)
+    _remove(path)
+
+
+def _remove(path: Path) -> None:
     path.unlink()
     _fsync_dir(path.parent)
 
@@ -201,7 +242,11 @@ def load_commitment_key(home: Path, *, create: bool = True) -> CommitmentKey:
             "a new key is made by the next recording command",
         )
     data = read_user_file(
-        path, what="commitment key", limit=MAX_KEY_FILE_BYTES, error=ConfigError
+        path,
+        what="commitment key",
+        limit=MAX_KEY_FILE_BYTES,
+        error=ConfigError,
+        check=partial(check_private_file, path, what="commitment key"),
     )
     try:
         return CommitmentKey(data)

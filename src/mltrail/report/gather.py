@@ -21,12 +21,14 @@ from mltrail.audit.query import load_run
 from mltrail.audit.trace import build_lineage, latest_writer
 from mltrail.core.codec import parse_json
 from mltrail.errors import MltrailError
+from mltrail.evidence.policy import list_timestamps
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mltrail.audit.query import RunView
     from mltrail.core.report import VerificationReport
+    from mltrail.evidence.policy import EvidencePolicy
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
@@ -52,8 +54,13 @@ def gather_report(
     *,
     verification: VerificationReport | None,
     bundle: dict[str, Any] | None = None,
+    evidence: EvidencePolicy | None = None,
 ) -> dict[str, Any]:
-    """Every section of the report of the model (or file) ``node`` as JSON values."""
+    """Every section of the report of the model (or file) ``node`` as JSON values.
+
+    ``evidence`` (the policy ``verification`` was made with) says which TSA CAs
+    the listed timestamp tokens are checked against.
+    """
     kind, _, ident = node.partition(":")
     graph = build_lineage(index, node, upstream=True)
     run_id, path = latest_writer(index, node)
@@ -84,7 +91,7 @@ def gather_report(
         "flags": _flags(entries["model.flagged"]),
         "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
         "lineage": graph.to_dict(),
-        "record_keeping": _record_keeping(home, verification, bundle),
+        "record_keeping": _record_keeping(home, verification, bundle, evidence),
     }
     return report
 
@@ -348,16 +355,17 @@ def _summary(value: Any) -> dict[str, Any]:
 
 
 def _record_keeping(
-    home: Home, verification: VerificationReport | None, bundle: dict[str, Any] | None
+    home: Home,
+    verification: VerificationReport | None,
+    bundle: dict[str, Any] | None,
+    evidence: EvidencePolicy | None,
 ) -> dict[str, Any]:
+    """The verdict, anchors and evidence; each timestamp's size is re-derived
+    from its stamped checkpoint (``list_timestamps``), never the row's column."""
     store = home.ledger.store
     checkpoints = store.checkpoints()
     newest = checkpoints[-1] if checkpoints else None
-    stamps = [
-        {"id": e.id, "size": e.size, "added": e.added}
-        for e in store.evidence()
-        if e.kind == "rfc3161"
-    ]
+    stamps = list_timestamps(store, evidence)
     out: dict[str, Any] = {
         "origin": home.ledger.origin,
         "records": home.ledger.head().size,

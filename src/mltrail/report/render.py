@@ -58,7 +58,9 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
     source = resources.files("mltrail.report").joinpath("templates/model.html.j2")
     template = env.from_string(source.read_text(encoding="utf-8"))
     svg = markup(lineage_svg(report["lineage"]))
-    return template.render(r=report, svg=svg, version=version)
+    return template.render(
+        r=report, svg=svg, version=version, timestamp_text=timestamp_text
+    )
 
 
 def render_pdf(report: dict[str, Any], *, version: str = "") -> bytes:
@@ -73,6 +75,31 @@ def render_pdf(report: dict[str, Any], *, version: str = "") -> bytes:
         ) from e
     pdf: bytes = weasyprint.HTML(string=html).write_pdf()
     return pdf
+
+
+def timestamp_text(stamp: dict[str, Any]) -> str:
+    """One timestamp token of the listing (``list_timestamps``), in words.
+
+    Its size is the stamped checkpoint's, or the token is marked unverified:
+    the evidence row's own size column is never shown (ADR 0015).
+    """
+    kept = f"kept {stamp.get('added')}"
+    if stamp.get("size") is None:
+        return (
+            f"RFC 3161 token #{stamp.get('id')}: unverified, its size cannot be "
+            "derived (the token does not stamp its checkpoint, or the ledger's "
+            f"records do not hold that checkpoint); {kept}."
+        )
+    trust = (
+        "checked against the TSA CA"
+        if stamp.get("token") == "verified"
+        else "not checked against a TSA CA"
+    )
+    return (
+        f"RFC 3161 token #{stamp.get('id')} on the checkpoint of size "
+        f"{stamp['size']} (size from the stamped checkpoint), by "
+        f"{stamp.get('issuer')} at {stamp.get('time')} ({trust}); {kept}."
+    )
 
 
 # -- Markdown -------------------------------------------------------------------
@@ -338,6 +365,8 @@ def _record_keeping(r: dict[str, Any]) -> list[str]:
         out.append(f"- anchor ({where} the home): {_md(anchor['description'])}")
     for warning in rk.get("warnings") or []:
         out.append(f"- warning: {_md(warning)}")
+    for stamp in rk.get("timestamps") or []:
+        out.append(f"- {_md(timestamp_text(stamp))}")
     checkpoint = rk.get("checkpoint")
     if checkpoint:
         text = checkpoint["text"].replace("`", "'")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError
 from mltrail.server.control_schema import CONTROL_SCHEMA
-from mltrail.server.run_owners import RunOwners
+from mltrail.server.run_owners import AppendOwnerCheck
 from mltrail.storage.postgres import connection_lost
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Appender:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._ledger: Ledger | None = None
-        self._owners = RunOwners()
+        self._owners = AppendOwnerCheck()
         self.groups = 0
         """Transactions written (for the benchmark: requests / groups)."""
 

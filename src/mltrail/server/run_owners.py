@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from mltrail.core.entry import Entry
 
-__all__ = ["MAX_KNOWN", "RunOwners"]
+__all__ = ["MAX_KNOWN", "AppendOwnerCheck"]
 
 MAX_KNOWN = 100_000
 """Owners kept in memory at most (then forgotten at once, and looked up again)."""
@@ -37,8 +37,15 @@ Owner = tuple[str, bool]
 """(user, started): ``started`` is False while the run has not started."""
 
 
-class RunOwners:
-    """The owners of the runs an appender has seen started, and the check."""
+class AppendOwnerCheck:
+    """The owners of the runs an appender has seen started, and the check that
+    refuses an append into another user's run.
+
+    It decides before a record is stored: a run not started yet is its first
+    writer's. Not to be confused with :class:`mltrail.core.run_owner.RunAuthorship`,
+    verify's look back over stored records, which compares records before a
+    start with the user who eventually starts the run.
+    """
 
     def __init__(self) -> None:
         self._known: dict[str, str] = {}

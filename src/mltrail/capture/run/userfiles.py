@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["decode_user_text", "read_limited", "read_user_file", "read_user_text"]
@@ -38,6 +39,7 @@ def read_user_file(
     regular_only: bool = True,
     error: type[InputError] = InputError,
     hint: str | None = None,
+    check: Callable[[int], None] | None = None,
 ) -> bytes:
     """The bytes of the file at ``path``, at most ``limit`` of them.
 
@@ -49,6 +51,8 @@ def read_user_file(
             directories), without blocking.
         error: the ``InputError`` subclass to raise.
         hint: the hint given when it is too large.
+        check: called with the open descriptor before a byte is read (a key
+            file's mode check); what it raises goes through.
 
     Raises:
         InputError: (or ``error``) it cannot be opened or read, is not a regular
@@ -67,6 +71,8 @@ def read_user_file(
                 f"{what} {path} is {kind}, not a regular file",
                 hint="name a regular file",
             )
+        if check is not None:
+            check(fd)
         with os.fdopen(fd, "rb", closefd=False) as stream:
             return read_limited(
                 stream, limit, what=f"{what} {path}", error=error, hint=hint
