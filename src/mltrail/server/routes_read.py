@@ -264,15 +264,15 @@ async def verify(ctx: Reader) -> dict[str, Any]:
 @router.get("/limits")
 def limits(ctx: Reader) -> dict[str, Any]:
     """The process's bounds (``mltrail server --limit``) and the slots this
-    token's user, its ledger and the process hold now: why a request was
-    answered 429 or 503."""
+    token's user, its ledger and the process hold now (and how many requests
+    share the ledger's running verification): why a request was answered 429
+    or 503."""
     import dataclasses
 
-    principal = ctx.principal
-    return {
-        "limits": dataclasses.asdict(ctx.state.limits),
-        "in_use": ctx.state.shares.usage(principal.ledger, principal.name),
-    }
+    principal, state = ctx.principal, ctx.state
+    in_use = state.shares.usage(principal.ledger, principal.name)
+    in_use["verifies"]["sharing"] = state.verifications.sharing(principal.ledger)
+    return {"limits": dataclasses.asdict(state.limits), "in_use": in_use}
 
 
 @router.get("/keys")

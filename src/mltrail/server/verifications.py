@@ -35,7 +35,13 @@ class Verifications:
 
     def __init__(self) -> None:
         self._running: dict[str, tuple[Head, Future[dict[str, Any]]]] = {}
+        self._sharing: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def sharing(self, ledger: str) -> int:
+        """Requests waiting for the running verification of ``ledger``."""
+        with self._lock:
+            return self._sharing.get(ledger, 0)
 
     async def verify(self, ctx: Ctx) -> dict[str, Any]:
         """The report of a verification of ``ctx``'s ledger, begun at its
@@ -50,8 +56,14 @@ class Verifications:
         head = await run_in_threadpool(_head, ctx)
         with self._lock:
             found = self._running.get(name)
+            if found is not None and found[0] == head:
+                self._sharing[name] = self._sharing.get(name, 0) + 1
         if found is not None and found[0] == head:
-            return dict(await asyncio.wrap_future(found[1]))
+            try:
+                return dict(await asyncio.wrap_future(found[1]))
+            finally:
+                with self._lock:
+                    self._sharing[name] -= 1
         done = take_slot(ctx.state, "verifies", ctx.principal)
         future: Future[dict[str, Any]] = Future()
         with self._lock:
