@@ -327,3 +327,28 @@ def test_limits_are_checked_when_the_server_starts(tmp_path):
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert said in done.stderr
+
+
+def test_the_client_says_why_its_run_is_not_held(server, caplog):
+    """A client refused a hold for want of a slot records its run unheld and
+    says so on stderr (a warning of the ``mltrail`` logger), naming the share."""
+    import logging
+
+    from mltrail.record.recorder import new_run_id
+    from mltrail.storage.http import HttpStore
+
+    s = server
+    token = s.token("writer", "client-hal")
+    _wait_until(lambda: _in_use(s, token, "holds")["ledger"] == 0, "earlier holds")
+    held = [_open_hold(s, token)[0] for _ in range(LIMITS["holds_per_user"])]
+    store = HttpStore(f"http://127.0.0.1:{s.port}/ledgers/team-a", token)
+    try:
+        with caplog.at_level(logging.WARNING, "mltrail"):
+            assert store.hold_run(new_run_id()) is None
+    finally:
+        store.close()
+        for conn in held:
+            conn.close()
+    assert "the server did not hold run" in caplog.text
+    assert "'client-hal' has 2 live-run holds already" in caplog.text
+    assert "(HTTP 429)" in caplog.text
