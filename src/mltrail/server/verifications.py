@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -34,7 +33,7 @@ class Verifications:
     started), with the head it started at."""
 
     def __init__(self) -> None:
-        self._running: dict[str, tuple[Head, Future[dict[str, Any]]]] = {}
+        self._running: dict[str, tuple[Head, asyncio.Task[dict[str, Any]]]] = {}
         self._sharing: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -47,6 +46,10 @@ class Verifications:
         """The report of a verification of ``ctx``'s ledger, begun at its
         present head (the running one's when it began there).
 
+        The verification runs as a task of its own, so a request that goes
+        away neither stops it for the others nor gives its slot back before
+        its thread is done.
+
         Raises:
             ApiError: 429 or 503 (no verification slot left).
         """
@@ -56,32 +59,30 @@ class Verifications:
         head = await run_in_threadpool(_head, ctx)
         with self._lock:
             found = self._running.get(name)
-            if found is not None and found[0] == head:
+            shared = found is not None and found[0] == head
+            if shared:
                 self._sharing[name] = self._sharing.get(name, 0) + 1
-        if found is not None and found[0] == head:
+        if found is not None and shared:
             try:
-                return dict(await asyncio.wrap_future(found[1]))
+                return dict(await asyncio.shield(found[1]))
             finally:
                 with self._lock:
                     self._sharing[name] -= 1
         done = take_slot(ctx.state, "verifies", ctx.principal)
-        future: Future[dict[str, Any]] = Future()
+        task = asyncio.ensure_future(run_in_threadpool(_verify, ctx))
         with self._lock:
-            self._running[name] = (head, future)
-        try:
-            report = await run_in_threadpool(_verify, ctx)
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # retrieved: no "never retrieved" warning
-            raise
-        else:
-            future.set_result(report)
-            return dict(report)
-        finally:
-            with self._lock:
-                if self._running.get(name, (None, None))[1] is future:
-                    del self._running[name]
+            self._running[name] = (head, task)
+
+        def finished(task: asyncio.Task[dict[str, Any]]) -> None:
             done()
+            with self._lock:
+                if self._running.get(name, (None, None))[1] is task:
+                    del self._running[name]
+            if not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" warning
+
+        task.add_done_callback(finished)
+        return dict(await asyncio.shield(task))
 
 
 def _head(ctx: Ctx) -> Head:
