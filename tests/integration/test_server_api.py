@@ -90,6 +90,7 @@ ROUTES = [
     ("GET", f"{A}/proofs/consistency?old=1&new=1", None, READ, 200),
     ("POST", f"{A}/verify", None, READ, 200),
     ("GET", f"{A}/keys", None, READ, 200),
+    ("GET", f"{A}/limits", None, READ, 200),
     ("PUT", f"{A}/blobs/{BLOB_DIGEST}", "blob", UPLOAD, 201),
     ("POST", f"{A}/entries", _note, UPLOAD, 201),
     ("POST", f"{A}/keys", _key, UPLOAD, 201),
@@ -528,21 +529,3 @@ def test_a_held_run_cannot_be_held_twice_and_holds_are_bounded(server):
         assert live == {"live": ["twice-1"]}
     finally:
         first.close()
-
-
-def test_hold_slots_bound_each_token_and_the_process():
-    from mltrail.server.app import ApiError
-    from mltrail.server.ledgers import HoldSlots
-
-    slots = HoldSlots(total=3, per_token=2)
-    a1, a2 = slots.take("a"), slots.take("a")
-    with pytest.raises(ApiError, match="this token holds 2"):
-        slots.take("a")
-    b1 = slots.take("b")
-    with pytest.raises(ApiError, match="this server holds 3"):
-        slots.take("c")
-    a1()
-    a1()  # giving back twice is harmless
-    slots.take("c")
-    for give_back in (a2, b1):
-        give_back()

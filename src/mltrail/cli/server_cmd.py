@@ -59,6 +59,14 @@ def require_server_extra() -> None:
     type=click.IntRange(1, 64),
     help="Worker processes (appends of all workers queue on the ledger's lock).",
 )
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=N",
+    help="A bound of docs/server.md#limits, e.g. holds_per_user=4 (repeatable; "
+    "default: $MLTRAIL_SERVER_LIMITS, comma-separated, over the documented defaults).",
+)
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
 @json_option
@@ -68,6 +76,7 @@ def server(
     port: int,
     keys: Path | None,
     workers: int,
+    limits: tuple[str, ...],
     log_level: str,
     as_json: bool,
 ) -> None:
@@ -88,8 +97,14 @@ def server(
     import uvicorn
 
     from mltrail.server.control import Control, default_keys_dir, load_log_key
+    from mltrail.server.limits import LIMITS_ENV, parse_limits
 
     keys = keys or default_keys_dir()
+    bounds = ",".join((os.environ.get(LIMITS_ENV, ""), *limits)).strip(",")
+    try:
+        parse_limits(bounds)
+    except ValueError as e:
+        raise ConfigError(str(e), hint="see docs/server.md#limits") from e
     control = Control(url)
     try:
         served = control.ledgers()
@@ -104,6 +119,7 @@ def server(
         load_log_key(keys, row.name)
     os.environ["MLTRAIL_SERVER_DB"] = url
     os.environ["MLTRAIL_SERVER_KEYS"] = str(keys)
+    os.environ[LIMITS_ENV] = bounds
     address = f"http://{host}:{port}/api/v1"
     if as_json:  # where it listens, as JSON on stdout, before the server's log
         emit_json({"listening": address, "ledgers": [r.name for r in served]})

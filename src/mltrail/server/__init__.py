@@ -11,6 +11,9 @@ Modules:
   append.
 - :mod:`~mltrail.server.ledgers` and :mod:`~mltrail.server.appender`: per-ledger
   connections and the group-committing appender.
+- :mod:`~mltrail.server.limits` and :mod:`~mltrail.server.verifications`: each
+  user's, ledger's and the process's share of run holds, verifications and
+  large request bodies; the throttled error log.
 - :mod:`~mltrail.server.app`, :mod:`~mltrail.server.routes_read` and
   :mod:`~mltrail.server.routes_write`: the FastAPI application (imported only by
   ``mltrail server``).

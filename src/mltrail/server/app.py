@@ -30,6 +30,12 @@ from mltrail.errors import (
     StoreError,
 )
 from mltrail.server.ledgers import LedgerHandle, ServerState
+from mltrail.server.limits import (
+    LIMITS_ENV,
+    ServerLimits,
+    ThrottledErrors,
+    parse_limits,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection
@@ -52,6 +58,8 @@ __all__ = [
     "need",
     "raise_for",
     "redact_tokens_in_logs",
+    "take_slot",
+    "throttle_error_log",
 ]
 
 API_PREFIX = "/api/v1"
@@ -68,6 +76,7 @@ _STATUS_CODES = {
     410: "gone",
     413: "too_large",
     422: "refused",
+    429: "too_many_requests",
     500: "internal",
     501: "not_implemented",
     503: "unavailable",
@@ -86,6 +95,7 @@ class ApiError(Exception):
         hint: str | None = None,
         extra: dict[str, Any] | None = None,
         detail: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -95,6 +105,16 @@ class ApiError(Exception):
         self.extra = extra or {}
         self.detail = detail
         """What the server's log says instead of ``message`` (never sent)."""
+        self.retry_after = retry_after
+        """Seconds for ``Retry-After`` (a refusal for want of a slot)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers this error adds."""
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
     @property
     def logged(self) -> str:
@@ -107,8 +127,9 @@ class ApiError(Exception):
         if self.hint:
             body["hint"] = self.hint
         body.update(self.extra)
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
+        return JSONResponse(
+            {"error": body}, status_code=self.status, headers=self.headers or None
+        )
 
 
 def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
@@ -137,6 +158,46 @@ def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
     else:
         status = 500
     return ApiError(status, str(error), hint=error.hint)
+
+
+_SHARES = {
+    "holds": ("live-run holds", 30),
+    "verifies": ("verifications running", 5),
+    "large_bodies": ("large request bodies in flight", 2),
+}
+"""A kind of slot: what its slots are, and the ``Retry-After`` of a refusal."""
+
+
+def take_slot(
+    state: ServerState, kind: str, principal: Principal
+) -> Callable[[], None]:
+    """A slot of ``kind`` (``holds``, ``verifies``, ``large_bodies``) for
+    ``principal``'s user, ledger and this process; call what it returns once
+    done (see :mod:`mltrail.server.limits`).
+
+    Raises:
+        ApiError: 429 when the user holds its share, 503 when the ledger or the
+            process holds its own (``Retry-After`` either way).
+    """
+    slots = getattr(state.shares, kind)
+    ledger, name = principal.ledger, principal.name
+    taken = slots.take({"user": (ledger, name), "ledger": ledger, "server": None})
+    if not isinstance(taken, str):
+        return taken
+    what, retry = _SHARES[kind]
+    cap = slots.caps[taken]
+    who = {
+        "user": (f"{name!r} has", "one user"),
+        "ledger": (f"ledger {ledger!r} has", "one ledger"),
+        "server": ("this server has", "this server"),
+    }[taken]
+    raise ApiError(
+        429 if taken == "user" else 503,
+        f"{who[0]} {cap} {what} already, the most {who[1]} may have",
+        hint=f"try again in {retry} s, once one of them has ended",
+        extra={"retry_after": retry, "limit": f"{kind}_per_{taken}"},
+        retry_after=retry,
+    )
 
 
 class Ctx:
@@ -207,9 +268,14 @@ def need(roles: Collection[str]) -> Callable[..., Ctx]:
     return check
 
 
-def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
+def create_app(
+    url: str | None = None,
+    keys: Path | None = None,
+    limits: ServerLimits | None = None,
+) -> FastAPI:
     """The application over the database ``url`` (default ``$MLTRAIL_SERVER_DB``)
-    with log keys in ``keys`` (default ``$MLTRAIL_SERVER_KEYS``)."""
+    with log keys in ``keys`` (default ``$MLTRAIL_SERVER_KEYS``) and ``limits``
+    (default: ``$MLTRAIL_SERVER_LIMITS`` over the defaults)."""
     from contextlib import asynccontextmanager
 
     from mltrail.server import routes_read, routes_runs, routes_write
@@ -217,12 +283,16 @@ def create_app(url: str | None = None, keys: Path | None = None) -> FastAPI:
 
     url = url or os.environ["MLTRAIL_SERVER_DB"]
     keys = keys or Path(os.environ.get("MLTRAIL_SERVER_KEYS") or default_keys_dir())
-    state = ServerState(url, keys)
+    if limits is None:
+        limits = parse_limits(os.environ.get(LIMITS_ENV, ""))
+    state = ServerState(url, keys, limits)
     redact_tokens_in_logs()
+    throttled = throttle_error_log(limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        throttled.flush(_log)
         state.close()
 
     app = FastAPI(
@@ -291,11 +361,33 @@ def app_from_env() -> Any:
     return FastAppend(create_app())
 
 
+def _log_error(request: Request, status: int, text: str) -> None:
+    """One error line, counted in its status's allowance (``ThrottledErrors``)."""
+    _log.error(
+        "%s %s: %s",
+        request.method,
+        request.url.path,
+        text,
+        extra={"throttle": f"HTTP {status}"},
+    )
+
+
+def throttle_error_log(limits: ServerLimits) -> ThrottledErrors:
+    """The server logger's :class:`ThrottledErrors` (added once, then retuned)."""
+    for found in _log.filters:
+        if isinstance(found, ThrottledErrors):
+            found.lines, found.interval = limits.error_lines, limits.error_interval
+            return found
+    made = ThrottledErrors(limits.error_lines, limits.error_interval)
+    _log.addFilter(made)
+    return made
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            _log.error("%s %s: %s", request.method, request.url.path, exc.logged)
+            _log_error(request, exc.status, exc.logged)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -314,11 +406,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, MltrailError)
         error = raise_for(exc, refused=400)
         if error.status >= 500:
-            _log.error("%s %s: %s", request.method, request.url.path, exc)
+            _log_error(request, error.status, str(exc))
         return error.response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        _log.error(
+            "%s %s failed",
+            request.method,
+            request.url.path,
+            exc_info=exc,
+            extra={"throttle": "HTTP 500"},
+        )
         return ApiError(500, "internal server error").response()
 
     app.add_exception_handler(ApiError, api_error)

@@ -58,22 +58,32 @@ class FastAppend:
         state = self.app.state.mltrail
         try:
             answer = await append_request(state, ledger, headers.get, _chunks(receive))
-            status = 201
+            status, extra = 201, {}
         except (ApiError, MltrailError) as e:
             error = e if isinstance(e, ApiError) else raise_for(e, refused=400)
-            answer, status = _error(error), error.status
+            answer, status, extra = _error(error), error.status, error.headers
             if status >= 500:
-                _log.error("POST %s: %s", scope["path"], error.logged)
+                _log.error(
+                    "POST %s: %s",
+                    scope["path"],
+                    error.logged,
+                    extra={"throttle": f"HTTP {status}"},
+                )
         except Exception as e:
-            _log.error("POST %s failed", scope["path"], exc_info=e)
+            _log.error(
+                "POST %s failed",
+                scope["path"],
+                exc_info=e,
+                extra={"throttle": "HTTP 500"},
+            )
             answer, status = _error(ApiError(500, "internal server error")), 500
+            extra = {}
         body = json.dumps(answer, separators=(",", ":")).encode()
         response_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
-        if status == 401:
-            response_headers.append((b"www-authenticate", b"Bearer"))
+        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         await send(
             {
                 "type": "http.response.start",

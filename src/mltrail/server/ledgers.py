@@ -27,6 +27,8 @@ from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.appender import Appender
 from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
+from mltrail.server.limits import ServerLimits, Slots
+from mltrail.server.verifications import Verifications
 from mltrail.storage.base import StoredRow, _as_store_error
 from mltrail.storage.postgres import PostgresStore, connection_lost
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
     from mltrail.storage.base import NewBatch, Prepare, StoreHead
 
-__all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore"]
+__all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore", "Shares"]
 
 T = TypeVar("T")
 _CACHED_KINDS = (tuple(KEY_KINDS), (LOCK_KIND,))
@@ -384,55 +386,49 @@ class RecentTokens:
                     del self._found[key]
 
 
-class HoldSlots:
-    """Bounds on live-run holds, each a database connection held open: at most
-    ``per_token`` for one token and ``total`` in this process (503 beyond), so
-    no writer can use up the database's connections."""
+class Shares:
+    """The slots of a process's costly resources, each bounded per user, per
+    ledger and in the process (:class:`~mltrail.server.limits.ServerLimits`)."""
 
-    def __init__(self, total: int = 64, per_token: int = 16) -> None:
-        self.total, self.per_token = total, per_token
-        self._held: dict[str, int] = {}
-        self._lock = threading.Lock()
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.holds = Slots(_caps(limits, "holds"))
+        self.verifies = Slots(_caps(limits, "verifies"))
+        self.large_bodies = Slots(_caps(limits, "large_bodies"))
 
-    def take(self, token_id: str) -> Callable[[], None]:
-        """A slot for ``token_id``; call what it returns once to give it back.
+    def usage(self, ledger: str, name: str) -> dict[str, dict[str, int]]:
+        """Slots of each kind held now by user ``name`` of ``ledger``, by the
+        ledger's users together, and in the process."""
+        kinds = {"holds": self.holds, "verifies": self.verifies}
+        kinds["large_bodies"] = self.large_bodies
+        return {
+            kind: {
+                "user": slots.held("user", (ledger, name)),
+                "ledger": slots.held("ledger", ledger),
+                "server": slots.held("server", None),
+            }
+            for kind, slots in kinds.items()
+        }
 
-        Raises:
-            ApiError: 503 when this process or this token holds its maximum.
-        """
-        from mltrail.server.app import ApiError
 
-        with self._lock:
-            if sum(self._held.values()) >= self.total:
-                raise ApiError(503, f"this server holds {self.total} live runs already")
-            if self._held.get(token_id, 0) >= self.per_token:
-                raise ApiError(
-                    503, f"this token holds {self.per_token} live runs already"
-                )
-            self._held[token_id] = self._held.get(token_id, 0) + 1
-        given = threading.Event()
-
-        def give_back() -> None:
-            if given.is_set():
-                return
-            given.set()
-            with self._lock:
-                left = self._held.get(token_id, 1) - 1
-                if left:
-                    self._held[token_id] = left
-                else:
-                    self._held.pop(token_id, None)
-
-        return give_back
+def _caps(limits: ServerLimits, kind: str) -> dict[str, int]:
+    return {
+        "user": getattr(limits, f"{kind}_per_user"),
+        "ledger": getattr(limits, f"{kind}_per_ledger", 0) or 10**9,
+        "server": getattr(limits, kind),
+    }
 
 
 class ServerState:
     """What the application holds: the database URL, key folder, control
     connections and the ledgers opened so far."""
 
-    def __init__(self, url: str, keys: Path) -> None:
+    def __init__(
+        self, url: str, keys: Path, limits: ServerLimits | None = None
+    ) -> None:
         self.url = url
         self.keys = keys
+        self.limits = limits or ServerLimits()
         self.control: Pool[Control] = Pool(
             lambda: Control(url),
             Control.close,
@@ -442,7 +438,8 @@ class ServerState:
         self._handles: dict[str, LedgerHandle] = {}
         self._lock = threading.Lock()
         self.recent_tokens = RecentTokens()
-        self.hold_slots = HoldSlots()
+        self.shares = Shares(self.limits)
+        self.verifications = Verifications()
 
     def handle(self, name: str) -> LedgerHandle | None:
         """The ledger ``name`` (opened on first use), or None when not served."""

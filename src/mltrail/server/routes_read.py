@@ -251,10 +251,28 @@ def prove_consistency(
 
 
 @router.post("/verify")
-def verify(ctx: Reader) -> dict[str, Any]:
-    """Verify the whole ledger: the report ``mltrail verify --json`` prints."""
-    with ctx.handle.reader() as ledger:
-        return ledger.verify().to_dict()
+async def verify(ctx: Reader) -> dict[str, Any]:
+    """Verify the whole ledger: the report ``mltrail verify --json`` prints.
+
+    CPU-bound and as long as the ledger: shared by the requests that come
+    while one runs at the same head, else bounded per user, per ledger and in
+    the process (429 or 503 with ``Retry-After``; see
+    :mod:`mltrail.server.verifications`)."""
+    return await ctx.state.verifications.verify(ctx)
+
+
+@router.get("/limits")
+def limits(ctx: Reader) -> dict[str, Any]:
+    """The process's bounds (``mltrail server --limit``) and the slots this
+    token's user, its ledger and the process hold now (and how many requests
+    share the ledger's running verification): why a request was answered 429
+    or 503."""
+    import dataclasses
+
+    principal, state = ctx.principal, ctx.state
+    in_use = state.shares.usage(principal.ledger, principal.name)
+    in_use["verifies"]["sharing"] = state.verifications.sharing(principal.ledger)
+    return {"limits": dataclasses.asdict(state.limits), "in_use": in_use}
 
 
 @router.get("/keys")

@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from mltrail.core.limits import run_id_problem
-from mltrail.server.app import ApiError, Ctx, need
+from mltrail.server.app import ApiError, Ctx, need, take_slot
 from mltrail.server.tokens import READ_ROLES, UPLOAD_ROLES
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def hold_run(
     """Hold run ``run`` live while this request stays open, ``lease`` seconds at
     most: a run not started yet, or one started by this token's name."""
     _check_run(run)
-    slot = ctx.state.hold_slots.take(ctx.principal.token_id)
+    slot = take_slot(ctx.state, "holds", ctx.principal)
     try:
         hold = await run_in_threadpool(_take_hold, ctx, run)
     except BaseException:

@@ -29,8 +29,10 @@ from mltrail.server.app import (
     check_access,
     need,
     raise_for,
+    take_slot,
 )
 from mltrail.server.appender import IdempotencyConflictError
+from mltrail.server.limits import LargeBody
 from mltrail.server.routes_read import DIGEST
 from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
     from mltrail.core.entry import Record
     from mltrail.ledger.ledger import Ledger
+    from mltrail.server.tokens import Principal
 
 __all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
 
@@ -60,25 +63,47 @@ _JSON_BODY = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(
+    request: Request, limit: int, large: LargeBody | None = None
+) -> bytes:
     """The request body, refused (413) as soon as it passes ``limit`` bytes."""
     return await read_chunks(
-        request.headers.get("content-length", ""), request.stream(), limit
+        request.headers.get("content-length", ""), request.stream(), limit, large
     )
 
 
-async def read_chunks(declared: str, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+async def read_chunks(
+    declared: str,
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    large: LargeBody | None = None,
+) -> bytes:
     """A body from its chunks: 413 when ``declared`` (Content-Length) or the bytes
-    read pass ``limit``, before the rest is read."""
+    read pass ``limit``, before the rest is read. A body declared or read past
+    ``large.threshold`` takes its large-body slot first (429 or 503 when its
+    user or the process has none left, before more is read)."""
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+    threshold = limit + 1 if large is None else large.threshold
+    if declared.isdigit() and int(declared) >= threshold and large is not None:
+        large.need()
     parts, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+        if size >= threshold and large is not None:
+            large.need()
         parts.append(chunk)
     return b"".join(parts)
+
+
+def large_body(state: Any, principal: Principal) -> LargeBody:
+    """The large-body slot of a request by ``principal`` (not taken yet)."""
+    return LargeBody(
+        lambda: take_slot(state, "large_bodies", principal),
+        state.limits.large_body_bytes,
+    )
 
 
 def _json(body: bytes, what: str, depth: int = 8) -> Any:
@@ -106,15 +131,19 @@ async def put_blob(ctx: Writer, digest: str, request: Request) -> dict[str, bool
     """Store bytes under their SHA-256 digest (``stored``: false if already there)."""
     if not DIGEST.fullmatch(digest):
         raise ApiError(400, "a digest is sha256:<64 lowercase hex>")
-    data = await read_body(request, MAX_BLOB_BYTES)
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-        raise ApiError(400, "the body's SHA-256 is not the digest named")
+    large = large_body(ctx.state, ctx.principal)
+    try:
+        data = await read_body(request, MAX_BLOB_BYTES, large)
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ApiError(400, "the body's SHA-256 is not the digest named")
 
-    def store() -> bool:
-        with ctx.handle.reader() as ledger:
-            return ledger.store.put_blob(digest, data)
+        def store() -> bool:
+            with ctx.handle.reader() as ledger:
+                return ledger.store.put_blob(digest, data)
 
-    return {"stored": await run_in_threadpool(store)}
+        return {"stored": await run_in_threadpool(store)}
+    finally:
+        large.release()
 
 
 @router.post(
@@ -173,17 +202,24 @@ async def append_request(
         )
     found = state.recent_tokens.get(token)
     if found is None:
-        await run_in_threadpool(authorize, state, ledger, token, UPLOAD_ROLES)
+        ctx = await run_in_threadpool(authorize, state, ledger, token, UPLOAD_ROLES)
+        found = ctx.principal
     else:
         check_access(found, ledger, UPLOAD_ROLES)
-    body = await read_chunks(header("content-length") or "", chunks, MAX_ENTRIES_BYTES)
-    future = await run_in_threadpool(_queue_append, state, ledger, token, body, key)
+    large = large_body(state, found)
     try:
-        return await asyncio.wrap_future(future)
-    except IdempotencyConflictError as e:
-        raise ApiError(409, str(e), hint=e.hint) from e
-    except MltrailError as e:
-        raise raise_for(e) from e
+        declared = header("content-length") or ""
+        body = await read_chunks(declared, chunks, MAX_ENTRIES_BYTES, large)
+        future = await run_in_threadpool(_queue_append, state, ledger, token, body, key)
+        del body  # the appender keeps the entries; the slot covers them until done
+        try:
+            return await asyncio.wrap_future(future)
+        except IdempotencyConflictError as e:
+            raise ApiError(409, str(e), hint=e.hint) from e
+        except MltrailError as e:
+            raise raise_for(e) from e
+    finally:
+        large.release()
 
 
 def _queue_append(

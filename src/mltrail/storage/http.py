@@ -24,6 +24,8 @@ when the first store is opened, so an embedded home never loads it.
 from __future__ import annotations
 
 import base64
+import logging
+import math
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -52,7 +54,10 @@ PAGE = 1000
 NODE_SPAN = 100_000
 """Merkle nodes asked for per request (the server's limit)."""
 TOKEN_ENV = "MLTRAIL_TOKEN"  # noqa: S105 - the name of a variable
-_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
+"""Seconds a retry waits at most, whatever the server's ``Retry-After`` asks."""
+_log = logging.getLogger("mltrail")
 
 
 class ServerLocation:
@@ -173,6 +178,13 @@ class HttpStore(Store):
         hold = HttpRunHold.start(client, url)
         if not hold.held:
             hold.release()
+            if hold.status in (429, 503):  # no hold slot left for this user
+                _log.warning(
+                    "mltrail: the server did not hold run %s live: %s; it is "
+                    "recorded, but other hosts see it stale until it ends",
+                    run_id,
+                    hold.problem,
+                )
             if hold.status == 409:
                 raise InputError(
                     f"the mltrail server refused to hold run {run_id}: {hold.problem}",
@@ -208,18 +220,22 @@ class HttpStore(Store):
     ) -> Any:
         """Send a request to the ledger's API; retry what is safe to retry
         (``retry``: reads, blob uploads and keyed appends; not key registrations).
+        A retry after a 429 or 503 waits what its ``Retry-After`` asks (at most
+        ``MAX_RETRY_AFTER`` seconds), when longer than the backoff.
 
         Returns the response (its status is 2xx or one of ``allow``).
 
         Raises:
             AuthError: 401 or 403.
             InputError: another 4xx.
-            StoreError: a 5xx after the retries, or the server is unreachable.
+            StoreError: a 5xx or a 429 (this user's share of the server is in
+                use) after the retries, or the server is unreachable.
         """
         url = self.server.ledger_api + path
         tries = self.retries + 1 if retry else 1
         for attempt in range(tries):
             last = attempt == tries - 1
+            wait = self.backoff * 2**attempt
             try:
                 response = self._client.request(
                     method,
@@ -239,7 +255,8 @@ class HttpStore(Store):
             else:
                 if response.status_code not in _RETRY_STATUSES or last:
                     return _checked(response, self.location, allow)
-            time.sleep(self.backoff * 2**attempt)
+                wait = max(wait, _retry_after(response) or 0.0)
+            time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_json(self, path: str, **params: Any) -> Any:
@@ -476,6 +493,12 @@ def _checked(response: Any, where: str, allow: tuple[int, ...]) -> Any:
                 "for a token with the right role (writer, approver, auditor, admin)"
             ),
         )
+    if status == 429:  # the caller's share of a bounded resource is in use
+        raise StoreError(
+            f"the mltrail server at {where} is busy for this user: {message} "
+            f"(HTTP 429)",
+            hint=hint or "try again later",
+        )
     if 400 <= status < 500:
         raise InputError(f"{what}: {message} (HTTP {status})", hint=hint)
     raise StoreError(
@@ -487,6 +510,19 @@ def _checked(response: Any, where: str, allow: tuple[int, ...]) -> Any:
 def _path(response: Any) -> str:
     path = str(response.request.url.path)
     return path.split("/api/v1", 1)[-1] or "/"
+
+
+def _retry_after(response: Any) -> float | None:
+    """The seconds of a refusal's ``Retry-After`` (at most ``MAX_RETRY_AFTER``),
+    or None when it names none (or an HTTP date)."""
+    value = response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _server_error(response: Any) -> tuple[str, str | None]:

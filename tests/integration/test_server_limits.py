@@ -1,0 +1,354 @@
+"""Fair shares of a running team server (real ``mltrail server`` subprocess, real
+PostgreSQL; ADR 0027, amendment of 2026-12-07): one user, or one ledger's
+users, using up run holds, verifications or large request bodies is refused
+(429 for the user's own share, 503 for the ledger's or the process's, with
+``Retry-After``) while every other user's requests still pass, and a flood of
+refusals leaves a few lines in the server's log, not one each.
+
+The server runs with small bounds (``--limit``), so that each share is used up
+with a few requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from optional_extras import require_extra
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+
+LIMITS = {
+    "holds_per_user": 2,
+    "holds_per_ledger": 3,
+    "holds": 4,
+    "large_bodies_per_user": 1,
+    "large_body_bytes": 65536,
+    "error_lines": 3,
+    "error_interval": 3600,
+}
+A, B = "/ledgers/team-a", "/ledgers/team-b"
+
+
+@pytest.fixture(scope="module")
+def server():
+    from server_fixture import running_server
+
+    options = [o for k, v in LIMITS.items() for o in ("--limit", f"{k}={v}")]
+    with running_server(*options) as s:
+        yield s
+
+
+def _connect(server) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+
+
+def _open_hold(server, token: str, ledger: str = A) -> tuple[Any, int, Any]:
+    """Hold a new run (lease 2 minutes): (the open connection or None, status,
+    (error, Retry-After) of a refusal)."""
+    from mltrail.record.recorder import new_run_id
+
+    conn = _connect(server)
+    conn.request(
+        "POST",
+        f"{server.prefix}{ledger}/runs/{new_run_id()}/hold?lease=120",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    response = conn.getresponse()
+    if response.status == 200:
+        assert response.readline().strip() == b"held"
+        return _Held(conn, response), 200, None
+    refusal = json.loads(response.read())["error"], response.getheader("retry-after")
+    conn.close()
+    return None, response.status, refusal
+
+
+class _Held:
+    """An open hold: its connection and its streamed answer."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: Any) -> None:
+        self.conn, self.response = conn, response
+
+    def close(self) -> None:
+        self.response.close()
+        self.conn.close()
+
+
+def _in_use(server, token: str, kind: str, ledger: str = A) -> dict[str, int]:
+    status, answer = server.call("GET", f"{ledger}/limits", token)
+    assert status == 200, answer
+    return answer["in_use"][kind]
+
+
+def _wait_until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited 30 s for {what}")
+        time.sleep(0.05)
+
+
+def _small_append_and_read(server, name: str, ledger: str = A) -> None:
+    short = ledger.removeprefix("/ledgers/")
+    token = server.token("writer", name, ledger=short)
+    entry = server.entry(name, "note", {"text": "small"}, ledger=short)
+    status, answer = server.call(
+        "POST", f"{ledger}/entries", token, {"entries": [entry]}
+    )
+    assert status == 201, answer
+    assert server.call("GET", f"{ledger}/head", token)[0] == 200
+
+
+def test_one_user_or_ledger_using_up_holds_leaves_the_others_theirs(server):
+    """Before, holds were bounded per token and per process only: one user with
+    a second token, or one ledger's users, could take all of them."""
+    s = server
+    alice = s.token("writer", "hold-alice")
+    alice_again = s.new_token("writer", "hold-alice")["token"]  # a second token
+    held = []
+    try:
+        for token in (alice, alice_again):
+            conn, status, refusal = _open_hold(s, token)
+            assert status == 200, refusal
+            held.append(conn)
+        _, status, (error, retry_after) = _open_hold(s, alice_again)
+        assert status == 429, error
+        assert error["code"] == "too_many_requests"
+        assert error["limit"] == "holds_per_user"
+        assert "'hold-alice' has 2 live-run holds already" in error["message"]
+        assert retry_after == str(error["retry_after"])
+
+        conn, status, refusal = _open_hold(s, s.token("writer", "hold-bob"))
+        assert status == 200, refusal  # another user of the same ledger
+        held.append(conn)
+        _, status, (error, retry_after) = _open_hold(s, s.token("writer", "hold-cy"))
+        assert (status, error["limit"]) == (503, "holds_per_ledger"), error
+        assert retry_after is not None
+
+        b_writer = s.token("writer", "hold-dee", ledger="team-b")
+        conn, status, refusal = _open_hold(s, b_writer, B)
+        assert status == 200, refusal  # another ledger: team-a's users took 3 of 4
+        held.append(conn)
+        b_other = s.token("writer", "hold-eve", ledger="team-b")
+        _, status, (error, _) = _open_hold(s, b_other, B)
+        assert (status, error["limit"]) == (503, "holds_per_server"), error
+
+        _small_append_and_read(s, "hold-cy")  # nothing else is refused
+        _small_append_and_read(s, "hold-alice")
+    finally:
+        for conn in held:
+            conn.close()
+    _wait_until(lambda: _in_use(s, alice, "holds")["server"] == 0, "holds to end")
+    conn, status, refusal = _open_hold(s, alice)
+    assert status == 200, refusal
+    conn.close()
+
+
+def _send_head(server, path: str, token: str, length: int, method: str = "POST"):
+    """A request's headers declaring ``length`` bytes of body, none sent yet."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(
+        f"{method} {server.prefix}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and raw answer the server sent (it must send one now)."""
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    except TimeoutError:
+        pytest.fail("the server waited for the body of a request it must refuse")
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_one_users_large_bodies_leave_everyone_elses_requests_alone(server):
+    """Alice keeps one large append open (its body half sent): her next large
+    body is refused before it is read, 429; her small appends and everyone
+    else's large and small requests pass. Before, each could buffer 16 MiB."""
+    s = server
+    alice = s.token("writer", "body-alice")
+    path = f"{A}/entries"
+    first = _send_head(s, path, alice, 4 * 2**20)
+    try:
+        first.sendall(b'{"entries": [' + b" " * 100_000)
+        _wait_until(
+            lambda: _in_use(s, alice, "large_bodies")["user"] == 1,
+            "alice's large body to take its slot",
+        )
+        second = _send_head(s, path, alice, 4 * 2**20)
+        with second:
+            status, answer = _answer(second)
+        assert status == 429, answer
+        assert b"retry-after: 2" in answer.lower()
+        assert b"large_bodies_per_user" in answer
+
+        _small_append_and_read(s, "body-alice")  # her own small ones pass
+
+        bob = s.token("writer", "body-bob")
+        blob = b"b" * 200_000  # a large body of his own
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        status, answer = s.call("PUT", f"{A}/blobs/{digest}", bob, raw=blob)
+        assert status == 201, answer
+        big_note = s.entry("body-bob", "note", {"text": "x" * 90_000})
+        status, answer = s.call("POST", path, bob, {"entries": [big_note]})
+        assert status == 201, answer
+        _small_append_and_read(s, "body-bob")
+    finally:
+        first.close()
+    _wait_until(
+        lambda: _in_use(s, alice, "large_bodies")["user"] == 0,
+        "the slot to be given back once the client went away",
+    )
+    big_note = s.entry("body-alice", "note", {"text": "y" * 90_000})
+    status, answer = s.call("POST", path, alice, {"entries": [big_note]})
+    assert status == 201, answer
+
+
+def _schema(server, ledger: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server.owner_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT schema FROM mltrail_server.ledgers WHERE name = %s", (ledger,)
+        ).fetchone()
+    return str(row[0])
+
+
+def test_a_verification_flood_is_bounded_and_shared(server):
+    """A verification of team-a is kept running (its blob read waits on a lock
+    the test holds): the same user's next one at the same head shares it; at a
+    new head it is refused 429, another user's 503 (the ledger's one slot),
+    while team-a's appends and reads, and team-b's verification, pass. Before,
+    every request started a verification of its own."""
+    import psycopg
+
+    s = server
+    vera, walt = s.token("auditor", "verify-vera"), s.token("auditor", "verify-walt")
+    writer = s.token("writer", "verify-wes")
+    blob = b"a blob the verification re-reads"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert s.call("PUT", f"{A}/blobs/{digest}", writer, raw=blob)[0] == 201
+    attached = s.entry(
+        "verify-wes",
+        "note",
+        {"text": "with a blob", "attachments": [{"blob": digest, "size": len(blob)}]},
+    )
+    assert s.call("POST", f"{A}/entries", writer, {"entries": [attached]})[0] == 201
+
+    answers: list[tuple[int, Any]] = []
+
+    def verify(token: str) -> None:  # on a connection of this thread's own
+        answers.append(s.call("POST", f"{A}/verify", token))
+
+    lock = psycopg.connect(s.owner_url)
+    try:
+        lock.execute(
+            f'LOCK TABLE "{_schema(s, "team-a")}".blobs IN ACCESS EXCLUSIVE MODE'
+        )
+        threads = [threading.Thread(target=verify, args=(vera,))]
+        threads[0].start()
+        _wait_until(lambda: _in_use(s, vera, "verifies")["user"] == 1, "a verify")
+        threads.append(threading.Thread(target=verify, args=(vera,)))  # same head
+        threads[1].start()
+        _wait_until(lambda: _in_use(s, vera, "verifies")["sharing"] == 1, "sharing")
+
+        _small_append_and_read(s, "verify-wes")  # the head moves
+        for token, status, limit in ((vera, 429, "user"), (walt, 503, "ledger")):
+            for _ in range(3):
+                code, answer = s.call("POST", f"{A}/verify", token)
+                assert code == status, answer
+                assert answer["error"]["limit"] == f"verifies_per_{limit}"
+        b_auditor = s.token("auditor", "verify-bo", ledger="team-b")
+        code, report = s.call("POST", f"{B}/verify", b_auditor)
+        assert code == 200, report
+        assert _in_use(s, vera, "verifies")["server"] == 1  # the second shares it
+    finally:
+        lock.rollback()
+        lock.close()
+    for thread in threads:
+        thread.join(60)
+    assert [a[0] for a in answers] == [200, 200], answers
+    assert answers[0][1] == answers[1][1]
+    assert answers[0][1]["ok"] is True, answers[0][1]
+
+
+def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
+    """Each refusal with 503 was an error line in the server's log: a flood of
+    them could fill its disk. At most ``error_lines`` (3) per status per
+    interval now, then one line with the count (at the latest on shutdown)."""
+    from server_fixture import running_server
+
+    options = [o for k, v in LIMITS.items() for o in ("--limit", f"{k}={v}")]
+    with running_server(*options) as s:
+        held = []
+        try:
+            for name in ("flood-a", "flood-b", "flood-c"):
+                conn, status, refusal = _open_hold(s, s.token("writer", name))
+                assert status == 200, refusal
+                held.append(conn)
+            flooder = s.token("writer", "flood-d")
+            for _ in range(40):
+                assert _open_hold(s, flooder)[1] == 503
+        finally:
+            for conn in held:
+                conn.close()
+        s.stop()
+        log = s.log.read_text(errors="replace")
+    refusals = [line for line in log.splitlines() if "live-run holds already" in line]
+    assert len(refusals) == LIMITS["error_lines"], log[-3000:]
+    assert "37 more error lines (HTTP 503) were not logged" in log, log[-3000:]
+
+
+def test_limits_are_checked_when_the_server_starts(tmp_path):
+    """An unknown or non-positive bound stops `mltrail server` at once."""
+    import subprocess
+    import sys
+
+    for bad, said in (("holds_per_usr=3", "unknown limit"), ("holds=0", "positive")):
+        done = subprocess.run(
+            [sys.executable, "-m", "mltrail", "server", "--db", "postgresql://x/y",
+             "--limit", bad],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr
+
+
+def test_the_client_says_why_its_run_is_not_held(server, caplog):
+    """A client refused a hold for want of a slot records its run unheld and
+    says so on stderr (a warning of the ``mltrail`` logger), naming the share."""
+    import logging
+
+    from mltrail.record.recorder import new_run_id
+    from mltrail.storage.http import HttpStore
+
+    s = server
+    token = s.token("writer", "client-hal")
+    _wait_until(lambda: _in_use(s, token, "holds")["ledger"] == 0, "earlier holds")
+    held = [_open_hold(s, token)[0] for _ in range(LIMITS["holds_per_user"])]
+    store = HttpStore(f"http://127.0.0.1:{s.port}/ledgers/team-a", token)
+    try:
+        with caplog.at_level(logging.WARNING, "mltrail"):
+            assert store.hold_run(new_run_id()) is None
+    finally:
+        store.close()
+        for conn in held:
+            conn.close()
+    assert "the server did not hold run" in caplog.text
+    assert "'client-hal' has 2 live-run holds already" in caplog.text
+    assert "(HTTP 429)" in caplog.text
