@@ -477,3 +477,31 @@ def test_objects_not_locked_as_a_seal_locks_them_are_named(
     assert found, report["problems"]
     assert words in found[0]["message"]
     assert not [a for a in report["anchors"] if a["kind"] == "seal"]
+
+
+def test_checking_reads_each_sealed_key_with_one_request(s3, tmp_path):
+    """`verify --seals` lists the sealed versions once, then GETs each key: it
+    does not list every key's versions again (ADR 0017, amendment 2026-12-07)."""
+    from mltrail.evidence.seals import check_against_seals
+
+    _, _, url = s3
+    home = make_home(tmp_path / "home", 3)
+    ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 3)
+    ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    worm = open_worm(url)
+    calls: list[str] = []
+    worm.client.meta.events.register(
+        "before-call.s3.*", lambda model, **_: calls.append(model.name)
+    )
+    opened = open_home(home, env={})
+    try:
+        check = check_against_seals(opened, worm)
+    finally:
+        opened.close()
+    assert not check.problems, check.problems
+    gets = calls.count("GetObject")
+    assert gets >= 8  # two segments of four files each
+    assert calls.count("ListObjectVersions") == 1, calls
+    # writing still asks the storage afresh: a listing may be stale by then
+    ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))

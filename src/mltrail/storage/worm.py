@@ -251,6 +251,9 @@ class S3Worm(WormStore):
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._client = client
+        # the versions :meth:`keys` listed last (full prefix, key -> versions):
+        # :meth:`read` of a key under it uses them instead of listing that key again
+        self._listed: tuple[str, dict[str, _Versions]] | None = None
 
     @property
     def client(self) -> Any:
@@ -301,30 +304,42 @@ class S3Worm(WormStore):
             ChecksumAlgorithm="SHA256",
         )
 
-    def _versions(self, key: str) -> tuple[list[str], int]:
-        """The version ids of ``key``, newest first, and its delete markers."""
-        full = self._key(key)
-        versions: list[str] = []
-        markers = 0
+    def _list(self, full_prefix: str) -> dict[str, _Versions]:
+        """Every key under ``full_prefix``: its version ids, newest first (the
+        order S3 lists them in), and its delete markers."""
+        found: dict[str, _Versions] = {}
         pages = self.client.get_paginator("list_object_versions").paginate(
-            Bucket=self.bucket, Prefix=full
+            Bucket=self.bucket, Prefix=full_prefix
         )
         for page in pages:
-            versions += [
-                v["VersionId"] for v in page.get("Versions", []) if v["Key"] == full
-            ]
-            markers += sum(m["Key"] == full for m in page.get("DeleteMarkers", []))
-        return versions, markers
+            for v in page.get("Versions", []):
+                found.setdefault(v["Key"], ([], 0))[0].append(v["VersionId"])
+            for m in page.get("DeleteMarkers", []):
+                versions, markers = found.get(m["Key"], ([], 0))
+                found[m["Key"]] = (versions, markers + 1)
+        return found
+
+    def _versions(self, key: str, *, fresh: bool = True) -> _Versions:
+        """The version ids of ``key``, newest first, and its delete markers; from
+        the last :meth:`keys` listing when it covers ``key`` and not ``fresh``."""
+        full = self._key(key)
+        if not fresh and self._listed is not None and full.startswith(self._listed[0]):
+            return self._listed[1].get(full, ([], 0))
+        return self._list(full).get(full, ([], 0))
 
     def _sealed_version(self, key: str) -> str | None:
         """The first version put at ``key``: the one sealed (and locked)."""
         versions, _ = self._versions(key)
         return versions[-1] if versions else None
 
-    def _read(self, key: str) -> SealedObject | None:
+    def _read(self, key: str, *, fresh: bool = False) -> SealedObject | None:
+        """The sealed version of ``key``. Unless ``fresh``, its versions may come
+        from the last :meth:`keys` listing (a check reading every sealed key then
+        makes one request per key, not two); a version put after that listing is
+        seen by the next check. Writing always lists afresh (:meth:`_get`)."""
         from botocore.exceptions import ClientError
 
-        versions, markers = self._versions(key)
+        versions, markers = self._versions(key, fresh=fresh)
         if not versions:
             return None
         try:
@@ -347,17 +362,16 @@ class S3Worm(WormStore):
         )
 
     def _get(self, key: str) -> bytes | None:
-        found = self._read(key)
+        self._listed = None  # about to write: what was listed may be stale
+        found = self._read(key, fresh=True)
         return None if found is None else found.data
 
     def _keys(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_object_versions").paginate(
-            Bucket=self.bucket, Prefix=self._key(prefix)
-        )
+        full = self._key(prefix)
+        listing = self._list(full)
+        self._listed = (full, listing)
         cut = len(self.prefix) + 1 if self.prefix else 0
-        return list(
-            {v["Key"][cut:] for page in pages for v in page.get("Versions", [])}
-        )
+        return [key[cut:] for key, (versions, _) in listing.items() if versions]
 
     def _set_legal_hold(self, key: str, on: bool) -> None:
         self.client.put_object_legal_hold(
@@ -374,6 +388,10 @@ class S3Worm(WormStore):
             **_version(self._sealed_version(key)),
         )
         return bool(reply.get("LegalHold", {}).get("Status") == "ON")
+
+
+_Versions = tuple[list[str], int]
+"""A key's version ids, newest first, and how many delete markers it has."""
 
 
 def _version(version_id: str | None) -> dict[str, str]:
