@@ -275,3 +275,94 @@ def test_model_help_lists_every_subcommand(home):
         assert name in names
     assert mltrail(home, "model", "fingerprint", "--help").returncode == 0
     assert mltrail(home, "model", "nosuch").returncode == 2
+
+
+# The text forms a person reads: piped, they print through `cli.text_out`'s plain
+# printer from `cli.reads`, without click or rich (ADR 0041).
+_TEXT_FORMS = (
+    ("show", "p"),
+    ("runs",),
+    ("runs", "--param", "lr=0.5", "-n", "5", "--name", "p*"),
+    ("trace", "{run}"),
+    ("model", "history"),
+    ("model", "history", "--at", "2026-01-01"),
+)
+
+
+def test_plain_text_reads_import_neither_click_nor_rich(home, tmp_path):
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(mltrail(home, "runs", "--json").stdout)[0]["id"]
+    names = ("click", "rich", "mltrail.cli.app", "mltrail.cli.output",
+             "dataclasses", *_OTHER_COMMANDS)  # fmt: skip
+    for form in _TEXT_FORMS:
+        args = [a.format(run=run_id) for a in form]
+        stdout, stderr = _loaded(home, names, *args)
+        assert stderr[-1] == "loaded: []", args
+        assert stdout == mltrail(home, "--debug", *args).stdout  # click's path
+    stdout, _ = _loaded(home, (), "show", "p")
+    assert stdout.startswith("─" * 10)
+    assert f"run {run_id}  p " in stdout
+    assert "\nstatus   succeeded (exit 0)\n" in stdout
+    assert "\x1b" not in stdout  # no colour off a terminal
+    for args in (
+        ("show", "p", "--help"),
+        ("runs", "--limit=5"),
+        ("runs", "-n", "5", "-n", "6"),  # click's "last wins"
+        ("show", "--", "p"),
+        ("prove", "0"),  # text `prove`: click
+    ):
+        _, stderr = _loaded(home, ("click",), *args)
+        assert stderr[-1] == "loaded: ['click']", args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "nosuch"),
+        ("show", "p", "--full"),
+        ("trace", "nosuch"),
+        ("runs", "--since", "someday"),
+        ("runs", "--param", "novalue"),
+        ("runs", "--status", "failed"),
+        ("model", "history", "--at", "yesterday-ish"),
+        ("model", "history", "--stage", "production"),
+        ("runs", "-n", "x"),
+        ("show",),
+        ("trace", "a", "b"),
+        ("runs", "--week"),
+        ("model", "history", "--bogus"),
+    ],
+    ids=" ".join,
+)
+def test_plain_text_reads_answer_as_click_does(home, tmp_path, args):
+    """Stdout, stderr and exit code of the plain path are those of click's
+    (`--home=H` is not a plain form), errors and usage errors included."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plain = mltrail(home, "--home", str(home), *args)
+    through_click = mltrail(home, f"--home={home}", *args)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        through_click.returncode,
+        through_click.stdout,
+        through_click.stderr,
+    )
+
+
+def test_text_on_a_terminal_is_rich_with_colour(home, tmp_path):
+    """A terminal still gets rich's output (colour, its width); so does a pipe
+    where rich is told to style it (FORCE_COLOR); NO_COLOR drops the colours."""
+    from terminal import run_on_terminal
+
+    proc = mltrail(home, "run", "--name", "p", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    for args in (("show", "p"), ("runs",)):
+        code, out = run_on_terminal([sys.executable, "-m", "mltrail", *args], env)
+        assert code == 0, out
+        assert b"\x1b[" in out, args
+    forced = mltrail(home, "runs", env={"FORCE_COLOR": "1"})
+    assert "\x1b[32msucceeded" in forced.stdout  # green, as rich styles it
+    plain = mltrail(home, "runs", env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert "\x1b[32m" not in plain.stdout
+    assert "succeeded" in plain.stdout
