@@ -349,20 +349,47 @@ def test_plain_text_reads_answer_as_click_does(home, tmp_path, args):
     )
 
 
-def test_text_on_a_terminal_is_rich_with_colour(home, tmp_path):
-    """A terminal still gets rich's output (colour, its width); so does a pipe
-    where rich is told to style it (FORCE_COLOR); NO_COLOR drops the colours."""
+def test_text_on_a_terminal_is_styled_without_click_or_rich(home, tmp_path):
+    """A terminal gets colour as rich writes it, without click or rich (what
+    fits its width); so does a pipe where rich is told to style it
+    (FORCE_COLOR); NO_COLOR drops the colours; a table wider than the terminal
+    is rich's."""
     from terminal import run_on_terminal
 
     proc = mltrail(home, "run", "--name", "p", "--", "true", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    for args in (("show", "p"), ("runs",)):
-        code, out = run_on_terminal([sys.executable, "-m", "mltrail", *args], env)
-        assert code == 0, out
-        assert b"\x1b[" in out, args
+    names = ("click", "rich", "mltrail.cli.app")
+    for args in (("show", "p"), ("runs",), ("model", "history")):
+        code = (
+            "import atexit, runpy, sys\n"
+            f"names = {names!r}\n"
+            "atexit.register(lambda: print('loaded:', sorted(n for n in names "
+            "if n in sys.modules)))\n"
+            f"sys.argv = ['mltrail', *{list(args)!r}]\n"
+            "runpy.run_module('mltrail', run_name='__main__')\n"
+        )
+        status, out = run_on_terminal([sys.executable, "-c", code], env)
+        assert status == 0, out
+        assert out.endswith(b"loaded: []\r\n"), (args, out)
+        if args != ("model", "history"):
+            assert b"\x1b[1m" in out, args  # bold: the header, the rule's title
+    status, out = run_on_terminal([sys.executable, "-m", "mltrail", "runs"], env)
+    assert b"\x1b[32msucceeded\x1b[0m" in out  # green, as rich writes it
     forced = mltrail(home, "runs", env={"FORCE_COLOR": "1"})
-    assert "\x1b[32msucceeded" in forced.stdout  # green, as rich styles it
+    assert "\x1b[32msucceeded" in forced.stdout
     plain = mltrail(home, "runs", env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
     assert "\x1b[32m" not in plain.stdout
-    assert "succeeded" in plain.stdout
+    assert "\x1b[1mrun" in plain.stdout
+    # styled at 160 columns (not a terminal): a name too long for the table
+    proc = mltrail(home, "run", "--name", "n" * 200, "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", code.replace("'model', 'history'", "'runs'")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "FORCE_COLOR": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("loaded: ['rich']\n")  # narrowed by rich
+    assert "n" * 200 not in proc.stdout
+    assert "n…" in proc.stdout

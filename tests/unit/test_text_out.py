@@ -4,6 +4,7 @@ lays out what rich lays out off a terminal, without rich."""
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -135,22 +136,25 @@ def test_a_rule_is_ascii_where_the_output_is_not_utf(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("environ", "tty", "plain"),
+    ("environ", "tty", "chosen"),
     [
-        ({}, False, True),
-        ({}, True, False),
-        ({"FORCE_COLOR": "1"}, False, False),  # rich styles it: rich prints it
-        ({"FORCE_COLOR": ""}, False, True),
-        ({"TTY_COMPATIBLE": "1"}, False, False),
-        ({"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}, False, True),
-        ({"TTY_COMPATIBLE": "0"}, True, False),  # a terminal's width: rich
-        ({"NO_COLOR": "1"}, True, False),  # rich, without colour
+        ({}, False, (160, None, False)),
+        ({"FORCE_COLOR": ""}, False, (160, None, False)),
+        ({"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}, False, (160, None, False)),
+        # rich would style it: styles as rich writes them, rich for what overflows
+        ({}, True, (132, "colour", True)),
+        ({"COLUMNS": "100"}, True, (100, "colour", True)),
+        ({"NO_COLOR": "1"}, True, (132, "mono", True)),  # bold and dim only
+        ({"TERM": "dumb"}, True, (80, None, True)),
+        ({"TTY_COMPATIBLE": "0"}, True, (132, None, True)),  # no styles, its width
+        ({"FORCE_COLOR": "1"}, False, (160, "colour", True)),
+        ({"TTY_COMPATIBLE": "1"}, False, (160, "colour", True)),
     ],
 )
-def test_the_plain_printer_is_used_only_where_rich_would_print_plain_text(
-    monkeypatch, environ, tty, plain
+def test_the_printer_writes_what_rich_would_write_there(
+    monkeypatch, environ, tty, chosen
 ):
-    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR"):
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLUMNS", "TERM"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -160,6 +164,93 @@ def test_the_plain_printer_is_used_only_where_rich_would_print_plain_text(
             return tty
 
     monkeypatch.setattr("sys.stdout", Stream())
+    monkeypatch.setattr("os.get_terminal_size", lambda fd: os.terminal_size((132, 40)))
     monkeypatch.setattr(text_out, "_chosen", [])
-    assert text_out.plain() is plain
-    assert isinstance(text_out.text_out(), PlainOut if plain else RichOut)
+    printer = text_out.text_out()
+    assert isinstance(printer, PlainOut)
+    assert (printer.width, printer.styles, printer.fallback) == chosen
+    assert text_out.plain() is (chosen == (160, None, False))
+
+
+def _styled(text: str) -> list[tuple[str, str]]:
+    """Each visible character with the SGR parameters in force where it is
+    written (how rich spells its escape codes around spaces aside)."""
+    out, state, i = [], "", 0
+    while i < len(text):
+        if text.startswith("\x1b[", i):
+            end = text.index("m", i)
+            codes = text[i + 2 : end]
+            state = "" if codes == "0" else codes
+            i = end + 1
+            continue
+        if text[i] not in " \n":
+            out.append((text[i], state))
+        i += 1
+    return out
+
+
+@pytest.fixture
+def rich_terminal(monkeypatch):
+    """The CLI's rich console as on a terminal 100 columns wide, in colour."""
+    buffer = io.StringIO()
+    made = printing._safe_console(
+        file=buffer, width=100, highlight=False, soft_wrap=True, markup=False,
+        emoji=False, force_terminal=True, color_system="standard",
+    )  # fmt: skip
+    monkeypatch.setattr(printing, "console", made)
+    return buffer
+
+
+def _draw_all(out):
+    out.rule(("run 0193a0c4", "bold"), "  train-7")
+    out.table(PAIRS, [("status", "succeeded"), ("cwd", "/src")], header=False)
+    out.line("\nparams", style="bold")
+    out.table(
+        [Column("run", no_wrap=True, min_width=36), Column("status")],
+        [("0193a0c4", ("succeeded", "green")), ("0193a0c5", ("failed", "red"))],
+    )
+    out.line(("note:", "bold yellow"), " added by bob")
+    out.line("\n", ("model m", "bold"))
+    out.line("  ", ("OPEN FLAG", "yellow"), " since ...")
+    out.line("records 1..5", style="dim")
+
+
+def test_on_a_terminal_styles_are_rich_s(capsys, rich_terminal):
+    _draw_all(PlainOut(width=100, styles="colour", fallback=True))
+    plain = capsys.readouterr().out
+    _draw_all(RichOut())
+    shown = rich_terminal.getvalue()
+    assert _styled(plain) == _styled(shown)
+    assert [line.rstrip(" ") for line in _unstyled(plain).split("\n")] == [
+        line.rstrip(" ") for line in _unstyled(shown).split("\n")
+    ]
+
+
+def test_no_color_keeps_bold_and_dim_only(capsys):
+    _draw_all(PlainOut(width=100, styles="mono"))
+    states = {state for _, state in _styled(capsys.readouterr().out)}
+    assert states == {"", "1", "2"}
+
+
+def _unstyled(text: str) -> str:
+    import re
+
+    return re.sub("\x1b\\[[0-9;]*m", "", text)
+
+
+def test_on_a_terminal_what_does_not_fit_is_left_to_rich(capsys, rich_terminal):
+    """A table wider than the terminal, a rule title too long for it: rich's own
+    narrowing and cutting, as before."""
+
+    def draw(out):
+        out.table(PAIRS, [("command", "python train.py " + "--flag value " * 20)],
+                  header=False)  # fmt: skip
+        out.rule("run x  " + "n" * 200)
+
+    draw(PlainOut(width=100, styles="colour", fallback=True))
+    assert capsys.readouterr().out == ""
+    from_plain = rich_terminal.getvalue()
+    rich_terminal.seek(0)
+    rich_terminal.truncate()
+    draw(RichOut())
+    assert from_plain == rich_terminal.getvalue()

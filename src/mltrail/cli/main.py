@@ -8,7 +8,7 @@ milliseconds, and click and its imports cost about as much again (ADR 0035).
 Its output, errors and exit codes are those of the click command. Nor do the
 plain ``--json`` forms of ``show``, ``trace``, ``runs``, ``model history`` and
 ``prove`` (:func:`mltrail.cli.reads.run_plain`, ADR 0021), nor the plain text
-forms of the first four where stdout is not a terminal (ADR 0041).
+forms of the first four (ADR 0041).
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """The read commands' work (``show``, ``trace``, ``runs``, ``model history``,
 ``prove``), without click, and :func:`run_plain`: their ``--json`` forms, and
-the text forms of the first four where stdout is not a terminal, run straight
-from :mod:`mltrail.cli.main` without importing click (ADR 0021, ADR 0041).
+the text forms of the first four, run straight from :mod:`mltrail.cli.main`
+without importing click (ADR 0021, ADR 0041).
 
 Click and what it loads (uuid, platform, gettext, its types) cost about a
 tenth of a read command's start-up. The click commands call the same
 functions, so both print the same bytes; :func:`run_plain` accepts only the
 plain forms (the options each command lists, each given once, as ``--opt
-VALUE``; with ``--json``, or as text that :mod:`mltrail.cli.text_out` prints
-without rich) and leaves everything else to click: help, errors of usage,
-``--debug``, ``--opt=VALUE``, ``--``, text for a terminal, text ``prove``.
+VALUE``; text is printed by :mod:`mltrail.cli.text_out`) and leaves
+everything else to click: help, errors of usage, ``--debug``, ``--opt=VALUE``,
+``--``, text ``prove``.
 """
 
 from __future__ import annotations
@@ -275,8 +275,8 @@ _FORMS = {
 
 def run_plain(args: list[str]) -> bool:
     """Run a read command given as ``args`` (``[--home H] COMMAND ...``) if it is a
-    plain form (``--json``, or text off a terminal: :func:`_plain_text`); return
-    False (nothing done) otherwise, for click.
+    plain form (JSON or text; text ``prove`` is click's); return False (nothing
+    done) otherwise, for click.
 
     Errors are printed and exit as click's path does (``error:``/``hint:`` lines,
     the error's exit code; 130 on Ctrl-C).
@@ -377,8 +377,8 @@ def _parse(
     form = _FORMS.get(command)
     if form is None:
         return None
-    if "--json" not in rest and (command == ("prove",) or not _plain_text()):
-        return None  # text for a terminal: rich, through click
+    if "--json" not in rest and command == ("prove",):
+        return None  # text `prove`: click
     values = _values(form, rest[len(command) :])
     if values is None or (command == ("prove",) and not _is_seq(values["target"])):
         return None
@@ -386,14 +386,6 @@ def _parse(
     if home is False:
         return None
     return command, home, values
-
-
-def _plain_text() -> bool:
-    """Whether text output goes to the plain printer (no terminal, ADR 0041);
-    a terminal's text is rich's, through click as before."""
-    from mltrail.cli.text_out import plain
-
-    return plain()
 
 
 def _is_seq(text: str) -> bool:

@@ -1,21 +1,23 @@
-"""Text output of the read commands: rich on a terminal, a small printer elsewhere.
+"""Text output of the read commands in rich's layout, without rich where it can.
 
 ``show``, ``runs``, ``trace`` and ``model history`` print lines, a rule and
-tables without borders. On a terminal (or where rich is told to act as one:
-``FORCE_COLOR``, ``TTY_COMPATIBLE=1``) they go through the CLI's rich console
-as before: colour, the terminal's width. Anywhere else rich prints no style at
-all and tables at most 160 columns wide; :class:`PlainOut` prints the same
-text without importing rich, whose console and table cost more start-up than
-the command's own work (ADR 0041). Both show recorded text through
-:func:`mltrail.shown.terminal_text` (ADR 0040): control, format and invisible
-characters as escapes, nothing read as markup.
+tables without borders. Rich's console and table cost more start-up than the
+commands' own work (ADR 0041), so :class:`PlainOut` prints them as rich
+would: off a terminal, without styles at 160 columns (rich's width there,
+:mod:`mltrail.cli.printing`); on a terminal (or where rich is told to act as
+one: ``FORCE_COLOR``, ``TTY_COMPATIBLE=1``), at the terminal's width, with
+rich's escape codes for the few styles used (bold, dim, colours; only bold
+and dim under ``NO_COLOR``; none on a dumb terminal). What rich would narrow
+or cut on a terminal (a table wider than it, a rule's title too long for it)
+is printed by rich itself (:class:`RichOut`). All of it shows recorded text
+through :func:`mltrail.shown.terminal_text` (ADR 0040): control, format and
+invisible characters as escapes, nothing read as markup.
 
-The plain layout is rich's where it matters to a reader: columns two spaces
-apart, each as wide as its widest cell; a table wider than 160 columns wraps
-its wrapping columns' cells at spaces (a longer word is cut) instead of
-running on; a rule is a line of ``─`` (``-`` for an encoding that is not
-UTF) around its title. It leaves out what only fills: the spaces after the
-last cell of a line, the rule's end past a title too long for it.
+The layout: columns two spaces apart, each as wide as its widest cell; off a
+terminal, a table wider than 160 columns wraps its wrapping columns' cells at
+spaces (a longer word is cut, none is left out); a rule is a line of ``─``
+(``-`` for an encoding that is not UTF) around its title. It leaves out the
+spaces rich pads the last cell of a line with.
 """
 
 from __future__ import annotations
@@ -99,8 +101,8 @@ def rich_prints() -> bool:
 
 
 def plain() -> bool:
-    """Whether text goes to :class:`PlainOut`: rich would print it unstyled at
-    160 columns (stdout is no terminal, and rich is not told it is one)."""
+    """Whether rich would print text unstyled at 160 columns here (stdout is no
+    terminal, and rich is not told it is one)."""
     try:
         return not (rich_prints() or sys.stdout.isatty())
     except (AttributeError, ValueError):  # no stdout, or a closed one
@@ -111,11 +113,47 @@ _chosen: list[TextOut] = []
 
 
 def text_out() -> TextOut:
-    """The printer for this process's stdout: :class:`RichOut` where rich would
-    style and size the output for a terminal, else :class:`PlainOut`."""
+    """The printer for this process's stdout: :class:`PlainOut` with what rich
+    would use here (width, styles); :class:`RichOut` on Windows."""
     if not _chosen:
-        _chosen.append(PlainOut() if plain() else RichOut())
+        _chosen.append(_choose())
     return _chosen[0]
+
+
+def _choose() -> TextOut:
+    if plain():
+        return PlainOut()
+    if sys.platform == "win32":  # rich's legacy console handling: rich
+        return RichOut()
+    environ = os.environ
+    terminal = rich_prints()
+    dumb = terminal and environ.get("TERM", "").lower() in ("dumb", "unknown")
+    width = _terminal_width(dumb) if sys.stdout.isatty() else WIDTH
+    if not terminal or dumb:
+        styles = None  # rich's colour system: none
+    elif environ.get("NO_COLOR", ""):
+        styles = "mono"
+    else:
+        styles = "colour"
+    return PlainOut(width, styles, fallback=True)
+
+
+def _terminal_width(dumb: bool) -> int:
+    """The width rich gives a terminal: 80 for a dumb one, else ``COLUMNS``,
+    else the first of stdin, stdout, stderr that has a size, else 80."""
+    if dumb:
+        return 80
+    width = 0
+    for descriptor in (0, 1, 2):
+        try:
+            width = os.get_terminal_size(descriptor).columns
+        except (AttributeError, ValueError, OSError):
+            continue
+        break
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        width = int(columns)
+    return width or 80
 
 
 # --- plain -----------------------------------------------------------------------------
@@ -189,30 +227,74 @@ def _fit(
         widths[i] = min(widths[i], max(low, floors[i]))
 
 
-class PlainOut(TextOut):
-    """Text without styles, at most :data:`WIDTH` columns where it can wrap."""
+# What rich writes for the styles the read commands use (SGR parameters).
+_SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33",
+        "magenta": "35", "cyan": "36", "bright_green": "92"}  # fmt: skip
+_RULE_STYLE = "bright_green"  # rich's "rule.line"
 
-    def __init__(self, width: int = WIDTH) -> None:
-        self.width = width
+
+class PlainOut(TextOut):
+    """Text in rich's layout without rich: ``width`` columns (:data:`WIDTH` off a
+    terminal); ``styles`` None (none), ``"mono"`` (bold and dim: ``NO_COLOR``)
+    or ``"colour"``, written as rich writes them. With ``fallback``, a table
+    wider than ``width`` or a rule title too long for it is left to rich (a
+    terminal: rich's narrowing and cutting are what a reader of a terminal
+    gets); without, the table wraps and the title stays whole."""
+
+    def __init__(
+        self, width: int = WIDTH, styles: str | None = None, fallback: bool = False
+    ) -> None:
+        self.width, self.styles, self.fallback = width, styles, fallback
 
     def _write(self, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()  # as rich does: a closed pipe fails in the command
 
+    def _paint(self, text: str, style: str | None) -> str:
+        """``text`` in ``style`` (each line on its own, as rich writes it)."""
+        if not self.styles or not style or not text:
+            return text
+        words = style.split()
+        if self.styles != "colour":
+            words = [w for w in words if w in ("bold", "dim")]
+        codes = ";".join(_SGR[w] for w in words if w in _SGR)
+        if not codes:
+            return text
+        return "\n".join(
+            f"\x1b[{codes}m{line}\x1b[0m" if line else line for line in text.split("\n")
+        )
+
+    def _parts(self, parts: Sequence[Any], style: str | None = None) -> str:
+        out = []
+        for part in parts:
+            text, own = (part, None) if isinstance(part, str) else part
+            joined = " ".join(filter(None, (style, own)))
+            out.append(self._paint(_shown((text,)), joined))
+        return "".join(out)
+
     def line(self, *parts: Any, style: str | None = None) -> None:
-        self._write(_shown(parts) + "\n")
+        self._write(self._parts(parts, style) + "\n")
 
     def rule(self, *parts: Any) -> None:
         encoding = (getattr(sys.stdout, "encoding", None) or "utf-8").lower()
         char = "─" if encoding.startswith("utf") else "-"
-        title = _shown(parts).replace("\n", " ")
-        size = cell_width(title)
-        if size + 4 > self.width:  # rich would cut the title; keep all of it
-            self._write(f"{char * 2} {title}\n")
+        parts = tuple(
+            p.replace("\n", " ")
+            if isinstance(p, str)
+            else (p[0].replace("\n", " "), p[1])
+            for p in parts
+        )
+        size = cell_width(_shown(parts))
+        if size + 4 > self.width:  # rich would cut the title
+            if self.fallback:
+                RichOut().rule(*parts)
+                return
+            self._write(f"{self._paint(char * 2, _RULE_STYLE)} {self._parts(parts)}\n")
             return
         side = (self.width - size) // 2
-        right = self.width - side - size - 1
-        self._write(f"{char * (side - 1)} {title} {char * right}\n")
+        left = self._paint(char * (side - 1), _RULE_STYLE)
+        right = self._paint(char * (self.width - side - size - 1), _RULE_STYLE)
+        self._write(f"{left} {self._parts(parts)} {right}\n")
 
     def table(
         self,
@@ -221,9 +303,18 @@ class PlainOut(TextOut):
         *,
         header: bool = True,
     ) -> None:
-        cells = [[_shown((cell,)) for cell in row] for row in rows]
+        rows = [list(row) for row in rows]
+        cells = [[_shown((_text(cell),)) for cell in row] for row in rows]
+        styles = [
+            [
+                " ".join(filter(None, (c.style, _style(cell))))
+                for c, cell in zip(columns, row, strict=False)
+            ]
+            for row in rows
+        ]
         if header:
             cells.insert(0, [_shown((c.header,)) for c in columns])
+            styles.insert(0, ["bold"] * len(columns))  # rich's "table.header"
         if not columns:
             return
         widths = [
@@ -235,16 +326,20 @@ class PlainOut(TextOut):
         ]
         excess = sum(widths) + 2 * (len(columns) - 1) - self.width
         if excess > 0:
+            if self.fallback:
+                RichOut().table(columns, rows, header=header)
+                return
             wrapping = [i for i, c in enumerate(columns) if not c.no_wrap]
             floors = [c.min_width or 1 for c in columns]
             _fit(widths, wrapping, floors, excess)
         out = []
-        for row in cells:
+        for row, row_styles in zip(cells, styles, strict=True):
             parts = [_wrap(text, widths[i]) for i, text in enumerate(row)]
             for n in range(max(map(len, parts))):
                 texts = [p[n] if n < len(p) else "" for p in parts]
                 padded = [
-                    t + " " * (widths[i] - cell_width(t)) for i, t in enumerate(texts)
+                    self._paint(t, row_styles[i]) + " " * (widths[i] - cell_width(t))
+                    for i, t in enumerate(texts)
                 ]
                 out.append("  ".join(padded).rstrip(" ") + "\n")
         self._write("".join(out))
@@ -254,6 +349,14 @@ def _shown(parts: Sequence[Any]) -> str:
     """The parts' text as a terminal may show it (ADR 0040), tabs expanded."""
     text = "".join(p if isinstance(p, str) else p[0] for p in parts)
     return terminal_text(text, multiline=True).expandtabs(8)
+
+
+def _text(cell: Any) -> str:
+    return cell if isinstance(cell, str) else cell[0]
+
+
+def _style(cell: Any) -> str:
+    return "" if isinstance(cell, str) else cell[1]
 
 
 # --- rich --------------------------------------------------------------------------------
