@@ -249,6 +249,7 @@ def main() -> None:
     cases = {
         "python -c pass (floor)": [*env_python, "-c", "pass"],
         "runs -n 20": [*cli, "runs", "--json"],
+        "runs -n 20 (text)": [*cli, "runs"],
         "runs --param lr=0.05 --week 2025-W40": [
             *cli, "runs", "--param", "lr=0.05", "--week", "2025-W40", "--json"
         ],
@@ -262,8 +263,12 @@ def main() -> None:
         "show <run name>": [*cli, "show", "train-7", "--json"],
         "show <run name> (text)": [*cli, "show", "train-7"],
         "trace <model id>": [*cli, "trace", model, "--json"],
+        "trace <model id> (text)": [*cli, "trace", model],
         "model history --at 2026-01-01": [
             *cli, "model", "history", "--at", "2026-01-01", "--json"
+        ],
+        "model history --at 2026-01-01 (text)": [
+            *cli, "model", "history", "--at", "2026-01-01"
         ],
         "prove <seq>": [*cli, "prove", str(args.runs * 5 // 2), "--json"],
     }  # fmt: skip

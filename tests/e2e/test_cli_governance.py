@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from terminal import run_on_terminal
 
 TRAIN = """
 import hashlib, json, pathlib
@@ -70,6 +73,21 @@ def mltrail(project, *args: str, code: int = 0, user: str | None = None):
 
 def js(project, *args: str, code: int = 0, user: str | None = None):
     return json.loads(mltrail(project, *args, "--json", code=code, user=user).stdout)
+
+
+def _on_a_terminal(project, *args: str) -> list[str]:
+    """The lines a terminal shows (rich, colour) without colour codes, trailing
+    spaces and rules (a terminal's rule is as wide as the terminal)."""
+    path, _, env = project
+    code, out = run_on_terminal([sys.executable, "-m", "mltrail", *args], env,
+                                cwd=str(path))  # fmt: skip
+    assert code == 0, out
+    assert b"\x1b[1m" in out  # bold: rich styled it
+    return _unruled(re.sub(r"\x1b\[[0-9;]*m", "", out.decode().replace("\r\n", "\n")))
+
+
+def _unruled(text: str) -> list[str]:
+    return [line.rstrip(" ") for line in text.splitlines() if not line.startswith("─")]
 
 
 def refused(project, *args: str, user: str | None = None) -> str:
@@ -134,6 +152,8 @@ def test_gates_approvals_cards_and_flags(project):
         assert "OPEN FLAG" in text, args
         assert "risk tier: high" in text, args
         assert "upstream source customers changed" in text, args
+        assert text == mltrail(project, "--debug", *args).stdout  # click's path
+        assert _on_a_terminal(project, *args) == _unruled(text), args
     [shown] = js(project, "show", "train")["governance"].values()
     assert len(shown["open_flags"]) == 1
     [event] = js(project, "model", "history")

@@ -202,6 +202,28 @@ def test_a_literal_escape_is_not_shown_as_the_character(tmp_path):
             assert b"C:\\Users\\me" in out
 
 
+def test_piped_text_escapes_a_recorded_value_exactly_once(tmp_path):
+    """The text forms printed without rich (ADR 0041) escape each recorded value
+    once, as the terminal does (ADR 0040): ESC as ``\\x1b``, a literal
+    ``\\x1b`` text with its backslash doubled, never doubled twice."""
+    home = tmp_path / "home"
+    _cli(home, "init")
+    real, literal = "red\x1b[31m", "red\\x1b[31m"
+    for name in (real, literal):
+        _cli(home, "run", "--name", name, "--", sys.executable, "-c", "pass")
+    ids = {r["name"]: r["id"] for r in json.loads(_cli(home, "runs", "--json"))}
+    shown_runs = _cli(home, "runs")
+    assert b"red\\x1b[31m" in shown_runs  # ESC
+    assert b"red\\\\x1b[31m" in shown_runs  # the literal text
+    assert b"red\\\\\\\\x1b" not in shown_runs  # escaped twice
+    for name, expected in ((real, b"red\\x1b[31m"), (literal, b"red\\\\x1b[31m")):
+        shown = _cli(home, "show", ids[name])
+        _inert(shown)
+        assert expected in shown
+        assert b"\\\\\\\\x1b" not in shown
+        assert b"\\\\\\x1b" not in shown
+
+
 def test_an_error_quoting_a_value_shows_it_as_text(tmp_path):
     home = tmp_path / "home"
     _cli(home, "init")

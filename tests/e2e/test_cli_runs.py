@@ -275,3 +275,121 @@ def test_model_help_lists_every_subcommand(home):
         assert name in names
     assert mltrail(home, "model", "fingerprint", "--help").returncode == 0
     assert mltrail(home, "model", "nosuch").returncode == 2
+
+
+# The text forms a person reads: piped, they print through `cli.text_out`'s plain
+# printer from `cli.reads`, without click or rich (ADR 0041).
+_TEXT_FORMS = (
+    ("show", "p"),
+    ("runs",),
+    ("runs", "--param", "lr=0.5", "-n", "5", "--name", "p*"),
+    ("trace", "{run}"),
+    ("model", "history"),
+    ("model", "history", "--at", "2026-01-01"),
+)
+
+
+def test_plain_text_reads_import_neither_click_nor_rich(home, tmp_path):
+    proc = mltrail(home, "run", "--name", "p", "--", "true", "--lr=0.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(mltrail(home, "runs", "--json").stdout)[0]["id"]
+    names = ("click", "rich", "mltrail.cli.app", "mltrail.cli.output",
+             "dataclasses", *_OTHER_COMMANDS)  # fmt: skip
+    for form in _TEXT_FORMS:
+        args = [a.format(run=run_id) for a in form]
+        stdout, stderr = _loaded(home, names, *args)
+        assert stderr[-1] == "loaded: []", args
+        assert stdout == mltrail(home, "--debug", *args).stdout  # click's path
+    stdout, _ = _loaded(home, (), "show", "p")
+    assert stdout.startswith("─" * 10)
+    assert f"run {run_id}  p " in stdout
+    assert "\nstatus   succeeded (exit 0)\n" in stdout
+    assert "\x1b" not in stdout  # no colour off a terminal
+    for args in (
+        ("show", "p", "--help"),
+        ("runs", "--limit=5"),
+        ("runs", "-n", "5", "-n", "6"),  # click's "last wins"
+        ("show", "--", "p"),
+        ("prove", "0"),  # text `prove`: click
+    ):
+        _, stderr = _loaded(home, ("click",), *args)
+        assert stderr[-1] == "loaded: ['click']", args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "nosuch"),
+        ("show", "p", "--full"),
+        ("trace", "nosuch"),
+        ("runs", "--since", "someday"),
+        ("runs", "--param", "novalue"),
+        ("runs", "--status", "failed"),
+        ("model", "history", "--at", "yesterday-ish"),
+        ("model", "history", "--stage", "production"),
+        ("runs", "-n", "x"),
+        ("show",),
+        ("trace", "a", "b"),
+        ("runs", "--week"),
+        ("model", "history", "--bogus"),
+    ],
+    ids=" ".join,
+)
+def test_plain_text_reads_answer_as_click_does(home, tmp_path, args):
+    """Stdout, stderr and exit code of the plain path are those of click's
+    (`--home=H` is not a plain form), errors and usage errors included."""
+    proc = mltrail(home, "run", "--name", "p", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plain = mltrail(home, "--home", str(home), *args)
+    through_click = mltrail(home, f"--home={home}", *args)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        through_click.returncode,
+        through_click.stdout,
+        through_click.stderr,
+    )
+
+
+def test_text_on_a_terminal_is_styled_without_click_or_rich(home, tmp_path):
+    """A terminal gets colour as rich writes it, without click or rich (what
+    fits its width); so does a pipe where rich is told to style it
+    (FORCE_COLOR); NO_COLOR drops the colours; a table wider than the terminal
+    is rich's."""
+    from terminal import run_on_terminal
+
+    proc = mltrail(home, "run", "--name", "p", "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    names = ("click", "rich", "mltrail.cli.app")
+    for args in (("show", "p"), ("runs",), ("model", "history")):
+        code = (
+            "import atexit, runpy, sys\n"
+            f"names = {names!r}\n"
+            "atexit.register(lambda: print('loaded:', sorted(n for n in names "
+            "if n in sys.modules)))\n"
+            f"sys.argv = ['mltrail', *{list(args)!r}]\n"
+            "runpy.run_module('mltrail', run_name='__main__')\n"
+        )
+        status, out = run_on_terminal([sys.executable, "-c", code], env)
+        assert status == 0, out
+        assert out.endswith(b"loaded: []\r\n"), (args, out)
+        if args != ("model", "history"):
+            assert b"\x1b[1m" in out, args  # bold: the header, the rule's title
+    status, out = run_on_terminal([sys.executable, "-m", "mltrail", "runs"], env)
+    assert b"\x1b[32msucceeded\x1b[0m" in out  # green, as rich writes it
+    forced = mltrail(home, "runs", env={"FORCE_COLOR": "1"})
+    assert "\x1b[32msucceeded" in forced.stdout
+    plain = mltrail(home, "runs", env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert "\x1b[32m" not in plain.stdout
+    assert "\x1b[1mrun" in plain.stdout
+    # styled at 160 columns (not a terminal): a name too long for the table
+    proc = mltrail(home, "run", "--name", "n" * 200, "--", "true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", code.replace("'model', 'history'", "'runs'")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "FORCE_COLOR": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("loaded: ['rich']\n")  # narrowed by rich
+    assert "n" * 200 not in proc.stdout
+    assert "n…" in proc.stdout

@@ -4,38 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from mltrail.cli.printing import console
+from mltrail.cli.text_out import text_out
 
 __all__ = ["print_governance"]
 
 
 def print_governance(found: dict[str, Any], *, indent: str = "") -> None:
     """Model card fields, open flags (in yellow) and approvals of each model."""
-    from rich.text import Text
-
+    out = text_out()
     for node, facts in found.items():
-        console.print(Text.assemble(f"\n{indent}", (f"model {node}", "bold")))
+        out.line(f"\n{indent}", (f"model {node}", "bold"))
         for field, value in facts["card"].items():
-            console.print(
+            out.line(
                 f"{indent}  {field.replace('_', ' ')}: {value['value']} "
-                f"(by {value['user']}, {value['time'][:10]})",
-                markup=False,
+                f"(by {value['user']}, {value['time'][:10]})"
             )
         for flag in facts["open_flags"]:
-            console.print(
-                Text.assemble(
-                    f"{indent}  ",
-                    ("OPEN FLAG", "yellow"),
-                    f" since {flag['time'][:19]}: upstream source {flag['source']} "
-                    f"changed (`mltrail flags clear {node} --note ...` after review)",
-                )
+            out.line(
+                f"{indent}  ",
+                ("OPEN FLAG", "yellow"),
+                f" since {flag['time'][:19]}: upstream source {flag['source']} "
+                f"changed (`mltrail flags clear {node} --note ...` after review)",
             )
         for a in facts["approvals"]:
             counted = (
                 "" if a["counts"] else (" (self, not counted)" if a["self"] else "")
             )
-            console.print(
+            out.line(
                 f"{indent}  {a['decision']} for {a['stage']} by {a['user']}{counted}, "
-                f"{a['time'][:10]}: {a['note']}",
-                markup=False,
+                f"{a['time'][:10]}: {a['note']}"
             )

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from mltrail.audit.refs import resolve_node
 from mltrail.audit.trace import build_lineage
-from mltrail.capture.machine.identity import describe_user
-from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.read_text import print_trace
 from mltrail.cli.reads import trace_model
 from mltrail.core.lineage import to_dot, to_mermaid, to_openlineage, to_tree
-from mltrail.core.run_owner import describe_others
 
 if TYPE_CHECKING:
     from mltrail.core.lineage import LineageGraph
@@ -115,67 +112,4 @@ def trace(ctx: click.Context, model: str, as_json: bool) -> None:
     if as_json:
         emit_json(answer)
         return
-    _print_answer(answer, graph)
-    print_governance(answer["governance"])
-
-
-def _print_answer(answer: dict[str, Any], graph: LineageGraph) -> None:
-    from rich.text import Text
-
-    node = answer["node"]
-    console.print(f"{node['type']} {node['label']}", style="bold")
-    if not answer["made_by"]:
-        console.print("no recorded run wrote this (an input from outside the ledger)")
-    for made in answer["made_by"]:
-        run = made["run"]
-        console.print(
-            Text.assemble(
-                "\n",
-                (f"made by run {run['id']}", "bold"),
-                f" ({run['name'] or 'unnamed'}), {run['status']}, "
-                f"started {run['started']} by {_who(run)}",
-            )
-        )
-        others = made.get("added_by_others")
-        for line in describe_others(others) if others else ():
-            console.print(f"  note: {line}", markup=False)
-        console.print(f"  command: {' '.join(run['command'])}", markup=False)
-        code = made["code"] or {}
-        console.print(
-            f"  code: {code.get('commit') or 'no git'}"
-            + (" (dirty)" if code.get("dirty") else ""),
-            markup=False,
-        )
-        env = made["environment"] or {}
-        console.print(
-            f"  environment: python {env.get('python')}, {env.get('packages')} packages",
-            markup=False,
-        )
-        for key, value in made["params"].items():
-            console.print(f"  param {key} = {json.dumps(value)}", markup=False)
-        for data in made["data"]:
-            console.print(
-                f"  data {data['role']}: {data['dataset']} ({data['files']} files, "
-                f"{data['bytes']} bytes) {data['path']}",
-                markup=False,
-            )
-        for tune in made["finetune"]:
-            base = (tune.get("base") or {}).get("model")
-            adapter = tune.get("adapter") or {}
-            console.print(
-                f"  fine-tune: base {base}, {adapter.get('method', '')} "
-                f"r={adapter.get('r')} alpha={adapter.get('lora_alpha')}",
-                markup=False,
-            )
-    console.print(
-        Text.assemble(
-            "\n", ("lineage", "bold"), " (newest first, back to the raw sources)"
-        )
-    )
-    for line in to_tree(graph, upstream=True):
-        console.print(line, markup=False)
-
-
-def _who(run: dict[str, Any]) -> str:
-    user = describe_user(run.get("user"), run.get("claimed_user"))
-    return f"{user}@{run.get('host') or '?'}"
+    print_trace(answer, graph)

@@ -7,8 +7,8 @@ import click at all: re-hashing an unchanged dataset takes tens of
 milliseconds, and click and its imports cost about as much again (ADR 0035).
 Its output, errors and exit codes are those of the click command. Nor do the
 plain ``--json`` forms of ``show``, ``trace``, ``runs``, ``model history`` and
-``prove``
-(:func:`mltrail.cli.reads.run_plain`, ADR 0021).
+``prove`` (:func:`mltrail.cli.reads.run_plain`, ADR 0021), nor the plain text
+forms of the first four (ADR 0041).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if run_plain(args[2:]):
             return
-    elif "--json" in args and _read_command(args):
+    elif _read_command(args):
         from mltrail.cli.reads import run_plain as run_read
 
         if run_read(args):

@@ -1,13 +1,15 @@
 """The read commands' work (``show``, ``trace``, ``runs``, ``model history``,
-``prove``), without click, and :func:`run_plain`: their ``--json`` forms run
-straight from :mod:`mltrail.cli.main` without importing click (ADR 0021).
+``prove``), without click, and :func:`run_plain`: their ``--json`` forms, and
+the text forms of the first four, run straight from :mod:`mltrail.cli.main`
+without importing click (ADR 0021, ADR 0041).
 
 Click and what it loads (uuid, platform, gettext, its types) cost about a
 tenth of a read command's start-up. The click commands call the same
 functions, so both print the same bytes; :func:`run_plain` accepts only the
 plain forms (the options each command lists, each given once, as ``--opt
-VALUE``, with ``--json``) and leaves everything else to click: help, errors
-of usage, ``--debug``, ``--opt=VALUE``, ``--``, text output.
+VALUE``; text is printed by :mod:`mltrail.cli.text_out`) and leaves
+everything else to click: help, errors of usage, ``--debug``, ``--opt=VALUE``,
+``--``, text ``prove``.
 """
 
 from __future__ import annotations
@@ -272,8 +274,9 @@ _FORMS = {
 
 
 def run_plain(args: list[str]) -> bool:
-    """Run a read command's ``--json`` form given as ``args`` (``[--home H] COMMAND
-    ...``) if it is a plain one; return False (nothing done) otherwise, for click.
+    """Run a read command given as ``args`` (``[--home H] COMMAND ...``) if it is a
+    plain form (JSON or text; text ``prove`` is click's); return False (nothing
+    done) otherwise, for click.
 
     Errors are printed and exit as click's path does (``error:``/``hint:`` lines,
     the error's exit code; 130 on Ctrl-C).
@@ -325,27 +328,45 @@ def run_plain(args: list[str]) -> bool:
 def _run(
     command: tuple[str, ...], open_home: Callable[[], Home], v: dict[str, Any]
 ) -> None:
+    as_json = v["--json"]
     if command == ("show",):
-        show_target(open_home, v["target"], v["--full"], True)
+        show_target(open_home, v["target"], v["--full"], as_json)
     elif command == ("trace",):
-        emit_json(trace_model(open_home, v["target"])[0])
+        answer, graph = trace_model(open_home, v["target"])
+        if as_json:
+            emit_json(answer)
+        else:
+            from mltrail.cli.read_text import print_trace
+
+            print_trace(answer, graph)
     elif command == ("prove",):
         emit_json(inclusion_bundle(open_home(), int(v["target"])))
     elif command == ("model", "history"):
         events, found = model_history(open_home, v["--stage"], v["--at"])
-        emit_json([with_governance(e.to_dict(), found) for e in events])
+        if as_json:
+            emit_json([with_governance(e.to_dict(), found) for e in events])
+        else:
+            from mltrail.cli.read_text import print_history
+
+            print_history(events, found, v["--at"])
     else:
         filters = {name[2:]: v[name] for name in _RUNS_OPTIONS}
         filters["params"] = v["--param"]
         limit = v["--limit"] if v["--limit"] is not None else v["-n"]
-        _, shown, _ = find_runs(open_home, filters, 20 if limit is None else limit)
-        emit_json([s.to_dict() for s in shown])
+        limit = 20 if limit is None else limit
+        spec, shown, more = find_runs(open_home, filters, limit)
+        if as_json:
+            emit_json([s.to_dict() for s in shown])
+        else:
+            from mltrail.cli.read_text import print_runs
+
+            print_runs(spec, shown, more, limit)
 
 
 def _parse(
     args: list[str],
 ) -> tuple[tuple[str, ...], Path | None, dict[str, Any]] | None:
-    """(command, home, values) of a plain ``--json`` form; None for click."""
+    """(command, home, values) of a plain form; None for click."""
     rest = list(args)
     home_text: str | None = None
     if rest[:1] == ["--home"]:
@@ -354,8 +375,10 @@ def _parse(
         home_text, rest = rest[1], rest[2:]
     command = tuple(rest[:2]) if rest[:1] == ["model"] else tuple(rest[:1])
     form = _FORMS.get(command)
-    if form is None or "--json" not in rest:
+    if form is None:
         return None
+    if "--json" not in rest and command == ("prove",):
+        return None  # text `prove`: click
     values = _values(form, rest[len(command) :])
     if values is None or (command == ("prove",) and not _is_seq(values["target"])):
         return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from mltrail.cli.output import (
@@ -16,55 +14,7 @@ from mltrail.cli.output import (
 from mltrail.cli.reads import find_runs
 from mltrail.errors import InputError
 
-if TYPE_CHECKING:
-    from rich.table import Table
-
-    from mltrail.audit.query import RunFilter
-    from mltrail.record.recorder import RunSummary
-
 __all__ = ["runs"]
-
-_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "interrupted": "yellow",
-    "aborted": "red",
-    "running": "cyan",
-    "stale": "magenta",
-}
-
-
-def _duration(summary: RunSummary) -> str:
-    if summary.duration_s is None:
-        return ""
-    seconds = float(summary.duration_s)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def _table(found: list[RunSummary]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    from mltrail.cli.printing import one_line
-
-    table = Table(box=None, pad_edge=False)
-    table.add_column("run", no_wrap=True, min_width=36)
-    for column in ("name", "status", "started (UTC)", "took", "exit", "by"):
-        table.add_column(column, no_wrap=column != "name")
-    for s in found:
-        style = _STYLE.get(s.status, "")
-        table.add_row(
-            s.id,
-            one_line(s.name or ""),  # one line: a name cannot add a row
-            Text(s.status, style=style),
-            s.started[:16].replace("T", " "),
-            _duration(s),
-            "" if s.exit_code is None else str(s.exit_code),
-            one_line(s.who()),
-        )
-    return table
 
 
 @click.group(invoke_without_command=True)
@@ -133,23 +83,9 @@ def runs(
     if as_json:
         emit_json([s.to_dict() for s in shown])
         return
-    if not shown:
-        console.print(
-            "no runs match"
-            if _filtered(spec)
-            else "no runs yet: record one with `mltrail run -- <command>`"
-        )
-        return
-    console.print(_table(shown))
-    if more:
-        console.print(f"(older runs not shown; -n 0 for all, -n {2 * limit} for more)")
+    from mltrail.cli.read_text import print_runs
 
-
-def _filtered(spec: RunFilter) -> bool:
-    return any(
-        (spec.window.start, spec.window.end, spec.user, spec.status, spec.params,
-         spec.dataset, spec.name)
-    )  # fmt: skip
+    print_runs(spec, shown, more, limit)
 
 
 @runs.command()

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.printing import console, one_line
+from mltrail.cli.text_out import Column, Shown, one_line, text_out
 from mltrail.core.run_owner import describe_others, run_owner
 from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from rich.table import Table
 
     from mltrail.audit.query import RunView
     from mltrail.core.entry import Record
@@ -31,13 +29,6 @@ _SECTIONS = (
     ("run.metrics", "metrics"),
     ("run.ended", "ended"),
 )
-
-
-def _new_table(**options: Any) -> Table:
-    """A rich table (rich is imported only when text is printed)."""
-    from rich.table import Table
-
-    return Table(**options)
 
 
 def run_to_dict(view: RunView) -> dict[str, Any]:
@@ -66,17 +57,15 @@ _SINGLE = {"run.code", "run.environment", "run.ended"}
 def render_run(view: RunView) -> None:
     """Print the run for a person."""
     s = view.summary
-    from rich.text import Text
-
-    name = f"  {terminal_text(s.name)}" if s.name else ""
-    console.rule(Text.assemble((f"run {s.id}", "bold"), name))
+    name = Shown(f"  {terminal_text(s.name)}") if s.name else ""
+    text_out().rule((f"run {s.id}", "bold"), name)
     _pairs(
         [
             (
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", Text.assemble(f"{s.started} by ", one_line(s.who()))),
+            ("started", Shown(f"{s.started} by {terminal_text(s.who())}")),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
             ("command", one_line(" ".join(s.command))),
@@ -85,30 +74,33 @@ def render_run(view: RunView) -> None:
     )
     others = view.added_by_others()
     for line in describe_others(others) if others else ():
-        console.print(Text.assemble(("note:", "bold yellow"), f" {line}"))
+        text_out().line(("note:", "bold yellow"), f" {line}")
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
                      _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
     seqs = [r.seq for r in view.records]
-    console.print(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
-                  "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
-                  style="dim")  # fmt: skip
+    text_out().line(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
+                    "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
+                    style="dim")  # fmt: skip
 
 
 def _heading(title: str) -> None:
-    console.print(f"\n{title}", style="bold")
+    text_out().line(f"\n{title}", style="bold")
 
 
 def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
-    from rich.text import Text
+    text_out().table(
+        _PAIRS,
+        [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in rows],
+        header=False,
+    )
 
-    table = _new_table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows:
-        shown = value if isinstance(value, str | Text) else json.dumps(value)
-        table.add_row(key, shown)
-    console.print(table)
+
+_PAIRS = (Column(style="dim", no_wrap=True), Column(overflow="fold"))
+
+
+def _columns(*headers: str, overflow: str = "fold") -> list[Column]:
+    return [Column(h, overflow=overflow) for h in headers]
 
 
 def _code(view: RunView) -> None:
@@ -195,13 +187,8 @@ def _params(view: RunView) -> None:
     if not params:
         return
     _heading("params")
-    table = _new_table(box=None, pad_edge=False)
-    for column in ("key", "value", "from"):
-        table.add_column(column, overflow="fold")
-    for key in sorted(params):
-        value, source = params[key]
-        table.add_row(key, json.dumps(value), source)
-    console.print(table)
+    rows = [(k, json.dumps(params[k][0]), params[k][1]) for k in sorted(params)]
+    text_out().table(_columns("key", "value", "from"), rows)
 
 
 def _data(view: RunView) -> None:
@@ -209,29 +196,31 @@ def _data(view: RunView) -> None:
     if not bodies:
         return
     _heading("data")
-    table = _new_table(box=None, pad_edge=False)
-    for column in ("role", "dataset", "files", "bytes", "path"):
-        table.add_column(column, overflow="fold")
-    for body in bodies:
-        table.add_row(
-            str(body.get("role", "")),
-            str(body.get("dataset", ""))[:16],
-            str(body.get("files", "")),
-            str(body.get("bytes", "")),
-            str(body.get("path") or body.get("url") or ""),
-        )
-    console.print(table)
+    out = text_out()
+    out.table(
+        _columns("role", "dataset", "files", "bytes", "path"),
+        [
+            (
+                str(body.get("role", "")),
+                str(body.get("dataset", ""))[:16],
+                str(body.get("files", "")),
+                str(body.get("bytes", "")),
+                str(body.get("path") or body.get("url") or ""),
+            )
+            for body in bodies
+        ],
+    )
     for body in bodies:
         stats = body.get("table") or {}
         label = stats.get("label") or {}
         if stats:
-            console.print(
+            out.line(
                 f"  {body.get('role')}: {stats.get('rows')} rows ({stats.get('format')})"
                 + (f", {label.get('column')}: {label.get('counts')}" if label else "")
             )
         for overlap in body.get("overlaps") or []:
-            console.print(f"  leakage: {overlap.get('rows')} rows also in "
-                          f"{overlap.get('role')}", style="yellow")  # fmt: skip
+            out.line(f"  leakage: {overlap.get('rows')} rows also in "
+                     f"{overlap.get('role')}", style="yellow")  # fmt: skip
 
 
 def _steps(view: RunView) -> None:
@@ -295,16 +284,14 @@ def _outputs(view: RunView) -> None:
     if not bodies:
         return
     _heading("outputs")
-    table = _new_table(box=None, pad_edge=False)
-    for column in ("path", "content id", "size"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for body in bodies:
         ident = (
             body.get("model") or body.get("dataset") or body.get("sha256") or "missing"
         )
         size = body.get("bytes", body.get("size", ""))
-        table.add_row(str(body.get("path")), str(ident)[:16], str(size))
-    console.print(table)
+        rows.append((str(body.get("path")), str(ident)[:16], str(size)))
+    text_out().table(_columns("path", "content id", "size"), rows)
 
 
 def _metrics(view: RunView) -> None:
@@ -315,14 +302,13 @@ def _metrics(view: RunView) -> None:
     if not series:
         return
     _heading("metrics")
-    table = _new_table(box=None, pad_edge=False)
-    for column in ("series", "last", "min", "max", "points"):
-        table.add_column(column)
-    for name in sorted(series):
-        s = series[name]
-        table.add_row(name, _num(s.get("last")), _num(s.get("min")), _num(s.get("max")),
-                      str(s.get("count", "")))  # fmt: skip
-    console.print(table)
+    rows = [
+        (name, _num(s.get("last")), _num(s.get("min")), _num(s.get("max")),
+         str(s.get("count", "")))
+        for name, s in sorted(series.items())
+    ]  # fmt: skip
+    columns = _columns("series", "last", "min", "max", "points", overflow="ellipsis")
+    text_out().table(columns, rows)
 
 
 def _num(value: Any) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from mltrail.cli.governance_view import print_governance
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.cli.reads import model_history, with_governance
 from mltrail.record.stages import demote as record_demote
@@ -141,23 +140,9 @@ def history(
     if as_json:
         emit_json([with_governance(e.to_dict(), found) for e in events])
         return
-    if not events:
-        console.print("no stage held then" if at else "no promotions recorded yet")
-        return
-    from rich.table import Table
+    from mltrail.cli.read_text import print_history
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("time (UTC)", "stage", "action", "model", "run", "by", "note"):
-        table.add_column(column, overflow="fold")
-    for e in events:
-        table.add_row(
-            e.time[:19].replace("T", " "), e.stage, e.action, e.model,
-            (e.run or "")[:13], e.user or "", e.note or "",
-        )  # fmt: skip
-    console.print(table)
-    print_governance(found)
-    if at is not None:
-        console.print("`mltrail trace MODEL` shows what made each of them", style="dim")
+    print_history(events, found, at)
 
 
 @click.command()
