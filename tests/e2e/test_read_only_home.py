@@ -468,6 +468,8 @@ def test_an_auditor_reads_alongside_a_connected_writer(source, scratch):
     _require_root("reading a home another account writes")
     user = _unprivileged_user() or UNPRIVILEGED
     home, model = _copy(source, scratch, "a+rX")
+    for key in (home / "keys").glob("*.key"):  # the writer's own: private (ADR 0003)
+        key.chmod(0o600)
     writer = open_home(home, env={})
     try:
         writer.ledger.append("note", {"text": "while the auditor reads"})

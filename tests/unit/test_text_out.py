@@ -9,7 +9,7 @@ import os
 import pytest
 
 from mltrail.cli import printing, text_out
-from mltrail.cli.text_out import Column, PlainOut, RichOut, cell_width
+from mltrail.cli.text_out import PlainOut, RichOut, TableColumn, cell_width
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def _both(capsys, rich_console, draw):
     return plain, "\n".join(line.rstrip(" ") for line in shown.split("\n"))
 
 
-PAIRS = (Column(style="dim", no_wrap=True), Column(overflow="fold"))
+PAIRS = (TableColumn(style="dim", no_wrap=True), TableColumn(overflow="fold"))
 
 
 @pytest.mark.parametrize(
@@ -43,14 +43,14 @@ PAIRS = (Column(style="dim", no_wrap=True), Column(overflow="fold"))
     [
         (PAIRS, [("status", "succeeded (exit 0)"), ("took", "0.03s")], False),
         (
-            [Column("run", no_wrap=True, min_width=36), Column("name"),
-             Column("status", no_wrap=True)],
+            [TableColumn("run", no_wrap=True, min_width=36), TableColumn("name"),
+             TableColumn("status", no_wrap=True)],
             [("0193a0c4", "train-1", ("succeeded", "green")), ("x", "", "failed")],
             True,
         ),
-        ([Column("key"), Column("value", overflow="fold")], [], True),
+        ([TableColumn("key"), TableColumn("value", overflow="fold")], [], True),
         # wide characters take two columns, combining marks none
-        ([Column("name"), Column("by")], [("模型-训练", "alice"), ("café", "bob")], True),
+        ([TableColumn("name"), TableColumn("by")], [("模型-训练", "alice"), ("café", "bob")], True),
         # a note of several lines: the other cells stay on its first line
         (PAIRS, [("seq 4", "first line\nsecond, longer line"), ("seq 5", "x")], False),
         # a value wider than the table may be: cut at spaces, the rest folded
@@ -110,7 +110,7 @@ def test_recorded_text_is_shown_not_acted_on(capsys):
 def test_a_wide_table_keeps_every_word_and_its_columns(capsys):
     words = [f"word{i}" for i in range(80)]
     PlainOut().table(
-        [Column("run", no_wrap=True), Column("note", overflow="fold")],
+        [TableColumn("run", no_wrap=True), TableColumn("note", overflow="fold")],
         [("0193a0c4-5b2e-7cc0-9b4e-1f6d2a8e3b11", " ".join(words))],
     )
     lines = capsys.readouterr().out.splitlines()
@@ -206,7 +206,7 @@ def _draw_all(out):
     out.table(PAIRS, [("status", "succeeded"), ("cwd", "/src")], header=False)
     out.line("\nparams", style="bold")
     out.table(
-        [Column("run", no_wrap=True, min_width=36), Column("status")],
+        [TableColumn("run", no_wrap=True, min_width=36), TableColumn("status")],
         [("0193a0c4", ("succeeded", "green")), ("0193a0c5", ("failed", "red"))],
     )
     out.line(("note:", "bold yellow"), " added by bob")

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mltrail.cli.governance_view import print_governance
-from mltrail.cli.text_out import Column, one_line, text_out
+from mltrail.cli.text_out import TableColumn, one_line, text_out
 
 if TYPE_CHECKING:
     from mltrail.audit.query import RunFilter
@@ -43,8 +43,8 @@ def print_runs(
             else "no runs yet: record one with `mltrail run -- <command>`"
         )
         return
-    columns = [Column("run", no_wrap=True, min_width=36)] + [
-        Column(name, no_wrap=name != "name")
+    columns = [TableColumn("run", no_wrap=True, min_width=36)] + [
+        TableColumn(name, no_wrap=name != "name")
         for name in ("name", "status", "started (UTC)", "took", "exit", "by")
     ]
     out.table(
@@ -151,7 +151,7 @@ def print_history(
         return
     headers = ("time (UTC)", "stage", "action", "model", "run", "by", "note")
     out.table(
-        [Column(h, overflow="fold") for h in headers],
+        [TableColumn(h, overflow="fold") for h in headers],
         [
             (
                 e.time[:19].replace("T", " "), e.stage, e.action, e.model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.text_out import Column, Shown, one_line, text_out
+from mltrail.cli.text_out import Shown, TableColumn, one_line, text_out
 from mltrail.core.run_owner import describe_others, run_owner
 from mltrail.shown import terminal_text
 
@@ -96,11 +96,11 @@ def _pairs(rows: Iterable[tuple[str, Any]]) -> None:
     )
 
 
-_PAIRS = (Column(style="dim", no_wrap=True), Column(overflow="fold"))
+_PAIRS = (TableColumn(style="dim", no_wrap=True), TableColumn(overflow="fold"))
 
 
-def _columns(*headers: str, overflow: str = "fold") -> list[Column]:
-    return [Column(h, overflow=overflow) for h in headers]
+def _columns(*headers: str, overflow: str = "fold") -> list[TableColumn]:
+    return [TableColumn(h, overflow=overflow) for h in headers]
 
 
 def _code(view: RunView) -> None:

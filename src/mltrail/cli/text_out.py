@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "Column",
     "PlainOut",
     "RichOut",
     "Shown",
+    "TableColumn",
     "TextOut",
     "cell_width",
     "one_line",
@@ -62,7 +62,7 @@ def one_line(value: object) -> Shown:
     return Shown(terminal_text(value))
 
 
-class Column:
+class TableColumn:
     """A table column: its header and rich's options for it."""
 
     __slots__ = ("header", "min_width", "no_wrap", "overflow", "style")
@@ -94,7 +94,7 @@ class TextOut:
 
     def table(
         self,
-        columns: Sequence[Column],
+        columns: Sequence[TableColumn],
         rows: Iterable[Sequence[Any]],
         *,
         header: bool = True,
@@ -311,7 +311,7 @@ class PlainOut(TextOut):
 
     def table(
         self,
-        columns: Sequence[Column],
+        columns: Sequence[TableColumn],
         rows: Iterable[Sequence[Any]],
         *,
         header: bool = True,
@@ -415,7 +415,7 @@ class RichOut(TextOut):
 
     def table(
         self,
-        columns: Sequence[Column],
+        columns: Sequence[TableColumn],
         rows: Iterable[Sequence[Any]],
         *,
         header: bool = True,
