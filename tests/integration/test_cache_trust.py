@@ -207,11 +207,30 @@ def test_a_cache_folder_others_can_write_is_not_used(
     assert "can be written by its group or others" in _capture_is_true(recorded, caplog)
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
-def test_a_cache_database_its_group_can_write_is_not_used(
+def _another_group() -> int | None:
+    """A group this process may give its files that is not its own primary one."""
+    if os.geteuid() == 0:
+        return 4242
+    others = [g for g in os.getgroups() if g != os.getegid()]
+    return others[0] if others else None
+
+
+def _own_group_is_private() -> bool:
+    import grp
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    return set(grp.getgrgid(os.getegid()).gr_mem) <= {me}
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or _another_group() is None, reason="POSIX, another group"
+)
+def test_a_cache_database_a_shared_group_can_write_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorded, _ = _forged_home(tmp_path)
+    os.chown(recorded.cache, -1, _another_group())  # type: ignore[arg-type]
     recorded.cache.chmod(0o664)
     with (
         caplog.at_level(logging.WARNING, logger="mltrail.capture"),
@@ -272,3 +291,17 @@ def test_a_new_cache_is_private_whatever_the_umask(tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o077 == 0, path
     with HashCache(cache_path) as cache:
         assert cache.enabled
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or not _own_group_is_private(), reason="a group per user"
+)
+def test_a_cache_only_a_private_group_can_write_is_used(tmp_path: Path) -> None:
+    """``umask 002`` where each user has a group of their own: nobody else."""
+    recorded, folder = _forged_home(tmp_path)
+    folder.chmod(0o775)
+    recorded.cache.chmod(0o664)
+    with HashCache(recorded.cache) as cache:
+        assert cache.enabled
+        found = hash_dataset(recorded.data, cache=cache)
+    assert found.dataset_id == recorded.original.dataset_id  # the rows were read
