@@ -157,6 +157,22 @@ def test_sources_check_reads_every_file_despite_forged_rows(
     assert recorded.last_check()["hashed"] == "content"
 
 
+def test_sources_check_of_one_file_reads_it_despite_a_forged_row(
+    recorded: Recorded,
+) -> None:
+    recorded.cli("sources", "add", "one", "data/f1.csv")
+    recorded.tamper()
+    recorded.forge_rows()
+    with HashCache(recorded.cache) as cache:  # the attack works on a lone file
+        lone = hash_dataset(recorded.data / "f1.csv", cache=cache)
+    assert lone.dataset_id != true_id(recorded.data / "f1.csv")
+
+    done = recorded.cli("sources", "check", "one", "--json", rc=1)
+    [result] = json.loads(done.stdout)
+    assert result["changed"] is True
+    assert result["fingerprint"] == true_id(recorded.data / "f1.csv")
+
+
 def test_sources_check_ignores_a_forged_tree_file(recorded: Recorded) -> None:
     recorded.tamper()
     recorded.cache.unlink()  # no per-file rows: only the tree file answers
