@@ -85,7 +85,9 @@ def hash_cmd(
 
     Files are hashed in parallel on all cores and remembered in a cache in the
     ledger home keyed by (device, inode, size, mtime, ctime), so an unchanged
-    dataset is re-hashed without reading it. stdout is exactly what `sha256sum`
+    dataset is re-hashed without reading it (what the cache says is trusted:
+    to check data against a record, use --no-cache, or `mltrail reproduce
+    RUN --check`, which reads every file). stdout is exactly what `sha256sum`
     prints (so `mltrail data hash d | sha256sum -c` works); the dataset id (the
     Merkle root of the manifest), file count and size go to stderr. Symbolic
     links are recorded as links and not printed.

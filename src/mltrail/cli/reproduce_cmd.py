@@ -41,6 +41,13 @@ __all__ = ["reproduce"]
     "of the recorded working directory.",
 )
 @click.option("--no-env", is_flag=True, help="With --check: skip the package check.")
+@click.option(
+    "--trust-cache",
+    is_flag=True,
+    help="With --check: take unchanged files' hashes from the home's hash cache "
+    "instead of reading every file (faster; whoever can write the home can forge "
+    "them).",
+)
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
 @json_option
 @click.pass_context
@@ -51,6 +58,7 @@ def reproduce(
     check: bool,
     cwd: Path | None,
     no_env: bool,
+    trust_cache: bool,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -70,9 +78,10 @@ def reproduce(
     commit out in your repository and says how to get back. Prints where
     everything went, what you must supply and how to undo it.
 
-    With --check, re-hashes the recorded data (the hash cache skips unchanged
-    files), reads the git commit, the config files and the installed packages,
-    and lists every mismatch; exits 1 if there is any, 0 if none.
+    With --check, re-hashes the recorded data (every file is read: the home's
+    hash cache is not trusted for a verdict unless --trust-cache), reads the git
+    commit, the config files and the installed packages, and lists every
+    mismatch; exits 1 if there is any, 0 if none.
 
     \b
     Examples:
@@ -81,8 +90,8 @@ def reproduce(
       mltrail reproduce 0193a0c4 --check --cwd ~/src/fresh-clone --no-env
       mltrail reproduce baseline --check --json
     """
-    if not check and (cwd is not None or no_env):
-        raise InputError("--cwd and --no-env go with --check")
+    if not check and (cwd is not None or no_env or trust_cache):
+        raise InputError("--cwd, --no-env and --trust-cache go with --check")
     if check and (out is not None or force):
         raise InputError("--out and --force write files; --check only reads")
     home = open_from(ctx)
@@ -90,7 +99,9 @@ def reproduce(
         index = open_index(home)
         view = load_run(home, index, resolve_run(index, run_ref))
         if check:
-            found = check_reproduction(home, view, cwd, environment=not no_env)
+            found = check_reproduction(
+                home, view, cwd, environment=not no_env, trust_cache=trust_cache
+            )
         else:
             plan = write_reproduction(
                 home,
@@ -102,19 +113,33 @@ def reproduce(
     finally:
         home.close()
     if check:
-        _report_check(view.id, found, as_json)
+        _report_check(view.id, found, as_json, trust_cache=trust_cache)
         ctx.exit(1 if found else 0)
     _report_plan(plan, as_json)
 
 
-def _report_check(run_id: str, found: list[Mismatch], as_json: bool) -> None:
+DATA_READ = "every file read"
+DATA_CACHED = "unchanged files' hashes taken from the hash cache (--trust-cache)"
+
+
+def _report_check(
+    run_id: str, found: list[Mismatch], as_json: bool, *, trust_cache: bool
+) -> None:
+    hashed = "cache" if trust_cache else "content"
     if as_json:
         emit_json(
-            {"run": run_id, "ok": not found, "mismatches": [m.to_dict() for m in found]}
+            {
+                "run": run_id,
+                "ok": not found,
+                "data_hashed": hashed,
+                "mismatches": [m.to_dict() for m in found],
+            }
         )
         return
+    how = f"  (data: {DATA_CACHED if trust_cache else DATA_READ})"
     if not found:
         console.print(f"OK: data, code, config files and packages match run {run_id}")
+        console.print(how, markup=False)
         return
     console.print(f"MISMATCH: {len(found)} difference(s) from run {run_id}")
     for m in found:
@@ -123,6 +148,7 @@ def _report_check(run_id: str, found: list[Mismatch], as_json: bool) -> None:
                 f"  {m.kind} {m.what}: recorded {_show(m.recorded)}, now {_show(m.current)}"
             )
         )
+    console.print(how, markup=False)
 
 
 def _show(value: object) -> str:

@@ -8,6 +8,12 @@ the SHA-256 of the result's canonical JSON lines. ``check_sources`` writes
 ``model.flagged`` for every model downstream of a run that read a file that
 changed (see :mod:`mltrail.record.upstream`), all in one atomic append.
 
+A check is a verdict (a CI gate): it reads every file of a local source and does
+not take hashes from the home's hash cache, which whoever can write the home can
+forge (ADR 0035, amendment "verdicts read every file"); ``trust_cache=True`` does,
+and ``source.checked`` says which (``hashed``: ``content`` or ``cache``).
+Registering a source is a capture and uses the cache as ``mltrail run`` does.
+
 Database passwords are never stored: the URL is recorded without one, and the
 driver finds it where it normally does (``PGPASSWORD``, ``~/.pgpass``).
 """
@@ -65,6 +71,7 @@ class CheckResult:
     flagged: list[str] = field(default_factory=list)
     changes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    hashed: str | None = None  # content, cache; None: not files (a query)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -100,12 +107,15 @@ def _without_password(url: str) -> str:
 
 
 def _fingerprint(
-    home: Home, kind: str, location: str, query: str | None
+    home: Home, kind: str, location: str, query: str | None, *, read_cache: bool = True
 ) -> dict[str, Any]:
-    """The fingerprint fields of a source's body (manifest as a stored blob)."""
+    """The fingerprint fields of a source's body (manifest as a stored blob).
+
+    Unless ``read_cache``, every file is read (the cache is only written to).
+    """
     if kind == "sql":
         return _query_fingerprint(location, query or "")
-    cache = HashCache(default_cache_path(home.path))
+    cache = HashCache(default_cache_path(home.path), read=read_cache)
     try:
         body = dataset_body("source", location, cache=cache)
     finally:
@@ -237,9 +247,16 @@ def list_sources(index: Index) -> list[dict[str, Any]]:
 
 
 def check_sources(
-    home: Home, index: Index, names: list[str] | None = None
+    home: Home,
+    index: Index,
+    names: list[str] | None = None,
+    *,
+    trust_cache: bool = False,
 ) -> list[CheckResult]:
     """Re-fingerprint sources; record the checks and flag downstream models.
+
+    Every file of a local source is read unless ``trust_cache`` (see the module
+    docstring).
 
     Raises:
         InputError: a named source is not registered.
@@ -252,7 +269,7 @@ def check_sources(
             )
     results, drafts = [], []
     for name in names or sorted(sources):
-        result, entries = _check_one(home, index, sources[name])
+        result, entries = _check_one(home, index, sources[name], trust_cache)
         results.append(result)
         drafts.extend(entries)
     if drafts:
@@ -261,13 +278,17 @@ def check_sources(
 
 
 def _check_one(
-    home: Home, index: Index, source: dict[str, Any]
+    home: Home, index: Index, source: dict[str, Any], trust_cache: bool
 ) -> tuple[CheckResult, list[Draft]]:
     name, previous = source["name"], source["fingerprint"]
     spec = _latest_body(home, index, name)
     try:
         fields = _fingerprint(
-            home, source["type"], source["location"], spec.get("query")
+            home,
+            source["type"],
+            source["location"],
+            spec.get("query"),
+            read_cache=trust_cache,
         )
     except InputError as e:
         body = {"name": name, "fingerprint": None, "previous": previous,
@@ -275,8 +296,14 @@ def _check_one(
         return CheckResult(name, False, None, previous, error=str(e)), [
             Draft("source.checked", body)
         ]
+    if source["type"] == "path":  # a URL's store checksums are not the cache's
+        fields["hashed"] = "cache" if trust_cache else "content"
     result = CheckResult(
-        name, fields["fingerprint"] != previous, fields["fingerprint"], previous
+        name,
+        fields["fingerprint"] != previous,
+        fields["fingerprint"],
+        previous,
+        hashed=fields.get("hashed"),
     )
     files: tuple[FileChange, ...] | None = None
     if result.changed:

@@ -1,9 +1,14 @@
 """Does this machine hold what a run used? Data, code, config files and packages.
 
-``check_reproduction`` re-hashes every recorded local dataset (with the hash cache,
-so unchanged files are not read again), reads the git commit and the config files,
-captures the installed packages, and lists every difference from the record.
-Remote datasets are not re-read.
+``check_reproduction`` re-hashes every recorded local dataset, reads the git commit
+and the config files, captures the installed packages, and lists every difference
+from the record. Remote datasets are not re-read.
+
+Every file of a dataset is read: the hash cache of the home is not trusted for a
+verdict, since whoever can write the home (or, with root, put a file's ctime back)
+can make it answer a changed file with its old hash (ADR 0035, amendment "verdicts
+read every file"). The hashes found are stored in it for the captures after the
+check. ``trust_cache=True`` takes unchanged files' hashes from it instead.
 """
 
 from __future__ import annotations
@@ -61,13 +66,19 @@ class Mismatch:
 
 
 def check_reproduction(
-    home: Home, view: RunView, cwd: Path | None = None, *, environment: bool = True
+    home: Home,
+    view: RunView,
+    cwd: Path | None = None,
+    *,
+    environment: bool = True,
+    trust_cache: bool = False,
 ) -> list[Mismatch]:
     """Every difference between the record of ``view``'s run and this machine.
 
     Paths recorded under the run's working directory are looked for under ``cwd``
     (default: that same recorded directory), so a fresh clone elsewhere can be
-    checked.
+    checked. Every data file is read unless ``trust_cache`` (see the module
+    docstring).
     """
     started = view.body("run.started") or {}
     recorded_cwd = str(started.get("cwd") or Path.cwd())
@@ -75,7 +86,7 @@ def check_reproduction(
     found = _check_code(view, here)
     found += _check_code_files(home, view, recorded_cwd, cwd)
     found += _check_configs(view, recorded_cwd, cwd)
-    found += _check_data(home, view, recorded_cwd, cwd)
+    found += _check_data(home, view, recorded_cwd, cwd, trust_cache=trust_cache)
     if environment:
         found += _check_environment(home, view)
     return found
@@ -162,21 +173,27 @@ def _check_configs(
     return found
 
 
-def _open_cache(home: Home) -> HashCache | None:
+def _open_cache(home: Home, *, trust: bool) -> HashCache | None:
+    """The home's hash cache: read only if ``trust``, else only written to."""
     path = default_cache_path(home.path)
     if home.ledger.store.read_only or not can_write(path):
         return None  # nothing is written into a read-only home
     try:
-        return HashCache(path)
+        return HashCache(path, read=trust)
     except (MltrailError, OSError):
         return None
 
 
 def _check_data(
-    home: Home, view: RunView, recorded_cwd: str, cwd: Path | None
+    home: Home,
+    view: RunView,
+    recorded_cwd: str,
+    cwd: Path | None,
+    *,
+    trust_cache: bool,
 ) -> list[Mismatch]:
     found: list[Mismatch] = []
-    cache = _open_cache(home)
+    cache = _open_cache(home, trust=trust_cache)
     try:
         for body in view.bodies("run.data"):
             if not body.get("url"):

@@ -37,7 +37,17 @@ longer read or written (``erase_cached_trees`` still clears it).
 
 A cache must never fail a capture: a corrupt file is moved aside and recreated, and
 any other SQLite trouble (a locked or read-only file) turns the cache off for the
-rest of the run. Both log a warning on the ``mltrail.capture`` logger.
+rest of the run. Both log a warning on the ``mltrail.capture`` logger. So does a
+cache that another account could have written (its folder, database or tree
+folder not this user's or root's, or writable by group or others: see
+:mod:`mltrail.capture.data.cache_owner`); a new folder and database are private.
+
+What the cache answers is trusted as the content of unchanged files: by captures,
+for speed. A command whose answer is a verdict (``reproduce --check``, ``sources
+check``) opens it with ``read=False`` (it only stores) and reads every file,
+unless told to trust it (``--trust-cache``): whoever can write the home, or put
+back a file's ctime (root, a raw disk write), can make it lie (ADR 0035, amendment
+"verdicts read every file").
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import struct
 import sys
 import time
 
+from mltrail.capture.data.cache_owner import foreign_writer
 from mltrail.capture.data.treefiles import TreeFiles, trees_folder
 from mltrail.tuples import NamedTuple
 
@@ -93,6 +104,7 @@ _LOOKUP = (
     " WHERE folder IN (SELECT value FROM json_each(?))"
 )
 _SAVE = "INSERT OR REPLACE INTO folders (folder, keys, hashes) VALUES (?, ?, ?)"
+_DELETE = "DELETE FROM folders WHERE folder = ?"
 _MERGE = "INSERT OR REPLACE INTO main.folders SELECT * FROM new.folders"
 
 
@@ -191,11 +203,19 @@ class HashCache:
         path: the SQLite file (created with its folder if missing).
         racy_window_s: how much older than the moment it was hashed a file's mtime
             and ctime must be for its hash to be stored (see the module docstring).
+        read: False for a cache that answers nothing and only stores: a command
+            whose answer is a verdict (``reproduce --check``, ``sources check``)
+            reads every file, since whoever can write the home can forge what the
+            cache says (ADR 0035, amendment "verdicts read every file"), and
+            leaves true hashes behind for the captures after it.
     """
 
-    def __init__(self, path: str | Path, *, racy_window_s: float = 2.0) -> None:
+    def __init__(
+        self, path: str | Path, *, racy_window_s: float = 2.0, read: bool = True
+    ) -> None:
         self._file = os.fspath(path)  # what the usual open needs: no pathlib
         self._window_ns = int(racy_window_s * 1e9)
+        self._read = read
         self._db: Connection | None = None
         self._new: str | None = None  # a new file, made aside (see _open_new)
         self._off = False  # turned off by an error, or closed
@@ -211,8 +231,14 @@ class HashCache:
         return Path(self._file)
 
     def _prepare(self) -> None:
-        """Make the cache's folder (a path that cannot be one turns the cache off)."""
-        os.makedirs(os.path.dirname(self._file) or ".", exist_ok=True)
+        """Make the cache's folder (a path that cannot be one turns the cache off),
+        private; one that another account could write turns it off too."""
+        folder = os.path.dirname(self._file) or "."
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        for path in (folder, self._trees.folder):
+            problem = foreign_writer(path)
+            if problem is not None:
+                raise PermissionError(f"{problem}: what it says cannot be trusted")
         self._existed = os.path.exists(self._file)
 
     def _connected(self) -> Connection:
@@ -234,6 +260,9 @@ class HashCache:
     def _open_usual(self) -> None:
         import sqlite3
 
+        problem = foreign_writer(self._file)
+        if problem is not None:
+            raise PermissionError(f"{problem}: what it says cannot be trusted")
         db = sqlite3.connect(self._file, timeout=5.0, isolation_level=None)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -266,6 +295,8 @@ class HashCache:
 
         remove_abandoned(self._file)
         new = f"{self._file}.new-{os.getpid()}-{time.time_ns()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        os.close(os.open(new, flags, 0o600))  # private: SQLite would use the umask
         db = sqlite3.connect(new, isolation_level=None)
         try:
             db.execute("PRAGMA page_size=16384")
@@ -331,8 +362,18 @@ class HashCache:
     @property
     def is_new(self) -> bool:
         """Whether this is a new cache file not yet named (see :meth:`_open_new`),
-        or none yet: it holds only what this process stored in it."""
+        or none yet, or one not read (``read=False``): it answers only what this
+        process stored in it, if anything."""
+        return not self._read or self._made_here()
+
+    def _made_here(self) -> bool:
+        """Whether the file is new (see :meth:`_open_new`) or not made yet."""
         return self._new is not None or (self._db is None and not self._existed)
+
+    @property
+    def reads(self) -> bool:
+        """Whether lookups answer (False: the cache only stores, ``read=False``)."""
+        return self._read
 
     @property
     def enabled(self) -> bool:
@@ -340,7 +381,13 @@ class HashCache:
         return not self._off
 
     def load(self, folders: Iterable[FolderKey]) -> dict[FolderKey, dict[StatKey, str]]:
-        """The known hashes of the files listed in each of ``folders``."""
+        """The known hashes of the files listed in each of ``folders`` (none when
+        the cache is not read)."""
+        return self._load(folders) if self._read else {}
+
+    def _load(
+        self, folders: Iterable[FolderKey]
+    ) -> dict[FolderKey, dict[StatKey, str]]:
         import json  # not at import: a matched tree result looks nothing up
 
         wanted = {_name(f): f for f in folders}
@@ -368,10 +415,11 @@ class HashCache:
             hashed: for each folder, ``(key, sha256 hex, when it was hashed in
                 time.time_ns())`` of its files; files too fresh to trust are left out.
             merge: keep the folder's other stored files (when not all of its files
-                were listed); otherwise the folder's row is replaced.
+                were listed); otherwise the folder's row is replaced (deleted when
+                none of its files may be kept: what it said is not left behind).
         """
-        rows = []
-        current = self.load(hashed) if merge else {}
+        rows, emptied = [], []
+        current = self._load(hashed) if merge else {}
         for folder, items in hashed.items():
             table = current.get(folder, {})
             table.update(
@@ -382,22 +430,28 @@ class HashCache:
             if table:
                 keys = b"".join(_KEY.pack(*key) for key in table)
                 rows.append((_name(folder), keys, "".join(table.values())))
-        if rows and self.enabled:
-            self._guard(lambda: self._write(rows), None)
+            elif not merge and not self._made_here():
+                emptied.append((_name(folder),))
+        if (rows or emptied) and self.enabled:
+            self._guard(lambda: self._write(rows, emptied), None)
 
-    def _write(self, rows: list[tuple[str, bytes, str]]) -> None:
+    def _write(
+        self, rows: list[tuple[str, bytes, str]], emptied: list[tuple[str]]
+    ) -> None:
         db = self._connected()
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_SAVE, rows)
+            db.executemany(_DELETE, emptied)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 
     def tree_digest(self, root: bytes) -> tuple[bytes, int] | None:
-        """The digest and file count stored for the folder ``root``, if any."""
-        return self._trees.digest(root) if self.enabled else None
+        """The digest and file count stored for the folder ``root``, if any (none
+        when the cache is not read)."""
+        return self._trees.digest(root) if self.enabled and self._read else None
 
     def load_tree(
         self, root: bytes, digest: bytes, *, manifest: bool, view_key: bytes
@@ -408,7 +462,7 @@ class HashCache:
         if it was stored under ``view_key``, the manifest if ``manifest`` or if not.
         A damaged result is a miss (replaced after hashing).
         """
-        if not self.enabled:
+        if not self.enabled or not self._read:
             return None
         return self._trees.load(root, digest, manifest=manifest, view_key=view_key)
 

@@ -34,6 +34,8 @@ try:  # what hashlib.blake2b is, without loading OpenSSL (milliseconds at start-
 except ImportError:  # pragma: no cover - another Python implementation
     from hashlib import blake2b
 
+from mltrail.capture.data.cache_owner import foreign_file
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,7 +113,10 @@ class TreeFiles:
         except OSError:
             return None
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            if foreign_file(path, st) is not None:  # another account could write it
+                return None
+            size = st.st_size
             head = _read(fd, _FIXED, 0)
         except (OSError, ValueError):
             return None
@@ -148,7 +153,7 @@ class TreeFiles:
         path = self.file_of(root)
         aside = f"{path}.new-{os.getpid()}-{time.time_ns()}"
         try:
-            os.makedirs(self.folder, exist_ok=True)
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
             remove_abandoned(self.folder)
             fd = os.open(
                 aside,
