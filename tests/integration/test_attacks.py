@@ -349,6 +349,31 @@ def test_a_clock_a_year_ahead_does_not_brick_the_ledger(home: Path) -> None:
     )
 
 
+def test_a_clock_reset_is_not_refused_for_a_time_spelled_without_microseconds(
+    home: Path,
+) -> None:
+    """A time of the same second without a fraction (valid, written by another
+    client) sorts after ``.500000Z`` as text: the store named it as the newest,
+    the chain did not, and every reset was refused, so the ledger stayed bricked."""
+    ahead = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=500000)
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    same_second = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(ahead)
+        opened.ledger.append("note", {"text": "gpu-07, a year ahead"})
+        late = Entry("note", same_second, {}, {"text": "the same second"})
+        opened.ledger.append_entries([sign_entry(late, signer)])
+    finally:
+        opened.close()
+    status = mltrail(home, "clock", "status")
+    assert f"newest entry time: {format_time(ahead)}" in status.stdout
+    reset = mltrail(home, "clock", "reset", "--reason", "gpu-07 ran a year ahead")
+    assert reset.returncode == 0, reset.stderr
+    append(home, "today, after the reset")
+    assert verify(home)["exit"] == 0
+
+
 # -- checkpoint checks before it signs ---------------------------------------------------
 
 

@@ -1,14 +1,17 @@
 """Property tests: entry times written and read through the fast paths are
 exactly what the plain ``strftime`` and a fresh parse give."""
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mltrail.core.chain import is_later
 from mltrail.core.codec import _parse_time, format_time, parse_time
 from mltrail.errors import SchemaError
+from mltrail.storage.base import TIME_ORDER_SQL, time_order_key
 
 ZONES = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
@@ -46,3 +49,35 @@ def test_parse_time_refuses_what_an_uncached_parse_refuses(text):
             parse_time(text)
     else:
         assert parse_time(text) == expected
+
+
+# -- stores order times as the core reads them ----------------------------------
+
+
+@st.composite
+def spellings(draw):
+    """A valid entry time in any of its spellings: no fraction, or 1 to 9 digits."""
+    moment = draw(st.datetimes(min_value=datetime(1000, 1, 1), max_value=MAX_DAY))
+    digits = draw(st.integers(0, 9))
+    fraction = draw(st.text("0123456789", min_size=digits, max_size=digits))
+    return (
+        moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits else "") + "Z"
+    )
+
+
+MAX_DAY = datetime(9999, 12, 31)
+
+
+@given(spellings(), spellings())
+def test_stores_order_times_as_the_core_reads_them(a, b):
+    """A store's floor is the chain's only if its order is the core's: the key
+    compares two times exactly as ``parse_time`` does (equal when the core reads
+    one instant), in Python and in SQL."""
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute("CREATE TABLE records (time TEXT)")
+        conn.executemany("INSERT INTO records VALUES (?)", [(a,), (b,)])
+        in_sql = dict(conn.execute(f"SELECT time, {TIME_ORDER_SQL} FROM records"))
+    assert in_sql == {a: time_order_key(a), b: time_order_key(b)}
+    key_a, key_b = time_order_key(a), time_order_key(b)
+    assert (key_a > key_b) == is_later(a, b) == (parse_time(a) > parse_time(b))
+    assert (key_a == key_b) == (parse_time(a) == parse_time(b))
