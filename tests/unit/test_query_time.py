@@ -133,3 +133,11 @@ def test_an_empty_window_is_an_input_error(since, until):
     with pytest.raises(InputError, match="is not before --until"):
         time_window(since, until)
     assert time_window("2026-03-14", "2026-03-14").start == ts(2026, 3, 14)
+
+
+@pytest.mark.parametrize("week", ["7d", "2026-03-14", "2026-03-14T09:30Z"])
+def test_week_takes_only_a_week(week):
+    """A day or an age made a window of one instant: every run silently left out."""
+    with pytest.raises(InputError, match="--week takes an ISO week"):
+        time_window(week=week)
+    assert time_window(week=" 2026-W42 ") == time_window(week="2026-W42")

@@ -151,6 +151,10 @@ def time_window(
     if week is not None:
         if since or until:
             raise InputError("--week cannot be combined with --since/--until")
+        if not _WEEK.fullmatch(week.strip()):  # a day or an age would be empty
+            raise InputError(
+                f"--week takes an ISO week, not {week!r}", hint="e.g. 2026-W42"
+            )
         return TimeWindow(parse_when(week), parse_when(week, end=True))
     start = None if since is None else parse_when(since)
     end = None if until is None else parse_when(until, end=True)
