@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mltrail.core.chain import is_later
+from mltrail.core.anchored_time import LatestDated
+from mltrail.core.chain import TIME_TOLERANCE, is_later
 from mltrail.core.codec import _parse_time, format_time, parse_time
 from mltrail.errors import SchemaError
 from mltrail.storage.base import TIME_ORDER_SQL, time_order_key
@@ -81,3 +82,45 @@ def test_stores_order_times_as_the_core_reads_them(a, b):
     key_a, key_b = time_order_key(a), time_order_key(b)
     assert (key_a > key_b) == is_later(a, b) == (parse_time(a) > parse_time(b))
     assert (key_a == key_b) == (parse_time(a) == parse_time(b))
+
+
+# -- records dated after an anchor -----------------------------------------------
+
+
+@given(
+    st.lists(spellings(), min_size=1, max_size=12),
+    st.data(),
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=MAX_DAY, timezones=ZONES),
+)
+def test_a_record_is_named_exactly_when_dated_after_the_anchor(times, data, when):
+    """Whatever the spellings: the latest-dated of the first ``size`` records is
+    named when it is more than the tolerance after the anchor's time."""
+    dates = LatestDated()
+    for seq, time in enumerate(times):
+        dates.see(seq, "note", time)
+        dates.mark(seq + 1)
+    size = data.draw(st.integers(1, len(times)))
+    latest = max(parse_time(t) for t in times[:size])
+    found = dates.problem(size, when, "an anchor")
+    if latest - when <= TIME_TOLERANCE:
+        assert found is None
+    else:
+        assert found is not None
+        assert parse_time(times[found.seq]) == latest
+        assert found.seq < size
+        assert found.severity == "error"
+
+
+def test_an_unmarked_size_and_a_later_reset():
+    dates = LatestDated()
+    dates.mark(0)  # nothing seen: nothing to compare
+    dates.see(0, "note", "2026-02-01T00:00:00Z")
+    dates.see(1, "clock.reset", "2026-01-01T00:00:00Z")
+    dates.mark(1)  # only sizes walked by a checkpoint are known
+    early = datetime(2026, 1, 1, tzinfo=UTC)
+    assert dates.problem(0, early, "x") is None
+    assert dates.problem(2, early, "x") is None
+    found = dates.problem(1, early, "timestamp #1")
+    assert found is not None
+    assert (found.seq, found.severity) == (0, "warning")
+    assert "the clock reset at seq 1" in found.message
