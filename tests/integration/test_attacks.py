@@ -310,6 +310,23 @@ def test_back_dated_entry_refused_and_named(home: Path) -> None:
     assert "entry times may go back at most 5 minutes" in message(report, "time")
 
 
+def test_an_entry_dated_in_the_future_is_a_warning(home: Path) -> None:
+    """The key holder writes a run's record dated next year straight into the
+    file (appends refuse it): queries for next year would find it, so verify says
+    it is dated after the verifying machine's clock."""
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    entries = _entries(home)
+    ahead = format_time(datetime.now(UTC) + timedelta(days=365))
+    late = sign_entry(Entry("note", ahead, {}, {"text": "from the future"}), signer)
+    _rewrite(home, [*entries, late], keep_checkpoints_upto=len(entries))
+    _sign_head(home, signer)
+    report = verify(home)
+    assert report["exit"] == 0
+    [future] = [p for p in report["problems"] if p["code"] == "future"]
+    assert (future["seq"], future["severity"]) == (len(entries), "warning")
+    assert f"dated {ahead}, 364 days after this machine's clock" in future["message"]
+
+
 def _sign_head(home: Path, signer) -> None:
     with _db(home) as conn:
         rows = conn.execute("SELECT record FROM records ORDER BY seq").fetchall()

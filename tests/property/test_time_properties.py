@@ -124,3 +124,17 @@ def test_an_unmarked_size_and_a_later_reset():
     assert found is not None
     assert (found.seq, found.severity) == (0, "warning")
     assert "the clock reset at seq 1" in found.message
+
+
+@given(st.lists(spellings(), max_size=8), MOMENTS)
+def test_the_latest_record_is_named_when_dated_after_the_clock(times, now):
+    dates = LatestDated()
+    for seq, time in enumerate(times):
+        dates.see(seq, "note", time)
+    found = dates.after(now)
+    if not times or max(parse_time(t) for t in times) - now <= TIME_TOLERANCE:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found.code, found.severity) == ("future", "warning")
+        assert parse_time(times[found.seq]) == max(parse_time(t) for t in times)

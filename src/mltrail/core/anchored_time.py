@@ -8,7 +8,8 @@ ahead, or the entry was dated forward on purpose (a run made to look as if it
 ran after an approval, or in a later week). Appends cannot see this (the
 anchor comes later), so verification reports it, as ``dated-after-anchor``:
 an error, or a warning when a later ``clock.reset`` already records that a
-clock ran ahead.
+clock ran ahead. A record dated after the verifying machine's own clock is
+the warning ``future`` (whose clock is wrong cannot be told).
 
     >>> dates = LatestDated()                                     # doctest: +SKIP
     >>> dates.see(seq, kind, time); dates.mark(size)              # during the walk
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mltrail.core.chain import describe_gap, is_later
-from mltrail.core.codec import parse_time
+from mltrail.core.codec import format_time, parse_time
 from mltrail.core.head import CLOCK_RESET_KIND, TIME_TOLERANCE
 from mltrail.core.report import Problem, Severity
 
@@ -50,6 +51,27 @@ class LatestDated:
         """Remember the latest-dated record so far as the one of ``size``."""
         if self._latest is not None:
             self._at[size] = self._latest
+
+    def after(
+        self, now: datetime, tolerance: timedelta = TIME_TOLERANCE
+    ) -> Problem | None:
+        """A warning naming the latest-dated record when it is dated more than
+        ``tolerance`` after ``now`` (the verifying machine's clock): a writer's
+        clock ran ahead, the entry was dated forward, or this clock is behind."""
+        if self._latest is None:
+            return None
+        time, seq = self._latest
+        gap = parse_time(time) - now
+        if gap <= tolerance:
+            return None
+        return Problem(
+            seq,
+            "future",
+            f"dated {time}, {describe_gap(gap)} after this machine's clock "
+            f"({format_time(now)}): a writer's clock ran ahead, the entry was dated "
+            "forward, or this clock is behind",
+            Severity.WARNING,
+        )
 
     def problem(
         self,

@@ -823,7 +823,7 @@ class Ledger:
 
         if trusted_keys is None:
             trusted_keys = (self.trusted_key,) if self.trusted_key else ()
-        return verify_store(
+        report = verify_store(
             self.store,
             origin=self.origin,
             trusted_keys=trusted_keys,
@@ -831,6 +831,10 @@ class Ledger:
             progress=progress,
             workers=workers,
         )
+        future = report.dated.after(self.clock.now())
+        if future is not None:
+            report.problems.append(future)
+        return report
 
     def close(self) -> None:
         """Close the store."""
