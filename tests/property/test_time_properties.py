@@ -9,10 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mltrail.core.anchored_time import LatestDated
-from mltrail.core.chain import TIME_TOLERANCE, is_later
+from mltrail.core.chain import EMPTY_HEAD, TIME_TOLERANCE, is_later, seal_entries
+from mltrail.core.checkpoint import CheckpointSigner
 from mltrail.core.codec import _parse_time, format_time, parse_time
-from mltrail.errors import SchemaError
+from mltrail.core.entry import Entry, sign_entry
+from mltrail.core.signing import encode_b64
+from mltrail.errors import InputError, SchemaError
+from mltrail.ledger.stored import new_batch
+from mltrail.ledger.verification import verify_store
 from mltrail.storage.base import TIME_ORDER_SQL, time_order_key
+from mltrail.testing import MemoryStore, fixed_signer
 
 ZONES = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
@@ -138,3 +144,44 @@ def test_the_latest_record_is_named_when_dated_after_the_clock(times, now):
         assert found is not None
         assert (found.code, found.severity) == ("future", "warning")
         assert parse_time(times[found.seq]) == max(parse_time(t) for t in times)
+
+
+# -- the first and last minutes of the calendar -----------------------------------
+
+EDGE_TIMES = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 1, 0, 10)),
+    st.datetimes(
+        min_value=datetime(9999, 12, 31, 23, 50),
+        max_value=datetime(9999, 12, 31, 23, 59),
+    ),
+).map(lambda d: d.replace(tzinfo=UTC))
+EDGE_SIGNER = fixed_signer("edge")
+
+
+def _edge_entry(kind: str, moment: datetime, body: dict) -> Entry:
+    time = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")  # pad year 1
+    return sign_entry(Entry(kind, time, {"user": "a"}, body), EDGE_SIGNER)
+
+
+@given(st.lists(EDGE_TIMES, min_size=1, max_size=4), EDGE_TIMES)
+def test_times_at_the_ends_of_the_calendar_never_overflow(moments, now):
+    """Entries dated in the first minutes of year 1 or the last of 9999 are
+    refused or accepted by appends, and reported or passed by verification:
+    comparing ``newest - tolerance`` or ``now + tolerance`` raised OverflowError
+    (a traceback, and a ledger no one could verify)."""
+    genesis = _edge_entry("key.added", moments[0], {
+        "alg": "ed25519", "key": EDGE_SIGNER.key_id, "origin": "example.org/edge",
+        "public_key": encode_b64(EDGE_SIGNER.public_key), "reason": "edge",
+    })  # fmt: skip
+    notes = [_edge_entry("note", m, {"text": "x"}) for m in moments[1:]]
+    try:
+        sealed = seal_entries(EMPTY_HEAD, [genesis, *notes], now=now)
+    except InputError:
+        sealed = seal_entries(EMPTY_HEAD, [genesis], now=max(moments[0], now))
+    store = MemoryStore()
+    text = CheckpointSigner("example.org/edge", EDGE_SIGNER).sign(
+        sealed.head.size, sealed.head.root()
+    )
+    store.append(lambda head: new_batch(sealed.with_checkpoint(text)))
+    report = verify_store(store, origin="example.org/edge")
+    assert not [p for p in report.errors if p.code not in ("time",)]

@@ -249,7 +249,7 @@ def check_entry_time(
         InputError: with what to do about it.
     """
     moment = parse_time(entry.time)
-    if moment > now + tolerance:
+    if moment - now > tolerance:  # differences never overflow (years 1, 9999)
         raise InputError(
             f"entry time {entry.time} is in the future (the clock of the machine "
             f"appending it says {format_time(now)})",
@@ -268,7 +268,7 @@ def check_entry_time(
     if floor is None or not is_later(floor, entry.time):
         return
     newest = parse_time(floor)
-    if moment < newest - tolerance:
+    if newest - moment > tolerance:
         ahead = describe_gap(newest - moment)
         raise InputError(
             f"refusing an entry dated {entry.time}: the ledger already holds an "
@@ -284,7 +284,7 @@ def _check_reset(
     entry: Entry, floor: str | None, moment: datetime, tolerance: timedelta
 ) -> None:
     """A clock reset is only for a ledger dated ahead of the clock writing it."""
-    if floor is None or moment >= parse_time(floor) - tolerance:
+    if floor is None or parse_time(floor) - moment <= tolerance:
         raise InputError(
             "no clock reset is needed: the ledger's newest entry is dated "
             f"{floor}, not ahead of this machine's clock ({entry.time})",

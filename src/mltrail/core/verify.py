@@ -338,7 +338,7 @@ class LedgerVerifier:
                     Severity.WARNING,
                 )
             self._floor = (moment, seq, check.time)
-        elif moment < newest - self._tolerance:
+        elif newest - moment > self._tolerance:  # never overflows, near year 1
             self.problem(
                 seq,
                 "time",
