@@ -33,7 +33,12 @@ from typing import Any
 import pytest
 
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
-from mltrail.core.checkpoint import Checkpoint, parse_signed_checkpoint, sign_checkpoint
+from mltrail.core.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    parse_signed_checkpoint,
+    sign_checkpoint,
+)
 from mltrail.core.codec import decode_record, format_time
 from mltrail.core.entry import Entry, Record, Signature, sign_entry
 from mltrail.core.merkle import CompactRange, frontier_positions
@@ -885,3 +890,44 @@ def test_a_poisoned_floor_cache_is_caught_by_verify(home: Path) -> None:
     report = verify(home)
     assert report["exit"] == 3
     assert errors(report) == [(size, "time")]
+
+
+def test_a_run_pushed_with_an_earlier_date_is_shown_as_pushed(home: Path) -> None:
+    """A push window (ADR 0031) lets entries keep times days before the
+    ledger's newest one: a run recorded 'last week' appears in last week's runs,
+    with no problem in verify. That is what a push is; the listing now says
+    when this ledger received it, so the date is read as the claim it is."""
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    now = datetime.now(UTC)
+    week_ago = now - timedelta(days=7)
+    run = "00000000-1111-2222-3333-444444444444"
+
+    def entry(kind: str, when: datetime, body: dict[str, Any]) -> Entry:
+        actor = {"user": "mallory", "host": "laptop"}
+        return sign_entry(Entry(kind, format_time(when), actor, body, run=run), signer)
+
+    laptop = "example.org/laptop"
+    header = dataclass_replace_sig(
+        Entry("ledger.pushed", format_time(now), {}, {}),
+        signer,
+        {"origin": laptop, "key": signer.key_id, "count": 2, "from": 1, "to": 3,
+         "checkpoint": CheckpointSigner(laptop, signer).sign(3, bytes(32))},
+    )  # fmt: skip
+    pushed = [
+        entry("run.started", week_ago, {"source": "api", "name": "late"}),
+        entry("run.ended", week_ago + timedelta(minutes=1), {"status": "succeeded"}),
+    ]
+    opened = open_home(home, env={})
+    try:
+        [head, *_] = opened.ledger.append_entries([header, *pushed])
+    finally:
+        opened.close()
+    assert verify(home)["exit"] == 0
+    proc = mltrail(home, "runs", "--week", week_ago.strftime("%G-W%V"), "--json")
+    [listed] = json.loads(proc.stdout)
+    assert listed["started"] == format_time(week_ago)
+    assert listed["pushed"] == {"seq": head.seq, "time": header.time, "origin": laptop}
+    table = mltrail(home, "runs", "--week", week_ago.strftime("%G-W%V")).stdout
+    assert f"(pushed {header.time[:16].replace('T', ' ')})" in table
+    mine = json.loads(mltrail(home, "runs", "--name", "train", "--json").stdout)
+    assert mine[0]["pushed"] is None

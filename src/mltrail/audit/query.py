@@ -238,7 +238,8 @@ def _search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
 
 _COLUMNS = (
     "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq, "
-    "claimed_user"
+    "claimed_user, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
+    "WHERE p.first <= runs.seq AND runs.seq <= p.last LIMIT 1) AS pushed"
 )
 
 
@@ -334,7 +335,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
     run_id, name, status, started, ended, duration, exit_code, user, host, cmd = row[
         :10
     ]
-    seq, claimed = row[10:]
+    seq, claimed, pushed = row[10:]
     if status == "open":
         status = run_liveness(home.path, run_id, home.ledger.store)
     return RunSummary(
@@ -350,7 +351,16 @@ def _summary(home: Home, row: Any) -> RunSummary:
         command=json.loads(cmd),
         seq=seq,
         claimed_user=claimed,
+        pushed=_pushed(pushed),
     )
+
+
+def _pushed(window: str | None) -> dict[str, Any] | None:
+    """The ``ledger.pushed`` header whose window holds the run's first record."""
+    if window is None:
+        return None
+    header, time, origin = json.loads(window)
+    return {"seq": header, "time": time, "origin": origin}
 
 
 # -- one run -----------------------------------------------------------------

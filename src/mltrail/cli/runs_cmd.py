@@ -43,6 +43,14 @@ def _duration(summary: RunSummary) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
+def _started(summary: RunSummary) -> str:
+    """The start, and when a run pushed from another ledger reached this one."""
+    started = summary.started[:16].replace("T", " ")
+    if summary.pushed is None:
+        return started
+    return f"{started} (pushed {summary.pushed['time'][:16].replace('T', ' ')})"
+
+
 def _table(found: list[RunSummary]) -> Table:
     from rich.table import Table
     from rich.text import Text
@@ -59,7 +67,7 @@ def _table(found: list[RunSummary]) -> Table:
             s.id,
             one_line(s.name or ""),  # one line: a name cannot add a row
             Text(s.status, style=style),
-            s.started[:16].replace("T", " "),
+            _started(s),
             _duration(s),
             "" if s.exit_code is None else str(s.exit_code),
             one_line(s.who()),
@@ -111,6 +119,10 @@ def runs(
     (2026-03-14T09:30Z), an ISO week (2026-W42) or an age (7d, 12h). --param
     matches values as typed: --param lr=0.5 finds 0.5 whether it came from the
     command line, a config file or the API.
+
+    A run pushed from an offline ledger (`mltrail push`) keeps the times it was
+    recorded with, which are that machine's claims: its start shows when this
+    ledger received it, `(pushed ...)`, and --json gives `pushed`.
 
     A run is `running` while its recorder lives; `stale` when the recorder died
     before recording the end (`mltrail runs close --stale` records those as
