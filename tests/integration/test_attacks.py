@@ -396,6 +396,40 @@ def test_a_clock_reset_is_not_refused_for_a_time_spelled_without_microseconds(
     assert verify(home)["exit"] == 0
 
 
+@pytest.mark.parametrize("last_row_too", [False, True])
+def test_a_newest_time_cache_set_ahead_does_not_brick_the_ledger(
+    home: Path, last_row_too: bool
+) -> None:
+    """The newest time beside each checkpoint is a cache anyone who can write the
+    file can change, without a key. Set a century ahead, it refused every append
+    while `clock status` (which scans the records) saw nothing wrong and `clock
+    reset` was refused for naming the real newest time: bricked, and verify
+    passed. Appends refused by such a cache now read the records again."""
+    with _db(home) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET floor = '2099-01-01T00:00:00.000000Z' "
+            "WHERE id = (SELECT max(id) FROM checkpoints)"
+        )
+        if last_row_too:  # the time column of the last row, read for the head
+            conn.execute(
+                "UPDATE records SET time = '2099-01-01T00:00:00.000000Z' "
+                "WHERE seq = (SELECT max(seq) FROM records)"
+            )
+    append(home, "after the cache was set ahead")
+    append(home, "and the next one")
+    assert verify(home)["exit"] == 0
+
+
+def test_an_append_refused_for_a_true_newest_time_is_still_refused(home: Path) -> None:
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) - timedelta(days=1))
+        with pytest.raises(InputError, match="the ledger already holds an entry"):
+            opened.ledger.append("note", {"text": "a day behind"})
+    finally:
+        opened.close()
+
+
 # -- checkpoint checks before it signs ---------------------------------------------------
 
 

@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mltrail.core.anchored_time import LatestDated
-from mltrail.core.chain import EMPTY_HEAD, TIME_TOLERANCE, is_later, seal_entries
+from mltrail.core.chain import (
+    EMPTY_HEAD,
+    TIME_TOLERANCE,
+    compute_floor,
+    is_later,
+    seal_entries,
+)
 from mltrail.core.checkpoint import CheckpointSigner
 from mltrail.core.codec import _parse_time, format_time, parse_time
 from mltrail.core.entry import Entry, sign_entry
@@ -185,3 +191,41 @@ def test_times_at_the_ends_of_the_calendar_never_overflow(moments, now):
     store.append(lambda head: new_batch(sealed.with_checkpoint(text)))
     report = verify_store(store, origin="example.org/edge")
     assert not [p for p in report.errors if p.code not in ("time",)]
+
+
+# -- the newest time read from records is the one appends keep ---------------------
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@given(st.lists(st.integers(-299, 3600), min_size=1, max_size=10), st.data())
+def test_the_floor_read_from_records_is_the_one_appends_keep(steps, data):
+    """``compute_floor`` over the records (with a pushed window somewhere) gives
+    the floor ``seal_entries`` chained: what an append falls back on when the
+    stored copy was altered."""
+    moments, newest = [], START
+    for seconds in steps:  # back at most 299 s from the newest: within tolerance
+        moments.append(newest + timedelta(seconds=seconds))
+        newest = max(newest, moments[-1])
+    entries = [_edge_entry("note", m, {"text": "x"}) for m in moments]
+    at = data.draw(st.integers(0, len(entries)))
+    count = data.draw(st.integers(1, 3))
+    header_time = max(moments, default=START) + timedelta(seconds=1)
+    header = _edge_entry(
+        "ledger.pushed", header_time,
+        {"origin": "example.org/laptop", "key": EDGE_SIGNER.key_id,
+         "checkpoint": CheckpointSigner("example.org/laptop", EDGE_SIGNER).sign(
+             count + 1, bytes(32)), "count": count, "from": 1, "to": count + 1},
+    )  # fmt: skip
+    old = [
+        _edge_entry("note", START - timedelta(days=9 - i), {"t": i})
+        for i in range(count)
+    ]
+    genesis = _edge_entry("key.added", START, {
+        "alg": "ed25519", "key": EDGE_SIGNER.key_id, "origin": "example.org/edge",
+        "public_key": encode_b64(EDGE_SIGNER.public_key), "reason": "edge",
+    })  # fmt: skip
+    batch = [genesis, *entries[:at], header, *old]
+    sealed = seal_entries(EMPTY_HEAD, batch, now=header_time)
+    records = [(seq, e.kind, e.body, e.time) for seq, e in enumerate(batch)]
+    assert compute_floor(records) == sealed.head.floor_time

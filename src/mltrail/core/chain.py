@@ -8,7 +8,7 @@ returns, so storage never hashes anything itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.codec import format_time, parse_time
@@ -31,7 +31,7 @@ from mltrail.errors import (
 
 # Checkpoint parsing is imported where a head is checked.
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime, timedelta
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SealedRecord",
     "check_entry_time",
     "check_head",
+    "compute_floor",
     "describe_gap",
     "is_later",
     "next_floor",
@@ -213,6 +214,23 @@ def next_floor(floor: str | None, kind: str, time: str) -> str:
     if kind == CLOCK_RESET_KIND or floor is None:
         return time
     return time if is_later(time, floor) else floor
+
+
+def compute_floor(
+    records: Iterable[tuple[int, str, Mapping[str, Any] | None, str]],
+) -> str | None:
+    """The ledger's newest time after ``records`` (seq, kind, body, time), in seq
+    order from the last ``clock.reset`` (or the start), as ``seal_entries``
+    keeps it: pushed entries do not move it."""
+    floor: str | None = None
+    window: PushWindow | None = None
+    for seq, kind, body, time in records:
+        if window is not None:
+            window = window.after(time)
+        else:
+            floor = next_floor(floor, kind, time)
+            window = open_window(seq, kind, body, time)
+    return floor
 
 
 def is_later(a: str, b: str) -> bool:
