@@ -449,8 +449,9 @@ class Ledger:
             return head.floor_time
 
         start = 0
-        for row in self.store.rows_of_kinds((CLOCK_RESET_KIND,)):
-            start = row.seq
+        for row in self.store.rows_of_kinds((CLOCK_RESET_KIND,)):  # a column too
+            if decode_record(row.data).record.entry.kind == CLOCK_RESET_KIND:
+                start = row.seq
         records = (decode_record(row.data).record for row in self.store.rows(start))
         return compute_floor(
             (r.seq, r.entry.kind, r.entry.body, r.entry.time) for r in records
