@@ -256,7 +256,7 @@ def test_a_record_dated_after_the_cosignature_is_named(home, w1):
     cosigned = ok(w1.cosign(home, request(home), "--log-key", log_key(home))).stdout
     ok(mltrail(home, "checkpoint", "--cosigned", "-", stdin=cosigned))
     code, report = verify_json(home, "--witness-key", w1.vkey)
-    assert code == 3
+    assert code == 0  # a witness's clock is not audited: a warning
     [bad] = [p for p in report["problems"] if p["code"] == "dated-after-anchor"]
-    assert bad["seq"] == 2
+    assert (bad["seq"], bad["severity"]) == (2, "warning")
     assert "witness witness.example/w1" in bad["message"]

@@ -79,11 +79,14 @@ class LatestDated:
         when: datetime,
         what: str,
         tolerance: timedelta = TIME_TOLERANCE,
+        *,
+        severity: Severity = Severity.ERROR,
     ) -> Problem | None:
         """The problem when a record below ``size`` is dated after ``when``
         (an anchor ``what`` attests records 0 to ``size - 1`` existed then)
         by more than ``tolerance``; None otherwise, or when ``size`` was not
-        marked."""
+        marked. ``severity`` is the problem's when no later clock reset explains
+        it (a witness's clock is not audited as a TSA's is: a warning)."""
         found = self._at.get(size)
         if found is None:
             return None
@@ -98,7 +101,7 @@ class LatestDated:
             "or dated forward"
         )
         if reset is None:
-            return Problem(seq, "dated-after-anchor", message)
+            return Problem(seq, "dated-after-anchor", message, severity)
         return Problem(
             seq,
             "dated-after-anchor",

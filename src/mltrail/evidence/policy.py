@@ -229,13 +229,18 @@ def _check_tokens(
 
 
 def _check_dates(
-    report: VerificationReport, size: int, check: EvidenceCheck, what: str
+    report: VerificationReport,
+    size: int,
+    check: EvidenceCheck,
+    what: str,
+    severity: Severity = Severity.ERROR,
 ) -> None:
     """Report a record the anchor shows existed before the time it is dated
     (once per record, however many anchors show it)."""
     if check.time is None:
         return
-    found = report.dated.problem(size, check.time, f"{what} ({_utc(check)})")
+    when = f"{what} ({_utc(check)})"
+    found = report.dated.problem(size, check.time, when, severity=severity)
     if found is not None and not any(
         p.code == found.code and p.seq == found.seq for p in report.problems
     ):
@@ -273,9 +278,8 @@ def _check_witnesses(
                         )
                     )
                 elif _holds(store, checkpoint):
-                    _check_dates(
-                        report, size, check, f"{where} (witness {key.short()})"
-                    )
+                    what = f"{where} (witness {key.short()})"
+                    _check_dates(report, size, check, what, Severity.WARNING)
                     if best is None or size > best[0]:
                         best = (size, check)
         _report_witness(report, key, best)
