@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -42,7 +43,7 @@ from mltrail.core.checkpoint import (
 from mltrail.core.codec import decode_record, format_time
 from mltrail.core.entry import Entry, Record, Signature, sign_entry
 from mltrail.core.merkle import CompactRange, frontier_positions
-from mltrail.errors import InputError
+from mltrail.errors import InputError, MltrailError
 from mltrail.ledger.home import open_home
 from mltrail.ledger.keystore import load_signer
 from mltrail.testing import FixedClock, fixed_signer
@@ -371,6 +372,30 @@ def test_a_clock_a_year_ahead_does_not_brick_the_ledger(home: Path) -> None:
     )
 
 
+def test_back_dating_through_a_clock_reset_is_a_limit_always_reported(
+    home: Path,
+) -> None:
+    """The limit, pinned: the log key's holder sets a clock a week back, records
+    a clock reset (the ledger now looks a week ahead of that clock) and appends
+    entries dated last week. Nothing can prove them back-dated (anchors bound
+    times from above only); verify passes and always names the reset, with how
+    far back it lets entries go."""
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) - timedelta(days=7))
+        reset = opened.ledger.reset_clock("the clock was a week ahead")
+        opened.ledger.append("note", {"text": "dated last week"})
+    finally:
+        opened.close()
+    report = verify(home)
+    assert report["exit"] == 0
+    [warned] = [p for p in report["problems"] if p["code"] == "clock-reset"]
+    assert warned["seq"] == reset.seq
+    assert re.search(
+        r"entries from here on are dated up to [67] days before seq", warned["message"]
+    )
+
+
 def test_a_clock_reset_is_not_refused_for_a_time_spelled_without_microseconds(
     home: Path,
 ) -> None:
@@ -558,6 +583,32 @@ def test_rotation_destroys_the_revoked_key_and_history_stays_safe(
     # what the old key could not sign (the rotation and after) is not covered
     assert report["covered"] < rotation
     assert any(code == "uncovered" for _, code in errors(report))
+
+
+def test_a_revoked_key_signing_a_record_dated_before_its_revocation_is_named(
+    home: Path, tmp_path: Path
+) -> None:
+    """Key validity goes by seq (ADR 0003), never by the time an entry claims:
+    a record signed by the revoked key and dated before the rotation is refused
+    at append and named by verify at its seq."""
+    [old_file] = (home / "keys").glob("*.key")
+    old = load_signer(old_file)
+    before = _entries(home)[1].time  # dated while the key was valid
+    assert mltrail(home, "keys", "rotate", "--reason", "scheduled").returncode == 0
+    new = load_signer(next((home / "keys").glob("*.key")))
+    late = sign_entry(Entry("note", before, {}, {"text": "back-dated"}), old)
+    opened = open_home(home, env={})
+    try:
+        with pytest.raises(MltrailError, match="after it was revoked at seq"):
+            opened.ledger.append_entries([late])
+    finally:
+        opened.close()
+    entries = _entries(home)
+    _rewrite(home, [*entries, late], keep_checkpoints_upto=len(entries))
+    _sign_head(home, new)
+    report = verify(home)
+    assert report["exit"] == 3
+    assert (len(entries), "signer") in errors(report)
 
 
 def dataclass_replace_sig(entry: Entry, signer, body: dict[str, Any]) -> Entry:
