@@ -207,3 +207,25 @@ def test_the_current_model_file_traces_to_the_latest_week(weekly):
     assert answer["made_by"][0]["run"]["started"].startswith("2026-03-23")
     assert os.path.exists(project / "model" / "weights.bin")
     assert snapshots[13] == (project / "model" / "weights.bin").read_bytes()
+
+
+def _held_at(project: Path, home: Path, when: str) -> list[str]:
+    held = json.loads(
+        mltrail(project, home, "model", "history", "--at", when, "--json").stdout
+    )
+    return [p["note"] for p in held]
+
+
+def test_a_day_or_week_given_to_at_means_all_of_it_however_it_is_typed(weekly):
+    """Week 11's release is promoted on Monday 9 March: ``--at`` a day or an ISO
+    week counts the whole of it, with or without spaces around the text (a day
+    with a space was read as its first instant, a week as its Monday's)."""
+    project, home, _ = weekly
+    for when in ("2026-03-09", " 2026-03-09", "2026-03-09 ", "2026-W11", "2026W11"):
+        assert _held_at(project, home, when) == ["weekly release 11"], when
+    assert _held_at(project, home, "2026-03-08") == ["weekly release 10"]
+    for when in ("20260309", "2026-W11-1", "\u0662\u0660\u0662\u0666-W11"):
+        proc = mltrail(project, home, "model", "history", "--at", when, check=False)
+        assert proc.returncode == 2, when
+        assert "cannot read the time" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -33,11 +34,16 @@ from typing import Any
 import pytest
 
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
-from mltrail.core.checkpoint import Checkpoint, parse_signed_checkpoint, sign_checkpoint
+from mltrail.core.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    parse_signed_checkpoint,
+    sign_checkpoint,
+)
 from mltrail.core.codec import decode_record, format_time
 from mltrail.core.entry import Entry, Record, Signature, sign_entry
 from mltrail.core.merkle import CompactRange, frontier_positions
-from mltrail.errors import InputError
+from mltrail.errors import InputError, MltrailError
 from mltrail.ledger.home import open_home
 from mltrail.ledger.keystore import load_signer
 from mltrail.testing import FixedClock, fixed_signer
@@ -310,6 +316,23 @@ def test_back_dated_entry_refused_and_named(home: Path) -> None:
     assert "entry times may go back at most 5 minutes" in message(report, "time")
 
 
+def test_an_entry_dated_in_the_future_is_a_warning(home: Path) -> None:
+    """The key holder writes a run's record dated next year straight into the
+    file (appends refuse it): queries for next year would find it, so verify says
+    it is dated after the verifying machine's clock."""
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    entries = _entries(home)
+    ahead = format_time(datetime.now(UTC) + timedelta(days=365))
+    late = sign_entry(Entry("note", ahead, {}, {"text": "from the future"}), signer)
+    _rewrite(home, [*entries, late], keep_checkpoints_upto=len(entries))
+    _sign_head(home, signer)
+    report = verify(home)
+    assert report["exit"] == 0
+    [future] = [p for p in report["problems"] if p["code"] == "future"]
+    assert (future["seq"], future["severity"]) == (len(entries), "warning")
+    assert f"dated {ahead}, 364 days after this machine's clock" in future["message"]
+
+
 def _sign_head(home: Path, signer) -> None:
     with _db(home) as conn:
         rows = conn.execute("SELECT record FROM records ORDER BY seq").fetchall()
@@ -347,6 +370,89 @@ def test_a_clock_a_year_ahead_does_not_brick_the_ledger(home: Path) -> None:
     assert "364 days" in message(report, "clock-reset") or "365 days" in message(
         report, "clock-reset"
     )
+
+
+def test_back_dating_through_a_clock_reset_is_a_limit_always_reported(
+    home: Path,
+) -> None:
+    """The limit, pinned: the log key's holder sets a clock a week back, records
+    a clock reset (the ledger now looks a week ahead of that clock) and appends
+    entries dated last week. Nothing can prove them back-dated (anchors bound
+    times from above only); verify passes and always names the reset, with how
+    far back it lets entries go."""
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) - timedelta(days=7))
+        reset = opened.ledger.reset_clock("the clock was a week ahead")
+        opened.ledger.append("note", {"text": "dated last week"})
+    finally:
+        opened.close()
+    report = verify(home)
+    assert report["exit"] == 0
+    [warned] = [p for p in report["problems"] if p["code"] == "clock-reset"]
+    assert warned["seq"] == reset.seq
+    assert re.search(
+        r"entries from here on are dated up to [67] days before seq", warned["message"]
+    )
+
+
+def test_a_clock_reset_is_not_refused_for_a_time_spelled_without_microseconds(
+    home: Path,
+) -> None:
+    """A time of the same second without a fraction (valid, written by another
+    client) sorts after ``.500000Z`` as text: the store named it as the newest,
+    the chain did not, and every reset was refused, so the ledger stayed bricked."""
+    ahead = (datetime.now(UTC) + timedelta(days=365)).replace(microsecond=500000)
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    same_second = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(ahead)
+        opened.ledger.append("note", {"text": "gpu-07, a year ahead"})
+        late = Entry("note", same_second, {}, {"text": "the same second"})
+        opened.ledger.append_entries([sign_entry(late, signer)])
+    finally:
+        opened.close()
+    status = mltrail(home, "clock", "status")
+    assert f"newest entry time: {format_time(ahead)}" in status.stdout
+    reset = mltrail(home, "clock", "reset", "--reason", "gpu-07 ran a year ahead")
+    assert reset.returncode == 0, reset.stderr
+    append(home, "today, after the reset")
+    assert verify(home)["exit"] == 0
+
+
+@pytest.mark.parametrize("last_row_too", [False, True])
+def test_a_newest_time_cache_set_ahead_does_not_brick_the_ledger(
+    home: Path, last_row_too: bool
+) -> None:
+    """The newest time beside each checkpoint is a cache anyone who can write the
+    file can change, without a key. Set a century ahead, it refused every append
+    while `clock status` (which scans the records) saw nothing wrong and `clock
+    reset` was refused for naming the real newest time: bricked, and verify
+    passed. Appends refused by such a cache now read the records again."""
+    with _db(home) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET floor = '2099-01-01T00:00:00.000000Z' "
+            "WHERE id = (SELECT max(id) FROM checkpoints)"
+        )
+        if last_row_too:  # the time column of the last row, read for the head
+            conn.execute(
+                "UPDATE records SET time = '2099-01-01T00:00:00.000000Z' "
+                "WHERE seq = (SELECT max(seq) FROM records)"
+            )
+    append(home, "after the cache was set ahead")
+    append(home, "and the next one")
+    assert verify(home)["exit"] == 0
+
+
+def test_an_append_refused_for_a_true_newest_time_is_still_refused(home: Path) -> None:
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) - timedelta(days=1))
+        with pytest.raises(InputError, match="the ledger already holds an entry"):
+            opened.ledger.append("note", {"text": "a day behind"})
+    finally:
+        opened.close()
 
 
 # -- checkpoint checks before it signs ---------------------------------------------------
@@ -477,6 +583,32 @@ def test_rotation_destroys_the_revoked_key_and_history_stays_safe(
     # what the old key could not sign (the rotation and after) is not covered
     assert report["covered"] < rotation
     assert any(code == "uncovered" for _, code in errors(report))
+
+
+def test_a_revoked_key_signing_a_record_dated_before_its_revocation_is_named(
+    home: Path, tmp_path: Path
+) -> None:
+    """Key validity goes by seq (ADR 0003), never by the time an entry claims:
+    a record signed by the revoked key and dated before the rotation is refused
+    at append and named by verify at its seq."""
+    [old_file] = (home / "keys").glob("*.key")
+    old = load_signer(old_file)
+    before = _entries(home)[1].time  # dated while the key was valid
+    assert mltrail(home, "keys", "rotate", "--reason", "scheduled").returncode == 0
+    new = load_signer(next((home / "keys").glob("*.key")))
+    late = sign_entry(Entry("note", before, {}, {"text": "back-dated"}), old)
+    opened = open_home(home, env={})
+    try:
+        with pytest.raises(MltrailError, match="after it was revoked at seq"):
+            opened.ledger.append_entries([late])
+    finally:
+        opened.close()
+    entries = _entries(home)
+    _rewrite(home, [*entries, late], keep_checkpoints_upto=len(entries))
+    _sign_head(home, new)
+    report = verify(home)
+    assert report["exit"] == 3
+    assert (len(entries), "signer") in errors(report)
 
 
 def dataclass_replace_sig(entry: Entry, signer, body: dict[str, Any]) -> Entry:
@@ -843,3 +975,44 @@ def test_a_poisoned_floor_cache_is_caught_by_verify(home: Path) -> None:
     report = verify(home)
     assert report["exit"] == 3
     assert errors(report) == [(size, "time")]
+
+
+def test_a_run_pushed_with_an_earlier_date_is_shown_as_pushed(home: Path) -> None:
+    """A push window (ADR 0031) lets entries keep times days before the
+    ledger's newest one: a run recorded 'last week' appears in last week's runs,
+    with no problem in verify. That is what a push is; the listing now says
+    when this ledger received it, so the date is read as the claim it is."""
+    signer = load_signer(next((home / "keys").glob("*.key")))
+    now = datetime.now(UTC)
+    week_ago = now - timedelta(days=7)
+    run = "00000000-1111-2222-3333-444444444444"
+
+    def entry(kind: str, when: datetime, body: dict[str, Any]) -> Entry:
+        actor = {"user": "mallory", "host": "laptop"}
+        return sign_entry(Entry(kind, format_time(when), actor, body, run=run), signer)
+
+    laptop = "example.org/laptop"
+    header = dataclass_replace_sig(
+        Entry("ledger.pushed", format_time(now), {}, {}),
+        signer,
+        {"origin": laptop, "key": signer.key_id, "count": 2, "from": 1, "to": 3,
+         "checkpoint": CheckpointSigner(laptop, signer).sign(3, bytes(32))},
+    )  # fmt: skip
+    pushed = [
+        entry("run.started", week_ago, {"source": "api", "name": "late"}),
+        entry("run.ended", week_ago + timedelta(minutes=1), {"status": "succeeded"}),
+    ]
+    opened = open_home(home, env={})
+    try:
+        [head, *_] = opened.ledger.append_entries([header, *pushed])
+    finally:
+        opened.close()
+    assert verify(home)["exit"] == 0
+    proc = mltrail(home, "runs", "--week", week_ago.strftime("%G-W%V"), "--json")
+    [listed] = json.loads(proc.stdout)
+    assert listed["started"] == format_time(week_ago)
+    assert listed["pushed"] == {"seq": head.seq, "time": header.time, "origin": laptop}
+    table = mltrail(home, "runs", "--week", week_ago.strftime("%G-W%V")).stdout
+    assert f"(pushed {header.time[:16].replace('T', ' ')})" in table
+    mine = json.loads(mltrail(home, "runs", "--name", "train", "--json").stdout)
+    assert mine[0]["pushed"] is None

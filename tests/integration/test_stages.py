@@ -126,3 +126,31 @@ def test_promotions_are_signed_entries(home):
     assert last.entry.sig is not None
     assert last.entry.time.startswith("2026-03-01T00:00:00")  # the clock of the append
     assert last.entry.body["note"] == "ok"
+
+
+def test_a_promotion_dated_earlier_holds_only_until_the_next_one(home):
+    """Events count in time order: a promotion appended last but dated before
+    the others (a writer's clock three minutes behind, or an entry pushed from an
+    offline ledger) held the stage from then on at every moment (seq order), so
+    it answered for times when another model had been promoted after it."""
+    step(home, 2)
+    promote(home, open_index(home), "aaaa", stage="production", note="v1")
+    home.clock.t = datetime(2026, 3, 2, 9, 0, 10, tzinfo=UTC)
+    promote(home, open_index(home), "bbbb", stage="production", note="v2")
+    home.clock.t = datetime(2026, 3, 2, 8, 57, tzinfo=UTC)  # 3 minutes behind
+    with pytest.raises(InputError, match="an event dated before it would not be"):
+        promote(home, open_index(home), "cccc", stage="production", note="v3")
+    late = {"model": SHA["ccc"], "model_type": "file", "stage": "production",
+            "action": "enter", "note": "v3, dated early"}  # fmt: skip
+    home.ledger.append("model.promoted", late)  # what another client may write
+    index = open_index(home)
+
+    def held(*moment: int) -> str:
+        return stage_holders(index, at=datetime(*moment, tzinfo=UTC).timestamp())[
+            "production"
+        ].note
+
+    assert held(2026, 3, 2, 8, 58) == "v3, dated early"
+    assert held(2026, 3, 2, 9, 0, 5) == "v1"
+    assert held(2026, 3, 2, 9, 0, 15) == "v2"
+    assert stage_holders(index)["production"].note == "v2"  # now: the same

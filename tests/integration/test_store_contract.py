@@ -894,3 +894,33 @@ def test_a_released_run_is_free_the_moment_release_returns(store: Store) -> None
             return  # a store a single home owns: its lock files say
         hold.release()
         assert store.live_runs(["run-quick"]) == set()
+
+
+def _dated(text: str, time: str) -> Entry:
+    return sign_entry(Entry("note", time, {"user": "contract"}, {"text": text}), SIGNER)
+
+
+@pytest.mark.parametrize(
+    ("spellings", "newest"),
+    [
+        # the same second without a fraction sorts after it as text
+        (["2026-01-01T00:01:40.500000Z", "2026-01-01T00:01:40Z"], 0),
+        # the same instant, fewer digits: the first seq keeps the floor
+        (["2026-01-01T00:01:40.100000Z", "2026-01-01T00:01:40.1Z"], 0),
+        (["2026-01-01T00:01:40.10Z", "2026-01-01T00:01:40.1Z"], 0),
+        # digits beyond microseconds are cut, as the core reads them
+        (["2026-01-01T00:01:40.0000001Z", "2026-01-01T00:01:40.0000009Z"], 0),
+        (["2026-01-01T00:01:40Z", "2026-01-01T00:01:40.000001Z"], 1),
+        (["2026-01-01T00:01:40.9Z", "2026-01-01T00:01:40.10Z"], 0),
+    ],
+)
+def test_the_time_floor_is_the_chains_whatever_the_spelling(
+    store: Store, spellings: list[str], newest: int
+) -> None:
+    """``time_floor`` names the record the chain's floor is (the first seq of the
+    latest instant), not the latest time as text: a clock reset names it, and is
+    refused when the two differ."""
+    store.append(_sealer([_genesis()]))
+    batch = store.append(_sealer([_dated(f"at {t}", t) for t in spellings]))
+    assert batch.head.floor_time == spellings[newest]  # the chain's floor
+    assert store.time_floor() == (spellings[newest], 1 + newest)

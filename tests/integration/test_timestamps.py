@@ -362,3 +362,45 @@ def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_p
         (1, size, "verified"),
         (2, None, "failed"),
     ]
+
+
+def _append_dated_ahead(home, days):
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.ledger.home import open_home
+    from mltrail.testing import FixedClock
+
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=days))
+        opened.ledger.append("note", {"text": f"dated {days} days ahead"})
+    finally:
+        opened.close()
+
+
+def test_a_record_dated_after_its_timestamp_is_named(home, tsa, ca):
+    """The TSA proves records 0 to 2 existed now; seq 2 says it was written in a
+    month (a clock ahead, or a run dated forward): verify names it, and once a
+    clock reset records the clock was ahead, warns instead."""
+    _append_dated_ahead(home, 30)
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    [bad] = [p for p in report["problems"] if p["code"] == "dated-after-anchor"]
+    assert (bad["seq"], bad["severity"]) == (2, "error")
+    assert "after timestamp #1" in bad["message"]
+    assert "records 0 to 2 existed" in bad["message"]
+    ok(mltrail(home, "clock", "reset", "--reason", "the clock was a month ahead"))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    [warned] = [p for p in report["problems"] if p["code"] == "dated-after-anchor"]
+    assert (warned["seq"], warned["severity"]) == (2, "warning")
+    assert "the clock reset at seq 3" in warned["message"]
+
+
+def test_a_record_dated_within_the_tolerance_of_its_timestamp_passes(home, tsa, ca):
+    _append_dated_ahead(home, 0.002)  # about 3 minutes ahead
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    assert "dated-after-anchor" not in codes(report)

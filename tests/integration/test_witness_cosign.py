@@ -238,3 +238,25 @@ def test_a_witness_without_the_log_key_refuses(home, w1):
     assert proc.returncode == 2
     assert "knows no key of the log" in proc.stderr
     assert "--log-key" in proc.stderr
+
+
+def test_a_record_dated_after_the_cosignature_is_named(home, w1):
+    """The witness cosigned records 0 to 2 now; seq 2 claims next month."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.ledger.home import open_home
+    from mltrail.testing import FixedClock
+
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        opened.ledger.append("note", {"text": "dated a month ahead"})
+    finally:
+        opened.close()
+    cosigned = ok(w1.cosign(home, request(home), "--log-key", log_key(home))).stdout
+    ok(mltrail(home, "checkpoint", "--cosigned", "-", stdin=cosigned))
+    code, report = verify_json(home, "--witness-key", w1.vkey)
+    assert code == 0  # a witness's clock is not audited: a warning
+    [bad] = [p for p in report["problems"] if p["code"] == "dated-after-anchor"]
+    assert (bad["seq"], bad["severity"]) == (2, "warning")
+    assert "witness witness.example/w1" in bad["message"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.audit.query import (
     RunFilter,
     load_run,
-    parse_when,
+    parse_at,
     resolve_run,
     search_runs,
     time_window,
@@ -128,7 +128,7 @@ class Audit:
 
     def stage_holders(self, *, at: str | None = None) -> dict[str, Promotion]:
         """The model holding each stage now, or at ``at`` (a date or a time)."""
-        moment = None if at is None else parse_when(at, end=len(at) == 10)
+        moment = None if at is None else parse_at(at)
         return stage_holders(self.index, at=moment)
 
     def promotions(self, *, stage: str | None = None) -> list[Promotion]:

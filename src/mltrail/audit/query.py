@@ -11,6 +11,7 @@ ledger's own records (the source of truth).
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ __all__ = [
     "TimeWindow",
     "close_runs",
     "load_run",
+    "parse_at",
     "parse_when",
     "resolve_run",
     "search_runs",
@@ -40,9 +42,19 @@ __all__ = [
 ]
 
 _MIN_PREFIX = 4
-_RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
-_WEEK = re.compile(r"(\d{4})-?W(\d{1,2})")
+# ASCII digits only: ``\d`` and ``int()`` also take Arabic-Indic or fullwidth ones
+_RELATIVE = re.compile(r"([0-9]{1,12}) ?([smhdw])")
+_WEEK = re.compile(r"([0-9]{4})-?W([0-9]{1,2})")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}(?::[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_FORMS = (
+    "use a date (2026-03-14), a time (2026-03-14T09:30Z, UTC unless it has an "
+    "offset such as +01:00), an ISO week (2026-W42) or an age (7d, 12h, 30m)"
+)
 
 
 class TimeWindow(Frozen):
@@ -63,15 +75,36 @@ def parse_when(text: str, *, now: datetime | None = None, end: bool = False) -> 
     ``2026-03-14`` (the day's start, or its end with ``end=True``),
     ``2026-03-14T09:30`` or with an offset (UTC when none), ``2026-W42`` (the
     week's Monday, or the next Monday with ``end=True``), ``7d``/``12h`` ago.
+    Only these forms, in ASCII digits, are read: anything else (``20260314``,
+    ``2026-W42-1``, an age in Arabic-Indic digits) is an error rather than a guess.
 
     Raises:
         InputError: not one of those forms.
     """
+    return _parse_when(text, now, end)[0]
+
+
+def parse_at(text: str, *, now: datetime | None = None) -> float:
+    """The last moment ``--at WHEN`` includes, in epoch seconds (compare ``<=``).
+
+    A date or an ISO week means its very end: everything dated within it counts,
+    nothing dated at the next day's or week's first instant does. A time or an
+    age means that moment.
+
+    Raises:
+        InputError: not one of ``parse_when``'s forms.
+    """
+    moment, period = _parse_when(text, now, True)
+    return math.nextafter(moment, -math.inf) if period else moment
+
+
+def _parse_when(text: str, now: datetime | None, end: bool) -> tuple[float, bool]:
+    """``parse_when``'s answer, and whether the text named a whole day or week."""
     text = text.strip()
-    now = now or datetime.now(UTC)
     if m := _RELATIVE.fullmatch(text):
+        now = now or datetime.now(UTC)
         try:
-            return (now - timedelta(**{_UNITS[m[2]]: int(m[1])})).timestamp()
+            return (now - timedelta(**{_UNITS[m[2]]: int(m[1])})).timestamp(), False
         except OverflowError as e:
             raise InputError(f"{text!r} reaches too far back") from e
     try:
@@ -83,27 +116,26 @@ def parse_when(text: str, *, now: datetime | None = None, end: bool = False) -> 
         ) from e
 
 
-def _parse_moment(text: str, end: bool) -> float:
+def _parse_moment(text: str, end: bool) -> tuple[float, bool]:
     """Epoch seconds of a date, a time or an ISO week (see ``parse_when``)."""
     if m := _WEEK.fullmatch(text):
         try:
             monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
         except ValueError as e:
-            raise InputError(f"no such ISO week: {text!r} ({e})") from e
-        return _day(monday + timedelta(weeks=1 if end else 0))
+            raise InputError(f"no such ISO week: {text!r} ({e})", hint=_FORMS) from e
+        return _day(monday + timedelta(weeks=1 if end else 0)), True
     try:
-        if len(text) == 10:
-            return _day(date.fromisoformat(text) + timedelta(days=1 if end else 0))
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if _DAY.fullmatch(text):
+            day = date.fromisoformat(text)
+            return _day(day + timedelta(days=1 if end else 0)), True
+        if not _TIME.fullmatch(text):
+            raise ValueError("not one of the forms read")
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError as e:
-        raise InputError(
-            f"cannot read the time {text!r}",
-            hint="use a date (2026-03-14), a time (2026-03-14T09:30Z), "
-            "an ISO week (2026-W42) or an age (7d, 12h)",
-        ) from e
+        raise InputError(f"cannot read the time {text!r}", hint=_FORMS) from e
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return moment.timestamp(), False
 
 
 def time_window(
@@ -113,16 +145,25 @@ def time_window(
     an ISO ``--week``.
 
     Raises:
-        InputError: a time cannot be read, or ``week`` is combined with the others.
+        InputError: a time cannot be read, ``week`` is combined with the others,
+            or the window is empty (``since`` is not before ``until``).
     """
     if week is not None:
         if since or until:
             raise InputError("--week cannot be combined with --since/--until")
+        if not _WEEK.fullmatch(week.strip()):  # a day or an age would be empty
+            raise InputError(
+                f"--week takes an ISO week, not {week!r}", hint="e.g. 2026-W42"
+            )
         return TimeWindow(parse_when(week), parse_when(week, end=True))
-    return TimeWindow(
-        None if since is None else parse_when(since),
-        None if until is None else parse_when(until, end=True),
-    )
+    start = None if since is None else parse_when(since)
+    end = None if until is None else parse_when(until, end=True)
+    if start is not None and end is not None and start >= end:
+        raise InputError(
+            f"--since {since} is not before --until {until}: no time is in between",
+            hint="--until includes the whole day it names; swap the two if reversed",
+        )
+    return TimeWindow(start, end)
 
 
 def _day(day: date) -> float:
@@ -197,7 +238,8 @@ def _search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
 
 _COLUMNS = (
     "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq, "
-    "claimed_user"
+    "claimed_user, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
+    "WHERE p.first <= runs.seq AND runs.seq <= p.last LIMIT 1) AS pushed"
 )
 
 
@@ -293,7 +335,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
     run_id, name, status, started, ended, duration, exit_code, user, host, cmd = row[
         :10
     ]
-    seq, claimed = row[10:]
+    seq, claimed, pushed = row[10:]
     if status == "open":
         status = run_liveness(home.path, run_id, home.ledger.store)
     return RunSummary(
@@ -309,7 +351,16 @@ def _summary(home: Home, row: Any) -> RunSummary:
         command=json.loads(cmd),
         seq=seq,
         claimed_user=claimed,
+        pushed=_pushed(pushed),
     )
+
+
+def _pushed(window: str | None) -> dict[str, Any] | None:
+    """The ``ledger.pushed`` header whose window holds the run's first record."""
+    if window is None:
+        return None
+    header, time, origin = json.loads(window)
+    return {"seq": header, "time": time, "origin": origin}
 
 
 # -- one run -----------------------------------------------------------------

@@ -54,7 +54,7 @@ def print_runs(
                 s.id,
                 one_line(s.name or ""),  # a name cannot add a row
                 (s.status, _STYLE.get(s.status, "")),
-                s.started[:16].replace("T", " "),
+                _started(s),
                 _duration(s),
                 "" if s.exit_code is None else str(s.exit_code),
                 one_line(s.who()),
@@ -64,6 +64,14 @@ def print_runs(
     )
     if more:
         out.line(f"(older runs not shown; -n 0 for all, -n {2 * limit} for more)")
+
+
+def _started(summary: RunSummary) -> str:
+    """The start, and when a run pushed from another ledger reached this one."""
+    started = summary.started[:16].replace("T", " ")
+    if summary.pushed is None:
+        return started
+    return f"{started} (pushed {summary.pushed['time'][:16].replace('T', ' ')})"
 
 
 def _duration(summary: RunSummary) -> str:

@@ -149,14 +149,14 @@ def model_history(
     """``mltrail model history``: the stage events (or holders at ``at``) and the
     governance of their models."""
     from mltrail.audit.governance import governance_of
-    from mltrail.audit.query import parse_when
+    from mltrail.audit.query import parse_at
     from mltrail.record.stages import stage_history, stage_holders
 
     home = open_home()
     try:
         index = open_index(home)
         if at is not None:
-            holders = stage_holders(index, at=parse_when(at, end=len(at) == 10))
+            holders = stage_holders(index, at=parse_at(at))
             events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
         else:
             events = stage_history(index, stage=stage)

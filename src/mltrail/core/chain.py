@@ -8,7 +8,7 @@ returns, so storage never hashes anything itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
 from mltrail.core.codec import format_time, parse_time
@@ -31,7 +31,7 @@ from mltrail.errors import (
 
 # Checkpoint parsing is imported where a head is checked.
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from datetime import datetime, timedelta
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SealedRecord",
     "check_entry_time",
     "check_head",
+    "compute_floor",
     "describe_gap",
     "is_later",
     "next_floor",
@@ -215,6 +216,23 @@ def next_floor(floor: str | None, kind: str, time: str) -> str:
     return time if is_later(time, floor) else floor
 
 
+def compute_floor(
+    records: Iterable[tuple[int, str, Mapping[str, Any] | None, str]],
+) -> str | None:
+    """The ledger's newest time after ``records`` (seq, kind, body, time), in seq
+    order from the last ``clock.reset`` (or the start), as ``seal_entries``
+    keeps it: pushed entries do not move it."""
+    floor: str | None = None
+    window: PushWindow | None = None
+    for seq, kind, body, time in records:
+        if window is not None:
+            window = window.after(time)
+        else:
+            floor = next_floor(floor, kind, time)
+            window = open_window(seq, kind, body, time)
+    return floor
+
+
 def is_later(a: str, b: str) -> bool:
     """Whether entry time ``a`` is after ``b``.
 
@@ -249,7 +267,7 @@ def check_entry_time(
         InputError: with what to do about it.
     """
     moment = parse_time(entry.time)
-    if moment > now + tolerance:
+    if moment - now > tolerance:  # differences never overflow (years 1, 9999)
         raise InputError(
             f"entry time {entry.time} is in the future (the clock of the machine "
             f"appending it says {format_time(now)})",
@@ -268,7 +286,7 @@ def check_entry_time(
     if floor is None or not is_later(floor, entry.time):
         return
     newest = parse_time(floor)
-    if moment < newest - tolerance:
+    if newest - moment > tolerance:
         ahead = describe_gap(newest - moment)
         raise InputError(
             f"refusing an entry dated {entry.time}: the ledger already holds an "
@@ -284,7 +302,7 @@ def _check_reset(
     entry: Entry, floor: str | None, moment: datetime, tolerance: timedelta
 ) -> None:
     """A clock reset is only for a ledger dated ahead of the clock writing it."""
-    if floor is None or moment >= parse_time(floor) - tolerance:
+    if floor is None or parse_time(floor) - moment <= tolerance:
         raise InputError(
             "no clock reset is needed: the ledger's newest entry is dated "
             f"{floor}, not ahead of this machine's clock ({entry.time})",

@@ -80,7 +80,7 @@ class PushWindow:
             )
         if self.previous is not None:
             before = parse_time(self.previous)
-            if moment < before - tolerance:
+            if before - moment > tolerance:
                 return (
                     f"{where} is dated {time}, more than the tolerance before the "
                     f"previous pushed entry ({self.previous}): pushed entries keep "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.errors import IntegrityError
 
 if TYPE_CHECKING:
+    from mltrail.core.anchored_time import LatestDated
     from mltrail.core.erasure import PurgeNote
 
 __all__ = ["Anchor", "Problem", "Severity", "StoredCheckpoint", "VerificationReport"]
@@ -85,6 +86,12 @@ class Anchor:
         }
 
 
+def _latest_dated() -> LatestDated:
+    from mltrail.core.anchored_time import LatestDated  # it makes Problems
+
+    return LatestDated()
+
+
 @dataclass
 class VerificationReport:
     """The outcome of verifying a ledger; falsy when tampering was found."""
@@ -102,6 +109,9 @@ class VerificationReport:
     problems: list[Problem] = field(default_factory=list)
     purged: list[PurgeNote] = field(default_factory=list)
     """Blobs erased by a valid ``blob.purged`` record (their bytes are gone)."""
+    dated: LatestDated = field(default_factory=_latest_dated)
+    """The latest entry time at each checkpoint size walked (anchors' times are
+    compared with it after the walk); not part of the JSON form."""
 
     @property
     def errors(self) -> list[Problem]:

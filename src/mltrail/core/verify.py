@@ -189,6 +189,7 @@ class LedgerVerifier:
         self._check_place(seq, check)
         self._check_signer(seq, check)
         self._check_time(seq, check)
+        self.report.dated.see(seq, check.kind, check.time)
         if check.run is not None:
             self._runs.add(seq, check.run, check.kind, check.user)
         if check.newer:
@@ -337,7 +338,7 @@ class LedgerVerifier:
                     Severity.WARNING,
                 )
             self._floor = (moment, seq, check.time)
-        elif moment < newest - self._tolerance:
+        elif newest - moment > self._tolerance:  # never overflows, near year 1
             self.problem(
                 seq,
                 "time",
@@ -365,6 +366,7 @@ class LedgerVerifier:
             and self._checkpoints[self._next_cp][0].size == size
         ):
             cp, check = self._checkpoints[self._next_cp]
+            self.report.dated.mark(size)
             self._check_checkpoint(cp, check, self.tree.root())
             self._next_cp += 1
 

@@ -225,6 +225,26 @@ def _check_tokens(
             )
         elif _holds(store, row.checkpoint):
             report.anchors.append(_time_anchor(size, check, policy))
+            _check_dates(report, size, check, f"timestamp #{row.id}")
+
+
+def _check_dates(
+    report: VerificationReport,
+    size: int,
+    check: EvidenceCheck,
+    what: str,
+    severity: Severity = Severity.ERROR,
+) -> None:
+    """Report a record the anchor shows existed before the time it is dated
+    (once per record, however many anchors show it)."""
+    if check.time is None:
+        return
+    when = f"{what} ({_utc(check)})"
+    found = report.dated.problem(size, check.time, when, severity=severity)
+    if found is not None and not any(
+        p.code == found.code and p.seq == found.seq for p in report.problems
+    ):
+        report.problems.append(found)
 
 
 def _time_anchor(size: int, check: EvidenceCheck, policy: EvidencePolicy) -> Anchor:
@@ -257,8 +277,11 @@ def _check_witnesses(
                             max(size - 1, 0), "cosignature", f"{where}: {check.message}"
                         )
                     )
-                elif _holds(store, checkpoint) and (best is None or size > best[0]):
-                    best = (size, check)
+                elif _holds(store, checkpoint):
+                    what = f"{where} (witness {key.short()})"
+                    _check_dates(report, size, check, what, Severity.WARNING)
+                    if best is None or size > best[0]:
+                        best = (size, check)
         _report_witness(report, key, best)
 
 

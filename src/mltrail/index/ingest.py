@@ -172,6 +172,16 @@ class _Ingest:
             ),
         )  # fmt: skip
 
+    def ledger_pushed(self, seq: int, entry: Mapping[str, Any]) -> None:
+        body = entry["body"]
+        count = body.get("count")
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            self.cur.execute(
+                "INSERT INTO pushed (seq, time, first, last, origin) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (seq, entry["time"], seq + 1, seq + count, body.get("origin")),
+            )
+
     def source_registered(self, seq: int, entry: Mapping[str, Any]) -> None:
         body = entry["body"]
         self.cur.execute(
@@ -360,6 +370,7 @@ _HANDLERS = {
     "run.step": "run_step",
     "run.finetune": "run_finetune",
     "model.promoted": "model_promoted",
+    "ledger.pushed": "ledger_pushed",
     "source.registered": "source_registered",
     "source.checked": "source_checked",
     "model.flagged": "model_flagged",

@@ -39,7 +39,7 @@ _PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*[1-9]")
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "6"
+INDEX_VERSION = "7"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS runs (
     cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
+
+-- the seqs a ledger.pushed record announces (ADR 0031): entries of another
+-- ledger that keep their own, earlier times (the header: when this one got them)
+CREATE TABLE IF NOT EXISTS pushed (
+    seq INTEGER PRIMARY KEY, time TEXT NOT NULL, first INTEGER NOT NULL,
+    last INTEGER NOT NULL, origin TEXT
+);
+CREATE INDEX IF NOT EXISTS pushed_first ON pushed (first);
 CREATE INDEX IF NOT EXISTS runs_user ON runs (user, started_ts);
 CREATE INDEX IF NOT EXISTS runs_name ON runs (name, started_ts);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_ts);

@@ -415,11 +415,46 @@ class Ledger:
                 )
                 if problem:
                     raise InputError(f"cannot append: {problem}")
-        batch = seal_entries(
-            head, entries, now=self.clock.now(), tolerance=self.tolerance
-        )
+        try:
+            batch = seal_entries(
+                head, entries, now=self.clock.now(), tolerance=self.tolerance
+            )
+        except InputError:
+            floor = self._recorded_floor(head)
+            if floor == head.floor_time:
+                raise
+            head = replace(head, floor_time=floor)
+            batch = seal_entries(
+                head, entries, now=self.clock.now(), tolerance=self.tolerance
+            )
         return batch.with_checkpoint(
             self._sign_head(batch.head, keyring, checkpoint_signer)
+        )
+
+    def _recorded_floor(self, head: ChainHead) -> str | None:
+        """The newest time read from the records themselves (since the last
+        clock reset), for when an append is refused: the store's copy (a cache
+        beside each checkpoint, no key needed to change it) may have been set
+        ahead to refuse every append, which no clock reset could lift. Only a
+        copy later than the last record's own time is read again (the records
+        since the last reset are scanned)."""
+        from mltrail.core.chain import CLOCK_RESET_KIND, compute_floor, is_later
+        from mltrail.core.codec import decode_record
+
+        if head.floor_time is None or head.size == 0:
+            return head.floor_time
+        rows = self.store.rows(head.size - 1, head.size)
+        last = [decode_record(row.data).record.entry.time for row in rows]
+        if not last or not is_later(head.floor_time, last[0]):
+            return head.floor_time
+
+        start = 0
+        for row in self.store.rows_of_kinds((CLOCK_RESET_KIND,)):  # a column too
+            if decode_record(row.data).record.entry.kind == CLOCK_RESET_KIND:
+                start = row.seq
+        records = (decode_record(row.data).record for row in self.store.rows(start))
+        return compute_floor(
+            (r.seq, r.entry.kind, r.entry.body, r.entry.time) for r in records
         )
 
     def _check_locks(self, entries: list[Entry]) -> None:
@@ -823,7 +858,7 @@ class Ledger:
 
         if trusted_keys is None:
             trusted_keys = (self.trusted_key,) if self.trusted_key else ()
-        return verify_store(
+        report = verify_store(
             self.store,
             origin=self.origin,
             trusted_keys=trusted_keys,
@@ -831,6 +866,10 @@ class Ledger:
             progress=progress,
             workers=workers,
         )
+        future = report.dated.after(self.clock.now())
+        if future is not None:
+            report.problems.append(future)
+        return report
 
     def close(self) -> None:
         """Close the store."""

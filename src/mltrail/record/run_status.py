@@ -65,7 +65,7 @@ class RunSummary(Value):
 
     __match_args__ = (
         "id", "name", "status", "started", "ended", "duration_s", "exit_code", "user",
-        "host", "command", "seq", "claimed_user",
+        "host", "command", "seq", "claimed_user", "pushed",
     )  # fmt: skip
     id: str
     name: str | None
@@ -80,6 +80,10 @@ class RunSummary(Value):
     seq: int
     claimed_user: str | None
     """The user name ``$LOGNAME``/``$USER`` claimed, when not ``user`` (the account)."""
+    pushed: dict[str, Any] | None
+    """When the run's records were pushed from another ledger (ADR 0031): the
+    ``ledger.pushed`` header's ``seq``, ``time`` and ``origin``. Its times are
+    that ledger's claims; this one learnt of the run at the header's time."""
 
     def __init__(
         self,
@@ -95,6 +99,7 @@ class RunSummary(Value):
         command: list[str],
         seq: int,
         claimed_user: str | None = None,
+        pushed: dict[str, Any] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -108,6 +113,7 @@ class RunSummary(Value):
         self.command = command
         self.seq = seq
         self.claimed_user = claimed_user
+        self.pushed = pushed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""

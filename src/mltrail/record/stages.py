@@ -76,28 +76,39 @@ class Promotion(Frozen):
 
 
 def stage_holders(index: Index, *, at: float | None = None) -> dict[str, Promotion]:
-    """The model holding each stage now (or at epoch second ``at``).
+    """The model holding each stage now (or at epoch second ``at``): the last
+    ``enter`` by entry time (then seq) not followed by its ``leave``.
+
+    Entry times, not seqs, order the events, so that a promotion appended late
+    but dated earlier (a writer's clock a few minutes behind, or an entry
+    pushed from an offline ledger) holds the stage from its time until the next
+    event, and "now" is the same answer as any moment after the last event.
 
     The rows that decide it are checked against their records first: each
-    holder's, every later one up to the first after ``at`` (one of them moved
-    to another stage, another time or another model would change the answer).
-    On a difference the index is rebuilt and the answer found again.
+    holder's, every later one up to ``at`` and the first after it (one of them
+    moved to another stage, another time or another model would change the
+    answer). On a difference the index is rebuilt and the answer found again.
     """
     from mltrail.index.check import repaired, seqs_differ
 
     holders = _holders(index, at)
-    first = min((p.seq for p in holders.values()), default=None)
-    after = None
+    seqs = {p.seq for p in holders.values()}
+    if seqs:
+        marks = ", ".join("?" * len(seqs))
+        sql = (
+            "SELECT seq FROM promotions WHERE ts >= "  # noqa: S608 (marks only)
+            f"(SELECT min(ts) FROM promotions WHERE seq IN ({marks}))"
+        )
+        args: list[Any] = sorted(seqs)
+        if at is not None:
+            sql += " AND ts <= ?"
+            args.append(at)
+        seqs.update(s for (s,) in index.query(sql, tuple(args)))
     if at is not None:
-        after = index.query("SELECT min(seq) FROM promotions WHERE ts > ?", (at,))[0][0]
-    seqs = {p.seq for p in holders.values()} | ({after} if after is not None else set())
-    if first is not None:
-        sql = "SELECT seq FROM promotions WHERE seq > ?"
-        args: tuple[Any, ...] = (first,)
-        if after is not None:
-            sql += " AND seq <= ?"
-            args = (first, after)
-        seqs.update(s for (s,) in index.query(sql, args))
+        after = index.query(
+            "SELECT seq FROM promotions WHERE ts > ? ORDER BY ts, seq LIMIT 1", (at,)
+        )
+        seqs.update(s for (s,) in after)
     if repaired(index, seqs_differ(index, seqs, ("promotions",))):
         holders = _holders(index, at)
     return holders
@@ -110,7 +121,7 @@ def _holders(index: Index, at: float | None) -> dict[str, Promotion]:
         sql += " WHERE ts <= ?"
         args = (at,)
     holders: dict[str, Promotion] = {}
-    for row in index.query(sql + " ORDER BY seq", args):
+    for row in index.query(sql + " ORDER BY ts, seq", args):
         event = Promotion(*row)
         if event.action == "enter":
             holders[event.stage] = event
@@ -190,6 +201,7 @@ def promote(
         )
     gate = approval_status(index, node, stage)
     _require_gate(node, stage, gate)
+    _require_later(home, index, stage)
     body = _body(index, node, ref, stage, "enter", note)
     body["replaces"] = current.model if current else None
     if override is not None:
@@ -240,9 +252,32 @@ def demote(
     if current is None or current.model != node:
         holder = "nothing" if current is None else current.model
         raise InputError(f"{node} does not hold {stage} ({holder} does)")
+    _require_later(home, index, stage)
     body = _body(index, node, ref, stage, "leave", note)
     home.ledger.append("model.promoted", body)
     return body
+
+
+def _require_later(home: Home, index: Index, stage: str) -> None:
+    """Refuse an event that would be dated before the stage's last one: events
+    are ordered by time, so it would not take effect as the promoter expects
+    (this machine's clock is behind the one that dated the last event)."""
+    from mltrail.core.chain import is_later
+    from mltrail.core.codec import format_time
+
+    last = index.query(
+        "SELECT seq, time FROM promotions WHERE stage = ? ORDER BY ts DESC, seq DESC "
+        "LIMIT 1",
+        (stage,),
+    )
+    now = format_time(home.ledger.clock.now())
+    if last and is_later(last[0][1], now):
+        raise InputError(
+            f"{stage}'s last event (seq {last[0][0]}) is dated {last[0][1]}, after "
+            f"this machine's clock ({now}): an event dated before it would not be "
+            f"the latest on {stage}",
+            hint="check this machine's clock, or wait until it passes that time",
+        )
 
 
 def _body(

@@ -35,6 +35,7 @@ from mltrail.values import Frozen
 
 __all__ = [
     "EMPTY_STORE_HEAD",
+    "TIME_ORDER_SQL",
     "CheckpointRow",
     "KindRoles",
     "NewBatch",
@@ -49,6 +50,7 @@ __all__ = [
     "build_head",
     "frontier_nodes",
     "head_after",
+    "time_order_key",
 ]
 
 _set = object.__setattr__  # how a frozen value sets its fields in __init__
@@ -479,6 +481,25 @@ class Store(ABC):
     def _init_meta(self, values: dict[str, str]) -> None: ...
     @abstractmethod
     def _close(self) -> None: ...
+
+
+# An entry time (``YYYY-MM-DDTHH:MM:SS[.f]Z``, 1 to 9 fraction digits, checked by
+# the core before a record is stored) as text that sorts like the instant the core
+# reads: the seconds, then the fraction cut or padded to microseconds (the core
+# truncates beyond them). Plain text order does not: ``...:00Z`` sorts after
+# ``...:00.5Z``, and ``.1Z`` after ``.10Z``. Stores order times by it, so their
+# floor is the one the chain keeps (the first seq of the latest instant).
+TIME_ORDER_SQL = (
+    "substr(time, 1, 19) || CASE WHEN substr(time, 20, 1) = '.' "
+    "THEN substr(substr(time, 21, length(time) - 21) || '000000', 1, 6) "
+    "ELSE '000000' END"
+)
+
+
+def time_order_key(time: str) -> str:
+    """``TIME_ORDER_SQL`` in Python, for stores that keep records in memory."""
+    fraction = time[20:-1] if time[19:20] == "." else ""
+    return time[:19] + (fraction + "000000")[:6]
 
 
 def frontier_nodes(size: int) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ from mltrail.storage.base import (
     StoreHead,
     build_head,
     head_after,
+    time_order_key,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +110,11 @@ class MemoryStore(Store):
         newest: tuple[str, int] | None = None
         reset_kind = self.roles.reset_kind
         for row, time, kind in list(self._records):
-            if newest is None or kind == reset_kind or time > newest[0]:
+            if (
+                newest is None
+                or kind == reset_kind
+                or time_order_key(time) > time_order_key(newest[0])
+            ):
                 newest = (time, row.seq)
         return newest
 

@@ -34,6 +34,7 @@ from psycopg import sql
 
 from mltrail.errors import ConfigError, InputError, StoreError
 from mltrail.storage.base import (
+    TIME_ORDER_SQL,
     CheckpointRow,
     KindRoles,
     NewBatch,
@@ -332,8 +333,8 @@ class PostgresStore(Store):
             "SELECT max(seq) FROM records WHERE kind = %s", (self.roles.reset_kind,)
         ).fetchone()[0]
         row = self._conn.execute(
-            "SELECT time, seq FROM records WHERE seq >= %s ORDER BY time DESC, seq "
-            "LIMIT 1",
+            "SELECT time, seq FROM records WHERE seq >= %s "  # noqa: S608 (constant)
+            f"ORDER BY {TIME_ORDER_SQL} DESC, seq LIMIT 1",
             (reset or 0,),
         ).fetchone()
         return None if row is None else (row[0], row[1])

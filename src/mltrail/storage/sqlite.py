@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from mltrail.errors import ConfigError, StoreError
 from mltrail.storage.base import (
+    TIME_ORDER_SQL,
     CheckpointRow,
     KindRoles,
     NewBatch,
@@ -265,8 +266,8 @@ class SQLiteStore(Store):
             "SELECT max(seq) FROM records WHERE kind = ?", (self.roles.reset_kind,)
         ).fetchone()[0]
         row = self._conn.execute(
-            "SELECT time, seq FROM records WHERE seq >= ? ORDER BY time DESC, seq "
-            "LIMIT 1",
+            "SELECT time, seq FROM records WHERE seq >= ? "  # noqa: S608 (constant)
+            f"ORDER BY {TIME_ORDER_SQL} DESC, seq LIMIT 1",
             (reset or 0,),
         ).fetchone()
         return None if row is None else (row[0], row[1])
