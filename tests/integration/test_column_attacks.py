@@ -335,3 +335,65 @@ def test_a_hidden_clock_reset_refuses_the_recorded_floor_read(home: Path) -> Non
             opened.ledger.append("note", {"text": "today"})
     finally:
         opened.close()
+
+
+# -- the server's run owners (PostgreSQL) ------------------------------------------
+
+
+def _sealed(entries: list[Any]):
+    from mltrail.core.chain import seal_entries
+    from mltrail.ledger.stored import chain_head, new_batch
+
+    def prepare(head: Any) -> Any:
+        now = datetime.now(UTC) + timedelta(days=1)
+        return new_batch(seal_entries(chain_head(head), entries, now=now))
+
+    return prepare
+
+
+@pytest.mark.parametrize("column", ["run", "kind"])
+def test_a_run_owner_read_from_edited_columns_refuses_the_write(column: str) -> None:
+    """The server lets a writer add to a run only when the run is its own,
+    looked up by the run and kind columns. Before, a row of mallory's run
+    relabelled as run R's first record made R mallory's."""
+    from optional_extras import require_extra
+
+    require_extra("server", "psycopg")
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+    from mltrail.server.ledgers import ServerStore
+    from postgres_db import throwaway_database, throwaway_schema
+
+    signer = fixed_signer("run-owner-columns")
+
+    def entry(user: str, kind: str, body: dict[str, Any], run: str) -> Entry:
+        time = format_time(datetime.now(UTC))
+        return sign_entry(Entry(kind, time, {"user": user}, body, run=run), signer)
+
+    with throwaway_database() as database, throwaway_schema(database) as url:
+        store = ServerStore(url, create=True)
+        try:
+            store.append(
+                _sealed(
+                    [
+                        entry("alice", "run.started", {"source": "api"}, "run-r"),
+                        entry("mallory", "run.started", {"source": "api"}, "run-m"),
+                    ]
+                )
+            )
+            assert store.run_owner("run-r") == ("alice", True)
+            conn = store._conn
+            conn.execute("ALTER TABLE records DISABLE TRIGGER USER")
+            if column == "run":  # alice's start hidden, mallory's given to run-r
+                conn.execute("UPDATE records SET run = 'run-x' WHERE seq = 0")
+                conn.execute("UPDATE records SET run = 'run-r' WHERE seq = 1")
+            else:  # alice's start relabelled a note: mallory's is read as run-r's
+                conn.execute("UPDATE records SET run = 'run-r' WHERE seq = 1")
+                conn.execute("UPDATE records SET kind = 'note' WHERE seq = 0")
+            conn.execute("ALTER TABLE records ENABLE TRIGGER USER")
+            with pytest.raises(IntegrityError, match="refusing to write"):
+                store.run_owner("run-r")
+            with pytest.raises(IntegrityError, match="refusing to write"):
+                store.run_starter("run-r")
+        finally:
+            store.close()
