@@ -147,6 +147,20 @@ def test_verify_names_a_column_on_many_workers(home: Path) -> None:
     assert [p.seq for p in report.problems if p.code == "column-differs"] == [3]
 
 
+def test_a_hidden_key_record_is_named_and_nothing_else(home: Path) -> None:
+    """The genesis key.added relabelled a note: verify learned public keys from
+    the rows listed as key records, so every checkpoint that key signed was
+    also reported unsigned. The walk learns the key from the bytes and walks
+    again knowing it: the one lie is the one problem."""
+    _set(home, 0, "kind", "note")
+    opened = open_home(home, writable=False, env={})
+    try:
+        report = opened.ledger.verify()
+    finally:
+        opened.close()
+    assert [(p.seq, p.code) for p in report.errors] == [(0, "column-differs")]
+
+
 # -- the writer's key ring -------------------------------------------------------
 
 

@@ -95,6 +95,34 @@ def verify_store(
     ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
         total = 0
     keys = _public_keys(store)
+    args = (store, origin, trusted_keys, checkpoints, total, progress, workers)
+    verifier = _walk(keys, *args)
+    # the keys come from rows the kind column lists as key records: a key.added
+    # relabelled another kind (column-differs) is learned by the walk only,
+    # too late for the checkpoints it signed; walk again knowing it (rare)
+    learned = {
+        key_id: state.public_key
+        for key_id, state in verifier.keyring.keys.items()
+        if key_id not in keys
+    }
+    if learned:
+        verifier = _walk(keys | learned, *args)
+    report = verifier.report
+    _verify_blobs(store, verifier)
+    return report
+
+
+def _walk(
+    keys: dict[str, bytes],
+    store: Store,
+    origin: str,
+    trusted_keys: Collection[str],
+    checkpoints: list[StoredCheckpoint],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+    workers: int | None,
+) -> LedgerVerifier:
+    """One walk over every record with ``keys`` known up front."""
     with _pool(keys, _worker_count(workers, total)) as pool:
         checks = _checkpoint_checks(checkpoints, keys, pool)
         verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
@@ -107,10 +135,9 @@ def verify_store(
             if progress is not None and (done % 1000 == 0 or done == total):
                 progress(done, total)
     nodes.compare()
-    report = verifier.finish()
+    verifier.finish()
     nodes.summarise()
-    _verify_blobs(store, verifier)
-    return report
+    return verifier
 
 
 def _worker_count(workers: int | None, total: int) -> int:
