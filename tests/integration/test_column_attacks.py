@@ -411,3 +411,40 @@ def test_a_run_owner_read_from_edited_columns_refuses_the_write(column: str) -> 
                 store.run_starter("run-r")
         finally:
             store.close()
+
+
+# -- run ids and pushes ---------------------------------------------------------------
+
+
+def test_a_note_listed_as_a_run_start_refuses_a_new_run_id(home: Path) -> None:
+    """Before: a note of run-a relabelled `run.started` made the run id taken
+    ("already names the run started at seq 4"), a false refusal."""
+    from mltrail.record.recorder import check_new_run_id
+
+    _set(home, 4, "kind", "run.started")
+    opened = open_home(home, env={})
+    try:
+        with pytest.raises(IntegrityError, match=r"as a run\.started record"):
+            check_new_run_id(opened.ledger, "run-a", "test")
+    finally:
+        opened.close()
+
+
+def test_a_note_listed_as_a_push_header_refuses_the_push() -> None:
+    """Where a push resumes is read from the server's `ledger.pushed` records.
+    Before, a note carrying a header's fields, relabelled by whoever can write
+    the server's store, made push skip every record up to its ``to``."""
+    from types import SimpleNamespace
+
+    from mltrail.ledger.push import _pushed_to
+    from mltrail.testing import MemoryStore
+
+    store = MemoryStore()
+    ledger = Ledger.create(store, fixed_signer("push-columns"), origin=ORIGIN)
+    header = {"text": "x", "origin": "example.org/laptop", "key": "k", "to": 99}
+    ledger.append("note", header)
+    assert _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k") == 0
+    row, time, _ = store._records[1]
+    store._records[1] = (row, time, "ledger.pushed")
+    with pytest.raises(IntegrityError, match=r"as a ledger\.pushed record"):
+        _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k")
