@@ -448,3 +448,24 @@ def test_a_note_listed_as_a_push_header_refuses_the_push() -> None:
     store._records[1] = (row, time, "ledger.pushed")
     with pytest.raises(IntegrityError, match=r"as a ledger\.pushed record"):
         _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k")
+
+
+def test_an_edited_hash_column_of_the_last_row_refuses_the_write(home: Path) -> None:
+    """The next record's prev is read from the last row's hash column. Before,
+    the writer signed a record chained to the edited value (a `prev` error at
+    the new seq, written by the ledger key itself)."""
+    last = len(list(_seqs(home))) - 1
+    conn = _db(home)
+    try:
+        conn.execute("UPDATE records SET hash = ? WHERE seq = ?", (bytes(32), last))
+    finally:
+        conn.close()
+    _append_refused(home, f"the store's hash column of seq {last} is not the hash")
+
+
+def _seqs(home: Path) -> Iterator[int]:
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        yield from (s for (s,) in conn.execute("SELECT seq FROM records ORDER BY seq"))
+    finally:
+        conn.close()

@@ -17,7 +17,11 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
+from mltrail.core.canonical import (
+    compute_blob_digest,
+    compute_leaf_hash,
+    compute_record_hash,
+)
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.head import KEY_KINDS, TIME_TOLERANCE
 from mltrail.core.keyring import KeyRing, compute_key_proof_message, identity_problem
@@ -502,7 +506,20 @@ class Ledger:
         from mltrail.core.chain import check_head
 
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
+        self._check_last_hash(head)
         self._trusted_head = (head.size, head.frontier)
+
+    def _check_last_hash(self, head: ChainHead) -> None:
+        """The next record's ``prev`` is the head's hash, which the store reads
+        from its hash column: it must be the hash of the last row's bytes, else
+        the writer would sign a record chained to a value no record has."""
+        rows = list(self.store.rows(head.size - 1, head.size))
+        if not rows or compute_record_hash(rows[0].data) != head.last_hash:
+            raise IntegrityError(
+                f"refusing to write: the store's hash column of seq {head.size - 1} "
+                "is not the hash of its bytes: the store's columns were edited",
+                hint="run `mltrail verify` (it names the row as hash-column)",
+            )
 
     def _refresh_keys(self) -> None:
         from mltrail.ledger.columns import checked_rows_of_kinds
