@@ -76,19 +76,27 @@ class RecordCheck(NamedTuple):
     newer: bool = False
     run: str | None = None
     """The entry's ``run`` (the walk names records of a run another user added)."""
+    columns_differ: tuple[tuple[str, str | None, str | None], ...] = ()
+    """(column, stored value, signed value) of each column the store derived
+    from the bytes (kind, run, time) that no longer says what they say."""
 
 
 _BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND)
 
 
 def check_record(
-    row_seq: int, row_hash: bytes, data: bytes, public_keys: Mapping[str, bytes]
+    row_seq: int,
+    row_hash: bytes,
+    data: bytes,
+    public_keys: Mapping[str, bytes],
+    columns: tuple[str, str | None, str] | None = None,
 ) -> RecordCheck:
     """Decode one stored row and check its signature against ``public_keys``.
 
     ``public_keys`` maps key ids to raw public keys; since a key id is the hash
     of its key, the map may come from anywhere. Whether the key was *valid*
-    at this seq is decided later, in order, by ``LedgerVerifier``.
+    at this seq is decided later, in order, by ``LedgerVerifier``. ``columns``:
+    the (kind, run, time) the store keeps beside the bytes, compared with them.
     """
     try:
         decoded = decode_record(data)
@@ -130,7 +138,23 @@ def check_record(
         version=entry.v,
         newer=decoded.newer,
         run=entry.run,
+        columns_differ=()
+        if columns is None or columns == (entry.kind, entry.run, entry.time)
+        else _columns_differ(columns, (entry.kind, entry.run, entry.time)),
     )
+
+
+def _columns_differ(
+    stored: tuple[str, str | None, str], signed: tuple[str, str | None, str]
+) -> tuple[tuple[str, str | None, str | None], ...]:
+    return tuple(
+        (name, have, want)
+        for name, have, want in zip(_COLUMNS, stored, signed, strict=True)
+        if have != want
+    )
+
+
+_COLUMNS = ("kind", "run", "time")
 
 
 def _unreadable(row_seq: int, row_hash: bytes, data: bytes, error: str) -> RecordCheck:

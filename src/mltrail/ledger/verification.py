@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from mltrail.core.codec import BlobRef
     from mltrail.core.erasure import PurgeNote
     from mltrail.core.report import StoredCheckpoint, VerificationReport
-    from mltrail.storage.base import Store, StoredRow
+    from mltrail.storage.base import ColumnRow, Store
 
 __all__ = ["MAX_WORKERS", "PARALLEL_THRESHOLD", "verify_store"]
 
@@ -95,11 +95,39 @@ def verify_store(
     ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
         total = 0
     keys = _public_keys(store)
+    args = (store, origin, trusted_keys, checkpoints, total, progress, workers)
+    verifier = _walk(keys, *args)
+    # the keys come from rows the kind column lists as key records: a key.added
+    # relabelled another kind (column-differs) is learned by the walk only,
+    # too late for the checkpoints it signed; walk again knowing it (rare)
+    learned = {
+        key_id: state.public_key
+        for key_id, state in verifier.keyring.keys.items()
+        if key_id not in keys
+    }
+    if learned:
+        verifier = _walk(keys | learned, *args)
+    report = verifier.report
+    _verify_blobs(store, verifier)
+    return report
+
+
+def _walk(
+    keys: dict[str, bytes],
+    store: Store,
+    origin: str,
+    trusted_keys: Collection[str],
+    checkpoints: list[StoredCheckpoint],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+    workers: int | None,
+) -> LedgerVerifier:
+    """One walk over every record with ``keys`` known up front."""
     with _pool(keys, _worker_count(workers, total)) as pool:
         checks = _checkpoint_checks(checkpoints, keys, pool)
         verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
         nodes = _NodeComparison(store, verifier)
-        rows = _record_checks(store.rows(), keys, pool)
+        rows = _record_checks(store.column_rows(), keys, pool)
         for done, check in enumerate(rows, start=1):
             verifier.accept(check)
             if len(verifier.nodes) >= _NODE_BATCH:
@@ -107,10 +135,9 @@ def verify_store(
             if progress is not None and (done % 1000 == 0 or done == total):
                 progress(done, total)
     nodes.compare()
-    report = verifier.finish()
+    verifier.finish()
     nodes.summarise()
-    _verify_blobs(store, verifier)
-    return report
+    return verifier
 
 
 def _worker_count(workers: int | None, total: int) -> int:
@@ -226,11 +253,11 @@ def _checkpoint_checks(
 
 
 def _record_checks(
-    rows: Iterable[StoredRow], keys: Mapping[str, bytes], pool: _Pool | None
+    rows: Iterable[ColumnRow], keys: Mapping[str, bytes], pool: _Pool | None
 ) -> Iterator[RecordCheck]:
     if pool is None:
         for row in rows:
-            yield check_record(row.seq, row.hash, row.data, keys)
+            yield check_record(row.seq, row.hash, row.data, keys, _columns(row))
         return
     chunks = _chunked(rows)
     submit = pool.executor.submit
@@ -243,9 +270,20 @@ def _record_checks(
         yield from results
 
 
-def _chunked(rows: Iterable[StoredRow]) -> Iterator[list[tuple[int, bytes, bytes]]]:
+_Columns = tuple[str, str | None, str] | None
+_Row = tuple[int, bytes, bytes, _Columns]
+
+
+def _columns(row: ColumnRow) -> _Columns:
+    """The (kind, run, time) columns a store keeps beside the row, if any."""
+    return None if row.kind is None else (row.kind, row.run, row.time or "")
+
+
+def _chunked(rows: Iterable[ColumnRow]) -> Iterator[list[_Row]]:
     iterator = iter(rows)
-    while chunk := [(r.seq, r.hash, r.data) for r in islice(iterator, _CHUNK)]:
+    while chunk := [
+        (r.seq, r.hash, r.data, _columns(r)) for r in islice(iterator, _CHUNK)
+    ]:
         yield chunk
 
 
@@ -260,9 +298,10 @@ def _check_checkpoint_chunk(texts: list[str]) -> list[CheckpointCheck]:
     return [check_checkpoint_text(text, _WORKER_KEYS) for text in texts]
 
 
-def _check_chunk(chunk: list[tuple[int, bytes, bytes]]) -> list[RecordCheck]:
+def _check_chunk(chunk: list[_Row]) -> list[RecordCheck]:
     return [
-        check_record(seq, digest, data, _WORKER_KEYS) for seq, digest, data in chunk
+        check_record(seq, digest, data, _WORKER_KEYS, columns)
+        for seq, digest, data, columns in chunk
     ]
 
 
