@@ -206,6 +206,17 @@ class TemplateSigner:
         self, kind: str, time: str, body: Mapping[str, Any], run: str | None = None
     ) -> Entry:
         """The signed entry (``actor`` the one given), its bytes cached."""
+        head, tail = self.message(kind, time, body, run)
+        return self.finish(
+            kind, time, body, run, (head, tail), self.signer.sign(head + tail)
+        )
+
+    def message(
+        self, kind: str, time: str, body: Mapping[str, Any], run: str | None = None
+    ) -> tuple[bytes, bytes]:
+        """The entry's canonical bytes without ``sig``, cut where ``sig`` goes:
+        ``head + tail`` is what its signature covers (:meth:`finish` joins the
+        rest), ``len(head + tail)`` the size :func:`check_entry_size` checks."""
         kinds = self._kinds
         kind_bytes = kinds.get(kind)
         if kind_bytes is None:
@@ -215,8 +226,21 @@ class TemplateSigner:
         head = self._actor + canonical_bytes(body) + kind_bytes
         if run is not None:
             head += b',"run":' + _string_bytes(run)
-        tail = b',"time":' + _string_bytes(time) + self._tail
-        value = encode_b64(self.signer.sign(head + tail))
+        return head, b',"time":' + _string_bytes(time) + self._tail
+
+    def finish(
+        self,
+        kind: str,
+        time: str,
+        body: Mapping[str, Any],
+        run: str | None,
+        message: tuple[bytes, bytes],
+        signature: bytes,
+    ) -> Entry:
+        """The entry :meth:`message` cut into ``message``, with ``signature``
+        (this signer's, over ``head + tail``) and its signed bytes."""
+        head, tail = message
+        value = encode_b64(signature)
         return Entry(
             kind=kind,
             time=time,

@@ -1,0 +1,155 @@
+"""Batched appends sign on several threads (``core.signing.sign_many``): the
+signatures, entries and stored records are byte for byte those of signing one
+entry at a time, and a failure in any thread reaches the caller."""
+
+from __future__ import annotations
+
+import threading
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mltrail.core import signing
+from mltrail.core.entry import Entry, compose_record_bytes, sign_entry
+from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.testing import FixedClock, MemoryStore, fixed_signer
+
+SIGNER = fixed_signer()
+TEXT = st.text(
+    st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(["\x00", '"', "\\", "\ue000", "\U0001f600"]),
+    ),
+    max_size=8,
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+BODIES = st.builds(
+    lambda text, extra: {**extra, "text": text},
+    TEXT,
+    st.dictionaries(
+        TEXT.filter(lambda k: k not in {"refers_to", "attachments"}), VALUES, max_size=3
+    ),
+)
+DRAFTS = st.lists(
+    st.builds(Draft, st.just("note"), BODIES, st.one_of(st.none(), st.just("run-1"))),
+    min_size=1,
+    max_size=12,
+)
+
+
+def threads_of(count: int) -> mock._patch:
+    """``sign_many`` signs on ``count`` threads, whatever the batch and cores."""
+    return mock.patch.object(signing, "_signing_threads", lambda n: min(count, n))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    messages=st.lists(st.binary(max_size=600), max_size=40),
+    count=st.integers(min_value=1, max_value=5),
+)
+def test_sign_many_is_sign_for_each_message(messages, count):
+    with threads_of(count):
+        signatures = signing.sign_many(SIGNER, messages)
+    assert signatures == [SIGNER.sign(m) for m in messages]
+
+
+def test_large_batches_sign_on_several_threads():
+    """Without a patch: a batch of 4 parts' worth is cut in at least 2 parts on
+    a machine of 2 cores or more, each signed on its own thread."""
+    names: set[str] = set()
+    real = signing._raw_sign
+
+    def spy(message, secret):
+        names.add(threading.current_thread().name)
+        return real(message, secret)
+
+    messages = [bytes([i % 256]) * 100 for i in range(4 * signing.PARALLEL_MIN)]
+    with (
+        mock.patch.object(signing, "_raw_sign", spy),
+        mock.patch.object(signing.os, "sched_getaffinity", return_value={0, 1}),
+    ):
+        signatures = SIGNER.sign_many(messages)
+    assert names == {threading.main_thread().name, "mltrail-sign"}
+    assert signatures == [SIGNER.sign(m) for m in messages]
+    assert signing._signing_threads(2 * signing.PARALLEL_MIN - 1) == 1
+
+
+def test_a_failure_on_a_signing_thread_reaches_the_caller():
+    messages: list = [b"x"] * 10 + ["not bytes"] + [b"y"] * 9
+    before = threading.active_count()
+    with threads_of(4), pytest.raises(TypeError):
+        signing.sign_many(SIGNER, messages)
+    assert threading.active_count() == before  # every thread was joined
+
+
+def test_other_signers_sign_one_message_at_a_time():
+    class Plain:
+        key_id = SIGNER.key_id
+        public_key = SIGNER.public_key
+
+        def sign(self, message: bytes) -> bytes:
+            return SIGNER.sign(message)
+
+    assert signing.sign_many(Plain(), [b"a", b"b"]) == [
+        SIGNER.sign(b"a"),
+        SIGNER.sign(b"b"),
+    ]
+
+
+def stored(drafts: list[Draft], count: int) -> tuple[Ledger, list[bytes]]:
+    ledger = Ledger.create(
+        MemoryStore(), SIGNER, origin="test.example/batch", clock=FixedClock()
+    )
+    with threads_of(count):
+        ledger.append_many(drafts)
+    return ledger, [row.data for row in ledger.store.rows(1)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drafts=DRAFTS, count=st.integers(min_value=2, max_value=4))
+def test_threaded_batches_store_the_one_thread_bytes(drafts, count):
+    """The stored records of a batch signed on several threads are the bytes of
+    the same batch signed on one, and those of entries signed one by one with
+    ``sign_entry`` (every member canonicalised) and chained by hand."""
+    ledger, threaded = stored(drafts, count)
+    assert threaded == stored(drafts, 1)[1]
+    prev = ledger.store.rows(0, 1)
+    expected, seq = [], 1
+    prev_hash = _record_hash(next(iter(prev)).data)
+    for draft, data in zip(drafts, threaded, strict=True):
+        time = _entry_time(data)
+        entry = sign_entry(
+            Entry(draft.kind, time, ledger.actor, dict(draft.body), draft.run), SIGNER
+        )
+        assert entry.signed_bytes is not None
+        record = compose_record_bytes(seq, prev_hash, entry.signed_bytes)
+        expected.append(record)
+        prev_hash, seq = _record_hash(record), seq + 1
+    assert threaded == expected
+
+
+def _record_hash(data: bytes) -> str:
+    from mltrail.core.canonical import compute_record_hash
+
+    return compute_record_hash(data).hex()
+
+
+def _entry_time(data: bytes) -> str:
+    from mltrail.core.codec import decode_record
+
+    return decode_record(data).record.entry.time
