@@ -69,13 +69,20 @@ def test_sign_many_is_sign_for_each_message(messages, count):
 
 
 def test_large_batches_sign_on_several_threads():
-    """Without a patch: a batch of 4 parts' worth is cut in at least 2 parts on
-    a machine of 2 cores or more, each signed on its own thread."""
+    """Without a patch: a batch of 4 threads' worth is signed on this thread and
+    others on a machine of 2 cores or more (this thread's first signature waits
+    until another thread has signed, so a slow start cannot hide them)."""
     names: set[str] = set()
+    other_signed = threading.Event()
     real = signing._raw_sign
+    main = threading.current_thread()
 
     def spy(message, secret):
-        names.add(threading.current_thread().name)
+        if threading.current_thread() is not main:
+            names.add(threading.current_thread().name)
+            other_signed.set()
+        elif message:
+            assert other_signed.wait(timeout=30)
         return real(message, secret)
 
     messages = [bytes([i % 256]) * 100 for i in range(4 * signing.PARALLEL_MIN)]
@@ -84,7 +91,7 @@ def test_large_batches_sign_on_several_threads():
         mock.patch.object(signing.os, "sched_getaffinity", return_value={0, 1}),
     ):
         signatures = SIGNER.sign_many(messages)
-    assert names == {threading.main_thread().name, "mltrail-sign"}
+    assert names == {"mltrail-sign"}
     assert signatures == [SIGNER.sign(m) for m in messages]
     assert signing._signing_threads(2 * signing.PARALLEL_MIN - 1) == 1
 
