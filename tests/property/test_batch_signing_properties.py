@@ -160,3 +160,80 @@ def _entry_time(data: bytes) -> str:
     from mltrail.core.codec import decode_record
 
     return decode_record(data).record.entry.time
+
+
+DEEP = st.recursive(
+    st.one_of(
+        SCALARS,
+        st.sampled_from([2**53, -(2**53), 10**20, "\ud800", ("a", 1)]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(
+            st.one_of(TEXT, st.sampled_from(["\ud7ff", "\ud800\udc00", "\uffff"])),
+            inner,
+            max_size=3,
+        ),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300)
+@given(value=DEEP, depth=st.integers(min_value=1, max_value=5))
+def test_plain_json_is_both_checks_in_one_walk(value, depth):
+    """An append skips the limits' walk and the canonical fast path's check of a
+    body ``plain_json`` accepts: it accepts exactly what both accept, and its
+    canonical bytes are then RFC 8785's."""
+    import rfc8785
+
+    from mltrail.core.canonical import (
+        fast_canonical_bytes,
+        json_compatible,
+        plain_json,
+    )
+    from mltrail.core.limits import value_problem
+
+    both = json_compatible(value) and value_problem(value, "body", depth) is None
+    assert plain_json(value, depth) == both
+    if both:
+        fast = fast_canonical_bytes(value, checked=True)
+        assert fast is None or fast == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": "x", "n": 2**53}, "body.n: integer 9007199254740992 is beyond"),
+        ({"text": "x", "deep": [[[[[[[[]]]]]]]] * 1}, None),
+        ({"text": "x", "f": 0.5}, None),
+    ],
+)
+def test_batched_bodies_are_checked_as_before(body, message):
+    """The limits still refuse what they refused (the one-walk check only
+    accepts), and bodies it does not accept still append."""
+    from mltrail.errors import SchemaError
+
+    ledger = Ledger.create(MemoryStore(), SIGNER, origin="test.example/batch")
+    if message is None:
+        ledger.append_many([Draft("note", body)] * 200)
+        return
+    with pytest.raises(SchemaError, match=message.replace(".", r"\.")):
+        ledger.append_many(
+            [Draft("note", {"text": "fine"})] * 150 + [Draft("note", body)]
+        )
+    assert ledger.head().size == 1  # nothing of the batch was written
+
+
+def test_too_deep_bodies_are_refused_as_before():
+    from mltrail.core.limits import MAX_DEPTH
+    from mltrail.errors import SchemaError
+
+    deep: object = "leaf"
+    for _ in range(MAX_DEPTH - 1):  # the body is level 1
+        deep = [deep]
+    ledger = Ledger.create(MemoryStore(), SIGNER, origin="test.example/batch")
+    ledger.append_many([Draft("note", {"text": "x", "deep": deep})])
+    with pytest.raises(SchemaError, match="nests deeper than 64 levels"):
+        ledger.append_many([Draft("note", {"text": "x", "deep": [deep]})])

@@ -298,6 +298,7 @@ def validate_entry(
     *,
     require_known_kind: bool = True,
     check_size: bool = True,
+    plain_body: bool = False,
 ) -> None:
     """Check a new entry (without ``sig``) before it is signed and appended.
 
@@ -306,6 +307,8 @@ def validate_entry(
     and the kind's schema (an unknown kind passes when ``require_known_kind`` is
     false). A caller about to make the canonical bytes anyway (signing) passes
     ``check_size=False`` and checks them with :func:`check_entry_size`.
+    ``plain_body`` says ``core.canonical.plain_json(body, MAX_DEPTH)`` holds (a
+    body the limits have nothing against, checked by the caller).
 
     Raises:
         SchemaError: with the first problem found.
@@ -313,6 +316,8 @@ def validate_entry(
     for name, value in data.items():
         if type(value) is str or (type(value) is dict and not value):
             continue  # nothing value_problem looks for: no nesting, no integer
+        if plain_body and name == "body":
+            continue
         problem = value_problem(value, f"entry {name}" if name != "body" else "body")
         if problem is not None:
             raise SchemaError(f"cannot append: {problem}")

@@ -163,17 +163,18 @@ class Ed25519Signer:
             return [_raw_sign(m, secret) for m in messages]
         import threading  # the writing path only (a reading command skips it)
 
-        _raw_sign(b"", secret)  # binds the direct call before any thread uses it
         out: list[bytes] = [b""] * len(messages)
         starts = iter(range(0, len(messages), CHUNK))  # shared: each start taken once
         failures: list[BaseException] = []
 
         def work() -> None:
-            sign = _raw_sign
+            # the global each time: the first call binds it (from any thread:
+            # each binding is the same function), later calls find it bound
             try:
                 for start in starts:
                     chunk = messages[start : start + CHUNK]
-                    out[start : start + len(chunk)] = [sign(m, secret) for m in chunk]
+                    signed = [_raw_sign(m, secret) for m in chunk]
+                    out[start : start + len(chunk)] = signed
             except BaseException as e:  # raised again in the calling thread
                 failures.append(e)
 

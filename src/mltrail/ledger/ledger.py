@@ -262,6 +262,7 @@ class Ledger:
         imported here, once per append, not per entry (reading never loads it).
         Every draft is checked before any is signed; the signatures of a large
         batch are made on several cores at once (``core.signing.sign_many``)."""
+        from mltrail.core.canonical import plain_json
         from mltrail.core.codec import (
             check_entry_size,
             find_blob_refs,
@@ -269,6 +270,7 @@ class Ledger:
             validate_entry,
         )
         from mltrail.core.entry import ENTRY_VERSION
+        from mltrail.core.limits import MAX_DEPTH
         from mltrail.core.signing import sign_many
 
         template = self._template()
@@ -280,9 +282,10 @@ class Ledger:
             if draft.run is not None:
                 data["run"] = draft.run
             # the actor was checked once, when the template was made: {} stands in
-            validate_entry(data | {"actor": {}}, check_size=False)
+            plain = plain_json(body, MAX_DEPTH)  # one walk for limits and bytes
+            validate_entry(data | {"actor": {}}, check_size=False, plain_body=plain)
             self._check_blobs(find_blob_refs(body))
-            message = template.message(draft.kind, time, body, draft.run)
+            message = template.message(draft.kind, time, body, draft.run, plain=plain)
             check_entry_size(len(message[0]) + len(message[1]))
             parts.append((draft.kind, time, body, draft.run, message))
         signatures = sign_many(
