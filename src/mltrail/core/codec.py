@@ -19,9 +19,11 @@ from mltrail.core.canonical import (
     compute_record_hash,
     fast_canonical_bytes,
     json_compatible,
+    plain_json,
 )
 from mltrail.core.entry import ENTRY_VERSION, Entry, Record, compose_record_bytes
 from mltrail.core.limits import (
+    MAX_DEPTH,
     MAX_ENTRY_BYTES,
     MAX_RECORD_DEPTH,
     MAX_SAFE_INT,
@@ -46,6 +48,7 @@ __all__ = [
     "find_blob_refs",
     "format_time",
     "is_newer_version",
+    "is_plain_body",
     "parse_json",
     "parse_time",
     "validate_actor",
@@ -307,8 +310,8 @@ def validate_entry(
     and the kind's schema (an unknown kind passes when ``require_known_kind`` is
     false). A caller about to make the canonical bytes anyway (signing) passes
     ``check_size=False`` and checks them with :func:`check_entry_size`.
-    ``plain_body`` says ``core.canonical.plain_json(body, MAX_DEPTH)`` holds (a
-    body the limits have nothing against, checked by the caller).
+    ``plain_body`` says :func:`is_plain_body` holds for the body (checked by
+    the caller): the limits have nothing against it.
 
     Raises:
         SchemaError: with the first problem found.
@@ -326,6 +329,13 @@ def validate_entry(
     _check_envelope(data, require_known_kind=require_known_kind)
     if check_size and canonical_size_bound(data) > MAX_ENTRY_BYTES:
         check_entry_size(len(canonical_bytes(data)))
+
+
+def is_plain_body(body: Any) -> bool:
+    """Whether ``body`` is one the limits have nothing against and whose
+    canonical bytes the C encoder writes (``core.canonical.plain_json`` to the
+    entry depth limit: a body is level 1), so an append walks it once."""
+    return plain_json(body, MAX_DEPTH)
 
 
 def validate_actor(actor: Any) -> None:

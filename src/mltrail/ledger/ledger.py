@@ -32,6 +32,7 @@ from mltrail.core.signing import (
     compute_key_id,
     decode_b64,
     encode_b64,
+    sign_many,
     verify_signature,
 )
 from mltrail.errors import (
@@ -262,16 +263,14 @@ class Ledger:
         imported here, once per append, not per entry (reading never loads it).
         Every draft is checked before any is signed; the signatures of a large
         batch are made on several cores at once (``core.signing.sign_many``)."""
-        from mltrail.core.canonical import plain_json
         from mltrail.core.codec import (
             check_entry_size,
             find_blob_refs,
             format_time,
+            is_plain_body,
             validate_entry,
         )
         from mltrail.core.entry import ENTRY_VERSION
-        from mltrail.core.limits import MAX_DEPTH
-        from mltrail.core.signing import sign_many
 
         template = self._template()
         parts = []
@@ -282,7 +281,7 @@ class Ledger:
             if draft.run is not None:
                 data["run"] = draft.run
             # the actor was checked once, when the template was made: {} stands in
-            plain = plain_json(body, MAX_DEPTH)  # one walk for limits and bytes
+            plain = is_plain_body(body)  # one walk for the limits and the bytes
             validate_entry(data | {"actor": {}}, check_size=False, plain_body=plain)
             self._check_blobs(find_blob_refs(body))
             message = template.message(draft.kind, time, body, draft.run, plain=plain)
