@@ -273,7 +273,9 @@ class Ledger:
         from mltrail.core.entry import ENTRY_VERSION
 
         template = self._template()
-        parts = []
+        parts: list[
+            tuple[str, str, dict[str, Any], str | None, tuple[bytes, bytes]]
+        ] = []
         for draft in drafts:
             time = format_time(self.clock.now())
             body = dict(draft.body)
