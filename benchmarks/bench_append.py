@@ -18,7 +18,9 @@ The CPU model, cores and load are printed with the figures. Ledger and baseline
 repetitions are interleaved so that machine noise hits both alike; figures are
 medians of the repetitions.
 
-Run: ``python benchmarks/bench_append.py [--quick] [--reps N] [--profile]``
+Run: ``python benchmarks/bench_append.py [--quick] [--reps N] [--profile]``;
+``--threads`` measures only batch signing on one thread against several (the
+threshold of ``core.signing.PARALLEL_MIN``).
 """
 
 from __future__ import annotations
@@ -196,6 +198,62 @@ def sign_rates(n: int, message_size: int) -> tuple[float, float]:
     return crypto, nacl
 
 
+def threshold(directory: Path, reps: int) -> None:
+    """``sign_many`` on one thread against several, by batch size (the threshold
+    ``PARALLEL_MIN`` rests on), and ``append_many`` of 1,000 entries through a
+    home both ways; alternated, medians of ``reps``; wall and process CPU."""
+    from mltrail.core import signing
+
+    signer = fixed_signer()
+    real = signing._signing_threads
+    one = lambda n: 1  # noqa: E731
+    print("\nsign_many, one thread vs several (us per message: wall / process CPU)")
+    for n in (32, 64, 128, 256, 1000):
+        messages = [os.urandom(420) for _ in range(n)]
+        figures: dict[str, list[tuple[float, float]]] = {"one": [], "several": []}
+        for _ in range(reps):
+            for name, choose in (("one", one), ("several", real)):
+                signing._signing_threads = choose
+                wall, cpu = time.perf_counter(), time.process_time()
+                signer.sign_many(messages)
+                figures[name].append(
+                    (
+                        (time.perf_counter() - wall) / n * 1e6,
+                        (time.process_time() - cpu) / n * 1e6,
+                    )
+                )
+        signing._signing_threads = real
+        shown = "  ".join(
+            f"{name} {statistics.median(w for w, _ in v):5.1f} / "
+            f"{statistics.median(c for _, c in v):5.1f}"
+            for name, v in figures.items()
+        )
+        print(f"  n={n:<5} threads {real(n)}: {shown}")
+    ledger = new_ledger(directory, "threshold-home", home=True)
+    ledger.append_many([Draft("note", note_body(i)) for i in range(BATCH)])
+    figures = {"one": [], "several": []}
+    for rep in range(reps):
+        for name, choose in (("one", one), ("several", real)):
+            signing._signing_threads = choose
+            drafts = [Draft("note", note_body(rep * BATCH + i)) for i in range(BATCH)]
+            wall, cpu = time.perf_counter(), time.process_time()
+            ledger.append_many(drafts)
+            figures[name].append(
+                (
+                    (time.perf_counter() - wall) / BATCH * 1e6,
+                    (time.process_time() - cpu) / BATCH * 1e6,
+                )
+            )
+    signing._signing_threads = real
+    ledger.close()
+    shown = "  ".join(
+        f"{name} {statistics.median(w for w, _ in v):5.1f} / "
+        f"{statistics.median(c for _, c in v):5.1f}"
+        for name, v in figures.items()
+    )
+    print(f"  append_many x{BATCH}, home, us per entry: {shown}")
+
+
 def profile_single(directory: Path, n: int) -> None:
     ledger = new_ledger(directory, "profile-home", home=True)
     for i in range(20):
@@ -224,6 +282,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="repetitions (median)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory")
     parser.add_argument("--profile", action="store_true", help="cProfile appends")
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="batch signing on one thread vs several, by batch size (only that)",
+    )
     args = parser.parse_args()
     singles = 400 if args.quick else 2_000
     batches = 3 if args.quick else 10
@@ -238,6 +301,11 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="mltrail-bench-") as tmp:
         directory = Path(tmp)
+        if args.threads:
+            print(f"bench_append --threads: {describe()}")
+            threshold(directory, args.reps)
+            print(describe())
+            return
         print(f"  scratch dir: {directory}")
         for rep in range(args.reps):
             rate, (size, signed) = time_ledger_single(directory, singles, rep, True)

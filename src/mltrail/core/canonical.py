@@ -24,6 +24,7 @@ __all__ = [
     "compute_record_hash",
     "fast_canonical_bytes",
     "json_compatible",
+    "plain_json",
 ]
 
 ZERO_HASH = "0" * 64
@@ -109,6 +110,43 @@ def json_compatible(value: Any) -> bool:
             stack.extend(node)
         else:
             return False  # floats (ES6 number form), and anything else
+    return True
+
+
+def plain_json(value: Any, max_depth: int) -> bool:
+    """:func:`json_compatible` and no deeper than ``max_depth`` objects and arrays
+    (``value`` itself, when one, is level 1), in one walk: such a value is one
+    ``core.limits.value_problem`` finds nothing in (it looks for deeper nesting
+    and inexact integers), so an append checks it and writes its canonical
+    bytes (``fast_canonical_bytes(value, checked=True)``) without walking it
+    twice more. Anything else (a float, a subclass, a key from U+D800) is False:
+    the caller then takes the full checks."""
+    stack = [(value, 1)]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node, depth = pop()
+        kind = type(node)
+        if kind is str or kind is bool or node is None:
+            continue
+        if kind is int:
+            if -_MAX_EXACT <= node <= _MAX_EXACT:
+                continue
+            return False
+        if depth > max_depth:
+            return False
+        depth += 1
+        if kind is dict:
+            try:
+                keys = "".join(node)
+            except TypeError:
+                return False  # a key that is not a string
+            if keys and max(keys) >= _UTF16_SAFE:
+                return False
+            extend([(item, depth) for item in node.values()])
+        elif kind is list or kind is tuple:
+            extend([(item, depth) for item in node])
+        else:
+            return False
     return True
 
 

@@ -19,9 +19,11 @@ from mltrail.core.canonical import (
     compute_record_hash,
     fast_canonical_bytes,
     json_compatible,
+    plain_json,
 )
 from mltrail.core.entry import ENTRY_VERSION, Entry, Record, compose_record_bytes
 from mltrail.core.limits import (
+    MAX_DEPTH,
     MAX_ENTRY_BYTES,
     MAX_RECORD_DEPTH,
     MAX_SAFE_INT,
@@ -46,6 +48,7 @@ __all__ = [
     "find_blob_refs",
     "format_time",
     "is_newer_version",
+    "is_plain_body",
     "parse_json",
     "parse_time",
     "validate_actor",
@@ -298,6 +301,7 @@ def validate_entry(
     *,
     require_known_kind: bool = True,
     check_size: bool = True,
+    plain_body: bool = False,
 ) -> None:
     """Check a new entry (without ``sig``) before it is signed and appended.
 
@@ -306,6 +310,8 @@ def validate_entry(
     and the kind's schema (an unknown kind passes when ``require_known_kind`` is
     false). A caller about to make the canonical bytes anyway (signing) passes
     ``check_size=False`` and checks them with :func:`check_entry_size`.
+    ``plain_body`` says :func:`is_plain_body` holds for the body (checked by
+    the caller): the limits have nothing against it.
 
     Raises:
         SchemaError: with the first problem found.
@@ -313,6 +319,8 @@ def validate_entry(
     for name, value in data.items():
         if type(value) is str or (type(value) is dict and not value):
             continue  # nothing value_problem looks for: no nesting, no integer
+        if plain_body and name == "body":
+            continue
         problem = value_problem(value, f"entry {name}" if name != "body" else "body")
         if problem is not None:
             raise SchemaError(f"cannot append: {problem}")
@@ -321,6 +329,13 @@ def validate_entry(
     _check_envelope(data, require_known_kind=require_known_kind)
     if check_size and canonical_size_bound(data) > MAX_ENTRY_BYTES:
         check_entry_size(len(canonical_bytes(data)))
+
+
+def is_plain_body(body: Any) -> bool:
+    """Whether ``body`` is one the limits have nothing against and whose
+    canonical bytes the C encoder writes (``core.canonical.plain_json`` to the
+    entry depth limit: a body is level 1), so an append walks it once."""
+    return plain_json(body, MAX_DEPTH)
 
 
 def validate_actor(actor: Any) -> None:

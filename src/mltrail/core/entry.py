@@ -16,6 +16,7 @@ from mltrail.core.canonical import (
     canonical_bytes,
     canonical_object,
     compute_record_hash,
+    fast_canonical_bytes,
 )
 from mltrail.core.signing import ALG_ED25519, Signer, encode_b64
 from mltrail.values import Frozen
@@ -206,17 +207,51 @@ class TemplateSigner:
         self, kind: str, time: str, body: Mapping[str, Any], run: str | None = None
     ) -> Entry:
         """The signed entry (``actor`` the one given), its bytes cached."""
+        head, tail = self.message(kind, time, body, run)
+        return self.finish(
+            kind, time, body, run, (head, tail), self.signer.sign(head + tail)
+        )
+
+    def message(
+        self,
+        kind: str,
+        time: str,
+        body: Mapping[str, Any],
+        run: str | None = None,
+        *,
+        plain: bool = False,
+    ) -> tuple[bytes, bytes]:
+        """The entry's canonical bytes without ``sig``, cut where ``sig`` goes:
+        ``head + tail`` is what its signature covers (:meth:`finish` joins the
+        rest), ``len(head + tail)`` the size ``check_entry_size`` checks.
+        ``plain`` says ``plain_json`` holds for ``body`` (not walked again)."""
+        body_bytes = fast_canonical_bytes(body, checked=True) if plain else None
+        if body_bytes is None:
+            body_bytes = canonical_bytes(body)
         kinds = self._kinds
         kind_bytes = kinds.get(kind)
         if kind_bytes is None:
             kind_bytes = b',"kind":' + _string_bytes(kind)
             if len(kinds) < 64:
                 kinds[kind] = kind_bytes
-        head = self._actor + canonical_bytes(body) + kind_bytes
+        head = self._actor + body_bytes + kind_bytes
         if run is not None:
             head += b',"run":' + _string_bytes(run)
-        tail = b',"time":' + _string_bytes(time) + self._tail
-        value = encode_b64(self.signer.sign(head + tail))
+        return head, b',"time":' + _string_bytes(time) + self._tail
+
+    def finish(
+        self,
+        kind: str,
+        time: str,
+        body: Mapping[str, Any],
+        run: str | None,
+        message: tuple[bytes, bytes],
+        signature: bytes,
+    ) -> Entry:
+        """The entry :meth:`message` cut into ``message``, with ``signature``
+        (this signer's, over ``head + tail``) and its signed bytes."""
+        head, tail = message
+        value = encode_b64(signature)
         return Entry(
             kind=kind,
             time=time,

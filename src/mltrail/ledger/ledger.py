@@ -36,6 +36,7 @@ from mltrail.core.signing import (
     compute_key_id,
     decode_b64,
     encode_b64,
+    sign_many,
     verify_signature,
 )
 from mltrail.errors import (
@@ -263,21 +264,22 @@ class Ledger:
     def _sign(self, drafts: Sequence[Draft]) -> list[Entry]:
         """Validate, blob-check and sign each draft; the actor's and key's bytes are
         made once per signer and actor (``_template``), and the writing code is
-        imported here, once per append, not per entry (reading never loads it)."""
+        imported here, once per append, not per entry (reading never loads it).
+        Every draft is checked before any is signed; the signatures of a large
+        batch are made on several cores at once (``core.signing.sign_many``)."""
         from mltrail.core.codec import (
             check_entry_size,
             find_blob_refs,
             format_time,
+            is_plain_body,
             validate_entry,
         )
-        from mltrail.core.entry import (
-            ENTRY_VERSION,
-            SIG_MEMBER_BYTES,
-            compute_entry_bytes,
-        )
+        from mltrail.core.entry import ENTRY_VERSION
 
         template = self._template()
-        signed_entries = []
+        parts: list[
+            tuple[str, str, dict[str, Any], str | None, tuple[bytes, bytes]]
+        ] = []
         for draft in drafts:
             time = format_time(self.clock.now())
             body = dict(draft.body)
@@ -285,12 +287,19 @@ class Ledger:
             if draft.run is not None:
                 data["run"] = draft.run
             # the actor was checked once, when the template was made: {} stands in
-            validate_entry(data | {"actor": {}}, check_size=False)
+            plain = is_plain_body(body)  # one walk for the limits and the bytes
+            validate_entry(data | {"actor": {}}, check_size=False, plain_body=plain)
             self._check_blobs(find_blob_refs(body))
-            signed = template.sign(draft.kind, time, body, draft.run)
-            check_entry_size(len(compute_entry_bytes(signed)) - SIG_MEMBER_BYTES)
-            signed_entries.append(signed)
-        return signed_entries
+            message = template.message(draft.kind, time, body, draft.run, plain=plain)
+            check_entry_size(len(message[0]) + len(message[1]))
+            parts.append((draft.kind, time, body, draft.run, message))
+        signatures = sign_many(
+            template.signer, [head + tail for *_, (head, tail) in parts]
+        )
+        return [
+            template.finish(*part, signature)
+            for part, signature in zip(parts, signatures, strict=True)
+        ]
 
     def _template(self) -> TemplateSigner:
         """The entry signer of this key and actor, made again when either changes
