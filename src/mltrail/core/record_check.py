@@ -26,14 +26,16 @@ from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "CheckpointCheck",
+    "PlainRun",
     "RecordCheck",
     "SigStatus",
     "check_checkpoint_text",
     "check_record",
+    "summarise_checks",
 ]
 
 
@@ -131,6 +133,111 @@ def check_record(
         newer=decoded.newer,
         run=entry.run,
     )
+
+
+class PlainRun(NamedTuple):
+    """Consecutive records in which the ordered walk can only find nothing to
+    report, given a few facts about the records before them.
+
+    ``summarise_checks`` makes one (in a worker) for records that each decoded,
+    verify under the key ``key_id`` names, are stored at the seq they state
+    under their own hash, link to the record before them in the run, are of a
+    known kind that is not a key, clock-reset, purge or push record, refer to no
+    blob, and are dated no earlier than the record before them in the full
+    fixed-width form; all signed by one key for one ``user``.
+    ``LedgerVerifier.accept_plain`` takes the run whole only when the rest
+    holds at its start (the seq and prev expected, the key valid over the run
+    for every kind in it, no push window open, the first time not before the
+    newest so far); otherwise its records take the per-record walk.
+    """
+
+    position: int
+    """Index of the run's first record among those given to ``summarise_checks``."""
+    first_seq: int
+    prev: str
+    """The first record's ``prev``."""
+    last_hash: bytes
+    key_id: str
+    user: object
+    kinds: tuple[str, ...]
+    """Each kind in the run, once."""
+    times: tuple[str, ...]
+    """Each record's time, in order."""
+    leaves: bytes
+    """The records' Merkle leaf hashes, 32 bytes each, in order."""
+    runs: tuple[tuple[int, str, str], ...]
+    """(seq, run, kind) of each record that names a run."""
+
+
+_FIXED_TIME = len("2026-01-01T00:00:00.000000Z")
+
+
+def _is_plain(check: RecordCheck) -> bool:
+    kind, time = check.kind, check.time
+    return (
+        check.error is None
+        and check.sig is SigStatus.VALID
+        and check.seq == check.row_seq
+        and check.row_hash == check.hash
+        and check.known_kind
+        and not check.newer
+        and not check.blob_refs
+        and check.key_body is None
+        and kind not in _BODY_KINDS
+        and not kind.startswith("key.")
+        and len(time) == _FIXED_TIME
+        and time[19] == "."
+    )
+
+
+def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainRun]:
+    """``checks`` (of consecutive stored rows) with runs of plain records folded
+    into ``PlainRun``s (see there); every other record stays as it is."""
+    out: list[RecordCheck | PlainRun] = []
+    run: list[RecordCheck] = []
+    start = 0
+
+    def close() -> None:
+        if not run:
+            return
+        first = run[0]
+        out.append(
+            PlainRun(
+                position=start,
+                first_seq=first.seq,
+                prev=first.prev,
+                last_hash=run[-1].hash,
+                key_id=first.key_id,
+                user=first.user,
+                kinds=tuple(dict.fromkeys(c.kind for c in run)),
+                times=tuple(c.time for c in run),
+                leaves=b"".join(c.leaf_hash for c in run),
+                runs=tuple((c.seq, c.run, c.kind) for c in run if c.run is not None),
+            )
+        )
+        run.clear()
+
+    for position, check in enumerate(checks):
+        if not _is_plain(check):
+            close()
+            out.append(check)
+            continue
+        if run:
+            last = run[-1]
+            if not (
+                check.seq == last.seq + 1
+                and check.key_id == last.key_id
+                and type(check.user) is type(last.user)
+                and check.user == last.user
+                and last.time <= check.time
+                and check.prev == last.hash.hex()
+            ):
+                close()
+        if not run:
+            start = position
+        run.append(check)
+    close()
+    return out
 
 
 def _unreadable(row_seq: int, row_hash: bytes, data: bytes, error: str) -> RecordCheck:
