@@ -286,3 +286,53 @@ def test_summarise_checks_keeps_every_record():
         else:
             seqs.append(item.row_seq)
     assert seqs == [row[0] for row in rows]
+
+
+def walk_until_plain(
+    store: MemoryStore, length: int
+) -> tuple[core_verify.LedgerVerifier, PlainRun]:
+    """A walk over ``store``'s records up to its first plain run of ``length``
+    records or more, and that run."""
+    keys = verification._public_keys(store)
+    checks = [
+        verification.check_record(r.seq, r.hash, r.data, keys)
+        for r, _, _ in store._records
+    ]
+    verifier = core_verify.LedgerVerifier(ORIGIN, [], [])
+    for item in summarise_checks(checks):
+        if not isinstance(item, PlainRun):
+            verifier.accept(item)
+        elif len(item.times) >= length:
+            return verifier, item
+        else:
+            assert verifier.accept_plain(item)
+    raise AssertionError("no plain run")
+
+
+def test_a_key_revoked_inside_a_run_sends_it_record_by_record():
+    # no ledger can revoke a key inside a run (a key record ends a run), but the
+    # walk decides validity by seq and must not assume it: a key valid at the
+    # run's first seq and not at its last leaves the run to accept
+    store = build([("notes", 6, None, "alice")])
+    verifier, run = walk_until_plain(store, 6)
+    state = verifier.keyring.keys[run.key_id]
+    revoked = run.first_seq + 3
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, revoked, state.identity
+    )
+    assert not verifier.accept_plain(run)
+    assert verifier.report.records_checked == run.first_seq  # nothing taken
+
+
+def test_an_author_key_signing_as_another_user_sends_the_run_record_by_record():
+    store = build([("notes", 4, None, "bob")])
+    verifier, run = walk_until_plain(store, 4)
+    state = verifier.keyring.keys[run.key_id]
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, None, "alice"
+    )
+    assert not verifier.accept_plain(run)
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, None, "bob"
+    )
+    assert verifier.accept_plain(run)
