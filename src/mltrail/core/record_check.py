@@ -172,30 +172,14 @@ class PlainRun(NamedTuple):
 _FIXED_TIME = len("2026-01-01T00:00:00.000000Z")
 
 
-def _is_plain(check: RecordCheck) -> bool:
-    kind, time = check.kind, check.time
-    return (
-        check.error is None
-        and check.sig is SigStatus.VALID
-        and check.seq == check.row_seq
-        and check.row_hash == check.hash
-        and check.known_kind
-        and not check.newer
-        and not check.blob_refs
-        and check.key_body is None
-        and kind not in _BODY_KINDS
-        and not kind.startswith("key.")
-        and len(time) == _FIXED_TIME
-        and time[19] == "."
-    )
-
-
 def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainRun]:
     """``checks`` (of consecutive stored rows) with runs of plain records folded
     into ``PlainRun``s (see there); every other record stays as it is."""
     out: list[RecordCheck | PlainRun] = []
     run: list[RecordCheck] = []
     start = 0
+    last_seq, last_hex, last_key, last_user, last_time = -1, "", "", None, ""
+    valid, body_kinds, fixed = SigStatus.VALID, _BODY_KINDS, _FIXED_TIME
 
     def close() -> None:
         if not run:
@@ -218,24 +202,43 @@ def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainR
         run.clear()
 
     for position, check in enumerate(checks):
-        if not _is_plain(check):
+        # every field, in order (a field added to RecordCheck fails here at once):
+        # locals are cheaper than a named tuple's attributes, once per record
+        (row_seq, row_hash, error, seq, prev, digest, _, kind, key_id, sig,
+         key_body, user, blob_refs, known_kind, _, _, time, _, newer, _) = check  # fmt: skip
+        plain = (
+            error is None
+            and sig is valid
+            and seq == row_seq
+            and row_hash == digest
+            and known_kind
+            and not newer
+            and not blob_refs
+            and key_body is None
+            and kind not in body_kinds
+            and not kind.startswith("key.")
+            and len(time) == fixed
+            and time[19] == "."
+        )
+        if not plain:
             close()
             out.append(check)
             continue
-        if run:
-            last = run[-1]
-            if not (
-                check.seq == last.seq + 1
-                and check.key_id == last.key_id
-                and type(check.user) is type(last.user)
-                and check.user == last.user
-                and last.time <= check.time
-                and check.prev == last.hash.hex()
-            ):
-                close()
+        if run and not (
+            seq == last_seq + 1
+            and key_id == last_key
+            and type(user) is type(last_user)
+            and user == last_user
+            and last_time <= time  # both fixed-width: not is_later(last, time)
+            and prev == last_hex
+        ):
+            close()
         if not run:
             start = position
         run.append(check)
+        last_seq, last_hex, last_key, last_user, last_time = (
+            seq, digest.hex(), key_id, user, time
+        )  # fmt: skip
     close()
     return out
 
