@@ -3,6 +3,9 @@
 Per-record work (parsing, canonical form, schema, Ed25519) runs in worker
 processes on large ledgers; the sequential checks (seq, prev chain, key validity,
 times, Merkle roots against checkpoints, coverage) run here on their results.
+Workers fold runs of plain records into one ``PlainRun`` each, which the walk
+takes whole when it is sure to find nothing there; else it checks the run's rows
+again and takes them one by one (ADR 0036's amendment).
 The Merkle nodes the store keeps (which proofs and appends use) are compared
 with the ones recomputed from the records as the walk goes. Then every
 referenced blob is re-hashed, unless a valid ``blob.purged`` record erased it
