@@ -61,6 +61,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answer_before_the_body(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and the whole answer (head and body) to a request whose body
+    was not sent: the server must answer now. A server that waits for the body
+    sends nothing, and the socket's timeout fails the test."""
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:  # the body may come in a later packet
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    except TimeoutError:
+        raise AssertionError(
+            "the server waited for the body of a request it must refuse"
+        ) from None
+    return int(answer.split(b" ", 2)[1]), head + b"\r\n\r\n" + body
+
+
 class TestServer:
     """A running server and what a test needs to talk to it."""
 

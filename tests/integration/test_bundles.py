@@ -525,3 +525,50 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
     path.write_bytes(canonical_bytes(bundle))
     proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout
+
+
+def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
+    """A regulator holding only the bundle sees what `mltrail verify` sees: a
+    carried record dated a month after the RFC 3161 time that shows it
+    existed (a clock ahead, or a review dated forward) is an error,
+    ``dated-after-anchor``. Before, the bundle verified."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.testing import FixedClock
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    home = tmp_path / "home"
+    fill(home)
+    opened = open_home(home)
+    try:
+        promoted = next(
+            r.seq for r in opened.ledger.records() if r.entry.kind == "model.promoted"
+        )
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        ahead = opened.ledger.append(
+            "note", {"text": "reviewed (dated ahead)", "refers_to": promoted}
+        )
+    finally:
+        opened.close()
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=home))
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    assert ahead.seq in [r["seq"] for r in json.loads(out.read_bytes())["records"]]
+
+    proc = mltrail("verify-bundle", out, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    problems = json.loads(proc.stdout)["problems"]
+    [found] = [p for p in problems if p["code"] == "dated-after-anchor"]
+    assert (found["seq"], found["severity"]) == (ahead.seq, "error")
+    assert "after evidence[0]" in found["message"]
+    verified = json.loads(
+        mltrail("verify", "--json", "--tsa-ca", ca.ca_pem, home=home).stdout
+    )
+    assert (ahead.seq, "dated-after-anchor") in {
+        (p["seq"], p["code"]) for p in verified["problems"]
+    }

@@ -28,6 +28,8 @@ def _status_before_the_body(server, token: str | None, ledger: str = "team-a") -
     """Send an append's headers (a 4 MiB body declared) and none of its body;
     the status the server answers with. A server that waits for the body first
     sends nothing, and the read times out."""
+    from server_fixture import answer_before_the_body
+
     auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
     head = (
         f"POST {server.prefix}/ledgers/{ledger}/entries HTTP/1.1\r\n"
@@ -36,16 +38,7 @@ def _status_before_the_body(server, token: str | None, ledger: str = "team-a") -
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(head.encode())
-        answer = b""
-        try:
-            while b"\r\n" not in answer:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-        except TimeoutError:
-            pytest.fail("the server waited for the body of a request it must refuse")
-    return int(answer.split(b" ", 2)[1])
+        return answer_before_the_body(sock)[0]
 
 
 @pytest.mark.parametrize(

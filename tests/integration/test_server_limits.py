@@ -162,20 +162,6 @@ def _send_head(server, path: str, token: str, length: int, method: str = "POST")
     return sock
 
 
-def _answer(sock: socket.socket) -> tuple[int, bytes]:
-    """The status and raw answer the server sent (it must send one now)."""
-    answer = b""
-    try:
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    except TimeoutError:
-        pytest.fail("the server waited for the body of a request it must refuse")
-    return int(answer.split(b" ", 2)[1]), answer
-
-
 def test_one_users_large_bodies_leave_everyone_elses_requests_alone(server):
     """Alice keeps one large append open (its body half sent): her next large
     body is refused before it is read, 429; her small appends and everyone
@@ -190,9 +176,11 @@ def test_one_users_large_bodies_leave_everyone_elses_requests_alone(server):
             lambda: _in_use(s, alice, "large_bodies")["user"] == 1,
             "alice's large body to take its slot",
         )
+        from server_fixture import answer_before_the_body
+
         second = _send_head(s, path, alice, 4 * 2**20)
         with second:
-            status, answer = _answer(second)
+            status, answer = answer_before_the_body(second)
         assert status == 429, answer
         assert b"retry-after: 2" in answer.lower()
         assert b"large_bodies_per_user" in answer

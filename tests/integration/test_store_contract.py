@@ -559,6 +559,98 @@ def test_checkpoint_evidence_is_kept_in_order(store: Store) -> None:
     assert rows[0].added == "2026-01-01T00:00:00Z"
 
 
+# -- derived columns -----------------------------------------------------------
+
+
+def _set_column(store: Store, seq: int, column: str, value: str | None) -> None:
+    """What an attacker who can write the store does: change one derived column
+    of a stored record (around the triggers that refuse UPDATE)."""
+    if isinstance(store, MemoryStore):
+        row, time, kind = store._records[seq]
+        if column == "run":
+            store._runs[seq] = value
+        else:
+            fields = {"time": time, "kind": kind, column: value}
+            store._records[seq] = (row, fields["time"], fields["kind"])
+        return
+    if isinstance(store, SQLiteStore):
+        conn = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            conn.execute("DROP TRIGGER records_no_UPDATE")
+            conn.execute(f"UPDATE records SET {column} = ? WHERE seq = ?", (value, seq))
+        finally:
+            conn.close()
+        return
+    conn = store._conn  # type: ignore[attr-defined]  # the owner of the schema
+    conn.execute("ALTER TABLE records DISABLE TRIGGER USER")
+    conn.execute(f"UPDATE records SET {column} = %s WHERE seq = %s", (value, seq))
+    conn.execute("ALTER TABLE records ENABLE TRIGGER USER")
+
+
+def test_column_rows_carry_the_columns_derived_from_the_bytes(store: Store) -> None:
+    _fill(store, 3)
+    store.append(_sealer([_entry_of_run("run-a", 10)]))
+    rows = list(store.column_rows())
+    assert [(r.seq, r.hash, r.data) for r in rows] == [
+        (r.seq, r.hash, r.data) for r in store.rows()
+    ]
+    for row in rows:
+        entry = decode_record(row.data).record.entry
+        assert (row.kind, row.run, row.time) == (entry.kind, entry.run, entry.time)
+    assert [r.seq for r in store.column_rows(2, 4)] == [2, 3]
+
+
+def _entry_of_run(run: str, seconds: int) -> Entry:
+    time = (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    entry = Entry("note", time, {"user": "contract"}, {"text": "of a run"}, run=run)
+    return sign_entry(entry, SIGNER)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("kind", "key.revoked"), ("run", "run-b"), ("time", "2099-01-01T00:00:00Z")],
+)
+def test_verify_names_a_derived_column_that_lies(
+    store: Store, column: str, value: str
+) -> None:
+    """A store that keeps the columns shows them; verify compares them with
+    the signed bytes and names the row (``column-differs``)."""
+    from mltrail.ledger.verification import verify_store
+
+    _fill(store, 3)
+    store.append(_sealer([_entry_of_run("run-a", 10)]))
+    seq = 4 if column == "run" else 2
+    _set_column(store, seq, column, value)
+    assert [getattr(r, column) for r in store.column_rows(seq, seq + 1)] == [value]
+    report = verify_store(store, origin="example.org/contract")
+    found = [p for p in report.problems if p.code == "column-differs"]
+    assert [p.seq for p in found] == [seq]
+    assert f"the store's {column} column says {value!r}" in found[0].message
+
+
+def test_append_head_is_the_head_prepare_gets(store: Store) -> None:
+    _fill(store, 3)
+    seen: list[StoreHead] = []
+
+    def prepare(head: StoreHead) -> NewBatch:
+        seen.append(head)
+        raise RuntimeError("only looking")
+
+    with pytest.raises(StoreError):
+        store.append(prepare)
+    read = store.append_head()
+    assert (read.size, read.last_hash, read.floor_time, read.checkpoint) == (
+        seen[0].size,
+        seen[0].last_hash,
+        seen[0].floor_time,
+        seen[0].checkpoint,
+    )
+    assert (
+        read.floor_time
+        == decode_record(next(iter(store.rows(read.size - 1))).data).record.entry.time
+    )
+
+
 # -- SQLite only -------------------------------------------------------------
 
 SQLITE_TABLES = (

@@ -74,6 +74,11 @@ TAMPER = st.lists(
         st.tuples(st.just("drop"), st.integers(0, 10**6)),
         st.tuples(st.just("hash"), st.integers(0, 10**6)),
         st.tuples(st.just("forge"), st.integers(0, 10**6), st.booleans()),
+        st.tuples(
+            st.just("column"),
+            st.integers(0, 10**6),
+            st.sampled_from(["kind", "run", "time"]),
+        ),
     ),
     max_size=3,
 )
@@ -163,6 +168,14 @@ def tamper(store: MemoryStore, steps: list[tuple[Any, ...]]) -> None:
             records[j] = (StoredRow(other.seq, row.hash, row.data), *records[j][1:])
         elif step[0] == "drop":
             del records[i]
+            del store._runs[i]
+        elif step[0] == "column":  # a derived column edited (reads trust it)
+            if step[2] == "kind":
+                records[i] = (row, time, "key.added" if kind == "note" else "note")
+            elif step[2] == "time":
+                records[i] = (row, "2020-01-01T00:00:00.000000Z", kind)
+            else:
+                store._runs[i] = None if store._runs[i] else "r9"
         elif step[0] == "hash":
             records[i] = (StoredRow(row.seq, bytes(32), row.data), time, kind)
         elif step[0] == "forge":
@@ -244,7 +257,8 @@ def test_a_signature_by_a_revoked_key_breaks_the_run():
     rows = [r for r, _, _ in store._records]
     from mltrail.ledger.verification import _check_chunk, _public_keys
 
-    items = _check_chunk([(r.seq, r.hash, r.data) for r in rows], _public_keys(store))
+    chunk = [(r.seq, r.hash, r.data, None) for r in rows]
+    items = _check_chunk(chunk, _public_keys(store))
     # the raw record verifies under its (revoked) key: it may join a run, and
     # the walk must then refuse the run (validity is decided there, by seq)
     report = verify_store(store, origin=ORIGIN)

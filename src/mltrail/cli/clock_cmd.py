@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
-from mltrail.core.chain import TIME_TOLERANCE, describe_gap
+from mltrail.core.chain import describe_gap
 from mltrail.core.codec import format_time, parse_time
 
 __all__ = ["clock"]
@@ -34,10 +32,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     its clock by more than the tolerance.
     """
     home = open_from(ctx)
-    floor = home.ledger.time_floor()
-    now = datetime.now(UTC)
+    ledger = home.ledger
+    # the floor and verdict the next append would use, not the store's columns
+    floor = ledger.append_floor()
+    now = ledger.clock.now()
     ahead = parse_time(floor[0]) - now if floor else None
-    blocked = ahead is not None and ahead > TIME_TOLERANCE
+    blocked = ahead is not None and ahead > ledger.tolerance
     if as_json:
         emit_json(
             {
@@ -45,12 +45,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "newest_seq": floor[1] if floor else None,
                 "clock": format_time(now),
                 "ahead_seconds": ahead.total_seconds() if ahead else None,
-                "tolerance_seconds": TIME_TOLERANCE.total_seconds(),
+                "tolerance_seconds": ledger.tolerance.total_seconds(),
                 "can_append": not blocked,
             }
         )
     else:
-        newest = f"{floor[0]} (seq {floor[1]})" if floor else "none (empty ledger)"
+        newest = "none (empty ledger)"
+        if floor:
+            newest = floor[0] if floor[1] is None else f"{floor[0]} (seq {floor[1]})"
         console.print(f"newest entry time: {newest}")
         console.print(f"this machine:      {format_time(now)}")
         if blocked and ahead is not None:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.anchored_time import LatestDated
 from mltrail.core.canonical import (
     ZERO_HASH,
     compute_blob_digest,
@@ -532,9 +533,10 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
     """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends."""
     witnessed: set[str] = set()
     for i, group in enumerate(groups):
-        text = _evidence_checkpoint(ctx, i, group)
-        if text is None:
+        found = _evidence_checkpoint(ctx, i, group)
+        if found is None:
             continue
+        text, size = found
         for check in _checks(ctx, i, text, group["items"]):
             ctx.report.evidence.append(check)
             if check.status is EvidenceStatus.FAILED:
@@ -546,6 +548,7 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
             else:
                 witnessed.add(check.issuer)
                 ctx.report.anchors.append(Anchor(check.kind, check.message, True))
+                _check_dates(ctx, size, check, f"evidence[{i}] ({check.issuer})")
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:
             ctx.problem(
@@ -555,7 +558,38 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
             )
 
 
-def _evidence_checkpoint(ctx: BundleContext, i: int, group: Any) -> str | None:
+def _check_dates(ctx: BundleContext, size: int, check: Any, what: str) -> None:
+    """A carried record below ``size`` dated after the time a verified anchor
+    of the checkpoint of ``size`` attests, as ``mltrail verify`` reports it
+    (``dated-after-anchor``, :mod:`mltrail.core.anchored_time`): an error for
+    an RFC 3161 token, a warning for a cosignature (a witness's clock is not
+    audited), or when a carried later ``clock.reset`` records a clock ahead.
+    Once per record, however many anchors show it."""
+    if check.time is None:
+        return
+    dated, marked = LatestDated(), False
+    for seq in sorted(ctx.records):  # resets after the anchor are seen too
+        if seq >= size and not marked:
+            dated.mark(size)
+            marked = True
+        entry = ctx.records[seq].record.entry
+        dated.see(seq, entry.kind, entry.time)
+    if not marked:
+        dated.mark(size)
+    when = f"{what}, {check.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    severity = Severity.WARNING if check.kind == COSIGNATURE else Severity.ERROR
+    found = dated.problem(size, check.time, when, severity=severity)
+    if found is not None and not any(
+        p.code == found.code and p.seq == found.seq for p in ctx.report.problems
+    ):
+        ctx.report.problems.append(found)
+        if found.severity is Severity.ERROR and found.seq is not None:
+            ctx.bad_seqs.add(found.seq)
+
+
+def _evidence_checkpoint(
+    ctx: BundleContext, i: int, group: Any
+) -> tuple[str, int] | None:
     if not isinstance(group, dict) or set(group) != {
         "checkpoint",
         "consistency",
@@ -584,7 +618,7 @@ def _evidence_checkpoint(ctx: BundleContext, i: int, group: Any) -> str | None:
         ctx, text, checkpoint.size, f"the checkpoint of evidence[{i}]"
     ):
         return None
-    return text
+    return text, checkpoint.size
 
 
 def _checks(ctx: BundleContext, i: int, text: str, items: list[Any]) -> list[Any]:

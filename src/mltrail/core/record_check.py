@@ -78,19 +78,27 @@ class RecordCheck(NamedTuple):
     newer: bool = False
     run: str | None = None
     """The entry's ``run`` (the walk names records of a run another user added)."""
+    columns_differ: tuple[tuple[str, str | None, str | None], ...] = ()
+    """(column, stored value, signed value) of each column the store derived
+    from the bytes (kind, run, time) that no longer says what they say."""
 
 
 _BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND)
 
 
 def check_record(
-    row_seq: int, row_hash: bytes, data: bytes, public_keys: Mapping[str, bytes]
+    row_seq: int,
+    row_hash: bytes,
+    data: bytes,
+    public_keys: Mapping[str, bytes],
+    columns: tuple[str, str | None, str] | None = None,
 ) -> RecordCheck:
     """Decode one stored row and check its signature against ``public_keys``.
 
     ``public_keys`` maps key ids to raw public keys; since a key id is the hash
     of its key, the map may come from anywhere. Whether the key was *valid*
-    at this seq is decided later, in order, by ``LedgerVerifier``.
+    at this seq is decided later, in order, by ``LedgerVerifier``. ``columns``:
+    the (kind, run, time) the store keeps beside the bytes, compared with them.
     """
     try:
         decoded = decode_record(data)
@@ -132,6 +140,9 @@ def check_record(
         version=entry.v,
         newer=decoded.newer,
         run=entry.run,
+        columns_differ=()
+        if columns is None or columns == (entry.kind, entry.run, entry.time)
+        else _columns_differ(columns, (entry.kind, entry.run, entry.time)),
     )
 
 
@@ -144,7 +155,8 @@ class PlainRun(NamedTuple):
     under their own hash, link to the record before them in the run, are of a
     known kind that is not a key, clock-reset, purge or push record, refer to no
     blob, and are dated no earlier than the record before them in the full
-    fixed-width form; all signed by one key for one ``user``.
+    fixed-width form, and whose stored kind, run and time columns say what the
+    bytes say; all signed by one key for one ``user``.
     ``LedgerVerifier.accept_plain`` takes the run whole only when the rest
     holds at its start (the seq and prev expected, the key valid over the run
     for every kind in it, no push window open, the first time not before the
@@ -205,9 +217,11 @@ def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainR
         # every field, in order (a field added to RecordCheck fails here at once):
         # locals are cheaper than a named tuple's attributes, once per record
         (row_seq, row_hash, error, seq, prev, digest, _, kind, key_id, sig,
-         key_body, user, blob_refs, known_kind, _, _, time, _, newer, _) = check  # fmt: skip
+         key_body, user, blob_refs, known_kind, _, _, time, _, newer, _,
+         columns_differ) = check  # fmt: skip
         plain = (
             error is None
+            and not columns_differ
             and sig is valid
             and seq == row_seq
             and row_hash == digest
@@ -241,6 +255,19 @@ def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainR
         )  # fmt: skip
     close()
     return out
+
+
+def _columns_differ(
+    stored: tuple[str, str | None, str], signed: tuple[str, str | None, str]
+) -> tuple[tuple[str, str | None, str | None], ...]:
+    return tuple(
+        (name, have, want)
+        for name, have, want in zip(_COLUMNS, stored, signed, strict=True)
+        if have != want
+    )
+
+
+_COLUMNS = ("kind", "run", "time")
 
 
 def _unreadable(row_seq: int, row_hash: bytes, data: bytes, error: str) -> RecordCheck:

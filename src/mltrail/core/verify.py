@@ -189,6 +189,8 @@ class LedgerVerifier:
             self._advance(seq, check.row_hash, check.leaf_hash)
             return
         self._check_place(seq, check)
+        for column, stored, signed in check.columns_differ:
+            self._column_differs(seq, column, stored, signed)
         self._check_signer(seq, check)
         self._check_time(seq, check)
         self.report.dated.see(seq, check.kind, check.time)
@@ -271,6 +273,17 @@ class LedgerVerifier:
                 flush()
         if seen < len(times):
             dated.see_sorted(run.first_seq + seen, times[seen:])
+
+    def _column_differs(
+        self, seq: int, column: str, stored: str | None, signed: str | None
+    ) -> None:
+        self.problem(
+            seq,
+            "column-differs",
+            f"the store's {column} column says {stored!r} but the signed record "
+            f"says {signed!r}: the store lies about a signed record (reads by "
+            f"{column}, and appends, would trust it)",
+        )
 
     def _fill_gap(self, start: int, stop: int) -> None:
         """Stand an empty leaf in for each missing seq, so checkpoint sizes still line up."""

@@ -17,7 +17,11 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
+from mltrail.core.canonical import (
+    compute_blob_digest,
+    compute_leaf_hash,
+    compute_record_hash,
+)
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.head import KEY_KINDS, TIME_TOLERANCE
 from mltrail.core.keyring import KeyRing, compute_key_proof_message, identity_problem
@@ -448,10 +452,11 @@ class Ledger:
         if not last or not is_later(head.floor_time, last[0]):
             return head.floor_time
 
+        from mltrail.ledger.columns import checked_rows_of_kinds
+
         start = 0
-        for row in self.store.rows_of_kinds((CLOCK_RESET_KIND,)):  # a column too
-            if decode_record(row.data).record.entry.kind == CLOCK_RESET_KIND:
-                start = row.seq
+        for row, _ in checked_rows_of_kinds(self.store, (CLOCK_RESET_KIND,)):
+            start = row.seq
         records = (decode_record(row.data).record for row in self.store.rows(start))
         return compute_floor(
             (r.seq, r.entry.kind, r.entry.body, r.entry.time) for r in records
@@ -469,8 +474,10 @@ class Ledger:
 
         if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
             return
-        rows = self.store.rows_of_kinds((LOCK_KIND,))
-        check_not_locked(entries, compute_locks((r.seq, r.data) for r in rows))
+        from mltrail.ledger.columns import checked_rows_of_kinds
+
+        rows = checked_rows_of_kinds(self.store, (LOCK_KIND,))
+        check_not_locked(entries, compute_locks((r.seq, r.data) for r, _ in rows))
 
     def _sign_head(
         self, head: ChainHead, keyring: KeyRing, signer: Signer | None = None
@@ -499,15 +506,29 @@ class Ledger:
         from mltrail.core.chain import check_head
 
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
+        self._check_last_hash(head)
         self._trusted_head = (head.size, head.frontier)
 
+    def _check_last_hash(self, head: ChainHead) -> None:
+        """The next record's ``prev`` is the head's hash, which the store reads
+        from its hash column: it must be the hash of the last row's bytes, else
+        the writer would sign a record chained to a value no record has."""
+        rows = list(self.store.rows(head.size - 1, head.size))
+        if not rows or compute_record_hash(rows[0].data) != head.last_hash:
+            raise IntegrityError(
+                f"refusing to write: the store's hash column of seq {head.size - 1} "
+                "is not the hash of its bytes: the store's columns were edited",
+                hint="run `mltrail verify` (it names the row as hash-column)",
+            )
+
     def _refresh_keys(self) -> None:
-        from mltrail.core.codec import decode_record
+        from mltrail.ledger.columns import checked_rows_of_kinds
 
         keyring = KeyRing(origin=self.origin)
         epoch = 0
-        for row in self.store.rows_of_kinds(KEY_KINDS):
-            decoded = decode_record(row.data)
+        # a row listed as a key record must be one by its signed bytes (its kind
+        # column can be changed without a key): else the writer refuses
+        for row, decoded in checked_rows_of_kinds(self.store, KEY_KINDS):
             entry = decoded.record.entry
             assert entry.sig is not None
             # a key record changes the keys only if its signature verifies (the
@@ -575,15 +596,44 @@ class Ledger:
         Raises:
             InputError: the ledger is not dated ahead of this clock.
         """
-        floor = self.store.time_floor()
+        floor = self.append_floor()
         if floor is None:
             raise InputError("no clock reset is needed: the ledger holds no records")
-        body = {"reason": reason, "newest_time": floor[0], "newest_seq": floor[1]}
+        body: dict[str, Any] = {"reason": reason, "newest_time": floor[0]}
+        if floor[1] is not None:
+            body["newest_seq"] = floor[1]
         return self.append("clock.reset", body)
 
     def time_floor(self) -> tuple[str, int] | None:
-        """(time, seq) of the newest-dated entry since the last clock reset."""
-        return self.store.time_floor()
+        """(time, seq) of the newest-dated entry since the last clock reset, as
+        the store's columns give it, checked against the signed rows it names.
+
+        Raises:
+            IntegrityError: the store's kind or time columns were edited.
+        """
+        from mltrail.core.chain import CLOCK_RESET_KIND
+        from mltrail.ledger.columns import checked_time_floor
+
+        return checked_time_floor(self.store, CLOCK_RESET_KIND)
+
+    def append_floor(self) -> tuple[str, int | None] | None:
+        """The newest time the next append must not go back from, as that
+        append decides it (``_seal``): the store's newest time (the cache beside
+        its newest checkpoint), read again from the signed records when it
+        would refuse an entry dated by this ledger's clock. With the seq of the
+        record so dated when the store names it (None otherwise); None for an
+        empty ledger.
+        """
+        from mltrail.core.codec import parse_time
+        from mltrail.ledger.columns import find_floor_seq
+
+        head = chain_head(self.store.append_head())
+        floor = head.floor_time
+        if floor is not None and parse_time(floor) - self.clock.now() > self.tolerance:
+            floor = self._recorded_floor(head)
+        if floor is None:
+            return None
+        return floor, find_floor_seq(self.store, floor)
 
     # -- keys --------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.core.chain import is_later
 from mltrail.core.checkpoint import parse_signed_checkpoint
-from mltrail.core.codec import decode_record, find_blob_refs, format_time
+from mltrail.core.codec import find_blob_refs, format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.keyring import make_key_proof
 from mltrail.core.pushed import NOT_PUSHED_KINDS, PUSHED_KIND
@@ -161,9 +161,11 @@ def push_ledger(
 
 def _pushed_to(remote: RemoteLedger, origin: str, key: str) -> int:
     """One past the highest local seq earlier pushes of this ledger landed."""
+    from mltrail.ledger.columns import checked_rows_of_kinds
+
     done = 0
-    for row in remote.store.rows_of_kinds((PUSHED_KIND,)):
-        body = decode_record(row.data).record.entry.body
+    for _, decoded in checked_rows_of_kinds(remote.store, (PUSHED_KIND,)):
+        body = decoded.record.entry.body
         if body.get("origin") == origin and body.get("key") == key:
             done = max(done, int(body.get("to", 0)))
     return done

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from mltrail.core.codec import BlobRef
     from mltrail.core.erasure import PurgeNote
     from mltrail.core.report import StoredCheckpoint, VerificationReport
-    from mltrail.storage.base import Store, StoredRow
+    from mltrail.storage.base import ColumnRow, Store
 
 __all__ = ["MAX_WORKERS", "PARALLEL_THRESHOLD", "verify_store"]
 
@@ -100,12 +100,40 @@ def verify_store(
     ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
         total = 0
     keys = _public_keys(store)
+    args = (store, origin, trusted_keys, checkpoints, total, progress, workers)
+    verifier = _walk(keys, *args)
+    # the keys come from rows the kind column lists as key records: a key.added
+    # relabelled another kind (column-differs) is learned by the walk only,
+    # too late for the checkpoints it signed; walk again knowing it (rare)
+    learned = {
+        key_id: state.public_key
+        for key_id, state in verifier.keyring.keys.items()
+        if key_id not in keys
+    }
+    if learned:
+        verifier = _walk(keys | learned, *args)
+    report = verifier.report
+    _verify_blobs(store, verifier)
+    return report
+
+
+def _walk(
+    keys: dict[str, bytes],
+    store: Store,
+    origin: str,
+    trusted_keys: Collection[str],
+    checkpoints: list[StoredCheckpoint],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+    workers: int | None,
+) -> LedgerVerifier:
+    """One walk over every record with ``keys`` known up front."""
     with _pool(keys, _worker_count(workers, total)) as pool:
         checks = _checkpoint_checks(checkpoints, keys, pool)
         verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
         nodes = _NodeComparison(store, verifier)
         done = 0
-        for chunk, items in _record_checks(store.rows(), keys, pool):
+        for chunk, items in _record_checks(store.column_rows(), keys, pool):
             for item in items:
                 if type(item) is RecordCheck:
                     checks: Iterable[RecordCheck] = (item,)
@@ -114,17 +142,19 @@ def verify_store(
                     continue
                 else:  # the run's records, one by one (see PlainRun)
                     rows = chunk[item.position : item.position + len(item.times)]
-                    checks = (check_record(*row, keys) for row in rows)
+                    checks = (
+                        check_record(seq, digest, data, keys, columns)
+                        for seq, digest, data, columns in rows
+                    )
                 for check in checks:
                     verifier.accept(check)
                     if len(verifier.nodes) >= _NODE_BATCH:
                         nodes.compare()
                     done = _report_progress(progress, done, 1, total)
     nodes.compare()
-    report = verifier.finish()
+    verifier.finish()
     nodes.summarise()
-    _verify_blobs(store, verifier)
-    return report
+    return verifier
 
 
 def _worker_count(workers: int | None, total: int) -> int:
@@ -255,11 +285,12 @@ def _report_progress(
     return now
 
 
-_Chunk = list[tuple[int, bytes, bytes]]
+_Columns = tuple[str, str | None, str] | None
+_Chunk = list[tuple[int, bytes, bytes, _Columns]]
 
 
 def _record_checks(
-    rows: Iterable[StoredRow], keys: Mapping[str, bytes], pool: _Pool | None
+    rows: Iterable[ColumnRow], keys: Mapping[str, bytes], pool: _Pool | None
 ) -> Iterator[tuple[_Chunk, list[RecordCheck | PlainRun]]]:
     """Each chunk of rows with what ``_check_chunk`` finds in it, in order."""
     chunks = _chunked(rows)
@@ -278,9 +309,16 @@ def _record_checks(
         yield chunk, results
 
 
-def _chunked(rows: Iterable[StoredRow]) -> Iterator[_Chunk]:
+def _columns(row: ColumnRow) -> _Columns:
+    """The (kind, run, time) columns a store keeps beside the row, if any."""
+    return None if row.kind is None else (row.kind, row.run, row.time or "")
+
+
+def _chunked(rows: Iterable[ColumnRow]) -> Iterator[_Chunk]:
     iterator = iter(rows)
-    while chunk := [(r.seq, r.hash, r.data) for r in islice(iterator, _CHUNK)]:
+    while chunk := [
+        (r.seq, r.hash, r.data, _columns(r)) for r in islice(iterator, _CHUNK)
+    ]:
         yield chunk
 
 
@@ -302,7 +340,8 @@ def _check_chunk(
     receives, and walks, far fewer objects."""
     keys = _WORKER_KEYS if keys is None else keys
     return summarise_checks(
-        check_record(seq, digest, data, keys) for seq, digest, data in chunk
+        check_record(seq, digest, data, keys, columns)
+        for seq, digest, data, columns in chunk
     )
 
 

@@ -22,7 +22,7 @@ from mltrail.core.codec import decode_record
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
 from mltrail.core.run_owner import ANYONE_KINDS, START_KIND
-from mltrail.errors import MltrailError, StoreError
+from mltrail.errors import IntegrityError, MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.appender import Appender
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     import psycopg
 
+    from mltrail.core.entry import Entry
     from mltrail.storage.base import NewBatch, Prepare, StoreHead
 
 __all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore", "Shares"]
@@ -223,13 +224,13 @@ class ServerStore(PostgresStore):
         the run has not started (one index look-up: ``records (run, seq)``)."""
         with _as_store_error("read the run's start"):
             row = self._conn.execute(
-                "SELECT record FROM records WHERE run = %s AND kind = 'run.started' "
-                "ORDER BY seq LIMIT 1",
+                "SELECT seq, record FROM records WHERE run = %s "
+                "AND kind = 'run.started' ORDER BY seq LIMIT 1",
                 (run,),
             ).fetchone()
         if row is None:
             return None
-        user = decode_record(bytes(row[0])).record.entry.actor.get("user")
+        user = _run_row(run, START_KIND, row[0], row[1]).actor.get("user")
         return user if isinstance(user, str) else ""
 
     def run_owner(self, run: str) -> tuple[str, bool] | None:
@@ -241,23 +242,43 @@ class ServerStore(PostgresStore):
         """
         with _as_store_error("read the run's owner"):
             row = self._conn.execute(
-                "SELECT kind, record FROM records WHERE run = %s AND kind <> ALL(%s) "
-                "ORDER BY seq LIMIT 1",
+                "SELECT kind, record, seq FROM records WHERE run = %s "
+                "AND kind <> ALL(%s) ORDER BY seq LIMIT 1",
                 (run, list(ANYONE_KINDS)),
             ).fetchone()
         if row is None:
             return None
+        entry = _run_row(run, row[0], row[2], row[1])
         if row[0] != START_KIND:
             starter = self.run_starter(run)
             if starter is not None:
                 return starter, True
-        user = decode_record(bytes(row[1])).record.entry.actor.get("user")
+        user = entry.actor.get("user")
         return (user if isinstance(user, str) else ""), row[0] == START_KIND
 
     def full_head(self) -> StoreHead:
         """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
         with _as_store_error("read the head"), self._read():
             return self._head_in_txn(full=True)
+
+
+def _run_row(run: str, kind: str, seq: int, data: bytes) -> Entry:
+    """The entry of a row read by its run and kind columns, which must say what
+    its signed bytes say: who may write to a run is decided from it (ADR 0011,
+    amendment of 2026-12-07, derived columns).
+
+    Raises:
+        IntegrityError: the store's run or kind column was edited.
+    """
+    entry = decode_record(bytes(data)).record.entry
+    if entry.run != run or entry.kind != kind:
+        raise IntegrityError(
+            f"refusing to write: the store lists seq {seq} as a {kind} record of "
+            f"run {run}, but its signed bytes say a {entry.kind} record of run "
+            f"{entry.run}: the store's columns were edited",
+            hint="run `mltrail verify` on the ledger (column-differs)",
+        )
+    return entry
 
 
 class LedgerHandle:

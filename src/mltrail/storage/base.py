@@ -37,6 +37,7 @@ __all__ = [
     "EMPTY_STORE_HEAD",
     "TIME_ORDER_SQL",
     "CheckpointRow",
+    "ColumnRow",
     "KindRoles",
     "NewBatch",
     "NewRecord",
@@ -197,6 +198,20 @@ class StoredRow(Frozen):
         _set(self, "data", data)
 
 
+class ColumnRow(NamedTuple):
+    """A stored row with the columns a store derived from its bytes when it
+    stored it (kind, run, time), as the store keeps them now: verification
+    compares them with what the signed bytes say (``column-differs``). ``kind``
+    None: the store keeps no such columns (nothing to compare)."""
+
+    seq: int
+    hash: bytes
+    data: bytes
+    kind: str | None = None
+    run: str | None = None
+    time: str | None = None
+
+
 class StoredPurge(Frozen):
     """A purge a store knows of: a purge record stored at ``seq`` names
     the blob ``digest`` of ``size`` bytes; ``erased`` once its bytes are gone from
@@ -282,10 +297,26 @@ class Store(ABC):
         with _as_store_error("read the head"):
             return self._head()
 
+    def append_head(self) -> StoreHead:
+        """The head an append's ``prepare`` would get now (with ``floor_time``
+        and the newest ``checkpoint``), read without writing: what tells a
+        reader what the next append will check."""
+        with _as_store_error("read the head"):
+            return self._append_head()
+
     def rows(self, start: int = 0, stop: int | None = None) -> Iterator[StoredRow]:
         """Stored rows with ``start <= seq < stop`` in seq order, streamed."""
         with _as_store_error("read records"):
             yield from self._rows(start, stop)
+
+    def column_rows(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[ColumnRow]:
+        """``rows`` with the derived columns the store keeps beside each record
+        (kind, run, time), which reads by kind, run or time trust; a store that
+        keeps none gives ``kind`` None."""
+        with _as_store_error("read records"):
+            yield from self._column_rows(start, stop)
 
     def rows_of_kinds(self, kinds: Sequence[str]) -> Iterator[StoredRow]:
         """Stored rows whose kind column is one of ``kinds``, in seq order."""
@@ -443,6 +474,14 @@ class Store(ABC):
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]: ...
     @abstractmethod
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]: ...
+
+    def _append_head(self) -> StoreHead:
+        return self._head()
+
+    def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
+        for row in self._rows(start, stop):
+            yield ColumnRow(row.seq, row.hash, row.data)
+
     @abstractmethod
     def _node(self, level: int, index: int) -> bytes | None: ...
     @abstractmethod

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from mltrail.errors import StoreError
 from mltrail.storage.base import (
     CheckpointRow,
+    ColumnRow,
     KindRoles,
     NewBatch,
     Prepare,
@@ -41,6 +42,7 @@ class MemoryStore(Store):
         self.roles = roles
         self._lock = threading.Lock()
         self._records: list[tuple[StoredRow, str, str]] = []  # row, time, kind
+        self._runs: list[str | None] = []  # each record's run column
         self._key_epoch = 0
         self._floor: str | None = None
         self._nodes: dict[tuple[int, int], bytes] = {}
@@ -58,6 +60,7 @@ class MemoryStore(Store):
             purge_kind = self.roles.purge_kind
             for r in batch.records:
                 self._records.append((StoredRow(r.seq, r.hash, r.data), r.time, r.kind))
+                self._runs.append(r.run)
                 if r.kind == purge_kind:
                     self._note_purge(r.seq, r.data)
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
@@ -85,11 +88,22 @@ class MemoryStore(Store):
             checkpoint=checkpoint,
         )
 
+    def _append_head(self) -> StoreHead:
+        with self._lock:
+            return self._head(full=True)
+
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         rows = [r for r, _, _ in self._records]
         yield from (
             r for r in rows if r.seq >= start and (stop is None or r.seq < stop)
         )
+
+    def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
+        for (row, time, kind), run in zip(
+            list(self._records), list(self._runs), strict=True
+        ):
+            if row.seq >= start and (stop is None or row.seq < stop):
+                yield ColumnRow(row.seq, row.hash, row.data, kind, run, time)
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
         for row, _, kind in list(self._records):

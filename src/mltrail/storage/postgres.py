@@ -36,6 +36,7 @@ from mltrail.errors import ConfigError, InputError, StoreError
 from mltrail.storage.base import (
     TIME_ORDER_SQL,
     CheckpointRow,
+    ColumnRow,
     KindRoles,
     NewBatch,
     Prepare,
@@ -347,6 +348,10 @@ class PostgresStore(Store):
         with self._read():
             return self._head_in_txn()
 
+    def _append_head(self) -> StoreHead:
+        with self._read():
+            return self._head_in_txn(full=True)
+
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         stop = (1 << 62) if stop is None else stop
         while start < stop:
@@ -358,6 +363,21 @@ class PostgresStore(Store):
             if not batch:
                 return
             yield from (StoredRow(s, bytes(h), bytes(d)) for s, h, d in batch)
+            start = batch[-1][0] + 1
+
+    def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
+        stop = (1 << 62) if stop is None else stop
+        while start < stop:
+            batch = self._conn.execute(
+                "SELECT seq, hash, record, kind, run, time FROM records "
+                "WHERE seq >= %s AND seq < %s ORDER BY seq LIMIT 2000",
+                (start, stop),
+            ).fetchall()
+            if not batch:
+                return
+            yield from (
+                ColumnRow(s, bytes(h), bytes(d), k, r, t) for s, h, d, k, r, t in batch
+            )
             start = batch[-1][0] + 1
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:

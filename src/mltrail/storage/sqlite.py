@@ -30,6 +30,7 @@ from mltrail.errors import ConfigError, StoreError
 from mltrail.storage.base import (
     TIME_ORDER_SQL,
     CheckpointRow,
+    ColumnRow,
     KindRoles,
     NewBatch,
     Prepare,
@@ -279,6 +280,13 @@ class SQLiteStore(Store):
         finally:
             self._conn.execute("COMMIT")
 
+    def _append_head(self) -> StoreHead:
+        self._conn.execute("BEGIN")
+        try:
+            return self._head_in_txn(full=True)
+        finally:
+            self._conn.execute("COMMIT")
+
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         stop = (1 << 62) if stop is None else stop
         while start < stop:
@@ -291,6 +299,21 @@ class SQLiteStore(Store):
             if not batch:
                 return
             yield from (StoredRow(s, bytes(h), bytes(d)) for s, h, d in batch)
+            start = batch[-1][0] + 1
+
+    def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
+        stop = (1 << 62) if stop is None else stop
+        while start < stop:
+            batch = self._conn.execute(
+                "SELECT seq, CAST(hash AS BLOB), CAST(record AS BLOB), kind, run, "
+                "time FROM records WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT 2000",
+                (start, stop),
+            ).fetchall()
+            if not batch:
+                return
+            yield from (
+                ColumnRow(s, bytes(h), bytes(d), k, r, t) for s, h, d, k, r, t in batch
+            )
             start = batch[-1][0] + 1
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:

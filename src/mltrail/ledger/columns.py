@@ -1,0 +1,99 @@
+"""The store's derived columns, checked against the signed bytes before a
+writer decides anything from them.
+
+A store keeps beside each record the columns it derived from the record's
+bytes when it stored it (kind, run, time) and reads by them: the key records,
+the clock resets, the newest time. Anyone who can write the store's file can
+change a column without a key, so a writer that builds on what a read by
+column returned first decodes those rows and refuses to write when their
+signed bytes say otherwise (``mltrail verify`` names every such row,
+``column-differs``). A row whose column was changed *away* from a kind is not
+returned by a read of that kind; only verify's full walk finds it (ADR 0011,
+amendment of 2026-12-07).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mltrail.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+    from mltrail.core.codec import DecodedRecord
+    from mltrail.storage.base import Store, StoredRow
+
+__all__ = ["checked_rows_of_kinds", "checked_time_floor", "find_floor_seq"]
+
+
+def checked_rows_of_kinds(
+    store: Store, kinds: Collection[str]
+) -> Iterator[tuple[StoredRow, DecodedRecord]]:
+    """The rows ``store`` lists as of ``kinds``, decoded, each checked to be of
+    one of them and at its seq by its signed bytes.
+
+    Raises:
+        IntegrityError: a row's kind column (or seq) disagrees with its bytes.
+    """
+    from mltrail.core.codec import decode_record
+
+    for row in store.rows_of_kinds(tuple(kinds)):
+        decoded = decode_record(row.data)
+        record = decoded.record
+        if record.seq != row.seq or record.entry.kind not in kinds:
+            raise _refusal(
+                f"the store lists seq {row.seq} as a {' or '.join(sorted(kinds))} "
+                f"record, but its signed bytes say seq {record.seq}, kind "
+                f"{record.entry.kind!r}"
+            )
+        yield row, decoded
+
+
+def checked_time_floor(store: Store, reset_kind: str) -> tuple[str, int] | None:
+    """``store.time_floor()`` with the rows it was read from checked: each row
+    the store lists as a ``reset_kind`` record is one, and the floor row's
+    signed bytes carry the time (and seq) its column gives.
+
+    Raises:
+        IntegrityError: a time or kind column disagrees with the signed bytes.
+    """
+    from mltrail.core.codec import decode_record
+
+    for _ in checked_rows_of_kinds(store, (reset_kind,)):
+        pass
+    found = store.time_floor()
+    if found is None:
+        return None
+    time, seq = found
+    rows = list(store.rows(seq, seq + 1))
+    record = decode_record(rows[0].data).record if rows else None
+    if record is None or record.seq != seq or record.entry.time != time:
+        signed = "no record" if record is None else f"{record.entry.time!r}"
+        raise _refusal(
+            f"the store gives {time!r} as the newest time, from seq {seq}, but "
+            f"the signed record says {signed}"
+        )
+    return found
+
+
+def find_floor_seq(store: Store, floor: str) -> int | None:
+    """The seq of the record dated ``floor`` that the store names as its newest
+    (None when the store's columns name another time, or a row whose signed
+    bytes say otherwise): a label for people, never used to decide."""
+    from mltrail.core.codec import decode_record
+
+    found = store.time_floor()
+    if found is None or found[0] != floor:
+        return None
+    rows = list(store.rows(found[1], found[1] + 1))
+    if not rows or decode_record(rows[0].data).record.entry.time != floor:
+        return None
+    return found[1]
+
+
+def _refusal(why: str) -> IntegrityError:
+    return IntegrityError(
+        f"refusing to write: {why}: the store's columns were edited",
+        hint="run `mltrail verify` (it names each row as column-differs)",
+    )
