@@ -147,7 +147,7 @@ def check_record(
 
 
 class PlainRun(NamedTuple):
-    """Consecutive records in which the ordered walk can only find nothing to
+    """Consecutive records in which the ordered walk is sure to find nothing to
     report, given a few facts about the records before them.
 
     ``summarise_checks`` makes one (in a worker) for records that each decoded,
