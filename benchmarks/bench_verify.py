@@ -19,17 +19,26 @@ claim that PyNaCl verifies ~1.9x faster than ``cryptography``.
 
 Medians of 3 repetitions (verification of a large ledger is slow), interleaved.
 
-Run: ``python benchmarks/bench_verify.py [--quick] [-n N] [--reps R] [--profile]``
+With ``--before SRC`` (the ``src`` folder of another checkout, e.g. main's), each
+repetition also verifies the same ledger with all cores in a child process
+running that code and another running this code, alternated: an A/B of CPU per
+record (the child and its workers) and records/s beside the same limit.
+
+Run: ``python benchmarks/bench_verify.py [--quick] [-n N] [--reps R] [--profile]
+[--before SRC]``
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +108,52 @@ def time_verify(ledger: Ledger, workers: int) -> float:
     return report.records_checked / elapsed
 
 
+_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from mltrail.ledger.ledger import Ledger
+from mltrail.ledger.stored import KIND_ROLES
+from mltrail.storage.sqlite import SQLiteStore
+from mltrail.testing import fixed_signer
+
+signer = fixed_signer()
+ledger = Ledger(SQLiteStore(Path(sys.argv[1]), roles=KIND_ROLES), signer,
+                origin=sys.argv[2], trusted_key=signer.key_id)
+workers = int(sys.argv[3])
+cpu = time.process_time()
+start = time.perf_counter()
+report = ledger.verify(workers=workers)
+elapsed = time.perf_counter() - start
+parent = time.process_time() - cpu
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"ok": report.ok, "n": report.records_checked, "wall": elapsed,
+                  "parent": parent, "children": children.ru_utime + children.ru_stime}))
+"""
+
+
+def time_verify_child(path: Path, workers: int, src: Path) -> dict[str, float]:
+    """Verify ``path`` in a child process running the code in ``src``: records/s,
+    and CPU per record of the walk (parent) and of its workers, in us."""
+    env = {**os.environ, "PYTHONPATH": str(src.resolve())}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), ORIGIN, str(workers)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    if not got["ok"]:
+        raise SystemExit(f"verification failed in the child running {src}")
+    n = got["n"]
+    return {
+        "rate": n / got["wall"],
+        "parent": got["parent"] / n * 1e6,
+        "workers": got["children"] / n * 1e6,
+    }
+
+
 def make_signatures(n: int, size: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     key = SigningKey(bytes(range(32)))
     pairs = []
@@ -152,6 +207,9 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=BATCH, help="records per append (one checkpoint)"
     )
+    parser.add_argument(
+        "--before", type=Path, default=None, help="src folder of the code before"
+    )
     args = parser.parse_args()
     n = args.n or (20_000 if args.quick else 100_000)
     cores = os.cpu_count() or 1
@@ -168,7 +226,19 @@ def main() -> None:
         )
         public_key, pairs = make_signatures(n, signed)
         w1, w2, nacl, crypto, allcore = [], [], [], [], []
+        ab: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+        here = Path(__file__).resolve().parent.parent / "src"
         for rep in range(args.reps):
+            if args.before is not None:
+                order = [("before", args.before), ("after", here)]
+                for name, src in order if rep % 2 == 0 else order[::-1]:
+                    got = time_verify_child(Path(tmp) / "verify.db", cores, src)
+                    ab[name].append(got)
+                    print(
+                        f"  rep {rep + 1}: {name:<6} w={cores} {got['rate']:,.0f}/s, "
+                        f"CPU per record: walk {got['parent']:.1f} us, workers "
+                        f"{got['workers']:.1f} us"
+                    )
             w1.append(time_verify(ledger, 1))
             w2.append(time_verify(ledger, cores))
             allcore.append(all_core_rate("verify", max(2_000, n // cores), signed))
@@ -214,6 +284,18 @@ def main() -> None:
         f"Ed25519 verify ({v1 / rn:.0%} signature-bound); "
         f"{cores} workers speed-up {v2 / v1:.2f}x"
     )
+    if args.before is not None:
+        print(f"A/B, w={cores}, child processes in alternation (medians):")
+        for name, runs in ab.items():
+            rate = statistics.median(r["rate"] for r in runs)
+            walk = statistics.median(r["parent"] for r in runs)
+            work = statistics.median(r["workers"] for r in runs)
+            total = statistics.median(r["parent"] + r["workers"] for r in runs)
+            print(
+                f"  {name:<6} {rate:>8,.0f}/s ({rate / limit:.2f} of the limit); CPU "
+                f"per record {total:.1f} us (walk {walk:.1f}, workers {work:.1f}): "
+                f"{bare / total:.2f} of the limit by CPU"
+            )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from mltrail.core.head import CLOCK_RESET_KIND, TIME_TOLERANCE
 from mltrail.core.report import Problem, Severity
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime, timedelta
 
 __all__ = ["LatestDated"]
@@ -46,6 +47,20 @@ class LatestDated:
             self._resets.append(seq)
         if self._latest is None or is_later(time, self._latest[0]):
             self._latest = (time, seq)
+
+    def see_sorted(self, first_seq: int, times: Sequence[str]) -> None:
+        """``see`` each of records ``first_seq`` on, none a clock reset, dated
+        ``times`` in order, each not before the one ahead of it (``is_later``)."""
+        if not times:
+            return
+        last = times[-1]
+        if self._latest is not None and not is_later(last, self._latest[0]):
+            return  # none is later than the latest: see changes nothing
+        # see keeps the first of the latest-dated: the first dated like the last
+        i = len(times) - 1
+        while i > 0 and not is_later(last, times[i - 1]):
+            i -= 1
+        self._latest = (times[i], first_seq + i)
 
     def mark(self, size: int) -> None:
         """Remember the latest-dated record so far as the one of ``size``."""

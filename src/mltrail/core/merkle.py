@@ -172,7 +172,11 @@ class CompactRange:
         Raises:
             ValueError: ``leaf_hash`` is not 32 bytes.
         """
-        node = _require_hash(leaf_hash, "leaf hash")
+        node = (
+            leaf_hash
+            if type(leaf_hash) is bytes and len(leaf_hash) == HASH_SIZE
+            else _require_hash(leaf_hash, "leaf hash")
+        )
         level, index = 0, self._size
         completed = [(level, index, node)]
         while index & 1:

@@ -26,14 +26,16 @@ from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "CheckpointCheck",
+    "PlainRun",
     "RecordCheck",
     "SigStatus",
     "check_checkpoint_text",
     "check_record",
+    "summarise_checks",
 ]
 
 
@@ -142,6 +144,117 @@ def check_record(
         if columns is None or columns == (entry.kind, entry.run, entry.time)
         else _columns_differ(columns, (entry.kind, entry.run, entry.time)),
     )
+
+
+class PlainRun(NamedTuple):
+    """Consecutive records in which the ordered walk is sure to find nothing to
+    report, given a few facts about the records before them.
+
+    ``summarise_checks`` makes one (in a worker) for records that each decoded,
+    verify under the key ``key_id`` names, are stored at the seq they state
+    under their own hash, link to the record before them in the run, are of a
+    known kind that is not a key, clock-reset, purge or push record, refer to no
+    blob, and are dated no earlier than the record before them in the full
+    fixed-width form, and whose stored kind, run and time columns say what the
+    bytes say; all signed by one key for one ``user``.
+    ``LedgerVerifier.accept_plain`` takes the run whole only when the rest
+    holds at its start (the seq and prev expected, the key valid over the run
+    for every kind in it, no push window open, the first time not before the
+    newest so far); otherwise its records take the per-record walk.
+    """
+
+    position: int
+    """Index of the run's first record among those given to ``summarise_checks``."""
+    first_seq: int
+    prev: str
+    """The first record's ``prev``."""
+    last_hash: bytes
+    key_id: str
+    user: object
+    kinds: tuple[str, ...]
+    """Each kind in the run, once."""
+    times: tuple[str, ...]
+    """Each record's time, in order."""
+    leaves: bytes
+    """The records' Merkle leaf hashes, 32 bytes each, in order."""
+    runs: tuple[tuple[int, str, str], ...]
+    """(seq, run, kind) of each record that names a run."""
+
+
+_FIXED_TIME = len("2026-01-01T00:00:00.000000Z")
+
+
+def summarise_checks(checks: Iterable[RecordCheck]) -> list[RecordCheck | PlainRun]:
+    """``checks`` (of consecutive stored rows) with runs of plain records folded
+    into ``PlainRun``s (see there); every other record stays as it is."""
+    out: list[RecordCheck | PlainRun] = []
+    run: list[RecordCheck] = []
+    start = 0
+    last_seq, last_hex, last_key, last_user, last_time = -1, "", "", None, ""
+    valid, body_kinds, fixed = SigStatus.VALID, _BODY_KINDS, _FIXED_TIME
+
+    def close() -> None:
+        if not run:
+            return
+        first = run[0]
+        out.append(
+            PlainRun(
+                position=start,
+                first_seq=first.seq,
+                prev=first.prev,
+                last_hash=run[-1].hash,
+                key_id=first.key_id,
+                user=first.user,
+                kinds=tuple(dict.fromkeys(c.kind for c in run)),
+                times=tuple(c.time for c in run),
+                leaves=b"".join(c.leaf_hash for c in run),
+                runs=tuple((c.seq, c.run, c.kind) for c in run if c.run is not None),
+            )
+        )
+        run.clear()
+
+    for position, check in enumerate(checks):
+        # every field, in order (a field added to RecordCheck fails here at once):
+        # locals are cheaper than a named tuple's attributes, once per record
+        (row_seq, row_hash, error, seq, prev, digest, _, kind, key_id, sig,
+         key_body, user, blob_refs, known_kind, _, _, time, _, newer, _,
+         columns_differ) = check  # fmt: skip
+        plain = (
+            error is None
+            and not columns_differ
+            and sig is valid
+            and seq == row_seq
+            and row_hash == digest
+            and known_kind
+            and not newer
+            and not blob_refs
+            and key_body is None
+            and kind not in body_kinds
+            and not kind.startswith("key.")
+            and len(time) == fixed
+            and time[19] == "."
+        )
+        if not plain:
+            close()
+            out.append(check)
+            continue
+        if run and not (
+            seq == last_seq + 1
+            and key_id == last_key
+            and type(user) is type(last_user)
+            and user == last_user
+            and last_time <= time  # both fixed-width: not is_later(last, time)
+            and prev == last_hex
+        ):
+            close()
+        if not run:
+            start = position
+        run.append(check)
+        last_seq, last_hex, last_key, last_user, last_time = (
+            seq, digest.hex(), key_id, user, time
+        )  # fmt: skip
+    close()
+    return out
 
 
 def _columns_differ(

@@ -32,6 +32,7 @@ from mltrail.core.merkle import CompactRange
 from mltrail.core.pushed import PushWindow, open_window, pushed_checkpoint_problem
 from mltrail.core.record_check import (
     CheckpointCheck,
+    PlainRun,
     RecordCheck,
     SigStatus,
     check_checkpoint_text,
@@ -48,12 +49,13 @@ from mltrail.core.run_owner import RunAuthorship
 from mltrail.core.signing import verify_signature
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import datetime, timedelta
 
 __all__ = [
     "Anchor",
     "LedgerVerifier",
+    "PlainRun",
     "Problem",
     "RecordCheck",
     "Severity",
@@ -197,6 +199,80 @@ class LedgerVerifier:
         if check.newer:
             self._newer.append(seq)
         self._advance(seq, check.hash, check.leaf_hash)
+
+    def accept_plain(
+        self,
+        run: PlainRun,
+        node_batch: int = 0,
+        flush: Callable[[], None] | None = None,
+    ) -> bool:
+        """Take a ``PlainRun`` whole, as ``accept`` would take its records one by
+        one, when that is sure to find nothing; else change nothing and answer
+        False (the caller then gives ``accept`` each of its records).
+
+        ``accept`` stays the definition. Given how ``summarise_checks`` made the
+        run, it reports nothing on the run's records when: the first is the
+        seq expected and links to the record before it; the key is valid at the
+        first and last seq for every kind in the run (validity by seq is an
+        interval, and no key record is in the run to change it) and, for an
+        author key, may sign those kinds as ``user``; no push window is open
+        (none opens inside: no ``ledger.pushed``); and the first time is not
+        before the newest so far (each later one is not before the one ahead
+        of it, so each becomes the newest in turn). With ``flush``, it is called
+        whenever ``nodes`` holds ``node_batch`` or more after a record, as the
+        caller would after each ``accept``.
+        """
+        first, count = run.first_seq, len(run.times)
+        last = first + count - 1
+        expected = self._prev_hash.hex() if self._prev_hash is not None else "0" * 64
+        if (
+            first == 0
+            or first != self._expected_seq
+            or run.prev != expected
+            or self._window is not None
+        ):
+            return False
+        floor = self._floor
+        if floor is not None and is_later(floor[2], run.times[0]):
+            return False
+        signer_problem = self.keyring.signer_problem
+        for kind in run.kinds:
+            if signer_problem(run.key_id, first, kind, run.user) or signer_problem(
+                run.key_id, last, kind, run.user
+            ):
+                return False
+        # sure now: the walk's state after the run, in the order accept makes it
+        self.report.records_checked += count
+        for seq, name, kind in run.runs:
+            self._runs.add(seq, name, kind, run.user)
+        self._floor = (None, last, run.times[-1])
+        self._prev_hash = run.last_hash
+        self._expected_seq = last + 1
+        self._append_leaves(run, node_batch, flush)
+        return True
+
+    def _append_leaves(
+        self, run: PlainRun, node_batch: int, flush: Callable[[], None] | None
+    ) -> None:
+        """The run's leaves into the tree, checkpoints at their sizes, and the
+        latest-dated record as of each (``dated.see`` for each record, in effect)."""
+        tree, leaves, times = self.tree, run.leaves, run.times
+        cps = self._checkpoints
+        due = cps[self._next_cp][0].size if self._next_cp < len(cps) else -1
+        dated, seen = self.report.dated, 0
+        for i in range(len(times)):
+            completed = tree.append(leaves[32 * i : 32 * i + 32])
+            if self.nodes_comparable:
+                self.nodes.extend(completed)
+            if tree.size == due:
+                dated.see_sorted(run.first_seq + seen, times[seen : i + 1])
+                seen = i + 1
+                self._check_checkpoints_at(tree.size)
+                due = cps[self._next_cp][0].size if self._next_cp < len(cps) else -1
+            if flush is not None and len(self.nodes) >= node_batch:
+                flush()
+        if seen < len(times):
+            dated.see_sorted(run.first_seq + seen, times[seen:])
 
     def _column_differs(
         self, seq: int, column: str, stored: str | None, signed: str | None

@@ -3,6 +3,9 @@
 Per-record work (parsing, canonical form, schema, Ed25519) runs in worker
 processes on large ledgers; the sequential checks (seq, prev chain, key validity,
 times, Merkle roots against checkpoints, coverage) run here on their results.
+Workers fold runs of plain records into one ``PlainRun`` each, which the walk
+takes whole when it is sure to find nothing there; else it checks the run's rows
+again and takes them one by one (ADR 0036's amendment).
 The Merkle nodes the store keeps (which proofs and appends use) are compared
 with the ones recomputed from the records as the walk goes. Then every
 referenced blob is re-hashed, unless a valid ``blob.purged`` record erased it
@@ -28,9 +31,11 @@ from mltrail.core.chain import KEY_KINDS
 from mltrail.core.codec import parse_json
 from mltrail.core.record_check import (
     CheckpointCheck,
+    PlainRun,
     RecordCheck,
     check_checkpoint_text,
     check_record,
+    summarise_checks,
 )
 from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
@@ -127,13 +132,25 @@ def _walk(
         checks = _checkpoint_checks(checkpoints, keys, pool)
         verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
         nodes = _NodeComparison(store, verifier)
-        rows = _record_checks(store.column_rows(), keys, pool)
-        for done, check in enumerate(rows, start=1):
-            verifier.accept(check)
-            if len(verifier.nodes) >= _NODE_BATCH:
-                nodes.compare()
-            if progress is not None and (done % 1000 == 0 or done == total):
-                progress(done, total)
+        done = 0
+        for chunk, items in _record_checks(store.column_rows(), keys, pool):
+            for item in items:
+                if type(item) is RecordCheck:
+                    checks: Iterable[RecordCheck] = (item,)
+                elif verifier.accept_plain(item, _NODE_BATCH, nodes.compare):
+                    done = _report_progress(progress, done, len(item.times), total)
+                    continue
+                else:  # the run's records, one by one (see PlainRun)
+                    rows = chunk[item.position : item.position + len(item.times)]
+                    checks = (
+                        check_record(seq, digest, data, keys, columns)
+                        for seq, digest, data, columns in rows
+                    )
+                for check in checks:
+                    verifier.accept(check)
+                    if len(verifier.nodes) >= _NODE_BATCH:
+                        nodes.compare()
+                    done = _report_progress(progress, done, 1, total)
     nodes.compare()
     verifier.finish()
     nodes.summarise()
@@ -185,10 +202,15 @@ class _NodeComparison:
             by_level[level].append((index, digest))
         for level, items in by_level.items():
             stored = self._store.node_range(level, items[0][0], items[-1][0] + 1)
-            for index, digest in items:
-                verifier.report.nodes_checked += 1
-                if stored.get(index) != digest:
-                    self._bad.append((level, index))
+            verifier.report.nodes_checked += len(items)
+            # indices run on without a gap at each level: one comparison in C
+            # answers for all when none differs, else each is looked at
+            if list(stored.items()) != items:
+                self._bad.extend(
+                    (level, index)
+                    for index, digest in items
+                    if stored.get(index) != digest
+                )
 
     def summarise(self) -> None:
         """Report mismatching nodes: each (up to a few) when the records are intact,
@@ -252,26 +274,39 @@ def _checkpoint_checks(
     ]
 
 
-def _record_checks(
-    rows: Iterable[ColumnRow], keys: Mapping[str, bytes], pool: _Pool | None
-) -> Iterator[RecordCheck]:
-    if pool is None:
-        for row in rows:
-            yield check_record(row.seq, row.hash, row.data, keys, _columns(row))
-        return
-    chunks = _chunked(rows)
-    submit = pool.executor.submit
-    pending = [submit(_check_chunk, c) for c in islice(chunks, pool.count * 2)]
-    while pending:
-        results = pending.pop(0).result()
-        nxt = next(chunks, None)
-        if nxt is not None:
-            pending.append(submit(_check_chunk, nxt))
-        yield from results
+def _report_progress(
+    progress: Callable[[int, int], None] | None, done: int, more: int, total: int
+) -> int:
+    """Records done after ``more`` more; ``progress`` is told at each thousand
+    passed, and at ``total``."""
+    now = done + more
+    if progress is not None and (now // 1000 > done // 1000 or now == total):
+        progress(now, total)
+    return now
 
 
 _Columns = tuple[str, str | None, str] | None
-_Row = tuple[int, bytes, bytes, _Columns]
+_Chunk = list[tuple[int, bytes, bytes, _Columns]]
+
+
+def _record_checks(
+    rows: Iterable[ColumnRow], keys: Mapping[str, bytes], pool: _Pool | None
+) -> Iterator[tuple[_Chunk, list[RecordCheck | PlainRun]]]:
+    """Each chunk of rows with what ``_check_chunk`` finds in it, in order."""
+    chunks = _chunked(rows)
+    if pool is None:
+        for chunk in chunks:
+            yield chunk, _check_chunk(chunk, keys)
+        return
+    submit = pool.executor.submit
+    pending = [(c, submit(_check_chunk, c)) for c in islice(chunks, pool.count * 2)]
+    while pending:
+        chunk, future = pending.pop(0)
+        results = future.result()
+        nxt = next(chunks, None)
+        if nxt is not None:
+            pending.append((nxt, submit(_check_chunk, nxt)))
+        yield chunk, results
 
 
 def _columns(row: ColumnRow) -> _Columns:
@@ -279,7 +314,7 @@ def _columns(row: ColumnRow) -> _Columns:
     return None if row.kind is None else (row.kind, row.run, row.time or "")
 
 
-def _chunked(rows: Iterable[ColumnRow]) -> Iterator[list[_Row]]:
+def _chunked(rows: Iterable[ColumnRow]) -> Iterator[_Chunk]:
     iterator = iter(rows)
     while chunk := [
         (r.seq, r.hash, r.data, _columns(r)) for r in islice(iterator, _CHUNK)
@@ -298,11 +333,16 @@ def _check_checkpoint_chunk(texts: list[str]) -> list[CheckpointCheck]:
     return [check_checkpoint_text(text, _WORKER_KEYS) for text in texts]
 
 
-def _check_chunk(chunk: list[_Row]) -> list[RecordCheck]:
-    return [
-        check_record(seq, digest, data, _WORKER_KEYS, columns)
+def _check_chunk(
+    chunk: _Chunk, keys: Mapping[str, bytes] | None = None
+) -> list[RecordCheck | PlainRun]:
+    """Check each row; fold runs of plain records (see ``PlainRun``): the parent
+    receives, and walks, far fewer objects."""
+    keys = _WORKER_KEYS if keys is None else keys
+    return summarise_checks(
+        check_record(seq, digest, data, keys, columns)
         for seq, digest, data, columns in chunk
-    ]
+    )
 
 
 def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:

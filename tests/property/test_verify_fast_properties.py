@@ -1,0 +1,352 @@
+"""Property tests: verifying with plain runs (``PlainRun``, taken whole by
+``LedgerVerifier.accept_plain``) gives exactly the report of the per-record walk
+(every record through ``LedgerVerifier.accept``), on generated ledgers with key
+rotations, clock resets, runs, back-dated and foreign-signed records, and with
+random tampering of the stored rows."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mltrail.core import verify as core_verify
+from mltrail.core.canonical import (
+    canonical_bytes,
+    compute_leaf_hash,
+    compute_record_hash,
+)
+from mltrail.core.chain import Batch, ChainHead, SealedRecord
+from mltrail.core.codec import format_time, parse_json
+from mltrail.core.entry import Entry, compose_record_bytes, sign_entry
+from mltrail.core.record_check import PlainRun, summarise_checks
+from mltrail.errors import MltrailError
+from mltrail.ledger import verification
+from mltrail.ledger.ledger import Draft, Ledger
+from mltrail.ledger.stored import chain_head, new_batch
+from mltrail.ledger.verification import verify_store
+from mltrail.storage.base import NewBatch, StoredRow, StoreHead
+from mltrail.testing import FixedClock, MemoryStore, fixed_signer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mltrail.core.report import VerificationReport
+    from mltrail.core.signing import Signer
+
+ORIGIN = "test.mltrail.local/verify-fast"
+START = datetime(2026, 3, 1, tzinfo=UTC)
+SIGNERS = [fixed_signer(f"fast-{i}") for i in range(4)]
+ATTACKER = fixed_signer("fast-attacker")
+
+# what a generated ledger is made of, in order
+BUILD = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("notes"),
+            st.integers(1, 12),
+            st.sampled_from([None, "r1", "r2"]),
+            st.sampled_from(["alice", "bob"]),
+        ),
+        st.tuples(st.just("reset")),
+        st.tuples(st.just("rotate")),
+        st.tuples(st.just("checkpoint")),
+        st.tuples(
+            st.just("raw"),
+            st.sampled_from(["current", "old", "attacker"]),
+            st.integers(-7200, 7200),
+            st.booleans(),  # a time not in the fixed-width form
+        ),
+    ),
+    max_size=10,
+)
+# what an attacker then does to the stored rows (indices taken modulo the size)
+TAMPER = st.lists(
+    st.one_of(
+        st.tuples(st.just("byte"), st.integers(0, 10**6), st.integers(0, 10**6)),
+        st.tuples(st.just("swap"), st.integers(0, 10**6), st.integers(0, 10**6)),
+        st.tuples(st.just("drop"), st.integers(0, 10**6)),
+        st.tuples(st.just("hash"), st.integers(0, 10**6)),
+        st.tuples(st.just("forge"), st.integers(0, 10**6), st.booleans()),
+        st.tuples(
+            st.just("column"),
+            st.integers(0, 10**6),
+            st.sampled_from(["kind", "run", "time"]),
+        ),
+    ),
+    max_size=3,
+)
+
+
+def append_raw(store: MemoryStore, entry: Entry) -> None:
+    """Append a signed entry as is, bypassing the ledger's checks (an attacker's
+    write, or a record whose time or key the ledger would refuse)."""
+    entry_dict = entry.to_dict()
+
+    def prepare(stored: StoreHead) -> NewBatch:
+        head = chain_head(stored)
+        data = compose_record_bytes(head.size, head.prev, canonical_bytes(entry_dict))
+        tree = head.compact_range()
+        nodes = tree.append(compute_leaf_hash(data))
+        digest = compute_record_hash(data)
+        record = SealedRecord(
+            head.size, head.prev, digest, data, entry.kind, None, entry.time
+        )
+        new = ChainHead(head.size + 1, digest, entry.time, tree.hashes, head.key_epoch)
+        return new_batch(Batch((record,), tuple(nodes), new))
+
+    store.append(prepare)
+
+
+def build(steps: list[tuple[Any, ...]]) -> MemoryStore:
+    store = MemoryStore()
+    clock = FixedClock(START, timedelta(seconds=1))
+    ledger = Ledger.create(store, SIGNERS[0], origin=ORIGIN, clock=clock)
+    ledger.append("note", {"text": "first"})
+    current, old = 0, None
+    for step in steps:
+        with contextlib.suppress(MltrailError):  # what the ledger refuses, it lacks
+            current, old = _build_step(store, ledger, clock, step, current, old)
+    return store
+
+
+def _build_step(
+    store: MemoryStore,
+    ledger: Ledger,
+    clock: FixedClock,
+    step: tuple[Any, ...],
+    current: int,
+    old: Signer | None,
+) -> tuple[int, Signer | None]:
+    if step[0] == "notes":
+        _, count, run, user = step
+        ledger.actor = {"user": user}
+        drafts = [Draft("note", {"text": f"n{i}"}, run) for i in range(count)]
+        ledger.append_many(drafts)
+    elif step[0] == "reset":
+        ledger.reset_clock("clock was ahead")
+    elif step[0] == "rotate" and current + 1 < len(SIGNERS):
+        old, current = SIGNERS[current], current + 1
+        ledger.rotate_key(SIGNERS[current])
+    elif step[0] == "checkpoint":
+        ledger.checkpoint()
+    elif step[0] == "raw":
+        _, who, offset, loose = step
+        signer = {"current": SIGNERS[current], "attacker": ATTACKER}.get(
+            who, old or SIGNERS[current]
+        )
+        moment = clock.now() + timedelta(seconds=offset)
+        time = moment.strftime("%Y-%m-%dT%H:%M:%SZ") if loose else format_time(moment)
+        entry = Entry("note", time, {"user": "alice"}, {"text": "raw"})
+        append_raw(store, sign_entry(entry, signer))
+        ledger.checkpoint(adopt=True)  # so that the ledger writes on after it
+    return current, old
+
+
+def tamper(store: MemoryStore, steps: list[tuple[Any, ...]]) -> None:
+    records = store._records
+    for step in steps:
+        n = len(records)
+        if n < 2:
+            return
+        i = step[1] % n
+        row, time, kind = records[i]
+        if step[0] == "byte":
+            data = bytearray(row.data)
+            data[step[2] % len(data)] ^= 0x01
+            records[i] = (StoredRow(row.seq, row.hash, bytes(data)), time, kind)
+        elif step[0] == "swap":
+            j = step[2] % n
+            other = records[j][0]
+            records[i] = (StoredRow(row.seq, other.hash, other.data), time, kind)
+            records[j] = (StoredRow(other.seq, row.hash, row.data), *records[j][1:])
+        elif step[0] == "drop":
+            del records[i]
+            del store._runs[i]
+        elif step[0] == "column":  # a derived column edited (reads trust it)
+            if step[2] == "kind":
+                records[i] = (row, time, "key.added" if kind == "note" else "note")
+            elif step[2] == "time":
+                records[i] = (row, "2020-01-01T00:00:00.000000Z", kind)
+            else:
+                store._runs[i] = None if store._runs[i] else "r9"
+        elif step[0] == "hash":
+            records[i] = (StoredRow(row.seq, bytes(32), row.data), time, kind)
+        elif step[0] == "forge":
+            data = forged(row.data, records[(i + 1) % n][0].data, resign=step[2])
+            if data is None:
+                continue  # a row already mangled: nothing to forge on
+            digest = compute_record_hash(data)
+            records[i] = (StoredRow(row.seq, digest, data), time, kind)
+
+
+def forged(data: bytes, other: bytes, *, resign: bool) -> bytes | None:
+    """``data`` signed again by a key the ledger never added (``resign``), or
+    carrying the signature of ``other``; None when either does not parse."""
+    try:
+        raw = parse_json(data)
+        entry_dict = dict(raw["entry"])
+        if resign:
+            entry_dict = sign_entry(Entry.from_dict(entry_dict), ATTACKER).to_dict()
+        else:
+            entry_dict["sig"] = parse_json(other)["entry"]["sig"]
+        return compose_record_bytes(
+            raw["seq"], raw["prev"], canonical_bytes(entry_dict)
+        )
+    except (MltrailError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+@contextmanager
+def per_record_walk() -> Iterator[None]:
+    """Verification as it was: no plain runs, every record through ``accept``."""
+    with mock.patch.object(verification, "summarise_checks", list):
+        yield
+
+
+@contextmanager
+def chunks_of(size: int) -> Iterator[None]:
+    with mock.patch.object(verification, "_CHUNK", size):
+        yield
+
+
+def summary(report: VerificationReport) -> dict[str, Any]:
+    fields = dataclasses.asdict(report)
+    fields["dated"] = vars(report.dated)
+    return fields
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(BUILD, TAMPER, st.integers(1, 40))
+def test_plain_runs_give_the_per_record_report(steps, attacks, chunk):
+    store = build(steps)
+    tamper(store, attacks)
+    with chunks_of(chunk):
+        fast = verify_store(store, origin=ORIGIN)
+        with per_record_walk():
+            slow = verify_store(store, origin=ORIGIN)
+    assert summary(fast) == summary(slow)
+    assert fast.verdict() == slow.verdict()
+
+
+def test_plain_runs_are_taken_on_an_intact_ledger():
+    store = build([("notes", 30, None, "alice"), ("notes", 20, "r1", "bob")])
+    taken: list[PlainRun] = []
+    accept_plain = core_verify.LedgerVerifier.accept_plain
+
+    def spy(self: core_verify.LedgerVerifier, run: PlainRun, *args: Any) -> bool:
+        ok = accept_plain(self, run, *args)
+        if ok:
+            taken.append(run)
+        return ok
+
+    with mock.patch.object(core_verify.LedgerVerifier, "accept_plain", spy):
+        report = verify_store(store, origin=ORIGIN)
+    assert report.ok, report.verdict()
+    assert sum(len(run.times) for run in taken) == 51  # all but the genesis
+
+
+def test_a_signature_by_a_revoked_key_breaks_the_run():
+    store = build([("notes", 5, None, "alice"), ("rotate",), ("raw", "old", 0, False)])
+    rows = [r for r, _, _ in store._records]
+    from mltrail.ledger.verification import _check_chunk, _public_keys
+
+    chunk = [(r.seq, r.hash, r.data, None) for r in rows]
+    items = _check_chunk(chunk, _public_keys(store))
+    # the raw record verifies under its (revoked) key: it may join a run, and
+    # the walk must then refuse the run (validity is decided there, by seq)
+    report = verify_store(store, origin=ORIGIN)
+    with per_record_walk():
+        slow = verify_store(store, origin=ORIGIN)
+    assert summary(report) == summary(slow)
+    assert any(p.code == "signer" for p in report.problems)
+    assert any(isinstance(item, PlainRun) for item in items)
+
+
+def test_two_workers_give_the_per_record_report():
+    steps = [("notes", 12, "r1", "alice"), ("rotate",), ("notes", 9, None, "bob")]
+    store = build(steps * 3)
+    tamper(store, [("byte", 17, 40), ("forge", 40, True), ("drop", 55)])
+    with chunks_of(7):
+        fast = verify_store(store, origin=ORIGIN, workers=2)
+        with per_record_walk():
+            slow = verify_store(store, origin=ORIGIN, workers=2)
+    assert summary(fast) == summary(slow)
+    assert not fast.ok
+
+
+def test_summarise_checks_keeps_every_record():
+    store = build([("notes", 10, None, "alice"), ("reset",), ("notes", 3, "r2", "bob")])
+    rows = [(r.seq, r.hash, r.data) for r, _, _ in store._records]
+    from mltrail.ledger.verification import _public_keys
+
+    keys = _public_keys(store)
+    checks = [verification.check_record(*row, keys) for row in rows]
+    items = summarise_checks(checks)
+    seqs: list[int] = []
+    for item in items:
+        if isinstance(item, PlainRun):
+            seqs.extend(range(item.first_seq, item.first_seq + len(item.times)))
+            assert item.leaves == b"".join(
+                c.leaf_hash
+                for c in checks[item.position : item.position + len(item.times)]
+            )
+        else:
+            seqs.append(item.row_seq)
+    assert seqs == [row[0] for row in rows]
+
+
+def walk_until_plain(
+    store: MemoryStore, length: int
+) -> tuple[core_verify.LedgerVerifier, PlainRun]:
+    """A walk over ``store``'s records up to its first plain run of ``length``
+    records or more, and that run."""
+    keys = verification._public_keys(store)
+    checks = [
+        verification.check_record(r.seq, r.hash, r.data, keys)
+        for r, _, _ in store._records
+    ]
+    verifier = core_verify.LedgerVerifier(ORIGIN, [], [])
+    for item in summarise_checks(checks):
+        if not isinstance(item, PlainRun):
+            verifier.accept(item)
+        elif len(item.times) >= length:
+            return verifier, item
+        else:
+            assert verifier.accept_plain(item)
+    raise AssertionError("no plain run")
+
+
+def test_a_key_revoked_inside_a_run_sends_it_record_by_record():
+    # no ledger can revoke a key inside a run (a key record ends a run), but the
+    # walk decides validity by seq and must not assume it: a key valid at the
+    # run's first seq and not at its last leaves the run to accept
+    store = build([("notes", 6, None, "alice")])
+    verifier, run = walk_until_plain(store, 6)
+    state = verifier.keyring.keys[run.key_id]
+    revoked = run.first_seq + 3
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, revoked, state.identity
+    )
+    assert not verifier.accept_plain(run)
+    assert verifier.report.records_checked == run.first_seq  # nothing taken
+
+
+def test_an_author_key_signing_as_another_user_sends_the_run_record_by_record():
+    store = build([("notes", 4, None, "bob")])
+    verifier, run = walk_until_plain(store, 4)
+    state = verifier.keyring.keys[run.key_id]
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, None, "alice"
+    )
+    assert not verifier.accept_plain(run)
+    verifier.keyring.keys[run.key_id] = type(state)(
+        state.public_key, state.added_seq, None, "bob"
+    )
+    assert verifier.accept_plain(run)
