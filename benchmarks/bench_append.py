@@ -206,7 +206,8 @@ def threshold(directory: Path, reps: int) -> None:
 
     signer = fixed_signer()
     real = signing._signing_threads
-    one = lambda n: 1  # noqa: E731
+    one = lambda n, cores: 1  # noqa: E731
+    cores = len(os.sched_getaffinity(0))
     print("\nsign_many, one thread vs several (us per message: wall / process CPU)")
     for n in (32, 64, 128, 256, 1000):
         messages = [os.urandom(420) for _ in range(n)]
@@ -215,7 +216,7 @@ def threshold(directory: Path, reps: int) -> None:
             for name, choose in (("one", one), ("several", real)):
                 signing._signing_threads = choose
                 wall, cpu = time.perf_counter(), time.process_time()
-                signer.sign_many(messages)
+                signer.sign_many(messages, cores)
                 figures[name].append(
                     (
                         (time.perf_counter() - wall) / n * 1e6,
@@ -228,7 +229,7 @@ def threshold(directory: Path, reps: int) -> None:
             f"{statistics.median(c for _, c in v):5.1f}"
             for name, v in figures.items()
         )
-        print(f"  n={n:<5} threads {real(n)}: {shown}")
+        print(f"  n={n:<5} threads {real(n, cores)}: {shown}")
     ledger = new_ledger(directory, "threshold-home", home=True)
     ledger.append_many([Draft("note", note_body(i)) for i in range(BATCH)])
     figures = {"one": [], "several": []}

@@ -54,7 +54,9 @@ DRAFTS = st.lists(
 
 def threads_of(count: int) -> mock._patch:
     """``sign_many`` signs on ``count`` threads, whatever the batch and cores."""
-    return mock.patch.object(signing, "_signing_threads", lambda n: min(count, n))
+    return mock.patch.object(
+        signing, "_signing_threads", lambda n, cores: min(count, n)
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -86,14 +88,11 @@ def test_large_batches_sign_on_several_threads():
         return real(message, secret)
 
     messages = [bytes([i % 256]) * 100 for i in range(4 * signing.PARALLEL_MIN)]
-    with (
-        mock.patch.object(signing, "_raw_sign", spy),
-        mock.patch.object(signing.os, "sched_getaffinity", return_value={0, 1}),
-    ):
-        signatures = SIGNER.sign_many(messages)
+    with mock.patch.object(signing, "_raw_sign", spy):
+        signatures = SIGNER.sign_many(messages, cores=2)
     assert names == {"mltrail-sign"}
     assert signatures == [SIGNER.sign(m) for m in messages]
-    assert signing._signing_threads(2 * signing.PARALLEL_MIN - 1) == 1
+    assert signing._signing_threads(2 * signing.PARALLEL_MIN - 1, 2) == 1
 
 
 def test_a_failure_on_a_signing_thread_reaches_the_caller():
@@ -237,3 +236,32 @@ def test_too_deep_bodies_are_refused_as_before():
     ledger.append_many([Draft("note", {"text": "x", "deep": deep})])
     with pytest.raises(SchemaError, match="nests deeper than 64 levels"):
         ledger.append_many([Draft("note", {"text": "x", "deep": [deep]})])
+
+
+def test_a_ledgers_large_batch_is_signed_on_the_cores_it_may_use():
+    """``append_many`` hands its batch to ``sign_many`` with the process's usable
+    cores: on two, another thread signs part of a batch of 256 (fails when the
+    ledger passes no core count, which signs on one thread)."""
+    from mltrail.ledger import ledger as ledger_module
+
+    names: set[str] = set()
+    other_signed = threading.Event()
+    real = signing._raw_sign
+    main = threading.current_thread()
+
+    def spy(message, secret):
+        if threading.current_thread() is not main:
+            names.add(threading.current_thread().name)
+            other_signed.set()
+        elif threading.active_count() > 1:  # let another thread sign first
+            other_signed.wait(timeout=30)
+        return real(message, secret)
+
+    ledger = Ledger.create(MemoryStore(), SIGNER, origin="test.example/batch")
+    drafts = [Draft("note", {"text": f"n{i}"}) for i in range(4 * signing.PARALLEL_MIN)]
+    with (
+        mock.patch.object(ledger_module, "_usable_cores", return_value=2),
+        mock.patch.object(signing, "_raw_sign", spy),
+    ):
+        ledger.append_many(drafts)
+    assert "mltrail-sign" in names

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -144,12 +143,13 @@ class Ed25519Signer:
         """
         return _raw_sign(message, self._secret)
 
-    def sign_many(self, messages: Sequence[bytes]) -> list[bytes]:
+    def sign_many(self, messages: Sequence[bytes], cores: int = 1) -> list[bytes]:
         """The signatures of ``messages``, in order: what ``sign`` gives for each.
 
         A batch of at least ``2 * PARALLEL_MIN`` messages is signed by this
         thread and up to ``MAX_SIGNING_THREADS - 1`` others at once (one per
-        usable core, ``PARALLEL_MIN`` messages per thread at least): libsodium
+        core of the ``cores`` the caller may use, ``PARALLEL_MIN`` messages per
+        thread at least): libsodium
         signs without the GIL, so they run on separate cores. Each thread takes
         the next ``CHUNK`` messages not yet taken until none are left, so a
         thread kept off its core by other work holds the batch back by one
@@ -158,7 +158,7 @@ class Ed25519Signer:
         amendment.
         """
         secret = self._secret
-        count = _signing_threads(len(messages))
+        count = _signing_threads(len(messages), cores)
         if count <= 1:
             return [_raw_sign(m, secret) for m in messages]
         import threading  # the writing path only (a reading command skips it)
@@ -207,24 +207,22 @@ MAX_SIGNING_THREADS = 8
 signature of ~20 us: more threads would mostly wait for it)."""
 
 
-def _signing_threads(count: int) -> int:
-    """How many threads sign ``count`` messages: one per usable core, each with
-    ``PARALLEL_MIN`` messages at least, ``MAX_SIGNING_THREADS`` at most."""
+def _signing_threads(count: int, cores: int) -> int:
+    """How many threads sign ``count`` messages on a machine of ``cores`` usable
+    cores: one per core, each with ``PARALLEL_MIN`` messages at least,
+    ``MAX_SIGNING_THREADS`` at most."""
     if count < 2 * PARALLEL_MIN:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover (macOS, Windows)
-        cores = os.cpu_count() or 1
     return max(1, min(cores, count // PARALLEL_MIN, MAX_SIGNING_THREADS))
 
 
-def sign_many(signer: Signer, messages: Sequence[bytes]) -> list[bytes]:
+def sign_many(signer: Signer, messages: Sequence[bytes], cores: int = 1) -> list[bytes]:
     """The signatures of ``messages`` by ``signer``, in order: an
-    :class:`Ed25519Signer` signs a large batch on several cores
-    (``Ed25519Signer.sign_many``), any other signer one message at a time."""
+    :class:`Ed25519Signer` signs a large batch on up to ``cores`` cores (the
+    caller says how many it may use: core asks nothing of the operating system),
+    any other signer one message at a time."""
     if isinstance(signer, Ed25519Signer):
-        return signer.sign_many(messages)
+        return signer.sign_many(messages, cores)
     return [signer.sign(m) for m in messages]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -294,7 +295,9 @@ class Ledger:
             check_entry_size(len(message[0]) + len(message[1]))
             parts.append((draft.kind, time, body, draft.run, message))
         signatures = sign_many(
-            template.signer, [head + tail for *_, (head, tail) in parts]
+            template.signer,
+            [head + tail for *_, (head, tail) in parts],
+            _usable_cores(),
         )
         return [
             template.finish(*part, signature)
@@ -933,6 +936,13 @@ class Ledger:
     def close(self) -> None:
         """Close the store."""
         self.store.close()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a batch's signatures spread over them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1  # pragma: no cover (macOS, Windows)
 
 
 def _signer_problem(keyring: KeyRing, seq: int, entry: Entry) -> str | None:
