@@ -469,3 +469,45 @@ def _seqs(home: Path) -> Iterator[int]:
         yield from (s for (s,) in conn.execute("SELECT seq FROM records ORDER BY seq"))
     finally:
         conn.close()
+
+
+# -- the seal check's resumed walk ---------------------------------------------
+
+
+def test_a_seal_walk_resumed_after_a_gap_finds_keys_by_their_bytes(home, tmp_path):
+    """After a missing segment the seal check resumes its walk from the live
+    ledger, and learns the keys from it: by the records' signed bytes, not the
+    kind column. Before, relabelling the rotation's ``key.added`` row made every
+    later sealed segment (signed by the new key) ``seal-invalid``."""
+    import shutil
+
+    from mltrail.evidence.seals import check_against_seals, seal_ledger
+    from mltrail.ledger.rotation import rotate_home_key
+    from mltrail.storage.worm import open_worm
+
+    worm_path = tmp_path / "worm"
+    for step in ("seal", "rotate", "seal", "notes", "seal"):
+        opened = open_home(home, env={})
+        try:
+            if step == "seal":
+                seal_ledger(opened, open_worm(str(worm_path)), None)
+            elif step == "rotate":
+                rotate_home_key(opened, reason="scheduled")
+            else:
+                opened.ledger.append("note", {"text": "by the new key"})
+        finally:
+            opened.close()
+    segments = sorted((worm_path / "segments").iterdir())
+    assert len(segments) == 3
+    shutil.rmtree(segments[1])  # the segment holding the rotation: a gap
+    _set(home, _seq_of(home, "key.added"), "kind", "note")
+
+    opened = open_home(home, writable=False, env={})
+    try:
+        check = check_against_seals(opened, open_worm(str(worm_path)))
+    finally:
+        opened.close()
+    found = {p.code for p in check.problems}
+    assert "seal-missing" in found
+    assert "seal-invalid" not in found, [p.message for p in check.problems]
+    assert check.segments == 2

@@ -534,11 +534,13 @@ def _walk_at(ledger: Ledger, size: int) -> SealWalk:
     segment), so later segments are still checked."""
     size = min(size, ledger.head().size)
     keys = KeyRing(origin=ledger.origin)
-    for row in ledger.store.rows_of_kinds(KEY_KINDS):
-        if row.seq < size:
-            entry = decode_record(row.data).record.entry
-            if entry.sig is not None:
-                keys.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
+    # key records picked by their signed bytes, not by the kind column (anyone
+    # who can write the store can relabel a row; ADR 0011, derived columns):
+    # this walk is rare (after a gap or a bad segment), so it reads every row
+    for row in ledger.store.rows(0, size):
+        entry = decode_record(row.data).record.entry
+        if entry.kind in KEY_KINDS and entry.sig is not None:
+            keys.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
     hashes = [
         ledger.store.node(level, index) for level, index in frontier_positions(size)
     ]

@@ -256,11 +256,6 @@ class ServerStore(PostgresStore):
         user = entry.actor.get("user")
         return (user if isinstance(user, str) else ""), row[0] == START_KIND
 
-    def full_head(self) -> StoreHead:
-        """The head with ``floor_time`` and the newest ``checkpoint``, one snapshot."""
-        with _as_store_error("read the head"), self._read():
-            return self._head_in_txn(full=True)
-
 
 def _run_row(run: str, kind: str, seq: int, data: bytes) -> Entry:
     """The entry of a row read by its run and kind columns, which must say what

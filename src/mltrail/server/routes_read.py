@@ -51,7 +51,7 @@ def ledger_info(ctx: Reader) -> dict[str, Any]:
 def head(ctx: Reader) -> dict[str, Any]:
     """The head: size, last hash and time, key epoch, time floor, frontier, checkpoint."""
     with ctx.handle.reader() as ledger:
-        h = ledger.store.full_head()  # type: ignore[attr-defined]
+        h = ledger.store.append_head()
     return {
         "size": h.size,
         "last_hash": h.last_hash.hex(),
