@@ -190,6 +190,9 @@ def test_a_local_ledger_that_fails_verification_is_not_pushed(server, laptop):
     env = offline | {"MLTRAIL_HOME": str(base / "tampered")}
     js(base, env, "init")
     cli(base, env, "append", "--kind", "note", "--body", '{"text": "lr 0.1"}')
+    # a later record, untouched: the last row's hash column stays right, so the
+    # home opens for writing and push's own verification is what refuses
+    cli(base, env, "append", "--kind", "note", "--body", '{"text": "lr 0.3"}')
     conn = sqlite3.connect(base / "tampered" / "ledger.db", isolation_level=None)
     try:
         for (name,) in conn.execute(
@@ -198,7 +201,8 @@ def test_a_local_ledger_that_fails_verification_is_not_pushed(server, laptop):
             conn.execute(f'DROP TRIGGER "{name}"')
         conn.execute(
             "UPDATE records SET record = "
-            "CAST(replace(CAST(record AS TEXT), '0.1', '0.2') AS BLOB)"
+            "CAST(replace(CAST(record AS TEXT), '0.1', '0.2') AS BLOB) "
+            "WHERE seq = 1"
         )
     finally:
         conn.close()
