@@ -31,6 +31,7 @@ from mltrail.core.record_check import PlainRun, summarise_checks
 from mltrail.core.report import StoredCheckpoint
 from mltrail.errors import MltrailError
 from mltrail.ledger import verification
+from mltrail.ledger.erasure import purge_blob
 from mltrail.ledger.home import init_home, open_home
 from mltrail.ledger.ledger import Draft, Ledger
 from mltrail.ledger.stored import chain_head, new_batch
@@ -86,6 +87,10 @@ BUILD = st.lists(
         ),
         st.tuples(st.just("revoke-author")),
         st.tuples(st.just("blob"), st.sampled_from([None, "r1"])),
+        st.tuples(st.just("purge")),  # the newest blob, purged by policy
+        # the clock set back: within the tolerance the ledger writes on, dated
+        # before its newest; beyond it, after a clock reset
+        st.tuples(st.just("clock-back"), st.sampled_from([1, 120, 299, 3600])),
         st.tuples(st.just("pushed"), st.integers(1, 4), OFFSETS),
         st.tuples(st.just("witness")),
     ),
@@ -163,6 +168,7 @@ class _State:
     current: int = 0
     old: Signer | None = None
     witness: list[StoredCheckpoint] = dataclasses.field(default_factory=list)
+    blobs: list[str] = dataclasses.field(default_factory=list)
 
 
 def _build_step(
@@ -222,6 +228,13 @@ def _build_step(
         ledger.append(
             "note", {"text": "with a file", "attachments": [ref]}, run=step[1]
         )
+        state.blobs.append(ref["blob"])
+    elif step[0] == "purge" and state.blobs:
+        purge_blob(ledger, state.blobs.pop(), reason="asked to", policy="GDPR Art. 17")
+    elif step[0] == "clock-back":
+        clock._now -= timedelta(seconds=step[1])
+        if step[1] >= 300:
+            ledger.reset_clock("clock was ahead")
     elif step[0] == "pushed":
         _pushed(store, ledger, clock, step[1], step[2], SIGNERS[state.current])
     elif step[0] == "witness":
@@ -587,3 +600,15 @@ def test_a_sqlite_home_edited_in_place_gives_the_per_record_report(tmp_path):
         assert {"column-differs", "missing", "hash-column"} <= codes
     finally:
         opened.close()
+
+
+def test_a_clock_reset_first_is_reported_not_raised():
+    # found by the generator: with the clock reset swapped to seq 0 the walk met
+    # a reset before any dated record and failed an assertion (verify raised)
+    store = build([("clock-back", 3600)])
+    tamper(store, [("swap", 0, 2)])
+    (fast, _), (slow, _) = verify_both(store)
+    assert summary(fast) == summary(slow)
+    codes = {p.code for p in fast.problems}
+    assert {"misplaced", "genesis"} <= codes
+    assert "clock-reset" not in codes  # nothing before it to be behind
