@@ -407,12 +407,13 @@ class LedgerVerifier:
         if self._window is not None:
             self._check_pushed_checkpoint(seq, check.key_body or {})
         floor = self._floor
-        if check.kind != CLOCK_RESET_KIND and (
-            floor is None or not is_later(floor[2], check.time)
+        # the first readable record (a clock reset too, when rows were swapped or
+        # removed) has nothing before it to be dated against
+        if floor is None or (
+            check.kind != CLOCK_RESET_KIND and not is_later(floor[2], check.time)
         ):
             self._floor = (None, seq, check.time)  # the newest so far: nothing to parse
             return
-        assert floor is not None
         moment, newest = parse_time(check.time), floor[0] or parse_time(floor[2])
         if check.kind == CLOCK_RESET_KIND:
             if moment < newest:

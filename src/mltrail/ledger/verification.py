@@ -278,9 +278,14 @@ def _report_progress(
     progress: Callable[[int, int], None] | None, done: int, more: int, total: int
 ) -> int:
     """Records done after ``more`` more; ``progress`` is told at each thousand
-    passed, and at ``total``."""
+    passed, and at ``total``: the same calls whether the records came one by one
+    or as a plain run taken whole."""
     now = done + more
-    if progress is not None and (now // 1000 > done // 1000 or now == total):
+    if progress is None:
+        return now
+    for passed in range(done // 1000 + 1, now // 1000 + 1):
+        progress(passed * 1000, total)
+    if now == total and (now % 1000 or now // 1000 == done // 1000):
         progress(now, total)
     return now
 
