@@ -515,6 +515,29 @@ def test_swapped_key_file_signs_nothing(home: Path) -> None:
     key_file.write_bytes(good)
 
 
+def test_a_changed_genesis_key_record_refuses_writes_in_words(home: Path) -> None:
+    """With the first key record's public key changed, no key record verifies:
+    a writer refuses and says so (it used to pass on an internal error about an
+    empty list of keys), and verify names the record."""
+    with _db(home) as conn:
+        record = bytes(
+            conn.execute("SELECT record FROM records WHERE seq = 0").fetchone()[0]
+        )
+        at = record.index(b'"public_key":"') + len(b'"public_key":"')
+        changed = record[:at] + (b"B" if record[at : at + 1] == b"A" else b"A")
+        conn.execute(
+            "UPDATE records SET record = ? WHERE seq = 0",
+            (changed + record[at + 1 :],),
+        )
+    proc = mltrail(home, "append", "--kind", "note", "--body", '{"text": "x"}')
+    assert proc.returncode == 3, proc.stderr
+    assert "no key record of this ledger verifies" in proc.stderr
+    assert "sequence of 32-byte keys" not in proc.stderr
+    report = verify(home)
+    assert report["exit"] == 3
+    assert 0 in {seq for seq, _ in errors(report)}
+
+
 def _pem(signer) -> bytes:
     from cryptography.hazmat.primitives import serialization
 

@@ -186,6 +186,12 @@ def check_head(head: ChainHead, *, origin: str, keys: Mapping[str, bytes]) -> No
             f"the newest checkpoint covers {covered} records but the ledger holds "
             f"{head.size}: records were cut from the end"
         )
+    if not keys:
+        raise _refusal(
+            "no key record of this ledger verifies, so nothing can be trusted to "
+            "have signed its checkpoints: its key records (the first one, at seq 0, "
+            "included) were changed"
+        )
     try:
         verify_checkpoint(
             head.checkpoint or "", origin=origin, public_keys=list(keys.values())
