@@ -351,3 +351,29 @@ def test_a_name_cannot_print_a_line_of_its_own(tmp_path):
         assert not any(line.startswith("verified") for line in lines), text
         if args[0] != "log":  # log's summary already joins lines with spaces
             assert "ok\\x0a" in text
+
+
+def test_lookalike_run_names_are_shown_apart(tmp_path):
+    """``train-7`` and ``tr\\u0430in-7`` (a Cyrillic ``a``) look the same;
+    ``runs`` and ``show`` print the look-alike as an escape, on a terminal and
+    piped, while ``--json`` keeps both names exactly (ADR 0040)."""
+    home = tmp_path / "home"
+    _cli(home, "init")
+    real, twin = "train-7", "tr\u0430in-7"
+    for name in (real, twin):
+        _cli(home, "run", "--name", name, "--", sys.executable, "-c", "pass")
+    ids = {r["name"]: r["id"] for r in json.loads(_cli(home, "runs", "--json"))}
+    assert set(ids) == {real, twin}
+    shown_twin = b"tr\\u0430in-7"
+    for out in (_cli(home, "runs"), _tty(home, "runs")):
+        assert shown_twin in out
+        assert b"train-7" in out
+        assert twin.encode() not in out
+    for out in (_cli(home, "show", ids[twin]), _tty(home, "show", ids[twin])):
+        assert shown_twin in out
+        assert twin.encode() not in out
+    assert b"\\u0430" not in _cli(home, "show", ids[real])
+    compared = _cli(home, "diff", ids[real], ids[twin], "--all")
+    assert b"+ tr\\u0430in-7 (" in compared  # the heading
+    assert b"name: tr\\u0430in-7" in compared  # the changed value
+    assert json.loads(_cli(home, "show", ids[twin], "--json"))["run"]["name"] == twin

@@ -254,3 +254,45 @@ def test_on_a_terminal_what_does_not_fit_is_left_to_rich(capsys, rich_terminal):
     rich_terminal.truncate()
     draw(RichOut())
     assert from_plain == rich_terminal.getvalue()
+
+
+def test_names_in_model_history_show_lookalike_letters_as_escapes(capsys):
+    """ADR 0040, look-alike letters: a model, stage or user name spelled with a
+    Cyrillic letter is not shown as the Latin one; a note (free text) is."""
+    from mltrail.cli.read_text import print_history
+    from mltrail.record.stages import Promotion
+
+    a = "\u0430"
+    event = Promotion(
+        3, f"sha256:{a}b", "r1", f"prod{a}", "promoted", "2026-12-07T10:00:00Z",
+        f"{a}lice", f"{a} note",
+    )  # fmt: skip
+    found = {
+        f"m{a}": {
+            "card": {"owner": {"value": "x", "user": f"b{a}b", "time": "2026-12-07"}},
+            "open_flags": [],
+            "approvals": [
+                {
+                    "decision": "approved",
+                    "stage": "prod",
+                    "user": f"c{a}rol",
+                    "counts": True,
+                    "self": False,
+                    "time": "2026-12-07",
+                    "note": "ok",
+                }
+            ],
+        }
+    }
+    monkeypatched = text_out._chosen[:]
+    text_out._chosen[:] = [PlainOut()]
+    try:
+        print_history([event], found, None)
+    finally:
+        text_out._chosen[:] = monkeypatched
+    text = capsys.readouterr().out
+    for shown in ("sha256:\\u0430b", "prod\\u0430", "\\u0430lice", "m\\u0430",
+                  "b\\u0430b", "c\\u0430rol"):  # fmt: skip
+        assert shown in text
+    assert f"{a} note" in text
+    assert text.count(a) == 1

@@ -104,7 +104,8 @@ def diff(
 
 
 def _label(view: RunView) -> str:
-    return f"{terminal_text(view.summary.name or 'unnamed')} ({view.id[:13]})"
+    name = terminal_text(view.summary.name or "unnamed", names=True)
+    return f"{name} ({view.id[:13]})"
 
 
 def _print(
@@ -145,7 +146,10 @@ def _print_change(change: Change, indent: str = "  ") -> None:
 
 
 def _line(sign: str, text: str) -> None:
-    console.print(Text(f"{sign}{text}", style=_STYLE[sign]))
+    """A line of changed values, escaped once here (ADR 0040; keys and values
+    are names: their look-alike letters are shown as escapes)."""
+    shown = terminal_text(text, multiline=True, names=True)
+    console.print(Text(f"{sign}{shown}", style=_STYLE[sign]))
 
 
 def _print_dataset(dataset: DatasetDiff, max_files: int) -> None:

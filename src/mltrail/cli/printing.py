@@ -97,7 +97,8 @@ def _safe_console(**options: Any) -> Console:
 
 def one_line(value: object, style: str = "") -> Text:
     """A recorded value shown on one line (``terminal_text``: newlines and tabs
-    escaped too), as rich ``Text``, which the console prints as it is.
+    escaped too, and look-alike letters, ADR 0040), as rich ``Text``, which the
+    console prints as it is.
 
     A string given to the console is escaped by it (ADR 0040); the output of
     ``terminal_text`` must not be escaped a second time (its escapes would show
@@ -108,7 +109,7 @@ def one_line(value: object, style: str = "") -> Text:
 
     from mltrail.shown import terminal_text
 
-    return Text(terminal_text(value), style=style)
+    return Text(terminal_text(value, names=True), style=style)
 
 
 def emit_json(value: Any) -> None:

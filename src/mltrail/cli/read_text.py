@@ -97,7 +97,7 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
 
     out = text_out()
     node = answer["node"]
-    out.line(f"{node['type']} {node['label']}", style="bold")
+    out.line(f"{node['type']} ", one_line(node["label"]), style="bold")
     if not answer["made_by"]:
         out.line("no recorded run wrote this (an input from outside the ledger)")
     for made in answer["made_by"]:
@@ -105,8 +105,10 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
         out.line(
             "\n",
             (f"made by run {run['id']}", "bold"),
-            f" ({run['name'] or 'unnamed'}), {run['status']}, "
-            f"started {run['started']} by {_who(run)}",
+            " (",
+            one_line(run["name"] or "unnamed"),
+            f"), {run['status']}, started {run['started']} by ",
+            one_line(_who(run)),
         )
         others = made.get("added_by_others")
         for line in describe_others(others) if others else ():
@@ -122,7 +124,7 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
             f"  environment: python {env.get('python')}, {env.get('packages')} packages"
         )
         for key, value in made["params"].items():
-            out.line(f"  param {key} = {json.dumps(value)}")
+            out.line("  param ", one_line(key), f" = {json.dumps(value)}")
         for data in made["data"]:
             out.line(
                 f"  data {data['role']}: {data['dataset']} ({data['files']} files, "
@@ -162,8 +164,9 @@ def print_history(
         [TableColumn(h, overflow="fold") for h in headers],
         [
             (
-                e.time[:19].replace("T", " "), e.stage, e.action, e.model,
-                (e.run or "")[:13], e.user or "", e.note or "",
+                e.time[:19].replace("T", " "), one_line(e.stage), e.action,
+                one_line(e.model), (e.run or "")[:13], one_line(e.user or ""),
+                e.note or "",
             )
             for e in events
         ],

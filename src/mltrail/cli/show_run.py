@@ -57,7 +57,7 @@ _SINGLE = {"run.code", "run.environment", "run.ended"}
 def render_run(view: RunView) -> None:
     """Print the run for a person."""
     s = view.summary
-    name = Shown(f"  {terminal_text(s.name)}") if s.name else ""
+    name = Shown(f"  {terminal_text(s.name, names=True)}") if s.name else ""
     text_out().rule((f"run {s.id}", "bold"), name)
     _pairs(
         [
@@ -65,7 +65,7 @@ def render_run(view: RunView) -> None:
                 "status",
                 s.status + ("" if s.exit_code is None else f" (exit {s.exit_code})"),
             ),
-            ("started", Shown(f"{s.started} by {terminal_text(s.who())}")),
+            ("started", Shown(f"{s.started} by {terminal_text(s.who(), names=True)}")),
             ("ended", s.ended or "-"),
             ("took", "-" if s.duration_s is None else f"{float(s.duration_s):.2f}s"),
             ("command", one_line(" ".join(s.command))),
@@ -120,7 +120,14 @@ def _code(view: RunView) -> None:
         return
     dirty = "dirty" if body.get("dirty") else "clean"
     rows = [
-        ("commit", f"{body['commit']} ({body.get('branch') or 'detached'}, {dirty})"),
+        (
+            "commit",
+            Shown(
+                f"{terminal_text(body['commit'], names=True)} "
+                f"({terminal_text(body.get('branch') or 'detached', names=True)}"
+                f", {dirty})"
+            ),
+        ),
         ("describe", body.get("describe") or "-"),
     ]
     if body.get("dirty"):
@@ -187,7 +194,10 @@ def _params(view: RunView) -> None:
     if not params:
         return
     _heading("params")
-    rows = [(k, json.dumps(params[k][0]), params[k][1]) for k in sorted(params)]
+    rows = [
+        (one_line(k), json.dumps(params[k][0]), one_line(params[k][1]))
+        for k in sorted(params)
+    ]
     text_out().table(_columns("key", "value", "from"), rows)
 
 
@@ -205,7 +215,7 @@ def _data(view: RunView) -> None:
                 str(body.get("dataset", ""))[:16],
                 str(body.get("files", "")),
                 str(body.get("bytes", "")),
-                str(body.get("path") or body.get("url") or ""),
+                one_line(body.get("path") or body.get("url") or ""),
             )
             for body in bodies
         ],
@@ -290,7 +300,7 @@ def _outputs(view: RunView) -> None:
             body.get("model") or body.get("dataset") or body.get("sha256") or "missing"
         )
         size = body.get("bytes", body.get("size", ""))
-        rows.append((str(body.get("path")), str(ident)[:16], str(size)))
+        rows.append((one_line(body.get("path")), str(ident)[:16], str(size)))
     text_out().table(_columns("path", "content id", "size"), rows)
 
 

@@ -58,8 +58,9 @@ class Shown(str):
 
 def one_line(value: object) -> Shown:
     """A recorded value on one line: newlines and tabs escaped too (a run's name
-    cannot add a line to a table)."""
-    return Shown(terminal_text(value))
+    cannot add a line to a table), and look-alike letters (ADR 0040: a name
+    spelled with a Cyrillic ``a``, U+0430, does not pass for the Latin one)."""
+    return Shown(terminal_text(value, names=True))
 
 
 class TableColumn:
