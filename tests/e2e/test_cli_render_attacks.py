@@ -377,3 +377,22 @@ def test_lookalike_run_names_are_shown_apart(tmp_path):
     assert b"+ tr\\u0430in-7 (" in compared  # the heading
     assert b"name: tr\\u0430in-7" in compared  # the changed value
     assert json.loads(_cli(home, "show", ids[twin], "--json"))["run"]["name"] == twin
+
+
+def test_a_lookalike_data_role_is_shown_apart_in_diff(tmp_path):
+    """A data set's role is a recorded name too: ``diff`` prints the Cyrillic
+    ``a`` of ``tr\u0430in`` as an escape, and an escape sequence as text."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    data.mkdir()
+    _cli(home, "init")
+    role = "tr\u0430in\x1b[31m"
+    ids = []
+    for content in ("a,b\n", "a,c\n"):
+        (data / "x.csv").write_text(content)
+        _cli(home, "run", "--data", f"{role}=data", "--", sys.executable, "-c", "pass",
+             cwd=tmp_path)  # fmt: skip
+        ids.append(json.loads(_cli(home, "runs", "--json"))[-1]["id"])
+    compared = _cli(home, "diff", *ids)
+    assert b"  tr\\u0430in\\x1b[31m: changed, dataset" in compared
+    assert role.encode() not in compared
+    _inert(compared)

@@ -154,7 +154,8 @@ def _line(sign: str, text: str) -> None:
 
 def _print_dataset(dataset: DatasetDiff, max_files: int) -> None:
     ids = f"{_short(dataset.old)} -> {_short(dataset.new)}"
-    console.print(Text(f"  {dataset.role}: {dataset.kind}, dataset {ids}"))
+    role = terminal_text(dataset.role, names=True)  # a recorded name (ADR 0040)
+    console.print(Text(f"  {role}: {dataset.kind}, dataset {ids}"))
     for change in dataset.fields:
         _print_change(change, indent="    ")
     if dataset.rows is not None:
