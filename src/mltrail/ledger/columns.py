@@ -22,9 +22,15 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
 
     from mltrail.core.codec import DecodedRecord
+    from mltrail.core.entry import Record
     from mltrail.storage.base import Store, StoredRow
 
-__all__ = ["checked_rows_of_kinds", "checked_time_floor", "find_floor_seq"]
+__all__ = [
+    "checked_rows_of_kinds",
+    "checked_time_floor",
+    "column_refusal",
+    "find_floor_seq",
+]
 
 
 def checked_rows_of_kinds(
@@ -42,7 +48,7 @@ def checked_rows_of_kinds(
         decoded = decode_record(row.data)
         record = decoded.record
         if record.seq != row.seq or record.entry.kind not in kinds:
-            raise _refusal(
+            raise column_refusal(
                 f"the store lists seq {row.seq} as a {' or '.join(sorted(kinds))} "
                 f"record, but its signed bytes say seq {record.seq}, kind "
                 f"{record.entry.kind!r}"
@@ -58,19 +64,16 @@ def checked_time_floor(store: Store, reset_kind: str) -> tuple[str, int] | None:
     Raises:
         IntegrityError: a time or kind column disagrees with the signed bytes.
     """
-    from mltrail.core.codec import decode_record
-
     for _ in checked_rows_of_kinds(store, (reset_kind,)):
         pass
     found = store.time_floor()
     if found is None:
         return None
     time, seq = found
-    rows = list(store.rows(seq, seq + 1))
-    record = decode_record(rows[0].data).record if rows else None
+    record = _record_at(store, seq)
     if record is None or record.seq != seq or record.entry.time != time:
         signed = "no record" if record is None else f"{record.entry.time!r}"
-        raise _refusal(
+        raise column_refusal(
             f"the store gives {time!r} as the newest time, from seq {seq}, but "
             f"the signed record says {signed}"
         )
@@ -81,19 +84,27 @@ def find_floor_seq(store: Store, floor: str) -> int | None:
     """The seq of the record dated ``floor`` that the store names as its newest
     (None when the store's columns name another time, or a row whose signed
     bytes say otherwise): a label for people, never used to decide."""
-    from mltrail.core.codec import decode_record
-
     found = store.time_floor()
     if found is None or found[0] != floor:
         return None
-    rows = list(store.rows(found[1], found[1] + 1))
-    if not rows or decode_record(rows[0].data).record.entry.time != floor:
+    record = _record_at(store, found[1])
+    if record is None or record.entry.time != floor:
         return None
     return found[1]
 
 
-def _refusal(why: str) -> IntegrityError:
+def _record_at(store: Store, seq: int) -> Record | None:
+    """The decoded record the store holds at ``seq`` (None: no row there)."""
+    from mltrail.core.codec import decode_record
+
+    rows = list(store.rows(seq, seq + 1))
+    return decode_record(rows[0].data).record if rows else None
+
+
+def column_refusal(why: str, code: str = "column-differs") -> IntegrityError:
+    """A writer's refusal to build on a row whose derived column (named by
+    verify as ``code``) disagrees with its signed bytes, saying ``why``."""
     return IntegrityError(
         f"refusing to write: {why}: the store's columns were edited",
-        hint="run `mltrail verify` (it names each row as column-differs)",
+        hint=f"run `mltrail verify` (it names each such row as {code})",
     )

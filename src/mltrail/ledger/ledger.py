@@ -527,10 +527,12 @@ class Ledger:
         the writer would sign a record chained to a value no record has."""
         rows = list(self.store.rows(head.size - 1, head.size))
         if not rows or compute_record_hash(rows[0].data) != head.last_hash:
-            raise IntegrityError(
-                f"refusing to write: the store's hash column of seq {head.size - 1} "
-                "is not the hash of its bytes: the store's columns were edited",
-                hint="run `mltrail verify` (it names the row as hash-column)",
+            from mltrail.ledger.columns import column_refusal
+
+            raise column_refusal(
+                f"the store's hash column of seq {head.size - 1} is not the hash "
+                "of its bytes",
+                "hash-column",
             )
 
     def _refresh_keys(self) -> None:

@@ -38,7 +38,8 @@ from mltrail.capture.run.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import value_problem
-from mltrail.errors import InputError, IntegrityError, SchemaError
+from mltrail.errors import InputError, SchemaError
+from mltrail.ledger.columns import column_refusal
 from mltrail.ledger.keystore import load_commitment_key
 from mltrail.ledger.ledger import Draft
 from mltrail.ledger.spool import SPOOLED_KINDS, write_batch
@@ -109,11 +110,9 @@ def run_started_seq(ledger: Ledger, run_id: str) -> int | None:
             continue
         entry = decode_record(row.data).record.entry
         if entry.kind != "run.started":  # the store's kind column was edited
-            raise IntegrityError(
-                f"refusing to write: the store lists seq {row.seq} as a run.started "
-                f"record, but its signed bytes say {entry.kind!r}: the store's "
-                "columns were edited",
-                hint="run `mltrail verify` (it names each row as column-differs)",
+            raise column_refusal(
+                f"the store lists seq {row.seq} as a run.started record, but its "
+                f"signed bytes say {entry.kind!r}"
             )
         if entry.run == run_id:
             return row.seq

@@ -22,7 +22,8 @@ from mltrail.core.codec import decode_record
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
 from mltrail.core.run_owner import ANYONE_KINDS, START_KIND
-from mltrail.errors import IntegrityError, MltrailError, StoreError
+from mltrail.errors import MltrailError, StoreError
+from mltrail.ledger.columns import column_refusal
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.appender import Appender
@@ -267,11 +268,9 @@ def _run_row(run: str, kind: str, seq: int, data: bytes) -> Entry:
     """
     entry = decode_record(bytes(data)).record.entry
     if entry.run != run or entry.kind != kind:
-        raise IntegrityError(
-            f"refusing to write: the store lists seq {seq} as a {kind} record of "
-            f"run {run}, but its signed bytes say a {entry.kind} record of run "
-            f"{entry.run}: the store's columns were edited",
-            hint="run `mltrail verify` on the ledger (column-differs)",
+        raise column_refusal(
+            f"the store lists seq {seq} as a {kind} record of run {run}, but its "
+            f"signed bytes say a {entry.kind} record of run {entry.run}"
         )
     return entry
 
