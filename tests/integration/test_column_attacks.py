@@ -444,8 +444,8 @@ def test_a_note_listed_as_a_push_header_refuses_the_push() -> None:
     header = {"text": "x", "origin": "example.org/laptop", "key": "k", "to": 99}
     ledger.append("note", header)
     assert _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k") == 0
-    row, time, _ = store._records[1]
-    store._records[1] = (row, time, "ledger.pushed")
+    row, time, _, run = store._records[1]
+    store._records[1] = (row, time, "ledger.pushed", run)
     with pytest.raises(IntegrityError, match=r"as a ledger\.pushed record"):
         _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k")
 

@@ -566,12 +566,9 @@ def _set_column(store: Store, seq: int, column: str, value: str | None) -> None:
     """What an attacker who can write the store does: change one derived column
     of a stored record (around the triggers that refuse UPDATE)."""
     if isinstance(store, MemoryStore):
-        row, time, kind = store._records[seq]
-        if column == "run":
-            store._runs[seq] = value
-        else:
-            fields = {"time": time, "kind": kind, column: value}
-            store._records[seq] = (row, fields["time"], fields["kind"])
+        row, time, kind, run = store._records[seq]
+        fields = {"time": time, "kind": kind, "run": run, column: value}
+        store._records[seq] = (row, fields["time"], fields["kind"], fields["run"])
         return
     if isinstance(store, SQLiteStore):
         conn = sqlite3.connect(store.path, isolation_level=None)

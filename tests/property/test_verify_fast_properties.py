@@ -296,34 +296,33 @@ def tamper(store: MemoryStore, steps: list[tuple[Any, ...]]) -> None:
         if n < 2:
             return
         i = step[1] % n
-        row, time, kind = records[i]
+        row, time, kind, run = records[i]
         if step[0] == "byte":
             data = bytearray(row.data)
             data[step[2] % len(data)] ^= 0x01
-            records[i] = (StoredRow(row.seq, row.hash, bytes(data)), time, kind)
+            records[i] = (StoredRow(row.seq, row.hash, bytes(data)), time, kind, run)
         elif step[0] == "swap":
             j = step[2] % n
             other = records[j][0]
-            records[i] = (StoredRow(row.seq, other.hash, other.data), time, kind)
+            records[i] = (StoredRow(row.seq, other.hash, other.data), time, kind, run)
             records[j] = (StoredRow(other.seq, row.hash, row.data), *records[j][1:])
         elif step[0] == "drop":
             del records[i]
-            del store._runs[i]
         elif step[0] == "column":  # a derived column edited (reads trust it)
             if step[2] == "kind":
-                records[i] = (row, time, "key.added" if kind == "note" else "note")
+                records[i] = (row, time, "key.added" if kind == "note" else "note", run)
             elif step[2] == "time":
-                records[i] = (row, "2020-01-01T00:00:00.000000Z", kind)
+                records[i] = (row, "2020-01-01T00:00:00.000000Z", kind, run)
             else:
-                store._runs[i] = None if store._runs[i] else "r9"
+                records[i] = (row, time, kind, None if run else "r9")
         elif step[0] == "hash":
-            records[i] = (StoredRow(row.seq, bytes(32), row.data), time, kind)
+            records[i] = (StoredRow(row.seq, bytes(32), row.data), time, kind, run)
         elif step[0] == "forge":
             data = forged(row.data, records[(i + 1) % n][0].data, resign=step[2])
             if data is None:
                 continue  # a row already mangled: nothing to forge on
             digest = compute_record_hash(data)
-            records[i] = (StoredRow(row.seq, digest, data), time, kind)
+            records[i] = (StoredRow(row.seq, digest, data), time, kind, run)
 
 
 def _tamper_tree(store: MemoryStore, step: tuple[Any, ...]) -> None:
@@ -460,7 +459,7 @@ def test_plain_runs_are_taken_on_an_intact_ledger():
 
 def test_a_signature_by_a_revoked_key_breaks_the_run():
     store = build([("notes", 5, None, "alice"), ("rotate",), ("raw", "old", 0, False)])
-    rows = [r for r, _, _ in store._records]
+    rows = [r for r, *_ in store._records]
     from mltrail.ledger.verification import _check_chunk, _public_keys
 
     chunk = [(r.seq, r.hash, r.data, None) for r in rows]
@@ -489,7 +488,7 @@ def test_two_workers_give_the_per_record_report():
 
 def test_summarise_checks_keeps_every_record():
     store = build([("notes", 10, None, "alice"), ("reset",), ("notes", 3, "r2", "bob")])
-    rows = [(r.seq, r.hash, r.data) for r, _, _ in store._records]
+    rows = [(r.seq, r.hash, r.data) for r, *_ in store._records]
     from mltrail.ledger.verification import _public_keys
 
     keys = _public_keys(store)
@@ -516,7 +515,7 @@ def walk_until_plain(
     keys = verification._public_keys(store)
     checks = [
         verification.check_record(r.seq, r.hash, r.data, keys)
-        for r, _, _ in store._records
+        for r, *_ in store._records
     ]
     verifier = core_verify.LedgerVerifier(ORIGIN, [], [])
     for item in summarise_checks(checks):

@@ -41,8 +41,8 @@ class MemoryStore(Store):
         self.location = ":memory:"
         self.roles = roles
         self._lock = threading.Lock()
-        self._records: list[tuple[StoredRow, str, str]] = []  # row, time, kind
-        self._runs: list[str | None] = []  # each record's run column
+        # row and the columns a store derives from it: time, kind, run
+        self._records: list[tuple[StoredRow, str, str, str | None]] = []
         self._key_epoch = 0
         self._floor: str | None = None
         self._nodes: dict[tuple[int, int], bytes] = {}
@@ -59,8 +59,8 @@ class MemoryStore(Store):
             batch = prepare(before)
             purge_kind = self.roles.purge_kind
             for r in batch.records:
-                self._records.append((StoredRow(r.seq, r.hash, r.data), r.time, r.kind))
-                self._runs.append(r.run)
+                row = StoredRow(r.seq, r.hash, r.data)
+                self._records.append((row, r.time, r.kind, r.run))
                 if r.kind == purge_kind:
                     self._note_purge(r.seq, r.data)
             self._nodes.update(((lvl, idx), h) for lvl, idx, h in batch.nodes)
@@ -93,20 +93,18 @@ class MemoryStore(Store):
             return self._head(full=True)
 
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
-        rows = [r for r, _, _ in self._records]
+        rows = [r for r, *_ in self._records]
         yield from (
             r for r in rows if r.seq >= start and (stop is None or r.seq < stop)
         )
 
     def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
-        for (row, time, kind), run in zip(
-            list(self._records), list(self._runs), strict=True
-        ):
+        for row, time, kind, run in list(self._records):
             if row.seq >= start and (stop is None or row.seq < stop):
                 yield ColumnRow(row.seq, row.hash, row.data, kind, run, time)
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
-        for row, _, kind in list(self._records):
+        for row, _, kind, _ in list(self._records):
             if kind in kinds:
                 yield row
 
@@ -123,7 +121,7 @@ class MemoryStore(Store):
     def _time_floor(self) -> tuple[str, int] | None:
         newest: tuple[str, int] | None = None
         reset_kind = self.roles.reset_kind
-        for row, time, kind in list(self._records):
+        for row, time, kind, _ in list(self._records):
             if (
                 newest is None
                 or kind == reset_kind
