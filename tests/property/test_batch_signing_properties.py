@@ -265,3 +265,84 @@ def test_a_ledgers_large_batch_is_signed_on_the_cores_it_may_use():
     ):
         ledger.append_many(drafts)
     assert "mltrail-sign" in names
+
+
+class _CountingClock(FixedClock):
+    """A clock that runs ``at_read`` on its ``n``-th read (the ledger reads it
+    once per draft it checks, in order)."""
+
+    def __init__(self, n: int, at_read) -> None:
+        super().__init__()
+        self.reads, self._n, self._at_read = 0, n, at_read
+
+    def now(self):
+        self.reads += 1
+        if self.reads == self._n:
+            self._at_read()
+        return super().now()
+
+
+def test_a_large_batch_is_signed_while_its_later_drafts_are_checked():
+    """Checking and signing overlap: another thread has signed part of a batch
+    of 256 before its last draft is checked (fails when the signatures are
+    made only once every draft is checked)."""
+    from mltrail.ledger import ledger as ledger_module
+
+    other_signed = threading.Event()
+    real = signing._raw_sign
+    main = threading.current_thread()
+    seen: list[bool] = []
+
+    def spy(message, secret):
+        if threading.current_thread() is not main:
+            other_signed.set()
+        return real(message, secret)
+
+    count = 4 * signing.PARALLEL_MIN
+    clock = _CountingClock(count, lambda: seen.append(other_signed.wait(30)))
+    ledger = Ledger.create(
+        MemoryStore(), SIGNER, origin="test.example/batch", clock=clock
+    )
+    clock.reads = 0  # count the batch's reads only
+    drafts = [Draft("note", {"text": f"n{i}"}) for i in range(count)]
+    with (
+        mock.patch.object(ledger_module, "_usable_cores", return_value=2),
+        mock.patch.object(signing, "_raw_sign", spy),
+    ):
+        records = ledger.append_many(drafts)
+    assert seen == [True]
+    assert [r.entry.body["text"] for r in records] == [f"n{i}" for i in range(count)]
+    assert ledger.verify().ok
+
+
+def test_a_draft_refused_after_signing_began_stores_nothing_and_ends_the_threads():
+    """A bad draft late in a large batch: the batch is refused as before, nothing
+    is stored, and the signing threads have ended when the error reaches the
+    caller (their signatures are dropped)."""
+    from mltrail.errors import SchemaError
+    from mltrail.ledger import ledger as ledger_module
+
+    ledger = Ledger.create(MemoryStore(), SIGNER, origin="test.example/batch")
+    drafts = [Draft("note", {"text": f"n{i}"}) for i in range(4 * signing.PARALLEL_MIN)]
+    drafts.append(Draft("note", {"text": "x", "n": 2**53}))
+    with (
+        mock.patch.object(ledger_module, "_usable_cores", return_value=2),
+        pytest.raises(SchemaError, match="beyond"),
+    ):
+        ledger.append_many(drafts)
+    assert ledger.head().size == 1
+    assert not [t for t in threading.enumerate() if t.name == "mltrail-sign"]
+
+
+def test_batch_signing_counts_its_messages():
+    batch = signing.BatchSigning(SIGNER, 2, cores=2)
+    try:
+        batch.add(b"a")
+        with pytest.raises(ValueError, match="1 messages added of the 2"):
+            batch.finish()
+        batch.add(b"b")
+        with pytest.raises(ValueError, match="more messages than the 2"):
+            batch.add(b"c")
+        assert batch.finish() == [SIGNER.sign(b"a"), SIGNER.sign(b"b")]
+    finally:
+        batch.close()
