@@ -510,7 +510,9 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
     )
     report = json.loads(proc.stdout)
     assert [e["status"] for e in report["evidence"]] == ["verified"]
-    assert "rfc3161" in [a["kind"] for a in report["anchors"]]
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "rfc3161"]
+    stamped = bundle["evidence"][0]["checkpoint"].split("\n")[1]
+    assert f"records 0 to {int(stamped) - 1} existed before" in anchor["description"]
 
     unverified = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
     assert "rfc3161-unverified" in [p["code"] for p in unverified["problems"]]
@@ -572,3 +574,82 @@ def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     assert (ahead.seq, "dated-after-anchor") in {
         (p["seq"], p["code"]) for p in verified["problems"]
     }
+
+
+# -- witnesses ------------------------------------------------------------------------
+
+
+def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
+    """The ledger's owner can rebuild everything after the last checkpoint a
+    witness cosigned, so a cosignature vouches only for records below its size.
+    A bundle of a run written after the witness saw only the genesis checkpoint
+    verified with `--witness-key` and the bare anchor "cosigned by witness W";
+    now the anchor says "records 0 to 0" and the run's records are
+    `unwitnessed` (a warning, as `mltrail verify` says it)."""
+    home = tmp_path / "home"
+    ok(mltrail("init", "--origin", "test.mltrail.local/witness", home=home))
+    key = tmp_path / "w.key"
+    vkey = ok(mltrail("witness", "keygen", "--name", "witness.example/w1", "-o", key,
+                      home=tmp_path / "w")).stdout.strip()  # fmt: skip
+    log_key = ok(mltrail("keys", "export", "--format", "vkey", home=home)).stdout
+    request = ok(mltrail("witness", "request", "--old", "0", home=home)).stdout
+    cosign = subprocess.run(
+        [sys.executable, "-m", "mltrail", "witness", "cosign", "--key", str(key),
+         "--name", "witness.example/w1", "--log-key", log_key.strip(), "-"],
+        input=request, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(tmp_path / "w")},
+    )  # fmt: skip
+    cosigned = ok(cosign).stdout
+    ok(subprocess.run(
+        [sys.executable, "-m", "mltrail", "checkpoint", "--cosigned", "-"],
+        input=cosigned, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+    ))  # fmt: skip
+    opened = open_home(home)
+    try:
+        opened.ledger.append_many([
+            Draft("run.started", {"source": "api", "name": "late"}, "run-late"),
+            Draft("run.ended", {"status": "succeeded"}, "run-late"),
+        ])  # fmt: skip
+    finally:
+        opened.close()
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "late.json"
+    ok(mltrail("export", "run:run-late", "-o", out, home=home))
+
+    proc = ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--trust-key",
+                      log_key.strip(), "--json", cwd=tmp_path))  # fmt: skip
+    report = json.loads(proc.stdout)
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "cosignature"]
+    assert "cosigned the checkpoint of size 1" in anchor["description"]
+    assert "records 0 to 0 are as that witness saw them" in anchor["description"]
+    [warning] = [p for p in report["problems"] if p["code"] == "unwitnessed"]
+    assert (warning["seq"], warning["severity"]) == (1, "warning")
+    assert "(1, 2)" in warning["message"]
+    text = ok(mltrail("verify-bundle", out, "--witness-key", vkey, cwd=tmp_path))
+    assert "records 0 to 0" in text.stdout and "unwitnessed" not in text.stdout
+    assert "newer than the newest checkpoint witness" in text.stdout
+    verified = json.loads(
+        mltrail("verify", "--json", "--witness-key", vkey, home=home).stdout
+    )
+    assert "unwitnessed" in [p["code"] for p in verified["problems"]]
+
+    # a cosignature of the bundle's own checkpoint covers every carried record
+    request = ok(mltrail("witness", "request", "--old", "1", home=home)).stdout
+    cosign = subprocess.run(
+        [sys.executable, "-m", "mltrail", "witness", "cosign", "--key", str(key),
+         "--name", "witness.example/w1", "-"],
+        input=request, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(tmp_path / "w")},
+    )  # fmt: skip
+    ok(subprocess.run(
+        [sys.executable, "-m", "mltrail", "checkpoint", "--cosigned", "-"],
+        input=ok(cosign).stdout, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+    ))  # fmt: skip
+    ok(mltrail("export", "run:run-late", "-o", out, home=home))
+    report = json.loads(
+        ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--json")).stdout
+    )
+    assert "unwitnessed" not in [p["code"] for p in report["problems"]]
+    assert any("size 3" in a["description"] for a in report["anchors"])

@@ -530,8 +530,13 @@ def _base64(text: Any) -> bytes | None:
 
 
 def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
-    """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends."""
-    witnessed: set[str] = set()
+    """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends.
+
+    An anchor names the records it covers (records 0 to ``size - 1`` of the
+    checkpoint it is about), as ``mltrail verify``'s do; carried records newer
+    than the newest checkpoint a required witness cosigned are ``unwitnessed``.
+    """
+    witnessed: dict[str, int] = {}
     for i, group in enumerate(groups):
         found = _evidence_checkpoint(ctx, i, group)
         if found is None:
@@ -546,8 +551,9 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                     None, f"{check.kind}-unverified", f"evidence[{i}]: {check.message}"
                 )
             else:
-                witnessed.add(check.issuer)
-                ctx.report.anchors.append(Anchor(check.kind, check.message, True))
+                if check.kind == COSIGNATURE:
+                    witnessed[check.issuer] = max(size, witnessed.get(check.issuer, 0))
+                _add_anchor(ctx, Anchor(check.kind, _covers(check, size), True))
                 _check_dates(ctx, size, check, f"evidence[{i}] ({check.issuer})")
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:
@@ -556,6 +562,44 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                 "witness-missing",
                 f"the bundle carries no valid cosignature by witness {key.short()}",
             )
+        else:
+            _check_witnessed(ctx, key.short(), witnessed[key.short()])
+
+
+def _covers(check: Any, size: int) -> str:
+    """An anchor's description: which records it covers, and by whom."""
+    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    if check.kind == COSIGNATURE:
+        return (
+            f"witness {check.issuer} cosigned the checkpoint of size {size} at "
+            f"{when}: records 0 to {size - 1} are as that witness saw them"
+        )
+    return (
+        f"records 0 to {size - 1} existed before {when}: the checkpoint of size "
+        f"{size} is stamped by {check.issuer} (RFC 3161)"
+    )
+
+
+def _add_anchor(ctx: BundleContext, anchor: Anchor) -> None:
+    if anchor not in ctx.report.anchors:  # the same evidence carried twice
+        ctx.report.anchors.append(anchor)
+
+
+def _check_witnessed(ctx: BundleContext, witness: str, size: int) -> None:
+    """A warning naming the carried records newer than the newest checkpoint
+    ``witness`` cosigned (``unwitnessed``, as ``mltrail verify`` says it): the
+    witness never saw them, so they are the ledger key's word alone."""
+    newer = sorted(seq for seq in ctx.records if seq >= size)
+    if not newer:
+        return
+    listed = ", ".join(map(str, newer[:10])) + (", ..." if len(newer) > 10 else "")
+    ctx.warn(
+        newer[0],
+        "unwitnessed",
+        f"{len(newer)} carried record(s) ({listed}) are newer than the newest "
+        f"checkpoint witness {witness} cosigned (size {size}): the witness never "
+        "saw them, nor that the ledger only grew up to them",
+    )
 
 
 def _check_dates(ctx: BundleContext, size: int, check: Any, what: str) -> None:
