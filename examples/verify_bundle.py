@@ -316,7 +316,8 @@ SUBJECT_MEMBERS = {"model": {"model"}, "data": {"dataset", "model"},
 
 def check_subject(node: str, records: dict[int, Any], blobs: dict[str, bytes]) -> None:
     """A signed record names the subject: its run, source, or a body member
-    ``model`` / ``dataset`` / ``sha256`` (a file also: a carried manifest's line)."""
+    ``model`` / ``dataset`` / ``sha256`` (a file also: a line of a carried
+    manifest, passed as ``blobs``)."""
     kind, _, ident = node.partition(":")
     entries = [record["entry"] for _, record in records.values()]
     if kind == "run":
@@ -369,6 +370,20 @@ def blob_refs(value: Any) -> list[str]:
     return found
 
 
+def manifests(value: Any) -> list[str]:
+    """The digests of the blobs ``value`` gives as a ``manifest`` (a dataset's
+    file list), at any depth: only these name files, not logs or attachments."""
+    if isinstance(value, list):
+        return [d for v in value for d in manifests(v)]
+    if not isinstance(value, dict):
+        return []
+    found = [d for v in value.values() for d in manifests(v)]
+    ref = value.get("manifest")
+    if isinstance(ref, dict) and blob_refs(ref):
+        found.append(ref["blob"])
+    return found
+
+
 def verify(path: Path) -> str:
     """Check the bundle at ``path``; return a one-line summary or raise BundleError."""
     raw = path.read_bytes()
@@ -391,7 +406,8 @@ def verify(path: Path) -> str:
         check_record(seq, data, record, ctx)
     checkpoint_of(bundle["checkpoint"], origin, keys)
     blobs = check_blobs(bundle, records)
-    check_subject(node, records, blobs)
+    lists = {d for _, r in records.values() for d in manifests(r["entry"]["body"])}
+    check_subject(node, records, {d: b for d, b in blobs.items() if d in lists})
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
     return (

@@ -221,6 +221,37 @@ def test_source_and_folder_file_bundles_verify_and_show_their_subject(tmp_path):
     assert "a manifest the bundle carries by hash only may list it" in proc.stdout
 
 
+def test_a_file_subject_is_not_named_by_a_log_line(tmp_path):
+    """A file subject counts as named by a line of a carried *manifest* (the
+    blob a record gives as a dataset's ``manifest``), not by any carried blob:
+    a run whose stdout printed ``{"sha256": X}`` was a proof "of file X" once
+    its subject was relabelled, though no record says the run read or wrote X
+    (the standalone example applies the same rule)."""
+    home = tmp_path / "home"
+    fill(home)
+    other = _id("the production model's weights")
+    script = f"import json; print(json.dumps({{'sha256': '{other}', 'size': 4}}))"
+    ok(mltrail("run", "-q", "--name", "printer", "--", sys.executable, "-c", script,
+               home=home, cwd=tmp_path))  # fmt: skip
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "run.json"
+    ok(mltrail("export", "printer", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    assert any(
+        other in base64.b64decode(b["data"]).decode() for b in bundle["blobs"]
+    )  # the stdout blob is carried
+    bundle["subject"]["node"] = f"file:{other}"
+    path = tmp_path / "relabelled.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "subject" in [p["code"] for p in json.loads(proc.stdout)["problems"]]
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, path], capture_output=True, text=True
+    )
+    assert standalone.returncode == 1, standalone.stdout
+    assert "subject" in standalone.stderr
+
 # -- tampering -----------------------------------------------------------------------
 
 

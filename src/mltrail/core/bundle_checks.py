@@ -69,6 +69,8 @@ class BundleContext:
     bad_seqs: set[int] = field(default_factory=set)
     blobs: dict[str, bytes] = field(default_factory=dict)
     """Carried blobs whose bytes match their digest."""
+    manifests: set[str] = field(default_factory=set)
+    """Digests of the blobs a record gives as a dataset's ``manifest``."""
 
     def problem(self, seq: int | None, code: str, message: str) -> None:
         self.report.problems.append(Problem(seq, code, message))
@@ -378,7 +380,9 @@ def check_subject(ctx: BundleContext, node: str) -> None:
     a ``source.*`` record is of, or a model, file or dataset id a record's body
     gives as its ``model``, ``sha256`` or ``dataset``, or a file a carried manifest
     lists (not any text that holds the id: the subject is what the reader is
-    told the bundle is about). Runs after :func:`check_blobs`."""
+    told the bundle is about; a manifest is a blob a record gives as a
+    dataset's ``manifest``, not a log, script or attachment that happens to
+    hold such a line). Runs after :func:`check_blobs`."""
     kind, _, ident = node.partition(":")
     entries = [d.record.entry for d in ctx.records.values()]
     if kind == "run":
@@ -391,7 +395,12 @@ def check_subject(ctx: BundleContext, node: str) -> None:
     elif kind in _SUBJECT_FIELDS and _HEX.fullmatch(ident):
         members = _SUBJECT_FIELDS[kind]
         found = any(ident in _named(e.body, members) for e in entries) or (
-            kind == "file" and any(_lists_file(b, ident) for b in ctx.blobs.values())
+            kind == "file"
+            and any(
+                _lists_file(data, ident)
+                for digest, data in ctx.blobs.items()
+                if digest in ctx.manifests
+            )
         )
     else:
         found = False
@@ -453,6 +462,8 @@ def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
             purged.add(str(entry.body.get("digest")))
         for ref in find_blob_refs(entry.body):
             refs.setdefault(ref.digest, []).append((seq, ref))
+            if ref.path.endswith(".manifest"):
+                ctx.manifests.add(ref.digest)
     listed: dict[str, dict[str, Any]] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) != {"digest", "size", "data"}:
