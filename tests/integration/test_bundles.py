@@ -252,6 +252,7 @@ def test_a_file_subject_is_not_named_by_a_log_line(tmp_path):
     assert standalone.returncode == 1, standalone.stdout
     assert "subject" in standalone.stderr
 
+
 # -- tampering -----------------------------------------------------------------------
 
 
@@ -610,6 +611,35 @@ def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
 # -- witnesses ------------------------------------------------------------------------
 
 
+def _in(home, *args, stdin):
+    """``mltrail ARGS`` with ``stdin`` as its input."""
+    return ok(subprocess.run(
+        [sys.executable, "-m", "mltrail", *map(str, args)],
+        input=stdin, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+    )).stdout  # fmt: skip
+
+
+def _witness(folder):
+    """(key file, verifier key) of a new witness ``witness.example/w1``."""
+    key = folder / "w.key"
+    vkey = ok(mltrail("witness", "keygen", "--name", "witness.example/w1", "-o", key,
+                      home=folder / "state")).stdout.strip()  # fmt: skip
+    return key, vkey
+
+
+def _cosign(home, witness, old=0):
+    """The witness cosigns the ledger's newest checkpoint (from ``old``, the size
+    it last saw), and the home stores the cosigned note."""
+    key, _ = witness
+    request = ok(mltrail("witness", "request", "--old", old, home=home)).stdout
+    log_key = ok(mltrail("keys", "export", "--format", "vkey", home=home)).stdout
+    first = ("--log-key", log_key.strip()) if old == 0 else ()
+    cosigned = _in(key.parent / "state", "witness", "cosign", "--key", key,
+                   "--name", "witness.example/w1", *first, "-", stdin=request)  # fmt: skip
+    _in(home, "checkpoint", "--cosigned", "-", stdin=cosigned)
+
+
 def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
     """The ledger's owner can rebuild everything after the last checkpoint a
     witness cosigned, so a cosignature vouches only for records below its size.
@@ -619,23 +649,10 @@ def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
     `unwitnessed` (a warning, as `mltrail verify` says it)."""
     home = tmp_path / "home"
     ok(mltrail("init", "--origin", "test.mltrail.local/witness", home=home))
-    key = tmp_path / "w.key"
-    vkey = ok(mltrail("witness", "keygen", "--name", "witness.example/w1", "-o", key,
-                      home=tmp_path / "w")).stdout.strip()  # fmt: skip
+    witness = _witness(tmp_path / "w")
+    vkey = witness[1]
     log_key = ok(mltrail("keys", "export", "--format", "vkey", home=home)).stdout
-    request = ok(mltrail("witness", "request", "--old", "0", home=home)).stdout
-    cosign = subprocess.run(
-        [sys.executable, "-m", "mltrail", "witness", "cosign", "--key", str(key),
-         "--name", "witness.example/w1", "--log-key", log_key.strip(), "-"],
-        input=request, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "MLTRAIL_HOME": str(tmp_path / "w")},
-    )  # fmt: skip
-    cosigned = ok(cosign).stdout
-    ok(subprocess.run(
-        [sys.executable, "-m", "mltrail", "checkpoint", "--cosigned", "-"],
-        input=cosigned, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "MLTRAIL_HOME": str(home)},
-    ))  # fmt: skip
+    _cosign(home, witness)
     opened = open_home(home)
     try:
         opened.ledger.append_many([
@@ -658,7 +675,8 @@ def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
     assert (warning["seq"], warning["severity"]) == (1, "warning")
     assert "(1, 2)" in warning["message"]
     text = ok(mltrail("verify-bundle", out, "--witness-key", vkey, cwd=tmp_path))
-    assert "records 0 to 0" in text.stdout and "unwitnessed" not in text.stdout
+    assert "records 0 to 0" in text.stdout
+    assert "unwitnessed" not in text.stdout  # the text form says it in words
     assert "newer than the newest checkpoint witness" in text.stdout
     verified = json.loads(
         mltrail("verify", "--json", "--witness-key", vkey, home=home).stdout
@@ -666,21 +684,90 @@ def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
     assert "unwitnessed" in [p["code"] for p in verified["problems"]]
 
     # a cosignature of the bundle's own checkpoint covers every carried record
-    request = ok(mltrail("witness", "request", "--old", "1", home=home)).stdout
-    cosign = subprocess.run(
-        [sys.executable, "-m", "mltrail", "witness", "cosign", "--key", str(key),
-         "--name", "witness.example/w1", "-"],
-        input=request, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "MLTRAIL_HOME": str(tmp_path / "w")},
-    )  # fmt: skip
-    ok(subprocess.run(
-        [sys.executable, "-m", "mltrail", "checkpoint", "--cosigned", "-"],
-        input=ok(cosign).stdout, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "MLTRAIL_HOME": str(home)},
-    ))  # fmt: skip
+    _cosign(home, witness, old=1)
     ok(mltrail("export", "run:run-late", "-o", out, home=home))
     report = json.loads(
         ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--json")).stdout
     )
     assert "unwitnessed" not in [p["code"] for p in report["problems"]]
     assert any("size 3" in a["description"] for a in report["anchors"])
+
+
+def test_a_cosignature_listed_first_does_not_soften_a_tokens_error(
+    tmp_path, monkeypatch
+):
+    """A record dated a month after both a TSA's time and a witness's: the
+    token makes it an error, the cosignature a warning, and each record is
+    named once. The owner writes the bundle, so lists the cosignature first:
+    its warning was kept and the token's error dropped (exit 0). Now the error
+    wins whatever the order. And the dates are compared in one walk over the
+    records, however often the bundle repeats its evidence."""
+    from datetime import UTC, datetime, timedelta
+
+    import mltrail.core.bundle_checks as checks
+    from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
+    from mltrail.core.bundle import verify_bundle_bytes
+    from mltrail.testing import FixedClock
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    home = tmp_path / "home"
+    fill(home)
+    witness = _witness(tmp_path / "w")
+    opened = open_home(home)
+    try:
+        promoted = next(
+            r.seq for r in opened.ledger.records() if r.entry.kind == "model.promoted"
+        )
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        ahead = opened.ledger.append(
+            "note", {"text": "reviewed (dated ahead)", "refers_to": promoted}
+        )
+    finally:
+        opened.close()
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=home))
+    _cosign(home, witness)
+    out = tmp_path / "both.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    items = [i for group in bundle["evidence"] for i in group["items"]]
+    assert sorted(i["kind"] for i in items) == ["cosignature", "rfc3161"]
+    bundle["evidence"] = sorted(  # the cosignature's group (or item) first
+        bundle["evidence"],
+        key=lambda g: [i["kind"] != "cosignature" for i in g["items"]],
+    )
+    for group in bundle["evidence"]:
+        group["items"].sort(key=lambda i: i["kind"] != "cosignature")
+    path = tmp_path / "reordered.json"
+    path.write_bytes(canonical_bytes(bundle))
+    args = ("--tsa-ca", ca.ca_pem, "--witness-key", witness[1], "--json")
+    proc = mltrail("verify-bundle", path, *args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    [found] = [
+        p for p in json.loads(proc.stdout)["problems"]
+        if p["code"] == "dated-after-anchor"
+    ]  # fmt: skip
+    assert (found["seq"], found["severity"]) == (ahead.seq, "error")
+
+    for group in bundle["evidence"]:
+        group["items"] *= 50
+    seen = []
+    real_see = checks.LatestDated.see
+    monkeypatch.setattr(
+        checks.LatestDated, "see", lambda self, *a: seen.append(a) or real_see(self, *a)
+    )
+    report = verify_bundle_bytes(
+        canonical_bytes(bundle),
+        BundlePolicy(
+            tsa_roots=load_tsa_ca(ca.ca_pem),
+            witness_keys=parse_witness_keys((witness[1],)),
+        ),
+    )
+    assert [p.seq for p in report.problems if p.code == "dated-after-anchor"] == [
+        ahead.seq
+    ]
+    assert len(seen) <= len(bundle["records"])

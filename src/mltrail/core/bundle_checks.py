@@ -548,6 +548,7 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
     than the newest checkpoint a required witness cosigned are ``unwitnessed``.
     """
     witnessed: dict[str, int] = {}
+    timed: list[tuple[int, Any, str]] = []
     for i, group in enumerate(groups):
         found = _evidence_checkpoint(ctx, i, group)
         if found is None:
@@ -565,7 +566,8 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                 if check.kind == COSIGNATURE:
                     witnessed[check.issuer] = max(size, witnessed.get(check.issuer, 0))
                 _add_anchor(ctx, Anchor(check.kind, _covers(check, size), True))
-                _check_dates(ctx, size, check, f"evidence[{i}] ({check.issuer})")
+                timed.append((size, check, f"evidence[{i}] ({check.issuer})"))
+    _check_dates(ctx, timed)
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:
             ctx.problem(
@@ -613,30 +615,42 @@ def _check_witnessed(ctx: BundleContext, witness: str, size: int) -> None:
     )
 
 
-def _check_dates(ctx: BundleContext, size: int, check: Any, what: str) -> None:
+def _check_dates(ctx: BundleContext, timed: list[tuple[int, Any, str]]) -> None:
     """A carried record below ``size`` dated after the time a verified anchor
-    of the checkpoint of ``size`` attests, as ``mltrail verify`` reports it
-    (``dated-after-anchor``, :mod:`mltrail.core.anchored_time`): an error for
-    an RFC 3161 token, a warning for a cosignature (a witness's clock is not
-    audited), or when a carried later ``clock.reset`` records a clock ahead.
-    Once per record, however many anchors show it."""
-    if check.time is None:
+    ``(size, check, what)`` of the checkpoint of ``size`` attests, as ``mltrail
+    verify`` reports it (``dated-after-anchor``, :mod:`mltrail.core.anchored_time`):
+    an error for an RFC 3161 token, a warning for a cosignature (a witness's
+    clock is not audited), or when a carried later ``clock.reset`` records a
+    clock ahead. Once per record, however many anchors show it: the error when
+    one of them is a token, whatever the order the bundle lists them in. One
+    walk over the records marks every anchored size (a walk per anchor made a
+    bundle repeating one token take records x tokens)."""
+    timed = [t for t in timed if t[1].time is not None]
+    if not timed:
         return
-    dated, marked = LatestDated(), False
-    for seq in sorted(ctx.records):  # resets after the anchor are seen too
-        if seq >= size and not marked:
-            dated.mark(size)
-            marked = True
+    dated, sizes = LatestDated(), sorted({size for size, _, _ in timed}, reverse=True)
+    for seq in sorted(ctx.records):  # resets after an anchor are seen too
+        while sizes and seq >= sizes[-1]:
+            dated.mark(sizes.pop())
         entry = ctx.records[seq].record.entry
         dated.see(seq, entry.kind, entry.time)
-    if not marked:
+    for size in sizes:
         dated.mark(size)
-    when = f"{what}, {check.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-    severity = Severity.WARNING if check.kind == COSIGNATURE else Severity.ERROR
-    found = dated.problem(size, check.time, when, severity=severity)
-    if found is not None and not any(
-        p.code == found.code and p.seq == found.seq for p in ctx.report.problems
-    ):
+    worst: dict[int | None, Problem] = {}
+    for size, check, what in timed:
+        when = f"{what}, {check.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        severity = Severity.WARNING if check.kind == COSIGNATURE else Severity.ERROR
+        found = dated.problem(size, check.time, when, severity=severity)
+        if found is None:
+            continue
+        # an error (a token) outranks a warning (a cosignature) about the same
+        # record, whichever the bundle lists first
+        kept = worst.get(found.seq)
+        if kept is None or (
+            found.severity is Severity.ERROR and kept.severity is not Severity.ERROR
+        ):
+            worst[found.seq] = found
+    for found in worst.values():
         ctx.report.problems.append(found)
         if found.severity is Severity.ERROR and found.seq is not None:
             ctx.bad_seqs.add(found.seq)
