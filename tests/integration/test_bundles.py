@@ -366,6 +366,34 @@ def test_malformed_json_values_are_reported_not_raised(world, tmp_path, edit, me
     assert message in json.dumps(report["problems"])
 
 
+def test_a_flood_of_malformed_items_is_counted_not_listed(world, tmp_path):
+    """Each malformed item is a problem, and a zero takes two bytes: 2 MB of
+    ``0,`` in `records` made a million problems (~100 bytes of report each,
+    as many lines printed); the 2 GiB a bundle may be made a report no memory
+    holds. Past 1,000 of one code, problems are counted in one more line; the
+    verdict still counts them all."""
+    from mltrail.core.bundle_checks import MAX_LISTED
+
+    bundle = json.loads((world / "model.json").read_bytes())
+    bundle["records"] += [0] * 5000
+    bundle["blobs"] += [0] * 1500
+    path = tmp_path / "flood.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    problems = report["problems"]
+    assert len(problems) < 2 * MAX_LISTED + 20
+    codes = [p["code"] for p in problems]
+    assert (codes.count("record"), codes.count("blob")) == (1001, 1001)
+    assert "4,000 more record problem(s)" in json.dumps(problems)
+    assert "500 more blob problem(s)" in json.dumps(problems)
+    assert report["verdict"].startswith("bundle NOT intact: 6,5")
+    text = mltrail("verify-bundle", path, cwd=tmp_path)
+    assert text.returncode == 3
+    assert len(text.stdout.splitlines()) < 2 * MAX_LISTED + 20
+
+
 def test_a_reformatted_bundle_says_its_digest_is_not_the_files(world, tmp_path):
     """The digest is of the canonical form: a pretty-printed copy of the same
     content verifies with the same digest, and the report says the file's own

@@ -149,6 +149,8 @@ class BundleReport:
     evidence: list[EvidenceCheck] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    errors_unlisted: int = 0
+    """Errors past the listing limit, beyond the one problem that counts them."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -181,7 +183,8 @@ class BundleReport:
                 f"proven in its checkpoint of size {self.size}, {blobs} checked{whose}"
             )
         first = self.errors[0] if self.errors else "no record was checked"
-        return f"bundle NOT intact: {len(self.errors) or 1} error(s); first: {first}"
+        count = len(self.errors) + self.errors_unlisted or 1
+        return f"bundle NOT intact: {count:,} error(s); first: {first}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -242,12 +245,12 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         subject=str(bundle["subject"].get("node", "")),
     )
     ctx = BundleContext(report=report, policy=policy)
-    if not check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
-        return report
-    check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
-    check_blobs(ctx, bundle["blobs"])
-    check_subject(ctx, bundle["subject"]["node"])
-    check_evidence(ctx, bundle["evidence"])
+    if check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
+        check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
+        check_blobs(ctx, bundle["blobs"])
+        check_subject(ctx, bundle["subject"]["node"])
+        check_evidence(ctx, bundle["evidence"])
+    ctx.finish()
     return report
 
 

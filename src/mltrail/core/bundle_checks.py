@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mltrail.core.bundle import BundlePolicy, BundleReport
 
 __all__ = [
+    "MAX_LISTED",
     "BundleContext",
     "check_blobs",
     "check_checkpoint",
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+
+MAX_LISTED = 1000
+"""Problems of one code a report lists; the rest are counted in one more."""
 
 
 @dataclass
@@ -72,13 +76,46 @@ class BundleContext:
     manifests: set[str] = field(default_factory=set)
     """Digests of the blobs a record gives as a dataset's ``manifest``."""
 
+    unlisted: dict[tuple[str, Severity], int] = field(default_factory=dict)
+    """Problems past :data:`MAX_LISTED` of their code, counted, not kept."""
+
     def problem(self, seq: int | None, code: str, message: str) -> None:
-        self.report.problems.append(Problem(seq, code, message))
+        self.add(Problem(seq, code, message))
         if seq is not None:
             self.bad_seqs.add(seq)
 
     def warn(self, seq: int | None, code: str, message: str) -> None:
-        self.report.problems.append(Problem(seq, code, message, Severity.WARNING))
+        self.add(Problem(seq, code, message, Severity.WARNING))
+
+    def add(self, problem: Problem) -> None:
+        """Keep ``problem``, or only count it past :data:`MAX_LISTED` of its code
+        (a bundle of a million malformed items made a million problems: gigabytes
+        of report, and as many lines printed, from megabytes of input)."""
+        listed = self._listed.get(problem.code, 0)
+        if listed < MAX_LISTED:
+            self._listed[problem.code] = listed + 1
+            self.report.problems.append(problem)
+            return
+        key = (problem.code, problem.severity)
+        self.unlisted[key] = self.unlisted.get(key, 0) + 1
+
+    def finish(self) -> None:
+        """Add one problem per code saying how many more were not listed."""
+        for (code, severity), count in self.unlisted.items():
+            if severity is Severity.ERROR:
+                self.report.errors_unlisted += count - 1
+            self.report.problems.append(
+                Problem(
+                    None,
+                    code,
+                    f"{count:,} more {code} problem(s) like the {MAX_LISTED:,} above "
+                    "are not listed",
+                    severity,
+                )
+            )
+        self.unlisted.clear()
+
+    _listed: dict[str, int] = field(default_factory=dict)
 
 
 # -- the checkpoint ------------------------------------------------------------
@@ -651,7 +688,7 @@ def _check_dates(ctx: BundleContext, timed: list[tuple[int, Any, str]]) -> None:
         ):
             worst[found.seq] = found
     for found in worst.values():
-        ctx.report.problems.append(found)
+        ctx.add(found)
         if found.severity is Severity.ERROR and found.seq is not None:
             ctx.bad_seqs.add(found.seq)
 
