@@ -11,8 +11,8 @@ key.revoked records make valid at that seq (an author key, one added with an
 ``identity``, must carry a valid proof and signs only entries whose
 ``actor.user`` is that identity, never key records, clock resets, purges or
 checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof to
-the checkpoint; the checkpoint's C2SP signed-note signature; every carried
-blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
+the checkpoint; the checkpoint's C2SP signed-note signature; that every
+blob a record references is listed, and every carried blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
 (``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
 record named. The keys come from the bundle: compare the genesis key printed
 with the one the ledger's owner published.
@@ -284,7 +284,8 @@ def check_record(
 
 
 def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> dict[str, bytes]:
-    """Every carried blob's SHA-256; returns the carried blobs' bytes by digest."""
+    """Every referenced blob is listed once, and every carried blob's SHA-256;
+    returns the carried blobs' bytes by digest."""
     wanted = set()
     for _, record in records.values():
         wanted |= set(blob_refs(record["entry"]["body"]))
@@ -294,6 +295,11 @@ def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> dict[str, by
         if r["entry"]["kind"] == "blob.purged"
     }
     some = any(blob["data"] is not None for blob in bundle["blobs"])
+    listed = [blob["digest"] for blob in bundle["blobs"]]
+    for digest in sorted(wanted - set(listed)):  # left out, not even by hash
+        raise BundleError(f"blob {digest} is referenced by a record but not listed")
+    if len(set(listed)) != len(listed):
+        raise BundleError("a blob is listed twice")
     carried = {}
     for blob in bundle["blobs"]:
         if blob["digest"] not in wanted:

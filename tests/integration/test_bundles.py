@@ -293,6 +293,13 @@ def edit_blob(b):
     return "blob"
 
 
+def drop_blob(b):
+    """A referenced blob left out of the list altogether (the standalone example
+    checked only the blobs listed, and said intact)."""
+    b["blobs"] = b["blobs"][1:]
+    return "blob"
+
+
 def edit_checkpoint(b):
     lines = b["checkpoint"].split("\n")
     lines[2] = base64.b64encode(b"\x01" * 32).decode()
@@ -334,8 +341,8 @@ def subject_of_no_kind(b):
     return "subject"
 
 
-TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record,
-           subject_is_a_key_id, subject_is_a_dataset_called_a_model,
+TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, drop_blob, edit_checkpoint,
+           drop_record, subject_is_a_key_id, subject_is_a_dataset_called_a_model,
            subject_of_no_kind]  # fmt: skip
 
 
