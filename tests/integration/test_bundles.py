@@ -711,8 +711,10 @@ def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
     assert "(1, 2)" in warning["message"]
     text = ok(mltrail("verify-bundle", out, "--witness-key", vkey, cwd=tmp_path))
     assert "records 0 to 0" in text.stdout
-    assert "unwitnessed" not in text.stdout  # the text form says it in words
     assert "newer than the newest checkpoint witness" in text.stdout
+    quiet = ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--quiet"))
+    assert "(unwitnessed)" in quiet.stdout  # the verdict alone says so too
+    assert "(unwitnessed)" in report["verdict"]
     verified = json.loads(
         mltrail("verify", "--json", "--witness-key", vkey, home=home).stdout
     )
@@ -725,6 +727,7 @@ def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
         ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--json")).stdout
     )
     assert "unwitnessed" not in [p["code"] for p in report["problems"]]
+    assert "unwitnessed" not in report["verdict"]
     assert any("size 3" in a["description"] for a in report["anchors"])
 
 

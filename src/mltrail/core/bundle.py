@@ -178,6 +178,11 @@ class BundleReport:
                 if unpinned
                 else ""
             )
+            if any(p.code == "unwitnessed" for p in self.problems):
+                whose += (
+                    "; carried records newer than a --witness-key witness cosigned "
+                    "(unwitnessed)"
+                )
             return (
                 f"bundle intact: {self.records_checked} record(s) of {self.origin} "
                 f"proven in its checkpoint of size {self.size}, {blobs} checked{whose}"
