@@ -179,6 +179,46 @@ def test_no_blobs_carries_hashes_only(world, clean_env):
     assert report["blobs_absent"] == 3
 
 
+def test_a_model_bundle_carries_the_gates_its_promotions_passed(tmp_path):
+    """A promotion is read against the gate of its stage: `production` needs 2
+    approvals, the gate is lowered to 0 (with a note), the model promoted with
+    none, and the gate raised again. The bundle carried the promotion but no
+    `stage.gated` record, so a reader could not tell that approvals were
+    required, nor that the gate was lowered for this one promotion."""
+    home = tmp_path / "home"
+    fill(home)
+    ok(mltrail("model", "gate", "production", "--require-approval", "2", home=home))
+    ok(mltrail("model", "gate", "production", "--require-approval", "0",
+               "--note", "just this once", home=home))  # fmt: skip
+    opened = open_home(home)
+    try:
+        opened.ledger.append(
+            "model.promoted",
+            {"model": MODEL, "model_type": "model", "stage": "production",
+             "action": "enter", "run": "run-tune"},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    ok(mltrail("model", "gate", "production", "--require-approval", "2", home=home))
+    ok(mltrail("model", "gate", "staging", "--require-approval", "1", home=home))
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "gated.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    gates = [
+        json.loads(r["record"])["entry"]["body"]
+        for r in bundle["records"]
+        if '"kind":"stage.gated"' in r["record"]
+    ]
+    assert [(g["stage"], g["require_approval"]) for g in gates] == [
+        ("production", 2),
+        ("production", 0),
+        ("production", 2),
+    ]  # the staging gate is of no stage the model entered
+    assert gates[1]["note"] == "just this once"
+    ok(mltrail("verify-bundle", out))
+
+
 def test_unknown_subject_is_a_clean_input_error(world):
     proc = mltrail("export", "nothing-like-this", "-o", world / "x.json",
                    home=world / "home")  # fmt: skip
