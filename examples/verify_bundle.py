@@ -12,7 +12,8 @@ key.revoked records make valid at that seq (an author key, one added with an
 ``actor.user`` is that identity, never key records, clock resets, purges or
 checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof to
 the checkpoint; the checkpoint's C2SP signed-note signature; that every
-blob a record references is listed, and every carried blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
+blob a record references is listed, and every carried blob's SHA-256. It does
+not check RFC 3161 tokens or witness cosignatures
 (``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
 record named. The keys come from the bundle: compare the genesis key printed
 with the one the ledger's owner published.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -208,10 +210,16 @@ def read_records(bundle: dict[str, Any]) -> dict[int, tuple[bytes, dict[str, Any
         if record["seq"] != seq or seq in records:
             raise BundleError(f"record {seq}: listed under another seq, or twice")
         records[seq] = (data, record)
-    if sorted(records) != sorted(bundle["subject"]["seqs"]):
-        missing = sorted(set(bundle["subject"]["seqs"]) ^ set(records))
+    listed = bundle["subject"]["seqs"]
+    if sorted(records) != listed:
+        missing = sorted(set(listed) ^ set(records))
+        if missing:
+            raise BundleError(
+                f"record {missing[0]} is missing or not listed in the contents"
+            )
+        twice = next(b for a, b in itertools.pairwise(listed) if b <= a)
         raise BundleError(
-            f"record {missing[0]} is missing or not listed in the contents"
+            f"record {twice}: the contents (subject.seqs) list it twice or out of order"
         )
     return records
 

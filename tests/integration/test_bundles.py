@@ -353,6 +353,14 @@ def drop_record(b):
     return f"record {seq}"
 
 
+def list_a_seq_twice(b):
+    """The contents name a carried record twice (mltrail counted it once and
+    said intact; the standalone example failed with an IndexError)."""
+    seq = b["subject"]["seqs"][3]
+    b["subject"]["seqs"].append(seq)
+    return f"record {seq}"
+
+
 def swap_keys(b, other):
     b["records"][0] = other["records"][0]  # another ledger's genesis key record
     return "record 0"
@@ -382,7 +390,7 @@ def subject_of_no_kind(b):
 
 
 TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, drop_blob, edit_checkpoint,
-           drop_record, subject_is_a_key_id, subject_is_a_dataset_called_a_model,
+           drop_record, list_a_seq_twice, subject_is_a_key_id, subject_is_a_dataset_called_a_model,
            subject_of_no_kind]  # fmt: skip
 
 

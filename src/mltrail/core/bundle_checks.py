@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.anchored_time import LatestDated
@@ -226,6 +227,14 @@ def check_records(ctx: BundleContext, items: list[Any], listed: list[int]) -> No
         )
     for seq in sorted(seqs - set(listed)):
         ctx.problem(seq, "unlisted", f"record {seq} is not in the bundle's contents")
+    twice = next((b for a, b in pairwise(listed) if b <= a), None)
+    if twice is not None:  # the contents say how many records are carried
+        ctx.problem(
+            twice,
+            "unlisted",
+            f"the bundle's contents (subject.seqs) list record {twice} twice or out "
+            "of order: they list each carried record once, ascending",
+        )
     _build_keyring(ctx)
     signed = _check_pins(ctx) and _check_note_signed(
         ctx,
