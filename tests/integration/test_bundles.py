@@ -519,6 +519,10 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
     assert proc.returncode == 3
     problems = json.loads(proc.stdout)["problems"]
     assert [p["seq"] for p in problems if p["code"] == "trust-key"] == [0]
+    # unpinned, the whole genesis key id is shown to compare with the published
+    # one (16 hex digits are 64 bits: a prefix a forger can grind a key for)
+    unpinned = ok(mltrail("verify-bundle", world / "model.json", cwd=tmp_path))
+    assert f"genesis key {key_id} from the bundle (unpinned)" in unpinned.stdout
     pinned = ok(mltrail("verify-bundle", world / "model.json", "--trust-key", key_id,
                         "--json", cwd=tmp_path))  # fmt: skip
     report = json.loads(pinned.stdout)

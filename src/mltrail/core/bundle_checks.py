@@ -359,17 +359,17 @@ def _key_anchor(ctx: BundleContext) -> Anchor:
     if ctx.policy.trusted_keys:
         names = ", ".join(f"{k[:16]}..." for k in sorted(ctx.policy.trusted_keys))
         return Anchor("key", f"key {names} (pinned with --trust-key)", True)
+    # the whole key id: a reader compares it with the one the owner published,
+    # and 16 hex digits (64 bits) is a prefix a forger can grind a key for
     genesis = ctx.keyring.genesis_key or "?"
     ctx.warn(
         None,
         "unpinned",
-        f"the keys came from the bundle itself (unpinned; genesis key {genesis[:16]}...):"
+        f"the keys came from the bundle itself (unpinned; genesis key {genesis}):"
         " anyone can make a bundle that verifies this way; pass --trust-key with "
         "the ledger's key (`mltrail keys export`) to prove whose ledger it is",
     )
-    return Anchor(
-        "key", f"genesis key {genesis[:16]}... from the bundle (unpinned)", False
-    )
+    return Anchor("key", f"genesis key {genesis} from the bundle (unpinned)", False)
 
 
 def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
