@@ -449,6 +449,20 @@ def test_a_flood_of_malformed_items_is_counted_not_listed(world, tmp_path):
     assert len(text.stdout.splitlines()) < 2 * MAX_LISTED + 20
 
 
+def test_an_unterminated_string_is_refused_at_once(tmp_path):
+    """400 KB of escaped quotes in a string left open (with more brackets in the
+    file than a bundle nests) kept verify-bundle busy for a quarter of an hour,
+    in the depth check before the parser (each quote started a string match
+    that ran to the end and failed); now it is refused at once, not JSON."""
+    path = tmp_path / "open.json"
+    path.write_bytes(b'{"records":[["' + b'\\"' * 200_000 + b"[" * 20)
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)  # timeout 120 s
+    assert proc.returncode == 3, proc.stderr
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert problem["code"] == "bundle"
+    assert "not valid JSON" in problem["message"]
+
+
 def test_a_reformatted_bundle_says_its_digest_is_not_the_files(world, tmp_path):
     """The digest is of the canonical form: a pretty-printed copy of the same
     content verifies with the same digest, and the report says the file's own
