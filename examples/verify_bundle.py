@@ -158,6 +158,8 @@ def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, by
     lines = body[:-1].split("\n")
     if len(lines) < 3 or lines[0] != origin:
         raise BundleError(f"the checkpoint is not of the ledger {origin!r}")
+    if not (lines[1].isascii() and lines[1].isdigit() and len(lines[1]) <= 20):
+        raise BundleError("the checkpoint's tree size is not a number below 2**64")
     size, root = int(lines[1]), _b64(lines[2])
     keys = {  # log keys only: an author key never signs a checkpoint
         k: v[0]

@@ -347,6 +347,15 @@ def edit_checkpoint(b):
     return "checkpoint"
 
 
+def huge_checkpoint_size(b):
+    """A tree size int() cannot read (more than 4,300 digits): verify-bundle
+    crashed with a ValueError traceback, exit 1."""
+    lines = b["checkpoint"].split("\n")
+    lines[1] = "1" * 5000
+    b["checkpoint"] = "\n".join(lines)
+    return "checkpoint"
+
+
 def drop_record(b):
     seq = _seq_of(b, "run.data")
     b["records"] = [r for r in b["records"] if r["seq"] != seq]
@@ -390,8 +399,8 @@ def subject_of_no_kind(b):
 
 
 TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, drop_blob, edit_checkpoint,
-           drop_record, list_a_seq_twice, subject_is_a_key_id, subject_is_a_dataset_called_a_model,
-           subject_of_no_kind]  # fmt: skip
+           huge_checkpoint_size, drop_record, list_a_seq_twice, subject_is_a_key_id,
+           subject_is_a_dataset_called_a_model, subject_of_no_kind]  # fmt: skip
 
 
 @pytest.mark.parametrize(
