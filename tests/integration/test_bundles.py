@@ -670,6 +670,19 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
     proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout
 
+    # the TSA's name (CN) as a string of a kind no ASN.1 string has: the library
+    # decodes it only when read, and its KeyError went out of verify-bundle
+    # (a traceback, exit 1) with or without --tsa-ca
+    odd = bytearray(token)
+    odd[token.index(b"\x06\x03\x55\x04\x03\x0c") + 5] = 0x9A
+    group["items"][0]["token"] = base64.b64encode(bytes(odd)).decode()
+    path.write_bytes(canonical_bytes(bundle))
+    for args in ((), ("--tsa-ca", ca.ca_pem)):
+        proc = mltrail("verify-bundle", path, "--json", *args, cwd=tmp_path)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        problems = json.loads(proc.stdout)["problems"]
+        assert "not a valid RFC 3161 reply" in json.dumps(problems)
+
 
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     """A regulator holding only the bundle sees what `mltrail verify` sees: a
