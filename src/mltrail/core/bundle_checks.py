@@ -76,7 +76,8 @@ class BundleContext:
     """Carried blobs whose bytes match their digest."""
     manifests: set[str] = field(default_factory=set)
     """Digests of the blobs a record gives as a dataset's ``manifest``."""
-
+    listed: dict[str, int] = field(default_factory=dict)
+    """Problems kept, by code."""
     unlisted: dict[tuple[str, Severity], int] = field(default_factory=dict)
     """Problems past :data:`MAX_LISTED` of their code, counted, not kept."""
 
@@ -92,9 +93,9 @@ class BundleContext:
         """Keep ``problem``, or only count it past :data:`MAX_LISTED` of its code
         (a bundle of a million malformed items made a million problems: gigabytes
         of report, and as many lines printed, from megabytes of input)."""
-        listed = self._listed.get(problem.code, 0)
-        if listed < MAX_LISTED:
-            self._listed[problem.code] = listed + 1
+        kept = self.listed.get(problem.code, 0)
+        if kept < MAX_LISTED:
+            self.listed[problem.code] = kept + 1
             self.report.problems.append(problem)
             return
         key = (problem.code, problem.severity)
@@ -115,8 +116,6 @@ class BundleContext:
                 )
             )
         self.unlisted.clear()
-
-    _listed: dict[str, int] = field(default_factory=dict)
 
 
 # -- the checkpoint ------------------------------------------------------------
