@@ -731,6 +731,42 @@ def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     }
 
 
+def test_a_bundle_names_a_record_dated_after_this_machines_clock(world, tmp_path):
+    """`mltrail verify` warns `future` about a record dated more than the
+    tolerance after the verifying machine's clock; a regulator holding only the
+    bundle saw nothing of a review dated a month ahead. Now verify-bundle
+    gives the same warning, naming the record (exit 0: whose clock is wrong
+    cannot be told)."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.testing import FixedClock
+
+    home = tmp_path / "home"
+    fill(home)
+    opened = open_home(home)
+    try:
+        promoted = next(
+            r.seq for r in opened.ledger.records() if r.entry.kind == "model.promoted"
+        )
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        ahead = opened.ledger.append(
+            "note", {"text": "reviewed (dated ahead)", "refers_to": promoted}
+        )
+    finally:
+        opened.close()
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "ahead.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    report = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
+    [found] = [p for p in report["problems"] if p["code"] == "future"]
+    assert (found["seq"], found["severity"]) == (ahead.seq, "warning")
+    assert "after this machine's clock" in found["message"]
+    clean = json.loads(
+        ok(mltrail("verify-bundle", world / "model.json", "--json")).stdout
+    )
+    assert "future" not in [p["code"] for p in clean["problems"]]
+
+
 # -- witnesses ------------------------------------------------------------------------
 
 

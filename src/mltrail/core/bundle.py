@@ -21,6 +21,7 @@ from mltrail.core.bundle_checks import (
     check_blobs,
     check_checkpoint,
     check_evidence,
+    check_future,
     check_records,
     check_subject,
 )
@@ -31,6 +32,7 @@ from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
+    from datetime import datetime
 
     from cryptography.x509 import Certificate
 
@@ -132,6 +134,10 @@ class BundlePolicy:
     """Ledger origins the pinned verifier keys name: the bundle's must be one."""
     tsa_roots: Sequence[Certificate] = ()
     witness_keys: Sequence[WitnessKey] = ()
+    now: datetime | None = None
+    """The verifying machine's clock: a carried record dated more than the
+    tolerance after it is the warning ``future``, as ``mltrail verify`` says it
+    (None: not compared; core reads no clock)."""
 
 
 @dataclass
@@ -255,6 +261,7 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         check_blobs(ctx, bundle["blobs"])
         check_subject(ctx, bundle["subject"]["node"])
         check_evidence(ctx, bundle["evidence"])
+        check_future(ctx)
     ctx.finish()
     return report
 

@@ -50,6 +50,7 @@ __all__ = [
     "check_blobs",
     "check_checkpoint",
     "check_evidence",
+    "check_future",
     "check_records",
     "check_subject",
 ]
@@ -622,6 +623,22 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
             )
         else:
             _check_witnessed(ctx, key.short(), witnessed[key.short()])
+
+
+def check_future(ctx: BundleContext) -> None:
+    """The latest-dated carried record, when dated more than the tolerance after
+    the verifying machine's clock (``policy.now``): the warning ``future``, as
+    ``mltrail verify`` gives it (a writer's clock ran ahead, the entry was dated
+    forward, or this clock is behind)."""
+    if ctx.policy.now is None:
+        return
+    dated = LatestDated()
+    for seq in sorted(ctx.records):
+        entry = ctx.records[seq].record.entry
+        dated.see(seq, entry.kind, entry.time)
+    found = dated.after(ctx.policy.now)
+    if found is not None:
+        ctx.add(found)
 
 
 def _covers(check: Any, size: int) -> str:
