@@ -11,8 +11,9 @@ key.revoked records make valid at that seq (an author key, one added with an
 ``identity``, must carry a valid proof and signs only entries whose
 ``actor.user`` is that identity, never key records, clock resets, purges or
 checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof to
-the checkpoint; the checkpoint's C2SP signed-note signature; every carried
-blob's SHA-256. It does not check RFC 3161 tokens or witness cosignatures
+the checkpoint; the checkpoint's C2SP signed-note signature; that every
+blob a record references is listed, and every carried blob's SHA-256. It does
+not check RFC 3161 tokens or witness cosignatures
 (``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
 record named. The keys come from the bundle: compare the genesis key printed
 with the one the ledger's owner published.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -156,6 +158,8 @@ def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, by
     lines = body[:-1].split("\n")
     if len(lines) < 3 or lines[0] != origin:
         raise BundleError(f"the checkpoint is not of the ledger {origin!r}")
+    if not (lines[1].isascii() and lines[1].isdigit() and len(lines[1]) <= 20):
+        raise BundleError("the checkpoint's tree size is not a number below 2**64")
     size, root = int(lines[1]), _b64(lines[2])
     keys = {  # log keys only: an author key never signs a checkpoint
         k: v[0]
@@ -208,10 +212,16 @@ def read_records(bundle: dict[str, Any]) -> dict[int, tuple[bytes, dict[str, Any
         if record["seq"] != seq or seq in records:
             raise BundleError(f"record {seq}: listed under another seq, or twice")
         records[seq] = (data, record)
-    if sorted(records) != sorted(bundle["subject"]["seqs"]):
-        missing = sorted(set(bundle["subject"]["seqs"]) ^ set(records))
+    listed = bundle["subject"]["seqs"]
+    if sorted(records) != listed:
+        missing = sorted(set(listed) ^ set(records))
+        if missing:
+            raise BundleError(
+                f"record {missing[0]} is missing or not listed in the contents"
+            )
+        twice = next(b for a, b in itertools.pairwise(listed) if b <= a)
         raise BundleError(
-            f"record {missing[0]} is missing or not listed in the contents"
+            f"record {twice}: the contents (subject.seqs) list it twice or out of order"
         )
     return records
 
@@ -284,7 +294,8 @@ def check_record(
 
 
 def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> dict[str, bytes]:
-    """Every carried blob's SHA-256; returns the carried blobs' bytes by digest."""
+    """Every referenced blob is listed once, and every carried blob's SHA-256;
+    returns the carried blobs' bytes by digest."""
     wanted = set()
     for _, record in records.values():
         wanted |= set(blob_refs(record["entry"]["body"]))
@@ -294,6 +305,11 @@ def check_blobs(bundle: dict[str, Any], records: dict[int, Any]) -> dict[str, by
         if r["entry"]["kind"] == "blob.purged"
     }
     some = any(blob["data"] is not None for blob in bundle["blobs"])
+    listed = [blob["digest"] for blob in bundle["blobs"]]
+    for digest in sorted(wanted - set(listed)):  # left out, not even by hash
+        raise BundleError(f"blob {digest} is referenced by a record but not listed")
+    if len(set(listed)) != len(listed):
+        raise BundleError("a blob is listed twice")
     carried = {}
     for blob in bundle["blobs"]:
         if blob["digest"] not in wanted:
@@ -316,7 +332,8 @@ SUBJECT_MEMBERS = {"model": {"model"}, "data": {"dataset", "model"},
 
 def check_subject(node: str, records: dict[int, Any], blobs: dict[str, bytes]) -> None:
     """A signed record names the subject: its run, source, or a body member
-    ``model`` / ``dataset`` / ``sha256`` (a file also: a carried manifest's line)."""
+    ``model`` / ``dataset`` / ``sha256`` (a file also: a line of a carried
+    manifest, passed as ``blobs``)."""
     kind, _, ident = node.partition(":")
     entries = [record["entry"] for _, record in records.values()]
     if kind == "run":
@@ -369,6 +386,20 @@ def blob_refs(value: Any) -> list[str]:
     return found
 
 
+def manifests(value: Any) -> list[str]:
+    """The digests of the blobs ``value`` gives as a ``manifest`` (a dataset's
+    file list), at any depth: only these name files, not logs or attachments."""
+    if isinstance(value, list):
+        return [d for v in value for d in manifests(v)]
+    if not isinstance(value, dict):
+        return []
+    found = [d for v in value.values() for d in manifests(v)]
+    ref = value.get("manifest")
+    if isinstance(ref, dict) and blob_refs(ref):
+        found.append(ref["blob"])
+    return found
+
+
 def verify(path: Path) -> str:
     """Check the bundle at ``path``; return a one-line summary or raise BundleError."""
     raw = path.read_bytes()
@@ -391,7 +422,8 @@ def verify(path: Path) -> str:
         check_record(seq, data, record, ctx)
     checkpoint_of(bundle["checkpoint"], origin, keys)
     blobs = check_blobs(bundle, records)
-    check_subject(node, records, blobs)
+    lists = {d for _, r in records.values() for d in manifests(r["entry"]["body"])}
+    check_subject(node, records, {d: b for d, b in blobs.items() if d in lists})
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
     return (

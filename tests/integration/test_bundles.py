@@ -179,6 +179,46 @@ def test_no_blobs_carries_hashes_only(world, clean_env):
     assert report["blobs_absent"] == 3
 
 
+def test_a_model_bundle_carries_the_gates_its_promotions_passed(tmp_path):
+    """A promotion is read against the gate of its stage: `production` needs 2
+    approvals, the gate is lowered to 0 (with a note), the model promoted with
+    none, and the gate raised again. The bundle carried the promotion but no
+    `stage.gated` record, so a reader could not tell that approvals were
+    required, nor that the gate was lowered for this one promotion."""
+    home = tmp_path / "home"
+    fill(home)
+    ok(mltrail("model", "gate", "production", "--require-approval", "2", home=home))
+    ok(mltrail("model", "gate", "production", "--require-approval", "0",
+               "--note", "just this once", home=home))  # fmt: skip
+    opened = open_home(home)
+    try:
+        opened.ledger.append(
+            "model.promoted",
+            {"model": MODEL, "model_type": "model", "stage": "production",
+             "action": "enter", "run": "run-tune"},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    ok(mltrail("model", "gate", "production", "--require-approval", "2", home=home))
+    ok(mltrail("model", "gate", "staging", "--require-approval", "1", home=home))
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "gated.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    gates = [
+        json.loads(r["record"])["entry"]["body"]
+        for r in bundle["records"]
+        if '"kind":"stage.gated"' in r["record"]
+    ]
+    assert [(g["stage"], g["require_approval"]) for g in gates] == [
+        ("production", 2),
+        ("production", 0),
+        ("production", 2),
+    ]  # the staging gate is of no stage the model entered
+    assert gates[1]["note"] == "just this once"
+    ok(mltrail("verify-bundle", out))
+
+
 def test_unknown_subject_is_a_clean_input_error(world):
     proc = mltrail("export", "nothing-like-this", "-o", world / "x.json",
                    home=world / "home")  # fmt: skip
@@ -221,6 +261,38 @@ def test_source_and_folder_file_bundles_verify_and_show_their_subject(tmp_path):
     assert "a manifest the bundle carries by hash only may list it" in proc.stdout
 
 
+def test_a_file_subject_is_not_named_by_a_log_line(tmp_path):
+    """A file subject counts as named by a line of a carried *manifest* (the
+    blob a record gives as a dataset's ``manifest``), not by any carried blob:
+    a run whose stdout printed ``{"sha256": X}`` was a proof "of file X" once
+    its subject was relabelled, though no record says the run read or wrote X
+    (the standalone example applies the same rule)."""
+    home = tmp_path / "home"
+    fill(home)
+    other = _id("the production model's weights")
+    script = f"import json; print(json.dumps({{'sha256': '{other}', 'size': 4}}))"
+    ok(mltrail("run", "-q", "--name", "printer", "--", sys.executable, "-c", script,
+               home=home, cwd=tmp_path))  # fmt: skip
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "run.json"
+    ok(mltrail("export", "printer", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    assert any(
+        other in base64.b64decode(b["data"]).decode() for b in bundle["blobs"]
+    )  # the stdout blob is carried
+    bundle["subject"]["node"] = f"file:{other}"
+    path = tmp_path / "relabelled.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "subject" in [p["code"] for p in json.loads(proc.stdout)["problems"]]
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, path], capture_output=True, text=True
+    )
+    assert standalone.returncode == 1, standalone.stdout
+    assert "subject" in standalone.stderr
+
+
 # -- tampering -----------------------------------------------------------------------
 
 
@@ -261,6 +333,13 @@ def edit_blob(b):
     return "blob"
 
 
+def drop_blob(b):
+    """A referenced blob left out of the list altogether (the standalone example
+    checked only the blobs listed, and said intact)."""
+    b["blobs"] = b["blobs"][1:]
+    return "blob"
+
+
 def edit_checkpoint(b):
     lines = b["checkpoint"].split("\n")
     lines[2] = base64.b64encode(b"\x01" * 32).decode()
@@ -268,9 +347,26 @@ def edit_checkpoint(b):
     return "checkpoint"
 
 
+def huge_checkpoint_size(b):
+    """A tree size int() cannot read (more than 4,300 digits): verify-bundle
+    crashed with a ValueError traceback, exit 1."""
+    lines = b["checkpoint"].split("\n")
+    lines[1] = "1" * 5000
+    b["checkpoint"] = "\n".join(lines)
+    return "checkpoint"
+
+
 def drop_record(b):
     seq = _seq_of(b, "run.data")
     b["records"] = [r for r in b["records"] if r["seq"] != seq]
+    return f"record {seq}"
+
+
+def list_a_seq_twice(b):
+    """The contents name a carried record twice (mltrail counted it once and
+    said intact; the standalone example failed with an IndexError)."""
+    seq = b["subject"]["seqs"][3]
+    b["subject"]["seqs"].append(seq)
     return f"record {seq}"
 
 
@@ -302,9 +398,9 @@ def subject_of_no_kind(b):
     return "subject"
 
 
-TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, edit_checkpoint, drop_record,
-           subject_is_a_key_id, subject_is_a_dataset_called_a_model,
-           subject_of_no_kind]  # fmt: skip
+TAMPERS = [edit_body, edit_sig, edit_proof, edit_blob, drop_blob, edit_checkpoint,
+           huge_checkpoint_size, drop_record, list_a_seq_twice, subject_is_a_key_id,
+           subject_is_a_dataset_called_a_model, subject_of_no_kind]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -332,6 +428,48 @@ def test_malformed_json_values_are_reported_not_raised(world, tmp_path, edit, me
     report = json.loads(proc.stdout)
     assert not report["ok"]
     assert message in json.dumps(report["problems"])
+
+
+def test_a_flood_of_malformed_items_is_counted_not_listed(world, tmp_path):
+    """Each malformed item is a problem, and a zero takes two bytes: 2 MB of
+    ``0,`` in `records` made a million problems (~100 bytes of report each,
+    as many lines printed); the 2 GiB a bundle may be made a report no memory
+    holds. Past 1,000 of one code, problems are counted in one more line; the
+    verdict still counts them all."""
+    from mltrail.core.bundle_checks import MAX_LISTED
+
+    bundle = json.loads((world / "model.json").read_bytes())
+    bundle["records"] += [0] * 5000
+    bundle["blobs"] += [0] * 1500
+    path = tmp_path / "flood.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    problems = report["problems"]
+    assert len(problems) < 2 * MAX_LISTED + 20
+    codes = [p["code"] for p in problems]
+    assert (codes.count("record"), codes.count("blob")) == (1001, 1001)
+    assert "4,000 more record problem(s)" in json.dumps(problems)
+    assert "500 more blob problem(s)" in json.dumps(problems)
+    assert report["verdict"].startswith("bundle NOT intact: 6,5")
+    text = mltrail("verify-bundle", path, cwd=tmp_path)
+    assert text.returncode == 3
+    assert len(text.stdout.splitlines()) < 2 * MAX_LISTED + 20
+
+
+def test_an_unterminated_string_is_refused_at_once(tmp_path):
+    """400 KB of escaped quotes in a string left open (with more brackets in the
+    file than a bundle nests) kept verify-bundle busy for a quarter of an hour,
+    in the depth check before the parser (each quote started a string match
+    that ran to the end and failed); now it is refused at once, not JSON."""
+    path = tmp_path / "open.json"
+    path.write_bytes(b'{"records":[["' + b'\\"' * 200_000 + b"[" * 20)
+    proc = mltrail("verify-bundle", path, "--json", cwd=tmp_path)  # timeout 120 s
+    assert proc.returncode == 3, proc.stderr
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert problem["code"] == "bundle"
+    assert "not valid JSON" in problem["message"]
 
 
 def test_a_reformatted_bundle_says_its_digest_is_not_the_files(world, tmp_path):
@@ -404,6 +542,10 @@ def test_a_bundle_resigned_by_another_key_fails_when_pinned(world, other, tmp_pa
     assert proc.returncode == 3
     problems = json.loads(proc.stdout)["problems"]
     assert [p["seq"] for p in problems if p["code"] == "trust-key"] == [0]
+    # unpinned, the whole genesis key id is shown to compare with the published
+    # one (16 hex digits are 64 bits: a prefix a forger can grind a key for)
+    unpinned = ok(mltrail("verify-bundle", world / "model.json", cwd=tmp_path))
+    assert f"genesis key {key_id} from the bundle (unpinned)" in unpinned.stdout
     pinned = ok(mltrail("verify-bundle", world / "model.json", "--trust-key", key_id,
                         "--json", cwd=tmp_path))  # fmt: skip
     report = json.loads(pinned.stdout)
@@ -510,7 +652,9 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
     )
     report = json.loads(proc.stdout)
     assert [e["status"] for e in report["evidence"]] == ["verified"]
-    assert "rfc3161" in [a["kind"] for a in report["anchors"]]
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "rfc3161"]
+    stamped = bundle["evidence"][0]["checkpoint"].split("\n")[1]
+    assert f"records 0 to {int(stamped) - 1} existed before" in anchor["description"]
 
     unverified = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
     assert "rfc3161-unverified" in [p["code"] for p in unverified["problems"]]
@@ -525,6 +669,19 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
     path.write_bytes(canonical_bytes(bundle))
     proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout
+
+    # the TSA's name (CN) as a string of a kind no ASN.1 string has: the library
+    # decodes it only when read, and its KeyError went out of verify-bundle
+    # (a traceback, exit 1) with or without --tsa-ca
+    odd = bytearray(token)
+    odd[token.index(b"\x06\x03\x55\x04\x03\x0c") + 5] = 0x9A
+    group["items"][0]["token"] = base64.b64encode(bytes(odd)).decode()
+    path.write_bytes(canonical_bytes(bundle))
+    for args in ((), ("--tsa-ca", ca.ca_pem)):
+        proc = mltrail("verify-bundle", path, "--json", *args, cwd=tmp_path)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        problems = json.loads(proc.stdout)["problems"]
+        assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
@@ -572,3 +729,207 @@ def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     assert (ahead.seq, "dated-after-anchor") in {
         (p["seq"], p["code"]) for p in verified["problems"]
     }
+
+
+def test_a_bundle_names_a_record_dated_after_this_machines_clock(world, tmp_path):
+    """`mltrail verify` warns `future` about a record dated more than the
+    tolerance after the verifying machine's clock; a regulator holding only the
+    bundle saw nothing of a review dated a month ahead. Now verify-bundle
+    gives the same warning, naming the record (exit 0: whose clock is wrong
+    cannot be told)."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.testing import FixedClock
+
+    home = tmp_path / "home"
+    fill(home)
+    opened = open_home(home)
+    try:
+        promoted = next(
+            r.seq for r in opened.ledger.records() if r.entry.kind == "model.promoted"
+        )
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        ahead = opened.ledger.append(
+            "note", {"text": "reviewed (dated ahead)", "refers_to": promoted}
+        )
+    finally:
+        opened.close()
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "ahead.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    report = json.loads(ok(mltrail("verify-bundle", out, "--json")).stdout)
+    [found] = [p for p in report["problems"] if p["code"] == "future"]
+    assert (found["seq"], found["severity"]) == (ahead.seq, "warning")
+    assert "after this machine's clock" in found["message"]
+    clean = json.loads(
+        ok(mltrail("verify-bundle", world / "model.json", "--json")).stdout
+    )
+    assert "future" not in [p["code"] for p in clean["problems"]]
+
+
+# -- witnesses ------------------------------------------------------------------------
+
+
+def _in(home, *args, stdin):
+    """``mltrail ARGS`` with ``stdin`` as its input."""
+    return ok(subprocess.run(
+        [sys.executable, "-m", "mltrail", *map(str, args)],
+        input=stdin, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+    )).stdout  # fmt: skip
+
+
+def _witness(folder):
+    """(key file, verifier key) of a new witness ``witness.example/w1``."""
+    key = folder / "w.key"
+    vkey = ok(mltrail("witness", "keygen", "--name", "witness.example/w1", "-o", key,
+                      home=folder / "state")).stdout.strip()  # fmt: skip
+    return key, vkey
+
+
+def _cosign(home, witness, old=0):
+    """The witness cosigns the ledger's newest checkpoint (from ``old``, the size
+    it last saw), and the home stores the cosigned note."""
+    key, _ = witness
+    request = ok(mltrail("witness", "request", "--old", old, home=home)).stdout
+    log_key = ok(mltrail("keys", "export", "--format", "vkey", home=home)).stdout
+    first = ("--log-key", log_key.strip()) if old == 0 else ()
+    cosigned = _in(key.parent / "state", "witness", "cosign", "--key", key,
+                   "--name", "witness.example/w1", *first, "-", stdin=request)  # fmt: skip
+    _in(home, "checkpoint", "--cosigned", "-", stdin=cosigned)
+
+
+def test_a_bundle_says_which_records_its_witness_saw(tmp_path):
+    """The ledger's owner can rebuild everything after the last checkpoint a
+    witness cosigned, so a cosignature vouches only for records below its size.
+    A bundle of a run written after the witness saw only the genesis checkpoint
+    verified with `--witness-key` and the bare anchor "cosigned by witness W";
+    now the anchor says "records 0 to 0" and the run's records are
+    `unwitnessed` (a warning, as `mltrail verify` says it)."""
+    home = tmp_path / "home"
+    ok(mltrail("init", "--origin", "test.mltrail.local/witness", home=home))
+    witness = _witness(tmp_path / "w")
+    vkey = witness[1]
+    log_key = ok(mltrail("keys", "export", "--format", "vkey", home=home)).stdout
+    _cosign(home, witness)
+    opened = open_home(home)
+    try:
+        opened.ledger.append_many([
+            Draft("run.started", {"source": "api", "name": "late"}, "run-late"),
+            Draft("run.ended", {"status": "succeeded"}, "run-late"),
+        ])  # fmt: skip
+    finally:
+        opened.close()
+    ok(mltrail("checkpoint", home=home))
+    out = tmp_path / "late.json"
+    ok(mltrail("export", "run:run-late", "-o", out, home=home))
+
+    proc = ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--trust-key",
+                      log_key.strip(), "--json", cwd=tmp_path))  # fmt: skip
+    report = json.loads(proc.stdout)
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "cosignature"]
+    assert "cosigned the checkpoint of size 1" in anchor["description"]
+    assert "records 0 to 0 are as that witness saw them" in anchor["description"]
+    [warning] = [p for p in report["problems"] if p["code"] == "unwitnessed"]
+    assert (warning["seq"], warning["severity"]) == (1, "warning")
+    assert "(1, 2)" in warning["message"]
+    text = ok(mltrail("verify-bundle", out, "--witness-key", vkey, cwd=tmp_path))
+    assert "records 0 to 0" in text.stdout
+    assert "newer than the newest checkpoint witness" in text.stdout
+    quiet = ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--quiet"))
+    assert "(unwitnessed)" in quiet.stdout  # the verdict alone says so too
+    assert "(unwitnessed)" in report["verdict"]
+    verified = json.loads(
+        mltrail("verify", "--json", "--witness-key", vkey, home=home).stdout
+    )
+    assert "unwitnessed" in [p["code"] for p in verified["problems"]]
+
+    # a cosignature of the bundle's own checkpoint covers every carried record
+    _cosign(home, witness, old=1)
+    ok(mltrail("export", "run:run-late", "-o", out, home=home))
+    report = json.loads(
+        ok(mltrail("verify-bundle", out, "--witness-key", vkey, "--json")).stdout
+    )
+    assert "unwitnessed" not in [p["code"] for p in report["problems"]]
+    assert "unwitnessed" not in report["verdict"]
+    assert any("size 3" in a["description"] for a in report["anchors"])
+
+
+def test_a_cosignature_listed_first_does_not_soften_a_tokens_error(
+    tmp_path, monkeypatch
+):
+    """A record dated a month after both a TSA's time and a witness's: the
+    token makes it an error, the cosignature a warning, and each record is
+    named once. The owner writes the bundle, so lists the cosignature first:
+    its warning was kept and the token's error dropped (exit 0). Now the error
+    wins whatever the order. And the dates are compared in one walk over the
+    records, however often the bundle repeats its evidence."""
+    from datetime import UTC, datetime, timedelta
+
+    import mltrail.core.bundle_checks as checks
+    from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
+    from mltrail.core.bundle import verify_bundle_bytes
+    from mltrail.testing import FixedClock
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    home = tmp_path / "home"
+    fill(home)
+    witness = _witness(tmp_path / "w")
+    opened = open_home(home)
+    try:
+        promoted = next(
+            r.seq for r in opened.ledger.records() if r.entry.kind == "model.promoted"
+        )
+        opened.ledger.clock = FixedClock(datetime.now(UTC) + timedelta(days=30))
+        ahead = opened.ledger.append(
+            "note", {"text": "reviewed (dated ahead)", "refers_to": promoted}
+        )
+    finally:
+        opened.close()
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=home))
+    _cosign(home, witness)
+    out = tmp_path / "both.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=home))
+    bundle = json.loads(out.read_bytes())
+    items = [i for group in bundle["evidence"] for i in group["items"]]
+    assert sorted(i["kind"] for i in items) == ["cosignature", "rfc3161"]
+    bundle["evidence"] = sorted(  # the cosignature's group (or item) first
+        bundle["evidence"],
+        key=lambda g: [i["kind"] != "cosignature" for i in g["items"]],
+    )
+    for group in bundle["evidence"]:
+        group["items"].sort(key=lambda i: i["kind"] != "cosignature")
+    path = tmp_path / "reordered.json"
+    path.write_bytes(canonical_bytes(bundle))
+    args = ("--tsa-ca", ca.ca_pem, "--witness-key", witness[1], "--json")
+    proc = mltrail("verify-bundle", path, *args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    [found] = [
+        p for p in json.loads(proc.stdout)["problems"]
+        if p["code"] == "dated-after-anchor"
+    ]  # fmt: skip
+    assert (found["seq"], found["severity"]) == (ahead.seq, "error")
+
+    for group in bundle["evidence"]:
+        group["items"] *= 50
+    seen = []
+    real_see = checks.LatestDated.see
+    monkeypatch.setattr(
+        checks.LatestDated, "see", lambda self, *a: seen.append(a) or real_see(self, *a)
+    )
+    report = verify_bundle_bytes(
+        canonical_bytes(bundle),
+        BundlePolicy(
+            tsa_roots=load_tsa_ca(ca.ca_pem),
+            witness_keys=parse_witness_keys((witness[1],)),
+        ),
+    )
+    assert [p.seq for p in report.problems if p.code == "dated-after-anchor"] == [
+        ahead.seq
+    ]
+    assert len(seen) <= len(bundle["records"])

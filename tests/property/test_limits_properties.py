@@ -133,3 +133,31 @@ EXACT_JSON = st.recursive(
 def test_canonical_size_bound_is_an_upper_bound(value):
     """validate_entry skips the exact canonical size whenever this bound allows."""
     assert canonical_size_bound(value) >= len(rfc8785.dumps(value))
+
+
+def text_depth_reference(data: bytes) -> int:
+    """Deepest bracket nesting outside strings, one byte at a time (the reference):
+    a string runs to its closing quote, a backslash escaping the next byte, or to
+    the end of the text when unterminated."""
+    depth = deepest = i = 0
+    while i < len(data):
+        byte = data[i : i + 1]
+        if byte == b'"':
+            i += 1
+            while i < len(data) and data[i : i + 1] != b'"':
+                i += 2 if data[i : i + 1] == b"\\" else 1
+        elif byte in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (b"]", b"}"):
+            depth -= 1
+        i += 1
+    return deepest
+
+
+@given(st.text(alphabet='[]{}"\\ab,', max_size=40), st.integers(0, 8))
+def test_text_depth_of_any_text_agrees_with_the_byte_reference(text, limit):
+    """Not only JSON: text with an unterminated string (which the parser refuses
+    after this check) is measured as the reference measures it, in one pass."""
+    data = text.encode()
+    assert exceeds_text_depth(data, limit) == (text_depth_reference(data) > limit)

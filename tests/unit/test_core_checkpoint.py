@@ -110,6 +110,18 @@ def test_largest_size_is_accepted():
     assert Checkpoint(ORIGIN, 2**64 - 1, ROOT).size == 2**64 - 1
 
 
+def test_a_size_of_thousands_of_digits_is_refused_not_raised():
+    """int() refuses more than 4,300 digits with a ValueError, which went out of
+    every checkpoint reader (verify-bundle crashed with a traceback on a bundle
+    whose checkpoint said so); it is a SchemaError like any size past 2**64 - 1."""
+    root = encode_b64(ROOT)
+    for digits in (21, 4301, 100_000):
+        body = f"{ORIGIN}\n{'1' * digits}\n{root}\n".encode()
+        with pytest.raises(SchemaError, match=r"larger than 2\*\*64 - 1") as caught:
+            parse_checkpoint_body(body)
+        assert len(str(caught.value)) < 100
+
+
 def test_origin_may_hold_spaces():
     assert Checkpoint("go.sum database tree", 1, ROOT).origin == "go.sum database tree"
 

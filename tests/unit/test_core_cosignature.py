@@ -143,3 +143,15 @@ def test_times_out_of_range_are_refused():
         cosigned_message(b"x\n", 2**63)
     with pytest.raises(ValueError, match="2\\*\\*63"):
         cosigned_message(b"x\n", -1)
+
+
+@pytest.mark.parametrize("old", ["\u00b2", "1" * 5000, "1" * 21])
+def test_an_add_checkpoint_size_int_cannot_read_is_refused(old):
+    """A witness reads ``old N`` from whoever asks it to cosign: "old ²" (a
+    digit to str.isdigit, not to int) or 5,000 digits raised a ValueError out
+    of `mltrail witness cosign`; they are input errors like any malformed body."""
+    from mltrail.errors import InputError
+    from mltrail.evidence.cosigner import parse_add_checkpoint
+
+    with pytest.raises(InputError, match="not a tlog-witness add-checkpoint body"):
+        parse_add_checkpoint(f"old {old}\n\n" + _signed().to_text())

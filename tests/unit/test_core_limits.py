@@ -198,3 +198,15 @@ def test_ledger_append_refuses_a_bad_run_id(ledger):
     with pytest.raises(SchemaError, match=r"run id '\.\./\.\./x'"):
         ledger.append("note", {"text": "t"}, run="../../x")
     assert ledger.append("note", {"text": "t"}, run="job:1.rank-0").entry.run
+
+
+def test_an_unterminated_string_of_escaped_quotes_takes_linear_time():
+    """Each quote of ``\\"\\"\\"...`` left unterminated started a string match that
+    scanned to the end and failed: 80 KB took 36 s, a megabyte hours, before
+    the parser could say the text is not JSON (a bundle file, a request body)."""
+    import time
+
+    text = b"[" * 20 + b'"' + b'\\"' * 50_000
+    start = time.perf_counter()
+    assert exceeds_text_depth(text, 16)  # the 20 brackets before the string
+    assert time.perf_counter() - start < 5

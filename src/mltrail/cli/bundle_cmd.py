@@ -147,6 +147,8 @@ def verify_bundle(
       mltrail verify-bundle model-proof.json --trust-key ledger.vkey
       mltrail verify-bundle bundle.json --tsa-ca tsa-root.pem --json
     """
+    from datetime import UTC, datetime
+
     from mltrail.capture.run.userfiles import read_user_file
     from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
     from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
@@ -158,6 +160,7 @@ def verify_bundle(
         trusted_origins=origins,
         tsa_roots=load_tsa_ca(tsa_ca) if tsa_ca else (),
         witness_keys=parse_witness_keys(witness_keys),
+        now=datetime.now(UTC),
     )
     report = verify_bundle_bytes(data, policy)
     if as_json:

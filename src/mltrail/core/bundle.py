@@ -21,6 +21,7 @@ from mltrail.core.bundle_checks import (
     check_blobs,
     check_checkpoint,
     check_evidence,
+    check_future,
     check_records,
     check_subject,
 )
@@ -31,6 +32,7 @@ from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
+    from datetime import datetime
 
     from cryptography.x509 import Certificate
 
@@ -132,6 +134,10 @@ class BundlePolicy:
     """Ledger origins the pinned verifier keys name: the bundle's must be one."""
     tsa_roots: Sequence[Certificate] = ()
     witness_keys: Sequence[WitnessKey] = ()
+    now: datetime | None = None
+    """The verifying machine's clock: a carried record dated more than the
+    tolerance after it is the warning ``future``, as ``mltrail verify`` says it
+    (None: not compared; core reads no clock)."""
 
 
 @dataclass
@@ -149,6 +155,8 @@ class BundleReport:
     evidence: list[EvidenceCheck] = field(default_factory=list)
     anchors: list[Anchor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    errors_unlisted: int = 0
+    """Errors past the listing limit, beyond the one problem that counts them."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -176,12 +184,18 @@ class BundleReport:
                 if unpinned
                 else ""
             )
+            if any(p.code == "unwitnessed" for p in self.problems):
+                whose += (
+                    "; carried records newer than a --witness-key witness cosigned "
+                    "(unwitnessed)"
+                )
             return (
                 f"bundle intact: {self.records_checked} record(s) of {self.origin} "
                 f"proven in its checkpoint of size {self.size}, {blobs} checked{whose}"
             )
         first = self.errors[0] if self.errors else "no record was checked"
-        return f"bundle NOT intact: {len(self.errors) or 1} error(s); first: {first}"
+        count = len(self.errors) + self.errors_unlisted or 1
+        return f"bundle NOT intact: {count:,} error(s); first: {first}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -242,12 +256,13 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         subject=str(bundle["subject"].get("node", "")),
     )
     ctx = BundleContext(report=report, policy=policy)
-    if not check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
-        return report
-    check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
-    check_blobs(ctx, bundle["blobs"])
-    check_subject(ctx, bundle["subject"]["node"])
-    check_evidence(ctx, bundle["evidence"])
+    if check_checkpoint(ctx, bundle["checkpoint"], bundle["origin"]):
+        check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
+        check_blobs(ctx, bundle["blobs"])
+        check_subject(ctx, bundle["subject"]["node"])
+        check_evidence(ctx, bundle["evidence"])
+        check_future(ctx)
+    ctx.finish()
     return report
 
 

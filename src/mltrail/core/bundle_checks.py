@@ -11,6 +11,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.anchored_time import LatestDated
@@ -44,15 +45,20 @@ if TYPE_CHECKING:
     from mltrail.core.bundle import BundlePolicy, BundleReport
 
 __all__ = [
+    "MAX_LISTED",
     "BundleContext",
     "check_blobs",
     "check_checkpoint",
     "check_evidence",
+    "check_future",
     "check_records",
     "check_subject",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+
+MAX_LISTED = 1000
+"""Problems of one code a report lists; the rest are counted in one more."""
 
 
 @dataclass
@@ -69,14 +75,48 @@ class BundleContext:
     bad_seqs: set[int] = field(default_factory=set)
     blobs: dict[str, bytes] = field(default_factory=dict)
     """Carried blobs whose bytes match their digest."""
+    manifests: set[str] = field(default_factory=set)
+    """Digests of the blobs a record gives as a dataset's ``manifest``."""
+    listed: dict[str, int] = field(default_factory=dict)
+    """Problems kept, by code."""
+    unlisted: dict[tuple[str, Severity], int] = field(default_factory=dict)
+    """Problems past :data:`MAX_LISTED` of their code, counted, not kept."""
 
     def problem(self, seq: int | None, code: str, message: str) -> None:
-        self.report.problems.append(Problem(seq, code, message))
+        self.add(Problem(seq, code, message))
         if seq is not None:
             self.bad_seqs.add(seq)
 
     def warn(self, seq: int | None, code: str, message: str) -> None:
-        self.report.problems.append(Problem(seq, code, message, Severity.WARNING))
+        self.add(Problem(seq, code, message, Severity.WARNING))
+
+    def add(self, problem: Problem) -> None:
+        """Keep ``problem``, or only count it past :data:`MAX_LISTED` of its code
+        (a bundle of a million malformed items made a million problems: gigabytes
+        of report, and as many lines printed, from megabytes of input)."""
+        kept = self.listed.get(problem.code, 0)
+        if kept < MAX_LISTED:
+            self.listed[problem.code] = kept + 1
+            self.report.problems.append(problem)
+            return
+        key = (problem.code, problem.severity)
+        self.unlisted[key] = self.unlisted.get(key, 0) + 1
+
+    def finish(self) -> None:
+        """Add one problem per code saying how many more were not listed."""
+        for (code, severity), count in self.unlisted.items():
+            if severity is Severity.ERROR:
+                self.report.errors_unlisted += count - 1
+            self.report.problems.append(
+                Problem(
+                    None,
+                    code,
+                    f"{count:,} more {code} problem(s) like the {MAX_LISTED:,} above "
+                    "are not listed",
+                    severity,
+                )
+            )
+        self.unlisted.clear()
 
 
 # -- the checkpoint ------------------------------------------------------------
@@ -187,6 +227,14 @@ def check_records(ctx: BundleContext, items: list[Any], listed: list[int]) -> No
         )
     for seq in sorted(seqs - set(listed)):
         ctx.problem(seq, "unlisted", f"record {seq} is not in the bundle's contents")
+    twice = next((b for a, b in pairwise(listed) if b <= a), None)
+    if twice is not None:  # the contents say how many records are carried
+        ctx.problem(
+            twice,
+            "unlisted",
+            f"the bundle's contents (subject.seqs) list record {twice} twice or out "
+            "of order: they list each carried record once, ascending",
+        )
     _build_keyring(ctx)
     signed = _check_pins(ctx) and _check_note_signed(
         ctx,
@@ -311,17 +359,17 @@ def _key_anchor(ctx: BundleContext) -> Anchor:
     if ctx.policy.trusted_keys:
         names = ", ".join(f"{k[:16]}..." for k in sorted(ctx.policy.trusted_keys))
         return Anchor("key", f"key {names} (pinned with --trust-key)", True)
+    # the whole key id: a reader compares it with the one the owner published,
+    # and 16 hex digits (64 bits) is a prefix a forger can grind a key for
     genesis = ctx.keyring.genesis_key or "?"
     ctx.warn(
         None,
         "unpinned",
-        f"the keys came from the bundle itself (unpinned; genesis key {genesis[:16]}...):"
+        f"the keys came from the bundle itself (unpinned; genesis key {genesis}):"
         " anyone can make a bundle that verifies this way; pass --trust-key with "
         "the ledger's key (`mltrail keys export`) to prove whose ledger it is",
     )
-    return Anchor(
-        "key", f"genesis key {genesis[:16]}... from the bundle (unpinned)", False
-    )
+    return Anchor("key", f"genesis key {genesis} from the bundle (unpinned)", False)
 
 
 def _check_signature(ctx: BundleContext, decoded: DecodedRecord) -> None:
@@ -378,7 +426,9 @@ def check_subject(ctx: BundleContext, node: str) -> None:
     a ``source.*`` record is of, or a model, file or dataset id a record's body
     gives as its ``model``, ``sha256`` or ``dataset``, or a file a carried manifest
     lists (not any text that holds the id: the subject is what the reader is
-    told the bundle is about). Runs after :func:`check_blobs`."""
+    told the bundle is about; a manifest is a blob a record gives as a
+    dataset's ``manifest``, not a log, script or attachment that happens to
+    hold such a line). Runs after :func:`check_blobs`."""
     kind, _, ident = node.partition(":")
     entries = [d.record.entry for d in ctx.records.values()]
     if kind == "run":
@@ -391,7 +441,12 @@ def check_subject(ctx: BundleContext, node: str) -> None:
     elif kind in _SUBJECT_FIELDS and _HEX.fullmatch(ident):
         members = _SUBJECT_FIELDS[kind]
         found = any(ident in _named(e.body, members) for e in entries) or (
-            kind == "file" and any(_lists_file(b, ident) for b in ctx.blobs.values())
+            kind == "file"
+            and any(
+                _lists_file(data, ident)
+                for digest, data in ctx.blobs.items()
+                if digest in ctx.manifests
+            )
         )
     else:
         found = False
@@ -453,6 +508,8 @@ def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
             purged.add(str(entry.body.get("digest")))
         for ref in find_blob_refs(entry.body):
             refs.setdefault(ref.digest, []).append((seq, ref))
+            if ref.path.endswith(".manifest"):
+                ctx.manifests.add(ref.digest)
     listed: dict[str, dict[str, Any]] = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) != {"digest", "size", "data"}:
@@ -530,8 +587,14 @@ def _base64(text: Any) -> bytes | None:
 
 
 def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
-    """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends."""
-    witnessed: set[str] = set()
+    """Timestamps and cosignatures of the checkpoint, or of an earlier one it extends.
+
+    An anchor names the records it covers (records 0 to ``size - 1`` of the
+    checkpoint it is about), as ``mltrail verify``'s do; carried records newer
+    than the newest checkpoint a required witness cosigned are ``unwitnessed``.
+    """
+    witnessed: dict[str, int] = {}
+    timed: list[tuple[int, Any, str]] = []
     for i, group in enumerate(groups):
         found = _evidence_checkpoint(ctx, i, group)
         if found is None:
@@ -546,9 +609,11 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                     None, f"{check.kind}-unverified", f"evidence[{i}]: {check.message}"
                 )
             else:
-                witnessed.add(check.issuer)
-                ctx.report.anchors.append(Anchor(check.kind, check.message, True))
-                _check_dates(ctx, size, check, f"evidence[{i}] ({check.issuer})")
+                if check.kind == COSIGNATURE:
+                    witnessed[check.issuer] = max(size, witnessed.get(check.issuer, 0))
+                _add_anchor(ctx, Anchor(check.kind, _covers(check, size), True))
+                timed.append((size, check, f"evidence[{i}] ({check.issuer})"))
+    _check_dates(ctx, timed)
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:
             ctx.problem(
@@ -556,33 +621,99 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                 "witness-missing",
                 f"the bundle carries no valid cosignature by witness {key.short()}",
             )
+        else:
+            _check_witnessed(ctx, key.short(), witnessed[key.short()])
 
 
-def _check_dates(ctx: BundleContext, size: int, check: Any, what: str) -> None:
-    """A carried record below ``size`` dated after the time a verified anchor
-    of the checkpoint of ``size`` attests, as ``mltrail verify`` reports it
-    (``dated-after-anchor``, :mod:`mltrail.core.anchored_time`): an error for
-    an RFC 3161 token, a warning for a cosignature (a witness's clock is not
-    audited), or when a carried later ``clock.reset`` records a clock ahead.
-    Once per record, however many anchors show it."""
-    if check.time is None:
+def check_future(ctx: BundleContext) -> None:
+    """The latest-dated carried record, when dated more than the tolerance after
+    the verifying machine's clock (``policy.now``): the warning ``future``, as
+    ``mltrail verify`` gives it (a writer's clock ran ahead, the entry was dated
+    forward, or this clock is behind)."""
+    if ctx.policy.now is None:
         return
-    dated, marked = LatestDated(), False
-    for seq in sorted(ctx.records):  # resets after the anchor are seen too
-        if seq >= size and not marked:
-            dated.mark(size)
-            marked = True
+    dated = LatestDated()
+    for seq in sorted(ctx.records):
         entry = ctx.records[seq].record.entry
         dated.see(seq, entry.kind, entry.time)
-    if not marked:
+    found = dated.after(ctx.policy.now)
+    if found is not None:
+        ctx.add(found)
+
+
+def _covers(check: Any, size: int) -> str:
+    """An anchor's description: which records it covers, and by whom."""
+    when = check.time.strftime("%Y-%m-%dT%H:%M:%SZ") if check.time else "?"
+    if check.kind == COSIGNATURE:
+        return (
+            f"witness {check.issuer} cosigned the checkpoint of size {size} at "
+            f"{when}: records 0 to {size - 1} are as that witness saw them"
+        )
+    return (
+        f"records 0 to {size - 1} existed before {when}: the checkpoint of size "
+        f"{size} is stamped by {check.issuer} (RFC 3161)"
+    )
+
+
+def _add_anchor(ctx: BundleContext, anchor: Anchor) -> None:
+    if anchor not in ctx.report.anchors:  # the same evidence carried twice
+        ctx.report.anchors.append(anchor)
+
+
+def _check_witnessed(ctx: BundleContext, witness: str, size: int) -> None:
+    """A warning naming the carried records newer than the newest checkpoint
+    ``witness`` cosigned (``unwitnessed``, as ``mltrail verify`` says it): the
+    witness never saw them, so they are the ledger key's word alone."""
+    newer = sorted(seq for seq in ctx.records if seq >= size)
+    if not newer:
+        return
+    listed = ", ".join(map(str, newer[:10])) + (", ..." if len(newer) > 10 else "")
+    ctx.warn(
+        newer[0],
+        "unwitnessed",
+        f"{len(newer)} carried record(s) ({listed}) are newer than the newest "
+        f"checkpoint witness {witness} cosigned (size {size}): the witness never "
+        "saw them, nor that the ledger only grew up to them",
+    )
+
+
+def _check_dates(ctx: BundleContext, timed: list[tuple[int, Any, str]]) -> None:
+    """A carried record below ``size`` dated after the time a verified anchor
+    ``(size, check, what)`` of the checkpoint of ``size`` attests, as ``mltrail
+    verify`` reports it (``dated-after-anchor``, :mod:`mltrail.core.anchored_time`):
+    an error for an RFC 3161 token, a warning for a cosignature (a witness's
+    clock is not audited), or when a carried later ``clock.reset`` records a
+    clock ahead. Once per record, however many anchors show it: the error when
+    one of them is a token, whatever the order the bundle lists them in. One
+    walk over the records marks every anchored size (a walk per anchor made a
+    bundle repeating one token take records x tokens)."""
+    timed = [t for t in timed if t[1].time is not None]
+    if not timed:
+        return
+    dated, sizes = LatestDated(), sorted({size for size, _, _ in timed}, reverse=True)
+    for seq in sorted(ctx.records):  # resets after an anchor are seen too
+        while sizes and seq >= sizes[-1]:
+            dated.mark(sizes.pop())
+        entry = ctx.records[seq].record.entry
+        dated.see(seq, entry.kind, entry.time)
+    for size in sizes:
         dated.mark(size)
-    when = f"{what}, {check.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-    severity = Severity.WARNING if check.kind == COSIGNATURE else Severity.ERROR
-    found = dated.problem(size, check.time, when, severity=severity)
-    if found is not None and not any(
-        p.code == found.code and p.seq == found.seq for p in ctx.report.problems
-    ):
-        ctx.report.problems.append(found)
+    worst: dict[int | None, Problem] = {}
+    for size, check, what in timed:
+        when = f"{what}, {check.time.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        severity = Severity.WARNING if check.kind == COSIGNATURE else Severity.ERROR
+        found = dated.problem(size, check.time, when, severity=severity)
+        if found is None:
+            continue
+        # an error (a token) outranks a warning (a cosignature) about the same
+        # record, whichever the bundle lists first
+        kept = worst.get(found.seq)
+        if kept is None or (
+            found.severity is Severity.ERROR and kept.severity is not Severity.ERROR
+        ):
+            worst[found.seq] = found
+    for found in worst.values():
+        ctx.add(found)
         if found.severity is Severity.ERROR and found.seq is not None:
             ctx.bad_seqs.add(found.seq)
 

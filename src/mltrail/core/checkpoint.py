@@ -699,9 +699,10 @@ def _parse_tree_size(text: str) -> int:
             f"checkpoint tree size {text!r} is not a decimal number "
             "without leading zeros"
         )
-    size = int(text)
-    if size > MAX_TREE_SIZE:
-        raise SchemaError(f"checkpoint tree size {text} is larger than 2**64 - 1")
+    # length first: int() refuses more than 4,300 digits with a ValueError
+    if len(text) > len(str(MAX_TREE_SIZE)) or (size := int(text)) > MAX_TREE_SIZE:
+        shown = text if len(text) <= 24 else f"of {len(text):,} digits"
+        raise SchemaError(f"checkpoint tree size {shown} is larger than 2**64 - 1")
     return size
 
 

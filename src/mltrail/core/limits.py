@@ -127,7 +127,13 @@ def _short(path: str) -> str:
     return path if len(path) <= 80 else f"{path[:60]}...{path[-16:]}"
 
 
-_STRING_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STRING_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+"""A JSON string, or an unterminated one up to the end of the text. The closing
+quote is optional so that a match never fails once started: with it required,
+each quote of an unterminated ``\\"\\"\\"...`` started a scan to the end and
+failed, and the text took time quadratic in its length (80 KB: 36 s) before
+the parser could refuse it. An unterminated string is not JSON; the brackets
+it swallows are never reached by the parser, which stops at it."""
 _OTHER_BYTES = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1

@@ -127,7 +127,15 @@ def parse_timestamp(data: bytes) -> TimestampInfo:
         ConfigError: rfc3161-client is not installed.
     """
     response = _decode(data)
-    return _info(response)
+    try:
+        return _info(response)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+        # the library decodes some members only when read: a name of an unknown
+        # kind raised KeyError out of every reader of tokens (verify-bundle too)
+        raise SchemaError(
+            f"timestamp token is not a valid RFC 3161 reply: {type(e).__name__} "
+            f"{str(e)[:80]}"
+        ) from e
 
 
 def _info(response: Any) -> TimestampInfo:

@@ -7,8 +7,9 @@ the runs of its upstream lineage (data steps, the runs that made its base
 models), with every record of each run; then the records about the models,
 files and datasets of that lineage (promotions, approvals, descriptions,
 flags, seals, holds), the sources it was read from, the notes about any record
-already chosen, the blob.purged records of blobs they reference, and every key
-record. The bundle format and its checks live in :mod:`mltrail.core.bundle`.
+already chosen, the gates (``stage.gated``) of the stages its promotions name,
+the blob.purged records of blobs they reference, and every key record. The
+bundle format and its checks live in :mod:`mltrail.core.bundle`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ ABOUT_KINDS = (
     "note",
 )
 """Kinds of records about a model, dataset, source or record, not always of a run."""
+
+GATE_KIND = "stage.gated"
+"""The approvals a stage requires: carried for every stage a carried promotion
+enters or leaves, so a promotion is read with the gate it passed."""
 
 
 def export_bundle(
@@ -103,6 +108,14 @@ def select_records(ledger: Ledger, index: Index, node: str) -> dict[int, Decoded
     for seq, decoded in _decoded_kinds(ledger, (*KEY_KINDS, *ABOUT_KINDS)):
         if seq not in chosen and _about(decoded, runs, things, sources, chosen):
             chosen[seq] = decoded
+    stages = {
+        d.record.entry.body.get("stage")
+        for d in chosen.values()
+        if d.record.entry.kind == "model.promoted"
+    }
+    for seq, decoded in _decoded_kinds(ledger, (GATE_KIND,)):
+        if decoded.record.entry.body.get("stage") in stages:
+            chosen[seq] = decoded  # the approvals the stage required, and when
     digests = {ref.digest for d in chosen.values() for ref in _refs(d)}
     for seq, decoded in _decoded_kinds(ledger, (PURGE_KIND,)):
         if decoded.record.entry.body.get("digest") in digests:

@@ -83,7 +83,12 @@ def parse_add_checkpoint(text: str) -> AddCheckpoint:
     head, sep, checkpoint = text.partition("\n\n")
     lines = head.split("\n")
     size_text = lines[0][len("old ") :]
-    if not sep or not size_text.isdigit() or len(lines) - 1 > _MAX_PROOF_LINES:
+    if (
+        not sep
+        or not (size_text.isascii() and size_text.isdigit())  # not "²", int() fails
+        or len(size_text) > 20  # 2**64 - 1; int() fails past 4,300 digits
+        or len(lines) - 1 > _MAX_PROOF_LINES
+    ):
         raise InputError(
             "not a tlog-witness add-checkpoint body: `old N`, up to 63 proof "
             "lines, a blank line, then the checkpoint"
