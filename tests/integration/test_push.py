@@ -275,3 +275,39 @@ def test_the_server_refuses_a_push_header_whose_checkpoint_does_not_vouch(
         assert after == before
     _, report = server.call("POST", f"{b}/verify", auditor)
     assert report["ok"], report
+
+
+def test_the_server_refuses_a_push_header_of_another_users_ledger(server):
+    """bob (a writer) copies the checkpoint of pia's laptop, which every reader
+    sees in her headers, into a header of his own naming her laptop's origin
+    and key, ``to`` as far as it covers. Stored, it would make her next push
+    resume there (her entries never pushed, the push saying all is done) and
+    put his back-dated entries in her laptop's window. Refused, 422; nothing
+    stored."""
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+
+    b = "/ledgers/team-b"
+    pia, bob = server.signer_for("team-b", "pia"), server.signer_for("team-b", "bob")
+    now = datetime.now(UTC)
+    body = {
+        "origin": "laptop.example/pia",
+        "key": pia.key_id,
+        "from": 1,
+        "to": 5,
+        "count": 1,
+        "checkpoint": _laptop_checkpoint(pia, 5),
+    }
+    entries = [
+        Entry("ledger.pushed", format_time(now), {"user": "bob"}, body),
+        Entry("note", format_time(now - timedelta(days=2)), {"user": "bob"},
+              {"text": "recorded offline, on pia's laptop"}),
+    ]  # fmt: skip
+    token = server.token("writer", "bob", ledger="team-b")
+    auditor = server.token("auditor", ledger="team-b")
+    before = server.call("GET", f"{b}/head", auditor)[1]["size"]
+    sent = {"entries": [sign_entry(e, bob).to_dict() for e in entries]}
+    got, answer = server.call("POST", f"{b}/entries", token, sent)
+    assert got == 422, answer
+    assert "of 'pia', but is signed by a key of 'bob'" in answer["error"]["message"]
+    assert server.call("GET", f"{b}/head", auditor)[1]["size"] == before

@@ -1021,7 +1021,8 @@ def _check_pushed_checkpoint(keyring: KeyRing, seq: int, entry: Entry) -> None:
     window (what verify reports as ``pushed-checkpoint``), before it is stored."""
     from mltrail.core.pushed import pushed_checkpoint_problem
 
-    problem = pushed_checkpoint_problem(entry.body, keyring)
+    assert entry.sig is not None
+    problem = pushed_checkpoint_problem(entry.body, keyring, entry.sig.key)
     if problem is not None:
         raise InputError(
             f"cannot append the ledger.pushed header at seq {seq}: {problem}",

@@ -132,7 +132,8 @@ def push_ledger(
             "the local ledger's newest records are not covered by a checkpoint",
             hint="run `mltrail verify`, then `mltrail checkpoint`",
         )
-    start = _pushed_to(remote, ledger.origin, genesis)
+    identity = str(remote.identity or "")
+    start = _pushed_to(remote, ledger.origin, genesis, identity)
     if start > size:
         raise IntegrityError(
             f"the server holds records pushed from {ledger.origin} up to local seq "
@@ -142,7 +143,6 @@ def push_ledger(
             "records (mltrail log in client mode)",
         )
     result = PushResult(ledger.origin, genesis, start, size, dry_run=dry_run)
-    identity = str(remote.identity or "")
     batches = list(_batches(ledger.records(start), size, batch_size, result))
     _check_entries(batches, identity, signer.key_id, ledger.clock.now())
     if dry_run or not batches:
@@ -159,13 +159,21 @@ def push_ledger(
     return result
 
 
-def _pushed_to(remote: RemoteLedger, origin: str, key: str) -> int:
-    """One past the highest local seq earlier pushes of this ledger landed."""
+def _pushed_to(remote: RemoteLedger, origin: str, key: str, identity: str) -> int:
+    """One past the highest local seq earlier pushes of this ledger landed.
+
+    Only headers of ``identity`` (the token's user, whose key pushes) count:
+    another user's header naming this ledger (which servers before 2026-12-07
+    stored, and which verify reports as ``pushed-checkpoint``) must not make
+    this push skip entries it never sent."""
     from mltrail.ledger.columns import checked_rows_of_kinds
 
     done = 0
     for _, decoded in checked_rows_of_kinds(remote.store, (PUSHED_KIND,)):
-        body = decoded.record.entry.body
+        entry = decoded.record.entry
+        if entry.actor.get("user") != identity:
+            continue
+        body = entry.body
         if body.get("origin") == origin and body.get("key") == key:
             done = max(done, int(body.get("to", 0)))
     return done
