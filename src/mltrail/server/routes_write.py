@@ -31,7 +31,7 @@ from mltrail.server.app import (
     raise_for,
     take_slot,
 )
-from mltrail.server.appender import IdempotencyConflictError
+from mltrail.server.appender import IdempotencyConflictError, idempotency_scope
 from mltrail.server.limits import LargeBody
 from mltrail.server.routes_read import DIGEST
 from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
@@ -235,7 +235,7 @@ def _queue_append(
     entries = [_entry(ctx, i, item) for i, item in enumerate(items)]
     return ctx.handle.appender.append(
         entries,
-        key=key,
+        key=None if key is None else idempotency_scope(ctx.principal.name, key),
         token_id=ctx.principal.token_id,
         request_sha256=hashlib.sha256(body).digest(),
         admin=ctx.principal.role == "admin",
