@@ -212,3 +212,35 @@ def test_a_revoked_tokens_hold_ends_within_a_heartbeat(team_server):
     finally:
         conn.close()
     assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == []
+
+
+def _size(s, ledger: str = "team-a") -> int:
+    status, head = s.call("GET", f"/ledgers/{ledger}/head", s.token("auditor"))
+    assert status == 200, head
+    return head["size"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("alg", "rsa"), ("alg", "ED25519"), ("key", 1), ("value", 7)],
+)
+def test_an_entry_whose_sig_verify_refuses_is_not_stored(team_server, field, value):
+    """A writer sent a correctly signed entry with ``sig.alg`` "rsa": the server
+    checked the entry without its ``sig`` against the schemas, the signature
+    itself with Ed25519, and stored it (201). Verify reads every record's
+    envelope with its sig and refused it ("malformed"): one writer made the
+    team's ledger fail verification for good. A ``sig.key`` that was not a
+    string got 503 (the database "failed") instead of 400. Now both are 400
+    and nothing is stored."""
+    s = team_server
+    token = s.token("writer", "sig-shape")
+    entry = s.entry("sig-shape", "note", {"text": "signed, then re-labelled"})
+    entry["sig"][field] = value
+    before = _size(s)
+    status, answer = s.call("POST", f"{A}/entries", token, {"entries": [entry]})
+    assert status == 400, answer
+    assert "sig" in answer["error"]["message"]
+    assert _size(s) == before
+    status, report = s.call("POST", f"{A}/verify", s.token("auditor", "sig-shape"))
+    assert status == 200, report
+    assert report["ok"], report["errors"][:3]

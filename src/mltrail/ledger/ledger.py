@@ -248,7 +248,9 @@ class Ledger:
                 )
             if entry.sig is None:
                 raise InputError(f"cannot append an unsigned {entry.kind} entry")
-            validate_entry(entry.to_dict(with_sig=False))
+            # the sig too: verify reads every stored record's envelope with its
+            # sig, so one it refuses (sig.alg 'rsa') would fail verify for good
+            validate_entry(entry.to_dict())
             self._check_blobs(find_blob_refs(entry.body))
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
