@@ -244,3 +244,21 @@ def test_an_entry_whose_sig_verify_refuses_is_not_stored(team_server, field, val
     status, report = s.call("POST", f"{A}/verify", s.token("auditor", "sig-shape"))
     assert status == 200, report
     assert report["ok"], report["errors"][:3]
+
+
+def test_a_nul_in_a_query_or_path_is_a_client_error(team_server):
+    """An auditor's ``?kinds=note%00`` reached PostgreSQL, which refuses NUL in
+    text: 503, the server's database "failed" (and an error line in its log);
+    an admin's ``/tokens/%00/revoke`` was a 500. Both are the caller's error."""
+    s = team_server
+    status, answer = s.call("GET", f"{A}/records?kinds=note%00", s.token("auditor"))
+    assert status == 400, answer
+    status, answer = s.call(
+        "GET", f"{A}/records?kinds=note,run.started", s.token("auditor")
+    )
+    assert status == 200, answer
+    for token_id in ("%00", "0123456789abcde%00"):
+        status, answer = s.call(
+            "POST", f"{A}/tokens/{token_id}/revoke", s.token("admin")
+        )
+        assert status == 404, answer

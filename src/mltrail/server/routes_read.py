@@ -69,10 +69,14 @@ def records(
     start: Seq = 0,
     stop: Annotated[int | None, Query(ge=0, le=_MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RECORDS)] = 1000,
-    kinds: Annotated[str | None, Query(max_length=2000)] = None,
+    kinds: Annotated[
+        str | None, Query(max_length=2000, pattern=r"^[a-z0-9_.,]*$")
+    ] = None,
 ) -> dict[str, Any]:
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
-    ``start``; ``next`` pages on."""
+    ``start``; ``next`` pages on. ``kinds``: comma-separated kind names (the
+    characters a kind has; anything else, a NUL above all, is 400 rather than
+    an error of the database)."""
     end = _MAX_SEQ if stop is None else stop
     with ctx.handle.reader() as ledger:
         if kinds:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -55,6 +56,7 @@ MAX_ENTRIES = 1000
 MAX_SMALL_BODY = 64 * 2**10
 MAX_IDEMPOTENCY_KEY = 200
 _SIG_KEYS = {"alg", "key", "value"}
+_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 _JSON_BODY = {
     "requestBody": {
         "required": True,
@@ -343,6 +345,8 @@ def list_tokens(ctx: Admin) -> dict[str, Any]:
 def revoke_token(ctx: Admin, token_id: str) -> dict[str, Any]:
     """Revoke a token of this ledger: refused at once by this server process, and
     within a second by others (they reuse an authentication for 1 s)."""
+    if not _TOKEN_ID.fullmatch(token_id):  # a NUL would fail in the database
+        raise ApiError(404, f"no token {token_id!r} on {ctx.handle.row.name}")
     with ctx.handle_control() as control:
         try:
             newly = control.revoke_token(
