@@ -157,6 +157,29 @@ def test_a_writer_holds_only_runs_it_started(team_server):
     assert _hold(s, new_run_id(), bob)[0] == 200  # a run not started yet
 
 
+def test_a_writer_holds_no_run_another_user_wrote_first(team_server):
+    """The hold checked only the run's ``run.started``: a rank above 0 of
+    Alice's distributed run writes before rank 0 starts it, and Bob held that
+    run then (200), so it looked live after her processes died and her
+    recorder's own hold was refused, 409. A hold now follows the rule appends
+    follow: while not started, a run is the user's who wrote its first
+    record."""
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    alice, bob = s.token("writer", "rank-alice"), s.token("writer", "rank-bob")
+    rank1 = {"cpu": {}, "memory": {}, "gpus": [], "rank": {"rank": 1, "world_size": 2}}
+    run = new_run_id()
+    hardware = s.entry("rank-alice", "run.hardware", rank1, run=run)
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [hardware]})
+    assert status == 201, answer
+
+    status, answer = _hold(s, run, bob)
+    assert status == 403, answer
+    assert b"rank-alice" in answer
+    assert _hold(s, run, alice)[0] == 200
+
+
 def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_path):
     """``?token=`` is no way to authenticate (401), and the access log of a
     server at ``--log-level info`` must not keep the secret of such a URL."""
