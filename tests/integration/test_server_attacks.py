@@ -285,3 +285,38 @@ def test_a_nul_in_a_query_or_path_is_a_client_error(team_server):
             "POST", f"{A}/tokens/{token_id}/revoke", s.token("admin")
         )
         assert status == 404, answer
+
+
+def test_a_page_of_records_is_bounded_in_bytes(team_server):
+    """Pages were bounded in records only (up to 5,000, each up to 4 MiB), and
+    the store fetched 2,000 rows at a time: once a writer had filled the ledger
+    with large entries, every reader's page (``mltrail verify`` asks for 1,000)
+    made the server hold gigabytes. A page now ends once it holds 16 MiB, and
+    ``next`` says where the rest starts; a client paging on reads every record."""
+    s = team_server
+    b = "/ledgers/team-b"
+    token = s.token("writer", "page-w", ledger="team-b")
+    auditor = s.token("auditor", ledger="team-b")
+    pad = "x" * (7 * 2**19)  # 3.5 MiB
+    first = None
+    for n in range(2):
+        entries = [
+            s.entry("page-w", "note", {"text": f"large {n}.{i}", "pad": pad},
+                    ledger="team-b")
+            for i in range(3)
+        ]  # fmt: skip
+        status, answer = s.call("POST", f"{b}/entries", token, {"entries": entries})
+        assert status == 201, answer
+        first = answer["records"][0]["seq"] if first is None else first
+    last = answer["records"][-1]["seq"]
+
+    seen, start, pages = [], first, 0
+    while start is not None and start <= last:
+        status, page = s.call("GET", f"{b}/records?start={start}&limit=1000", auditor)
+        assert status == 200, page
+        sizes = [len(r["data"]) * 3 // 4 for r in page["records"]]
+        assert sum(sizes[:-1]) < 16 * 2**20, sizes
+        seen += [r["seq"] for r in page["records"]]
+        start, pages = page["next"], pages + 1
+    assert pages >= 2
+    assert [q for q in seen if q <= last] == list(range(first, last + 1))

@@ -24,6 +24,7 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_SEQ = 2**62
 Seq = Annotated[int, Query(ge=0, le=_MAX_SEQ)]
 MAX_RECORDS = 5000
+MAX_PAGE_BYTES = 16 * 2**20
 MAX_NODES = 100_000
 _CHUNK = 2**18
 
@@ -78,18 +79,16 @@ def records(
     ] = None,
 ) -> dict[str, Any]:
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
-    ``start``; ``next`` pages on. ``kinds``: comma-separated kind names (the
-    characters a kind has; anything else, a NUL above all, is 400 rather than
-    an error of the database)."""
+    ``start``; ``next`` pages on. A page ends at ``limit`` records or once it
+    holds ``MAX_PAGE_BYTES`` of them (records go up to 4 MiB each).
+    ``kinds``: comma-separated kind names (the characters a kind has; anything
+    else, a NUL above all, is 400 rather than an error of the database)."""
     end = _MAX_SEQ if stop is None else stop
+    wanted = tuple(k for k in (kinds or "").split(",") if k)
     with ctx.handle.reader() as ledger:
-        if kinds:
-            wanted = tuple(k for k in kinds.split(",") if k)
-            rows = ledger.store.rows_of_kinds_page(wanted, start, end, limit + 1)  # type: ignore[attr-defined]
-        else:
-            rows = list(ledger.store.rows(start, min(end, start + limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
+            start, end, limit, MAX_PAGE_BYTES, wanted
+        )
     return {
         "records": [
             {
