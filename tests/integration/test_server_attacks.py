@@ -320,3 +320,37 @@ def test_a_page_of_records_is_bounded_in_bytes(team_server):
         start, pages = page["next"], pages + 1
     assert pages >= 2
     assert [q for q in seen if q <= last] == list(range(first, last + 1))
+
+
+def test_a_writer_cannot_date_entries_ahead_to_refuse_everyone_elses(team_server):
+    """The format lets an append be dated up to its tolerance (5 minutes) after
+    the appending machine's clock, and refuses one dated more than that before
+    the ledger's newest time. Bob dated his notes 4 min 59 s ahead of the
+    server's clock: from then on every other user's entry that was more than
+    a second old when it reached the server (a recorder's batched records, a
+    slow link, a clock a second behind) was refused, for as long as he kept
+    doing it. The server now refuses an entry dated more than 30 s after its
+    own clock (a stricter bound than the format's), so an entry must be
+    4.5 minutes old to be refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+
+    s = team_server
+    bob, alice = s.token("writer", "ahead-bob"), s.token("writer", "ahead-alice")
+
+    def dated(user: str, shift: timedelta, text: str) -> dict:
+        when = format_time(datetime.now(UTC) + shift)
+        entry = Entry("note", when, {"user": user}, {"text": text})
+        return sign_entry(entry, s.signer_for("team-a", user)).to_dict()
+
+    ahead = dated("ahead-bob", timedelta(minutes=4, seconds=59), "from the future")
+    status, answer = s.call("POST", f"{A}/entries", bob, {"entries": [ahead]})
+    assert status == 422, answer
+    assert "after the server's clock" in answer["error"]["message"]
+    slightly = dated("ahead-bob", timedelta(seconds=20), "a clock a little ahead")
+    assert s.call("POST", f"{A}/entries", bob, {"entries": [slightly]})[0] == 201
+    late = dated("ahead-alice", timedelta(seconds=-10), "recorded 10 s ago")
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [late]})
+    assert status == 201, answer
