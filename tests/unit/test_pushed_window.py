@@ -275,9 +275,7 @@ def test_push_resumes_after_its_own_users_headers_only(
 ) -> None:
     """A ledger stored before appends refused it holds bob's header naming pia's
     laptop up to seq 5: pia's push must not take it as how far she got."""
-    from types import SimpleNamespace
-
-    from mltrail.ledger.push import _pushed_to
+    from mltrail.ledger.push import _last_header
 
     ledger = _ledger()
     pia, bob = _authors(ledger)
@@ -286,6 +284,11 @@ def test_push_resumes_after_its_own_users_headers_only(
         ledger, [_header_of("bob", bob, pia, 4), *[_note_of("bob", bob)] * 4],
         monkeypatch,
     )  # fmt: skip
-    remote = SimpleNamespace(store=ledger.store)
-    assert _pushed_to(remote, LAPTOP, pia.key_id, "pia") == 2  # type: ignore[arg-type]
-    assert _pushed_to(remote, LAPTOP, pia.key_id, "bob") == 5  # type: ignore[arg-type]
+    found = {
+        user: _last_header(ledger.store, LAPTOP, pia.key_id, user)
+        for user in ("pia", "bob")
+    }
+    assert {user: last and last[0] for user, last in found.items()} == {
+        "pia": 2,
+        "bob": 5,
+    }
