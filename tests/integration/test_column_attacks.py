@@ -434,20 +434,21 @@ def test_a_note_listed_as_a_push_header_refuses_the_push() -> None:
     """Where a push resumes is read from the server's `ledger.pushed` records.
     Before, a note carrying a header's fields, relabelled by whoever can write
     the server's store, made push skip every record up to its ``to``."""
-    from types import SimpleNamespace
-
-    from mltrail.ledger.push import _pushed_to
+    from mltrail.ledger.push import _last_header
     from mltrail.testing import MemoryStore
 
     store = MemoryStore()
-    ledger = Ledger.create(store, fixed_signer("push-columns"), origin=ORIGIN)
+    ledger = Ledger.create(
+        store, fixed_signer("push-columns"), origin=ORIGIN, actor={"user": "pia"}
+    )
+    user = "pia"  # the note's author, as a push by pia would read it
     header = {"text": "x", "origin": "example.org/laptop", "key": "k", "to": 99}
     ledger.append("note", header)
-    assert _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k") == 0
+    assert _last_header(store, "example.org/laptop", "k", user) is None
     row, time, _, run = store._records[1]
     store._records[1] = (row, time, "ledger.pushed", run)
     with pytest.raises(IntegrityError, match=r"as a ledger\.pushed record"):
-        _pushed_to(SimpleNamespace(store=store), "example.org/laptop", "k")
+        _last_header(store, "example.org/laptop", "k", user)
 
 
 def test_an_edited_hash_column_of_the_last_row_refuses_the_write(home: Path) -> None:

@@ -275,3 +275,94 @@ def test_the_server_refuses_a_push_header_whose_checkpoint_does_not_vouch(
         assert after == before
     _, report = server.call("POST", f"{b}/verify", auditor)
     assert report["ok"], report
+
+
+def test_the_server_refuses_a_push_header_of_another_users_ledger(server):
+    """bob (a writer) copies the checkpoint of pia's laptop, which every reader
+    sees in her headers, into a header of his own naming her laptop's origin
+    and key, ``to`` as far as it covers. Stored, it would make her next push
+    resume there (her entries never pushed, the push saying all is done) and
+    put his back-dated entries in her laptop's window. Refused, 422; nothing
+    stored."""
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+
+    b = "/ledgers/team-b"
+    pia, bob = server.signer_for("team-b", "pia"), server.signer_for("team-b", "bob")
+    now = datetime.now(UTC)
+    body = {
+        "origin": "laptop.example/pia",
+        "key": pia.key_id,
+        "from": 1,
+        "to": 5,
+        "count": 1,
+        "checkpoint": _laptop_checkpoint(pia, 5),
+    }
+    entries = [
+        Entry("ledger.pushed", format_time(now), {"user": "bob"}, body),
+        Entry("note", format_time(now - timedelta(days=2)), {"user": "bob"},
+              {"text": "recorded offline, on pia's laptop"}),
+    ]  # fmt: skip
+    token = server.token("writer", "bob", ledger="team-b")
+    auditor = server.token("auditor", ledger="team-b")
+    before = server.call("GET", f"{b}/head", auditor)[1]["size"]
+    sent = {"entries": [sign_entry(e, bob).to_dict() for e in entries]}
+    got, answer = server.call("POST", f"{b}/entries", token, sent)
+    assert got == 422, answer
+    assert "of 'pia', but is signed by a key of 'bob'" in answer["error"]["message"]
+    assert server.call("GET", f"{b}/head", auditor)[1]["size"] == before
+
+
+def test_push_refuses_a_push_header_the_server_made_up(server, laptop, monkeypatch):
+    """A lying server lists a ledger.pushed record of this laptop whose ``to``
+    says everything was pushed already. Push resumed after the highest ``to``
+    it was shown, unchecked: it sent nothing and said so, and the runs never
+    reached the server. The header that decides is now checked as an append's
+    answer is (signed by a key of this home, included in the pinned
+    checkpoint): exit 3, nothing pushed."""
+    from mltrail.core.codec import decode_record
+    from mltrail.core.entry import Record
+    from mltrail.errors import IntegrityError
+    from mltrail.ledger.client_mode import open_remote_ledger
+    from mltrail.ledger.home import open_home
+    from mltrail.ledger.push import push_ledger
+    from mltrail.storage.base import StoredRow
+
+    base, offline, _ = laptop
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
+    record_offline(base, offline, "made-up")
+    js(base, offline, "push")  # a genuine header of this laptop on the server
+    _PUSHED.add(str(base))
+    record_offline(base, offline, "never-sent")
+    home = open_home(offline["MLTRAIL_HOME"], env=offline)
+    try:
+        remote = open_remote_ledger(
+            home.path, offline["MLTRAIL_PUSH_URL"], offline, home.ledger.signer
+        )
+        size = home.ledger.head().size
+        real = remote.store.rows_of_kinds
+
+        def lying(kinds):
+            for row in real(kinds):
+                record = decode_record(row.data).record
+                body = dict(record.entry.body)
+                if record.entry.kind == "ledger.pushed" and body.get("to", 0) < size:
+                    body["to"] = size
+                    entry = record.entry.__class__.from_dict(
+                        {**record.entry.to_dict(), "body": body}
+                    )
+                    data = Record(record.seq, record.prev, entry).to_bytes()
+                    yield StoredRow(row.seq, row.hash, data)
+                else:
+                    yield row
+
+        monkeypatch.setattr(remote.store, "rows_of_kinds", lying)
+        before = remote.ledger.head().size
+        with pytest.raises(IntegrityError, match="no key of this home signed"):
+            push_ledger(home, remote)
+        assert remote.ledger.head().size == before
+        remote.ledger.close()
+    finally:
+        home.close()
+    assert js(base, offline, "push")["pushed"] > 0  # an honest answer: sent

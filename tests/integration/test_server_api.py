@@ -359,11 +359,38 @@ def test_an_idempotency_key_of_another_token_is_a_conflict(server):
         "POST", f"{A}/entries", server.token("writer", "alice"), alice, headers=key
     )
     assert first[0] == 201
-    bob = {"entries": [server.entry("bob", "note", {"text": "bob's"})]}
-    status, _ = server.call(
-        "POST", f"{A}/entries", server.token("writer", "bob"), bob, headers=key
-    )
+    other = server.new_token("writer", "alice")["token"]
+    status, _ = server.call("POST", f"{A}/entries", other, alice, headers=key)
     assert status == 409
+
+
+def test_an_idempotency_key_is_each_users_own(server):
+    """bob sends first, under the key alice's next request will use (``mltrail
+    push`` derives its keys from what every reader sees in her headers). Keys
+    were one namespace per ledger: her request was then refused, 409, for good.
+    Each user's keys are now its own: bob gets his own answer, never hers, and
+    she gets hers, once."""
+    key = {"Idempotency-Key": "mltrail-push-" + uuid.uuid4().hex}
+    bob_token, alice_token = (
+        server.token("writer", "bob"),
+        server.token("writer", "alice"),
+    )
+    bob = {"entries": [server.entry("bob", "note", {"text": "bob took the key"})]}
+    taken = server.call("POST", f"{A}/entries", bob_token, bob, headers=key)
+    assert taken[0] == 201
+    alice = {"entries": [server.entry("alice", "note", {"text": "alice's batch"})]}
+    status, answer = server.call(
+        "POST", f"{A}/entries", alice_token, alice, headers=key
+    )
+    assert status == 201, answer
+    assert answer["records"] != taken[1]["records"]
+    size = _size(server)
+    assert server.call("POST", f"{A}/entries", alice_token, alice, headers=key) == (
+        status,
+        answer,
+    )
+    assert server.call("POST", f"{A}/entries", bob_token, bob, headers=key) == taken
+    assert _size(server) == size
 
 
 def test_ledgers_are_apart(server):

@@ -157,6 +157,29 @@ def test_a_writer_holds_only_runs_it_started(team_server):
     assert _hold(s, new_run_id(), bob)[0] == 200  # a run not started yet
 
 
+def test_a_writer_holds_no_run_another_user_wrote_first(team_server):
+    """The hold checked only the run's ``run.started``: a rank above 0 of
+    Alice's distributed run writes before rank 0 starts it, and Bob held that
+    run then (200), so it looked live after her processes died and her
+    recorder's own hold was refused, 409. A hold now follows the rule appends
+    follow: while not started, a run is the user's who wrote its first
+    record."""
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    alice, bob = s.token("writer", "rank-alice"), s.token("writer", "rank-bob")
+    rank1 = {"cpu": {}, "memory": {}, "gpus": [], "rank": {"rank": 1, "world_size": 2}}
+    run = new_run_id()
+    hardware = s.entry("rank-alice", "run.hardware", rank1, run=run)
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [hardware]})
+    assert status == 201, answer
+
+    status, answer = _hold(s, run, bob)
+    assert status == 403, answer
+    assert b"rank-alice" in answer
+    assert _hold(s, run, alice)[0] == 200
+
+
 def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_path):
     """``?token=`` is no way to authenticate (401), and the access log of a
     server at ``--log-level info`` must not keep the secret of such a URL."""
@@ -212,3 +235,122 @@ def test_a_revoked_tokens_hold_ends_within_a_heartbeat(team_server):
     finally:
         conn.close()
     assert s.call("GET", f"{A}/runs/live?runs={run}", auditor)[1]["live"] == []
+
+
+def _size(s, ledger: str = "team-a") -> int:
+    status, head = s.call("GET", f"/ledgers/{ledger}/head", s.token("auditor"))
+    assert status == 200, head
+    return head["size"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("alg", "rsa"), ("alg", "ED25519"), ("key", 1), ("value", 7)],
+)
+def test_an_entry_whose_sig_verify_refuses_is_not_stored(team_server, field, value):
+    """A writer sent a correctly signed entry with ``sig.alg`` "rsa": the server
+    checked the entry without its ``sig`` against the schemas, the signature
+    itself with Ed25519, and stored it (201). Verify reads every record's
+    envelope with its sig and refused it ("malformed"): one writer made the
+    team's ledger fail verification for good. A ``sig.key`` that was not a
+    string got 503 (the database "failed") instead of 400. Now both are 400
+    and nothing is stored."""
+    s = team_server
+    token = s.token("writer", "sig-shape")
+    entry = s.entry("sig-shape", "note", {"text": "signed, then re-labelled"})
+    entry["sig"][field] = value
+    before = _size(s)
+    status, answer = s.call("POST", f"{A}/entries", token, {"entries": [entry]})
+    assert status == 400, answer
+    assert "sig" in answer["error"]["message"]
+    assert _size(s) == before
+    status, report = s.call("POST", f"{A}/verify", s.token("auditor", "sig-shape"))
+    assert status == 200, report
+    assert report["ok"], report["errors"][:3]
+
+
+def test_a_nul_in_a_query_or_path_is_a_client_error(team_server):
+    """An auditor's ``?kinds=note%00`` reached PostgreSQL, which refuses NUL in
+    text: 503, the server's database "failed" (and an error line in its log);
+    an admin's ``/tokens/%00/revoke`` was a 500. Both are the caller's error."""
+    s = team_server
+    status, answer = s.call("GET", f"{A}/records?kinds=note%00", s.token("auditor"))
+    assert status == 400, answer
+    status, answer = s.call(
+        "GET", f"{A}/records?kinds=note,run.started", s.token("auditor")
+    )
+    assert status == 200, answer
+    for token_id in ("%00", "0123456789abcde%00"):
+        status, answer = s.call(
+            "POST", f"{A}/tokens/{token_id}/revoke", s.token("admin")
+        )
+        assert status == 404, answer
+
+
+def test_a_page_of_records_is_bounded_in_bytes(team_server):
+    """Pages were bounded in records only (up to 5,000, each up to 4 MiB), and
+    the store fetched 2,000 rows at a time: once a writer had filled the ledger
+    with large entries, every reader's page (``mltrail verify`` asks for 1,000)
+    made the server hold gigabytes. A page now ends once it holds 16 MiB, and
+    ``next`` says where the rest starts; a client paging on reads every record."""
+    s = team_server
+    b = "/ledgers/team-b"
+    token = s.token("writer", "page-w", ledger="team-b")
+    auditor = s.token("auditor", ledger="team-b")
+    pad = "x" * (7 * 2**19)  # 3.5 MiB
+    first = None
+    for n in range(2):
+        entries = [
+            s.entry("page-w", "note", {"text": f"large {n}.{i}", "pad": pad},
+                    ledger="team-b")
+            for i in range(3)
+        ]  # fmt: skip
+        status, answer = s.call("POST", f"{b}/entries", token, {"entries": entries})
+        assert status == 201, answer
+        first = answer["records"][0]["seq"] if first is None else first
+    last = answer["records"][-1]["seq"]
+
+    seen, start, pages = [], first, 0
+    while start is not None and start <= last:
+        status, page = s.call("GET", f"{b}/records?start={start}&limit=1000", auditor)
+        assert status == 200, page
+        sizes = [len(r["data"]) * 3 // 4 for r in page["records"]]
+        assert sum(sizes[:-1]) < 16 * 2**20, sizes
+        seen += [r["seq"] for r in page["records"]]
+        start, pages = page["next"], pages + 1
+    assert pages >= 2
+    assert [q for q in seen if q <= last] == list(range(first, last + 1))
+
+
+def test_a_writer_cannot_date_entries_ahead_to_refuse_everyone_elses(team_server):
+    """The format lets an append be dated up to its tolerance (5 minutes) after
+    the appending machine's clock, and refuses one dated more than that before
+    the ledger's newest time. Bob dated his notes 4 min 59 s ahead of the
+    server's clock: from then on every other user's entry that was more than
+    a second old when it reached the server (a recorder's batched records, a
+    slow link, a clock a second behind) was refused, for as long as he kept
+    doing it. The server now refuses an entry dated more than 30 s after its
+    own clock (a stricter bound than the format's), so an entry must be
+    4.5 minutes old to be refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+
+    s = team_server
+    bob, alice = s.token("writer", "ahead-bob"), s.token("writer", "ahead-alice")
+
+    def dated(user: str, shift: timedelta, text: str) -> dict:
+        when = format_time(datetime.now(UTC) + shift)
+        entry = Entry("note", when, {"user": user}, {"text": text})
+        return sign_entry(entry, s.signer_for("team-a", user)).to_dict()
+
+    ahead = dated("ahead-bob", timedelta(minutes=4, seconds=59), "from the future")
+    status, answer = s.call("POST", f"{A}/entries", bob, {"entries": [ahead]})
+    assert status == 422, answer
+    assert "after the server's clock" in answer["error"]["message"]
+    slightly = dated("ahead-bob", timedelta(seconds=20), "a clock a little ahead")
+    assert s.call("POST", f"{A}/entries", bob, {"entries": [slightly]})[0] == 201
+    late = dated("ahead-alice", timedelta(seconds=-10), "recorded 10 s ago")
+    status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [late]})
+    assert status == 201, answer

@@ -207,6 +207,60 @@ def test_one_users_large_bodies_leave_everyone_elses_requests_alone(server):
     assert status == 201, answer
 
 
+def _get_unread(server, path: str, token: str) -> socket.socket:
+    """A GET whose answer the client does not read (a small receive window):
+    the server is left sending it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        f"GET {server.prefix}{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_a_readers_large_blob_reads_take_its_large_body_slots(server):
+    """An auditor (the lowest role) asked for a large blob on one connection
+    after another without reading the answers: each read the whole blob into
+    the server's memory and kept it there until sent, without bound (here 8
+    MiB each; blobs go up to 256 MiB). Now a blob of ``large_body_bytes`` or
+    more is read in the reader's large-body slot, given back once sent: its
+    next large read is 429 while one is unread, and ``HEAD``, small blobs and
+    other users pass."""
+    s = server
+    writer, reader = s.token("writer", "blob-w"), s.token("auditor", "blob-r")
+    big = b"B" * (8 * 2**20)
+    small = b"s" * 100
+    digests = []
+    for data in (big, small):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        status, answer = s.call("PUT", f"{A}/blobs/{digest}", writer, raw=data)
+        assert status == 201, answer
+        digests.append(digest)
+    path, small_path = (f"{A}/blobs/{d}" for d in digests)
+    unread = _get_unread(s, path, reader)
+    try:
+        _wait_until(
+            lambda: _in_use(s, reader, "large_bodies")["user"] == 1,
+            "the unread blob to hold its reader's slot",
+        )
+        status, answer = s.call("GET", path, reader)
+        assert status == 429, answer
+        assert answer["error"]["limit"] == "large_bodies_per_user"
+        assert s.call("HEAD", path, reader)[0] == 200
+        assert s.call("GET", small_path, reader) == (200, small)
+        assert s.call("GET", path, writer) == (200, big)
+    finally:
+        unread.close()
+    _wait_until(
+        lambda: _in_use(s, reader, "large_bodies")["user"] == 0,
+        "the slot to be given back once the client went away",
+    )
+    assert s.call("GET", path, reader) == (200, big)
+
+
 def _schema(server, ledger: str) -> str:
     import psycopg
 

@@ -184,3 +184,53 @@ def test_refused_appends_among_concurrent_ones_fail_alone(team_server):
         ("owner-alice", i): 201 for i in range(6)
     }
     assert {user for _, user in _run_records(s, run)} == {"owner-alice"}
+
+
+def test_a_writer_cannot_lock_another_users_run(team_server):
+    """bob appended ``model.sealed`` naming alice's running run in its ``runs``
+    (the entry itself in no run, so the run-owner check passed it): from then
+    on the ledger refused every record of her run but notes, her ``run.ended``
+    included. Now a writer locks only runs it started (or first wrote, while
+    not started); naming another's, or a run id nobody wrote yet (which would
+    refuse its owner's start), is refused, 403, and nothing stored. An admin
+    locks any run."""
+    from mltrail.record.recorder import new_run_id
+
+    s = team_server
+    alice, bob = s.token("writer", "lock-alice"), s.token("writer", "lock-bob")
+    run, later, own = new_run_id(), new_run_id(), new_run_id()
+    started = s.entry("lock-alice", "run.started", {"source": "api"}, run=run)
+    assert _post(s, alice, started)[0] == 201
+    for runs in ([run], [later], [own, run]):
+        sealed = {"model": "ab" * 32, "model_type": "model", "runs": runs}
+        status, answer = _post(
+            s,
+            bob,
+            s.entry("lock-bob", "run.started", {"source": "api"}, run=own),
+            s.entry("lock-bob", "model.sealed", sealed),
+        )
+        assert status == 403, answer
+        assert runs[-1] in answer["error"]["message"]
+    ended = {"status": "succeeded", "exit_code": 0}
+    status, answer = _post(s, alice, s.entry("lock-alice", "run.ended", ended, run=run))
+    assert status == 201, answer
+    assert _run_records(s, run) == [
+        ("run.started", "lock-alice"),
+        ("run.ended", "lock-alice"),
+    ]
+    assert _run_records(s, own) == []
+
+    # her own run she locks; his own, started in the same append, he locks
+    sealed = {"model": "cd" * 32, "model_type": "model", "runs": [run]}
+    assert _post(s, alice, s.entry("lock-alice", "model.sealed", sealed))[0] == 201
+    sealed = {"model": "ef" * 32, "model_type": "model", "runs": [own]}
+    status, answer = _post(
+        s,
+        bob,
+        s.entry("lock-bob", "run.started", {"source": "api"}, run=own),
+        s.entry("lock-bob", "model.sealed", sealed),
+    )
+    assert status == 201, answer
+    sealed = {"model": "ab" * 32, "model_type": "model", "runs": [later]}
+    admin = s.token("admin")
+    assert _post(s, admin, s.entry("admin", "model.sealed", sealed))[0] == 201

@@ -210,3 +210,85 @@ def test_an_append_refuses_a_header_whose_checkpoint_does_not_vouch_for_it(
         ledger.append_entries([header, *pushed])
     assert ledger.head().size == 1
     assert ledger.verify().ok
+
+
+def _authors(ledger: Ledger) -> tuple[Any, Any]:
+    """Author keys of pia (whose laptop was pushed) and bob, registered."""
+    from mltrail.core.keyring import make_key_proof
+
+    pia, bob = fixed_signer("pia"), fixed_signer("bob")
+    for name, signer in (("pia", pia), ("bob", bob)):
+        proof = make_key_proof(signer, ORIGIN, name)
+        ledger.register_key(signer.public_key, name, proof)
+    return pia, bob
+
+
+def _header_of(user: str, signer: Any, named: Any, count: int = 1) -> Entry:
+    """A header signed by ``signer`` as ``user``, naming ``named``'s key and
+    carrying a genuine checkpoint of that key's laptop ledger."""
+    body = {
+        "origin": LAPTOP,
+        "key": named.key_id,
+        "from": 1,
+        "to": count + 1,
+        "count": count,
+        "checkpoint": _laptop_checkpoint(count + 1, named),
+    }
+    when = format_time(NOW + timedelta(seconds=30))
+    return sign_entry(Entry("ledger.pushed", when, {"user": user}, body), signer)
+
+
+def _note_of(user: str, signer: Any) -> Entry:
+    return sign_entry(
+        Entry("note", format_time(_old(3)), {"user": user}, {"text": "x"}), signer
+    )
+
+
+def test_an_append_refuses_a_header_naming_another_users_key() -> None:
+    """bob copies the checkpoint of pia's laptop (every reader sees it in her
+    earlier header) into a header of his own naming her key: it would move
+    where her next push resumes, and put his entries in her laptop's window."""
+    ledger = _ledger()
+    pia, bob = _authors(ledger)
+    size = ledger.head().size
+    with pytest.raises(InputError, match="of 'pia', but is signed by a key of 'bob'"):
+        ledger.append_entries([_header_of("bob", bob, pia), _note_of("bob", bob)])
+    assert ledger.head().size == size
+    ledger.append_entries([_header_of("pia", pia, pia), _note_of("pia", pia)])
+    assert ledger.verify().ok
+
+
+def test_verify_names_a_header_naming_another_users_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ledger = _ledger()
+    pia, bob = _authors(ledger)
+    size = ledger.head().size
+    _forge(ledger, [_header_of("bob", bob, pia), _note_of("bob", bob)], monkeypatch)
+    problems = [p for p in ledger.verify().errors if p.code == "pushed-checkpoint"]
+    assert [p.seq for p in problems] == [size]
+    assert "signed by a key of 'bob'" in problems[0].message
+
+
+def test_push_resumes_after_its_own_users_headers_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ledger stored before appends refused it holds bob's header naming pia's
+    laptop up to seq 5: pia's push must not take it as how far she got."""
+    from mltrail.ledger.push import _last_header
+
+    ledger = _ledger()
+    pia, bob = _authors(ledger)
+    ledger.append_entries([_header_of("pia", pia, pia), _note_of("pia", pia)])
+    _forge(
+        ledger, [_header_of("bob", bob, pia, 4), *[_note_of("bob", bob)] * 4],
+        monkeypatch,
+    )  # fmt: skip
+    found = {
+        user: _last_header(ledger.store, LAPTOP, pia.key_id, user)
+        for user in ("pia", "bob")
+    }
+    assert {user: last and last[0] for user, last in found.items()} == {
+        "pia": 2,
+        "bob": 5,
+    }

@@ -122,16 +122,29 @@ def open_window(
     return PushWindow(seq, time, count)
 
 
-def pushed_checkpoint_problem(body: Mapping[str, Any], keyring: KeyRing) -> str | None:
+def pushed_checkpoint_problem(
+    body: Mapping[str, Any], keyring: KeyRing, signer: str | None = None
+) -> str | None:
     """Why a ``ledger.pushed`` header's ``checkpoint`` does not vouch for its window,
     or None: it must be a checkpoint of the pushed ledger (its ``origin``) signed by
     the key the header names, which this ledger must hold (the pushing author's key,
-    registered before the push), and cover at least ``to`` records."""
+    registered before the push), and cover at least ``to`` records. ``signer``:
+    the id of the key that signed the header, which must belong to the same
+    identity as the key named (an author pushes only its own ledger: another
+    user's header naming it would move where ``mltrail push`` resumes, and put
+    that user's entries in the pushed ledger's window)."""
     key_id, origin, text = body.get("key"), body.get("origin"), body.get("checkpoint")
     state = keyring.keys.get(key_id) if isinstance(key_id, str) else None
     if state is None:
         return (
             f"the header names key {str(key_id)[:16]}..., which this ledger never added"
+        )
+    signed_by = None if signer is None else keyring.keys.get(signer)
+    if signed_by is not None and signed_by.identity != state.identity:
+        return (
+            f"the header names key {str(key_id)[:16]}... of "
+            f"{_who(state.identity)}, but is signed by a key of "
+            f"{_who(signed_by.identity)}: only the pushed ledger's author pushes it"
         )
     if not isinstance(origin, str) or not isinstance(text, str):
         return "the header carries no origin or checkpoint text"
@@ -148,3 +161,7 @@ def pushed_checkpoint_problem(body: Mapping[str, Any], keyring: KeyRing) -> str 
             f"the header pushed up to {to}"
         )
     return None
+
+
+def _who(identity: str | None) -> str:
+    return "the log" if identity is None else repr(identity)

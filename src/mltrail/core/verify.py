@@ -385,11 +385,13 @@ class LedgerVerifier:
         state = self.keyring.keys[check.key_id]
         return verify_signature(state.public_key, check.signing_bytes, check.signature)
 
-    def _check_pushed_checkpoint(self, seq: int, body: Mapping[str, Any]) -> None:
+    def _check_pushed_checkpoint(
+        self, seq: int, body: Mapping[str, Any], signer: str
+    ) -> None:
         """A push header's ``checkpoint`` must be signed by the key it names (a key
         this ledger holds) for the pushed ledger's origin, and cover ``to``: so the
         pushed entries are shown to come from that ledger as far as it had grown."""
-        problem = pushed_checkpoint_problem(body, self.keyring)
+        problem = pushed_checkpoint_problem(body, self.keyring, signer)
         if problem is not None:
             self.problem(seq, "pushed-checkpoint", problem)
 
@@ -405,7 +407,7 @@ class LedgerVerifier:
             return
         self._window = open_window(seq, check.kind, check.key_body, check.time)
         if self._window is not None:
-            self._check_pushed_checkpoint(seq, check.key_body or {})
+            self._check_pushed_checkpoint(seq, check.key_body or {}, check.key_id)
         floor = self._floor
         # the first readable record (a clock reset too, when rows were swapped or
         # removed) has nothing before it to be dated against

@@ -248,7 +248,9 @@ class Ledger:
                 )
             if entry.sig is None:
                 raise InputError(f"cannot append an unsigned {entry.kind} entry")
-            validate_entry(entry.to_dict(with_sig=False))
+            # the sig too: verify reads every stored record's envelope with its
+            # sig, so one it refuses (sig.alg 'rsa') would fail verify for good
+            validate_entry(entry.to_dict())
             self._check_blobs(find_blob_refs(entry.body))
             data = compute_entry_bytes(entry)
             check_entry_size(len(data) - SIG_MEMBER_BYTES)
@@ -1021,7 +1023,8 @@ def _check_pushed_checkpoint(keyring: KeyRing, seq: int, entry: Entry) -> None:
     window (what verify reports as ``pushed-checkpoint``), before it is stored."""
     from mltrail.core.pushed import pushed_checkpoint_problem
 
-    problem = pushed_checkpoint_problem(entry.body, keyring)
+    assert entry.sig is not None
+    problem = pushed_checkpoint_problem(entry.body, keyring, entry.sig.key)
     if problem is not None:
         raise InputError(
             f"cannot append the ledger.pushed header at seq {seq}: {problem}",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mltrail.core.entry import Record
     from mltrail.ledger.client_mode import RemoteLedger
     from mltrail.ledger.home import Home
+    from mltrail.ledger.ledger import Ledger
 
 __all__ = ["BATCH_SIZE", "PushResult", "push_ledger"]
 
@@ -132,7 +133,8 @@ def push_ledger(
             "the local ledger's newest records are not covered by a checkpoint",
             hint="run `mltrail verify`, then `mltrail checkpoint`",
         )
-    start = _pushed_to(remote, ledger.origin, genesis)
+    identity = str(remote.identity or "")
+    start = _pushed_to(remote, ledger, genesis, identity)
     if start > size:
         raise IntegrityError(
             f"the server holds records pushed from {ledger.origin} up to local seq "
@@ -142,7 +144,6 @@ def push_ledger(
             "records (mltrail log in client mode)",
         )
     result = PushResult(ledger.origin, genesis, start, size, dry_run=dry_run)
-    identity = str(remote.identity or "")
     batches = list(_batches(ledger.records(start), size, batch_size, result))
     _check_entries(batches, identity, signer.key_id, ledger.clock.now())
     if dry_run or not batches:
@@ -159,16 +160,74 @@ def push_ledger(
     return result
 
 
-def _pushed_to(remote: RemoteLedger, origin: str, key: str) -> int:
-    """One past the highest local seq earlier pushes of this ledger landed."""
+def _pushed_to(remote: RemoteLedger, local: Ledger, key: str, identity: str) -> int:
+    """One past the highest local seq earlier pushes of this ledger landed
+    (:func:`_last_header`, checked by :func:`_check_header`)."""
+    last = _last_header(remote.store, local.origin, key, identity)
+    if last is None:
+        return 0
+    _check_header(remote, local, last[1], last[2])
+    return last[0]
+
+
+def _last_header(
+    store: Any, origin: str, key: str, identity: str
+) -> tuple[int, Any, Any] | None:
+    """(to, row, decoded record) of the server's ``ledger.pushed`` record of
+    this ledger (``origin``, genesis ``key``) with the highest ``to``, or None.
+
+    Only headers of ``identity`` (the token's user, whose key pushes) count:
+    another user's header naming this ledger (which servers before 2026-12-07
+    stored, and which verify reports as ``pushed-checkpoint``) must not make
+    this push skip entries it never sent. The header that decides is checked
+    as an append's answer is: signed by a key of this home's ledger and
+    included in the server's checkpoint, which this client pins; a server
+    that lists a header it made up (or one of another server) would
+    otherwise have the push skip entries and say all was sent."""
     from mltrail.ledger.columns import checked_rows_of_kinds
 
-    done = 0
-    for _, decoded in checked_rows_of_kinds(remote.store, (PUSHED_KIND,)):
-        body = decoded.record.entry.body
+    best: tuple[int, Any, Any] | None = None
+    for row, decoded in checked_rows_of_kinds(store, (PUSHED_KIND,)):
+        entry = decoded.record.entry
+        if entry.actor.get("user") != identity:
+            continue
+        body = entry.body
         if body.get("origin") == origin and body.get("key") == key:
-            done = max(done, int(body.get("to", 0)))
-    return done
+            to = int(body.get("to", 0))
+            if best is None or to > best[0]:
+                best = (to, row, decoded)
+    return best
+
+
+def _check_header(remote: RemoteLedger, local: Ledger, row: Any, decoded: Any) -> None:
+    """Refuse (IntegrityError) a push header not signed by a key of ``local``
+    or not in the server's checkpoint."""
+    from mltrail.core.canonical import compute_leaf_hash
+    from mltrail.core.entry import compute_signing_bytes
+    from mltrail.core.signing import decode_b64, verify_signature
+
+    entry, seq = decoded.record.entry, decoded.record.seq
+    state = local.keys().keys.get(entry.sig.key) if entry.sig else None
+    try:
+        signed = state is not None and verify_signature(
+            state.public_key, compute_signing_bytes(entry), decode_b64(entry.sig.value)
+        )
+    except ValueError:
+        signed = False
+    if not signed:
+        raise IntegrityError(
+            f"the server lists a ledger.pushed record (seq {seq}) of "
+            f"{local.origin} that no key of this home signed",
+            hint="report it to the server's admin; nothing was pushed",
+        )
+    checkpoint = remote.trust.refresh()
+    if checkpoint is None or checkpoint.size <= seq:
+        raise IntegrityError(
+            f"the server lists a ledger.pushed record (seq {seq}) of "
+            f"{local.origin} that its checkpoint does not cover",
+            hint="report it to the server's admin; nothing was pushed",
+        )
+    remote.trust.check_inclusion(seq, compute_leaf_hash(row.data), checkpoint)
 
 
 def _batches(

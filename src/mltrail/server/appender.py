@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.ledger import Ledger
     from mltrail.storage.base import NewBatch
 
-__all__ = ["Appender", "IdempotencyConflictError", "Job"]
+__all__ = ["Appender", "IdempotencyConflictError", "Job", "idempotency_scope"]
 
 MAX_GROUP_ENTRIES = 2000
 MAX_GROUP_JOBS = 128
@@ -50,6 +50,16 @@ WAIT_SECONDS = 120.0
 
 class IdempotencyConflictError(InputError):
     """An idempotency key was used before with another request (HTTP 409)."""
+
+
+def idempotency_scope(user: str, key: str) -> str:
+    """The key an ``Idempotency-Key`` is kept under: the caller's own, within its
+    user (a token's name). Keys were one namespace per ledger: any writer could
+    take the key another user's next request would send (``mltrail push``
+    derives its keys from what every reader sees) and so have that request
+    refused, 409, for good. A name is printable and a header holds no line
+    break, so the two parts cannot run into each other."""
+    return f"{user}\n{key}"
 
 
 @dataclass
@@ -242,7 +252,8 @@ class Appender:
         if token_id != job.token_id or bytes(digest) != job.request_sha256:
             job.future.set_exception(
                 IdempotencyConflictError(
-                    f"Idempotency-Key {job.key!r} was used with another request",
+                    f"Idempotency-Key {job.key.partition(chr(10))[2]!r} was used "
+                    "with another request",
                     hint="use a new key for a new request",
                 )
             )

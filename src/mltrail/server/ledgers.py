@@ -208,17 +208,34 @@ class ServerStore(PostgresStore):
         self.last_batch = batch
         return batch
 
-    def rows_of_kinds_page(
-        self, kinds: tuple[str, ...], start: int, stop: int, limit: int
-    ) -> list[StoredRow]:
-        """At most ``limit`` rows of ``kinds`` with ``start <= seq < stop``, in order."""
+    def records_page(
+        self,
+        start: int,
+        stop: int,
+        limit: int,
+        max_bytes: int,
+        kinds: tuple[str, ...] = (),
+    ) -> tuple[list[StoredRow], bool]:
+        """Rows with ``start <= seq < stop`` (of ``kinds`` when given), in order:
+        at most ``limit``, and no more once they hold ``max_bytes`` (the first
+        always comes, whatever its size); and whether more may follow.
+
+        The bound is kept by PostgreSQL (a running sum of the records' lengths,
+        which reads no record), so a page of large records is never fetched
+        whole into memory."""
+        where = "kind = ANY(%s) AND " if kinds else ""
+        params: list[Any] = [list(kinds)] if kinds else []
         with _as_store_error("read records"):
             rows = self._conn.execute(
-                "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) AND "
-                "seq >= %s AND seq < %s ORDER BY seq LIMIT %s",
-                (list(kinds), start, stop, limit),
+                "SELECT seq, hash, record, upto FROM (SELECT seq, hash, record, "  # noqa: S608
+                "sum(octet_length(record)) OVER (ORDER BY seq) AS upto, "
+                "octet_length(record) AS size FROM records "
+                f"WHERE {where}seq >= %s AND seq < %s ORDER BY seq LIMIT %s) AS page "
+                "WHERE upto - size < %s ORDER BY seq",
+                (*params, start, stop, limit + 1, max_bytes),
             ).fetchall()
-        return [StoredRow(q, bytes(h), bytes(d)) for q, h, d in rows]
+        more = len(rows) > limit or bool(rows and rows[-1][3] >= max_bytes)
+        return [StoredRow(q, bytes(h), bytes(d)) for q, h, d, _ in rows[:limit]], more
 
     def run_starter(self, run: str) -> str | None:
         """The ``actor.user`` of run ``run``'s first ``run.started``, or None when

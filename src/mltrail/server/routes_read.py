@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
-from mltrail.server.app import ApiError, Ctx, need
+from mltrail.server.app import ApiError, Ctx, need, take_slot
 from mltrail.server.tokens import READ_ROLES
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 __all__ = ["DIGEST", "router"]
 
@@ -21,7 +24,9 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_SEQ = 2**62
 Seq = Annotated[int, Query(ge=0, le=_MAX_SEQ)]
 MAX_RECORDS = 5000
+MAX_PAGE_BYTES = 16 * 2**20
 MAX_NODES = 100_000
+_CHUNK = 2**18
 
 
 @router.get("")
@@ -69,19 +74,21 @@ def records(
     start: Seq = 0,
     stop: Annotated[int | None, Query(ge=0, le=_MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RECORDS)] = 1000,
-    kinds: Annotated[str | None, Query(max_length=2000)] = None,
+    kinds: Annotated[
+        str | None, Query(max_length=2000, pattern=r"^[a-z0-9_.,]*$")
+    ] = None,
 ) -> dict[str, Any]:
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
-    ``start``; ``next`` pages on."""
+    ``start``; ``next`` pages on. A page ends at ``limit`` records or once it
+    holds ``MAX_PAGE_BYTES`` of them (records go up to 4 MiB each).
+    ``kinds``: comma-separated kind names (the characters a kind has; anything
+    else, a NUL above all, is 400 rather than an error of the database)."""
     end = _MAX_SEQ if stop is None else stop
+    wanted = tuple(k for k in (kinds or "").split(",") if k)
     with ctx.handle.reader() as ledger:
-        if kinds:
-            wanted = tuple(k for k in kinds.split(",") if k)
-            rows = ledger.store.rows_of_kinds_page(wanted, start, end, limit + 1)  # type: ignore[attr-defined]
-        else:
-            rows = list(ledger.store.rows(start, min(end, start + limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
+            start, end, limit, MAX_PAGE_BYTES, wanted
+        )
     return {
         "records": [
             {
@@ -204,22 +211,75 @@ def find_blobs(
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def get_blob(ctx: Reader, digest: str) -> Response:
-    """A blob's bytes; 410 (naming the purge seq) once purged."""
+def get_blob(ctx: Reader, digest: str, request: Request) -> Response:
+    """A blob's bytes; 410 (naming the purge seq) once purged.
+
+    ``HEAD`` answers from the blob's size without reading it. A blob of
+    ``large_body_bytes`` or more is read in a large-body slot, held until its
+    bytes are sent (429 or 503 with ``Retry-After`` when the caller's user or
+    the process has none left): any reader could otherwise have the server
+    hold as many copies of a 256 MiB blob at once as it asked for."""
     if not DIGEST.fullmatch(digest):
         raise ApiError(400, "a digest is sha256:<64 lowercase hex>")
     with ctx.handle.reader() as ledger:
-        data = ledger.store.get_blob(digest)
-        purge = ledger.store.purge_of(digest) if data is None else None
-    if data is None:
-        if purge is not None:
-            raise ApiError(
-                410,
-                f"blob {digest} was purged (seq {purge.seq})",
-                extra={"seq": purge.seq},
+        found = dict(ledger.store.find_blobs(digest, 1))
+        size = found.get(digest)
+        if size is None:
+            purge = ledger.store.purge_of(digest)
+            if purge is not None:
+                raise ApiError(
+                    410,
+                    f"blob {digest} was purged (seq {purge.seq})",
+                    extra={"seq": purge.seq},
+                )
+            raise ApiError(404, f"no blob {digest}")
+        if request.method == "HEAD":
+            return Response(
+                media_type="application/octet-stream",
+                headers={"content-length": str(size)},
             )
+        release = None
+        if size >= ctx.state.limits.large_body_bytes:
+            release = take_slot(ctx.state, "large_bodies", ctx.principal)
+        try:
+            data = ledger.store.get_blob(digest)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+    if data is None:  # erased between the two reads
+        if release is not None:
+            release()
         raise ApiError(404, f"no blob {digest}")
-    return Response(data, media_type="application/octet-stream")
+    if release is None:
+        return Response(data, media_type="application/octet-stream")
+    return _SentThenReleased(data, release)
+
+
+class _SentThenReleased(StreamingResponse):
+    """A blob's bytes, sent in chunks so that a client not reading holds the
+    send (flow control) rather than the server buffering the rest; its
+    large-body slot is given back once they are sent or the client went away."""
+
+    def __init__(self, data: bytes, release: Callable[[], None]) -> None:
+        super().__init__(
+            _chunks(data),
+            media_type="application/octet-stream",
+            headers={"content-length": str(len(data))},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for at in range(0, len(view), _CHUNK):
+        yield bytes(view[at : at + _CHUNK])
 
 
 @router.get("/proofs/inclusion")

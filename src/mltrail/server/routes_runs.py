@@ -102,18 +102,20 @@ async def _token_valid(ctx: Ctx) -> bool:
 
 
 def _take_hold(ctx: Ctx, run: str) -> RunHold:
-    """The run's hold; 403 when the run started as another user's (an admin
-    holds any run), 409 when it is held already."""
+    """The run's hold; 403 when the run is another user's by the rule appends
+    follow (:mod:`~mltrail.server.run_owners`: its starter's, or while not
+    started the user of its first record; an admin holds any run), 409 when
+    it is held already."""
     from mltrail.storage.postgres import RunHeldError
 
     try:
         with ctx.handle.reader() as ledger:
-            starter = ledger.store.run_starter(run)  # type: ignore[attr-defined]
+            owner = ledger.store.run_owner(run)  # type: ignore[attr-defined]
             name = ctx.principal.name
-            if starter not in (None, name) and ctx.principal.role != "admin":
+            if owner is not None and owner[0] != name and ctx.principal.role != "admin":
                 raise ApiError(
                     403,
-                    f"run {run} is {starter!r}'s, not {name!r}'s: only its "
+                    f"run {run} is {owner[0]!r}'s, not {name!r}'s: only its "
                     "recorder holds it live",
                 )
             hold = ledger.store.hold_run(run)

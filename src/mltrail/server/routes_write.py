@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from mltrail.core.codec import parse_json, validate_entry
+from mltrail.core.codec import format_time, parse_json, parse_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import MAX_DEPTH
 from mltrail.core.signing import decode_b64
@@ -31,7 +33,7 @@ from mltrail.server.app import (
     raise_for,
     take_slot,
 )
-from mltrail.server.appender import IdempotencyConflictError
+from mltrail.server.appender import IdempotencyConflictError, idempotency_scope
 from mltrail.server.limits import LargeBody
 from mltrail.server.routes_read import DIGEST
 from mltrail.server.tokens import UPLOAD_ROLES, kind_allowed
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.ledger import Ledger
     from mltrail.server.tokens import Principal
 
-__all__ = ["MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
+__all__ = ["MAX_AHEAD", "MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
 
 router = APIRouter(prefix="/ledgers/{ledger}", tags=["write"])
 Writer = Annotated[Ctx, Depends(need(UPLOAD_ROLES))]
@@ -54,7 +56,10 @@ MAX_BLOB_BYTES = 256 * 2**20
 MAX_ENTRIES = 1000
 MAX_SMALL_BODY = 64 * 2**10
 MAX_IDEMPOTENCY_KEY = 200
+MAX_AHEAD = timedelta(seconds=30)
+"""How far after the server's clock an entry may be dated."""
 _SIG_KEYS = {"alg", "key", "value"}
+_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 _JSON_BODY = {
     "requestBody": {
         "required": True,
@@ -235,7 +240,7 @@ def _queue_append(
     entries = [_entry(ctx, i, item) for i, item in enumerate(items)]
     return ctx.handle.appender.append(
         entries,
-        key=key,
+        key=None if key is None else idempotency_scope(ctx.principal.name, key),
         token_id=ctx.principal.token_id,
         request_sha256=hashlib.sha256(body).digest(),
         admin=ctx.principal.role == "admin",
@@ -265,10 +270,32 @@ def _entry(ctx: Ctx, index: int, item: Any) -> Entry:
         validate_entry({k: v for k, v in item.items() if k != "sig"})
     except SchemaError as e:
         raise ApiError(400, f"{where}: {e}") from e
+    _check_not_ahead(where, item["time"])
     try:
         return Entry.from_dict(item)
     except (KeyError, TypeError) as e:
         raise ApiError(400, f"{where}: {e}") from e
+
+
+def _check_not_ahead(where: str, time: str) -> None:
+    """Refuse an entry dated more than ``MAX_AHEAD`` after the server's clock.
+
+    The format allows its tolerance (5 minutes) ahead, and refuses an entry
+    dated more than that before the ledger's newest time: one writer dating
+    its entries 5 minutes ahead would have every other user's entry refused
+    that is more than moments old when it arrives. Bounding dates from above
+    at 30 s bounds that to entries 4.5 minutes old (ADR 0027)."""
+    now = datetime.now(UTC)
+    if parse_time(time) > now + MAX_AHEAD:
+        raise ApiError(
+            422,
+            f"{where}: refusing an entry dated {time}: it is in the future (the "
+            f"clock of the machine appending it says {format_time(now)}, and the "
+            f"server takes entries dated at most {MAX_AHEAD.seconds} s after "
+            "the server's clock)",
+            hint="set this machine's clock right (NTP); the server takes entries "
+            f"dated at most {MAX_AHEAD.seconds} s ahead of its own",
+        )
 
 
 @router.post("/keys", status_code=201, openapi_extra=_JSON_BODY)
@@ -343,6 +370,8 @@ def list_tokens(ctx: Admin) -> dict[str, Any]:
 def revoke_token(ctx: Admin, token_id: str) -> dict[str, Any]:
     """Revoke a token of this ledger: refused at once by this server process, and
     within a second by others (they reuse an authentication for 1 s)."""
+    if not _TOKEN_ID.fullmatch(token_id):  # a NUL would fail in the database
+        raise ApiError(404, f"no token {token_id!r} on {ctx.handle.row.name}")
     with ctx.handle_control() as control:
         try:
             newly = control.revoke_token(

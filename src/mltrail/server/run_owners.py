@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mltrail.core.lock import LOCK_KIND
 from mltrail.core.run_owner import ANYONE_KINDS, START_KIND
 from mltrail.errors import AuthError
 
@@ -64,6 +65,8 @@ class AppendOwnerCheck:
         owners: dict[str, Owner | None] = {}
         for entries, admin in jobs:
             for index, entry in enumerate(entries):
+                if entry.kind == LOCK_KIND and not admin:
+                    self._check_lock(store, owners, index, entry)
                 run = entry.run
                 if run is None or entry.kind in ANYONE_KINDS:
                     continue
@@ -76,6 +79,28 @@ class AppendOwnerCheck:
                 if owner is None or (not owner[1] and entry.kind == START_KIND):
                     owners[run] = (str(user), entry.kind == START_KIND)
         self._pending = {run: o[0] for run, o in owners.items() if o and o[1]}
+
+    def _check_lock(
+        self,
+        store: object,
+        owners: dict[str, Owner | None],
+        index: int,
+        entry: Entry,
+    ) -> None:
+        """A ``model.sealed`` locks the runs its body names (every record of
+        them but notes refused from then on): a writer locks its own runs only,
+        and no run id that nobody wrote yet (that would refuse its owner's
+        start)."""
+        runs = entry.body.get("runs")
+        user = entry.actor.get("user")
+        for run in runs if isinstance(runs, list) else ():
+            if not isinstance(run, str):
+                continue
+            if run not in owners:
+                owners[run] = self._lookup(store, run)
+            owner = owners[run]
+            if owner is None or owner[0] != user:
+                raise _lock_refusal(index, entry, run, owner)
 
     def committed(self) -> None:
         """The checked group is stored: keep the owners of the runs it started."""
@@ -104,4 +129,16 @@ def _refusal(index: int, entry: Entry, owner: Owner) -> AuthError:
         "an admin, adds records to it; nothing was stored",
         hint="record into a run of your own; a note (mltrail append --kind note "
         "--run RUN) may remark on another user's run",
+    )
+
+
+def _lock_refusal(index: int, entry: Entry, run: str, owner: Owner | None) -> AuthError:
+    whose = (
+        "no one has written to it yet" if owner is None else (f"it is {owner[0]!r}'s")
+    )
+    return AuthError(
+        f"entries[{index}]: cannot lock run {run} with model.sealed: {whose}, not "
+        f"{entry.actor.get('user')!r}'s; a writer locks only runs of its own, an "
+        "admin any; nothing was stored",
+        hint="ask the run's owner or the ledger's admin to lock the model",
     )
