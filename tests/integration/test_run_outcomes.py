@@ -139,6 +139,30 @@ def test_special_outputs_are_recorded_by_type_without_being_read(home, tmp_path)
     assert ended.body["exit_code"] == 5
 
 
+def test_outputs_without_content_are_shown_and_are_no_lineage_node(home, tmp_path):
+    """Two runs each declare a FIFO output and one never written: ``show`` lists
+    them (it failed: "no model, dataset, file or run id starts with 'None'"),
+    and ``trace`` joins neither run to the other through a ``data:None`` node
+    every content-less output shared."""
+    os.mkfifo(tmp_path / "pipe")
+    names = ("first", "second")
+    for name in names:
+        proc = run_cli(
+            home, tmp_path, "run", "--name", name,
+            "--output", "pipe", "--output", "never", "--", "true",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    for name in names:
+        shown = run_cli(home, tmp_path, "show", name)
+        assert shown.returncode == 0, shown.stderr
+        assert "never" in shown.stdout
+        traced = run_cli(home, tmp_path, "trace", name, "--json")
+        assert traced.returncode == 0, traced.stderr
+        nodes = [n["id"] for n in json.loads(traced.stdout)["lineage"]["nodes"]]
+        assert nodes == [nodes[0]]
+        assert nodes[0].startswith("run:")
+
+
 def test_an_unreadable_output_keeps_its_error_and_the_run_its_end(home, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -51,6 +51,13 @@ def data_node_id(row: Any) -> str:
     return f"data:{dataset}"
 
 
+def _identified(row: Any) -> bool:
+    """Whether a data row names content: a model, a file hash or a dataset id (an
+    output that was never written, or could not be read, names none and is no
+    node: ``data:None`` would join every such output of every run)."""
+    return bool(row[7] or row[4] or row[3])
+
+
 def _data_node(row: Any) -> Node:
     role, path, files, size = row[1], row[2], row[5], row[6]
     node_id = data_node_id(row)
@@ -160,6 +167,8 @@ def _stage_edges(
         "AND direction = ? ORDER BY seq",
         (run, f"stage:{name}", direction),
     ):
+        if not _identified(row):
+            continue
         relation = "read" if direction == "in" else "wrote"
         yield data_node_id(row), relation, _data_node(row)
 
@@ -301,6 +310,8 @@ def _run_edges(
         "AND (role IS NULL OR role NOT LIKE 'stage:%') ORDER BY seq",
         (run, direction),
     ):
+        if not _identified(row):
+            continue
         yield (
             data_node_id(row),
             ("read" if direction == "in" else "wrote"),
@@ -476,6 +487,8 @@ def _source_children(index: Index, name: str) -> Iterator[tuple[str, str, Any]]:
     )
     seen: set[str] = set()
     for row in rows:
+        if not _identified(row):
+            continue
         node_id = data_node_id(row)
         if node_id not in seen:
             seen.add(node_id)
