@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import socket
 import threading
@@ -165,6 +166,13 @@ def test_health_needs_no_token_and_the_spec_is_served(server):
     status, spec = server.call("GET", "/openapi.json")
     assert status == 200
     assert "/api/v1/ledgers/{ledger}/entries" in spec["paths"]
+    # no interactive docs page (it loaded Swagger UI's JavaScript from a CDN)
+    assert server.call("GET", "/docs")[0] == 404
+    for path in ("/docs", "/docs/oauth2-redirect", "/redoc"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", path)
+        assert conn.getresponse().status == 404, path
+        conn.close()
 
 
 # -- appends --------------------------------------------------------------------

@@ -299,8 +299,11 @@ def create_app(
         title="mltrail team server",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        # no interactive docs page: FastAPI's loads Swagger UI's JavaScript from a
+        # CDN into this origin, where people paste tokens (docs/server.md)
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     app.state.mltrail = state
