@@ -102,20 +102,27 @@ def evidence_policy(
         InputError: a CA file or witness key cannot be read.
     """
     from mltrail.evidence.policy import EvidencePolicy
-    from mltrail.ledger.home import inside_folder
+    from mltrail.ledger.home import reached_through
 
     keys = parse_witness_keys(witness_keys)
     path = tsa_ca
     if path is None and os.environ.get("MLTRAIL_TSA_CA"):
         path = Path(os.environ["MLTRAIL_TSA_CA"])
-    if path is None and home.settings.tsa_ca:
+    if path is not None:
+        external = not reached_through(path, home.path)
+        source = str(path)
+    elif home.settings.tsa_ca:
+        # ledger.json lies in the home: whoever can write it names the CA, and
+        # can stamp with a TSA of their own under it, wherever the file lies
         path = home.settings.path(home.path, home.settings.tsa_ca)
-    if path is None:
+        external = False
+        source = f"{path}, named in ledger.json"
+    else:
         return EvidencePolicy(witness_keys=keys)
     return EvidencePolicy(
         tsa_roots=load_tsa_ca(path),
-        tsa_source=str(path),
-        tsa_external=not inside_folder(path, home.path),
+        tsa_source=source,
+        tsa_external=external,
         witness_keys=keys,
     )
 

@@ -240,14 +240,44 @@ def _check_index(home: Home, report: VerificationReport) -> None:
 
 
 def _check_seals(home: Home, report: VerificationReport, url: str | None) -> None:
-    """Add what checking against the seals found to ``report``."""
+    """Add what checking against the seals found to ``report``.
+
+    The seals are an anchor outside the home only where the auditor named them
+    (``--seals``, ``MLTRAIL_SEAL_TARGET``) and a folder named lies outside the
+    home: ``seal_target`` in ledger.json is chosen by whoever can write the
+    home, who can seal a forgery to a folder or bucket of their own.
+    """
+    import os
+    from dataclasses import replace
+
     from mltrail.evidence.seals import check_against_seals, seal_store
 
-    check = check_against_seals(home, seal_store(home, url))
+    named = url or os.environ.get("MLTRAIL_SEAL_TARGET")
+    check = check_against_seals(home, seal_store(home, named))
     report.problems.extend(check.problems)
-    if check.anchor is not None:
-        report.anchors.append(check.anchor)
+    anchor = check.anchor
+    if anchor is None:
+        return
+    if not named:
+        anchor = replace(
+            anchor,
+            description=f"{anchor.description} (named in ledger.json, inside the home)",
+            external=False,
+        )
+    elif _local_folder_inside(named, home):
+        anchor = replace(anchor, external=False)
+    report.anchors.append(anchor)
+    if anchor.external:
         report.problems[:] = [p for p in report.problems if p.code != "anchors"]
+
+
+def _local_folder_inside(url: str, home: Home) -> bool:
+    """Whether a seal folder the auditor named is reached through the home."""
+    from mltrail.ledger.home import reached_through
+
+    if url.startswith("s3://"):
+        return False
+    return reached_through(Path(url.removeprefix("file://")).expanduser(), home.path)
 
 
 def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...]:
