@@ -13,6 +13,7 @@ variable), and the path named passes through no link inside the home.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -205,3 +206,133 @@ def test_a_seal_target_named_in_ledger_json_is_not_an_anchor_outside_the_home(
     [seal] = [a for a in named["anchors"] if a["kind"] == "seal"]
     assert seal["external"] is True  # the auditor named it
     assert not anchors_warning(named)
+
+
+# -- blobs swapped for other bytes of the same size ------------------------------
+
+
+def _swap_blob(home: Path, old: bytes, new: bytes) -> None:
+    """Replace the bytes of the blob holding ``old`` by ``new`` (same size)."""
+    import sqlite3
+
+    assert len(old) == len(new)
+    conn = sqlite3.connect(home / "ledger.db", isolation_level=None)
+    try:
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='trigger'"
+        ).fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        rows = conn.execute("SELECT digest, data FROM blobs").fetchall()
+        [digest] = [d for d, data in rows if old in bytes(data)]
+        data = bytes(next(data for d, data in rows if d == digest))
+        conn.execute(
+            "UPDATE blobs SET data = ? WHERE digest = ?",
+            (data.replace(old, new), digest),
+        )
+    finally:
+        conn.close()
+
+
+def test_a_swapped_log_blob_is_not_shown_as_the_runs_output(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    command = ("python3", "-c", "print('eval accuracy 0.61')")
+    proc = mltrail(
+        home, "run", "-q", "--name", "train", "--", *command, cwd=work,
+        env={"GIT_CEILING_DIRECTORIES": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "eval accuracy 0.61" in mltrail(home, "logs", "train", "--stdout").stdout
+    _swap_blob(home, b"accuracy 0.61", b"accuracy 0.97")
+    for args in (("--stdout",), ("--json",), ()):
+        proc = mltrail(home, "logs", "train", *args)
+        assert "0.97" not in proc.stdout, args
+        assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
+        assert "altered" in proc.stderr
+    assert verify(home)["exit"] == 3
+
+
+def test_a_swapped_manifest_blob_gives_no_answer_about_its_data(tmp_path: Path) -> None:
+    """A one-file dataset's sha256 is read from its manifest blob into the
+    index: swapped for a manifest naming another file (same size), `runs
+    --dataset` listed the run as having read a file it never read."""
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir()
+    (project / "train.csv").write_text("a,b\n1,2\n")
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    proc = mltrail(
+        home, "run", "-q", "--name", "ft", "--data", "train=train.csv", "--", "true",
+        cwd=project, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    genuine = hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+    forged = hashlib.sha256(b"a file the run never read").hexdigest()
+    listed = mltrail(home, "runs", "--dataset", genuine, "--json").stdout
+    assert [r["name"] for r in json.loads(listed)] == ["ft"]
+    _swap_blob(home, genuine.encode(), forged.encode())
+    for name in ("index.db", "index.db-wal", "index.db-shm"):
+        (home / name).unlink(missing_ok=True)  # rebuilt from the records and blobs
+    proc = mltrail(home, "runs", "--dataset", forged, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+    assert verify(home)["exit"] == 3
+
+
+@pytest.fixture
+def wrote_model(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A home where run "ft" wrote out/model.bin; the project folder, and a
+    file the run never wrote (its sha256 as long as the model's)."""
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir()
+    script = (
+        "import os; os.makedirs('out', exist_ok=True); "
+        "open('out/model.bin', 'wb').write(b'genuine weights')"
+    )
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    proc = mltrail(
+        home, "run", "-q", "--name", "ft", "--output", "out", "--",
+        "python3", "-c", script,
+        cwd=project, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (project / "evil.bin").write_bytes(b"weights never trained here")
+    assert _traced_runs(home, project, "out/model.bin") == ["ft"]
+    return home, project, hashlib.sha256(b"genuine weights").hexdigest()
+
+
+def _traced_runs(home: Path, project: Path, file: str) -> list[str] | None:
+    proc = mltrail(home, "trace", file, "--json", cwd=project)
+    if proc.returncode != 0:
+        return None
+    return sorted(m["run"]["name"] for m in json.loads(proc.stdout)["made_by"])
+
+
+def test_a_swapped_output_manifest_makes_no_run_the_maker_of_a_file(
+    wrote_model: tuple[Path, Path, str],
+) -> None:
+    home, project, genuine = wrote_model
+    evil = hashlib.sha256(b"weights never trained here").hexdigest()
+    _swap_blob(home, genuine.encode(), evil.encode())
+    for name in ("index.db", "index.db-wal", "index.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    assert _traced_runs(home, project, "evil.bin") in (None, [])
+    assert verify(home)["exit"] == 3
+
+
+def test_a_planted_index_row_backed_by_a_swapped_manifest_is_not_believed(
+    wrote_model: tuple[Path, Path, str],
+) -> None:
+    import sqlite3
+
+    home, project, genuine = wrote_model
+    evil = hashlib.sha256(b"weights never trained here").hexdigest()
+    with sqlite3.connect(home / "index.db") as index:
+        [dataset] = {d for (d,) in index.execute("SELECT dataset FROM output_files")}
+        index.execute(
+            "INSERT INTO output_files (dataset, sha256) VALUES (?, ?)", (dataset, evil)
+        )
+    index.close()
+    _swap_blob(home, genuine.encode(), evil.encode())
+    assert _traced_runs(home, project, "evil.bin") in (None, [])

@@ -576,11 +576,13 @@ class Ledger:
         ]
 
     def get_blob(self, digest: str) -> bytes:
-        """A blob's bytes.
+        """A blob's bytes, once they hash to ``digest``.
 
         Raises:
             BlobPurgedError: it was purged.
             InputError: the store does not hold it.
+            IntegrityError: the stored bytes are not the blob's (they were
+                replaced, e.g. by other bytes of the same size).
         """
         data = self.store.get_blob(digest)
         if data is None:
@@ -591,6 +593,12 @@ class Ledger:
                 f"blob {digest} is not in this ledger",
                 hint="run `mltrail verify`: a referenced blob that is not stored "
                 "was deleted without a purge",
+            )
+        found = compute_blob_digest(data)
+        if found != digest:
+            raise IntegrityError(
+                f"blob {digest} was altered in the store: its bytes hash to {found}",
+                hint="run `mltrail verify`; restore the blob from a copy of the home",
             )
         return data
 
