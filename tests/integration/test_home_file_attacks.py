@@ -336,3 +336,89 @@ def test_a_planted_index_row_backed_by_a_swapped_manifest_is_not_believed(
     index.close()
     _swap_blob(home, genuine.encode(), evil.encode())
     assert _traced_runs(home, project, "evil.bin") in (None, [])
+
+
+# -- files in the home that stopped verify from giving a report -------------------
+
+
+@pytest.mark.parametrize("damage", ["not utf-8", "fifo", "too large"])
+def test_a_damaged_witness_file_is_reported_not_a_usage_error(
+    tmp_path: Path, damage: str
+) -> None:
+    """A witness file made unreadable (not UTF-8, a named pipe, too large) made
+    `verify --json` exit 2 with no report, as if the auditor had typed a wrong
+    option; a witness file holding other text was already an error in the
+    report (exit 3)."""
+    import os
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    append(home, "note")
+    witness = home / "witness" / "checkpoint"
+    witness.unlink()
+    if damage == "not utf-8":
+        witness.write_bytes(b"\xff\xfe" + witness.name.encode())
+    elif damage == "fifo":
+        os.mkfifo(witness)
+    else:
+        witness.write_text("x" * (1 << 20))
+    proc = mltrail(home, "verify", "--json", timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    [problem] = [p for p in report["problems"] if p["code"] == "checkpoint"]
+    assert "witnessed checkpoint" in problem["message"]
+    assert problem["severity"] == "error"
+
+
+@pytest.mark.parametrize("ca", ["/nonexistent/ca.pem", "ledger.json"])
+def test_a_tsa_ca_in_ledger_json_that_cannot_be_read_is_a_warning(
+    rolled_back: tuple[Path, str], ca: str
+) -> None:
+    """A CA file ledger.json names that is missing, or no PEM, made verify exit
+    2 with no report; the auditor's own --tsa-ca still must be readable."""
+    home, key_id = rolled_back
+    _settings(home, tsa_ca=ca)
+    report = verify(home, "--trust-key", key_id)
+    assert report["exit"] == 0
+    [problem] = [p for p in report["problems"] if p["code"] == "tsa-ca"]
+    assert problem["severity"] == "warning"
+    proc = mltrail(home, "verify", "--tsa-ca", str(home / "missing.pem"))
+    assert proc.returncode == 2
+
+
+def test_a_deleted_blob_with_a_planted_purge_row_is_not_shown_as_purged(
+    tmp_path: Path,
+) -> None:
+    """The store's purges table (derived from blob.purged records) got a row by
+    hand for a blob deleted without a purge: readers called the deletion
+    "purged by policy at seq N", N being any record."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = mltrail(
+        home, "run", "-q", "--name", "train", "--", "python3", "-c",
+        "print('eval accuracy 0.61')",
+        cwd=work, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    conn = sqlite3.connect(home / "ledger.db", isolation_level=None)
+    try:
+        for name in ("blobs_no_DELETE", "purges_need_record"):
+            conn.execute(f'DROP TRIGGER "{name}"')
+        [(digest, size)] = [
+            (d, s)
+            for d, s, data in conn.execute("SELECT digest, size, data FROM blobs")
+            if b"accuracy 0.61" in bytes(data)
+        ]
+        conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+        conn.execute("INSERT INTO purges VALUES (?, ?, 1)", (digest, size))
+    finally:
+        conn.close()
+    proc = mltrail(home, "logs", "train", "--json")
+    stdout = json.loads(proc.stdout)["streams"]["stdout"]
+    assert "purged" not in stdout["missing"]
+    assert "not in this ledger" in stdout["missing"]
+    assert verify(home)["exit"] == 3

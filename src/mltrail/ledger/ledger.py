@@ -45,6 +45,7 @@ from mltrail.errors import (
     ConfigError,
     InputError,
     IntegrityError,
+    MltrailError,
     UncoveredRecordsError,
 )
 from mltrail.ledger.stored import chain_head, new_batch
@@ -587,7 +588,7 @@ class Ledger:
         data = self.store.get_blob(digest)
         if data is None:
             purge = self.store.purge_of(digest)
-            if purge is not None:
+            if purge is not None and self._purge_recorded(purge.seq, digest):
                 raise BlobPurgedError(digest, purge.seq)
             raise InputError(
                 f"blob {digest} is not in this ledger",
@@ -601,6 +602,17 @@ class Ledger:
                 hint="run `mltrail verify`; restore the blob from a copy of the home",
             )
         return data
+
+    def _purge_recorded(self, seq: int, digest: str) -> bool:
+        """Whether record ``seq`` is a purge of ``digest``: the store's table of
+        purges is derived from those records, and whoever can write the store
+        can add a row to it, making a blob deleted without a purge look purged
+        by policy."""
+        try:
+            entry = self.record(seq).entry
+        except MltrailError:
+            return False
+        return entry.kind == PURGE_KIND and entry.body.get("digest") == digest
 
     def _purged_size(self, digest: str) -> int | None:
         purge = self.store.purge_of(digest)
