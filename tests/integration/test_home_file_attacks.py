@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -422,3 +423,103 @@ def test_a_deleted_blob_with_a_planted_purge_row_is_not_shown_as_purged(
     assert "purged" not in stdout["missing"]
     assert "not in this ledger" in stdout["missing"]
     assert verify(home)["exit"] == 3
+
+
+def test_a_named_pipe_as_a_runs_lock_file_hangs_no_reader(tmp_path: Path) -> None:
+    """A run whose recorder died leaves its lock file, which `runs` and `show`
+    probe to say whether it still runs. A named pipe put in its place made the
+    probe's open wait for a writer forever: every listing hung."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    died = subprocess.run(
+        [sys.executable, "-c",
+         "import os, mltrail\n"
+         "run = mltrail.start_run(name='died')\n"
+         "run.__enter__()\n"
+         "print(run.id, flush=True)\n"
+         "os._exit(0)\n"],
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    run_id = died.stdout.strip()
+    assert run_id, died.stderr
+    lock = home / "runs" / "open" / f"{run_id}.json"
+    assert lock.exists()
+    lock.unlink()
+    os.mkfifo(lock)
+    for args in (("runs", "--json"), ("show", run_id, "--json")):
+        proc = mltrail(home, *args, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert "died" in proc.stdout
+    proc = mltrail(home, "runs", "close", run_id, "--reason", "gone", timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    [shown] = json.loads(mltrail(home, "runs", "--json").stdout)
+    assert shown["status"] == "aborted"
+
+
+def test_a_named_pipe_as_ledger_json_hangs_no_command(tmp_path: Path) -> None:
+    import os
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    (home / "ledger.json").unlink()
+    os.mkfifo(home / "ledger.json")
+    for args in (("verify", "--json"), ("runs", "--json")):
+        proc = mltrail(home, *args, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert "ledger.json: not a regular file" in proc.stderr
+
+
+def test_a_damaged_index_is_a_warning_of_verify_not_a_failure(tmp_path: Path) -> None:
+    """index.db is derived: overwritten with bytes that are no database, it made
+    `verify --json` exit 4 with no report on an intact ledger."""
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    append(home, "note")
+    assert mltrail(home, "runs", "--json").returncode == 0  # index.db exists
+    for name in ("index.db-wal", "index.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    (home / "index.db").write_bytes(b"SQLite format 3\x00" + bytes(4096))
+    report = verify(home)
+    assert report["exit"] == 0
+    [problem] = [p for p in report["problems"] if p["code"] == "index"]
+    assert "cannot be read" in problem["message"]
+    assert problem["severity"] == "warning"
+
+
+# -- values the auditor types, read from the home instead -------------------------
+
+
+def test_a_trusted_key_id_is_never_read_as_a_file_of_that_name(
+    tmp_path: Path,
+) -> None:
+    """`--trust-key VALUE` read VALUE as a file whenever a file of that name
+    existed, even when VALUE is itself a key: an auditor who pins the key id
+    while working in the copy of the home trusted whatever key the attacker
+    wrote into a file named after that id."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    key_id = mltrail(home, "keys", "export", "--format", "id").stdout.strip()
+    forged = tmp_path / "forged"  # a ledger of the attacker's own key
+    assert mltrail(forged, "init", "--origin", ORIGIN).returncode == 0
+    append(forged, "a history that never happened")
+    theirs = mltrail(forged, "keys", "export", "--format", "id").stdout.strip()
+    shutil.rmtree(home)
+    shutil.copytree(forged, home)
+    (home / key_id).write_text(theirs + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "--home", ".", "verify", "--json",
+         "--trust-key", key_id],
+        cwd=home, capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")},
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stdout
+    report = json.loads(proc.stdout)
+    assert "genesis" in {p["code"] for p in report["problems"]}

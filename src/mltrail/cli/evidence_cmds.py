@@ -349,15 +349,9 @@ def cosign(
 
 
 def _log_key(value: str) -> bytes:
-    from mltrail.core.trust import parse_trusted_key
+    from mltrail.cli.verify_cmd import parse_key_value
 
-    text = value
-    if "\n" not in value and Path(value).is_file():
-        text = read_user_text(Path(value), what="log key file", limit=4096)
-    try:
-        key = parse_trusted_key(text)
-    except SchemaError as e:
-        raise InputError(f"--log-key {value[:80]!r}: {e}") from e
+    key = parse_key_value(value, "--log-key", "log key file")
     if key.public_key is None:
         raise InputError(
             "--log-key needs the public key itself, not its id",

@@ -27,12 +27,13 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.cli.printing import one_line
-from mltrail.errors import InputError, SchemaError
+from mltrail.errors import InputError, SchemaError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from mltrail.core.report import VerificationReport
+    from mltrail.core.trust import TrustedKey
     from mltrail.ledger.home import Home
 
 __all__ = ["verify"]
@@ -221,11 +222,14 @@ def _check_index(home: Home, report: VerificationReport) -> None:
     if not (home.path / home.index_file).exists():
         return
     # caught up first: records added since it was last opened are not a difference
-    index = open_index(home)
     try:
-        found = [] if index.path is None else index_differences(index)
-    finally:
-        index.close()
+        index = open_index(home)
+        try:
+            found = [] if index.path is None else index_differences(index)
+        finally:
+            index.close()
+    except StoreError as e:  # a damaged index.db: the ledger's verdict still stands
+        found = [f"it cannot be read: {e}"]
     report.problems.extend(
         Problem(
             None,
@@ -286,18 +290,9 @@ def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...
     Raises:
         InputError: a value is neither, or names another ledger.
     """
-    from mltrail.core.trust import parse_trusted_key
-
     ids = []
     for value in values:
-        text = value
-        path = Path(value)
-        if "\n" not in value and path.is_file():
-            text = read_user_text(path, what="trusted key file", limit=_MAX_SMALL_FILE)
-        try:
-            key = parse_trusted_key(text)
-        except SchemaError as e:
-            raise InputError(f"--trust-key {value[:80]!r}: {e}", hint=e.hint) from e
+        key = parse_key_value(value, "--trust-key", "trusted key file")
         if key.name is not None and key.name != origin:
             raise InputError(
                 f"--trust-key is a verifier key of the ledger {key.name!r}, "
@@ -306,6 +301,31 @@ def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...
             )
         ids.append(key.key_id)
     return tuple(ids)
+
+
+def parse_key_value(value: str, option: str, what: str) -> TrustedKey:
+    """A key given on the command line: the value itself when it is a key, else
+    the key in the file it names. A value that is a key is never looked up as a
+    file, so that a file named after a key id (in a copy of a home, or beside a
+    bundle someone sent) cannot stand in for the key the auditor typed.
+
+    Raises:
+        InputError: the value is neither.
+    """
+    from mltrail.core.trust import parse_trusted_key
+
+    try:
+        return parse_trusted_key(value)
+    except SchemaError as e:
+        problem = e
+    path = Path(value)
+    if "\n" not in value and path.is_file():
+        text = read_user_text(path, what=what, limit=_MAX_SMALL_FILE)
+        try:
+            return parse_trusted_key(text)
+        except SchemaError as e:
+            problem = e
+    raise InputError(f"{option} {value[:80]!r}: {problem}", hint=problem.hint)
 
 
 def read_checkpoint_file(path: Path) -> str:
