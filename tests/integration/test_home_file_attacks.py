@@ -523,3 +523,25 @@ def test_a_trusted_key_id_is_never_read_as_a_file_of_that_name(
     assert proc.returncode == 3, proc.stdout
     report = json.loads(proc.stdout)
     assert "genesis" in {p["code"] for p in report["problems"]}
+
+
+def test_an_index_of_tables_made_by_hand_is_rebuilt_not_a_crash(tmp_path: Path) -> None:
+    """An index.db holding tables of other shapes (a `meta` without its
+    columns, a table whose name is no identifier) ended every read command and
+    verify in a Python traceback (exit 1)."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    append(home, "note")
+    with sqlite3.connect(home / "index.db") as db:
+        db.execute("CREATE TABLE meta (k, v)")
+        db.execute("CREATE TABLE runs (x)")
+        db.execute('CREATE TABLE "odd name; --" (x)')
+    db.close()
+    proc = mltrail(home, "runs", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+    report = verify(home)
+    assert report["exit"] == 0
+    assert not [p for p in report["problems"] if p["code"] == "index"]
