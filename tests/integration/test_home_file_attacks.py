@@ -455,6 +455,14 @@ def test_a_named_pipe_as_a_runs_lock_file_hangs_no_reader(tmp_path: Path) -> Non
         proc = mltrail(home, *args, timeout=30)
         assert proc.returncode == 0, proc.stderr
         assert "died" in proc.stdout
+    folder = lock.parent  # the folder of run files replaced by a file
+    shutil.move(folder, tmp_path / "open")
+    folder.write_text("")
+    for args in (("runs", "--json"), ("show", run_id, "--json")):
+        proc = mltrail(home, *args, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+    folder.unlink()
+    shutil.move(tmp_path / "open", folder)
     proc = mltrail(home, "runs", "close", run_id, "--reason", "gone", timeout=30)
     assert proc.returncode == 0, proc.stderr
     [shown] = json.loads(mltrail(home, "runs", "--json").stdout)

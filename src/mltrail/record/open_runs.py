@@ -141,7 +141,7 @@ def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
     """Lock a stale run file whose recorder is gone; None when it is live or gone."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a named pipe is no run's file
         os.close(fd)

@@ -149,7 +149,7 @@ def _probe(path: Path) -> bool:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # runs/open may be a file
         return False
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
