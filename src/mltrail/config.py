@@ -87,7 +87,7 @@ class Settings(Frozen):
         """
         path = home / SETTINGS_FILE
         try:
-            data = json.loads(path.read_text("utf-8"))
+            data = json.loads(_read_settings(path))
             return cls(**{k: data[k] for k in data if k in cls.__match_args__})
         except FileNotFoundError as e:
             raise ConfigError(
@@ -109,6 +109,30 @@ class Settings(Frozen):
     def path(self, home: Path, relative: str) -> Path:
         """Resolve a path from the settings against the home."""
         return (home / relative) if not Path(relative).is_absolute() else Path(relative)
+
+
+_MAX_SETTINGS = 1 << 20
+
+
+def _read_settings(path: Path) -> str:
+    """The text of ledger.json, read only from a regular file of sane size:
+    opened without blocking, so that a named pipe put there by whoever can
+    write the home hangs no command (an auditor's ``verify`` included).
+
+    Raises:
+        FileNotFoundError: there is none.
+        ValueError: it is no regular file, too large, or not UTF-8.
+    """
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(_MAX_SETTINGS + 1)
+    if len(data) > _MAX_SETTINGS:
+        raise ValueError(f"larger than {_MAX_SETTINGS} bytes")
+    return data.decode("utf-8")
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

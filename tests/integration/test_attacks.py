@@ -1046,3 +1046,18 @@ def test_a_run_pushed_with_an_earlier_date_is_shown_as_pushed(home: Path) -> Non
     assert f"(pushed {header.time[:16].replace('T', ' ')})" in table
     mine = json.loads(mltrail(home, "runs", "--name", "train", "--json").stdout)
     assert mine[0]["pushed"] is None
+
+
+def test_prove_refuses_a_checkpoint_no_key_of_the_ledger_signed(home: Path) -> None:
+    """Without the key, the attacker appends a note of their own, the Merkle
+    nodes for it and a checkpoint signed by a key of theirs: `prove` printed an
+    inclusion proof of the note "in the signed tree", checked only against the
+    root of that checkpoint."""
+    seq = _append_forged(home, [_note(ATTACKER, "model approved")], ATTACKER)
+    for args in (("prove", str(seq), "--json"), ("prove", str(seq))):
+        proc = mltrail(home, *args)
+        assert proc.returncode == 3, proc.stdout
+        assert "not signed by a key of this ledger" in proc.stderr
+    proc = mltrail(home, "prove", "1", "--json")  # proven against the same head
+    assert proc.returncode == 3
+    assert verify(home)["exit"] == 3

@@ -19,6 +19,7 @@ import pytest
 
 from mltrail.core.bundle import BundlePolicy, verify_bundle
 from mltrail.core.canonical import canonical_bytes
+from mltrail.core.signing import compute_key_id
 from mltrail.ledger.home import init_home, open_home
 from mltrail.ledger.ledger import Draft
 
@@ -933,3 +934,23 @@ def test_a_cosignature_listed_first_does_not_soften_a_tokens_error(
         ahead.seq
     ]
     assert len(seen) <= len(bundle["records"])
+
+
+def test_a_pinned_key_id_is_not_read_from_a_file_beside_the_bundle(
+    world, other, tmp_path
+):
+    """The bundle re-signed by another ledger's key arrives with a file named
+    after the genuine key id, holding the other key's id: `--trust-key ID`
+    read that file (a file of that name existed) and pinned the other key."""
+    path = tmp_path / "resigned.json"
+    path.write_bytes(canonical_bytes(other))
+    home = open_home(world / "home")
+    key_id = home.ledger.keys().genesis_key
+    home.close()
+    genesis = json.loads(other["records"][0]["record"])["entry"]["body"]
+    theirs = compute_key_id(base64.b64decode(genesis["public_key"]))
+    (tmp_path / key_id).write_text(theirs + "\n")
+    proc = mltrail("verify-bundle", path, "--trust-key", key_id, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+    problems = json.loads(proc.stdout)["problems"]
+    assert [p["seq"] for p in problems if p["code"] == "trust-key"] == [0]

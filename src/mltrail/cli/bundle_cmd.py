@@ -197,19 +197,11 @@ def _trusted(values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]
     Raises:
         InputError: a value is no key this can read.
     """
-    from mltrail.capture.run.userfiles import read_user_text
-    from mltrail.core.trust import parse_trusted_key
-    from mltrail.errors import SchemaError
+    from mltrail.cli.verify_cmd import parse_key_value
 
     ids, origins = [], []
     for value in values:
-        text = value
-        if "\n" not in value and Path(value).is_file():
-            text = read_user_text(Path(value), what="trusted key file", limit=64 * 1024)
-        try:
-            key = parse_trusted_key(text)
-        except SchemaError as e:
-            raise InputError(f"--trust-key {value[:80]!r}: {e}", hint=e.hint) from e
+        key = parse_key_value(value, "--trust-key", "trusted key file")
         ids.append(key.key_id)
         if key.name is not None:
             origins.append(key.name)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cryptography.x509 import Certificate
 
     from mltrail.core.cosignature import WitnessKey
+    from mltrail.core.report import Problem
     from mltrail.evidence.policy import EvidencePolicy
     from mltrail.evidence.timestamps import Stamp
     from mltrail.ledger.home import Home
@@ -98,25 +99,53 @@ def evidence_policy(
     """What ``verify`` trusts: ``--tsa-ca`` (else ``MLTRAIL_TSA_CA``, else
     ``tsa_ca`` in ledger.json) and every ``--witness-key``.
 
+    A CA ledger.json names lies in the home's hands: whoever can write it names
+    the CA, and can stamp with a TSA of their own under it, wherever the file
+    lies. Its anchor is inside the home, and a file that cannot be read is a
+    warning of the report, not an error that stops verification.
+
     Raises:
-        InputError: a CA file or witness key cannot be read.
+        InputError: a CA file given by option or variable, or a witness key,
+            cannot be read.
     """
     from mltrail.evidence.policy import EvidencePolicy
-    from mltrail.ledger.home import inside_folder
+    from mltrail.ledger.home import reached_through
 
     keys = parse_witness_keys(witness_keys)
     path = tsa_ca
     if path is None and os.environ.get("MLTRAIL_TSA_CA"):
         path = Path(os.environ["MLTRAIL_TSA_CA"])
-    if path is None and home.settings.tsa_ca:
-        path = home.settings.path(home.path, home.settings.tsa_ca)
-    if path is None:
+    if path is not None:
+        return EvidencePolicy(
+            tsa_roots=load_tsa_ca(path),
+            tsa_source=str(path),
+            tsa_external=not reached_through(path, home.path),
+            witness_keys=keys,
+        )
+    if not home.settings.tsa_ca:
         return EvidencePolicy(witness_keys=keys)
+    path = home.settings.path(home.path, home.settings.tsa_ca)
+    try:
+        roots = load_tsa_ca(path)
+    except InputError as e:
+        return EvidencePolicy(witness_keys=keys, problems=(_no_ca(e),))
     return EvidencePolicy(
-        tsa_roots=load_tsa_ca(path),
-        tsa_source=str(path),
-        tsa_external=not inside_folder(path, home.path),
+        tsa_roots=roots,
+        tsa_source=f"{path}, named in ledger.json",
+        tsa_external=False,
         witness_keys=keys,
+    )
+
+
+def _no_ca(error: InputError) -> Problem:
+    from mltrail.core.report import Problem, Severity
+
+    return Problem(
+        None,
+        "tsa-ca",
+        f"the TSA CA file ledger.json names cannot be used ({error}): timestamp "
+        "tokens are reported unverified; pass --tsa-ca FILE to check them",
+        Severity.WARNING,
     )
 
 
@@ -320,15 +349,9 @@ def cosign(
 
 
 def _log_key(value: str) -> bytes:
-    from mltrail.core.trust import parse_trusted_key
+    from mltrail.cli.verify_cmd import parse_key_value
 
-    text = value
-    if "\n" not in value and Path(value).is_file():
-        text = read_user_text(Path(value), what="log key file", limit=4096)
-    try:
-        key = parse_trusted_key(text)
-    except SchemaError as e:
-        raise InputError(f"--log-key {value[:80]!r}: {e}") from e
+    key = parse_key_value(value, "--log-key", "log key file")
     if key.public_key is None:
         raise InputError(
             "--log-key needs the public key itself, not its id",

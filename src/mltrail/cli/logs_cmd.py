@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mltrail.cli.output import emit_json, json_option, open_from, open_index
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError, IntegrityError, MltrailError
 
 if TYPE_CHECKING:
     from mltrail.ledger.home import Home
@@ -81,6 +81,8 @@ def read_stream(home: Home, name: str, facts: dict[str, Any]) -> StoredStream:
             f"{name} was purged by policy at seq {e.seq}{why}: its bytes were "
             f"erased; its SHA-256 {facts.get('sha256', '?')} is kept",
         )
+    except IntegrityError:
+        raise  # tampering: exit 3, not a stream "missing"
     except MltrailError as e:
         return StoredStream(name, facts, None, f"{name} cannot be read: {e}")
 

@@ -169,7 +169,6 @@ def model_history(
 def inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
     """``mltrail prove SEQ``: record ``seq``'s inclusion proof to the newest
     checkpoint, checked against the checkpoint's root before it is shown."""
-    from mltrail.core.checkpoint import parse_signed_checkpoint
     from mltrail.core.merkle import verify_inclusion
 
     latest = home.ledger.latest_checkpoint()
@@ -178,9 +177,9 @@ def inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
             f"no checkpoint covers seq {seq} yet", hint="run `mltrail checkpoint` first"
         )
     size, text = latest
+    root = _signed_root(home, size, text)
     proof = home.ledger.prove_inclusion(seq, size)
     leaf = home.ledger.leaf_hash(seq)
-    root = parse_signed_checkpoint(text).checkpoint.root
     verify_inclusion(seq, size, leaf, proof.hashes, root)
     return {
         "type": "inclusion",
@@ -192,6 +191,40 @@ def inclusion_bundle(home: Home, seq: int) -> dict[str, Any]:
         "proof": [h.hex() for h in proof.hashes],
         "checkpoint": text,
     }
+
+
+def _signed_root(home: Home, size: int, text: str) -> bytes:
+    """The root of the newest checkpoint, once it is signed by a log key of this
+    ledger valid at its size (and the ledger's genesis key is the one ledger.json
+    names). Whoever can write the store without the key can add a checkpoint
+    signed by a key of their own, with Merkle nodes that prove any record
+    against its root: a proof checked only against that root proves nothing.
+
+    Raises:
+        IntegrityError: it is not.
+    """
+    from mltrail.core.checkpoint import verify_checkpoint
+    from mltrail.errors import IntegrityError
+
+    ledger = home.ledger
+    ring = ledger.keys()
+    trusted = ledger.trusted_key
+    problem = None
+    if trusted and ring.genesis_key != trusted:
+        problem = f"the genesis key is not {trusted[:16]}..., the one ledger.json names"
+    keys = list(ring.valid_keys(size).values())
+    if problem is None and not keys:
+        problem = "no key of this ledger is valid at that size"
+    if problem is None:
+        try:
+            return verify_checkpoint(text, origin=ledger.origin, public_keys=keys).root
+        except (MltrailError, ValueError) as e:
+            problem = str(e)
+    raise IntegrityError(
+        f"the newest checkpoint (size {size}) is not signed by a key of this "
+        f"ledger valid at that size ({problem}): no proof against it is shown",
+        hint="run `mltrail verify`",
+    )
 
 
 def with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:

@@ -27,12 +27,13 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.cli.printing import one_line
-from mltrail.errors import InputError, SchemaError
+from mltrail.errors import InputError, SchemaError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from mltrail.core.report import VerificationReport
+    from mltrail.core.trust import TrustedKey
     from mltrail.ledger.home import Home
 
 __all__ = ["verify"]
@@ -221,11 +222,14 @@ def _check_index(home: Home, report: VerificationReport) -> None:
     if not (home.path / home.index_file).exists():
         return
     # caught up first: records added since it was last opened are not a difference
-    index = open_index(home)
     try:
-        found = [] if index.path is None else index_differences(index)
-    finally:
-        index.close()
+        index = open_index(home)
+        try:
+            found = [] if index.path is None else index_differences(index)
+        finally:
+            index.close()
+    except StoreError as e:  # a damaged index.db: the ledger's verdict still stands
+        found = [f"it cannot be read: {e}"]
     report.problems.extend(
         Problem(
             None,
@@ -240,14 +244,44 @@ def _check_index(home: Home, report: VerificationReport) -> None:
 
 
 def _check_seals(home: Home, report: VerificationReport, url: str | None) -> None:
-    """Add what checking against the seals found to ``report``."""
+    """Add what checking against the seals found to ``report``.
+
+    The seals are an anchor outside the home only where the auditor named them
+    (``--seals``, ``MLTRAIL_SEAL_TARGET``) and a folder named lies outside the
+    home: ``seal_target`` in ledger.json is chosen by whoever can write the
+    home, who can seal a forgery to a folder or bucket of their own.
+    """
+    import os
+    from dataclasses import replace
+
     from mltrail.evidence.seals import check_against_seals, seal_store
 
-    check = check_against_seals(home, seal_store(home, url))
+    named = url or os.environ.get("MLTRAIL_SEAL_TARGET")
+    check = check_against_seals(home, seal_store(home, named))
     report.problems.extend(check.problems)
-    if check.anchor is not None:
-        report.anchors.append(check.anchor)
+    anchor = check.anchor
+    if anchor is None:
+        return
+    if not named:
+        anchor = replace(
+            anchor,
+            description=f"{anchor.description} (named in ledger.json, inside the home)",
+            external=False,
+        )
+    elif _local_folder_inside(named, home):
+        anchor = replace(anchor, external=False)
+    report.anchors.append(anchor)
+    if anchor.external:
         report.problems[:] = [p for p in report.problems if p.code != "anchors"]
+
+
+def _local_folder_inside(url: str, home: Home) -> bool:
+    """Whether a seal folder the auditor named is reached through the home."""
+    from mltrail.ledger.home import reached_through
+
+    if url.startswith("s3://"):
+        return False
+    return reached_through(Path(url.removeprefix("file://")).expanduser(), home.path)
 
 
 def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...]:
@@ -256,18 +290,9 @@ def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...
     Raises:
         InputError: a value is neither, or names another ledger.
     """
-    from mltrail.core.trust import parse_trusted_key
-
     ids = []
     for value in values:
-        text = value
-        path = Path(value)
-        if "\n" not in value and path.is_file():
-            text = read_user_text(path, what="trusted key file", limit=_MAX_SMALL_FILE)
-        try:
-            key = parse_trusted_key(text)
-        except SchemaError as e:
-            raise InputError(f"--trust-key {value[:80]!r}: {e}", hint=e.hint) from e
+        key = parse_key_value(value, "--trust-key", "trusted key file")
         if key.name is not None and key.name != origin:
             raise InputError(
                 f"--trust-key is a verifier key of the ledger {key.name!r}, "
@@ -276,6 +301,31 @@ def resolve_trusted_keys(values: tuple[str, ...], origin: str) -> tuple[str, ...
             )
         ids.append(key.key_id)
     return tuple(ids)
+
+
+def parse_key_value(value: str, option: str, what: str) -> TrustedKey:
+    """A key given on the command line: the value itself when it is a key, else
+    the key in the file it names. A value that is a key is never looked up as a
+    file, so that a file named after a key id (in a copy of a home, or beside a
+    bundle someone sent) cannot stand in for the key the auditor typed.
+
+    Raises:
+        InputError: the value is neither.
+    """
+    from mltrail.core.trust import parse_trusted_key
+
+    try:
+        return parse_trusted_key(value)
+    except SchemaError as e:
+        problem = e
+    path = Path(value)
+    if "\n" not in value and path.is_file():
+        text = read_user_text(path, what=what, limit=_MAX_SMALL_FILE)
+        try:
+            return parse_trusted_key(text)
+        except SchemaError as e:
+            problem = e
+    raise InputError(f"{option} {value[:80]!r}: {problem}", hint=problem.hint)
 
 
 def read_checkpoint_file(path: Path) -> str:

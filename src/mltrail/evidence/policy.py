@@ -65,6 +65,8 @@ class EvidencePolicy:
         tsa_external: whether that file lies outside the ledger home.
         witness_keys: witnesses whose cosignature some checkpoint must carry.
         notes: cosigned checkpoint notes kept elsewhere (``--trust-checkpoint``).
+        problems: what the report must say about the policy itself (a CA file
+            ledger.json names that cannot be read).
     """
 
     tsa_roots: Sequence[Certificate] = ()
@@ -72,6 +74,7 @@ class EvidencePolicy:
     tsa_external: bool = True
     witness_keys: Sequence[WitnessKey] = ()
     notes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    problems: Sequence[Problem] = ()
 
 
 def evidence_for(store: Store, checkpoint_text: str) -> list[Evidence]:
@@ -160,6 +163,7 @@ def check_ledger_evidence(
     store: Store, report: VerificationReport, policy: EvidencePolicy
 ) -> None:
     """Check the store's evidence (and ``policy.notes``); add anchors and problems."""
+    report.problems.extend(policy.problems)
     rows = store.evidence()
     try:
         _check_tokens(store, report, policy, [r for r in rows if r.kind == RFC3161])

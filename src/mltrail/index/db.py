@@ -53,11 +53,23 @@ class Index:
         self.checked_runs: set[str] = set()
         # where a warning about this index goes (the CLI sets its stderr console)
         self.warn: Callable[[str], None] = _stderr
-        if self._stored_version() in (None, INDEX_VERSION):
-            self.conn.executescript(SCHEMA)
-        else:  # made by another version: its tables may not even fit the schema
+        try:
+            if self._stored_version() in (None, INDEX_VERSION):
+                self.conn.executescript(SCHEMA)
+                return
+        except sqlite3.Error:  # tables of another shape: made by hand, say
+            if self.conn.in_transaction:
+                self.conn.rollback()
+        # made by another version or by hand: its tables may not fit the schema
+        try:
             with _transaction(self.conn):
                 self._reset()
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise StoreError(
+                f"cannot open the index {path}: {e}",
+                hint="delete it (it is rebuilt from the ledger) or check permissions",
+            ) from e
 
     def _stored_version(self) -> str | None:
         exists = self.conn.execute(
@@ -197,8 +209,9 @@ class Index:
                 "AND name NOT LIKE 'sqlite_%'"
             )
         ]
-        for table in tables:
-            self.conn.execute(f"DROP TABLE {table}")  # our own names
+        for table in tables:  # any name, in a file someone else wrote
+            quoted = table.replace('"', '""')
+            self.conn.execute(f'DROP TABLE IF EXISTS "{quoted}"')
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 self.conn.execute(statement)

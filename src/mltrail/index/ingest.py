@@ -313,8 +313,18 @@ class _Ingest:
             ),
         )  # fmt: skip
 
-    def _single_file_sha(self, digest: str) -> str | None:
+    def _blob(self, digest: str) -> bytes | None:
+        """A blob's bytes if they hash to ``digest``: bytes swapped in the store
+        (verify names them) are no source of answers."""
+        from mltrail.core.canonical import compute_blob_digest
+
         data = self.get_blob(digest)
+        if data is None or compute_blob_digest(data) != digest:
+            return None
+        return data
+
+    def _single_file_sha(self, digest: str) -> str | None:
+        data = self._blob(digest)
         if not data:
             return None
         try:
@@ -332,7 +342,7 @@ class _Ingest:
         ).fetchone():
             return
         cur.execute("INSERT INTO exploded (dataset) VALUES (?)", (dataset,))
-        data = self.get_blob(digest)
+        data = self._blob(digest)
         if not data:
             return
         shas = set()

@@ -482,20 +482,54 @@ def _init_client_home(
 
 
 def _witness(home: Path, settings: Settings, env: Mapping[str, str]) -> Witness:
+    """The witness file: ``MLTRAIL_WITNESS``, else the one ledger.json names.
+
+    Only the first can be an anchor kept outside the home: ledger.json lies in
+    the home, so whoever can write the home chooses the file it names, wherever
+    that lies; and so can whoever plants a link in the home that the path
+    named passes through.
+    """
     override = env.get("MLTRAIL_WITNESS")
     path = (
         Path(override).expanduser()
         if override
         else settings.path(home, settings.witness)
     )
-    return Witness(
-        path, configured=bool(override), external=not inside_folder(path, home)
-    )
+    external = bool(override) and not reached_through(path, home)
+    return Witness(path, configured=bool(override), external=external)
 
 
 def inside_folder(path: Path, folder: Path) -> bool:
     """Whether ``path`` lies in ``folder`` (links resolved)."""
     return path.resolve().is_relative_to(folder.resolve())
+
+
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+def reached_through(path: Path, folder: Path) -> bool:
+    """Whether resolving ``path`` passes through ``folder``: the path itself, any
+    link on the way, or the file finally read lies in it. A file outside a home
+    reached through a link inside it is chosen by whoever can write the home."""
+    inside = folder.resolve()
+    pending, links = Path.cwd() / path, 0
+    while True:
+        current = Path(pending.anchor)
+        parts = pending.parts[1:]
+        for i, name in enumerate(parts):
+            # every step before this one is a real folder: its parent is lexical
+            current = current.parent if name == ".." else current / name
+            if current.is_relative_to(inside):
+                return True
+            if current.is_symlink():
+                links += 1
+                if links > _MAX_LINKS:
+                    return True  # no answer: trust it no more than the home
+                pending = current.parent / os.readlink(current)
+                pending = pending.joinpath(*parts[i + 1 :])
+                break
+        else:
+            return False
 
 
 def _refuse_foreign_witness(witness: Witness, origin: str) -> None:

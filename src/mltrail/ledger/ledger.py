@@ -45,6 +45,7 @@ from mltrail.errors import (
     ConfigError,
     InputError,
     IntegrityError,
+    MltrailError,
     UncoveredRecordsError,
 )
 from mltrail.ledger.stored import chain_head, new_batch
@@ -586,23 +587,42 @@ class Ledger:
         ]
 
     def get_blob(self, digest: str) -> bytes:
-        """A blob's bytes.
+        """A blob's bytes, once they hash to ``digest``.
 
         Raises:
             BlobPurgedError: it was purged.
             InputError: the store does not hold it.
+            IntegrityError: the stored bytes are not the blob's (they were
+                replaced, e.g. by other bytes of the same size).
         """
         data = self.store.get_blob(digest)
         if data is None:
             purge = self.store.purge_of(digest)
-            if purge is not None:
+            if purge is not None and self._purge_recorded(purge.seq, digest):
                 raise BlobPurgedError(digest, purge.seq)
             raise InputError(
                 f"blob {digest} is not in this ledger",
                 hint="run `mltrail verify`: a referenced blob that is not stored "
                 "was deleted without a purge",
             )
+        found = compute_blob_digest(data)
+        if found != digest:
+            raise IntegrityError(
+                f"blob {digest} was altered in the store: its bytes hash to {found}",
+                hint="run `mltrail verify`; restore the blob from a copy of the home",
+            )
         return data
+
+    def _purge_recorded(self, seq: int, digest: str) -> bool:
+        """Whether record ``seq`` is a purge of ``digest``: the store's table of
+        purges is derived from those records, and whoever can write the store
+        can add a row to it, making a blob deleted without a purge look purged
+        by policy."""
+        try:
+            entry = self.record(seq).entry
+        except MltrailError:
+            return False
+        return entry.kind == PURGE_KIND and entry.body.get("digest") == digest
 
     def _purged_size(self, digest: str) -> int | None:
         purge = self.store.purge_of(digest)

@@ -101,15 +101,21 @@ class Witness(Frozen):
             )
 
     def for_verification(self) -> tuple[list[StoredCheckpoint], list[Problem]]:
-        """The witness as a checkpoint to verify against, or a warning saying why not.
+        """The witness as a checkpoint to verify against, or a problem saying why not.
 
-        Raises:
-            ConfigError: the file exists but is no readable text.
+        A file that exists but is no readable text (not UTF-8, too large, a
+        named pipe) is an error of the report, as one holding other text is:
+        whoever can write its folder can put anything there, and verify must
+        still give its report rather than stop as at a wrong option.
         """
         from mltrail.core.checkpoint import parse_signed_checkpoint
         from mltrail.core.report import Problem, Severity, StoredCheckpoint
+        from mltrail.errors import InputError
 
-        text = self.read()
+        try:
+            text = self.read()
+        except InputError as e:
+            return [], [Problem(None, "checkpoint", f"{self.label} is unreadable: {e}")]
         if text is None:
             where = (
                 f"MLTRAIL_WITNESS points to {self.path}, which does not exist"

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -139,8 +140,11 @@ class OpenRun:
 def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
     """Lock a stale run file whose recorder is gone; None when it is live or gone."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a named pipe is no run's file
+        os.close(fd)
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -154,8 +158,17 @@ def _claim(path: Path) -> tuple[int, dict[str, Any]] | None:
 
 
 def _read_info(path: Path) -> dict[str, Any]:
+    """What a run's file says (nothing when it is no regular file: a named
+    pipe in its place would block the read)."""
     try:
-        info = json.loads(path.read_bytes() or b"{}")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return {}
+            info = json.loads(f.read() or b"{}")
     except (OSError, ValueError):
         info = {}
     return info if isinstance(info, dict) else {}

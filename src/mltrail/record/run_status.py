@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.limits import run_id_problem
@@ -141,12 +142,18 @@ def run_liveness(home: Path, run_id: str, store: Store | None = None) -> str:
 
 
 def _probe(path: Path) -> bool:
-    """Whether some process holds the lock of ``path``."""
+    """Whether some process holds the lock of ``path``.
+
+    Only a regular file is a lock: opened without blocking, so that a named
+    pipe put in its place (by whoever can write the home) hangs no reader.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):  # runs/open may be a file
         return False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
