@@ -192,6 +192,11 @@ def test_a_rotated_log_key_is_pinned_once_the_log_proves_it(tmp_path):
         assert trust["key_seqs"][old_key] == [-1, added + 1]
         report = json.loads(cli(auditor, "verify", "--json").stdout)
         assert report["ok"], report
+        # the pin and the kept checkpoint lie outside the server, in the home
+        client_anchors = [a["description"] for a in report["anchors"]
+                          if "client" in a["description"]]  # fmt: skip
+        assert len(client_anchors) == 2, report["anchors"]
+        assert all("inside this home" in a for a in client_anchors)
 
         url = auditor["MLTRAIL_URL"]
         with HttpStore(url, auditor["MLTRAIL_TOKEN"]) as store:

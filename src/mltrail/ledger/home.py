@@ -267,7 +267,8 @@ def _key_anchor(
         return Anchor(
             "key",
             f"genesis key {names} pinned by this client ({client.pinned_by}) in "
-            f"{client.path}, outside the server",
+            f"{client.path}, outside the server but inside this home (an auditor "
+            "of the server pins its key with --trust-key)",
             True,
         )
     if pinned:

@@ -553,7 +553,7 @@ class ServerTrust:
 
         if self.checkpoint is None:
             return []
-        label = f"checkpoint this client kept ({self.path})"
+        label = f"checkpoint this client kept ({self.path}, inside this home)"
         return [
             StoredCheckpoint(
                 label,
