@@ -33,7 +33,9 @@ RNG = random.Random(20261207)
 
 def token(n: int) -> str:
     while True:
-        text = "".join(RNG.choice(string.ascii_letters + string.digits) for _ in range(n))
+        text = "".join(
+            RNG.choice(string.ascii_letters + string.digits) for _ in range(n)
+        )
         if any(c.isdigit() for c in text) and text != text.lower():
             return text
 
@@ -77,8 +79,12 @@ def test_an_imported_run_keeps_no_secret_and_no_long_text_inline(tmp_path):
     inline = json.dumps([r["entry"]["body"] for r in records])
     assert note_pii not in inline
     assert prompt_pii not in inline
-    started = next(r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.started")
-    params = next(r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.params")
+    started = next(
+        r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.started"
+    )
+    params = next(
+        r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.params"
+    )
     note = started["imported"]["tags"]["mlflow.note.content"]
     assert note["blob"].startswith("sha256:")
     assert params["params"]["prompt"]["blob"].startswith("sha256:")

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from mltrail.capture.run.guard import SecretGuard
-
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
