@@ -177,3 +177,18 @@ def test_an_error_message_does_not_echo_the_secret_of_a_url(tmp_path):
     debug = cli(home, tmp_path, "--debug", "sources", "add", "crm", url, "--query", "x")
     assert debug.returncode != 0
     assert password.encode() not in debug.stdout + debug.stderr
+
+
+def test_a_debug_traceback_does_not_echo_the_secret_of_a_url(tmp_path):
+    """``--debug`` prints the whole chain: the library's exception that caused
+    mltrail's (fsspec's ``FileNotFoundError: http://u:PASSWORD@…``) was printed
+    as raised, only mltrail's own message was masked."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    password = secret()
+    url = f"x=http://u:{password}@127.0.0.1:9/none.csv"
+    done = cli(home, tmp_path, "--debug", "run", "--data", url, "--", "true")
+    assert done.returncode != 0
+    assert b"Traceback" in done.stderr  # still the traceback --debug asks for
+    assert b"127.0.0.1:9/none.csv" in done.stderr
+    assert password.encode() not in done.stdout + done.stderr
