@@ -192,3 +192,60 @@ def test_a_debug_traceback_does_not_echo_the_secret_of_a_url(tmp_path):
     assert b"Traceback" in done.stderr  # still the traceback --debug asks for
     assert b"127.0.0.1:9/none.csv" in done.stderr
     assert password.encode() not in done.stdout + done.stderr
+
+
+def test_text_typed_into_signed_entries_keeps_no_secret(tmp_path, isolated_git):
+    """A purge's reason, a hold's reason, an approval's note, a model card and
+    ``mltrail append``'s body are inline forever (a purge cannot erase them):
+    each was stored as typed, so the token a user purged, named in the reason,
+    was kept by the very entry that erased it."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(
+        "import pathlib, sys\npathlib.Path('m.bin').write_text('w')\nprint(sys.argv[1])\n"
+    )
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    typed = {
+        "purge": "hf_" + secret(34),
+        "hold": secret(),
+        "approve": secret(),
+        "describe": "sk-proj-" + secret(40),
+        "append": "ghp_" + secret(36),
+        "append_named": secret(),
+    }
+    printed = secret()
+    ran = cli(home, repo, "run", "--output", "m.bin", "--", sys.executable, "train.py",
+              f"loaded {printed}")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    shown = json.loads(cli(home, repo, "show", run, "--json", "--full").stdout)
+    stdout_blob = shown["ended"]["stdout"]["stored"]["blob"]
+
+    for args in (
+        ["purge", stdout_blob, "--policy", "secret leaked",
+         "--reason", f"token {typed['purge']} was printed in the log"],
+        ["hold", "add", f"run:{run}", "--reason",
+         f"mirror at https://legal:{typed['hold']}@dms.example.com/case/7"],
+        ["model", "approve", "m.bin", "--stage", "production",
+         "--note", f"checked on staging with DB_PASSWORD={typed['approve']}"],
+        ["model", "describe", "m.bin",
+         "--limitations", f"calls the API with {typed['describe']}"],
+        ["append", "--kind", "note", "--body", json.dumps(
+            {"text": f"rotate {typed['append']}", "api_token": typed["append_named"]})],
+    ):  # fmt: skip
+        done = cli(home, repo, *args)
+        assert done.returncode == 0, (args, done.stderr.decode()[-2000:])
+
+    outputs = stored(home)
+    outputs["log"] = cli(home, repo, "log", "--json").stdout
+    outputs["show"] = cli(home, repo, "show", run, "--json", "--full").stdout
+    assert leaks(typed, outputs) == {}
+    log = outputs["log"].decode()
+    assert "was printed in the log" in log  # the words stay readable
+    assert "checked on staging with DB_PASSWORD=<redacted hmac-sha256:" in log
+    assert "@dms.example.com/case/7" in log
+    assert cli(home, repo, "verify").returncode == 0
