@@ -89,7 +89,7 @@ def test_an_imported_run_keeps_no_secret_and_no_long_text_inline(tmp_path):
     assert note["blob"].startswith("sha256:")
     assert params["params"]["prompt"]["blob"].startswith("sha256:")
     assert params["params"]["lr"] == "0.01"  # short values stay queryable inline
-    assert started["name"].startswith("<redacted hmac-sha256:")  # still a string
+    assert started["name"] == "eval with [MASKED:secret]"  # the words stay
 
     purged = cli(home, "purge", note["blob"], "--reason", "erasure request")
     assert purged.returncode == 0, purged.stderr.decode()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from mltrail.capture.run.blob import Blob, spill_text
-from mltrail.capture.run.redact import committing_with, redact_tree, redaction_marker
+from mltrail.capture.run.redact import redact_tree
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Draft
 from mltrail.record.datasets import artifact_body
@@ -190,17 +190,13 @@ def _blobs_stored(home: Home, drafts: list[Draft]) -> list[Draft]:
 
 
 def _name_as_text(guard: SecretGuard, body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``body`` with a run name holding a credential (``eval with hf_…``) made a
-    marker: the name must stay a string, and a credential shape commits a whole
-    string as a mapping."""
+    """``body`` with a run name holding a credential (``eval with hf_…``) cleaned
+    in place: the name must stay a string, and a credential shape commits a
+    whole string as a mapping."""
     name = body.get("name")
     if not isinstance(name, str):
         return body
-    with committing_with(guard.committer):
-        cleaned = redact_tree(name).value
-        if not isinstance(cleaned, str):
-            cleaned = redaction_marker(name)
-    return {**body, "name": cleaned}
+    return {**body, "name": guard.clean_text(name)}
 
 
 def _collect_blobs(value: Any, into: list[Blob]) -> None:
