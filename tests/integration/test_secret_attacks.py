@@ -249,3 +249,33 @@ def test_text_typed_into_signed_entries_keeps_no_secret(tmp_path, isolated_git):
     assert "checked on staging with DB_PASSWORD=<redacted hmac-sha256:" in log
     assert "@dms.example.com/case/7" in log
     assert cli(home, repo, "verify").returncode == 0
+
+
+def test_a_setting_named_on_the_command_line_keeps_its_value_secret(
+    tmp_path, isolated_git
+):
+    """Tools that set a named setting take NAME VALUE as two plain arguments
+    (``aws configure set aws_secret_access_key V``, ``dvc remote modify --local
+    store password V``, ``git config KEY V``, ``rclone config create r s3
+    secret_access_key V``): no option name, no ``=``, so the value was stored."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {name: secret() for name in ("aws", "dvc", "git", "rclone")}
+    shell = (
+        f"aws configure set aws_secret_access_key {values['aws']} || true; "
+        f"dvc remote modify --local store password {values['dvc']} || true; "
+        f"rclone config create r s3 secret_access_key {values['rclone']} || true"
+    )
+    shelled = cli(home, tmp_path, "run", "--", "sh", "-c", shell)
+    assert shelled.returncode == 0, shelled.stderr.decode()[-2000:]
+    config = tmp_path / "settings.cfg"
+    gitted = cli(home, tmp_path, "run", "--", "git", "config", "--file", str(config),
+                 "http.proxyPassword", values["git"])  # fmt: skip
+    assert gitted.returncode == 0, gitted.stderr.decode()[-2000:]
+
+    outputs = stored(home)
+    outputs["log"] = cli(home, tmp_path, "log", "--json").stdout
+    assert leaks(values, outputs) == {}
+    log = outputs["log"].decode()
+    assert "aws configure set aws_secret_access_key <redacted hmac-sha256:" in log
+    assert '"http.proxyPassword"' in log  # the setting's name stays readable
