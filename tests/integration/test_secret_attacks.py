@@ -279,3 +279,22 @@ def test_a_setting_named_on_the_command_line_keeps_its_value_secret(
     log = outputs["log"].decode()
     assert "aws configure set aws_secret_access_key <redacted hmac-sha256:" in log
     assert '"http.proxyPassword"' in log  # the setting's name stays readable
+
+
+def test_a_secret_assigned_by_index_in_code_on_the_command_line(tmp_path):
+    """``python -c "os.environ['HF_TOKEN'] = '…'"``: the name is followed by a
+    closing quote and bracket before the ``=``, so the assignment rule did not
+    see it and the code string was stored as typed."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {"index": secret(), "dict": secret()}
+    code = (
+        f"import os; os.environ['HF_TOKEN'] = '{values['index']}'; "
+        f'conf = {{}}; conf["db_password"]="{values["dict"]}"; print("ok")'
+    )
+    done = cli(home, tmp_path, "run", "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["log"] = cli(home, tmp_path, "log", "--json").stdout
+    assert leaks(values, outputs) == {}
+    assert "os.environ['HF_TOKEN'] = '<redacted hmac-sha256:" in outputs["log"].decode()

@@ -113,9 +113,10 @@ _AUTH_HEADER = re.compile(
     r"(?i)(?<![A-Za-z0-9_-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
     r"(?:[A-Za-z][A-Za-z0-9_-]{0,15}\s+)?([^\s\"',;]{8,256})"
 )
-# A value assigned to a secret name in free text: ``DB_PASS=…``, ``X-Api-Key: …``.
+# A value assigned to a secret name in free text: ``DB_PASS=…``, ``X-Api-Key: …``,
+# also by index in code (``os.environ["HF_TOKEN"] = …``).
 _NAMED = re.compile(
-    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\s*(?:=|:|:=|=>)\s*"
+    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\]?\s*(?:=|:|:=|=>)\s*"
     r"[\"']?([^\s\"',;]{8,256})"
 )
 # ``key:<id>``, the end of a commitment marker split into words (``sh -c`` strings)
