@@ -298,3 +298,18 @@ def test_a_secret_assigned_by_index_in_code_on_the_command_line(tmp_path):
     outputs["log"] = cli(home, tmp_path, "log", "--json").stdout
     assert leaks(values, outputs) == {}
     assert "os.environ['HF_TOKEN'] = '<redacted hmac-sha256:" in outputs["log"].decode()
+
+
+def test_a_run_named_with_a_credential_is_recorded_without_it(tmp_path):
+    """A run name holding a token (``--name "eval hf_…"``) was committed whole,
+    a mapping where the schema wants a string: the run was refused and the
+    command never ran. Now the token is masked in the name and the run goes on."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    token = "hf_" + secret(34)
+    done = cli(home, tmp_path, "run", "--name", f"eval {token}", "--", "true")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["runs"] = cli(home, tmp_path, "runs", "--json").stdout
+    assert leaks({"name": token}, outputs) == {}
+    assert json.loads(outputs["runs"])[0]["name"] == "eval [MASKED:secret]"

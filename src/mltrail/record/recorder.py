@@ -271,6 +271,9 @@ class RunWriter:
         problem = value_problem(dict(body), "body", exact_ints=False)
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
+        if kind == "run.started" and isinstance(body.get("name"), str):
+            # a name must stay a string: a credential in it is masked in place
+            body = {**body, "name": self.guard.clean_text(body["name"])}
         cleaned = self.guard.clean(body)
         if kind in _PARAM_KINDS and "params" in cleaned:  # long text is content
             # a blob now, so masked and scanned by the guard like every text blob
