@@ -313,3 +313,38 @@ def test_a_run_named_with_a_credential_is_recorded_without_it(tmp_path):
     outputs["runs"] = cli(home, tmp_path, "runs", "--json").stdout
     assert leaks({"name": token}, outputs) == {}
     assert json.loads(outputs["runs"])[0]["name"] == "eval [MASKED:secret]"
+
+
+def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
+    """A DVC stage's ``cmd`` (from ``dvc.lock``, recorded as a step's command
+    after ``mltrail run -- dvc repro``) was cleaned as free text, not read as a
+    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "p": secret()}
+    lock = (
+        "schema: '2.0'\nstages:\n  fetch:\n"
+        f"    cmd: python fetch.py --api-key {values['api_key']} -p {values['p']}\n"
+        "    outs:\n    - path: raw.csv\n      hash: md5\n"
+        "      md5: 0123456789abcdef0123456789abcdef\n      size: 4\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "lock.yaml").write_text(lock)
+    dvc = bin_dir / "dvc"  # stands in for `dvc repro`: leaves what DVC would
+    dvc.write_text('#!/bin/sh\ncp "$FAKE_DVC_LOCK" dvc.lock\necho x > raw.csv\n')
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    fake = {"PATH": path, "FAKE_DVC_LOCK": str(tmp_path / "lock.yaml")}
+    done = cli(home, repo, "run", "--", "dvc", "repro", env=fake)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["log"] = cli(home, repo, "log", "--json").stdout
+    assert b'"dvc"' in outputs["log"]  # the stage was recorded
+    assert leaks(values, outputs) == {}

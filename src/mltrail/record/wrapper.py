@@ -227,13 +227,14 @@ def _record(
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings
         )
-        stages = guarded(
-            "DVC stages",
-            lambda: dvc_stage_entries(
-                plan.argv, cwd, cache, warnings, options.progress
-            ),
-            warnings,
-        )
+        with committing_with(guard.committer):
+            stages = guarded(
+                "DVC stages",
+                lambda: dvc_stage_entries(
+                    plan.argv, cwd, cache, warnings, options.progress
+                ),
+                warnings,
+            )
     finally:
         cache.close()
     ending = finish_run(
