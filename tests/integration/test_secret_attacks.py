@@ -348,3 +348,40 @@ def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     outputs["log"] = cli(home, repo, "log", "--json").stdout
     assert b'"dvc"' in outputs["log"]  # the stage was recorded
     assert leaks(values, outputs) == {}
+
+
+JOINED = """\
+import json, os, sys
+import mltrail
+s = json.loads(os.environ["ATTACK_VALUES"])  # a name mltrail neither records nor masks
+with mltrail.start_run() as run:
+    run.log_params(db_password=s["param"], hub_token=s["token"])
+    print("connecting with", s["param"])
+    print("pushing with", s["token"], file=sys.stderr)
+"""
+
+
+def test_a_secret_logged_by_a_joined_process_is_masked_in_the_wrappers_logs(
+    tmp_path, isolated_git
+):
+    """``mltrail run -- python train.py`` where train.py calls
+    ``log_params(db_password=…)``: the param was committed, but the output the
+    wrapper stored held the value in clear (the wrapper never learned it)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(JOINED)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {"param": secret(), "token": secret(24)}
+    env = {"ATTACK_VALUES": json.dumps(values)}
+    done = cli(home, repo, "run", "--", sys.executable, "train.py", env=env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert values["param"].encode() in done.stdout  # the terminal got it
+    outputs = stored(home)
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    outputs["logs"] = cli(home, repo, "logs", run).stdout
+    assert leaks(values, outputs) == {}
+    assert b"connecting with [MASKED:secret]" in outputs["logs"]

@@ -33,6 +33,7 @@ from mltrail.capture.run.blob import Blob, spill_text
 from mltrail.capture.run.commitment import Committer
 from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.guard import SecretGuard
+from mltrail.capture.run.mask_channel import channel_reporter
 from mltrail.capture.run.mask_sources import collect_mask_set
 from mltrail.capture.run.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
@@ -244,7 +245,9 @@ def secret_guard(
     allow = load_allow_list(home, env)
     key = load_commitment_key(home, create=create_key)
     masks = collect_mask_set(env=env, argv=argv, params=params, allow=allow)
-    return SecretGuard(Committer(key), masks, allow=allow)
+    guard = SecretGuard(Committer(key), masks, allow=allow)
+    guard.report = channel_reporter(env)  # a wrapper stores this process's output
+    return guard
 
 
 class RunWriter:

@@ -39,6 +39,8 @@ from mltrail.capture.run.redact import committing_with, redact_tree
 from mltrail.capture.run.secret_names import is_secret_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from mltrail.capture.run.allowlist import AllowList
 
 __all__ = ["SecretGuard"]
@@ -63,11 +65,16 @@ class SecretGuard:
         self.masks = masks or MaskSet()
         self.allow = allow
         self.detect_shapes = detect_shapes
+        self.report: Callable[[Iterable[str]], None] | None = None
+        """Where secrets learned are also sent: the wrapper whose command this
+        process joined, which stores its output (``capture.run.mask_channel``)."""
 
     def learn(self, named: list[tuple[str, str]]) -> None:
-        """Add ``(name, value)`` secrets to the mask set."""
+        """Add ``(name, value)`` secrets to the mask set (and report them)."""
         if named:
             self.masks |= MaskSet.build(named, self.allow)
+            if self.report is not None:
+                self.report(value for _, value in named)
 
     def clean(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """``body`` with secrets committed, masked and detected (see module doc)."""
