@@ -216,6 +216,7 @@ def test_text_typed_into_signed_entries_keeps_no_secret(tmp_path, isolated_git):
         "describe": "sk-proj-" + secret(40),
         "append": "ghp_" + secret(36),
         "append_named": secret(),
+        "rotate": secret(),
     }
     printed = secret()
     ran = cli(home, repo, "run", "--output", "m.bin", "--", sys.executable, "train.py",
@@ -236,6 +237,7 @@ def test_text_typed_into_signed_entries_keeps_no_secret(tmp_path, isolated_git):
          "--limitations", f"calls the API with {typed['describe']}"],
         ["append", "--kind", "note", "--body", json.dumps(
             {"text": f"rotate {typed['append']}", "api_token": typed["append_named"]})],
+        ["keys", "rotate", "--reason", f"key file sent with PASSWORD={typed['rotate']}"],
     ):  # fmt: skip
         done = cli(home, repo, *args)
         assert done.returncode == 0, (args, done.stderr.decode()[-2000:])

@@ -23,21 +23,34 @@ if TYPE_CHECKING:
 __all__ = ["typed", "typed_body"]
 
 
-def _guard(home: Home) -> SecretGuard:
+def _guard(home: Home, *, keyed: bool) -> SecretGuard:
+    """The home's guard; without ``keyed``, one whose commitments no key makes,
+    to find out whether there is anything to commit at all (so that a command
+    whose text holds no secret does not create the commitment key)."""
+    from mltrail.capture.run.allowlist import load_allow_list
+    from mltrail.capture.run.guard import SecretGuard
+    from mltrail.capture.run.mask_sources import collect_mask_set
     from mltrail.record.recorder import secret_guard
 
-    return secret_guard(home.path, os.environ, argv=sys.argv[1:])
+    argv = sys.argv[1:]
+    if keyed:
+        return secret_guard(home.path, os.environ, argv=argv)
+    allow = load_allow_list(home.path, os.environ)
+    masks = collect_mask_set(env=os.environ, argv=argv, allow=allow)
+    return SecretGuard(None, masks, allow=allow)
 
 
 def typed(home: Home, text: str | None) -> str | None:
     """``text`` cleaned of secrets (None and empty text as they are)."""
-    if not text:
+    if not text or _guard(home, keyed=False).clean_text(text) == text:
         return text
-    return _guard(home).clean_text(text)
+    return _guard(home, keyed=True).clean_text(text)
 
 
 def typed_body(home: Home, body: dict[str, Any]) -> dict[str, Any]:
     """Every string of ``body`` cleaned, and every string under a secret name a
     commitment marker; its shape is kept, so it still matches its schema."""
-    cleaned: dict[str, Any] = _guard(home).clean_strings(body)
+    if _guard(home, keyed=False).clean_strings(body) == body:
+        return body
+    cleaned: dict[str, Any] = _guard(home, keyed=True).clean_strings(body)
     return cleaned
