@@ -387,3 +387,28 @@ def test_a_secret_logged_by_a_joined_process_is_masked_in_the_wrappers_logs(
     outputs["logs"] = cli(home, repo, "logs", run).stdout
     assert leaks(values, outputs) == {}
     assert b"connecting with [MASKED:secret]" in outputs["logs"]
+
+
+def test_a_token_as_a_remotes_user_name_is_masked_in_the_output(tmp_path, isolated_git):
+    """A CI checkout's remote is often ``https://<token>@github.com/o/r.git`` (a
+    classic GitHub token is 40 hex digits). The recorded remote drops it, but
+    output that prints the URL (``git remote -v``, a failed fetch) was stored
+    with it: only a URL *password* was a credential shape in text."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('training')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    token = hexdigits(40)
+    git(repo, "remote", "add", "origin", f"https://{token}@github.com/o/r.git")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    done = cli(home, repo, "run", "--", "git", "remote", "-v")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert token.encode() in done.stdout  # the terminal got it
+    outputs = stored(home)
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    outputs["logs"] = cli(home, repo, "logs", run).stdout
+    assert leaks({"token": token}, outputs) == {}
+    assert b"@github.com/o/r.git" in outputs["logs"]
