@@ -203,8 +203,8 @@ def looks_like_secret(value: str) -> bool:
 
     Known shapes: AWS access key ids, GitHub/GitLab/Slack/OpenAI/Hugging Face/Google/
     Stripe tokens, JWTs, PEM private keys, ``Bearer``/``Basic`` authorization values and
-    URLs with a password or a token as user name. Only shapes with a recognisable prefix are flagged, so hex
-    digests, git commits, UUIDs, paths and numbers are not.
+    URLs with a password or a token as user name. Only shapes with a recognisable
+    prefix are flagged, so hex digests, git commits, UUIDs, paths and numbers are not.
     """
     return bool(credential_matches(value))
 
