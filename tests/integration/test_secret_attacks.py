@@ -177,3 +177,238 @@ def test_an_error_message_does_not_echo_the_secret_of_a_url(tmp_path):
     debug = cli(home, tmp_path, "--debug", "sources", "add", "crm", url, "--query", "x")
     assert debug.returncode != 0
     assert password.encode() not in debug.stdout + debug.stderr
+
+
+def test_a_debug_traceback_does_not_echo_the_secret_of_a_url(tmp_path):
+    """``--debug`` prints the whole chain: the library's exception that caused
+    mltrail's (fsspec's ``FileNotFoundError: http://u:PASSWORD@…``) was printed
+    as raised, only mltrail's own message was masked."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    password = secret()
+    url = f"x=http://u:{password}@127.0.0.1:9/none.csv"
+    done = cli(home, tmp_path, "--debug", "run", "--data", url, "--", "true")
+    assert done.returncode != 0
+    assert b"Traceback" in done.stderr  # still the traceback --debug asks for
+    assert b"127.0.0.1:9/none.csv" in done.stderr
+    assert password.encode() not in done.stdout + done.stderr
+
+
+def test_text_typed_into_signed_entries_keeps_no_secret(tmp_path, isolated_git):
+    """A purge's reason, a hold's reason, an approval's note, a model card and
+    ``mltrail append``'s body are inline forever (a purge cannot erase them):
+    each was stored as typed, so the token a user purged, named in the reason,
+    was kept by the very entry that erased it."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(
+        "import pathlib, sys\npathlib.Path('m.bin').write_text('w')\nprint(sys.argv[1])\n"
+    )
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    typed = {
+        "purge": "hf_" + secret(34),
+        "hold": secret(),
+        "approve": secret(),
+        "describe": "sk-proj-" + secret(40),
+        "append": "ghp_" + secret(36),
+        "append_named": secret(),
+        "rotate": secret(),
+    }
+    printed = secret()
+    ran = cli(home, repo, "run", "--output", "m.bin", "--", sys.executable, "train.py",
+              f"loaded {printed}")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    shown = json.loads(cli(home, repo, "show", run, "--json", "--full").stdout)
+    stdout_blob = shown["ended"]["stdout"]["stored"]["blob"]
+
+    for args in (
+        ["purge", stdout_blob, "--policy", "secret leaked",
+         "--reason", f"token {typed['purge']} was printed in the log"],
+        ["hold", "add", f"run:{run}", "--reason",
+         f"mirror at https://legal:{typed['hold']}@dms.example.com/case/7"],
+        ["model", "approve", "m.bin", "--stage", "production",
+         "--note", f"checked on staging with DB_PASSWORD={typed['approve']}"],
+        ["model", "describe", "m.bin",
+         "--limitations", f"calls the API with {typed['describe']}"],
+        ["append", "--kind", "note", "--body", json.dumps(
+            {"text": f"rotate {typed['append']}", "api_token": typed["append_named"]})],
+        ["keys", "rotate", "--reason", f"key file sent with PASSWORD={typed['rotate']}"],
+    ):  # fmt: skip
+        done = cli(home, repo, *args)
+        assert done.returncode == 0, (args, done.stderr.decode()[-2000:])
+
+    outputs = stored(home)
+    outputs["log"] = cli(home, repo, "log", "--json").stdout
+    outputs["show"] = cli(home, repo, "show", run, "--json", "--full").stdout
+    assert leaks(typed, outputs) == {}
+    log = outputs["log"].decode()
+    assert "was printed in the log" in log  # the words stay readable
+    assert "checked on staging with DB_PASSWORD=<redacted hmac-sha256:" in log
+    assert "@dms.example.com/case/7" in log
+    assert cli(home, repo, "verify").returncode == 0
+
+
+def test_a_setting_named_on_the_command_line_keeps_its_value_secret(
+    tmp_path, isolated_git
+):
+    """Tools that set a named setting take NAME VALUE as two plain arguments
+    (``aws configure set aws_secret_access_key V``, ``dvc remote modify --local
+    store password V``, ``git config KEY V``, ``rclone config create r s3
+    secret_access_key V``): no option name, no ``=``, so the value was stored."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {name: secret() for name in ("aws", "dvc", "git", "rclone")}
+    shell = (
+        f"aws configure set aws_secret_access_key {values['aws']} || true; "
+        f"dvc remote modify --local store password {values['dvc']} || true; "
+        f"rclone config create r s3 secret_access_key {values['rclone']} || true"
+    )
+    shelled = cli(home, tmp_path, "run", "--", "sh", "-c", shell)
+    assert shelled.returncode == 0, shelled.stderr.decode()[-2000:]
+    config = tmp_path / "settings.cfg"
+    gitted = cli(home, tmp_path, "run", "--", "git", "config", "--file", str(config),
+                 "http.proxyPassword", values["git"])  # fmt: skip
+    assert gitted.returncode == 0, gitted.stderr.decode()[-2000:]
+
+    outputs = stored(home)
+    outputs["log"] = cli(home, tmp_path, "log", "--json").stdout
+    assert leaks(values, outputs) == {}
+    log = outputs["log"].decode()
+    assert "aws configure set aws_secret_access_key <redacted hmac-sha256:" in log
+    assert '"http.proxyPassword"' in log  # the setting's name stays readable
+
+
+def test_a_secret_assigned_by_index_in_code_on_the_command_line(tmp_path):
+    """``python -c "os.environ['HF_TOKEN'] = '…'"``: the name is followed by a
+    closing quote and bracket before the ``=``, so the assignment rule did not
+    see it and the code string was stored as typed."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {"index": secret(), "dict": secret()}
+    code = (
+        f"import os; os.environ['HF_TOKEN'] = '{values['index']}'; "
+        f'conf = {{}}; conf["db_password"]="{values["dict"]}"; print("ok")'
+    )
+    done = cli(home, tmp_path, "run", "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["log"] = cli(home, tmp_path, "log", "--json").stdout
+    assert leaks(values, outputs) == {}
+    assert "os.environ['HF_TOKEN'] = '<redacted hmac-sha256:" in outputs["log"].decode()
+
+
+def test_a_run_named_with_a_credential_is_recorded_without_it(tmp_path):
+    """A run name holding a token (``--name "eval hf_…"``) was committed whole,
+    a mapping where the schema wants a string: the run was refused and the
+    command never ran. Now the token is masked in the name and the run goes on."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    token = "hf_" + secret(34)
+    done = cli(home, tmp_path, "run", "--name", f"eval {token}", "--", "true")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["runs"] = cli(home, tmp_path, "runs", "--json").stdout
+    assert leaks({"name": token}, outputs) == {}
+    assert json.loads(outputs["runs"])[0]["name"] == "eval [MASKED:secret]"
+
+
+def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
+    """A DVC stage's ``cmd`` (from ``dvc.lock``, recorded as a step's command
+    after ``mltrail run -- dvc repro``) was cleaned as free text, not read as a
+    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "p": secret()}
+    lock = (
+        "schema: '2.0'\nstages:\n  fetch:\n"
+        f"    cmd: python fetch.py --api-key {values['api_key']} -p {values['p']}\n"
+        "    outs:\n    - path: raw.csv\n      hash: md5\n"
+        "      md5: 0123456789abcdef0123456789abcdef\n      size: 4\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "lock.yaml").write_text(lock)
+    dvc = bin_dir / "dvc"  # stands in for `dvc repro`: leaves what DVC would
+    dvc.write_text('#!/bin/sh\ncp "$FAKE_DVC_LOCK" dvc.lock\necho x > raw.csv\n')
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    fake = {"PATH": path, "FAKE_DVC_LOCK": str(tmp_path / "lock.yaml")}
+    done = cli(home, repo, "run", "--", "dvc", "repro", env=fake)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    outputs["log"] = cli(home, repo, "log", "--json").stdout
+    assert b'"dvc"' in outputs["log"]  # the stage was recorded
+    assert leaks(values, outputs) == {}
+
+
+JOINED = """\
+import json, os, sys
+import mltrail
+s = json.loads(os.environ["ATTACK_VALUES"])  # a name mltrail neither records nor masks
+with mltrail.start_run() as run:
+    run.log_params(db_password=s["param"], hub_token=s["token"])
+    print("connecting with", s["param"])
+    print("pushing with", s["token"], file=sys.stderr)
+"""
+
+
+def test_a_secret_logged_by_a_joined_process_is_masked_in_the_wrappers_logs(
+    tmp_path, isolated_git
+):
+    """``mltrail run -- python train.py`` where train.py calls
+    ``log_params(db_password=…)``: the param was committed, but the output the
+    wrapper stored held the value in clear (the wrapper never learned it)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text(JOINED)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {"param": secret(), "token": secret(24)}
+    env = {"ATTACK_VALUES": json.dumps(values)}
+    done = cli(home, repo, "run", "--", sys.executable, "train.py", env=env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert values["param"].encode() in done.stdout  # the terminal got it
+    outputs = stored(home)
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    outputs["logs"] = cli(home, repo, "logs", run).stdout
+    assert leaks(values, outputs) == {}
+    assert b"connecting with [MASKED:secret]" in outputs["logs"]
+
+
+def test_a_token_as_a_remotes_user_name_is_masked_in_the_output(tmp_path, isolated_git):
+    """A CI checkout's remote is often ``https://<token>@github.com/o/r.git`` (a
+    classic GitHub token is 40 hex digits). The recorded remote drops it, but
+    output that prints the URL (``git remote -v``, a failed fetch) was stored
+    with it: only a URL *password* was a credential shape in text."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('training')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    token = hexdigits(40)
+    git(repo, "remote", "add", "origin", f"https://{token}@github.com/o/r.git")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    done = cli(home, repo, "run", "--", "git", "remote", "-v")
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert token.encode() in done.stdout  # the terminal got it
+    outputs = stored(home)
+    run = json.loads(cli(home, repo, "runs", "--json").stdout)[0]["id"]
+    outputs["logs"] = cli(home, repo, "logs", run).stdout
+    assert leaks({"token": token}, outputs) == {}
+    assert b"@github.com/o/r.git" in outputs["logs"]

@@ -203,6 +203,33 @@ def test_a_token_put_in_the_url_is_refused_and_never_logged(team_server, tmp_pat
     assert f"mlt_{token['id']}_***" in text
 
 
+def test_no_secret_of_a_query_string_reaches_the_access_log(team_server, tmp_path):
+    """The access log line is the request's path and query as sent: a caller
+    that put any other credential in the URL (``?api_key=``, a presigned
+    ``X-Amz-Signature``, ``?password=``) left it in the server's log in clear;
+    only mltrail's own token shape was redacted."""
+    from server_fixture import TestServer, free_port
+
+    s = team_server
+    log = tmp_path / "info.log"
+    other = TestServer(s.owner_url, s.app_url, s.keys, free_port(), log)
+    other.start("--log-level", "info")
+    values = {
+        name: "Qv" + uuid.uuid4().hex[:16]
+        for name in ("api_key", "X-Amz-Signature", "password", "sig")
+    }
+    try:
+        query = "&".join(f"{name}={value}" for name, value in values.items())
+        status, _ = other.call("GET", f"{A}/head?page=2&{query}")
+        assert status == 401
+    finally:
+        other.stop()
+    text = log.read_text(errors="replace")
+    assert "page=2" in text  # the access log is on, and keeps what is not secret
+    assert "api_key=***" in text
+    assert [v for v in values.values() if v in text] == []
+
+
 def test_a_revoked_tokens_hold_ends_within_a_heartbeat(team_server):
     """A hold is one long request: revoking its token must end it, not leave
     the run held (and a database connection taken) for the rest of its lease

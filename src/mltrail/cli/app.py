@@ -127,9 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="mltrail", standalone_mode=False)
     except MltrailError as e:
         if debug:
-            e.args = tuple(masked(a, args) if isinstance(a, str) else a for a in e.args)
-            e.hint = masked(e.hint, args) if e.hint else e.hint
-            raise
+            traceback_exit(e, args)
         fail(e, args)
     except click.exceptions.Abort:
         aborted()
@@ -139,8 +137,31 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except Exception as e:  # a bug, or a library's error mltrail did not wrap
+        traceback_exit(e, args)
     if isinstance(code, int):
         sys.exit(code)
+
+
+def traceback_exit(error: BaseException, args: Sequence[str]) -> NoReturn:
+    """Print ``error``'s traceback, as Python would, with the secrets of the
+    command line ``args``, the environment and the text itself masked; exit 1.
+
+    The whole text is masked, not only ``error``'s message: a chained cause
+    (a library's ``FileNotFoundError: http://user:PASSWORD@host/…``), a note,
+    or a message an exception builds from its attributes would carry the
+    secret otherwise.
+    """
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    try:
+        text = masked(text, args)
+    except Exception:  # never print what could not be masked
+        text = f"{type(error).__name__} (its traceback could not be masked)\n"
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    sys.exit(1)
 
 
 def fail(error: MltrailError, args: Sequence[str] | None = None) -> NoReturn:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 
 __all__ = ["new_key", "register", "revoke"]
@@ -124,6 +125,7 @@ def register(
     identity = identity or str(home.ledger.actor.get("user", ""))
     assert author is not None
     proof = make_key_proof(author, home.ledger.origin, identity)
+    reason = typed(home, reason) or reason
     record = home.ledger.register_key(author.public_key, identity, proof, reason=reason)
     home.checkpoint()
     row = {"seq": record.seq, "key": author.key_id, "identity": identity}
@@ -155,7 +157,7 @@ def revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> None:
       mltrail keys revoke "$KEY" --reason "CI key leaked" --json
     """
     home = open_from(ctx, writable=True)
-    record = home.ledger.revoke_key(key_id, reason=reason)
+    record = home.ledger.revoke_key(key_id, reason=typed(home, reason) or reason)
     home.checkpoint()
     if as_json:
         emit_json({"seq": record.seq, "key": key_id})

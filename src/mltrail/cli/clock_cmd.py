@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.typed_text import typed
 from mltrail.core.chain import describe_gap
 from mltrail.core.codec import format_time, parse_time
 
@@ -90,7 +91,7 @@ def reset(ctx: click.Context, reason: str, as_json: bool) -> None:
       mltrail clock reset --reason "gpu-07's clock was a year ahead (fixed, NTP on)"
     """
     home = open_from(ctx, writable=True)
-    record = home.ledger.reset_clock(reason)
+    record = home.ledger.reset_clock(typed(home, reason) or reason)
     body = record.entry.body
     if as_json:
         emit_json(record.to_dict())

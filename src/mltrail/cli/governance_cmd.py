@@ -15,6 +15,7 @@ from mltrail.audit.governance import (
     stage_gates,
 )
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.typed_text import typed
 
 __all__ = ["approve", "describe", "gate"]
 
@@ -47,7 +48,13 @@ def approve(
     try:
         index = open_index(home)
         body = approve_model(
-            home, index, model, stage=stage, note=note, reject=reject, cwd=Path.cwd()
+            home,
+            index,
+            model,
+            stage=stage,
+            note=typed(home, note) or note,
+            reject=reject,
+            cwd=Path.cwd(),
         )
         node = f"{body['model_type']}:{body['model']}"
         status = approval_status(open_index(home), node, stage)
@@ -113,6 +120,7 @@ def describe(
               "limitations": limitations}  # fmt: skip
     home = open_from(ctx, writable=True)
     try:
+        fields = {k: typed(home, v) for k, v in fields.items()}
         body = describe_model(home, open_index(home), model, fields, cwd=Path.cwd())
     finally:
         home.close()
@@ -167,7 +175,7 @@ def gate(
         if require_approval is not None:
             assert stage is not None
             body = set_gate(home, index, stage, require_approval=require_approval,
-                            note=note)  # fmt: skip
+                            note=typed(home, note))  # fmt: skip
             _print_set(body, as_json)
             return
         if model is not None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
+from mltrail.cli.typed_text import typed
 from mltrail.ledger.holds import add_hold, load_holds, parse_hold_target, release_hold
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def add(ctx: click.Context, target: str, reason: str, as_json: bool) -> None:
     """Place a legal hold on TARGET (a signed hold.added entry)."""
     kind, ident = parse_hold_target(target)
     home = open_from(ctx, writable=True, local_only="hold")
-    record = add_hold(home.ledger, kind, ident, reason.strip())
+    record = add_hold(home.ledger, kind, ident, typed(home, reason.strip()) or "")
     _report(home, record.seq, f"hold placed on {kind} {ident}", as_json)
 
 
@@ -62,7 +63,7 @@ def release(ctx: click.Context, target: str, reason: str, as_json: bool) -> None
     """Lift the legal hold on TARGET (a signed hold.released entry)."""
     kind, ident = parse_hold_target(target)
     home = open_from(ctx, writable=True, local_only="hold")
-    record = release_hold(home.ledger, kind, ident, reason.strip())
+    record = release_hold(home.ledger, kind, ident, typed(home, reason.strip()) or "")
     _report(home, record.seq, f"hold on {kind} {ident} released", as_json)
 
 

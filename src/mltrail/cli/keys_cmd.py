@@ -16,6 +16,7 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
+from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 from mltrail.ledger.rotation import RotationResult, rotate_home_key
 
@@ -222,7 +223,7 @@ def rotate(
     password = os.environ.get("MLTRAIL_KEY_PASSWORD")
     result = rotate_home_key(
         home,
-        reason=reason,
+        reason=typed(home, reason) or reason,
         password=password.encode() if password else None,
         move_old_key_to=move_old_key,
     )

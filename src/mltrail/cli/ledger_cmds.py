@@ -20,6 +20,7 @@ from mltrail.cli.output import (
     open_index,
 )
 from mltrail.cli.reads import inclusion_bundle, show_target
+from mltrail.cli.typed_text import typed_body
 from mltrail.core.merkle import range_root, verify_consistency
 from mltrail.errors import InputError
 from mltrail.ledger.home import Home, init_home
@@ -171,7 +172,7 @@ def append(
             for p in attachments
         ]
         body["attachments"] = [*body.get("attachments", []), *refs]
-    record = home.ledger.append(kind, body, run=run)
+    record = home.ledger.append(kind, typed_body(home, body), run=run)
     if as_json:
         emit_json(record.to_dict())
     else:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 from mltrail.index import INDEX_FILE
 
@@ -69,10 +70,9 @@ def purge(
     if blob is None:
         results = home.finish_purges()
     else:
-        why = (reason or "").strip()
-        results = [
-            home.purge_blob(blob, reason=why, policy=(policy or "").strip() or None)
-        ]
+        why = typed(home, (reason or "").strip()) or ""
+        rule = typed(home, (policy or "").strip() or None)
+        results = [home.purge_blob(blob, reason=why, policy=rule)]
     _refresh_index(home)
     if as_json:
         emit_json({"purged": [r.to_dict() for r in results]})

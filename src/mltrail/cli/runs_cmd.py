@@ -12,6 +12,7 @@ from mltrail.cli.output import (
     open_from,
 )
 from mltrail.cli.reads import find_runs
+from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 
 __all__ = ["runs"]
@@ -120,7 +121,7 @@ def close(
     try:
         closed = close_stale_runs(home) if stale else []
         for run_id in run_ids:
-            close_run(home, run_id, reason=reason)
+            close_run(home, run_id, reason=typed(home, reason) or reason)
             closed.append(run_id)
         if closed:
             home.checkpoint()

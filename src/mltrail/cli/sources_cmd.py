@@ -11,6 +11,7 @@ from rich.text import Text
 
 from mltrail.audit.flags import clear_flag, list_flags
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.typed_text import typed
 from mltrail.record.sources import check_sources, list_sources, register_source
 
 __all__ = ["flags", "sources"]
@@ -61,7 +62,7 @@ def add(
             name,
             location,
             query=query,
-            note=note,
+            note=typed(home, note),
             cwd=Path.cwd(),
         )
     finally:
@@ -225,6 +226,7 @@ def clear(ctx: click.Context, model: str, note: str, as_json: bool) -> None:
     """Record that a flagged MODEL was reviewed (its flags are cleared)."""
     home = open_from(ctx, writable=True)
     try:
+        note = typed(home, note) or note
         node = clear_flag(home, open_index(home), model, note=note, cwd=Path.cwd())
     finally:
         home.close()

@@ -9,6 +9,7 @@ import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.cli.reads import model_history, with_governance
+from mltrail.cli.typed_text import typed
 from mltrail.record.stages import demote as record_demote
 from mltrail.record.stages import lock_model
 from mltrail.record.stages import promote as record_promote
@@ -69,8 +70,8 @@ def promote(
             open_index(home),
             model,
             stage=stage,
-            note=note,
-            override=override,
+            note=typed(home, note),
+            override=typed(home, override),
             cwd=Path.cwd(),
         )
     finally:
@@ -105,7 +106,12 @@ def demote(
     home = open_from(ctx, writable=True)
     try:
         body = record_demote(
-            home, open_index(home), model, stage=stage, note=note, cwd=Path.cwd()
+            home,
+            open_index(home),
+            model,
+            stage=stage,
+            note=typed(home, note),
+            cwd=Path.cwd(),
         )
     finally:
         home.close()
@@ -166,6 +172,7 @@ def lock(ctx: click.Context, model: str, reason: str | None, as_json: bool) -> N
 
     home = open_from(ctx, writable=True)
     try:
+        reason = typed(home, reason)
         body = lock_model(home, open_index(home), model, reason=reason, cwd=Path.cwd())
         sealed = None
         if home.settings.seal_target or os.environ.get("MLTRAIL_SEAL_TARGET"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,15 +28,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.blob import Blob, spill_text
 from mltrail.capture.run.redact import redact_tree
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Draft
 from mltrail.record.datasets import artifact_body
+from mltrail.record.recorder import secret_guard
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
+    from mltrail.capture.run.guard import SecretGuard
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
@@ -81,6 +84,7 @@ def import_mlflow(
     *,
     experiments: tuple[str, ...] = (),
     on_run: Callable[[str, bool], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ImportResult:
     """Import every run of ``experiments`` (names or ids; all when empty).
 
@@ -88,8 +92,13 @@ def import_mlflow(
     histories of a batch in one query per metric name (where the store can),
     its blobs together, its entries in one atomic ``append_many``.
 
+    Every body goes through the home's secret guard (``env``, default this
+    process's environment, adds its secrets to the mask set), as a recorded
+    run's do; long or multi-line params and tags become blobs.
+
     Raises:
-        ConfigError: MLflow is not installed.
+        ConfigError: MLflow is not installed, or the commitment key cannot be
+            read or made.
         InputError: an experiment does not exist.
     """
     from mlflow.tracking import MlflowClient
@@ -97,13 +106,14 @@ def import_mlflow(
     _mlflow()
     client = MlflowClient(tracking_uri=tracking_uri)
     ids = _experiment_ids(client, experiments)
+    guard = secret_guard(home.path, os.environ if env is None else env)
     result = ImportResult()
     for batch in _batches(_runs(client, ids), _BATCH):
         known = _already_imported(index, batch)
         new = [run for run in batch if run.info.run_id not in known]
         histories = _histories(client, new)
         drafts = [
-            draft
+            _cleaned(guard, draft)
             for run in new
             for draft in _drafts(run, histories[run.info.run_id], tracking_uri)
         ]
@@ -168,23 +178,64 @@ def _bulk_reader(client: Any) -> Callable[[list[str], str, int], list[Any]] | No
 
 
 def _blobs_stored(home: Home, drafts: list[Draft]) -> list[Draft]:
-    """``drafts`` with their ``Blob`` values stored (together) and replaced by
-    references."""
-    blobs = [v for d in drafts for v in d.body.values() if isinstance(v, Blob)]
+    """``drafts`` with their ``Blob`` values, at any depth, stored (together) and
+    replaced by references."""
+    blobs: list[Blob] = []
+    for draft in drafts:
+        _collect_blobs(draft.body, blobs)
     refs = iter(home.ledger.put_blobs([blob.data for blob in blobs]))
     return [
-        Draft(
-            draft.kind,
-            {
-                key: next(refs) | {"media_type": value.media_type}
-                if isinstance(value, Blob)
-                else value
-                for key, value in draft.body.items()
-            },
-            draft.run,
-        )
-        for draft in drafts
+        Draft(draft.kind, _with_refs(draft.body, refs), draft.run) for draft in drafts
     ]
+
+
+def _name_as_text(guard: SecretGuard, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``body`` with a run name holding a credential (``eval with hf_…``) cleaned
+    in place: the name must stay a string, and a credential shape commits a
+    whole string as a mapping."""
+    name = body.get("name")
+    if not isinstance(name, str):
+        return body
+    return {**body, "name": guard.clean_text(name)}
+
+
+def _collect_blobs(value: Any, into: list[Blob]) -> None:
+    if isinstance(value, Blob):
+        into.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_blobs(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_blobs(item, into)
+
+
+def _with_refs(value: Any, refs: Iterator[dict[str, Any]]) -> Any:
+    """``value`` with each ``Blob`` replaced by the next of ``refs`` (the order
+    :func:`_collect_blobs` found them in)."""
+    if isinstance(value, Blob):
+        ref = next(refs)
+        return ref | {"media_type": value.media_type} if value.media_type else ref
+    if isinstance(value, dict):
+        return {key: _with_refs(item, refs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_refs(item, refs) for item in value]
+    return value
+
+
+def _cleaned(guard: SecretGuard, draft: Draft) -> Draft:
+    """``draft`` through the home's secret guard, as a recorded run's bodies are
+    (commitments under the home's key, masking, the detector on text), with long
+    or multi-line params and tags spilled into blobs that ``mltrail purge`` can
+    erase (ADR 0014): an MLflow note or prompt is content, not a name."""
+    body = guard.clean(_name_as_text(guard, draft.body))
+    if draft.kind == "run.params":
+        body = guard.clean({**body, "params": spill_text(body["params"])})
+    elif draft.kind == "run.started":
+        imported = body["imported"]
+        tags = spill_text(imported["tags"])
+        body = guard.clean({**body, "imported": {**imported, "tags": tags}})
+    return Draft(draft.kind, body, draft.run)
 
 
 def _experiment_ids(client: Any, names: tuple[str, ...]) -> list[str]:

@@ -15,6 +15,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.data.dvc_lock import is_dvc_pipeline, parse_dvc_lock, stage_wdirs
+from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.errors import CaptureError
 from mltrail.record.datasets import artifact_body, step_body
 
@@ -39,6 +40,8 @@ def dvc_stage_entries(
 ) -> list[tuple[str, dict[str, Any]]]:
     """One ``run.step`` per stage of ``cwd/dvc.lock`` when ``argv`` ran a DVC
     pipeline; nothing for another command or when there is no ``dvc.lock``.
+    Secrets in a stage's command are committed under the committer in force
+    (``capture.run.redact.committing_with``).
 
     Raises:
         InputError: ``dvc.lock`` or ``dvc.yaml`` is malformed.
@@ -85,7 +88,7 @@ def _stage_body(
     wdir = cwd / wdirs.get(stage.name.partition("@")[0], ".")
     body = step_body(
         stage.name,
-        command=stage.command,
+        command=[_command_line(c) for c in stage.command],
         scripts=[],
         inputs=[_link(f, wdir, cache, progress) for f in stage.deps],
         outputs=[_link(f, wdir, cache, progress) for f in stage.outs],
@@ -97,6 +100,13 @@ def _stage_body(
     if stage.params:
         body["params"] = stage.params
     return body
+
+
+def _command_line(cmd: str) -> str:
+    """A stage's ``cmd`` with its secrets committed, read as the shell command
+    line it is (``--api-key VALUE``, ``-p VALUE``, ``curl -u``): as free text
+    only ``NAME=VALUE`` and credential shapes were found."""
+    return str(redact_argv([cmd]).value[0])
 
 
 def _link(

@@ -33,6 +33,7 @@ from mltrail.capture.run.blob import Blob, spill_text
 from mltrail.capture.run.commitment import Committer
 from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.guard import SecretGuard
+from mltrail.capture.run.mask_channel import channel_reporter
 from mltrail.capture.run.mask_sources import collect_mask_set
 from mltrail.capture.run.program import capture_code_files
 from mltrail.core.codec import decode_record, format_time, validate_entry
@@ -244,7 +245,9 @@ def secret_guard(
     allow = load_allow_list(home, env)
     key = load_commitment_key(home, create=create_key)
     masks = collect_mask_set(env=env, argv=argv, params=params, allow=allow)
-    return SecretGuard(Committer(key), masks, allow=allow)
+    guard = SecretGuard(Committer(key), masks, allow=allow)
+    guard.report = channel_reporter(env)  # a wrapper stores this process's output
+    return guard
 
 
 class RunWriter:
@@ -271,6 +274,9 @@ class RunWriter:
         problem = value_problem(dict(body), "body", exact_ints=False)
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
+        if kind == "run.started" and isinstance(body.get("name"), str):
+            # a name must stay a string: a credential in it is masked in place
+            body = {**body, "name": self.guard.clean_text(body["name"])}
         cleaned = self.guard.clean(body)
         if kind in _PARAM_KINDS and "params" in cleaned:  # long text is content
             # a blob now, so masked and scanned by the guard like every text blob

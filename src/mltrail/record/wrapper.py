@@ -25,6 +25,7 @@ nothing:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.capture.run.log_capture import LogMasking
+from mltrail.capture.run.mask_channel import MASK_FD_ENV, MaskChannel
 from mltrail.capture.run.process import ProcessResult, run_command
 from mltrail.capture.run.redact import committing_with
 from mltrail.errors import CommandNotFoundError, InputError, MltrailError
@@ -77,7 +79,7 @@ from mltrail.record.wrap_plan import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from mltrail.capture.run.guard import SecretGuard
     from mltrail.ledger.home import Home
@@ -117,6 +119,23 @@ def child_env(
     kept = {k: v for k, v in env.items() if not _is_mltrail_secret(k)}
     joined = {RUN_ID_ENV: run_id, HOME_ENV: str(home.path.resolve())}
     return {**kept, **joined, SPOOL_ENV: str(spool)}
+
+
+@contextlib.contextmanager
+def _joined_masking(
+    child: dict[str, str], guard: SecretGuard
+) -> Iterator[tuple[dict[str, str], LogMasking, tuple[int, ...]]]:
+    """The command's environment, the masking of its output and the descriptor
+    it inherits: secrets the processes that join the run learn
+    (``log_params(db_password=…)``) come back through a pipe and are masked in
+    the output kept (``capture.run.mask_channel``)."""
+    channel = MaskChannel()
+    try:
+        late = functools.cache(lambda: channel.masks(guard.allow))
+        masking = LogMasking(guard.masks, guard.allow, late=late)
+        yield {**child, MASK_FD_ENV: channel.env_value}, masking, (channel.fd,)
+    finally:
+        channel.close()
 
 
 STORE_LOGS_ENV = "MLTRAIL_STORE_LOGS"
@@ -222,18 +241,19 @@ def _record(
         _write_start(live, start)
         early_end = functools.partial(_early_end, live)
         child = child_env(env, home, live.run_id, cast("Path", live.spool))
-        masking = LogMasking(guard.masks, guard.allow)
-        result = _run_child(plan, options, cwd, child, early_end, masking)
+        with _joined_masking(child, guard) as (child, masking, fds):
+            result = _run_child(plan, options, cwd, child, early_end, masking, fds)
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings
         )
-        stages = guarded(
-            "DVC stages",
-            lambda: dvc_stage_entries(
-                plan.argv, cwd, cache, warnings, options.progress
-            ),
-            warnings,
-        )
+        with committing_with(guard.committer):
+            stages = guarded(
+                "DVC stages",
+                lambda: dvc_stage_entries(
+                    plan.argv, cwd, cache, warnings, options.progress
+                ),
+                warnings,
+            )
     finally:
         cache.close()
     ending = finish_run(
@@ -354,6 +374,7 @@ def _run_child(
     env: dict[str, str],
     end: Callable[[dict[str, Any]], str],
     masking: LogMasking,
+    pass_fds: tuple[int, ...] = (),
 ) -> ProcessResult:
     """Run the command; if it cannot start or the wrapper is interrupted, record
     that end (``end``) before the error goes on."""
@@ -364,6 +385,7 @@ def _run_child(
             env=env,
             log_limit=options.log_limit,
             masking=masking,
+            pass_fds=pass_fds,
         )
     except CommandNotFoundError as e:
         recorded = end({"status": "failed", "exit_code": e.exit_code, "error": str(e)})
@@ -402,13 +424,15 @@ def _record_rank(
     spool = create_spool(home.path / OPEN_RUNS / name)
     try:
         child = child_env(env, home, run_id, spool)
-        result = run_command(
-            plan.argv,
-            cwd=cwd,
-            env=child,
-            log_limit=options.log_limit,
-            masking=LogMasking(guard.masks, guard.allow),
-        )
+        with _joined_masking(child, guard) as (child, masking, fds):
+            result = run_command(
+                plan.argv,
+                cwd=cwd,
+                env=child,
+                log_limit=options.log_limit,
+                masking=masking,
+                pass_fds=fds,
+            )
     except BaseException:
         remove_spool(spool)
         raise

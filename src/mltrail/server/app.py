@@ -65,6 +65,8 @@ __all__ = [
 API_PREFIX = "/api/v1"
 _log = logging.getLogger("mltrail.server")
 _TOKEN_TEXT = re.compile(r"(mlt_[0-9a-f]{16}_)[A-Za-z0-9_-]{43}")
+_TOKEN_SHOWN = re.compile(r"mlt_[0-9a-f]{16}_\*\*\*")
+_QUERY_VALUE = re.compile(r"([?&;]([^=&;#\s?]+)=)([^&;#\s\"]*)")
 _REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "mltrail.server")
 _STATUS_CODES = {
     400: "bad_request",
@@ -324,19 +326,42 @@ def create_app(
 
 
 class RedactTokens(logging.Filter):
-    """Replaces the secret of any token in a log record by ``***``: a client
-    that puts its token in the URL (``?token=...``, refused, 401) would
+    """Replaces the secret of any token, and secret query values, in a log
+    record by ``***`` (:func:`redact_log_text`): a client that puts its token
+    or another credential in the URL (``?token=...``, refused, 401) would
     otherwise leave it in the access log (``--log-level info``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = _TOKEN_TEXT.sub(r"\1***", record.msg)
+            record.msg = redact_log_text(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _TOKEN_TEXT.sub(r"\1***", a) if isinstance(a, str) else a
-                for a in record.args
+                redact_log_text(a) if isinstance(a, str) else a for a in record.args
             )
         return True
+
+
+def redact_log_text(text: str) -> str:
+    """``text`` with the secret of any mltrail token (its id kept), and the
+    value of every other secret-named query parameter (``?api_key=``, ``X-Amz-Signature=``,
+    ``password=``, ``sig=``), replaced by ``***``: the access log line is the
+    request's path and query as the caller sent them."""
+    text = _TOKEN_TEXT.sub(r"\1***", text)
+    if "=" not in text or not any(c in text for c in "?&;"):
+        return text
+    return _QUERY_VALUE.sub(_query_value, text)
+
+
+def _query_value(m: re.Match[str]) -> str:
+    from urllib.parse import unquote_plus
+
+    from mltrail.capture.run.secret_names import SECRET_QUERY_NAMES, is_secret_name
+
+    name = unquote_plus(m[2])
+    secret = is_secret_name(name) or name.lower() in SECRET_QUERY_NAMES
+    if not secret or not m[3] or _TOKEN_SHOWN.fullmatch(m[3]):
+        return m[0]  # a token already cut to its id says which token it was
+    return m[1] + "***"
 
 
 def redact_tokens_in_logs() -> None:

@@ -17,6 +17,9 @@ Single-letter options are ambiguous: ``-p`` is a password for ``mysql`` and
   a commitment loses only the readability of a port number;
 * ``-pVALUE`` (attached) is committed for the MySQL family, whose password takes
   that form;
+* after a secret-named setting of a tool that sets NAME VALUE (``aws configure
+  set``, ``dvc remote modify``, ``git config``, ``npm config set``…), the value
+  is committed;
 * other letters are committed only for the programs known to take a password
   with them (``redis-cli -a``, ``curl -u USER:PASSWORD``), and so are a few long
   options whose names do not say so (``curl --user``).
@@ -79,6 +82,21 @@ _SECRET_OPTIONS: dict[str, frozenset[str]] = {
     "curl": frozenset({"user", "proxy-user"}),
     "wget": frozenset({"user", "http-user", "ftp-user", "proxy-user"}),
 }
+# Tools that set a named setting from two plain arguments, NAME VALUE, in the
+# subcommands named (``aws configure set aws_secret_access_key V``, ``dvc remote
+# modify --local store password V``, ``git config http.proxyPassword V``): the
+# value after a secret name is committed.
+_SETTING_TOOLS: dict[str, frozenset[str]] = {
+    "aws": frozenset({"configure"}),
+    "dvc": frozenset({"remote", "config"}),
+    "git": frozenset({"config"}),
+    "rclone": frozenset({"config"}),
+    **dict.fromkeys(
+        ("npm", "yarn", "pnpm", "pip", "pip3", "conda", "mamba", "gcloud", "poetry"),
+        frozenset({"config"}),
+    ),
+}
+_SETTING_NAME = re.compile(r"[\w.:/@-]+")
 _LOGIN_TOOLS = frozenset({"docker", "podman", "nerdctl", "helm", "buildah", "skopeo"})
 _P_NOT_SECRET = frozenset(
     {
@@ -211,6 +229,7 @@ class _Reader:
 
     def command(self, argv: Sequence[str]) -> list[str]:
         program, words = _program(argv)
+        settings = bool(_SETTING_TOOLS.get(program, frozenset()) & words)
         out: list[str] = []
         value_of: str | None = None
         for arg in argv:
@@ -219,6 +238,8 @@ class _Reader:
                 value_of = None
                 continue
             value_of = _secret_option(arg, program, words)
+            if value_of is None and settings and _secret_setting(arg):
+                value_of = arg
             out.append(self.element(arg, program))
         return out
 
@@ -235,6 +256,16 @@ def _secret_option(arg: str, program: str, words: frozenset[str]) -> str | None:
     if short and not short["attached"] and _letter_is_secret(program, words, arg[1]):
         return arg[1]
     return None
+
+
+def _secret_setting(arg: str) -> bool:
+    """Whether ``arg`` is the secret-named setting of a setting tool's NAME VALUE
+    (``aws_secret_access_key``, ``http.proxyPassword``, ``//host/:_authToken``)."""
+    return (
+        not arg.startswith("-")
+        and _SETTING_NAME.fullmatch(arg) is not None
+        and is_secret_name(arg)
+    )
 
 
 def _shell_words(text: str) -> list[str]:

@@ -33,6 +33,8 @@ from mltrail.capture.run import detect
 from mltrail.capture.run.mask import MaskSet, mask_window
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mltrail.capture.run.allowlist import AllowList
 
 __all__ = ["LogCapture", "LogMasking", "StreamCapture"]
@@ -48,6 +50,9 @@ class LogMasking:
     masks: MaskSet = field(default_factory=MaskSet)
     allow: AllowList | None = None
     detect: bool = True
+    late: Callable[[], MaskSet] | None = None
+    """Values learned while the command ran (by the processes that joined its
+    run, ``capture.run.mask_channel``): masked in what is kept, at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +164,11 @@ class LogCapture:
         return StreamCapture(digest, len(data), head, tail, omitted, found + count)
 
     def _detected(self, *texts: bytes) -> MaskSet:
+        late = self._masking.late
+        masks = late() if late is not None else MaskSet()
         if not self._masking.detect:
-            return MaskSet()
+            return masks
         allow = self._masking.allow
-        masks = MaskSet()
         for text in texts:
             if text:
                 masks |= detect.detected_masks(text, allow=allow)

@@ -192,6 +192,7 @@ def run_command(
     log_limit: int = DEFAULT_LOG_LIMIT,
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
     masking: LogMasking | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
     """Run ``argv`` to completion as described in the module docstring.
 
@@ -204,6 +205,7 @@ def run_command(
         masking: the secrets to mask in what is kept and hashed of the output
             (``capture.log_capture``); the wrapper's own stdout and stderr get
             the bytes as written.
+        pass_fds: descriptors the child inherits (``capture.run.mask_channel``).
 
     Raises:
         CommandNotFoundError: the command cannot be found (127) or run (126).
@@ -219,7 +221,7 @@ def run_command(
         channels = [stack.enter_context(_channel(fd)) for fd in (1, 2)]
         forwarder = stack.enter_context(_forwarding(channels))
         start = time.monotonic()
-        proc = _spawn(argv, program, cwd, env, channels)
+        proc = _spawn(argv, program, cwd, env, channels, pass_fds)
         captures = [LogCapture(log_limit, masking) for _ in channels]
         return _supervise(proc, start, channels, forwarder, captures, drain_timeout_s)
 
@@ -522,6 +524,7 @@ def _spawn(
     cwd: Path | None,
     env: Mapping[str, str] | None,
     channels: Sequence[_Channel],
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     out, err = channels
     try:
@@ -533,6 +536,7 @@ def _spawn(
             stdout=out.child_fd,
             stderr=err.child_fd,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as e:
         raise _spawn_error(argv[0], program, e) from e

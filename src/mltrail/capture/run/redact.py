@@ -108,14 +108,19 @@ _URL_PASSWORD = re.compile(
     r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^:/?#@\s]{0,256}:([^@\s]{1,256})@"
 )
 _PORT_THEN_PATH = re.compile(r"\d{1,5}/")
+# ``https://<token>@github.com/o/r.git``: a token as the user name (see _token_user)
+_URL_TOKEN_USER = re.compile(
+    r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://([A-Za-z0-9_-]{20,256})@"
+)
 # ``Authorization: token X``, ``Proxy-Authorization: Basic X``: any scheme word.
 _AUTH_HEADER = re.compile(
     r"(?i)(?<![A-Za-z0-9_-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
     r"(?:[A-Za-z][A-Za-z0-9_-]{0,15}\s+)?([^\s\"',;]{8,256})"
 )
-# A value assigned to a secret name in free text: ``DB_PASS=…``, ``X-Api-Key: …``.
+# A value assigned to a secret name in free text: ``DB_PASS=…``, ``X-Api-Key: …``,
+# also by index in code (``os.environ["HF_TOKEN"] = …``).
 _NAMED = re.compile(
-    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\s*(?:=|:|:=|=>)\s*"
+    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\]?\s*(?:=|:|:=|=>)\s*"
     r"[\"']?([^\s\"',;]{8,256})"
 )
 # ``key:<id>``, the end of a commitment marker split into words (``sh -c`` strings)
@@ -153,6 +158,7 @@ def credential_matches(value: str) -> list[str]:
         for m in _URL_PASSWORD.finditer(value)
         if not _PORT_THEN_PATH.match(m[1]) and not _is_marker_part(m[1])
     ]
+    found += [m[1] for m in _URL_TOKEN_USER.finditer(value) if _token_user(m[1])]
     return found
 
 
@@ -197,8 +203,8 @@ def looks_like_secret(value: str) -> bool:
 
     Known shapes: AWS access key ids, GitHub/GitLab/Slack/OpenAI/Hugging Face/Google/
     Stripe tokens, JWTs, PEM private keys, ``Bearer``/``Basic`` authorization values and
-    URLs with a password. Only shapes with a recognisable prefix are flagged, so hex
-    digests, git commits, UUIDs, paths and numbers are not.
+    URLs with a password or a token as user name. Only shapes with a recognisable
+    prefix are flagged, so hex digests, git commits, UUIDs, paths and numbers are not.
     """
     return bool(credential_matches(value))
 
