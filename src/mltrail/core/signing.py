@@ -149,16 +149,49 @@ class Ed25519Signer:
         A batch of at least ``2 * PARALLEL_MIN`` messages is signed by this
         thread and up to ``MAX_SIGNING_THREADS - 1`` others at once (one per
         core of the ``cores`` the caller may use, ``PARALLEL_MIN`` messages per
-        thread at least): libsodium signs without the GIL, so they run on
-        separate cores. See :class:`BatchSigning` and ADR 0037's amendments.
+        thread at least): libsodium
+        signs without the GIL, so they run on separate cores. Each thread takes
+        the next ``CHUNK`` messages not yet taken until none are left, so a
+        thread kept off its core by other work holds the batch back by one
+        chunk at most (this thread signs the rest). The threads live for this
+        call only; the key never leaves this process's memory. See ADR 0037's
+        amendment.
         """
-        batch = BatchSigning(self, len(messages), cores)
+        secret = self._secret
+        count = _signing_threads(len(messages), cores)
+        if count <= 1:
+            return [_raw_sign(m, secret) for m in messages]
+        import threading  # the writing path only (a reading command skips it)
+
+        out: list[bytes] = [b""] * len(messages)
+        starts = iter(range(0, len(messages), CHUNK))  # shared: each start taken once
+        failures: list[BaseException] = []
+
+        def work() -> None:
+            # the global each time: the first call binds it (from any thread:
+            # each binding is the same function), later calls find it bound
+            try:
+                for start in starts:
+                    chunk = messages[start : start + CHUNK]
+                    signed = [_raw_sign(m, secret) for m in chunk]
+                    out[start : start + len(chunk)] = signed
+            except BaseException as e:  # raised again in the calling thread
+                failures.append(e)
+
+        threads = [
+            threading.Thread(target=work, name="mltrail-sign", daemon=True)
+            for _ in range(count - 1)
+        ]
+        for thread in threads:
+            thread.start()
         try:
-            for message in messages:
-                batch.add(message)
-            return batch.finish()
+            work()
         finally:
-            batch.close()
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
+        return out
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(key_id={self._key_id[:16]}...)"
@@ -172,122 +205,6 @@ CHUNK = 16
 MAX_SIGNING_THREADS = 8
 """Most threads one ``sign_many`` call signs on (each holds the GIL ~1 us per
 signature of ~20 us: more threads would mostly wait for it)."""
-
-
-class BatchSigning:
-    """Signs a batch's messages on other threads while the caller prepares the
-    rest, so that checking drafts and signing them overlap.
-
-    ``add`` each of the ``count`` messages the caller announced, then ``finish``
-    for their signatures in order, and ``close`` in a ``finally`` (it ends the
-    threads; after ``finish`` it has nothing left to do). A signer that is not
-    an :class:`Ed25519Signer`, a batch under ``2 * PARALLEL_MIN`` messages or a
-    single core signs everything in ``finish``, on this thread. Otherwise one
-    thread per other core (``_signing_threads``) takes each ``CHUNK`` of
-    messages as soon as it is added; ``finish`` signs, on this thread too, the
-    chunks no thread has taken yet, so a thread kept off its core by other work
-    holds the batch back by one chunk at most. The key never leaves this
-    process's memory; when the caller stops (a draft refused), ``close`` drops
-    the signatures made so far.
-    """
-
-    def __init__(self, signer: Signer, count: int, cores: int = 1) -> None:
-        self._signer = signer
-        self._count = count
-        self._messages: list[bytes] = []
-        self._out: list[bytes | None] = [None] * count
-        self._failures: list[BaseException] = []
-        self._queued = 0  # messages handed to the queue (whole chunks)
-        self._threads: list[Any] = []
-        threads = (
-            _signing_threads(count, cores) if isinstance(signer, Ed25519Signer) else 1
-        )
-        if threads > 1:
-            import queue  # the writing path only (a reading command skips it)
-            import threading
-
-            self._queue: Any = queue.SimpleQueue()
-            self._empty: Any = queue.Empty
-            self._secret = signer._secret  # type: ignore[union-attr]
-            self._threads = [
-                threading.Thread(target=self._work, name="mltrail-sign", daemon=True)
-                for _ in range(threads - 1)
-            ]
-            for thread in self._threads:
-                thread.start()
-
-    def add(self, message: bytes) -> None:
-        """Hand over the next message (its chunk is signed once it is whole)."""
-        if len(self._messages) == self._count:
-            raise ValueError(f"more messages than the {self._count} announced")
-        self._messages.append(message)
-        if self._threads and len(self._messages) - self._queued == CHUNK:
-            self._queue.put(self._queued)
-            self._queued += CHUNK
-
-    def finish(self) -> list[bytes]:
-        """The signatures of every message added, in order.
-
-        Raises:
-            ValueError: fewer messages were added than announced.
-            BaseException: whatever a signing thread raised.
-        """
-        if len(self._messages) != self._count:
-            raise ValueError(
-                f"{len(self._messages)} messages added of the {self._count} announced"
-            )
-        if not self._threads:
-            sign = self._signer.sign
-            return [sign(m) for m in self._messages]
-        if self._queued < self._count:
-            self._queue.put(self._queued)
-            self._queued = self._count
-        self._sign_queued(self._queue.get_nowait, self._empty)  # until it is empty
-        self._end(drop=False)
-        if self._failures:
-            raise self._failures[0]
-        out = self._out
-        if any(signature is None for signature in out):  # pragma: no cover
-            raise RuntimeError("a signing thread left messages unsigned")
-        return out  # type: ignore[return-value]
-
-    def close(self) -> None:
-        """End the signing threads; the signatures made so far are dropped unless
-        ``finish`` returned them."""
-        self._end(drop=True)
-
-    def _end(self, drop: bool) -> None:
-        """Tell each thread to stop (``drop``: without the chunks still queued)
-        and wait for it."""
-        threads, self._threads = self._threads, []
-        if not threads:
-            return
-        self._dropped = drop
-        for _ in threads:
-            self._queue.put(None)
-        for thread in threads:
-            thread.join()
-
-    _dropped = False
-
-    def _work(self) -> None:
-        """A signing thread: sign queued chunks until told to stop."""
-        self._sign_queued(self._queue.get, ())
-
-    def _sign_queued(self, take: Any, empty: Any) -> None:
-        """Sign the chunks ``take`` gives until it gives ``None``, or raises
-        ``empty``; a failure is kept for ``finish`` to raise."""
-        messages, out, secret = self._messages, self._out, self._secret
-        try:
-            while (start := take()) is not None and not self._dropped:
-                # the global each time: the first call binds it (from any thread:
-                # each binding is the same function), later calls find it bound
-                chunk = messages[start : start + CHUNK]
-                out[start : start + len(chunk)] = [_raw_sign(m, secret) for m in chunk]
-        except empty:
-            return
-        except BaseException as e:  # raised again in the calling thread
-            self._failures.append(e)
 
 
 def _signing_threads(count: int, cores: int) -> int:

@@ -33,11 +33,11 @@ from mltrail.core.merkle import (
     inclusion_proof,
 )
 from mltrail.core.signing import (
-    BatchSigning,
     Signer,
     compute_key_id,
     decode_b64,
     encode_b64,
+    sign_many,
     verify_signature,
 )
 from mltrail.errors import (
@@ -269,9 +269,8 @@ class Ledger:
         """Validate, blob-check and sign each draft; the actor's and key's bytes are
         made once per signer and actor (``_template``), and the writing code is
         imported here, once per append, not per entry (reading never loads it).
-        A large batch's drafts are signed on the other cores while the next ones
-        are checked (``core.signing.BatchSigning``); nothing signed leaves this
-        call unless every draft passed."""
+        Every draft is checked before any is signed; the signatures of a large
+        batch are made on several cores at once (``core.signing.sign_many``)."""
         from mltrail.core.codec import (
             check_entry_size,
             find_blob_refs,
@@ -282,34 +281,27 @@ class Ledger:
         from mltrail.core.entry import ENTRY_VERSION
 
         template = self._template()
-        parts: list[tuple[str, str, dict[str, Any], str | None, tuple[bytes, bytes]]]
-        parts = []
-        signing = BatchSigning(template.signer, len(drafts), _usable_cores())
-        try:
-            for draft in drafts:
-                time = format_time(self.clock.now())
-                body = dict(draft.body)
-                data = {
-                    "v": ENTRY_VERSION,
-                    "kind": draft.kind,
-                    "time": time,
-                    "body": body,
-                }
-                if draft.run is not None:
-                    data["run"] = draft.run
-                # the actor was checked once, when the template was made: {} stands in
-                plain = is_plain_body(body)  # one walk for the limits and the bytes
-                validate_entry(data | {"actor": {}}, check_size=False, plain_body=plain)
-                self._check_blobs(find_blob_refs(body))
-                message = template.message(
-                    draft.kind, time, body, draft.run, plain=plain
-                )
-                check_entry_size(len(message[0]) + len(message[1]))
-                parts.append((draft.kind, time, body, draft.run, message))
-                signing.add(message[0] + message[1])
-            signatures = signing.finish()
-        finally:
-            signing.close()
+        parts: list[
+            tuple[str, str, dict[str, Any], str | None, tuple[bytes, bytes]]
+        ] = []
+        for draft in drafts:
+            time = format_time(self.clock.now())
+            body = dict(draft.body)
+            data = {"v": ENTRY_VERSION, "kind": draft.kind, "time": time, "body": body}
+            if draft.run is not None:
+                data["run"] = draft.run
+            # the actor was checked once, when the template was made: {} stands in
+            plain = is_plain_body(body)  # one walk for the limits and the bytes
+            validate_entry(data | {"actor": {}}, check_size=False, plain_body=plain)
+            self._check_blobs(find_blob_refs(body))
+            message = template.message(draft.kind, time, body, draft.run, plain=plain)
+            check_entry_size(len(message[0]) + len(message[1]))
+            parts.append((draft.kind, time, body, draft.run, message))
+        signatures = sign_many(
+            template.signer,
+            [head + tail for *_, (head, tail) in parts],
+            _usable_cores(),
+        )
         return [
             template.finish(*part, signature)
             for part, signature in zip(parts, signatures, strict=True)
