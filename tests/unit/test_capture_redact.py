@@ -312,8 +312,12 @@ def test_url_password_with_unencoded_specials_is_caught_whole():
 
 
 @pytest.mark.parametrize(
-    "name", ["token", "access_token", "X-Amz-Signature", "sig", "api_key", "key"]
-)
+    "name",
+    [
+        "token", "access_token", "X-Amz-Signature", "sig", "api_key", "key",
+        "hmac", "jsessionid", "JSESSIONID", "PHPSESSID", "passkey",
+    ],
+)  # fmt: skip
 def test_url_secret_query_values_are_redacted(name):
     out = redact_url(f"https://host/path?page=2&{name}=abc123xyz&lang=en")
     assert "abc123xyz" not in out

@@ -82,8 +82,10 @@ _COUNTED_PASS_WORDS = frozenset(
         "num", "n", "max", "min", "each", "per", "by", "one", "final", "last",
     }
 )  # fmt: skip
-SECRET_QUERY_NAMES = frozenset({"sig"})
-"""Query parameters that carry a credential without a secret-looking name."""
+SECRET_QUERY_NAMES = frozenset({"sig", "hmac", "jsessionid", "phpsessid", "passkey"})
+"""Query parameters that carry a credential without a secret-looking name: a URL's
+own signature or MAC, a session id put in the URL by Java and PHP servers, a
+tracker's per-user key."""
 _NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
