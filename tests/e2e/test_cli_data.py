@@ -183,6 +183,27 @@ def test_run_with_remote_data_over_http(tmp_path, http_root):
     assert json.loads(local.stdout)[0]["dataset"] == body["dataset"]
 
 
+def test_data_hash_of_a_url_prints_it_without_its_credentials(tmp_path, http_root):
+    """`data hash` printed a URL as typed, password and signed query included
+    (a run records it without them), and a one-object URL as ``URL/name``."""
+    root, base = http_root
+    (root / "train.csv").write_bytes(b"x\n1\n")
+    secret_url = base.replace("://", "://u:PW@") + "/train.csv?token=SEKRIT"
+    home = tmp_path / "home"
+    for args in ((), ("--json",)):
+        proc = mltrail_cmd(home, "data", "hash", secret_url, *args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shown = proc.stdout + proc.stderr
+        assert b"PW" not in shown
+        assert b"SEKRIT" not in shown
+    text = mltrail_cmd(home, "data", "hash", secret_url, cwd=tmp_path)
+    assert text.stdout.decode().split() == [
+        json.loads(proc.stdout)[0]["entries"][0]["sha256"],
+        f"{base}/train.csv",
+    ]
+    assert json.loads(proc.stdout)[0]["path"] == f"{base}/train.csv"
+
+
 _BAR_AT_ONCE = (
     "import mltrail.capture.data.progress as p; p.PROGRESS_DELAY_S = 0.0; "
     "from mltrail.cli.main import main; main()"

@@ -215,7 +215,7 @@ def _hash_with(
     from mltrail.capture.data.files import hash_dataset
 
     if "://" in path and _is_remote(path):
-        return _Result(path, manifest=_hash_remote(path, progress))
+        return _hash_remote(path, progress)
     is_file = os.path.isfile(path)
     hashed = hash_dataset(
         path,
@@ -235,10 +235,19 @@ def _is_remote(path: str) -> bool:
     return is_remote(path)
 
 
-def _hash_remote(path: str, progress: ProgressCallback | None) -> DatasetManifest:
+def _hash_remote(path: str, progress: ProgressCallback | None) -> _Result:
+    """A URL's objects, hashed, shown under the URL without its credentials (as
+    a run records it); a URL naming one object prints as one file does."""
     from mltrail.capture.data.progress import count_progress
     from mltrail.capture.data.remote import hash_remote
     from mltrail.core.manifest import compute_manifest
 
     listing = hash_remote(path, progress=count_progress(progress))
-    return compute_manifest(listing.entries)
+    shown = listing.url
+    base = shown.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    single = (
+        len(listing.entries) == 1
+        and not shown.split("?", 1)[0].endswith("/")
+        and listing.entries[0].path == base
+    )
+    return _Result(shown, manifest=compute_manifest(listing.entries), is_file=single)
