@@ -553,3 +553,19 @@ def test_an_index_of_tables_made_by_hand_is_rebuilt_not_a_crash(tmp_path: Path) 
     report = verify(home)
     assert report["exit"] == 0
     assert not [p for p in report["problems"] if p["code"] == "index"]
+
+
+def test_an_origin_edited_in_ledger_json_is_a_tampered_home_not_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    """ledger.json naming another origin than the store's made every command,
+    `verify` included, exit 2 as if the auditor had typed a wrong option; it is
+    an edited home (exit 3), and the message says which side to trust."""
+    home = tmp_path / "home"
+    assert mltrail(home, "init", "--origin", ORIGIN).returncode == 0
+    append(home, "note")
+    _settings(home, origin="evil.example/home")
+    proc = mltrail(home, "verify", "--json")
+    assert proc.returncode == 3, proc.stderr
+    assert "one of the two was edited" in proc.stderr
+    assert "signed into every checkpoint" in proc.stderr

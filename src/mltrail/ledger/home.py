@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from mltrail.capture.machine.identity import capture_actor
 from mltrail.config import Settings, resolve_home
-from mltrail.errors import ConfigError, MltrailError, StoreError
+from mltrail.errors import ConfigError, IntegrityError, MltrailError, StoreError
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import store_options
 from mltrail.ledger.witness import Witness
@@ -612,9 +612,11 @@ def open_home(
     try:
         meta_origin = store.meta().get("origin")
         if meta_origin is not None and meta_origin != settings.origin:
-            raise ConfigError(
+            raise IntegrityError(
                 f"ledger.json says origin {settings.origin} but the store holds "
-                f"{meta_origin}"
+                f"{meta_origin}: one of the two was edited",
+                hint="the origin is signed into every checkpoint; verify a copy "
+                "whose ledger.json names the store's origin, with --trust-key",
             )
         ledger = Ledger(
             store,
