@@ -265,10 +265,16 @@ def test_a_home_that_cannot_be_created(tmp_path, where):
     one_error(mltrail(home, "run", "--", "true", cwd=tmp_path), 2, "cannot create")
 
 
-@pytest.mark.parametrize("command", ["verify", "checkpoint"])
-def test_a_witness_that_is_not_utf8(home, command):
+def test_a_witness_that_is_not_utf8(home):
+    """The home's witness damaged: `checkpoint` (which would write it) stops with
+    a usage error; `verify` reports it (exit 3, ADR 0006 amendment: whoever
+    writes the home wrote it, and the auditor still gets the report)."""
     (home / "witness" / "checkpoint").write_bytes(b"\xff\xfe not a checkpoint\n")
-    one_error(mltrail(home, command), 2, "witness", "not UTF-8 text")
+    one_error(mltrail(home, "checkpoint"), 2, "witness", "not UTF-8 text")
+    proc = mltrail(home, "verify")
+    assert proc.returncode == 3, proc.stderr
+    assert b"witnessed checkpoint" in proc.stdout
+    assert b"not UTF-8 text" in proc.stdout
 
 
 def test_a_witness_that_never_ends(home):

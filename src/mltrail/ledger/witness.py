@@ -106,7 +106,12 @@ class Witness(Frozen):
         A file that exists but is no readable text (not UTF-8, too large, a
         named pipe) is an error of the report, as one holding other text is:
         whoever can write its folder can put anything there, and verify must
-        still give its report rather than stop as at a wrong option.
+        still give its report rather than stop as at a wrong option. One the
+        auditor named by ``MLTRAIL_WITNESS``, outside the home, is the auditor's
+        input: a file there that cannot be read is a usage error, as before.
+
+        Raises:
+            InputError: that file (named, outside the home) cannot be read.
         """
         from mltrail.core.checkpoint import parse_signed_checkpoint
         from mltrail.core.report import Problem, Severity, StoredCheckpoint
@@ -115,6 +120,8 @@ class Witness(Frozen):
         try:
             text = self.read()
         except InputError as e:
+            if self.configured and self.external:
+                raise  # the auditor's own MLTRAIL_WITNESS: a wrong path, exit 2
             return [], [Problem(None, "checkpoint", f"{self.label} is unreadable: {e}")]
         if text is None:
             where = (
