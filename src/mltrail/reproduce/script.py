@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from mltrail.reproduce.secrets import MARKER, Secret, variable
 from mltrail.reproduce.shell import OPTIONS, helpers
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -85,8 +86,8 @@ def command_script(view: RunView, plan: ReproPlan) -> str:
     code = plan.code
     head = [
         "#!/bin/sh",
-        f"# Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),",
-        f"# recorded {view.summary.started} by {view.summary.who()}.",
+        _comment(f"Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),"),
+        _comment(f"recorded {view.summary.started} by {view.summary.who()}."),
         "# See README.md. Stops at the first step that does not match the record, and",
         "# writes nothing over your files or your checkout unless told to.",
         "#",
@@ -115,8 +116,16 @@ def command_script(view: RunView, plan: ReproPlan) -> str:
     for title, lines in sections:
         if lines:
             number += 1
-            out += ["", f"# {number}. {title}", *lines]
+            out += ["", _comment(f"{number}. {title}"), *lines]
     return "\n".join(out) + "\n"
+
+
+def _comment(text: str) -> str:
+    """``text`` as one shell comment line. Recorded values (run id and name, user,
+    host, branch) go in as escapes where they hold a newline, a carriage return
+    or any other control or invisible character: a name cannot end the comment
+    and put a command of its own in the script, nor hide one from a reader."""
+    return f"# {terminal_text(text)}"
 
 
 def _secret_steps(secrets: list[Secret]) -> tuple[str, list[str]]:

@@ -1,0 +1,77 @@
+"""`mltrail reproduce` and its `command.sh` on a ledger written by someone else.
+
+The attacker can write entries (a writer on a shared server, the author of a ledger
+or of the project whose run is reproduced); the victim runs `mltrail reproduce RUN
+--out DIR` and `sh DIR/command.sh`. command.sh runs the recorded command on purpose;
+nothing else that was recorded may become a command, and nothing it writes before
+the command may land outside the folder, the copy or the config paths it names.
+Every test runs the CLI and the generated script on real git repositories.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("isolated_git")
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def mltrail_cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", "--home", str(home), *args],
+        cwd=cwd, env={**os.environ, "MLTRAIL_HOME": str(home)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def sh(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(script), *args], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def project_with_run(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text("print('trained')\n")
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    proc = mltrail_cli(home, project, "init", "--origin", "test.mltrail.local/act")
+    assert proc.returncode == 0, proc.stderr
+    proc = mltrail_cli(
+        home, project, "run", "-q", "--name", name, "--", sys.executable, "train.py"
+    )
+    assert proc.returncode == 0, proc.stderr
+    return project, home
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r", "\u2028"])
+def test_a_run_name_cannot_put_a_command_in_command_sh(tmp_path, end):
+    """A run named `base<newline>touch PWNED #` ended command.sh's first comment
+    line: `touch` ran before any check, as the first thing the script did."""
+    marker = tmp_path / "PWNED"
+    name = f"base{end}touch '{marker}' #"
+    project, home = project_with_run(tmp_path, name)
+    runs = mltrail_cli(home, project, "runs", "--json")
+    assert runs.returncode == 0, runs.stderr
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", name, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    script = (out / "command.sh").read_text()
+    # every line of the script that holds the name is a comment
+    assert all(line.startswith("#") for line in script.splitlines() if "PWNED" in line)
+    ran = sh(out / "command.sh")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "trained\n"
+    assert not marker.exists()
