@@ -75,3 +75,85 @@ def test_a_run_name_cannot_put_a_command_in_command_sh(tmp_path, end):
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "trained\n"
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("present", [True, False], ids=["victim-file", "missing-file"])
+def test_a_link_in_the_commit_does_not_lead_a_config_outside_the_copy(
+    tmp_path, present
+):
+    """The commit holds `settings.yaml` as a link to a file of the victim's (here
+    `victim/.bashrc`); the run read its config from that fixed path. command.sh
+    put the run's config into the fresh copy with `cp`, which followed the link
+    and wrote the victim's file with no backup, before the data check and the
+    command. (A dangling link: GNU cp refuses to write through one, BSD cp does
+    not; command.sh now stops before cp either way.)"""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    bashrc = victim / ".bashrc"
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    program = "import pathlib; print(pathlib.Path('settings.yaml').read_text())"
+    (project / "settings.yaml").symlink_to(bashrc)
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    bashrc.write_text("evil: 1\n")  # what the attacker's run read through the link
+    assert mltrail_cli(home, project, "init", "--origin", "t.local/l").returncode == 0
+    proc = mltrail_cli(
+        home, project, "run", "-q", "--name", "linked", "--config", "settings.yaml",
+        "--", sys.executable, "-c", program,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    if present:
+        bashrc.write_text("the victim's own\n")
+    else:
+        bashrc.unlink()
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", "linked", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    ran = sh(out / "command.sh")
+    assert ran.returncode != 0
+    assert "is a link in the checked-out commit" in ran.stderr
+    assert ran.stdout == ""
+    if present:
+        assert bashrc.read_text() == "the victim's own\n"
+    else:
+        assert not bashrc.exists()
+        assert not bashrc.is_symlink()
+
+
+def test_a_linked_folder_in_the_commit_does_not_lead_data_links_outside(tmp_path):
+    """The commit holds `data` as a link to a folder of the victim's; the run's data
+    `data/train` lies under the repository but not in the commit, so command.sh
+    made `src/data/train` a link to it, through the committed link: a new entry
+    in the victim's folder."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text("print('trained')\n")
+    (project / "data").symlink_to(victim)
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    (victim / "train").mkdir()
+    (victim / "train" / "rows.csv").write_text("x\n1\n")
+    assert mltrail_cli(home, project, "init", "--origin", "t.local/d").returncode == 0
+    proc = mltrail_cli(
+        home, project, "run", "-q", "--name", "d", "--data", "train=data/train",
+        "--", sys.executable, "train.py",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # the victim's folder now has no train/; the repository (a clone) still has it
+    (victim / "train" / "rows.csv").unlink()
+    (victim / "train").rmdir()
+    (project / "data").unlink()
+    (project / "data").mkdir()
+    (project / "data" / "train").mkdir()
+    (project / "data" / "train" / "rows.csv").write_text("x\n1\n")
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", "d", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "data/train" in (out / "command.sh").read_text()
+    sh(out / "command.sh")
+    assert sorted(p.name for p in victim.iterdir()) == []

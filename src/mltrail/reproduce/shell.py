@@ -170,15 +170,34 @@ check_out_copy() {
   fi
 }
 
+linked_in_copy() {  # PATH under $tree/: the first link on the way to it, if any
+  p=$1
+  while [ "$p" != "$tree" ] && [ "$p" != / ] && [ "$p" != . ]; do
+    if [ -L "$p" ]; then printf '%s' "$p"; return 0; fi
+    p=$(dirname "$p")
+  done
+  return 1
+}
+
 link_data() {  # PATH: data the run read from inside the repository, not in the commit
   [ "$in_place" = 0 ] && [ ! -e "$tree/$1" ] && [ ! -L "$tree/$1" ] \
   && [ -e "$repo/$1" ] || return 0
+  if link=$(linked_in_copy "$tree/$1"); then
+    say "data $1: not linked: $link is a link in the checked-out commit \
+(a link there is never followed to write)"
+    return 0
+  fi
   mkdir -p "$(dirname "$tree/$1")"
   ln -s "$repo/$1" "$tree/$1"
   say "data $1: not in the commit; linked from $repo/$1"
 }
 
 place_config() {  # NAME TARGET IN_TREE: put the run's config where the program reads it
+  if [ "$3" = 1 ] && link=$(linked_in_copy "$2"); then
+    die "$2: not written: $link is a link in the checked-out commit, and a config \
+is never written through one (it could lead anywhere). Put the run's config ($1) \
+there yourself if that is where it belongs."
+  fi
   if [ ! -e "$2" ]; then
     mkdir -p "$(dirname "$2")"
     cp "$here/$1" "$2"
