@@ -207,3 +207,56 @@ def test_a_forged_package_list_cannot_point_pip_elsewhere(tmp_path):
     )
     assert "--index-url" in proc.stdout  # said, not written
     assert "left out" in (out / "README.md").read_text()
+
+
+def forged_run(home: Path, project: Path, environment: dict) -> None:
+    """A run appended by hand, as any writer can: started, environment, ended."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    mltrail.init_home(home, origin="test.mltrail.local/forged", env={})
+    opened = open_home(home, env={})
+    try:
+        run = "0193a0c4-0000-7000-8000-000000000002"
+        opened.ledger.append(
+            "run.started",
+            {"source": "api", "name": "forged", "command": ["python", "t.py"],
+             "cwd": str(project)},
+            run=run,
+        )  # fmt: skip
+        opened.ledger.append("run.environment", environment, run=run)
+        opened.ledger.append("run.ended", {"status": "succeeded"}, run=run)
+    finally:
+        opened.close()
+
+
+@pytest.mark.parametrize("how", ["others-can-write", "another-owner"])
+def test_check_does_not_run_a_recorded_interpreter_it_cannot_trust(tmp_path, how):
+    """`reproduce --check` ("only reads") ran the recorded `python.executable` to
+    list its packages: a writer who records the path of a script of theirs (on a
+    shared server, /tmp or a shared project) had it run as the auditor."""
+    if how == "another-owner" and os.getuid() != 0:
+        pytest.skip("making a file another account's needs root")
+    marker = tmp_path / "PWNED"
+    env_dir = tmp_path / "shared" / "venv"
+    (env_dir / "bin").mkdir(parents=True)
+    python = env_dir / "bin" / "python"
+    python.write_text(f"#!/bin/sh\ntouch '{marker}'\n")
+    python.chmod(0o755)
+    if how == "others-can-write":
+        python.chmod(0o777)
+    else:
+        for place in (python, python.parent, env_dir):
+            os.chown(place, 65534, 65534)
+    project = tmp_path / "project"
+    project.mkdir()
+    forged_run(
+        tmp_path / "home",
+        project,
+        {"python": {"version": "3.11.9", "implementation": "CPython",
+                    "executable": str(python)}},
+    )  # fmt: skip
+    proc = mltrail_cli(tmp_path / "home", project, "reproduce", "forged", "--check")
+    assert not marker.exists()
+    assert proc.returncode == 1, proc.stderr
+    assert "python executable" in proc.stdout
