@@ -109,3 +109,40 @@ def test_a_postgres_query_source(postgres, tmp_path, monkeypatch):
 def test_an_unreachable_database_is_an_input_error():
     with pytest.raises(InputError, match="failed"):
         _query_fingerprint("postgresql://nobody@127.0.0.1:1/none", "SELECT 1")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DELETE FROM {t} RETURNING id",
+        "DELETE FROM {t}; COMMIT; SELECT 1",
+        "WITH gone AS (DELETE FROM {t} RETURNING id) SELECT count(*) FROM gone",
+        "/* a comment */ SELECT 1; DELETE FROM {t}",
+    ],
+    ids=["returning", "commit-between", "cte", "second-statement"],
+)
+def test_a_recorded_query_cannot_change_the_checkers_database(
+    postgres, tmp_path, query
+):
+    """A source's query is a writer's word: one who appends a `source.registered`
+    by hand (no need to run it) had `mltrail sources check` run any SQL with the
+    checker's credentials, committed when the connection closed: the rows of the
+    table were deleted."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    conn, table = postgres
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/sql-attack", env={})
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.append(
+            "source.registered",
+            {"name": "crm", "location": PG_URL, "type": "sql",
+             "query": query.format(t=table), "fingerprint": "0" * 64, "rows": 1},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    checked = cli(tmp_path, home, "sources", "check", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 500
