@@ -260,3 +260,28 @@ def test_check_does_not_run_a_recorded_interpreter_it_cannot_trust(tmp_path, how
     assert not marker.exists()
     assert proc.returncode == 1, proc.stderr
     assert "python executable" in proc.stdout
+
+
+def test_command_sh_shows_control_characters_of_recorded_names(tmp_path):
+    """command.sh printed recorded names (a config file's path, the keys of the
+    lines that differ) to the terminal as they were: an OSC sequence in a
+    config's name set the window title (or, OSC 52, the clipboard)."""
+    project, home = tmp_path / "plain", tmp_path / "home"
+    project.mkdir()
+    name = "set\x1b]0;PWNED\x07.yaml"
+    (project / name).write_text("lr: 0.01\n")
+    program = "print('ran')"
+    assert mltrail_cli(home, project, "init", "--origin", "t.local/esc").returncode == 0
+    proc = mltrail_cli(home, project, "run", "-q", "--name", "esc", "--config", name,
+                       "--", sys.executable, "-c", program)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (project / name).write_text("lr: 0.5\nk\x1b[2J: 1\n")  # now differs
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", "esc", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    ran = sh(out / "command.sh")
+    assert ran.returncode != 0
+    assert "differs" in ran.stderr
+    assert "\x1b" not in ran.stderr
+    assert "\x07" not in ran.stderr
+    assert "set?]0;PWNED?.yaml" in ran.stderr

@@ -18,7 +18,11 @@ OPTIONS = """\
 #   --repo DIR       the git repository that holds the commit (a clone elsewhere)"""
 
 _HELPERS = r"""
-say() { printf '%s\n' "$*" >&2; }
+shown() {  # recorded names pass through: control characters shown as '?', so a
+  # name cannot move the cursor, retitle the terminal or reach the clipboard
+  LC_ALL=C tr '\000-\010\013-\037\177' '?'
+}
+say() { printf '%s\n' "$*" | shown >&2; }
 die() { say "command.sh: $*"; exit 1; }
 q() {  # a word as the shell reads it back, quoted only when needed (as shlex.quote)
   case $1 in
@@ -29,7 +33,7 @@ q() {  # a word as the shell reads it back, quoted only when needed (as shlex.qu
 notes=
 note() { notes="$notes$*
 "; }
-trap '[ -z "$notes" ] || printf "%s" "$notes" >&2' EXIT
+trap '[ -z "$notes" ] || printf "%s" "$notes" | shown >&2' EXIT
 
 in_place=0 apply_diff=0 force_config=0
 while [ $# -gt 0 ]; do
@@ -217,7 +221,7 @@ there yourself if that is where it belongs."
     say "command.sh: $2 differs from the config file the run used ($1)."
     say "Keys on the lines that differ (values not shown):"
     diff "$here/$1" "$2" | sed -n 's/^[<>][[:space:]]*\([^:=[:space:]][^:=]*\)[:=].*/  \1/p' \
-      | sed 's/[[:space:]]*$//' | sort -u >&2 || true
+      | sed 's/[[:space:]]*$//' | sort -u | shown >&2 || true
     die "not overwritten. Run with --force-config to replace it (a backup is made \
 first), or make it the same yourself."
   fi
