@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.data.files import capture_file_entries
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
-from mltrail.capture.machine.environment import capture_environment
+from mltrail.capture.machine.environment import capture_environment, is_this_python
 from mltrail.capture.run.commitment import CommitmentKey, check_commitment
 from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.userfiles import read_user_file
@@ -292,8 +292,8 @@ def _safe_to_run(python: str) -> bool:
     file it links to, its folder and the environment above it must belong to
     this account or root, and none but a link be writable by group or others."""
     getuid = getattr(os, "getuid", None)
-    if getuid is None:
-        return True  # no owners to compare (Windows)
+    if getuid is None or is_this_python(python):
+        return True  # no owners to compare (Windows), or nothing is run
     path = Path(python)
     if not path.is_absolute():
         return False
