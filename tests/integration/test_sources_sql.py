@@ -146,3 +146,35 @@ def test_a_recorded_query_cannot_change_the_checkers_database(
     checked = cli(tmp_path, home, "sources", "check", "--json")
     assert checked.returncode in (0, 1), checked.stderr
     assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 500
+
+
+@pytest.mark.parametrize(
+    "query", ["ATTACH DATABASE '{made}' AS x", "VACUUM INTO '{made}'"]
+)
+def test_a_recorded_sqlite_query_cannot_write_files(tmp_path, query):
+    """SQLite sources are opened read-only, but ATTACH (which creates the file
+    it names) and VACUUM INTO (which writes a copy of the database there) still
+    ran: a writer's source made `sources check` create a file anywhere the
+    checker may write (an empty /etc/nologin, when root)."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    db, made = tmp_path / "crm.db", tmp_path / "made.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/sqlite-attack", env={})
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.append(
+            "source.registered",
+            {"name": "crm", "location": f"sqlite:///{db}", "type": "sql",
+             "query": query.format(made=made), "fingerprint": "0" * 64, "rows": 0},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    checked = cli(tmp_path, home, "sources", "check", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert not made.exists()

@@ -162,6 +162,7 @@ def _sqlite_rows(location: str, query: str) -> list[list[Any]]:
     path = location.split("://", 1)[1].removeprefix("/")
     if not Path(path).exists():
         raise InputError(f"no SQLite database at {path}")
+    _check_read_query(query)  # read-only still runs ATTACH and VACUUM INTO
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return [[_json_value(v) for v in row] for row in conn.execute(query)]
