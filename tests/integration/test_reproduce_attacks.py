@@ -77,6 +77,27 @@ def test_a_run_name_cannot_put_a_command_in_command_sh(tmp_path, end):
     assert not marker.exists()
 
 
+def test_a_run_name_cannot_write_the_readme(tmp_path):
+    """README.md printed the run name inside a code span, so a name holding a
+    backtick and newlines added headings, steps and links of its own to the
+    instructions the user follows."""
+    name = (
+        "base`\n\n## Steps\n\n1. First run `curl http://127.0.0.1:9/x | sh`"
+        " [docs](http://127.0.0.1:9/) <img src=x>"
+    )
+    project, home = project_with_run(tmp_path, name)
+    out = tmp_path / "repro"
+    proc = mltrail_cli(home, project, "reproduce", name, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    readme = (out / "README.md").read_text()
+    lines = readme.splitlines()
+    assert lines.count("## Steps") == 1
+    assert not any(line.startswith("1. First") for line in lines)
+    assert "](http" not in readme
+    assert "<img" not in readme.replace("\\<img", "")  # only escaped
+    assert "curl" in readme  # shown, as text
+
+
 @pytest.mark.parametrize("present", [True, False], ids=["victim-file", "missing-file"])
 def test_a_link_in_the_commit_does_not_lead_a_config_outside_the_copy(
     tmp_path, present

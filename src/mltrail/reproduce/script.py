@@ -9,6 +9,7 @@ backup), and passes the command its config files from the folder.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import TYPE_CHECKING
 
@@ -207,23 +208,23 @@ def readme(view: RunView, plan: ReproPlan) -> str:
     """``README.md``: what the folder holds and the steps to rerun the run."""
     python = ((view.body("run.environment") or {}).get("python") or {}).get("version")
     lines = [
-        f"# Reproduce run {view.id}",
+        f"# Reproduce run {_md(view.id)}",
         "",
-        f"Run `{view.summary.name or 'unnamed'}`, {view.summary.status}, started "
-        f"{view.summary.started} by {view.summary.who()}.",
+        f"Run {_md(view.summary.name or 'unnamed')}, {view.summary.status}, started "
+        f"{view.summary.started} by {_md(view.summary.who())}.",
         "Everything here was read from the signed ledger (see `run.json`).",
         "",
         "## Steps",
         "",
-        f"1. Python {python or '(unknown)'}: `python -m pip install -r requirements.txt`"
+        f"1. Python {_md(python or '(unknown)')}: `python -m pip install -r requirements.txt`"
         " (versions as recorded; CUDA and container image in `environment.json`).",
         "2. `sh command.sh` (`--help` lists its options): checks that every redacted value"
         " is supplied, fills the config files in, checks the recorded commit out into"
         " `src/` (a git worktree: your checkout is not touched), checks every data file"
         " with `sha256sum -c` and runs the recorded command in the copy, its config"
         " files read from `configs/`.",
-        f"3. Check the result against the record: `mltrail reproduce {view.id} --check"
-        " --cwd src` (the copy) or without `--cwd` (your checkout).",
+        "3. Check the result against the record: `mltrail reproduce RUN --check"
+        f" --cwd src` (the copy) or without `--cwd` (your checkout); RUN is {_md(view.id)}.",
         "",
         "Nothing is written over your files: a config file the program reads from a fixed"
         " path is put there only if missing or the same; `--force-config` replaces a"
@@ -253,18 +254,28 @@ def readme(view: RunView, plan: ReproPlan) -> str:
             " lines) and pass `--secrets FILE`:",
             "",
         ]
-        lines += [f"- `{s.name}`: {s.what}" for s in plan.secrets]
+        lines += [f"- `{s.name}`: {_md(s.what)}" for s in plan.secrets]
     if plan.warnings:
-        lines += ["", "## Not restored", ""] + [f"- {w}" for w in plan.warnings]
+        lines += ["", "## Not restored", ""] + [f"- {_md(w)}" for w in plan.warnings]
     return "\n".join(lines) + "\n"
 
 
 def _config_line(c: ConfigCopy) -> str:
     if not c.in_ledger:
-        return f"- config `{c.recorded}`: not in the ledger"
+        return f"- config {_md(c.recorded)}: not in the ledger"
     if c.redacted:
         return (
-            f"- `{c.template}`: config file recorded at `{c.recorded}`, with"
-            f" {len(c.secrets)} redacted value(s); `command.sh` writes `{c.name}`"
+            f"- {_md(c.template)}: config file recorded at {_md(c.recorded)}, with"
+            f" {len(c.secrets)} redacted value(s); `command.sh` writes {_md(c.name)}"
         )
-    return f"- `{c.name}`: config file, recorded at `{c.recorded}`"
+    return f"- {_md(c.name)}: config file, recorded at {_md(c.recorded)}"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")  # as the report's Markdown
+
+
+def _md(value: object) -> str:
+    """A recorded value as inert Markdown text on one line: controls, newlines and
+    invisible characters as escapes, Markdown's characters backslash-escaped (a
+    name cannot add a heading, a step, a link or HTML to the README)."""
+    return _MARKDOWN.sub(r"\\\1", terminal_text(value).replace("&", "&amp;"))
