@@ -109,3 +109,72 @@ def test_a_postgres_query_source(postgres, tmp_path, monkeypatch):
 def test_an_unreachable_database_is_an_input_error():
     with pytest.raises(InputError, match="failed"):
         _query_fingerprint("postgresql://nobody@127.0.0.1:1/none", "SELECT 1")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DELETE FROM {t} RETURNING id",
+        "DELETE FROM {t}; COMMIT; SELECT 1",
+        "WITH gone AS (DELETE FROM {t} RETURNING id) SELECT count(*) FROM gone",
+        "/* a comment */ SELECT 1; DELETE FROM {t}",
+    ],
+    ids=["returning", "commit-between", "cte", "second-statement"],
+)
+def test_a_recorded_query_cannot_change_the_checkers_database(
+    postgres, tmp_path, query
+):
+    """A source's query is a writer's word: one who appends a `source.registered`
+    by hand (no need to run it) had `mltrail sources check` run any SQL with the
+    checker's credentials, committed when the connection closed: the rows of the
+    table were deleted."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    conn, table = postgres
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/sql-attack", env={})
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.append(
+            "source.registered",
+            {"name": "crm", "location": PG_URL, "type": "sql",
+             "query": query.format(t=table), "fingerprint": "0" * 64, "rows": 1},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    checked = cli(tmp_path, home, "sources", "check", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 500
+
+
+@pytest.mark.parametrize(
+    "query", ["ATTACH DATABASE '{made}' AS x", "VACUUM INTO '{made}'"]
+)
+def test_a_recorded_sqlite_query_cannot_write_files(tmp_path, query):
+    """SQLite sources are opened read-only, but ATTACH (which creates the file
+    it names) and VACUUM INTO (which writes a copy of the database there) still
+    ran: a writer's source made `sources check` create a file anywhere the
+    checker may write (an empty /etc/nologin, when root)."""
+    import mltrail
+    from mltrail.ledger.home import open_home
+
+    db, made = tmp_path / "crm.db", tmp_path / "made.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/sqlite-attack", env={})
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.append(
+            "source.registered",
+            {"name": "crm", "location": f"sqlite:///{db}", "type": "sql",
+             "query": query.format(made=made), "fingerprint": "0" * 64, "rows": 0},
+        )  # fmt: skip
+    finally:
+        opened.close()
+    checked = cli(tmp_path, home, "sources", "check", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    assert not made.exists()

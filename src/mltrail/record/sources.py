@@ -162,6 +162,7 @@ def _sqlite_rows(location: str, query: str) -> list[list[Any]]:
     path = location.split("://", 1)[1].removeprefix("/")
     if not Path(path).exists():
         raise InputError(f"no SQLite database at {path}")
+    _check_read_query(query)  # read-only still runs ATTACH and VACUUM INTO
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return [[_json_value(v) for v in row] for row in conn.execute(query)]
@@ -176,10 +177,34 @@ def _postgres_rows(location: str, query: str) -> list[list[Any]]:
         raise InputError(
             "PostgreSQL sources need psycopg", hint="pip install 'mltrail[postgres]'"
         ) from e
+    _check_read_query(query)
     url = location.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(url, connect_timeout=10) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        return [[_json_value(v) for v in row] for row in cur.fetchall()]
+    conn = psycopg.connect(url, connect_timeout=10)
+    try:
+        conn.read_only = True  # BEGIN READ ONLY
+        with conn.cursor() as cur:
+            # prepared: the server refuses more than one statement ("...; COMMIT;
+            # DELETE ..."), which the simple protocol would run one by one
+            cur.execute(query, prepare=True)
+            return [[_json_value(v) for v in row] for row in cur.fetchall()]
+    finally:
+        conn.rollback()  # nothing the query did is kept, whatever it was
+        conn.close()
+
+
+_READ_QUERY = re.compile(r"(?:\s|--[^\n]*\n|/\*.*?\*/|\()*(select|with|values|table)\b",
+                         re.IGNORECASE | re.DOTALL)  # fmt: skip
+
+
+def _check_read_query(query: str) -> None:
+    """Refuse a source query that is not a query: the query is a writer's word, and
+    ``sources check`` runs it with the checker's database credentials."""
+    if not _READ_QUERY.match(query):
+        raise InputError(
+            "a source query must be one SELECT (or WITH, VALUES, TABLE) statement; "
+            f"not running {query[:60]!r}",
+            hint="the query was recorded by whoever registered the source",
+        )
 
 
 def _json_value(value: Any) -> Any:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.data.files import capture_file_entries
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
-from mltrail.capture.machine.environment import capture_environment
+from mltrail.capture.machine.environment import capture_environment, is_this_python
 from mltrail.capture.run.commitment import CommitmentKey, check_commitment
 from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.userfiles import read_user_file
@@ -260,8 +261,20 @@ def _check_environment(home: Home, view: RunView) -> list[Mismatch]:
     # os.access, not Path.exists: an interpreter this account may not run (in
     # another user's home) raises PermissionError there
     runnable = isinstance(python, str) and os.access(python, os.X_OK)
-    now = capture_environment(python=python if runnable else None)
     found = []
+    if runnable and not _safe_to_run(str(python)):
+        runnable = False
+        found.append(
+            Mismatch(
+                "environment",
+                "python executable",
+                python,
+                "not run: it, its folder or its environment belongs to another "
+                "account or others can write it (packages compared with this "
+                "interpreter's instead)",
+            )
+        )
+    now = capture_environment(python=python if runnable else None)
     old_version = (recorded.get("python") or {}).get("version")
     new_version = (now.get("python") or {}).get("version")
     if old_version != new_version:
@@ -270,6 +283,36 @@ def _check_environment(home: Home, view: RunView) -> list[Mismatch]:
     if old is not None:
         found += _package_mismatches(old, now["packages"]["list"].data)
     return found
+
+
+def _safe_to_run(python: str) -> bool:
+    """Whether the recorded interpreter may be run to list its packages: the path
+    is a writer's word, and running it runs whatever is there (a script, or a
+    real Python whose environment's ``.pth`` files run code at start-up). It, the
+    file it links to, its folder and the environment above it must belong to
+    this account or root, and none but a link be writable by group or others."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None or is_this_python(python):
+        return True  # no owners to compare (Windows), or nothing is run
+    path = Path(python)
+    if not path.is_absolute():
+        return False
+    places = (
+        (path, False),
+        (path, True),
+        (path.parent, True),
+        (path.parent.parent, True),
+    )
+    for place, follow in places:
+        try:
+            info = os.stat(place, follow_symlinks=follow)
+        except OSError:
+            return False
+        if info.st_uid not in (getuid(), 0):
+            return False
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o022:
+            return False
+    return True
 
 
 def _package_mismatches(old: bytes, new: bytes) -> list[Mismatch]:

@@ -9,11 +9,13 @@ backup), and passes the command its config files from the folder.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import TYPE_CHECKING
 
 from mltrail.reproduce.secrets import MARKER, Secret, variable
 from mltrail.reproduce.shell import OPTIONS, helpers
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -85,8 +87,8 @@ def command_script(view: RunView, plan: ReproPlan) -> str:
     code = plan.code
     head = [
         "#!/bin/sh",
-        f"# Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),",
-        f"# recorded {view.summary.started} by {view.summary.who()}.",
+        _comment(f"Rerun mltrail run {view.id} ({view.summary.name or 'unnamed'}),"),
+        _comment(f"recorded {view.summary.started} by {view.summary.who()}."),
         "# See README.md. Stops at the first step that does not match the record, and",
         "# writes nothing over your files or your checkout unless told to.",
         "#",
@@ -115,8 +117,16 @@ def command_script(view: RunView, plan: ReproPlan) -> str:
     for title, lines in sections:
         if lines:
             number += 1
-            out += ["", f"# {number}. {title}", *lines]
+            out += ["", _comment(f"{number}. {title}"), *lines]
     return "\n".join(out) + "\n"
+
+
+def _comment(text: str) -> str:
+    """``text`` as one shell comment line. Recorded values (run id and name, user,
+    host, branch) go in as escapes where they hold a newline, a carriage return
+    or any other control or invisible character: a name cannot end the comment
+    and put a command of its own in the script, nor hide one from a reader."""
+    return f"# {terminal_text(text)}"
 
 
 def _secret_steps(secrets: list[Secret]) -> tuple[str, list[str]]:
@@ -198,23 +208,23 @@ def readme(view: RunView, plan: ReproPlan) -> str:
     """``README.md``: what the folder holds and the steps to rerun the run."""
     python = ((view.body("run.environment") or {}).get("python") or {}).get("version")
     lines = [
-        f"# Reproduce run {view.id}",
+        f"# Reproduce run {_md(view.id)}",
         "",
-        f"Run `{view.summary.name or 'unnamed'}`, {view.summary.status}, started "
-        f"{view.summary.started} by {view.summary.who()}.",
+        f"Run {_md(view.summary.name or 'unnamed')}, {view.summary.status}, started "
+        f"{view.summary.started} by {_md(view.summary.who())}.",
         "Everything here was read from the signed ledger (see `run.json`).",
         "",
         "## Steps",
         "",
-        f"1. Python {python or '(unknown)'}: `python -m pip install -r requirements.txt`"
+        f"1. Python {_md(python or '(unknown)')}: `python -m pip install -r requirements.txt`"
         " (versions as recorded; CUDA and container image in `environment.json`).",
         "2. `sh command.sh` (`--help` lists its options): checks that every redacted value"
         " is supplied, fills the config files in, checks the recorded commit out into"
         " `src/` (a git worktree: your checkout is not touched), checks every data file"
         " with `sha256sum -c` and runs the recorded command in the copy, its config"
         " files read from `configs/`.",
-        f"3. Check the result against the record: `mltrail reproduce {view.id} --check"
-        " --cwd src` (the copy) or without `--cwd` (your checkout).",
+        "3. Check the result against the record: `mltrail reproduce RUN --check"
+        f" --cwd src` (the copy) or without `--cwd` (your checkout); RUN is {_md(view.id)}.",
         "",
         "Nothing is written over your files: a config file the program reads from a fixed"
         " path is put there only if missing or the same; `--force-config` replaces a"
@@ -244,18 +254,28 @@ def readme(view: RunView, plan: ReproPlan) -> str:
             " lines) and pass `--secrets FILE`:",
             "",
         ]
-        lines += [f"- `{s.name}`: {s.what}" for s in plan.secrets]
+        lines += [f"- `{s.name}`: {_md(s.what)}" for s in plan.secrets]
     if plan.warnings:
-        lines += ["", "## Not restored", ""] + [f"- {w}" for w in plan.warnings]
+        lines += ["", "## Not restored", ""] + [f"- {_md(w)}" for w in plan.warnings]
     return "\n".join(lines) + "\n"
 
 
 def _config_line(c: ConfigCopy) -> str:
     if not c.in_ledger:
-        return f"- config `{c.recorded}`: not in the ledger"
+        return f"- config {_md(c.recorded)}: not in the ledger"
     if c.redacted:
         return (
-            f"- `{c.template}`: config file recorded at `{c.recorded}`, with"
-            f" {len(c.secrets)} redacted value(s); `command.sh` writes `{c.name}`"
+            f"- {_md(c.template)}: config file recorded at {_md(c.recorded)}, with"
+            f" {len(c.secrets)} redacted value(s); `command.sh` writes {_md(c.name)}"
         )
-    return f"- `{c.name}`: config file, recorded at `{c.recorded}`"
+    return f"- {_md(c.name)}: config file, recorded at {_md(c.recorded)}"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")  # as the report's Markdown
+
+
+def _md(value: object) -> str:
+    """A recorded value as inert Markdown text on one line: controls, newlines and
+    invisible characters as escapes, Markdown's characters backslash-escaped (a
+    name cannot add a heading, a step, a link or HTML to the README)."""
+    return _MARKDOWN.sub(r"\\\1", terminal_text(value).replace("&", "&amp;"))

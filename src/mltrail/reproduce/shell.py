@@ -18,7 +18,11 @@ OPTIONS = """\
 #   --repo DIR       the git repository that holds the commit (a clone elsewhere)"""
 
 _HELPERS = r"""
-say() { printf '%s\n' "$*" >&2; }
+shown() {  # recorded names pass through: control characters shown as '?', so a
+  # name cannot move the cursor, retitle the terminal or reach the clipboard
+  LC_ALL=C tr '\000-\010\013-\037\177' '?'
+}
+say() { printf '%s\n' "$*" | shown >&2; }
 die() { say "command.sh: $*"; exit 1; }
 q() {  # a word as the shell reads it back, quoted only when needed (as shlex.quote)
   case $1 in
@@ -29,7 +33,7 @@ q() {  # a word as the shell reads it back, quoted only when needed (as shlex.qu
 notes=
 note() { notes="$notes$*
 "; }
-trap '[ -z "$notes" ] || printf "%s" "$notes" >&2' EXIT
+trap '[ -z "$notes" ] || printf "%s" "$notes" | shown >&2' EXIT
 
 in_place=0 apply_diff=0 force_config=0
 while [ $# -gt 0 ]; do
@@ -170,15 +174,34 @@ check_out_copy() {
   fi
 }
 
+linked_in_copy() {  # PATH under $tree/: the first link on the way to it, if any
+  p=$1
+  while [ "$p" != "$tree" ] && [ "$p" != / ] && [ "$p" != . ]; do
+    if [ -L "$p" ]; then printf '%s' "$p"; return 0; fi
+    p=$(dirname "$p")
+  done
+  return 1
+}
+
 link_data() {  # PATH: data the run read from inside the repository, not in the commit
   [ "$in_place" = 0 ] && [ ! -e "$tree/$1" ] && [ ! -L "$tree/$1" ] \
   && [ -e "$repo/$1" ] || return 0
+  if link=$(linked_in_copy "$tree/$1"); then
+    say "data $1: not linked: $link is a link in the checked-out commit \
+(a link there is never followed to write)"
+    return 0
+  fi
   mkdir -p "$(dirname "$tree/$1")"
   ln -s "$repo/$1" "$tree/$1"
   say "data $1: not in the commit; linked from $repo/$1"
 }
 
 place_config() {  # NAME TARGET IN_TREE: put the run's config where the program reads it
+  if [ "$3" = 1 ] && link=$(linked_in_copy "$2"); then
+    die "$2: not written: $link is a link in the checked-out commit, and a config \
+is never written through one (it could lead anywhere). Put the run's config ($1) \
+there yourself if that is where it belongs."
+  fi
   if [ ! -e "$2" ]; then
     mkdir -p "$(dirname "$2")"
     cp "$here/$1" "$2"
@@ -198,7 +221,7 @@ place_config() {  # NAME TARGET IN_TREE: put the run's config where the program 
     say "command.sh: $2 differs from the config file the run used ($1)."
     say "Keys on the lines that differ (values not shown):"
     diff "$here/$1" "$2" | sed -n 's/^[<>][[:space:]]*\([^:=[:space:]][^:=]*\)[:=].*/  \1/p' \
-      | sed 's/[[:space:]]*$//' | sort -u >&2 || true
+      | sed 's/[[:space:]]*$//' | sort -u | shown >&2 || true
     die "not overwritten. Run with --force-config to replace it (a backup is made \
 first), or make it the same yourself."
   fi

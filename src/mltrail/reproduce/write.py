@@ -334,7 +334,32 @@ def _write_requirements(home: Home, view: RunView, plan: ReproPlan) -> None:
     if data is None:
         plan.warnings.append("no package list recorded: requirements.txt not written")
         return
-    _write(plan, "requirements.txt", data)
+    kept, left = _pinned_lines(data)
+    if left:
+        plan.warnings.append(
+            f"requirements.txt: {len(left)} line(s) of the recorded package list left "
+            "out, not a `name==version` pin as mltrail records them (an option such "
+            "as --index-url or a URL would tell pip where to install from): "
+            + ", ".join(repr(line) for line in left[:5])
+            + (" ..." if len(left) > 5 else "")
+        )
+    _write(plan, "requirements.txt", kept)
+
+
+_PIN = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.!+_-]*")
+"""A ``name==version`` line as the capture writes it (PEP 508 name, PEP 440
+version): nothing pip would read as an option, a URL, a file or an index."""
+
+
+def _pinned_lines(data: bytes) -> tuple[bytes, list[str]]:
+    """The package list's ``name==version`` lines, and the others (decoded)."""
+    kept, left = [], []
+    for line in data.splitlines():
+        if _PIN.fullmatch(line):
+            kept.append(line + b"\n")
+        elif line.strip():
+            left.append(line.decode("utf-8", "backslashreplace"))
+    return b"".join(kept), left
 
 
 def _safe_role(role: str) -> str:

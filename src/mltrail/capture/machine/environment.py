@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "capture_environment",
     "is_recorded_variable",
+    "is_this_python",
     "read_torch_version_file",
 ]
 
@@ -157,6 +158,11 @@ def _resolve_python(
     if target is None:
         return None, f"{python} was not found on PATH"
     return (None if _is_this_python(target) else target), None
+
+
+def is_this_python(target: str) -> bool:
+    """Whether ``target`` runs as this interpreter (so probing it runs nothing)."""
+    return _is_this_python(target)
 
 
 def _is_this_python(target: str) -> bool:
