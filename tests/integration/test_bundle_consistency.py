@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import TYPE_CHECKING
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +22,6 @@ from mltrail.core.canonical import canonical_bytes
 from mltrail.core.merkle import consistency_proof
 from mltrail.ledger.home import init_home, open_home
 from mltrail.ledger.ledger import Draft
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 ORIGIN = "test.mltrail.local/consistency"
 
@@ -65,6 +64,18 @@ def verify(tmp: Path, bundle: Path, *kept: Path, trust_key: str | None = None):
     return mltrail(tmp / "no-home", "verify-bundle", str(bundle), "--json", *flags)
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "verify_bundle.py"
+
+
+def example(bundle: Path, *kept: Path) -> subprocess.CompletedProcess[str]:
+    """The standalone verifier, which must agree."""
+    flags = [a for p in kept for a in ("--trust-checkpoint", str(p))]
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), str(bundle), *flags],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 def report(proc) -> dict:
     return json.loads(proc.stdout)
 
@@ -103,6 +114,9 @@ def test_a_bundle_proven_to_extend_the_auditors_checkpoint_verifies(audited, tmp
                    "--trust-checkpoint", str(kept))  # fmt: skip
     assert text.returncode == 0, text.stdout
     assert "anchor (outside the bundle): the trusted checkpoint" in text.stdout
+    standalone = example(tmp_path / "b.json", kept)
+    assert standalone.returncode == 0, standalone.stderr
+    assert "extends the kept checkpoint of size 3" in standalone.stdout
     # a checkpoint of the bundle's own size needs no proof: the roots are equal
     now = checkpoint(home, tmp_path / "now.cp")
     ok(verify(tmp_path, tmp_path / "b.json", now, kept))
@@ -116,6 +130,7 @@ def test_a_bundle_without_the_proof_fails_naming_the_export_flag(audited, tmp_pa
     assert done.returncode == 3
     assert codes(done) == {"consistency-missing"}
     assert "--consistent-with" in report(done)["verdict"]
+    assert example(tmp_path / "b.json", kept).returncode == 1
     ok(verify(tmp_path, tmp_path / "b.json"))  # without the checkpoint: as before
 
 
@@ -150,6 +165,7 @@ def test_a_fork_fails_against_the_other_branchs_checkpoint(
     want = "inconsistent" if mine == theirs else "consistency-missing"
     assert codes(done) == {want}
     assert not any(a["kind"] == "checkpoint" for a in report(done)["anchors"])
+    assert "forked" in example(tmp_path / "theirs.json", kept).stderr
 
 
 def test_a_forged_proof_from_the_auditors_checkpoint_fails(audited, tmp_path):
@@ -172,6 +188,7 @@ def test_a_forged_proof_from_the_auditors_checkpoint_fails(audited, tmp_path):
     done = verify(tmp_path, tmp_path / "forged.json", kept, trust_key=key(home))
     assert done.returncode == 3
     assert codes(done) == {"evidence", "inconsistent"}
+    assert example(tmp_path / "forged.json", kept).returncode == 1
 
 
 def test_a_rolled_back_ledger_cannot_extend_a_newer_checkpoint(audited, tmp_path):
@@ -191,6 +208,7 @@ def test_a_rolled_back_ledger_cannot_extend_a_newer_checkpoint(audited, tmp_path
     assert done.returncode == 3
     assert codes(done) == {"checkpoint-newer"}
     assert "older than" in report(done)["verdict"]
+    assert "older than" in example(tmp_path / "old.json", kept).stderr
     # rewritten: the restored copy appends other records past the kept size
     for name in ("x", "y", "z"):
         run(backup, name)
@@ -217,6 +235,7 @@ def test_a_tampered_consistency_proof_fails(audited, tmp_path, where):
     done = verify(tmp_path, tmp_path / "t.json", kept)
     assert done.returncode == 3
     assert codes(done) == {"evidence", "inconsistent"}
+    assert example(tmp_path / "t.json", kept).returncode == 1
     # the kept checkpoint swapped for a re-rooted copy of it fails too
     bundle = json.loads((tmp_path / "b.json").read_bytes())
     lines = bundle["evidence"][0]["checkpoint"].split("\n")
@@ -249,6 +268,7 @@ def test_a_checkpoint_of_another_ledger_is_refused(audited, tmp_path):
     done = verify(tmp_path, tmp_path / "b.json", impostor)
     assert done.returncode == 3
     assert codes(done) == {"checkpoint-signature"}
+    assert example(tmp_path / "b.json", impostor).returncode == 1
     done = verify(tmp_path, tmp_path / "b.json", foreign)
     assert done.returncode == 3
     assert codes(done) == {"trusted-checkpoint"}
@@ -278,6 +298,7 @@ def test_an_unreadable_checkpoint_file_is_a_problem_not_a_crash(audited, tmp_pat
     done = verify(tmp_path, tmp_path / "b.json", junk)
     assert done.returncode == 3
     assert codes(done) == {"trusted-checkpoint"}
+    assert example(tmp_path / "b.json", junk).returncode == 1
     refused = export(home, tmp_path / "x.json", junk)
     assert refused.returncode == 2
     assert "not a signed checkpoint" in refused.stderr
