@@ -438,7 +438,7 @@ def check_kept(bundle: dict[str, Any], text: str, keys: dict[str, Any]) -> int:
     """The size of a checkpoint the verifier kept, once the bundle's checkpoint is
     shown to extend it: signed by a key of the bundle valid at its size, and at
     the bundle's size the same root, below it a carried consistency proof (an
-    evidence group of that size) from its root to the bundle's."""
+    evidence group of that size and root, signed) from its root to the bundle's."""
     origin = bundle["origin"]
     size, root = checkpoint_of(bundle["checkpoint"], origin, {})
     old = checkpoint_of(text, origin, {})[0]
@@ -452,6 +452,11 @@ def check_kept(bundle: dict[str, Any], text: str, keys: dict[str, Any]) -> int:
     for group in bundle["evidence"] if old < size else [{"consistency": []}]:
         if old < size and checkpoint_of(group["checkpoint"], origin, {})[0] != old:
             continue
+        if (
+            old < size
+            and checkpoint_of(group["checkpoint"], origin, keys)[1] != old_root
+        ):
+            continue  # the carried copy is signed, and says the kept root
         proof = [bytes.fromhex(h) for h in group["consistency"]]
         if all(len(h) == 32 for h in proof) and consistent(
             old, size, old_root, root, proof
