@@ -2,6 +2,7 @@
 
     python examples/verify_bundle.py                  # the example bundle in examples/data
     python examples/verify_bundle.py bundle.json      # any mltrail-bundle/1 file
+    python examples/verify_bundle.py bundle.json --trust-checkpoint kept.cp
 
 It checks what a bundle proves, from the specifications alone: each record's
 bytes are its RFC 8785 canonical JSON (re-serialised here and compared) and
@@ -14,7 +15,11 @@ checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof 
 the checkpoint; the checkpoint's C2SP signed-note signature; that every
 blob a record references is listed, and every carried blob's SHA-256. It does
 not check RFC 3161 tokens or witness cosignatures
-(``mltrail verify-bundle`` does). Exit 0 when intact, 1 with the reason and the
+(``mltrail verify-bundle`` does). With ``--trust-checkpoint FILE`` (a checkpoint
+of the ledger you kept), the checkpoint must be signed by a key of the bundle
+valid at its size and the bundle must carry an RFC 9162 consistency proof from
+it to its checkpoint (``mltrail export --consistent-with``): a fork or rewrite
+of the ledger fails. Exit 0 when intact, 1 with the reason and the
 record named. The keys come from the bundle: compare the genesis key printed
 with the one the ledger's owner published.
 """
@@ -143,6 +148,35 @@ def inclusion_root(index: int, size: int, leaf: bytes, proof: list[bytes]) -> by
     if sn != 0:
         raise BundleError("the inclusion proof is too short")
     return r
+
+
+def consistent(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: list[bytes]
+) -> bool:
+    """Whether the tree (size2, root2) extends (size1, root1) (RFC 9162 2.1.4.2)."""
+    if size1 == size2:
+        return root1 == root2 and not proof
+    if not 0 < size1 < size2:
+        return False
+    if size1 & (size1 - 1) == 0:
+        proof = [root1, *proof]
+    if not proof:
+        return False
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while (fn & 1) == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == root1 and sr == root2
 
 
 # -- C2SP signed note ----------------------------------------------------------------
@@ -400,8 +434,49 @@ def manifests(value: Any) -> list[str]:
     return found
 
 
-def verify(path: Path) -> str:
-    """Check the bundle at ``path``; return a one-line summary or raise BundleError."""
+def check_kept(bundle: dict[str, Any], text: str, keys: dict[str, Any]) -> int:
+    """The size of a checkpoint the verifier kept, once the bundle's checkpoint is
+    shown to extend it: signed by a key of the bundle valid at its size, and at
+    the bundle's size the same root, below it a carried consistency proof (an
+    evidence group of that size and root, signed) from its root to the bundle's."""
+    origin = bundle["origin"]
+    size, root = checkpoint_of(bundle["checkpoint"], origin, {})
+    old = checkpoint_of(text, origin, {})[0]
+    if old > size:
+        raise BundleError(
+            f"the bundle (size {size}) is older than the kept checkpoint (size {old})"
+        )
+    if old == 0:
+        raise BundleError("the kept checkpoint is of the empty tree")
+    old, old_root = checkpoint_of(text, origin, keys)
+    for group in bundle["evidence"] if old < size else [{"consistency": []}]:
+        if old < size and checkpoint_of(group["checkpoint"], origin, {})[0] != old:
+            continue
+        if (
+            old < size
+            and checkpoint_of(group["checkpoint"], origin, keys)[1] != old_root
+        ):
+            continue  # the carried copy is signed, and says the kept root
+        proof = [bytes.fromhex(h) for h in group["consistency"]]
+        if all(len(h) == 32 for h in proof) and consistent(
+            old, size, old_root, root, proof
+        ):
+            return old
+    if old == size:
+        raise BundleError(
+            f"the kept checkpoint of size {size} has another root than the bundle's: "
+            "the ledger was forked or rewritten"
+        )
+    raise BundleError(
+        f"the bundle carries no consistency proof from the kept checkpoint (size "
+        f"{old}) to its own (size {size}): the ledger was forked or rewritten, or "
+        "the bundle was exported without --consistent-with"
+    )
+
+
+def verify(path: Path, kept: tuple[str, ...] = ()) -> str:
+    """Check the bundle at ``path`` (and that it extends each checkpoint text in
+    ``kept``); return a one-line summary or raise BundleError."""
     raw = path.read_bytes()
     bundle = parse(raw)
     if bundle.get("format") != "mltrail-bundle/1":
@@ -424,20 +499,32 @@ def verify(path: Path) -> str:
     blobs = check_blobs(bundle, records)
     lists = {d for _, r in records.values() for d in manifests(r["entry"]["body"])}
     check_subject(node, records, {d: b for d, b in blobs.items() if d in lists})
+    extends = "".join(
+        f"; extends the kept checkpoint of size {check_kept(bundle, text, keys)}"
+        for text in kept
+    )
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
     return (
         f"intact: {len(records)} records of {origin} ({node}) in its checkpoint of "
         f"size {size}, "
-        f"{len(blobs)} blob(s) checked; genesis key {genesis} (from the bundle); "
-        f"digest sha256:{digest}"
+        f"{len(blobs)} blob(s) checked; genesis key {genesis} (from the bundle)"
+        f"{extends}; digest sha256:{digest}"
     )
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[1]) if len(argv) > 1 else EXAMPLE
+    args, kept = list(argv[1:]), []
+    while "--trust-checkpoint" in args:
+        at = args.index("--trust-checkpoint")
+        if at + 1 >= len(args):
+            print("--trust-checkpoint needs a FILE", file=sys.stderr)
+            return 2
+        kept.append(Path(args.pop(at + 1)).read_text(encoding="utf-8"))
+        args.pop(at)
+    path = Path(args[0]) if args else EXAMPLE
     try:
-        print(verify(path))
+        print(verify(path, tuple(kept)))
     except BundleError as e:
         print(f"NOT intact: {e}", file=sys.stderr)
         return 1

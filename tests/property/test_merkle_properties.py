@@ -235,3 +235,51 @@ def test_altered_consistency_proofs_fail(data, args):
     assert _fails(verify_consistency, size1, size2, bad_root1, root2, proof)
     bad_root2 = data.draw(_other_than(root2))
     assert _fails(verify_consistency, size1, size2, root1, bad_root2, proof)
+
+
+# --- the standalone example's consistency check agrees with this one.
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "verify_bundle.py"
+    spec = importlib.util.spec_from_file_location("verify_bundle_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXAMPLE = _example()
+
+
+def test_the_examples_consistency_check_accepts_every_valid_proof():
+    for size2 in range(1, 65):
+        root2 = root(size2)
+        for size1 in range(1, size2 + 1):
+            proof = consistency_proof(size1, size2, reader(size2))
+            assert EXAMPLE.consistent(size1, size2, root(size1), root2, proof)
+
+
+@given(st.data(), two_sizes())
+@settings(max_examples=300, deadline=None)
+def test_the_examples_consistency_check_agrees_on_any_proof(data, args):
+    """Valid, altered, or a valid proof with other sizes or roots: the example
+    (examples/verify_bundle.py, ``--trust-checkpoint``) accepts exactly what
+    :func:`verify_consistency` accepts."""
+    size1, size2 = args
+    proof = consistency_proof(size1, size2, reader(size2))
+    root1, root2 = root(size1), root(size2)
+    candidates = [
+        (size1, size2, root1, root2, proof),
+        (size1, size2, root1, root2, data.draw(altered_hashes(proof))),
+        (size1, size2, data.draw(_other_than(root1)), root2, proof),
+        (size1, size2, root1, data.draw(_other_than(root2)), proof),
+    ]
+    new1 = data.draw(_other_than(size1, 1, size2))
+    candidates.append((new1, size2, root(new1), root2, proof))
+    new2 = data.draw(_other_than(size2, size1, MAX))
+    candidates.append((size1, new2, root1, root(new2), proof))
+    for args_ in candidates:
+        assert EXAMPLE.consistent(*args_) == (not _fails(verify_consistency, *args_))

@@ -31,10 +31,27 @@ _MAX_BUNDLE = 2 << 30
     is_flag=True,
     help="Carry only the blobs' hashes and sizes, not their bytes.",
 )
+@click.option(
+    "--consistent-with",
+    "consistent_with",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="A signed checkpoint of this ledger someone kept (an auditor's, saved from "
+    "`mltrail checkpoint` or an earlier bundle): carry the RFC 9162 consistency "
+    "proof from it to the bundle's checkpoint, for `verify-bundle "
+    "--trust-checkpoint`. Exit 3 when this ledger does not extend it (a fork or "
+    "rewrite). Repeatable.",
+)
 @json_option
 @click.pass_context
 def export(
-    ctx: click.Context, ref: str, output: Path, no_blobs: bool, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    output: Path,
+    no_blobs: bool,
+    consistent_with: tuple[Path, ...],
+    as_json: bool,
 ) -> None:
     """Write a self-contained proof bundle of a run or a model and its lineage.
 
@@ -53,17 +70,22 @@ def export(
       mltrail export model.safetensors -o model-proof.json
       mltrail export run:7f3e2a... -o run.json --no-blobs
       mltrail export train-v2 -o bundle.json --json
+      mltrail export model.safetensors -o proof.json --consistent-with audit-2026-06.cp
     """
     from mltrail.audit.refs import resolve_node
+    from mltrail.cli.verify_cmd import read_checkpoint_file
     from mltrail.core.bundle import compute_bundle_digest
     from mltrail.core.canonical import canonical_bytes
     from mltrail.evidence.bundle import export_bundle
 
+    kept = [(str(p), read_checkpoint_file(p)) for p in consistent_with]
     home = open_from(ctx)
     index = open_index(home)
     try:
         node = resolve_node(index, ref)
-        bundle = export_bundle(home.ledger, index, node, blobs=not no_blobs)
+        bundle = export_bundle(
+            home.ledger, index, node, blobs=not no_blobs, consistent_with=kept
+        )
     finally:
         index.close()
     data = canonical_bytes(bundle)
@@ -80,6 +102,7 @@ def export(
         "blobs": len(bundle["blobs"]),
         "blobs_carried": sum(b["data"] is not None for b in bundle["blobs"]),
         "evidence": sum(len(e["items"]) for e in bundle["evidence"]),
+        "consistent_with": [_size_of(text) for _, text in kept],
         "bytes": len(data),
     }
     if as_json:
@@ -91,6 +114,12 @@ def export(
         f"{summary['evidence']} timestamp(s)/cosignature(s), {len(data):,} bytes",
         markup=False,
     )
+    for (where, _), old in zip(kept, summary["consistent_with"], strict=True):
+        console.print(
+            f"consistent with {where} (size {old}): proof to size "
+            f"{_size_of(bundle['checkpoint'])} carried",
+            markup=False,
+        )
     console.print(f"digest {digest}", markup=False)
 
 
@@ -119,6 +148,16 @@ def export(
     help="Require a cosignature by this witness (C2SP verifier key, or a file). "
     "Repeatable.",
 )
+@click.option(
+    "--trust-checkpoint",
+    "trust_checkpoints",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="A signed checkpoint of the ledger you kept (saved from `mltrail "
+    "checkpoint` or an earlier bundle): the bundle must prove its checkpoint "
+    "extends it (exported with --consistent-with FILE). Repeatable.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
 @json_option
 @click.pass_context
@@ -128,6 +167,7 @@ def verify_bundle(
     trust_keys: tuple[str, ...],
     tsa_ca: Path | None,
     witness_keys: tuple[str, ...],
+    trust_checkpoints: tuple[Path, ...],
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -139,20 +179,27 @@ def verify_bundle(
     neighbouring records, each inclusion proof to the checkpoint, the
     checkpoint's signature and origin, every blob's hash, and the RFC 3161
     timestamps (against --tsa-ca) and cosignatures (of --witness-key) with the
-    consistency proof of the checkpoint they are about. Any edit fails, naming
-    the record. Needs no MLTRAIL_HOME and writes nothing.
+    consistency proof of the checkpoint they are about. With --trust-checkpoint,
+    the bundle's checkpoint must extend each checkpoint you kept (an RFC 9162
+    consistency proof the bundle carries): a fork or rewrite of the ledger by
+    its key holder fails, exit 3. Any edit fails, naming the record. Needs no
+    MLTRAIL_HOME and writes nothing.
 
     \b
     Examples:
       mltrail verify-bundle model-proof.json --trust-key ledger.vkey
       mltrail verify-bundle bundle.json --tsa-ca tsa-root.pem --json
+      mltrail verify-bundle proof.json --trust-key ledger.vkey \\
+          --trust-checkpoint audit-2026-06.cp
     """
     from datetime import UTC, datetime
 
     from mltrail.capture.run.userfiles import read_user_file
     from mltrail.cli.evidence_cmds import load_tsa_ca, parse_witness_keys
+    from mltrail.cli.verify_cmd import read_checkpoint_file
     from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
 
+    kept = tuple((str(p), read_checkpoint_file(p)) for p in trust_checkpoints)
     data = read_user_file(path, what="bundle", limit=_MAX_BUNDLE)
     keys, origins = _trusted(trust_keys)
     policy = BundlePolicy(
@@ -160,6 +207,7 @@ def verify_bundle(
         trusted_origins=origins,
         tsa_roots=load_tsa_ca(tsa_ca) if tsa_ca else (),
         witness_keys=parse_witness_keys(witness_keys),
+        trusted_checkpoints=kept,
         now=datetime.now(UTC),
     )
     report = verify_bundle_bytes(data, policy)
@@ -189,6 +237,13 @@ def verify_bundle(
                     )
                 )
     ctx.exit(0 if report.ok else 3)
+
+
+def _size_of(text: str) -> int:
+    """The size of a checkpoint already read and checked."""
+    from mltrail.core.checkpoint import parse_signed_checkpoint
+
+    return parse_signed_checkpoint(text).checkpoint.size
 
 
 def _trusted(values: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -24,6 +24,7 @@ from mltrail.core.bundle_checks import (
     check_future,
     check_records,
     check_subject,
+    check_trusted_checkpoints,
 )
 from mltrail.core.canonical import canonical_bytes, compute_record_hash
 from mltrail.core.codec import parse_json
@@ -134,6 +135,10 @@ class BundlePolicy:
     """Ledger origins the pinned verifier keys name: the bundle's must be one."""
     tsa_roots: Sequence[Certificate] = ()
     witness_keys: Sequence[WitnessKey] = ()
+    trusted_checkpoints: Sequence[tuple[str, str]] = ()
+    """``(where from, text)`` of signed checkpoints the verifier kept
+    (``--trust-checkpoint``): the bundle's checkpoint must be proven to extend
+    each (see :func:`mltrail.core.bundle_checks.check_trusted_checkpoints`)."""
     now: datetime | None = None
     """The verifying machine's clock: a carried record dated more than the
     tolerance after it is the warning ``future``, as ``mltrail verify`` says it
@@ -261,6 +266,7 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         check_blobs(ctx, bundle["blobs"])
         check_subject(ctx, bundle["subject"]["node"])
         check_evidence(ctx, bundle["evidence"])
+        check_trusted_checkpoints(ctx)
         check_future(ctx)
     ctx.finish()
     return report

@@ -53,6 +53,7 @@ __all__ = [
     "check_future",
     "check_records",
     "check_subject",
+    "check_trusted_checkpoints",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -81,6 +82,11 @@ class BundleContext:
     """Problems kept, by code."""
     unlisted: dict[tuple[str, Severity], int] = field(default_factory=dict)
     """Problems past :data:`MAX_LISTED` of their code, counted, not kept."""
+    extends: dict[int, set[bytes]] = field(default_factory=dict)
+    """Roots, by size, of the evidence checkpoints the bundle's checkpoint is
+    proven to extend (consistency proof verified, signed by a valid key)."""
+    unproven: set[int] = field(default_factory=set)
+    """Sizes of evidence checkpoints whose consistency proof did not verify."""
 
     def problem(self, seq: int | None, code: str, message: str) -> None:
         self.add(Problem(seq, code, message))
@@ -731,15 +737,20 @@ def _evidence_checkpoint(
         )
         return None
     text, proof = group["checkpoint"], _hashes(group["consistency"])
+    checkpoint = None
     try:
-        if not isinstance(text, str) or proof is None:
-            raise MltrailError("its checkpoint or consistency proof is malformed")
+        if not isinstance(text, str):
+            raise MltrailError("its checkpoint is malformed")
         checkpoint = parse_checkpoint_body(parse_note(text).body)
         if checkpoint.origin != ctx.report.origin:
             raise MltrailError(f"its checkpoint is of the ledger {checkpoint.origin!r}")
+        if proof is None:
+            raise MltrailError("its consistency proof is malformed")
         root, size = ctx.report.root or b"", ctx.report.size
         verify_consistency(checkpoint.size, size, checkpoint.root, root, proof)
     except MltrailError as e:
+        if checkpoint is not None and checkpoint.origin == ctx.report.origin:
+            ctx.unproven.add(checkpoint.size)
         ctx.problem(None, "evidence", f"evidence[{i}]: {e}")
         return None
     if not isinstance(group["items"], list):
@@ -749,7 +760,99 @@ def _evidence_checkpoint(
         ctx, text, checkpoint.size, f"the checkpoint of evidence[{i}]"
     ):
         return None
+    ctx.extends.setdefault(checkpoint.size, set()).add(checkpoint.root)
     return text, checkpoint.size
+
+
+# -- checkpoints the verifier kept ----------------------------------------------
+
+
+_EXPORT_FLAG = "mltrail export ... --consistent-with FILE"
+
+
+def check_trusted_checkpoints(ctx: BundleContext) -> None:
+    """Each checkpoint the verifier kept (``policy.trusted_checkpoints``) is one
+    the bundle's checkpoint extends. Runs after :func:`check_records` (the key
+    history) and :func:`check_evidence` (the proven consistency proofs).
+
+    A kept checkpoint must be of the bundle's ledger, signed by a log key the
+    bundle shows valid at its size (with ``--trust-key``, by a trusted one); at
+    the bundle's size its root must be the bundle's; below it the bundle must
+    carry a verified RFC 9162 consistency proof from that size and root (an
+    evidence group, which ``export --consistent-with`` adds). Each that holds is
+    an anchor outside the bundle; a root that differs at one size is a fork.
+    """
+    for where, text in ctx.policy.trusted_checkpoints:
+        _check_trusted(ctx, where, text)
+
+
+def _check_trusted(ctx: BundleContext, where: str, text: str) -> None:
+    label = f"the trusted checkpoint ({where})"
+    try:
+        checkpoint = parse_checkpoint_body(parse_note(text).body)
+    except MltrailError as e:
+        ctx.problem(None, "trusted-checkpoint", f"{label} is unreadable: {e}")
+        return
+    size, root, old = ctx.report.size, ctx.report.root, checkpoint.size
+    if checkpoint.origin != ctx.report.origin:
+        ctx.problem(
+            None,
+            "trusted-checkpoint",
+            f"{label} is of the ledger {checkpoint.origin!r}, but the bundle is of "
+            f"{ctx.report.origin!r}: it says nothing about this bundle",
+        )
+        return
+    if old > size:
+        ctx.problem(
+            None,
+            "checkpoint-newer",
+            f"the bundle (checkpoint of size {size}) is older than {label} (size "
+            f"{old}): it cannot show that the ledger still extends that checkpoint; "
+            f"ask for a bundle exported now, with `{_EXPORT_FLAG}`",
+        )
+        return
+    if old == 0:
+        ctx.problem(None, "trusted-checkpoint", f"{label} is of the empty tree")
+        return
+    pinned = _trusted_keys(ctx) if ctx.policy.trusted_keys else None
+    if not _check_note_signed(ctx, text, old, label, trusted=pinned):
+        return
+    proven = ctx.extends.get(old, set()) | ({root} if old == size and root else set())
+    if checkpoint.root in proven:
+        _add_anchor(
+            ctx,
+            Anchor(
+                "checkpoint",
+                f"{label}, size {old}: the bundle's checkpoint (size {size}) extends "
+                f"it, so records 0 to {old - 1} are as that checkpoint saw them",
+                True,
+            ),
+        )
+        return
+    if proven:
+        ctx.problem(
+            None,
+            "inconsistent",
+            f"{label} has root {checkpoint.root.hex()[:16]}... at size {old}, but the "
+            f"bundle's ledger signed root {sorted(proven)[0].hex()[:16]}... at that "
+            "size: the ledger was forked or rewritten after that checkpoint was kept",
+        )
+    elif old in ctx.unproven:
+        ctx.problem(
+            None,
+            "inconsistent",
+            f"the bundle's consistency proof from size {old} does not verify (see the "
+            f"evidence problem): nothing shows the bundle extends {label}; the "
+            "bundle or its proof was altered, or the ledger rewritten",
+        )
+    else:
+        ctx.problem(
+            None,
+            "consistency-missing",
+            f"the bundle carries no consistency proof from {label} (size {old}) to "
+            f"its own checkpoint (size {size}); ask for a bundle exported with "
+            f"`{_EXPORT_FLAG}` giving that checkpoint",
+        )
 
 
 def _checks(ctx: BundleContext, i: int, text: str, items: list[Any]) -> list[Any]:

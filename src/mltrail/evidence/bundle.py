@@ -20,16 +20,21 @@ from typing import TYPE_CHECKING, Any
 from mltrail.audit.trace import build_lineage, run_outputs
 from mltrail.core.bundle import compose_bundle
 from mltrail.core.chain import KEY_KINDS
-from mltrail.core.checkpoint import parse_signed_checkpoint
+from mltrail.core.checkpoint import (
+    check_note_signatures,
+    parse_checkpoint_body,
+    parse_note,
+    parse_signed_checkpoint,
+)
 from mltrail.core.codec import decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.evidence import COSIGNATURE, RFC3161
-from mltrail.core.merkle import consistency_proof, inclusion_proof
-from mltrail.errors import InputError
+from mltrail.core.merkle import consistency_proof, inclusion_proof, range_root
+from mltrail.errors import InputError, IntegrityError, MltrailError
 from mltrail.evidence.policy import evidence_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from mltrail.core.codec import DecodedRecord
     from mltrail.index import Index
@@ -57,16 +62,30 @@ enters or leaves, so a promotion is read with the gate it passed."""
 
 
 def export_bundle(
-    ledger: Ledger, index: Index, node: str, *, blobs: bool = True
+    ledger: Ledger,
+    index: Index,
+    node: str,
+    *,
+    blobs: bool = True,
+    consistent_with: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The bundle (JSON form) of the lineage node ``node`` (``run:...``, ``model:...``).
 
     Every proof leads to the newest checkpoint, which is checked first as an
-    append would check it.
+    append would check it. ``consistent_with`` holds ``(where from, text)`` of
+    signed checkpoints of this ledger someone kept (an auditor's): each becomes
+    an evidence group with no items, its text and the RFC 9162 consistency
+    proof from its size to the bundle's checkpoint (see
+    :func:`consistency_group`).
 
     Raises:
-        InputError: the ledger has no checkpoint.
-        IntegrityError: the newest checkpoint does not hold (see ``Ledger.checkpoint``).
+        InputError: the ledger has no checkpoint; a ``consistent_with``
+            checkpoint is unreadable, of another ledger, or not signed by a log
+            key of this ledger valid at its size.
+        IntegrityError: the newest checkpoint does not hold (see
+            ``Ledger.checkpoint``); a ``consistent_with`` checkpoint's root is
+            not this ledger's at its size, or its size is beyond the ledger's
+            (the ledger was forked, rewritten or cut).
     """
     signed = ledger.checkpoint()
     size = signed.checkpoint.size
@@ -75,8 +94,12 @@ def export_bundle(
         raise InputError("the ledger's newest checkpoint does not cover every record")
     text = latest[1]
     store = ledger.store
-    chosen = select_records(ledger, index, node)
     nodes = cache(store.node)  # proofs of neighbours share most of their nodes
+    kept = [
+        consistency_group(ledger, where, old, size, nodes)
+        for where, old in consistent_with
+    ]
+    chosen = select_records(ledger, index, node)
     records = [
         (seq, decoded.record_bytes, inclusion_proof(seq, size, nodes))
         for seq, decoded in sorted(chosen.items())
@@ -87,8 +110,83 @@ def export_bundle(
         checkpoint=text,
         records=records,
         blobs=list(_blobs(ledger, chosen.values(), carry=blobs)),
-        evidence=list(_evidence(ledger, size)),
+        evidence=[*_evidence(ledger, size), *_unique(kept)],
     )
+
+
+def consistency_group(
+    ledger: Ledger, where: str, text: str, size: int, nodes: Any
+) -> tuple[str, list[bytes], list[dict[str, Any]]]:
+    """``(text, consistency proof to size, [])``: the evidence group that shows
+    the bundle's checkpoint of ``size`` extends the kept checkpoint ``text``.
+
+    The kept checkpoint must be this ledger's (origin), signed by a log key of
+    it valid at its size, with no line of such a key failing; then its root
+    must be the ledger's root at its size. A signed root that differs is two
+    signed histories of one ledger: a fork or a rewrite (``IntegrityError``).
+
+    Raises:
+        InputError: unreadable, of another ledger, or not signed by this ledger.
+        IntegrityError: its root is not the ledger's at its size, or the ledger
+            holds fewer records than it covers.
+    """
+    label = f"--consistent-with {where}"
+    try:
+        note = parse_note(text)
+        checkpoint = parse_checkpoint_body(note.body)
+    except MltrailError as e:
+        raise InputError(f"{label} is not a signed checkpoint: {e}") from e
+    if checkpoint.origin != ledger.origin:
+        raise InputError(
+            f"{label} is a checkpoint of the ledger {checkpoint.origin!r}, "
+            f"not of this one ({ledger.origin!r})"
+        )
+    old = checkpoint.size
+    if old == 0:
+        raise InputError(
+            f"{label} is a checkpoint of the empty tree: it proves nothing"
+        )
+    valid = ledger.keys().valid_keys(min(old, size))
+    good, bad = check_note_signatures(
+        note, name=ledger.origin, public_keys=list(valid.values())
+    )
+    if bad or not good:
+        why = (
+            "a signature line of a key of this ledger does not verify"
+            if bad
+            else (f"no log key of this ledger valid at size {old} signed it")
+        )
+        raise InputError(
+            f"{label} is not signed by this ledger: {why}",
+            hint="give a checkpoint this ledger signed (`mltrail checkpoint` prints one)",
+        )
+    if old > size:
+        raise IntegrityError(
+            f"{label} covers {old} records but this ledger holds only {size}: it "
+            "signed more records than it now has, so records were cut from the end "
+            "or the ledger was rolled back or forked (a consistency proof cannot exist)"
+        )
+    root = range_root(0, old, nodes)
+    if root != checkpoint.root:
+        raise IntegrityError(
+            f"{label} has root {checkpoint.root.hex()[:16]}... at size {old}, but "
+            f"this ledger's records 0 to {old - 1} hash to {root.hex()[:16]}...: "
+            "this ledger's key signed another history, so the ledger was forked or "
+            "those records rewritten since that checkpoint (no consistency proof "
+            "can exist)"
+        )
+    proof = consistency_proof(old, size, nodes) if old < size else []
+    return text, proof, []
+
+
+def _unique(
+    groups: list[tuple[str, list[bytes], list[dict[str, Any]]]],
+) -> Iterator[tuple[str, list[bytes], list[dict[str, Any]]]]:
+    seen: set[str] = set()
+    for group in groups:
+        if group[0] not in seen:
+            seen.add(group[0])
+            yield group
 
 
 def select_records(ledger: Ledger, index: Index, node: str) -> dict[int, DecodedRecord]:
