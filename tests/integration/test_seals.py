@@ -505,3 +505,70 @@ def test_checking_reads_each_sealed_key_with_one_request(s3, tmp_path):
     assert calls.count("ListObjectVersions") == 1, calls
     # writing still asks the storage afresh: a listing may be stale by then
     ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+
+
+def _put_beside(client, bucket: str, folder: Path, prefix: str) -> None:
+    """Put every file of a folder seal under new keys, locked as a seal locks."""
+    until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=7 * 366)
+    _put_over(
+        client,
+        bucket,
+        folder,
+        prefix,
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )
+
+
+def test_forged_segments_added_beside_the_sealed_ones_are_no_cover(
+    target, tmp_path, request
+):
+    """Nothing sealed is deleted or overwritten: the insider (home and key) only
+    adds segments of a rewritten ledger under new names that sort before the
+    sealed ones (0-1 before 0-5, 1-7 before 5-7). The walk from record 0 took
+    them and skipped every sealed segment it overlapped as a stray copy."""
+    home = make_home(tmp_path / "home", 4, text="approved")
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home, 2, text="approved later")
+    sealed = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))
+    size = sealed["sealed_size"]
+    key = next((home / "keys").glob("*.key"))
+    forged = make_home(tmp_path / "forged", 0, key=key)
+    scratch = tmp_path / "scratch"
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    add_notes(forged, size - 1, text="rejected")
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    for name in ("ledger.db-wal", "ledger.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    shutil.copyfile(forged / "ledger.db", home / "ledger.db")
+    shutil.copyfile(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
+    if target.startswith("s3://"):
+        server, bucket, _ = request.getfixturevalue("s3")
+        _put_beside(server.client(), bucket, scratch, "team-a")
+    else:
+        for segment in (scratch / "segments").iterdir():
+            shutil.copytree(segment, Path(target) / "segments" / segment.name)
+    code, report = verify_seals(home, target)
+    assert code == 3, (report["anchors"], report["problems"])
+    assert not [a for a in report["anchors"] if a["kind"] == "seal"]
+    found = _problems(report, "seal-differs") + _problems(report, "seal-invalid")
+    assert found, report["problems"]
+    assert found[0]["seq"] == 0
+
+
+def test_an_honest_second_seal_of_the_same_records_still_passes(tmp_path):
+    """Two sealers at once can both finish a segment over the same records
+    (0-5 and 0-7 beside 5-7): each is held to the ledger, and both agree."""
+    home = make_home(tmp_path / "home", 4)
+    worm = tmp_path / "worm"
+    ok(mltrail(home, "seal", "--to", str(worm), "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", str(worm), "--retain", "7y"))
+    other = tmp_path / "other"
+    ok(mltrail(home, "seal", "--to", str(other), "--retain", "7y"))
+    for segment in (other / "segments").iterdir():
+        shutil.copytree(segment, worm / "segments" / segment.name)
+    assert len(list((worm / "segments").iterdir())) == 3
+    code, report = verify_seals(home, str(worm))
+    assert code == 0, report["problems"]
+    assert [a for a in report["anchors"] if a["kind"] == "seal"]

@@ -360,7 +360,13 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
                 check.problems.append(_unfinished(name, start))
             continue
         if start < walk.size:
-            continue  # overlaps what was walked: a stray copy, reported below
+            # overlaps what was walked: a second, finished seal of these records
+            # (two sealers at once) or one added beside the first. Either way its
+            # records are sealed, so the live ledger is held to them too: else
+            # segments of a rewritten ledger, added under names that sort first,
+            # would have the walk skip every segment sealed before them.
+            _check_overlap(ledger, worm, name, start, found[name], check)
+            continue
         if start > walk.size:
             check.problems.append(_missing(worm, walk.size, start))
             walk = _walk_at(ledger, start)
@@ -395,6 +401,33 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
             )
         )
     return check
+
+
+def _check_overlap(
+    ledger: Ledger,
+    worm: WormStore,
+    name: str,
+    start: int,
+    files: set[str],
+    check: SealCheck,
+) -> None:
+    """Check a finished segment that starts inside what the walk already took,
+    from the live ledger's state at its start, and hold the ledger to it."""
+    read = _read(worm, name, files, start, check)
+    try:
+        segment = _walk_at(ledger, start).accept(name, read)
+    except SealError as e:
+        check.problems.append(
+            Problem(
+                start,
+                "seal-invalid",
+                f"{e} (at {worm.url}; it overlaps records already checked in "
+                "other segments: the live ledger differs from what it seals)",
+            )
+        )
+        return
+    check.segments += 1
+    _compare(ledger, segment.records, start, name, check)
 
 
 def _read(
