@@ -85,7 +85,7 @@ def _typed(index: Index, kind: str, ident: str) -> str:
     if kind == "source":
         return f"source:{ident}"
     if kind == "run":
-        return f"run:{resolve_run(index, ident)}"
+        return f"run:{resolve_run(index, f'run:{ident}')}"
     return _by_hex(index, ident, only=kind)
 
 

@@ -1,0 +1,91 @@
+"""A run id chosen to shadow another run in `mltrail show` / `diff` / `trace`.
+
+Run ids may be chosen (``MLTRAIL_RUN_ID``, letters, digits and ``. _ : -``), and
+people quote a run by the first characters of its UUID or by its name. A writer
+who starts a run whose id is exactly such a prefix, or another run's name, made
+``mltrail show 3f2a9c1e`` answer with that run instead of the one the auditor
+was given: a full id matched before any prefix or name. Several people share
+one ledger here; the ledger's actor is set per writer, as in
+tests/integration/test_governance.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
+
+ALICE = "3f2a9c1e-5b7d-4e21-9a0c-6d8e2f1b4c37"
+
+
+def _run(home, user: str, run: str, name: str, lr: float) -> None:
+    home.ledger.actor = {"user": user, "uid": 1000, "host": "bank-ws"}
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": name}, run),
+        Draft("run.params", {"source": "api", "params": {"lr": lr}}, run),
+        Draft("run.ended", {"status": "succeeded"}, run),
+    ])  # fmt: skip
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    env.pop("MLTRAIL_RUN_ID", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    init_home(path, origin="test.mltrail.local/refs")
+    home = open_home(path)
+    try:
+        _run(home, "alice", ALICE, "loan-v3", 0.1)
+        _run(home, "mallory", ALICE[:8], "decoy", 9.0)  # Alice's short id
+        _run(home, "mallory", "loan-v3", "decoy-2", 7.0)  # Alice's run name
+    finally:
+        home.close()
+    return path
+
+
+@pytest.mark.parametrize("ref", [ALICE[:8], "loan-v3"])
+def test_a_run_id_equal_to_another_runs_prefix_or_name_is_refused(shared, ref):
+    shown = _cli(shared, "show", ref, "--json")
+    assert shown.returncode == 2, shown.stdout
+    assert "several runs" in shown.stderr
+    assert ALICE in shown.stderr
+    diffed = _cli(shared, "diff", ref, ALICE)
+    assert diffed.returncode == 2
+    assert "several runs" in diffed.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "run", "user"),
+    [
+        (ALICE, ALICE, "alice"),
+        (ALICE[:12], ALICE, "alice"),
+        (f"run:{ALICE[:8]}", ALICE[:8], "mallory"),
+        ("run:loan-v3", "loan-v3", "mallory"),
+    ],
+)
+def test_a_full_id_or_run_colon_id_names_exactly_one_run(shared, ref, run, user):
+    shown = _cli(shared, "show", ref, "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["run"]["id"] == run
+    assert found["run"]["user"] == user
+
+
+def test_trace_run_colon_prefix_still_resolves_a_unique_prefix(shared):
+    traced = _cli(shared, "trace", f"run:{ALICE[:12]}", "--json")
+    assert traced.returncode == 0, traced.stderr
+    assert ALICE in traced.stdout
