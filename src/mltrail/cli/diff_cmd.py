@@ -96,6 +96,7 @@ def diff(
     if as_json:
         out = result.to_dict()
         out["names"] = {"a": a.summary.name, "b": b.summary.name}
+        out["added_by_others"] = {"a": a.added_by_others(), "b": b.added_by_others()}
         emit_json(out)
     else:
         _print(result, a, b, everything, max_files)
@@ -111,8 +112,14 @@ def _label(view: RunView) -> str:
 def _print(
     result: RunDiff, a: RunView, b: RunView, everything: bool, max_files: int
 ) -> None:
+    from mltrail.core.run_owner import describe_others
+
     console.print(Text(f"- {_label(a)}", style="red"))
     console.print(Text(f"+ {_label(b)}", style="green"))
+    for sign, view in (("-", a), ("+", b)):
+        others = view.added_by_others()
+        for line in describe_others(others) if others else ():
+            console.print(Text(terminal_text(f"note: {sign} {line}", names=True)))
     for name in SECTIONS:
         if name == "data":
             if result.data:

@@ -187,6 +187,7 @@ def _development(view: RunView | None) -> dict[str, Any] | None:
     packages = environment.get("packages") or {}
     return {
         "run": view.summary.to_dict(),
+        "added_by_others": view.added_by_others(),
         "command": started.get("command"),
         "program": started.get("program"),
         "cwd": started.get("cwd"),

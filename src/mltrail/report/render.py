@@ -16,6 +16,7 @@ import re
 from importlib import resources
 from typing import Any
 
+from mltrail.core.run_owner import describe_others
 from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
 from mltrail.shown import terminal_text
@@ -59,7 +60,11 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
     template = env.from_string(source.read_text(encoding="utf-8"))
     svg = markup(lineage_svg(report["lineage"]))
     return template.render(
-        r=report, svg=svg, version=version, timestamp_text=timestamp_text
+        r=report,
+        svg=svg,
+        version=version,
+        timestamp_text=timestamp_text,
+        others_lines=lambda found: describe_others(found) if found else [],
     )
 
 
@@ -205,6 +210,9 @@ def _development(r: dict[str, Any]) -> list[str]:
             ("Package list SHA-256", env.get("packages_sha256")),
         ]
     )
+    others = dev.get("added_by_others")
+    for line in describe_others(others) if others else ():
+        out += [f"**Note:** {_md(line)}", ""]
     if code.get("warning"):
         out += [f"**Code warning:** {_md(code['warning'])}", ""]
     if dev["scripts"]:
