@@ -52,6 +52,11 @@ def shared(tmp_path: Path) -> Path:
         _run(home, "alice", ALICE, "loan-v3", 0.1)
         _run(home, "mallory", ALICE[:8], "decoy", 9.0)  # Alice's short id
         _run(home, "mallory", "loan-v3", "decoy-2", 7.0)  # Alice's run name
+        _run(home, "alice", "run-alice-n1", "nightly", 0.1)
+        _run(home, "alice", "run-alice-n2", "nightly", 0.2)
+        _run(home, "mallory", "run-mallory-n", "nightly", 9.0)  # dated after
+        _run(home, "bob", "run-bob-1", "bobs-run", 0.3)
+        _run(home, "bob", "run-bob-2", "bobs-run", 0.4)
     finally:
         home.close()
     return path
@@ -89,3 +94,19 @@ def test_trace_run_colon_prefix_still_resolves_a_unique_prefix(shared):
     traced = _cli(shared, "trace", f"run:{ALICE[:12]}", "--json")
     assert traced.returncode == 0, traced.stderr
     assert ALICE in traced.stdout
+
+
+def test_a_run_name_that_runs_of_several_users_bear_is_refused(shared):
+    """ "Its latest run" goes by a start time its writer dated: a run of another
+    user with the same name, dated later, answered for Alice's."""
+    shown = _cli(shared, "show", "nightly", "--json")
+    assert shown.returncode == 2, shown.stdout
+    assert "names runs started by 2 users" in shown.stderr
+    assert "alice's run-alice-n2" in shown.stderr
+    assert "mallory's run-mallory-n" in shown.stderr
+
+
+def test_a_run_name_of_one_user_is_still_its_latest_run(shared):
+    shown = _cli(shared, "show", "bobs-run", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["run"]["id"] == "run-bob-2"

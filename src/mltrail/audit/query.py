@@ -409,10 +409,12 @@ def _resolve_run(index: Index, ref: str) -> str:
                 hint="give more characters of the id",
             )
     named = index.query(
-        "SELECT id FROM runs WHERE name = ? ORDER BY started_ts DESC, seq DESC LIMIT 1",
+        "SELECT id, user FROM runs WHERE name = ? "
+        "ORDER BY started_ts DESC, seq DESC LIMIT 1",
         (ref,),
     )
     if named:
+        _refuse_shared_name(index, ref, named[0][1])
         return str(named[0][0])
     close = close_runs(index, ref)
     raise InputError(
@@ -441,6 +443,36 @@ def _refuse_shadowed(index: Index, run_id: str) -> None:
             "start of another's id or another's name)",
             hint=f"give a full id, or run:{run_id} for the run of exactly that id",
         )
+
+
+def _refuse_shared_name(index: Index, name: str, user: str | None) -> None:
+    """Refuse a run name that runs of more than one starter bear.
+
+    "Its latest run" is chosen by start time, which each writer dates: another
+    user could start a run of the same name (dated ahead, or pushed from an
+    offline ledger) and answer for it.
+
+    Raises:
+        InputError: naming each starter's latest run of that name.
+    """
+    if not index.query(
+        "SELECT 1 FROM runs WHERE name = ? AND user IS NOT ? LIMIT 1", (name, user)
+    ):
+        return
+    rows = index.query(
+        "SELECT user, id FROM runs WHERE name = ? ORDER BY started_ts DESC, seq DESC",
+        (name,),
+    )
+    latest: dict[str | None, str] = {}
+    for who, run in rows:
+        latest.setdefault(who, run)
+    shown = ", ".join(
+        f"{who or '(no user)'}'s {run}" for who, run in list(latest.items())[:5]
+    )
+    raise InputError(
+        f"{name!r} names runs started by {len(latest)} users (latest: {shown})",
+        hint=f"give a run id or a prefix of one; `mltrail runs --name {name}` lists them",
+    )
 
 
 def close_runs(index: Index, ref: str, limit: int = 3) -> list[str]:
