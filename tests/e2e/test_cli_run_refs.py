@@ -110,3 +110,46 @@ def test_a_run_name_of_one_user_is_still_its_latest_run(shared):
     shown = _cli(shared, "show", "bobs-run", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["run"]["id"] == "run-bob-2"
+
+
+def _wrote(home, user: str, run: str, path: str, sha: str) -> None:
+    home.ledger.actor = {"user": user, "uid": 1000, "host": "bank-ws"}
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": f"train-{run}"}, run),
+        Draft("run.artifact", {"path": path, "exists": True, "type": "file",
+                               "sha256": sha, "size": 3}, run),
+        Draft("run.ended", {"status": "succeeded"}, run),
+    ])  # fmt: skip
+
+
+def test_an_output_name_other_users_wrote_other_bytes_under_is_refused(tmp_path):
+    """`trace weights.bin` (no such file here) took the latest output of that
+    name, whoever appended it: another user's later output answered for it."""
+    path = tmp_path / "home"
+    init_home(path, origin="test.mltrail.local/outputs")
+    home = open_home(path)
+    try:
+        _wrote(home, "alice", "run-a1", "/m/weights.bin", "a" * 64)
+        _wrote(home, "alice", "run-a2", "/m/weights.bin", "b" * 64)  # a retrain
+        _wrote(home, "alice", "run-a3", "/m/adapter.bin", "c" * 64)
+        _wrote(home, "mallory", "run-m1", "/x/adapter.bin", "c" * 64)  # same bytes
+    finally:
+        home.close()
+    traced = _cli(path, "trace", "weights.bin", "--json")
+    assert traced.returncode == 0, traced.stderr  # one user's latest
+    assert json.loads(traced.stdout)["node"]["id"] == f"file:{'b' * 64}"
+    traced = _cli(path, "trace", "adapter.bin", "--json")
+    assert traced.returncode == 0, traced.stderr  # two users, the same bytes
+
+    home = open_home(path)
+    try:
+        _wrote(home, "mallory", "run-m2", "/x/weights.bin", "d" * 64)
+    finally:
+        home.close()
+    for command in ("trace", "report"):
+        answered = _cli(path, command, "weights.bin", "--json")
+        assert answered.returncode == 2, answered.stdout
+        assert "names outputs of runs started by several users" in answered.stderr
+        assert f"file:{'b' * 64} (alice's latest)" in answered.stderr or (
+            f"file:{'d' * 64} (mallory's latest)" in answered.stderr
+        )
