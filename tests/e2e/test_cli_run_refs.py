@@ -153,3 +153,28 @@ def test_an_output_name_other_users_wrote_other_bytes_under_is_refused(tmp_path)
         assert f"file:{'b' * 64} (alice's latest)" in answered.stderr or (
             f"file:{'d' * 64} (mallory's latest)" in answered.stderr
         )
+
+
+def test_diff_tells_a_key_not_in_nfc_from_its_nfc_spelling(tmp_path):
+    """A parameter `café` in run A and `cafe` + U+0301 in run B were listed as
+    one removed and one added, both printed `café: 0.1`: a rename (which a
+    program reading `café` would not find) looked like no change."""
+    path = tmp_path / "home"
+    init_home(path, origin="test.mltrail.local/nfc")
+    home = open_home(path)
+    try:
+        home.ledger.actor = {"user": "alice", "uid": 1000, "host": "bank-ws"}
+        for run, key in (("run-a", "caf\u00e9"), ("run-b", "cafe\u0301")):
+            home.ledger.append_many([
+                Draft("run.started", {"source": "api", "name": run}, run),
+                Draft("run.params", {"source": "api", "params": {key: 0.1}}, run),
+                Draft("run.ended", {"status": "succeeded"}, run),
+            ])  # fmt: skip
+    finally:
+        home.close()
+    shown = _cli(path, "diff", "run-a", "run-b")
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if "0.1" in line]
+    assert len(lines) == 2, shown.stdout
+    assert lines[0] != lines[1].replace("+", "-", 1), shown.stdout
+    assert "[key not in NFC form: U+0301]" in shown.stdout

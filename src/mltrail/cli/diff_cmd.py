@@ -137,8 +137,26 @@ def _print(
     console.print(Text(f"\nnot compared: {', '.join(IGNORED)}", style="dim"))
 
 
+def _not_nfc(key: str) -> str:
+    """For a key not in Unicode's NFC form, a note naming the code points that
+    make it so: ``cafe`` + U+0301 prints as ``café`` (U+00E9), and a parameter
+    renamed from one to the other would otherwise read as removed and added
+    unchanged."""
+    import unicodedata
+
+    if key.isascii() or unicodedata.is_normalized("NFC", key):
+        return ""
+    odd = dict.fromkeys(
+        f"U+{ord(c):04X}"
+        for c in key
+        if unicodedata.category(c)[0] == "M" or unicodedata.normalize("NFC", c) != c
+    )
+    return f"  [key not in NFC form: {', '.join(odd)}]"
+
+
 def _print_change(change: Change, indent: str = "  ") -> None:
     source = f"  ({change.source})" if change.source else ""
+    source += _not_nfc(change.key)
     note = f"  {change.note}" if change.note else ""
     old, new = _show(change.old), _show(change.new)
     if old == new and change.kind != "same":  # rounded alike: show every digit
