@@ -105,3 +105,56 @@ def test_verify_warns_of_them_and_still_passes(home):
         f"run {RUN} was started by alice, but 2 of its records were added by bob "
         "(run.ended, run.params)"
     ) in " ".join(text.split()), text
+
+
+@pytest.fixture(scope="module")
+def baseline(home, tmp_path_factory):
+    """``home`` copied, with a baseline run of Alice's to compare RUN with."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("run-owner-diff") / "home"
+    shutil.copytree(home, path)
+    opened = open_home(path)
+    try:
+        opened.ledger.actor = {"user": "alice", "uid": 1001, "host": "ws-a"}
+        opened.ledger.append_many(
+            [
+                Draft("run.started", {"source": "api", "name": "base"}, "run-alice-0"),
+                Draft("run.params", {"source": "api", "params": {"lr": 0.01}},
+                      "run-alice-0"),
+                Draft("run.ended", {"status": "succeeded", "exit_code": 0},
+                      "run-alice-0"),
+            ]
+        )  # fmt: skip
+    finally:
+        opened.close()
+    return path
+
+
+def test_diff_names_records_another_user_added(baseline):
+    text = mltrail(baseline, "diff", "run-alice-0", RUN)
+    assert "0.5" in text, text  # Bob's lr, shown where it was recorded
+    assert "note: + 2 record(s) of this run were added by bob, not alice" in text, text
+
+    out = json.loads(mltrail(baseline, "diff", "run-alice-0", RUN, "--json"))
+    assert out["added_by_others"]["a"] is None
+    assert out["added_by_others"]["b"]["by"][0]["user"] == "bob"
+
+
+def test_report_names_them_in_the_development_section(home):
+    text = mltrail(home, "report", f"file:{SHA}")
+    # in section 3, beside the params it concerns, not only among verify's warnings
+    development = text.split("## 3.")[1].split("## 4.")[0]
+    assert "**Note:** 2 record\\(s\\) of this run were added by bob" in development
+
+    out = json.loads(mltrail(home, "report", f"file:{SHA}", "--json"))
+    assert out["development"]["added_by_others"]["by"][0]["user"] == "bob"
+
+    html = subprocess.run(
+        [sys.executable, "-m", "mltrail", "report", f"file:{SHA}", "--format", "html"],
+        env={**os.environ, "MLTRAIL_HOME": str(home)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if html.returncode == 0 or "jinja2" not in html.stderr:  # the report extra
+        assert html.returncode == 0, html.stderr
+        assert "of this run were added by bob, not alice" in html.stdout

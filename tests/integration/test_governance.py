@@ -252,3 +252,27 @@ def test_model_card_keeps_the_newest_value_of_each_field_with_who_and_when(home)
     with pytest.raises(InputError, match="say what to record"):
         describe_model(home, open_index(home), MODEL, {"purpose": None})
     assert home.verify().ok
+
+
+def test_a_clean_run_claiming_the_same_bytes_does_not_lift_a_dirty_runs_refusal(home):
+    """Another run (here another user's) that says it wrote the bytes of a model
+    trained on uncommitted code, from a clean commit, must not make that model's
+    code look recorded: every run that wrote it is checked, and each refusal
+    names its run."""
+    as_user(home, "mallory")
+    run = "run-claim"
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "claim"}, run),
+        Draft("run.code", CODE["clean"], run),
+        Draft("run.artifact", {"path": "/m/copy.bin", "exists": True, "type": "file",
+                               "sha256": SHA["dirty"], "size": 3}, run),
+        Draft("run.ended", {"status": "succeeded"}, run),
+    ])  # fmt: skip
+    as_user(home, "alice")
+    size = home.ledger.head().size
+    with pytest.raises(InputError, match="promotion refused") as caught:
+        promote(home, open_index(home), f"file:{SHA['dirty']}", stage="production",
+                note="x")  # fmt: skip
+    assert "run run-dirty" in str(caught.value)
+    assert "ran on uncommitted code" in str(caught.value)
+    assert home.ledger.head().size == size

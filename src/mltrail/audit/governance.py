@@ -28,7 +28,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.refs import resolve_node
-from mltrail.audit.trace import latest_writer, run_outputs
+from mltrail.audit.trace import latest_writer, run_outputs, writer_runs
 from mltrail.errors import InputError
 from mltrail.index.tables import DESCRIBED_FIELDS
 
@@ -377,12 +377,24 @@ def promotion_refusals(
 
 
 def _code_refusals(home: Home, index: Index, node: str) -> list[tuple[str, str]]:
-    run, _ = latest_writer(index, node)
-    if run is None:
+    """A refusal for each run that says it wrote ``node`` and whose code is not a
+    clean, recorded commit: another run claiming the same bytes from a clean
+    commit does not make a model trained on uncommitted code look recorded."""
+    runs = writer_runs(index, node)
+    if not runs:
         return [(
             f"no recorded run made {node}: its code is unrecorded",
             "train it under `mltrail run` (or mltrail.start_run) from a git commit",
         )]  # fmt: skip
+    found: list[tuple[str, str]] = []
+    for run in runs:
+        found.extend(_run_code_refusals(home, index, node, run))
+    return found
+
+
+def _run_code_refusals(
+    home: Home, index: Index, node: str, run: str
+) -> list[tuple[str, str]]:
     rows = index.query(
         "SELECT seq FROM records WHERE run = ? AND kind = 'run.code' ORDER BY seq LIMIT 1",
         (run,),

@@ -368,10 +368,15 @@ def _pushed(window: str | None) -> dict[str, Any] | None:
 
 def resolve_run(index: Index, ref: str) -> str:
     """The id of the run ``ref`` names: a full id, a unique id prefix of 4+
-    characters, or a run name (its latest run).
+    characters, or a run name (its latest run); ``run:ID`` is exactly the run
+    ``ID``.
+
+    Run ids can be chosen, so a full id that is also the start of another run's
+    id, or another run's name, is ambiguous: a writer could otherwise start a run
+    whose id is another run's short id and answer for it.
 
     Raises:
-        InputError: no such run, or the prefix is ambiguous.
+        InputError: no such run, or the prefix (or id) is ambiguous.
     """
     from mltrail.index.check import repaired, runs_differ
 
@@ -383,8 +388,14 @@ def resolve_run(index: Index, ref: str) -> str:
 
 def _resolve_run(index: Index, ref: str) -> str:
     ref = ref.strip()
+    typed = ref.removeprefix("run:") if ref.startswith("run:") else None
+    if typed is not None and index.query("SELECT 1 FROM runs WHERE id = ?", (typed,)):
+        return typed
     if index.query("SELECT 1 FROM runs WHERE id = ?", (ref,)):
+        _refuse_shadowed(index, ref)
         return ref
+    if typed:
+        ref = typed
     if len(ref) >= _MIN_PREFIX:
         low, high = _prefix_range(ref)
         ids = [r[0] for r in index.query(
@@ -398,16 +409,69 @@ def _resolve_run(index: Index, ref: str) -> str:
                 hint="give more characters of the id",
             )
     named = index.query(
-        "SELECT id FROM runs WHERE name = ? ORDER BY started_ts DESC, seq DESC LIMIT 1",
+        "SELECT id, user FROM runs WHERE name = ? "
+        "ORDER BY started_ts DESC, seq DESC LIMIT 1",
         (ref,),
     )
     if named:
+        _refuse_shared_name(index, ref, named[0][1])
         return str(named[0][0])
     close = close_runs(index, ref)
     raise InputError(
         f"no run {ref!r} in this ledger"
         + (f"; did you mean {' or '.join(close)}?" if close else ""),
         hint="give a run id, a prefix of one, or a run name; see `mltrail runs`",
+    )
+
+
+def _refuse_shadowed(index: Index, run_id: str) -> None:
+    """Refuse ``run_id`` when it also starts another run's id or names another run.
+
+    Raises:
+        InputError: naming the runs it could mean, with ``run:ID`` as the exact form.
+    """
+    low, high = _prefix_range(run_id)
+    others = [r[0] for r in index.query(
+        "SELECT id FROM runs WHERE id > ? AND id < ? "
+        "UNION SELECT id FROM runs WHERE name = ? AND id != ? LIMIT 5",
+        (low, high, run_id, run_id),
+    )]  # fmt: skip
+    if others:
+        shown = ", ".join(sorted({run_id, *others}))
+        raise InputError(
+            f"{run_id!r} matches several runs: {shown} (it is the id of one and the "
+            "start of another's id or another's name)",
+            hint=f"give a full id, or run:{run_id} for the run of exactly that id",
+        )
+
+
+def _refuse_shared_name(index: Index, name: str, user: str | None) -> None:
+    """Refuse a run name that runs of more than one starter bear.
+
+    "Its latest run" is chosen by start time, which each writer dates: another
+    user could start a run of the same name (dated ahead, or pushed from an
+    offline ledger) and answer for it.
+
+    Raises:
+        InputError: naming each starter's latest run of that name.
+    """
+    if not index.query(
+        "SELECT 1 FROM runs WHERE name = ? AND user IS NOT ? LIMIT 1", (name, user)
+    ):
+        return
+    rows = index.query(
+        "SELECT user, id FROM runs WHERE name = ? ORDER BY started_ts DESC, seq DESC",
+        (name,),
+    )
+    latest: dict[str | None, str] = {}
+    for who, run in rows:
+        latest.setdefault(who, run)
+    shown = ", ".join(
+        f"{who or '(no user)'}'s {run}" for who, run in list(latest.items())[:5]
+    )
+    raise InputError(
+        f"{name!r} names runs started by {len(latest)} users (latest: {shown})",
+        hint=f"give a run id or a prefix of one; `mltrail runs --name {name}` lists them",
     )
 
 

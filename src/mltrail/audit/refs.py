@@ -85,7 +85,7 @@ def _typed(index: Index, kind: str, ident: str) -> str:
     if kind == "source":
         return f"source:{ident}"
     if kind == "run":
-        return f"run:{resolve_run(index, ident)}"
+        return f"run:{resolve_run(index, f'run:{ident}')}"
     return _by_hex(index, ident, only=kind)
 
 
@@ -133,17 +133,59 @@ def _by_source(index: Index, ref: str) -> str | None:
 
 
 def _by_output_name(index: Index, ref: str) -> str | None:
+    """The latest output named ``ref`` (its role, path or file name), refused when
+    runs of another starter wrote other content under that name: "latest" goes by
+    the order records were appended, and any writer can append an output of any
+    name, so another user's later output answered for the team's model."""
+    match = "(d.role = ? OR d.path = ? OR d.path LIKE ? ESCAPE '\\')"
+    args = (ref, ref, "%/" + _like(ref))
+    columns = ", ".join(f"d.{c.strip()}" for c in DATA_COLUMNS.split(","))
     rows = index.query(
-        f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'out' AND "  # noqa: S608
-        "(role = ? OR path = ? OR path LIKE ? ESCAPE '\\') ORDER BY seq DESC LIMIT 1",
-        (ref, ref, "%/" + _like(ref)),
+        f"SELECT {columns}, r.user FROM data d LEFT JOIN runs r ON r.id = d.run "  # noqa: S608
+        f"WHERE d.direction = 'out' AND {match} ORDER BY d.seq DESC LIMIT 1",
+        args,
     )
     if rows:
-        return data_node_id(rows[0])
+        node, user = data_node_id(rows[0]), rows[0][-1]
+        others = index.query(
+            f"SELECT {columns}, r.user FROM data d LEFT JOIN runs r ON r.id = d.run "  # noqa: S608
+            f"WHERE d.direction = 'out' AND {match} AND r.user IS NOT ? "
+            "ORDER BY d.seq DESC",
+            (*args, user),
+        )
+        for other in others:
+            if (other[7] or other[4] or other[3]) and data_node_id(other) != node:
+                _refuse_shared_output(ref, node, user, data_node_id(other), other[-1])
+        return node
     rows = index.query(
-        "SELECT model FROM models WHERE name = ? ORDER BY seq DESC LIMIT 1", (ref,)
+        "SELECT m.model, r.user FROM models m LEFT JOIN runs r ON r.id = m.run "
+        "WHERE m.name = ? ORDER BY m.seq DESC LIMIT 1",
+        (ref,),
     )
-    return f"model:{rows[0][0]}" if rows else None
+    if not rows:
+        return None
+    model, user = rows[0]
+    other = index.query(
+        "SELECT m.model, r.user FROM models m LEFT JOIN runs r ON r.id = m.run "
+        "WHERE m.name = ? AND r.user IS NOT ? AND m.model != ? LIMIT 1",
+        (ref, user, model),
+    )
+    if other:
+        _refuse_shared_output(
+            ref, f"model:{model}", user, f"model:{other[0][0]}", other[0][1]
+        )
+    return f"model:{model}"
+
+
+def _refuse_shared_output(
+    ref: str, node: str, user: str | None, other: str, other_user: str | None
+) -> None:
+    raise InputError(
+        f"{ref!r} names outputs of runs started by several users: {node} "
+        f"({user or '(no user)'}'s latest) and {other} ({other_user or '(no user)'}'s)",
+        hint="give the file itself, its id (or 4+ hex digits of it), or "
+        "`mltrail runs --json` to find the run that wrote the one you mean",
+    )
 
 
 def _like(text: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "explain",
     "latest_writer",
     "run_outputs",
+    "writer_runs",
 ]
 
 MAX_NODES = 2_000
@@ -350,6 +351,24 @@ def latest_writer(index: Index, node_id: str) -> tuple[str | None, str | None]:
             (ident,),
         )
     return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+
+def writer_runs(index: Index, node_id: str) -> list[str]:
+    """Every run that says it wrote the model, file or dataset ``node_id``, oldest
+    claim first (the latest writer last). Any writer may record output bytes that
+    another run also wrote, so each of them is a claimant, none the maker."""
+    kind, _, ident = node_id.partition(":")
+    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    if column is None:
+        return []
+    sql = (  # column is one of three names
+        "SELECT run, MAX(seq) AS last FROM ("  # noqa: S608
+        "SELECT run, seq FROM models WHERE model = ? AND role IN ('output', 'adapter') "
+        f"UNION ALL SELECT run, seq FROM data WHERE {column} = ? "
+        "AND direction = 'out') GROUP BY run ORDER BY last"
+    )
+    rows = index.query(sql, (ident if kind == "model" else "", ident))
+    return [run for run, _ in rows]
 
 
 def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:

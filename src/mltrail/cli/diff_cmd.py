@@ -96,6 +96,7 @@ def diff(
     if as_json:
         out = result.to_dict()
         out["names"] = {"a": a.summary.name, "b": b.summary.name}
+        out["added_by_others"] = {"a": a.added_by_others(), "b": b.added_by_others()}
         emit_json(out)
     else:
         _print(result, a, b, everything, max_files)
@@ -111,8 +112,14 @@ def _label(view: RunView) -> str:
 def _print(
     result: RunDiff, a: RunView, b: RunView, everything: bool, max_files: int
 ) -> None:
+    from mltrail.core.run_owner import describe_others
+
     console.print(Text(f"- {_label(a)}", style="red"))
     console.print(Text(f"+ {_label(b)}", style="green"))
+    for sign, view in (("-", a), ("+", b)):
+        others = view.added_by_others()
+        for line in describe_others(others) if others else ():
+            console.print(Text(terminal_text(f"note: {sign} {line}", names=True)))
     for name in SECTIONS:
         if name == "data":
             if result.data:
@@ -130,8 +137,26 @@ def _print(
     console.print(Text(f"\nnot compared: {', '.join(IGNORED)}", style="dim"))
 
 
+def _not_nfc(key: str) -> str:
+    """For a key not in Unicode's NFC form, a note naming the code points that
+    make it so: ``cafe`` + U+0301 prints as ``café`` (U+00E9), and a parameter
+    renamed from one to the other would otherwise read as removed and added
+    unchanged."""
+    import unicodedata
+
+    if key.isascii() or unicodedata.is_normalized("NFC", key):
+        return ""
+    odd = dict.fromkeys(
+        f"U+{ord(c):04X}"
+        for c in key
+        if unicodedata.category(c)[0] == "M" or unicodedata.normalize("NFC", c) != c
+    )
+    return f"  [key not in NFC form: {', '.join(odd)}]"
+
+
 def _print_change(change: Change, indent: str = "  ") -> None:
     source = f"  ({change.source})" if change.source else ""
+    source += _not_nfc(change.key)
     note = f"  {change.note}" if change.note else ""
     old, new = _show(change.old), _show(change.new)
     if old == new and change.kind != "same":  # rounded alike: show every digit

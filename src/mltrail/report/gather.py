@@ -18,7 +18,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.query import load_run
-from mltrail.audit.trace import build_lineage, latest_writer
+from mltrail.audit.trace import build_lineage, latest_writer, writer_runs
 from mltrail.core.codec import parse_json
 from mltrail.errors import MltrailError
 from mltrail.evidence.policy import list_timestamps
@@ -72,6 +72,7 @@ def gather_report(
             "type": kind,
             "label": graph.nodes[node].label,
             "path": path,
+            "made_by": _claimants(home, index, node),
         },
         "description": _description(entries["model.described"]),
         "development": _development(view),
@@ -94,6 +95,20 @@ def gather_report(
         "record_keeping": _record_keeping(home, verification, bundle, evidence),
     }
     return report
+
+
+def _claimants(home: Home, index: Index, node: str) -> list[dict[str, Any]]:
+    """Every run that says it wrote ``node``, oldest claim first, with who started
+    it: any writer can record the same output bytes in a run of its own, so the
+    sections that describe one run (the latest claim) must not hide the others."""
+    found = []
+    for run in writer_runs(index, node):
+        summary = load_run(home, index, run).summary.to_dict()
+        found.append({
+            k: summary.get(k)
+            for k in ("id", "name", "user", "claimed_user", "host", "started", "status")
+        })  # fmt: skip
+    return found
 
 
 def bundle_facts(path: Path) -> dict[str, Any]:
@@ -172,6 +187,7 @@ def _development(view: RunView | None) -> dict[str, Any] | None:
     packages = environment.get("packages") or {}
     return {
         "run": view.summary.to_dict(),
+        "added_by_others": view.added_by_others(),
         "command": started.get("command"),
         "program": started.get("program"),
         "cwd": started.get("cwd"),

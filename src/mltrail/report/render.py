@@ -16,6 +16,7 @@ import re
 from importlib import resources
 from typing import Any
 
+from mltrail.core.run_owner import describe_others
 from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
 from mltrail.shown import terminal_text
@@ -59,7 +60,11 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
     template = env.from_string(source.read_text(encoding="utf-8"))
     svg = markup(lineage_svg(report["lineage"]))
     return template.render(
-        r=report, svg=svg, version=version, timestamp_text=timestamp_text
+        r=report,
+        svg=svg,
+        version=version,
+        timestamp_text=timestamp_text,
+        others_lines=lambda found: describe_others(found) if found else [],
     )
 
 
@@ -175,6 +180,19 @@ def _development(r: dict[str, Any]) -> list[str]:
     if dev is None:
         return [*out, "_No run in the ledger wrote this model._", ""]
     run, code, env = dev["run"], dev["code"], dev["environment"]
+    claims = r["model"].get("made_by") or []
+    if len(claims) > 1:
+        out += [
+            f"**{len(claims)} runs say they wrote this model.** Sections 3 to 7 "
+            f"describe the latest claim, run {_md(run['id'])}; each run, oldest "
+            "claim first:",
+            "",
+            *_table(
+                ["run", "name", "started by", "started", "status"],
+                [[c["id"], c.get("name"), f"{c.get('user')}@{c.get('host')}",
+                  c.get("started"), c.get("status")] for c in claims],
+            ),
+        ]  # fmt: skip
     out += _kv(
         [
             ("Run", f"{run['id']} ({run.get('name') or 'unnamed'})"),
@@ -192,6 +210,9 @@ def _development(r: dict[str, Any]) -> list[str]:
             ("Package list SHA-256", env.get("packages_sha256")),
         ]
     )
+    others = dev.get("added_by_others")
+    for line in describe_others(others) if others else ():
+        out += [f"**Note:** {_md(line)}", ""]
     if code.get("warning"):
         out += [f"**Code warning:** {_md(code['warning'])}", ""]
     if dev["scripts"]:
