@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS pushed (
 CREATE INDEX IF NOT EXISTS pushed_first ON pushed (first);
 CREATE INDEX IF NOT EXISTS runs_user ON runs (user, started_ts);
 CREATE INDEX IF NOT EXISTS runs_name ON runs (name, started_ts);
+-- whether runs of one name have several starters (audit.query: two index seeks)
+CREATE INDEX IF NOT EXISTS runs_name_user ON runs (name, user);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_ts);
 
 -- every parameter value, as canonical JSON, from every run.params entry
