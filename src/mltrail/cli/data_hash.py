@@ -244,10 +244,7 @@ def _hash_remote(path: str, progress: ProgressCallback | None) -> _Result:
 
     listing = hash_remote(path, progress=count_progress(progress))
     shown = listing.url
-    base = shown.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    single = (
-        len(listing.entries) == 1
-        and not shown.split("?", 1)[0].endswith("/")
-        and listing.entries[0].path == base
-    )
+    # one object is listed under its base name; a folder URL's last part is ""
+    name = shown.split("?", 1)[0].rsplit("/", 1)[-1]
+    single = len(listing.entries) == 1 and listing.entries[0].path == name
     return _Result(shown, manifest=compute_manifest(listing.entries), is_file=single)
