@@ -28,7 +28,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.refs import resolve_node
-from mltrail.audit.trace import latest_writer, run_outputs, writer_runs
+from mltrail.audit.trace import (
+    CONTENT_COLUMN,
+    latest_writer,
+    run_outputs,
+    writer_runs,
+)
 from mltrail.errors import InputError
 from mltrail.index.tables import DESCRIBED_FIELDS
 
@@ -206,7 +211,7 @@ def approve_model(
 def trainers(index: Index, node: str) -> list[str]:
     """The OS accounts that started the runs that wrote the model ``node``."""
     kind, _, ident = node.partition(":")
-    column = {"model": "model", "file": "sha256", "data": "dataset"}[kind]
+    column = CONTENT_COLUMN[kind]
     sql = (  # column is one of three names
         "SELECT DISTINCT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
         "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter') "

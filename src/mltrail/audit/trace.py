@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.home import Home
 
 __all__ = [
+    "CONTENT_COLUMN",
     "DATA_COLUMNS",
     "MAX_NODES",
     "build_lineage",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 MAX_NODES = 2_000
+CONTENT_COLUMN = {"model": "model", "file": "sha256", "data": "dataset"}
+"""The index column holding a node's id, by node kind (``models`` or ``data``)."""
 DATA_COLUMNS = "run, role, path, dataset, sha256, files, bytes, model, direction, seq"
 
 
@@ -343,7 +346,7 @@ def latest_writer(index: Index, node_id: str) -> tuple[str | None, str | None]:
             "ORDER BY seq DESC LIMIT 1",
             (ident,),
         )
-    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    column = CONTENT_COLUMN.get(kind)
     if not rows and column is not None:
         rows = index.query(
             f"SELECT run, path FROM data WHERE {column} = ? AND direction = 'out' "  # noqa: S608
@@ -358,7 +361,7 @@ def writer_runs(index: Index, node_id: str) -> list[str]:
     claim first (the latest writer last). Any writer may record output bytes that
     another run also wrote, so each of them is a claimant, none the maker."""
     kind, _, ident = node_id.partition(":")
-    column = {"model": "model", "file": "sha256", "data": "dataset"}.get(kind)
+    column = CONTENT_COLUMN.get(kind)
     if column is None:
         return []
     sql = (  # column is one of three names
