@@ -7,12 +7,18 @@ same bytes from it (ADR 0003 amendment "the key password").
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
 
-from cli_runner import mltrail
+from cli_runner import INHERITED_NOT, mltrail
+from ledger_reading import entries
+from mltrail.capture.machine.environment import is_recorded_variable
 from mltrail.ledger.keystore import load_signer
 
 if TYPE_CHECKING:
@@ -66,3 +72,51 @@ def test_a_wrong_password_is_one_clear_error_that_does_not_echo_it(
         assert "Traceback" not in proc.stderr
         assert wrong not in proc.stderr + proc.stdout
         assert PASSWORD not in proc.stderr + proc.stdout
+
+
+RUN_IN_PROCESS = """
+import mltrail
+with mltrail.start_run(name="in-process") as run:
+    run.log_params({"lr": 0.1})
+"""
+
+
+def test_an_in_process_run_records_no_trace_of_mltrails_own_secrets(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    secrets = {
+        "MLTRAIL_KEY_PASSWORD": PASSWORD,
+        "MLTRAIL_WITNESS_KEY_PASSPHRASE": "another-secret-passphrase",
+    }
+    assert mltrail(home, "init", env=secrets).returncode == 0
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(RUN_IN_PROCESS))
+    env = {**os.environ, "MLTRAIL_HOME": str(home), **secrets}
+    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "MLTRAIL_SPOOL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [environment] = [e.body for e in entries(home) if e.kind == "run.environment"]
+    recorded = environment["variables"]
+    assert "MLTRAIL_HOME" in recorded  # the MLTRAIL_ prefix is recorded...
+    assert not set(secrets) & set(recorded)  # ...but not its secrets
+    stored = json.dumps([e.to_dict() for e in entries(home)])
+    for value in secrets.values():
+        assert value not in stored
+
+
+def test_naming_an_mltrail_secret_to_record_does_not_record_it() -> None:
+    assert is_recorded_variable("MY_SETTING", extra=("MY_SETTING",))
+    for name in ("MLTRAIL_KEY_PASSWORD", "MLTRAIL_TOKEN"):
+        assert not is_recorded_variable(name)
+        assert not is_recorded_variable(name, extra=(name,))
+    assert "MLTRAIL_KEY_PASSWORD" in INHERITED_NOT  # the tests above set it
