@@ -381,3 +381,43 @@ def test_a_rotation_refuses_a_dangling_link_as_the_old_keys_place_before_rotatin
     listed = mltrail(home, "keys", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [k["revoked_seq"] for k in json.loads(listed.stdout)] == [None]
+
+
+def test_a_commitment_key_being_written_is_never_read_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first runs of a fresh home make the commitment key at once: the one
+    that arrives while the other writes it must get the whole key, not an empty
+    file ("not a commitment key (0 bytes)")."""
+    home = tmp_path / "home"
+    real_fdopen = os.fdopen
+    arrived: list[bytes] = []
+
+    def other_process_arrives(fd: int, *args: object, **kwargs: object) -> object:
+        if not arrived:  # once: while the first writer holds its file open
+            arrived.append(b"")
+            arrived.append(load_commitment_key(home).secret)
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "fdopen", other_process_arrives)
+    first = load_commitment_key(home)
+    monkeypatch.undo()
+    assert arrived[1] == first.secret == load_commitment_key(home).secret
+    assert [p.name for p in (home / "keys").iterdir()] == ["commitment.hmac-key"]
+    assert _mode(home / COMMITMENT_KEY_FILE) == 0o600
+
+
+def test_a_commitment_key_is_made_where_hard_links_are_not_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    made = load_commitment_key(tmp_path / "home")
+    monkeypatch.undo()
+    assert load_commitment_key(tmp_path / "home").secret == made.secret
+    assert [p.name for p in (tmp_path / "home" / "keys").iterdir()] == [
+        "commitment.hmac-key"
+    ]
+    assert _mode(tmp_path / "home" / COMMITMENT_KEY_FILE) == 0o600

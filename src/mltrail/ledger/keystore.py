@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mltrail.capture.run.commitment import CommitmentKey
@@ -19,7 +20,6 @@ from mltrail.ledger.private_files import check_private_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = [
     "COMMITMENT_KEY_FILE",
@@ -313,18 +313,45 @@ def load_commitment_key(home: Path, *, create: bool = True) -> CommitmentKey:
 
 
 def _create_commitment_key(path: Path) -> None:
+    """Write a new key beside ``path`` (mode 0600 from its creation), then give
+    it its name with ``link``: a process reading it never finds the file
+    half-written, and of two making it at once the second uses the first's.
+    Where the file system has no hard links, the key is written in place."""
+    import tempfile
+
     key = CommitmentKey.generate()
     try:
         make_private_folder(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
+        try:
+            _write_durably(fd, key.secret)
+            os.link(tmp, path)
+        except FileExistsError:  # another process made it first: use theirs
+            return
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINKS:
+                raise
+            _write_durably(_create_key_file(path), key.secret)
+        finally:  # the other name of a linked key is only removed
+            destroy_key_file(Path(tmp))
+    except FileExistsError:
         return
+    except ConfigError as e:
+        if isinstance(e.__cause__, FileExistsError):
+            return
+        raise
     except OSError as e:
         raise ConfigError(
             f"cannot create the commitment key {path}: {e.strerror or e}"
         ) from e
+    _fsync_dir(path.parent)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def _write_durably(fd: int, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
-        f.write(key.secret)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
