@@ -297,3 +297,127 @@ def test_a_link_planted_in_keys_survives_a_rotation_sweep(tmp_path: Path) -> Non
     assert json.loads(done.stdout)["swept"] == [str(first)]
     assert not first.is_symlink()
     assert victim.read_bytes() == b"precious"
+
+
+# -- (c) what mltrail creates around a new key, and what it finds in its place ---
+
+
+def _made_folders(root: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(root)): _mode(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_dir()
+    }
+
+
+def test_no_folder_mltrail_makes_for_a_key_is_writable_by_others_with_umask_0(
+    tmp_path: Path,
+) -> None:
+    old = os.umask(0)
+    try:
+        home = tmp_path / "h" / "i" / "home"
+        assert mltrail(home, "init").returncode == 0
+        out = tmp_path / "a" / "b" / "bob.key"
+        assert mltrail(home, "keys", "new", "--out", str(out)).returncode == 0
+        witness = tmp_path / "w" / "x" / "w.key"
+        assert (
+            mltrail(home, "witness", "keygen", "--name", "w.example/1", "-o",
+                    str(witness)).returncode == 0
+        )  # fmt: skip
+        moved = tmp_path / "m" / "n" / "old.key"
+        rotated = mltrail(home, "keys", "rotate", "--move-old-key", str(moved))
+        assert rotated.returncode == 0, rotated.stderr
+    finally:
+        os.umask(old)
+    folders = _made_folders(tmp_path)  # the home's inside is behind its 0700
+    outside = {n: m for n, m in folders.items() if not n.startswith("h/i/home/")}
+    assert {"h", "h/i", "a", "a/b", "w", "w/x", "m", "m/n"} <= set(outside)
+    assert {n: oct(m) for n, m in outside.items() if m & 0o022} == {}
+    for key in (out, witness, moved):
+        assert _mode(key) == 0o600
+        assert _mode(key.parent) == 0o700
+    assert _mode(home) == 0o700
+    assert _mode(home / "keys") == 0o700
+
+
+@pytest.mark.parametrize("command", ["keys new", "witness keygen"])
+def test_a_dangling_link_where_a_new_key_goes_is_refused_without_a_traceback(
+    tmp_path: Path, command: str
+) -> None:
+    target = tmp_path / "elsewhere" / "planted"
+    target.parent.mkdir()
+    link = tmp_path / "new.key"
+    link.symlink_to(target)
+    args = {
+        "keys new": ("keys", "new", "--out", str(link)),
+        "witness keygen": (
+            "witness",
+            "keygen",
+            "--name",
+            "w.example/1",
+            "-o",
+            str(link),
+        ),
+    }[command]
+    proc = mltrail(tmp_path / "home", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{link} is already a symbolic link" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not target.exists()
+
+
+def test_a_rotation_refuses_a_dangling_link_as_the_old_keys_place_before_rotating(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    assert mltrail(home, "init").returncode == 0
+    target = tmp_path / "planted"
+    link = tmp_path / "old.key"
+    link.symlink_to(target)
+    proc = mltrail(home, "keys", "rotate", "--move-old-key", str(link))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not target.exists()
+    listed = mltrail(home, "keys", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [k["revoked_seq"] for k in json.loads(listed.stdout)] == [None]
+
+
+def test_a_commitment_key_being_written_is_never_read_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first runs of a fresh home make the commitment key at once: the one
+    that arrives while the other writes it must get the whole key, not an empty
+    file ("not a commitment key (0 bytes)")."""
+    home = tmp_path / "home"
+    real_fdopen = os.fdopen
+    arrived: list[bytes] = []
+
+    def other_process_arrives(fd: int, *args: object, **kwargs: object) -> object:
+        if not arrived:  # once: while the first writer holds its file open
+            arrived.append(b"")
+            arrived.append(load_commitment_key(home).secret)
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "fdopen", other_process_arrives)
+    first = load_commitment_key(home)
+    monkeypatch.undo()
+    assert arrived[1] == first.secret == load_commitment_key(home).secret
+    assert [p.name for p in (home / "keys").iterdir()] == ["commitment.hmac-key"]
+    assert _mode(home / COMMITMENT_KEY_FILE) == 0o600
+
+
+def test_a_commitment_key_is_made_where_hard_links_are_not_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    made = load_commitment_key(tmp_path / "home")
+    monkeypatch.undo()
+    assert load_commitment_key(tmp_path / "home").secret == made.secret
+    assert [p.name for p in (tmp_path / "home" / "keys").iterdir()] == [
+        "commitment.hmac-key"
+    ]
+    assert _mode(tmp_path / "home" / COMMITMENT_KEY_FILE) == 0o600

@@ -8,7 +8,6 @@ them. The commands are added to the ``mltrail keys`` group.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -21,8 +20,9 @@ __all__ = ["new_key", "register", "revoke"]
 
 
 def _password() -> bytes | None:
-    password = os.environ.get("MLTRAIL_KEY_PASSWORD")
-    return password.encode() if password else None
+    from mltrail.ledger.keystore import key_password
+
+    return key_password()
 
 
 @click.command(name="new")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -219,12 +218,13 @@ def rotate(
     if db_url is not None or ledger is not None:
         _rotate_server_key(db_url, ledger, keys_dir, reason, move_old_key, as_json)
         return
+    from mltrail.ledger.keystore import key_password
+
     home = open_from(ctx, writable=True, local_only="keys rotate")
-    password = os.environ.get("MLTRAIL_KEY_PASSWORD")
     result = rotate_home_key(
         home,
         reason=typed(home, reason) or reason,
-        password=password.encode() if password else None,
+        password=key_password(),
         move_old_key_to=move_old_key,
     )
     home.checkpoint()

@@ -118,6 +118,7 @@ def open_remote_ledger(
         ConfigError: ``signer`` is given but the server does not say who the
             token belongs to.
     """
+    from mltrail.ledger.keystore import make_private_folder
     from mltrail.ledger.ledger import Ledger
     from mltrail.ledger.server_trust import ServerTrust, parse_trust_keys
 
@@ -133,7 +134,7 @@ def open_remote_ledger(
     store: HttpStore = open_store(url, store_options(token=token))  # type: ignore[assignment]
     try:
         keys = parse_trust_keys(trust_keys or env.get(TRUST_KEY_ENV))
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_folder(home)
         (home / CACHE_DIR).mkdir(exist_ok=True, mode=0o700)
         trust = ServerTrust.open(home, store, keys)
         info = store.info()

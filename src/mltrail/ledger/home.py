@@ -337,10 +337,9 @@ class InitResult(Frozen):
 
 
 def _password(env: Mapping[str, str], password: bytes | None) -> bytes | None:
-    if password is not None:
-        return password
-    value = env.get("MLTRAIL_KEY_PASSWORD")
-    return value.encode("utf-8", "surrogateescape") if value else None
+    from mltrail.ledger.keystore import key_password
+
+    return password if password is not None else key_password(env)
 
 
 def _inside_git_work_tree(path: Path) -> Path | None:
@@ -374,7 +373,12 @@ def init_home(
     """
     import secrets
 
-    from mltrail.ledger.keystore import generate_signer, load_signer, save_signer
+    from mltrail.ledger.keystore import (
+        generate_signer,
+        load_signer,
+        make_private_folder,
+        save_signer,
+    )
 
     env = os.environ if env is None else env
     if store is not None:
@@ -408,7 +412,7 @@ def init_home(
     signer = load_signer(key_path, pw, env=env) if key_path else generate_signer()
     key_file = str(key_path.resolve()) if key_path else f"keys/{signer.key_id}.key"
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_folder(path)
         if not key_path:
             save_signer(signer, path / key_file, pw)
     except OSError as e:

@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mltrail.capture.run.commitment import CommitmentKey
@@ -19,21 +20,37 @@ from mltrail.ledger.private_files import check_private_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = [
     "COMMITMENT_KEY_FILE",
     "MAX_KEY_FILE_BYTES",
     "destroy_key_file",
     "generate_signer",
+    "key_password",
     "load_commitment_key",
     "load_signer",
+    "make_private_folder",
     "move_key_file",
     "save_signer",
 ]
 
 MAX_KEY_FILE_BYTES = 16 * 2**10
 """A key file is read only up to this size (an Ed25519 key file is well under 1 KiB)."""
+
+PASSWORD_ENV = "MLTRAIL_KEY_PASSWORD"  # noqa: S105 (a name, not a password)
+"""The environment variable holding the password of encrypted key files."""
+
+
+def key_password(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The key files' password from ``MLTRAIL_KEY_PASSWORD`` (None: unset or empty).
+
+    The bytes are those the environment holds: a password that is not UTF-8
+    (Python reads such bytes as lone surrogates) is encoded back with
+    ``surrogateescape``, so every command reads the same password, and none
+    fails on it with a traceback quoting a character of it.
+    """
+    value = (os.environ if env is None else env).get(PASSWORD_ENV)
+    return value.encode("utf-8", "surrogateescape") if value else None
 
 
 def generate_signer() -> Ed25519Signer:
@@ -55,8 +72,7 @@ def save_signer(
     pem = signer.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, algorithm
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = _create_key_file(path)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
         f.flush()
@@ -191,6 +207,49 @@ def destroy_key_file(path: Path) -> None:
     _remove(path)
 
 
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` with mode 0700 (less what the umask takes), and each
+    missing folder above it without write access for group and others.
+
+    ``Path.mkdir(parents=True, mode=0o700)`` gives the folders above the last
+    the umask's mode: 0777 under ``umask 000``, and whoever can write a folder
+    above the key's can rename the key's folder away and put another in its
+    place. The folder itself is left as it is when it exists (a key file's
+    check refuses it, or warns, if others can write it).
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        # a umask only takes bits away: 0o755 never gives group or others write
+        try:
+            path.mkdir(mode=0o700 if path == folder else 0o755)
+        except FileExistsError:
+            continue  # made meanwhile: its owner's choice, checked when read
+
+
+def _create_key_file(path: Path) -> int:
+    """A new private key file at ``path``, open for writing, mode 0600 from its
+    creation (``O_EXCL``: never over an existing file, never through a link).
+
+    Raises:
+        ConfigError: something already has that name (a dangling link too).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        make_private_folder(path.parent)
+        return os.open(path, flags, 0o600)
+    except FileExistsError as e:
+        kind = "a symbolic link" if path.is_symlink() else "a file"
+        raise ConfigError(
+            f"{path} is already {kind}; refusing to write a private key over "
+            "it or through it",
+            hint="choose another path, or remove it first",
+        ) from e
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create the private key file {path}: {e.strerror or e}"
+        ) from e
+
+
 def _remove(path: Path) -> None:
     path.unlink()
     _fsync_dir(path.parent)
@@ -202,8 +261,7 @@ def move_key_file(source: Path, target: Path) -> None:
     The copy is written and flushed before the original is destroyed.
     """
     data = source.read_bytes()
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = _create_key_file(target)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
@@ -255,18 +313,45 @@ def load_commitment_key(home: Path, *, create: bool = True) -> CommitmentKey:
 
 
 def _create_commitment_key(path: Path) -> None:
+    """Write a new key beside ``path`` (mode 0600 from its creation), then give
+    it its name with ``link``: a process reading it never finds the file
+    half-written, and of two making it at once the second uses the first's.
+    Where the file system has no hard links, the key is written in place."""
+    import tempfile
+
     key = CommitmentKey.generate()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
+        make_private_folder(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
+        try:
+            _write_durably(fd, key.secret)
+            os.link(tmp, path)
+        except FileExistsError:  # another process made it first: use theirs
+            return
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINKS:
+                raise
+            _write_durably(_create_key_file(path), key.secret)
+        finally:  # the other name of a linked key is only removed
+            destroy_key_file(Path(tmp))
+    except FileExistsError:
         return
+    except ConfigError as e:
+        if isinstance(e.__cause__, FileExistsError):
+            return
+        raise
     except OSError as e:
         raise ConfigError(
             f"cannot create the commitment key {path}: {e.strerror or e}"
         ) from e
+    _fsync_dir(path.parent)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def _write_durably(fd: int, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
-        f.write(key.secret)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)

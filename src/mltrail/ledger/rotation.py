@@ -86,7 +86,9 @@ def rotate_home_key(
 
 
 def _check_destination(target: Path, home: Path) -> None:
-    if target.exists():
+    # a dangling link "does not exist", but the move could not write there
+    # (nor should it): refused now, not after the rotation is stored
+    if target.exists() or target.is_symlink():
         raise ConfigError(f"{target} already exists; refusing to overwrite it")
     if inside_folder(target, home):
         raise ConfigError(

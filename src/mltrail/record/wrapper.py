@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
+from mltrail.capture.machine.environment import is_mltrail_secret
 from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.capture.run.log_capture import LogMasking
 from mltrail.capture.run.mask_channel import MASK_FD_ENV, MaskChannel
@@ -103,20 +104,12 @@ class WrapResult:
     through); each says what was and was not recorded."""
 
 
-_SECRET_WORDS = ("PASSWORD", "PASSPHRASE", "TOKEN", "CREDENTIAL", "PRIVATE")
-
-
-def _is_mltrail_secret(name: str) -> bool:
-    """``MLTRAIL_KEY_PASSWORD``, ``MLTRAIL_TOKEN`` and the like: never for the child."""
-    return name.startswith("MLTRAIL_") and any(w in name for w in _SECRET_WORDS)
-
-
 def child_env(
     env: Mapping[str, str], home: Home, run_id: str, spool: Path
 ) -> dict[str, str]:
     """The wrapped command's environment: the wrapper's, less mltrail's secrets,
     plus what it needs to join the run."""
-    kept = {k: v for k, v in env.items() if not _is_mltrail_secret(k)}
+    kept = {k: v for k, v in env.items() if not is_mltrail_secret(k)}
     joined = {RUN_ID_ENV: run_id, HOME_ENV: str(home.path.resolve())}
     return {**kept, **joined, SPOOL_ENV: str(spool)}
 

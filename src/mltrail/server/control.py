@@ -9,7 +9,6 @@ enters the database.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,8 +103,9 @@ def default_keys_dir() -> Path:
 
 def key_password() -> bytes | None:
     """The log keys' password, from ``MLTRAIL_KEY_PASSWORD`` (None: unencrypted)."""
-    value = os.environ.get("MLTRAIL_KEY_PASSWORD")
-    return value.encode() if value else None
+    from mltrail.ledger.keystore import key_password as from_env
+
+    return from_env()
 
 
 def load_log_key(keys: Path, ledger: str) -> Ed25519Signer:
@@ -268,7 +268,9 @@ def rotate_log_key(
             f"{display_url(url)} serves no ledger {ledger}",
             hint="set one up with mltrail db init --db URL --ledger NAME --origin ORIGIN",
         )
-    if move_old_key_to is not None and move_old_key_to.exists():
+    if move_old_key_to is not None and (
+        move_old_key_to.exists() or move_old_key_to.is_symlink()
+    ):
         raise InputError(f"{move_old_key_to} already exists; refusing to overwrite it")
     key_path = keys / f"{ledger}.key"
     old = load_log_key(keys, ledger)

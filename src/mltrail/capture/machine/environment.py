@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "capture_environment",
+    "is_mltrail_secret",
     "is_recorded_variable",
     "is_this_python",
     "read_torch_version_file",
@@ -125,10 +126,27 @@ def capture_environment(
 
 
 def is_recorded_variable(name: str, extra: Collection[str] = ()) -> bool:
-    """Whether the environment variable ``name`` is on the allow-list (or ``extra``)."""
+    """Whether the environment variable ``name`` is on the allow-list (or ``extra``).
+
+    mltrail's own secrets (:func:`is_mltrail_secret`) never are, even when named
+    in ``extra``: they say nothing about the run, and a commitment to the ledger
+    key's password, kept in the ledger, would let whoever also holds the
+    commitment key test guesses of it with one HMAC each.
+    """
+    if is_mltrail_secret(name):
+        return False
     return (
         name in _RECORDED_NAMES or name.startswith(_RECORDED_PREFIXES) or name in extra
     )
+
+
+_MLTRAIL_SECRET_WORDS = ("PASSWORD", "PASSPHRASE", "TOKEN", "CREDENTIAL", "PRIVATE")
+
+
+def is_mltrail_secret(name: str) -> bool:
+    """``MLTRAIL_KEY_PASSWORD``, ``MLTRAIL_TOKEN`` and the like: mltrail's own
+    secrets, never recorded and never handed to a wrapped command."""
+    return name.startswith("MLTRAIL_") and any(w in name for w in _MLTRAIL_SECRET_WORDS)
 
 
 # --- Python and packages ---------------------------------------------------------
