@@ -394,6 +394,9 @@ def _record_keeping(
     if verification is not None:
         out["verdict"] = verification.verdict()
         out["ok"] = verification.ok
+        out["first_bad_seq"] = verification.first_bad_seq
         out["anchors"] = [a.to_dict() for a in verification.anchors]
-        out["warnings"] = [str(p) for p in verification.problems]
+        # errors mean the records were altered: never listed as mere warnings
+        out["errors"] = [str(p) for p in verification.errors]
+        out["warnings"] = [str(p) for p in verification.warnings]
     return out

@@ -21,7 +21,14 @@ from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
 from mltrail.shown import terminal_text
 
-__all__ = ["FORMATS", "REPORT_EXTRA", "render_html", "render_markdown", "render_pdf"]
+__all__ = [
+    "FORMATS",
+    "REPORT_EXTRA",
+    "not_intact_text",
+    "render_html",
+    "render_markdown",
+    "render_pdf",
+]
 
 FORMATS = ("md", "html", "pdf")
 REPORT_EXTRA = "pip install 'mltrail[report]'"
@@ -64,6 +71,7 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         svg=svg,
         version=version,
         timestamp_text=timestamp_text,
+        not_intact=not_intact_text(report["record_keeping"]),
         others_lines=lambda found: describe_others(found) if found else [],
     )
 
@@ -149,12 +157,33 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"**Verdict:** {_md(rk.get('verdict') or 'not verified')}",
         "",
+        *_not_intact(rk),
     ]
     for section in (_description, _development, _data, _training, _finetune,
                     _validation, _approvals, _promotions, _flags, _lineage,
                     _record_keeping):  # fmt: skip
         out += section(report)
     return "\n".join(out)
+
+
+def not_intact_text(rk: dict[str, Any]) -> str | None:
+    """The warning that heads a report of a ledger that fails verification,
+    or None when it verified (or was not verified)."""
+    if rk.get("ok") is not False:
+        return None
+    first = rk.get("first_bad_seq")
+    where = f" from seq {first} on" if first is not None else ""
+    return (
+        "THE LEDGER IS NOT INTACT: verification found altered, removed or "
+        f"replaced records{where}. The values below are read from the records as "
+        "stored and may not be what was signed; do not rely on this report. "
+        "Every error is listed under Record-keeping."
+    )
+
+
+def _not_intact(rk: dict[str, Any]) -> list[str]:
+    text = not_intact_text(rk)
+    return [] if text is None else [f"> **{_md(text)}**", ""]
 
 
 def _description(r: dict[str, Any]) -> list[str]:
@@ -249,11 +278,11 @@ def _data(r: dict[str, Any]) -> list[str]:
             counts = ", ".join(
                 f"{k} = {v}" for k, v in (label.get("counts") or {}).items()
             )
-            out += [f"Split: {table.get('rows')} rows; label {_md(label.get('column'))}: "
+            out += [f"Split: {_md(table.get('rows'))} rows; label {_md(label.get('column'))}: "
                     f"{_md(counts)}", ""]  # fmt: skip
         for overlap in ds.get("overlaps") or []:
             out += [
-                f"**Rows shared with {_md(overlap['role'])}:** {overlap['rows']}",
+                f"**Rows shared with {_md(overlap['role'])}:** {_md(overlap['rows'])}",
                 "",
             ]
     if not r["data"]:
@@ -384,6 +413,8 @@ def _record_keeping(r: dict[str, Any]) -> list[str]:
     for anchor in rk.get("anchors") or []:
         where = "outside" if anchor["external"] else "inside"
         out.append(f"- anchor ({where} the home): {_md(anchor['description'])}")
+    for error in rk.get("errors") or []:
+        out.append(f"- error: {_md(error)}")
     for warning in rk.get("warnings") or []:
         out.append(f"- warning: {_md(warning)}")
     for stamp in rk.get("timestamps") or []:
