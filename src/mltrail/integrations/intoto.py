@@ -12,7 +12,9 @@ their SHA-256, read from its manifest); the predicate says how they were made:
   the code (git commit, or the program's and untracked files' SHA-256), the
   container image and the package list;
 * ``runDetails``: the builder (``mltrail run`` on the ledger's origin), the run
-  id as invocation id, start and end times, and the ledger records it came from.
+  id as invocation id, start and end times, and the ledger records it came from
+  (with ``addedByOthers``: the records of the run another user than its starter
+  signed, whose values the statement carries too, or null).
 
 Digests use the in-toto names (``sha256``, ``gitCommit``); mltrail's own ids
 (dataset and model Merkle roots) go under ``mltrailDataset`` / ``mltrailModel``.
@@ -156,6 +158,9 @@ def _run_details(home: Home, view: RunView, version: str) -> dict[str, Any]:
                     "signer": first.entry.sig.key
                     if first and first.entry.sig
                     else None,
+                    # records of the run another user than its starter signed:
+                    # their values are in this statement, not the starter's
+                    "addedByOthers": view.added_by_others(),
                 },
             }
         ],
