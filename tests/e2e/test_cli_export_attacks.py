@@ -11,6 +11,7 @@ subprocesses and their output read back (ADR 0019 and ADR 0024 amendments).
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import shutil
@@ -160,6 +161,14 @@ def test_a_report_of_a_tampered_ledger_says_so_at_its_top_and_exits_3(made, tmp_
     assert '<p id="not-intact" class="bad"><strong>THE LEDGER IS NOT INTACT' in page
     assert page.index('id="not-intact"') < page.index("<h2>1.")
     assert '<h3 class="bad">Errors</h3>' in page
+    if importlib.util.find_spec("weasyprint") and importlib.util.find_spec("pypdf"):
+        import pypdf
+
+        pdf = tmp_path / "r.pdf"
+        proc = mltrail_cli(home, project, "report", model, "-o", str(pdf))
+        assert proc.returncode == 3, proc.stderr
+        first = pypdf.PdfReader(str(pdf)).pages[0].extract_text()
+        assert "THE LEDGER IS NOT INTACT" in " ".join(first.split())
     proc = mltrail_cli(home, project, "report", model, "--json")
     assert proc.returncode == 3, proc.stderr
     kept = json.loads(proc.stdout)["record_keeping"]
