@@ -11,6 +11,7 @@ subprocesses and their output read back (ADR 0019 and ADR 0024 amendments).
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import os
@@ -234,3 +235,43 @@ def test_markdown_escapes_every_recorded_value_of_a_split():
     assert "](https://evil.example" not in text
     assert "\\[x\\]\\(https://evil.example\\)" in text
     assert "\\!\\[i\\]" in text
+
+
+def test_a_cleared_flag_stays_in_the_report_with_who_cleared_it(made, tmp_path):
+    """Any writer's clear closes every open flag of a model: the report used to
+    say only "No open flag."; it now lists the flag and the record that cleared
+    it, with its user and note."""
+    from mltrail.ledger.home import open_home
+
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    model = project / "out" / "model.bin"
+    ident = hashlib.sha256(model.read_bytes()).hexdigest()
+    opened = open_home(home)
+    try:
+        opened.ledger.actor = {"user": "alice", "uid": 1001, "host": "ws-a"}
+        opened.ledger.append("model.flagged", {
+            "model": ident, "model_type": "file", "status": "open",
+            "source": "loans-db", "reason": "upstream rows changed",
+        })  # fmt: skip
+        opened.ledger.actor = {"user": "bob", "uid": 1002, "host": "ws-b"}
+        opened.ledger.append("model.flagged", {
+            "model": ident, "model_type": "file", "status": "cleared",
+            "note": "looked fine to me",
+        })  # fmt: skip
+    finally:
+        opened.close()
+    text = ok(mltrail_cli(home, project, "report", str(model))).stdout
+    flags = text.split("## 10.")[1].split("## 11.")[0].replace("\\", "")
+    assert "No open flag." in flags
+    assert "Cleared flags" in flags
+    assert "| upstream rows changed |" in flags
+    assert "| bob | looked fine to me |" in flags
+    found = json.loads(ok(mltrail_cli(home, project, "report", str(model),
+                                      "--json")).stdout)  # fmt: skip
+    [flag] = found["cleared_flags"]
+    assert (flag["user"], flag["cleared"]["user"]) == ("alice", "bob")
+    if importlib.util.find_spec("jinja2"):
+        html = tmp_path / "r.html"
+        ok(mltrail_cli(home, project, "report", str(model), "-o", str(html)))
+        assert "<td>bob</td><td>looked fine to me</td>" in html.read_text()

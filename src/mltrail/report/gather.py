@@ -90,6 +90,7 @@ def gather_report(
             for r in entries["model.promoted"]
         ],
         "flags": _flags(entries["model.flagged"]),
+        "cleared_flags": _cleared_flags(entries["model.flagged"]),
         "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
         "lineage": graph.to_dict(),
         "record_keeping": _record_keeping(home, verification, bundle, evidence),
@@ -173,6 +174,22 @@ def _flags(records: list[Any]) -> list[dict[str, Any]]:
         else:
             open_flags.append(_event(record, ("source", "reason", "run", "note")))
     return open_flags
+
+
+def _cleared_flags(records: list[Any]) -> list[dict[str, Any]]:
+    """Flags that a later record cleared, each with that record (who cleared it,
+    when, and the note): a clear by anyone closes every open flag, so the report
+    must not let them vanish without a trace."""
+    found: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for record in records:
+        if record.entry.body.get("status") == "cleared":
+            clear = _event(record, ("note",))
+            found += [flag | {"cleared": clear} for flag in pending]
+            pending = []
+        else:
+            pending.append(_event(record, ("source", "reason", "run", "note")))
+    return found
 
 
 # -- the run that made it -------------------------------------------------------------

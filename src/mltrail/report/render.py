@@ -376,6 +376,16 @@ def _flags(r: dict[str, Any]) -> list[str]:
             [[f["seq"], f["time"], f.get("source"), f.get("reason") or f.get("note")]
              for f in r["flags"]],
         )  # fmt: skip
+    cleared = r.get("cleared_flags") or []
+    if cleared:
+        out += ["Cleared flags (each with the record that cleared it):", ""]
+        out += _table(
+            ["seq", "time", "source", "reason", "cleared at seq", "cleared by",
+             "note"],
+            [[f["seq"], f["time"], f.get("source"), f.get("reason") or f.get("note"),
+              f["cleared"]["seq"], f["cleared"]["user"], f["cleared"].get("note")]
+             for f in cleared],
+        )  # fmt: skip
     for sealed in r["sealed"]:
         out += [f"Sealed at seq {sealed['seq']} by {_md(sealed['user'])}: "
                 f"{_md(sealed.get('reason'))}", ""]  # fmt: skip
