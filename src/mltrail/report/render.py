@@ -103,11 +103,16 @@ def timestamp_text(stamp: dict[str, Any]) -> str:
             "derived (the token does not stamp its checkpoint, or the ledger's "
             f"records do not hold that checkpoint); {kept}."
         )
-    trust = (
-        "checked against the TSA CA"
-        if stamp.get("token") == "verified"
-        else "not checked against a TSA CA"
-    )
+    if stamp.get("token") != "verified":
+        trust = "not checked against a TSA CA"
+    elif stamp.get("ca_external") is False:
+        trust = (
+            f"checked against the TSA CA {stamp.get('ca')}, which lies inside the "
+            "home: whoever can write the home chooses that CA, so this time is "
+            "not an anchor; pass --tsa-ca FILE kept elsewhere"
+        )
+    else:
+        trust = f"checked against the TSA CA {stamp.get('ca') or ''}".rstrip()
     return (
         f"RFC 3161 token #{stamp.get('id')} on the checkpoint of size "
         f"{stamp['size']} (size from the stamped checkpoint), by "
