@@ -275,3 +275,34 @@ def test_a_cleared_flag_stays_in_the_report_with_who_cleared_it(made, tmp_path):
         html = tmp_path / "r.html"
         ok(mltrail_cli(home, project, "report", str(model), "-o", str(html)))
         assert "<td>bob</td><td>looked fine to me</td>" in html.read_text()
+
+
+def test_described_fields_name_who_set_them(made, tmp_path):
+    """Any writer can describe any model: Bob's later "risk tier low" over
+    Alice's "high" was shown as the model's risk tier with no author."""
+    from mltrail.ledger.home import open_home
+
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    model = project / "out" / "model.bin"
+    ident = hashlib.sha256(model.read_bytes()).hexdigest()
+    opened = open_home(home)
+    try:
+        for user, tier in (("alice", "high"), ("bob", "low")):
+            opened.ledger.actor = {"user": user, "uid": 1000, "host": "ws"}
+            opened.ledger.append("model.described", {
+                "model": ident, "model_type": "file", "risk_tier": tier,
+            })  # fmt: skip
+        seq = opened.ledger.head().size - 1
+    finally:
+        opened.close()
+    text = ok(mltrail_cli(home, project, "report", str(model))).stdout
+    assert f"| Risk tier | low \\(seq {seq}, by bob\\) |" in text
+    found = json.loads(ok(mltrail_cli(home, project, "report", str(model),
+                                      "--json")).stdout)  # fmt: skip
+    tier = found["description"]["risk_tier"]
+    assert (tier["value"], tier["seq"], tier["user"]) == ("low", seq, "bob")
+    if importlib.util.find_spec("jinja2"):
+        html = tmp_path / "r.html"
+        ok(mltrail_cli(home, project, "report", str(model), "-o", str(html)))
+        assert f"<td>low (seq {seq}, by bob)</td>" in html.read_text()

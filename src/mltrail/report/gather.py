@@ -151,7 +151,9 @@ def _event(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _description(records: list[Any]) -> dict[str, Any]:
-    """The newest value of each field, with the seq that set it."""
+    """The newest value of each field, with the record that set it (seq, time,
+    and who: any writer can describe any model, so the value alone would not
+    say whose statement it is)."""
     found: dict[str, Any] = {}
     for record in records:
         for name in _DESCRIBED:
@@ -161,6 +163,8 @@ def _description(records: list[Any]) -> dict[str, Any]:
                     "value": value,
                     "seq": record.seq,
                     "time": record.entry.time,
+                    "user": (record.entry.actor or {}).get("user"),
+                    "key": record.entry.sig.key if record.entry.sig else None,
                 }
     return found
 

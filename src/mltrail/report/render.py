@@ -72,6 +72,7 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         version=version,
         timestamp_text=timestamp_text,
         not_intact=not_intact_text(report["record_keeping"]),
+        described=described_text,
         others_lines=lambda found: describe_others(found) if found else [],
     )
 
@@ -148,7 +149,16 @@ def _kv(pairs: list[tuple[str, Any]]) -> list[str]:
 
 def _field(described: dict[str, Any], name: str) -> Any:
     item = described.get(name)
-    return item["value"] if item else None
+    return described_text(item) if item else None
+
+
+def described_text(item: dict[str, Any]) -> str:
+    """A described field's value with the record that set it: ``high (seq 12,
+    by bob)``."""
+    value = item.get("value")
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return f"{value} (seq {item.get('seq')}, by {item.get('user') or '(no user)'})"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
