@@ -306,3 +306,43 @@ def test_described_fields_name_who_set_them(made, tmp_path):
         html = tmp_path / "r.html"
         ok(mltrail_cli(home, project, "report", str(model), "-o", str(html)))
         assert f"<td>low (seq {seq}, by bob)</td>" in html.read_text()
+
+
+def test_a_bundle_of_a_tampered_ledger_is_not_written(made, tmp_path):
+    """The bundle is checked as its recipient would before it is written: an
+    altered record or a replaced blob is refused (exit 3), not handed out."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    tamper_lr(home)
+    out = tmp_path / "b.json"
+    proc = mltrail_cli(home, project, "export", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "refusing to write the bundle: it fails its own verification" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_model_bundle_carries_every_claimant_whatever_index_db_says(made, tmp_path):
+    """With run "base"'s output row deleted from index.db, the model's bundle
+    left out base's records and still verified intact: the recipient never saw
+    that another run claims the model."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    runs = {}
+    conn = sqlite3.connect(home / "index.db")
+    try:
+        for name, run in conn.execute("SELECT name, id FROM runs"):
+            runs[name] = run
+    finally:
+        conn.close()
+    edit(
+        home / "index.db",
+        f"DELETE FROM data WHERE direction = 'out' AND run = '{runs['base']}'",
+    )
+    out = tmp_path / "b.json"
+    model = str(project / "out" / "model.bin")
+    ok(mltrail_cli(home, project, "export", model, "-o", str(out)))
+    carried = {
+        json.loads(r["record"])["entry"].get("run")
+        for r in json.loads(out.read_text())["records"]
+    }
+    assert {runs["base"], runs["again"]} <= carried
