@@ -346,3 +346,37 @@ def test_a_model_bundle_carries_every_claimant_whatever_index_db_says(made, tmp_
         for r in json.loads(out.read_text())["records"]
     }
     assert {runs["base"], runs["again"]} <= carried
+
+
+def test_a_bundle_quoted_by_the_report_is_checked(made, tmp_path):
+    """`report --bundle FILE` quoted the file's SHA-256 as the model's proof
+    whatever it held: a bundle of another subject, or one that fails. The
+    record-keeping section now says what checking it found."""
+    project, home = made
+    model = str(project / "out" / "model.bin")
+    of_model, of_run = tmp_path / "model.json", tmp_path / "run.json"
+    ok(mltrail_cli(home, project, "export", model, "-o", str(of_model)))
+    ok(mltrail_cli(home, project, "export", "base", "-o", str(of_run)))
+    broken = tmp_path / "broken.json"
+    bundle = json.loads(of_model.read_text())
+    bundle["records"][-1]["record"] = bundle["records"][-1]["record"].replace(
+        '"entry":{', '"entry":{"added":1,', 1
+    )
+    broken.write_text(json.dumps(bundle))
+
+    def check(path: Path) -> str:
+        text = ok(mltrail_cli(home, project, "report", model, "--bundle", str(path)))
+        [line] = [s for s in text.stdout.splitlines() if s.startswith("| Bundle check")]
+        return line.replace("\\", "")
+
+    line = check(of_model)
+    assert "bundle intact" in line
+    assert "NOT the model of this report" not in line
+    line = check(of_run)
+    assert "bundle intact" in line
+    assert "NOT the model of this report" in line
+    assert "bundle NOT intact" in check(broken)
+    proc = ok(mltrail_cli(home, project, "report", model, "--bundle", str(broken),
+                          "--json"))  # fmt: skip
+    facts = json.loads(proc.stdout)["record_keeping"]["bundle"]
+    assert (facts["ok"], facts["of_this_model"]) == (False, True)

@@ -125,7 +125,7 @@ def report(
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
             evidence=policy,
         )
-        facts = bundle_facts(bundle) if bundle is not None else None
+        facts = bundle_facts(bundle, subject=node) if bundle is not None else None
         found = gather_report(
             home, index, node, verification=verification, bundle=facts, evidence=policy
         )

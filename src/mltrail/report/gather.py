@@ -112,18 +112,30 @@ def _claimants(home: Home, index: Index, node: str) -> list[dict[str, Any]]:
     return found
 
 
-def bundle_facts(path: Path) -> dict[str, Any]:
-    """The SHA-256 and size of a proof bundle file (streamed).
+def bundle_facts(path: Path, *, subject: str | None = None) -> dict[str, Any]:
+    """The SHA-256 and size of a proof bundle file, and what checking it found.
+
+    A report that quotes a bundle's digest reads as vouching for it, so the
+    bundle is checked as ``mltrail verify-bundle`` does (keys from the bundle
+    itself): ``ok``, ``verdict``, its ``subject``, and ``of_this_model``
+    (whether that is ``subject``, the report's model).
 
     Raises:
         OSError: it cannot be read.
     """
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"path": str(path), "sha256": digest.hexdigest(), "size": size}
+    from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
+
+    data = path.read_bytes()
+    found = verify_bundle_bytes(data, BundlePolicy())
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "ok": found.ok,
+        "verdict": found.verdict(),
+        "subject": found.subject or None,
+        "of_this_model": subject is not None and found.subject == subject,
+    }
 
 
 # -- entries about the model -------------------------------------------------------

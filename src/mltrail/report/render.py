@@ -24,6 +24,7 @@ from mltrail.shown import terminal_text
 __all__ = [
     "FORMATS",
     "REPORT_EXTRA",
+    "bundle_check_text",
     "not_intact_text",
     "render_html",
     "render_markdown",
@@ -73,6 +74,7 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         timestamp_text=timestamp_text,
         not_intact=not_intact_text(report["record_keeping"]),
         described=described_text,
+        bundle_check=bundle_check_text,
         others_lines=lambda found: describe_others(found) if found else [],
     )
 
@@ -179,6 +181,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                     _record_keeping):  # fmt: skip
         out += section(report)
     return "\n".join(out)
+
+
+def bundle_check_text(bundle: dict[str, Any]) -> str:
+    """What checking a ``--bundle`` file found, in words."""
+    if "verdict" not in bundle:
+        return "not checked"
+    text = f"{bundle['verdict']}; subject {bundle.get('subject') or '(none)'}"
+    if not bundle.get("of_this_model"):
+        text += " (NOT the model of this report)"
+    return text
 
 
 def not_intact_text(rk: dict[str, Any]) -> str | None:
@@ -432,6 +444,7 @@ def _record_keeping(r: dict[str, Any]) -> list[str]:
                 if bundle
                 else None,
             ),
+            ("Bundle check", bundle_check_text(bundle) if bundle else None),
             ("Timestamps kept (RFC 3161)", len(rk["timestamps"])),
         ]
     )
