@@ -158,3 +158,29 @@ def test_report_names_them_in_the_development_section(home):
     if html.returncode == 0 or "jinja2" not in html.stderr:  # the report extra
         assert html.returncode == 0, html.stderr
         assert "of this run were added by bob, not alice" in html.stdout
+
+
+def test_exports_name_them_beside_the_starter(home, tmp_path):
+    """in-toto provenance (signed with the ledger key) and OpenLineage events
+    carry Bob's lr in Alice's run: both say whose records they are (ADR 0024
+    amendment), instead of only ``user: alice``."""
+    import base64
+
+    out = tmp_path / "p.intoto.json"
+    mltrail(home, "export", "intoto", RUN, "-o", str(out))
+    envelope = json.loads(out.read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicate"]["buildDefinition"]["externalParameters"][
+        "hyperparameters"
+    ] == {"lr": 0.5}
+    notes = statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    assert notes["user"] == "alice"
+    others = notes["addedByOthers"]
+    assert others["owner"] == "alice"
+    assert [(b["user"], b["kinds"]) for b in others["by"]] == [
+        ("bob", ["run.ended", "run.params"])
+    ]
+    events = mltrail(home, "export", "openlineage", "--run", RUN)
+    for line in events.splitlines():
+        facet = json.loads(line)["run"]["facets"]["mltrail"]
+        assert facet["added_by_others"]["by"][0]["user"] == "bob"

@@ -347,21 +347,59 @@ def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_p
         out = tmp_path / f"report.{fmt}"
         args = ("report", model, "-o", str(out), "--tsa-ca", str(ca.ca_pem))
         proc = mltrail(home, *args)
-        assert proc.returncode == 0, proc.stderr
+        # written, then exit 3: the refiled row is an error of verify's
+        assert proc.returncode == 3, proc.stderr
         text = out.read_text().replace("\\", "")  # Markdown's escapes
         listing = re.findall(r"RFC 3161 token #[^\n<]*", text)
         assert len(listing) == 2, text
         assert f"token #1 on the checkpoint of size {size} (size from the" in listing[0]
-        assert "(checked against the TSA CA)" in listing[0]
+        assert f"(checked against the TSA CA {ca.ca_pem})" in listing[0]
         assert "token #2: unverified, its size cannot be derived" in listing[1]
         assert not [line for line in listing if "size 77" in line or "size 88" in line]
         assert "is filed under size 77" in text  # verify's warning names it
-    proc = ok(mltrail(home, "report", model, "--json", "--tsa-ca", str(ca.ca_pem)))
+    proc = mltrail(home, "report", model, "--json", "--tsa-ca", str(ca.ca_pem))
+    assert proc.returncode == 3, proc.stderr
     stamps = json.loads(proc.stdout)["record_keeping"]["timestamps"]
     assert [(s["id"], s["size"], s["token"]) for s in stamps] == [
         (1, size, "verified"),
         (2, None, "failed"),
     ]
+
+
+def test_the_report_says_a_tsa_ca_named_in_ledger_json_lies_inside_the_home(
+    home, tsa, ca, tmp_path
+):
+    """Whoever writes the home can name a CA of their own in ledger.json and
+    stamp any time under it: the report's listing said only "checked against
+    the TSA CA"; it names the CA and says it lies inside the home, and says
+    neither for a CA the auditor passes with --tsa-ca."""
+    project = tmp_path / "project"
+    project.mkdir()
+    write = "import pathlib; pathlib.Path('w.bin').write_bytes(b'w')"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "run", "--output", "w.bin", "--",
+         sys.executable, "-c", write],
+        env={**os.environ, "MLTRAIL_HOME": str(home)}, cwd=project,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    settings = json.loads((home / "ledger.json").read_text())
+    settings["tsa_ca"] = str(ca.ca_pem)
+    (home / "ledger.json").write_text(json.dumps(settings))
+    model = str(project / "w.bin")
+    text = ok(mltrail(home, "report", model)).stdout.replace("\\", "")
+    [line] = re.findall(r"RFC 3161 token #[^\n]*", text)
+    assert f"checked against the TSA CA {ca.ca_pem}, named in ledger.json" in line
+    assert "which lies inside the home" in line
+    stamps = json.loads(ok(mltrail(home, "report", model, "--json")).stdout)[
+        "record_keeping"
+    ]["timestamps"]
+    assert [(s["token"], s["ca_external"]) for s in stamps] == [("verified", False)]
+    text = ok(mltrail(home, "report", model, "--tsa-ca", str(ca.ca_pem))).stdout
+    [line] = re.findall(r"RFC 3161 token #[^\n]*", text.replace("\\", ""))
+    assert f"(checked against the TSA CA {ca.ca_pem})" in line
+    assert "inside the home" not in line
 
 
 def _append_dated_ahead(home, days):

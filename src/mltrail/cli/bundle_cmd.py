@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.output import console, derived_index, emit_json, json_option, open_from
 from mltrail.cli.printing import one_line
-from mltrail.errors import InputError
+from mltrail.errors import InputError, IntegrityError
 
 __all__ = ["export", "verify_bundle"]
 
@@ -80,7 +80,7 @@ def export(
 
     kept = [(str(p), read_checkpoint_file(p)) for p in consistent_with]
     home = open_from(ctx)
-    index = open_index(home)
+    index = derived_index(home)
     try:
         node = resolve_node(index, ref)
         bundle = export_bundle(
@@ -89,6 +89,7 @@ def export(
     finally:
         index.close()
     data = canonical_bytes(bundle)
+    _refuse_unless_it_verifies(data)
     try:
         output.write_bytes(data)
     except OSError as e:
@@ -121,6 +122,31 @@ def export(
             markup=False,
         )
     console.print(f"digest {digest}", markup=False)
+
+
+_ALTERED = frozenset({"inclusion", "chain", "signature", "blob", "digest", "record"})
+"""Bundle problems that mean bytes were altered in the home (a record, its
+proof, a blob): what a bundle must never carry out of it. Others a bundle
+exists to show its recipient (an author key signing as another user) or that
+come from the options (--no-blobs leaves a manifest by hash only)."""
+
+
+def _refuse_unless_it_verifies(data: bytes) -> None:
+    """Check the bundle as its recipient would (keys from the bundle itself):
+    one that carries an altered record, a replaced blob or a proof that fails
+    is not handed out (exit 3) for the recipient to find out."""
+    from datetime import UTC, datetime
+
+    from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
+
+    report = verify_bundle_bytes(data, BundlePolicy(now=datetime.now(UTC)))
+    altered = [p for p in report.errors if p.code in _ALTERED]
+    if altered:
+        first = altered[0]
+        raise IntegrityError(
+            f"refusing to write the bundle: it fails its own verification ({first})",
+            hint="run `mltrail verify`: the ledger was altered",
+        )
 
 
 @click.command(name="verify-bundle")

@@ -5,11 +5,21 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
-from mltrail.errors import InputError
+from mltrail.cli.output import (
+    console,
+    derived_index,
+    emit_json,
+    json_option,
+    open_from,
+)
+from mltrail.errors import InputError, IntegrityError
+
+if TYPE_CHECKING:
+    from mltrail.ledger.home import Home
 
 __all__ = ["intoto", "openlineage"]
 
@@ -25,6 +35,30 @@ def _write(output: Path | None, data: bytes) -> None:
         raise InputError(f"cannot write {output}: {e.strerror or e}") from e
 
 
+def _require_intact(home: Home, trust_keys: tuple[str, ...], what: str) -> None:
+    """Refuse to hand out ``what`` from a ledger that fails verification."""
+    from mltrail.cli.verify_cmd import resolve_trusted_keys
+
+    report = home.verify(
+        trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin)
+    )
+    if not report.ok:
+        first = report.errors[0] if report.errors else "it holds no records"
+        raise IntegrityError(
+            f"refusing to export {what}: the ledger fails verification "
+            f"({report.verdict()}; {first})",
+            hint="run `mltrail verify` to see every problem",
+        )
+
+
+_trust_key_option = click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Verify against this key (as `mltrail verify --trust-key`). Repeatable.",
+)
+
 _output_option = click.option(
     "-o",
     "--output",
@@ -37,9 +71,16 @@ _output_option = click.option(
 @click.command()
 @click.argument("ref", metavar="RUN")
 @_output_option
+@_trust_key_option
 @json_option
 @click.pass_context
-def intoto(ctx: click.Context, ref: str, output: Path | None, as_json: bool) -> None:
+def intoto(
+    ctx: click.Context,
+    ref: str,
+    output: Path | None,
+    trust_keys: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Write a run's SLSA provenance: an in-toto Statement in a signed DSSE envelope.
 
     \b
@@ -50,7 +91,9 @@ def intoto(ctx: click.Context, ref: str, output: Path | None, as_json: bool) -> 
     id, times and ledger records (run details). The envelope is signed with
     the ledger's Ed25519 key; its key id is the mltrail key id
     (`mltrail keys export` prints the public key). Check it with any DSSE or
-    in-toto verifier (e.g. securesystemslib's Envelope.verify).
+    in-toto verifier (e.g. securesystemslib's Envelope.verify). The ledger is
+    verified first and nothing is signed when it fails (exit 3); the run is
+    read through an index derived from the records, never index.db.
 
     \b
     Examples:
@@ -59,12 +102,14 @@ def intoto(ctx: click.Context, ref: str, output: Path | None, as_json: bool) -> 
       mltrail export intoto baseline -o p.json --json
     """
     from mltrail import __version__
+    from mltrail.cli.verify_cmd import resolve_trusted_keys
     from mltrail.integrations.intoto import export_intoto
 
     home = open_from(ctx)
-    index = open_index(home)
+    keys = resolve_trusted_keys(trust_keys, home.ledger.origin)
+    index = derived_index(home)
     try:
-        envelope = export_intoto(home, index, ref, version=__version__)
+        envelope = export_intoto(home, index, ref, version=__version__, trust_keys=keys)
     finally:
         index.close()
     data = (json.dumps(envelope, indent=2) + "\n").encode()
@@ -107,6 +152,7 @@ def intoto(ctx: click.Context, ref: str, output: Path | None, as_json: bool) -> 
               help="POST each event to this OpenLineage HTTP endpoint instead "
               "(Marquez: http://HOST:5000/api/v1/lineage). A bearer token is "
               "read from OPENLINEAGE_API_KEY.")  # fmt: skip
+@_trust_key_option
 @json_option
 @click.pass_context
 def openlineage(
@@ -116,6 +162,7 @@ def openlineage(
     until: str | None,
     output: Path | None,
     url: str | None,
+    trust_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Write OpenLineage RunEvents of runs (START and COMPLETE/FAIL/ABORT).
@@ -142,7 +189,8 @@ def openlineage(
     if url and output:
         raise InputError("give either -o FILE or --url, not both")
     home = open_from(ctx)
-    index = open_index(home)
+    _require_intact(home, trust_keys, "OpenLineage events")
+    index = derived_index(home)
     try:
         if runs:
             if since or until:

@@ -26,6 +26,7 @@ __all__ = [
     "LazyConsole",
     "close_home",
     "console",
+    "derived_index",
     "emit_json",
     "err_console",
     "one_line",
@@ -175,4 +176,19 @@ def open_index(home: Home) -> Index:
             style="yellow",
             markup=False,
         )
+    return index
+
+
+def derived_index(home: Home) -> Index:
+    """An index built in memory from the ledger's records, never ``index.db``.
+
+    For what is handed to outsiders (reports, exports): a row edited, added or
+    deleted in ``index.db`` (a run's claim on a model, a run left out of a
+    listing) cannot reach them. Costs a full ingest, as the full verify those
+    commands already pay (ADR 0024 amendment).
+    """
+    from mltrail.index import Index as IndexClass
+
+    index = IndexClass(None, home.ledger)
+    index.sync()
     return index

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mltrail import __version__
-from mltrail.cli.output import emit_json, json_option, open_from, open_index
-from mltrail.errors import InputError
+from mltrail.cli.output import derived_index, emit_json, json_option, open_from
+from mltrail.errors import InputError, IntegrityError
 
 __all__ = ["report"]
 
@@ -78,7 +79,10 @@ def report(
     promotions and deployment dates, open flags, the lineage drawn as a
     picture, and record-keeping: the ledger is verified first and the verdict,
     the anchors it used (checkpoints, RFC 3161 timestamps) and the newest
-    checkpoint are included. MODEL is a file, a model id (or 4+ hex digits),
+    checkpoint are included. A ledger that fails verification still gets its
+    report, headed by a warning that it is not intact, and the command then
+    exits 3. Runs and lineage are read through an index derived from the
+    records, never index.db. MODEL is a file, a model id (or 4+ hex digits),
     or an output's name. HTML and PDF need `pip install 'mltrail[report]'`.
 
     \b
@@ -109,7 +113,7 @@ def report(
         raise InputError("a PDF report needs a file", hint="add -o report.pdf")
     home = open_from(ctx)
     try:
-        index = open_index(home)
+        index = derived_index(home)
         node = resolve_node(index, model, cwd=Path.cwd())
         if node.partition(":")[0] not in ("model", "file"):
             raise InputError(
@@ -121,7 +125,7 @@ def report(
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
             evidence=policy,
         )
-        facts = bundle_facts(bundle) if bundle is not None else None
+        facts = bundle_facts(bundle, subject=node) if bundle is not None else None
         found = gather_report(
             home, index, node, verification=verification, bundle=facts, evidence=policy
         )
@@ -129,6 +133,7 @@ def report(
         home.close()
     if as_json:
         emit_json(found)
+        _refuse_unless_intact(found)
         return
     if kind == "pdf":
         data = render_pdf(found, version=__version__)
@@ -139,9 +144,22 @@ def report(
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        return
-    try:
-        output.write_bytes(data)
-    except OSError as e:
-        raise InputError(f"cannot write {output}: {e.strerror or e}") from e
-    click.echo(f"wrote {output} ({kind}, {len(data):,} bytes)", err=True)
+    else:
+        try:
+            output.write_bytes(data)
+        except OSError as e:
+            raise InputError(f"cannot write {output}: {e.strerror or e}") from e
+        click.echo(f"wrote {output} ({kind}, {len(data):,} bytes)", err=True)
+    _refuse_unless_intact(found)
+
+
+def _refuse_unless_intact(found: dict[str, Any]) -> None:
+    """Exit 3 once the report is written when its ledger fails verification:
+    the document says so at its top, and no script may take it as a clean one."""
+    kept = found["record_keeping"]
+    if kept.get("ok") is False:
+        raise IntegrityError(
+            f"the report was written, but the ledger fails verification "
+            f"({kept.get('verdict')}): it describes altered records",
+            hint="run `mltrail verify` to see every problem",
+        )

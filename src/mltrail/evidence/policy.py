@@ -102,9 +102,14 @@ def list_timestamps(
     (ADR 0015). Otherwise ``size`` is None: the row is unverified. ``token``
     says whether the token chains to one of ``policy.tsa_roots`` (``verified``),
     stamps the checkpoint but no CA was given (``unverified``), or neither
-    (``failed``); ``time`` is its ``genTime`` as the token claims it.
+    (``failed``); ``time`` is its ``genTime`` as the token claims it. ``ca``
+    names the CA file it was checked against and ``ca_external`` whether it
+    lies outside the home (a CA ledger.json names does not: whoever writes the
+    home chooses it, and can stamp any time with a TSA of their own under it).
     """
     roots = policy.tsa_roots if policy is not None else ()
+    ca = policy.tsa_source if policy is not None and roots else None
+    external = bool(policy.tsa_external) if policy is not None and roots else None
     listed = []
     for row in store.evidence():
         if row.kind != RFC3161:
@@ -120,6 +125,8 @@ def list_timestamps(
                 "issuer": check.issuer if check.ok else None,
                 "time": _utc(check) if check.ok else None,
                 "added": row.added,
+                "ca": ca,
+                "ca_external": external,
             }
         )
     return listed

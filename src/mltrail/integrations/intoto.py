@@ -12,7 +12,9 @@ their SHA-256, read from its manifest); the predicate says how they were made:
   the code (git commit, or the program's and untracked files' SHA-256), the
   container image and the package list;
 * ``runDetails``: the builder (``mltrail run`` on the ledger's origin), the run
-  id as invocation id, start and end times, and the ledger records it came from.
+  id as invocation id, start and end times, and the ledger records it came from
+  (with ``addedByOthers``: the records of the run another user than its starter
+  signed, whose values the statement carries too, or null).
 
 Digests use the in-toto names (``sha256``, ``gitCommit``); mltrail's own ids
 (dataset and model Merkle roots) go under ``mltrailDataset`` / ``mltrailModel``.
@@ -29,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.query import load_run, resolve_run
 from mltrail.core.manifest import parse_manifest
-from mltrail.errors import ConfigError, InputError, MltrailError
+from mltrail.errors import ConfigError, InputError, IntegrityError, MltrailError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from mltrail.audit.query import RunView
     from mltrail.index import Index
     from mltrail.ledger.home import Home
@@ -52,15 +56,34 @@ BUILDER_ID = "https://mltrail.dev/builder/mltrail-run"
 
 
 def export_intoto(
-    home: Home, index: Index, ref: str, *, version: str = "unknown"
+    home: Home,
+    index: Index,
+    ref: str,
+    *,
+    version: str = "unknown",
+    trust_keys: Collection[str] = (),
 ) -> dict[str, Any]:
     """The DSSE envelope of run ``ref``'s provenance, signed with the ledger key
     (``version``: mltrail's, named as the builder's version).
 
+    The ledger is verified first (``trust_keys`` as ``mltrail verify
+    --trust-key``): the key signs only what intact, signed records say, never
+    an altered record, a blob that does not hash to its address, or a ledger
+    whose checkpoints disagree with its records (ADR 0024 amendment).
+
     Raises:
         InputError: no such run, or it has no outputs with a digest to attest.
         ConfigError: the ledger's signing key cannot be loaded.
+        IntegrityError: the ledger fails verification.
     """
+    verification = home.verify(trust_keys=trust_keys)
+    if not verification.ok:
+        first = verification.errors[0] if verification.errors else "no records"
+        raise IntegrityError(
+            f"refusing to sign provenance: the ledger fails verification "
+            f"({verification.verdict()}; {first})",
+            hint="run `mltrail verify` to see every problem",
+        )
     view = load_run(home, index, resolve_run(index, ref))
     statement = compute_statement(home, view, version=version)
     if not statement["subject"]:
@@ -135,6 +158,9 @@ def _run_details(home: Home, view: RunView, version: str) -> dict[str, Any]:
                     "signer": first.entry.sig.key
                     if first and first.entry.sig
                     else None,
+                    # records of the run another user than its starter signed:
+                    # their values are in this statement, not the starter's
+                    "addedByOthers": view.added_by_others(),
                 },
             }
         ],

@@ -129,6 +129,9 @@ def _run_facets(by: str, origin: str, view: RunView) -> dict[str, Any]:
             "status": view.summary.status,
             "exit_code": view.summary.exit_code,
             "user": view.summary.user,
+            # records of this run another user than its starter signed (their
+            # params, end, outputs are in these events too): None when none
+            "added_by_others": view.added_by_others(),
         }
     }
 

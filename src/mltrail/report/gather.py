@@ -90,6 +90,7 @@ def gather_report(
             for r in entries["model.promoted"]
         ],
         "flags": _flags(entries["model.flagged"]),
+        "cleared_flags": _cleared_flags(entries["model.flagged"]),
         "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
         "lineage": graph.to_dict(),
         "record_keeping": _record_keeping(home, verification, bundle, evidence),
@@ -111,18 +112,30 @@ def _claimants(home: Home, index: Index, node: str) -> list[dict[str, Any]]:
     return found
 
 
-def bundle_facts(path: Path) -> dict[str, Any]:
-    """The SHA-256 and size of a proof bundle file (streamed).
+def bundle_facts(path: Path, *, subject: str | None = None) -> dict[str, Any]:
+    """The SHA-256 and size of a proof bundle file, and what checking it found.
+
+    A report that quotes a bundle's digest reads as vouching for it, so the
+    bundle is checked as ``mltrail verify-bundle`` does (keys from the bundle
+    itself): ``ok``, ``verdict``, its ``subject``, and ``of_this_model``
+    (whether that is ``subject``, the report's model).
 
     Raises:
         OSError: it cannot be read.
     """
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"path": str(path), "sha256": digest.hexdigest(), "size": size}
+    from mltrail.core.bundle import BundlePolicy, verify_bundle_bytes
+
+    data = path.read_bytes()
+    found = verify_bundle_bytes(data, BundlePolicy())
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "ok": found.ok,
+        "verdict": found.verdict(),
+        "subject": found.subject or None,
+        "of_this_model": subject is not None and found.subject == subject,
+    }
 
 
 # -- entries about the model -------------------------------------------------------
@@ -150,7 +163,9 @@ def _event(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _description(records: list[Any]) -> dict[str, Any]:
-    """The newest value of each field, with the seq that set it."""
+    """The newest value of each field, with the record that set it (seq, time,
+    and who: any writer can describe any model, so the value alone would not
+    say whose statement it is)."""
     found: dict[str, Any] = {}
     for record in records:
         for name in _DESCRIBED:
@@ -160,6 +175,8 @@ def _description(records: list[Any]) -> dict[str, Any]:
                     "value": value,
                     "seq": record.seq,
                     "time": record.entry.time,
+                    "user": (record.entry.actor or {}).get("user"),
+                    "key": record.entry.sig.key if record.entry.sig else None,
                 }
     return found
 
@@ -173,6 +190,22 @@ def _flags(records: list[Any]) -> list[dict[str, Any]]:
         else:
             open_flags.append(_event(record, ("source", "reason", "run", "note")))
     return open_flags
+
+
+def _cleared_flags(records: list[Any]) -> list[dict[str, Any]]:
+    """Flags that a later record cleared, each with that record (who cleared it,
+    when, and the note): a clear by anyone closes every open flag, so the report
+    must not let them vanish without a trace."""
+    found: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for record in records:
+        if record.entry.body.get("status") == "cleared":
+            clear = _event(record, ("note",))
+            found += [flag | {"cleared": clear} for flag in pending]
+            pending = []
+        else:
+            pending.append(_event(record, ("source", "reason", "run", "note")))
+    return found
 
 
 # -- the run that made it -------------------------------------------------------------
@@ -394,6 +427,9 @@ def _record_keeping(
     if verification is not None:
         out["verdict"] = verification.verdict()
         out["ok"] = verification.ok
+        out["first_bad_seq"] = verification.first_bad_seq
         out["anchors"] = [a.to_dict() for a in verification.anchors]
-        out["warnings"] = [str(p) for p in verification.problems]
+        # errors mean the records were altered: never listed as mere warnings
+        out["errors"] = [str(p) for p in verification.errors]
+        out["warnings"] = [str(p) for p in verification.warnings]
     return out

@@ -21,7 +21,15 @@ from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
 from mltrail.shown import terminal_text
 
-__all__ = ["FORMATS", "REPORT_EXTRA", "render_html", "render_markdown", "render_pdf"]
+__all__ = [
+    "FORMATS",
+    "REPORT_EXTRA",
+    "bundle_check_text",
+    "not_intact_text",
+    "render_html",
+    "render_markdown",
+    "render_pdf",
+]
 
 FORMATS = ("md", "html", "pdf")
 REPORT_EXTRA = "pip install 'mltrail[report]'"
@@ -64,6 +72,9 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         svg=svg,
         version=version,
         timestamp_text=timestamp_text,
+        not_intact=not_intact_text(report["record_keeping"]),
+        described=described_text,
+        bundle_check=bundle_check_text,
         others_lines=lambda found: describe_others(found) if found else [],
     )
 
@@ -95,11 +106,16 @@ def timestamp_text(stamp: dict[str, Any]) -> str:
             "derived (the token does not stamp its checkpoint, or the ledger's "
             f"records do not hold that checkpoint); {kept}."
         )
-    trust = (
-        "checked against the TSA CA"
-        if stamp.get("token") == "verified"
-        else "not checked against a TSA CA"
-    )
+    if stamp.get("token") != "verified":
+        trust = "not checked against a TSA CA"
+    elif stamp.get("ca_external") is False:
+        trust = (
+            f"checked against the TSA CA {stamp.get('ca')}, which lies inside the "
+            "home: whoever can write the home chooses that CA, so this time is "
+            "not an anchor; pass --tsa-ca FILE kept elsewhere"
+        )
+    else:
+        trust = f"checked against the TSA CA {stamp.get('ca') or ''}".rstrip()
     return (
         f"RFC 3161 token #{stamp.get('id')} on the checkpoint of size "
         f"{stamp['size']} (size from the stamped checkpoint), by "
@@ -135,7 +151,16 @@ def _kv(pairs: list[tuple[str, Any]]) -> list[str]:
 
 def _field(described: dict[str, Any], name: str) -> Any:
     item = described.get(name)
-    return item["value"] if item else None
+    return described_text(item) if item else None
+
+
+def described_text(item: dict[str, Any]) -> str:
+    """A described field's value with the record that set it: ``high (seq 12,
+    by bob)``."""
+    value = item.get("value")
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return f"{value} (seq {item.get('seq')}, by {item.get('user') or '(no user)'})"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -149,12 +174,43 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"**Verdict:** {_md(rk.get('verdict') or 'not verified')}",
         "",
+        *_not_intact(rk),
     ]
     for section in (_description, _development, _data, _training, _finetune,
                     _validation, _approvals, _promotions, _flags, _lineage,
                     _record_keeping):  # fmt: skip
         out += section(report)
     return "\n".join(out)
+
+
+def bundle_check_text(bundle: dict[str, Any]) -> str:
+    """What checking a ``--bundle`` file found, in words."""
+    if "verdict" not in bundle:
+        return "not checked"
+    text = f"{bundle['verdict']}; subject {bundle.get('subject') or '(none)'}"
+    if not bundle.get("of_this_model"):
+        text += " (NOT the model of this report)"
+    return text
+
+
+def not_intact_text(rk: dict[str, Any]) -> str | None:
+    """The warning that heads a report of a ledger that fails verification,
+    or None when it verified (or was not verified)."""
+    if rk.get("ok") is not False:
+        return None
+    first = rk.get("first_bad_seq")
+    where = f" from seq {first} on" if first is not None else ""
+    return (
+        "THE LEDGER IS NOT INTACT: verification found altered, removed or "
+        f"replaced records{where}. The values below are read from the records as "
+        "stored and may not be what was signed; do not rely on this report. "
+        "Every error is listed under Record-keeping."
+    )
+
+
+def _not_intact(rk: dict[str, Any]) -> list[str]:
+    text = not_intact_text(rk)
+    return [] if text is None else [f"> **{_md(text)}**", ""]
 
 
 def _description(r: dict[str, Any]) -> list[str]:
@@ -249,11 +305,11 @@ def _data(r: dict[str, Any]) -> list[str]:
             counts = ", ".join(
                 f"{k} = {v}" for k, v in (label.get("counts") or {}).items()
             )
-            out += [f"Split: {table.get('rows')} rows; label {_md(label.get('column'))}: "
+            out += [f"Split: {_md(table.get('rows'))} rows; label {_md(label.get('column'))}: "
                     f"{_md(counts)}", ""]  # fmt: skip
         for overlap in ds.get("overlaps") or []:
             out += [
-                f"**Rows shared with {_md(overlap['role'])}:** {overlap['rows']}",
+                f"**Rows shared with {_md(overlap['role'])}:** {_md(overlap['rows'])}",
                 "",
             ]
     if not r["data"]:
@@ -347,6 +403,16 @@ def _flags(r: dict[str, Any]) -> list[str]:
             [[f["seq"], f["time"], f.get("source"), f.get("reason") or f.get("note")]
              for f in r["flags"]],
         )  # fmt: skip
+    cleared = r.get("cleared_flags") or []
+    if cleared:
+        out += ["Cleared flags (each with the record that cleared it):", ""]
+        out += _table(
+            ["seq", "time", "source", "reason", "cleared at seq", "cleared by",
+             "note"],
+            [[f["seq"], f["time"], f.get("source"), f.get("reason") or f.get("note"),
+              f["cleared"]["seq"], f["cleared"]["user"], f["cleared"].get("note")]
+             for f in cleared],
+        )  # fmt: skip
     for sealed in r["sealed"]:
         out += [f"Sealed at seq {sealed['seq']} by {_md(sealed['user'])}: "
                 f"{_md(sealed.get('reason'))}", ""]  # fmt: skip
@@ -378,12 +444,15 @@ def _record_keeping(r: dict[str, Any]) -> list[str]:
                 if bundle
                 else None,
             ),
+            ("Bundle check", bundle_check_text(bundle) if bundle else None),
             ("Timestamps kept (RFC 3161)", len(rk["timestamps"])),
         ]
     )
     for anchor in rk.get("anchors") or []:
         where = "outside" if anchor["external"] else "inside"
         out.append(f"- anchor ({where} the home): {_md(anchor['description'])}")
+    for error in rk.get("errors") or []:
+        out.append(f"- error: {_md(error)}")
     for warning in rk.get("warnings") or []:
         out.append(f"- warning: {_md(warning)}")
     for stamp in rk.get("timestamps") or []:
