@@ -129,6 +129,35 @@ def test_intoto_refuses_a_blob_that_does_not_hash_to_its_address(made, tmp_path)
     assert not out.exists()
 
 
+def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
+    """An insider's own ledger (same origin, own genesis key, a run "base" with
+    other values) put in place of the home's ledger.db verifies on its own; the
+    home's real key must not sign provenance of it."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    forged = tmp_path / "forged"
+    ok(mltrail_cli(forged, project, "init", "--origin", "example.org/exports"))
+    ok(mltrail_cli(forged, project, "run", "--name", "base",
+                   "--output", "out/model.bin",
+                   "--", sys.executable, "train.py", "--lr", "0.9"))  # fmt: skip
+    for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "index.db"):
+        (home / name).unlink(missing_ok=True)
+    shutil.copy(forged / "ledger.db", home / "ledger.db")
+    shutil.copy(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
+    settings = json.loads((home / "ledger.json").read_text())
+    forged_key = json.loads((forged / "ledger.json").read_text())["trusted_key"]
+    settings["trusted_key"] = forged_key  # signing_key still names the real key
+    (home / "ledger.json").write_text(json.dumps(settings))
+    ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
+    out = tmp_path / "p.intoto.json"
+    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "refusing to sign provenance: the signing key" in proc.stderr
+    assert "of this ledger" in proc.stderr
+    assert not out.exists()
+    assert "0.9" not in proc.stdout
+
+
 def test_intoto_of_an_intact_ledger_still_signs(made, tmp_path):
     project, home = made
     out = tmp_path / "p.intoto.json"

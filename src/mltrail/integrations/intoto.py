@@ -74,7 +74,8 @@ def export_intoto(
     Raises:
         InputError: no such run, or it has no outputs with a digest to attest.
         ConfigError: the ledger's signing key cannot be loaded.
-        IntegrityError: the ledger fails verification.
+        IntegrityError: the ledger fails verification, or the key file is not
+            a current log key of the ledger it verified.
     """
     verification = home.verify(trust_keys=trust_keys)
     if not verification.ok:
@@ -96,6 +97,16 @@ def export_intoto(
     signer = home.ledger.signer
     if signer is None:  # reload_signer loads it or raises
         raise ConfigError("the ledger's signing key is not loaded")
+    # A key file that the verified ledger does not name as a current log key
+    # (a whole ledger swapped in beside the real key) signs nothing.
+    problem = home.ledger.keys().signer_problem(signer.key_id, verification.size)
+    if problem:
+        raise IntegrityError(
+            f"refusing to sign provenance: the signing key {signer.key_id[:16]}... "
+            f"is {problem.removeprefix('signed by ')} of this ledger",
+            hint="the ledger in this home is not the one this key signs; "
+            "run `mltrail verify --trust-key KEY` with the key you expect",
+        )
     payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
     return sign_envelope(payload, INTOTO_PAYLOAD_TYPE, signer)
 
