@@ -329,10 +329,49 @@ def test_a_verification_flood_is_bounded_and_shared(server):
     assert answers[0][1]["ok"] is True, answers[0][1]
 
 
+def _fail_a_read(server, token: str) -> tuple[int, Any]:
+    """A read the database fails: the server's backend serving it, waiting on a
+    table lock the test holds, is terminated (503, the store's error)."""
+    import psycopg
+
+    answers: list[tuple[int, Any]] = []
+    lock = psycopg.connect(server.owner_url)
+    try:
+        lock.execute(
+            f'LOCK TABLE "{_schema(server, "team-a")}".records IN ACCESS EXCLUSIVE MODE'
+        )
+        reader = threading.Thread(
+            target=lambda: answers.append(server.call("GET", f"{A}/records", token))
+        )
+        reader.start()
+        waiting: list[Any] = []
+        with psycopg.connect(server.owner_url, autocommit=True) as conn:
+
+            def blocked() -> bool:
+                waiting[:] = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
+                    "'Lock' AND pid <> %s",
+                    (lock.info.backend_pid,),
+                ).fetchall()
+                return bool(waiting)
+
+            _wait_until(blocked, "the read to wait on the lock")
+            for (pid,) in waiting:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        reader.join(60)
+    finally:
+        lock.rollback()
+        lock.close()
+    return answers[0]
+
+
 def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
     """Each refusal with 503 was an error line in the server's log: a flood of
-    them could fill its disk. At most ``error_lines`` (3) per status per
-    interval now, then one line with the count (at the latest on shutdown)."""
+    them could fill its disk. At most ``error_lines`` (3) per kind per interval
+    now, then one line with the count. A refusal (a warning) is counted
+    under its bound, not under its status: before, the
+    refusals used up the allowance of every 503, so the database failure that
+    came next, whose answer says "the server's log says why", was not logged."""
     from server_fixture import running_server
 
     options = [o for k, v in LIMITS.items() for o in ("--limit", f"{k}={v}")]
@@ -349,11 +388,62 @@ def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
         finally:
             for conn in held:
                 conn.close()
+        status, answer = _fail_a_read(s, s.token("auditor", "flood-e"))
+        assert status == 503, answer
+        assert "the server's log says why" in answer["error"]["hint"]
         s.stop()
         log = s.log.read_text(errors="replace")
     refusals = [line for line in log.splitlines() if "live-run holds already" in line]
     assert len(refusals) == LIMITS["error_lines"], log[-3000:]
-    assert "37 more error lines (HTTP 503) were not logged" in log, log[-3000:]
+    counted = "37 more log lines (HTTP 503 holds_per_ledger) were not logged"
+    assert counted in log, log[-3000:]
+    failed = [line for line in log.splitlines() if f"GET /api/v1{A}/records" in line]
+    assert len(failed) == 1, log[-3000:]
+    assert "terminat" in failed[0], failed  # what the database said
+
+
+def _said(log: str) -> int:
+    """Refusal lines of ``log``, and the lines it says it left out."""
+    said = 0
+    for line in log.splitlines():
+        if "live-run holds already" in line:
+            said += 1
+            if "more like this not logged]" in line:
+                said += int(line.split("[", 1)[1].split()[0])
+        elif "(HTTP 503 holds_per_ledger) were not logged" in line:
+            said += int(line.split(" more log lines", 1)[0].split()[-1])
+    return said
+
+
+def test_the_count_of_left_out_lines_is_logged_each_interval(tmp_path):
+    """The count of lines left out came only with the next line let through,
+    or when the server stopped: after a flood, the log said nothing of its
+    size for as long as the server ran quietly. Now each interval's count is
+    a line of its own while the server runs: every refusal is said, by a
+    line or by a count, without stopping the server."""
+    from server_fixture import running_server
+
+    limits = {**LIMITS, "error_lines": 1, "error_interval": 3}
+    options = [o for k, v in limits.items() for o in ("--limit", f"{k}={v}")]
+    with running_server(*options) as s:
+        held = []
+        try:
+            for name in ("tick-a", "tick-b", "tick-c"):
+                conn, status, refusal = _open_hold(s, s.token("writer", name))
+                assert status == 200, refusal
+                held.append(conn)
+            flooder = s.token("writer", "tick-d")
+            for _ in range(10):
+                assert _open_hold(s, flooder)[1] == 503
+            _wait_until(
+                lambda: _said(s.log.read_text(errors="replace")) == 10,
+                "every refusal to be said in the log",
+            )
+            assert s.process is not None
+            assert s.process.poll() is None  # still running
+        finally:
+            for conn in held:
+                conn.close()
 
 
 def test_limits_are_checked_when_the_server_starts(tmp_path):

@@ -76,8 +76,10 @@ def test_a_body_takes_its_large_slot_once_and_gives_it_back() -> None:
     assert taken == []
 
 
-def _record(text: str, throttle: str | None = "HTTP 503") -> logging.LogRecord:
-    record = logging.LogRecord("mltrail.server", logging.ERROR, "", 0, text, (), None)
+def _record(
+    text: str, throttle: str | None = "HTTP 503", level: int = logging.ERROR
+) -> logging.LogRecord:
+    record = logging.LogRecord("mltrail.server", level, "", 0, text, (), None)
     if throttle is not None:
         record.throttle = throttle
     return record
@@ -104,8 +106,48 @@ def test_dropped_lines_are_said_on_flush(caplog: pytest.LogCaptureFixture) -> No
         throttled.filter(_record("refused"))
     with caplog.at_level(logging.ERROR, "mltrail.server"):
         throttled.flush(logging.getLogger("mltrail.server"))
-    assert "4 more error lines (HTTP 503) were not logged" in caplog.text
+    assert "4 more log lines (HTTP 503) were not logged" in caplog.text
     assert throttled.dropped() == {}
+
+
+def test_each_report_says_the_count_not_said_yet_at_its_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The count of each kind is said once per report, at the level of the
+    worst line left out; the interval's allowance is not given back by it."""
+    logger = logging.getLogger("mltrail.server")
+    throttled = ThrottledErrors(lines=1, interval=3600)
+    refused = "HTTP 503 holds_per_ledger"
+    for _ in range(4):
+        throttled.filter(_record("refused", refused, logging.WARNING))
+    for _ in range(3):
+        throttled.filter(_record("database failed"))
+    with caplog.at_level(logging.WARNING, "mltrail.server"):
+        throttled.report(logger)
+        throttled.report(logger)  # nothing new to say
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert sorted(said) == [
+        ("ERROR", "2 more log lines (HTTP 503) were not logged"),
+        ("WARNING", f"3 more log lines ({refused}) were not logged"),
+    ]
+    assert not throttled.filter(_record("refused", refused, logging.WARNING))
+    assert throttled.dropped() == {refused: 1}
+
+
+def test_a_refusal_is_a_warning_counted_apart_from_failures() -> None:
+    """A 503 for want of a slot is logged under its bound, a store's 503 under
+    its status: a flood of refusals leaves every line of a failure its own."""
+    from mltrail.errors import StoreError
+    from mltrail.server.app import ApiError, raise_for
+
+    refusal = ApiError(503, "full", extra={"limit": "holds_per_ledger"})
+    failure = raise_for(StoreError("connection lost"))
+    assert (refusal.throttle, refusal.level) == (
+        "HTTP 503 holds_per_ledger",
+        logging.WARNING,
+    )
+    assert (failure.throttle, failure.level) == ("HTTP 503", logging.ERROR)
+    assert failure.logged == "connection lost"
 
 
 def _busy_store(answers: list[tuple[int, dict[str, str]]]):

@@ -55,6 +55,7 @@ __all__ = [
     "bearer_token",
     "check_access",
     "create_app",
+    "log_error",
     "need",
     "raise_for",
     "redact_tokens_in_logs",
@@ -117,6 +118,20 @@ class ApiError(Exception):
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
         return headers
+
+    @property
+    def throttle(self) -> str:
+        """The kind of log line of this error (:class:`ThrottledErrors`): its
+        status, and for a refusal for want of a slot the bound, so that a flood
+        of refusals never uses up the lines of a failure (a database error)."""
+        limit = self.extra.get("limit")
+        return f"HTTP {self.status}" + (f" {limit}" if limit else "")
+
+    @property
+    def level(self) -> int:
+        """The log level of this error: a refusal for want of a slot is the
+        server keeping its bounds (a warning), anything else an error."""
+        return logging.WARNING if self.extra.get("limit") else logging.ERROR
 
     @property
     def logged(self) -> str:
@@ -293,9 +308,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        throttled.flush(_log)
-        state.close()
+        import asyncio
+
+        reporting = asyncio.ensure_future(throttled.report_each_interval(_log))
+        try:
+            yield
+        finally:
+            reporting.cancel()
+            throttled.flush(_log)
+            state.close()
 
     app = FastAPI(
         title="mltrail team server",
@@ -389,14 +410,16 @@ def app_from_env() -> Any:
     return FastAppend(create_app())
 
 
-def _log_error(request: Request, status: int, text: str) -> None:
-    """One error line, counted in its status's allowance (``ThrottledErrors``)."""
-    _log.error(
+def log_error(method: str, path: str, error: ApiError) -> None:
+    """One line for an error answer, counted in its kind's allowance
+    (:attr:`ApiError.throttle`, ``ThrottledErrors``)."""
+    _log.log(
+        error.level,
         "%s %s: %s",
-        request.method,
-        request.url.path,
-        text,
-        extra={"throttle": f"HTTP {status}"},
+        method,
+        path,
+        error.logged,
+        extra={"throttle": error.throttle},
     )
 
 
@@ -415,7 +438,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            _log_error(request, exc.status, exc.logged)
+            log_error(request.method, request.url.path, exc)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -434,7 +457,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, MltrailError)
         error = raise_for(exc, refused=400)
         if error.status >= 500:
-            _log_error(request, error.status, str(exc))
+            log_error(request.method, request.url.path, error)
         return error.response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
