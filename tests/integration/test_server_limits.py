@@ -261,6 +261,50 @@ def test_a_readers_large_blob_reads_take_its_large_body_slots(server):
     assert s.call("GET", path, reader) == (200, big)
 
 
+def test_a_readers_large_pages_of_records_take_its_large_body_slots(server):
+    """A page of records is up to 16 MiB (22 MiB of JSON), built whole and
+    held until sent: an auditor asking for pages on connection after
+    connection without reading them had the server hold one per connection,
+    without bound. Now an answer of ``large_body_bytes`` or more is sent in
+    the reader's large-body slot, as a large blob is: its next large page is
+    429 while one is unread; small pages and another user's large page pass,
+    and the slot comes back when the client goes away."""
+    s = server
+    writer, reader = s.token("writer", "page-w"), s.token("auditor", "page-r")
+    big = [s.entry("page-w", "note", {"text": "p" * 100_000}) for _ in range(80)]
+    small = s.entry("page-w", "note", {"text": "small page"})
+    status, answer = s.call("POST", f"{A}/entries", writer, {"entries": big})
+    assert status == 201, answer
+    big_seq = answer["records"][0]["seq"]
+    status, answer = s.call("POST", f"{A}/entries", writer, {"entries": [small]})
+    assert status == 201, answer
+    small_seq = answer["records"][0]["seq"]
+    path = f"{A}/records?start={big_seq}&limit=80"  # 8 MB of records
+    unread = _get_unread(s, path, reader)
+    try:
+        _wait_until(
+            lambda: _in_use(s, reader, "large_bodies")["user"] == 1,
+            "the unread page to hold its reader's slot",
+        )
+        status, answer = s.call("GET", path, reader)
+        assert status == 429, answer
+        assert answer["error"]["limit"] == "large_bodies_per_user"
+        status, page = s.call("GET", f"{A}/records?start={small_seq}&limit=1", reader)
+        assert status == 200, page
+        assert [r["seq"] for r in page["records"]] == [small_seq]
+        status, page = s.call("GET", path, writer)
+        assert status == 200, page
+        assert [r["seq"] for r in page["records"]] == [big_seq + n for n in range(80)]
+    finally:
+        unread.close()
+    _wait_until(
+        lambda: _in_use(s, reader, "large_bodies")["user"] == 0,
+        "the slot to be given back once the client went away",
+    )
+    status, again = s.call("GET", path, reader)
+    assert (status, again) == (200, page)
+
+
 def _schema(server, ledger: str) -> str:
     import psycopg
 

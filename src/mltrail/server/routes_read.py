@@ -4,6 +4,7 @@ verification. Every role may read its own ledger."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,25 @@ MAX_RECORDS = 5000
 MAX_PAGE_BYTES = 16 * 2**20
 MAX_NODES = 100_000
 _CHUNK = 2**18
+_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
+def _json_answer(ctx: Ctx, body: Any) -> Response:
+    """``body`` as JSON (as FastAPI writes it). An answer of
+    ``large_body_bytes`` or more is sent in the caller's large-body slot (429
+    or 503 with ``Retry-After`` when its user or the process has none left),
+    given back once sent, as a large blob is: a page of records is up to 16
+    MiB (base64 in JSON: 22 MiB), and a reader asking for pages on connection
+    after connection without reading them had the server hold each."""
+    data = json.dumps(
+        body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+    if len(data) < ctx.state.limits.large_body_bytes:
+        return Response(data, media_type="application/json")
+    release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    return _SentThenReleased(data, release, "application/json")
 
 
 @router.get("")
@@ -68,7 +88,7 @@ def head(ctx: Reader) -> dict[str, Any]:
     }
 
 
-@router.get("/records")
+@router.get("/records", response_model=None, responses=_JSON_OBJECT)
 def records(
     ctx: Reader,
     start: Seq = 0,
@@ -77,7 +97,7 @@ def records(
     kinds: Annotated[
         str | None, Query(max_length=2000, pattern=r"^[a-z0-9_.,]*$")
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
     ``start``; ``next`` pages on. A page ends at ``limit`` records or once it
     holds ``MAX_PAGE_BYTES`` of them (records go up to 4 MiB each).
@@ -89,7 +109,7 @@ def records(
         rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
             start, end, limit, MAX_PAGE_BYTES, wanted
         )
-    return {
+    page = {
         "records": [
             {
                 "seq": r.seq,
@@ -100,21 +120,24 @@ def records(
         ],
         "next": rows[-1].seq + 1 if more else None,
     }
+    del rows
+    return _json_answer(ctx, page)
 
 
-@router.get("/nodes")
+@router.get("/nodes", response_model=None, responses=_JSON_OBJECT)
 def nodes(
     ctx: Reader,
     level: Annotated[int, Query(ge=0, le=63)],
     start: Seq,
     stop: Seq,
-) -> dict[str, Any]:
+) -> Response:
     """Stored Merkle nodes at ``level`` with ``start <= index < stop``."""
     if not 0 <= stop - start <= MAX_NODES:
         raise ApiError(400, f"need start <= stop <= start + {MAX_NODES}")
     with ctx.handle.reader() as ledger:
         found = ledger.store.node_range(level, start, stop)
-    return {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+    answer = {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+    return _json_answer(ctx, answer)
 
 
 @router.get("/nodes/{level}/{index}")
@@ -129,12 +152,13 @@ def node(ctx: Reader, level: int, index: int) -> dict[str, str]:
     return {"hash": found[index].hex()}
 
 
-@router.get("/checkpoints")
-def checkpoints(ctx: Reader) -> dict[str, Any]:
+@router.get("/checkpoints", response_model=None, responses=_JSON_OBJECT)
+def checkpoints(ctx: Reader) -> Response:
     """Every stored checkpoint, oldest first."""
     with ctx.handle.reader() as ledger:
         found = ledger.store.checkpoints()
-    return {"checkpoints": [{"size": c.size, "text": c.text} for c in found]}
+    answer = {"checkpoints": [{"size": c.size, "text": c.text} for c in found]}
+    return _json_answer(ctx, answer)
 
 
 @router.get("/checkpoints/latest")
@@ -162,12 +186,16 @@ def meta(ctx: Reader) -> dict[str, str]:
         return ledger.store.meta()
 
 
-@router.get("/evidence")
-def evidence(ctx: Reader) -> list[dict[str, Any]]:
+@router.get(
+    "/evidence",
+    response_model=None,
+    responses={200: {"content": {"application/json": {"schema": {"type": "array"}}}}},
+)
+def evidence(ctx: Reader) -> Response:
     """Checkpoint evidence (timestamps, cosignatures), data in base64."""
     with ctx.handle.reader() as ledger:
         found = ledger.store.evidence()
-    return [
+    answer = [
         {
             "id": e.id,
             "kind": e.kind,
@@ -178,6 +206,7 @@ def evidence(ctx: Reader) -> list[dict[str, Any]]:
         }
         for e in found
     ]
+    return _json_answer(ctx, answer)
 
 
 @router.get("/purges")
@@ -257,14 +286,20 @@ def get_blob(ctx: Reader, digest: str, request: Request) -> Response:
 
 
 class _SentThenReleased(StreamingResponse):
-    """A blob's bytes, sent in chunks so that a client not reading holds the
-    send (flow control) rather than the server buffering the rest; its
-    large-body slot is given back once they are sent or the client went away."""
+    """An answer's bytes (a blob's, a large JSON answer's), sent in chunks
+    so that a client not reading holds the send (flow control) rather than
+    the server buffering the rest; its large-body slot is given back once
+    they are sent or the client went away."""
 
-    def __init__(self, data: bytes, release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        release: Callable[[], None],
+        media_type: str = "application/octet-stream",
+    ) -> None:
         super().__init__(
             _chunks(data),
-            media_type="application/octet-stream",
+            media_type=media_type,
             headers={"content-length": str(len(data))},
         )
         self._release = release
