@@ -261,41 +261,59 @@ def test_a_readers_large_blob_reads_take_its_large_body_slots(server):
     assert s.call("GET", path, reader) == (200, big)
 
 
-def test_a_readers_large_pages_of_records_take_its_large_body_slots(server):
-    """A page of records is up to 16 MiB (22 MiB of JSON), built whole and
-    held until sent: an auditor asking for pages on connection after
-    connection without reading them had the server hold one per connection,
-    without bound. Now an answer of ``large_body_bytes`` or more is sent in
-    the reader's large-body slot, as a large blob is: its next large page is
-    429 while one is unread; small pages and another user's large page pass,
-    and the slot comes back when the client goes away."""
+def test_a_readers_pages_of_records_take_its_large_body_slots(server):
+    """A page of records is up to 16 MiB (22 MiB of JSON), read and built in a
+    worker thread, and held until sent: an auditor asking for pages on
+    connection after connection kept every worker thread reading and had the
+    server hold each unread page, without bound. Now a page is read in the
+    reader's large-body slot, taken before anything is read and given back
+    once a large answer is sent (at once for a small one): while one large
+    page is unread, its next page is refused 429 without touching the
+    database (answered while the records table is locked), and another
+    user's large page passes; the slot comes back when the client goes away.
+    """
+    import psycopg
+
     s = server
     writer, reader = s.token("writer", "page-w"), s.token("auditor", "page-r")
     big = [s.entry("page-w", "note", {"text": "p" * 100_000}) for _ in range(80)]
-    small = s.entry("page-w", "note", {"text": "small page"})
     status, answer = s.call("POST", f"{A}/entries", writer, {"entries": big})
     assert status == 201, answer
     big_seq = answer["records"][0]["seq"]
-    status, answer = s.call("POST", f"{A}/entries", writer, {"entries": [small]})
-    assert status == 201, answer
-    small_seq = answer["records"][0]["seq"]
     path = f"{A}/records?start={big_seq}&limit=80"  # 8 MB of records
+    status, page = s.call("GET", f"{A}/records?start={big_seq}&limit=1", reader)
+    assert status == 200, page  # a small answer gives its slot back at once
+    assert _in_use(s, reader, "large_bodies")["user"] == 0
+
     unread = _get_unread(s, path, reader)
+    lock = psycopg.connect(s.owner_url)
     try:
         _wait_until(
             lambda: _in_use(s, reader, "large_bodies")["user"] == 1,
             "the unread page to hold its reader's slot",
         )
-        status, answer = s.call("GET", path, reader)
-        assert status == 429, answer
-        assert answer["error"]["limit"] == "large_bodies_per_user"
-        status, page = s.call("GET", f"{A}/records?start={small_seq}&limit=1", reader)
-        assert status == 200, page
-        assert [r["seq"] for r in page["records"]] == [small_seq]
+        lock.execute(
+            f'LOCK TABLE "{_schema(s, "team-a")}".records IN ACCESS EXCLUSIVE MODE'
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
+        conn.request(
+            "GET",
+            f"{s.prefix}{A}/records?start={big_seq}&limit=1",
+            headers={"Authorization": f"Bearer {reader}"},
+        )
+        response = conn.getresponse()  # a read would wait on the lock
+        error = json.loads(response.read())["error"]
+        conn.close()
+        assert response.status == 429, error
+        assert error["limit"] == "large_bodies_per_user"
+        assert response.getheader("retry-after") == "2"
+        lock.rollback()
         status, page = s.call("GET", path, writer)
         assert status == 200, page
         assert [r["seq"] for r in page["records"]] == [big_seq + n for n in range(80)]
     finally:
+        lock.rollback()
+        lock.close()
         unread.close()
     _wait_until(
         lambda: _in_use(s, reader, "large_bodies")["user"] == 0,

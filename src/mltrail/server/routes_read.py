@@ -33,19 +33,30 @@ _JSON_OBJECT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _json_answer(ctx: Ctx, body: Any) -> Response:
+def _json_answer(
+    ctx: Ctx, body: Any, release: Callable[[], None] | None = None
+) -> Response:
     """``body`` as JSON (as FastAPI writes it). An answer of
     ``large_body_bytes`` or more is sent in the caller's large-body slot (429
     or 503 with ``Retry-After`` when its user or the process has none left),
-    given back once sent, as a large blob is: a page of records is up to 16
-    MiB (base64 in JSON: 22 MiB), and a reader asking for pages on connection
-    after connection without reading them had the server hold each."""
-    data = json.dumps(
-        body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode()
+    given back once sent, as a large blob is: a reader asking for large
+    answers on connection after connection without reading them had the
+    server hold each. ``release``: the slot already taken (given back at once
+    when the answer is small)."""
+    try:
+        data = json.dumps(
+            body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except BaseException:
+        if release is not None:
+            release()
+        raise
     if len(data) < ctx.state.limits.large_body_bytes:
+        if release is not None:
+            release()
         return Response(data, media_type="application/json")
-    release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    if release is None:
+        release = take_slot(ctx.state, "large_bodies", ctx.principal)
     return _SentThenReleased(data, release, "application/json")
 
 
@@ -101,27 +112,35 @@ def records(
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
     ``start``; ``next`` pages on. A page ends at ``limit`` records or once it
     holds ``MAX_PAGE_BYTES`` of them (records go up to 4 MiB each).
+    A page may be large (22 MiB of JSON): it is read in the caller's
+    large-body slot (429 or 503 when none is left, before anything is read),
+    given back at once when the answer is small, else once it is sent.
     ``kinds``: comma-separated kind names (the characters a kind has; anything
     else, a NUL above all, is 400 rather than an error of the database)."""
     end = _MAX_SEQ if stop is None else stop
     wanted = tuple(k for k in (kinds or "").split(",") if k)
-    with ctx.handle.reader() as ledger:
-        rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
-            start, end, limit, MAX_PAGE_BYTES, wanted
-        )
-    page = {
-        "records": [
-            {
-                "seq": r.seq,
-                "hash": r.hash.hex(),
-                "data": base64.b64encode(r.data).decode(),
-            }
-            for r in rows
-        ],
-        "next": rows[-1].seq + 1 if more else None,
-    }
+    release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    try:
+        with ctx.handle.reader() as ledger:
+            rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
+                start, end, limit, MAX_PAGE_BYTES, wanted
+            )
+        page = {
+            "records": [
+                {
+                    "seq": r.seq,
+                    "hash": r.hash.hex(),
+                    "data": base64.b64encode(r.data).decode(),
+                }
+                for r in rows
+            ],
+            "next": rows[-1].seq + 1 if more else None,
+        }
+    except BaseException:
+        release()
+        raise
     del rows
-    return _json_answer(ctx, page)
+    return _json_answer(ctx, page, release)
 
 
 @router.get("/nodes", response_model=None, responses=_JSON_OBJECT)
