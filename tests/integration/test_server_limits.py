@@ -464,6 +464,80 @@ def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
     assert "terminat" in failed[0], failed  # what the database said
 
 
+def test_a_user_at_every_share_leaves_others_appending_and_the_admin_in_charge(
+    server,
+):
+    """Mallory (a writer) takes every share she has at once: her hold share,
+    a verification kept running (its blob read waits on a table lock the test
+    holds), and a large append kept half sent. Meanwhile another user's append
+    is answered 201, and the ledger's admin reads the bounds and Mallory's
+    use, lists the tokens and revokes hers; her holds then end (a hold checks
+    its token each heartbeat) and her next request is 401."""
+    import psycopg
+
+    s = server
+    _wait_until(lambda: _in_use(s, s.token("admin"), "holds")["ledger"] == 0, "holds")
+    made = s.new_token("writer", "mallory")
+    mallory, admin = made["token"], s.token("admin")
+    blob = b"a blob mallory's verification re-reads"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert s.call("PUT", f"{A}/blobs/{digest}", mallory, raw=blob)[0] == 201
+    attached = s.entry(
+        "mallory",
+        "note",
+        {"text": "with a blob", "attachments": [{"blob": digest, "size": len(blob)}]},
+    )
+    assert s.call("POST", f"{A}/entries", mallory, {"entries": [attached]})[0] == 201
+    held: list[Any] = []
+    verifying: list[tuple[int, Any]] = []
+    lock = psycopg.connect(s.owner_url)
+    body = _send_head(s, f"{A}/entries", mallory, 4 * 2**20)
+    try:
+        for _ in range(LIMITS["holds_per_user"]):
+            conn, status, refusal = _open_hold(s, mallory)
+            assert status == 200, refusal
+            held.append(conn)
+        assert _open_hold(s, mallory)[1] == 429
+        body.sendall(b'{"entries": [' + b" " * 100_000)
+        lock.execute(
+            f'LOCK TABLE "{_schema(s, "team-a")}".blobs IN ACCESS EXCLUSIVE MODE'
+        )
+        verify = threading.Thread(
+            target=lambda: verifying.append(s.call("POST", f"{A}/verify", mallory))
+        )
+        verify.start()
+        _wait_until(
+            lambda: (
+                _in_use(s, mallory, "verifies")["user"] == 1
+                and _in_use(s, mallory, "large_bodies")["user"] == 1
+            ),
+            "mallory's verification and large body to take their slots",
+        )
+
+        _small_append_and_read(s, "mallory-neighbour")  # another user appends
+        status, answer = s.call("GET", f"{A}/limits", admin)
+        assert status == 200, answer
+        assert answer["in_use"]["verifies"]["ledger"] == 1
+        status, answer = s.call("GET", f"{A}/tokens", admin)
+        assert status == 200, answer
+        assert made["id"] in {t["id"] for t in answer["tokens"]}
+        status, answer = s.call("POST", f"{A}/tokens/{made['id']}/revoke", admin)
+        assert (status, answer["revoked"]) == (200, True), answer
+        _wait_until(
+            lambda: _in_use(s, admin, "holds")["ledger"] == 0,
+            "the revoked token's holds to end",
+        )
+        assert s.call("GET", f"{A}/head", mallory)[0] == 401
+    finally:
+        lock.rollback()
+        lock.close()
+        body.close()
+        for conn in held:
+            conn.close()
+    verify.join(60)
+    assert [v[0] for v in verifying] == [200], verifying  # begun before: it ends
+
+
 def _said(log: str) -> int:
     """Refusal lines of ``log``, and the lines it says it left out."""
     said = 0
