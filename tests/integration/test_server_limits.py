@@ -31,6 +31,7 @@ LIMITS = {
     "holds": 4,
     "large_bodies_per_user": 1,
     "large_body_bytes": 65536,
+    "verify_pause": 100_000,
     "error_lines": 3,
     "error_interval": 3600,
 }
@@ -389,6 +390,34 @@ def test_a_verification_flood_is_bounded_and_shared(server):
     assert [a[0] for a in answers] == [200, 200], answers
     assert answers[0][1] == answers[1][1]
     assert answers[0][1]["ok"] is True, answers[0][1]
+
+
+def test_one_user_verifying_again_and_again_leaves_the_ledger_share_free(server):
+    """A ledger has one verification slot, and a user one: a user asking
+    again as soon as each of its verifications ended kept the ledger's slot
+    nearly all the time, and its other users were refused 503 whenever they
+    asked. Now, once its verification ends, the user pauses (here 100,000
+    times as long as it took): its next one is 429 with ``Retry-After``, and
+    another user of the ledger verifies."""
+    s = server
+    pat, quinn = (s.token("auditor", n, ledger="team-b") for n in ("pat", "quinn"))
+    status, report = s.call("POST", f"{B}/verify", pat)
+    assert status == 200, report
+    _small_append_and_read(s, "pat-writer", B)  # a new head: nothing to share
+    conn = _connect(s)
+    conn.request(
+        "POST", f"{s.prefix}{B}/verify", headers={"Authorization": f"Bearer {pat}"}
+    )
+    response = conn.getresponse()
+    error = json.loads(response.read())["error"]
+    conn.close()
+    assert response.status == 429, error
+    assert error["limit"] == "verify_pause"
+    assert response.getheader("retry-after") == str(error["retry_after"])
+    assert int(response.getheader("retry-after")) >= 1
+    status, report = s.call("POST", f"{B}/verify", quinn)
+    assert status == 200, report
+    assert report["ok"] is True, report
 
 
 def _fail_a_read(server, token: str) -> tuple[int, Any]:

@@ -8,13 +8,19 @@ appended since it began, so it checks what the request would have checked, and
 every auditor polling a busy ledger costs one verification, not one each.
 Any other request takes a verification slot (per user, per ledger, per process:
 :mod:`mltrail.server.limits`), 429 or 503 with ``Retry-After`` when none is
-left. Waiting holds no thread. ADR 0027, amendment of 2026-12-07.
+left. Waiting holds no thread. A user whose verification of a ledger ended
+starts another of it only after a pause (``verify_pause`` times the last one's
+duration; 429 until then), so that one user asking again as soon as each ends
+leaves the ledger's share free as long as it held it. ADR 0027, amendments of
+2026-12-07.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -35,6 +41,8 @@ class Verifications:
     def __init__(self) -> None:
         self._running: dict[str, tuple[Head, asyncio.Task[dict[str, Any]]]] = {}
         self._sharing: dict[str, int] = {}
+        self._pauses: dict[tuple[str, str], float] = {}
+        """(ledger, user) -> when (monotonic) the user may start another."""
         self._lock = threading.Lock()
 
     def sharing(self, ledger: str) -> int:
@@ -51,7 +59,8 @@ class Verifications:
         its thread is done.
 
         Raises:
-            ApiError: 429 or 503 (no verification slot left).
+            ApiError: 429 or 503 (no verification slot left), 429 (the
+                user's pause after its last verification of the ledger).
         """
         from mltrail.server.app import take_slot  # app imports this module
 
@@ -68,14 +77,21 @@ class Verifications:
             finally:
                 with self._lock:
                     self._sharing[name] -= 1
+        user = (name, ctx.principal.name)
+        self._check_pause(user)
         done = take_slot(ctx.state, "verifies", ctx.principal)
+        began = time.monotonic()
         task = asyncio.ensure_future(run_in_threadpool(_verify, ctx))
         with self._lock:
             self._running[name] = (head, task)
 
         def finished(task: asyncio.Task[dict[str, Any]]) -> None:
             done()
+            ended = time.monotonic()
+            pause = (ended - began) * ctx.state.limits.verify_pause
             with self._lock:
+                self._pauses = {k: t for k, t in self._pauses.items() if t > ended}
+                self._pauses[user] = ended + pause
                 if self._running.get(name, (None, None))[1] is task:
                     del self._running[name]
             if not task.cancelled():
@@ -83,6 +99,25 @@ class Verifications:
 
         task.add_done_callback(finished)
         return dict(await asyncio.shield(task))
+
+    def _check_pause(self, user: tuple[str, str]) -> None:
+        """429 while ``user`` (ledger, name) pauses after its last verification."""
+        from mltrail.server.app import ApiError
+
+        with self._lock:
+            left = self._pauses.get(user, 0.0) - time.monotonic()
+        if left <= 0:
+            return
+        wait = math.ceil(left)
+        raise ApiError(
+            429,
+            f"{user[1]!r} verified ledger {user[0]!r} moments ago: another may "
+            f"start in {wait} s (a pause after its last one, as long as that "
+            "took), so that the ledger's other users get their turn",
+            hint=f"try again in {wait} s, or ask while one runs to share its report",
+            extra={"retry_after": wait, "limit": "verify_pause"},
+            retry_after=wait,
+        )
 
 
 def _head(ctx: Ctx) -> Head:
