@@ -293,22 +293,31 @@ def test_a_readers_pages_of_records_take_its_large_body_slots(server):
             lambda: _in_use(s, reader, "large_bodies")["user"] == 1,
             "the unread page to hold its reader's slot",
         )
+        schema = _schema(s, "team-a")
         lock.execute(
-            f'LOCK TABLE "{_schema(s, "team-a")}".records IN ACCESS EXCLUSIVE MODE'
+            f'LOCK TABLE "{schema}".records, "{schema}".merkle_nodes '
+            "IN ACCESS EXCLUSIVE MODE"
         )
-        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
-        conn.request(
-            "GET",
-            f"{s.prefix}{A}/records?start={big_seq}&limit=1",
-            headers={"Authorization": f"Bearer {reader}"},
-        )
-        response = conn.getresponse()  # a read would wait on the lock
-        error = json.loads(response.read())["error"]
-        conn.close()
-        assert response.status == 429, error
-        assert error["limit"] == "large_bodies_per_user"
-        assert response.getheader("retry-after") == "2"
+        for asked in (
+            f"records?start={big_seq}&limit=1",
+            "nodes?level=0&start=0&stop=1000",  # may be 89 kB of JSON
+        ):
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=20)
+            conn.request(
+                "GET",
+                f"{s.prefix}{A}/{asked}",
+                headers={"Authorization": f"Bearer {reader}"},
+            )
+            response = conn.getresponse()  # a read would wait on the lock
+            error = json.loads(response.read())["error"]
+            conn.close()
+            assert response.status == 429, (asked, error)
+            assert error["limit"] == "large_bodies_per_user"
+            assert response.getheader("retry-after") == "2"
         lock.rollback()
+        status, found = s.call("GET", f"{A}/nodes?level=0&start=0&stop=10", reader)
+        assert status == 200, found  # a small range takes no slot
+        assert len(found["nodes"]) == 10
         status, page = s.call("GET", path, writer)
         assert status == 200, page
         assert [r["seq"] for r in page["records"]] == [big_seq + n for n in range(80)]

@@ -28,6 +28,8 @@ MAX_RECORDS = 5000
 MAX_PAGE_BYTES = 16 * 2**20
 MAX_NODES = 100_000
 _CHUNK = 2**18
+_NODE_JSON_BYTES = 89
+"""The most JSON bytes one node of ``GET /nodes`` takes: ``"<index>":"<64 hex>",``."""
 _JSON_OBJECT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"schema": {"type": "object"}}}}
 }
@@ -150,13 +152,23 @@ def nodes(
     start: Seq,
     stop: Seq,
 ) -> Response:
-    """Stored Merkle nodes at ``level`` with ``start <= index < stop``."""
+    """Stored Merkle nodes at ``level`` with ``start <= index < stop``. A range
+    whose answer may be large (``_NODE_JSON_BYTES`` a node) is read in the
+    caller's large-body slot, taken before the read, as a page of records is."""
     if not 0 <= stop - start <= MAX_NODES:
         raise ApiError(400, f"need start <= stop <= start + {MAX_NODES}")
-    with ctx.handle.reader() as ledger:
-        found = ledger.store.node_range(level, start, stop)
-    answer = {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
-    return _json_answer(ctx, answer)
+    release = None
+    if (stop - start) * _NODE_JSON_BYTES >= ctx.state.limits.large_body_bytes:
+        release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    try:
+        with ctx.handle.reader() as ledger:
+            found = ledger.store.node_range(level, start, stop)
+        answer = {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+    except BaseException:
+        if release is not None:
+            release()
+        raise
+    return _json_answer(ctx, answer, release)
 
 
 @router.get("/nodes/{level}/{index}")
