@@ -36,6 +36,7 @@ from mltrail.server.limits import (
     ThrottledErrors,
     parse_limits,
 )
+from mltrail.server.verifications import RETRY_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection
@@ -179,7 +180,7 @@ def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
 
 _SHARES = {
     "holds": ("live-run holds", 30),
-    "verifies": ("verifications running", 5),
+    "verifies": ("verifications running", RETRY_SECONDS),
     "large_bodies": ("large request bodies in flight", 2),
 }
 """A kind of slot: what its slots are, and the ``Retry-After`` of a refusal."""

@@ -57,9 +57,11 @@ class ServerLimits:
     verifies_per_user: int = 1
     """Verifications one user runs at once."""
     verify_pause: float = 1.0
-    """After a verification it started ends, a user waits this many times its
-    duration before starting another of the same ledger (429 until then): one
-    user starting one as soon as the last ends cannot keep the ledger's share."""
+    """After a verification it started ends, while others were refused for want
+    of its slot, a user waits this many times its duration (at least their
+    ``Retry-After``) before starting another of the same ledger (429 until
+    then): one user starting one as soon as the last ends cannot keep the
+    slot from the others."""
     large_bodies: int = 16
     """Large request bodies (appends, blobs) being read or handled at once."""
     large_bodies_per_user: int = 2
