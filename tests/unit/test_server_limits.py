@@ -188,3 +188,16 @@ def test_the_client_waits_what_retry_after_asks_then_says_the_server_is_busy(
         store.info()
     assert e.value.hint == "try again in 5 s"
     assert waits == [http.MAX_RETRY_AFTER] * store.retries  # capped
+
+
+def test_server_help_names_every_bound() -> None:
+    """``mltrail server --help`` says every bound ``--limit`` takes."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from mltrail.cli.server_cmd import server
+
+    shown = " ".join(CliRunner().invoke(server, ["--help"]).output.split())
+    for field in dataclasses.fields(ServerLimits):
+        assert field.name in shown, field.name
