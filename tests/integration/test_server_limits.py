@@ -614,6 +614,29 @@ def test_a_user_at_every_share_leaves_others_appending_and_the_admin_in_charge(
     assert [v[0] for v in verifying] == [200], verifying  # begun before: it ends
 
 
+def test_aborted_uploads_leave_no_traceback_in_the_log(server):
+    """A blob upload whose client went away mid-body raised Starlette's
+    ClientDisconnect: answered 500 and logged twice with its traceback (ours,
+    then uvicorn's "Exception in ASGI application", which no throttle held),
+    some 80 lines for each aborted upload any writer could repeat. Now it is
+    the client's error (400, as on the append route) and logs nothing."""
+    s = server
+    token = s.token("writer", "aborter")
+    digest = "sha256:" + "0" * 64
+    for _ in range(5):
+        sock = _send_head(s, f"{A}/blobs/{digest}", token, 200_000, method="PUT")
+        sock.sendall(b"x" * 1000)
+        sock.close()
+    _wait_until(
+        lambda: _in_use(s, token, "large_bodies")["user"] == 0, "the uploads to end"
+    )
+    status, answer = s.call("PUT", f"{A}/blobs/{digest}", token, raw=b"x")
+    assert status == 400, answer  # the server still answers, and has logged:
+    log = s.log.read_text(errors="replace")
+    assert "ClientDisconnect" not in log, log[-3000:]
+    assert "Exception in ASGI application" not in log, log[-3000:]
+
+
 def _said(log: str) -> int:
     """Refusal lines of ``log``, and the lines it says it left out."""
     said = 0

@@ -201,3 +201,26 @@ def test_server_help_names_every_bound() -> None:
     shown = " ".join(CliRunner().invoke(server, ["--help"]).output.split())
     for field in dataclasses.fields(ServerLimits):
         assert field.name in shown, field.name
+
+
+def test_uvicorns_tracebacks_of_failures_are_throttled_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette re-raises each exception answered 500, and uvicorn logs it
+    with its traceback: those lines count in an allowance of their own."""
+    from mltrail.server.app import UNHANDLED, throttle_error_log
+
+    throttle_error_log(ServerLimits(error_lines=2))
+    try:
+        logger = logging.getLogger("uvicorn.error")
+        with caplog.at_level(logging.ERROR, "uvicorn.error"):
+            for _ in range(5):
+                try:
+                    raise RuntimeError("boom")
+                except RuntimeError:
+                    logger.exception(UNHANDLED)
+            logger.error("another line of uvicorn's")  # not throttled
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [UNHANDLED, UNHANDLED, "another line of uvicorn's"]
+    finally:
+        throttle_error_log(ServerLimits()).flush(logging.getLogger("test"))

@@ -48,9 +48,11 @@ if TYPE_CHECKING:
 __all__ = [
     "API_PREFIX",
     "BEARER",
+    "UNHANDLED",
     "ApiError",
     "Ctx",
     "RedactTokens",
+    "TagUnhandled",
     "app_from_env",
     "authorize",
     "bearer_token",
@@ -424,14 +426,35 @@ def log_error(method: str, path: str, error: ApiError) -> None:
     )
 
 
+UNHANDLED = "Exception in ASGI application"
+"""What uvicorn logs, with the traceback, for an exception the application
+raised: Starlette re-raises each one after the handler of ``Exception``
+answered 500 and logged it."""
+
+
+class TagUnhandled(logging.Filter):
+    """Marks uvicorn's line for an exception the application raised for
+    :class:`ThrottledErrors` (``HTTP 500 (uvicorn)``): a flood of failures
+    would otherwise log a traceback each there, unthrottled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(UNHANDLED):
+            record.throttle = "HTTP 500 (uvicorn)"
+        return True
+
+
 def throttle_error_log(limits: ServerLimits) -> ThrottledErrors:
-    """The server logger's :class:`ThrottledErrors` (added once, then retuned)."""
+    """The server logger's :class:`ThrottledErrors` (added once, then retuned),
+    also on uvicorn's error logger, after :class:`TagUnhandled`."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
     for found in _log.filters:
         if isinstance(found, ThrottledErrors):
             found.lines, found.interval = limits.error_lines, limits.error_interval
             return found
     made = ThrottledErrors(limits.error_lines, limits.error_interval)
     _log.addFilter(made)
+    uvicorn_errors.addFilter(TagUnhandled())
+    uvicorn_errors.addFilter(made)
     return made
 
 
