@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ LIMITS_ENV = "MLTRAIL_SERVER_LIMITS"
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """The bounds of one server process (each a positive number)."""
+    """The bounds of one server process (each a positive, finite number)."""
 
     holds: int = 64
     """Live-run holds (each a database connection) in the process."""
@@ -78,8 +79,10 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not value > 0:
-                raise ValueError(f"limit {field.name} must be positive, not {value!r}")
+            if isinstance(value, bool) or not 0 < value < math.inf:
+                raise ValueError(
+                    f"limit {field.name} must be positive and finite, not {value!r}"
+                )
 
 
 def parse_limits(text: str) -> ServerLimits:
