@@ -486,9 +486,9 @@ def _fail_a_read(server, token: str) -> tuple[int, Any]:
         with psycopg.connect(server.owner_url, autocommit=True) as conn:
 
             def blocked() -> bool:
-                waiting[:] = conn.execute(
+                waiting[:] = conn.execute(  # this test's database only
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = "
-                    "'Lock' AND pid <> %s",
+                    "'Lock' AND datname = current_database() AND pid <> %s",
                     (lock.info.backend_pid,),
                 ).fetchall()
                 return bool(waiting)
