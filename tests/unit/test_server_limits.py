@@ -76,8 +76,10 @@ def test_a_body_takes_its_large_slot_once_and_gives_it_back() -> None:
     assert taken == []
 
 
-def _record(text: str, throttle: str | None = "HTTP 503") -> logging.LogRecord:
-    record = logging.LogRecord("mltrail.server", logging.ERROR, "", 0, text, (), None)
+def _record(
+    text: str, throttle: str | None = "HTTP 503", level: int = logging.ERROR
+) -> logging.LogRecord:
+    record = logging.LogRecord("mltrail.server", level, "", 0, text, (), None)
     if throttle is not None:
         record.throttle = throttle
     return record
@@ -104,8 +106,48 @@ def test_dropped_lines_are_said_on_flush(caplog: pytest.LogCaptureFixture) -> No
         throttled.filter(_record("refused"))
     with caplog.at_level(logging.ERROR, "mltrail.server"):
         throttled.flush(logging.getLogger("mltrail.server"))
-    assert "4 more error lines (HTTP 503) were not logged" in caplog.text
+    assert "4 more log lines (HTTP 503) were not logged" in caplog.text
     assert throttled.dropped() == {}
+
+
+def test_each_report_says_the_count_not_said_yet_at_its_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The count of each kind is said once per report, at the level of the
+    worst line left out; the interval's allowance is not given back by it."""
+    logger = logging.getLogger("mltrail.server")
+    throttled = ThrottledErrors(lines=1, interval=3600)
+    refused = "HTTP 503 holds_per_ledger"
+    for _ in range(4):
+        throttled.filter(_record("refused", refused, logging.WARNING))
+    for _ in range(3):
+        throttled.filter(_record("database failed"))
+    with caplog.at_level(logging.WARNING, "mltrail.server"):
+        throttled.report(logger)
+        throttled.report(logger)  # nothing new to say
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert sorted(said) == [
+        ("ERROR", "2 more log lines (HTTP 503) were not logged"),
+        ("WARNING", f"3 more log lines ({refused}) were not logged"),
+    ]
+    assert not throttled.filter(_record("refused", refused, logging.WARNING))
+    assert throttled.dropped() == {refused: 1}
+
+
+def test_a_refusal_is_a_warning_counted_apart_from_failures() -> None:
+    """A 503 for want of a slot is logged under its bound, a store's 503 under
+    its status: a flood of refusals leaves every line of a failure its own."""
+    from mltrail.errors import StoreError
+    from mltrail.server.app import ApiError, raise_for
+
+    refusal = ApiError(503, "full", extra={"limit": "holds_per_ledger"})
+    failure = raise_for(StoreError("connection lost"))
+    assert (refusal.throttle, refusal.level) == (
+        "HTTP 503 holds_per_ledger",
+        logging.WARNING,
+    )
+    assert (failure.throttle, failure.level) == ("HTTP 503", logging.ERROR)
+    assert failure.logged == "connection lost"
 
 
 def _busy_store(answers: list[tuple[int, dict[str, str]]]):
@@ -146,3 +188,39 @@ def test_the_client_waits_what_retry_after_asks_then_says_the_server_is_busy(
         store.info()
     assert e.value.hint == "try again in 5 s"
     assert waits == [http.MAX_RETRY_AFTER] * store.retries  # capped
+
+
+def test_server_help_names_every_bound() -> None:
+    """``mltrail server --help`` says every bound ``--limit`` takes."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from mltrail.cli.server_cmd import server
+
+    shown = " ".join(CliRunner().invoke(server, ["--help"]).output.split())
+    for field in dataclasses.fields(ServerLimits):
+        assert field.name in shown, field.name
+
+
+def test_uvicorns_tracebacks_of_failures_are_throttled_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette re-raises each exception answered 500, and uvicorn logs it
+    with its traceback: those lines count in an allowance of their own."""
+    from mltrail.server.app import UNHANDLED, throttle_error_log
+
+    throttle_error_log(ServerLimits(error_lines=2))
+    try:
+        logger = logging.getLogger("uvicorn.error")
+        with caplog.at_level(logging.ERROR, "uvicorn.error"):
+            for _ in range(5):
+                try:
+                    raise RuntimeError("boom")
+                except RuntimeError:
+                    logger.exception(UNHANDLED)
+            logger.error("another line of uvicorn's")  # not throttled
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [UNHANDLED, UNHANDLED, "another line of uvicorn's"]
+    finally:
+        throttle_error_log(ServerLimits()).flush(logging.getLogger("test"))

@@ -65,7 +65,12 @@ def require_server_extra() -> None:
     multiple=True,
     metavar="NAME=N",
     help="A bound of docs/server.md#limits, e.g. holds_per_user=4 (repeatable; "
-    "default: $MLTRAIL_SERVER_LIMITS, comma-separated, over the documented defaults).",
+    "default: $MLTRAIL_SERVER_LIMITS, comma-separated, over the documented defaults). "
+    "Per user (429 past it), per ledger and per process (503): holds, "
+    "holds_per_ledger, holds_per_user (run holds); verifies, verifies_per_ledger, "
+    "verifies_per_user, verify_pause (POST /verify); large_bodies, "
+    "large_bodies_per_user, large_body_bytes (bodies and answers from that size); "
+    "error_lines, error_interval (log lines of a kind per interval).",
 )
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip

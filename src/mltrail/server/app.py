@@ -36,6 +36,7 @@ from mltrail.server.limits import (
     ThrottledErrors,
     parse_limits,
 )
+from mltrail.server.verifications import RETRY_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection
@@ -47,14 +48,17 @@ if TYPE_CHECKING:
 __all__ = [
     "API_PREFIX",
     "BEARER",
+    "UNHANDLED",
     "ApiError",
     "Ctx",
     "RedactTokens",
+    "TagUnhandled",
     "app_from_env",
     "authorize",
     "bearer_token",
     "check_access",
     "create_app",
+    "log_error",
     "need",
     "raise_for",
     "redact_tokens_in_logs",
@@ -119,6 +123,20 @@ class ApiError(Exception):
         return headers
 
     @property
+    def throttle(self) -> str:
+        """The kind of log line of this error (:class:`ThrottledErrors`): its
+        status, and for a refusal for want of a slot the bound, so that a flood
+        of refusals never uses up the lines of a failure (a database error)."""
+        limit = self.extra.get("limit")
+        return f"HTTP {self.status}" + (f" {limit}" if limit else "")
+
+    @property
+    def level(self) -> int:
+        """The log level of this error: a refusal for want of a slot is the
+        server keeping its bounds (a warning), anything else an error."""
+        return logging.WARNING if self.extra.get("limit") else logging.ERROR
+
+    @property
     def logged(self) -> str:
         """The text the server logs for this error."""
         return self.detail or self.message
@@ -164,7 +182,7 @@ def raise_for(error: MltrailError, *, refused: int = 422) -> ApiError:
 
 _SHARES = {
     "holds": ("live-run holds", 30),
-    "verifies": ("verifications running", 5),
+    "verifies": ("verifications running", RETRY_SECONDS),
     "large_bodies": ("large request bodies in flight", 2),
 }
 """A kind of slot: what its slots are, and the ``Retry-After`` of a refusal."""
@@ -293,9 +311,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        throttled.flush(_log)
-        state.close()
+        import asyncio
+
+        reporting = asyncio.ensure_future(throttled.report_each_interval(_log))
+        try:
+            yield
+        finally:
+            reporting.cancel()
+            throttled.flush(_log)
+            state.close()
 
     app = FastAPI(
         title="mltrail team server",
@@ -389,25 +413,48 @@ def app_from_env() -> Any:
     return FastAppend(create_app())
 
 
-def _log_error(request: Request, status: int, text: str) -> None:
-    """One error line, counted in its status's allowance (``ThrottledErrors``)."""
-    _log.error(
+def log_error(method: str, path: str, error: ApiError) -> None:
+    """One line for an error answer, counted in its kind's allowance
+    (:attr:`ApiError.throttle`, ``ThrottledErrors``)."""
+    _log.log(
+        error.level,
         "%s %s: %s",
-        request.method,
-        request.url.path,
-        text,
-        extra={"throttle": f"HTTP {status}"},
+        method,
+        path,
+        error.logged,
+        extra={"throttle": error.throttle},
     )
 
 
+UNHANDLED = "Exception in ASGI application"
+"""What uvicorn logs, with the traceback, for an exception the application
+raised: Starlette re-raises each one after the handler of ``Exception``
+answered 500 and logged it."""
+
+
+class TagUnhandled(logging.Filter):
+    """Marks uvicorn's line for an exception the application raised for
+    :class:`ThrottledErrors` (``HTTP 500 (uvicorn)``): a flood of failures
+    would otherwise log a traceback each there, unthrottled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(UNHANDLED):
+            record.throttle = "HTTP 500 (uvicorn)"
+        return True
+
+
 def throttle_error_log(limits: ServerLimits) -> ThrottledErrors:
-    """The server logger's :class:`ThrottledErrors` (added once, then retuned)."""
+    """The server logger's :class:`ThrottledErrors` (added once, then retuned),
+    also on uvicorn's error logger, after :class:`TagUnhandled`."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
     for found in _log.filters:
         if isinstance(found, ThrottledErrors):
             found.lines, found.interval = limits.error_lines, limits.error_interval
             return found
     made = ThrottledErrors(limits.error_lines, limits.error_interval)
     _log.addFilter(made)
+    uvicorn_errors.addFilter(TagUnhandled())
+    uvicorn_errors.addFilter(made)
     return made
 
 
@@ -415,7 +462,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         if exc.status >= 500:
-            _log_error(request, exc.status, exc.logged)
+            log_error(request.method, request.url.path, exc)
         return exc.response()
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -434,7 +481,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, MltrailError)
         error = raise_for(exc, refused=400)
         if error.status >= 500:
-            _log_error(request, error.status, str(exc))
+            log_error(request.method, request.url.path, error)
         return error.response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

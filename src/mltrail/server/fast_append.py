@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import MltrailError
-from mltrail.server.app import API_PREFIX, ApiError, raise_for
+from mltrail.server.app import API_PREFIX, ApiError, log_error, raise_for
 from mltrail.server.routes_write import append_request
 
 if TYPE_CHECKING:
@@ -63,12 +63,7 @@ class FastAppend:
             error = e if isinstance(e, ApiError) else raise_for(e, refused=400)
             answer, status, extra = _error(error), error.status, error.headers
             if status >= 500:
-                _log.error(
-                    "POST %s: %s",
-                    scope["path"],
-                    error.logged,
-                    extra={"throttle": f"HTTP {status}"},
-                )
+                log_error("POST", scope["path"], error)
         except Exception as e:
             _log.error(
                 "POST %s failed",

@@ -10,14 +10,16 @@ own user's share is answered 429; one over its ledger's or the process's share
 thread and no memory. ADR 0027, amendment of 2026-12-07.
 
 :class:`ThrottledErrors` keeps a flood of refusals or failures from filling the
-server's log: at most ``error_lines`` error lines per status per
-``error_interval`` seconds, then one line saying how many were left out.
+server's log: at most ``error_lines`` lines of each kind (an HTTP status, or
+a share's refusal) per ``error_interval`` seconds, then one line per interval
+saying how many were left out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ LIMITS_ENV = "MLTRAIL_SERVER_LIMITS"
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """The bounds of one server process (each a positive number)."""
+    """The bounds of one server process (each a positive, finite number)."""
 
     holds: int = 64
     """Live-run holds (each a database connection) in the process."""
@@ -55,6 +57,12 @@ class ServerLimits:
     """Verifications of one ledger at once."""
     verifies_per_user: int = 1
     """Verifications one user runs at once."""
+    verify_pause: float = 1.0
+    """After a verification it started ends, while others were refused for want
+    of its slot, a user waits this many times its duration (at least their
+    ``Retry-After``) before starting another of the same ledger (429 until
+    then): one user starting one as soon as the last ends cannot keep the
+    slot from the others."""
     large_bodies: int = 16
     """Large request bodies (appends, blobs) being read or handled at once."""
     large_bodies_per_user: int = 2
@@ -63,15 +71,18 @@ class ServerLimits:
     """A body is large from this many bytes (declared or read); smaller ones
     are never refused for want of a slot."""
     error_lines: int = 10
-    """Error lines of one HTTP status logged per interval; the rest counted."""
+    """Log lines of one kind (an HTTP status of a failure, or one bound's
+    503 refusals) logged per interval; the rest counted in one line."""
     error_interval: float = 60.0
     """Seconds of that interval."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not value > 0:
-                raise ValueError(f"limit {field.name} must be positive, not {value!r}")
+            if isinstance(value, bool) or not 0 < value < math.inf:
+                raise ValueError(
+                    f"limit {field.name} must be positive and finite, not {value!r}"
+                )
 
 
 def parse_limits(text: str) -> ServerLimits:
@@ -162,13 +173,14 @@ class LargeBody:
 class ThrottledErrors(logging.Filter):
     """A filter: at most ``lines`` records per key (a record's ``throttle``
     attribute) per ``interval`` seconds; the first record let through after
-    some were dropped says how many. Records without the attribute pass."""
+    some were dropped says how many, and :meth:`report` (each interval) says
+    the count of any not said yet. Records without the attribute pass."""
 
     def __init__(self, lines: int, interval: float) -> None:
         super().__init__()
         self.lines, self.interval = lines, interval
-        self._windows: dict[str, tuple[float, int, int]] = {}
-        """key -> (window start, lines let through, lines dropped)."""
+        self._windows: dict[str, tuple[float, int, int, int]] = {}
+        """key -> (window start, lines let through, lines dropped, their level)."""
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -177,25 +189,47 @@ class ThrottledErrors(logging.Filter):
             return True
         now = time.monotonic()
         with self._lock:
-            start, passed, dropped = self._windows.get(str(key), (now, 0, 0))
+            start, passed, dropped, level = self._windows.get(
+                str(key), (now, 0, 0, record.levelno)
+            )
             if now - start >= self.interval:
                 start, passed = now, 0
             if passed >= self.lines:
-                self._windows[str(key)] = (start, passed, dropped + 1)
+                level = max(level, record.levelno) if dropped else record.levelno
+                self._windows[str(key)] = (start, passed, dropped + 1, level)
                 return False
-            self._windows[str(key)] = (start, passed + 1, 0)
+            self._windows[str(key)] = (start, passed + 1, 0, record.levelno)
         if dropped:
             record.msg = f"[{dropped} more like this not logged] {record.msg}"
         return True
 
     def dropped(self) -> dict[str, int]:
-        """Lines dropped per key since the last one let through."""
+        """Lines dropped per key since the last one let through or reported."""
         with self._lock:
-            return {k: d for k, (_, _, d) in self._windows.items() if d}
+            return {k: w[2] for k, w in self._windows.items() if w[2]}
+
+    def report(self, logger: logging.Logger) -> None:
+        """Log, in one line per key, how many lines were dropped and not yet
+        said (at the level of the worst of them); the windows go on."""
+        with self._lock:
+            counts = {k: (w[2], w[3]) for k, w in self._windows.items() if w[2]}
+            for key in counts:
+                start, passed, _, level = self._windows[key]
+                self._windows[key] = (start, passed, 0, level)
+        for key, (count, level) in counts.items():
+            logger.log(level, "%d more log lines (%s) were not logged", count, key)
 
     def flush(self, logger: logging.Logger) -> None:
-        """Log how many lines of each key were dropped and not yet said."""
-        for key, count in self.dropped().items():
-            logger.error("%d more error lines (%s) were not logged", count, key)
+        """:meth:`report`, then forget the windows (the server stops)."""
+        self.report(logger)
         with self._lock:
             self._windows.clear()
+
+    async def report_each_interval(self, logger: logging.Logger) -> None:
+        """:meth:`report` at the end of each interval, until cancelled: a flood
+        that stops is still counted in the log within an interval."""
+        import asyncio
+
+        while True:
+            await asyncio.sleep(self.interval)
+            self.report(logger)

@@ -4,6 +4,7 @@ verification. Every role may read its own ledger."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,38 @@ MAX_RECORDS = 5000
 MAX_PAGE_BYTES = 16 * 2**20
 MAX_NODES = 100_000
 _CHUNK = 2**18
+_NODE_JSON_BYTES = 89
+"""The most JSON bytes one node of ``GET /nodes`` takes: ``"<index>":"<64 hex>",``."""
+_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
+def _json_answer(
+    ctx: Ctx, body: Any, release: Callable[[], None] | None = None
+) -> Response:
+    """``body`` as JSON (as FastAPI writes it). An answer of
+    ``large_body_bytes`` or more is sent in the caller's large-body slot (429
+    or 503 with ``Retry-After`` when its user or the process has none left),
+    given back once sent, as a large blob is: a reader asking for large
+    answers on connection after connection without reading them had the
+    server hold each. ``release``: the slot already taken (given back at once
+    when the answer is small)."""
+    try:
+        data = json.dumps(
+            body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except BaseException:
+        if release is not None:
+            release()
+        raise
+    if len(data) < ctx.state.limits.large_body_bytes:
+        if release is not None:
+            release()
+        return Response(data, media_type="application/json")
+    if release is None:
+        release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    return _SentThenReleased(data, release, "application/json")
 
 
 @router.get("")
@@ -68,7 +101,7 @@ def head(ctx: Reader) -> dict[str, Any]:
     }
 
 
-@router.get("/records")
+@router.get("/records", response_model=None, responses=_JSON_OBJECT)
 def records(
     ctx: Reader,
     start: Seq = 0,
@@ -77,44 +110,65 @@ def records(
     kinds: Annotated[
         str | None, Query(max_length=2000, pattern=r"^[a-z0-9_.,]*$")
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Stored records (base64 canonical bytes, and the stored hash, hex) from
     ``start``; ``next`` pages on. A page ends at ``limit`` records or once it
     holds ``MAX_PAGE_BYTES`` of them (records go up to 4 MiB each).
+    A page may be large (22 MiB of JSON): it is read in the caller's
+    large-body slot (429 or 503 when none is left, before anything is read),
+    given back at once when the answer is small, else once it is sent.
     ``kinds``: comma-separated kind names (the characters a kind has; anything
     else, a NUL above all, is 400 rather than an error of the database)."""
     end = _MAX_SEQ if stop is None else stop
     wanted = tuple(k for k in (kinds or "").split(",") if k)
-    with ctx.handle.reader() as ledger:
-        rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
-            start, end, limit, MAX_PAGE_BYTES, wanted
-        )
-    return {
-        "records": [
-            {
-                "seq": r.seq,
-                "hash": r.hash.hex(),
-                "data": base64.b64encode(r.data).decode(),
-            }
-            for r in rows
-        ],
-        "next": rows[-1].seq + 1 if more else None,
-    }
+    release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    try:
+        with ctx.handle.reader() as ledger:
+            rows, more = ledger.store.records_page(  # type: ignore[attr-defined]
+                start, end, limit, MAX_PAGE_BYTES, wanted
+            )
+        page = {
+            "records": [
+                {
+                    "seq": r.seq,
+                    "hash": r.hash.hex(),
+                    "data": base64.b64encode(r.data).decode(),
+                }
+                for r in rows
+            ],
+            "next": rows[-1].seq + 1 if more else None,
+        }
+    except BaseException:
+        release()
+        raise
+    del rows
+    return _json_answer(ctx, page, release)
 
 
-@router.get("/nodes")
+@router.get("/nodes", response_model=None, responses=_JSON_OBJECT)
 def nodes(
     ctx: Reader,
     level: Annotated[int, Query(ge=0, le=63)],
     start: Seq,
     stop: Seq,
-) -> dict[str, Any]:
-    """Stored Merkle nodes at ``level`` with ``start <= index < stop``."""
+) -> Response:
+    """Stored Merkle nodes at ``level`` with ``start <= index < stop``. A range
+    whose answer may be large (``_NODE_JSON_BYTES`` a node) is read in the
+    caller's large-body slot, taken before the read, as a page of records is."""
     if not 0 <= stop - start <= MAX_NODES:
         raise ApiError(400, f"need start <= stop <= start + {MAX_NODES}")
-    with ctx.handle.reader() as ledger:
-        found = ledger.store.node_range(level, start, stop)
-    return {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+    release = None
+    if (stop - start) * _NODE_JSON_BYTES >= ctx.state.limits.large_body_bytes:
+        release = take_slot(ctx.state, "large_bodies", ctx.principal)
+    try:
+        with ctx.handle.reader() as ledger:
+            found = ledger.store.node_range(level, start, stop)
+        answer = {"nodes": {str(i): h.hex() for i, h in sorted(found.items())}}
+    except BaseException:
+        if release is not None:
+            release()
+        raise
+    return _json_answer(ctx, answer, release)
 
 
 @router.get("/nodes/{level}/{index}")
@@ -129,12 +183,13 @@ def node(ctx: Reader, level: int, index: int) -> dict[str, str]:
     return {"hash": found[index].hex()}
 
 
-@router.get("/checkpoints")
-def checkpoints(ctx: Reader) -> dict[str, Any]:
+@router.get("/checkpoints", response_model=None, responses=_JSON_OBJECT)
+def checkpoints(ctx: Reader) -> Response:
     """Every stored checkpoint, oldest first."""
     with ctx.handle.reader() as ledger:
         found = ledger.store.checkpoints()
-    return {"checkpoints": [{"size": c.size, "text": c.text} for c in found]}
+    answer = {"checkpoints": [{"size": c.size, "text": c.text} for c in found]}
+    return _json_answer(ctx, answer)
 
 
 @router.get("/checkpoints/latest")
@@ -162,12 +217,16 @@ def meta(ctx: Reader) -> dict[str, str]:
         return ledger.store.meta()
 
 
-@router.get("/evidence")
-def evidence(ctx: Reader) -> list[dict[str, Any]]:
+@router.get(
+    "/evidence",
+    response_model=None,
+    responses={200: {"content": {"application/json": {"schema": {"type": "array"}}}}},
+)
+def evidence(ctx: Reader) -> Response:
     """Checkpoint evidence (timestamps, cosignatures), data in base64."""
     with ctx.handle.reader() as ledger:
         found = ledger.store.evidence()
-    return [
+    answer = [
         {
             "id": e.id,
             "kind": e.kind,
@@ -178,6 +237,7 @@ def evidence(ctx: Reader) -> list[dict[str, Any]]:
         }
         for e in found
     ]
+    return _json_answer(ctx, answer)
 
 
 @router.get("/purges")
@@ -257,14 +317,20 @@ def get_blob(ctx: Reader, digest: str, request: Request) -> Response:
 
 
 class _SentThenReleased(StreamingResponse):
-    """A blob's bytes, sent in chunks so that a client not reading holds the
-    send (flow control) rather than the server buffering the rest; its
-    large-body slot is given back once they are sent or the client went away."""
+    """An answer's bytes (a blob's, a large JSON answer's), sent in chunks
+    so that a client not reading holds the send (flow control) rather than
+    the server buffering the rest; its large-body slot is given back once
+    they are sent or the client went away."""
 
-    def __init__(self, data: bytes, release: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        release: Callable[[], None],
+        media_type: str = "application/octet-stream",
+    ) -> None:
         super().__init__(
             _chunks(data),
-            media_type="application/octet-stream",
+            media_type=media_type,
             headers={"content-length": str(len(data))},
         )
         self._release = release

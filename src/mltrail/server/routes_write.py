@@ -71,10 +71,18 @@ _JSON_BODY = {
 async def read_body(
     request: Request, limit: int, large: LargeBody | None = None
 ) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes."""
-    return await read_chunks(
-        request.headers.get("content-length", ""), request.stream(), limit, large
-    )
+    """The request body, refused (413) as soon as it passes ``limit`` bytes; a
+    client gone before it was read is its own error (400, not logged), as on
+    the append route (:mod:`~mltrail.server.fast_append`), not a failure of
+    the server (500, a traceback in the log for each aborted upload)."""
+    from starlette.requests import ClientDisconnect
+
+    try:
+        return await read_chunks(
+            request.headers.get("content-length", ""), request.stream(), limit, large
+        )
+    except ClientDisconnect as e:
+        raise ApiError(400, "the client went away before the body was read") from e
 
 
 async def read_chunks(
