@@ -110,6 +110,32 @@ def _check_code(view: RunView, here: Path) -> list[Mismatch]:
     was, is_now = _uncommitted(code), _uncommitted(now)
     if was != is_now:
         found.append(Mismatch("code", "uncommitted changes (diff sha256)", was, is_now))
+    for field, what, absent in _UNSEEN_BY_GIT:
+        was, is_now = _by_path(code.get(field)), _by_path(now.get(field))
+        found += [
+            Mismatch("code", f"{what} {path}", was.get(path, absent),
+                     is_now.get(path, absent))
+            for path in sorted(was.keys() | is_now.keys())
+            if was.get(path) != is_now.get(path)
+        ]  # fmt: skip
+    return found
+
+
+_UNSEEN_BY_GIT = (
+    ("hidden", "file git was told not to look at", "as in the index"),
+    ("ignored_sources", "ignored source file", MISSING),
+)
+"""``run.code`` fields of files a commit and diff leave out (``git_hidden``), and
+what a path not in the field means."""
+
+
+def _by_path(files: Any) -> dict[str, str]:
+    """Path -> SHA-256 (or ``deleted``, or the error) of a list of such files."""
+    found = {}
+    for file in files if isinstance(files, list) else []:
+        if isinstance(file, dict) and isinstance(file.get("path"), str):
+            state = file.get("sha256") or ("deleted" if file.get("deleted") else None)
+            found[file["path"]] = str(state or file.get("error") or "unreadable")
     return found
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.git import tracked_paths
+from mltrail.capture.run.git_hidden import SOURCE_SUFFIXES
 from mltrail.capture.run.params import split_command
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ __all__ = [
     "program_files",
 ]
 
-SOURCE_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
 MAX_CONTENT = 4 * 2**20
 """A file larger than this is recorded by hash and size only, without content."""
 

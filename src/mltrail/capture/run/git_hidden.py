@@ -1,0 +1,183 @@
+"""What ``git status`` and ``git diff`` do not show, read past git.
+
+* **Hidden edits.** ``git update-index --assume-unchanged`` or ``--skip-worktree``
+  tells git not to look at a tracked file: an edit to it is in no ``status`` and
+  no ``diff``, so a run would be recorded as the clean commit while other code
+  ran. ``hidden_changes`` lists every such file whose bytes on disk differ from
+  the index (git's blob id computed here, no git filter run), with its SHA-256,
+  size and content (a text blob, like a program file), or ``deleted``. A
+  skip-worktree file absent from disk is a sparse checkout, not a change.
+* **Ignored source files.** A ``.gitignore``d (or ``info/exclude``d) ``helpers.py``
+  is importable but in no commit and no untracked list. ``ignored_sources`` lists
+  those that ``status --ignored=matching`` names one by one (a wholly ignored
+  folder, a virtual environment say, is named as a folder and not looked into),
+  by SHA-256 and size only: ignored files often hold local settings, so their
+  content is not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from typing import TYPE_CHECKING, Any
+
+from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.gitcmd import decode
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mltrail.capture.run.gitcmd import Git
+
+__all__ = ["SOURCE_SUFFIXES", "hidden_changes", "ignored_sources", "warning"]
+
+SOURCE_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
+_MAX_CONTENT = 4 * 2**20
+_CHUNK = 1 << 20
+_CAP = 100
+_FLAGS = {b"S": "skip-worktree"}
+
+
+def hidden_changes(git: Git, root: Path) -> list[dict[str, Any]]:
+    """Tracked files flagged assume-unchanged or skip-worktree that differ on disk
+    from the index, sorted by path (at most ``_CAP``)."""
+    raw = git.run("ls-files", "-z", "-v", "-s") or b""
+    found = []
+    for item in raw.split(b"\0"):
+        tag, _, rest = item.partition(b" ")
+        if not (tag.islower() or tag == b"S"):
+            continue
+        meta, _, name = rest.partition(b"\t")
+        mode, oid = [*meta.split(b" "), b"", b""][:2]
+        flag = _FLAGS.get(tag, "assume-unchanged")
+        change = _change(root / os.fsdecode(name), mode, decode(oid), flag)
+        if change is not None:
+            found.append({"path": decode(name), "flag": flag, **change})
+    return sorted(found, key=lambda c: c["path"])[:_CAP]
+
+
+def ignored_sources(root: Path, ignored: list[str]) -> list[dict[str, Any]]:
+    """SHA-256 and size of the ignored files (paths under ``root``, from ``git
+    status --ignored=matching``) whose names end like source code."""
+    found = []
+    for name in sorted(ignored):
+        if name.endswith("/") or not name.lower().endswith(SOURCE_SUFFIXES):
+            continue
+        try:
+            read = _Read.of_file(root / name, None)
+        except OSError as e:
+            found.append({"path": name, "error": e.strerror or str(e)})
+            continue
+        found.append({"path": name, "sha256": read.sha256, "size": read.size})
+        if len(found) >= _CAP:
+            break
+    return found
+
+
+def warning(hidden: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> str | None:
+    """The run's warning about what git alone would not have shown, if any."""
+    said = []
+    if hidden:
+        said.append(
+            f"{_names(hidden)} differ from the commit but git was told not to look "
+            "at them (assume-unchanged or skip-worktree); the diff leaves them out, "
+            "their contents are recorded in run.code hidden"
+        )
+    if ignored:
+        said.append(
+            f"git ignores {_names(ignored)}, which the command may import or run; "
+            "they are in no commit and recorded only by SHA-256 in run.code "
+            "ignored_sources"
+        )
+    return "; ".join(said) or None
+
+
+def _names(items: list[dict[str, Any]]) -> str:
+    shown = ", ".join(str(i["path"]) for i in items[:5])
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _change(path: Path, mode: bytes, oid: str, flag: str) -> dict[str, Any] | None:
+    """How the file at ``path`` differs from index blob ``oid``, or None."""
+    if mode == b"160000":
+        return None  # a submodule: its own status says whether it changed
+    try:
+        found = _read_as(path, link=mode == b"120000", algorithm=_algorithm(oid))
+    except FileNotFoundError:
+        return None if flag == "skip-worktree" else {"deleted": True}
+    except OSError as e:
+        return {"error": e.strerror or str(e)}
+    if found.blob_id == oid:
+        return None
+    body: dict[str, Any] = {"sha256": found.sha256, "size": found.size}
+    if found.content is not None:
+        body["content"] = Blob(found.content, "text/plain", text=True, name=path.name)
+    return body
+
+
+def _algorithm(oid: str) -> str:
+    return "sha1" if len(oid) == 40 else "sha256"
+
+
+def _read_as(path: Path, *, link: bool, algorithm: str) -> _Read:
+    """What is at ``path``, read as the index holds it (a link or a regular file).
+
+    Raises:
+        OSError: it cannot be read, or is not the kind of file the index holds.
+    """
+    is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    if link != is_link:
+        raise OSError(0, "not the kind of file the index holds")
+    if link:
+        return _Read.of_bytes(os.fsencode(os.readlink(path)), algorithm)
+    return _Read.of_file(path, algorithm)
+
+
+class _Read:
+    """SHA-256, size, git blob id and (up to ``_MAX_CONTENT``) content of bytes."""
+
+    def __init__(self, algorithm: str | None, size: int) -> None:
+        self._sha256 = hashlib.sha256()
+        self._git = hashlib.new(algorithm, b"blob %d\0" % size) if algorithm else None
+        self._kept = bytearray()
+        self.size = 0
+
+    @classmethod
+    def of_bytes(cls, data: bytes, algorithm: str | None) -> _Read:
+        read = cls(algorithm, len(data))
+        read.update(data)
+        return read
+
+    @classmethod
+    def of_file(cls, path: Path, algorithm: str | None) -> _Read:
+        """Stream the regular file at ``path`` (never a pipe or device, nor a link)."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(path, flags), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(0, "not a regular file")
+            read = cls(algorithm, info.st_size)
+            while chunk := f.read(_CHUNK):
+                read.update(chunk)
+        return read
+
+    def update(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        if self._git is not None:
+            self._git.update(chunk)
+        self.size += len(chunk)
+        if len(self._kept) <= _MAX_CONTENT:
+            self._kept += chunk[: _MAX_CONTENT + 1 - len(self._kept)]
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    @property
+    def blob_id(self) -> str | None:
+        return None if self._git is None else self._git.hexdigest()
+
+    @property
+    def content(self) -> bytes | None:
+        return bytes(self._kept) if self.size <= _MAX_CONTENT else None

@@ -1,0 +1,198 @@
+"""Does run.code say truthfully what ran? Repositories prepared to make a run look
+clean while other code runs, and to run programs when an auditor checks them
+(ADR 0008, amendment 2026-12-07). Real git repos, real CLI subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.ledger_reading import entries
+
+import mltrail
+
+pytestmark = pytest.mark.usefixtures("isolated_git")
+
+GOOD = "import helpers\nprint('good', helpers.X)\n"
+EVIL = "import helpers\nprint('EVIL', helpers.X)\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def cli(home: Path, cwd: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        cwd=cwd, env={**os.environ, "MLTRAIL_HOME": str(home), **(env or {})},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def record(home: Path, cwd: Path, env=None) -> tuple[dict, str]:
+    proc = cli(home, cwd, "run", "--name", "base", "--", sys.executable, "train.py",
+               env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [e for e in entries(home) if e.kind == "run.code"][-1].body, proc.stderr
+
+
+def check(home: Path, cwd: Path) -> list[dict]:
+    proc = cli(home, cwd, "reproduce", "base", "--check", "--no-env", "--json",
+               "--cwd", str(cwd))  # fmt: skip
+    return json.loads(proc.stdout)["mismatches"]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text(GOOD)
+    (project / "helpers.py").write_text("X = 1\n")
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/honesty", env={})
+    return project, home
+
+
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+def test_an_edit_hidden_from_git_status_is_recorded_and_found(repo, tmp_path, flag):
+    project, home = repo
+    git(project, "update-index", flag, "train.py")
+    (project / "train.py").write_text(EVIL)
+    assert git(project, "status", "--porcelain") == ""  # git itself shows nothing
+
+    code, stderr = record(home, project)
+
+    assert code["dirty"] is True
+    assert code["describe"].endswith("-dirty")
+    [hidden] = code["hidden"]
+    assert hidden["path"] == "train.py"
+    assert hidden["flag"] == flag.removeprefix("--")
+    assert hidden["size"] == len(EVIL)
+    assert "train.py" in code["warning"]
+    assert "train.py" in stderr
+    shown = cli(home, project, "show", "base").stdout
+    assert "hidden" in shown
+    assert "train.py" in shown
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    found = check(home, clone)
+    assert [m["what"] for m in found] == [
+        "file git was told not to look at train.py"
+    ], found
+
+
+def test_a_sparse_checkout_alone_is_clean(repo):
+    project, home = repo
+    (project / "data").mkdir()
+    (project / "data" / "big.csv").write_text("a\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "data")
+    git(project, "update-index", "--skip-worktree", "data/big.csv")
+    (project / "data" / "big.csv").unlink()
+
+    code, _ = record(home, project)
+
+    assert code["dirty"] is False
+    assert "hidden" not in code
+    assert "warning" not in code
+
+
+def test_an_ignored_module_the_program_imports_is_named_by_hash(repo):
+    project, home = repo
+    git(project, "rm", "-q", "--cached", "helpers.py")
+    (project / ".gitignore").write_text("helpers.py\n.venv/\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "ignore helpers")
+    (project / ".venv").mkdir()
+    (project / ".venv" / "site.py").write_text("")  # a wholly ignored folder
+
+    code, stderr = record(home, project)
+
+    assert code["dirty"] is False  # git's word, kept
+    [ignored] = code["ignored_sources"]
+    assert ignored["path"] == "helpers.py"
+    assert ignored["size"] == len("X = 1\n")
+    assert "content" not in ignored  # ignored files may hold local settings
+    assert "helpers.py" in stderr
+    (project / "helpers.py").write_text("X = 2\n")
+    [found] = check(home, project)
+    assert found["what"] == "ignored source file helpers.py"
+
+
+def test_a_replaced_commit_is_read_as_it_is_stored(repo):
+    project, home = repo
+    good = git(project, "rev-parse", "HEAD")
+    (project / "train.py").write_text(EVIL)
+    git(project, "commit", "-qam", "evil")
+    evil = git(project, "rev-parse", "HEAD")
+    git(project, "reset", "-q", "--soft", good)
+    git(project, "replace", good, evil)  # good now reads as evil's tree
+
+    code, _ = record(home, project)
+
+    assert code["commit"] == good
+    assert code["dirty"] is True
+    assert b"EVIL" in mltrail_diff(home, code)
+
+
+def mltrail_diff(home: Path, code: dict) -> bytes:
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        return opened.ledger.get_blob(code["diff"]["blob"])
+    finally:
+        opened.close()
+
+
+def test_git_variables_of_the_environment_cannot_point_at_another_repository(
+    repo, tmp_path
+):
+    project, home = repo
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    (other / "x").write_text("x\n")
+    git(other, "add", "-A")
+    git(other, "commit", "-qm", "other")
+
+    code, _ = record(
+        home, project, env={"GIT_DIR": str(other / ".git"), "GIT_WORK_TREE": str(other)}
+    )
+
+    assert code["commit"] == git(project, "rev-parse", "HEAD")
+    assert Path(code["root"]) == project.resolve()
+
+
+def test_checking_a_prepared_repository_runs_none_of_its_programs(repo, tmp_path):
+    project, home = repo
+    record(home, project)
+    ran = tmp_path / "ran"
+    git(project, "config", "core.fsmonitor", f"touch {ran / 'fsmonitor'}; false #")
+    git(project, "config", "filter.x.clean", f"touch {ran / 'filter'}; cat")
+    git(project, "config", "filter.x.required", "true")
+    (project / ".git" / "info" / "attributes").write_text("* filter=x\n")
+    ran.mkdir()
+    os.utime(project / "train.py", (1, 1))  # git must read it again
+
+    assert check(home, project) == []
+    cli(home, project, "run", "--", sys.executable, "-c", "pass")
+
+    assert list(ran.iterdir()) == []
+
+
+def test_a_clean_filter_cannot_hide_an_edit(repo):
+    project, home = repo
+    git(project, "config", "filter.x.clean", "git show HEAD:train.py")
+    (project / ".git" / "info" / "attributes").write_text("train.py filter=x\n")
+    (project / "train.py").write_text(EVIL)
+
+    code, _ = record(home, project)
+
+    assert code["dirty"] is True
+    assert b"EVIL" in mltrail_diff(home, code)
