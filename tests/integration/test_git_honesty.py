@@ -196,3 +196,24 @@ def test_a_clean_filter_cannot_hide_an_edit(repo):
 
     assert code["dirty"] is True
     assert b"EVIL" in mltrail_diff(home, code)
+
+
+def test_a_submodule_set_to_be_ignored_still_makes_the_tree_dirty(repo, tmp_path):
+    project, home = repo
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "lib.py").write_text("X = 1\n")
+    git(sub, "init", "-q")
+    git(sub, "add", "-A")
+    git(sub, "commit", "-qm", "lib")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "add", "-q",
+        str(sub), "sub")  # fmt: skip
+    git(project, "config", "-f", ".gitmodules", "submodule.sub.ignore", "all")
+    git(project, "commit", "-qam", "sub")
+    (project / "sub" / "lib.py").write_text("X = 666\n")
+    assert git(project, "status", "--porcelain") == ""  # git itself shows nothing
+
+    code, _ = record(home, project)
+
+    assert code["dirty"] is True
+    assert b"Subproject commit" in mltrail_diff(home, code)
