@@ -1,5 +1,6 @@
-"""An input dataset changed while the command ran: the record says so (ADR 0020,
-amendment 2026-12-07). Real CLI subprocesses."""
+"""Inputs and outputs that are not what their path suggests: an input dataset
+changed while the command ran, a declared path that is a symbolic link; the
+record says so (ADR 0020, amendments 2026-12-07). Real CLI subprocesses."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from tests.ledger_reading import entries
 import mltrail
 
 
-def run(home: Path, cwd: Path, code: str) -> subprocess.CompletedProcess:
+def run(home: Path, cwd: Path, code: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mltrail", "run", "--data", "train=data", "--",
-         sys.executable, "-c", code],
+        [sys.executable, "-m", "mltrail", "run", "--data", "train=data", *options,
+         "--", sys.executable, "-c", code],
         cwd=cwd, env={**os.environ, "MLTRAIL_HOME": str(home)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -51,3 +52,21 @@ def test_an_input_left_alone_gives_no_warning(project):
     proc = run(home, project, "print(open('data/a.csv').read())")
     assert proc.returncode == 0, proc.stderr
     assert not [w for w in ended_warnings(home) if "changed while" in w]
+
+
+def test_a_declared_path_that_is_a_link_names_its_target(project, tmp_path_factory):
+    home = project / "home"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (elsewhere / "weights.bin").write_bytes(b"w" * 10)
+    (project / "model.bin").symlink_to(elsewhere / "weights.bin")
+    (project / "data").rename(elsewhere / "data")
+    (project / "data").symlink_to(elsewhere / "data")
+
+    proc = run(home, project, "pass", "--output", "model.bin")
+
+    assert proc.returncode == 0, proc.stderr
+    [artifact] = [e.body for e in entries(home) if e.kind == "run.artifact"]
+    [data] = [e.body for e in entries(home) if e.kind == "run.data"]
+    assert artifact["link"] == str(elsewhere / "weights.bin")
+    assert data["link"] == str(elsewhere / "data")
+    assert "is a symbolic link to" in proc.stderr

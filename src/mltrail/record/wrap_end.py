@@ -103,6 +103,11 @@ def output_bodies(
             body = {"path": str(path), "exists": True, "error": reason_of(e)}
         if not body["exists"]:
             warnings.append(f"output {path} was declared but never written")
+        elif body.get("link"):
+            warnings.append(
+                f"output {path} is a symbolic link to {body['link']}: the bytes "
+                "recorded are the target's, which lives outside the declared path"
+            )
         entries.append(("run.artifact", body))
     return entries
 
