@@ -4,6 +4,7 @@ clean while other code runs, and to run programs when an auditor checks them
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -217,3 +218,27 @@ def test_a_submodule_set_to_be_ignored_still_makes_the_tree_dirty(repo, tmp_path
 
     assert code["dirty"] is True
     assert b"Subproject commit" in mltrail_diff(home, code)
+
+
+def test_an_edit_with_its_mtime_put_back_is_not_taken_for_the_commit(repo):
+    project, home = repo
+    train = project / "train.py"
+    committed = train.stat()
+    os.utime(train, ns=(committed.st_atime_ns, committed.st_mtime_ns - 5 * 10**9))
+    git(project, "update-index", "--really-refresh")  # index stat = the file's
+    before = train.stat()
+    git(project, "config", "core.trustctime", "false")
+    git(project, "config", "core.checkStat", "minimal")
+    train.write_text(GOOD.replace("good", "EVIL"))  # the same size
+    os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert git(project, "status", "--porcelain") == ""  # git itself shows nothing
+
+    code, _ = record(home, project)
+
+    assert code["dirty"] is True
+    if code.get("hidden"):  # the edit fell in the second git recorded: unseen by git
+        [hidden] = code["hidden"]
+        assert (hidden["path"], hidden["flag"]) == ("train.py", "stat-unchanged")
+        assert hidden["sha256"] == hashlib.sha256(train.read_bytes()).hexdigest()
+    else:  # a later second: git, made to trust ctime, saw it
+        assert b"EVIL" in mltrail_diff(home, code)

@@ -27,12 +27,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from mltrail.capture.run import git_hidden
 from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.gitcmd import Git, GitError, GitMissingError, decode
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 __all__ = ["capture_code", "strip_credentials", "tracked_paths"]
 
@@ -52,13 +55,17 @@ _SECRET_PARAM = re.compile(
 )
 
 
-def capture_code(cwd: Path, *, diff_limit: int = 50 * 2**20) -> dict[str, Any]:
+def capture_code(
+    cwd: Path, *, diff_limit: int = 50 * 2**20, watch: Collection[Path] = ()
+) -> dict[str, Any]:
     """The ``run.code`` body for the git work tree containing ``cwd``.
 
     Args:
         cwd: the directory the run starts in (any directory inside the work tree).
         diff_limit: the most bytes of ``git diff HEAD`` to keep in the diff blob; the
             hash and size always cover the whole diff.
+        watch: files the command runs (absolute, resolved), compared with the index
+            by content, not only by git's stat data (``git_hidden``).
     """
     if not cwd.is_dir():
         return {"vcs": None, "reason": f"directory does not exist: {cwd}"}
@@ -75,7 +82,7 @@ def capture_code(cwd: Path, *, diff_limit: int = 50 * 2**20) -> dict[str, Any]:
         return {"vcs": "git", "reason": "not inside a git work tree"}
     body: dict[str, Any] = {"vcs": "git", "root": decode(top)}
     try:
-        _read_repository(git.at(Path(os.fsdecode(top))), body, diff_limit)
+        _read_repository(git.at(Path(os.fsdecode(top))), body, diff_limit, watch)
     except GitError as e:
         body["reason"] = str(e)
     return body
@@ -96,7 +103,9 @@ def tracked_paths(root: Path, paths: list[Path]) -> set[Path]:
     return {root / os.fsdecode(n) for n in raw.split(b"\0") if n}
 
 
-def _read_repository(git: Git, body: dict[str, Any], diff_limit: int) -> None:
+def _read_repository(
+    git: Git, body: dict[str, Any], diff_limit: int, watch: Collection[Path]
+) -> None:
     """Fill ``body`` step by step, so a failure keeps whatever was read before it.
 
     ``git`` runs at the top of the work tree, so no ``diff.relative`` or similar
@@ -109,9 +118,11 @@ def _read_repository(git: Git, body: dict[str, Any], diff_limit: int) -> None:
     body.update(commit=commit, branch=branch, detached=branch is None)
     remotes = _read_remotes(git)
     body.update(remote=_main_remote(remotes), remotes=remotes)
-    tracked_changes, untracked, ignored = _read_status(git)
-    hidden = git_hidden.hidden_changes(git, git.cwd)
-    tracked_changes = tracked_changes or bool(hidden)
+    changed, untracked, ignored = _read_status(git)
+    hidden = git_hidden.hidden_changes(
+        git, git.cwd, _relative(git.cwd, watch) - changed
+    )
+    tracked_changes = bool(changed or hidden)
     body["describe"] = _describe(git, dirty=tracked_changes) if commit else None
     body.update(
         dirty=tracked_changes or bool(untracked),
@@ -184,17 +195,25 @@ def _main_remote(remotes: dict[str, str]) -> str | None:
     return next(iter(remotes.values()), None)
 
 
-def _read_status(git: Git) -> tuple[bool, list[str], list[str]]:
-    """Whether tracked files changed (staged or not, submodules too), the untracked
+def _relative(root: Path, paths: Collection[Path]) -> set[str]:
+    """``paths`` under ``root`` as git names them (``/``-separated, relative)."""
+    top = root.resolve()
+    return {p.relative_to(top).as_posix() for p in paths if p.is_relative_to(top)}
+
+
+def _read_status(git: Git) -> tuple[set[str], list[str], list[str]]:
+    """The tracked paths that changed (staged or not, submodules too), the untracked
     paths and the ignored ones (a wholly ignored folder as ``folder/``)."""
     raw = git.run(*_STATUS) or b""
     return _parse_status(raw)
 
 
-def _parse_status(raw: bytes) -> tuple[bool, list[str], list[str]]:
+def _parse_status(raw: bytes) -> tuple[set[str], list[str], list[str]]:
     """Parse ``git status --porcelain=v1 -z``: ``XY path\\0``, renames add ``orig\\0``."""
     fields = raw.split(b"\0")
-    tracked_changes, untracked, ignored = False, [], []
+    changed: set[str] = set()
+    untracked: list[str] = []
+    ignored: list[str] = []
     i = 0
     while i < len(fields):
         field = fields[i]
@@ -208,10 +227,11 @@ def _parse_status(raw: bytes) -> tuple[bool, list[str], list[str]]:
         if code == b"!!":
             ignored.append(decode(path))
             continue
-        tracked_changes = True
-        if b"R" in code or b"C" in code:
-            i += 1  # the path it was renamed or copied from
-    return tracked_changes, untracked, ignored
+        changed.add(decode(path))
+        if (b"R" in code or b"C" in code) and i < len(fields):
+            changed.add(decode(fields[i]))  # the path it was renamed or copied from
+            i += 1
+    return changed, untracked, ignored
 
 
 def _describe(git: Git, *, dirty: bool) -> str | None:

@@ -3,8 +3,13 @@
 * **Hidden edits.** ``git update-index --assume-unchanged`` or ``--skip-worktree``
   tells git not to look at a tracked file: an edit to it is in no ``status`` and
   no ``diff``, so a run would be recorded as the clean commit while other code
-  ran. ``hidden_changes`` lists every such file whose bytes on disk differ from
-  the index (git's blob id computed here, no git filter run), with its SHA-256,
+  ran. An edit of the same size made within the second the index last recorded
+  the file, with its mtime put back, is not seen either (git compares whole
+  seconds of ctime unless built with ``USE_NSEC``): the files the command runs
+  (``watch``) are therefore compared with the index by content (flag
+  ``stat-unchanged``), which costs nothing more since they are read anyway.
+  ``hidden_changes`` lists every such file whose bytes on disk differ from the
+  index (git's blob id computed here, no git filter run), with its SHA-256,
   size and content (a text blob, like a program file), or ``deleted``. A
   skip-worktree file absent from disk is a sparse checkout, not a change.
 * **Ignored source files.** A ``.gitignore``d (or ``info/exclude``d) ``helpers.py``
@@ -26,6 +31,7 @@ from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.gitcmd import decode
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from pathlib import Path
 
     from mltrail.capture.run.gitcmd import Git
@@ -39,18 +45,22 @@ _CAP = 100
 _FLAGS = {b"S": "skip-worktree"}
 
 
-def hidden_changes(git: Git, root: Path) -> list[dict[str, Any]]:
-    """Tracked files flagged assume-unchanged or skip-worktree that differ on disk
-    from the index, sorted by path (at most ``_CAP``)."""
+def hidden_changes(
+    git: Git, root: Path, watch: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Tracked files flagged assume-unchanged or skip-worktree, and those of
+    ``watch`` (paths under ``root`` that git's status did not call changed), that
+    differ on disk from the index, sorted by path (at most ``_CAP``)."""
     raw = git.run("ls-files", "-z", "-v", "-s") or b""
     found = []
     for item in raw.split(b"\0"):
         tag, _, rest = item.partition(b" ")
-        if not (tag.islower() or tag == b"S"):
-            continue
         meta, _, name = rest.partition(b"\t")
+        flagged = tag.islower() or tag == b"S"
+        if not (flagged or (watch and decode(name) in watch)):
+            continue
         mode, oid = [*meta.split(b" "), b"", b""][:2]
-        flag = _FLAGS.get(tag, "assume-unchanged")
+        flag = _FLAGS.get(tag, "assume-unchanged") if flagged else "stat-unchanged"
         change = _change(root / os.fsdecode(name), mode, decode(oid), flag)
         if change is not None:
             found.append({"path": decode(name), "flag": flag, **change})
@@ -80,9 +90,10 @@ def warning(hidden: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> str 
     said = []
     if hidden:
         said.append(
-            f"{_names(hidden)} differ from the commit but git was told not to look "
-            "at them (assume-unchanged or skip-worktree); the diff leaves them out, "
-            "their contents are recorded in run.code hidden"
+            f"{_names(hidden)} differ from the commit but git does not see it (told "
+            "not to look: assume-unchanged or skip-worktree; or its size and times "
+            "match the index's); the diff leaves them out, their contents are "
+            "recorded in run.code hidden"
         )
     if ignored:
         said.append(

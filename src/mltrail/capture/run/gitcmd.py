@@ -14,6 +14,11 @@ every command runs with:
   ``smudge`` and ``process`` set empty, ``required`` false), except git-lfs's own
   standard commands: a clean filter runs a program for every file git re-reads and
   can make an edited file look unchanged; the work tree is compared byte for byte;
+* ``core.trustctime=true``, ``core.checkStat=default``: with ctime not trusted
+  (or only size and mtime checked), an edit of the same size whose mtime is put
+  back (``touch -d``) matches the index's stat data, and git never reads the file;
+  a ctime cannot be put back without root. ``core.untrackedCache=false``: an
+  index prepared elsewhere cannot carry a cache that hides untracked files;
 * ``GIT_NO_REPLACE_OBJECTS``: ``git replace`` would make a commit id stand for
   another commit's tree, which a clone of the repository does not get;
 * no ``GIT_*`` variable of the environment but those that choose the user's own
@@ -62,6 +67,9 @@ _OPTIONS = (
     "-c", "core.fsmonitor=false",
     "-c", f"core.hooksPath={os.devnull}",
     "-c", "protocol.allow=never",
+    "-c", "core.trustctime=true",
+    "-c", "core.checkStat=default",
+    "-c", "core.untrackedCache=false",
     "-c", "diff.autoRefreshIndex=false",
     "-c", "core.quotePath=false",
 )  # fmt: skip

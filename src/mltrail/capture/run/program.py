@@ -28,6 +28,7 @@ __all__ = [
     "SOURCE_SUFFIXES",
     "capture_code_files",
     "code_file_body",
+    "code_paths",
     "command_files",
     "program_files",
 ]
@@ -82,6 +83,12 @@ def command_files(argv: Sequence[str], cwd: Path) -> list[Path]:
         if name.lower().endswith(SOURCE_SUFFIXES) and _at(cwd, name).is_file():
             found.append(_at(cwd, name))
     return found
+
+
+def code_paths(argv: Sequence[str], cwd: Path, program: str | None) -> list[Path]:
+    """Every file ``capture_code_files`` records (resolved): what the command runs
+    and the source files it names."""
+    return unique([*program_files(argv, cwd, program), *command_files(argv, cwd)])
 
 
 def code_file_body(
