@@ -242,3 +242,18 @@ def test_an_edit_with_its_mtime_put_back_is_not_taken_for_the_commit(repo):
         assert hidden["sha256"] == hashlib.sha256(train.read_bytes()).hexdigest()
     else:  # a later second: git, made to trust ctime, saw it
         assert b"EVIL" in mltrail_diff(home, code)
+
+
+def test_an_untracked_module_shadowing_a_package_is_recorded_by_hash(repo):
+    project, home = repo
+    (project / "sklearn.py").write_text("FIT = None\n")
+    shadow = project / "sklearn.py"
+
+    code, _ = record(home, project)
+
+    assert code["untracked"] == ["sklearn.py"]
+    [loose] = code["untracked_sources"]
+    assert loose["sha256"] == hashlib.sha256(shadow.read_bytes()).hexdigest()
+    shadow.write_text("FIT = 1\n")
+    [found] = check(home, project)
+    assert found["what"] == "untracked source file sklearn.py"

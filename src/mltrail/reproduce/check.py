@@ -124,6 +124,7 @@ def _check_code(view: RunView, here: Path) -> list[Mismatch]:
 _UNSEEN_BY_GIT = (
     ("hidden", "file git was told not to look at", "as in the index"),
     ("ignored_sources", "ignored source file", MISSING),
+    ("untracked_sources", "untracked source file", MISSING),
 )
 """``run.code`` fields of files a commit and diff leave out (``git_hidden``), and
 what a path not in the field means."""

@@ -129,7 +129,9 @@ def _read_repository(
         untracked=sorted(untracked)[:_UNTRACKED_CAP],
         untracked_count=len(untracked),
     )
-    sources = git_hidden.ignored_sources(git.cwd, ignored)
+    sources = git_hidden.source_files(git.cwd, ignored)
+    if loose := git_hidden.source_files(git.cwd, untracked):
+        body["untracked_sources"] = loose
     body.update({"hidden": hidden} if hidden else {})
     body.update({"ignored_sources": sources} if sources else {})
     if said := git_hidden.warning(hidden, sources):

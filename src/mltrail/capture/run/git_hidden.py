@@ -18,6 +18,9 @@
   folder, a virtual environment say, is named as a folder and not looked into),
   by SHA-256 and size only: ignored files often hold local settings, so their
   content is not stored.
+* **Untracked source files.** ``status`` names untracked files, not their bytes:
+  ``untracked_sources`` gives the SHA-256 and size of those with source suffixes
+  (a ``numpy.py`` next to the script shadows numpy), so what ran can be checked.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
     from mltrail.capture.run.gitcmd import Git
 
-__all__ = ["SOURCE_SUFFIXES", "hidden_changes", "ignored_sources", "warning"]
+__all__ = ["SOURCE_SUFFIXES", "hidden_changes", "source_files", "warning"]
 
 SOURCE_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
 _MAX_CONTENT = 4 * 2**20
@@ -67,11 +70,11 @@ def hidden_changes(
     return sorted(found, key=lambda c: c["path"])[:_CAP]
 
 
-def ignored_sources(root: Path, ignored: list[str]) -> list[dict[str, Any]]:
-    """SHA-256 and size of the ignored files (paths under ``root``, from ``git
-    status --ignored=matching``) whose names end like source code."""
+def source_files(root: Path, names: list[str]) -> list[dict[str, Any]]:
+    """SHA-256 and size of those ``names`` (paths under ``root`` from ``git
+    status``: ignored or untracked files) that end like source code."""
     found = []
-    for name in sorted(ignored):
+    for name in sorted(names):
         if name.endswith("/") or not name.lower().endswith(SOURCE_SUFFIXES):
             continue
         try:
