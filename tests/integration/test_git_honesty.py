@@ -120,7 +120,7 @@ def test_an_ignored_module_the_program_imports_is_named_by_hash(repo):
     [ignored] = code["ignored_sources"]
     assert ignored["path"] == "helpers.py"
     assert ignored["size"] == len("X = 1\n")
-    assert "content" not in ignored  # ignored files may hold local settings
+    assert ignored["content"]["size"] == len("X = 1\n")
     assert "helpers.py" in stderr
     (project / "helpers.py").write_text("X = 2\n")
     [found] = check(home, project)
@@ -257,3 +257,29 @@ def test_an_untracked_module_shadowing_a_package_is_recorded_by_hash(repo):
     shadow.write_text("FIT = 1\n")
     [found] = check(home, project)
     assert found["what"] == "untracked source file sklearn.py"
+
+
+def test_a_secret_in_an_ignored_file_is_masked_and_check_still_matches(repo):
+    project, home = repo
+    secret = "hunter2-very-secret-value-42"
+    (project / ".gitignore").write_text("settings.py\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "ignore settings")
+    (project / "settings.py").write_text(f"PASSWORD = '{secret}'\n")
+
+    code, _ = record(home, project, env={"DB_PASSWORD": secret})
+
+    [ignored] = code["ignored_sources"]
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        stored = opened.ledger.get_blob(ignored["content"]["blob"])
+    finally:
+        opened.close()
+    assert secret.encode() not in stored
+    plain = hashlib.sha256((project / "settings.py").read_bytes()).hexdigest()
+    assert ignored["sha256"] != plain  # a bare digest would let guesses be tested
+    assert isinstance(ignored["sha256_original"], dict)
+    assert check(home, project) == []
+    (project / "settings.py").write_text("PASSWORD = 'another'\n")
+    [found] = check(home, project)
+    assert found["what"] == "ignored source file settings.py"

@@ -16,11 +16,16 @@
   is importable but in no commit and no untracked list. ``ignored_sources`` lists
   those that ``status --ignored=matching`` names one by one (a wholly ignored
   folder, a virtual environment say, is named as a folder and not looked into),
-  by SHA-256 and size only: ignored files often hold local settings, so their
-  content is not stored.
+  by SHA-256, size and content.
 * **Untracked source files.** ``status`` names untracked files, not their bytes:
-  ``untracked_sources`` gives the SHA-256 and size of those with source suffixes
-  (a ``numpy.py`` next to the script shadows numpy), so what ran can be checked.
+  ``untracked_sources`` does the same for the untracked ones (a ``numpy.py`` next
+  to the script shadows numpy), so what ran can be checked.
+
+Contents are text blobs (up to 4 MiB each, at most 100 files per list), masked by
+the recorder's guard like program files: ignored files often hold local
+settings, and a bare SHA-256 of a file whose only unknown is a password would let
+anyone test guesses, so a masked file's digest is that of the masked bytes, with a
+keyed commitment of the original's beside it (``sha256_original``).
 """
 
 from __future__ import annotations
@@ -71,8 +76,8 @@ def hidden_changes(
 
 
 def source_files(root: Path, names: list[str]) -> list[dict[str, Any]]:
-    """SHA-256 and size of those ``names`` (paths under ``root`` from ``git
-    status``: ignored or untracked files) that end like source code."""
+    """SHA-256, size and content of those ``names`` (paths under ``root`` from
+    ``git status``: ignored or untracked files) that end like source code."""
     found = []
     for name in sorted(names):
         if name.endswith("/") or not name.lower().endswith(SOURCE_SUFFIXES):
@@ -82,7 +87,7 @@ def source_files(root: Path, names: list[str]) -> list[dict[str, Any]]:
         except OSError as e:
             found.append({"path": name, "error": e.strerror or str(e)})
             continue
-        found.append({"path": name, "sha256": read.sha256, "size": read.size})
+        found.append({"path": name, **_content_of(read, root / name)})
         if len(found) >= _CAP:
             break
     return found
@@ -101,7 +106,7 @@ def warning(hidden: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> str 
     if ignored:
         said.append(
             f"git ignores {_names(ignored)}, which the command may import or run; "
-            "they are in no commit and recorded only by SHA-256 in run.code "
+            "they are in no commit and recorded by content in run.code "
             "ignored_sources"
         )
     return "; ".join(said) or None
@@ -124,9 +129,16 @@ def _change(path: Path, mode: bytes, oid: str, flag: str) -> dict[str, Any] | No
         return {"error": e.strerror or str(e)}
     if found.blob_id == oid:
         return None
-    body: dict[str, Any] = {"sha256": found.sha256, "size": found.size}
-    if found.content is not None:
-        body["content"] = Blob(found.content, "text/plain", text=True, name=path.name)
+    return _content_of(found, path)
+
+
+def _content_of(read: _Read, path: Path) -> dict[str, Any]:
+    """SHA-256, size and content (a text blob, masked by the recorder's guard like
+    a program file's, which then keeps a keyed commitment of the original's
+    digest) of what was read at ``path``."""
+    body: dict[str, Any] = {"sha256": read.sha256, "size": read.size}
+    if read.content is not None:
+        body["content"] = Blob(read.content, "text/plain", text=True, name=path.name)
     return body
 
 
