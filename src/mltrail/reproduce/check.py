@@ -85,7 +85,7 @@ def check_reproduction(
     started = view.body("run.started") or {}
     recorded_cwd = str(started.get("cwd") or Path.cwd())
     here = Path(recorded_cwd) if cwd is None else cwd
-    found = _check_code(home, view, here)
+    found = _check_code(home, view, here, _code_files(view, recorded_cwd, cwd))
     found += _check_code_files(home, view, recorded_cwd, cwd)
     found += _check_configs(view, recorded_cwd, cwd)
     found += _check_data(home, view, recorded_cwd, cwd, trust_cache=trust_cache)
@@ -94,12 +94,25 @@ def check_reproduction(
     return found
 
 
-def _check_code(home: Home, view: RunView, here: Path) -> list[Mismatch]:
+def _code_files(view: RunView, recorded_cwd: str, cwd: Path | None) -> list[Path]:
+    """Where the run's ``run.code`` files are here (checked by ``_check_code_files``,
+    so left out of the untracked and ignored lists, as when the run was recorded)."""
+    files = (view.body("run.code") or {}).get("files") or []
+    return [
+        local_path(str(f["path"]), recorded_cwd, cwd).resolve()
+        for f in files
+        if isinstance(f, dict) and isinstance(f.get("path"), str)
+    ]
+
+
+def _check_code(
+    home: Home, view: RunView, here: Path, watch: list[Path]
+) -> list[Mismatch]:
     code = view.body("run.code")
     if not code or not code.get("commit"):
         return []
     try:
-        now = capture_code(here)
+        now = capture_code(here, watch=watch)
     except MltrailError as e:
         return [Mismatch("code", "commit", code["commit"], f"unreadable: {e}")]
     if not now.get("commit"):

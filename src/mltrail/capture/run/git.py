@@ -119,9 +119,8 @@ def _read_repository(
     remotes = _read_remotes(git)
     body.update(remote=_main_remote(remotes), remotes=remotes)
     changed, untracked, ignored = _read_status(git)
-    hidden = git_hidden.hidden_changes(
-        git, git.cwd, _relative(git.cwd, watch) - changed
-    )
+    watched = _relative(git.cwd, watch)
+    hidden = git_hidden.hidden_changes(git, git.cwd, watched - changed)
     tracked_changes = bool(changed or hidden)
     body["describe"] = _describe(git, dirty=tracked_changes) if commit else None
     body.update(
@@ -129,8 +128,11 @@ def _read_repository(
         untracked=sorted(untracked)[:_UNTRACKED_CAP],
         untracked_count=len(untracked),
     )
-    sources = git_hidden.source_files(git.cwd, ignored)
-    if loose := git_hidden.source_files(git.cwd, untracked):
+    # the files the command runs are recorded in full in run.code files
+    sources = git_hidden.source_files(git.cwd, [n for n in ignored if n not in watched])
+    if loose := git_hidden.source_files(
+        git.cwd, [n for n in untracked if n not in watched]
+    ):
         body["untracked_sources"] = loose
     body.update({"hidden": hidden} if hidden else {})
     body.update({"ignored_sources": sources} if sources else {})
