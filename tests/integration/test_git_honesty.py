@@ -283,3 +283,19 @@ def test_a_secret_in_an_ignored_file_is_masked_and_check_still_matches(repo):
     (project / "settings.py").write_text("PASSWORD = 'another'\n")
     [found] = check(home, project)
     assert found["what"] == "ignored source file settings.py"
+
+
+def test_the_recorded_diff_keeps_its_prefixes_whatever_the_config(repo):
+    project, home = repo
+    git(project, "config", "diff.noprefix", "true")
+    (project / "train.py").write_text(EVIL)
+
+    code, _ = record(home, project)
+
+    diff = mltrail_diff(home, code)
+    assert b"--- a/train.py\n+++ b/train.py\n" in diff
+    clone = project.parent / "clone"
+    git(project.parent, "clone", "-q", str(project), str(clone))
+    (clone / "code.diff").write_bytes(diff)
+    git(clone, "apply", "code.diff")
+    assert (clone / "train.py").read_text() == EVIL

@@ -41,7 +41,8 @@ __all__ = ["capture_code", "strip_credentials", "tracked_paths"]
 
 _UNTRACKED_CAP = 1000
 _DIFF_OPTIONS = (
-    "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=none"
+    "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=none",
+    "--src-prefix=a/", "--dst-prefix=b/",  # diff.noprefix would break `git apply -p1`
 )  # fmt: skip
 _STATUS = (
     "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching",
