@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mltrail.capture.run import git as git_capture
+from mltrail.capture.run import gitcmd
 from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.git import capture_code, strip_credentials
 
@@ -305,7 +306,7 @@ def test_git_timeout_gives_a_reason(tmp_path, monkeypatch):
     fake.write_text(f"#!/bin/sh\nexec {shutil.which('sleep')} 5\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(git_capture, "_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(gitcmd, "TIMEOUT_S", 0.2)
     body = capture_code(tmp_path)
     assert body == {"vcs": "git", "reason": "`git rev-parse` timed out after 0.2 s"}
 
@@ -398,11 +399,9 @@ def test_streamed_diff_times_out(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "PATH", str(fake_git(tmp_path, f"exec {shutil.which('sleep')} 5"))
     )
-    monkeypatch.setattr(git_capture, "_TIMEOUT_S", 0.2)
-    with pytest.raises(
-        git_capture._GitError, match=r"`git diff` timed out after 0.2 s"
-    ):
-        git_capture._stream_git(tmp_path, ("diff", "HEAD"), 100)
+    monkeypatch.setattr(gitcmd, "TIMEOUT_S", 0.2)
+    with pytest.raises(gitcmd.GitError, match=r"`git diff` timed out after 0.2 s"):
+        gitcmd.Git(tmp_path).stream(("diff", "HEAD"), 100)
 
 
 def test_streamed_diff_failure_names_the_error(tmp_path, monkeypatch):
@@ -410,6 +409,6 @@ def test_streamed_diff_failure_names_the_error(tmp_path, monkeypatch):
         "PATH", str(fake_git(tmp_path, "echo 'fatal: bad revision' >&2; exit 128"))
     )
     with pytest.raises(
-        git_capture._GitError, match=r"failed \(exit 128\): fatal: bad revision"
+        gitcmd.GitError, match=r"failed \(exit 128\): fatal: bad revision"
     ):
-        git_capture._stream_git(tmp_path, ("diff", "HEAD"), 100)
+        gitcmd.Git(tmp_path).stream(("diff", "HEAD"), 100)

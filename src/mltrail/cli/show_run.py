@@ -137,7 +137,22 @@ def _code(view: RunView) -> None:
         rows.append(("untracked", f"{body['untracked_count']} files"))
     if body.get("remote"):
         rows.append(("remote", str(body["remote"])))
+    rows += _unseen_by_git(body)
     _pairs([*rows, *files])
+
+
+def _unseen_by_git(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows for the files a commit and diff leave out, and the warning."""
+    rows: list[tuple[str, Any]] = [
+        (label, f"{f.get('path')} ({f.get('flag', 'ignored')}, sha256 "
+                f"{str(f.get('sha256') or f.get('error') or 'deleted')[:16]})")
+        for field, label in (("hidden", "hidden"), ("ignored_sources", "ignored"))
+        for f in body.get(field) or []
+        if isinstance(f, dict)
+    ]  # fmt: skip
+    if body.get("warning"):
+        rows.append(("warning", str(body["warning"])))
+    return rows
 
 
 def _environment(view: RunView) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,7 @@ def dataset_body(
     body: dict[str, Any] = {
         "role": role,
         "path": str(path),
+        **link_field(path),
         "dataset": hashed.dataset_id,
         "files": hashed.files,
         "bytes": hashed.bytes,
@@ -204,6 +206,7 @@ def artifact_body(
         CaptureError: something under it cannot be read.
     """
     body: dict[str, Any] = {"path": str(path), "exists": path.exists()}
+    body |= link_field(path)
     if name:
         body["name"] = name
     if not body["exists"]:
@@ -226,6 +229,16 @@ def artifact_body(
         manifest=Blob(hashed.data, MANIFEST_MEDIA_TYPE),
     )
     return body | capture_model_fields(path)
+
+
+def link_field(path: Path) -> dict[str, str]:
+    """``{"link": target}`` when ``path`` itself is a symbolic link (its bytes,
+    or files, are the target's, which lives elsewhere), else nothing."""
+    try:
+        target = os.readlink(path)
+    except OSError:  # not a link, or gone
+        return {}
+    return {"link": os.fsencode(target).decode("utf-8", "backslashreplace")}
 
 
 _SPECIAL_TYPES = {

@@ -35,7 +35,7 @@ from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.guard import SecretGuard
 from mltrail.capture.run.mask_channel import channel_reporter
 from mltrail.capture.run.mask_sources import collect_mask_set
-from mltrail.capture.run.program import capture_code_files
+from mltrail.capture.run.program import capture_code_files, code_paths
 from mltrail.core.codec import decode_record, format_time, validate_entry
 from mltrail.core.entry import Entry
 from mltrail.core.limits import value_problem
@@ -359,7 +359,9 @@ def capture_context(
         Exception: whatever a collector raised (they report problems in the body).
     """
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
-        "run.code": lambda: capture_code_files(capture_code(cwd), argv, cwd, program),
+        "run.code": lambda: capture_code_files(
+            capture_code(cwd, watch=code_paths(argv, cwd, program)), argv, cwd, program
+        ),
         "run.environment": lambda: capture_environment(
             env, python=python, extra_vars=extra_vars
         ),

@@ -15,8 +15,10 @@ a line in ``Ending.problems`` that says exactly what was and was not recorded.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.capture.data.files import hash_dataset
 from mltrail.capture.run.blob import Blob
 from mltrail.errors import MltrailError
 from mltrail.record.datasets import artifact_body
@@ -24,7 +26,6 @@ from mltrail.record.lifecycle import Ending, Entries, reason_of, timestamp_end
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from pathlib import Path
 
     from mltrail.capture.data.hashcache import HashCache
     from mltrail.capture.data.progress import ProgressFactory
@@ -102,8 +103,37 @@ def output_bodies(
             body = {"path": str(path), "exists": True, "error": reason_of(e)}
         if not body["exists"]:
             warnings.append(f"output {path} was declared but never written")
+        elif body.get("link"):
+            warnings.append(
+                f"output {path} is a symbolic link to {body['link']}: the bytes "
+                "recorded are the target's, which lives outside the declared path"
+            )
         entries.append(("run.artifact", body))
     return entries
+
+
+def changed_inputs(start: Entries, cache: HashCache) -> list[str]:
+    """A warning for each local input (``run.data`` of ``start``) whose files
+    changed while the command ran: the record holds the manifest hashed before
+    it started. Files unchanged since (same size, mtime and ctime) are taken from
+    ``cache``, so this costs one walk of each input."""
+    said = []
+    for kind, body in start:
+        if kind != "run.data" or body.get("url") or not body.get("dataset"):
+            continue
+        path = Path(str(body.get("path")))
+        try:
+            now = hash_dataset(path, cache=cache).dataset_id
+        except (MltrailError, OSError) as e:
+            now = f"unreadable: {reason_of(e)}"
+        if now != body["dataset"]:
+            said.append(
+                f"input {body.get('role')} {path} changed while the command ran "
+                f"(dataset {str(body['dataset'])[:12]} at the start, now {now[:24]}):"
+                " the record holds its files as they were at the start; the "
+                "command may have read the changed ones"
+            )
+    return said
 
 
 def guarded(what: str, make: Callable[[], Entries], warnings: list[str]) -> Entries:

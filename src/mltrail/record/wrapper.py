@@ -61,6 +61,7 @@ from mltrail.record.recorder import (
     secret_guard,
 )
 from mltrail.record.wrap_end import (
+    changed_inputs,
     finish_run,
     guarded,
     output_bodies,
@@ -239,6 +240,7 @@ def _record(
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings
         )
+        warnings += changed_inputs(start, cache)
         with committing_with(guard.committer):
             stages = guarded(
                 "DVC stages",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.capture.data.files import capture_file_entries
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.machine.environment import capture_environment, is_this_python
+from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.commitment import CommitmentKey, check_commitment
 from mltrail.capture.run.git import capture_code
 from mltrail.capture.run.userfiles import read_user_file
@@ -84,7 +85,7 @@ def check_reproduction(
     started = view.body("run.started") or {}
     recorded_cwd = str(started.get("cwd") or Path.cwd())
     here = Path(recorded_cwd) if cwd is None else cwd
-    found = _check_code(view, here)
+    found = _check_code(home, view, here, _code_files(view, recorded_cwd, cwd))
     found += _check_code_files(home, view, recorded_cwd, cwd)
     found += _check_configs(view, recorded_cwd, cwd)
     found += _check_data(home, view, recorded_cwd, cwd, trust_cache=trust_cache)
@@ -93,12 +94,25 @@ def check_reproduction(
     return found
 
 
-def _check_code(view: RunView, here: Path) -> list[Mismatch]:
+def _code_files(view: RunView, recorded_cwd: str, cwd: Path | None) -> list[Path]:
+    """Where the run's ``run.code`` files are here (checked by ``_check_code_files``,
+    so left out of the untracked and ignored lists, as when the run was recorded)."""
+    files = (view.body("run.code") or {}).get("files") or []
+    return [
+        local_path(str(f["path"]), recorded_cwd, cwd).resolve()
+        for f in files
+        if isinstance(f, dict) and isinstance(f.get("path"), str)
+    ]
+
+
+def _check_code(
+    home: Home, view: RunView, here: Path, watch: list[Path]
+) -> list[Mismatch]:
     code = view.body("run.code")
     if not code or not code.get("commit"):
         return []
     try:
-        now = capture_code(here)
+        now = capture_code(here, watch=watch)
     except MltrailError as e:
         return [Mismatch("code", "commit", code["commit"], f"unreadable: {e}")]
     if not now.get("commit"):
@@ -110,7 +124,68 @@ def _check_code(view: RunView, here: Path) -> list[Mismatch]:
     was, is_now = _uncommitted(code), _uncommitted(now)
     if was != is_now:
         found.append(Mismatch("code", "uncommitted changes (diff sha256)", was, is_now))
+    for field, what, absent in _UNSEEN_BY_GIT:
+        found += _unseen_mismatches(home, code.get(field), now.get(field), what, absent)
     return found
+
+
+_UNSEEN_BY_GIT = (
+    ("hidden", "file git was told not to look at", "as in the index"),
+    ("ignored_sources", "ignored source file", MISSING),
+    ("untracked_sources", "untracked source file", MISSING),
+)
+"""``run.code`` fields of files a commit and diff leave out (``git_hidden``), and
+what a path not in the field means."""
+
+
+def _unseen_mismatches(
+    home: Home, recorded: Any, current: Any, what: str, absent: str
+) -> list[Mismatch]:
+    """The files of one such field that differ; a recorded digest of masked
+    content matches the current bytes through the keyed commitment beside it."""
+    was, is_now = _by_path(recorded), _by_path(current)
+    found = []
+    for path in sorted(was.keys() | is_now.keys()):
+        old, new = was.get(path), is_now.get(path)
+        if _state(old) == _state(new) or _same_original(home, old, new):
+            continue
+        found.append(
+            Mismatch(
+                "code",
+                f"{what} {path}",
+                _state(old) if old else absent,
+                _state(new) if new else absent,
+            )
+        )
+    return found
+
+
+def _by_path(files: Any) -> dict[str, dict[str, Any]]:
+    """Path -> its item, of a list of such files."""
+    items = files if isinstance(files, list) else []
+    return {
+        f["path"]: f
+        for f in items
+        if isinstance(f, dict) and isinstance(f.get("path"), str)
+    }
+
+
+def _state(file: dict[str, Any] | None) -> str | None:
+    """A file item's SHA-256, or ``deleted``, or its error."""
+    if file is None:
+        return None
+    state = file.get("sha256") or ("deleted" if file.get("deleted") else None)
+    return str(state or file.get("error") or "unreadable")
+
+
+def _same_original(
+    home: Home, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> bool:
+    original = (old or {}).get("sha256_original")
+    content = (new or {}).get("content")
+    if not isinstance(original, dict) or not isinstance(content, Blob):
+        return False
+    return check_commitment(content.data, original, _commitment_key(home))
 
 
 def _check_code_files(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.git import tracked_paths
+from mltrail.capture.run.git_hidden import SOURCE_SUFFIXES
 from mltrail.capture.run.params import split_command
 
 if TYPE_CHECKING:
@@ -27,11 +28,11 @@ __all__ = [
     "SOURCE_SUFFIXES",
     "capture_code_files",
     "code_file_body",
+    "code_paths",
     "command_files",
     "program_files",
 ]
 
-SOURCE_SUFFIXES = (".py", ".sh", ".bash", ".r", ".jl", ".sql", ".pl", ".rb", ".js")
 MAX_CONTENT = 4 * 2**20
 """A file larger than this is recorded by hash and size only, without content."""
 
@@ -82,6 +83,12 @@ def command_files(argv: Sequence[str], cwd: Path) -> list[Path]:
         if name.lower().endswith(SOURCE_SUFFIXES) and _at(cwd, name).is_file():
             found.append(_at(cwd, name))
     return found
+
+
+def code_paths(argv: Sequence[str], cwd: Path, program: str | None) -> list[Path]:
+    """Every file ``capture_code_files`` records (resolved): what the command runs
+    and the source files it names."""
+    return unique([*program_files(argv, cwd, program), *command_files(argv, cwd)])
 
 
 def code_file_body(
