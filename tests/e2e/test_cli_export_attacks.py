@@ -167,6 +167,25 @@ def test_intoto_of_an_intact_ledger_still_signs(made, tmp_path):
     assert params["hyperparameters"]["lr"] == 0.1
 
 
+def test_the_verification_before_an_export_shows_its_progress_on_a_terminal(
+    made, tmp_path
+):
+    """The full verify an export pays (seconds on a large ledger) is not silent."""
+    from tests.terminal import run_on_terminal
+
+    project, home = made
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    out = tmp_path / "p.intoto.json"
+    code, shown = run_on_terminal(
+        [sys.executable, "-m", "mltrail", "export", "intoto", "base", "-o", str(out)],
+        env,
+        cwd=str(project),
+    )
+    assert code == 0, shown
+    assert b"verifying" in shown
+    assert out.exists()
+
+
 def test_a_report_of_a_tampered_ledger_says_so_at_its_top_and_exits_3(made, tmp_path):
     """Markdown, HTML and JSON: the document is written, heads with the warning,
     lists verify's errors as errors, and the command exits 3."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,11 +38,13 @@ def _write(output: Path | None, data: bytes) -> None:
 
 def _require_intact(home: Home, trust_keys: tuple[str, ...], what: str) -> None:
     """Refuse to hand out ``what`` from a ledger that fails verification."""
-    from mltrail.cli.verify_cmd import resolve_trusted_keys
+    from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
 
-    report = home.verify(
-        trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin)
-    )
+    with verification_progress(sys.stderr.isatty()) as progress:
+        report = home.verify(
+            trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
+            progress=progress,
+        )
     if not report.ok:
         first = report.errors[0] if report.errors else "it holds no records"
         raise IntegrityError(
@@ -102,14 +105,22 @@ def intoto(
       mltrail export intoto baseline -o p.json --json
     """
     from mltrail import __version__
-    from mltrail.cli.verify_cmd import resolve_trusted_keys
+    from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
     from mltrail.integrations.intoto import export_intoto
 
     home = open_from(ctx)
     keys = resolve_trusted_keys(trust_keys, home.ledger.origin)
     index = derived_index(home)
     try:
-        envelope = export_intoto(home, index, ref, version=__version__, trust_keys=keys)
+        with verification_progress(sys.stderr.isatty()) as progress:
+            envelope = export_intoto(
+                home,
+                index,
+                ref,
+                version=__version__,
+                trust_keys=keys,
+                progress=progress,
+            )
     finally:
         index.close()
     data = (json.dumps(envelope, indent=2) + "\n").encode()

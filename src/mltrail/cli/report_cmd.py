@@ -94,7 +94,7 @@ def report(
     """
     from mltrail.audit.refs import resolve_node
     from mltrail.cli.evidence_cmds import evidence_policy
-    from mltrail.cli.verify_cmd import resolve_trusted_keys
+    from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
     from mltrail.report import (
         bundle_facts,
         gather_report,
@@ -121,10 +121,12 @@ def report(
                 hint="give the model file, its id, or an output's name",
             )
         policy = evidence_policy(home, tsa_ca, ())
-        verification = home.verify(
-            trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
-            evidence=policy,
-        )
+        with verification_progress(not as_json and sys.stderr.isatty()) as progress:
+            verification = home.verify(
+                trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
+                evidence=policy,
+                progress=progress,
+            )
         facts = bundle_facts(bundle, subject=node) if bundle is not None else None
         found = gather_report(
             home, index, node, verification=verification, bundle=facts, evidence=policy

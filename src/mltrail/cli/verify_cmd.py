@@ -36,11 +36,16 @@ if TYPE_CHECKING:
     from mltrail.core.trust import TrustedKey
     from mltrail.ledger.home import Home
 
-__all__ = ["verify"]
+__all__ = ["verification_progress", "verify"]
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+def verification_progress(
+    enabled: bool,
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for a verification (None when not ``enabled``):
+    `verify`, and the exports and reports that verify before they hand
+    anything out."""
     if not enabled:
         yield None
         return
@@ -180,7 +185,7 @@ def verify(
     policy = evidence_policy(home, tsa_ca, witness_keys)
     kept = [(str(p), read_checkpoint_file(p)) for p in trust_checkpoints]
     show_bar = not as_json and not quiet and sys.stderr.isatty()
-    with _progress(show_bar) as progress:
+    with verification_progress(show_bar) as progress:
         report = home.verify(
             trust_keys=keys,
             trust_checkpoints=kept,

@@ -35,7 +35,7 @@ from mltrail.errors import ConfigError, InputError, IntegrityError, MltrailError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from mltrail.audit.query import RunView
     from mltrail.index import Index
@@ -62,6 +62,7 @@ def export_intoto(
     *,
     version: str = "unknown",
     trust_keys: Collection[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """The DSSE envelope of run ``ref``'s provenance, signed with the ledger key
     (``version``: mltrail's, named as the builder's version).
@@ -77,7 +78,7 @@ def export_intoto(
         IntegrityError: the ledger fails verification, or the key file is not
             a current log key of the ledger it verified.
     """
-    verification = home.verify(trust_keys=trust_keys)
+    verification = home.verify(trust_keys=trust_keys, progress=progress)
     if not verification.ok:
         first = verification.errors[0] if verification.errors else "no records"
         raise IntegrityError(
