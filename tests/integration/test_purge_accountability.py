@@ -173,6 +173,12 @@ def test_a_purge_of_another_users_records_is_named(
     finally:
         opened.close()
     ok(mltrail(home, project, "purge", digest, "--reason", "tidy up"))
+    # the purger referencing the erased blob afterwards does not make it theirs
+    opened = open_home(home, env={})
+    try:
+        opened.ledger.append("note", body)
+    finally:
+        opened.close()
     report = ok(mltrail(home, project, "verify", "--json"))
     assert report["ok"]  # a purge by the ledger key is lawful: a warning
     (other,) = problems(report, "purge-by-other")

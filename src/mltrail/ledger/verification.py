@@ -421,8 +421,12 @@ def _report_purge(
         f"({purge.describe()}){kept}",
         Severity.WARNING,
     )
-    owners = sorted(verifier.blob_users.get(purge.digest, ()))
+    earlier = [(seq, user) for seq, user in verifier.blob_users.get(purge.digest, ())
+               if seq < purge.seq]  # fmt: skip
+    owners = sorted({user for _, user in earlier})
     if owners and purge.by not in owners:
+        seqs = sorted({seq for seq, _ in earlier})
+        shown = ", ".join(map(str, seqs[:10])) + (", ..." if len(seqs) > 10 else "")
         verifier.problem(
             purge.seq,
             "purge-by-other",
