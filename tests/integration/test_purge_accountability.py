@@ -74,6 +74,7 @@ def trained(tmp_path: Path) -> dict[str, Any]:
         )
     )  # fmt: skip
     data = ok(mltrail(home, project, "log", "--kind", "run.data", "--json"))[0]
+    made = ok(mltrail(home, project, "log", "--kind", "run.artifact", "--json"))[0]
     return {
         "home": home,
         "project": project,
@@ -81,6 +82,7 @@ def trained(tmp_path: Path) -> dict[str, Any]:
         "user": data["entry"]["actor"]["user"],
         "manifest": data["entry"]["body"]["manifest"]["blob"],
         "data_seq": data["seq"],
+        "model": made["entry"]["body"]["dataset"],
     }
 
 
@@ -187,12 +189,14 @@ def test_a_purge_of_another_users_records_is_named(
     assert f"record(s) {record.seq}, written by 'bob'" in other["message"]
 
 
-@pytest.mark.parametrize("target", ["blob", "run"])
+@pytest.mark.parametrize("target", ["blob", "run", "model"])
 def test_a_purge_under_a_legal_hold_fails_verify(
     trained: dict[str, Any], target: str
 ) -> None:
     home, project = trained["home"], trained["project"]
-    ident = trained["manifest"] if target == "blob" else trained["run"]
+    ident = {"blob": trained["manifest"], "run": trained["run"]}.get(
+        target, trained["model"]
+    )
     ok(mltrail(home, project, "hold", "add", f"{target}:{ident}", "--reason", "suit"))
     refused = mltrail(home, project, "purge", trained["manifest"], "--reason", "x")
     assert refused.returncode == 2
