@@ -501,7 +501,7 @@ class RunView(Value):
     records: list[Record]
     purged: list[dict[str, Any]]
     """The run's blob references whose blob was purged, with what the purge
-    record says (see :func:`mltrail.ledger.erasure.purged_refs`)."""
+    record says (see :func:`mltrail.ledger.purged.purged_refs`)."""
 
     def __init__(
         self,
@@ -564,7 +564,7 @@ def load_run(home: Home, index: Index, run_id: str) -> RunView:
             "SELECT seq FROM records WHERE run = ? ORDER BY seq", (run_id,)
         )
     ]
-    from mltrail.ledger.erasure import purged_refs
+    from mltrail.ledger.purged import purged_refs
 
     records = list(_records(home, seqs))
     purged = purged_refs(home.ledger, records)

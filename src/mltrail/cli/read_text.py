@@ -94,7 +94,7 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
     """``mltrail trace``: what made the model, its lineage, its governance."""
     from mltrail.core.lineage import to_tree
     from mltrail.core.run_owner import describe_others
-    from mltrail.ledger.erasure import describe_purged
+    from mltrail.ledger.purged import describe_purged
 
     out = text_out()
     node = answer["node"]

@@ -88,7 +88,7 @@ def render_run(view: RunView) -> None:
 
 def _purged(purged: list[dict[str, Any]]) -> None:
     """Name each purged blob of the run, and who purged it, when and why."""
-    from mltrail.ledger.erasure import describe_purged
+    from mltrail.ledger.purged import describe_purged
 
     for item in purged:
         text_out().line(
