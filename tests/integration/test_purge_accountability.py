@@ -24,7 +24,8 @@ import pytest
 from mltrail.core.canonical import compute_blob_digest
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
-from mltrail.core.erasure import purge_body
+from mltrail.core.erasure import PURGE_KIND, purge_body
+from mltrail.errors import InputError
 from mltrail.ledger.erasure import referencing_seqs
 from mltrail.ledger.home import open_home
 from mltrail.ledger.keystore import load_signer
@@ -187,6 +188,35 @@ def test_a_purge_of_another_users_records_is_named(
     assert other["severity"] == "warning"
     assert f"purged by {trained['user']!r}" in other["message"]
     assert f"record(s) {record.seq}, written by 'bob'" in other["message"]
+
+
+def test_an_author_key_cannot_purge(trained: dict[str, Any]) -> None:
+    """bob's author key signs a purge of the run's manifest: refused on append
+    (verify calls such a record ``author-kind``: tests/unit/test_author_keys.py)."""
+    home, project = trained["home"], trained["project"]
+    key_file = project.parent / "bob.key"
+    ok(mltrail(home, project, "keys", "new", "--out", key_file))
+    ok(
+        mltrail(
+            home, project, "keys", "register", "--key-file", key_file,
+            "--identity", "bob",
+        )
+    )  # fmt: skip
+    bob = load_signer(key_file)
+    body = purge_body(
+        trained["manifest"], 1, reason="mine now", policy="none", referenced_by=[]
+    )
+    entry = Entry(PURGE_KIND, format_time(datetime.now(UTC)), {"user": "bob"}, body)
+    opened = open_home(home, env={})
+    try:
+        size = opened.ledger.head().size
+        with pytest.raises(InputError, match="cannot be appended by an author"):
+            opened.ledger.append_entries([sign_entry(entry, bob)])
+        assert opened.ledger.head().size == size
+    finally:
+        opened.close()
+    report = ok(mltrail(home, project, "verify", "--json"))
+    assert report["purged"] == []
 
 
 @pytest.mark.parametrize("target", ["blob", "run", "model"])
