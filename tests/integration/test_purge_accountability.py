@@ -170,8 +170,13 @@ def test_a_purge_of_another_users_records_is_named(
     try:
         opened.ledger.store.put_blob(digest, data)
         body = {"text": "eval", "attachments": [{"blob": digest, "size": len(data)}]}
-        entry = Entry("note", format_time(datetime.now(UTC)), {"user": "bob"}, body)
-        (record,) = opened.ledger.append_entries([sign_entry(entry, bob)])
+        now = format_time(datetime.now(UTC))
+        started = {"source": "api", "name": "eval"}
+        entries = [
+            Entry("run.started", now, {"user": "bob"}, started, run="run-bob"),
+            Entry("note", now, {"user": "bob"}, body, run="run-bob"),
+        ]
+        _, record = opened.ledger.append_entries([sign_entry(e, bob) for e in entries])
         opened.checkpoint()
     finally:
         opened.close()
@@ -186,6 +191,12 @@ def test_a_purge_of_another_users_records_is_named(
     assert report["ok"]  # a purge by the ledger key is lawful: a warning
     (other,) = problems(report, "purge-by-other")
     assert other["severity"] == "warning"
+    assert f"purged by {trained['user']!r}" in other["message"]
+    assert f"record(s) {record.seq}, written by 'bob'" in other["message"]
+    bundle = project.parent / "bob.json"
+    ok(mltrail(home, project, "export", "run:run-bob", "-o", bundle))
+    checked = ok(mltrail(home, project, "verify-bundle", bundle, "--json"))
+    (other,) = problems(checked, "purge-by-other")
     assert f"purged by {trained['user']!r}" in other["message"]
     assert f"record(s) {record.seq}, written by 'bob'" in other["message"]
 

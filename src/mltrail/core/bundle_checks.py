@@ -577,6 +577,7 @@ def _check_blob(
                 f"{where} was purged by the signed blob.purged record {purged.seq} "
                 f"({purged.describe()})",
             )
+            _purged_by_other(ctx, purged, users)
         ctx.report.blobs_absent += 1
         return
     data = _base64(item["data"])
@@ -585,6 +586,29 @@ def _check_blob(
         return
     ctx.report.blobs_checked += 1
     ctx.blobs[digest] = data
+
+
+def _purged_by_other(
+    ctx: BundleContext, purged: PurgeNote, users: list[tuple[int, BlobRef]]
+) -> None:
+    """Warn when the purge's author signed none of the carried records that
+    referenced the blob before it (as ``mltrail verify``'s ``purge-by-other``)."""
+    owners: dict[int, str] = {}
+    for seq, _ in users:
+        decoded = ctx.records.get(seq)
+        user = decoded.record.entry.actor.get("user") if decoded else None
+        if seq < purged.seq and isinstance(user, str):
+            owners[seq] = user
+    if owners and purged.by not in owners.values():
+        names = ", ".join(map(repr, sorted(set(owners.values()))))
+        seqs = ", ".join(map(str, sorted(owners)))
+        ctx.warn(
+            purged.seq,
+            "purge-by-other",
+            f"blob {purged.digest} was purged by {purged.by!r}, who wrote none of "
+            f"the records that referenced it (record(s) {seqs}, written by "
+            f"{names}): the provenance of another user's work was erased",
+        )
 
 
 def _base64(text: Any) -> bytes | None:
