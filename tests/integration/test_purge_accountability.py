@@ -135,6 +135,11 @@ def test_show_and_trace_name_the_erased_manifest(trained: dict[str, Any]) -> Non
     assert shown["data"][0]["dataset"]  # the dataset id stays in the record
     traced = ok(mltrail(home, project, "trace", "out/model.bin", "--json"))
     assert traced["made_by"][0]["purged"] == shown["purged"]
+    # the data on disk still matches the recorded dataset id; the erasure is said
+    checked = mltrail(home, project, "reproduce", trained["run"], "--check")
+    assert " ".join(checked.stdout.split()).count(said) == 1, checked.stdout
+    checked = mltrail(home, project, "reproduce", trained["run"], "--check", "--json")
+    assert json.loads(checked.stdout)["purged"] == shown["purged"]
 
 
 def test_a_bundle_says_who_purged_what(trained: dict[str, Any]) -> None:
