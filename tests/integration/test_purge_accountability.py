@@ -140,6 +140,12 @@ def test_show_and_trace_name_the_erased_manifest(trained: dict[str, Any]) -> Non
     assert " ".join(checked.stdout.split()).count(said) == 1, checked.stdout
     checked = mltrail(home, project, "reproduce", trained["run"], "--check", "--json")
     assert json.loads(checked.stdout)["purged"] == shown["purged"]
+    report = ok(mltrail(home, project, "report", "out/model.bin", "--json"))
+    (data,) = report["data"]
+    assert data["dataset"] == shown["data"][0]["dataset"]
+    assert f"was purged (seq {seq})" in data["manifest"]
+    assert f"by {trained['user']!r} at " in data["manifest"]
+    assert "reason 'request 12'" in data["manifest"]
 
 
 def test_a_bundle_says_who_purged_what(trained: dict[str, Any]) -> None:
