@@ -15,6 +15,7 @@ referenced it before the purge, or a model such a run's records name (as
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from mltrail.core.codec import decode_record
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from mltrail.storage.base import Store, StoredRow
 
 __all__ = ["check_held_purges"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def check_held_purges(store: Store, verifier: LedgerVerifier) -> None:
@@ -87,6 +90,9 @@ def _standing(holds: list[Record], before: int) -> dict[tuple[str, str], str]:
 def _covering_hold(
     store: Store, holds: list[Record], note: PurgeNote, verifier: LedgerVerifier
 ) -> str | None:
+    """The hold standing at the purge's seq that covers its blob, as
+    :meth:`mltrail.ledger.holds.Holds.covering` decides for ``mltrail purge``
+    (over the records before the purge: what that command saw)."""
     standing = _standing(holds, note.seq)
     if not standing:
         return None
@@ -94,25 +100,30 @@ def _covering_hold(
     if direct is not None:
         return direct
     seqs = {seq for seq, _ in verifier.blob_refs.get(note.digest, ()) if seq < note.seq}
-    runs: set[str] = set()
-    for seq in sorted(seqs):
-        for record in _decoded(store.rows(seq, seq + 1)):
-            runs.update(runs_named(record.entry))
+    entries = [
+        record.entry
+        for seq in sorted(seqs)
+        for record in _decoded(store.rows(seq, seq + 1))
+    ]
+    runs = {entry.run for entry in entries if entry.run}
     for run in sorted(runs):
         hold = standing.get(("run", run))
         if hold is not None:
             return hold
-    models = [key for key in standing if key[0] == "model"]
-    for key in models:
-        if runs & _runs_of_model(store, key[1], note.seq):
+    for key in [key for key in standing if key[0] == "model"]:
+        named = any(entry.body.get("model") == key[1] for entry in entries)
+        if named or runs & _runs_of_model(store, key[1], note.seq):
             return standing[key]
     return None
 
 
 def _runs_of_model(store: Store, model: str, before: int) -> set[str]:
-    """Runs whose records before seq ``before`` name the model id."""
-    needle = model.encode()
+    """Runs whose records before seq ``before`` name the model id (a 64-hex
+    id, as :func:`mltrail.ledger.holds.runs_of_model` requires)."""
     runs: set[str] = set()
+    if not _HEX64.fullmatch(model):
+        return runs
+    needle = model.encode()
     for row in store.rows(0, before):
         if needle in row.data:
             for record in _decoded([row]):
