@@ -213,6 +213,7 @@ def test_a_request_of_many_entries_lands_whole_and_verifies(server):
         ("approver", "run.started", None, "may not append"),
         ("writer", "key.added", None, "may not append"),
         ("admin", "blob.purged", None, "may not append"),
+        ("writer", "blob.purged", None, "may not append"),
     ],
 )
 def test_a_role_appends_only_its_kinds(server, role, kind, body, why):

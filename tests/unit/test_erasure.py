@@ -44,9 +44,11 @@ def test_a_purge_records_first_then_erases(ledger: Ledger) -> None:
     result = purge_blob(
         ledger, digest[:15], reason="key leaked", policy="secret leaked"
     )
+    record = ledger.record(4)
     assert result.note == PurgeNote(
-        4, digest, len(SECRET), "key leaked", "secret leaked", (1, 3)
-    )
+        4, digest, len(SECRET), "key leaked", "secret leaked", (1, 3), "unit",
+        record.entry.time,
+    )  # fmt: skip
     assert result.held
     assert not result.resumed
     record = ledger.record(4)

@@ -495,20 +495,25 @@ def close_runs(index: Index, ref: str, limit: int = 3) -> list[str]:
 class RunView(Value):
     """Everything the ledger holds about one run, in seq order."""
 
-    __match_args__ = ("id", "summary", "records")
+    __match_args__ = ("id", "summary", "records", "purged")
     id: str
     summary: RunSummary
     records: list[Record]
+    purged: list[dict[str, Any]]
+    """The run's blob references whose blob was purged, with what the purge
+    record says (see :func:`mltrail.ledger.purged.purged_refs`)."""
 
     def __init__(
         self,
         id: str,
         summary: RunSummary,
         records: list[Record],
+        purged: list[dict[str, Any]] | None = None,
     ) -> None:
         self.id = id
         self.summary = summary
         self.records = records
+        self.purged = [] if purged is None else purged
 
     def all(self, kind: str) -> list[Record]:
         """The run's records of ``kind``."""
@@ -559,7 +564,11 @@ def load_run(home: Home, index: Index, run_id: str) -> RunView:
             "SELECT seq FROM records WHERE run = ? ORDER BY seq", (run_id,)
         )
     ]
-    return RunView(run_id, _summary(home, rows[0]), list(_records(home, seqs)))
+    from mltrail.ledger.purged import purged_refs
+
+    records = list(_records(home, seqs))
+    purged = purged_refs(home.ledger, records)
+    return RunView(run_id, _summary(home, rows[0]), records, purged)
 
 
 def _records(home: Home, seqs: list[int]) -> Iterator[Record]:

@@ -522,7 +522,8 @@ def explain(
 ) -> dict[str, Any]:
     """What made ``start``: each run that wrote it, with its parameters, data, code,
     environment and fine-tune (and ``added_by_others``: the run's records another
-    user than its starter signed, or None), and the upstream ``graph`` as JSON."""
+    user than its starter signed, or None; ``purged``: its blobs that were
+    purged, and by whom), and the upstream ``graph`` as JSON."""
 
     producers = list(dict.fromkeys(_producer_runs(graph, start)))
     runs = []
@@ -540,6 +541,7 @@ def explain(
                 "environment": _environment(view.body("run.environment")),
                 "finetune": view.bodies("run.finetune"),
                 "added_by_others": view.added_by_others(),
+                "purged": view.purged,
             }
         )
     return {

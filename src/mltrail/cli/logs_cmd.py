@@ -58,8 +58,8 @@ class StoredStream:
 
 def read_stream(home: Home, name: str, facts: dict[str, Any]) -> StoredStream:
     """The stored bytes of one stream, or why there are none."""
-    from mltrail.ledger.erasure import purge_note
     from mltrail.ledger.ledger import BlobPurgedError
+    from mltrail.ledger.purged import purge_note
 
     ref = facts.get("stored")
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):

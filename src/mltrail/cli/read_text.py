@@ -94,6 +94,7 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
     """``mltrail trace``: what made the model, its lineage, its governance."""
     from mltrail.core.lineage import to_tree
     from mltrail.core.run_owner import describe_others
+    from mltrail.ledger.purged import describe_purged
 
     out = text_out()
     node = answer["node"]
@@ -113,6 +114,8 @@ def print_trace(answer: dict[str, Any], graph: LineageGraph) -> None:
         others = made.get("added_by_others")
         for line in describe_others(others) if others else ():
             out.line(f"  note: {line}")
+        for item in made.get("purged") or ():
+            out.line("  erased: ", one_line(describe_purged(item)))
         out.line(f"  command: {' '.join(run['command'])}")
         code = made["code"] or {}
         out.line(

@@ -97,8 +97,8 @@ def _show_record(home: Home, seq: int, full: bool, as_json: bool) -> None:
 def _resolve_blob(home: Home, digest: str, full: bool) -> Any:
     import json
 
-    from mltrail.ledger.erasure import purge_note
     from mltrail.ledger.ledger import BlobPurgedError
+    from mltrail.ledger.purged import purge_note
 
     try:
         data = home.ledger.get_blob(digest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
@@ -113,7 +113,9 @@ def reproduce(
     finally:
         home.close()
     if check:
-        _report_check(view.id, found, as_json, trust_cache=trust_cache)
+        _report_check(
+            view.id, found, as_json, trust_cache=trust_cache, purged=view.purged
+        )
         ctx.exit(1 if found else 0)
     _report_plan(plan, as_json)
 
@@ -123,8 +125,15 @@ DATA_CACHED = "unchanged files' hashes taken from the hash cache (--trust-cache)
 
 
 def _report_check(
-    run_id: str, found: list[Mismatch], as_json: bool, *, trust_cache: bool
+    run_id: str,
+    found: list[Mismatch],
+    as_json: bool,
+    *,
+    trust_cache: bool,
+    purged: list[dict[str, Any]],
 ) -> None:
+    """Print the mismatches, and the run's purged blobs: what they held (a file
+    list, a package list) could only be compared by its hash."""
     hashed = "cache" if trust_cache else "content"
     if as_json:
         emit_json(
@@ -133,10 +142,12 @@ def _report_check(
                 "ok": not found,
                 "data_hashed": hashed,
                 "mismatches": [m.to_dict() for m in found],
+                "purged": purged,
             }
         )
         return
     how = f"  (data: {DATA_CACHED if trust_cache else DATA_READ})"
+    _print_purged(purged)
     if not found:
         console.print(f"OK: data, code, config files and packages match run {run_id}")
         console.print(how, markup=False)
@@ -149,6 +160,20 @@ def _report_check(
             )
         )
     console.print(how, markup=False)
+
+
+def _print_purged(purged: list[dict[str, Any]]) -> None:
+    from mltrail.ledger.purged import describe_purged
+    from mltrail.shown import terminal_text
+
+    for item in purged:
+        line = terminal_text(describe_purged(item), names=True)
+        console.print(Text(f"erased: {line}", style="yellow"))
+    if purged:
+        console.print(
+            "  (what an erased blob held is compared by its recorded hash only)",
+            markup=False,
+        )
 
 
 def _show(value: object) -> str:

@@ -45,6 +45,7 @@ def run_to_dict(view: RunView) -> dict[str, Any]:
         )
     out["notes"] = view.bodies("note")
     out["added_by_others"] = view.added_by_others()
+    out["purged"] = view.purged
     out["records"] = [
         {"seq": r.seq, "kind": r.entry.kind, "time": r.entry.time} for r in view.records
     ]
@@ -75,6 +76,7 @@ def render_run(view: RunView) -> None:
     others = view.added_by_others()
     for line in describe_others(others) if others else ():
         text_out().line(("note:", "bold yellow"), f" {line}")
+    _purged(view.purged)
     for renderer in (_code, _environment, _hardware, _params, _data, _steps,
                      _finetune, _outputs, _metrics, _ended, _notes):  # fmt: skip
         renderer(view)
@@ -82,6 +84,16 @@ def render_run(view: RunView) -> None:
     text_out().line(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
                     "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
                     style="dim")  # fmt: skip
+
+
+def _purged(purged: list[dict[str, Any]]) -> None:
+    """Name each purged blob of the run, and who purged it, when and why."""
+    from mltrail.ledger.purged import describe_purged
+
+    for item in purged:
+        text_out().line(
+            ("erased:", "bold yellow"), " ", one_line(describe_purged(item))
+        )
 
 
 def _heading(title: str) -> None:

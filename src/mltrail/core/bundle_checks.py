@@ -34,7 +34,7 @@ from mltrail.core.codec import (
     find_blob_refs,
     parse_json,
 )
-from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.core.evidence import COSIGNATURE, Evidence, EvidenceStatus, verify_evidence
 from mltrail.core.merkle import verify_consistency, verify_inclusion
 from mltrail.core.report import Anchor, Problem, Severity
@@ -507,11 +507,15 @@ def _named(value: Any, members: tuple[str, ...]) -> set[str]:
 def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
     """Every blob a record references is listed; those carried match their hash."""
     refs: dict[str, list[tuple[int, BlobRef]]] = {}
-    purged: set[str] = set()
+    purged: dict[str, PurgeNote] = {}
     for seq, decoded in ctx.records.items():
         entry = decoded.record.entry
         if entry.kind == PURGE_KIND:
-            purged.add(str(entry.body.get("digest")))
+            note = PurgeNote.from_body(
+                seq, entry.body, entry.actor.get("user"), entry.time
+            )
+            if note is not None:
+                purged.setdefault(note.digest, note)
         for ref in find_blob_refs(entry.body):
             refs.setdefault(ref.digest, []).append((seq, ref))
             if ref.path.endswith(".manifest"):
@@ -545,7 +549,7 @@ def check_blobs(ctx: BundleContext, items: list[Any]) -> None:
                 "names it",
             )
             continue
-        _check_blob(ctx, digest, users, item, digest in purged)
+        _check_blob(ctx, digest, users, item, purged.get(digest))
 
 
 def _check_blob(
@@ -553,7 +557,7 @@ def _check_blob(
     digest: str,
     users: list[tuple[int, BlobRef]],
     item: dict[str, Any] | None,
-    purged: bool,
+    purged: PurgeNote | None,
 ) -> None:
     seq, ref = users[0]
     where = f"blob {digest[:19]}... (record {seq}, {ref.path})"
@@ -566,10 +570,14 @@ def _check_blob(
         )
         return
     if item["data"] is None:
-        if purged:
+        if purged is not None:
             ctx.warn(
-                seq, "blob-purged", f"{where} was purged by a signed blob.purged record"
+                seq,
+                "blob-purged",
+                f"{where} was purged by the signed blob.purged record {purged.seq} "
+                f"({purged.describe()})",
             )
+            _purged_by_other(ctx, purged, users)
         ctx.report.blobs_absent += 1
         return
     data = _base64(item["data"])
@@ -578,6 +586,29 @@ def _check_blob(
         return
     ctx.report.blobs_checked += 1
     ctx.blobs[digest] = data
+
+
+def _purged_by_other(
+    ctx: BundleContext, purged: PurgeNote, users: list[tuple[int, BlobRef]]
+) -> None:
+    """Warn when the purge's author signed none of the carried records that
+    referenced the blob before it (as ``mltrail verify``'s ``purge-by-other``)."""
+    owners: dict[int, str] = {}
+    for seq, _ in users:
+        decoded = ctx.records.get(seq)
+        user = decoded.record.entry.actor.get("user") if decoded else None
+        if seq < purged.seq and isinstance(user, str):
+            owners[seq] = user
+    if owners and purged.by not in owners.values():
+        names = ", ".join(map(repr, sorted(set(owners.values()))))
+        seqs = ", ".join(map(str, sorted(owners)))
+        ctx.warn(
+            purged.seq,
+            "purge-by-other",
+            f"blob {purged.digest} was purged by {purged.by!r}, who wrote none of "
+            f"the records that referenced it (record(s) {seqs}, written by "
+            f"{names}): the provenance of another user's work was erased",
+        )
 
 
 def _base64(text: Any) -> bytes | None:

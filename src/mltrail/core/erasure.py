@@ -36,7 +36,7 @@ class PurgeNote(Frozen):
     """A ``blob.purged`` record as verification and readers use it."""
 
     __slots__ = __match_args__ = (
-        "seq", "digest", "size", "reason", "policy", "referenced_by"
+        "seq", "digest", "size", "reason", "policy", "referenced_by", "by", "time"
     )  # fmt: skip
     seq: int
     digest: str
@@ -44,6 +44,10 @@ class PurgeNote(Frozen):
     reason: str
     policy: str | None
     referenced_by: tuple[int, ...]
+    by: str | None
+    """Who purged it: the record's ``actor.user`` (signed with the entry)."""
+    time: str | None
+    """When: the record's time."""
 
     def __init__(
         self,
@@ -53,6 +57,8 @@ class PurgeNote(Frozen):
         reason: str,
         policy: str | None = None,
         referenced_by: tuple[int, ...] = (),
+        by: str | None = None,
+        time: str | None = None,
     ) -> None:
         _set(self, "seq", seq)
         _set(self, "digest", digest)
@@ -60,10 +66,19 @@ class PurgeNote(Frozen):
         _set(self, "reason", reason)
         _set(self, "policy", policy)
         _set(self, "referenced_by", referenced_by)
+        _set(self, "by", by)
+        _set(self, "time", time)
 
     @classmethod
-    def from_body(cls, seq: int, body: Mapping[str, Any]) -> PurgeNote | None:
-        """The note of a schema-valid body (None for anything else)."""
+    def from_body(
+        cls,
+        seq: int,
+        body: Mapping[str, Any],
+        by: object = None,
+        time: object = None,
+    ) -> PurgeNote | None:
+        """The note of a schema-valid body (None for anything else); ``by`` and
+        ``time`` are the record's ``actor.user`` and time."""
         digest, size, reason = body.get("digest"), body.get("size"), body.get("reason")
         if not (
             isinstance(digest, str) and type(size) is int and isinstance(reason, str)
@@ -78,12 +93,19 @@ class PurgeNote(Frozen):
             reason,
             policy if isinstance(policy, str) else None,
             tuple(r for r in refs if type(r) is int) if isinstance(refs, list) else (),
+            by if isinstance(by, str) else None,
+            time if isinstance(time, str) and time else None,
         )
 
     def describe(self) -> str:
-        """``policy 'GDPR Art. 17', reason 'subject request #12'`` (for messages)."""
-        policy = f"policy {self.policy!r}" if self.policy else "no policy named"
-        return f"{policy}, reason {self.reason!r}"
+        """``by 'ana' at 2026-12-07T10:00:00Z, policy 'GDPR Art. 17', reason
+        'subject request #12'`` (for messages; who and when when known)."""
+        parts = [f"by {self.by!r}"] if self.by is not None else []
+        if self.time:
+            parts.append(f"at {self.time}")
+        said = [" ".join(parts)] if parts else []
+        said.append(f"policy {self.policy!r}" if self.policy else "no policy named")
+        return ", ".join([*said, f"reason {self.reason!r}"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -94,6 +116,8 @@ class PurgeNote(Frozen):
             "reason": self.reason,
             "policy": self.policy,
             "referenced_by": list(self.referenced_by),
+            "by": self.by,
+            "time": self.time,
         }
 
 

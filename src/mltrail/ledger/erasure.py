@@ -28,6 +28,7 @@ from mltrail.core.codec import decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote, purge_body
 from mltrail.errors import InputError, MltrailError, StoreError
 from mltrail.ledger.holds import blob_hold
+from mltrail.ledger.purged import purge_note
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -240,15 +241,3 @@ def referencing_seqs(ledger: Ledger, digest: str) -> list[int]:
         ):
             seqs.append(row.seq)
     return seqs
-
-
-def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
-    """What the stored ``blob.purged`` record of ``digest`` says, if there is one."""
-    stored = ledger.store.purge_of(digest)
-    if stored is None:
-        return None
-    try:
-        body = ledger.record(stored.seq).entry.body
-    except MltrailError:
-        return None
-    return PurgeNote.from_body(stored.seq, body)

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mltrail.core.codec import decode_record, find_blob_refs
+from mltrail.core.holds import HOLD_ADDED, HOLD_KINDS, HOLD_RELEASED, runs_named
 from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from mltrail.core.entry import Entry, Record
     from mltrail.ledger.ledger import Ledger
 
@@ -36,10 +35,10 @@ __all__ = [
     "load_holds",
     "parse_hold_target",
     "release_hold",
+    "runs_named",
 ]
 
-ADDED, RELEASED = "hold.added", "hold.released"
-HOLD_KINDS = (ADDED, RELEASED)
+ADDED, RELEASED = HOLD_ADDED, HOLD_RELEASED
 TARGETS = ("blob", "run", "model", "segment")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -143,19 +142,8 @@ def runs_of_model(ledger: Ledger, model: str) -> set[str]:
             entry = decode_record(row.data).record.entry
         except MltrailError:
             continue
-        runs.update(_runs_named(entry))
+        runs.update(runs_named(entry))
     return runs
-
-
-def _runs_named(entry: Entry) -> Iterable[str]:
-    if entry.run:
-        yield entry.run
-    run = entry.body.get("run")
-    if isinstance(run, str):
-        yield run
-    runs = entry.body.get("runs")
-    if isinstance(runs, list):
-        yield from (r for r in runs if isinstance(r, str))
 
 
 def blob_hold(ledger: Ledger, digest: str, holds: Holds | None = None) -> Hold | None:

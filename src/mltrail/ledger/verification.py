@@ -41,6 +41,7 @@ from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.core.verify import LedgerVerifier
 from mltrail.errors import MltrailError, StoreError
+from mltrail.ledger.purge_checks import check_held_purges
 from mltrail.ledger.stored import stored_checkpoints
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def verify_store(
         verifier = _walk(keys | learned, *args)
     report = verifier.report
     _verify_blobs(store, verifier)
+    check_held_purges(store, verifier)
     return report
 
 
@@ -419,3 +421,18 @@ def _report_purge(
         f"({purge.describe()}){kept}",
         Severity.WARNING,
     )
+    earlier = [(seq, user) for seq, user in verifier.blob_users.get(purge.digest, ())
+               if seq < purge.seq]  # fmt: skip
+    owners = sorted({user for _, user in earlier})
+    if owners and purge.by not in owners:
+        seqs = sorted({seq for seq, _ in earlier})
+        shown = ", ".join(map(str, seqs[:10])) + (", ..." if len(seqs) > 10 else "")
+        verifier.problem(
+            purge.seq,
+            "purge-by-other",
+            f"blob {purge.digest} was purged by {purge.by!r}, who wrote none of the "
+            f"records that referenced it (record(s) {shown}, written by "
+            f"{', '.join(map(repr, owners))}): the provenance of another user's "
+            "work was erased",
+            Severity.WARNING,
+        )

@@ -291,8 +291,14 @@ def _manifest(home: Home, ref: Any) -> tuple[list[dict[str, Any]], str]:
     """The first ``MAX_FILES`` files of a manifest, and what became of the rest."""
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
         return [], "no manifest"
+    from mltrail.ledger.ledger import BlobPurgedError
+    from mltrail.ledger.purged import purge_note
+
     try:
         data = home.ledger.get_blob(ref["blob"])
+    except BlobPurgedError as e:
+        note = purge_note(home.ledger, e.digest)
+        return [], str(e) + (f" ({note.describe()})" if note is not None else "")
     except MltrailError as e:
         return [], str(e)
     files = []

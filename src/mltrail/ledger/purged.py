@@ -1,0 +1,82 @@
+"""What readers say of purged blobs: which, by whom, when, why, under which policy.
+
+Kept apart from :mod:`mltrail.ledger.erasure` (which erases) so that reading
+commands (`show`, `trace`) load no writing code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.codec import find_blob_refs
+from mltrail.core.erasure import PURGE_KIND, PurgeNote
+from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from mltrail.core.entry import Record
+    from mltrail.ledger.ledger import Ledger
+
+__all__ = ["describe_purged", "purge_note", "purged_refs"]
+
+
+def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
+    """What the stored ``blob.purged`` record of ``digest`` says, if there is one."""
+    stored = ledger.store.purge_of(digest)
+    if stored is None:
+        return None
+    try:
+        entry = ledger.record(stored.seq).entry
+    except MltrailError:
+        return None
+    if entry.kind != PURGE_KIND or entry.body.get("digest") != digest:
+        return None  # a planted purges row: not a purge record of this blob
+    return PurgeNote.from_body(
+        stored.seq, entry.body, entry.actor.get("user"), entry.time
+    )
+
+
+def purged_refs(ledger: Ledger, records: Iterable[Record]) -> list[dict[str, object]]:
+    """The blob references of ``records`` whose blob was purged, each with what
+    its purge record says (who, when, why, under which policy): readers name
+    the provenance that was erased rather than leave it out silently. A purge
+    is named only when a ``blob.purged`` record of that digest backs it (see
+    :func:`purge_note`); ``mltrail verify`` judges its signature."""
+    stored = {p.digest for p in ledger.store.purges()}
+    found: list[dict[str, object]] = []
+    if not stored:
+        return found
+    notes: dict[str, PurgeNote | None] = {}
+    for record in records:
+        for ref in find_blob_refs(record.entry.body):
+            if ref.digest not in stored:
+                continue
+            if ref.digest not in notes:
+                notes[ref.digest] = purge_note(ledger, ref.digest)
+            note = notes[ref.digest]
+            if note is not None:
+                found.append(
+                    {
+                        "seq": record.seq,
+                        "kind": record.entry.kind,
+                        "path": ref.path,
+                        "purge": note.to_dict(),
+                    }
+                )
+    return found
+
+
+def describe_purged(item: Mapping[str, Any]) -> str:
+    """One line for a reader: ``run.data (seq 6) body.manifest: blob sha256:...
+    (108 bytes) was purged at seq 9 (by 'ana' at ..., policy ..., reason ...)``."""
+    purge = item["purge"]
+    note = PurgeNote(
+        purge["seq"], purge["digest"], purge["size"], purge["reason"],
+        purge["policy"], (), purge["by"], purge["time"],
+    )  # fmt: skip
+    return (
+        f"{item['kind']} (seq {item['seq']}) {item['path']}: blob {note.digest} "
+        f"({note.size} bytes) was purged at seq {note.seq} ({note.describe()}); "
+        "its content is no longer in the ledger"
+    )
