@@ -247,11 +247,13 @@ _COLUMNS = (
 # first, stopping at the limit (~3 us a run); a rarer one by the list of its runs
 # (~6 us each, then sorted). At 100,000 runs, lr=0.05 held by 14,286 of them: 2.5
 # ms against 86 ms; a value no run holds: 0.1 ms against 310 ms.
+# Only rows the run's starter signed (``own``) match: another user's run.params
+# in Alice's run does not make it one "with" that value (ADR 0010, 2026-12-07).
 _COMMON_PARAM = 2_000
-_BY_LIST = "id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?))"
+_BY_LIST = "id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?) AND own)"
 _BY_RUN = (
     "EXISTS (SELECT 1 FROM params WHERE params.run = runs.id AND key = ? "
-    "AND value IN (?, ?))"
+    "AND value IN (?, ?) AND own)"
 )
 
 
@@ -308,8 +310,8 @@ def _conditions(
     if spec.dataset:
         _check_hex(spec.dataset, "dataset id")
         where.append(
-            "id IN (SELECT run FROM data WHERE dataset >= ? AND dataset < ? "
-            "UNION SELECT run FROM data WHERE sha256 >= ? AND sha256 < ?)"
+            "id IN (SELECT run FROM data WHERE dataset >= ? AND dataset < ? AND own "
+            "UNION SELECT run FROM data WHERE sha256 >= ? AND sha256 < ? AND own)"
         )
         low, high = _prefix_range(spec.dataset)
         args.extend([low, high, low, high])
