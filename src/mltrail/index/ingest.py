@@ -82,11 +82,15 @@ class _Ingest:
             ),
         )  # fmt: skip
         if self.cur.rowcount == 1:  # this run's start: its records before it
-            self._own_before_start(entry["run"], actor.get("user"))
+            self._own_before_start(entry["run"], seq, actor.get("user"))
 
-    def _own_before_start(self, run: str, owner: Any) -> None:
+    def _own_before_start(self, run: str, seq: int, owner: Any) -> None:
         """Mark the run's rows signed before its start (a copied or pushed ledger
         may hold them) whose signer is its starter."""
+        if not self.cur.execute(
+            "SELECT 1 FROM records WHERE run = ? AND seq < ? LIMIT 1", (run, seq)
+        ).fetchone():
+            return  # the usual case: nothing of the run came before its start
         for table in ("params", "data"):
             self.cur.execute(
                 f"UPDATE {table} SET own = 1 WHERE run = ? AND "  # noqa: S608
