@@ -101,6 +101,16 @@ def test_many_claimants_are_named_up_to_a_cap_and_counted(tmp_path):
     assert "5 more" in md.stdout
     assert "run-12" not in md.stdout.split("## 4.")[0]
 
+    html = _report(path, "--format", "html")
+    if html.returncode == 0 or "jinja2" not in html.stderr:  # the report extra
+        assert html.returncode == 0, html.stderr
+        claims = html.stdout.split('id="claims"')[1].split("</table>")[0]
+        assert "25 runs say they wrote this model" in claims
+        assert "... 5 more" in claims
+        assert "run-12" not in claims
+        assert "run-09" in claims
+        assert "run-15" in claims
+
     env = {**os.environ, "MLTRAIL_HOME": str(path)}
     env.pop("MLTRAIL_RUN_ID", None)
     promote = subprocess.run(
