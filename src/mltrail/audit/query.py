@@ -174,7 +174,11 @@ def _day(day: date) -> float:
 
 
 class RunFilter(Value):
-    """What ``mltrail runs`` narrows by; every field optional, all must hold."""
+    """What ``mltrail runs`` narrows by; every field optional, all must hold.
+
+    ``params`` and ``dataset`` match records the run's starter signed only
+    (another user's ``run.params`` in a run does not make it match).
+    """
 
     __match_args__ = ("window", "user", "status", "params", "dataset", "name", "limit")
     window: TimeWindow
