@@ -92,7 +92,18 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             _bob(bob, "run.started", {"source": "api", "name": "bob"}, BOB_RUN),
             _bob(bob, "run.params", {"source": "api", "params": {"lr": 0.5}},
                  BOB_RUN),
+            _bob(bob, "run.ended", {"status": "failed", "exit_code": 1},
+                 ALICE_OTHER),
+            _bob(bob, "run.ended", {"status": "failed", "exit_code": 1},
+                 ALICE_EARLY),
         ])  # fmt: skip
+        ledger.append_many(
+            [  # Alice's own end, after Bob's
+                Draft(
+                    "run.ended", {"status": "succeeded", "exit_code": 0}, ALICE_EARLY
+                ),
+            ]
+        )
     finally:
         opened.close()
     return path
@@ -133,6 +144,22 @@ def test_a_common_value_matched_run_by_run_is_also_the_starters(
     finally:
         index.close()
         opened.close()
+
+
+def test_an_end_another_user_signed_is_labelled_until_the_starters_own(
+    home: Path,
+) -> None:
+    """Bob's run.ended (failed) in Alice's runs: where she recorded no end the
+    status is his, and says so; her own later end replaces it."""
+    runs = mltrail(home, "runs", "-n", "0", "--json")
+    by_id = {r["id"]: (r["status"], r["exit_code"], r["ended_by"]) for r in runs}
+    assert by_id[ALICE_OTHER] == ("failed", 1, "bob")
+    assert by_id[ALICE_EARLY] == ("succeeded", 0, None)
+    assert by_id[ALICE_RUN] == ("succeeded", 0, None)
+    failed = mltrail(home, "runs", "--status", "failed", "--json")
+    assert [(r["id"], r["ended_by"]) for r in failed] == [(ALICE_OTHER, "bob")]
+    text = mltrail(home, "runs", "--status", "failed")
+    assert "failed (by bob)" in text, text
 
 
 def test_rows_say_who_signed_them(home: Path) -> None:

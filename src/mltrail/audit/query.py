@@ -242,7 +242,7 @@ def _search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
 
 _COLUMNS = (
     "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq, "
-    "claimed_user, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
+    "claimed_user, ended_by, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
     "WHERE p.first <= runs.seq AND runs.seq <= p.last LIMIT 1) AS pushed"
 )
 
@@ -341,7 +341,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
     run_id, name, status, started, ended, duration, exit_code, user, host, cmd = row[
         :10
     ]
-    seq, claimed, pushed = row[10:]
+    seq, claimed, ended_by, pushed = row[10:]
     if status == "open":
         status = run_liveness(home.path, run_id, home.ledger.store)
     return RunSummary(
@@ -358,6 +358,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
         seq=seq,
         claimed_user=claimed,
         pushed=_pushed(pushed),
+        ended_by=ended_by,
     )
 
 

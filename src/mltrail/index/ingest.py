@@ -99,14 +99,18 @@ class _Ingest:
             )
 
     def run_ended(self, seq: int, entry: Mapping[str, Any]) -> None:
-        body = entry["body"]
+        """The run's end: its first, except that the starter's own end replaces
+        one another user signed (``ended_by`` names that user while it stands)."""
+        body, own = entry["body"], self.own(entry["run"])
         self.cur.execute(
             "UPDATE runs SET status = ?, ended = ?, ended_ts = ?, duration_s = ?, "
-            "exit_code = ? WHERE id = ? AND ended IS NULL",
+            "exit_code = ?, ended_by = ? WHERE id = ? AND (ended IS NULL OR "
+            "(ended_by IS NOT NULL AND ?))",
             (
                 str(body.get("status", "ended")), entry["time"],
                 parse_time(entry["time"]), body.get("duration_s"),
-                body.get("exit_code"), entry["run"],
+                body.get("exit_code"), None if own else _who(self.user), entry["run"],
+                own,
             ),
         )  # fmt: skip
 

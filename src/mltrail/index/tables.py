@@ -52,12 +52,15 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_kind_ts ON records (kind, ts);
 
+-- ended_by: the signer of the run.ended that set status when not the starter
+-- (the starter's own end, recorded later, replaces it)
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, name TEXT, source TEXT,
     status TEXT NOT NULL, started TEXT NOT NULL, started_ts REAL NOT NULL,
     ended TEXT, ended_ts REAL, duration_s REAL, exit_code INTEGER,
     user TEXT, claimed_user TEXT, host TEXT, command TEXT NOT NULL, program TEXT,
-    cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
+    cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT,
+    ended_by TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
 
