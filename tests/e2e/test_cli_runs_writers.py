@@ -210,14 +210,20 @@ def test_an_index_of_the_version_before_is_rebuilt(home: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "edit",
+    ("edit", "args", "expected"),
     [
-        "UPDATE params SET user = 'alice', own = 1 WHERE user = 'bob'",
-        "UPDATE params SET own = 1 WHERE user = 'bob'",
+        ("UPDATE params SET user = 'alice', own = 1 WHERE user = 'bob'",
+         ["--param", "lr=0.5"], [ALICE_OTHER, BOB_RUN]),
+        ("UPDATE params SET own = 1 WHERE user = 'bob'",
+         ["--param", "lr=0.5"], [ALICE_OTHER, BOB_RUN]),
+        ("UPDATE data SET own = 1 WHERE user = 'bob'",
+         ["--dataset", BOB_DATA[:8]], []),
+        ("UPDATE runs SET ended_by = NULL WHERE ended_by = 'bob'",
+         ["--status", "failed"], [ALICE_OTHER]),
     ],
-)
+)  # fmt: skip
 def test_an_index_row_edited_to_another_signer_is_caught(
-    home: Path, tmp_path: Path, edit: str
+    home: Path, tmp_path: Path, edit: str, args: list[str], expected: list[str]
 ) -> None:
     """The answer-time check covers the signer: an index.db edited to say Alice
     signed Bob's lr=0.5 (or only that it is hers) is found out and rebuilt
@@ -234,10 +240,12 @@ def test_an_index_row_edited_to_another_signer_is_caught(
         conn.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "mltrail", "runs", "--param", "lr=0.5", "--json"],
+        [sys.executable, "-m", "mltrail", "runs", *args, "--json"],
         env=env | {"MLTRAIL_HOME": str(copy)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)] == [ALICE_OTHER, BOB_RUN]
+    found = json.loads(proc.stdout)
+    assert [r["id"] for r in found] == expected
+    assert all(r["ended_by"] == "bob" for r in found if r["id"] == ALICE_OTHER)
     assert "disagreed with the signed records" in proc.stderr
