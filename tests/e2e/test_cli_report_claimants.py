@@ -73,3 +73,54 @@ def test_a_report_names_every_run_that_says_it_wrote_the_model(tmp_path):
         ("run-alice", "alice"),
         ("run-mallory", "mallory"),
     ]
+
+
+def test_many_claimants_are_named_up_to_a_cap_and_counted(tmp_path):
+    """25 runs claim the model: the report names the oldest and the latest 10 and
+    counts the rest; promote still checks each run's code (none has a git
+    commit) and its refusal names 20 of them and counts the rest."""
+    path = tmp_path / "home"
+    init_home(path, origin="test.mltrail.local/claims-many")
+    home = open_home(path)
+    try:
+        for i in range(25):
+            _train(home, f"user{i:02d}", f"run-{i:02d}", 0.1)
+    finally:
+        home.close()
+
+    js = _report(path, "--json")
+    assert js.returncode == 0, js.stderr
+    model = json.loads(js.stdout)["model"]
+    assert model["made_by_count"] == 25
+    ids = [c["id"] for c in model["made_by"]]
+    assert ids == [f"run-{i:02d}" for i in (*range(10), *range(15, 25))]
+
+    md = _report(path)
+    assert md.returncode == 0, md.stderr
+    assert "25 runs say they wrote this model" in md.stdout
+    assert "5 more" in md.stdout
+    assert "run-12" not in md.stdout.split("## 4.")[0]
+
+    html = _report(path, "--format", "html")
+    if html.returncode == 0 or "jinja2" not in html.stderr:  # the report extra
+        assert html.returncode == 0, html.stderr
+        claims = html.stdout.split('id="claims"')[1].split("</table>")[0]
+        assert "25 runs say they wrote this model" in claims
+        assert "... 5 more" in claims
+        assert "run-12" not in claims
+        assert "run-09" in claims
+        assert "run-15" in claims
+
+    env = {**os.environ, "MLTRAIL_HOME": str(path)}
+    env.pop("MLTRAIL_RUN_ID", None)
+    promote = subprocess.run(
+        [sys.executable, "-m", "mltrail", "model", "promote", f"file:{SHA}",
+         "--stage", "production", "--note", "checked"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert promote.returncode == 2, promote.stdout + promote.stderr
+    err = " ".join(promote.stderr.split())
+    assert "run run-00 that made" in err, err
+    assert "run run-19 that made" in err, err
+    assert "run run-20 that made" not in err, err
+    assert "5 more run(s) that say they made" in err, err

@@ -197,7 +197,7 @@ def test_lineage_with_a_false_or_a_hidden_dependency(case):
     real, other = facts["runs"]["ft-0.5"], facts["runs"]["ft-0.2"]
     edit(  # ft-0.5 claimed to have read what ft-0.2 wrote
         f"INSERT INTO data SELECT '{real}', seq, 'in', 'extra', path, dataset, sha256, "
-        f"files, bytes, manifest, NULL FROM data WHERE run = '{other}' "
+        f"files, bytes, manifest, NULL, user, own FROM data WHERE run = '{other}' "
         "AND direction = 'out'"
     )
     done = cli("lineage", "m-0.5.safetensors")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.audit.refs import resolve_node
 from mltrail.audit.trace import (
     CONTENT_COLUMN,
+    MAX_CLAIMANTS_SHOWN,
     latest_writer,
     run_outputs,
     writer_runs,
@@ -392,8 +393,18 @@ def _code_refusals(home: Home, index: Index, node: str) -> list[tuple[str, str]]
             "train it under `mltrail run` (or mltrail.start_run) from a git commit",
         )]  # fmt: skip
     found: list[tuple[str, str]] = []
-    for run in runs:
-        found.extend(_run_code_refusals(home, index, node, run))
+    refused = 0
+    for run in runs:  # every claimant is checked; the first few are named
+        mine = _run_code_refusals(home, index, node, run)
+        refused += bool(mine)
+        if refused <= MAX_CLAIMANTS_SHOWN:
+            found.extend(mine)
+    if refused > MAX_CLAIMANTS_SHOWN:
+        found.append((
+            f"{refused - MAX_CLAIMANTS_SHOWN} more run(s) that say they made {node} "
+            "are refused for their code too",
+            f"`mltrail trace {node}` lists the runs that claim it",
+        ))  # fmt: skip
     return found
 
 

@@ -174,7 +174,11 @@ def _day(day: date) -> float:
 
 
 class RunFilter(Value):
-    """What ``mltrail runs`` narrows by; every field optional, all must hold."""
+    """What ``mltrail runs`` narrows by; every field optional, all must hold.
+
+    ``params`` and ``dataset`` match records the run's starter signed only
+    (another user's ``run.params`` in a run does not make it match).
+    """
 
     __match_args__ = ("window", "user", "status", "params", "dataset", "name", "limit")
     window: TimeWindow
@@ -238,7 +242,7 @@ def _search_runs(home: Home, index: Index, spec: RunFilter) -> list[RunSummary]:
 
 _COLUMNS = (
     "id, name, status, started, ended, duration_s, exit_code, user, host, command, seq, "
-    "claimed_user, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
+    "claimed_user, ended_by, (SELECT json_array(p.seq, p.time, p.origin) FROM pushed AS p "
     "WHERE p.first <= runs.seq AND runs.seq <= p.last LIMIT 1) AS pushed"
 )
 
@@ -247,11 +251,13 @@ _COLUMNS = (
 # first, stopping at the limit (~3 us a run); a rarer one by the list of its runs
 # (~6 us each, then sorted). At 100,000 runs, lr=0.05 held by 14,286 of them: 2.5
 # ms against 86 ms; a value no run holds: 0.1 ms against 310 ms.
+# Only rows the run's starter signed (``own``) match: another user's run.params
+# in Alice's run does not make it one "with" that value (ADR 0010, 2026-12-07).
 _COMMON_PARAM = 2_000
-_BY_LIST = "id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?))"
+_BY_LIST = "id IN (SELECT run FROM params WHERE key = ? AND value IN (?, ?) AND own)"
 _BY_RUN = (
     "EXISTS (SELECT 1 FROM params WHERE params.run = runs.id AND key = ? "
-    "AND value IN (?, ?))"
+    "AND value IN (?, ?) AND own)"
 )
 
 
@@ -308,8 +314,8 @@ def _conditions(
     if spec.dataset:
         _check_hex(spec.dataset, "dataset id")
         where.append(
-            "id IN (SELECT run FROM data WHERE dataset >= ? AND dataset < ? "
-            "UNION SELECT run FROM data WHERE sha256 >= ? AND sha256 < ?)"
+            "id IN (SELECT run FROM data WHERE dataset >= ? AND dataset < ? AND own "
+            "UNION SELECT run FROM data WHERE sha256 >= ? AND sha256 < ? AND own)"
         )
         low, high = _prefix_range(spec.dataset)
         args.extend([low, high, low, high])
@@ -335,7 +341,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
     run_id, name, status, started, ended, duration, exit_code, user, host, cmd = row[
         :10
     ]
-    seq, claimed, pushed = row[10:]
+    seq, claimed, ended_by, pushed = row[10:]
     if status == "open":
         status = run_liveness(home.path, run_id, home.ledger.store)
     return RunSummary(
@@ -352,6 +358,7 @@ def _summary(home: Home, row: Any) -> RunSummary:
         seq=seq,
         claimed_user=claimed,
         pushed=_pushed(pushed),
+        ended_by=ended_by,
     )
 
 

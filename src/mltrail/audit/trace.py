@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_COLUMN",
     "DATA_COLUMNS",
+    "MAX_CLAIMANTS_SHOWN",
     "MAX_NODES",
     "build_lineage",
     "data_node_id",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 MAX_NODES = 2_000
+MAX_CLAIMANTS_SHOWN = 20
+"""Runs claiming one output that a report or a refusal names one by one (the
+oldest and the latest claims, half each); the rest are counted. ``writer_runs``
+itself is never capped: promote checks every claimant."""
 CONTENT_COLUMN = {"model": "model", "file": "sha256", "data": "dataset"}
 """The index column holding a node's id, by node kind (``models`` or ``data``)."""
 DATA_COLUMNS = "run, role, path, dataset, sha256, files, bytes, model, direction, seq"

@@ -53,7 +53,7 @@ def print_runs(
             (
                 s.id,
                 one_line(s.name or ""),  # a name cannot add a row
-                (s.status, _STYLE.get(s.status, "")),
+                (_status(s), _STYLE.get(s.status, "")),
                 _started(s),
                 _duration(s),
                 "" if s.exit_code is None else str(s.exit_code),
@@ -64,6 +64,13 @@ def print_runs(
     )
     if more:
         out.line(f"(older runs not shown; -n 0 for all, -n {2 * limit} for more)")
+
+
+def _status(summary: RunSummary) -> str:
+    """The status, and who recorded it when not the run's starter."""
+    if summary.ended_by is None:
+        return summary.status
+    return f"{summary.status} (by {one_line(summary.ended_by) or '(no user)'})"
 
 
 def _started(summary: RunSummary) -> str:

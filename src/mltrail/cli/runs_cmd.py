@@ -61,7 +61,9 @@ def runs(
     Filters combine (all must hold). Times are UTC: a date (2026-03-14), a time
     (2026-03-14T09:30Z), an ISO week (2026-W42) or an age (7d, 12h). --param
     matches values as typed: --param lr=0.5 finds 0.5 whether it came from the
-    command line, a config file or the API.
+    command line, a config file or the API. --param and --dataset match what
+    the run's starter recorded: params or data another user added to the run
+    do not make it match (`mltrail show RUN` names them).
 
     A run is `running` while its recorder lives; `stale` when the recorder died
     before recording the end (`mltrail runs close --stale` records those as

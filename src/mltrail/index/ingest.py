@@ -37,17 +37,35 @@ def _digest(ref: Any) -> str | None:
 
 
 class _Ingest:
-    """The handlers, bound to one cursor and one blob reader."""
+    """The handlers, bound to one cursor and one blob reader, for one record.
+
+    ``user`` is the record's ``actor.user`` as ``records.user`` and ``runs.user``
+    hold it: the signer of each ``params`` and ``data`` row. Their ``own`` says
+    whether it is the run's starter, by :mod:`mltrail.core.run_owner`'s rule
+    (a user that is no string is ``""``), which ``mltrail runs`` filters require.
+    """
 
     def __init__(
         self,
         cur: sqlite3.Cursor,
         get_blob: Callable[[str], bytes | None],
         links: bool = True,
+        user: Any = None,
     ) -> None:
         self.cur = cur
         self.get_blob = get_blob
         self.links = links
+        self.user = user
+        self._own: int | None = None
+
+    def own(self, run: str) -> int:
+        """1 when this record's signer started ``run`` (0 before its start)."""
+        if self._own is None:
+            row = self.cur.execute(
+                "SELECT user FROM runs WHERE id = ?", (run,)
+            ).fetchone()
+            self._own = int(row is not None and _who(row[0]) == _who(self.user))
+        return self._own
 
     def run_started(self, seq: int, entry: Mapping[str, Any]) -> None:
         body, actor = entry["body"], entry.get("actor") or {}
@@ -63,16 +81,36 @@ class _Ingest:
                 body.get("cwd"),
             ),
         )  # fmt: skip
+        if self.cur.rowcount == 1:  # this run's start: its records before it
+            self._own_before_start(entry["run"], seq, actor.get("user"))
+
+    def _own_before_start(self, run: str, seq: int, owner: Any) -> None:
+        """Mark the run's rows signed before its start (a copied or pushed ledger
+        may hold them) whose signer is its starter."""
+        if not self.cur.execute(
+            "SELECT 1 FROM records WHERE run = ? AND seq < ? LIMIT 1", (run, seq)
+        ).fetchone():
+            return  # the usual case: nothing of the run came before its start
+        for table in ("params", "data"):
+            self.cur.execute(
+                f"UPDATE {table} SET own = 1 WHERE run = ? AND "  # noqa: S608
+                "(CASE WHEN typeof(user) = 'text' THEN user ELSE '' END) = ?",
+                (run, _who(owner)),
+            )
 
     def run_ended(self, seq: int, entry: Mapping[str, Any]) -> None:
-        body = entry["body"]
+        """The run's end: its first, except that the starter's own end replaces
+        one another user signed (``ended_by`` names that user while it stands)."""
+        body, own = entry["body"], self.own(entry["run"])
         self.cur.execute(
             "UPDATE runs SET status = ?, ended = ?, ended_ts = ?, duration_s = ?, "
-            "exit_code = ? WHERE id = ? AND ended IS NULL",
+            "exit_code = ?, ended_by = ? WHERE id = ? AND (ended IS NULL OR "
+            "(ended_by IS NOT NULL AND ?))",
             (
                 str(body.get("status", "ended")), entry["time"],
                 parse_time(entry["time"]), body.get("duration_s"),
-                body.get("exit_code"), entry["run"],
+                body.get("exit_code"), None if own else _who(self.user), entry["run"],
+                own,
             ),
         )  # fmt: skip
 
@@ -96,11 +134,13 @@ class _Ingest:
             if isinstance(body.get("file"), dict)
             else None
         )
-        source = where or _text(body.get("source"))
+        source, user = where or _text(body.get("source")), self.user
+        own = self.own(entry["run"]) if params else 0
         self.cur.executemany(
-            "INSERT INTO params (run, seq, key, value, source) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO params (run, seq, key, value, source, user, own) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (entry["run"], seq, str(k), param_value(v), source)
+                (entry["run"], seq, str(k), param_value(v), source, user, own)
                 for k, v in params.items()
             ],
         )
@@ -276,11 +316,13 @@ class _Ingest:
             sha = self._single_file_sha(manifest)
         self.cur.execute(
             "INSERT INTO data (run, seq, direction, role, path, dataset, sha256, files, "
-            "bytes, manifest, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "bytes, manifest, model, user, own) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run, seq, direction, _text(role), body.get("path") or body.get("url"),
                 body.get("dataset"), sha, files if files is not None else (1 if sha else None),
-                body.get("bytes", body.get("size")), manifest, body.get("model"),
+                body.get("bytes", body.get("size")), manifest, body.get("model"), self.user,
+                self.own(run),
             ),
         )  # fmt: skip
         if direction == "out" and manifest and body.get("dataset") and self.links:
@@ -364,6 +406,11 @@ def _node(body: Mapping[str, Any]) -> str:
     return f"{body.get('model_type', 'model')}:{body.get('model')}"
 
 
+def _who(user: Any) -> str:
+    """A user as :func:`mltrail.core.run_owner.run_owner` compares them."""
+    return user if isinstance(user, str) else ""
+
+
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -417,4 +464,4 @@ def ingest_entry(
         return
     if entry["kind"].startswith("run.") and not entry.get("run"):
         return
-    getattr(_Ingest(cur, get_blob, links), name)(seq, entry)
+    getattr(_Ingest(cur, get_blob, links, actor.get("user")), name)(seq, entry)

@@ -39,7 +39,7 @@ _PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*[1-9]")
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "7"
+INDEX_VERSION = "9"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -52,12 +52,15 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_run ON records (run, seq) WHERE run IS NOT NULL;
 CREATE INDEX IF NOT EXISTS records_kind_ts ON records (kind, ts);
 
+-- ended_by: the signer of the run.ended that set status when not the starter
+-- (the starter's own end, recorded later, replaces it)
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, name TEXT, source TEXT,
     status TEXT NOT NULL, started TEXT NOT NULL, started_ts REAL NOT NULL,
     ended TEXT, ended_ts REAL, duration_s REAL, exit_code INTEGER,
     user TEXT, claimed_user TEXT, host TEXT, command TEXT NOT NULL, program TEXT,
-    cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT
+    cwd TEXT, git_commit TEXT, git_branch TEXT, git_dirty INTEGER, step TEXT,
+    ended_by TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ts);
 
@@ -74,20 +77,24 @@ CREATE INDEX IF NOT EXISTS runs_name ON runs (name, started_ts);
 CREATE INDEX IF NOT EXISTS runs_name_user ON runs (name, user);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_ts);
 
--- every parameter value, as canonical JSON, from every run.params entry
+-- every parameter value, as canonical JSON, from every run.params entry. user:
+-- who signed it (the record's actor.user), own: 1 when that is the run's starter
+-- (runs.user), which filters require (ADR 0010: another user's records in a run
+-- never make it match), 0 otherwise or while the run has no run.started
 CREATE TABLE IF NOT EXISTS params (
     run TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-    source TEXT
+    source TEXT, user TEXT, own INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS params_key ON params (key, value);
 CREATE INDEX IF NOT EXISTS params_run ON params (run);
 
 -- datasets a run read (direction 'in') or wrote (direction 'out'), a single file
--- also has its sha256, so a file written by one run and read by another links
+-- also has its sha256, so a file written by one run and read by another links,
+-- user and own: who signed the record, and whether that is the starter (as in params)
 CREATE TABLE IF NOT EXISTS data (
     run TEXT NOT NULL, seq INTEGER NOT NULL, direction TEXT NOT NULL,
     role TEXT, path TEXT, dataset TEXT, sha256 TEXT, files INTEGER, bytes INTEGER,
-    manifest TEXT, model TEXT
+    manifest TEXT, model TEXT, user TEXT, own INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS data_run ON data (run, seq);
 CREATE INDEX IF NOT EXISTS data_dataset ON data (dataset, direction);

@@ -66,7 +66,7 @@ class RunSummary(Value):
 
     __match_args__ = (
         "id", "name", "status", "started", "ended", "duration_s", "exit_code", "user",
-        "host", "command", "seq", "claimed_user", "pushed",
+        "host", "command", "seq", "claimed_user", "pushed", "ended_by",
     )  # fmt: skip
     id: str
     name: str | None
@@ -85,6 +85,9 @@ class RunSummary(Value):
     """When the run's records were pushed from another ledger (ADR 0031): the
     ``ledger.pushed`` header's ``seq``, ``time`` and ``origin``. Its times are
     that ledger's claims; this one learnt of the run at the header's time."""
+    ended_by: str | None
+    """Who signed the end ``status`` comes from, when another user than the
+    starter (``user``) did and the starter recorded none (ADR 0010)."""
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class RunSummary(Value):
         seq: int,
         claimed_user: str | None = None,
         pushed: dict[str, Any] | None = None,
+        ended_by: str | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -115,6 +119,7 @@ class RunSummary(Value):
         self.seq = seq
         self.claimed_user = claimed_user
         self.pushed = pushed
+        self.ended_by = ended_by
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""

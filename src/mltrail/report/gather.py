@@ -18,7 +18,12 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.query import load_run
-from mltrail.audit.trace import build_lineage, latest_writer, writer_runs
+from mltrail.audit.trace import (
+    MAX_CLAIMANTS_SHOWN,
+    build_lineage,
+    latest_writer,
+    writer_runs,
+)
 from mltrail.core.codec import parse_json
 from mltrail.errors import MltrailError
 from mltrail.evidence.policy import list_timestamps
@@ -72,7 +77,7 @@ def gather_report(
             "type": kind,
             "label": graph.nodes[node].label,
             "path": path,
-            "made_by": _claimants(home, index, node),
+            **_claimants(home, index, node),
         },
         "description": _description(entries["model.described"]),
         "development": _development(view),
@@ -98,18 +103,23 @@ def gather_report(
     return report
 
 
-def _claimants(home: Home, index: Index, node: str) -> list[dict[str, Any]]:
-    """Every run that says it wrote ``node``, oldest claim first, with who started
-    it: any writer can record the same output bytes in a run of its own, so the
-    sections that describe one run (the latest claim) must not hide the others."""
+def _claimants(home: Home, index: Index, node: str) -> dict[str, Any]:
+    """``made_by``: the runs that say they wrote ``node``, oldest claim first,
+    with who started each: any writer can record the same output bytes in a run
+    of its own, so the sections that describe one run (the latest claim) must not
+    hide the others. Of more than :data:`MAX_CLAIMANTS_SHOWN`, the oldest and the
+    latest claims, half each; ``made_by_count`` counts them all."""
+    runs = writer_runs(index, node)
+    half = MAX_CLAIMANTS_SHOWN // 2
+    shown = runs if len(runs) <= MAX_CLAIMANTS_SHOWN else runs[:half] + runs[-half:]
     found = []
-    for run in writer_runs(index, node):
+    for run in shown:
         summary = load_run(home, index, run).summary.to_dict()
         found.append({
             k: summary.get(k)
             for k in ("id", "name", "user", "claimed_user", "host", "started", "status")
         })  # fmt: skip
-    return found
+    return {"made_by": found, "made_by_count": len(runs)}
 
 
 def bundle_facts(path: Path, *, subject: str | None = None) -> dict[str, Any]:

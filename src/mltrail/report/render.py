@@ -237,18 +237,20 @@ def _development(r: dict[str, Any]) -> list[str]:
         return [*out, "_No run in the ledger wrote this model._", ""]
     run, code, env = dev["run"], dev["code"], dev["environment"]
     claims = r["model"].get("made_by") or []
-    if len(claims) > 1:
+    count = r["model"].get("made_by_count", len(claims))
+    if count > 1:
+        rows = [[c["id"], c.get("name"), f"{c.get('user')}@{c.get('host')}",
+                 c.get("started"), c.get("status")] for c in claims]  # fmt: skip
+        if count > len(claims):  # the oldest and the latest claims are listed
+            half = len(claims) // 2
+            rows.insert(half, [f"... {count - len(claims)} more", "", "", "", ""])
         out += [
-            f"**{len(claims)} runs say they wrote this model.** Sections 3 to 7 "
+            f"**{count} runs say they wrote this model.** Sections 3 to 7 "
             f"describe the latest claim, run {_md(run['id'])}; each run, oldest "
             "claim first:",
             "",
-            *_table(
-                ["run", "name", "started by", "started", "status"],
-                [[c["id"], c.get("name"), f"{c.get('user')}@{c.get('host')}",
-                  c.get("started"), c.get("status")] for c in claims],
-            ),
-        ]  # fmt: skip
+            *_table(["run", "name", "started by", "started", "status"], rows),
+        ]
     out += _kv(
         [
             ("Run", f"{run['id']} ({run.get('name') or 'unnamed'})"),
