@@ -11,7 +11,10 @@
   ``hidden_changes`` lists every such file whose bytes on disk differ from the
   index (git's blob id computed here, no git filter run), with its SHA-256,
   size and content (a text blob, like a program file), or ``deleted``. A
-  skip-worktree file absent from disk is a sparse checkout, not a change.
+  skip-worktree file absent from disk is a sparse checkout, not a change. Bytes
+  that differ are asked of ``git hash-object`` once more: a file that git stores
+  as the index's blob after its own conversions (``eol=crlf``, ``ident``) is no
+  edit; the repository's filters stay neutralised there too.
 * **Ignored source files.** A ``.gitignore``d (or ``info/exclude``d) ``helpers.py``
   is importable but in no commit and no untracked list. ``ignored_sources`` lists
   those that ``status --ignored=matching`` names one by one (a wholly ignored
