@@ -428,3 +428,42 @@ def test_a_bundle_quoted_by_the_report_is_checked(made, tmp_path):
                           "--json"))  # fmt: skip
     facts = json.loads(proc.stdout)["record_keeping"]["bundle"]
     assert (facts["ok"], facts["of_this_model"]) == (False, True)
+
+
+def unreadable_hardware(home: Path) -> None:
+    """Run "base"'s run.hardware record becomes bytes that are not a record: the
+    index left it out, so nothing that reads runs through an index sees it."""
+    edit(
+        home / "ledger.db",
+        "DROP TRIGGER records_no_UPDATE",
+        "UPDATE records SET record = CAST('{\"garbage\":' AS BLOB) WHERE seq = "
+        "(SELECT min(seq) FROM records WHERE kind = 'run.hardware')",
+    )
+
+
+def test_a_bundle_is_not_written_without_a_record_that_cannot_be_read(made, tmp_path):
+    """A record made unreadable is left out of the index the bundle is chosen
+    through: the bundle of its run, without it, verified (exit 0)."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    unreadable_hardware(home)
+    out = tmp_path / "b.json"
+    proc = mltrail_cli(home, project, "export", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot be read" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_report_of_a_ledger_with_an_unreadable_record_is_written_and_exits_3(
+    made, tmp_path
+):
+    """It failed with `error: record is not valid JSON` (exit 2) and no report:
+    the run's records were read in ranges that took in the unreadable one."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    unreadable_hardware(home)
+    md = mltrail_cli(home, project, "report", str(project / "out" / "model.bin"))
+    assert md.returncode == 3, md.stderr
+    assert "> **THE LEDGER IS NOT INTACT" in md.stdout.replace("\\", "")
+    show = mltrail_cli(home, project, "show", "base")
+    assert show.returncode == 0, show.stderr

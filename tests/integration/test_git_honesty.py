@@ -299,3 +299,39 @@ def test_the_recorded_diff_keeps_its_prefixes_whatever_the_config(repo):
     (clone / "code.diff").write_bytes(diff)
     git(clone, "apply", "code.diff")
     assert (clone / "train.py").read_text() == EVIL
+
+
+def test_a_file_git_converts_on_checkout_is_not_taken_for_an_edit(repo):
+    """Line endings (eol=crlf), $Id$ expansion: the bytes on disk are not the
+    index's blob, yet git would store them as that blob: no edit, no warning."""
+    project, home = repo
+    (project / ".gitattributes").write_text("*.py text eol=crlf ident\n")
+    (project / "train.py").write_text("# $Id$\n" + GOOD)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "crlf")
+    (project / "train.py").unlink()
+    git(project, "checkout", "--", "train.py")  # written with CRLF, $Id$ expanded
+    assert b"\r\n" in (project / "train.py").read_bytes()
+    assert git(project, "status", "--porcelain") == ""
+
+    code, stderr = record(home, project)
+
+    assert "hidden" not in code
+    assert code["dirty"] is False
+    assert "warning" not in code
+    assert "differ from the commit" not in stderr
+
+
+def test_a_hidden_edit_of_a_converted_file_is_still_found(repo):
+    project, home = repo
+    (project / ".gitattributes").write_text("*.py text eol=crlf\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "crlf")
+    git(project, "update-index", "--assume-unchanged", "train.py")
+    (project / "train.py").write_bytes(EVIL.replace("\n", "\r\n").encode())
+
+    code, _ = record(home, project)
+
+    [hidden] = code["hidden"]
+    assert (hidden["path"], hidden["flag"]) == ("train.py", "assume-unchanged")
+    assert code["dirty"] is True

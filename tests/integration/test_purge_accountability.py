@@ -25,6 +25,7 @@ from mltrail.core.canonical import compute_blob_digest
 from mltrail.core.codec import format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.erasure import PURGE_KIND, purge_body
+from mltrail.core.signing import Ed25519Signer
 from mltrail.errors import InputError
 from mltrail.ledger.erasure import referencing_seqs
 from mltrail.ledger.home import open_home
@@ -160,12 +161,8 @@ def test_a_bundle_says_who_purged_what(trained: dict[str, Any]) -> None:
     assert "policy 'GDPR Art. 17', reason 'request 12'" in purged["message"]
 
 
-def test_a_purge_of_another_users_records_is_named(
-    trained: dict[str, Any],
-) -> None:
-    """bob writes with his own author key; the ledger key's holder purges the
-    blob bob's note attached: verify names both, as a warning."""
-    home, project = trained["home"], trained["project"]
+def register_bob(home: Path, project: Path) -> Ed25519Signer:
+    """An author key made and registered for user bob, loaded to sign with."""
     key_file = project.parent / "bob.key"
     ok(mltrail(home, project, "keys", "new", "--out", key_file))
     ok(
@@ -174,7 +171,16 @@ def test_a_purge_of_another_users_records_is_named(
             "--identity", "bob",
         )
     )  # fmt: skip
-    bob = load_signer(key_file)
+    return load_signer(key_file)
+
+
+def test_a_purge_of_another_users_records_is_named(
+    trained: dict[str, Any],
+) -> None:
+    """bob writes with his own author key; the ledger key's holder purges the
+    blob bob's note attached: verify names both, as a warning."""
+    home, project = trained["home"], trained["project"]
+    bob = register_bob(home, project)
     data = b"bob's evaluation log\n"
     digest = compute_blob_digest(data)
     opened = open_home(home, env={})
@@ -216,15 +222,7 @@ def test_an_author_key_cannot_purge(trained: dict[str, Any]) -> None:
     """bob's author key signs a purge of the run's manifest: refused on append
     (verify calls such a record ``author-kind``: tests/unit/test_author_keys.py)."""
     home, project = trained["home"], trained["project"]
-    key_file = project.parent / "bob.key"
-    ok(mltrail(home, project, "keys", "new", "--out", key_file))
-    ok(
-        mltrail(
-            home, project, "keys", "register", "--key-file", key_file,
-            "--identity", "bob",
-        )
-    )  # fmt: skip
-    bob = load_signer(key_file)
+    bob = register_bob(home, project)
     body = purge_body(
         trained["manifest"], 1, reason="mine now", policy="none", referenced_by=[]
     )

@@ -11,17 +11,21 @@ with a few requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from optional_extras import require_extra
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 
@@ -503,6 +507,25 @@ def _fail_a_read(server, token: str) -> tuple[int, Any]:
     return answers[0]
 
 
+@contextlib.contextmanager
+def _flooded(s: Any, prefix: str, refusals: int) -> Iterator[None]:
+    """Three writers hold the process's live-run holds (``LIMITS``), then a
+    fourth is refused ``refusals`` times (503 each); the holds end on leaving."""
+    held = []
+    try:
+        for name in ("a", "b", "c"):
+            conn, status, refusal = _open_hold(s, s.token("writer", f"{prefix}-{name}"))
+            assert status == 200, refusal
+            held.append(conn)
+        flooder = s.token("writer", f"{prefix}-d")
+        for _ in range(refusals):
+            assert _open_hold(s, flooder)[1] == 503
+        yield
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
     """Each refusal with 503 was an error line in the server's log: a flood of
     them could fill its disk. At most ``error_lines`` (3) per kind per interval
@@ -514,18 +537,8 @@ def test_a_flood_of_refusals_leaves_a_few_log_lines(server, tmp_path):
 
     options = [o for k, v in LIMITS.items() for o in ("--limit", f"{k}={v}")]
     with running_server(*options) as s:
-        held = []
-        try:
-            for name in ("flood-a", "flood-b", "flood-c"):
-                conn, status, refusal = _open_hold(s, s.token("writer", name))
-                assert status == 200, refusal
-                held.append(conn)
-            flooder = s.token("writer", "flood-d")
-            for _ in range(40):
-                assert _open_hold(s, flooder)[1] == 503
-        finally:
-            for conn in held:
-                conn.close()
+        with _flooded(s, "flood", 40):
+            pass
         status, answer = _fail_a_read(s, s.token("auditor", "flood-e"))
         assert status == 503, answer
         assert "the server's log says why" in answer["error"]["hint"]
@@ -660,25 +673,13 @@ def test_the_count_of_left_out_lines_is_logged_each_interval(tmp_path):
 
     limits = {**LIMITS, "error_lines": 1, "error_interval": 3}
     options = [o for k, v in limits.items() for o in ("--limit", f"{k}={v}")]
-    with running_server(*options) as s:
-        held = []
-        try:
-            for name in ("tick-a", "tick-b", "tick-c"):
-                conn, status, refusal = _open_hold(s, s.token("writer", name))
-                assert status == 200, refusal
-                held.append(conn)
-            flooder = s.token("writer", "tick-d")
-            for _ in range(10):
-                assert _open_hold(s, flooder)[1] == 503
-            _wait_until(
-                lambda: _said(s.log.read_text(errors="replace")) == 10,
-                "every refusal to be said in the log",
-            )
-            assert s.process is not None
-            assert s.process.poll() is None  # still running
-        finally:
-            for conn in held:
-                conn.close()
+    with running_server(*options) as s, _flooded(s, "tick", 10):
+        _wait_until(
+            lambda: _said(s.log.read_text(errors="replace")) == 10,
+            "every refusal to be said in the log",
+        )
+        assert s.process is not None
+        assert s.process.poll() is None  # still running
 
 
 def test_limits_are_checked_when_the_server_starts(tmp_path):

@@ -16,7 +16,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import InputError
+from mltrail.errors import InputError, MltrailError
 from mltrail.index.tables import param_value
 from mltrail.record.run_status import RunSummary, run_liveness
 from mltrail.values import Frozen, Value
@@ -579,12 +579,25 @@ def load_run(home: Home, index: Index, run_id: str) -> RunView:
 
 
 def _records(home: Home, seqs: list[int]) -> Iterator[Record]:
-    """Records by seq, fetched in contiguous ranges."""
+    """Records by seq, fetched in contiguous ranges.
+
+    A range takes in the records between those wanted: when one of them cannot
+    be read (the index left it out; ``mltrail verify`` names it), the range is
+    read again one wanted record at a time, so an unreadable neighbour does not
+    stop a reader (an unreadable wanted record still raises).
+    """
     wanted = set(seqs)
     for start, stop in _ranges(seqs):
-        for record in home.ledger.records(start, stop):
-            if record.seq in wanted:
-                yield record
+        try:
+            found = [r for r in home.ledger.records(start, stop) if r.seq in wanted]
+        except MltrailError:
+            found = [
+                record
+                for seq in range(start, stop)
+                if seq in wanted
+                for record in home.ledger.records(seq, seq + 1)
+            ]
+        yield from found
 
 
 def _ranges(seqs: list[int], gap: int = 8) -> Iterator[tuple[int, int]]:

@@ -82,6 +82,7 @@ def export(
     home = open_from(ctx)
     index = derived_index(home)
     try:
+        _refuse_unreadable(index.skipped)
         node = resolve_node(index, ref)
         bundle = export_bundle(
             home.ledger, index, node, blobs=not no_blobs, consistent_with=kept
@@ -129,6 +130,19 @@ _ALTERED = frozenset({"inclusion", "chain", "signature", "blob", "digest", "reco
 proof, a blob): what a bundle must never carry out of it. Others a bundle
 exists to show its recipient (an author key signing as another user) or that
 come from the options (--no-blobs leaves a manifest by hash only)."""
+
+
+def _refuse_unreadable(skipped: list[int]) -> None:
+    """No bundle from a ledger some of whose records cannot be read: the index
+    it is chosen through leaves them out, so it would lack whatever of its
+    subject they held, and its own check could not tell (exit 3)."""
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+        raise IntegrityError(
+            f"refusing to write the bundle: record(s) at seq {shown} cannot be "
+            "read, so the bundle could leave out records of its subject",
+            hint="run `mltrail verify`: the ledger was altered or damaged",
+        )
 
 
 def _refuse_unless_it_verifies(data: bytes) -> None:

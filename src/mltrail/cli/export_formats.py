@@ -17,7 +17,7 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
-from mltrail.errors import InputError, IntegrityError
+from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from mltrail.ledger.home import Home
@@ -45,13 +45,7 @@ def _require_intact(home: Home, trust_keys: tuple[str, ...], what: str) -> None:
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
             progress=progress,
         )
-    if not report.ok:
-        first = report.errors[0] if report.errors else "it holds no records"
-        raise IntegrityError(
-            f"refusing to export {what}: the ledger fails verification "
-            f"({report.verdict()}; {first})",
-            hint="run `mltrail verify` to see every problem",
-        )
+    report.raise_for_failure(refusing=f"export {what}")
 
 
 _trust_key_option = click.option(

@@ -163,11 +163,19 @@ class VerificationReport:
             return ""
         return f"; {count} blob{'s' if count > 1 else ''} purged by policy"
 
-    def raise_for_failure(self) -> None:
-        """Raise ``IntegrityError`` naming the first problem unless the ledger is intact."""
-        if not self.ok:
-            first = self.errors[0] if self.errors else "the ledger holds no records"
+    def raise_for_failure(self, refusing: str | None = None) -> None:
+        """Raise ``IntegrityError`` naming the first problem unless the ledger is
+        intact; ``refusing`` (``"sign provenance"``) says what is then not done."""
+        if self.ok:
+            return
+        first = self.errors[0] if self.errors else "the ledger holds no records"
+        if refusing is None:
             raise IntegrityError(f"{self.verdict()}: {first}")
+        raise IntegrityError(
+            f"refusing to {refusing}: the ledger fails verification "
+            f"({self.verdict()}; {first})",
+            hint="run `mltrail verify` to see every problem",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

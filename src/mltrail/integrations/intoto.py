@@ -79,13 +79,7 @@ def export_intoto(
             a current log key of the ledger it verified.
     """
     verification = home.verify(trust_keys=trust_keys, progress=progress)
-    if not verification.ok:
-        first = verification.errors[0] if verification.errors else "no records"
-        raise IntegrityError(
-            f"refusing to sign provenance: the ledger fails verification "
-            f"({verification.verdict()}; {first})",
-            hint="run `mltrail verify` to see every problem",
-        )
+    verification.raise_for_failure(refusing="sign provenance")
     view = load_run(home, index, resolve_run(index, ref))
     statement = compute_statement(home, view, version=version)
     if not statement["subject"]:

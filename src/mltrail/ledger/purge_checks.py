@@ -48,8 +48,9 @@ def check_held_purges(store: Store, verifier: LedgerVerifier) -> None:
     holds = list(_decoded(store.rows_of_kinds(HOLD_KINDS)))
     if not holds:
         return
+    models = _ModelRuns(store, max(note.seq for note in notes))
     for note in notes:
-        hold = _covering_hold(store, holds, note, verifier)
+        hold = _covering_hold(store, holds, note, verifier, models)
         if hold is not None:
             verifier.problem(
                 note.seq,
@@ -88,7 +89,11 @@ def _standing(holds: list[Record], before: int) -> dict[tuple[str, str], str]:
 
 
 def _covering_hold(
-    store: Store, holds: list[Record], note: PurgeNote, verifier: LedgerVerifier
+    store: Store,
+    holds: list[Record],
+    note: PurgeNote,
+    verifier: LedgerVerifier,
+    models: _ModelRuns,
 ) -> str | None:
     """The hold standing at the purge's seq that covers its blob, as
     :meth:`mltrail.ledger.holds.Holds.covering` decides for ``mltrail purge``
@@ -112,20 +117,40 @@ def _covering_hold(
             return hold
     for key in [key for key in standing if key[0] == "model"]:
         named = any(entry.body.get("model") == key[1] for entry in entries)
-        if named or runs & _runs_of_model(store, key[1], note.seq):
+        if named or runs & models.runs_before(key[1], note.seq):
             return standing[key]
     return None
 
 
-def _runs_of_model(store: Store, model: str, before: int) -> set[str]:
-    """Runs whose records before seq ``before`` name the model id (a 64-hex
-    id, as :func:`mltrail.ledger.holds.runs_of_model` requires)."""
-    runs: set[str] = set()
-    if not _HEX64.fullmatch(model):
+class _ModelRuns:
+    """Runs whose records name a model id, each with the seq that names it:
+    one scan of the records up to the last purge per held model, however many
+    purges a hold stood over (a scan per purge made verify read the ledger
+    once for each)."""
+
+    def __init__(self, store: Store, last: int) -> None:
+        self._store = store
+        self._stop = last
+        self._named: dict[str, list[tuple[int, set[str]]]] = {}
+
+    def runs_before(self, model: str, before: int) -> set[str]:
+        """Runs whose records before seq ``before`` name the model id (a 64-hex
+        id, as :func:`mltrail.ledger.holds.runs_of_model` requires)."""
+        if not _HEX64.fullmatch(model):
+            return set()
+        if model not in self._named:
+            self._named[model] = self._scan(model.encode())
+        runs: set[str] = set()
+        for seq, named in self._named[model]:
+            if seq >= before:
+                break
+            runs |= named
         return runs
-    needle = model.encode()
-    for row in store.rows(0, before):
-        if needle in row.data:
-            for record in _decoded([row]):
-                runs.update(runs_named(record.entry))
-    return runs
+
+    def _scan(self, needle: bytes) -> list[tuple[int, set[str]]]:
+        found = []
+        for row in self._store.rows(0, self._stop):
+            if needle in row.data:
+                for record in _decoded([row]):
+                    found.append((record.seq, set(runs_named(record.entry))))
+        return found

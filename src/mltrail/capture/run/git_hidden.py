@@ -11,7 +11,10 @@
   ``hidden_changes`` lists every such file whose bytes on disk differ from the
   index (git's blob id computed here, no git filter run), with its SHA-256,
   size and content (a text blob, like a program file), or ``deleted``. A
-  skip-worktree file absent from disk is a sparse checkout, not a change.
+  skip-worktree file absent from disk is a sparse checkout, not a change. Bytes
+  that differ are asked of ``git hash-object`` once more: a file that git stores
+  as the index's blob after its own conversions (``eol=crlf``, ``ident``) is no
+  edit; the repository's filters stay neutralised there too.
 * **Ignored source files.** A ``.gitignore``d (or ``info/exclude``d) ``helpers.py``
   is importable but in no commit and no untracked list. ``ignored_sources`` lists
   those that ``status --ignored=matching`` names one by one (a wholly ignored
@@ -36,7 +39,7 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.run.blob import Blob
-from mltrail.capture.run.gitcmd import decode
+from mltrail.capture.run.gitcmd import GitError, decode
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -61,6 +64,7 @@ def hidden_changes(
     differ on disk from the index, sorted by path (at most ``_CAP``)."""
     raw = git.run("ls-files", "-z", "-v", "-s") or b""
     found = []
+    converted: dict[str, str] = {}  # regular files whose bytes git may convert
     for item in raw.split(b"\0"):
         tag, _, rest = item.partition(b" ")
         meta, _, name = rest.partition(b"\t")
@@ -72,7 +76,30 @@ def hidden_changes(
         change = _change(root / os.fsdecode(name), mode, decode(oid), flag)
         if change is not None:
             found.append({"path": decode(name), "flag": flag, **change})
+            if "sha256" in change and mode != b"120000":
+                converted[os.fsdecode(name)] = decode(oid)
+    if converted:  # only when bytes differ: nothing more in a clean tree
+        same = _stored_as_index(git, converted)
+        found = [c for c in found if c["path"] not in same]
     return sorted(found, key=lambda c: c["path"])[:_CAP]
+
+
+def _stored_as_index(git: Git, oids: dict[str, str]) -> set[str]:
+    """Those of ``oids`` (path -> index blob id) that git would store as that very
+    blob: their bytes differ only by what git converts when it reads a file
+    (line endings of ``eol``/``autocrlf``, ``ident``, ``working-tree-encoding``,
+    git-lfs), not by an edit. Any other filter stays neutralised (``gitcmd``)."""
+    names = sorted(oids)
+    same = set()
+    for at in range(0, len(names), 500):
+        batch = names[at : at + 500]
+        try:
+            raw = git.hash_files(batch)
+        except GitError:
+            return same  # unanswered: the byte comparison stands
+        ids = raw.decode("ascii", "replace").split()
+        same |= {n for n, got in zip(batch, ids, strict=False) if got == oids[n]}
+    return {decode(os.fsencode(n)) for n in same}
 
 
 def source_files(root: Path, names: list[str]) -> list[dict[str, Any]]:

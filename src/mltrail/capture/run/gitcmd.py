@@ -131,6 +131,19 @@ class Git:
         env = self.env() if reads_files else (self._env or _base_env())
         return self._run(env, args, absent_ok=absent_ok)
 
+    def hash_files(self, names: list[str]) -> bytes:
+        """``git hash-object -- names``: the blob id git would store for each
+        file (relative to ``cwd``), one a line, its conversions applied and
+        every filter neutralised but git-lfs's.
+
+        Raises:
+            GitMissingError: git is not installed.
+            GitError: git timed out, could not start, or failed.
+        """
+        return (
+            self._run(self.env(), ("hash-object", "--", *names), absent_ok=False) or b""
+        )
+
     def read_config(self, pattern: str) -> bytes | None:
         """``git config -z --get-regexp pattern``, None when nothing matches; the
         filter drivers are read by the same command (one start of git less)."""
