@@ -98,9 +98,6 @@ class LedgerVerifier:
         self.blob_refs: dict[str, list[tuple[int, BlobRef]]] = {}
         self.purges: dict[str, PurgeNote] = {}
         """The first validly signed ``blob.purged`` record of each digest."""
-        self.blob_users: dict[str, list[tuple[int, str]]] = {}
-        """The seq and ``actor.user`` of the records that reference each blob
-        (whose provenance a purge erased)."""
         self.nodes: list[tuple[int, int, bytes]] = []
         """Merkle nodes the walk completed, for the caller to compare with the store."""
         self.nodes_comparable = True
@@ -330,8 +327,6 @@ class LedgerVerifier:
             )
         for ref in check.blob_refs:
             self.blob_refs.setdefault(ref.digest, []).append((seq, ref))
-            if isinstance(check.user, str):
-                self.blob_users.setdefault(ref.digest, []).append((seq, check.user))
 
     def _check_signer(self, seq: int, check: RecordCheck) -> None:
         if seq == 0:

@@ -357,7 +357,7 @@ def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
         data = store.get_blob(digest)
         purge = verifier.trusted_purge(digest)
         if purge is not None:
-            _report_purge(verifier, purge, held=data is not None, refs=refs)
+            _report_purge(store, verifier, purge, held=data is not None, refs=refs)
             if data is None:
                 continue
         verifier.report.blobs_checked += 1
@@ -388,10 +388,11 @@ def _verify_blobs(store: Store, verifier: LedgerVerifier) -> None:
         purge = verifier.trusted_purge(digest)
         if purge is not None:  # a blob no record referenced
             held = store.get_blob(digest) is not None
-            _report_purge(verifier, purge, held=held, refs=[])
+            _report_purge(store, verifier, purge, held=held, refs=[])
 
 
 def _report_purge(
+    store: Store,
     verifier: LedgerVerifier,
     purge: PurgeNote,
     *,
@@ -421,8 +422,7 @@ def _report_purge(
         f"({purge.describe()}){kept}",
         Severity.WARNING,
     )
-    earlier = [(seq, user) for seq, user in verifier.blob_users.get(purge.digest, ())
-               if seq < purge.seq]  # fmt: skip
+    earlier = _authors(store, sorted({seq for seq, _ in refs if seq < purge.seq}))
     owners = sorted({user for _, user in earlier})
     if owners and purge.by not in owners:
         seqs = sorted({seq for seq, _ in earlier})
@@ -436,3 +436,21 @@ def _report_purge(
             "work was erased",
             Severity.WARNING,
         )
+
+
+def _authors(store: Store, seqs: Sequence[int]) -> list[tuple[int, str]]:
+    """(seq, ``actor.user``) of the records at ``seqs`` that decode (the walk
+    names those that do not): read only for a purged blob's references, after
+    the walk, rather than kept for every reference of every verify."""
+    from mltrail.core.codec import decode_record
+
+    authors: list[tuple[int, str]] = []
+    for seq in seqs:
+        for row in store.rows(seq, seq + 1):
+            try:
+                user = decode_record(row.data).record.entry.actor.get("user")
+            except MltrailError:
+                continue
+            if isinstance(user, str):
+                authors.append((seq, user))
+    return authors
