@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import mltrail
 from mltrail.report import render_markdown
 
 TRAIN = """
@@ -33,14 +34,8 @@ pathlib.Path("out/model.bin").write_bytes(b"weights" * 10)
 
 
 def mltrail_cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLTRAIL_HOME": str(home),
-           "GIT_CEILING_DIRECTORIES": str(cwd.parent)}  # fmt: skip
-    for name in ("MLTRAIL_RUN_ID", "MLTRAIL_WITNESS", "MLTRAIL_URL"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+    ceiling = {"GIT_CEILING_DIRECTORIES": str(cwd.parent), "MLTRAIL_URL": ""}
+    return mltrail(home, *args, cwd=cwd, env=ceiling, timeout=180)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
