@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mltrail.core.diff import RunDiff, RunFacts, diff_runs
+from mltrail.core.diff import RunDiff, RunFacts, diff_runs, merge_series
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def run_facts(home: Home, view: RunView, *, manifests: bool = False) -> RunFacts
         data=view.bodies("run.data"),
         finetune=_merged(view.bodies("run.finetune")),
         outputs=view.bodies("run.artifact"),
-        metrics=_series(view.bodies("run.metrics")),
+        metrics=merge_series(view.bodies("run.metrics")),
     )
     if manifests:
         _load_manifests(home, facts, facts.data)
@@ -75,13 +75,6 @@ def _merged(bodies: list[dict[str, Any]]) -> dict[str, Any] | None:
     for body in bodies:
         merged.update(body)
     return merged
-
-
-def _series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for body in bodies:
-        found.update(body.get("series") or {})
-    return found
 
 
 def _load_manifests(home: Home, facts: RunFacts, bodies: list[dict[str, Any]]) -> None:
