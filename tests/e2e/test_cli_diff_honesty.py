@@ -124,3 +124,40 @@ def test_metrics_are_compared_over_every_batch_not_the_last(tmp_path):
         "loss.max": 5.0,
         "loss.min": 0.1,
     }
+
+
+SHARDS = """\
+import sys
+import mltrail
+
+with mltrail.start_run(name=sys.argv[1]) as run:
+    for shard in sys.argv[2:]:
+        run.log_dataset(shard, role="train")
+"""
+
+
+def test_a_role_read_several_times_pairs_its_datasets_by_id(tmp_path):
+    """Shards logged one by one under one role were paired by the order read:
+    the same shards in another order read as two changed datasets, and with
+    shard 1 dropped the diff named shard 2 removed and shard 1 changed into it."""
+    home, project = _project(tmp_path)
+    (project / "shards.py").write_text(SHARDS)
+    for n in (1, 2):
+        (project / f"s{n}.csv").write_text(f"x\n{n}\n")
+    _run(home, project, "both", "shards.py", "both", "s1.csv", "s2.csv")
+    _run(home, project, "swapped", "shards.py", "swapped", "s2.csv", "s1.csv")
+    _run(home, project, "second", "shards.py", "second", "s2.csv")
+
+    text, result = _diff(home, "both", "swapped")
+    assert result["sections"]["data"] == [], text
+    assert "\ndata" not in text
+
+    text, result = _diff(home, "both", "second")
+    data = result["sections"]["data"]
+    assert [(d["role"], d["change"]) for d in data] == [("train", "removed")], text
+    assert data[0]["fields"] == []
+    kept = json.loads(mltrail(home, "diff", "both", "second", "--all", "--json").stdout)
+    paired = {d["role"]: (d["old"], d["new"]) for d in kept["sections"]["data"]}
+    assert paired["train"][1] is None
+    assert paired["train#2"][0] == paired["train#2"][1]  # s2.csv, in both
+    assert "train: removed" in text, text

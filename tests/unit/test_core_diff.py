@@ -409,3 +409,16 @@ def test_an_editable_install_from_another_folder_is_a_change():
     assert set(changes) == {"editable.mylib.url"}
     assert changes["editable.mylib.url"].new == "file:///home/a/mylib-fix"
     assert diff_runs(facts("file:///x"), facts("file:///x")).is_empty
+
+
+def test_datasets_of_one_role_pair_by_id():
+    def run(*ids: str) -> RunFacts:
+        return RunFacts("r", data=[{"role": "train", "dataset": i} for i in ids])
+
+    assert diff_runs(run("d1", "d2"), run("d2", "d1")).is_empty
+    found = diff_runs(run("d1", "d2", "d3"), run("d3", "d9", "d1")).data
+    assert [(d.role, d.kind, d.old, d.new) for d in found] == [
+        ("train#2", "changed", "d2", "d9")
+    ]
+    found = diff_runs(run("d2"), run("d1", "d2")).data
+    assert [(d.kind, d.old, d.new) for d in found] == [("added", None, "d1")]

@@ -461,11 +461,15 @@ def diff_datasets(
     a: RunFacts, b: RunFacts, *, everything: bool = False
 ) -> tuple[DatasetDiff, ...]:
     """Each data role of either run: dataset ids, recorded facts and, when the ids
-    differ and both manifests are at hand, the files that differ."""
-    old, new = _by_role(a.data), _by_role(b.data)
+    differ and both manifests are at hand, the files that differ.
+
+    A role read several times (shards logged one by one) pairs its datasets by
+    id first, then the rest in the order read: the same datasets in another
+    order are no change, and the one dropped is the one named removed. The
+    second pair of a role is ``role#2``, and so on.
+    """
     found = []
-    for role in sorted(old.keys() | new.keys()):
-        x, y = old.get(role), new.get(role)
+    for role, x, y in _paired(a.data, b.data):
         fields = diff_values(_data_facts(x), _data_facts(y), everything=everything)
         files = rows = None
         if x and y and x.get("dataset") != y.get("dataset"):
@@ -479,15 +483,48 @@ def diff_datasets(
     return tuple(found)
 
 
-def _by_role(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
+_Body = dict[str, Any]
+
+
+def _paired(
+    old: list[_Body], new: list[_Body]
+) -> list[tuple[str, _Body | None, _Body | None]]:
+    """Run A's and run B's data bodies as (label, A's, B's), sorted by label."""
+    roles_a, roles_b = _by_role(old), _by_role(new)
+    found: list[tuple[str, _Body | None, _Body | None]] = []
+    for role in sorted(roles_a.keys() | roles_b.keys()):
+        xs, ys = list(roles_a.get(role, ())), list(roles_b.get(role, ()))
+        pairs: list[tuple[_Body | None, _Body | None]] = []
+        for x in list(xs):  # the same dataset in both: a pair, wherever it is
+            same = next((y for y in ys if y.get("dataset") == x.get("dataset")), None)
+            if same is not None:
+                xs.remove(x)
+                ys.remove(same)
+                pairs.append((x, same))
+        for n in range(max(len(xs), len(ys))):
+            pairs.append(
+                (xs[n] if n < len(xs) else None, ys[n] if n < len(ys) else None)
+            )
+        pairs.sort(key=lambda p: _order(old, new, p))
+        for n, (x, y) in enumerate(pairs, 1):
+            found.append((role if n == 1 else f"{role}#{n}", x, y))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _order(
+    old: list[_Body], new: list[_Body], pair: tuple[_Body | None, _Body | None]
+) -> tuple[int, int]:
+    """A pair's place: where run A read it, else after A's, where run B read it."""
+    x, y = pair
+    if x is not None:
+        return 0, next(n for n, body in enumerate(old) if body is x)
+    return 1, next(n for n, body in enumerate(new) if body is y)
+
+
+def _by_role(bodies: list[_Body]) -> dict[str, list[_Body]]:
+    found: dict[str, list[_Body]] = {}
     for body in bodies:
-        role = str(body.get("role", "?"))
-        key, n = role, 1
-        while key in found:  # the same role declared twice: role#2
-            n += 1
-            key = f"{role}#{n}"
-        found[key] = body
+        found.setdefault(str(body.get("role", "?")), []).append(body)
     return found
 
 
