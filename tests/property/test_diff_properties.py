@@ -8,7 +8,13 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mltrail.core.diff import RunFacts, diff_params, diff_runs, diff_values
+from mltrail.core.diff import (
+    RunFacts,
+    diff_params,
+    diff_runs,
+    diff_values,
+    same_value,
+)
 from mltrail.core.diff_data import diff_manifests
 from mltrail.core.manifest import FileEntry, compute_manifest
 
@@ -104,3 +110,32 @@ def test_manifest_diff_is_the_set_computation(a, b):
         (c.path, c.kind) for c in back.changes
     ]
     assert diff_manifests(old.data, old.data).changes == ()
+
+
+MARKERS = st.builds(
+    lambda commit, salt: f"<redacted hmac-sha256:{commit} salt:{salt} key:{'c' * 16}>",
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+)
+AROUND = st.lists(
+    st.text(alphabet="ab:@/<>redact ", max_size=6), min_size=1, max_size=4
+)
+
+
+def _with_markers(pieces: list[str], markers: list[str]) -> str:
+    out = pieces[0]
+    for piece, marker in zip(pieces[1:], markers, strict=False):
+        out += marker + piece
+    return out
+
+
+@settings(max_examples=300)
+@given(AROUND, AROUND, st.lists(MARKERS, min_size=4, max_size=4),
+       st.lists(MARKERS, min_size=4, max_size=4))  # fmt: skip
+def test_text_with_secrets_is_the_same_exactly_when_the_text_around_them_is(
+    a, b, marks_a, marks_b
+):
+    """Two texts holding redacted secrets compare by what lies around them
+    (any two secrets compare equal, as whole values do)."""
+    old, new = _with_markers(a, marks_a), _with_markers(b, marks_b)
+    assert same_value(old, new) is (a == b)

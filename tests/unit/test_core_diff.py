@@ -17,6 +17,7 @@ from mltrail.core.diff import (
     diff_runs,
     diff_values,
     flatten_body,
+    merge_series,
     same_value,
 )
 from mltrail.core.diff_data import compare_versions, diff_manifests, parse_packages
@@ -334,3 +335,90 @@ def test_changed_dataset_without_manifest_blob_still_reports_the_id():
     assert train.kind == "changed"
     assert train.files is None
     assert train.old != train.new
+
+
+# -- found on 2026-12-07 -------------------------------------------------------
+
+MARK_A = f"<redacted hmac-sha256:{'a' * 64} salt:{'1' * 32} key:{'c' * 16}>"
+MARK_B = f"<redacted hmac-sha256:{'b' * 64} salt:{'2' * 32} key:{'c' * 16}>"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (f"postgres://u:{MARK_A}@h/db", f"postgres://u:{MARK_B}@h/db", True),
+        (f"postgres://u:{MARK_A}@h1/db", f"postgres://u:{MARK_B}@h2/db", False),
+        (f"x{MARK_A}y{MARK_A}", f"x{MARK_B}y{MARK_B}", True),
+        (f"x{MARK_A}y{MARK_A}", f"x{MARK_B}y", False),
+        (f"u:{MARK_A}@h", "u:<redacted>@h", False),  # a marker is not its text
+        (["python", "t.py", "--db", f"u:{MARK_A}@h"],
+         ["python", "t.py", "--db", f"u:{MARK_B}@h"], True),
+    ],
+)  # fmt: skip
+def test_text_holding_secrets_compares_the_text_around_them(a, b, same):
+    """Each commitment has its own salt: the same URL with the same password
+    differed in every run, so a command holding a secret always read as
+    changed."""
+    assert same_value(a, b) is same
+    assert same_value(b, a) is same
+
+
+def test_a_moved_parameter_keeps_run_as_source_on_its_side():
+    a = {"lr": (0.1, "argv"), "wd": (0.0, "argv"), "bs": (8, "cfg.yaml")}
+    b = {"lr": (0.2, "cfg.yaml"), "wd": (0.1, "argv"), "bs": (8, "argv")}
+    changes = {c.key: c for c in diff_params(a, b, everything=True)}
+    assert (changes["lr"].source, changes["lr"].old_source) == ("cfg.yaml", "argv")
+    assert changes["lr"].to_dict()["old_source"] == "argv"
+    assert changes["wd"].old_source is None
+    assert "old_source" not in changes["wd"].to_dict()
+    assert changes["bs"].kind == "same"  # the same value, from elsewhere
+
+
+def _batch(values: list[float], first: int) -> dict:
+    return {"series": {"loss": {
+        "count": len(values), "first_step": first, "last_step": first + len(values) - 1,
+        "last": values[-1], "min": min(values), "max": max(values),
+    }}}  # fmt: skip
+
+
+def test_metric_batches_merge_into_the_runs_series():
+    """A run writes its metrics in batches; only the last batch was compared."""
+    merged = merge_series([_batch([5.0, 0.1], 0), _batch([0.5, 0.4], 2)])
+    assert merged == {"loss": {"count": 4, "first_step": 0, "last_step": 3,
+                               "last": 0.4, "min": 0.1, "max": 5.0}}  # fmt: skip
+    rebatched = merge_series([_batch([5.0], 0), _batch([0.1, 0.5, 0.4], 1)])
+    assert rebatched == merged
+    good = RunFacts("a", metrics=merged)
+    bad = RunFacts(
+        "b", metrics=merge_series([_batch([5.0, 3.0], 0), _batch([0.5, 0.4], 2)])
+    )
+    assert [c.key for c in diff_runs(good, bad).section("metrics")] == ["loss.min"]
+    texts = merge_series([{"series": {"s": {"count": 1, "last": "a", "min": None,
+                                            "max": None}}}] * 2)  # fmt: skip
+    assert texts["s"] == {"count": 2, "last": "a", "min": None, "max": None}
+
+
+def test_an_editable_install_from_another_folder_is_a_change():
+    def facts(url: str) -> RunFacts:
+        item = {"name": "mylib", "version": "0.3.0", "url": url, "editable": True,
+                "vcs": None, "commit": None}  # fmt: skip
+        return RunFacts("r", environment={"editable": [item]})
+
+    found = diff_runs(facts("file:///home/a/mylib"), facts("file:///home/a/mylib-fix"))
+    changes = {c.key: c for c in found.section("environment")}
+    assert set(changes) == {"editable.mylib.url"}
+    assert changes["editable.mylib.url"].new == "file:///home/a/mylib-fix"
+    assert diff_runs(facts("file:///x"), facts("file:///x")).is_empty
+
+
+def test_datasets_of_one_role_pair_by_id():
+    def run(*ids: str) -> RunFacts:
+        return RunFacts("r", data=[{"role": "train", "dataset": i} for i in ids])
+
+    assert diff_runs(run("d1", "d2"), run("d2", "d1")).is_empty
+    found = diff_runs(run("d1", "d2", "d3"), run("d3", "d9", "d1")).data
+    assert [(d.role, d.kind, d.old, d.new) for d in found] == [
+        ("train#2", "changed", "d2", "d9")
+    ]
+    found = diff_runs(run("d2"), run("d1", "d2")).data
+    assert [(d.kind, d.old, d.new) for d in found] == [("added", None, "d1")]

@@ -157,15 +157,20 @@ def _not_nfc(key: str) -> str:
 def _print_change(change: Change, indent: str = "  ") -> None:
     source = f"  ({change.source})" if change.source else ""
     source += _not_nfc(change.key)
+    # run A's value with run A's source (a value moved from argv into a file)
+    old_source = f"  ({change.old_source})" if change.old_source else ""
+    old_source = old_source + _not_nfc(change.key) if old_source else source
     note = f"  {change.note}" if change.note else ""
     old, new = _show(change.old), _show(change.new)
     if old == new and change.kind != "same":  # rounded alike: show every digit
         old, new = repr(change.old), repr(change.new)
     if change.kind == "same":
-        _line(" ", f"{indent}{change.key}: {old}{source}")
+        _line(" ", f"{indent}{change.key}: {old}{old_source}")
+        if old_source != source:
+            _line(" ", f"{indent}{change.key}: {new}{source}")
         return
     if change.old is not ABSENT:
-        _line("-", f"{indent}{change.key}: {old}{source}")
+        _line("-", f"{indent}{change.key}: {old}{old_source}")
     if change.new is not ABSENT:
         _line("+", f"{indent}{change.key}: {new}{source}{note}")
 

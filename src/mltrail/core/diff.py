@@ -33,7 +33,7 @@ from mltrail.core.diff_data import (
 from mltrail.core.rows import RowsDiff, diff_rows
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "ABSENT",
@@ -47,6 +47,7 @@ __all__ = [
     "diff_runs",
     "diff_values",
     "flatten_body",
+    "merge_series",
     "same_value",
 ]
 
@@ -88,8 +89,10 @@ ABSENT: Any = _Absent()
 class Change:
     """One key's value in run A (``old``) and run B (``new``).
 
-    ``source`` is where a parameter came from (``argv``, a config file's path...),
-    ``note`` says more (``upgraded``, ``downgraded``).
+    ``source`` is where a parameter came from (``argv``, a config file's path...):
+    run B's, else run A's; ``old_source`` is run A's where it is another one (a
+    value moved from the command line into a config file). ``note`` says more
+    (``upgraded``, ``downgraded``).
     """
 
     key: str
@@ -97,6 +100,7 @@ class Change:
     new: Any = ABSENT
     source: str | None = None
     note: str | None = None
+    old_source: str | None = None
 
     @property
     def kind(self) -> str:
@@ -116,6 +120,8 @@ class Change:
             out["new"] = self.new
         if self.source is not None:
             out["source"] = self.source
+        if self.old_source is not None:
+            out["old_source"] = self.old_source
         if self.note is not None:
             out["note"] = self.note
         return out
@@ -227,13 +233,14 @@ class RunFacts:
 
 def same_value(old: Any, new: Any) -> bool:
     """Equal as JSON values, numbers by value (``8 == 8.0``, but ``True != 1``),
-    any two redacted secrets equal."""
+    any two redacted secrets equal, also where text holds them
+    (``postgres://u:<redacted ...>@h/db``: the same text around them)."""
+    if isinstance(old, str) and isinstance(new, str):
+        return old == new or _REDACTED.split(old) == _REDACTED.split(new)
     if _redacted(old) and _redacted(new):
         return True
-    if isinstance(old, bool) or isinstance(new, bool):
-        return type(old) is type(new) and old == new
     if isinstance(old, int | float) and isinstance(new, int | float):
-        return old == new
+        return isinstance(old, bool) == isinstance(new, bool) and old == new
     if isinstance(old, dict) and isinstance(new, dict):
         return old.keys() == new.keys() and all(same_value(old[k], new[k]) for k in old)
     if isinstance(old, list | tuple) and isinstance(new, list | tuple):
@@ -288,7 +295,8 @@ def diff_params(
     for key in sorted(old.keys() | new.keys()):
         a, a_source = old.get(key, (ABSENT, None))
         b, b_source = new.get(key, (ABSENT, None))
-        change = Change(key, a, b, source=b_source or a_source)
+        moved = a_source if a_source and b_source and a_source != b_source else None
+        change = Change(key, a, b, source=b_source or a_source, old_source=moved)
         if everything or change.kind != "same":
             changes.append(change)
     return tuple(changes)
@@ -360,6 +368,11 @@ def _environment(facts: RunFacts) -> dict[str, Any]:
     for item in body.get("editable") or []:
         name = item.get("name", "?")
         flat[f"editable.{name}"] = item.get("commit") or item.get("version")
+        # where it was installed from: another folder (or url) at the same
+        # version is other code
+        for fact in ("url", "editable"):
+            if fact in item:
+                flat[f"editable.{name}.{fact}"] = item[fact]
     return flat
 
 
@@ -383,6 +396,44 @@ def _metrics(facts: RunFacts) -> dict[str, Any]:
             if stat in series:
                 found[f"{name}.{stat}"] = series[stat]
     return found
+
+
+def merge_series(bodies: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each metric series' summary over a run's ``run.metrics`` bodies, in the order
+    they were recorded.
+
+    A run writes its metrics in batches (every 10,000 points or 30 seconds), each
+    body summarizing only its own batch; the run's series is their sum: every
+    batch's points counted, the least and greatest of all, the last batch's last.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for body in bodies:
+        series = body.get("series")
+        for name, summary in (series if isinstance(series, dict) else {}).items():
+            before = found.get(name)
+            if isinstance(before, dict) and isinstance(summary, dict):
+                found[name] = _joined(before, summary)
+            elif isinstance(summary, dict):
+                found[name] = dict(summary)
+    return found
+
+
+def _joined(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    joined = {**before, **after}
+    count = (before.get("count"), after.get("count"))
+    if all(isinstance(n, int) and not isinstance(n, bool) for n in count):
+        joined["count"] = count[0] + count[1]
+    for stat, pick in (("min", min), ("max", max)):
+        numbers = [
+            v
+            for v in (before.get(stat), after.get(stat))
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if numbers:
+            joined[stat] = pick(numbers)
+    if "first_step" in before:
+        joined["first_step"] = before["first_step"]
+    return joined
 
 
 def diff_packages(
@@ -410,11 +461,15 @@ def diff_datasets(
     a: RunFacts, b: RunFacts, *, everything: bool = False
 ) -> tuple[DatasetDiff, ...]:
     """Each data role of either run: dataset ids, recorded facts and, when the ids
-    differ and both manifests are at hand, the files that differ."""
-    old, new = _by_role(a.data), _by_role(b.data)
+    differ and both manifests are at hand, the files that differ.
+
+    A role read several times (shards logged one by one) pairs its datasets by
+    id first, then the rest in the order read: the same datasets in another
+    order are no change, and the one dropped is the one named removed. The
+    second pair of a role is ``role#2``, and so on.
+    """
     found = []
-    for role in sorted(old.keys() | new.keys()):
-        x, y = old.get(role), new.get(role)
+    for role, x, y in _paired(a.data, b.data):
         fields = diff_values(_data_facts(x), _data_facts(y), everything=everything)
         files = rows = None
         if x and y and x.get("dataset") != y.get("dataset"):
@@ -428,15 +483,48 @@ def diff_datasets(
     return tuple(found)
 
 
-def _by_role(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
+_Body = dict[str, Any]
+
+
+def _paired(
+    old: list[_Body], new: list[_Body]
+) -> list[tuple[str, _Body | None, _Body | None]]:
+    """Run A's and run B's data bodies as (label, A's, B's), sorted by label."""
+    roles_a, roles_b = _by_role(old), _by_role(new)
+    found: list[tuple[str, _Body | None, _Body | None]] = []
+    for role in sorted(roles_a.keys() | roles_b.keys()):
+        xs, ys = list(roles_a.get(role, ())), list(roles_b.get(role, ()))
+        pairs: list[tuple[_Body | None, _Body | None]] = []
+        for x in list(xs):  # the same dataset in both: a pair, wherever it is
+            same = next((y for y in ys if y.get("dataset") == x.get("dataset")), None)
+            if same is not None:
+                xs.remove(x)
+                ys.remove(same)
+                pairs.append((x, same))
+        for n in range(max(len(xs), len(ys))):
+            pairs.append(
+                (xs[n] if n < len(xs) else None, ys[n] if n < len(ys) else None)
+            )
+        pairs.sort(key=lambda p: _order(old, new, p))
+        for n, (x, y) in enumerate(pairs, 1):
+            found.append((role if n == 1 else f"{role}#{n}", x, y))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _order(
+    old: list[_Body], new: list[_Body], pair: tuple[_Body | None, _Body | None]
+) -> tuple[int, int]:
+    """A pair's place: where run A read it, else after A's, where run B read it."""
+    x, y = pair
+    if x is not None:
+        return 0, next(n for n, body in enumerate(old) if body is x)
+    return 1, next(n for n, body in enumerate(new) if body is y)
+
+
+def _by_role(bodies: list[_Body]) -> dict[str, list[_Body]]:
+    found: dict[str, list[_Body]] = {}
     for body in bodies:
-        role = str(body.get("role", "?"))
-        key, n = role, 1
-        while key in found:  # the same role declared twice: role#2
-            n += 1
-            key = f"{role}#{n}"
-        found[key] = body
+        found.setdefault(str(body.get("role", "?")), []).append(body)
     return found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mltrail.core.diff import RunDiff, RunFacts, diff_runs
+from mltrail.core.diff import RunDiff, RunFacts, diff_runs, merge_series
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def run_facts(home: Home, view: RunView, *, manifests: bool = False) -> RunFacts
         data=view.bodies("run.data"),
         finetune=_merged(view.bodies("run.finetune")),
         outputs=view.bodies("run.artifact"),
-        metrics=_series(view.bodies("run.metrics")),
+        metrics=merge_series(view.bodies("run.metrics")),
     )
     if manifests:
         _load_manifests(home, facts, facts.data)
@@ -77,13 +77,6 @@ def _merged(bodies: list[dict[str, Any]]) -> dict[str, Any] | None:
     return merged
 
 
-def _series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for body in bodies:
-        found.update(body.get("series") or {})
-    return found
-
-
 def _load_manifests(home: Home, facts: RunFacts, bodies: list[dict[str, Any]]) -> None:
     for body in bodies:
         for ref in (body.get("manifest"), body.get("row_digests")):
@@ -98,9 +91,18 @@ def compare_runs(
     """The differences between two runs; the manifests of only those datasets whose
     ids differ are read."""
     first, second = run_facts(home, a), run_facts(home, b)
-    old_ids = {d.get("role"): d.get("dataset") for d in first.data}
-    new_ids = {d.get("role"): d.get("dataset") for d in second.data}
-    differ = {r for r in old_ids.keys() & new_ids.keys() if old_ids[r] != new_ids[r]}
-    _load_manifests(home, first, [d for d in first.data if d.get("role") in differ])
-    _load_manifests(home, second, [d for d in second.data if d.get("role") in differ])
+    _load_manifests(home, first, _not_in(first.data, second.data))
+    _load_manifests(home, second, _not_in(second.data, first.data))
     return diff_runs(first, second, everything=everything)
+
+
+def _not_in(bodies: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[Any]:
+    """The data bodies whose dataset the other run did not read in the same role
+    (a role may be read several times)."""
+    there = {(d.get("role"), d.get("dataset")) for d in other}
+    roles = {d.get("role") for d in other}
+    return [
+        d
+        for d in bodies
+        if d.get("role") in roles and (d.get("role"), d.get("dataset")) not in there
+    ]
