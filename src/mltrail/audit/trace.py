@@ -33,6 +33,7 @@ __all__ = [
     "build_lineage",
     "data_node_id",
     "explain",
+    "folders_above",
     "latest_writer",
     "run_outputs",
     "writer_runs",
@@ -433,10 +434,22 @@ def _sources_of(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str,
         (ident,),
     ) if p]  # fmt: skip
     for name, location in index.query("SELECT name, location FROM sources"):
-        if any(_under(p, location) for p in paths):
+        if any(_under(p, location) or _under(location, p) for p in paths):
             names.add(name)
     for name in sorted(names):
         yield f"source:{name}", "snapshot", lambda n=name: _source_node(index, n)
+
+
+def folders_above(location: str) -> list[str]:
+    """The folders holding ``location`` (``a/b/c`` -> ``a``, ``a/``, ``a/b``,
+    ``a/b/``): a run that read one of them read the source too."""
+    parts = location.rstrip("/").split("/")
+    found = []
+    for i in range(1, len(parts)):
+        folder = "/".join(parts[:i])
+        if folder:
+            found.extend((folder, folder + "/"))
+    return found
 
 
 def _under(path: str, location: str) -> bool:
@@ -505,12 +518,14 @@ def _source_children(index: Index, name: str) -> Iterator[tuple[str, str, Any]]:
         return
     location = rows[0][0]
     folder = location.rstrip("/") + "/"
+    above = folders_above(location)
+    marks = ", ".join("?" * len(above)) or "NULL"
     rows = index.query(
         f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'in' AND ("  # noqa: S608
         "dataset IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
         "sha256 IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
-        "path = ? OR (path >= ? AND path < ?)) ORDER BY seq",
-        (name, name, location.rstrip("/"), folder, folder[:-1] + "0"),
+        f"path = ? OR (path >= ? AND path < ?) OR path IN ({marks})) ORDER BY seq",
+        (name, name, location.rstrip("/"), folder, folder[:-1] + "0", *above),
     )
     seen: set[str] = set()
     for row in rows:
