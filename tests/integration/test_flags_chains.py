@@ -102,3 +102,27 @@ def test_a_folder_source_read_through_its_parent_is_keyed_by_its_own_paths(cli):
     (sub / "b.csv").write_text("id\n22\n")
     assert len(check(cli, "sub")["flagged"]) == 1
     assert flagged_paths(cli) == {"model.pt"}
+
+
+def test_an_output_read_inside_a_bigger_folder_passes_the_flag_on(cli):
+    cli("sources", "add", "apps", "data/raw/apps.csv")
+    Path("out/feat").mkdir(parents=True)
+    Path("out/feat/static.csv").write_text("id\n1\n")
+    step(cli, "prep", "data/raw/apps.csv", "out/feat/clean.csv")
+    step(cli, "train", "out/feat", "out/model.pt")
+    down = json.loads(cli("lineage", "--down", "source:apps", "--json"))
+    assert any(n["label"].startswith("train") for n in down["nodes"])
+    Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
+    check(cli, "apps")
+    assert flagged_paths(cli) == {"model.pt"}
+
+
+def test_a_folder_reader_of_other_bytes_under_the_same_name_is_not_downstream(cli):
+    cli("sources", "add", "apps", "data/raw/apps.csv")
+    Path("out/feat").mkdir(parents=True)
+    Path("out/feat/static.csv").write_text("id\n1\n")
+    Path("out/feat/clean.csv").write_text("hand-made\n")
+    step(cli, "train", "out/feat", "out/model.pt")  # before prep wrote clean.csv
+    step(cli, "prep", "data/raw/apps.csv", "out/feat/clean.csv")
+    Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
+    assert check(cli, "apps")["flagged"] == []

@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.audit.folder_reads import folder_readers, folders_above
 from mltrail.audit.query import load_run
 from mltrail.core.lineage import LineageGraph, Node
 
@@ -33,7 +34,6 @@ __all__ = [
     "build_lineage",
     "data_node_id",
     "explain",
-    "folders_above",
     "latest_writer",
     "run_outputs",
     "writer_runs",
@@ -440,18 +440,6 @@ def _sources_of(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str,
         yield f"source:{name}", "snapshot", lambda n=name: _source_node(index, n)
 
 
-def folders_above(location: str) -> list[str]:
-    """The folders holding ``location`` (``a/b/c`` -> ``a``, ``a/``, ``a/b``,
-    ``a/b/``): a run that read one of them read the source too."""
-    parts = location.rstrip("/").split("/")
-    found = []
-    for i in range(1, len(parts)):
-        folder = "/".join(parts[:i])
-        if folder:
-            found.extend((folder, folder + "/"))
-    return found
-
-
 def _under(path: str, location: str) -> bool:
     location = location.rstrip("/")
     return path == location or path.startswith(location + "/")
@@ -500,7 +488,8 @@ def _consumers(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str, 
             f"SELECT DISTINCT run, role FROM data WHERE {column} = ? "  # noqa: S608
             "AND direction = 'in'",
             (ident,),
-        ),
+        )
+        + folder_readers(index, kind, ident),
         "read",
     )
     if kind == "data":

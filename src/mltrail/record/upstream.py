@@ -25,7 +25,8 @@ import json
 import posixpath
 from typing import TYPE_CHECKING
 
-from mltrail.audit.trace import build_lineage, folders_above
+from mltrail.audit.folder_reads import folders_above
+from mltrail.audit.trace import build_lineage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
