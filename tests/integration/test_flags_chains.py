@@ -126,3 +126,23 @@ def test_a_folder_reader_of_other_bytes_under_the_same_name_is_not_downstream(cl
     step(cli, "prep", "data/raw/apps.csv", "out/feat/clean.csv")
     Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
     assert check(cli, "apps")["flagged"] == []
+
+
+@pytest.mark.slow
+def test_every_model_of_a_wide_fan_out_is_flagged(cli, tmp_path):
+    """One cleaned file trained on by more runs than a displayed graph holds
+    (``MAX_NODES``): every model is flagged, not the first ones found."""
+    import mltrail
+    from mltrail.audit.trace import MAX_NODES
+
+    home = tmp_path / "home"
+    cli("sources", "add", "apps", "data/raw/apps.csv")
+    step(cli, "prep", "data/raw/apps.csv", "out/clean.csv")
+    models = MAX_NODES // 2 + 1
+    for i in range(models):
+        with mltrail.start_run(f"train-{i}", home=home, capture=False) as run:
+            run.log_dataset("out/clean.csv", role="train")
+            Path(f"out/m{i}.pt").write_bytes(b"weights %d" % i)
+            run.log_artifact(f"out/m{i}.pt")
+    Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
+    assert len(check(cli, "apps")["flagged"]) == models

@@ -214,9 +214,12 @@ def build_lineage(
     *,
     upstream: bool,
     depth: int | None = None,
-    max_nodes: int = MAX_NODES,
+    max_nodes: int | None = MAX_NODES,
 ) -> LineageGraph:
     """The graph reachable from ``start`` going up (where from) or down (what uses it).
+
+    At most ``max_nodes`` nodes (a bound for display); None grows all of it, for
+    answers that must not miss a node (which models a changed source affects).
 
     Every edge comes from rows of the runs in the graph (what each read and
     wrote), of the datasets' files and of the sources; they are checked against
@@ -290,13 +293,13 @@ def _grow(
     *,
     upstream: bool,
     depth: int | None,
-    max_nodes: int,
+    max_nodes: int | None,
 ) -> LineageGraph:
     graph = LineageGraph()
     graph.add_node(_node(index, start))
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     step = _parents if upstream else _children
-    while queue and len(graph.nodes) < max_nodes:
+    while queue and (max_nodes is None or len(graph.nodes) < max_nodes):
         node_id, level = queue.popleft()
         if depth is not None and level >= depth:
             continue

@@ -199,7 +199,7 @@ def downstream_model_outputs(
     """The models downstream of the nodes ``starts`` (e.g. ``run:<id>``), each once."""
     found: dict[str, Node] = {}
     for start in sorted(set(starts)):
-        graph = build_lineage(index, start, upstream=False)
+        graph = build_lineage(index, start, upstream=False, max_nodes=None)
         for node_id, node in graph.nodes.items():
             if (
                 node_id != start
