@@ -128,6 +128,18 @@ def test_a_folder_reader_of_other_bytes_under_the_same_name_is_not_downstream(cl
     assert check(cli, "apps")["flagged"] == []
 
 
+def test_a_renamed_copy_of_a_one_file_source_is_flagged(cli):
+    cli("sources", "add", "apps", "data/raw/apps.csv")
+    Path("elsewhere").mkdir()
+    Path("elsewhere/renamed.csv").write_bytes(Path("data/raw/apps.csv").read_bytes())
+    step(cli, "train-copy", "elsewhere/renamed.csv", "out/model.pt")
+    up = json.loads(cli("lineage", "out/model.pt", "--json"))
+    assert "source:apps" in {n["id"] for n in up["nodes"]}
+    Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
+    check(cli, "apps")
+    assert flagged_paths(cli) == {"model.pt"}
+
+
 @pytest.mark.slow
 def test_every_model_of_a_wide_fan_out_is_flagged(cli, tmp_path):
     """One cleaned file trained on by more runs than a displayed graph holds
