@@ -114,3 +114,20 @@ def test_to_dict_lists_nodes_and_edges():
         "source:raw",
     }
     assert {"from": "file:f1", "to": "run:r2", "relation": "read"} in out["edges"]
+
+
+def test_tree_of_a_chain_deeper_than_the_recursion_limit():
+    """A source cleaned through thousands of steps prints, both ways."""
+    import sys
+
+    depth = sys.getrecursionlimit() + 500
+    g = LineageGraph()
+    for i in range(depth):
+        g.add_node(Node(f"data:{i}", "data", f"d{i}"))
+        if i:
+            g.add_edge(f"data:{i - 1}", f"data:{i}", "read")
+    down = to_tree(g, upstream=False)
+    assert len(down) == depth
+    assert down[-1] == "  " * (depth - 1) + f"-read-> data d{depth - 1}"
+    g.root = f"data:{depth - 1}"
+    assert to_tree(g)[-1] == "  " * (depth - 1) + "<-read- data d0"

@@ -16,6 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mltrail.audit.folder_reads import folder_readers, folders_above
 from mltrail.audit.query import load_run
 from mltrail.core.lineage import LineageGraph, Node
 
@@ -213,9 +214,12 @@ def build_lineage(
     *,
     upstream: bool,
     depth: int | None = None,
-    max_nodes: int = MAX_NODES,
+    max_nodes: int | None = MAX_NODES,
 ) -> LineageGraph:
     """The graph reachable from ``start`` going up (where from) or down (what uses it).
+
+    At most ``max_nodes`` nodes (a bound for display); None grows all of it, for
+    answers that must not miss a node (which models a changed source affects).
 
     Every edge comes from rows of the runs in the graph (what each read and
     wrote), of the datasets' files and of the sources; they are checked against
@@ -289,13 +293,13 @@ def _grow(
     *,
     upstream: bool,
     depth: int | None,
-    max_nodes: int,
+    max_nodes: int | None,
 ) -> LineageGraph:
     graph = LineageGraph()
     graph.add_node(_node(index, start))
     queue: deque[tuple[str, int]] = deque([(start, 0)])
     step = _parents if upstream else _children
-    while queue and len(graph.nodes) < max_nodes:
+    while queue and (max_nodes is None or len(graph.nodes) < max_nodes):
         node_id, level = queue.popleft()
         if depth is not None and level >= depth:
             continue
@@ -433,7 +437,7 @@ def _sources_of(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str,
         (ident,),
     ) if p]  # fmt: skip
     for name, location in index.query("SELECT name, location FROM sources"):
-        if any(_under(p, location) for p in paths):
+        if any(_under(p, location) or _under(location, p) for p in paths):
             names.add(name)
     for name in sorted(names):
         yield f"source:{name}", "snapshot", lambda n=name: _source_node(index, n)
@@ -487,7 +491,8 @@ def _consumers(index: Index, kind: str, ident: str) -> Iterator[tuple[str, str, 
             f"SELECT DISTINCT run, role FROM data WHERE {column} = ? "  # noqa: S608
             "AND direction = 'in'",
             (ident,),
-        ),
+        )
+        + folder_readers(index, kind, ident),
         "read",
     )
     if kind == "data":
@@ -505,12 +510,14 @@ def _source_children(index: Index, name: str) -> Iterator[tuple[str, str, Any]]:
         return
     location = rows[0][0]
     folder = location.rstrip("/") + "/"
+    above = folders_above(location)
+    marks = ", ".join("?" * len(above)) or "NULL"
     rows = index.query(
         f"SELECT {DATA_COLUMNS} FROM data WHERE direction = 'in' AND ("  # noqa: S608
         "dataset IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
         "sha256 IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
-        "path = ? OR (path >= ? AND path < ?)) ORDER BY seq",
-        (name, name, location.rstrip("/"), folder, folder[:-1] + "0"),
+        f"path = ? OR (path >= ? AND path < ?) OR path IN ({marks})) ORDER BY seq",
+        (name, name, location.rstrip("/"), folder, folder[:-1] + "0", *above),
     )
     seen: set[str] = set()
     for row in rows:

@@ -155,30 +155,23 @@ def to_tree(graph: LineageGraph, *, upstream: bool = True) -> list[str]:
         return []
     lines: list[str] = []
     seen: set[str] = set()
-
-    def walk(node_id: str, depth: int, relation: str) -> None:
+    nexts: dict[str, list[tuple[str, str]]] = {}
+    for e in graph.edges:  # one pass: a deep chain is not walked edge list by edge list
+        here, there = (e.target, e.source) if upstream else (e.source, e.target)
+        nexts.setdefault(here, []).append((there, e.relation))
+    stack = [(graph.root, 0, "")]  # not recursion: a chain may be deeper than Python's
+    while stack:
+        node_id, depth, relation = stack.pop()
         node = graph.nodes[node_id]
         arrow = f"<-{relation}- " if upstream else f"-{relation}-> "
         prefix = "  " * depth + (arrow if depth else "")
         if node_id in seen:
             lines.append(f"{prefix}{node.type} {node.label} (see above)")
-            return
+            continue
         seen.add(node_id)
         lines.append(f"{prefix}{node.type} {node.label}")
-        nexts = _next_edges(graph, node_id, upstream=upstream)
-        for other, rel in nexts:
-            walk(other, depth + 1, rel)
-
-    walk(graph.root, 0, "")
+        stack.extend((o, depth + 1, r) for o, r in reversed(nexts.get(node_id, [])))
     return lines
-
-
-def _next_edges(
-    graph: LineageGraph, node_id: str, *, upstream: bool
-) -> list[tuple[str, str]]:
-    if upstream:
-        return [(e.source, e.relation) for e in graph.edges if e.target == node_id]
-    return [(e.target, e.relation) for e in graph.edges if e.source == node_id]
 
 
 _SHAPES = {

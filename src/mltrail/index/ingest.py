@@ -244,10 +244,24 @@ class _Ingest:
 
     def _print(self, body: Mapping[str, Any]) -> None:
         if body.get("name") and body.get("fingerprint"):
-            self.cur.execute(
+            prints = {body["fingerprint"], *self._one_file_sha(body)}
+            self.cur.executemany(
                 "INSERT OR IGNORE INTO source_prints (name, fingerprint) VALUES (?, ?)",
-                (body["name"], body["fingerprint"]),
+                [(body["name"], p) for p in sorted(prints)],
             )
+
+    def _one_file_sha(self, body: Mapping[str, Any]) -> list[str]:
+        """The content of a one-file source, from its manifest: a run that read
+        those bytes under another name (a renamed copy) read the source."""
+        ref = body.get("manifest")
+        if body.get("files") != 1 or not isinstance(ref, dict):
+            return []
+        data = self._blob(str(ref.get("blob")))
+        try:
+            sha = json.loads(data.splitlines()[0]).get("sha256") if data else None
+        except (ValueError, AttributeError, IndexError):
+            return []
+        return [sha] if isinstance(sha, str) else []
 
     def model_flagged(self, seq: int, entry: Mapping[str, Any]) -> None:
         body = entry["body"]

@@ -39,7 +39,7 @@ _PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*[1-9]")
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "9"
+INDEX_VERSION = "10"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;

@@ -11,7 +11,7 @@ purged), the run counts as affected: a flag too many beats a missed one.
 
 Downstream of the affected runs, only model outputs are flagged: fingerprinted
 checkpoints (the index's ``models`` table), anything ever promoted to a stage,
-and final outputs of training runs whose file names are model weights
+and outputs of training runs (read by later runs or not) whose file names are weights
 (``.bin``, ``.pt``, ``.safetensors``, ``.pkl``, ``.onnx``, ...) or folders holding
 one. Metrics, reports and logs (``metrics.json``) are not models.
 
@@ -25,6 +25,7 @@ import json
 import posixpath
 from typing import TYPE_CHECKING
 
+from mltrail.audit.folder_reads import folders_above
 from mltrail.audit.trace import build_lineage
 
 if TYPE_CHECKING:
@@ -95,13 +96,15 @@ def runs_reading_changes(
             return set()
     root = location.rstrip("/")
     folder = root + "/"
+    above = folders_above(root)
+    marks = ", ".join("?" * len(above)) or "NULL"
     rows = index.query(
-        "SELECT run, path, dataset, sha256, files, manifest FROM data "
+        "SELECT run, path, dataset, sha256, files, manifest FROM data "  # noqa: S608
         "WHERE direction = 'in' AND ("
         "dataset IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
         "sha256 IN (SELECT fingerprint FROM source_prints WHERE name = ?) OR "
-        "path = ? OR (path >= ? AND path < ?)) ORDER BY seq",
-        (name, name, root, folder, folder[:-1] + "0"),
+        f"path = ? OR (path >= ? AND path < ?) OR path IN ({marks})) ORDER BY seq",
+        (name, name, root, folder, folder[:-1] + "0", *above),
     )
     runs: set[str] = set()
     for run, path, _dataset, sha, files, manifest in rows:
@@ -128,6 +131,8 @@ def _files_read(
     now: dict[str, str | None],
 ) -> dict[str, str | None] | None:
     """Source-relative path -> the content a run read; None when it cannot be told."""
+    if path and path.rstrip("/") and root.startswith(path.rstrip("/") + "/"):
+        return _files_read_above(get_blob, root, path, manifest)
     under = path is not None and (path == root or path.startswith(root + "/"))
     prefix = path[len(root) + 1 :] if under and path != root else ""  # type: ignore[index]
     if not under and sha and files in (None, 1):
@@ -142,6 +147,28 @@ def _files_read(
         and next(iter(entries)) == posixpath.basename(prefix)
     ):
         read[prefix] = next(iter(entries.values()))  # the run read one file
+    return read
+
+
+def _files_read_above(
+    get_blob: Callable[[str], bytes | None],
+    root: str,
+    path: str,
+    manifest: str | None,
+) -> dict[str, str | None] | None:
+    """What a run that read a folder holding the source read of it, keyed as the
+    source's own manifest is: by path under a folder source, by file name for a
+    one-file source. None when the run's manifest cannot be read."""
+    entries = _manifest_files(get_blob, manifest) if manifest else None
+    if entries is None:
+        return None
+    inner = root[len(path.rstrip("/")) + 1 :]
+    read: dict[str, str | None] = {}
+    for p, sha in entries.items():
+        if p == inner:
+            read[posixpath.basename(inner)] = sha
+        elif p.startswith(inner + "/"):
+            read[p[len(inner) + 1 :]] = sha
     return read
 
 
@@ -172,7 +199,7 @@ def downstream_model_outputs(
     """The models downstream of the nodes ``starts`` (e.g. ``run:<id>``), each once."""
     found: dict[str, Node] = {}
     for start in sorted(set(starts)):
-        graph = build_lineage(index, start, upstream=False)
+        graph = build_lineage(index, start, upstream=False, max_nodes=None)
         for node_id, node in graph.nodes.items():
             if (
                 node_id != start
@@ -198,7 +225,7 @@ def is_model_output(
     kind, _, ident = node_id.partition(":")
     if index.query("SELECT 1 FROM promotions WHERE model = ? LIMIT 1", (node_id,)):
         return True
-    if graph.children(node_id) or not _written_by_training(graph, node_id):
+    if not _written_by_training(graph, node_id):
         return False
     return _holds_weights(index, kind, ident, get_blob)
 
