@@ -3,6 +3,9 @@
 import json
 import re
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mltrail.core.lineage import (
     LineageGraph,
     Node,
@@ -131,3 +134,28 @@ def test_tree_of_a_chain_deeper_than_the_recursion_limit():
     assert down[-1] == "  " * (depth - 1) + f"-read-> data d{depth - 1}"
     g.root = f"data:{depth - 1}"
     assert to_tree(g)[-1] == "  " * (depth - 1) + "<-read- data d0"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abcdef"),
+            st.sampled_from("abcdef"),
+            st.sampled_from(["read", "wrote"]),
+        ),
+        max_size=30,
+    ),
+    st.integers(min_value=0, max_value=30),
+)
+def test_parents_are_the_sources_of_the_edges_into_a_node(edges, asked_after):
+    """``parents`` (kept by target, brought up to date as edges are appended)
+    answers what a scan of every edge answers, in edge order, whenever asked."""
+    g = LineageGraph()
+    for i, (source, target, relation) in enumerate(edges):
+        if i == asked_after:
+            g.parents("a")  # made here, then extended by the edges after
+        g.add_edge(source, target, relation)
+    for node in "abcdefz":
+        assert g.parents(node) == [e.source for e in g.edges if e.target == node]
+    copy = LineageGraph(g.nodes, list(g.edges), g.root)
+    assert copy.parents("b") == g.parents("b")

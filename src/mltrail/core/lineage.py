@@ -124,8 +124,24 @@ class LineageGraph(Value):
             self.edges.append(edge)
 
     def parents(self, node_id: str) -> list[str]:
-        """Nodes with an edge into ``node_id``."""
-        return [e.source for e in self.edges if e.target == node_id]
+        """Nodes with an edge into ``node_id``, in the order the edges were found."""
+        return list(self._sources_by_target().get(node_id, ()))
+
+    def _sources_by_target(self) -> dict[str, list[str]]:
+        """Each target's edge sources: made once and brought up to date with the
+        edges appended since (edges are only ever appended). Flagging asks for the
+        parents of every node of a graph grown whole, and a scan of every edge
+        for each made that quadratic."""
+        cached: tuple[list[Edge], int, dict[str, list[str]]] | None = getattr(
+            self, "_by_target", None
+        )
+        if cached is None or cached[0] is not self.edges:
+            cached = (self.edges, 0, {})
+        edges, done, by_target = cached
+        for edge in edges[done:]:
+            by_target.setdefault(edge.target, []).append(edge.source)
+        self._by_target = (edges, len(edges), by_target)
+        return by_target
 
     def children(self, node_id: str) -> list[str]:
         """Nodes ``node_id`` has an edge to."""
