@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mltrail.audit.refs import resolve_node
-from mltrail.audit.trace import build_lineage
+from mltrail.audit.trace import MAX_NODES, build_lineage
 from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
 from mltrail.cli.read_text import print_trace
 from mltrail.cli.reads import trace_model
@@ -67,7 +67,17 @@ def lineage(
     try:
         index = open_index(home)
         start = resolve_node(index, node, cwd=Path.cwd())
-        graph = build_lineage(index, start, upstream=direction == "up", depth=depth)
+        graph = build_lineage(
+            index, start, upstream=direction == "up", depth=depth, max_nodes=MAX_NODES
+        )
+        if len(graph.nodes) >= MAX_NODES:
+            click.echo(
+                f"note: the graph shown was cut at {len(graph.nodes):,} nodes (the "
+                f"bound for display is {MAX_NODES:,}): it may go on; narrow it with "
+                "--depth N, or ask `mltrail sources check` / `mltrail flags`, which "
+                "follow all of it",
+                err=True,
+            )
         _print_graph(
             home, graph, "json" if as_json else fmt, upstream=direction == "up"
         )
