@@ -126,6 +126,18 @@ def test_metrics_are_compared_over_every_batch_not_the_last(tmp_path):
     }
 
 
+def test_show_sums_the_metrics_over_every_batch(tmp_path):
+    """`show` printed the last batch's summary as the run's (min 0.4 over 2
+    points, where the run saw 0.1 among 4)."""
+    home, project = _project(tmp_path)
+    _metrics_run(home, project, "good", "5,0.1,0.5,0.4", "1")
+    shown = mltrail(home, "show", "good", env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    [row] = [line.split() for line in shown.stdout.splitlines()
+             if line.split()[:1] == ["loss"]]  # fmt: skip
+    assert row == ["loss", "0.4", "0.1", "5", "4"], shown.stdout
+
+
 SHARDS = """\
 import sys
 import mltrail

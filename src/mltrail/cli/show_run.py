@@ -332,10 +332,10 @@ def _outputs(view: RunView) -> None:
 
 
 def _metrics(view: RunView) -> None:
-    series: dict[str, dict[str, Any]] = {}
-    for body in view.bodies("run.metrics"):
-        for name, summary in (body.get("series") or {}).items():
-            series[name] = summary
+    from mltrail.core.series import merge_series
+
+    # every batch the run wrote, not the last one's summary alone
+    series = merge_series(view.bodies("run.metrics"))
     if not series:
         return
     _heading("metrics")
