@@ -67,25 +67,23 @@ def folder_readers(index: Index, kind: str, ident: str) -> list[tuple[str, str |
     return found
 
 
-def folder_writes(
-    index: Index, run: str, columns: str, *, role: str | None = None
-) -> list[Any]:
+def folder_writes(index: Index, run: str, columns: str) -> list[Any]:
     """The ``columns`` of each output row written inside a folder that ``run`` read
     (under its path, at any depth) whose bytes the reader's manifest lists: the
-    rows whose outputs ``folder_readers`` finds ``run`` reading. ``role`` picks the
-    reads of one DVC stage (``stage:<name>``); None, the run's own reads.
+    rows whose outputs ``folder_readers`` finds ``run`` reading (the run's own
+    reads; not yet those of its DVC stages).
 
     Cost: an index probe per folder read; where rows lie under it, lookups by the
     manifest's hashes (not a scan of every output ever written under the folder);
     the whole range only where the manifest cannot be read."""
     found: dict[int, Any] = {}
-    for path, manifest, read_role in index.query(
+    for path, manifest, role in index.query(
         "SELECT path, manifest, role FROM data WHERE run = ? AND direction = 'in' "
         "AND path IS NOT NULL ORDER BY seq",
         (run,),
     ):
-        stage = isinstance(read_role, str) and read_role.startswith("stage:")
-        if ((read_role != role) if role else stage) or not path.rstrip("/"):
+        stage = isinstance(role, str) and role.startswith("stage:")
+        if stage or not path.rstrip("/"):
             continue
         under = (path.rstrip("/") + "/", path.rstrip("/") + "0")
         if not index.query(

@@ -340,12 +340,10 @@ def _run_edges(
         yield f"model:{model}", relation, lambda m=model: _model_node(index, m)
 
 
-def _folder_edges(
-    index: Index, run: str, role: str | None
-) -> Iterator[tuple[str, str, Any]]:
-    """The outputs written inside a folder the run (or its stage ``role``) read,
-    as ``folder_readers`` finds the run from them (see ``folder_reads``)."""
-    for row in folder_writes(index, run, DATA_COLUMNS, role=role):
+def _folder_edges(index: Index, run: str) -> Iterator[tuple[str, str, Any]]:
+    """The outputs written inside a folder the run read, as ``folder_readers``
+    finds the run from them (see ``folder_reads``)."""
+    for row in folder_writes(index, run, DATA_COLUMNS):
         if _identified(row):
             yield data_node_id(row), "read", _data_node(row)
 
@@ -397,12 +395,11 @@ def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
         yield from _run_edges(index, ident, "in", ("base",), "base")
-        yield from _folder_edges(index, ident, None)
+        yield from _folder_edges(index, ident)
         return
     if kind == "stage":
         yield from _stage_edges(index, ident, "in")
         run = ident.partition("/")[0]
-        yield from _folder_edges(index, run, f"{_STAGE}{ident.partition('/')[2]}")
         yield f"run:{run}", "ran", lambda: _run_node(index, run)
         return
     if kind == "source":
