@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.audit.folder_reads import folder_readers, folders_above
+from mltrail.audit.folder_reads import folder_readers, folder_writes, folders_above
 from mltrail.audit.query import load_run
 from mltrail.core.lineage import LineageGraph, Node
 
@@ -340,6 +340,14 @@ def _run_edges(
         yield f"model:{model}", relation, lambda m=model: _model_node(index, m)
 
 
+def _folder_edges(index: Index, run: str) -> Iterator[tuple[str, str, Any]]:
+    """The outputs written inside a folder the run read, as ``folder_readers``
+    finds the run from them (see ``folder_reads``)."""
+    for row in folder_writes(index, run, DATA_COLUMNS):
+        if _identified(row):
+            yield data_node_id(row), "read", _data_node(row)
+
+
 def run_outputs(index: Index, run: str) -> set[str]:
     """The nodes of the outputs a run wrote (its ``run.artifact`` entries)."""
     return {node for node, _, _ in _run_edges(index, run, "out", (), "wrote")}
@@ -387,6 +395,7 @@ def _parents(index: Index, node_id: str) -> Iterator[tuple[str, str, Any]]:
     kind, _, ident = node_id.partition(":")
     if kind == "run":
         yield from _run_edges(index, ident, "in", ("base",), "base")
+        yield from _folder_edges(index, ident)
         return
     if kind == "stage":
         yield from _stage_edges(index, ident, "in")

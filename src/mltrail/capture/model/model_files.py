@@ -43,6 +43,9 @@ FINETUNE_EXTRA = "pip install 'mltrail[finetune]'"
 SAFE_INDEX = "model.safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 _TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+_TORCH_NAMES = ("pytorch_model", "adapter_model")
+"""A ``.bin`` output is a checkpoint only by these names (Hugging Face's): other
+``.bin`` files are as often raw bytes of any kind."""
 LIGHTNING_SUFFIX = ".ckpt"
 _WEIGHT_SUFFIXES = (".safetensors", *_TORCH_SUFFIXES)
 _SIDE_FILE_LIMIT = 64 * 2**20
@@ -84,11 +87,19 @@ def is_model_path(path: Path) -> bool:
     """Whether ``path`` looks like a checkpoint (cheap: names only, nothing read)."""
     if path.is_file():
         return (
-            path.suffix in (".safetensors", LIGHTNING_SUFFIX) or path.name == SAFE_INDEX
+            path.suffix in (".safetensors", LIGHTNING_SUFFIX, ".pt", ".pth")
+            or path.name in (SAFE_INDEX, TORCH_INDEX)
+            or (path.suffix == ".bin" and path.name.startswith(_TORCH_NAMES))
         )
     if not path.is_dir():
         return False
-    names = ("model.safetensors", SAFE_INDEX, "adapter_model.safetensors")
+    names = (
+        "model.safetensors",
+        SAFE_INDEX,
+        "adapter_model.safetensors",
+        TORCH_INDEX,
+        *(f"{n}.bin" for n in _TORCH_NAMES),
+    )
     return any((path / n).is_file() for n in names)
 
 
@@ -242,9 +253,11 @@ def _torch_file(path: Path, *, key: str | None = None) -> list[TensorRef]:
             hint="only tensors are read (weights_only=True); save the model as "
             "safetensors or as a state dict of tensors",
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
+    except Exception as e:
+        # torch's restricted unpickler raises KeyError, IndexError... on bytes
+        # that are no pickle (a text file named .pt): one error, never a crash
         raise InputError(
-            f"{path} is not a readable PyTorch checkpoint: {e}",
+            f"{path} is not a readable PyTorch checkpoint: {type(e).__name__}: {e}",
             hint="the file may be truncated or corrupt; nothing was recorded",
         ) from None
     if key is not None:

@@ -1,0 +1,286 @@
+"""A changed source flags the fine-tunes of a model made from it, and answers
+upstream from a model reach the source through fine-tunes and through folders.
+
+Recorded through the real CLI (in-process; each step's command a real
+subprocess): real checkpoints (a tiny ``torch.nn.Linear`` saved as a
+safetensors file or a Hugging Face style folder) are written and fine-tuned.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mltrail.cli.main import main
+
+pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+TRAIN = """
+import pathlib, sys, torch
+from safetensors.torch import load_file, save_file
+src, base, dst = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+torch.manual_seed(len(pathlib.Path(src).read_bytes()) if src != "-" else 0)
+layer = torch.nn.Linear(4, 2)
+state = {k: v.detach().clone().contiguous() for k, v in layer.state_dict().items()}
+if base != "-":
+    b = pathlib.Path(base)
+    state = load_file(str(b / "model.safetensors" if b.is_dir() else b))
+    state = {k: (v + 0.01).contiguous() for k, v in state.items()}
+if dst.suffix:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dst))
+else:
+    dst.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dst / "model.safetensors"))
+    (dst / "config.json").write_text('{"model_type": "linear"}')
+"""
+
+DUP = """
+import pathlib, sys
+src, dst, tag = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+dst.parent.mkdir(parents=True, exist_ok=True)
+dst.write_bytes(b"".join(p.read_bytes() for p in files) + tag.encode())
+"""
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("MLTRAIL_RUN_ID", raising=False)
+    monkeypatch.delenv("MLTRAIL_WITNESS", raising=False)
+    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    monkeypatch.chdir(project)
+    (project / "train.py").write_text(textwrap.dedent(TRAIN))
+    (project / "dup.py").write_text(textwrap.dedent(DUP))
+    (project / "data" / "raw" / "apps.csv").write_text("id,income\n1,10\n")
+
+    def run(*args: str, code: int = 0) -> str:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            got = 0
+        except SystemExit as e:
+            got = e.code or 0
+        out, err = capsys.readouterr()
+        assert got == code, (args, got, out, err)
+        return out
+
+    run("init", "--origin", "test.mltrail.local/finetune")
+    run("sources", "add", "apps", "data/raw/apps.csv")
+    return run
+
+
+def pretrain(cli, wrote: str) -> None:
+    cli("run", "-q", "--name", "pretrain", "--data", "in=data/raw/apps.csv",
+        "--output", wrote,
+        "--", sys.executable, "train.py", "data/raw/apps.csv", "-", wrote)  # fmt: skip
+
+
+def finetune(cli, name: str, base: str, wrote: str) -> None:
+    cli("run", "-q", "--name", name, "--base-model", base, "--model-out", wrote,
+        "--", sys.executable, "train.py", "-", base, wrote)  # fmt: skip
+
+
+def flagged_paths(cli) -> set[str]:
+    return {Path(f["path"]).name for f in json.loads(cli("flags", "--json"))}
+
+
+def change_and_check(cli) -> dict:
+    Path("data/raw/apps.csv").write_text("id,income\n1,99\n")
+    [result] = json.loads(cli("sources", "check", "apps", "--json", code=1))
+    assert result["changed"] is True
+    return result
+
+
+def upstream_labels(cli, ref: str) -> set[str]:
+    up = json.loads(cli("lineage", "--up", ref, "--json"))
+    return {
+        n["id"].partition(":")[0] + ":" + n["label"].split(" ")[0] for n in up["nodes"]
+    }
+
+
+def traced_to_source(cli, ref: str) -> bool:
+    out = json.loads(cli("trace", ref, "--json"))
+    return any(n["id"] == "source:apps" for n in out["lineage"]["nodes"])
+
+
+@pytest.mark.parametrize("base", ["out/base.safetensors", "out/base"])
+def test_fine_tunes_of_a_model_made_from_a_source_are_flagged(cli, base):
+    pretrain(cli, base)
+    finetune(cli, "ft1", base, "out/ft1.safetensors")
+    finetune(cli, "ft2", "out/ft1.safetensors", "out/ft2.safetensors")
+    assert traced_to_source(cli, "out/ft2.safetensors")
+    assert traced_to_source(cli, "out/ft1.safetensors")
+    change_and_check(cli)
+    assert flagged_paths(cli) == {Path(base).name, "ft1.safetensors", "ft2.safetensors"}
+
+
+def test_a_fine_tune_of_a_renamed_copy_of_the_base_is_flagged(cli):
+    pretrain(cli, "out/base.safetensors")
+    Path("elsewhere").mkdir()
+    shutil.copyfile("out/base.safetensors", "elsewhere/renamed.safetensors")
+    finetune(cli, "ft1", "elsewhere/renamed.safetensors", "out/ft1.safetensors")
+    assert traced_to_source(cli, "out/ft1.safetensors")
+    change_and_check(cli)
+    assert "ft1.safetensors" in flagged_paths(cli)
+
+
+def test_a_fine_tune_of_a_copied_folder_base_is_flagged(cli):
+    pretrain(cli, "out/base")
+    shutil.copytree("out/base", "elsewhere/base-copy")
+    finetune(cli, "ft1", "elsewhere/base-copy", "out/ft1.safetensors")
+    assert traced_to_source(cli, "out/ft1.safetensors")
+    change_and_check(cli)
+    assert "ft1.safetensors" in flagged_paths(cli)
+
+
+def test_a_model_trained_on_a_folder_holding_a_prepared_file_traces_to_the_source(cli):
+    Path("out/feat").mkdir(parents=True)
+    Path("out/feat/static.csv").write_text("id\n1\n")
+    cli("run", "-q", "--name", "prep", "--data", "in=data/raw/apps.csv",
+        "--output", "out/feat/clean.csv",
+        "--", sys.executable, "dup.py", "data/raw/apps.csv", "out/feat/clean.csv", "p")  # fmt: skip
+    cli("run", "-q", "--name", "train", "--data", "in=out/feat",
+        "--output", "out/model.pt",
+        "--", sys.executable, "dup.py", "out/feat", "out/model.pt", "t")  # fmt: skip
+    labels = upstream_labels(cli, "out/model.pt")
+    assert "run:prep" in labels, labels
+    assert traced_to_source(cli, "out/model.pt")
+    down = json.loads(cli("lineage", "--down", "source:apps", "--json"))
+    up = json.loads(cli("lineage", "--up", "out/model.pt", "--json"))
+    edges = [
+        {(e["from"], e["to"], e["relation"]) for e in g["edges"]} for g in (down, up)
+    ]
+    assert edges[0] <= edges[1]  # the same links, both ways
+
+
+def test_a_folder_two_levels_up_links_the_reader_to_the_writer(cli):
+    Path("out/feat").mkdir(parents=True)
+    dup(cli, "prep", "data/raw/apps.csv", "out/feat/clean.csv")
+    dup(cli, "train", "out", "out2/model.pt")
+    assert "run:prep" in upstream_labels(cli, "out2/model.pt")
+
+
+def test_a_folder_reader_of_other_bytes_under_the_same_name_is_not_upstream(cli):
+    Path("out/feat").mkdir(parents=True)
+    Path("out/feat/clean.csv").write_text("hand-made\n")
+    dup(cli, "train", "out/feat", "out/model.pt")  # before prep wrote clean.csv
+    dup(cli, "prep", "data/raw/apps.csv", "out/feat/clean.csv")
+    labels = upstream_labels(cli, "out/model.pt")
+    assert "run:prep" not in labels, labels
+    assert not traced_to_source(cli, "out/model.pt")
+
+
+def dup(cli, name: str, read: str, wrote: str) -> None:
+    cli("run", "-q", "--name", name, "--data", f"in={read}", "--output", wrote,
+        "--", sys.executable, "dup.py", read, wrote, name)  # fmt: skip
+
+
+PICKLE = """
+import pathlib, sys, torch
+src, base, dst = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+torch.manual_seed(len(pathlib.Path(src).read_bytes()) if src != "-" else 0)
+state = torch.nn.Linear(4, 2).state_dict()
+if base != "-":
+    b = pathlib.Path(base)
+    state = torch.load(str(b / "pytorch_model.bin" if b.is_dir() else b))
+    state = {k: v + 0.01 for k, v in state.items()}
+if dst.suffix:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, str(dst))
+else:
+    dst.mkdir(parents=True, exist_ok=True)
+    torch.save(state, str(dst / "pytorch_model.bin"))
+    (dst / "config.json").write_text('{"model_type": "linear"}')
+"""
+
+
+@pytest.mark.parametrize("base", ["out/base.pt", "out/base.pth", "out/base-hf"])
+def test_fine_tunes_of_a_pytorch_pickle_base_are_flagged(cli, base):
+    """A base written as a torch.save state dict (a file, or a Hugging Face
+    folder with pytorch_model.bin) has the model id the fine-tune's base has."""
+    Path("save_pt.py").write_text(textwrap.dedent(PICKLE))
+    cli("run", "-q", "--name", "pretrain", "--data", "in=data/raw/apps.csv",
+        "--output", base,
+        "--", sys.executable, "save_pt.py", "data/raw/apps.csv", "-", base)  # fmt: skip
+    cli("run", "-q", "--name", "ft1", "--base-model", base, "--model-out", "out/ft1.pt",
+        "--", sys.executable, "save_pt.py", "-", base, "out/ft1.pt")  # fmt: skip
+    cli("run", "-q", "--name", "ft2", "--base-model", "out/ft1.pt",
+        "--output", "out/ft2.pt",
+        "--", sys.executable, "save_pt.py", "-", "out/ft1.pt", "out/ft2.pt")  # fmt: skip
+    assert traced_to_source(cli, "out/ft2.pt")
+    change_and_check(cli)
+    assert flagged_paths(cli) == {Path(base).name, "ft1.pt", "ft2.pt"}
+
+
+def test_a_fine_tune_of_the_weights_file_inside_a_folder_base_is_flagged(cli):
+    pretrain(cli, "out/base")
+    finetune(cli, "ft1", "out/base/model.safetensors", "out/ft1.safetensors")
+    assert traced_to_source(cli, "out/ft1.safetensors")
+    change_and_check(cli)
+    assert "ft1.safetensors" in flagged_paths(cli)
+
+
+def test_a_fine_tune_logged_through_the_python_api_is_flagged(cli):
+    import mltrail
+
+    pretrain(cli, "out/base.safetensors")
+    with mltrail.start_run("api-ft") as run:
+        subprocess.run(
+            [
+                sys.executable,
+                "train.py",
+                "-",
+                "out/base.safetensors",
+                "out/api.safetensors",
+            ],
+            check=True,
+        )
+        info = run.log_finetune(
+            base="out/base.safetensors", model="out/api.safetensors"
+        )
+    assert traced_to_source(cli, f"model:{info['model']['model']}")
+    change_and_check(cli)
+    assert "api.safetensors" in flagged_paths(cli)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.ckpt", "pytorch_model.bin"])
+def test_an_output_named_like_a_pickle_that_is_none_is_a_plain_file(cli, name):
+    """Bytes that are no pickle (here text) under a checkpoint's name give a
+    ``model_error``, the run is recorded and the output is a file node."""
+    Path("data/raw/notes.txt").write_text("hand-made\n")  # torch: KeyError 97
+    dup(cli, "train", "data/raw/notes.txt", f"out/{name}")
+    up = json.loads(cli("lineage", "--up", f"out/{name}", "--json"))
+    assert up["root"].startswith("file:")
+    assert "run:train" in upstream_labels(cli, f"out/{name}")
+
+
+SPLIT = """
+import pathlib, sys
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+(dst / "a.csv").write_bytes(src.read_bytes() + b"a")
+(dst / "b.csv").write_bytes(src.read_bytes() + b"b")
+"""
+
+
+def test_a_folder_written_inside_a_read_folder_links_the_reader_to_its_writer(cli):
+    Path("split.py").write_text(textwrap.dedent(SPLIT))
+    Path("out/feat").mkdir(parents=True)
+    Path("out/feat/static.csv").write_text("id\n1\n")
+    cli("run", "-q", "--name", "prep", "--data", "in=data/raw/apps.csv",
+        "--output", "out/feat/parts",
+        "--", sys.executable, "split.py", "data/raw/apps.csv", "out/feat/parts")  # fmt: skip
+    dup(cli, "train", "out/feat", "out/model.pt")
+    assert "run:prep" in upstream_labels(cli, "out/model.pt")
+    assert traced_to_source(cli, "out/model.pt")
