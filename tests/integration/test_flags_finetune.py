@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.cli.main import main
+from cli_in_process import DUP, in_process_cli
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -42,38 +42,16 @@ else:
     (dst / "config.json").write_text('{"model_type": "linear"}')
 """
 
-DUP = """
-import pathlib, sys
-src, dst, tag = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
-files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-dst.parent.mkdir(parents=True, exist_ok=True)
-dst.write_bytes(b"".join(p.read_bytes() for p in files) + tag.encode())
-"""
-
 
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    monkeypatch.delenv("MLTRAIL_RUN_ID", raising=False)
-    monkeypatch.delenv("MLTRAIL_WITNESS", raising=False)
-    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
+    run = in_process_cli(capsys, monkeypatch, tmp_path)
     project = tmp_path / "project"
     (project / "data" / "raw").mkdir(parents=True)
     monkeypatch.chdir(project)
     (project / "train.py").write_text(textwrap.dedent(TRAIN))
     (project / "dup.py").write_text(textwrap.dedent(DUP))
     (project / "data" / "raw" / "apps.csv").write_text("id,income\n1,10\n")
-
-    def run(*args: str, code: int = 0) -> str:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            got = 0
-        except SystemExit as e:
-            got = e.code or 0
-        out, err = capsys.readouterr()
-        assert got == code, (args, got, out, err)
-        return out
 
     run("init", "--origin", "test.mltrail.local/finetune")
     run("sources", "add", "apps", "data/raw/apps.csv")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.cli.main import main
+from cli_in_process import in_process_cli
 
 TRAIN = """
 import hashlib, json, pathlib, sys
@@ -30,23 +30,7 @@ WEEKS = (1, 2, 3)
 
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    monkeypatch.delenv("MLTRAIL_RUN_ID", raising=False)
-    monkeypatch.delenv("MLTRAIL_WITNESS", raising=False)
-    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
-
-    def run(*args: str, code: int = 0) -> str:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            got = 0
-        except SystemExit as e:
-            got = e.code or 0
-        out, err = capsys.readouterr()
-        assert got == code, (args, got, out, err)
-        return out
-
-    return run
+    return in_process_cli(capsys, monkeypatch, tmp_path)
 
 
 @pytest.fixture
