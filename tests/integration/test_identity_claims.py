@@ -14,11 +14,9 @@ import json
 import os
 import pwd
 import re
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
-from cli_runner import INHERITED_NOT, mltrail
+from cli_runner import mltrail
 from ledger_reading import entries
 
 if TYPE_CHECKING:
@@ -46,18 +44,7 @@ LIES = {
 def test_identity_variables_change_no_record_s_user_or_host(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert mltrail(home, "init").returncode == 0
-    env = {**os.environ, "MLTRAIL_HOME": str(home), **LIES}
-    for name in INHERITED_NOT:
-        env.pop(name, None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "mltrail", "run", "--name", "lied", "--", "true"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = mltrail(home, "run", "--name", "lied", "--", "true", cwd=tmp_path, env=LIES)
     assert proc.returncode == 0, proc.stderr
     account = pwd.getpwuid(os.getuid()).pw_name
     started = [e for e in entries(home) if e.kind == "run.started"]
