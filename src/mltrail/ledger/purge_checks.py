@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mltrail.core.verify import LedgerVerifier
     from mltrail.storage.base import Store, StoredRow
 
-__all__ = ["check_held_purges"]
+__all__ = ["check_held_purges", "records_at"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -61,6 +61,12 @@ def check_held_purges(store: Store, verifier: LedgerVerifier) -> None:
                 "is released",
                 Severity.ERROR,
             )
+
+
+def records_at(store: Store, seqs: Iterable[int]) -> Iterator[Record]:
+    """The records at ``seqs`` that decode (the walk names those that do not)."""
+    for seq in seqs:
+        yield from _decoded(store.rows(seq, seq + 1))
 
 
 def _decoded(rows: Iterable[StoredRow]) -> Iterator[Record]:
@@ -105,11 +111,7 @@ def _covering_hold(
     if direct is not None:
         return direct
     seqs = {seq for seq, _ in verifier.blob_refs.get(note.digest, ()) if seq < note.seq}
-    entries = [
-        record.entry
-        for seq in sorted(seqs)
-        for record in _decoded(store.rows(seq, seq + 1))
-    ]
+    entries = [record.entry for record in records_at(store, sorted(seqs))]
     runs = {entry.run for entry in entries if entry.run}
     for run in sorted(runs):
         hold = standing.get(("run", run))

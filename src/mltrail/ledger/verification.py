@@ -41,7 +41,7 @@ from mltrail.core.report import Severity
 from mltrail.core.signing import compute_key_id, decode_b64
 from mltrail.core.verify import LedgerVerifier
 from mltrail.errors import MltrailError, StoreError
-from mltrail.ledger.purge_checks import check_held_purges
+from mltrail.ledger.purge_checks import check_held_purges, records_at
 from mltrail.ledger.stored import stored_checkpoints
 
 if TYPE_CHECKING:
@@ -439,18 +439,11 @@ def _report_purge(
 
 
 def _authors(store: Store, seqs: Sequence[int]) -> list[tuple[int, str]]:
-    """(seq, ``actor.user``) of the records at ``seqs`` that decode (the walk
-    names those that do not): read only for a purged blob's references, after
-    the walk, rather than kept for every reference of every verify."""
-    from mltrail.core.codec import decode_record
-
-    authors: list[tuple[int, str]] = []
-    for seq in seqs:
-        for row in store.rows(seq, seq + 1):
-            try:
-                user = decode_record(row.data).record.entry.actor.get("user")
-            except MltrailError:
-                continue
-            if isinstance(user, str):
-                authors.append((seq, user))
-    return authors
+    """(seq, ``actor.user``) of the records at ``seqs`` that decode: read only
+    for a purged blob's references, after the walk, rather than kept for every
+    reference of every verify."""
+    return [
+        (record.seq, user)
+        for record in records_at(store, seqs)
+        if isinstance(user := record.entry.actor.get("user"), str)
+    ]
