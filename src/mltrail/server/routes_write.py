@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from mltrail.core.codec import format_time, parse_json, parse_time, validate_entry
 from mltrail.core.entry import Entry
@@ -71,18 +72,11 @@ _JSON_BODY = {
 async def read_body(
     request: Request, limit: int, large: LargeBody | None = None
 ) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes; a
-    client gone before it was read is its own error (400, not logged), as on
-    the append route (:mod:`~mltrail.server.fast_append`), not a failure of
-    the server (500, a traceback in the log for each aborted upload)."""
-    from starlette.requests import ClientDisconnect
-
-    try:
-        return await read_chunks(
-            request.headers.get("content-length", ""), request.stream(), limit, large
-        )
-    except ClientDisconnect as e:
-        raise ApiError(400, "the client went away before the body was read") from e
+    """The request body, refused (413) as soon as it passes ``limit`` bytes (see
+    :func:`read_chunks`)."""
+    return await read_chunks(
+        request.headers.get("content-length", ""), request.stream(), limit, large
+    )
 
 
 async def read_chunks(
@@ -94,20 +88,26 @@ async def read_chunks(
     """A body from its chunks: 413 when ``declared`` (Content-Length) or the bytes
     read pass ``limit``, before the rest is read. A body declared or read past
     ``large.threshold`` takes its large-body slot first (429 or 503 when its
-    user or the process has none left, before more is read)."""
+    user or the process has none left, before more is read). A client gone
+    before the body was read is its own error (400, not logged), as on the
+    fast append route (:mod:`~mltrail.server.fast_append`), not a failure of
+    the server (500, a traceback in the log for each aborted upload)."""
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
     threshold = limit + 1 if large is None else large.threshold
     if declared.isdigit() and int(declared) >= threshold and large is not None:
         large.need()
     parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-        if size >= threshold and large is not None:
-            large.need()
-        parts.append(chunk)
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+            if size >= threshold and large is not None:
+                large.need()
+            parts.append(chunk)
+    except ClientDisconnect as e:
+        raise ApiError(400, "the client went away before the body was read") from e
     return b"".join(parts)
 
 
