@@ -52,7 +52,6 @@ __all__ = [
     "default_keys_dir",
     "init_control",
     "init_ledger",
-    "key_password",
     "load_log_key",
     "rotate_log_key",
     "schema_url",
@@ -101,16 +100,9 @@ def default_keys_dir() -> Path:
     return resolve_home() / "server-keys"
 
 
-def key_password() -> bytes | None:
-    """The log keys' password, from ``MLTRAIL_KEY_PASSWORD`` (None: unencrypted)."""
-    from mltrail.ledger.keystore import key_password as from_env
-
-    return from_env()
-
-
 def load_log_key(keys: Path, ledger: str) -> Ed25519Signer:
     """The log key of ``ledger`` from ``keys/<ledger>.key``."""
-    from mltrail.ledger.keystore import load_signer
+    from mltrail.ledger.keystore import key_password, load_signer
 
     return load_signer(keys / f"{ledger}.key", key_password())
 
@@ -158,7 +150,7 @@ def init_ledger(
         ConfigError: the ledger exists but its key file is missing.
         StoreError: the database refuses.
     """
-    from mltrail.ledger.keystore import generate_signer, save_signer
+    from mltrail.ledger.keystore import generate_signer, key_password, save_signer
     from mltrail.ledger.ledger import Ledger
     from mltrail.storage.postgres import PostgresStore
 
@@ -251,6 +243,7 @@ def rotate_log_key(
     from mltrail.ledger.keystore import (
         destroy_key_file,
         generate_signer,
+        key_password,
         move_key_file,
         save_signer,
     )
