@@ -256,12 +256,8 @@ class _Ingest:
         ref = body.get("manifest")
         if body.get("files") != 1 or not isinstance(ref, dict):
             return []
-        data = self._blob(str(ref.get("blob")))
-        try:
-            sha = json.loads(data.splitlines()[0]).get("sha256") if data else None
-        except (ValueError, AttributeError, IndexError):
-            return []
-        return [sha] if isinstance(sha, str) else []
+        sha = self._single_file_sha(str(ref.get("blob")))
+        return [sha] if sha else []
 
     def model_flagged(self, seq: int, entry: Mapping[str, Any]) -> None:
         body = entry["body"]
