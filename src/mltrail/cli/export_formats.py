@@ -20,6 +20,7 @@ from mltrail.cli.output import (
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
+    from mltrail.core.report import VerificationReport
     from mltrail.ledger.home import Home
 
 __all__ = ["intoto", "openlineage"]
@@ -36,8 +37,11 @@ def _write(output: Path | None, data: bytes) -> None:
         raise InputError(f"cannot write {output}: {e.strerror or e}") from e
 
 
-def _require_intact(home: Home, trust_keys: tuple[str, ...], what: str) -> None:
-    """Refuse to hand out ``what`` from a ledger that fails verification."""
+def _require_intact(
+    home: Home, trust_keys: tuple[str, ...], refusing: str
+) -> VerificationReport:
+    """The ledger's verification; raises (``refusing to REFUSING``) when it
+    fails: nothing is handed out from such a ledger."""
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
 
     with verification_progress(sys.stderr.isatty()) as progress:
@@ -45,7 +49,8 @@ def _require_intact(home: Home, trust_keys: tuple[str, ...], what: str) -> None:
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
             progress=progress,
         )
-    report.raise_for_failure(refusing=f"export {what}")
+    report.raise_for_failure(refusing=refusing)
+    return report
 
 
 _trust_key_option = click.option(
@@ -99,22 +104,15 @@ def intoto(
       mltrail export intoto baseline -o p.json --json
     """
     from mltrail import __version__
-    from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
     from mltrail.integrations.intoto import export_intoto
 
     home = open_from(ctx)
-    keys = resolve_trusted_keys(trust_keys, home.ledger.origin)
+    verification = _require_intact(home, trust_keys, "sign provenance")
     index = derived_index(home)
     try:
-        with verification_progress(sys.stderr.isatty()) as progress:
-            envelope = export_intoto(
-                home,
-                index,
-                ref,
-                version=__version__,
-                trust_keys=keys,
-                progress=progress,
-            )
+        envelope = export_intoto(
+            home, index, ref, version=__version__, verification=verification
+        )
     finally:
         index.close()
     data = (json.dumps(envelope, indent=2) + "\n").encode()
@@ -194,7 +192,7 @@ def openlineage(
     if url and output:
         raise InputError("give either -o FILE or --url, not both")
     home = open_from(ctx)
-    _require_intact(home, trust_keys, "OpenLineage events")
+    _require_intact(home, trust_keys, "export OpenLineage events")
     index = derived_index(home)
     try:
         if runs:

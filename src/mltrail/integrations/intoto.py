@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from mltrail.audit.query import RunView
+    from mltrail.core.report import VerificationReport
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
@@ -63,6 +64,7 @@ def export_intoto(
     version: str = "unknown",
     trust_keys: Collection[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    verification: VerificationReport | None = None,
 ) -> dict[str, Any]:
     """The DSSE envelope of run ``ref``'s provenance, signed with the ledger key
     (``version``: mltrail's, named as the builder's version).
@@ -70,7 +72,8 @@ def export_intoto(
     The ledger is verified first (``trust_keys`` as ``mltrail verify
     --trust-key``): the key signs only what intact, signed records say, never
     an altered record, a blob that does not hash to its address, or a ledger
-    whose checkpoints disagree with its records (ADR 0024 amendment).
+    whose checkpoints disagree with its records (ADR 0024 amendment). A
+    caller that verified it already passes its ``verification``.
 
     Raises:
         InputError: no such run, or it has no outputs with a digest to attest.
@@ -78,7 +81,8 @@ def export_intoto(
         IntegrityError: the ledger fails verification, or the key file is not
             a current log key of the ledger it verified.
     """
-    verification = home.verify(trust_keys=trust_keys, progress=progress)
+    if verification is None:
+        verification = home.verify(trust_keys=trust_keys, progress=progress)
     verification.raise_for_failure(refusing="sign provenance")
     view = load_run(home, index, resolve_run(index, ref))
     statement = compute_statement(home, view, version=version)
