@@ -123,7 +123,7 @@ def changed_inputs(start: Entries, cache: HashCache) -> list[str]:
             continue
         path = Path(str(body.get("path")))
         try:
-            now = hash_dataset(path, cache=cache).dataset_id
+            now = hash_dataset(path, cache=cache, need_manifest=False).dataset_id
         except (MltrailError, OSError) as e:
             now = f"unreadable: {reason_of(e)}"
         if now != body["dataset"]:
