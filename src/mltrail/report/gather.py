@@ -402,11 +402,9 @@ def _validation(view: RunView | None) -> list[dict[str, Any]]:
         return []
     from mltrail.core.series import merge_series
 
-    series: dict[str, Any] = {}
-    for body in view.bodies("run.metrics"):
-        series.update(body.get("series") or {})
-    # a summary over every batch the run wrote, not the last one's alone
-    series.update(merge_series(view.bodies("run.metrics")))
+    # a summary over every batch the run wrote, not the last one's alone (the
+    # schema makes each series summary an object)
+    series = merge_series(view.bodies("run.metrics"))
     return [{"name": k, **_summary(v)} for k, v in sorted(series.items())]
 
 
