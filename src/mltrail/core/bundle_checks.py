@@ -593,22 +593,15 @@ def _purged_by_other(
 ) -> None:
     """Warn when the purge's author signed none of the carried records that
     referenced the blob before it (as ``mltrail verify``'s ``purge-by-other``)."""
-    owners: dict[int, str] = {}
+    authors: list[tuple[int, str]] = []
     for seq, _ in users:
         decoded = ctx.records.get(seq)
         user = decoded.record.entry.actor.get("user") if decoded else None
-        if seq < purged.seq and isinstance(user, str):
-            owners[seq] = user
-    if owners and purged.by not in owners.values():
-        names = ", ".join(map(repr, sorted(set(owners.values()))))
-        seqs = ", ".join(map(str, sorted(owners)))
-        ctx.warn(
-            purged.seq,
-            "purge-by-other",
-            f"blob {purged.digest} was purged by {purged.by!r}, who wrote none of "
-            f"the records that referenced it (record(s) {seqs}, written by "
-            f"{names}): the provenance of another user's work was erased",
-        )
+        if isinstance(user, str):
+            authors.append((seq, user))
+    message = purged.erased_others_work(authors)
+    if message is not None:
+        ctx.warn(purged.seq, "purge-by-other", message)
 
 
 def _base64(text: Any) -> bytes | None:

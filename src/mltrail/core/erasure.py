@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mltrail.values import Frozen
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["MAX_LISTED_REFERENCES", "PURGE_KIND", "PurgeNote", "purge_body"]
 
@@ -106,6 +106,24 @@ class PurgeNote(Frozen):
         said = [" ".join(parts)] if parts else []
         said.append(f"policy {self.policy!r}" if self.policy else "no policy named")
         return ", ".join([*said, f"reason {self.reason!r}"])
+
+    def erased_others_work(self, authors: Iterable[tuple[int, str]]) -> str | None:
+        """The ``purge-by-other`` message when this purge's author wrote none of
+        the records, given as (seq, ``actor.user``), that referenced the blob
+        before it; None when they wrote one, or none is known (``verify`` and
+        ``verify-bundle`` say it alike)."""
+        earlier = {seq: user for seq, user in authors if seq < self.seq}
+        owners = sorted(set(earlier.values()))
+        if not owners or self.by in owners:
+            return None
+        seqs = sorted(earlier)
+        shown = ", ".join(map(str, seqs[:10])) + (", ..." if len(seqs) > 10 else "")
+        return (
+            f"blob {self.digest} was purged by {self.by!r}, who wrote none of the "
+            f"records that referenced it (record(s) {shown}, written by "
+            f"{', '.join(map(repr, owners))}): the provenance of another user's "
+            "work was erased"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

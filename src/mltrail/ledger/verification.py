@@ -423,19 +423,9 @@ def _report_purge(
         Severity.WARNING,
     )
     earlier = _authors(store, sorted({seq for seq, _ in refs if seq < purge.seq}))
-    owners = sorted({user for _, user in earlier})
-    if owners and purge.by not in owners:
-        seqs = sorted({seq for seq, _ in earlier})
-        shown = ", ".join(map(str, seqs[:10])) + (", ..." if len(seqs) > 10 else "")
-        verifier.problem(
-            purge.seq,
-            "purge-by-other",
-            f"blob {purge.digest} was purged by {purge.by!r}, who wrote none of the "
-            f"records that referenced it (record(s) {shown}, written by "
-            f"{', '.join(map(repr, owners))}): the provenance of another user's "
-            "work was erased",
-            Severity.WARNING,
-        )
+    message = purge.erased_others_work(earlier)
+    if message is not None:
+        verifier.problem(purge.seq, "purge-by-other", message, Severity.WARNING)
 
 
 def _authors(store: Store, seqs: Sequence[int]) -> list[tuple[int, str]]:
