@@ -71,6 +71,7 @@ def gather_report(
     run_id, path = latest_writer(index, node)
     view = load_run(home, index, run_id) if run_id else None
     entries = _model_entries(home, ident)
+    open_flags, cleared_flags = _flags(entries["model.flagged"])
     report: dict[str, Any] = {
         "model": {
             "id": ident,
@@ -94,8 +95,8 @@ def gather_report(
             _event(r, ("stage", "action", "note", "run", "replaces"))
             for r in entries["model.promoted"]
         ],
-        "flags": _flags(entries["model.flagged"]),
-        "cleared_flags": _cleared_flags(entries["model.flagged"]),
+        "flags": open_flags,
+        "cleared_flags": cleared_flags,
         "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
         "lineage": graph.to_dict(),
         "record_keeping": _record_keeping(home, verification, bundle, evidence),
@@ -191,31 +192,20 @@ def _description(records: list[Any]) -> dict[str, Any]:
     return found
 
 
-def _flags(records: list[Any]) -> list[dict[str, Any]]:
-    """Flags raised and not cleared since (a cleared flag clears every open one)."""
+def _flags(records: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(flags raised and not cleared since, flags a later record cleared): a
+    clear by anyone closes every open flag, so each cleared one is kept with
+    that record (who cleared it, when, and the note), never let vanish."""
+    cleared: list[dict[str, Any]] = []
     open_flags: list[dict[str, Any]] = []
     for record in records:
         if record.entry.body.get("status") == "cleared":
+            clear = _event(record, ("note",))
+            cleared += [flag | {"cleared": clear} for flag in open_flags]
             open_flags = []
         else:
             open_flags.append(_event(record, ("source", "reason", "run", "note")))
-    return open_flags
-
-
-def _cleared_flags(records: list[Any]) -> list[dict[str, Any]]:
-    """Flags that a later record cleared, each with that record (who cleared it,
-    when, and the note): a clear by anyone closes every open flag, so the report
-    must not let them vanish without a trace."""
-    found: list[dict[str, Any]] = []
-    pending: list[dict[str, Any]] = []
-    for record in records:
-        if record.entry.body.get("status") == "cleared":
-            clear = _event(record, ("note",))
-            found += [flag | {"cleared": clear} for flag in pending]
-            pending = []
-        else:
-            pending.append(_event(record, ("source", "reason", "run", "note")))
-    return found
+    return open_flags, cleared
 
 
 # -- the run that made it -------------------------------------------------------------
