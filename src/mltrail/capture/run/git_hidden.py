@@ -7,7 +7,8 @@
   the file, with its mtime put back, is not seen either (git compares whole
   seconds of ctime unless built with ``USE_NSEC``): the files the command runs
   (``watch``) are therefore compared with the index by content (flag
-  ``stat-unchanged``), which costs nothing more since they are read anyway.
+  ``stat-unchanged``): one more read of each (``run.code files`` reads them
+  again; they are the program and the files its command line names).
   ``hidden_changes`` lists every such file whose bytes on disk differ from the
   index (git's blob id computed here, no git filter run), with its SHA-256,
   size and content (a text blob, like a program file), or ``deleted``. A
