@@ -153,6 +153,80 @@ def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
     assert "0.9" not in proc.stdout
 
 
+def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
+    """The forger of the test above also adds the home's real public key to
+    their ledger as a log key (a ``key.added`` their own key signs: no proof of
+    possession is asked of a log key), so the real key is a current log key of
+    the forged ledger. It signed none of its checkpoints, and signs nothing."""
+    from mltrail.core.signing import encode_b64
+    from mltrail.ledger.home import open_home
+    from mltrail.ledger.ledger import Draft
+
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    real = open_home(home)
+    real_key = real.ledger.signer
+    assert real_key is not None
+    real.close()
+    forged = tmp_path / "forged"
+    ok(mltrail_cli(forged, project, "init", "--origin", "example.org/exports"))
+    forger = open_home(forged)
+    body = {
+        "alg": "ed25519",
+        "key": real_key.key_id,
+        "public_key": encode_b64(real_key.public_key),
+        "reason": "taken in",
+    }
+    forger.ledger._append_signed(forger.ledger._sign([Draft("key.added", body)]))
+    forger.close()
+    ok(mltrail_cli(forged, project, "run", "--name", "base",
+                   "--output", "out/model.bin",
+                   "--", sys.executable, "train.py", "--lr", "0.9"))  # fmt: skip
+    for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "index.db"):
+        (home / name).unlink(missing_ok=True)
+    shutil.copy(forged / "ledger.db", home / "ledger.db")
+    shutil.copy(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
+    settings = json.loads((home / "ledger.json").read_text())
+    forged_key = json.loads((forged / "ledger.json").read_text())["trusted_key"]
+    settings["trusted_key"] = forged_key  # signing_key still names the real key
+    (home / "ledger.json").write_text(json.dumps(settings))
+    ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
+    out = tmp_path / "p.intoto.json"
+    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "refusing to sign provenance" in proc.stderr
+    assert "signed no checkpoint" in proc.stderr
+    assert not out.exists()
+    assert "0.9" not in proc.stdout
+
+
+def test_intoto_signs_with_the_new_key_after_a_rotation(made, tmp_path):
+    """The rotation's checkpoint is signed by the new key: the newest checkpoint
+    check passes without another append."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    ok(mltrail_cli(home, project, "keys", "rotate", "--reason", "test"))
+    new_key = ok(mltrail_cli(home, project, "keys", "export", "--format", "id"))
+    out = tmp_path / "p.intoto.json"
+    ok(mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out)))
+    envelope = json.loads(out.read_text())
+    assert envelope["signatures"][0]["keyid"] == new_key.stdout.strip()
+
+
+def test_intoto_refuses_records_written_after_the_newest_checkpoint(made, tmp_path):
+    """A record appended without the key (no checkpoint covers it) verifies
+    with a warning; the key signs nothing until it is adopted."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    edit(home / "ledger.db", "DROP TRIGGER checkpoints_no_DELETE",
+         "DELETE FROM checkpoints WHERE size = (SELECT max(size) FROM checkpoints)")  # fmt: skip
+    out = tmp_path / "p.intoto.json"
+    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "signed no checkpoint that covers this ledger" in proc.stderr
+    assert not out.exists()
+
+
 def test_intoto_of_an_intact_ledger_still_signs(made, tmp_path):
     project, home = made
     out = tmp_path / "p.intoto.json"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from mltrail.audit.query import RunView
     from mltrail.core.report import VerificationReport
+    from mltrail.core.signing import Signer
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
@@ -106,8 +107,56 @@ def export_intoto(
             hint="the ledger in this home is not the one this key signs; "
             "run `mltrail verify --trust-key KEY` with the key you expect",
         )
+    _require_own_checkpoint(home, signer, verification)
     payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
     return sign_envelope(payload, INTOTO_PAYLOAD_TYPE, signer)
+
+
+def _require_own_checkpoint(
+    home: Home, signer: Signer, verification: VerificationReport
+) -> None:
+    """Refuse unless ``signer`` signed the ledger's newest checkpoint, and that
+    checkpoint covers every record verified (its size and root are the ones
+    verification found).
+
+    Being a current log key of the verified ledger is not enough: a log key's
+    ``key.added`` carries no proof of possession, so a forger's own ledger can
+    add the real public key and be "signed" by it without holding it. Its
+    checkpoints, though, the forger cannot sign with that key (ADR 0024
+    amendment). Every append of a home writes a checkpoint signed by the
+    home's key, a rotation one signed by the new key.
+
+    Raises:
+        IntegrityError: no such checkpoint.
+    """
+    from mltrail.core.checkpoint import verify_checkpoint
+
+    latest = home.ledger.latest_checkpoint()
+    why = "the ledger holds no checkpoint"
+    if latest is not None:
+        try:
+            checkpoint = verify_checkpoint(
+                latest[1], origin=home.ledger.origin, public_keys=[signer.public_key]
+            )
+        except (MltrailError, ValueError):
+            why = f"its newest checkpoint (of {latest[0]} records) is signed by another key"
+        else:
+            if (checkpoint.size, checkpoint.root) == (
+                verification.size,
+                verification.root,
+            ):
+                return
+            why = (
+                f"its newest checkpoint covers {checkpoint.size} of the "
+                f"{verification.size} records verified"
+            )
+    raise IntegrityError(
+        f"refusing to sign provenance: the signing key {signer.key_id[:16]}... "
+        f"signed no checkpoint that covers this ledger ({why})",
+        hint="the ledger in this home is not the one this key signs; run "
+        "`mltrail verify --trust-key KEY` with the key you expect (records "
+        "written after the newest checkpoint: `mltrail checkpoint --adopt`)",
+    )
 
 
 def compute_statement(
