@@ -198,6 +198,14 @@ def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
     assert "signed no checkpoint" in proc.stderr
     assert not out.exists()
     assert "0.9" not in proc.stdout
+    # Nor does the home's next run write on it (its checkpoint would then be
+    # the real key's, and the forged history signed): the head check refuses.
+    proc = mltrail_cli(home, project, "run", "--name", "next", "--",
+                       sys.executable, "train.py", "--lr", "0.2")  # fmt: skip
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "is not signed by this writer's key" in proc.stderr
+    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
 
 
 def test_intoto_signs_with_the_new_key_after_a_rotation(made, tmp_path):

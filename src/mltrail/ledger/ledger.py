@@ -521,8 +521,39 @@ class Ledger:
         from mltrail.core.chain import check_head
 
         check_head(head, origin=self.origin, keys=self._keyring.valid_keys(head.size))
+        self._check_own_checkpoint(head)
         self._check_last_hash(head)
         self._trusted_head = (head.size, head.frontier)
+
+    def _check_own_checkpoint(self, head: ChainHead) -> None:
+        """A writer whose key is a log key of the ledger builds only on a
+        checkpoint that key signed: each append checkpoints with the writer's
+        key (a rotation with the new key), so a newest checkpoint by another key
+        means this is not the ledger the key has been writing. A log key's
+        ``key.added`` needs no proof of possession, so a ledger swapped in
+        beside the key file can name the key; it cannot show its signature
+        (ADR 0011 amendment)."""
+        signer = self.signer
+        if (
+            signer is None
+            or head.checkpoint is None
+            or self._keyring.signer_problem(signer.key_id, head.size) is not None
+        ):
+            return  # no key, or one the checks of each entry refuse anyway
+        from mltrail.core.checkpoint import verify_checkpoint
+
+        try:
+            verify_checkpoint(
+                head.checkpoint, origin=self.origin, public_keys=[signer.public_key]
+            )
+        except (MltrailError, ValueError):
+            raise IntegrityError(
+                f"refusing to write: the newest checkpoint (of {head.size} records) "
+                f"is not signed by this writer's key {signer.key_id[:16]}...: the "
+                "ledger was last written with another key (a ledger put in place "
+                "beside this key file?)",
+                hint="run `mltrail verify --trust-key KEY` with the key you expect",
+            ) from None
 
     def _check_last_hash(self, head: ChainHead) -> None:
         """The next record's ``prev`` is the head's hash, which the store reads
