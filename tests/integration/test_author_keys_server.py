@@ -129,3 +129,46 @@ def _signed_note(env: dict[str, str], user: str, text: str) -> dict[str, Any]:
     )
     return sign_entry(entry, load_signer(key_file)).to_dict()
 
+
+def test_one_identity_holds_a_bounded_number_of_author_keys(
+    team_server: Any, tmp_path: Path
+) -> None:
+    """Each registration re-read every key record under the appender: a writer
+    registering keys in a loop (each request 201) made every later one, and
+    the appends of everyone waiting behind it, slower without end (151 ms a
+    registration at 500 keys, 648 ms at 1,000 on the 2-core machine)."""
+    from mltrail.server.routes_write import MAX_AUTHOR_KEYS
+
+    s = team_server
+    user, token = "keyful-carol", s.token("writer", "keyful-carol")
+    keys = [_register(s, token, user) for _ in range(MAX_AUTHOR_KEYS)]
+    assert [status for status, _ in keys] == [201] * MAX_AUTHOR_KEYS
+    size = s.call("GET", f"{A}/head", token)[1]["size"]
+    status, answer = _register(s, token, user)
+    assert status == 422, answer
+    assert f"holds {MAX_AUTHOR_KEYS} author keys already" in answer["error"]["message"]
+    assert s.call("GET", f"{A}/head", token)[1]["size"] == size
+
+    # another identity is not held back; a revoked key makes room again
+    assert _register(s, s.token("writer", "keyless-dan"), "keyless-dan")[0] == 201
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env["MLTRAIL_HOME"] = str(tmp_path / "admin")
+    _cli(env, "keys", "revoke", keys[0][1]["key"], "--reason", "spare", "--db",
+         s.owner_url, "--ledger", "team-a", "--keys", str(s.keys))  # fmt: skip
+    assert _register(s, token, user)[0] == 201
+
+
+def _register(s: Any, token: str, identity: str) -> tuple[int, Any]:
+    """POST /keys a fresh key for ``identity``: (status, answer)."""
+    from mltrail.core.keyring import make_key_proof
+    from mltrail.core.signing import encode_b64
+    from mltrail.ledger.keystore import generate_signer
+
+    signer = generate_signer()
+    origin = s.call("GET", A, token)[1]["origin"]
+    body = {
+        "public_key": encode_b64(signer.public_key),
+        "identity": identity,
+        "proof": encode_b64(make_key_proof(signer, origin, identity)),
+    }
+    return s.call("POST", f"{A}/keys", token, body)
