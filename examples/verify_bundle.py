@@ -275,12 +275,20 @@ def key_history(
         if entry["kind"] not in ("key.added", "key.revoked"):
             continue
         signer = keys.get(entry["sig"]["key"])
-        if seq > 0 and (signer is None or signer[3] is not None):
-            raise BundleError(f"record {seq}: a key record not signed by a log key")
+        if seq > 0 and (
+            signer is None or signer[3] is not None or not valid(signer, seq)
+        ):
+            raise BundleError(
+                f"record {seq}: a key record not signed by a log key valid at seq {seq}"
+            )
         body = entry["body"]
-        if entry["kind"] == "key.revoked":
+        if entry["kind"] == "key.revoked":  # once, of a key added before
+            if keys.get(body["key"], [None, 0, 0])[2] is not None:
+                raise BundleError(f"record {seq}: revokes a key not added or revoked")
             keys[body["key"]][2] = seq
             continue
+        if body["key"] in keys:  # never again, so never valid again once revoked
+            raise BundleError(f"record {seq}: adds a key the ledger added before")
         public = _b64(body["public_key"])
         if hashlib.sha256(public).hexdigest() != body["key"]:
             raise BundleError(f"record {seq}: the key id is not its key's hash")
@@ -299,6 +307,11 @@ def key_history(
     return keys
 
 
+def valid(key: list[Any], seq: int) -> bool:
+    """Whether ``key`` ([public key, added at, revoked at, identity]) may sign at ``seq``."""
+    return key[1] < seq and (key[2] is None or seq < key[2])
+
+
 def check_record(
     seq: int, data: bytes, record: dict[str, Any], ctx: dict[str, Any]
 ) -> None:
@@ -309,9 +322,10 @@ def check_record(
         )
     entry = record["entry"]
     sig = entry["sig"]
-    public, added, revoked, identity = ctx["keys"].get(sig["key"], (None, 0, 0, 0))
-    if public is None or not added < seq or (revoked is not None and seq >= revoked):
+    key = ctx["keys"].get(sig["key"])
+    if key is None or not valid(key, seq):
         raise BundleError(f"record {seq}: signed by a key not valid at seq {seq}")
+    public, _, _, identity = key
     if identity is not None and entry["kind"] in AUTHOR_FORBIDDEN:
         raise BundleError(f"record {seq}: an author key signed a {entry['kind']}")
     if identity is not None and entry.get("actor", {}).get("user") != identity:
