@@ -216,6 +216,51 @@ def checkpoint_of(text: str, origin: str, keys: dict[str, Any]) -> tuple[int, by
     return size, root
 
 
+# -- Ed25519 public keys (RFC 8032 5.1.3) ----------------------------------------------
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+_L = 2**252 + 27742317777372353535851937790883648493
+_IDENTITY = (0, 1)
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Twisted Edwards addition (a = -1), complete for Ed25519 (d is no square)."""
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    x = (x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P
+    y = (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P
+    return x, y
+
+
+def is_prime_order_point(data: bytes) -> bool:
+    """Whether ``data`` is a canonical encoding of a point of order L, as libsodium
+    wants of a key (``crypto_core_ed25519_is_valid_point``). `cryptography` does
+    not check it: under a small-order key such as ``01 00 .. 00`` it accepts a
+    signature anyone can make, of any message."""
+    if len(data) != 32:
+        return False
+    y = int.from_bytes(data, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return False
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if (v * x * x - u) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+        if (v * x * x - u) % _P:
+            return False  # no point has this y
+    if x == 0 and data[31] >> 7:
+        return False  # x = 0 has no negative
+    if x & 1 != data[31] >> 7:
+        x = _P - x
+    point, total, scalar = (x, y), _IDENTITY, _L
+    while scalar:  # L * point: the identity for a point of order L (or 1)
+        if scalar & 1:
+            total = _add(total, point)
+        point, scalar = _add(point, point), scalar >> 1
+    return total == _IDENTITY and (x, y) != _IDENTITY
+
+
 # -- the bundle -----------------------------------------------------------------------
 
 
@@ -275,15 +320,25 @@ def key_history(
         if entry["kind"] not in ("key.added", "key.revoked"):
             continue
         signer = keys.get(entry["sig"]["key"])
-        if seq > 0 and (signer is None or signer[3] is not None):
-            raise BundleError(f"record {seq}: a key record not signed by a log key")
+        if seq > 0 and (
+            signer is None or signer[3] is not None or not valid(signer, seq)
+        ):
+            raise BundleError(
+                f"record {seq}: a key record not signed by a log key valid at seq {seq}"
+            )
         body = entry["body"]
-        if entry["kind"] == "key.revoked":
+        if entry["kind"] == "key.revoked":  # once, of a key added before
+            if keys.get(body["key"], [None, 0, 0])[2] is not None:
+                raise BundleError(f"record {seq}: revokes a key not added or revoked")
             keys[body["key"]][2] = seq
             continue
+        if body["key"] in keys:  # never again, so never valid again once revoked
+            raise BundleError(f"record {seq}: adds a key the ledger added before")
         public = _b64(body["public_key"])
         if hashlib.sha256(public).hexdigest() != body["key"]:
             raise BundleError(f"record {seq}: the key id is not its key's hash")
+        if not is_prime_order_point(public):
+            raise BundleError(f"record {seq}: the key is not a valid Ed25519 key")
         identity = body.get("identity")
         if identity is not None:
             if seq == 0 or not isinstance(identity, str) or "proof" not in body:
@@ -299,6 +354,11 @@ def key_history(
     return keys
 
 
+def valid(key: list[Any], seq: int) -> bool:
+    """Whether ``key`` ([public key, added at, revoked at, identity]) may sign at ``seq``."""
+    return key[1] < seq and (key[2] is None or seq < key[2])
+
+
 def check_record(
     seq: int, data: bytes, record: dict[str, Any], ctx: dict[str, Any]
 ) -> None:
@@ -309,9 +369,10 @@ def check_record(
         )
     entry = record["entry"]
     sig = entry["sig"]
-    public, added, revoked, identity = ctx["keys"].get(sig["key"], (None, 0, 0, 0))
-    if public is None or not added < seq or (revoked is not None and seq >= revoked):
+    key = ctx["keys"].get(sig["key"])
+    if key is None or not valid(key, seq):
         raise BundleError(f"record {seq}: signed by a key not valid at seq {seq}")
+    public, _, _, identity = key
     if identity is not None and entry["kind"] in AUTHOR_FORBIDDEN:
         raise BundleError(f"record {seq}: an author key signed a {entry['kind']}")
     if identity is not None and entry.get("actor", {}).get("user") != identity:

@@ -11,6 +11,7 @@ examples/verify_bundle.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -259,3 +260,105 @@ def test_a_bundle_checkpoint_signed_by_an_author_key_is_named(
     )
     assert standalone.returncode == 1
     assert "no signature by a key of the ledger" in standalone.stderr
+
+
+def _key_entry(log_key: Any, kind: str, body: dict[str, Any]) -> Entry:
+    time = format_time(datetime.now(UTC))
+    return sign_entry(Entry(kind, time, {"user": "alice"}, body), log_key)
+
+
+@pytest.mark.parametrize("how", ["added-again", "revoked-twice"])
+def test_a_revoked_author_key_made_valid_again_fails_every_verifier(
+    world: dict[str, Any], how: str
+) -> None:
+    """bob's key is revoked; then the log key's holder adds it again (or revokes
+    it a second time, later): ``mltrail verify`` and ``verify-bundle`` name the
+    key record and bob's later entry. The standalone verifier took the second
+    record as the key's history (found by the review of 2026-12-07): revoked
+    twice, it passed the bundle, bob's entry between the two included; added
+    again, it blamed bob's honest entries from before the revocation."""
+    from mltrail.core.keyring import make_key_proof
+    from mltrail.core.signing import encode_b64
+
+    home = world["base"] / f"again-{how}"
+    shutil.copytree(world["home"], home)
+    bob, log_key = world["bob"], world["log_key"]
+    revoke = {"key": bob.key_id, "reason": "left"}
+    first = _forge(home, _key_entry(log_key, "key.revoked", revoke), log_key)
+    if how == "added-again":
+        body = {
+            "alg": "ed25519",
+            "key": bob.key_id,
+            "public_key": encode_b64(bob.public_key),
+            "identity": "bob",
+            "proof": encode_b64(make_key_proof(bob, ORIGIN, "bob")),
+            "reason": "back",
+        }
+        bad = _forge(home, _key_entry(log_key, "key.added", body), log_key)
+        late = _forge(home, _entry(bob, "bob", "note", {"text": "late"}), log_key)
+    else:
+        late = _forge(home, _entry(bob, "bob", "note", {"text": "late"}), log_key)
+        bad = _forge(home, _key_entry(log_key, "key.revoked", revoke), log_key)
+    proc = mltrail(home, "verify", "--json")
+    assert proc.returncode == 3, proc.stderr
+    errors = _errors(json.loads(proc.stdout))
+    assert (late, "signer") in errors
+    assert (bad, "key") in errors
+    out = world["base"] / f"again-{how}.json"
+    ok(mltrail(home, "export", "run:run-bob", "-o", out))
+    seqs = [r["seq"] for r in json.loads(out.read_text())["records"]]
+    assert {first, bad, late} <= set(seqs)
+    assert mltrail(home, "verify-bundle", out, "--json").returncode == 3
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, out], capture_output=True, text=True, check=False
+    )
+    assert standalone.returncode == 1, standalone.stdout
+    assert f"record {bad}:" in standalone.stderr
+
+
+class _SmallOrderKey:
+    """The identity point ``01 00 .. 00`` as a "key": under it (R = the identity,
+    S = 0) is a signature of every message, which anyone can make, and which
+    OpenSSL (`cryptography`) accepts and libsodium refuses."""
+
+    public_key = bytes([1]) + bytes(31)
+    key_id = hashlib.sha256(public_key).hexdigest()
+
+    def sign(self, message: bytes) -> bytes:
+        return self.public_key + bytes(32)
+
+
+def test_a_small_order_author_key_fails_every_verifier(world: dict[str, Any]) -> None:
+    """A key.added of a small-order point (written by the log key's holder:
+    ``register_key`` checks the proof with libsodium and refuses it) lets anyone
+    sign as its identity where `cryptography` checks the signatures: the
+    standalone verifier passed such a bundle; the others name the key record."""
+    from mltrail.core.keyring import make_key_proof
+    from mltrail.core.signing import encode_b64
+
+    home = world["base"] / "small-order"
+    shutil.copytree(world["home"], home)
+    weak, log_key = _SmallOrderKey(), world["log_key"]
+    body = {
+        "alg": "ed25519",
+        "key": weak.key_id,
+        "public_key": encode_b64(weak.public_key),
+        "identity": "mallory",
+        "proof": encode_b64(make_key_proof(weak, ORIGIN, "mallory")),
+        "reason": "anyone's",
+    }
+    added = _forge(home, _key_entry(log_key, "key.added", body), log_key)
+    note = _forge(home, _entry(weak, "mallory", "note", {"text": "by anyone"}), log_key)
+    proc = mltrail(home, "verify", "--json")
+    assert proc.returncode == 3, proc.stderr
+    errors = _errors(json.loads(proc.stdout))
+    assert (added, "key") in errors
+    assert (note, "signer") in errors
+    out = world["base"] / "small-order.json"
+    ok(mltrail(home, "export", "run:run-bob", "-o", out))
+    assert mltrail(home, "verify-bundle", out, "--json").returncode == 3
+    standalone = subprocess.run(
+        [sys.executable, EXAMPLE, out], capture_output=True, text=True, check=False
+    )
+    assert standalone.returncode == 1, standalone.stdout
+    assert f"record {added}: the key is not a valid Ed25519 key" in standalone.stderr

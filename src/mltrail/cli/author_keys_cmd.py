@@ -142,24 +142,93 @@ def register(
 @click.option(
     "--reason", required=True, help="Why the key is revoked (recorded in the ledger)."
 )
+@click.option(
+    "--db",
+    "db_url",
+    help="Revoke an author key of a team server's ledger instead (with --ledger): "
+    "the postgresql:// URL its admin sets it up with.",
+)
+@click.option("--ledger", help="The server's ledger whose author key is revoked.")
+@click.option(
+    "--keys",
+    "keys_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MLTRAIL_SERVER_KEYS",
+    help="Where the server's log keys <ledger>.key are (default: $MLTRAIL_HOME/"
+    "server-keys).",
+)
 @json_option
 @click.pass_context
-def revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> None:
+def revoke(
+    ctx: click.Context,
+    key_id: str,
+    reason: str,
+    db_url: str | None,
+    ledger: str | None,
+    keys_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Revoke an author key: entries it signs from here on are refused.
 
     KEY_ID is the full key id (`mltrail keys list`). Entries it signed before
     keep verifying. The ledger's own (log) key is replaced with `mltrail keys
     rotate` instead.
 
+    With --db and --ledger it revokes an author key of a team server's ledger,
+    signed by that ledger's log key (<keys>/<ledger>.key): the server's admin's
+    work, as clients hold no log key. A running `mltrail server` refuses the
+    key's entries from its next write on. Revoke the holder's token too
+    (`mltrail tokens revoke`), or they may register a new key.
+
     \b
     Examples:
       mltrail keys revoke 56475aa7...708c --reason "bob left the team"
       mltrail keys revoke "$KEY" --reason "CI key leaked" --json
+      mltrail keys revoke "$KEY" --reason "laptop lost" \\
+          --db postgresql://postgres@db/audit --ledger team-a --keys /etc/mltrail/keys
     """
-    home = open_from(ctx, writable=True)
+    if db_url is not None or ledger is not None:
+        _revoke_server_key(db_url, ledger, keys_dir, key_id, reason, as_json)
+        return
+    home = open_from(ctx, writable=True, local_only="keys revoke")
     record = home.ledger.revoke_key(key_id, reason=typed(home, reason) or reason)
     home.checkpoint()
     if as_json:
         emit_json({"seq": record.seq, "key": key_id})
         return
     console.print(f"revoked key {key_id[:16]}... (seq {record.seq})")
+
+
+def _revoke_server_key(
+    db_url: str | None,
+    ledger: str | None,
+    keys_dir: Path | None,
+    key_id: str,
+    reason: str,
+    as_json: bool,
+) -> None:
+    from mltrail.storage.registry import require_postgres, store_scheme
+
+    if (
+        not db_url
+        or not ledger
+        or store_scheme(db_url) not in ("postgresql", "postgres")
+    ):
+        raise InputError(
+            "revoking a server ledger's author key needs --db postgresql://... and "
+            "--ledger",
+            hint="e.g. mltrail keys revoke KEY --reason TEXT --db "
+            "postgresql://postgres@db/audit --ledger team-a",
+        )
+    require_postgres()
+    from mltrail.server.control import default_keys_dir, revoke_author_key
+
+    result = revoke_author_key(
+        db_url, ledger, keys_dir or default_keys_dir(), key_id, reason=reason
+    )
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"ledger {ledger}: revoked key {key_id[:16]}... (seq {result['seq']})"
+    )

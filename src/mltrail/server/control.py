@@ -10,6 +10,7 @@ enters the database.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,9 +42,11 @@ from mltrail.storage.postgres import (
 from mltrail.storage.registry import display_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from mltrail.core.signing import Ed25519Signer
+    from mltrail.ledger.ledger import Ledger
 
 __all__ = [
     "Control",
@@ -53,6 +56,7 @@ __all__ = [
     "init_control",
     "init_ledger",
     "load_log_key",
+    "revoke_author_key",
     "rotate_log_key",
     "schema_url",
 ]
@@ -238,7 +242,6 @@ def rotate_log_key(
         ConfigError: the ledger's key file is missing or unreadable.
         StoreError: the database refuses.
     """
-    from mltrail.core.codec import decode_record
     from mltrail.errors import ConfigError
     from mltrail.ledger.keystore import (
         destroy_key_file,
@@ -247,20 +250,8 @@ def rotate_log_key(
         move_key_file,
         save_signer,
     )
-    from mltrail.ledger.ledger import Ledger
-    from mltrail.storage.postgres import PostgresStore
 
-    check_ledger_name(ledger)
-    control = Control(url)
-    try:
-        row = control.ledger(ledger)
-    finally:
-        control.close()
-    if row is None:
-        raise InputError(
-            f"{display_url(url)} serves no ledger {ledger}",
-            hint="set one up with mltrail db init --db URL --ledger NAME --origin ORIGIN",
-        )
+    row = _served_row(url, ledger)
     if move_old_key_to is not None and (
         move_old_key_to.exists() or move_old_key_to.is_symlink()
     ):
@@ -276,18 +267,7 @@ def rotate_log_key(
         )
     new = generate_signer()
     save_signer(new, new_path, key_password())
-    with PostgresStore(schema_url(url, row.schema), roles=KIND_ROLES) as store:
-        first = next(iter(store.rows(0, 1)), None)
-        genesis = None if first is None else decode_record(first.data).record.entry
-        ledger_obj = Ledger(
-            store,
-            old,
-            origin=row.origin,
-            trusted_key=None
-            if genesis is None or genesis.sig is None
-            else genesis.sig.key,
-            actor={"user": "mltrail-server"},
-        )
+    with _served_ledger(url, row, old) as ledger_obj:
         records = ledger_obj.rotate_key(new, reason=reason)
     if move_old_key_to is not None:
         move_key_file(key_path, move_old_key_to)
@@ -303,6 +283,65 @@ def rotate_log_key(
         "old_key": "moved" if move_old_key_to is not None else "destroyed",
         "moved_to": str(move_old_key_to) if move_old_key_to is not None else None,
     }
+
+
+def revoke_author_key(
+    url: str, ledger: str, keys: Path, key_id: str, *, reason: str
+) -> dict[str, Any]:
+    """Revoke an author key of a served ledger, as its admin: ``key.revoked``
+    signed by the ledger's log key (``<keys>/<ledger>.key``), appended to the
+    database as the server appends. A running server refuses the key's entries
+    from its next write on (its appender sees the key records change).
+
+    Raises:
+        InputError: no such ledger; the key is unknown, already revoked, or a
+            log key (``rotate_log_key`` replaces those).
+        ConfigError: the ledger's key file is missing or unreadable.
+        StoreError: the database refuses.
+    """
+    row = _served_row(url, ledger)
+    log_key = load_log_key(keys, ledger)
+    with _served_ledger(url, row, log_key) as served:
+        record = served.revoke_key(key_id, reason=reason)
+    return {"ledger": ledger, "key": key_id, "seq": record.seq}
+
+
+def _served_row(url: str, ledger: str) -> LedgerRow:
+    """The control row of served ledger ``ledger`` (InputError: none)."""
+    check_ledger_name(ledger)
+    control = Control(url)
+    try:
+        row = control.ledger(ledger)
+    finally:
+        control.close()
+    if row is None:
+        raise InputError(
+            f"{display_url(url)} serves no ledger {ledger}",
+            hint="set one up with mltrail db init --db URL --ledger NAME --origin ORIGIN",
+        )
+    return row
+
+
+@contextmanager
+def _served_ledger(url: str, row: LedgerRow, signer: Ed25519Signer) -> Iterator[Ledger]:
+    """The served ledger ``row`` over its database schema, signing with ``signer``
+    (its log key) as the server does (actor ``mltrail-server``)."""
+    from mltrail.core.codec import decode_record
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.storage.postgres import PostgresStore
+
+    with PostgresStore(schema_url(url, row.schema), roles=KIND_ROLES) as store:
+        first = next(iter(store.rows(0, 1)), None)
+        genesis = None if first is None else decode_record(first.data).record.entry
+        yield Ledger(
+            store,
+            signer,
+            origin=row.origin,
+            trusted_key=None
+            if genesis is None or genesis.sig is None
+            else genesis.sig.key,
+            actor={"user": "mltrail-server"},
+        )
 
 
 class Control:
