@@ -356,9 +356,8 @@ def _check_key_count(ledger: Ledger, identity: str) -> None:
         raise InputError(
             f"{identity!r} holds {len(held)} author keys already, the most one "
             "identity may hold at once; nothing was registered",
-            hint="use a key you registered before (a new home takes it with "
-            "`mltrail init --key FILE`), or ask the ledger's admin to revoke one "
-            "(mltrail keys revoke KEY --db ... --ledger ...)",
+            hint="use a key you registered before, or ask the ledger's admin to "
+            "revoke one (mltrail keys revoke KEY --db ... --ledger ...)",
         )
 
 
