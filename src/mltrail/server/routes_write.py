@@ -23,7 +23,7 @@ from mltrail.core.codec import format_time, parse_json, parse_time, validate_ent
 from mltrail.core.entry import Entry
 from mltrail.core.limits import MAX_DEPTH
 from mltrail.core.signing import decode_b64
-from mltrail.errors import InputError, MltrailError, SchemaError
+from mltrail.errors import MltrailError, SchemaError
 from mltrail.server.app import (
     BEARER,
     ApiError,
@@ -47,14 +47,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.ledger import Ledger
     from mltrail.server.tokens import Principal
 
-__all__ = [
-    "MAX_AHEAD",
-    "MAX_AUTHOR_KEYS",
-    "MAX_BLOB_BYTES",
-    "MAX_ENTRIES",
-    "MAX_ENTRIES_BYTES",
-    "router",
-]
+__all__ = ["MAX_AHEAD", "MAX_BLOB_BYTES", "MAX_ENTRIES", "MAX_ENTRIES_BYTES", "router"]
 
 router = APIRouter(prefix="/ledgers/{ledger}", tags=["write"])
 Writer = Annotated[Ctx, Depends(need(UPLOAD_ROLES))]
@@ -66,10 +59,6 @@ MAX_SMALL_BODY = 64 * 2**10
 MAX_IDEMPOTENCY_KEY = 200
 MAX_AHEAD = timedelta(seconds=30)
 """How far after the server's clock an entry may be dated."""
-MAX_AUTHOR_KEYS = 16
-"""Author keys one identity holds at once (not revoked): each key the ledger
-holds costs every later key refresh of the appender and every reader's key
-ring, so one writer registering keys in a loop would slow every append."""
 _SIG_KEYS = {"alg", "key", "value"}
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 _JSON_BODY = {
@@ -334,7 +323,6 @@ async def register_key(ctx: Writer, request: Request) -> dict[str, Any]:
         raise ApiError(400, f"public_key and proof are base64: {e}") from e
 
     def register(ledger: Ledger) -> Record:
-        _check_key_count(ledger, identity)
         return ledger.register_key(public_key, identity, proof)
 
     try:
@@ -342,23 +330,6 @@ async def register_key(ctx: Writer, request: Request) -> dict[str, Any]:
     except MltrailError as e:
         raise raise_for(e) from e
     return {"seq": record.seq, "key": record.entry.body["key"]}
-
-
-def _check_key_count(ledger: Ledger, identity: str) -> None:
-    """Refuse a key for ``identity`` when it holds ``MAX_AUTHOR_KEYS`` already
-    (run in the appender, so two registrations cannot both pass)."""
-    held = [
-        key_id
-        for key_id, state in ledger.keys().keys.items()
-        if state.identity == identity and state.revoked_seq is None
-    ]
-    if len(held) >= MAX_AUTHOR_KEYS:
-        raise InputError(
-            f"{identity!r} holds {len(held)} author keys already, the most one "
-            "identity may hold at once; nothing was registered",
-            hint="use a key you registered before, or ask the ledger's admin to "
-            "revoke one (mltrail keys revoke KEY --db ... --ledger ...)",
-        )
 
 
 @router.post("/tokens", status_code=201, openapi_extra=_JSON_BODY, tags=["admin"])
