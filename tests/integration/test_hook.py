@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger_reading import entries
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -113,6 +115,32 @@ def test_a_child_python_joins_the_hooked_run(env_python, project, tmp_path):
     assert (run["name"], run["status"]) == ("parent.py", "succeeded")
     shown = _mltrail(env_python, "--home", str(tmp_path / "home"), "show", run["id"])
     assert "acc" in shown.stdout
+
+
+def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_path):
+    # A forked child runs the parent's atexit and exception hooks: it used to
+    # end the run (as succeeded, or failed with its own error), and the parent
+    # then wrote a second run.ended.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    fork = _script(project, "fork.py", """\
+        import os, sys
+        for end in ("exit", "raise"):
+            pid = os.fork()
+            if pid == 0:
+                if end == "exit":
+                    sys.exit(0)
+                raise ValueError("the child failed")
+            os.waitpid(pid, 0)
+        print("parent done")
+        sys.exit(3)
+    """)  # fmt: skip
+    done = subprocess.run([env_python, fork], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "parent done\n")
+    home = tmp_path / "home"
+    [run] = _runs(env_python, home)
+    assert (run["name"], run["status"], run["exit_code"]) == ("fork.py", "failed", 3)
+    ended = [e for e in entries(home, run["id"]) if e.kind == "run.ended"]
+    assert [e.body["exit_code"] for e in ended] == [3]
 
 
 def test_a_broken_home_does_not_stop_the_script(env_python, project, tmp_path):
