@@ -8,12 +8,14 @@ script's exit status. Config files named in its arguments are recorded as for
 process, one run: ``recorder.active_run``), so what it logs lands here and its
 end does not end the run. ``mltrail.autolog()`` called at the top of a script does the
 same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
-so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``
-with its status (the last call's), and any other exit as succeeded.
+so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``,
+``exit(n)`` or ``quit(n)`` with its status (the last call's), and any other exit
+as succeeded.
 """
 
 from __future__ import annotations
 
+import _sitebuiltins
 import argparse
 import atexit
 import runpy
@@ -35,6 +37,7 @@ _active: Run | None = None
 _depth = threading.local()
 _original_parse = argparse.ArgumentParser.parse_known_args
 _original_exit = sys.exit
+_original_quit = _sitebuiltins.Quitter.__call__
 _exit_seen: list[SystemExit] = []
 
 
@@ -53,6 +56,9 @@ def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(previous_hook)
     sys.exit = _exit
+    # exit() and quit(): site makes them after the start-up hook has run, so
+    # their class is wrapped rather than the builtins.
+    _sitebuiltins.Quitter.__call__ = _quit  # type: ignore[method-assign]
     atexit.register(_end_at_exit)
     return _active
 
@@ -89,6 +95,12 @@ def _exit(status: Any = None) -> None:
     raise error
 
 
+def _quit(self: _sitebuiltins.Quitter, code: Any = None) -> None:
+    """``exit()``/``quit()`` that remember the status, as ``_exit`` does."""
+    _exit_seen[:] = [SystemExit(code)]
+    _original_quit(self, code)
+
+
 def _end_at_exit() -> None:
     if _active is not None:
         if _exit_seen:
@@ -97,6 +109,7 @@ def _end_at_exit() -> None:
             _active.end("succeeded")
     argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
     sys.exit = _original_exit
+    _sitebuiltins.Quitter.__call__ = _original_quit  # type: ignore[method-assign]
 
 
 _USAGE = (

@@ -117,6 +117,23 @@ def test_a_child_python_joins_the_hooked_run(env_python, project, tmp_path):
     assert "acc" in shown.stdout
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [("exit(5)\n", "failed", 5), ("quit()\n", "succeeded", 0)],
+)
+def test_the_exit_builtins_are_recorded_with_their_status(
+    env_python, project, tmp_path, body, status, code
+):
+    # exit() and quit() (site's builtins) raise SystemExit without sys.exit:
+    # exit(5) was recorded as succeeded, without an exit code.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    script = _script(project, "leave.py", body)
+    done = subprocess.run([env_python, script], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    [run] = _runs(env_python, tmp_path / "home")
+    assert (run["status"], run["exit_code"]) == (status, code)
+
+
 def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_path):
     # A forked child runs the parent's atexit and exception hooks: it used to
     # end the run (as succeeded, or failed with its own error), and the parent
