@@ -31,7 +31,8 @@ def hooked_script(argv: list[str], projects: tuple[str, ...]) -> str | None:
     if first in ("", "-", "-c", "-m") or not projects:
         return None
     script = os.path.realpath(first)
-    if not any(script.startswith(p + os.sep) for p in projects):
+    # rstrip: a project "/" is every folder, not "//".
+    if not any(script.startswith(p.rstrip(os.sep) + os.sep) for p in projects):
         return None
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     for prefix in prefixes:

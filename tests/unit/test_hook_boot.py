@@ -29,3 +29,9 @@ def test_pythons_own_scripts_are_not_hooked():
     prefix = os.path.realpath(sys.prefix)
     pip = os.path.join(prefix, "bin", "pip")
     assert hooked_script([pip], (os.path.dirname(prefix),)) is None
+
+
+def test_the_root_folder_as_project_hooks_every_script(tmp_path):
+    # `--project /` was stored as "/", and no script starts with "//".
+    script = tmp_path / "train.py"
+    assert hooked_script([str(script)], (os.sep,)) == os.path.realpath(script)
