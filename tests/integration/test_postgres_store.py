@@ -394,3 +394,40 @@ def _status_on(home: Path, name: str, wanted: str, *, until: float) -> str | Non
             return status
         time.sleep(0.5)
     return status
+
+
+def test_a_hold_whose_session_was_ended_is_taken_again(home, database, monkeypatch):
+    """A server restart or a terminated backend ends the hold's session, and
+    with it the advisory lock: the run looked stale to every host for the rest
+    of its life (and `runs close RUN` elsewhere ended it while it ran). The
+    hold now sees its connection gone and takes the run again."""
+    import time
+
+    import mltrail
+    from mltrail.storage import postgres
+
+    monkeypatch.setattr(postgres, "HOLD_CHECK_SECONDS", 0.1)
+    opened = mltrail.open_home(home, env={})
+    store, run = opened.ledger.store, f"re-held-{uuid.uuid4().hex[:8]}"
+    k1, k2 = (k & 0xFFFFFFFF for k in postgres._run_lock_key(store.schema, run))
+    hold = store.hold_run(run)
+    try:
+        assert store.live_runs([run]) == {run}
+        admin = admin_connection()
+        try:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d "
+                "ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.granted "
+                "AND d.datname = %s AND l.classid::bigint = %s AND l.objid::bigint = %s",
+                (database[0].rsplit("/", 1)[1], k1, k2),
+            ).fetchall()
+        finally:
+            admin.close()
+        assert ended == [(True,)]
+        deadline = time.monotonic() + 30
+        while store.live_runs([run]) != {run} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.live_runs([run]) == {run}
+    finally:
+        hold.release()
+        opened.close()
