@@ -134,6 +134,22 @@ def test_the_exit_builtins_are_recorded_with_their_status(
     assert (run["status"], run["exit_code"]) == (status, code)
 
 
+def test_a_script_python_cannot_open_makes_no_run(env_python, project, tmp_path):
+    # Python exits 2 ("can't open file") after the hook has started a run: a
+    # typo, a symlink loop or an unreadable script was recorded as succeeded.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    (project / "loop-a.py").symlink_to(project / "loop-b.py")
+    (project / "loop-b.py").symlink_to(project / "loop-a.py")
+    for name in ("typo.py", "loop-a.py"):
+        done = subprocess.run(
+            [env_python, project / name], capture_output=True, text=True
+        )
+        assert done.returncode == 2
+        assert "can't open file" in done.stderr
+        assert "mltrail" not in done.stderr
+    assert _runs(env_python, tmp_path / "home") == []
+
+
 def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_path):
     # A forked child runs the parent's atexit and exception hooks: it used to
     # end the run (as succeeded, or failed with its own error), and the parent
