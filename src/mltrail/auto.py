@@ -41,18 +41,21 @@ _original_quit = _sitebuiltins.Quitter.__call__
 _exit_seen: list[SystemExit] = []
 
 
-def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
+def autolog(
+    name: str | None = None, *, home: str | Path | None = None, params: bool = True
+) -> Run:
     """Record this script as a run (joining ``mltrail run``'s when wrapped).
 
     Parsed ``argparse`` arguments are recorded as ``run.params`` (source
-    ``argparse``); the run ends when the interpreter exits. Calling it again
-    returns the same run.
+    ``argparse``) unless ``params`` is false; the run ends when the
+    interpreter exits. Calling it again returns the same run.
     """
     global _active  # noqa: PLW0603 - one autolog run per process
     if _active is not None and _active.status is None:
         return _active
     _active = start_run(name, home=home, source="autolog")
-    argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
+    if params:
+        argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(previous_hook)
     sys.exit = _exit

@@ -176,6 +176,38 @@ def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_pa
     assert [e.body["exit_code"] for e in ended] == [3]
 
 
+def test_a_child_script_does_not_log_its_arguments_as_the_runs(
+    env_python, project, tmp_path
+):
+    # A child python of the folder joins the run; its argparse arguments were
+    # recorded as the run's parameters too: the parent's --lr 0.1 showed as 0.5.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    _script(project, "child.py", """\
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+    """)  # fmt: skip
+    parent = _script(project, "parent.py", """\
+        import argparse, subprocess, sys
+        from pathlib import Path
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+        child = Path(__file__).with_name("child.py")
+        subprocess.run([sys.executable, child, "--lr", "0.5"], check=True)
+    """)  # fmt: skip
+    subprocess.run([env_python, parent, "--lr", "0.1"], check=True)
+    home = tmp_path / "home"
+    [run] = _runs(env_python, home)
+    parsed = [
+        e.body["params"]
+        for e in entries(home, run["id"])
+        if e.kind == "run.params" and e.body["source"] == "argparse"
+    ]
+    assert parsed == [{"lr": 0.1}]
+
+
 def test_a_broken_home_does_not_stop_the_script(env_python, project, tmp_path):
     not_a_folder = tmp_path / "home-file"
     not_a_folder.write_text("not a ledger")
