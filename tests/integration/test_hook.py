@@ -267,3 +267,22 @@ def test_status_names_a_hook_left_by_another_version(tmp_path):
     module = site_dir / MODULE_NAME
     module.write_text("# older\n" + module.read_text())
     assert hook_status(site_dir).current is False
+
+
+def test_a_reinstall_replaces_the_module_without_rewriting_it(tmp_path):
+    # Every Python start-up of the venv reads the module: `hook install` run
+    # again truncated and rewrote it in place, so a start-up reading it then
+    # could get half a module (a SyntaxError traceback in that process).
+    from mltrail.record.hook import MODULE_NAME, install_hook
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    site_dir = tmp_path / "site"
+    install_hook([first], site_dir=site_dir)
+    with (site_dir / MODULE_NAME).open("rb") as reading:  # a start-up, meanwhile
+        install_hook([second], site_dir=site_dir)
+        seen = reading.read()
+    compile(seen, MODULE_NAME, "exec")
+    assert repr(str(first.resolve())).encode() in seen
+    assert repr(str(second.resolve())).encode() in (site_dir / MODULE_NAME).read_bytes()
