@@ -583,6 +583,8 @@ class RunHeldError(InputError):
 HOLD_CHECK_SECONDS = 10.0
 """How often a hold looks whether the server ended its session (and so the
 lock): a restart, a failover, ``pg_terminate_backend``."""
+_HOLD_RETAKES = 6
+"""Tries (one a check) to take a lost run's lock that another session holds."""
 
 
 class _PostgresRunHold:
@@ -612,6 +614,7 @@ class _PostgresRunHold:
         ).start()
 
     def _watch(self) -> None:
+        refused = 0
         while not self._stop.wait(HOLD_CHECK_SECONDS):
             with self._swap:  # release() never races a lock being taken again
                 conn = self._conn
@@ -621,8 +624,13 @@ class _PostgresRunHold:
                     new = self._take()
                 except (StoreError, psycopg.Error):  # the server is still away
                     continue
-                if new is None:  # another session holds the run now: leave it
-                    return
+                if new is None:
+                    # The ended session's backend may not have exited yet; after
+                    # a minute, another session holds the run: leave it.
+                    refused += 1
+                    if refused >= _HOLD_RETAKES:
+                        return
+                    continue
                 self._conn = new
             _unlock_and_close(conn)
 
