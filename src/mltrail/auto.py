@@ -8,12 +8,14 @@ script's exit status. Config files named in its arguments are recorded as for
 process, one run: ``recorder.active_run``), so what it logs lands here and its
 end does not end the run. ``mltrail.autolog()`` called at the top of a script does the
 same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
-so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``
-with its status (the last call's), and any other exit as succeeded.
+so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``,
+``exit(n)`` or ``quit(n)`` with its status (the last call's), and any other exit
+as succeeded.
 """
 
 from __future__ import annotations
 
+import _sitebuiltins
 import argparse
 import atexit
 import runpy
@@ -35,24 +37,31 @@ _active: Run | None = None
 _depth = threading.local()
 _original_parse = argparse.ArgumentParser.parse_known_args
 _original_exit = sys.exit
+_original_quit = _sitebuiltins.Quitter.__call__
 _exit_seen: list[SystemExit] = []
 
 
-def autolog(name: str | None = None, *, home: str | Path | None = None) -> Run:
+def autolog(
+    name: str | None = None, *, home: str | Path | None = None, params: bool = True
+) -> Run:
     """Record this script as a run (joining ``mltrail run``'s when wrapped).
 
     Parsed ``argparse`` arguments are recorded as ``run.params`` (source
-    ``argparse``); the run ends when the interpreter exits. Calling it again
-    returns the same run.
+    ``argparse``) unless ``params`` is false; the run ends when the
+    interpreter exits. Calling it again returns the same run.
     """
     global _active  # noqa: PLW0603 - one autolog run per process
     if _active is not None and _active.status is None:
         return _active
     _active = start_run(name, home=home, source="autolog")
-    argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
+    if params:
+        argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign]
     previous_hook = sys.excepthook
     sys.excepthook = _excepthook(previous_hook)
     sys.exit = _exit
+    # exit() and quit(): site makes them after the start-up hook has run, so
+    # their class is wrapped rather than the builtins.
+    _sitebuiltins.Quitter.__call__ = _quit  # type: ignore[method-assign]
     atexit.register(_end_at_exit)
     return _active
 
@@ -89,6 +98,12 @@ def _exit(status: Any = None) -> None:
     raise error
 
 
+def _quit(self: _sitebuiltins.Quitter, code: Any = None) -> None:
+    """``exit()``/``quit()`` that remember the status, as ``_exit`` does."""
+    _exit_seen[:] = [SystemExit(code)]
+    _original_quit(self, code)
+
+
 def _end_at_exit() -> None:
     if _active is not None:
         if _exit_seen:
@@ -97,6 +112,7 @@ def _end_at_exit() -> None:
             _active.end("succeeded")
     argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
     sys.exit = _original_exit
+    _sitebuiltins.Quitter.__call__ = _original_quit  # type: ignore[method-assign]
 
 
 _USAGE = (

@@ -25,18 +25,26 @@ def hooked_script(argv: list[str], projects: tuple[str, ...]) -> str | None:
     Not for ``-c``, ``-m``, stdin or an interactive session (``sys.argv[0]`` is
     then ``-c``, ``-m``, ``-`` or empty), nor for scripts inside Python's own
     prefixes (pip, the ``mltrail`` command and other console scripts of a
-    virtual environment kept in the project).
+    virtual environment kept in the project), nor for a path that is no
+    readable file or folder (Python will not run it).
     """
     first = argv[0] if argv else ""
     if first in ("", "-", "-c", "-m") or not projects:
         return None
     script = os.path.realpath(first)
-    if not any(script.startswith(p + os.sep) for p in projects):
+    # rstrip: a project "/" is every folder, not "//".
+    if not any(script.startswith(p.rstrip(os.sep) + os.sep) for p in projects):
         return None
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     for prefix in prefixes:
         if script.startswith(os.path.realpath(prefix) + os.sep):
             return None
+    # One Python cannot open (a typo, a symlink loop, no read access, a pipe)
+    # makes it exit 2 at once: no run. A folder runs its __main__.py.
+    if os.path.isdir(script):
+        return script
+    if not (os.path.isfile(script) and os.access(script, os.R_OK)):
+        return None
     return script
 
 

@@ -308,3 +308,47 @@ def _status_of(people, name: str, wanted: str, until: float = 45.0) -> str | Non
             return status
         time.sleep(0.5)
     return status
+
+
+def test_a_client_hold_is_asked_again_when_its_lease_ends(server):
+    """The server ends a hold's stream when its lease ends (an hour by default)
+    and the client is to ask again (ADR 0029): it did not, so a run recorded
+    for longer than the lease looked stale to every other host."""
+    import time
+
+    import httpx2
+
+    from mltrail.storage.http_hold import HttpRunHold
+
+    token = server.token("writer", "alice")
+    run, lease = f"leased-{uuid.uuid4().hex[:8]}", 0.3
+    client = httpx2.Client(
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx2.Timeout(10.0, read=None),
+    )
+    url = f"{server.base}/ledgers/team-a/runs/{run}/hold?lease={lease}"
+    hold = HttpRunHold.start(client, url)
+    try:
+        assert hold.held, hold.problem
+        time.sleep(10 * lease)  # several leases end meanwhile
+        assert _held_soon(server, token, run, wanted=True)
+    finally:
+        hold.release()
+    assert _held_soon(server, token, run, wanted=False)
+
+
+def _held_soon(server, token: str, run: str, *, wanted: bool) -> bool:
+    """Whether the server says ``run`` is held (as ``wanted``) within 15 s: a
+    renewed hold is briefly free between two leases."""
+    import time
+
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        status, body = server.call(
+            "GET", f"/ledgers/team-a/runs/live?runs={run}", token
+        )
+        assert status == 200, body
+        if (run in body["live"]) == wanted:
+            return True
+        time.sleep(0.1)
+    return False

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger_reading import entries
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -115,6 +117,97 @@ def test_a_child_python_joins_the_hooked_run(env_python, project, tmp_path):
     assert "acc" in shown.stdout
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [("exit(5)\n", "failed", 5), ("quit()\n", "succeeded", 0)],
+)
+def test_the_exit_builtins_are_recorded_with_their_status(
+    env_python, project, tmp_path, body, status, code
+):
+    # exit() and quit() (site's builtins) raise SystemExit without sys.exit:
+    # exit(5) was recorded as succeeded, without an exit code.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    script = _script(project, "leave.py", body)
+    done = subprocess.run([env_python, script], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    [run] = _runs(env_python, tmp_path / "home")
+    assert (run["status"], run["exit_code"]) == (status, code)
+
+
+def test_a_script_python_cannot_open_makes_no_run(env_python, project, tmp_path):
+    # Python exits 2 ("can't open file") after the hook has started a run: a
+    # typo, a symlink loop or an unreadable script was recorded as succeeded.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    (project / "loop-a.py").symlink_to(project / "loop-b.py")
+    (project / "loop-b.py").symlink_to(project / "loop-a.py")
+    for name in ("typo.py", "loop-a.py"):
+        done = subprocess.run(
+            [env_python, project / name], capture_output=True, text=True
+        )
+        assert done.returncode == 2
+        assert "can't open file" in done.stderr
+        assert "mltrail" not in done.stderr
+    assert _runs(env_python, tmp_path / "home") == []
+
+
+def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_path):
+    # A forked child runs the parent's atexit and exception hooks: it used to
+    # end the run (as succeeded, or failed with its own error), and the parent
+    # then wrote a second run.ended.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    fork = _script(project, "fork.py", """\
+        import os, sys
+        for end in ("exit", "raise"):
+            pid = os.fork()
+            if pid == 0:
+                if end == "exit":
+                    sys.exit(0)
+                raise ValueError("the child failed")
+            os.waitpid(pid, 0)
+        print("parent done")
+        sys.exit(3)
+    """)  # fmt: skip
+    done = subprocess.run([env_python, fork], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "parent done\n")
+    home = tmp_path / "home"
+    [run] = _runs(env_python, home)
+    assert (run["name"], run["status"], run["exit_code"]) == ("fork.py", "failed", 3)
+    ended = [e for e in entries(home, run["id"]) if e.kind == "run.ended"]
+    assert [e.body["exit_code"] for e in ended] == [3]
+
+
+def test_a_child_script_does_not_log_its_arguments_as_the_runs(
+    env_python, project, tmp_path
+):
+    # A child python of the folder joins the run; its argparse arguments were
+    # recorded as the run's parameters too: the parent's --lr 0.1 showed as 0.5.
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    _script(project, "child.py", """\
+        import argparse
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+    """)  # fmt: skip
+    parent = _script(project, "parent.py", """\
+        import argparse, subprocess, sys
+        from pathlib import Path
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float)
+        parser.parse_args()
+        child = Path(__file__).with_name("child.py")
+        subprocess.run([sys.executable, child, "--lr", "0.5"], check=True)
+    """)  # fmt: skip
+    subprocess.run([env_python, parent, "--lr", "0.1"], check=True)
+    home = tmp_path / "home"
+    [run] = _runs(env_python, home)
+    parsed = [
+        e.body["params"]
+        for e in entries(home, run["id"])
+        if e.kind == "run.params" and e.body["source"] == "argparse"
+    ]
+    assert parsed == [{"lr": 0.1}]
+
+
 def test_a_broken_home_does_not_stop_the_script(env_python, project, tmp_path):
     not_a_folder = tmp_path / "home-file"
     not_a_folder.write_text("not a ledger")
@@ -174,3 +267,22 @@ def test_status_names_a_hook_left_by_another_version(tmp_path):
     module = site_dir / MODULE_NAME
     module.write_text("# older\n" + module.read_text())
     assert hook_status(site_dir).current is False
+
+
+def test_a_reinstall_replaces_the_module_without_rewriting_it(tmp_path):
+    # Every Python start-up of the venv reads the module: `hook install` run
+    # again truncated and rewrote it in place, so a start-up reading it then
+    # could get half a module (a SyntaxError traceback in that process).
+    from mltrail.record.hook import MODULE_NAME, install_hook
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    site_dir = tmp_path / "site"
+    install_hook([first], site_dir=site_dir)
+    with (site_dir / MODULE_NAME).open("rb") as reading:  # a start-up, meanwhile
+        install_hook([second], site_dir=site_dir)
+        seen = reading.read()
+    compile(seen, MODULE_NAME, "exec")
+    assert repr(str(first.resolve())).encode() in seen
+    assert repr(str(second.resolve())).encode() in (site_dir / MODULE_NAME).read_bytes()

@@ -394,3 +394,48 @@ def _status_on(home: Path, name: str, wanted: str, *, until: float) -> str | Non
             return status
         time.sleep(0.5)
     return status
+
+
+def test_a_hold_whose_session_was_ended_is_taken_again(home, database, monkeypatch):
+    """A server restart or a terminated backend ends the hold's session, and
+    with it the advisory lock: the run looked stale to every host for the rest
+    of its life (and `runs close RUN` elsewhere ended it while it ran). The
+    hold now sees its connection gone and takes the run again."""
+    import time
+
+    import mltrail
+    from mltrail.storage import postgres
+
+    monkeypatch.setattr(postgres, "HOLD_CHECK_SECONDS", 0.1)
+    opened = mltrail.open_home(home, env={})
+    store, run = opened.ledger.store, f"re-held-{uuid.uuid4().hex[:8]}"
+    key = tuple(k & 0xFFFFFFFF for k in postgres._run_lock_key(store.schema, run))
+    admin = admin_connection()
+
+    def holders() -> list[int]:
+        return [
+            pid
+            for (pid,) in admin.execute(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = "
+                "l.database WHERE l.locktype = 'advisory' AND l.granted AND "
+                "d.datname = %s AND l.classid::bigint = %s AND l.objid::bigint = %s",
+                (database[0].rsplit("/", 1)[1], *key),
+            ).fetchall()
+        ]
+
+    hold = store.hold_run(run)
+    try:
+        [first] = holders()
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
+        deadline = time.monotonic() + 30
+        while holders() in ([], [first]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [again] = holders()
+        assert again != first
+        assert store.live_runs([run]) == {run}
+        hold.release()
+        assert store.live_runs([run]) == set()
+    finally:
+        hold.release()
+        admin.close()
+        opened.close()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mltrail import hook_boot
+from mltrail.config import write_atomic
 from mltrail.errors import InputError
 
 __all__ = ["PTH_NAME", "HookStatus", "hook_status", "install_hook", "remove_hook"]
@@ -90,11 +91,13 @@ def install_hook(
         f"MLTRAIL_PATH = {mltrail_path!r}\nboot()\n"
     )
     module = where / MODULE_NAME
-    module.write_text(_boot_source() + "\n" + settings, "utf-8")
+    # Replaced, never rewritten in place: every start-up of the venv reads it,
+    # and one reading it meanwhile would get half a module.
+    write_atomic(module, _boot_source() + "\n" + settings)
     # Compiled now: Python then reads the .pyc at every start-up, even where
     # PYTHONDONTWRITEBYTECODE keeps it from writing one (~1 ms instead of ~3).
     py_compile.compile(str(module), doraise=True)
-    (where / PTH_NAME).write_text(_PTH_LINE, "utf-8")
+    write_atomic(where / PTH_NAME, _PTH_LINE)
     return hook_status(where)
 
 

@@ -22,8 +22,10 @@ the cleanup when its end cannot be written is written here, once:
 - ``rank_entries``: what a rank above 0 adds to a distributed run (its hardware).
 
 Closing a run whose recorder is gone (by hand or by the cleanup) is done in
-``open_runs`` under one closing lock (``runs/closing.lock``), so at most one
-``run.ended`` is ever written for a run.
+``open_runs`` under one closing lock (``runs/closing.lock``), so two closers of
+one home never both write a ``run.ended``. A run closed by hand from another
+host while its hold in a shared store was missing still gets its recorder's
+own end too (ADR 0029, amendment of 2026-12-07).
 """
 
 from __future__ import annotations

@@ -166,6 +166,7 @@ class Run:
         self.status: str | None = None
         self._writer = writer or RunWriter(home.ledger, run_id, _guard(home.path))
         self._live = live
+        self._pid = os.getpid()  # a forked child inherits the run, never its end
         self._started = time.monotonic()
         self._buffer: dict[str, tuple[list[int], list[Any]]] = {}
         self._counters: dict[str, int] = {}
@@ -354,10 +355,14 @@ class Run:
         """Flush metrics and, for a run this process started, record its end.
 
         ``status`` is one of succeeded, failed, interrupted, aborted. Ending twice
-        does nothing. The buffered metrics and ``run.ended`` are one batch, written
-        by the one run lifecycle (``LiveRun.finish``, as ``mltrail run`` ends its
-        runs): retried through a rotated key and a locked or full store, then a
-        checkpoint signed and the run's lock released.
+        does nothing, and so does ending in a child forked from the process that
+        started or joined the run (``os.fork``: its ``with`` block, exception hook
+        or ``atexit`` end is the parent's run's, which the parent ends; what the
+        child buffered is not written). The buffered metrics and ``run.ended``
+        are one batch, written by the one run lifecycle (``LiveRun.finish``, as
+        ``mltrail run`` ends its runs): retried through a rotated key and a
+        locked or full store, then a checkpoint signed and the run's lock
+        released.
 
         Raises:
             MltrailError: the end could not be written; the run is left stale,
@@ -367,6 +372,8 @@ class Run:
             return
         self.status = status
         leave_run(self)
+        if os.getpid() != self._pid:
+            return
         atexit.unregister(self._at_exit)
         entries = self._take_metrics()
         body: dict[str, Any] = {

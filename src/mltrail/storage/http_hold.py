@@ -4,7 +4,12 @@ The recorder of a run in client mode has no database session to hold its run
 with, so it asks the server to hold it (``POST /ledgers/{l}/runs/{run}/hold``,
 see ``mltrail.server.routes_runs``) and keeps that request open on a thread of
 its own until the run ends. Closing it, or the recorder's process dying, ends
-the server's hold, and every host sees the run ``stale``.
+the server's hold, and every host sees the run ``stale``. The server ends the
+stream itself when its lease runs out (an hour), when it restarts, or when the
+network breaks: the thread then asks again, at once and then after pauses
+growing to ``MAX_PAUSE``, until the run ends or the server refuses the run
+(its token revoked, 401; another user's run, 403; held by another process,
+409), so other hosts see the run ``stale`` only meanwhile.
 
 Liveness is advisory: a server that cannot hold runs (an older one), a refused
 request or a network error leaves the run unheld (other hosts show it ``stale``)
@@ -22,6 +27,10 @@ __all__ = ["HttpRunHold"]
 HELD = "held"
 WAIT_SECONDS = 10.0
 MAX_PAUSE = 30.0
+_FINAL = frozenset({401, 403, 404, 409})
+"""Answers after which asking again is pointless: the token is no longer
+valid, the run is not this user's, the server holds no runs, or another
+process holds the run."""
 
 
 class HttpRunHold:
@@ -34,6 +43,7 @@ class HttpRunHold:
         self._stop = threading.Event()
         self._response: Any = None
         self.held = False
+        """Whether the server held the run (its first answer)."""
         self.status: int | None = None
         """The server's status when it refused the hold (409: held already)."""
         self.problem: str | None = None
@@ -51,26 +61,42 @@ class HttpRunHold:
         return hold
 
     def _keep(self) -> None:
+        pause = 0.0
+        try:
+            while (held := self._hold_once()) is not None:
+                # The stream ended (its lease, a restart, the network): ask again,
+                # at once after a held stream, after growing pauses while failing.
+                pause = 0.0 if held else min(max(2 * pause, 1.0), MAX_PAUSE)
+                if self._stop.wait(pause):
+                    return
+        finally:
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def _hold_once(self) -> bool | None:
+        """Keep one held stream until it ends. None: stop (the hold was
+        released, the server refused the run, or never held it); else whether
+        this stream held the run before it ended."""
+        held = False
         try:
             with self._client.stream("POST", self._url) as response:
                 self._response = response
                 if response.status_code != 200:
                     self.status = response.status_code
                     self.problem = _refusal(response)
-                    return
+                    final = not self.held or self.status in _FINAL
+                    return None if final or self._stop.is_set() else False
                 for line in response.iter_lines():
                     if line.strip() == HELD:
-                        self.held = True
+                        self.held = held = True
                         self._ready.set()
                     if self._stop.is_set():
-                        return
+                        return None
         except Exception as e:
             if not self._stop.is_set():
                 self.problem = f"{type(e).__name__}: {e}"
-        finally:
-            self._ready.set()
-            with contextlib.suppress(Exception):
-                self._client.close()
+        return None if not self.held or self._stop.is_set() else held
 
     def release(self) -> None:
         """End the hold: close the request (idempotent)."""

@@ -23,9 +23,11 @@ expire; see ADR 0022.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import select
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +60,7 @@ from mltrail.storage.postgres_schema import (
 from mltrail.storage.registry import display_url
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
     from mltrail.storage.base import RunHold
 
@@ -496,7 +498,17 @@ class PostgresStore(Store):
     def _hold_run(self, run_id: str) -> RunHold:
         """A session advisory lock on a connection of its own: PostgreSQL drops
         it when the holder closes it, exits or its host stops answering TCP
-        keepalives (about a minute), so other hosts then see the run stale."""
+        keepalives (about a minute), so other hosts then see the run stale.
+        A session the server ended (a restart, a terminated backend) is seen
+        by the hold, which takes the run again (``_PostgresRunHold``)."""
+        conn = self._take_run(run_id)
+        if conn is None:
+            raise RunHeldError(run_id)
+        return _PostgresRunHold(conn, functools.partial(self._take_run, run_id))
+
+    def _take_run(self, run_id: str) -> psycopg.Connection[Any] | None:
+        """A new connection holding run ``run_id``'s lock; None when another
+        session holds it."""
         conn = connect(self._url)
         try:
             for name, value in _KEEPALIVES:
@@ -511,8 +523,8 @@ class PostgresStore(Store):
             raise
         if not taken:
             conn.close()
-            raise RunHeldError(run_id)
-        return _PostgresRunHold(conn)
+            return None
+        return conn
 
     def _live_runs(self, run_ids: Collection[str]) -> set[str]:
         if not run_ids:
@@ -568,22 +580,76 @@ class RunHeldError(InputError):
         self.run_id = run_id
 
 
-class _PostgresRunHold:
-    """A live run's advisory lock and the connection that holds it."""
+HOLD_CHECK_SECONDS = 10.0
+"""How often a hold looks whether the server ended its session (and so the
+lock): a restart, a failover, ``pg_terminate_backend``."""
+_HOLD_RETAKES = 6
+"""Tries (one a check) to take a lost run's lock that another session holds."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+
+class _PostgresRunHold:
+    """A live run's advisory lock and the connection that holds it.
+
+    A thread looks every ``HOLD_CHECK_SECONDS`` whether the server ended the
+    connection's session (``connection_lost``: no query, no wait) and, if it
+    did, takes the run's lock again on a new connection, so the run looks
+    stale to other hosts only while the server is away. It stops when the
+    hold is released, or when another session took the run meanwhile. A
+    network that drops packets without a word is not seen from here: the
+    server drops the lock after its keepalives (about a minute) and the run
+    stays unheld.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        take: Callable[[], psycopg.Connection[Any] | None],
+    ) -> None:
         self._conn: psycopg.Connection[Any] | None = conn
+        self._take = take
+        self._swap = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(
+            target=self._watch, name="mltrail-run-hold", daemon=True
+        ).start()
+
+    def _watch(self) -> None:
+        refused = 0
+        while not self._stop.wait(HOLD_CHECK_SECONDS):
+            with self._swap:  # release() never races a lock being taken again
+                conn = self._conn
+                if self._stop.is_set() or conn is None or not connection_lost(conn):
+                    continue
+                try:
+                    new = self._take()
+                except (StoreError, psycopg.Error):  # the server is still away
+                    continue
+                if new is None:
+                    # The ended session's backend may not have exited yet; after
+                    # a minute, another session holds the run: leave it.
+                    refused += 1
+                    if refused >= _HOLD_RETAKES:
+                        return
+                    continue
+                self._conn = new
+            _unlock_and_close(conn)
 
     def release(self) -> None:
         """Unlock, then close: closing alone ends the server's backend, and so
         its lock, only some time after the client has gone, and meanwhile
         other hosts would still see the run live."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock_all()")
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+        self._stop.set()
+        with self._swap:
+            conn, self._conn = self._conn, None
+        _unlock_and_close(conn)
+
+
+def _unlock_and_close(conn: psycopg.Connection[Any] | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock_all()")
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
 
 
 # -- mltrail db init -----------------------------------------------------------
