@@ -208,6 +208,49 @@ def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
     assert proc.returncode == 3, proc.stdout + proc.stderr
 
 
+RANDOM_VIEW = (
+    "ALTER TABLE records RENAME TO records_real",
+    "CREATE VIEW records AS SELECT seq, hash, kind, run, time, CASE WHEN "
+    "kind = 'run.params' AND abs(random()) % 2 = 0 THEN CAST(replace(CAST(record "
+    "AS TEXT), '\"lr\":0.1', '\"lr\":0.001') AS BLOB) ELSE record END AS record "
+    "FROM records_real",
+)
+
+
+def test_a_store_that_answers_each_read_otherwise_gets_nothing_signed(made, tmp_path):
+    """``records`` replaced by a view that hands out run "base"'s params as
+    signed or edited at random, each read anew: verification may see the
+    signed bytes and the export the edited ones. Every export reads only the
+    records it verified (ADR 0024 amendment): signed with the real value, or
+    refused (exit 3), never signed with the edited one. Before, about one
+    export in four signed lr 0.001."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    edit(home / "ledger.db", *RANDOM_VIEW)
+    (home / "index.db").unlink()
+    outcomes = []
+    for attempt in range(16):
+        out = tmp_path / f"p{attempt}.intoto.json"
+        proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
+        assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+        if proc.returncode == 0:
+            payload = json.loads(
+                base64.b64decode(json.loads(out.read_text())["payload"])
+            )
+            params = payload["predicate"]["buildDefinition"]["externalParameters"]
+            outcomes.append(params["hyperparameters"]["lr"])
+        else:
+            assert not out.exists()
+            outcomes.append("refused")
+    assert 0.001 not in outcomes, outcomes
+    assert "refused" in outcomes  # the view was read (P(never) = 2**-16 or so)
+    report = tmp_path / "report.md"
+    for _ in range(4):
+        proc = mltrail_cli(home, project, "report", "out/model.bin", "-o", str(report))
+        if proc.returncode == 0:
+            assert "0.001" not in report.read_text()
+
+
 def test_intoto_signs_with_the_new_key_after_a_rotation(made, tmp_path):
     """The rotation's checkpoint is signed by the new key: the newest checkpoint
     check passes without another append."""

@@ -41,11 +41,14 @@ def _require_intact(
     home: Home, trust_keys: tuple[str, ...], refusing: str
 ) -> VerificationReport:
     """The ledger's verification; raises (``refusing to REFUSING``) when it
-    fails: nothing is handed out from such a ledger."""
+    fails: nothing is handed out from such a ledger. From then on the ledger
+    reads only the records verified (``verify_pinned``)."""
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
+    from mltrail.ledger.pinned import verify_pinned
 
     with verification_progress(sys.stderr.isatty()) as progress:
-        report = home.verify(
+        report = verify_pinned(
+            home,
             trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
             progress=progress,
         )

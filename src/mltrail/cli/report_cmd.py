@@ -95,6 +95,7 @@ def report(
     from mltrail.audit.refs import resolve_node
     from mltrail.cli.evidence_cmds import evidence_policy
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
+    from mltrail.ledger.pinned import pin_reads, verify_pinned
     from mltrail.report import (
         bundle_facts,
         gather_report,
@@ -113,6 +114,7 @@ def report(
         raise InputError("a PDF report needs a file", hint="add -o report.pdf")
     home = open_from(ctx)
     try:
+        pin_reads(home.ledger)  # every record read below is one verified
         index = derived_index(home)
         node = resolve_node(index, model, cwd=Path.cwd())
         if node.partition(":")[0] not in ("model", "file"):
@@ -122,7 +124,8 @@ def report(
             )
         policy = evidence_policy(home, tsa_ca, ())
         with verification_progress(not as_json and sys.stderr.isatty()) as progress:
-            verification = home.verify(
+            verification = verify_pinned(
+                home,
                 trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
                 evidence=policy,
                 progress=progress,

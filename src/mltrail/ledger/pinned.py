@@ -1,0 +1,288 @@
+"""Reads pinned to what a verification checked.
+
+Reports and exports verify the ledger, then read it again (an index derived in
+memory, a run's records, a manifest blob). A store can answer the same read
+differently the second time: someone who can write the home can replace the
+``records`` table of ``ledger.db`` with a view that picks between the signed
+bytes and others at random or by the clock, or rewrite the file while the
+command runs. Verification then sees the signed bytes and the export the
+others, and the ledger key signs them (ADR 0024 amendment).
+
+:class:`PinnedStore` hands out only what was verified: pinned before the
+verification, it reads every record once and keeps each one's Merkle leaf hash
+and the root they give; every record it hands out after must have the leaf hash
+pinned for its seq, every range must come back whole, and every blob must hash
+to its address. Once verification is done, ``confirm`` checks that it verified
+the same records (its size and root); nothing read is handed out before that.
+It writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mltrail.core.canonical import (
+    compute_blob_digest,
+    compute_leaf_hash,
+    compute_record_hash,
+)
+from mltrail.core.merkle import CompactRange
+from mltrail.errors import IntegrityError, MltrailError, StoreError
+from mltrail.storage.base import ColumnRow, Store, StoredRow
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from mltrail.core.report import VerificationReport
+    from mltrail.ledger.home import Home
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.storage.base import (
+        CheckpointRow,
+        NewBatch,
+        Prepare,
+        StoredEvidence,
+        StoredPurge,
+        StoreHead,
+    )
+
+__all__ = ["PinnedStore", "pin_reads", "verify_pinned"]
+
+_LEAF = 32
+_HINT = (
+    "the store answered differently after it was verified: ledger.db is being "
+    "changed, or is not a plain mltrail database (a view in place of a table?); "
+    "run `mltrail verify` on a copy"
+)
+
+
+def pin_reads(ledger: Ledger) -> PinnedStore:
+    """Pin ``ledger``'s records as they read now: from here on it hands out only
+    those (see :class:`PinnedStore`). Call ``confirm`` with the verification's
+    report before anything read is handed out.
+
+    Raises:
+        IntegrityError: a record is missing from the read.
+    """
+    store = ledger.store
+    if not isinstance(store, PinnedStore):
+        store = ledger.store = PinnedStore(store)
+    return store
+
+
+def verify_pinned(home: Home, **options: Any) -> VerificationReport:
+    """``home.verify(**options)`` on the store itself (its derived columns, its
+    evidence), then, when the ledger is intact, the check that it verified the
+    records ``home``'s ledger is pinned to (pinned first if it was not).
+
+    Raises:
+        IntegrityError: an intact ledger whose verified records are not the
+            pinned ones.
+    """
+    ledger = home.ledger
+    pinned = pin_reads(ledger)
+    ledger.store = pinned.inner
+    try:
+        report = home.verify(**options)
+    finally:
+        ledger.store = pinned
+    if report.ok:
+        pinned.confirm(report)
+    return report
+
+
+class PinnedStore(Store):
+    """A read-only view of ``inner`` limited to the records it held when
+    pinned, byte for byte (see the module's docstring).
+
+    Raises:
+        IntegrityError: a record read differs from the one pinned, a range comes
+            back with a seq missing, or a blob does not hash to its address;
+            ``confirm``: the verification checked other records.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.location = inner.location
+        self.read_only = True
+        self.size = size = inner.head().size
+        leaves = bytearray()
+        tree = CompactRange(0, ())
+        for row in self._contiguous(inner.rows(0, size), 0, size):
+            leaf = compute_leaf_hash(row.data)
+            leaves += leaf
+            tree.append(leaf)
+        self.root: bytes | None = tree.root() if size else None
+        self._leaves = bytes(leaves)
+        self._kinds: dict[tuple[str, ...], list[StoredRow]] = {}
+
+    def confirm(self, report: VerificationReport) -> None:
+        """Refuse unless ``report`` verified exactly the pinned records.
+
+        Raises:
+            IntegrityError: another size or root (records changed between the
+                two reads, or were added by another process meanwhile).
+        """
+        if (report.size, report.root) == (self.size, self.root):
+            return
+        what = (
+            f"{report.size} records were verified, {self.size} read for this command"
+            if report.size != self.size
+            else f"the {self.size} records verified are not the bytes read for this "
+            "command"
+        )
+        raise IntegrityError(
+            f"{what}: the ledger changed while it ran",
+            hint="run it again; if it keeps failing, " + _HINT,
+        )
+
+    def _contiguous(
+        self, rows: Iterator[StoredRow], start: int, stop: int
+    ) -> Iterator[StoredRow]:
+        """``rows`` as they come, each the seq after the one before, all of
+        ``start`` to ``stop``."""
+        expected = start
+        for row in rows:
+            if row.seq != expected:
+                raise IntegrityError(
+                    f"record seq {expected} is missing from a read of records "
+                    f"{start} to {stop - 1}",
+                    hint=_HINT,
+                )
+            yield row
+            expected += 1
+        if expected < stop:
+            raise IntegrityError(
+                f"records seq {expected} to {stop - 1} are missing from a read",
+                hint=_HINT,
+            )
+
+    def _pinned(self, row: StoredRow) -> StoredRow:
+        """``row`` as verified (its hash recomputed), or IntegrityError."""
+        seq = row.seq
+        if (
+            not 0 <= seq < self.size
+            or compute_leaf_hash(row.data)
+            != self._leaves[_LEAF * seq : _LEAF * seq + _LEAF]
+        ):
+            raise IntegrityError(
+                f"record seq {seq} read again is not the record pinned (verified)",
+                hint=_HINT,
+            )
+        return StoredRow(seq, compute_record_hash(row.data), row.data)
+
+    # -- records ----------------------------------------------------------------
+
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
+        stop = self.size if stop is None else min(stop, self.size)
+        start = max(start, 0)
+        if start >= stop:
+            return
+        for row in self._contiguous(self.inner.rows(start, stop), start, stop):
+            yield self._pinned(row)
+
+    def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
+        # no derived columns: a reader decodes the verified bytes instead
+        for row in self._rows(start, stop):
+            yield ColumnRow(row.seq, row.hash, row.data)
+
+    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+        """By the kind the signed bytes say, not the store's kind column (which
+        could leave a row out): every pinned record is scanned once per set of
+        kinds, and the answer kept (the pinned records do not change)."""
+        found = self._kinds.get(kinds)
+        if found is None:
+            from mltrail.core.codec import decode_record
+
+            wanted = tuple(f'"kind":"{kind}"'.encode() for kind in kinds)
+            found = []
+            for row in self._rows(0, None):
+                if any(w in row.data for w in wanted):
+                    try:
+                        kind = decode_record(row.data).record.entry.kind
+                    except MltrailError:  # unreadable: of no kind
+                        continue
+                    if kind in kinds:
+                        found.append(row)
+            self._kinds[kinds] = found
+        yield from found
+
+    def _head(self) -> StoreHead:
+        return self.inner.head()
+
+    def _append_head(self) -> StoreHead:
+        return self.inner.append_head()
+
+    # -- blobs ------------------------------------------------------------------
+
+    def _get_blob(self, digest: str) -> bytes | None:
+        data = self.inner.get_blob(digest)
+        if data is not None and compute_blob_digest(data) != digest:
+            raise IntegrityError(
+                f"blob {digest} does not hash to its address",
+                hint=_HINT,
+            )
+        return data
+
+    # -- the rest as the store has it -------------------------------------------
+
+    def _node(self, level: int, index: int) -> bytes | None:
+        return self.inner.node_range(level, index, index + 1).get(index)
+
+    def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        return self.inner.node_range(level, start, stop)
+
+    def _time_floor(self) -> tuple[str, int] | None:
+        return self.inner.time_floor()
+
+    def _latest_checkpoint(self) -> CheckpointRow | None:
+        return self.inner.latest_checkpoint()
+
+    def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        return self.inner.find_blobs(prefix, limit)
+
+    def _purges(self, digest: str | None) -> list[StoredPurge]:
+        return self.inner.purges() if digest is None else self._purge_list(digest)
+
+    def _purge_list(self, digest: str) -> list[StoredPurge]:
+        found = self.inner.purge_of(digest)
+        return [] if found is None else [found]
+
+    def _checkpoints(self) -> list[CheckpointRow]:
+        return self.inner.checkpoints()
+
+    def _evidence(self) -> list[StoredEvidence]:
+        return self.inner.evidence()
+
+    def _meta(self) -> dict[str, str]:
+        return self.inner.meta()
+
+    def _close(self) -> None:
+        self.inner.close()
+
+    # -- no writes --------------------------------------------------------------
+
+    def _read_only(self) -> StoreError:
+        return StoreError("a store pinned to a verification is read-only")
+
+    def _append(self, prepare: Prepare) -> NewBatch:
+        raise self._read_only()
+
+    def _put_blob(self, digest: str, data: bytes) -> bool:
+        raise self._read_only()
+
+    def _put_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[bool]:
+        raise self._read_only()
+
+    def _erase_blob(self, digest: str) -> bool:
+        raise self._read_only()
+
+    def _add_checkpoint(self, size: int, text: str) -> None:
+        raise self._read_only()
+
+    def _add_evidence(
+        self, kind: str, size: int, checkpoint: str, data: bytes, added: str
+    ) -> None:
+        raise self._read_only()
+
+    def _init_meta(self, values: dict[str, str]) -> None:
+        raise self._read_only()
