@@ -19,15 +19,13 @@ It writes nothing.
 
 from __future__ import annotations
 
+from array import array
+from hashlib import sha256 as _sha256
 from typing import TYPE_CHECKING, Any
 
-from mltrail.core.canonical import (
-    compute_blob_digest,
-    compute_leaf_hash,
-    compute_record_hash,
-)
+from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
 from mltrail.core.merkle import CompactRange
-from mltrail.errors import IntegrityError, MltrailError, StoreError
+from mltrail.errors import IntegrityError, StoreError
 from mltrail.storage.base import ColumnRow, Store, StoredRow
 
 if TYPE_CHECKING:
@@ -69,6 +67,25 @@ def pin_reads(ledger: Ledger) -> PinnedStore:
     return store
 
 
+def _envelope_kind(data: bytes) -> bytes:
+    """The entry's ``kind`` in a record's canonical bytes, without parsing them.
+
+    An entry's members sort ``actor``, ``body``, ``kind``, ``run``, ``sig``,
+    ``time``, ``v``, and a quote inside a string is escaped: so the last
+    ``,"sig":{`` opens the entry's signature, and the last ``,"kind":"`` before
+    it is the entry's kind (a body's own ``kind`` members come earlier). Bytes
+    that are not such a record give ``b""`` (of no kind); verification refuses
+    them anyway.
+    """
+    sig = data.rfind(b',"sig":{')
+    at = data.rfind(b',"kind":"', 0, sig) if sig > 0 else -1
+    if at < 0:
+        return b""
+    start = at + 9
+    end = data.find(b'"', start, sig)
+    return data[start:end] if end > start else b""
+
+
 def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     """``home.verify(**options)`` on the store itself (its derived columns, its
     evidence), then, when the ledger is intact, the check that it verified the
@@ -107,13 +124,20 @@ class PinnedStore(Store):
         self.size = size = inner.head().size
         leaves = bytearray()
         tree = CompactRange(0, ())
+        kind_ids: dict[bytes, int] = {}
+        kinds = array("H")
         for row in self._contiguous(inner.rows(0, size), 0, size):
-            leaf = compute_leaf_hash(row.data)
+            data = row.data
+            leaf = compute_leaf_hash(data)
             leaves += leaf
             tree.append(leaf)
+            kinds.append(kind_ids.setdefault(_envelope_kind(data), len(kind_ids)))
         self.root: bytes | None = tree.root() if size else None
         self._leaves = bytes(leaves)
-        self._kinds: dict[tuple[str, ...], list[StoredRow]] = {}
+        self._kind_ids = {
+            kind.decode("utf-8", "replace"): i for kind, i in kind_ids.items()
+        }
+        self._kinds = kinds
 
     def confirm(self, report: VerificationReport) -> None:
         """Refuse unless ``report`` verified exactly the pinned records.
@@ -158,17 +182,17 @@ class PinnedStore(Store):
 
     def _pinned(self, row: StoredRow) -> StoredRow:
         """``row`` as verified (its hash recomputed), or IntegrityError."""
-        seq = row.seq
+        seq, data = row.seq, row.data
+        at = _LEAF * seq
         if (
             not 0 <= seq < self.size
-            or compute_leaf_hash(row.data)
-            != self._leaves[_LEAF * seq : _LEAF * seq + _LEAF]
+            or _sha256(b"\x00" + data).digest() != self._leaves[at : at + _LEAF]
         ):
             raise IntegrityError(
                 f"record seq {seq} read again is not the record pinned (verified)",
                 hint=_HINT,
             )
-        return StoredRow(seq, compute_record_hash(row.data), row.data)
+        return StoredRow(seq, _sha256(data).digest(), data)
 
     # -- records ----------------------------------------------------------------
 
@@ -177,8 +201,9 @@ class PinnedStore(Store):
         start = max(start, 0)
         if start >= stop:
             return
+        pinned = self._pinned
         for row in self._contiguous(self.inner.rows(start, stop), start, stop):
-            yield self._pinned(row)
+            yield pinned(row)
 
     def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
         # no derived columns: a reader decodes the verified bytes instead
@@ -186,25 +211,19 @@ class PinnedStore(Store):
             yield ColumnRow(row.seq, row.hash, row.data)
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
-        """By the kind the signed bytes say, not the store's kind column (which
-        could leave a row out): every pinned record is scanned once per set of
-        kinds, and the answer kept (the pinned records do not change)."""
-        found = self._kinds.get(kinds)
-        if found is None:
-            from mltrail.core.codec import decode_record
-
-            wanted = tuple(f'"kind":"{kind}"'.encode() for kind in kinds)
-            found = []
-            for row in self._rows(0, None):
-                if any(w in row.data for w in wanted):
-                    try:
-                        kind = decode_record(row.data).record.entry.kind
-                    except MltrailError:  # unreadable: of no kind
-                        continue
-                    if kind in kinds:
-                        found.append(row)
-            self._kinds[kinds] = found
-        yield from found
+        """By the kind the pinned bytes say, not the store's kind column (which
+        could leave a row out): the kinds were read off the records when they
+        were pinned."""
+        ids = {self._kind_ids[kind] for kind in kinds if kind in self._kind_ids}
+        if not ids:
+            return
+        seqs = [seq for seq, kind in enumerate(self._kinds) if kind in ids]
+        if len(seqs) * 64 > self.size:  # many: one pass over all is faster
+            wanted = set(seqs)
+            yield from (row for row in self._rows(0, None) if row.seq in wanted)
+            return
+        for seq in seqs:
+            yield from self._rows(seq, seq + 1)
 
     def _head(self) -> StoreHead:
         return self.inner.head()
