@@ -372,6 +372,53 @@ def test_a_locked_models_runs_take_nothing_but_notes(tmp_path):
     assert "locked already" in proc.stderr
 
 
+def _relabel(home: Path, where: str, kind: str) -> None:
+    """Change the kind column of records (``where``) in the SQLite file, as
+    anyone able to write it can (the triggers dropped, then put back)."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "ledger.db", isolation_level=None)
+    try:
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'records'"
+        ).fetchall()
+        for name, _ in triggers:
+            db.execute(f'DROP TRIGGER "{name}"')
+        db.execute(f"UPDATE records SET kind = ? WHERE {where}", (kind,))
+        for _, sql in triggers:
+            db.execute(sql)
+    finally:
+        db.close()
+
+
+def test_verify_names_a_locked_run_amended_past_the_append_check(tmp_path):
+    """Appends refuse an entry amending a run a model.sealed record locked, but
+    they find the locks by the store's kind column: with the lock's row
+    relabelled ``note`` in the file, `mltrail append` took a run.ended of the
+    locked run, and once the label was put back `verify` said OK (the lock
+    stood only in one command). Verify now replays the locks from the signed
+    records and names the amendment (``locked-run``), also when it sits among
+    plain records the walk takes whole."""
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "model", "lock", "ab" * 32, "--reason", "released"))
+    assert mltrail(home, "verify", "-q").returncode == 0
+    _relabel(home, "kind = 'model.sealed'", "note")
+    for text in ("before", "between"):
+        ok(mltrail(home, "append", "--kind", "note", "--body", f'{{"text": "{text}"}}'))
+    ok(mltrail(home, "append", "--kind", "run.ended", "--run", run,
+               "--body", '{"status": "failed"}'))  # fmt: skip
+    ok(mltrail(home, "append", "--kind", "note", "--body", '{"text": "after"}'))
+    _relabel(home, "seq = 6", "model.sealed")
+    proc = mltrail(home, "verify", "--json")
+    assert proc.returncode == 3, proc.stdout
+    [problem] = [
+        p for p in json.loads(proc.stdout)["problems"] if p["severity"] == "error"
+    ]
+    assert (problem["code"], problem["seq"]) == ("locked-run", 9)
+    assert "model.sealed at seq 6" in problem["message"]
+
+
 # -- an insider against the storage: new versions, delete markers, weak locks --
 #
 # Object Lock protects object *versions*, not keys: in an Object Lock bucket
