@@ -419,6 +419,22 @@ def test_verify_names_a_locked_run_amended_past_the_append_check(tmp_path):
     assert "model.sealed at seq 6" in problem["message"]
 
 
+def test_a_hold_relabelled_in_the_store_still_keeps_its_blob(tmp_path):
+    """`mltrail purge` found the holds by the store's kind column: with the
+    hold.added row relabelled ``note`` in the file, the held blob was purged
+    (exit 0, its bytes erased for good; verify named it only afterwards). A
+    purge now finds the holds by their signed bytes."""
+    home, run, blob = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    _relabel(home, "kind = 'hold.added'", "note")
+    proc = mltrail(home, "purge", blob, "--reason", "erasure request")
+    assert proc.returncode == 2, proc.stdout
+    assert "under legal hold" in proc.stderr
+    assert "case L-7" in proc.stderr
+    _relabel(home, "seq = 6", "hold.added")
+    assert mltrail(home, "verify", "-q").returncode == 0, "the blob is still there"
+
+
 # -- an insider against the storage: new versions, delete markers, weak locks --
 #
 # Object Lock protects object *versions*, not keys: in an Object Lock bucket
