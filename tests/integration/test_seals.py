@@ -635,3 +635,137 @@ def test_an_honest_second_seal_of_the_same_records_still_passes(tmp_path):
     code, report = verify_seals(home, str(worm))
     assert code == 0, report["problems"]
     assert [a for a in report["anchors"] if a["kind"] == "seal"]
+    code, alone = audit(str(worm), _key_id(home))
+    assert code == 0, alone["problems"]
+    assert (alone["segments"], alone["sealed_size"]) == (3, 7)
+
+
+# -- an auditor with nothing but the seal location and the ledger's key -------
+
+
+def _key_id(home: Path) -> str:
+    import re
+
+    return re.search(r"key id: +([0-9a-f]{64})", ok(mltrail(home, "keys", "export")))[1]
+
+
+def audit(url: str, *keys: str) -> tuple[int, dict[str, Any]]:
+    """`mltrail seal verify URL --trust-key ...` with no home to read."""
+    trust = [arg for key in keys for arg in ("--trust-key", key)]
+    proc = mltrail(Path("/nonexistent/mltrail-home"), "seal", "verify", url, *trust,
+                   "--json")  # fmt: skip
+    assert proc.returncode in (0, 3), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_an_auditor_checks_the_seals_alone_with_the_ledger_key(target, tmp_path):
+    """The seals were checkable only through a home (`verify --seals` opens
+    MLTRAIL_HOME), and the walk of the segments trusted whatever key their
+    first record adds: an auditor holding the bucket and the ledger's public
+    key had no check. `mltrail seal verify` reads no home."""
+    home = make_home(tmp_path / "home", 4)
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    code, report = audit(target, _key_id(home))
+    assert code == 0, report["problems"]
+    assert (report["segments"], report["sealed_size"]) == (2, 7)
+    assert report["origin"] == ORIGIN
+    other = make_home(tmp_path / "other", 1)
+    code, report = audit(target, _key_id(other))
+    assert code == 3
+    assert {p["code"] for p in report["problems"]} == {"seal-invalid"}
+
+
+def test_seals_alone_name_forged_segments_beside_the_sealed_ones(
+    target, tmp_path, request
+):
+    """The insider holding the ledger key adds segments of a rewritten ledger
+    beside the sealed ones (0-1 and 1-7 beside 0-5 and 5-7): each verifies by
+    itself, signed by the trusted key; together they seal two histories."""
+    home = make_home(tmp_path / "home", 4, text="approved")
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home, 2, text="approved later")
+    size = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))[
+        "sealed_size"
+    ]
+    key = next((home / "keys").glob("*.key"))
+    forged = make_home(tmp_path / "forged", 0, key=key)
+    scratch = tmp_path / "scratch"
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    add_notes(forged, size - 1, text="rejected")
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    assert audit(str(scratch), _key_id(home))[0] == 0  # alone, the forgery verifies
+    if target.startswith("s3://"):
+        server, bucket, _ = request.getfixturevalue("s3")
+        _put_beside(server.client(), bucket, scratch, "team-a")
+    else:
+        for segment in (scratch / "segments").iterdir():
+            shutil.copytree(segment, Path(target) / "segments" / segment.name)
+    code, report = audit(target, _key_id(home))
+    assert code == 3, report
+    assert "two different histories are sealed" in json.dumps(report["problems"])
+
+
+def test_seals_alone_catch_a_record_altered_under_a_re_signed_checkpoint(tmp_path):
+    """Whoever holds the ledger key can alter a record's body, chain the records
+    again and sign a new checkpoint over them: chain, tree and checkpoint all
+    verify. The record's own signature does not, and is checked."""
+    from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
+    from mltrail.core.checkpoint import Checkpoint, sign_checkpoint
+    from mltrail.core.codec import decode_record
+    from mltrail.core.entry import Record
+    from mltrail.core.merkle import CompactRange
+    from mltrail.core.seal import build_manifest
+
+    home = make_home(tmp_path / "home", 4, text="approved")
+    worm = tmp_path / "worm"
+    [name] = as_json(mltrail(home, "seal", "--to", str(worm), "--retain", "7y",
+                             "--json"))["written"]  # fmt: skip
+    lines = (worm / "segments" / name / "records.jsonl").read_bytes().splitlines()
+    out, prev, tree = [], bytes(32), CompactRange()
+    for line in lines:
+        record = decode_record(line).record
+        entry = record.entry
+        if record.seq == 2:
+            entry = entry.__class__.from_dict(
+                {**entry.to_dict(), "body": {"text": "rejected 1"}}
+            )
+        data = Record(record.seq, prev.hex(), entry).to_bytes()
+        out.append(data)
+        prev = compute_record_hash(data)
+        tree.append(compute_leaf_hash(data))
+    opened = open_home(home, env={})
+    try:
+        note = sign_checkpoint(
+            Checkpoint(ORIGIN, len(out), tree.root()), opened.ledger.signer
+        ).to_text()
+    finally:
+        opened.close()
+    files = {
+        "records.jsonl": b"".join(d + b"\n" for d in out),
+        "checkpoint.txt": note.encode(),
+        "evidence.json": b"[]",
+    }
+    forged = tmp_path / "forged" / "segments" / name
+    forged.mkdir(parents=True)
+    for file, data in files.items():
+        (forged / file).write_bytes(data)
+    (forged / "manifest.json").write_bytes(
+        build_manifest(
+            origin=ORIGIN,
+            start=0,
+            end=len(out),
+            prev=bytes(32),
+            frontier=[],
+            files=files,
+            sealed_at="2026-12-07T00:00:00Z",
+            retain_until=None,
+        )
+    )
+    assert audit(str(worm), _key_id(home))[0] == 0
+    code, report = audit(str(tmp_path / "forged"), _key_id(home))
+    assert code == 3
+    [problem] = report["problems"]
+    assert problem["code"] == "seal-invalid"
+    assert "record 2: its signature does not verify" in problem["message"]
