@@ -769,3 +769,39 @@ def test_seals_alone_catch_a_record_altered_under_a_re_signed_checkpoint(tmp_pat
     [problem] = report["problems"]
     assert problem["code"] == "seal-invalid"
     assert "record 2: its signature does not verify" in problem["message"]
+
+
+def test_a_legal_hold_lifted_beneath_the_ledger_is_named(s3, tmp_path):
+    """A hold stands in the ledger, but the S3 legal hold of its segment's
+    objects was lifted: by `mltrail hold add` of anything else while the
+    hold.added row was relabelled ``note`` in the file (apply_legal_holds then
+    saw no hold covering the segment and turned it OFF), or by anyone allowed
+    s3:PutObjectLegalHold. With the label put back, `verify --seals` said OK.
+    The legal holds mltrail sets now come from the signed hold records, and
+    verify warns of a covered segment's object that is not held."""
+    server, bucket, url = s3
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "seal", "configure", "--to", url, "--retain", "7y"))
+    [name] = as_json(mltrail(home, "seal", "--json"))["written"]
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    client = server.client()
+    key = f"team-a/segments/{name}/records.jsonl"
+    status = lambda: client.get_object_legal_hold(Bucket=bucket, Key=key)[  # noqa: E731
+        "LegalHold"
+    ]["Status"]
+    assert status() == "ON"
+    _relabel(home, "kind = 'hold.added'", "note")
+    ok(mltrail(home, "hold", "add", "run:another", "--reason", "unrelated"))
+    assert status() == "ON", "a relabelled hold still holds its segment"
+    _relabel(home, "seq = 6", "hold.added")
+    assert verify_seals(home, url)[0] == 0
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    client.put_object_legal_hold(
+        Bucket=bucket, Key=key, VersionId=version, LegalHold={"Status": "OFF"}
+    )
+    code, report = verify_seals(home, url)
+    assert code == 0, report["problems"]  # the seal itself is intact
+    [problem] = _problems(report, "seal-unheld")
+    assert (problem["severity"], problem["seq"]) == ("warning", 0)
+    assert key.removeprefix("team-a/") in problem["message"]
+    assert "case L-7" in problem["message"]

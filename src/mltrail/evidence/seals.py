@@ -55,7 +55,7 @@ from mltrail.core.seal import (
 )
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
 from mltrail.evidence.policy import evidence_for
-from mltrail.ledger.holds import Holds, load_holds
+from mltrail.ledger.holds import Hold, Holds, load_holds
 from mltrail.storage.worm import open_worm
 
 if TYPE_CHECKING:
@@ -293,16 +293,21 @@ def _prev_hash(ledger: Ledger, start: int) -> bytes:
 
 
 def _covered(holds: Holds, name: str, datas: Any) -> bool:
-    if holds.get("segment", name):
-        return True
+    return _covering(holds, name, datas) is not None
+
+
+def _covering(holds: Holds, name: str, datas: Any) -> Hold | None:
+    """The hold covering the segment ``name`` of these records, if any."""
+    if hold := holds.get("segment", name):
+        return hold
     for data in datas:
         try:
             entry = decode_record(data).record.entry
         except MltrailError:
             continue
-        if holds.covering(entry) is not None:
-            return True
-    return False
+        if (hold := holds.covering(entry)) is not None:
+            return hold
+    return None
 
 
 def _time(moment: datetime) -> str:
@@ -384,6 +389,7 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
         last_root = segment.root
     check.sealed_size = walk.size
     _check_state(home, worm, check)
+    _check_legal_holds(ledger, worm, found, check)
     if last_root is not None:
         _check_consistency(ledger, walk.size, last_root, check)
     if check.segments and check.ok:
@@ -617,6 +623,41 @@ def _compare(
         )
 
 
+def _check_legal_holds(
+    ledger: Ledger, worm: WormStore, found: dict[str, set[str]], check: SealCheck
+) -> None:
+    """Name each object of a segment a standing hold covers that the storage
+    does not hold (lifted through S3, or never set): once its retention ends it
+    could be deleted while the ledger says the hold stands. A warning: the seal
+    itself is intact, and holds added while no seal target was configured were
+    never set on the segments sealed before."""
+    if not worm.legal_holds:
+        return
+    holds = load_holds(ledger)
+    if not holds.standing:
+        return
+    for start, end, name in _ordered(found):
+        rows = (r.data for r in ledger.store.rows(start, end))
+        hold = _covering(holds, name, rows)
+        if hold is None:
+            continue
+        for file in sorted(found[name]):
+            key = f"{_DIR}{name}/{file}"
+            if worm.legal_hold(key) is False:
+                check.problems.append(
+                    Problem(
+                        start,
+                        "seal-unheld",
+                        f"{key} at {worm.url} has no S3 legal hold, but the hold on "
+                        f"{hold.describe()} covers its segment: once its retention "
+                        "ends it can be deleted (`mltrail hold add` or `release` of "
+                        "any target, with this seal target configured, sets the "
+                        "legal holds again)",
+                        Severity.WARNING,
+                    )
+                )
+
+
 def _check_state(home: Home, worm: WormStore, check: SealCheck) -> None:
     """This home remembers its last seal there: a removed last segment shows."""
     state = _load_state(home.path).get(worm.url)
@@ -695,7 +736,9 @@ def apply_legal_holds(home: Home, worm: WormStore) -> dict[str, list[str]]:
     changed: dict[str, list[str]] = {"on": [], "off": []}
     if not worm.legal_holds:
         return changed
-    holds = load_holds(home.ledger)
+    # by the signed hold records: a hold relabelled in the store's kind column
+    # would otherwise have its segments' legal holds lifted here, unsigned
+    holds = load_holds(home.ledger, signed=True)
     found = _segments(worm)
     for start, end, name in _ordered(found):
         rows = (r.data for r in home.ledger.store.rows(start, end))
