@@ -674,7 +674,7 @@ def test_an_auditor_checks_the_seals_alone_with_the_ledger_key(target, tmp_path)
     other = make_home(tmp_path / "other", 1)
     code, report = audit(target, _key_id(other))
     assert code == 3
-    assert {p["code"] for p in report["problems"]} == {"seal-invalid"}
+    assert {p["code"] for p in report["problems"]} == {"seal-untrusted"}
 
 
 def test_seals_alone_name_forged_segments_beside_the_sealed_ones(
@@ -805,3 +805,27 @@ def test_a_legal_hold_lifted_beneath_the_ledger_is_named(s3, tmp_path):
     assert (problem["severity"], problem["seq"]) == ("warning", 0)
     assert key.removeprefix("team-a/") in problem["message"]
     assert "case L-7" in problem["message"]
+
+
+def test_seals_alone_follow_a_key_rotation_from_either_key(tmp_path):
+    """After `mltrail keys rotate`, the genesis key vouches for the key it
+    added, and the new key's checkpoint covers every record before it: either
+    key, pinned, verifies the seals; a key of another ledger does not."""
+    home = make_home(tmp_path / "home", 2)
+    worm = str(tmp_path / "worm")
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    old = _key_id(home)
+    ok(mltrail(home, "keys", "rotate", "--reason", "yearly"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    new = _key_id(home)
+    assert new != old
+    for key in (old, new):
+        code, report = audit(worm, key)
+        assert code == 0, (key, report["problems"])
+        assert report["sealed_size"] == 7
+    other = make_home(tmp_path / "other", 0)
+    code, report = audit(worm, _key_id(other))
+    assert code == 3
+    [problem] = report["problems"]
+    assert (problem["code"], problem["seq"]) == ("seal-untrusted", 0)

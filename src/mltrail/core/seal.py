@@ -270,13 +270,15 @@ class SealedSegment:
 class SealWalk:
     """Walks an origin's segments in order, from record 0, checking each.
 
-    With ``trusted`` (key ids an auditor pins), the walk needs nothing but the
-    sealed bytes and those ids: every record's signature is checked against the
-    key valid at its seq, and each checkpoint must be signed by a trusted key
-    (a pinned one, or one that a ``key.added`` signed by a trusted key added).
-    Without it the walk checks the chain, the tree and the checkpoints'
-    signatures by the sealed keys only, for a caller that holds the records
-    to a ledger it verified.
+    Each checkpoint must be signed by a log key the sealed records made valid
+    at its size. With ``trusted`` (key ids an auditor pins) the walk needs
+    nothing but the sealed bytes and those ids: every record's signature is
+    checked against the key valid at its seq too, and ``trusted_size`` says up
+    to which size a checkpoint signed by a trusted key (a pinned one, or one
+    that a ``key.added`` signed by a trusted key added) vouches for the records
+    (as the newest checkpoint by a pinned key does in ``mltrail verify``).
+    Without it the walk checks the chain, the tree and the checkpoints, for a
+    caller that holds the records to a ledger it verified.
 
     Example::
 
@@ -291,6 +293,8 @@ class SealWalk:
     tree: CompactRange = field(default_factory=CompactRange)
     keys: KeyRing = field(default_factory=KeyRing)
     trusted: frozenset[str] | None = None
+    trusted_size: int = 0
+    """The size of the newest checkpoint a trusted key signed (with ``trusted``)."""
     _trusted: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +332,8 @@ class SealWalk:
         root = _check_checkpoint(
             text, self.origin, self.size, self.tree.root(), self.signers(self.size)
         )
+        if self._trusted and _signed_by(text, self.origin, self._trusted_signers()):
+            self.trusted_size = self.size
         return SealedSegment(name, manifest, lines, text, root)
 
     def _check_place(self, manifest: Manifest) -> None:
@@ -396,11 +402,11 @@ class SealWalk:
             raise SealError("its signature does not verify")
 
     def signers(self, size: int) -> list[bytes]:
-        """Keys that may sign the checkpoint of ``size``: every valid log key, or
-        with ``trusted``, the trusted ones among them."""
-        valid = self.keys.valid_keys(size)
-        if self.trusted is None:
-            return list(valid.values())
+        """The log keys that may sign the checkpoint of ``size``."""
+        return list(self.keys.valid_keys(size).values())
+
+    def _trusted_signers(self) -> list[bytes]:
+        valid = self.keys.valid_keys(self.size)
         return [key for key_id, key in valid.items() if key_id in self._trusted]
 
 
@@ -482,16 +488,24 @@ def _check_checkpoint(
         if checkpoint.root != root:
             raise SealError("its checkpoint's root is not its records' root")
         if not keys:
-            raise SealError(
-                f"no trusted key may sign a checkpoint of size {size}: the keys "
-                "trusted are not log keys of this ledger at that size"
-            )
+            raise SealError(f"no log key of the sealed records is valid at {size}")
         verify_checkpoint(text, origin=origin, public_keys=list(keys))
     except SealError:
         raise
     except (MltrailError, ValueError) as e:
         raise SealError(f"its checkpoint does not verify: {e}") from e
     return checkpoint.root
+
+
+def _signed_by(text: str, origin: str, keys: Sequence[bytes]) -> bool:
+    """Whether one of ``keys`` signed the checkpoint ``text`` (checked already)."""
+    if not keys:
+        return False
+    try:
+        verify_checkpoint(text, origin=origin, public_keys=list(keys))
+    except (MltrailError, ValueError):
+        return False
+    return True
 
 
 def _lines(data: bytes, count: int) -> tuple[bytes, ...]:

@@ -108,12 +108,14 @@ def audit_seals(worm: WormStore, origin: str, trusted: Collection[str]) -> SealC
     for start, name in beside:
         _check_beside(worm, found, (start, name), walk, (hashes, leaves), check)
     check.sealed_size = walk.size
+    if check.segments and walk.trusted_size < walk.size:
+        check.problems.append(_untrusted(walk, worm))
     if check.segments and check.ok:
         check.anchor = Anchor(
             "seal",
             f"records 0 to {walk.size - 1} sealed write-once in {check.segments} "
-            f"segment(s) at {worm.url} are signed, chained and checkpointed by the "
-            "trusted key(s)",
+            f"segment(s) at {worm.url} are signed and chained, and a checkpoint "
+            "signed by a trusted key covers them",
             True,
         )
     elif not found:
@@ -155,6 +157,22 @@ def _check_beside(
 def _span(name: str) -> tuple[int, int]:
     start, _, end = name.partition("-")
     return int(start), int(end)
+
+
+def _untrusted(walk: SealWalk, worm: WormStore) -> Problem:
+    if walk.trusted_size == 0:
+        return Problem(
+            0,
+            "seal-untrusted",
+            f"no checkpoint sealed at {worm.url} is signed by a trusted key: these "
+            "are not the seals of the ledger whose key you trust",
+        )
+    return Problem(
+        walk.trusted_size,
+        "seal-untrusted",
+        f"records {walk.trusted_size} to {walk.size - 1} are sealed under "
+        "checkpoints no trusted key signed (nor a key a trusted key added)",
+    )
 
 
 def _invalid(start: int, error: SealError, worm: WormStore) -> Problem:
