@@ -829,3 +829,20 @@ def test_seals_alone_follow_a_key_rotation_from_either_key(tmp_path):
     assert code == 3
     [problem] = report["problems"]
     assert (problem["code"], problem["seq"]) == ("seal-untrusted", 0)
+
+
+def test_a_note_relabelled_as_a_hold_release_lifts_no_hold(tmp_path):
+    """A note may carry any member, ``target`` and ``id`` too; relabelled
+    ``hold.released`` in the store's kind column, `hold list` took it for the
+    release of a standing hold (and `seal` sealed later records of the run
+    without their legal hold). Rows listed as hold records are now checked
+    against their signed bytes: the store's lie is refused."""
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    body = json.dumps({"text": "see the case file", "target": "run", "id": run})
+    ok(mltrail(home, "append", "--kind", "note", "--body", body))
+    assert len(as_json(mltrail(home, "hold", "list", "--json"))) == 1
+    _relabel(home, "seq = 7", "hold.released")
+    proc = mltrail(home, "hold", "list", "--json")
+    assert proc.returncode == 3, proc.stdout
+    assert "signed bytes say seq 7, kind 'note'" in proc.stderr

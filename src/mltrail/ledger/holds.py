@@ -119,10 +119,15 @@ def load_holds(ledger: Ledger, *, signed: bool = False) -> Holds:
         signed: find the hold records by their signed bytes, reading every
             record, rather than by the store's kind column, which anyone able
             to write the store's file can change (a hold relabelled ``note``
-            would stand no more). For what cannot be undone: a purge.
+            would stand no more). For what cannot be undone: a purge, lifting
+            a storage legal hold.
+
+    Raises:
+        IntegrityError: (not ``signed``) a row the store lists as a hold
+            record is not one by its signed bytes.
     """
     standing: dict[tuple[str, str], Hold] = {}
-    records = _signed_holds(ledger) if signed else ledger.records_of_kinds(HOLD_KINDS)
+    records = _signed_holds(ledger) if signed else _listed_holds(ledger)
     for record in records:
         body = record.entry.body
         key = (str(body.get("target")), str(body.get("id")))
@@ -138,6 +143,16 @@ def load_holds(ledger: Ledger, *, signed: bool = False) -> Holds:
             for run in runs_of_model(ledger, ident):
                 runs.setdefault(run, hold)
     return Holds(standing, runs)
+
+
+def _listed_holds(ledger: Ledger) -> Iterator[Record]:
+    """The rows the store lists as hold records, each checked to be one by its
+    signed bytes (else IntegrityError: a note relabelled ``hold.released``
+    would lift a hold)."""
+    from mltrail.ledger.columns import checked_rows_of_kinds
+
+    for _, decoded in checked_rows_of_kinds(ledger.store, HOLD_KINDS):
+        yield decoded.record
 
 
 def _signed_holds(ledger: Ledger) -> Iterator[Record]:
