@@ -846,3 +846,25 @@ def test_a_note_relabelled_as_a_hold_release_lifts_no_hold(tmp_path):
     proc = mltrail(home, "hold", "list", "--json")
     assert proc.returncode == 3, proc.stdout
     assert "signed bytes say seq 7, kind 'note'" in proc.stderr
+
+
+def test_seals_alone_take_the_chain_that_reaches_farthest(tmp_path):
+    """Two sealers (or one who may put objects) left 5-7 beside 5-9: the walk
+    in name order took 0-5 and 5-7, then found records 7 and 8 only in a
+    segment beside its chain, and called them unchecked. The walk now follows
+    the chain of segments that reaches farthest; the others are compared with
+    it."""
+    home = make_home(tmp_path / "home", 4)
+    worm, other = str(tmp_path / "worm"), str(tmp_path / "other")
+    for url in (worm, other):
+        ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", other, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    name = segment_name(5, 7)
+    shutil.copytree(Path(other) / "segments" / name, Path(worm) / "segments" / name)
+    code, report = audit(worm, _key_id(home))
+    assert code == 0, report["problems"]
+    assert report["problems"] == []
+    assert (report["segments"], report["sealed_size"]) == (3, 9)

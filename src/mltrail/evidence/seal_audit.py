@@ -84,29 +84,31 @@ def audit_seals(worm: WormStore, origin: str, trusted: Collection[str]) -> SealC
     walk = SealWalk(origin, trusted=frozenset(trusted))
     hashes: list[bytes] = []
     leaves: list[bytes] = []
-    beside: list[tuple[int, str]] = []
-    for start, _, name in _ordered(found):
-        if MANIFEST_FILE not in found[name]:
-            if start >= walk.size:
-                check.problems.append(_unfinished(name, start))
-            continue
-        if start < walk.size:
-            beside.append((start, name))  # checked once the walk is done
-            continue
-        if start > walk.size:
-            check.problems.append(_missing(worm, walk.size, start))
-            break  # nothing sealed before it is known: it cannot be checked
+    chain = _farthest_chain(found)
+    gap = False  # once named (or the chain broke), no segment is called missing
+    for start, _, name in chain:
         files = _read(worm, name, found[name], start, check)
         try:
             segment = walk.accept(name, files)
         except SealError as e:
             check.problems.append(_invalid(start, e, worm))
+            gap = True
             break
         check.segments += 1
         hashes += map(compute_record_hash, segment.records)
         leaves += map(compute_leaf_hash, segment.records)
-    for start, name in beside:
-        _check_beside(worm, found, (start, name), walk, (hashes, leaves), check)
+    walked = {name for _, _, name in chain}
+    for start, _, name in _ordered(found):
+        if name in walked:
+            continue
+        if MANIFEST_FILE not in found[name]:
+            if start >= walk.size:
+                check.problems.append(_unfinished(name, start))
+        elif start < walk.size:
+            _check_beside(worm, found, (start, name), walk, (hashes, leaves), check)
+        elif not gap:  # no chain from record 0 reaches it
+            check.problems.append(_missing(worm, walk.size, start))
+            gap = True
     check.sealed_size = walk.size
     if check.segments and walk.trusted_size < walk.size:
         check.problems.append(_untrusted(walk, worm))
@@ -123,6 +125,18 @@ def audit_seals(worm: WormStore, origin: str, trusted: Collection[str]) -> SealC
             Problem(None, "seal-none", f"nothing is sealed at {worm.url}")
         )
     return check
+
+
+def _farthest_chain(found: dict[str, set[str]]) -> list[tuple[int, int, str]]:
+    """The finished segments that chain from record 0 the farthest (each
+    starting where the one before ended). Taking them in name order instead
+    would let a segment that ends early (0-5 beside 0-9, or one added by
+    whoever may put objects) cut the chain and leave later records unchecked."""
+    chains: dict[int, list[tuple[int, int, str]]] = {0: []}
+    for start, end, name in _ordered(found):  # every chain to ``start`` is known
+        if MANIFEST_FILE in found[name] and start in chains and end not in chains:
+            chains[end] = [*chains[start], (start, end, name)]
+    return chains[max(chains)]
 
 
 def _check_beside(
