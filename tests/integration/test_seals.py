@@ -868,3 +868,24 @@ def test_seals_alone_take_the_chain_that_reaches_farthest(tmp_path):
     assert code == 0, report["problems"]
     assert report["problems"] == []
     assert (report["segments"], report["sealed_size"]) == (3, 9)
+
+
+def test_a_second_sealer_ending_early_is_no_missing_segment(tmp_path):
+    """The home sealed 5-9 (and remembers it in seals.json); a second sealer
+    left 5-7 beside it. The walk took 0-5 and 5-7, checked 5-9 beside them,
+    and then named records 7 and 8 as removed from the storage (seal-missing,
+    exit 3) though they are sealed there and agree with the ledger."""
+    home = make_home(tmp_path / "home", 4)
+    worm, other = str(tmp_path / "worm"), str(tmp_path / "other")
+    for url in (worm, other):
+        ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", other, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    name = segment_name(5, 7)
+    shutil.copytree(Path(other) / "segments" / name, Path(worm) / "segments" / name)
+    code, report = verify_seals(home, worm)
+    assert code == 0, report["problems"]
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "seal"]
+    assert anchor["description"].startswith("records 0 to 8 ")

@@ -359,6 +359,7 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
     found = _segments(worm)
     walk = SealWalk(ledger.origin)
     last_root: bytes | None = None
+    reach = 0  # the farthest end of a segment beside the walk found to agree
     for start, end, name in _ordered(found):
         if MANIFEST_FILE not in found[name]:
             if start >= walk.size:
@@ -370,7 +371,8 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
             # records are sealed, so the live ledger is held to them too: else
             # segments of a rewritten ledger, added under names that sort first,
             # would have the walk skip every segment sealed before them.
-            _check_overlap(ledger, worm, name, start, found[name], check)
+            if _check_overlap(ledger, worm, name, start, found[name], check):
+                reach = max(reach, end)
             continue
         if start > walk.size:
             check.problems.append(_missing(worm, walk.size, start))
@@ -387,7 +389,9 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
         check.segments += 1
         _compare(ledger, segment.records, start, name, check)
         last_root = segment.root
-    check.sealed_size = walk.size
+    # a segment beside the walk that agrees with the ledger may end past it (two
+    # sealers: 5-9 beside 5-7): what it seals counts, and is no missing segment
+    check.sealed_size = max(walk.size, reach)
     _check_state(home, worm, check)
     _check_legal_holds(ledger, worm, found, check)
     if last_root is not None:
@@ -395,7 +399,8 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
     if check.segments and check.ok:
         check.anchor = Anchor(
             "seal",
-            f"records 0 to {walk.size - 1} are byte for byte as sealed write-once "
+            f"records 0 to {check.sealed_size - 1} are byte for byte as sealed "
+            "write-once "
             f"in {check.segments} segment(s) at {worm.url}, and the ledger extends "
             "the last sealed checkpoint",
             True,
@@ -416,9 +421,10 @@ def _check_overlap(
     start: int,
     files: set[str],
     check: SealCheck,
-) -> None:
+) -> bool:
     """Check a finished segment that starts inside what the walk already took,
-    from the live ledger's state at its start, and hold the ledger to it."""
+    from the live ledger's state at its start, and hold the ledger to it;
+    whether it agrees."""
     read = _read(worm, name, files, start, check)
     try:
         segment = _walk_at(ledger, start).accept(name, read)
@@ -431,9 +437,11 @@ def _check_overlap(
                 "other segments: the live ledger differs from what it seals)",
             )
         )
-        return
+        return False
     check.segments += 1
+    before = len(check.problems)
     _compare(ledger, segment.records, start, name, check)
+    return len(check.problems) == before
 
 
 def _read(
