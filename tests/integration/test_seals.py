@@ -889,3 +889,43 @@ def test_a_second_sealer_ending_early_is_no_missing_segment(tmp_path):
     assert code == 0, report["problems"]
     [anchor] = [a for a in report["anchors"] if a["kind"] == "seal"]
     assert anchor["description"].startswith("records 0 to 8 ")
+
+
+def test_a_ledger_rewritten_after_an_interrupted_seal_is_caught(target, tmp_path):
+    """A seal of records 5 to 7 was killed before its manifest: their bytes
+    and the checkpoint signed over them are kept write-once, but the segment
+    counted for nothing. The owner then put the home back to its state before
+    those records and wrote others in their place: `verify --seals` said OK,
+    with a warning that a seal was interrupted. The interrupted seal's records,
+    vouched for by its checkpoint, are now held to the ledger too."""
+    home_path = make_home(tmp_path / "home", 4)
+    ok(mltrail(home_path, "seal", "--to", target, "--retain", "7y"))
+    shutil.copytree(home_path, tmp_path / "before")
+    add_notes(home_path, 3, text="approved")
+    home = open_home(home_path, writable=False, env={})
+    worm = open_worm(target)
+    real_put = worm._put
+
+    def crash_before_manifest(key, data, until, hold):
+        if key.endswith("manifest.json"):
+            raise KeyboardInterrupt  # as if killed
+        real_put(key, data, until, hold)
+
+    worm._put = crash_before_manifest
+    from mltrail.core.seal import parse_retention
+
+    with pytest.raises(KeyboardInterrupt):
+        seal_ledger(home, worm, parse_retention("7y"))
+    home.close()
+    code, report = verify_seals(home_path, target)
+    assert code == 0, report["problems"]  # the honest ledger: a warning only
+    shutil.rmtree(home_path)
+    shutil.move(tmp_path / "before", home_path)
+    add_notes(home_path, 3, text="rejected")
+    assert mltrail(home_path, "verify", "-q").returncode == 0
+    code, report = verify_seals(home_path, target)
+    assert code == 3, report["problems"]
+    [differs] = _problems(report, "seal-differs")
+    assert differs["seq"] == 5
+    assert "(unfinished)" in differs["message"]
+    assert not [a for a in report["anchors"] if a["kind"] == "seal"]

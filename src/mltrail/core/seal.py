@@ -319,6 +319,39 @@ class SealWalk:
         except SealError as e:
             raise SealError(f"segment {name}: {e}") from e
 
+    def accept_unfinished(
+        self, name: str, files: Mapping[str, bytes]
+    ) -> tuple[bytes, ...]:
+        """The record lines of a segment whose manifest was never written (an
+        interrupted seal), checked as :meth:`accept` checks a finished one's:
+        they follow the records before them, and its checkpoint (written before
+        the manifest) gives their root and is signed by a valid key. It still
+        counts for nothing; but the ledger key vouched for these bytes.
+
+        Raises:
+            SealError: a file is missing, or they do not verify.
+        """
+        try:
+            span = parse_segment_name(name)
+            if span is None or span[0] != self.size:
+                raise SealError(f"it does not start at record {self.size}")
+            for file in (RECORDS_FILE, CHECKPOINT_FILE):
+                if file not in files:
+                    raise SealError(f"{file} is missing")
+            lines = _lines(files[RECORDS_FILE], span[1] - span[0])
+            try:
+                for line in lines:
+                    self._accept_record(line)
+            except MltrailError as e:
+                raise SealError(f"record {self.size}: {e}") from e
+            text = files[CHECKPOINT_FILE].decode("utf-8", "replace")
+            _check_checkpoint(
+                text, self.origin, self.size, self.tree.root(), self.signers(self.size)
+            )
+        except SealError as e:
+            raise SealError(f"segment {name}: {e}") from e
+        return lines
+
     def _accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
         manifest = _checked_manifest(name, files, self.origin)
         self._check_place(manifest)

@@ -364,6 +364,7 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
         if MANIFEST_FILE not in found[name]:
             if start >= walk.size:
                 check.problems.append(_unfinished(name, start))
+                _check_unfinished(ledger, worm, name, (start, found[name]), check)
             continue
         if start < walk.size:
             # overlaps what was walked: a second, finished seal of these records
@@ -442,6 +443,34 @@ def _check_overlap(
     before = len(check.problems)
     _compare(ledger, segment.records, start, name, check)
     return len(check.problems) == before
+
+
+def _check_unfinished(
+    ledger: Ledger,
+    worm: WormStore,
+    name: str,
+    where: tuple[int, set[str]],
+    check: SealCheck,
+) -> None:
+    """Hold the ledger to an interrupted seal's records when they verify (they
+    follow the ledger's records before them, and the checkpoint written before
+    the manifest is theirs, signed by a key of the ledger): they are kept
+    write-once, and a ledger rewritten between the crash and the next seal
+    differs from them. Records that do not verify are no seal (a warning
+    already names the segment)."""
+    start, files = where
+    if start > ledger.head().size:
+        return  # the ledger is shorter: a finished segment names that
+    read = {
+        file: found.data
+        for file in files
+        if (found := worm.read(f"{_DIR}{name}/{file}")) is not None
+    }
+    try:
+        lines = _walk_at(ledger, start).accept_unfinished(name, read)
+    except SealError:
+        return
+    _compare(ledger, lines, start, f"{name} (unfinished)", check)
 
 
 def _read(
