@@ -366,3 +366,32 @@ def test_push_refuses_a_push_header_the_server_made_up(server, laptop, monkeypat
     finally:
         home.close()
     assert js(base, offline, "push")["pushed"] > 0  # an honest answer: sent
+
+
+def test_push_refuses_a_ledger_rolled_back_and_written_on_since(server, laptop):
+    """The laptop pushed, then its home was put back to a copy from before
+    the last run and recorded on. Push resumed after the header's ``to``
+    and sent the tail of the new history: the server took, without a word,
+    records continuing a history other than the one it held (the header's
+    checkpoint and the new one do not agree). Push now requires the ledger
+    to extend the checkpoint of the header it resumes after: exit 3, nothing
+    sent."""
+    import shutil
+
+    base, offline, auditor = laptop
+    home = base / "rolled-back"
+    env = offline | {"MLTRAIL_HOME": str(home)}
+    js(base, env, "init", offline=True)
+    record_offline(base, env, "kept")
+    shutil.copytree(home, base / "rolled-back.copy")
+    record_offline(base, env, "pushed-then-undone")
+    assert js(base, env, "push")["pushed"] > 0
+    shutil.rmtree(home)
+    shutil.move(base / "rolled-back.copy", home)
+    record_offline(base, env, "instead-one")
+    record_offline(base, env, "instead-two")
+    assert js(base, env, "verify")["ok"]  # the copy is intact, just other
+    before = js(base, auditor, "log")
+    refused = cli(base, env, "push", code=3)
+    assert "does not extend the checkpoint it pushed" in refused
+    assert js(base, auditor, "log") == before

@@ -372,6 +372,69 @@ def test_a_locked_models_runs_take_nothing_but_notes(tmp_path):
     assert "locked already" in proc.stderr
 
 
+def _relabel(home: Path, where: str, kind: str) -> None:
+    """Change the kind column of records (``where``) in the SQLite file, as
+    anyone able to write it can (the triggers dropped, then put back)."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "ledger.db", isolation_level=None)
+    try:
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'records'"
+        ).fetchall()
+        for name, _ in triggers:
+            db.execute(f'DROP TRIGGER "{name}"')
+        db.execute(f"UPDATE records SET kind = ? WHERE {where}", (kind,))
+        for _, sql in triggers:
+            db.execute(sql)
+    finally:
+        db.close()
+
+
+def test_verify_names_a_locked_run_amended_past_the_append_check(tmp_path):
+    """Appends refuse an entry amending a run a model.sealed record locked, but
+    they find the locks by the store's kind column: with the lock's row
+    relabelled ``note`` in the file, `mltrail append` took a run.ended of the
+    locked run, and once the label was put back `verify` said OK (the lock
+    stood only in one command). Verify now replays the locks from the signed
+    records and names the amendment (``locked-run``), also when it sits among
+    plain records the walk takes whole."""
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "model", "lock", "ab" * 32, "--reason", "released"))
+    assert mltrail(home, "verify", "-q").returncode == 0
+    _relabel(home, "kind = 'model.sealed'", "note")
+    for text in ("before", "between"):
+        ok(mltrail(home, "append", "--kind", "note", "--body", f'{{"text": "{text}"}}'))
+    ok(mltrail(home, "append", "--kind", "run.ended", "--run", run,
+               "--body", '{"status": "failed"}'))  # fmt: skip
+    ok(mltrail(home, "append", "--kind", "note", "--body", '{"text": "after"}'))
+    _relabel(home, "seq = 6", "model.sealed")
+    proc = mltrail(home, "verify", "--json")
+    assert proc.returncode == 3, proc.stdout
+    [problem] = [
+        p for p in json.loads(proc.stdout)["problems"] if p["severity"] == "error"
+    ]
+    assert (problem["code"], problem["seq"]) == ("locked-run", 9)
+    assert "model.sealed at seq 6" in problem["message"]
+
+
+def test_a_hold_relabelled_in_the_store_still_keeps_its_blob(tmp_path):
+    """`mltrail purge` found the holds by the store's kind column: with the
+    hold.added row relabelled ``note`` in the file, the held blob was purged
+    (exit 0, its bytes erased for good; verify named it only afterwards). A
+    purge now finds the holds by their signed bytes."""
+    home, run, blob = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    _relabel(home, "kind = 'hold.added'", "note")
+    proc = mltrail(home, "purge", blob, "--reason", "erasure request")
+    assert proc.returncode == 2, proc.stdout
+    assert "under legal hold" in proc.stderr
+    assert "case L-7" in proc.stderr
+    _relabel(home, "seq = 6", "hold.added")
+    assert mltrail(home, "verify", "-q").returncode == 0, "the blob is still there"
+
+
 # -- an insider against the storage: new versions, delete markers, weak locks --
 #
 # Object Lock protects object *versions*, not keys: in an Object Lock bucket
@@ -572,3 +635,297 @@ def test_an_honest_second_seal_of_the_same_records_still_passes(tmp_path):
     code, report = verify_seals(home, str(worm))
     assert code == 0, report["problems"]
     assert [a for a in report["anchors"] if a["kind"] == "seal"]
+    code, alone = audit(str(worm), _key_id(home))
+    assert code == 0, alone["problems"]
+    assert (alone["segments"], alone["sealed_size"]) == (3, 7)
+
+
+# -- an auditor with nothing but the seal location and the ledger's key -------
+
+
+def _key_id(home: Path) -> str:
+    import re
+
+    return re.search(r"key id: +([0-9a-f]{64})", ok(mltrail(home, "keys", "export")))[1]
+
+
+def audit(url: str, *keys: str) -> tuple[int, dict[str, Any]]:
+    """`mltrail seal verify URL --trust-key ...` with no home to read."""
+    trust = [arg for key in keys for arg in ("--trust-key", key)]
+    proc = mltrail(Path("/nonexistent/mltrail-home"), "seal", "verify", url, *trust,
+                   "--json")  # fmt: skip
+    assert proc.returncode in (0, 3), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_an_auditor_checks_the_seals_alone_with_the_ledger_key(target, tmp_path):
+    """The seals were checkable only through a home (`verify --seals` opens
+    MLTRAIL_HOME), and the walk of the segments trusted whatever key their
+    first record adds: an auditor holding the bucket and the ledger's public
+    key had no check. `mltrail seal verify` reads no home."""
+    home = make_home(tmp_path / "home", 4)
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    code, report = audit(target, _key_id(home))
+    assert code == 0, report["problems"]
+    assert (report["segments"], report["sealed_size"]) == (2, 7)
+    assert report["origin"] == ORIGIN
+    other = make_home(tmp_path / "other", 1)
+    code, report = audit(target, _key_id(other))
+    assert code == 3
+    assert {p["code"] for p in report["problems"]} == {"seal-untrusted"}
+
+
+def test_seals_alone_name_forged_segments_beside_the_sealed_ones(
+    target, tmp_path, request
+):
+    """The insider holding the ledger key adds segments of a rewritten ledger
+    beside the sealed ones (0-1 and 1-7 beside 0-5 and 5-7): each verifies by
+    itself, signed by the trusted key; together they seal two histories."""
+    home = make_home(tmp_path / "home", 4, text="approved")
+    ok(mltrail(home, "seal", "--to", target, "--retain", "7y"))
+    add_notes(home, 2, text="approved later")
+    size = as_json(mltrail(home, "seal", "--to", target, "--retain", "7y", "--json"))[
+        "sealed_size"
+    ]
+    key = next((home / "keys").glob("*.key"))
+    forged = make_home(tmp_path / "forged", 0, key=key)
+    scratch = tmp_path / "scratch"
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    add_notes(forged, size - 1, text="rejected")
+    ok(mltrail(forged, "seal", "--to", str(scratch), "--retain", "7y"))
+    assert audit(str(scratch), _key_id(home))[0] == 0  # alone, the forgery verifies
+    if target.startswith("s3://"):
+        server, bucket, _ = request.getfixturevalue("s3")
+        _put_beside(server.client(), bucket, scratch, "team-a")
+    else:
+        for segment in (scratch / "segments").iterdir():
+            shutil.copytree(segment, Path(target) / "segments" / segment.name)
+    code, report = audit(target, _key_id(home))
+    assert code == 3, report
+    assert "two different histories are sealed" in json.dumps(report["problems"])
+
+
+def test_seals_alone_catch_a_record_altered_under_a_re_signed_checkpoint(tmp_path):
+    """Whoever holds the ledger key can alter a record's body, chain the records
+    again and sign a new checkpoint over them: chain, tree and checkpoint all
+    verify. The record's own signature does not, and is checked."""
+    from mltrail.core.canonical import compute_leaf_hash, compute_record_hash
+    from mltrail.core.checkpoint import Checkpoint, sign_checkpoint
+    from mltrail.core.codec import decode_record
+    from mltrail.core.entry import Record
+    from mltrail.core.merkle import CompactRange
+    from mltrail.core.seal import build_manifest
+
+    home = make_home(tmp_path / "home", 4, text="approved")
+    worm = tmp_path / "worm"
+    [name] = as_json(mltrail(home, "seal", "--to", str(worm), "--retain", "7y",
+                             "--json"))["written"]  # fmt: skip
+    lines = (worm / "segments" / name / "records.jsonl").read_bytes().splitlines()
+    out, prev, tree = [], bytes(32), CompactRange()
+    for line in lines:
+        record = decode_record(line).record
+        entry = record.entry
+        if record.seq == 2:
+            entry = entry.__class__.from_dict(
+                {**entry.to_dict(), "body": {"text": "rejected 1"}}
+            )
+        data = Record(record.seq, prev.hex(), entry).to_bytes()
+        out.append(data)
+        prev = compute_record_hash(data)
+        tree.append(compute_leaf_hash(data))
+    opened = open_home(home, env={})
+    try:
+        note = sign_checkpoint(
+            Checkpoint(ORIGIN, len(out), tree.root()), opened.ledger.signer
+        ).to_text()
+    finally:
+        opened.close()
+    files = {
+        "records.jsonl": b"".join(d + b"\n" for d in out),
+        "checkpoint.txt": note.encode(),
+        "evidence.json": b"[]",
+    }
+    forged = tmp_path / "forged" / "segments" / name
+    forged.mkdir(parents=True)
+    for file, data in files.items():
+        (forged / file).write_bytes(data)
+    (forged / "manifest.json").write_bytes(
+        build_manifest(
+            origin=ORIGIN,
+            start=0,
+            end=len(out),
+            prev=bytes(32),
+            frontier=[],
+            files=files,
+            sealed_at="2026-12-07T00:00:00Z",
+            retain_until=None,
+        )
+    )
+    assert audit(str(worm), _key_id(home))[0] == 0
+    code, report = audit(str(tmp_path / "forged"), _key_id(home))
+    assert code == 3
+    [problem] = report["problems"]
+    assert problem["code"] == "seal-invalid"
+    assert "record 2: its signature does not verify" in problem["message"]
+
+
+def test_a_legal_hold_lifted_beneath_the_ledger_is_named(s3, tmp_path):
+    """A hold stands in the ledger, but the S3 legal hold of its segment's
+    objects was lifted: by `mltrail hold add` of anything else while the
+    hold.added row was relabelled ``note`` in the file (apply_legal_holds then
+    saw no hold covering the segment and turned it OFF), or by anyone allowed
+    s3:PutObjectLegalHold. With the label put back, `verify --seals` said OK.
+    The legal holds mltrail sets now come from the signed hold records, and
+    verify warns of a covered segment's object that is not held."""
+    server, bucket, url = s3
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "seal", "configure", "--to", url, "--retain", "7y"))
+    [name] = as_json(mltrail(home, "seal", "--json"))["written"]
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    client = server.client()
+    key = f"team-a/segments/{name}/records.jsonl"
+    status = lambda: client.get_object_legal_hold(Bucket=bucket, Key=key)[  # noqa: E731
+        "LegalHold"
+    ]["Status"]
+    assert status() == "ON"
+    _relabel(home, "kind = 'hold.added'", "note")
+    ok(mltrail(home, "hold", "add", "run:another", "--reason", "unrelated"))
+    assert status() == "ON", "a relabelled hold still holds its segment"
+    _relabel(home, "seq = 6", "hold.added")
+    assert verify_seals(home, url)[0] == 0
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    client.put_object_legal_hold(
+        Bucket=bucket, Key=key, VersionId=version, LegalHold={"Status": "OFF"}
+    )
+    code, report = verify_seals(home, url)
+    assert code == 0, report["problems"]  # the seal itself is intact
+    [problem] = _problems(report, "seal-unheld")
+    assert (problem["severity"], problem["seq"]) == ("warning", 0)
+    assert key.removeprefix("team-a/") in problem["message"]
+    assert "case L-7" in problem["message"]
+
+
+def test_seals_alone_follow_a_key_rotation_from_either_key(tmp_path):
+    """After `mltrail keys rotate`, the genesis key vouches for the key it
+    added, and the new key's checkpoint covers every record before it: either
+    key, pinned, verifies the seals; a key of another ledger does not."""
+    home = make_home(tmp_path / "home", 2)
+    worm = str(tmp_path / "worm")
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    old = _key_id(home)
+    ok(mltrail(home, "keys", "rotate", "--reason", "yearly"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    new = _key_id(home)
+    assert new != old
+    for key in (old, new):
+        code, report = audit(worm, key)
+        assert code == 0, (key, report["problems"])
+        assert report["sealed_size"] == 7
+    other = make_home(tmp_path / "other", 0)
+    code, report = audit(worm, _key_id(other))
+    assert code == 3
+    [problem] = report["problems"]
+    assert (problem["code"], problem["seq"]) == ("seal-untrusted", 0)
+
+
+def test_a_note_relabelled_as_a_hold_release_lifts_no_hold(tmp_path):
+    """A note may carry any member, ``target`` and ``id`` too; relabelled
+    ``hold.released`` in the store's kind column, `hold list` took it for the
+    release of a standing hold (and `seal` sealed later records of the run
+    without their legal hold). Rows listed as hold records are now checked
+    against their signed bytes: the store's lie is refused."""
+    home, run, _ = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    body = json.dumps({"text": "see the case file", "target": "run", "id": run})
+    ok(mltrail(home, "append", "--kind", "note", "--body", body))
+    assert len(as_json(mltrail(home, "hold", "list", "--json"))) == 1
+    _relabel(home, "seq = 7", "hold.released")
+    proc = mltrail(home, "hold", "list", "--json")
+    assert proc.returncode == 3, proc.stdout
+    assert "signed bytes say seq 7, kind 'note'" in proc.stderr
+
+
+def test_seals_alone_take_the_chain_that_reaches_farthest(tmp_path):
+    """Two sealers (or one who may put objects) left 5-7 beside 5-9: the walk
+    in name order took 0-5 and 5-7, then found records 7 and 8 only in a
+    segment beside its chain, and called them unchecked. The walk now follows
+    the chain of segments that reaches farthest; the others are compared with
+    it."""
+    home = make_home(tmp_path / "home", 4)
+    worm, other = str(tmp_path / "worm"), str(tmp_path / "other")
+    for url in (worm, other):
+        ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", other, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    name = segment_name(5, 7)
+    shutil.copytree(Path(other) / "segments" / name, Path(worm) / "segments" / name)
+    code, report = audit(worm, _key_id(home))
+    assert code == 0, report["problems"]
+    assert report["problems"] == []
+    assert (report["segments"], report["sealed_size"]) == (3, 9)
+
+
+def test_a_second_sealer_ending_early_is_no_missing_segment(tmp_path):
+    """The home sealed 5-9 (and remembers it in seals.json); a second sealer
+    left 5-7 beside it. The walk took 0-5 and 5-7, checked 5-9 beside them,
+    and then named records 7 and 8 as removed from the storage (seal-missing,
+    exit 3) though they are sealed there and agree with the ledger."""
+    home = make_home(tmp_path / "home", 4)
+    worm, other = str(tmp_path / "worm"), str(tmp_path / "other")
+    for url in (worm, other):
+        ok(mltrail(home, "seal", "--to", url, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", other, "--retain", "7y"))
+    add_notes(home, 2)
+    ok(mltrail(home, "seal", "--to", worm, "--retain", "7y"))
+    name = segment_name(5, 7)
+    shutil.copytree(Path(other) / "segments" / name, Path(worm) / "segments" / name)
+    code, report = verify_seals(home, worm)
+    assert code == 0, report["problems"]
+    [anchor] = [a for a in report["anchors"] if a["kind"] == "seal"]
+    assert anchor["description"].startswith("records 0 to 8 ")
+
+
+def test_a_ledger_rewritten_after_an_interrupted_seal_is_caught(target, tmp_path):
+    """A seal of records 5 to 7 was killed before its manifest: their bytes
+    and the checkpoint signed over them are kept write-once, but the segment
+    counted for nothing. The owner then put the home back to its state before
+    those records and wrote others in their place: `verify --seals` said OK,
+    with a warning that a seal was interrupted. The interrupted seal's records,
+    vouched for by its checkpoint, are now held to the ledger too."""
+    home_path = make_home(tmp_path / "home", 4)
+    ok(mltrail(home_path, "seal", "--to", target, "--retain", "7y"))
+    shutil.copytree(home_path, tmp_path / "before")
+    add_notes(home_path, 3, text="approved")
+    home = open_home(home_path, writable=False, env={})
+    worm = open_worm(target)
+    real_put = worm._put
+
+    def crash_before_manifest(key, data, until, hold):
+        if key.endswith("manifest.json"):
+            raise KeyboardInterrupt  # as if killed
+        real_put(key, data, until, hold)
+
+    worm._put = crash_before_manifest
+    from mltrail.core.seal import parse_retention
+
+    with pytest.raises(KeyboardInterrupt):
+        seal_ledger(home, worm, parse_retention("7y"))
+    home.close()
+    code, report = verify_seals(home_path, target)
+    assert code == 0, report["problems"]  # the honest ledger: a warning only
+    shutil.rmtree(home_path)
+    shutil.move(tmp_path / "before", home_path)
+    add_notes(home_path, 3, text="rejected")
+    assert mltrail(home_path, "verify", "-q").returncode == 0
+    code, report = verify_seals(home_path, target)
+    assert code == 3, report["problems"]
+    [differs] = _problems(report, "seal-differs")
+    assert differs["seq"] == 5
+    assert "(unfinished)" in differs["message"]
+    assert not [a for a in report["anchors"] if a["kind"] == "seal"]

@@ -157,3 +157,81 @@ def configure(ctx: click.Context, url: str, retain: str, as_json: bool) -> None:
         emit_json({"seal_target": worm.url, "seal_retain": retain})
         return
     console.print(f"seal target {worm.url}, retention {retain}", markup=False)
+
+
+@seal.command(name="verify")
+@click.argument("url", metavar="URL")
+@click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    required=True,
+    metavar="KEY",
+    help="The ledger's key, as `mltrail keys export` prints it (a key id, "
+    "verifier key, base64 or PEM public key, or a file holding one). Repeatable.",
+)
+@click.option(
+    "--origin",
+    metavar="ORIGIN",
+    help="The ledger's origin (default: the one the sealed manifests name).",
+)
+@json_option
+@click.pass_context
+def verify_seals(
+    ctx: click.Context,
+    url: str,
+    trust_keys: tuple[str, ...],
+    origin: str | None,
+    as_json: bool,
+) -> None:
+    """Check the seals at URL alone: no ledger home is read.
+
+    \b
+    For an auditor who holds the seal location and the ledger's public key:
+    the segments are walked from record 0, every record's signature and every
+    checkpoint's (by a trusted key) are checked, segments beside each other
+    must seal the same records, and objects overwritten, deleted or not locked
+    in COMPLIANCE mode are named. Exit 0 when the seals verify, 3 otherwise.
+    `mltrail verify --seals URL` then holds a live ledger to them.
+
+    \b
+    Examples:
+      mltrail seal verify s3://audit-worm/team-a --trust-key ledger.vkey
+      mltrail seal verify /mnt/worm/team-a --trust-key 3f9a... --json
+    """
+    from rich.text import Text
+
+    from mltrail.cli.printing import one_line
+    from mltrail.cli.verify_cmd import resolve_trusted_keys
+    from mltrail.evidence.seal_audit import audit_seals, sealed_origin
+
+    worm = open_worm(url)
+    origin = origin or sealed_origin(worm)
+    check = audit_seals(worm, origin, resolve_trusted_keys(trust_keys, origin))
+    ok = check.ok and check.anchor is not None
+    if as_json:
+        emit_json(
+            {
+                "ok": ok,
+                "url": check.url,
+                "origin": origin,
+                "segments": check.segments,
+                "sealed_size": check.sealed_size,
+                "anchor": check.anchor.description if check.anchor else None,
+                "problems": [p.to_dict() for p in check.problems],
+            }
+        )
+    else:
+        verdict = (
+            f"OK: {check.segments} segment(s), records 0 to {check.sealed_size - 1}"
+            if ok
+            else f"FAILED: the seals at {check.url} do not verify"
+        )
+        console.print(verdict, style="green" if ok else "bold red", markup=False)
+        if check.anchor is not None:
+            console.print(
+                Text.assemble("  anchor: ", one_line(check.anchor.description))
+            )
+        for problem in check.problems:
+            console.print(Text.assemble(f"  {problem.severity}: ", one_line(problem)))
+    ctx.exit(0 if ok else 3)

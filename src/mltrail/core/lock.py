@@ -8,7 +8,7 @@ a ``note`` (corrections and remarks stay possible). Pure: records in, locks out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.core.codec import parse_json
 from mltrail.errors import InputError, MltrailError
@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 
     from mltrail.core.entry import Entry
 
-__all__ = ["LOCK_KIND", "ModelLock", "check_not_locked", "compute_locks"]
+__all__ = [
+    "ALLOWED_KINDS",
+    "LOCK_KIND",
+    "ModelLock",
+    "check_not_locked",
+    "compute_locks",
+    "locks_of_body",
+]
 
 LOCK_KIND = "model.sealed"
 ALLOWED_KINDS = frozenset({"note"})
@@ -42,14 +49,22 @@ def compute_locks(rows: Iterable[tuple[int, bytes]]) -> dict[str, ModelLock]:
     for seq, data in rows:
         try:
             body = parse_json(data)["entry"]["body"]
-            model, runs = body["model"], body["runs"]
         except (MltrailError, KeyError, TypeError):
             continue
-        if isinstance(model, str) and isinstance(runs, list):
-            for run in runs:
-                if isinstance(run, str):
-                    locks.setdefault(run, ModelLock(seq, model, run))
+        for lock in locks_of_body(seq, body):
+            locks.setdefault(lock.run, lock)
     return locks
+
+
+def locks_of_body(seq: int, body: Any) -> list[ModelLock]:
+    """The runs the ``model.sealed`` body of the record at ``seq`` locks (none
+    when the body is not one)."""
+    if not isinstance(body, dict):
+        return []
+    model, runs = body.get("model"), body.get("runs")
+    if not isinstance(model, str) or not isinstance(runs, list):
+        return []
+    return [ModelLock(seq, model, run) for run in runs if isinstance(run, str)]
 
 
 def check_not_locked(entries: Sequence[Entry], locks: Mapping[str, ModelLock]) -> None:

@@ -21,6 +21,7 @@ from mltrail.core.checkpoint import (
 )
 from mltrail.core.codec import BlobRef, decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND
+from mltrail.core.lock import LOCK_KIND
 from mltrail.core.pushed import PUSHED_KIND
 from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import MltrailError
@@ -65,8 +66,8 @@ class RecordCheck(NamedTuple):
     key_id: str = ""
     sig: SigStatus = SigStatus.INVALID
     key_body: dict[str, Any] | None = None
-    """The body of key, clock-reset, blob.purged and ledger.pushed records, which
-    the walk reads."""
+    """The body of key, clock-reset, blob.purged, ledger.pushed and model.sealed
+    records, which the walk reads."""
     user: object = None
     """The entry's ``actor.user`` (an author key may sign only its own)."""
     blob_refs: tuple[BlobRef, ...] = ()
@@ -83,7 +84,7 @@ class RecordCheck(NamedTuple):
     from the bytes (kind, run, time) that no longer says what they say."""
 
 
-_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND)
+_BODY_KINDS = (*KEY_KINDS, CLOCK_RESET_KIND, PURGE_KIND, PUSHED_KIND, LOCK_KIND)
 
 
 def check_record(

@@ -37,6 +37,7 @@ from mltrail.core.chain import KEY_KINDS, KeyRing
 from mltrail.core.checkpoint import parse_signed_checkpoint, verify_checkpoint
 from mltrail.core.codec import decode_record, parse_json
 from mltrail.core.merkle import CompactRange
+from mltrail.core.signing import decode_b64, verify_signature
 from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "SealWalk",
     "SealedSegment",
     "build_manifest",
+    "check_beside",
     "parse_manifest",
     "parse_retention",
     "parse_segment_name",
@@ -268,9 +270,19 @@ class SealedSegment:
 class SealWalk:
     """Walks an origin's segments in order, from record 0, checking each.
 
+    Each checkpoint must be signed by a log key the sealed records made valid
+    at its size. With ``trusted`` (key ids an auditor pins) the walk needs
+    nothing but the sealed bytes and those ids: every record's signature is
+    checked against the key valid at its seq too, and ``trusted_size`` says up
+    to which size a checkpoint signed by a trusted key (a pinned one, or one
+    that a ``key.added`` signed by a trusted key added) vouches for the records
+    (as the newest checkpoint by a pinned key does in ``mltrail verify``).
+    Without it the walk checks the chain, the tree and the checkpoints, for a
+    caller that holds the records to a ledger it verified.
+
     Example::
 
-        walk = SealWalk("example.org/demo")
+        walk = SealWalk("example.org/demo", trusted=frozenset({key_id}))
         for name, files in segments:       # in order of start
             segment = walk.accept(name, files)
     """
@@ -280,10 +292,20 @@ class SealWalk:
     last_hash: bytes = bytes(32)
     tree: CompactRange = field(default_factory=CompactRange)
     keys: KeyRing = field(default_factory=KeyRing)
+    trusted: frozenset[str] | None = None
+    trusted_size: int = 0
+    """The size of the newest checkpoint a trusted key signed (with ``trusted``)."""
+    _trusted: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.keys.origin is None:  # to check author keys' proofs
             self.keys.origin = self.origin
+        self._trusted = set(self.trusted or ())
+
+    @property
+    def trusted_keys(self) -> frozenset[str]:
+        """The key ids trusted so far (pinned, or added by a trusted key)."""
+        return frozenset(self._trusted)
 
     def accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
         """Check the segment ``name`` (its files by name) and move past it.
@@ -297,17 +319,42 @@ class SealWalk:
         except SealError as e:
             raise SealError(f"segment {name}: {e}") from e
 
+    def accept_unfinished(
+        self, name: str, files: Mapping[str, bytes]
+    ) -> tuple[bytes, ...]:
+        """The record lines of a segment whose manifest was never written (an
+        interrupted seal), checked as :meth:`accept` checks a finished one's:
+        they follow the records before them, and its checkpoint (written before
+        the manifest) gives their root and is signed by a valid key. It still
+        counts for nothing; but the ledger key vouched for these bytes.
+
+        Raises:
+            SealError: a file is missing, or they do not verify.
+        """
+        try:
+            span = parse_segment_name(name)
+            if span is None or span[0] != self.size:
+                raise SealError(f"it does not start at record {self.size}")
+            for file in (RECORDS_FILE, CHECKPOINT_FILE):
+                if file not in files:
+                    raise SealError(f"{file} is missing")
+            lines = _lines(files[RECORDS_FILE], span[1] - span[0])
+            try:
+                for line in lines:
+                    self._accept_record(line)
+            except MltrailError as e:
+                raise SealError(f"record {self.size}: {e}") from e
+            text = files[CHECKPOINT_FILE].decode("utf-8", "replace")
+            _check_checkpoint(
+                text, self.origin, self.size, self.tree.root(), self.signers(self.size)
+            )
+        except SealError as e:
+            raise SealError(f"segment {name}: {e}") from e
+        return lines
+
     def _accept(self, name: str, files: Mapping[str, bytes]) -> SealedSegment:
-        if MANIFEST_FILE not in files:
-            raise SealError("unfinished: it has no manifest")
-        manifest = parse_manifest(files[MANIFEST_FILE])
-        self._check_place(name, manifest)
-        for file, (digest, size) in manifest.files.items():
-            data = files.get(file)
-            if data is None:
-                raise SealError(f"{file} is missing")
-            if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-                raise SealError(f"{file} does not match the manifest's SHA-256")
+        manifest = _checked_manifest(name, files, self.origin)
+        self._check_place(manifest)
         lines = _lines(files[RECORDS_FILE], manifest.end - manifest.start)
         try:
             for line in lines:
@@ -315,14 +362,14 @@ class SealWalk:
         except MltrailError as e:
             raise SealError(f"record {self.size}: {e}") from e
         text = files[CHECKPOINT_FILE].decode("utf-8", "replace")
-        root = self._check_checkpoint(text)
+        root = _check_checkpoint(
+            text, self.origin, self.size, self.tree.root(), self.signers(self.size)
+        )
+        if self._trusted and _signed_by(text, self.origin, self._trusted_signers()):
+            self.trusted_size = self.size
         return SealedSegment(name, manifest, lines, text, root)
 
-    def _check_place(self, name: str, manifest: Manifest) -> None:
-        if manifest.origin != self.origin:
-            raise SealError(f"it belongs to the ledger {manifest.origin!r}")
-        if parse_segment_name(name) != (manifest.start, manifest.end):
-            raise SealError("its name and its manifest's range differ")
+    def _check_place(self, manifest: Manifest) -> None:
         if manifest.start != self.size:
             raise SealError(
                 f"it starts at record {manifest.start}, but the segments before "
@@ -340,32 +387,158 @@ class SealWalk:
         if record.prev != self.last_hash.hex():
             raise SealError("its prev is not the hash of the record before it")
         entry = record.entry
+        checked = self.trusted is not None
+        if checked and record.seq > 0:  # by the keys before it
+            self._check_signature(decoded)
         if entry.kind in KEY_KINDS and entry.sig is not None:
             problem = self.keys.apply(
                 record.seq, entry.kind, dict(entry.body), entry.sig.key
             )
             if problem:
                 raise SealError(problem)
+            if entry.kind == "key.added" and entry.sig.key in self._trusted:
+                self._trusted.add(str(entry.body.get("key")))
+        if checked and record.seq == 0:  # by the key it adds
+            self._check_signature(decoded)
         self.tree.append(compute_leaf_hash(line))
         self.last_hash = compute_record_hash(line)
         self.size += 1
 
-    def _check_checkpoint(self, text: str) -> bytes:
+    def _check_signature(self, decoded: Any) -> None:
+        """The entry's signature, by the key valid at its seq (record 0: the key
+        it adds)."""
+        record = decoded.record
+        entry, seq = record.entry, record.seq
+        if entry.sig is None:
+            raise SealError("its entry carries no signature")
+        if seq == 0:
+            genesis = self.keys.keys.get(entry.sig.key)
+            if entry.kind != "key.added" or genesis is None:
+                raise SealError("the first record is not a key.added signed by its key")
+            public = genesis.public_key
+        else:
+            problem = self.keys.signer_problem(
+                entry.sig.key, seq, entry.kind, entry.actor.get("user")
+            )
+            if problem:
+                raise SealError(problem)
+            public = self.keys.keys[entry.sig.key].public_key
         try:
-            checkpoint = parse_signed_checkpoint(text).checkpoint
-            if checkpoint.size != self.size:
+            signature = decode_b64(entry.sig.value)
+        except ValueError:
+            signature = b""
+        if not (
+            public and signature and verify_signature(
+                public, decoded.signing_bytes, signature
+            )
+        ):  # fmt: skip
+            raise SealError("its signature does not verify")
+
+    def signers(self, size: int) -> list[bytes]:
+        """The log keys that may sign the checkpoint of ``size``."""
+        return list(self.keys.valid_keys(size).values())
+
+    def _trusted_signers(self) -> list[bytes]:
+        valid = self.keys.valid_keys(self.size)
+        return [key for key_id, key in valid.items() if key_id in self._trusted]
+
+
+def check_beside(
+    name: str,
+    files: Mapping[str, bytes],
+    walk: SealWalk,
+    hashes: Sequence[bytes],
+    leaves: Sequence[bytes],
+) -> int:
+    """Check a finished segment that starts inside what ``walk`` already took
+    (a second seal of the same records, or one added beside them): its records
+    must be byte for byte those the walk took (``hashes``, ``leaves``: their
+    record and leaf hashes, by seq), its manifest must continue them, and its
+    checkpoint must be theirs, signed as the walk requires. Records past the
+    walk's end are left: nothing sealed before them is known here.
+
+    Returns:
+        The seq up to which its records were compared (``end``, or the walk's
+        size when it seals records beyond).
+
+    Raises:
+        SealError: it differs from what the walk took, or does not verify.
+    """
+    try:
+        manifest = _checked_manifest(name, files, walk.origin)
+        start, end = manifest.start, manifest.end
+        tree = CompactRange()
+        for leaf in leaves[:start]:
+            tree.append(leaf)
+        prev = hashes[start - 1] if start else bytes(32)
+        frontier = tuple(h.hex() for h in tree.hashes)
+        if manifest.prev != prev.hex() or manifest.frontier != frontier:
+            raise SealError("its manifest does not continue the records before it")
+        lines = _lines(files[RECORDS_FILE], end - start)
+        for seq, line in enumerate(lines, start):
+            if seq >= len(hashes):
+                return seq
+            if compute_record_hash(line) != hashes[seq]:
                 raise SealError(
-                    f"its checkpoint is of size {checkpoint.size}, not {self.size}"
+                    f"record {seq} differs from the one the segments before seal: "
+                    "two different histories are sealed"
                 )
-            if checkpoint.root != self.tree.root():
-                raise SealError("its checkpoint's root is not its records' root")
-            keys = list(self.keys.valid_keys(self.size).values())
-            verify_checkpoint(text, origin=self.origin, public_keys=keys)
-        except SealError:
-            raise
-        except (MltrailError, ValueError) as e:
-            raise SealError(f"its checkpoint does not verify: {e}") from e
-        return checkpoint.root
+            tree.append(leaves[seq])
+        text = files[CHECKPOINT_FILE].decode("utf-8", "replace")
+        _check_checkpoint(text, walk.origin, end, tree.root(), walk.signers(end))
+    except SealError as e:
+        raise SealError(f"segment {name}: {e}") from e
+    return end
+
+
+def _checked_manifest(name: str, files: Mapping[str, bytes], origin: str) -> Manifest:
+    """The segment's manifest, once its place and its files' SHA-256 check."""
+    if MANIFEST_FILE not in files:
+        raise SealError("unfinished: it has no manifest")
+    manifest = parse_manifest(files[MANIFEST_FILE])
+    if manifest.origin != origin:
+        raise SealError(f"it belongs to the ledger {manifest.origin!r}")
+    if parse_segment_name(name) != (manifest.start, manifest.end):
+        raise SealError("its name and its manifest's range differ")
+    for file, (digest, size) in manifest.files.items():
+        data = files.get(file)
+        if data is None:
+            raise SealError(f"{file} is missing")
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            raise SealError(f"{file} does not match the manifest's SHA-256")
+    return manifest
+
+
+def _check_checkpoint(
+    text: str, origin: str, size: int, root: bytes, keys: Sequence[bytes]
+) -> bytes:
+    """The root of the segment's checkpoint, once it is of ``size`` records with
+    ``root`` and signed by one of ``keys``."""
+    try:
+        checkpoint = parse_signed_checkpoint(text).checkpoint
+        if checkpoint.size != size:
+            raise SealError(f"its checkpoint is of size {checkpoint.size}, not {size}")
+        if checkpoint.root != root:
+            raise SealError("its checkpoint's root is not its records' root")
+        if not keys:
+            raise SealError(f"no log key of the sealed records is valid at {size}")
+        verify_checkpoint(text, origin=origin, public_keys=list(keys))
+    except SealError:
+        raise
+    except (MltrailError, ValueError) as e:
+        raise SealError(f"its checkpoint does not verify: {e}") from e
+    return checkpoint.root
+
+
+def _signed_by(text: str, origin: str, keys: Sequence[bytes]) -> bool:
+    """Whether one of ``keys`` signed the checkpoint ``text`` (checked already)."""
+    if not keys:
+        return False
+    try:
+        verify_checkpoint(text, origin=origin, public_keys=list(keys))
+    except (MltrailError, ValueError):
+        return False
+    return True
 
 
 def _lines(data: bytes, count: int) -> tuple[bytes, ...]:

@@ -28,6 +28,7 @@ from mltrail.core.chain import (
 )
 from mltrail.core.codec import BlobRef, parse_time
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
+from mltrail.core.lock import ALLOWED_KINDS, LOCK_KIND, ModelLock, locks_of_body
 from mltrail.core.merkle import CompactRange
 from mltrail.core.pushed import PushWindow, open_window, pushed_checkpoint_problem
 from mltrail.core.record_check import (
@@ -123,6 +124,8 @@ class LedgerVerifier:
         """Sizes of later stored checkpoints whose root also differs (summarised)."""
         self._runs = RunAuthorship()
         """Whose each run is, and records of it other users added (warnings)."""
+        self._locks: dict[str, ModelLock] = {}
+        """Runs locked by a validly signed ``model.sealed`` record so far."""
 
     def _readable(
         self, checkpoints: Sequence[StoredCheckpoint], checks: Sequence[CheckpointCheck]
@@ -196,6 +199,7 @@ class LedgerVerifier:
         self.report.dated.see(seq, check.kind, check.time)
         if check.run is not None:
             self._runs.add(seq, check.run, check.kind, check.user)
+            self._check_not_locked(seq, check.run, check.kind)
         if check.newer:
             self._newer.append(seq)
         self._advance(seq, check.hash, check.leaf_hash)
@@ -234,6 +238,11 @@ class LedgerVerifier:
             return False
         floor = self._floor
         if floor is not None and is_later(floor[2], run.times[0]):
+            return False
+        if self._locks and any(
+            name in self._locks and kind not in ALLOWED_KINDS
+            for _, name, kind in run.runs
+        ):
             return False
         signer_problem = self.keyring.signer_problem
         for kind in run.kinds:
@@ -347,6 +356,9 @@ class LedgerVerifier:
             note = PurgeNote.from_body(seq, check.key_body, check.user, check.time)
             if note is not None:
                 self.purges.setdefault(note.digest, note)
+        if valid and check.kind == LOCK_KIND:
+            for lock in locks_of_body(seq, check.key_body):
+                self._locks.setdefault(lock.run, lock)
         # a key record whose signature does not verify changes no key; one signed
         # by a key that may not sign it is refused by the key ring (`key-signer`):
         # else whoever holds a revoked key, or forges a signature, could add a key
@@ -360,6 +372,21 @@ class LedgerVerifier:
                 self.problem(seq, key_problem.code, str(key_problem))
             elif valid and check.kind == "key.added" and check.key_id in self._trusted:
                 self._trusted.add(str(check.key_body.get("key")))
+
+    def _check_not_locked(self, seq: int, run: str, kind: str) -> None:
+        """A record of a run a ``model.sealed`` record locked before it, other
+        than a ``note``: appends refuse it (see :mod:`mltrail.core.lock`), so it
+        was written past that check (a relabelled kind column, an older or
+        altered mltrail, or the store written directly)."""
+        lock = self._locks.get(run)
+        if lock is not None and lock.seq < seq and kind not in ALLOWED_KINDS:
+            self.problem(
+                seq,
+                "locked-run",
+                f"{kind} amends run {run}, which model.sealed at seq {lock.seq} "
+                f"locked (model {lock.model[:16]}...): a locked run takes nothing "
+                "but notes",
+            )
 
     def _check_genesis(self, check: RecordCheck) -> None:
         if check.kind != "key.added" or check.key_body is None:

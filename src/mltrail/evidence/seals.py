@@ -55,7 +55,7 @@ from mltrail.core.seal import (
 )
 from mltrail.errors import ConfigError, IntegrityError, MltrailError
 from mltrail.evidence.policy import evidence_for
-from mltrail.ledger.holds import Holds, load_holds
+from mltrail.ledger.holds import Hold, Holds, load_holds
 from mltrail.storage.worm import open_worm
 
 if TYPE_CHECKING:
@@ -293,16 +293,21 @@ def _prev_hash(ledger: Ledger, start: int) -> bytes:
 
 
 def _covered(holds: Holds, name: str, datas: Any) -> bool:
-    if holds.get("segment", name):
-        return True
+    return _covering(holds, name, datas) is not None
+
+
+def _covering(holds: Holds, name: str, datas: Any) -> Hold | None:
+    """The hold covering the segment ``name`` of these records, if any."""
+    if hold := holds.get("segment", name):
+        return hold
     for data in datas:
         try:
             entry = decode_record(data).record.entry
         except MltrailError:
             continue
-        if holds.covering(entry) is not None:
-            return True
-    return False
+        if (hold := holds.covering(entry)) is not None:
+            return hold
+    return None
 
 
 def _time(moment: datetime) -> str:
@@ -354,10 +359,12 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
     found = _segments(worm)
     walk = SealWalk(ledger.origin)
     last_root: bytes | None = None
+    reach = 0  # the farthest end of a segment beside the walk found to agree
     for start, end, name in _ordered(found):
         if MANIFEST_FILE not in found[name]:
             if start >= walk.size:
                 check.problems.append(_unfinished(name, start))
+                _check_unfinished(ledger, worm, name, (start, found[name]), check)
             continue
         if start < walk.size:
             # overlaps what was walked: a second, finished seal of these records
@@ -365,7 +372,8 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
             # records are sealed, so the live ledger is held to them too: else
             # segments of a rewritten ledger, added under names that sort first,
             # would have the walk skip every segment sealed before them.
-            _check_overlap(ledger, worm, name, start, found[name], check)
+            if _check_overlap(ledger, worm, name, start, found[name], check):
+                reach = max(reach, end)
             continue
         if start > walk.size:
             check.problems.append(_missing(worm, walk.size, start))
@@ -382,14 +390,18 @@ def check_against_seals(home: Home, worm: WormStore) -> SealCheck:
         check.segments += 1
         _compare(ledger, segment.records, start, name, check)
         last_root = segment.root
-    check.sealed_size = walk.size
+    # a segment beside the walk that agrees with the ledger may end past it (two
+    # sealers: 5-9 beside 5-7): what it seals counts, and is no missing segment
+    check.sealed_size = max(walk.size, reach)
     _check_state(home, worm, check)
+    _check_legal_holds(ledger, worm, found, check)
     if last_root is not None:
         _check_consistency(ledger, walk.size, last_root, check)
     if check.segments and check.ok:
         check.anchor = Anchor(
             "seal",
-            f"records 0 to {walk.size - 1} are byte for byte as sealed write-once "
+            f"records 0 to {check.sealed_size - 1} are byte for byte as sealed "
+            "write-once "
             f"in {check.segments} segment(s) at {worm.url}, and the ledger extends "
             "the last sealed checkpoint",
             True,
@@ -410,9 +422,10 @@ def _check_overlap(
     start: int,
     files: set[str],
     check: SealCheck,
-) -> None:
+) -> bool:
     """Check a finished segment that starts inside what the walk already took,
-    from the live ledger's state at its start, and hold the ledger to it."""
+    from the live ledger's state at its start, and hold the ledger to it;
+    whether it agrees."""
     read = _read(worm, name, files, start, check)
     try:
         segment = _walk_at(ledger, start).accept(name, read)
@@ -425,9 +438,39 @@ def _check_overlap(
                 "other segments: the live ledger differs from what it seals)",
             )
         )
-        return
+        return False
     check.segments += 1
+    before = len(check.problems)
     _compare(ledger, segment.records, start, name, check)
+    return len(check.problems) == before
+
+
+def _check_unfinished(
+    ledger: Ledger,
+    worm: WormStore,
+    name: str,
+    where: tuple[int, set[str]],
+    check: SealCheck,
+) -> None:
+    """Hold the ledger to an interrupted seal's records when they verify (they
+    follow the ledger's records before them, and the checkpoint written before
+    the manifest is theirs, signed by a key of the ledger): they are kept
+    write-once, and a ledger rewritten between the crash and the next seal
+    differs from them. Records that do not verify are no seal (a warning
+    already names the segment)."""
+    start, files = where
+    if start > ledger.head().size:
+        return  # the ledger is shorter: a finished segment names that
+    read = {
+        file: found.data
+        for file in files
+        if (found := worm.read(f"{_DIR}{name}/{file}")) is not None
+    }
+    try:
+        lines = _walk_at(ledger, start).accept_unfinished(name, read)
+    except SealError:
+        return
+    _compare(ledger, lines, start, f"{name} (unfinished)", check)
 
 
 def _read(
@@ -617,6 +660,41 @@ def _compare(
         )
 
 
+def _check_legal_holds(
+    ledger: Ledger, worm: WormStore, found: dict[str, set[str]], check: SealCheck
+) -> None:
+    """Name each object of a segment a standing hold covers that the storage
+    does not hold (lifted through S3, or never set): once its retention ends it
+    could be deleted while the ledger says the hold stands. A warning: the seal
+    itself is intact, and holds added while no seal target was configured were
+    never set on the segments sealed before."""
+    if not worm.legal_holds:
+        return
+    holds = load_holds(ledger)
+    if not holds.standing:
+        return
+    for start, end, name in _ordered(found):
+        rows = (r.data for r in ledger.store.rows(start, end))
+        hold = _covering(holds, name, rows)
+        if hold is None:
+            continue
+        for file in sorted(found[name]):
+            key = f"{_DIR}{name}/{file}"
+            if worm.legal_hold(key) is False:
+                check.problems.append(
+                    Problem(
+                        start,
+                        "seal-unheld",
+                        f"{key} at {worm.url} has no S3 legal hold, but the hold on "
+                        f"{hold.describe()} covers its segment: once its retention "
+                        "ends it can be deleted (`mltrail hold add` or `release` of "
+                        "any target, with this seal target configured, sets the "
+                        "legal holds again)",
+                        Severity.WARNING,
+                    )
+                )
+
+
 def _check_state(home: Home, worm: WormStore, check: SealCheck) -> None:
     """This home remembers its last seal there: a removed last segment shows."""
     state = _load_state(home.path).get(worm.url)
@@ -695,7 +773,9 @@ def apply_legal_holds(home: Home, worm: WormStore) -> dict[str, list[str]]:
     changed: dict[str, list[str]] = {"on": [], "off": []}
     if not worm.legal_holds:
         return changed
-    holds = load_holds(home.ledger)
+    # by the signed hold records: a hold relabelled in the store's kind column
+    # would otherwise have its segments' legal holds lifted here, unsigned
+    holds = load_holds(home.ledger, signed=True)
     found = _segments(worm)
     for start, end, name in _ordered(found):
         rows = (r.data for r in home.ledger.store.rows(start, end))

@@ -27,7 +27,7 @@ from mltrail.capture.data.treecache import erase_cached_trees
 from mltrail.core.codec import decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote, purge_body
 from mltrail.errors import InputError, MltrailError, StoreError
-from mltrail.ledger.holds import blob_hold
+from mltrail.ledger.holds import blob_hold, load_holds
 from mltrail.ledger.purged import purge_note
 
 if TYPE_CHECKING:
@@ -131,7 +131,9 @@ def purge_blob(
             (finish with :func:`finish_purges`).
     """
     digest = resolve_blob(ledger, blob)
-    hold = blob_hold(ledger, digest)
+    # the holds by their signed bytes: an erasure cannot be undone, and a hold
+    # relabelled in the store's kind column must still keep the blob
+    hold = blob_hold(ledger, digest, load_holds(ledger, signed=True))
     if hold is not None:
         raise InputError(
             f"blob {digest} is under legal hold: {hold.describe()}; it cannot be "

@@ -22,6 +22,8 @@ from mltrail.core.holds import HOLD_ADDED, HOLD_KINDS, HOLD_RELEASED, runs_named
 from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mltrail.core.entry import Entry, Record
     from mltrail.ledger.ledger import Ledger
 
@@ -109,10 +111,24 @@ def parse_hold_target(text: str) -> tuple[str, str]:
     return target, ident
 
 
-def load_holds(ledger: Ledger) -> Holds:
-    """Replay ``hold.added`` / ``hold.released`` records into the holds standing."""
+def load_holds(ledger: Ledger, *, signed: bool = False) -> Holds:
+    """Replay ``hold.added`` / ``hold.released`` records into the holds standing.
+
+    Args:
+        ledger: the ledger.
+        signed: find the hold records by their signed bytes, reading every
+            record, rather than by the store's kind column, which anyone able
+            to write the store's file can change (a hold relabelled ``note``
+            would stand no more). For what cannot be undone: a purge, lifting
+            a storage legal hold.
+
+    Raises:
+        IntegrityError: (not ``signed``) a row the store lists as a hold
+            record is not one by its signed bytes.
+    """
     standing: dict[tuple[str, str], Hold] = {}
-    for record in ledger.records_of_kinds(HOLD_KINDS):
+    records = _signed_holds(ledger) if signed else _listed_holds(ledger)
+    for record in records:
         body = record.entry.body
         key = (str(body.get("target")), str(body.get("id")))
         if record.entry.kind == ADDED:
@@ -127,6 +143,30 @@ def load_holds(ledger: Ledger) -> Holds:
             for run in runs_of_model(ledger, ident):
                 runs.setdefault(run, hold)
     return Holds(standing, runs)
+
+
+def _listed_holds(ledger: Ledger) -> Iterator[Record]:
+    """The rows the store lists as hold records, each checked to be one by its
+    signed bytes (else IntegrityError: a note relabelled ``hold.released``
+    would lift a hold)."""
+    from mltrail.ledger.columns import checked_rows_of_kinds
+
+    for _, decoded in checked_rows_of_kinds(ledger.store, HOLD_KINDS):
+        yield decoded.record
+
+
+def _signed_holds(ledger: Ledger) -> Iterator[Record]:
+    """The hold records, in seq order, picked by their signed kind."""
+    needle = b'"kind":"hold.'  # canonical bytes: the entry's kind reads so
+    for row in ledger.store.rows():
+        if needle not in row.data:
+            continue
+        try:
+            record = decode_record(row.data).record
+        except MltrailError:
+            continue  # unreadable: verification names it
+        if record.entry.kind in HOLD_KINDS:
+            yield record
 
 
 def runs_of_model(ledger: Ledger, model: str) -> set[str]:

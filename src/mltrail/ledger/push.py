@@ -32,7 +32,7 @@ from mltrail.core.codec import find_blob_refs, format_time
 from mltrail.core.entry import Entry, sign_entry
 from mltrail.core.keyring import make_key_proof
 from mltrail.core.pushed import NOT_PUSHED_KINDS, PUSHED_KIND
-from mltrail.errors import ConfigError, InputError, IntegrityError
+from mltrail.errors import ConfigError, InputError, IntegrityError, MltrailError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -167,6 +167,7 @@ def _pushed_to(remote: RemoteLedger, local: Ledger, key: str, identity: str) -> 
     if last is None:
         return 0
     _check_header(remote, local, last[1], last[2])
+    _check_extends_pushed(local, last[2])
     return last[0]
 
 
@@ -228,6 +229,39 @@ def _check_header(remote: RemoteLedger, local: Ledger, row: Any, decoded: Any) -
             hint="report it to the server's admin; nothing was pushed",
         )
     remote.trust.check_inclusion(seq, compute_leaf_hash(row.data), checkpoint)
+
+
+def _check_extends_pushed(local: Ledger, decoded: Any) -> None:
+    """Refuse (IntegrityError) a push from a ledger that no longer extends the
+    checkpoint its last push header carries: one rolled back and written on
+    since, or replaced by another of the same origin and key. Its records past
+    that header's ``to`` would continue, on the server, a history other than
+    the one the server already holds."""
+    from mltrail.core.merkle import verify_consistency
+
+    seq, body = decoded.record.seq, decoded.record.entry.body
+    head = local.head()
+    try:
+        pushed = parse_signed_checkpoint(str(body.get("checkpoint"))).checkpoint
+        if pushed.origin != local.origin:
+            raise IntegrityError(f"it is a checkpoint of {pushed.origin!r}")
+        if pushed.size > head.size:
+            raise IntegrityError(
+                f"it covers {pushed.size} records, this ledger has {head.size}"
+            )
+        proof = local.prove_consistency(pushed.size, head.size)
+        verify_consistency(
+            pushed.size, head.size, pushed.root, head.root(), proof.hashes
+        )
+    except MltrailError as e:
+        raise IntegrityError(
+            f"this ledger does not extend the checkpoint it pushed to the server "
+            f"(ledger.pushed at seq {seq}): it was rolled back, rewritten or "
+            f"replaced since ({e}); pushing the rest would put a history on the "
+            "server that conflicts with the one it holds",
+            hint="nothing was pushed; restore the ledger that was pushed, or push "
+            "this one as a new ledger (another origin, `mltrail init`)",
+        ) from e
 
 
 def _batches(
