@@ -128,4 +128,3 @@ def _signed_note(env: dict[str, str], user: str, text: str) -> dict[str, Any]:
         "note", format_time(datetime.now(UTC)), {"user": user}, {"text": text}
     )
     return sign_entry(entry, load_signer(key_file)).to_dict()
-
