@@ -87,6 +87,23 @@ def test_an_author_key_keeps_its_identity_and_is_no_checkpoint_key() -> None:
     assert ring.signer_problem(LOG.key_id, 2) is None
 
 
+def test_the_log_keys_are_looked_up_again_when_a_key_is_added() -> None:
+    """``valid_keys`` keeps the log keys' ids between key records (not every
+    author key each checkpoint); a key added after it was asked is seen."""
+    ledger = _ledger()
+    ring = ledger.keys()
+    assert set(ring.valid_keys(5)) == {LOG.key_id}
+    new = fixed_signer("log-2")
+    ledger.rotate_key(new)
+    ring = ledger.keys()
+    size = ledger.head().size
+    assert set(ring.valid_keys(size)) == {new.key_id}
+    assert set(ring.valid_keys(2)) == {LOG.key_id}  # before the rotation
+    ring.apply(size, "key.added", _key_body(CAROL), new.key_id)
+    assert set(ring.valid_keys(size + 1)) == {new.key_id, CAROL.key_id}
+    assert ring == ring.__class__(dict(ring.keys), ring.genesis_key, ring.origin)
+
+
 @pytest.mark.parametrize(
     ("kind", "user", "code"),
     [

@@ -147,7 +147,8 @@ class KeyRing(Value):
     record's ``origin``.
     """
 
-    __slots__ = __match_args__ = ("keys", "genesis_key", "origin")
+    __match_args__ = ("keys", "genesis_key", "origin")
+    __slots__ = (*__match_args__, "_log_ids")
     keys: dict[str, KeyState]
     genesis_key: str | None
     origin: str | None
@@ -161,6 +162,19 @@ class KeyRing(Value):
         self.keys = {} if keys is None else keys
         self.genesis_key = genesis_key
         self.origin = origin
+        self._log_ids: tuple[int, tuple[str, ...]] = (-1, ())
+        """(how many keys there were, the log keys' ids among them): keys are
+        only ever added, so the count tells when to look again."""
+
+    def _log_keys(self) -> tuple[str, ...]:
+        """The ids of the log keys, without a walk over every author key each
+        time: ``valid_keys`` is asked at every checkpoint a verification walks,
+        and a ledger may hold many author keys."""
+        count, ids = self._log_ids
+        if count != len(self.keys):
+            ids = tuple(k for k, s in self.keys.items() if s.identity is None)
+            self._log_ids = (len(self.keys), ids)
+        return ids
 
     def valid_at(self, key_id: str, seq: int) -> bool:
         """True when ``key_id`` (log or author key) is valid at ``seq``."""
@@ -173,11 +187,8 @@ class KeyRing(Value):
 
     def valid_keys(self, seq: int) -> dict[str, bytes]:
         """LOG keys valid at ``seq``: those that may sign a checkpoint of size ``seq``."""
-        return {
-            k: s.public_key
-            for k, s in self.keys.items()
-            if s.identity is None and self.valid_at(k, seq)
-        }
+        keys, valid_at = self.keys, self.valid_at
+        return {k: keys[k].public_key for k in self._log_keys() if valid_at(k, seq)}
 
     def signer_problem(
         self,
