@@ -199,8 +199,7 @@ class Home(Value):
             kept, notes = self.trust.for_verification(), []
         else:
             kept, notes = self.witness.for_verification()
-        kept += evidence_checkpoints(self.ledger.store)
-        kept += [
+        trusted = [
             StoredCheckpoint(
                 f"trusted checkpoint ({where})",
                 _size_of(text),
@@ -211,18 +210,23 @@ class Home(Value):
             for where, text in trust_checkpoints
         ]
         keys = tuple(trust_keys) or (self.settings.trusted_key,)
-        report = self.ledger.verify(
-            trusted_keys=keys, witness=kept, progress=progress, workers=workers
-        )
-        pinned = bool(trust_keys)
-        report.anchors.insert(0, _key_anchor(keys, pinned=pinned, client=self.trust))
-        report.problems.extend(notes)
         policy = evidence or EvidencePolicy()
         if trust_checkpoints and policy.witness_keys:
             from dataclasses import replace as replace_field  # EvidencePolicy
 
             policy = replace_field(policy, notes=tuple(trust_checkpoints))
-        check_ledger_evidence(self.ledger.store, report, policy)
+        # the anchors kept outside were read first; the store is read next, in
+        # one snapshot, which is at least as new as each of them
+        with self.ledger.store.snapshot():
+            kept += evidence_checkpoints(self.ledger.store) + trusted
+            report = self.ledger.verify(
+                trusted_keys=keys, witness=kept, progress=progress, workers=workers
+            )
+            pinned = bool(trust_keys)
+            anchor = _key_anchor(keys, pinned=pinned, client=self.trust)
+            report.anchors.insert(0, anchor)
+            report.problems.extend(notes)
+            check_ledger_evidence(self.ledger.store, report, policy)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
         elif (

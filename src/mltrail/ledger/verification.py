@@ -92,7 +92,23 @@ def verify_store(
         progress: called with (records done, total) as the walk advances.
         workers: processes for per-record checks (default: all cores on large
             ledgers, at most ``MAX_WORKERS``).
+
+    Every read is made in one snapshot of the store (``Store.snapshot``):
+    what other writers commit meanwhile is left for the next verification,
+    and the report's ``size`` is the size verified.
     """
+    with store.snapshot():
+        return _verify_snapshot(store, origin, trusted_keys, witness, progress, workers)
+
+
+def _verify_snapshot(
+    store: Store,
+    origin: str,
+    trusted_keys: Collection[str],
+    witness: Sequence[StoredCheckpoint],
+    progress: Callable[[int, int], None] | None,
+    workers: int | None,
+) -> VerificationReport:
     checkpoints = stored_checkpoints(store.checkpoints()) + list(witness)
     try:
         total = store.head().size

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import NamedTuple, Protocol
 
 from mltrail.errors import MltrailError, StoreError
@@ -276,6 +276,41 @@ class Store(ABC):
 
     location: str = ""
     read_only: bool = False
+    _in_snapshot: bool = False
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one state of the store: what other
+        connections commit meanwhile (an append, a purge's erasure) is not
+        seen until it ends. A verification reads checkpoints, records, Merkle
+        nodes, blobs and evidence one after the other; read apart, an append
+        committed between two of them read as tampering (records no
+        checkpoint it read covers, a blob gone that no purge record it read
+        names). ADR 0004, amendment of 2026-12-07.
+
+        Re-entrant: one inside another is the outer one. Nothing may be
+        written inside. A store read in one process only (memory) or over
+        HTTP reads as it always does.
+        """
+        if self._in_snapshot:
+            yield
+            return
+        held = self._snapshot()
+        with _as_store_error("begin a consistent read"):
+            held.__enter__()
+        self._in_snapshot = True
+        try:
+            yield
+        except BaseException as e:
+            self._in_snapshot = False
+            held.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._in_snapshot = False
+        with _as_store_error("end a consistent read"):
+            held.__exit__(None, None, None)
+
+    def _snapshot(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
     def append(self, prepare: Prepare) -> NewBatch:
         """Atomically append what ``prepare(head)`` returns; durable when this returns.

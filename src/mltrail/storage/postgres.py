@@ -61,6 +61,7 @@ from mltrail.storage.registry import display_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
+    from contextlib import AbstractContextManager
 
     from mltrail.storage.base import RunHold
 
@@ -242,12 +243,20 @@ class PostgresStore(Store):
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
-        """One snapshot for several reads."""
+        """One snapshot for several reads (inside ``snapshot()``, its own)."""
+        if self._in_snapshot:
+            yield self._conn
+            return
         with self._conn.transaction():
             self._conn.execute(
                 "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
             )
             yield self._conn
+
+    def _snapshot(self) -> AbstractContextManager[object]:
+        """A REPEATABLE READ transaction: every statement in it reads the
+        snapshot its first one took."""
+        return self._read()
 
     def _append(self, prepare: Prepare) -> NewBatch:
         conn = self._conn

@@ -23,6 +23,7 @@ verification, not the store, decides whether a missing blob was purged.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -55,6 +56,7 @@ from mltrail.storage.sqlite_schema import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from contextlib import AbstractContextManager
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -273,19 +275,30 @@ class SQLiteStore(Store):
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def _head(self) -> StoreHead:
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        """One read transaction for several reads (inside ``snapshot()``, its
+        own): in WAL mode its first read fixes what every later one sees."""
+        if self._in_snapshot:
+            yield
+            return
         self._conn.execute("BEGIN")
         try:
-            return self._head_in_txn()
+            yield
         finally:
-            self._conn.execute("COMMIT")
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def _snapshot(self) -> AbstractContextManager[object]:
+        return self._read()
+
+    def _head(self) -> StoreHead:
+        with self._read():
+            return self._head_in_txn()
 
     def _append_head(self) -> StoreHead:
-        self._conn.execute("BEGIN")
-        try:
+        with self._read():
             return self._head_in_txn(full=True)
-        finally:
-            self._conn.execute("COMMIT")
 
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         stop = (1 << 62) if stop is None else stop
