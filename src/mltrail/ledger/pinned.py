@@ -89,19 +89,24 @@ def _envelope_kind(data: bytes) -> bytes:
 def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     """``home.verify(**options)`` on the store itself (its derived columns, its
     evidence), then, when the ledger is intact, the check that it verified the
-    records ``home``'s ledger is pinned to (pinned first if it was not).
+    records ``home``'s ledger is pinned to (pinned first if it was not, in the
+    store's snapshot the verification reads: an append by another process
+    meanwhile is then no reason to refuse).
 
     Raises:
         IntegrityError: an intact ledger whose verified records are not the
             pinned ones.
     """
     ledger = home.ledger
-    pinned = pin_reads(ledger)
-    ledger.store = pinned.inner
-    try:
-        report = home.verify(**options)
-    finally:
-        ledger.store = pinned
+    store = ledger.store
+    inner = store.inner if isinstance(store, PinnedStore) else store
+    with inner.snapshot():  # pinned now: the same state as verified
+        pinned = pin_reads(ledger)
+        ledger.store = inner
+        try:
+            report = home.verify(**options)
+        finally:
+            ledger.store = pinned
     if report.ok:
         pinned.confirm(report)
     return report
