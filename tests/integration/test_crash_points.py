@@ -216,3 +216,79 @@ def test_a_run_open_across_an_interrupted_rotation_records_its_end(
         home.close()
     assert record.entry.body["text"] == "the run's end"
     _verified(home_dir, "after the end")
+
+
+# -- export, report and manifest outputs ------------------------------------------
+
+# The kernel kills the child (SIGXFSZ, default action) at its first write past
+# LIMIT bytes of any file: a real kill in the middle of writing the output. The
+# limit is set once the CLI is imported (no byte-code is written meanwhile) and
+# lies above SQLite's 32 KiB shared-memory file of the ledger.
+WRITE_LIMIT = 100_000
+KILLED_MID_WRITE = (
+    "import resource, signal, sys\n"
+    "from mltrail.cli.main import main\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
+    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({WRITE_LIMIT}, {WRITE_LIMIT}))\n"
+    "main(sys.argv[1:])\n"
+)
+# The same limit with SIGXFSZ ignored (Python's default): the write fails with
+# EFBIG, as on a full disk, and the command exits 2.
+FAILED_MID_WRITE = KILLED_MID_WRITE.replace("signal.SIG_DFL", "signal.SIG_IGN")
+
+
+def _cli(home_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**_env(home_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def big_outputs(home_dir: Path, tmp_path: Path) -> tuple[Path, list[list[str]]]:
+    """A project folder, and commands that write an output of several times
+    ``WRITE_LIMIT`` bytes to the file named last."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    for n in range(3000):  # a manifest of about 3000 lines of 130 bytes
+        (project / "data" / f"part-{n:05}.csv").write_text(f"{n}\n")
+    printed = "import os; print(os.urandom(150_000).hex())"  # a 300 kB stdout blob
+    done = _cli(home_dir, "run", "--name", "big", "--", sys.executable, "-c", printed,
+                cwd=project)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return project, [
+        ["export", "big", "-o"],
+        ["data", "hash", "data", "--manifest"],
+    ]
+
+
+@pytest.mark.parametrize("mode", ["killed", "disk full"])
+def test_an_output_cut_mid_write_is_never_left_under_its_name(
+    home_dir: Path, big_outputs: tuple[Path, list[list[str]]], mode: str
+) -> None:
+    """``export -o`` and ``data hash --manifest`` wrote the file in place: killed
+    (or out of space) mid-write, they left its first 100,000 bytes under the
+    final name, a truncated bundle or manifest that looks like the real one."""
+    project, commands = big_outputs
+    script = KILLED_MID_WRITE if mode == "killed" else FAILED_MID_WRITE
+    for command in commands:
+        whole = _cli(home_dir, *command, "whole.out", cwd=project)
+        assert whole.returncode == 0, whole.stderr
+        expected = (project / "whole.out").read_bytes()
+        assert len(expected) > 2 * WRITE_LIMIT
+        # a new file, and a file already there (replaced only by a whole one)
+        (project / "old.out").write_bytes(b"the previous output\n")
+        for name in ("new.out", "old.out"):
+            cut = subprocess.run(
+                [sys.executable, "-c", script, *command, name], capture_output=True,
+                text=True, env=_env(home_dir), cwd=project, timeout=120, check=False,
+            )  # fmt: skip
+            wanted = -signal.SIGXFSZ if mode == "killed" else 2
+            assert cut.returncode == wanted, (command, cut.stderr)
+            left = project / name
+            if name == "new.out":
+                assert not left.exists(), (command, left.stat().st_size)
+            else:
+                assert left.read_bytes() == b"the previous output\n", command
+        (project / "whole.out").unlink()
