@@ -734,3 +734,39 @@ def test_export_and_report_killed_at_random_moments(
             left = project / name
             assert not left.exists() or left.read_bytes() == data, (kill, seed, name)
         _verified(home_dir, f"kill {kill} (seed {seed})")
+
+
+def test_a_new_key_file_is_durable_before_the_rotation_is_stored(
+    home_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new key's name must reach the disk (its folder synced) before the
+    rotation is committed: after a power loss the ledger could otherwise hold a
+    rotation whose only valid key is gone, and never be appended to again."""
+    from mltrail.ledger import rotation
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the synced files")
+    home = open_home(home_dir, env={})
+    stored_at: list[int] = []
+    rotate = home.ledger.rotate_key
+
+    def rotate_key(*args: object, **kwargs: object) -> object:
+        stored_at.append(len(synced))
+        return rotate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(home.ledger, "rotate_key", rotate_key)
+    try:
+        done = rotation.rotate_home_key(home, reason="durable")
+    finally:
+        home.close()
+    keys = str((home_dir / "keys").resolve())
+    assert f"{keys}/{done.added}.key" in synced[: stored_at[0]]
+    assert keys in synced[: stored_at[0]], synced
