@@ -507,7 +507,7 @@ def test_blob_puts_and_purges_killed_at_random_moments(home_dir: Path) -> None:
 def _blob_there(home_dir: Path, digest: str) -> bool:
     home = _open(home_dir)
     try:
-        return home.ledger.store.get_blob(digest.removeprefix("sha256:")) is not None
+        return home.ledger.store.get_blob(digest) is not None
     finally:
         home.close()
 
@@ -770,3 +770,64 @@ def test_a_new_key_file_is_durable_before_the_rotation_is_stored(
     keys = str((home_dir / "keys").resolve())
     assert f"{keys}/{done.added}.key" in synced[: stored_at[0]]
     assert keys in synced[: stored_at[0]], synced
+
+
+# -- verify while another process appends ------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_verify_is_not_fooled_by_an_append_while_it_reads(
+    home_dir: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Verify read the checkpoints, then walked every record: a batch committed
+    in between (any writer, or a PostgreSQL commit finished after its client was
+    killed) had records but no checkpoint in what verify read, and verify said
+    TAMPERED (``uncovered``, exit 3). "before": a checkpoint newer than the head
+    verify walks must not read as records cut from the end either."""
+    reader = _open(home_dir)
+    writer = open_home(home_dir, env={})
+    try:
+        writer.ledger.append("note", {"text": "first"})
+        store = reader.ledger.store
+        read = store.checkpoints
+
+        def checkpoints_meanwhile() -> object:
+            if when == "before":
+                writer.ledger.append("note", {"text": "meanwhile"})
+                return read()
+            rows = read()
+            writer.ledger.append("note", {"text": "meanwhile"})
+            return rows
+
+        monkeypatch.setattr(store, "checkpoints", checkpoints_meanwhile)
+        report = reader.verify()  # a record is appended at each read of them
+        monkeypatch.undo()
+        assert report.ok, [str(p) for p in report.problems]
+        again = reader.verify()
+        assert again.ok, [str(p) for p in again.problems]
+        assert again.size > report.size  # the next verify sees what was added
+    finally:
+        reader.close()
+        writer.close()
+
+
+WRITING = r"""
+import os, sys, time
+from mltrail.ledger.home import open_home
+home = open_home(os.environ["MLTRAIL_HOME"], env={})
+sys.stdout.write("ready\n")
+for i in range(100_000):
+    home.ledger.append("note", {"text": f"n{i}"})
+    time.sleep(0.002)
+"""
+
+
+def test_verify_while_a_process_appends_says_intact(home_dir: Path) -> None:
+    proc = _spawn(home_dir, ["-c", WRITING])
+    try:
+        _ready(proc)
+        for attempt in range(8):
+            _verified(home_dir, f"verify {attempt} while appending")
+    finally:
+        _kill(proc, 0)
+    _verified(home_dir, "after the writer was killed")

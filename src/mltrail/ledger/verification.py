@@ -93,15 +93,11 @@ def verify_store(
         workers: processes for per-record checks (default: all cores on large
             ledgers, at most ``MAX_WORKERS``).
     """
-    checkpoints = stored_checkpoints(store.checkpoints()) + list(witness)
-    try:
-        total = store.head().size
-    except (
-        StoreError
-    ):  # e.g. Merkle nodes missing for forged rows: the walk reports them
-        total = 0
+    stop, checkpoints = _one_moment(store)
+    checkpoints += list(witness)
+    total = stop or 0
     keys = _public_keys(store)
-    args = (store, origin, trusted_keys, checkpoints, total, progress, workers)
+    args = (store, origin, trusted_keys, checkpoints, total, progress, workers, stop)
     verifier = _walk(keys, *args)
     # the keys come from rows the kind column lists as key records: a key.added
     # relabelled another kind (column-differs) is learned by the walk only,
@@ -119,6 +115,34 @@ def verify_store(
     return report
 
 
+def _one_moment(store: Store) -> tuple[int | None, list[StoredCheckpoint]]:
+    """The size to walk up to and the checkpoints to check, as of one moment.
+
+    Other processes may append while verification runs, and a batch's records
+    and checkpoint are committed together. The head is read first and only its
+    records are walked; the checkpoints are read after it, so the batch of that
+    head has its checkpoint among them. A checkpoint of a batch committed after
+    the head was read (its size between that head and the head read again once
+    the checkpoints are in) is left out: its records are not walked, and it
+    would read as records cut from the end. Anything larger stays, and a
+    checkpoint beyond the records is reported as before.
+
+    Without a readable head (e.g. Merkle nodes missing for forged rows) every
+    row and every checkpoint is checked: the walk reports what is wrong.
+    """
+    try:
+        first = store.head().size
+    except StoreError:
+        return None, stored_checkpoints(store.checkpoints())
+    rows = store.checkpoints()
+    try:
+        then = store.head().size
+    except StoreError:
+        then = first
+    kept = [row for row in rows if not first < row.size <= then]
+    return first, stored_checkpoints(kept)
+
+
 def _walk(
     keys: dict[str, bytes],
     store: Store,
@@ -128,14 +152,16 @@ def _walk(
     total: int,
     progress: Callable[[int, int], None] | None,
     workers: int | None,
+    stop: int | None = None,
 ) -> LedgerVerifier:
-    """One walk over every record with ``keys`` known up front."""
+    """One walk over the records below ``stop`` (every one: None) with ``keys``
+    known up front."""
     with _pool(keys, _worker_count(workers, total)) as pool:
         checks = _checkpoint_checks(checkpoints, keys, pool)
         verifier = LedgerVerifier(origin, checkpoints, checks, trusted_keys)
         nodes = _NodeComparison(store, verifier)
         done = 0
-        for chunk, items in _record_checks(store.column_rows(), keys, pool):
+        for chunk, items in _record_checks(store.column_rows(0, stop), keys, pool):
             for item in items:
                 if type(item) is RecordCheck:
                     checks: Iterable[RecordCheck] = (item,)
