@@ -91,8 +91,10 @@ def export(
         index.close()
     data = canonical_bytes(bundle)
     _refuse_unless_it_verifies(data)
+    from mltrail.cli.out_file import write_output_file
+
     try:
-        output.write_bytes(data)
+        write_output_file(output, data)
     except OSError as e:
         raise InputError(f"cannot write {output}: {e.strerror or e}") from e
     digest = compute_bundle_digest(bundle)

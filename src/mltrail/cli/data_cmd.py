@@ -45,8 +45,10 @@ def data() -> None:
 
 
 def _write_manifest(path: Path, data: bytes) -> None:
+    from mltrail.cli.out_file import write_output_file
+
     try:
-        path.write_bytes(data)
+        write_output_file(path, data)
     except OSError as e:
         raise InputError(
             f"cannot write the manifest to {path}: {e.strerror or e}",

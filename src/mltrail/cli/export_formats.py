@@ -31,8 +31,10 @@ def _write(output: Path | None, data: bytes) -> None:
     if output is None:
         click.echo(data.decode("utf-8"), nl=False)
         return
+    from mltrail.cli.out_file import write_output_file
+
     try:
-        output.write_bytes(data)
+        write_output_file(output, data)
     except OSError as e:
         raise InputError(f"cannot write {output}: {e.strerror or e}") from e
 

@@ -150,8 +150,10 @@ def report(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
+        from mltrail.cli.out_file import write_output_file
+
         try:
-            output.write_bytes(data)
+            write_output_file(output, data)
         except OSError as e:
             raise InputError(f"cannot write {output}: {e.strerror or e}") from e
         click.echo(f"wrote {output} ({kind}, {len(data):,} bytes)", err=True)

@@ -122,7 +122,9 @@ class Home(Value):
         old = self.ledger.signer
         self.settings = settings
         self.ledger.signer = signer
-        return old is None or old.key_id != signer.key_id
+        self.ledger.keys()
+        _take_up_rotated_key(self, password=password, env=env)
+        return old is None or old.key_id != self.ledger.signer.key_id
 
     @property
     def witness_path(self) -> Path:
@@ -637,6 +639,7 @@ def open_home(
         if writable:
             _refuse_newer_format(ledger)
             ledger.check_head()
+            _take_up_rotated_key(opened, password=password, env=env)
             opened.witness.check(ledger)
             if finish_purges:
                 _finish_purges_quietly(opened)
@@ -687,6 +690,50 @@ def _open_client_home(
         remote.ledger.close()
         raise
     return opened
+
+
+def _take_up_rotated_key(
+    home: Home, *, password: bytes | None, env: Mapping[str, str]
+) -> None:
+    """Finish a key rotation that stopped after its records were stored.
+
+    ``mltrail keys rotate`` writes the new key file, stores ``key.added`` and
+    ``key.revoked``, then names the new key in ledger.json. Killed between the
+    last two, it left ledger.json naming the revoked key: every append was
+    refused, with no command to mend it. When the ledger (the key ring the head
+    check read) revoked the key ledger.json names, and exactly one log key
+    valid now has its file at ``keys/<key id>.key``, that key is loaded and
+    ledger.json names it. The revoked key file is left where it is (the
+    rotation may have been asked to move it); the next rotation destroys it.
+
+    Raises:
+        ConfigError, AuthError: that key file cannot be loaded.
+    """
+    ledger = home.ledger
+    if not ledger.signer_revoked():
+        return
+    from mltrail.ledger.keystore import load_signer
+
+    valid = ledger.keys().valid_keys(ledger.head().size)
+    files = [(k, home.path / "keys" / f"{k}.key") for k in sorted(valid)]
+    found = [(k, f) for k, f in files if f.exists()]
+    if len(found) != 1:
+        return  # none, or no way to tell which: the append names the revoked key
+    key_id, path = found[0]
+    signer = load_signer(path, _password(env, password), env=env)
+    if signer.key_id != key_id:
+        return
+    ledger.signer = signer
+    home.settings = Settings(
+        **{**home.settings.__dict__, "signing_key": f"keys/{key_id}.key"}
+    )
+    home.settings.save(home.path)
+    import logging
+
+    logging.getLogger("mltrail").warning(
+        "finished an interrupted key rotation: ledger.json now names key %s...",
+        key_id[:16],
+    )
 
 
 def _finish_purges_quietly(home: Home) -> None:

@@ -61,7 +61,12 @@ def generate_signer() -> Ed25519Signer:
 def save_signer(
     signer: Ed25519Signer, path: Path, password: bytes | None = None
 ) -> None:
-    """Write the private key to ``path`` with mode 0600 (never over an existing file)."""
+    """Write the private key to ``path`` with mode 0600 (never over an existing file).
+
+    The file and its folder are synced before this returns: a rotation stores
+    records that revoke the old key right after, and a power loss must not keep
+    them while losing the only key still valid.
+    """
     from cryptography.hazmat.primitives import serialization
 
     algorithm: serialization.KeySerializationEncryption = (
@@ -77,6 +82,7 @@ def save_signer(
         f.write(pem)
         f.flush()
         os.fsync(f.fileno())
+    _fsync_dir(path.parent)
 
 
 def load_signer(

@@ -808,6 +808,14 @@ class Ledger:
         body = {"key": key_id, "reason": reason}
         return self._append_signed(self._sign([Draft("key.revoked", body)]))[0]
 
+    def signer_revoked(self) -> bool:
+        """True when the key ring as last read (by :meth:`check_head`, an append
+        or :meth:`keys`) says the signing key was revoked."""
+        if self.signer is None:
+            return False
+        state = self._keyring.keys.get(self.signer.key_id)
+        return state is not None and state.revoked_seq is not None
+
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
         self._refresh_keys()

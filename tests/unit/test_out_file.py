@@ -1,0 +1,55 @@
+"""``write_output_file``: whole or not at all, and never over what is no file."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mltrail.cli.out_file import write_output_file
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_a_new_file_gets_the_bytes_and_the_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write_output_file(tmp_path / "out.json", b"{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.json").read_bytes() == b"{}\n"
+    assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp left
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    write_output_file(out, b"new")
+    assert out.read_bytes() == b"new"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_a_link_is_kept_and_its_target_replaced(tmp_path: Path) -> None:
+    (tmp_path / "real.json").write_bytes(b"old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    write_output_file(tmp_path / "link.json", b"new")
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_bytes() == b"new"
+
+
+def test_what_is_no_regular_file_is_written_in_place(tmp_path: Path) -> None:
+    link = tmp_path / "null"
+    link.symlink_to(os.devnull)
+    write_output_file(link, b"gone")  # never renamed over the device
+    assert link.is_symlink()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_output_file(tmp_path / "nowhere" / "out.json", b"x")
