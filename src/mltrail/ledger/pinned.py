@@ -31,6 +31,7 @@ from mltrail.storage.base import ColumnRow, Store, StoredRow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from contextlib import AbstractContextManager
 
     from mltrail.core.report import VerificationReport
     from mltrail.ledger.home import Home
@@ -279,6 +280,10 @@ class PinnedStore(Store):
             return
         for seq in seqs:
             yield from self._rows(seq, seq + 1)
+
+    def _snapshot(self) -> AbstractContextManager[object]:
+        # what is not pinned (checkpoints, nodes, evidence) read in one state
+        return self.inner.snapshot()
 
     def _head(self) -> StoreHead:
         return self.inner.head()
