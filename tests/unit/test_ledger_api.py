@@ -600,3 +600,20 @@ def test_entries_carry_the_actor_as_it_is_at_each_append(ledger: Ledger) -> None
         ledger.append("note", {"text": "refused"})
     assert ledger.verify().ok
     assert ledger.head().size == 4
+
+
+def test_a_batch_that_locks_a_run_cannot_amend_it_after_the_lock(
+    ledger: Ledger,
+) -> None:
+    """A ``model.sealed`` earlier in the same batch locks the run for the
+    entries after it, as verify reads them (``locked-run``): the append refuses
+    them instead of writing a ledger that verifies as tampered."""
+    ledger.append("note", {"text": "started"}, run="r1")
+    lock = Draft(
+        "model.sealed", {"model": "a" * 64, "model_type": "model", "runs": ["r1"]}
+    )
+    ended = Draft("run.ended", {"status": "succeeded", "exit_code": 0}, run="r1")
+    with pytest.raises(InputError, match=r"locked by model\.sealed at seq 2"):
+        ledger.append_many([lock, Draft("note", {"text": "ok"}, run="r1"), ended])
+    ledger.append_many([ended, lock, Draft("note", {"text": "ok"}, run="r1")])
+    assert ledger.verify().ok

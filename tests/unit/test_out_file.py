@@ -53,3 +53,28 @@ def test_what_is_no_regular_file_is_written_in_place(tmp_path: Path) -> None:
 def test_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_output_file(tmp_path / "nowhere" / "out.json", b"x")
+
+
+def test_a_replaced_private_file_is_never_readable_by_others_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file has the old file's mode before a byte is written: a
+    0600 report is never for a moment 0644 beside it (one opened then stays open)."""
+    out = tmp_path / "out.json"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    modes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    old = os.umask(0o022)
+    try:
+        write_output_file(out, b"secret")
+    finally:
+        os.umask(old)
+    assert modes[0] == 0o600
+    assert out.read_bytes() == b"secret"

@@ -146,3 +146,30 @@ def test_nothing_is_written_through_it(ledger: Ledger) -> None:
         ledger.append("note", {"text": "refused"})
     with pytest.raises(StoreError, match="read-only"):
         ledger.store.put_blob(compute_blob_digest(b"x"), b"x")
+
+
+def test_a_snapshot_of_the_pinned_store_is_one_of_the_store_it_reads(
+    tmp_path,
+) -> None:
+    """``Home.verify`` over a pinned ledger takes ``store.snapshot()``: it is the
+    inner store's, so what the pin does not check (checkpoints, nodes, evidence)
+    is still read in one state."""
+    from mltrail.ledger.stored import KIND_ROLES
+    from mltrail.storage.sqlite import SQLiteStore
+
+    db = tmp_path / "ledger.db"
+    ledger = Ledger.create(
+        SQLiteStore(db, roles=KIND_ROLES, create=True), fixed_signer(), origin=ORIGIN
+    )
+    ledger.append("note", {"text": "one"})
+    pinned = pin_reads(ledger)
+    other = Ledger(SQLiteStore(db, roles=KIND_ROLES), fixed_signer(), origin=ORIGIN)
+    try:
+        with pinned.snapshot():
+            before = len(pinned.checkpoints())
+            other.append("note", {"text": "meanwhile"})
+            assert len(pinned.checkpoints()) == before
+        assert len(pinned.checkpoints()) == before + 1
+    finally:
+        other.store.close()
+        pinned.close()

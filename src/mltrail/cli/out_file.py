@@ -42,11 +42,11 @@ def write_output_file(path: Path, data: bytes) -> None:
     fd, tmp = _create_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
+            if found is not None:  # before a byte is in it: never readable by more
+                os.fchmod(f.fileno(), stat.S_IMODE(found.st_mode))
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if found is not None:
-            os.chmod(tmp, stat.S_IMODE(found.st_mode))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

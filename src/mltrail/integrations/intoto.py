@@ -117,7 +117,8 @@ def _require_own_checkpoint(
 ) -> None:
     """Refuse unless ``signer`` signed the ledger's newest checkpoint, and that
     checkpoint covers every record verified (its size and root are the ones
-    verification found).
+    verification found). When another process appended since the verification,
+    the checkpoint of the size verified stands in for the newest.
 
     Being a current log key of the verified ledger is not enough: a log key's
     ``key.added`` carries no proof of possession, so a forger's own ledger can
@@ -132,6 +133,16 @@ def _require_own_checkpoint(
     from mltrail.core.checkpoint import verify_checkpoint
 
     latest = home.ledger.latest_checkpoint()
+    if latest is not None and latest[0] > verification.size:
+        # appended to since it was verified: the checkpoint of the records verified
+        latest = next(
+            (
+                (row.size, row.text)
+                for row in reversed(home.ledger.store.checkpoints())
+                if row.size == verification.size
+            ),
+            latest,
+        )
     why = "the ledger holds no checkpoint"
     if latest is not None:
         try:

@@ -407,7 +407,7 @@ class Ledger:
         if head.key_epoch != self._key_epoch:
             raise _StaleKeysError
         self._check_head(head)
-        self._check_locks(entries)
+        self._check_locks(entries, head.size)
         rotating = any(entry.kind in KEY_KINDS for entry in entries)
         keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
         for seq, entry in enumerate(entries, start=head.size):
@@ -477,14 +477,16 @@ class Ledger:
             (r.seq, r.entry.kind, r.entry.body, r.entry.time) for r in records
         )
 
-    def _check_locks(self, entries: list[Entry]) -> None:
+    def _check_locks(self, entries: list[Entry], size: int) -> None:
         """Under the append lock: refuse entries amending a run a
-        ``model.sealed`` record locked (see :mod:`mltrail.core.lock`)."""
+        ``model.sealed`` record locked (see :mod:`mltrail.core.lock`), one
+        stored or one earlier in this batch (verify reads it so: ``locked-run``)."""
         from mltrail.core.lock import (
             ALLOWED_KINDS,
             LOCK_KIND,
             check_not_locked,
             compute_locks,
+            locks_of_body,
         )
 
         if all(e.run is None or e.kind in ALLOWED_KINDS for e in entries):
@@ -492,7 +494,12 @@ class Ledger:
         from mltrail.ledger.columns import checked_rows_of_kinds
 
         rows = checked_rows_of_kinds(self.store, (LOCK_KIND,))
-        check_not_locked(entries, compute_locks((r.seq, r.data) for r, _ in rows))
+        locks = compute_locks((r.seq, r.data) for r, _ in rows)
+        for seq, entry in enumerate(entries, start=size):
+            check_not_locked([entry], locks)
+            if entry.kind == LOCK_KIND:
+                for lock in locks_of_body(seq, entry.body):
+                    locks.setdefault(lock.run, lock)
 
     def _sign_head(
         self, head: ChainHead, keyring: KeyRing, signer: Signer | None = None

@@ -19,17 +19,19 @@ It writes nothing.
 
 from __future__ import annotations
 
+import re
 from array import array
 from hashlib import sha256 as _sha256
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
 from mltrail.core.merkle import CompactRange
-from mltrail.errors import IntegrityError, StoreError
+from mltrail.errors import IntegrityError, MltrailError, StoreError
 from mltrail.storage.base import ColumnRow, Store, StoredRow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from contextlib import AbstractContextManager
 
     from mltrail.core.report import VerificationReport
     from mltrail.ledger.home import Home
@@ -67,23 +69,72 @@ def pin_reads(ledger: Ledger) -> PinnedStore:
     return store
 
 
+_SIG_HEAD = b',"sig":{"alg":"ed25519","key":"'
+_SIG_MID = b'","value":"'
+_SIG_KEY, _SIG_VALUE = 64, 88
+_AFTER_SIG = re.compile(
+    rb',"time":"[^"\\]*","v":"[^"\\]*"\},"prev":"[0-9a-f]{64}","seq":[0-9]+\}\Z'
+)
+"""An entry's time and v after its sig, then the record's prev and seq: the end
+of a record whose entry has no member beyond the seven it knows."""
+
+
 def _envelope_kind(data: bytes) -> bytes:
     """The entry's ``kind`` in a record's canonical bytes, without parsing them.
 
     An entry's members sort ``actor``, ``body``, ``kind``, ``run``, ``sig``,
     ``time``, ``v``, and a quote inside a string is escaped: so the last
     ``,"sig":{`` opens the entry's signature, and the last ``,"kind":"`` before
-    it is the entry's kind (a body's own ``kind`` members come earlier). Bytes
-    that are not such a record give ``b""`` (of no kind); verification refuses
-    them anyway.
+    it is the entry's kind (a body's own ``kind`` members come earlier), when
+    nothing but a run stands between the two and nothing but the envelope's
+    own members follows the signature. An entry with members it does not know
+    (kept and signed, ``Entry.extra``), which may hold ``kind`` and ``sig``
+    members of their own wherever they sort, is parsed instead. Bytes that
+    are not a record give ``b""`` (of no kind); verification refuses them.
     """
     sig = data.rfind(b',"sig":{')
     at = data.rfind(b',"kind":"', 0, sig) if sig > 0 else -1
-    if at < 0:
+    if at >= 0:
+        start = at + 9
+        end = data.find(b'"', start, sig)
+        if end > start and _only_run(data[end + 1 : sig]) and _plain_tail(data, sig):
+            return data[start:end]
+    return _parsed_kind(data)
+
+
+def _only_run(between: bytes) -> bool:
+    """Whether ``between`` (after the kind, before the sig) is nothing or a run."""
+    return not between or (
+        between.startswith(b',"run":"')
+        and between.endswith(b'"')
+        and b'"' not in between[8:-1]
+    )
+
+
+def _plain_tail(data: bytes, sig: int) -> bool:
+    """Whether an Ed25519 sig at ``sig``, then time, v, prev and seq, end ``data``."""
+    key = sig + len(_SIG_HEAD)
+    value = key + _SIG_KEY + len(_SIG_MID)
+    after = value + _SIG_VALUE + 2
+    return (
+        data.startswith(_SIG_HEAD, sig)
+        and data.startswith(_SIG_MID, key + _SIG_KEY)
+        and data.startswith(b'"}', after - 2)
+        and b'"' not in data[key : key + _SIG_KEY]
+        and b'"' not in data[value : after - 2]
+        and _AFTER_SIG.match(data, after) is not None
+    )
+
+
+def _parsed_kind(data: bytes) -> bytes:
+    """The entry's kind by parsing ``data`` (``b""``: no record, or no kind)."""
+    from mltrail.core.codec import parse_json
+
+    try:
+        kind = parse_json(data, what="record")["entry"]["kind"]
+    except (MltrailError, KeyError, TypeError, ValueError, RecursionError):
         return b""
-    start = at + 9
-    end = data.find(b'"', start, sig)
-    return data[start:end] if end > start else b""
+    return kind.encode("utf-8", "surrogatepass") if isinstance(kind, str) else b""
 
 
 def verify_pinned(home: Home, **options: Any) -> VerificationReport:
@@ -229,6 +280,10 @@ class PinnedStore(Store):
             return
         for seq in seqs:
             yield from self._rows(seq, seq + 1)
+
+    def _snapshot(self) -> AbstractContextManager[object]:
+        # what is not pinned (checkpoints, nodes, evidence) read in one state
+        return self.inner.snapshot()
 
     def _head(self) -> StoreHead:
         return self.inner.head()
