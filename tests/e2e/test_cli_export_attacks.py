@@ -124,14 +124,35 @@ def test_intoto_refuses_a_blob_that_does_not_hash_to_its_address(made, tmp_path)
     assert not out.exists()
 
 
-def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
+def swap_in_forged(
+    home: Path, project: Path, tmp_path: Path, *, naming_the_real_key: bool
+) -> None:
     """An insider's own ledger (same origin, own genesis key, a run "base" with
-    other values) put in place of the home's ledger.db verifies on its own; the
-    home's real key must not sign provenance of it."""
-    project, _ = made
-    home = copy_of(made, tmp_path)
+    --lr 0.9) put in place of ``home``'s ledger.db, with its witness file and
+    its key as ``trusted_key``; ``signing_key`` still names the real key. With
+    ``naming_the_real_key`` it also adds the home's real public key as a log key
+    (a ``key.added`` its own key signs: no proof of possession is asked of a
+    log key), so that the real key is a current log key of it."""
+    from mltrail.core.signing import encode_b64
+    from mltrail.ledger.home import open_home
+    from mltrail.ledger.ledger import Draft
+
     forged = tmp_path / "forged"
     ok(mltrail_cli(forged, project, "init", "--origin", "example.org/exports"))
+    if naming_the_real_key:
+        real = open_home(home)
+        real_key = real.ledger.signer
+        assert real_key is not None
+        real.close()
+        forger = open_home(forged)
+        body = {
+            "alg": "ed25519",
+            "key": real_key.key_id,
+            "public_key": encode_b64(real_key.public_key),
+            "reason": "taken in",
+        }
+        forger.ledger._append_signed(forger.ledger._sign([Draft("key.added", body)]))
+        forger.close()
     ok(mltrail_cli(forged, project, "run", "--name", "base",
                    "--output", "out/model.bin",
                    "--", sys.executable, "train.py", "--lr", "0.9"))  # fmt: skip
@@ -140,9 +161,18 @@ def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
     shutil.copy(forged / "ledger.db", home / "ledger.db")
     shutil.copy(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
     settings = json.loads((home / "ledger.json").read_text())
-    forged_key = json.loads((forged / "ledger.json").read_text())["trusted_key"]
-    settings["trusted_key"] = forged_key  # signing_key still names the real key
+    settings["trusted_key"] = json.loads((forged / "ledger.json").read_text())[
+        "trusted_key"
+    ]
     (home / "ledger.json").write_text(json.dumps(settings))
+
+
+def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
+    """The swapped ledger verifies on its own; the home's real key must not
+    sign provenance of it."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    swap_in_forged(home, project, tmp_path, naming_the_real_key=False)
     ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
@@ -154,42 +184,11 @@ def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
 
 
 def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
-    """The forger of the test above also adds the home's real public key to
-    their ledger as a log key (a ``key.added`` their own key signs: no proof of
-    possession is asked of a log key), so the real key is a current log key of
-    the forged ledger. It signed none of its checkpoints, and signs nothing."""
-    from mltrail.core.signing import encode_b64
-    from mltrail.ledger.home import open_home
-    from mltrail.ledger.ledger import Draft
-
+    """Named a current log key of the forged ledger, the real key signed none
+    of its checkpoints, and signs nothing (ADR 0024 amendment)."""
     project, _ = made
     home = copy_of(made, tmp_path)
-    real = open_home(home)
-    real_key = real.ledger.signer
-    assert real_key is not None
-    real.close()
-    forged = tmp_path / "forged"
-    ok(mltrail_cli(forged, project, "init", "--origin", "example.org/exports"))
-    forger = open_home(forged)
-    body = {
-        "alg": "ed25519",
-        "key": real_key.key_id,
-        "public_key": encode_b64(real_key.public_key),
-        "reason": "taken in",
-    }
-    forger.ledger._append_signed(forger.ledger._sign([Draft("key.added", body)]))
-    forger.close()
-    ok(mltrail_cli(forged, project, "run", "--name", "base",
-                   "--output", "out/model.bin",
-                   "--", sys.executable, "train.py", "--lr", "0.9"))  # fmt: skip
-    for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "index.db"):
-        (home / name).unlink(missing_ok=True)
-    shutil.copy(forged / "ledger.db", home / "ledger.db")
-    shutil.copy(forged / "witness" / "checkpoint", home / "witness" / "checkpoint")
-    settings = json.loads((home / "ledger.json").read_text())
-    forged_key = json.loads((forged / "ledger.json").read_text())["trusted_key"]
-    settings["trusted_key"] = forged_key  # signing_key still names the real key
-    (home / "ledger.json").write_text(json.dumps(settings))
+    swap_in_forged(home, project, tmp_path, naming_the_real_key=True)
     ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
@@ -206,6 +205,27 @@ def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
     assert "is not signed by this writer's key" in proc.stderr
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
     assert proc.returncode == 3, proc.stdout + proc.stderr
+
+
+def test_adopt_refuses_a_swapped_ledger_whose_checkpoints_were_removed(made, tmp_path):
+    """The same forged ledger with its checkpoints and witness removed verifies
+    but for the coverage, and every write says `mltrail checkpoint --adopt`
+    covers it: adopting signed the forged history with the real key, which an
+    auditor pinning only the real key then found intact. Only records the key
+    wrote are adopted (ADR 0011 amendment)."""
+    project, _ = made
+    home = copy_of(made, tmp_path)
+    swap_in_forged(home, project, tmp_path, naming_the_real_key=True)
+    edit(home / "ledger.db", "DROP TRIGGER checkpoints_no_DELETE",
+         "DELETE FROM checkpoints")  # fmt: skip
+    (home / "witness" / "checkpoint").unlink()
+    proc = mltrail_cli(home, project, "checkpoint", "--adopt")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "refusing to adopt: record seq 0 is not signed by this writer's key" in (
+        proc.stderr
+    )
+    with sqlite3.connect(home / "ledger.db") as conn:
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
 
 
 RANDOM_VIEW = (

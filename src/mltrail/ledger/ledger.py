@@ -933,6 +933,7 @@ class Ledger:
                 "refusing to adopt: the stored Merkle nodes do not match the records",
                 hint="run `mltrail verify`",
             )
+        self._check_adoptable(head)
         text = self._sign_head(head, self._keyring)
         self.store.add_checkpoint(head.size, text)
         self._trusted_head = (head.size, head.frontier)
@@ -940,6 +941,45 @@ class Ledger:
         from mltrail.core.checkpoint import parse_signed_checkpoint
 
         return parse_signed_checkpoint(text)
+
+    def _check_adoptable(self, head: ChainHead) -> None:
+        """Adopt only what this writer's key wrote: the newest stored checkpoint
+        (if any) is its own, and every record after it is signed by it.
+
+        A ledger put in place beside the key file, whose own key added this key
+        as a log key (no proof of possession is asked) and whose checkpoints were
+        removed, verifies except for the missing coverage; adopting it signed
+        the forged history with the real key (ADR 0011 amendment).
+        """
+        from mltrail.core.checkpoint import verify_checkpoint
+        from mltrail.core.codec import decode_record
+
+        signer = self._require_signer()
+        hint = "run `mltrail verify --trust-key KEY` with the key you expect"
+        latest = self.store.latest_checkpoint()
+        covered = 0
+        if latest is not None:
+            try:
+                covered = verify_checkpoint(
+                    latest.text, origin=self.origin, public_keys=[signer.public_key]
+                ).size
+            except (MltrailError, ValueError):
+                raise IntegrityError(
+                    f"refusing to adopt: the newest checkpoint (of {latest.size} "
+                    f"records) is not signed by this writer's key "
+                    f"{signer.key_id[:16]}... (a ledger put in place beside this "
+                    "key file?)",
+                    hint=hint,
+                ) from None
+        for row in self.store.rows(covered, head.size):
+            sig = decode_record(row.data).record.entry.sig
+            if sig is None or sig.key != signer.key_id:
+                raise IntegrityError(
+                    f"refusing to adopt: record seq {row.seq} is not signed by this "
+                    f"writer's key {signer.key_id[:16]}...; only what this key "
+                    "wrote is adopted",
+                    hint=hint,
+                )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """(size, text) of the newest checkpoint, if any."""
