@@ -148,12 +148,11 @@ def test_nothing_is_written_through_it(ledger: Ledger) -> None:
         ledger.store.put_blob(compute_blob_digest(b"x"), b"x")
 
 
-def test_a_snapshot_of_the_pinned_store_is_one_of_the_store_it_reads(
-    tmp_path,
-) -> None:
-    """``Home.verify`` over a pinned ledger takes ``store.snapshot()``: it is the
-    inner store's, so what the pin does not check (checkpoints, nodes, evidence)
-    is still read in one state."""
+def test_the_pinned_store_answers_as_of_its_pinning(tmp_path) -> None:
+    """Checkpoints, the head and Merkle nodes are the pinned records' (an append
+    by another process afterwards changes none of them): a report reads the
+    newest checkpoint, the size and timestamps' roots through them."""
+    from mltrail.core.merkle import range_root
     from mltrail.ledger.stored import KIND_ROLES
     from mltrail.storage.sqlite import SQLiteStore
 
@@ -161,15 +160,28 @@ def test_a_snapshot_of_the_pinned_store_is_one_of_the_store_it_reads(
     ledger = Ledger.create(
         SQLiteStore(db, roles=KIND_ROLES, create=True), fixed_signer(), origin=ORIGIN
     )
-    ledger.append("note", {"text": "one"})
+    for n in range(4):
+        ledger.append("note", {"text": f"note {n}"})
+    stored = {
+        (level, index): ledger.store.node(level, index)
+        for level, index in ((0, 0), (0, 4), (1, 1), (2, 0))
+    }
     pinned = pin_reads(ledger)
     other = Ledger(SQLiteStore(db, roles=KIND_ROLES), fixed_signer(), origin=ORIGIN)
     try:
-        with pinned.snapshot():
-            before = len(pinned.checkpoints())
-            other.append("note", {"text": "meanwhile"})
-            assert len(pinned.checkpoints()) == before
-        assert len(pinned.checkpoints()) == before + 1
+        before = (pinned.checkpoints(), pinned.latest_checkpoint(), pinned.head())
+        other.append("note", {"text": "meanwhile"})
+        assert (pinned.checkpoints(), pinned.latest_checkpoint(), pinned.head()) == (
+            before
+        )
+        assert pinned.head().size == 5
+        assert pinned.head().frontier == ledger.store.head().frontier  # computed
+        for (level, index), node in stored.items():
+            assert pinned.node(level, index) == node
+        assert pinned.node_range(0, 3, 9) == {3: pinned.node(0, 3), 4: stored[0, 4]}
+        with pytest.raises(StoreError, match="missing"):
+            pinned.node(0, 5)  # the record appended since
+        assert range_root(0, 5, pinned.node) == pinned.root
     finally:
         other.store.close()
         pinned.close()

@@ -25,7 +25,7 @@ from hashlib import sha256 as _sha256
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
-from mltrail.core.merkle import CompactRange
+from mltrail.core.merkle import CompactRange, hash_children
 from mltrail.errors import IntegrityError, MltrailError, StoreError
 from mltrail.storage.base import ColumnRow, Store, StoredRow
 
@@ -182,8 +182,9 @@ class PinnedStore(Store):
         tree = CompactRange(0, ())
         kind_ids: dict[bytes, int] = {}
         kinds = array("H")
+        last_data = b""
         for row in self._contiguous(inner.rows(0, size), 0, size):
-            data = row.data
+            data = last_data = row.data
             leaf = compute_leaf_hash(data)
             leaves += leaf
             tree.append(leaf)
@@ -194,6 +195,16 @@ class PinnedStore(Store):
             kind.decode("utf-8", "replace"): i for kind, i in kind_ids.items()
         }
         self._kinds = kinds
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        # what else a reader asks, read once (in the caller's snapshot when it
+        # holds one): a later answer could differ. Not cut to the pinned size by
+        # their size columns, which whoever writes the store sets: the readers
+        # check a checkpoint or token against the pinned records themselves
+        self._checkpoint_rows = inner.checkpoints()
+        self._evidence_rows = inner.evidence()
+        self._purge_rows = inner.purges()
+        self._meta_values = inner.meta()
+        self._pinned_head = self._make_head(inner, last_data)
 
     def confirm(self, report: VerificationReport) -> None:
         """Refuse unless ``report`` verified exactly the pinned records.
@@ -285,11 +296,56 @@ class PinnedStore(Store):
         # what is not pinned (checkpoints, nodes, evidence) read in one state
         return self.inner.snapshot()
 
+    def _make_head(self, inner: Store, last_data: bytes) -> StoreHead:
+        """The head of the pinned records: size, the last record's hash and
+        time, the frontier from the pinned leaves, the key epoch from the kinds
+        read off the bytes."""
+        from mltrail.core.codec import parse_json
+        from mltrail.storage.base import StoreHead, frontier_nodes
+
+        size = self.size
+        if not size:
+            return StoreHead(0, bytes(32), None, ())
+        try:
+            last_time = parse_json(last_data, what="record")["entry"]["time"]
+        except (MltrailError, KeyError, TypeError, RecursionError):
+            last_time = None  # verification refuses such a record anyway
+        key_ids = {self._kind_ids.get(k) for k in ("key.added", "key.revoked")}
+        epoch = next(
+            (seq + 1 for seq in range(size - 1, -1, -1) if self._kinds[seq] in key_ids),
+            0,
+        )
+        frontier = tuple(
+            self._computed(level, index) for level, index in frontier_nodes(size)
+        )
+        return StoreHead(
+            size,
+            _sha256(last_data).digest(),
+            last_time if isinstance(last_time, str) else None,
+            frontier,
+            epoch,
+        )
+
     def _head(self) -> StoreHead:
-        return self.inner.head()
+        return self._pinned_head
 
     def _append_head(self) -> StoreHead:
-        return self.inner.append_head()
+        return self._pinned_head
+
+    def _computed(self, level: int, index: int) -> bytes:
+        """The Merkle node (level, index) of the pinned leaves, computed (and
+        kept) from them: never the store's."""
+        found = self._nodes.get((level, index))
+        if found is None:
+            if level == 0:
+                found = self._leaves[_LEAF * index : _LEAF * index + _LEAF]
+            else:
+                found = hash_children(
+                    self._computed(level - 1, 2 * index),
+                    self._computed(level - 1, 2 * index + 1),
+                )
+                self._nodes[level, index] = found
+        return found
 
     # -- blobs ------------------------------------------------------------------
 
@@ -305,35 +361,40 @@ class PinnedStore(Store):
     # -- the rest as the store has it -------------------------------------------
 
     def _node(self, level: int, index: int) -> bytes | None:
-        return self.inner.node_range(level, index, index + 1).get(index)
+        if level < 0 or index < 0 or (index + 1) << level > self.size:
+            return None  # no perfect subtree of the pinned records
+        return self._computed(level, index)
 
     def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
-        return self.inner.node_range(level, start, stop)
+        found = {}
+        for index in range(max(start, 0), stop):
+            node = self._node(level, index)
+            if node is None:
+                break
+            found[index] = node
+        return found
 
     def _time_floor(self) -> tuple[str, int] | None:
         return self.inner.time_floor()
 
     def _latest_checkpoint(self) -> CheckpointRow | None:
-        return self.inner.latest_checkpoint()
+        return self._checkpoint_rows[-1] if self._checkpoint_rows else None
 
     def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         return self.inner.find_blobs(prefix, limit)
 
     def _purges(self, digest: str | None) -> list[StoredPurge]:
-        return self.inner.purges() if digest is None else self._purge_list(digest)
-
-    def _purge_list(self, digest: str) -> list[StoredPurge]:
-        found = self.inner.purge_of(digest)
-        return [] if found is None else [found]
+        rows = self._purge_rows
+        return list(rows) if digest is None else [p for p in rows if p.digest == digest]
 
     def _checkpoints(self) -> list[CheckpointRow]:
-        return self.inner.checkpoints()
+        return list(self._checkpoint_rows)
 
     def _evidence(self) -> list[StoredEvidence]:
-        return self.inner.evidence()
+        return list(self._evidence_rows)
 
     def _meta(self) -> dict[str, str]:
-        return self.inner.meta()
+        return dict(self._meta_values)
 
     def _close(self) -> None:
         self.inner.close()
