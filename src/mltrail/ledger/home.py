@@ -176,8 +176,13 @@ class Home(Value):
         progress: Callable[[int, int], None] | None = None,
         workers: int | None = None,
         evidence: EvidencePolicy | None = None,
+        in_snapshot: Callable[[], None] | None = None,
     ) -> VerificationReport:
         """Verify the ledger against its own checkpoints and every anchor given.
+
+        ``in_snapshot`` is called first thing in the store's snapshot the
+        verification reads (after the anchors kept outside the store were
+        read): what it reads is what the verification reads (``verify_pinned``).
 
         Args:
             trust_keys: key ids to trust instead of the genesis key named in
@@ -220,6 +225,8 @@ class Home(Value):
         # the anchors kept outside were read first; the store is read next, in
         # one snapshot, which is at least as new as each of them
         with self.ledger.store.snapshot():
+            if in_snapshot is not None:
+                in_snapshot()
             kept += evidence_checkpoints(self.ledger.store) + trusted
             report = self.ledger.verify(
                 trusted_keys=keys, witness=kept, progress=progress, workers=workers

@@ -140,24 +140,34 @@ def _parsed_kind(data: bytes) -> bytes:
 def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     """``home.verify(**options)`` on the store itself (its derived columns, its
     evidence), then, when the ledger is intact, the check that it verified the
-    records ``home``'s ledger is pinned to (pinned first if it was not, in the
-    store's snapshot the verification reads: an append by another process
-    meanwhile is then no reason to refuse).
+    records ``home``'s ledger is pinned to. A ledger not pinned yet is pinned in
+    the snapshot the verification reads, after the anchors kept outside the
+    store (a witness file) were read, so that an append by another process
+    meanwhile is no reason to refuse, nor a witness newer than the store.
 
     Raises:
         IntegrityError: an intact ledger whose verified records are not the
             pinned ones.
+        StoreError: the ledger grew between the pinning and the verification
+            (run it again).
     """
     ledger = home.ledger
     store = ledger.store
+    pinned = store if isinstance(store, PinnedStore) else None
     inner = store.inner if isinstance(store, PinnedStore) else store
-    with inner.snapshot():  # pinned now: the same state as verified
-        pinned = pin_reads(ledger)
-        ledger.store = inner
-        try:
-            report = home.verify(**options)
-        finally:
-            ledger.store = pinned
+
+    def pin() -> None:
+        nonlocal pinned
+        if pinned is None:
+            pinned = PinnedStore(inner)
+
+    ledger.store = inner
+    try:
+        report = home.verify(in_snapshot=pin, **options)
+    finally:
+        ledger.store = pinned if pinned is not None else inner
+    if pinned is None:  # the verification failed before the snapshot
+        pinned = ledger.store = PinnedStore(inner)
     if report.ok:
         pinned.confirm(report)
     return report
@@ -170,7 +180,8 @@ class PinnedStore(Store):
     Raises:
         IntegrityError: a record read differs from the one pinned, a range comes
             back with a seq missing, or a blob does not hash to its address;
-            ``confirm``: the verification checked other records.
+            ``confirm``: the verification checked other bytes (StoreError:
+            another size, the ledger grew meanwhile).
     """
 
     def __init__(self, inner: Store) -> None:
@@ -215,14 +226,15 @@ class PinnedStore(Store):
         """
         if (report.size, report.root) == (self.size, self.root):
             return
-        what = (
-            f"{report.size} records were verified, {self.size} read for this command"
-            if report.size != self.size
-            else f"the {self.size} records verified are not the bytes read for this "
-            "command"
-        )
+        if report.size != self.size:  # another process appended meanwhile
+            raise StoreError(
+                f"{report.size} records were verified, {self.size} read for this "
+                "command: the ledger grew while it ran",
+                hint="run it again",
+            )
         raise IntegrityError(
-            f"{what}: the ledger changed while it ran",
+            f"the {self.size} records verified are not the bytes read for this "
+            "command: the store answered the same read otherwise",
             hint="run it again; if it keeps failing, " + _HINT,
         )
 
