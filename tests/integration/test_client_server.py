@@ -11,19 +11,26 @@ idempotent retry that appends nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from mltrail.ledger.stored import KIND_ROLES
 from optional_extras import require_extra
 from server_fixture import running_server
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 require_extra("client", "httpx2")
 
@@ -352,3 +359,172 @@ def _held_soon(server, token: str, run: str, *, wanted: bool) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_client_hold_is_asked_again_after_a_409_once_it_held_the_run(server):
+    """A network break the server has not noticed yet leaves it holding the run
+    for the cut stream (until a write fails, minutes), so the client's next
+    request is refused with 409; the client took that 409 as another process's
+    hold and never asked again, and its live run looked stale for the rest of
+    its life (ADR 0029). Once the old stream goes, the client is to hold the
+    run again."""
+    from mltrail.storage.http_hold import HttpRunHold
+
+    token = server.token("writer", "alice")
+    run = f"cut-{uuid.uuid4().hex[:8]}"
+    with _BreakableProxy(server.port) as proxy:
+        hold = HttpRunHold.start(_hold_client(token), proxy.hold_url(run))
+        try:
+            assert hold.held, hold.problem
+            proxy.cut()  # the server still holds the run for the cut stream
+            assert _soon(lambda: hold.status == 409), hold.problem
+            refused = proxy.answers.index(409)
+            proxy.mend()  # the server sees the old stream go and lets the run go
+            assert _soon(lambda: 200 in proxy.answers[refused:], until=60.0), (
+                proxy.answers,
+                hold.problem,
+            )
+            assert _held_soon(server, token, run, wanted=True)
+        finally:
+            hold.release()
+        assert not hold._thread.is_alive()
+    assert _held_soon(server, token, run, wanted=False)
+
+
+def test_a_client_hold_asking_again_after_a_409_ends_when_released(server):
+    """The client asking again after a 409 (above) stops when its run is
+    released: its thread ends and the server holds nothing for it afterwards."""
+    from mltrail.storage.http_hold import HttpRunHold
+
+    token = server.token("writer", "alice")
+    run = f"cut-{uuid.uuid4().hex[:8]}"
+    with _BreakableProxy(server.port) as proxy:
+        hold = HttpRunHold.start(_hold_client(token), proxy.hold_url(run))
+        try:
+            assert hold.held, hold.problem
+            proxy.cut()
+            assert _soon(lambda: hold.status == 409), hold.problem
+        finally:
+            hold.release()
+        assert not hold._thread.is_alive()
+        asked = len(proxy.answers)
+        proxy.mend()
+        assert _held_soon(server, token, run, wanted=False)
+        assert len(proxy.answers) == asked  # nothing asked after the release
+
+
+def _hold_client(token: str) -> Any:
+    import httpx2
+
+    return httpx2.Client(
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx2.Timeout(10.0, read=None),
+    )
+
+
+def _soon(check: Callable[[], bool], until: float = 15.0) -> bool:
+    """Whether ``check()`` holds within ``until`` seconds."""
+    import time
+
+    deadline = time.monotonic() + until
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+class _BreakableProxy:
+    """A TCP proxy to the server whose network breaks one way: ``cut()`` closes
+    the client's side of every open connection and keeps the server's side open
+    (a break the server has not noticed yet: its writes still succeed), and
+    ``mend()`` closes the server's side of those, so the server sees them go.
+    ``answers`` are the statuses of the server's answers, in order."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[_Pair] = []
+        self._cut: list[_Pair] = []
+        self.answers: list[int] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold_url(self, run: str) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1/ledgers/team-a/runs/{run}/hold"
+
+    def __enter__(self) -> _BreakableProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _close(self._listener)
+        self.mend()
+        with self._lock:
+            pairs, self._open = self._open, []
+        for pair in pairs:
+            _close(pair.client)
+            _close(pair.upstream)
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._open = self._open, []
+            self._cut.extend(pairs)
+            for pair in pairs:
+                pair.cut = True
+        for pair in pairs:
+            _close(pair.client)
+
+    def mend(self) -> None:
+        with self._lock:
+            pairs, self._cut = self._cut, []
+        for pair in pairs:
+            _close(pair.upstream)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            pair = _Pair(client, socket.create_connection(("127.0.0.1", self._port)))
+            with self._lock:
+                self._open.append(pair)
+            for source, answers in ((pair.client, False), (pair.upstream, True)):
+                threading.Thread(
+                    target=self._pump, args=(pair, source, answers), daemon=True
+                ).start()
+
+    def _pump(self, pair: _Pair, source: socket.socket, answers: bool) -> None:
+        target = pair.upstream if source is pair.client else pair.client
+        while True:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if answers and data.startswith(b"HTTP/1.1 "):
+                    with self._lock:
+                        self.answers.append(int(data[9:12]))
+                target.sendall(data)
+            except (OSError, ValueError):
+                break
+        with self._lock:
+            if pair.cut:  # the server's side stays open until mend()
+                return
+            with contextlib.suppress(ValueError):
+                self._open.remove(pair)
+        _close(pair.client)
+        _close(pair.upstream)
+
+
+class _Pair:
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.cut = False
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

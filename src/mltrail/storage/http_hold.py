@@ -8,8 +8,12 @@ the server's hold, and every host sees the run ``stale``. The server ends the
 stream itself when its lease runs out (an hour), when it restarts, or when the
 network breaks: the thread then asks again, at once and then after pauses
 growing to ``MAX_PAUSE``, until the run ends or the server refuses the run
-(its token revoked, 401; another user's run, 403; held by another process,
-409), so other hosts see the run ``stale`` only meanwhile.
+(its token revoked, 401; another user's run, 403; a server without holds,
+404), so other hosts see the run ``stale`` only meanwhile. A 409 (held by
+another process) is final only at the first request: once this thread held
+the run, the holder the server sees is most likely this thread's own earlier
+stream (a network break the server has not noticed yet, an old database
+session a restart left behind), so it is asked again, with the same pauses.
 
 Liveness is advisory: a server that cannot hold runs (an older one), a refused
 request or a network error leaves the run unheld (other hosts show it ``stale``)
@@ -27,10 +31,10 @@ __all__ = ["HttpRunHold"]
 HELD = "held"
 WAIT_SECONDS = 10.0
 MAX_PAUSE = 30.0
-_FINAL = frozenset({401, 403, 404, 409})
+_FINAL = frozenset({401, 403, 404})
 """Answers after which asking again is pointless: the token is no longer
-valid, the run is not this user's, the server holds no runs, or another
-process holds the run."""
+valid, the run is not this user's, or the server holds no runs. Every refusal
+of the first request is final (409 there: another process holds the run)."""
 
 
 class HttpRunHold:
