@@ -78,3 +78,12 @@ def test_a_replaced_private_file_is_never_readable_by_others_meanwhile(
         os.umask(old)
     assert modes[0] == 0o600
     assert out.read_bytes() == b"secret"
+
+
+def test_a_name_as_long_as_the_file_system_allows_is_written(tmp_path: Path) -> None:
+    """The hidden file beside it is named from a cut of the name: a 250-byte
+    name (the limit is 255) was refused, the hidden name being 15 bytes longer."""
+    target = tmp_path / ("r" * 246 + ".pdf")
+    write_output_file(target, b"report")
+    assert target.read_bytes() == b"report"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

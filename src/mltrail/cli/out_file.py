@@ -65,7 +65,12 @@ def _create_beside(target: Path) -> tuple[int, Path]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     tries = 0
     while True:
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        # the name cut so that the hidden name fits where the target's does
+        # (255 bytes a name on most file systems)
+        stem = target.name.encode("utf-8", "surrogateescape")[:200].decode(
+            "utf-8", "ignore"
+        )
+        tmp = target.with_name(f".{stem}.{secrets.token_hex(4)}.part")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
