@@ -185,3 +185,15 @@ def test_the_pinned_store_answers_as_of_its_pinning(tmp_path) -> None:
     finally:
         other.store.close()
         pinned.close()
+
+
+def test_pinning_keeps_no_interior_node(ledger: Ledger) -> None:
+    """The head's frontier is the compact range built while pinning: pinning a
+    ledger of n records neither hashes its interior nodes again nor keeps them
+    (about n of them: 140 MB and 2 s for a million records)."""
+    for n in range(4, 13):
+        ledger.append("note", {"text": f"note {n}"})
+    pinned = PinnedStore(ledger.store)
+    assert pinned._nodes == {}
+    assert pinned.head() == ledger.store.head()
+    assert pinned.node(2, 1) == ledger.store.node(2, 1)

@@ -215,7 +215,7 @@ class PinnedStore(Store):
         self._evidence_rows = inner.evidence()
         self._purge_rows = inner.purges()
         self._meta_values = inner.meta()
-        self._pinned_head = self._make_head(inner, last_data)
+        self._pinned_head = self._make_head(last_data, tree.hashes)
 
     def confirm(self, report: VerificationReport) -> None:
         """Refuse unless ``report`` verified exactly the pinned records.
@@ -308,12 +308,13 @@ class PinnedStore(Store):
         # what is not pinned (checkpoints, nodes, evidence) read in one state
         return self.inner.snapshot()
 
-    def _make_head(self, inner: Store, last_data: bytes) -> StoreHead:
+    def _make_head(self, last_data: bytes, frontier: tuple[bytes, ...]) -> StoreHead:
         """The head of the pinned records: size, the last record's hash and
-        time, the frontier from the pinned leaves, the key epoch from the kinds
-        read off the bytes."""
+        time, the frontier (the compact range of the pinned leaves, built while
+        pinning: not computed again, nor every interior node kept), the key
+        epoch from the kinds read off the bytes."""
         from mltrail.core.codec import parse_json
-        from mltrail.storage.base import StoreHead, frontier_nodes
+        from mltrail.storage.base import StoreHead
 
         size = self.size
         if not size:
@@ -326,9 +327,6 @@ class PinnedStore(Store):
         epoch = next(
             (seq + 1 for seq in range(size - 1, -1, -1) if self._kinds[seq] in key_ids),
             0,
-        )
-        frontier = tuple(
-            self._computed(level, index) for level, index in frontier_nodes(size)
         )
         return StoreHead(
             size,
