@@ -120,6 +120,8 @@ def test_a_ledger_grown_since_pinning_is_not_confirmed(ledger: Ledger) -> None:
     report = ledger.verify()
     with pytest.raises(StoreError, match="6 records were verified, 5 read"):
         pinned.confirm(report)
+    with pytest.raises(IntegrityError, match="not the bytes read"):
+        pinned.confirm(report, grown_ok=False)  # pinned in the same snapshot
     assert [row.seq for row in pinned.rows()] == [0, 1, 2, 3, 4]  # still the pinned
 
 

@@ -944,42 +944,69 @@ class Ledger:
 
     def _check_adoptable(self, head: ChainHead) -> None:
         """Adopt only what this writer's key wrote: the newest stored checkpoint
-        (if any) is its own, and every record after it is signed by it.
+        (if any) is its own and holds the root of the records it covers, every
+        record after it is signed by that key, and the records read for this
+        hash to the root verified (``head``'s).
 
         A ledger put in place beside the key file, whose own key added this key
         as a log key (no proof of possession is asked) and whose checkpoints were
         removed, verifies except for the missing coverage; adopting it signed
-        the forged history with the real key (ADR 0011 amendment).
+        the forged history with the real key. The records are read again and
+        hashed: a store that answers a second read otherwise (a view, a file
+        rewritten meanwhile) could show this key's id on rows the verification
+        saw signed by another (ADR 0011 amendment).
         """
         from mltrail.core.checkpoint import verify_checkpoint
         from mltrail.core.codec import decode_record
+        from mltrail.core.merkle import CompactRange
 
         signer = self._require_signer()
         hint = "run `mltrail verify --trust-key KEY` with the key you expect"
+
+        def refuse(why: str) -> IntegrityError:
+            return IntegrityError(f"refusing to adopt: {why}", hint=hint)
+
         latest = self.store.latest_checkpoint()
-        covered = 0
+        checkpoint = None
         if latest is not None:
             try:
-                covered = verify_checkpoint(
+                checkpoint = verify_checkpoint(
                     latest.text, origin=self.origin, public_keys=[signer.public_key]
-                ).size
-            except (MltrailError, ValueError):
-                raise IntegrityError(
-                    f"refusing to adopt: the newest checkpoint (of {latest.size} "
-                    f"records) is not signed by this writer's key "
-                    f"{signer.key_id[:16]}... (a ledger put in place beside this "
-                    "key file?)",
-                    hint=hint,
-                ) from None
-        for row in self.store.rows(covered, head.size):
-            sig = decode_record(row.data).record.entry.sig
-            if sig is None or sig.key != signer.key_id:
-                raise IntegrityError(
-                    f"refusing to adopt: record seq {row.seq} is not signed by this "
-                    f"writer's key {signer.key_id[:16]}...; only what this key "
-                    "wrote is adopted",
-                    hint=hint,
                 )
+            except (MltrailError, ValueError):
+                raise refuse(
+                    f"the newest checkpoint (of {latest.size} records) is not signed "
+                    f"by this writer's key {signer.key_id[:16]}... (a ledger put in "
+                    "place beside this key file?)"
+                ) from None
+        covered = 0 if checkpoint is None else checkpoint.size
+        if covered > head.size:
+            raise refuse(
+                f"the newest checkpoint covers {covered} of {head.size} records"
+            )
+        tree, covered_root = CompactRange(0, ()), None
+        for row in self.store.rows(0, head.size):
+            if row.seq != tree.size:
+                raise refuse(f"record seq {tree.size} is missing from a second read")
+            if tree.size == covered:
+                covered_root = tree.root()
+            if row.seq >= covered:
+                sig = decode_record(row.data).record.entry.sig
+                if sig is None or sig.key != signer.key_id:
+                    raise refuse(
+                        f"record seq {row.seq} is not signed by this writer's key "
+                        f"{signer.key_id[:16]}...; only what this key wrote is adopted"
+                    )
+            tree.append(compute_leaf_hash(row.data))
+        if tree.size == covered:
+            covered_root = tree.root()
+        if tree.size != head.size or tree.root() != head.root():
+            raise refuse("the records read again are not the records verified")
+        if checkpoint is not None and checkpoint.root != covered_root:
+            raise refuse(
+                f"the newest checkpoint's root is not that of the first {covered} "
+                "records"
+            )
 
     def latest_checkpoint(self) -> tuple[int, str] | None:
         """(size, text) of the newest checkpoint, if any."""

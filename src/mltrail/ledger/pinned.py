@@ -155,6 +155,7 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     store = ledger.store
     pinned = store if isinstance(store, PinnedStore) else None
     inner = store.inner if isinstance(store, PinnedStore) else store
+    same_read = pinned is None  # pinned below, in the verification's snapshot
 
     def pin() -> None:
         nonlocal pinned
@@ -169,7 +170,7 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     if pinned is None:  # the verification failed before the snapshot
         pinned = ledger.store = PinnedStore(inner)
     if report.ok:
-        pinned.confirm(report)
+        pinned.confirm(report, grown_ok=not same_read)
     return report
 
 
@@ -217,16 +218,20 @@ class PinnedStore(Store):
         self._meta_values = inner.meta()
         self._pinned_head = self._make_head(last_data, tree.hashes)
 
-    def confirm(self, report: VerificationReport) -> None:
+    def confirm(self, report: VerificationReport, *, grown_ok: bool = True) -> None:
         """Refuse unless ``report`` verified exactly the pinned records.
 
+        ``grown_ok``: the pin was read before the verification's snapshot, so
+        more records verified than pinned may be another process's appends.
+
         Raises:
-            IntegrityError: another size or root (records changed between the
-                two reads, or were added by another process meanwhile).
+            StoreError: more records verified than pinned (``grown_ok``): run
+                it again.
+            IntegrityError: anything else (the same read answered otherwise).
         """
         if (report.size, report.root) == (self.size, self.root):
             return
-        if report.size != self.size:  # another process appended meanwhile
+        if grown_ok and report.size > self.size:  # another process appended
             raise StoreError(
                 f"{report.size} records were verified, {self.size} read for this "
                 "command: the ledger grew while it ran",
