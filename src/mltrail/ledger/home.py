@@ -151,22 +151,33 @@ class Home(Value):
         """Erase a blob's bytes after a signed ``blob.purged`` record says why.
 
         See :func:`mltrail.ledger.erasure.purge_blob`: ``blob`` is a digest or a unique
-        prefix of 8+ hex digits; the hash cache's copies go too.
+        prefix of 8+ hex digits; the hash cache's copies go too. The home is
+        verified first (:meth:`verify`, its witness included): nothing is written
+        or erased unless it is intact.
         """
         from mltrail.capture.data.hashcache import default_cache_path
         from mltrail.ledger.erasure import purge_blob
 
         cache = default_cache_path(self.path)
         return purge_blob(
-            self.ledger, blob, reason=reason, policy=policy, cache_path=cache
+            self.ledger,
+            blob,
+            reason=reason,
+            policy=policy,
+            cache_path=cache,
+            verify=self.verify,
         )
 
     def finish_purges(self) -> list[PurgeResult]:
-        """Finish the purges whose erasure was interrupted (``mltrail purge --resume``)."""
+        """Finish the purges whose erasure was interrupted (``mltrail purge --resume``);
+        the home is verified first when one is pending (see
+        :func:`mltrail.ledger.erasure.finish_purges`)."""
         from mltrail.capture.data.hashcache import default_cache_path
         from mltrail.ledger.erasure import finish_purges
 
-        return finish_purges(self.ledger, cache_path=default_cache_path(self.path))
+        return finish_purges(
+            self.ledger, cache_path=default_cache_path(self.path), verify=self.verify
+        )
 
     def verify(
         self,
@@ -737,15 +748,16 @@ def _take_up_rotated_key(
 
 
 def _finish_purges_quietly(home: Home) -> None:
-    """Finish interrupted purges; one that still cannot be finished is logged,
-    not raised (the write goes on; verification reports the purge as pending)."""
+    """Finish interrupted purges; one that still cannot be finished, or a
+    ledger that fails verification (nothing is then erased), is logged, not
+    raised (the write goes on; verification reports the purge as pending)."""
     import logging
 
     if all(p.erased for p in home.ledger.store.purges()):
         return
     try:
         home.finish_purges()
-    except StoreError as e:
+    except (StoreError, IntegrityError) as e:
         logging.getLogger("mltrail").warning("%s", e)
 
 
