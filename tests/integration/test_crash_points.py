@@ -186,6 +186,83 @@ def test_a_rotation_killed_before_ledger_json_names_the_new_key(
     assert not (home_dir / old).exists()  # the next rotation swept the revoked key
 
 
+def test_a_forged_revocation_beside_a_key_file_is_no_rotation(
+    home_dir: Path, tmp_path: Path
+) -> None:
+    """A writable open took up any other log key when the key ring revoked the
+    key ledger.json names and exactly one valid log key had its file under
+    keys/: a ledger swapped in that revokes the home's key (signed by the
+    forger's own key), plus ``keys/<forger>.key``, made the home sign with the
+    forger's key after only a warning. Only the records a rotation writes (the
+    new key added by the named key, the named key revoked in its favour) are
+    taken up now; anything else is refused as before."""
+    from mltrail.core.codec import format_time
+    from mltrail.core.entry import Entry, sign_entry
+    from mltrail.core.signing import encode_b64
+
+    home = open_home(home_dir, env={})
+    try:
+        assert home.ledger.signer is not None
+        victim = home.ledger.signer.key_id
+        victim_public = home.ledger.signer.public_key
+    finally:
+        home.close()
+    forged_dir = tmp_path / "forged"
+    init_home(forged_dir, origin=ORIGIN, env={})
+    forged = open_home(forged_dir, env={})
+    try:
+        forger = forged.ledger.signer
+        assert forger is not None
+        now = format_time(forged.ledger.clock.now())
+        actor = {"user": "mallory"}
+        added = Entry(
+            "key.added",
+            now,
+            actor,
+            {
+                "alg": "ed25519",
+                "key": victim,
+                "public_key": encode_b64(victim_public),
+                "reason": "imported",
+            },
+        )
+        revoked = Entry(
+            "key.revoked",
+            now,
+            actor,
+            {"key": victim, "reason": "compromised", "replaced_by": forger.key_id},
+        )
+        forged.ledger._append_signed(
+            [sign_entry(added, forger), sign_entry(revoked, forger)]
+        )
+    finally:
+        forged.close()
+    forged_key = f"keys/{forger.key_id}.key"
+    for name in ("ledger.db", forged_key):
+        (home_dir / name).write_bytes((forged_dir / name).read_bytes())
+    (home_dir / forged_key).chmod(0o600)
+    for name in ("ledger.db-wal", "ledger.db-shm"):
+        (home_dir / name).unlink(missing_ok=True)
+    settings = json.loads((home_dir / "ledger.json").read_text())
+    witness = settings.get("witness")
+    if witness and (forged_dir / witness).exists():  # the forger rewrites it too
+        (home_dir / witness).write_bytes((forged_dir / witness).read_bytes())
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "append", "--kind", "note",
+         "--body", '{"text": "signed by whom?"}'],
+        capture_output=True, text=True, env=_env(home_dir), timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    assert "revoked" in proc.stderr
+    assert json.loads((home_dir / "ledger.json").read_text()) == settings
+    home = open_home(home_dir, writable=False, env={})
+    try:
+        assert home.ledger.head().size == 3, "nothing was appended"
+    finally:
+        home.close()
+
+
 def test_a_run_open_across_an_interrupted_rotation_records_its_end(
     home_dir: Path,
 ) -> None:

@@ -435,6 +435,82 @@ def test_a_hold_relabelled_in_the_store_still_keeps_its_blob(tmp_path):
     assert mltrail(home, "verify", "-q").returncode == 0, "the blob is still there"
 
 
+def _edit_record(home: Path, seq: int, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` in the stored bytes of record ``seq`` (the
+    triggers dropped, then put back), as anyone able to write the file can."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "ledger.db", isolation_level=None)
+    try:
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'records'"
+        ).fetchall()
+        for name, _ in triggers:
+            db.execute(f'DROP TRIGGER "{name}"')
+        [(data,)] = db.execute("SELECT record FROM records WHERE seq = ?", (seq,))
+        assert bytes(data).count(old) == 1
+        edited = bytes(data).replace(old, new)
+        db.execute("UPDATE records SET record = ? WHERE seq = ?", (edited, seq))
+        for _, sql in triggers:
+            db.execute(sql)
+    finally:
+        db.close()
+
+
+def test_a_purge_refuses_a_ledger_whose_hold_record_was_edited(tmp_path):
+    """`mltrail purge` read the holds from the signed bytes but skipped a record
+    it could not take for one: with the hold.added record's kind edited to
+    ``hold.addeD`` inside its bytes (not the last record, so the head check
+    passed), the held blob was purged (exit 0, erased for good) and verify said
+    TAMPERED only afterwards. A purge now verifies the whole ledger first and
+    refuses (exit 3), writing and erasing nothing."""
+    home, run, blob = _home_with_run(tmp_path / "home")
+    ok(mltrail(home, "hold", "add", f"run:{run}", "--reason", "case L-7"))
+    ok(mltrail(home, "append", "--kind", "note", "--body", '{"text": "later"}'))
+    size = len(as_json(mltrail(home, "log", "--json")))
+    _edit_record(home, 6, b'"hold.added"', b'"hold.addeD"')
+    proc = mltrail(home, "purge", blob, "--reason", "erasure request")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot be undone" in proc.stderr
+    assert "mltrail verify" in proc.stderr
+    _edit_record(home, 6, b'"hold.addeD"', b'"hold.added"')
+    assert mltrail(home, "verify", "-q").returncode == 0, "the blob is still there"
+    assert len(as_json(mltrail(home, "log", "--json"))) == size, "nothing written"
+
+
+def test_an_interrupted_purge_is_not_finished_in_a_tampered_ledger(
+    tmp_path, monkeypatch
+):
+    """A purge recorded but not yet erased is finished by `purge --resume` and
+    by the next writable open, from the store's ``purges`` rows: those are
+    finished only once the whole ledger verifies (a row planted in the file, or
+    a hold edited away, must not make mltrail erase bytes for good)."""
+    from mltrail.errors import StoreError
+    from mltrail.storage.sqlite import SQLiteStore
+
+    home, _, blob = _home_with_run(tmp_path / "home")
+    opened = open_home(home, env={}, finish_purges=False)
+    try:
+        monkeypatch.setattr(SQLiteStore, "_erase_blob", lambda self, d: 1 / 0)
+        with pytest.raises(StoreError):
+            opened.purge_blob(blob, reason="erasure request")
+        monkeypatch.undo()
+    finally:
+        opened.close()
+    _edit_record(home, 5, b'"unrelated"', b'"unrelateD"')
+    proc = mltrail(home, "purge", "--resume")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "cannot be undone" in proc.stderr
+    proc = mltrail(home, "append", "--kind", "note", "--body", '{"text": "x"}')
+    assert proc.returncode == 0, proc.stderr
+    assert "fails verification" in proc.stderr
+    _edit_record(home, 5, b'"unrelateD"', b'"unrelated"')
+    report = as_json(mltrail(home, "verify", "--json"))
+    assert "purge-pending" in [p["code"] for p in report["problems"]]
+    assert json.loads(ok(mltrail(home, "purge", "--resume", "--json")))["purged"]
+
+
 # -- an insider against the storage: new versions, delete markers, weak locks --
 #
 # Object Lock protects object *versions*, not keys: in an Object Lock bucket

@@ -51,7 +51,9 @@ def purge(
     emptied) and the hash cache. The records that referenced the blob keep its
     hash, so they still verify, and `mltrail verify` reports it as purged by
     policy. A purge interrupted between the two is finished by the next purge,
-    by --resume, or by the next command that writes. Values inline in a record
+    by --resume, or by the next command that writes. The whole ledger is
+    verified first: unless it is intact, nothing is written or erased (exit 3;
+    run `mltrail verify`). Values inline in a record
     cannot be purged; copies outside the home (backups, exports, snapshots) are
     beyond mltrail's reach.
 

@@ -7,7 +7,9 @@ its files. A crash in between leaves a recorded purge whose bytes are still
 stored: verification reports it (``purge-pending``, a warning), and the next
 ``purge_blob`` of it, ``finish_purges`` (``mltrail purge --resume``) or the next
 writable open of the home finishes it. Bytes are never erased before the record
-that says why is stored.
+that says why is stored, nor before the whole ledger verifies: the holds that
+keep a blob are read from its records, and a record edited in the file (so that
+a hold no longer reads as one) must stop the erasure, which cannot be undone.
 
 Example::
 
@@ -26,13 +28,15 @@ from typing import TYPE_CHECKING
 from mltrail.capture.data.treecache import erase_cached_trees
 from mltrail.core.codec import decode_record, find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote, purge_body
-from mltrail.errors import InputError, MltrailError, StoreError
+from mltrail.errors import InputError, IntegrityError, MltrailError, StoreError
 from mltrail.ledger.holds import blob_hold, load_holds
 from mltrail.ledger.purged import purge_note
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    from mltrail.core.report import VerificationReport
     from mltrail.ledger.ledger import Ledger
     from mltrail.storage.base import StoredPurge
 
@@ -42,6 +46,7 @@ __all__ = [
     "purge_blob",
     "purge_note",
     "referencing_seqs",
+    "require_intact",
     "resolve_blob",
 ]
 
@@ -111,6 +116,7 @@ def purge_blob(
     reason: str,
     policy: str | None = None,
     cache_path: Path | None = None,
+    verify: Callable[[], VerificationReport] | None = None,
 ) -> PurgeResult:
     """Record a signed ``blob.purged`` entry, then erase the blob's bytes.
 
@@ -123,10 +129,14 @@ def purge_blob(
         reason: why (kept in the record).
         policy: the rule it follows, e.g. ``GDPR Art. 17`` or ``secret leaked``.
         cache_path: the home's hash cache, whose copies of the content go too.
+        verify: verifies the whole ledger before anything is written or erased
+            (default ``ledger.verify``; a home passes its own, with its witness).
 
     Raises:
         InputError: no such blob, it was already purged, or a legal hold covers
             it (see :mod:`mltrail.ledger.holds`).
+        IntegrityError: the ledger fails verification; nothing was written or
+            erased.
         StoreError: the record is written but the bytes could not be erased yet
             (finish with :func:`finish_purges`).
     """
@@ -142,16 +152,17 @@ def purge_blob(
             "lifts it, if the hold may end",
         )
     stored = ledger.store.purge_of(digest)
-    if stored is not None:
-        if stored.erased:
-            raise InputError(
-                f"blob {digest} was already purged (seq {stored.seq})",
-                hint=f"nothing is left to erase; `mltrail show {stored.seq}` says why",
-            )
-        return _erase(ledger, stored, cache_path, resumed=True)
+    if stored is not None and stored.erased:
+        raise InputError(
+            f"blob {digest} was already purged (seq {stored.seq})",
+            hint=f"nothing is left to erase; `mltrail show {stored.seq}` says why",
+        )
     found = ledger.store.find_blobs(digest, 1)
-    if not found or found[0][0] != digest:
+    if stored is None and (not found or found[0][0] != digest):
         raise InputError(f"blob {digest} is not stored in this ledger")
+    require_intact(ledger, verify, f"purge blob {digest}")
+    if stored is not None:
+        return _erase(ledger, stored, cache_path, resumed=True)
     size = found[0][1]
     seqs = referencing_seqs(ledger, digest)
     body = purge_body(digest, size, reason=reason, policy=policy, referenced_by=seqs)
@@ -166,18 +177,32 @@ def purge_blob(
 
 
 def finish_purges(
-    ledger: Ledger, *, cache_path: Path | None = None
+    ledger: Ledger,
+    *,
+    cache_path: Path | None = None,
+    verify: Callable[[], VerificationReport] | None = None,
 ) -> list[PurgeResult]:
     """Finish every recorded purge whose erasure was interrupted, and clear the
     hash cache of every purged blob (a folder hashed again since puts its
     manifest back there: the cache mirrors what is on disk).
 
+    When a purge is pending, the whole ledger is verified first (``verify``, as
+    for :func:`purge_blob`): the store's ``purges`` rows name what is erased,
+    and only an intact ledger shows they come from signed ``blob.purged``
+    records a hold did not forbid.
+
     Raises:
+        IntegrityError: a purge is pending and the ledger fails verification;
+            nothing was erased.
         StoreError: one could not be finished (the others were tried first).
     """
     pending = [p for p in ledger.store.purges() if not p.erased]
     if not pending:
         _erase_cached(ledger, cache_path, None)
+    else:
+        shown = ", ".join(p.digest for p in pending[:_MAX_SHOWN])
+        more = ", ..." if len(pending) > _MAX_SHOWN else ""
+        require_intact(ledger, verify, f"finish the purge of {shown}{more}")
     results, failure = [], None
     for purge in pending:
         try:
@@ -187,6 +212,29 @@ def finish_purges(
     if failure is not None:
         raise failure
     return results
+
+
+def require_intact(
+    ledger: Ledger, verify: Callable[[], VerificationReport] | None, doing: str
+) -> None:
+    """Verify the whole ledger; refuse ``doing`` (an erasure) unless it is intact.
+
+    Warnings are allowed (a purge left pending is one). The cost is one
+    verification of every record, checkpoint and blob per purge.
+
+    Raises:
+        IntegrityError: it fails verification.
+    """
+    report = ledger.verify() if verify is None else verify()
+    if report.ok:
+        return
+    first = report.errors[0] if report.errors else "the ledger holds no records"
+    raise IntegrityError(
+        f"refusing to {doing}: the ledger fails verification ({report.verdict()}; "
+        f"{first}). An erasure cannot be undone, so nothing was written or erased",
+        hint="run `mltrail verify` to see every problem, and purge only once the "
+        "ledger is intact",
+    )
 
 
 def _erase(

@@ -151,22 +151,33 @@ class Home(Value):
         """Erase a blob's bytes after a signed ``blob.purged`` record says why.
 
         See :func:`mltrail.ledger.erasure.purge_blob`: ``blob`` is a digest or a unique
-        prefix of 8+ hex digits; the hash cache's copies go too.
+        prefix of 8+ hex digits; the hash cache's copies go too. The home is
+        verified first (:meth:`verify`, its witness included): nothing is written
+        or erased unless it is intact.
         """
         from mltrail.capture.data.hashcache import default_cache_path
         from mltrail.ledger.erasure import purge_blob
 
         cache = default_cache_path(self.path)
         return purge_blob(
-            self.ledger, blob, reason=reason, policy=policy, cache_path=cache
+            self.ledger,
+            blob,
+            reason=reason,
+            policy=policy,
+            cache_path=cache,
+            verify=self.verify,
         )
 
     def finish_purges(self) -> list[PurgeResult]:
-        """Finish the purges whose erasure was interrupted (``mltrail purge --resume``)."""
+        """Finish the purges whose erasure was interrupted (``mltrail purge --resume``);
+        the home is verified first when one is pending (see
+        :func:`mltrail.ledger.erasure.finish_purges`)."""
         from mltrail.capture.data.hashcache import default_cache_path
         from mltrail.ledger.erasure import finish_purges
 
-        return finish_purges(self.ledger, cache_path=default_cache_path(self.path))
+        return finish_purges(
+            self.ledger, cache_path=default_cache_path(self.path), verify=self.verify
+        )
 
     def verify(
         self,
@@ -708,25 +719,31 @@ def _take_up_rotated_key(
     ``key.revoked``, then names the new key in ledger.json. Killed between the
     last two, it left ledger.json naming the revoked key: every append was
     refused, with no command to mend it. When the ledger (the key ring the head
-    check read) revoked the key ledger.json names, and exactly one log key
-    valid now has its file at ``keys/<key id>.key``, that key is loaded and
-    ledger.json names it. The revoked key file is left where it is (the
-    rotation may have been asked to move it); the next rotation destroys it.
+    check read) revoked the key ledger.json names in exactly the records a
+    rotation writes (:meth:`~mltrail.ledger.ledger.Ledger.rotate_key`: the new
+    log key's ``key.added`` signed by the named key, then that key's
+    ``key.revoked`` naming the new one as ``replaced_by``, signed by it), the
+    new key is valid now and its file is at ``keys/<key id>.key``, that key is
+    loaded and ledger.json names it. Anything else (a revocation signed by
+    some other key, a key someone else added) is no rotation: nothing is taken
+    up, and appends are refused as signed by a revoked key. The revoked key
+    file is left where it is (the rotation may have been asked to move it);
+    the next rotation destroys it.
 
     Raises:
         ConfigError, AuthError: that key file cannot be loaded.
     """
     ledger = home.ledger
-    if not ledger.signer_revoked():
+    if ledger.signer is None or not ledger.signer_revoked():
         return
     from mltrail.ledger.keystore import load_signer
 
-    valid = ledger.keys().valid_keys(ledger.head().size)
-    files = [(k, home.path / "keys" / f"{k}.key") for k in sorted(valid)]
-    found = [(k, f) for k, f in files if f.exists()]
-    if len(found) != 1:
-        return  # none, or no way to tell which: the append names the revoked key
-    key_id, path = found[0]
+    key_id = ledger.rotated_to(ledger.signer.key_id)
+    if key_id is None or key_id not in ledger.keys().valid_keys(ledger.head().size):
+        return  # no rotation from this key: the append names the revoked key
+    path = home.path / "keys" / f"{key_id}.key"
+    if not path.exists():
+        return
     signer = load_signer(path, _password(env, password), env=env)
     if signer.key_id != key_id:
         return
@@ -744,15 +761,16 @@ def _take_up_rotated_key(
 
 
 def _finish_purges_quietly(home: Home) -> None:
-    """Finish interrupted purges; one that still cannot be finished is logged,
-    not raised (the write goes on; verification reports the purge as pending)."""
+    """Finish interrupted purges; one that still cannot be finished, or a
+    ledger that fails verification (nothing is then erased), is logged, not
+    raised (the write goes on; verification reports the purge as pending)."""
     import logging
 
     if all(p.erased for p in home.ledger.store.purges()):
         return
     try:
         home.finish_purges()
-    except StoreError as e:
+    except (StoreError, IntegrityError) as e:
         logging.getLogger("mltrail").warning("%s", e)
 
 

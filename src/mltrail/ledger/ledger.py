@@ -823,6 +823,54 @@ class Ledger:
         state = self._keyring.keys.get(self.signer.key_id)
         return state is not None and state.revoked_seq is not None
 
+    def rotated_to(self, key_id: str) -> str | None:
+        """The log key a rotation from ``key_id`` stored, when the ledger holds
+        exactly what :meth:`rotate_key` writes; else None.
+
+        That is: the key ring revoked ``key_id`` at some seq R; the record at
+        R - 1 is the ``key.added`` of a log key K signed by ``key_id``, whose
+        signature verifies with ``key_id``'s public key; the record at R is the
+        ``key.revoked`` of ``key_id`` naming K as ``replaced_by``, signed by K
+        (verified with K's public key). A revocation of ``key_id`` that anyone
+        else signed, or a key someone else added, is no rotation from it.
+        """
+        from mltrail.core.codec import decode_record
+
+        ring = self.keys()
+        old = ring.keys.get(key_id)
+        if old is None or old.revoked_seq is None or old.revoked_seq < 2:
+            return None
+        at = old.revoked_seq
+        rows = list(self.store.rows(at - 1, at + 1))
+        if [row.seq for row in rows] != [at - 1, at]:
+            return None
+        try:
+            added, revoked = (decode_record(row.data) for row in rows)
+        except MltrailError:
+            return None
+        add, rev = added.record.entry, revoked.record.entry
+        new_id = add.body.get("key")
+        new = ring.keys.get(new_id) if isinstance(new_id, str) else None
+        if (
+            new is None
+            or not new.is_log_key
+            or new.added_seq != at - 1
+            or (added.record.seq, revoked.record.seq) != (at - 1, at)
+            or add.kind != "key.added"
+            or rev.kind != "key.revoked"
+            or add.sig is None
+            or rev.sig is None
+            or add.sig.key != key_id
+            or rev.sig.key != new_id
+            or rev.body.get("key") != key_id
+            or rev.body.get("replaced_by") != new_id
+        ):
+            return None
+        signed = _signature_verifies(
+            old.public_key, add, added.signing_bytes
+        ) and _signature_verifies(new.public_key, rev, revoked.signing_bytes)
+        return new_id if signed else None
+
     def keys(self) -> KeyRing:
         """The key ring as of the newest record."""
         self._refresh_keys()
