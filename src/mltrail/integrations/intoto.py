@@ -33,6 +33,7 @@ from mltrail.audit.query import load_run, resolve_run
 from mltrail.core.manifest import parse_manifest
 from mltrail.errors import ConfigError, InputError, IntegrityError, MltrailError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from mltrail.ledger.ledger import TRUST_KEY_HINT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -104,8 +105,7 @@ def export_intoto(
         raise IntegrityError(
             f"refusing to sign provenance: the signing key {signer.key_id[:16]}... "
             f"is {problem.removeprefix('signed by ')} of this ledger",
-            hint="the ledger in this home is not the one this key signs; "
-            "run `mltrail verify --trust-key KEY` with the key you expect",
+            hint=f"the ledger in this home is not the one this key signs; {TRUST_KEY_HINT}",
         )
     _require_own_checkpoint(home, signer, verification)
     payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
@@ -130,8 +130,6 @@ def _require_own_checkpoint(
     Raises:
         IntegrityError: no such checkpoint.
     """
-    from mltrail.core.checkpoint import verify_checkpoint
-
     latest = home.ledger.latest_checkpoint()
     if latest is not None and latest[0] > verification.size:
         # appended to since it was verified: the checkpoint of the records verified
@@ -144,29 +142,21 @@ def _require_own_checkpoint(
             latest,
         )
     why = "the ledger holds no checkpoint"
-    if latest is not None:
-        try:
-            checkpoint = verify_checkpoint(
-                latest[1], origin=home.ledger.origin, public_keys=[signer.public_key]
-            )
-        except (MltrailError, ValueError):
-            why = f"its newest checkpoint (of {latest[0]} records) is signed by another key"
-        else:
-            if (checkpoint.size, checkpoint.root) == (
-                verification.size,
-                verification.root,
-            ):
-                return
-            why = (
-                f"its newest checkpoint covers {checkpoint.size} of the "
-                f"{verification.size} records verified"
-            )
+    checkpoint = None if latest is None else home.ledger.signed_by(latest[1], signer)
+    if checkpoint is not None:
+        if (checkpoint.size, checkpoint.root) == (verification.size, verification.root):
+            return
+        why = (
+            f"its newest checkpoint covers {checkpoint.size} of the "
+            f"{verification.size} records verified"
+        )
+    elif latest is not None:
+        why = f"its newest checkpoint (of {latest[0]} records) is signed by another key"
     raise IntegrityError(
         f"refusing to sign provenance: the signing key {signer.key_id[:16]}... "
         f"signed no checkpoint that covers this ledger ({why})",
-        hint="the ledger in this home is not the one this key signs; run "
-        "`mltrail verify --trust-key KEY` with the key you expect (records "
-        "written after the newest checkpoint: `mltrail checkpoint --adopt`)",
+        hint=f"the ledger in this home is not the one this key signs; {TRUST_KEY_HINT} "
+        "(records written after the newest checkpoint: `mltrail checkpoint --adopt`)",
     )
 
 

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     )
 
     from mltrail.core.chain import Batch, ChainHead
-    from mltrail.core.checkpoint import CheckpointSigner, SignedCheckpoint
+    from mltrail.core.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint
     from mltrail.core.codec import BlobRef
     from mltrail.core.entry import Entry, Record, TemplateSigner
     from mltrail.core.report import StoredCheckpoint, VerificationReport
@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 DEFAULT_TOLERANCE = TIME_TOLERANCE
+TRUST_KEY_HINT = "run `mltrail verify --trust-key KEY` with the key you expect"
+"""The hint of a refusal to write or sign for a ledger the key may not be the
+key of (a ledger put in place beside the key file)."""
 
 
 class Clock(Protocol):
@@ -547,20 +550,26 @@ class Ledger:
             or self._keyring.signer_problem(signer.key_id, head.size) is not None
         ):
             return  # no key, or one the checks of each entry refuse anyway
-        from mltrail.core.checkpoint import verify_checkpoint
-
-        try:
-            verify_checkpoint(
-                head.checkpoint, origin=self.origin, public_keys=[signer.public_key]
-            )
-        except (MltrailError, ValueError):
+        if self.signed_by(head.checkpoint, signer) is None:
             raise IntegrityError(
                 f"refusing to write: the newest checkpoint (of {head.size} records) "
                 f"is not signed by this writer's key {signer.key_id[:16]}...: the "
                 "ledger was last written with another key (a ledger put in place "
                 "beside this key file?)",
-                hint="run `mltrail verify --trust-key KEY` with the key you expect",
-            ) from None
+                hint=TRUST_KEY_HINT,
+            )
+
+    def signed_by(self, text: str, signer: Signer) -> Checkpoint | None:
+        """The checkpoint ``text`` when ``signer`` signed it for this ledger's
+        origin, else None (unreadable, another origin, no valid line of it)."""
+        from mltrail.core.checkpoint import verify_checkpoint
+
+        try:
+            return verify_checkpoint(
+                text, origin=self.origin, public_keys=[signer.public_key]
+            )
+        except (MltrailError, ValueError):
+            return None
 
     def _check_last_hash(self, head: ChainHead) -> None:
         """The next record's ``prev`` is the head's hash, which the store reads
@@ -1004,29 +1013,22 @@ class Ledger:
         rewritten meanwhile) could show this key's id on rows the verification
         saw signed by another (ADR 0011 amendment).
         """
-        from mltrail.core.checkpoint import verify_checkpoint
         from mltrail.core.codec import decode_record
         from mltrail.core.merkle import CompactRange
 
         signer = self._require_signer()
-        hint = "run `mltrail verify --trust-key KEY` with the key you expect"
 
         def refuse(why: str) -> IntegrityError:
-            return IntegrityError(f"refusing to adopt: {why}", hint=hint)
+            return IntegrityError(f"refusing to adopt: {why}", hint=TRUST_KEY_HINT)
 
         latest = self.store.latest_checkpoint()
-        checkpoint = None
-        if latest is not None:
-            try:
-                checkpoint = verify_checkpoint(
-                    latest.text, origin=self.origin, public_keys=[signer.public_key]
-                )
-            except (MltrailError, ValueError):
-                raise refuse(
-                    f"the newest checkpoint (of {latest.size} records) is not signed "
-                    f"by this writer's key {signer.key_id[:16]}... (a ledger put in "
-                    "place beside this key file?)"
-                ) from None
+        checkpoint = None if latest is None else self.signed_by(latest.text, signer)
+        if latest is not None and checkpoint is None:
+            raise refuse(
+                f"the newest checkpoint (of {latest.size} records) is not signed "
+                f"by this writer's key {signer.key_id[:16]}... (a ledger put in "
+                "place beside this key file?)"
+            )
         covered = 0 if checkpoint is None else checkpoint.size
         if covered > head.size:
             raise refuse(
