@@ -43,6 +43,18 @@ def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[st
     return proc
 
 
+def refused(
+    proc: subprocess.CompletedProcess[str], out: Path, *said: str
+) -> subprocess.CompletedProcess[str]:
+    """``proc`` refused (exit 3), said each of ``said`` on stderr, and wrote
+    nothing to ``out``."""
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    for text in said:
+        assert text in proc.stderr, proc.stderr
+    assert not out.exists()
+    return proc
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """(project, home): runs "base" (--lr 0.1) and "again" (--lr 0.5) both wrote
@@ -95,16 +107,16 @@ def test_intoto_and_openlineage_refuse_a_tampered_record(made, tmp_path):
     tamper_lr(home)
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "refusing to sign provenance: the ledger fails verification" in proc.stderr
-    assert "TAMPERED" in proc.stderr
-    assert not out.exists()
+    refused(
+        proc,
+        out,
+        "refusing to sign provenance: the ledger fails verification",
+        "TAMPERED",
+    )
     assert "0.001" not in proc.stdout
     events = tmp_path / "events.jsonl"
     proc = mltrail_cli(home, project, "export", "openlineage", "-o", str(events))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "refusing to export OpenLineage events" in proc.stderr
-    assert not events.exists()
+    refused(proc, events, "refusing to export OpenLineage events")
 
 
 def test_intoto_refuses_a_blob_that_does_not_hash_to_its_address(made, tmp_path):
@@ -119,9 +131,7 @@ def test_intoto_refuses_a_blob_that_does_not_hash_to_its_address(made, tmp_path)
     )
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "was replaced" in proc.stderr
-    assert not out.exists()
+    refused(proc, out, "was replaced")
 
 
 def swap_in_forged(
@@ -167,44 +177,53 @@ def swap_in_forged(
     (home / "ledger.json").write_text(json.dumps(settings))
 
 
-def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
-    """The swapped ledger verifies on its own; the home's real key must not
-    sign provenance of it."""
+def intoto_of_forged(
+    made, tmp_path: Path, *said: str, naming_the_real_key: bool
+) -> tuple[Path, Path]:
+    """(project, home): ``export intoto`` of run "base" in a copy of the home
+    with a forged ledger swapped in (``swap_in_forged``), which verifies on its
+    own, refused (``refused``) without showing the forged --lr 0.9."""
     project, _ = made
     home = copy_of(made, tmp_path)
-    swap_in_forged(home, project, tmp_path, naming_the_real_key=False)
+    swap_in_forged(home, project, tmp_path, naming_the_real_key=naming_the_real_key)
     ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "refusing to sign provenance: the signing key" in proc.stderr
-    assert "of this ledger" in proc.stderr
-    assert not out.exists()
+    refused(proc, out, *said)
     assert "0.9" not in proc.stdout
+    return project, home
+
+
+def test_intoto_refuses_a_ledger_swapped_in_beside_the_real_key(made, tmp_path):
+    """The swapped ledger verifies on its own; the home's real key must not
+    sign provenance of it."""
+    intoto_of_forged(
+        made,
+        tmp_path,
+        "refusing to sign provenance: the signing key",
+        "of this ledger",
+        naming_the_real_key=False,
+    )
 
 
 def test_intoto_refuses_a_swapped_ledger_that_adds_the_real_key(made, tmp_path):
     """Named a current log key of the forged ledger, the real key signed none
     of its checkpoints, and signs nothing (ADR 0024 amendment)."""
-    project, _ = made
-    home = copy_of(made, tmp_path)
-    swap_in_forged(home, project, tmp_path, naming_the_real_key=True)
-    ok(mltrail_cli(home, project, "verify"))  # without a key pinned outside: whole
-    out = tmp_path / "p.intoto.json"
-    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "refusing to sign provenance" in proc.stderr
-    assert "signed no checkpoint" in proc.stderr
-    assert not out.exists()
-    assert "0.9" not in proc.stdout
+    project, home = intoto_of_forged(
+        made,
+        tmp_path,
+        "refusing to sign provenance",
+        "signed no checkpoint",
+        naming_the_real_key=True,
+    )
     # Nor does the home's next run write on it (its checkpoint would then be
     # the real key's, and the forged history signed): the head check refuses.
     proc = mltrail_cli(home, project, "run", "--name", "next", "--",
                        sys.executable, "train.py", "--lr", "0.2")  # fmt: skip
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "is not signed by this writer's key" in proc.stderr
-    proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
+    out = tmp_path / "p.intoto.json"
+    refused(mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out)), out)
 
 
 def test_adopt_refuses_a_swapped_ledger_whose_checkpoints_were_removed(made, tmp_path):
@@ -293,9 +312,7 @@ def test_intoto_refuses_records_written_after_the_newest_checkpoint(made, tmp_pa
          "DELETE FROM checkpoints WHERE size = (SELECT max(size) FROM checkpoints)")  # fmt: skip
     out = tmp_path / "p.intoto.json"
     proc = mltrail_cli(home, project, "export", "intoto", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "signed no checkpoint that covers this ledger" in proc.stderr
-    assert not out.exists()
+    refused(proc, out, "signed no checkpoint that covers this ledger")
 
 
 def test_intoto_of_an_intact_ledger_still_signs(made, tmp_path):
@@ -504,9 +521,7 @@ def test_a_bundle_of_a_tampered_ledger_is_not_written(made, tmp_path):
     tamper_lr(home)
     out = tmp_path / "b.json"
     proc = mltrail_cli(home, project, "export", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "refusing to write the bundle: it fails its own verification" in proc.stderr
-    assert not out.exists()
+    refused(proc, out, "refusing to write the bundle: it fails its own verification")
 
 
 def test_a_model_bundle_carries_every_claimant_whatever_index_db_says(made, tmp_path):
@@ -589,9 +604,7 @@ def test_a_bundle_is_not_written_without_a_record_that_cannot_be_read(made, tmp_
     unreadable_hardware(home)
     out = tmp_path / "b.json"
     proc = mltrail_cli(home, project, "export", "base", "-o", str(out))
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "cannot be read" in proc.stderr
-    assert not out.exists()
+    refused(proc, out, "cannot be read")
 
 
 def test_a_report_of_a_ledger_with_an_unreadable_record_is_written_and_exits_3(

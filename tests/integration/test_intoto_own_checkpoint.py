@@ -11,8 +11,7 @@ import pytest
 
 from mltrail.errors import IntegrityError
 from mltrail.integrations.intoto import _require_own_checkpoint
-from mltrail.ledger.home import init_home, open_home
-from mltrail.ledger.pinned import verify_pinned
+from mltrail.ledger.home import init_home, open_home, verify_pinned
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -83,3 +83,40 @@ def test_the_writers_own_uncovered_records_are_adopted() -> None:
     store._cps[:] = store._cps[:1]  # as mltrail 0.1 left it: the tail uncovered
     adopted = Ledger(store, REAL, origin=ORIGIN).checkpoint(adopt=True)
     assert adopted.checkpoint.size == 3
+
+
+class DroppingStore(MemoryStore):
+    """Every read of rows leaves out seq ``drop`` (none while it is None)."""
+
+    drop: int | None = None
+
+    def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
+        return (row for row in super()._rows(start, stop) if row.seq != self.drop)
+
+
+@pytest.mark.parametrize(
+    ("drop", "said"),
+    [(1, "record seq 1 is missing from a read"), (2, "records? seq 2")],
+)
+def test_a_second_read_that_leaves_a_record_out_is_not_adopted(
+    drop: int, said: str
+) -> None:
+    """The records read again must all come, in order: one left out (inside the
+    read or at its end) after verification refuses the adoption."""
+    store = DroppingStore()
+    ledger = Ledger.create(store, REAL, origin=ORIGIN)
+    ledger.append("note", {"text": "one"})
+    ledger.append("note", {"text": "two"})
+    store._cps[:] = store._cps[:1]
+    victim = Ledger(store, REAL, origin=ORIGIN)
+    verify = victim.verify
+
+    def verify_then_drop(**options: Any) -> Any:
+        report = verify(**options)
+        store.drop = drop
+        return report
+
+    victim.verify = verify_then_drop  # type: ignore[method-assign]
+    with pytest.raises(IntegrityError, match=f"refusing to adopt: {said}"):
+        victim.checkpoint(adopt=True)
+    assert len(store._cps) == 1

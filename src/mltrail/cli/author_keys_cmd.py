@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from mltrail.cli.output import console, emit_json, json_option, open_from
+from mltrail.cli.server_ledger import require_server_ledger, server_ledger_options
 from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 
@@ -142,21 +143,7 @@ def register(
 @click.option(
     "--reason", required=True, help="Why the key is revoked (recorded in the ledger)."
 )
-@click.option(
-    "--db",
-    "db_url",
-    help="Revoke an author key of a team server's ledger instead (with --ledger): "
-    "the postgresql:// URL its admin sets it up with.",
-)
-@click.option("--ledger", help="The server's ledger whose author key is revoked.")
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="MLTRAIL_SERVER_KEYS",
-    help="Where the server's log keys <ledger>.key are (default: $MLTRAIL_HOME/"
-    "server-keys).",
-)
+@server_ledger_options("Revoke an author key", "author key is revoked")
 @json_option
 @click.pass_context
 def revoke(
@@ -207,20 +194,12 @@ def _revoke_server_key(
     reason: str,
     as_json: bool,
 ) -> None:
-    from mltrail.storage.registry import require_postgres, store_scheme
-
-    if (
-        not db_url
-        or not ledger
-        or store_scheme(db_url) not in ("postgresql", "postgres")
-    ):
-        raise InputError(
-            "revoking a server ledger's author key needs --db postgresql://... and "
-            "--ledger",
-            hint="e.g. mltrail keys revoke KEY --reason TEXT --db "
-            "postgresql://postgres@db/audit --ledger team-a",
-        )
-    require_postgres()
+    db_url, ledger = require_server_ledger(
+        db_url,
+        ledger,
+        doing="revoking a server ledger's author key",
+        example="mltrail keys revoke KEY --reason TEXT",
+    )
     from mltrail.server.control import default_keys_dir, revoke_author_key
 
     result = revoke_author_key(

@@ -46,7 +46,7 @@ def _require_intact(
     fails: nothing is handed out from such a ledger. From then on the ledger
     reads only the records verified (``verify_pinned``)."""
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
-    from mltrail.ledger.pinned import verify_pinned
+    from mltrail.ledger.home import verify_pinned
 
     with verification_progress(sys.stderr.isatty()) as progress:
         report = verify_pinned(

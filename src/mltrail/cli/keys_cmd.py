@@ -15,6 +15,7 @@ from mltrail.cli.output import (
     json_option,
     open_from,
 )
+from mltrail.cli.server_ledger import require_server_ledger, server_ledger_options
 from mltrail.cli.typed_text import typed
 from mltrail.errors import InputError
 from mltrail.ledger.rotation import RotationResult, rotate_home_key
@@ -165,21 +166,7 @@ def export(ctx: click.Context, fmt: str, as_json: bool) -> None:
     help="Move the revoked private key to this file (outside the home) instead "
     "of destroying it.",
 )
-@click.option(
-    "--db",
-    "db_url",
-    help="Rotate the log key of a team server's ledger instead (with --ledger): "
-    "the postgresql:// URL its admin sets it up with.",
-)
-@click.option("--ledger", help="The server's ledger whose log key is rotated.")
-@click.option(
-    "--keys",
-    "keys_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="MLTRAIL_SERVER_KEYS",
-    help="Where the server's log keys <ledger>.key are (default: $MLTRAIL_HOME/"
-    "server-keys).",
-)
+@server_ledger_options("Rotate the log key", "log key is rotated")
 @json_option
 @click.pass_context
 def rotate(
@@ -254,19 +241,12 @@ def _rotate_server_key(
     move_old_key: Path | None,
     as_json: bool,
 ) -> None:
-    from mltrail.storage.registry import require_postgres, store_scheme
-
-    if (
-        not db_url
-        or not ledger
-        or store_scheme(db_url) not in ("postgresql", "postgres")
-    ):
-        raise InputError(
-            "rotating a server ledger's log key needs --db postgresql://... and --ledger",
-            hint="e.g. mltrail keys rotate --db postgresql://postgres@db/audit "
-            "--ledger team-a",
-        )
-    require_postgres()
+    db_url, ledger = require_server_ledger(
+        db_url,
+        ledger,
+        doing="rotating a server ledger's log key",
+        example="mltrail keys rotate",
+    )
     from mltrail.server.control import default_keys_dir, rotate_log_key
 
     result = rotate_log_key(

@@ -95,7 +95,8 @@ def report(
     from mltrail.audit.refs import resolve_node
     from mltrail.cli.evidence_cmds import evidence_policy
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
-    from mltrail.ledger.pinned import pin_reads, verify_pinned
+    from mltrail.ledger.home import verify_pinned
+    from mltrail.ledger.pinned import pin_reads
     from mltrail.report import (
         bundle_facts,
         gather_report,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.machine.identity import capture_actor
 from mltrail.config import Settings, resolve_home
@@ -47,6 +47,7 @@ __all__ = [
     "InitResult",
     "init_home",
     "open_home",
+    "verify_pinned",
 ]
 
 DEFAULT_BUSY_TIMEOUT_S = 60.0
@@ -270,6 +271,45 @@ class Home(Value):
                 self.checkpoint()
         finally:
             self.ledger.close()
+
+
+def verify_pinned(home: Home, **options: Any) -> VerificationReport:
+    """``home.verify(**options)`` on the store itself (its derived columns, its
+    evidence), then, when the ledger is intact, the check that it verified the
+    records ``home``'s ledger is pinned to. A ledger not pinned yet is pinned in
+    the snapshot the verification reads, after the anchors kept outside the
+    store (a witness file) were read, so that an append by another process
+    meanwhile is no reason to refuse, nor a witness newer than the store.
+
+    Raises:
+        IntegrityError: an intact ledger whose verified records are not the
+            pinned ones.
+        StoreError: the ledger grew between the pinning and the verification
+            (run it again).
+    """
+    from mltrail.ledger.pinned import PinnedStore
+
+    ledger = home.ledger
+    store = ledger.store
+    pinned = store if isinstance(store, PinnedStore) else None
+    inner = store.inner if isinstance(store, PinnedStore) else store
+    same_read = pinned is None  # pinned below, in the verification's snapshot
+
+    def pin() -> None:
+        nonlocal pinned
+        if pinned is None:
+            pinned = PinnedStore(inner)
+
+    ledger.store = inner
+    try:
+        report = home.verify(in_snapshot=pin, **options)
+    finally:
+        ledger.store = pinned if pinned is not None else inner
+    if pinned is None:  # the verification failed before the snapshot
+        pinned = ledger.store = PinnedStore(inner)
+    if report.ok:
+        pinned.confirm(report, grown_ok=not same_read)
+    return report
 
 
 def _size_of(text: str) -> int:

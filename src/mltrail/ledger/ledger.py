@@ -1015,6 +1015,7 @@ class Ledger:
         """
         from mltrail.core.codec import decode_record
         from mltrail.core.merkle import CompactRange
+        from mltrail.ledger.pinned import read_leaves
 
         signer = self._require_signer()
 
@@ -1034,12 +1035,9 @@ class Ledger:
             raise refuse(
                 f"the newest checkpoint covers {covered} of {head.size} records"
             )
-        tree, covered_root = CompactRange(0, ()), None
-        for row in self.store.rows(0, head.size):
-            if row.seq != tree.size:
-                raise refuse(f"record seq {tree.size} is missing from a second read")
-            if tree.size == covered:
-                covered_root = tree.root()
+        tree = CompactRange(0, ())
+        covered_root = tree.root() if covered == 0 else None
+        for row, _leaf in read_leaves(self.store, head.size, tree, refuse):
             if row.seq >= covered:
                 sig = decode_record(row.data).record.entry.sig
                 if sig is None or sig.key != signer.key_id:
@@ -1047,9 +1045,8 @@ class Ledger:
                         f"record seq {row.seq} is not signed by this writer's key "
                         f"{signer.key_id[:16]}...; only what this key wrote is adopted"
                     )
-            tree.append(compute_leaf_hash(row.data))
-        if tree.size == covered:
-            covered_root = tree.root()
+            if tree.size == covered:
+                covered_root = tree.root()
         if tree.size != head.size or tree.root() != head.root():
             raise refuse("the records read again are not the records verified")
         if checkpoint is not None and checkpoint.root != covered_root:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from array import array
 from hashlib import sha256 as _sha256
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
 from mltrail.core.merkle import CompactRange, hash_children
@@ -30,11 +30,10 @@ from mltrail.errors import IntegrityError, MltrailError, StoreError
 from mltrail.storage.base import ColumnRow, Store, StoredRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
     from mltrail.core.report import VerificationReport
-    from mltrail.ledger.home import Home
     from mltrail.ledger.ledger import Ledger
     from mltrail.storage.base import (
         CheckpointRow,
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
         StoreHead,
     )
 
-__all__ = ["PinnedStore", "pin_reads", "verify_pinned"]
+__all__ = ["PinnedStore", "pin_reads", "read_leaves"]
 
 _LEAF = 32
 _HINT = (
@@ -67,6 +66,52 @@ def pin_reads(ledger: Ledger) -> PinnedStore:
     if not isinstance(store, PinnedStore):
         store = ledger.store = PinnedStore(store)
     return store
+
+
+def read_leaves(
+    store: Store,
+    size: int,
+    tree: CompactRange,
+    refuse: Callable[[str], IntegrityError],
+) -> Iterator[tuple[StoredRow, bytes]]:
+    """Records 0 to ``size`` of ``store``, read once: each row with its Merkle
+    leaf hash, which is appended to ``tree`` (empty when given) before the row
+    is handed out, so ``tree`` holds every row handed out so far. The rows must
+    come each the seq after the one before, all of them; the caller checks
+    ``tree`` against what was verified (its size and root).
+
+    Raises:
+        what ``refuse`` makes of the reason, when a seq is missing from the read.
+    """
+    for row in _contiguous(store.rows(0, size), 0, size, refuse):
+        leaf = compute_leaf_hash(row.data)
+        tree.append(leaf)
+        yield row, leaf
+
+
+def _contiguous(
+    rows: Iterator[StoredRow],
+    start: int,
+    stop: int,
+    refuse: Callable[[str], IntegrityError],
+) -> Iterator[StoredRow]:
+    """``rows`` as they come, each the seq after the one before, all of
+    ``start`` to ``stop`` (or what ``refuse`` makes of the reason)."""
+    expected = start
+    for row in rows:
+        if row.seq != expected:
+            raise refuse(
+                f"record seq {expected} is missing from a read of records "
+                f"{start} to {stop - 1}"
+            )
+        yield row
+        expected += 1
+    if expected < stop:
+        raise refuse(f"records seq {expected} to {stop - 1} are missing from a read")
+
+
+def _refused_read(why: str) -> IntegrityError:
+    return IntegrityError(why, hint=_HINT)
 
 
 _SIG_HEAD = b',"sig":{"alg":"ed25519","key":"'
@@ -137,43 +182,6 @@ def _parsed_kind(data: bytes) -> bytes:
     return kind.encode("utf-8", "surrogatepass") if isinstance(kind, str) else b""
 
 
-def verify_pinned(home: Home, **options: Any) -> VerificationReport:
-    """``home.verify(**options)`` on the store itself (its derived columns, its
-    evidence), then, when the ledger is intact, the check that it verified the
-    records ``home``'s ledger is pinned to. A ledger not pinned yet is pinned in
-    the snapshot the verification reads, after the anchors kept outside the
-    store (a witness file) were read, so that an append by another process
-    meanwhile is no reason to refuse, nor a witness newer than the store.
-
-    Raises:
-        IntegrityError: an intact ledger whose verified records are not the
-            pinned ones.
-        StoreError: the ledger grew between the pinning and the verification
-            (run it again).
-    """
-    ledger = home.ledger
-    store = ledger.store
-    pinned = store if isinstance(store, PinnedStore) else None
-    inner = store.inner if isinstance(store, PinnedStore) else store
-    same_read = pinned is None  # pinned below, in the verification's snapshot
-
-    def pin() -> None:
-        nonlocal pinned
-        if pinned is None:
-            pinned = PinnedStore(inner)
-
-    ledger.store = inner
-    try:
-        report = home.verify(in_snapshot=pin, **options)
-    finally:
-        ledger.store = pinned if pinned is not None else inner
-    if pinned is None:  # the verification failed before the snapshot
-        pinned = ledger.store = PinnedStore(inner)
-    if report.ok:
-        pinned.confirm(report, grown_ok=not same_read)
-    return report
-
-
 class PinnedStore(Store):
     """A read-only view of ``inner`` limited to the records it held when
     pinned, byte for byte (see the module's docstring).
@@ -195,11 +203,9 @@ class PinnedStore(Store):
         kind_ids: dict[bytes, int] = {}
         kinds = array("H")
         last_data = b""
-        for row in self._contiguous(inner.rows(0, size), 0, size):
+        for row, leaf in read_leaves(inner, size, tree, _refused_read):
             data = last_data = row.data
-            leaf = compute_leaf_hash(data)
             leaves += leaf
-            tree.append(leaf)
             kinds.append(kind_ids.setdefault(_envelope_kind(data), len(kind_ids)))
         self.root: bytes | None = tree.root() if size else None
         self._leaves = bytes(leaves)
@@ -243,27 +249,6 @@ class PinnedStore(Store):
             hint="run it again; if it keeps failing, " + _HINT,
         )
 
-    def _contiguous(
-        self, rows: Iterator[StoredRow], start: int, stop: int
-    ) -> Iterator[StoredRow]:
-        """``rows`` as they come, each the seq after the one before, all of
-        ``start`` to ``stop``."""
-        expected = start
-        for row in rows:
-            if row.seq != expected:
-                raise IntegrityError(
-                    f"record seq {expected} is missing from a read of records "
-                    f"{start} to {stop - 1}",
-                    hint=_HINT,
-                )
-            yield row
-            expected += 1
-        if expected < stop:
-            raise IntegrityError(
-                f"records seq {expected} to {stop - 1} are missing from a read",
-                hint=_HINT,
-            )
-
     def _pinned(self, row: StoredRow) -> StoredRow:
         """``row`` as verified (its hash recomputed), or IntegrityError."""
         seq, data = row.seq, row.data
@@ -286,7 +271,8 @@ class PinnedStore(Store):
         if start >= stop:
             return
         pinned = self._pinned
-        for row in self._contiguous(self.inner.rows(start, stop), start, stop):
+        rows = self.inner.rows(start, stop)
+        for row in _contiguous(rows, start, stop, _refused_read):
             yield pinned(row)
 
     def _column_rows(self, start: int, stop: int | None) -> Iterator[ColumnRow]:
