@@ -233,20 +233,26 @@ class Home(Value):
             from dataclasses import replace as replace_field  # EvidencePolicy
 
             policy = replace_field(policy, notes=tuple(trust_checkpoints))
-        # the anchors kept outside were read first; the store is read next, in
-        # one snapshot, which is at least as new as each of them
-        with self.ledger.store.snapshot():
+        store = self.ledger.store
+
+        def verified() -> tuple[VerificationReport, list[StoredCheckpoint]]:
             if in_snapshot is not None:
                 in_snapshot()
-            kept += evidence_checkpoints(self.ledger.store) + trusted
+            witness = kept + evidence_checkpoints(store) + trusted
             report = self.ledger.verify(
-                trusted_keys=keys, witness=kept, progress=progress, workers=workers
+                trusted_keys=keys, witness=witness, progress=progress, workers=workers
             )
             pinned = bool(trust_keys)
             anchor = _key_anchor(keys, pinned=pinned, client=self.trust)
             report.anchors.insert(0, anchor)
             report.problems.extend(notes)
-            check_ledger_evidence(self.ledger.store, report, policy)
+            check_ledger_evidence(store, report, policy)
+            return report, witness
+
+        # the anchors kept outside were read first; the store is read next, in
+        # one snapshot, which is at least as new as each of them (begun again
+        # when found stale: everything in it is read again)
+        report, kept = store.read_in_snapshot(verified)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
         elif (

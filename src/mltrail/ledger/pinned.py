@@ -143,7 +143,8 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     records ``home``'s ledger is pinned to. A ledger not pinned yet is pinned in
     the snapshot the verification reads, after the anchors kept outside the
     store (a witness file) were read, so that an append by another process
-    meanwhile is no reason to refuse, nor a witness newer than the store.
+    meanwhile is no reason to refuse, nor a witness newer than the store (and
+    again in each new snapshot a verification found stale begins).
 
     Raises:
         IntegrityError: an intact ledger whose verified records are not the
@@ -157,9 +158,9 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     inner = store.inner if isinstance(store, PinnedStore) else store
     same_read = pinned is None  # pinned below, in the verification's snapshot
 
-    def pin() -> None:
+    def pin() -> None:  # again in each snapshot the verification begins
         nonlocal pinned
-        if pinned is None:
+        if same_read:
             pinned = PinnedStore(inner)
 
     ledger.store = inner
