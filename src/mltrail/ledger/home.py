@@ -234,20 +234,26 @@ class Home(Value):
             from dataclasses import replace as replace_field  # EvidencePolicy
 
             policy = replace_field(policy, notes=tuple(trust_checkpoints))
-        # the anchors kept outside were read first; the store is read next, in
-        # one snapshot, which is at least as new as each of them
-        with self.ledger.store.snapshot():
+        store = self.ledger.store
+
+        def verified() -> tuple[VerificationReport, list[StoredCheckpoint]]:
             if in_snapshot is not None:
                 in_snapshot()
-            kept += evidence_checkpoints(self.ledger.store) + trusted
+            witness = kept + evidence_checkpoints(store) + trusted
             report = self.ledger.verify(
-                trusted_keys=keys, witness=kept, progress=progress, workers=workers
+                trusted_keys=keys, witness=witness, progress=progress, workers=workers
             )
             pinned = bool(trust_keys)
             anchor = _key_anchor(keys, pinned=pinned, client=self.trust)
             report.anchors.insert(0, anchor)
             report.problems.extend(notes)
-            check_ledger_evidence(self.ledger.store, report, policy)
+            check_ledger_evidence(store, report, policy)
+            return report, witness
+
+        # the anchors kept outside were read first; the store is read next, in
+        # one snapshot, which is at least as new as each of them (begun again
+        # when found stale: everything in it is read again)
+        report, kept = store.read_in_snapshot(verified)
         if not report.external_anchors:
             report.problems.append(_inside_only_warning())
         elif (
@@ -279,7 +285,8 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     records ``home``'s ledger is pinned to. A ledger not pinned yet is pinned in
     the snapshot the verification reads, after the anchors kept outside the
     store (a witness file) were read, so that an append by another process
-    meanwhile is no reason to refuse, nor a witness newer than the store.
+    meanwhile is no reason to refuse, nor a witness newer than the store (and
+    again in each new snapshot a verification found stale begins).
 
     Raises:
         IntegrityError: an intact ledger whose verified records are not the
@@ -295,9 +302,9 @@ def verify_pinned(home: Home, **options: Any) -> VerificationReport:
     inner = store.inner if isinstance(store, PinnedStore) else store
     same_read = pinned is None  # pinned below, in the verification's snapshot
 
-    def pin() -> None:
+    def pin() -> None:  # again in each snapshot the verification begins
         nonlocal pinned
-        if pinned is None:
+        if same_read:
             pinned = PinnedStore(inner)
 
     ledger.store = inner

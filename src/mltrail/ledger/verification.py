@@ -95,10 +95,15 @@ def verify_store(
 
     Every read is made in one snapshot of the store (``Store.snapshot``):
     what other writers commit meanwhile is left for the next verification,
-    and the report's ``size`` is the size verified.
+    and the report's ``size`` is the size verified. A snapshot found stale
+    (a blob erased by a purge recorded after it, over HTTP) is verified
+    again in a new one (``Store.read_in_snapshot``).
     """
-    with store.snapshot():
-        return _verify_snapshot(store, origin, trusted_keys, witness, progress, workers)
+    return store.read_in_snapshot(
+        lambda: _verify_snapshot(
+            store, origin, trusted_keys, witness, progress, workers
+        )
+    )
 
 
 def _verify_snapshot(

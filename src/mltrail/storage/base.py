@@ -28,7 +28,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from mltrail.errors import MltrailError, StoreError
 from mltrail.values import Frozen
@@ -43,6 +43,7 @@ __all__ = [
     "NewRecord",
     "Prepare",
     "RunHold",
+    "StaleSnapshotError",
     "Store",
     "StoreHead",
     "StoredEvidence",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 _set = object.__setattr__  # how a frozen value sets its fields in __init__
+_T = TypeVar("_T")
+SNAPSHOT_TRIES = 3
+"""Snapshots ``Store.read_in_snapshot`` begins before it gives up."""
 _KIND = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*")
 
 
@@ -261,6 +265,14 @@ class StoredEvidence(Frozen):
         _set(self, "added", added)
 
 
+class StaleSnapshotError(StoreError):
+    """A read inside a snapshot cannot be answered as of it: what the store
+    holds now contradicts the snapshot's state in a way no later read inside
+    it can settle (over HTTP: a blob erased by a purge recorded after the
+    pinned size). The reads must be made again in a new snapshot
+    (``Store.read_in_snapshot``)."""
+
+
 @contextmanager
 def _as_store_error(action: str) -> Iterator[None]:
     try:
@@ -289,8 +301,10 @@ class Store(ABC):
         names). ADR 0004, amendment of 2026-12-07.
 
         Re-entrant: one inside another is the outer one. Nothing may be
-        written inside. A store read in one process only (memory) or over
-        HTTP reads as it always does.
+        written inside. A store read in one process only (memory) reads as
+        it always does; over HTTP every read inside answers as of the size
+        of one head read (``HttpStore``; ADR 0004, amendment of 2026-12-08),
+        and may find the snapshot stale (``read_in_snapshot`` reads again).
         """
         if self._in_snapshot:
             yield
@@ -311,6 +325,29 @@ class Store(ABC):
 
     def _snapshot(self) -> AbstractContextManager[object]:
         return nullcontext()
+
+    def read_in_snapshot(
+        self, read: Callable[[], _T], *, tries: int = SNAPSHOT_TRIES
+    ) -> _T:
+        """``read()`` inside one snapshot; made again in a new snapshot when
+        a read inside finds the first stale (``StaleSnapshotError``), at most
+        ``tries`` times. Inside an outer snapshot, ``read()`` in it: the
+        outermost one begins again.
+
+        Raises:
+            StaleSnapshotError: each snapshot went stale (the store kept
+                changing): run it again.
+        """
+        if self._in_snapshot:
+            return read()
+        for attempt in range(tries):
+            try:
+                with self.snapshot():
+                    return read()
+            except StaleSnapshotError:
+                if attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def append(self, prepare: Prepare) -> NewBatch:
         """Atomically append what ``prepare(head)`` returns; durable when this returns.

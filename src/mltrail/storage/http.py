@@ -15,6 +15,17 @@ opener derives from the bytes the server sent (``row_hash``, the ledger layer's
 record hash: the client does not take the server's word for it), else the hash
 column the server sends with each record.
 
+A snapshot (``Store.snapshot``, what a verification reads in) cannot hold a
+transaction open on the server: it pins the size of one head read instead,
+and every read inside answers as of that size (:class:`_Pin`): records stop
+at it, Merkle nodes are those of subtrees within it, and checkpoints,
+evidence and purges the server lists are read once, those of a size beyond
+it left out when a head read after the list explains them (the ledger grew
+meanwhile). A blob that a purge beyond the pinned size erased cannot be
+read as of it: ``StaleSnapshotError``, and the reads begin again in a new
+snapshot. Pinning only narrows what is read; whoever reads checks it all.
+ADR 0004, amendment of 2026-12-08.
+
 HTTP answers map onto the error tree: 401/403 -> ``AuthError`` (exit 5), any
 other 4xx -> ``InputError`` (exit 2), 5xx and unreachable servers ->
 ``StoreError`` (exit 4). ``httpx2`` (extra ``mltrail[client]``) is imported
@@ -28,6 +39,7 @@ import logging
 import math
 import time
 import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +47,7 @@ from mltrail.errors import AuthError, ConfigError, InputError, StoreError
 from mltrail.storage.base import (
     EMPTY_STORE_HEAD,
     CheckpointRow,
+    StaleSnapshotError,
     Store,
     StoredEvidence,
     StoredPurge,
@@ -44,6 +57,7 @@ from mltrail.storage.base import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
 
     from mltrail.storage.base import NewBatch, Prepare, RunHold
 
@@ -151,6 +165,7 @@ class HttpStore(Store):
         self._client = self._new_client(timeout)
         self._network_errors = (httpx.TransportError,)
         self._info: dict[str, Any] | None = None
+        self._pin: _Pin | None = None
 
     def _new_client(self, timeout: Any) -> Any:
         httpx = _httpx()
@@ -317,7 +332,22 @@ class HttpStore(Store):
 
     # -- reading -------------------------------------------------------------
 
+    def _snapshot(self) -> AbstractContextManager[object]:
+        return self._pinned()
+
+    @contextmanager
+    def _pinned(self) -> Iterator[None]:
+        """Pin the size of one head read for the reads inside (see the module)."""
+        self._pin = _Pin(self._head_now())
+        try:
+            yield
+        finally:
+            self._pin = None
+
     def _head(self) -> StoreHead:
+        return self._head_now() if self._pin is None else self._pin.head
+
+    def _head_now(self) -> StoreHead:
         found = self.get_json("/head")
         if not found["size"]:
             return EMPTY_STORE_HEAD
@@ -331,21 +361,39 @@ class HttpStore(Store):
             checkpoint=found.get("checkpoint"),
         )
 
+    def _grown_to(self) -> int:
+        """The size a head read now gives (what a list read before it may show)."""
+        return self._head_now().size
+
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
-        yield from self._pages({"start": start, "stop": stop})
+        yield from self._pages({"start": start, "stop": self._stop(stop)})
 
     def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
         if kinds:
-            yield from self._pages({"start": 0, "kinds": ",".join(kinds)})
+            query = {"start": 0, "stop": self._stop(None), "kinds": ",".join(kinds)}
+            yield from self._pages(query)
+
+    def _stop(self, stop: int | None) -> int | None:
+        """``stop``, cut to the pinned size inside a snapshot."""
+        if self._pin is None:
+            return stop
+        size = self._pin.head.size
+        return size if stop is None else min(stop, size)
 
     def _pages(self, params: dict[str, Any]) -> Iterator[StoredRow]:
         start: int | None = params["start"]
+        stop: int | None = params.get("stop")
+        if stop is not None and start is not None and start >= stop:
+            return
         while start is not None:
             query = {k: v for k, v in params.items() if v is not None and k != "start"}
             found = self.get_json("/records", start=start, limit=PAGE, **query)
             for item in found["records"]:
+                seq = int(item["seq"])
+                if stop is not None and seq >= stop:  # beyond what was asked
+                    return
                 data = base64.b64decode(item["data"])
-                yield StoredRow(int(item["seq"]), self._hash_of(item, data), data)
+                yield StoredRow(seq, self._hash_of(item, data), data)
             start = found.get("next")
 
     def _hash_of(self, item: Mapping[str, Any], data: bytes) -> bytes:
@@ -359,28 +407,56 @@ class HttpStore(Store):
         return _hex(item["hash"])
 
     def _node(self, level: int, index: int) -> bytes | None:
+        if self._pin is not None and (index + 1) << level > self._pin.head.size:
+            return None  # not a subtree of the pinned tree
         response = self.request("GET", f"/nodes/{level}/{index}", allow=(404,))
         return None if response.status_code == 404 else _hex(_json(response)["hash"])
 
     def _node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
+        if self._pin is not None:
+            stop = min(stop, self._pin.head.size >> level)
         nodes: dict[int, bytes] = {}
         for begin in range(start, stop, NODE_SPAN):
             end = min(stop, begin + NODE_SPAN)
             found = self.get_json("/nodes", level=level, start=begin, stop=end)
-            nodes.update({int(i): _hex(h) for i, h in found["nodes"].items()})
+            nodes.update(
+                {
+                    int(i): _hex(h)
+                    for i, h in found["nodes"].items()
+                    if start <= int(i) < stop
+                }
+            )
         return nodes
 
     def _time_floor(self) -> tuple[str, int] | None:
+        # asked by appends only, which a snapshot never holds: read as it is now
         found = self.get_json("/time-floor")
         return None if found.get("time") is None else (found["time"], found["seq"])
 
     def _latest_checkpoint(self) -> CheckpointRow | None:
+        if self._pin is not None:
+            found = self._checkpoints()
+            return found[-1] if found else None
         response = self.request("GET", "/checkpoints/latest", allow=(404,))
         if response.status_code == 404:
             return None
         return _checkpoint(_json(response))
 
     def _checkpoints(self) -> list[CheckpointRow]:
+        pin = self._pin
+        if pin is None:
+            return self._checkpoints_now()
+        if pin.checkpoints is None:
+            listed = self._checkpoints_now()
+            grown = self._grown_to()
+            pin.checkpoints = [
+                c
+                for c in listed
+                if not pin.grown_into(grown, c.size, _note_size(c.text))
+            ]
+        return list(pin.checkpoints)
+
+    def _checkpoints_now(self) -> list[CheckpointRow]:
         return [_checkpoint(c) for c in self.get_json("/checkpoints")["checkpoints"]]
 
     def _put_blob(self, digest: str, data: bytes) -> bool:
@@ -392,14 +468,56 @@ class HttpStore(Store):
 
     def _get_blob(self, digest: str) -> bytes | None:
         response = self.request("GET", f"/blobs/{digest}", allow=(404, 410))
-        return None if response.status_code in (404, 410) else bytes(response.content)
+        if response.status_code not in (404, 410):
+            return bytes(response.content)
+        if self._pin is not None and response.status_code == 410:
+            self._check_erased_later(digest, response)
+        return None
+
+    def _check_erased_later(self, digest: str, response: Any) -> None:
+        """Inside a snapshot: a blob gone (410) because of a purge beyond the
+        pinned size was there as of it, and that purge record is not among
+        those read: the reads must begin again in a new snapshot, which reads
+        it. A purge the server names beyond its head explains nothing (the
+        reader finds the blob missing, as it would without a pin).
+
+        Raises:
+            StaleSnapshotError: the purge is at a seq the ledger now holds,
+                beyond the pinned size.
+        """
+        pin = self._pin
+        assert pin is not None
+        seq = _purge_seq(response)
+        if seq is None:  # an older server: the purges list says where
+            found = [p for p in self._purges_now() if p.digest == digest]
+            seq = found[0].seq if found else None
+        if seq is None or seq < pin.head.size or seq >= self._grown_to():
+            return
+        raise StaleSnapshotError(
+            f"blob {digest} was erased by a purge (seq {seq}) after the "
+            f"{pin.head.size} records this read began with",
+            hint="run it again: the ledger was purged while it was read",
+        )
 
     def _find_blobs(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         found = self.get_json("/blobs", prefix=prefix, limit=limit)
         return [(str(d), int(s)) for d, s in found["blobs"]]
 
     def _purges(self, digest: str | None) -> list[StoredPurge]:
-        purges = [
+        pin = self._pin
+        if pin is None:
+            purges = self._purges_now()
+        else:
+            if pin.purges is None:
+                listed = self._purges_now()
+                grown = self._grown_to()
+                # a purge record at seq S makes the ledger S + 1 records long
+                pin.purges = [p for p in listed if not pin.grown_into(grown, p.seq + 1)]
+            purges = pin.purges
+        return [p for p in purges if digest is None or p.digest == digest]
+
+    def _purges_now(self) -> list[StoredPurge]:
+        return [
             StoredPurge(
                 str(p["digest"]),
                 int(p["size"]),
@@ -408,9 +526,22 @@ class HttpStore(Store):
             )
             for p in self.get_json("/purges")
         ]
-        return [p for p in purges if digest is None or p.digest == digest]
 
     def _evidence(self) -> list[StoredEvidence]:
+        pin = self._pin
+        if pin is None:
+            return self._evidence_now()
+        if pin.evidence is None:
+            listed = self._evidence_now()
+            grown = self._grown_to()
+            pin.evidence = [
+                e
+                for e in listed
+                if not pin.grown_into(grown, e.size, _note_size(e.checkpoint))
+            ]
+        return list(pin.evidence)
+
+    def _evidence_now(self) -> list[StoredEvidence]:
         return [
             StoredEvidence(
                 int(e.get("id", n)),
@@ -451,6 +582,44 @@ class HttpStore(Store):
 
     def _close(self) -> None:
         self._client.close()
+
+
+class _Pin:
+    """What one snapshot of an :class:`HttpStore` answers as of: the head read
+    when it began, and the lists read once inside it (None until asked)."""
+
+    def __init__(self, head: StoreHead) -> None:
+        self.head = head
+        self.checkpoints: list[CheckpointRow] | None = None
+        self.evidence: list[StoredEvidence] | None = None
+        self.purges: list[StoredPurge] | None = None
+
+    def grown_into(self, grown: int, size: int, *same: int | None) -> bool:
+        """Whether an item the server listed, of ``size`` (filed under it,
+        and ``same``: the size its signed text says), is left out: beyond the
+        pinned size and within ``grown``, the size a head read after the list
+        gave, so the ledger grew into it after the pin. Any other item stays,
+        for the reader to check: at or below the pinned size, beyond what the
+        ledger holds (records cut?), or filed under another size than its
+        text says."""
+        return self.head.size < size <= grown and all(s == size for s in same)
+
+
+def _note_size(text: str) -> int | None:
+    """The tree size a checkpoint note's text says (its second line), if any."""
+    lines = text.split("\n", 2)
+    if len(lines) < 3 or not lines[1].isascii() or not lines[1].isdigit():
+        return None
+    return int(lines[1])
+
+
+def _purge_seq(response: Any) -> int | None:
+    """The purge record's seq a 410 names (``error.seq``), if it says."""
+    try:
+        seq = response.json()["error"]["seq"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return seq if type(seq) is int and seq >= 0 else None
 
 
 def _checkpoint(found: Mapping[str, Any]) -> CheckpointRow:
