@@ -256,7 +256,8 @@ def test_reads_pinned_to_a_verification_begun_again_are_its_last(
     one a purge made stale (else: the verified records are not the ones
     read, an integrity error on an intact ledger)."""
     from mltrail.ledger.erasure import purge_blob
-    from mltrail.ledger.pinned import PinnedStore, verify_pinned
+    from mltrail.ledger.home import verify_pinned
+    from mltrail.ledger.pinned import PinnedStore
 
     digest = _attached(server, "team-a", b"bytes purged while an export reads")
 
