@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -16,6 +16,8 @@ from mltrail.server.tokens import READ_ROLES
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+    from mltrail.storage.base import Store
 
 __all__ = ["DIGEST", "router"]
 
@@ -285,14 +287,7 @@ def get_blob(ctx: Reader, digest: str, request: Request) -> Response:
         found = dict(ledger.store.find_blobs(digest, 1))
         size = found.get(digest)
         if size is None:
-            purge = ledger.store.purge_of(digest)
-            if purge is not None:
-                raise ApiError(
-                    410,
-                    f"blob {digest} was purged (seq {purge.seq})",
-                    extra={"seq": purge.seq},
-                )
-            raise ApiError(404, f"no blob {digest}")
+            _raise_gone(ledger.store, digest)
         if request.method == "HEAD":
             return Response(
                 media_type="application/octet-stream",
@@ -303,17 +298,32 @@ def get_blob(ctx: Reader, digest: str, request: Request) -> Response:
             release = take_slot(ctx.state, "large_bodies", ctx.principal)
         try:
             data = ledger.store.get_blob(digest)
+            if data is None:  # erased between the two reads: by a purge
+                _raise_gone(ledger.store, digest)
         except BaseException:
             if release is not None:
                 release()
             raise
-    if data is None:  # erased between the two reads
-        if release is not None:
-            release()
-        raise ApiError(404, f"no blob {digest}")
+    assert data is not None
     if release is None:
         return Response(data, media_type="application/octet-stream")
     return _SentThenReleased(data, release)
+
+
+def _raise_gone(store: Store, digest: str) -> NoReturn:
+    """410 naming the purge's seq when a purge record names ``digest``, else
+    404. Also for a blob found, then erased before its bytes were read: a
+    store erases only a blob a stored purge record names, so the second look
+    finds that record (a 404 there read as a blob missing with no purge, which
+    a verification reports as tampering)."""
+    purge = store.purge_of(digest)
+    if purge is not None:
+        raise ApiError(
+            410,
+            f"blob {digest} was purged (seq {purge.seq})",
+            extra={"seq": purge.seq},
+        )
+    raise ApiError(404, f"no blob {digest}")
 
 
 class _SentThenReleased(StreamingResponse):
