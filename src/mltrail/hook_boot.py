@@ -26,7 +26,8 @@ def hooked_script(argv: list[str], projects: tuple[str, ...]) -> str | None:
     then ``-c``, ``-m``, ``-`` or empty), nor for scripts inside Python's own
     prefixes (pip, the ``mltrail`` command and other console scripts of a
     virtual environment kept in the project), nor for a path that is no
-    readable file or folder (Python will not run it).
+    readable file, a folder without a readable ``__main__.py`` or a zip
+    archive without a ``__main__`` module (Python will not run it).
     """
     first = argv[0] if argv else ""
     if first in ("", "-", "-c", "-m") or not projects:
@@ -40,12 +41,35 @@ def hooked_script(argv: list[str], projects: tuple[str, ...]) -> str | None:
         if script.startswith(os.path.realpath(prefix) + os.sep):
             return None
     # One Python cannot open (a typo, a symlink loop, no read access, a pipe)
-    # makes it exit 2 at once: no run. A folder runs its __main__.py.
+    # makes it exit 2 at once: no run. A folder runs its __main__.py, and one
+    # without (or with one Python cannot read) makes it exit 1: no run either.
     if os.path.isdir(script):
-        return script
-    if not (os.path.isfile(script) and os.access(script, os.R_OK)):
+        return script if _readable_file(os.path.join(script, "__main__.py")) else None
+    if not _readable_file(script) or _zip_without_main(script):
         return None
     return script
+
+
+def _readable_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)
+
+
+def _zip_without_main(script: str) -> bool:
+    """True when ``script`` is a zip archive (of any name: Python asks its zip
+    importer first) that holds no ``__main__`` module: Python exits 1 ("can't
+    find '__main__' module"). A file that is no zip archive runs as a script."""
+    import zipimport  # frozen, loaded already at start-up
+
+    try:
+        archive = zipimport.zipimporter(script)
+    except zipimport.ZipImportError:
+        return False
+    except OSError:
+        return True
+    try:
+        return archive.find_spec("__main__") is None
+    except (ImportError, OSError):
+        return True
 
 
 def boot() -> None:

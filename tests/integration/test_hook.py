@@ -150,6 +150,42 @@ def test_a_script_python_cannot_open_makes_no_run(env_python, project, tmp_path)
     assert _runs(env_python, tmp_path / "home") == []
 
 
+def test_a_folder_or_zip_without_main_makes_no_run(env_python, project, tmp_path):
+    # Python exits 1 ("can't find '__main__' module") for a folder without a
+    # __main__.py and for a zip archive without __main__, after the hook had
+    # started a run: each left a run (failed) of a script that never ran.
+    import zipfile
+
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    (project / "pkg").mkdir()
+    _script(project / "pkg", "train.py", "print('never run')\n")
+    with zipfile.ZipFile(project / "lib.zip", "w") as z:
+        z.writestr("train.py", "print('never run')\n")
+    for name in ("pkg", "lib.zip"):
+        done = subprocess.run(
+            [env_python, project / name], capture_output=True, text=True
+        )
+        assert done.returncode == 1, done.stderr
+        assert "can't find '__main__' module" in done.stderr
+        assert "mltrail" not in done.stderr
+    assert _runs(env_python, tmp_path / "home") == []
+
+    (project / "app").mkdir()
+    _script(project / "app", "__main__.py", "print('app')\n")
+    with zipfile.ZipFile(project / "app.pyz", "w") as z:
+        z.writestr("__main__.py", "print('zipped app')\n")
+    for name, said in (("app", "app\n"), ("app.pyz", "zipped app\n")):
+        done = subprocess.run(
+            [env_python, project / name], capture_output=True, text=True
+        )
+        assert (done.returncode, done.stdout) == (0, said), done.stderr
+    runs = _runs(env_python, tmp_path / "home")
+    assert sorted((r["name"], r["status"]) for r in runs) == [
+        ("app", "succeeded"),
+        ("app.pyz", "succeeded"),
+    ]
+
+
 def test_a_forked_child_leaves_the_run_to_its_parent(env_python, project, tmp_path):
     # A forked child runs the parent's atexit and exception hooks: it used to
     # end the run (as succeeded, or failed with its own error), and the parent

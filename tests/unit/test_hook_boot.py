@@ -22,7 +22,9 @@ def test_a_script_is_hooked_only_under_a_project(tmp_path):
     script = proj / "sub" / "train.py"
     script.write_text("pass\n")
     assert hooked_script([str(script)], (str(proj),)) == os.path.realpath(script)
-    assert hooked_script([str(proj / "sub")], (str(proj),)) == str(proj / "sub")
+    (proj / "app").mkdir()
+    (proj / "app" / "__main__.py").write_text("pass\n")
+    assert hooked_script([str(proj / "app")], (str(proj),)) == str(proj / "app")
     assert hooked_script([str(other / "train.py")], (str(proj),)) is None
     assert hooked_script([str(script)], ()) is None
 
@@ -44,3 +46,25 @@ def test_a_script_python_cannot_open_is_not_hooked(tmp_path):
     os.mkfifo(tmp_path / "fifo.py")
     for name in ("missing.py", "fifo.py"):
         assert hooked_script([str(tmp_path / name)], (str(tmp_path),)) is None
+
+
+def test_a_folder_or_zip_without_a_main_module_is_not_hooked(tmp_path):
+    """Python exits 1 ("can't find '__main__' module") for a folder without a
+    ``__main__.py`` and for a zip archive (of any name) without ``__main__``:
+    the hook started a run of a script that never ran."""
+    import zipfile
+
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "train.py").write_text("pass\n")
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "__main__.py").mkdir()  # no regular file
+    with zipfile.ZipFile(tmp_path / "lib.zip", "w") as z:
+        z.writestr("train.py", "pass\n")
+    with zipfile.ZipFile(tmp_path / "lib.py", "w") as z:  # a zip by its bytes
+        z.writestr("train.py", "pass\n")
+    for name in ("bare", "odd", "lib.zip", "lib.py"):
+        assert hooked_script([str(tmp_path / name)], (str(tmp_path),)) is None, name
+    with zipfile.ZipFile(tmp_path / "app.pyz", "w") as z:
+        z.writestr("__main__.py", "pass\n")
+    app = str(tmp_path / "app.pyz")
+    assert hooked_script([app], (str(tmp_path),)) == os.path.realpath(app)

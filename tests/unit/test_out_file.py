@@ -87,3 +87,54 @@ def test_a_name_as_long_as_the_file_system_allows_is_written(tmp_path: Path) -> 
     write_output_file(target, b"report")
     assert target.read_bytes() == b"report"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def _other_group() -> int | None:
+    """A group this process may give its files, other than its own: any group
+    for root, else one it belongs to."""
+    if os.geteuid() == 0:
+        return 54321 if os.getegid() != 54321 else 54322
+    return next((g for g in os.getgroups() if g != os.getegid()), None)
+
+
+def test_a_replaced_file_keeps_its_group_and_group_bits(tmp_path: Path) -> None:
+    """A report made 0640 for a group lost the group: the new file had the
+    writer's group with the group bits of the old, readable by another group."""
+    group = _other_group()
+    if group is None:
+        pytest.skip("this user belongs to no second group")
+    out = tmp_path / "report.html"
+    out.write_bytes(b"old")
+    os.chown(out, -1, group)
+    out.chmod(0o640)
+    write_output_file(out, b"new")
+    found = out.stat()
+    assert out.read_bytes() == b"new"
+    assert (found.st_gid, stat.S_IMODE(found.st_mode)) == (group, 0o640)
+
+
+def test_group_bits_never_go_to_another_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the group cannot be given (not a member), the group bits are the
+    old file's bits for others: the writer's group read a 0640 file of
+    another group before; set-ID bits are never carried over."""
+    group = _other_group()
+    if group is None:
+        pytest.skip("this user belongs to no second group")
+
+    def refuse(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    cases = {0o640: 0o600, 0o664: 0o644, 0o6755: 0o755, 0o606: 0o666}
+    for mode, expected in cases.items():
+        out = tmp_path / f"{mode:o}.json"
+        out.write_bytes(b"old")
+        os.chown(out, -1, group)
+        out.chmod(mode)
+        with monkeypatch.context() as m:
+            m.setattr(os, "fchown", refuse)
+            write_output_file(out, b"new")
+        found = out.stat()
+        assert found.st_gid == os.getegid()
+        assert stat.S_IMODE(found.st_mode) == expected, oct(mode)

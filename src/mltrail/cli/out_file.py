@@ -25,8 +25,9 @@ def write_output_file(path: Path, data: bytes) -> None:
 
     A path that exists and is not a regular file (``/dev/stdout``, a named pipe)
     is written directly. A symbolic link is followed: the file it points to is
-    replaced and the link kept. A file replaced keeps its mode; a new one gets
-    the mode ``open`` gives (0666 less the umask).
+    replaced and the link kept. A file replaced keeps its permission bits and,
+    where this process may give it, its group (see ``_keep_access``); a new one
+    gets the mode ``open`` gives (0666 less the umask).
 
     Raises:
         OSError: the folder does not exist or cannot be written, the disk is full.
@@ -43,7 +44,7 @@ def write_output_file(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             if found is not None:  # before a byte is in it: never readable by more
-                os.fchmod(f.fileno(), stat.S_IMODE(found.st_mode))
+                _keep_access(f.fileno(), found)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -58,6 +59,24 @@ def write_output_file(path: Path, data: bytes) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _keep_access(fd: int, found: os.stat_result) -> None:
+    """Give the new file ``fd`` the replaced file's permission bits and group.
+
+    The group is kept when this process may give it (its owner belongs to
+    it, or root); else the file has the process's group, to which the old
+    group bits never applied: those bits become the old file's bits for
+    others, so no one reads or writes the new file who could not the old.
+    Set-user-ID and set-group-ID bits are never carried over to written data.
+    """
+    mode = stat.S_IMODE(found.st_mode) & 0o777
+    if os.fstat(fd).st_gid != found.st_gid:
+        try:
+            os.fchown(fd, -1, found.st_gid)
+        except OSError:
+            mode = (mode & ~0o070) | ((mode & 0o007) << 3)
+    os.fchmod(fd, mode)
 
 
 def _create_beside(target: Path) -> tuple[int, Path]:

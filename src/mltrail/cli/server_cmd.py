@@ -101,8 +101,10 @@ def server(
     require_server_extra()
     import uvicorn
 
+    from mltrail.ledger.keystore import key_password, load_signer
     from mltrail.server.control import Control, default_keys_dir, load_log_key
     from mltrail.server.limits import LIMITS_ENV, parse_limits
+    from mltrail.server.log_key import key_paths
 
     keys = keys or default_keys_dir()
     bounds = ",".join((os.environ.get(LIMITS_ENV, ""), *limits)).strip(",")
@@ -121,7 +123,11 @@ def server(
     finally:
         control.close()
     for row in served:  # fail now, not at the first request: key missing or locked
-        load_log_key(keys, row.name)
+        key, new, _ = key_paths(keys, row.name)
+        if key.exists() or not new.exists():
+            load_log_key(keys, row.name)
+        else:  # a rotation killed before its rename: the server takes it up
+            load_signer(new, key_password())
     os.environ["MLTRAIL_SERVER_DB"] = url
     os.environ["MLTRAIL_SERVER_KEYS"] = str(keys)
     os.environ[LIMITS_ENV] = bounds

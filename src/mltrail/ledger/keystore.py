@@ -25,6 +25,7 @@ __all__ = [
     "COMMITMENT_KEY_FILE",
     "MAX_KEY_FILE_BYTES",
     "destroy_key_file",
+    "fsync_dir",
     "generate_signer",
     "key_password",
     "load_commitment_key",
@@ -82,7 +83,7 @@ def save_signer(
         f.write(pem)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def load_signer(
@@ -258,7 +259,7 @@ def _create_key_file(path: Path) -> int:
 
 def _remove(path: Path) -> None:
     path.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def move_key_file(source: Path, target: Path) -> None:
@@ -272,11 +273,12 @@ def move_key_file(source: Path, target: Path) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     destroy_key_file(source)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Sync ``folder``: the names made, renamed or removed in it are on disk."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -350,7 +352,7 @@ def _create_commitment_key(path: Path) -> None:
         raise ConfigError(
             f"cannot create the commitment key {path}: {e.strerror or e}"
         ) from e
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}

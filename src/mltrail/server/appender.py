@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import InputError
+from mltrail.errors import ConfigError, InputError
 from mltrail.server.control_schema import CONTROL_SCHEMA
 from mltrail.server.run_owners import AppendOwnerCheck
 from mltrail.storage.postgres import connection_lost
@@ -83,13 +83,14 @@ class Appender:
         self,
         name: str,
         open_ledger: Callable[[], Ledger],
-        fresh_signer: Callable[[], Signer | None] | None = None,
+        fresh_signer: Callable[[Ledger], Signer | None] | None = None,
     ) -> None:
         self.name = name
         self._open = open_ledger
         self._fresh_signer = fresh_signer
-        """Called before each write: a new log key to sign with (the admin
-        rotated it), or None."""
+        """Called before each write, and again when a write was refused with a
+        revoked log key: a new log key to sign with (the admin rotated it), or
+        None."""
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -179,11 +180,18 @@ class Appender:
                 ledger.close()
         if self._ledger is None:
             self._ledger = self._open()
-        if self._fresh_signer is not None:
-            signer = self._fresh_signer()
-            if signer is not None:
-                self._ledger.signer = signer
+        self._take_fresh_signer(self._ledger)
         return self._ledger
+
+    def _take_fresh_signer(self, ledger: Ledger) -> bool:
+        """Sign with the log key the admin rotated in, if any; True if taken."""
+        if self._fresh_signer is None:
+            return False
+        signer = self._fresh_signer(ledger)
+        if signer is None:
+            return False
+        ledger.signer = signer
+        return True
 
     def _serve(self, group: list[Job]) -> None:
         ready: list[Job] = []
@@ -287,8 +295,16 @@ class Appender:
 
         store.on_write = on_write  # type: ignore[attr-defined]
         store.before_write = before_write  # type: ignore[attr-defined]
+        entries = [e for j in jobs for e in j.entries]
         try:
-            ledger.append_entries([e for j in jobs for e in j.entries])
+            try:
+                ledger.append_entries(entries)
+            except ConfigError:
+                # the log key was revoked under this write (a rotation stored
+                # since the last): once with the key it was rotated to
+                if not (ledger.signer_revoked() and self._take_fresh_signer(ledger)):
+                    raise
+                ledger.append_entries(entries)
         finally:
             store.on_write = None  # type: ignore[attr-defined]
             store.before_write = None  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ enters the database.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,17 +233,22 @@ def rotate_log_key(
     ``key.added`` (signed by the old key) and ``key.revoked`` of the old key
     (signed by the new one) in one append, its checkpoint signed by the new key.
 
-    The new key is written to ``<keys>/<ledger>.key.new`` first and takes the
-    place of ``<ledger>.key`` once the rotation is stored; the old key file is
-    then overwritten and deleted, or moved to ``move_old_key_to``. A running
+    The new key is written to ``<keys>/<ledger>.key.new`` first; once the
+    rotation is stored, the old key file gets a second name
+    (``<ledger>.key.old``), the new one is renamed over ``<ledger>.key`` and
+    the old one is overwritten and deleted, or moved to ``move_old_key_to``:
+    each step synced, all under the key folder's lock
+    (:mod:`mltrail.server.log_key`). A rotation killed after its records were
+    stored is finished first (its revoked key destroyed, not moved). A running
     server loads the new key file before its next write.
 
     Raises:
         InputError: no such ledger, or ``move_old_key_to`` exists.
-        ConfigError: the ledger's key file is missing or unreadable.
+        ConfigError: the ledger's key file is missing or unreadable, or
+            ``<ledger>.key.new`` holds a key the ledger never added.
         StoreError: the database refuses.
     """
-    from mltrail.errors import ConfigError
+    from mltrail.errors import AuthError, ConfigError, IntegrityError
     from mltrail.ledger.keystore import (
         destroy_key_file,
         generate_signer,
@@ -250,30 +256,48 @@ def rotate_log_key(
         move_key_file,
         save_signer,
     )
+    from mltrail.server.log_key import (
+        finish_rotation,
+        key_paths,
+        keys_lock,
+        swap_in_new_key,
+    )
 
     row = _served_row(url, ledger)
     if move_old_key_to is not None and (
         move_old_key_to.exists() or move_old_key_to.is_symlink()
     ):
         raise InputError(f"{move_old_key_to} already exists; refusing to overwrite it")
-    key_path = keys / f"{ledger}.key"
-    old = load_log_key(keys, ledger)
-    new_path = key_path.with_name(key_path.name + ".new")
-    if new_path.exists():
-        raise ConfigError(
-            f"{new_path} exists: an earlier rotation did not finish",
-            hint="compare its key id with `mltrail keys list` on the ledger: if the "
-            "ledger added it, put it in place of the key file; else delete it",
-        )
-    new = generate_signer()
-    save_signer(new, new_path, key_password())
-    with _served_ledger(url, row, old) as ledger_obj:
-        records = ledger_obj.rotate_key(new, reason=reason)
-    if move_old_key_to is not None:
-        move_key_file(key_path, move_old_key_to)
-    else:
-        destroy_key_file(key_path)
-    new_path.replace(key_path)
+    key_path, new_path, old_path = key_paths(keys, ledger)
+    password = key_password()
+    if not keys.is_dir():
+        load_log_key(keys, ledger)  # said as a missing key file
+    with keys_lock(keys, wait=True), _served_ledger(url, row, None) as served:
+        finished = finish_rotation(keys, ledger, served, password)
+        old = load_log_key(keys, ledger)
+        if new_path.exists() or new_path.is_symlink():
+            raise ConfigError(
+                f"{new_path} holds no key the ledger added: a rotation was "
+                "stopped before it stored its records (the ledger never added it)",
+                hint="delete it, then rotate again",
+            )
+        new = generate_signer()
+        save_signer(new, new_path, password)
+        served.signer = old
+        try:
+            records = served.rotate_key(new, reason=reason)
+        except (InputError, ConfigError, AuthError, IntegrityError):
+            # refused: the new key is deleted once the ledger says it holds
+            # none of it (never on a doubt: it could be the only valid key)
+            with contextlib.suppress(Exception):
+                if new.key_id not in served.keys().keys:
+                    destroy_key_file(new_path)
+            raise
+        swap_in_new_key(keys, ledger)
+        if move_old_key_to is not None:
+            move_key_file(old_path, move_old_key_to)
+        else:
+            destroy_key_file(old_path)
     return {
         "ledger": ledger,
         "revoked": old.key_id,
@@ -282,6 +306,7 @@ def rotate_log_key(
         "key_file": str(key_path),
         "old_key": "moved" if move_old_key_to is not None else "destroyed",
         "moved_to": str(move_old_key_to) if move_old_key_to is not None else None,
+        "finished": finished,
     }
 
 
@@ -291,7 +316,8 @@ def revoke_author_key(
     """Revoke an author key of a served ledger, as its admin: ``key.revoked``
     signed by the ledger's log key (``<keys>/<ledger>.key``), appended to the
     database as the server appends. A running server refuses the key's entries
-    from its next write on (its appender sees the key records change).
+    from its next write on (its appender sees the key records change). An
+    interrupted log key rotation is finished first.
 
     Raises:
         InputError: no such ledger; the key is unknown, already revoked, or a
@@ -299,9 +325,15 @@ def revoke_author_key(
         ConfigError: the ledger's key file is missing or unreadable.
         StoreError: the database refuses.
     """
+    from mltrail.ledger.keystore import key_password
+    from mltrail.server.log_key import finish_rotation, keys_lock
+
     row = _served_row(url, ledger)
-    log_key = load_log_key(keys, ledger)
-    with _served_ledger(url, row, log_key) as served:
+    if not keys.is_dir():
+        load_log_key(keys, ledger)  # said as a missing key file
+    with keys_lock(keys, wait=True), _served_ledger(url, row, None) as served:
+        finish_rotation(keys, ledger, served, key_password())
+        served.signer = load_log_key(keys, ledger)
         record = served.revoke_key(key_id, reason=reason)
     return {"ledger": ledger, "key": key_id, "seq": record.seq}
 
@@ -323,7 +355,9 @@ def _served_row(url: str, ledger: str) -> LedgerRow:
 
 
 @contextmanager
-def _served_ledger(url: str, row: LedgerRow, signer: Ed25519Signer) -> Iterator[Ledger]:
+def _served_ledger(
+    url: str, row: LedgerRow, signer: Ed25519Signer | None
+) -> Iterator[Ledger]:
     """The served ledger ``row`` over its database schema, signing with ``signer``
     (its log key) as the server does (actor ``mltrail-server``)."""
     from mltrail.core.codec import decode_record

@@ -27,7 +27,7 @@ from mltrail.ledger.columns import column_refusal
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
 from mltrail.server.appender import Appender
-from mltrail.server.control import Control, LedgerRow, load_log_key, schema_url
+from mltrail.server.control import Control, LedgerRow, schema_url
 from mltrail.server.limits import ServerLimits, Slots
 from mltrail.server.verifications import Verifications
 from mltrail.storage.base import StoredRow, _as_store_error
@@ -299,14 +299,19 @@ class LedgerHandle:
         self.row = row
         self.url = schema_url(url, row.schema)
         self._keys_dir = keys
-        self._key_stat = self._stat_key()
-        self.signer = load_log_key(keys, row.name)
         with ServerStore(self.url) as store:
             first = next(iter(store.rows(0, 1)), None)
         genesis = None if first is None else decode_record(first.data).record.entry
         self.genesis_key = (
             None if genesis is None or genesis.sig is None else genesis.sig.key
         )
+        self._next_look = 0.0
+        ledger = self._open(None)
+        try:
+            self.signer = self._current_key(ledger)
+        finally:
+            ledger.close()
+        self._key_stat = self._stat_key()
         self._readers: Pool[Ledger] = Pool(
             lambda: self._open(None),
             Ledger.close,
@@ -317,26 +322,53 @@ class LedgerHandle:
             row.name, lambda: self._open(self.signer), self._fresh_signer
         )
 
-    def _stat_key(self) -> tuple[int, int] | None:
-        try:
-            found = (self._keys_dir / f"{self.row.name}.key").stat()
-        except OSError:
-            return None
-        return found.st_ino, found.st_mtime_ns
+    def _current_key(self, ledger: Ledger) -> Any:
+        """The log key to sign with, an interrupted rotation taken up (see
+        :func:`mltrail.server.log_key.current_log_key`)."""
+        from mltrail.ledger.keystore import key_password
+        from mltrail.server.log_key import current_log_key
 
-    def _fresh_signer(self) -> Any:
-        """The log key file's key when the file changed since it was loaded (the
-        admin rotated it with `mltrail keys rotate --db ... --ledger ...`), else
-        None. A file missing or unreadable mid-rotation is tried again next time."""
+        return current_log_key(self._keys_dir, self.row.name, ledger, key_password())
+
+    def _stat_key(self) -> tuple[tuple[int, int] | None, ...]:
+        """(inode, mtime) of the key file and of a rotation's two other names."""
+        from mltrail.server.log_key import key_paths
+
+        found: list[tuple[int, int] | None] = []
+        for path in key_paths(self._keys_dir, self.row.name):
+            try:
+                st = path.stat()
+            except OSError:
+                found.append(None)
+            else:
+                found.append((st.st_ino, st.st_mtime_ns))
+        return tuple(found)
+
+    def _fresh_signer(self, ledger: Ledger) -> Any:
+        """The log key to sign with when it changed since it was loaded (the
+        admin rotated it with `mltrail keys rotate --db ... --ledger ...`, or a
+        rotation killed after storing its records left the new key to take
+        up), else None. Looked for when the key files changed, or when the
+        ledger's keys as last read revoked the key signing now, or (once a
+        second at most) while a rotation's ``.old`` file is left to destroy. A
+        file missing or unreadable mid-rotation is tried again next time."""
         now = self._stat_key()
-        if now is None or now == self._key_stat:
-            return None
+        if now == self._key_stat and not ledger.signer_revoked():
+            # an old key's second name left by a rotation (killed, or busy
+            # when last looked): looked at again, once a second at most
+            if now[2] is None or time.monotonic() < self._next_look:
+                return None
+            self._next_look = time.monotonic() + 1.0
         try:
-            signer = load_log_key(self._keys_dir, self.row.name)
+            signer = self._current_key(ledger)
         except (MltrailError, OSError, ValueError):
             return None
-        self._key_stat, self.signer = now, signer
-        return signer
+        self._key_stat = self._stat_key()
+        self.signer = signer
+        current = ledger.signer
+        return (
+            None if current is not None and current.key_id == signer.key_id else signer
+        )
 
     def _open(self, signer: Any) -> Ledger:
         return Ledger(

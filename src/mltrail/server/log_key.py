@@ -1,0 +1,233 @@
+"""A served ledger's log key files, and a rotation of them that any crash leaves mendable.
+
+In the key folder, for ledger NAME:
+
+- ``NAME.key``: the log key the server signs with;
+- ``NAME.key.new``: a rotation's new key, written (and synced) before the
+  records that add it are stored;
+- ``NAME.key.old``: a second name of the old key file, made once the rotation
+  is stored, so that the new key can be renamed over ``NAME.key`` in one
+  atomic step and the old key still be destroyed (or moved) after it.
+
+``NAME.key`` names a key at every moment. Each step is synced (file, then
+folder) before the next. A rotation killed after its records were stored
+(``NAME.key`` revoked, ``NAME.key.new`` the key the ledger added in its
+place) is finished by the next ``keys rotate`` or ``keys revoke``, or by the
+server when it loads its key; a ``NAME.key.new`` the ledger never added is
+never taken up. The steps run under an ``flock`` of the key folder, which a
+killed process gives up: the server never renames or destroys a file a
+rotation in progress is about to use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from mltrail.errors import AuthError, ConfigError, MltrailError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from mltrail.core.signing import Ed25519Signer
+    from mltrail.ledger.ledger import Ledger
+
+__all__ = [
+    "current_log_key",
+    "finish_rotation",
+    "key_paths",
+    "keys_lock",
+    "swap_in_new_key",
+]
+
+_log = logging.getLogger("mltrail")
+
+
+def key_paths(keys: Path, name: str) -> tuple[Path, Path, Path]:
+    """``(NAME.key, NAME.key.new, NAME.key.old)`` in ``keys``."""
+    key = keys / f"{name}.key"
+    return key, key.with_name(key.name + ".new"), key.with_name(key.name + ".old")
+
+
+@contextlib.contextmanager
+def keys_lock(keys: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the key folder's lock (an ``flock`` of the folder itself); yields
+    False when ``wait`` is False and another process holds it."""
+    fd = os.open(keys, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # gives the lock up
+
+
+def swap_in_new_key(keys: Path, name: str) -> None:
+    """Put ``NAME.key.new`` in place of ``NAME.key``; the old key file is left
+    as ``NAME.key.old`` for the caller to destroy or move. Call under the lock,
+    only once the ledger stored the rotation to the new key."""
+    from mltrail.ledger.keystore import fsync_dir
+
+    key, new, old = key_paths(keys, name)
+    if key.exists():
+        if os.path.lexists(old):
+            if not _same(key, old):
+                raise ConfigError(
+                    f"{old} is in the way of the key rotation",
+                    hint="it should hold a revoked key: destroy it, then run the "
+                    "command again",
+                )
+        else:
+            try:  # a link is a link: never the file it names, on another disk
+                os.link(key, old, follow_symlinks=False)
+            except OSError:  # no hard links here: no key file for a moment
+                os.replace(key, old)
+        fsync_dir(keys)
+    os.replace(new, key)
+    fsync_dir(keys)
+
+
+def finish_rotation(
+    keys: Path, name: str, ledger: Ledger, password: bytes | None
+) -> list[str]:
+    """Finish the files of a rotation that was stored but not completed on
+    disk; what was done, one line each (empty: nothing to do). Call under the
+    lock.
+
+    ``NAME.key.new`` takes the place of ``NAME.key`` when the ledger holds
+    exactly the records a rotation from ``NAME.key``'s key writes
+    (:meth:`~mltrail.ledger.ledger.Ledger.rotated_to`) and the new key is
+    valid now; with no ``NAME.key`` (an older mltrail destroyed it before the
+    rename), when its key is a valid log key a rotation added. Then
+    ``NAME.key.old`` is destroyed: it holds the revoked key, or is a second
+    name of ``NAME.key`` (only the name is removed). One holding a key valid
+    now is left, with a warning.
+
+    Raises:
+        AuthError: a key file is encrypted and the password does not open it.
+        OSError: the folder cannot be written.
+    """
+    from mltrail.ledger.keystore import destroy_key_file
+
+    key, new, old = key_paths(keys, name)
+    done: list[str] = []
+    if new.exists():
+        candidate = _load(new, password)
+        current = _load(key, password) if key.exists() else None
+        if candidate is not None and _rotated(ledger, current, candidate.key_id):
+            if os.path.lexists(old) and not _same(key, old):
+                _dispose_old(ledger, old, password, done)
+            swap_in_new_key(keys, name)
+            done.append(f"put {new.name} (key {candidate.key_id[:16]}...) in place")
+    if os.path.lexists(old):
+        if _same(key, old):
+            destroy_key_file(old)  # a second name only: the name goes
+        else:
+            _dispose_old(ledger, old, password, done)
+    for line in done:
+        _log.warning("finished an interrupted rotation of %s's log key: %s", name, line)
+    return done
+
+
+def current_log_key(
+    keys: Path, name: str, ledger: Ledger, password: bytes | None
+) -> Ed25519Signer:
+    """The log key ledger ``name`` signs with now, for the server.
+
+    An interrupted rotation's files are finished first when the key folder's
+    lock is free and the folder can be written (else left to the rotation
+    holding the lock, or to the next command). Then ``NAME.key``; when the
+    ledger revoked its key in a rotation whose new key is in
+    ``NAME.key.new`` (not renamed yet), that key. A revoked key with no
+    rotation to take up is returned as it is: appends then say it was revoked.
+
+    Raises:
+        ConfigError, AuthError: ``NAME.key`` is missing or cannot be loaded,
+            and no rotation's key can be taken up.
+    """
+    from mltrail.server.control import load_log_key
+
+    key, new, _ = key_paths(keys, name)
+    try:
+        with keys_lock(keys, wait=False) as held:
+            if held:
+                finish_rotation(keys, name, ledger, password)
+    except (OSError, MltrailError) as e:  # a read-only folder: taken up below
+        _log.warning("cannot finish the rotation of %s's log key: %s", name, e)
+    valid = ledger.keys().valid_keys(ledger.head().size)
+    found = _load(key, password)
+    if found is not None and found.key_id in valid:
+        return found
+    candidate = _load(new, password)
+    if candidate is not None and _rotated(ledger, found, candidate.key_id):
+        return candidate
+    again = _load(key, password)  # a rotation may have renamed it meanwhile
+    if again is not None and again.key_id in valid:
+        return again
+    return load_log_key(keys, name)
+
+
+def _same(a: Path, b: Path) -> bool:
+    """True when both names lead to one file (a missing one: False)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _load(path: Path, password: bytes | None) -> Ed25519Signer | None:
+    """The key in ``path``; None when there is none (missing, cut short, no key).
+
+    Raises:
+        AuthError: it is encrypted and ``password`` does not open it.
+    """
+    from mltrail.ledger.keystore import load_signer
+
+    try:
+        return load_signer(path, password)
+    except AuthError:
+        raise
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def _rotated(ledger: Ledger, current: Ed25519Signer | None, new_id: str) -> bool:
+    """True when the ledger stored a rotation from ``current``'s key to
+    ``new_id`` (with no ``current``: from any log key) and ``new_id`` is valid."""
+    ring = ledger.keys()
+    if new_id not in ring.valid_keys(ledger.head().size):
+        return False
+    if current is not None:
+        return ledger.rotated_to(current.key_id) == new_id
+    return any(
+        state.is_log_key
+        and state.revoked_seq is not None
+        and ledger.rotated_to(key_id) == new_id
+        for key_id, state in ring.keys.items()
+    )
+
+
+def _dispose_old(
+    ledger: Ledger, old: Path, password: bytes | None, done: list[str]
+) -> None:
+    """Destroy ``NAME.key.old`` unless it holds a key valid now (warned)."""
+    from mltrail.ledger.keystore import destroy_key_file
+
+    try:
+        held = _load(old, password)
+    except AuthError:
+        held = None  # a key this password does not open: not one the server uses
+    if held is not None and held.key_id in ledger.keys().valid_keys(ledger.head().size):
+        _log.warning(
+            "%s holds key %s..., valid now: left in place", old, held.key_id[:16]
+        )
+        return
+    destroy_key_file(old)
+    done.append(f"destroyed {old.name}, the revoked key")

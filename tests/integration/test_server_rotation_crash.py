@@ -1,0 +1,317 @@
+"""``mltrail keys rotate --db ... --ledger ...`` killed (SIGKILL) at each step.
+
+The rotation writes the new log key beside the key file, stores ``key.added``
+and ``key.revoked`` in PostgreSQL, then puts the new key in place and destroys
+the old one. A kill between any two steps must leave a state from which the
+real server (tests/server_fixture.py) writes again, and the next command
+finishes the rotation by itself; once the rotation is stored, no private key
+of a revoked key may be left in the key folder. The kills are placed by
+replacing a function in the child with a SIGKILL of itself (as in
+test_crash_points.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from optional_extras import require_extra
+from postgres_db import throwaway_database
+from server_fixture import SRC, running_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+
+A = "/ledgers/team-a"
+CLEAN = ["team-a.key", "team-b.key"]
+
+_KILL = "os.kill(os.getpid(), signal.SIGKILL)"
+# Each replaces one step of the rotation with a kill before or after it.
+KILLS = {
+    # inside the append, before anything is stored
+    "before-store": "from mltrail.ledger.ledger import Ledger\n"
+    f"Ledger.rotate_key = lambda *a, **k: {_KILL}\n",
+    # key.added and key.revoked stored, nothing else done
+    "stored": "from mltrail.ledger.ledger import Ledger\n"
+    "real = Ledger.rotate_key\n"
+    f"def rotate(*a, **k):\n    real(*a, **k)\n    {_KILL}\n"
+    "Ledger.rotate_key = rotate\n",
+    # the new key renamed over <ledger>.key
+    "replaced": "real = os.replace\n"
+    "def replace(src, dst, **k):\n"
+    "    real(src, dst, **k)\n"
+    f"    if str(dst).endswith('.key'):\n        {_KILL}\n"
+    "os.replace = replace\n",
+    # the old key's file about to be destroyed
+    "destroying": "from mltrail.ledger import keystore\n"
+    f"keystore.destroy_key_file = lambda path: {_KILL}\n",
+    # the old key's file destroyed, nothing after it
+    "destroyed": "from mltrail.ledger import keystore\n"
+    "real = keystore.destroy_key_file\n"
+    f"def destroy(path):\n    real(path)\n    {_KILL}\n"
+    "keystore.destroy_key_file = destroy\n",
+    # the old key about to be moved out (--move-old-key)
+    "moving": "from mltrail.ledger import keystore\n"
+    f"keystore.move_key_file = lambda source, target: {_KILL}\n",
+}
+
+
+@pytest.fixture
+def srv() -> Iterator[Any]:
+    """A server of its own for each test: a kill's leftovers never reach the next."""
+    with running_server() as running:
+        running.signer_for("team-a", "alice")  # registered while the key is good
+        yield running
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SRC), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def _rotate(srv: Any, *extra: str, patch: str = "") -> subprocess.CompletedProcess[str]:
+    script = (
+        f"import os, signal, sys\n{patch}"
+        "from mltrail.cli.main import main\nmain(sys.argv[1:])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, "keys", "rotate", "--db", srv.owner_url,
+         "--ledger", "team-a", "--keys", str(srv.keys), "--json", *extra],
+        capture_output=True, text=True, env=_env(), timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _writes(srv: Any, where: str) -> None:
+    entry = srv.entry("alice", "note", {"text": f"after {where} {uuid.uuid4()}"})
+    status, answer = srv.call(
+        "POST", f"{A}/entries", srv.token("writer", "alice"), {"entries": [entry]}
+    )
+    assert status == 201, (where, answer)
+
+
+def _log_keys(srv: Any) -> tuple[set[str], set[str]]:
+    """(valid, revoked) log keys of team-a, as the ledger says."""
+    status, answer = srv.call("GET", f"{A}/keys", srv.token("auditor"))
+    assert status == 200, answer
+    keys = answer["keys"] if isinstance(answer, dict) else answer
+    valid = {k["key"] for k in keys if k["revoked_seq"] is None}
+    revoked = {k["key"] for k in keys if k["revoked_seq"] is not None}
+    return valid, revoked
+
+
+def _no_revoked_key_left(srv: Any, where: str) -> None:
+    from mltrail.ledger.keystore import load_signer
+
+    valid, revoked = _log_keys(srv)
+    for path in srv.keys.iterdir():
+        try:
+            key_id = load_signer(path).key_id
+        except Exception:  # a file that is no key holds none
+            continue
+        assert key_id not in revoked, f"{where}: revoked key left in {path.name}"
+    assert srv.log_signer("team-a").key_id in valid, where
+
+
+@pytest.mark.parametrize("point", list(KILLS))
+def test_a_server_rotation_killed_at_each_step_is_finished(
+    srv: Any, point: str, tmp_path: Path
+) -> None:
+    """Before: killed after the store, the server loaded the revoked key
+    (every write refused) and the next rotation refused the leftover
+    ``.key.new``; killed after the old key was destroyed, there was no key
+    file at all and the server did not start."""
+    srv.stop()
+    extra = ("--move-old-key", str(tmp_path / "old.key")) if point == "moving" else ()
+    killed = _rotate(srv, *extra, patch=KILLS[point])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    srv.start()
+    _writes(srv, f"the kill {point}")
+    if point == "before-store":  # nothing stored: the old key is still the key
+        left = sorted(p.name for p in srv.keys.iterdir())
+        assert left == [*CLEAN[:1], "team-a.key.new", CLEAN[1]], left
+        refused = _rotate(srv)
+        assert refused.returncode == 2
+        assert "never added" in refused.stderr, refused.stderr
+        (srv.keys / "team-a.key.new").unlink()
+    else:
+        assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN, point
+    _no_revoked_key_left(srv, point)
+    again = _rotate(srv)
+    assert again.returncode == 0, again.stderr
+    _writes(srv, f"the rotation after {point}")
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
+    _no_revoked_key_left(srv, f"after {point}")
+
+
+def test_the_next_rotation_finishes_one_killed_after_the_store(srv: Any) -> None:
+    """No server start in between: the next ``keys rotate`` finishes the
+    stored rotation's files first, then rotates."""
+    srv.stop()
+    killed = _rotate(srv, patch=KILLS["stored"])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = _rotate(srv)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
+    srv.start()
+    _writes(srv, "two rotations")
+    _no_revoked_key_left(srv, "two rotations")
+
+
+def test_a_running_server_writes_after_a_rotation_killed_after_the_store(
+    srv: Any,
+) -> None:
+    """The server keeps running: its next write takes up the stored new key
+    (it refused every write with the revoked one before)."""
+    _writes(srv, "before")
+    killed = _rotate(srv, patch=KILLS["stored"])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    _writes(srv, "a kill under a running server")
+    _writes(srv, "the write after that")
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
+    _no_revoked_key_left(srv, "running server")
+
+
+def test_an_older_rotation_killed_with_no_key_file_is_taken_up(srv: Any) -> None:
+    """An older mltrail destroyed the old key before renaming the new one: a
+    kill between left no ``team-a.key``, and the server did not start."""
+    srv.stop()
+    killed = _rotate(srv, patch=KILLS["stored"])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (srv.keys / "team-a.key").unlink()
+    srv.start()
+    _writes(srv, "no key file")
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
+    _no_revoked_key_left(srv, "no key file")
+
+
+def test_a_new_key_the_ledger_never_added_is_not_taken_up(srv: Any) -> None:
+    """A ``.key.new`` beside the key file whose key no rotation added (a
+    rotation killed before its store, or a file put there) is never loaded:
+    the server signs with the key file's key, and the file stays."""
+    from mltrail.ledger.keystore import generate_signer, save_signer
+
+    before = srv.log_signer("team-a").key_id
+    srv.stop()
+    save_signer(generate_signer(), srv.keys / "team-a.key.new")
+    srv.start()
+    _writes(srv, "a stray new key")
+    assert srv.log_signer("team-a").key_id == before
+    assert (srv.keys / "team-a.key.new").exists()
+
+
+RANDOM_KILLS = 6
+
+
+def test_rotations_killed_at_random_moments_under_a_running_server(
+    srv: Any,
+) -> None:
+    """Kills at random delays (the child's start-up included) while the server
+    keeps running: after each, the server writes and every key left in the
+    folder is the ledger's valid key or a ``.new`` it never added (which the
+    admin deletes, as the refusal says)."""
+    import random
+    import time
+
+    from mltrail.ledger.keystore import load_signer
+
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    script = "import sys\nfrom mltrail.cli.main import main\nmain(sys.argv[1:])\n"
+    for kill in range(RANDOM_KILLS):
+        where = f"kill {kill} (seed {seed})"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, "keys", "rotate", "--db", srv.owner_url,
+             "--ledger", "team-a", "--keys", str(srv.keys)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.3, 2.0))
+        proc.kill()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), f"{where}: {err.decode()}"
+        _writes(srv, where)
+        new = srv.keys / "team-a.key.new"
+        if new.exists():  # killed before the store: a key no record names
+            valid, revoked = _log_keys(srv)
+            try:
+                key_id = load_signer(new).key_id
+            except Exception:  # killed while it was written
+                key_id = None
+            assert key_id not in valid | revoked, where
+            new.unlink()
+        _no_revoked_key_left(srv, where)
+    again = _rotate(srv)
+    assert again.returncode == 0, again.stderr
+    _writes(srv, "the last rotation")
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
+
+
+def test_each_step_is_synced_and_the_key_file_always_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new key's rename over the key file is synced (the folder) before
+    the old key is destroyed, and the key file's name is never removed. Before:
+    the old key file was deleted, then the new one renamed in with no sync of
+    the folder (a power loss could keep the deletion and lose the rename)."""
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    keys = tmp_path / "keys"
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any, **kw: Any) -> None:
+        events.append(("replace", os.path.basename(dst)))
+        real_replace(src, dst, **kw)
+
+    def unlink(path: Any, **kw: Any) -> None:
+        events.append(("unlink", os.path.basename(path)))
+        real_unlink(path, **kw)
+
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "unlink", unlink)
+        rotate_log_key(url, "team-a", keys)
+    assert ("unlink", "team-a.key") not in events, events
+    swapped = events.index(("replace", "team-a.key"))
+    after = events[swapped + 1 :]
+    assert ("fsync", str(keys.resolve())) in after, events
+    assert after.index(("fsync", str(keys.resolve()))) < after.index(
+        ("unlink", "team-a.key.old")
+    ), events
+    assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+def test_a_refused_rotation_leaves_no_new_key(tmp_path: Path) -> None:
+    """A rotation the ledger refuses (here: the key file holds a key the
+    ledger never added) deletes the new key it wrote; it stayed as
+    ``.key.new`` and blocked every later rotation."""
+    from mltrail.errors import MltrailError
+    from mltrail.ledger.keystore import generate_signer, save_signer
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    keys = tmp_path / "keys"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        (keys / "team-a.key").unlink()
+        stranger = generate_signer()
+        save_signer(stranger, keys / "team-a.key")
+        with pytest.raises(MltrailError):
+            rotate_log_key(url, "team-a", keys)
+    assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
