@@ -58,12 +58,13 @@ def _notes(server, ledger: str, count: int, text: str = "note") -> None:
 
 
 @contextmanager
-def _auditor(server, tmp_path: Path, ledger: str) -> Iterator[Home]:
+def _auditor(server, tmp_path: Path, ledger: str, **more: str) -> Iterator[Home]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
     env = keep | {
         "MLTRAIL_HOME": str(tmp_path / "carol"),
         "MLTRAIL_URL": _url(server, ledger),
         "MLTRAIL_TOKEN": server.token("auditor", "carol", ledger=ledger),
+        **more,
     }
     home = open_home(tmp_path / "carol", writable=False, env=env)
     try:
@@ -219,3 +220,75 @@ def test_pages_that_do_not_move_on_end_in_a_store_error(
         with pytest.raises(StoreError, match="records"):
             home.verify()
         assert len(pages) == 1
+
+
+@contextmanager
+def _rolled_back(server, ledger: str, count: int) -> Iterator[None]:
+    """The server's ledger without its last ``count`` records and the
+    checkpoints beyond them (someone with its database in hand), restored
+    after."""
+    import psycopg
+
+    schema = "ledger_" + ledger.replace("-", "_")
+    with psycopg.connect(server.owner_url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        (size,) = conn.execute("SELECT count(*) FROM records").fetchone()
+        cut = size - count
+        records = conn.execute(
+            "SELECT seq, hash, kind, run, time, record FROM records WHERE seq >= %s",
+            (cut,),
+        ).fetchall()
+        checkpoints = conn.execute(
+            "SELECT id, size, note FROM checkpoints WHERE size > %s", (cut,)
+        ).fetchall()
+        for table in ("records", "checkpoints"):
+            conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        conn.execute("DELETE FROM records WHERE seq >= %s", (cut,))
+        conn.execute("DELETE FROM checkpoints WHERE size > %s", (cut,))
+        try:
+            yield
+        finally:
+            for row in records:
+                conn.execute(
+                    "INSERT INTO records (seq, hash, kind, run, time, record) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    row,
+                )
+            for row in checkpoints:
+                conn.execute(
+                    "INSERT INTO checkpoints (id, size, note) OVERRIDING SYSTEM VALUE "
+                    "VALUES (%s, %s, %s)",
+                    row,
+                )
+            for table in ("records", "checkpoints"):
+                conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
+def test_a_witness_the_auditor_names_catches_a_rollback_in_client_mode(
+    server, tmp_path
+):
+    """An auditor keeps a checkpoint of the server's ledger outside the home
+    (``MLTRAIL_WITNESS``) and verifies from a home that meets the server for
+    the first time after its last batch was cut (its kept checkpoint is the
+    cut ledger's newest): the witness named is an anchor of the
+    verification, and the ledger is ``truncated`` (it was ignored in client
+    mode: intact)."""
+    _notes(server, "team-b", 3, "before the cut")
+    _notes(server, "team-b", 3, "cut")
+    token = server.token("auditor", "carol", ledger="team-b")
+    with HttpStore(_url(server, "team-b"), token) as store:
+        latest = store.latest_checkpoint()
+    assert latest is not None
+    witness = tmp_path / "kept" / "witness.cp"
+    witness.parent.mkdir()
+    witness.write_text(latest.text, "utf-8")
+    named = {"MLTRAIL_WITNESS": str(witness)}
+    with (
+        _rolled_back(server, "team-b", 3),
+        _auditor(server, tmp_path, "team-b", **named) as home,
+    ):
+        report = home.verify()
+    assert report.size == latest.size - 3
+    assert not report.ok, _problems(report)
+    truncated = [p for p in report.errors if p.code == "truncated"]
+    assert any(str(witness) in p.message for p in truncated), _problems(report)
