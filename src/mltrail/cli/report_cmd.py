@@ -96,7 +96,6 @@ def report(
     from mltrail.cli.evidence_cmds import evidence_policy
     from mltrail.cli.verify_cmd import resolve_trusted_keys, verification_progress
     from mltrail.ledger.home import verify_pinned
-    from mltrail.ledger.pinned import pin_reads
     from mltrail.report import (
         bundle_facts,
         gather_report,
@@ -115,21 +114,23 @@ def report(
         raise InputError("a PDF report needs a file", hint="add -o report.pdf")
     home = open_from(ctx)
     try:
-        pin_reads(home.ledger)  # every record read below is one verified
-        index = derived_index(home)
-        node = resolve_node(index, model, cwd=Path.cwd())
-        if node.partition(":")[0] not in ("model", "file"):
-            raise InputError(
-                f"{model!r} names a {node.partition(':')[0]}, not a model",
-                hint="give the model file, its id, or an output's name",
-            )
         policy = evidence_policy(home, tsa_ca, ())
+        # verified first, and pinned in the verification's snapshot: every
+        # record, checkpoint and token read below is one it read (pinned
+        # apart, a server's second answer was verified, its first reported)
         with verification_progress(not as_json and sys.stderr.isatty()) as progress:
             verification = verify_pinned(
                 home,
                 trust_keys=resolve_trusted_keys(trust_keys, home.ledger.origin),
                 evidence=policy,
                 progress=progress,
+            )
+        index = derived_index(home)
+        node = resolve_node(index, model, cwd=Path.cwd())
+        if node.partition(":")[0] not in ("model", "file"):
+            raise InputError(
+                f"{model!r} names a {node.partition(':')[0]}, not a model",
+                hint="give the model file, its id, or an output's name",
             )
         facts = bundle_facts(bundle, subject=node) if bundle is not None else None
         found = gather_report(

@@ -216,6 +216,9 @@ class Home(Value):
 
         if self.trust is not None:
             kept, notes = self.trust.for_verification(), []
+            if self.witness.configured:  # MLTRAIL_WITNESS: read, never written
+                named, named_notes = self.witness.for_verification()
+                kept, notes = kept + named, named_notes
         else:
             kept, notes = self.witness.for_verification()
         trusted = [
@@ -738,7 +741,14 @@ def _open_client_home(
     remote = open_remote_ledger(path, url, env, signer)
     try:
         settings = client_settings(path, url, remote.trust)
-        witness = Witness(path / remote.witness_file)
+        # the server's newest checkpoint is kept in the trust file; a witness
+        # the auditor names (MLTRAIL_WITNESS) is one more anchor to verify
+        # against, which client mode never writes
+        witness = (
+            _witness(path, settings, env)
+            if env.get("MLTRAIL_WITNESS")
+            else Witness(path / remote.witness_file)
+        )
         opened = Home(
             path,
             settings,

@@ -383,18 +383,18 @@ class HttpStore(Store):
     def _pages(self, params: dict[str, Any]) -> Iterator[StoredRow]:
         start: int | None = params["start"]
         stop: int | None = params.get("stop")
-        if stop is not None and start is not None and start >= stop:
-            return
-        while start is not None:
+        while start is not None and (stop is None or start < stop):
             query = {k: v for k, v in params.items() if v is not None and k != "start"}
             found = self.get_json("/records", start=start, limit=PAGE, **query)
+            last: int | None = None
             for item in found["records"]:
                 seq = int(item["seq"])
                 if stop is not None and seq >= stop:  # beyond what was asked
                     return
                 data = base64.b64decode(item["data"])
                 yield StoredRow(seq, self._hash_of(item, data), data)
-            start = found.get("next")
+                last = seq if last is None else max(last, seq)
+            start = _next_page(found.get("next"), start, last)
 
     def _hash_of(self, item: Mapping[str, Any], data: bytes) -> bytes:
         if self._row_hash is not None:
@@ -611,6 +611,30 @@ def _note_size(text: str) -> int | None:
     if len(lines) < 3 or not lines[1].isascii() or not lines[1].isdigit():
         return None
     return int(lines[1])
+
+
+def _next_page(following: Any, start: int, last: int | None) -> int | None:
+    """Where the page of records after the one asked from ``start`` begins
+    (None: none). A page that says there is more sent records (``last``, the
+    highest seq), and the next begins after them and after ``start``: else
+    the server would have the client ask again for ever, reading the same
+    records or none.
+
+    Raises:
+        StoreError: ``next`` is not a seq after them, or the page was empty.
+    """
+    if following is None:
+        return None
+    if last is None or type(following) is not int or following <= max(start, last):
+        sent = "no records" if last is None else f"records up to seq {last}"
+        raise StoreError(
+            f"the mltrail server answered the records from seq {start} with "
+            f"{sent} and a next page at {following!r}, which is not after them: "
+            "the client would ask again for ever",
+            hint="report it to the server's admin: it does not page its "
+            "records as an mltrail server does",
+        )
+    return following
 
 
 def _purge_seq(response: Any) -> int | None:
