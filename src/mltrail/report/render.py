@@ -16,6 +16,7 @@ import re
 from importlib import resources
 from typing import Any
 
+from mltrail.audit.governance import gate_text
 from mltrail.core.run_owner import describe_others
 from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
@@ -74,6 +75,7 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         timestamp_text=timestamp_text,
         not_intact=not_intact_text(report["record_keeping"]),
         described=described_text,
+        gate_text=gate_text,
         bundle_check=bundle_check_text,
         others_lines=lambda found: describe_others(found) if found else [],
     )
@@ -389,9 +391,9 @@ def _promotions(r: dict[str, Any]) -> list[str]:
     if not r["promotions"]:
         return [*out, "_Never promoted._", ""]
     return out + _table(
-        ["seq", "time", "by", "stage", "action", "note"],
+        ["seq", "time", "by", "stage", "action", "note", "gate"],
         [[p["seq"], p["time"], p["user"], p.get("stage"), p.get("action"),
-          p.get("note")] for p in r["promotions"]],
+          p.get("note"), gate_text(p.get("gate")) or "-"] for p in r["promotions"]],
     )  # fmt: skip
 
 
