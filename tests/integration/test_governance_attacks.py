@@ -213,3 +213,49 @@ def test_a_model_no_run_made_cannot_pass_a_gate_on_its_importers_approval(home):
     assert event["gate"]["met"] is False
     assert event["gate"]["approvers"] == ["alice"]
     assert "no recorded trainer" in " ".join(text.split())
+
+
+def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
+    """The weights file of a checkpoint folder, named by its path, is a ``file:``
+    that no run wrote by itself: it had no trainer, so the trainer's own approval
+    of it counted, and --override lifted "no recorded run made it". Real
+    ``mltrail run`` from a git commit; the OS account is the trainer."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import pathlib\nd = pathlib.Path('ckpt'); d.mkdir(exist_ok=True)\n"
+        "(d / 'model.safetensors').write_bytes(b'weights' * 100)\n"
+        "(d / 'config.json').write_text('{}')\n"
+    )
+    (project / ".gitignore").write_text("ckpt/\n")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env = keep | {
+        "MLTRAIL_HOME": str(home), "GIT_CEILING_DIRECTORIES": str(tmp_path),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "train"]):
+        subprocess.run(["git", *args], cwd=project, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mltrail", *args], cwd=project, env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        return proc
+
+    run("init")
+    run("run", "--name", "train", "--output", "ckpt", "--",
+        sys.executable, "train.py")  # fmt: skip
+    run("model", "gate", "production", "--require-approval", "1", "--note", "4 eyes")
+    weights = "ckpt/model.safetensors"
+    approved = run("model", "approve", weights, "--stage", "production",
+                   "--note", "looks fine to me")  # fmt: skip
+    assert "does not count" in approved.stdout
+    refused = run("model", "promote", weights, "--stage", "production", "--note",
+                  "go", "--override", "weights file", code=2)  # fmt: skip
+    assert "requires 1 approval" in refused.stderr
+    assert "it has 0" in refused.stderr

@@ -213,7 +213,9 @@ def approve_model(
 
 def trainers(index: Index, node: str, *, before: int | None = None) -> list[str]:
     """The OS accounts that started the runs that wrote the model ``node`` (as
-    recorded before seq ``before``, when given)."""
+    recorded before seq ``before``, when given): a run that wrote it, or wrote a
+    folder holding it (a weights file of a checkpoint folder is named by its
+    path as a ``file:``, and its trainer is still the folder's)."""
     kind, _, ident = node.partition(":")
     column = CONTENT_COLUMN[kind]
     upto = "" if before is None else " AND seq < ?"
@@ -221,11 +223,15 @@ def trainers(index: Index, node: str, *, before: int | None = None) -> list[str]
         "SELECT DISTINCT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
         "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter')"
         f"{upto} UNION SELECT run FROM data WHERE {column} = ? AND direction = 'out'"
-        f"{upto})"
+        f"{upto} UNION SELECT run FROM data WHERE direction = 'out' AND dataset IN "
+        f"(SELECT dataset FROM output_files WHERE sha256 = ?){upto})"
     )
     first = ident if kind == "model" else ""
+    inner = ident if kind == "file" else ""
     args: tuple[Any, ...] = (
-        (first, ident) if before is None else (first, before, ident, before)
+        (first, ident, inner)
+        if before is None
+        else (first, before, ident, before, inner, before)
     )
     return sorted(user for (user,) in index.query(sql, args))
 
