@@ -215,11 +215,9 @@ def test_a_model_no_run_made_cannot_pass_a_gate_on_its_importers_approval(home):
     assert "no recorded trainer" in " ".join(text.split())
 
 
-def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
-    """The weights file of a checkpoint folder, named by its path, is a ``file:``
-    that no run wrote by itself: it had no trainer, so the trainer's own approval
-    of it counted, and --override lifted "no recorded run made it". Real
-    ``mltrail run`` from a git commit; the OS account is the trainer."""
+def _trained_folder(tmp_path) -> Any:
+    """A git project whose ``train.py`` writes the checkpoint folder ``ckpt``,
+    trained once under ``mltrail run`` by this OS account; returns the CLI."""
     project, home = tmp_path / "project", tmp_path / "home"
     project.mkdir()
     (project / "train.py").write_text(
@@ -250,6 +248,17 @@ def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
     run("init")
     run("run", "--name", "train", "--output", "ckpt", "--",
         sys.executable, "train.py")  # fmt: skip
+    run.home = home  # type: ignore[attr-defined]
+    run.project = project  # type: ignore[attr-defined]
+    return run
+
+
+def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
+    """The weights file of a checkpoint folder, named by its path, is a ``file:``
+    that no run wrote by itself: it had no trainer, so the trainer's own approval
+    of it counted, and --override lifted "no recorded run made it". Real
+    ``mltrail run`` from a git commit; the OS account is the trainer."""
+    run = _trained_folder(tmp_path)
     run("model", "gate", "production", "--require-approval", "1", "--note", "4 eyes")
     weights = "ckpt/model.safetensors"
     approved = run("model", "approve", weights, "--stage", "production",
@@ -259,3 +268,32 @@ def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
                   "go", "--override", "weights file", code=2)  # fmt: skip
     assert "requires 1 approval" in refused.stderr
     assert "it has 0" in refused.stderr
+
+
+def test_a_rejection_of_a_folder_blocks_its_weights_file_named_by_path(tmp_path):
+    """A validator rejects the checkpoint folder; the trainer promotes the weights
+    file inside it, named by its path (another node, with no decision of its
+    own): the rejection did not block it. It does now, until the validator
+    approves."""
+    run = _trained_folder(tmp_path)
+    home = open_home(run.home)
+    try:
+        as_user(home, "validator")
+        approve_model(home, open_index(home), "ckpt", stage="production",
+                      note="bias test missing", reject=True,
+                      cwd=run.project)  # fmt: skip
+    finally:
+        home.close()
+    weights = "ckpt/model.safetensors"
+    refused = run("model", "promote", weights, "--stage", "production", "--note",
+                  "go", "--override", "weights file", code=2)  # fmt: skip
+    assert "validator rejected" in refused.stderr
+    home = open_home(run.home)
+    try:
+        as_user(home, "validator")
+        approve_model(home, open_index(home), "ckpt", stage="production",
+                      note="bias test added", cwd=run.project)  # fmt: skip
+    finally:
+        home.close()
+    run("model", "promote", weights, "--stage", "production", "--note", "go",
+        "--override", "weights file")  # fmt: skip

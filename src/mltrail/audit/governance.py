@@ -66,6 +66,7 @@ __all__ = [
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NODE = re.compile(r"(model|file|data):[0-9a-f]{64}")
 _MAX_APPROVALS = 100
+_MAX_ALIASES = 500
 
 
 def check_stage(stage: str) -> str:
@@ -305,6 +306,10 @@ def approval_status(
     standing: dict[str, dict[str, Any]] = {}
     for a in found:
         standing[a["user"]] = a
+    for a in _alias_decisions(index, node, stage, before):
+        own = standing.get(a["user"])
+        if own is None or own["seq"] < a["seq"]:
+            standing[a["user"]] = a  # a rejection of the same weights by another name
     required = required_approvals(index, stage, before=before)
     approvers = sorted(u for u, a in standing.items() if a["counts"])
     rejected = sorted(u for u, a in standing.items() if a["decision"] == "reject")
@@ -323,6 +328,70 @@ def approval_status(
         and len(approvers) >= required
         and (required == 0 or bool(made_by)),
     }
+
+
+def same_weights(index: Index, node: str) -> list[str]:
+    """The other node ids of ``node``'s weights (at most :data:`_MAX_ALIASES`): of a
+    file, the folders a run wrote that hold it and their model fingerprints; of a
+    folder, its files, its fingerprint and the other folders with it; of a
+    fingerprint, its folders and their files."""
+    kind, _, ident = node.partition(":")
+    files = "SELECT 'file:' || sha256 FROM output_files WHERE dataset = ?"
+    folders = (
+        "SELECT 'data:' || dataset FROM data WHERE model = ? AND dataset IS NOT NULL"
+    )
+    prints = (
+        "SELECT 'model:' || model FROM data WHERE dataset = ? AND model IS NOT NULL"
+    )
+    found: dict[str, None] = {}
+
+    def add(sql: str, value: str) -> list[str]:
+        rows = index.query(f"{sql} LIMIT {_MAX_ALIASES}", (value,))
+        new = [other for (other,) in rows if other != node and other not in found]
+        found.update(dict.fromkeys(new))
+        return new
+
+    if kind == "file":
+        for folder in add(
+            "SELECT 'data:' || dataset FROM output_files WHERE sha256 = ?", ident
+        ):
+            add(prints, folder.partition(":")[2])
+    elif kind == "data":
+        add(files, ident)
+        for fingerprint in add(prints, ident):
+            add(folders, fingerprint.partition(":")[2])
+    elif kind == "model":
+        for folder in add(folders, ident):
+            add(files, folder.partition(":")[2])
+    return list(found)[:_MAX_ALIASES]
+
+
+def _alias_decisions(
+    index: Index, node: str, stage: str, before: int | None
+) -> list[dict[str, Any]]:
+    """Each person's newest decision on ``node``'s weights named otherwise, when
+    it is a rejection: a rejection of a checkpoint folder blocks the weights
+    file inside it named by its path (and so on), until that person approves.
+    Approvals by another name never count (a folder is more than one file)."""
+    aliases = same_weights(index, node)
+    if not aliases:
+        return []
+    marks = ", ".join("?" * len(aliases))
+    sql = (  # marks only
+        "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "  # noqa: S608
+        f"FROM approvals WHERE stage = ? AND model IN ({marks})"
+    )
+    args: list[Any] = [stage, *aliases]
+    if before is not None:
+        sql += " AND seq < ?"
+        args.append(before)
+    keys = ("seq", "stage", "decision", "note", "user", "claimed_user", "time",
+            "run", "key")  # fmt: skip
+    newest: dict[str, dict[str, Any]] = {}
+    for row in index.query(sql + " ORDER BY seq", args):
+        a = dict(zip(keys, row, strict=True))
+        newest[a["user"]] = a | {"self": False, "counts": False}
+    return [a for a in newest.values() if a["decision"] == "reject"]
 
 
 def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str, Any]:
