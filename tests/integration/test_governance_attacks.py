@@ -297,3 +297,24 @@ def test_a_rejection_of_a_folder_blocks_its_weights_file_named_by_path(tmp_path)
         home.close()
     run("model", "promote", weights, "--stage", "production", "--note", "go",
         "--override", "weights file")  # fmt: skip
+
+
+def test_the_writer_of_an_output_in_a_run_with_no_start_is_a_trainer(home):
+    """Trainers were only the starters of runs that wrote the model: alice
+    recorded her model in a run with no ``run.started`` (any writer of a home
+    can), bob's export job recorded the same bytes in a run of his, and bob was
+    the only trainer: alice's own approval counted toward the gate."""
+    sha = "d" * 64
+    as_user(home, "alice")
+    home.ledger.append("run.artifact", {"path": "/m/mine.bin", "exists": True,
+                                        "type": "file", "sha256": sha, "size": 3},
+                       run="run-orphan")  # fmt: skip
+    train(home, "bob", sha, "run-export")
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "alice")
+    approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                  note="independent review")  # fmt: skip
+    with pytest.raises(InputError, match=r"requires 1 approval.*it has 0"):
+        promote(home, open_index(home), f"file:{sha}", stage="production",
+                note="go", override="orphan run")  # fmt: skip

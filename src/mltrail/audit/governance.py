@@ -213,28 +213,31 @@ def approve_model(
 
 
 def trainers(index: Index, node: str, *, before: int | None = None) -> list[str]:
-    """The OS accounts that started the runs that wrote the model ``node`` (as
-    recorded before seq ``before``, when given): a run that wrote it, or wrote a
-    folder holding it (a weights file of a checkpoint folder is named by its
-    path as a ``file:``, and its trainer is still the folder's)."""
+    """The accounts that trained the model ``node`` (as recorded before seq
+    ``before``, when given): who started a run that wrote it, or wrote a folder
+    holding it (a weights file of a checkpoint folder is named by its path as a
+    ``file:``, and its trainer is still the folder's), and who signed the record
+    of such an output (a run with no recorded start still has its writer)."""
     kind, _, ident = node.partition(":")
     column = CONTENT_COLUMN[kind]
     upto = "" if before is None else " AND seq < ?"
-    sql = (  # column is one of three names; upto is fixed text
-        "SELECT DISTINCT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
+    outs = (  # column is one of three names; upto is fixed text
+        f"direction = 'out' AND ({column} = ? OR dataset IN "  # noqa: S608
+        f"(SELECT dataset FROM output_files WHERE sha256 = ?)){upto}"
+    )
+    sql = (
+        "SELECT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
         "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter')"
-        f"{upto} UNION SELECT run FROM data WHERE {column} = ? AND direction = 'out'"
-        f"{upto} UNION SELECT run FROM data WHERE direction = 'out' AND dataset IN "
-        f"(SELECT dataset FROM output_files WHERE sha256 = ?){upto})"
+        f"{upto} UNION SELECT run FROM data WHERE {outs}) "
+        f"UNION SELECT user FROM data WHERE user IS NOT NULL AND {outs}"
     )
     first = ident if kind == "model" else ""
     inner = ident if kind == "file" else ""
-    args: tuple[Any, ...] = (
-        (first, ident, inner)
-        if before is None
-        else (first, before, ident, before, inner, before)
+    marks: tuple[Any, ...] = (
+        (ident, inner) if before is None else (ident, inner, before)
     )
-    return sorted(user for (user,) in index.query(sql, args))
+    args = (first, *(() if before is None else (before,)), *marks, *marks)
+    return sorted({user for (user,) in index.query(sql, args)})
 
 
 def approvals(
