@@ -318,3 +318,22 @@ def test_the_writer_of_an_output_in_a_run_with_no_start_is_a_trainer(home):
     with pytest.raises(InputError, match=r"requires 1 approval.*it has 0"):
         promote(home, open_index(home), f"file:{sha}", stage="production",
                 note="go", override="orphan run")  # fmt: skip
+
+
+def test_the_report_says_which_approver_trained_the_model(home):
+    """The report's approvals table listed a trainer's own approval like any
+    other: a regulator reading "approve by alice" could not tell it never
+    counted."""
+    sha = "e" * 64
+    train(home, "alice", sha, "run-e")
+    for user in ("alice", "bob"):
+        as_user(home, user)
+        approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                      note=f"{user} reviewed VR-7")  # fmt: skip
+    env = _env(home)
+    report = json.loads(cli(env, "report", f"file:{sha}", "--json"))
+    marks = {a["user"]: a["trained_it"] for a in report["approvals"]}
+    assert marks == {"alice": True, "bob": False}
+    markdown = cli(env, "report", f"file:{sha}")
+    assert "| alice \\(trained it: not counted\\) |" in markdown
+    assert "| bob |" in markdown

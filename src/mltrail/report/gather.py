@@ -87,10 +87,7 @@ def gather_report(
         "training": _training(view),
         "finetune": _finetune(view),
         "validation": _validation(view),
-        "approvals": [
-            _event(r, ("stage", "decision", "note", "run"))
-            for r in entries["model.approved"]
-        ],
+        "approvals": _approvals(index, node, entries["model.approved"]),
         "promotions": [_promotion(index, r) for r in entries["model.promoted"]],
         "flags": open_flags,
         "cleared_flags": cleared_flags,
@@ -168,6 +165,21 @@ def _event(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
         "key": entry.sig.key if entry.sig else None,
     }
     return out | {k: body.get(k) for k in keys if body.get(k) is not None}
+
+
+def _approvals(index: Index, node: str, records: list[Any]) -> list[dict[str, Any]]:
+    """Each decision, with ``trained_it`` when its approver is one of the model's
+    trainers: such an approval never counts toward a gate, and the table must
+    say so beside the name."""
+    from mltrail.audit.governance import trainers
+
+    made_by = set(trainers(index, node))
+    found = []
+    for record in records:
+        event = _event(record, ("stage", "decision", "note", "run"))
+        event["trained_it"] = event["user"] in made_by
+        found.append(event)
+    return found
 
 
 def _promotion(index: Index, record: Any) -> dict[str, Any]:
