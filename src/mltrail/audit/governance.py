@@ -51,6 +51,8 @@ __all__ = [
     "approve_model",
     "check_stage",
     "describe_model",
+    "gate_at_promotion",
+    "gate_text",
     "governance_of",
     "model_card",
     "promotion_refusals",
@@ -64,6 +66,7 @@ __all__ = [
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NODE = re.compile(r"(model|file|data):[0-9a-f]{64}")
 _MAX_APPROVALS = 100
+_MAX_ALIASES = 500
 
 
 def check_stage(stage: str) -> str:
@@ -209,17 +212,32 @@ def approve_model(
     return body
 
 
-def trainers(index: Index, node: str) -> list[str]:
-    """The OS accounts that started the runs that wrote the model ``node``."""
+def trainers(index: Index, node: str, *, before: int | None = None) -> list[str]:
+    """The accounts that trained the model ``node`` (as recorded before seq
+    ``before``, when given): who started a run that wrote it, or wrote a folder
+    holding it (a weights file of a checkpoint folder is named by its path as a
+    ``file:``, and its trainer is still the folder's), and who signed the record
+    of such an output (a run with no recorded start still has its writer)."""
     kind, _, ident = node.partition(":")
     column = CONTENT_COLUMN[kind]
-    sql = (  # column is one of three names
-        "SELECT DISTINCT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
-        "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter') "
-        f"UNION SELECT run FROM data WHERE {column} = ? AND direction = 'out')"
+    upto = "" if before is None else " AND seq < ?"
+    outs = (  # column is one of three names; upto is fixed text
+        f"direction = 'out' AND ({column} = ? OR dataset IN "  # noqa: S608
+        f"(SELECT dataset FROM output_files WHERE sha256 = ?)){upto}"
     )
-    rows = index.query(sql, (ident if kind == "model" else "", ident))
-    return sorted(user for (user,) in rows)
+    sql = (
+        "SELECT r.user FROM runs r WHERE r.user IS NOT NULL AND r.id IN ("  # noqa: S608
+        "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter')"
+        f"{upto} UNION SELECT run FROM data WHERE {outs}) "
+        f"UNION SELECT user FROM data WHERE user IS NOT NULL AND {outs}"
+    )
+    first = ident if kind == "model" else ""
+    inner = ident if kind == "file" else ""
+    marks: tuple[Any, ...] = (
+        (ident, inner) if before is None else (ident, inner, before)
+    )
+    args = (first, *(() if before is None else (before,)), *marks, *marks)
+    return sorted({user for (user,) in index.query(sql, args)})
 
 
 def approvals(
@@ -237,7 +255,9 @@ def approvals(
     return _approvals(index, node, stage)
 
 
-def _approvals(index: Index, node: str, stage: str | None) -> list[dict[str, Any]]:
+def _approvals(
+    index: Index, node: str, stage: str | None, before: int | None = None
+) -> list[dict[str, Any]]:
     sql = (
         "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "
         "FROM approvals WHERE model = ?"
@@ -246,6 +266,9 @@ def _approvals(index: Index, node: str, stage: str | None) -> list[dict[str, Any
     if stage is not None:
         sql += " AND stage = ?"
         args.append(stage)
+    if before is not None:
+        sql += " AND seq < ?"
+        args.append(before)
     keys = (
         "seq",
         "stage",
@@ -261,7 +284,7 @@ def _approvals(index: Index, node: str, stage: str | None) -> list[dict[str, Any
         dict(zip(keys, row, strict=True))
         for row in index.query(sql + " ORDER BY seq", args)
     ]
-    made_by = set(trainers(index, node))
+    made_by = set(trainers(index, node, before=before))
     latest = {(a["stage"], a["user"]): a["seq"] for a in found}
     for a in found:
         a["self"] = a["user"] in made_by
@@ -270,20 +293,30 @@ def _approvals(index: Index, node: str, stage: str | None) -> list[dict[str, Any
     return found
 
 
-def approval_status(index: Index, node: str, stage: str) -> dict[str, Any]:
+def approval_status(
+    index: Index, node: str, stage: str, *, before: int | None = None
+) -> dict[str, Any]:
     """What the gate of ``stage`` says about ``node``: required, counted, blocked.
 
     ``approvers`` are the distinct accounts whose standing decision is approve and
     who did not train the model; ``rejected_by`` the accounts whose standing
-    decision is reject; ``ok`` when nobody rejects and enough approve.
+    decision is reject; ``ok`` when nobody rejects and enough approve, and, for a
+    gated stage, someone is recorded as having trained it: with no recorded
+    trainer nobody can be shown to be someone else. With ``before``, the same as
+    the records before that seq said it (the gate a promotion at ``before`` met).
     """
-    found = _approvals(index, node, stage)
+    found = _approvals(index, node, stage, before)
     standing: dict[str, dict[str, Any]] = {}
     for a in found:
         standing[a["user"]] = a
-    required = required_approvals(index, stage)
+    for a in _alias_decisions(index, node, stage, before):
+        own = standing.get(a["user"])
+        if own is None or own["seq"] < a["seq"]:
+            standing[a["user"]] = a  # a rejection of the same weights by another name
+    required = required_approvals(index, stage, before=before)
     approvers = sorted(u for u, a in standing.items() if a["counts"])
     rejected = sorted(u for u, a in standing.items() if a["decision"] == "reject")
+    made_by = trainers(index, node, before=before)
     return {
         "stage": stage,
         "required": required,
@@ -292,10 +325,125 @@ def approval_status(index: Index, node: str, stage: str) -> dict[str, Any]:
         "self_approved": sorted(
             u for u, a in standing.items() if a["self"] and a["decision"] == "approve"
         ),
-        "trainers": trainers(index, node),
+        "trainers": made_by,
         "rejections": [standing[u] for u in rejected],
-        "ok": not rejected and len(approvers) >= required,
+        "ok": not rejected
+        and len(approvers) >= required
+        and (required == 0 or bool(made_by)),
     }
+
+
+def same_weights(index: Index, node: str) -> list[str]:
+    """The other node ids of ``node``'s weights (at most :data:`_MAX_ALIASES`): of a
+    file, the folders a run wrote that hold it and their model fingerprints; of a
+    folder, its files, its fingerprint and the other folders with it; of a
+    fingerprint, its folders and their files."""
+    kind, _, ident = node.partition(":")
+    files = "SELECT 'file:' || sha256 FROM output_files WHERE dataset = ?"
+    folders = (
+        "SELECT 'data:' || dataset FROM data WHERE model = ? AND dataset IS NOT NULL"
+    )
+    prints = (
+        "SELECT 'model:' || model FROM data WHERE dataset = ? AND model IS NOT NULL"
+    )
+    found: dict[str, None] = {}
+
+    def add(sql: str, value: str) -> list[str]:
+        rows = index.query(f"{sql} LIMIT {_MAX_ALIASES}", (value,))
+        new = [other for (other,) in rows if other != node and other not in found]
+        found.update(dict.fromkeys(new))
+        return new
+
+    if kind == "file":
+        for folder in add(
+            "SELECT 'data:' || dataset FROM output_files WHERE sha256 = ?", ident
+        ):
+            add(prints, folder.partition(":")[2])
+    elif kind == "data":
+        add(files, ident)
+        for fingerprint in add(prints, ident):
+            add(folders, fingerprint.partition(":")[2])
+    elif kind == "model":
+        for folder in add(folders, ident):
+            add(files, folder.partition(":")[2])
+    return list(found)[:_MAX_ALIASES]
+
+
+def _alias_decisions(
+    index: Index, node: str, stage: str, before: int | None
+) -> list[dict[str, Any]]:
+    """Each person's newest decision on ``node``'s weights named otherwise, when
+    it is a rejection: a rejection of a checkpoint folder blocks the weights
+    file inside it named by its path (and so on), until that person approves.
+    Approvals by another name never count (a folder is more than one file)."""
+    aliases = same_weights(index, node)
+    if not aliases:
+        return []
+    marks = ", ".join("?" * len(aliases))
+    sql = (  # marks only
+        "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "  # noqa: S608
+        f"FROM approvals WHERE stage = ? AND model IN ({marks})"
+    )
+    args: list[Any] = [stage, *aliases]
+    if before is not None:
+        sql += " AND seq < ?"
+        args.append(before)
+    keys = ("seq", "stage", "decision", "note", "user", "claimed_user", "time",
+            "run", "key")  # fmt: skip
+    newest: dict[str, dict[str, Any]] = {}
+    for row in index.query(sql + " ORDER BY seq", args):
+        a = dict(zip(keys, row, strict=True))
+        newest[a["user"]] = a | {"self": False, "counts": False}
+    return [a for a in newest.values() if a["decision"] == "reject"]
+
+
+def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str, Any]:
+    """Whether the promotion recorded at ``seq`` met its stage's gate as the
+    records before it stood: the gate then, the approvers who counted, standing
+    rejections, the trainers, ``met``, and ``lowered`` (the ``stage.gated`` in
+    force, when it lowered the gate: seq, user, time, note, ``from``).
+
+    Judged from the records, never from the promotion's own ``approvals``: a
+    ``model.promoted`` appended by hand (the Python API, ``POST /entries``) or
+    racing a rejection says what its writer liked.
+    """
+    status = approval_status(index, node, stage, before=seq)
+    gate: dict[str, Any] = {
+        k: status[k] for k in ("required", "approvers", "rejected_by", "trainers")
+    }
+    gate["met"] = status["ok"]
+    rows = index.query(
+        "SELECT seq, required, user, time, note FROM gates WHERE stage = ? AND seq < ? "
+        "ORDER BY seq DESC LIMIT 2",
+        (stage, seq),
+    )
+    gate["lowered"] = None
+    if len(rows) == 2 and rows[0][1] < rows[1][1]:
+        keys = ("seq", "required", "user", "time", "note")
+        gate["lowered"] = dict(zip(keys, rows[0], strict=True)) | {"from": rows[1][1]}
+    return gate
+
+
+def gate_text(gate: dict[str, Any] | None) -> str:
+    """A promotion's gate (``gate_at_promotion``) in words ("" for none: a demotion)."""
+    if not gate:
+        return ""
+    have = f"{len(gate['approvers'])} of {gate['required']} approval(s)"
+    who = f" ({', '.join(gate['approvers'])})" if gate["approvers"] else ""
+    text = f"met: {have}{who}" if gate["met"] else f"NOT MET: {have}{who}"
+    if gate["rejected_by"]:
+        text += f"; rejected by {', '.join(gate['rejected_by'])}"
+    if gate["required"] and not gate["trainers"]:
+        text += "; no recorded trainer"
+    if gate["lowered"]:
+        low = gate["lowered"]
+        text += (
+            f"; gate lowered from {low['from']} to {low['required']} at seq {low['seq']} "
+            f"by {low['user'] or '?'}: {low['note'] or '(no note)'}"
+        )
+    if gate["met"] and not gate["required"] and not gate["lowered"]:
+        return "not gated"
+    return text
 
 
 # -- gates -------------------------------------------------------------------------
@@ -332,10 +480,13 @@ def set_gate(
     return body
 
 
-def required_approvals(index: Index, stage: str) -> int:
-    """How many approvals ``stage`` requires now (0 when it was never gated)."""
+def required_approvals(index: Index, stage: str, *, before: int | None = None) -> int:
+    """How many approvals ``stage`` requires now, or at seq ``before`` (0 when it
+    was never gated)."""
     rows = index.query(
-        "SELECT required FROM gates WHERE stage = ? ORDER BY seq DESC LIMIT 1", (stage,)
+        "SELECT required FROM gates WHERE stage = ? AND seq < ? ORDER BY seq DESC "
+        "LIMIT 1",
+        (stage, before if before is not None else 2**62),
     )
     return int(rows[0][0]) if rows else 0
 

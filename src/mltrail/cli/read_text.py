@@ -160,6 +160,26 @@ def _who(run: dict[str, Any]) -> str:
     return f"{user}@{run.get('host') or '?'}"
 
 
+def _print_gates(events: list[Promotion], found: dict[str, Any]) -> None:
+    """Each gated promotion's gate as the records before it stood, one line each:
+    a promotion ``promote`` did not record (by hand, racing a rejection) is NOT MET."""
+    from mltrail.audit.governance import gate_text
+
+    out = text_out()
+    for e in events:
+        gate = found.get(f"gate:{e.seq}")
+        text = gate_text(gate)
+        if not text or text == "not gated":
+            continue
+        shown = one_line(text)
+        out.line(
+            f"seq {e.seq}: ",
+            one_line(e.stage),
+            " gate ",
+            (shown, "yellow") if gate and not gate["met"] else shown,
+        )
+
+
 def print_history(
     events: list[Promotion], found: dict[str, Any], at: str | None
 ) -> None:
@@ -181,6 +201,7 @@ def print_history(
             for e in events
         ],
     )  # fmt: skip
-    print_governance(found)
+    _print_gates(events, found)
+    print_governance({k: v for k, v in found.items() if not k.startswith("gate:")})
     if at is not None:
         out.line("`mltrail trace MODEL` shows what made each of them", style="dim")

@@ -147,8 +147,9 @@ def model_history(
     open_home: Callable[[], Home], stage: str | None, at: str | None
 ) -> tuple[list[Any], dict[str, Any]]:
     """``mltrail model history``: the stage events (or holders at ``at``) and the
-    governance of their models."""
-    from mltrail.audit.governance import governance_of
+    governance of their models; each promotion's ``gate`` (whether it met its
+    stage's gate as the records before it stood) is under ``gate:<seq>``."""
+    from mltrail.audit.governance import gate_at_promotion, governance_of
     from mltrail.audit.query import parse_at
     from mltrail.record.stages import stage_history, stage_holders
 
@@ -161,6 +162,11 @@ def model_history(
         else:
             events = stage_history(index, stage=stage)
         found = governance_of(home, index, [e.model for e in events])
+        for e in events:
+            if e.action == "enter":
+                found[f"gate:{e.seq}"] = gate_at_promotion(
+                    index, e.seq, e.model, e.stage
+                )
     finally:
         home.close()
     return events, found
@@ -234,6 +240,7 @@ def with_governance(event: dict[str, Any], found: dict[str, Any]) -> dict[str, A
         "card": facts.get("card", {}),
         "open_flags": facts.get("open_flags", []),
         "approvals": facts.get("approvals", []),
+        "gate": found.get(f"gate:{event['seq']}"),
     }
 
 

@@ -53,7 +53,9 @@ def promote(
     flag (`mltrail flags`), and for a model whose run used uncommitted code, no
     git, or was not recorded, unless --override REASON. A stage gated with
     `mltrail model gate STAGE --require-approval N` also needs N approvals by
-    people other than whoever trained the model, and no standing rejection.
+    people other than whoever trained the model (so a recorded run must have
+    made it), and no standing rejection, of it or of the same weights by another
+    name (its folder, its weights file).
 
     \b
     Examples:
@@ -133,8 +135,11 @@ def history(
 
     This is the loan-inquiry question: the audit starts from a decision's date.
     From the model it names, `mltrail trace` tells what data and settings made it.
-    Each model's card (`mltrail model describe`), open flags and approvals follow
-    the table (in --json: `card`, `open_flags` and `approvals` of each event).
+    Each gated promotion's gate, judged from the records before it (NOT MET for
+    one `promote` would have refused: appended by hand, or racing a rejection;
+    a gate lowered just before it is named), and each model's card (`mltrail
+    model describe`), open flags and approvals follow the table (in --json:
+    `gate`, `card`, `open_flags` and `approvals` of each event).
 
     \b
     Examples:

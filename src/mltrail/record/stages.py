@@ -236,6 +236,15 @@ def _require_gate(node: str, stage: str, gate: dict[str, Any]) -> None:
             hint="another account runs `mltrail model approve MODEL --stage "
             f"{stage} --note ...`; --override does not lift a gate",
         )
+    if gate["required"] and not gate["trainers"]:
+        raise InputError(
+            f"{stage} requires {gate['required']} approval(s) of {node} by people other "
+            "than who trained it, and no recorded run made it: its approvers "
+            f"({', '.join(gate['approvers'])}) cannot be shown to be someone else",
+            hint="record the run that made or brought in the model (`mltrail run "
+            "--output ...`): whoever started it is its trainer; --override does not "
+            "lift a gate",
+        )
 
 
 def demote(

@@ -87,14 +87,8 @@ def gather_report(
         "training": _training(view),
         "finetune": _finetune(view),
         "validation": _validation(view),
-        "approvals": [
-            _event(r, ("stage", "decision", "note", "run"))
-            for r in entries["model.approved"]
-        ],
-        "promotions": [
-            _event(r, ("stage", "action", "note", "run", "replaces"))
-            for r in entries["model.promoted"]
-        ],
+        "approvals": _approvals(index, node, entries["model.approved"]),
+        "promotions": [_promotion(index, r) for r in entries["model.promoted"]],
         "flags": open_flags,
         "cleared_flags": cleared_flags,
         "sealed": [_event(r, ("runs", "reason")) for r in entries["model.sealed"]],
@@ -171,6 +165,36 @@ def _event(record: Any, keys: tuple[str, ...]) -> dict[str, Any]:
         "key": entry.sig.key if entry.sig else None,
     }
     return out | {k: body.get(k) for k in keys if body.get(k) is not None}
+
+
+def _approvals(index: Index, node: str, records: list[Any]) -> list[dict[str, Any]]:
+    """Each decision, with ``trained_it`` when its approver is one of the model's
+    trainers: such an approval never counts toward a gate, and the table must
+    say so beside the name."""
+    from mltrail.audit.governance import trainers
+
+    made_by = set(trainers(index, node))
+    found = []
+    for record in records:
+        event = _event(record, ("stage", "decision", "note", "run"))
+        event["trained_it"] = event["user"] in made_by
+        found.append(event)
+    return found
+
+
+def _promotion(index: Index, record: Any) -> dict[str, Any]:
+    """A promotion, and for an ``enter`` whether it met its stage's gate as the
+    records before it stood (``gate``): a ``model.promoted`` written by hand, or
+    one racing a rejection, is not what ``promote`` would have recorded."""
+    from mltrail.audit.governance import gate_at_promotion
+
+    event = _event(record, ("stage", "action", "note", "run", "replaces"))
+    body = record.entry.body
+    stage = body.get("stage")
+    if body.get("action", "enter") == "enter" and isinstance(stage, str):
+        node = f"{body.get('model_type', 'model')}:{body.get('model')}"
+        event["gate"] = gate_at_promotion(index, record.seq, node, stage)
+    return event
 
 
 def _description(records: list[Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import re
 from importlib import resources
 from typing import Any
 
+from mltrail.audit.governance import gate_text
 from mltrail.core.run_owner import describe_others
 from mltrail.errors import ConfigError
 from mltrail.report.svg import lineage_svg
@@ -74,6 +75,8 @@ def render_html(report: dict[str, Any], *, version: str = "") -> str:
         timestamp_text=timestamp_text,
         not_intact=not_intact_text(report["record_keeping"]),
         described=described_text,
+        gate_text=gate_text,
+        approver=approver_text,
         bundle_check=bundle_check_text,
         others_lines=lambda found: describe_others(found) if found else [],
     )
@@ -181,6 +184,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                     _record_keeping):  # fmt: skip
         out += section(report)
     return "\n".join(out)
+
+
+def approver_text(approval: dict[str, Any]) -> str:
+    """Who decided, and whether they trained the model (never counted then)."""
+    user = approval.get("user") or "(no user)"
+    return f"{user} (trained it: not counted)" if approval.get("trained_it") else user
 
 
 def bundle_check_text(bundle: dict[str, Any]) -> str:
@@ -379,7 +388,7 @@ def _approvals(r: dict[str, Any]) -> list[str]:
         return [*out, "_No approval recorded._", ""]
     return out + _table(
         ["seq", "time", "approver", "stage", "decision", "note"],
-        [[a["seq"], a["time"], a["user"], a.get("stage"), a.get("decision"),
+        [[a["seq"], a["time"], approver_text(a), a.get("stage"), a.get("decision"),
           a.get("note")] for a in r["approvals"]],
     )  # fmt: skip
 
@@ -389,9 +398,9 @@ def _promotions(r: dict[str, Any]) -> list[str]:
     if not r["promotions"]:
         return [*out, "_Never promoted._", ""]
     return out + _table(
-        ["seq", "time", "by", "stage", "action", "note"],
+        ["seq", "time", "by", "stage", "action", "note", "gate"],
         [[p["seq"], p["time"], p["user"], p.get("stage"), p.get("action"),
-          p.get("note")] for p in r["promotions"]],
+          p.get("note"), gate_text(p.get("gate")) or "-"] for p in r["promotions"]],
     )  # fmt: skip
 
 

@@ -1,0 +1,339 @@
+"""Attacks on approvals and gates, judged where an auditor reads them.
+
+A trainer who wants their own model promoted without independent approval:
+a ``model.promoted`` appended by hand (through the team server's ``POST
+/entries``, which a writer may do, or the Python API), a gate lowered just
+before a promotion and raised again after it, a promotion racing a rejection,
+and a model no recorded run made, approved by whoever brought it in. ``promote``
+is not the only writer of promotions, so ``model history`` and ``report`` judge
+each promotion against the records before it, never against what the entry
+says of itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from mltrail.audit.governance import approve_model, set_gate
+from mltrail.errors import InputError
+from mltrail.index import open_index
+from mltrail.ledger.home import init_home, open_home
+from mltrail.ledger.ledger import Draft
+from mltrail.record.stages import promote
+
+A = "/ledgers/team-a"
+CLEAN = {"vcs": "git", "commit": "1" * 40, "branch": "main", "dirty": False}
+
+
+def as_user(home, user: str) -> None:
+    home.ledger.actor = {"user": user, "uid": 1000, "host": "bank-ws"}
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", *args], env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def train(home, user: str, sha: str, run: str) -> None:
+    as_user(home, user)
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": f"train-{run}"}, run),
+        Draft("run.code", CLEAN, run),
+        Draft("run.artifact", {"path": f"/m/{run}.bin", "exists": True,
+                               "type": "file", "sha256": sha, "size": 3}, run),
+        Draft("run.ended", {"status": "succeeded"}, run),
+    ])  # fmt: skip
+
+
+@pytest.fixture
+def home(tmp_path):
+    init_home(tmp_path / "home", origin="test.mltrail.local/governance-attacks")
+    opened = open_home(tmp_path / "home")
+    yield opened
+    opened.close()
+
+
+def _env(home) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    return keep | {"MLTRAIL_HOME": str(home.path)}
+
+
+def _history(env: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
+    return (
+        json.loads(cli(env, "model", "history", "--json")),
+        cli(env, "model", "history"),
+    )
+
+
+def test_a_hand_made_promotion_through_the_server_is_shown_not_meeting_its_gate(
+    team_server,
+):
+    """A writer may append ``model.promoted`` through ``POST /entries``: the
+    server does not run ``promote``'s checks. Alice gated out by bob's gate of 2
+    appends a promotion of her own model claiming bob and carol approved it;
+    the auditor's ``model history`` and ``report`` showed it as any promotion."""
+    s = team_server
+    tag = uuid.uuid4().hex[:8]
+    alice, bob, stage = f"gov-alice-{tag}", f"gov-bob-{tag}", f"prod-{tag}"
+    sha = uuid.uuid4().hex * 2
+    run = f"gov-{tag}"
+    gated = s.entry(bob, "stage.gated",
+                    {"stage": stage, "require_approval": 2, "previous": 0})  # fmt: skip
+    status, answer = s.call("POST", f"{A}/entries", s.token("approver", bob),
+                            {"entries": [gated]})  # fmt: skip
+    assert status == 201, answer
+    bodies = [
+        ("run.started", {"source": "api", "name": "train"}, run),
+        ("run.code", CLEAN, run),
+        ("run.artifact", {"path": "/m/model.bin", "exists": True, "type": "file",
+                          "sha256": sha, "size": 3}, run),
+        ("run.ended", {"status": "succeeded"}, run),
+        ("model.promoted", {
+            "model": sha, "model_type": "file", "stage": stage, "action": "enter",
+            "run": run, "path": "/m/model.bin", "ref": "model.bin",
+            "note": "approved by the committee", "replaces": None,
+            "approvals": {"required": 2, "approvers": [bob, "carol"],
+                          "trainers": [alice]},
+        }, None),
+    ]  # fmt: skip
+    entries = [s.entry(alice, kind, body, run=r) for kind, body, r in bodies]
+    status, answer = s.call("POST", f"{A}/entries", s.token("writer", alice),
+                            {"entries": entries})  # fmt: skip
+    assert status == 201, answer
+
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env = keep | {
+        "MLTRAIL_URL": f"http://127.0.0.1:{s.port}{A}",
+        "MLTRAIL_TOKEN": s.token("auditor", f"gov-auditor-{tag}"),
+    }
+    events = json.loads(cli(env, "model", "history", "--stage", stage, "--json"))
+    [event] = events
+    assert event["gate"]["met"] is False
+    assert (event["gate"]["required"], event["gate"]["approvers"]) == (2, [])
+    assert event["gate"]["trainers"] == [alice]
+    text = cli(env, "model", "history", "--stage", stage)
+    assert "NOT MET: 0 of 2" in " ".join(text.split())
+    report = json.loads(cli(env, "report", f"file:{sha}", "--json"))
+    [promoted] = report["promotions"]
+    assert promoted["gate"]["met"] is False
+    markdown = cli(env, "report", f"file:{sha}")
+    assert "NOT MET: 0 of 2 approval" in markdown
+
+
+def test_a_gate_lowered_for_one_promotion_is_shown_beside_it(home):
+    """Lowering a gate needs a note, but ``model history`` and ``report`` never
+    showed the gate: a promotion under a gate lowered to 0 just before it, and
+    raised again just after, read like any promotion."""
+    sha = "a" * 64
+    train(home, "alice", sha, "run-a")
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=2, note="SR 11-7")
+    as_user(home, "alice")
+    set_gate(home, open_index(home), "production", require_approval=0,
+             note="hotfix window")  # fmt: skip
+    lowered_seq = home.ledger.head().size - 1
+    promote(home, open_index(home), f"file:{sha}", stage="production", note="go")
+    set_gate(home, open_index(home), "production", require_approval=2, note="back")
+    env = _env(home)
+    [event], text = _history(env)
+    assert event["gate"]["met"] is True
+    assert event["gate"]["lowered"]["seq"] == lowered_seq
+    assert (event["gate"]["lowered"]["from"], event["gate"]["required"]) == (2, 0)
+    assert event["gate"]["lowered"]["user"] == "alice"
+    flat = " ".join(text.split())
+    assert (
+        f"gate lowered from 2 to 0 at seq {lowered_seq} by alice: hotfix window" in flat
+    )
+    markdown = cli(env, "report", f"file:{sha}")
+    assert f"gate lowered from 2 to 0 at seq {lowered_seq} by alice" in markdown
+
+
+def test_a_promotion_racing_a_rejection_is_shown_not_meeting_its_gate(home):
+    """``promote`` reads the approvals, then appends: a rejection appended in
+    between (another process, another machine through the server) is not seen,
+    and the promotion is recorded after it. The readers judge it against every
+    record before it."""
+    sha = "b" * 64
+    train(home, "alice", sha, "run-b")
+    as_user(home, "bob")
+    approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                  note="VR-7 reviewed")  # fmt: skip
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    index = open_index(home)  # alice's promote has read the approvals here
+    other = open_home(home.path)
+    try:
+        as_user(other, "carol")
+        approve_model(other, open_index(other), f"file:{sha}", stage="production",
+                      note="bias test missing", reject=True)  # fmt: skip
+    finally:
+        other.close()
+    as_user(home, "alice")
+    promote(home, index, f"file:{sha}", stage="production", note="go")
+    [event], text = _history(_env(home))
+    assert event["gate"]["met"] is False
+    assert event["gate"]["rejected_by"] == ["carol"]
+    assert "NOT MET: 1 of 1 approval(s) (bob); rejected by carol" in " ".join(
+        text.split()
+    )
+
+
+def test_a_model_no_run_made_cannot_pass_a_gate_on_its_importers_approval(home):
+    """A model no recorded run made has no recorded trainer, so nobody's approval
+    was "self": alice trained it outside mltrail (or re-saved her own model, a
+    new fingerprint), approved it herself, and promoted it with --override,
+    which lifts "no recorded run made it" but was not to lift the gate."""
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "alice")
+    model = f"file:{'c' * 64}"
+    approve_model(home, open_index(home), model, stage="production", note="mine")
+    size = home.ledger.head().size
+    with pytest.raises(InputError, match="no recorded run made it") as caught:
+        promote(home, open_index(home), model, stage="production", note="go",
+                override="vendor model")  # fmt: skip
+    assert "--override does not lift a gate" in caught.value.hint
+    assert home.ledger.head().size == size
+    home.ledger.append("model.promoted", {  # what promote refused, by hand
+        "model": "c" * 64, "model_type": "file", "stage": "production",
+        "action": "enter", "run": None, "path": None, "ref": model, "note": "go",
+    })  # fmt: skip
+    [event], text = _history(_env(home))
+    assert event["gate"]["met"] is False
+    assert event["gate"]["approvers"] == ["alice"]
+    assert "no recorded trainer" in " ".join(text.split())
+
+
+def _trained_folder(tmp_path) -> Any:
+    """A git project whose ``train.py`` writes the checkpoint folder ``ckpt``,
+    trained once under ``mltrail run`` by this OS account; returns the CLI."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import pathlib\nd = pathlib.Path('ckpt'); d.mkdir(exist_ok=True)\n"
+        "(d / 'model.safetensors').write_bytes(b'weights' * 100)\n"
+        "(d / 'config.json').write_text('{}')\n"
+    )
+    (project / ".gitignore").write_text("ckpt/\n")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env = keep | {
+        "MLTRAIL_HOME": str(home), "GIT_CEILING_DIRECTORIES": str(tmp_path),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "train"]):
+        subprocess.run(["git", *args], cwd=project, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mltrail", *args], cwd=project, env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        return proc
+
+    run("init")
+    run("run", "--name", "train", "--output", "ckpt", "--",
+        sys.executable, "train.py")  # fmt: skip
+    run.home = home  # type: ignore[attr-defined]
+    run.project = project  # type: ignore[attr-defined]
+    return run
+
+
+def test_a_weights_file_of_a_trained_folder_keeps_its_trainer(tmp_path):
+    """The weights file of a checkpoint folder, named by its path, is a ``file:``
+    that no run wrote by itself: it had no trainer, so the trainer's own approval
+    of it counted, and --override lifted "no recorded run made it". Real
+    ``mltrail run`` from a git commit; the OS account is the trainer."""
+    run = _trained_folder(tmp_path)
+    run("model", "gate", "production", "--require-approval", "1", "--note", "4 eyes")
+    weights = "ckpt/model.safetensors"
+    approved = run("model", "approve", weights, "--stage", "production",
+                   "--note", "looks fine to me")  # fmt: skip
+    assert "does not count" in approved.stdout
+    refused = run("model", "promote", weights, "--stage", "production", "--note",
+                  "go", "--override", "weights file", code=2)  # fmt: skip
+    assert "requires 1 approval" in refused.stderr
+    assert "it has 0" in refused.stderr
+
+
+def test_a_rejection_of_a_folder_blocks_its_weights_file_named_by_path(tmp_path):
+    """A validator rejects the checkpoint folder; the trainer promotes the weights
+    file inside it, named by its path (another node, with no decision of its
+    own): the rejection did not block it. It does now, until the validator
+    approves."""
+    run = _trained_folder(tmp_path)
+    home = open_home(run.home)
+    try:
+        as_user(home, "validator")
+        approve_model(home, open_index(home), "ckpt", stage="production",
+                      note="bias test missing", reject=True,
+                      cwd=run.project)  # fmt: skip
+    finally:
+        home.close()
+    weights = "ckpt/model.safetensors"
+    refused = run("model", "promote", weights, "--stage", "production", "--note",
+                  "go", "--override", "weights file", code=2)  # fmt: skip
+    assert "validator rejected" in refused.stderr
+    home = open_home(run.home)
+    try:
+        as_user(home, "validator")
+        approve_model(home, open_index(home), "ckpt", stage="production",
+                      note="bias test added", cwd=run.project)  # fmt: skip
+    finally:
+        home.close()
+    run("model", "promote", weights, "--stage", "production", "--note", "go",
+        "--override", "weights file")  # fmt: skip
+
+
+def test_the_writer_of_an_output_in_a_run_with_no_start_is_a_trainer(home):
+    """Trainers were only the starters of runs that wrote the model: alice
+    recorded her model in a run with no ``run.started`` (any writer of a home
+    can), bob's export job recorded the same bytes in a run of his, and bob was
+    the only trainer: alice's own approval counted toward the gate."""
+    sha = "d" * 64
+    as_user(home, "alice")
+    home.ledger.append("run.artifact", {"path": "/m/mine.bin", "exists": True,
+                                        "type": "file", "sha256": sha, "size": 3},
+                       run="run-orphan")  # fmt: skip
+    train(home, "bob", sha, "run-export")
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "alice")
+    approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                  note="independent review")  # fmt: skip
+    with pytest.raises(InputError, match=r"requires 1 approval.*it has 0"):
+        promote(home, open_index(home), f"file:{sha}", stage="production",
+                note="go", override="orphan run")  # fmt: skip
+
+
+def test_the_report_says_which_approver_trained_the_model(home):
+    """The report's approvals table listed a trainer's own approval like any
+    other: a regulator reading "approve by alice" could not tell it never
+    counted."""
+    sha = "e" * 64
+    train(home, "alice", sha, "run-e")
+    for user in ("alice", "bob"):
+        as_user(home, user)
+        approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                      note=f"{user} reviewed VR-7")  # fmt: skip
+    env = _env(home)
+    report = json.loads(cli(env, "report", f"file:{sha}", "--json"))
+    marks = {a["user"]: a["trained_it"] for a in report["approvals"]}
+    assert marks == {"alice": True, "bob": False}
+    markdown = cli(env, "report", f"file:{sha}")
+    assert "| alice \\(trained it: not counted\\) |" in markdown
+    assert "| bob |" in markdown
