@@ -80,9 +80,9 @@ class Client:
 
 
 def start_server(
-    app_url: str, keys: Path, port: int, log: Path, workers: int
+    app_url: str, keys: Path, port: int, log: Path, workers: int, src: Path = SRC
 ) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env = dict(os.environ, PYTHONPATH=str(src))
     with log.open("ab") as out:
         process = subprocess.Popen(
             [

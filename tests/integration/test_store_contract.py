@@ -348,6 +348,88 @@ def test_rows_of_kinds(store: Store) -> None:
         assert row == by_seq[row.seq]
 
 
+def _keys_and_notes(store: Store) -> None:
+    """Genesis, notes 1-3, key.added 4, key.revoked 5, note 6."""
+    _fill(store, 3)
+    added = {
+        "alg": "ed25519",
+        "key": OTHER.key_id,
+        "public_key": encode_b64(OTHER.public_key),
+        "reason": "rotation",
+    }
+    revoked = {"key": SIGNER.key_id, "reason": "rotation", "replaced_by": OTHER.key_id}
+    store.append(
+        _sealer(
+            [_entry("key.added", added, 10), _entry("key.revoked", revoked, 11, OTHER)]
+        )
+    )
+    store.append(_sealer([_entry("note", {"text": "after"}, 12, OTHER)]))
+
+
+@pytest.mark.parametrize(
+    ("start", "keys", "notes"),
+    [
+        (0, [0, 4, 5], [1, 2, 3, 6]),
+        (1, [4, 5], [1, 2, 3, 6]),
+        (4, [4, 5], [6]),
+        (5, [5], [6]),
+        (6, [], [6]),
+        (7, [], []),
+        (1000, [], []),
+        (-3, [0, 4, 5], [1, 2, 3, 6]),
+    ],
+)
+def test_rows_of_kinds_from_a_seq(
+    store: Store, start: int, keys: list[int], notes: list[int]
+) -> None:
+    """``rows_of_kinds(kinds, start)``: the rows of those kinds with seq >=
+    start (what a writer's key ring reads after the key rows it applied)."""
+    _keys_and_notes(store)
+    kinds = ["key.added", "key.revoked"]
+    assert [r.seq for r in store.rows_of_kinds(kinds, start)] == keys
+    assert [r.seq for r in store.rows_of_kinds(["note"], start)] == notes
+    assert [r.seq for r in store.rows_of_kinds(kinds, start=start)] == keys
+    by_seq = {r.seq: r for r in store.rows()}
+    for row in store.rows_of_kinds(kinds, start):
+        assert row == by_seq[row.seq]
+
+
+def test_the_servers_cached_key_rows_are_read_from_a_seq(
+    postgres_database: str,
+) -> None:
+    """The server's store caches the key and lock rows every append reads and
+    fetches only newer ones: a read from a seq gives the cached rows from it,
+    and rows appended since (by another connection too)."""
+    from mltrail.server.ledgers import ServerStore
+
+    kinds = ("key.added", "key.revoked")
+    with throwaway_schema(postgres_database) as url:
+        store = ServerStore(url, create=True)
+        other = ServerStore(url)
+        try:
+            _keys_and_notes(store)
+            assert [r.seq for r in store.rows_of_kinds(kinds)] == [0, 4, 5]
+            assert [r.seq for r in store.rows_of_kinds(kinds, 5)] == [5]
+            assert [r.seq for r in store.rows_of_kinds(kinds, 6)] == []
+            added = {
+                "alg": "ed25519",
+                "key": SIGNER.key_id,
+                "public_key": encode_b64(SIGNER.public_key),
+                "reason": "again",
+            }
+            other.append(_sealer([_entry("key.added", added, 20, OTHER)]))
+            assert [r.seq for r in store.rows_of_kinds(kinds, 6)] == [7]
+            assert [r.seq for r in store.rows_of_kinds(kinds, 1)] == [4, 5, 7]
+            assert [r.seq for r in store.rows_of_kinds(kinds)] == [0, 4, 5, 7]
+            assert [r.seq for r in store.rows_of_kinds(["note"], 4)] == [6]
+            by_seq = {r.seq: r for r in other.rows()}
+            for row in store.rows_of_kinds(kinds, 4):
+                assert row == by_seq[row.seq]
+        finally:
+            other.close()
+            store.close()
+
+
 def test_node_returns_every_perfect_node(store: Store) -> None:
     _fill(store, 12)  # 13 leaves
     leaves = [hash_leaf(r.data) for r in store.rows()]

@@ -305,6 +305,10 @@ def test_rows_of_kinds(store, filled, monkeypatch):
         found = list(store.rows_of_kinds(kinds))
         assert found == [r for r in rows if _kind(r) in kinds], kinds
     assert list(store.rows_of_kinds([])) == []
+    for start in (0, 1, filled, filled + 3, len(rows) - 1, len(rows), len(rows) + 9):
+        for kinds in (["key.added"], ["key.added", "note"]):
+            found = list(store.rows_of_kinds(kinds, start))
+            assert found == [r for r in rows if _kind(r) in kinds and r.seq >= start]
 
 
 def test_every_perfect_merkle_node_is_readable(store, filled):

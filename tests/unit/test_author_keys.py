@@ -104,6 +104,30 @@ def test_the_log_keys_are_looked_up_again_when_a_key_is_added() -> None:
     assert ring == ring.__class__(dict(ring.keys), ring.genesis_key, ring.origin)
 
 
+def test_a_copy_of_the_ring_applies_records_without_changing_it() -> None:
+    """The writer applies an append's key records to a copy (and new key rows
+    to a copy of its ring): a revocation there must not revoke the key in the
+    ring copied, which the copy shares key states with."""
+    ledger = _ledger()
+    ring = ledger.keys()
+    before = ring.__class__(
+        {k: s.__class__(s.public_key, s.added_seq, s.revoked_seq, s.identity)
+         for k, s in ring.keys.items()},
+        ring.genesis_key,
+        ring.origin,
+    )  # fmt: skip
+    copied = ring.copy()
+    size = ledger.head().size
+    assert copied.apply(size, "key.revoked", {"key": BOB.key_id}, LOG.key_id) is None
+    assert copied.apply(size + 1, "key.added", _key_body(CAROL), LOG.key_id) is None
+    assert copied.keys[BOB.key_id].revoked_seq == size
+    assert ring == before
+    assert ring.keys[BOB.key_id].revoked_seq is None
+    assert CAROL.key_id not in ring.keys
+    assert set(copied.valid_keys(size + 2)) == {LOG.key_id, CAROL.key_id}
+    assert set(ring.valid_keys(size + 2)) == {LOG.key_id}
+
+
 @pytest.mark.parametrize(
     ("kind", "user", "code"),
     [

@@ -139,6 +139,9 @@ def test_kinds_are_read_from_the_signed_bytes(ledger: Ledger) -> None:
     pinned = pin_reads(ledger)
     assert [row.seq for row in pinned.rows_of_kinds(("key.added",))] == [0]
     assert [row.seq for row in pinned.rows_of_kinds(("note",))] == [1, 2, 3, 4]
+    assert [row.seq for row in pinned.rows_of_kinds(("note",), 3)] == [3, 4]
+    assert [row.seq for row in pinned.rows_of_kinds(("key.added",), 1)] == []
+    assert [row.seq for row in pinned.rows_of_kinds(("note",), 9)] == []
     assert ledger.keys().keys  # the key ring reads through it
 
 

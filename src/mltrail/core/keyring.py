@@ -166,6 +166,15 @@ class KeyRing(Value):
         """(how many keys there were, the log keys' ids among them): keys are
         only ever added, so the count tells when to look again."""
 
+    def copy(self) -> KeyRing:
+        """A ring that applies records without changing this one: the dict of
+        keys is copied, the states shared (a revocation replaces the state it
+        changes, never changes it in place), so a copy costs a dict copy
+        however many keys the ledger holds."""
+        ring = KeyRing(dict(self.keys), self.genesis_key, self.origin)
+        ring._log_ids = self._log_ids
+        return ring
+
     def _log_keys(self) -> tuple[str, ...]:
         """The ids of the log keys, without a walk over every author key each
         time: ``valid_keys`` is asked at every checkpoint a verification walks,
@@ -368,7 +377,10 @@ class KeyRing(Value):
                 f"key {key_id[:16]}... was already revoked at seq {state.revoked_seq}",
                 "key",
             )
-        state.revoked_seq = seq
+        # a new state, not this one changed: copies of the ring share states
+        self.keys[key_id] = KeyState(
+            state.public_key, state.added_seq, seq, identity=state.identity
+        )
         return None
 
 

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 from mltrail.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Collection, Iterable, Iterator
 
     from mltrail.core.codec import DecodedRecord
     from mltrail.core.entry import Record
     from mltrail.storage.base import Store, StoredRow
 
 __all__ = [
+    "checked_rows",
     "checked_rows_of_kinds",
     "checked_time_floor",
     "column_refusal",
@@ -34,17 +35,29 @@ __all__ = [
 
 
 def checked_rows_of_kinds(
-    store: Store, kinds: Collection[str]
+    store: Store, kinds: Collection[str], start: int = 0
 ) -> Iterator[tuple[StoredRow, DecodedRecord]]:
-    """The rows ``store`` lists as of ``kinds``, decoded, each checked to be of
-    one of them and at its seq by its signed bytes.
+    """The rows ``store`` lists as of ``kinds`` from seq ``start`` on, decoded,
+    each checked to be of one of them and at its seq by its signed bytes.
+
+    Raises:
+        IntegrityError: a row's kind column (or seq) disagrees with its bytes.
+    """
+    return checked_rows(store.rows_of_kinds(tuple(kinds), start), kinds)
+
+
+def checked_rows(
+    rows: Iterable[StoredRow], kinds: Collection[str]
+) -> Iterator[tuple[StoredRow, DecodedRecord]]:
+    """``rows`` (a store's answer to a read of ``kinds``) decoded and checked
+    as ``checked_rows_of_kinds`` checks them.
 
     Raises:
         IntegrityError: a row's kind column (or seq) disagrees with its bytes.
     """
     from mltrail.core.codec import decode_record
 
-    for row in store.rows_of_kinds(tuple(kinds)):
+    for row in rows:
         decoded = decode_record(row.data)
         record = decoded.record
         if record.seq != row.seq or record.entry.kind not in kinds:

@@ -66,11 +66,11 @@ if TYPE_CHECKING:
 
     from mltrail.core.chain import Batch, ChainHead
     from mltrail.core.checkpoint import Checkpoint, CheckpointSigner, SignedCheckpoint
-    from mltrail.core.codec import BlobRef
+    from mltrail.core.codec import BlobRef, DecodedRecord
     from mltrail.core.entry import Entry, Record, TemplateSigner
     from mltrail.core.report import StoredCheckpoint, VerificationReport
     from mltrail.ledger.remote_append import RemoteTrust
-    from mltrail.storage.base import NewBatch, Store, StoreHead
+    from mltrail.storage.base import NewBatch, Store, StoredRow, StoreHead
 
 __all__ = [
     "BlobPurgedError",
@@ -122,8 +122,11 @@ class Draft(Frozen):
 class _StaleKeysError(AppendConflictError):
     """The key ring changed under an append; refresh and retry."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, backwards: bool = False) -> None:
         super().__init__("the ledger's keys changed during the append")
+        self.backwards = backwards
+        """The store's key epoch is below the ring's: key rows it applied are
+        no longer listed (the store was rewritten), so read every one again."""
 
 
 class BlobPurgedError(InputError):
@@ -176,6 +179,10 @@ class Ledger:
         self.tolerance = tolerance
         self._keyring = KeyRing(origin=origin)
         self._key_epoch = -1
+        self._key_anchor: StoredRow | None = None
+        """The newest key row the ring was built from, as read: a refresh reads
+        the key rows from its seq on, and only when the store still lists it
+        first, with the same bytes, applies the later ones to the ring."""
         self._trusted_head: tuple[int, tuple[bytes, ...]] | None = None
         """(size, frontier) of a head this object checked or wrote: covered and signed."""
         self.writes = 0
@@ -364,8 +371,8 @@ class Ledger:
         for _ in range(5):
             try:
                 self.store.append(prepare)
-            except _StaleKeysError:
-                self._refresh_keys()
+            except _StaleKeysError as stale:
+                self._refresh_keys(full=stale.backwards)
                 continue
             batch = sealed[-1]
             self._trusted_head = (batch.head.size, batch.head.frontier)
@@ -408,11 +415,11 @@ class Ledger:
         from mltrail.core.pushed import PUSHED_KIND
 
         if head.key_epoch != self._key_epoch:
-            raise _StaleKeysError
+            raise _StaleKeysError(backwards=head.key_epoch < self._key_epoch)
         self._check_head(head)
         self._check_locks(entries, head.size)
         rotating = any(entry.kind in KEY_KINDS for entry in entries)
-        keyring = copy.deepcopy(self._keyring) if rotating else self._keyring
+        keyring = self._keyring.copy() if rotating else self._keyring
         for seq, entry in enumerate(entries, start=head.size):
             assert entry.sig is not None
             problem = _signer_problem(keyring, seq, entry)
@@ -585,14 +592,52 @@ class Ledger:
                 "hash-column",
             )
 
-    def _refresh_keys(self) -> None:
-        from mltrail.ledger.columns import checked_rows_of_kinds
+    def _refresh_keys(self, *, full: bool = False) -> None:
+        """Bring the key ring up to the store's key records.
 
-        keyring = KeyRing(origin=self.origin)
-        epoch = 0
+        The key rows after the newest one the ring was built from (its anchor)
+        are read, checked and applied to a copy of the ring: a key record costs
+        what it adds, not what the ledger holds (ADR 0025 amendment of
+        2026-12-08). Every key row is read and checked again, into a new ring,
+        when nothing was read yet, when ``full`` (the store's key epoch went
+        below the ring's), and when the read from the anchor does not start
+        with the anchor as it was read, or lists a row at or before a row it
+        already gave: the store was rewritten under this writer (a key row
+        relabelled, changed or taken away), or does not read from a seq.
+        """
+        from mltrail.ledger.columns import checked_rows
+
+        anchor = self._key_anchor
+        if not full and anchor is not None:
+            rows = self.store.rows_of_kinds(KEY_KINDS, anchor.seq)
+            first = next(rows, None)
+            if (
+                first is not None
+                and first.seq == anchor.seq
+                and first.data == anchor.data
+                and self._apply_key_rows(
+                    self._keyring.copy(), checked_rows(rows, KEY_KINDS), anchor
+                )
+            ):
+                return
+        rows = self.store.rows_of_kinds(KEY_KINDS)
+        self._apply_key_rows(KeyRing(origin=self.origin), checked_rows(rows, KEY_KINDS))
+
+    def _apply_key_rows(
+        self,
+        keyring: KeyRing,
+        rows: Iterator[tuple[StoredRow, DecodedRecord]],
+        anchor: StoredRow | None = None,
+    ) -> bool:
+        """Apply the checked key ``rows`` after ``anchor`` (None: every key row,
+        to a new ring) to ``keyring`` and make it the ledger's; False (nothing
+        changed) when a row is not after the one before it."""
+        epoch, last = (0, None) if anchor is None else (anchor.seq + 1, anchor)
         # a row listed as a key record must be one by its signed bytes (its kind
         # column can be changed without a key): else the writer refuses
-        for row, decoded in checked_rows_of_kinds(self.store, KEY_KINDS):
+        for row, decoded in rows:
+            if anchor is not None and row.seq < epoch:
+                return False
             entry = decoded.record.entry
             assert entry.sig is not None
             # a key record changes the keys only if its signature verifies (the
@@ -601,8 +646,9 @@ class Ledger:
             # with it, and have this ledger build on what they wrote
             if _key_record_signed(keyring, row.seq, entry, decoded.signing_bytes):
                 keyring.apply(row.seq, entry.kind, dict(entry.body), entry.sig.key)
-            epoch = row.seq + 1
-        self._keyring, self._key_epoch = keyring, epoch
+            epoch, last = row.seq + 1, row
+        self._keyring, self._key_epoch, self._key_anchor = keyring, epoch, last
+        return True
 
     def _require_signer(self) -> Signer:
         if self.signer is None:

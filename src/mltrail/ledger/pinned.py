@@ -280,17 +280,18 @@ class PinnedStore(Store):
         for row in self._rows(start, stop):
             yield ColumnRow(row.seq, row.hash, row.data)
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         """By the kind the pinned bytes say, not the store's kind column (which
         could leave a row out): the kinds were read off the records when they
         were pinned."""
         ids = {self._kind_ids[kind] for kind in kinds if kind in self._kind_ids}
-        if not ids:
+        if not ids or start >= self.size:
             return
-        seqs = [seq for seq, kind in enumerate(self._kinds) if kind in ids]
-        if len(seqs) * 64 > self.size:  # many: one pass over all is faster
+        kinds_read = self._kinds
+        seqs = [seq for seq in range(start, self.size) if kinds_read[seq] in ids]
+        if len(seqs) * 64 > self.size - start:  # many: one pass over all is faster
             wanted = set(seqs)
-            yield from (row for row in self._rows(0, None) if row.seq in wanted)
+            yield from (row for row in self._rows(start, None) if row.seq in wanted)
             return
         for seq in seqs:
             yield from self._rows(seq, seq + 1)

@@ -8,8 +8,10 @@ thread. Blob uploads are plain inserts and use a pooled connection.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
+import operator
 import queue
 import threading
 import time
@@ -47,6 +49,7 @@ __all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore", "Shares"]
 T = TypeVar("T")
 _CACHED_KINDS = (tuple(KEY_KINDS), (LOCK_KIND,))
 READERS_PER_LEDGER = 8
+_seq_of = operator.attrgetter("seq")
 CONTROL_CONNECTIONS = 8
 
 
@@ -139,11 +142,11 @@ class ServerStore(PostgresStore):
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, roles=KIND_ROLES, **options)
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         """Key and lock records, which every append reads, are cached and only
         the newer ones fetched (records are never updated or deleted)."""
         if kinds not in _CACHED_KINDS:
-            yield from super()._rows_of_kinds(kinds)
+            yield from super()._rows_of_kinds(kinds, start)
             return
         if self._kind_cache is None:
             self._kind_cache = {}
@@ -155,7 +158,7 @@ class ServerStore(PostgresStore):
             (list(kinds), after),
         ).fetchall()
         rows.extend(StoredRow(q, bytes(h), bytes(d)) for q, h, d in fresh)
-        yield from list(rows)
+        yield from rows[bisect.bisect_left(rows, start, key=_seq_of) :]
 
     def _write_batch(self, batch: NewBatch) -> None:
         """Records, Merkle nodes and the checkpoint in one statement (one round

@@ -390,10 +390,14 @@ class Store(ABC):
         with _as_store_error("read records"):
             yield from self._column_rows(start, stop)
 
-    def rows_of_kinds(self, kinds: Sequence[str]) -> Iterator[StoredRow]:
-        """Stored rows whose kind column is one of ``kinds``, in seq order."""
+    def rows_of_kinds(
+        self, kinds: Sequence[str], start: int = 0
+    ) -> Iterator[StoredRow]:
+        """Stored rows whose kind column is one of ``kinds``, in seq order, from
+        seq ``start`` on (a reader that kept what it read before asks only for
+        the rows after it: the writer's key ring)."""
         with _as_store_error("read records"):
-            yield from self._rows_of_kinds(tuple(kinds))
+            yield from self._rows_of_kinds(tuple(kinds), max(start, 0))
 
     def node_range(self, level: int, start: int, stop: int) -> dict[int, bytes]:
         """Stored Merkle nodes at ``level`` with ``start <= index < stop``, by index."""
@@ -545,7 +549,9 @@ class Store(ABC):
     @abstractmethod
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]: ...
     @abstractmethod
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]: ...
+    def _rows_of_kinds(
+        self, kinds: tuple[str, ...], start: int
+    ) -> Iterator[StoredRow]: ...
 
     def _append_head(self) -> StoreHead:
         return self._head()

@@ -368,9 +368,9 @@ class HttpStore(Store):
     def _rows(self, start: int, stop: int | None) -> Iterator[StoredRow]:
         yield from self._pages({"start": start, "stop": self._stop(stop)})
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         if kinds:
-            query = {"start": 0, "stop": self._stop(None), "kinds": ",".join(kinds)}
+            query = {"start": start, "stop": self._stop(None), "kinds": ",".join(kinds)}
             yield from self._pages(query)
 
     def _stop(self, stop: int | None) -> int | None:

@@ -103,9 +103,9 @@ class MemoryStore(Store):
             if row.seq >= start and (stop is None or row.seq < stop):
                 yield ColumnRow(row.seq, row.hash, row.data, kind, run, time)
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         for row, _, kind, _ in list(self._records):
-            if kind in kinds:
+            if kind in kinds and row.seq >= start:
                 yield row
 
     def _node(self, level: int, index: int) -> bytes | None:

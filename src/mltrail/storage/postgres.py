@@ -391,10 +391,11 @@ class PostgresStore(Store):
             )
             start = batch[-1][0] + 1
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         rows = self._conn.execute(
-            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) ORDER BY seq",
-            (list(kinds),),
+            "SELECT seq, hash, record FROM records WHERE kind = ANY(%s) "
+            "AND seq >= %s ORDER BY seq",
+            (list(kinds), start),
         ).fetchall()
         for s, h, d in rows:
             yield StoredRow(s, bytes(h), bytes(d))

@@ -329,12 +329,12 @@ class SQLiteStore(Store):
             )
             start = batch[-1][0] + 1
 
-    def _rows_of_kinds(self, kinds: tuple[str, ...]) -> Iterator[StoredRow]:
+    def _rows_of_kinds(self, kinds: tuple[str, ...], start: int) -> Iterator[StoredRow]:
         marks = ",".join("?" * len(kinds))
         cursor = self._conn.execute(
             "SELECT seq, CAST(hash AS BLOB), CAST(record AS BLOB) FROM records "  # noqa: S608
-            f"WHERE kind IN ({marks}) ORDER BY seq",
-            kinds,
+            f"WHERE kind IN ({marks}) AND seq >= ? ORDER BY seq",
+            (*kinds, start),
         )
         for s, h, d in cursor.fetchall():
             yield StoredRow(s, bytes(h), bytes(d))
