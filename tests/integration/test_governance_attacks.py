@@ -337,3 +337,58 @@ def test_the_report_says_which_approver_trained_the_model(home):
     markdown = cli(env, "report", f"file:{sha}")
     assert "| alice \\(trained it: not counted\\) |" in markdown
     assert "| bob |" in markdown
+
+
+# -- index.db edits and hidden names (review of 2026-12-08) ---------------------
+
+
+def _hand_promotion(home, sha: str, kind: str = "file") -> None:
+    """A ``model.promoted`` appended by hand: ``promote``'s checks never ran."""
+    home.ledger.append("model.promoted", {
+        "model": sha, "model_type": kind, "stage": "production", "action": "enter",
+        "run": None, "path": None, "ref": f"{kind}:{sha}", "note": "go",
+    })  # fmt: skip
+
+
+def test_decoy_folders_do_not_push_a_rejected_folder_past_the_name_cap(home):
+    """The other names of a weights file were listed up to 500, in the index's
+    order: alice recorded 500 folders holding her weights file, named to sort
+    before the folder the validator rejected, and promoted the file on bob's
+    approval; the rejection was never read."""
+    weights, config = "3c" * 32, "4d" * 32
+    rejected = "f" * 64
+    as_user(home, "alice")
+
+    def folder(dataset: str, extra: str) -> Draft:
+        manifest = home.ledger.put_blob(
+            b"".join(
+                json.dumps({"path": name, "sha256": sha, "size": 3}).encode() + b"\n"
+                for name, sha in (("model.bin", weights), ("config.json", extra))
+            )
+        )
+        return Draft("run.artifact", {
+            "path": f"/ckpt/{dataset[:8]}", "exists": True, "type": "directory",
+            "dataset": dataset, "files": 2, "bytes": 6, "manifest": manifest,
+        }, "run-ckpt")  # fmt: skip
+
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "train"}, "run-ckpt"),
+        Draft("run.code", CLEAN, "run-ckpt"),
+        folder(rejected, config),
+        Draft("run.ended", {"status": "succeeded"}, "run-ckpt"),
+    ])  # fmt: skip
+    as_user(home, "bob")
+    approve_model(home, open_index(home), f"file:{weights}", stage="production",
+                  note="VR-9 reviewed")  # fmt: skip
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "validator")
+    approve_model(home, open_index(home), f"data:{rejected}", stage="production",
+                  note="bias test missing", reject=True)  # fmt: skip
+    as_user(home, "alice")
+    for decoys in ([], [folder(f"{i:064x}", f"{i:064x}") for i in range(500)]):
+        if decoys:
+            home.ledger.append_many(decoys)
+        with pytest.raises(InputError, match="validator rejected"):
+            promote(home, open_index(home), f"file:{weights}", stage="production",
+                    note="go", override="weights file")  # fmt: skip

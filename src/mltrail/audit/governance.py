@@ -66,7 +66,6 @@ __all__ = [
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NODE = re.compile(r"(model|file|data):[0-9a-f]{64}")
 _MAX_APPROVALS = 100
-_MAX_ALIASES = 500
 
 
 def check_stage(stage: str) -> str:
@@ -333,40 +332,60 @@ def approval_status(
     }
 
 
+_SAME_WEIGHTS = {
+    # a file: the folders a run wrote that hold it, and their fingerprints
+    "file": "SELECT 'data:' || dataset FROM output_files WHERE sha256 = :id UNION "
+    "SELECT 'model:' || model FROM data WHERE model IS NOT NULL AND dataset IN "
+    "(SELECT dataset FROM output_files WHERE sha256 = :id)",
+    # a folder: its files, its fingerprint, and the other folders with it
+    "data": "SELECT 'file:' || sha256 FROM output_files WHERE dataset = :id UNION "
+    "SELECT 'model:' || model FROM data WHERE dataset = :id AND model IS NOT NULL "
+    "UNION SELECT 'data:' || dataset FROM data WHERE dataset IS NOT NULL AND model "
+    "IN (SELECT model FROM data WHERE dataset = :id AND model IS NOT NULL)",
+    # a fingerprint: its folders and their files
+    "model": "SELECT 'data:' || dataset FROM data WHERE model = :id AND dataset IS "
+    "NOT NULL UNION SELECT 'file:' || sha256 FROM output_files WHERE dataset IN "
+    "(SELECT dataset FROM data WHERE model = :id AND dataset IS NOT NULL)",
+}
+"""Queries of the other node ids of a node's weights, by its kind (``:id``: its
+id). Every name, never the first few: a cap in the index's order let 500 decoy
+folders holding a weights file hide the rejected folder beyond it."""
+
+
+def _same_weights_sql(kind: str) -> str | None:
+    """The query of the other names of a ``kind`` node's weights; None for none."""
+    return _SAME_WEIGHTS.get(kind)
+
+
 def same_weights(index: Index, node: str) -> list[str]:
-    """The other node ids of ``node``'s weights (at most :data:`_MAX_ALIASES`): of a
-    file, the folders a run wrote that hold it and their model fingerprints; of a
-    folder, its files, its fingerprint and the other folders with it; of a
-    fingerprint, its folders and their files."""
+    """The other node ids of ``node``'s weights (see :func:`_same_weights_sql`)."""
     kind, _, ident = node.partition(":")
-    files = "SELECT 'file:' || sha256 FROM output_files WHERE dataset = ?"
-    folders = (
-        "SELECT 'data:' || dataset FROM data WHERE model = ? AND dataset IS NOT NULL"
-    )
-    prints = (
-        "SELECT 'model:' || model FROM data WHERE dataset = ? AND model IS NOT NULL"
-    )
-    found: dict[str, None] = {}
+    sql = _same_weights_sql(kind)
+    if sql is None:
+        return []
+    rows = index.query(sql, {"id": ident})
+    return sorted(other for (other,) in rows if other != node)
 
-    def add(sql: str, value: str) -> list[str]:
-        rows = index.query(f"{sql} LIMIT {_MAX_ALIASES}", (value,))
-        new = [other for (other,) in rows if other != node and other not in found]
-        found.update(dict.fromkeys(new))
-        return new
 
-    if kind == "file":
-        for folder in add(
-            "SELECT 'data:' || dataset FROM output_files WHERE sha256 = ?", ident
-        ):
-            add(prints, folder.partition(":")[2])
-    elif kind == "data":
-        add(files, ident)
-        for fingerprint in add(prints, ident):
-            add(folders, fingerprint.partition(":")[2])
-    elif kind == "model":
-        for folder in add(folders, ident):
-            add(files, folder.partition(":")[2])
-    return list(found)[:_MAX_ALIASES]
+_DECISION = "seq, stage, decision, note, user, claimed_user, time, run, key"
+
+
+def _alias_rows_sql(node: str, before: int | None) -> tuple[str, dict[str, Any]] | None:
+    """The query of every decision for ``:stage`` on ``node``'s weights named
+    otherwise (recorded before ``before``), oldest first; None for no other names."""
+    kind, _, ident = node.partition(":")
+    names = _same_weights_sql(kind)
+    if names is None:
+        return None
+    sql = (  # fixed text: no value is formatted in
+        f"SELECT {_DECISION} FROM approvals WHERE stage = :stage AND "  # noqa: S608
+        f"model != :node AND model IN ({names})"
+    )
+    args: dict[str, Any] = {"id": ident, "node": node}
+    if before is not None:
+        sql += " AND seq < :before"
+        args["before"] = before
+    return sql + " ORDER BY seq", args
 
 
 def _alias_decisions(
@@ -376,22 +395,13 @@ def _alias_decisions(
     it is a rejection: a rejection of a checkpoint folder blocks the weights
     file inside it named by its path (and so on), until that person approves.
     Approvals by another name never count (a folder is more than one file)."""
-    aliases = same_weights(index, node)
-    if not aliases:
+    found = _alias_rows_sql(node, before)
+    if found is None:
         return []
-    marks = ", ".join("?" * len(aliases))
-    sql = (  # marks only
-        "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "  # noqa: S608
-        f"FROM approvals WHERE stage = ? AND model IN ({marks})"
-    )
-    args: list[Any] = [stage, *aliases]
-    if before is not None:
-        sql += " AND seq < ?"
-        args.append(before)
-    keys = ("seq", "stage", "decision", "note", "user", "claimed_user", "time",
-            "run", "key")  # fmt: skip
+    sql, args = found
+    keys = tuple(_DECISION.split(", "))
     newest: dict[str, dict[str, Any]] = {}
-    for row in index.query(sql + " ORDER BY seq", args):
+    for row in index.query(sql, args | {"stage": stage}):
         a = dict(zip(keys, row, strict=True))
         newest[a["user"]] = a | {"self": False, "counts": False}
     return [a for a in newest.values() if a["decision"] == "reject"]
