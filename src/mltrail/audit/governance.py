@@ -39,6 +39,7 @@ from mltrail.errors import InputError
 from mltrail.index.tables import DESCRIBED_FIELDS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from mltrail.index import Index
@@ -52,6 +53,7 @@ __all__ = [
     "check_stage",
     "describe_model",
     "gate_at_promotion",
+    "gate_rows_differ",
     "gate_text",
     "governance_of",
     "model_card",
@@ -432,6 +434,61 @@ def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str
         keys = ("seq", "required", "user", "time", "note")
         gate["lowered"] = dict(zip(keys, rows[0], strict=True)) | {"from": rows[1][1]}
     return gate
+
+
+def gate_rows_differ(
+    index: Index, promotions: Iterable[tuple[int, str, str]]
+) -> str | None:
+    """Whether the index rows the gates of these promotions (``(seq, node,
+    stage)``, in the order shown) are judged from agree with their records: every
+    ``gates`` row of their stages (one moved past a promotion changes its gate),
+    the decisions on each model's other names for its stage, and the rows of the
+    runs that wrote it (their starters and signers are its trainers). A model's
+    own decisions are checked by :func:`governance_of`. None when they agree.
+
+    ``index.db`` is unsigned: an edited ``required``, starter or decision made a
+    promotion that did not meet its gate read as met in ``model history``.
+    """
+    from mltrail.index.check import MAX_CHECKED_ROWS, runs_differ, seqs_differ
+
+    wanted = list(dict.fromkeys(promotions))
+    if not wanted or index.path is None:
+        return None
+    gate_seqs = [
+        seq
+        for stage in dict.fromkeys(stage for _, _, stage in wanted)
+        for (seq,) in index.query(
+            "SELECT seq FROM gates WHERE stage = ? ORDER BY seq", (stage,)
+        )
+    ]
+    for i in range(0, len(gate_seqs), MAX_CHECKED_ROWS):  # few: every one
+        problem = seqs_differ(index, gate_seqs[i : i + MAX_CHECKED_ROWS], ("gates",))
+        if problem:
+            return problem
+    decisions: list[int] = []
+    runs: list[str] = []
+    for node, stage in dict.fromkeys((node, stage) for _, node, stage in wanted):
+        found = _alias_rows_sql(node, None)
+        if found is not None:
+            sql, args = found
+            decisions += [row[0] for row in index.query(sql, args | {"stage": stage})]
+        runs += _writer_runs(index, node)
+    return seqs_differ(index, decisions, ("approvals",)) or runs_differ(index, runs)
+
+
+def _writer_runs(index: Index, node: str) -> list[str]:
+    """The runs whose rows make someone a trainer of ``node`` (see :func:`trainers`)."""
+    kind, _, ident = node.partition(":")
+    column = CONTENT_COLUMN.get(kind)
+    if column is None:
+        return []
+    sql = (  # column is one of three names
+        "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter') "  # noqa: S608
+        f"UNION SELECT run FROM data WHERE direction = 'out' AND ({column} = ? OR "
+        "dataset IN (SELECT dataset FROM output_files WHERE sha256 = ?))"
+    )
+    args = (ident if kind == "model" else "", ident, ident if kind == "file" else "")
+    return [run for (run,) in index.query(sql, args) if run]
 
 
 def gate_text(gate: dict[str, Any] | None) -> str:
