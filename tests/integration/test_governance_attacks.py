@@ -12,8 +12,10 @@ says of itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -337,3 +339,142 @@ def test_the_report_says_which_approver_trained_the_model(home):
     markdown = cli(env, "report", f"file:{sha}")
     assert "| alice \\(trained it: not counted\\) |" in markdown
     assert "| bob |" in markdown
+
+
+# -- index.db edits and hidden names (review of 2026-12-08) ---------------------
+
+
+def _hand_promotion(home, sha: str, kind: str = "file") -> None:
+    """A ``model.promoted`` appended by hand: ``promote``'s checks never ran."""
+    home.ledger.append("model.promoted", {
+        "model": sha, "model_type": kind, "stage": "production", "action": "enter",
+        "run": None, "path": None, "ref": f"{kind}:{sha}", "note": "go",
+    })  # fmt: skip
+
+
+def _edit_index(home, sql: str) -> None:
+    index = open_index(home)  # brought up to date, then edited behind its back
+    path = index.path
+    index.close()
+    conn = sqlite3.connect(path)
+    try:
+        changed = conn.execute(sql).rowcount
+        conn.commit()
+    finally:
+        conn.close()
+    assert changed > 0, sql
+
+
+def _history_after_edit(home) -> tuple[dict[str, Any], str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mltrail", "model", "history", "--json"],
+        env=_env(home), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [event] = json.loads(proc.stdout)
+    return event["gate"], proc.stderr
+
+
+def test_an_edited_gate_row_does_not_make_a_promotion_meet_its_gate(home):
+    """``model history`` judged each promotion from the ``gates`` rows of
+    ``index.db`` without checking them against their records: whoever can write
+    the home set the gate's ``required`` to 0, and a promotion appended by hand
+    under a gate of 2 read "not gated" (met), with no warning."""
+    sha = "1a" * 32
+    train(home, "alice", sha, "run-g")
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=2, note="SR 11-7")
+    as_user(home, "alice")
+    _hand_promotion(home, sha)
+    _edit_index(home, "UPDATE gates SET required = 0")
+    gate, stderr = _history_after_edit(home)
+    assert "disagreed with the signed records" in stderr
+    assert (gate["met"], gate["required"]) == (False, 2)
+
+
+def test_an_edited_trainer_row_does_not_count_the_trainers_approval(home):
+    """The trainers a promotion is judged with come from the ``runs`` and
+    ``data`` rows of the runs that wrote the model, which were not checked:
+    naming another starter and signer made alice's own approval count."""
+    sha = "2b" * 32
+    train(home, "alice", sha, "run-t")
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "alice")
+    approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                  note="mine")  # fmt: skip
+    _hand_promotion(home, sha)
+    _edit_index(home, "UPDATE runs SET user = 'zed' WHERE id = 'run-t'")
+    gate, stderr = _history_after_edit(home)
+    assert "disagreed with the signed records" in stderr
+    assert (gate["met"], gate["approvers"], gate["trainers"]) == (False, [], ["alice"])
+
+
+def test_an_edited_rejection_of_another_name_does_not_vanish(tmp_path):
+    """A rejection of the checkpoint folder blocks its weights file; the rows of
+    decisions on the other names were read from ``index.db`` unchecked: the
+    rejection edited into an approval let a hand-made promotion of the weights
+    file read as met."""
+    run = _trained_folder(tmp_path)
+    weights = hashlib.sha256(b"weights" * 100).hexdigest()
+    home = open_home(run.home)
+    try:
+        as_user(home, "validator")
+        approve_model(home, open_index(home), "ckpt", stage="production",
+                      note="bias test missing", reject=True,
+                      cwd=run.project)  # fmt: skip
+        as_user(home, "alice")
+        _hand_promotion(home, weights)
+        before, quiet = _history_after_edit(home)
+        assert (before["met"], before["rejected_by"]) == (False, ["validator"])
+        assert "disagreed" not in quiet  # the checks find nothing in a true index
+        _edit_index(home, "UPDATE approvals SET decision = 'approve'")
+        gate, stderr = _history_after_edit(home)
+    finally:
+        home.close()
+    assert "disagreed with the signed records" in stderr
+    assert (gate["met"], gate["rejected_by"]) == (False, ["validator"])
+
+
+def test_decoy_folders_do_not_push_a_rejected_folder_past_the_name_cap(home):
+    """The other names of a weights file were listed up to 500, in the index's
+    order: alice recorded 500 folders holding her weights file, named to sort
+    before the folder the validator rejected, and promoted the file on bob's
+    approval; the rejection was never read."""
+    weights, config = "3c" * 32, "4d" * 32
+    rejected = "f" * 64
+    as_user(home, "alice")
+
+    def folder(dataset: str, extra: str) -> Draft:
+        manifest = home.ledger.put_blob(
+            b"".join(
+                json.dumps({"path": name, "sha256": sha, "size": 3}).encode() + b"\n"
+                for name, sha in (("model.bin", weights), ("config.json", extra))
+            )
+        )
+        return Draft("run.artifact", {
+            "path": f"/ckpt/{dataset[:8]}", "exists": True, "type": "directory",
+            "dataset": dataset, "files": 2, "bytes": 6, "manifest": manifest,
+        }, "run-ckpt")  # fmt: skip
+
+    home.ledger.append_many([
+        Draft("run.started", {"source": "api", "name": "train"}, "run-ckpt"),
+        Draft("run.code", CLEAN, "run-ckpt"),
+        folder(rejected, config),
+        Draft("run.ended", {"status": "succeeded"}, "run-ckpt"),
+    ])  # fmt: skip
+    as_user(home, "bob")
+    approve_model(home, open_index(home), f"file:{weights}", stage="production",
+                  note="VR-9 reviewed")  # fmt: skip
+    as_user(home, "riskoffice")
+    set_gate(home, open_index(home), "production", require_approval=1, note="4 eyes")
+    as_user(home, "validator")
+    approve_model(home, open_index(home), f"data:{rejected}", stage="production",
+                  note="bias test missing", reject=True)  # fmt: skip
+    as_user(home, "alice")
+    for decoys in ([], [folder(f"{i:064x}", f"{i:064x}") for i in range(500)]):
+        if decoys:
+            home.ledger.append_many(decoys)
+        with pytest.raises(InputError, match="validator rejected"):
+            promote(home, open_index(home), f"file:{weights}", stage="production",
+                    note="go", override="weights file")  # fmt: skip

@@ -39,6 +39,7 @@ from mltrail.errors import InputError
 from mltrail.index.tables import DESCRIBED_FIELDS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from mltrail.index import Index
@@ -52,6 +53,7 @@ __all__ = [
     "check_stage",
     "describe_model",
     "gate_at_promotion",
+    "gate_rows_differ",
     "gate_text",
     "governance_of",
     "model_card",
@@ -66,7 +68,6 @@ __all__ = [
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NODE = re.compile(r"(model|file|data):[0-9a-f]{64}")
 _MAX_APPROVALS = 100
-_MAX_ALIASES = 500
 
 
 def check_stage(stage: str) -> str:
@@ -333,40 +334,60 @@ def approval_status(
     }
 
 
+_SAME_WEIGHTS = {
+    # a file: the folders a run wrote that hold it, and their fingerprints
+    "file": "SELECT 'data:' || dataset FROM output_files WHERE sha256 = :id UNION "
+    "SELECT 'model:' || model FROM data WHERE model IS NOT NULL AND dataset IN "
+    "(SELECT dataset FROM output_files WHERE sha256 = :id)",
+    # a folder: its files, its fingerprint, and the other folders with it
+    "data": "SELECT 'file:' || sha256 FROM output_files WHERE dataset = :id UNION "
+    "SELECT 'model:' || model FROM data WHERE dataset = :id AND model IS NOT NULL "
+    "UNION SELECT 'data:' || dataset FROM data WHERE dataset IS NOT NULL AND model "
+    "IN (SELECT model FROM data WHERE dataset = :id AND model IS NOT NULL)",
+    # a fingerprint: its folders and their files
+    "model": "SELECT 'data:' || dataset FROM data WHERE model = :id AND dataset IS "
+    "NOT NULL UNION SELECT 'file:' || sha256 FROM output_files WHERE dataset IN "
+    "(SELECT dataset FROM data WHERE model = :id AND dataset IS NOT NULL)",
+}
+"""Queries of the other node ids of a node's weights, by its kind (``:id``: its
+id). Every name, never the first few: a cap in the index's order let 500 decoy
+folders holding a weights file hide the rejected folder beyond it."""
+
+
+def _same_weights_sql(kind: str) -> str | None:
+    """The query of the other names of a ``kind`` node's weights; None for none."""
+    return _SAME_WEIGHTS.get(kind)
+
+
 def same_weights(index: Index, node: str) -> list[str]:
-    """The other node ids of ``node``'s weights (at most :data:`_MAX_ALIASES`): of a
-    file, the folders a run wrote that hold it and their model fingerprints; of a
-    folder, its files, its fingerprint and the other folders with it; of a
-    fingerprint, its folders and their files."""
+    """The other node ids of ``node``'s weights (see :func:`_same_weights_sql`)."""
     kind, _, ident = node.partition(":")
-    files = "SELECT 'file:' || sha256 FROM output_files WHERE dataset = ?"
-    folders = (
-        "SELECT 'data:' || dataset FROM data WHERE model = ? AND dataset IS NOT NULL"
-    )
-    prints = (
-        "SELECT 'model:' || model FROM data WHERE dataset = ? AND model IS NOT NULL"
-    )
-    found: dict[str, None] = {}
+    sql = _same_weights_sql(kind)
+    if sql is None:
+        return []
+    rows = index.query(sql, {"id": ident})
+    return sorted(other for (other,) in rows if other != node)
 
-    def add(sql: str, value: str) -> list[str]:
-        rows = index.query(f"{sql} LIMIT {_MAX_ALIASES}", (value,))
-        new = [other for (other,) in rows if other != node and other not in found]
-        found.update(dict.fromkeys(new))
-        return new
 
-    if kind == "file":
-        for folder in add(
-            "SELECT 'data:' || dataset FROM output_files WHERE sha256 = ?", ident
-        ):
-            add(prints, folder.partition(":")[2])
-    elif kind == "data":
-        add(files, ident)
-        for fingerprint in add(prints, ident):
-            add(folders, fingerprint.partition(":")[2])
-    elif kind == "model":
-        for folder in add(folders, ident):
-            add(files, folder.partition(":")[2])
-    return list(found)[:_MAX_ALIASES]
+_DECISION = "seq, stage, decision, note, user, claimed_user, time, run, key"
+
+
+def _alias_rows_sql(node: str, before: int | None) -> tuple[str, dict[str, Any]] | None:
+    """The query of every decision for ``:stage`` on ``node``'s weights named
+    otherwise (recorded before ``before``), oldest first; None for no other names."""
+    kind, _, ident = node.partition(":")
+    names = _same_weights_sql(kind)
+    if names is None:
+        return None
+    sql = (  # fixed text: no value is formatted in
+        f"SELECT {_DECISION} FROM approvals WHERE stage = :stage AND "  # noqa: S608
+        f"model != :node AND model IN ({names})"
+    )
+    args: dict[str, Any] = {"id": ident, "node": node}
+    if before is not None:
+        sql += " AND seq < :before"
+        args["before"] = before
+    return sql + " ORDER BY seq", args
 
 
 def _alias_decisions(
@@ -376,22 +397,13 @@ def _alias_decisions(
     it is a rejection: a rejection of a checkpoint folder blocks the weights
     file inside it named by its path (and so on), until that person approves.
     Approvals by another name never count (a folder is more than one file)."""
-    aliases = same_weights(index, node)
-    if not aliases:
+    found = _alias_rows_sql(node, before)
+    if found is None:
         return []
-    marks = ", ".join("?" * len(aliases))
-    sql = (  # marks only
-        "SELECT seq, stage, decision, note, user, claimed_user, time, run, key "  # noqa: S608
-        f"FROM approvals WHERE stage = ? AND model IN ({marks})"
-    )
-    args: list[Any] = [stage, *aliases]
-    if before is not None:
-        sql += " AND seq < ?"
-        args.append(before)
-    keys = ("seq", "stage", "decision", "note", "user", "claimed_user", "time",
-            "run", "key")  # fmt: skip
+    sql, args = found
+    keys = tuple(_DECISION.split(", "))
     newest: dict[str, dict[str, Any]] = {}
-    for row in index.query(sql + " ORDER BY seq", args):
+    for row in index.query(sql, args | {"stage": stage}):
         a = dict(zip(keys, row, strict=True))
         newest[a["user"]] = a | {"self": False, "counts": False}
     return [a for a in newest.values() if a["decision"] == "reject"]
@@ -422,6 +434,61 @@ def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str
         keys = ("seq", "required", "user", "time", "note")
         gate["lowered"] = dict(zip(keys, rows[0], strict=True)) | {"from": rows[1][1]}
     return gate
+
+
+def gate_rows_differ(
+    index: Index, promotions: Iterable[tuple[int, str, str]]
+) -> str | None:
+    """Whether the index rows the gates of these promotions (``(seq, node,
+    stage)``, in the order shown) are judged from agree with their records: every
+    ``gates`` row of their stages (one moved past a promotion changes its gate),
+    the decisions on each model's other names for its stage, and the rows of the
+    runs that wrote it (their starters and signers are its trainers). A model's
+    own decisions are checked by :func:`governance_of`. None when they agree.
+
+    ``index.db`` is unsigned: an edited ``required``, starter or decision made a
+    promotion that did not meet its gate read as met in ``model history``.
+    """
+    from mltrail.index.check import MAX_CHECKED_ROWS, runs_differ, seqs_differ
+
+    wanted = list(dict.fromkeys(promotions))
+    if not wanted or index.path is None:
+        return None
+    gate_seqs = [
+        seq
+        for stage in dict.fromkeys(stage for _, _, stage in wanted)
+        for (seq,) in index.query(
+            "SELECT seq FROM gates WHERE stage = ? ORDER BY seq", (stage,)
+        )
+    ]
+    for i in range(0, len(gate_seqs), MAX_CHECKED_ROWS):  # few: every one
+        problem = seqs_differ(index, gate_seqs[i : i + MAX_CHECKED_ROWS], ("gates",))
+        if problem:
+            return problem
+    decisions: list[int] = []
+    runs: list[str] = []
+    for node, stage in dict.fromkeys((node, stage) for _, node, stage in wanted):
+        found = _alias_rows_sql(node, None)
+        if found is not None:
+            sql, args = found
+            decisions += [row[0] for row in index.query(sql, args | {"stage": stage})]
+        runs += _writer_runs(index, node)
+    return seqs_differ(index, decisions, ("approvals",)) or runs_differ(index, runs)
+
+
+def _writer_runs(index: Index, node: str) -> list[str]:
+    """The runs whose rows make someone a trainer of ``node`` (see :func:`trainers`)."""
+    kind, _, ident = node.partition(":")
+    column = CONTENT_COLUMN.get(kind)
+    if column is None:
+        return []
+    sql = (  # column is one of three names
+        "SELECT run FROM models WHERE model = ? AND role IN ('output', 'adapter') "  # noqa: S608
+        f"UNION SELECT run FROM data WHERE direction = 'out' AND ({column} = ? OR "
+        "dataset IN (SELECT dataset FROM output_files WHERE sha256 = ?))"
+    )
+    args = (ident if kind == "model" else "", ident, ident if kind == "file" else "")
+    return [run for (run,) in index.query(sql, args) if run]
 
 
 def gate_text(gate: dict[str, Any] | None) -> str:

@@ -149,24 +149,30 @@ def model_history(
     """``mltrail model history``: the stage events (or holders at ``at``) and the
     governance of their models; each promotion's ``gate`` (whether it met its
     stage's gate as the records before it stood) is under ``gate:<seq>``."""
-    from mltrail.audit.governance import gate_at_promotion, governance_of
+    from mltrail.audit.governance import (
+        gate_at_promotion,
+        gate_rows_differ,
+        governance_of,
+    )
     from mltrail.audit.query import parse_at
+    from mltrail.index.check import repaired
     from mltrail.record.stages import stage_history, stage_holders
 
     home = open_home()
     try:
         index = open_index(home)
-        if at is not None:
-            holders = stage_holders(index, at=parse_at(at))
-            events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
-        else:
-            events = stage_history(index, stage=stage)
-        found = governance_of(home, index, [e.model for e in events])
-        for e in events:
-            if e.action == "enter":
-                found[f"gate:{e.seq}"] = gate_at_promotion(
-                    index, e.seq, e.model, e.stage
-                )
+        for _ in range(2):  # once more from a rebuilt index when a row disagreed
+            if at is not None:
+                holders = stage_holders(index, at=parse_at(at))
+                events = [p for s, p in sorted(holders.items()) if stage in (None, s)]
+            else:
+                events = stage_history(index, stage=stage)
+            found = governance_of(home, index, [e.model for e in events])
+            gated = [(e.seq, e.model, e.stage) for e in events if e.action == "enter"]
+            for seq, node, name in gated:
+                found[f"gate:{seq}"] = gate_at_promotion(index, seq, node, name)
+            if not repaired(index, gate_rows_differ(index, gated)):
+                break
     finally:
         home.close()
     return events, found

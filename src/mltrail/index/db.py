@@ -26,7 +26,7 @@ from mltrail.errors import StoreError
 from mltrail.index.tables import INDEX_VERSION, SCHEMA
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from mltrail.ledger.ledger import Ledger
@@ -231,8 +231,10 @@ class Index:
 
     # -- reading --------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
-        """Rows of a read query.
+    def query(
+        self, sql: str, params: tuple[Any, ...] | list[Any] | Mapping[str, Any] = ()
+    ) -> list[Any]:
+        """Rows of a read query (``params`` by position, or by name for ``:name``).
 
         Raises:
             StoreError: the index cannot be read (locked for too long, corrupt).
