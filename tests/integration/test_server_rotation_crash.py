@@ -387,3 +387,26 @@ def test_the_revoked_key_is_overwritten_past_an_old_key_name_linked_to_the_key_f
     assert left.strip(b"\0") == b"", "the revoked key's bytes were left"
     assert load_signer(keys / "team-a.key").key_id not in (old, result["revoked"])
     assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+def test_a_key_file_linked_to_its_old_name_is_not_destroyed(tmp_path: Path) -> None:
+    """``team-a.key`` a symbolic link to ``team-a.key.old``, the only file of
+    the valid log key (renamed there by whoever can write the key folder):
+    finishing a rotation must not take ``.old`` for a second name of the key
+    file. Before: the link was followed, ``.old`` passed for one and was
+    overwritten and deleted: the ledger's only valid log key was gone."""
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server.control import _served_ledger, _served_row, init_ledger
+    from mltrail.server.log_key import finish_rotation
+
+    keys = tmp_path / "keys"
+    key, old = keys / "team-a.key", keys / "team-a.key.old"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        key.rename(old)
+        key.symlink_to(old.name)
+        with _served_ledger(url, _served_row(url, "team-a"), None) as served:
+            finish_rotation(keys, "team-a", served, None)
+            valid = served.keys().valid_keys(served.head().size)
+    assert old.exists(), "the only valid log key was destroyed"
+    assert load_signer(old).key_id in valid
