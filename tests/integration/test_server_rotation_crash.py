@@ -315,3 +315,98 @@ def test_a_refused_rotation_leaves_no_new_key(tmp_path: Path) -> None:
         with pytest.raises(MltrailError):
             rotate_log_key(url, "team-a", keys)
     assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+def test_an_old_key_name_linked_to_the_key_file_moves_the_revoked_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``.key.old`` that is a symbolic link to ``team-a.key``, put there by
+    whoever can write the key folder while a rotation runs, is not a second
+    name of the old key. Before: it passed for one (the link was followed), no
+    second name was made, the new key was renamed over the key file, and
+    ``--move-old-key`` copied the NEW key (valid, the one the server signs
+    with) out of the key folder as the revoked one; the revoked key was lost."""
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server import log_key
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    keys = tmp_path / "keys"
+    moved = tmp_path / "offline" / "old.key"
+    real = log_key.finish_rotation
+
+    def finish(folder: Path, name: str, *args: Any, **kwargs: Any) -> list[str]:
+        done = real(folder, name, *args, **kwargs)
+        os.symlink(f"{name}.key", folder / f"{name}.key.old")
+        return done
+
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        old = load_signer(keys / "team-a.key").key_id
+        monkeypatch.setattr(log_key, "finish_rotation", finish)
+        result = rotate_log_key(url, "team-a", keys, move_old_key_to=moved)
+    assert result["revoked"] == old
+    assert load_signer(moved).key_id == old
+    assert load_signer(keys / "team-a.key").key_id == result["added"]
+    assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+def test_the_revoked_key_is_overwritten_past_an_old_key_name_linked_to_the_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotation stored but not put in place, then a ``.key.old`` symbolic
+    link to ``team-a.key``: the next command finishes the rotation and the
+    revoked key's file is overwritten. Before: the link passed for a second
+    name, the new key was renamed over the old one's only name and the link
+    removed: the revoked key's bytes were left as they were."""
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server import log_key
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    class KilledError(Exception):
+        pass
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KilledError
+
+    keys = tmp_path / "keys"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        old = load_signer(keys / "team-a.key").key_id
+        with monkeypatch.context() as patch:
+            patch.setattr(log_key, "swap_in_new_key", killed)
+            with pytest.raises(KilledError):
+                rotate_log_key(url, "team-a", keys)
+        os.symlink("team-a.key", keys / "team-a.key.old")
+        fd = os.open(keys / "team-a.key", os.O_RDONLY)
+        try:
+            result = rotate_log_key(url, "team-a", keys)
+            left = os.pread(fd, 4096, 0)
+        finally:
+            os.close(fd)
+    assert result["finished"], result
+    assert left.strip(b"\0") == b"", "the revoked key's bytes were left"
+    assert load_signer(keys / "team-a.key").key_id not in (old, result["revoked"])
+    assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+def test_a_key_file_linked_to_its_old_name_is_not_destroyed(tmp_path: Path) -> None:
+    """``team-a.key`` a symbolic link to ``team-a.key.old``, the only file of
+    the valid log key (renamed there by whoever can write the key folder):
+    finishing a rotation must not take ``.old`` for a second name of the key
+    file. Before: the link was followed, ``.old`` passed for one and was
+    overwritten and deleted: the ledger's only valid log key was gone."""
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server.control import _served_ledger, _served_row, init_ledger
+    from mltrail.server.log_key import finish_rotation
+
+    keys = tmp_path / "keys"
+    key, old = keys / "team-a.key", keys / "team-a.key.old"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        key.rename(old)
+        key.symlink_to(old.name)
+        with _served_ledger(url, _served_row(url, "team-a"), None) as served:
+            finish_rotation(keys, "team-a", served, None)
+            valid = served.keys().valid_keys(served.head().size)
+    assert old.exists(), "the only valid log key was destroyed"
+    assert load_signer(old).key_id in valid

@@ -128,6 +128,25 @@ def test_a_copy_of_the_ring_applies_records_without_changing_it() -> None:
     assert set(ring.valid_keys(size + 2)) == {LOG.key_id}
 
 
+def test_a_ring_keys_gave_cannot_change_the_writers_ring() -> None:
+    """The writer keeps its ring from one key record to the next and shares
+    key states between its copies: a caller that changes the ring ``keys()``
+    gave (applies a record to it, changes a key's state) must not change the
+    writer's. Before: ``keys()`` gave the writer's own ring, so a revocation
+    applied to it, or a state changed in place, was the writer's from then on
+    (its appends refused, or checked against keys the ledger never revoked)."""
+    ledger = _ledger()
+    size = ledger.head().size
+    ring = ledger.keys()
+    assert ring.apply(size, "key.revoked", {"key": LOG.key_id}, LOG.key_id) is None
+    assert ledger.keys().keys[LOG.key_id].revoked_seq is None
+    state = ledger.keys().keys[BOB.key_id]
+    with pytest.raises(AttributeError):
+        state.revoked_seq = size  # type: ignore[misc]
+    assert ledger.keys().keys[BOB.key_id].revoked_seq is None
+    ledger.append("note", {"text": "the writer's ring is its own"})
+
+
 @pytest.mark.parametrize(
     ("kind", "user", "code"),
     [

@@ -23,7 +23,7 @@ from mltrail.core.signing import (
     is_valid_public_key,
     verify_signature,
 )
-from mltrail.values import Value
+from mltrail.values import Frozen, Value
 
 if TYPE_CHECKING:
     from mltrail.core.signing import Signer
@@ -110,10 +110,15 @@ class KeyProblem(str):
         return problem
 
 
-class KeyState(Value):
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
+
+
+class KeyState(Frozen):
     """A key as the ledger knows it: when it was added and, if so, revoked.
 
     ``identity`` is the ``actor.user`` an author key signs for; None for a log key.
+    Frozen: copies of a ring share their states (:meth:`KeyRing.copy`), so a
+    revocation puts a new state in the ring that applies it.
     """
 
     __slots__ = __match_args__ = ("public_key", "added_seq", "revoked_seq", "identity")
@@ -129,10 +134,10 @@ class KeyState(Value):
         revoked_seq: int | None = None,
         identity: str | None = None,
     ) -> None:
-        self.public_key = public_key
-        self.added_seq = added_seq
-        self.revoked_seq = revoked_seq
-        self.identity = identity
+        _set(self, "public_key", public_key)
+        _set(self, "added_seq", added_seq)
+        _set(self, "revoked_seq", revoked_seq)
+        _set(self, "identity", identity)
 
     @property
     def is_log_key(self) -> bool:

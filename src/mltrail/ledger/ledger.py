@@ -927,9 +927,10 @@ class Ledger:
         return new_id if signed else None
 
     def keys(self) -> KeyRing:
-        """The key ring as of the newest record."""
+        """The key ring as of the newest record: a copy, which the caller may
+        change without changing the ring this writer checks appends with."""
         self._refresh_keys()
-        return self._keyring
+        return self._keyring.copy()
 
     # -- reading -----------------------------------------------------------
 

@@ -76,6 +76,8 @@ def swap_in_new_key(keys: Path, name: str) -> None:
     from mltrail.ledger.keystore import fsync_dir
 
     key, new, old = key_paths(keys, name)
+    if old.is_symlink():  # no name a rotation made: it would lead to the new key
+        _remove_link(old)
     if key.exists():
         if os.path.lexists(old):
             if not _same(key, old):
@@ -107,8 +109,9 @@ def finish_rotation(
     valid now; with no ``NAME.key`` (an older mltrail destroyed it before the
     rename), when its key is a valid log key a rotation added. Then
     ``NAME.key.old`` is destroyed: it holds the revoked key, or is a second
-    name of ``NAME.key`` (only the name is removed). One holding a key valid
-    now is left, with a warning.
+    name of ``NAME.key`` (only the name is removed), or a symbolic link (only
+    the link is removed: it is never taken for the old key). One holding a key
+    valid now is left, with a warning.
 
     Raises:
         AuthError: a key file is encrypted and the password does not open it.
@@ -175,11 +178,23 @@ def current_log_key(
 
 
 def _same(a: Path, b: Path) -> bool:
-    """True when both names lead to one file (a missing one: False)."""
+    """True when ``a`` and ``b`` are two names of one file (a hard link, as
+    :func:`swap_in_new_key` makes); a missing one: False. A symbolic link is
+    not followed: ``NAME.key.old`` linked to ``NAME.key`` is no second name of
+    the old key (once the new key is renamed in, it leads to the new one)."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samestat(os.lstat(a), os.lstat(b))
     except OSError:
         return False
+
+
+def _remove_link(path: Path) -> None:
+    """Remove the symbolic link ``path`` (never what it leads to), synced."""
+    from mltrail.ledger.keystore import fsync_dir
+
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fsync_dir(path.parent)
 
 
 def _load(path: Path, password: bytes | None) -> Ed25519Signer | None:
@@ -220,6 +235,10 @@ def _dispose_old(
     """Destroy ``NAME.key.old`` unless it holds a key valid now (warned)."""
     from mltrail.ledger.keystore import destroy_key_file
 
+    if old.is_symlink():  # no key file of a rotation: the link goes, not its file
+        _remove_link(old)
+        done.append(f"removed {old.name}, a symbolic link")
+        return
     try:
         held = _load(old, password)
     except AuthError:
