@@ -410,3 +410,36 @@ def test_a_key_file_linked_to_its_old_name_is_not_destroyed(tmp_path: Path) -> N
             valid = served.keys().valid_keys(served.head().size)
     assert old.exists(), "the only valid log key was destroyed"
     assert load_signer(old).key_id in valid
+
+
+def test_a_rotation_stops_before_the_store_when_a_valid_key_is_in_the_old_name(
+    tmp_path: Path,
+) -> None:
+    """``team-a.key`` a link to ``team-a.key.old``, the valid key's only file:
+    finishing leaves ``.old`` in place (it holds a key valid now), and a rotation
+    must refuse before it stores anything. Before: the rotation was stored, then
+    stopped at ``.old`` ("in the way"), its new key left as ``.key.new``."""
+    from mltrail.errors import ConfigError
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server.control import (
+        _served_ledger,
+        _served_row,
+        init_ledger,
+        rotate_log_key,
+    )
+
+    keys = tmp_path / "keys"
+    key, old = keys / "team-a.key", keys / "team-a.key.old"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        key_id = load_signer(key).key_id
+        key.rename(old)
+        key.symlink_to(old.name)
+        with pytest.raises(ConfigError, match="before anything is stored"):
+            rotate_log_key(url, "team-a", keys, reason="test")
+        with _served_ledger(url, _served_row(url, "team-a"), None) as served:
+            ring = served.keys()
+            size = served.head().size
+    assert list(ring.valid_keys(size)) == [key_id], "a rotation was stored"
+    assert not (keys / "team-a.key.new").exists()
+    assert load_signer(old).key_id == key_id

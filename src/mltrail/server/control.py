@@ -10,6 +10,7 @@ enters the database.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,6 +281,15 @@ def rotate_log_key(
                 f"{new_path} holds no key the ledger added: a rotation was "
                 "stopped before it stored its records (the ledger never added it)",
                 hint="delete it, then rotate again",
+            )
+        if os.path.lexists(old_path) and not old_path.is_symlink():
+            # finish_rotation left it: it holds a key valid now, and the swap
+            # after the store would stop at it (a rotation stored, its files not)
+            raise ConfigError(
+                f"{old_path} holds a log key valid now, where a rotation puts the "
+                "revoked key: refusing to rotate before anything is stored",
+                hint=f"make {key_path} the key file of the key the server signs "
+                f"with (not a link to {old_path.name}), then rotate again",
             )
         new = generate_signer()
         save_signer(new, new_path, password)
