@@ -51,6 +51,7 @@ __all__ = [
     "approvals",
     "approve_model",
     "check_stage",
+    "checked_approval_status",
     "describe_model",
     "gate_at_promotion",
     "gate_rows_differ",
@@ -334,6 +335,34 @@ def approval_status(
     }
 
 
+def checked_approval_status(
+    index: Index, node: str, stage: str, *, complete: bool = False
+) -> dict[str, Any]:
+    """:func:`approval_status` now, from rows checked against their records.
+
+    ``index.db`` is unsigned: an edited ``required``, decision or trainer row
+    made a model that does not meet its gate read as allowed, and ``promote``
+    signed its promotion. Checked first: the model's own decisions
+    (``node_rows_differ``) and the rows its gate is judged from
+    (:func:`gate_rows_differ`); with ``complete``, also every ``stage.gated``
+    and ``model.approved`` record of ``stage`` against the index, so a row
+    *deleted* from ``index.db`` (a gate, a rejection) is found too (reads every
+    decision of the stage: what ``promote`` signs from). On a difference the
+    index is rebuilt (with a warning on stderr) and the status read from it.
+    """
+    from mltrail.index.check import kind_rows_differ, node_rows_differ, repaired
+
+    problem = node_rows_differ(index, [node]) or gate_rows_differ(
+        index, [(-1, node, stage)]
+    )
+    if problem is None and complete:
+        problem = kind_rows_differ(
+            index, "stage.gated", "gates", stage=stage
+        ) or kind_rows_differ(index, "model.approved", "approvals", stage=stage)
+    repaired(index, problem)
+    return approval_status(index, node, stage)
+
+
 _SAME_WEIGHTS = {
     # a file: the folders a run wrote that hold it, and their fingerprints
     "file": "SELECT 'data:' || dataset FROM output_files WHERE sha256 = :id UNION "
@@ -527,6 +556,11 @@ def set_gate(
     check_stage(stage)
     if not 0 <= require_approval <= _MAX_APPROVALS:
         raise InputError(f"--require-approval must be 0 to {_MAX_APPROVALS}")
+    from mltrail.index.check import kind_rows_differ, repaired
+
+    # the signed body says what it changed, and lowering needs a note: both from
+    # the stage's gates rows as its records give them, never an edited index.db
+    repaired(index, kind_rows_differ(index, "stage.gated", "gates", stage=stage))
     previous = required_approvals(index, stage)
     if previous == require_approval:
         raise InputError(f"{stage} already requires {previous} approval(s)")
@@ -559,7 +593,14 @@ def required_approvals(index: Index, stage: str, *, before: int | None = None) -
 
 
 def stage_gates(index: Index, *, history: bool = False) -> list[dict[str, Any]]:
-    """Each stage's gate now (or, with ``history``, every change), by stage."""
+    """Each stage's gate now (or, with ``history``, every change), by stage.
+
+    The ``gates`` rows are checked against every ``stage.gated`` record first
+    (an edited, inserted or deleted row; few records); on a difference the
+    index is rebuilt, with a warning on stderr, and read again."""
+    from mltrail.index.check import kind_rows_differ, repaired
+
+    repaired(index, kind_rows_differ(index, "stage.gated", "gates"))
     keys = ("seq", "stage", "require_approval", "note", "time", "user")
     rows = index.query(
         "SELECT seq, stage, required, note, time, user FROM gates ORDER BY stage, seq"
