@@ -459,10 +459,45 @@ def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str
         (stage, seq),
     )
     gate["lowered"] = None
+    keys = ("seq", "required", "user", "time", "note")
     if len(rows) == 2 and rows[0][1] < rows[1][1]:
-        keys = ("seq", "required", "user", "time", "note")
         gate["lowered"] = dict(zip(keys, rows[0], strict=True)) | {"from": rows[1][1]}
+    in_force = dict(zip(keys, rows[0], strict=True)) if rows else {}
+    gate["set_after"] = _set_after(index, seq, in_force)
     return gate
+
+
+def _set_after(
+    index: Index, seq: int, in_force: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The gate in force at the promotion ``seq`` when it is dated after the
+    promotion (``pushed``: the seq of the ``ledger.pushed`` header whose window
+    holds the promotion, else None), or None.
+
+    Gates are judged by seq, the ledger's own order: a promotion recorded
+    offline, where its ``promote`` checked the gate that ledger knew, and pushed
+    after someone changed the gate here, is judged by the gate it reached. That
+    stays the rule (entry times are what its writer's clock said); this says
+    why such a promotion reads NOT MET although it came first in time."""
+    from mltrail.core.chain import is_later
+
+    if not in_force:
+        return None
+    mine = index.query("SELECT time FROM promotions WHERE seq = ?", (seq,))
+    if not mine or not is_later(in_force["time"], mine[0][0]):
+        return None
+    header = index.query(
+        "SELECT seq FROM records WHERE kind = 'ledger.pushed' AND seq < ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (seq,),
+    )
+    pushed = None
+    if header:
+        body = index.ledger.record(header[0][0]).entry.body
+        count = body.get("count")
+        if isinstance(count, int) and seq <= header[0][0] + count:
+            pushed = header[0][0]
+    return in_force | {"promoted": mine[0][0], "pushed": pushed}
 
 
 def gate_rows_differ(
@@ -536,6 +571,19 @@ def gate_text(gate: dict[str, Any] | None) -> str:
         text += (
             f"; gate lowered from {low['from']} to {low['required']} at seq {low['seq']} "
             f"by {low['user'] or '?'}: {low['note'] or '(no note)'}"
+        )
+    later = gate.get("set_after")
+    if later and not gate["met"]:
+        how = (
+            f"pushed at seq {later['pushed']}"
+            if later["pushed"] is not None
+            else "recorded after it (a push, or a clock behind)"
+        )
+        text += (
+            f"; the gate ({later['required']}) was set at seq {later['seq']} by "
+            f"{later['user'] or '?'}, dated {later['time'][:19]}Z, after this "
+            f"promotion's time ({later['promoted'][:19]}Z): the promotion was "
+            f"{how} after the gate changed"
         )
     if gate["met"] and not gate["required"] and not gate["lowered"]:
         return "not gated"
