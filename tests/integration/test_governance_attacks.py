@@ -478,3 +478,122 @@ def test_decoy_folders_do_not_push_a_rejected_folder_past_the_name_cap(home):
         with pytest.raises(InputError, match="validator rejected"):
             promote(home, open_index(home), f"file:{weights}", stage="production",
                     note="go", override="weights file")  # fmt: skip
+
+
+# -- the gate readers and promote decide from checked rows (2026-12-08) ----------
+
+
+def _cli_run(home, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args], env=_env(home),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _gated_model(home, *, required: int, reject: bool = False,
+                 self_approve: bool = False) -> str:  # fmt: skip
+    """alice's model under a gate of ``required``, rejected by the validator
+    or approved by alice herself when asked; returns its node."""
+    sha = uuid.uuid4().hex * 2
+    train(home, "alice", sha, "run-m")
+    if required:
+        as_user(home, "riskoffice")
+        set_gate(home, open_index(home), "production", require_approval=required,
+                 note="SR 11-7")  # fmt: skip
+    if reject or self_approve:
+        as_user(home, "validator" if reject else "alice")
+        approve_model(home, open_index(home), f"file:{sha}", stage="production",
+                      note="bias test missing" if reject else "mine",
+                      reject=reject)  # fmt: skip
+    return f"file:{sha}"
+
+
+_EDITS = {  # what an attacker with write access to the home does to index.db
+    "gate-lowered": (
+        {"required": 2}, ["UPDATE gates SET required = 0"], "requires 2 approval"),
+    "gate-deleted": ({"required": 2}, ["DELETE FROM gates"], "requires 2 approval"),
+    "rejection-approved": (
+        {"required": 1, "reject": True},
+        ["UPDATE approvals SET decision = 'approve'"], "validator rejected"),
+    "rejection-deleted": (
+        {"required": 0, "reject": True}, ["DELETE FROM approvals"],
+        "validator rejected"),
+    "trainer-renamed": (
+        {"required": 1, "self_approve": True},
+        ["UPDATE runs SET user = 'zed' WHERE id = 'run-m'",
+         "UPDATE data SET user = 'zed' WHERE run = 'run-m'"], "requires 1 approval"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
+def test_promote_does_not_sign_a_promotion_an_edited_index_allows(home, edit):
+    """``promote`` judged the gate from ``index.db`` rows it never checked, then
+    signed ``model.promoted``: a gate's ``required`` set to 0 or its row
+    deleted, a rejection turned into an approval or deleted, or the trainer's
+    run renamed so her own approval counted, and a model that does not meet its
+    gate was promoted (exit 0, a signed entry, no warning)."""
+    options, sqls, refusal = _EDITS[edit]
+    node = _gated_model(home, **options)
+    for sql in sqls:
+        _edit_index(home, sql)
+    proc = _cli_run(home, "model", "promote", node, "--stage", "production",
+                    "--note", "go")  # fmt: skip
+    assert proc.returncode == 2, proc.stdout
+    assert "disagreed with the signed records" in proc.stderr
+    assert refusal in proc.stderr
+    kinds = [r.entry.kind for r in home.ledger.records()]
+    assert "model.promoted" not in kinds
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
+def test_model_gate_of_a_model_reads_checked_rows(home, edit):
+    """``mltrail model gate STAGE --model M`` said "promotion allowed" from the
+    same edited rows."""
+    options, sqls, _ = _EDITS[edit]
+    node = _gated_model(home, **options)
+    for sql in sqls:
+        _edit_index(home, sql)
+    proc = _cli_run(home, "model", "gate", "production", "--model", node, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "disagreed with the signed records" in proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["ok"] is False
+    assert status["trainers"] == ["alice"]
+
+
+@pytest.mark.parametrize("sql", ["UPDATE gates SET required = 0", "DELETE FROM gates"])
+def test_the_gate_list_reads_checked_rows(home, sql):
+    """``mltrail model gate`` listed an edited gate (0 approvals) or none at all
+    for a deleted row, with no warning."""
+    _gated_model(home, required=2)
+    _edit_index(home, sql)
+    proc = _cli_run(home, "model", "gate", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "disagreed with the signed records" in proc.stderr
+    [gate] = json.loads(proc.stdout)
+    assert (gate["stage"], gate["require_approval"]) == ("production", 2)
+
+
+def test_a_gate_is_not_lowered_without_a_note_through_an_edited_index(home):
+    """``model gate STAGE --require-approval N`` read the gate it replaces from
+    ``index.db``: with ``required`` edited to 0, lowering 2 to 1 passed as a
+    raise, without the note a lowering needs, and signed ``previous: 0``."""
+    _gated_model(home, required=2)
+    _edit_index(home, "UPDATE gates SET required = 0")
+    proc = _cli_run(home, "model", "gate", "production", "--require-approval", "1")
+    assert proc.returncode == 2, proc.stdout
+    assert "disagreed with the signed records" in proc.stderr
+    assert "lowering the gate of production (2 -> 1) needs --note" in proc.stderr
+
+
+def test_the_gate_checks_find_nothing_in_a_true_index(home):
+    """No warning (and no rebuild) when ``index.db`` says what the records say."""
+    node = _gated_model(home, required=1, reject=True)
+    as_user(home, "validator")
+    approve_model(home, open_index(home), node, stage="production", note="fixed")
+    for args in (("model", "gate"), ("model", "gate", "production", "--model", node),
+                 ("model", "promote", node, "--stage", "production", "--note", "go"),
+                 ("model", "history")):  # fmt: skip
+        proc = _cli_run(home, *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "disagreed" not in proc.stderr, args

@@ -395,3 +395,37 @@ def test_push_refuses_a_ledger_rolled_back_and_written_on_since(server, laptop):
     refused = cli(base, env, "push", code=3)
     assert "does not extend the checkpoint it pushed" in refused
     assert js(base, auditor, "log") == before
+
+
+def test_a_promotion_pushed_after_the_gate_was_raised_says_so(server, laptop):
+    """A promotion recorded offline, where ``promote`` checked the gate that
+    ledger knew (none), and pushed after someone gated the stage on the server,
+    is judged by the gate it reached (seq order) and reads NOT MET; the history
+    said only that, as for a promotion appended by hand past the gate. It now
+    says the gate was set after the promotion's time and the promotion pushed."""
+    base, offline, auditor = laptop
+    if not (base / "laptop" / "ledger.json").exists():
+        js(base, offline, "init", offline=True)
+    record_offline(base, offline, "pushgate-train")
+    cli(base, offline, "model", "promote", "model.bin", "--stage", "pushgate",
+        "--note", "offline smoke test", "--override", "no git on the cluster",
+        offline=True)  # fmt: skip
+    gated = {"stage": "pushgate", "require_approval": 1, "previous": 0}
+    status, _ = server.call(
+        "POST",
+        "/ledgers/team-a/entries",
+        server.token("approver", "riskoffice"),
+        {"entries": [server.entry("riskoffice", "stage.gated", gated)]},
+    )
+    assert status == 201
+    js(base, offline, "push")
+    _PUSHED.add(str(base))
+    [event] = js(base, auditor, "model", "history", "--stage", "pushgate")
+    gate = event["gate"]
+    assert (gate["met"], gate["required"]) == (False, 1)
+    assert gate["set_after"]["user"] == "riskoffice"
+    assert gate["set_after"]["pushed"] is not None
+    text = cli(base, auditor, "model", "history", "--stage", "pushgate")
+    assert "NOT MET: 0 of 1 approval(s)" in text
+    assert f"the promotion was pushed at seq {gate['set_after']['pushed']}" in text
+    assert "after the gate changed" in text

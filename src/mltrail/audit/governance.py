@@ -51,6 +51,7 @@ __all__ = [
     "approvals",
     "approve_model",
     "check_stage",
+    "checked_approval_status",
     "describe_model",
     "gate_at_promotion",
     "gate_rows_differ",
@@ -334,6 +335,34 @@ def approval_status(
     }
 
 
+def checked_approval_status(
+    index: Index, node: str, stage: str, *, complete: bool = False
+) -> dict[str, Any]:
+    """:func:`approval_status` now, from rows checked against their records.
+
+    ``index.db`` is unsigned: an edited ``required``, decision or trainer row
+    made a model that does not meet its gate read as allowed, and ``promote``
+    signed its promotion. Checked first: the model's own decisions
+    (``node_rows_differ``) and the rows its gate is judged from
+    (:func:`gate_rows_differ`); with ``complete``, also every ``stage.gated``
+    and ``model.approved`` record of ``stage`` against the index, so a row
+    *deleted* from ``index.db`` (a gate, a rejection) is found too (reads every
+    decision of the stage: what ``promote`` signs from). On a difference the
+    index is rebuilt (with a warning on stderr) and the status read from it.
+    """
+    from mltrail.index.check import kind_rows_differ, node_rows_differ, repaired
+
+    problem = node_rows_differ(index, [node]) or gate_rows_differ(
+        index, [(-1, node, stage)]
+    )
+    if problem is None and complete:
+        problem = kind_rows_differ(
+            index, "stage.gated", "gates", stage=stage
+        ) or kind_rows_differ(index, "model.approved", "approvals", stage=stage)
+    repaired(index, problem)
+    return approval_status(index, node, stage)
+
+
 _SAME_WEIGHTS = {
     # a file: the folders a run wrote that hold it, and their fingerprints
     "file": "SELECT 'data:' || dataset FROM output_files WHERE sha256 = :id UNION "
@@ -430,10 +459,45 @@ def gate_at_promotion(index: Index, seq: int, node: str, stage: str) -> dict[str
         (stage, seq),
     )
     gate["lowered"] = None
+    keys = ("seq", "required", "user", "time", "note")
     if len(rows) == 2 and rows[0][1] < rows[1][1]:
-        keys = ("seq", "required", "user", "time", "note")
         gate["lowered"] = dict(zip(keys, rows[0], strict=True)) | {"from": rows[1][1]}
+    in_force = dict(zip(keys, rows[0], strict=True)) if rows else {}
+    gate["set_after"] = _set_after(index, seq, in_force)
     return gate
+
+
+def _set_after(
+    index: Index, seq: int, in_force: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The gate in force at the promotion ``seq`` when it is dated after the
+    promotion (``pushed``: the seq of the ``ledger.pushed`` header whose window
+    holds the promotion, else None), or None.
+
+    Gates are judged by seq, the ledger's own order: a promotion recorded
+    offline, where its ``promote`` checked the gate that ledger knew, and pushed
+    after someone changed the gate here, is judged by the gate it reached. That
+    stays the rule (entry times are what its writer's clock said); this says
+    why such a promotion reads NOT MET although it came first in time."""
+    from mltrail.core.chain import is_later
+
+    if not in_force:
+        return None
+    mine = index.query("SELECT time FROM promotions WHERE seq = ?", (seq,))
+    if not mine or not is_later(in_force["time"], mine[0][0]):
+        return None
+    header = index.query(
+        "SELECT seq FROM records WHERE kind = 'ledger.pushed' AND seq < ? "
+        "ORDER BY seq DESC LIMIT 1",
+        (seq,),
+    )
+    pushed = None
+    if header:
+        body = index.ledger.record(header[0][0]).entry.body
+        count = body.get("count")
+        if isinstance(count, int) and seq <= header[0][0] + count:
+            pushed = header[0][0]
+    return in_force | {"promoted": mine[0][0], "pushed": pushed}
 
 
 def gate_rows_differ(
@@ -508,6 +572,19 @@ def gate_text(gate: dict[str, Any] | None) -> str:
             f"; gate lowered from {low['from']} to {low['required']} at seq {low['seq']} "
             f"by {low['user'] or '?'}: {low['note'] or '(no note)'}"
         )
+    later = gate.get("set_after")
+    if later and not gate["met"]:
+        how = (
+            f"pushed at seq {later['pushed']}"
+            if later["pushed"] is not None
+            else "recorded after it (a push, or a clock behind)"
+        )
+        text += (
+            f"; the gate ({later['required']}) was set at seq {later['seq']} by "
+            f"{later['user'] or '?'}, dated {later['time'][:19]}Z, after this "
+            f"promotion's time ({later['promoted'][:19]}Z): the promotion was "
+            f"{how} after the gate changed"
+        )
     if gate["met"] and not gate["required"] and not gate["lowered"]:
         return "not gated"
     return text
@@ -527,6 +604,11 @@ def set_gate(
     check_stage(stage)
     if not 0 <= require_approval <= _MAX_APPROVALS:
         raise InputError(f"--require-approval must be 0 to {_MAX_APPROVALS}")
+    from mltrail.index.check import kind_rows_differ, repaired
+
+    # the signed body says what it changed, and lowering needs a note: both from
+    # the stage's gates rows as its records give them, never an edited index.db
+    repaired(index, kind_rows_differ(index, "stage.gated", "gates", stage=stage))
     previous = required_approvals(index, stage)
     if previous == require_approval:
         raise InputError(f"{stage} already requires {previous} approval(s)")
@@ -559,7 +641,14 @@ def required_approvals(index: Index, stage: str, *, before: int | None = None) -
 
 
 def stage_gates(index: Index, *, history: bool = False) -> list[dict[str, Any]]:
-    """Each stage's gate now (or, with ``history``, every change), by stage."""
+    """Each stage's gate now (or, with ``history``, every change), by stage.
+
+    The ``gates`` rows are checked against every ``stage.gated`` record first
+    (an edited, inserted or deleted row; few records); on a difference the
+    index is rebuilt, with a warning on stderr, and read again."""
+    from mltrail.index.check import kind_rows_differ, repaired
+
+    repaired(index, kind_rows_differ(index, "stage.gated", "gates"))
     keys = ("seq", "stage", "require_approval", "note", "time", "user")
     rows = index.query(
         "SELECT seq, stage, required, note, time, user FROM gates ORDER BY stage, seq"

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from mltrail.audit.governance import (
-    approval_status,
     approve_model,
+    checked_approval_status,
     describe_model,
     resolve_model,
     set_gate,
@@ -57,7 +57,7 @@ def approve(
             cwd=Path.cwd(),
         )
         node = f"{body['model_type']}:{body['model']}"
-        status = approval_status(open_index(home), node, stage)
+        status = checked_approval_status(open_index(home), node, stage)
         user = home.ledger.actor.get("user")
     finally:
         home.close()
@@ -181,8 +181,8 @@ def gate(
         if model is not None:
             if stage is None:
                 raise click.UsageError("--model needs the STAGE")
-            status = approval_status(
-                index, resolve_model(index, model, Path.cwd()), stage
+            status = checked_approval_status(
+                index, resolve_model(index, model, Path.cwd()), stage, complete=True
             )
             emit_json(status) if as_json else _print_status(status)
             return

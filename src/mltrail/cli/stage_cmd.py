@@ -137,7 +137,8 @@ def history(
     From the model it names, `mltrail trace` tells what data and settings made it.
     Each gated promotion's gate, judged from the records before it (NOT MET for
     one `promote` would have refused: appended by hand, or racing a rejection;
-    a gate lowered just before it is named), and each model's card (`mltrail
+    a gate lowered just before it is named, and a gate set after the time of
+    a promotion pushed later from an offline ledger), and each model's card (`mltrail
     model describe`), open flags and approvals follow the table (in --json:
     `gate`, `card`, `open_flags` and `approvals` of each event).
 

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_CHECKED_ROWS",
     "MAX_CHECKED_RUNS",
     "index_differences",
+    "kind_rows_differ",
     "node_rows_differ",
     "repaired",
     "runs_differ",
@@ -172,6 +173,51 @@ def node_rows_differ(index: Index, nodes: Iterable[str]) -> str | None:
                 )
             )  # fmt: skip
     return seqs_differ(index, seqs)
+
+
+def kind_rows_differ(
+    index: Index, kind: str, table: str, *, stage: str | None = None
+) -> str | None:
+    """Whether ``table``'s rows agree with every record of ``kind`` (those of
+    ``stage`` only, when given): each such record's rows, and each row of the
+    table (of that stage) with the record at its seq. Unlike :func:`seqs_differ`,
+    which checks the rows an answer found, this finds a row *deleted* from
+    ``index.db``: the records are listed by the store's kind column, each
+    checked against its signed bytes (``checked_rows_of_kinds``), never by the
+    index.
+
+    Reads and decodes every record of ``kind``, without the caps of the other
+    checks: for answers a decision is signed from (``promote``) and for kinds
+    with few records (``stage.gated``). A record whose kind column was changed
+    away from ``kind`` is not listed; ``mltrail verify`` names it.
+
+    Raises:
+        IntegrityError: the store lists a record as ``kind`` that is not one.
+    """
+    from mltrail.ledger.columns import checked_rows_of_kinds
+
+    if index.path is None:
+        return None
+    last = index._meta("last_seq")
+    upto = int(last) if last is not None else -1  # records not yet indexed wait
+    seqs: set[int] = set()
+    for row, decoded in checked_rows_of_kinds(index.ledger.store, (kind,)):
+        body = decoded.record.entry.body
+        if row.seq <= upto and (stage is None or body.get("stage") == stage):
+            seqs.add(row.seq)
+    sql = f"SELECT seq FROM {table}"  # noqa: S608 (our own table names)
+    args: tuple[Any, ...] = ()
+    if stage is not None:
+        sql += " WHERE stage = ?"
+        args = (stage,)
+    seqs.update(s for (s,) in index.conn.execute(sql, args))
+    if not seqs:
+        return None
+    scratch = _scratch(index.ledger, seqs)
+    try:
+        return _compare_seqs(index.conn, scratch, sorted(seqs), (table,))
+    finally:
+        scratch.close()
 
 
 def sources_differ(index: Index, names: Iterable[str] | None = None) -> str | None:

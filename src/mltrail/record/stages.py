@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.governance import (
-    approval_status,
     check_stage,
+    checked_approval_status,
     promotion_refusals,
     resolve_model,
 )
@@ -199,7 +199,9 @@ def promote(
             f"promotion refused: {reasons}",
             hint=f"{fixes}; or pass --override REASON (recorded in the entry)",
         )
-    gate = approval_status(index, node, stage)
+    # decided from rows checked against their records (every gate and decision
+    # of the stage, so a deleted rejection is found): the entry is signed
+    gate = checked_approval_status(index, node, stage, complete=True)
     _require_gate(node, stage, gate)
     _require_later(home, index, stage)
     body = _body(index, node, ref, stage, "enter", note)
