@@ -1,0 +1,201 @@
+"""Commands that verify, then read again, against a busy honest server.
+
+In client mode (ADR 0028) a verification reads one state of the server
+(``Store.snapshot``, ADR 0004's amendment of 2026-12-08); what a command
+reads after it, or beside it, must not read another state and take the
+difference for tampering. Each case acts from inside the command at a fixed
+point (a wrapper patched in before the command runs, in its own process), as
+another client appending or the server's admin purging would:
+
+- ``mltrail verify``'s check of index.db caught it up, then rebuilt one in
+  memory from the server read again: an append between the two printed
+  "the derived index disagrees" on an intact ledger and index;
+- ``mltrail export`` read the checkpoint of the head, then the newest
+  checkpoint again: an append between the two failed it (exit 2);
+- a report or export that met a blob purged after its verification said
+  the blob was not in the ledger (what a blob deleted without a purge is),
+  or left out what it read from it without a word, exit 0: now it says it
+  was purged after the verification, to run it again (exit 4), and only
+  where a purge record the server now holds names it;
+- the newest checkpoint a report prints is the one its verification read
+  (it already was: a guard).
+
+A real ``mltrail server`` (tests/server_fixture.py) over PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from optional_extras import require_extra
+
+require_extra("server", "fastapi", "uvicorn", "psycopg")
+require_extra("client", "httpx2")
+
+from server_fixture import running_server  # noqa: E402
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TRAIN = (
+    "import pathlib; d = pathlib.Path('data.csv').read_bytes(); "
+    "pathlib.Path('model.bin').write_bytes(b'weights of ' + d)"
+)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
+    """alice (a writer) trained a model on data.csv through the server; carol
+    audits (her environment also names what the wrappers act with)."""
+    base = tmp_path_factory.mktemp("client")
+    (base / "project").mkdir()
+    (base / "project" / "data.csv").write_text("a,b\n1,2\n")
+    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    envs = {
+        name: keep
+        | {
+            "MLTRAIL_HOME": str(base / name),
+            "MLTRAIL_URL": url,
+            "MLTRAIL_TOKEN": server.token(role, name),
+            "GIT_CEILING_DIRECTORIES": str(base),
+        }
+        for name, role in (("alice", "writer"), ("carol", "auditor"))
+    }
+    for args in (
+        ("init",),
+        ("keys", "register"),
+        ("run", "--name", "train", "--data", "train=data.csv", "--output", "model.bin",
+         "--", sys.executable, "-c", TRAIN),
+    ):  # fmt: skip
+        _mltrail(base, envs["alice"], *args)
+    note = server.entry("bea", "note", {"text": "appended by another client"})
+    for name in envs:
+        envs[name] |= {
+            "WRITER_TOKEN": server.token("writer", "bea"),
+            "ENTRY": json.dumps(note),
+            "OWNER_URL": server.owner_url,
+            "LOG_KEY": str(server.keys / "team-a.key"),
+        }
+    return base, envs
+
+
+def _mltrail(
+    base: Path, env: dict[str, str], *args: str, script: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = ["-m", "mltrail"] if script is None else ["-c", _PRELUDE + script]
+    done = subprocess.run(
+        [sys.executable, *command, *args], cwd=base / "project", env=env,
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    if script is None:
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+_PRELUDE = """
+import json, os, sys
+from mltrail.cli.main import main
+from mltrail.storage import http
+
+
+def append(why):
+    url = os.environ["MLTRAIL_URL"]
+    with http.HttpStore(url, os.environ["WRITER_TOKEN"]) as other:
+        other.append_entries([json.loads(os.environ["ENTRY"])])
+    sys.stderr.write(f"another client appended {why}\\n")
+
+
+def admin():
+    from pathlib import Path
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.ledger.ledger import Ledger
+    from mltrail.ledger.stored import KIND_ROLES
+    from mltrail.server.control import schema_url
+    from mltrail.storage.postgres import PostgresStore
+
+    signer = load_signer(Path(os.environ["LOG_KEY"]))
+    store = PostgresStore(
+        schema_url(os.environ["OWNER_URL"], "ledger_team_a"), roles=KIND_ROLES
+    )
+    return Ledger(
+        store, signer, origin="test.example/team-a", trusted_key=signer.key_id
+    )
+"""
+
+_RUN = """
+sys.argv = ["mltrail", *sys.argv[1:]]
+main()
+"""
+
+
+def _json(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+# -- 1. verify's index check ------------------------------------------------------
+
+
+_INDEX_RACE = (
+    """
+from mltrail.index import check
+
+original = check.index_differences
+
+def index_differences(index, *args, **kw):
+    append("between the index's catch-up and its rebuild in memory")
+    return original(index, *args, **kw)
+
+check.index_differences = index_differences
+"""
+    + _RUN
+)
+
+
+def test_verify_compares_the_index_as_of_one_state_of_the_server(server, project):
+    """Another client appends after index.db was caught up, before the index
+    is rebuilt in memory to compare (before: a warning that index.db
+    disagrees with the records, "meta last_seq", on an intact server and a
+    true index). Now both are read in one snapshot of the server."""
+    base, envs = project
+    env = envs["carol"]
+    _mltrail(base, env, "runs")  # index.db made
+    done = _mltrail(base, env, "verify", "--json", script=_INDEX_RACE)
+    assert "another client appended" in done.stderr, done.stderr
+    report = _json(done)
+    assert report["ok"] is True
+    assert [p for p in report["problems"] if p["code"] == "index"] == []
+
+
+def test_verify_still_finds_an_index_edited_by_hand(server, project):
+    """The snapshot changes nothing of what the check finds: a row of
+    index.db edited by hand is a warning, as before."""
+    import sqlite3
+
+    base, envs = project
+    env = envs["carol"]
+    _mltrail(base, env, "runs")
+    (path,) = (base / "carol").rglob("*index.db")  # in client mode, a cache's
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runs SET name = 'edited by hand'")
+    try:
+        report = _json(_mltrail(base, env, "verify", "--json", script=_RUN))
+    finally:
+        _mltrail(base, env, "reindex")
+    assert report["ok"] is True
+    found = [p["message"] for p in report["problems"] if p["code"] == "index"]
+    assert found, report["problems"]
+    assert "edited by hand" in " ".join(found)
