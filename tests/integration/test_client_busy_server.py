@@ -199,3 +199,46 @@ def test_verify_still_finds_an_index_edited_by_hand(server, project):
     found = [p["message"] for p in report["problems"] if p["code"] == "index"]
     assert found, report["problems"]
     assert "edited by hand" in " ".join(found)
+
+
+# -- 2. bundle export -------------------------------------------------------------
+
+
+_BUNDLE_RACE = (
+    """
+from mltrail.ledger.ledger import Ledger
+
+original = Ledger.latest_checkpoint
+done = []
+
+def latest_checkpoint(self):
+    if not done:
+        done.append(True)
+        append("between the checkpoint of the head and the newest checkpoint")
+    return original(self)
+
+Ledger.latest_checkpoint = latest_checkpoint
+"""
+    + _RUN
+)
+
+
+def test_a_bundle_is_exported_from_one_state_of_a_growing_server(
+    server, project, tmp_path
+):
+    """Another client appends between ``export_bundle``'s read of the head's
+    checkpoint and its read of the newest checkpoint (before: "the ledger's
+    newest checkpoint does not cover every record", exit 2). Now the bundle
+    is built in one snapshot: of the records as of its first read, and it
+    verifies."""
+    base, envs = project
+    env = envs["carol"]
+    out = tmp_path / "model.bundle.json"
+    done = _mltrail(
+        base, env, "export", "model.bin", "-o", str(out), "--json", script=_BUNDLE_RACE
+    )
+    assert "another client appended" in done.stderr, done.stderr
+    summary = _json(done)
+    assert summary["records"] > 0
+    checked = _mltrail(base, env, "verify-bundle", str(out), "--json")
+    assert json.loads(checked.stdout)["ok"] is True
