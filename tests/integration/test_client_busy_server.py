@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,6 +42,7 @@ require_extra("client", "httpx2")
 from server_fixture import running_server  # noqa: E402
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 TRAIN = (
@@ -242,3 +244,154 @@ def test_a_bundle_is_exported_from_one_state_of_a_growing_server(
     assert summary["records"] > 0
     checked = _mltrail(base, env, "verify-bundle", str(out), "--json")
     assert json.loads(checked.stdout)["ok"] is True
+
+
+# -- 3. a blob purged after the verification ---------------------------------------
+
+
+def _trained(base: Path, env: dict[str, str], tag: str, *, folder: bool = False) -> str:
+    """alice trains ``model-TAG.bin`` (run ``train-TAG``) on data of its own;
+    the digest of that data's manifest (a blob)."""
+    project = base / "project"
+    data = f"data-{tag}"
+    if folder:  # two files: a manifest the derived index does not read
+        (project / data).mkdir()
+        for n in (1, 2):
+            (project / data / f"part-{n}.csv").write_text(f"a,b\n{tag},{n}\n")
+        train = TRAIN.replace("'data.csv'", f"'{data}/part-1.csv'")
+    else:
+        data += ".csv"
+        (project / data).write_text(f"a,b\n{tag},2\n")
+        train = TRAIN.replace("data.csv", data)
+    train = train.replace("model.bin", f"model-{tag}.bin")
+    _mltrail(
+        base, env, "run", "--name", f"train-{tag}", "--data", f"train={data}",
+        "--output", f"model-{tag}.bin", "--", sys.executable, "-c", train,
+    )  # fmt: skip
+    shown = _json(_mltrail(base, env, "show", f"train-{tag}", "--json", script=_RUN))
+    found = [d for d in _values(shown, "manifest") if isinstance(d, dict)]
+    (digest,) = {d["blob"] for d in found}
+    return str(digest)
+
+
+def _values(value: Any, key: str) -> Iterator[Any]:
+    """Every value of ``key`` anywhere in ``value``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key:
+                yield v
+            yield from _values(v, key)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _values(v, key)
+
+
+_PURGE_AFTER = (
+    """
+from mltrail.ledger import home
+
+original = home.verify_pinned
+
+def verify_pinned(*args, **kw):
+    report = original(*args, **kw)
+    from mltrail.ledger.erasure import purge_blob
+    ledger = admin()
+    try:
+        purge_blob(ledger, os.environ["DIGEST"], reason="purged after a verification")
+    finally:
+        ledger.close()
+    sys.stderr.write("the admin purged the blob after the verification\\n")
+    return report
+
+home.verify_pinned = verify_pinned
+"""
+    + _RUN
+)
+
+
+@pytest.mark.parametrize(
+    ("tag", "folder", "command"),
+    [("r", False, ("report", "model-r.bin", "--json")),
+     ("f", True, ("report", "model-f.bin", "--json")),
+     ("o", False, ("export", "openlineage"))],
+    ids=["report", "report-folder", "openlineage"],
+)  # fmt: skip
+def test_a_blob_purged_after_the_verification_says_so(
+    server, project, tag, folder, command
+):
+    """The server's admin purges the data's manifest right after the
+    command's verification (before: the report said the blob was not in the
+    ledger, exit 0). Now the command says
+    it was purged after its verification and to run it again (exit 4); run
+    again, the purge is verified and read as a purge."""
+    base, envs = project
+    digest = _trained(base, envs["alice"], tag, folder=folder)
+    env = envs["carol"] | {"DIGEST": digest}
+    done = _mltrail(base, env, *command, script=_PURGE_AFTER)
+    assert "the admin purged the blob" in done.stderr, done.stderr
+    assert done.returncode == 4, (done.stdout, done.stderr)
+    assert "after the verification" in done.stderr, done.stderr
+    assert "run the command again" in done.stderr, done.stderr
+    again = _mltrail(base, env, *command, script=_RUN)
+    assert again.returncode == 0, (again.stdout, again.stderr)
+
+
+@contextmanager
+def _owner_sql(server) -> Iterator[Any]:
+    import psycopg
+
+    with psycopg.connect(server.owner_url, autocommit=True) as conn:
+        conn.execute('SET search_path TO "ledger_team_a"')
+        yield conn
+
+
+def test_a_blob_deleted_after_the_verification_with_no_purge_record_is_missing(
+    server, project
+):
+    """Someone deletes a blob's bytes from the server's database after a
+    verification and files a purge of it at the seq of a later record that
+    is no purge: no purge record names it, so it is missing as before
+    (deleted without a purge), not "purged after the verification"."""
+    from mltrail.errors import InputError, StoreError
+    from mltrail.ledger.home import open_home, verify_pinned
+    from mltrail.storage.http import HttpStore
+
+    base, envs = project
+    digest = _trained(base, envs["alice"], "d")
+    env = envs["carol"]
+    home = open_home(base / "carol", writable=False, env=env)
+    try:
+        report = verify_pinned(home)
+        assert report.ok
+        with HttpStore(env["MLTRAIL_URL"], env["WRITER_TOKEN"]) as other:
+            note = server.entry("bea", "note", {"text": "no purge"})
+            other.append_entries([note])
+        with _owner_sql(server) as conn:
+            size, data = conn.execute(
+                "SELECT size, data FROM blobs WHERE digest = %s", (digest,)
+            ).fetchone()
+            conn.execute("ALTER TABLE blobs DISABLE TRIGGER USER")
+            conn.execute("ALTER TABLE purges DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM blobs WHERE digest = %s", (digest,))
+            conn.execute(
+                "INSERT INTO purges (digest, size, seq) VALUES (%s, %s, %s)",
+                (digest, size, report.size),
+            )
+            conn.execute("ALTER TABLE purges ENABLE TRIGGER USER")
+            conn.execute("ALTER TABLE blobs ENABLE TRIGGER USER")
+        try:
+            with pytest.raises(InputError) as raised:
+                home.ledger.get_blob(digest)
+        finally:  # team-a as it was, for the other tests
+            with _owner_sql(server) as conn:
+                conn.execute("ALTER TABLE purges DISABLE TRIGGER USER")
+                conn.execute("DELETE FROM purges WHERE digest = %s", (digest,))
+                conn.execute("ALTER TABLE purges ENABLE TRIGGER USER")
+                conn.execute(
+                    "INSERT INTO blobs (digest, size, data) VALUES (%s, %s, %s)",
+                    (digest, size, data),
+                )
+        assert not isinstance(raised.value, StoreError)
+        assert "without a purge" in str(raised.value.hint)
+    finally:
+        home.close()
