@@ -395,3 +395,44 @@ def test_a_blob_deleted_after_the_verification_with_no_purge_record_is_missing(
         assert "without a purge" in str(raised.value.hint)
     finally:
         home.close()
+
+
+# -- 4. the report's checkpoint ------------------------------------------------------
+
+
+_APPEND_AFTER = (
+    """
+from mltrail.ledger import home
+
+original = home.verify_pinned
+
+def verify_pinned(*args, **kw):
+    report = original(*args, **kw)
+    append("after the verification")
+    return report
+
+home.verify_pinned = verify_pinned
+"""
+    + _RUN
+)
+
+
+def test_the_report_shows_the_checkpoint_its_verification_read(server, project):
+    """Another client appends right after the report's verification: the
+    newest checkpoint the report prints is the one the verification read
+    and checked (of the records verified), not the server's newest read
+    again afterwards (it already was on main: the pinned store hands out the
+    checkpoints read in the verification's snapshot)."""
+    base, envs = project
+    done = _mltrail(
+        base, envs["carol"], "report", "model.bin", "--json", script=_APPEND_AFTER
+    )
+    assert "another client appended after" in done.stderr, done.stderr
+    kept = _json(done)["record_keeping"]
+    assert kept["ok"] is True
+    assert kept["checkpoint"]["size"] == kept["records"]
+    from mltrail.storage.http import HttpStore
+
+    env = envs["carol"]
+    with HttpStore(env["MLTRAIL_URL"], env["MLTRAIL_TOKEN"]) as store:
+        assert kept["records"] < store.head().size  # the append came after
