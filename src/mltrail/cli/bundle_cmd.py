@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -80,15 +81,24 @@ def export(
 
     kept = [(str(p), read_checkpoint_file(p)) for p in consistent_with]
     home = open_from(ctx)
-    index = derived_index(home)
-    try:
-        _refuse_unreadable(index.skipped)
-        node = resolve_node(index, ref)
-        bundle = export_bundle(
-            home.ledger, index, node, blobs=not no_blobs, consistent_with=kept
-        )
-    finally:
-        index.close()
+
+    def build() -> tuple[str, dict[str, Any]]:
+        index = derived_index(home)
+        try:
+            _refuse_unreadable(index.skipped)
+            node = resolve_node(index, ref)
+            bundle = export_bundle(
+                home.ledger, index, node, blobs=not no_blobs, consistent_with=kept
+            )
+        finally:
+            index.close()
+        return node, bundle
+
+    # the index, the records chosen, their proofs and the checkpoint they lead
+    # to, all of one state of the store: on a busy server an append between
+    # two reads left the newest checkpoint read not the head's (ADR 0016,
+    # amendment of 2026-12-08)
+    node, bundle = home.ledger.store.read_in_snapshot(build)
     data = canonical_bytes(bundle)
     _refuse_unless_it_verifies(data)
     from mltrail.cli.out_file import write_output_file

@@ -226,13 +226,20 @@ def _check_index(home: Home, report: VerificationReport) -> None:
 
     if not (home.path / home.index_file).exists():
         return
-    # caught up first: records added since it was last opened are not a difference
-    try:
+
+    def differences() -> list[str]:
+        # caught up first: records added since it was last opened are no difference
         index = open_index(home)
         try:
-            found = [] if index.path is None else index_differences(index)
+            return [] if index.path is None else index_differences(index)
         finally:
             index.close()
+
+    # the catch-up and the rebuild in memory read one state of the store: read
+    # apart, records another client appended between them (a busy server) were
+    # a difference (ADR 0028, amendment of 2026-12-08)
+    try:
+        found = home.ledger.store.read_in_snapshot(differences)
     except StoreError as e:  # a damaged index.db: the ledger's verdict still stands
         found = [f"it cannot be read: {e}"]
     report.problems.extend(

@@ -72,7 +72,11 @@ def export_bundle(
     """The bundle (JSON form) of the lineage node ``node`` (``run:...``, ``model:...``).
 
     Every proof leads to the newest checkpoint, which is checked first as an
-    append would check it. ``consistent_with`` holds ``(where from, text)`` of
+    append would check it. Call it, and derive ``index``, inside one
+    ``ledger.store.snapshot()`` (``read_in_snapshot``, as `mltrail export`
+    does): read apart, another client's append between two reads makes the
+    newest checkpoint read not the head's (an InputError on a busy server).
+    ``consistent_with`` holds ``(where from, text)`` of
     signed checkpoints of this ledger someone kept (an auditor's): each becomes
     an evidence group with no items, its text and the RFC 9162 consistency
     proof from its size to the bundle's checkpoint (see

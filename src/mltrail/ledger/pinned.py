@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         StoreHead,
     )
 
-__all__ = ["PinnedStore", "pin_reads", "read_leaves"]
+__all__ = ["PinnedStore", "PurgedSinceVerifiedError", "pin_reads", "read_leaves"]
 
 _LEAF = 32
 _HINT = (
@@ -52,6 +52,24 @@ _HINT = (
     "changed, or is not a plain mltrail database (a view in place of a table?); "
     "run `mltrail verify` on a copy"
 )
+
+
+class PurgedSinceVerifiedError(StoreError):
+    """A blob the pinned (verified) records leave held is gone now, erased by a
+    purge record the store now holds beyond them: purged by policy after the
+    verification, not deleted without a purge. Run the command again: its
+    verification reads the purge record (ADR 0024, amendment of 2026-12-08)."""
+
+    def __init__(self, digest: str, seq: int, size: int) -> None:
+        super().__init__(
+            f"blob {digest} was purged (seq {seq}) after the verification this "
+            f"command made, which read {size} records: its bytes were erased "
+            "since",
+            hint="run the command again: its verification will read the purge "
+            "record, and the blob is then read as purged by policy",
+        )
+        self.digest = digest
+        self.seq = seq
 
 
 def pin_reads(ledger: Ledger) -> PinnedStore:
@@ -180,6 +198,19 @@ def _parsed_kind(data: bytes) -> bytes:
     except (MltrailError, KeyError, TypeError, ValueError, RecursionError):
         return b""
     return kind.encode("utf-8", "surrogatepass") if isinstance(kind, str) else b""
+
+
+def _purge_of(data: bytes) -> str | None:
+    """The digest a record's bytes purge, when they are a purge record."""
+    from mltrail.core.codec import parse_json
+    from mltrail.core.erasure import PURGE_KIND
+
+    try:
+        entry = parse_json(data, what="record")["entry"]
+        digest = entry["body"]["digest"] if entry["kind"] == PURGE_KIND else None
+    except (MltrailError, KeyError, TypeError, ValueError, RecursionError):
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 class PinnedStore(Store):
@@ -353,12 +384,36 @@ class PinnedStore(Store):
 
     def _get_blob(self, digest: str) -> bytes | None:
         data = self.inner.get_blob(digest)
-        if data is not None and compute_blob_digest(data) != digest:
+        if data is None:
+            self._refuse_if_purged_since(digest)
+            return None
+        if compute_blob_digest(data) != digest:
             raise IntegrityError(
                 f"blob {digest} does not hash to its address",
                 hint=_HINT,
             )
         return data
+
+    def _refuse_if_purged_since(self, digest: str) -> None:
+        """A blob the store no longer holds, and no pinned purge names: when a
+        purge record the store holds now, beyond the pinned records, names it
+        (by its bytes: the store's table of purges can be written without a
+        record), it was purged after the verification. Any other blob gone is
+        left to the reader, which reports it missing (deleted without a purge).
+        The record beyond the pin is not verified: it only picks this error,
+        which fails the command, and the next run verifies it.
+
+        Raises:
+            PurgedSinceVerifiedError: such a purge record names it.
+        """
+        if any(p.digest == digest for p in self._purge_rows):
+            return  # purged as of the pin: the reader says so
+        for purge in self.inner.purges():
+            if purge.digest != digest or purge.seq < self.size:
+                continue
+            for row in self.inner.rows(purge.seq, purge.seq + 1):
+                if row.seq == purge.seq and _purge_of(row.data) == digest:
+                    raise PurgedSinceVerifiedError(digest, purge.seq, self.size)
 
     # -- the rest as the store has it -------------------------------------------
 

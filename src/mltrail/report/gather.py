@@ -316,6 +316,7 @@ def _manifest(home: Home, ref: Any) -> tuple[list[dict[str, Any]], str]:
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
         return [], "no manifest"
     from mltrail.ledger.ledger import BlobPurgedError
+    from mltrail.ledger.pinned import PurgedSinceVerifiedError
     from mltrail.ledger.purged import purge_note
 
     try:
@@ -323,6 +324,8 @@ def _manifest(home: Home, ref: Any) -> tuple[list[dict[str, Any]], str]:
     except BlobPurgedError as e:
         note = purge_note(home.ledger, e.digest)
         return [], str(e) + (f" ({note.describe()})" if note is not None else "")
+    except PurgedSinceVerifiedError:
+        raise  # not what the verified records say: the report is made again
     except MltrailError as e:
         return [], str(e)
     files = []
