@@ -486,10 +486,8 @@ def _set_after(
     mine = index.query("SELECT time FROM promotions WHERE seq = ?", (seq,))
     if not mine or not is_later(in_force["time"], mine[0][0]):
         return None
-    header = index.query(
-        "SELECT seq FROM records WHERE kind = 'ledger.pushed' AND seq < ? "
-        "ORDER BY seq DESC LIMIT 1",
-        (seq,),
+    header = index.query(  # the pushed table's key: no scan of the records
+        "SELECT seq FROM pushed WHERE seq < ? ORDER BY seq DESC LIMIT 1", (seq,)
     )
     pushed = None
     if header:
