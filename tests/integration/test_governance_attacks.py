@@ -597,3 +597,76 @@ def test_the_gate_checks_find_nothing_in_a_true_index(home):
         proc = _cli_run(home, *args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "disagreed" not in proc.stderr, args
+
+
+# -- a decision hidden from promote by the store's kind column (2026-12-08) -----
+
+
+def _edit_ledger(home, sql: str) -> None:
+    """``sql`` run on ledger.db with its triggers dropped, then put back."""
+    home.close()
+    conn = sqlite3.connect(home.path / "ledger.db")
+    try:
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+        ).fetchall()
+        for name, _ in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        changed = conn.execute(sql).rowcount
+        for _, text in triggers:
+            conn.execute(text)
+        conn.commit()
+    finally:
+        conn.close()
+    assert changed > 0, sql
+
+
+@pytest.mark.parametrize("required", [0, 1])
+def test_promote_does_not_sign_past_a_rejection_whose_kind_column_was_changed(
+    home, required
+):
+    """The validator's rejection: its ``approvals`` row deleted from index.db
+    and its ``kind`` column in ledger.db changed (the signed bytes untouched),
+    so no listing by kind finds it. ``promote`` signed the promotion (exit 0)
+    and ``model gate --model`` allowed it; both now refuse (exit 3)."""
+    node = _gated_model(home, required=required, reject=True)
+    if required:  # alice's approval meets the gate, the rejection is what blocks
+        as_user(home, "validator2")
+        approve_model(home, open_index(home), node, stage="production", note="ok")
+        as_user(home, "validator")
+        approve_model(home, open_index(home), node, stage="production",
+                      note="bias test missing", reject=True)  # fmt: skip
+    seqs = [r.seq for r in home.ledger.records() if r.entry.kind == "model.approved"
+            and r.entry.body.get("decision") == "reject"]  # fmt: skip
+    _edit_index(home, "DELETE FROM approvals WHERE decision = 'reject'")
+    _edit_ledger(home, "UPDATE records SET kind = 'note' WHERE seq IN ("
+                 + ", ".join(map(str, seqs)) + ")")  # fmt: skip
+    proc = _cli_run(home, "model", "promote", node, "--stage", "production",
+                    "--note", "go")  # fmt: skip
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "by its signed bytes" in proc.stderr, proc.stderr
+    assert "kind column" in proc.stderr, proc.stderr
+    gate = _cli_run(home, "model", "gate", "production", "--model", node)
+    assert gate.returncode == 3, (gate.stdout, gate.stderr)
+    assert "promotion allowed" not in gate.stdout.lower()
+    reopened = open_home(home.path)
+    try:
+        kinds = [r.entry.kind for r in reopened.ledger.records()]
+    finally:
+        reopened.close()
+    assert "model.promoted" not in kinds
+
+
+def test_promote_does_not_sign_past_a_gate_whose_kind_column_was_changed(home):
+    """The stage's gate (2 approvals): its ``gates`` row deleted from index.db
+    and its ``kind`` column changed, so the stage read as ungated and
+    ``promote`` signed a promotion of a model no one approved."""
+    node = _gated_model(home, required=2)
+    seqs = [r.seq for r in home.ledger.records() if r.entry.kind == "stage.gated"]
+    _edit_index(home, "DELETE FROM gates")
+    _edit_ledger(home, "UPDATE records SET kind = 'note' WHERE seq IN ("
+                 + ", ".join(map(str, seqs)) + ")")  # fmt: skip
+    proc = _cli_run(home, "model", "promote", node, "--stage", "production",
+                    "--note", "go")  # fmt: skip
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "stage.gated record by its signed bytes" in proc.stderr, proc.stderr

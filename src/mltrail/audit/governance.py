@@ -349,9 +349,19 @@ def checked_approval_status(
     *deleted* from ``index.db`` (a gate, a rejection) is found too (reads every
     decision of the stage: what ``promote`` signs from). On a difference the
     index is rebuilt (with a warning on stderr) and the status read from it.
+    With ``complete``, a record of those kinds whose kind column in the store
+    was changed (so no read by kind lists it) is refused first.
+
+    Raises:
+        IntegrityError: with ``complete``, the store's kind column hides a
+            gate or a decision (``refuse_hidden_kinds``).
     """
     from mltrail.index.check import kind_rows_differ, node_rows_differ, repaired
 
+    if complete:  # a decision hidden by the store's kind column is not listed
+        from mltrail.ledger.columns import refuse_hidden_kinds
+
+        refuse_hidden_kinds(index.ledger.store, ("stage.gated", "model.approved"))
     problem = node_rows_differ(index, [node]) or gate_rows_differ(
         index, [(-1, node, stage)]
     )

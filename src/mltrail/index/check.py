@@ -189,7 +189,8 @@ def kind_rows_differ(
     Reads and decodes every record of ``kind``, without the caps of the other
     checks: for answers a decision is signed from (``promote``) and for kinds
     with few records (``stage.gated``). A record whose kind column was changed
-    away from ``kind`` is not listed; ``mltrail verify`` names it.
+    away from ``kind`` is not listed; ``mltrail verify`` names it, and
+    ``promote`` refuses first (``refuse_hidden_kinds``).
 
     Raises:
         IntegrityError: the store lists a record as ``kind`` that is not one.

@@ -9,7 +9,9 @@ column returned first decodes those rows and refuses to write when their
 signed bytes say otherwise (``mltrail verify`` names every such row,
 ``column-differs``). A row whose column was changed *away* from a kind is not
 returned by a read of that kind; only verify's full walk finds it (ADR 0011,
-amendment of 2026-12-07).
+amendment of 2026-12-07), and ``promote``'s read of every record's bytes for
+the gates and decisions it signs from (``refuse_hidden_kinds``, ADR 0018,
+amendment of 2026-12-08).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ __all__ = [
     "checked_time_floor",
     "column_refusal",
     "find_floor_seq",
+    "refuse_hidden_kinds",
 ]
 
 
@@ -67,6 +70,39 @@ def checked_rows(
                 f"{record.entry.kind!r}"
             )
         yield row, decoded
+
+
+def refuse_hidden_kinds(store: Store, kinds: Collection[str]) -> None:
+    """Refuse when the store's kind column hides a record of ``kinds``: one
+    whose signed bytes are of one of them that a read of ``kinds`` does not
+    return (its kind column changed away, so every reader by kind, and
+    :func:`checked_rows_of_kinds`, misses it). For what a decision is signed
+    from (``promote``): a rejection hidden so was not counted.
+
+    Reads every record's bytes once: a substring test each, and a record
+    decoded only when its bytes name one of ``kinds`` and the read of
+    ``kinds`` did not list it. Records appended meanwhile are not read.
+
+    Raises:
+        IntegrityError: such a record (or one that does not decode).
+    """
+    from mltrail.core.codec import decode_record
+
+    size = store.head().size
+    listed = {row.seq for row in store.rows_of_kinds(tuple(kinds), 0)}
+    marks = [b'"kind":"' + kind.encode("utf-8") + b'"' for kind in kinds]
+    for row in store.rows(0, size):
+        if row.seq in listed or not any(mark in row.data for mark in marks):
+            continue
+        kind = decode_record(row.data).record.entry.kind
+        if kind in kinds:
+            raise IntegrityError(
+                f"record seq {row.seq} is a {kind} record by its signed bytes, "
+                "but the store's kind column lists it as another kind, so a "
+                f"read of {' and '.join(sorted(kinds))} records leaves it out: "
+                "the store's columns were edited",
+                hint="run `mltrail verify` (it names each such row as column-differs)",
+            )
 
 
 def checked_time_floor(store: Store, reset_kind: str) -> tuple[str, int] | None:

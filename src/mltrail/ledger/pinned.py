@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from mltrail.core.canonical import compute_blob_digest, compute_leaf_hash
 from mltrail.core.merkle import CompactRange, hash_children
 from mltrail.errors import IntegrityError, MltrailError, StoreError
-from mltrail.storage.base import ColumnRow, Store, StoredRow
+from mltrail.storage.base import ColumnRow, StaleSnapshotError, Store, StoredRow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -126,6 +126,23 @@ def _contiguous(
         expected += 1
     if expected < stop:
         raise refuse(f"records seq {expected} to {stop - 1} are missing from a read")
+
+
+def _stored_size(store: Store) -> int:
+    """The number of records ``store`` holds: its head's size, or, when it has
+    no head to give (a Merkle node of its frontier missing, as for rows forged
+    without theirs), one past the last seq its rows list. Verification walks
+    such a store and reports what is wrong (exit 3): pinning must not fail
+    first with "the store is corrupt" (exit 4, where `mltrail verify` says 3)."""
+    try:
+        return store.head().size
+    except StaleSnapshotError:
+        raise
+    except StoreError:
+        last = -1
+        for row in store.rows(0, None):
+            last = row.seq
+        return last + 1
 
 
 def _refused_read(why: str) -> IntegrityError:
@@ -228,7 +245,7 @@ class PinnedStore(Store):
         self.inner = inner
         self.location = inner.location
         self.read_only = True
-        self.size = size = inner.head().size
+        self.size = size = _stored_size(inner)
         leaves = bytearray()
         tree = CompactRange(0, ())
         kind_ids: dict[bytes, int] = {}

@@ -1,0 +1,174 @@
+"""Commands that verify, then read what they verified (``verify_pinned``), say
+tampering (exit 3) when the home was tampered with, never only "run it again"
+or "the store is corrupt" (exit 4) where ``mltrail verify`` says 3.
+
+The attacker writes the home: a manifest blob deleted by hand (triggers
+dropped), and a purge record naming it appended at the end of ``ledger.db``,
+unsigned by the ledger key, to pass the deletion off as a purge by policy
+(``PurgedSinceVerifiedError`` is picked by a purge record beyond the records
+verified). The next verification reads that record: it is not one, and each
+command says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from mltrail.core.canonical import (
+    canonical_bytes,
+    compute_leaf_hash,
+    compute_record_hash,
+)
+from mltrail.core.merkle import hash_children
+from mltrail.ledger.home import init_home
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.usefixtures("isolated_git")
+
+COMMANDS = (
+    ("verify",),
+    ("report", "model.bin", "--json"),
+    ("export", "openlineage"),
+)
+
+
+def mltrail(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLTRAIL_HOME": str(home)}
+    env.pop("MLTRAIL_WITNESS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mltrail", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _values(value: Any, key: str) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key:
+                yield v
+            yield from _values(v, key)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _values(v, key)
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, Path, str]:
+    """(home, project, the digest of the training data's manifest blob)."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "a.csv").write_text("x,y\n1,0\n")
+    (project / "data" / "b.csv").write_text("x,y\n2,1\n")
+    (project / "train.py").write_text("open('model.bin', 'w').write('m')\n")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qm", "first"], cwd=project, check=True)
+    init_home(home, origin="test.mltrail.local/pinned-tamper", env={})
+    proc = mltrail(home, project, "run", "-q", "--name", "base", "--data",
+                   "train=data", "--output", "model.bin", "--", sys.executable,
+                   "train.py")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(mltrail(home, project, "show", "base", "--json").stdout)
+    (digest,) = {d["blob"] for d in _values(shown, "manifest") if isinstance(d, dict)}
+    for args in COMMANDS:
+        proc = mltrail(home, project, *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    return home, project, digest
+
+
+def _forge(home: Path, digest: str, *, nodes: bool) -> None:
+    """Delete blob ``digest`` and append an unsigned purge record naming it
+    (with the Merkle nodes it completes when ``nodes``), triggers dropped."""
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+        ).fetchall()
+        for name, _ in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+        seq, last = conn.execute(
+            "SELECT seq, CAST(record AS BLOB) FROM records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        entry = dict(json.loads(last)["entry"])
+        entry.pop("run", None)
+        entry["kind"] = "blob.purged"
+        entry["body"] = {"digest": digest, "size": 10, "reason": "retention",
+                         "policy": "p", "referenced_by": []}  # fmt: skip
+        data = canonical_bytes(
+            {"entry": entry, "prev": compute_record_hash(last).hex(), "seq": seq + 1}
+        )
+        conn.execute(
+            "INSERT INTO records (seq, hash, kind, run, time, record) "
+            "VALUES (?, ?, 'blob.purged', NULL, ?, ?)",
+            (seq + 1, compute_record_hash(data), entry["time"], data),
+        )
+        if nodes:  # the leaf, and each node it completes
+            leaf, level, index = compute_leaf_hash(data), 0, seq + 1
+            while True:
+                conn.execute(
+                    "INSERT INTO merkle_nodes VALUES (?, ?, ?)", (level, index, leaf)
+                )
+                if index % 2 == 0:
+                    break
+                (left,) = conn.execute(
+                    "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?",
+                    (level, index - 1),
+                ).fetchone()
+                leaf, level, index = (
+                    hash_children(bytes(left), leaf),
+                    level + 1,
+                    index // 2,
+                )
+        for _, text in triggers:
+            conn.execute(text)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("nodes", [True, False], ids=["with-nodes", "no-nodes"])
+def test_a_forged_purge_of_a_deleted_blob_is_tampering(trained, nodes):
+    """Every command exits 3 and names the record. Without the Merkle nodes
+    the forged record completes, ``report`` and ``export`` said "Merkle node
+    ... is missing: the store is corrupt" (exit 4) on every run, where
+    ``verify`` said TAMPERED (its walk reports such rows)."""
+    home, project, digest = trained
+    _forge(home, digest, nodes=nodes)
+    for args in COMMANDS:
+        proc = mltrail(home, project, *args)
+        assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    shown = mltrail(home, project, "verify", "--json")
+    problems = json.loads(shown.stdout)["problems"]
+    assert any(f"{digest} referenced" in str(p) for p in problems), problems
+
+
+def test_a_deleted_merkle_node_is_tampering(trained):
+    """A frontier Merkle node deleted from ``ledger.db``: ``verify`` said
+    TAMPERED, ``report`` and ``export`` "the store is corrupt" (exit 4)."""
+    home, project, _ = trained
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        conn.execute("DROP TRIGGER merkle_nodes_no_DELETE")
+        conn.execute(
+            "DELETE FROM merkle_nodes WHERE level = "
+            "(SELECT max(level) FROM merkle_nodes) AND idx = 0"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    for args in COMMANDS:
+        proc = mltrail(home, project, *args)
+        assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
+        assert "Merkle node" in proc.stdout + proc.stderr
