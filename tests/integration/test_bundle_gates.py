@@ -156,3 +156,54 @@ def test_a_gate_lowered_just_before_a_promotion_is_a_warning_of_both_verifiers(
     assert "gate-lowered: record" in example
     assert "lowered from 1 to 0" in example
     assert "by alice: hotfix window" in example
+
+
+def test_both_verifiers_judge_each_attack_as_model_history_does(tmp_path):
+    """A rejection standing before the promotion and a trainer's own approval
+    counted toward a gate of 2: each verifier warns exactly of the promotions
+    ``model history`` shows NOT MET, naming the same reason."""
+    race, own, fine = "d" * 64, "f" * 64, "1" * 64
+    init_home(tmp_path / "home", origin="test.mltrail.local/bundle-gates-attacks")
+    home = open_home(tmp_path / "home")
+    try:
+        train(home, race, "run-race")
+        train(home, own, "run-own")
+        train(home, fine, "run-fine")
+        gate(home, "staging", 1, "4 eyes")
+        gate(home, "production", 2, "SR 11-7")
+        approve(home, "bob", race, "staging")
+        approve(home, "bob", fine, "staging")
+        as_user(home, "carol")
+        approve_model(home, open_index(home), f"file:{race}", stage="staging",
+                      note="bias test missing", reject=True)  # fmt: skip
+        approve(home, "alice", own)
+        approve(home, "bob", own)
+        for sha, stage in ((race, "staging"),
+                           (own, "production"), (fine, "staging")):  # fmt: skip
+            as_user(home, "alice")
+            home.ledger.append("model.promoted", {
+                "model": sha, "model_type": "file", "stage": stage,
+                "action": "enter", "run": None, "path": None,
+                "ref": f"file:{sha}", "note": "go",
+            })  # fmt: skip
+    finally:
+        home.close()
+    history = json.loads(cli("model", "history", "--json", home=tmp_path / "home"))
+    met = {e["model"]: e["gate"]["met"] for e in history}
+    assert met == {f"file:{race}": False,
+                   f"file:{own}": False, f"file:{fine}": True}  # fmt: skip
+    reasons = {race: "rejected by carol",
+               own: "1 of 2 approval(s) (bob)", fine: None}  # fmt: skip
+    for sha, reason in reasons.items():
+        path = tmp_path / f"{sha[:4]}.json"
+        cli("export", f"file:{sha}", "-o", path, home=tmp_path / "home")
+        gates, example = _verify(path)
+        lines = [ln for ln in example.splitlines() if ln.startswith("warning:")]
+        if reason is None:
+            assert (gates, lines) == ([], [])
+            continue
+        [warning] = gates
+        [line] = lines
+        assert warning["code"] == "gate-not-met"
+        assert reason in warning["message"]
+        assert reason in line
