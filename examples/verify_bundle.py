@@ -698,6 +698,34 @@ def gate_at(facts: dict, node: str, stage: str, before: int) -> dict[str, Any]:
             "trainers": made_by, "met": bool(met), "lowered": lowered}  # fmt: skip
 
 
+def not_met(what: str, gate: dict[str, Any], unread: set[str]) -> str:
+    """The warning of a promotion short of its gate (or, when only a trainer is
+    missing and a folder's manifest is carried by hash only, not judged)."""
+    have = f"{len(gate['approvers'])} of {gate['required']} approval(s)"
+    if (
+        not gate["rejected_by"]
+        and len(gate["approvers"]) >= gate["required"]
+        and unread
+    ):
+        return (
+            f"gate-unjudged: {what}: its gate cannot be judged from this bundle: "
+            f"no recorded trainer, and {len(unread)} folder manifest(s) carried by "
+            f"hash only ({have} counted otherwise)"
+        )
+    why = [have + (f" ({', '.join(gate['approvers'])})" if gate["approvers"] else "")]
+    if gate["rejected_by"]:
+        why.append(f"rejected by {', '.join(gate['rejected_by'])}")
+    if gate["required"] and not gate["trainers"]:
+        why.append("no recorded trainer")
+    return (
+        f"gate-not-met: {what} did NOT MEET its gate as the carried records before "
+        f"it stand: {'; '.join(why)} (a bundle is not proven complete: a decision "
+        "it does not carry is not counted"
+        + (f"; {len(unread)} folder manifest(s) carried by hash only" if unread else "")
+        + ")"
+    )
+
+
 def gate_warnings(records: dict[int, Any], blobs: dict[str, bytes]) -> list[str]:
     """A warning for each ``enter`` promotion that did not meet its stage's gate
     as the carried records before it stand, or came under a gate just lowered.
@@ -716,26 +744,10 @@ def gate_warnings(records: dict[int, Any], blobs: dict[str, bytes]) -> list[str]
         gate = gate_at(facts, node, stage, seq)
         what = f"record {seq}: the promotion of {node} to {stage}"
         if not gate["met"]:
-            have = f"{len(gate['approvers'])} of {gate['required']} approval(s)"
-            why = [
-                have
-                + (f" ({', '.join(gate['approvers'])})" if gate["approvers"] else "")
-            ]
-            if gate["rejected_by"]:
-                why.append(f"rejected by {', '.join(gate['rejected_by'])}")
-            if gate["required"] and not gate["trainers"]:
-                why.append("no recorded trainer")
-            unread = facts["unread"] if node.startswith("file:") else set()
             found.append(
-                f"gate-not-met: {what} did NOT MEET its gate as the carried records "
-                f"before it stand: {'; '.join(why)} (a bundle is not proven complete: "
-                "a decision it does not carry is not counted"
-                + (
-                    f"; {len(unread)} folder manifest(s) carried by hash only"
-                    if unread
-                    else ""
+                not_met(
+                    what, gate, facts["unread"] if node.startswith("file:") else set()
                 )
-                + ")"
             )
         if gate["lowered"]:
             at, _, low, user, note, high = gate["lowered"]

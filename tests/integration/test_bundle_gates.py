@@ -207,3 +207,62 @@ def test_both_verifiers_judge_each_attack_as_model_history_does(tmp_path):
         assert warning["code"] == "gate-not-met"
         assert reason in warning["message"]
         assert reason in line
+
+
+def test_a_weights_file_of_a_trained_folder_is_judged_through_its_manifest(tmp_path):
+    """Real ``mltrail run`` from a git commit writes the folder ``ckpt``; bob
+    approves its weights file, named by path, which is promoted. Its trainer is
+    the folder's, known only through the folder's manifest: carried, no gate
+    warning; carried by hash only (--no-blobs), the gate cannot be judged, and
+    both verifiers say so rather than call it NOT MET."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import pathlib\nd = pathlib.Path('ckpt'); d.mkdir(exist_ok=True)\n"
+        "(d / 'model.safetensors').write_bytes(b'weights' * 100)\n"
+        "(d / 'config.json').write_text('{}')\n"
+    )
+    (project / ".gitignore").write_text("ckpt/\n")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
+    env = keep | {
+        "MLTRAIL_HOME": str(home), "GIT_CEILING_DIRECTORIES": str(tmp_path),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
+    }  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "train"]):
+        subprocess.run(["git", *args], cwd=project, env=env, check=True,
+                       capture_output=True)  # fmt: skip
+
+    def run(*args: object) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mltrail", *map(str, args)], cwd=project,
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+
+    run("init")
+    run("run", "--name", "train", "--output", "ckpt", "--", sys.executable,
+        "train.py")  # fmt: skip
+    run("model", "gate", "production", "--require-approval", "1", "--note", "4 eyes")
+    opened = open_home(home)
+    try:
+        as_user(opened, "bob")
+        approve_model(opened, open_index(opened), "ckpt/model.safetensors",
+                      stage="production", note="VR-7", cwd=project)  # fmt: skip
+    finally:
+        opened.close()
+    weights = "ckpt/model.safetensors"
+    run("model", "promote", weights, "--stage", "production", "--note", "go",
+        "--override", "weights file")  # fmt: skip
+    run("export", weights, "-o", tmp_path / "full.json")
+    run("export", weights, "-o", tmp_path / "hashes.json", "--no-blobs")
+    gates, example = _verify(tmp_path / "full.json")
+    assert (gates, "warning:" in example) == ([], False)
+    gates, example = _verify(tmp_path / "hashes.json")
+    [warning] = gates
+    assert warning["code"] == "gate-unjudged"
+    assert "cannot be judged from this bundle" in warning["message"]
+    assert "NOT MEET" not in example
+    assert "gate-unjudged:" in example
+    assert "cannot be judged from this bundle" in example

@@ -1,6 +1,7 @@
 """Each carried promotion judged against its stage's gate, from the bundle alone.
 
-``verify-bundle`` warns (``gate-not-met``, ``gate-lowered``) about a
+``verify-bundle`` warns (``gate-not-met``, ``gate-lowered``; ``gate-unjudged``
+when only a folder manifest carried by hash only could name a trainer) about a
 ``model.promoted`` that did not meet the gate of its stage as the bundle's own
 records before it (by seq) stand: the rule of
 :func:`mltrail.audit.governance.approval_status` (ADR 0018) applied to the
@@ -13,8 +14,9 @@ written folder is the folder's, through the folder's carried manifest). A
 standing rejection of the same weights under another id counts when the bundle
 carries it. Warnings, not errors: a bundle is not proven complete (ADR 0016),
 so a decision or a run it does not carry is not judged; a manifest carried by
-hash only (``--no-blobs``) hides which files a folder holds, and the warning
-says so. Pure: no mltrail import beyond the codec's types.
+hash only (``--no-blobs``) hides which files a folder holds: a promotion whose
+only fault is no recorded trainer is then ``gate-unjudged``. Pure: plain
+values in, warnings out.
 """
 
 from __future__ import annotations
@@ -309,7 +311,13 @@ def gate_warnings(
         gate = _status(facts, node, stage, seq)
         what = f"the promotion of {node} to {stage}"
         if not gate["met"]:
-            yield seq, "gate-not-met", _not_met(what, gate, _unread(facts, node))
+            unread = _unread(facts, node)
+            if gate["rejected_by"] or len(gate["approvers"]) < gate["required"]:
+                yield seq, "gate-not-met", _not_met(what, gate, unread)
+            elif unread:  # only the trainer is missing, maybe behind a manifest
+                yield seq, "gate-unjudged", _unjudged(what, gate, unread)
+            else:
+                yield seq, "gate-not-met", _not_met(what, gate, unread)
         if gate["lowered"]:
             at, _, low, user, note, high = gate["lowered"]
             yield (
@@ -318,6 +326,17 @@ def gate_warnings(
                 f"{what} came under a gate lowered from {high} to {low} at seq {at} "
                 f"by {user or '?'}: {note or '(no note)'}",
             )
+
+
+def _unjudged(what: str, gate: dict[str, Any], unread: set[str]) -> str:
+    return (
+        f"the gate of {what} cannot be judged from this bundle: it records no "
+        f"trainer of the model, and {len(unread)} written folder(s) have "
+        "manifests it carries by hash only (exported with --no-blobs), so "
+        "whether they hold these weights (and who trained them) is unknown; "
+        f"{len(gate['approvers'])} of {gate['required']} approval(s) counted "
+        "otherwise; export the bundle with its blobs to judge it"
+    )
 
 
 def _not_met(what: str, gate: dict[str, Any], unread: set[str]) -> str:
@@ -332,8 +351,8 @@ def _not_met(what: str, gate: dict[str, Any], unread: set[str]) -> str:
     if unread:
         hidden = (
             f"; {len(unread)} written folder(s) have manifests the bundle carries "
-            "by hash only (--no-blobs), so which of them hold these weights (and "
-            "their trainers and decisions) cannot be judged from it"
+            "by hash only (--no-blobs): more names of these weights (and their "
+            "decisions) may be behind them, which could only add to this"
         )
     return (
         f"{what} did NOT MEET its gate as the records before it stand: "
