@@ -13,7 +13,11 @@ key.revoked records make valid at that seq (an author key, one added with an
 ``actor.user`` is that identity, never key records, clock resets, purges or
 checkpoints; key records are signed by log keys); each RFC 9162 inclusion proof to
 the checkpoint; the checkpoint's C2SP signed-note signature; that every
-blob a record references is listed, and every carried blob's SHA-256. It does
+blob a record references is listed, and every carried blob's SHA-256. It
+prints a warning line (``gate-not-met``, ``gate-lowered``) for each carried
+promotion that did not meet its stage's gate as the carried records before it
+stand, as ``mltrail verify-bundle`` and ``mltrail model history`` judge it
+(a warning: a bundle is not proven complete). It does
 not check RFC 3161 tokens or witness cosignatures
 (``mltrail verify-bundle`` does). With ``--trust-checkpoint FILE`` (a checkpoint
 of the ledger you kept), the checkpoint must be signed by a key of the bundle
@@ -495,6 +499,265 @@ def manifests(value: Any) -> list[str]:
     return found
 
 
+# -- gates (as ``mltrail verify-bundle``'s gate-not-met / gate-lowered) ------------
+
+COLUMN = {"model": "model", "file": "sha256", "data": "dataset"}
+
+
+def _text(value: Any) -> str | None:
+    """A value as the index stores it in a text column."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _node(body: dict[str, Any]) -> str:
+    return f"{body.get('model_type', 'model')}:{body.get('model')}"
+
+
+def _shas(data: bytes | None) -> list[str]:
+    shas = []
+    for line in (data or b"").splitlines():
+        try:
+            sha = json.loads(line).get("sha256")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(sha, str):
+            shas.append(sha)
+    return shas
+
+
+def step_links(facts: dict, body: dict[str, Any], run: Any) -> Any:
+    """The links of a ``run.step`` that make rows, one at a time: a DVC stage's
+    with a hash; another step's unless its run has a row of it already."""
+    dvc = isinstance(body.get("dvc"), dict)
+    for direction, key in (("in", "inputs"), ("out", "outputs")):
+        for link in body.get(key) or []:
+            if not isinstance(link, dict):
+                continue
+            if dvc:
+                if link.get("sha256") or link.get("dataset"):
+                    yield direction, link
+                continue
+            dataset, sha = _text(link.get("dataset")), _text(link.get("sha256"))
+            if not any(
+                d["run"] == run and d["direction"] == direction
+                and ((d["dataset"] is not None and d["dataset"] == dataset)
+                     or (d["sha256"] is not None and d["sha256"] == sha))
+                for d in facts["data"]
+            ):  # fmt: skip
+                yield direction, link
+
+
+def decision_or_gate(facts: dict, seq: int, entry: dict[str, Any]) -> None:
+    """A ``stage.gated`` (a gate row) or ``model.approved`` (a decision row)."""
+    kind, body = entry["kind"], entry["body"]
+    user = _text(entry["actor"].get("user"))
+    if kind == "stage.gated":
+        required = body.get("require_approval")
+        if isinstance(required, int) and isinstance(body.get("stage"), str):
+            facts["gates"].append((seq, body["stage"], int(required), user,
+                                   _text(body.get("note"))))  # fmt: skip
+    elif kind == "model.approved":
+        facts["decisions"].append({
+            "seq": seq, "node": _node(body), "stage": _text(body.get("stage")),
+            "decision": _text(body.get("decision")), "user": user,
+        })  # fmt: skip
+
+
+def gate_facts(entries: list[tuple[int, Any]], blobs: dict[str, bytes]) -> dict:
+    """The rows ``mltrail``'s index would hold for the carried records."""
+    facts: dict[str, Any] = {"starters": {}, "data": [], "models": [], "files": {},
+                             "unread": set(), "gates": [], "decisions": []}  # fmt: skip
+
+    def data(seq: int, entry: Any, direction: str, body: Any) -> None:
+        ref = body.get("manifest")
+        blob = ref.get("blob") if isinstance(ref, dict) else None
+        manifest = blob if isinstance(blob, str) else None
+        sha = body.get("sha256")
+        if sha is None and manifest and body.get("files") == 1:
+            first = _shas((blobs.get(manifest) or b"").split(b"\n", 1)[0])
+            sha = first[0] if first else None
+        dataset = _text(body.get("dataset"))
+        facts["data"].append({
+            "seq": seq, "run": entry.get("run"), "direction": direction,
+            "dataset": dataset, "sha256": _text(sha), "model": _text(body.get("model")),
+            "user": _text(entry["actor"].get("user")),
+        })  # fmt: skip
+        if (
+            direction == "out"
+            and manifest
+            and dataset
+            and dataset not in facts["files"]
+        ):
+            if manifest not in blobs:
+                facts["unread"].add(dataset)
+            facts["files"][dataset] = set(_shas(blobs.get(manifest)))
+
+    for seq, entry in entries:
+        kind, body, run = entry["kind"], entry["body"], entry.get("run")
+        user = _text(entry["actor"].get("user"))
+        if kind == "run.started" and isinstance(run, str):
+            facts["starters"].setdefault(run, user)
+        elif kind == "run.data":
+            data(seq, entry, "in", body)
+        elif kind == "run.artifact" and body.get("exists") is not False:
+            data(seq, entry, "out", body)
+            if body.get("model"):
+                facts["models"].append((seq, run, _text(body["model"]), "output"))
+        elif kind == "run.step":
+            for direction, link in step_links(facts, body, run):
+                data(seq, entry, direction, link)
+        elif kind == "run.finetune":
+            for part, role in (("model", "output"), ("adapter", "adapter")):
+                value = body.get(part)
+                if isinstance(value, dict) and value.get("model"):
+                    facts["models"].append((seq, run, _text(value["model"]), role))
+        else:
+            decision_or_gate(facts, seq, entry)
+    return facts
+
+
+def trainers(facts: dict, node: str, before: int) -> set[str]:
+    """Who started a run that wrote ``node`` before seq ``before``, or signed
+    such an output record (a weights file of a written folder: the folder's)."""
+    kind, _, ident = node.partition(":")
+    column = COLUMN.get(kind)
+    if column is None:
+        return set()
+    inner = (
+        {d for d, s in facts["files"].items() if ident in s}
+        if kind == "file"
+        else set()
+    )
+    outs = [d for d in facts["data"] if d["direction"] == "out" and d["seq"] < before
+            and (d[column] == ident or d["dataset"] in inner)]  # fmt: skip
+    runs = {d["run"] for d in outs} | {
+        run for seq, run, model, role in facts["models"]
+        if kind == "model" and model == ident and seq < before
+    }  # fmt: skip
+    users = {facts["starters"][r] for r in runs if r in facts["starters"]}
+    users |= {d["user"] for d in outs}
+    return {str(u) for u in users if u is not None}
+
+
+def same_weights(facts: dict, node: str) -> set[str]:
+    """The other ids of ``node``'s weights: folders holding a file, fingerprints."""
+    kind, _, ident = node.partition(":")
+    rows, files = facts["data"], facts["files"]
+    if kind == "file":
+        folders = {d for d, s in files.items() if ident in s}
+        names = {f"data:{d}" for d in folders} | {
+            f"model:{d['model']}" for d in rows
+            if d["model"] is not None and d["dataset"] in folders
+        }  # fmt: skip
+    elif kind == "data":
+        prints = {d["model"] for d in rows
+                  if d["dataset"] == ident and d["model"] is not None}  # fmt: skip
+        names = {f"file:{s}" for s in files.get(ident, set())}
+        names |= {f"model:{m}" for m in prints} | {
+            f"data:{d['dataset']}" for d in rows
+            if d["dataset"] is not None and d["model"] in prints
+        }  # fmt: skip
+    elif kind == "model":
+        folders = {d["dataset"] for d in rows
+                   if d["model"] == ident and d["dataset"] is not None}  # fmt: skip
+        names = {f"data:{d}" for d in folders}
+        names |= {f"file:{s}" for d in folders for s in files.get(d, set())}
+    else:
+        return set()
+    return names - {node}
+
+
+def gate_at(facts: dict, node: str, stage: str, before: int) -> dict[str, Any]:
+    """The gate of ``stage`` for ``node`` as the records before seq ``before`` stand."""
+    made_by = trainers(facts, node, before)
+    standing: dict[Any, dict[str, Any]] = {}
+    others, newest = same_weights(facts, node), {}
+    for d in facts["decisions"]:
+        if d["stage"] != stage or d["seq"] >= before:
+            continue
+        if d["node"] == node:
+            counts = d["decision"] == "approve" and d["user"] not in made_by
+            standing[d["user"]] = d | {"counts": counts}
+        elif d["node"] in others:
+            newest[d["user"]] = d | {"counts": False}
+    for user, d in newest.items():
+        own = standing.get(user)
+        if d["decision"] == "reject" and (own is None or own["seq"] < d["seq"]):
+            standing[user] = d
+    gates = [g for g in facts["gates"] if g[1] == stage and g[0] < before][-2:]
+    required = gates[-1][2] if gates else 0
+    approvers = sorted(str(u) for u, d in standing.items() if d["counts"])
+    rejected = sorted(str(u) for u, d in standing.items() if d["decision"] == "reject")
+    lowered = None
+    if len(gates) == 2 and gates[1][2] < gates[0][2]:
+        lowered = gates[1] + (gates[0][2],)
+    met = not rejected and len(approvers) >= required and (required == 0 or made_by)
+    return {"required": required, "approvers": approvers, "rejected_by": rejected,
+            "trainers": made_by, "met": bool(met), "lowered": lowered}  # fmt: skip
+
+
+def not_met(what: str, gate: dict[str, Any], unread: set[str]) -> str:
+    """The warning of a promotion short of its gate (or, when only a trainer is
+    missing and a folder's manifest is carried by hash only, not judged)."""
+    have = f"{len(gate['approvers'])} of {gate['required']} approval(s)"
+    if (
+        not gate["rejected_by"]
+        and len(gate["approvers"]) >= gate["required"]
+        and unread
+    ):
+        return (
+            f"gate-unjudged: {what}: its gate cannot be judged from this bundle: "
+            f"no recorded trainer, and {len(unread)} folder manifest(s) carried by "
+            f"hash only ({have} counted otherwise)"
+        )
+    why = [have + (f" ({', '.join(gate['approvers'])})" if gate["approvers"] else "")]
+    if gate["rejected_by"]:
+        why.append(f"rejected by {', '.join(gate['rejected_by'])}")
+    if gate["required"] and not gate["trainers"]:
+        why.append("no recorded trainer")
+    return (
+        f"gate-not-met: {what} did NOT MEET its gate as the carried records before "
+        f"it stand: {'; '.join(why)} (a bundle is not proven complete: a decision "
+        "it does not carry is not counted"
+        + (f"; {len(unread)} folder manifest(s) carried by hash only" if unread else "")
+        + ")"
+    )
+
+
+def gate_warnings(records: dict[int, Any], blobs: dict[str, bytes]) -> list[str]:
+    """A warning for each ``enter`` promotion that did not meet its stage's gate
+    as the carried records before it stand, or came under a gate just lowered.
+    Judged from what the bundle carries: a bundle is not proven complete."""
+    entries = [(seq, r["entry"]) for seq, (_, r) in sorted(records.items())]
+    facts = gate_facts(entries, blobs)
+    found = []
+    for seq, entry in entries:
+        body = entry["body"]
+        stage = body.get("stage")
+        if entry["kind"] != "model.promoted" or not isinstance(stage, str):
+            continue
+        if body.get("action", "enter") != "enter":
+            continue
+        node = _node(body)
+        gate = gate_at(facts, node, stage, seq)
+        what = f"record {seq}: the promotion of {node} to {stage}"
+        if not gate["met"]:
+            found.append(
+                not_met(
+                    what, gate, facts["unread"] if node.startswith("file:") else set()
+                )
+            )
+        if gate["lowered"]:
+            at, _, low, user, note, high = gate["lowered"]
+            found.append(
+                f"gate-lowered: {what} came under a gate lowered from {high} to {low} "
+                f"at seq {at} by {user or '?'}: {note or '(no note)'}"
+            )
+    return found
+
+
 def check_kept(bundle: dict[str, Any], text: str, keys: dict[str, Any]) -> int:
     """The size of a checkpoint the verifier kept, once the bundle's checkpoint is
     shown to extend it: signed by a key of the bundle valid at its size, and at
@@ -566,11 +829,12 @@ def verify(path: Path, kept: tuple[str, ...] = ()) -> str:
     )
     digest = hashlib.sha256(canonical(bundle).encode("utf-8")).hexdigest()
     genesis = records[0][1]["entry"]["body"]["key"]
+    warnings = "".join(f"\nwarning: {w}" for w in gate_warnings(records, blobs))
     return (
         f"intact: {len(records)} records of {origin} ({node}) in its checkpoint of "
         f"size {size}, "
         f"{len(blobs)} blob(s) checked; genesis key {genesis} (from the bundle)"
-        f"{extends}; digest sha256:{digest}"
+        f"{extends}; digest sha256:{digest}{warnings}"
     )
 
 

@@ -22,6 +22,7 @@ from mltrail.core.bundle_checks import (
     check_checkpoint,
     check_evidence,
     check_future,
+    check_gates,
     check_records,
     check_subject,
     check_trusted_checkpoints,
@@ -265,6 +266,7 @@ def verify_bundle(bundle: Any, policy: BundlePolicy) -> BundleReport:
         check_records(ctx, bundle["records"], bundle["subject"]["seqs"])
         check_blobs(ctx, bundle["blobs"])
         check_subject(ctx, bundle["subject"]["node"])
+        check_gates(ctx)
         check_evidence(ctx, bundle["evidence"])
         check_trusted_checkpoints(ctx)
         check_future(ctx)

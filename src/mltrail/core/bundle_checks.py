@@ -15,6 +15,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.anchored_time import LatestDated
+from mltrail.core.bundle_gates import Carried, gate_warnings
 from mltrail.core.canonical import (
     ZERO_HASH,
     compute_blob_digest,
@@ -51,6 +52,7 @@ __all__ = [
     "check_checkpoint",
     "check_evidence",
     "check_future",
+    "check_gates",
     "check_records",
     "check_subject",
     "check_trusted_checkpoints",
@@ -499,6 +501,25 @@ def _named(value: Any, members: tuple[str, ...]) -> set[str]:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return found
+
+
+# -- gates ---------------------------------------------------------------------
+
+
+def check_gates(ctx: BundleContext) -> None:
+    """A warning for each carried promotion that did not meet its stage's gate
+    as the carried records before it stand (``gate-not-met``), or came under a
+    gate just lowered (``gate-lowered``): see :mod:`mltrail.core.bundle_gates`.
+    Warnings: a bundle is not proven complete. Runs after :func:`check_blobs`
+    (a folder's files come from its carried manifest)."""
+    records = {
+        seq: Carried(seq, e.kind, e.run, e.actor.get("user"), e.body)
+        for seq, decoded in ctx.records.items()
+        if seq not in ctx.bad_seqs
+        for e in (decoded.record.entry,)
+    }
+    for seq, code, message in gate_warnings(records, ctx.blobs):
+        ctx.warn(seq, code, message)
 
 
 # -- blobs ---------------------------------------------------------------------
