@@ -172,3 +172,26 @@ def test_a_deleted_merkle_node_is_tampering(trained):
         proc = mltrail(home, project, *args)
         assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
         assert "Merkle node" in proc.stdout + proc.stderr
+
+
+def test_a_bundle_export_of_a_ledger_missing_a_merkle_node_is_tampering(trained):
+    """``mltrail export`` (a proof bundle) of a home whose frontier Merkle node
+    was deleted said "the store is corrupt" (exit 4) where ``verify`` says
+    TAMPERED (exit 3); it writes no bundle."""
+    home, project, _ = trained
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        conn.execute("DROP TRIGGER merkle_nodes_no_DELETE")
+        conn.execute(
+            "DELETE FROM merkle_nodes WHERE level = "
+            "(SELECT max(level) FROM merkle_nodes) AND idx = 0"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    out = project / "bundle.json"
+    proc = mltrail(home, project, "export", "model.bin", "-o", str(out))
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "Merkle node" in proc.stdout + proc.stderr
+    assert not out.exists()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mltrail.index import Index
 
-__all__ = ["folder_readers", "folder_writes", "folders_above"]
+__all__ = ["folder_readers", "folder_writes", "folders_above", "manifest_bytes"]
 
 
 def folders_above(location: str) -> list[str]:
@@ -126,9 +126,32 @@ def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
+def manifest_bytes(index: Index, digest: str | None) -> bytes | None:
+    """A manifest blob's bytes, once they hash to ``digest`` (as
+    ``Ledger.get_blob`` checks); None when no blob is named, or the store does
+    not hold it (purged, or deleted: `mltrail verify` names it).
+
+    Raises:
+        IntegrityError: the bytes stored are not the blob's: no answer is made
+            from them (nor said to be none).
+    """
+    from mltrail.errors import InputError
+
+    if not digest:
+        return None
+    try:
+        return index.ledger.get_blob(digest)
+    except InputError:  # purged, or not held
+        return None
+
+
 def _listed(index: Index, manifest: str | None) -> set[str] | None:
-    """The sha256 of each file of a manifest blob; None when it cannot be read."""
-    data = index.ledger.store.get_blob(manifest) if manifest else None
+    """The sha256 of each file of a manifest blob; None when it cannot be read.
+
+    Raises:
+        IntegrityError: the blob does not hash to its address.
+    """
+    data = manifest_bytes(index, manifest)
     if data is None:
         return None
     found = set()

@@ -16,7 +16,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.audit.folder_reads import folder_readers, folder_writes, folders_above
+from mltrail.audit.folder_reads import (
+    folder_readers,
+    folder_writes,
+    folders_above,
+    manifest_bytes,
+)
 from mltrail.audit.query import load_run
 from mltrail.core.lineage import LineageGraph, Node
 
@@ -256,7 +261,11 @@ def graph_differs(index: Index, graph: LineageGraph) -> str | None:
 
 def _contains_differ(index: Index, graph: LineageGraph) -> str | None:
     """Whether each ``data -contains-> file`` edge is a file of that dataset's
-    manifest, as written by a run (the manifest named by the run's own rows)."""
+    manifest, as written by a run (the manifest named by the run's own rows).
+
+    Raises:
+        IntegrityError: that manifest's bytes do not hash to its address.
+    """
     import json
 
     for edge in graph.edges:
@@ -271,7 +280,7 @@ def _contains_differ(index: Index, graph: LineageGraph) -> str | None:
             "AND manifest IS NOT NULL LIMIT 1",
             (dataset,),
         )
-        blob = index.ledger.store.get_blob(rows[0][0]) if rows else None
+        blob = manifest_bytes(index, rows[0][0]) if rows else None
         if not blob:
             continue  # nothing to check against (a purged manifest)
         found = False

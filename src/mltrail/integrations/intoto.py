@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.audit.query import load_run, resolve_run
 from mltrail.core.manifest import parse_manifest
-from mltrail.errors import ConfigError, InputError, IntegrityError, MltrailError
+from mltrail.errors import ConfigError, InputError, IntegrityError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 from mltrail.ledger.ledger import TRUST_KEY_HINT
 
@@ -242,13 +242,18 @@ def _subjects(home: Home, view: RunView, cwd: str) -> list[dict[str, Any]]:
 
 
 def _files_of(home: Home, body: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    """One subject per file of an output (a single file: its own digest)."""
+    """One subject per file of an output (a single file: its own digest); the
+    output's dataset id, and what erased its manifest, when a verified purge
+    record did."""
     if body.get("type") != "directory" and body.get("sha256"):
         return [{"name": name, "digest": {"sha256": body["sha256"]}}]
     entries = _manifest(home, body)
-    if entries is None:
+    if not isinstance(entries, list):
         if body.get("dataset"):
-            return [{"name": name, "digest": {"mltrailDataset": body["dataset"]}}]
+            subject = {"name": name, "digest": {"mltrailDataset": body["dataset"]}}
+            if entries is not None:
+                subject["annotations"] = {"manifestPurged": entries}
+            return [subject]
         return []
     if body.get("type") != "directory" and len(entries) == 1:
         return [{"name": name, "digest": {"sha256": entries[0][1]}}]
@@ -258,15 +263,51 @@ def _files_of(home: Home, body: dict[str, Any], name: str) -> list[dict[str, Any
     ]
 
 
-def _manifest(home: Home, body: dict[str, Any]) -> list[tuple[str, str]] | None:
-    """(path, sha256) of each file in a body's manifest; None when it is unreadable."""
+def _manifest(
+    home: Home, body: dict[str, Any]
+) -> list[tuple[str, str]] | dict[str, Any] | None:
+    """(path, sha256) of each file in a body's manifest; None when it names no
+    manifest; what its purge record says (blob, seq, reason, policy, by, time)
+    when a purge record among the records verified erased it.
+
+    Read after the verification, whose records the ledger is pinned to: a
+    manifest that no longer hashes to its address, or is gone with no purge
+    record, was changed since; the key signs no statement without its files
+    (ADR 0024, amendment of 2026-12-08).
+
+    Raises:
+        IntegrityError: the blob does not hash to its address, or is gone
+            though no purge record names it.
+        PurgedSinceVerifiedError: a purge record beyond the records verified
+            erased it: run the command again.
+        SchemaError: the blob is no manifest.
+    """
+    from mltrail.ledger.ledger import BlobPurgedError
+    from mltrail.ledger.purged import purge_note
+
     ref = body.get("manifest")
     if not isinstance(ref, dict) or "blob" not in ref:
         return None
+    digest = str(ref["blob"])
     try:
-        manifest = parse_manifest(home.ledger.get_blob(str(ref["blob"])))
-    except MltrailError:  # purged, or missing (verify names it)
-        return None
+        data = home.ledger.get_blob(digest)
+    except BlobPurgedError as e:
+        note = purge_note(home.ledger, e.digest)
+        return {
+            "blob": e.digest,
+            "seq": e.seq,
+            "reason": note.reason if note else None,
+            "policy": note.policy if note else None,
+            "by": note.by if note else None,
+            "time": note.time if note else None,
+        }
+    except InputError as e:  # not stored, and no purge record names it
+        raise IntegrityError(
+            f"refusing to sign provenance: manifest blob {digest} is gone from "
+            "the store, and no purge record names it",
+            hint="run `mltrail verify`: it was deleted without a purge",
+        ) from e
+    manifest = parse_manifest(data)
     return [(e.path, e.sha256) for e in manifest.entries if e.sha256 is not None]
 
 
@@ -294,7 +335,7 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
     location = str(body.get("url") or body.get("path") or "")
     digest: dict[str, str] = {"mltrailDataset": str(body["dataset"])}
     entries = _manifest(home, body) if body.get("files") == 1 else None
-    if entries and len(entries) == 1:
+    if isinstance(entries, list) and len(entries) == 1:
         digest["sha256"] = entries[0][1]
     if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
         digest["md5"] = str(body["dvc"]["md5"]).removesuffix(".dir")
@@ -308,6 +349,8 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
             "bytes": body.get("bytes"),
         },
     }
+    if isinstance(entries, dict):
+        dep["annotations"]["manifestPurged"] = entries
     return dep
 
 

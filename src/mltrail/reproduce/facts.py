@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.diff import RunDiff, RunFacts, diff_runs, merge_series
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError
 
 if TYPE_CHECKING:
     from mltrail.audit.query import RunView
@@ -15,13 +15,20 @@ __all__ = ["compare_runs", "read_blob", "run_facts"]
 
 
 def read_blob(home: Home, ref: Any) -> bytes | None:
-    """The bytes of a blob reference (``{"blob": "sha256:..."}``), or None when the
-    reference is missing or the blob is not held (purged, say)."""
+    """The bytes of a blob reference (``{"blob": "sha256:..."}``), once they hash
+    to its address; None when the reference is missing or the blob is not held
+    (purged, or deleted: `mltrail verify` names it).
+
+    Raises:
+        IntegrityError: the stored bytes are not the blob's: never read as "not
+            recorded" (ADR 0014, amendment of 2026-12-08).
+        StoreError: the store cannot be read.
+    """
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
         return None
     try:
         return home.ledger.get_blob(ref["blob"])
-    except MltrailError:
+    except InputError:  # purged, or not held
         return None
 
 
