@@ -26,7 +26,6 @@ A real ``mltrail server`` (tests/server_fixture.py) over PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
+from client_mode import client_env  # noqa: E402
 from server_fixture import running_server  # noqa: E402
 
 if TYPE_CHECKING:
@@ -64,16 +64,10 @@ def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     base = tmp_path_factory.mktemp("client")
     (base / "project").mkdir()
     (base / "project" / "data.csv").write_text("a,b\n1,2\n")
-    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
     envs = {
-        name: keep
-        | {
-            "MLTRAIL_HOME": str(base / name),
-            "MLTRAIL_URL": url,
-            "MLTRAIL_TOKEN": server.token(role, name),
-            "GIT_CEILING_DIRECTORIES": str(base),
-        }
+        name: client_env(
+            server, base / name, role, name, GIT_CEILING_DIRECTORIES=str(base)
+        )
         for name, role in (("alice", "writer"), ("carol", "auditor"))
     }
     for args in (
