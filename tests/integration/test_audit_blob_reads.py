@@ -44,9 +44,8 @@ def trained(tmp_path: Path) -> tuple[Path, Path, str]:
                         "test.mltrail.local/audit-blobs", "--output", "out")  # fmt: skip
 
 
-def _replace_file_in_manifest(home: Path, digest: str) -> None:
-    """out/a.bin's sha256 in the manifest blob swapped for another file's (a
-    manifest still, canonical and sorted), triggers dropped."""
+def _blob(home: Path, digest: str) -> bytes:
+    """Blob ``digest``'s bytes as stored in ledger.db (read behind the home)."""
     conn = sqlite3.connect(home / "ledger.db")
     try:
         (data,) = conn.execute(
@@ -54,6 +53,13 @@ def _replace_file_in_manifest(home: Path, digest: str) -> None:
         ).fetchone()
     finally:
         conn.close()
+    return bytes(data)
+
+
+def _replace_file_in_manifest(home: Path, digest: str) -> None:
+    """out/a.bin's sha256 in the manifest blob swapped for another file's (a
+    manifest still, canonical and sorted), triggers dropped."""
+    data = _blob(home, digest)
     assert SHA_A.encode() in bytes(data)
     _set_blob(home, digest, bytes(data).replace(SHA_A.encode(), SHA_EVIL.encode()))
 
@@ -125,13 +131,7 @@ def test_folder_reads_refuse_a_replaced_manifest(trained):
     with mltrail.audit(home) as audit:
         writer = audit.lineage("feat").root
         assert writer in audit.lineage("next").nodes
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        (data,) = conn.execute(
-            "SELECT data FROM blobs WHERE digest = ?", (read,)
-        ).fetchone()
-    finally:
-        conn.close()
+    data = _blob(home, read)
     sha = hashlib.sha256(b"fa").hexdigest().encode()
     assert sha in bytes(data)
     _set_blob(home, read, bytes(data).replace(sha, SHA_EVIL.encode()))

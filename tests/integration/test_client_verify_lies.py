@@ -21,7 +21,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
-from client_mode import append_notes, client_env, ledger_url  # noqa: E402
+from client_mode import append_attached, append_notes, client_env, ledger_url  # noqa: E402
 from mltrail.errors import StoreError  # noqa: E402
 from mltrail.ledger.home import open_home  # noqa: E402
 from mltrail.storage.http import HttpStore  # noqa: E402
@@ -100,18 +100,7 @@ def test_a_rollback_told_only_at_the_pin_is_caught_by_the_kept_checkpoint(
 
 
 def _attached(server, ledger: str, data: bytes) -> str:
-    import hashlib
-
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    token = server.token("writer", WRITER, ledger)
-    with HttpStore(ledger_url(server, ledger), token) as store:
-        store.put_blob(digest, data)
-        ref = {"blob": digest, "size": len(data)}
-        entry = server.entry(
-            WRITER, "note", {"text": "attached", "attachments": [ref]}, ledger=ledger
-        )
-        store.append_entries([entry])
-    return digest
+    return append_attached(server, ledger, WRITER, data)
 
 
 class _Gone:

@@ -26,7 +26,6 @@ cannot excuse a missing blob.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
-from client_mode import append_notes, client_env, ledger_url  # noqa: E402
+from client_mode import append_attached, append_notes, client_env, ledger_url  # noqa: E402
 from mltrail.ledger.home import open_home  # noqa: E402
 from mltrail.ledger.stored import KIND_ROLES  # noqa: E402
 from mltrail.storage import http  # noqa: E402
@@ -83,15 +82,7 @@ def _notes(server, ledger: str, count: int, text: str = "note") -> None:
 
 def _attached(server, ledger: str, data: bytes) -> str:
     """Append a note with ``data`` attached; its digest."""
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with _writer(server, ledger) as store:
-        store.put_blob(digest, data)
-        ref = {"blob": digest, "size": len(data)}
-        entry = server.entry(
-            WRITER, "note", {"text": "attached", "attachments": [ref]}, ledger=ledger
-        )
-        store.append_entries([entry])
-    return digest
+    return append_attached(server, ledger, WRITER, data)
 
 
 @contextmanager
