@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import mltrail
+from cli_runner import mltrail as run_cli
+from home_setup import TRAIN_OUT, trained_base, triggers_dropped, values
 from mltrail.errors import InputError, IntegrityError
-from mltrail.ledger.home import init_home
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,53 +33,19 @@ SHA_EVIL = hashlib.sha256(b"evil").hexdigest()
 
 
 def cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    env.pop("MLTRAIL_WITNESS", None)
-    env.pop("MLTRAIL_RUN_ID", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
-def _values(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == key:
-                yield v
-            yield from _values(v, key)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _values(v, key)
+    return run_cli(home, *args, cwd=cwd)
 
 
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path, str]:
     """(home, project, the digest of the manifest of the folder run ``base``
     wrote: out/a.bin, out/b.bin)."""
-    project, home = tmp_path / "project", tmp_path / "home"
-    project.mkdir()
-    (project / "train.py").write_text(
-        "import pathlib\n"
-        "pathlib.Path('out').mkdir()\n"
-        "pathlib.Path('out/a.bin').write_text('a')\n"
-        "pathlib.Path('out/b.bin').write_text('b')\n"
-    )
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(["git", "commit", "-qm", "first"], cwd=project, check=True)
-    init_home(home, origin="test.mltrail.local/audit-blobs", env={})
-    proc = cli(home, project, "run", "-q", "--name", "base", "--output", "out",
-               "--", sys.executable, "train.py")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    shown = json.loads(cli(home, project, "show", "base", "--json").stdout)
-    (digest,) = {d["blob"] for d in _values(shown, "manifest") if isinstance(d, dict)}
-    return home, project, digest
+    return trained_base(tmp_path, {"train.py": TRAIN_OUT},
+                        "test.mltrail.local/audit-blobs", "--output", "out")  # fmt: skip
 
 
-def _replace_file_in_manifest(home: Path, digest: str) -> None:
-    """out/a.bin's sha256 in the manifest blob swapped for another file's (a
-    manifest still, canonical and sorted), triggers dropped."""
+def _blob(home: Path, digest: str) -> bytes:
+    """Blob ``digest``'s bytes as stored in ledger.db (read behind the home)."""
     conn = sqlite3.connect(home / "ledger.db")
     try:
         (data,) = conn.execute(
@@ -86,25 +53,21 @@ def _replace_file_in_manifest(home: Path, digest: str) -> None:
         ).fetchone()
     finally:
         conn.close()
+    return bytes(data)
+
+
+def _replace_file_in_manifest(home: Path, digest: str) -> None:
+    """out/a.bin's sha256 in the manifest blob swapped for another file's (a
+    manifest still, canonical and sorted), triggers dropped."""
+    data = _blob(home, digest)
     assert SHA_A.encode() in bytes(data)
     _set_blob(home, digest, bytes(data).replace(SHA_A.encode(), SHA_EVIL.encode()))
 
 
 def _set_blob(home: Path, digest: str, data: bytes) -> None:
     """Blob ``digest``'s bytes in ledger.db set to ``data``, triggers dropped."""
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall()
-        for name, _ in triggers:
-            conn.execute(f'DROP TRIGGER "{name}"')
+    with triggers_dropped(home / "ledger.db") as conn:
         conn.execute("UPDATE blobs SET data = ? WHERE digest = ?", (data, digest))
-        for _, text in triggers:
-            conn.execute(text)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _files(graph: Any) -> set[str]:
@@ -163,18 +126,12 @@ def test_folder_reads_refuse_a_replaced_manifest(trained):
         proc = cli(home, project, "run", "-q", *args)
         assert proc.returncode == 0, proc.stderr
     shown = json.loads(cli(home, project, "show", "next", "--json").stdout)
-    (read,) = {d["blob"] for d in _values(shown, "manifest") if isinstance(d, dict)}
+    (read,) = {d["blob"] for d in values(shown, "manifest") if isinstance(d, dict)}
     os.chdir(project)
     with mltrail.audit(home) as audit:
         writer = audit.lineage("feat").root
         assert writer in audit.lineage("next").nodes
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        (data,) = conn.execute(
-            "SELECT data FROM blobs WHERE digest = ?", (read,)
-        ).fetchone()
-    finally:
-        conn.close()
+    data = _blob(home, read)
     sha = hashlib.sha256(b"fa").hexdigest().encode()
     assert sha in bytes(data)
     _set_blob(home, read, bytes(data).replace(sha, SHA_EVIL.encode()))
@@ -191,7 +148,7 @@ def test_reproduce_refuses_a_replaced_blob(trained, tmp_path):
     shown = json.loads(cli(home, project, "show", "base", "--json").stdout)
     (digest,) = {
         d["list"]["blob"]
-        for d in _values(shown, "packages")
+        for d in values(shown, "packages")
         if isinstance(d, dict) and isinstance(d.get("list"), dict)
     }
     _set_blob(home, digest, b"numpy==0.0.1\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from home_setup import checked_cli, trained_folder
 from mltrail.audit.governance import approve_model, set_gate
 from mltrail.index import open_index
 from mltrail.ledger.home import init_home, open_home
@@ -215,35 +216,11 @@ def test_a_weights_file_of_a_trained_folder_is_judged_through_its_manifest(tmp_p
     the folder's, known only through the folder's manifest: carried, no gate
     warning; carried by hash only (--no-blobs), the gate cannot be judged, and
     both verifiers say so rather than call it NOT MET."""
-    project, home = tmp_path / "project", tmp_path / "home"
-    project.mkdir()
-    (project / "train.py").write_text(
-        "import pathlib\nd = pathlib.Path('ckpt'); d.mkdir(exist_ok=True)\n"
-        "(d / 'model.safetensors').write_bytes(b'weights' * 100)\n"
-        "(d / 'config.json').write_text('{}')\n"
-    )
-    (project / ".gitignore").write_text("ckpt/\n")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    env = keep | {
-        "MLTRAIL_HOME": str(home), "GIT_CEILING_DIRECTORIES": str(tmp_path),
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
-    }  # fmt: skip
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "train"]):
-        subprocess.run(["git", *args], cwd=project, env=env, check=True,
-                       capture_output=True)  # fmt: skip
+    project, home, env = trained_folder(tmp_path)
 
     def run(*args: object) -> None:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mltrail", *map(str, args)], cwd=project,
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        checked_cli(project, env, *args)
 
-    run("init")
-    run("run", "--name", "train", "--output", "ckpt", "--", sys.executable,
-        "train.py")  # fmt: skip
     run("model", "gate", "production", "--require-approval", "1", "--note", "4 eyes")
     opened = open_home(home)
     try:

@@ -26,7 +26,6 @@ A real ``mltrail server`` (tests/server_fixture.py) over PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -39,6 +38,8 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
+from client_mode import client_cli, trained_client  # noqa: E402
+from home_setup import values  # noqa: E402
 from server_fixture import running_server  # noqa: E402
 
 if TYPE_CHECKING:
@@ -64,25 +65,8 @@ def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     base = tmp_path_factory.mktemp("client")
     (base / "project").mkdir()
     (base / "project" / "data.csv").write_text("a,b\n1,2\n")
-    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    envs = {
-        name: keep
-        | {
-            "MLTRAIL_HOME": str(base / name),
-            "MLTRAIL_URL": url,
-            "MLTRAIL_TOKEN": server.token(role, name),
-            "GIT_CEILING_DIRECTORIES": str(base),
-        }
-        for name, role in (("alice", "writer"), ("carol", "auditor"))
-    }
-    for args in (
-        ("init",),
-        ("keys", "register"),
-        ("run", "--name", "train", "--data", "train=data.csv", "--output", "model.bin",
-         "--", sys.executable, "-c", TRAIN),
-    ):  # fmt: skip
-        _mltrail(base, envs["alice"], *args)
+    envs = trained_client(server, base, "--name", "train", "--data", "train=data.csv",
+                          "--output", "model.bin", "--", sys.executable, "-c", TRAIN)  # fmt: skip
     note = server.entry("bea", "note", {"text": "appended by another client"})
     for name in envs:
         envs[name] |= {
@@ -97,14 +81,8 @@ def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
 def _mltrail(
     base: Path, env: dict[str, str], *args: str, script: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = ["-m", "mltrail"] if script is None else ["-c", _PRELUDE + script]
-    done = subprocess.run(
-        [sys.executable, *command, *args], cwd=base / "project", env=env,
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    if script is None:
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done
+    return client_cli(base, env, *args,
+                      script=None if script is None else _PRELUDE + script)  # fmt: skip
 
 
 _PRELUDE = """
@@ -269,21 +247,9 @@ def _trained(base: Path, env: dict[str, str], tag: str, *, folder: bool = False)
         "--output", f"model-{tag}.bin", "--", sys.executable, "-c", train,
     )  # fmt: skip
     shown = _json(_mltrail(base, env, "show", f"train-{tag}", "--json", script=_RUN))
-    found = [d for d in _values(shown, "manifest") if isinstance(d, dict)]
+    found = [d for d in values(shown, "manifest") if isinstance(d, dict)]
     (digest,) = {d["blob"] for d in found}
     return str(digest)
-
-
-def _values(value: Any, key: str) -> Iterator[Any]:
-    """Every value of ``key`` anywhere in ``value``."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == key:
-                yield v
-            yield from _values(v, key)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _values(v, key)
 
 
 _PURGE_AFTER = (

@@ -19,7 +19,6 @@ before it runs (a real ``mltrail server``, tests/server_fixture.py).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
+from client_mode import client_cli, trained_client  # noqa: E402
 from server_fixture import running_server  # noqa: E402
 
 if TYPE_CHECKING:
@@ -51,25 +51,8 @@ def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
     """alice (a writer) trained a model through the server; carol audits."""
     base = tmp_path_factory.mktemp("client")
     (base / "project").mkdir()
-    url = f"http://127.0.0.1:{server.port}/ledgers/team-a"
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    envs = {
-        name: keep
-        | {
-            "MLTRAIL_HOME": str(base / name),
-            "MLTRAIL_URL": url,
-            "MLTRAIL_TOKEN": server.token(role, name),
-            "GIT_CEILING_DIRECTORIES": str(base),
-        }
-        for name, role in (("alice", "writer"), ("carol", "auditor"))
-    }
-    for args in (
-        ("init",),
-        ("keys", "register"),
-        ("run", "--name", "train", "--output", "model.bin", "--",
-         sys.executable, "-c", TRAIN),
-    ):  # fmt: skip
-        _mltrail(base, envs["alice"], *args)
+    envs = trained_client(server, base, "--name", "train", "--output", "model.bin",
+                          "--", sys.executable, "-c", TRAIN)  # fmt: skip
     envs["carol"]["WRITER_TOKEN"] = server.token("writer", "bea")
     return base, envs
 
@@ -77,14 +60,7 @@ def project(server, tmp_path_factory) -> tuple[Path, dict[str, dict[str, str]]]:
 def _mltrail(
     base: Path, env: dict[str, str], *args: str, script: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = ["-m", "mltrail"] if script is None else ["-c", script]
-    done = subprocess.run(
-        [sys.executable, *command, *args], cwd=base / "project", env=env,
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    if script is None:
-        assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done
+    return client_cli(base, env, *args, script=script)
 
 
 _WRAPPED = """

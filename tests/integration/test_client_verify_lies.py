@@ -11,7 +11,6 @@ no lie makes a verification go on for ever: it ends in ``StoreError``.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
+from client_mode import append_attached, append_notes, client_env, ledger_url  # noqa: E402
 from mltrail.errors import StoreError  # noqa: E402
 from mltrail.ledger.home import open_home  # noqa: E402
 from mltrail.storage.http import HttpStore  # noqa: E402
@@ -42,30 +42,13 @@ def server():
         yield running
 
 
-def _url(server, ledger: str) -> str:
-    return f"http://127.0.0.1:{server.port}/ledgers/{ledger}"
-
-
 def _notes(server, ledger: str, count: int, text: str = "note") -> None:
-    token = server.token("writer", WRITER, ledger)
-    with HttpStore(_url(server, ledger), token) as store:
-        store.append_entries(
-            [
-                server.entry(WRITER, "note", {"text": f"{text} {n}"}, ledger=ledger)
-                for n in range(count)
-            ]
-        )
+    append_notes(server, ledger, WRITER, count, text)
 
 
 @contextmanager
 def _auditor(server, tmp_path: Path, ledger: str, **more: str) -> Iterator[Home]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    env = keep | {
-        "MLTRAIL_HOME": str(tmp_path / "carol"),
-        "MLTRAIL_URL": _url(server, ledger),
-        "MLTRAIL_TOKEN": server.token("auditor", "carol", ledger=ledger),
-        **more,
-    }
+    env = client_env(server, tmp_path / "carol", "auditor", "carol", ledger, **more)
     home = open_home(tmp_path / "carol", writable=False, env=env)
     try:
         yield home
@@ -117,18 +100,7 @@ def test_a_rollback_told_only_at_the_pin_is_caught_by_the_kept_checkpoint(
 
 
 def _attached(server, ledger: str, data: bytes) -> str:
-    import hashlib
-
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    token = server.token("writer", WRITER, ledger)
-    with HttpStore(_url(server, ledger), token) as store:
-        store.put_blob(digest, data)
-        ref = {"blob": digest, "size": len(data)}
-        entry = server.entry(
-            WRITER, "note", {"text": "attached", "attachments": [ref]}, ledger=ledger
-        )
-        store.append_entries([entry])
-    return digest
+    return append_attached(server, ledger, WRITER, data)
 
 
 class _Gone:
@@ -276,7 +248,7 @@ def test_a_witness_the_auditor_names_catches_a_rollback_in_client_mode(
     _notes(server, "team-b", 3, "before the cut")
     _notes(server, "team-b", 3, "cut")
     token = server.token("auditor", "carol", ledger="team-b")
-    with HttpStore(_url(server, "team-b"), token) as store:
+    with HttpStore(ledger_url(server, "team-b"), token) as store:
         latest = store.latest_checkpoint()
     assert latest is not None
     witness = tmp_path / "kept" / "witness.cp"

@@ -26,9 +26,7 @@ cannot excuse a missing blob.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -41,6 +39,7 @@ from optional_extras import require_extra
 require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
+from client_mode import append_attached, append_notes, client_env, ledger_url  # noqa: E402
 from mltrail.ledger.home import open_home  # noqa: E402
 from mltrail.ledger.stored import KIND_ROLES  # noqa: E402
 from mltrail.storage import http  # noqa: E402
@@ -65,46 +64,25 @@ def server():
         yield running
 
 
-def _url(server, ledger: str) -> str:
-    return f"http://127.0.0.1:{server.port}/ledgers/{ledger}"
-
-
 def _env(server, home: Path, ledger: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    return keep | {
-        "MLTRAIL_HOME": str(home),
-        "MLTRAIL_URL": _url(server, ledger),
-        "MLTRAIL_TOKEN": server.token("auditor", "carol", ledger=ledger),
-    }
+    return client_env(server, home, "auditor", "carol", ledger)
 
 
 @contextmanager
 def _writer(server, ledger: str) -> Iterator[HttpStore]:
-    with HttpStore(_url(server, ledger), server.token("writer", WRITER, ledger)) as s:
+    with HttpStore(
+        ledger_url(server, ledger), server.token("writer", WRITER, ledger)
+    ) as s:
         yield s
 
 
 def _notes(server, ledger: str, count: int, text: str = "note") -> None:
-    with _writer(server, ledger) as store:
-        store.append_entries(
-            [
-                server.entry(WRITER, "note", {"text": f"{text} {n}"}, ledger=ledger)
-                for n in range(count)
-            ]
-        )
+    append_notes(server, ledger, WRITER, count, text)
 
 
 def _attached(server, ledger: str, data: bytes) -> str:
     """Append a note with ``data`` attached; its digest."""
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with _writer(server, ledger) as store:
-        store.put_blob(digest, data)
-        ref = {"blob": digest, "size": len(data)}
-        entry = server.entry(
-            WRITER, "note", {"text": "attached", "attachments": [ref]}, ledger=ledger
-        )
-        store.append_entries([entry])
-    return digest
+    return append_attached(server, ledger, WRITER, data)
 
 
 @contextmanager
@@ -469,7 +447,10 @@ def test_a_ledger_cut_on_the_server_keeps_its_checkpoints_in_a_snapshot(
             conn.execute("DELETE FROM records WHERE seq = %s", (head - 1,))
             conn.execute("ALTER TABLE records ENABLE TRIGGER USER")
         try:
-            with HttpStore(_url(server, "team-b"), token) as store, store.snapshot():
+            with (
+                HttpStore(ledger_url(server, "team-b"), token) as store,
+                store.snapshot(),
+            ):
                 assert store.head().size == head - 1
                 assert max(c.size for c in store.checkpoints()) == head
                 assert [r.seq for r in store.rows(head - 2)] == [head - 2]

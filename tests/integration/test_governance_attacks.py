@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from home_setup import checked_cli, trained_folder, triggers_dropped
 from mltrail.audit.governance import approve_model, set_gate
 from mltrail.errors import InputError
 from mltrail.index import open_index
@@ -220,36 +221,11 @@ def test_a_model_no_run_made_cannot_pass_a_gate_on_its_importers_approval(home):
 def _trained_folder(tmp_path) -> Any:
     """A git project whose ``train.py`` writes the checkpoint folder ``ckpt``,
     trained once under ``mltrail run`` by this OS account; returns the CLI."""
-    project, home = tmp_path / "project", tmp_path / "home"
-    project.mkdir()
-    (project / "train.py").write_text(
-        "import pathlib\nd = pathlib.Path('ckpt'); d.mkdir(exist_ok=True)\n"
-        "(d / 'model.safetensors').write_bytes(b'weights' * 100)\n"
-        "(d / 'config.json').write_text('{}')\n"
-    )
-    (project / ".gitignore").write_text("ckpt/\n")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    env = keep | {
-        "MLTRAIL_HOME": str(home), "GIT_CEILING_DIRECTORIES": str(tmp_path),
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-        "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
-    }  # fmt: skip
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "train"]):
-        subprocess.run(["git", *args], cwd=project, env=env, check=True,
-                       capture_output=True)  # fmt: skip
+    project, home, env = trained_folder(tmp_path)
 
     def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mltrail", *args], cwd=project, env=env,
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
-        return proc
+        return checked_cli(project, env, *args, code=code)
 
-    run("init")
-    run("run", "--name", "train", "--output", "ckpt", "--",
-        sys.executable, "train.py")  # fmt: skip
     run.home = home  # type: ignore[attr-defined]
     run.project = project  # type: ignore[attr-defined]
     return run
@@ -605,19 +581,8 @@ def test_the_gate_checks_find_nothing_in_a_true_index(home):
 def _edit_ledger(home, sql: str) -> None:
     """``sql`` run on ledger.db with its triggers dropped, then put back."""
     home.close()
-    conn = sqlite3.connect(home.path / "ledger.db")
-    try:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall()
-        for name, _ in triggers:
-            conn.execute(f'DROP TRIGGER "{name}"')
+    with triggers_dropped(home.path / "ledger.db") as conn:
         changed = conn.execute(sql).rowcount
-        for _, text in triggers:
-            conn.execute(text)
-        conn.commit()
-    finally:
-        conn.close()
     assert changed > 0, sql
 
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from cli_runner import mltrail
+from home_setup import TRAIN_OUT, trained_base, triggers_dropped
 from mltrail.cli.printing import derived_index
 from mltrail.errors import IntegrityError
 from mltrail.integrations.intoto import export_intoto
-from mltrail.ledger.home import init_home, open_home, verify_pinned
+from mltrail.ledger.home import open_home, verify_pinned
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,65 +25,17 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
-def mltrail(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    env.pop("MLTRAIL_WITNESS", None)
-    env.pop("MLTRAIL_RUN_ID", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path, str]:
     """(home, project, the digest of the output folder's manifest blob)."""
-    project, home = tmp_path / "project", tmp_path / "home"
-    project.mkdir()
-    (project / "train.py").write_text(
-        "import pathlib\n"
-        "pathlib.Path('out').mkdir()\n"
-        "pathlib.Path('out/a.bin').write_text('a')\n"
-        "pathlib.Path('out/b.bin').write_text('b')\n"
-    )
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(["git", "commit", "-qm", "first"], cwd=project, check=True)
-    init_home(home, origin="test.mltrail.local/intoto-blobs", env={})
-    proc = mltrail(home, project, "run", "-q", "--name", "base", "--output", "out",
-                   "--", sys.executable, "train.py")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    shown = json.loads(mltrail(home, project, "show", "base", "--json").stdout)
-    (digest,) = {d["blob"] for d in _values(shown, "manifest") if isinstance(d, dict)}
-    return home, project, digest
-
-
-def _values(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == key:
-                yield v
-            yield from _values(v, key)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _values(v, key)
+    return trained_base(tmp_path, {"train.py": TRAIN_OUT},
+                        "test.mltrail.local/intoto-blobs", "--output", "out")  # fmt: skip
 
 
 def _blobs(home: Path, sql: str, *args: object) -> None:
     """``sql`` on ledger.db's blobs, its triggers dropped (and put back)."""
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall()
-        for name, _ in triggers:
-            conn.execute(f'DROP TRIGGER "{name}"')
+    with triggers_dropped(home / "ledger.db") as conn:
         conn.execute(sql, args)
-        for _, text in triggers:
-            conn.execute(text)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _statement(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +84,8 @@ def test_a_manifest_changed_after_the_verification_signs_nothing(trained, sql):
 
 def test_a_purged_manifest_is_stated_as_purged(trained):
     home, project, digest = trained
-    proc = mltrail(home, project, "purge", digest, "--reason", "erasure request 12",
-                   "--policy", "GDPR Art. 17")  # fmt: skip
+    proc = mltrail(home, "purge", digest, "--reason", "erasure request 12",
+                   "--policy", "GDPR Art. 17", cwd=project)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (subject,) = _statement(_export_after(home, lambda: None))["subject"]
     assert subject["name"] == "out"

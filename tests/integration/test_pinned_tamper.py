@@ -13,24 +13,22 @@ command says so.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
+from cli_runner import mltrail as run_cli
+from home_setup import trained_base, triggers_dropped
 from mltrail.core.canonical import (
     canonical_bytes,
     compute_leaf_hash,
     compute_record_hash,
 )
 from mltrail.core.merkle import hash_children
-from mltrail.ledger.home import init_home
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
@@ -43,43 +41,21 @@ COMMANDS = (
 
 
 def mltrail(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    env.pop("MLTRAIL_WITNESS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
-def _values(value: Any, key: str) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == key:
-                yield v
-            yield from _values(v, key)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _values(v, key)
+    return run_cli(home, *args, cwd=cwd)
 
 
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path, str]:
     """(home, project, the digest of the training data's manifest blob)."""
-    project, home = tmp_path / "project", tmp_path / "home"
-    (project / "data").mkdir(parents=True)
-    (project / "data" / "a.csv").write_text("x,y\n1,0\n")
-    (project / "data" / "b.csv").write_text("x,y\n2,1\n")
-    (project / "train.py").write_text("open('model.bin', 'w').write('m')\n")
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(["git", "commit", "-qm", "first"], cwd=project, check=True)
-    init_home(home, origin="test.mltrail.local/pinned-tamper", env={})
-    proc = mltrail(home, project, "run", "-q", "--name", "base", "--data",
-                   "train=data", "--output", "model.bin", "--", sys.executable,
-                   "train.py")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    shown = json.loads(mltrail(home, project, "show", "base", "--json").stdout)
-    (digest,) = {d["blob"] for d in _values(shown, "manifest") if isinstance(d, dict)}
+    files = {
+        "data/a.csv": "x,y\n1,0\n",
+        "data/b.csv": "x,y\n2,1\n",
+        "train.py": "open('model.bin', 'w').write('m')\n",
+    }
+    home, project, digest = trained_base(
+        tmp_path, files, "test.mltrail.local/pinned-tamper",
+        "--data", "train=data", "--output", "model.bin",
+    )  # fmt: skip
     for args in COMMANDS:
         proc = mltrail(home, project, *args)
         assert proc.returncode == 0, (args, proc.stderr)
@@ -89,13 +65,7 @@ def trained(tmp_path: Path) -> tuple[Path, Path, str]:
 def _forge(home: Path, digest: str, *, nodes: bool) -> None:
     """Delete blob ``digest`` and append an unsigned purge record naming it
     (with the Merkle nodes it completes when ``nodes``), triggers dropped."""
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-        ).fetchall()
-        for name, _ in triggers:
-            conn.execute(f'DROP TRIGGER "{name}"')
+    with triggers_dropped(home / "ledger.db") as conn:
         conn.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
         seq, last = conn.execute(
             "SELECT seq, CAST(record AS BLOB) FROM records ORDER BY seq DESC LIMIT 1"
@@ -130,11 +100,6 @@ def _forge(home: Path, digest: str, *, nodes: bool) -> None:
                     level + 1,
                     index // 2,
                 )
-        for _, text in triggers:
-            conn.execute(text)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("nodes", [True, False], ids=["with-nodes", "no-nodes"])

@@ -10,7 +10,6 @@ index held copies of purged content, and must not any more.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import mltrail as run_cli
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.data.treefiles import trees_folder
 from mltrail.cli import data_cmd
@@ -30,12 +30,7 @@ PATIENT = "patient-XYZZY-4711.csv"
 
 
 def mltrail(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLTRAIL_HOME": str(home)}
-    env.pop("MLTRAIL_WITNESS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mltrail", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    return run_cli(home, *args, cwd=cwd)
 
 
 def git(repo: Path, *args: str) -> None:
