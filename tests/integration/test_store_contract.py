@@ -321,20 +321,7 @@ def test_rows_ranges(
 
 
 def test_rows_of_kinds(store: Store) -> None:
-    _fill(store, 3)
-    added = {
-        "alg": "ed25519",
-        "key": OTHER.key_id,
-        "public_key": encode_b64(OTHER.public_key),
-        "reason": "rotation",
-    }
-    revoked = {"key": SIGNER.key_id, "reason": "rotation", "replaced_by": OTHER.key_id}
-    store.append(
-        _sealer(
-            [_entry("key.added", added, 10), _entry("key.revoked", revoked, 11, OTHER)]
-        )
-    )
-    store.append(_sealer([_entry("note", {"text": "after"}, 12, OTHER)]))
+    _keys_and_notes(store)
     assert [r.seq for r in store.rows_of_kinds(["key.added", "key.revoked"])] == [
         0,
         4,
