@@ -25,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.manifest import first_file_sha256, listed_sha256s
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
@@ -147,7 +149,7 @@ def _data(
     )
     sha = body.get("sha256")
     if sha is None and manifest and body.get("files") == 1:
-        sha = _first_sha(blobs.get(manifest))
+        sha = first_file_sha256(blobs.get(manifest))
     dataset = _text(body.get("dataset"))
     facts.data.append({
         "seq": r.seq, "run": r.run, "direction": direction, "dataset": dataset,
@@ -157,30 +159,7 @@ def _data(
         data = blobs.get(manifest)
         if data is None:
             facts.unread.add(dataset)
-        facts.files[dataset] = _shas(data)
-
-
-def _first_sha(data: bytes | None) -> str | None:
-    if not data:
-        return None
-    try:
-        line = json.loads(data.split(b"\n", 1)[0])
-    except ValueError:
-        return None
-    sha = line.get("sha256") if isinstance(line, dict) else None
-    return sha if isinstance(sha, str) else None
-
-
-def _shas(data: bytes | None) -> set[str]:
-    shas: set[str] = set()
-    for line in (data or b"").splitlines():
-        try:
-            sha = json.loads(line).get("sha256")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(sha, str):
-            shas.add(sha)
-    return shas
+        facts.files[dataset] = listed_sha256s(data)
 
 
 def _holding(facts: _Facts, sha: str) -> set[str]:

@@ -39,6 +39,8 @@ __all__ = [
     "DatasetManifest",
     "FileEntry",
     "compute_manifest",
+    "first_file_sha256",
+    "listed_sha256s",
     "parse_manifest",
 ]
 
@@ -319,3 +321,36 @@ def _b64(value: object) -> bytes | None:
     if base64.b64encode(raw).decode() != value:
         raise ValueError(f"not canonical base64: {value!r}")
     return raw
+
+
+def first_file_sha256(data: bytes | None) -> str | None:
+    """The ``sha256`` of a manifest's first line, read leniently (None when it
+    is not a JSON object naming one): a one-file dataset's content, for lineage
+    (the index, a bundle's gate check). Not a check of the manifest."""
+    import json
+
+    if not data:
+        return None
+    try:
+        line = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        return None
+    sha = line.get("sha256") if isinstance(line, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
+def listed_sha256s(data: bytes | None, limit: int | None = None) -> set[str]:
+    """The ``sha256`` of each manifest line (of the first ``limit`` lines)
+    that names one, read leniently (lines that are not JSON objects skipped):
+    the files a dataset holds, for lineage. Not a check of the manifest."""
+    import json
+
+    shas: set[str] = set()
+    for line in (data or b"").splitlines()[:limit]:
+        try:
+            sha = json.loads(line).get("sha256")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(sha, str):
+            shas.add(sha)
+    return shas

@@ -376,15 +376,9 @@ class _Ingest:
         return data
 
     def _single_file_sha(self, digest: str) -> str | None:
-        data = self._blob(digest)
-        if not data:
-            return None
-        try:
-            line = json.loads(data.split(b"\n", 1)[0])
-        except ValueError:
-            return None
-        sha = line.get("sha256") if isinstance(line, dict) else None
-        return sha if isinstance(sha, str) else None
+        from mltrail.core.manifest import first_file_sha256
+
+        return first_file_sha256(self._blob(digest))
 
     def _explode(self, dataset: str, digest: str) -> None:
         """Index a written dataset's files by content (once per dataset)."""
@@ -397,14 +391,9 @@ class _Ingest:
         data = self._blob(digest)
         if not data:
             return
-        shas = set()
-        for line in data.splitlines()[:_MAX_EXPLODE]:
-            try:
-                sha = json.loads(line).get("sha256")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(sha, str):
-                shas.add(sha)
+        from mltrail.core.manifest import listed_sha256s
+
+        shas = listed_sha256s(data, _MAX_EXPLODE)
         cur.executemany(
             "INSERT OR IGNORE INTO output_files (dataset, sha256) VALUES (?, ?)",
             [(dataset, s) for s in shas],
