@@ -119,10 +119,9 @@ def test_a_forged_purge_of_a_deleted_blob_is_tampering(trained, nodes):
     assert any(f"{digest} referenced" in str(p) for p in problems), problems
 
 
-def test_a_deleted_merkle_node_is_tampering(trained):
-    """A frontier Merkle node deleted from ``ledger.db``: ``verify`` said
-    TAMPERED, ``report`` and ``export`` "the store is corrupt" (exit 4)."""
-    home, project, _ = trained
+def _delete_frontier_node(home: Path) -> None:
+    """The highest stored Merkle node, deleted from ``ledger.db`` (its trigger
+    dropped): the store can no longer build its head."""
     conn = sqlite3.connect(home / "ledger.db")
     try:
         conn.execute("DROP TRIGGER merkle_nodes_no_DELETE")
@@ -133,6 +132,13 @@ def test_a_deleted_merkle_node_is_tampering(trained):
         conn.commit()
     finally:
         conn.close()
+
+
+def test_a_deleted_merkle_node_is_tampering(trained):
+    """A frontier Merkle node deleted from ``ledger.db``: ``verify`` said
+    TAMPERED, ``report`` and ``export`` "the store is corrupt" (exit 4)."""
+    home, project, _ = trained
+    _delete_frontier_node(home)
     for args in COMMANDS:
         proc = mltrail(home, project, *args)
         assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
@@ -144,16 +150,7 @@ def test_a_bundle_export_of_a_ledger_missing_a_merkle_node_is_tampering(trained)
     was deleted said "the store is corrupt" (exit 4) where ``verify`` says
     TAMPERED (exit 3); it writes no bundle."""
     home, project, _ = trained
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        conn.execute("DROP TRIGGER merkle_nodes_no_DELETE")
-        conn.execute(
-            "DELETE FROM merkle_nodes WHERE level = "
-            "(SELECT max(level) FROM merkle_nodes) AND idx = 0"
-        )
-        conn.commit()
-    finally:
-        conn.close()
+    _delete_frontier_node(home)
     out = project / "bundle.json"
     proc = mltrail(home, project, "export", "model.bin", "-o", str(out))
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
