@@ -40,7 +40,7 @@ import math
 import time
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from mltrail.errors import AuthError, ConfigError, InputError, StoreError
@@ -122,6 +122,9 @@ def _httpx() -> Any:
             hint="pip install 'mltrail[client]'",
         ) from e
     return httpx2
+
+
+_Item = TypeVar("_Item")
 
 
 class HttpStore(Store):
@@ -443,18 +446,31 @@ class HttpStore(Store):
         return _checkpoint(_json(response))
 
     def _checkpoints(self) -> list[CheckpointRow]:
-        pin = self._pin
-        if pin is None:
+        if self._pin is None:
             return self._checkpoints_now()
-        if pin.checkpoints is None:
-            listed = self._checkpoints_now()
+        return self._pinned_list(
+            "checkpoints", self._checkpoints_now, lambda c: (c.size, _note_size(c.text))
+        )
+
+    def _pinned_list(
+        self,
+        name: str,
+        read: Callable[[], list[_Item]],
+        sizes: Callable[[_Item], tuple[int, *tuple[int | None, ...]]],
+    ) -> list[_Item]:
+        """Inside a snapshot: the list ``read`` gives, read once, less the
+        items the ledger grew into after the pin (``_Pin.grown_into`` of
+        ``sizes(item)``: the size it is filed under, then the size its own
+        text says, if it has one)."""
+        pin = self._pin
+        assert pin is not None
+        kept = pin.lists.get(name)
+        if kept is None:
+            listed = read()
             grown = self._grown_to()
-            pin.checkpoints = [
-                c
-                for c in listed
-                if not pin.grown_into(grown, c.size, _note_size(c.text))
-            ]
-        return list(pin.checkpoints)
+            kept = [x for x in listed if not pin.grown_into(grown, *sizes(x))]
+            pin.lists[name] = kept
+        return list(kept)
 
     def _checkpoints_now(self) -> list[CheckpointRow]:
         return [_checkpoint(c) for c in self.get_json("/checkpoints")["checkpoints"]]
@@ -504,16 +520,12 @@ class HttpStore(Store):
         return [(str(d), int(s)) for d, s in found["blobs"]]
 
     def _purges(self, digest: str | None) -> list[StoredPurge]:
-        pin = self._pin
-        if pin is None:
+        if self._pin is None:
             purges = self._purges_now()
-        else:
-            if pin.purges is None:
-                listed = self._purges_now()
-                grown = self._grown_to()
-                # a purge record at seq S makes the ledger S + 1 records long
-                pin.purges = [p for p in listed if not pin.grown_into(grown, p.seq + 1)]
-            purges = pin.purges
+        else:  # a purge record at seq S makes the ledger S + 1 records long
+            purges = self._pinned_list(
+                "purges", self._purges_now, lambda p: (p.seq + 1,)
+            )
         return [p for p in purges if digest is None or p.digest == digest]
 
     def _purges_now(self) -> list[StoredPurge]:
@@ -528,18 +540,11 @@ class HttpStore(Store):
         ]
 
     def _evidence(self) -> list[StoredEvidence]:
-        pin = self._pin
-        if pin is None:
+        if self._pin is None:
             return self._evidence_now()
-        if pin.evidence is None:
-            listed = self._evidence_now()
-            grown = self._grown_to()
-            pin.evidence = [
-                e
-                for e in listed
-                if not pin.grown_into(grown, e.size, _note_size(e.checkpoint))
-            ]
-        return list(pin.evidence)
+        return self._pinned_list(
+            "evidence", self._evidence_now, lambda e: (e.size, _note_size(e.checkpoint))
+        )
 
     def _evidence_now(self) -> list[StoredEvidence]:
         return [
@@ -590,9 +595,8 @@ class _Pin:
 
     def __init__(self, head: StoreHead) -> None:
         self.head = head
-        self.checkpoints: list[CheckpointRow] | None = None
-        self.evidence: list[StoredEvidence] | None = None
-        self.purges: list[StoredPurge] | None = None
+        self.lists: dict[str, list[Any]] = {}
+        """Checkpoints, evidence and purges, by name, once read inside it."""
 
     def grown_into(self, grown: int, size: int, *same: int | None) -> bool:
         """Whether an item the server listed, of ``size`` (filed under it,
