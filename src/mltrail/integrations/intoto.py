@@ -337,8 +337,6 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
     entries = _manifest(home, body) if body.get("files") == 1 else None
     if isinstance(entries, list) and len(entries) == 1:
         digest["sha256"] = entries[0][1]
-    if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
-        digest["md5"] = str(body["dvc"]["md5"]).removesuffix(".dir")
     dep: dict[str, Any] = {
         "name": _relative(location, cwd),
         "uri": _uri(location),
@@ -351,7 +349,18 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
     }
     if isinstance(entries, dict):
         dep["annotations"]["manifestPurged"] = entries
+    if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
+        dep["annotations"]["dvc"] = _dvc_claim(body["dvc"])
     return dep
+
+
+def _dvc_claim(dvc: dict[str, Any]) -> dict[str, Any]:
+    """What DVC's ``.dvc`` or ``dvc.lock`` file says of a dataset, as an
+    annotation, never a digest: mltrail does not check it against the bytes (a
+    stale record, DVC 2's md5 of the text with CRLF made LF, or a folder's md5
+    of DVC's listing are no md5 of what the run read) (ADR 0024 amendment)."""
+    keys = ("md5", "hash", "source", "stage")
+    return {k: dvc[k] for k in keys if dvc.get(k) is not None}
 
 
 def _model_dep(base: dict[str, Any], cwd: str) -> dict[str, Any]:
