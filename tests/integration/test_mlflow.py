@@ -247,3 +247,31 @@ def test_mirror_sends_mlflow_logs_to_the_active_run(store, isolated_home):
     finally:
         index.close()
         home.close()
+
+
+def test_an_imported_run_never_passes_as_one_mltrail_watched(store, tmp_path):
+    """An imported run's commit is an MLflow tag anyone can set, its files were
+    hashed at import, its times are the import's. ``export intoto`` signed it
+    with the ledger key as a build by ``mltrail run`` (the tag's commit as the
+    resolved code, nothing saying "imported"), and ``show`` printed the tag's
+    commit as a clean work tree, with no word of MLflow."""
+    uri, _, good, _, _ = store
+    ok(mltrail_cli("import", "mlflow", "--tracking-uri", uri, cwd=tmp_path))
+    run = imported_run_id(good)
+
+    signed = mltrail_cli(
+        "export", "intoto", run, "-o", tmp_path / "p.json", cwd=tmp_path
+    )
+    assert signed.returncode == 2, signed.stdout + signed.stderr
+    assert signed.stderr.startswith(
+        f"error: refusing to sign provenance: run {run} was imported from MLflow "
+        f"(its run {good})"
+    ), signed.stderr
+    assert not (tmp_path / "p.json").exists()
+
+    shown = ok(mltrail_cli("show", run, cwd=tmp_path)).stdout
+    assert f"imported: from MLflow run {good}" in shown
+    assert COMMIT in shown
+    assert "clean" not in shown
+    # a bundle hands the records on as they are, marked: it is still made
+    ok(mltrail_cli("export", "bundle", run, "-o", tmp_path / "b.json", cwd=tmp_path))

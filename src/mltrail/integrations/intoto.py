@@ -34,6 +34,7 @@ from mltrail.core.manifest import parse_manifest
 from mltrail.errors import ConfigError, InputError, IntegrityError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 from mltrail.ledger.ledger import TRUST_KEY_HINT
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -87,6 +88,7 @@ def export_intoto(
         verification = home.verify(trust_keys=trust_keys, progress=progress)
     verification.raise_for_failure(refusing="sign provenance")
     view = load_run(home, index, resolve_run(index, ref))
+    _refuse_imported(view)
     statement = compute_statement(home, view, version=version)
     if not statement["subject"]:
         raise InputError(
@@ -110,6 +112,30 @@ def export_intoto(
     _require_own_checkpoint(home, signer, verification)
     payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
     return sign_envelope(payload, INTOTO_PAYLOAD_TYPE, signer)
+
+
+def _refuse_imported(view: RunView) -> None:
+    """Raise for a run imported from another tracker (``imported`` in its
+    ``run.started``): its commit is a tag anyone could set, its files were hashed
+    at the import, its times are the import's. The ledger key vouches for what
+    mltrail watched; a statement built by ``mltrail run`` would pass that run
+    off as one (ADR 0024 amendment of 2026-12-08).
+
+    Raises:
+        InputError: the run was imported.
+    """
+    imported = (view.body("run.started") or {}).get("imported")
+    if not isinstance(imported, dict):
+        return
+    tracker = {"mlflow": "MLflow"}.get(str(imported.get("from")), "another tracker")
+    raise InputError(
+        f"refusing to sign provenance: run {view.id} was imported from {tracker} "
+        f"(its run {terminal_text(str(imported.get('run_id')), names=True)}); "
+        "mltrail did not watch it run",
+        hint="its commit, times and files are what the tracker's store said; "
+        "`mltrail show RUN` shows them, `mltrail export bundle RUN` hands its "
+        "signed records on as they are",
+    )
 
 
 def _require_own_checkpoint(
