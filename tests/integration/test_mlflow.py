@@ -249,14 +249,16 @@ def test_mirror_sends_mlflow_logs_to_the_active_run(store, isolated_home):
         home.close()
 
 
-def test_an_imported_run_never_passes_as_one_mltrail_watched(store, tmp_path):
+def test_an_imported_run_never_passes_as_one_mltrail_watched(
+    store, tmp_path, isolated_home
+):
     """An imported run's commit is an MLflow tag anyone can set, its files were
     hashed at import, its times are the import's. ``export intoto`` signed it
     with the ledger key as a build by ``mltrail run`` (the tag's commit as the
     resolved code, nothing saying "imported"), and ``show`` printed the tag's
     commit as a clean work tree, with no word of MLflow."""
     uri, _, good, _, _ = store
-    ok(mltrail_cli("import", "mlflow", "--tracking-uri", uri, cwd=tmp_path))
+    _import_in_process(isolated_home, uri, experiments=("churn",))
     run = imported_run_id(good)
 
     signed = mltrail_cli(
@@ -275,3 +277,34 @@ def test_an_imported_run_never_passes_as_one_mltrail_watched(store, tmp_path):
     assert "clean" not in shown
     # a bundle hands the records on as they are, marked: it is still made
     ok(mltrail_cli("export", "bundle", run, "-o", tmp_path / "b.json", cwd=tmp_path))
+
+
+def test_a_run_still_running_in_mlflow_waits_for_its_end(tmp_path, isolated_home):
+    """An MLflow run still RUNNING was imported with a ``run.ended`` "aborted"
+    MLflow never said, and once it ended, importing again skipped it as
+    "already imported": the ledger kept the abort and lost every later point."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("live", artifact_location=str(tmp_path / "art"))
+    live = client.create_run(exp, run_name="live").info.run_id
+    client.log_metric(live, "loss", 0.9, step=0)
+    ok(mltrail_cli("init", cwd=tmp_path))
+
+    first, _ = _import_in_process(isolated_home, uri)
+    assert first.imported == []  # not with an end MLflow never said
+    assert (first.skipped, first.unfinished) == ([], [live])
+    assert _points_of(isolated_home, live) == {}
+
+    client.log_metric(live, "loss", 0.4, step=1)
+    client.set_terminated(live, "FINISHED")
+    again, _ = _import_in_process(isolated_home, uri)
+    assert (again.imported, again.unfinished) == ([live], [])
+    assert _points_of(isolated_home, live)["loss"]["values"] == [0.9, 0.4]
+    home = open_home(isolated_home, writable=False)
+    index = open_index(home)
+    try:
+        view = load_run(home, index, imported_run_id(live))
+        assert view.body("run.ended")["status"] == "succeeded"
+    finally:
+        index.close()
+        home.close()

@@ -38,7 +38,8 @@ def mlflow(
     `imported` in its run.started (MLflow run id, experiment, user, start and
     end times, status, tags). Artifacts on this machine are hashed
     (run.artifact). Importing again adds nothing: runs already imported are
-    skipped. Needs pip install 'mltrail[mlflow]'.
+    skipped. A run still RUNNING (or SCHEDULED) in MLflow is not imported
+    until it has ended. Needs pip install 'mltrail[mlflow]'.
 
     \b
     Examples:
@@ -61,11 +62,19 @@ def mlflow(
                     for r in result.imported
                 ],
                 "skipped": result.skipped,
+                "unfinished": result.unfinished,
             }
         )
         return
+    waiting = (
+        f", {len(result.unfinished)} still running in MLflow, not imported "
+        "(import again once they end; one that died stays RUNNING until "
+        "it is marked KILLED in MLflow)"
+        if result.unfinished
+        else ""
+    )
     console.print(
         f"imported {len(result.imported)} MLflow run(s), "
-        f"{len(result.skipped)} already imported",
+        f"{len(result.skipped)} already imported{waiting}",
         markup=False,
     )

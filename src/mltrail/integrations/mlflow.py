@@ -4,7 +4,8 @@
     >>> mirror()   # mlflow.log_param(s)/log_metric(s) also reach the active run
 
 An imported run is written in one atomic append (with up to 99 other runs:
-a batch lands whole or not at all): ``run.started`` (with
+a batch lands whole or not at all; a run still RUNNING or SCHEDULED in MLflow
+waits for an import after its end): ``run.started`` (with
 ``imported``: where it came from, its MLflow run id, experiment, user, times,
 status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
 ``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
@@ -46,6 +47,8 @@ __all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
 
 _NAMESPACE = uuid.UUID("6f1c9e2a-4d0b-5c8e-9a7f-3b2d1e0c4a5f")
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "aborted"}
+_UNFINISHED = frozenset({"RUNNING", "SCHEDULED"})
+"""MLflow statuses of a run that has not ended: such a run is not imported yet."""
 _PAGE = 1000
 _BATCH = 100
 """Runs written per atomic append (and whose histories are read together)."""
@@ -71,10 +74,12 @@ def imported_run_id(mlflow_run_id: str) -> str:
 
 @dataclass
 class ImportResult:
-    """What an import did: runs written, runs already there, and their ids."""
+    """What an import did: runs written, runs already there, and runs left for
+    a later import because MLflow says they have not ended; their MLflow ids."""
 
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
 
 
 def import_mlflow(
@@ -86,7 +91,11 @@ def import_mlflow(
     on_run: Callable[[str, bool], None] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ImportResult:
-    """Import every run of ``experiments`` (names or ids; all when empty).
+    """Import every ended run of ``experiments`` (names or ids; all when empty).
+
+    A run MLflow says is RUNNING or SCHEDULED is not imported (``unfinished``
+    in the result): its end is not known yet, and a run once imported is
+    skipped by every later import.
 
     Runs are read a page at a time and written ``_BATCH`` at a time: the metric
     histories of a batch in one query per metric name (where the store can),
@@ -108,7 +117,15 @@ def import_mlflow(
     ids = _experiment_ids(client, experiments)
     guard = secret_guard(home.path, os.environ if env is None else env)
     result = ImportResult()
-    for batch in _batches(_runs(client, ids), _BATCH):
+    for listed in _batches(_runs(client, ids), _BATCH):
+        # a run still going has no end to record, and once imported it would be
+        # skipped ever after: it waits for an import after its end
+        batch = [run for run in listed if run.info.status not in _UNFINISHED]
+        result.unfinished += [
+            run.info.run_id for run in listed if run.info.status in _UNFINISHED
+        ]
+        if not batch:
+            continue
         known = _already_imported(index, batch)
         new = [run for run in batch if run.info.run_id not in known]
         histories = _histories(client, new)
