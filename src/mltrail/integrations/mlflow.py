@@ -9,7 +9,8 @@ waits for an import after its end): ``run.started`` (with
 ``imported``: where it came from, its MLflow run id, experiment, user, times,
 status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
 ``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
-artifact folder, hashed, when it is on this machine) and ``run.ended``. The
+artifact folder, hashed, when it is on this machine inside the store's folder
+or an artifact root given) and ``run.ended``. The
 entries are dated when they are imported (a ledger's time only moves forward);
 MLflow's own start and end times are in ``imported``. The mltrail run id is a
 UUID5 of the MLflow run id, so importing again adds nothing: a run already in
@@ -80,6 +81,9 @@ class ImportResult:
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    artifacts_elsewhere: list[tuple[str, str]] = field(default_factory=list)
+    """(MLflow run id, artifact folder) of each run imported without its
+    artifacts: the folder lies outside every artifact root."""
 
 
 def import_mlflow(
@@ -90,6 +94,7 @@ def import_mlflow(
     experiments: tuple[str, ...] = (),
     on_run: Callable[[str, bool], None] | None = None,
     env: Mapping[str, str] | None = None,
+    artifact_roots: tuple[Path, ...] = (),
 ) -> ImportResult:
     """Import every ended run of ``experiments`` (names or ids; all when empty).
 
@@ -100,6 +105,14 @@ def import_mlflow(
     Runs are read a page at a time and written ``_BATCH`` at a time: the metric
     histories of a batch in one query per metric name (where the store can),
     its blobs together, its entries in one atomic ``append_many``.
+
+    A run's artifact folder is hashed (``run.artifact``) only when it lies,
+    links resolved, inside one of ``artifact_roots`` or the folder of a local
+    store (a ``sqlite:///`` file's folder, a file store): the store names the
+    folder, and whoever wrote the store or its artifact folders could point it
+    anywhere on this machine (a home folder, a symbolic link out), whose file
+    names and digests would then be recorded. Others are listed in
+    ``artifacts_elsewhere``.
 
     Every body goes through the home's secret guard (``env``, default this
     process's environment, adds its secrets to the mask set), as a recorded
@@ -117,6 +130,7 @@ def import_mlflow(
     ids = _experiment_ids(client, experiments)
     guard = secret_guard(home.path, os.environ if env is None else env)
     result = ImportResult()
+    roots = _artifact_roots(tracking_uri, artifact_roots)
     for listed in _batches(_runs(client, ids), _BATCH):
         # a run still going has no end to record, and once imported it would be
         # skipped ever after: it waits for an import after its end
@@ -132,8 +146,11 @@ def import_mlflow(
         drafts = [
             _cleaned(guard, draft)
             for run in new
-            for draft in _drafts(run, histories[run.info.run_id], tracking_uri)
-        ]
+            for draft in _drafts(
+                run, histories[run.info.run_id], tracking_uri,
+                _artifacts(run, roots, result.artifacts_elsewhere),
+            )
+        ]  # fmt: skip
         if drafts:
             home.ledger.append_many(_blobs_stored(home, drafts))
         for run in batch:
@@ -286,8 +303,40 @@ def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
             return
 
 
+def _artifact_roots(tracking_uri: str, given: tuple[Path, ...]) -> list[str]:
+    """Real paths of the folders artifacts may be hashed in: ``given``, and the
+    folder of a local store (a ``sqlite:///`` file's, or a file store's own)."""
+    roots = [*given]
+    parts = urlsplit(tracking_uri)
+    if parts.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        database = unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
+        if database and database != ":memory:":
+            roots.append(Path(database).parent)
+    elif (store := _local(tracking_uri)) is not None:
+        roots.append(store)
+    return [os.path.realpath(root) for root in roots]
+
+
+def _artifacts(
+    run: Any, roots: list[str], elsewhere: list[tuple[str, str]]
+) -> Path | None:
+    """The run's local artifact folder when it exists and lies inside one of
+    ``roots`` (links and ``..`` resolved); one outside is added to ``elsewhere``."""
+    artifacts = _local(run.info.artifact_uri)
+    if artifacts is None or not artifacts.exists():
+        return None
+    real = os.path.realpath(artifacts)
+    if any(os.path.commonpath([real, root]) == root for root in roots):
+        return artifacts
+    elsewhere.append((run.info.run_id, str(artifacts)))
+    return None
+
+
 def _drafts(
-    run: Any, histories: dict[str, list[Any]], tracking_uri: str
+    run: Any,
+    histories: dict[str, list[Any]],
+    tracking_uri: str,
+    artifacts: Path | None,
 ) -> list[Draft]:
     info, data = run.info, run.data
     run_id = imported_run_id(info.run_id)
@@ -320,7 +369,7 @@ def _drafts(
         drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
     if data.metrics:
         drafts.append(Draft("run.metrics", _metrics(histories, data), run_id))
-    if (artifacts := _local(info.artifact_uri)) is not None and artifacts.exists():
+    if artifacts is not None:
         body = artifact_body(artifacts, "mlflow-artifacts")
         drafts.append(Draft("run.artifact", body, run_id))
     ended = {"status": _STATUS.get(info.status, "aborted"), "exit_code": None}
