@@ -103,6 +103,7 @@ def test_import_matches_mlflow_and_is_idempotent(store, isolated_home, tmp_path)
     again = json.loads(ok(proc).stdout)
     assert again["imported"] == []
     assert set(again["skipped"]) == {good, bad}
+    assert again["changed"] == []  # a run as it was imported is no change
     assert _head(isolated_home) == size
     home = open_home(isolated_home, writable=False)
     index = open_index(home)
@@ -384,3 +385,27 @@ def test_artifacts_outside_the_stores_folder_are_not_hashed(
     init_home(other, env={})
     again, _ = _import_in_process(other, uri, artifact_roots=(private,))
     assert again.artifacts_elsewhere == [(runs["linked"], str(artifacts))]
+
+
+def test_a_run_changed_in_mlflow_since_its_import_is_told(store, isolated_home):
+    """Idempotence is keyed on the MLflow run id alone. A run ended again with
+    another status, or given other tags, after its import (or another store's
+    run under the same id) was "already imported", nothing said: the ledger's
+    account and MLflow's now disagree and an auditor is never told."""
+    uri, client, good, bad, _ = store
+    client.set_tag(
+        bad, "mlflow.note.content", "why it failed:\n" + "a long story " * 40
+    )
+    client.set_tag(
+        bad, "deploy", "curl -H 'Authorization: Bearer hf_" + "Ab1" * 12 + "'"
+    )
+    first, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert sorted(first.imported) == sorted([good, bad])
+    again, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert (again.imported, again.changed) == ([], [])  # the same run is no change
+
+    client.set_terminated(bad, "FINISHED")  # failed when imported, now "finished"
+    client.set_tag(good, "team", "someone else")
+    later, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert later.imported == []
+    assert sorted(later.changed) == sorted([good, bad])

@@ -57,10 +57,12 @@ def mlflow(
     end times, status, tags). Artifacts on this machine are hashed
     (run.artifact) when they lie inside the store's folder (a sqlite file's,
     a file store's) or an --artifact-root: the store says where they are, and
-    a store someone else wrote could name any folder of this machine. Importing
-    again adds nothing: runs already imported are
-    skipped. A run still RUNNING (or SCHEDULED) in MLflow is not imported
-    until it has ended. Needs pip install 'mltrail[mlflow]'.
+    a store someone else wrote could name any folder of this machine.
+    Importing again adds nothing: runs already imported are skipped, and one
+    whose name, user, times, status, experiment or tags changed in MLflow
+    since is named in a warning (--json: changed). A run still RUNNING (or
+    SCHEDULED) in MLflow is not imported until it has ended. Needs
+    pip install 'mltrail[mlflow]'.
 
     \b
     Examples:
@@ -87,6 +89,7 @@ def mlflow(
                 ],
                 "skipped": result.skipped,
                 "unfinished": result.unfinished,
+                "changed": result.changed,
                 "artifacts_elsewhere": [
                     {"mlflow_run_id": r, "path": path}
                     for r, path in result.artifacts_elsewhere
@@ -106,6 +109,15 @@ def mlflow(
         f"{len(result.skipped)} already imported{waiting}",
         markup=False,
     )
+    if result.changed:
+        err_console.print(
+            f"warning: {len(result.changed)} of the runs already imported changed "
+            f"in MLflow since (first {terminal_text(result.changed[0])}: its name, "
+            "user, times, status, experiment or tags): not imported again, the "
+            "ledger keeps what was imported first",
+            style="yellow",
+            markup=False,
+        )
     if result.artifacts_elsewhere:
         _, first = result.artifacts_elsewhere[0]
         err_console.print(

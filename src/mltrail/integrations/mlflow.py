@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,9 @@ class ImportResult:
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    """Runs already imported (among ``skipped``) whose name, user, times,
+    status, experiment or tags MLflow now gives otherwise: not imported again."""
     artifacts_elsewhere: list[tuple[str, str]] = field(default_factory=list)
     """(MLflow run id, artifact folder) of each run imported without its
     artifacts: the folder lies outside every artifact root."""
@@ -141,6 +145,10 @@ def import_mlflow(
         if not batch:
             continue
         known = _already_imported(index, batch)
+        result.changed += _changed(
+            home, guard, [run for run in batch if run.info.run_id in known], known,
+            tracking_uri,
+        )  # fmt: skip
         new = [run for run in batch if run.info.run_id not in known]
         histories = _histories(client, new)
         drafts = [
@@ -172,12 +180,92 @@ def _batches(runs: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _already_imported(index: Index, runs: list[Any]) -> set[str]:
-    """The MLflow run ids of ``runs`` whose mltrail run the index already has."""
+def _already_imported(index: Index, runs: list[Any]) -> dict[str, int]:
+    """The MLflow run ids of ``runs`` whose mltrail run the index already has,
+    with the seq of that run's ``run.started``."""
     by_id = {imported_run_id(run.info.run_id): run.info.run_id for run in runs}
     marks = ",".join("?" * len(by_id))
-    rows = index.query(f"SELECT id FROM runs WHERE id IN ({marks})", list(by_id))  # noqa: S608
-    return {by_id[row[0]] for row in rows}
+    rows = index.query(f"SELECT id, seq FROM runs WHERE id IN ({marks})", list(by_id))  # noqa: S608
+    return {by_id[row[0]]: int(row[1]) for row in rows}
+
+
+def _changed(
+    home: Home,
+    guard: SecretGuard,
+    runs: list[Any],
+    known: Mapping[str, int],
+    tracking_uri: str,
+) -> list[str]:
+    """The MLflow ids of ``runs`` (imported before) whose ``run.started``, made
+    now as an import would make it, differs from the one in the ledger.
+    Idempotence is keyed on the MLflow run id alone, so such a run is not
+    imported again; it is told instead of passing as "already imported".
+
+    Compared as far as the ledger can tell: the tracking URI aside (one store
+    may be named otherwise), a secret's commitment as one (each is salted
+    anew), a spilled text by its words read back (a purged one as anything)."""
+    changed = []
+    for run in runs:
+        stored = home.ledger.record(known[run.info.run_id]).entry.body
+        draft = Draft("run.started", _started(run, tracking_uri), "")
+        fresh = _cleaned(guard, draft).body
+        if not _same(_comparable(home, stored), _comparable(home, fresh)):
+            changed.append(run.info.run_id)
+    return changed
+
+
+_ANY = object()
+"""What a purged or missing blob compares as: equal to anything."""
+_BLOB_REF_KEYS = frozenset({"blob", "size", "media_type"})
+
+
+def _comparable(home: Home, value: Any, key: str = "") -> Any:
+    """``value`` with what differs between two cleanings of one value made
+    alike: commitments (salted), blob references (read back), the tracking URI."""
+    from mltrail.capture.run.commitment import MARKER_PATTERN, is_commitment
+
+    if key == "tracking_uri" or is_commitment(value):
+        return None
+    if isinstance(value, Blob) or _is_blob_ref(value):
+        return _blob_text(home, value)
+    if isinstance(value, dict):
+        return {k: _comparable(home, v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(home, item) for item in value]
+    return (
+        re.sub(MARKER_PATTERN, "<redacted>", value) if isinstance(value, str) else value
+    )
+
+
+def _is_blob_ref(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) <= _BLOB_REF_KEYS
+        and str(value.get("blob")).startswith("sha256:")
+    )
+
+
+def _blob_text(home: Home, value: Blob | dict[str, Any]) -> Any:
+    """A spilled text (a ``Blob`` to store, or a stored one's reference) as
+    comparable words; a purged or missing one as anything."""
+    if isinstance(value, Blob):
+        data = value.data
+    else:
+        try:
+            data = home.ledger.get_blob(str(value["blob"]))
+        except InputError:  # purged (BlobPurgedError) or gone: cannot tell
+            return _ANY
+    return ["blob", _comparable(home, data.decode("utf-8", "replace"))]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is _ANY or b is _ANY:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _histories(client: Any, runs: list[Any]) -> dict[str, dict[str, list[Any]]]:
@@ -341,27 +429,8 @@ def _drafts(
     info, data = run.info, run.data
     run_id = imported_run_id(info.run_id)
     tags = redact_tree(dict(data.tags)).value
-    source = str(
-        tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
-    )
-    started = {
-        "source": "api",
-        "name": info.run_name or tags.get("mlflow.runName"),
-        "command": [source] if source else ["mlflow"],
-        "imported": {
-            "from": "mlflow",
-            "run_id": info.run_id,
-            "experiment_id": str(info.experiment_id),
-            "tracking_uri": _without_credentials(tracking_uri),
-            "user": info.user_id or tags.get("mlflow.user"),
-            "start_time": _time(info.start_time),
-            "end_time": _time(info.end_time),
-            "status": info.status,
-            "tags": tags,
-        },
-    }
     drafts = [
-        Draft("run.started", started, run_id),
+        Draft("run.started", _started(run, tracking_uri), run_id),
         Draft("run.code", _code(tags), run_id),
     ]
     if data.params:
@@ -377,6 +446,31 @@ def _drafts(
         ended["duration_s"] = max(0.0, (info.end_time - info.start_time) / 1000)
     drafts.append(Draft("run.ended", ended, run_id))
     return drafts
+
+
+def _started(run: Any, tracking_uri: str) -> dict[str, Any]:
+    """The ``run.started`` body of an MLflow run, before the secret guard."""
+    info, data = run.info, run.data
+    tags = redact_tree(dict(data.tags)).value
+    source = str(
+        tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
+    )
+    return {
+        "source": "api",
+        "name": info.run_name or tags.get("mlflow.runName"),
+        "command": [source] if source else ["mlflow"],
+        "imported": {
+            "from": "mlflow",
+            "run_id": info.run_id,
+            "experiment_id": str(info.experiment_id),
+            "tracking_uri": _without_credentials(tracking_uri),
+            "user": info.user_id or tags.get("mlflow.user"),
+            "start_time": _time(info.start_time),
+            "end_time": _time(info.end_time),
+            "status": info.status,
+            "tags": tags,
+        },
+    }
 
 
 def _code(tags: dict[str, Any]) -> dict[str, Any]:
