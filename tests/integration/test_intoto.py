@@ -216,3 +216,46 @@ def test_bundle_export_still_takes_its_first_word(project, tmp_path):
     ok(mltrail("export", "bundle", "tune", "-o", tmp_path / "c.json", cwd=repo))
     assert (tmp_path / "b.json").read_bytes() == (tmp_path / "c.json").read_bytes()
     ok(mltrail("verify-bundle", tmp_path / "b.json", cwd=repo))
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        ("hash: md5\n  md5: {stale}\n", "a .dvc file left stale after an edit"),
+        ("md5: {crlf}\n", "DVC 2's md5 of the text with CRLF made LF"),
+    ],
+)
+def test_dvcs_claimed_md5_is_never_signed_as_the_datas_digest(
+    tmp_path, monkeypatch, record, why
+):
+    """A dependency's ``digest`` names the bytes the run read. DVC's md5 is what
+    a ``.dvc`` file says, never checked by mltrail: a stale one, or DVC 2's md5
+    (of the text with its CRLF made LF), was signed as the file's ``md5`` beside
+    its real SHA-256, and a verifier matching on md5 accepted other bytes."""
+    monkeypatch.setenv("MLTRAIL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    data = b"x,y\r\n1,2\r\n"
+    (tmp_path / "train.csv").write_bytes(data)
+    claimed = record.format(
+        stale=hashlib.md5(b"x,y\r\n9,9\r\n").hexdigest(),
+        crlf=hashlib.md5(data.replace(b"\r\n", b"\n")).hexdigest(),
+    )
+    (tmp_path / "train.csv.dvc").write_text(
+        f"outs:\n- path: train.csv\n  {claimed}  size: {len(data)}\n"
+    )
+    write = "import pathlib; pathlib.Path('model.bin').write_bytes(b'm' * 9)"
+    ok(mltrail("init", cwd=tmp_path))
+    ok(mltrail("run", "-q", "--name", "dvc", "--data", "train=train.csv", "--output",
+               "model.bin", "--", sys.executable, "-c", write, cwd=tmp_path))  # fmt: skip
+    ok(mltrail("export", "intoto", "dvc", "-o", tmp_path / "p.json", cwd=tmp_path))
+    envelope = json.loads((tmp_path / "p.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    (train,) = [d for d in deps if d["name"] == "train.csv"]
+    real_md5 = hashlib.md5(data).hexdigest()
+    assert train["digest"].get("md5", real_md5) == real_md5, why
+    assert train["digest"]["sha256"] == hashlib.sha256(data).hexdigest()
+    # DVC's record is still told, as what DVC's file says
+    dvc = train["annotations"]["dvc"]
+    assert dvc["md5"] != real_md5
+    assert dvc["source"] == "train.csv.dvc"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -44,11 +45,27 @@ def ok(proc):
     return proc
 
 
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory):
+    """An MLflow SQLite database with its tables made (MLflow's migrations take
+    seconds; each test copies this file instead)."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def new_store(empty_db, folder):
+    """A client and URI of a new MLflow store ``folder/mlflow.db``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_db, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    return mlflow.tracking.MlflowClient(tracking_uri=uri), uri
+
+
 @pytest.fixture
-def store(tmp_path, isolated_home):
+def store(tmp_path, isolated_home, empty_db):
     """A SQLite MLflow store with two runs in experiment 'churn' and one elsewhere."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    client, uri = new_store(empty_db, tmp_path)
     churn = client.create_experiment("churn", artifact_location=str(tmp_path / "art"))
     other = client.create_experiment("other", artifact_location=str(tmp_path / "art2"))
     good = client.create_run(churn, run_name="good", tags={
@@ -86,6 +103,7 @@ def test_import_matches_mlflow_and_is_idempotent(store, isolated_home, tmp_path)
     again = json.loads(ok(proc).stdout)
     assert again["imported"] == []
     assert set(again["skipped"]) == {good, bad}
+    assert again["changed"] == []  # a run as it was imported is no change
     assert _head(isolated_home) == size
     home = open_home(isolated_home, writable=False)
     index = open_index(home)
@@ -158,12 +176,11 @@ def _import_in_process(home_path, uri, **options):
 
 @pytest.mark.parametrize("reader", ["bulk", "bulk over its limit", "run by run"])
 def test_batched_import_keeps_every_point_as_mlflow_has_it(
-    tmp_path, isolated_home, monkeypatch, reader
+    tmp_path, isolated_home, monkeypatch, reader, empty_db
 ):
     """Runs written a few per append, histories read for a batch at once (or one
     run at a time): every point of every run equals MLflow's own history."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    client, uri = new_store(empty_db, tmp_path)
     exp = client.create_experiment("many", artifact_location=str(tmp_path / "art"))
     ids = []
     for n in range(7):
@@ -247,3 +264,148 @@ def test_mirror_sends_mlflow_logs_to_the_active_run(store, isolated_home):
     finally:
         index.close()
         home.close()
+
+
+def test_an_imported_run_never_passes_as_one_mltrail_watched(
+    store, tmp_path, isolated_home
+):
+    """An imported run's commit is an MLflow tag anyone can set, its files were
+    hashed at import, its times are the import's. ``export intoto`` signed it
+    with the ledger key as a build by ``mltrail run`` (the tag's commit as the
+    resolved code, nothing saying "imported"), and ``show`` printed the tag's
+    commit as a clean work tree, with no word of MLflow."""
+    uri, _, good, _, _ = store
+    _import_in_process(isolated_home, uri, experiments=("churn",))
+    run = imported_run_id(good)
+
+    signed = mltrail_cli(
+        "export", "intoto", run, "-o", tmp_path / "p.json", cwd=tmp_path
+    )
+    assert signed.returncode == 2, signed.stdout + signed.stderr
+    assert signed.stderr.startswith(
+        f"error: refusing to sign provenance: run {run} was imported from MLflow "
+        f"(its run {good})"
+    ), signed.stderr
+    assert not (tmp_path / "p.json").exists()
+
+    shown = ok(mltrail_cli("show", run, cwd=tmp_path)).stdout
+    assert f"imported: from MLflow run {good}" in shown
+    assert COMMIT in shown
+    assert "clean" not in shown
+    # a bundle hands the records on as they are, marked: it is still made
+    ok(mltrail_cli("export", "bundle", run, "-o", tmp_path / "b.json", cwd=tmp_path))
+
+
+def test_a_run_still_running_in_mlflow_waits_for_its_end(
+    tmp_path, isolated_home, empty_db
+):
+    """An MLflow run still RUNNING was imported with a ``run.ended`` "aborted"
+    MLflow never said, and once it ended, importing again skipped it as
+    "already imported": the ledger kept the abort and lost every later point."""
+    client, uri = new_store(empty_db, tmp_path)
+    exp = client.create_experiment("live", artifact_location=str(tmp_path / "art"))
+    live = client.create_run(exp, run_name="live").info.run_id
+    client.log_metric(live, "loss", 0.9, step=0)
+    ok(mltrail_cli("init", cwd=tmp_path))
+
+    first, _ = _import_in_process(isolated_home, uri)
+    assert first.imported == []  # not with an end MLflow never said
+    assert (first.skipped, first.unfinished) == ([], [live])
+    assert _points_of(isolated_home, live) == {}
+
+    client.log_metric(live, "loss", 0.4, step=1)
+    client.set_terminated(live, "FINISHED")
+    again, _ = _import_in_process(isolated_home, uri)
+    assert (again.imported, again.unfinished) == ([live], [])
+    assert _points_of(isolated_home, live)["loss"]["values"] == [0.9, 0.4]
+    home = open_home(isolated_home, writable=False)
+    index = open_index(home)
+    try:
+        view = load_run(home, index, imported_run_id(live))
+        assert view.body("run.ended")["status"] == "succeeded"
+    finally:
+        index.close()
+        home.close()
+
+
+def test_artifacts_outside_the_stores_folder_are_not_hashed(
+    tmp_path, isolated_home, empty_db
+):
+    """The store names each run's artifact folder, and whoever wrote the store
+    or its artifact folders can point it anywhere: an experiment whose artifact
+    location is a private folder of this machine, or a run's ``artifacts``
+    made a symbolic link to one. The import hashed them, and their file names,
+    sizes and digests went into the ledger (and wherever it is pushed)."""
+    from mltrail.ledger.home import init_home
+
+    store_dir, private, linked_to = (tmp_path / n for n in ("store", "private", "ssh"))
+    client, uri = new_store(empty_db, store_dir)
+    mine = client.create_experiment("mine", artifact_location=str(store_dir / "art"))
+    away = client.create_experiment("away", artifact_location=str(private))
+    runs = {}
+    for name, exp in (("inside", mine), ("away", away), ("linked", mine)):
+        runs[name] = client.create_run(exp, run_name=name).info.run_id
+        client.log_text(runs[name], "weights", "model.txt")
+        client.set_terminated(runs[name], "FINISHED")
+    (
+        private / runs["away"] / "artifacts" / "plan-of-the-private-folder.txt"
+    ).write_text("x")
+    (linked_to / "id_private_key_name").parent.mkdir()
+    (linked_to / "id_private_key_name").write_text("k")
+    artifacts = store_dir / "art" / runs["linked"] / "artifacts"
+    shutil.rmtree(artifacts)
+    artifacts.symlink_to(linked_to, target_is_directory=True)
+    init_home(isolated_home, env={})
+
+    result, _ = _import_in_process(isolated_home, uri)
+
+    assert sorted(result.imported) == sorted(runs.values())
+    stored = b"\0".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    for name in (b"plan-of-the-private-folder", b"id_private_key_name"):
+        assert name not in stored
+    assert sorted(result.artifacts_elsewhere) == sorted([
+        (runs["away"], str(private / runs["away"] / "artifacts")),
+        (runs["linked"], str(artifacts)),
+    ])  # fmt: skip
+    home = open_home(isolated_home, writable=False)
+    index = open_index(home)
+    try:
+        outputs = {
+            name: load_run(home, index, imported_run_id(run)).bodies("run.artifact")
+            for name, run in runs.items()
+        }
+    finally:
+        index.close()
+        home.close()
+    assert [o["files"] for o in outputs["inside"]] == [1]
+    assert outputs["away"] == outputs["linked"] == []
+
+    # a folder the user names is hashed
+    other = tmp_path / "other-home"
+    init_home(other, env={})
+    again, _ = _import_in_process(other, uri, artifact_roots=(private,))
+    assert again.artifacts_elsewhere == [(runs["linked"], str(artifacts))]
+
+
+def test_a_run_changed_in_mlflow_since_its_import_is_told(store, isolated_home):
+    """Idempotence is keyed on the MLflow run id alone. A run ended again with
+    another status, or given other tags, after its import (or another store's
+    run under the same id) was "already imported", nothing said: the ledger's
+    account and MLflow's now disagree and an auditor is never told."""
+    uri, client, good, bad, _ = store
+    client.set_tag(
+        bad, "mlflow.note.content", "why it failed:\n" + "a long story " * 40
+    )
+    client.set_tag(
+        bad, "deploy", "curl -H 'Authorization: Bearer hf_" + "Ab1" * 12 + "'"
+    )
+    first, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert sorted(first.imported) == sorted([good, bad])
+    again, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert (again.imported, again.changed) == ([], [])  # the same run is no change
+
+    client.set_terminated(bad, "FINISHED")  # failed when imported, now "finished"
+    client.set_tag(good, "team", "someone else")
+    later, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert later.imported == []
+    assert sorted(later.changed) == sorted([good, bad])

@@ -233,3 +233,71 @@ def test_a_refusing_or_missing_endpoint_is_exit_4(project, receiver):
     assert "pw" not in proc.stderr
     proc = mltrail("export", "openlineage", "--url", "ftp://x", cwd=base)
     assert proc.returncode == 2
+
+
+class Redirector(BaseHTTPRequestHandler):
+    """Answers every request with a redirect to the class's ``to``."""
+
+    status = 302
+    to = ""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(type(self).status)
+        self.send_header("Location", type(self).to)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Elsewhere(BaseHTTPRequestHandler):
+    """Another host: keeps the method, body and Authorization of what reaches it."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self):
+        type(self).seen.append((self.command, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self):
+        self.do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirecting_endpoint_gets_no_event_and_no_key_sent_on(project, status):
+    """A lineage endpoint answering with a redirect to another host: urllib
+    turned the POST into a GET without its body, sent it there with the
+    ``Authorization: Bearer`` header, and counted the event as posted (exit 0,
+    every event lost, the key handed to a host nobody named)."""
+    base, _ = project
+    Elsewhere.seen = []
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    Redirector.status = status
+    Redirector.to = f"http://127.0.0.1:{other.server_address[1]}/collect"
+    first = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    for server in (other, first):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**os.environ, "OPENLINEAGE_API_KEY": "secret-token"}
+        env.pop("MLTRAIL_RUN_ID", None)
+        url = f"http://127.0.0.1:{first.server_address[1]}/api/v1/lineage"
+        proc = subprocess.run(
+            [sys.executable, "-m", "mltrail", "export", "openlineage", "--url", url],
+            capture_output=True, text=True, env=env, cwd=base, timeout=180,
+        )  # fmt: skip
+    finally:
+        for server in (first, other):
+            server.shutdown()
+            server.server_close()
+    assert Elsewhere.seen == []
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(
+        f"error: the OpenLineage endpoint {url} redirected event 1 of 4 to "
+        f"{Redirector.to} (HTTP {status})"
+    ), proc.stderr
+    assert "secret-token" not in proc.stdout + proc.stderr

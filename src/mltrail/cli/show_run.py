@@ -73,6 +73,7 @@ def render_run(view: RunView) -> None:
             ("cwd", one_line((view.body("run.started") or {}).get("cwd", "-"))),
         ]
     )
+    _imported((view.body("run.started") or {}).get("imported"))
     others = view.added_by_others()
     for line in describe_others(others) if others else ():
         text_out().line(("note:", "bold yellow"), f" {line}")
@@ -84,6 +85,30 @@ def render_run(view: RunView) -> None:
     text_out().line(f"\nrecords {seqs[0]}..{seqs[-1]} ({len(seqs)}); "
                     "`mltrail show SEQ` shows one, `mltrail prove SEQ` proves it",
                     style="dim")  # fmt: skip
+
+
+def _imported(imported: Any) -> None:
+    """Say that the run was imported, from where, and that mltrail did not watch
+    it: its commit is a tag, its times above are the import's."""
+    if not isinstance(imported, dict):
+        return
+    tracker = {"mlflow": "MLflow"}.get(str(imported.get("from")), "another tracker")
+    text_out().line(
+        ("imported:", "bold yellow"),
+        f" from {tracker} run ",
+        one_line(imported.get("run_id")),
+        " at ",
+        one_line(imported.get("tracking_uri")),
+        f"; mltrail did not watch it run (its {tracker} start ",
+        one_line(imported.get("start_time") or "-"),
+        ", end ",
+        one_line(imported.get("end_time") or "-"),
+        ", status ",
+        one_line(imported.get("status")),
+        ", user ",
+        one_line(imported.get("user") or "-"),
+        ")",
+    )
 
 
 def _purged(purged: list[dict[str, Any]]) -> None:
@@ -130,13 +155,16 @@ def _code(view: RunView) -> None:
         why = body.get("warning") or body.get("reason") or "not a git work tree"
         _pairs([("git", str(why)), *files])
         return
-    dirty = "dirty" if body.get("dirty") else "clean"
+    # an imported commit (an MLflow tag) says nothing of the work tree or HEAD
+    seen = isinstance(body.get("dirty"), bool)
+    dirty = ("dirty" if body["dirty"] else "clean") if seen else "state not recorded"
+    branch = body.get("branch") or ("detached" if seen else "branch not recorded")
     rows = [
         (
             "commit",
             Shown(
                 f"{terminal_text(body['commit'], names=True)} "
-                f"({terminal_text(body.get('branch') or 'detached', names=True)}"
+                f"({terminal_text(branch, names=True)}"
                 f", {dirty})"
             ),
         ),

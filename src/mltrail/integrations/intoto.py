@@ -34,6 +34,7 @@ from mltrail.core.manifest import parse_manifest
 from mltrail.errors import ConfigError, InputError, IntegrityError
 from mltrail.integrations.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 from mltrail.ledger.ledger import TRUST_KEY_HINT
+from mltrail.shown import terminal_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -87,6 +88,7 @@ def export_intoto(
         verification = home.verify(trust_keys=trust_keys, progress=progress)
     verification.raise_for_failure(refusing="sign provenance")
     view = load_run(home, index, resolve_run(index, ref))
+    _refuse_imported(view)
     statement = compute_statement(home, view, version=version)
     if not statement["subject"]:
         raise InputError(
@@ -110,6 +112,30 @@ def export_intoto(
     _require_own_checkpoint(home, signer, verification)
     payload = json.dumps(statement, sort_keys=True, ensure_ascii=False).encode()
     return sign_envelope(payload, INTOTO_PAYLOAD_TYPE, signer)
+
+
+def _refuse_imported(view: RunView) -> None:
+    """Raise for a run imported from another tracker (``imported`` in its
+    ``run.started``): its commit is a tag anyone could set, its files were hashed
+    at the import, its times are the import's. The ledger key vouches for what
+    mltrail watched; a statement built by ``mltrail run`` would pass that run
+    off as one (ADR 0024 amendment of 2026-12-08).
+
+    Raises:
+        InputError: the run was imported.
+    """
+    imported = (view.body("run.started") or {}).get("imported")
+    if not isinstance(imported, dict):
+        return
+    tracker = {"mlflow": "MLflow"}.get(str(imported.get("from")), "another tracker")
+    raise InputError(
+        f"refusing to sign provenance: run {view.id} was imported from {tracker} "
+        f"(its run {terminal_text(str(imported.get('run_id')), names=True)}); "
+        "mltrail did not watch it run",
+        hint="its commit, times and files are what the tracker's store said; "
+        "`mltrail show RUN` shows them, `mltrail export bundle RUN` hands its "
+        "signed records on as they are",
+    )
 
 
 def _require_own_checkpoint(
@@ -337,8 +363,6 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
     entries = _manifest(home, body) if body.get("files") == 1 else None
     if isinstance(entries, list) and len(entries) == 1:
         digest["sha256"] = entries[0][1]
-    if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
-        digest["md5"] = str(body["dvc"]["md5"]).removesuffix(".dir")
     dep: dict[str, Any] = {
         "name": _relative(location, cwd),
         "uri": _uri(location),
@@ -351,7 +375,18 @@ def _data_dep(home: Home, body: dict[str, Any], cwd: str) -> dict[str, Any]:
     }
     if isinstance(entries, dict):
         dep["annotations"]["manifestPurged"] = entries
+    if isinstance(body.get("dvc"), dict) and body["dvc"].get("md5"):
+        dep["annotations"]["dvc"] = _dvc_claim(body["dvc"])
     return dep
+
+
+def _dvc_claim(dvc: dict[str, Any]) -> dict[str, Any]:
+    """What DVC's ``.dvc`` or ``dvc.lock`` file says of a dataset, as an
+    annotation, never a digest: mltrail does not check it against the bytes (a
+    stale record, DVC 2's md5 of the text with CRLF made LF, or a folder's md5
+    of DVC's listing are no md5 of what the run read) (ADR 0024 amendment)."""
+    keys = ("md5", "hash", "source", "stage")
+    return {k: dvc[k] for k in keys if dvc.get(k) is not None}
 
 
 def _model_dep(base: dict[str, Any], cwd: str) -> dict[str, Any]:

@@ -4,11 +4,13 @@
     >>> mirror()   # mlflow.log_param(s)/log_metric(s) also reach the active run
 
 An imported run is written in one atomic append (with up to 99 other runs:
-a batch lands whole or not at all): ``run.started`` (with
+a batch lands whole or not at all; a run still RUNNING or SCHEDULED in MLflow
+waits for an import after its end): ``run.started`` (with
 ``imported``: where it came from, its MLflow run id, experiment, user, times,
 status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
 ``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
-artifact folder, hashed, when it is on this machine) and ``run.ended``. The
+artifact folder, hashed, when it is on this machine inside the store's folder
+or an artifact root given) and ``run.ended``. The
 entries are dated when they are imported (a ledger's time only moves forward);
 MLflow's own start and end times are in ``imported``. The mltrail run id is a
 UUID5 of the MLflow run id, so importing again adds nothing: a run already in
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +49,8 @@ __all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
 
 _NAMESPACE = uuid.UUID("6f1c9e2a-4d0b-5c8e-9a7f-3b2d1e0c4a5f")
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "aborted"}
+_UNFINISHED = frozenset({"RUNNING", "SCHEDULED"})
+"""MLflow statuses of a run that has not ended: such a run is not imported yet."""
 _PAGE = 1000
 _BATCH = 100
 """Runs written per atomic append (and whose histories are read together)."""
@@ -71,10 +76,18 @@ def imported_run_id(mlflow_run_id: str) -> str:
 
 @dataclass
 class ImportResult:
-    """What an import did: runs written, runs already there, and their ids."""
+    """What an import did: runs written, runs already there, and runs left for
+    a later import because MLflow says they have not ended; their MLflow ids."""
 
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    """Runs already imported (among ``skipped``) whose name, user, times,
+    status, experiment or tags MLflow now gives otherwise: not imported again."""
+    artifacts_elsewhere: list[tuple[str, str]] = field(default_factory=list)
+    """(MLflow run id, artifact folder) of each run imported without its
+    artifacts: the folder lies outside every artifact root."""
 
 
 def import_mlflow(
@@ -85,12 +98,25 @@ def import_mlflow(
     experiments: tuple[str, ...] = (),
     on_run: Callable[[str, bool], None] | None = None,
     env: Mapping[str, str] | None = None,
+    artifact_roots: tuple[Path, ...] = (),
 ) -> ImportResult:
-    """Import every run of ``experiments`` (names or ids; all when empty).
+    """Import every ended run of ``experiments`` (names or ids; all when empty).
+
+    A run MLflow says is RUNNING or SCHEDULED is not imported (``unfinished``
+    in the result): its end is not known yet, and a run once imported is
+    skipped by every later import.
 
     Runs are read a page at a time and written ``_BATCH`` at a time: the metric
     histories of a batch in one query per metric name (where the store can),
     its blobs together, its entries in one atomic ``append_many``.
+
+    A run's artifact folder is hashed (``run.artifact``) only when it lies,
+    links resolved, inside one of ``artifact_roots`` or the folder of a local
+    store (a ``sqlite:///`` file's folder, a file store): the store names the
+    folder, and whoever wrote the store or its artifact folders could point it
+    anywhere on this machine (a home folder, a symbolic link out), whose file
+    names and digests would then be recorded. Others are listed in
+    ``artifacts_elsewhere``.
 
     Every body goes through the home's secret guard (``env``, default this
     process's environment, adds its secrets to the mask set), as a recorded
@@ -108,15 +134,31 @@ def import_mlflow(
     ids = _experiment_ids(client, experiments)
     guard = secret_guard(home.path, os.environ if env is None else env)
     result = ImportResult()
-    for batch in _batches(_runs(client, ids), _BATCH):
+    roots = _artifact_roots(tracking_uri, artifact_roots)
+    for listed in _batches(_runs(client, ids), _BATCH):
+        # a run still going has no end to record, and once imported it would be
+        # skipped ever after: it waits for an import after its end
+        batch = [run for run in listed if run.info.status not in _UNFINISHED]
+        result.unfinished += [
+            run.info.run_id for run in listed if run.info.status in _UNFINISHED
+        ]
+        if not batch:
+            continue
         known = _already_imported(index, batch)
+        result.changed += _changed(
+            home, guard, [run for run in batch if run.info.run_id in known], known,
+            tracking_uri,
+        )  # fmt: skip
         new = [run for run in batch if run.info.run_id not in known]
         histories = _histories(client, new)
         drafts = [
             _cleaned(guard, draft)
             for run in new
-            for draft in _drafts(run, histories[run.info.run_id], tracking_uri)
-        ]
+            for draft in _drafts(
+                run, histories[run.info.run_id], tracking_uri,
+                _artifacts(run, roots, result.artifacts_elsewhere),
+            )
+        ]  # fmt: skip
         if drafts:
             home.ledger.append_many(_blobs_stored(home, drafts))
         for run in batch:
@@ -138,12 +180,92 @@ def _batches(runs: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _already_imported(index: Index, runs: list[Any]) -> set[str]:
-    """The MLflow run ids of ``runs`` whose mltrail run the index already has."""
+def _already_imported(index: Index, runs: list[Any]) -> dict[str, int]:
+    """The MLflow run ids of ``runs`` whose mltrail run the index already has,
+    with the seq of that run's ``run.started``."""
     by_id = {imported_run_id(run.info.run_id): run.info.run_id for run in runs}
     marks = ",".join("?" * len(by_id))
-    rows = index.query(f"SELECT id FROM runs WHERE id IN ({marks})", list(by_id))  # noqa: S608
-    return {by_id[row[0]] for row in rows}
+    rows = index.query(f"SELECT id, seq FROM runs WHERE id IN ({marks})", list(by_id))  # noqa: S608
+    return {by_id[row[0]]: int(row[1]) for row in rows}
+
+
+def _changed(
+    home: Home,
+    guard: SecretGuard,
+    runs: list[Any],
+    known: Mapping[str, int],
+    tracking_uri: str,
+) -> list[str]:
+    """The MLflow ids of ``runs`` (imported before) whose ``run.started``, made
+    now as an import would make it, differs from the one in the ledger.
+    Idempotence is keyed on the MLflow run id alone, so such a run is not
+    imported again; it is told instead of passing as "already imported".
+
+    Compared as far as the ledger can tell: the tracking URI aside (one store
+    may be named otherwise), a secret's commitment as one (each is salted
+    anew), a spilled text by its words read back (a purged one as anything)."""
+    changed = []
+    for run in runs:
+        stored = home.ledger.record(known[run.info.run_id]).entry.body
+        draft = Draft("run.started", _started(run, tracking_uri), "")
+        fresh = _cleaned(guard, draft).body
+        if not _same(_comparable(home, stored), _comparable(home, fresh)):
+            changed.append(run.info.run_id)
+    return changed
+
+
+_ANY = object()
+"""What a purged or missing blob compares as: equal to anything."""
+_BLOB_REF_KEYS = frozenset({"blob", "size", "media_type"})
+
+
+def _comparable(home: Home, value: Any, key: str = "") -> Any:
+    """``value`` with what differs between two cleanings of one value made
+    alike: commitments (salted), blob references (read back), the tracking URI."""
+    from mltrail.capture.run.commitment import MARKER_PATTERN, is_commitment
+
+    if key == "tracking_uri" or is_commitment(value):
+        return None
+    if isinstance(value, Blob) or _is_blob_ref(value):
+        return _blob_text(home, value)
+    if isinstance(value, dict):
+        return {k: _comparable(home, v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(home, item) for item in value]
+    return (
+        re.sub(MARKER_PATTERN, "<redacted>", value) if isinstance(value, str) else value
+    )
+
+
+def _is_blob_ref(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) <= _BLOB_REF_KEYS
+        and str(value.get("blob")).startswith("sha256:")
+    )
+
+
+def _blob_text(home: Home, value: Blob | dict[str, Any]) -> Any:
+    """A spilled text (a ``Blob`` to store, or a stored one's reference) as
+    comparable words; a purged or missing one as anything."""
+    if isinstance(value, Blob):
+        data = value.data
+    else:
+        try:
+            data = home.ledger.get_blob(str(value["blob"]))
+        except InputError:  # purged (BlobPurgedError) or gone: cannot tell
+            return _ANY
+    return ["blob", _comparable(home, data.decode("utf-8", "replace"))]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is _ANY or b is _ANY:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _histories(client: Any, runs: list[Any]) -> dict[str, dict[str, list[Any]]]:
@@ -269,16 +391,71 @@ def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
             return
 
 
+def _artifact_roots(tracking_uri: str, given: tuple[Path, ...]) -> list[str]:
+    """Real paths of the folders artifacts may be hashed in: ``given``, and the
+    folder of a local store (a ``sqlite:///`` file's, or a file store's own)."""
+    roots = [*given]
+    parts = urlsplit(tracking_uri)
+    if parts.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        database = unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
+        if database and database != ":memory:":
+            roots.append(Path(database).parent)
+    elif (store := _local(tracking_uri)) is not None:
+        roots.append(store)
+    return [os.path.realpath(root) for root in roots]
+
+
+def _artifacts(
+    run: Any, roots: list[str], elsewhere: list[tuple[str, str]]
+) -> Path | None:
+    """The run's local artifact folder when it exists and lies inside one of
+    ``roots`` (links and ``..`` resolved); one outside is added to ``elsewhere``."""
+    artifacts = _local(run.info.artifact_uri)
+    if artifacts is None or not artifacts.exists():
+        return None
+    real = os.path.realpath(artifacts)
+    if any(os.path.commonpath([real, root]) == root for root in roots):
+        return artifacts
+    elsewhere.append((run.info.run_id, str(artifacts)))
+    return None
+
+
 def _drafts(
-    run: Any, histories: dict[str, list[Any]], tracking_uri: str
+    run: Any,
+    histories: dict[str, list[Any]],
+    tracking_uri: str,
+    artifacts: Path | None,
 ) -> list[Draft]:
     info, data = run.info, run.data
     run_id = imported_run_id(info.run_id)
     tags = redact_tree(dict(data.tags)).value
+    drafts = [
+        Draft("run.started", _started(run, tracking_uri), run_id),
+        Draft("run.code", _code(tags), run_id),
+    ]
+    if data.params:
+        params = redact_tree(dict(data.params)).value
+        drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
+    if data.metrics:
+        drafts.append(Draft("run.metrics", _metrics(histories, data), run_id))
+    if artifacts is not None:
+        body = artifact_body(artifacts, "mlflow-artifacts")
+        drafts.append(Draft("run.artifact", body, run_id))
+    ended = {"status": _STATUS.get(info.status, "aborted"), "exit_code": None}
+    if info.end_time and info.start_time:
+        ended["duration_s"] = max(0.0, (info.end_time - info.start_time) / 1000)
+    drafts.append(Draft("run.ended", ended, run_id))
+    return drafts
+
+
+def _started(run: Any, tracking_uri: str) -> dict[str, Any]:
+    """The ``run.started`` body of an MLflow run, before the secret guard."""
+    info, data = run.info, run.data
+    tags = redact_tree(dict(data.tags)).value
     source = str(
         tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
     )
-    started = {
+    return {
         "source": "api",
         "name": info.run_name or tags.get("mlflow.runName"),
         "command": [source] if source else ["mlflow"],
@@ -294,23 +471,6 @@ def _drafts(
             "tags": tags,
         },
     }
-    drafts = [
-        Draft("run.started", started, run_id),
-        Draft("run.code", _code(tags), run_id),
-    ]
-    if data.params:
-        params = redact_tree(dict(data.params)).value
-        drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
-    if data.metrics:
-        drafts.append(Draft("run.metrics", _metrics(histories, data), run_id))
-    if (artifacts := _local(info.artifact_uri)) is not None and artifacts.exists():
-        body = artifact_body(artifacts, "mlflow-artifacts")
-        drafts.append(Draft("run.artifact", body, run_id))
-    ended = {"status": _STATUS.get(info.status, "aborted"), "exit_code": None}
-    if info.end_time and info.start_time:
-        ended["duration_s"] = max(0.0, (info.end_time - info.start_time) / 1000)
-    drafts.append(Draft("run.ended", ended, run_id))
-    return drafts
 
 
 def _code(tags: dict[str, Any]) -> dict[str, Any]:

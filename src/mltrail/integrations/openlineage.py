@@ -189,15 +189,18 @@ def post_events(
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    opener = urllib.request.build_opener(_NoRedirect)
     for n, event in enumerate(events):
         data = json.dumps(event, ensure_ascii=False).encode()
         request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
             url, data=data, headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with opener.open(request, timeout=timeout) as response:
                 response.read()
         except urllib.error.HTTPError as e:
+            if 300 <= e.code < 400:
+                raise _redirected(url, e, n, len(events)) from None
             raise StoreError(
                 f"the OpenLineage endpoint refused event {n + 1} of {len(events)}: "
                 f"HTTP {e.code} {e.reason}",
@@ -210,6 +213,26 @@ def post_events(
                 hint=f"{n} event(s) were sent; check the URL and that the server runs",
             ) from None
     return len(events)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib's default turns a redirected POST into a GET
+    without its body (the event is lost, yet counted as sent) and keeps the
+    ``Authorization`` header for whatever host the answer names."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the 3xx answer is raised as an HTTPError
+
+
+def _redirected(url: str, e: urllib.error.HTTPError, n: int, total: int) -> StoreError:
+    location = e.headers.get("Location") if e.headers is not None else None
+    where = f" to {_shown(str(location))}" if location else ""
+    return StoreError(
+        f"the OpenLineage endpoint {_shown(url)} redirected event {n + 1} of "
+        f"{total}{where} (HTTP {e.code}): events are posted only to the URL given, "
+        "and the API key is sent nowhere else",
+        hint=f"{n} event(s) before it were sent; give the URL it answers at as --url",
+    )
 
 
 def _shown(url: str) -> str:
