@@ -685,6 +685,39 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
         assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
+def test_a_bundle_token_signed_by_another_tsa_of_the_ca_names_its_signer(tmp_path):
+    """A regulator holding a bundle and the TSA's CA: the bundle's maker swaps
+    in a token by another TSA certificate of that CA, dated 4 minutes earlier
+    and naming the usual TSA in its TSTInfo. verify-bundle said "stamped by
+    CN=mltrail test TSA", exit 0; the name is not the signing certificate's."""
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, forge_token, make_tsa_ca
+
+    fill(tmp_path / "home")
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=tmp_path / "home"))
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    bundle = json.loads(out.read_bytes())
+    [group] = bundle["evidence"]
+    token = forge_token(ca, tmp_path / "other", group["checkpoint"].encode(), 4)
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(canonical_bytes(bundle))
+    proc = mltrail(
+        "verify-bundle", forged, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stdout
+    report = json.loads(proc.stdout)
+    assert [e["status"] for e in report["evidence"]] == ["failed"]
+    assert not [a for a in report["anchors"] if a["kind"] == "rfc3161"]
+    [bad] = [p for p in report["problems"] if p["code"] == "rfc3161"]
+    assert "names its TSA CN=mltrail test TSA" in bad["message"]
+
+
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     """A regulator holding only the bundle sees what `mltrail verify` sees: a
     carried record dated a month after the RFC 3161 time that shows it

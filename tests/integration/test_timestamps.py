@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from optional_extras import require_extra
-from tsa_server import TsaServer, closed_port_url, make_tsa_ca
+from tsa_server import TsaServer, closed_port_url, forge_token, make_tsa_ca
 
 require_extra("timestamps", "rfc3161_client")
 
@@ -307,6 +307,33 @@ def test_a_token_filed_under_a_larger_size_backdates_nothing(home, tsa, ca):
     assert len(bad) == 1
     assert "is filed under size 5: it stamps records 0 to 1 only" in bad[0]["message"]
     assert bad[0]["seq"] == 1
+
+
+def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
+    home, tsa, ca, tmp_path
+):
+    """Another TSA certificate under the same CA signs the checkpoint with a time
+    4 minutes before its records were written (within the date check's leeway)
+    and the trusted TSA's name in its TSTInfo: verify made it the anchor "stamped
+    by CN=mltrail test TSA", exit 0. The name is the signer's word; RFC 3161
+    requires it to be one of the signing certificate's names."""
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    checkpoint = _evidence(home)[0][3]
+    token = forge_token(ca, tmp_path / "other-tsa", checkpoint.encode(), 4)
+    _insert(home, "rfc3161", 2, checkpoint, token)
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "names its TSA CN=mltrail test TSA" in bad["message"]
+    assert f"signed by the TSA certificate of CN={'x' * 16}" in bad["message"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    # the genuine token's anchor names the certificate that signed it
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    pem = (ca.folder / "tsa.pem").read_bytes()
+    fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256())
+    assert f"CN=mltrail test TSA (TSA certificate sha256:{fingerprint.hex()})" in anchor
 
 
 def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_path):

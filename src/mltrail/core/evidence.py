@@ -178,7 +178,7 @@ def _check_token(
             "trusted TSA CA was given",
         )
     try:
-        verify_timestamp(data, checkpoint_text, roots)
+        info = verify_timestamp(data, checkpoint_text, roots)
     except MltrailError as e:
         return _failed(RFC3161, info.tsa, str(e), info.time)
     return EvidenceCheck(

@@ -21,7 +21,7 @@ Parsing and CMS verification come from ``rfc3161-client`` (the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import BadSignatureError, ConfigError, IntegrityError, SchemaError
@@ -64,7 +64,9 @@ class TimestampInfo:
     digest: bytes
     hash_name: str
     tsa: str
-    """The TSA's name in the token, else its signing certificate's issuer."""
+    """The TSA's name in the token, else its signing certificate's issuer; once
+    verified (:func:`verify_timestamp`), its signing certificate's subject and
+    SHA-256 fingerprint."""
     serial: int
     policy: str
     nonce: int | None
@@ -207,13 +209,16 @@ def verify_timestamp(
     """Check a reply stamps ``checkpoint_text`` and is signed by a trusted TSA.
 
     The TSA's certificate must carry a critical extendedKeyUsage of
-    timeStamping and chain to one of ``roots``, valid at the stamped time.
+    timeStamping and chain to one of ``roots``, valid at the stamped time. The
+    returned ``tsa`` names that certificate (subject, SHA-256 fingerprint), not
+    the name the token writes, which must be one of the certificate's.
 
     Raises:
         SchemaError: not a granted, well-formed reply.
         IntegrityError: the token stamps another message.
         BadSignatureError: the signature or the certificate chain does not
-            verify against ``roots``.
+            verify against ``roots``, or the token names another TSA than the
+            certificate that signed it.
         ConfigError: rfc3161-client is not installed.
         ValueError: ``roots`` is empty.
     """
@@ -235,4 +240,57 @@ def verify_timestamp(
             hint="the token was altered, or was issued by a TSA whose CA is not "
             "the one given (--tsa-ca)",
         ) from e
-    return info
+    return _signed_by(response, info)
+
+
+def _signed_by(response: Any, info: TimestampInfo) -> TimestampInfo:
+    """``info`` naming the TSA by the certificate that signed the token.
+
+    The token's own ``tsa`` field is written by whoever signs it: any TSA under
+    the trusted CA could name another there (or, absent, the CA's name stood in
+    for the TSA). RFC 3161 (2.4.2) requires it to be one of the signing
+    certificate's names; a token whose name is not is refused.
+
+    Raises:
+        BadSignatureError: the token names a TSA its certificate is not.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        (signer,) = list(response.signed_data.signer_infos)
+        cert = next(
+            c
+            for c in map(
+                x509.load_der_x509_certificate, response.signed_data.certificates
+            )
+            if c.issuer == signer.issuer and c.serial_number == signer.serial_number
+        )
+        claimed = getattr(response.tst_info.name, "value", None)
+    except (StopIteration, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise BadSignatureError(
+            f"the timestamp token's signing certificate cannot be read: {e}"
+        ) from e
+    subject = cert.subject.rfc4514_string()
+    if claimed is not None and claimed not in _names(cert):
+        raise BadSignatureError(
+            f"the timestamp token names its TSA {info.tsa}, but it is signed by the "
+            f"TSA certificate of {subject}: another TSA under the trusted CA wrote "
+            "that name",
+            hint="RFC 3161 requires the token's TSA name to be one of its signing "
+            "certificate's names",
+        )
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    return replace(info, tsa=f"{subject} (TSA certificate sha256:{fingerprint})")
+
+
+def _names(cert: Certificate) -> list[Any]:
+    """The names a TSA certificate certifies: its subject and alternative names."""
+    from cryptography import x509
+
+    names: list[Any] = [cert.subject]
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return names
+    return names + [getattr(n, "value", n) for n in alt.value]
