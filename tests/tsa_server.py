@@ -102,8 +102,11 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def make_tsa_ca(folder: Path, name: str = "mltrail test") -> TsaCa:
-    """A root CA and a TSA certificate it issued, with an openssl ts config."""
+def make_tsa_ca(
+    folder: Path, name: str = "mltrail test", accuracy: str = "secs:1"
+) -> TsaCa:
+    """A root CA and a TSA certificate it issued, with an openssl ts config
+    (``accuracy`` as openssl ts writes it into tokens)."""
     folder.mkdir(parents=True, exist_ok=True)
     root_key = ec.generate_private_key(ec.SECP256R1())
     tsa_key = ec.generate_private_key(ec.SECP256R1())
@@ -111,7 +114,7 @@ def make_tsa_ca(folder: Path, name: str = "mltrail test") -> TsaCa:
     tsa = _certificate(f"{name} TSA", f"{name} root", tsa_key, root_key, 2, ca=False)
     (folder / "ca.pem").write_bytes(_pem(root))
     (folder / "ca.key").write_bytes(_private_pem(root_key))
-    return _tsa_files(folder, folder / "ca.pem", tsa, tsa_key)
+    return _tsa_files(folder, folder / "ca.pem", tsa, tsa_key, accuracy)
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -122,7 +125,9 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _tsa_files(folder: Path, ca_pem: Path, tsa, tsa_key) -> TsaCa:
+def _tsa_files(
+    folder: Path, ca_pem: Path, tsa, tsa_key, accuracy: str = "secs:1"
+) -> TsaCa:
     """The TSA's certificate, key and openssl ts config, in ``folder``."""
     (folder / "tsa.pem").write_bytes(_pem(tsa))
     (folder / "tsa.key").write_bytes(_private_pem(tsa_key))
@@ -138,7 +143,7 @@ def _tsa_files(folder: Path, ca_pem: Path, tsa, tsa_key) -> TsaCa:
         "default_policy = 1.3.6.1.4.1.99999.1\n"
         "other_policies = 1.3.6.1.4.1.99999.2\n"
         "digests = sha256, sha384, sha512\n"
-        "accuracy = secs:1\n"
+        f"accuracy = {accuracy}\n"
         "ordering = yes\ntsa_name = yes\n"
         "ess_cert_id_chain = no\ness_cert_id_alg = sha256\n"
     )

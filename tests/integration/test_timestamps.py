@@ -336,6 +336,25 @@ def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
     assert f"CN=mltrail test TSA (TSA certificate sha256:{fingerprint.hex()})" in anchor
 
 
+def test_a_token_of_a_coarse_tsa_proves_existence_before_gentime_plus_accuracy(
+    home, tmp_path
+):
+    """A TSA whose tokens say ``accuracy`` 10 minutes: its true time lies
+    anywhere in genTime ± 10 minutes, so the records existed before genTime + 10
+    minutes, no earlier. verify's anchor said "existed before <genTime>"."""
+    from datetime import datetime, timedelta
+
+    coarse = make_tsa_ca(tmp_path / "coarse", accuracy="secs:600")
+    with TsaServer(coarse) as server:
+        proc = ok(mltrail(home, "checkpoint", "--tsa", server.url, "--json"))
+    gen_time = json.loads(proc.stdout)["timestamp"]["time"]
+    latest = datetime.strptime(gen_time, "%Y-%m-%dT%H:%M:%SZ") + timedelta(minutes=10)
+    code, report = verify_json(home, "--tsa-ca", str(coarse.ca_pem))
+    assert code == 0, report["problems"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert f"existed before {latest:%Y-%m-%dT%H:%M:%SZ}" in anchor, anchor
+
+
 def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_path):
     """The report's listing takes a token's size from the checkpoint it stamps
     (ADR 0015): an evidence row whose size column was edited does not show its

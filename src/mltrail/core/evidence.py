@@ -181,12 +181,18 @@ def _check_token(
         info = verify_timestamp(data, checkpoint_text, roots)
     except MltrailError as e:
         return _failed(RFC3161, info.tsa, str(e), info.time)
+    # what the token proves: existence before genTime + accuracy, the latest
+    # its TSA's true time can be (genTime alone claimed up to that much more)
+    within = (
+        f", genTime {_rfc3339(info.time)} ± {info.accuracy}" if info.accuracy else ""
+    )
     return EvidenceCheck(
         RFC3161,
         EvidenceStatus.VERIFIED,
         info.tsa,
-        info.time,
-        f"existed before {_rfc3339(info.time)} (RFC 3161 token by {info.tsa})",
+        info.latest,
+        f"existed before {_rfc3339(info.latest)} (RFC 3161 token by {info.tsa}"
+        f"{within})",
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import BadSignatureError, ConfigError, IntegrityError, SchemaError
@@ -70,6 +71,15 @@ class TimestampInfo:
     serial: int
     policy: str
     nonce: int | None
+    accuracy: timedelta = timedelta(0)
+    """The token's ``accuracy``: its true time lies within ``time`` ± this
+    (zero when the token gives none)."""
+
+    @property
+    def latest(self) -> datetime:
+        """The latest the TSA's true time can be: ``genTime`` + ``accuracy``.
+        A token proves its message existed before this, not before ``genTime``."""
+        return self.time + self.accuracy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -158,6 +168,25 @@ def _info(response: Any) -> TimestampInfo:
         serial=int(tst.serial_number),
         policy=tst.policy.dotted_string if tst.policy is not None else "",
         nonce=tst.nonce,
+        accuracy=_accuracy(tst.accuracy),
+    )
+
+
+_MAX_ACCURACY_S = 366 * 86400
+"""A token claiming a coarser accuracy than a year is refused as malformed."""
+
+
+def _accuracy(accuracy: Any) -> timedelta:
+    """RFC 3161 ``Accuracy`` (seconds, millis, micros; each optional) as a span."""
+    if accuracy is None:
+        return timedelta(0)
+    seconds = int(accuracy.seconds or 0)
+    if not 0 <= seconds <= _MAX_ACCURACY_S:
+        raise ValueError(f"accuracy of {seconds} seconds is out of range")
+    return timedelta(
+        seconds=seconds,
+        milliseconds=int(accuracy.millis or 0),
+        microseconds=int(accuracy.micros or 0),
     )
 
 
