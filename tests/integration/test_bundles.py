@@ -685,15 +685,22 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
         assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
-def test_a_bundle_token_signed_by_another_tsa_of_the_ca_names_its_signer(tmp_path):
+def test_a_bundle_token_by_another_tsa_of_the_ca_is_named_and_can_be_refused(tmp_path):
     """A regulator holding a bundle and the TSA's CA: the bundle's maker swaps
     in a token by another TSA certificate of that CA, dated 4 minutes earlier
     and naming the usual TSA in its TSTInfo. verify-bundle said "stamped by
-    CN=mltrail test TSA", exit 0; the name is not the signing certificate's."""
+    CN=mltrail test TSA", exit 0; the name is not the signing certificate's.
+    A genuine token of that other TSA could not be refused at all."""
     from optional_extras import require_extra
 
     require_extra("timestamps", "rfc3161_client")
-    from tsa_server import TsaServer, forge_token, make_tsa_ca
+    from tsa_server import (
+        TsaServer,
+        forge_token,
+        make_other_tsa,
+        make_tsa_ca,
+        stamp_with_openssl,
+    )
 
     fill(tmp_path / "home")
     ca = make_tsa_ca(tmp_path / "tsa")
@@ -716,6 +723,19 @@ def test_a_bundle_token_signed_by_another_tsa_of_the_ca_names_its_signer(tmp_pat
     assert not [a for a in report["anchors"] if a["kind"] == "rfc3161"]
     [bad] = [p for p in report["problems"] if p["code"] == "rfc3161"]
     assert "names its TSA CN=mltrail test TSA" in bad["message"]
+
+    # under its own name the other TSA's token verifies against the CA alone, and
+    # fails once the regulator's CA file holds the TSA certificate it expects
+    other = make_other_tsa(ca, tmp_path / "other-own", "another TSA")
+    token = stamp_with_openssl(other, group["checkpoint"].encode())
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged.write_bytes(canonical_bytes(bundle))
+    ok(mltrail("verify-bundle", forged, "--tsa-ca", ca.ca_pem, cwd=tmp_path))
+    pinned = tmp_path / "ca-and-tsa.pem"
+    pinned.write_bytes(ca.ca_pem.read_bytes() + (ca.folder / "tsa.pem").read_bytes())
+    proc = mltrail("verify-bundle", forged, "--tsa-ca", pinned, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+    assert "not by the TSA certificate given" in proc.stdout
 
 
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):

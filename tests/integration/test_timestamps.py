@@ -17,7 +17,14 @@ import sys
 import pytest
 
 from optional_extras import require_extra
-from tsa_server import TsaServer, closed_port_url, forge_token, make_tsa_ca
+from tsa_server import (
+    TsaServer,
+    closed_port_url,
+    forge_token,
+    make_other_tsa,
+    make_tsa_ca,
+    stamp_with_openssl,
+)
 
 require_extra("timestamps", "rfc3161_client")
 
@@ -334,6 +341,35 @@ def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
     pem = (ca.folder / "tsa.pem").read_bytes()
     fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256())
     assert f"CN=mltrail test TSA (TSA certificate sha256:{fingerprint.hex()})" in anchor
+
+
+def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
+    """The auditor holds the TSA's certificate with its CA: a token another TSA
+    of that CA signed (under its own name, a genuine `openssl ts` token) counted
+    all the same, and the CA file holding the TSA's certificate changed nothing."""
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    checkpoint = _evidence(home)[0][3]
+    other = make_other_tsa(ca, tmp_path / "other-tsa", "another TSA")
+    _insert(
+        home, "rfc3161", 2, checkpoint, stamp_with_openssl(other, checkpoint.encode())
+    )
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]  # the CA vouches for both TSAs
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 2
+    assert any(
+        "stamped by CN=another TSA (TSA certificate sha256:" in d for d in stamps
+    )
+
+    pinned = tmp_path / "ca-and-tsa.pem"
+    pinned.write_bytes(ca.ca_pem.read_bytes() + (ca.folder / "tsa.pem").read_bytes())
+    code, report = verify_json(home, "--tsa-ca", str(pinned))
+    assert code == 3, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "signed by the TSA certificate of CN=another TSA" in bad["message"]
+    assert "not by the TSA certificate given" in bad["message"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
 
 
 def test_a_token_of_a_coarse_tsa_proves_existence_before_gentime_plus_accuracy(

@@ -240,7 +240,9 @@ def verify_timestamp(
     The TSA's certificate must carry a critical extendedKeyUsage of
     timeStamping and chain to one of ``roots``, valid at the stamped time. The
     returned ``tsa`` names that certificate (subject, SHA-256 fingerprint), not
-    the name the token writes, which must be one of the certificate's.
+    the name the token writes, which must be one of the certificate's. TSA
+    certificates among ``roots`` (timeStamping usage, not a CA) pin the TSA:
+    the token must be signed by one of them.
 
     Raises:
         SchemaError: not a granted, well-formed reply.
@@ -269,11 +271,35 @@ def verify_timestamp(
             hint="the token was altered, or was issued by a TSA whose CA is not "
             "the one given (--tsa-ca)",
         ) from e
-    return _signed_by(response, info)
+    return _signed_by(response, info, [r for r in roots if _is_tsa_certificate(r)])
 
 
-def _signed_by(response: Any, info: TimestampInfo) -> TimestampInfo:
+def _is_tsa_certificate(cert: Certificate) -> bool:
+    """A TSA's own certificate (timeStamping usage, not a CA): given among the
+    trusted certificates, it pins the TSA."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    extensions = cert.extensions
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.TIME_STAMPING in usage
+
+
+def _signed_by(
+    response: Any, info: TimestampInfo, pinned: Sequence[Certificate]
+) -> TimestampInfo:
     """``info`` naming the TSA by the certificate that signed the token.
+
+    When ``pinned`` TSA certificates are given, it must be one of them: a CA
+    vouches for every TSA it certified, the verifier may name the one it means.
 
     The token's own ``tsa`` field is written by whoever signs it: any TSA under
     the trusted CA could name another there (or, absent, the CA's name stood in
@@ -310,6 +336,13 @@ def _signed_by(response: Any, info: TimestampInfo) -> TimestampInfo:
             "certificate's names",
         )
     fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    if pinned and cert not in pinned:
+        raise BadSignatureError(
+            f"the timestamp token is signed by the TSA certificate of {subject} "
+            f"(sha256:{fingerprint}), not by the TSA certificate given with the "
+            "trusted CA",
+            hint="another TSA under the same CA stamped it",
+        )
     return replace(info, tsa=f"{subject} (TSA certificate sha256:{fingerprint})")
 
 
