@@ -39,6 +39,7 @@ __all__ = [
     "openssl_reply",
     "require_openssl",
     "resign_token",
+    "stamp_dated",
     "stamp_with_openssl",
 ]
 
@@ -225,6 +226,22 @@ def forge_token(ca: TsaCa, folder: Path, message: bytes, minutes_back: float) ->
             ).encode(),
         },
     )
+
+
+def stamp_dated(ca: TsaCa, message: bytes, minutes_ahead: float) -> bytes:
+    """A token over ``message`` by ``ca``'s own TSA whose genTime is
+    ``minutes_ahead`` after its clock: a TSA whose clock runs ahead."""
+    import rfc3161_client
+
+    reply = stamp_with_openssl(ca, message)
+    stamped = rfc3161_client.decode_timestamp_response(reply).tst_info.gen_time
+    ahead = stamped + datetime.timedelta(minutes=minutes_ahead)
+    edit = {
+        stamped.strftime("%Y%m%d%H%M%SZ").encode(): ahead.strftime(
+            "%Y%m%d%H%M%SZ"
+        ).encode()
+    }
+    return resign_token(ca, reply, edit)
 
 
 def _der_length(n: int) -> bytes:

@@ -685,12 +685,13 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
         assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
-def test_a_bundle_token_by_another_tsa_of_the_ca_is_named_and_can_be_refused(tmp_path):
+def test_a_bundle_token_by_another_tsa_or_for_tomorrow_is_named(tmp_path):
     """A regulator holding a bundle and the TSA's CA: the bundle's maker swaps
     in a token by another TSA certificate of that CA, dated 4 minutes earlier
     and naming the usual TSA in its TSTInfo. verify-bundle said "stamped by
     CN=mltrail test TSA", exit 0; the name is not the signing certificate's.
-    A genuine token of that other TSA could not be refused at all."""
+    A genuine token of that other TSA could not be refused at all, and one the
+    usual TSA signed for tomorrow passed unremarked."""
     from optional_extras import require_extra
 
     require_extra("timestamps", "rfc3161_client")
@@ -699,6 +700,7 @@ def test_a_bundle_token_by_another_tsa_of_the_ca_is_named_and_can_be_refused(tmp
         forge_token,
         make_other_tsa,
         make_tsa_ca,
+        stamp_dated,
         stamp_with_openssl,
     )
 
@@ -736,6 +738,18 @@ def test_a_bundle_token_by_another_tsa_of_the_ca_is_named_and_can_be_refused(tmp
     proc = mltrail("verify-bundle", forged, "--tsa-ca", pinned, cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout
     assert "not by the TSA certificate given" in proc.stdout
+
+    # the usual TSA signing a time a day ahead: still an anchor, now named
+    token = stamp_dated(ca, group["checkpoint"].encode(), 1500)
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged.write_bytes(canonical_bytes(bundle))
+    proc = ok(mltrail("verify-bundle", forged, "--tsa-ca", pinned, "--json"))
+    [warned] = [
+        p
+        for p in json.loads(proc.stdout)["problems"]
+        if p["code"] == "timestamp-future"
+    ]
+    assert "1 day after this machine's clock" in warned["message"]
 
 
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):

@@ -23,6 +23,7 @@ from tsa_server import (
     forge_token,
     make_other_tsa,
     make_tsa_ca,
+    stamp_dated,
     stamp_with_openssl,
 )
 
@@ -370,6 +371,27 @@ def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
     assert "not by the TSA certificate given" in bad["message"]
     [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
     assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
+
+
+def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):
+    """The trusted TSA signs a genTime a day ahead (its clock runs ahead, or its
+    key signs any time asked): verify made it an anchor and said nothing, and the
+    report listed the checkpoint as stamped tomorrow."""
+    ok(mltrail(home, "checkpoint"))
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        [checkpoint] = conn.execute(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    _insert(home, "rfc3161", 2, checkpoint, stamp_dated(ca, checkpoint.encode(), 1500))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    [warned] = [p for p in report["problems"] if p["code"] == "timestamp-future"]
+    assert warned["severity"] == "warning"
+    assert "1 day after this machine's clock" in warned["message"], warned
+    assert "CN=mltrail test TSA" in warned["message"]
 
 
 def test_a_token_of_a_coarse_tsa_proves_existence_before_gentime_plus_accuracy(
