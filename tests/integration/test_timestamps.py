@@ -373,6 +373,23 @@ def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
     assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
 
 
+def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, ca, tmp_path):
+    """The TSA URL answers with a token the TSA CA the home names does not vouch
+    for (a reply forged on the way to an http:// TSA, with the request's nonce
+    and imprint; or the wrong TSA): it was stored, printed as "stamped", and as
+    evidence rows are append-only every `verify --tsa-ca` failed from then on."""
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    env = {"MLTRAIL_TSA_CA": str(ca.ca_pem)}
+    with TsaServer(other) as wrong:
+        proc = mltrail(home, "checkpoint", "--tsa", wrong.url, env=env)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "not kept" in proc.stderr
+    assert "does not verify against the trusted TSA CA" in proc.stderr
+    assert _evidence(home) == []
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+
+
 def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):
     """The trusted TSA signs a genTime a day ahead (its clock runs ahead, or its
     key signs any time asked): verify made it an anchor and said nothing, and the
