@@ -373,7 +373,7 @@ def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
     assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
 
 
-def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, ca, tmp_path):
+def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, tsa, ca, tmp_path):
     """The TSA URL answers with a token the TSA CA the home names does not vouch
     for (a reply forged on the way to an http:// TSA, with the request's nonce
     and imprint; or the wrong TSA): it was stored, printed as "stamped", and as
@@ -388,6 +388,20 @@ def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, ca, tmp_path
     assert _evidence(home) == []
     code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
     assert code == 0, report["problems"]
+    # such a token already stored (before this change) is no stamp: a genuine
+    # one is asked for, where `timestamp` said "already stamped"
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        [checkpoint] = conn.execute(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    _insert(
+        home, "rfc3161", 2, checkpoint, stamp_with_openssl(other, checkpoint.encode())
+    )
+    proc = ok(mltrail(home, "timestamp", "--tsa", tsa.url, "--json", env=env))
+    assert json.loads(proc.stdout)[0]["new"] is True
 
 
 def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):
