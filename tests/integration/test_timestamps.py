@@ -344,6 +344,31 @@ def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
     assert f"CN=mltrail test TSA (TSA certificate sha256:{fingerprint.hex()})" in anchor
 
 
+def test_a_token_whose_tstinfo_was_edited_under_its_signature_fails(home, tsa, ca):
+    """The CMS signature covers the signed attributes, whose messageDigest is the
+    hash of the TSTInfo: a genTime moved back a year inside the TSTInfo, the
+    signature and its attributes untouched, must not verify (it does not: kept
+    as a regression test of the library's check)."""
+    from datetime import timedelta
+
+    from mltrail.core.timestamp import parse_timestamp
+
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    _, _, size, checkpoint, token, _ = _evidence(home)[0]
+    gen_time = parse_timestamp(token).time
+    earlier = gen_time - timedelta(days=365)
+    old, new = (t.strftime("%Y%m%d%H%M%SZ").encode() for t in (gen_time, earlier))
+    assert token.count(old) == 1
+    _insert(home, "rfc3161", size, checkpoint, token.replace(old, new))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "timestamp #2" in bad["message"]
+    assert "does not verify" in bad["message"]
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 1  # the genuine token only
+
+
 def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
     """The auditor holds the TSA's certificate with its CA: a token another TSA
     of that CA signed (under its own name, a genuine `openssl ts` token) counted
