@@ -685,6 +685,73 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
         assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
+def test_a_bundle_token_by_another_tsa_or_for_tomorrow_is_named(tmp_path):
+    """A regulator holding a bundle and the TSA's CA: the bundle's maker swaps
+    in a token by another TSA certificate of that CA, dated 4 minutes earlier
+    and naming the usual TSA in its TSTInfo. verify-bundle said "stamped by
+    CN=mltrail test TSA", exit 0; the name is not the signing certificate's.
+    A genuine token of that other TSA could not be refused at all, and one the
+    usual TSA signed for tomorrow passed unremarked."""
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import (
+        TsaServer,
+        forge_token,
+        make_other_tsa,
+        make_tsa_ca,
+        stamp_dated,
+        stamp_with_openssl,
+    )
+
+    fill(tmp_path / "home")
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=tmp_path / "home"))
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    bundle = json.loads(out.read_bytes())
+    [group] = bundle["evidence"]
+    token = forge_token(ca, tmp_path / "other", group["checkpoint"].encode(), 4)
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(canonical_bytes(bundle))
+    proc = mltrail(
+        "verify-bundle", forged, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stdout
+    report = json.loads(proc.stdout)
+    assert [e["status"] for e in report["evidence"]] == ["failed"]
+    assert not [a for a in report["anchors"] if a["kind"] == "rfc3161"]
+    [bad] = [p for p in report["problems"] if p["code"] == "rfc3161"]
+    assert "names its TSA CN=mltrail test TSA" in bad["message"]
+
+    # under its own name the other TSA's token verifies against the CA alone, and
+    # fails once the regulator's CA file holds the TSA certificate it expects
+    other = make_other_tsa(ca, tmp_path / "other-own", "another TSA")
+    token = stamp_with_openssl(other, group["checkpoint"].encode())
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged.write_bytes(canonical_bytes(bundle))
+    ok(mltrail("verify-bundle", forged, "--tsa-ca", ca.ca_pem, cwd=tmp_path))
+    pinned = tmp_path / "ca-and-tsa.pem"
+    pinned.write_bytes(ca.ca_pem.read_bytes() + (ca.folder / "tsa.pem").read_bytes())
+    proc = mltrail("verify-bundle", forged, "--tsa-ca", pinned, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+    assert "not by the TSA certificate given" in proc.stdout
+
+    # the usual TSA signing a time a day ahead: still an anchor, now named
+    token = stamp_dated(ca, group["checkpoint"].encode(), 1500)
+    group["items"] = [{"kind": "rfc3161", "token": base64.b64encode(token).decode()}]
+    forged.write_bytes(canonical_bytes(bundle))
+    proc = ok(mltrail("verify-bundle", forged, "--tsa-ca", pinned, "--json"))
+    [warned] = [
+        p
+        for p in json.loads(proc.stdout)["problems"]
+        if p["code"] == "timestamp-future"
+    ]
+    assert "1 day after this machine's clock" in warned["message"]
+
+
 def test_a_bundle_names_a_record_dated_after_its_timestamp(tmp_path):
     """A regulator holding only the bundle sees what `mltrail verify` sees: a
     carried record dated a month after the RFC 3161 time that shows it

@@ -17,7 +17,15 @@ import sys
 import pytest
 
 from optional_extras import require_extra
-from tsa_server import TsaServer, closed_port_url, make_tsa_ca
+from tsa_server import (
+    TsaServer,
+    closed_port_url,
+    forge_token,
+    make_other_tsa,
+    make_tsa_ca,
+    stamp_dated,
+    stamp_with_openssl,
+)
 
 require_extra("timestamps", "rfc3161_client")
 
@@ -307,6 +315,158 @@ def test_a_token_filed_under_a_larger_size_backdates_nothing(home, tsa, ca):
     assert len(bad) == 1
     assert "is filed under size 5: it stamps records 0 to 1 only" in bad[0]["message"]
     assert bad[0]["seq"] == 1
+
+
+def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
+    home, tsa, ca, tmp_path
+):
+    """Another TSA certificate under the same CA signs the checkpoint with a time
+    4 minutes before its records were written (within the date check's leeway)
+    and the trusted TSA's name in its TSTInfo: verify made it the anchor "stamped
+    by CN=mltrail test TSA", exit 0. The name is the signer's word; RFC 3161
+    requires it to be one of the signing certificate's names."""
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    checkpoint = _evidence(home)[0][3]
+    token = forge_token(ca, tmp_path / "other-tsa", checkpoint.encode(), 4)
+    _insert(home, "rfc3161", 2, checkpoint, token)
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "names its TSA CN=mltrail test TSA" in bad["message"]
+    assert f"signed by the TSA certificate of CN={'x' * 16}" in bad["message"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    # the genuine token's anchor names the certificate that signed it
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    pem = (ca.folder / "tsa.pem").read_bytes()
+    fingerprint = x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256())
+    assert f"CN=mltrail test TSA (TSA certificate sha256:{fingerprint.hex()})" in anchor
+
+
+def test_a_token_whose_tstinfo_was_edited_under_its_signature_fails(home, tsa, ca):
+    """The CMS signature covers the signed attributes, whose messageDigest is the
+    hash of the TSTInfo: a genTime moved back a year inside the TSTInfo, the
+    signature and its attributes untouched, must not verify (it does not: kept
+    as a regression test of the library's check)."""
+    from datetime import timedelta
+
+    from mltrail.core.timestamp import parse_timestamp
+
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    _, _, size, checkpoint, token, _ = _evidence(home)[0]
+    gen_time = parse_timestamp(token).time
+    earlier = gen_time - timedelta(days=365)
+    old, new = (t.strftime("%Y%m%d%H%M%SZ").encode() for t in (gen_time, earlier))
+    assert token.count(old) == 1
+    _insert(home, "rfc3161", size, checkpoint, token.replace(old, new))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "timestamp #2" in bad["message"]
+    assert "does not verify" in bad["message"]
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 1  # the genuine token only
+
+
+def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
+    """The auditor holds the TSA's certificate with its CA: a token another TSA
+    of that CA signed (under its own name, a genuine `openssl ts` token) counted
+    all the same, and the CA file holding the TSA's certificate changed nothing."""
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    checkpoint = _evidence(home)[0][3]
+    other = make_other_tsa(ca, tmp_path / "other-tsa", "another TSA")
+    _insert(
+        home, "rfc3161", 2, checkpoint, stamp_with_openssl(other, checkpoint.encode())
+    )
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]  # the CA vouches for both TSAs
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 2
+    assert any(
+        "stamped by CN=another TSA (TSA certificate sha256:" in d for d in stamps
+    )
+
+    pinned = tmp_path / "ca-and-tsa.pem"
+    pinned.write_bytes(ca.ca_pem.read_bytes() + (ca.folder / "tsa.pem").read_bytes())
+    code, report = verify_json(home, "--tsa-ca", str(pinned))
+    assert code == 3, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "signed by the TSA certificate of CN=another TSA" in bad["message"]
+    assert "not by the TSA certificate given" in bad["message"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
+
+
+def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, tsa, ca, tmp_path):
+    """The TSA URL answers with a token the TSA CA the home names does not vouch
+    for (a reply forged on the way to an http:// TSA, with the request's nonce
+    and imprint; or the wrong TSA): it was stored, printed as "stamped", and as
+    evidence rows are append-only every `verify --tsa-ca` failed from then on."""
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    env = {"MLTRAIL_TSA_CA": str(ca.ca_pem)}
+    with TsaServer(other) as wrong:
+        proc = mltrail(home, "checkpoint", "--tsa", wrong.url, env=env)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "not kept" in proc.stderr
+    assert "does not verify against the trusted TSA CA" in proc.stderr
+    assert _evidence(home) == []
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    # such a token already stored (before this change) is no stamp: a genuine
+    # one is asked for, where `timestamp` said "already stamped"
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        [checkpoint] = conn.execute(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    _insert(
+        home, "rfc3161", 2, checkpoint, stamp_with_openssl(other, checkpoint.encode())
+    )
+    proc = ok(mltrail(home, "timestamp", "--tsa", tsa.url, "--json", env=env))
+    assert json.loads(proc.stdout)[0]["new"] is True
+
+
+def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):
+    """The trusted TSA signs a genTime a day ahead (its clock runs ahead, or its
+    key signs any time asked): verify made it an anchor and said nothing, and the
+    report listed the checkpoint as stamped tomorrow."""
+    ok(mltrail(home, "checkpoint"))
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        [checkpoint] = conn.execute(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    _insert(home, "rfc3161", 2, checkpoint, stamp_dated(ca, checkpoint.encode(), 1500))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    [warned] = [p for p in report["problems"] if p["code"] == "timestamp-future"]
+    assert warned["severity"] == "warning"
+    assert "1 day after this machine's clock" in warned["message"], warned
+    assert "CN=mltrail test TSA" in warned["message"]
+
+
+def test_a_token_of_a_coarse_tsa_proves_existence_before_gentime_plus_accuracy(
+    home, tmp_path
+):
+    """A TSA whose tokens say ``accuracy`` 10 minutes: its true time lies
+    anywhere in genTime ± 10 minutes, so the records existed before genTime + 10
+    minutes, no earlier. verify's anchor said "existed before <genTime>"."""
+    from datetime import datetime, timedelta
+
+    coarse = make_tsa_ca(tmp_path / "coarse", accuracy="secs:600")
+    with TsaServer(coarse) as server:
+        proc = ok(mltrail(home, "checkpoint", "--tsa", server.url, "--json"))
+    gen_time = json.loads(proc.stdout)["timestamp"]["time"]
+    latest = datetime.strptime(gen_time, "%Y-%m-%dT%H:%M:%SZ") + timedelta(minutes=10)
+    code, report = verify_json(home, "--tsa-ca", str(coarse.ca_pem))
+    assert code == 0, report["problems"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert f"existed before {latest:%Y-%m-%dT%H:%M:%SZ}" in anchor, anchor
 
 
 def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_path):

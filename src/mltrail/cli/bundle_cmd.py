@@ -223,7 +223,8 @@ def _refuse_unless_it_verifies(data: bytes) -> None:
     "--tsa-ca",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
-    help="CA certificate(s) (PEM) the TSA of a timestamp must chain to.",
+    help="CA certificate(s) (PEM) the TSA of a timestamp must chain to; a TSA "
+    "certificate in the file pins the TSA (only tokens it signed count).",
 )
 @click.option(
     "--witness-key",

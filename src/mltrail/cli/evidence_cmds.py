@@ -59,7 +59,8 @@ def _print_stamp(stamp: Stamp) -> None:
     info = stamp.info.to_dict()
     verb = "stamped" if stamp.new else "already stamped"
     err_console.print(
-        f"{verb}: the checkpoint of size {stamp.size} existed before {info['time']} "
+        f"{verb}: the checkpoint of size {stamp.size} existed before "
+        f"{stamp.info.latest:%Y-%m-%dT%H:%M:%SZ} "
         f"(RFC 3161, {info['tsa']})",
         markup=False,
     )

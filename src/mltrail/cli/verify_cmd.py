@@ -90,7 +90,8 @@ def verification_progress(
     metavar="FILE",
     help="CA certificate(s) (PEM) a TSA must chain to for its timestamps to count "
     "(default: MLTRAIL_TSA_CA, or tsa_ca in ledger.json); without one, token "
-    "times are reported unverified.",
+    "times are reported unverified. A TSA certificate in the file pins the TSA: "
+    "only tokens it signed count.",
 )
 @click.option(
     "--witness-key",

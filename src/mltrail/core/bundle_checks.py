@@ -36,7 +36,13 @@ from mltrail.core.codec import (
     parse_json,
 )
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
-from mltrail.core.evidence import COSIGNATURE, Evidence, EvidenceStatus, verify_evidence
+from mltrail.core.evidence import (
+    COSIGNATURE,
+    Evidence,
+    EvidenceStatus,
+    signed_in_the_future,
+    verify_evidence,
+)
 from mltrail.core.merkle import verify_consistency, verify_inclusion
 from mltrail.core.report import Anchor, Problem, Severity
 from mltrail.core.signing import decode_b64, verify_signature
@@ -664,6 +670,13 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                     witnessed[check.issuer] = max(size, witnessed.get(check.issuer, 0))
                 _add_anchor(ctx, Anchor(check.kind, _covers(check, size), True))
                 timed.append((size, check, f"evidence[{i}] ({check.issuer})"))
+                future = (
+                    signed_in_the_future(check, ctx.policy.now, f"evidence[{i}]", None)
+                    if ctx.policy.now is not None
+                    else None
+                )
+                if future is not None:
+                    ctx.add(future)
     _check_dates(ctx, timed)
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:

@@ -24,8 +24,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from mltrail.core.chain import describe_gap
 from mltrail.core.checkpoint import parse_note
 from mltrail.core.cosignature import find_cosignature
+from mltrail.core.head import TIME_TOLERANCE
+from mltrail.core.report import Problem, Severity
 from mltrail.core.timestamp import check_imprint, verify_timestamp
 from mltrail.errors import MltrailError, SchemaError
 
@@ -43,6 +46,7 @@ __all__ = [
     "Evidence",
     "EvidenceCheck",
     "EvidenceStatus",
+    "signed_in_the_future",
     "verify_evidence",
 ]
 
@@ -115,8 +119,12 @@ class EvidenceCheck:
     issuer: str
     """The TSA's name, or the witness ``name+keyhash``."""
     time: datetime | None
-    """The attested time (TSA ``genTime`` or cosignature time), when readable."""
+    """The attested time (TSA ``genTime`` + accuracy, or cosignature time), when
+    readable: the records existed before it."""
     message: str
+    earliest: datetime | None = None
+    """For a verified token, the earliest its TSA's true time can be (``genTime``
+    - accuracy): later than the verifying clock, the TSA signed a future time."""
 
     @property
     def ok(self) -> bool:
@@ -178,15 +186,50 @@ def _check_token(
             "trusted TSA CA was given",
         )
     try:
-        verify_timestamp(data, checkpoint_text, roots)
+        info = verify_timestamp(data, checkpoint_text, roots)
     except MltrailError as e:
         return _failed(RFC3161, info.tsa, str(e), info.time)
+    # what the token proves: existence before genTime + accuracy, the latest
+    # its TSA's true time can be (genTime alone claimed up to that much more)
+    within = (
+        f", genTime {_rfc3339(info.time)} +/- {info.accuracy}" if info.accuracy else ""
+    )
     return EvidenceCheck(
         RFC3161,
         EvidenceStatus.VERIFIED,
         info.tsa,
-        info.time,
-        f"existed before {_rfc3339(info.time)} (RFC 3161 token by {info.tsa})",
+        info.latest,
+        f"existed before {_rfc3339(info.latest)} (RFC 3161 token by {info.tsa}"
+        f"{within})",
+        info.time - info.accuracy,
+    )
+
+
+def signed_in_the_future(
+    check: EvidenceCheck, now: datetime, what: str, seq: int | None
+) -> Problem | None:
+    """The warning ``timestamp-future`` when a verified token's earliest time
+    (genTime - accuracy) is more than :data:`TIME_TOLERANCE` after ``now`` (the
+    verifying machine's clock); None otherwise.
+
+    Its anchor stays true ("existed before" a later time proves no less), but a
+    TSA that signs a time yet to come has a clock running ahead, or a key
+    signing any time asked: its other tokens' times are not to be relied on.
+    """
+    if check.earliest is None or check.status is not EvidenceStatus.VERIFIED:
+        return None
+    gap = check.earliest - now
+    if gap <= TIME_TOLERANCE:
+        return None
+    return Problem(
+        seq,
+        "timestamp-future",
+        f"{what} by {check.issuer} says {_rfc3339(check.earliest)} at the "
+        f"earliest, {describe_gap(gap)} after this machine's clock "
+        f"({_rfc3339(now)}): the TSA's clock runs ahead or its key signed a time "
+        "asked for (or this clock is behind); its tokens' times are not to be "
+        "relied on",
+        Severity.WARNING,
     )
 
 

@@ -21,7 +21,8 @@ Parsing and CMS verification come from ``rfc3161-client`` (the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import BadSignatureError, ConfigError, IntegrityError, SchemaError
@@ -64,10 +65,21 @@ class TimestampInfo:
     digest: bytes
     hash_name: str
     tsa: str
-    """The TSA's name in the token, else its signing certificate's issuer."""
+    """The TSA's name in the token, else its signing certificate's issuer; once
+    verified (:func:`verify_timestamp`), its signing certificate's subject and
+    SHA-256 fingerprint."""
     serial: int
     policy: str
     nonce: int | None
+    accuracy: timedelta = timedelta(0)
+    """The token's ``accuracy``: its true time lies within ``time`` ± this
+    (zero when the token gives none)."""
+
+    @property
+    def latest(self) -> datetime:
+        """The latest the TSA's true time can be: ``genTime`` + ``accuracy``.
+        A token proves its message existed before this, not before ``genTime``."""
+        return self.time + self.accuracy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -156,6 +168,25 @@ def _info(response: Any) -> TimestampInfo:
         serial=int(tst.serial_number),
         policy=tst.policy.dotted_string if tst.policy is not None else "",
         nonce=tst.nonce,
+        accuracy=_accuracy(tst.accuracy),
+    )
+
+
+_MAX_ACCURACY_S = 366 * 86400
+"""A token claiming a coarser accuracy than a year is refused as malformed."""
+
+
+def _accuracy(accuracy: Any) -> timedelta:
+    """RFC 3161 ``Accuracy`` (seconds, millis, micros; each optional) as a span."""
+    if accuracy is None:
+        return timedelta(0)
+    seconds = int(accuracy.seconds or 0)
+    if not 0 <= seconds <= _MAX_ACCURACY_S:
+        raise ValueError(f"accuracy of {seconds} seconds is out of range")
+    return timedelta(
+        seconds=seconds,
+        milliseconds=int(accuracy.millis or 0),
+        microseconds=int(accuracy.micros or 0),
     )
 
 
@@ -207,13 +238,18 @@ def verify_timestamp(
     """Check a reply stamps ``checkpoint_text`` and is signed by a trusted TSA.
 
     The TSA's certificate must carry a critical extendedKeyUsage of
-    timeStamping and chain to one of ``roots``, valid at the stamped time.
+    timeStamping and chain to one of ``roots``, valid at the stamped time. The
+    returned ``tsa`` names that certificate (subject, SHA-256 fingerprint), not
+    the name the token writes, which must be one of the certificate's. TSA
+    certificates among ``roots`` (timeStamping usage, not a CA) pin the TSA:
+    the token must be signed by one of them.
 
     Raises:
         SchemaError: not a granted, well-formed reply.
         IntegrityError: the token stamps another message.
         BadSignatureError: the signature or the certificate chain does not
-            verify against ``roots``.
+            verify against ``roots``, or the token names another TSA than the
+            certificate that signed it.
         ConfigError: rfc3161-client is not installed.
         ValueError: ``roots`` is empty.
     """
@@ -235,4 +271,88 @@ def verify_timestamp(
             hint="the token was altered, or was issued by a TSA whose CA is not "
             "the one given (--tsa-ca)",
         ) from e
-    return info
+    return _signed_by(response, info, [r for r in roots if _is_tsa_certificate(r)])
+
+
+def _is_tsa_certificate(cert: Certificate) -> bool:
+    """A TSA's own certificate (timeStamping usage, not a CA): given among the
+    trusted certificates, it pins the TSA."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    extensions = cert.extensions
+    try:
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.TIME_STAMPING in usage
+
+
+def _signed_by(
+    response: Any, info: TimestampInfo, pinned: Sequence[Certificate]
+) -> TimestampInfo:
+    """``info`` naming the TSA by the certificate that signed the token.
+
+    When ``pinned`` TSA certificates are given, it must be one of them: a CA
+    vouches for every TSA it certified, the verifier may name the one it means.
+
+    The token's own ``tsa`` field is written by whoever signs it: any TSA under
+    the trusted CA could name another there (or, absent, the CA's name stood in
+    for the TSA). RFC 3161 (2.4.2) requires it to be one of the signing
+    certificate's names; a token whose name is not is refused.
+
+    Raises:
+        BadSignatureError: the token names a TSA its certificate is not.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        (signer,) = list(response.signed_data.signer_infos)
+        cert = next(
+            c
+            for c in map(
+                x509.load_der_x509_certificate, response.signed_data.certificates
+            )
+            if c.issuer == signer.issuer and c.serial_number == signer.serial_number
+        )
+        claimed = getattr(response.tst_info.name, "value", None)
+    except (StopIteration, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise BadSignatureError(
+            f"the timestamp token's signing certificate cannot be read: {e}"
+        ) from e
+    subject = cert.subject.rfc4514_string()
+    if claimed is not None and claimed not in _names(cert):
+        raise BadSignatureError(
+            f"the timestamp token names its TSA {info.tsa}, but it is signed by the "
+            f"TSA certificate of {subject}: another TSA under the trusted CA wrote "
+            "that name",
+            hint="RFC 3161 requires the token's TSA name to be one of its signing "
+            "certificate's names",
+        )
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    if pinned and cert not in pinned:
+        raise BadSignatureError(
+            f"the timestamp token is signed by the TSA certificate of {subject} "
+            f"(sha256:{fingerprint}), not by the TSA certificate given with the "
+            "trusted CA",
+            hint="another TSA under the same CA stamped it",
+        )
+    return replace(info, tsa=f"{subject} (TSA certificate sha256:{fingerprint})")
+
+
+def _names(cert: Certificate) -> list[Any]:
+    """The names a TSA certificate certifies: its subject and alternative names."""
+    from cryptography import x509
+
+    names: list[Any] = [cert.subject]
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return names
+    return names + [getattr(n, "value", n) for n in alt.value]

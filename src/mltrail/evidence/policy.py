@@ -25,6 +25,7 @@ from mltrail.core.evidence import (
     Evidence,
     EvidenceCheck,
     EvidenceStatus,
+    signed_in_the_future,
     verify_evidence,
 )
 from mltrail.core.merkle import range_root
@@ -33,6 +34,7 @@ from mltrail.errors import ConfigError, MltrailError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
     from cryptography.x509 import Certificate
 
@@ -67,6 +69,9 @@ class EvidencePolicy:
         notes: cosigned checkpoint notes kept elsewhere (``--trust-checkpoint``).
         problems: what the report must say about the policy itself (a CA file
             ledger.json names that cannot be read).
+        now: the verifying machine's clock: a token signed more than the
+            tolerance after it is the warning ``timestamp-future`` (None: not
+            compared).
     """
 
     tsa_roots: Sequence[Certificate] = ()
@@ -75,6 +80,7 @@ class EvidencePolicy:
     witness_keys: Sequence[WitnessKey] = ()
     notes: Sequence[tuple[str, str]] = field(default_factory=tuple)
     problems: Sequence[Problem] = ()
+    now: datetime | None = None
 
 
 def evidence_for(store: Store, checkpoint_text: str) -> list[Evidence]:
@@ -237,6 +243,15 @@ def _check_tokens(
         elif _holds(store, row.checkpoint):
             report.anchors.append(_time_anchor(size, check, policy))
             _check_dates(report, size, check, f"timestamp #{row.id}")
+            future = (
+                signed_in_the_future(
+                    check, policy.now, f"timestamp #{row.id}", max(size, 1) - 1
+                )
+                if policy.now is not None
+                else None
+            )
+            if future is not None:
+                report.problems.append(future)
 
 
 def _check_dates(

@@ -10,8 +10,10 @@ proves less: only that the checkpoint existed before *that* time).
 The request is an RFC 3161 ``TimeStampReq`` (SHA-256 of the checkpoint's signed
 note text, a random nonce, the TSA's certificate requested) POSTed as
 ``application/timestamp-query``; the reply must be granted, carry the nonce and
-stamp that hash before it is stored (its signature is checked by ``verify``
-against the CA the verifier trusts).
+stamp that hash before it is stored, and verify against the TSA CA when one
+is set (``MLTRAIL_TSA_CA``, else ``tsa_ca``): a row once stored stays, so a
+reply that fails is not kept. Its signature is checked again by ``verify``
+against the CA the verifier trusts.
 """
 
 from __future__ import annotations
@@ -30,13 +32,17 @@ from mltrail.core.timestamp import (
     TimestampInfo,
     check_imprint,
     load_rfc3161_client,
+    load_tsa_roots,
     timestamp_message,
+    verify_timestamp,
 )
 from mltrail.errors import ConfigError, MltrailError, SchemaError, StoreError
 from mltrail.evidence.policy import PENDING, evidence_for, pending_checkpoints
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+
+    from cryptography.x509 import Certificate
 
     from mltrail.ledger.home import Home
     from mltrail.ledger.ledger import Ledger
@@ -45,6 +51,7 @@ __all__ = [
     "DEFAULT_TSA_TIMEOUT_S",
     "Stamp",
     "configured_tsa",
+    "configured_tsa_roots",
     "request_timestamp",
     "stamp_checkpoint",
     "stamp_newest",
@@ -75,6 +82,37 @@ def configured_tsa(home: Home, env: Mapping[str, str] | None = None) -> str | No
     if "MLTRAIL_TSA_URL" in env:
         return env["MLTRAIL_TSA_URL"].strip() or None
     return home.settings.tsa_url or None
+
+
+def configured_tsa_roots(
+    home: Home, env: Mapping[str, str] | None = None
+) -> list[Certificate]:
+    """The TSA CA a new token must verify against before it is kept, if any.
+
+    ``MLTRAIL_TSA_CA`` (empty: none), else ``tsa_ca`` in ledger.json (relative
+    to the home): the CA ``verify`` checks tokens against by default. Without
+    one a token is kept on its imprint and nonce alone.
+
+    Raises:
+        ConfigError: the file cannot be read or holds no certificate.
+    """
+    from pathlib import Path
+
+    from mltrail.capture.run.userfiles import read_user_file
+
+    env = os.environ if env is None else env
+    if "MLTRAIL_TSA_CA" in env:
+        name = env["MLTRAIL_TSA_CA"].strip()
+        path = Path(name) if name else None
+    else:
+        tsa_ca = home.settings.tsa_ca
+        path = home.settings.path(home.path, tsa_ca) if tsa_ca else None
+    if path is None:
+        return []
+    try:
+        return load_tsa_roots(read_user_file(path, what="TSA CA file", limit=1 << 20))
+    except (MltrailError, OSError) as e:
+        raise ConfigError(f"the TSA CA file {path} cannot be used: {e}") from e
 
 
 def request_timestamp(
@@ -142,36 +180,58 @@ def stamp_checkpoint(
     checkpoint_text: str,
     *,
     timeout: float = DEFAULT_TSA_TIMEOUT_S,
+    roots: Sequence[Certificate] = (),
 ) -> Stamp:
     """Stamp one of the ledger's checkpoints by the TSA at ``url`` and keep the token.
 
-    A checkpoint that already has a token keeps it (nothing is requested).
+    A checkpoint that already has a token keeps it (nothing is requested). With
+    ``roots`` (the TSA CA, :func:`configured_tsa_roots`) a token is kept only
+    when it verifies against them, and a held one that does not is no stamp:
+    an evidence row can never be removed, and one that fails fails every
+    ``verify`` after (a reply forged on the way, or the wrong TSA).
 
     Raises:
         ConfigError: bad URL or rfc3161-client missing.
-        StoreError: the TSA failed, or the token could not be stored.
+        StoreError: the TSA failed, its token does not verify against
+            ``roots``, or the token could not be stored.
     """
     size = parse_signed_checkpoint(checkpoint_text).checkpoint.size
     for held in evidence_for(ledger.store, checkpoint_text):
         if held.kind == RFC3161:
-            return Stamp(
-                size, checkpoint_text, check_imprint(held.data, checkpoint_text), False
-            )
+            try:
+                info = _checked(held.data, checkpoint_text, roots)
+            except MltrailError:
+                continue  # not a stamp this TSA CA vouches for: get one
+            return Stamp(size, checkpoint_text, info, False)
     reply = request_timestamp(url, timestamp_message(checkpoint_text), timeout=timeout)
     try:
-        info = check_imprint(reply, checkpoint_text)
+        info = _checked(reply, checkpoint_text, roots)
     except (SchemaError, MltrailError) as e:
-        raise StoreError(f"the TSA at {url} sent an unusable token: {e}") from e
+        raise StoreError(
+            f"the TSA at {url} sent an unusable token (not kept): {e}",
+            hint="check the TSA URL and the TSA CA (MLTRAIL_TSA_CA, tsa_ca)",
+        ) from e
     ledger.store.add_evidence(RFC3161, size, checkpoint_text, reply, _now(ledger))
     return Stamp(size, checkpoint_text, info, True)
+
+
+def _checked(
+    data: bytes, checkpoint_text: str, roots: Sequence[Certificate]
+) -> TimestampInfo:
+    if roots:
+        return verify_timestamp(data, checkpoint_text, roots)
+    return check_imprint(data, checkpoint_text)
 
 
 def stamp_newest(
     home: Home, url: str, *, timeout: float = DEFAULT_TSA_TIMEOUT_S
 ) -> Stamp:
     """Stamp the newest checkpoint (checked first, as ``mltrail checkpoint`` does)."""
+    roots = configured_tsa_roots(home)
     signed = home.checkpoint()
-    return stamp_checkpoint(home.ledger, url, signed.to_text(), timeout=timeout)
+    return stamp_checkpoint(
+        home.ledger, url, signed.to_text(), timeout=timeout, roots=roots
+    )
 
 
 def stamp_pending(
@@ -182,8 +242,9 @@ def stamp_pending(
     Raises:
         StoreError: the TSA failed (the checkpoints stamped before it are kept).
     """
+    roots = configured_tsa_roots(home)
     return [
-        stamp_checkpoint(home.ledger, url, text, timeout=timeout)
+        stamp_checkpoint(home.ledger, url, text, timeout=timeout, roots=roots)
         for _, text in pending_checkpoints(home.ledger.store)
     ]
 
@@ -205,7 +266,8 @@ def stamp_run_end(
             return None
         text = latest.text
         try:
-            stamp_checkpoint(home.ledger, url, text)
+            roots = configured_tsa_roots(home, env)
+            stamp_checkpoint(home.ledger, url, text, roots=roots)
         except (StoreError, ConfigError) as e:
             home.ledger.store.add_evidence(
                 PENDING, latest.size, text, f"{url}: {e}".encode(), _now(home.ledger)

@@ -232,11 +232,13 @@ class Home(Value):
             for where, text in trust_checkpoints
         ]
         keys = tuple(trust_keys) or (self.settings.trusted_key,)
+        from dataclasses import replace as replace_field  # EvidencePolicy
+
         policy = evidence or EvidencePolicy()
         if trust_checkpoints and policy.witness_keys:
-            from dataclasses import replace as replace_field  # EvidencePolicy
-
             policy = replace_field(policy, notes=tuple(trust_checkpoints))
+        if policy.now is None:  # a token signed after this clock is named
+            policy = replace_field(policy, now=self.ledger.clock.now())
         store = self.ledger.store
 
         def verified() -> tuple[VerificationReport, list[StoredCheckpoint]]:
