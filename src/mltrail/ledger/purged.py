@@ -6,12 +6,12 @@ commands (`show`, `trace`) load no writing code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.codec import find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
 from mltrail.errors import InputError, IntegrityError, MltrailError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -26,6 +26,8 @@ __all__ = [
     "purged_refs",
     "read_verified_blob",
 ]
+
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 
 
 def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
@@ -44,14 +46,19 @@ def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PurgedBlob:
+class PurgedBlob(Frozen):
     """A blob a purge record among the records read erased (``seq``), with what
     that record says (``note``; None when it cannot be read back)."""
 
+    __slots__ = __match_args__ = ("digest", "seq", "note")
     digest: str
     seq: int
     note: PurgeNote | None
+
+    def __init__(self, digest: str, seq: int, note: PurgeNote | None) -> None:
+        _set(self, "digest", digest)
+        _set(self, "seq", seq)
+        _set(self, "note", note)
 
     def to_dict(self) -> dict[str, Any]:
         """blob, seq, reason, policy, by, time (None where the note is)."""
