@@ -10,7 +10,13 @@ end does not end the run. ``mltrail.autolog()`` called at the top of a script do
 same from inside it; there the exit code of ``raise SystemExit(n)`` is not visible,
 so an uncaught exception is recorded as failed, an exit through ``sys.exit(n)``,
 ``exit(n)`` or ``quit(n)`` with its status (the last call's), and any other exit
-as succeeded.
+as succeeded. For a script Python runs from its file (``python script.py``, as
+the start-up hook records), ``__main__.__file__`` tells the two apart: Python
+removes it once the script's code ended, unless an uncaught ``SystemExit`` left
+it, which exits from inside. A script left by a ``SystemExit`` that no
+``sys.exit``/``exit()`` call made (``raise SystemExit(n)``) is recorded as
+aborted, its exit status unknown (ADR 0026, amendment of 2026-12-08); one whose
+code ended normally is succeeded, whatever ``sys.exit`` it caught.
 """
 
 from __future__ import annotations
@@ -104,15 +110,47 @@ def _quit(self: _sitebuiltins.Quitter, code: Any = None) -> None:
     _original_quit(self, code)
 
 
+_EXIT_UNKNOWN = (
+    "the script ended by a SystemExit raised without sys.exit (`raise "
+    "SystemExit(n)`): its exit status is unknown, Python handles it before the "
+    "run's end is recorded"
+)
+
+
 def _end_at_exit() -> None:
     if _active is not None:
-        if _exit_seen:
+        left_by_exit = _left_by_system_exit()
+        if left_by_exit is False:
+            _active.end("succeeded")  # a sys.exit it caught is not its end
+        elif _exit_seen:
             _end(_active, _exit_seen[0])
+        elif left_by_exit:
+            _active.end("aborted", error=_EXIT_UNKNOWN)
         else:
             _active.end("succeeded")
     argparse.ArgumentParser.parse_known_args = _original_parse  # type: ignore[method-assign]
     sys.exit = _original_exit
     _sitebuiltins.Quitter.__call__ = _original_quit  # type: ignore[method-assign]
+
+
+def _left_by_system_exit() -> bool | None:
+    """Whether the script Python ran from its file (``python script.py``) left
+    by an uncaught ``SystemExit``; None when Python did not run one (``-c``,
+    ``-m``, a folder or zip, ``python -m mltrail.auto``).
+
+    Python sets ``__main__.__file__`` before the script's code runs and removes
+    it once that code returned or raised, but an uncaught ``SystemExit`` exits
+    from inside, before the removal (CPython 3.11 to 3.13,
+    ``_PyRun_SimpleFileObject``): at ``atexit`` it is still there.
+    """
+    main = sys.modules.get("__main__")
+    names = getattr(main, "__dict__", None)
+    argv = getattr(sys, "argv", None) or [""]
+    if not isinstance(names, dict) or argv[0] in ("", "-", "-c", "-m"):
+        return None
+    if "__spec__" not in names or names["__spec__"] is not None:
+        return None  # run through runpy, which removes nothing
+    return "__file__" in names
 
 
 _USAGE = (

@@ -4,7 +4,8 @@
 (``mltrail.hook_boot``) that calls ``start_hooked`` for a ``python script.py``
 in a chosen project folder. The script is recorded as ``python -m mltrail.auto``
 records it (``mltrail.auto.autolog``: run started now, ended at exit with the
-status of an uncaught exception or ``sys.exit``), and ``MLTRAIL_RUN_ID`` and
+status of an uncaught exception or ``sys.exit``; aborted, its exit status
+unknown, when a ``raise SystemExit(n)`` ended it), and ``MLTRAIL_RUN_ID`` and
 ``MLTRAIL_HOME`` are exported so that a child ``python`` of the run joins it
 instead of starting a run of its own. ``MLTRAIL_HOOKED_RUN`` names the run a
 hooked script records, so that a hooked child joining that same run records

@@ -134,6 +134,35 @@ def test_the_exit_builtins_are_recorded_with_their_status(
     assert (run["status"], run["exit_code"]) == (status, code)
 
 
+@pytest.mark.parametrize(
+    ("body", "code", "status", "exit_code"),
+    [
+        ("raise SystemExit(3)\n", 3, "aborted", None),
+        ("import sys\ntry:\n    sys.exit(2)\nexcept SystemExit:\n    pass\n",
+         0, "succeeded", None),
+    ],
+    ids=["raise-at-top-level", "sys-exit-caught"],
+)  # fmt: skip
+def test_an_exit_status_the_hook_cannot_see_is_not_recorded_as_another(
+    env_python, project, tmp_path, body, code, status, exit_code
+):
+    """``raise SystemExit(3)`` at top level: Python handles it in C before the
+    ``atexit`` end, which saw no ``sys.exit`` and recorded the run as
+    succeeded. It is now aborted, its exit status unknown, and says so. A
+    ``sys.exit(2)`` the script caught, then ended normally, was recorded as
+    failed with exit code 2."""
+    _mltrail(env_python, "hook", "install", "--project", str(project))
+    script = _script(project, "leave.py", body)
+    done = subprocess.run([env_python, script], capture_output=True, text=True)
+    assert done.returncode == code, done.stderr
+    [run] = _runs(env_python, tmp_path / "home")
+    assert (run["status"], run["exit_code"]) == (status, exit_code)
+    if status == "aborted":
+        ended = _mltrail(env_python, "--home", str(tmp_path / "home"), "show",
+                         run["id"], "--json").stdout  # fmt: skip
+        assert "exit status is unknown" in ended
+
+
 def test_a_script_python_cannot_open_makes_no_run(env_python, project, tmp_path):
     # Python exits 2 ("can't open file") after the hook has started a run: a
     # typo, a symlink loop or an unreadable script was recorded as succeeded.

@@ -157,3 +157,31 @@ def test_a_bundle_export_of_a_ledger_missing_a_merkle_node_is_tampering(trained)
     assert "Traceback" not in proc.stderr
     assert "Merkle node" in proc.stdout + proc.stderr
     assert not out.exists()
+
+
+READS = (
+    ("show", "base"),
+    ("show", "1"),
+    ("runs",),
+    ("logs", "base"),
+    ("diff", "base", "base"),
+    ("trace", "model.bin"),
+    ("lineage", "model.bin"),
+)
+
+
+def test_reading_commands_of_a_ledger_missing_a_merkle_node_say_tampered(trained):
+    """Commands that read the store (most through the derived index) said "the
+    store is corrupt" (exit 4) of a home whose frontier Merkle node was deleted,
+    where ``verify`` says TAMPERED (exit 3); they now say what ``verify`` says."""
+    home, project, _ = trained
+    for args in READS:  # intact: answered as ever
+        proc = mltrail(home, project, *args)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    _delete_frontier_node(home)
+    for args in READS:
+        proc = mltrail(home, project, *args)
+        assert proc.returncode == 3, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert "TAMPERED" in proc.stderr, (args, proc.stderr)
+        assert "Merkle node" in proc.stderr, (args, proc.stderr)

@@ -111,6 +111,16 @@ def _log_keys(srv: Any) -> tuple[set[str], set[str]]:
     return valid, revoked
 
 
+def _key_id(path: Path) -> str | None:
+    """The key id of the key file ``path``; None when it holds none."""
+    from mltrail.ledger.keystore import load_signer
+
+    try:
+        return load_signer(path).key_id
+    except Exception:  # missing, or cut short: no key
+        return None
+
+
 def _no_revoked_key_left(srv: Any, where: str) -> None:
     from mltrail.ledger.keystore import load_signer
 
@@ -133,11 +143,15 @@ def test_a_server_rotation_killed_at_each_step_is_finished(
     ``.key.new``; killed after the old key was destroyed, there was no key
     file at all and the server did not start."""
     srv.stop()
+    revoked = srv.log_signer("team-a").key_id
     extra = ("--move-old-key", str(tmp_path / "old.key")) if point == "moving" else ()
     killed = _rotate(srv, *extra, patch=KILLS[point])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     srv.start()
     _writes(srv, f"the kill {point}")
+    if extra:  # moved where it was asked to go, not destroyed
+        assert srv.log_signer("team-a").key_id != revoked
+        assert _key_id(tmp_path / "old.key") == revoked, point
     if point == "before-store":  # nothing stored: the old key is still the key
         left = sorted(p.name for p in srv.keys.iterdir())
         assert left == [*CLEAN[:1], "team-a.key.new", CLEAN[1]], left
@@ -153,6 +167,27 @@ def test_a_server_rotation_killed_at_each_step_is_finished(
     _writes(srv, f"the rotation after {point}")
     assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN
     _no_revoked_key_left(srv, f"after {point}")
+
+
+@pytest.mark.parametrize("point", ["stored", "replaced", "destroying"])
+def test_a_rotation_killed_before_its_move_moves_the_revoked_key(
+    srv: Any, point: str, tmp_path: Path
+) -> None:
+    """``--move-old-key DEST`` killed after the store, after the new key was
+    put in place, or after the copy to DEST (the old key's file not yet
+    destroyed): the finishing step (here the server's start) moves the revoked
+    key to DEST, as asked. Before: the destination was not remembered, and the
+    finishing step destroyed the key the admin asked to keep."""
+    srv.stop()
+    revoked = srv.log_signer("team-a").key_id
+    dest = tmp_path / "offline" / "old.key"
+    killed = _rotate(srv, "--move-old-key", str(dest), patch=KILLS[point])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    srv.start()
+    _writes(srv, f"the kill {point}")
+    assert _key_id(dest) == revoked, point
+    assert sorted(p.name for p in srv.keys.iterdir()) == CLEAN, point
+    _no_revoked_key_left(srv, point)
 
 
 def test_the_next_rotation_finishes_one_killed_after_the_store(srv: Any) -> None:
@@ -443,3 +478,36 @@ def test_a_rotation_stops_before_the_store_when_a_valid_key_is_in_the_old_name(
     assert list(ring.valid_keys(size)) == [key_id], "a rotation was stored"
     assert not (keys / "team-a.key.new").exists()
     assert load_signer(old).key_id == key_id
+
+
+def test_a_copy_of_the_revoked_key_cut_short_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash (power loss) during the move's copy can leave DEST holding the
+    first bytes of the revoked key only (never synced); the rotation's
+    ``.key.old`` still holds it all. The next command makes the copy again,
+    then destroys ``.key.old``: DEST holds the whole key."""
+    from mltrail.ledger.keystore import load_signer
+    from mltrail.server import log_key
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    class KilledError(Exception):
+        pass
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KilledError
+
+    keys, dest = tmp_path / "keys", tmp_path / "offline" / "old.key"
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        revoked = load_signer(keys / "team-a.key").key_id
+        with monkeypatch.context() as patch:
+            patch.setattr(log_key, "dispose_revoked_key", killed)
+            with pytest.raises(KilledError):
+                rotate_log_key(url, "team-a", keys, move_old_key_to=dest)
+        dest.parent.mkdir()
+        dest.write_bytes((keys / "team-a.key.old").read_bytes()[:20])
+        result = rotate_log_key(url, "team-a", keys)
+    assert any("moved team-a.key.old" in line for line in result["finished"]), result
+    assert load_signer(dest).key_id == revoked
+    assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]

@@ -19,10 +19,11 @@ from mltrail.cli.error_text import masked
 from mltrail.cli.lazy_group import LazyGroup
 from mltrail.cli.main import check_arguments
 from mltrail.cli.state import AppState
-from mltrail.errors import MltrailError
+from mltrail.errors import MltrailError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["aborted", "cli", "fail", "main"]
 
@@ -70,8 +71,30 @@ _COMMANDS = {
 }
 
 
+class _MltrailGroup(LazyGroup):
+    """The top-level group: a command that opened its home to read it and met a
+    store error says what ``mltrail verify`` says of that home when it fails
+    verification (a Merkle node deleted: TAMPERED, exit 3, not "the store is
+    corrupt", exit 4). Verified only then: the common path pays nothing."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as e:
+            from mltrail.cli.printing import verdict_of_store_error
+            from mltrail.ledger.home import open_home
+
+            state = ctx.find_object(AppState)
+            if state is not None:
+                path = state.home
+                verdict_of_store_error(
+                    state.read_home, lambda: open_home(path, writable=False), e
+                )
+            raise
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=_MltrailGroup,
     lazy_commands=_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from mltrail.cli.output import console, derived_index, emit_json, json_option, open_from
+from mltrail.cli.output import (
+    console,
+    derived_index,
+    emit_json,
+    json_option,
+    open_from,
+    raise_if_tampered,
+)
 from mltrail.cli.printing import one_line
-from mltrail.errors import InputError, IntegrityError, MltrailError, StoreError
-
-if TYPE_CHECKING:
-    from mltrail.ledger.home import Home
+from mltrail.errors import InputError, IntegrityError, StoreError
 
 __all__ = ["export", "verify_bundle"]
 
@@ -104,7 +108,7 @@ def export(
     try:
         node, bundle = home.ledger.store.read_in_snapshot(build)
     except StoreError as e:
-        _raise_if_tampered(home, e)
+        raise_if_tampered(home, e, refusing="write the bundle")
         raise
     data = canonical_bytes(bundle)
     _refuse_unless_it_verifies(data)
@@ -149,32 +153,6 @@ _ALTERED = frozenset({"inclusion", "chain", "signature", "blob", "digest", "reco
 proof, a blob): what a bundle must never carry out of it. Others a bundle
 exists to show its recipient (an author key signing as another user) or that
 come from the options (--no-blobs leaves a manifest by hash only)."""
-
-
-def _raise_if_tampered(home: Home, error: StoreError) -> None:
-    """The verification's verdict, when the store cannot be read for the bundle
-    because it was tampered with: a Merkle node of its frontier deleted (the
-    store cannot build its head) is "the store is corrupt" to a read, TAMPERED
-    to ``mltrail verify``, which walks the rows and reports the node; the export
-    says what ``verify`` says (exit 3, ADR 0016 amendment of 2026-12-08). Returns
-    when the verification passes or cannot run either: the store error stands.
-
-    Raises:
-        IntegrityError: the ledger fails verification.
-    """
-    from mltrail.storage.base import StaleSnapshotError
-
-    if isinstance(error, StaleSnapshotError):
-        return  # the store kept changing: run it again
-    try:
-        report = home.verify()
-    except MltrailError:
-        return
-    if not report.ok:
-        try:
-            report.raise_for_failure(refusing="write the bundle")
-        except IntegrityError as refused:
-            raise refused from error
 
 
 def _refuse_unreadable(skipped: list[int]) -> None:

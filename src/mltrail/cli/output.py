@@ -18,6 +18,8 @@ from mltrail.cli.printing import (
     emit_json,
     err_console,
     open_index,
+    raise_if_tampered,
+    verdict_of_store_error,
 )
 from mltrail.cli.state import AppState
 from mltrail.errors import InputError
@@ -37,6 +39,8 @@ __all__ = [
     "json_option",
     "open_from",
     "open_index",
+    "raise_if_tampered",
+    "verdict_of_store_error",
 ]
 
 COUNT = click.IntRange(0, 10**9)
@@ -75,6 +79,8 @@ def open_from(
         _refuse_client_mode(state, local_only)
     home = open_home(state.home, writable=writable, finish_purges=finish_purges)
     ctx.call_on_close(lambda: close_home(home))
+    if not writable:
+        state.read_home = home
     return home
 
 

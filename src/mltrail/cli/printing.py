@@ -12,13 +12,16 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import MltrailError
+from mltrail.errors import IntegrityError, MltrailError
 from mltrail.shown import json_visible
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
     from rich.text import Text
 
+    from mltrail.errors import StoreError
     from mltrail.index import Index
     from mltrail.ledger.home import Home
 
@@ -31,6 +34,8 @@ __all__ = [
     "err_console",
     "one_line",
     "open_index",
+    "raise_if_tampered",
+    "verdict_of_store_error",
 ]
 
 # Piped or redirected output is read by tools or saved: do not cut tables to 80
@@ -192,3 +197,58 @@ def derived_index(home: Home) -> Index:
     index = IndexClass(None, home.ledger)
     index.sync()
     return index
+
+
+def raise_if_tampered(home: Home, error: StoreError, *, refusing: str) -> None:
+    """The verification's verdict, when the store cannot be read because it was
+    tampered with: a Merkle node of its frontier deleted (the store cannot build
+    its head) is "the store is corrupt" to a read, TAMPERED to ``mltrail
+    verify``, which walks the rows and reports the node; the command says what
+    ``verify`` says (exit 3, ADR 0016 and ADR 0021 amendments of 2026-12-08).
+    Returns when the verification passes or cannot run either: ``error``
+    stands. Called once a store error was met only: the common path verifies
+    nothing more.
+
+    Raises:
+        IntegrityError: the ledger fails verification; ``refusing`` (``"write
+            the bundle"``) says what is then not done.
+    """
+    from mltrail.storage.base import StaleSnapshotError
+
+    if isinstance(error, StaleSnapshotError):
+        return  # the store kept changing: run it again
+    try:
+        report = home.verify()
+    except MltrailError:
+        return
+    if not report.ok:
+        try:
+            report.raise_for_failure(refusing=refusing)
+        except IntegrityError as refused:
+            raise refused from error
+
+
+def verdict_of_store_error(
+    opened: Home | None, reopen: Callable[[], Home], error: StoreError
+) -> None:
+    """:func:`raise_if_tampered` for a reading command (``show``, ``runs``,
+    ``trace``, ...) that failed on ``error`` after it opened the home
+    ``opened`` (closed by then, maybe): the home is opened again (``reopen``,
+    read-only) and verified. A home whose ledger an mltrail server keeps
+    (client mode) is left alone: its store errors are the server's or the
+    network's, and asking an unreachable server again would only double the
+    wait.
+
+    Raises:
+        IntegrityError: the ledger fails verification.
+    """
+    if opened is None or opened.trust is not None:
+        return
+    try:
+        home = reopen()
+    except MltrailError:
+        return
+    try:
+        raise_if_tampered(home, error, refusing="answer")
+    finally:
+        close_home(home)

@@ -19,8 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.cli.printing import close_home, console, emit_json, open_index
-from mltrail.errors import InputError, MltrailError
+from mltrail.cli.printing import (
+    close_home,
+    console,
+    emit_json,
+    open_index,
+    verdict_of_store_error,
+)
+from mltrail.errors import InputError, MltrailError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -345,6 +351,9 @@ def run_plain(args: list[str]) -> bool:
         check_arguments(args)
         try:
             _run(command, open_home, values)
+        except StoreError as e:  # what verify says of a tampered store
+            verdict_of_store_error(opened[-1] if opened else None, open_home, e)
+            raise
         finally:
             for h in opened:
                 close_home(h)

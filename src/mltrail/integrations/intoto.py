@@ -308,31 +308,14 @@ def _manifest(
             erased it: run the command again.
         SchemaError: the blob is no manifest.
     """
-    from mltrail.ledger.ledger import BlobPurgedError
-    from mltrail.ledger.purged import purge_note
+    from mltrail.ledger.purged import PurgedBlob, read_verified_blob
 
     ref = body.get("manifest")
     if not isinstance(ref, dict) or "blob" not in ref:
         return None
-    digest = str(ref["blob"])
-    try:
-        data = home.ledger.get_blob(digest)
-    except BlobPurgedError as e:
-        note = purge_note(home.ledger, e.digest)
-        return {
-            "blob": e.digest,
-            "seq": e.seq,
-            "reason": note.reason if note else None,
-            "policy": note.policy if note else None,
-            "by": note.by if note else None,
-            "time": note.time if note else None,
-        }
-    except InputError as e:  # not stored, and no purge record names it
-        raise IntegrityError(
-            f"refusing to sign provenance: manifest blob {digest} is gone from "
-            "the store, and no purge record names it",
-            hint="run `mltrail verify`: it was deleted without a purge",
-        ) from e
+    data = read_verified_blob(home.ledger, str(ref["blob"]), refusing="sign provenance")
+    if isinstance(data, PurgedBlob):
+        return data.to_dict()
     manifest = parse_manifest(data)
     return [(e.path, e.sha256) for e in manifest.entries if e.sha256 is not None]
 

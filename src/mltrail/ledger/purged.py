@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.core.codec import find_blob_refs
 from mltrail.core.erasure import PURGE_KIND, PurgeNote
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, IntegrityError, MltrailError
+from mltrail.values import Frozen
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -18,7 +19,15 @@ if TYPE_CHECKING:
     from mltrail.core.entry import Record
     from mltrail.ledger.ledger import Ledger
 
-__all__ = ["describe_purged", "purge_note", "purged_refs"]
+__all__ = [
+    "PurgedBlob",
+    "describe_purged",
+    "purge_note",
+    "purged_refs",
+    "read_verified_blob",
+]
+
+_set = object.__setattr__  # how a frozen value sets its fields in __init__
 
 
 def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
@@ -35,6 +44,74 @@ def purge_note(ledger: Ledger, digest: str) -> PurgeNote | None:
     return PurgeNote.from_body(
         stored.seq, entry.body, entry.actor.get("user"), entry.time
     )
+
+
+class PurgedBlob(Frozen):
+    """A blob a purge record among the records read erased (``seq``), with what
+    that record says (``note``; None when it cannot be read back)."""
+
+    __slots__ = __match_args__ = ("digest", "seq", "note")
+    digest: str
+    seq: int
+    note: PurgeNote | None
+
+    def __init__(self, digest: str, seq: int, note: PurgeNote | None) -> None:
+        _set(self, "digest", digest)
+        _set(self, "seq", seq)
+        _set(self, "note", note)
+
+    def to_dict(self) -> dict[str, Any]:
+        """blob, seq, reason, policy, by, time (None where the note is)."""
+        note = self.note
+        return {
+            "blob": self.digest,
+            "seq": self.seq,
+            "reason": note.reason if note else None,
+            "policy": note.policy if note else None,
+            "by": note.by if note else None,
+            "time": note.time if note else None,
+        }
+
+    def describe(self) -> str:
+        """One line: ``blob sha256:... was purged (seq 9) ... (by 'ana' at ...)``."""
+        from mltrail.ledger.ledger import BlobPurgedError
+
+        line = str(BlobPurgedError(self.digest, self.seq))
+        return line + (f" ({self.note.describe()})" if self.note is not None else "")
+
+
+def read_verified_blob(
+    ledger: Ledger, digest: str, *, refusing: str
+) -> bytes | PurgedBlob:
+    """A blob a verified record references, read after the verification: its
+    bytes, or what the purge record that erased it says when one among the
+    records read did (a reader states it as purged by policy).
+
+    Anything else was changed in the store since it was verified, and
+    ``refusing`` (what the caller will not do, e.g. "sign provenance") is
+    refused, never made around a line of text (ADR 0024, amendments of
+    2026-12-08).
+
+    Raises:
+        IntegrityError: the blob does not hash to its address, or is gone
+            though no purge record names it.
+        PurgedSinceVerifiedError: a purge record beyond the records verified
+            erased it: run the command again.
+    """
+    from mltrail.ledger.ledger import BlobPurgedError
+
+    try:
+        return ledger.get_blob(digest)
+    except BlobPurgedError as e:
+        return PurgedBlob(e.digest, e.seq, purge_note(ledger, e.digest))
+    except InputError as e:  # not stored, and no purge record names it
+        raise IntegrityError(
+            f"refusing to {refusing}: blob {digest} is gone from the store, and "
+            "no purge record names it",
+            hint="run `mltrail verify`: it was deleted without a purge",
+        ) from e
+    except IntegrityError as e:  # its bytes are not the verified blob's
+        raise IntegrityError(f"refusing to {refusing}: {e}", hint=e.hint) from e
 
 
 def purged_refs(ledger: Ledger, records: Iterable[Record]) -> list[dict[str, object]]:

@@ -25,7 +25,7 @@ from mltrail.audit.trace import (
     writer_runs,
 )
 from mltrail.core.codec import parse_json
-from mltrail.errors import MltrailError
+from mltrail.errors import IntegrityError, MltrailError
 from mltrail.evidence.policy import list_timestamps
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def gather_report(
         },
         "description": _description(entries["model.described"]),
         "development": _development(view),
-        "data": _data(home, view),
+        "data": _data(home, view, intact=verification is not None and verification.ok),
         "preprocessing": _preprocessing(home, index, graph, run_id),
         "training": _training(view),
         "finetune": _finetune(view),
@@ -287,7 +287,8 @@ def _development(view: RunView | None) -> dict[str, Any] | None:
     }
 
 
-def _data(home: Home, view: RunView | None) -> list[dict[str, Any]]:
+def _data(home: Home, view: RunView | None, *, intact: bool) -> list[dict[str, Any]]:
+    """Each dataset the run read, its first files (see :func:`_manifest`)."""
     if view is None:
         return []
     found = []
@@ -306,28 +307,42 @@ def _data(home: Home, view: RunView | None) -> list[dict[str, Any]]:
             )
             if body.get(k) is not None
         }
-        item["file_hashes"], item["manifest"] = _manifest(home, body.get("manifest"))
+        item["file_hashes"], item["manifest"] = _manifest(
+            home, body.get("manifest"), intact=intact
+        )
         found.append(item)
     return found
 
 
-def _manifest(home: Home, ref: Any) -> tuple[list[dict[str, Any]], str]:
-    """The first ``MAX_FILES`` files of a manifest, and what became of the rest."""
+def _manifest(
+    home: Home, ref: Any, *, intact: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """The first ``MAX_FILES`` files of a manifest, and what became of the rest.
+
+    A manifest purged by a verified purge record is said to be. One that does
+    not hash to its address, or is gone with no purge record, after a
+    verification that found the ledger ``intact`` was changed since: no report
+    is written over it (as ``export intoto``, ADR 0019 amendment of
+    2026-12-08). In the report of a ledger that is not intact (headed so), the
+    verification named it: it is a line of the report.
+
+    Raises:
+        IntegrityError: the ledger was verified intact, and the blob was
+            changed since.
+        PurgedSinceVerifiedError: purged after the verification: run it again.
+    """
     if not isinstance(ref, dict) or not isinstance(ref.get("blob"), str):
         return [], "no manifest"
-    from mltrail.ledger.ledger import BlobPurgedError
-    from mltrail.ledger.pinned import PurgedSinceVerifiedError
-    from mltrail.ledger.purged import purge_note
+    from mltrail.ledger.purged import PurgedBlob, read_verified_blob
 
     try:
-        data = home.ledger.get_blob(ref["blob"])
-    except BlobPurgedError as e:
-        note = purge_note(home.ledger, e.digest)
-        return [], str(e) + (f" ({note.describe()})" if note is not None else "")
-    except PurgedSinceVerifiedError:
-        raise  # not what the verified records say: the report is made again
-    except MltrailError as e:
-        return [], str(e)
+        data = read_verified_blob(home.ledger, ref["blob"], refusing="write the report")
+    except IntegrityError as e:
+        if intact:
+            raise
+        return [], str(e.__cause__ or e)
+    if isinstance(data, PurgedBlob):
+        return [], data.describe()
     files = []
     lines = data.split(b"\n")
     for line in lines[:MAX_FILES]:

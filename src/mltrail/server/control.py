@@ -240,8 +240,10 @@ def rotate_log_key(
     the old one is overwritten and deleted, or moved to ``move_old_key_to``:
     each step synced, all under the key folder's lock
     (:mod:`mltrail.server.log_key`). A rotation killed after its records were
-    stored is finished first (its revoked key destroyed, not moved). A running
-    server loads the new key file before its next write.
+    stored is finished first, by whoever comes next (the server, or a command),
+    its revoked key moved where it asked (``<ledger>.key.move-to``, written
+    before the store) or destroyed. A running server loads the new key file
+    before its next write.
 
     Raises:
         InputError: no such ledger, or ``move_old_key_to`` exists.
@@ -254,13 +256,14 @@ def rotate_log_key(
         destroy_key_file,
         generate_signer,
         key_password,
-        move_key_file,
         save_signer,
     )
     from mltrail.server.log_key import (
+        dispose_revoked_key,
         finish_rotation,
         key_paths,
         keys_lock,
+        remember_move,
         swap_in_new_key,
     )
 
@@ -291,6 +294,7 @@ def rotate_log_key(
                 hint=f"make {key_path} the key file of the key the server signs "
                 f"with (not a link to {old_path.name}), then rotate again",
             )
+        remember_move(keys, ledger, move_old_key_to)
         new = generate_signer()
         save_signer(new, new_path, password)
         served.signer = old
@@ -302,12 +306,10 @@ def rotate_log_key(
             with contextlib.suppress(Exception):
                 if new.key_id not in served.keys().keys:
                     destroy_key_file(new_path)
+                    remember_move(keys, ledger, None)  # no rotation to finish
             raise
         swap_in_new_key(keys, ledger)
-        if move_old_key_to is not None:
-            move_key_file(old_path, move_old_key_to)
-        else:
-            destroy_key_file(old_path)
+        dispose_revoked_key(keys, ledger)
     return {
         "ledger": ledger,
         "revoked": old.key_id,

@@ -7,14 +7,20 @@ In the key folder, for ledger NAME:
   records that add it are stored;
 - ``NAME.key.old``: a second name of the old key file, made once the rotation
   is stored, so that the new key can be renamed over ``NAME.key`` in one
-  atomic step and the old key still be destroyed (or moved) after it.
+  atomic step and the old key still be destroyed (or moved) after it;
+- ``NAME.key.move-to``: where a rotation asked to move the revoked key
+  (``--move-old-key``, an absolute path and a newline), written (and synced)
+  before the records are stored and removed once the key was moved: whoever
+  finishes the rotation moves the key there rather than destroy it.
 
 ``NAME.key`` names a key at every moment. Each step is synced (file, then
 folder) before the next. A rotation killed after its records were stored
 (``NAME.key`` revoked, ``NAME.key.new`` the key the ledger added in its
 place) is finished by the next ``keys rotate`` or ``keys revoke``, or by the
-server when it loads its key; a ``NAME.key.new`` the ledger never added is
-never taken up. The steps run under an ``flock`` of the key folder, which a
+server when it loads its key, and its revoked key moved where the rotation
+asked; a ``NAME.key.new`` the ledger never added is never taken up, and a
+``NAME.key.move-to`` with no rotation in progress (no ``.new``, no ``.old``) is
+removed. The steps run under an ``flock`` of the key folder, which a
 killed process gives up: the server never renames or destroys a file a
 rotation in progress is about to use.
 """
@@ -38,9 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "current_log_key",
+    "dispose_revoked_key",
     "finish_rotation",
     "key_paths",
     "keys_lock",
+    "remember_move",
     "swap_in_new_key",
 ]
 
@@ -51,6 +59,58 @@ def key_paths(keys: Path, name: str) -> tuple[Path, Path, Path]:
     """``(NAME.key, NAME.key.new, NAME.key.old)`` in ``keys``."""
     key = keys / f"{name}.key"
     return key, key.with_name(key.name + ".new"), key.with_name(key.name + ".old")
+
+
+def _move_path(keys: Path, name: str) -> Path:
+    """``NAME.key.move-to`` in ``keys``: where the revoked key is to be moved."""
+    return keys / f"{name}.key.move-to"
+
+
+def remember_move(keys: Path, name: str, target: Path | None) -> None:
+    """Say durably where the rotation about to be stored moves its revoked key
+    (``NAME.key.move-to``; ``target`` None: it is destroyed, and a stale file
+    goes). Call under the lock, before the records are stored: a rotation
+    killed after its store is then finished with the key moved, as asked.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    from mltrail.ledger.keystore import fsync_dir
+
+    marker = _move_path(keys, name)
+    _forget_move(marker)
+    if target is None:
+        return
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.fsencode(target.absolute()) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(keys)
+
+
+def _move_target(marker: Path) -> Path | None:
+    """The destination ``NAME.key.move-to`` names; None when there is none. One
+    cut short (no final newline) was never synced, so no rotation was stored
+    after it: it names none."""
+    from pathlib import Path
+
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    data = marker.read_bytes()
+    if not data.endswith(b"\n") or len(data) < 2:
+        return None
+    return Path(os.fsdecode(data[:-1]))
+
+
+def _forget_move(marker: Path) -> None:
+    """Remove ``NAME.key.move-to`` (a link: the link), synced."""
+    from mltrail.ledger.keystore import fsync_dir
+
+    if os.path.lexists(marker):
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+        fsync_dir(marker.parent)
 
 
 @contextlib.contextmanager
@@ -108,13 +168,17 @@ def finish_rotation(
     (:meth:`~mltrail.ledger.ledger.Ledger.rotated_to`) and the new key is
     valid now; with no ``NAME.key`` (an older mltrail destroyed it before the
     rename), when its key is a valid log key a rotation added. Then
-    ``NAME.key.old`` is destroyed: it holds the revoked key, or is a second
+    ``NAME.key.old`` is destroyed, or moved where ``NAME.key.move-to`` says
+    the rotation asked (:func:`dispose_revoked_key`): it holds the revoked
+    key, or is a second
     name of ``NAME.key`` (only the name is removed), or a symbolic link (only
     the link is removed: it is never taken for the old key). One holding a key
     valid now is left, with a warning.
 
     Raises:
         AuthError: a key file is encrypted and the password does not open it.
+        ConfigError: the revoked key cannot be moved where the rotation asked
+            (it is left as ``NAME.key.old``).
         OSError: the folder cannot be written.
     """
     from mltrail.ledger.keystore import destroy_key_file
@@ -134,6 +198,8 @@ def finish_rotation(
             destroy_key_file(old)  # a second name only: the name goes
         else:
             _dispose_old(ledger, old, password, done)
+    if not (os.path.lexists(new) or os.path.lexists(old)):
+        _forget_move(_move_path(keys, name))  # no rotation in progress: stale
     for line in done:
         _log.warning("finished an interrupted rotation of %s's log key: %s", name, line)
     return done
@@ -232,9 +298,8 @@ def _rotated(ledger: Ledger, current: Ed25519Signer | None, new_id: str) -> bool
 def _dispose_old(
     ledger: Ledger, old: Path, password: bytes | None, done: list[str]
 ) -> None:
-    """Destroy ``NAME.key.old`` unless it holds a key valid now (warned)."""
-    from mltrail.ledger.keystore import destroy_key_file
-
+    """Destroy (or move, as its rotation asked) ``NAME.key.old`` unless it
+    holds a key valid now (warned)."""
     if old.is_symlink():  # no key file of a rotation: the link goes, not its file
         _remove_link(old)
         done.append(f"removed {old.name}, a symbolic link")
@@ -248,5 +313,54 @@ def _dispose_old(
             "%s holds key %s..., valid now: left in place", old, held.key_id[:16]
         )
         return
-    destroy_key_file(old)
-    done.append(f"destroyed {old.name}, the revoked key")
+    done.append(dispose_revoked_key(old.parent, old.name.removesuffix(".key.old")))
+
+
+def dispose_revoked_key(keys: Path, name: str) -> str:
+    """Move ``NAME.key.old`` (the revoked key) where ``NAME.key.move-to`` says
+    its rotation asked, else destroy it; then ``NAME.key.move-to`` goes. Each
+    step synced, so that a kill anywhere is finished by the next call: a copy
+    already made in full (the kill came before the file in the key folder was
+    destroyed) is kept and the key folder's file destroyed; a copy cut short
+    (a prefix of the key file's bytes, never synced) is made again. Returns
+    what was done, in one line. Call under the lock, once the new key is in
+    place.
+
+    Raises:
+        ConfigError: the destination holds something else, or cannot be
+            written: the revoked key is left as ``NAME.key.old``.
+    """
+    from mltrail.ledger.keystore import destroy_key_file, move_key_file
+
+    _, _, old = key_paths(keys, name)
+    marker = _move_path(keys, name)
+    target = _move_target(marker)
+    if target is None:
+        destroy_key_file(old)
+        line = f"destroyed {old.name}, the revoked key"
+    else:
+        if _cut_short_copy(old, target):
+            target.unlink()
+        if os.path.lexists(target) and _same_bytes(old, target):
+            destroy_key_file(old)  # copied in full before a kill: the move is done
+        else:
+            move_key_file(old, target)
+        line = f"moved {old.name}, the revoked key, to {target}"
+    _forget_move(marker)
+    return line
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """True when the regular files ``a`` and ``b`` (not links) hold the same bytes."""
+    if a.is_symlink() or b.is_symlink() or not (a.is_file() and b.is_file()):
+        return False
+    return a.read_bytes() == b.read_bytes()
+
+
+def _cut_short_copy(old: Path, target: Path) -> bool:
+    """True when ``target`` is a regular file holding a proper prefix of
+    ``old``'s bytes: a move's copy that a crash cut short."""
+    if target.is_symlink() or not (old.is_file() and target.is_file()):
+        return False
+    data, copied = old.read_bytes(), target.read_bytes()
+    return len(copied) < len(data) and data.startswith(copied)
