@@ -402,3 +402,76 @@ def test_a_torch_checkpoint_without_torch_names_the_extra(tmp_path, monkeypatch)
     with pytest.raises(InputError, match="needs torch") as caught:
         fingerprint(tmp_path / "m.bin")
     assert "mltrail[finetune]" in caught.value.hint
+
+
+# ---- folders whose weights a framework would read from another file ------------
+
+
+def _approved_folder(folder):
+    """A folder whose index and shard hold the approved weights (another set is
+    added by each case)."""
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "model-00001-of-00001.safetensors")
+    weight_map = dict.fromkeys(tensors(0), "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": weight_map})
+    )
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    return fingerprint(folder).model_id
+
+
+@pytest.mark.parametrize(
+    ("other", "config", "message"),
+    [
+        # transformers loads model.safetensors before the shard index
+        ("model.safetensors", None, "model.safetensors"),
+        # config.json's transformers_weights names the file transformers loads
+        (
+            "evil.safetensors",
+            {"transformers_weights": "evil.safetensors"},
+            "'evil.safetensors'",
+        ),
+        # transformers (with peft) loads an adapter's base and the adapter
+        ("adapter_model.safetensors", None, "adapter_model.safetensors"),
+    ],
+)
+def test_a_folder_with_two_sets_of_weights_is_refused(tmp_path, other, config, message):
+    folder = tmp_path / "model"
+    approved = _approved_folder(folder)
+    st_numpy.save_file(tensors(1), folder / other)
+    if config is not None:
+        (folder / "config.json").write_text(
+            json.dumps({"model_type": "gpt2", **config})
+        )
+    with pytest.raises(InputError) as caught:
+        fingerprint(folder)
+    assert f"would load {message}" in str(caught.value)
+    assert "nothing was recorded" in caught.value.hint
+    # an output folder gets no model id: an approval of `approved` does not cover it
+    fields = capture_model_fields(folder)
+    assert "model" not in fields
+    assert f"would load {message}" in fields["model_error"]
+    # the file named on its own is still fingerprinted
+    assert fingerprint(folder / "model.safetensors.index.json").model_id == approved
+
+
+def test_a_lone_safetensors_file_beside_pytorch_weights_is_refused(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "weights.safetensors")
+    torch.save({"w": torch.ones(3)}, folder / "pytorch_model.bin")
+    # transformers loads pytorch_model.bin; no file names weights.safetensors
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)
+    # the ordinary Hub layout, model.safetensors beside pytorch_model.bin, is read
+    # as before: safetensors first, as transformers does
+    (folder / "weights.safetensors").rename(folder / "model.safetensors")
+    assert fingerprint(folder) == fingerprint(folder / "model.safetensors")
+    # and a torch shard index beside pytorch_model.bin, which transformers loads
+    (folder / "model.safetensors").unlink()
+    weight_map = {"weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(weight_map))
+    torch.save({"w": torch.zeros(3)}, folder / "pytorch_model-00001-of-00001.bin")
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)

@@ -137,6 +137,50 @@ def locate_model(path: Path) -> ModelSource:
 
 
 def _weights_in_folder(path: Path) -> Path | None:
+    """The weights of a folder, refused if a framework would read others.
+
+    Raises:
+        InputError: the folder holds two sets of weights, so that transformers or
+            peft would load another file than the one fingerprinted.
+    """
+    chosen = _first_weights(path)
+    if chosen is not None:
+        _refuse_other_weights(path, chosen)
+    return chosen
+
+
+_FULL_WEIGHTS = (SAFE_INDEX, "model.safetensors", TORCH_INDEX, "pytorch_model.bin")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _refuse_other_weights(folder: Path, chosen: Path) -> None:
+    """Refuse a folder whose model, as transformers or peft load it, is not the
+    weights in ``chosen``: a model id over one file while the framework loads
+    another would let an approval of the one cover the other."""
+    present = [n for n in (*_FULL_WEIGHTS, *_ADAPTER_WEIGHTS) if (folder / n).is_file()]
+    full = [n for n in present if n in _FULL_WEIGHTS]
+    adapter = [n for n in present if n in _ADAPTER_WEIGHTS]
+    loaded = None
+    single = {SAFE_INDEX: "model.safetensors", TORCH_INDEX: "pytorch_model.bin"}
+    if single.get(chosen.name) in present:
+        loaded = single[chosen.name]  # transformers tries it before the index
+    elif full and adapter:
+        loaded = f"{adapter[0]} (transformers loads an adapter's base and the adapter)"
+    elif chosen.name not in present and present:
+        loaded = present[0]  # a lone *.safetensors no framework looks for
+    named = _json_object(folder / "config.json").get("transformers_weights")
+    if loaded is None and named is not None and named != chosen.name:
+        loaded = f"{named!r} (named by transformers_weights in config.json)"
+    if loaded is not None:
+        raise InputError(
+            f"{folder} holds two sets of weights: mltrail would fingerprint "
+            f"{chosen.name} but a framework would load {loaded}",
+            hint="keep one set of weights in the folder, or name the weight file "
+            "itself; nothing was recorded",
+        )
+
+
+def _first_weights(path: Path) -> Path | None:
     for name in (SAFE_INDEX, "model.safetensors", "adapter_model.safetensors"):
         if (path / name).is_file():
             return path / name
