@@ -475,3 +475,21 @@ def test_a_lone_safetensors_file_beside_pytorch_weights_is_refused(tmp_path):
     torch.save({"w": torch.zeros(3)}, folder / "pytorch_model-00001-of-00001.bin")
     with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
         fingerprint(folder)
+
+
+@pytest.mark.parametrize("version", ["2.5.1", "2.9.1+cpu", "1.13.0"])
+def test_a_torch_whose_safe_loader_runs_code_is_not_used(
+    tmp_path, monkeypatch, version
+):
+    # torch.load(weights_only=True) runs code from a crafted file before 2.6
+    # (CVE-2025-32434) and corrupts memory before 2.10 (CVE-2026-24747)
+    (torch,) = require_extra("finetune", "torch")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.bin")
+    loads = []
+    monkeypatch.setattr(torch, "__version__", version)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))
+    with pytest.raises(InputError, match=r"needs torch 2\.10 or later") as e:
+        fingerprint(tmp_path / "m.bin")
+    assert f"this is {version})" in str(e.value)
+    assert "safetensors" in e.value.hint
+    assert loads == []

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -274,6 +275,12 @@ def iter_tensor_bytes(
 # ---- PyTorch state dicts (torch imported lazily) --------------------------------
 
 
+SAFE_TORCH = (2, 10)
+"""The first torch whose ``torch.load(weights_only=True)`` has no known way to run
+code from the file: CVE-2025-32434 (before 2.6) ran it, CVE-2026-24747 (before
+2.10) corrupted memory."""
+
+
 def _torch() -> Any:
     try:
         import torch
@@ -282,6 +289,15 @@ def _torch() -> Any:
             "reading a PyTorch .bin/.pt checkpoint needs torch",
             hint=f"{FINETUNE_EXTRA}, or convert the checkpoint to safetensors",
         ) from None
+    found = tuple(int(n) for n in re.findall(r"\d+", str(torch.__version__))[:2])
+    if found < SAFE_TORCH:
+        raise InputError(
+            "reading a PyTorch .bin/.pt checkpoint needs torch 2.10 or later (this "
+            f"is {torch.__version__}): its weights_only loader can run code from "
+            "the file (CVE-2025-32434, CVE-2026-24747)",
+            hint=f"{FINETUNE_EXTRA} (torch>=2.10), or convert the checkpoint to "
+            "safetensors",
+        )
     return torch
 
 
