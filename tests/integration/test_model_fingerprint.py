@@ -493,3 +493,22 @@ def test_a_torch_whose_safe_loader_runs_code_is_not_used(
     assert f"this is {version})" in str(e.value)
     assert "safetensors" in e.value.hint
     assert loads == []
+
+
+def test_torch_tensors_of_other_layouts_are_refused_or_read_as_values(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    for kind, odd in (
+        ("sparse", torch.eye(3).to_sparse()),
+        ("meta", torch.empty(3, device="meta")),
+    ):
+        torch.save({"w": torch.zeros(2), "odd": odd}, tmp_path / f"{kind}.pt")
+        with pytest.raises(InputError, match="cannot hash its values"):
+            fingerprint(tmp_path / f"{kind}.pt")
+    # a conjugate (or negative) view is hashed as the values it reads as
+    value = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+    torch.save({"w": value.conj()}, tmp_path / "view.pt")
+    torch.save({"w": value.conj().resolve_conj()}, tmp_path / "plain.pt")
+    assert fingerprint(tmp_path / "view.pt") == fingerprint(tmp_path / "plain.pt")
+    torch.save({"w": value.conj().imag}, tmp_path / "neg.pt")
+    torch.save({"w": -value.imag}, tmp_path / "negplain.pt")
+    assert fingerprint(tmp_path / "neg.pt") == fingerprint(tmp_path / "negplain.pt")

@@ -355,6 +355,14 @@ def _flatten(torch: Any, value: Any, prefix: str) -> Iterator[TensorRef]:
     if isinstance(value, torch.Tensor):
         name = prefix[:-1]
         t = value.detach()
+        if t.layout != torch.strided or t.device.type != "cpu":
+            # a sparse tensor's bytes are not its values; a meta tensor has none
+            raise InputError(
+                f"tensor {name} is a {t.layout} tensor on {t.device.type}, not a "
+                "dense tensor in memory: mltrail cannot hash its values",
+                hint="save the dense weights (tensor.to_dense().cpu()); nothing "
+                "was recorded",
+            )
         dtype = _torch_dtype(torch, t.dtype, name)
         yield TensorRef(
             name, dtype, tuple(t.shape), t.numel() * t.element_size(), tensor=t
@@ -381,7 +389,8 @@ def _torch_bytes(tensor: Any) -> Any:
     """A tensor's raw bytes (row-major, as safetensors stores them) as a NumPy array."""
     import torch
 
-    flat = tensor.contiguous().reshape(-1)
+    # a conjugate or negative view holds other bytes than its values: resolve it
+    flat = tensor.resolve_conj().resolve_neg().contiguous().reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     return flat.view(torch.uint8).numpy()
