@@ -512,3 +512,48 @@ def test_torch_tensors_of_other_layouts_are_refused_or_read_as_values(tmp_path):
     torch.save({"w": value.conj().imag}, tmp_path / "neg.pt")
     torch.save({"w": -value.imag}, tmp_path / "negplain.pt")
     assert fingerprint(tmp_path / "neg.pt") == fingerprint(tmp_path / "negplain.pt")
+
+
+@pytest.mark.parametrize("chunk", [4, 2])  # the NaN in the first chunk, or a later one
+def test_a_nan_in_the_weights_leaves_the_largest_change_unknown(
+    tmp_path, monkeypatch, chunk
+):
+    import mltrail.capture.model.delta as delta_module
+
+    monkeypatch.setattr(delta_module, "CHUNK_ELEMENTS", chunk)
+    st_numpy.save_file({"w": np.zeros(4, np.float32)}, tmp_path / "a.safetensors")
+    tuned = np.array([0.5, 0.0, np.nan, 0.0], np.float32)
+    st_numpy.save_file({"w": tuned}, tmp_path / "b.safetensors")
+    sa, sb = (
+        scan_model(tmp_path / "a.safetensors"),
+        scan_model(tmp_path / "b.safetensors"),
+    )
+    (row,) = capture_delta(sa.source, sb.source, sa.fingerprint, sb.fingerprint)
+    # not a finite max |dW| (0.5, or 0) for weights that hold a NaN
+    assert (row.status, row.l2, row.relative, row.max_abs) == (
+        "changed",
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_lora_adapter_with_a_nan_is_refused_not_called_untrained(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    b = np.ones((6, 2), np.float32)
+    b[0, 0] = np.nan
+    weights = {
+        "base_model.model.q.lora_A.weight": np.ones((2, 4), np.float32),
+        "base_model.model.q.lora_B.weight": b,
+    }
+    st_numpy.save_file(weights, adapter / "adapter_model.safetensors")
+    base = tmp_path / "base.safetensors"
+    st_numpy.save_file({"q.weight": np.ones((6, 4), np.float32)}, base)
+    for kwargs in ({}, {"base": base}):
+        # was: effective rank 0 (an untrained B), or with a base a canonical-JSON
+        # error about NaN
+        with pytest.raises(InputError, match="q: A or B holds NaN"):
+            finetune_body(adapter=adapter, **kwargs)
