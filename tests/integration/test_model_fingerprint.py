@@ -431,7 +431,7 @@ def _approved_folder(folder):
             {"transformers_weights": "evil.safetensors"},
             "'evil.safetensors'",
         ),
-        # transformers (with peft) loads an adapter's base and the adapter
+        # transformers (with peft) applies an adapter beside the model to it
         ("adapter_model.safetensors", None, "adapter_model.safetensors"),
     ],
 )
@@ -439,6 +439,8 @@ def test_a_folder_with_two_sets_of_weights_is_refused(tmp_path, other, config, m
     folder = tmp_path / "model"
     approved = _approved_folder(folder)
     st_numpy.save_file(tensors(1), folder / other)
+    if other.startswith("adapter_model"):
+        (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     if config is not None:
         (folder / "config.json").write_text(
             json.dumps({"model_type": "gpt2", **config})

@@ -165,8 +165,9 @@ def _refuse_other_weights(folder: Path, chosen: Path) -> None:
     single = {SAFE_INDEX: "model.safetensors", TORCH_INDEX: "pytorch_model.bin"}
     if single.get(chosen.name) in present:
         loaded = single[chosen.name]  # transformers tries it before the index
-    elif full and adapter:
-        loaded = f"{adapter[0]} (transformers loads an adapter's base and the adapter)"
+    elif full and adapter and (folder / "adapter_config.json").is_file():
+        # transformers (with peft) applies the adapter to the folder's model
+        loaded = f"{adapter[0]} too, as an adapter on the model"
     elif chosen.name not in present and present:
         loaded = present[0]  # a lone *.safetensors no framework looks for
     named = _json_object(folder / "config.json").get("transformers_weights")
