@@ -559,3 +559,24 @@ def test_a_lora_adapter_with_a_nan_is_refused_not_called_untrained(tmp_path):
         # error about NaN
         with pytest.raises(InputError, match="q: A or B holds NaN"):
             finetune_body(adapter=adapter, **kwargs)
+
+
+def test_tensors_a_pickle_holds_in_a_list_are_refused_not_left_out(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    w = torch.arange(4.0)
+    torch.save({"w": w}, tmp_path / "plain.pt")
+    plain = fingerprint(tmp_path / "plain.pt")
+    # plain values beside the tensors are not weights: the id is unchanged
+    torch.save({"w": w, "steps": [1, 2], "name": "x"}, tmp_path / "values.pt")
+    assert fingerprint(tmp_path / "values.pt") == plain
+    # an ensemble, or any tensor in a list, was left out of the id: checkpoints
+    # with other weights there got the id of {"w": w}
+    for name, state in (
+        ("list", {"w": w, "ema": [torch.ones(2)]}),
+        ("ensemble", {"w": w, "models": ({"w": torch.zeros(3)},)}),
+        ("nested", {"w": w, "opt": {"groups": [[torch.ones(1)]]}}),
+    ):
+        torch.save(state, tmp_path / f"{name}.pt")
+        with pytest.raises(InputError, match="in a list") as caught:
+            fingerprint(tmp_path / f"{name}.pt")
+        assert "dict" in caught.value.hint

@@ -371,6 +371,27 @@ def _flatten(torch: Any, value: Any, prefix: str) -> Iterator[TensorRef]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _flatten(torch, item, f"{prefix}{key}.")
+    elif isinstance(value, list | tuple | set | frozenset) and _holds_tensor(
+        torch, value
+    ):
+        # left out, other weights there would keep the id; named by position,
+        # the ids of such checkpoints recorded so far would change
+        raise InputError(
+            f"{prefix[:-1] or 'the checkpoint'} holds tensors in a list: a "
+            "fingerprint names each tensor by its dict keys",
+            hint="save the weights as a dict of tensors (a state dict); nothing "
+            "was recorded",
+        )
+
+
+def _holds_tensor(torch: Any, value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple | set | frozenset):
+        return False
+    return any(_holds_tensor(torch, item) for item in value)
 
 
 def _torch_dtype(torch: Any, dtype: Any, name: str) -> str:
