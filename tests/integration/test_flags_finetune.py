@@ -279,3 +279,35 @@ def test_an_output_pickle_with_a_sparse_tensor_is_recorded(cli):
     cli("run", "-q", "--name", "odd", "--output", "out/model.pt",
         "--", sys.executable, "odd.py", "out/model.pt")  # fmt: skip
     assert "run:odd" in upstream_labels(cli, "out/model.pt")
+
+
+LINKED = """
+import os, pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+folder = pathlib.Path(sys.argv[1])
+folder.mkdir(parents=True)
+pathlib.Path("store").mkdir(exist_ok=True)
+save_file({"w": np.arange(4, dtype=np.float32)}, "store/w.safetensors")
+os.symlink(os.path.relpath("store/w.safetensors", folder), folder / "model.safetensors")
+(folder / "config.json").write_text('{"model_type": "linear"}')
+"""
+
+
+def test_a_folder_whose_linked_weights_changed_is_not_the_recorded_model(cli):
+    """A folder's manifest holds its links, not what they point to: after the
+    weights behind a link change, the folder no longer names the recorded model
+    (it did: lineage, trace, approvals and gates of the path answered for
+    weights the run never wrote)."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    recorded = json.loads(cli("lineage", "--up", "out/linked", "--json"))["root"]
+    assert recorded.startswith("model:")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(4)}, "store/w.safetensors")
+    cli("lineage", "--up", "out/linked", "--json", code=2)
+    # the model itself is still found by its id, and by the file behind the link
+    assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded

@@ -229,7 +229,8 @@ def node_for_path(index: Index, path: Path) -> str:
             hint=f"was it changed since it was recorded{purged}? "
             "`mltrail data hash` shows its hash",
         )
-    manifest = compute_manifest(capture_file_entries(path))
+    entries = capture_file_entries(path)
+    manifest = compute_manifest(entries)
     rows = index.query(
         "SELECT model FROM data WHERE dataset = ? ORDER BY model IS NULL LIMIT 1",
         (manifest.dataset_id,),
@@ -239,4 +240,29 @@ def node_for_path(index: Index, path: Path) -> str:
             f"the ledger has no record of {path} (dataset {manifest.dataset_id[:16]}...)",
             hint="was it changed since it was recorded? `mltrail data hash` shows its id",
         )
+    if rows[0][0] and any(e.link is not None for e in entries):
+        _check_linked_weights(path, rows[0][0])
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
+
+
+def _check_linked_weights(path: Path, model: str) -> None:
+    """Refuse a checkpoint folder whose links now lead to other weights than the
+    model recorded with it: its manifest holds the links, not what they point to
+    (a Hugging Face cache snapshot is all links), so the weights behind them
+    could change and the folder still name the recorded model.
+
+    Raises:
+        InputError: the folder's weights, read through its links, are not
+            ``model`` (or cannot be read).
+    """
+    from mltrail.capture.model.fingerprint import capture_model_fields
+
+    now = capture_model_fields(path)
+    if now.get("model") != model:
+        found = now.get("model") or now.get("model_error", "no model")
+        raise InputError(
+            f"{path} holds links to weights that are not the model recorded with "
+            f"it ({model[:16]}...) any more: {found}",
+            hint="the files its links point to changed since it was recorded; "
+            "`mltrail model fingerprint` shows its model id now",
+        )
