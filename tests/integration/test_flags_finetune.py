@@ -311,3 +311,31 @@ def test_a_folder_whose_linked_weights_changed_is_not_the_recorded_model(cli):
     cli("lineage", "--up", "out/linked", "--json", code=2)
     # the model itself is still found by its id, and by the file behind the link
     assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded
+
+
+SHARDED = """
+import json, pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+index = pathlib.Path(sys.argv[1])
+index.parent.mkdir(parents=True)
+save_file({"w": np.arange(4, dtype=np.float32)}, index.parent / "s1.safetensors")
+index.write_text(json.dumps({"weight_map": {"w": "s1.safetensors"}}))
+"""
+
+
+def test_a_shard_index_whose_shards_changed_is_not_the_recorded_model(cli):
+    """An index file's bytes do not hold the weights: after a shard changes,
+    the index no longer names the model recorded with it."""
+    Path("shard.py").write_text(textwrap.dedent(SHARDED))
+    index = "out/sharded/model.safetensors.index.json"
+    cli("run", "-q", "--name", "sharded", "--output", index,
+        "--", sys.executable, "shard.py", index)  # fmt: skip
+    recorded = json.loads(cli("lineage", "--up", index, "--json"))["root"]
+    assert recorded.startswith("model:")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(4)}, "out/sharded/s1.safetensors")
+    cli("lineage", "--up", index, "--json", code=2)
+    assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded

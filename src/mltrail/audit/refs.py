@@ -220,6 +220,8 @@ def node_for_path(index: Index, path: Path) -> str:
                 "SELECT model FROM data WHERE sha256 = ? AND model IS NOT NULL LIMIT 1",
                 (sha,),
             )
+            if model and path.name.endswith(".index.json"):
+                _check_weights(path, model[0][0], "names shards that hold")
             return f"model:{model[0][0]}" if model else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
@@ -241,19 +243,20 @@ def node_for_path(index: Index, path: Path) -> str:
             hint="was it changed since it was recorded? `mltrail data hash` shows its id",
         )
     if rows[0][0] and any(e.link is not None for e in entries):
-        _check_linked_weights(path, rows[0][0])
+        _check_weights(path, rows[0][0], "holds links to")
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
 
 
-def _check_linked_weights(path: Path, model: str) -> None:
-    """Refuse a checkpoint folder whose links now lead to other weights than the
-    model recorded with it: its manifest holds the links, not what they point to
-    (a Hugging Face cache snapshot is all links), so the weights behind them
-    could change and the folder still name the recorded model.
+def _check_weights(path: Path, model: str, holding: str) -> None:
+    """Refuse a path whose bytes do not hold its weights when they are not the
+    model recorded with it any more: a folder's manifest holds its links, not
+    what they point to (a Hugging Face cache snapshot is all links), and a shard
+    index's sha256 not its shards, so the weights could change and the path
+    still name the recorded model.
 
     Raises:
-        InputError: the folder's weights, read through its links, are not
-            ``model`` (or cannot be read).
+        InputError: the weights read through ``path`` are not ``model`` (or
+            cannot be read).
     """
     from mltrail.capture.model.fingerprint import capture_model_fields
 
@@ -261,8 +264,8 @@ def _check_linked_weights(path: Path, model: str) -> None:
     if now.get("model") != model:
         found = now.get("model") or now.get("model_error", "no model")
         raise InputError(
-            f"{path} holds links to weights that are not the model recorded with "
-            f"it ({model[:16]}...) any more: {found}",
-            hint="the files its links point to changed since it was recorded; "
+            f"{path} {holding} weights that are not the model recorded with it "
+            f"({model[:16]}...) any more: {found}",
+            hint="the weights changed since it was recorded; "
             "`mltrail model fingerprint` shows its model id now",
         )
