@@ -262,3 +262,80 @@ def test_a_folder_written_inside_a_read_folder_links_the_reader_to_its_writer(cl
     dup(cli, "train", "out/feat", "out/model.pt")
     assert "run:prep" in upstream_labels(cli, "out/model.pt")
     assert traced_to_source(cli, "out/model.pt")
+
+
+SPARSE = """
+import pathlib, sys, torch
+pathlib.Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
+torch.save({"w": torch.zeros(2), "odd": torch.eye(3).to_sparse()}, sys.argv[1])
+"""
+
+
+def test_an_output_pickle_with_a_sparse_tensor_is_recorded(cli):
+    """A sparse tensor in a ``.pt`` output: the run is recorded (with a
+    ``model_error``), not lost to a crash at its end (meta and conjugate-view
+    tensors: tests/integration/test_model_fingerprint.py)."""
+    Path("odd.py").write_text(textwrap.dedent(SPARSE))
+    cli("run", "-q", "--name", "odd", "--output", "out/model.pt",
+        "--", sys.executable, "odd.py", "out/model.pt")  # fmt: skip
+    assert "run:odd" in upstream_labels(cli, "out/model.pt")
+
+
+LINKED = """
+import os, pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+folder = pathlib.Path(sys.argv[1])
+folder.mkdir(parents=True)
+pathlib.Path("store").mkdir(exist_ok=True)
+save_file({"w": np.arange(4, dtype=np.float32)}, "store/w.safetensors")
+os.symlink(os.path.relpath("store/w.safetensors", folder), folder / "model.safetensors")
+(folder / "config.json").write_text('{"model_type": "linear"}')
+"""
+
+
+def test_a_folder_whose_linked_weights_changed_is_not_the_recorded_model(cli):
+    """A folder's manifest holds its links, not what they point to: after the
+    weights behind a link change, the folder no longer names the recorded model
+    (it did: lineage, trace, approvals and gates of the path answered for
+    weights the run never wrote)."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    recorded = json.loads(cli("lineage", "--up", "out/linked", "--json"))["root"]
+    assert recorded.startswith("model:")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(4)}, "store/w.safetensors")
+    cli("lineage", "--up", "out/linked", "--json", code=2)
+    # the model itself is still found by its id, and by the file behind the link
+    assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded
+
+
+SHARDED = """
+import json, pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+index = pathlib.Path(sys.argv[1])
+index.parent.mkdir(parents=True)
+save_file({"w": np.arange(4, dtype=np.float32)}, index.parent / "s1.safetensors")
+index.write_text(json.dumps({"weight_map": {"w": "s1.safetensors"}}))
+"""
+
+
+def test_a_shard_index_whose_shards_changed_is_not_the_recorded_model(cli):
+    """An index file's bytes do not hold the weights: after a shard changes,
+    the index no longer names the model recorded with it."""
+    Path("shard.py").write_text(textwrap.dedent(SHARDED))
+    index = "out/sharded/model.safetensors.index.json"
+    cli("run", "-q", "--name", "sharded", "--output", index,
+        "--", sys.executable, "shard.py", index)  # fmt: skip
+    recorded = json.loads(cli("lineage", "--up", index, "--json"))["root"]
+    assert recorded.startswith("model:")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(4)}, "out/sharded/s1.safetensors")
+    cli("lineage", "--up", index, "--json", code=2)
+    assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded

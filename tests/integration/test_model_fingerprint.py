@@ -402,3 +402,181 @@ def test_a_torch_checkpoint_without_torch_names_the_extra(tmp_path, monkeypatch)
     with pytest.raises(InputError, match="needs torch") as caught:
         fingerprint(tmp_path / "m.bin")
     assert "mltrail[finetune]" in caught.value.hint
+
+
+# ---- folders whose weights a framework would read from another file ------------
+
+
+def _approved_folder(folder):
+    """A folder whose index and shard hold the approved weights (another set is
+    added by each case)."""
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "model-00001-of-00001.safetensors")
+    weight_map = dict.fromkeys(tensors(0), "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": weight_map})
+    )
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    return fingerprint(folder).model_id
+
+
+@pytest.mark.parametrize(
+    ("other", "config", "message"),
+    [
+        # transformers loads model.safetensors before the shard index
+        ("model.safetensors", None, "model.safetensors"),
+        # config.json's transformers_weights names the file transformers loads
+        (
+            "evil.safetensors",
+            {"transformers_weights": "evil.safetensors"},
+            "'evil.safetensors'",
+        ),
+        # transformers (with peft) applies an adapter beside the model to it
+        ("adapter_model.safetensors", None, "adapter_model.safetensors"),
+    ],
+)
+def test_a_folder_with_two_sets_of_weights_is_refused(tmp_path, other, config, message):
+    folder = tmp_path / "model"
+    approved = _approved_folder(folder)
+    st_numpy.save_file(tensors(1), folder / other)
+    if other.startswith("adapter_model"):
+        (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    if config is not None:
+        (folder / "config.json").write_text(
+            json.dumps({"model_type": "gpt2", **config})
+        )
+    with pytest.raises(InputError) as caught:
+        fingerprint(folder)
+    assert f"would load {message}" in str(caught.value)
+    assert "nothing was recorded" in caught.value.hint
+    # an output folder gets no model id: an approval of `approved` does not cover it
+    fields = capture_model_fields(folder)
+    assert "model" not in fields
+    assert f"would load {message}" in fields["model_error"]
+    # the file named on its own is still fingerprinted
+    assert fingerprint(folder / "model.safetensors.index.json").model_id == approved
+
+
+def test_a_lone_safetensors_file_beside_pytorch_weights_is_refused(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "weights.safetensors")
+    torch.save({"w": torch.ones(3)}, folder / "pytorch_model.bin")
+    # transformers loads pytorch_model.bin; no file names weights.safetensors
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)
+    # the ordinary Hub layout, model.safetensors beside pytorch_model.bin, is read
+    # as before: safetensors first, as transformers does
+    (folder / "weights.safetensors").rename(folder / "model.safetensors")
+    assert fingerprint(folder) == fingerprint(folder / "model.safetensors")
+    # and a torch shard index beside pytorch_model.bin, which transformers loads
+    (folder / "model.safetensors").unlink()
+    weight_map = {"weight_map": {"w": "pytorch_model-00001-of-00001.bin"}}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(weight_map))
+    torch.save({"w": torch.zeros(3)}, folder / "pytorch_model-00001-of-00001.bin")
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)
+
+
+@pytest.mark.parametrize("version", ["2.5.1", "2.9.1+cpu", "1.13.0"])
+def test_a_torch_whose_safe_loader_runs_code_is_not_used(
+    tmp_path, monkeypatch, version
+):
+    # torch.load(weights_only=True) runs code from a crafted file before 2.6
+    # (CVE-2025-32434) and corrupts memory before 2.10 (CVE-2026-24747)
+    (torch,) = require_extra("finetune", "torch")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.bin")
+    loads = []
+    monkeypatch.setattr(torch, "__version__", version)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))
+    with pytest.raises(InputError, match=r"needs torch 2\.10 or later") as e:
+        fingerprint(tmp_path / "m.bin")
+    assert f"this is {version})" in str(e.value)
+    assert "safetensors" in e.value.hint
+    assert loads == []
+
+
+def test_torch_tensors_of_other_layouts_are_refused_or_read_as_values(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    for kind, odd in (
+        ("sparse", torch.eye(3).to_sparse()),
+        ("meta", torch.empty(3, device="meta")),
+    ):
+        torch.save({"w": torch.zeros(2), "odd": odd}, tmp_path / f"{kind}.pt")
+        with pytest.raises(InputError, match="cannot hash its values"):
+            fingerprint(tmp_path / f"{kind}.pt")
+    # a conjugate (or negative) view is hashed as the values it reads as
+    value = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+    torch.save({"w": value.conj()}, tmp_path / "view.pt")
+    torch.save({"w": value.conj().resolve_conj()}, tmp_path / "plain.pt")
+    assert fingerprint(tmp_path / "view.pt") == fingerprint(tmp_path / "plain.pt")
+    torch.save({"w": value.conj().imag}, tmp_path / "neg.pt")
+    torch.save({"w": -value.imag}, tmp_path / "negplain.pt")
+    assert fingerprint(tmp_path / "neg.pt") == fingerprint(tmp_path / "negplain.pt")
+
+
+@pytest.mark.parametrize("chunk", [4, 2])  # the NaN in the first chunk, or a later one
+def test_a_nan_in_the_weights_leaves_the_largest_change_unknown(
+    tmp_path, monkeypatch, chunk
+):
+    import mltrail.capture.model.delta as delta_module
+
+    monkeypatch.setattr(delta_module, "CHUNK_ELEMENTS", chunk)
+    st_numpy.save_file({"w": np.zeros(4, np.float32)}, tmp_path / "a.safetensors")
+    tuned = np.array([0.5, 0.0, np.nan, 0.0], np.float32)
+    st_numpy.save_file({"w": tuned}, tmp_path / "b.safetensors")
+    sa, sb = (
+        scan_model(tmp_path / "a.safetensors"),
+        scan_model(tmp_path / "b.safetensors"),
+    )
+    (row,) = capture_delta(sa.source, sb.source, sa.fingerprint, sb.fingerprint)
+    # not a finite max |dW| (0.5, or 0) for weights that hold a NaN
+    assert (row.status, row.l2, row.relative, row.max_abs) == (
+        "changed",
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_lora_adapter_with_a_nan_is_refused_not_called_untrained(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    b = np.ones((6, 2), np.float32)
+    b[0, 0] = np.nan
+    weights = {
+        "base_model.model.q.lora_A.weight": np.ones((2, 4), np.float32),
+        "base_model.model.q.lora_B.weight": b,
+    }
+    st_numpy.save_file(weights, adapter / "adapter_model.safetensors")
+    base = tmp_path / "base.safetensors"
+    st_numpy.save_file({"q.weight": np.ones((6, 4), np.float32)}, base)
+    for kwargs in ({}, {"base": base}):
+        # was: effective rank 0 (an untrained B), or with a base a canonical-JSON
+        # error about NaN
+        with pytest.raises(InputError, match="q: A or B holds NaN"):
+            finetune_body(adapter=adapter, **kwargs)
+
+
+def test_tensors_a_pickle_holds_in_a_list_are_refused_not_left_out(tmp_path):
+    (torch,) = require_extra("finetune", "torch")
+    w = torch.arange(4.0)
+    torch.save({"w": w}, tmp_path / "plain.pt")
+    plain = fingerprint(tmp_path / "plain.pt")
+    # plain values beside the tensors are not weights: the id is unchanged
+    torch.save({"w": w, "steps": [1, 2], "name": "x"}, tmp_path / "values.pt")
+    assert fingerprint(tmp_path / "values.pt") == plain
+    # an ensemble, or any tensor in a list, was left out of the id: checkpoints
+    # with other weights there got the id of {"w": w}
+    for name, state in (
+        ("list", {"w": w, "ema": [torch.ones(2)]}),
+        ("ensemble", {"w": w, "models": ({"w": torch.zeros(3)},)}),
+        ("nested", {"w": w, "opt": {"groups": [[torch.ones(1)]]}}),
+    ):
+        torch.save(state, tmp_path / f"{name}.pt")
+        with pytest.raises(InputError, match="in a list") as caught:
+            fingerprint(tmp_path / f"{name}.pt")
+        assert "dict" in caught.value.hint

@@ -220,6 +220,8 @@ def node_for_path(index: Index, path: Path) -> str:
                 "SELECT model FROM data WHERE sha256 = ? AND model IS NOT NULL LIMIT 1",
                 (sha,),
             )
+            if model and path.name.endswith(".index.json"):
+                _check_weights(path, model[0][0], "names shards that hold")
             return f"model:{model[0][0]}" if model else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
@@ -229,7 +231,8 @@ def node_for_path(index: Index, path: Path) -> str:
             hint=f"was it changed since it was recorded{purged}? "
             "`mltrail data hash` shows its hash",
         )
-    manifest = compute_manifest(capture_file_entries(path))
+    entries = capture_file_entries(path)
+    manifest = compute_manifest(entries)
     rows = index.query(
         "SELECT model FROM data WHERE dataset = ? ORDER BY model IS NULL LIMIT 1",
         (manifest.dataset_id,),
@@ -239,4 +242,30 @@ def node_for_path(index: Index, path: Path) -> str:
             f"the ledger has no record of {path} (dataset {manifest.dataset_id[:16]}...)",
             hint="was it changed since it was recorded? `mltrail data hash` shows its id",
         )
+    if rows[0][0] and any(e.link is not None for e in entries):
+        _check_weights(path, rows[0][0], "holds links to")
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
+
+
+def _check_weights(path: Path, model: str, holding: str) -> None:
+    """Refuse a path whose bytes do not hold its weights when they are not the
+    model recorded with it any more: a folder's manifest holds its links, not
+    what they point to (a Hugging Face cache snapshot is all links), and a shard
+    index's sha256 not its shards, so the weights could change and the path
+    still name the recorded model.
+
+    Raises:
+        InputError: the weights read through ``path`` are not ``model`` (or
+            cannot be read).
+    """
+    from mltrail.capture.model.fingerprint import capture_model_fields
+
+    now = capture_model_fields(path)
+    if now.get("model") != model:
+        found = now.get("model") or now.get("model_error", "no model")
+        raise InputError(
+            f"{path} {holding} weights that are not the model recorded with it "
+            f"({model[:16]}...) any more: {found}",
+            hint="the weights changed since it was recorded; "
+            "`mltrail model fingerprint` shows its model id now",
+        )

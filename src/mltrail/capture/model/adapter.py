@@ -122,7 +122,8 @@ def lora_modules(
     (relative to the base weight's norm when ``base`` is given), one at a time.
 
     Raises:
-        InputError: NumPy is missing, or an A/B pair has shapes that do not fit.
+        InputError: NumPy is missing, or an A/B pair has shapes that do not fit
+            or values that are not finite.
     """
     r, alpha = config.fields.get("r"), config.fields.get("lora_alpha")
     base_refs = {ref.name: ref for ref in base.tensors} if base is not None else {}
@@ -161,6 +162,12 @@ def _lora_update(
     r = a.shape[0]
     if r == 0:
         return 0.0, 0, 0
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        # QR would give a NaN norm, and rank 0 as if B were untrained
+        raise InputError(
+            f"LoRA module {module}: A or B holds NaN or infinite values",
+            hint="the adapter's training diverged or its weights are corrupt",
+        )
     core = np.linalg.qr(b, mode="r") @ np.linalg.qr(a.T, mode="r").T
     norm = float(np.linalg.norm(core))
     rank = int(np.linalg.matrix_rank(core)) if norm > 0 else 0

@@ -195,7 +195,9 @@ class _Sums:
         np.subtract(b, a, out=d, dtype=np.float64)
         np.copyto(a64, a)
         if d.size:
-            self.top = max(self.top, float(d.max()), -float(d.min()))
+            # np.max keeps a NaN (Python's max drops it by where it stands), so a
+            # NaN in the weights leaves max |dW| unknown like the norms
+            self.top = float(np.max((self.top, d.max(), -d.min())))
         # squares summed in place (pairwise): np.dot would go through a threaded
         # BLAS, whose spinning threads are many times slower on a busy machine
         self.dd += float(np.multiply(d, d, out=d).sum())

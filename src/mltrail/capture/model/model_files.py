@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,51 @@ def locate_model(path: Path) -> ModelSource:
 
 
 def _weights_in_folder(path: Path) -> Path | None:
+    """The weights of a folder, refused if a framework would read others.
+
+    Raises:
+        InputError: the folder holds two sets of weights, so that transformers or
+            peft would load another file than the one fingerprinted.
+    """
+    chosen = _first_weights(path)
+    if chosen is not None:
+        _refuse_other_weights(path, chosen)
+    return chosen
+
+
+_FULL_WEIGHTS = (SAFE_INDEX, "model.safetensors", TORCH_INDEX, "pytorch_model.bin")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _refuse_other_weights(folder: Path, chosen: Path) -> None:
+    """Refuse a folder whose model, as transformers or peft load it, is not the
+    weights in ``chosen``: a model id over one file while the framework loads
+    another would let an approval of the one cover the other."""
+    present = [n for n in (*_FULL_WEIGHTS, *_ADAPTER_WEIGHTS) if (folder / n).is_file()]
+    full = [n for n in present if n in _FULL_WEIGHTS]
+    adapter = [n for n in present if n in _ADAPTER_WEIGHTS]
+    loaded = None
+    single = {SAFE_INDEX: "model.safetensors", TORCH_INDEX: "pytorch_model.bin"}
+    if single.get(chosen.name) in present:
+        loaded = single[chosen.name]  # transformers tries it before the index
+    elif full and adapter and (folder / "adapter_config.json").is_file():
+        # transformers (with peft) applies the adapter to the folder's model
+        loaded = f"{adapter[0]} too, as an adapter on the model"
+    elif chosen.name not in present and present:
+        loaded = present[0]  # a lone *.safetensors no framework looks for
+    named = _json_object(folder / "config.json").get("transformers_weights")
+    if loaded is None and named is not None and named != chosen.name:
+        loaded = f"{named!r} (named by transformers_weights in config.json)"
+    if loaded is not None:
+        raise InputError(
+            f"{folder} holds two sets of weights: mltrail would fingerprint "
+            f"{chosen.name} but a framework would load {loaded}",
+            hint="keep one set of weights in the folder, or name the weight file "
+            "itself; nothing was recorded",
+        )
+
+
+def _first_weights(path: Path) -> Path | None:
     for name in (SAFE_INDEX, "model.safetensors", "adapter_model.safetensors"):
         if (path / name).is_file():
             return path / name
@@ -230,6 +276,12 @@ def iter_tensor_bytes(
 # ---- PyTorch state dicts (torch imported lazily) --------------------------------
 
 
+SAFE_TORCH = (2, 10)
+"""The first torch whose ``torch.load(weights_only=True)`` has no known way to run
+code from the file: CVE-2025-32434 (before 2.6) ran it, CVE-2026-24747 (before
+2.10) corrupted memory."""
+
+
 def _torch() -> Any:
     try:
         import torch
@@ -238,6 +290,15 @@ def _torch() -> Any:
             "reading a PyTorch .bin/.pt checkpoint needs torch",
             hint=f"{FINETUNE_EXTRA}, or convert the checkpoint to safetensors",
         ) from None
+    found = tuple(int(n) for n in re.findall(r"\d+", str(torch.__version__))[:2])
+    if found < SAFE_TORCH:
+        raise InputError(
+            "reading a PyTorch .bin/.pt checkpoint needs torch 2.10 or later (this "
+            f"is {torch.__version__}): its weights_only loader can run code from "
+            "the file (CVE-2025-32434, CVE-2026-24747)",
+            hint=f"{FINETUNE_EXTRA} (torch>=2.10), or convert the checkpoint to "
+            "safetensors",
+        )
     return torch
 
 
@@ -295,6 +356,14 @@ def _flatten(torch: Any, value: Any, prefix: str) -> Iterator[TensorRef]:
     if isinstance(value, torch.Tensor):
         name = prefix[:-1]
         t = value.detach()
+        if t.layout != torch.strided or t.device.type != "cpu":
+            # a sparse tensor's bytes are not its values; a meta tensor has none
+            raise InputError(
+                f"tensor {name} is a {t.layout} tensor on {t.device.type}, not a "
+                "dense tensor in memory: mltrail cannot hash its values",
+                hint="save the dense weights (tensor.to_dense().cpu()); nothing "
+                "was recorded",
+            )
         dtype = _torch_dtype(torch, t.dtype, name)
         yield TensorRef(
             name, dtype, tuple(t.shape), t.numel() * t.element_size(), tensor=t
@@ -302,6 +371,27 @@ def _flatten(torch: Any, value: Any, prefix: str) -> Iterator[TensorRef]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _flatten(torch, item, f"{prefix}{key}.")
+    elif isinstance(value, list | tuple | set | frozenset) and _holds_tensor(
+        torch, value
+    ):
+        # left out, other weights there would keep the id; named by position,
+        # the ids of such checkpoints recorded so far would change
+        raise InputError(
+            f"{prefix[:-1] or 'the checkpoint'} holds tensors in a list: a "
+            "fingerprint names each tensor by its dict keys",
+            hint="save the weights as a dict of tensors (a state dict); nothing "
+            "was recorded",
+        )
+
+
+def _holds_tensor(torch: Any, value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list | tuple | set | frozenset):
+        return False
+    return any(_holds_tensor(torch, item) for item in value)
 
 
 def _torch_dtype(torch: Any, dtype: Any, name: str) -> str:
@@ -321,7 +411,8 @@ def _torch_bytes(tensor: Any) -> Any:
     """A tensor's raw bytes (row-major, as safetensors stores them) as a NumPy array."""
     import torch
 
-    flat = tensor.contiguous().reshape(-1)
+    # a conjugate or negative view holds other bytes than its values: resolve it
+    flat = tensor.resolve_conj().resolve_neg().contiguous().reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     return flat.view(torch.uint8).numpy()
