@@ -412,3 +412,32 @@ def test_a_token_as_a_remotes_user_name_is_masked_in_the_output(tmp_path, isolat
     outputs["logs"] = cli(home, repo, "logs", run).stdout
     assert leaks({"token": token}, outputs) == {}
     assert b"@github.com/o/r.git" in outputs["logs"]
+
+
+def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
+    """A note, a step's name or a run's error holding a credential shape (the
+    message of a failed ``git push`` to ``https://<token>@github.com``, as the
+    framework callbacks pass it to ``end(error=…)``) was committed whole: a
+    mapping where the schema wants a string, so the note and the step raised
+    and the run's end was refused with its metrics (ADR 0013, amendment
+    2026-12-08). The credential is masked in place; the words stay."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    hf, token = "hf_" + secret(34), hexdigits(40)
+    run = mltrail.start_run("push", home=home)
+    run.log_metrics({"loss": 0.5}, step=1)
+    run.note(f"rotated {hf} after the leak")
+    run.log_step(f"upload with {hf}", command=["true"])
+    run.end("failed", error=f"CalledProcessError: https://{token}@github.com/o/r.git")
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        bodies = {r.entry.kind: r.entry.body for r in opened.ledger.records()}
+    finally:
+        opened.close()
+    assert bodies["run.ended"]["status"] == "failed"
+    assert bodies["run.ended"]["error"].startswith("CalledProcessError: https://")
+    assert "@github.com/o/r.git" in bodies["run.ended"]["error"]
+    assert bodies["note"]["text"] == "rotated [MASKED:secret] after the leak"
+    assert bodies["run.step"]["name"] == "upload with [MASKED:secret]"
+    assert "run.metrics" in bodies
+    assert leaks({"hf": hf, "token": token}, stored(home)) == {}
