@@ -307,8 +307,7 @@ class RunWriter:
                 out[name] = self.guard.clean_text(value)
             elif isinstance(value, list):
                 out[name] = [
-                    self.guard.clean_text(v) if isinstance(v, str) else v
-                    for v in value
+                    self.guard.clean_text(v) if isinstance(v, str) else v for v in value
                 ]
         return out
 
@@ -361,8 +360,7 @@ class SpoolWriter(RunWriter):
                 out[name] = self.guard.clean_text(value)
             elif isinstance(value, list):
                 out[name] = [
-                    self.guard.clean_text(v) if isinstance(v, str) else v
-                    for v in value
+                    self.guard.clean_text(v) if isinstance(v, str) else v for v in value
                 ]
         return out
 
