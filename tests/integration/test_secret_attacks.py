@@ -352,6 +352,54 @@ def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     assert leaks(values, outputs) == {}
 
 
+def test_a_dvc_stage_command_printed_by_dvc_is_masked_in_the_logs(
+    tmp_path, isolated_git
+):
+    """``dvc repro`` prints each stage's command before running it (``Running
+    stage 'fetch':`` then ``> python fetch.py --api-key VALUE``). The step entry
+    committed the values, but the stored output kept them: they were learned
+    only after the output was masked (ADR 0013, amendment 2026-12-08)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "password": secret()}
+    cmd = (
+        f"python fetch.py --api-key {values['api_key']} --password {values['password']}"
+    )
+    lock = (
+        f"schema: '2.0'\nstages:\n  fetch:\n    cmd: {cmd}\n"
+        "    outs:\n    - path: raw.csv\n      hash: md5\n"
+        "      md5: 0123456789abcdef0123456789abcdef\n      size: 2\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "lock.yaml").write_text(lock)
+    dvc = bin_dir / "dvc"  # stands in for `dvc repro`: prints what DVC prints
+    dvc.write_text(
+        "#!/bin/sh\n"
+        "echo \"Running stage 'fetch':\"\n"
+        "sed -n 's/^    cmd: /> /p' \"$FAKE_DVC_LOCK\"\n"
+        "sed -n 's/^    cmd: /> /p' \"$FAKE_DVC_LOCK\" >&2\n"
+        'cp "$FAKE_DVC_LOCK" dvc.lock\necho x > raw.csv\n'
+    )
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    fake = {"PATH": path, "FAKE_DVC_LOCK": str(tmp_path / "lock.yaml")}
+    done = cli(home, repo, "run", "--", "dvc", "repro", env=fake)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    [run] = json.loads(cli(home, repo, "runs", "--json").stdout)
+    logs = cli(home, repo, "logs", run["id"]).stdout
+    outputs["logs"] = logs
+    assert leaks(values, outputs) == {}
+    assert b"> python fetch.py --api-key [MASKED:" in logs  # the words stay
+
+
 JOINED = """\
 import json, os, sys
 import mltrail

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.data.dvc_lock import is_dvc_pipeline, parse_dvc_lock, stage_wdirs
 from mltrail.capture.run.argv_secrets import redact_argv
-from mltrail.errors import CaptureError
+from mltrail.errors import CaptureError, InputError
 from mltrail.record.datasets import artifact_body, step_body
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mltrail.capture.data.hashcache import HashCache
     from mltrail.capture.data.progress import ProgressFactory
 
-__all__ = ["dvc_stage_entries"]
+__all__ = ["dvc_command_secrets", "dvc_stage_entries"]
 
 _LOCK = "dvc.lock"
 
@@ -68,6 +68,26 @@ def dvc_stage_entries(
         ("run.step", _stage_body(stage, cwd, wdirs, source, cache, progress))
         for stage in stages
     ]
+
+
+def dvc_command_secrets(argv: list[str], cwd: Path) -> list[str]:
+    """The secrets of the stage commands in ``cwd/dvc.lock`` when ``argv`` ran a
+    DVC pipeline (``--api-key VALUE``, as :func:`dvc_stage_entries` commits
+    them): DVC prints each stage's command before running it, so the output a
+    wrapper keeps must be masked with them. Nothing when there is no pipeline,
+    no ``dvc.lock``, or one that cannot be read (the stage entries say why)."""
+    lock = cwd / _LOCK
+    if not is_dvc_pipeline(argv) or not lock.is_file():
+        return []
+    try:
+        stages = parse_dvc_lock(_read(lock).decode("utf-8", errors="replace"))
+    except (CaptureError, InputError):
+        return []
+    found: list[str] = []
+    for stage in stages:
+        for cmd in stage.command:
+            found += redact_argv([cmd]).secrets
+    return found
 
 
 def _read(path: Path) -> bytes:
