@@ -118,7 +118,9 @@ def child_env(
 
 @contextlib.contextmanager
 def _joined_masking(
-    child: dict[str, str], guard: SecretGuard, ended: Callable[[], list[str]]
+    child: dict[str, str],
+    guard: SecretGuard,
+    ended: Callable[[], list[str]] = list,
 ) -> Iterator[tuple[dict[str, str], LogMasking, tuple[int, ...]]]:
     """The command's environment, the masking of its output and the descriptor
     it inherits: secrets the processes that join the run learn
