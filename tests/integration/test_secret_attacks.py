@@ -474,14 +474,22 @@ def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
     hf, token = "hf_" + secret(34), hexdigits(40)
     run = mltrail.start_run("push", home=home)
     run.log_metrics({"loss": 0.5}, step=1)
+    plain = (
+        f"learning_rate=0.001 max_tokens=512 commit {hexdigits(40)} "
+        f"sha256 {hexdigits(64)} id 8c1f2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
+    )
+    run.note(plain)  # nothing secret in it: kept as written
     run.note(f"rotated {hf} after the leak")
     run.log_step(f"upload with {hf}", command=["true"])
     run.end("failed", error=f"CalledProcessError: https://{token}@github.com/o/r.git")
     opened = mltrail.open_home(home, writable=False, env={})
     try:
-        bodies = {r.entry.kind: r.entry.body for r in opened.ledger.records()}
+        records = list(opened.ledger.records())
     finally:
         opened.close()
+    bodies = {r.entry.kind: r.entry.body for r in records}
+    notes = [r.entry.body["text"] for r in records if r.entry.kind == "note"]
+    assert notes[0] == plain
     assert bodies["run.ended"]["status"] == "failed"
     assert bodies["run.ended"]["error"].startswith("CalledProcessError: https://")
     assert "@github.com/o/r.git" in bodies["run.ended"]["error"]

@@ -94,6 +94,7 @@ def test_a_url_sources_credentials_are_not_stored(served, tmp_path):
         location = json.loads(added.stdout)["location"]
         assert "<redacted hmac-sha256:" in location  # a commitment, checkable
     assert json.loads(added.stdout)["files"] == 1
+    assert location.startswith(f"{base}/bureau/part-2.csv?sv=2022-11-02&sig=<redacted")
     listed = cli(tmp_path, home, "sources", "list", "--json")
     assert "alice:<redacted hmac-sha256:" in listed.stdout  # user and host stay
     checked = cli(tmp_path, home, "sources", "check", "--json")
