@@ -12,6 +12,7 @@ every file of the home and in what ``mltrail show``, ``logs``, ``log`` and the
 exports print.
 """
 
+import hashlib
 import json
 import os
 import random
@@ -320,7 +321,9 @@ def test_a_run_named_with_a_credential_is_recorded_without_it(tmp_path):
 def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     """A DVC stage's ``cmd`` (from ``dvc.lock``, recorded as a step's command
     after ``mltrail run -- dvc repro``) was cleaned as free text, not read as a
-    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written."""
+    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written.
+    And ``lock_sha256`` was the SHA-256 of the lock as written (amendment
+    2026-12-08)."""
     home = tmp_path / "home"
     repo = tmp_path / "project"
     repo.mkdir()
@@ -350,6 +353,18 @@ def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     outputs["log"] = cli(home, repo, "log", "--json").stdout
     assert b'"dvc"' in outputs["log"]  # the stage was recorded
     assert leaks(values, outputs) == {}
+    # the hash of dvc.lock, whose only unknown is the secrets, would let anyone
+    # test guesses of them: it is of the masked lock, the original's committed
+    [step] = [
+        r["entry"]["body"]
+        for r in json.loads(outputs["log"])
+        if r["entry"]["kind"] == "run.step"
+    ]
+    lock_sha256 = hashlib.sha256(lock.encode()).hexdigest()
+    assert step["dvc"]["lock_sha256"] != lock_sha256
+    assert "hmac-sha256:" in step["dvc"]["lock_sha256_original"]["redacted"]
+    checked = cli(home, repo, "secrets", "check", "--file", str(tmp_path / "lock.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_a_dvc_stage_command_printed_by_dvc_is_masked_in_the_logs(
