@@ -346,24 +346,6 @@ class SpoolWriter(RunWriter):
         super().__init__(ledger, run_id, guard)
         self.spool = spool
 
-    def _text_cleaned(self, kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``body`` with its free-text fields (:data:`_TEXT_FIELDS`) cleaned in
-        place: they must stay strings, and a credential shape in a string
-        commits it whole, as a mapping the schema refuses."""
-        fields = [f for f in _TEXT_FIELDS.get(kind, ()) if f in body]
-        if not fields:
-            return body
-        out = dict(body)
-        for name in fields:
-            value = out[name]
-            if isinstance(value, str):
-                out[name] = self.guard.clean_text(value)
-            elif isinstance(value, list):
-                out[name] = [
-                    self.guard.clean_text(v) if isinstance(v, str) else v for v in value
-                ]
-        return out
-
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
         """Spool ``(kind, body)`` entries as one batch; nothing is appended yet.
 
