@@ -478,15 +478,15 @@ def test_a_token_as_a_remotes_user_name_is_masked_in_the_output(tmp_path, isolat
 
 
 def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
-    """A note, a step's name or a run's error holding a credential shape (the
-    message of a failed ``git push`` to ``https://<token>@github.com``, as the
-    framework callbacks pass it to ``end(error=…)``) was committed whole: a
-    mapping where the schema wants a string, so the note and the step raised
-    and the run's end was refused with its metrics (ADR 0013, amendment
+    """A note, a step's name or a run's error holding a credential shape (an
+    exception quoting a ``ghp_…`` token, as the framework callbacks and
+    ``mltrail.auto`` pass it to ``end(error=…)``) was committed whole: a mapping
+    where the schema wants a string, so the note and the step raised and the
+    run's end entries (its last metrics) were refused (ADR 0013, amendment
     2026-12-08). The credential is masked in place; the words stay."""
     home = tmp_path / "home"
     mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
-    hf, token = "hf_" + secret(34), hexdigits(40)
+    hf, token = "hf_" + secret(34), "ghp_" + secret(36)
     run = mltrail.start_run("push", home=home)
     run.log_metrics({"loss": 0.5}, step=1)
     plain = (
@@ -496,7 +496,7 @@ def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
     run.note(plain)  # nothing secret in it: kept as written
     run.note(f"rotated {hf} after the leak")
     run.log_step(f"upload with {hf}", command=["true"])
-    run.end("failed", error=f"CalledProcessError: https://{token}@github.com/o/r.git")
+    run.end("failed", error=f"PermissionError: push refused for token {token}")
     opened = mltrail.open_home(home, writable=False, env={})
     try:
         records = list(opened.ledger.records())
@@ -506,8 +506,9 @@ def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
     notes = [r.entry.body["text"] for r in records if r.entry.kind == "note"]
     assert notes[0] == plain
     assert bodies["run.ended"]["status"] == "failed"
-    assert bodies["run.ended"]["error"].startswith("CalledProcessError: https://")
-    assert "@github.com/o/r.git" in bodies["run.ended"]["error"]
+    assert bodies["run.ended"]["error"] == (
+        "PermissionError: push refused for token [MASKED:secret]"
+    )
     assert bodies["note"]["text"] == "rotated [MASKED:secret] after the leak"
     assert bodies["run.step"]["name"] == "upload with [MASKED:secret]"
     assert "run.metrics" in bodies
