@@ -12,6 +12,8 @@ every file of the home and in what ``mltrail show``, ``logs``, ``log`` and the
 exports print.
 """
 
+import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,6 +36,10 @@ def secret(n: int = 18) -> str:
         )
         if not text.isalpha() and not text.isdigit() and text != text.lower():
             return text
+
+
+def letters(n: int) -> str:
+    return "".join(RNG.choice(string.ascii_lowercase) for _ in range(n))
 
 
 def hexdigits(n: int) -> str:
@@ -513,3 +519,55 @@ def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
     assert bodies["run.step"]["name"] == "upload with [MASKED:secret]"
     assert "run.metrics" in bodies
     assert leaks({"hf": hf, "token": token}, stored(home)) == {}
+
+
+@dataclasses.dataclass
+class DB:
+    host: str
+    password: str
+
+
+class Client:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Client(token={self.token!r})"
+
+
+def test_an_object_logged_as_a_param_keeps_no_secret_of_its_repr(tmp_path):
+    """A param that is no plain value is stored as its ``repr``: Lightning's
+    ``save_hyperparameters()`` hands over a config dataclass, an ``argparse``
+    namespace, a client object. A secret field in it (``password='…'``) was
+    kept in clear unless its value mixed letters and digits, the rule for
+    prose (ADR 0013, amendment 2026-12-08)."""
+
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {name: letters(16) for name in ("db", "ns", "client")}  # no digits
+    run = mltrail.start_run("objects", home=home)
+    run.log_params(
+        {
+            "db": DB("db.example.com", values["db"]),
+            "ns": argparse.Namespace(api_key=values["ns"], lr=0.001),
+            "client": Client(values["client"]),
+            "opt": argparse.Namespace(
+                tokenizer="bert-base-uncased", monitor_key="val_loss", seed=7
+            ),
+        }
+    )
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        [params] = [
+            r.entry.body["params"]
+            for r in opened.ledger.records()
+            if r.entry.kind == "run.params" and r.entry.body["source"] == "api"
+        ]
+    finally:
+        opened.close()
+    assert leaks(values, stored(home)) == {}
+    assert params["db"].startswith("DB(host='db.example.com', password='<redacted")
+    assert params["opt"] == (
+        "Namespace(tokenizer='bert-base-uncased', monitor_key='val_loss', seed=7)"
+    )
