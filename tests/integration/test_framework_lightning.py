@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import random
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +69,7 @@ class Net(L.LightningModule):
         return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
 
 
-def fit(lr=0.1, logger=None):
+def fit(lr=0.1, logger=None, module=None):
     logger = logger or MltrailLogger(flush_every=5)
     L.seed_everything(0, verbose=False)
     trainer = L.Trainer(
@@ -74,7 +77,7 @@ def fit(lr=0.1, logger=None):
         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
         default_root_dir="out",
     )  # fmt: skip
-    module = Net(lr=lr)
+    module = module or Net(lr=lr)
     trainer.fit(module, datamodule=Data())
     return logger, trainer, module
 
@@ -233,3 +236,30 @@ def test_a_failing_fit_ends_the_run_failed_with_the_steps_before(isolated_home):
     assert found[-1].body["status"] == "failed"
     points, _ = recorded_points(isolated_home, tracker.version)
     assert points["train_loss"][0] == [0, 1, 2]  # the steps before the failure
+
+
+@dataclasses.dataclass
+class Tracking:
+    project: str
+    api_key: str
+
+
+class TrackedNet(Net):
+    def __init__(self, tracking: Tracking, lr=0.1):
+        super().__init__(lr=lr)
+        self.save_hyperparameters()
+
+
+def test_a_config_object_in_the_hparams_keeps_its_secret(isolated_home):
+    """``save_hyperparameters()`` hands the logger the module's arguments as
+    they are: a config dataclass is recorded as its ``repr``, and its
+    ``api_key='…'`` was kept in clear when the key held letters only (ADR 0013,
+    amendment 2026-12-08)."""
+    key = "".join(random.choice(string.ascii_lowercase) for _ in range(24))
+    logger, _, _ = fit(module=TrackedNet(Tracking("churn", key)))
+    recorded = params_of(entries(isolated_home, logger.version))
+    tracking = recorded["hparams.tracking"]
+    assert tracking.startswith("Tracking(project='churn', api_key='<redacted hmac")
+    assert recorded["hparams.lr"] == 0.1
+    stored = b"".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    assert key.encode() not in stored

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+import mltrail
+from mltrail.record.commitments import check_value
 from optional_extras import require_extra
 
 (mlflow,) = require_extra("mlflow", "mlflow")
@@ -96,3 +98,50 @@ def test_an_imported_run_keeps_no_secret_and_no_long_text_inline(tmp_path):
     after = b"\0".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
     assert note_pii.encode() not in after
     assert cli(home, "verify").returncode == 0
+
+
+def test_an_imported_command_keeps_its_secrets_and_commitments_are_checkable(
+    tmp_path,
+):
+    """``mlflow.source.name`` becomes the imported run's command, and was kept as
+    free text: ``--db-password VALUE`` (no ``=``) was stored in clear, in the
+    command and in the tag. And the params and tags were redacted before the
+    home's guard saw them, under a key nobody keeps: ``mltrail secrets check``
+    could never confirm an imported ``api_key`` (ADR 0013, amendment
+    2026-12-08)."""
+    password, api_key = token(16), token(20)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("exp", artifact_location=str(tmp_path / "art"))
+    source = f"train.py --db-password {password} --epochs 3"
+    run = client.create_run(exp, run_name="r", tags={"mlflow.source.name": source})
+    client.log_param(run.info.run_id, "api_key", api_key)
+    client.log_param(run.info.run_id, "max_tokens", "512")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    home = tmp_path / "home"
+    assert cli(home, "init").returncode == 0
+    done = cli(home, "import", "mlflow", "--tracking-uri", uri)
+    assert done.returncode == 0, done.stderr.decode()
+
+    stored = b"\0".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    shown = cli(home, "log", "--json").stdout
+    for secret in (password, api_key):
+        assert secret.encode() not in stored + shown
+    records = json.loads(shown)
+    started = next(
+        r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.started"
+    )
+    [command] = started["command"]
+    assert command.startswith("train.py --db-password <redacted hmac-sha256:")
+    assert command.endswith(" --epochs 3")  # the rest of the command stays
+    assert started["imported"]["tags"]["mlflow.source.name"] == command
+    params = next(
+        r["entry"]["body"] for r in records if r["entry"]["kind"] == "run.params"
+    )
+    assert params["params"]["max_tokens"] == "512"
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:  # the auditor with the home's key confirms each
+        assert check_value(opened, api_key).found
+        assert check_value(opened, password).found
+    finally:
+        opened.close()

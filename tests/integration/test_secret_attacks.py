@@ -12,6 +12,9 @@ every file of the home and in what ``mltrail show``, ``logs``, ``log`` and the
 exports print.
 """
 
+import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -33,6 +36,10 @@ def secret(n: int = 18) -> str:
         )
         if not text.isalpha() and not text.isdigit() and text != text.lower():
             return text
+
+
+def letters(n: int) -> str:
+    return "".join(RNG.choice(string.ascii_lowercase) for _ in range(n))
 
 
 def hexdigits(n: int) -> str:
@@ -320,7 +327,9 @@ def test_a_run_named_with_a_credential_is_recorded_without_it(tmp_path):
 def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     """A DVC stage's ``cmd`` (from ``dvc.lock``, recorded as a step's command
     after ``mltrail run -- dvc repro``) was cleaned as free text, not read as a
-    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written."""
+    command line: ``--api-key VALUE`` and ``-p VALUE`` were stored as written.
+    And ``lock_sha256`` was the SHA-256 of the lock as written (amendment
+    2026-12-08)."""
     home = tmp_path / "home"
     repo = tmp_path / "project"
     repo.mkdir()
@@ -350,6 +359,66 @@ def test_a_dvc_stage_command_keeps_its_secrets(tmp_path, isolated_git):
     outputs["log"] = cli(home, repo, "log", "--json").stdout
     assert b'"dvc"' in outputs["log"]  # the stage was recorded
     assert leaks(values, outputs) == {}
+    # the hash of dvc.lock, whose only unknown is the secrets, would let anyone
+    # test guesses of them: it is of the masked lock, the original's committed
+    [step] = [
+        r["entry"]["body"]
+        for r in json.loads(outputs["log"])
+        if r["entry"]["kind"] == "run.step"
+    ]
+    lock_sha256 = hashlib.sha256(lock.encode()).hexdigest()
+    assert step["dvc"]["lock_sha256"] != lock_sha256
+    assert "hmac-sha256:" in step["dvc"]["lock_sha256_original"]["redacted"]
+    checked = cli(home, repo, "secrets", "check", "--file", str(tmp_path / "lock.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_dvc_stage_command_printed_by_dvc_is_masked_in_the_logs(
+    tmp_path, isolated_git
+):
+    """``dvc repro`` prints each stage's command before running it (``Running
+    stage 'fetch':`` then ``> python fetch.py --api-key VALUE``). The step entry
+    committed the values, but the stored output kept them: they were learned
+    only after the output was masked (ADR 0013, amendment 2026-12-08)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "password": secret()}
+    cmd = (
+        f"python fetch.py --api-key {values['api_key']} --password {values['password']}"
+    )
+    lock = (
+        f"schema: '2.0'\nstages:\n  fetch:\n    cmd: {cmd}\n"
+        "    outs:\n    - path: raw.csv\n      hash: md5\n"
+        "      md5: 0123456789abcdef0123456789abcdef\n      size: 2\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "lock.yaml").write_text(lock)
+    dvc = bin_dir / "dvc"  # stands in for `dvc repro`: prints what DVC prints
+    dvc.write_text(
+        "#!/bin/sh\n"
+        "echo \"Running stage 'fetch':\"\n"
+        "sed -n 's/^    cmd: /> /p' \"$FAKE_DVC_LOCK\"\n"
+        "sed -n 's/^    cmd: /> /p' \"$FAKE_DVC_LOCK\" >&2\n"
+        'cp "$FAKE_DVC_LOCK" dvc.lock\necho x > raw.csv\n'
+    )
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    fake = {"PATH": path, "FAKE_DVC_LOCK": str(tmp_path / "lock.yaml")}
+    done = cli(home, repo, "run", "--", "dvc", "repro", env=fake)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    [run] = json.loads(cli(home, repo, "runs", "--json").stdout)
+    logs = cli(home, repo, "logs", run["id"]).stdout
+    outputs["logs"] = logs
+    assert leaks(values, outputs) == {}
+    assert b"> python fetch.py --api-key [MASKED:" in logs  # the words stay
 
 
 JOINED = """\
@@ -412,3 +481,93 @@ def test_a_token_as_a_remotes_user_name_is_masked_in_the_output(tmp_path, isolat
     outputs["logs"] = cli(home, repo, "logs", run).stdout
     assert leaks({"token": token}, outputs) == {}
     assert b"@github.com/o/r.git" in outputs["logs"]
+
+
+def test_free_text_holding_a_credential_keeps_its_entry(tmp_path):
+    """A note, a step's name or a run's error holding a credential shape (an
+    exception quoting a ``ghp_…`` token, as the framework callbacks and
+    ``mltrail.auto`` pass it to ``end(error=…)``) was committed whole: a mapping
+    where the schema wants a string, so the note and the step raised and the
+    run's end entries (its last metrics) were refused (ADR 0013, amendment
+    2026-12-08). The credential is masked in place; the words stay."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    hf, token = "hf_" + secret(34), "ghp_" + secret(36)
+    run = mltrail.start_run("push", home=home)
+    run.log_metrics({"loss": 0.5}, step=1)
+    plain = (
+        f"learning_rate=0.001 max_tokens=512 commit {hexdigits(40)} "
+        f"sha256 {hexdigits(64)} id 8c1f2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
+    )
+    run.note(plain)  # nothing secret in it: kept as written
+    run.note(f"rotated {hf} after the leak")
+    run.log_step(f"upload with {hf}", command=["true"])
+    run.end("failed", error=f"PermissionError: push refused for token {token}")
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        records = list(opened.ledger.records())
+    finally:
+        opened.close()
+    bodies = {r.entry.kind: r.entry.body for r in records}
+    notes = [r.entry.body["text"] for r in records if r.entry.kind == "note"]
+    assert notes[0] == plain
+    assert bodies["run.ended"]["status"] == "failed"
+    assert bodies["run.ended"]["error"] == (
+        "PermissionError: push refused for token [MASKED:secret]"
+    )
+    assert bodies["note"]["text"] == "rotated [MASKED:secret] after the leak"
+    assert bodies["run.step"]["name"] == "upload with [MASKED:secret]"
+    assert "run.metrics" in bodies
+    assert leaks({"hf": hf, "token": token}, stored(home)) == {}
+
+
+@dataclasses.dataclass
+class DB:
+    host: str
+    password: str
+
+
+class Client:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Client(token={self.token!r})"
+
+
+def test_an_object_logged_as_a_param_keeps_no_secret_of_its_repr(tmp_path):
+    """A param that is no plain value is stored as its ``repr``: Lightning's
+    ``save_hyperparameters()`` hands over a config dataclass, an ``argparse``
+    namespace, a client object. A secret field in it (``password='…'``) was
+    kept in clear unless its value mixed letters and digits, the rule for
+    prose (ADR 0013, amendment 2026-12-08)."""
+
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {name: letters(16) for name in ("db", "ns", "client")}  # no digits
+    run = mltrail.start_run("objects", home=home)
+    run.log_params(
+        {
+            "db": DB("db.example.com", values["db"]),
+            "ns": argparse.Namespace(api_key=values["ns"], lr=0.001),
+            "client": Client(values["client"]),
+            "opt": argparse.Namespace(
+                tokenizer="bert-base-uncased", monitor_key="val_loss", seed=7
+            ),
+        }
+    )
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        [params] = [
+            r.entry.body["params"]
+            for r in opened.ledger.records()
+            if r.entry.kind == "run.params" and r.entry.body["source"] == "api"
+        ]
+    finally:
+        opened.close()
+    assert leaks(values, stored(home)) == {}
+    assert params["db"].startswith("DB(host='db.example.com', password='<redacted")
+    assert params["opt"] == (
+        "Namespace(tokenizer='bert-base-uncased', monitor_key='val_loss', seed=7)"
+    )

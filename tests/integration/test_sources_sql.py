@@ -178,3 +178,23 @@ def test_a_recorded_sqlite_query_cannot_write_files(tmp_path, query):
     checked = cli(tmp_path, home, "sources", "check", "--json")
     assert checked.returncode in (0, 1), checked.stderr
     assert not made.exists()
+
+
+def test_a_password_in_a_database_urls_query_is_not_stored(postgres, tmp_path):
+    """Only the ``user:password@`` form was dropped: ``?password=`` (which
+    libpq reads too) was appended as typed (ADR 0013, amendment 2026-12-08)."""
+    _conn, table = postgres
+    password = "Qz8pW3nR5tY1"
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}password={password}&connect_timeout=10"
+    home = tmp_path / "home"
+    assert cli(tmp_path, home, "init").returncode == 0
+    query = f"SELECT * FROM {table} ORDER BY id"
+    added = cli(tmp_path, home, "sources", "add", "apps", url, "--query", query)
+    assert added.returncode == 0, added.stderr
+    checked = cli(tmp_path, home, "sources", "check")  # read without it
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+    assert password.encode() not in stored
+    assert password not in added.stdout + added.stderr + checked.stdout
+    assert "connect_timeout=10" in added.stdout  # the rest of the URL stays

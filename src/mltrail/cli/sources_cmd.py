@@ -52,7 +52,9 @@ def add(
     PATH|URL is a file or folder, an fsspec URL (s3://, gs://, hf://, https://)
     or a database URL (sqlite:///file.db, postgresql://user@host/db) with
     --query. Passwords in database URLs are not stored: give them the usual
-    way (PGPASSWORD, ~/.pgpass).
+    way (PGPASSWORD, ~/.pgpass). Other credentials in a URL (a password, a
+    signed query such as X-Amz-Signature or sig) are stored as commitments,
+    and `sources check` reads the URL without them.
     """
     home = open_from(ctx, writable=True)
     try:

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.capture.run.blob import Blob, spill_text
-from mltrail.capture.run.redact import redact_tree
+from mltrail.capture.run.redact import committing_with
 from mltrail.errors import ConfigError, InputError
 from mltrail.ledger.ledger import Draft
 from mltrail.record.datasets import artifact_body
@@ -156,7 +157,7 @@ def import_mlflow(
             for run in new
             for draft in _drafts(
                 run, histories[run.info.run_id], tracking_uri,
-                _artifacts(run, roots, result.artifacts_elsewhere),
+                _artifacts(run, roots, result.artifacts_elsewhere), guard,
             )
         ]  # fmt: skip
         if drafts:
@@ -207,7 +208,7 @@ def _changed(
     changed = []
     for run in runs:
         stored = home.ledger.record(known[run.info.run_id]).entry.body
-        draft = Draft("run.started", _started(run, tracking_uri), "")
+        draft = Draft("run.started", _started(run, tracking_uri, guard), "")
         fresh = _cleaned(guard, draft).body
         if not _same(_comparable(home, stored), _comparable(home, fresh)):
             changed.append(run.info.run_id)
@@ -425,16 +426,20 @@ def _drafts(
     histories: dict[str, list[Any]],
     tracking_uri: str,
     artifacts: Path | None,
+    guard: SecretGuard,
 ) -> list[Draft]:
+    """The entries of one MLflow run, as read: the guard cleans them after
+    (:func:`_cleaned`), with the home's key, so that its commitments can be
+    checked; only the command is cleaned here (:func:`_started`)."""
     info, data = run.info, run.data
     run_id = imported_run_id(info.run_id)
-    tags = redact_tree(dict(data.tags)).value
+    tags = dict(data.tags)
     drafts = [
-        Draft("run.started", _started(run, tracking_uri), run_id),
+        Draft("run.started", _started(run, tracking_uri, guard), run_id),
         Draft("run.code", _code(tags), run_id),
     ]
     if data.params:
-        params = redact_tree(dict(data.params)).value
+        params = dict(data.params)
         drafts.append(Draft("run.params", {"source": "api", "params": params}, run_id))
     if data.metrics:
         drafts.append(Draft("run.metrics", _metrics(histories, data), run_id))
@@ -448,13 +453,16 @@ def _drafts(
     return drafts
 
 
-def _started(run: Any, tracking_uri: str) -> dict[str, Any]:
-    """The ``run.started`` body of an MLflow run, before the secret guard."""
+def _started(run: Any, tracking_uri: str, guard: SecretGuard) -> dict[str, Any]:
+    """The ``run.started`` body of an MLflow run, before the secret guard but
+    for its command, read as a command line."""
     info, data = run.info, run.data
-    tags = redact_tree(dict(data.tags)).value
-    source = str(
-        tags.get("mltrail.source.name") or tags.get("mlflow.source.name") or ""
-    )
+    tags = dict(data.tags)
+    source = ""
+    for name in ("mltrail.source.name", "mlflow.source.name"):
+        if tags.get(name):
+            source = tags[name] = _command_line(guard, str(tags[name]))
+            break
     return {
         "source": "api",
         "name": info.run_name or tags.get("mlflow.runName"),
@@ -471,6 +479,17 @@ def _started(run: Any, tracking_uri: str) -> dict[str, Any]:
             "tags": tags,
         },
     }
+
+
+def _command_line(guard: SecretGuard, source: str) -> str:
+    """``source`` (the tag a run's command is taken from) with its secrets
+    committed under the home's key, read as a shell command line
+    (``--db-password VALUE``, ``-p VALUE``) as a DVC stage's ``cmd`` is; as free
+    text only ``NAME=VALUE`` and credential shapes were found."""
+    with committing_with(guard.committer):
+        redacted = redact_argv([source])
+    guard.learn([("secret", value) for value in redacted.secrets])
+    return str(redacted.value[0])
 
 
 def _code(tags: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mltrail.capture.data.dvc_lock import is_dvc_pipeline, parse_dvc_lock, stage_wdirs
 from mltrail.capture.run.argv_secrets import redact_argv
-from mltrail.errors import CaptureError
+from mltrail.capture.run.redact import commit_secret
+from mltrail.errors import CaptureError, InputError
 from mltrail.record.datasets import artifact_body, step_body
 
 if TYPE_CHECKING:
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     from mltrail.capture.data.hashcache import HashCache
     from mltrail.capture.data.progress import ProgressFactory
 
-__all__ = ["dvc_stage_entries"]
+__all__ = ["dvc_command_secrets", "dvc_stage_entries"]
 
 _LOCK = "dvc.lock"
+_MASKED = b"[MASKED:secret]"
 
 
 def dvc_stage_entries(
@@ -63,11 +65,50 @@ def dvc_stage_entries(
         if yaml_file.is_file()
         else {}
     )
-    source = {"lock": _LOCK, "lock_sha256": hashlib.sha256(data).hexdigest()}
+    source = {"lock": _LOCK, **_lock_digests(data, _stage_secrets(stages))}
     return [
         ("run.step", _stage_body(stage, cwd, wdirs, source, cache, progress))
         for stage in stages
     ]
+
+
+def dvc_command_secrets(argv: list[str], cwd: Path) -> list[str]:
+    """The secrets of the stage commands in ``cwd/dvc.lock`` when ``argv`` ran a
+    DVC pipeline (``--api-key VALUE``, as :func:`dvc_stage_entries` commits
+    them): DVC prints each stage's command before running it, so the output a
+    wrapper keeps must be masked with them. Nothing when there is no pipeline,
+    no ``dvc.lock``, or one that cannot be read (the stage entries say why)."""
+    lock = cwd / _LOCK
+    if not is_dvc_pipeline(argv) or not lock.is_file():
+        return []
+    try:
+        stages = parse_dvc_lock(_read(lock).decode("utf-8", errors="replace"))
+    except (CaptureError, InputError):
+        return []
+    return _stage_secrets(stages)
+
+
+def _stage_secrets(stages: list[DvcStage]) -> list[str]:
+    return [
+        s for st in stages for cmd in st.command for s in redact_argv([cmd]).secrets
+    ]
+
+
+def _lock_digests(data: bytes, secrets: list[str]) -> dict[str, Any]:
+    """``lock_sha256``: the SHA-256 of ``dvc.lock``; when its commands hold
+    secrets, of the lock with them masked, and the original's keyed commitment
+    beside it (``lock_sha256_original``, checkable with ``mltrail secrets check
+    --file``), as for a masked script (ADR 0013): the step entry holds the rest
+    of the lock, so its plain hash would let anyone test guesses of them."""
+    if not secrets:
+        return {"lock_sha256": hashlib.sha256(data).hexdigest()}
+    masked = data
+    for value in sorted(set(secrets), key=len, reverse=True):
+        masked = masked.replace(value.encode("utf-8", "surrogateescape"), _MASKED)
+    return {
+        "lock_sha256": hashlib.sha256(masked).hexdigest(),
+        "lock_sha256_original": commit_secret(data.decode("utf-8", "surrogateescape")),
+    }
 
 
 def _read(path: Path) -> bytes:

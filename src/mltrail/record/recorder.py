@@ -215,6 +215,17 @@ def distributed_run_id(
 
 
 _PARAM_KINDS = ("run.params", "run.step")
+_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "run.started": ("name",),
+    "run.ended": ("error", "reason", "warnings"),
+    "run.step": ("name",),
+    "run.artifact": ("error", "model_error"),
+    "run.finetune": ("error",),
+    "note": ("text",),
+}
+"""Free text a run's entries keep as strings (a name, an error message, a note):
+a credential in it is masked in place (``SecretGuard.clean_text``), its words
+kept; committed whole, it would be a mapping the schema refuses."""
 
 
 def with_rank(
@@ -274,15 +285,31 @@ class RunWriter:
         problem = value_problem(dict(body), "body", exact_ints=False)
         if problem is not None:  # the append would refuse it; redacting would recurse
             raise SchemaError(f"cannot append: {problem}")
-        if kind == "run.started" and isinstance(body.get("name"), str):
-            # a name must stay a string: a credential in it is masked in place
-            body = {**body, "name": self.guard.clean_text(body["name"])}
+        body = self._text_cleaned(kind, body)
         cleaned = self.guard.clean(body)
         if kind in _PARAM_KINDS and "params" in cleaned:  # long text is content
             # a blob now, so masked and scanned by the guard like every text blob
             spilled = {**cleaned, "params": spill_text(cleaned["params"])}
             cleaned = self.guard.clean(spilled)
         return Draft(kind, self._store_blobs(cleaned), self.run_id)
+
+    def _text_cleaned(self, kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``body`` with its free-text fields (:data:`_TEXT_FIELDS`) cleaned in
+        place: they must stay strings, and a credential shape in a string
+        commits it whole, as a mapping the schema refuses."""
+        fields = [f for f in _TEXT_FIELDS.get(kind, ()) if f in body]
+        if not fields:
+            return body
+        out = dict(body)
+        for name in fields:
+            value = out[name]
+            if isinstance(value, str):
+                out[name] = self.guard.clean_text(value)
+            elif isinstance(value, list):
+                out[name] = [
+                    self.guard.clean_text(v) if isinstance(v, str) else v for v in value
+                ]
+        return out
 
     def write(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Record]:
         """Append ``(kind, body)`` entries of this run, all or nothing."""

@@ -15,13 +15,18 @@ and ``source.checked`` says which (``hashed``: ``content`` or ``cache``).
 Registering a source is a capture and uses the cache as ``mltrail run`` does.
 
 Database passwords are never stored: the URL is recorded without one, and the
-driver finds it where it normally does (``PGPASSWORD``, ``~/.pgpass``).
+driver finds it where it normally does (``PGPASSWORD``, ``~/.pgpass``). Any other
+secret of a location (a URL's password, a token as its user name, a presigned
+URL's ``X-Amz-Signature``, a SAS ``sig``) is recorded as a keyed commitment
+(ADR 0013), and a check reads the location without it: the store finds its
+credentials the usual way (AWS variables, ``~/.netrc``, fsspec's configuration).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,8 @@ from mltrail.audit.trace import latest_writer
 from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.data.remote import is_remote
 from mltrail.capture.run.blob import Blob
+from mltrail.capture.run.commitment import MARKER_PATTERN
+from mltrail.capture.run.redact import redact_tree
 from mltrail.core.canonical import canonical_bytes
 from mltrail.core.diff_data import diff_manifests
 from mltrail.errors import InputError
@@ -56,6 +63,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_MARKER = re.compile(MARKER_PATTERN)
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
 _SAMPLE = 10
 
@@ -104,6 +112,38 @@ def _without_password(url: str) -> str:
         host += f":{parts.port}"
     user = f"{parts.username}@" if parts.username else ""
     return urlunsplit(parts._replace(netloc=user + host))
+
+
+def _recorded_location(home: Home, location: str) -> str:
+    """``location`` as ``source.registered`` keeps it: its secrets (URL
+    passwords, tokens as user names, secret query values) as commitment markers
+    under the home's key, as in a run's bodies (ADR 0013). A location with none
+    is kept as given, and the commitment key is not made for it."""
+    if not redact_tree(location).secrets:
+        return location
+    from mltrail.record.recorder import secret_guard
+
+    return secret_guard(home.path, os.environ).clean_text(location)
+
+
+def _readable_location(location: str) -> str:
+    """The recorded ``location`` a check reads: a user name or password that is a
+    commitment marker is left out, and so is a query parameter whose value is one
+    (the store takes its credentials from the environment, as for a database)."""
+    if _MARKER.search(location) is None:
+        return location
+    parts = urlsplit(location)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if at and _MARKER.search(user):
+        netloc = host
+    elif at and _MARKER.search(password):
+        netloc = f"{user}@{host}"
+    else:
+        netloc = parts.netloc
+    query = "&".join(p for p in parts.query.split("&") if not _MARKER.search(p))
+    fragment = "" if _MARKER.search(parts.fragment) else parts.fragment
+    return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
 
 
 def _fingerprint(
@@ -247,7 +287,8 @@ def register_source(
         location = str(path.resolve())
     elif kind == "sql":
         location = _without_password(location)
-    body: dict[str, Any] = {"name": name, "location": location, "type": kind}
+    recorded = _recorded_location(home, location) if kind != "path" else location
+    body: dict[str, Any] = {"name": name, "location": recorded, "type": kind}
     if query:
         body["query"] = query
     body.update(_fingerprint(home, kind, location, query))
@@ -311,7 +352,7 @@ def _check_one(
         fields = _fingerprint(
             home,
             source["type"],
-            source["location"],
+            _readable_location(source["location"]),
             spec.get("query"),
             read_cache=trust_cache,
         )
@@ -399,7 +440,8 @@ def _flags(
     def get_blob(digest: str) -> bytes | None:
         return _manifest_bytes(home, {"blob": digest})
 
-    runs = runs_reading_changes(index, get_blob, name, source["location"], files)
+    location = _readable_location(source["location"])
+    runs = runs_reading_changes(index, get_blob, name, location, files)
     drafts = []
     for node in downstream_model_outputs(index, (f"run:{r}" for r in runs), get_blob):
         if node.id in open_flags:

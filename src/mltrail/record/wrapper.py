@@ -37,6 +37,7 @@ from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.machine.environment import is_mltrail_secret
 from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.capture.run.log_capture import LogMasking
+from mltrail.capture.run.mask import MaskSet
 from mltrail.capture.run.mask_channel import MASK_FD_ENV, MaskChannel
 from mltrail.capture.run.process import ProcessResult, run_command
 from mltrail.capture.run.redact import committing_with
@@ -44,7 +45,7 @@ from mltrail.errors import CommandNotFoundError, InputError, MltrailError
 from mltrail.ledger.persist import write_durably
 from mltrail.ledger.spool import SPOOL_ENV, create_spool, remove_spool
 from mltrail.record.datasets import step_body
-from mltrail.record.dvc_steps import dvc_stage_entries
+from mltrail.record.dvc_steps import dvc_command_secrets, dvc_stage_entries
 from mltrail.record.finetune import ScannedModel, finetune_body, scan_model
 from mltrail.record.lifecycle import Ending, LiveRun, rank_entries
 from mltrail.record.open_runs import OpenRun, ingest_spool
@@ -117,15 +118,24 @@ def child_env(
 
 @contextlib.contextmanager
 def _joined_masking(
-    child: dict[str, str], guard: SecretGuard
+    child: dict[str, str],
+    guard: SecretGuard,
+    ended: Callable[[], list[str]] = list,
 ) -> Iterator[tuple[dict[str, str], LogMasking, tuple[int, ...]]]:
     """The command's environment, the masking of its output and the descriptor
     it inherits: secrets the processes that join the run learn
     (``log_params(db_password=…)``) come back through a pipe and are masked in
-    the output kept (``capture.run.mask_channel``)."""
+    the output kept (``capture.run.mask_channel``), and so are the secrets
+    ``ended`` finds once the command has ended (a DVC pipeline's stage
+    commands, which DVC printed)."""
     channel = MaskChannel()
     try:
-        late = functools.cache(lambda: channel.masks(guard.allow))
+
+        def learned() -> MaskSet:
+            found = MaskSet.build([("secret", s) for s in ended()], guard.allow)
+            return channel.masks(guard.allow) | found
+
+        late = functools.cache(learned)
         masking = LogMasking(guard.masks, guard.allow, late=late)
         yield {**child, MASK_FD_ENV: channel.env_value}, masking, (channel.fd,)
     finally:
@@ -235,7 +245,8 @@ def _record(
         _write_start(live, start)
         early_end = functools.partial(_early_end, live)
         child = child_env(env, home, live.run_id, cast("Path", live.spool))
-        with _joined_masking(child, guard) as (child, masking, fds):
+        ended = functools.partial(dvc_command_secrets, plan.argv, cwd)
+        with _joined_masking(child, guard, ended) as (child, masking, fds):
             result = _run_child(plan, options, cwd, child, early_end, masking, fds)
         outputs = output_bodies(
             [at(cwd, p) for p in options.outputs], cache, options.progress, warnings

@@ -172,7 +172,8 @@ def _mixed(value: str) -> bool:
 def named_values(text: str) -> list[str]:
     """Values assigned to a secret name in free text (``DB_PASS=…``, ``password:
     …``, ``X-Api-Key: …``), quoted or not, when they look like a credential:
-    letters and digits mixed (so ``key: train_loss`` is left alone), and not a
+    letters and digits mixed (so ``key: train_loss`` is left alone) or a whole
+    quoted keyword argument as a ``repr`` writes it (``password='…'``), and not a
     fragment of code (``password: ")[1].strip()``); and the credential of an
     ``Authorization`` header, whatever its scheme (``Authorization: token …``).
     Commitment markers already in ``text`` are skipped."""
@@ -181,7 +182,7 @@ def named_values(text: str) -> list[str]:
         m[2]
         for m in _NAMED.finditer(text)
         if is_secret_name(m[1])
-        and _mixed(m[2])
+        and (_mixed(m[2]) or _quoted_keyword(text, m))
         and not _CODE.search(m[2])
         and not m[2].startswith("[MASKED:")
         and not (m[1] == "key" and _MARKER_TAIL.fullmatch(m[2]))
@@ -192,6 +193,22 @@ def named_values(text: str) -> list[str]:
         if _bearer_token(m[1]) and not m[1].startswith("[MASKED:")
     ]
     return found
+
+
+def _quoted_keyword(text: str, m: re.Match[str]) -> bool:
+    """Whether ``m`` is a keyword argument with a whole quoted value, as a
+    ``repr`` writes it (``DB(password='…')``, ``Namespace(api_key='…')``: an
+    object logged as a param is stored as its ``repr``): a secret whatever its
+    letters, unless one character repeated (``'********'``)."""
+    start, end = m.start(2), m.end(2)
+    quote = text[start - 1]
+    return (
+        quote in "'\""
+        and text[start - 2 : start - 1] == "="
+        and text[end : end + 1] == quote
+        and text[m.end(1) : start - 1] == "="
+        and len(set(m[2])) > 2
+    )
 
 
 def _bearer_token(token: str) -> bool:
