@@ -60,8 +60,8 @@ def mlflow(
     a store someone else wrote could name any folder of this machine.
     Importing again adds nothing: runs already imported are skipped, and one
     whose name, user, times, status, experiment or tags changed in MLflow
-    since is named in a warning (--json: changed). A run still RUNNING (or
-    SCHEDULED) in MLflow is not imported until it has ended. Needs
+    since is named in a warning (--json: changed). A run MLflow does not say
+    ended (FINISHED, FAILED, KILLED) is not imported until it has. Needs
     pip install 'mltrail[mlflow]'.
 
     \b
@@ -98,7 +98,7 @@ def mlflow(
         )
         return
     waiting = (
-        f", {len(result.unfinished)} still running in MLflow, not imported "
+        f", {len(result.unfinished)} not ended in MLflow, not imported "
         "(import again once they end; one that died stays RUNNING until "
         "it is marked KILLED in MLflow)"
         if result.unfinished
