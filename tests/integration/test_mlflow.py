@@ -512,8 +512,10 @@ def test_an_artifact_link_swapped_after_its_check_is_not_followed(
     (private / "id_private_key_name").parent.mkdir()
     (private / "id_private_key_name").write_text("k")
     artifacts = store_dir / "a" / run / "artifacts"
-    artifacts.rename(store_dir / "kept")
-    artifacts.symlink_to(store_dir / "kept", target_is_directory=True)
+    kept = store_dir / "kept" / run / "artifacts"  # inside, as MLflow lays out
+    kept.parent.mkdir(parents=True)
+    artifacts.rename(kept)
+    artifacts.symlink_to(kept, target_is_directory=True)
     hash_folder = mlflow_integration.artifact_body
 
     def swapped_first(path, *args, **kwargs):  # what a racing writer does
@@ -528,3 +530,49 @@ def test_an_artifact_link_swapped_after_its_check_is_not_followed(
     stored = b"\0".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
     assert b"id_private_key_name" not in stored
     assert b"model.txt" in stored
+
+
+def test_a_store_in_a_folder_of_other_things_names_only_its_runs_folders(
+    tmp_path, isolated_home, empty_db
+):
+    """The folder of a ``sqlite:///`` store was a root as a whole: a store kept
+    (or received) in a home folder could name any folder of it, ``~/.ssh``,
+    as a run's artifacts (the runs table's ``artifact_uri``), and it was
+    hashed. In the store's folder only a run's own ``<run id>/artifacts``
+    folder is hashed; a folder the user names with --artifact-root is trusted
+    as a whole."""
+    import sqlite3
+
+    from mltrail.ledger.home import init_home
+
+    home_like = tmp_path / "home-like"
+    client, uri = new_store(empty_db, home_like)
+    exp = client.create_experiment("e", artifact_location=str(home_like / "mlruns"))
+    mine, theirs = (client.create_run(exp, run_name=n).info.run_id for n in "mt")
+    for run in (mine, theirs):
+        client.log_text(run, "weights", "model.txt")
+        client.set_terminated(run, "FINISHED")
+    (home_like / ".ssh").mkdir()
+    (home_like / ".ssh" / "id_private_key_name").write_text("k")
+    db = sqlite3.connect(home_like / "mlflow.db")
+    try:
+        db.execute(
+            "UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
+            (str(home_like / ".ssh"), theirs),
+        )
+        db.commit()
+    finally:
+        db.close()
+    init_home(isolated_home, env={})
+
+    result, _ = _import_in_process(isolated_home, uri)
+    assert sorted(result.imported) == sorted([mine, theirs])
+    assert result.artifacts_elsewhere == [(theirs, str(home_like / ".ssh"))]
+    stored = b"\0".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    assert b"id_private_key_name" not in stored
+    assert b"model.txt" in stored
+
+    other = tmp_path / "other-home"
+    init_home(other, env={})
+    named, _ = _import_in_process(other, uri, artifact_roots=(home_like,))
+    assert named.artifacts_elsewhere == []

@@ -110,8 +110,9 @@ def import_mlflow(
     its blobs together, its entries in one atomic ``append_many``.
 
     A run's artifact folder is hashed (``run.artifact``) only when it lies,
-    links resolved, inside one of ``artifact_roots`` or the folder of a local
-    store (a ``sqlite:///`` file's folder, a file store): the store names the
+    links resolved, inside one of ``artifact_roots``, or is the run's own
+    ``<run id>/artifacts`` inside the folder of a local store (a ``sqlite:///``
+    file's folder, a file store): the store names the
     folder, and whoever wrote the store or its artifact folders could point it
     anywhere on this machine (a home folder, a symbolic link out), whose file
     names and digests would then be recorded. Others are listed in
@@ -404,32 +405,45 @@ def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
             return
 
 
-def _artifact_roots(tracking_uri: str, given: tuple[Path, ...]) -> list[str]:
-    """Real paths of the folders artifacts may be hashed in: ``given``, and the
-    folder of a local store (a ``sqlite:///`` file's, or a file store's own)."""
-    roots = [*given]
+def _artifact_roots(
+    tracking_uri: str, given: tuple[Path, ...]
+) -> list[tuple[str, bool]]:
+    """Real paths of the folders artifacts may be hashed in, each with whether
+    any folder inside it may be: ``given`` (the user vouches for them), and
+    the folder of a local store (a ``sqlite:///`` file's, or a file store's
+    own), where only a run's own ``<run id>/artifacts`` folder may."""
+    roots = [(os.path.realpath(root), True) for root in given]
     parts = urlsplit(tracking_uri)
+    store: Path | None = None
     if parts.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
         database = unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
         if database and database != ":memory:":
-            roots.append(Path(database).parent)
-    elif (store := _local(tracking_uri)) is not None:
-        roots.append(store)
-    return [os.path.realpath(root) for root in roots]
+            store = Path(database).parent
+    else:
+        store = _local(tracking_uri)
+    if store is not None:
+        roots.append((os.path.realpath(store), False))
+    return roots
 
 
 def _artifacts(
-    run: Any, roots: list[str], elsewhere: list[tuple[str, str]]
+    run: Any, roots: list[tuple[str, bool]], elsewhere: list[tuple[str, str]]
 ) -> Path | None:
     """The run's local artifact folder, by its real path (links and ``..``
-    resolved), when it exists and lies inside one of ``roots``; one outside is
-    added to ``elsewhere``. The real path checked is the one hashed: a link
-    pointed elsewhere after the check is not followed by the walk."""
+    resolved), when it exists and lies inside one of ``roots`` (inside a
+    store's folder, only as the run's own ``<run id>/artifacts``: a store kept
+    in a home folder could name any other folder of it); one outside is added
+    to ``elsewhere``. The real path checked is the one hashed: a link pointed
+    elsewhere after the check is not followed by the walk."""
     artifacts = _local(run.info.artifact_uri)
     if artifacts is None or not artifacts.exists():
         return None
     real = os.path.realpath(artifacts)
-    if any(os.path.commonpath([real, root]) == root for root in roots):
+    own = Path(real).parts[-2:] == (run.info.run_id, "artifacts")
+    if any(
+        os.path.commonpath([real, root]) == root and (whole or own)
+        for root, whole in roots
+    ):
         return Path(real)
     elsewhere.append((run.info.run_id, str(artifacts)))
     return None
