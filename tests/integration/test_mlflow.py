@@ -576,3 +576,21 @@ def test_a_store_in_a_folder_of_other_things_names_only_its_runs_folders(
     init_home(other, env={})
     named, _ = _import_in_process(other, uri, artifact_roots=(home_like,))
     assert named.artifacts_elsewhere == []
+
+
+def test_a_text_an_older_import_kept_inline_is_no_change(
+    store, isolated_home, monkeypatch
+):
+    """The first imports kept long tags inline (no blob): re-imported by the
+    check that reads spilled texts back, each such run was "changed"."""
+    uri, client, good, _, _ = store
+    client.set_tag(good, "mlflow.note.content", "why:\n" + "a long story " * 40)
+    with monkeypatch.context() as old:
+        old.setattr(mlflow_integration, "spill_text", lambda value: value)
+        first, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert good in first.imported
+    assert isinstance(
+        _started_of(isolated_home, good)["imported"]["tags"]["mlflow.note.content"], str
+    )
+    again, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert again.changed == []
