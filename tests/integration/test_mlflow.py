@@ -409,3 +409,188 @@ def test_a_run_changed_in_mlflow_since_its_import_is_told(store, isolated_home):
     later, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
     assert later.imported == []
     assert sorted(later.changed) == sorted([good, bad])
+
+
+def _started_of(home_path, mlflow_run_id):
+    home = open_home(home_path, writable=False)
+    index = open_index(home)
+    try:
+        return load_run(home, index, imported_run_id(mlflow_run_id)).body("run.started")
+    finally:
+        index.close()
+        home.close()
+
+
+def test_a_change_is_told_whatever_its_tags_look_like_or_its_blobs_left(
+    tmp_path, isolated_home, empty_db
+):
+    """The check of a run already imported took any tags mapping shaped like a
+    blob reference (tags ``blob``: ``sha256:…``, which the store's writer names)
+    as one, and a blob it could not read (purged, or deleted from the store) as
+    equal to anything: every later change of such a run's tags passed as none."""
+    from mltrail.ledger.home import init_home
+
+    client, uri = new_store(empty_db, tmp_path / "store")
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "store" / "a"))
+    shaped = client.create_run(exp, tags={"blob": "sha256:" + "0" * 64}).info.run_id
+    client.delete_tag(shaped, "mlflow.runName")  # its tags: the "reference" alone
+    note = "why:\n" + "a long story " * 40
+    noted, kept = (client.create_run(exp, run_name=n).info.run_id for n in "nk")
+    for run in (shaped, noted, kept):
+        if run != shaped:
+            client.set_tag(run, "mlflow.note.content", note)
+        client.set_terminated(run, "FINISHED")
+    init_home(isolated_home, env={})
+    first, _ = _import_in_process(isolated_home, uri)
+    assert sorted(first.imported) == sorted([shaped, noted, kept])
+    home = open_home(isolated_home)
+    try:
+        tags = _started_of(isolated_home, noted)["imported"]["tags"]
+        # both notes erased: one text, one blob
+        home.purge_blob(tags["mlflow.note.content"]["blob"], reason="erasure")
+    finally:
+        home.close()
+    again, _ = _import_in_process(isolated_home, uri)
+    assert again.changed == []  # a purged text unchanged is no change
+
+    client.set_tag(shaped, "team", "someone else")
+    client.set_tag(noted, "mlflow.note.content", "another story:\n" + "x " * 80)
+    later, _ = _import_in_process(isolated_home, uri)
+    assert sorted(later.changed) == sorted([shaped, noted])
+
+
+def test_a_status_mltrail_does_not_know_is_no_end(tmp_path, isolated_home, empty_db):
+    """Only RUNNING and SCHEDULED were held back: any other status (a store
+    written by another tool or version: ``running``) was imported as ended,
+    "aborted", and skipped ever after. And a run imported once, then made
+    RUNNING again in MLflow (``mlflow.start_run(run_id=…)`` resumes it), was
+    said to be "still running, not imported (import again once they end)":
+    it was imported, and importing again skips it."""
+    import sqlite3
+
+    from mltrail.ledger.home import init_home
+
+    client, uri = new_store(empty_db, tmp_path / "store")
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "store" / "a"))
+    odd, resumed = (client.create_run(exp, run_name=n).info.run_id for n in "or")
+    for run in (odd, resumed):
+        client.set_terminated(run, "FINISHED")
+    db = sqlite3.connect(tmp_path / "store" / "mlflow.db")
+    try:  # past MLflow's CHECK on the column, as another writer may be
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        db.execute("UPDATE runs SET status = 'running' WHERE run_uuid = ?", (odd,))
+        db.commit()
+    finally:
+        db.close()
+    assert client.get_run(odd).info.status == "running"
+    init_home(isolated_home, env={})
+
+    first, _ = _import_in_process(isolated_home, uri)
+    assert (first.imported, first.unfinished) == ([resumed], [odd])
+
+    client.update_run(resumed, status="RUNNING")
+    again, _ = _import_in_process(isolated_home, uri)
+    assert (again.skipped, again.changed, again.unfinished) == (
+        [resumed], [resumed], [odd]
+    )  # fmt: skip
+
+
+def test_an_artifact_link_swapped_after_its_check_is_not_followed(
+    tmp_path, isolated_home, empty_db, monkeypatch
+):
+    """The artifact folder was checked by its real path, then hashed by the
+    path the store gave: a link inside the store's folder, pointed out of it
+    between the check and the walk, had the folder it then named hashed."""
+    from mltrail.ledger.home import init_home
+
+    store_dir, private = tmp_path / "store", tmp_path / "private"
+    client, uri = new_store(empty_db, store_dir)
+    exp = client.create_experiment("e", artifact_location=str(store_dir / "a"))
+    run = client.create_run(exp, run_name="r").info.run_id
+    client.log_text(run, "weights", "model.txt")
+    client.set_terminated(run, "FINISHED")
+    (private / "id_private_key_name").parent.mkdir()
+    (private / "id_private_key_name").write_text("k")
+    artifacts = store_dir / "a" / run / "artifacts"
+    kept = store_dir / "kept" / run / "artifacts"  # inside, as MLflow lays out
+    kept.parent.mkdir(parents=True)
+    artifacts.rename(kept)
+    artifacts.symlink_to(kept, target_is_directory=True)
+    hash_folder = mlflow_integration.artifact_body
+
+    def swapped_first(path, *args, **kwargs):  # what a racing writer does
+        artifacts.unlink()
+        artifacts.symlink_to(private, target_is_directory=True)
+        return hash_folder(path, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow_integration, "artifact_body", swapped_first)
+    init_home(isolated_home, env={})
+    result, _ = _import_in_process(isolated_home, uri)
+    assert result.imported == [run]
+    stored = b"\0".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    assert b"id_private_key_name" not in stored
+    assert b"model.txt" in stored
+
+
+def test_a_store_in_a_folder_of_other_things_names_only_its_runs_folders(
+    tmp_path, isolated_home, empty_db
+):
+    """The folder of a ``sqlite:///`` store was a root as a whole: a store kept
+    (or received) in a home folder could name any folder of it, ``~/.ssh``,
+    as a run's artifacts (the runs table's ``artifact_uri``), and it was
+    hashed. In the store's folder only a run's own ``<run id>/artifacts``
+    folder is hashed; a folder the user names with --artifact-root is trusted
+    as a whole."""
+    import sqlite3
+
+    from mltrail.ledger.home import init_home
+
+    home_like = tmp_path / "home-like"
+    client, uri = new_store(empty_db, home_like)
+    exp = client.create_experiment("e", artifact_location=str(home_like / "mlruns"))
+    mine, theirs = (client.create_run(exp, run_name=n).info.run_id for n in "mt")
+    for run in (mine, theirs):
+        client.log_text(run, "weights", "model.txt")
+        client.set_terminated(run, "FINISHED")
+    (home_like / ".ssh").mkdir()
+    (home_like / ".ssh" / "id_private_key_name").write_text("k")
+    db = sqlite3.connect(home_like / "mlflow.db")
+    try:
+        db.execute(
+            "UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?",
+            (str(home_like / ".ssh"), theirs),
+        )
+        db.commit()
+    finally:
+        db.close()
+    init_home(isolated_home, env={})
+
+    result, _ = _import_in_process(isolated_home, uri)
+    assert sorted(result.imported) == sorted([mine, theirs])
+    assert result.artifacts_elsewhere == [(theirs, str(home_like / ".ssh"))]
+    stored = b"\0".join(p.read_bytes() for p in isolated_home.rglob("*") if p.is_file())
+    assert b"id_private_key_name" not in stored
+    assert b"model.txt" in stored
+
+    other = tmp_path / "other-home"
+    init_home(other, env={})
+    named, _ = _import_in_process(other, uri, artifact_roots=(home_like,))
+    assert named.artifacts_elsewhere == []
+
+
+def test_a_text_an_older_import_kept_inline_is_no_change(
+    store, isolated_home, monkeypatch
+):
+    """The first imports kept long tags inline (no blob): re-imported by the
+    check that reads spilled texts back, each such run was "changed"."""
+    uri, client, good, _, _ = store
+    client.set_tag(good, "mlflow.note.content", "why:\n" + "a long story " * 40)
+    with monkeypatch.context() as old:
+        old.setattr(mlflow_integration, "spill_text", lambda value: value)
+        first, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert good in first.imported
+    assert isinstance(
+        _started_of(isolated_home, good)["imported"]["tags"]["mlflow.note.content"], str
+    )
+    again, _ = _import_in_process(isolated_home, uri, experiments=("churn",))
+    assert again.changed == []

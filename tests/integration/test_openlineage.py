@@ -301,3 +301,28 @@ def test_a_redirecting_endpoint_gets_no_event_and_no_key_sent_on(project, status
         f"{Redirector.to} (HTTP {status})"
     ), proc.stderr
     assert "secret-token" not in proc.stdout + proc.stderr
+
+
+def test_a_redirect_to_an_unreadable_location_is_refused_not_a_crash(project):
+    """urllib reads a redirect's ``Location`` before asking the handler whether
+    to follow it: one that is no URL (``http://[``) raised a ValueError out of
+    the post, a traceback (exit 1) instead of the redirect refused (exit 4)."""
+    base, _ = project
+    Redirector.status, Redirector.to = 301, "http://[::1/\x1b[31mred"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "MLTRAIL_RUN_ID"}
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/v1/lineage"
+        proc = subprocess.run(
+            [sys.executable, "-m", "mltrail", "export", "openlineage", "--url", url],
+            capture_output=True, text=True, env=env, cwd=base, timeout=180,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(
+        f"error: the OpenLineage endpoint {url} redirected event 1 of 4 to http://[::1/"
+    ), proc.stderr
+    assert "\x1b" not in proc.stderr

@@ -38,8 +38,9 @@ def import_group() -> None:
               help="Only this experiment (name or id). Repeatable; default: all.")  # fmt: skip
 @click.option("--artifact-root", "artifact_roots", multiple=True, metavar="DIR",
               type=click.Path(path_type=Path, file_okay=False),
-              help="Also hash artifact folders inside DIR (default: only inside the "
-              "folder of a local store). Repeatable.")  # fmt: skip
+              help="Also hash artifact folders inside DIR (default: only a run's "
+              "own RUN_ID/artifacts inside the folder of a local store). "
+              "Repeatable.")  # fmt: skip
 @json_option
 @click.pass_context
 def mlflow(
@@ -55,13 +56,14 @@ def mlflow(
     Each MLflow run becomes one mltrail run, written atomically and marked
     `imported` in its run.started (MLflow run id, experiment, user, start and
     end times, status, tags). Artifacts on this machine are hashed
-    (run.artifact) when they lie inside the store's folder (a sqlite file's,
-    a file store's) or an --artifact-root: the store says where they are, and
+    (run.artifact) when they are a run's own RUN_ID/artifacts inside the
+    store's folder (a sqlite file's, a file store's), or lie inside an
+    --artifact-root: the store says where they are, and
     a store someone else wrote could name any folder of this machine.
     Importing again adds nothing: runs already imported are skipped, and one
     whose name, user, times, status, experiment or tags changed in MLflow
-    since is named in a warning (--json: changed). A run still RUNNING (or
-    SCHEDULED) in MLflow is not imported until it has ended. Needs
+    since is named in a warning (--json: changed). A run MLflow does not say
+    ended (FINISHED, FAILED, KILLED) is not imported until it has. Needs
     pip install 'mltrail[mlflow]'.
 
     \b
@@ -98,7 +100,7 @@ def mlflow(
         )
         return
     waiting = (
-        f", {len(result.unfinished)} still running in MLflow, not imported "
+        f", {len(result.unfinished)} not ended in MLflow, not imported "
         "(import again once they end; one that died stays RUNNING until "
         "it is marked KILLED in MLflow)"
         if result.unfinished
@@ -123,7 +125,8 @@ def mlflow(
         err_console.print(
             f"warning: {len(result.artifacts_elsewhere)} run(s) imported without "
             f"their artifacts: their folder (first {terminal_text(first)}) is "
-            "outside the store's folder; give --artifact-root DIR to hash them",
+            "not a run's own folder inside the store's folder; give "
+            "--artifact-root DIR to hash them",
             style="yellow",
             markup=False,
         )

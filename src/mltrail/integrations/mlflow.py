@@ -4,8 +4,8 @@
     >>> mirror()   # mlflow.log_param(s)/log_metric(s) also reach the active run
 
 An imported run is written in one atomic append (with up to 99 other runs:
-a batch lands whole or not at all; a run still RUNNING or SCHEDULED in MLflow
-waits for an import after its end): ``run.started`` (with
+a batch lands whole or not at all; a run MLflow does not say ended, FINISHED,
+FAILED or KILLED, waits for an import after its end): ``run.started`` (with
 ``imported``: where it came from, its MLflow run id, experiment, user, times,
 status and tags), ``run.code`` (``mlflow.source.git.commit``), ``run.params``,
 ``run.metrics`` (every point of every metric's history), ``run.artifact`` (the
@@ -50,8 +50,6 @@ __all__ = ["ImportResult", "import_mlflow", "imported_run_id", "mirror"]
 
 _NAMESPACE = uuid.UUID("6f1c9e2a-4d0b-5c8e-9a7f-3b2d1e0c4a5f")
 _STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "aborted"}
-_UNFINISHED = frozenset({"RUNNING", "SCHEDULED"})
-"""MLflow statuses of a run that has not ended: such a run is not imported yet."""
 _PAGE = 1000
 _BATCH = 100
 """Runs written per atomic append (and whose histories are read together)."""
@@ -103,17 +101,19 @@ def import_mlflow(
 ) -> ImportResult:
     """Import every ended run of ``experiments`` (names or ids; all when empty).
 
-    A run MLflow says is RUNNING or SCHEDULED is not imported (``unfinished``
-    in the result): its end is not known yet, and a run once imported is
-    skipped by every later import.
+    A run MLflow does not say ended (FINISHED, FAILED, KILLED: RUNNING,
+    SCHEDULED, or a status mltrail does not know) is not imported
+    (``unfinished`` in the result): its end is not known yet, and a run once
+    imported is skipped by every later import.
 
     Runs are read a page at a time and written ``_BATCH`` at a time: the metric
     histories of a batch in one query per metric name (where the store can),
     its blobs together, its entries in one atomic ``append_many``.
 
     A run's artifact folder is hashed (``run.artifact``) only when it lies,
-    links resolved, inside one of ``artifact_roots`` or the folder of a local
-    store (a ``sqlite:///`` file's folder, a file store): the store names the
+    links resolved, inside one of ``artifact_roots``, or is the run's own
+    ``<run id>/artifacts`` inside the folder of a local store (a ``sqlite:///``
+    file's folder, a file store): the store names the
     folder, and whoever wrote the store or its artifact folders could point it
     anywhere on this machine (a home folder, a symbolic link out), whose file
     names and digests would then be recorded. Others are listed in
@@ -137,15 +137,19 @@ def import_mlflow(
     result = ImportResult()
     roots = _artifact_roots(tracking_uri, artifact_roots)
     for listed in _batches(_runs(client, ids), _BATCH):
-        # a run still going has no end to record, and once imported it would be
-        # skipped ever after: it waits for an import after its end
-        batch = [run for run in listed if run.info.status not in _UNFINISHED]
+        known = _already_imported(index, listed)
+        # a run not ended (RUNNING, SCHEDULED, or a status mltrail does not know)
+        # has no end to record, and once imported it would be skipped ever
+        # after: it waits for an import after its end. One imported before is
+        # checked like any other (made RUNNING again, it is a change)
+        batch = [r for r in listed if r.info.run_id in known or _ended(r)]
         result.unfinished += [
-            run.info.run_id for run in listed if run.info.status in _UNFINISHED
+            r.info.run_id
+            for r in listed
+            if r.info.run_id not in known and not _ended(r)
         ]
         if not batch:
             continue
-        known = _already_imported(index, batch)
         result.changed += _changed(
             home, guard, [run for run in batch if run.info.run_id in known], known,
             tracking_uri,
@@ -181,6 +185,12 @@ def _batches(runs: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def _ended(run: Any) -> bool:
+    """Whether MLflow says ``run`` has ended: FINISHED, FAILED or KILLED, never a
+    status mltrail does not know (it may be one of a run still going)."""
+    return run.info.status in _STATUS
+
+
 def _already_imported(index: Index, runs: list[Any]) -> dict[str, int]:
     """The MLflow run ids of ``runs`` whose mltrail run the index already has,
     with the seq of that run's ``run.started``."""
@@ -202,71 +212,75 @@ def _changed(
     Idempotence is keyed on the MLflow run id alone, so such a run is not
     imported again; it is told instead of passing as "already imported".
 
-    Compared as far as the ledger can tell: the tracking URI aside (one store
-    may be named otherwise), a secret's commitment as one (each is salted
-    anew), a spilled text by its words read back (a purged one as anything)."""
+    Compared as far as the ledger can tell (:func:`_same`)."""
     changed = []
     for run in runs:
         stored = home.ledger.record(known[run.info.run_id]).entry.body
         draft = Draft("run.started", _started(run, tracking_uri, guard), "")
-        fresh = _cleaned(guard, draft).body
-        if not _same(_comparable(home, stored), _comparable(home, fresh)):
+        if not _same(home, stored, _cleaned(guard, draft).body):
             changed.append(run.info.run_id)
     return changed
 
 
-_ANY = object()
-"""What a purged or missing blob compares as: equal to anything."""
-_BLOB_REF_KEYS = frozenset({"blob", "size", "media_type"})
+def _same(home: Home, stored: Any, fresh: Any, key: str = "") -> bool:
+    """Whether ``stored`` (a body in the ledger) and ``fresh`` (the same body
+    made and cleaned now) say the same, with what differs between two cleanings
+    of one value made alike: the tracking URI (one store may be named
+    otherwise), commitments (each salted anew: any two are alike), and a text
+    spilled into a blob (compared by its bytes, commitments in it as above).
 
-
-def _comparable(home: Home, value: Any, key: str = "") -> Any:
-    """``value`` with what differs between two cleanings of one value made
-    alike: commitments (salted), blob references (read back), the tracking URI."""
+    The fresh body leads: only where it holds a ``Blob`` is the stored value
+    taken as a blob reference, and MLflow's tags mapping is never taken as a
+    commitment (whoever writes the store names its keys: ``blob``, ``salt``)."""
     from mltrail.capture.run.commitment import MARKER_PATTERN, is_commitment
 
-    if key == "tracking_uri" or is_commitment(value):
-        return None
-    if isinstance(value, Blob) or _is_blob_ref(value):
-        return _blob_text(home, value)
-    if isinstance(value, dict):
-        return {k: _comparable(home, v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_comparable(home, item) for item in value]
-    return (
-        re.sub(MARKER_PATTERN, "<redacted>", value) if isinstance(value, str) else value
-    )
-
-
-def _is_blob_ref(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and set(value) <= _BLOB_REF_KEYS
-        and str(value.get("blob")).startswith("sha256:")
-    )
-
-
-def _blob_text(home: Home, value: Blob | dict[str, Any]) -> Any:
-    """A spilled text (a ``Blob`` to store, or a stored one's reference) as
-    comparable words; a purged or missing one as anything."""
-    if isinstance(value, Blob):
-        data = value.data
-    else:
-        try:
-            data = home.ledger.get_blob(str(value["blob"]))
-        except InputError:  # purged (BlobPurgedError) or gone: cannot tell
-            return _ANY
-    return ["blob", _comparable(home, data.decode("utf-8", "replace"))]
-
-
-def _same(a: Any, b: Any) -> bool:
-    if a is _ANY or b is _ANY:
+    commitments = key != "tags" and is_commitment(stored) and is_commitment(fresh)
+    if key == "tracking_uri" or commitments:
         return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
+    if isinstance(fresh, Blob):
+        return _same_text(home, stored, fresh)
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        return stored.keys() == fresh.keys() and all(
+            _same(home, stored[k], fresh[k], str(k)) for k in stored
+        )
+    if isinstance(stored, list) and isinstance(fresh, (list, tuple)):
+        return len(stored) == len(fresh) and all(
+            _same(home, a, b) for a, b in zip(stored, fresh, strict=True)
+        )
+    if isinstance(stored, str) and isinstance(fresh, str):
+        alike = "<redacted>"
+        return re.sub(MARKER_PATTERN, alike, stored) == re.sub(
+            MARKER_PATTERN, alike, fresh
+        )
+    return type(stored) is type(fresh) and bool(stored == fresh)
+
+
+def _same_text(home: Home, stored: Any, fresh: Blob) -> bool:
+    """Whether ``stored`` (a blob reference, or a text an older import kept
+    inline) holds the text of ``fresh``. A blob that cannot be read (purged,
+    or gone) is compared by its digest: equal bytes have equal digests, and
+    only commitments (salted) make two cleanings of one text differ, so a
+    text without one that hashes otherwise has changed."""
+    from mltrail.capture.run.commitment import MARKER_PATTERN
+    from mltrail.core.canonical import compute_blob_digest
+
+    marker = re.compile(MARKER_PATTERN.encode())
+    if isinstance(stored, str):
+        data = stored.encode("utf-8", "surrogatepass")
+    elif isinstance(stored, dict) and set(stored) <= _BLOB_REF_KEYS:
+        digest = str(stored.get("blob"))
+        if digest == compute_blob_digest(fresh.data):
+            return True
+        try:
+            data = home.ledger.get_blob(digest)
+        except InputError:  # purged (BlobPurgedError) or gone
+            return marker.search(fresh.data) is not None
+    else:
+        return False
+    return marker.sub(b"<redacted>", data) == marker.sub(b"<redacted>", fresh.data)
+
+
+_BLOB_REF_KEYS = frozenset({"blob", "size", "media_type"})
 
 
 def _histories(client: Any, runs: list[Any]) -> dict[str, dict[str, list[Any]]]:
@@ -392,31 +406,46 @@ def _runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
             return
 
 
-def _artifact_roots(tracking_uri: str, given: tuple[Path, ...]) -> list[str]:
-    """Real paths of the folders artifacts may be hashed in: ``given``, and the
-    folder of a local store (a ``sqlite:///`` file's, or a file store's own)."""
-    roots = [*given]
+def _artifact_roots(
+    tracking_uri: str, given: tuple[Path, ...]
+) -> list[tuple[str, bool]]:
+    """Real paths of the folders artifacts may be hashed in, each with whether
+    any folder inside it may be: ``given`` (the user vouches for them), and
+    the folder of a local store (a ``sqlite:///`` file's, or a file store's
+    own), where only a run's own ``<run id>/artifacts`` folder may."""
+    roots = [(os.path.realpath(root), True) for root in given]
     parts = urlsplit(tracking_uri)
+    store: Path | None = None
     if parts.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
         database = unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
         if database and database != ":memory:":
-            roots.append(Path(database).parent)
-    elif (store := _local(tracking_uri)) is not None:
-        roots.append(store)
-    return [os.path.realpath(root) for root in roots]
+            store = Path(database).parent
+    else:
+        store = _local(tracking_uri)
+    if store is not None:
+        roots.append((os.path.realpath(store), False))
+    return roots
 
 
 def _artifacts(
-    run: Any, roots: list[str], elsewhere: list[tuple[str, str]]
+    run: Any, roots: list[tuple[str, bool]], elsewhere: list[tuple[str, str]]
 ) -> Path | None:
-    """The run's local artifact folder when it exists and lies inside one of
-    ``roots`` (links and ``..`` resolved); one outside is added to ``elsewhere``."""
+    """The run's local artifact folder, by its real path (links and ``..``
+    resolved), when it exists and lies inside one of ``roots`` (inside a
+    store's folder, only as the run's own ``<run id>/artifacts``: a store kept
+    in a home folder could name any other folder of it); one outside is added
+    to ``elsewhere``. The real path checked is the one hashed: a link pointed
+    elsewhere after the check is not followed by the walk."""
     artifacts = _local(run.info.artifact_uri)
     if artifacts is None or not artifacts.exists():
         return None
     real = os.path.realpath(artifacts)
-    if any(os.path.commonpath([real, root]) == root for root in roots):
-        return artifacts
+    own = Path(real).parts[-2:] == (run.info.run_id, "artifacts")
+    if any(
+        os.path.commonpath([real, root]) == root and (whole or own)
+        for root, whole in roots
+    ):
+        return Path(real)
     elsewhere.append((run.info.run_id, str(artifacts)))
     return None
 

@@ -218,10 +218,17 @@ def post_events(
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Follows no redirect: urllib's default turns a redirected POST into a GET
     without its body (the event is lost, yet counted as sent) and keeps the
-    ``Authorization`` header for whatever host the answer names."""
+    ``Authorization`` header for whatever host the answer names.
 
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # the 3xx answer is raised as an HTTPError
+    Each ``http_error_30x`` declines before reading the ``Location`` (urllib's
+    own parses it first, and one that is no URL, ``http://[``, raised a
+    ValueError): the 3xx answer is raised as an HTTPError."""
+
+    def _decline(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    http_error_301 = http_error_302 = http_error_303 = _decline
+    http_error_307 = http_error_308 = _decline
 
 
 def _redirected(url: str, e: urllib.error.HTTPError, n: int, total: int) -> StoreError:
@@ -236,7 +243,11 @@ def _redirected(url: str, e: urllib.error.HTTPError, n: int, total: int) -> Stor
 
 
 def _shown(url: str) -> str:
-    """``url`` without any user:password part."""
-    parts = urlsplit(url)
+    """``url`` without any user:password part (one that is no URL, as it is:
+    the printed error masks a password in it)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[": a redirect's Location the server chose
+        return url
     netloc = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=netloc).geturl()
