@@ -685,6 +685,48 @@ def test_a_bundle_carries_a_tsa_token_of_an_earlier_checkpoint(tmp_path):
         assert "not a valid RFC 3161 reply" in json.dumps(problems)
 
 
+def test_a_bad_token_beside_a_genuine_one_of_its_checkpoint_is_a_warning(tmp_path):
+    """A bundle carries every token its store keeps about a checkpoint; one that
+    fails (a reply forged on the way to the TSA, stored when no TSA CA was set)
+    beside the genuine token of the same checkpoint failed the bundle (exit 3),
+    though the genuine token anchors the same records. It is the warning
+    ``rfc3161-ignored`` now, as ``mltrail verify`` says; alone it still fails."""
+    from optional_extras import require_extra
+
+    require_extra("timestamps", "rfc3161_client")
+    from tsa_server import TsaServer, make_tsa_ca
+
+    fill(tmp_path / "home")
+    ca = make_tsa_ca(tmp_path / "tsa")
+    with TsaServer(ca) as tsa:
+        ok(mltrail("checkpoint", "--tsa", tsa.url, home=tmp_path / "home"))
+    out = tmp_path / "stamped.json"
+    ok(mltrail("export", f"model:{MODEL}", "-o", out, home=tmp_path / "home"))
+    bundle = json.loads(out.read_bytes())
+    [group] = bundle["evidence"]
+    token = base64.b64decode(group["items"][0]["token"])
+    bad = {
+        "kind": "rfc3161",
+        "token": base64.b64encode(token[:-40] + bytes(40)).decode(),
+    }
+    group["items"] = [bad, *group["items"]]
+    path = tmp_path / "two-tokens.json"
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    [ignored] = [p for p in report["problems"] if p["code"] == "rfc3161-ignored"]
+    assert ignored["severity"] == "warning"
+    assert "evidence[0]" in ignored["message"]
+    assert "covers its records" in ignored["message"]
+    assert [a["kind"] for a in report["anchors"]].count("rfc3161") == 1
+
+    group["items"] = [bad]
+    path.write_bytes(canonical_bytes(bundle))
+    proc = mltrail("verify-bundle", path, "--tsa-ca", ca.ca_pem, "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout
+
+
 def test_a_bundle_token_by_another_tsa_or_for_tomorrow_is_named(tmp_path):
     """A regulator holding a bundle and the TSA's CA: the bundle's maker swaps
     in a token by another TSA certificate of that CA, dated 4 minutes earlier

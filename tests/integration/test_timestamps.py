@@ -330,8 +330,10 @@ def test_a_token_naming_the_trusted_tsa_but_signed_by_another_fails(
     token = forge_token(ca, tmp_path / "other-tsa", checkpoint.encode(), 4)
     _insert(home, "rfc3161", 2, checkpoint, token)
     code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
-    assert code == 3, report["problems"]
-    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    # beside the genuine token of its checkpoint it proves nothing: ignored (a
+    # warning since the ADR 0015 amendment on rows that fail for good)
+    assert code == 0, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp-ignored"]
     assert "names its TSA CN=mltrail test TSA" in bad["message"]
     assert f"signed by the TSA certificate of CN={'x' * 16}" in bad["message"]
     [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
@@ -361,8 +363,8 @@ def test_a_token_whose_tstinfo_was_edited_under_its_signature_fails(home, tsa, c
     assert token.count(old) == 1
     _insert(home, "rfc3161", size, checkpoint, token.replace(old, new))
     code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
-    assert code == 3
-    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert code == 0, report["problems"]  # the genuine token beside it anchors
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp-ignored"]
     assert "timestamp #2" in bad["message"]
     assert "does not verify" in bad["message"]
     stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
@@ -390,8 +392,8 @@ def test_a_tsa_certificate_beside_the_ca_pins_the_tsa(home, tsa, ca, tmp_path):
     pinned = tmp_path / "ca-and-tsa.pem"
     pinned.write_bytes(ca.ca_pem.read_bytes() + (ca.folder / "tsa.pem").read_bytes())
     code, report = verify_json(home, "--tsa-ca", str(pinned))
-    assert code == 3, report["problems"]
-    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert code == 0, report["problems"]  # the pinned TSA's token anchors
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp-ignored"]
     assert "signed by the TSA certificate of CN=another TSA" in bad["message"]
     assert "not by the TSA certificate given" in bad["message"]
     [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
@@ -427,6 +429,30 @@ def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, tsa, ca, tmp
     )
     proc = ok(mltrail(home, "timestamp", "--tsa", tsa.url, "--json", env=env))
     assert json.loads(proc.stdout)[0]["new"] is True
+
+
+def test_a_forged_token_stored_before_a_genuine_one_is_ignored(home, tsa, ca, tmp_path):
+    """With no TSA CA set, stamping keeps any reply with the request's nonce and
+    imprint: one forged on the way to an http:// TSA was stored, and as
+    evidence rows are never removed every later `verify --tsa-ca` failed for
+    good, even after the checkpoint was stamped again by the genuine TSA. With a
+    verified token of the same checkpoint it proves nothing and is a warning."""
+    other = make_tsa_ca(tmp_path / "other", name="another")
+    with TsaServer(other) as wrong:
+        ok(mltrail(home, "checkpoint", "--tsa", wrong.url))  # no CA set: kept
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3, report["problems"]  # nothing genuine stamps it: an error
+    assert codes(report, "error") == ["timestamp"]
+    env = {"MLTRAIL_TSA_CA": str(ca.ca_pem)}
+    proc = ok(mltrail(home, "timestamp", "--tsa", tsa.url, "--json", env=env))
+    assert json.loads(proc.stdout)[0]["new"] is True
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 0, report["problems"]
+    [ignored] = [p for p in report["problems"] if p["code"] == "timestamp-ignored"]
+    assert ignored["severity"] == "warning"
+    assert "does not verify against the trusted TSA CA" in ignored["message"]
+    assert "covers its records" in ignored["message"]
+    assert [a["kind"] for a in report["anchors"]].count("timestamp") == 1
 
 
 def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):

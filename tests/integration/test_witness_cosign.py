@@ -153,6 +153,35 @@ def test_a_tampered_cosignature_fails(home, w1):
     assert "does not verify" in bad["message"]
 
 
+def test_a_forged_line_beside_a_genuine_cosignature_is_ignored(home, w1):
+    """A cosigned file with a forged line by a required witness is stored (the
+    import knows no witness keys) and evidence rows are never removed: every
+    later `verify --witness-key` failed for good, even once the witness's genuine
+    cosignature of the same checkpoint, or of a later one, was stored. With a
+    genuine one covering its records it proves nothing and is a warning."""
+    cosigned = ok(w1.cosign(home, request(home), "--log-key", log_key(home))).stdout
+    body, _, line = cosigned.rstrip("\n").rpartition("\n")
+    name, encoded = line.rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(encoded))
+    raw[-1] ^= 0x01  # the signature
+    forged = f"{body}\n{name} {base64.b64encode(bytes(raw)).decode()}\n"
+    ok(mltrail(home, "checkpoint", "--cosigned", "-", stdin=forged))
+    code, report = verify_json(home, "--witness-key", w1.vkey)
+    assert code == 3, report["problems"]  # nothing genuine vouches: still an error
+    assert "cosignature" in codes(report, "error")
+    ok(mltrail(home, "checkpoint", "--cosigned", "-", stdin=cosigned))
+    note(home, "b")
+    later = ok(w1.cosign(home, request(home, old=2))).stdout
+    ok(mltrail(home, "checkpoint", "--cosigned", "-", stdin=later))
+    code, report = verify_json(home, "--witness-key", w1.vkey)
+    assert code == 0, report["problems"]
+    [ignored] = [p for p in report["problems"] if p["code"] == "cosignature-ignored"]
+    assert ignored["severity"] == "warning"
+    assert "does not verify" in ignored["message"]
+    assert "checkpoint of size 3 covers its records" in ignored["message"]
+    assert "cosignature" not in codes(report)
+
+
 def test_the_witness_refuses_a_smaller_checkpoint(home, w1):
     old = ok(mltrail(home, "checkpoint")).stdout  # size 2
     note(home, "b")

@@ -651,6 +651,7 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
     than the newest checkpoint a required witness cosigned are ``unwitnessed``.
     """
     witnessed: dict[str, int] = {}
+    failed: list[tuple[int, int, Any]] = []
     timed: list[tuple[int, Any, str]] = []
     for i, group in enumerate(groups):
         found = _evidence_checkpoint(ctx, i, group)
@@ -660,7 +661,7 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
         for check in _checks(ctx, i, text, group["items"]):
             ctx.report.evidence.append(check)
             if check.status is EvidenceStatus.FAILED:
-                ctx.problem(None, check.kind, f"evidence[{i}]: {check.message}")
+                failed.append((i, size, check))
             elif check.status is EvidenceStatus.UNVERIFIED:
                 ctx.warn(
                     None, f"{check.kind}-unverified", f"evidence[{i}]: {check.message}"
@@ -677,6 +678,9 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
                 )
                 if future is not None:
                     ctx.add(future)
+    stamped = max((s for s, c, _ in timed if c.kind != COSIGNATURE), default=0)
+    for i, size, check in failed:
+        _failed_evidence(ctx, i, size, check, stamped, witnessed)
     _check_dates(ctx, timed)
     for key in ctx.policy.witness_keys:
         if key.short() not in witnessed:
@@ -687,6 +691,39 @@ def check_evidence(ctx: BundleContext, groups: list[Any]) -> None:
             )
         else:
             _check_witnessed(ctx, key.short(), witnessed[key.short()])
+
+
+def _failed_evidence(
+    ctx: BundleContext,
+    i: int,
+    size: int,
+    check: Any,
+    stamped: int,
+    witnessed: dict[str, int],
+) -> None:
+    """A carried token or cosignature that does not verify: an error, unless a
+    verified one of the same kind (a cosignature: by the same witness; one no
+    witness can be told of: by every required witness) is about a checkpoint of
+    the same or a larger size, which then anchors the records it would cover:
+    the warning ``<kind>-ignored``, as ``mltrail verify`` says (ADR 0015
+    amendment of 2026-12-08)."""
+    if check.kind != COSIGNATURE:
+        anchored = stamped
+    elif check.issuer != "?":
+        anchored = witnessed.get(check.issuer, 0)
+    else:
+        keys = [key.short() for key in ctx.policy.witness_keys]
+        anchored = min((witnessed.get(key, 0) for key in keys), default=0)
+    if 0 < size <= anchored:
+        ctx.warn(
+            None,
+            f"{check.kind}-ignored",
+            f"evidence[{i}]: {check.message}; it proves nothing and is ignored: a "
+            f"verified {'cosignature' if check.kind == COSIGNATURE else 'timestamp'}"
+            f" of the checkpoint of size {anchored} covers its records",
+        )
+    else:
+        ctx.problem(None, check.kind, f"evidence[{i}]: {check.message}")
 
 
 def check_future(ctx: BundleContext) -> None:

@@ -211,12 +211,16 @@ def _check_tokens(
     policy: EvidencePolicy,
     rows: Sequence[StoredEvidence],
 ) -> None:
+    checked = []
     for row in rows:
         item = Evidence(RFC3161, row.checkpoint, row.data)
         check = verify_evidence(row.checkpoint, [item], tsa_roots=policy.tsa_roots)[0]
+        held = check.status is EvidenceStatus.VERIFIED and _holds(store, row.checkpoint)
         # the size the checkpoint signs, never the row's own size column: a row
         # filed under a larger size would stretch the token over later records
-        size = _size(row.checkpoint)
+        checked.append((row, check, _size(row.checkpoint), held))
+    stamped = max((size for _, _, size, held in checked if held), default=0)
+    for row, check, size, held in checked:
         where = f"timestamp #{row.id} of the checkpoint of size {size}"
         if row.size != size:
             report.problems.append(
@@ -229,7 +233,7 @@ def _check_tokens(
             )
         if check.status is EvidenceStatus.FAILED:
             report.problems.append(
-                Problem(max(size, 1) - 1, "timestamp", f"{where}: {check.message}")
+                _failed_evidence("timestamp", size, stamped, where, check)
             )
         elif check.status is EvidenceStatus.UNVERIFIED:
             report.problems.append(
@@ -240,7 +244,7 @@ def _check_tokens(
                     Severity.WARNING,
                 )
             )
-        elif _holds(store, row.checkpoint):
+        elif held:
             report.anchors.append(_time_anchor(size, check, policy))
             _check_dates(report, size, check, f"timestamp #{row.id}")
             future = (
@@ -293,22 +297,50 @@ def _check_witnesses(
     notes += [(where, text, text.encode()) for where, text in policy.notes]
     for key in policy.witness_keys:
         best: tuple[int, EvidenceCheck] | None = None
+        failed: list[tuple[int, str, EvidenceCheck]] = []
         for where, checkpoint, data in notes:
             item = Evidence(COSIGNATURE, checkpoint, data)
             for check in verify_evidence(checkpoint, [item], witness_keys=[key]):
                 size = _size(checkpoint)
                 if check.status is EvidenceStatus.FAILED:
-                    report.problems.append(
-                        Problem(
-                            max(size - 1, 0), "cosignature", f"{where}: {check.message}"
-                        )
-                    )
+                    failed.append((size, where, check))
                 elif _holds(store, checkpoint):
                     what = f"{where} (witness {key.short()})"
                     _check_dates(report, size, check, what, Severity.WARNING)
                     if best is None or size > best[0]:
                         best = (size, check)
+        witnessed = best[0] if best is not None else 0
+        for size, where, check in failed:
+            report.problems.append(
+                _failed_evidence("cosignature", size, witnessed, where, check)
+            )
         _report_witness(report, key, best)
+
+
+def _failed_evidence(
+    code: str, size: int, anchored: int, where: str, check: EvidenceCheck
+) -> Problem:
+    """The problem of a stored token or cosignature that does not verify.
+
+    An error (``code``), unless a verified one of the same kind (for a
+    cosignature, by the same witness) is about a checkpoint this ledger holds
+    of the same or a larger size (``anchored``): then the records it would
+    cover are anchored by that genuine one, and it is the warning
+    ``<code>-ignored``. Evidence rows are never removed, so a forged reply of a
+    TSA reached over plain HTTP, or a forged line in a cosigned file, would
+    otherwise fail every later verification of the ledger for good; stamping or
+    cosigning the checkpoint again turns it into this warning (ADR 0015
+    amendment of 2026-12-08).
+    """
+    if 0 < size <= anchored:
+        return Problem(
+            size - 1,
+            f"{code}-ignored",
+            f"{where}: {check.message}; it proves nothing and is ignored: a "
+            f"verified {code} of the checkpoint of size {anchored} covers its records",
+            Severity.WARNING,
+        )
+    return Problem(max(size, 1) - 1, code, f"{where}: {check.message}")
 
 
 def _report_witness(
