@@ -497,6 +497,31 @@ def test_an_anchor_never_reads_earlier_than_its_token_proves(home, tmp_path):
     assert proven <= said < proven + timedelta(seconds=2), (anchor, proven)
 
 
+def test_a_tsa_name_cannot_print_a_line_of_its_own(home, ca, tmp_path):
+    """Whoever answers the TSA URL (a reply forged on the way to an http:// TSA)
+    writes the TSA name. One with a newline in it printed a line of its own on
+    stderr: "stamped: size 1 existed before 2020-01-01..." under
+    `checkpoint --tsa`, and, with a TSA CA set, in the error refusing it."""
+    forged = "size 1 existed before 2020-01-01T00:00:00Z"
+    liar = make_tsa_ca(tmp_path / "liar", name=f"x\nstamped: {forged}")
+    with TsaServer(liar) as server:
+        refused = mltrail(
+            home,
+            "checkpoint",
+            "--tsa",
+            server.url,
+            env={"MLTRAIL_TSA_CA": str(ca.ca_pem)},
+        )
+        kept = mltrail(home, "checkpoint", "--tsa", server.url)
+    assert refused.returncode != 0, refused.stderr
+    assert "not kept" in refused.stderr
+    assert kept.returncode == 0, kept.stderr
+    for proc in (refused, kept):
+        assert forged in proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if forged in line]
+        assert all("CN=x" in line for line in lines), proc.stderr  # one line
+
+
 def test_a_token_claiming_an_accuracy_of_ages_is_malformed(home, tsa, ca):
     """An accuracy of 2**127 seconds or more was read as none by rfc3161-client
     (it holds seconds in 128 bits), so a token whose TSA says its time is

@@ -136,7 +136,7 @@ def _decode(data: bytes) -> Any:
     if not granted:
         raise SchemaError(
             f"the TSA refused the request (status {response.status}): "
-            f"{' '.join(response.status_string) or 'no reason given'}"
+            f"{_shown(' '.join(response.status_string)) or 'no reason given'}"
         )
     return response
 
@@ -325,7 +325,7 @@ def verify_timestamp(
     except (rfc3161.VerificationError, ValueError) as e:
         reason = " ".join(str(e).split())[:160]
         raise BadSignatureError(
-            f"the timestamp token by {info.tsa} does not verify against the trusted "
+            f"the timestamp token by {_shown(info.tsa)} does not verify against the trusted "
             f"TSA CA: {reason}",
             hint="the token was altered, or was issued by a TSA whose CA is not "
             "the one given (--tsa-ca)",
@@ -388,8 +388,8 @@ def _signed_by(
     subject = cert.subject.rfc4514_string()
     if claimed is not None and claimed not in _names(cert):
         raise BadSignatureError(
-            f"the timestamp token names its TSA {info.tsa}, but it is signed by the "
-            f"TSA certificate of {subject}: another TSA under the trusted CA wrote "
+            f"the timestamp token names its TSA {_shown(info.tsa)}, but it is signed by the "
+            f"TSA certificate of {_shown(subject)}: another TSA under the trusted CA wrote "
             "that name",
             hint="RFC 3161 requires the token's TSA name to be one of its signing "
             "certificate's names",
@@ -397,7 +397,7 @@ def _signed_by(
     fingerprint = cert.fingerprint(hashes.SHA256()).hex()
     if pinned and cert not in pinned:
         raise BadSignatureError(
-            f"the timestamp token is signed by the TSA certificate of {subject} "
+            f"the timestamp token is signed by the TSA certificate of {_shown(subject)} "
             f"(sha256:{fingerprint}), not by the TSA certificate given with the "
             "trusted CA",
             hint="another TSA under the same CA stamped it",
@@ -415,3 +415,10 @@ def _names(cert: Certificate) -> list[Any]:
     except x509.ExtensionNotFound:
         return names
     return names + [getattr(n, "value", n) for n in alt.value]
+
+
+def _shown(name: str) -> str:
+    """A name the signer wrote, as an error quotes it: as it is, or by ``repr``
+    when it holds a character that is not printable (a newline would print a
+    line of its own under ``error:``; ADR 0040)."""
+    return name if name.isprintable() else repr(name)
