@@ -203,12 +203,12 @@ def _time_fields(tst_info: bytes) -> tuple[bool, timedelta]:
     at = [i for i, (kind, _) in enumerate(fields) if kind == _GENERALIZED_TIME][:1]
     if not at:
         raise ValueError("TSTInfo without a genTime")
-    gen_time = fields[at[0]][1]
-    fraction = gen_time.partition(b".")[2].rstrip(b"Z")
-    accuracy = fields[at[0] + 1 : at[0] + 2]
-    if not accuracy or accuracy[0][0] != _SEQUENCE:  # ordering, nonce, ...: none
-        return fraction.strip(b"0") != b"", timedelta(0)
-    return fraction.strip(b"0") != b"", _accuracy(_der_items(accuracy[0][1]))
+    fraction = fields[at[0]][1].partition(b".")[2].rstrip(b"Z")
+    fractional = fraction.strip(b"0") != b""
+    after = fields[at[0] + 1 : at[0] + 2]
+    if not after or after[0][0] != _SEQUENCE:  # no accuracy: ordering, nonce, ...
+        return fractional, timedelta(0)
+    return fractional, _accuracy(_der_items(after[0][1]))
 
 
 def _accuracy(parts: list[tuple[int, bytes]]) -> timedelta:
@@ -216,7 +216,9 @@ def _accuracy(parts: list[tuple[int, bytes]]) -> timedelta:
     value = {tag: int.from_bytes(raw, "big", signed=True) for tag, raw in parts}
     seconds = value.get(_INTEGER, 0)
     if not 0 <= seconds <= _MAX_ACCURACY_S:
-        raise ValueError(f"accuracy of {seconds} seconds is out of range")
+        big = abs(seconds).bit_length() > 256  # str() of a 4300-digit int fails
+        shown = f"2**{abs(seconds).bit_length() - 1} or more" if big else seconds
+        raise ValueError(f"accuracy of {shown} seconds is out of range")
     if not all(0 <= value.get(tag, 0) <= 999 for tag in (_MILLIS, _MICROS)):
         raise ValueError("accuracy millis or micros out of range")
     return timedelta(
