@@ -497,6 +497,28 @@ def test_an_anchor_never_reads_earlier_than_its_token_proves(home, tmp_path):
     assert proven <= said < proven + timedelta(seconds=2), (anchor, proven)
 
 
+def test_a_nameless_token_of_a_pinned_tsa_is_stamped_and_verified(home, tmp_path):
+    """Honest setups the checks above must leave alone: a TSA whose tokens carry
+    no TSA name (RFC 3161 makes it optional; `openssl ts` with tsa_name = no),
+    stamped with the home's TSA CA set to a chain file that holds the TSA's own
+    certificate (which pins it), then verified: the anchor names the signing
+    certificate, as for a named token."""
+    nameless = make_tsa_ca(tmp_path / "nameless")
+    config = nameless.config.read_text().replace("tsa_name = yes", "tsa_name = no")
+    nameless.config.write_text(config)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(
+        nameless.ca_pem.read_bytes() + (nameless.folder / "tsa.pem").read_bytes()
+    )
+    env = {"MLTRAIL_TSA_CA": str(chain)}
+    with TsaServer(nameless) as server:
+        ok(mltrail(home, "checkpoint", "--tsa", server.url, env=env))
+    code, report = verify_json(home, "--tsa-ca", str(chain))
+    assert code == 0, report["problems"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
+
+
 def test_a_tsa_name_cannot_print_a_line_of_its_own(home, ca, tmp_path):
     """Whoever answers the TSA URL (a reply forged on the way to an http:// TSA)
     writes the TSA name. One with a newline in it printed a line of its own on
