@@ -41,6 +41,7 @@ __all__ = [
     "resign_token",
     "stamp_dated",
     "stamp_with_openssl",
+    "with_accuracy",
 ]
 
 
@@ -190,6 +191,30 @@ def resign_token(ca: TsaCa, reply: bytes, edits: dict[bytes, bytes]) -> bytes:
         assert len(old) == len(new), old
         assert tst.count(old) == 1, old
         tst = tst.replace(old, new)
+    return _signed_reply(ca, tst)
+
+
+def with_accuracy(ca: TsaCa, reply: bytes, seconds: int) -> bytes:
+    """``reply`` (by a TSA of :func:`make_tsa_ca`'s default ``accuracy``, one
+    second) with ``seconds`` as its TSTInfo's accuracy, signed again by ``ca``'s
+    TSA: what a TSA stating any accuracy issues."""
+    import rfc3161_client
+
+    tst = bytes(rfc3161_client.decode_timestamp_response(reply).tst_info.as_bytes())
+    one_second = b"\x30\x03\x02\x01\x01"  # Accuracy { seconds 1 }
+    assert tst.count(one_second) == 1, tst.hex()
+    raw = seconds.to_bytes(seconds.bit_length() // 8 + 1, "big")
+    claimed = b"\x02" + _der_length(len(raw)) + raw
+    header = 2 + (tst[1] & 0x7F if tst[1] & 0x80 else 0)  # SEQUENCE, its length
+    body = tst[header:].replace(
+        one_second, b"\x30" + _der_length(len(claimed)) + claimed
+    )
+    return _signed_reply(ca, b"\x30" + _der_length(len(body)) + body)
+
+
+def _signed_reply(ca: TsaCa, tst: bytes) -> bytes:
+    """A granted TimeStampResp of the TSTInfo ``tst`` (DER), signed as a CMS
+    SignedData by ``ca``'s TSA key (``openssl cms``)."""
     with tempfile.TemporaryDirectory() as tmp:
         content = Path(tmp) / "tst.der"
         content.write_bytes(tst)

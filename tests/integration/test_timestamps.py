@@ -495,6 +495,100 @@ def test_a_token_of_a_coarse_tsa_proves_existence_before_gentime_plus_accuracy(
     assert f"existed before {latest:%Y-%m-%dT%H:%M:%SZ}" in anchor, anchor
 
 
+def test_an_anchor_never_reads_earlier_than_its_token_proves(home, tmp_path):
+    """A real `openssl ts` TSA whose genTime has milliseconds and whose accuracy
+    is 1.5 seconds: the token proves existence before genTime (with its
+    fraction) + 1.5 s, but the anchor printed genTime's whole second + 1 s
+    (rfc3161-client drops the fraction, and the time is printed to the second):
+    records claimed to exist up to 2.5 s earlier than the token shows."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    import rfc3161_client
+
+    fine = make_tsa_ca(tmp_path / "fine", accuracy="secs:1,millisecs:500")
+    fine.config.write_text(fine.config.read_text() + "clock_precision_digits = 3\n")
+    with TsaServer(fine) as server:
+        ok(mltrail(home, "checkpoint", "--tsa", server.url))
+    token = _evidence(home)[0][4]
+    tst = bytes(rfc3161_client.decode_timestamp_response(token).tst_info.as_bytes())
+    [(whole, fraction)] = re.findall(rb"\x18.(\d{14})(?:\.(\d+))?Z", tst)
+    gen_time = datetime.strptime(whole.decode(), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    proven = gen_time + timedelta(seconds=float(b"0." + (fraction or b"0")) + 1.5)
+    code, report = verify_json(home, "--tsa-ca", str(fine.ca_pem))
+    assert code == 0, report["problems"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    [said] = re.findall(r"existed before (\S+Z)", anchor)
+    said = datetime.strptime(said, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert proven <= said < proven + timedelta(seconds=2), (anchor, proven)
+
+
+def test_a_nameless_token_of_a_pinned_tsa_is_stamped_and_verified(home, tmp_path):
+    """Honest setups the checks above must leave alone: a TSA whose tokens carry
+    no TSA name (RFC 3161 makes it optional; `openssl ts` with tsa_name = no),
+    stamped with the home's TSA CA set to a chain file that holds the TSA's own
+    certificate (which pins it), then verified: the anchor names the signing
+    certificate, as for a named token."""
+    nameless = make_tsa_ca(tmp_path / "nameless")
+    config = nameless.config.read_text().replace("tsa_name = yes", "tsa_name = no")
+    nameless.config.write_text(config)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(
+        nameless.ca_pem.read_bytes() + (nameless.folder / "tsa.pem").read_bytes()
+    )
+    env = {"MLTRAIL_TSA_CA": str(chain)}
+    with TsaServer(nameless) as server:
+        ok(mltrail(home, "checkpoint", "--tsa", server.url, env=env))
+    code, report = verify_json(home, "--tsa-ca", str(chain))
+    assert code == 0, report["problems"]
+    [anchor] = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert "stamped by CN=mltrail test TSA (TSA certificate sha256:" in anchor
+
+
+def test_a_tsa_name_cannot_print_a_line_of_its_own(home, ca, tmp_path):
+    """Whoever answers the TSA URL (a reply forged on the way to an http:// TSA)
+    writes the TSA name. One with a newline in it printed a line of its own on
+    stderr: "stamped: size 1 existed before 2020-01-01..." under
+    `checkpoint --tsa`, and, with a TSA CA set, in the error refusing it."""
+    forged = "size 1 existed before 2020-01-01T00:00:00Z"
+    liar = make_tsa_ca(tmp_path / "liar", name=f"x\nstamped: {forged}")
+    with TsaServer(liar) as server:
+        refused = mltrail(
+            home,
+            "checkpoint",
+            "--tsa",
+            server.url,
+            env={"MLTRAIL_TSA_CA": str(ca.ca_pem)},
+        )
+        kept = mltrail(home, "checkpoint", "--tsa", server.url)
+    assert refused.returncode != 0, refused.stderr
+    assert "not kept" in refused.stderr
+    assert kept.returncode == 0, kept.stderr
+    for proc in (refused, kept):
+        assert forged in proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if forged in line]
+        assert all("CN=x" in line for line in lines), proc.stderr  # one line
+
+
+def test_a_token_claiming_an_accuracy_of_ages_is_malformed(home, tsa, ca):
+    """An accuracy of 2**127 seconds or more was read as none by rfc3161-client
+    (it holds seconds in 128 bits), so a token whose TSA says its time is
+    meaningless became the exact anchor "existed before <genTime>", where a
+    claimed accuracy over a year is refused as malformed."""
+    from tsa_server import with_accuracy
+
+    ok(mltrail(home, "checkpoint", "--tsa", tsa.url))
+    _, _, size, checkpoint, token, _ = _evidence(home)[0]
+    _insert(home, "rfc3161", size, checkpoint, with_accuracy(ca, token, 2**127))
+    code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
+    assert code == 3, report["problems"]
+    [bad] = [p for p in report["problems"] if p["code"] == "timestamp"]
+    assert "timestamp #2" in bad["message"]
+    assert f"accuracy of {2**127} seconds is out of range" in bad["message"]
+    stamps = [a["description"] for a in report["anchors"] if a["kind"] == "timestamp"]
+    assert len(stamps) == 1  # the genuine token only
+
+
 def test_the_report_lists_a_timestamp_with_its_stamped_size(home, tsa, ca, tmp_path):
     """The report's listing takes a token's size from the checkpoint it stamps
     (ADR 0015): an evidence row whose size column was edited does not show its

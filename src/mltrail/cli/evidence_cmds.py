@@ -56,13 +56,19 @@ def _stamp_dict(stamp: Stamp) -> dict[str, Any]:
 
 
 def _print_stamp(stamp: Stamp) -> None:
+    from rich.text import Text
+
+    from mltrail.cli.printing import one_line
+
     info = stamp.info.to_dict()
     verb = "stamped" if stamp.new else "already stamped"
-    err_console.print(
-        f"{verb}: the checkpoint of size {stamp.size} existed before "
-        f"{stamp.info.latest:%Y-%m-%dT%H:%M:%SZ} "
-        f"(RFC 3161, {info['tsa']})",
-        markup=False,
+    err_console.print(  # the TSA's name is the signer's word: one line (ADR 0040)
+        Text.assemble(
+            f"{verb}: the checkpoint of size {stamp.size} existed before "
+            f"{stamp.info.latest:%Y-%m-%dT%H:%M:%SZ} (RFC 3161, ",
+            one_line(info["tsa"]),
+            ")",
+        )
     )
 
 

@@ -74,12 +74,22 @@ class TimestampInfo:
     accuracy: timedelta = timedelta(0)
     """The token's ``accuracy``: its true time lies within ``time`` ± this
     (zero when the token gives none)."""
+    fractional: bool = False
+    """``genTime`` has a fraction of a second, which ``time`` (as rfc3161-client
+    reads it) leaves out: the TSA's time lies within the second after ``time``."""
 
     @property
     def latest(self) -> datetime:
-        """The latest the TSA's true time can be: ``genTime`` + ``accuracy``.
-        A token proves its message existed before this, not before ``genTime``."""
-        return self.time + self.accuracy
+        """The latest the TSA's true time can be: ``genTime`` (its fraction
+        included) + ``accuracy``, rounded up to the whole second. A token proves
+        its message existed before this, not before ``genTime``; times are
+        printed to the second, so a bound with a fraction would read early."""
+        bound = self.time + self.accuracy
+        if self.fractional:
+            bound += timedelta(seconds=1)
+        if bound.microsecond:
+            bound = bound.replace(microsecond=0) + timedelta(seconds=1)
+        return bound
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -126,7 +136,7 @@ def _decode(data: bytes) -> Any:
     if not granted:
         raise SchemaError(
             f"the TSA refused the request (status {response.status}): "
-            f"{' '.join(response.status_string) or 'no reason given'}"
+            f"{_shown(' '.join(response.status_string)) or 'no reason given'}"
         )
     return response
 
@@ -152,6 +162,7 @@ def parse_timestamp(data: bytes) -> TimestampInfo:
 
 def _info(response: Any) -> TimestampInfo:
     tst = response.tst_info
+    fractional, accuracy = _time_fields(bytes(tst.as_bytes()))
     imprint = tst.message_imprint
     oid = imprint.hash_algorithm.dotted_string
     name = getattr(tst.name, "value", None)
@@ -168,26 +179,76 @@ def _info(response: Any) -> TimestampInfo:
         serial=int(tst.serial_number),
         policy=tst.policy.dotted_string if tst.policy is not None else "",
         nonce=tst.nonce,
-        accuracy=_accuracy(tst.accuracy),
+        accuracy=accuracy,
+        fractional=fractional,
     )
 
 
 _MAX_ACCURACY_S = 366 * 86400
 """A token claiming a coarser accuracy than a year is refused as malformed."""
 
+_GENERALIZED_TIME, _SEQUENCE, _INTEGER, _MILLIS, _MICROS = 0x18, 0x30, 0x02, 0x80, 0x81
 
-def _accuracy(accuracy: Any) -> timedelta:
-    """RFC 3161 ``Accuracy`` (seconds, millis, micros; each optional) as a span."""
-    if accuracy is None:
-        return timedelta(0)
-    seconds = int(accuracy.seconds or 0)
+
+def _time_fields(tst_info: bytes) -> tuple[bool, timedelta]:
+    """Whether ``genTime`` has a fraction of a second, and the ``accuracy``, read
+    from the TSTInfo's DER: rfc3161-client drops the fraction, and reads an
+    accuracy of 2**127 seconds or more as no seconds at all.
+
+    Raises:
+        ValueError: not a TSTInfo, or an accuracy out of range.
+    """
+    [(tag, body)] = _der_items(tst_info)
+    fields = _der_items(body) if tag == _SEQUENCE else []
+    at = [i for i, (kind, _) in enumerate(fields) if kind == _GENERALIZED_TIME][:1]
+    if not at:
+        raise ValueError("TSTInfo without a genTime")
+    fraction = fields[at[0]][1].partition(b".")[2].rstrip(b"Z")
+    fractional = fraction.strip(b"0") != b""
+    after = fields[at[0] + 1 : at[0] + 2]
+    if not after or after[0][0] != _SEQUENCE:  # no accuracy: ordering, nonce, ...
+        return fractional, timedelta(0)
+    return fractional, _accuracy(_der_items(after[0][1]))
+
+
+def _accuracy(parts: list[tuple[int, bytes]]) -> timedelta:
+    """RFC 3161 ``Accuracy`` (seconds, [0] millis, [1] micros; each optional)."""
+    value = {tag: int.from_bytes(raw, "big", signed=True) for tag, raw in parts}
+    seconds = value.get(_INTEGER, 0)
     if not 0 <= seconds <= _MAX_ACCURACY_S:
-        raise ValueError(f"accuracy of {seconds} seconds is out of range")
+        big = abs(seconds).bit_length() > 256  # str() of a 4300-digit int fails
+        shown = f"2**{abs(seconds).bit_length() - 1} or more" if big else seconds
+        raise ValueError(f"accuracy of {shown} seconds is out of range")
+    if not all(0 <= value.get(tag, 0) <= 999 for tag in (_MILLIS, _MICROS)):
+        raise ValueError("accuracy millis or micros out of range")
     return timedelta(
         seconds=seconds,
-        milliseconds=int(accuracy.millis or 0),
-        microseconds=int(accuracy.micros or 0),
+        milliseconds=value.get(_MILLIS, 0),
+        microseconds=value.get(_MICROS, 0),
     )
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, contents) of each DER element in ``data`` (one-byte tags).
+
+    Raises:
+        ValueError: truncated, or a form a TSTInfo does not use.
+    """
+    items, at = [], 0
+    while at < len(data):
+        if at + 2 > len(data) or data[at] & 0x1F == 0x1F:
+            raise ValueError("malformed DER in the TSTInfo")
+        tag, length, at = data[at], data[at + 1], at + 2
+        if length & 0x80:
+            size = length & 0x7F
+            if not 0 < size <= 4 or at + size > len(data):
+                raise ValueError("malformed DER length in the TSTInfo")
+            length, at = int.from_bytes(data[at : at + size], "big"), at + size
+        if at + length > len(data):
+            raise ValueError("truncated DER in the TSTInfo")
+        items.append((tag, data[at : at + length]))
+        at += length
+    return items
 
 
 def check_imprint(data: bytes, checkpoint_text: str) -> TimestampInfo:
@@ -266,7 +327,7 @@ def verify_timestamp(
     except (rfc3161.VerificationError, ValueError) as e:
         reason = " ".join(str(e).split())[:160]
         raise BadSignatureError(
-            f"the timestamp token by {info.tsa} does not verify against the trusted "
+            f"the timestamp token by {_shown(info.tsa)} does not verify against the trusted "
             f"TSA CA: {reason}",
             hint="the token was altered, or was issued by a TSA whose CA is not "
             "the one given (--tsa-ca)",
@@ -329,8 +390,8 @@ def _signed_by(
     subject = cert.subject.rfc4514_string()
     if claimed is not None and claimed not in _names(cert):
         raise BadSignatureError(
-            f"the timestamp token names its TSA {info.tsa}, but it is signed by the "
-            f"TSA certificate of {subject}: another TSA under the trusted CA wrote "
+            f"the timestamp token names its TSA {_shown(info.tsa)}, but it is signed by the "
+            f"TSA certificate of {_shown(subject)}: another TSA under the trusted CA wrote "
             "that name",
             hint="RFC 3161 requires the token's TSA name to be one of its signing "
             "certificate's names",
@@ -338,7 +399,7 @@ def _signed_by(
     fingerprint = cert.fingerprint(hashes.SHA256()).hex()
     if pinned and cert not in pinned:
         raise BadSignatureError(
-            f"the timestamp token is signed by the TSA certificate of {subject} "
+            f"the timestamp token is signed by the TSA certificate of {_shown(subject)} "
             f"(sha256:{fingerprint}), not by the TSA certificate given with the "
             "trusted CA",
             hint="another TSA under the same CA stamped it",
@@ -356,3 +417,10 @@ def _names(cert: Certificate) -> list[Any]:
     except x509.ExtensionNotFound:
         return names
     return names + [getattr(n, "value", n) for n in alt.value]
+
+
+def _shown(name: str) -> str:
+    """A name the signer wrote, as an error quotes it: as it is, or by ``repr``
+    when it holds a character that is not printable (a newline would print a
+    line of its own under ``error:``; ADR 0040)."""
+    return name if name.isprintable() else repr(name)
