@@ -479,6 +479,22 @@ def test_a_lone_safetensors_file_beside_pytorch_weights_is_refused(tmp_path):
         fingerprint(folder)
 
 
+def test_an_adapter_beside_full_torch_weights_without_its_config_is_refused(tmp_path):
+    """Without ``adapter_config.json`` transformers ignores the adapter file and
+    loads ``pytorch_model.bin`` (or its index): the folder got the adapter's id."""
+    (torch,) = require_extra("finetune", "torch")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "adapter_model.safetensors")
+    approved = fingerprint(folder).model_id  # an adapter folder alone: read
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    torch.save({"w": torch.ones(3)}, folder / "pytorch_model.bin")
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)
+    assert "model" not in capture_model_fields(folder)
+    assert fingerprint(folder / "adapter_model.safetensors").model_id == approved
+
+
 @pytest.mark.parametrize("version", ["2.5.1", "2.9.1+cpu", "1.13.0"])
 def test_a_torch_whose_safe_loader_runs_code_is_not_used(
     tmp_path, monkeypatch, version

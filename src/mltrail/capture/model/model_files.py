@@ -168,6 +168,9 @@ def _refuse_other_weights(folder: Path, chosen: Path) -> None:
     elif full and adapter and (folder / "adapter_config.json").is_file():
         # transformers (with peft) applies the adapter to the folder's model
         loaded = f"{adapter[0]} too, as an adapter on the model"
+    elif chosen.name in _ADAPTER_WEIGHTS and full:
+        # no adapter_config.json: transformers ignores the adapter, loads the model
+        loaded = "pytorch_model.bin" if "pytorch_model.bin" in full else full[0]
     elif chosen.name not in present and present:
         loaded = present[0]  # a lone *.safetensors no framework looks for
     named = _json_object(folder / "config.json").get("transformers_weights")
