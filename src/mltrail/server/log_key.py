@@ -409,6 +409,4 @@ def _own_file(path: Path) -> bool:
         st = path.lstat()
     except OSError:
         return False
-    return (
-        stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
-    )
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
