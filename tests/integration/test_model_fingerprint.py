@@ -495,6 +495,22 @@ def test_an_adapter_beside_full_torch_weights_without_its_config_is_refused(tmp_
     assert fingerprint(folder / "adapter_model.safetensors").model_id == approved
 
 
+@pytest.mark.parametrize("shape", ["deep", "shared"])
+def test_lists_of_plain_values_in_a_pickle_are_looked_through_once(tmp_path, shape):
+    """The walk for tensors in lists recursed once per level (a list 450 deep,
+    which torch saves and loads, crashed it with RecursionError) and followed
+    every path (a 2 KB pickle referencing one list twice at each of 40 levels
+    took 2**40 steps: a run writing it never ended). Plain values beside the
+    weights are ignored, as before."""
+    (torch,) = require_extra("finetune", "torch")
+    meta = [1]
+    for _ in range(450 if shape == "deep" else 40):
+        meta = [meta] if shape == "deep" else [meta, meta]
+    torch.save({"w": torch.ones(2), "meta": meta}, tmp_path / "m.pt")
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pt")
+    assert fingerprint(tmp_path / "m.pt") == fingerprint(tmp_path / "plain.pt")
+
+
 @pytest.mark.parametrize("version", ["2.5.1", "2.9.1+cpu", "1.13.0"])
 def test_a_torch_whose_safe_loader_runs_code_is_not_used(
     tmp_path, monkeypatch, version
