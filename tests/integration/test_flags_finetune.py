@@ -365,6 +365,13 @@ def test_a_shard_index_whose_shards_changed_is_not_the_recorded_model(cli):
     import torch
     from safetensors.torch import save_file
 
+    # the same index under another name: a link to it, a copy beside it
+    Path("approved").symlink_to(index)
+    Path("out/sharded/copy.json").write_bytes(Path(index).read_bytes())
+    assert json.loads(cli("lineage", "--up", "approved", "--json"))["root"] == recorded
     save_file({"w": torch.ones(4)}, "out/sharded/s1.safetensors")
     cli("lineage", "--up", index, "--json", code=2)
+    # checked by what the ledger recorded, not by the name given
+    cli("lineage", "--up", "approved", "--json", code=2)
+    cli("lineage", "--up", "out/sharded/copy.json", "--json", code=2)
     assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded

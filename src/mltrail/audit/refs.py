@@ -224,7 +224,7 @@ def node_for_path(index: Index, path: Path) -> str:
                     (sha,),
                 )
             ]
-            if models and path.name.endswith(".index.json"):
+            if models and _an_index(index, path, sha):
                 return f"model:{_check_weights(path, models, 'names shards that hold')}"
             return f"model:{models[0]}" if models else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
@@ -259,6 +259,21 @@ def node_for_path(index: Index, path: Path) -> str:
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
 
 
+def _an_index(index: Index, path: Path, sha: str) -> bool:
+    """Whether the file ``path`` (of SHA-256 ``sha``) is a shard index: by its
+    name, or by the name the ledger recorded its bytes under (a link or a copy
+    of another name names the same shards)."""
+    if path.name.endswith(".index.json"):
+        return True
+    return bool(
+        index.query(
+            "SELECT 1 FROM data WHERE sha256 = ? AND model IS NOT NULL "
+            "AND path LIKE '%.index.json' LIMIT 1",
+            (sha,),
+        )
+    )
+
+
 def _check_weights(path: Path, models: list[str], holding: str) -> str:
     """The model of those recorded with ``path``'s bytes (``models``, oldest
     first) that its weights are now; refused when they are none of them: a
@@ -273,8 +288,13 @@ def _check_weights(path: Path, models: list[str], holding: str) -> str:
         InputError: the weights read through ``path`` are none of ``models`` (or
             cannot be read).
     """
+    import os
+
     from mltrail.capture.model.fingerprint import capture_model_fields
 
+    if path.is_file() and not path.name.endswith(".index.json"):
+        # a link of another name to an index: its shards lie beside the index
+        path = type(path)(os.path.realpath(path))
     now = capture_model_fields(path)
     if now.get("model") not in models:
         found = now.get("model") or now.get("model_error", "no model")
