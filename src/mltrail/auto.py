@@ -141,7 +141,9 @@ def _left_by_system_exit() -> bool | None:
     Python sets ``__main__.__file__`` before the script's code runs and removes
     it once that code returned or raised, but an uncaught ``SystemExit`` exits
     from inside, before the removal (CPython 3.11 to 3.13,
-    ``_PyRun_SimpleFileObject``): at ``atexit`` it is still there.
+    ``_PyRun_SimpleFileObject``): at ``atexit`` it is still there. Python
+    removes ``__cached__`` with it; only one of them gone is the script's own
+    doing (``del __file__``), which tells nothing: None.
     """
     main = sys.modules.get("__main__")
     names = getattr(main, "__dict__", None)
@@ -150,7 +152,10 @@ def _left_by_system_exit() -> bool | None:
         return None
     if "__spec__" not in names or names["__spec__"] is not None:
         return None  # run through runpy, which removes nothing
-    return "__file__" in names
+    left = "__file__" in names, "__cached__" in names
+    if left[0] != left[1]:
+        return None  # the script removed one itself (`del __file__`): Python both
+    return left[0]
 
 
 _USAGE = (

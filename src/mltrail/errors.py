@@ -14,7 +14,8 @@ branch to an exit code and prints ``str(error)`` plus ``error.hint``::
      │    ├── ProofError               a Merkle proof does not verify
      │    └── BadSignatureError        a signature does not verify
      ├── StoreError            exit 4  storage unavailable, corrupt, full or refusing
-     │    └── AppendConflictError      the head moved under an append
+     │    ├── AppendConflictError      the head moved under an append
+     │    └── SideStoreError           a store beside the ledger's (index, seal target)
      ├── AuthError             exit 5  wrong key password; authentication or role refused
      └── CaptureError          exit 2  a collector could not read what it needs
 """
@@ -34,6 +35,7 @@ __all__ = [
     "MltrailError",
     "ProofError",
     "SchemaError",
+    "SideStoreError",
     "StorageError",
     "StoreError",
     "UncoveredRecordsError",
@@ -130,6 +132,13 @@ StorageError = StoreError
 
 class AppendConflictError(StoreError):
     """The ledger head moved while an append was being prepared."""
+
+
+class SideStoreError(StoreError):
+    """A store beside the ledger's failed: the derived index (rebuilt from the
+    ledger), a seal target. It says nothing of the ledger's records, so a
+    reading command does not verify the ledger for it
+    (``mltrail.cli.printing.raise_if_tampered``)."""
 
 
 class AuthError(MltrailError):

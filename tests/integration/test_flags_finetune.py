@@ -324,6 +324,35 @@ index.write_text(json.dumps({"weight_map": {"w": "s1.safetensors"}}))
 """
 
 
+RESHARDED = """
+import json, pathlib, sys
+import numpy as np
+from safetensors.numpy import save_file
+index = pathlib.Path(sys.argv[1])
+index.parent.mkdir(parents=True, exist_ok=True)
+w = np.full(4, float(sys.argv[2]), dtype=np.float32)
+save_file({"w": w}, index.parent / "s1.safetensors")
+index.write_text(json.dumps({"weight_map": {"w": "s1.safetensors"}}))
+"""
+
+
+def test_a_shard_index_two_runs_wrote_names_the_model_its_shards_hold_now(cli):
+    """Two fine-tunes of one architecture write byte-identical indexes: the
+    index's sha256 was matched to the first run's model (any one of them),
+    so the second run's index was refused as "not the recorded model"."""
+    from mltrail.capture.model.fingerprint import capture_model_fields
+
+    Path("reshard.py").write_text(textwrap.dedent(RESHARDED))
+    index = "out/sharded/model.safetensors.index.json"
+    models = []
+    for value in ("1", "2"):
+        cli("run", "-q", "--name", f"tune-{value}", "--output", index,
+            "--", sys.executable, "reshard.py", index, value)  # fmt: skip
+        models.append(f"model:{capture_model_fields(Path(index))['model']}")
+    assert models[0] != models[1]
+    assert json.loads(cli("lineage", "--up", index, "--json"))["root"] == models[1]
+
+
 def test_a_shard_index_whose_shards_changed_is_not_the_recorded_model(cli):
     """An index file's bytes do not hold the weights: after a shard changes,
     the index no longer names the model recorded with it."""
@@ -336,6 +365,13 @@ def test_a_shard_index_whose_shards_changed_is_not_the_recorded_model(cli):
     import torch
     from safetensors.torch import save_file
 
+    # the same index under another name: a link to it, a copy beside it
+    Path("approved").symlink_to(index)
+    Path("out/sharded/copy.json").write_bytes(Path(index).read_bytes())
+    assert json.loads(cli("lineage", "--up", "approved", "--json"))["root"] == recorded
     save_file({"w": torch.ones(4)}, "out/sharded/s1.safetensors")
     cli("lineage", "--up", index, "--json", code=2)
+    # checked by what the ledger recorded, not by the name given
+    cli("lineage", "--up", "approved", "--json", code=2)
+    cli("lineage", "--up", "out/sharded/copy.json", "--json", code=2)
     assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded

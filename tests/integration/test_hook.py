@@ -140,8 +140,11 @@ def test_the_exit_builtins_are_recorded_with_their_status(
         ("raise SystemExit(3)\n", 3, "aborted", None),
         ("import sys\ntry:\n    sys.exit(2)\nexcept SystemExit:\n    pass\n",
          0, "succeeded", None),
+        # the script's own `del __file__` is no sign its code ended: Python
+        # removes __cached__ with it, the script did not
+        ("import sys\ndel __file__\nsys.exit(2)\n", 2, "failed", 2),
     ],
-    ids=["raise-at-top-level", "sys-exit-caught"],
+    ids=["raise-at-top-level", "sys-exit-caught", "file-deleted-then-sys-exit"],
 )  # fmt: skip
 def test_an_exit_status_the_hook_cannot_see_is_not_recorded_as_another(
     env_python, project, tmp_path, body, code, status, exit_code

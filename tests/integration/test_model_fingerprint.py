@@ -479,6 +479,38 @@ def test_a_lone_safetensors_file_beside_pytorch_weights_is_refused(tmp_path):
         fingerprint(folder)
 
 
+def test_an_adapter_beside_full_torch_weights_without_its_config_is_refused(tmp_path):
+    """Without ``adapter_config.json`` transformers ignores the adapter file and
+    loads ``pytorch_model.bin`` (or its index): the folder got the adapter's id."""
+    (torch,) = require_extra("finetune", "torch")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    st_numpy.save_file(tensors(0), folder / "adapter_model.safetensors")
+    approved = fingerprint(folder).model_id  # an adapter folder alone: read
+    (folder / "config.json").write_text('{"model_type": "gpt2"}')
+    torch.save({"w": torch.ones(3)}, folder / "pytorch_model.bin")
+    with pytest.raises(InputError, match=r"would load pytorch_model\.bin$"):
+        fingerprint(folder)
+    assert "model" not in capture_model_fields(folder)
+    assert fingerprint(folder / "adapter_model.safetensors").model_id == approved
+
+
+@pytest.mark.parametrize("shape", ["deep", "shared"])
+def test_lists_of_plain_values_in_a_pickle_are_looked_through_once(tmp_path, shape):
+    """The walk for tensors in lists recursed once per level (a list 450 deep,
+    which torch saves and loads, crashed it with RecursionError) and followed
+    every path (a 2 KB pickle referencing one list twice at each of 40 levels
+    took 2**40 steps: a run writing it never ended). Plain values beside the
+    weights are ignored, as before."""
+    (torch,) = require_extra("finetune", "torch")
+    meta = [1]
+    for _ in range(450 if shape == "deep" else 40):
+        meta = [meta] if shape == "deep" else [meta, meta]
+    torch.save({"w": torch.ones(2), "meta": meta}, tmp_path / "m.pt")
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pt")
+    assert fingerprint(tmp_path / "m.pt") == fingerprint(tmp_path / "plain.pt")
+
+
 @pytest.mark.parametrize("version", ["2.5.1", "2.9.1+cpu", "1.13.0"])
 def test_a_torch_whose_safe_loader_runs_code_is_not_used(
     tmp_path, monkeypatch, version

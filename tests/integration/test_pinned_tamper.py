@@ -185,3 +185,36 @@ def test_reading_commands_of_a_ledger_missing_a_merkle_node_say_tampered(trained
         assert "Traceback" not in proc.stderr
         assert "TAMPERED" in proc.stderr, (args, proc.stderr)
         assert "Merkle node" in proc.stderr, (args, proc.stderr)
+
+
+@pytest.mark.parametrize("where", ["index", "seal-target"])
+def test_a_store_error_beside_the_ledger_verifies_nothing(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """A broken derived index or an unreachable seal target says nothing of the
+    ledger: the command verified the whole ledger (every signature: minutes
+    on a large one) before saying the index or the seal target failed."""
+    from cli_in_process import in_process_cli
+    from mltrail.ledger.home import Home
+
+    cli = in_process_cli(capsys, monkeypatch, tmp_path)
+    cli("init")
+    cli("runs")
+    verified: list[int] = []
+    original = Home.verify
+    monkeypatch.setattr(
+        Home, "verify", lambda self, **kw: verified.append(1) or original(self, **kw)
+    )
+    if where == "index":
+        home = tmp_path / "home"
+        for name in ("index.db-wal", "index.db-shm"):
+            (home / name).unlink(missing_ok=True)
+        (home / "index.db").write_bytes(b"not a database " * 500)
+        cli("runs", code=4)
+    else:
+        (tmp_path / "a-file").write_text("")
+        cli("seal", "--to", str(tmp_path / "a-file" / "seals"), code=4)
+    assert verified == []

@@ -511,3 +511,47 @@ def test_a_copy_of_the_revoked_key_cut_short_is_made_again(
     assert any("moved team-a.key.old" in line for line in result["finished"]), result
     assert load_signer(dest).key_id == revoked
     assert sorted(p.name for p in keys.iterdir()) == ["team-a.key"]
+
+
+@pytest.mark.parametrize("whose", ["writable-by-others", "another-users"])
+def test_a_move_to_file_a_rotation_did_not_write_moves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whose: str
+) -> None:
+    """Whoever can write the key folder could put their own ``NAME.key.move-to``
+    in place of the rotation's: the server then deleted a file of theirs
+    choosing (any empty file is "a copy cut short") and wrote the revoked key
+    where they said. Only the rotation's own file (this user's, mode 0600)
+    names a destination; another is refused and the revoked key left."""
+    from mltrail.errors import ConfigError
+    from mltrail.server import log_key
+    from mltrail.server.control import init_ledger, rotate_log_key
+
+    if whose == "another-users" and os.geteuid() != 0:
+        pytest.skip("making a file of another user needs root")
+
+    class KilledError(Exception):
+        pass
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KilledError
+
+    keys, victim = tmp_path / "keys", tmp_path / "elsewhere" / "empty.lock"
+    victim.parent.mkdir()
+    victim.write_bytes(b"")
+    with throwaway_database() as url:
+        init_ledger(url, "team-a", "test.example/team-a", keys, role=None)
+        with monkeypatch.context() as patch:
+            patch.setattr(log_key, "dispose_revoked_key", killed)
+            with pytest.raises(KilledError):
+                rotate_log_key(url, "team-a", keys)
+        planted = tmp_path / "planted"
+        planted.write_bytes(os.fsencode(victim) + b"\n")
+        if whose == "another-users":
+            os.chown(planted, 65534, 65534)
+        else:
+            planted.chmod(0o666)
+        planted.rename(keys / "team-a.key.move-to")
+        with pytest.raises(ConfigError, match=r"team-a\.key\.move-to"):
+            rotate_log_key(url, "team-a", keys)
+    assert victim.read_bytes() == b""
+    assert (keys / "team-a.key.old").is_file()

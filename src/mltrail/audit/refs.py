@@ -216,13 +216,17 @@ def node_for_path(index: Index, path: Path) -> str:
     if path.is_file():
         _, sha = hash_file(path)
         if index.query("SELECT 1 FROM data WHERE sha256 = ? LIMIT 1", (sha,)):
-            model = index.query(
-                "SELECT model FROM data WHERE sha256 = ? AND model IS NOT NULL LIMIT 1",
-                (sha,),
-            )
-            if model and path.name.endswith(".index.json"):
-                _check_weights(path, model[0][0], "names shards that hold")
-            return f"model:{model[0][0]}" if model else f"file:{sha}"
+            models = [
+                m
+                for (m,) in index.query(
+                    "SELECT model FROM data WHERE sha256 = ? AND model IS NOT NULL "
+                    "GROUP BY model ORDER BY min(seq)",
+                    (sha,),
+                )
+            ]
+            if models and _an_index(index, path, sha):
+                return f"model:{_check_weights(path, models, 'names shards that hold')}"
+            return f"model:{models[0]}" if models else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
         purged = " or was the manifest listing it purged?" if _purges(index) else ""
@@ -243,29 +247,61 @@ def node_for_path(index: Index, path: Path) -> str:
             hint="was it changed since it was recorded? `mltrail data hash` shows its id",
         )
     if rows[0][0] and any(e.link is not None for e in entries):
-        _check_weights(path, rows[0][0], "holds links to")
+        models = [
+            m
+            for (m,) in index.query(
+                "SELECT model FROM data WHERE dataset = ? AND model IS NOT NULL "
+                "GROUP BY model ORDER BY min(seq)",
+                (manifest.dataset_id,),
+            )
+        ]
+        return f"model:{_check_weights(path, models, 'holds links to')}"
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
 
 
-def _check_weights(path: Path, model: str, holding: str) -> None:
-    """Refuse a path whose bytes do not hold its weights when they are not the
-    model recorded with it any more: a folder's manifest holds its links, not
-    what they point to (a Hugging Face cache snapshot is all links), and a shard
-    index's sha256 not its shards, so the weights could change and the path
-    still name the recorded model.
+def _an_index(index: Index, path: Path, sha: str) -> bool:
+    """Whether the file ``path`` (of SHA-256 ``sha``) is a shard index: by its
+    name, or by the name the ledger recorded its bytes under (a link or a copy
+    of another name names the same shards)."""
+    if path.name.endswith(".index.json"):
+        return True
+    return bool(
+        index.query(
+            "SELECT 1 FROM data WHERE sha256 = ? AND model IS NOT NULL "
+            "AND path LIKE '%.index.json' LIMIT 1",
+            (sha,),
+        )
+    )
+
+
+def _check_weights(path: Path, models: list[str], holding: str) -> str:
+    """The model of those recorded with ``path``'s bytes (``models``, oldest
+    first) that its weights are now; refused when they are none of them: a
+    folder's manifest holds its links, not what they point to (a Hugging Face
+    cache snapshot is all links), and a shard index's sha256 not its shards, so
+    the weights could change and the path still name a recorded model. Several
+    runs may record the same bytes with other weights behind them (two
+    fine-tunes of one architecture write the same index; a link to a file each
+    run overwrites): the weights read now pick the one.
 
     Raises:
-        InputError: the weights read through ``path`` are not ``model`` (or
+        InputError: the weights read through ``path`` are none of ``models`` (or
             cannot be read).
     """
+    import os
+
     from mltrail.capture.model.fingerprint import capture_model_fields
 
+    if path.is_file() and not path.name.endswith(".index.json"):
+        # a link of another name to an index: its shards lie beside the index
+        path = type(path)(os.path.realpath(path))
     now = capture_model_fields(path)
-    if now.get("model") != model:
+    if now.get("model") not in models:
         found = now.get("model") or now.get("model_error", "no model")
         raise InputError(
             f"{path} {holding} weights that are not the model recorded with it "
-            f"({model[:16]}...) any more: {found}",
+            f"({models[-1][:16]}...) any more: {found}",
             hint="the weights changed since it was recorded; "
             "`mltrail model fingerprint` shows its model id now",
         )
+    return str(now["model"])

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import IntegrityError, MltrailError
+from mltrail.errors import IntegrityError, MltrailError, SideStoreError
 from mltrail.shown import json_visible
 
 if TYPE_CHECKING:
@@ -217,6 +217,8 @@ def raise_if_tampered(home: Home, error: StoreError, *, refusing: str) -> None:
 
     if isinstance(error, StaleSnapshotError):
         return  # the store kept changing: run it again
+    if isinstance(error, SideStoreError):
+        return  # the index or a seal target: nothing of the ledger to verify
     try:
         report = home.verify()
     except MltrailError:

@@ -22,7 +22,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mltrail.core.limits import MAX_RECORD_DEPTH, exceeds_text_depth
-from mltrail.errors import StoreError
+from mltrail.errors import SideStoreError
 from mltrail.index.tables import INDEX_VERSION, SCHEMA
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Index:
                 self._reset()
         except sqlite3.Error as e:
             self.conn.close()
-            raise StoreError(
+            raise SideStoreError(
                 f"cannot open the index {path}: {e}",
                 hint="delete it (it is rebuilt from the ledger) or check permissions",
             ) from e
@@ -121,7 +121,7 @@ class Index:
         self.conn.execute("VACUUM")
         busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         if busy:
-            raise StoreError(
+            raise SideStoreError(
                 f"the index {self.path} was rebuilt after a purge, but another "
                 "process kept its write-ahead log from being emptied",
                 hint="run `mltrail reindex` when no other mltrail process is running",
@@ -242,7 +242,7 @@ class Index:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as e:
-            raise StoreError(
+            raise SideStoreError(
                 f"cannot read the index {self.path or '(in memory)'}: {e}",
                 hint="`mltrail reindex` rebuilds it from the ledger",
             ) from e
@@ -282,7 +282,7 @@ def _connect(path: Path | None) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as e:
-        raise StoreError(
+        raise SideStoreError(
             f"cannot open the index {path}: {e}",
             hint="delete it (it is rebuilt from the ledger) or check permissions",
         ) from e

@@ -92,15 +92,42 @@ def remember_move(keys: Path, name: str, target: Path | None) -> None:
 def _move_target(marker: Path) -> Path | None:
     """The destination ``NAME.key.move-to`` names; None when there is none. One
     cut short (no final newline) was never synced, so no rotation was stored
-    after it: it names none."""
+    after it: it names none.
+
+    Raises:
+        ConfigError: it is not a file a rotation of this user wrote (another
+            user's, or one others can write): whoever can write the key
+            folder could otherwise choose where the revoked key goes, and
+            which file of that name is deleted as a copy cut short.
+    """
+    import stat
     from pathlib import Path
 
-    if marker.is_symlink() or not marker.is_file():
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(marker, flags)
+    except OSError:  # missing, or a link: names no move
         return None
-    data = marker.read_bytes()
-    if not data.endswith(b"\n") or len(data) < 2:
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ConfigError(
+                f"{marker} was not written by a rotation of uid {os.geteuid()} "
+                f"(it belongs to uid {st.st_uid}, mode "
+                f"{stat.S_IMODE(st.st_mode):04o}): not following it; the revoked "
+                f"key is left as {marker.name.removesuffix('.move-to')}.old",
+                hint="remove it; the next `keys rotate` or server start then "
+                "destroys the revoked key (or move that file yourself first)",
+            )
+        data = f.read(_MAX_MOVE_BYTES + 1)
+    if not data.endswith(b"\n") or not 2 <= len(data) <= _MAX_MOVE_BYTES:
         return None
     return Path(os.fsdecode(data[:-1]))
+
+
+_MAX_MOVE_BYTES = 4096
 
 
 def _forget_move(marker: Path) -> None:
@@ -351,16 +378,35 @@ def dispose_revoked_key(keys: Path, name: str) -> str:
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
-    """True when the regular files ``a`` and ``b`` (not links) hold the same bytes."""
-    if a.is_symlink() or b.is_symlink() or not (a.is_file() and b.is_file()):
+    """True when the regular files ``a`` and ``b`` (not links) hold the same
+    bytes, ``b`` a file of this user's with one name (as the move makes it)."""
+    if a.is_symlink() or not a.is_file() or not _own_file(b):
+        return False
+    if a.stat().st_size != b.stat().st_size:
         return False
     return a.read_bytes() == b.read_bytes()
 
 
 def _cut_short_copy(old: Path, target: Path) -> bool:
-    """True when ``target`` is a regular file holding a proper prefix of
-    ``old``'s bytes: a move's copy that a crash cut short."""
-    if target.is_symlink() or not (old.is_file() and target.is_file()):
+    """True when ``target`` is a regular file of this user's, with one name,
+    holding a proper prefix of ``old``'s bytes: a move's copy that a crash cut
+    short (never another user's file, an empty one say, found at the
+    destination)."""
+    if not (old.is_file() and _own_file(target)):
+        return False
+    if target.stat().st_size >= old.stat().st_size:
         return False
     data, copied = old.read_bytes(), target.read_bytes()
     return len(copied) < len(data) and data.startswith(copied)
+
+
+def _own_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) of this user's with one
+    name: the only kind of file a move of the revoked key leaves behind."""
+    import stat
+
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1

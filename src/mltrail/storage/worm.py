@@ -35,7 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import ConfigError, InputError, MltrailError, StoreError
+from mltrail.errors import (
+    ConfigError,
+    InputError,
+    MltrailError,
+    SideStoreError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,7 +56,7 @@ def _as_store_error(action: str, where: str) -> Iterator[None]:
     except MltrailError:
         raise
     except Exception as e:
-        raise StoreError(f"seal storage {where} failed to {action}: {e}") from e
+        raise SideStoreError(f"seal storage {where} failed to {action}: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,7 @@ class WormStore(ABC):
             held = self._get(key)
             if held is not None:
                 if held != data:
-                    raise StoreError(
+                    raise SideStoreError(
                         f"{self.url}: {key} already holds other bytes "
                         f"(sha256 {hashlib.sha256(held).hexdigest()[:16]}...); "
                         "a sealed object is never replaced",
@@ -273,7 +278,7 @@ class S3Worm(WormStore):
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket":
-                raise StoreError(
+                raise SideStoreError(
                     f"{self.url}: no bucket {self.bucket}",
                     hint="create it with Object Lock enabled "
                     "(aws s3api create-bucket --object-lock-enabled-for-bucket)",
@@ -283,7 +288,7 @@ class S3Worm(WormStore):
             reply = {}
         enabled = reply.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
         if enabled != "Enabled":
-            raise StoreError(
+            raise SideStoreError(
                 f"{self.url}: the bucket {self.bucket} does not have Object Lock "
                 "enabled, so sealed objects could be deleted",
                 hint="seal to a bucket created with Object Lock enabled",

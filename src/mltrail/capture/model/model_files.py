@@ -168,6 +168,9 @@ def _refuse_other_weights(folder: Path, chosen: Path) -> None:
     elif full and adapter and (folder / "adapter_config.json").is_file():
         # transformers (with peft) applies the adapter to the folder's model
         loaded = f"{adapter[0]} too, as an adapter on the model"
+    elif chosen.name in _ADAPTER_WEIGHTS and full:
+        # no adapter_config.json: transformers ignores the adapter, loads the model
+        loaded = "pytorch_model.bin" if "pytorch_model.bin" in full else full[0]
     elif chosen.name not in present and present:
         loaded = present[0]  # a lone *.safetensors no framework looks for
     named = _json_object(folder / "config.json").get("transformers_weights")
@@ -385,13 +388,23 @@ def _flatten(torch: Any, value: Any, prefix: str) -> Iterator[TensorRef]:
 
 
 def _holds_tensor(torch: Any, value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, list | tuple | set | frozenset):
-        return False
-    return any(_holds_tensor(torch, item) for item in value)
+    """Whether a tensor is anywhere inside ``value``: a loop, not recursion (a
+    list of any depth), each container looked at once (a pickle can reference
+    one list from many places: following every path could take forever)."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            return True
+        if id(item) in seen:
+            continue
+        if isinstance(item, dict):
+            seen.add(id(item))
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            seen.add(id(item))
+            stack.extend(item)
+    return False
 
 
 def _torch_dtype(torch: Any, dtype: Any, name: str) -> str:
