@@ -571,3 +571,69 @@ def test_an_object_logged_as_a_param_keeps_no_secret_of_its_repr(tmp_path):
     assert params["opt"] == (
         "Namespace(tokenizer='bert-base-uncased', monitor_key='val_loss', seed=7)"
     )
+
+
+@dataclasses.dataclass
+class Conn:
+    options: dict
+
+
+@dataclasses.dataclass
+class Param:  # as MLflow's entities print themselves
+    key: str
+    value: str
+
+
+def test_a_reprs_secret_in_a_dict_with_spaces_or_assigned_is_committed(tmp_path):
+    """The rule for a quoted ``name='value'`` of a ``repr`` (amendment
+    2026-12-08) missed the other ways a repr or code writes it: a dict inside
+    an object (``Conn(options={'password': '…'})``), a value with spaces or a
+    comma (``passphrase='correct horse …'``, the rest kept in clear after the
+    first word), and an assignment (``password = '…'``); and it committed a
+    bare ``key='learning_rate'`` (MLflow's ``Param`` and ``Metric``, a sort
+    key) however plain (ADR 0013, amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {
+        "dict": letters(16),
+        "phrase": f"{letters(7)} {letters(6)}, {letters(8)}",
+        "assigned": letters(14),
+    }
+    run = mltrail.start_run("objects", home=home)
+    run.log_params(
+        {
+            "conn": Conn({"host": "db.example.com", "password": values["dict"]}),
+            "ns": argparse.Namespace(passphrase=values["phrase"], seed=7),
+            "param": Param("learning_rate", "0.001"),
+            "opt": argparse.Namespace(
+                token_type="bpe", password_min_length=8, data_dir="/data/secret/a"
+            ),
+        }
+    )
+    run.note(f"connect with password = '{values['assigned']}' then retry")
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        records = list(opened.ledger.records())
+        [params] = [
+            {  # a long one is a blob
+                k: v
+                if isinstance(v, str)
+                else opened.ledger.get_blob(v["blob"]).decode()
+                for k, v in r.entry.body["params"].items()
+            }
+            for r in records
+            if r.entry.kind == "run.params" and r.entry.body["source"] == "api"
+        ]
+    finally:
+        opened.close()
+    [note] = [r.entry.body["text"] for r in records if r.entry.kind == "note"]
+    assert leaks(values, stored(home)) == {}
+    assert params["conn"].startswith("Conn(options={'host': 'db.example.com', ")
+    assert params["ns"].endswith(", seed=7)")
+    assert params["param"] == "Param(key='learning_rate', value='0.001')"
+    assert params["opt"] == (
+        "Namespace(token_type='bpe', password_min_length=8, data_dir='/data/secret/a')"
+    )
+    assert note.startswith("connect with password = '")
+    assert note.endswith("' then retry")
