@@ -637,3 +637,45 @@ def test_a_reprs_secret_in_a_dict_with_spaces_or_assigned_is_committed(tmp_path)
     )
     assert note.startswith("connect with password = '")
     assert note.endswith("' then retry")
+
+
+def test_a_failing_dvc_stages_printed_command_is_masked_in_the_logs(
+    tmp_path, isolated_git
+):
+    """DVC prints a stage's command before running it, and writes it into
+    ``dvc.lock`` only once it succeeded: the late masks were taken from
+    ``dvc.lock`` alone (amendment 2026-12-08), so the output of a failing
+    stage, the one read to find out why, kept ``--api-key VALUE`` in clear
+    (ADR 0013, amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "password": secret()}
+    cmd = f"python fetch.py --api-key {values['api_key']} -p {values['password']}"
+    (repo / "dvc.yaml").write_text(
+        f"stages:\n  fetch:\n    cmd: {cmd}\n    outs:\n    - raw.csv\n"
+        "  train:\n    foreach: [a, b]\n    do:\n      cmd: python train.py ${item}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dvc = bin_dir / "dvc"  # stands in for a `dvc repro` whose stage fails
+    dvc.write_text(
+        "#!/bin/sh\n"
+        "echo \"Running stage 'fetch':\"\n"
+        "sed -n 's/^    cmd: /> /p' dvc.yaml\n"
+        "echo 'ERROR: failed to reproduce fetch: exit code 1' >&2\nexit 1\n"
+    )
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    done = cli(home, repo, "run", "--", "dvc", "repro", env={"PATH": path})
+    assert done.returncode == 1, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    [run] = json.loads(cli(home, repo, "runs", "--json").stdout)
+    outputs["logs"] = cli(home, repo, "logs", run["id"]).stdout
+    assert leaks(values, outputs) == {}
+    assert b"> python fetch.py --api-key [MASKED:" in outputs["logs"]
