@@ -174,6 +174,7 @@ def test_a_url_sources_withheld_credential_is_read_from_netrc(tmp_path):
         url = f"http://alice:{PASSWORD}@{host}/private/part-0.csv"
         added = run("sources", "add", "basic", url)
         assert added.returncode == 0, added.stderr
+        assert f"`sources check` reads http://{host}/private/" in added.stderr
         masked = run("sources", "add", "tok", f"http://{host}/{TOKEN}/part-0.csv")
         assert masked.returncode == 0, masked.stderr
         assert "cannot be read again" in masked.stderr  # said when added
@@ -194,7 +195,8 @@ def test_a_url_sources_withheld_credential_is_read_from_netrc(tmp_path):
         stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
         for value in (PASSWORD, TOKEN):
             assert value.encode() not in stored
-            assert value not in added.stdout + masked.stdout + missing.stdout
+            assert value not in added.stdout + added.stderr + masked.stdout
+            assert value not in masked.stderr + missing.stdout
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -21,9 +21,11 @@ from mltrail.cli.output import (
 from mltrail.cli.typed_text import typed
 from mltrail.record.sources import (
     MASKED_HINT,
+    WITHHELD_HINT,
     check_sources,
     list_sources,
     masked_location,
+    readable_location,
     register_source,
 )
 
@@ -90,6 +92,11 @@ def add(
     if masked_location(body["location"]):
         err_console.print(
             f"warning: source {name}: {MASKED_HINT}", style="yellow", markup=False
+        )
+    elif (read := readable_location(body["location"])) != body["location"]:
+        err_console.print(
+            f"note: source {name}: `sources check` reads {read}; {WITHHELD_HINT}",
+            markup=False,
         )
     size = f"{body['rows']} rows" if "rows" in body else f"{body.get('files')} files"
     console.print(

@@ -63,6 +63,7 @@ __all__ = [
     "list_flags",
     "list_sources",
     "masked_location",
+    "readable_location",
     "register_source",
 ]
 
@@ -134,7 +135,8 @@ WITHHELD_HINT = (
     "the credentials of the URL it was registered with were not stored (ADR 0013):"
     " give them the way the store reads them (PGPASSWORD or ~/.pgpass for a"
     " database, AWS variables for s3://, ~/.netrc for http(s)://, fsspec's"
-    " configuration)"
+    " configuration); a signed URL's query (X-Amz-Signature, sig) cannot be"
+    " given apart from it: register the store's own URL (s3://, az://) instead"
 )
 MASKED_HINT = (
     "its location held a credential that cannot be given apart from it (in its"
@@ -151,7 +153,7 @@ def masked_location(location: str) -> bool:
     )
 
 
-def _readable_location(location: str) -> str:
+def readable_location(location: str) -> str:
     """The recorded ``location`` a check reads: a user name or password that is a
     commitment marker or a mask is left out, and so is a query parameter or a
     fragment holding one (the store takes its credentials from the environment,
@@ -381,7 +383,7 @@ def _check_one(
 ) -> tuple[CheckResult, list[Draft]]:
     name, previous = source["name"], source["fingerprint"]
     spec = _latest_body(home, index, name)
-    location = _readable_location(source["location"])
+    location = readable_location(source["location"])
     try:
         if masked_location(location):
             raise InputError(MASKED_HINT)
@@ -475,7 +477,7 @@ def _flags(
     def get_blob(digest: str) -> bytes | None:
         return _manifest_bytes(home, {"blob": digest})
 
-    location = _readable_location(source["location"])
+    location = readable_location(source["location"])
     runs = runs_reading_changes(index, get_blob, name, location, files)
     drafts = []
     for node in downstream_model_outputs(index, (f"run:{r}" for r in runs), get_blob):
