@@ -679,3 +679,29 @@ def test_a_failing_dvc_stages_printed_command_is_masked_in_the_logs(
     outputs["logs"] = cli(home, repo, "logs", run["id"]).stdout
     assert leaks(values, outputs) == {}
     assert b"> python fetch.py --api-key [MASKED:" in outputs["logs"]
+
+
+def test_a_datasets_role_or_an_artifacts_name_holding_a_credential_is_kept(tmp_path):
+    """A dataset's role and an artifact's name are free text that must stay a
+    string, as a note or a step's name (amendment 2026-12-08): with a
+    credential shape in it, the whole string was committed, a mapping the
+    schema refuses, and ``log_dataset`` and ``log_artifact`` raised (ADR 0013,
+    amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("x\n1\n")
+    hf = "hf_" + secret(34)
+    run = mltrail.start_run("named", home=home)
+    run.log_dataset(data, role=f"train pulled with {hf}")
+    run.log_artifact(data, name=f"model pushed with {hf}")
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        bodies = {r.entry.kind: r.entry.body for r in opened.ledger.records()}
+    finally:
+        opened.close()
+    assert bodies["run.data"]["role"] == "train pulled with [MASKED:secret]"
+    assert bodies["run.artifact"]["name"] == "model pushed with [MASKED:secret]"
+    assert leaks({"hf": hf}, stored(home)) == {}
