@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import mltrail
+from mltrail.index import open_index
 from mltrail.record.commitments import check_value
 from optional_extras import require_extra
 
@@ -145,3 +146,48 @@ def test_an_imported_command_keeps_its_secrets_and_commitments_are_checkable(
         assert check_value(opened, password).found
     finally:
         opened.close()
+
+
+def test_a_run_imported_with_its_command_in_clear_is_not_told_as_changed(
+    tmp_path, monkeypatch
+):
+    """A run imported before the command was read as a command line keeps
+    ``--db-password VALUE`` in clear. Imported again after the upgrade, the
+    fresh ``run.started`` has a commitment there, so the import warned that
+    the run "changed in MLflow since", which it did not, and said nothing of
+    the secret the ledger holds (ADR 0013, amendment 2026-12-08, second)."""
+    from mltrail.integrations import mlflow as importer
+
+    password = token(16)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("exp", artifact_location=str(tmp_path / "art"))
+    for source in (f"train.py --db-password {password}", "train.py --epochs 3"):
+        run = client.create_run(exp, tags={"mlflow.source.name": source})
+        client.set_terminated(run.info.run_id, "FINISHED")
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/mlflow", env={})
+
+    def imported() -> importer.ImportResult:
+        opened = mltrail.open_home(home, writable=True, env={})
+        index = open_index(opened)
+        try:
+            return importer.import_mlflow(opened, index, uri, env={})
+        finally:
+            index.close()
+            opened.close()
+
+    with monkeypatch.context() as old:  # the reading before: free text
+        old.setattr(importer, "_command_line", lambda _guard, source: source)
+        first = imported()
+    assert len(first.imported) == 2
+    again = imported()
+    assert again.changed == []
+    [clear] = again.command_in_clear
+    assert clear in first.imported
+    client.set_tag(clear, "team", "churn")  # a real change is still told
+    done = cli(home, "import", "mlflow", "--tracking-uri", uri)
+    assert done.returncode == 0, done.stderr.decode()
+    warned = done.stderr.decode()
+    assert "changed in MLflow" in warned
+    assert "in clear" in warned

@@ -571,3 +571,137 @@ def test_an_object_logged_as_a_param_keeps_no_secret_of_its_repr(tmp_path):
     assert params["opt"] == (
         "Namespace(tokenizer='bert-base-uncased', monitor_key='val_loss', seed=7)"
     )
+
+
+@dataclasses.dataclass
+class Conn:
+    options: dict
+
+
+@dataclasses.dataclass
+class Param:  # as MLflow's entities print themselves
+    key: str
+    value: str
+
+
+def test_a_reprs_secret_in_a_dict_with_spaces_or_assigned_is_committed(tmp_path):
+    """The rule for a quoted ``name='value'`` of a ``repr`` (amendment
+    2026-12-08) missed the other ways a repr or code writes it: a dict inside
+    an object (``Conn(options={'password': '…'})``), a value with spaces or a
+    comma (``passphrase='correct horse …'``, the rest kept in clear after the
+    first word), and an assignment (``password = '…'``); and it committed a
+    bare ``key='learning_rate'`` (MLflow's ``Param`` and ``Metric``, a sort
+    key) however plain (ADR 0013, amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    values = {
+        "dict": letters(16),
+        "phrase": f"{letters(7)} {letters(6)}, {letters(8)}",
+        "assigned": letters(14),
+    }
+    run = mltrail.start_run("objects", home=home)
+    run.log_params(
+        {
+            "conn": Conn({"host": "db.example.com", "password": values["dict"]}),
+            "ns": argparse.Namespace(passphrase=values["phrase"], seed=7),
+            "param": Param("learning_rate", "0.001"),
+            "opt": argparse.Namespace(
+                token_type="bpe", password_min_length=8, data_dir="/data/secret/a"
+            ),
+        }
+    )
+    run.note(f"connect with password = '{values['assigned']}' then retry")
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        records = list(opened.ledger.records())
+        [params] = [
+            {  # a long one is a blob
+                k: v
+                if isinstance(v, str)
+                else opened.ledger.get_blob(v["blob"]).decode()
+                for k, v in r.entry.body["params"].items()
+            }
+            for r in records
+            if r.entry.kind == "run.params" and r.entry.body["source"] == "api"
+        ]
+    finally:
+        opened.close()
+    [note] = [r.entry.body["text"] for r in records if r.entry.kind == "note"]
+    assert leaks(values, stored(home)) == {}
+    assert params["conn"].startswith("Conn(options={'host': 'db.example.com', ")
+    assert params["ns"].endswith(", seed=7)")
+    assert params["param"] == "Param(key='learning_rate', value='0.001')"
+    assert params["opt"] == (
+        "Namespace(token_type='bpe', password_min_length=8, data_dir='/data/secret/a')"
+    )
+    assert note.startswith("connect with password = '")
+    assert note.endswith("' then retry")
+
+
+def test_a_failing_dvc_stages_printed_command_is_masked_in_the_logs(
+    tmp_path, isolated_git
+):
+    """DVC prints a stage's command before running it, and writes it into
+    ``dvc.lock`` only once it succeeded: the late masks were taken from
+    ``dvc.lock`` alone (amendment 2026-12-08), so the output of a failing
+    stage, the one read to find out why, kept ``--api-key VALUE`` in clear
+    (ADR 0013, amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    repo = tmp_path / "project"
+    repo.mkdir()
+    values = {"api_key": secret(), "password": secret()}
+    cmd = f"python fetch.py --api-key {values['api_key']} -p {values['password']}"
+    (repo / "dvc.yaml").write_text(
+        f"stages:\n  fetch:\n    cmd: {cmd}\n    outs:\n    - raw.csv\n"
+        "  train:\n    foreach: [a, b]\n    do:\n      cmd: python train.py ${item}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dvc = bin_dir / "dvc"  # stands in for a `dvc repro` whose stage fails
+    dvc.write_text(
+        "#!/bin/sh\n"
+        "echo \"Running stage 'fetch':\"\n"
+        "sed -n 's/^    cmd: /> /p' dvc.yaml\n"
+        "echo 'ERROR: failed to reproduce fetch: exit code 1' >&2\nexit 1\n"
+    )
+    dvc.chmod(0o755)
+    (repo / "fetch.py").write_text("print('fetch')\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    done = cli(home, repo, "run", "--", "dvc", "repro", env={"PATH": path})
+    assert done.returncode == 1, done.stderr.decode()[-2000:]
+    outputs = stored(home)
+    [run] = json.loads(cli(home, repo, "runs", "--json").stdout)
+    outputs["logs"] = cli(home, repo, "logs", run["id"]).stdout
+    assert leaks(values, outputs) == {}
+    assert b"> python fetch.py --api-key [MASKED:" in outputs["logs"]
+
+
+def test_a_datasets_role_or_an_artifacts_name_holding_a_credential_is_kept(tmp_path):
+    """A dataset's role and an artifact's name are free text that must stay a
+    string, as a note or a step's name (amendment 2026-12-08): with a
+    credential shape in it, the whole string was committed, a mapping the
+    schema refuses, and ``log_dataset`` and ``log_artifact`` raised (ADR 0013,
+    amendment 2026-12-08, second)."""
+    home = tmp_path / "home"
+    mltrail.init_home(home, origin="test.mltrail.local/attacks", env={})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("x\n1\n")
+    hf = "hf_" + secret(34)
+    run = mltrail.start_run("named", home=home)
+    run.log_dataset(data, role=f"train pulled with {hf}")
+    run.log_artifact(data, name=f"model pushed with {hf}")
+    run.end()
+    opened = mltrail.open_home(home, writable=False, env={})
+    try:
+        bodies = {r.entry.kind: r.entry.body for r in opened.ledger.records()}
+    finally:
+        opened.close()
+    assert bodies["run.data"]["role"] == "train pulled with [MASKED:secret]"
+    assert bodies["run.artifact"]["name"] == "model pushed with [MASKED:secret]"
+    assert leaks({"hf": hf}, stored(home)) == {}

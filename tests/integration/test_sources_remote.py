@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -113,3 +115,89 @@ def test_a_url_sources_credentials_are_not_stored(served, tmp_path):
         input=password, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert found.returncode == 0, found.stdout + found.stderr  # the auditor confirms
+
+
+class Guarded(Quiet):
+    """Serves ``private/`` only with ``alice``'s password (HTTP Basic)."""
+
+    def do_GET(self):
+        wanted = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        if self.path.startswith("/private") and self.headers["Authorization"] != wanted:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="data"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    do_HEAD = do_GET  # noqa: N815
+
+
+PASSWORD = "Pw0rd7sEcrEt91"
+TOKEN = "ghp_aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gH3jK5"
+
+
+def test_a_url_sources_withheld_credential_is_read_from_netrc(tmp_path):
+    """A source whose URL held its password is stored without it, and read back
+    without it (amendment 2026-12-08); but the HTTP client did not read
+    ``~/.netrc``, so a check of such a source could only say "access denied",
+    with no word of the credential the user must give. A token in the URL's
+    path, which cannot be given apart from it, was stored masked and read as
+    ``…/[MASKED:secret]/…``: "no such remote file" (ADR 0013, amendment
+    2026-12-08, second)."""
+    require_extra("remote", "aiohttp", "fsspec")
+    root = tmp_path / "site"
+    for folder in ("private", TOKEN):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "part-0.csv").write_text("id,score\n0,0\n")
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Guarded, directory=str(root))
+    )
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{httpd.server_address[1]}"
+        user_home = tmp_path / "user"
+        user_home.mkdir()
+        env = {**os.environ, "HOME": str(user_home)}
+        env.pop("NETRC", None)
+        home = tmp_path / "home"
+
+        def run(*args):
+            return subprocess.run(
+                [sys.executable, "-m", "mltrail", "--home", str(home), *args],
+                cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                check=False, env=env,
+            )  # fmt: skip
+
+        assert run("init").returncode == 0
+        url = f"http://alice:{PASSWORD}@{host}/private/part-0.csv"
+        added = run("sources", "add", "basic", url)
+        assert added.returncode == 0, added.stderr
+        assert f"`sources check` reads http://{host}/private/" in added.stderr
+        masked = run("sources", "add", "tok", f"http://{host}/{TOKEN}/part-0.csv")
+        assert masked.returncode == 0, masked.stderr
+        assert "cannot be read again" in masked.stderr  # said when added
+        netrc = user_home / ".netrc"
+        netrc.write_text(f"machine 127.0.0.1\nlogin alice\npassword {PASSWORD}\n")
+        netrc.chmod(0o600)
+        checked = run("sources", "check", "basic", "--json")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        netrc.unlink()
+        missing = run("sources", "check", "--json")
+        assert missing.returncode == 1
+        errors = {r["name"]: r["error"] for r in json.loads(missing.stdout)}
+        assert "not stored" in errors["basic"]
+        assert "~/.netrc" in errors["basic"]
+        assert "cannot be read again" in errors["tok"]
+        helped = run("sources", "check", "--help").stdout
+        assert "~/.netrc" in helped
+        stored = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+        for value in (PASSWORD, TOKEN):
+            assert value.encode() not in stored
+            assert value not in added.stdout + added.stderr + masked.stdout
+            assert value not in masked.stderr + missing.stdout
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

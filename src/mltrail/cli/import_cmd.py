@@ -62,8 +62,10 @@ def mlflow(
     a store someone else wrote could name any folder of this machine.
     Importing again adds nothing: runs already imported are skipped, and one
     whose name, user, times, status, experiment or tags changed in MLflow
-    since is named in a warning (--json: changed). A run MLflow does not say
-    ended (FINISHED, FAILED, KILLED) is not imported until it has. Needs
+    since is named in a warning (--json: changed), and so is one imported
+    before its command was read as a command line, whose secrets the ledger
+    keeps in clear (--json: command_in_clear). A run MLflow does not say ended
+    (FINISHED, FAILED, KILLED) is not imported until it has. Needs
     pip install 'mltrail[mlflow]'.
 
     \b
@@ -92,6 +94,7 @@ def mlflow(
                 "skipped": result.skipped,
                 "unfinished": result.unfinished,
                 "changed": result.changed,
+                "command_in_clear": result.command_in_clear,
                 "artifacts_elsewhere": [
                     {"mlflow_run_id": r, "path": path}
                     for r, path in result.artifacts_elsewhere
@@ -117,6 +120,16 @@ def mlflow(
             f"in MLflow since (first {terminal_text(result.changed[0])}: its name, "
             "user, times, status, experiment or tags): not imported again, the "
             "ledger keeps what was imported first",
+            style="yellow",
+            markup=False,
+        )
+    if result.command_in_clear:
+        err_console.print(
+            f"warning: {len(result.command_in_clear)} of the runs already imported "
+            f"keep secrets of their command in clear (first "
+            f"{terminal_text(result.command_in_clear[0])}): they were imported "
+            "before mlflow.source.name was read as a command line; the ledger "
+            "cannot drop them, rotate those credentials",
             style="yellow",
             markup=False,
         )

@@ -10,9 +10,24 @@ from rich.table import Table
 from rich.text import Text
 
 from mltrail.audit.flags import clear_flag, list_flags
-from mltrail.cli.output import console, emit_json, json_option, open_from, open_index
+from mltrail.cli.output import (
+    console,
+    emit_json,
+    err_console,
+    json_option,
+    open_from,
+    open_index,
+)
 from mltrail.cli.typed_text import typed
-from mltrail.record.sources import check_sources, list_sources, register_source
+from mltrail.record.sources import (
+    MASKED_HINT,
+    WITHHELD_HINT,
+    check_sources,
+    list_sources,
+    masked_location,
+    readable_location,
+    register_source,
+)
 
 __all__ = ["flags", "sources"]
 
@@ -54,7 +69,9 @@ def add(
     --query. Passwords in database URLs are not stored: give them the usual
     way (PGPASSWORD, ~/.pgpass). Other credentials in a URL (a password, a
     signed query such as X-Amz-Signature or sig) are stored as commitments,
-    and `sources check` reads the URL without them.
+    and `sources check` reads the URL without them. A credential in a URL's
+    path cannot be kept apart from it: it is stored masked, and such a source
+    cannot be checked (said when it is added).
     """
     home = open_from(ctx, writable=True)
     try:
@@ -72,6 +89,15 @@ def add(
     if as_json:
         emit_json({k: v for k, v in body.items() if k != "manifest"})
         return
+    if masked_location(body["location"]):
+        err_console.print(
+            f"warning: source {name}: {MASKED_HINT}", style="yellow", markup=False
+        )
+    elif (read := readable_location(body["location"])) != body["location"]:
+        err_console.print(
+            f"note: source {name}: `sources check` reads {read}; {WITHHELD_HINT}",
+            markup=False,
+        )
     size = f"{body['rows']} rows" if "rows" in body else f"{body.get('files')} files"
     console.print(
         f"source {name}: {body['location']} ({size}), fingerprint {body['fingerprint']}"
@@ -128,6 +154,11 @@ def check(
     gate a CI job or a cron. Every file of a local source is read: the home's
     hash cache is not trusted for this verdict unless --trust-cache (each
     source.checked records which: hashed content or cache).
+
+    Credentials of a source's URL were not stored: the check reads the URL
+    without them, and the store must find them itself (PGPASSWORD or
+    ~/.pgpass for a database, AWS variables for s3://, ~/.netrc for
+    http(s)://, fsspec's configuration); the error says so when it does not.
     """
     home = open_from(ctx, writable=True)
     try:

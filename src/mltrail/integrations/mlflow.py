@@ -87,6 +87,10 @@ class ImportResult:
     artifacts_elsewhere: list[tuple[str, str]] = field(default_factory=list)
     """(MLflow run id, artifact folder) of each run imported without its
     artifacts: the folder lies outside every artifact root."""
+    command_in_clear: list[str] = field(default_factory=list)
+    """Runs already imported (among ``skipped``) whose command, imported before
+    it was read as a command line, keeps its secrets in clear in the ledger
+    (``--db-password VALUE``): not "changed", but to be rotated."""
 
 
 def import_mlflow(
@@ -150,10 +154,12 @@ def import_mlflow(
         ]
         if not batch:
             continue
-        result.changed += _changed(
+        changed, in_clear = _changed(
             home, guard, [run for run in batch if run.info.run_id in known], known,
             tracking_uri,
         )  # fmt: skip
+        result.changed += changed
+        result.command_in_clear += in_clear
         new = [run for run in batch if run.info.run_id not in known]
         histories = _histories(client, new)
         drafts = [
@@ -206,20 +212,47 @@ def _changed(
     runs: list[Any],
     known: Mapping[str, int],
     tracking_uri: str,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """The MLflow ids of ``runs`` (imported before) whose ``run.started``, made
-    now as an import would make it, differs from the one in the ledger.
+    now as an import would make it, differs from the one in the ledger other
+    than by its command's secrets; and of those whose command an import before
+    it was read as a command line kept with its secrets in clear (ADR 0013,
+    amendment 2026-12-08): that alone is no change of the run, but a secret
+    the ledger holds.
     Idempotence is keyed on the MLflow run id alone, so such a run is not
     imported again; it is told instead of passing as "already imported".
 
     Compared as far as the ledger can tell (:func:`_same`)."""
-    changed = []
+    changed, in_clear = [], []
     for run in runs:
         stored = home.ledger.record(known[run.info.run_id]).entry.body
         draft = Draft("run.started", _started(run, tracking_uri, guard), "")
-        if not _same(home, stored, _cleaned(guard, draft).body):
+        fresh = _cleaned(guard, draft).body
+        if _same(home, stored, fresh):
+            continue
+        reread = _command_reread(guard, stored)
+        if reread is not None:
+            in_clear.append(run.info.run_id)
+        if reread is None or not _same(home, reread, fresh):
             changed.append(run.info.run_id)
-    return changed
+    return changed, in_clear
+
+
+def _command_reread(guard: SecretGuard, stored: Mapping[str, Any]) -> Any:
+    """``stored`` (a ``run.started`` in the ledger) with its command, and the
+    tag it was taken from, read as a command line as an import does now; None
+    when that changes nothing."""
+    command = stored.get("command")
+    if not (isinstance(command, list) and len(command) == 1):
+        return None
+    [before] = command
+    if not isinstance(before, str) or (after := _command_line(guard, before)) == before:
+        return None
+    imported = dict(stored.get("imported") or {})
+    tags = imported.get("tags")
+    if isinstance(tags, dict):
+        imported["tags"] = {k: after if v == before else v for k, v in tags.items()}
+    return {**stored, "command": [after], "imported": imported}
 
 
 def _same(home: Home, stored: Any, fresh: Any, key: str = "") -> bool:

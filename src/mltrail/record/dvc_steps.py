@@ -14,7 +14,12 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from mltrail.capture.data.dvc_lock import is_dvc_pipeline, parse_dvc_lock, stage_wdirs
+from mltrail.capture.data.dvc_lock import (
+    is_dvc_pipeline,
+    parse_dvc_lock,
+    stage_commands,
+    stage_wdirs,
+)
 from mltrail.capture.run.argv_secrets import redact_argv
 from mltrail.capture.run.redact import commit_secret
 from mltrail.errors import CaptureError, InputError
@@ -73,19 +78,28 @@ def dvc_stage_entries(
 
 
 def dvc_command_secrets(argv: list[str], cwd: Path) -> list[str]:
-    """The secrets of the stage commands in ``cwd/dvc.lock`` when ``argv`` ran a
-    DVC pipeline (``--api-key VALUE``, as :func:`dvc_stage_entries` commits
-    them): DVC prints each stage's command before running it, so the output a
-    wrapper keeps must be masked with them. Nothing when there is no pipeline,
-    no ``dvc.lock``, or one that cannot be read (the stage entries say why)."""
-    lock = cwd / _LOCK
-    if not is_dvc_pipeline(argv) or not lock.is_file():
+    """The secrets of the stage commands in ``cwd/dvc.lock`` and ``cwd/dvc.yaml``
+    when ``argv`` ran a DVC pipeline (``--api-key VALUE``, as
+    :func:`dvc_stage_entries` commits them): DVC prints each stage's command
+    before running it, so the output a wrapper keeps must be masked with them;
+    and a stage that failed is in ``dvc.yaml`` only. Nothing when there is no
+    pipeline; a file that cannot be read adds nothing (the stage entries say
+    why). A value still a template (``${…}``) is not one."""
+    if not is_dvc_pipeline(argv):
         return []
-    try:
-        stages = parse_dvc_lock(_read(lock).decode("utf-8", errors="replace"))
-    except (CaptureError, InputError):
-        return []
-    return _stage_secrets(stages)
+    commands: list[str] = []
+    for name, read in ((_LOCK, _locked_commands), ("dvc.yaml", stage_commands)):
+        path = cwd / name
+        try:
+            if path.is_file():
+                commands += read(_read(path).decode("utf-8", errors="replace"))
+        except (CaptureError, InputError):
+            continue
+    return [s for cmd in commands for s in redact_argv([cmd]).secrets if "${" not in s]
+
+
+def _locked_commands(text: str) -> list[str]:
+    return [cmd for stage in parse_dvc_lock(text) for cmd in stage.command]
 
 
 def _stage_secrets(stages: list[DvcStage]) -> list[str]:

@@ -219,7 +219,8 @@ _TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "run.started": ("name",),
     "run.ended": ("error", "reason", "warnings"),
     "run.step": ("name",),
-    "run.artifact": ("error", "model_error"),
+    "run.data": ("role",),
+    "run.artifact": ("name", "error", "model_error"),
     "run.finetune": ("error",),
     "note": ("text",),
 }

@@ -39,6 +39,7 @@ from mltrail.capture.data.hashcache import HashCache, default_cache_path
 from mltrail.capture.data.remote import is_remote
 from mltrail.capture.run.blob import Blob
 from mltrail.capture.run.commitment import MARKER_PATTERN
+from mltrail.capture.run.mask import MASKED_PATTERN
 from mltrail.capture.run.redact import redact_tree
 from mltrail.core.canonical import canonical_bytes
 from mltrail.core.diff_data import diff_manifests
@@ -53,12 +54,16 @@ if TYPE_CHECKING:
     from mltrail.ledger.home import Home
 
 __all__ = [
+    "MASKED_HINT",
+    "WITHHELD_HINT",
     "CheckResult",
     "Flag",
     "check_sources",
     "clear_flag",
     "list_flags",
     "list_sources",
+    "masked_location",
+    "readable_location",
     "register_source",
 ]
 
@@ -126,24 +131,54 @@ def _recorded_location(home: Home, location: str) -> str:
     return secret_guard(home.path, os.environ).clean_text(location)
 
 
-def _readable_location(location: str) -> str:
+WITHHELD_HINT = (
+    "the credentials of the URL it was registered with were not stored (ADR 0013):"
+    " give them the way the store reads them (PGPASSWORD or ~/.pgpass for a"
+    " database, AWS variables for s3://, ~/.netrc for http(s)://, fsspec's"
+    " configuration); a signed URL's query (X-Amz-Signature, sig) cannot be"
+    " given apart from it: register the store's own URL (s3://, az://) instead"
+)
+MASKED_HINT = (
+    "its location held a credential that cannot be given apart from it (in its"
+    " host or path): it was stored masked and the source cannot be read again; register it"
+    " anew under a URL whose credential the store reads from the environment"
+)
+
+
+def masked_location(location: str) -> bool:
+    """Whether a recorded ``location`` holds a masked credential
+    (``[MASKED:secret]``, a token in its path): no check can read it."""
+    return (
+        MASKED_PATTERN.search(location.encode("utf-8", "surrogateescape")) is not None
+    )
+
+
+def readable_location(location: str) -> str:
     """The recorded ``location`` a check reads: a user name or password that is a
-    commitment marker is left out, and so is a query parameter whose value is one
-    (the store takes its credentials from the environment, as for a database)."""
-    if _MARKER.search(location) is None:
+    commitment marker or a mask is left out, and so is a query parameter or a
+    fragment holding one (the store takes its credentials from the environment,
+    as for a database)."""
+    if not _withheld(location):
         return location
     parts = urlsplit(location)
     userinfo, at, host = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
-    if at and _MARKER.search(user):
+    if at and _withheld(user):
         netloc = host
-    elif at and _MARKER.search(password):
-        netloc = f"{user}@{host}"
+    elif at and _withheld(password) and parts.scheme.lower() not in ("http", "https"):
+        netloc = f"{user}@{host}"  # the password alone is found elsewhere
+    elif at and _withheld(password):  # an HTTP client sends a user alone as is
+        netloc = host  # and ~/.netrc gives the user with the password
     else:
         netloc = parts.netloc
-    query = "&".join(p for p in parts.query.split("&") if not _MARKER.search(p))
-    fragment = "" if _MARKER.search(parts.fragment) else parts.fragment
+    query = "&".join(p for p in parts.query.split("&") if not _withheld(p))
+    fragment = "" if _withheld(parts.fragment) else parts.fragment
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
+
+
+def _withheld(text: str) -> bool:
+    """Whether ``text`` holds a secret's commitment marker or mask."""
+    return _MARKER.search(text) is not None or masked_location(text)
 
 
 def _fingerprint(
@@ -348,18 +383,20 @@ def _check_one(
 ) -> tuple[CheckResult, list[Draft]]:
     name, previous = source["name"], source["fingerprint"]
     spec = _latest_body(home, index, name)
+    location = readable_location(source["location"])
     try:
+        if masked_location(location):
+            raise InputError(MASKED_HINT)
         fields = _fingerprint(
-            home,
-            source["type"],
-            _readable_location(source["location"]),
-            spec.get("query"),
-            read_cache=trust_cache,
+            home, source["type"], location, spec.get("query"), read_cache=trust_cache
         )
     except InputError as e:
+        error = str(e)
+        if location != source["location"] and not masked_location(location):
+            error = f"{error}; {WITHHELD_HINT}"
         body = {"name": name, "fingerprint": None, "previous": previous,
-                "changed": False, "error": str(e)}  # fmt: skip
-        return CheckResult(name, False, None, previous, error=str(e)), [
+                "changed": False, "error": error}  # fmt: skip
+        return CheckResult(name, False, None, previous, error=error), [
             Draft("source.checked", body)
         ]
     if source["type"] == "path":  # a URL's store checksums are not the cache's
@@ -440,7 +477,7 @@ def _flags(
     def get_blob(digest: str) -> bytes | None:
         return _manifest_bytes(home, {"blob": digest})
 
-    location = _readable_location(source["location"])
+    location = readable_location(source["location"])
     runs = runs_reading_changes(index, get_blob, name, location, files)
     drafts = []
     for node in downstream_model_outputs(index, (f"run:{r}" for r in runs), get_blob):

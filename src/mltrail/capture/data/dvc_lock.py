@@ -28,7 +28,14 @@ from typing import Any
 
 from mltrail.errors import InputError
 
-__all__ = ["DvcFile", "DvcStage", "is_dvc_pipeline", "parse_dvc_lock", "stage_wdirs"]
+__all__ = [
+    "DvcFile",
+    "DvcStage",
+    "is_dvc_pipeline",
+    "parse_dvc_lock",
+    "stage_commands",
+    "stage_wdirs",
+]
 
 _MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
 _HINT = "regenerate it with dvc (dvc repro / dvc commit)"
@@ -107,6 +114,25 @@ def stage_wdirs(text: str) -> dict[str, str]:
         if isinstance(wdir, str) and "${" not in wdir:
             wdirs[str(name)] = wdir
     return wdirs
+
+
+def stage_commands(text: str) -> list[str]:
+    """Every stage's ``cmd`` as written in a ``dvc.yaml`` (a ``foreach`` stage's
+    ``do.cmd`` too, templates left as written; a malformed one left out).
+
+    Raises:
+        InputError: the text is not YAML.
+    """
+    data = _load(text, "dvc.yaml")
+    stages = data.get("stages") if isinstance(data, dict) else None
+    found: list[str] = []
+    for stage in stages.values() if isinstance(stages, dict) else ():
+        body = stage.get("do", stage) if isinstance(stage, dict) else None
+        cmd = body.get("cmd") if isinstance(body, dict) else None
+        commands = [cmd] if isinstance(cmd, str) else cmd
+        if isinstance(commands, list):
+            found += [c for c in commands if isinstance(c, str)]
+    return found
 
 
 def _load(text: str, what: str) -> Any:

@@ -139,6 +139,10 @@ def _filesystem(url: str, shown: str, options: dict[str, Any]) -> tuple[Any, str
         raise ConfigError(
             f"reading {shown} needs the remote extra (fsspec)", hint=_EXTRA_HINT
         ) from e
+    if scheme_of(url) in _HTTP and "client_kwargs" not in options:
+        # the HTTP client reads ~/.netrc (and the proxy variables) only when told
+        # to: a source's password is not stored, so a check finds it there
+        options["client_kwargs"] = {"trust_env": True}
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except ImportError as e:

@@ -123,6 +123,13 @@ _NAMED = re.compile(
     r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]{0,63})[\"']?\]?\s*(?:=|:|:=|=>)\s*"
     r"[\"']?([^\s\"',;]{8,256})"
 )
+# A whole quoted value under a secret name as a ``repr`` or code writes it: a
+# keyword argument or an assignment (``password='…'``, ``password = "…"``) or a
+# dict's item (``'password': '…'``), spaces and commas inside the quotes kept.
+_QUOTED = re.compile(
+    r"(?<![A-Za-z0-9_.-])(['\"])?([A-Za-z_][A-Za-z0-9_.-]{0,63})(?(1)\1\s*:|\s*=)\s*"
+    r"(['\"])((?:(?!\3)[^\\\n]|\\.){8,256})\3"
+)
 # ``key:<id>``, the end of a commitment marker split into words (``sh -c`` strings)
 _MARKER_TAIL = re.compile(r"[0-9a-f]{16}>?")
 # Two or more brackets, or one leading the value: a call or an index, not a password.
@@ -173,8 +180,10 @@ def named_values(text: str) -> list[str]:
     """Values assigned to a secret name in free text (``DB_PASS=…``, ``password:
     …``, ``X-Api-Key: …``), quoted or not, when they look like a credential:
     letters and digits mixed (so ``key: train_loss`` is left alone) or a whole
-    quoted keyword argument as a ``repr`` writes it (``password='…'``), and not a
-    fragment of code (``password: ")[1].strip()``); and the credential of an
+    quoted value as a ``repr`` or code writes it (``password='…'``, ``password =
+    '…'``, ``'password': '…'``; not under a bare ``key``, and not one or two
+    characters repeated), and not a fragment of code (``password:
+    ")[1].strip()``); and the credential of an
     ``Authorization`` header, whatever its scheme (``Authorization: token …``).
     Commitment markers already in ``text`` are skipped."""
     text = _MARKER.sub(" ", text) if "<redacted " in text else text
@@ -182,10 +191,19 @@ def named_values(text: str) -> list[str]:
         m[2]
         for m in _NAMED.finditer(text)
         if is_secret_name(m[1])
-        and (_mixed(m[2]) or _quoted_keyword(text, m))
+        and _mixed(m[2])
         and not _CODE.search(m[2])
         and not m[2].startswith("[MASKED:")
         and not (m[1] == "key" and _MARKER_TAIL.fullmatch(m[2]))
+    ]
+    found += [
+        m[4]
+        for m in _QUOTED.finditer(text)
+        if is_secret_name(m[2])
+        and m[2] != "key"  # MLflow's Param(key='lr'), a sort key: names, mostly
+        and len(set(m[4])) > 2  # not '********'
+        and not _CODE.search(m[4])
+        and not m[4].startswith("[MASKED:")
     ]
     found += [
         m[1]
@@ -193,22 +211,6 @@ def named_values(text: str) -> list[str]:
         if _bearer_token(m[1]) and not m[1].startswith("[MASKED:")
     ]
     return found
-
-
-def _quoted_keyword(text: str, m: re.Match[str]) -> bool:
-    """Whether ``m`` is a keyword argument with a whole quoted value, as a
-    ``repr`` writes it (``DB(password='…')``, ``Namespace(api_key='…')``: an
-    object logged as a param is stored as its ``repr``): a secret whatever its
-    letters, unless one character repeated (``'********'``)."""
-    start, end = m.start(2), m.end(2)
-    quote = text[start - 1]
-    return (
-        quote in "'\""
-        and text[start - 2 : start - 1] == "="
-        and text[end : end + 1] == quote
-        and text[m.end(1) : start - 1] == "="
-        and len(set(m[2])) > 2
-    )
 
 
 def _bearer_token(token: str) -> bool:
