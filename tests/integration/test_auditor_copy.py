@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,6 +34,7 @@ FILES = {
     "train.py": "open('model.bin', 'w').write('m')\n",
 }
 
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
 PROMOTE = ("model", "promote", "model.bin", "--stage", "production", "--note", "ok")
 
 
@@ -155,6 +157,56 @@ def test_verify_of_a_read_only_copy_reports_an_edited_index(
         assert done.returncode == 0, (done.stdout, done.stderr)
         assert "the derived index index.db disagrees with the records" in done.stdout
         assert "(runs: 1 row(s) no record gives" in done.stdout
+        assert _listing(copy) == before
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+
+
+def _ro_mount(copy: Path, target: Path) -> tuple[str, ...]:
+    """A prefix running a command with ``copy`` bind-mounted read-only on
+    ``target`` in a private mount namespace; skips where that is not allowed."""
+    target.mkdir()
+    script = 'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" && shift 2 && exec "$@"'
+    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+              "sh", str(copy), str(target))  # fmt: skip
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("cannot bind-mount read-only here (needs CAP_SYS_ADMIN)")
+    return prefix
+
+
+@pytest.mark.parametrize(
+    "pipes", [("ledger.db",), ("ledger.db-wal", "ledger.db-shm")], ids=["db", "wal"]
+)
+def test_a_named_pipe_as_the_store_hangs_no_auditor_command(
+    audited: tuple[Path, Path, Path], tmp_path: Path, pipes: tuple[str, ...]
+) -> None:
+    """Whoever could write the home left named pipes for ``ledger.db`` (read as
+    root on a ``chmod -R a-w`` copy), or for its ``-wal`` and ``-shm`` (through a
+    read-only mount of a copy that keeps its write bits): SQLite opened them
+    without ``O_NONBLOCK`` and ``runs`` and ``verify`` waited for a writer for
+    good. They now refuse the file (exit 4) and write nothing."""
+    home, project, key = audited
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    for name in pipes:
+        (copy / name).unlink(missing_ok=True)
+        os.mkfifo(copy / name)
+    if pipes == ("ledger.db",):
+        subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
+        read, prefix = copy, ()
+    else:
+        read, prefix = tmp_path / "mnt", _ro_mount(copy, tmp_path / "mnt")
+    try:
+        before = _listing(copy)
+        for args in (("runs",), ("verify", "--trust-key", str(key))):
+            done = subprocess.run(
+                [*prefix, sys.executable, "-m", "mltrail", *args], cwd=project,
+                env={**CLEAN_ENV, "MLTRAIL_HOME": str(read)},
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert done.returncode == 4, (args, done.stdout, done.stderr)
+            assert f"{pipes[0]}: not a regular file" in done.stderr
         assert _listing(copy) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
