@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cli_runner import mltrail
-from home_setup import trained_base
+from home_setup import read_only_mount, trained_base
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -162,19 +162,6 @@ def test_verify_of_a_read_only_copy_reports_an_edited_index(
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
 
 
-def _ro_mount(copy: Path, target: Path) -> tuple[str, ...]:
-    """A prefix running a command with ``copy`` bind-mounted read-only on
-    ``target`` in a private mount namespace; skips where that is not allowed."""
-    target.mkdir()
-    script = 'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" && shift 2 && exec "$@"'
-    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-              "sh", str(copy), str(target))  # fmt: skip
-    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip("cannot bind-mount read-only here (needs CAP_SYS_ADMIN)")
-    return prefix
-
-
 @pytest.mark.parametrize(
     "pipes", [("ledger.db",), ("ledger.db-wal", "ledger.db-shm")], ids=["db", "wal"]
 )
@@ -196,7 +183,7 @@ def test_a_named_pipe_as_the_store_hangs_no_auditor_command(
         subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
         read, prefix = copy, ()
     else:
-        read, prefix = tmp_path / "mnt", _ro_mount(copy, tmp_path / "mnt")
+        read, prefix = tmp_path / "mnt", read_only_mount(copy, tmp_path / "mnt")
     try:
         before = _listing(copy)
         for args in (("runs",), ("verify", "--trust-key", str(key))):
