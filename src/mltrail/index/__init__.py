@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from mltrail.errors import StoreError
 from mltrail.index.db import INDEX_FILE, Index
+from mltrail.index.tables import INDEX_VERSION
 from mltrail.storage.readonly import can_write, connect_read_only
 
 if TYPE_CHECKING:
@@ -62,6 +63,11 @@ def open_stored_index(home: Home) -> Index | None:
             stored.conn.backup(index.conn)
         finally:
             stored.close()
+        if index._stored_version() != INDEX_VERSION:
+            # another version's index is rebuilt where it is opened in place:
+            # its rows are no edit to report
+            index.close()
+            return None
         index.sync()
     except sqlite3.Error as e:
         index.close()
