@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cli_runner import mltrail
-from home_setup import read_only_mount, trained_base
+from home_setup import read_only_mount, trained_base, triggers_dropped
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -194,6 +194,32 @@ def test_a_named_pipe_as_the_store_hangs_no_auditor_command(
             )  # fmt: skip
             assert done.returncode == 4, (args, done.stdout, done.stderr)
             assert f"{pipes[0]}: not a regular file" in done.stderr
+        assert _listing(copy) == before
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+
+
+def test_a_read_that_meets_tampering_verifies_without_writing(
+    audited: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A read that meets a store error opens the home again and verifies it
+    (``raise_if_tampered``): on a read-only copy missing its frontier Merkle
+    node it says TAMPERED (exit 3) and writes nothing."""
+    home, project, _ = audited
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    with triggers_dropped(copy / "ledger.db") as conn:
+        conn.execute(
+            "DELETE FROM merkle_nodes WHERE level = "
+            "(SELECT max(level) FROM merkle_nodes) AND idx = 0"
+        )
+    subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
+    try:
+        before = _listing(copy)
+        for args in (("show", "base"), ("runs", "--json")):
+            done = mltrail(copy, *args, cwd=project)
+            assert done.returncode == 3, (args, done.stdout, done.stderr)
+            assert "TAMPERED" in done.stderr
         assert _listing(copy) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
