@@ -18,6 +18,8 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from cli_runner import mltrail
 from mltrail.ledger.home import init_home
 
@@ -30,6 +32,7 @@ __all__ = [
     "TRAIN_OUT",
     "checked_cli",
     "committed_project",
+    "read_only_mount",
     "trained_base",
     "trained_folder",
     "triggers_dropped",
@@ -151,3 +154,20 @@ def triggers_dropped(db: Path) -> Iterator[sqlite3.Connection]:
         conn.commit()
     finally:
         conn.close()
+
+
+def read_only_mount(folder: Path, target: Path) -> tuple[str, ...]:
+    """A command prefix running the rest with ``folder`` bind-mounted read-only
+    on ``target`` (made here) in a private mount namespace, gone when it exits;
+    skips the test where that is not allowed (it needs CAP_SYS_ADMIN)."""
+    target.mkdir()
+    script = 'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" && shift 2 && exec "$@"'
+    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+              "sh", str(folder), str(target))  # fmt: skip
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("cannot bind-mount read-only here: unshare is not installed")
+    if probe.returncode != 0:
+        pytest.skip("cannot bind-mount read-only here (needs CAP_SYS_ADMIN)")
+    return prefix

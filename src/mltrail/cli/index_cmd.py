@@ -7,7 +7,9 @@ import time
 import click
 
 from mltrail.cli.output import console, emit_json, err_console, json_option, open_from
+from mltrail.errors import StoreError
 from mltrail.index import Index
+from mltrail.storage.readonly import can_write
 
 __all__ = ["reindex"]
 
@@ -22,7 +24,8 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     show, trace, lineage, diff. It catches up by itself after every append and
     rebuilds itself when the ledger does not extend what it saw, so this is
     only needed after an upgrade that changes what is indexed, or to be sure.
-    Deleting index.db is always safe.
+    Deleting index.db is always safe. A read-only home (an auditor's copy) is
+    refused: its commands build the index in memory each time instead.
 
     \b
     Example:
@@ -33,7 +36,16 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     home = open_from(ctx)
     started = time.perf_counter()
     try:
-        index = Index(home.path / home.index_file, home.ledger)
+        path = home.path / home.index_file
+        if home.ledger.store.read_only or not can_write(path):
+            # as open_index decides: root passes permission checks, and would
+            # otherwise write index.db into a `chmod -R a-w` copy (ADR 0012)
+            raise StoreError(
+                f"the ledger home is read-only: {home.path}",
+                hint="reindex writes index.db; reading commands build the index "
+                "in memory there and need no reindex",
+            )
+        index = Index(path, home.ledger)
         total = home.ledger.head().size
         show_bar = not as_json and err_console.is_terminal and total > 50_000
         with Progress(

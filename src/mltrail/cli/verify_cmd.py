@@ -222,17 +222,21 @@ def _check_index(home: Home, report: VerificationReport) -> None:
     answer can see (a run deleted from it is simply never listed). The ledger's
     verdict stands: the index is derived, and `mltrail reindex` rebuilds it."""
     from mltrail.core.report import Problem, Severity
-    from mltrail.index import open_index
+    from mltrail.index import open_stored_index
     from mltrail.index.check import index_differences
 
     if not (home.path / home.index_file).exists():
         return
 
     def differences() -> list[str]:
-        # caught up first: records added since it was last opened are no difference
-        index = open_index(home)
+        # caught up first: records added since it was last opened are no
+        # difference; a read-only home's index.db is read into memory, not
+        # skipped (an edit there was reported on a writable copy only)
+        index = open_stored_index(home)
+        if index is None:
+            return []
         try:
-            return [] if index.path is None else index_differences(index)
+            return index_differences(index)
         finally:
             index.close()
 

@@ -121,6 +121,7 @@ def open_remote_ledger(
     from mltrail.ledger.keystore import make_private_folder
     from mltrail.ledger.ledger import Ledger
     from mltrail.ledger.server_trust import ServerTrust, parse_trust_keys
+    from mltrail.storage.readonly import can_write
 
     token = token or env.get("MLTRAIL_TOKEN")
     if not token:
@@ -135,7 +136,8 @@ def open_remote_ledger(
     try:
         keys = parse_trust_keys(trust_keys or env.get(TRUST_KEY_ENV))
         make_private_folder(home)
-        (home / CACHE_DIR).mkdir(exist_ok=True, mode=0o700)
+        if can_write(home):  # a read-only home: its index is built in memory
+            (home / CACHE_DIR).mkdir(exist_ok=True, mode=0o700)
         trust = ServerTrust.open(home, store, keys)
         info = store.info()
         identity = info.get("identity")

@@ -23,7 +23,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import re
+import stat
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,6 +110,8 @@ class ServerTrust:
     servers: list[str] = field(default_factory=list)
     key_seqs: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     migrated_from: Path | None = field(default=None, repr=False)
+    # a home this process may not write (ADR 0012): checked and kept in memory
+    read_only: bool = field(default=False, repr=False)
     _store: HttpStore | None = field(default=None, repr=False)
 
     @classmethod
@@ -128,13 +132,18 @@ class ServerTrust:
                 what was pinned, or its log was forked or shrunk.
             ConfigError: a trust file is unreadable.
         """
+        from mltrail.storage.readonly import can_write
+
         folder = home / TRUST_DIR
         sid = server_id(store.server.url)
         claimed = _claimed_origin(store)
-        with _folder_locked(folder):
+        read_only = not can_write(folder)
+        with _folder_locked(folder, read_only=read_only):
             trust = _find(folder, sid)
             if trust is None:
-                trust = _first_contact(folder, store, sid, claimed, trust_keys)
+                trust = _first_contact(
+                    folder, store, sid, claimed, trust_keys, read_only=read_only
+                )
             elif trust.origin != claimed:
                 raise IntegrityError(
                     f"the server at {sid} answers for origin {claimed!r}, but "
@@ -145,6 +154,7 @@ class ServerTrust:
                     "its admin)",
                 )
             trust._store = store
+            trust.read_only = read_only
             if trust_keys and not set(trust_keys) <= set(trust.log_keys):
                 raise IntegrityError(
                     "the key given with --trust-key/MLTRAIL_TRUST_KEY is not a log "
@@ -152,7 +162,7 @@ class ServerTrust:
                     hint=f"move {trust.path} aside to pin the server again",
                 )
             trust.refresh()
-            if trust.migrated_from is not None:
+            if trust.migrated_from is not None and not read_only:
                 with trust._locked():
                     trust._save()  # the new file first: nothing kept is lost
                 trust.migrated_from.replace(
@@ -279,6 +289,8 @@ class ServerTrust:
         return json.dumps(data, indent=2) + "\n"
 
     def _save(self) -> None:
+        if self.read_only:
+            return  # kept for this process only: nothing is written (ADR 0012)
         write_atomic(self.path, self._to_json(), mode=0o600)
 
     def _reload(self) -> None:
@@ -334,6 +346,10 @@ class ServerTrust:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self.path.with_name(self.path.name + ".lock")
+        if self.read_only:
+            with _shared_lock(lock):
+                yield
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(lock, "a") as held:
             fcntl.flock(held.fileno(), fcntl.LOCK_EX)
@@ -619,12 +635,34 @@ def _claimed_origin(store: HttpStore) -> str:
 
 
 @contextmanager
-def _folder_locked(folder: Path) -> Iterator[None]:
+def _folder_locked(folder: Path, *, read_only: bool = False) -> Iterator[None]:
     """Held while trust files are looked up, pinned or migrated."""
+    if read_only:
+        with _shared_lock(folder / ".pin.lock"):
+            yield
+        return
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(folder / ".pin.lock", "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         yield
+
+
+@contextmanager
+def _shared_lock(lock: Path) -> Iterator[None]:
+    """In a home this process may not write: a shared lock on ``lock`` when it
+    is a regular file (a writer of the live home is waited for), else none;
+    nothing is created (ADR 0012)."""
+    try:
+        fd: int | None = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _find(folder: Path, sid: str) -> ServerTrust | None:
@@ -642,6 +680,8 @@ def _first_contact(
     sid: str,
     origin: str,
     trust_keys: Sequence[str],
+    *,
+    read_only: bool = False,
 ) -> ServerTrust:
     """The trust of a server ledger this client has not met at this URL: a
     trust file of the first format (``<ledger>.json``, keyed by the name only)
@@ -667,6 +707,7 @@ def _first_contact(
             )
     trust = ServerTrust._pin(path, store, trust_keys, origin)
     trust.servers = [sid]
+    trust.read_only = read_only  # pinned for this process only (ADR 0012)
     trust._save()
     return trust
 

@@ -136,11 +136,15 @@ def connect_read_only(db: Path) -> ReadOnlyConnection:
 
     Raises:
         sqlite3.Error: SQLite cannot read it.
-        StoreError: a snapshot could not be taken (it kept changing, or a copy failed).
+        StoreError: it, its ``-wal`` or its ``-shm`` is there but not a regular
+            file (a named pipe), or a snapshot could not be taken (it kept
+            changing, or a copy failed).
     """
     import sqlite3  # not at import: `can_write` is asked by a warm `data hash`
 
     wal, shm = _sidecar(db, "-wal"), _sidecar(db, "-shm")
+    for path in (db, wal, shm):
+        _refuse_special_file(path)
     frozen = _nobody_can_write(db)
     if wal.exists() and shm.exists() and not frozen:
         try:
@@ -150,6 +154,22 @@ def connect_read_only(db: Path) -> ReadOnlyConnection:
     elif frozen and _size(wal) == 0:
         return ReadOnlyConnection(_open(db, immutable=1), None)
     return _snapshot(db)
+
+
+def _refuse_special_file(path: Path) -> None:
+    """Raise unless ``path`` is a regular file or absent: SQLite opens a named
+    pipe there without ``O_NONBLOCK`` and waits for a writer for good (every
+    command on a ``chmod -R a-w`` copy hung), and a copy of one fails."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # absent, or SQLite says why it cannot be read
+    if not stat.S_ISREG(mode):
+        raise StoreError(
+            f"cannot read {path}: not a regular file",
+            hint="a SQLite database, its -wal and its -shm are regular files; "
+            "whoever could write the home put something else there",
+        )
 
 
 def _sidecar(db: Path, suffix: str) -> Path:
