@@ -142,7 +142,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
 
 def _failing(source: dict) -> str:
     """``failing since <time>`` of a source whose checks fail."""
-    return f"failing since {source['failing_since'][:19].replace('T', ' ')}"
+    return f"failing since {source['failing_since'][:19]}"  # as `checked`
 
 
 @sources.command("check")
@@ -162,9 +162,12 @@ def check(
 
     Writes source.checked for each source and model.flagged for each affected
     model. Exits 1 when any source changed (or could not be read), so it can
-    gate a CI job or a cron. Every file of a local source is read: the home's
-    hash cache is not trusted for this verdict unless --trust-cache (each
-    source.checked records which: hashed content or cache).
+    gate a CI job or a cron. A source that could not be read is recorded as a
+    failed check, not as a change: the next check compares with the last one
+    that read it (`sources list` and `flags` say since when it fails). Every
+    file of a local source is read: the home's hash cache is not trusted for
+    this verdict unless --trust-cache (each source.checked records which:
+    hashed content or cache).
 
     Credentials of a source's URL were not stored: the check reads the URL
     without them, and the store must find them itself (PGPASSWORD or

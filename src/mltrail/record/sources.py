@@ -8,6 +8,12 @@ the SHA-256 of the result's canonical JSON lines. ``check_sources`` writes
 ``model.flagged`` for every model downstream of a run that read a file that
 changed (see :mod:`mltrail.record.upstream`), all in one atomic append.
 
+A check that cannot read its source (a credential missing, the store down, a
+timeout) is recorded as a failure: ``source.checked`` with the ``error`` and no
+fingerprint, as it always was. It is never a fingerprint to compare with: the
+index keeps the last successful check's, and since when the checks fail (ADR
+0010, amendment "a failed source check is a failure, never a fingerprint").
+
 A check is a verdict (a CI gate): it reads every file of a local source and does
 not take hashes from the home's hash cache, which whoever can write the home can
 forge (ADR 0035, amendment "verdicts read every file"); ``trust_cache=True`` does,
