@@ -8,6 +8,7 @@ Recorded through the real CLI (in-process, the training command a real subproces
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cli_in_process import in_process_cli
+from mltrail.ledger.home import open_home
 
 TRAIN = """
 import hashlib, json, pathlib, sys
@@ -113,3 +115,39 @@ def test_flags_show_names_and_a_cleared_flag_is_not_raised_again(cli, weekly):
     (weekly / "data" / "week-3" / "customers.csv").write_text("id,week\n1,3\n2,0\n")
     check(cli)
     assert flagged(cli) == {("train-w3", "model.bin")}
+
+
+def test_a_failed_check_in_an_old_ledger_is_not_a_change(cli, weekly, tmp_path):
+    """A check that could not read the source recorded no fingerprint, and the
+    index took that as the source's fingerprint: the next check said "changed"
+    (previous null) though no byte had. A ledger holding such a check, with the
+    index the old code built from it, now compares with the last check that
+    read the source; and a folder gone (a mount down), which stopped the whole
+    check, is a failed check (ADR 0010, amendment 2026-12-08)."""
+    [ok] = json.loads(cli("sources", "check", "customers", "--json"))
+    home = open_home(tmp_path / "home", env={})
+    try:  # what the old code wrote for a check that failed, body for body
+        error = "access denied to http://data.example/customers/"
+        home.ledger.append("source.checked", {"name": "customers",
+            "fingerprint": None, "previous": ok["fingerprint"], "changed": False,
+            "error": error})  # fmt: skip
+    finally:
+        home.close()
+    db = sqlite3.connect(tmp_path / "home" / "index.db")
+    with db:  # and what its ingest made of it
+        db.execute("UPDATE sources SET fingerprint = NULL")
+        db.execute("UPDATE meta SET value = '10' WHERE key = 'version'")
+    db.close()
+    [listed] = json.loads(cli("sources", "list", "--json"))
+    assert listed["fingerprint"] == ok["fingerprint"]
+    assert listed["error"] == error
+    [back] = json.loads(cli("sources", "check", "customers", "--json"))
+    assert back["changed"] is False
+    assert back["previous"] == ok["fingerprint"]
+    (weekly / "data").rename(weekly / "data.off")
+    [failed] = json.loads(cli("sources", "check", "customers", "--json", code=1))
+    assert "no such file or folder" in failed["error"]
+    (weekly / "data.off").rename(weekly / "data")
+    [again] = json.loads(cli("sources", "check", "customers", "--json"))
+    assert again["changed"] is False
+    assert open_flags(cli) == []

@@ -13,6 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cli_in_process import DUP, in_process_cli
 from optional_extras import require_extra
 
 
@@ -197,6 +198,107 @@ def test_a_url_sources_withheld_credential_is_read_from_netrc(tmp_path):
             assert value.encode() not in stored
             assert value not in added.stdout + added.stderr + masked.stdout
             assert value not in masked.stderr + missing.stdout
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+class Flaky(Quiet):
+    """Answers its server's ``refusing`` status while one is set: 401 (a
+    credential missing), 503 (a store that is down)."""
+
+    def do_GET(self):
+        status = getattr(self.server, "refusing", None)
+        if status:
+            self.send_error(status)
+            return
+        super().do_GET()
+
+    do_HEAD = do_GET  # noqa: N815
+
+
+def test_a_failed_check_is_no_fingerprint_and_raises_no_flag(
+    tmp_path, capsys, monkeypatch
+):
+    """A check that could not read its source (401) recorded an empty
+    fingerprint, which the next check compared against: the source was
+    "changed" when the store came back with the same bytes, its files were
+    compared with the registration's, and a model already reviewed for a change
+    seen before was flagged again (``sources list`` failed on the empty
+    fingerprint; a 503 stopped the whole check). A failed check is a failure,
+    said with its time; the comparison is with the last check that read the
+    source (ADR 0010, amendment 2026-12-08)."""
+    require_extra("remote", "aiohttp", "fsspec")
+    root = tmp_path / "site"
+    (root / "bureau").mkdir(parents=True)
+    for i in range(3):
+        (root / "bureau" / f"part-{i}.csv").write_text(f"id,score\n{i},{i * 10}\n")
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Flaky, directory=str(root))
+    )
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        cli = in_process_cli(capsys, monkeypatch, tmp_path)
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "dup.py").write_text(DUP)
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        cli("init")
+        cli("sources", "add", "bureau", f"{base}/bureau/")
+        cli("run", "-q", "--name", "train", "--data", f"train={root / 'bureau'}",
+            "--output", "model.bin", "--", sys.executable, "dup.py",
+            str(root / "bureau"), "model.bin", "m")  # fmt: skip
+        (root / "bureau" / "part-1.csv").write_text("id,score\n1,11\n")
+        [first] = json.loads(cli("sources", "check", "--json", code=1))
+        assert first["changed"] is True
+        assert len(first["flagged"]) == 1
+        cli("flags", "clear", "model.bin", "--note", "re-validated")
+        httpd.refusing = 401
+        [failed] = json.loads(cli("sources", "check", "--json", code=1))
+        assert failed["error"]
+        assert "access denied" in failed["error"]
+        assert failed["changed"] is False
+        assert failed["flagged"] == []
+        [listed] = json.loads(cli("sources", "list", "--json"))
+        assert listed["fingerprint"] == first["fingerprint"]  # the last one read
+        assert listed["failing_since"]
+        assert "access denied" in listed["error"]
+        table = cli("sources", "list")
+        assert "failing since" in table
+        assert first["fingerprint"][:16] in table
+        httpd.refusing = 503  # was no result at all: the whole check stopped
+        [again] = json.loads(cli("sources", "check", "--json", code=1))
+        assert "503" in again["error"]
+        assert again["previous"] == first["fingerprint"]
+        [still] = json.loads(cli("sources", "list", "--json"))
+        assert still["failing_since"] == listed["failing_since"]  # the first failure
+        assert "503" in still["error"]  # the latest
+        assert json.loads(cli("flags", "--json")) == []
+        shown = cli("flags")
+        assert "no models awaiting re-audit" in shown
+        assert "bureau" in shown
+        assert "could not be checked since" in shown
+        httpd.refusing = None
+        [back] = json.loads(cli("sources", "check", "--json"))  # same bytes
+        assert back["changed"] is False
+        assert back["flagged"] == []
+        assert back["previous"] == first["fingerprint"]
+        assert json.loads(cli("flags", "--json")) == []
+        [listed] = json.loads(cli("sources", "list", "--json"))
+        assert listed["failing_since"] is None
+        assert listed["error"] is None
+        assert "could not be checked" not in cli("flags")
+        (root / "bureau" / "part-2.csv").write_text("id,score\n2,21\n")
+        [changed] = json.loads(cli("sources", "check", "--json", code=1))
+        assert changed["changed"] is True
+        assert changed["previous"] == first["fingerprint"]
+        assert changed["changes"]["changed"] == 1
+        assert len(changed["flagged"]) == 1
+        [flag] = json.loads(cli("flags", "--json"))
+        assert flag["source"] == "bureau"
+        assert flag["path"].endswith("model.bin")
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -128,17 +128,20 @@ def _model_node(index: Index, model: str) -> Node:
 
 def _source_node(index: Index, name: str) -> Node:
     rows = index.query(
-        "SELECT location, kind, fingerprint, checked FROM sources WHERE name = ?",
+        "SELECT location, kind, fingerprint, checked, failing FROM sources "
+        "WHERE name = ?",
         (name,),
     )
-    location, kind, fingerprint, checked = rows[0] if rows else (None, None, None, None)
-    details = (
+    location, kind, fingerprint, checked, failing = rows[0] if rows else (None,) * 5
+    details: tuple[tuple[str, Any], ...] = (
         ("name", name),
         ("location", location),
         ("type", kind),
         ("fingerprint", fingerprint),
         ("checked", checked),
     )
+    if failing:  # its checks fail: the fingerprint is the last one read
+        details += (("failing since", failing),)
     return Node(f"source:{name}", "source", f"{name} ({location})", details)
 
 

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from mltrail.audit.flags import clear_flag, list_flags
+from mltrail.audit.flags import Flag, clear_flag, list_flags
 from mltrail.cli.output import (
     console,
     emit_json,
@@ -108,7 +108,8 @@ def add(
 @json_option
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
-    """List registered sources with their latest fingerprint."""
+    """List registered sources with the fingerprint of their last check that read
+    them, and since when their checks fail (if they do)."""
     home = open_from(ctx)
     try:
         found = list_sources(open_index(home))
@@ -121,17 +122,27 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         console.print("no sources yet: `mltrail sources add NAME PATH|URL`")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("name", "type", "location", "fingerprint", "checked (UTC)"):
+    columns = ("name", "type", "location", "fingerprint", "checked (UTC)", "state")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for s in found:
         table.add_row(
             s["name"],
             s["type"],
             s["location"],
-            s["fingerprint"][:16],
-            s["checked"][:19],
+            (s["fingerprint"] or "")[:16],
+            (s["checked"] or "")[:19],
+            Text(_failing(s), style="red") if s["failing_since"] else "ok",
         )
     console.print(table)
+    for s in found:
+        if s["failing_since"]:
+            console.print(f"{s['name']}: last check failed: {s['error']}", markup=False)
+
+
+def _failing(source: dict) -> str:
+    """``failing since <time>`` of a source whose checks fail."""
+    return f"failing since {source['failing_since'][:19]}"  # as `checked`
 
 
 @sources.command("check")
@@ -151,9 +162,12 @@ def check(
 
     Writes source.checked for each source and model.flagged for each affected
     model. Exits 1 when any source changed (or could not be read), so it can
-    gate a CI job or a cron. Every file of a local source is read: the home's
-    hash cache is not trusted for this verdict unless --trust-cache (each
-    source.checked records which: hashed content or cache).
+    gate a CI job or a cron. A source that could not be read is recorded as a
+    failed check, not as a change: the next check compares with the last one
+    that read it (`sources list` and `flags` say since when it fails). Every
+    file of a local source is read: the home's hash cache is not trusted for
+    this verdict unless --trust-cache (each source.checked records which:
+    hashed content or cache).
 
     Credentials of a source's URL were not stored: the check reads the URL
     without them, and the store must find them itself (PGPASSWORD or
@@ -225,7 +239,9 @@ def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         return
     home = open_from(ctx)
     try:
-        found = list_flags(open_index(home), include_cleared=show_all)
+        index = open_index(home)
+        found = list_flags(index, include_cleared=show_all)
+        failing = [s for s in list_sources(index) if s["failing_since"]]
     finally:
         home.close()
     if as_json:
@@ -233,7 +249,19 @@ def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         return
     if not found:
         console.print("no models awaiting re-audit")
-        return
+    else:
+        _print_flags(found)
+    for s in failing:  # not a change: no flag, but its models are not re-checked
+        console.print(
+            f"source {s['name']}: could not be checked since "
+            f"{s['failing_since'][:19].replace('T', ' ')} UTC (no flag raised; "
+            f"last known fingerprint {(s['fingerprint'] or '')[:16]}): {s['error']}",
+            style="red",
+            markup=False,
+        )
+
+
+def _print_flags(found: list[Flag]) -> None:
     table = Table(box=None, pad_edge=False)
     for column in ("flagged (UTC)", "model", "path", "source", "run", "state"):
         table.add_column(column, overflow="fold")

@@ -223,15 +223,18 @@ def kind_rows_differ(
 
 def sources_differ(index: Index, names: Iterable[str] | None = None) -> str | None:
     """Whether the ``sources`` rows (all, or these names) agree with the records
-    that registered and last checked each source."""
+    that registered and last checked each source (and the first and latest
+    failed checks since then)."""
     if index.path is None:
         return None
-    rows = index.conn.execute("SELECT name, seq, checked_seq FROM sources").fetchall()
+    rows = index.conn.execute(
+        "SELECT name, seq, checked_seq, failing_seq, failed_seq FROM sources"
+    ).fetchall()
     wanted = None if names is None else set(names)
     rows = [r for r in rows if wanted is None or r[0] in wanted]
     if not rows:
         return None
-    seqs = {r[1] for r in rows} | {r[2] for r in rows if r[2] is not None}
+    seqs = {seq for r in rows for seq in r[1:] if seq is not None}
     scratch = _scratch(index.ledger, seqs)
     try:
         chosen = sorted(r[0] for r in rows)

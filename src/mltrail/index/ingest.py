@@ -236,8 +236,18 @@ class _Ingest:
 
     def source_checked(self, seq: int, entry: Mapping[str, Any]) -> None:
         body = entry["body"]
+        if _failed_check(body):  # no fingerprint: the one to compare with stays
+            self.cur.execute(
+                "UPDATE sources SET failing_seq = COALESCE(failing_seq, ?), "
+                "failing = COALESCE(failing, ?), failed_seq = ?, error = ? "
+                "WHERE name = ?",
+                (seq, entry["time"], seq, _failure(body), body.get("name")),
+            )
+            return
         self.cur.execute(
-            "UPDATE sources SET fingerprint = ?, checked_seq = ?, checked = ? WHERE name = ?",
+            "UPDATE sources SET fingerprint = ?, checked_seq = ?, checked = ?, "
+            "failing_seq = NULL, failing = NULL, failed_seq = NULL, error = NULL "
+            "WHERE name = ?",
             (body.get("fingerprint"), seq, entry["time"], body.get("name")),
         )
         self._print(body)
@@ -464,3 +474,19 @@ def ingest_entry(
     if entry["kind"].startswith("run.") and not entry.get("run"):
         return
     getattr(_Ingest(cur, get_blob, links, actor.get("user")), name)(seq, entry)
+
+
+def _failed_check(body: Mapping[str, Any]) -> bool:
+    """Whether a ``source.checked`` body is a check that could not read its
+    source: one with an ``error``, or (whoever wrote it) no fingerprint. The
+    shape is the same since the first version: ``{"name", "fingerprint": null,
+    "previous", "changed": false, "error"}``."""
+    fingerprint = body.get("fingerprint")
+    return (
+        bool(body.get("error")) or not isinstance(fingerprint, str) or not fingerprint
+    )
+
+
+def _failure(body: Mapping[str, Any]) -> str:
+    error = body.get("error")
+    return error if isinstance(error, str) and error else "no fingerprint recorded"

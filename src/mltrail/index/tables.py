@@ -39,7 +39,7 @@ _PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]*[1-9]")
 
 # Bump whenever a table or what ingest puts into it changes: an index built by
 # another version is rebuilt on open.
-INDEX_VERSION = "10"
+INDEX_VERSION = "11"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -126,9 +126,13 @@ CREATE TABLE IF NOT EXISTS promotions (
 );
 CREATE INDEX IF NOT EXISTS promotions_stage ON promotions (stage, ts);
 
+-- fingerprint, checked_seq, checked: the registration or the last check that
+-- read the source. failing_seq, failing: the first failed check since then
+-- (none: the last check read it). failed_seq, error: the latest failed check.
 CREATE TABLE IF NOT EXISTS sources (
     name TEXT PRIMARY KEY, seq INTEGER NOT NULL, location TEXT NOT NULL,
-    kind TEXT, fingerprint TEXT, checked_seq INTEGER, checked TEXT
+    kind TEXT, fingerprint TEXT, checked_seq INTEGER, checked TEXT,
+    failing_seq INTEGER, failing TEXT, failed_seq INTEGER, error TEXT
 ) WITHOUT ROWID;
 
 -- every fingerprint a source has had, so data read from an older snapshot links too

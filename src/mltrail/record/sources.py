@@ -8,6 +8,12 @@ the SHA-256 of the result's canonical JSON lines. ``check_sources`` writes
 ``model.flagged`` for every model downstream of a run that read a file that
 changed (see :mod:`mltrail.record.upstream`), all in one atomic append.
 
+A check that cannot read its source (a credential missing, the store down, a
+timeout) is recorded as a failure: ``source.checked`` with the ``error`` and no
+fingerprint, as it always was. It is never a fingerprint to compare with: the
+index keeps the last successful check's, and since when the checks fail (ADR
+0010, amendment "a failed source check is a failure, never a fingerprint").
+
 A check is a verdict (a CI gate): it reads every file of a local source and does
 not take hashes from the home's hash cache, which whoever can write the home can
 forge (ADR 0035, amendment "verdicts read every file"); ``trust_cache=True`` does,
@@ -43,7 +49,7 @@ from mltrail.capture.run.mask import MASKED_PATTERN
 from mltrail.capture.run.redact import redact_tree
 from mltrail.core.canonical import canonical_bytes
 from mltrail.core.diff_data import diff_manifests
-from mltrail.errors import InputError
+from mltrail.errors import CaptureError, InputError
 from mltrail.ledger.ledger import Draft
 from mltrail.record.datasets import dataset_body
 from mltrail.record.upstream import downstream_model_outputs, runs_reading_changes
@@ -334,16 +340,20 @@ def register_source(
 
 
 def list_sources(index: Index) -> list[dict[str, Any]]:
-    """Every registered source with its latest fingerprint (the rows checked
-    against the records that registered and last checked each one first; on a
-    difference the index is rebuilt)."""
+    """Every registered source with the fingerprint of its last check that read
+    it (``checked``: when), and, while its checks fail, since when
+    (``failing_since``, the first failed check after that one) and the latest
+    ``error`` (the rows checked against their records first; on a difference the
+    index is rebuilt)."""
     from mltrail.index.check import repaired, sources_differ
 
     repaired(index, sources_differ(index))
     rows = index.query(
-        "SELECT name, location, kind, fingerprint, checked FROM sources ORDER BY name"
+        "SELECT name, location, kind, fingerprint, checked, failing, error "
+        "FROM sources ORDER BY name"
     )
-    keys = ("name", "location", "type", "fingerprint", "checked")
+    keys = ("name", "location", "type", "fingerprint", "checked", "failing_since",
+            "error")  # fmt: skip
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
@@ -390,7 +400,7 @@ def _check_one(
         fields = _fingerprint(
             home, source["type"], location, spec.get("query"), read_cache=trust_cache
         )
-    except InputError as e:
+    except (InputError, CaptureError) as e:  # CaptureError: down, 5xx, a timeout
         error = str(e)
         if location != source["location"] and not masked_location(location):
             error = f"{error}; {WITHHELD_HINT}"
