@@ -376,6 +376,33 @@ def test_a_second_lookup_of_unchanged_linked_weights_reads_no_weights(
     assert read[0] == 16
 
 
+def test_a_second_lookup_of_a_shard_index_reads_no_weights_until_a_shard_is_replaced(
+    cli, weight_reads
+):
+    """The same for a shard index; a shard replaced by another file (renamed
+    over it) of the same size, with the old mtime, is read again."""
+    Path("shard.py").write_text(textwrap.dedent(SHARDED))
+    index = "out/sharded/model.safetensors.index.json"
+    cli("run", "-q", "--name", "sharded", "--output", index,
+        "--", sys.executable, "shard.py", index)  # fmt: skip
+    time.sleep(0.1)  # older than the racy window
+    for expected in (16, 0):
+        read = weight_reads()
+        assert json.loads(cli("lineage", "--up", index, "--json"))["root"].startswith(
+            "model:"
+        )
+        assert read[0] == expected
+    shard = Path("out/sharded/s1.safetensors")
+    st, data = shard.stat(), bytearray(shard.read_bytes())
+    data[-4:] = b"\x00\x00\x80\x3f"
+    Path("new.safetensors").write_bytes(data)
+    os.utime("new.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))
+    Path("new.safetensors").replace(shard)
+    read = weight_reads()
+    cli("lineage", "--up", index, "--json", code=2)
+    assert read[0] == 16
+
+
 def test_a_read_only_home_reads_linked_weights_and_stores_nothing(
     cli, weight_reads, tmp_path
 ):
