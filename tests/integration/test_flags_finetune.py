@@ -9,10 +9,12 @@ safetensors file or a Hugging Face style folder) are written and fine-tuned.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -311,6 +313,118 @@ def test_a_folder_whose_linked_weights_changed_is_not_the_recorded_model(cli):
     cli("lineage", "--up", "out/linked", "--json", code=2)
     # the model itself is still found by its id, and by the file behind the link
     assert json.loads(cli("lineage", "--up", recorded, "--json"))["root"] == recorded
+
+
+@pytest.fixture
+def weight_reads(monkeypatch):
+    """Tensor bytes read by fingerprints from now on: the in-process memo of
+    ``capture_fingerprint`` is emptied before each count, so only the home's
+    cache can spare a read; ids are stored for files older than 50 ms."""
+    from mltrail.capture.model import fingerprint, idcache
+
+    monkeypatch.setattr(idcache, "RACY_WINDOW_S", 0.05)
+    read = [0]
+    real = fingerprint.iter_tensor_bytes
+
+    def counted(*args, **kwargs):
+        for chunk in real(*args, **kwargs):
+            read[0] += len(chunk)
+            yield chunk
+
+    monkeypatch.setattr(fingerprint, "iter_tensor_bytes", counted)
+
+    def reads() -> int:
+        fingerprint._MEMO.clear()
+        read[0] = 0
+        return read
+
+    return reads
+
+
+def test_a_second_lookup_of_unchanged_linked_weights_reads_no_weights(
+    cli, weight_reads
+):
+    """Resolving a folder of links re-fingerprinted its whole weights on every
+    lookup (minutes for a 30 GB Hub snapshot); the model id is now kept by the
+    weight files' stat keys, and a file changed in place, with its size and
+    mtime put back, is still read and refused (its ctime moved)."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    time.sleep(0.1)  # older than the racy window
+    read = weight_reads()
+    recorded = json.loads(cli("lineage", "--up", "out/linked", "--json"))["root"]
+    assert recorded.startswith("model:")
+    assert read[0] == 16
+    read = weight_reads()
+    assert (
+        json.loads(cli("trace", "out/linked", "--json"))["lineage"]["root"] == recorded
+    )
+    assert read[0] == 0
+    weights = Path("store/w.safetensors")
+    st = weights.stat()
+    with weights.open("r+b") as f:  # the same inode, size and (put back) mtime
+        f.seek(st.st_size - 4)
+        f.write(b"\x00\x00\x80\x3f")
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (weights.stat().st_ino, weights.stat().st_mtime_ns) == (
+        st.st_ino,
+        st.st_mtime_ns,
+    )
+    read = weight_reads()
+    cli("lineage", "--up", "out/linked", "--json", code=2)
+    assert read[0] == 16
+
+
+def test_a_second_lookup_of_a_shard_index_reads_no_weights_until_a_shard_is_replaced(
+    cli, weight_reads
+):
+    """The same for a shard index; a shard replaced by another file (renamed
+    over it) of the same size, with the old mtime, is read again."""
+    Path("shard.py").write_text(textwrap.dedent(SHARDED))
+    index = "out/sharded/model.safetensors.index.json"
+    cli("run", "-q", "--name", "sharded", "--output", index,
+        "--", sys.executable, "shard.py", index)  # fmt: skip
+    time.sleep(0.1)  # older than the racy window
+    for expected in (16, 0):
+        read = weight_reads()
+        assert json.loads(cli("lineage", "--up", index, "--json"))["root"].startswith(
+            "model:"
+        )
+        assert read[0] == expected
+    shard = Path("out/sharded/s1.safetensors")
+    st, data = shard.stat(), bytearray(shard.read_bytes())
+    data[-4:] = b"\x00\x00\x80\x3f"
+    Path("new.safetensors").write_bytes(data)
+    os.utime("new.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))
+    Path("new.safetensors").replace(shard)
+    read = weight_reads()
+    cli("lineage", "--up", index, "--json", code=2)
+    assert read[0] == 16
+
+
+def test_a_read_only_home_reads_linked_weights_and_stores_nothing(
+    cli, weight_reads, tmp_path
+):
+    """A home that may not be written keeps no model id (ADR 0012): each lookup
+    reads the weights, as before."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    time.sleep(0.1)
+    home = tmp_path / "home"
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    subprocess.run(["chmod", "-R", "a-w", str(home)], check=True)
+    try:
+        for _ in range(2):
+            read = weight_reads()
+            assert json.loads(cli("lineage", "--up", "out/linked", "--json"))[
+                "root"
+            ].startswith("model:")
+            assert read[0] == 16
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(home)], check=True)
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
 
 
 SHARDED = """

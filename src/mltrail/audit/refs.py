@@ -15,6 +15,7 @@ from mltrail.audit.trace import DATA_COLUMNS, data_node_id
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
+    from mltrail.capture.data.hashcache import HashCache
     from mltrail.index import Index
 
 __all__ = ["node_for_path", "resolve_node"]
@@ -225,7 +226,7 @@ def node_for_path(index: Index, path: Path) -> str:
                 )
             ]
             if models and _an_index(index, path, sha):
-                return f"model:{_check_weights(path, models, 'names shards that hold')}"
+                return f"model:{_check_weights(index, path, models, 'names shards that hold')}"
             return f"model:{models[0]}" if models else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
@@ -255,7 +256,7 @@ def node_for_path(index: Index, path: Path) -> str:
                 (manifest.dataset_id,),
             )
         ]
-        return f"model:{_check_weights(path, models, 'holds links to')}"
+        return f"model:{_check_weights(index, path, models, 'holds links to')}"
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
 
 
@@ -274,7 +275,7 @@ def _an_index(index: Index, path: Path, sha: str) -> bool:
     )
 
 
-def _check_weights(path: Path, models: list[str], holding: str) -> str:
+def _check_weights(index: Index, path: Path, models: list[str], holding: str) -> str:
     """The model of those recorded with ``path``'s bytes (``models``, oldest
     first) that its weights are now; refused when they are none of them: a
     folder's manifest holds its links, not what they point to (a Hugging Face
@@ -282,7 +283,9 @@ def _check_weights(path: Path, models: list[str], holding: str) -> str:
     the weights could change and the path still name a recorded model. Several
     runs may record the same bytes with other weights behind them (two
     fine-tunes of one architecture write the same index; a link to a file each
-    run overwrites): the weights read now pick the one.
+    run overwrites): the weights read now pick the one. Their model id is
+    kept in the home's hash cache by the weight files' stat keys
+    (:mod:`mltrail.capture.model.idcache`): unchanged weights are not read again.
 
     Raises:
         InputError: the weights read through ``path`` are none of ``models`` (or
@@ -290,12 +293,17 @@ def _check_weights(path: Path, models: list[str], holding: str) -> str:
     """
     import os
 
-    from mltrail.capture.model.fingerprint import capture_model_fields
+    from mltrail.capture.model.idcache import model_fields
 
     if path.is_file() and not path.name.endswith(".index.json"):
         # a link of another name to an index: its shards lie beside the index
         path = type(path)(os.path.realpath(path))
-    now = capture_model_fields(path)
+    cache = _model_cache(index)
+    try:
+        now = model_fields(path, cache)
+    finally:
+        if cache is not None:
+            cache.close()
     if now.get("model") not in models:
         found = now.get("model") or now.get("model_error", "no model")
         raise InputError(
@@ -305,3 +313,22 @@ def _check_weights(path: Path, models: list[str], holding: str) -> str:
             "`mltrail model fingerprint` shows its model id now",
         )
     return str(now["model"])
+
+
+def _model_cache(index: Index) -> HashCache | None:
+    """The hash cache of the home whose index ``index`` is, if it may be written:
+    an index kept in memory is a read-only home's, where nothing is written
+    (ADR 0012)."""
+    from mltrail.capture.data.hashcache import HashCache, default_cache_path
+    from mltrail.capture.model.idcache import RACY_WINDOW_S
+    from mltrail.storage.readonly import can_write
+
+    if index.path is None:
+        return None
+    path = default_cache_path(index.path.parent)
+    if getattr(index.ledger.store, "read_only", False) or not can_write(path):
+        return None
+    try:
+        return HashCache(path, racy_window_s=RACY_WINDOW_S)
+    except OSError:
+        return None

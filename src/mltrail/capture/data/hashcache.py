@@ -33,7 +33,9 @@ folder is answered without a lookup per file) are files beside it, in
 ``cache/hashes.trees/`` (:mod:`mltrail.capture.data.treefiles`): reading one needs no
 SQLite, so the database is opened (and :mod:`sqlite3` imported) only when a file is
 looked up or stored. Files of before kept them in a ``trees`` table, which is no
-longer read or written (``erase_cached_trees`` still clears it).
+longer read or written (``erase_cached_trees`` still clears it). The model ids of
+checkpoints resolved by path are kept there too, under a root no folder has
+(:mod:`mltrail.capture.model.idcache`).
 
 A cache must never fail a capture: a corrupt file is moved aside and recreated, and
 any other SQLite trouble (a locked or read-only file) turns the cache off for the
