@@ -376,6 +376,25 @@ def test_a_second_lookup_of_unchanged_linked_weights_reads_no_weights(
     assert read[0] == 16
 
 
+def test_an_approval_by_path_reads_the_linked_weights_not_the_cache(cli, weight_reads):
+    """A signed decision (an approval, a promotion) named by a folder of links
+    took the model id from the home's hash cache like any lookup: whoever can
+    write the cache could steer which recorded model the approval names. It
+    reads the weights, whatever the cache holds."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    time.sleep(0.1)  # older than the racy window
+    weight_reads()
+    cli("lineage", "--up", "out/linked", "--json")  # the id is cached now
+    read = weight_reads()
+    cli("lineage", "--up", "out/linked", "--json")
+    assert read[0] == 0
+    read = weight_reads()
+    cli("model", "approve", "out/linked", "--stage", "staging", "--note", "ok")
+    assert read[0] == 16
+
+
 def test_a_second_lookup_of_a_shard_index_reads_no_weights_until_a_shard_is_replaced(
     cli, weight_reads
 ):

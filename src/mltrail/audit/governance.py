@@ -93,7 +93,9 @@ def resolve_model(index: Index, ref: str, cwd: Path | None = None) -> str:
     """
     if _NODE.fullmatch(ref):
         return ref
-    node = resolve_node(index, ref, cwd=cwd)
+    # a signed decision: weights behind links are read, never taken from the
+    # home's hash cache (ADR 0009 amendment of 2026-12-08)
+    node = resolve_node(index, ref, cwd=cwd, trust_cache=False)
     kind, _, ident = node.partition(":")
     if kind in ("model", "file", "data"):
         return node

@@ -24,7 +24,9 @@ _HEX = re.compile(r"[0-9a-f]{4,64}")
 _TYPED = re.compile(r"(source|data|file|run|model):(.+)")
 
 
-def resolve_node(index: Index, ref: str, *, cwd: Path | None = None) -> str:
+def resolve_node(
+    index: Index, ref: str, *, cwd: Path | None = None, trust_cache: bool = True
+) -> str:
     """The lineage node a reference names.
 
     A typed id (``run:...``, ``model:...``, ``data:...``, ``file:...``,
@@ -36,14 +38,19 @@ def resolve_node(index: Index, ref: str, *, cwd: Path | None = None) -> str:
     their records; on a difference the index is rebuilt and ``ref`` resolved
     again (see ``mltrail.index.check``).
 
+    ``trust_cache=False`` reads the weights behind a path's links (or a shard
+    index) again rather than take their model id from the home's hash cache:
+    for a decision that is signed (an approval, a promotion, a gate's
+    judgment), which someone able to write the cache must not steer.
+
     Raises:
         InputError: nothing matches, or a prefix matches several things.
     """
     from mltrail.index.check import repaired, runs_differ
 
-    found = _resolve(index, ref, cwd)
+    found = _resolve(index, ref, cwd, trust_cache)
     if repaired(index, runs_differ(index, _writer_runs(index, found))):
-        found = _resolve(index, ref, cwd)
+        found = _resolve(index, ref, cwd, trust_cache)
     return found
 
 
@@ -63,12 +70,12 @@ def _writer_runs(index: Index, node: str) -> set[str]:
     return {r for (r,) in index.query(sql, (ident, ident))}
 
 
-def _resolve(index: Index, ref: str, cwd: Path | None) -> str:
+def _resolve(index: Index, ref: str, cwd: Path | None, trust_cache: bool) -> str:
     if m := _TYPED.fullmatch(ref):
         return _typed(index, m[1], m[2])
     path = Path(ref) if cwd is None else cwd / ref
     if path.exists():
-        return node_for_path(index, path)
+        return node_for_path(index, path, trust_cache=trust_cache)
     if _HEX.fullmatch(ref):
         return _by_hex(index, ref)
     for finder in (_by_source, _by_output_name, _by_run):
@@ -205,8 +212,9 @@ def _purges(index: Index) -> bool:
     return bool(index.ledger.store.purges())
 
 
-def node_for_path(index: Index, path: Path) -> str:
-    """The node of a file or folder on disk, found by its content.
+def node_for_path(index: Index, path: Path, *, trust_cache: bool = True) -> str:
+    """The node of a file or folder on disk, found by its content (``trust_cache``:
+    see :func:`resolve_node`).
 
     Raises:
         InputError: the ledger has never seen this content.
@@ -226,7 +234,10 @@ def node_for_path(index: Index, path: Path) -> str:
                 )
             ]
             if models and _an_index(index, path, sha):
-                return f"model:{_check_weights(index, path, models, 'names shards that hold')}"
+                held = _check_weights(
+                    index, path, models, "names shards that hold", trust_cache
+                )
+                return f"model:{held}"
             return f"model:{models[0]}" if models else f"file:{sha}"
         if index.query("SELECT 1 FROM output_files WHERE sha256 = ? LIMIT 1", (sha,)):
             return f"file:{sha}"
@@ -256,7 +267,8 @@ def node_for_path(index: Index, path: Path) -> str:
                 (manifest.dataset_id,),
             )
         ]
-        return f"model:{_check_weights(index, path, models, 'holds links to')}"
+        held = _check_weights(index, path, models, "holds links to", trust_cache)
+        return f"model:{held}"
     return f"model:{rows[0][0]}" if rows[0][0] else f"data:{manifest.dataset_id}"
 
 
@@ -275,7 +287,9 @@ def _an_index(index: Index, path: Path, sha: str) -> bool:
     )
 
 
-def _check_weights(index: Index, path: Path, models: list[str], holding: str) -> str:
+def _check_weights(
+    index: Index, path: Path, models: list[str], holding: str, trust_cache: bool
+) -> str:
     """The model of those recorded with ``path``'s bytes (``models``, oldest
     first) that its weights are now; refused when they are none of them: a
     folder's manifest holds its links, not what they point to (a Hugging Face
@@ -298,7 +312,7 @@ def _check_weights(index: Index, path: Path, models: list[str], holding: str) ->
     if path.is_file() and not path.name.endswith(".index.json"):
         # a link of another name to an index: its shards lie beside the index
         path = type(path)(os.path.realpath(path))
-    cache = _model_cache(index)
+    cache = _model_cache(index) if trust_cache else None
     try:
         now = model_fields(path, cache)
     finally:
