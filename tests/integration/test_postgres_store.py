@@ -53,7 +53,7 @@ def database():
     role = f"mltrail_app_{uuid.uuid4().hex[:8]}"
     with throwaway_database() as owner_url:
         done = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
-        assert json.loads(done.stdout)["applied"] == [1]
+        assert json.loads(done.stdout)["applied"] == [1, 2]
         app_url = with_database(owner_url, owner_url.rsplit("/", 1)[1], user=role)
         try:
             yield owner_url, app_url, role
@@ -82,12 +82,16 @@ def test_db_init_is_rerunnable_and_versioned(database):
     again = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
     body = json.loads(again.stdout)
     assert body["applied"] == []
-    assert body["version"] == 1
+    assert body["version"] == 2
     assert body["role_created"] is False
     assert body["role_privileges"] == ["SELECT", "INSERT"]
     with psycopg.connect(owner_url) as conn:
         rows = conn.execute("SELECT version FROM mltrail_schema").fetchall()
-    assert rows == [(1,)]
+        ordinary = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'A'"
+        ).fetchall()
+    assert rows == [(1,), (2,)]
+    assert ordinary == [("records_purge",)]  # the rest fire in replica mode too
 
 
 def test_db_init_refuses_bad_input(database, tmp_path):
@@ -201,6 +205,54 @@ def _check_refusals(owner_url, app_url, gone):
             )
         with pytest.raises(psycopg.errors.RaiseException, match="no stored blob"):
             app.execute("SELECT mltrail_erase_blob(%s)", (kept,))
+
+
+def test_replica_mode_skips_no_refusal_once_db_init_upgraded_the_schema(tmp_path):
+    """``SET session_replication_role = replica`` (a superuser's, or a role
+    granted it) skips ordinary triggers: before migration 2 it let the owner
+    UPDATE, DELETE and TRUNCATE every table with the triggers in place. A
+    schema at version 1 is refused until `mltrail db init` upgrades it."""
+    import psycopg
+
+    from mltrail.errors import StoreError
+    from mltrail.storage.postgres import PostgresStore, migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    with throwaway_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+        with pytest.raises(StoreError, match="schema version 1, this mltrail needs"):
+            PostgresStore(url, roles=KIND_ROLES)
+        done = cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json")
+        assert json.loads(done.stdout)["applied"] == [2]
+        gone = _fill_every_table(url)
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("SET session_replication_role = replica")
+            counts = {
+                t: owner.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in TABLES
+            }
+            for table in TABLES:
+                column = _a_column(owner, table)
+                for change in CHANGES:
+                    with pytest.raises(
+                        psycopg.errors.RaiseException, match="append-only"
+                    ):
+                        owner.execute(change.format(t=table, c=column))
+            with pytest.raises(psycopg.errors.RaiseException, match=r"blob\.purged"):
+                owner.execute(
+                    "INSERT INTO purges (digest, size, seq) VALUES ('sha256:00', 1, 0)"
+                )
+            with pytest.raises(psycopg.errors.RaiseException, match="only a purged"):
+                owner.execute("INSERT INTO erasures (digest) VALUES ('sha256:00')")
+            after = {
+                t: owner.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in TABLES
+            }
+            assert after == counts
+            assert owner.execute(
+                "SELECT count(*) FROM blobs WHERE digest = %s", (gone,)
+            ).fetchone() == (0,)
 
 
 _WRITER = textwrap.dedent(

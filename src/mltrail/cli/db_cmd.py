@@ -68,7 +68,7 @@ def init(
     """Create or upgrade the ledger tables (re-runnable) and the application role.
 
     The tables refuse UPDATE, DELETE and TRUNCATE by trigger, for everyone,
-    owner included (a purged blob's bytes are the one thing deleted, see
+    owner included, replica mode too (a purged blob's bytes are the one thing deleted, see
     `mltrail purge`); the role lacks those privileges too. Run it as the owner,
     then point homes at the role: `mltrail init --store postgresql://ROLE@HOST/DB`.
     Give the role a password with your own tools (ALTER ROLE ... PASSWORD).

@@ -14,6 +14,12 @@ ones it was given. The application role (``mltrail db init --role``) holds
 SELECT and INSERT only; it erases a blob through one function,
 ``mltrail_erase_blob``, that runs as the owner and deletes only a purged digest.
 
+Every trigger but ``records_purge`` fires ``ALWAYS`` (migration 2): a superuser's
+``SET session_replication_role = replica`` (what logical replication's apply
+workers and ``pg_restore --disable-triggers`` use) skips ordinary triggers, and
+with them every refusal. ``records_purge`` stays an ordinary trigger: on a
+logical replica the ``purges`` row it wrote arrives replicated.
+
 Migrations are numbered; ``mltrail_schema`` holds one row per migration applied.
 ``{s}`` in a statement stands for the quoted schema name, ``{purge_kind}`` for
 the purge kind.
@@ -21,7 +27,13 @@ the purge kind.
 
 from __future__ import annotations
 
-__all__ = ["APPEND_ONLY_TABLES", "SCHEMA_VERSION", "VERSION_TABLE", "ledger_migrations"]
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "SCHEMA_VERSION",
+    "VERSION_TABLE",
+    "always_fire",
+    "ledger_migrations",
+]
 
 VERSION_TABLE = """CREATE TABLE {s}.mltrail_schema (
     version integer PRIMARY KEY,
@@ -162,6 +174,25 @@ _TRIGGERS = (
     *_refusals(),
 )
 
+_ALWAYS = (
+    *((t, f"{t}_append_only") for t in APPEND_ONLY_TABLES),
+    *((t, f"{t}_no_truncate") for t in APPEND_ONLY_TABLES),
+    ("blobs", "blobs_no_delete"),
+    ("purges", "purges_need_record"),
+    ("erasures", "erasures_need_purge"),
+)
+"""(table, trigger) that fire in every ``session_replication_role``."""
+
+
+def always_fire(triggers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The statements that make ``triggers`` ((table, trigger) in schema ``{s}``)
+    fire ``ALWAYS``; re-enables one that was disabled."""
+    return tuple(
+        f"ALTER TABLE {{s}}.{table} ENABLE ALWAYS TRIGGER {trigger}"
+        for table, trigger in triggers
+    )
+
+
 _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
         1,
@@ -171,6 +202,11 @@ _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             *_FUNCTIONS,
             *_TRIGGERS,
         ),
+    ),
+    (
+        2,
+        "refusals fire in every session_replication_role (replica mode included)",
+        always_fire(_ALWAYS),
     ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
