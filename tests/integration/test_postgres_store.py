@@ -308,6 +308,43 @@ def test_concurrent_appenders_neither_fork_nor_leave_gaps(home, tmp_path):
     assert json.loads(verified.stdout)["ok"] is True
 
 
+SWALLOWERS = {
+    "rule": ("CREATE RULE mltrail_test_swallow AS ON INSERT TO records "
+             "DO INSTEAD NOTHING", "DROP RULE mltrail_test_swallow ON records"),
+    "trigger": ("CREATE FUNCTION mltrail_test_null() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RETURN NULL; END $$; CREATE TRIGGER mltrail_test_swallow "
+                "BEFORE INSERT ON checkpoints FOR EACH ROW "
+                "EXECUTE FUNCTION mltrail_test_null()",
+                "DROP FUNCTION mltrail_test_null CASCADE"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", sorted(SWALLOWERS))
+def test_an_append_a_rule_or_trigger_swallows_is_refused(home, database, how):
+    """The owner's rule (DO INSTEAD NOTHING) or BEFORE INSERT trigger returning
+    NULL drops rows without an error: `append` said it stored a record that no
+    table held, and verify, with nothing to check, said intact."""
+    import psycopg
+
+    owner_url = database[0]
+    before = _size(home)
+    add, remove = SWALLOWERS[how]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owner.execute(add)
+        try:
+            done = cli(home.parent, "append", "--kind", "note", "--body",
+                       '{"text": "swallowed?"}', env_home=home, check=False)  # fmt: skip
+        finally:
+            owner.execute(remove)
+    assert done.returncode == 4, done.stdout
+    assert "a rule or trigger that is not mltrail's dropped them" in done.stderr
+    assert _size(home) == before
+    cli(home.parent, "append", "--kind", "note", "--body", '{"text": "kept"}',
+        env_home=home)  # fmt: skip
+    verified = cli(home.parent, "verify", "--json", "--no-index", env_home=home)
+    assert json.loads(verified.stdout)["ok"] is True
+
+
 def _size(home: Path) -> int:
     from mltrail.ledger.home import open_home
 

@@ -98,6 +98,39 @@ def test_control_tables_refuse_update_delete_truncate_even_for_the_owner(
         assert after == count
 
 
+def test_an_append_a_trigger_swallows_is_refused_not_acknowledged(team_server):
+    """A BEFORE INSERT trigger returning NULL (the owner may add one) drops the
+    server's records without an error: the writer got 201, a seq and a signed
+    checkpoint covering an entry no table held."""
+    import psycopg
+
+    writer = team_server.token("writer")
+    swallowed = team_server.entry("writer", "note", {"text": "swallowed?"})
+    head = team_server.call("GET", "/ledgers/team-a/head", writer)[1]
+    with psycopg.connect(team_server.owner_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION ledger_team_a.mltrail_test_null() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER mltrail_test_swallow BEFORE INSERT ON ledger_team_a.records "
+            "FOR EACH ROW EXECUTE FUNCTION ledger_team_a.mltrail_test_null()"
+        )
+        try:
+            status, body = team_server.call(
+                "POST", "/ledgers/team-a/entries", writer, {"entries": [swallowed]}
+            )
+        finally:
+            conn.execute("DROP FUNCTION ledger_team_a.mltrail_test_null CASCADE")
+    assert status >= 500, body
+    assert team_server.call("GET", "/ledgers/team-a/head", writer)[1] == head
+    entry = team_server.entry("writer", "note", {"text": "kept"})
+    status, body = team_server.call(
+        "POST", "/ledgers/team-a/entries", writer, {"entries": [entry]}
+    )
+    assert status == 201, body
+
+
 def test_the_application_role_may_only_select_and_insert(team_server):
     import psycopg
 

@@ -33,7 +33,7 @@ from mltrail.server.control import Control, LedgerRow, schema_url
 from mltrail.server.limits import ServerLimits, Slots
 from mltrail.server.verifications import Verifications
 from mltrail.storage.base import StoredRow, _as_store_error
-from mltrail.storage.postgres import PostgresStore, connection_lost
+from mltrail.storage.postgres import PostgresStore, check_kept, connection_lost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -172,30 +172,44 @@ class ServerStore(PostgresStore):
         levels, indexes, hashes = (
             zip(*batch.nodes, strict=True) if batch.nodes else ((), (), ())
         )
-        self._conn.cursor(binary=True).execute(  # bytea arrays as bytes, not hex
-            "WITH r AS (INSERT INTO records (seq, hash, kind, run, time, record) "
-            "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::text[], "
-            "%s::text[], %s::bytea[])), "
-            "n AS (INSERT INTO merkle_nodes (level, idx, hash) "
-            "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])) "
-            "INSERT INTO checkpoints (size, note, floor) SELECT %s, %s, %s "
-            "WHERE %s::text IS NOT NULL",
-            (
-                [r.seq for r in rows],
-                [r.hash for r in rows],
-                [r.kind for r in rows],
-                [r.run for r in rows],
-                [r.time for r in rows],
-                [r.data for r in rows],
-                list(levels),
-                list(indexes),
-                list(hashes),
-                batch.head.size,
-                batch.checkpoint,
-                batch.head.floor_time,
-                batch.checkpoint,
-            ),
+        # RETURNING counts the rows kept: a trigger's NULL drops one silently
+        written = (
+            self._conn.cursor(binary=True)
+            .execute(  # bytea arrays as bytes
+                "WITH r AS (INSERT INTO records (seq, hash, kind, run, time, record) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::text[], "
+                "%s::text[], %s::bytea[]) RETURNING 1), "
+                "n AS (INSERT INTO merkle_nodes (level, idx, hash) "
+                "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[]) RETURNING 1), "
+                "c AS (INSERT INTO checkpoints (size, note, floor) SELECT %s, %s, %s "
+                "WHERE %s::text IS NOT NULL RETURNING 1) "
+                "SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM n), "
+                "(SELECT count(*) FROM c)",
+                (
+                    [r.seq for r in rows],
+                    [r.hash for r in rows],
+                    [r.kind for r in rows],
+                    [r.run for r in rows],
+                    [r.time for r in rows],
+                    [r.data for r in rows],
+                    list(levels),
+                    list(indexes),
+                    list(hashes),
+                    batch.head.size,
+                    batch.checkpoint,
+                    batch.head.floor_time,
+                    batch.checkpoint,
+                ),
+            )
+            .fetchone()
         )
+        for table, wanted, kept in zip(
+            ("records", "merkle_nodes", "checkpoints"),
+            (len(rows), len(batch.nodes), int(batch.checkpoint is not None)),
+            written,
+            strict=True,
+        ):
+            check_kept(table, wanted, kept)
         if self.on_write is not None:
             self.on_write(self._conn, batch)
 

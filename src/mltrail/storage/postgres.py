@@ -70,6 +70,7 @@ __all__ = [
     "DatabaseInit",
     "PostgresStore",
     "RunHeldError",
+    "check_kept",
     "connection_lost",
     "init_database",
 ]
@@ -177,7 +178,8 @@ def migrate(
 def _insert(
     cur: psycopg.Cursor[Any], target: str, rows: Sequence[Sequence[Any]]
 ) -> None:
-    """INSERT rows (COPY for many: the same privilege and triggers, fewer round trips)."""
+    """INSERT rows (COPY for many: the same privilege and triggers, fewer round
+    trips), every one of them (see :func:`check_kept`)."""
     if len(rows) > _COPY_FROM:
         with cur.copy(f"COPY {target} FROM STDIN") as copy:
             for row in rows:
@@ -186,6 +188,29 @@ def _insert(
         columns = target.split("(", 1)[1]
         marks = ", ".join(["%s"] * (columns.count(",") + 1))
         cur.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)  # noqa: S608
+    else:
+        return
+    check_kept(target.split(" ", 1)[0], len(rows), cur.rowcount)
+
+
+def check_kept(table: str, wanted: int, kept: int) -> None:
+    """Refuse a write PostgreSQL acknowledged without keeping every row.
+
+    A rule (``DO INSTEAD NOTHING``) or a ``BEFORE INSERT`` trigger returning
+    NULL, which the tables' owner may add, drops rows without an error: an
+    append would be acknowledged, its records and checkpoint gone, and
+    nothing left to verify. Raised inside the append's transaction, which
+    rolls back.
+
+    Raises:
+        StoreError: fewer rows kept than written.
+    """
+    if kept != wanted:
+        raise StoreError(
+            f"PostgreSQL kept {kept} of the {wanted} rows written to {table}: a rule "
+            "or trigger that is not mltrail's dropped them; nothing was written",
+            hint=f"the owner of the tables removes it (psql: \\d {table} lists them)",
+        )
 
 
 class PostgresStore(Store):
@@ -287,6 +312,7 @@ class PostgresStore(Store):
                     "INSERT INTO checkpoints (size, note, floor) VALUES (%s, %s, %s)",
                     (batch.head.size, batch.checkpoint, batch.head.floor_time),
                 )
+                check_kept("checkpoints", 1, cur.rowcount)
 
     def _head_in_txn(self, *, full: bool = False) -> StoreHead:
         conn = self._conn
@@ -469,9 +495,10 @@ class PostgresStore(Store):
         return bool(held)
 
     def _add_checkpoint(self, size: int, text: str) -> None:
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (size, text)
         )
+        check_kept("checkpoints", 1, cursor.rowcount)
 
     def _checkpoints(self) -> list[CheckpointRow]:
         rows = self._conn.execute(
@@ -482,11 +509,12 @@ class PostgresStore(Store):
     def _add_evidence(
         self, kind: str, size: int, checkpoint: str, data: bytes, added: str
     ) -> None:
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO checkpoint_evidence (kind, size, checkpoint, data, added) "
             "VALUES (%s, %s, %s, %s, %s)",
             (kind, size, checkpoint, bytes(data), added),
         )
+        check_kept("checkpoint_evidence", 1, cursor.rowcount)
 
     def _evidence(self) -> list[StoredEvidence]:
         rows = self._conn.execute(
