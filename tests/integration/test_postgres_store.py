@@ -308,6 +308,53 @@ def test_concurrent_appenders_neither_fork_nor_leave_gaps(home, tmp_path):
     assert json.loads(verified.stdout)["ok"] is True
 
 
+def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, database):
+    """The owner may drop or disable a trigger, or add a rule, with no row
+    changed: verify said nothing, and `db init` (no DDL once current) left the
+    tables unprotected for good."""
+    import psycopg
+
+    owner_url = database[0]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owner.execute("ALTER TABLE records DISABLE TRIGGER records_append_only")
+        owner.execute("DROP TRIGGER checkpoints_no_truncate ON checkpoints")
+        owner.execute("ALTER TABLE meta ENABLE TRIGGER meta_append_only")  # origin
+        owner.execute(
+            "CREATE RULE mltrail_test_rule AS ON INSERT TO merkle_nodes DO ALSO NOTHING"
+        )
+        try:
+            before = _protection_warnings(home)
+            init = cli(".", "db", "init", "--db", owner_url, "--no-role", "--json")
+            after = _protection_warnings(home)
+        finally:
+            owner.execute("DROP RULE mltrail_test_rule ON merkle_nodes")
+    assert [m.split(" is ")[0].split(" fires ")[0] for m in before] == [
+        "mltrail's trigger records_append_only on public.records",
+        "mltrail's trigger meta_append_only on public.meta",
+        "mltrail's trigger checkpoints_no_truncate on public.checkpoints",
+        "rule mltrail_test_rule on public.merkle_nodes",
+    ]
+    assert "disabled" in before[0]
+    assert "replica mode skips it" in before[1]
+    assert "missing" in before[2]
+    assert sorted(json.loads(init.stdout)["restored"]) == [
+        "checkpoints_no_truncate", "meta_append_only", "records_append_only",
+    ]  # fmt: skip
+    assert after == before[3:]  # a rule that is not mltrail's is left to the owner
+    assert _protection_warnings(home) == []
+
+
+def _protection_warnings(home: Path) -> list[str]:
+    done = cli(home.parent, "verify", "--json", "--no-index", env_home=home)
+    report = json.loads(done.stdout)
+    assert report["ok"] is True  # no record changed
+    return [
+        p["message"]
+        for p in report["problems"]
+        if p["code"] == "store-protection" and p["severity"] == "warning"
+    ]
+
+
 SWALLOWERS = {
     "rule": ("CREATE RULE mltrail_test_swallow AS ON INSERT TO records "
              "DO INSTEAD NOTHING", "DROP RULE mltrail_test_swallow ON records"),

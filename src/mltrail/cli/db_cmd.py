@@ -107,6 +107,11 @@ def init(
         f"ledger tables in {result.location} (schema {result.schema}) at version "
         f"{result.version}; migrations applied: {applied}"
     )
+    if result.restored:
+        console.print(
+            "mltrail's triggers found dropped or not firing always, set right: "
+            + ", ".join(result.restored)
+        )
     if result.role:
         made = "created" if result.role_created else "updated"
         console.print(f"role {result.role} {made}: SELECT and INSERT only")

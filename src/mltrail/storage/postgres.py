@@ -53,9 +53,11 @@ from mltrail.storage.base import (
 )
 from mltrail.storage.postgres_schema import (
     APPEND_ONLY_TABLES,
+    PROTECTIONS,
     SCHEMA_VERSION,
     VERSION_TABLE,
     ledger_migrations,
+    protection_statements,
 )
 from mltrail.storage.registry import display_url
 
@@ -73,6 +75,7 @@ __all__ = [
     "check_kept",
     "connection_lost",
     "init_database",
+    "protection_gaps",
 ]
 
 _APPEND_LOCK = 0x6D6C7431  # advisory lock class ids ("mlt1", "mlt2"); the schema's
@@ -173,6 +176,59 @@ def migrate(
             )
             applied.append(version)
     return applied
+
+
+_TRIGGER_STATES = {
+    "D": "is disabled",
+    "O": "fires in origin mode only (a session in replica mode skips it)",
+    "R": "fires in replica mode only",
+}
+
+
+def _triggers(conn: psycopg.Connection[Any], schema: str) -> dict[tuple[str, str], str]:
+    """(table, trigger) -> ``pg_trigger.tgenabled`` of the triggers on ``schema``'s
+    tables (not PostgreSQL's own, which keep keys)."""
+    rows = conn.execute(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND NOT t.tgisinternal",
+        (schema,),
+    ).fetchall()
+    return {(table, name): str(state) for table, name, state in rows}
+
+
+def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """Each of mltrail's triggers on the ledger tables of ``schema`` missing or not
+    firing as it should, and each rule or trigger on them that is not mltrail's
+    (it may change or drop what is written): one sentence each."""
+    found = _triggers(conn, schema)
+    gaps = []
+    for trigger, (table, states) in PROTECTIONS.items():
+        state = found.pop((table, trigger), None)
+        if state is None:
+            gaps.append(
+                f"mltrail's trigger {trigger} on {schema}.{table} is missing: that "
+                "table's refusals of changes are off; `mltrail db init` as the "
+                "owner restores it"
+            )
+        elif state not in states:
+            gaps.append(
+                f"mltrail's trigger {trigger} on {schema}.{table} "
+                f"{_TRIGGER_STATES.get(state, 'is in state ' + state)}: "
+                "`mltrail db init` as the owner sets it firing always"
+            )
+    rules = conn.execute(
+        "SELECT tablename, rulename FROM pg_rules WHERE schemaname = %s", (schema,)
+    ).fetchall()
+    foreign = [("trigger", t, n) for t, n in found] + [("rule", t, n) for t, n in rules]
+    gaps += [
+        f"{what} {name} on {schema}.{table} is not mltrail's: it may change or "
+        "drop what is written (the records were checked all the same)"
+        for what, table, name in sorted(foreign)
+        if table in APPEND_ONLY_TABLES
+    ]
+    return gaps
 
 
 def _insert(
@@ -526,6 +582,10 @@ class PostgresStore(Store):
     def _meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
+    def _protection_gaps(self) -> list[str]:
+        with self._read():
+            return protection_gaps(self._conn, self.schema)
+
     def _init_meta(self, values: dict[str, str]) -> None:
         with self._conn.cursor() as cur:
             cur.executemany(
@@ -710,6 +770,8 @@ class DatabaseInit:
         self.applied = applied
         self.role = role
         self.role_created = False
+        self.restored: list[str] = []
+        """mltrail's triggers found dropped or not firing always, set right."""
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-able values."""
@@ -718,6 +780,7 @@ class DatabaseInit:
             "schema": self.schema,
             "version": self.version,
             "applied": self.applied,
+            "restored": self.restored,
             "role": self.role,
             "role_created": self.role_created,
             "role_privileges": ["SELECT", "INSERT"] if self.role else [],
@@ -760,6 +823,7 @@ def init_database(
         schema = _schema_of(conn, url)
         applied = migrate(conn, schema, ledger_migrations(roles.purge_kind))
         result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
+        result.restored = _restore_protections(conn, schema, roles.purge_kind)
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)
         return result
@@ -767,6 +831,30 @@ def init_database(
         raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
     finally:
         conn.close()
+
+
+def _restore_protections(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
+    """Create again each of mltrail's triggers someone dropped, set each firing
+    as it should (a disabled one, one in origin mode); the triggers set right.
+    A schema keeps the purge kind it was created with; ``purge_kind`` is used
+    only to create ``records_purge`` again."""
+    found = _triggers(conn, schema)
+    quoted = sql.Identifier(schema).as_string(conn)
+    restored = []
+    with conn.transaction():
+        for trigger, (table, states) in PROTECTIONS.items():
+            state = found.get((table, trigger))
+            if state is not None and state in states:
+                continue
+            missing = state is None
+            for statement in protection_statements(
+                trigger, purge_kind, missing=missing
+            ):
+                conn.execute(statement.replace("{s}", quoted).encode())
+            restored.append(trigger)
+    return restored
 
 
 def _grant_app_role(conn: psycopg.Connection[Any], schema: str, role: str) -> bool:

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 __all__ = [
     "APPEND_ONLY_TABLES",
+    "PROTECTIONS",
     "SCHEMA_VERSION",
     "VERSION_TABLE",
     "always_fire",
     "ledger_migrations",
+    "protection_statements",
 ]
 
 VERSION_TABLE = """CREATE TABLE {s}.mltrail_schema (
@@ -182,6 +184,29 @@ _ALWAYS = (
     ("erasures", "erasures_need_purge"),
 )
 """(table, trigger) that fire in every ``session_replication_role``."""
+
+
+PROTECTIONS: dict[str, tuple[str, str]] = {
+    **{trigger: (table, "A") for table, trigger in _ALWAYS},
+    "records_purge": ("records", "OA"),
+}
+"""Every trigger of the ledger tables: name -> (table, the ``pg_trigger.tgenabled``
+states it may be in: ``A`` always, ``O`` origin and local modes only)."""
+
+
+def protection_statements(
+    trigger: str, purge_kind: str, *, missing: bool
+) -> tuple[str, ...]:
+    """The statements that set ``trigger`` of :data:`PROTECTIONS` firing as it
+    should, in schema ``{s}``, first creating it again when ``missing`` (its
+    function must exist)."""
+    table, states = PROTECTIONS[trigger]
+    mode = "ALWAYS " if states == "A" else ""
+    enable = f"ALTER TABLE {{s}}.{table} ENABLE {mode}TRIGGER {trigger}"
+    if not missing:
+        return (enable,)
+    create = next(s for s in _TRIGGERS if s.split()[2] == trigger)
+    return (create.replace("{purge_kind}", purge_kind), enable)
 
 
 def always_fire(triggers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
