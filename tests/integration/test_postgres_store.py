@@ -53,7 +53,7 @@ def database():
     role = f"mltrail_app_{uuid.uuid4().hex[:8]}"
     with throwaway_database() as owner_url:
         done = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
-        assert json.loads(done.stdout)["applied"] == [1, 2]
+        assert json.loads(done.stdout)["applied"] == [1, 2, 3]
         app_url = with_database(owner_url, owner_url.rsplit("/", 1)[1], user=role)
         try:
             yield owner_url, app_url, role
@@ -82,7 +82,7 @@ def test_db_init_is_rerunnable_and_versioned(database):
     again = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
     body = json.loads(again.stdout)
     assert body["applied"] == []
-    assert body["version"] == 2
+    assert body["version"] == 3
     assert body["role_created"] is False
     assert body["role_privileges"] == ["SELECT", "INSERT"]
     with psycopg.connect(owner_url) as conn:
@@ -90,7 +90,7 @@ def test_db_init_is_rerunnable_and_versioned(database):
         ordinary = conn.execute(
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'A'"
         ).fetchall()
-    assert rows == [(1,), (2,)]
+    assert rows == [(1,), (2,), (3,)]
     assert ordinary == [("records_purge",)]  # the rest fire in replica mode too
 
 
@@ -224,7 +224,7 @@ def test_replica_mode_skips_no_refusal_once_db_init_upgraded_the_schema(tmp_path
         with pytest.raises(StoreError, match="schema version 1, this mltrail needs"):
             PostgresStore(url, roles=KIND_ROLES)
         done = cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json")
-        assert json.loads(done.stdout)["applied"] == [2]
+        assert json.loads(done.stdout)["applied"] == [2, 3]
         gone = _fill_every_table(url)
         with psycopg.connect(url, autocommit=True) as owner:
             owner.execute("SET session_replication_role = replica")
@@ -319,6 +319,7 @@ def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, dat
         owner.execute("ALTER TABLE records DISABLE TRIGGER records_append_only")
         owner.execute("DROP TRIGGER checkpoints_no_truncate ON checkpoints")
         owner.execute("ALTER TABLE meta ENABLE TRIGGER meta_append_only")  # origin
+        owner.execute("ALTER TABLE blobs DROP CONSTRAINT blobs_content_address")
         owner.execute(
             "CREATE RULE mltrail_test_rule AS ON INSERT TO merkle_nodes DO ALSO NOTHING"
         )
@@ -332,15 +333,17 @@ def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, dat
         "mltrail's trigger records_append_only on public.records",
         "mltrail's trigger meta_append_only on public.meta",
         "mltrail's trigger checkpoints_no_truncate on public.checkpoints",
+        "the constraint blobs_content_address on public.blobs",
         "rule mltrail_test_rule on public.merkle_nodes",
     ]
     assert "disabled" in before[0]
     assert "replica mode skips it" in before[1]
     assert "missing" in before[2]
     assert sorted(json.loads(init.stdout)["restored"]) == [
-        "checkpoints_no_truncate", "meta_append_only", "records_append_only",
+        "blobs_content_address", "checkpoints_no_truncate", "meta_append_only",
+        "records_append_only",
     ]  # fmt: skip
-    assert after == before[3:]  # a rule that is not mltrail's is left to the owner
+    assert after == before[4:]  # a rule that is not mltrail's is left to the owner
     assert _protection_warnings(home) == []
 
 
@@ -353,6 +356,29 @@ def _protection_warnings(home: Path) -> list[str]:
         for p in report["problems"]
         if p["code"] == "store-protection" and p["severity"] == "warning"
     ]
+
+
+def test_the_application_role_cannot_plant_bytes_under_a_digest(database):
+    """With INSERT only, someone holding the application's login stored other
+    bytes under the digest of a file not recorded yet: ``ON CONFLICT DO
+    NOTHING`` kept them for good, so a run recording that file either
+    referenced the planted bytes (same size; verify then failed) or was refused
+    for ever (another size)."""
+    import psycopg
+
+    _, app_url, _ = database
+    real = b"print('not recorded yet')\n"
+    digest = "sha256:" + hashlib.sha256(real).hexdigest()
+    insert = "INSERT INTO blobs (digest, size, data) VALUES (%s, %s, %s)"
+    with psycopg.connect(app_url, autocommit=True) as app:
+        for size, data in ((len(real), b"x" * len(real)), (len(real), b"short")):
+            with pytest.raises(psycopg.errors.CheckViolation, match="content_address"):
+                app.execute(insert, (digest, size, data))
+        with pytest.raises(psycopg.errors.CheckViolation, match="content_address"):
+            app.execute(insert, (digest, len(real) + 1, real))  # a false size
+        assert app.execute(
+            "SELECT count(*) FROM blobs WHERE digest = %s", (digest,)
+        ).fetchone() == (0,)
 
 
 SWALLOWERS = {

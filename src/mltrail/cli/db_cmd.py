@@ -109,7 +109,7 @@ def init(
     )
     if result.restored:
         console.print(
-            "mltrail's triggers found dropped or not firing always, set right: "
+            "mltrail's protections found dropped or not in force, set right: "
             + ", ".join(result.restored)
         )
     if result.role:

@@ -53,9 +53,11 @@ from mltrail.storage.base import (
 )
 from mltrail.storage.postgres_schema import (
     APPEND_ONLY_TABLES,
+    BLOB_CHECK,
     PROTECTIONS,
     SCHEMA_VERSION,
     VERSION_TABLE,
+    blob_check_statement,
     ledger_migrations,
     protection_statements,
 )
@@ -198,6 +200,18 @@ def _triggers(conn: psycopg.Connection[Any], schema: str) -> dict[tuple[str, str
     return {(table, name): str(state) for table, name, state in rows}
 
 
+def _has_blob_check(conn: psycopg.Connection[Any], schema: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = %s AND t.relname = 'blobs' AND c.conname = %s",
+            (schema, BLOB_CHECK),
+        ).fetchone()
+        is not None
+    )
+
+
 def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     """Each of mltrail's triggers on the ledger tables of ``schema`` missing or not
     firing as it should, and each rule or trigger on them that is not mltrail's
@@ -218,6 +232,12 @@ def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
                 f"{_TRIGGER_STATES.get(state, 'is in state ' + state)}: "
                 "`mltrail db init` as the owner sets it firing always"
             )
+    if not _has_blob_check(conn, schema):
+        gaps.append(
+            f"the constraint {BLOB_CHECK} on {schema}.blobs is missing: a blob's "
+            "bytes may be stored under another digest; `mltrail db init` as the "
+            "owner restores it"
+        )
     rules = conn.execute(
         "SELECT tablename, rulename FROM pg_rules WHERE schemaname = %s", (schema,)
     ).fetchall()
@@ -771,7 +791,8 @@ class DatabaseInit:
         self.role = role
         self.role_created = False
         self.restored: list[str] = []
-        """mltrail's triggers found dropped or not firing always, set right."""
+        """mltrail's triggers (and blob constraint) found dropped or not in
+        force, set right."""
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-able values."""
@@ -837,7 +858,8 @@ def _restore_protections(
     conn: psycopg.Connection[Any], schema: str, purge_kind: str
 ) -> list[str]:
     """Create again each of mltrail's triggers someone dropped, set each firing
-    as it should (a disabled one, one in origin mode); the triggers set right.
+    as it should (a disabled one, one in origin mode), add the blob constraint
+    again if dropped; the names of those set right.
     A schema keeps the purge kind it was created with; ``purge_kind`` is used
     only to create ``records_purge`` again."""
     found = _triggers(conn, schema)
@@ -854,6 +876,9 @@ def _restore_protections(
             ):
                 conn.execute(statement.replace("{s}", quoted).encode())
             restored.append(trigger)
+        if not _has_blob_check(conn, schema):
+            conn.execute(blob_check_statement().replace("{s}", quoted).encode())
+            restored.append(BLOB_CHECK)
     return restored
 
 

@@ -20,6 +20,9 @@ workers and ``pg_restore --disable-triggers`` use) skips ordinary triggers, and
 with them every refusal. ``records_purge`` stays an ordinary trigger: on a
 logical replica the ``purges`` row it wrote arrives replicated.
 
+A CHECK constraint (migration 3, ``NOT VALID``: older rows are verification's)
+refuses a blob row whose digest or size is not its bytes'.
+
 Migrations are numbered; ``mltrail_schema`` holds one row per migration applied.
 ``{s}`` in a statement stands for the quoted schema name, ``{purge_kind}`` for
 the purge kind.
@@ -29,10 +32,12 @@ from __future__ import annotations
 
 __all__ = [
     "APPEND_ONLY_TABLES",
+    "BLOB_CHECK",
     "PROTECTIONS",
     "SCHEMA_VERSION",
     "VERSION_TABLE",
     "always_fire",
+    "blob_check_statement",
     "ledger_migrations",
     "protection_statements",
 ]
@@ -176,6 +181,21 @@ _TRIGGERS = (
     *_refusals(),
 )
 
+BLOB_CHECK = "blobs_content_address"
+"""The constraint that refuses a blob row whose bytes are not its digest's: an
+INSERT-only role could otherwise plant other bytes under the digest of a file
+not yet recorded, which ``ON CONFLICT DO NOTHING`` then kept for good."""
+_BLOB_CHECK_SQL = (
+    "CHECK (digest = 'sha256:' || encode(sha256(data), 'hex') AND size = length(data))"
+)
+
+
+def blob_check_statement() -> str:
+    """The statement that adds :data:`BLOB_CHECK` to ``{s}.blobs`` (``NOT VALID``:
+    rows already stored are left to verification, which hashes every blob)."""
+    return f"ALTER TABLE {{s}}.blobs ADD CONSTRAINT {BLOB_CHECK} {_BLOB_CHECK_SQL} NOT VALID"
+
+
 _ALWAYS = (
     *((t, f"{t}_append_only") for t in APPEND_ONLY_TABLES),
     *((t, f"{t}_no_truncate") for t in APPEND_ONLY_TABLES),
@@ -232,6 +252,11 @@ _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         2,
         "refusals fire in every session_replication_role (replica mode included)",
         always_fire(_ALWAYS),
+    ),
+    (
+        3,
+        "a blob's digest and size are those of its bytes",
+        (blob_check_statement(),),
     ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
