@@ -53,7 +53,7 @@ def database():
     role = f"mltrail_app_{uuid.uuid4().hex[:8]}"
     with throwaway_database() as owner_url:
         done = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
-        assert json.loads(done.stdout)["applied"] == [1]
+        assert json.loads(done.stdout)["applied"] == [1, 2, 3]
         app_url = with_database(owner_url, owner_url.rsplit("/", 1)[1], user=role)
         try:
             yield owner_url, app_url, role
@@ -82,12 +82,16 @@ def test_db_init_is_rerunnable_and_versioned(database):
     again = cli(".", "db", "init", "--db", owner_url, "--role", role, "--json")
     body = json.loads(again.stdout)
     assert body["applied"] == []
-    assert body["version"] == 1
+    assert body["version"] == 3
     assert body["role_created"] is False
     assert body["role_privileges"] == ["SELECT", "INSERT"]
     with psycopg.connect(owner_url) as conn:
         rows = conn.execute("SELECT version FROM mltrail_schema").fetchall()
-    assert rows == [(1,)]
+        ordinary = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'A'"
+        ).fetchall()
+    assert rows == [(1,), (2,), (3,)]
+    assert ordinary == [("records_purge",)]  # the rest fire in replica mode too
 
 
 def test_db_init_refuses_bad_input(database, tmp_path):
@@ -203,6 +207,54 @@ def _check_refusals(owner_url, app_url, gone):
             app.execute("SELECT mltrail_erase_blob(%s)", (kept,))
 
 
+def test_replica_mode_skips_no_refusal_once_db_init_upgraded_the_schema(tmp_path):
+    """``SET session_replication_role = replica`` (a superuser's, or a role
+    granted it) skips ordinary triggers: before migration 2 it let the owner
+    UPDATE, DELETE and TRUNCATE every table with the triggers in place. A
+    schema at version 1 is refused until `mltrail db init` upgrades it."""
+    import psycopg
+
+    from mltrail.errors import StoreError
+    from mltrail.storage.postgres import PostgresStore, migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    with throwaway_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+        with pytest.raises(StoreError, match="schema version 1, this mltrail needs"):
+            PostgresStore(url, roles=KIND_ROLES)
+        done = cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json")
+        assert json.loads(done.stdout)["applied"] == [2, 3]
+        gone = _fill_every_table(url)
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute("SET session_replication_role = replica")
+            counts = {
+                t: owner.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in TABLES
+            }
+            for table in TABLES:
+                column = _a_column(owner, table)
+                for change in CHANGES:
+                    with pytest.raises(
+                        psycopg.errors.RaiseException, match="append-only"
+                    ):
+                        owner.execute(change.format(t=table, c=column))
+            with pytest.raises(psycopg.errors.RaiseException, match=r"blob\.purged"):
+                owner.execute(
+                    "INSERT INTO purges (digest, size, seq) VALUES ('sha256:00', 1, 0)"
+                )
+            with pytest.raises(psycopg.errors.RaiseException, match="only a purged"):
+                owner.execute("INSERT INTO erasures (digest) VALUES ('sha256:00')")
+            after = {
+                t: owner.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in TABLES
+            }
+            assert after == counts
+            assert owner.execute(
+                "SELECT count(*) FROM blobs WHERE digest = %s", (gone,)
+            ).fetchone() == (0,)
+
+
 _WRITER = textwrap.dedent(
     """
     import sys
@@ -253,6 +305,116 @@ def test_concurrent_appenders_neither_fork_nor_leave_gaps(home, tmp_path):
         mine = [t for t in texts if t and t.startswith(f"w{n} ")]
         assert mine == [f"w{n} {i}" for i in range(each)]
     verified = cli(home.parent, "verify", "--json", env_home=home)
+    assert json.loads(verified.stdout)["ok"] is True
+
+
+def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, database):
+    """The owner may drop or disable a trigger, or add a rule, with no row
+    changed: verify said nothing, and `db init` (no DDL once current) left the
+    tables unprotected for good."""
+    import psycopg
+
+    owner_url = database[0]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owner.execute("ALTER TABLE records DISABLE TRIGGER records_append_only")
+        owner.execute("DROP TRIGGER checkpoints_no_truncate ON checkpoints")
+        owner.execute("ALTER TABLE meta ENABLE TRIGGER meta_append_only")  # origin
+        owner.execute("ALTER TABLE blobs DROP CONSTRAINT blobs_content_address")
+        owner.execute(
+            "CREATE RULE mltrail_test_rule AS ON INSERT TO merkle_nodes DO ALSO NOTHING"
+        )
+        try:
+            before = _protection_warnings(home)
+            init = cli(".", "db", "init", "--db", owner_url, "--no-role", "--json")
+            after = _protection_warnings(home)
+        finally:
+            owner.execute("DROP RULE mltrail_test_rule ON merkle_nodes")
+    assert [m.split(" is ")[0].split(" fires ")[0] for m in before] == [
+        "mltrail's trigger records_append_only on public.records",
+        "mltrail's trigger meta_append_only on public.meta",
+        "mltrail's trigger checkpoints_no_truncate on public.checkpoints",
+        "the constraint blobs_content_address on public.blobs",
+        "rule mltrail_test_rule on public.merkle_nodes",
+    ]
+    assert "disabled" in before[0]
+    assert "replica mode skips it" in before[1]
+    assert "missing" in before[2]
+    assert sorted(json.loads(init.stdout)["restored"]) == [
+        "blobs_content_address", "checkpoints_no_truncate", "meta_append_only",
+        "records_append_only",
+    ]  # fmt: skip
+    assert after == before[4:]  # a rule that is not mltrail's is left to the owner
+    assert _protection_warnings(home) == []
+
+
+def _protection_warnings(home: Path) -> list[str]:
+    done = cli(home.parent, "verify", "--json", "--no-index", env_home=home)
+    report = json.loads(done.stdout)
+    assert report["ok"] is True  # no record changed
+    return [
+        p["message"]
+        for p in report["problems"]
+        if p["code"] == "store-protection" and p["severity"] == "warning"
+    ]
+
+
+def test_the_application_role_cannot_plant_bytes_under_a_digest(database):
+    """With INSERT only, someone holding the application's login stored other
+    bytes under the digest of a file not recorded yet: ``ON CONFLICT DO
+    NOTHING`` kept them for good, so a run recording that file either
+    referenced the planted bytes (same size; verify then failed) or was refused
+    for ever (another size)."""
+    import psycopg
+
+    _, app_url, _ = database
+    real = b"print('not recorded yet')\n"
+    digest = "sha256:" + hashlib.sha256(real).hexdigest()
+    insert = "INSERT INTO blobs (digest, size, data) VALUES (%s, %s, %s)"
+    with psycopg.connect(app_url, autocommit=True) as app:
+        for size, data in ((len(real), b"x" * len(real)), (len(real), b"short")):
+            with pytest.raises(psycopg.errors.CheckViolation, match="content_address"):
+                app.execute(insert, (digest, size, data))
+        with pytest.raises(psycopg.errors.CheckViolation, match="content_address"):
+            app.execute(insert, (digest, len(real) + 1, real))  # a false size
+        assert app.execute(
+            "SELECT count(*) FROM blobs WHERE digest = %s", (digest,)
+        ).fetchone() == (0,)
+
+
+SWALLOWERS = {
+    "rule": ("CREATE RULE mltrail_test_swallow AS ON INSERT TO records "
+             "DO INSTEAD NOTHING", "DROP RULE mltrail_test_swallow ON records"),
+    "trigger": ("CREATE FUNCTION mltrail_test_null() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RETURN NULL; END $$; CREATE TRIGGER mltrail_test_swallow "
+                "BEFORE INSERT ON checkpoints FOR EACH ROW "
+                "EXECUTE FUNCTION mltrail_test_null()",
+                "DROP FUNCTION mltrail_test_null CASCADE"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", sorted(SWALLOWERS))
+def test_an_append_a_rule_or_trigger_swallows_is_refused(home, database, how):
+    """The owner's rule (DO INSTEAD NOTHING) or BEFORE INSERT trigger returning
+    NULL drops rows without an error: `append` said it stored a record that no
+    table held, and verify, with nothing to check, said intact."""
+    import psycopg
+
+    owner_url = database[0]
+    before = _size(home)
+    add, remove = SWALLOWERS[how]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        owner.execute(add)
+        try:
+            done = cli(home.parent, "append", "--kind", "note", "--body",
+                       '{"text": "swallowed?"}', env_home=home, check=False)  # fmt: skip
+        finally:
+            owner.execute(remove)
+    assert done.returncode == 4, done.stdout
+    assert "a rule or trigger that is not mltrail's dropped them" in done.stderr
+    assert _size(home) == before
+    cli(home.parent, "append", "--kind", "note", "--body", '{"text": "kept"}',
+        env_home=home)  # fmt: skip
+    verified = cli(home.parent, "verify", "--json", "--no-index", env_home=home)
     assert json.loads(verified.stdout)["ok"] is True
 
 

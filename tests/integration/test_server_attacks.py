@@ -7,6 +7,8 @@ PostgreSQL) that found weaknesses, each kept as a regression test.
 - A store error's text went to the client as is: the database URL (with a
   ``?password=`` parameter, which ``display_url`` kept) reached any token
   holder and the server's log.
+- A database rolled back under the running server (its owner deleting the
+  last batch) was appended to: the log key signed two checkpoints of one size.
 """
 
 from __future__ import annotations
@@ -381,3 +383,39 @@ def test_a_writer_cannot_date_entries_ahead_to_refuse_everyone_elses(team_server
     late = dated("ahead-alice", timedelta(seconds=-10), "recorded 10 s ago")
     status, answer = s.call("POST", f"{A}/entries", alice, {"entries": [late]})
     assert status == 201, answer
+
+
+def test_a_database_rolled_back_under_the_server_is_not_signed_again():
+    """The database's owner deleted the last batch (triggers disabled) while
+    the server ran: the server appended the next entry at the same seq and
+    signed a second checkpoint of that size with another root, a fork of
+    its own log (the first writer's receipt names a record no longer there)."""
+    import psycopg
+
+    from server_fixture import running_server
+
+    with running_server() as server:
+        writer = server.token("writer")
+        first = server.entry("writer", "note", {"text": "A"})
+        second = server.entry("writer", "note", {"text": "B"})
+        status, body = server.call("POST", f"{A}/entries", writer, {"entries": [first]})
+        assert status == 201, body
+        size = body["size"]
+        tables = ("records", "merkle_nodes", "checkpoints")
+        with psycopg.connect(server.owner_url, autocommit=True) as conn:
+            conn.execute("SET search_path = ledger_team_a")
+            for table in tables:
+                conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM records WHERE seq >= %s", (size - 1,))
+            conn.execute(
+                "DELETE FROM merkle_nodes WHERE ((idx + 1) << level) > %s", (size - 1,)
+            )
+            conn.execute("DELETE FROM checkpoints WHERE size >= %s", (size,))
+            for table in tables:
+                conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+        status, body = server.call(
+            "POST", f"{A}/entries", writer, {"entries": [second]}
+        )
+        assert status == 500, body
+        assert "rolled back" in body["error"]["message"]
+        assert server.call("GET", f"{A}/head", writer)[1]["size"] == size - 1

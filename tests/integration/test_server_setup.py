@@ -81,17 +81,54 @@ def test_control_tables_refuse_update_delete_truncate_even_for_the_owner(
         ]
         column = {"ledgers": "origin", "tokens": "role", "token_revocations": "by",
                   "idempotency": "key", "mltrail_schema": "description"}[table]  # fmt: skip
-        for statement in (
+        statements = (
             f"UPDATE mltrail_server.{table} SET {column} = {column}",
             f"DELETE FROM mltrail_server.{table}",
             f"TRUNCATE mltrail_server.{table} CASCADE",
-        ):
-            with pytest.raises(psycopg.Error, match="insert-only"):
-                conn.execute(statement)
+        )
+        # replica mode (a superuser's) skips ordinary triggers, not these
+        for mode in ("origin", "replica"):
+            conn.execute(f"SET session_replication_role = {mode}")
+            for statement in statements:
+                with pytest.raises(psycopg.Error, match="insert-only"):
+                    conn.execute(statement)
         after = conn.execute(f"SELECT count(*) FROM mltrail_server.{table}").fetchone()[
             0
         ]
         assert after == count
+
+
+def test_an_append_a_trigger_swallows_is_refused_not_acknowledged(team_server):
+    """A BEFORE INSERT trigger returning NULL (the owner may add one) drops the
+    server's records without an error: the writer got 201, a seq and a signed
+    checkpoint covering an entry no table held."""
+    import psycopg
+
+    writer = team_server.token("writer")
+    swallowed = team_server.entry("writer", "note", {"text": "swallowed?"})
+    head = team_server.call("GET", "/ledgers/team-a/head", writer)[1]
+    with psycopg.connect(team_server.owner_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION ledger_team_a.mltrail_test_null() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER mltrail_test_swallow BEFORE INSERT ON ledger_team_a.records "
+            "FOR EACH ROW EXECUTE FUNCTION ledger_team_a.mltrail_test_null()"
+        )
+        try:
+            status, body = team_server.call(
+                "POST", "/ledgers/team-a/entries", writer, {"entries": [swallowed]}
+            )
+        finally:
+            conn.execute("DROP FUNCTION ledger_team_a.mltrail_test_null CASCADE")
+    assert status >= 500, body
+    assert team_server.call("GET", "/ledgers/team-a/head", writer)[1] == head
+    entry = team_server.entry("writer", "note", {"text": "kept"})
+    status, body = team_server.call(
+        "POST", "/ledgers/team-a/entries", writer, {"entries": [entry]}
+    )
+    assert status == 201, body
 
 
 def test_the_application_role_may_only_select_and_insert(team_server):

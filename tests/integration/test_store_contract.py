@@ -509,7 +509,11 @@ def test_put_blob_never_overwrites(store: Store) -> None:
     data = b"original"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     store.put_blob(digest, data)
-    assert store.put_blob(digest, b"impostor") is False
+    try:
+        kept = store.put_blob(digest, b"impostor")
+    except StoreError:  # PostgreSQL refuses bytes that are not the digest's
+        kept = False
+    assert kept is False
     assert store.get_blob(digest) == data
 
 

@@ -80,8 +80,9 @@ def test_the_ledgers_kind_roles() -> None:
 def test_the_schema_text_for_the_ledgers_kinds_is_the_text_databases_hold() -> None:
     """Existing SQLite files and PostgreSQL schemas keep their triggers (no
     migration): the text written for the ledger's purge kind must not change.
-    The digests are those of the text before the kinds became the opener's."""
-    pg = repr(ledger_migrations(KIND_ROLES.purge_kind))
+    The digests are those of the text before the kinds became the opener's
+    (PostgreSQL: migration 1; later ones only add statements)."""
+    pg = repr(ledger_migrations(KIND_ROLES.purge_kind)[:1])
     sqlite = repr(purge_schema(KIND_ROLES.purge_kind))
     assert hashlib.sha256(pg.encode()).hexdigest() == (
         "ddfed85a6230597738f0d83bbcf27de5c4c351c56b7084e9b99bfc3db5132e9c"

@@ -68,7 +68,7 @@ def init(
     """Create or upgrade the ledger tables (re-runnable) and the application role.
 
     The tables refuse UPDATE, DELETE and TRUNCATE by trigger, for everyone,
-    owner included (a purged blob's bytes are the one thing deleted, see
+    owner included, replica mode too (a purged blob's bytes are the one thing deleted, see
     `mltrail purge`); the role lacks those privileges too. Run it as the owner,
     then point homes at the role: `mltrail init --store postgresql://ROLE@HOST/DB`.
     Give the role a password with your own tools (ALTER ROLE ... PASSWORD).
@@ -107,6 +107,11 @@ def init(
         f"ledger tables in {result.location} (schema {result.schema}) at version "
         f"{result.version}; migrations applied: {applied}"
     )
+    if result.restored:
+        console.print(
+            "mltrail's protections found dropped or not in force, set right: "
+            + ", ".join(result.restored)
+        )
     if result.role:
         made = "created" if result.role_created else "updated"
         console.print(f"role {result.role} {made}: SELECT and INSERT only")

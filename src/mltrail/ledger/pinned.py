@@ -470,6 +470,9 @@ class PinnedStore(Store):
     def _meta(self) -> dict[str, str]:
         return dict(self._meta_values)
 
+    def _protection_gaps(self) -> list[str]:
+        return self.inner.protection_gaps()
+
     def _close(self) -> None:
         self.inner.close()
 

@@ -137,6 +137,8 @@ def _verify_snapshot(
     report = verifier.report
     _verify_blobs(store, verifier)
     check_held_purges(store, verifier)
+    for gap in store.protection_gaps():  # the records were checked all the same
+        verifier.problem(None, "store-protection", gap, Severity.WARNING)
     return report
 
 

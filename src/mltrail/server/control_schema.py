@@ -2,12 +2,15 @@
 
 Like the ledger tables (:mod:`mltrail.storage.postgres_schema`) every table is
 insert-only: triggers refuse UPDATE, DELETE and TRUNCATE for everyone, the owner
-included. A token is revoked by adding a row to ``token_revocations``, never by
-changing ``tokens``; an idempotency key's first response is kept for good.
-The application role gets SELECT and INSERT only.
+included, in every ``session_replication_role`` (they fire ``ALWAYS``, migration
+2: replica mode skips ordinary triggers). A token is revoked by adding a row to
+``token_revocations``, never by changing ``tokens``; an idempotency key's first
+response is kept for good. The application role gets SELECT and INSERT only.
 """
 
 from __future__ import annotations
+
+from mltrail.storage.postgres_schema import always_fire
 
 __all__ = ["CONTROL_MIGRATIONS", "CONTROL_SCHEMA", "CONTROL_TABLES"]
 
@@ -82,6 +85,17 @@ CONTROL_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             *(s.strip() for s in _TABLES.split(";") if s.strip()),
             _REFUSE,
             *_refusals(),
+        ),
+    ),
+    (
+        2,
+        "refusals fire in every session_replication_role (replica mode included)",
+        always_fire(
+            tuple(
+                (table, f"{table}_{suffix}")
+                for table in CONTROL_TABLES
+                for suffix in ("insert_only", "no_truncate")
+            )
         ),
     ),
 )

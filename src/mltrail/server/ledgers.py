@@ -24,7 +24,7 @@ from mltrail.core.codec import decode_record
 from mltrail.core.erasure import PURGE_KIND
 from mltrail.core.lock import LOCK_KIND
 from mltrail.core.run_owner import ANYONE_KINDS, START_KIND
-from mltrail.errors import MltrailError, StoreError
+from mltrail.errors import IntegrityError, MltrailError, StoreError
 from mltrail.ledger.columns import column_refusal
 from mltrail.ledger.ledger import Ledger
 from mltrail.ledger.stored import KIND_ROLES
@@ -33,7 +33,7 @@ from mltrail.server.control import Control, LedgerRow, schema_url
 from mltrail.server.limits import ServerLimits, Slots
 from mltrail.server.verifications import Verifications
 from mltrail.storage.base import StoredRow, _as_store_error
-from mltrail.storage.postgres import PostgresStore, connection_lost
+from mltrail.storage.postgres import PostgresStore, check_kept, connection_lost
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from mltrail.core.entry import Entry
     from mltrail.storage.base import NewBatch, Prepare, StoreHead
 
-__all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore", "Shares"]
+__all__ = ["LedgerHandle", "Pool", "ServerState", "ServerStore", "Shares", "SignedSize"]
 
 T = TypeVar("T")
 _CACHED_KINDS = (tuple(KEY_KINDS), (LOCK_KIND,))
@@ -123,6 +123,40 @@ class Pool(Generic[T]):
                 return
 
 
+class SignedSize:
+    """The largest size of a checkpoint this process signed for one ledger.
+
+    The database holding fewer records was rolled back behind the server
+    (by its owner, or restored from an older backup): appending would sign a
+    second checkpoint of a size already signed, a fork that every writer's
+    receipt and every auditor's checkpoint of the lost records contradicts.
+    Kept in memory only: a restarted server knows only what the database says.
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._lock = threading.Lock()
+
+    def raise_to(self, size: int) -> None:
+        with self._lock:
+            self.size = max(self.size, size)
+
+    def check(self, size: int) -> None:
+        """Refuse to append to a head of ``size`` records behind what was signed.
+
+        Raises:
+            IntegrityError: the database was rolled back.
+        """
+        if size < self.size:
+            raise IntegrityError(
+                f"the ledger's database holds {size} records but this server "
+                f"signed a checkpoint of {self.size}: the database was rolled "
+                "back; nothing is appended (it would fork the signed log)",
+                hint="restore the records signed since from a backup, run "
+                "`mltrail verify --db ...` against it, then restart the server",
+            )
+
+
 class ServerStore(PostgresStore):
     """The PostgreSQL store with two hooks the server needs, opened with the
     ledger's kind roles.
@@ -137,6 +171,8 @@ class ServerStore(PostgresStore):
     on_write: Callable[[psycopg.Connection[Any], NewBatch], None] | None = None
     before_write: Callable[[], None] | None = None
     last_batch: NewBatch | None = None
+    signed: SignedSize | None = None
+    """Shared by the ledger's stores: appends behind it are refused."""
     _kind_cache: dict[tuple[str, ...], list[StoredRow]] | None = None
 
     def __init__(self, url: str, **options: Any) -> None:
@@ -172,43 +208,63 @@ class ServerStore(PostgresStore):
         levels, indexes, hashes = (
             zip(*batch.nodes, strict=True) if batch.nodes else ((), (), ())
         )
-        self._conn.cursor(binary=True).execute(  # bytea arrays as bytes, not hex
-            "WITH r AS (INSERT INTO records (seq, hash, kind, run, time, record) "
-            "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::text[], "
-            "%s::text[], %s::bytea[])), "
-            "n AS (INSERT INTO merkle_nodes (level, idx, hash) "
-            "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])) "
-            "INSERT INTO checkpoints (size, note, floor) SELECT %s, %s, %s "
-            "WHERE %s::text IS NOT NULL",
-            (
-                [r.seq for r in rows],
-                [r.hash for r in rows],
-                [r.kind for r in rows],
-                [r.run for r in rows],
-                [r.time for r in rows],
-                [r.data for r in rows],
-                list(levels),
-                list(indexes),
-                list(hashes),
-                batch.head.size,
-                batch.checkpoint,
-                batch.head.floor_time,
-                batch.checkpoint,
-            ),
+        # RETURNING counts the rows kept: a trigger's NULL drops one silently
+        written = (
+            self._conn.cursor(binary=True)
+            .execute(  # bytea arrays as bytes
+                "WITH r AS (INSERT INTO records (seq, hash, kind, run, time, record) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::text[], "
+                "%s::text[], %s::bytea[]) RETURNING 1), "
+                "n AS (INSERT INTO merkle_nodes (level, idx, hash) "
+                "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[]) RETURNING 1), "
+                "c AS (INSERT INTO checkpoints (size, note, floor) SELECT %s, %s, %s "
+                "WHERE %s::text IS NOT NULL RETURNING 1) "
+                "SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM n), "
+                "(SELECT count(*) FROM c)",
+                (
+                    [r.seq for r in rows],
+                    [r.hash for r in rows],
+                    [r.kind for r in rows],
+                    [r.run for r in rows],
+                    [r.time for r in rows],
+                    [r.data for r in rows],
+                    list(levels),
+                    list(indexes),
+                    list(hashes),
+                    batch.head.size,
+                    batch.checkpoint,
+                    batch.head.floor_time,
+                    batch.checkpoint,
+                ),
+            )
+            .fetchone()
         )
+        for table, wanted, kept in zip(
+            ("records", "merkle_nodes", "checkpoints"),
+            (len(rows), len(batch.nodes), int(batch.checkpoint is not None)),
+            written,
+            strict=True,
+        ):
+            check_kept(table, wanted, kept)
         if self.on_write is not None:
             self.on_write(self._conn, batch)
 
     def _append(self, prepare: Prepare) -> NewBatch:
         check = self.before_write
 
+        signed = self.signed
+
         def checked(head: StoreHead) -> NewBatch:
+            if signed is not None:
+                signed.check(head.size)
             if check is not None:
                 check()  # under the append lock, in the append's transaction
             return prepare(head)
 
         batch = super()._append(checked)
         self.last_batch = batch
+        if signed is not None and batch.checkpoint is not None:
+            signed.raise_to(batch.head.size)
         return batch
 
     def records_page(
@@ -309,6 +365,7 @@ class LedgerHandle:
             None if genesis is None or genesis.sig is None else genesis.sig.key
         )
         self._next_look = 0.0
+        self.signed = SignedSize()
         ledger = self._open(None)
         try:
             self.signer = self._current_key(ledger)
@@ -374,8 +431,10 @@ class LedgerHandle:
         )
 
     def _open(self, signer: Any) -> Ledger:
+        store = ServerStore(self.url)
+        store.signed = self.signed
         return Ledger(
-            ServerStore(self.url),
+            store,
             signer,
             origin=self.row.origin,
             trusted_key=self.genesis_key,

@@ -456,6 +456,17 @@ class Store(ABC):
         with _as_store_error("read purges"):
             return self._purges(None)
 
+    def protection_gaps(self) -> list[str]:
+        """What is off in the store's own refusal of changes (a database's
+        append-only trigger dropped or disabled, a rule or trigger that is not
+        mltrail's on a ledger table), one sentence each, for verification to
+        warn of; empty where the backend has nothing to check."""
+        with _as_store_error("read the store's protections"):
+            return self._protection_gaps()
+
+    def _protection_gaps(self) -> list[str]:
+        return []
+
     def purge_of(self, digest: str) -> StoredPurge | None:
         """The purge that names ``digest``, if one is stored."""
         with _as_store_error("read purges"):

@@ -53,9 +53,13 @@ from mltrail.storage.base import (
 )
 from mltrail.storage.postgres_schema import (
     APPEND_ONLY_TABLES,
+    BLOB_CHECK,
+    PROTECTIONS,
     SCHEMA_VERSION,
     VERSION_TABLE,
+    blob_check_statement,
     ledger_migrations,
+    protection_statements,
 )
 from mltrail.storage.registry import display_url
 
@@ -70,8 +74,10 @@ __all__ = [
     "DatabaseInit",
     "PostgresStore",
     "RunHeldError",
+    "check_kept",
     "connection_lost",
     "init_database",
+    "protection_gaps",
 ]
 
 _APPEND_LOCK = 0x6D6C7431  # advisory lock class ids ("mlt1", "mlt2"); the schema's
@@ -174,10 +180,82 @@ def migrate(
     return applied
 
 
+_TRIGGER_STATES = {
+    "D": "is disabled",
+    "O": "fires in origin mode only (a session in replica mode skips it)",
+    "R": "fires in replica mode only",
+}
+
+
+def _triggers(conn: psycopg.Connection[Any], schema: str) -> dict[tuple[str, str], str]:
+    """(table, trigger) -> ``pg_trigger.tgenabled`` of the triggers on ``schema``'s
+    tables (not PostgreSQL's own, which keep keys)."""
+    rows = conn.execute(
+        "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND NOT t.tgisinternal",
+        (schema,),
+    ).fetchall()
+    return {(table, name): str(state) for table, name, state in rows}
+
+
+def _has_blob_check(conn: psycopg.Connection[Any], schema: str) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = %s AND t.relname = 'blobs' AND c.conname = %s",
+            (schema, BLOB_CHECK),
+        ).fetchone()
+        is not None
+    )
+
+
+def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """Each of mltrail's triggers on the ledger tables of ``schema`` missing or not
+    firing as it should, and each rule or trigger on them that is not mltrail's
+    (it may change or drop what is written): one sentence each."""
+    found = _triggers(conn, schema)
+    gaps = []
+    for trigger, (table, states) in PROTECTIONS.items():
+        state = found.pop((table, trigger), None)
+        if state is None:
+            gaps.append(
+                f"mltrail's trigger {trigger} on {schema}.{table} is missing: that "
+                "table's refusals of changes are off; `mltrail db init` as the "
+                "owner restores it"
+            )
+        elif state not in states:
+            gaps.append(
+                f"mltrail's trigger {trigger} on {schema}.{table} "
+                f"{_TRIGGER_STATES.get(state, 'is in state ' + state)}: "
+                "`mltrail db init` as the owner sets it firing always"
+            )
+    if not _has_blob_check(conn, schema):
+        gaps.append(
+            f"the constraint {BLOB_CHECK} on {schema}.blobs is missing: a blob's "
+            "bytes may be stored under another digest; `mltrail db init` as the "
+            "owner restores it"
+        )
+    rules = conn.execute(
+        "SELECT tablename, rulename FROM pg_rules WHERE schemaname = %s", (schema,)
+    ).fetchall()
+    foreign = [("trigger", t, n) for t, n in found] + [("rule", t, n) for t, n in rules]
+    gaps += [
+        f"{what} {name} on {schema}.{table} is not mltrail's: it may change or "
+        "drop what is written (the records were checked all the same)"
+        for what, table, name in sorted(foreign)
+        if table in APPEND_ONLY_TABLES
+    ]
+    return gaps
+
+
 def _insert(
     cur: psycopg.Cursor[Any], target: str, rows: Sequence[Sequence[Any]]
 ) -> None:
-    """INSERT rows (COPY for many: the same privilege and triggers, fewer round trips)."""
+    """INSERT rows (COPY for many: the same privilege and triggers, fewer round
+    trips), every one of them (see :func:`check_kept`)."""
     if len(rows) > _COPY_FROM:
         with cur.copy(f"COPY {target} FROM STDIN") as copy:
             for row in rows:
@@ -186,6 +264,29 @@ def _insert(
         columns = target.split("(", 1)[1]
         marks = ", ".join(["%s"] * (columns.count(",") + 1))
         cur.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)  # noqa: S608
+    else:
+        return
+    check_kept(target.split(" ", 1)[0], len(rows), cur.rowcount)
+
+
+def check_kept(table: str, wanted: int, kept: int) -> None:
+    """Refuse a write PostgreSQL acknowledged without keeping every row.
+
+    A rule (``DO INSTEAD NOTHING``) or a ``BEFORE INSERT`` trigger returning
+    NULL, which the tables' owner may add, drops rows without an error: an
+    append would be acknowledged, its records and checkpoint gone, and
+    nothing left to verify. Raised inside the append's transaction, which
+    rolls back.
+
+    Raises:
+        StoreError: fewer rows kept than written.
+    """
+    if kept != wanted:
+        raise StoreError(
+            f"PostgreSQL kept {kept} of the {wanted} rows written to {table}: a rule "
+            "or trigger that is not mltrail's dropped them; nothing was written",
+            hint=f"the owner of the tables removes it (psql: \\d {table} lists them)",
+        )
 
 
 class PostgresStore(Store):
@@ -287,6 +388,7 @@ class PostgresStore(Store):
                     "INSERT INTO checkpoints (size, note, floor) VALUES (%s, %s, %s)",
                     (batch.head.size, batch.checkpoint, batch.head.floor_time),
                 )
+                check_kept("checkpoints", 1, cur.rowcount)
 
     def _head_in_txn(self, *, full: bool = False) -> StoreHead:
         conn = self._conn
@@ -469,9 +571,10 @@ class PostgresStore(Store):
         return bool(held)
 
     def _add_checkpoint(self, size: int, text: str) -> None:
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO checkpoints (size, note) VALUES (%s, %s)", (size, text)
         )
+        check_kept("checkpoints", 1, cursor.rowcount)
 
     def _checkpoints(self) -> list[CheckpointRow]:
         rows = self._conn.execute(
@@ -482,11 +585,12 @@ class PostgresStore(Store):
     def _add_evidence(
         self, kind: str, size: int, checkpoint: str, data: bytes, added: str
     ) -> None:
-        self._conn.execute(
+        cursor = self._conn.execute(
             "INSERT INTO checkpoint_evidence (kind, size, checkpoint, data, added) "
             "VALUES (%s, %s, %s, %s, %s)",
             (kind, size, checkpoint, bytes(data), added),
         )
+        check_kept("checkpoint_evidence", 1, cursor.rowcount)
 
     def _evidence(self) -> list[StoredEvidence]:
         rows = self._conn.execute(
@@ -497,6 +601,10 @@ class PostgresStore(Store):
 
     def _meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _protection_gaps(self) -> list[str]:
+        with self._read():
+            return protection_gaps(self._conn, self.schema)
 
     def _init_meta(self, values: dict[str, str]) -> None:
         with self._conn.cursor() as cur:
@@ -682,6 +790,9 @@ class DatabaseInit:
         self.applied = applied
         self.role = role
         self.role_created = False
+        self.restored: list[str] = []
+        """mltrail's triggers (and blob constraint) found dropped or not in
+        force, set right."""
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-able values."""
@@ -690,6 +801,7 @@ class DatabaseInit:
             "schema": self.schema,
             "version": self.version,
             "applied": self.applied,
+            "restored": self.restored,
             "role": self.role,
             "role_created": self.role_created,
             "role_privileges": ["SELECT", "INSERT"] if self.role else [],
@@ -732,6 +844,7 @@ def init_database(
         schema = _schema_of(conn, url)
         applied = migrate(conn, schema, ledger_migrations(roles.purge_kind))
         result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
+        result.restored = _restore_protections(conn, schema, roles.purge_kind)
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)
         return result
@@ -739,6 +852,34 @@ def init_database(
         raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
     finally:
         conn.close()
+
+
+def _restore_protections(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
+    """Create again each of mltrail's triggers someone dropped, set each firing
+    as it should (a disabled one, one in origin mode), add the blob constraint
+    again if dropped; the names of those set right.
+    A schema keeps the purge kind it was created with; ``purge_kind`` is used
+    only to create ``records_purge`` again."""
+    found = _triggers(conn, schema)
+    quoted = sql.Identifier(schema).as_string(conn)
+    restored = []
+    with conn.transaction():
+        for trigger, (table, states) in PROTECTIONS.items():
+            state = found.get((table, trigger))
+            if state is not None and state in states:
+                continue
+            missing = state is None
+            for statement in protection_statements(
+                trigger, purge_kind, missing=missing
+            ):
+                conn.execute(statement.replace("{s}", quoted).encode())
+            restored.append(trigger)
+        if not _has_blob_check(conn, schema):
+            conn.execute(blob_check_statement().replace("{s}", quoted).encode())
+            restored.append(BLOB_CHECK)
+    return restored
 
 
 def _grant_app_role(conn: psycopg.Connection[Any], schema: str, role: str) -> bool:

@@ -14,6 +14,15 @@ ones it was given. The application role (``mltrail db init --role``) holds
 SELECT and INSERT only; it erases a blob through one function,
 ``mltrail_erase_blob``, that runs as the owner and deletes only a purged digest.
 
+Every trigger but ``records_purge`` fires ``ALWAYS`` (migration 2): a superuser's
+``SET session_replication_role = replica`` (what logical replication's apply
+workers and ``pg_restore --disable-triggers`` use) skips ordinary triggers, and
+with them every refusal. ``records_purge`` stays an ordinary trigger: on a
+logical replica the ``purges`` row it wrote arrives replicated.
+
+A CHECK constraint (migration 3, ``NOT VALID``: older rows are verification's)
+refuses a blob row whose digest or size is not its bytes'.
+
 Migrations are numbered; ``mltrail_schema`` holds one row per migration applied.
 ``{s}`` in a statement stands for the quoted schema name, ``{purge_kind}`` for
 the purge kind.
@@ -21,7 +30,17 @@ the purge kind.
 
 from __future__ import annotations
 
-__all__ = ["APPEND_ONLY_TABLES", "SCHEMA_VERSION", "VERSION_TABLE", "ledger_migrations"]
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "BLOB_CHECK",
+    "PROTECTIONS",
+    "SCHEMA_VERSION",
+    "VERSION_TABLE",
+    "always_fire",
+    "blob_check_statement",
+    "ledger_migrations",
+    "protection_statements",
+]
 
 VERSION_TABLE = """CREATE TABLE {s}.mltrail_schema (
     version integer PRIMARY KEY,
@@ -162,6 +181,63 @@ _TRIGGERS = (
     *_refusals(),
 )
 
+BLOB_CHECK = "blobs_content_address"
+"""The constraint that refuses a blob row whose bytes are not its digest's: an
+INSERT-only role could otherwise plant other bytes under the digest of a file
+not yet recorded, which ``ON CONFLICT DO NOTHING`` then kept for good."""
+_BLOB_CHECK_SQL = (
+    "CHECK (digest = 'sha256:' || encode(sha256(data), 'hex') AND size = length(data))"
+)
+
+
+def blob_check_statement() -> str:
+    """The statement that adds :data:`BLOB_CHECK` to ``{s}.blobs`` (``NOT VALID``:
+    rows already stored are left to verification, which hashes every blob)."""
+    return f"ALTER TABLE {{s}}.blobs ADD CONSTRAINT {BLOB_CHECK} {_BLOB_CHECK_SQL} NOT VALID"
+
+
+_ALWAYS = (
+    *((t, f"{t}_append_only") for t in APPEND_ONLY_TABLES),
+    *((t, f"{t}_no_truncate") for t in APPEND_ONLY_TABLES),
+    ("blobs", "blobs_no_delete"),
+    ("purges", "purges_need_record"),
+    ("erasures", "erasures_need_purge"),
+)
+"""(table, trigger) that fire in every ``session_replication_role``."""
+
+
+PROTECTIONS: dict[str, tuple[str, str]] = {
+    **{trigger: (table, "A") for table, trigger in _ALWAYS},
+    "records_purge": ("records", "OA"),
+}
+"""Every trigger of the ledger tables: name -> (table, the ``pg_trigger.tgenabled``
+states it may be in: ``A`` always, ``O`` origin and local modes only)."""
+
+
+def protection_statements(
+    trigger: str, purge_kind: str, *, missing: bool
+) -> tuple[str, ...]:
+    """The statements that set ``trigger`` of :data:`PROTECTIONS` firing as it
+    should, in schema ``{s}``, first creating it again when ``missing`` (its
+    function must exist)."""
+    table, states = PROTECTIONS[trigger]
+    mode = "ALWAYS " if states == "A" else ""
+    enable = f"ALTER TABLE {{s}}.{table} ENABLE {mode}TRIGGER {trigger}"
+    if not missing:
+        return (enable,)
+    create = next(s for s in _TRIGGERS if s.split()[2] == trigger)
+    return (create.replace("{purge_kind}", purge_kind), enable)
+
+
+def always_fire(triggers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The statements that make ``triggers`` ((table, trigger) in schema ``{s}``)
+    fire ``ALWAYS``; re-enables one that was disabled."""
+    return tuple(
+        f"ALTER TABLE {{s}}.{table} ENABLE ALWAYS TRIGGER {trigger}"
+        for table, trigger in triggers
+    )
+
+
 _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
         1,
@@ -171,6 +247,16 @@ _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             *_FUNCTIONS,
             *_TRIGGERS,
         ),
+    ),
+    (
+        2,
+        "refusals fire in every session_replication_role (replica mode included)",
+        always_fire(_ALWAYS),
+    ),
+    (
+        3,
+        "a blob's digest and size are those of its bytes",
+        (blob_check_statement(),),
     ),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
