@@ -255,6 +255,40 @@ def test_replica_mode_skips_no_refusal_once_db_init_upgraded_the_schema(tmp_path
             ).fetchone() == (0,)
 
 
+def test_db_init_upgrades_a_version_1_schema_whose_trigger_was_dropped(tmp_path):
+    """Migration 2 sets each trigger firing ALWAYS by name: on a version-1 schema
+    whose owner had dropped one, `db init` stopped on "trigger ... does not
+    exist", the one command meant to restore the refusals refused to run."""
+    import psycopg
+
+    from mltrail.storage.postgres import migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    with throwaway_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+            conn.execute("DROP TRIGGER checkpoints_no_truncate ON checkpoints")
+            conn.execute("DROP TRIGGER records_purge ON records")
+        done = cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json")
+        body = json.loads(done.stdout)
+        assert body["applied"] == [2, 3]
+        assert sorted(body["restored"]) == ["checkpoints_no_truncate", "records_purge"]
+        again = json.loads(
+            cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json").stdout
+        )
+        assert (again["applied"], again["restored"]) == ([], [])
+        with psycopg.connect(url) as conn:
+            states = dict(
+                conn.execute(
+                    "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal"
+                ).fetchall()
+            )
+        assert states.pop("records_purge") == "O"
+        assert states["checkpoints_no_truncate"] == "A"
+        assert set(states.values()) == {"A"}
+
+
+
 _WRITER = textwrap.dedent(
     """
     import sys

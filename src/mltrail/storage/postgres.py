@@ -842,9 +842,16 @@ def init_database(
     conn = connect(url)
     try:
         schema = _schema_of(conn, url)
+        # a migration names triggers (ALTER ... ENABLE ALWAYS): one dropped from an
+        # older schema is created again first, or the upgrade stops on it
+        early = (
+            _restore_protections(conn, schema, roles.purge_kind, missing_only=True)
+            if 0 < _version(conn, schema) < SCHEMA_VERSION
+            else []
+        )
         applied = migrate(conn, schema, ledger_migrations(roles.purge_kind))
         result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
-        result.restored = _restore_protections(conn, schema, roles.purge_kind)
+        result.restored = early + _restore_protections(conn, schema, roles.purge_kind)
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)
         return result
@@ -855,20 +862,26 @@ def init_database(
 
 
 def _restore_protections(
-    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+    conn: psycopg.Connection[Any],
+    schema: str,
+    purge_kind: str,
+    *,
+    missing_only: bool = False,
 ) -> list[str]:
     """Create again each of mltrail's triggers someone dropped, set each firing
     as it should (a disabled one, one in origin mode), add the blob constraint
     again if dropped; the names of those set right.
     A schema keeps the purge kind it was created with; ``purge_kind`` is used
-    only to create ``records_purge`` again."""
+    only to create ``records_purge`` again. ``missing_only``: create the dropped
+    triggers only (a schema not yet migrated, whose triggers are not all meant
+    to fire always yet and which has no blob constraint yet)."""
     found = _triggers(conn, schema)
     quoted = sql.Identifier(schema).as_string(conn)
     restored = []
     with conn.transaction():
         for trigger, (table, states) in PROTECTIONS.items():
             state = found.get((table, trigger))
-            if state is not None and state in states:
+            if state is not None and (missing_only or state in states):
                 continue
             missing = state is None
             for statement in protection_statements(
@@ -876,7 +889,7 @@ def _restore_protections(
             ):
                 conn.execute(statement.replace("{s}", quoted).encode())
             restored.append(trigger)
-        if not _has_blob_check(conn, schema):
+        if not missing_only and not _has_blob_check(conn, schema):
             conn.execute(blob_check_statement().replace("{s}", quoted).encode())
             restored.append(BLOB_CHECK)
     return restored
