@@ -288,6 +288,40 @@ def test_db_init_upgrades_a_version_1_schema_whose_trigger_was_dropped(tmp_path)
         assert set(states.values()) == {"A"}
 
 
+def test_the_application_role_is_told_who_upgrades_an_older_schema(tmp_path):
+    """The application role's open of a version-1 schema said to run `db init
+    --db` with its own URL "as their owner": run as printed, it connected as the
+    role and failed ("must be owner of table records"), and without `--role` it
+    would have granted a second role, mltrail_app. The hint names the owner and
+    the role; `db init` run as the role says the same."""
+    import psycopg
+
+    from mltrail.errors import StoreError
+    from mltrail.storage.postgres import PostgresStore, _grant_app_role, migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    role = f"mltrail_old_{uuid.uuid4().hex[:8]}"
+    try:
+        with throwaway_database() as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+                _grant_app_role(conn, "public", role)
+                owner = conn.execute("SELECT current_user").fetchone()[0]
+            app_url = with_database(url, url.rsplit("/", 1)[1], user=role)
+            with pytest.raises(StoreError) as opened:
+                PostgresStore(app_url, roles=KIND_ROLES)
+            hint = opened.value.hint or ""
+            assert f"as {owner}" in hint
+            assert f"--role {role}" in hint
+            done = cli(tmp_path, "db", "init", "--db", app_url, "--role", role,
+                       check=False)  # fmt: skip
+            assert done.returncode != 0
+            assert f"as {owner}" in done.stderr
+    finally:
+        conn = admin_connection()
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        conn.close()
+
 
 _WRITER = textwrap.dedent(
     """

@@ -144,6 +144,23 @@ def _version(conn: psycopg.Connection[Any], schema: str) -> int:
     return found or 0
 
 
+def _owner_hint(conn: psycopg.Connection[Any], schema: str, location: str) -> str:
+    """What to run to upgrade ``schema``'s tables: `db init` connected as their
+    owner, keeping the connecting role (not the owner) as the application role."""
+    owner, user = conn.execute(
+        "SELECT tableowner, current_user FROM pg_tables "
+        "WHERE schemaname = %s AND tablename = 'mltrail_schema'",
+        (schema,),
+    ).fetchone() or (None, None)
+    if owner is None or owner == user:
+        return f"run `mltrail db init --db {location}` as the tables' owner"
+    return (
+        f"run `mltrail db init --db URL --role {user}` as {owner}, the tables' "
+        f"owner (URL: {location} with {owner}'s login instead of {user}'s; "
+        f"--role {user} keeps {user} the application role)"
+    )
+
+
 def migrate(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -339,7 +356,7 @@ class PostgresStore(Store):
             raise StoreError(
                 f"the ledger tables in {self.location} are at schema version "
                 f"{found}, this mltrail needs {SCHEMA_VERSION}",
-                hint=f"run `mltrail db init --db {self.location}` as their owner",
+                hint=_owner_hint(self._conn, self.schema, self.location),
             )
 
     @contextmanager
@@ -855,6 +872,11 @@ def init_database(
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)
         return result
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise StoreError(
+            f"cannot set up {display_url(url)}: {e}",
+            hint=_owner_hint(conn, schema, display_url(url)),
+        ) from e
     except psycopg.Error as e:
         raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
     finally:
