@@ -317,6 +317,10 @@ def test_the_application_role_is_told_who_upgrades_an_older_schema(tmp_path):
                        check=False)  # fmt: skip
             assert done.returncode != 0
             assert f"as {owner}" in done.stderr
+            made = cli(tmp_path, "init", "--store", app_url, check=False,
+                       env_home=tmp_path / "home")  # fmt: skip
+            assert made.returncode != 0
+            assert f"as {owner}, the tables' owner" in made.stderr  # the role: masked
     finally:
         conn = admin_connection()
         conn.execute(f'DROP ROLE IF EXISTS "{role}"')

@@ -335,6 +335,12 @@ class PostgresStore(Store):
         try:
             self.schema = _schema_of(self._conn, url)
             self._open_schema(create)
+        except psycopg.errors.InsufficientPrivilege as e:  # an upgrade, as the app role
+            hint = _owner_hint(self._conn, self.schema, self.location)
+            self._conn.close()
+            raise StoreError(
+                f"cannot open ledger {self.location}: {e}", hint=hint
+            ) from e
         except psycopg.Error as e:
             self._conn.close()
             raise StoreError(f"cannot open ledger {self.location}: {e}") from e
