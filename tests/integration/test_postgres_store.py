@@ -419,6 +419,34 @@ def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, dat
     assert _protection_warnings(home) == []
 
 
+def test_a_refusal_function_replaced_is_warned_of_and_restored(home, database):
+    """Every trigger in place and firing, but the function they call replaced
+    by one that lets the change through (the owner's CREATE OR REPLACE): verify
+    said nothing of it and `db init` left it, the tables open to UPDATE."""
+    import psycopg
+
+    owner_url = database[0]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        original = owner.execute(
+            "SELECT pg_get_functiondef('mltrail_refuse'::regproc)"
+        ).fetchone()[0]
+        owner.execute(
+            "CREATE OR REPLACE FUNCTION mltrail_refuse() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+        try:
+            before = _protection_warnings(home)
+            init = cli(".", "db", "init", "--db", owner_url, "--no-role", "--json")
+            after = _protection_warnings(home)
+        finally:
+            owner.execute(original)
+        assert any("mltrail_refuse" in m for m in before), before
+        assert json.loads(init.stdout)["restored"] == ["mltrail_refuse"]
+        assert after == []
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            owner.execute("UPDATE meta SET value = value")
+
+
 def _protection_warnings(home: Path) -> list[str]:
     done = cli(home.parent, "verify", "--json", "--no-index", env_home=home)
     report = json.loads(done.stdout)

@@ -58,6 +58,8 @@ from mltrail.storage.postgres_schema import (
     SCHEMA_VERSION,
     VERSION_TABLE,
     blob_check_statement,
+    function_sources,
+    function_statement,
     ledger_migrations,
     protection_statements,
 )
@@ -229,12 +231,39 @@ def _has_blob_check(conn: psycopg.Connection[Any], schema: str) -> bool:
     )
 
 
-def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+def _functions_changed(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
+    """mltrail's functions in ``schema`` missing or whose body is not mltrail's."""
+    quoted = sql.Identifier(schema).as_string(conn)
+    found = dict(
+        conn.execute(
+            "SELECT p.proname, p.prosrc FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+            (schema,),
+        ).fetchall()
+    )
+    return [
+        name
+        for name, body in function_sources(purge_kind, quoted).items()
+        if found.get(name) != body
+    ]
+
+
+def protection_gaps(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
     """Each of mltrail's triggers on the ledger tables of ``schema`` missing or not
-    firing as it should, and each rule or trigger on them that is not mltrail's
-    (it may change or drop what is written): one sentence each."""
+    firing as it should, each of its functions missing or replaced, and each
+    rule or trigger on them that is not mltrail's (it may change or drop what is
+    written): one sentence each. ``purge_kind``: the schema's."""
     found = _triggers(conn, schema)
-    gaps = []
+    gaps = [
+        f"mltrail's function {schema}.{name} is missing or not mltrail's (replaced): "
+        "the refusals that call it may let changes through; `mltrail db init` as "
+        "the owner sets it back"
+        for name in _functions_changed(conn, schema, purge_kind)
+    ]
     for trigger, (table, states) in PROTECTIONS.items():
         state = found.pop((table, trigger), None)
         if state is None:
@@ -627,7 +656,7 @@ class PostgresStore(Store):
 
     def _protection_gaps(self) -> list[str]:
         with self._read():
-            return protection_gaps(self._conn, self.schema)
+            return protection_gaps(self._conn, self.schema, self.roles.purge_kind)
 
     def _init_meta(self, values: dict[str, str]) -> None:
         with self._conn.cursor() as cur:
@@ -907,6 +936,10 @@ def _restore_protections(
     quoted = sql.Identifier(schema).as_string(conn)
     restored = []
     with conn.transaction():
+        for name in _functions_changed(conn, schema, purge_kind):  # first: triggers
+            statement = function_statement(name, purge_kind)  # call them
+            conn.execute(statement.replace("{s}", quoted).encode())
+            restored.append(name)
         for trigger, (table, states) in PROTECTIONS.items():
             state = found.get((table, trigger))
             if state is not None and (missing_only or state in states):
