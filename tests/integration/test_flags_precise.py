@@ -151,3 +151,58 @@ def test_a_failed_check_in_an_old_ledger_is_not_a_change(cli, weekly, tmp_path):
     [again] = json.loads(cli("sources", "check", "customers", "--json"))
     assert again["changed"] is False
     assert open_flags(cli) == []
+
+
+def test_a_failed_checks_error_prints_on_its_own_line(cli, tmp_path, monkeypatch):
+    """The error of a failed check is recorded text (a store's answer, or any
+    writer's record): `sources list` and `flags` printed it with its line
+    breaks, so a record could add lines of its own ("other: ok") under them."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "a.csv").write_text("id\n1\n")
+    monkeypatch.chdir(project)
+    cli("init", "--origin", "test.mltrail.local/flags")
+    cli("sources", "add", "customers", "data")
+    home = open_home(tmp_path / "home", env={})
+    try:
+        home.ledger.append("source.checked", {"name": "customers",
+            "fingerprint": None, "previous": None, "changed": False,
+            "error": "denied\nsource other: ok\x1b[2J"})  # fmt: skip
+    finally:
+        home.close()
+    for command in (("sources", "list"), ("flags",)):
+        lines = cli(*command).splitlines()
+        assert not any(line.startswith("source other") for line in lines), lines
+        assert not any("\x1b" in line for line in lines), lines
+        [said] = [line for line in lines if "denied" in line]
+        assert "source other: ok" in said
+
+
+def test_a_failure_cleared_from_the_index_is_seen(cli, tmp_path, monkeypatch):
+    """`sources_differ` rebuilt the index's row from the seqs the row named: an
+    index edited to forget the failed checks (their four columns emptied)
+    agreed with it, and `sources list` said the source was fine. A check the
+    index lacks is now looked for in the records."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "a.csv").write_text("id\n1\n")
+    monkeypatch.chdir(project)
+    cli("init", "--origin", "test.mltrail.local/flags")
+    cli("sources", "add", "customers", "data")
+    cli("sources", "check", "customers")
+    home = open_home(tmp_path / "home", env={})
+    try:
+        home.ledger.append("source.checked", {"name": "customers",
+            "fingerprint": None, "previous": None, "changed": False,
+            "error": "denied"})  # fmt: skip
+    finally:
+        home.close()
+    [listed] = json.loads(cli("sources", "list", "--json"))
+    assert listed["failing_since"]
+    db = sqlite3.connect(tmp_path / "home" / "index.db")
+    with db:
+        db.execute("UPDATE sources SET failing_seq = NULL, failing = NULL, "
+                   "failed_seq = NULL, error = NULL")  # fmt: skip
+    db.close()
+    [again] = json.loads(cli("sources", "list", "--json"))
+    assert again == listed

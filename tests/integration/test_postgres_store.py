@@ -255,6 +255,78 @@ def test_replica_mode_skips_no_refusal_once_db_init_upgraded_the_schema(tmp_path
             ).fetchone() == (0,)
 
 
+def test_db_init_upgrades_a_version_1_schema_whose_trigger_was_dropped(tmp_path):
+    """Migration 2 sets each trigger firing ALWAYS by name: on a version-1 schema
+    whose owner had dropped one, `db init` stopped on "trigger ... does not
+    exist", the one command meant to restore the refusals refused to run."""
+    import psycopg
+
+    from mltrail.storage.postgres import migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    with throwaway_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+            conn.execute("DROP TRIGGER checkpoints_no_truncate ON checkpoints")
+            conn.execute("DROP TRIGGER records_purge ON records")
+        done = cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json")
+        body = json.loads(done.stdout)
+        assert body["applied"] == [2, 3]
+        assert sorted(body["restored"]) == ["checkpoints_no_truncate", "records_purge"]
+        again = json.loads(
+            cli(tmp_path, "db", "init", "--db", url, "--no-role", "--json").stdout
+        )
+        assert (again["applied"], again["restored"]) == ([], [])
+        with psycopg.connect(url) as conn:
+            states = dict(
+                conn.execute(
+                    "SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal"
+                ).fetchall()
+            )
+        assert states.pop("records_purge") == "O"
+        assert states["checkpoints_no_truncate"] == "A"
+        assert set(states.values()) == {"A"}
+
+
+def test_the_application_role_is_told_who_upgrades_an_older_schema(tmp_path):
+    """The application role's open of a version-1 schema said to run `db init
+    --db` with its own URL "as their owner": run as printed, it connected as the
+    role and failed ("must be owner of table records"), and without `--role` it
+    would have granted a second role, mltrail_app. The hint names the owner and
+    the role; `db init` run as the role says the same."""
+    import psycopg
+
+    from mltrail.errors import StoreError
+    from mltrail.storage.postgres import PostgresStore, _grant_app_role, migrate
+    from mltrail.storage.postgres_schema import ledger_migrations
+
+    role = f"mltrail_old_{uuid.uuid4().hex[:8]}"
+    try:
+        with throwaway_database() as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn, "public", ledger_migrations(KIND_ROLES.purge_kind)[:1])
+                _grant_app_role(conn, "public", role)
+                owner = conn.execute("SELECT current_user").fetchone()[0]
+            app_url = with_database(url, url.rsplit("/", 1)[1], user=role)
+            with pytest.raises(StoreError) as opened:
+                PostgresStore(app_url, roles=KIND_ROLES)
+            hint = opened.value.hint or ""
+            assert f"as {owner}" in hint
+            assert f"--role {role}" in hint
+            done = cli(tmp_path, "db", "init", "--db", app_url, "--role", role,
+                       check=False)  # fmt: skip
+            assert done.returncode != 0
+            assert f"as {owner}" in done.stderr
+            made = cli(tmp_path, "init", "--store", app_url, check=False,
+                       env_home=tmp_path / "home")  # fmt: skip
+            assert made.returncode != 0
+            assert f"as {owner}, the tables' owner" in made.stderr  # the role: masked
+    finally:
+        conn = admin_connection()
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        conn.close()
+
+
 _WRITER = textwrap.dedent(
     """
     import sys
@@ -345,6 +417,34 @@ def test_verify_warns_of_refusals_turned_off_and_db_init_restores_them(home, dat
     ]  # fmt: skip
     assert after == before[4:]  # a rule that is not mltrail's is left to the owner
     assert _protection_warnings(home) == []
+
+
+def test_a_refusal_function_replaced_is_warned_of_and_restored(home, database):
+    """Every trigger in place and firing, but the function they call replaced
+    by one that lets the change through (the owner's CREATE OR REPLACE): verify
+    said nothing of it and `db init` left it, the tables open to UPDATE."""
+    import psycopg
+
+    owner_url = database[0]
+    with psycopg.connect(owner_url, autocommit=True) as owner:
+        original = owner.execute(
+            "SELECT pg_get_functiondef('mltrail_refuse'::regproc)"
+        ).fetchone()[0]
+        owner.execute(
+            "CREATE OR REPLACE FUNCTION mltrail_refuse() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+        try:
+            before = _protection_warnings(home)
+            init = cli(".", "db", "init", "--db", owner_url, "--no-role", "--json")
+            after = _protection_warnings(home)
+        finally:
+            owner.execute(original)
+        assert any("mltrail_refuse" in m for m in before), before
+        assert json.loads(init.stdout)["restored"] == ["mltrail_refuse"]
+        assert after == []
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            owner.execute("UPDATE meta SET value = value")
 
 
 def _protection_warnings(home: Path) -> list[str]:

@@ -224,3 +224,29 @@ def test_uvicorns_tracebacks_of_failures_are_throttled_too(
         assert said == [UNHANDLED, UNHANDLED, "another line of uvicorn's"]
     finally:
         throttle_error_log(ServerLimits()).flush(logging.getLogger("test"))
+
+
+def test_a_rolled_back_database_is_refused_with_a_hint_that_runs() -> None:
+    """``SignedSize`` refuses an append behind the size it signed; its hint told
+    the operator to run ``mltrail verify --db ...``, an option verify lacks."""
+    import re
+
+    from click.testing import CliRunner
+
+    from mltrail.cli.app import cli
+    from mltrail.errors import IntegrityError
+    from mltrail.server.ledgers import SignedSize
+
+    signed = SignedSize()
+    signed.raise_to(12)
+    signed.check(12)  # the head it signed: appended to
+    with pytest.raises(IntegrityError, match="rolled back") as refused:
+        signed.check(11)
+    commands = re.findall(r"`mltrail ([^`]*)`", refused.value.hint or "")
+    assert commands
+    for command in commands:
+        words = command.split()
+        name = [w for w in words if not w.startswith("-")][:1]
+        shown = CliRunner().invoke(cli, [*name, "--help"]).output
+        for option in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert option in shown, (command, option)

@@ -18,6 +18,7 @@ from mltrail.cli.output import (
     open_from,
     open_index,
 )
+from mltrail.cli.printing import one_line
 from mltrail.cli.typed_text import typed
 from mltrail.record.sources import (
     MASKED_HINT,
@@ -137,7 +138,10 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
     for s in found:
         if s["failing_since"]:
-            console.print(f"{s['name']}: last check failed: {s['error']}", markup=False)
+            # the error is recorded text: on one line, escaped (ADR 0040)
+            console.print(
+                Text.assemble(f"{s['name']}: last check failed: ", one_line(s["error"]))
+            )
 
 
 def _failing(source: dict) -> str:
@@ -253,11 +257,13 @@ def flags(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         _print_flags(found)
     for s in failing:  # not a change: no flag, but its models are not re-checked
         console.print(
-            f"source {s['name']}: could not be checked since "
-            f"{s['failing_since'][:19].replace('T', ' ')} UTC (no flag raised; "
-            f"last known fingerprint {(s['fingerprint'] or '')[:16]}): {s['error']}",
-            style="red",
-            markup=False,
+            Text.assemble(
+                f"source {s['name']}: could not be checked since "
+                f"{s['failing_since'][:19].replace('T', ' ')} UTC (no flag raised; "
+                f"last known fingerprint {(s['fingerprint'] or '')[:16]}): ",
+                one_line(s["error"]),
+                style="red",
+            )
         )
 
 

@@ -246,6 +246,33 @@ def sources_differ(index: Index, names: Iterable[str] | None = None) -> str | No
                 return problem
     finally:
         scratch.close()
+    # the rows agree with the seqs they name; a later check they do not name
+    # (a failure emptied from the row) is found in the records
+    latest = {r[0]: max(s for s in r[1:] if s is not None) for r in rows}
+    return _later_source_check(index, latest)
+
+
+def _later_source_check(index: Index, latest: dict[str, int]) -> str | None:
+    """A ``source.checked`` record, already indexed, of one of ``latest``'s
+    sources after the last check its row names (read from the store's kind
+    column, each row checked against its signed bytes)."""
+    from mltrail.ledger.columns import checked_rows_of_kinds
+
+    last = index._meta("last_seq")
+    upto = int(last) if last is not None else -1  # records not yet indexed wait
+    start = min(latest.values()) + 1
+    if start > upto:
+        return None
+    for row, decoded in checked_rows_of_kinds(
+        index.ledger.store, ("source.checked",), start
+    ):
+        if row.seq > upto:
+            break
+        name = decoded.record.entry.body.get("name")
+        if isinstance(name, str) and row.seq > latest.get(name, row.seq):
+            return (
+                f"sources row {name!r} lacks the check at seq {row.seq} of the records"
+            )
     return None
 
 

@@ -152,8 +152,9 @@ class SignedSize:
                 f"the ledger's database holds {size} records but this server "
                 f"signed a checkpoint of {self.size}: the database was rolled "
                 "back; nothing is appended (it would fork the signed log)",
-                hint="restore the records signed since from a backup, run "
-                "`mltrail verify --db ...` against it, then restart the server",
+                hint="restore the records signed since from a backup, check it "
+                "with `mltrail verify` in a home on that database (`mltrail init "
+                "--store URL`), then restart the server",
             )
 
 

@@ -58,6 +58,8 @@ from mltrail.storage.postgres_schema import (
     SCHEMA_VERSION,
     VERSION_TABLE,
     blob_check_statement,
+    function_sources,
+    function_statement,
     ledger_migrations,
     protection_statements,
 )
@@ -144,6 +146,23 @@ def _version(conn: psycopg.Connection[Any], schema: str) -> int:
     return found or 0
 
 
+def _owner_hint(conn: psycopg.Connection[Any], schema: str, location: str) -> str:
+    """What to run to upgrade ``schema``'s tables: `db init` connected as their
+    owner, keeping the connecting role (not the owner) as the application role."""
+    owner, user = conn.execute(
+        "SELECT tableowner, current_user FROM pg_tables "
+        "WHERE schemaname = %s AND tablename = 'mltrail_schema'",
+        (schema,),
+    ).fetchone() or (None, None)
+    if owner is None or owner == user:
+        return f"run `mltrail db init --db {location}` as the tables' owner"
+    return (
+        f"run `mltrail db init --db URL --role {user}` as {owner}, the tables' "
+        f"owner (URL: {location} with {owner}'s login instead of {user}'s; "
+        f"--role {user} keeps {user} the application role)"
+    )
+
+
 def migrate(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -212,12 +231,39 @@ def _has_blob_check(conn: psycopg.Connection[Any], schema: str) -> bool:
     )
 
 
-def protection_gaps(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+def _functions_changed(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
+    """mltrail's functions in ``schema`` missing or whose body is not mltrail's."""
+    quoted = sql.Identifier(schema).as_string(conn)
+    found = dict(
+        conn.execute(
+            "SELECT p.proname, p.prosrc FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+            (schema,),
+        ).fetchall()
+    )
+    return [
+        name
+        for name, body in function_sources(purge_kind, quoted).items()
+        if found.get(name) != body
+    ]
+
+
+def protection_gaps(
+    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+) -> list[str]:
     """Each of mltrail's triggers on the ledger tables of ``schema`` missing or not
-    firing as it should, and each rule or trigger on them that is not mltrail's
-    (it may change or drop what is written): one sentence each."""
+    firing as it should, each of its functions missing or replaced, and each
+    rule or trigger on them that is not mltrail's (it may change or drop what is
+    written): one sentence each. ``purge_kind``: the schema's."""
     found = _triggers(conn, schema)
-    gaps = []
+    gaps = [
+        f"mltrail's function {schema}.{name} is missing or not mltrail's (replaced): "
+        "the refusals that call it may let changes through; `mltrail db init` as "
+        "the owner sets it back"
+        for name in _functions_changed(conn, schema, purge_kind)
+    ]
     for trigger, (table, states) in PROTECTIONS.items():
         state = found.pop((table, trigger), None)
         if state is None:
@@ -318,6 +364,12 @@ class PostgresStore(Store):
         try:
             self.schema = _schema_of(self._conn, url)
             self._open_schema(create)
+        except psycopg.errors.InsufficientPrivilege as e:  # an upgrade, as the app role
+            hint = _owner_hint(self._conn, self.schema, self.location)
+            self._conn.close()
+            raise StoreError(
+                f"cannot open ledger {self.location}: {e}", hint=hint
+            ) from e
         except psycopg.Error as e:
             self._conn.close()
             raise StoreError(f"cannot open ledger {self.location}: {e}") from e
@@ -339,7 +391,7 @@ class PostgresStore(Store):
             raise StoreError(
                 f"the ledger tables in {self.location} are at schema version "
                 f"{found}, this mltrail needs {SCHEMA_VERSION}",
-                hint=f"run `mltrail db init --db {self.location}` as their owner",
+                hint=_owner_hint(self._conn, self.schema, self.location),
             )
 
     @contextmanager
@@ -604,7 +656,7 @@ class PostgresStore(Store):
 
     def _protection_gaps(self) -> list[str]:
         with self._read():
-            return protection_gaps(self._conn, self.schema)
+            return protection_gaps(self._conn, self.schema, self.roles.purge_kind)
 
     def _init_meta(self, values: dict[str, str]) -> None:
         with self._conn.cursor() as cur:
@@ -842,12 +894,24 @@ def init_database(
     conn = connect(url)
     try:
         schema = _schema_of(conn, url)
+        # a migration names triggers (ALTER ... ENABLE ALWAYS): one dropped from an
+        # older schema is created again first, or the upgrade stops on it
+        early = (
+            _restore_protections(conn, schema, roles.purge_kind, missing_only=True)
+            if 0 < _version(conn, schema) < SCHEMA_VERSION
+            else []
+        )
         applied = migrate(conn, schema, ledger_migrations(roles.purge_kind))
         result = DatabaseInit(display_url(url), schema, SCHEMA_VERSION, applied, role)
-        result.restored = _restore_protections(conn, schema, roles.purge_kind)
+        result.restored = early + _restore_protections(conn, schema, roles.purge_kind)
         if role is not None:
             result.role_created = _grant_app_role(conn, schema, role)
         return result
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise StoreError(
+            f"cannot set up {display_url(url)}: {e}",
+            hint=_owner_hint(conn, schema, display_url(url)),
+        ) from e
     except psycopg.Error as e:
         raise StoreError(f"cannot set up {display_url(url)}: {e}") from e
     finally:
@@ -855,20 +919,30 @@ def init_database(
 
 
 def _restore_protections(
-    conn: psycopg.Connection[Any], schema: str, purge_kind: str
+    conn: psycopg.Connection[Any],
+    schema: str,
+    purge_kind: str,
+    *,
+    missing_only: bool = False,
 ) -> list[str]:
     """Create again each of mltrail's triggers someone dropped, set each firing
     as it should (a disabled one, one in origin mode), add the blob constraint
     again if dropped; the names of those set right.
     A schema keeps the purge kind it was created with; ``purge_kind`` is used
-    only to create ``records_purge`` again."""
+    only to create ``records_purge`` again. ``missing_only``: create the dropped
+    triggers only (a schema not yet migrated, whose triggers are not all meant
+    to fire always yet and which has no blob constraint yet)."""
     found = _triggers(conn, schema)
     quoted = sql.Identifier(schema).as_string(conn)
     restored = []
     with conn.transaction():
+        for name in _functions_changed(conn, schema, purge_kind):  # first: triggers
+            statement = function_statement(name, purge_kind)  # call them
+            conn.execute(statement.replace("{s}", quoted).encode())
+            restored.append(name)
         for trigger, (table, states) in PROTECTIONS.items():
             state = found.get((table, trigger))
-            if state is not None and state in states:
+            if state is not None and (missing_only or state in states):
                 continue
             missing = state is None
             for statement in protection_statements(
@@ -876,7 +950,7 @@ def _restore_protections(
             ):
                 conn.execute(statement.replace("{s}", quoted).encode())
             restored.append(trigger)
-        if not _has_blob_check(conn, schema):
+        if not missing_only and not _has_blob_check(conn, schema):
             conn.execute(blob_check_statement().replace("{s}", quoted).encode())
             restored.append(BLOB_CHECK)
     return restored

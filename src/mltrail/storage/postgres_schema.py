@@ -38,6 +38,8 @@ __all__ = [
     "VERSION_TABLE",
     "always_fire",
     "blob_check_statement",
+    "function_sources",
+    "function_statement",
     "ledger_migrations",
     "protection_statements",
 ]
@@ -227,6 +229,35 @@ def protection_statements(
         return (enable,)
     create = next(s for s in _TRIGGERS if s.split()[2] == trigger)
     return (create.replace("{purge_kind}", purge_kind), enable)
+
+
+def _function_name(statement: str) -> str:
+    return statement.split("{s}.", 1)[1].split("(", 1)[0]
+
+
+def function_sources(purge_kind: str, quoted_schema: str) -> dict[str, str]:
+    """Each of mltrail's functions in the schema: name -> its body as
+    ``pg_proc.prosrc`` holds it (one replaced by the owner's CREATE OR REPLACE
+    turns refusals off with every trigger in place)."""
+    return {
+        _function_name(s): s.split("$$")[1]
+        .replace("{s}", quoted_schema)
+        .replace("{purge_kind}", purge_kind)
+        for s in _FUNCTIONS
+        if s.startswith("CREATE FUNCTION")
+    }
+
+
+def function_statement(name: str, purge_kind: str) -> str:
+    """The statement that creates (or sets back) function ``name`` in ``{s}``."""
+    statement = next(
+        s
+        for s in _FUNCTIONS
+        if s.startswith("CREATE FUNCTION") and _function_name(s) == name
+    )
+    return statement.replace(
+        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
+    ).replace("{purge_kind}", purge_kind)
 
 
 def always_fire(triggers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
