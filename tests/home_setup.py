@@ -10,6 +10,7 @@ with triggers_dropped(home / "ledger.db") as conn:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -171,3 +172,17 @@ def read_only_mount(folder: Path, target: Path) -> tuple[str, ...]:
     if probe.returncode != 0:
         pytest.skip("cannot bind-mount read-only here (needs CAP_SYS_ADMIN)")
     return prefix
+
+
+def tree_listing(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry under ``root`` (itself included) with its mode, size, mtime,
+    ctime and, for a file, the SHA-256 of its bytes: equal before and after a
+    command means the command wrote nothing there."""
+    found = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        found[str(path.relative_to(root))] = (
+            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
+        )  # fmt: skip
+    return found

@@ -11,7 +11,6 @@ after each command. tests/e2e/test_read_only_home.py reads `verify`, `log`,
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cli_runner import mltrail
-from home_setup import read_only_mount, trained_base, triggers_dropped
+from home_setup import read_only_mount, trained_base, tree_listing, triggers_dropped
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,17 +35,6 @@ FILES = {
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
 PROMOTE = ("model", "promote", "model.bin", "--stage", "production", "--note", "ok")
-
-
-def _listing(root: Path) -> dict[str, tuple[object, ...]]:
-    found = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        found[str(path.relative_to(root))] = (
-            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
-        )  # fmt: skip
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +113,14 @@ def test_an_auditor_command_writes_nothing_into_a_read_only_copy(
     """Each command works on a ``chmod -R a-w`` copy read by root and changes
     nothing in it. ``reindex`` rewrote ``index.db`` there (exit 0)."""
     _, project, key = audited
-    before = _listing(auditor_copy)
+    before = tree_listing(auditor_copy)
     filled = [a.format(key=key, out=tmp_path) for a in args]
     done = mltrail(auditor_copy, *filled, cwd=project)
     assert done.returncode == code, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     if code == 4:
         assert "the ledger home is read-only" in done.stderr
-    assert _listing(auditor_copy) == before
+    assert tree_listing(auditor_copy) == before
 
 
 def test_verify_of_a_read_only_copy_reports_an_edited_index(
@@ -152,12 +140,12 @@ def test_verify_of_a_read_only_copy_reports_an_edited_index(
         conn.close()
     subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
     try:
-        before = _listing(copy)
+        before = tree_listing(copy)
         done = mltrail(copy, "verify", "--trust-key", str(key), cwd=project)
         assert done.returncode == 0, (done.stdout, done.stderr)
         assert "the derived index index.db disagrees with the records" in done.stdout
         assert "(runs: 1 row(s) no record gives" in done.stdout
-        assert _listing(copy) == before
+        assert tree_listing(copy) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
 
@@ -185,7 +173,7 @@ def test_a_named_pipe_as_the_store_hangs_no_auditor_command(
     else:
         read, prefix = tmp_path / "mnt", read_only_mount(copy, tmp_path / "mnt")
     try:
-        before = _listing(copy)
+        before = tree_listing(copy)
         for args in (("runs",), ("verify", "--trust-key", str(key))):
             done = subprocess.run(
                 [*prefix, sys.executable, "-m", "mltrail", *args], cwd=project,
@@ -194,7 +182,7 @@ def test_a_named_pipe_as_the_store_hangs_no_auditor_command(
             )  # fmt: skip
             assert done.returncode == 4, (args, done.stdout, done.stderr)
             assert f"{pipes[0]}: not a regular file" in done.stderr
-        assert _listing(copy) == before
+        assert tree_listing(copy) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
 
@@ -215,11 +203,11 @@ def test_a_read_that_meets_tampering_verifies_without_writing(
         )
     subprocess.run(["chmod", "-R", "a-w", str(copy)], check=True)
     try:
-        before = _listing(copy)
+        before = tree_listing(copy)
         for args in (("show", "base"), ("runs", "--json")):
             done = mltrail(copy, *args, cwd=project)
             assert done.returncode == 3, (args, done.stdout, done.stderr)
             assert "TAMPERED" in done.stderr
-        assert _listing(copy) == before
+        assert tree_listing(copy) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)

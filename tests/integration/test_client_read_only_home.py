@@ -10,7 +10,6 @@ traceback (creating ``server-trust/.pin.lock`` failed).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ require_extra("server", "fastapi", "uvicorn", "psycopg")
 require_extra("client", "httpx2")
 
 from client_mode import append_notes, client_env  # noqa: E402
-from home_setup import read_only_mount  # noqa: E402
+from home_setup import read_only_mount, tree_listing  # noqa: E402
 from server_fixture import running_server  # noqa: E402
 
 if TYPE_CHECKING:
@@ -37,17 +36,6 @@ if TYPE_CHECKING:
 def server():
     with running_server() as running:
         yield running
-
-
-def _listing(root: Path) -> dict[str, tuple[object, ...]]:
-    found = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        found[str(path.relative_to(root))] = (
-            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
-        )  # fmt: skip
-    return found
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str, prefix: tuple[str, ...] = ()):
@@ -88,10 +76,10 @@ def test_reading_a_servers_ledger_writes_nothing_into_a_read_only_home(
     else:
         read = tmp_path / "mnt"
         prefix = read_only_mount(copy, read)
-    before = _listing(copy)
+    before = tree_listing(copy)
     for args in (("verify",), ("runs",), ("log", "--json")):
         done = _cli({**env, "MLTRAIL_HOME": str(read)}, tmp_path, *args, prefix=prefix)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
-        assert _listing(copy) == before, args
+        assert tree_listing(copy) == before, args
     assert "later 2" in done.stdout

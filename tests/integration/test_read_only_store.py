@@ -10,7 +10,6 @@ in the log must be read, and no file may change.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -20,22 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from home_setup import tree_listing
 from mltrail.ledger.home import init_home, open_home
 from mltrail.storage.readonly import can_write
 
 ENV: dict[str, str] = {}  # never pick up the caller's MLTRAIL_* settings
 NOTES = 5
-
-
-def _listing(root: Path) -> dict[str, tuple[object, ...]]:
-    found = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        found[str(path.relative_to(root))] = (
-            st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest
-        )  # fmt: skip
-    return found
 
 
 @pytest.fixture
@@ -78,9 +67,9 @@ def as_root() -> None:
 
 @pytest.mark.usefixtures("as_root")
 def test_a_copy_with_its_log_and_wal_index_is_read_whole(live_copy: Path) -> None:
-    before = _listing(live_copy)
+    before = tree_listing(live_copy)
     assert _read_all(live_copy) == NOTES + 1
-    assert _listing(live_copy) == before
+    assert tree_listing(live_copy) == before
 
 
 @pytest.mark.usefixtures("as_root")
@@ -88,9 +77,9 @@ def test_a_copy_with_its_log_but_no_wal_index_is_read_whole(live_copy: Path) -> 
     subprocess.run(["chmod", "u+w", str(live_copy)], check=True)
     (live_copy / "ledger.db-shm").unlink()
     subprocess.run(["chmod", "a-w", str(live_copy)], check=True)
-    before = _listing(live_copy)
+    before = tree_listing(live_copy)
     assert _read_all(live_copy) == NOTES + 1
-    assert _listing(live_copy) == before
+    assert tree_listing(live_copy) == before
 
 
 KILLED_WRITER = r"""
@@ -147,7 +136,7 @@ def test_a_killed_writers_stale_wal_index_does_not_hide_its_commits(
 
 def _contents(root: Path) -> dict[str, tuple[object, ...]]:
     """``_listing`` without the ctime."""
-    return {name: (*v[:3], v[4]) for name, v in _listing(root).items()}
+    return {name: (*v[:3], v[4]) for name, v in tree_listing(root).items()}
 
 
 def test_can_write_tries(tmp_path: Path) -> None:
