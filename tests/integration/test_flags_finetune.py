@@ -395,6 +395,31 @@ def test_an_approval_by_path_reads_the_linked_weights_not_the_cache(cli, weight_
     assert read[0] == 16
 
 
+def test_clearing_a_flag_by_path_reads_the_linked_weights_not_the_cache(
+    cli, weight_reads
+):
+    """Clearing a flag is a signed decision too (``model.flagged`` cleared): by
+    a folder of links it took the model id from the home's hash cache, which
+    whoever can write it could steer to another flagged model. It reads the
+    weights, whatever the cache holds."""
+    Path("link.py").write_text(textwrap.dedent(LINKED))
+    cli("run", "-q", "--name", "linked", "--data", "in=data/raw/apps.csv",
+        "--output", "out/linked",
+        "--", sys.executable, "link.py", "out/linked")  # fmt: skip
+    change_and_check(cli)
+    assert "linked" in flagged_paths(cli)
+    time.sleep(0.1)  # older than the racy window
+    weight_reads()
+    cli("lineage", "--up", "out/linked", "--json")  # the id is cached now
+    read = weight_reads()
+    cli("lineage", "--up", "out/linked", "--json")
+    assert read[0] == 0
+    read = weight_reads()
+    cli("flags", "clear", "out/linked", "--note", "reviewed")
+    assert read[0] == 16
+    assert "linked" not in flagged_paths(cli)
+
+
 def test_a_second_lookup_of_a_shard_index_reads_no_weights_until_a_shard_is_replaced(
     cli, weight_reads
 ):

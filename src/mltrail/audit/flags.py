@@ -131,7 +131,13 @@ def clear_flag(
     from mltrail.audit.refs import resolve_node
 
     open_nodes = {f.model for f in list_flags(index)}
-    node = ref if ref in open_nodes else resolve_node(index, ref, cwd=cwd)
+    # a signed decision: a path's linked weights are read, never taken from the
+    # home's hash cache, which whoever can write it could steer (ADR 0009)
+    node = (
+        ref
+        if ref in open_nodes
+        else resolve_node(index, ref, cwd=cwd, trust_cache=False)
+    )
     if node not in open_nodes:
         raise InputError(f"{node} has no open flag", hint="see `mltrail flags`")
     kind, _, ident = node.partition(":")
