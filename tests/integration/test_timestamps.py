@@ -146,6 +146,17 @@ def _evidence(home):
         conn.close()
 
 
+def _newest_checkpoint(home):
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        [checkpoint] = conn.execute(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    return checkpoint
+
+
 def _insert(home, kind, size, checkpoint, data):
     conn = sqlite3.connect(home / "ledger.db")
     try:
@@ -417,13 +428,7 @@ def test_a_reply_that_fails_the_configured_tsa_ca_is_not_kept(home, tsa, ca, tmp
     assert code == 0, report["problems"]
     # such a token already stored (before this change) is no stamp: a genuine
     # one is asked for, where `timestamp` said "already stamped"
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        [checkpoint] = conn.execute(
-            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    finally:
-        conn.close()
+    checkpoint = _newest_checkpoint(home)
     _insert(
         home, "rfc3161", 2, checkpoint, stamp_with_openssl(other, checkpoint.encode())
     )
@@ -460,13 +465,7 @@ def test_a_token_signed_for_a_time_yet_to_come_is_named(home, ca, tmp_path):
     key signs any time asked): verify made it an anchor and said nothing, and the
     report listed the checkpoint as stamped tomorrow."""
     ok(mltrail(home, "checkpoint"))
-    conn = sqlite3.connect(home / "ledger.db")
-    try:
-        [checkpoint] = conn.execute(
-            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    finally:
-        conn.close()
+    checkpoint = _newest_checkpoint(home)
     _insert(home, "rfc3161", 2, checkpoint, stamp_dated(ca, checkpoint.encode(), 1500))
     code, report = verify_json(home, "--tsa-ca", str(ca.ca_pem))
     assert code == 0, report["problems"]
