@@ -65,6 +65,15 @@ def committed_project(project: Path, files: Mapping[str, str]) -> None:
         subprocess.run(["git", *args], cwd=project, check=True)
 
 
+TRAIN_DATA = {
+    "data/a.csv": "x,y\n1,0\n",
+    "data/b.csv": "x,y\n2,1\n",
+    "train.py": "open('model.bin', 'w').write('m')\n",
+}
+"""A project of two data files whose ``train.py`` writes ``model.bin``: with
+``--data train=data --output model.bin``, a run with one manifest and one model."""
+
+
 def trained_base(
     tmp_path: Path, files: Mapping[str, str], origin: str, *run_args: str
 ) -> tuple[Path, Path, str]:

@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cli_runner import mltrail
-from home_setup import read_only_mount, trained_base, tree_listing, triggers_dropped
+from home_setup import (
+    TRAIN_DATA,
+    read_only_mount,
+    trained_base,
+    tree_listing,
+    triggers_dropped,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-FILES = {
-    "data/a.csv": "x,y\n1,0\n",
-    "data/b.csv": "x,y\n2,1\n",
-    "train.py": "open('model.bin', 'w').write('m')\n",
-}
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
 PROMOTE = ("model", "promote", "model.bin", "--stage", "production", "--note", "ok")
@@ -55,7 +56,7 @@ def audited(
             mp.setenv(f"GIT_{role}_NAME", "Test")
             mp.setenv(f"GIT_{role}_EMAIL", "test@example.com")
         home, project, _ = trained_base(
-            tmp, FILES, "test.mltrail.local/auditor",
+            tmp, TRAIN_DATA, "test.mltrail.local/auditor",
             "--data", "train=data", "--output", "model.bin",
         )  # fmt: skip
         for args in (PROMOTE, ("append", "--kind", "note", "--body", '{"text": "a"}')):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cli_runner import mltrail as run_cli
-from home_setup import trained_base, triggers_dropped
+from home_setup import TRAIN_DATA, trained_base, triggers_dropped
 from mltrail.core.canonical import (
     canonical_bytes,
     compute_leaf_hash,
@@ -47,13 +47,8 @@ def mltrail(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[st
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path, str]:
     """(home, project, the digest of the training data's manifest blob)."""
-    files = {
-        "data/a.csv": "x,y\n1,0\n",
-        "data/b.csv": "x,y\n2,1\n",
-        "train.py": "open('model.bin', 'w').write('m')\n",
-    }
     home, project, digest = trained_base(
-        tmp_path, files, "test.mltrail.local/pinned-tamper",
+        tmp_path, TRAIN_DATA, "test.mltrail.local/pinned-tamper",
         "--data", "train=data", "--output", "model.bin",
     )  # fmt: skip
     for args in COMMANDS:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from cli_runner import mltrail
-from home_setup import trained_base, triggers_dropped
+from home_setup import TRAIN_DATA, trained_base, triggers_dropped
 from mltrail.audit.refs import resolve_node
 from mltrail.cli.printing import derived_index
 from mltrail.errors import IntegrityError
@@ -33,12 +33,7 @@ DELETED = "DELETE FROM blobs WHERE digest = ?"
 @pytest.fixture
 def trained(tmp_path: Path) -> tuple[Path, Path, str]:
     """(home, project, the digest of the training data's manifest blob)."""
-    files = {
-        "data/a.csv": "x,y\n1,0\n",
-        "data/b.csv": "x,y\n2,1\n",
-        "train.py": "open('model.bin', 'w').write('m')\n",
-    }
-    return trained_base(tmp_path, files, "test.mltrail.local/report-blobs",
+    return trained_base(tmp_path, TRAIN_DATA, "test.mltrail.local/report-blobs",
                         "--data", "train=data", "--output", "model.bin")  # fmt: skip
 
 
