@@ -40,6 +40,7 @@ from mltrail.core.evidence import (
     COSIGNATURE,
     Evidence,
     EvidenceStatus,
+    failed_evidence,
     signed_in_the_future,
     verify_evidence,
 )
@@ -704,9 +705,7 @@ def _failed_evidence(
     """A carried token or cosignature that does not verify: an error, unless a
     verified one of the same kind (a cosignature: by the same witness; one no
     witness can be told of: by every required witness) is about a checkpoint of
-    the same or a larger size, which then anchors the records it would cover:
-    the warning ``<kind>-ignored``, as ``mltrail verify`` says (ADR 0015
-    amendment of 2026-12-08)."""
+    the same or a larger size (:func:`~mltrail.core.evidence.failed_evidence`)."""
     if check.kind != COSIGNATURE:
         anchored = stamped
     elif check.issuer != "?":
@@ -714,16 +713,12 @@ def _failed_evidence(
     else:
         keys = [key.short() for key in ctx.policy.witness_keys]
         anchored = min((witnessed.get(key, 0) for key in keys), default=0)
-    if 0 < size <= anchored:
-        ctx.warn(
-            None,
-            f"{check.kind}-ignored",
-            f"evidence[{i}]: {check.message}; it proves nothing and is ignored: a "
-            f"verified {'cosignature' if check.kind == COSIGNATURE else 'timestamp'}"
-            f" of the checkpoint of size {anchored} covers its records",
+    where = f"evidence[{i}]"
+    ctx.add(
+        failed_evidence(
+            check, code=check.kind, seq=None, where=where, size=size, anchored=anchored
         )
-    else:
-        ctx.problem(None, check.kind, f"evidence[{i}]: {check.message}")
+    )
 
 
 def check_future(ctx: BundleContext) -> None:

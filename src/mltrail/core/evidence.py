@@ -233,6 +233,41 @@ def signed_in_the_future(
     )
 
 
+def failed_evidence(
+    check: EvidenceCheck,
+    *,
+    code: str,
+    seq: int | None,
+    where: str,
+    size: int,
+    anchored: int,
+) -> Problem:
+    """The problem of a token or cosignature that does not verify (``check``),
+    about the checkpoint of ``size``, said at ``seq``.
+
+    An error (``code``), unless a verified one of the same kind (for a
+    cosignature, by the same witness) is about a checkpoint of the same or a
+    larger size (``anchored``): then the records it would cover are anchored by
+    that genuine one, and it is the warning ``<code>-ignored``. Evidence rows
+    are never removed, so a forged reply of a TSA reached over plain HTTP, or a
+    forged line in a cosigned file, would otherwise fail every later
+    verification of the ledger (and every bundle carrying it) for good;
+    stamping or cosigning the checkpoint again turns it into this warning (ADR
+    0015 amendment of 2026-12-08). ``mltrail verify`` and ``verify-bundle``
+    both say it through here.
+    """
+    if 0 < size <= anchored:
+        noun = "cosignature" if check.kind == COSIGNATURE else "timestamp"
+        return Problem(
+            seq,
+            f"{code}-ignored",
+            f"{where}: {check.message}; it proves nothing and is ignored: a "
+            f"verified {noun} of the checkpoint of size {anchored} covers its records",
+            Severity.WARNING,
+        )
+    return Problem(seq, code, f"{where}: {check.message}")
+
+
 def _check_cosigned(
     data: bytes, checkpoint_text: str, keys: Sequence[WitnessKey]
 ) -> list[EvidenceCheck]:

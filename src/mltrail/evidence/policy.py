@@ -25,6 +25,7 @@ from mltrail.core.evidence import (
     Evidence,
     EvidenceCheck,
     EvidenceStatus,
+    failed_evidence,
     signed_in_the_future,
     verify_evidence,
 )
@@ -233,7 +234,14 @@ def _check_tokens(
             )
         if check.status is EvidenceStatus.FAILED:
             report.problems.append(
-                _failed_evidence("timestamp", size, stamped, where, check)
+                failed_evidence(
+                    check,
+                    code="timestamp",
+                    seq=max(size, 1) - 1,
+                    where=where,
+                    size=size,
+                    anchored=stamped,
+                )
             )
         elif check.status is EvidenceStatus.UNVERIFIED:
             report.problems.append(
@@ -312,35 +320,16 @@ def _check_witnesses(
         witnessed = best[0] if best is not None else 0
         for size, where, check in failed:
             report.problems.append(
-                _failed_evidence("cosignature", size, witnessed, where, check)
+                failed_evidence(
+                    check,
+                    code="cosignature",
+                    seq=max(size, 1) - 1,
+                    where=where,
+                    size=size,
+                    anchored=witnessed,
+                )
             )
         _report_witness(report, key, best)
-
-
-def _failed_evidence(
-    code: str, size: int, anchored: int, where: str, check: EvidenceCheck
-) -> Problem:
-    """The problem of a stored token or cosignature that does not verify.
-
-    An error (``code``), unless a verified one of the same kind (for a
-    cosignature, by the same witness) is about a checkpoint this ledger holds
-    of the same or a larger size (``anchored``): then the records it would
-    cover are anchored by that genuine one, and it is the warning
-    ``<code>-ignored``. Evidence rows are never removed, so a forged reply of a
-    TSA reached over plain HTTP, or a forged line in a cosigned file, would
-    otherwise fail every later verification of the ledger for good; stamping or
-    cosigning the checkpoint again turns it into this warning (ADR 0015
-    amendment of 2026-12-08).
-    """
-    if 0 < size <= anchored:
-        return Problem(
-            size - 1,
-            f"{code}-ignored",
-            f"{where}: {check.message}; it proves nothing and is ignored: a "
-            f"verified {code} of the checkpoint of size {anchored} covers its records",
-            Severity.WARNING,
-        )
-    return Problem(max(size, 1) - 1, code, f"{where}: {check.message}")
 
 
 def _report_witness(
